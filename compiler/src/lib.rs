@@ -1,0 +1,21 @@
+//! The hyb compiler's front half: from `.hyb` text to the model IR and what is read off
+//! it. Stages, in pipeline order ([`pipeline`] lists them):
+//!
+//! 1. [`source`]: the files of a compilation and diagnostic rendering;
+//! 2. [`sema`]: imports, names, presets, schedules, checks → [`ir::Model`];
+//! 3. [`ir`]: the model IR, its parameters and its stable text form;
+//! 4. [`report`], [`export`]: the cost report and fla / HF / Megatron formats;
+//! 5. [`import`]: fla / HF `config.json` back to `.hyb`; [`fmt`]: canonical text.
+//!
+//! **Architecture Invariant:** nothing here links MLIR, LLVM or CUDA; the front end
+//! builds and tests in seconds.
+
+pub mod arena;
+pub mod export;
+pub mod fmt;
+pub mod import;
+pub mod ir;
+pub mod pipeline;
+pub mod report;
+pub mod sema;
+pub mod source;

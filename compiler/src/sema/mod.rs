@@ -1,0 +1,280 @@
+//! Semantic analysis: a parsed file (and its imports) to the model IR.
+//!
+//! Steps, in order: [`scope::collect`] gathers items across imports; the `model` block
+//! gives the width and vocabulary; [`schedule::expand`] flattens `layers`; each mixer
+//! the schedule names is resolved once by [`mixer::resolve`] to the generic
+//! description (every declared mixer is checked, used or not); parameters are derived
+//! by [`crate::ir::params`]; [`train`] checks the `train` and `eval` blocks. Errors are
+//! collected, not thrown: one run reports every independent mistake it can.
+
+pub mod mixer;
+pub mod presets;
+pub mod schedule;
+pub mod scope;
+pub mod train;
+pub mod values;
+
+use std::collections::HashMap;
+
+use hyb_grammar::ast::{Expr, ExprKind};
+use hyb_grammar::{Diagnostic, FileId, Span};
+
+use crate::arena::{Arena, Handle};
+use crate::ir::*;
+use crate::source::SourceMap;
+use mixer::MixerCx;
+use values::{Args, Cx, unknown_name};
+
+/// The outcome of checking: the model if there were no errors, and every diagnostic
+/// (warnings included), sorted by position.
+pub struct Checked {
+    pub model: Option<Model>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+pub const MODEL_FIELDS: &[&str] = &["vocab", "d_model", "layers", "mlp", "norm", "tie_embeddings", "init_std", "max_position"];
+
+/// Checks the file `root` (already loaded into `sources`) and everything it imports.
+pub fn check(sources: &mut SourceMap, root: FileId) -> Checked {
+    let mut diagnostics = Vec::new();
+    let model = scope::collect(sources, root, &mut diagnostics).and_then(|scope| {
+        let cx = Cx::new(&scope);
+        let model = build_model(&cx);
+        diagnostics.extend(cx.diagnostics.into_inner());
+        model
+    });
+    diagnostics.sort_by_key(|d| (d.primary_span().map(|s| (s.file, s.start)), d.severity));
+    let has_errors = diagnostics.iter().any(Diagnostic::is_error);
+    Checked { model: if has_errors { None } else { model }, diagnostics }
+}
+
+fn build_model(cx: &Cx) -> Option<Model> {
+    let block = &cx.scope.model;
+    let Some(model_span) = block.span else {
+        cx.error(
+            Diagnostic::error("no `model { ... }` block")
+                .at(Span { file: cx.scope.root, start: 0, end: 0 }, "expected a model block in this file or its imports")
+                .help("add `model { d_model = 256  layers = (gdn × 3, attn) × 2 }`"),
+        );
+        return None;
+    };
+    for (name, def) in &block.fields {
+        if !MODEL_FIELDS.contains(&name.as_str()) {
+            cx.error(unknown_name(name, def.name_span, "model field", MODEL_FIELDS));
+        }
+    }
+    let field = |name: &str| block.fields.get(name).map(|def| &def.value);
+    let single = |name: &str| -> Option<&Expr> {
+        let field = field(name)?;
+        if field.value.seq.len() != 1 || !field.value.rules.is_empty() {
+            cx.error(
+                Diagnostic::error(format!("`{name}` takes one value"))
+                    .at(field.value.span, "a list of values")
+                    .help("only `layers` takes a comma-separated schedule"),
+            );
+            return None;
+        }
+        Some(&field.value.seq[0])
+    };
+    let required = |name: &str, example: &str| {
+        if field(name).is_none() {
+            cx.error(
+                Diagnostic::error(format!("the model block has no `{name}`"))
+                    .at(model_span, format!("`{name}` is required"))
+                    .help(format!("add `{name} = {example}`")),
+            );
+        }
+    };
+    required("d_model", "256");
+    required("layers", "(gdn × 3, attn) × 2");
+    let vocab = match single("vocab") {
+        Some(expr) => cx.count(expr, "vocab", 2, 1 << 24),
+        None if field("vocab").is_none() => Some(32000),
+        None => None,
+    };
+    let d_model = single("d_model").and_then(|expr| cx.count(expr, "d_model", 1, 1 << 16));
+    let tie_embeddings = match single("tie_embeddings") {
+        Some(expr) => cx.bool(expr, "tie_embeddings"),
+        None => Some(false),
+    };
+    let init_std = match single("init_std") {
+        Some(expr) => cx.float(expr, "init_std", 0.0, 10.0),
+        None => Some(0.02),
+    };
+    let max_position = match single("max_position") {
+        Some(expr) => cx.count(expr, "max_position", 1, 1 << 24),
+        None => Some(2048),
+    };
+    let norm_eps = match single("norm") {
+        Some(expr) => norm(cx, expr),
+        None => Some(1e-6),
+    };
+    let d_model = d_model?;
+    let mcx = MixerCx { cx, d_model };
+
+    // Every declared mixer is checked, used or not.
+    let mut resolved_by_name: HashMap<String, mixer::Resolved> = HashMap::new();
+    for (name, def) in &cx.scope.mixers {
+        if let Some(resolved) = mixer::resolve(mcx, &def.value, 0) {
+            resolved_by_name.insert(name.clone(), resolved);
+        }
+    }
+    let layers_value = &field("layers")?.value;
+    let slots = schedule::expand(cx, layers_value)?;
+    let mut mixers: Arena<Mixer> = Arena::default();
+    let mut handles: HashMap<String, Handle<Mixer>> = HashMap::new();
+    let mut layers = Vec::new();
+    for slot in &slots {
+        let name = mixer_label(slot.mixer);
+        let handle = match handles.get(&name) {
+            Some(handle) => *handle,
+            None => {
+                let resolved = match &slot.mixer.kind {
+                    ExprKind::Name(ident) if cx.scope.mixers.contains_key(&ident.text) => {
+                        resolved_by_name.remove(&ident.text).or_else(|| None)
+                    }
+                    _ => mixer::resolve(mcx, slot.mixer, 0),
+                };
+                let Some(resolved) = resolved else {
+                    // Already reported; remember the failure so it is reported once.
+                    handles.insert(name.clone(), mixers.alloc(placeholder(&name, slot.span)));
+                    continue;
+                };
+                let handle = mixers.alloc(Mixer { name: name.clone(), preset: resolved.preset, kind: resolved.kind, span: slot.mixer.span });
+                handles.insert(name, handle);
+                handle
+            }
+        };
+        layers.push(Layer { mixer: handle, span: slot.span });
+    }
+    if cx.has_errors() {
+        return None;
+    }
+    let mlp = mlp(cx, field("mlp").and_then(|_| single("mlp")), d_model, &mixers, &layers)?;
+    let config = ModelConfig {
+        vocab: vocab?,
+        d_model,
+        mlp,
+        norm_eps: norm_eps?,
+        tie_embeddings: tie_embeddings?,
+        init_std: init_std?,
+        max_position: max_position?,
+    };
+    check_lower_bounds(cx, &mixers, &layers)?;
+    let params = params::model_params(&config, &mixers, &layers);
+    let train = train::check_train(cx, &config);
+    let eval = train::check_eval(cx, &config, train.as_ref(), &mixers, &layers);
+    if cx.has_errors() {
+        return None;
+    }
+    Some(Model { config, mixers, layers, params, train, eval })
+}
+
+/// The name a layer's mixer is known by: the identifier, or the call's text.
+fn mixer_label(expr: &Expr) -> String {
+    match &expr.kind {
+        ExprKind::Name(name) => name.text.clone(),
+        _ => hyb_grammar_print(expr),
+    }
+}
+
+fn hyb_grammar_print(expr: &Expr) -> String {
+    crate::fmt::expr_to_string(expr)
+}
+
+fn placeholder(name: &str, span: Span) -> Mixer {
+    let attention = AttentionMixer { heads: 1, kv_heads: 1, head_dim: 2, qkv_bias: false, qk_norm: false, window: None, rope_theta: 1.0 };
+    Mixer { name: name.to_string(), preset: None, kind: MixerKind::Attention(attention), span }
+}
+
+/// `norm = rmsnorm(eps: 1e-6)`.
+fn norm(cx: &Cx, expr: &Expr) -> Option<f64> {
+    let resolved = cx.resolve(expr)?;
+    let (callee, args) = match &resolved.expr.kind {
+        ExprKind::Name(name) => (name, &[][..]),
+        ExprKind::Call { callee, args } => (callee, &args[..]),
+        _ => {
+            cx.error(Diagnostic::error("expected a norm like `rmsnorm(eps: 1e-6)`").at(expr.span, "not a norm"));
+            return None;
+        }
+    };
+    if callee.text != "rmsnorm" {
+        cx.error(unknown_name(&callee.text, callee.span, "norm", &["rmsnorm"]));
+        return None;
+    }
+    let args = Args::new(cx, "rmsnorm", resolved.expr.span, args, &["eps"], 0);
+    presets::opt_float(cx, &args, "eps", 1e-6, 1e-12, 1.0)
+}
+
+/// `mlp = swiglu(ratio: 4)` or `swiglu(intermediate: 2816)`; fla's width rounding.
+fn mlp(cx: &Cx, expr: Option<&Expr>, d_model: u64, mixers: &Arena<Mixer>, layers: &[Layer]) -> Option<Mlp> {
+    // fla's RetNet config defaults hidden_ratio to 2; every other family to 4.
+    let all_retnet = layers.iter().all(|l| matches!(mixers[l.mixer].preset, Some(Preset::RetNet) | Some(Preset::Attention)))
+        && layers.iter().any(|l| mixers[l.mixer].preset == Some(Preset::RetNet));
+    let default_ratio = if all_retnet { 2.0 } else { 4.0 };
+    let (ratio, intermediate) = match expr {
+        None => (default_ratio, None),
+        Some(expr) => {
+            let resolved = cx.resolve(expr)?;
+            let (callee, args) = match &resolved.expr.kind {
+                ExprKind::Name(name) => (name, &[][..]),
+                ExprKind::Call { callee, args } => (callee, &args[..]),
+                _ => {
+                    cx.error(Diagnostic::error("expected an MLP like `swiglu(ratio: 4)`").at(expr.span, "not an MLP"));
+                    return None;
+                }
+            };
+            if callee.text != "swiglu" {
+                cx.error(unknown_name(&callee.text, callee.span, "MLP", &["swiglu"]));
+                return None;
+            }
+            let args = Args::new(cx, "swiglu", resolved.expr.span, args, &["ratio", "intermediate"], 0);
+            let ratio = presets::opt_float(cx, &args, "ratio", default_ratio, 0.01, 64.0)?;
+            let intermediate = match args.get("intermediate") {
+                Some(expr) => Some(cx.count(expr, "intermediate", 1, 1 << 20)?),
+                None => None,
+            };
+            (ratio, intermediate)
+        }
+    };
+    Some(match intermediate {
+        Some(width) => Mlp { intermediate: width, ratio: Some(ratio), explicit: true, act: Act::Silu },
+        None => Mlp { intermediate: fla_intermediate(d_model, ratio), ratio: Some(ratio), explicit: false, act: Act::Silu },
+    })
+}
+
+/// fla's `intermediate_size`: `256 · ceil(int(d · ratio · 2/3) / 256)`.
+pub fn fla_intermediate(d_model: u64, ratio: f64) -> u64 {
+    let raw = (d_model as f64 * ratio * 2.0 / 3.0) as u64;
+    raw.div_ceil(256) * 256
+}
+
+/// All layer-wise lower bounds share one `[L, width]` parameter, so their gate widths
+/// must agree.
+fn check_lower_bounds(cx: &Cx, mixers: &Arena<Mixer>, layers: &[Layer]) -> Option<()> {
+    let mut first: Option<(u64, Span)> = None;
+    for layer in layers {
+        let mixer = &mixers[layer.mixer];
+        let Some(width) = params::lower_bound_width(&mixer.kind) else { continue };
+        match first {
+            None => first = Some((width, mixer.span)),
+            Some((expected, span)) if expected != width => {
+                cx.error(
+                    Diagnostic::error(format!("layer-wise lower bounds of width {expected} and {width} in one model"))
+                        .at(mixer.span, format!("gate width {width}"))
+                        .also(span, format!("gate width {expected}"))
+                        .help("the bounds are one [layers, width] parameter; give these mixers the same gate width"),
+                );
+                return None;
+            }
+            Some(_) => {}
+        }
+    }
+    Some(())
+}

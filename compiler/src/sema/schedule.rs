@@ -1,0 +1,183 @@
+//! Layer schedules to the flat layer list.
+//!
+//! `(gdn × 3, attn) × 6` expands left to right; a name bound by `let` expands to its
+//! value; `with attn at [..]` / `with attn every N offset K` then replace the layers
+//! they select (offset defaults to N − 1, so `every 4` is layers 3, 7, 11, ...). Two
+//! rules selecting one layer, an index past the end, or more than [`MAX_LAYERS`]
+//! layers are errors. Sizes are computed before anything is materialised, so
+//! `gdn × 1000000000` is an error, not an allocation.
+
+use hyb_grammar::ast::{Expr, ExprKind, RuleKind, Value};
+use hyb_grammar::{Diagnostic, Span};
+
+use super::values::{Cx, describe};
+
+pub const MAX_LAYERS: u64 = 4096;
+
+/// One scheduled layer: the mixer expression that names it and where it was placed.
+#[derive(Clone, Debug)]
+pub struct Slot<'e> {
+    pub mixer: &'e Expr,
+    pub span: Span,
+}
+
+pub fn expand<'e>(cx: &'e Cx, value: &'e Value) -> Option<Vec<Slot<'e>>> {
+    let mut slots = Vec::new();
+    expand_value(cx, value, &mut slots, 0)?;
+    Some(slots)
+}
+
+fn expand_value<'e>(cx: &'e Cx, value: &'e Value, out: &mut Vec<Slot<'e>>, depth: usize) -> Option<()> {
+    let start = out.len();
+    for expr in &value.seq {
+        expand_expr(cx, expr, out, depth)?;
+    }
+    apply_rules(cx, value, out, start)
+}
+
+fn expand_expr<'e>(cx: &'e Cx, expr: &'e Expr, out: &mut Vec<Slot<'e>>, depth: usize) -> Option<()> {
+    if depth > 32 {
+        cx.error(Diagnostic::error("the schedule refers to itself").at(expr.span, "never ends"));
+        return None;
+    }
+    let total = layer_count(cx, expr, depth)?;
+    if out.len() as u64 + total > MAX_LAYERS {
+        cx.error(
+            Diagnostic::error(format!("the schedule has more than {MAX_LAYERS} layers"))
+                .at(expr.span, format!("{total} layers here"))
+                .help("check the repetition counts"),
+        );
+        return None;
+    }
+    match &expr.kind {
+        ExprKind::Name(_) => match cx.let_value(expr) {
+            Some(value) => expand_value(cx, value, out, depth + 1),
+            None => {
+                out.push(Slot { mixer: expr, span: expr.span });
+                Some(())
+            }
+        },
+        ExprKind::Call { .. } => {
+            out.push(Slot { mixer: expr, span: expr.span });
+            Some(())
+        }
+        ExprKind::Group(items) => {
+            for item in items {
+                expand_expr(cx, item, out, depth + 1)?;
+            }
+            Some(())
+        }
+        ExprKind::Repeat { body, count } => {
+            let count = cx.count(count, "repetition count", 1, MAX_LAYERS)?;
+            let start = out.len();
+            expand_expr(cx, body, out, depth + 1)?;
+            let once = out[start..].to_vec();
+            for _ in 1..count {
+                out.extend(once.iter().cloned());
+            }
+            Some(())
+        }
+        _ => {
+            cx.error(not_a_layer(expr));
+            None
+        }
+    }
+}
+
+/// Number of layers an expression expands to, saturating, without expanding it.
+fn layer_count(cx: &Cx, expr: &Expr, depth: usize) -> Option<u64> {
+    if depth > 32 {
+        cx.error(Diagnostic::error("the schedule refers to itself").at(expr.span, "never ends"));
+        return None;
+    }
+    Some(match &expr.kind {
+        ExprKind::Name(_) => match cx.let_value(expr) {
+            Some(value) => {
+                let mut total = 0u64;
+                for item in &value.seq {
+                    total = total.saturating_add(layer_count(cx, item, depth + 1)?);
+                }
+                total
+            }
+            None => 1,
+        },
+        ExprKind::Call { .. } => 1,
+        ExprKind::Group(items) => {
+            let mut total = 0u64;
+            for item in items {
+                total = total.saturating_add(layer_count(cx, item, depth + 1)?);
+            }
+            total
+        }
+        ExprKind::Repeat { body, count } => {
+            let count = cx.count(count, "repetition count", 1, MAX_LAYERS)?;
+            layer_count(cx, body, depth + 1)?.saturating_mul(count)
+        }
+        _ => {
+            cx.error(not_a_layer(expr));
+            return None;
+        }
+    })
+}
+
+fn not_a_layer(expr: &Expr) -> Diagnostic {
+    Diagnostic::error(format!("expected a mixer in the schedule, found {}", describe(expr)))
+        .at(expr.span, "not a layer")
+        .help("a schedule lists mixers: `(gdn × 3, attn) × 6`")
+}
+
+fn apply_rules<'e>(cx: &'e Cx, value: &'e Value, out: &mut [Slot<'e>], start: usize) -> Option<()> {
+    let layers = out.len() - start;
+    let mut assigned: Vec<Option<Span>> = vec![None; layers];
+    for rule in &value.rules {
+        let indices: Vec<usize> = match &rule.kind {
+            RuleKind::At(list) => {
+                let values = cx.int_list(list, "layer index", 0, MAX_LAYERS as i64)?;
+                let mut indices = Vec::new();
+                for index in values {
+                    let index = index as usize;
+                    if index >= layers {
+                        cx.error(
+                            Diagnostic::error(format!("layer index {index} is past the end of the schedule"))
+                                .at(list.span, format!("the schedule has {layers} layers (0..{})", layers.saturating_sub(1)))
+                                .help("indices start at 0"),
+                        );
+                        return None;
+                    }
+                    indices.push(index);
+                }
+                indices
+            }
+            RuleKind::Every { period, offset } => {
+                let period = cx.count(period, "period", 1, MAX_LAYERS)? as usize;
+                let offset = match offset {
+                    Some(expr) => cx.count(expr, "offset", 0, period as u64 - 1)? as usize,
+                    None => period - 1,
+                };
+                (0..layers).filter(|i| i % period == offset).collect()
+            }
+        };
+        if indices.is_empty() {
+            cx.error(
+                Diagnostic::error("this rule selects no layer")
+                    .at(rule.span, format!("the schedule has {layers} layers"))
+                    .help("check the period and offset against the number of layers"),
+            );
+            return None;
+        }
+        for index in indices {
+            if let Some(previous) = assigned[index] {
+                cx.error(
+                    Diagnostic::error(format!("layer {index} is chosen by two rules"))
+                        .at(rule.span, "second rule")
+                        .also(previous, "first rule")
+                        .help("each layer may be replaced by one rule"),
+                );
+                return None;
+            }
+            assigned[index] = Some(rule.span);
+            out[start + index] = Slot { mixer: &rule.mixer, span: rule.span };
+        }
+    }
+    Some(())
+}

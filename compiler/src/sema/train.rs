@@ -1,0 +1,548 @@
+//! The `train` and `eval` blocks: parsed and fully checked here, executed by the
+//! trainer. Synthetic tasks are checked against the rules of their generators
+//! (Zoology's MQAR: even length, `vocab > seq_len`, `4 · pairs ≤ seq_len`) and against
+//! the model (task tokens must fit the embedding).
+
+use std::path::PathBuf;
+
+use hyb_grammar::ast::{Expr, ExprKind};
+use hyb_grammar::{Diagnostic, Span};
+
+use super::presets::{flag, opt_count, opt_float};
+use super::scope::Block;
+use super::values::{Args, Cx, describe, unknown_name};
+use crate::arena::Arena;
+use crate::ir::{Layer, Mixer, MixerKind, ModelConfig};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub data: Data,
+    pub seq_len: u64,
+    pub batch: u64,
+    pub steps: u64,
+    pub grad_accum: u64,
+    pub optimizer: AdamW,
+    pub schedule: LrSchedule,
+    pub seed: u64,
+    pub precision: Precision,
+    pub eval_every: Option<u64>,
+    pub checkpoint_every: Option<u64>,
+    pub log_every: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamW {
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub weight_decay: f64,
+    pub eps: f64,
+    /// Global gradient-norm clip, if any.
+    pub clip: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LrSchedule {
+    /// Linear warmup, then cosine decay to `min_lr × lr`.
+    Cosine { warmup: u64, min_lr: f64 },
+    /// Linear warmup, then linear decay to `min_lr × lr`.
+    Linear { warmup: u64, min_lr: f64 },
+    Constant { warmup: u64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    F32,
+    Bf16,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    /// Zoology's multi-query associative recall.
+    Mqar { vocab: u64, seq_len: u64, pairs: u64, power_a: f64 },
+    /// MQAR where keys are re-assigned later and the latest value counts.
+    ForgettingMqar { vocab: u64, seq_len: u64, pairs: u64, updates: u64 },
+    /// RULER-style needle in a haystack at token level.
+    Niah { vocab: u64, seq_len: u64, variant: NiahVariant, haystack: Haystack, keys: u64, values: u64, queries: u64 },
+    Text { path: PathBuf, tokenizer: Tokenizer, split: f64 },
+    Tokens { path: PathBuf, dtype: TokenDtype, split: f64 },
+}
+
+impl Data {
+    pub fn is_recall(&self) -> bool {
+        matches!(self, Data::Mqar { .. } | Data::ForgettingMqar { .. } | Data::Niah { .. })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NiahVariant {
+    Single,
+    MultiKey,
+    MultiValue,
+    MultiQuery,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Haystack {
+    /// A repeated filler sequence.
+    Repeat,
+    /// Random tokens.
+    Noise,
+    /// Distractor needles with other keys.
+    Needles,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Tokenizer {
+    Bytes,
+    HuggingFace(PathBuf),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenDtype {
+    U16,
+    U32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalConfig {
+    pub tasks: Vec<EvalTask>,
+    pub samples: u64,
+    pub batch: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum EvalTask {
+    /// Answer accuracy on a recall task.
+    Recall(Data),
+    Perplexity(Data),
+}
+
+pub const TRAIN_FIELDS: &[&str] = &[
+    "data", "seq_len", "batch", "steps", "grad_accum", "optimizer", "schedule", "seed", "precision", "eval_every",
+    "checkpoint_every", "log_every",
+];
+pub const EVAL_FIELDS: &[&str] = &["samples", "batch"];
+const TASKS: &[&str] = &["mqar", "forgetting_mqar", "niah", "text", "tokens"];
+const EVAL_TASKS: &[&str] = &["mqar", "forgetting_mqar", "niah", "perplexity"];
+
+pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
+    let block = &cx.scope.train;
+    let block_span = block.span?;
+    check_field_names(cx, block, TRAIN_FIELDS, "train field");
+    let get = |name: &str| single(cx, block, name);
+    let seq_len_expr = get("seq_len");
+    let seq_len = seq_len_expr.map(|expr| cx.count(expr, "seq_len", 1, 1 << 24));
+    let data_expr = get("data");
+    let Some(data_expr) = data_expr else {
+        cx.error(
+            Diagnostic::error("the train block has no `data`")
+                .at(block_span, "`data` is required")
+                .help("e.g. `data = mqar(pairs: 16)` or `data = text(\"corpus.txt\")`"),
+        );
+        return None;
+    };
+    let data = data(cx, data_expr, model, seq_len.flatten(), TASKS);
+    let seq_len = match (seq_len, &data) {
+        (Some(value), _) => value,
+        (None, Some(data)) => data_seq_len(data).or_else(|| {
+            cx.error(
+                Diagnostic::error("the train block has no `seq_len`")
+                    .at(block_span, "needed for text data")
+                    .help("add `seq_len = 512`"),
+            );
+            None
+        }),
+        (None, None) => None,
+    };
+    let steps = get("steps").map_or(Some(1000), |expr| cx.count(expr, "steps", 1, 1 << 40));
+    let schedule = match (get("schedule"), steps) {
+        (Some(expr), Some(steps)) => schedule(cx, expr, steps),
+        (None, _) => Some(LrSchedule::Cosine { warmup: 0, min_lr: 0.1 }),
+        (Some(_), None) => None,
+    };
+    let config = TrainConfig {
+        data: data?,
+        seq_len: seq_len?,
+        batch: get("batch").map_or(Some(8), |expr| cx.count(expr, "batch", 1, 1 << 20))?,
+        steps: steps?,
+        grad_accum: get("grad_accum").map_or(Some(1), |expr| cx.count(expr, "grad_accum", 1, 1 << 16))?,
+        optimizer: match get("optimizer") {
+            Some(expr) => optimizer(cx, expr)?,
+            None => AdamW { lr: 1e-3, betas: (0.9, 0.95), weight_decay: 0.1, eps: 1e-8, clip: Some(1.0) },
+        },
+        schedule: schedule?,
+        seed: get("seed").map_or(Some(0), |expr| cx.count(expr, "seed", 0, u32::MAX as u64))?,
+        precision: match get("precision") {
+            Some(expr) => match cx.symbol(expr, "precision", &["f32", "bf16"])? {
+                "bf16" => Precision::Bf16,
+                _ => Precision::F32,
+            },
+            None => Precision::F32,
+        },
+        eval_every: optional_count(cx, get("eval_every"), "eval_every")?,
+        checkpoint_every: optional_count(cx, get("checkpoint_every"), "checkpoint_every")?,
+        log_every: get("log_every").map_or(Some(1), |expr| cx.count(expr, "log_every", 1, 1 << 40))?,
+    };
+    Some(config)
+}
+
+fn optional_count(cx: &Cx, expr: Option<&Expr>, what: &str) -> Option<Option<u64>> {
+    match expr {
+        None => Some(None),
+        Some(expr) if matches!(expr.kind, ExprKind::None) => Some(None),
+        Some(expr) => cx.count(expr, what, 1, 1 << 40).map(Some),
+    }
+}
+
+pub fn check_eval(cx: &Cx, model: &ModelConfig, train: Option<&TrainConfig>, mixers: &Arena<Mixer>, layers: &[Layer]) -> Option<EvalConfig> {
+    let block = &cx.scope.eval;
+    let block_span = block.span?;
+    check_field_names(cx, block, EVAL_FIELDS, "eval field");
+    let mut tasks = Vec::new();
+    let mut recall_span = None;
+    for task in &block.tasks {
+        let Some(task_value) = eval_task(cx, task, model, train) else { continue };
+        if matches!(task_value, EvalTask::Recall(_)) {
+            recall_span.get_or_insert(task.span);
+        }
+        tasks.push(task_value);
+    }
+    if block.tasks.is_empty() {
+        cx.error(
+            Diagnostic::error("the eval block lists no task")
+                .at(block_span, "empty")
+                .help("add tasks like `mqar(seq_len: 512, pairs: 64)` or `perplexity(data: text(\"valid.txt\"))`"),
+        );
+    }
+    let has_attention = layers.iter().any(|layer| match &mixers[layer.mixer].kind {
+        MixerKind::Attention(_) => true,
+        MixerKind::Routed(routed) => routed.branches.iter().any(|b| b.kind.is_attention()),
+        MixerKind::Linear(_) => false,
+    });
+    if let (Some(span), false) = (recall_span, has_attention) {
+        cx.error(
+            Diagnostic::warning("this eval measures recall, but the model has no attention layer")
+                .at(span, "recall task")
+                .note("the paper finds recall rises with the share of attention; a pure linear model is the baseline, not the hybrid")
+                .help("if a hybrid was intended, add attention, e.g. `layers = gdn × 24 with attn every 4`"),
+        );
+    }
+    let get = |name: &str| single(cx, block, name);
+    Some(EvalConfig {
+        tasks,
+        samples: get("samples").map_or(Some(256), |expr| cx.count(expr, "samples", 1, 1 << 24))?,
+        batch: get("batch").map_or(Some(16), |expr| cx.count(expr, "batch", 1, 1 << 20))?,
+    })
+}
+
+fn eval_task(cx: &Cx, task: &Expr, model: &ModelConfig, train: Option<&TrainConfig>) -> Option<EvalTask> {
+    let ExprKind::Call { callee, args } = &task.kind else {
+        cx.error(Diagnostic::error("expected an eval task").at(task.span, "not a task"));
+        return None;
+    };
+    if callee.text == "perplexity" {
+        let task_args = Args::new(cx, "perplexity", task.span, args, &["data"], 0);
+        let Some(data_expr) = task_args.get("data") else {
+            cx.error(
+                Diagnostic::error("`perplexity` needs `data`")
+                    .at(task.span, "no data")
+                    .help("e.g. `perplexity(data: text(\"valid.txt\"))`"),
+            );
+            return None;
+        };
+        let seq_len = train.map(|t| t.seq_len);
+        let data = data(cx, data_expr, model, seq_len, &["text", "tokens"])?;
+        return Some(EvalTask::Perplexity(data));
+    }
+    if !EVAL_TASKS.contains(&callee.text.as_str()) {
+        cx.error(unknown_name(&callee.text, callee.span, "eval task", EVAL_TASKS));
+        return None;
+    }
+    // Recall tasks default their vocabulary to the training task's.
+    let train_vocab = train.and_then(|t| match &t.data {
+        Data::Mqar { vocab, .. } | Data::ForgettingMqar { vocab, .. } | Data::Niah { vocab, .. } => Some(*vocab),
+        _ => None,
+    });
+    let scoped = ModelConfig { vocab: train_vocab.unwrap_or(model.vocab), ..model.clone() };
+    let data = data_with_vocab_limit(cx, task, &scoped, model.vocab, train.map(|t| t.seq_len), EVAL_TASKS)?;
+    Some(EvalTask::Recall(data))
+}
+
+fn check_field_names(cx: &Cx, block: &Block, allowed: &[&str], what: &str) {
+    for (name, def) in &block.fields {
+        if !allowed.contains(&name.as_str()) {
+            cx.error(unknown_name(name, def.name_span, what, allowed));
+        }
+    }
+}
+
+fn single<'a>(cx: &Cx, block: &'a Block, name: &str) -> Option<&'a Expr> {
+    let field = &block.fields.get(name)?.value;
+    if field.value.seq.len() != 1 || !field.value.rules.is_empty() {
+        cx.error(Diagnostic::error(format!("`{name}` takes one value")).at(field.value.span, "a list of values"));
+        return None;
+    }
+    Some(&field.value.seq[0])
+}
+
+fn data_seq_len(data: &Data) -> Option<u64> {
+    match data {
+        Data::Mqar { seq_len, .. } | Data::ForgettingMqar { seq_len, .. } | Data::Niah { seq_len, .. } => Some(*seq_len),
+        Data::Text { .. } | Data::Tokens { .. } => None,
+    }
+}
+
+fn data(cx: &Cx, expr: &Expr, model: &ModelConfig, seq_len: Option<u64>, allowed: &[&str]) -> Option<Data> {
+    data_with_vocab_limit(cx, expr, model, model.vocab, seq_len, allowed)
+}
+
+/// A data source. `model.vocab` is the default task vocabulary; `vocab_limit` the
+/// embedding size every token must fit.
+fn data_with_vocab_limit(cx: &Cx, expr: &Expr, model: &ModelConfig, vocab_limit: u64, seq_len: Option<u64>, allowed: &[&str]) -> Option<Data> {
+    let resolved = cx.resolve(expr)?;
+    let (callee, args) = match &resolved.expr.kind {
+        ExprKind::Call { callee, args } => (callee, &args[..]),
+        ExprKind::Name(name) => (name, &[][..]),
+        _ => {
+            cx.error(
+                Diagnostic::error(format!("expected a data source, found {}", describe(resolved.expr)))
+                    .at(resolved.expr.span, "not a data source")
+                    .help(format!("data sources: {}", allowed.join(", "))),
+            );
+            return None;
+        }
+    };
+    let span = resolved.expr.span;
+    let name = callee.text.as_str();
+    if !allowed.contains(&name) {
+        cx.error(unknown_name(name, callee.span, "data source", allowed));
+        return None;
+    }
+    match name {
+        "text" | "tokens" => file_data(cx, name, span, args),
+        _ => synthetic(cx, name, span, args, model, vocab_limit, seq_len),
+    }
+}
+
+fn file_data(cx: &Cx, name: &str, span: Span, args: &[hyb_grammar::ast::Arg]) -> Option<Data> {
+    let allowed: &[&str] = if name == "text" { &["tokenizer", "split"] } else { &["dtype", "split"] };
+    let args = Args::new(cx, name, span, args, allowed, 1);
+    let Some(path_expr) = args.positional(0) else {
+        cx.error(
+            Diagnostic::error(format!("`{name}` needs a file path"))
+                .at(span, "no path")
+                .help(format!("e.g. `{name}(\"data/corpus.{}\")`", if name == "text" { "txt" } else { "bin" })),
+        );
+        return None;
+    };
+    let path = PathBuf::from(cx.string(path_expr, "path")?);
+    let split = opt_float(cx, &args, "split", 0.99, 0.01, 1.0)?;
+    if name == "tokens" {
+        let dtype = match args.get("dtype") {
+            Some(expr) => match cx.symbol(expr, "dtype", &["u16", "u32"])? {
+                "u32" => TokenDtype::U32,
+                _ => TokenDtype::U16,
+            },
+            None => TokenDtype::U16,
+        };
+        return Some(Data::Tokens { path, dtype, split });
+    }
+    let tokenizer = match args.get("tokenizer") {
+        None => Tokenizer::Bytes,
+        Some(expr) => {
+            let resolved = cx.resolve(expr)?;
+            match &resolved.expr.kind {
+                ExprKind::Name(n) if n.text == "bytes" => Tokenizer::Bytes,
+                ExprKind::Str(lit) => Tokenizer::HuggingFace(PathBuf::from(&lit.value)),
+                _ => {
+                    cx.error(
+                        Diagnostic::error("expected a tokenizer")
+                            .at(resolved.expr.span, "not a tokenizer")
+                            .help("`bytes` (the default) or the path of a Hugging Face `tokenizer.json`"),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    Some(Data::Text { path, tokenizer, split })
+}
+
+fn synthetic(cx: &Cx, name: &str, span: Span, args: &[hyb_grammar::ast::Arg], model: &ModelConfig, vocab_limit: u64, seq_len: Option<u64>) -> Option<Data> {
+    let allowed: &[&str] = match name {
+        "mqar" => &["vocab", "seq_len", "pairs", "power_a"],
+        "forgetting_mqar" => &["vocab", "seq_len", "pairs", "updates"],
+        _ => &["vocab", "seq_len", "variant", "haystack", "keys", "values", "queries"],
+    };
+    let args = Args::new(cx, name, span, args, allowed, 0);
+    let vocab = opt_count(cx, &args, "vocab", model.vocab.min(8192), 4, 1 << 24)?;
+    if vocab > vocab_limit {
+        cx.error(
+            Diagnostic::error(format!("`{name}` draws tokens from a vocabulary of {vocab}, but the model's is {vocab_limit}"))
+                .at(args.span_of("vocab"), "tokens would fall outside the embedding")
+                .help(format!("use `vocab: {vocab_limit}` or less, or widen the model's `vocab`")),
+        );
+        return None;
+    }
+    let task_seq_len = match (args.get("seq_len"), seq_len) {
+        (Some(expr), _) => cx.count(expr, "seq_len", 2, 1 << 24)?,
+        (None, Some(len)) => len,
+        (None, None) => 256,
+    };
+    match name {
+        "mqar" | "forgetting_mqar" => {
+            let pairs = opt_count(cx, &args, "pairs", 8, 1, 1 << 20)?;
+            mqar_rules(cx, &args, name, vocab, task_seq_len, pairs)?;
+            if name == "mqar" {
+                let power_a = opt_float(cx, &args, "power_a", 0.01, 1e-6, 10.0)?;
+                Some(Data::Mqar { vocab, seq_len: task_seq_len, pairs, power_a })
+            } else {
+                let updates = opt_count(cx, &args, "updates", pairs / 2 + 1, 1, pairs)?;
+                Some(Data::ForgettingMqar { vocab, seq_len: task_seq_len, pairs, updates })
+            }
+        }
+        _ => {
+            let variant = match args.get("variant") {
+                Some(expr) => match cx.symbol(expr, "niah variant", &["single", "multikey", "multivalue", "multiquery"])? {
+                    "multikey" => NiahVariant::MultiKey,
+                    "multivalue" => NiahVariant::MultiValue,
+                    "multiquery" => NiahVariant::MultiQuery,
+                    _ => NiahVariant::Single,
+                },
+                None => NiahVariant::Single,
+            };
+            let haystack = match args.get("haystack") {
+                Some(expr) => match cx.symbol(expr, "haystack", &["repeat", "noise", "needles"])? {
+                    "noise" => Haystack::Noise,
+                    "needles" => Haystack::Needles,
+                    _ => Haystack::Repeat,
+                },
+                None => Haystack::Repeat,
+            };
+            let keys = opt_count(cx, &args, "keys", if variant == NiahVariant::MultiKey { 4 } else { 1 }, 1, 1024)?;
+            let values = opt_count(cx, &args, "values", if variant == NiahVariant::MultiValue { 4 } else { 1 }, 1, 1024)?;
+            let queries = opt_count(cx, &args, "queries", if variant == NiahVariant::MultiQuery { 4 } else { 1 }, 1, 1024)?;
+            let needle_tokens = keys.max(queries) * (1 + values) + queries;
+            if needle_tokens * 2 > task_seq_len {
+                cx.error(
+                    Diagnostic::error(format!("the needles ({needle_tokens} tokens) take more than half of seq_len {task_seq_len}"))
+                        .at(span, "no room for a haystack")
+                        .help("raise `seq_len` or lower keys/values/queries"),
+                );
+                return None;
+            }
+            Some(Data::Niah { vocab, seq_len: task_seq_len, variant, haystack, keys, values, queries })
+        }
+    }
+}
+
+/// Zoology's MQAR generator asserts these; failing them later would be a crash.
+fn mqar_rules(cx: &Cx, args: &Args, name: &str, vocab: u64, seq_len: u64, pairs: u64) -> Option<()> {
+    let fail = |message: String, at: &str, help: &str| {
+        let span = if args.has(at) { args.span_of(at) } else { args.span };
+        cx.error(Diagnostic::error(message).at(span, "here").help(help.to_string()));
+        None
+    };
+    if seq_len % 2 != 0 {
+        return fail(format!("`{name}` needs an even seq_len, found {seq_len}"), "seq_len", "keys and values come in pairs");
+    }
+    if 4 * pairs > seq_len {
+        return fail(
+            format!("{pairs} pairs need seq_len ≥ 4 × {pairs} = {}, found {seq_len}", 4 * pairs),
+            "pairs",
+            "the pairs take 2 × pairs tokens and the queries need as much room again",
+        );
+    }
+    if vocab <= seq_len {
+        return fail(
+            format!("`{name}` needs vocab > seq_len ({vocab} ≤ {seq_len})"),
+            "vocab",
+            "keys and values are drawn without repetition from halves of the vocabulary",
+        );
+    }
+    Some(())
+}
+
+fn schedule(cx: &Cx, expr: &Expr, steps: u64) -> Option<LrSchedule> {
+    let resolved = cx.resolve(expr)?;
+    let (callee, args) = match &resolved.expr.kind {
+        ExprKind::Call { callee, args } => (callee, &args[..]),
+        ExprKind::Name(name) => (name, &[][..]),
+        _ => {
+            cx.error(Diagnostic::error("expected a schedule like `cosine(warmup: 100)`").at(expr.span, "not a schedule"));
+            return None;
+        }
+    };
+    let kinds = ["cosine", "linear", "constant"];
+    if !kinds.contains(&callee.text.as_str()) {
+        cx.error(unknown_name(&callee.text, callee.span, "learning-rate schedule", &kinds));
+        return None;
+    }
+    let allowed: &[&str] = if callee.text == "constant" { &["warmup"] } else { &["warmup", "min_lr"] };
+    let args = Args::new(cx, &callee.text, resolved.expr.span, args, allowed, 0);
+    let warmup = opt_count(cx, &args, "warmup", 0, 0, 1 << 40)?;
+    if warmup >= steps {
+        cx.error(
+            Diagnostic::error(format!("warmup ({warmup} steps) is not shorter than the run ({steps} steps)"))
+                .at(args.span_of("warmup"), "too long")
+                .help("warmup must end before the last step"),
+        );
+        return None;
+    }
+    let min_lr = opt_float(cx, &args, "min_lr", 0.1, 0.0, 1.0)?;
+    Some(match callee.text.as_str() {
+        "cosine" => LrSchedule::Cosine { warmup, min_lr },
+        "linear" => LrSchedule::Linear { warmup, min_lr },
+        _ => LrSchedule::Constant { warmup },
+    })
+}
+
+fn optimizer(cx: &Cx, expr: &Expr) -> Option<AdamW> {
+    let resolved = cx.resolve(expr)?;
+    let (callee, args) = match &resolved.expr.kind {
+        ExprKind::Call { callee, args } => (callee, &args[..]),
+        ExprKind::Name(name) => (name, &[][..]),
+        _ => {
+            cx.error(Diagnostic::error("expected an optimizer like `adamw(lr: 1e-3)`").at(expr.span, "not an optimizer"));
+            return None;
+        }
+    };
+    if callee.text != "adamw" {
+        cx.error(unknown_name(&callee.text, callee.span, "optimizer", &["adamw"]));
+        return None;
+    }
+    let args = Args::new(cx, "adamw", resolved.expr.span, args, &["lr", "betas", "weight_decay", "eps", "clip"], 0);
+    let betas = match args.get("betas") {
+        None => (0.9, 0.95),
+        Some(expr) => {
+            let resolved = cx.resolve(expr)?;
+            match &resolved.expr.kind {
+                ExprKind::Group(items) if items.len() == 2 => {
+                    let b1 = cx.float(&items[0], "beta1", 0.0, 0.999999);
+                    let b2 = cx.float(&items[1], "beta2", 0.0, 0.999999);
+                    (b1?, b2?)
+                }
+                _ => {
+                    cx.error(
+                        Diagnostic::error(format!("`betas` must be a pair like `(0.9, 0.95)`, found {}", describe(resolved.expr)))
+                            .at(resolved.expr.span, "expected two numbers"),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    let clip = match args.get("clip") {
+        None => Some(1.0),
+        Some(expr) if matches!(expr.kind, ExprKind::None) => None,
+        Some(expr) => Some(cx.float(expr, "clip", 1e-9, 1e9)?),
+    };
+    let _ = flag;
+    Some(AdamW {
+        lr: opt_float(cx, &args, "lr", 1e-3, 1e-12, 10.0)?,
+        betas,
+        weight_decay: opt_float(cx, &args, "weight_decay", 0.1, 0.0, 10.0)?,
+        eps: opt_float(cx, &args, "eps", 1e-8, 1e-30, 1.0)?,
+        clip,
+    })
+}

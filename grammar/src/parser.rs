@@ -1,0 +1,404 @@
+//! Text to syntax tree: runs the pest grammar, builds [`crate::ast`] nodes with spans,
+//! and turns pest's failures into [`Diagnostic`]s.
+//!
+//! Recovery: after a syntax error the parser blanks the broken top-level item (from
+//! its keyword to the next line that starts with one) and parses again, so one run
+//! reports the errors of several items. Bracket nesting is bounded before pest sees
+//! the text, so no input can exhaust the stack.
+
+use pest::Parser as _;
+use pest::iterators::Pair;
+
+use crate::ast::*;
+use crate::diag::Diagnostic;
+use crate::span::{FileId, Span};
+
+#[derive(pest_derive::Parser)]
+#[grammar = "hyb.pest"]
+struct HybParser;
+
+/// Deepest bracket nesting accepted; real files stay below 10.
+pub const MAX_NESTING: usize = 64;
+/// At most this many syntax errors are reported per file.
+const MAX_SYNTAX_ERRORS: usize = 20;
+const TOP_LEVEL_KEYWORDS: [&str; 6] = ["import", "let", "mixer", "model", "train", "eval"];
+
+/// Parses one file. On failure returns every syntax error found (at least one).
+pub fn parse(file: FileId, text: &str) -> Result<File, Vec<Diagnostic>> {
+    if let Some(diagnostic) = check_nesting(file, text) {
+        return Err(vec![diagnostic]);
+    }
+    pest::set_call_limit(std::num::NonZeroUsize::new(5_000_000));
+    let mut errors = Vec::new();
+    let mut work = text.to_string();
+    loop {
+        match HybParser::parse(Rule::file, &work) {
+            Ok(mut pairs) if errors.is_empty() => {
+                let file_pair = pairs.next().expect("the file rule always yields one pair");
+                return Ok(Builder { file }.file(file_pair));
+            }
+            Ok(_) => return Err(errors),
+            Err(error) => {
+                let (diagnostic, position) = syntax_error(file, &work, &error);
+                errors.push(diagnostic);
+                let blanked = blank_item_around(&mut work, position);
+                if !blanked || errors.len() >= MAX_SYNTAX_ERRORS {
+                    return Err(errors);
+                }
+            }
+        }
+    }
+}
+
+fn check_nesting(file: FileId, text: &str) -> Option<Diagnostic> {
+    let mut depth = 0usize;
+    for (offset, byte) in code_bytes(text) {
+        match byte {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    let span = Span::new(file, offset, offset + 1);
+                    return Some(
+                        Diagnostic::error(format!("brackets nested more than {MAX_NESTING} deep"))
+                            .at(span, "too deep")
+                            .help("flatten the schedule, or bind a part of it to a `let`"),
+                    );
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The bytes of `text` that are code: outside strings and comments, with offsets.
+fn code_bytes(text: &str) -> impl Iterator<Item = (usize, u8)> + '_ {
+    let bytes = text.as_bytes();
+    let mut index = 0;
+    std::iter::from_fn(move || {
+        while index < bytes.len() {
+            let at = index;
+            match bytes[at] {
+                b'"' => {
+                    index += 1;
+                    while index < bytes.len() && bytes[index] != b'"' && bytes[index] != b'\n' {
+                        index += if bytes[index] == b'\\' { 2 } else { 1 };
+                    }
+                    index += 1;
+                }
+                b'/' if bytes.get(at + 1) == Some(&b'/') => {
+                    while index < bytes.len() && bytes[index] != b'\n' {
+                        index += 1;
+                    }
+                }
+                byte => {
+                    index += 1;
+                    return Some((at, byte));
+                }
+            }
+        }
+        None
+    })
+}
+
+/// Replaces the top-level item containing `position` with spaces (newlines kept, so
+/// offsets and line numbers stay). Returns false if nothing could be blanked.
+fn blank_item_around(work: &mut String, position: usize) -> bool {
+    let starts = item_starts(work);
+    let start = starts.iter().copied().filter(|s| *s <= position).next_back().unwrap_or(0);
+    let end = starts.iter().copied().find(|s| *s > position).unwrap_or(work.len());
+    if start >= end {
+        return false;
+    }
+    let region: String = work[start..end].chars().map(|c| if c == '\n' { '\n' } else { ' ' }).collect();
+    let mut blanked = work[..start].to_string();
+    blanked.push_str(&region);
+    blanked.push_str(&work[end..]);
+    let changed = blanked != *work;
+    // Multi-byte characters became one space each: pad to keep byte offsets.
+    let padding = work.len().saturating_sub(blanked.len());
+    *work = blanked;
+    let insert_at = start + region.len();
+    work.insert_str(insert_at, &" ".repeat(padding));
+    changed
+}
+
+/// Byte offsets of lines that begin (at column 0) with a top-level keyword.
+fn item_starts(text: &str) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let is_item = TOP_LEVEL_KEYWORDS.iter().any(|keyword| {
+            line.strip_prefix(keyword)
+                .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+        });
+        if is_item {
+            starts.push(offset);
+        }
+        offset += line.len();
+    }
+    starts
+}
+
+fn syntax_error(file: FileId, text: &str, error: &pest::error::Error<Rule>) -> (Diagnostic, usize) {
+    let position = match error.location {
+        pest::error::InputLocation::Pos(position) => position,
+        pest::error::InputLocation::Span((start, _)) => start,
+    };
+    let found = token_at(text, position);
+    let end = position + found.len().max(1).min(text.len().saturating_sub(position).max(1));
+    let span = Span::new(file, position, end.min(text.len()).max(position));
+    let expected = match &error.variant {
+        pest::error::ErrorVariant::ParsingError { positives, .. } => describe_expected(positives),
+        pest::error::ErrorVariant::CustomError { message } => message.clone(),
+    };
+    let found_text = if found.is_empty() { "end of file".to_string() } else { format!("`{found}`") };
+    let diagnostic = Diagnostic::error(format!("syntax error: expected {expected}, found {found_text}"))
+        .at(span, format!("expected {expected}"))
+        .help(syntax_help(&expected, found));
+    (diagnostic, position)
+}
+
+fn syntax_help(expected: &str, found: &str) -> String {
+    if found.starts_with('"') && !found[1..].contains('"') {
+        return "strings end with `\"` on the same line".to_string();
+    }
+    if expected.contains("an item") {
+        return "a file holds `import`, `let`, `mixer`, `model { }`, `train { }` and `eval { }` items".to_string();
+    }
+    if expected.contains("a field") {
+        return "inside a block write one `name = value` per line (or, in `eval`, a task like `mqar(pairs: 16)`)"
+            .to_string();
+    }
+    "see docs/LANGUAGE.md for the syntax of each construct".to_string()
+}
+
+/// The token starting at `position`, for "found `...`".
+fn token_at(text: &str, position: usize) -> &str {
+    let rest = text.get(position..).unwrap_or("");
+    let rest = rest.trim_end_matches(['\n', '\r']);
+    let first = match rest.chars().next() {
+        Some(c) => c,
+        None => return "",
+    };
+    let len = if first.is_alphanumeric() || first == '_' {
+        rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.')).unwrap_or(rest.len())
+    } else {
+        first.len_utf8()
+    };
+    &rest[..len]
+}
+
+fn describe_expected(rules: &[Rule]) -> String {
+    let mut words: Vec<&str> = Vec::new();
+    for expected_rule in rules {
+        let word = describe_rule(*expected_rule);
+        if !words.contains(&word) {
+            words.push(word);
+        }
+    }
+    match words.len() {
+        0 => "something else".to_string(),
+        1 => words[0].to_string(),
+        n => format!("{} or {}", words[..n - 1].join(", "), words[n - 1]),
+    }
+}
+
+fn describe_rule(grammar_rule: Rule) -> &'static str {
+    match grammar_rule {
+        Rule::EOI | Rule::import_item | Rule::let_item | Rule::mixer_item | Rule::block | Rule::block_kind => {
+            "an item (`import`, `let`, `mixer`, `model`, `train`, `eval`)"
+        }
+        Rule::field | Rule::task => "a field (`name = value`)",
+        Rule::value | Rule::expr | Rule::call | Rule::group | Rule::list | Rule::number | Rule::string => {
+            "a value"
+        }
+        Rule::boolean | Rule::none => "a value",
+        Rule::string_inner => "the rest of the string",
+        Rule::arg => "an argument",
+        Rule::ident => "a name",
+        Rule::times => "`×`",
+        Rule::index_rule | Rule::at_rule | Rule::every_rule => "an index rule (`NAME at [..]` or `NAME every N`)",
+        Rule::kw_with => "`with`",
+        Rule::kw_at => "`at`",
+        Rule::kw_every => "`every`",
+        Rule::kw_offset => "`offset`",
+        Rule::keyword => "a keyword",
+        Rule::file | Rule::WHITESPACE | Rule::COMMENT | Rule::ident_char => "a value",
+        Rule::item => "an item (`import`, `let`, `mixer`, `model`, `train`, `eval`)",
+        Rule::entry => "a field (`name = value`)",
+        Rule::expr_atom => "a value",
+    }
+}
+
+struct Builder {
+    file: FileId,
+}
+
+impl Builder {
+    fn span(&self, pair: &Pair<Rule>) -> Span {
+        let span = pair.as_span();
+        Span::new(self.file, span.start(), span.end())
+    }
+
+    fn file(&self, pair: Pair<Rule>) -> File {
+        let span = self.span(&pair);
+        let items = pair.into_inner().filter(|p| p.as_rule() != Rule::EOI).map(|p| self.item(p)).collect();
+        File { items, span }
+    }
+
+    fn item(&self, pair: Pair<Rule>) -> Item {
+        let span = self.span(&pair);
+        let item_rule = pair.as_rule();
+        let mut inner = pair.into_inner();
+        let kind = match item_rule {
+            Rule::import_item => ItemKind::Import(self.string(inner.next().unwrap())),
+            Rule::let_item => {
+                let name = self.ident(inner.next().unwrap());
+                ItemKind::Let { name, value: self.value(inner.next().unwrap()) }
+            }
+            Rule::mixer_item => {
+                let name = self.ident(inner.next().unwrap());
+                ItemKind::Mixer { name, value: self.expr(inner.next().unwrap()) }
+            }
+            Rule::block => {
+                let kind_pair = inner.next().unwrap();
+                let kind_span = self.span(&kind_pair);
+                let kind = match kind_pair.as_str() {
+                    "model" => BlockKind::Model,
+                    "train" => BlockKind::Train,
+                    _ => BlockKind::Eval,
+                };
+                let entries = inner.map(|entry| self.entry(entry)).collect();
+                ItemKind::Block { kind, kind_span, entries }
+            }
+            other => unreachable!("not an item rule: {other:?}"),
+        };
+        Item { kind, span }
+    }
+
+    fn entry(&self, pair: Pair<Rule>) -> Entry {
+        let span = self.span(&pair);
+        match pair.as_rule() {
+            Rule::field => {
+                let mut inner = pair.into_inner();
+                let name = self.ident(inner.next().unwrap());
+                let value = self.value(inner.next().unwrap());
+                Entry::Field(Field { name, value, span })
+            }
+            Rule::task => Entry::Task(self.expr_atom(pair.into_inner().next().unwrap())),
+            other => unreachable!("not an entry rule: {other:?}"),
+        }
+    }
+
+    fn value(&self, pair: Pair<Rule>) -> Value {
+        let span = self.span(&pair);
+        let mut seq = Vec::new();
+        let mut rules = Vec::new();
+        for part in pair.into_inner() {
+            match part.as_rule() {
+                Rule::expr => seq.push(self.expr(part)),
+                Rule::index_rule => rules.push(self.rule(part)),
+                Rule::kw_with => {}
+                other => unreachable!("not a value part: {other:?}"),
+            }
+        }
+        Value { seq, rules, span }
+    }
+
+    fn rule(&self, pair: Pair<Rule>) -> crate::ast::Rule {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let mixer = self.expr_atom(inner.next().unwrap());
+        let kind_pair = inner.next().unwrap();
+        let kind = match kind_pair.as_rule() {
+            Rule::at_rule => RuleKind::At(self.expr_atom(kind_pair.into_inner().nth(1).unwrap())),
+            _ => {
+                let mut parts = kind_pair.into_inner().filter(|p| !matches!(p.as_rule(), Rule::kw_every | Rule::kw_offset));
+                let period = self.expr_atom(parts.next().unwrap());
+                let offset = parts.next().map(|p| self.expr_atom(p));
+                RuleKind::Every { period, offset }
+            }
+        };
+        crate::ast::Rule { mixer, kind, span }
+    }
+
+    fn expr(&self, pair: Pair<Rule>) -> Expr {
+        let mut inner = pair.into_inner().filter(|p| p.as_rule() != Rule::times);
+        let mut expr = self.expr_atom(inner.next().unwrap());
+        for count in inner {
+            let count = self.expr_atom(count);
+            let span = expr.span.to(count.span);
+            expr = Expr { kind: ExprKind::Repeat { body: Box::new(expr), count: Box::new(count) }, span };
+        }
+        expr
+    }
+
+    fn exprs(&self, pair: Pair<Rule>) -> Vec<Expr> {
+        pair.into_inner().map(|p| self.expr(p)).collect()
+    }
+
+    fn expr_atom(&self, pair: Pair<Rule>) -> Expr {
+        let span = self.span(&pair);
+        let kind = match pair.as_rule() {
+            Rule::expr => return self.expr(pair),
+            Rule::number => ExprKind::Number(Number { text: pair.as_str().to_string() }),
+            Rule::string => ExprKind::Str(self.string(pair)),
+            Rule::boolean => ExprKind::Bool(pair.as_str() == "true"),
+            Rule::none => ExprKind::None,
+            Rule::ident => ExprKind::Name(self.ident(pair)),
+            Rule::group => ExprKind::Group(self.exprs(pair)),
+            Rule::list => ExprKind::List(self.exprs(pair)),
+            Rule::call => {
+                let mut inner = pair.into_inner();
+                let callee = self.ident(inner.next().unwrap());
+                let args = inner.map(|arg| self.arg(arg)).collect();
+                ExprKind::Call { callee, args }
+            }
+            other => unreachable!("not an expression rule: {other:?}"),
+        };
+        Expr { kind, span }
+    }
+
+    fn arg(&self, pair: Pair<Rule>) -> Arg {
+        let span = self.span(&pair);
+        let mut name = None;
+        let mut value = None;
+        for part in pair.into_inner() {
+            match part.as_rule() {
+                Rule::ident => name = Some(self.ident(part)),
+                _ => value = Some(self.expr(part)),
+            }
+        }
+        Arg { name, value: value.expect("an argument always has a value"), span }
+    }
+
+    fn ident(&self, pair: Pair<Rule>) -> Ident {
+        Ident { text: pair.as_str().to_string(), span: self.span(&pair) }
+    }
+
+    fn string(&self, pair: Pair<Rule>) -> StrLit {
+        let span = self.span(&pair);
+        let raw = pair.into_inner().next().map(|p| p.as_str()).unwrap_or("");
+        StrLit { value: unescape(raw), span }
+    }
+}
+
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}

@@ -1,0 +1,228 @@
+//! `hybc`: the command line of the hyb compiler.
+//!
+//! Exit codes: 0 success; 1 a problem in the user's files (diagnostics, an export
+//! that cannot express the model, a config that cannot be imported, unformatted files
+//! under `fmt --check`); 2 a usage error (bad flags, unreadable paths).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use hyb_compiler::pipeline::{self, Compilation};
+use hyb_compiler::{export, fmt, import, ir, report};
+
+#[derive(Parser)]
+#[command(name = "hybc", version, about = "The hyb compiler for hybrid linear-attention language models")]
+#[command(long_about = "The hyb compiler for hybrid linear-attention language models.\n\n\
+A .hyb file describes a model (its layer schedule and token mixers) and optionally how to train and evaluate it. \
+See docs/LANGUAGE.md for the language.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check .hyb files and report every error with its place in the file.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Compile a .hyb file and print one stage: the model IR, the cost report or an export.
+    Compile {
+        file: PathBuf,
+        /// What to print.
+        #[arg(long, value_enum, default_value_t = EmitArg::Report)]
+        emit: EmitArg,
+        /// Text for people or JSON for programs (the report and the IR summary).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Context length for KV-cache bytes and attention FLOPs
+        /// [default: the train block's seq_len, else 4096].
+        #[arg(long)]
+        context: Option<u64>,
+        /// Megatron symbol to write for linear-attention layers (Megatron has none of its own).
+        #[arg(long, value_name = "CHAR")]
+        megatron_linear: Option<char>,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Rewrite .hyb files in canonical form (comments are kept).
+    Fmt {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Do not write; exit with 1 if any file is not formatted.
+        #[arg(long)]
+        check: bool,
+        /// Print the formatted text instead of writing the file.
+        #[arg(long, conflicts_with = "check")]
+        stdout: bool,
+    },
+    /// Turn an fla / Hugging Face config.json into a .hyb file.
+    Import {
+        config: PathBuf,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EmitArg {
+    /// The model IR: mixers as their generic description, every parameter.
+    Ir,
+    /// Layers, parameters, FLOPs, state and KV-cache bytes.
+    Report,
+    /// fla's config.json.
+    FlaConfig,
+    /// Hugging Face `layer_types`.
+    HfLayerTypes,
+    /// Megatron-LM's hybrid_override_pattern.
+    MegatronPattern,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// How a command failed: in the user's files (1) or in how it was called (2).
+enum Failure {
+    User,
+    Usage(String),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { files } => check(&files),
+        Command::Compile { file, emit, format, context, megatron_linear, output } => {
+            compile(&file, emit, format, context, megatron_linear, output.as_deref())
+        }
+        Command::Fmt { files, check, stdout } => format_files(&files, check, stdout),
+        Command::Import { config, output } => import_config(&config, output.as_deref()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::User) => ExitCode::from(1),
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Compilation, Failure> {
+    let compilation = pipeline::check_path(path).map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", path.display())))?;
+    if !compilation.checked.diagnostics.is_empty() {
+        let text = if std::io::stderr().is_terminal() {
+            compilation.sources.render_colored(&compilation.checked.diagnostics)
+        } else {
+            compilation.render()
+        };
+        eprint!("{text}");
+    }
+    if compilation.checked.has_errors() {
+        let count = compilation.checked.diagnostics.iter().filter(|d| d.is_error()).count();
+        eprintln!("error: {} has {count} error{}", path.display(), if count == 1 { "" } else { "s" });
+        return Err(Failure::User);
+    }
+    Ok(compilation)
+}
+
+fn check(files: &[PathBuf]) -> Result<(), Failure> {
+    let mut failed = false;
+    for file in files {
+        match load(file) {
+            Ok(compilation) => {
+                let model = compilation.model().expect("no errors means a model");
+                println!("ok: {} ({} layers, {} parameters)", file.display(), model.layers.len(), model.params_total());
+            }
+            Err(Failure::User) => failed = true,
+            Err(usage) => return Err(usage),
+        }
+    }
+    if failed { Err(Failure::User) } else { Ok(()) }
+}
+
+fn compile(file: &Path, emit: EmitArg, format: Format, context: Option<u64>, megatron_linear: Option<char>, output: Option<&Path>) -> Result<(), Failure> {
+    let compilation = load(file)?;
+    let model = compilation.model().expect("no errors means a model");
+    let refused = |error: export::ExportError| {
+        eprintln!("error: {}\n  help: {}", error.message, error.help);
+        Failure::User
+    };
+    let text = match emit {
+        EmitArg::Ir => ir::print::print_model(model),
+        EmitArg::Report => {
+            let context = context.or(model.train.as_ref().map(|t| t.seq_len)).unwrap_or(4096);
+            let report = report::report(model, context);
+            match format {
+                Format::Text => report::to_text(&report),
+                Format::Json => report::to_json(&report),
+            }
+        }
+        EmitArg::FlaConfig => pretty(&export::fla_config(model).map_err(refused)?),
+        EmitArg::HfLayerTypes => pretty(&export::hf_layer_types(model).map_err(refused)?),
+        EmitArg::MegatronPattern => export::megatron_pattern(model, megatron_linear).map_err(refused)? + "\n",
+    };
+    write_output(output, &text)
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n"
+}
+
+fn write_output(output: Option<&Path>, text: &str) -> Result<(), Failure> {
+    match output {
+        Some(path) => std::fs::write(path, text).map_err(|e| Failure::Usage(format!("cannot write `{}`: {e}", path.display()))),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn format_files(files: &[PathBuf], check_only: bool, to_stdout: bool) -> Result<(), Failure> {
+    let mut unformatted = false;
+    for file in files {
+        let text = std::fs::read_to_string(file).map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", file.display())))?;
+        let formatted = match fmt::format_source(&text) {
+            Ok(formatted) => formatted,
+            Err(diagnostics) => {
+                let mut sources = hyb_compiler::source::SourceMap::fs();
+                sources.add(file.clone(), text);
+                eprint!("{}", sources.render(&diagnostics));
+                unformatted = true;
+                continue;
+            }
+        };
+        if to_stdout {
+            print!("{formatted}");
+        } else if formatted != text {
+            if check_only {
+                println!("not formatted: {}", file.display());
+                unformatted = true;
+            } else {
+                std::fs::write(file, formatted).map_err(|e| Failure::Usage(format!("cannot write `{}`: {e}", file.display())))?;
+                println!("formatted: {}", file.display());
+            }
+        }
+    }
+    if unformatted { Err(Failure::User) } else { Ok(()) }
+}
+
+fn import_config(config: &Path, output: Option<&Path>) -> Result<(), Failure> {
+    let json = std::fs::read_to_string(config).map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", config.display())))?;
+    let name = config.file_name().map_or_else(|| config.display().to_string(), |n| n.to_string_lossy().into_owned());
+    match import::import_config(&json, &name) {
+        Ok(text) => write_output(output, &text),
+        Err(error) => {
+            eprintln!("error: cannot import `{}`: {}", config.display(), error.0);
+            Err(Failure::User)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Test data lives beside this crate: `bad/`, `fla/`; the suite is `suite/`.
