@@ -27,16 +27,17 @@ pub fn format_file(file: &File, text: &str) -> String {
     let widths = item_name_widths(file, text);
     for (index, item) in file.items.iter().enumerate() {
         let leading = &placement.item_leading[index];
-        let first_start = leading.first().map_or(item.span.start as usize, |c| c.start);
+        let first_start = leading
+            .first()
+            .map_or(item.span.start as usize, |c| c.start);
         if let Some(end) = previous_end {
-            if has_blank_line(text, end, first_start) || needs_separation(&file.items[index - 1], item) {
+            if has_blank_line(text, end, first_start)
+                || needs_separation(&file.items[index - 1], item)
+            {
                 out.push('\n');
             }
         }
-        for comment in leading {
-            out.push_str(&comment.text);
-            out.push('\n');
-        }
+        push_leading(&mut out, leading, item.span.start as usize, text, "");
         let body = format_item(item, widths[index], &placement, index, text);
         out.push_str(&body);
         if let Some(comment) = &placement.item_trailing[index] {
@@ -78,10 +79,19 @@ fn item_name_widths(file: &File, text: &str) -> Vec<usize> {
     for index in 0..=file.items.len() {
         let breaks = index == file.items.len()
             || index == 0
-            || name_of(&file.items[index]).map(|n| n.0) != name_of(&file.items[index - 1]).map(|n| n.0)
-            || has_blank_line(text, file.items[index - 1].span.end as usize, file.items[index].span.start as usize);
+            || name_of(&file.items[index]).map(|n| n.0)
+                != name_of(&file.items[index - 1]).map(|n| n.0)
+            || has_blank_line(
+                text,
+                file.items[index - 1].span.end as usize,
+                file.items[index].span.start as usize,
+            );
         if breaks && index > 0 {
-            let width = file.items[run_start..index].iter().filter_map(|item| name_of(item).map(|n| n.1)).max().unwrap_or(0);
+            let width = file.items[run_start..index]
+                .iter()
+                .filter_map(|item| name_of(item).map(|n| n.1))
+                .max()
+                .unwrap_or(0);
             widths[run_start..index].iter_mut().for_each(|w| *w = width);
             run_start = index;
         }
@@ -89,23 +99,39 @@ fn item_name_widths(file: &File, text: &str) -> Vec<usize> {
     widths
 }
 
-fn format_item(item: &Item, name_width: usize, placement: &Placement, index: usize, text: &str) -> String {
+fn format_item(
+    item: &Item,
+    name_width: usize,
+    placement: &Placement,
+    index: usize,
+    text: &str,
+) -> String {
     match &item.kind {
         ItemKind::Import(path) => format!("import {}", string_literal(&path.value)),
         ItemKind::Let { name, value } => {
             let head = format!("let {:<name_width$} = ", name.text);
             let indent_width = 0;
-            format!("{head}{}", value_to_string(value, head.chars().count(), indent_width))
+            format!(
+                "{head}{}",
+                value_to_string(value, head.chars().count(), indent_width)
+            )
         }
         ItemKind::Mixer { name, value } => {
             let head = format!("mixer {:<name_width$} = ", name.text);
             format!("{head}{}", expr_at(value, head.chars().count(), 0))
         }
-        ItemKind::Block { kind, entries, .. } => format_block(*kind, entries, &placement.entries[index], text),
+        ItemKind::Block { kind, entries, .. } => {
+            format_block(*kind, entries, &placement.entries[index], text)
+        }
     }
 }
 
-fn format_block(kind: BlockKind, entries: &[Entry], placement: &BlockPlacement, text: &str) -> String {
+fn format_block(
+    kind: BlockKind,
+    entries: &[Entry],
+    placement: &BlockPlacement,
+    text: &str,
+) -> String {
     let mut out = format!("{} {{\n", kind.as_str());
     let width = entries
         .iter()
@@ -117,21 +143,23 @@ fn format_block(kind: BlockKind, entries: &[Entry], placement: &BlockPlacement, 
         .unwrap_or(0);
     for (index, entry) in entries.iter().enumerate() {
         let leading = &placement.leading[index];
-        let first_start = leading.first().map_or(entry.span().start as usize, |c| c.start);
+        let first_start = leading
+            .first()
+            .map_or(entry.span().start as usize, |c| c.start);
         if index > 0 && has_blank_line(text, entries[index - 1].span().end as usize, first_start) {
             out.push('\n');
         }
-        for comment in leading {
-            out.push_str(INDENT);
-            out.push_str(&comment.text);
-            out.push('\n');
-        }
+        push_leading(&mut out, leading, entry.span().start as usize, text, INDENT);
         out.push_str(INDENT);
         match entry {
             Entry::Field(field) => {
                 let head = format!("{:<width$} = ", field.name.text);
                 out.push_str(&head);
-                out.push_str(&value_to_string(&field.value, INDENT.len() + head.chars().count(), 1));
+                out.push_str(&value_to_string(
+                    &field.value,
+                    INDENT.len() + head.chars().count(),
+                    1,
+                ));
             }
             Entry::Task(task) => out.push_str(&expr_at(task, INDENT.len(), 1)),
         }
@@ -150,10 +178,33 @@ fn format_block(kind: BlockKind, entries: &[Entry], placement: &BlockPlacement, 
     out
 }
 
+/// Comments above an item or field, keeping a blank line where the author left one
+/// between them or before the code.
+fn push_leading(
+    out: &mut String,
+    leading: &[Comment],
+    code_start: usize,
+    text: &str,
+    indent: &str,
+) {
+    for (index, comment) in leading.iter().enumerate() {
+        out.push_str(indent);
+        out.push_str(&comment.text);
+        out.push('\n');
+        let next = leading.get(index + 1).map_or(code_start, |c| c.start);
+        if has_blank_line(text, comment.start + comment.text.len(), next) {
+            out.push('\n');
+        }
+    }
+}
+
 fn has_blank_line(text: &str, from: usize, to: usize) -> bool {
     let between = text.get(from.min(to)..to).unwrap_or("");
     let segments: Vec<&str> = between.split('\n').collect();
-    segments.len() > 2 && segments[1..segments.len() - 1].iter().any(|segment| segment.trim().is_empty())
+    segments.len() > 2
+        && segments[1..segments.len() - 1]
+            .iter()
+            .any(|segment| segment.trim().is_empty())
 }
 
 /// A value on one line if it fits, else with its calls broken.
@@ -162,7 +213,11 @@ fn value_to_string(value: &Value, column: usize, depth: usize) -> String {
     if column + flat.chars().count() <= WIDTH {
         return flat;
     }
-    let mut parts: Vec<String> = value.seq.iter().map(|expr| expr_at(expr, column, depth)).collect();
+    let mut parts: Vec<String> = value
+        .seq
+        .iter()
+        .map(|expr| expr_at(expr, column, depth))
+        .collect();
     if !value.rules.is_empty() {
         let rules: Vec<String> = value.rules.iter().map(rule_to_string).collect();
         let last = parts.pop().unwrap_or_default();
@@ -172,10 +227,22 @@ fn value_to_string(value: &Value, column: usize, depth: usize) -> String {
 }
 
 fn value_flat(value: &Value) -> String {
-    let mut out = value.seq.iter().map(expr_to_string).collect::<Vec<_>>().join(", ");
+    let mut out = value
+        .seq
+        .iter()
+        .map(expr_to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     if !value.rules.is_empty() {
         out.push_str(" with ");
-        out.push_str(&value.rules.iter().map(rule_to_string).collect::<Vec<_>>().join(", "));
+        out.push_str(
+            &value
+                .rules
+                .iter()
+                .map(rule_to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
     }
     out
 }
@@ -184,9 +251,19 @@ fn rule_to_string(rule: &Rule) -> String {
     let mixer = expr_to_string(&rule.mixer);
     match &rule.kind {
         RuleKind::At(list) => format!("{mixer} at {}", expr_to_string(list)),
-        RuleKind::Every { period, offset: None } => format!("{mixer} every {}", expr_to_string(period)),
-        RuleKind::Every { period, offset: Some(offset) } => {
-            format!("{mixer} every {} offset {}", expr_to_string(period), expr_to_string(offset))
+        RuleKind::Every {
+            period,
+            offset: None,
+        } => format!("{mixer} every {}", expr_to_string(period)),
+        RuleKind::Every {
+            period,
+            offset: Some(offset),
+        } => {
+            format!(
+                "{mixer} every {} offset {}",
+                expr_to_string(period),
+                expr_to_string(offset)
+            )
         }
     }
 }
@@ -205,14 +282,31 @@ fn expr_at(expr: &Expr, column: usize, depth: usize) -> String {
             ")",
             args.iter()
                 .map(|arg| {
-                    let head = arg.name.as_ref().map_or(String::new(), |name| format!("{}: ", name.text));
+                    let head = arg
+                        .name
+                        .as_ref()
+                        .map_or(String::new(), |name| format!("{}: ", name.text));
                     let value = expr_at(&arg.value, inner_indent.len() + head.len(), depth + 1);
                     format!("{head}{value}")
                 })
                 .collect(),
         ),
-        ExprKind::Group(items) => ("(".to_string(), ")", items.iter().map(|e| expr_at(e, inner_indent.len(), depth + 1)).collect()),
-        ExprKind::List(items) => ("[".to_string(), "]", items.iter().map(|e| expr_at(e, inner_indent.len(), depth + 1)).collect()),
+        ExprKind::Group(items) => (
+            "(".to_string(),
+            ")",
+            items
+                .iter()
+                .map(|e| expr_at(e, inner_indent.len(), depth + 1))
+                .collect(),
+        ),
+        ExprKind::List(items) => (
+            "[".to_string(),
+            "]",
+            items
+                .iter()
+                .map(|e| expr_at(e, inner_indent.len(), depth + 1))
+                .collect(),
+        ),
         _ => return flat,
     };
     if items.is_empty() {
@@ -248,9 +342,25 @@ pub fn expr_to_string(expr: &Expr) -> String {
                 .collect();
             format!("{}({})", callee.text, args.join(", "))
         }
-        ExprKind::Group(items) => format!("({})", items.iter().map(expr_to_string).collect::<Vec<_>>().join(", ")),
-        ExprKind::List(items) => format!("[{}]", items.iter().map(expr_to_string).collect::<Vec<_>>().join(", ")),
-        ExprKind::Repeat { body, count } => format!("{} × {}", expr_to_string(body), expr_to_string(count)),
+        ExprKind::Group(items) => format!(
+            "({})",
+            items
+                .iter()
+                .map(expr_to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        ExprKind::List(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(expr_to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        ExprKind::Repeat { body, count } => {
+            format!("{} × {}", expr_to_string(body), expr_to_string(count))
+        }
     }
 }
 
@@ -305,7 +415,10 @@ fn place_comments(file: &File, text: &str) -> Placement {
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count();
     for comment in comments::collect(text) {
         let at = comment.start;
-        let containing = file.items.iter().position(|item| (item.span.start as usize) < at && at < item.span.end as usize);
+        let containing = file
+            .items
+            .iter()
+            .position(|item| (item.span.start as usize) < at && at < item.span.end as usize);
         if let Some(index) = containing {
             if let ItemKind::Block { entries, .. } = &file.items[index].kind {
                 let block = &mut placement.entries[index];
@@ -315,13 +428,18 @@ fn place_comments(file: &File, text: &str) -> Placement {
             }
             continue;
         }
-        let before_on_line =
-            file.items.iter().rposition(|item| (item.span.end as usize) <= at && line_of(item.span.end as usize) == line_of(at));
+        let before_on_line = file.items.iter().rposition(|item| {
+            (item.span.end as usize) <= at && line_of(item.span.end as usize) == line_of(at)
+        });
         match before_on_line {
             Some(index) if comment.trailing && placement.item_trailing[index].is_none() => {
                 placement.item_trailing[index] = Some(comment);
             }
-            _ => match file.items.iter().position(|item| item.span.start as usize > at) {
+            _ => match file
+                .items
+                .iter()
+                .position(|item| item.span.start as usize > at)
+            {
                 Some(next) => placement.item_leading[next].push(comment),
                 None => placement.file_end.push(comment),
             },
@@ -330,16 +448,27 @@ fn place_comments(file: &File, text: &str) -> Placement {
     placement
 }
 
-fn place_in_block(block: &mut BlockPlacement, entries: &[Entry], comment: Comment, line_of: &dyn Fn(usize) -> usize) {
+fn place_in_block(
+    block: &mut BlockPlacement,
+    entries: &[Entry],
+    comment: Comment,
+    line_of: &dyn Fn(usize) -> usize,
+) {
     let at = comment.start;
-    if let Some(index) = entries.iter().position(|e| (e.span().start as usize) < at && at < e.span().end as usize) {
+    if let Some(index) = entries
+        .iter()
+        .position(|e| (e.span().start as usize) < at && at < e.span().end as usize)
+    {
         block.leading[index].push(comment);
         return;
     }
-    let before_on_line =
-        entries.iter().rposition(|e| (e.span().end as usize) <= at && line_of(e.span().end as usize) == line_of(at));
+    let before_on_line = entries.iter().rposition(|e| {
+        (e.span().end as usize) <= at && line_of(e.span().end as usize) == line_of(at)
+    });
     match before_on_line {
-        Some(index) if comment.trailing && block.trailing[index].is_none() => block.trailing[index] = Some(comment),
+        Some(index) if comment.trailing && block.trailing[index].is_none() => {
+            block.trailing[index] = Some(comment)
+        }
         _ => match entries.iter().position(|e| e.span().start as usize > at) {
             Some(next) => block.leading[next].push(comment),
             None => block.end.push(comment),

@@ -30,7 +30,10 @@ pub struct MemoryLoader {
 
 impl Loader for MemoryLoader {
     fn load(&self, path: &Path) -> std::io::Result<String> {
-        self.files.get(path).cloned().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
     }
 }
 
@@ -46,7 +49,10 @@ pub struct SourceMap {
 
 impl SourceMap {
     pub fn new(loader: Box<dyn Loader>) -> SourceMap {
-        SourceMap { files: Vec::new(), loader }
+        SourceMap {
+            files: Vec::new(),
+            loader,
+        }
     }
 
     pub fn fs() -> SourceMap {
@@ -58,7 +64,9 @@ impl SourceMap {
         let mut loader = MemoryLoader::default();
         loader.files.insert(PathBuf::from(path), text.to_string());
         let mut map = SourceMap::new(Box::new(loader));
-        let id = map.load(Path::new(path)).expect("the file was just inserted");
+        let id = map
+            .load(Path::new(path))
+            .expect("the file was just inserted");
         (map, id)
     }
 
@@ -91,7 +99,11 @@ impl SourceMap {
         self.render_with(diagnostics, &mut term::termcolor::Ansi::new(Vec::new()))
     }
 
-    fn render_with<W: term::termcolor::WriteColor + IntoBytes>(&self, diagnostics: &[Diagnostic], writer: &mut W) -> String {
+    fn render_with<W: term::termcolor::WriteColor + IntoBytes>(
+        &self,
+        diagnostics: &[Diagnostic],
+        writer: &mut W,
+    ) -> String {
         let mut files = SimpleFiles::new();
         for file in &self.files {
             files.add(file.path.display().to_string(), file.text.as_str());
@@ -99,7 +111,8 @@ impl SourceMap {
         let config = term::Config::default();
         for diagnostic in diagnostics {
             let converted = convert(diagnostic);
-            term::emit_to_write_style(writer, &config, &files, &converted).expect("writing to memory cannot fail");
+            term::emit_to_write_style(writer, &config, &files, &converted)
+                .expect("writing to memory cannot fail");
         }
         String::from_utf8_lossy(&writer.bytes()).into_owned()
     }
@@ -130,13 +143,25 @@ fn convert(diagnostic: &Diagnostic) -> cs::Diagnostic<usize> {
         .labels
         .iter()
         .map(|label| {
-            let style = if label.primary { cs::LabelStyle::Primary } else { cs::LabelStyle::Secondary };
-            cs::Label::new(style, label.span.file.0 as usize, label.span.range()).with_message(&label.message)
+            let style = if label.primary {
+                cs::LabelStyle::Primary
+            } else {
+                cs::LabelStyle::Secondary
+            };
+            cs::Label::new(style, label.span.file.0 as usize, label.span.range())
+                .with_message(&label.message)
         })
         .collect();
-    let mut notes: Vec<String> = diagnostic.notes.iter().map(|note| format!("note: {note}")).collect();
+    let mut notes: Vec<String> = diagnostic
+        .notes
+        .iter()
+        .map(|note| format!("note: {note}"))
+        .collect();
     if let Some(help) = &diagnostic.help {
         notes.push(format!("help: {help}"));
     }
-    cs::Diagnostic::new(severity).with_message(&diagnostic.message).with_labels(labels).with_notes(notes)
+    cs::Diagnostic::new(severity)
+        .with_message(&diagnostic.message)
+        .with_labels(labels)
+        .with_notes(notes)
 }

@@ -33,7 +33,11 @@ pub enum ItemKind {
     /// `mixer name = expr`
     Mixer { name: Ident, value: Expr },
     /// `model { ... }`, `train { ... }`, `eval { ... }`
-    Block { kind: BlockKind, kind_span: Span, entries: Vec<Entry> },
+    Block {
+        kind: BlockKind,
+        kind_span: Span,
+        entries: Vec<Entry>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,13 +117,19 @@ pub enum ExprKind {
     Bool(bool),
     None,
     Name(Ident),
-    Call { callee: Ident, args: Vec<Arg> },
+    Call {
+        callee: Ident,
+        args: Vec<Arg>,
+    },
     /// `(a, b, ...)`: a schedule group or a tuple.
     Group(Vec<Expr>),
     /// `[a, b, ...]`
     List(Vec<Expr>),
     /// `body × count`
-    Repeat { body: Box<Expr>, count: Box<Expr> },
+    Repeat {
+        body: Box<Expr>,
+        count: Box<Expr>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

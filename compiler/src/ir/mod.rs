@@ -97,8 +97,15 @@ pub enum Preset {
 }
 
 impl Preset {
-    pub const ALL: [Preset; 7] =
-        [Preset::Hgrn, Preset::Hgrn2, Preset::RetNet, Preset::Gla, Preset::DeltaNet, Preset::GatedDeltaNet, Preset::Attention];
+    pub const ALL: [Preset; 7] = [
+        Preset::Hgrn,
+        Preset::Hgrn2,
+        Preset::RetNet,
+        Preset::Gla,
+        Preset::DeltaNet,
+        Preset::GatedDeltaNet,
+        Preset::Attention,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -173,7 +180,10 @@ pub enum StateKind {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Update {
     Additive,
-    Delta { beta: Beta, negative_eigenvalues: bool },
+    Delta {
+        beta: Beta,
+        negative_eigenvalues: bool,
+    },
 }
 
 /// The delta rule's write strength.
@@ -208,7 +218,10 @@ impl Gate {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum GateParam {
     /// `log α = logsigmoid(z) / normalizer`, `z` from a full or low-rank projection.
-    LogSigmoid { normalizer: f64, low_rank: Option<u64> },
+    LogSigmoid {
+        normalizer: f64,
+        low_rank: Option<u64>,
+    },
     /// Mamba-2: `log α = −exp(A_log) · softplus(W_a x + dt_bias)`.
     Mamba,
 }
@@ -315,7 +328,9 @@ impl Param {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
-    Normal { std: f64 },
+    Normal {
+        std: f64,
+    },
     Ones,
     Zeros,
     /// `A_log = log U(0, 16)` per head.

@@ -20,6 +20,9 @@ pub const MAX_DIM: u64 = 1 << 16;
 pub struct MixerCx<'c, 'a> {
     pub cx: &'c Cx<'a>,
     pub d_model: u64,
+    /// The user mixer whose definition is being resolved: inside `mixer gla =
+    /// gla(heads: 4)`, the name `gla` means the preset, not the mixer itself.
+    pub defining: Option<&'c str>,
 }
 
 /// A resolved mixer: its description and the preset it came from.
@@ -32,7 +35,11 @@ pub struct Resolved {
 pub fn resolve(mcx: MixerCx, expr: &Expr, depth: usize) -> Option<Resolved> {
     let cx = mcx.cx;
     if depth > 16 {
-        cx.error(Diagnostic::error("mixers refer to each other in a cycle").at(expr.span, "never resolves to a mixer"));
+        cx.error(
+            Diagnostic::error("mixers refer to each other in a cycle")
+                .at(expr.span, "never resolves to a mixer")
+                .help("one of these mixers must be defined by a preset, `linear(...)` or `heads(...)`"),
+        );
         return None;
     }
     let resolved = cx.resolve(expr)?;
@@ -49,19 +56,37 @@ pub fn resolve(mcx: MixerCx, expr: &Expr, depth: usize) -> Option<Resolved> {
         }
     };
     // A user-defined mixer, possibly called with overrides: `base(heads: 8)`.
-    if let Some(def) = cx.scope.mixers.get(&callee.text) {
+    let user = cx
+        .scope
+        .mixers
+        .get_key_value(&callee.text)
+        .filter(|(name, _)| mcx.defining != Some(name.as_str()));
+    if let Some((name, def)) = user {
+        let inner = MixerCx {
+            defining: Some(name.as_str()),
+            ..mcx
+        };
         if args.is_empty() {
-            return resolve(mcx, &def.value, depth + 1);
+            return resolve(inner, &def.value, depth + 1);
         }
-        return resolve_with_overrides(mcx, &def.value, args, resolved.expr.span, depth);
+        return resolve_with_overrides(inner, &def.value, args, resolved.expr.span, depth);
     }
     let span = resolved.expr.span;
     match callee.text.as_str() {
-        "linear" => presets::linear(mcx, &Args::new(cx, "linear", span, args, presets::LINEAR_ARGS, 0))
-            .map(|linear| Resolved { preset: None, kind: MixerKind::Linear(linear) }),
+        "linear" => presets::linear(
+            mcx,
+            &Args::new(cx, "linear", span, args, presets::LINEAR_ARGS, 0),
+        )
+        .map(|linear| Resolved {
+            preset: None,
+            kind: MixerKind::Linear(linear),
+        }),
         "heads" => routed(mcx, span, args, depth),
         name => match presets::lookup(name) {
-            Some(preset) => presets::preset(mcx, preset, span, args).map(|kind| Resolved { preset: Some(preset), kind }),
+            Some(preset) => presets::preset(mcx, preset, span, args).map(|kind| Resolved {
+                preset: Some(preset),
+                kind,
+            }),
             None => {
                 let mut known: Vec<&str> = cx.scope.mixers.keys().map(String::as_str).collect();
                 known.extend(PRESET_NAMES);
@@ -77,7 +102,13 @@ pub fn resolve(mcx: MixerCx, expr: &Expr, depth: usize) -> Option<Resolved> {
 
 /// `base(args)` where `base` is a user mixer bound to a call: the call's arguments,
 /// with these overriding them by name.
-fn resolve_with_overrides(mcx: MixerCx, base: &Expr, overrides: &[hyb_grammar::ast::Arg], span: Span, depth: usize) -> Option<Resolved> {
+fn resolve_with_overrides(
+    mcx: MixerCx,
+    base: &Expr,
+    overrides: &[hyb_grammar::ast::Arg],
+    span: Span,
+    depth: usize,
+) -> Option<Resolved> {
     let cx = mcx.cx;
     let base_resolved = cx.resolve(base)?;
     let merged = match &base_resolved.expr.kind {
@@ -85,21 +116,40 @@ fn resolve_with_overrides(mcx: MixerCx, base: &Expr, overrides: &[hyb_grammar::a
             let mut merged: Vec<_> = args
                 .iter()
                 .filter(|arg| {
-                    !overrides.iter().any(|o| o.name.as_ref().map(|n| &n.text) == arg.name.as_ref().map(|n| &n.text))
+                    !overrides.iter().any(|o| {
+                        o.name.as_ref().map(|n| &n.text) == arg.name.as_ref().map(|n| &n.text)
+                    })
                 })
                 .cloned()
                 .collect();
             merged.extend(overrides.iter().cloned());
-            Expr { kind: ExprKind::Call { callee: callee.clone(), args: merged }, span }
+            Expr {
+                kind: ExprKind::Call {
+                    callee: callee.clone(),
+                    args: merged,
+                },
+                span,
+            }
         }
-        ExprKind::Name(name) => Expr { kind: ExprKind::Call { callee: name.clone(), args: overrides.to_vec() }, span },
+        ExprKind::Name(name) => Expr {
+            kind: ExprKind::Call {
+                callee: name.clone(),
+                args: overrides.to_vec(),
+            },
+            span,
+        },
         _ => return resolve(mcx, base, depth + 1),
     };
     resolve(mcx, &merged, depth + 1)
 }
 
 /// `heads(gdn: 12, attn: 4, combine: concat, head_dim: 64)`.
-fn routed(mcx: MixerCx, span: Span, args: &[hyb_grammar::ast::Arg], depth: usize) -> Option<Resolved> {
+fn routed(
+    mcx: MixerCx,
+    span: Span,
+    args: &[hyb_grammar::ast::Arg],
+    depth: usize,
+) -> Option<Resolved> {
     let cx = mcx.cx;
     let mut branches_args = Vec::new();
     let mut option_args = Vec::new();
@@ -135,7 +185,11 @@ fn routed(mcx: MixerCx, span: Span, args: &[hyb_grammar::ast::Arg], depth: usize
         Some(expr) => cx.count(expr, "head_dim", 1, MAX_DIM)?,
         None => {
             if mcx.d_model % total != 0 {
-                let split = counts.iter().map(u64::to_string).collect::<Vec<_>>().join(" + ");
+                let split = counts
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" + ");
                 cx.error(
                     Diagnostic::error(format!("the head split does not add up: d_model {} is not divisible by {split} = {total} heads", mcx.d_model))
                         .at(span, "head dim would not be whole")
@@ -158,25 +212,50 @@ fn routed(mcx: MixerCx, span: Span, args: &[hyb_grammar::ast::Arg], depth: usize
     for (arg, heads) in branches_args.iter().zip(counts) {
         let name = arg.name.as_ref().expect("branches are named");
         if branches.iter().any(|b: &Branch| b.name == name.text) {
-            cx.error(Diagnostic::error(format!("branch `{}` appears twice", name.text)).at(name.span, "again here"));
+            cx.error(
+                Diagnostic::error(format!("branch `{}` appears twice", name.text))
+                    .at(name.span, "again here")
+                    .help("give each mixer one head count"),
+            );
             ok = false;
             continue;
         }
-        let mixer_expr = Expr { kind: ExprKind::Name(name.clone()), span: name.span };
+        let mixer_expr = Expr {
+            kind: ExprKind::Name(name.clone()),
+            span: name.span,
+        };
         let Some(resolved) = resolve(mcx, &mixer_expr, depth + 1) else {
             ok = false;
             continue;
         };
         match rehead(mcx, resolved.kind, heads, head_dim, name.span, &name.text) {
-            Some(kind) => branches.push(Branch { name: name.text.clone(), preset: resolved.preset, kind }),
+            Some(kind) => branches.push(Branch {
+                name: name.text.clone(),
+                preset: resolved.preset,
+                kind,
+            }),
             None => ok = false,
         }
     }
-    ok.then_some(Resolved { preset: None, kind: MixerKind::Routed(RoutedMixer { branches, combine, head_dim }) })
+    ok.then_some(Resolved {
+        preset: None,
+        kind: MixerKind::Routed(RoutedMixer {
+            branches,
+            combine,
+            head_dim,
+        }),
+    })
 }
 
 /// A branch's mixer with the routed layer's head count and head dim.
-fn rehead(mcx: MixerCx, kind: MixerKind, heads: u64, head_dim: u64, span: Span, name: &str) -> Option<MixerKind> {
+fn rehead(
+    mcx: MixerCx,
+    kind: MixerKind,
+    heads: u64,
+    head_dim: u64,
+    span: Span,
+    name: &str,
+) -> Option<MixerKind> {
     let cx = mcx.cx;
     match kind {
         MixerKind::Routed(_) => {
@@ -192,14 +271,21 @@ fn rehead(mcx: MixerCx, kind: MixerKind, heads: u64, head_dim: u64, span: Span, 
                 cx.error(grouped_branch(span, name));
                 return None;
             }
-            Some(MixerKind::Attention(AttentionMixer { heads, kv_heads: heads, head_dim, ..attention }))
+            Some(MixerKind::Attention(AttentionMixer {
+                heads,
+                kv_heads: heads,
+                head_dim,
+                ..attention
+            }))
         }
         MixerKind::Linear(linear) => {
             if linear.state == StateKind::Vector {
                 cx.error(
-                    Diagnostic::error(format!("`{name}` has a vector state with no heads; it cannot be a routing branch"))
-                        .at(span, "vector-state mixer")
-                        .help("route between mixers with heads (matrix state or attention)"),
+                    Diagnostic::error(format!(
+                        "`{name}` has a vector state with no heads; it cannot be a routing branch"
+                    ))
+                    .at(span, "vector-state mixer")
+                    .help("route between mixers with heads (matrix state or attention)"),
                 );
                 return None;
             }
@@ -209,13 +295,23 @@ fn rehead(mcx: MixerCx, kind: MixerKind, heads: u64, head_dim: u64, span: Span, 
             }
             if (linear.head_v_dim * head_dim) % linear.head_k_dim != 0 {
                 cx.error(
-                    Diagnostic::error(format!("`{name}`'s value/key head ratio does not scale to head_dim {head_dim}"))
-                        .at(span, "value head dim would not be whole"),
+                    Diagnostic::error(format!(
+                        "`{name}`'s value/key head ratio does not scale to head_dim {head_dim}"
+                    ))
+                    .at(span, "value head dim would not be whole")
+                    .help("choose a head_dim the mixer's value/key ratio divides evenly"),
                 );
                 return None;
             }
             let head_v_dim = linear.head_v_dim * head_dim / linear.head_k_dim;
-            let mut rehead = LinearMixer { heads, k_heads: heads, v_heads: heads, head_k_dim: head_dim, head_v_dim, ..linear };
+            let mut rehead = LinearMixer {
+                heads,
+                k_heads: heads,
+                v_heads: heads,
+                head_k_dim: head_dim,
+                head_v_dim,
+                ..linear
+            };
             rehead.scale = (head_dim as f64).powf(-0.5);
             presets::check_linear(mcx, &rehead, span)?;
             Some(MixerKind::Linear(rehead))
@@ -224,7 +320,9 @@ fn rehead(mcx: MixerCx, kind: MixerKind, heads: u64, head_dim: u64, span: Span, 
 }
 
 fn grouped_branch(span: Span, name: &str) -> Diagnostic {
-    Diagnostic::error(format!("`{name}` shares key/value heads between query heads; a routing branch has plain heads"))
-        .at(span, "grouped heads")
-        .help("drop `kv_heads`/`v_heads` from this mixer, or use a separate mixer for routing")
+    Diagnostic::error(format!(
+        "`{name}` shares key/value heads between query heads; a routing branch has plain heads"
+    ))
+    .at(span, "grouped heads")
+    .help("drop `kv_heads`/`v_heads` from this mixer, or use a separate mixer for routing")
 }

@@ -38,7 +38,16 @@ impl Checked {
     }
 }
 
-pub const MODEL_FIELDS: &[&str] = &["vocab", "d_model", "layers", "mlp", "norm", "tie_embeddings", "init_std", "max_position"];
+pub const MODEL_FIELDS: &[&str] = &[
+    "vocab",
+    "d_model",
+    "layers",
+    "mlp",
+    "norm",
+    "tie_embeddings",
+    "init_std",
+    "max_position",
+];
 
 /// Checks the file `root` (already loaded into `sources`) and everything it imports.
 pub fn check(sources: &mut SourceMap, root: FileId) -> Checked {
@@ -51,7 +60,10 @@ pub fn check(sources: &mut SourceMap, root: FileId) -> Checked {
     });
     diagnostics.sort_by_key(|d| (d.primary_span().map(|s| (s.file, s.start)), d.severity));
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
-    Checked { model: if has_errors { None } else { model }, diagnostics }
+    Checked {
+        model: if has_errors { None } else { model },
+        diagnostics,
+    }
 }
 
 fn build_model(cx: &Cx) -> Option<Model> {
@@ -59,14 +71,26 @@ fn build_model(cx: &Cx) -> Option<Model> {
     let Some(model_span) = block.span else {
         cx.error(
             Diagnostic::error("no `model { ... }` block")
-                .at(Span { file: cx.scope.root, start: 0, end: 0 }, "expected a model block in this file or its imports")
+                .at(
+                    Span {
+                        file: cx.scope.root,
+                        start: 0,
+                        end: 0,
+                    },
+                    "expected a model block in this file or its imports",
+                )
                 .help("add `model { d_model = 256  layers = (gdn × 3, attn) × 2 }`"),
         );
         return None;
     };
     for (name, def) in &block.fields {
         if !MODEL_FIELDS.contains(&name.as_str()) {
-            cx.error(unknown_name(name, def.name_span, "model field", MODEL_FIELDS));
+            cx.error(unknown_name(
+                name,
+                def.name_span,
+                "model field",
+                MODEL_FIELDS,
+            ));
         }
     }
     let field = |name: &str| block.fields.get(name).map(|def| &def.value);
@@ -115,13 +139,43 @@ fn build_model(cx: &Cx) -> Option<Model> {
         Some(expr) => norm(cx, expr),
         None => Some(1e-6),
     };
-    let d_model = d_model?;
-    let mcx = MixerCx { cx, d_model };
+    let Some(d_model) = d_model else {
+        // Without a width no mixer can be resolved; the train and eval blocks still can.
+        let fallback = ModelConfig {
+            vocab: vocab.unwrap_or(u64::MAX),
+            d_model: 1,
+            mlp: Mlp {
+                intermediate: 1,
+                ratio: None,
+                explicit: true,
+                act: Act::Silu,
+            },
+            norm_eps: 1e-6,
+            tie_embeddings: false,
+            init_std: 0.02,
+            max_position: 1,
+        };
+        let train = train::check_train(cx, &fallback);
+        train::check_eval(cx, &fallback, train.as_ref(), &Arena::default(), &[]);
+        return None;
+    };
+    let mcx = MixerCx {
+        cx,
+        d_model,
+        defining: None,
+    };
 
     // Every declared mixer is checked, used or not.
     let mut resolved_by_name: HashMap<String, mixer::Resolved> = HashMap::new();
     for (name, def) in &cx.scope.mixers {
-        if let Some(resolved) = mixer::resolve(mcx, &def.value, 0) {
+        if let Some(resolved) = mixer::resolve(
+            MixerCx {
+                defining: Some(name.as_str()),
+                ..mcx
+            },
+            &def.value,
+            0,
+        ) {
             resolved_by_name.insert(name.clone(), resolved);
         }
     }
@@ -146,17 +200,31 @@ fn build_model(cx: &Cx) -> Option<Model> {
                     handles.insert(name.clone(), mixers.alloc(placeholder(&name, slot.span)));
                     continue;
                 };
-                let handle = mixers.alloc(Mixer { name: name.clone(), preset: resolved.preset, kind: resolved.kind, span: slot.mixer.span });
+                let handle = mixers.alloc(Mixer {
+                    name: name.clone(),
+                    preset: resolved.preset,
+                    kind: resolved.kind,
+                    span: slot.mixer.span,
+                });
                 handles.insert(name, handle);
                 handle
             }
         };
-        layers.push(Layer { mixer: handle, span: slot.span });
+        layers.push(Layer {
+            mixer: handle,
+            span: slot.span,
+        });
     }
     if cx.has_errors() {
         return None;
     }
-    let mlp = mlp(cx, field("mlp").and_then(|_| single("mlp")), d_model, &mixers, &layers)?;
+    let mlp = mlp(
+        cx,
+        field("mlp").and_then(|_| single("mlp")),
+        d_model,
+        &mixers,
+        &layers,
+    )?;
     let config = ModelConfig {
         vocab: vocab?,
         d_model,
@@ -173,7 +241,14 @@ fn build_model(cx: &Cx) -> Option<Model> {
     if cx.has_errors() {
         return None;
     }
-    Some(Model { config, mixers, layers, params, train, eval })
+    Some(Model {
+        config,
+        mixers,
+        layers,
+        params,
+        train,
+        eval,
+    })
 }
 
 /// The name a layer's mixer is known by: the identifier, or the call's text.
@@ -189,8 +264,21 @@ fn hyb_grammar_print(expr: &Expr) -> String {
 }
 
 fn placeholder(name: &str, span: Span) -> Mixer {
-    let attention = AttentionMixer { heads: 1, kv_heads: 1, head_dim: 2, qkv_bias: false, qk_norm: false, window: None, rope_theta: 1.0 };
-    Mixer { name: name.to_string(), preset: None, kind: MixerKind::Attention(attention), span }
+    let attention = AttentionMixer {
+        heads: 1,
+        kv_heads: 1,
+        head_dim: 2,
+        qkv_bias: false,
+        qk_norm: false,
+        window: None,
+        rope_theta: 1.0,
+    };
+    Mixer {
+        name: name.to_string(),
+        preset: None,
+        kind: MixerKind::Attention(attention),
+        span,
+    }
 }
 
 /// `norm = rmsnorm(eps: 1e-6)`.
@@ -200,12 +288,21 @@ fn norm(cx: &Cx, expr: &Expr) -> Option<f64> {
         ExprKind::Name(name) => (name, &[][..]),
         ExprKind::Call { callee, args } => (callee, &args[..]),
         _ => {
-            cx.error(Diagnostic::error("expected a norm like `rmsnorm(eps: 1e-6)`").at(expr.span, "not a norm"));
+            cx.error(
+                Diagnostic::error("expected a norm")
+                    .at(expr.span, "not a norm")
+                    .help("write `norm = rmsnorm(eps: 1e-6)`"),
+            );
             return None;
         }
     };
     if callee.text != "rmsnorm" {
-        cx.error(unknown_name(&callee.text, callee.span, "norm", &["rmsnorm"]));
+        cx.error(unknown_name(
+            &callee.text,
+            callee.span,
+            "norm",
+            &["rmsnorm"],
+        ));
         return None;
     }
     let args = Args::new(cx, "rmsnorm", resolved.expr.span, args, &["eps"], 0);
@@ -213,10 +310,22 @@ fn norm(cx: &Cx, expr: &Expr) -> Option<f64> {
 }
 
 /// `mlp = swiglu(ratio: 4)` or `swiglu(intermediate: 2816)`; fla's width rounding.
-fn mlp(cx: &Cx, expr: Option<&Expr>, d_model: u64, mixers: &Arena<Mixer>, layers: &[Layer]) -> Option<Mlp> {
+fn mlp(
+    cx: &Cx,
+    expr: Option<&Expr>,
+    d_model: u64,
+    mixers: &Arena<Mixer>,
+    layers: &[Layer],
+) -> Option<Mlp> {
     // fla's RetNet config defaults hidden_ratio to 2; every other family to 4.
-    let all_retnet = layers.iter().all(|l| matches!(mixers[l.mixer].preset, Some(Preset::RetNet) | Some(Preset::Attention)))
-        && layers.iter().any(|l| mixers[l.mixer].preset == Some(Preset::RetNet));
+    let all_retnet = layers.iter().all(|l| {
+        matches!(
+            mixers[l.mixer].preset,
+            Some(Preset::RetNet) | Some(Preset::Attention)
+        )
+    }) && layers
+        .iter()
+        .any(|l| mixers[l.mixer].preset == Some(Preset::RetNet));
     let default_ratio = if all_retnet { 2.0 } else { 4.0 };
     let (ratio, intermediate) = match expr {
         None => (default_ratio, None),
@@ -226,7 +335,11 @@ fn mlp(cx: &Cx, expr: Option<&Expr>, d_model: u64, mixers: &Arena<Mixer>, layers
                 ExprKind::Name(name) => (name, &[][..]),
                 ExprKind::Call { callee, args } => (callee, &args[..]),
                 _ => {
-                    cx.error(Diagnostic::error("expected an MLP like `swiglu(ratio: 4)`").at(expr.span, "not an MLP"));
+                    cx.error(
+                        Diagnostic::error("expected an MLP")
+                            .at(expr.span, "not an MLP")
+                            .help("write `mlp = swiglu(ratio: 4)` or `swiglu(intermediate: 2816)`"),
+                    );
                     return None;
                 }
             };
@@ -234,7 +347,14 @@ fn mlp(cx: &Cx, expr: Option<&Expr>, d_model: u64, mixers: &Arena<Mixer>, layers
                 cx.error(unknown_name(&callee.text, callee.span, "MLP", &["swiglu"]));
                 return None;
             }
-            let args = Args::new(cx, "swiglu", resolved.expr.span, args, &["ratio", "intermediate"], 0);
+            let args = Args::new(
+                cx,
+                "swiglu",
+                resolved.expr.span,
+                args,
+                &["ratio", "intermediate"],
+                0,
+            );
             let ratio = presets::opt_float(cx, &args, "ratio", default_ratio, 0.01, 64.0)?;
             let intermediate = match args.get("intermediate") {
                 Some(expr) => Some(cx.count(expr, "intermediate", 1, 1 << 20)?),
@@ -244,8 +364,18 @@ fn mlp(cx: &Cx, expr: Option<&Expr>, d_model: u64, mixers: &Arena<Mixer>, layers
         }
     };
     Some(match intermediate {
-        Some(width) => Mlp { intermediate: width, ratio: Some(ratio), explicit: true, act: Act::Silu },
-        None => Mlp { intermediate: fla_intermediate(d_model, ratio), ratio: Some(ratio), explicit: false, act: Act::Silu },
+        Some(width) => Mlp {
+            intermediate: width,
+            ratio: Some(ratio),
+            explicit: true,
+            act: Act::Silu,
+        },
+        None => Mlp {
+            intermediate: fla_intermediate(d_model, ratio),
+            ratio: Some(ratio),
+            explicit: false,
+            act: Act::Silu,
+        },
     })
 }
 
@@ -261,7 +391,9 @@ fn check_lower_bounds(cx: &Cx, mixers: &Arena<Mixer>, layers: &[Layer]) -> Optio
     let mut first: Option<(u64, Span)> = None;
     for layer in layers {
         let mixer = &mixers[layer.mixer];
-        let Some(width) = params::lower_bound_width(&mixer.kind) else { continue };
+        let Some(width) = params::lower_bound_width(&mixer.kind) else {
+            continue;
+        };
         match first {
             None => first = Some((width, mixer.span)),
             Some((expected, span)) if expected != width => {

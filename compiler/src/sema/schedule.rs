@@ -27,7 +27,12 @@ pub fn expand<'e>(cx: &'e Cx, value: &'e Value) -> Option<Vec<Slot<'e>>> {
     Some(slots)
 }
 
-fn expand_value<'e>(cx: &'e Cx, value: &'e Value, out: &mut Vec<Slot<'e>>, depth: usize) -> Option<()> {
+fn expand_value<'e>(
+    cx: &'e Cx,
+    value: &'e Value,
+    out: &mut Vec<Slot<'e>>,
+    depth: usize,
+) -> Option<()> {
     let start = out.len();
     for expr in &value.seq {
         expand_expr(cx, expr, out, depth)?;
@@ -35,9 +40,18 @@ fn expand_value<'e>(cx: &'e Cx, value: &'e Value, out: &mut Vec<Slot<'e>>, depth
     apply_rules(cx, value, out, start)
 }
 
-fn expand_expr<'e>(cx: &'e Cx, expr: &'e Expr, out: &mut Vec<Slot<'e>>, depth: usize) -> Option<()> {
+fn expand_expr<'e>(
+    cx: &'e Cx,
+    expr: &'e Expr,
+    out: &mut Vec<Slot<'e>>,
+    depth: usize,
+) -> Option<()> {
     if depth > 32 {
-        cx.error(Diagnostic::error("the schedule refers to itself").at(expr.span, "never ends"));
+        cx.error(
+            Diagnostic::error("the schedule refers to itself")
+                .at(expr.span, "never ends")
+                .help("a `let` used in a schedule must not contain itself"),
+        );
         return None;
     }
     let total = layer_count(cx, expr, depth)?;
@@ -53,12 +67,18 @@ fn expand_expr<'e>(cx: &'e Cx, expr: &'e Expr, out: &mut Vec<Slot<'e>>, depth: u
         ExprKind::Name(_) => match cx.let_value(expr) {
             Some(value) => expand_value(cx, value, out, depth + 1),
             None => {
-                out.push(Slot { mixer: expr, span: expr.span });
+                out.push(Slot {
+                    mixer: expr,
+                    span: expr.span,
+                });
                 Some(())
             }
         },
         ExprKind::Call { .. } => {
-            out.push(Slot { mixer: expr, span: expr.span });
+            out.push(Slot {
+                mixer: expr,
+                span: expr.span,
+            });
             Some(())
         }
         ExprKind::Group(items) => {
@@ -87,7 +107,11 @@ fn expand_expr<'e>(cx: &'e Cx, expr: &'e Expr, out: &mut Vec<Slot<'e>>, depth: u
 /// Number of layers an expression expands to, saturating, without expanding it.
 fn layer_count(cx: &Cx, expr: &Expr, depth: usize) -> Option<u64> {
     if depth > 32 {
-        cx.error(Diagnostic::error("the schedule refers to itself").at(expr.span, "never ends"));
+        cx.error(
+            Diagnostic::error("the schedule refers to itself")
+                .at(expr.span, "never ends")
+                .help("a `let` used in a schedule must not contain itself"),
+        );
         return None;
     }
     Some(match &expr.kind {
@@ -121,9 +145,12 @@ fn layer_count(cx: &Cx, expr: &Expr, depth: usize) -> Option<u64> {
 }
 
 fn not_a_layer(expr: &Expr) -> Diagnostic {
-    Diagnostic::error(format!("expected a mixer in the schedule, found {}", describe(expr)))
-        .at(expr.span, "not a layer")
-        .help("a schedule lists mixers: `(gdn × 3, attn) × 6`")
+    Diagnostic::error(format!(
+        "expected a mixer in the schedule, found {}",
+        describe(expr)
+    ))
+    .at(expr.span, "not a layer")
+    .help("a schedule lists mixers: `(gdn × 3, attn) × 6`")
 }
 
 fn apply_rules<'e>(cx: &'e Cx, value: &'e Value, out: &mut [Slot<'e>], start: usize) -> Option<()> {
@@ -138,9 +165,17 @@ fn apply_rules<'e>(cx: &'e Cx, value: &'e Value, out: &mut [Slot<'e>], start: us
                     let index = index as usize;
                     if index >= layers {
                         cx.error(
-                            Diagnostic::error(format!("layer index {index} is past the end of the schedule"))
-                                .at(list.span, format!("the schedule has {layers} layers (0..{})", layers.saturating_sub(1)))
-                                .help("indices start at 0"),
+                            Diagnostic::error(format!(
+                                "layer index {index} is past the end of the schedule"
+                            ))
+                            .at(
+                                list.span,
+                                format!(
+                                    "the schedule has {layers} layers (0..{})",
+                                    layers.saturating_sub(1)
+                                ),
+                            )
+                            .help("indices start at 0"),
                         );
                         return None;
                     }
@@ -176,7 +211,10 @@ fn apply_rules<'e>(cx: &'e Cx, value: &'e Value, out: &mut [Slot<'e>], start: us
                 return None;
             }
             assigned[index] = Some(rule.span);
-            out[start + index] = Slot { mixer: &rule.mixer, span: rule.span };
+            out[start + index] = Slot {
+                mixer: &rule.mixer,
+                span: rule.span,
+            };
         }
     }
     Some(())

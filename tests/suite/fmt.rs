@@ -1,0 +1,94 @@
+//! `hybc fmt` is idempotent, keeps comments, and changes no meaning.
+
+use hyb_compiler::fmt::format_source;
+use hyb_compiler::ir;
+use hyb_compiler::pipeline::check_text;
+
+use crate::{compile, example_files, relative, root};
+
+fn all_hyb_files() -> Vec<std::path::PathBuf> {
+    let mut files = example_files();
+    files.push(root().join("examples/paper/lib/mixers.hyb"));
+    files.push(root().join("examples/tiny/lib/mixers.hyb"));
+    files
+}
+
+#[test]
+fn every_example_is_formatted_and_formatting_is_idempotent() {
+    for file in all_hyb_files() {
+        let text = std::fs::read_to_string(&file).expect("readable");
+        let once =
+            format_source(&text).unwrap_or_else(|_| panic!("{} does not parse", relative(&file)));
+        let twice = format_source(&once).expect("formatted text parses");
+        assert_eq!(
+            once,
+            twice,
+            "{}: formatting is not idempotent",
+            relative(&file)
+        );
+        if !file.ends_with("sketch_ascii.hyb") {
+            assert_eq!(
+                text,
+                once,
+                "{}: not in canonical form (run `hybc fmt`)",
+                relative(&file)
+            );
+        }
+        let comments = |t: &str| t.lines().filter(|l| l.contains("//")).count();
+        assert_eq!(
+            comments(&text),
+            comments(&once),
+            "{}: comments lost",
+            relative(&file)
+        );
+    }
+}
+
+#[test]
+fn formatting_keeps_meaning() {
+    for file in example_files() {
+        let text = std::fs::read_to_string(&file).expect("readable");
+        if text.contains("import ") {
+            continue; // imports resolve on disk; covered by the idempotence test
+        }
+        let before = compile(&file);
+        let messy: String = text
+            .replace("    ", "\t  ")
+            .replace(" = ", "=")
+            .replace(", ", " ,");
+        let formatted = format_source(&messy).expect("messy text parses");
+        let after = check_text("formatted.hyb", &formatted);
+        assert_eq!(
+            ir::print::print_model(before.model().expect("checks")),
+            ir::print::print_model(after.model().expect("formatted checks")),
+            "{}",
+            relative(&file)
+        );
+    }
+}
+
+#[test]
+fn comments_stay_beside_their_code() {
+    let messy = "// header\n\n\nlet   a=3 // three\n// about the mixer\nmixer gla=gla( heads:a ,\n  // inside the call\n  expand_v: 1)\nmodel{\n// width\nd_model=128 // narrow\nlayers=gla x 2\n  // last words in the block\n}\n// the end\n";
+    let formatted = format_source(messy).expect("parses");
+    let expected = "// header\n\nlet a = 3 // three\n// about the mixer\n// inside the call\nmixer gla = gla(heads: a, expand_v: 1)\n\nmodel {\n    // width\n    d_model = 128 // narrow\n    layers  = gla × 2\n    // last words in the block\n}\n// the end\n";
+    assert_eq!(formatted, expected);
+    assert_eq!(format_source(&formatted).expect("parses"), formatted);
+}
+
+#[test]
+fn long_calls_break_one_argument_per_line() {
+    let text = "mixer kda = linear(heads: 8, head_dim: 64, update: delta, gate: vector(logsigmoid, normalizer: 16, low_rank: 16), short_conv: 4)\n";
+    let formatted = format_source(text).expect("parses");
+    assert!(
+        formatted.contains("linear(\n    heads: 8,\n"),
+        "{formatted}"
+    );
+    assert!(
+        formatted
+            .lines()
+            .all(|line| line.chars().count() <= hyb_compiler::fmt::WIDTH),
+        "{formatted}"
+    );
+    assert_eq!(format_source(&formatted).expect("parses"), formatted);
+}

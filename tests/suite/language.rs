@@ -1,0 +1,209 @@
+//! Language details: the design sketch checks as written, `×` and `x` are the same,
+//! schedules expand as documented, and each mixer's printed `linear(...)` denotes it.
+
+use hyb_compiler::ir::{self, MixerKind};
+use hyb_compiler::pipeline::check_text;
+
+use crate::{compile, example_files, relative, render, root};
+
+#[test]
+fn the_design_sketch_checks_with_either_times_sign() {
+    let unicode = compile(&root().join("examples/sketch.hyb"));
+    let ascii = compile(&root().join("examples/sketch_ascii.hyb"));
+    let unicode_ir = ir::print::print_model(
+        unicode
+            .model()
+            .unwrap_or_else(|| panic!("{}", render(&unicode))),
+    );
+    let ascii_ir = ir::print::print_model(
+        ascii
+            .model()
+            .unwrap_or_else(|| panic!("{}", render(&ascii))),
+    );
+    assert_eq!(unicode_ir, ascii_ir);
+    assert!(
+        std::fs::read_to_string(root().join("examples/sketch_ascii.hyb"))
+            .expect("file")
+            .contains("gdn x 3")
+    );
+}
+
+/// The sketch of the language design (shared/design/LANGUAGE.md), verbatim.
+const DESIGN_SKETCH: &str = r#"// GatedDeltaNet hybrid, 3:1, 340M scale
+model {
+    vocab   = 32000
+    d_model = 1024
+    mlp     = swiglu(ratio: 4)
+    layers  = (gdn × 3, attn) × 6
+}
+
+mixer gdn  = gated_deltanet(heads: 4, head_dim: 256)
+mixer attn = attention(heads: 16, rope: 10000)
+
+// a mixer composed from parts: delta rule with a per-channel gate
+mixer kda = linear(heads: 8, head_dim: 128, update: delta,
+                   gate: vector(logsigmoid, normalizer: 16), short_conv: 4, qk: l2norm)
+
+// head-wise routing: 12 linear heads and 4 softmax heads in one layer
+mixer duo = heads(gdn: 12, attn: 4, combine: concat)
+
+train {
+    data      = mqar(vocab: 8192, seq_len: 256, pairs: 16)
+    seq_len   = 256
+    batch     = 64
+    steps     = 2000
+    optimizer = adamw(lr: 1e-3, betas: (0.9, 0.95), weight_decay: 0.1, clip: 1.0)
+    schedule  = cosine(warmup: 100, min_lr: 0.1)
+}
+
+eval {
+    mqar(seq_len: 512, pairs: 64)
+    perplexity(data: text("valid.txt"))
+}
+"#;
+
+#[test]
+fn the_design_sketch_checks_verbatim() {
+    for text in [DESIGN_SKETCH.to_string(), DESIGN_SKETCH.replace('×', "x")] {
+        let compilation = check_text("sketch.hyb", &text);
+        assert!(
+            compilation.checked.diagnostics.is_empty(),
+            "{}",
+            compilation.render()
+        );
+        let model = compilation.model().expect("checks");
+        assert_eq!(model.layers.len(), 24);
+        assert_eq!(
+            model.mixers.len(),
+            2,
+            "kda and duo are declared, checked, and unused"
+        );
+    }
+}
+
+fn layer_names(text: &str) -> Vec<String> {
+    let compilation = check_text("schedule.hyb", text);
+    let model = compilation
+        .model()
+        .unwrap_or_else(|| panic!("{text}\n{}", compilation.render()));
+    model
+        .layers
+        .iter()
+        .map(|l| model.mixers[l.mixer].name.clone())
+        .collect()
+}
+
+fn schedule(layers: &str) -> Vec<String> {
+    layer_names(&format!(
+        "let ratio = 3\nmodel {{\n    d_model = 64\n    layers = {layers}\n}}\n"
+    ))
+}
+
+#[test]
+fn schedules_expand_as_documented() {
+    assert_eq!(
+        schedule("(gdn × 2, attn) × 2"),
+        ["gdn", "gdn", "attn", "gdn", "gdn", "attn"]
+    );
+    assert_eq!(
+        schedule("gdn x 2, attn * 1, ((gla))"),
+        ["gdn", "gdn", "attn", "gla"]
+    );
+    assert_eq!(
+        schedule("gdn × 6 with attn every ratio"),
+        ["gdn", "gdn", "attn", "gdn", "gdn", "attn"]
+    );
+    assert_eq!(
+        schedule("gdn × 6 with attn every 3 offset 0"),
+        ["attn", "gdn", "gdn", "attn", "gdn", "gdn"]
+    );
+    assert_eq!(
+        schedule("gdn × 4 with attn at [0, 2], gla at [3]"),
+        ["attn", "gdn", "attn", "gla"]
+    );
+    assert_eq!(schedule("gla(heads: 2) × 2").len(), 2);
+}
+
+#[test]
+fn lets_bind_late_and_importers_override() {
+    // `ratio` is used before it is defined.
+    let names = layer_names(
+        "model {\n    d_model = 64\n    layers = base\n}\nlet base = gdn × 4 with attn every ratio\nlet ratio = 2\n",
+    );
+    assert_eq!(names, ["gdn", "attn", "gdn", "attn"]);
+    // The paper grid: gla_r6.hyb sets `linear` and `ratio` for the shared base.
+    let compilation = compile(&root().join("examples/paper/gla_r6.hyb"));
+    let model = compilation.model().expect("checks");
+    let attention: Vec<usize> = (0..24)
+        .filter(|i| model.mixer_of(*i).kind.is_attention())
+        .collect();
+    assert_eq!(attention, [5, 11, 17, 23]);
+    assert_eq!(model.mixer_of(0).name, "gla");
+}
+
+/// Each linear mixer prints as a `linear(...)` call; checking that call gives back the
+/// identical description (the IR text is valid .hyb).
+#[test]
+fn printed_linear_mixers_denote_themselves() {
+    let mut checked = 0;
+    for file in example_files() {
+        let compilation = compile(&file);
+        let model = compilation.model().expect("example checks");
+        for (_, mixer) in model.mixers.iter() {
+            let MixerKind::Linear(linear) = &mixer.kind else {
+                continue;
+            };
+            let text = format!(
+                "mixer m = {}\nmodel {{\n    d_model = {}\n    layers = m\n}}\n",
+                ir::print::linear_text(linear, 0),
+                model.config.d_model
+            );
+            let back = check_text("printed.hyb", &text);
+            let back_model = back
+                .model()
+                .unwrap_or_else(|| panic!("{}: {text}\n{}", relative(&file), back.render()));
+            assert_eq!(
+                &back_model.mixer_of(0).kind,
+                &mixer.kind,
+                "{}: {}",
+                relative(&file),
+                mixer.name
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 40);
+}
+
+#[test]
+fn presets_are_flas_config_defaults() {
+    // gla(heads: 4) in a model of width 1024 is fla's GLAConfig(num_heads=4, hidden_size=1024).
+    let text = "model {\n    d_model = 1024\n    layers = gla(heads: 4) × 24\n}\n";
+    let compilation = check_text("gla.hyb", text);
+    assert_eq!(
+        compilation.model().expect("checks").params_total(),
+        374_475_776
+    );
+    // hgrn2 with only `heads` derives expand_ratio = d / heads, as fla does without expand_ratio.
+    let text = "model {\n    d_model = 1024\n    layers = hgrn2(heads: 8) × 24\n}\n";
+    assert_eq!(
+        check_text("hgrn2.hyb", text)
+            .model()
+            .expect("checks")
+            .params_total(),
+        373_916_672
+    );
+}
+
+#[test]
+fn warnings_do_not_stop_a_model() {
+    let text = "mixer gdn = gated_deltanet(heads: 2, head_dim: 32)\nmodel {\n    vocab = 512\n    d_model = 64\n    layers = gdn × 2\n}\neval {\n    mqar(seq_len: 128, pairs: 8)\n}\n";
+    let compilation = check_text("warn.hyb", text);
+    assert!(compilation.model().is_some());
+    assert_eq!(compilation.checked.diagnostics.len(), 1);
+    assert!(
+        compilation
+            .render()
+            .contains("warning: this eval measures recall")
+    );
+}
