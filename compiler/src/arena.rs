@@ -57,9 +57,7 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Arena<T> {
 
 impl<T: Clone> Clone for Arena<T> {
     fn clone(&self) -> Self {
-        Arena {
-            items: self.items.clone(),
-        }
+        Arena { items: self.items.clone() }
     }
 }
 
@@ -67,10 +65,7 @@ impl<T> Arena<T> {
     pub fn alloc(&mut self, value: T) -> Handle<T> {
         self.items.push(value);
         let index = u32::try_from(self.items.len()).expect("arena holds fewer than 2^32 items");
-        Handle {
-            index: NonZeroU32::new(index).expect("len is at least 1"),
-            marker: PhantomData,
-        }
+        Handle { index: NonZeroU32::new(index).expect("len is at least 1"), marker: PhantomData }
     }
 
     pub fn len(&self) -> usize {
@@ -84,13 +79,7 @@ impl<T> Arena<T> {
     pub fn iter(&self) -> impl Iterator<Item = (Handle<T>, &T)> {
         self.items.iter().enumerate().map(|(i, item)| {
             let index = NonZeroU32::new(i as u32 + 1).expect("non-zero");
-            (
-                Handle {
-                    index,
-                    marker: PhantomData,
-                },
-                item,
-            )
+            (Handle { index, marker: PhantomData }, item)
         })
     }
 

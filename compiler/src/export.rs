@@ -19,10 +19,7 @@ pub struct ExportError {
 }
 
 fn refuse(message: impl Into<String>, help: impl Into<String>) -> ExportError {
-    ExportError {
-        message: message.into(),
-        help: help.into(),
-    }
+    ExportError { message: message.into(), help: help.into() }
 }
 
 /// fla's `config.json` for this model.
@@ -34,10 +31,7 @@ pub fn fla_config(model: &Model) -> Result<Value, ExportError> {
         match &mixer.kind {
             MixerKind::Routed(_) => {
                 return Err(refuse(
-                    format!(
-                        "layer {index} (`{}`) routes heads between mixers; fla has no such layer",
-                        mixer.name
-                    ),
+                    format!("layer {index} (`{}`) routes heads between mixers; fla has no such layer", mixer.name),
                     "head-wise routing exists only in hyb; export a model without `heads(...)`",
                 ));
             }
@@ -59,19 +53,14 @@ pub fn fla_config(model: &Model) -> Result<Value, ExportError> {
     let mut config = Map::new();
     let model_type = match linear {
         Some(mixer) => {
-            let MixerKind::Linear(linear_mixer) = &mixer.kind else {
-                unreachable!("linear layers hold linear mixers")
-            };
+            let MixerKind::Linear(linear_mixer) = &mixer.kind else { unreachable!("linear layers hold linear mixers") };
             let (preset, keys) = fla_mixer_keys(mixer, linear_mixer, model.config.d_model)?;
             config.insert("model_type".into(), json!(preset.fla_model_type()));
             config.extend(keys);
             preset
         }
         None => {
-            config.insert(
-                "model_type".into(),
-                json!(Preset::Attention.fla_model_type()),
-            );
+            config.insert("model_type".into(), json!(Preset::Attention.fla_model_type()));
             Preset::Attention
         }
     };
@@ -130,9 +119,7 @@ fn attn_dict(attention: &[(usize, &AttentionMixer)], d_model: u64) -> Result<Val
     for (index, mixer) in attention {
         if mixer.qk_norm {
             return Err(refuse(
-                format!(
-                    "attention layer {index} uses qk_norm; fla's hybrid `attn` config ignores qk_norm"
-                ),
+                format!("attention layer {index} uses qk_norm; fla's hybrid `attn` config ignores qk_norm"),
                 "remove `qk_norm` from hybrid attention layers",
             ));
         }
@@ -155,11 +142,7 @@ fn attn_dict(attention: &[(usize, &AttentionMixer)], d_model: u64) -> Result<Val
             })
         })
         .collect();
-    Ok(if dicts.len() == 1 {
-        dicts.into_iter().next().expect("one")
-    } else {
-        Value::Array(dicts)
-    })
+    Ok(if dicts.len() == 1 { dicts.into_iter().next().expect("one") } else { Value::Array(dicts) })
 }
 
 /// The fla config keys of a linear mixer, found by reading candidate keys back through
@@ -171,14 +154,7 @@ fn fla_mixer_keys(
 ) -> Result<(Preset, Map<String, Value>), ExportError> {
     let candidates: Vec<Preset> = match mixer.preset {
         Some(preset) => vec![preset],
-        None => vec![
-            Preset::GatedDeltaNet,
-            Preset::DeltaNet,
-            Preset::Gla,
-            Preset::RetNet,
-            Preset::Hgrn2,
-            Preset::Hgrn,
-        ],
+        None => vec![Preset::GatedDeltaNet, Preset::DeltaNet, Preset::Gla, Preset::RetNet, Preset::Hgrn2, Preset::Hgrn],
     };
     for preset in candidates {
         let Some((args, keys)) = candidate_keys(preset, linear, d_model) else {
@@ -189,23 +165,17 @@ fn fla_mixer_keys(
         }
     }
     Err(refuse(
-        format!(
-            "mixer `{}` has no fla layer: no fla config gives this combination of parts",
-            mixer.name
-        ),
+        format!("mixer `{}` has no fla layer: no fla config gives this combination of parts", mixer.name),
         "fla implements the six presets with their config options only (e.g. GLA's gate rank is fixed at 16); keep this model in .hyb",
     ))
 }
 
 fn reads_back(preset: Preset, args: &str, linear: &LinearMixer, d_model: u64) -> bool {
-    let text = format!(
-        "model {{\n    d_model = {d_model}\n    layers = m\n}}\nmixer m = {}({args})\n",
-        preset.name()
-    );
+    let text = format!("model {{\n    d_model = {d_model}\n    layers = m\n}}\nmixer m = {}({args})\n", preset.name());
     let compilation = check_text("<export>", &text);
-    compilation.model().is_some_and(
-        |model| matches!(&model.mixer_of(0).kind, MixerKind::Linear(back) if back == linear),
-    )
+    compilation
+        .model()
+        .is_some_and(|model| matches!(&model.mixer_of(0).kind, MixerKind::Linear(back) if back == linear))
 }
 
 fn ratio(value: u64, of: u64) -> f64 {
@@ -213,11 +183,7 @@ fn ratio(value: u64, of: u64) -> f64 {
 }
 
 /// (`.hyb` arguments, fla keys) that would describe `linear` as `preset`.
-fn candidate_keys(
-    preset: Preset,
-    linear: &LinearMixer,
-    d_model: u64,
-) -> Option<(String, Map<String, Value>)> {
+fn candidate_keys(preset: Preset, linear: &LinearMixer, d_model: u64) -> Option<(String, Map<String, Value>)> {
     let mut args: Vec<String> = Vec::new();
     let mut keys = Map::new();
     let mut put = |arg: String, key: &str, value: Value| {
@@ -229,10 +195,7 @@ fn candidate_keys(
     let conv = linear.conv.map(|c| c.size);
     let short_conv = |put: &mut dyn FnMut(String, &str, Value)| {
         put(
-            format!(
-                "short_conv: {}",
-                conv.map_or("false".to_string(), |s| s.to_string())
-            ),
+            format!("short_conv: {}", conv.map_or("false".to_string(), |s| s.to_string())),
             "use_short_conv",
             json!(conv.is_some()),
         );
@@ -254,11 +217,7 @@ fn candidate_keys(
             put(format!("lower_bound: {lb}"), "use_lower_bound", json!(lb));
         }
         Preset::Hgrn2 => {
-            put(
-                format!("expand_ratio: {}", linear.head_k_dim),
-                "expand_ratio",
-                json!(linear.head_k_dim),
-            );
+            put(format!("expand_ratio: {}", linear.head_k_dim), "expand_ratio", json!(linear.head_k_dim));
             put(String::new(), "num_heads", json!(linear.heads));
             short_conv(&mut put);
             let lb = linear.lower_bound == LowerBound::Layerwise;
@@ -267,119 +226,57 @@ fn candidate_keys(
         Preset::RetNet | Preset::Gla => {
             let expand_k = ratio(linear.heads * linear.head_k_dim, d_model);
             let expand_v = ratio(linear.heads * linear.head_v_dim, d_model);
-            put(
-                format!("heads: {}", linear.heads),
-                "num_heads",
-                json!(linear.heads),
-            );
-            put(
-                format!("kv_heads: {}", linear.k_heads),
-                "num_kv_heads",
-                json!(linear.k_heads),
-            );
+            put(format!("heads: {}", linear.heads), "num_heads", json!(linear.heads));
+            put(format!("kv_heads: {}", linear.k_heads), "num_kv_heads", json!(linear.k_heads));
             put(format!("expand_k: {expand_k}"), "expand_k", json!(expand_k));
             put(format!("expand_v: {expand_v}"), "expand_v", json!(expand_v));
             let feature_map = match linear.qk_act {
                 Act::Identity => Value::Null,
                 act => json!(act.name()),
             };
-            put(
-                format!("feature_map: {}", linear.qk_act.name()),
-                "feature_map",
-                feature_map,
-            );
-            put(
-                format!("output_gate: {gated}"),
-                "use_output_gate",
-                json!(gated),
-            );
+            put(format!("feature_map: {}", linear.qk_act.name()), "feature_map", feature_map);
+            put(format!("output_gate: {gated}"), "use_output_gate", json!(gated));
             if preset == Preset::Gla {
                 short_conv(&mut put);
-                let clamp = linear
-                    .clamp_min
-                    .map_or("none".to_string(), |c| c.to_string());
-                put(
-                    format!("clamp_min: {clamp}"),
-                    "clamp_min",
-                    json!(linear.clamp_min),
-                );
+                let clamp = linear.clamp_min.map_or("none".to_string(), |c| c.to_string());
+                put(format!("clamp_min: {clamp}"), "clamp_min", json!(linear.clamp_min));
             }
         }
         Preset::DeltaNet => {
-            put(
-                format!("heads: {}", linear.heads),
-                "num_heads",
-                json!(linear.heads),
-            );
+            put(format!("heads: {}", linear.heads), "num_heads", json!(linear.heads));
             let expand_k = ratio(linear.heads * linear.head_k_dim, d_model);
             let expand_v = ratio(linear.heads * linear.head_v_dim, d_model);
             put(format!("expand_k: {expand_k}"), "expand_k", json!(expand_k));
             put(format!("expand_v: {expand_v}"), "expand_v", json!(expand_v));
             short_conv(&mut put);
-            let Update::Delta {
-                beta,
-                negative_eigenvalues,
-            } = linear.update
-            else {
+            let Update::Delta { beta, negative_eigenvalues } = linear.update else {
                 return None;
             };
             let use_beta = beta == Beta::Sigmoid;
             put(format!("beta: {use_beta}"), "use_beta", json!(use_beta));
             put(format!("output_gate: {gated}"), "use_gate", json!(gated));
-            put(
-                format!("qk_act: {}", linear.qk_act.name()),
-                "qk_activation",
-                json!(linear.qk_act.name()),
-            );
+            put(format!("qk_act: {}", linear.qk_act.name()), "qk_activation", json!(linear.qk_act.name()));
             let qk_norm = match linear.qk_norm {
                 QkNorm::L2 => "l2",
                 QkNorm::Sum => "sum",
                 QkNorm::None => return None,
             };
             put(format!("qk_norm: {qk_norm}"), "qk_norm", json!(qk_norm));
-            put(
-                format!("neg_eigval: {negative_eigenvalues}"),
-                "allow_neg_eigval",
-                json!(negative_eigenvalues),
-            );
+            put(format!("neg_eigval: {negative_eigenvalues}"), "allow_neg_eigval", json!(negative_eigenvalues));
         }
         Preset::GatedDeltaNet => {
-            put(
-                format!("heads: {}", linear.heads),
-                "num_heads",
-                json!(linear.heads),
-            );
-            put(
-                format!("head_dim: {}", linear.head_k_dim),
-                "head_dim",
-                json!(linear.head_k_dim),
-            );
+            put(format!("heads: {}", linear.heads), "num_heads", json!(linear.heads));
+            put(format!("head_dim: {}", linear.head_k_dim), "head_dim", json!(linear.head_k_dim));
             let expand_v = ratio(linear.head_v_dim, linear.head_k_dim);
             put(format!("expand_v: {expand_v}"), "expand_v", json!(expand_v));
-            let v_heads = if linear.v_heads == linear.heads {
-                Value::Null
-            } else {
-                json!(linear.v_heads)
-            };
-            put(
-                format!("v_heads: {}", linear.v_heads),
-                "num_v_heads",
-                v_heads,
-            );
+            let v_heads = if linear.v_heads == linear.heads { Value::Null } else { json!(linear.v_heads) };
+            put(format!("v_heads: {}", linear.v_heads), "num_v_heads", v_heads);
             short_conv(&mut put);
             put(format!("output_gate: {gated}"), "use_gate", json!(gated));
-            let Update::Delta {
-                negative_eigenvalues,
-                ..
-            } = linear.update
-            else {
+            let Update::Delta { negative_eigenvalues, .. } = linear.update else {
                 return None;
             };
-            put(
-                format!("neg_eigval: {negative_eigenvalues}"),
-                "allow_neg_eigval",
-                json!(negative_eigenvalues),
-            );
+            put(format!("neg_eigval: {negative_eigenvalues}"), "allow_neg_eigval", json!(negative_eigenvalues));
         }
         Preset::Attention => return None,
     }
@@ -398,7 +295,10 @@ pub fn hf_layer_types(model: &Model) -> Result<Value, ExportError> {
             MixerKind::Attention(_) => "full_attention",
             MixerKind::Routed(_) => {
                 return Err(refuse(
-                    format!("layer {index} (`{}`) routes heads between mixers; `layer_types` has one type per layer", mixer.name),
+                    format!(
+                        "layer {index} (`{}`) routes heads between mixers; `layer_types` has one type per layer",
+                        mixer.name
+                    ),
                     "head-wise routing cannot be written as layer types",
                 ));
             }

@@ -27,13 +27,9 @@ pub fn format_file(file: &File, text: &str) -> String {
     let widths = item_name_widths(file, text);
     for (index, item) in file.items.iter().enumerate() {
         let leading = &placement.item_leading[index];
-        let first_start = leading
-            .first()
-            .map_or(item.span.start as usize, |c| c.start);
+        let first_start = leading.first().map_or(item.span.start as usize, |c| c.start);
         if let Some(end) = previous_end {
-            if has_blank_line(text, end, first_start)
-                || needs_separation(&file.items[index - 1], item)
-            {
+            if has_blank_line(text, end, first_start) || needs_separation(&file.items[index - 1], item) {
                 out.push('\n');
             }
         }
@@ -79,19 +75,11 @@ fn item_name_widths(file: &File, text: &str) -> Vec<usize> {
     for index in 0..=file.items.len() {
         let breaks = index == file.items.len()
             || index == 0
-            || name_of(&file.items[index]).map(|n| n.0)
-                != name_of(&file.items[index - 1]).map(|n| n.0)
-            || has_blank_line(
-                text,
-                file.items[index - 1].span.end as usize,
-                file.items[index].span.start as usize,
-            );
+            || name_of(&file.items[index]).map(|n| n.0) != name_of(&file.items[index - 1]).map(|n| n.0)
+            || has_blank_line(text, file.items[index - 1].span.end as usize, file.items[index].span.start as usize);
         if breaks && index > 0 {
-            let width = file.items[run_start..index]
-                .iter()
-                .filter_map(|item| name_of(item).map(|n| n.1))
-                .max()
-                .unwrap_or(0);
+            let width =
+                file.items[run_start..index].iter().filter_map(|item| name_of(item).map(|n| n.1)).max().unwrap_or(0);
             widths[run_start..index].iter_mut().for_each(|w| *w = width);
             run_start = index;
         }
@@ -99,39 +87,23 @@ fn item_name_widths(file: &File, text: &str) -> Vec<usize> {
     widths
 }
 
-fn format_item(
-    item: &Item,
-    name_width: usize,
-    placement: &Placement,
-    index: usize,
-    text: &str,
-) -> String {
+fn format_item(item: &Item, name_width: usize, placement: &Placement, index: usize, text: &str) -> String {
     match &item.kind {
         ItemKind::Import(path) => format!("import {}", string_literal(&path.value)),
         ItemKind::Let { name, value } => {
             let head = format!("let {:<name_width$} = ", name.text);
             let indent_width = 0;
-            format!(
-                "{head}{}",
-                value_to_string(value, head.chars().count(), indent_width)
-            )
+            format!("{head}{}", value_to_string(value, head.chars().count(), indent_width))
         }
         ItemKind::Mixer { name, value } => {
             let head = format!("mixer {:<name_width$} = ", name.text);
             format!("{head}{}", expr_at(value, head.chars().count(), 0))
         }
-        ItemKind::Block { kind, entries, .. } => {
-            format_block(*kind, entries, &placement.entries[index], text)
-        }
+        ItemKind::Block { kind, entries, .. } => format_block(*kind, entries, &placement.entries[index], text),
     }
 }
 
-fn format_block(
-    kind: BlockKind,
-    entries: &[Entry],
-    placement: &BlockPlacement,
-    text: &str,
-) -> String {
+fn format_block(kind: BlockKind, entries: &[Entry], placement: &BlockPlacement, text: &str) -> String {
     let mut out = format!("{} {{\n", kind.as_str());
     let width = entries
         .iter()
@@ -143,9 +115,7 @@ fn format_block(
         .unwrap_or(0);
     for (index, entry) in entries.iter().enumerate() {
         let leading = &placement.leading[index];
-        let first_start = leading
-            .first()
-            .map_or(entry.span().start as usize, |c| c.start);
+        let first_start = leading.first().map_or(entry.span().start as usize, |c| c.start);
         if index > 0 && has_blank_line(text, entries[index - 1].span().end as usize, first_start) {
             out.push('\n');
         }
@@ -155,11 +125,7 @@ fn format_block(
             Entry::Field(field) => {
                 let head = format!("{:<width$} = ", field.name.text);
                 out.push_str(&head);
-                out.push_str(&value_to_string(
-                    &field.value,
-                    INDENT.len() + head.chars().count(),
-                    1,
-                ));
+                out.push_str(&value_to_string(&field.value, INDENT.len() + head.chars().count(), 1));
             }
             Entry::Task(task) => out.push_str(&expr_at(task, INDENT.len(), 1)),
         }
@@ -180,13 +146,7 @@ fn format_block(
 
 /// Comments above an item or field, keeping a blank line where the author left one
 /// between them or before the code.
-fn push_leading(
-    out: &mut String,
-    leading: &[Comment],
-    code_start: usize,
-    text: &str,
-    indent: &str,
-) {
+fn push_leading(out: &mut String, leading: &[Comment], code_start: usize, text: &str, indent: &str) {
     for (index, comment) in leading.iter().enumerate() {
         out.push_str(indent);
         out.push_str(&comment.text);
@@ -201,10 +161,7 @@ fn push_leading(
 fn has_blank_line(text: &str, from: usize, to: usize) -> bool {
     let between = text.get(from.min(to)..to).unwrap_or("");
     let segments: Vec<&str> = between.split('\n').collect();
-    segments.len() > 2
-        && segments[1..segments.len() - 1]
-            .iter()
-            .any(|segment| segment.trim().is_empty())
+    segments.len() > 2 && segments[1..segments.len() - 1].iter().any(|segment| segment.trim().is_empty())
 }
 
 /// A value on one line if it fits, else with its calls broken.
@@ -213,11 +170,7 @@ fn value_to_string(value: &Value, column: usize, depth: usize) -> String {
     if column + flat.chars().count() <= WIDTH {
         return flat;
     }
-    let mut parts: Vec<String> = value
-        .seq
-        .iter()
-        .map(|expr| expr_at(expr, column, depth))
-        .collect();
+    let mut parts: Vec<String> = value.seq.iter().map(|expr| expr_at(expr, column, depth)).collect();
     if !value.rules.is_empty() {
         let rules: Vec<String> = value.rules.iter().map(rule_to_string).collect();
         let last = parts.pop().unwrap_or_default();
@@ -227,22 +180,10 @@ fn value_to_string(value: &Value, column: usize, depth: usize) -> String {
 }
 
 fn value_flat(value: &Value) -> String {
-    let mut out = value
-        .seq
-        .iter()
-        .map(expr_to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut out = value.seq.iter().map(expr_to_string).collect::<Vec<_>>().join(", ");
     if !value.rules.is_empty() {
         out.push_str(" with ");
-        out.push_str(
-            &value
-                .rules
-                .iter()
-                .map(rule_to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
+        out.push_str(&value.rules.iter().map(rule_to_string).collect::<Vec<_>>().join(", "));
     }
     out
 }
@@ -251,19 +192,9 @@ fn rule_to_string(rule: &Rule) -> String {
     let mixer = expr_to_string(&rule.mixer);
     match &rule.kind {
         RuleKind::At(list) => format!("{mixer} at {}", expr_to_string(list)),
-        RuleKind::Every {
-            period,
-            offset: None,
-        } => format!("{mixer} every {}", expr_to_string(period)),
-        RuleKind::Every {
-            period,
-            offset: Some(offset),
-        } => {
-            format!(
-                "{mixer} every {} offset {}",
-                expr_to_string(period),
-                expr_to_string(offset)
-            )
+        RuleKind::Every { period, offset: None } => format!("{mixer} every {}", expr_to_string(period)),
+        RuleKind::Every { period, offset: Some(offset) } => {
+            format!("{mixer} every {} offset {}", expr_to_string(period), expr_to_string(offset))
         }
     }
 }
@@ -282,31 +213,18 @@ fn expr_at(expr: &Expr, column: usize, depth: usize) -> String {
             ")",
             args.iter()
                 .map(|arg| {
-                    let head = arg
-                        .name
-                        .as_ref()
-                        .map_or(String::new(), |name| format!("{}: ", name.text));
+                    let head = arg.name.as_ref().map_or(String::new(), |name| format!("{}: ", name.text));
                     let value = expr_at(&arg.value, inner_indent.len() + head.len(), depth + 1);
                     format!("{head}{value}")
                 })
                 .collect(),
         ),
-        ExprKind::Group(items) => (
-            "(".to_string(),
-            ")",
-            items
-                .iter()
-                .map(|e| expr_at(e, inner_indent.len(), depth + 1))
-                .collect(),
-        ),
-        ExprKind::List(items) => (
-            "[".to_string(),
-            "]",
-            items
-                .iter()
-                .map(|e| expr_at(e, inner_indent.len(), depth + 1))
-                .collect(),
-        ),
+        ExprKind::Group(items) => {
+            ("(".to_string(), ")", items.iter().map(|e| expr_at(e, inner_indent.len(), depth + 1)).collect())
+        }
+        ExprKind::List(items) => {
+            ("[".to_string(), "]", items.iter().map(|e| expr_at(e, inner_indent.len(), depth + 1)).collect())
+        }
         _ => return flat,
     };
     if items.is_empty() {
@@ -342,22 +260,8 @@ pub fn expr_to_string(expr: &Expr) -> String {
                 .collect();
             format!("{}({})", callee.text, args.join(", "))
         }
-        ExprKind::Group(items) => format!(
-            "({})",
-            items
-                .iter()
-                .map(expr_to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        ExprKind::List(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(expr_to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        ExprKind::Group(items) => format!("({})", items.iter().map(expr_to_string).collect::<Vec<_>>().join(", ")),
+        ExprKind::List(items) => format!("[{}]", items.iter().map(expr_to_string).collect::<Vec<_>>().join(", ")),
         ExprKind::Repeat { body, count } => {
             format!("{} × {}", expr_to_string(body), expr_to_string(count))
         }
@@ -415,10 +319,8 @@ fn place_comments(file: &File, text: &str) -> Placement {
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count();
     for comment in comments::collect(text) {
         let at = comment.start;
-        let containing = file
-            .items
-            .iter()
-            .position(|item| (item.span.start as usize) < at && at < item.span.end as usize);
+        let containing =
+            file.items.iter().position(|item| (item.span.start as usize) < at && at < item.span.end as usize);
         if let Some(index) = containing {
             if let ItemKind::Block { entries, .. } = &file.items[index].kind {
                 let block = &mut placement.entries[index];
@@ -428,18 +330,15 @@ fn place_comments(file: &File, text: &str) -> Placement {
             }
             continue;
         }
-        let before_on_line = file.items.iter().rposition(|item| {
-            (item.span.end as usize) <= at && line_of(item.span.end as usize) == line_of(at)
-        });
+        let before_on_line = file
+            .items
+            .iter()
+            .rposition(|item| (item.span.end as usize) <= at && line_of(item.span.end as usize) == line_of(at));
         match before_on_line {
             Some(index) if comment.trailing && placement.item_trailing[index].is_none() => {
                 placement.item_trailing[index] = Some(comment);
             }
-            _ => match file
-                .items
-                .iter()
-                .position(|item| item.span.start as usize > at)
-            {
+            _ => match file.items.iter().position(|item| item.span.start as usize > at) {
                 Some(next) => placement.item_leading[next].push(comment),
                 None => placement.file_end.push(comment),
             },
@@ -448,27 +347,16 @@ fn place_comments(file: &File, text: &str) -> Placement {
     placement
 }
 
-fn place_in_block(
-    block: &mut BlockPlacement,
-    entries: &[Entry],
-    comment: Comment,
-    line_of: &dyn Fn(usize) -> usize,
-) {
+fn place_in_block(block: &mut BlockPlacement, entries: &[Entry], comment: Comment, line_of: &dyn Fn(usize) -> usize) {
     let at = comment.start;
-    if let Some(index) = entries
-        .iter()
-        .position(|e| (e.span().start as usize) < at && at < e.span().end as usize)
-    {
+    if let Some(index) = entries.iter().position(|e| (e.span().start as usize) < at && at < e.span().end as usize) {
         block.leading[index].push(comment);
         return;
     }
-    let before_on_line = entries.iter().rposition(|e| {
-        (e.span().end as usize) <= at && line_of(e.span().end as usize) == line_of(at)
-    });
+    let before_on_line =
+        entries.iter().rposition(|e| (e.span().end as usize) <= at && line_of(e.span().end as usize) == line_of(at));
     match before_on_line {
-        Some(index) if comment.trailing && block.trailing[index].is_none() => {
-            block.trailing[index] = Some(comment)
-        }
+        Some(index) if comment.trailing && block.trailing[index].is_none() => block.trailing[index] = Some(comment),
         _ => match entries.iter().position(|e| e.span().start as usize > at) {
             Some(next) => block.leading[next].push(comment),
             None => block.end.push(comment),

@@ -62,22 +62,14 @@ const NEUTRAL_KEYS: &[&str] = &[
 ];
 
 pub fn import_config(json: &str, source: &str) -> Result<String, ImportError> {
-    let value: Value =
-        serde_json::from_str(json).map_err(|e| ImportError(format!("not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(json).map_err(|e| ImportError(format!("not valid JSON: {e}")))?;
     let Value::Object(config) = value else {
         return Err(ImportError("expected a JSON object".into()));
     };
-    let mut reader = Reader {
-        config: &config,
-        used: Vec::new(),
-    };
-    let model_type = reader
-        .str("model_type")
-        .ok_or_else(|| ImportError("no `model_type`".into()))?;
+    let mut reader = Reader { config: &config, used: Vec::new() };
+    let model_type = reader.str("model_type").ok_or_else(|| ImportError("no `model_type`".into()))?;
     let preset = match model_type.as_str() {
-        "hgrn" | "hgrn2" | "retnet" | "gla" | "transformer" | "gated_deltanet" => {
-            model_type.clone()
-        }
+        "hgrn" | "hgrn2" | "retnet" | "gla" | "transformer" | "gated_deltanet" => model_type.clone(),
         "delta_net" => "deltanet".to_string(),
         other => {
             return Err(ImportError(format!(
@@ -87,10 +79,8 @@ pub fn import_config(json: &str, source: &str) -> Result<String, ImportError> {
     };
     let d_model = reader.int("hidden_size").unwrap_or(2048);
     let layers = reader.int("num_hidden_layers").unwrap_or(24);
-    let mut model_lines = vec![
-        format!("vocab = {}", reader.int("vocab_size").unwrap_or(32000)),
-        format!("d_model = {d_model}"),
-    ];
+    let mut model_lines =
+        vec![format!("vocab = {}", reader.int("vocab_size").unwrap_or(32000)), format!("d_model = {d_model}")];
     let mut mixers = Vec::new();
     if preset == "transformer" {
         let args = attention_args(&mut reader, true)?;
@@ -98,21 +88,14 @@ pub fn import_config(json: &str, source: &str) -> Result<String, ImportError> {
         model_lines.push(format!("layers = attn × {layers}"));
     } else {
         let args = linear_args(&mut reader, &preset)?;
-        let name = if preset == "gated_deltanet" {
-            "gdn".to_string()
-        } else {
-            preset.clone()
-        };
+        let name = if preset == "gated_deltanet" { "gdn".to_string() } else { preset.clone() };
         mixers.push(format!("mixer {name} = {preset}({})", args.join(", ")));
         let attention_layers = attention_layers(&mut reader, layers)?;
         let schedule = match &attention_layers {
             None => format!("{name} × {layers}"),
             Some((indices, attn_args)) => {
                 mixers.push(format!("mixer attn = attention({})", attn_args.join(", ")));
-                format!(
-                    "{name} × {layers} with attn {}",
-                    index_rule(indices, layers)
-                )
+                format!("{name} × {layers} with attn {}", index_rule(indices, layers))
             }
         };
         model_lines.push(format!("layers = {schedule}"));
@@ -136,35 +119,15 @@ pub fn import_config(json: &str, source: &str) -> Result<String, ImportError> {
     if let Some(max) = reader.int("max_position_embeddings") {
         model_lines.push(format!("max_position = {max}"));
     }
-    reader.expect(
-        "hidden_act",
-        &Value::from("swish"),
-        "hyb's MLP and gates use swish (SiLU)",
-    )?;
-    reader.expect(
-        "elementwise_affine",
-        &Value::Bool(true),
-        "hyb's norms always have a weight",
-    )?;
-    reader.expect(
-        "attnres_block_size",
-        &Value::Null,
-        "attention residuals (fla 0.6) are not modelled",
-    )?;
-    let unused: Vec<&String> = config
-        .keys()
-        .filter(|k| !reader.used.contains(&k.as_str()) && !NEUTRAL_KEYS.contains(&k.as_str()))
-        .collect();
+    reader.expect("hidden_act", &Value::from("swish"), "hyb's MLP and gates use swish (SiLU)")?;
+    reader.expect("elementwise_affine", &Value::Bool(true), "hyb's norms always have a weight")?;
+    reader.expect("attnres_block_size", &Value::Null, "attention residuals (fla 0.6) are not modelled")?;
+    let unused: Vec<&String> =
+        config.keys().filter(|k| !reader.used.contains(&k.as_str()) && !NEUTRAL_KEYS.contains(&k.as_str())).collect();
     if let Some(key) = unused.first() {
-        return Err(ImportError(format!(
-            "config key `{key}` = {} has no meaning in hyb",
-            config[key.as_str()]
-        )));
+        return Err(ImportError(format!("config key `{key}` = {} has no meaning in hyb", config[key.as_str()])));
     }
-    let mut out = format!(
-        "// imported by `hybc import` from {}\n",
-        string_literal(source)
-    );
+    let mut out = format!("// imported by `hybc import` from {}\n", string_literal(source));
     for mixer in &mixers {
         out.push_str(mixer);
         out.push('\n');
@@ -176,8 +139,7 @@ pub fn import_config(json: &str, source: &str) -> Result<String, ImportError> {
         out.push('\n');
     }
     out.push_str("}\n");
-    crate::fmt::format_source(&out)
-        .map_err(|_| ImportError("internal: imported text does not parse".into()))
+    crate::fmt::format_source(&out).map_err(|_| ImportError("internal: imported text does not parse".into()))
 }
 
 struct Reader<'a> {
@@ -197,9 +159,7 @@ impl<'a> Reader<'a> {
     }
 
     fn str(&mut self, key: &str) -> Option<String> {
-        self.present(key)
-            .and_then(Value::as_str)
-            .map(str::to_string)
+        self.present(key).and_then(Value::as_str).map(str::to_string)
     }
 
     fn int(&mut self, key: &str) -> Option<u64> {
@@ -209,9 +169,7 @@ impl<'a> Reader<'a> {
     /// A key that must have one value for hyb to model the config.
     fn expect(&mut self, key: &str, wanted: &Value, why: &str) -> Result<(), ImportError> {
         match self.get(key) {
-            Some(value) if value != wanted => Err(ImportError(format!(
-                "`{key}` = {value} is not supported: {why}"
-            ))),
+            Some(value) if value != wanted => Err(ImportError(format!("`{key}` = {value} is not supported: {why}"))),
             _ => Ok(()),
         }
     }
@@ -322,10 +280,7 @@ fn attention_layers(reader: &mut Reader, layers: u64) -> Result<AttentionLayers,
         let indices: Vec<u64> = types
             .iter()
             .enumerate()
-            .filter(|(_, t)| {
-                t.as_str()
-                    .is_some_and(|t| t.contains("attention") && t != "linear_attention")
-            })
+            .filter(|(_, t)| t.as_str().is_some_and(|t| t.contains("attention") && t != "linear_attention"))
             .map(|(i, _)| i as u64)
             .collect();
         if reader.present("attn").is_none() {
@@ -337,37 +292,27 @@ fn attention_layers(reader: &mut Reader, layers: u64) -> Result<AttentionLayers,
     };
     let dict = match attn {
         Value::Object(dict) => dict,
-        Value::Array(list) if list.len() == 1 => list[0]
-            .as_object()
-            .ok_or_else(|| ImportError("`attn` entries must be objects".into()))?,
+        Value::Array(list) if list.len() == 1 => {
+            list[0].as_object().ok_or_else(|| ImportError("`attn` entries must be objects".into()))?
+        }
         Value::Array(_) => {
             return Err(ImportError("`attn` lists several attention configurations; write this model by hand with one mixer per configuration".into()));
         }
         _ => return Err(ImportError("`attn` must be an object".into())),
     };
-    let mut inner = Reader {
-        config: dict,
-        used: Vec::new(),
-    };
+    let mut inner = Reader { config: dict, used: Vec::new() };
     let indices: Vec<u64> = match inner.present("layers") {
         Some(Value::Array(list)) => list.iter().filter_map(Value::as_u64).collect(),
         _ => {
-            return Err(ImportError(
-                "`attn.layers` must be a list of layer indices".into(),
-            ));
+            return Err(ImportError("`attn.layers` must be a list of layer indices".into()));
         }
     };
     if let Some(bad) = indices.iter().find(|i| **i >= layers) {
-        return Err(ImportError(format!(
-            "`attn.layers` names layer {bad}, but the model has {layers} layers"
-        )));
+        return Err(ImportError(format!("`attn.layers` names layer {bad}, but the model has {layers} layers")));
     }
     let args = attention_args(&mut inner, false)?;
     inner.get("qk_norm");
-    let unused: Vec<&String> = dict
-        .keys()
-        .filter(|k| !inner.used.contains(&k.as_str()))
-        .collect();
+    let unused: Vec<&String> = dict.keys().filter(|k| !inner.used.contains(&k.as_str())).collect();
     if let Some(key) = unused.first() {
         return Err(ImportError(format!("`attn.{key}` has no meaning in hyb")));
     }
@@ -382,12 +327,5 @@ fn index_rule(indices: &[u64], layers: u64) -> String {
             return format!("every {period}");
         }
     }
-    format!(
-        "at [{}]",
-        indices
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+    format!("at [{}]", indices.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))
 }

@@ -43,22 +43,14 @@ pub fn check_path(path: &Path) -> std::io::Result<Compilation> {
     let mut sources = SourceMap::fs();
     let root = sources.load(path)?;
     let checked = sema::check(&mut sources, root);
-    Ok(Compilation {
-        sources,
-        root,
-        checked,
-    })
+    Ok(Compilation { sources, root, checked })
 }
 
 /// Checks text held in memory (imports resolve against `loader`-less memory: none).
 pub fn check_text(name: &str, text: &str) -> Compilation {
     let (mut sources, root) = SourceMap::single(name, text);
     let checked = sema::check(&mut sources, root);
-    Compilation {
-        sources,
-        root,
-        checked,
-    }
+    Compilation { sources, root, checked }
 }
 
 /// Errors of an export, rendered as diagnostics without a span.

@@ -88,25 +88,12 @@ pub fn report(model: &Model, context: u64) -> Report {
     let weight_flops: u64 = model
         .params
         .iter()
-        .filter(|p| {
-            p.shape.len() == 2
-                && p.name != "model.embeddings.weight"
-                && p.name != "model.lower_bounds"
-        })
+        .filter(|p| p.shape.len() == 2 && p.name != "model.embeddings.weight" && p.name != "model.lower_bounds")
         .map(|p| 2 * p.numel())
         .sum();
     // A tied head still multiplies by the embedding matrix.
-    let tied_head = if model.config.tie_embeddings {
-        2 * model.config.vocab * d
-    } else {
-        0
-    };
-    let conv_flops: u64 = model
-        .params
-        .iter()
-        .filter(|p| p.shape.len() == 3)
-        .map(|p| 2 * p.numel())
-        .sum();
+    let tied_head = if model.config.tie_embeddings { 2 * model.config.vocab * d } else { 0 };
+    let conv_flops: u64 = model.params.iter().filter(|p| p.shape.len() == 3).map(|p| 2 * p.numel()).sum();
     let forward = weight_flops + tied_head + conv_flops + mixer_flops;
     let reference_per_token = reference_attention_kv(model);
     let all_attention = reference_per_token * model.layers.len() as u64 * context;
@@ -121,11 +108,7 @@ pub fn report(model: &Model, context: u64) -> Report {
         state_bytes,
         kv_cache_bytes,
         all_attention_kv_cache_bytes: all_attention,
-        kv_saving: if ours == 0 {
-            1.0
-        } else {
-            all_attention as f64 / ours as f64
-        },
+        kv_saving: if ours == 0 { 1.0 } else { all_attention as f64 / ours as f64 },
         linear_layers,
         attention_layers,
         routed_layers,
@@ -174,11 +157,7 @@ fn mixer_cost(kind: &MixerKind, context: u64) -> Cost {
             }
         }
         MixerKind::Routed(routed) => {
-            let parts: Vec<Cost> = routed
-                .branches
-                .iter()
-                .map(|b| mixer_cost(&b.kind, context))
-                .collect();
+            let parts: Vec<Cost> = routed.branches.iter().map(|b| mixer_cost(&b.kind, context)).collect();
             let shape = routed
                 .branches
                 .iter()
@@ -201,9 +180,7 @@ fn mixer_cost(kind: &MixerKind, context: u64) -> Cost {
 }
 
 fn linear_cost(linear: &LinearMixer) -> Cost {
-    let conv_cache = linear
-        .conv
-        .map_or(0, |conv| conv_channels(linear) * conv.size * CACHE_BYTES);
+    let conv_cache = linear.conv.map_or(0, |conv| conv_channels(linear) * conv.size * CACHE_BYTES);
     let decays = !matches!(linear.gate, Gate::None);
     match linear.state {
         StateKind::Vector => {
@@ -249,14 +226,7 @@ fn conv_channels(linear: &LinearMixer) -> u64 {
         (StateKind::Matrix, false) => {
             q + k
                 + v
-                + if matches!(
-                    linear.gate,
-                    Gate::Vector(GateParam::LogSigmoid { low_rank: None, .. })
-                ) {
-                    k
-                } else {
-                    0
-                }
+                + if matches!(linear.gate, Gate::Vector(GateParam::LogSigmoid { low_rank: None, .. })) { k } else { 0 }
         }
     }
 }
@@ -268,29 +238,16 @@ pub fn to_json(report: &Report) -> String {
 pub fn to_text(report: &Report) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let name_width = report
-        .layers
-        .iter()
-        .map(|l| l.mixer.chars().count())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    let _ = writeln!(
-        out,
-        "{:>5}  {:<name_width$}  {:<9}  {:>5}  state",
-        "layer", "mixer", "kind", "heads"
-    );
+    let name_width = report.layers.iter().map(|l| l.mixer.chars().count()).max().unwrap_or(5).max(5);
+    let _ = writeln!(out, "{:>5}  {:<name_width$}  {:<9}  {:>5}  state", "layer", "mixer", "kind", "heads");
     for row in &report.layers {
         let state = if row.kv_bytes_per_token > 0 && row.state_bytes == 0 {
             format!("{} ({})", row.state_shape, bytes(row.kv_bytes_per_token))
         } else {
             format!("{} ({})", row.state_shape, bytes(row.state_bytes))
         };
-        let _ = writeln!(
-            out,
-            "{:>5}  {:<name_width$}  {:<9}  {:>5}  {state}",
-            row.index, row.mixer, row.kind, row.heads
-        );
+        let _ =
+            writeln!(out, "{:>5}  {:<name_width$}  {:<9}  {:>5}  {state}", row.index, row.mixer, row.kind, row.heads);
     }
     out.push('\n');
     let _ = writeln!(
@@ -306,11 +263,8 @@ pub fn to_text(report: &Report) -> String {
         si(report.flops_train_per_token),
         report.context
     );
-    let _ = writeln!(
-        out,
-        "recurrent state    {} per sequence (fp32 states, bf16 conv caches)",
-        bytes(report.state_bytes)
-    );
+    let _ =
+        writeln!(out, "recurrent state    {} per sequence (fp32 states, bf16 conv caches)", bytes(report.state_bytes));
     let _ = writeln!(
         out,
         "KV cache           {} per sequence at {} tokens (bf16)",
@@ -330,11 +284,7 @@ pub fn to_text(report: &Report) -> String {
 
 fn ratio(report: &Report) -> String {
     let (linear, attention) = (report.linear_layers, report.attention_layers);
-    let routed = if report.routed_layers > 0 {
-        format!(", {} routed", report.routed_layers)
-    } else {
-        String::new()
-    };
+    let routed = if report.routed_layers > 0 { format!(", {} routed", report.routed_layers) } else { String::new() };
     let reduced = match (linear, attention) {
         (0, 0) => "routed layers only".to_string(),
         (_, 0) => "pure linear".to_string(),

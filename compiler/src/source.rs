@@ -30,10 +30,7 @@ pub struct MemoryLoader {
 
 impl Loader for MemoryLoader {
     fn load(&self, path: &Path) -> std::io::Result<String> {
-        self.files
-            .get(path)
-            .cloned()
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
+        self.files.get(path).cloned().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
     }
 }
 
@@ -49,10 +46,7 @@ pub struct SourceMap {
 
 impl SourceMap {
     pub fn new(loader: Box<dyn Loader>) -> SourceMap {
-        SourceMap {
-            files: Vec::new(),
-            loader,
-        }
+        SourceMap { files: Vec::new(), loader }
     }
 
     pub fn fs() -> SourceMap {
@@ -64,9 +58,7 @@ impl SourceMap {
         let mut loader = MemoryLoader::default();
         loader.files.insert(PathBuf::from(path), text.to_string());
         let mut map = SourceMap::new(Box::new(loader));
-        let id = map
-            .load(Path::new(path))
-            .expect("the file was just inserted");
+        let id = map.load(Path::new(path)).expect("the file was just inserted");
         (map, id)
     }
 
@@ -111,8 +103,7 @@ impl SourceMap {
         let config = term::Config::default();
         for diagnostic in diagnostics {
             let converted = convert(diagnostic);
-            term::emit_to_write_style(writer, &config, &files, &converted)
-                .expect("writing to memory cannot fail");
+            term::emit_to_write_style(writer, &config, &files, &converted).expect("writing to memory cannot fail");
         }
         String::from_utf8_lossy(&writer.bytes()).into_owned()
     }
@@ -143,25 +134,13 @@ fn convert(diagnostic: &Diagnostic) -> cs::Diagnostic<usize> {
         .labels
         .iter()
         .map(|label| {
-            let style = if label.primary {
-                cs::LabelStyle::Primary
-            } else {
-                cs::LabelStyle::Secondary
-            };
-            cs::Label::new(style, label.span.file.0 as usize, label.span.range())
-                .with_message(&label.message)
+            let style = if label.primary { cs::LabelStyle::Primary } else { cs::LabelStyle::Secondary };
+            cs::Label::new(style, label.span.file.0 as usize, label.span.range()).with_message(&label.message)
         })
         .collect();
-    let mut notes: Vec<String> = diagnostic
-        .notes
-        .iter()
-        .map(|note| format!("note: {note}"))
-        .collect();
+    let mut notes: Vec<String> = diagnostic.notes.iter().map(|note| format!("note: {note}")).collect();
     if let Some(help) = &diagnostic.help {
         notes.push(format!("help: {help}"));
     }
-    cs::Diagnostic::new(severity)
-        .with_message(&diagnostic.message)
-        .with_labels(labels)
-        .with_notes(notes)
+    cs::Diagnostic::new(severity).with_message(&diagnostic.message).with_labels(labels).with_notes(notes)
 }

@@ -33,11 +33,7 @@ pub enum ItemKind {
     /// `mixer name = expr`
     Mixer { name: Ident, value: Expr },
     /// `model { ... }`, `train { ... }`, `eval { ... }`
-    Block {
-        kind: BlockKind,
-        kind_span: Span,
-        entries: Vec<Entry>,
-    },
+    Block { kind: BlockKind, kind_span: Span, entries: Vec<Entry> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -35,11 +35,7 @@ pub fn collect(text: &str) -> Vec<Comment> {
             b'/' if bytes.get(index + 1) == Some(&b'/') => {
                 let end = text[index..].find('\n').map_or(text.len(), |n| index + n);
                 let body = text[index..end].trim_end().to_string();
-                comments.push(Comment {
-                    start: index,
-                    text: body,
-                    trailing: code_on_line,
-                });
+                comments.push(Comment { start: index, text: body, trailing: code_on_line });
                 index = end;
             }
             b' ' | b'\t' | b'\r' => index += 1,
@@ -61,14 +57,7 @@ mod tests {
         let text = "// head\nlet a = \"x // y\" // tail\n";
         let comments = collect(text);
         assert_eq!(comments.len(), 2);
-        assert_eq!(
-            comments[0],
-            Comment {
-                start: 0,
-                text: "// head".into(),
-                trailing: false
-            }
-        );
+        assert_eq!(comments[0], Comment { start: 0, text: "// head".into(), trailing: false });
         assert_eq!(comments[1].text, "// tail");
         assert!(comments[1].trailing);
     }

@@ -29,17 +29,14 @@ pub fn parse(file: FileId, text: &str) -> Result<File, Vec<Diagnostic>> {
         return Err(vec![diagnostic]);
     }
     pest::set_call_limit(std::num::NonZeroUsize::new(5_000_000));
+    pest::set_error_detail(true);
     let mut errors = Vec::new();
     let mut work = text.to_string();
     loop {
         match HybParser::parse(Rule::file, &work) {
             Ok(mut pairs) if errors.is_empty() => {
                 let file_pair = pairs.next().expect("the file rule always yields one pair");
-                return Ok(Builder {
-                    file,
-                    code_end: code_ends(text),
-                }
-                .file(file_pair));
+                return Ok(Builder { file, code_end: code_ends(text) }.file(file_pair));
             }
             Ok(_) => return Err(errors),
             Err(error) => {
@@ -110,24 +107,12 @@ fn code_bytes(text: &str) -> impl Iterator<Item = (usize, u8)> + '_ {
 /// offsets and line numbers stay). Returns false if nothing could be blanked.
 fn blank_item_around(work: &mut String, position: usize) -> bool {
     let starts = item_starts(work);
-    let start = starts
-        .iter()
-        .copied()
-        .filter(|s| *s <= position)
-        .next_back()
-        .unwrap_or(0);
-    let end = starts
-        .iter()
-        .copied()
-        .find(|s| *s > position)
-        .unwrap_or(work.len());
+    let start = starts.iter().copied().filter(|s| *s <= position).next_back().unwrap_or(0);
+    let end = starts.iter().copied().find(|s| *s > position).unwrap_or(work.len());
     if start >= end {
         return false;
     }
-    let region: String = work[start..end]
-        .chars()
-        .map(|c| if c == '\n' { '\n' } else { ' ' })
-        .collect();
+    let region: String = work[start..end].chars().map(|c| if c == '\n' { '\n' } else { ' ' }).collect();
     let mut blanked = work[..start].to_string();
     blanked.push_str(&region);
     blanked.push_str(&work[end..]);
@@ -146,9 +131,8 @@ fn item_starts(text: &str) -> Vec<usize> {
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let is_item = TOP_LEVEL_KEYWORDS.iter().any(|keyword| {
-            line.strip_prefix(keyword).is_some_and(|rest| {
-                !rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-            })
+            line.strip_prefix(keyword)
+                .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
         });
         if is_item {
             starts.push(offset);
@@ -164,26 +148,25 @@ fn syntax_error(file: FileId, text: &str, error: &pest::error::Error<Rule>) -> (
         pest::error::InputLocation::Span((start, _)) => start,
     };
     let found = token_at(text, position);
-    let end = position
-        + found
-            .len()
-            .max(1)
-            .min(text.len().saturating_sub(position).max(1));
+    let end = position + found.len().max(1).min(text.len().saturating_sub(position).max(1));
     let span = Span::new(file, position, end.min(text.len()).max(position));
+    let punctuation: Vec<String> = error
+        .parse_attempts()
+        .map(|attempts| attempts.expected_tokens())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|token| token.to_string())
+        // Openers (`(`, `[`, `-`) start values, which the rule names already cover.
+        .filter(|token| [")", "]", "}", ",", "=", ":", "{"].contains(&token.as_str()))
+        .collect();
     let expected = match &error.variant {
-        pest::error::ErrorVariant::ParsingError { positives, .. } => describe_expected(positives),
+        pest::error::ErrorVariant::ParsingError { positives, .. } => describe_expected(positives, &punctuation),
         pest::error::ErrorVariant::CustomError { message } => message.clone(),
     };
-    let found_text = if found.is_empty() {
-        "end of file".to_string()
-    } else {
-        format!("`{found}`")
-    };
-    let diagnostic = Diagnostic::error(format!(
-        "syntax error: expected {expected}, found {found_text}"
-    ))
-    .at(span, format!("expected {expected}"))
-    .help(syntax_help(&expected, found));
+    let found_text = if found.is_empty() { "end of file".to_string() } else { format!("`{found}`") };
+    let diagnostic = Diagnostic::error(format!("syntax error: expected {expected}, found {found_text}"))
+        .at(span, format!("expected {expected}"))
+        .help(syntax_help(&expected, found));
     (diagnostic, position)
 }
 
@@ -198,6 +181,12 @@ fn syntax_help(expected: &str, found: &str) -> String {
         return "inside a block write one `name = value` per line (or, in `eval`, a task like `mqar(pairs: 16)`)"
             .to_string();
     }
+    if expected.contains("`,`") || expected.contains("`)`") {
+        return "separate arguments and schedule items with `,` and close every bracket".to_string();
+    }
+    if expected.contains("`=`") {
+        return "write `name = value`".to_string();
+    }
     "see docs/LANGUAGE.md for the syntax of each construct".to_string()
 }
 
@@ -210,19 +199,24 @@ fn token_at(text: &str, position: usize) -> &str {
         None => return "",
     };
     let len = if first.is_alphanumeric() || first == '_' {
-        rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
-            .unwrap_or(rest.len())
+        rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.')).unwrap_or(rest.len())
     } else {
         first.len_utf8()
     };
     &rest[..len]
 }
 
-fn describe_expected(rules: &[Rule]) -> String {
-    let mut words: Vec<&str> = Vec::new();
+fn describe_expected(rules: &[Rule], punctuation: &[String]) -> String {
+    let mut words: Vec<String> = Vec::new();
     for expected_rule in rules {
-        let word = describe_rule(*expected_rule);
+        let word = describe_rule(*expected_rule).to_string();
         if !words.contains(&word) {
+            words.push(word);
+        }
+    }
+    for token in punctuation {
+        let word = format!("`{token}`");
+        if !words.contains(&word) && !(token == "×" || token == "*") {
             words.push(word);
         }
     }
@@ -235,28 +229,17 @@ fn describe_expected(rules: &[Rule]) -> String {
 
 fn describe_rule(grammar_rule: Rule) -> &'static str {
     match grammar_rule {
-        Rule::EOI
-        | Rule::import_item
-        | Rule::let_item
-        | Rule::mixer_item
-        | Rule::block
-        | Rule::block_kind => "an item (`import`, `let`, `mixer`, `model`, `train`, `eval`)",
+        Rule::EOI | Rule::import_item | Rule::let_item | Rule::mixer_item | Rule::block | Rule::block_kind => {
+            "an item (`import`, `let`, `mixer`, `model`, `train`, `eval`)"
+        }
         Rule::field | Rule::task => "a field (`name = value`)",
-        Rule::value
-        | Rule::expr
-        | Rule::call
-        | Rule::group
-        | Rule::list
-        | Rule::number
-        | Rule::string => "a value",
+        Rule::value | Rule::expr | Rule::call | Rule::group | Rule::list | Rule::number | Rule::string => "a value",
         Rule::boolean | Rule::none => "a value",
         Rule::string_inner => "the rest of the string",
         Rule::arg => "an argument",
         Rule::ident => "a name",
         Rule::times => "`×`",
-        Rule::index_rule | Rule::at_rule | Rule::every_rule => {
-            "an index rule (`NAME at [..]` or `NAME every N`)"
-        }
+        Rule::index_rule | Rule::at_rule | Rule::every_rule => "an index rule (`NAME at [..]` or `NAME every N`)",
         Rule::kw_with => "`with`",
         Rule::kw_at => "`at`",
         Rule::kw_every => "`every`",
@@ -321,11 +304,7 @@ impl Builder {
 
     fn file(&self, pair: Pair<Rule>) -> File {
         let span = self.span(&pair);
-        let items = pair
-            .into_inner()
-            .filter(|p| p.as_rule() != Rule::EOI)
-            .map(|p| self.item(p))
-            .collect();
+        let items = pair.into_inner().filter(|p| p.as_rule() != Rule::EOI).map(|p| self.item(p)).collect();
         File { items, span }
     }
 
@@ -337,17 +316,11 @@ impl Builder {
             Rule::import_item => ItemKind::Import(self.string(inner.next().unwrap())),
             Rule::let_item => {
                 let name = self.ident(inner.next().unwrap());
-                ItemKind::Let {
-                    name,
-                    value: self.value(inner.next().unwrap()),
-                }
+                ItemKind::Let { name, value: self.value(inner.next().unwrap()) }
             }
             Rule::mixer_item => {
                 let name = self.ident(inner.next().unwrap());
-                ItemKind::Mixer {
-                    name,
-                    value: self.expr(inner.next().unwrap()),
-                }
+                ItemKind::Mixer { name, value: self.expr(inner.next().unwrap()) }
             }
             Rule::block => {
                 let kind_pair = inner.next().unwrap();
@@ -358,11 +331,7 @@ impl Builder {
                     _ => BlockKind::Eval,
                 };
                 let entries = inner.map(|entry| self.entry(entry)).collect();
-                ItemKind::Block {
-                    kind,
-                    kind_span,
-                    entries,
-                }
+                ItemKind::Block { kind, kind_span, entries }
             }
             other => unreachable!("not an item rule: {other:?}"),
         };
@@ -406,9 +375,8 @@ impl Builder {
         let kind = match kind_pair.as_rule() {
             Rule::at_rule => RuleKind::At(self.expr_atom(kind_pair.into_inner().nth(1).unwrap())),
             _ => {
-                let mut parts = kind_pair
-                    .into_inner()
-                    .filter(|p| !matches!(p.as_rule(), Rule::kw_every | Rule::kw_offset));
+                let mut parts =
+                    kind_pair.into_inner().filter(|p| !matches!(p.as_rule(), Rule::kw_every | Rule::kw_offset));
                 let period = self.expr_atom(parts.next().unwrap());
                 let offset = parts.next().map(|p| self.expr_atom(p));
                 RuleKind::Every { period, offset }
@@ -423,13 +391,7 @@ impl Builder {
         for count in inner {
             let count = self.expr_atom(count);
             let span = expr.span.to(count.span);
-            expr = Expr {
-                kind: ExprKind::Repeat {
-                    body: Box::new(expr),
-                    count: Box::new(count),
-                },
-                span,
-            };
+            expr = Expr { kind: ExprKind::Repeat { body: Box::new(expr), count: Box::new(count) }, span };
         }
         expr
     }
@@ -442,9 +404,7 @@ impl Builder {
         let span = self.span(&pair);
         let kind = match pair.as_rule() {
             Rule::expr => return self.expr(pair),
-            Rule::number => ExprKind::Number(Number {
-                text: pair.as_str().to_string(),
-            }),
+            Rule::number => ExprKind::Number(Number { text: pair.as_str().to_string() }),
             Rule::string => ExprKind::Str(self.string(pair)),
             Rule::boolean => ExprKind::Bool(pair.as_str() == "true"),
             Rule::none => ExprKind::None,
@@ -472,27 +432,17 @@ impl Builder {
                 _ => value = Some(self.expr(part)),
             }
         }
-        Arg {
-            name,
-            value: value.expect("an argument always has a value"),
-            span,
-        }
+        Arg { name, value: value.expect("an argument always has a value"), span }
     }
 
     fn ident(&self, pair: Pair<Rule>) -> Ident {
-        Ident {
-            text: pair.as_str().to_string(),
-            span: self.span(&pair),
-        }
+        Ident { text: pair.as_str().to_string(), span: self.span(&pair) }
     }
 
     fn string(&self, pair: Pair<Rule>) -> StrLit {
         let span = self.span(&pair);
         let raw = pair.into_inner().next().map(|p| p.as_str()).unwrap_or("");
-        StrLit {
-            value: unescape(raw),
-            span,
-        }
+        StrLit { value: unescape(raw), span }
     }
 }
 

@@ -13,16 +13,10 @@ use hyb_compiler::pipeline::{self, Compilation};
 use hyb_compiler::{export, fmt, import, ir, report};
 
 #[derive(Parser)]
-#[command(
-    name = "hybc",
-    version,
-    about = "The hyb compiler for hybrid linear-attention language models"
-)]
-#[command(
-    long_about = "The hyb compiler for hybrid linear-attention language models.\n\n\
+#[command(name = "hybc", version, about = "The hyb compiler for hybrid linear-attention language models")]
+#[command(long_about = "The hyb compiler for hybrid linear-attention language models.\n\n\
 A .hyb file describes a model (its layer schedule and token mixers) and optionally how to train and evaluate it. \
-See docs/LANGUAGE.md for the language."
-)]
+See docs/LANGUAGE.md for the language.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -105,26 +99,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { files } => check(&files),
-        Command::Compile {
-            file,
-            emit,
-            format,
-            context,
-            megatron_linear,
-            output,
-        } => compile(
-            &file,
-            emit,
-            format,
-            context,
-            megatron_linear,
-            output.as_deref(),
-        ),
-        Command::Fmt {
-            files,
-            check,
-            stdout,
-        } => format_files(&files, check, stdout),
+        Command::Compile { file, emit, format, context, megatron_linear, output } => {
+            compile(&file, emit, format, context, megatron_linear, output.as_deref())
+        }
+        Command::Fmt { files, check, stdout } => format_files(&files, check, stdout),
         Command::Import { config, output } => import_config(&config, output.as_deref()),
     };
     match result {
@@ -138,30 +116,19 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &Path) -> Result<Compilation, Failure> {
-    let compilation = pipeline::check_path(path)
-        .map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", path.display())))?;
+    let compilation =
+        pipeline::check_path(path).map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", path.display())))?;
     if !compilation.checked.diagnostics.is_empty() {
         let text = if std::io::stderr().is_terminal() {
-            compilation
-                .sources
-                .render_colored(&compilation.checked.diagnostics)
+            compilation.sources.render_colored(&compilation.checked.diagnostics)
         } else {
             compilation.render()
         };
         eprint!("{text}");
     }
     if compilation.checked.has_errors() {
-        let count = compilation
-            .checked
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .count();
-        eprintln!(
-            "error: {} has {count} error{}",
-            path.display(),
-            if count == 1 { "" } else { "s" }
-        );
+        let count = compilation.checked.diagnostics.iter().filter(|d| d.is_error()).count();
+        eprintln!("error: {} has {count} error{}", path.display(), if count == 1 { "" } else { "s" });
         return Err(Failure::User);
     }
     Ok(compilation)
@@ -173,12 +140,7 @@ fn check(files: &[PathBuf]) -> Result<(), Failure> {
         match load(file) {
             Ok(compilation) => {
                 let model = compilation.model().expect("no errors means a model");
-                println!(
-                    "ok: {} ({} layers, {} parameters)",
-                    file.display(),
-                    model.layers.len(),
-                    model.params_total()
-                );
+                println!("ok: {} ({} layers, {} parameters)", file.display(), model.layers.len(), model.params_total());
             }
             Err(Failure::User) => failed = true,
             Err(usage) => return Err(usage),
@@ -204,9 +166,7 @@ fn compile(
     let text = match emit {
         EmitArg::Ir => ir::print::print_model(model),
         EmitArg::Report => {
-            let context = context
-                .or(model.train.as_ref().map(|t| t.seq_len))
-                .unwrap_or(4096);
+            let context = context.or(model.train.as_ref().map(|t| t.seq_len)).unwrap_or(4096);
             let report = report::report(model, context);
             match format {
                 Format::Text => report::to_text(&report),
@@ -215,9 +175,7 @@ fn compile(
         }
         EmitArg::FlaConfig => pretty(&export::fla_config(model).map_err(refused)?),
         EmitArg::HfLayerTypes => pretty(&export::hf_layer_types(model).map_err(refused)?),
-        EmitArg::MegatronPattern => {
-            export::megatron_pattern(model, megatron_linear).map_err(refused)? + "\n"
-        }
+        EmitArg::MegatronPattern => export::megatron_pattern(model, megatron_linear).map_err(refused)? + "\n",
     };
     write_output(output, &text)
 }
@@ -228,8 +186,9 @@ fn pretty(value: &serde_json::Value) -> String {
 
 fn write_output(output: Option<&Path>, text: &str) -> Result<(), Failure> {
     match output {
-        Some(path) => std::fs::write(path, text)
-            .map_err(|e| Failure::Usage(format!("cannot write `{}`: {e}", path.display()))),
+        Some(path) => {
+            std::fs::write(path, text).map_err(|e| Failure::Usage(format!("cannot write `{}`: {e}", path.display())))
+        }
         None => {
             print!("{text}");
             Ok(())
@@ -259,27 +218,19 @@ fn format_files(files: &[PathBuf], check_only: bool, to_stdout: bool) -> Result<
                 println!("not formatted: {}", file.display());
                 unformatted = true;
             } else {
-                std::fs::write(file, formatted).map_err(|e| {
-                    Failure::Usage(format!("cannot write `{}`: {e}", file.display()))
-                })?;
+                std::fs::write(file, formatted)
+                    .map_err(|e| Failure::Usage(format!("cannot write `{}`: {e}", file.display())))?;
                 println!("formatted: {}", file.display());
             }
         }
     }
-    if unformatted {
-        Err(Failure::User)
-    } else {
-        Ok(())
-    }
+    if unformatted { Err(Failure::User) } else { Ok(()) }
 }
 
 fn import_config(config: &Path, output: Option<&Path>) -> Result<(), Failure> {
     let json = std::fs::read_to_string(config)
         .map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", config.display())))?;
-    let name = config.file_name().map_or_else(
-        || config.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = config.file_name().map_or_else(|| config.display().to_string(), |n| n.to_string_lossy().into_owned());
     match import::import_config(&json, &name) {
         Ok(text) => write_output(output, &text),
         Err(error) => {

@@ -6,17 +6,10 @@ use crate::{compile, render, root, settings, snapshot_name};
 #[test]
 fn every_bad_file_is_rejected_with_a_snapshot_diagnostic() {
     let dir = root().join("tests/bad");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("tests/bad")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("tests/bad").map(|e| e.expect("entry").path()).collect();
     files.retain(|f| f.extension().is_some_and(|e| e == "hyb"));
     files.sort();
-    assert!(
-        files.len() >= 25,
-        "the regression set shrank to {}",
-        files.len()
-    );
+    assert!(files.len() >= 25, "the regression set shrank to {}", files.len());
     for file in files {
         let compilation = compile(&file);
         let name = snapshot_name(&file, &dir);
@@ -24,9 +17,7 @@ fn every_bad_file_is_rejected_with_a_snapshot_diagnostic() {
         assert!(compilation.model().is_none());
         for diagnostic in &compilation.checked.diagnostics {
             assert!(
-                diagnostic.help.is_some()
-                    || !diagnostic.notes.is_empty()
-                    || diagnostic.labels.len() > 1,
+                diagnostic.help.is_some() || !diagnostic.notes.is_empty() || diagnostic.labels.len() > 1,
                 "{name}: `{}` has no help",
                 diagnostic.message
             );
@@ -38,18 +29,9 @@ fn every_bad_file_is_rejected_with_a_snapshot_diagnostic() {
 #[test]
 fn several_errors_are_reported_in_one_run() {
     let compilation = compile(&root().join("tests/bad/syntax_several.hyb"));
-    assert_eq!(
-        compilation.checked.diagnostics.len(),
-        3,
-        "{}",
-        render(&compilation)
-    );
+    assert_eq!(compilation.checked.diagnostics.len(), 3, "{}", render(&compilation));
     let compilation = compile(&root().join("tests/bad/wrong_types.hyb"));
-    assert!(
-        compilation.checked.diagnostics.len() >= 3,
-        "{}",
-        render(&compilation)
-    );
+    assert!(compilation.checked.diagnostics.len() >= 3, "{}", render(&compilation));
 }
 
 #[test]
@@ -57,12 +39,7 @@ fn did_you_mean() {
     let text = render(&compile(&root().join("tests/bad/unknown_mixer.hyb")));
     assert!(text.contains("did you mean `gated_deltanet`?"), "{text}");
     assert!(text.contains("did you mean `attention`?"), "{text}");
-    let text = render(&compile(
-        &root().join("tests/bad/unknown_argument_fla_spelling.hyb"),
-    ));
-    assert!(
-        text.contains("fla's `num_heads` is written `heads` here"),
-        "{text}"
-    );
+    let text = render(&compile(&root().join("tests/bad/unknown_argument_fla_spelling.hyb")));
+    assert!(text.contains("fla's `num_heads` is written `heads` here"), "{text}");
     assert!(text.contains("did you mean `expand_k`?"), "{text}");
 }

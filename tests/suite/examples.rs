@@ -7,19 +7,10 @@ use crate::{compile, example_files, relative, render, root, settings, snapshot_n
 #[test]
 fn every_example_checks_without_diagnostics() {
     let files = example_files();
-    assert!(
-        files.len() >= 40,
-        "expected the paper grid and more, found {}",
-        files.len()
-    );
+    assert!(files.len() >= 40, "expected the paper grid and more, found {}", files.len());
     for file in files {
         let compilation = compile(&file);
-        assert!(
-            compilation.checked.diagnostics.is_empty(),
-            "{}:\n{}",
-            relative(&file),
-            render(&compilation)
-        );
+        assert!(compilation.checked.diagnostics.is_empty(), "{}:\n{}", relative(&file), render(&compilation));
         assert!(compilation.model().is_some());
     }
 }
@@ -29,14 +20,9 @@ fn example_ir_snapshots() {
     let base = root().join("examples");
     for file in example_files() {
         let compilation = compile(&file);
-        let model = compilation
-            .model()
-            .unwrap_or_else(|| panic!("{} does not check", relative(&file)));
+        let model = compilation.model().unwrap_or_else(|| panic!("{} does not check", relative(&file)));
         settings().bind(|| {
-            insta::assert_snapshot!(
-                format!("ir__{}", snapshot_name(&file, &base)),
-                ir::print::print_model(model)
-            )
+            insta::assert_snapshot!(format!("ir__{}", snapshot_name(&file, &base)), ir::print::print_model(model))
         });
     }
 }
@@ -46,14 +32,10 @@ fn example_report_snapshots() {
     let base = root().join("examples");
     for file in example_files() {
         let compilation = compile(&file);
-        let model = compilation
-            .model()
-            .unwrap_or_else(|| panic!("{} does not check", relative(&file)));
+        let model = compilation.model().unwrap_or_else(|| panic!("{} does not check", relative(&file)));
         let context = model.train.as_ref().map_or(4096, |t| t.seq_len);
         let text = report::to_text(&report::report(model, context));
-        settings().bind(|| {
-            insta::assert_snapshot!(format!("report__{}", snapshot_name(&file, &base)), text)
-        });
+        settings().bind(|| insta::assert_snapshot!(format!("report__{}", snapshot_name(&file, &base)), text));
     }
 }
 
@@ -63,13 +45,7 @@ fn report_json_carries_the_promised_keys() {
     let model = compilation.model().expect("checks");
     let json: serde_json::Value =
         serde_json::from_str(&report::to_json(&report::report(model, 4096))).expect("valid JSON");
-    for key in [
-        "params_total",
-        "params_non_embedding",
-        "layers",
-        "state_bytes",
-        "kv_cache_bytes",
-    ] {
+    for key in ["params_total", "params_non_embedding", "layers", "state_bytes", "kv_cache_bytes"] {
         assert!(json.get(key).is_some(), "missing {key}");
     }
     assert_eq!(json["params_total"], 390_976_640u64);
@@ -79,10 +55,7 @@ fn report_json_carries_the_promised_keys() {
     assert_eq!(layers[2]["index"], 2);
     assert_eq!(layers[0]["mixer"], "gdn");
     // 16 GDN layers of 4 heads × 256 × 256 fp32 states plus conv caches of 3072 × 4 bf16.
-    assert_eq!(
-        json["state_bytes"],
-        16u64 * (4 * 256 * 256 * 4 + 3 * 1024 * 4 * 2)
-    );
+    assert_eq!(json["state_bytes"], 16u64 * (4 * 256 * 256 * 4 + 3 * 1024 * 4 * 2));
     // 8 attention layers of 2 × 16 × 64 bf16 per token at 4096 tokens.
     assert_eq!(json["kv_cache_bytes"], 8u64 * 2 * 16 * 64 * 2 * 4096);
 }

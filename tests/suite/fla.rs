@@ -15,38 +15,26 @@ type Shapes = BTreeMap<String, Vec<u64>>;
 
 fn oracle(stem: &str) -> (Shapes, u64, u64) {
     let path = root().join(format!("tests/fla/params/{stem}.json"));
-    let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("oracle file")).expect("JSON");
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("oracle file")).expect("JSON");
     let shapes = json["params"]
         .as_array()
         .expect("params list")
         .iter()
         .map(|entry| {
             let name = entry[0].as_str().expect("name").to_string();
-            let shape = entry[1]
-                .as_array()
-                .expect("shape")
-                .iter()
-                .map(|d| d.as_u64().expect("dim"))
-                .collect();
+            let shape = entry[1].as_array().expect("shape").iter().map(|d| d.as_u64().expect("dim")).collect();
             (name, shape)
         })
         .collect();
     (
         shapes,
         json["params_total"].as_u64().expect("total"),
-        json["params_non_embedding"]
-            .as_u64()
-            .expect("non-embedding"),
+        json["params_non_embedding"].as_u64().expect("non-embedding"),
     )
 }
 
 fn shapes(model: &Model) -> Shapes {
-    model
-        .params
-        .iter()
-        .map(|p| (p.name.clone(), p.shape.clone()))
-        .collect()
+    model.params.iter().map(|p| (p.name.clone(), p.shape.clone())).collect()
 }
 
 fn assert_same_params(model: &Model, stem: &str, what: &str) {
@@ -54,24 +42,13 @@ fn assert_same_params(model: &Model, stem: &str, what: &str) {
     let ours = shapes(model);
     let missing: Vec<_> = expected.keys().filter(|k| !ours.contains_key(*k)).collect();
     let extra: Vec<_> = ours.keys().filter(|k| !expected.contains_key(*k)).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{what} vs fla {stem}: missing {missing:?}, extra {extra:?}"
-    );
+    assert!(missing.is_empty() && extra.is_empty(), "{what} vs fla {stem}: missing {missing:?}, extra {extra:?}");
     for (name, shape) in &expected {
         assert_eq!(&ours[name], shape, "{what} vs fla {stem}: shape of {name}");
     }
-    assert_eq!(
-        model.params.len(),
-        expected.len(),
-        "{what}: duplicate names"
-    );
+    assert_eq!(model.params.len(), expected.len(), "{what}: duplicate names");
     assert_eq!(model.params_total(), total, "{what} vs fla {stem}: total");
-    assert_eq!(
-        model.params_non_embedding(),
-        non_embedding,
-        "{what} vs fla {stem}: non-embedding"
-    );
+    assert_eq!(model.params_non_embedding(), non_embedding, "{what} vs fla {stem}: non-embedding");
 }
 
 /// Every oracle config, imported into .hyb and checked, has fla's exact parameters.
@@ -81,18 +58,11 @@ fn imported_fla_configs_have_flas_parameters() {
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).expect("configs") {
         let path = entry.expect("entry").path();
-        let stem = path
-            .file_stem()
-            .expect("stem")
-            .to_string_lossy()
-            .to_string();
+        let stem = path.file_stem().expect("stem").to_string_lossy().to_string();
         let json = std::fs::read_to_string(&path).expect("config");
-        let text = import::import_config(&json, &format!("{stem}.json"))
-            .unwrap_or_else(|e| panic!("{stem}: {}", e.0));
+        let text = import::import_config(&json, &format!("{stem}.json")).unwrap_or_else(|e| panic!("{stem}: {}", e.0));
         let compilation = check_text(&format!("{stem}.hyb"), &text);
-        let model = compilation
-            .model()
-            .unwrap_or_else(|| panic!("{stem}:\n{text}\n{}", compilation.render()));
+        let model = compilation.model().unwrap_or_else(|| panic!("{stem}:\n{text}\n{}", compilation.render()));
         assert_same_params(model, &stem, &format!("import of {stem}"));
         count += 1;
     }
@@ -104,28 +74,14 @@ fn imported_fla_configs_have_flas_parameters() {
 fn paper_examples_have_flas_parameters() {
     let dir = root().join("examples/paper");
     for family in ["hgrn", "hgrn2", "retnet", "gla", "deltanet", "gdn"] {
-        for (example, oracle_suffix) in [
-            ("pure", ""),
-            ("r24", "_r24"),
-            ("r12", "_r12"),
-            ("r6", "_r6"),
-            ("r3", "_r3"),
-        ] {
+        for (example, oracle_suffix) in [("pure", ""), ("r24", "_r24"), ("r12", "_r12"), ("r6", "_r6"), ("r3", "_r3")] {
             let compilation = compile(&dir.join(format!("{family}_{example}.hyb")));
             let model = compilation.model().expect("paper example checks");
-            assert_same_params(
-                model,
-                &format!("{family}_340m{oracle_suffix}"),
-                &format!("{family}_{example}.hyb"),
-            );
+            assert_same_params(model, &format!("{family}_340m{oracle_suffix}"), &format!("{family}_{example}.hyb"));
         }
     }
     let compilation = compile(&dir.join("transformer.hyb"));
-    assert_same_params(
-        compilation.model().expect("checks"),
-        "transformer_340m",
-        "transformer.hyb",
-    );
+    assert_same_params(compilation.model().expect("checks"), "transformer_340m", "transformer.hyb");
 }
 
 /// The released 1.3B GatedDeltaNet checkpoint's count (LAYERS.md §0), from a .hyb file.
@@ -134,10 +90,7 @@ fn gdn_1_3b_matches_the_released_checkpoint() {
     let text = "mixer gdn = gated_deltanet(heads: 8, head_dim: 256, expand_v: 1)\n\
                 model {\n    vocab = 32000\n    d_model = 2048\n    layers = gdn × 24\n}\n";
     let compilation = check_text("gdn_1_3b.hyb", text);
-    assert_eq!(
-        compilation.model().expect("checks").params_total(),
-        1_466_343_808
-    );
+    assert_eq!(compilation.model().expect("checks").params_total(), 1_466_343_808);
 }
 
 /// Exported fla configs import back to the same model; exports that cannot be
@@ -153,27 +106,12 @@ fn fla_config_exports_round_trip_or_refuse() {
                 let text = import::import_config(&config.to_string(), "exported.json")
                     .unwrap_or_else(|e| panic!("{}: re-import failed: {}", relative(&file), e.0));
                 let back = check_text("reimported.hyb", &text);
-                let back_model = back
-                    .model()
-                    .unwrap_or_else(|| panic!("{}:\n{text}\n{}", relative(&file), render(&back)));
-                assert_eq!(
-                    shapes(model),
-                    shapes(back_model),
-                    "{}: parameters after the round trip",
-                    relative(&file)
-                );
-                let kinds = |m: &Model| {
-                    m.layers
-                        .iter()
-                        .map(|l| m.mixers[l.mixer].kind.clone())
-                        .collect::<Vec<MixerKind>>()
-                };
-                assert_eq!(
-                    kinds(model),
-                    kinds(back_model),
-                    "{}: mixers after the round trip",
-                    relative(&file)
-                );
+                let back_model =
+                    back.model().unwrap_or_else(|| panic!("{}:\n{text}\n{}", relative(&file), render(&back)));
+                assert_eq!(shapes(model), shapes(back_model), "{}: parameters after the round trip", relative(&file));
+                let kinds =
+                    |m: &Model| m.layers.iter().map(|l| m.mixers[l.mixer].kind.clone()).collect::<Vec<MixerKind>>();
+                assert_eq!(kinds(model), kinds(back_model), "{}: mixers after the round trip", relative(&file));
                 assert_eq!(
                     config,
                     export::fla_config(back_model).expect("re-exports"),
@@ -184,13 +122,8 @@ fn fla_config_exports_round_trip_or_refuse() {
             }
             Err(error) => {
                 let name = relative(&file);
-                let expected_refusal =
-                    name.contains("routing") || name.contains("compose") || name.contains("sketch");
-                assert!(
-                    expected_refusal,
-                    "{name} should export to fla but: {}",
-                    error.message
-                );
+                let expected_refusal = name.contains("routing") || name.contains("compose") || name.contains("sketch");
+                assert!(expected_refusal, "{name} should export to fla but: {}", error.message);
                 assert!(!error.help.is_empty());
             }
         }
@@ -210,11 +143,7 @@ fn refusals_say_why() {
     let compilation = compile(&root().join("examples/compose/kda.hyb"));
     let error = export::fla_config(compilation.model().expect("checks"))
         .expect_err("no fla layer is a gated delta rule per channel");
-    assert!(
-        error.message.contains("has no fla layer"),
-        "{}",
-        error.message
-    );
+    assert!(error.message.contains("has no fla layer"), "{}", error.message);
 
     let compilation = compile(&root().join("examples/paper/gdn_r3.hyb"));
     let model = compilation.model().expect("checks");
@@ -227,23 +156,12 @@ fn layer_type_and_pattern_exports() {
     let compilation = compile(&root().join("examples/paper/gdn_r6.hyb"));
     let model = compilation.model().expect("checks");
     let types = export::hf_layer_types(model).expect("exports");
-    let types: Vec<&str> = types["layer_types"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .map(|t| t.as_str().expect("str"))
-        .collect();
-    let attention: Vec<usize> = types
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| **t == "full_attention")
-        .map(|(i, _)| i)
-        .collect();
+    let types: Vec<&str> =
+        types["layer_types"].as_array().expect("list").iter().map(|t| t.as_str().expect("str")).collect();
+    let attention: Vec<usize> =
+        types.iter().enumerate().filter(|(_, t)| **t == "full_attention").map(|(i, _)| i).collect();
     assert_eq!(attention, [5, 11, 17, 23]);
-    assert_eq!(
-        types.iter().filter(|t| **t == "linear_attention").count(),
-        20
-    );
+    assert_eq!(types.iter().filter(|t| **t == "linear_attention").count(), 20);
     let pattern = export::megatron_pattern(model, Some('M')).expect("exports with a symbol");
     assert_eq!(pattern, "M-M-M-M-M-*-".repeat(4));
 
@@ -259,18 +177,9 @@ fn layer_type_and_pattern_exports() {
 #[test]
 fn import_refuses_what_hyb_cannot_model() {
     let bad = [
-        (
-            r#"{"model_type": "mamba2", "hidden_size": 64}"#,
-            "not one hyb knows",
-        ),
-        (
-            r#"{"model_type": "gla", "hidden_size": 64, "num_hidden_layers": 2, "hidden_act": "gelu"}"#,
-            "hidden_act",
-        ),
-        (
-            r#"{"model_type": "gla", "hidden_size": 64, "num_hidden_layers": 2, "mystery": 1}"#,
-            "mystery",
-        ),
+        (r#"{"model_type": "mamba2", "hidden_size": 64}"#, "not one hyb knows"),
+        (r#"{"model_type": "gla", "hidden_size": 64, "num_hidden_layers": 2, "hidden_act": "gelu"}"#, "hidden_act"),
+        (r#"{"model_type": "gla", "hidden_size": 64, "num_hidden_layers": 2, "mystery": 1}"#, "mystery"),
         (
             r#"{"model_type": "gla", "hidden_size": 64, "num_hidden_layers": 2, "attn": {"layers": [5], "num_heads": 4}}"#,
             "layer 5",

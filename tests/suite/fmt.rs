@@ -17,30 +17,14 @@ fn all_hyb_files() -> Vec<std::path::PathBuf> {
 fn every_example_is_formatted_and_formatting_is_idempotent() {
     for file in all_hyb_files() {
         let text = std::fs::read_to_string(&file).expect("readable");
-        let once =
-            format_source(&text).unwrap_or_else(|_| panic!("{} does not parse", relative(&file)));
+        let once = format_source(&text).unwrap_or_else(|_| panic!("{} does not parse", relative(&file)));
         let twice = format_source(&once).expect("formatted text parses");
-        assert_eq!(
-            once,
-            twice,
-            "{}: formatting is not idempotent",
-            relative(&file)
-        );
+        assert_eq!(once, twice, "{}: formatting is not idempotent", relative(&file));
         if !file.ends_with("sketch_ascii.hyb") {
-            assert_eq!(
-                text,
-                once,
-                "{}: not in canonical form (run `hybc fmt`)",
-                relative(&file)
-            );
+            assert_eq!(text, once, "{}: not in canonical form (run `hybc fmt`)", relative(&file));
         }
         let comments = |t: &str| t.lines().filter(|l| l.contains("//")).count();
-        assert_eq!(
-            comments(&text),
-            comments(&once),
-            "{}: comments lost",
-            relative(&file)
-        );
+        assert_eq!(comments(&text), comments(&once), "{}: comments lost", relative(&file));
     }
 }
 
@@ -52,10 +36,7 @@ fn formatting_keeps_meaning() {
             continue; // imports resolve on disk; covered by the idempotence test
         }
         let before = compile(&file);
-        let messy: String = text
-            .replace("    ", "\t  ")
-            .replace(" = ", "=")
-            .replace(", ", " ,");
+        let messy: String = text.replace("    ", "\t  ").replace(" = ", "=").replace(", ", " ,");
         let formatted = format_source(&messy).expect("messy text parses");
         let after = check_text("formatted.hyb", &formatted);
         assert_eq!(
@@ -80,15 +61,7 @@ fn comments_stay_beside_their_code() {
 fn long_calls_break_one_argument_per_line() {
     let text = "mixer kda = linear(heads: 8, head_dim: 64, update: delta, gate: vector(logsigmoid, normalizer: 16, low_rank: 16), short_conv: 4)\n";
     let formatted = format_source(text).expect("parses");
-    assert!(
-        formatted.contains("linear(\n    heads: 8,\n"),
-        "{formatted}"
-    );
-    assert!(
-        formatted
-            .lines()
-            .all(|line| line.chars().count() <= hyb_compiler::fmt::WIDTH),
-        "{formatted}"
-    );
+    assert!(formatted.contains("linear(\n    heads: 8,\n"), "{formatted}");
+    assert!(formatted.lines().all(|line| line.chars().count() <= hyb_compiler::fmt::WIDTH), "{formatted}");
     assert_eq!(format_source(&formatted).expect("parses"), formatted);
 }

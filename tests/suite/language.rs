@@ -10,22 +10,10 @@ use crate::{compile, example_files, relative, render, root};
 fn the_design_sketch_checks_with_either_times_sign() {
     let unicode = compile(&root().join("examples/sketch.hyb"));
     let ascii = compile(&root().join("examples/sketch_ascii.hyb"));
-    let unicode_ir = ir::print::print_model(
-        unicode
-            .model()
-            .unwrap_or_else(|| panic!("{}", render(&unicode))),
-    );
-    let ascii_ir = ir::print::print_model(
-        ascii
-            .model()
-            .unwrap_or_else(|| panic!("{}", render(&ascii))),
-    );
+    let unicode_ir = ir::print::print_model(unicode.model().unwrap_or_else(|| panic!("{}", render(&unicode))));
+    let ascii_ir = ir::print::print_model(ascii.model().unwrap_or_else(|| panic!("{}", render(&ascii))));
     assert_eq!(unicode_ir, ascii_ir);
-    assert!(
-        std::fs::read_to_string(root().join("examples/sketch_ascii.hyb"))
-            .expect("file")
-            .contains("gdn x 3")
-    );
+    assert!(std::fs::read_to_string(root().join("examples/sketch_ascii.hyb")).expect("file").contains("gdn x 3"));
 }
 
 /// The sketch of the language design (shared/design/LANGUAGE.md), verbatim.
@@ -66,61 +54,30 @@ eval {
 fn the_design_sketch_checks_verbatim() {
     for text in [DESIGN_SKETCH.to_string(), DESIGN_SKETCH.replace('×', "x")] {
         let compilation = check_text("sketch.hyb", &text);
-        assert!(
-            compilation.checked.diagnostics.is_empty(),
-            "{}",
-            compilation.render()
-        );
+        assert!(compilation.checked.diagnostics.is_empty(), "{}", compilation.render());
         let model = compilation.model().expect("checks");
         assert_eq!(model.layers.len(), 24);
-        assert_eq!(
-            model.mixers.len(),
-            2,
-            "kda and duo are declared, checked, and unused"
-        );
+        assert_eq!(model.mixers.len(), 2, "kda and duo are declared, checked, and unused");
     }
 }
 
 fn layer_names(text: &str) -> Vec<String> {
     let compilation = check_text("schedule.hyb", text);
-    let model = compilation
-        .model()
-        .unwrap_or_else(|| panic!("{text}\n{}", compilation.render()));
-    model
-        .layers
-        .iter()
-        .map(|l| model.mixers[l.mixer].name.clone())
-        .collect()
+    let model = compilation.model().unwrap_or_else(|| panic!("{text}\n{}", compilation.render()));
+    model.layers.iter().map(|l| model.mixers[l.mixer].name.clone()).collect()
 }
 
 fn schedule(layers: &str) -> Vec<String> {
-    layer_names(&format!(
-        "let ratio = 3\nmodel {{\n    d_model = 64\n    layers = {layers}\n}}\n"
-    ))
+    layer_names(&format!("let ratio = 3\nmodel {{\n    d_model = 64\n    layers = {layers}\n}}\n"))
 }
 
 #[test]
 fn schedules_expand_as_documented() {
-    assert_eq!(
-        schedule("(gdn × 2, attn) × 2"),
-        ["gdn", "gdn", "attn", "gdn", "gdn", "attn"]
-    );
-    assert_eq!(
-        schedule("gdn x 2, attn * 1, ((gla))"),
-        ["gdn", "gdn", "attn", "gla"]
-    );
-    assert_eq!(
-        schedule("gdn × 6 with attn every ratio"),
-        ["gdn", "gdn", "attn", "gdn", "gdn", "attn"]
-    );
-    assert_eq!(
-        schedule("gdn × 6 with attn every 3 offset 0"),
-        ["attn", "gdn", "gdn", "attn", "gdn", "gdn"]
-    );
-    assert_eq!(
-        schedule("gdn × 4 with attn at [0, 2], gla at [3]"),
-        ["attn", "gdn", "attn", "gla"]
-    );
+    assert_eq!(schedule("(gdn × 2, attn) × 2"), ["gdn", "gdn", "attn", "gdn", "gdn", "attn"]);
+    assert_eq!(schedule("gdn x 2, attn * 1, ((gla))"), ["gdn", "gdn", "attn", "gla"]);
+    assert_eq!(schedule("gdn × 6 with attn every ratio"), ["gdn", "gdn", "attn", "gdn", "gdn", "attn"]);
+    assert_eq!(schedule("gdn × 6 with attn every 3 offset 0"), ["attn", "gdn", "gdn", "attn", "gdn", "gdn"]);
+    assert_eq!(schedule("gdn × 4 with attn at [0, 2], gla at [3]"), ["attn", "gdn", "attn", "gla"]);
     assert_eq!(schedule("gla(heads: 2) × 2").len(), 2);
 }
 
@@ -134,9 +91,7 @@ fn lets_bind_late_and_importers_override() {
     // The paper grid: gla_r6.hyb sets `linear` and `ratio` for the shared base.
     let compilation = compile(&root().join("examples/paper/gla_r6.hyb"));
     let model = compilation.model().expect("checks");
-    let attention: Vec<usize> = (0..24)
-        .filter(|i| model.mixer_of(*i).kind.is_attention())
-        .collect();
+    let attention: Vec<usize> = (0..24).filter(|i| model.mixer_of(*i).kind.is_attention()).collect();
     assert_eq!(attention, [5, 11, 17, 23]);
     assert_eq!(model.mixer_of(0).name, "gla");
 }
@@ -159,16 +114,8 @@ fn printed_linear_mixers_denote_themselves() {
                 model.config.d_model
             );
             let back = check_text("printed.hyb", &text);
-            let back_model = back
-                .model()
-                .unwrap_or_else(|| panic!("{}: {text}\n{}", relative(&file), back.render()));
-            assert_eq!(
-                &back_model.mixer_of(0).kind,
-                &mixer.kind,
-                "{}: {}",
-                relative(&file),
-                mixer.name
-            );
+            let back_model = back.model().unwrap_or_else(|| panic!("{}: {text}\n{}", relative(&file), back.render()));
+            assert_eq!(&back_model.mixer_of(0).kind, &mixer.kind, "{}: {}", relative(&file), mixer.name);
             checked += 1;
         }
     }
@@ -180,19 +127,10 @@ fn presets_are_flas_config_defaults() {
     // gla(heads: 4) in a model of width 1024 is fla's GLAConfig(num_heads=4, hidden_size=1024).
     let text = "model {\n    d_model = 1024\n    layers = gla(heads: 4) × 24\n}\n";
     let compilation = check_text("gla.hyb", text);
-    assert_eq!(
-        compilation.model().expect("checks").params_total(),
-        374_475_776
-    );
+    assert_eq!(compilation.model().expect("checks").params_total(), 374_475_776);
     // hgrn2 with only `heads` derives expand_ratio = d / heads, as fla does without expand_ratio.
     let text = "model {\n    d_model = 1024\n    layers = hgrn2(heads: 8) × 24\n}\n";
-    assert_eq!(
-        check_text("hgrn2.hyb", text)
-            .model()
-            .expect("checks")
-            .params_total(),
-        373_916_672
-    );
+    assert_eq!(check_text("hgrn2.hyb", text).model().expect("checks").params_total(), 373_916_672);
 }
 
 #[test]
@@ -201,9 +139,5 @@ fn warnings_do_not_stop_a_model() {
     let compilation = check_text("warn.hyb", text);
     assert!(compilation.model().is_some());
     assert_eq!(compilation.checked.diagnostics.len(), 1);
-    assert!(
-        compilation
-            .render()
-            .contains("warning: this eval measures recall")
-    );
+    assert!(compilation.render().contains("warning: this eval measures recall"));
 }

@@ -14,10 +14,7 @@ use hyb_compiler::pipeline::{self, Compilation};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ sits in the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
 }
 
 /// Loads and checks a file, with paths in diagnostics relative to the workspace root.
@@ -26,10 +23,7 @@ pub fn compile(path: &Path) -> Compilation {
 }
 
 pub fn relative(path: &Path) -> String {
-    path.strip_prefix(root())
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(root()).unwrap_or(path).display().to_string()
 }
 
 /// Renders diagnostics with workspace-relative paths, for snapshots.
@@ -42,10 +36,7 @@ pub fn render(compilation: &Compilation) -> String {
 pub fn example_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
     collect(&root().join("examples"), &mut files);
-    files.retain(|f| {
-        std::fs::read_to_string(f)
-            .is_ok_and(|text| text.contains("model {") || text.contains("import "))
-    });
+    files.retain(|f| std::fs::read_to_string(f).is_ok_and(|text| text.contains("model {") || text.contains("import ")));
     files.retain(|f| !f.ends_with("lib/mixers.hyb"));
     files.sort();
     files

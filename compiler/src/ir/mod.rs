@@ -180,10 +180,7 @@ pub enum StateKind {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Update {
     Additive,
-    Delta {
-        beta: Beta,
-        negative_eigenvalues: bool,
-    },
+    Delta { beta: Beta, negative_eigenvalues: bool },
 }
 
 /// The delta rule's write strength.
@@ -218,10 +215,7 @@ impl Gate {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum GateParam {
     /// `log α = logsigmoid(z) / normalizer`, `z` from a full or low-rank projection.
-    LogSigmoid {
-        normalizer: f64,
-        low_rank: Option<u64>,
-    },
+    LogSigmoid { normalizer: f64, low_rank: Option<u64> },
     /// Mamba-2: `log α = −exp(A_log) · softplus(W_a x + dt_bias)`.
     Mamba,
 }

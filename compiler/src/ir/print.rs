@@ -27,23 +27,12 @@ pub fn print_model(model: &Model) -> String {
     );
     out.push('\n');
     for (_, mixer) in model.mixers.iter() {
-        let label = mixer
-            .preset
-            .map_or(String::new(), |p| format!(" (preset {})", p.name()));
-        let _ = writeln!(
-            out,
-            "mixer {}{label} = {}",
-            mixer.name,
-            mixer_text(&mixer.kind, 0)
-        );
+        let label = mixer.preset.map_or(String::new(), |p| format!(" (preset {})", p.name()));
+        let _ = writeln!(out, "mixer {}{label} = {}", mixer.name, mixer_text(&mixer.kind, 0));
     }
     out.push('\n');
-    let (head, rest): (Vec<&Param>, Vec<&Param>) =
-        model.params.iter().partition(|p| p.layer.is_none());
-    for param in head
-        .iter()
-        .filter(|p| p.name.starts_with("model.") && p.name != "model.norm.weight")
-    {
+    let (head, rest): (Vec<&Param>, Vec<&Param>) = model.params.iter().partition(|p| p.layer.is_none());
+    for param in head.iter().filter(|p| p.name.starts_with("model.") && p.name != "model.norm.weight") {
         write_param(&mut out, param, "", "");
     }
     for (index, layer) in model.layers.iter().enumerate() {
@@ -53,10 +42,7 @@ pub fn print_model(model: &Model) -> String {
             write_param(&mut out, param, "  ", &prefix);
         }
     }
-    for param in head
-        .iter()
-        .filter(|p| !p.name.starts_with("model.") || p.name == "model.norm.weight")
-    {
+    for param in head.iter().filter(|p| !p.name.starts_with("model.") || p.name == "model.norm.weight") {
         write_param(&mut out, param, "", "");
     }
     let _ = writeln!(
@@ -71,22 +57,9 @@ pub fn print_model(model: &Model) -> String {
 
 fn write_param(out: &mut String, param: &Param, indent: &str, prefix: &str) {
     let name = param.name.strip_prefix(prefix).unwrap_or(&param.name);
-    let shape = param
-        .shape
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let decay = if param.no_weight_decay {
-        " no_weight_decay"
-    } else {
-        ""
-    };
-    let _ = writeln!(
-        out,
-        "{indent}param {name} [{shape}] {}{decay}",
-        init_text(param.init)
-    );
+    let shape = param.shape.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+    let decay = if param.no_weight_decay { " no_weight_decay" } else { "" };
+    let _ = writeln!(out, "{indent}param {name} [{shape}] {}{decay}", init_text(param.init));
 }
 
 fn init_text(init: Init) -> String {
@@ -122,12 +95,8 @@ pub fn mixer_text(kind: &MixerKind, indent: usize) -> String {
                     MixerKind::Attention(attention) => attention.heads,
                     MixerKind::Routed(_) => 0,
                 };
-                let _ = write!(
-                    out,
-                    "\n{pad}branch {} × {heads} = {}",
-                    branch.name,
-                    mixer_text(&branch.kind, indent + 1)
-                );
+                let _ =
+                    write!(out, "\n{pad}branch {} × {heads} = {}", branch.name, mixer_text(&branch.kind, indent + 1));
             }
             out
         }
@@ -135,9 +104,7 @@ pub fn mixer_text(kind: &MixerKind, indent: usize) -> String {
 }
 
 fn attention_text(attention: &AttentionMixer) -> String {
-    let window = attention
-        .window
-        .map_or("none".to_string(), |w| w.to_string());
+    let window = attention.window.map_or("none".to_string(), |w| w.to_string());
     format!(
         "attention(heads: {}, kv_heads: {}, head_dim: {}, qkv_bias: {}, qk_norm: {}, window: {window}, rope: {})",
         attention.heads,
@@ -163,17 +130,12 @@ pub fn linear_text(linear: &LinearMixer, indent: usize) -> String {
     };
     lines.push(match linear.update {
         Update::Additive => format!("state: {state}, update: additive"),
-        Update::Delta {
-            beta,
-            negative_eigenvalues,
-        } => {
+        Update::Delta { beta, negative_eigenvalues } => {
             let beta = match beta {
                 Beta::Sigmoid => "sigmoid",
                 Beta::One => "one",
             };
-            format!(
-                "state: {state}, update: delta, beta: {beta}, neg_eigval: {negative_eigenvalues}"
-            )
+            format!("state: {state}, update: delta, beta: {beta}, neg_eigval: {negative_eigenvalues}")
         }
     });
     let lower_bound = match linear.lower_bound {
@@ -187,12 +149,7 @@ pub fn linear_text(linear: &LinearMixer, indent: usize) -> String {
     ));
     lines.push(match linear.conv {
         None => "short_conv: none".to_string(),
-        Some(conv) => format!(
-            "short_conv: {}, conv_act: {}, conv_bias: {}",
-            conv.size,
-            conv.act.name(),
-            conv.bias
-        ),
+        Some(conv) => format!("short_conv: {}, conv_act: {}, conv_bias: {}", conv.size, conv.act.name(), conv.bias),
     });
     let qk_norm = match linear.qk_norm {
         QkNorm::None => "none",
@@ -217,28 +174,15 @@ pub fn linear_text(linear: &LinearMixer, indent: usize) -> String {
         num(linear.scale)
     ));
     let closing = "    ".repeat(indent);
-    format!(
-        "linear(\n{}\n{closing})",
-        lines
-            .iter()
-            .map(|line| format!("{pad}{line},"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    )
+    format!("linear(\n{}\n{closing})", lines.iter().map(|line| format!("{pad}{line},")).collect::<Vec<_>>().join("\n"))
 }
 
 fn gate_text(gate: Gate) -> String {
     let param = |kind: &str, param: GateParam| match param {
         GateParam::Mamba => format!("{kind}(mamba)"),
-        GateParam::LogSigmoid {
-            normalizer,
-            low_rank,
-        } if kind == "vector" => {
+        GateParam::LogSigmoid { normalizer, low_rank } if kind == "vector" => {
             let rank = low_rank.map_or("none".to_string(), |r| r.to_string());
-            format!(
-                "vector(logsigmoid, normalizer: {}, low_rank: {rank})",
-                num(normalizer)
-            )
+            format!("vector(logsigmoid, normalizer: {}, low_rank: {rank})", num(normalizer))
         }
         GateParam::LogSigmoid { normalizer, .. } => {
             format!("{kind}(logsigmoid, normalizer: {})", num(normalizer))

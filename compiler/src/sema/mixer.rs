@@ -56,16 +56,9 @@ pub fn resolve(mcx: MixerCx, expr: &Expr, depth: usize) -> Option<Resolved> {
         }
     };
     // A user-defined mixer, possibly called with overrides: `base(heads: 8)`.
-    let user = cx
-        .scope
-        .mixers
-        .get_key_value(&callee.text)
-        .filter(|(name, _)| mcx.defining != Some(name.as_str()));
+    let user = cx.scope.mixers.get_key_value(&callee.text).filter(|(name, _)| mcx.defining != Some(name.as_str()));
     if let Some((name, def)) = user {
-        let inner = MixerCx {
-            defining: Some(name.as_str()),
-            ..mcx
-        };
+        let inner = MixerCx { defining: Some(name.as_str()), ..mcx };
         if args.is_empty() {
             return resolve(inner, &def.value, depth + 1);
         }
@@ -73,20 +66,13 @@ pub fn resolve(mcx: MixerCx, expr: &Expr, depth: usize) -> Option<Resolved> {
     }
     let span = resolved.expr.span;
     match callee.text.as_str() {
-        "linear" => presets::linear(
-            mcx,
-            &Args::new(cx, "linear", span, args, presets::LINEAR_ARGS, 0),
-        )
-        .map(|linear| Resolved {
-            preset: None,
-            kind: MixerKind::Linear(linear),
-        }),
+        "linear" => presets::linear(mcx, &Args::new(cx, "linear", span, args, presets::LINEAR_ARGS, 0))
+            .map(|linear| Resolved { preset: None, kind: MixerKind::Linear(linear) }),
         "heads" => routed(mcx, span, args, depth),
         name => match presets::lookup(name) {
-            Some(preset) => presets::preset(mcx, preset, span, args).map(|kind| Resolved {
-                preset: Some(preset),
-                kind,
-            }),
+            Some(preset) => {
+                presets::preset(mcx, preset, span, args).map(|kind| Resolved { preset: Some(preset), kind })
+            }
             None => {
                 let mut known: Vec<&str> = cx.scope.mixers.keys().map(String::as_str).collect();
                 known.extend(PRESET_NAMES);
@@ -116,40 +102,21 @@ fn resolve_with_overrides(
             let mut merged: Vec<_> = args
                 .iter()
                 .filter(|arg| {
-                    !overrides.iter().any(|o| {
-                        o.name.as_ref().map(|n| &n.text) == arg.name.as_ref().map(|n| &n.text)
-                    })
+                    !overrides.iter().any(|o| o.name.as_ref().map(|n| &n.text) == arg.name.as_ref().map(|n| &n.text))
                 })
                 .cloned()
                 .collect();
             merged.extend(overrides.iter().cloned());
-            Expr {
-                kind: ExprKind::Call {
-                    callee: callee.clone(),
-                    args: merged,
-                },
-                span,
-            }
+            Expr { kind: ExprKind::Call { callee: callee.clone(), args: merged }, span }
         }
-        ExprKind::Name(name) => Expr {
-            kind: ExprKind::Call {
-                callee: name.clone(),
-                args: overrides.to_vec(),
-            },
-            span,
-        },
+        ExprKind::Name(name) => Expr { kind: ExprKind::Call { callee: name.clone(), args: overrides.to_vec() }, span },
         _ => return resolve(mcx, base, depth + 1),
     };
     resolve(mcx, &merged, depth + 1)
 }
 
 /// `heads(gdn: 12, attn: 4, combine: concat, head_dim: 64)`.
-fn routed(
-    mcx: MixerCx,
-    span: Span,
-    args: &[hyb_grammar::ast::Arg],
-    depth: usize,
-) -> Option<Resolved> {
+fn routed(mcx: MixerCx, span: Span, args: &[hyb_grammar::ast::Arg], depth: usize) -> Option<Resolved> {
     let cx = mcx.cx;
     let mut branches_args = Vec::new();
     let mut option_args = Vec::new();
@@ -185,15 +152,14 @@ fn routed(
         Some(expr) => cx.count(expr, "head_dim", 1, MAX_DIM)?,
         None => {
             if mcx.d_model % total != 0 {
-                let split = counts
-                    .iter()
-                    .map(u64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" + ");
+                let split = counts.iter().map(u64::to_string).collect::<Vec<_>>().join(" + ");
                 cx.error(
-                    Diagnostic::error(format!("the head split does not add up: d_model {} is not divisible by {split} = {total} heads", mcx.d_model))
-                        .at(span, "head dim would not be whole")
-                        .help("change the split so the heads divide d_model, or give `head_dim:` explicitly"),
+                    Diagnostic::error(format!(
+                        "the head split does not add up: d_model {} is not divisible by {split} = {total} heads",
+                        mcx.d_model
+                    ))
+                    .at(span, "head dim would not be whole")
+                    .help("change the split so the heads divide d_model, or give `head_dim:` explicitly"),
                 );
                 return None;
             }
@@ -220,42 +186,21 @@ fn routed(
             ok = false;
             continue;
         }
-        let mixer_expr = Expr {
-            kind: ExprKind::Name(name.clone()),
-            span: name.span,
-        };
+        let mixer_expr = Expr { kind: ExprKind::Name(name.clone()), span: name.span };
         let Some(resolved) = resolve(mcx, &mixer_expr, depth + 1) else {
             ok = false;
             continue;
         };
         match rehead(mcx, resolved.kind, heads, head_dim, name.span, &name.text) {
-            Some(kind) => branches.push(Branch {
-                name: name.text.clone(),
-                preset: resolved.preset,
-                kind,
-            }),
+            Some(kind) => branches.push(Branch { name: name.text.clone(), preset: resolved.preset, kind }),
             None => ok = false,
         }
     }
-    ok.then_some(Resolved {
-        preset: None,
-        kind: MixerKind::Routed(RoutedMixer {
-            branches,
-            combine,
-            head_dim,
-        }),
-    })
+    ok.then_some(Resolved { preset: None, kind: MixerKind::Routed(RoutedMixer { branches, combine, head_dim }) })
 }
 
 /// A branch's mixer with the routed layer's head count and head dim.
-fn rehead(
-    mcx: MixerCx,
-    kind: MixerKind,
-    heads: u64,
-    head_dim: u64,
-    span: Span,
-    name: &str,
-) -> Option<MixerKind> {
+fn rehead(mcx: MixerCx, kind: MixerKind, heads: u64, head_dim: u64, span: Span, name: &str) -> Option<MixerKind> {
     let cx = mcx.cx;
     match kind {
         MixerKind::Routed(_) => {
@@ -271,12 +216,7 @@ fn rehead(
                 cx.error(grouped_branch(span, name));
                 return None;
             }
-            Some(MixerKind::Attention(AttentionMixer {
-                heads,
-                kv_heads: heads,
-                head_dim,
-                ..attention
-            }))
+            Some(MixerKind::Attention(AttentionMixer { heads, kv_heads: heads, head_dim, ..attention }))
         }
         MixerKind::Linear(linear) => {
             if linear.state == StateKind::Vector {
@@ -295,23 +235,15 @@ fn rehead(
             }
             if (linear.head_v_dim * head_dim) % linear.head_k_dim != 0 {
                 cx.error(
-                    Diagnostic::error(format!(
-                        "`{name}`'s value/key head ratio does not scale to head_dim {head_dim}"
-                    ))
-                    .at(span, "value head dim would not be whole")
-                    .help("choose a head_dim the mixer's value/key ratio divides evenly"),
+                    Diagnostic::error(format!("`{name}`'s value/key head ratio does not scale to head_dim {head_dim}"))
+                        .at(span, "value head dim would not be whole")
+                        .help("choose a head_dim the mixer's value/key ratio divides evenly"),
                 );
                 return None;
             }
             let head_v_dim = linear.head_v_dim * head_dim / linear.head_k_dim;
-            let mut rehead = LinearMixer {
-                heads,
-                k_heads: heads,
-                v_heads: heads,
-                head_k_dim: head_dim,
-                head_v_dim,
-                ..linear
-            };
+            let mut rehead =
+                LinearMixer { heads, k_heads: heads, v_heads: heads, head_k_dim: head_dim, head_v_dim, ..linear };
             rehead.scale = (head_dim as f64).powf(-0.5);
             presets::check_linear(mcx, &rehead, span)?;
             Some(MixerKind::Linear(rehead))
@@ -320,9 +252,7 @@ fn rehead(
 }
 
 fn grouped_branch(span: Span, name: &str) -> Diagnostic {
-    Diagnostic::error(format!(
-        "`{name}` shares key/value heads between query heads; a routing branch has plain heads"
-    ))
-    .at(span, "grouped heads")
-    .help("drop `kv_heads`/`v_heads` from this mixer, or use a separate mixer for routing")
+    Diagnostic::error(format!("`{name}` shares key/value heads between query heads; a routing branch has plain heads"))
+        .at(span, "grouped heads")
+        .help("drop `kv_heads`/`v_heads` from this mixer, or use a separate mixer for routing")
 }

@@ -38,16 +38,8 @@ impl Checked {
     }
 }
 
-pub const MODEL_FIELDS: &[&str] = &[
-    "vocab",
-    "d_model",
-    "layers",
-    "mlp",
-    "norm",
-    "tie_embeddings",
-    "init_std",
-    "max_position",
-];
+pub const MODEL_FIELDS: &[&str] =
+    &["vocab", "d_model", "layers", "mlp", "norm", "tie_embeddings", "init_std", "max_position"];
 
 /// Checks the file `root` (already loaded into `sources`) and everything it imports.
 pub fn check(sources: &mut SourceMap, root: FileId) -> Checked {
@@ -60,10 +52,7 @@ pub fn check(sources: &mut SourceMap, root: FileId) -> Checked {
     });
     diagnostics.sort_by_key(|d| (d.primary_span().map(|s| (s.file, s.start)), d.severity));
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
-    Checked {
-        model: if has_errors { None } else { model },
-        diagnostics,
-    }
+    Checked { model: if has_errors { None } else { model }, diagnostics }
 }
 
 fn build_model(cx: &Cx) -> Option<Model> {
@@ -72,11 +61,7 @@ fn build_model(cx: &Cx) -> Option<Model> {
         cx.error(
             Diagnostic::error("no `model { ... }` block")
                 .at(
-                    Span {
-                        file: cx.scope.root,
-                        start: 0,
-                        end: 0,
-                    },
+                    Span { file: cx.scope.root, start: 0, end: 0 },
                     "expected a model block in this file or its imports",
                 )
                 .help("add `model { d_model = 256  layers = (gdn × 3, attn) × 2 }`"),
@@ -85,12 +70,7 @@ fn build_model(cx: &Cx) -> Option<Model> {
     };
     for (name, def) in &block.fields {
         if !MODEL_FIELDS.contains(&name.as_str()) {
-            cx.error(unknown_name(
-                name,
-                def.name_span,
-                "model field",
-                MODEL_FIELDS,
-            ));
+            cx.error(unknown_name(name, def.name_span, "model field", MODEL_FIELDS));
         }
     }
     let field = |name: &str| block.fields.get(name).map(|def| &def.value);
@@ -144,12 +124,7 @@ fn build_model(cx: &Cx) -> Option<Model> {
         let fallback = ModelConfig {
             vocab: vocab.unwrap_or(u64::MAX),
             d_model: 1,
-            mlp: Mlp {
-                intermediate: 1,
-                ratio: None,
-                explicit: true,
-                act: Act::Silu,
-            },
+            mlp: Mlp { intermediate: 1, ratio: None, explicit: true, act: Act::Silu },
             norm_eps: 1e-6,
             tie_embeddings: false,
             init_std: 0.02,
@@ -159,23 +134,12 @@ fn build_model(cx: &Cx) -> Option<Model> {
         train::check_eval(cx, &fallback, train.as_ref(), &Arena::default(), &[]);
         return None;
     };
-    let mcx = MixerCx {
-        cx,
-        d_model,
-        defining: None,
-    };
+    let mcx = MixerCx { cx, d_model, defining: None };
 
     // Every declared mixer is checked, used or not.
     let mut resolved_by_name: HashMap<String, mixer::Resolved> = HashMap::new();
     for (name, def) in &cx.scope.mixers {
-        if let Some(resolved) = mixer::resolve(
-            MixerCx {
-                defining: Some(name.as_str()),
-                ..mcx
-            },
-            &def.value,
-            0,
-        ) {
+        if let Some(resolved) = mixer::resolve(MixerCx { defining: Some(name.as_str()), ..mcx }, &def.value, 0) {
             resolved_by_name.insert(name.clone(), resolved);
         }
     }
@@ -210,21 +174,12 @@ fn build_model(cx: &Cx) -> Option<Model> {
                 handle
             }
         };
-        layers.push(Layer {
-            mixer: handle,
-            span: slot.span,
-        });
+        layers.push(Layer { mixer: handle, span: slot.span });
     }
     if cx.has_errors() {
         return None;
     }
-    let mlp = mlp(
-        cx,
-        field("mlp").and_then(|_| single("mlp")),
-        d_model,
-        &mixers,
-        &layers,
-    )?;
+    let mlp = mlp(cx, field("mlp").and_then(|_| single("mlp")), d_model, &mixers, &layers)?;
     let config = ModelConfig {
         vocab: vocab?,
         d_model,
@@ -241,14 +196,7 @@ fn build_model(cx: &Cx) -> Option<Model> {
     if cx.has_errors() {
         return None;
     }
-    Some(Model {
-        config,
-        mixers,
-        layers,
-        params,
-        train,
-        eval,
-    })
+    Some(Model { config, mixers, layers, params, train, eval })
 }
 
 /// The name a layer's mixer is known by: the identifier, or the call's text.
@@ -273,12 +221,7 @@ fn placeholder(name: &str, span: Span) -> Mixer {
         window: None,
         rope_theta: 1.0,
     };
-    Mixer {
-        name: name.to_string(),
-        preset: None,
-        kind: MixerKind::Attention(attention),
-        span,
-    }
+    Mixer { name: name.to_string(), preset: None, kind: MixerKind::Attention(attention), span }
 }
 
 /// `norm = rmsnorm(eps: 1e-6)`.
@@ -297,12 +240,7 @@ fn norm(cx: &Cx, expr: &Expr) -> Option<f64> {
         }
     };
     if callee.text != "rmsnorm" {
-        cx.error(unknown_name(
-            &callee.text,
-            callee.span,
-            "norm",
-            &["rmsnorm"],
-        ));
+        cx.error(unknown_name(&callee.text, callee.span, "norm", &["rmsnorm"]));
         return None;
     }
     let args = Args::new(cx, "rmsnorm", resolved.expr.span, args, &["eps"], 0);
@@ -310,22 +248,11 @@ fn norm(cx: &Cx, expr: &Expr) -> Option<f64> {
 }
 
 /// `mlp = swiglu(ratio: 4)` or `swiglu(intermediate: 2816)`; fla's width rounding.
-fn mlp(
-    cx: &Cx,
-    expr: Option<&Expr>,
-    d_model: u64,
-    mixers: &Arena<Mixer>,
-    layers: &[Layer],
-) -> Option<Mlp> {
+fn mlp(cx: &Cx, expr: Option<&Expr>, d_model: u64, mixers: &Arena<Mixer>, layers: &[Layer]) -> Option<Mlp> {
     // fla's RetNet config defaults hidden_ratio to 2; every other family to 4.
-    let all_retnet = layers.iter().all(|l| {
-        matches!(
-            mixers[l.mixer].preset,
-            Some(Preset::RetNet) | Some(Preset::Attention)
-        )
-    }) && layers
-        .iter()
-        .any(|l| mixers[l.mixer].preset == Some(Preset::RetNet));
+    let all_retnet =
+        layers.iter().all(|l| matches!(mixers[l.mixer].preset, Some(Preset::RetNet) | Some(Preset::Attention)))
+            && layers.iter().any(|l| mixers[l.mixer].preset == Some(Preset::RetNet));
     let default_ratio = if all_retnet { 2.0 } else { 4.0 };
     let (ratio, intermediate) = match expr {
         None => (default_ratio, None),
@@ -347,14 +274,7 @@ fn mlp(
                 cx.error(unknown_name(&callee.text, callee.span, "MLP", &["swiglu"]));
                 return None;
             }
-            let args = Args::new(
-                cx,
-                "swiglu",
-                resolved.expr.span,
-                args,
-                &["ratio", "intermediate"],
-                0,
-            );
+            let args = Args::new(cx, "swiglu", resolved.expr.span, args, &["ratio", "intermediate"], 0);
             let ratio = presets::opt_float(cx, &args, "ratio", default_ratio, 0.01, 64.0)?;
             let intermediate = match args.get("intermediate") {
                 Some(expr) => Some(cx.count(expr, "intermediate", 1, 1 << 20)?),
@@ -364,18 +284,10 @@ fn mlp(
         }
     };
     Some(match intermediate {
-        Some(width) => Mlp {
-            intermediate: width,
-            ratio: Some(ratio),
-            explicit: true,
-            act: Act::Silu,
-        },
-        None => Mlp {
-            intermediate: fla_intermediate(d_model, ratio),
-            ratio: Some(ratio),
-            explicit: false,
-            act: Act::Silu,
-        },
+        Some(width) => Mlp { intermediate: width, ratio: Some(ratio), explicit: true, act: Act::Silu },
+        None => {
+            Mlp { intermediate: fla_intermediate(d_model, ratio), ratio: Some(ratio), explicit: false, act: Act::Silu }
+        }
     })
 }
 

@@ -13,17 +13,8 @@ use super::mixer::{MAX_DIM, MixerCx};
 use super::values::{Args, Cx, describe};
 use crate::ir::*;
 
-pub const PRESET_NAMES: [&str; 9] = [
-    "hgrn",
-    "hgrn2",
-    "retnet",
-    "gla",
-    "deltanet",
-    "gated_deltanet",
-    "gdn",
-    "attention",
-    "attn",
-];
+pub const PRESET_NAMES: [&str; 9] =
+    ["hgrn", "hgrn2", "retnet", "gla", "deltanet", "gated_deltanet", "gdn", "attention", "attn"];
 
 pub fn lookup(name: &str) -> Option<Preset> {
     Some(match name {
@@ -43,15 +34,7 @@ pub fn preset_args(preset: Preset) -> &'static [&'static str] {
     match preset {
         Preset::Hgrn => &["expand_ratio", "short_conv", "lower_bound"],
         Preset::Hgrn2 => &["heads", "expand_ratio", "short_conv", "lower_bound"],
-        Preset::RetNet => &[
-            "heads",
-            "kv_heads",
-            "expand_k",
-            "expand_v",
-            "feature_map",
-            "output_gate",
-            "rope",
-        ],
+        Preset::RetNet => &["heads", "kv_heads", "expand_k", "expand_v", "feature_map", "output_gate", "rope"],
         Preset::Gla => &[
             "heads",
             "kv_heads",
@@ -64,29 +47,13 @@ pub fn preset_args(preset: Preset) -> &'static [&'static str] {
             "gate_low_rank",
             "clamp_min",
         ],
-        Preset::DeltaNet => &[
-            "heads",
-            "expand_k",
-            "expand_v",
-            "short_conv",
-            "beta",
-            "output_gate",
-            "qk_act",
-            "qk_norm",
-            "neg_eigval",
-        ],
-        Preset::GatedDeltaNet => &[
-            "heads",
-            "head_dim",
-            "expand_v",
-            "v_heads",
-            "short_conv",
-            "output_gate",
-            "neg_eigval",
-        ],
-        Preset::Attention => &[
-            "heads", "kv_heads", "head_dim", "qkv_bias", "qk_norm", "window", "rope",
-        ],
+        Preset::DeltaNet => {
+            &["heads", "expand_k", "expand_v", "short_conv", "beta", "output_gate", "qk_act", "qk_norm", "neg_eigval"]
+        }
+        Preset::GatedDeltaNet => {
+            &["heads", "head_dim", "expand_v", "v_heads", "short_conv", "output_gate", "neg_eigval"]
+        }
+        Preset::Attention => &["heads", "kv_heads", "head_dim", "qkv_bias", "qk_norm", "window", "rope"],
     }
 }
 
@@ -126,8 +93,7 @@ pub fn preset(mcx: MixerCx, preset: Preset, span: Span, args: &[Arg]) -> Option<
         Preset::Hgrn => hgrn(mcx, &args)?,
         Preset::Hgrn2 => hgrn2(mcx, &args)?,
         Preset::RetNet => {
-            let (heads, kv_heads, head_k_dim, head_v_dim) =
-                expanded_heads(mcx, &args, 8, 1.0, 2.0)?;
+            let (heads, kv_heads, head_k_dim, head_v_dim) = expanded_heads(mcx, &args, 8, 1.0, 2.0)?;
             LinearMixer {
                 gate: Gate::Fixed,
                 rope: Some(opt_float(mcx.cx, &args, "rope", 10000.0, 1.0, 1e9)?),
@@ -137,21 +103,13 @@ pub fn preset(mcx: MixerCx, preset: Preset, span: Span, args: &[Arg]) -> Option<
             }
         }
         Preset::Gla => {
-            let (heads, kv_heads, head_k_dim, head_v_dim) =
-                expanded_heads(mcx, &args, 4, 0.5, 1.0)?;
+            let (heads, kv_heads, head_k_dim, head_v_dim) = expanded_heads(mcx, &args, 4, 0.5, 1.0)?;
             let normalizer = opt_float(mcx.cx, &args, "gate_normalizer", 16.0, 1e-6, 1e6)?;
             let low_rank = opt_count(mcx.cx, &args, "gate_low_rank", 16, 1, MAX_DIM)?;
             LinearMixer {
-                gate: Gate::Vector(GateParam::LogSigmoid {
-                    normalizer,
-                    low_rank: Some(low_rank),
-                }),
+                gate: Gate::Vector(GateParam::LogSigmoid { normalizer, low_rank: Some(low_rank) }),
                 qk_act: feature_map(mcx.cx, &args)?,
-                conv: short_conv(mcx.cx, &args, None)?.map(|size| Conv {
-                    size,
-                    bias: false,
-                    act: Act::Silu,
-                }),
+                conv: short_conv(mcx.cx, &args, None)?.map(|size| Conv { size, bias: false, act: Act::Silu }),
                 output_gate: flag(mcx.cx, &args, "output_gate", true)?.then_some(Act::Silu),
                 clamp_min: match args.get("clamp_min") {
                     None => None,
@@ -164,11 +122,7 @@ pub fn preset(mcx: MixerCx, preset: Preset, span: Span, args: &[Arg]) -> Option<
         Preset::DeltaNet => {
             let heads = opt_count(mcx.cx, &args, "heads", 16, 1, MAX_DIM)?;
             let (head_k_dim, head_v_dim) = expand_dims(mcx, &args, heads, 1.0, 1.0)?;
-            let beta = if flag(mcx.cx, &args, "beta", true)? {
-                Beta::Sigmoid
-            } else {
-                Beta::One
-            };
+            let beta = if flag(mcx.cx, &args, "beta", true)? { Beta::Sigmoid } else { Beta::One };
             let negative_eigenvalues = flag(mcx.cx, &args, "neg_eigval", false)?;
             let qk_norm = match args.get("qk_norm") {
                 Some(expr) => match mcx.cx.symbol(expr, "qk_norm", &["l2", "sum"])? {
@@ -178,15 +132,8 @@ pub fn preset(mcx: MixerCx, preset: Preset, span: Span, args: &[Arg]) -> Option<
                 None => QkNorm::L2,
             };
             LinearMixer {
-                update: Update::Delta {
-                    beta,
-                    negative_eigenvalues,
-                },
-                conv: short_conv(mcx.cx, &args, Some(4))?.map(|size| Conv {
-                    size,
-                    bias: false,
-                    act: Act::Silu,
-                }),
+                update: Update::Delta { beta, negative_eigenvalues },
+                conv: short_conv(mcx.cx, &args, Some(4))?.map(|size| Conv { size, bias: false, act: Act::Silu }),
                 qk_act: match args.get("qk_act") {
                     Some(expr) => act(mcx.cx, expr, "qk_act")?,
                     None => Act::Silu,
@@ -201,26 +148,13 @@ pub fn preset(mcx: MixerCx, preset: Preset, span: Span, args: &[Arg]) -> Option<
             let heads = opt_count(mcx.cx, &args, "heads", 6, 1, MAX_DIM)?;
             let head_dim = opt_count(mcx.cx, &args, "head_dim", 256, 1, MAX_DIM)?;
             let expand_v = opt_float(mcx.cx, &args, "expand_v", 2.0, 1e-3, 64.0)?;
-            let head_v_dim = whole(
-                mcx.cx,
-                head_dim as f64 * expand_v,
-                &args,
-                "expand_v",
-                "head_dim × expand_v",
-            )?;
+            let head_v_dim = whole(mcx.cx, head_dim as f64 * expand_v, &args, "expand_v", "head_dim × expand_v")?;
             let v_heads = opt_count(mcx.cx, &args, "v_heads", heads, 1, MAX_DIM)?;
             let negative_eigenvalues = flag(mcx.cx, &args, "neg_eigval", false)?;
             LinearMixer {
-                update: Update::Delta {
-                    beta: Beta::Sigmoid,
-                    negative_eigenvalues,
-                },
+                update: Update::Delta { beta: Beta::Sigmoid, negative_eigenvalues },
                 gate: Gate::Scalar(GateParam::Mamba),
-                conv: short_conv(mcx.cx, &args, Some(4))?.map(|size| Conv {
-                    size,
-                    bias: false,
-                    act: Act::Silu,
-                }),
+                conv: short_conv(mcx.cx, &args, Some(4))?.map(|size| Conv { size, bias: false, act: Act::Silu }),
                 qk_act: Act::Silu,
                 v_act: Act::Silu,
                 qk_norm: QkNorm::L2,
@@ -267,21 +201,10 @@ fn hgrn(mcx: MixerCx, args: &Args) -> Option<LinearMixer> {
     let lower_bound = flag(mcx.cx, args, "lower_bound", true)?;
     Some(LinearMixer {
         state: StateKind::Vector,
-        gate: Gate::Vector(GateParam::LogSigmoid {
-            normalizer: 1.0,
-            low_rank: None,
-        }),
-        lower_bound: if lower_bound {
-            LowerBound::Layerwise
-        } else {
-            LowerBound::None
-        },
+        gate: Gate::Vector(GateParam::LogSigmoid { normalizer: 1.0, low_rank: None }),
+        lower_bound: if lower_bound { LowerBound::Layerwise } else { LowerBound::None },
         tie_key_to_gate: true,
-        conv: short_conv(mcx.cx, args, None)?.map(|size| Conv {
-            size,
-            bias: false,
-            act: Act::Identity,
-        }),
+        conv: short_conv(mcx.cx, args, None)?.map(|size| Conv { size, bias: false, act: Act::Identity }),
         v_act: Act::Silu,
         output_gate: Some(Act::Silu),
         output_norm: OutputNorm::Full,
@@ -308,9 +231,11 @@ fn hgrn2(mcx: MixerCx, args: &Args) -> Option<LinearMixer> {
                 let given = mcx.cx.count(heads_expr, "heads", 1, d)?;
                 if given != heads {
                     mcx.cx.error(
-                        Diagnostic::error(format!("hgrn2's heads are d_model / expand_ratio = {d} / {expand} = {heads}, not {given}"))
-                            .at(args.span_of("heads"), "disagrees with expand_ratio")
-                            .help("give `heads` or `expand_ratio`, not both"),
+                        Diagnostic::error(format!(
+                            "hgrn2's heads are d_model / expand_ratio = {d} / {expand} = {heads}, not {given}"
+                        ))
+                        .at(args.span_of("heads"), "disagrees with expand_ratio")
+                        .help("give `heads` or `expand_ratio`, not both"),
                     );
                     return None;
                 }
@@ -320,31 +245,18 @@ fn hgrn2(mcx: MixerCx, args: &Args) -> Option<LinearMixer> {
     };
     if heads == 0 || d % heads != 0 {
         mcx.cx.error(
-            Diagnostic::error(format!(
-                "hgrn2 needs d_model ({d}) divisible by its {heads} heads"
-            ))
-            .at(args.span, "value head dim would not be whole")
-            .help("choose heads (or expand_ratio) dividing d_model"),
+            Diagnostic::error(format!("hgrn2 needs d_model ({d}) divisible by its {heads} heads"))
+                .at(args.span, "value head dim would not be whole")
+                .help("choose heads (or expand_ratio) dividing d_model"),
         );
         return None;
     }
     let lower_bound = flag(mcx.cx, args, "lower_bound", true)?;
     Some(LinearMixer {
-        gate: Gate::Vector(GateParam::LogSigmoid {
-            normalizer: 1.0,
-            low_rank: None,
-        }),
-        lower_bound: if lower_bound {
-            LowerBound::Layerwise
-        } else {
-            LowerBound::None
-        },
+        gate: Gate::Vector(GateParam::LogSigmoid { normalizer: 1.0, low_rank: None }),
+        lower_bound: if lower_bound { LowerBound::Layerwise } else { LowerBound::None },
         tie_key_to_gate: true,
-        conv: short_conv(mcx.cx, args, None)?.map(|size| Conv {
-            size,
-            bias: false,
-            act: Act::Identity,
-        }),
+        conv: short_conv(mcx.cx, args, None)?.map(|size| Conv { size, bias: false, act: Act::Identity }),
         qk_act: Act::Silu,
         output_norm: OutputNorm::Full,
         ..base(heads, heads, expand, d / heads)
@@ -366,13 +278,7 @@ fn expanded_heads(
 }
 
 /// Per-head key and value dims from `expand_k`/`expand_v`: `d · expand / heads`.
-fn expand_dims(
-    mcx: MixerCx,
-    args: &Args,
-    heads: u64,
-    expand_k: f64,
-    expand_v: f64,
-) -> Option<(u64, u64)> {
+fn expand_dims(mcx: MixerCx, args: &Args, heads: u64, expand_k: f64, expand_v: f64) -> Option<(u64, u64)> {
     let d = mcx.d_model as f64;
     let expand_k = opt_float(mcx.cx, args, "expand_k", expand_k, 1e-3, 64.0)?;
     let expand_v = opt_float(mcx.cx, args, "expand_v", expand_v, 1e-3, 64.0)?;
@@ -381,11 +287,9 @@ fn expand_dims(
     for (total, what) in [(key_dim, "key"), (value_dim, "value")] {
         if total % heads != 0 {
             mcx.cx.error(
-                Diagnostic::error(format!(
-                    "the {what} width {total} is not divisible by {heads} heads"
-                ))
-                .at(args.span_of("heads"), "head dim would not be whole")
-                .help("choose heads that divide d_model × expand"),
+                Diagnostic::error(format!("the {what} width {total} is not divisible by {heads} heads"))
+                    .at(args.span_of("heads"), "head dim would not be whole")
+                    .help("choose heads that divide d_model × expand"),
             );
             return None;
         }
@@ -396,11 +300,9 @@ fn expand_dims(
 fn whole(cx: &Cx, value: f64, args: &Args, arg: &str, what: &str) -> Option<u64> {
     if value.fract() != 0.0 || value < 1.0 {
         cx.error(
-            Diagnostic::error(format!(
-                "{what} = {value} is not a whole number of channels"
-            ))
-            .at(args.span_of(arg), "here")
-            .help("choose an expansion that gives whole channels"),
+            Diagnostic::error(format!("{what} = {value} is not a whole number of channels"))
+                .at(args.span_of(arg), "here")
+                .help("choose an expansion that gives whole channels"),
         );
         return None;
     }
@@ -416,12 +318,9 @@ pub fn attention(mcx: MixerCx, args: &Args) -> Option<AttentionMixer> {
         None => {
             if mcx.d_model % heads != 0 {
                 cx.error(
-                    Diagnostic::error(format!(
-                        "d_model {} is not divisible by {heads} attention heads",
-                        mcx.d_model
-                    ))
-                    .at(args.span_of("heads"), "head dim would not be whole")
-                    .help("choose a head count that divides d_model, or give `head_dim:`"),
+                    Diagnostic::error(format!("d_model {} is not divisible by {heads} attention heads", mcx.d_model))
+                        .at(args.span_of("heads"), "head dim would not be whole")
+                        .help("choose a head count that divides d_model, or give `head_dim:`"),
                 );
                 return None;
             }
@@ -430,11 +329,9 @@ pub fn attention(mcx: MixerCx, args: &Args) -> Option<AttentionMixer> {
     };
     if heads % kv_heads != 0 {
         cx.error(
-            Diagnostic::error(format!(
-                "{heads} heads cannot be shared evenly by {kv_heads} key/value heads"
-            ))
-            .at(args.span_of("kv_heads"), "must divide heads")
-            .help("each key/value head serves the same number of query heads"),
+            Diagnostic::error(format!("{heads} heads cannot be shared evenly by {kv_heads} key/value heads"))
+                .at(args.span_of("kv_heads"), "must divide heads")
+                .help("each key/value head serves the same number of query heads"),
         );
         return None;
     }
@@ -474,11 +371,7 @@ pub fn linear(mcx: MixerCx, args: &Args) -> Option<LinearMixer> {
         },
         None => StateKind::Matrix,
     };
-    let heads_default = if state == StateKind::Vector {
-        1
-    } else {
-        4.min(d)
-    };
+    let heads_default = if state == StateKind::Vector { 1 } else { 4.min(d) };
     let heads = opt_count(cx, args, "heads", heads_default, 1, MAX_DIM)?;
     let default_dim = if d % heads == 0 {
         d / heads
@@ -507,10 +400,7 @@ pub fn linear(mcx: MixerCx, args: &Args) -> Option<LinearMixer> {
                     },
                     None => Beta::Sigmoid,
                 };
-                Update::Delta {
-                    beta,
-                    negative_eigenvalues: flag(cx, args, "neg_eigval", false)?,
-                }
+                Update::Delta { beta, negative_eigenvalues: flag(cx, args, "neg_eigval", false)? }
             }
             _ => Update::Additive,
         },
@@ -544,11 +434,7 @@ pub fn linear(mcx: MixerCx, args: &Args) -> Option<LinearMixer> {
         None => Act::Silu,
     };
     let conv_bias = flag(cx, args, "conv_bias", false)?;
-    let conv = short_conv(cx, args, None)?.map(|size| Conv {
-        size,
-        bias: conv_bias,
-        act: conv_act,
-    });
+    let conv = short_conv(cx, args, None)?.map(|size| Conv { size, bias: conv_bias, act: conv_act });
     if conv.is_none() {
         for name in ["conv_act", "conv_bias"] {
             if args.has(name) {
@@ -571,13 +457,11 @@ pub fn linear(mcx: MixerCx, args: &Args) -> Option<LinearMixer> {
         return None;
     }
     let qk_norm = match args.get("qk_norm").or(args.get("qk")) {
-        Some(expr) => {
-            match cx.symbol(expr, "qk_norm", &["l2", "l2norm", "sum", "sumnorm", "none"])? {
-                "l2" | "l2norm" => QkNorm::L2,
-                "sum" | "sumnorm" => QkNorm::Sum,
-                _ => QkNorm::None,
-            }
-        }
+        Some(expr) => match cx.symbol(expr, "qk_norm", &["l2", "l2norm", "sum", "sumnorm", "none"])? {
+            "l2" | "l2norm" => QkNorm::L2,
+            "sum" | "sumnorm" => QkNorm::Sum,
+            _ => QkNorm::None,
+        },
         None if is_delta => QkNorm::L2,
         None => QkNorm::None,
     };
@@ -653,18 +537,10 @@ fn gate(cx: &Cx, expr: &Expr) -> Option<Gate> {
     match kind {
         "none" | "fixed" => {
             Args::new(cx, kind, span, args, &[], 0);
-            Some(if kind == "none" {
-                Gate::None
-            } else {
-                Gate::Fixed
-            })
+            Some(if kind == "none" { Gate::None } else { Gate::Fixed })
         }
         "scalar" | "vector" => {
-            let allowed: &[&str] = if kind == "vector" {
-                &["normalizer", "low_rank"]
-            } else {
-                &["normalizer"]
-            };
+            let allowed: &[&str] = if kind == "vector" { &["normalizer", "low_rank"] } else { &["normalizer"] };
             let gate_args = Args::new(cx, kind, span, args, allowed, 1);
             let parameterisation = match gate_args.positional(0) {
                 Some(expr) => cx.symbol(expr, "gate parameterisation", &["logsigmoid", "mamba"])?,
@@ -696,16 +572,9 @@ fn gate(cx: &Cx, expr: &Expr) -> Option<Gate> {
                     Some(expr) if matches!(expr.kind, ExprKind::None) => None,
                     Some(expr) => Some(cx.count(expr, "low_rank", 1, MAX_DIM)?),
                 };
-                GateParam::LogSigmoid {
-                    normalizer,
-                    low_rank,
-                }
+                GateParam::LogSigmoid { normalizer, low_rank }
             };
-            Some(if kind == "scalar" {
-                Gate::Scalar(param)
-            } else {
-                Gate::Vector(param)
-            })
+            Some(if kind == "scalar" { Gate::Scalar(param) } else { Gate::Vector(param) })
         }
         other => {
             cx.error(
@@ -721,11 +590,7 @@ fn gate(cx: &Cx, expr: &Expr) -> Option<Gate> {
 pub fn check_linear(mcx: MixerCx, linear: &LinearMixer, span: Span) -> Option<()> {
     let cx = mcx.cx;
     let reject = |message: &str, help: &str| {
-        cx.error(
-            Diagnostic::error(message.to_string())
-                .at(span, "in this mixer")
-                .help(help.to_string()),
-        );
+        cx.error(Diagnostic::error(message.to_string()).at(span, "in this mixer").help(help.to_string()));
         None
     };
     let is_delta = matches!(linear.update, Update::Delta { .. });
@@ -744,16 +609,12 @@ pub fn check_linear(mcx: MixerCx, linear: &LinearMixer, span: Span) -> Option<()
             );
         }
         if linear.heads != 1 || linear.k_heads != 1 || linear.v_heads != 1 {
-            return reject(
-                "a vector state has no heads",
-                "remove `heads`; the state is one value per channel",
-            );
+            return reject("a vector state has no heads", "remove `heads`; the state is one value per channel");
         }
         if linear.head_k_dim != linear.head_v_dim {
             return reject("a vector state has one width", "give `head_dim` only");
         }
-        if linear.rope.is_some() || linear.qk_norm != QkNorm::None || linear.qk_act != Act::Identity
-        {
+        if linear.rope.is_some() || linear.qk_norm != QkNorm::None || linear.qk_act != Act::Identity {
             return reject(
                 "a vector state has no query or key to rotate, normalise or map",
                 "remove `rope`, `qk_norm` and `qk_act`",
@@ -774,10 +635,7 @@ pub fn check_linear(mcx: MixerCx, linear: &LinearMixer, span: Span) -> Option<()
             );
         }
         if linear.qk_norm != QkNorm::None {
-            return reject(
-                "a tied key has no projection to normalise",
-                "remove `qk_norm`, or untie the key",
-            );
+            return reject("a tied key has no projection to normalise", "remove `qk_norm`, or untie the key");
         }
     }
     if is_delta && linear.qk_norm == QkNorm::None {
@@ -798,23 +656,14 @@ pub fn check_linear(mcx: MixerCx, linear: &LinearMixer, span: Span) -> Option<()
             "use `gate: vector(logsigmoid, ...)`, or remove `clamp_min`",
         );
     }
-    if let Gate::Scalar(GateParam::LogSigmoid {
-        low_rank: Some(_), ..
-    }) = linear.gate
-    {
-        return reject(
-            "a scalar gate has no low-rank projection",
-            "remove `low_rank`",
-        );
+    if let Gate::Scalar(GateParam::LogSigmoid { low_rank: Some(_), .. }) = linear.gate {
+        return reject("a scalar gate has no low-rank projection", "remove `low_rank`");
     }
     if linear.gate == Gate::Fixed && linear.state == StateKind::Vector {
         return reject("fixed decays are per head", "use a matrix state");
     }
     if linear.rope.is_some() && linear.head_k_dim % 2 != 0 {
-        return reject(
-            "RoPE needs an even key head dim",
-            "choose an even `head_k_dim`",
-        );
+        return reject("RoPE needs an even key head dim", "choose an even `head_k_dim`");
     }
     let gqa = linear.k_heads == linear.v_heads && linear.heads % linear.k_heads == 0;
     let gva = linear.k_heads == linear.heads && linear.v_heads % linear.heads == 0;
@@ -834,28 +683,14 @@ pub fn flag(cx: &Cx, args: &Args, name: &str, default: bool) -> Option<bool> {
     }
 }
 
-pub fn opt_count(
-    cx: &Cx,
-    args: &Args,
-    name: &str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Option<u64> {
+pub fn opt_count(cx: &Cx, args: &Args, name: &str, default: u64, min: u64, max: u64) -> Option<u64> {
     match args.get(name) {
         Some(expr) => cx.count(expr, name, min, max),
         None => Some(default),
     }
 }
 
-pub fn opt_float(
-    cx: &Cx,
-    args: &Args,
-    name: &str,
-    default: f64,
-    min: f64,
-    max: f64,
-) -> Option<f64> {
+pub fn opt_float(cx: &Cx, args: &Args, name: &str, default: f64, min: f64, max: f64) -> Option<f64> {
     match args.get(name) {
         Some(expr) => cx.float(expr, name, min, max),
         None => Some(default),

@@ -27,12 +27,7 @@ pub fn expand<'e>(cx: &'e Cx, value: &'e Value) -> Option<Vec<Slot<'e>>> {
     Some(slots)
 }
 
-fn expand_value<'e>(
-    cx: &'e Cx,
-    value: &'e Value,
-    out: &mut Vec<Slot<'e>>,
-    depth: usize,
-) -> Option<()> {
+fn expand_value<'e>(cx: &'e Cx, value: &'e Value, out: &mut Vec<Slot<'e>>, depth: usize) -> Option<()> {
     let start = out.len();
     for expr in &value.seq {
         expand_expr(cx, expr, out, depth)?;
@@ -40,12 +35,7 @@ fn expand_value<'e>(
     apply_rules(cx, value, out, start)
 }
 
-fn expand_expr<'e>(
-    cx: &'e Cx,
-    expr: &'e Expr,
-    out: &mut Vec<Slot<'e>>,
-    depth: usize,
-) -> Option<()> {
+fn expand_expr<'e>(cx: &'e Cx, expr: &'e Expr, out: &mut Vec<Slot<'e>>, depth: usize) -> Option<()> {
     if depth > 32 {
         cx.error(
             Diagnostic::error("the schedule refers to itself")
@@ -67,18 +57,12 @@ fn expand_expr<'e>(
         ExprKind::Name(_) => match cx.let_value(expr) {
             Some(value) => expand_value(cx, value, out, depth + 1),
             None => {
-                out.push(Slot {
-                    mixer: expr,
-                    span: expr.span,
-                });
+                out.push(Slot { mixer: expr, span: expr.span });
                 Some(())
             }
         },
         ExprKind::Call { .. } => {
-            out.push(Slot {
-                mixer: expr,
-                span: expr.span,
-            });
+            out.push(Slot { mixer: expr, span: expr.span });
             Some(())
         }
         ExprKind::Group(items) => {
@@ -145,12 +129,9 @@ fn layer_count(cx: &Cx, expr: &Expr, depth: usize) -> Option<u64> {
 }
 
 fn not_a_layer(expr: &Expr) -> Diagnostic {
-    Diagnostic::error(format!(
-        "expected a mixer in the schedule, found {}",
-        describe(expr)
-    ))
-    .at(expr.span, "not a layer")
-    .help("a schedule lists mixers: `(gdn × 3, attn) × 6`")
+    Diagnostic::error(format!("expected a mixer in the schedule, found {}", describe(expr)))
+        .at(expr.span, "not a layer")
+        .help("a schedule lists mixers: `(gdn × 3, attn) × 6`")
 }
 
 fn apply_rules<'e>(cx: &'e Cx, value: &'e Value, out: &mut [Slot<'e>], start: usize) -> Option<()> {
@@ -165,17 +146,12 @@ fn apply_rules<'e>(cx: &'e Cx, value: &'e Value, out: &mut [Slot<'e>], start: us
                     let index = index as usize;
                     if index >= layers {
                         cx.error(
-                            Diagnostic::error(format!(
-                                "layer index {index} is past the end of the schedule"
-                            ))
-                            .at(
-                                list.span,
-                                format!(
-                                    "the schedule has {layers} layers (0..{})",
-                                    layers.saturating_sub(1)
-                                ),
-                            )
-                            .help("indices start at 0"),
+                            Diagnostic::error(format!("layer index {index} is past the end of the schedule"))
+                                .at(
+                                    list.span,
+                                    format!("the schedule has {layers} layers (0..{})", layers.saturating_sub(1)),
+                                )
+                                .help("indices start at 0"),
                         );
                         return None;
                     }
@@ -211,10 +187,7 @@ fn apply_rules<'e>(cx: &'e Cx, value: &'e Value, out: &mut [Slot<'e>], start: us
                 return None;
             }
             assigned[index] = Some(rule.span);
-            out[start + index] = Slot {
-                mixer: &rule.mixer,
-                span: rule.span,
-            };
+            out[start + index] = Slot { mixer: &rule.mixer, span: rule.span };
         }
     }
     Some(())

@@ -61,23 +61,10 @@ impl Scope {
 
 /// Loads and parses `root` and its imports. Syntax errors end the collection (the
 /// scope would be missing items and every later error would be noise).
-pub fn collect(
-    sources: &mut SourceMap,
-    root: FileId,
-    diagnostics: &mut Vec<Diagnostic>,
-) -> Option<Scope> {
-    let mut collector = Collector {
-        sources,
-        stack: Vec::new(),
-        failed: false,
-        diagnostics,
-    };
+pub fn collect(sources: &mut SourceMap, root: FileId, diagnostics: &mut Vec<Diagnostic>) -> Option<Scope> {
+    let mut collector = Collector { sources, stack: Vec::new(), failed: false, diagnostics };
     let scope = collector.file(root);
-    if collector.failed {
-        None
-    } else {
-        Some(Scope { root, ..scope })
-    }
+    if collector.failed { None } else { Some(Scope { root, ..scope }) }
 }
 
 struct Collector<'a> {
@@ -122,10 +109,7 @@ impl Collector<'_> {
                     .collect();
                 self.error(
                     Diagnostic::error("import cycle")
-                        .at(
-                            target.span,
-                            "this import leads back to a file that is being imported",
-                        )
+                        .at(target.span, "this import leads back to a file that is being imported")
                         .note(format!("cycle: {}", cycle.join(" → "))),
                 );
                 continue;
@@ -134,12 +118,9 @@ impl Collector<'_> {
                 Ok(id) => id,
                 Err(error) => {
                     self.error(
-                        Diagnostic::error(format!(
-                            "cannot read `{}`: {error}",
-                            target_path.display()
-                        ))
-                        .at(target.span, "imported here")
-                        .help("import paths are relative to the importing file"),
+                        Diagnostic::error(format!("cannot read `{}`: {error}", target_path.display()))
+                            .at(target.span, "imported here")
+                            .help("import paths are relative to the importing file"),
                     );
                     continue;
                 }
@@ -154,12 +135,7 @@ impl Collector<'_> {
     fn merge_siblings(&mut self, mut first: Scope, second: Scope) -> Scope {
         let mut clashes = Vec::new();
         merge_map(&mut first.lets, second.lets.clone(), "let", &mut clashes);
-        merge_map(
-            &mut first.mixers,
-            second.mixers.clone(),
-            "mixer",
-            &mut clashes,
-        );
+        merge_map(&mut first.mixers, second.mixers.clone(), "mixer", &mut clashes);
         for kind in [BlockKind::Model, BlockKind::Train, BlockKind::Eval] {
             let theirs = second.block(kind).clone();
             let ours = first.block_mut(kind);
@@ -174,9 +150,7 @@ impl Collector<'_> {
                 Diagnostic::error(format!("`{name}` is defined by two imports"))
                     .at(b, format!("{what} `{name}` here"))
                     .also(a, "and here")
-                    .help(format!(
-                        "define `{name}` in the importing file to choose one"
-                    )),
+                    .help(format!("define `{name}` in the importing file to choose one")),
             );
         }
         first
@@ -193,21 +167,14 @@ impl Collector<'_> {
                 ItemKind::Mixer { name, value } => {
                     self.define(&mut own.mixers, name, value.clone(), "mixer");
                 }
-                ItemKind::Block {
-                    kind,
-                    kind_span,
-                    entries,
-                } => {
+                ItemKind::Block { kind, kind_span, entries } => {
                     let block = own.block_mut(*kind);
                     if let Some(previous) = block.span {
                         self.error(
-                            Diagnostic::error(format!(
-                                "a second `{}` block in one file",
-                                kind.as_str()
-                            ))
-                            .at(*kind_span, "second block")
-                            .also(previous, "first block")
-                            .help("merge the two blocks into one"),
+                            Diagnostic::error(format!("a second `{}` block in one file", kind.as_str()))
+                                .at(*kind_span, "second block")
+                                .also(previous, "first block")
+                                .help("merge the two blocks into one"),
                         );
                         continue;
                     }
@@ -216,12 +183,8 @@ impl Collector<'_> {
                         match entry {
                             Entry::Field(field) => {
                                 let block = own.block_mut(*kind);
-                                self.define(
-                                    &mut block.fields,
-                                    &field.name,
-                                    field.clone(),
-                                    kind.as_str(),
-                                );
+                                let what = format!("`{}` field", kind.as_str());
+                                self.define(&mut block.fields, &field.name, field.clone(), &what);
                             }
                             Entry::Task(task) => own.block_mut(*kind).tasks.push(task.clone()),
                         }
@@ -232,28 +195,16 @@ impl Collector<'_> {
         own
     }
 
-    fn define<T>(
-        &mut self,
-        map: &mut BTreeMap<String, Def<T>>,
-        name: &ast::Ident,
-        value: T,
-        what: &str,
-    ) {
+    fn define<T>(&mut self, map: &mut BTreeMap<String, Def<T>>, name: &ast::Ident, value: T, what: &str) {
         if let Some(previous) = map.get(&name.text) {
             let diagnostic = Diagnostic::error(format!("`{}` is defined twice", name.text))
-                .at(name.span, format!("second {what} `{}`", name.text))
+                .at(name.span, format!("second definition ({what})"))
                 .also(previous.name_span, "first defined here")
                 .help("remove one of them, or rename it");
             self.error(diagnostic);
             return;
         }
-        map.insert(
-            name.text.clone(),
-            Def {
-                value,
-                name_span: name.span,
-            },
-        );
+        map.insert(name.text.clone(), Def { value, name_span: name.span });
     }
 
     fn error(&mut self, diagnostic: Diagnostic) {

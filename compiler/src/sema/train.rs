@@ -103,10 +103,7 @@ pub enum Data {
 
 impl Data {
     pub fn is_recall(&self) -> bool {
-        matches!(
-            self,
-            Data::Mqar { .. } | Data::ForgettingMqar { .. } | Data::Niah { .. }
-        )
+        matches!(self, Data::Mqar { .. } | Data::ForgettingMqar { .. } | Data::Niah { .. })
     }
 }
 
@@ -204,40 +201,25 @@ pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
     let steps = get("steps").map_or(Some(1000), |expr| cx.count(expr, "steps", 1, 1 << 40));
     let schedule = match (get("schedule"), steps) {
         (Some(expr), Some(steps)) => schedule(cx, expr, steps),
-        (None, _) => Some(LrSchedule::Cosine {
-            warmup: 0,
-            min_lr: 0.1,
-        }),
+        (None, _) => Some(LrSchedule::Cosine { warmup: 0, min_lr: 0.1 }),
         (Some(_), None) => None,
     };
     let batch = get("batch").map_or(Some(8), |expr| cx.count(expr, "batch", 1, 1 << 20));
-    let grad_accum =
-        get("grad_accum").map_or(Some(1), |expr| cx.count(expr, "grad_accum", 1, 1 << 16));
+    let grad_accum = get("grad_accum").map_or(Some(1), |expr| cx.count(expr, "grad_accum", 1, 1 << 16));
     let optimizer = match get("optimizer") {
         Some(expr) => optimizer(cx, expr),
-        None => Some(AdamW {
-            lr: 1e-3,
-            betas: (0.9, 0.95),
-            weight_decay: 0.1,
-            eps: 1e-8,
-            clip: Some(1.0),
-        }),
+        None => Some(AdamW { lr: 1e-3, betas: (0.9, 0.95), weight_decay: 0.1, eps: 1e-8, clip: Some(1.0) }),
     };
     let seed = get("seed").map_or(Some(0), |expr| cx.count(expr, "seed", 0, u32::MAX as u64));
     let precision = match get("precision") {
-        Some(expr) => cx.symbol(expr, "precision", &["f32", "bf16"]).map(|p| {
-            if p == "bf16" {
-                Precision::Bf16
-            } else {
-                Precision::F32
-            }
-        }),
+        Some(expr) => cx
+            .symbol(expr, "precision", &["f32", "bf16"])
+            .map(|p| if p == "bf16" { Precision::Bf16 } else { Precision::F32 }),
         None => Some(Precision::F32),
     };
     let eval_every = optional_count(cx, get("eval_every"), "eval_every");
     let checkpoint_every = optional_count(cx, get("checkpoint_every"), "checkpoint_every");
-    let log_every =
-        get("log_every").map_or(Some(1), |expr| cx.count(expr, "log_every", 1, 1 << 40));
+    let log_every = get("log_every").map_or(Some(1), |expr| cx.count(expr, "log_every", 1, 1 << 40));
     // Every field is checked before any failure ends the block, so all are reported.
     let config = TrainConfig {
         data: data?,
@@ -313,14 +295,11 @@ pub fn check_eval(
     })
 }
 
-fn eval_task(
-    cx: &Cx,
-    task: &Expr,
-    model: &ModelConfig,
-    train: Option<&TrainConfig>,
-) -> Option<EvalTask> {
+fn eval_task(cx: &Cx, task: &Expr, model: &ModelConfig, train: Option<&TrainConfig>) -> Option<EvalTask> {
     let ExprKind::Call { callee, args } = &task.kind else {
-        cx.error(Diagnostic::error("expected an eval task").at(task.span, "not a task").help("tasks are calls: `mqar(pairs: 16)`, `niah(variant: single)`, `perplexity(data: text(\"valid.txt\"))`"));
+        cx.error(Diagnostic::error("expected an eval task").at(task.span, "not a task").help(
+            "tasks are calls: `mqar(pairs: 16)`, `niah(variant: single)`, `perplexity(data: text(\"valid.txt\"))`",
+        ));
         return None;
     };
     if callee.text == "perplexity" {
@@ -338,33 +317,16 @@ fn eval_task(
         return Some(EvalTask::Perplexity(data));
     }
     if !EVAL_TASKS.contains(&callee.text.as_str()) {
-        cx.error(unknown_name(
-            &callee.text,
-            callee.span,
-            "eval task",
-            EVAL_TASKS,
-        ));
+        cx.error(unknown_name(&callee.text, callee.span, "eval task", EVAL_TASKS));
         return None;
     }
     // Recall tasks default their vocabulary to the training task's.
     let train_vocab = train.and_then(|t| match &t.data {
-        Data::Mqar { vocab, .. }
-        | Data::ForgettingMqar { vocab, .. }
-        | Data::Niah { vocab, .. } => Some(*vocab),
+        Data::Mqar { vocab, .. } | Data::ForgettingMqar { vocab, .. } | Data::Niah { vocab, .. } => Some(*vocab),
         _ => None,
     });
-    let scoped = ModelConfig {
-        vocab: train_vocab.unwrap_or(model.vocab),
-        ..model.clone()
-    };
-    let data = data_with_vocab_limit(
-        cx,
-        task,
-        &scoped,
-        model.vocab,
-        train.map(|t| t.seq_len),
-        EVAL_TASKS,
-    )?;
+    let scoped = ModelConfig { vocab: train_vocab.unwrap_or(model.vocab), ..model.clone() };
+    let data = data_with_vocab_limit(cx, task, &scoped, model.vocab, train.map(|t| t.seq_len), EVAL_TASKS)?;
     Some(EvalTask::Recall(data))
 }
 
@@ -391,20 +353,14 @@ fn single<'a>(cx: &Cx, block: &'a Block, name: &str) -> Option<&'a Expr> {
 
 fn data_seq_len(data: &Data) -> Option<u64> {
     match data {
-        Data::Mqar { seq_len, .. }
-        | Data::ForgettingMqar { seq_len, .. }
-        | Data::Niah { seq_len, .. } => Some(*seq_len),
+        Data::Mqar { seq_len, .. } | Data::ForgettingMqar { seq_len, .. } | Data::Niah { seq_len, .. } => {
+            Some(*seq_len)
+        }
         Data::Text { .. } | Data::Tokens { .. } => None,
     }
 }
 
-fn data(
-    cx: &Cx,
-    expr: &Expr,
-    model: &ModelConfig,
-    seq_len: Option<u64>,
-    allowed: &[&str],
-) -> Option<Data> {
+fn data(cx: &Cx, expr: &Expr, model: &ModelConfig, seq_len: Option<u64>, allowed: &[&str]) -> Option<Data> {
     data_with_vocab_limit(cx, expr, model, model.vocab, seq_len, allowed)
 }
 
@@ -424,12 +380,9 @@ fn data_with_vocab_limit(
         ExprKind::Name(name) => (name, &[][..]),
         _ => {
             cx.error(
-                Diagnostic::error(format!(
-                    "expected a data source, found {}",
-                    describe(resolved.expr)
-                ))
-                .at(resolved.expr.span, "not a data source")
-                .help(format!("data sources: {}", allowed.join(", "))),
+                Diagnostic::error(format!("expected a data source, found {}", describe(resolved.expr)))
+                    .at(resolved.expr.span, "not a data source")
+                    .help(format!("data sources: {}", allowed.join(", "))),
             );
             return None;
         }
@@ -447,20 +400,13 @@ fn data_with_vocab_limit(
 }
 
 fn file_data(cx: &Cx, name: &str, span: Span, args: &[hyb_grammar::ast::Arg]) -> Option<Data> {
-    let allowed: &[&str] = if name == "text" {
-        &["tokenizer", "split"]
-    } else {
-        &["dtype", "split"]
-    };
+    let allowed: &[&str] = if name == "text" { &["tokenizer", "split"] } else { &["dtype", "split"] };
     let args = Args::new(cx, name, span, args, allowed, 1);
     let Some(path_expr) = args.positional(0) else {
         cx.error(
             Diagnostic::error(format!("`{name}` needs a file path"))
                 .at(span, "no path")
-                .help(format!(
-                    "e.g. `{name}(\"data/corpus.{}\")`",
-                    if name == "text" { "txt" } else { "bin" }
-                )),
+                .help(format!("e.g. `{name}(\"data/corpus.{}\")`", if name == "text" { "txt" } else { "bin" })),
         );
         return None;
     };
@@ -494,11 +440,7 @@ fn file_data(cx: &Cx, name: &str, span: Span, args: &[hyb_grammar::ast::Arg]) ->
             }
         }
     };
-    Some(Data::Text {
-        path,
-        tokenizer,
-        split,
-    })
+    Some(Data::Text { path, tokenizer, split })
 }
 
 fn synthetic(
@@ -513,17 +455,17 @@ fn synthetic(
     let allowed: &[&str] = match name {
         "mqar" => &["vocab", "seq_len", "pairs", "power_a"],
         "forgetting_mqar" => &["vocab", "seq_len", "pairs", "updates"],
-        _ => &[
-            "vocab", "seq_len", "variant", "haystack", "keys", "values", "queries",
-        ],
+        _ => &["vocab", "seq_len", "variant", "haystack", "keys", "values", "queries"],
     };
     let args = Args::new(cx, name, span, args, allowed, 0);
     let vocab = opt_count(cx, &args, "vocab", model.vocab.min(8192), 4, 1 << 24)?;
     if vocab > vocab_limit {
         cx.error(
-            Diagnostic::error(format!("`{name}` draws tokens from a vocabulary of {vocab}, but the model's is {vocab_limit}"))
-                .at(args.span_of("vocab"), "tokens would fall outside the embedding")
-                .help(format!("use `vocab: {vocab_limit}` or less, or widen the model's `vocab`")),
+            Diagnostic::error(format!(
+                "`{name}` draws tokens from a vocabulary of {vocab}, but the model's is {vocab_limit}"
+            ))
+            .at(args.span_of("vocab"), "tokens would fall outside the embedding")
+            .help(format!("use `vocab: {vocab_limit}` or less, or widen the model's `vocab`")),
         );
         return None;
     }
@@ -538,34 +480,22 @@ fn synthetic(
             mqar_rules(cx, &args, name, vocab, task_seq_len, pairs)?;
             if name == "mqar" {
                 let power_a = opt_float(cx, &args, "power_a", 0.01, 1e-6, 10.0)?;
-                Some(Data::Mqar {
-                    vocab,
-                    seq_len: task_seq_len,
-                    pairs,
-                    power_a,
-                })
+                Some(Data::Mqar { vocab, seq_len: task_seq_len, pairs, power_a })
             } else {
                 let updates = opt_count(cx, &args, "updates", pairs / 2 + 1, 1, pairs)?;
-                Some(Data::ForgettingMqar {
-                    vocab,
-                    seq_len: task_seq_len,
-                    pairs,
-                    updates,
-                })
+                Some(Data::ForgettingMqar { vocab, seq_len: task_seq_len, pairs, updates })
             }
         }
         _ => {
             let variant = match args.get("variant") {
-                Some(expr) => match cx.symbol(
-                    expr,
-                    "niah variant",
-                    &["single", "multikey", "multivalue", "multiquery"],
-                )? {
-                    "multikey" => NiahVariant::MultiKey,
-                    "multivalue" => NiahVariant::MultiValue,
-                    "multiquery" => NiahVariant::MultiQuery,
-                    _ => NiahVariant::Single,
-                },
+                Some(expr) => {
+                    match cx.symbol(expr, "niah variant", &["single", "multikey", "multivalue", "multiquery"])? {
+                        "multikey" => NiahVariant::MultiKey,
+                        "multivalue" => NiahVariant::MultiValue,
+                        "multiquery" => NiahVariant::MultiQuery,
+                        _ => NiahVariant::Single,
+                    }
+                }
                 None => NiahVariant::Single,
             };
             let haystack = match args.get("haystack") {
@@ -576,84 +506,32 @@ fn synthetic(
                 },
                 None => Haystack::Repeat,
             };
-            let keys = opt_count(
-                cx,
-                &args,
-                "keys",
-                if variant == NiahVariant::MultiKey {
-                    4
-                } else {
-                    1
-                },
-                1,
-                1024,
-            )?;
-            let values = opt_count(
-                cx,
-                &args,
-                "values",
-                if variant == NiahVariant::MultiValue {
-                    4
-                } else {
-                    1
-                },
-                1,
-                1024,
-            )?;
-            let queries = opt_count(
-                cx,
-                &args,
-                "queries",
-                if variant == NiahVariant::MultiQuery {
-                    4
-                } else {
-                    1
-                },
-                1,
-                1024,
-            )?;
+            let keys = opt_count(cx, &args, "keys", if variant == NiahVariant::MultiKey { 4 } else { 1 }, 1, 1024)?;
+            let values =
+                opt_count(cx, &args, "values", if variant == NiahVariant::MultiValue { 4 } else { 1 }, 1, 1024)?;
+            let queries =
+                opt_count(cx, &args, "queries", if variant == NiahVariant::MultiQuery { 4 } else { 1 }, 1, 1024)?;
             let needle_tokens = keys.max(queries) * (1 + values) + queries;
             if needle_tokens * 2 > task_seq_len {
                 cx.error(
-                    Diagnostic::error(format!("the needles ({needle_tokens} tokens) take more than half of seq_len {task_seq_len}"))
-                        .at(span, "no room for a haystack")
-                        .help("raise `seq_len` or lower keys/values/queries"),
+                    Diagnostic::error(format!(
+                        "the needles ({needle_tokens} tokens) take more than half of seq_len {task_seq_len}"
+                    ))
+                    .at(span, "no room for a haystack")
+                    .help("raise `seq_len` or lower keys/values/queries"),
                 );
                 return None;
             }
-            Some(Data::Niah {
-                vocab,
-                seq_len: task_seq_len,
-                variant,
-                haystack,
-                keys,
-                values,
-                queries,
-            })
+            Some(Data::Niah { vocab, seq_len: task_seq_len, variant, haystack, keys, values, queries })
         }
     }
 }
 
 /// Zoology's MQAR generator asserts these; failing them later would be a crash.
-fn mqar_rules(
-    cx: &Cx,
-    args: &Args,
-    name: &str,
-    vocab: u64,
-    seq_len: u64,
-    pairs: u64,
-) -> Option<()> {
+fn mqar_rules(cx: &Cx, args: &Args, name: &str, vocab: u64, seq_len: u64, pairs: u64) -> Option<()> {
     let fail = |message: String, at: &str, help: &str| {
-        let span = if args.has(at) {
-            args.span_of(at)
-        } else {
-            args.span
-        };
-        cx.error(
-            Diagnostic::error(message)
-                .at(span, "here")
-                .help(help.to_string()),
-        );
+        let span = if args.has(at) { args.span_of(at) } else { args.span };
+        cx.error(Diagnostic::error(message).at(span, "here").help(help.to_string()));
         None
     };
     if seq_len % 2 != 0 {
@@ -665,10 +543,7 @@ fn mqar_rules(
     }
     if 4 * pairs > seq_len {
         return fail(
-            format!(
-                "{pairs} pairs need seq_len ≥ 4 × {pairs} = {}, found {seq_len}",
-                4 * pairs
-            ),
+            format!("{pairs} pairs need seq_len ≥ 4 × {pairs} = {}, found {seq_len}", 4 * pairs),
             "pairs",
             "the pairs take 2 × pairs tokens and the queries need as much room again",
         );
@@ -689,34 +564,27 @@ fn schedule(cx: &Cx, expr: &Expr, steps: u64) -> Option<LrSchedule> {
         ExprKind::Call { callee, args } => (callee, &args[..]),
         ExprKind::Name(name) => (name, &[][..]),
         _ => {
-            cx.error(Diagnostic::error("expected a learning-rate schedule").at(expr.span, "not a schedule").help("write `cosine(warmup: 100, min_lr: 0.1)`, `linear(...)` or `constant(warmup: 10)`"));
+            cx.error(
+                Diagnostic::error("expected a learning-rate schedule")
+                    .at(expr.span, "not a schedule")
+                    .help("write `cosine(warmup: 100, min_lr: 0.1)`, `linear(...)` or `constant(warmup: 10)`"),
+            );
             return None;
         }
     };
     let kinds = ["cosine", "linear", "constant"];
     if !kinds.contains(&callee.text.as_str()) {
-        cx.error(unknown_name(
-            &callee.text,
-            callee.span,
-            "learning-rate schedule",
-            &kinds,
-        ));
+        cx.error(unknown_name(&callee.text, callee.span, "learning-rate schedule", &kinds));
         return None;
     }
-    let allowed: &[&str] = if callee.text == "constant" {
-        &["warmup"]
-    } else {
-        &["warmup", "min_lr"]
-    };
+    let allowed: &[&str] = if callee.text == "constant" { &["warmup"] } else { &["warmup", "min_lr"] };
     let args = Args::new(cx, &callee.text, resolved.expr.span, args, allowed, 0);
     let warmup = opt_count(cx, &args, "warmup", 0, 0, 1 << 40)?;
     if warmup >= steps {
         cx.error(
-            Diagnostic::error(format!(
-                "warmup ({warmup} steps) is not shorter than the run ({steps} steps)"
-            ))
-            .at(args.span_of("warmup"), "too long")
-            .help("warmup must end before the last step"),
+            Diagnostic::error(format!("warmup ({warmup} steps) is not shorter than the run ({steps} steps)"))
+                .at(args.span_of("warmup"), "too long")
+                .help("warmup must end before the last step"),
         );
         return None;
     }
@@ -737,30 +605,16 @@ fn optimizer(cx: &Cx, expr: &Expr) -> Option<AdamW> {
             cx.error(
                 Diagnostic::error("expected an optimizer")
                     .at(expr.span, "not an optimizer")
-                    .help(
-                        "write `adamw(lr: 1e-3, betas: (0.9, 0.95), weight_decay: 0.1, clip: 1.0)`",
-                    ),
+                    .help("write `adamw(lr: 1e-3, betas: (0.9, 0.95), weight_decay: 0.1, clip: 1.0)`"),
             );
             return None;
         }
     };
     if callee.text != "adamw" {
-        cx.error(unknown_name(
-            &callee.text,
-            callee.span,
-            "optimizer",
-            &["adamw"],
-        ));
+        cx.error(unknown_name(&callee.text, callee.span, "optimizer", &["adamw"]));
         return None;
     }
-    let args = Args::new(
-        cx,
-        "adamw",
-        resolved.expr.span,
-        args,
-        &["lr", "betas", "weight_decay", "eps", "clip"],
-        0,
-    );
+    let args = Args::new(cx, "adamw", resolved.expr.span, args, &["lr", "betas", "weight_decay", "eps", "clip"], 0);
     let betas = match args.get("betas") {
         None => (0.9, 0.95),
         Some(expr) => {

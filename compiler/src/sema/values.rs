@@ -21,10 +21,7 @@ pub struct Cx<'a> {
 
 impl<'a> Cx<'a> {
     pub fn new(scope: &'a Scope) -> Cx<'a> {
-        Cx {
-            scope,
-            diagnostics: RefCell::new(Vec::new()),
-        }
+        Cx { scope, diagnostics: RefCell::new(Vec::new()) }
     }
 
     pub fn error(&self, diagnostic: Diagnostic) {
@@ -101,8 +98,7 @@ impl<'a> Cx<'a> {
     }
 
     pub fn count(&self, expr: &Expr, what: &str, min: u64, max: u64) -> Option<u64> {
-        self.int(expr, what, min as i64, max as i64)
-            .map(|v| v as u64)
+        self.int(expr, what, min as i64, max as i64).map(|v| v as u64)
     }
 
     pub fn float(&self, expr: &Expr, what: &str, min: f64, max: f64) -> Option<f64> {
@@ -125,29 +121,15 @@ impl<'a> Cx<'a> {
         Some(value)
     }
 
-    fn check_range(
-        &self,
-        resolved: &Resolved,
-        what: &str,
-        value: f64,
-        min: f64,
-        max: f64,
-    ) -> Option<()> {
+    fn check_range(&self, resolved: &Resolved, what: &str, value: f64, min: f64, max: f64) -> Option<()> {
         if value < min || value > max {
-            let bound = if value < min {
-                format!("at least {}", fmt_num(min))
-            } else {
-                format!("at most {}", fmt_num(max))
-            };
+            let bound =
+                if value < min { format!("at least {}", fmt_num(min)) } else { format!("at most {}", fmt_num(max)) };
             self.value_error(
                 resolved,
                 format!("`{what}` must be {bound}, found {}", fmt_num(value)),
                 "out of range",
-                Some(format!(
-                    "`{what}` takes values from {} to {}",
-                    fmt_num(min),
-                    fmt_num(max)
-                )),
+                Some(format!("`{what}` takes values from {} to {}", fmt_num(min), fmt_num(max))),
             );
             return None;
         }
@@ -197,22 +179,13 @@ impl<'a> Cx<'a> {
         if let Some(found) = word.and_then(|w| choices.iter().find(|c| **c == w)) {
             return Some(found);
         }
-        let list = choices
-            .iter()
-            .map(|c| format!("`{c}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = choices.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");
         let help = match word.and_then(|w| closest(w, choices.iter().copied())) {
             Some(suggestion) => format!("did you mean `{suggestion}`? `{what}` is one of {list}"),
             None => format!("`{what}` is one of {list}"),
         };
         let found = describe(resolved.expr);
-        self.value_error(
-            &resolved,
-            format!("unknown {what} {found}"),
-            &format!("not a valid {what}"),
-            Some(help),
-        );
+        self.value_error(&resolved, format!("unknown {what} {found}"), &format!("not a valid {what}"), Some(help));
         None
     }
 
@@ -229,10 +202,7 @@ impl<'a> Cx<'a> {
             );
             return None;
         };
-        let values: Vec<Option<i64>> = items
-            .iter()
-            .map(|item| self.int(item, what, min, max))
-            .collect();
+        let values: Vec<Option<i64>> = items.iter().map(|item| self.int(item, what, min, max)).collect();
         values.into_iter().collect()
     }
 }
@@ -259,11 +229,7 @@ pub fn describe(expr: &Expr) -> String {
 }
 
 pub fn fmt_num(value: f64) -> String {
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        format!("{}", value as i64)
-    } else {
-        format!("{value}")
-    }
+    if value.fract() == 0.0 && value.abs() < 1e15 { format!("{}", value as i64) } else { format!("{value}") }
 }
 
 /// The arguments of one call, checked against the names the callee accepts: unknown
@@ -323,19 +289,11 @@ impl<'e> Args<'e> {
             }
             named.push((name.text.as_str(), arg));
         }
-        Args {
-            callee: callee.to_string(),
-            span,
-            named,
-            positional,
-        }
+        Args { callee: callee.to_string(), span, named, positional }
     }
 
     pub fn get(&self, name: &str) -> Option<&'e Expr> {
-        self.named
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, arg)| &arg.value)
+        self.named.iter().find(|(n, _)| *n == name).map(|(_, arg)| &arg.value)
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -348,10 +306,7 @@ impl<'e> Args<'e> {
 
     /// The span of a named argument (name and value), or of the whole call.
     pub fn span_of(&self, name: &str) -> Span {
-        self.named
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or(self.span, |(_, arg)| arg.span)
+        self.named.iter().find(|(n, _)| *n == name).map_or(self.span, |(_, arg)| arg.span)
     }
 
     pub fn named(&self) -> impl Iterator<Item = (&'e str, &'e Arg)> + '_ {
@@ -396,10 +351,7 @@ const FLA_SPELLINGS: &[(&str, &str)] = &[
 /// "unknown X `name`" with the closest allowed name, or fla's spelling of it.
 pub fn unknown_name(name: &str, span: Span, what: &str, allowed: &[&str]) -> Diagnostic {
     let diagnostic = Diagnostic::error(format!("unknown {what} `{name}`")).at(span, "unknown name");
-    if let Some((_, ours)) = FLA_SPELLINGS
-        .iter()
-        .find(|(fla, ours)| *fla == name && allowed.contains(ours))
-    {
+    if let Some((_, ours)) = FLA_SPELLINGS.iter().find(|(fla, ours)| *fla == name && allowed.contains(ours)) {
         return diagnostic.help(format!("fla's `{name}` is written `{ours}` here"));
     }
     match closest(name, allowed.iter().copied()) {
