@@ -1,0 +1,114 @@
+//! The command line: exit codes (0 ok, 1 user error, 2 usage error), outputs, help.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+}
+
+fn hybc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hybc")).args(args).current_dir(root()).output().expect("hybc runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hybc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
+#[test]
+fn check_exit_codes() {
+    let ok = hybc(&["check", "examples/paper/gdn_r3.hyb", "examples/sketch.hyb"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("ok: examples/paper/gdn_r3.hyb (24 layers, 390976640 parameters)"));
+
+    let bad = hybc(&["check", "tests/bad/unknown_mixer.hyb"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = text(&bad.stderr);
+    assert!(stderr.contains("tests/bad/unknown_mixer.hyb:3:16"), "{stderr}");
+    assert!(stderr.contains("did you mean `gated_deltanet`?"), "{stderr}");
+
+    let missing = hybc(&["check", "no/such/file.hyb"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("cannot read `no/such/file.hyb`"));
+
+    let usage = hybc(&["compile", "examples/sketch.hyb", "--emit", "nonsense"]);
+    assert_eq!(usage.status.code(), Some(2));
+    assert_eq!(hybc(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn help_reads_well() {
+    let help = hybc(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let help = text(&help.stdout);
+    for command in ["check", "compile", "fmt", "import"] {
+        assert!(help.contains(command), "{help}");
+    }
+    let compile = text(&hybc(&["compile", "--help"]).stdout);
+    for emit in ["ir", "report", "fla-config", "hf-layer-types", "megatron-pattern", "--context", "--format"] {
+        assert!(compile.contains(emit), "{compile}");
+    }
+}
+
+#[test]
+fn compile_emits_each_stage() {
+    let report = hybc(&["compile", "examples/paper/gdn_r3.hyb", "--emit", "report", "--format", "json", "--context", "2048"]);
+    assert_eq!(report.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&report.stdout).expect("JSON report");
+    assert_eq!(json["params_total"], 390_976_640u64);
+    assert_eq!(json["context"], 2048);
+    assert_eq!(json["kv_cache_bytes"], 8u64 * 2 * 16 * 64 * 2 * 2048);
+
+    let text_report = text(&hybc(&["compile", "examples/paper/gdn_r3.hyb"]).stdout);
+    assert!(text_report.contains("linear:attention   16:8 (2:1)"), "{text_report}");
+
+    let ir = text(&hybc(&["compile", "examples/tiny/mqar_gdn_3to1.hyb", "--emit", "ir"]).stdout);
+    assert!(ir.contains("mixer gdn (preset gated_deltanet) = linear("), "{ir}");
+
+    let config = hybc(&["compile", "examples/paper/gla_r6.hyb", "--emit", "fla-config"]);
+    let config: serde_json::Value = serde_json::from_slice(&config.stdout).expect("JSON config");
+    assert_eq!(config["model_type"], "gla");
+
+    let refused = hybc(&["compile", "examples/routing/gdn_attn_heads.hyb", "--emit", "fla-config"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stderr).contains("help:"));
+    assert!(refused.stdout.is_empty(), "nothing wrong may be emitted");
+
+    let pattern = hybc(&["compile", "examples/paper/gdn_r6.hyb", "--emit", "megatron-pattern", "--megatron-linear", "M"]);
+    assert_eq!(text(&pattern.stdout).trim(), "M-M-M-M-M-*-".repeat(4));
+}
+
+#[test]
+fn fmt_check_and_write() {
+    let path = scratch("messy.hyb");
+    std::fs::write(&path, "model{d_model=64\nlayers=gla x 2}\n").expect("write");
+    let path_text = path.to_str().expect("utf-8 path");
+    let check = hybc(&["fmt", "--check", path_text]);
+    assert_eq!(check.status.code(), Some(1));
+    assert_eq!(hybc(&["fmt", path_text]).status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), "model {\n    d_model = 64\n    layers  = gla × 2\n}\n");
+    assert_eq!(hybc(&["fmt", "--check", path_text]).status.code(), Some(0));
+}
+
+#[test]
+fn import_writes_a_file_that_checks() {
+    let out = scratch("imported.hyb");
+    let out_text = out.to_str().expect("utf-8 path");
+    let import = hybc(&["import", "tests/fla/configs/gdn_340m_r3.json", "-o", out_text]);
+    assert_eq!(import.status.code(), Some(0), "{}", text(&import.stderr));
+    let imported = std::fs::read_to_string(&out).expect("written");
+    assert!(imported.contains("= gdn × 24 with attn every 3\n"), "{imported}");
+    let check = hybc(&["check", out_text]);
+    assert!(text(&check.stdout).contains("390976640 parameters"), "{}", text(&check.stderr));
+
+    let bad = scratch("bad.json");
+    std::fs::write(&bad, "{\"model_type\": \"mamba2\"}").expect("write");
+    let refused = hybc(&["import", bad.to_str().expect("utf-8")]);
+    assert_eq!(refused.status.code(), Some(1));
+}
