@@ -35,7 +35,7 @@ enum Command {
         /// What to print.
         #[arg(long, value_enum, default_value_t = EmitArg::Report)]
         emit: EmitArg,
-        /// Text for people or JSON for programs (the report and the IR summary).
+        /// Text for people or JSON for programs (the report; the IR's layers and parameters).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Context length for KV-cache bytes and attention FLOPs
@@ -164,7 +164,10 @@ fn compile(
         Failure::User
     };
     let text = match emit {
-        EmitArg::Ir => ir::print::print_model(model),
+        EmitArg::Ir => match format {
+            Format::Text => ir::print::print_model(model),
+            Format::Json => ir::print::print_model_json(model),
+        },
         EmitArg::Report => {
             let context = context.or(model.train.as_ref().map(|t| t.seq_len)).unwrap_or(4096);
             let report = report::report(model, context);

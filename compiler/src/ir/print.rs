@@ -195,3 +195,22 @@ fn gate_text(gate: Gate) -> String {
         Gate::Vector(p) => param("vector", p),
     }
 }
+
+/// The IR's parameters and layers as JSON (`--emit ir --format json`), for tools: each
+/// parameter as `[name, shape]` in the same order as the text form.
+pub fn print_model_json(model: &Model) -> String {
+    let layers: Vec<serde_json::Value> = model
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(index, layer)| serde_json::json!({ "index": index, "mixer": model.mixers[layer.mixer].name }))
+        .collect();
+    let params: Vec<serde_json::Value> = model.params.iter().map(|p| serde_json::json!([p.name, p.shape])).collect();
+    let json = serde_json::json!({
+        "params_total": model.params_total(),
+        "params_non_embedding": model.params_non_embedding(),
+        "layers": layers,
+        "params": params,
+    });
+    serde_json::to_string_pretty(&json).expect("JSON values serialise") + "\n"
+}
