@@ -59,6 +59,7 @@ const NEUTRAL_KEYS: &[&str] = &[
     "sep_token_id",
     "decoder_start_token_id",
     "cross_attention_hidden_size",
+    "_comment",
 ];
 
 pub fn import_config(json: &str, source: &str) -> Result<String, ImportError> {
@@ -122,6 +123,12 @@ pub fn import_config(json: &str, source: &str) -> Result<String, ImportError> {
     reader.expect("hidden_act", &Value::from("swish"), "hyb's MLP and gates use swish (SiLU)")?;
     reader.expect("elementwise_affine", &Value::Bool(true), "hyb's norms always have a weight")?;
     reader.expect("attnres_block_size", &Value::Null, "attention residuals (fla 0.6) are not modelled")?;
+    // Early-2025 fla configs carry `norm_first`; false (their default) is the block hyb builds.
+    reader.expect(
+        "norm_first",
+        &Value::Bool(false),
+        "hyb builds the pre-norm blocks of fla 0.6; norm_first = true is not modelled",
+    )?;
     let unused: Vec<&String> =
         config.keys().filter(|k| !reader.used.contains(&k.as_str()) && !NEUTRAL_KEYS.contains(&k.as_str())).collect();
     if let Some(key) = unused.first() {

@@ -93,6 +93,18 @@ fn gdn_1_3b_matches_the_released_checkpoint() {
     assert_eq!(compilation.model().expect("checks").params_total(), 1_466_343_808);
 }
 
+/// A config in the shape of the paper's released checkpoints (early-2025 fla keys)
+/// imports; the checkpoint's unused `attn.D` is not a parameter of fla 0.6 or hyb.
+#[test]
+fn published_checkpoint_config_imports() {
+    let json = std::fs::read_to_string(root().join("tests/fla/published/gdn_340m_hybrid_3_1.json")).expect("fixture");
+    let text = import::import_config(&json, "config.json").unwrap_or_else(|e| panic!("{}", e.0));
+    assert!(text.contains("gdn × 24 with attn every 3"), "{text}");
+    let compilation = check_text("published.hyb", &text);
+    let model = compilation.model().unwrap_or_else(|| panic!("{text}\n{}", compilation.render()));
+    assert_same_params(model, "gdn_340m_r3", "published 3:1 config");
+}
+
 /// Exported fla configs import back to the same model; exports that cannot be
 /// expressed are refused with a reason.
 #[test]
