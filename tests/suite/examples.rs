@@ -59,3 +59,27 @@ fn report_json_carries_the_promised_keys() {
     // 8 attention layers of 2 × 16 × 64 bf16 per token at 4096 tokens.
     assert_eq!(json["kv_cache_bytes"], 8u64 * 2 * 16 * 64 * 2 * 4096);
 }
+
+#[test]
+fn every_example_verifies() {
+    for file in example_files() {
+        let compilation = compile(&file);
+        let model = compilation.model().expect("checks");
+        assert_eq!(hyb_compiler::ir::verify::verify(model), Ok(()), "{}", relative(&file));
+    }
+}
+
+#[test]
+fn the_verifier_catches_broken_ir() {
+    let compilation = compile(&root().join("examples/tiny/hgrn_2to1.hyb"));
+    let mut model = compilation.model().expect("checks").clone();
+    model.params.retain(|p| p.name != "model.lower_bounds");
+    let duplicate = model.params[3].clone();
+    model.params.push(duplicate);
+    model.params[5].shape.push(0);
+    let errors = hyb_compiler::ir::verify::verify(&model).expect_err("broken");
+    let messages: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.entity, e.message)).collect();
+    assert!(messages.iter().any(|m| m.contains("lower_bounds: is missing")), "{messages:?}");
+    assert!(messages.iter().any(|m| m.ends_with("defined twice")), "{messages:?}");
+    assert!(messages.iter().any(|m| m.ends_with("has an empty dimension")), "{messages:?}");
+}

@@ -25,6 +25,7 @@
 
 pub mod params;
 pub mod print;
+pub mod verify;
 
 use crate::arena::{Arena, Handle};
 use hyb_grammar::Span;

@@ -196,7 +196,12 @@ fn build_model(cx: &Cx) -> Option<Model> {
     if cx.has_errors() {
         return None;
     }
-    Some(Model { config, mixers, layers, params, train, eval })
+    let model = Model { config, mixers, layers, params, train, eval };
+    #[cfg(debug_assertions)]
+    if let Err(errors) = crate::ir::verify::verify(&model) {
+        panic!("sema built an IR that does not verify (a compiler bug): {errors:?}");
+    }
+    Some(model)
 }
 
 /// The name a layer's mixer is known by: the identifier, or the call's text.
