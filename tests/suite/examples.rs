@@ -83,3 +83,15 @@ fn the_verifier_catches_broken_ir() {
     assert!(messages.iter().any(|m| m.ends_with("defined twice")), "{messages:?}");
     assert!(messages.iter().any(|m| m.ends_with("has an empty dimension")), "{messages:?}");
 }
+
+/// print → parse → print is the identity on every example (the printer omits nothing).
+#[test]
+fn ir_text_round_trips() {
+    for file in example_files() {
+        let compilation = compile(&file);
+        let printed = ir::print::print_model(compilation.model().expect("checks"));
+        let parsed = ir::parse::parse_model(&printed).unwrap_or_else(|e| panic!("{}: {e}", relative(&file)));
+        assert_eq!(ir::print::print_model(&parsed), printed, "{}", relative(&file));
+        assert_eq!(ir::verify::verify(&parsed), Ok(()), "{}", relative(&file));
+    }
+}

@@ -24,6 +24,7 @@
 //! the `linear(...)` call that denotes it, which is itself valid `.hyb`.
 
 pub mod params;
+pub mod parse;
 pub mod print;
 pub mod verify;
 
