@@ -291,7 +291,20 @@ fn attention_layers(reader: &mut Reader, layers: u64) -> Result<AttentionLayers,
             .map(|(i, _)| i as u64)
             .collect();
         if reader.present("attn").is_none() {
-            return Ok((!indices.is_empty()).then(|| (indices, vec!["heads: 16".to_string()])));
+            if indices.is_empty() {
+                return Ok(None);
+            }
+            // Hugging Face hybrids give the attention heads at the top level.
+            let heads = reader.int("num_attention_heads").ok_or_else(|| {
+                ImportError(
+                    "`layer_types` names attention layers, but the config gives no `num_attention_heads`".into(),
+                )
+            })?;
+            let mut args = vec![format!("heads: {heads}")];
+            if let Some(kv) = reader.int("num_key_value_heads") {
+                args.push(format!("kv_heads: {kv}"));
+            }
+            return Ok(Some((indices, args)));
         }
     }
     let Some(attn) = reader.present("attn") else {

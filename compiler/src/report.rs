@@ -283,16 +283,17 @@ pub fn to_text(report: &Report) -> String {
 }
 
 fn ratio(report: &Report) -> String {
-    let (linear, attention) = (report.linear_layers, report.attention_layers);
-    let routed = if report.routed_layers > 0 { format!(", {} routed", report.routed_layers) } else { String::new() };
+    let (linear, attention, routed) = (report.linear_layers, report.attention_layers, report.routed_layers);
     let reduced = match (linear, attention) {
-        (0, 0) => "routed layers only".to_string(),
-        (_, 0) => "pure linear".to_string(),
-        (0, _) => "all attention".to_string(),
-        (l, a) if l % a == 0 => format!("{}:1", l / a),
-        (l, a) => format!("{:.2}:1", l as f64 / a as f64),
+        (0, 0) => String::new(),
+        (_, 0) if routed == 0 => " (pure linear)".to_string(),
+        (0, _) if routed == 0 => " (all attention)".to_string(),
+        (_, 0) | (0, _) => String::new(),
+        (l, a) if l % a == 0 => format!(" ({}:1)", l / a),
+        (l, a) => format!(" ({:.2}:1)", l as f64 / a as f64),
     };
-    format!("{linear}:{attention} ({reduced}{routed})")
+    let routed = if routed > 0 { format!(", plus {routed} routed layers") } else { String::new() };
+    format!("{linear}:{attention}{reduced}{routed}")
 }
 
 fn group(value: u64) -> String {

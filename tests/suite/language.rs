@@ -141,3 +141,25 @@ fn warnings_do_not_stop_a_model() {
     assert_eq!(compilation.checked.diagnostics.len(), 1);
     assert!(compilation.render().contains("warning: this eval measures recall"));
 }
+
+#[test]
+fn importers_settle_clashes_and_diamonds_are_no_clash() {
+    let settled = compile(&root().join("tests/imports/settled.hyb"));
+    let model = settled.model().unwrap_or_else(|| panic!("{}", render(&settled)));
+    let attention: Vec<usize> = (0..8).filter(|i| model.mixer_of(*i).kind.is_attention()).collect();
+    assert_eq!(attention, [3, 7], "the importer's ratio 4 wins");
+    let diamond = compile(&root().join("tests/imports/diamond.hyb"));
+    let model = diamond.model().unwrap_or_else(|| panic!("{}", render(&diamond)));
+    assert!(model.mixer_of(1).kind.is_attention());
+}
+
+#[test]
+fn none_and_data_paths_resolve_like_other_values() {
+    let text = "let w = none\nmodel {\n    d_model = 64\n    layers = attention(heads: 2, window: w) × 2\n}\n";
+    let compilation = check_text("none.hyb", text);
+    assert!(compilation.model().is_some(), "{}", compilation.render());
+    let compilation = compile(&root().join("examples/tiny/text_gla.hyb"));
+    let train = compilation.model().expect("checks").train.clone().expect("train block");
+    let hyb_compiler::sema::train::Data::Text { path, .. } = train.data else { panic!("text data") };
+    assert_eq!(path, root().join("examples/tiny/data/tiny.txt"), "relative to the .hyb file");
+}

@@ -36,7 +36,8 @@ pub fn parse_model(text: &str) -> Result<Model, String> {
         } else if let Some(rest) = line.strip_prefix("layer") {
             let (index, name) = rest.split_once(' ').ok_or_else(|| format!("bad layer line `{line}`"))?;
             let index: usize = index.parse().map_err(|_| format!("bad layer index in `{line}`"))?;
-            let (handle, _) = mixers.iter().find(|(_, m)| m.name == name).ok_or_else(|| format!("unknown mixer `{name}`"))?;
+            let (handle, _) =
+                mixers.iter().find(|(_, m)| m.name == name).ok_or_else(|| format!("unknown mixer `{name}`"))?;
             if index != layers.len() {
                 return Err(format!("layer{index} out of order"));
             }
@@ -53,25 +54,43 @@ pub fn parse_model(text: &str) -> Result<Model, String> {
 }
 
 fn depth(text: &str) -> i64 {
-    text.chars().map(|c| if c == '(' { 1 } else if c == ')' { -1 } else { 0 }).sum()
+    text.chars()
+        .map(|c| {
+            if c == '(' {
+                1
+            } else if c == ')' {
+                -1
+            } else {
+                0
+            }
+        })
+        .sum()
 }
 
 fn preset_named(name: &str) -> Option<Preset> {
     Preset::ALL.into_iter().find(|p| p.name() == name)
 }
 
-const HEADER_KEYS: [&str; 8] = ["vocab", "d_model", "layers", "mlp", "norm", "tie_embeddings", "init_std", "max_position"];
+const HEADER_KEYS: [&str; 8] =
+    ["vocab", "d_model", "layers", "mlp", "norm", "tie_embeddings", "init_std", "max_position"];
 
 fn parse_header(line: &str) -> Result<ModelConfig, String> {
     let rest = line.strip_prefix("model ").ok_or("the IR starts with `model`")?;
     let value = |key: &str| -> Result<&str, String> {
         let start = rest.find(&format!("{key}=")).ok_or(format!("no `{key}=`"))? + key.len() + 1;
-        let end = HEADER_KEYS.iter().filter_map(|k| rest[start..].find(&format!(" {k}="))).min().map_or(rest.len(), |e| start + e);
+        let end = HEADER_KEYS
+            .iter()
+            .filter_map(|k| rest[start..].find(&format!(" {k}=")))
+            .min()
+            .map_or(rest.len(), |e| start + e);
         Ok(&rest[start..end])
     };
     let number = |key: &str| -> Result<u64, String> { value(key)?.parse().map_err(|_| format!("bad `{key}`")) };
     let inner = |text: &str, prefix: &str| -> Result<f64, String> {
-        text.strip_prefix(prefix).and_then(|t| t.strip_suffix(')')).and_then(|t| t.parse().ok()).ok_or(format!("bad `{text}`"))
+        text.strip_prefix(prefix)
+            .and_then(|t| t.strip_suffix(')'))
+            .and_then(|t| t.parse().ok())
+            .ok_or(format!("bad `{text}`"))
     };
     let intermediate = inner(value("mlp")?, "swiglu(intermediate: ")? as u64;
     Ok(ModelConfig {
@@ -111,7 +130,8 @@ fn resolve(text: &str, d_model: u64) -> Result<MixerKind, String> {
 fn parse_param(rest: &str, layer: Option<usize>) -> Result<Param, String> {
     let (name, rest) = rest.split_once(" [").ok_or_else(|| format!("bad param `{rest}`"))?;
     let (shape, rest) = rest.split_once("] ").ok_or_else(|| format!("bad shape in `{rest}`"))?;
-    let shape = shape.split(", ").map(|d| d.parse().map_err(|_| format!("bad dimension `{d}`"))).collect::<Result<_, _>>()?;
+    let shape =
+        shape.split(", ").map(|d| d.parse().map_err(|_| format!("bad dimension `{d}`"))).collect::<Result<_, _>>()?;
     let mut words = rest.split(' ');
     let init = match words.next().unwrap_or("") {
         "ones" => Init::Ones,

@@ -242,9 +242,13 @@ fn rehead(mcx: MixerCx, kind: MixerKind, heads: u64, head_dim: u64, span: Span, 
                 return None;
             }
             let head_v_dim = linear.head_v_dim * head_dim / linear.head_k_dim;
+            // The default scale follows the new key head dim; an explicit one is kept.
+            let default_scale = linear.scale == (linear.head_k_dim as f64).powf(-0.5);
             let mut rehead =
                 LinearMixer { heads, k_heads: heads, v_heads: heads, head_k_dim: head_dim, head_v_dim, ..linear };
-            rehead.scale = (head_dim as f64).powf(-0.5);
+            if default_scale {
+                rehead.scale = (head_dim as f64).powf(-0.5);
+            }
             presets::check_linear(mcx, &rehead, span)?;
             Some(MixerKind::Linear(rehead))
         }

@@ -13,8 +13,8 @@ use super::mixer::{MAX_DIM, MixerCx};
 use super::values::{Args, Cx, describe};
 use crate::ir::*;
 
-pub const PRESET_NAMES: [&str; 9] =
-    ["hgrn", "hgrn2", "retnet", "gla", "deltanet", "gated_deltanet", "gdn", "attention", "attn"];
+pub const PRESET_NAMES: [&str; 10] =
+    ["hgrn", "hgrn2", "retnet", "gla", "deltanet", "delta_net", "gated_deltanet", "gdn", "attention", "attn"];
 
 pub fn lookup(name: &str) -> Option<Preset> {
     Some(match name {
@@ -113,7 +113,7 @@ pub fn preset(mcx: MixerCx, preset: Preset, span: Span, args: &[Arg]) -> Option<
                 output_gate: flag(mcx.cx, &args, "output_gate", true)?.then_some(Act::Silu),
                 clamp_min: match args.get("clamp_min") {
                     None => None,
-                    Some(expr) if matches!(expr.kind, ExprKind::None) => None,
+                    Some(expr) if mcx.cx.is_none(expr) => None,
                     Some(expr) => Some(mcx.cx.float(expr, "clamp_min", -1e6, 0.0)?),
                 },
                 ..base(heads, kv_heads, head_k_dim, head_v_dim)
@@ -345,7 +345,7 @@ pub fn attention(mcx: MixerCx, args: &Args) -> Option<AttentionMixer> {
     }
     let window = match args.get("window") {
         None => None,
-        Some(expr) if matches!(expr.kind, ExprKind::None) => None,
+        Some(expr) if cx.is_none(expr) => None,
         Some(expr) => Some(cx.count(expr, "window", 1, 1 << 24)?),
     };
     Some(AttentionMixer {
@@ -373,21 +373,28 @@ pub fn linear(mcx: MixerCx, args: &Args) -> Option<LinearMixer> {
     };
     let heads_default = if state == StateKind::Vector { 1 } else { 4.min(d) };
     let heads = opt_count(cx, args, "heads", heads_default, 1, MAX_DIM)?;
-    let default_dim = if d % heads == 0 {
-        d / heads
-    } else if args.has("head_dim") || args.has("head_k_dim") {
-        1
-    } else {
+    // Head dims default to d_model / heads; when that is not whole, they must be given.
+    let default_dim = (d % heads == 0).then(|| d / heads);
+    let head_dim = match args.get("head_dim") {
+        Some(expr) => Some(cx.count(expr, "head_dim", 1, MAX_DIM)?),
+        None => default_dim,
+    };
+    let dim = |name: &str| -> Option<Option<u64>> {
+        match args.get(name) {
+            Some(expr) => cx.count(expr, name, 1, MAX_DIM).map(Some),
+            None => Some(head_dim),
+        }
+    };
+    let (Some(head_k_dim), Some(head_v_dim)) = (dim("head_k_dim")?, dim("head_v_dim")?) else {
         cx.error(
             Diagnostic::error(format!("d_model {d} is not divisible by {heads} heads"))
-                .at(args.span_of("heads"), "head dim would not be whole")
-                .help("give `head_dim:` explicitly, or choose heads that divide d_model"),
+                .at(args.span_of("heads"), "head dims would not be whole")
+                .help(
+                    "give `head_dim:` (or both `head_k_dim:` and `head_v_dim:`), or choose heads that divide d_model",
+                ),
         );
         return None;
     };
-    let head_dim = opt_count(cx, args, "head_dim", default_dim, 1, MAX_DIM)?;
-    let head_k_dim = opt_count(cx, args, "head_k_dim", head_dim, 1, MAX_DIM)?;
-    let head_v_dim = opt_count(cx, args, "head_v_dim", head_dim, 1, MAX_DIM)?;
     let k_heads = opt_count(cx, args, "k_heads", heads, 1, MAX_DIM)?;
     let v_heads = opt_count(cx, args, "v_heads", k_heads, 1, MAX_DIM)?;
     let update = match args.get("update") {
@@ -490,7 +497,7 @@ pub fn linear(mcx: MixerCx, args: &Args) -> Option<LinearMixer> {
         qk_norm,
         rope: match args.get("rope") {
             None => None,
-            Some(expr) if matches!(expr.kind, ExprKind::None) => None,
+            Some(expr) if cx.is_none(expr) => None,
             Some(expr) => Some(cx.float(expr, "rope", 1.0, 1e9)?),
         },
         output_gate: match args.get("output_gate") {
@@ -503,7 +510,7 @@ pub fn linear(mcx: MixerCx, args: &Args) -> Option<LinearMixer> {
         output_norm,
         clamp_min: match args.get("clamp_min") {
             None => None,
-            Some(expr) if matches!(expr.kind, ExprKind::None) => None,
+            Some(expr) if cx.is_none(expr) => None,
             Some(expr) => Some(cx.float(expr, "clamp_min", -1e6, 0.0)?),
         },
         scale: match args.get("scale") {
@@ -569,7 +576,7 @@ fn gate(cx: &Cx, expr: &Expr) -> Option<Gate> {
                 let normalizer = opt_float(cx, &gate_args, "normalizer", 1.0, 1e-6, 1e6)?;
                 let low_rank = match gate_args.get("low_rank") {
                     None => None,
-                    Some(expr) if matches!(expr.kind, ExprKind::None) => None,
+                    Some(expr) if cx.is_none(expr) => None,
                     Some(expr) => Some(cx.count(expr, "low_rank", 1, MAX_DIM)?),
                 };
                 GateParam::LogSigmoid { normalizer, low_rank }
@@ -644,10 +651,11 @@ pub fn check_linear(mcx: MixerCx, linear: &LinearMixer, span: Span) -> Option<()
             "with unnormalised k, (I − βkkᵀ) is not a contraction and the state diverges; use `qk_norm: l2`",
         );
     }
-    if linear.lower_bound == LowerBound::Layerwise && !logsigmoid_gate {
+    if linear.lower_bound == LowerBound::Layerwise && !matches!(linear.gate, Gate::Vector(GateParam::LogSigmoid { .. }))
+    {
         return reject(
-            "`lower_bound: layerwise` needs a log-sigmoid data-dependent gate",
-            "HGRN's floor is λ = γ + (1 − γ)·σ(f); use `gate: vector(logsigmoid)` or `scalar(logsigmoid)`",
+            "`lower_bound: layerwise` needs a per-channel log-sigmoid gate",
+            "HGRN's floor is one value per channel, λ = γ + (1 − γ)·σ(f); use `gate: vector(logsigmoid)`",
         );
     }
     if linear.clamp_min.is_some() && !logsigmoid_gate {
@@ -655,12 +663,6 @@ pub fn check_linear(mcx: MixerCx, linear: &LinearMixer, span: Span) -> Option<()
             "`clamp_min` clamps a log-sigmoid gate",
             "use `gate: vector(logsigmoid, ...)`, or remove `clamp_min`",
         );
-    }
-    if let Gate::Scalar(GateParam::LogSigmoid { low_rank: Some(_), .. }) = linear.gate {
-        return reject("a scalar gate has no low-rank projection", "remove `low_rank`");
-    }
-    if linear.gate == Gate::Fixed && linear.state == StateKind::Vector {
-        return reject("fixed decays are per head", "use a matrix state");
     }
     if linear.rope.is_some() && linear.head_k_dim % 2 != 0 {
         return reject("RoPE needs an even key head dim", "choose an even `head_k_dim`");

@@ -13,6 +13,9 @@ use hyb_grammar::{Diagnostic, Span};
 use super::values::{Cx, describe};
 
 pub const MAX_LAYERS: u64 = 4096;
+/// Nesting of groups and `let`s; cycles are rejected first, and brackets are bounded by
+/// the parser, so real schedules never come near this.
+const MAX_DEPTH: usize = 1024;
 
 /// One scheduled layer: the mixer expression that names it and where it was placed.
 #[derive(Clone, Debug)]
@@ -22,9 +25,38 @@ pub struct Slot<'e> {
 }
 
 pub fn expand<'e>(cx: &'e Cx, value: &'e Value) -> Option<Vec<Slot<'e>>> {
+    for expr in &value.seq {
+        if let Some(name) = find_cycle(cx, expr, &mut Vec::new()) {
+            cx.error(
+                Diagnostic::error("the schedule refers to itself")
+                    .at(name.span, "this name leads back to a `let` that contains it")
+                    .help("a `let` used in a schedule must not contain itself"),
+            );
+            return None;
+        }
+    }
     let mut slots = Vec::new();
     expand_value(cx, value, &mut slots, 0)?;
     Some(slots)
+}
+
+/// The first name in `expr` that leads back to a `let` being expanded, if any.
+fn find_cycle<'e>(cx: &'e Cx, expr: &'e Expr, stack: &mut Vec<&'e str>) -> Option<&'e Expr> {
+    match &expr.kind {
+        ExprKind::Name(name) => {
+            let value = cx.let_value(expr)?;
+            if stack.contains(&name.text.as_str()) {
+                return Some(expr);
+            }
+            stack.push(&name.text);
+            let found = value.seq.iter().find_map(|item| find_cycle(cx, item, stack));
+            stack.pop();
+            found
+        }
+        ExprKind::Group(items) => items.iter().find_map(|item| find_cycle(cx, item, stack)),
+        ExprKind::Repeat { body, .. } => find_cycle(cx, body, stack),
+        _ => None,
+    }
 }
 
 fn expand_value<'e>(cx: &'e Cx, value: &'e Value, out: &mut Vec<Slot<'e>>, depth: usize) -> Option<()> {
@@ -36,7 +68,7 @@ fn expand_value<'e>(cx: &'e Cx, value: &'e Value, out: &mut Vec<Slot<'e>>, depth
 }
 
 fn expand_expr<'e>(cx: &'e Cx, expr: &'e Expr, out: &mut Vec<Slot<'e>>, depth: usize) -> Option<()> {
-    if depth > 32 {
+    if depth > MAX_DEPTH {
         cx.error(
             Diagnostic::error("the schedule refers to itself")
                 .at(expr.span, "never ends")
@@ -90,7 +122,7 @@ fn expand_expr<'e>(cx: &'e Cx, expr: &'e Expr, out: &mut Vec<Slot<'e>>, depth: u
 
 /// Number of layers an expression expands to, saturating, without expanding it.
 fn layer_count(cx: &Cx, expr: &Expr, depth: usize) -> Option<u64> {
-    if depth > 32 {
+    if depth > MAX_DEPTH {
         cx.error(
             Diagnostic::error("the schedule refers to itself")
                 .at(expr.span, "never ends")
@@ -173,6 +205,15 @@ fn apply_rules<'e>(cx: &'e Cx, value: &'e Value, out: &mut [Slot<'e>], start: us
                 Diagnostic::error("this rule selects no layer")
                     .at(rule.span, format!("the schedule has {layers} layers"))
                     .help("check the period and offset against the number of layers"),
+            );
+            return None;
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(repeated) = indices.iter().find(|index| !seen.insert(**index)) {
+            cx.error(
+                Diagnostic::error(format!("layer {repeated} is listed twice in this rule"))
+                    .at(rule.span, "repeated index")
+                    .help("list each layer once"),
             );
             return None;
         }

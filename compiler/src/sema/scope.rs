@@ -39,6 +39,10 @@ pub struct Scope {
     pub train: Block,
     pub eval: Block,
     pub root: FileId,
+    /// The directory of each file, for paths written in it (data files).
+    pub dirs: BTreeMap<FileId, PathBuf>,
+    /// Names two imports define, not yet settled by an importer.
+    clashes: Vec<Clash>,
 }
 
 impl Scope {
@@ -64,8 +68,34 @@ impl Scope {
 pub fn collect(sources: &mut SourceMap, root: FileId, diagnostics: &mut Vec<Diagnostic>) -> Option<Scope> {
     let mut collector = Collector { sources, stack: Vec::new(), failed: false, diagnostics };
     let scope = collector.file(root);
+    for (what, name, a, b) in &scope.clashes {
+        collector.fatal(
+            Diagnostic::error(format!("`{name}` is defined by two imports"))
+                .at(*b, format!("{what} `{name}` here"))
+                .also(*a, "and here")
+                .help(format!("define `{name}` in the importing file to choose one")),
+        );
+    }
     if collector.failed { None } else { Some(Scope { root, ..scope }) }
 }
+
+/// `a/./b/../c` → `a/c`, so one file reached by two spellings is one file.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Deepest chain of imports accepted.
+const MAX_IMPORT_DEPTH: usize = 64;
 
 struct Collector<'a> {
     sources: &'a mut SourceMap,
@@ -88,7 +118,8 @@ impl Collector<'_> {
             }
         };
         let imported = self.imports(&parsed, &path);
-        let own = self.own_items(&parsed);
+        let mut own = self.own_items(&parsed);
+        own.dirs.insert(file, path.parent().map(Path::to_path_buf).unwrap_or_default());
         self.stack.pop();
         override_with(imported, own)
     }
@@ -100,24 +131,33 @@ impl Collector<'_> {
             let ItemKind::Import(target) = &item.kind else {
                 continue;
             };
-            let target_path = path.parent().unwrap_or(Path::new("")).join(&target.value);
+            let target_path = normalize(&path.parent().unwrap_or(Path::new("")).join(&target.value));
+            if self.stack.len() >= MAX_IMPORT_DEPTH {
+                self.fatal(
+                    Diagnostic::error(format!("imports nested more than {MAX_IMPORT_DEPTH} deep"))
+                        .at(target.span, "too deep")
+                        .help("flatten the chain of imports"),
+                );
+                continue;
+            }
             if let Some(position) = self.stack.iter().position(|(_, p)| *p == target_path) {
                 let cycle: Vec<String> = self.stack[position..]
                     .iter()
                     .map(|(_, p)| p.display().to_string())
                     .chain([target_path.display().to_string()])
                     .collect();
-                self.error(
+                self.fatal(
                     Diagnostic::error("import cycle")
                         .at(target.span, "this import leads back to a file that is being imported")
-                        .note(format!("cycle: {}", cycle.join(" → "))),
+                        .note(format!("cycle: {}", cycle.join(" → ")))
+                        .help("move what both files need into a third file that imports neither"),
                 );
                 continue;
             }
             let id = match self.sources.load(&target_path) {
                 Ok(id) => id,
                 Err(error) => {
-                    self.error(
+                    self.fatal(
                         Diagnostic::error(format!("cannot read `{}`: {error}", target_path.display()))
                             .at(target.span, "imported here")
                             .help("import paths are relative to the importing file"),
@@ -131,9 +171,12 @@ impl Collector<'_> {
         merged
     }
 
-    /// Two imports of one file: the same name from both is ambiguous.
+    /// Two imports of one file: the same name from both is ambiguous, unless an importer
+    /// settles it or it is the same definition reached twice (a diamond).
     fn merge_siblings(&mut self, mut first: Scope, second: Scope) -> Scope {
-        let mut clashes = Vec::new();
+        let mut clashes = std::mem::take(&mut first.clashes);
+        clashes.extend(second.clashes.iter().cloned());
+        first.dirs.extend(second.dirs.clone());
         merge_map(&mut first.lets, second.lets.clone(), "let", &mut clashes);
         merge_map(&mut first.mixers, second.mixers.clone(), "mixer", &mut clashes);
         for kind in [BlockKind::Model, BlockKind::Train, BlockKind::Eval] {
@@ -145,14 +188,7 @@ impl Collector<'_> {
             }
             ours.span = ours.span.or(theirs.span);
         }
-        for (what, name, a, b) in clashes {
-            self.error(
-                Diagnostic::error(format!("`{name}` is defined by two imports"))
-                    .at(b, format!("{what} `{name}` here"))
-                    .also(a, "and here")
-                    .help(format!("define `{name}` in the importing file to choose one")),
-            );
-        }
+        first.clashes = clashes;
         first
     }
 
@@ -210,6 +246,12 @@ impl Collector<'_> {
     fn error(&mut self, diagnostic: Diagnostic) {
         self.diagnostics.push(diagnostic);
     }
+
+    /// An import problem: the scope would miss items, and what follows would be noise.
+    fn fatal(&mut self, diagnostic: Diagnostic) {
+        self.failed = true;
+        self.diagnostics.push(diagnostic);
+    }
 }
 
 type Clash = (&'static str, String, Span, Span);
@@ -229,15 +271,25 @@ fn merge_map<T>(
     };
     for (name, def) in theirs {
         if let Some(existing) = ours.get(&name) {
-            clashes.push((what, name, existing.name_span, def.name_span));
+            if existing.name_span != def.name_span {
+                clashes.push((what, name, existing.name_span, def.name_span));
+            }
         } else {
             ours.insert(name, def);
         }
     }
 }
 
-/// The importer's own items win over imported ones.
+/// The importer's own items win over imported ones, and settle clashes between them.
 fn override_with(mut imported: Scope, own: Scope) -> Scope {
+    imported.clashes.retain(|(what, name, _, _)| match *what {
+        "let" => !own.lets.contains_key(name),
+        "mixer" => !own.mixers.contains_key(name),
+        "model field" => !own.model.fields.contains_key(name),
+        "train field" => !own.train.fields.contains_key(name),
+        _ => !own.eval.fields.contains_key(name),
+    });
+    imported.dirs.extend(own.dirs.clone());
     imported.lets.extend(own.lets.clone());
     imported.mixers.extend(own.mixers.clone());
     for kind in [BlockKind::Model, BlockKind::Train, BlockKind::Eval] {

@@ -198,6 +198,19 @@ pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
         }),
         (None, None) => None,
     };
+    if let (Some(expr), Some(train_len), Some(data_len)) = (seq_len_expr, seq_len, data.as_ref().and_then(data_seq_len))
+    {
+        if train_len != data_len {
+            cx.error(
+                Diagnostic::error(format!(
+                    "the train block's seq_len {train_len} disagrees with its data's seq_len {data_len}"
+                ))
+                .at(expr.span, format!("seq_len {train_len}"))
+                .also(data_expr.span, format!("generates sequences of {data_len} tokens"))
+                .help("give the length once: in the data source or as `seq_len`"),
+            );
+        }
+    }
     let steps = get("steps").map_or(Some(1000), |expr| cx.count(expr, "steps", 1, 1 << 40));
     let schedule = match (get("schedule"), steps) {
         (Some(expr), Some(steps)) => schedule(cx, expr, steps),
@@ -241,7 +254,7 @@ pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
 fn optional_count(cx: &Cx, expr: Option<&Expr>, what: &str) -> Option<Option<u64>> {
     match expr {
         None => Some(None),
-        Some(expr) if matches!(expr.kind, ExprKind::None) => Some(None),
+        Some(expr) if cx.is_none(expr) => Some(None),
         Some(expr) => cx.count(expr, what, 1, 1 << 40).map(Some),
     }
 }
@@ -410,7 +423,10 @@ fn file_data(cx: &Cx, name: &str, span: Span, args: &[hyb_grammar::ast::Arg]) ->
         );
         return None;
     };
-    let path = PathBuf::from(cx.string(path_expr, "path")?);
+    // Paths are relative to the file they are written in, as imports are.
+    let written = PathBuf::from(cx.string(path_expr, "path")?);
+    let dir = cx.scope.dirs.get(&path_expr.span.file).cloned().unwrap_or_default();
+    let path = if written.is_absolute() { written } else { dir.join(written) };
     let split = opt_float(cx, &args, "split", 0.99, 0.01, 1.0)?;
     if name == "tokens" {
         let dtype = match args.get("dtype") {
@@ -641,7 +657,7 @@ fn optimizer(cx: &Cx, expr: &Expr) -> Option<AdamW> {
     };
     let clip = match args.get("clip") {
         None => Some(1.0),
-        Some(expr) if matches!(expr.kind, ExprKind::None) => None,
+        Some(expr) if cx.is_none(expr) => None,
         Some(expr) => Some(cx.float(expr, "clip", 1e-9, 1e9)?),
     };
     let _ = flag;

@@ -67,6 +67,22 @@ impl<'a> Cx<'a> {
     }
 
     fn value_error(&self, resolved: &Resolved, message: String, label: &str, help: Option<String>) {
+        // A bare name where a value belongs is most likely an undefined `let`.
+        if let ExprKind::Name(name) = &resolved.expr.kind {
+            if !label.contains("valid") {
+                let lets: Vec<&str> = self.scope.lets.keys().map(String::as_str).collect();
+                let help = match closest(&name.text, lets.iter().copied()) {
+                    Some(suggestion) => format!("did you mean `{suggestion}`?"),
+                    None => format!("define it with `let {} = ...`, or write the value here", name.text),
+                };
+                self.error(
+                    Diagnostic::error(format!("`{}` is not defined", name.text))
+                        .at(resolved.expr.span, "not defined")
+                        .help(help),
+                );
+                return;
+            }
+        }
         let mut diagnostic = Diagnostic::error(message).at(resolved.expr.span, label.to_string());
         if let Some(via) = resolved.via {
             diagnostic = diagnostic.also(via, "the value comes from this `let`");
@@ -75,6 +91,26 @@ impl<'a> Cx<'a> {
             diagnostic = diagnostic.help(help);
         }
         self.error(diagnostic);
+    }
+
+    /// True if the expression is `none`, written or bound by a `let`.
+    pub fn is_none(&self, expr: &Expr) -> bool {
+        self.resolve_quiet(expr).is_some_and(|e| matches!(e.kind, ExprKind::None))
+    }
+
+    /// Like [`Cx::resolve`], reporting nothing (a cycle is reported where the value is read).
+    fn resolve_quiet<'e>(&self, expr: &'e Expr) -> Option<&'e Expr>
+    where
+        'a: 'e,
+    {
+        let mut current = expr;
+        for _ in 0..MAX_LET_DEPTH {
+            match self.let_value(current) {
+                Some(value) if value.seq.len() == 1 && value.rules.is_empty() => current = &value.seq[0],
+                _ => return Some(current),
+            }
+        }
+        None
     }
 
     pub fn int(&self, expr: &Expr, what: &str, min: i64, max: i64) -> Option<i64> {
