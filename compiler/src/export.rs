@@ -204,7 +204,7 @@ fn candidate_keys(preset: Preset, linear: &LinearMixer, d_model: u64) -> Option<
     let gated = linear.output_gate.is_some();
     match preset {
         Preset::Hgrn => {
-            if linear.head_k_dim % d_model != 0 {
+            if !linear.head_k_dim.is_multiple_of(d_model) {
                 return None;
             }
             put(

@@ -28,10 +28,10 @@ pub fn format_file(file: &File, text: &str) -> String {
     for (index, item) in file.items.iter().enumerate() {
         let leading = &placement.item_leading[index];
         let first_start = leading.first().map_or(item.span.start as usize, |c| c.start);
-        if let Some(end) = previous_end {
-            if has_blank_line(text, end, first_start) || needs_separation(&file.items[index - 1], item) {
-                out.push('\n');
-            }
+        if let Some(end) = previous_end
+            && (has_blank_line(text, end, first_start) || needs_separation(&file.items[index - 1], item))
+        {
+            out.push('\n');
         }
         push_leading(&mut out, leading, item.span.start as usize, text, "");
         let body = format_item(item, widths[index], &placement, index, text);
@@ -44,10 +44,10 @@ pub fn format_file(file: &File, text: &str) -> String {
         previous_end = Some(item.span.end as usize);
     }
     if !placement.file_end.is_empty() {
-        if let Some(end) = previous_end {
-            if has_blank_line(text, end, placement.file_end[0].start) {
-                out.push('\n');
-            }
+        if let Some(end) = previous_end
+            && has_blank_line(text, end, placement.file_end[0].start)
+        {
+            out.push('\n');
         }
         for comment in &placement.file_end {
             out.push_str(&comment.text);

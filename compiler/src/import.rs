@@ -263,10 +263,8 @@ fn attention_args(reader: &mut Reader, top_level: bool) -> Result<Vec<String>, I
     if let Some(bias) = reader.present("qkv_bias").and_then(Value::as_bool) {
         args.push(format!("qkv_bias: {bias}"));
     }
-    if top_level {
-        if let Some(norm) = reader.present("qk_norm").and_then(Value::as_bool) {
-            args.push(format!("qk_norm: {norm}"));
-        }
+    if top_level && let Some(norm) = reader.present("qk_norm").and_then(Value::as_bool) {
+        args.push(format!("qk_norm: {norm}"));
     }
     if let Some(window) = reader.int("window_size") {
         args.push(format!("window: {window}"));

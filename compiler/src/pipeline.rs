@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use hyb_grammar::{Diagnostic, FileId};
+use hyb_grammar::FileId;
+
+use crate::export::{self, ExportError};
 
 use crate::ir::Model;
 use crate::sema::{self, Checked};
@@ -19,6 +21,33 @@ pub enum Emit {
     FlaConfig,
     HfLayerTypes,
     MegatronPattern,
+}
+
+/// How an emitted stage is written.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EmitOptions {
+    pub json: bool,
+    /// Context length for the report; `None`: the train block's seq_len, else 4096.
+    pub context: Option<u64>,
+    /// Megatron's symbol for linear-attention layers (see `export::megatron_pattern`).
+    pub megatron_linear: Option<char>,
+}
+
+/// The text of one stage of a checked model, or why the target cannot express it.
+pub fn emit(model: &Model, stage: Emit, options: EmitOptions) -> Result<String, ExportError> {
+    let pretty = |value: serde_json::Value| serde_json::to_string_pretty(&value).expect("JSON values serialise") + "\n";
+    Ok(match stage {
+        Emit::Ir if options.json => crate::ir::print::print_model_json(model),
+        Emit::Ir => crate::ir::print::print_model(model),
+        Emit::Report => {
+            let context = options.context.or(model.train.as_ref().map(|t| t.seq_len)).unwrap_or(4096);
+            let report = crate::report::report(model, context);
+            if options.json { crate::report::to_json(&report) } else { crate::report::to_text(&report) }
+        }
+        Emit::FlaConfig => pretty(export::fla_config(model)?),
+        Emit::HfLayerTypes => pretty(export::hf_layer_types(model)?),
+        Emit::MegatronPattern => export::megatron_pattern(model, options.megatron_linear)? + "\n",
+    })
 }
 
 /// A checked compilation: the sources (for rendering) and the outcome.
@@ -51,9 +80,4 @@ pub fn check_text(name: &str, text: &str) -> Compilation {
     let (mut sources, root) = SourceMap::single(name, text);
     let checked = sema::check(&mut sources, root);
     Compilation { sources, root, checked }
-}
-
-/// Errors of an export, rendered as diagnostics without a span.
-pub fn export_error(message: String, help: &str) -> Diagnostic {
-    Diagnostic::error(message).help(help.to_string())
 }

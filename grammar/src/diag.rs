@@ -77,7 +77,7 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     let mut best: Option<(usize, &str)> = None;
     for candidate in candidates {
         let distance = edit_distance(name, candidate);
-        let limit = ((candidate.len().max(name.len()) + 2) / 3).max(1);
+        let limit = candidate.len().max(name.len()).div_ceil(3).max(1);
         let prefix = candidate.starts_with(name) && name.len() >= 3;
         if (distance <= limit || prefix) && best.is_none_or(|(d, _)| distance < d) {
             best = Some((distance, candidate));

@@ -107,7 +107,7 @@ fn code_bytes(text: &str) -> impl Iterator<Item = (usize, u8)> + '_ {
 /// offsets and line numbers stay). Returns false if nothing could be blanked.
 fn blank_item_around(work: &mut String, position: usize) -> bool {
     let starts = item_starts(work);
-    let start = starts.iter().copied().filter(|s| *s <= position).next_back().unwrap_or(0);
+    let start = starts.iter().copied().rfind(|s| *s <= position).unwrap_or(0);
     let end = starts.iter().copied().find(|s| *s > position).unwrap_or(work.len());
     if start >= end {
         return false;
@@ -216,7 +216,7 @@ fn describe_expected(rules: &[Rule], punctuation: &[String]) -> String {
     }
     for token in punctuation {
         let word = format!("`{token}`");
-        if !words.contains(&word) && !(token == "×" || token == "*") {
+        if !words.contains(&word) {
             words.push(word);
         }
     }

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use hyb_compiler::pipeline::{self, Compilation};
-use hyb_compiler::{export, fmt, import, ir, report};
+use hyb_compiler::pipeline::{self, Compilation, Emit, EmitOptions};
+use hyb_compiler::{fmt, import};
 
 #[derive(Parser)]
 #[command(name = "hybc", version, about = "The hyb compiler for hybrid linear-attention language models")]
@@ -159,32 +159,19 @@ fn compile(
 ) -> Result<(), Failure> {
     let compilation = load(file)?;
     let model = compilation.model().expect("no errors means a model");
-    let refused = |error: export::ExportError| {
+    let stage = match emit {
+        EmitArg::Ir => Emit::Ir,
+        EmitArg::Report => Emit::Report,
+        EmitArg::FlaConfig => Emit::FlaConfig,
+        EmitArg::HfLayerTypes => Emit::HfLayerTypes,
+        EmitArg::MegatronPattern => Emit::MegatronPattern,
+    };
+    let options = EmitOptions { json: format == Format::Json, context, megatron_linear };
+    let text = pipeline::emit(model, stage, options).map_err(|error| {
         eprintln!("error: {}\n  help: {}", error.message, error.help);
         Failure::User
-    };
-    let text = match emit {
-        EmitArg::Ir => match format {
-            Format::Text => ir::print::print_model(model),
-            Format::Json => ir::print::print_model_json(model),
-        },
-        EmitArg::Report => {
-            let context = context.or(model.train.as_ref().map(|t| t.seq_len)).unwrap_or(4096);
-            let report = report::report(model, context);
-            match format {
-                Format::Text => report::to_text(&report),
-                Format::Json => report::to_json(&report),
-            }
-        }
-        EmitArg::FlaConfig => pretty(&export::fla_config(model).map_err(refused)?),
-        EmitArg::HfLayerTypes => pretty(&export::hf_layer_types(model).map_err(refused)?),
-        EmitArg::MegatronPattern => export::megatron_pattern(model, megatron_linear).map_err(refused)? + "\n",
-    };
+    })?;
     write_output(output, &text)
-}
-
-fn pretty(value: &serde_json::Value) -> String {
-    serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n"
 }
 
 fn write_output(output: Option<&Path>, text: &str) -> Result<(), Failure> {

@@ -58,7 +58,8 @@ fn help_reads_well() {
 
 #[test]
 fn compile_emits_each_stage() {
-    let report = hybc(&["compile", "examples/paper/gdn_r3.hyb", "--emit", "report", "--format", "json", "--context", "2048"]);
+    let report =
+        hybc(&["compile", "examples/paper/gdn_r3.hyb", "--emit", "report", "--format", "json", "--context", "2048"]);
     assert_eq!(report.status.code(), Some(0));
     let json: serde_json::Value = serde_json::from_slice(&report.stdout).expect("JSON report");
     assert_eq!(json["params_total"], 390_976_640u64);
@@ -80,7 +81,8 @@ fn compile_emits_each_stage() {
     assert!(text(&refused.stderr).contains("help:"));
     assert!(refused.stdout.is_empty(), "nothing wrong may be emitted");
 
-    let pattern = hybc(&["compile", "examples/paper/gdn_r6.hyb", "--emit", "megatron-pattern", "--megatron-linear", "M"]);
+    let pattern =
+        hybc(&["compile", "examples/paper/gdn_r6.hyb", "--emit", "megatron-pattern", "--megatron-linear", "M"]);
     assert_eq!(text(&pattern.stdout).trim(), "M-M-M-M-M-*-".repeat(4));
 }
 

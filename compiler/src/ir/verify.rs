@@ -46,10 +46,10 @@ pub fn verify(model: &Model) -> Result<(), Vec<VerifyError>> {
         if param.shape.is_empty() || param.shape.contains(&0) {
             fail(param.name.clone(), "has an empty dimension");
         }
-        if let Some(layer) = param.layer {
-            if layer >= model.layers.len() || !param.name.starts_with(&format!("model.layers.{layer}.")) {
-                fail(param.name.clone(), "is not under its layer's prefix");
-            }
+        if let Some(layer) = param.layer
+            && (layer >= model.layers.len() || !param.name.starts_with(&format!("model.layers.{layer}.")))
+        {
+            fail(param.name.clone(), "is not under its layer's prefix");
         }
     }
     let bounded = model.layers.iter().any(|layer| params::lower_bound_width(&model.mixers[layer.mixer].kind).is_some());

@@ -151,7 +151,7 @@ fn routed(mcx: MixerCx, span: Span, args: &[hyb_grammar::ast::Arg], depth: usize
     let head_dim = match options.get("head_dim") {
         Some(expr) => cx.count(expr, "head_dim", 1, MAX_DIM)?,
         None => {
-            if mcx.d_model % total != 0 {
+            if !mcx.d_model.is_multiple_of(total) {
                 let split = counts.iter().map(u64::to_string).collect::<Vec<_>>().join(" + ");
                 cx.error(
                     Diagnostic::error(format!(
@@ -233,7 +233,7 @@ fn rehead(mcx: MixerCx, kind: MixerKind, heads: u64, head_dim: u64, span: Span, 
                 cx.error(grouped_branch(span, name));
                 return None;
             }
-            if (linear.head_v_dim * head_dim) % linear.head_k_dim != 0 {
+            if !(linear.head_v_dim * head_dim).is_multiple_of(linear.head_k_dim) {
                 cx.error(
                     Diagnostic::error(format!("`{name}`'s value/key head ratio does not scale to head_dim {head_dim}"))
                         .at(span, "value head dim would not be whole")

@@ -155,7 +155,7 @@ fn build_model(cx: &Cx) -> Option<Model> {
             None => {
                 let resolved = match &slot.mixer.kind {
                     ExprKind::Name(ident) if cx.scope.mixers.contains_key(&ident.text) => {
-                        resolved_by_name.remove(&ident.text).or_else(|| None)
+                        resolved_by_name.remove(&ident.text).or(None)
                     }
                     _ => mixer::resolve(mcx, slot.mixer, 0),
                 };
@@ -208,12 +208,8 @@ fn build_model(cx: &Cx) -> Option<Model> {
 fn mixer_label(expr: &Expr) -> String {
     match &expr.kind {
         ExprKind::Name(name) => name.text.clone(),
-        _ => hyb_grammar_print(expr),
+        _ => crate::fmt::expr_to_string(expr),
     }
-}
-
-fn hyb_grammar_print(expr: &Expr) -> String {
-    crate::fmt::expr_to_string(expr)
 }
 
 fn placeholder(name: &str, span: Span) -> Mixer {
@@ -231,24 +227,8 @@ fn placeholder(name: &str, span: Span) -> Mixer {
 
 /// `norm = rmsnorm(eps: 1e-6)`.
 fn norm(cx: &Cx, expr: &Expr) -> Option<f64> {
-    let resolved = cx.resolve(expr)?;
-    let (callee, args) = match &resolved.expr.kind {
-        ExprKind::Name(name) => (name, &[][..]),
-        ExprKind::Call { callee, args } => (callee, &args[..]),
-        _ => {
-            cx.error(
-                Diagnostic::error("expected a norm")
-                    .at(expr.span, "not a norm")
-                    .help("write `norm = rmsnorm(eps: 1e-6)`"),
-            );
-            return None;
-        }
-    };
-    if callee.text != "rmsnorm" {
-        cx.error(unknown_name(&callee.text, callee.span, "norm", &["rmsnorm"]));
-        return None;
-    }
-    let args = Args::new(cx, "rmsnorm", resolved.expr.span, args, &["eps"], 0);
+    let call = cx.call(expr, "a norm", &["rmsnorm"], "`norm = rmsnorm(eps: 1e-6)`")?;
+    let args = Args::new(cx, call.name, call.span, call.args, &["eps"], 0);
     presets::opt_float(cx, &args, "eps", 1e-6, 1e-12, 1.0)
 }
 
@@ -262,24 +242,9 @@ fn mlp(cx: &Cx, expr: Option<&Expr>, d_model: u64, mixers: &Arena<Mixer>, layers
     let (ratio, intermediate) = match expr {
         None => (default_ratio, None),
         Some(expr) => {
-            let resolved = cx.resolve(expr)?;
-            let (callee, args) = match &resolved.expr.kind {
-                ExprKind::Name(name) => (name, &[][..]),
-                ExprKind::Call { callee, args } => (callee, &args[..]),
-                _ => {
-                    cx.error(
-                        Diagnostic::error("expected an MLP")
-                            .at(expr.span, "not an MLP")
-                            .help("write `mlp = swiglu(ratio: 4)` or `swiglu(intermediate: 2816)`"),
-                    );
-                    return None;
-                }
-            };
-            if callee.text != "swiglu" {
-                cx.error(unknown_name(&callee.text, callee.span, "MLP", &["swiglu"]));
-                return None;
-            }
-            let args = Args::new(cx, "swiglu", resolved.expr.span, args, &["ratio", "intermediate"], 0);
+            let call =
+                cx.call(expr, "an MLP", &["swiglu"], "`mlp = swiglu(ratio: 4)` or `swiglu(intermediate: 2816)`")?;
+            let args = Args::new(cx, call.name, call.span, call.args, &["ratio", "intermediate"], 0);
             let ratio = presets::opt_float(cx, &args, "ratio", default_ratio, 0.01, 64.0)?;
             let intermediate = match args.get("intermediate") {
                 Some(expr) => Some(cx.count(expr, "intermediate", 1, 1 << 20)?),

@@ -10,7 +10,7 @@ use hyb_grammar::ast::{Arg, Expr, ExprKind};
 use hyb_grammar::{Diagnostic, Span};
 
 use super::mixer::{MAX_DIM, MixerCx};
-use super::values::{Args, Cx, describe};
+use super::values::{Args, Cx};
 use crate::ir::*;
 
 pub const PRESET_NAMES: [&str; 10] =
@@ -87,7 +87,6 @@ pub const LINEAR_ARGS: &[&str] = &[
 
 pub fn preset(mcx: MixerCx, preset: Preset, span: Span, args: &[Arg]) -> Option<MixerKind> {
     let args = Args::new(mcx.cx, preset.name(), span, args, preset_args(preset), 0);
-    let d = mcx.d_model;
     let linear = match preset {
         Preset::Attention => return attention(mcx, &args).map(MixerKind::Attention),
         Preset::Hgrn => hgrn(mcx, &args)?,
@@ -164,7 +163,6 @@ pub fn preset(mcx: MixerCx, preset: Preset, span: Span, args: &[Arg]) -> Option<
             }
         }
     };
-    let _ = d;
     check_linear(mcx, &linear, span)?;
     Some(MixerKind::Linear(linear))
 }
@@ -243,7 +241,7 @@ fn hgrn2(mcx: MixerCx, args: &Args) -> Option<LinearMixer> {
             (heads, expand)
         }
     };
-    if heads == 0 || d % heads != 0 {
+    if heads == 0 || !d.is_multiple_of(heads) {
         mcx.cx.error(
             Diagnostic::error(format!("hgrn2 needs d_model ({d}) divisible by its {heads} heads"))
                 .at(args.span, "value head dim would not be whole")
@@ -316,7 +314,7 @@ pub fn attention(mcx: MixerCx, args: &Args) -> Option<AttentionMixer> {
     let head_dim = match args.get("head_dim") {
         Some(expr) => cx.count(expr, "head_dim", 1, MAX_DIM)?,
         None => {
-            if mcx.d_model % heads != 0 {
+            if !mcx.d_model.is_multiple_of(heads) {
                 cx.error(
                     Diagnostic::error(format!("d_model {} is not divisible by {heads} attention heads", mcx.d_model))
                         .at(args.span_of("heads"), "head dim would not be whole")
@@ -374,7 +372,7 @@ pub fn linear(mcx: MixerCx, args: &Args) -> Option<LinearMixer> {
     let heads_default = if state == StateKind::Vector { 1 } else { 4.min(d) };
     let heads = opt_count(cx, args, "heads", heads_default, 1, MAX_DIM)?;
     // Head dims default to d_model / heads; when that is not whole, they must be given.
-    let default_dim = (d % heads == 0).then(|| d / heads);
+    let default_dim = d.is_multiple_of(heads).then(|| d / heads);
     let head_dim = match args.get("head_dim") {
         Some(expr) => Some(cx.count(expr, "head_dim", 1, MAX_DIM)?),
         None => default_dim,
@@ -526,27 +524,17 @@ pub fn linear(mcx: MixerCx, args: &Args) -> Option<LinearMixer> {
 /// `gate: none | fixed | scalar(mamba) | scalar(logsigmoid, normalizer: N) |
 /// vector(logsigmoid, normalizer: N, low_rank: R | none)`.
 fn gate(cx: &Cx, expr: &Expr) -> Option<Gate> {
-    let resolved = cx.resolve(expr)?;
-    let (kind, args): (&str, &[Arg]) = match &resolved.expr.kind {
-        ExprKind::Name(name) => (name.text.as_str(), &[]),
-        ExprKind::None => ("none", &[]),
-        ExprKind::Call { callee, args } => (callee.text.as_str(), args),
-        _ => {
-            cx.error(
-                Diagnostic::error(format!("expected a gate, found {}", describe(resolved.expr)))
-                    .at(resolved.expr.span, "not a gate")
-                    .help("a gate is `none`, `fixed`, `scalar(mamba)`, `scalar(logsigmoid)` or `vector(logsigmoid, normalizer: 16, low_rank: 16)`"),
-            );
-            return None;
-        }
-    };
-    let span = resolved.expr.span;
+    let example =
+        "`none`, `fixed`, `scalar(mamba)`, `scalar(logsigmoid)` or `vector(logsigmoid, normalizer: 16, low_rank: 16)`";
+    let call = cx.call(expr, "a gate", &["none", "fixed", "scalar", "vector"], example)?;
+    let (kind, args, span) = (call.name, call.args, call.span);
     match kind {
         "none" | "fixed" => {
             Args::new(cx, kind, span, args, &[], 0);
             Some(if kind == "none" { Gate::None } else { Gate::Fixed })
         }
-        "scalar" | "vector" => {
+        // `scalar` or `vector`.
+        _ => {
             let allowed: &[&str] = if kind == "vector" { &["normalizer", "low_rank"] } else { &["normalizer"] };
             let gate_args = Args::new(cx, kind, span, args, allowed, 1);
             let parameterisation = match gate_args.positional(0) {
@@ -582,13 +570,6 @@ fn gate(cx: &Cx, expr: &Expr) -> Option<Gate> {
                 GateParam::LogSigmoid { normalizer, low_rank }
             };
             Some(if kind == "scalar" { Gate::Scalar(param) } else { Gate::Vector(param) })
-        }
-        other => {
-            cx.error(
-                super::values::unknown_name(other, span, "gate", &["none", "fixed", "scalar", "vector"])
-                    .note("gates: none, fixed (RetNet decays), scalar(mamba | logsigmoid), vector(logsigmoid, normalizer: N, low_rank: R)"),
-            );
-            None
         }
     }
 }
@@ -664,11 +645,11 @@ pub fn check_linear(mcx: MixerCx, linear: &LinearMixer, span: Span) -> Option<()
             "use `gate: vector(logsigmoid, ...)`, or remove `clamp_min`",
         );
     }
-    if linear.rope.is_some() && linear.head_k_dim % 2 != 0 {
+    if linear.rope.is_some() && !linear.head_k_dim.is_multiple_of(2) {
         return reject("RoPE needs an even key head dim", "choose an even `head_k_dim`");
     }
-    let gqa = linear.k_heads == linear.v_heads && linear.heads % linear.k_heads == 0;
-    let gva = linear.k_heads == linear.heads && linear.v_heads % linear.heads == 0;
+    let gqa = linear.k_heads == linear.v_heads && linear.heads.is_multiple_of(linear.k_heads);
+    let gva = linear.k_heads == linear.heads && linear.v_heads.is_multiple_of(linear.heads);
     if !(gqa || gva) {
         return reject(
             "this head grouping is not supported",

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use hyb_grammar::ast::{Expr, ExprKind};
 use hyb_grammar::{Diagnostic, Span};
 
-use super::presets::{flag, opt_count, opt_float};
+use super::presets::{opt_count, opt_float};
 use super::scope::Block;
 use super::values::{Args, Cx, describe, unknown_name};
 use crate::arena::Arena;
@@ -199,17 +199,16 @@ pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
         (None, None) => None,
     };
     if let (Some(expr), Some(train_len), Some(data_len)) = (seq_len_expr, seq_len, data.as_ref().and_then(data_seq_len))
+        && train_len != data_len
     {
-        if train_len != data_len {
-            cx.error(
-                Diagnostic::error(format!(
-                    "the train block's seq_len {train_len} disagrees with its data's seq_len {data_len}"
-                ))
-                .at(expr.span, format!("seq_len {train_len}"))
-                .also(data_expr.span, format!("generates sequences of {data_len} tokens"))
-                .help("give the length once: in the data source or as `seq_len`"),
-            );
-        }
+        cx.error(
+            Diagnostic::error(format!(
+                "the train block's seq_len {train_len} disagrees with its data's seq_len {data_len}"
+            ))
+            .at(expr.span, format!("seq_len {train_len}"))
+            .also(data_expr.span, format!("generates sequences of {data_len} tokens"))
+            .help("give the length once: in the data source or as `seq_len`"),
+        );
     }
     let steps = get("steps").map_or(Some(1000), |expr| cx.count(expr, "steps", 1, 1 << 40));
     let schedule = match (get("schedule"), steps) {
@@ -387,25 +386,9 @@ fn data_with_vocab_limit(
     seq_len: Option<u64>,
     allowed: &[&str],
 ) -> Option<Data> {
-    let resolved = cx.resolve(expr)?;
-    let (callee, args) = match &resolved.expr.kind {
-        ExprKind::Call { callee, args } => (callee, &args[..]),
-        ExprKind::Name(name) => (name, &[][..]),
-        _ => {
-            cx.error(
-                Diagnostic::error(format!("expected a data source, found {}", describe(resolved.expr)))
-                    .at(resolved.expr.span, "not a data source")
-                    .help(format!("data sources: {}", allowed.join(", "))),
-            );
-            return None;
-        }
-    };
-    let span = resolved.expr.span;
-    let name = callee.text.as_str();
-    if !allowed.contains(&name) {
-        cx.error(unknown_name(name, callee.span, "data source", allowed));
-        return None;
-    }
+    let example = format!("a data source ({})", allowed.join(", "));
+    let call = cx.call(expr, "a data source", allowed, &example)?;
+    let (name, span, args) = (call.name, call.span, call.args);
     match name {
         "text" | "tokens" => file_data(cx, name, span, args),
         _ => synthetic(cx, name, span, args, model, vocab_limit, seq_len),
@@ -550,7 +533,7 @@ fn mqar_rules(cx: &Cx, args: &Args, name: &str, vocab: u64, seq_len: u64, pairs:
         cx.error(Diagnostic::error(message).at(span, "here").help(help.to_string()));
         None
     };
-    if seq_len % 2 != 0 {
+    if !seq_len.is_multiple_of(2) {
         return fail(
             format!("`{name}` needs an even seq_len, found {seq_len}"),
             "seq_len",
@@ -575,26 +558,10 @@ fn mqar_rules(cx: &Cx, args: &Args, name: &str, vocab: u64, seq_len: u64, pairs:
 }
 
 fn schedule(cx: &Cx, expr: &Expr, steps: u64) -> Option<LrSchedule> {
-    let resolved = cx.resolve(expr)?;
-    let (callee, args) = match &resolved.expr.kind {
-        ExprKind::Call { callee, args } => (callee, &args[..]),
-        ExprKind::Name(name) => (name, &[][..]),
-        _ => {
-            cx.error(
-                Diagnostic::error("expected a learning-rate schedule")
-                    .at(expr.span, "not a schedule")
-                    .help("write `cosine(warmup: 100, min_lr: 0.1)`, `linear(...)` or `constant(warmup: 10)`"),
-            );
-            return None;
-        }
-    };
-    let kinds = ["cosine", "linear", "constant"];
-    if !kinds.contains(&callee.text.as_str()) {
-        cx.error(unknown_name(&callee.text, callee.span, "learning-rate schedule", &kinds));
-        return None;
-    }
-    let allowed: &[&str] = if callee.text == "constant" { &["warmup"] } else { &["warmup", "min_lr"] };
-    let args = Args::new(cx, &callee.text, resolved.expr.span, args, allowed, 0);
+    let example = "`cosine(warmup: 100, min_lr: 0.1)`, `linear(...)` or `constant(warmup: 10)`";
+    let call = cx.call(expr, "a learning-rate schedule", &["cosine", "linear", "constant"], example)?;
+    let allowed: &[&str] = if call.name == "constant" { &["warmup"] } else { &["warmup", "min_lr"] };
+    let args = Args::new(cx, call.name, call.span, call.args, allowed, 0);
     let warmup = opt_count(cx, &args, "warmup", 0, 0, 1 << 40)?;
     if warmup >= steps {
         cx.error(
@@ -605,7 +572,7 @@ fn schedule(cx: &Cx, expr: &Expr, steps: u64) -> Option<LrSchedule> {
         return None;
     }
     let min_lr = opt_float(cx, &args, "min_lr", 0.1, 0.0, 1.0)?;
-    Some(match callee.text.as_str() {
+    Some(match call.name {
         "cosine" => LrSchedule::Cosine { warmup, min_lr },
         "linear" => LrSchedule::Linear { warmup, min_lr },
         _ => LrSchedule::Constant { warmup },
@@ -613,24 +580,9 @@ fn schedule(cx: &Cx, expr: &Expr, steps: u64) -> Option<LrSchedule> {
 }
 
 fn optimizer(cx: &Cx, expr: &Expr) -> Option<AdamW> {
-    let resolved = cx.resolve(expr)?;
-    let (callee, args) = match &resolved.expr.kind {
-        ExprKind::Call { callee, args } => (callee, &args[..]),
-        ExprKind::Name(name) => (name, &[][..]),
-        _ => {
-            cx.error(
-                Diagnostic::error("expected an optimizer")
-                    .at(expr.span, "not an optimizer")
-                    .help("write `adamw(lr: 1e-3, betas: (0.9, 0.95), weight_decay: 0.1, clip: 1.0)`"),
-            );
-            return None;
-        }
-    };
-    if callee.text != "adamw" {
-        cx.error(unknown_name(&callee.text, callee.span, "optimizer", &["adamw"]));
-        return None;
-    }
-    let args = Args::new(cx, "adamw", resolved.expr.span, args, &["lr", "betas", "weight_decay", "eps", "clip"], 0);
+    let example = "`adamw(lr: 1e-3, betas: (0.9, 0.95), weight_decay: 0.1, clip: 1.0)`";
+    let call = cx.call(expr, "an optimizer", &["adamw"], example)?;
+    let args = Args::new(cx, call.name, call.span, call.args, &["lr", "betas", "weight_decay", "eps", "clip"], 0);
     let betas = match args.get("betas") {
         None => (0.9, 0.95),
         Some(expr) => {
@@ -660,7 +612,6 @@ fn optimizer(cx: &Cx, expr: &Expr) -> Option<AdamW> {
         Some(expr) if cx.is_none(expr) => None,
         Some(expr) => Some(cx.float(expr, "clip", 1e-9, 1e9)?),
     };
-    let _ = flag;
     Some(AdamW {
         lr: opt_float(cx, &args, "lr", 1e-3, 1e-12, 10.0)?,
         betas,

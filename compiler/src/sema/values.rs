@@ -68,20 +68,20 @@ impl<'a> Cx<'a> {
 
     fn value_error(&self, resolved: &Resolved, message: String, label: &str, help: Option<String>) {
         // A bare name where a value belongs is most likely an undefined `let`.
-        if let ExprKind::Name(name) = &resolved.expr.kind {
-            if !label.contains("valid") {
-                let lets: Vec<&str> = self.scope.lets.keys().map(String::as_str).collect();
-                let help = match closest(&name.text, lets.iter().copied()) {
-                    Some(suggestion) => format!("did you mean `{suggestion}`?"),
-                    None => format!("define it with `let {} = ...`, or write the value here", name.text),
-                };
-                self.error(
-                    Diagnostic::error(format!("`{}` is not defined", name.text))
-                        .at(resolved.expr.span, "not defined")
-                        .help(help),
-                );
-                return;
-            }
+        if let ExprKind::Name(name) = &resolved.expr.kind
+            && !label.contains("valid")
+        {
+            let lets: Vec<&str> = self.scope.lets.keys().map(String::as_str).collect();
+            let help = match closest(&name.text, lets.iter().copied()) {
+                Some(suggestion) => format!("did you mean `{suggestion}`?"),
+                None => format!("define it with `let {} = ...`, or write the value here", name.text),
+            };
+            self.error(
+                Diagnostic::error(format!("`{}` is not defined", name.text))
+                    .at(resolved.expr.span, "not defined")
+                    .help(help),
+            );
+            return;
         }
         let mut diagnostic = Diagnostic::error(message).at(resolved.expr.span, label.to_string());
         if let Some(via) = resolved.via {
@@ -240,6 +240,45 @@ impl<'a> Cx<'a> {
         };
         let values: Vec<Option<i64>> = items.iter().map(|item| self.int(item, what, min, max)).collect();
         values.into_iter().collect()
+    }
+}
+
+/// A call (or a bare name, or `none`) naming one of a known set of things:
+/// `rmsnorm(eps: 1e-6)`, `adamw(lr: 1e-3)`, `cosine`, `mqar(pairs: 16)`.
+pub struct CallRef<'e> {
+    pub name: &'e str,
+    pub args: &'e [Arg],
+    /// The whole call.
+    pub span: Span,
+}
+
+impl<'a> Cx<'a> {
+    /// Reads `expr` as a call of one of `kinds`; reports a non-call (with `example` as the
+    /// help) or an unknown name (with did-you-mean) and returns `None`.
+    pub fn call<'e>(&self, expr: &'e Expr, what: &str, kinds: &[&str], example: &str) -> Option<CallRef<'e>>
+    where
+        'a: 'e,
+    {
+        let resolved = self.resolve(expr)?;
+        let span = resolved.expr.span;
+        let (name, name_span, args): (&str, Span, &[Arg]) = match &resolved.expr.kind {
+            ExprKind::Call { callee, args } => (&callee.text, callee.span, args),
+            ExprKind::Name(name) => (&name.text, name.span, &[]),
+            ExprKind::None => ("none", span, &[]),
+            _ => {
+                self.error(
+                    Diagnostic::error(format!("expected {what}, found {}", describe(resolved.expr)))
+                        .at(span, format!("not {what}"))
+                        .help(format!("write {example}")),
+                );
+                return None;
+            }
+        };
+        if !kinds.contains(&name) {
+            self.error(unknown_name(name, name_span, what.trim_start_matches("a ").trim_start_matches("an "), kinds));
+            return None;
+        }
+        Some(CallRef { name, args, span })
     }
 }
 
