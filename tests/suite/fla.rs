@@ -203,3 +203,24 @@ fn import_refuses_what_hyb_cannot_model() {
         assert!(error.0.contains(expected), "{json}: {}", error.0);
     }
 }
+
+/// A Hugging Face config that places attention with `layer_types` (and gives its heads
+/// at the top level) imports to the same model as fla's `attn` dict.
+#[test]
+fn hf_layer_types_round_trip() {
+    let compilation = compile(&root().join("examples/paper/gdn_r6.hyb"));
+    let model = compilation.model().expect("checks");
+    let mut config = export::fla_config(model).expect("exports");
+    let object = config.as_object_mut().expect("object");
+    object.remove("attn");
+    object.insert("layer_types".into(), export::hf_layer_types(model).expect("exports")["layer_types"].clone());
+    object.insert("num_attention_heads".into(), serde_json::json!(16));
+    let text = import::import_config(&config.to_string(), "hf.json").unwrap_or_else(|e| panic!("{}", e.0));
+    assert!(text.contains("gdn × 24 with attn every 6"), "{text}");
+    let back = check_text("hf.hyb", &text);
+    assert_same_params(back.model().expect("checks"), "gdn_340m_r6", "HF layer_types import");
+
+    config.as_object_mut().expect("object").remove("num_attention_heads");
+    let error = import::import_config(&config.to_string(), "hf.json").expect_err("no head count");
+    assert!(error.0.contains("num_attention_heads"), "{}", error.0);
+}
