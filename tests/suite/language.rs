@@ -163,3 +163,28 @@ fn none_and_data_paths_resolve_like_other_values() {
     let hyb_compiler::sema::train::Data::Text { path, .. } = train.data else { panic!("text data") };
     assert_eq!(path, root().join("examples/tiny/data/tiny.txt"), "relative to the .hyb file");
 }
+
+/// Mixers of an imported library are checked where used: the 340M library's hgrn2
+/// (expand_ratio 128) does not stop a 64-wide model that does not use it.
+#[test]
+fn library_mixers_are_checked_where_used() {
+    let dir = root().join("examples");
+    let mut loader = hyb_compiler::source::MemoryLoader::default();
+    let library = std::fs::read_to_string(dir.join("paper/lib/mixers.hyb")).expect("library");
+    loader.files.insert(dir.join("paper/lib/mixers.hyb"), library);
+    let check = |layers: &str| {
+        let text = format!("import \"paper/lib/mixers.hyb\"\nmodel {{\n    d_model = 64\n    layers = {layers}\n}}\n");
+        let path = dir.join("small.hyb");
+        let mut files = hyb_compiler::source::MemoryLoader::default();
+        files.files.clone_from(&loader.files);
+        files.files.insert(path.clone(), text);
+        let mut sources = hyb_compiler::source::SourceMap::new(Box::new(files));
+        let root_file = sources.load(&path).expect("in memory");
+        let checked = hyb_compiler::sema::check(&mut sources, root_file);
+        (checked.model.is_some(), sources.render(&checked.diagnostics))
+    };
+    let (ok, text) = check("(gla × 2, gdn)");
+    assert!(ok, "{text}");
+    let (ok, text) = check("(gla × 2, hgrn2)");
+    assert!(!ok && text.contains("`expand_ratio` must be at most 64"), "{text}");
+}

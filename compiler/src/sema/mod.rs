@@ -3,7 +3,8 @@
 //! Steps, in order: [`scope::collect`] gathers items across imports; the `model` block
 //! gives the width and vocabulary; [`schedule::expand`] flattens `layers`; each mixer
 //! the schedule names is resolved once by [`mixer::resolve`] to the generic
-//! description (every declared mixer is checked, used or not); parameters are derived
+//! description (every mixer declared in the checked file is checked, used or not);
+//! parameters are derived
 //! by [`crate::ir::params`]; [`train`] checks the `train` and `eval` blocks. Errors are
 //! collected, not thrown: one run reports every independent mistake it can.
 
@@ -136,9 +137,11 @@ fn build_model(cx: &Cx) -> Option<Model> {
     };
     let mcx = MixerCx { cx, d_model, defining: None };
 
-    // Every declared mixer is checked, used or not.
+    // Every mixer declared in this file is checked, used or not; an imported library's
+    // mixers are checked where they are used (a library may hold mixers too wide for
+    // this model's width).
     let mut resolved_by_name: HashMap<String, mixer::Resolved> = HashMap::new();
-    for (name, def) in &cx.scope.mixers {
+    for (name, def) in cx.scope.mixers.iter().filter(|(_, def)| def.name_span.file == cx.scope.root) {
         if let Some(resolved) = mixer::resolve(MixerCx { defining: Some(name.as_str()), ..mcx }, &def.value, 0) {
             resolved_by_name.insert(name.clone(), resolved);
         }
@@ -155,7 +158,13 @@ fn build_model(cx: &Cx) -> Option<Model> {
             None => {
                 let resolved = match &slot.mixer.kind {
                     ExprKind::Name(ident) if cx.scope.mixers.contains_key(&ident.text) => {
-                        resolved_by_name.remove(&ident.text).or(None)
+                        let def = &cx.scope.mixers[&ident.text];
+                        if def.name_span.file == cx.scope.root {
+                            // Resolved above; a failure there was reported there.
+                            resolved_by_name.remove(&ident.text)
+                        } else {
+                            mixer::resolve(MixerCx { defining: Some(ident.text.as_str()), ..mcx }, &def.value, 0)
+                        }
                     }
                     _ => mixer::resolve(mcx, slot.mixer, 0),
                 };
