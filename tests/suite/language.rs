@@ -75,6 +75,8 @@ fn schedule(layers: &str) -> Vec<String> {
 fn schedules_expand_as_documented() {
     assert_eq!(schedule("(gdn × 2, attn) × 2"), ["gdn", "gdn", "attn", "gdn", "gdn", "attn"]);
     assert_eq!(schedule("gdn x 2, attn * 1, ((gla))"), ["gdn", "gdn", "attn", "gla"]);
+    let names = layer_names("mixer x3 = gla\nmodel {\n    d_model = 64\n    layers = gdn x2, attn×1, x3\n}\n");
+    assert_eq!(names, ["gdn", "gdn", "attn", "x3"], "`x2` repeats; `x3` alone is a name");
     assert_eq!(schedule("gdn × 6 with attn every ratio"), ["gdn", "gdn", "attn", "gdn", "gdn", "attn"]);
     assert_eq!(schedule("gdn × 6 with attn every 3 offset 0"), ["attn", "gdn", "gdn", "attn", "gdn", "gdn"]);
     assert_eq!(schedule("gdn × 4 with attn at [0, 2], gla at [3]"), ["attn", "gdn", "attn", "gla"]);
