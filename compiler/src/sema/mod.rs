@@ -65,7 +65,11 @@ fn build_model(cx: &Cx) -> Option<Model> {
                     Span { file: cx.scope.root, start: 0, end: 0 },
                     "expected a model block in this file or its imports",
                 )
-                .help("add `model { d_model = 256  layers = (gdn × 3, attn) × 2 }`"),
+                .help(if cx.scope.mixers.is_empty() && cx.scope.lets.is_empty() {
+                    "add `model { d_model = 256  layers = (gdn × 3, attn) × 2 }`"
+                } else {
+                    "this file declares mixers or lets but no model, like a library: check a file that imports it, or add a `model` block"
+                }),
         );
         return None;
     };
