@@ -1,16 +1,20 @@
-//! Kernel generators: each emits MLIR for one op family from the kernel plan.
+//! Kernel generators: each emits MLIR for one op family; [`jit`] lowers MLIR to LLVM
+//! and runs it on the CPU.
 //!
-//! It will own:
-//! - the linear-attention family: ONE generator parameterised by the generic mixer
-//!   description of `hyb_compiler::ir::LinearMixer` (state vector or matrix, update
-//!   additive or delta, gate none / fixed / scalar / per-channel, lower bound, tied
-//!   key), producing the token recurrence, its checkpointed reverse scan, and later
-//!   the chunked and tensor-core schedules of the same description;
-//! - causal softmax attention with RoPE (online softmax, optional window);
-//! - norms, activations, short convolution, embedding, fused cross-entropy, AdamW and
-//!   fused elementwise chains.
+//! Built so far: [`scan`], the linear-attention family's forward token recurrence,
+//! generated from one description for every point of the family (update additive or
+//! delta; decay none, fixed per head, data-dependent per head, per key channel; GQA and
+//! GVA head grouping), checked against a plain reference in `tests/kernels.rs`.
+//!
+//! To come (issue 4): its checkpointed reverse scan; the vector-state (HGRN) scan;
+//! causal softmax attention with RoPE (online softmax, optional window); norms,
+//! activations, short convolution, embedding, fused cross-entropy, AdamW and fused
+//! elementwise chains; the chunked and tensor-core schedules of the same description.
 //!
 //! **Architecture Invariant:** no per-preset code path. A mixer composed in `.hyb`
 //! compiles here with no change to this crate. GEMMs are library calls, not kernels.
-//!
-//! Nothing is implemented yet: the front end (issue 3) comes first.
+//! **Architecture Invariant:** this crate knows nothing of `.hyb` or the model IR; the
+//! compiler's lowering maps a `LinearMixer` to a [`scan::ScanSpec`].
+
+pub mod jit;
+pub mod scan;

@@ -1,0 +1,148 @@
+//! The CPU JIT: MLIR text → a pass pipeline (written as text, `--emit passes`) → LLVM
+//! → MLIR's ExecutionEngine, and calls into the compiled functions with memrefs.
+//!
+//! Every kernel function carries `llvm.emit_c_interface`; the engine's packed wrapper
+//! of `_mlir_ciface_NAME` takes one pointer per argument, each to a pointer to a
+//! `#[repr(C)]` memref descriptor ([`MemRef`]).
+
+use melior::dialect::DialectRegistry;
+use melior::ir::Module;
+use melior::pass::PassManager;
+use melior::utility::{
+    parse_pass_pipeline, register_all_dialects, register_all_llvm_translations, register_all_passes,
+};
+use melior::{Context, ExecutionEngine};
+
+/// The lowering from the kernels' dialects (func, scf, arith, math, memref) to LLVM.
+pub const CPU_PIPELINE: &str =
+    "builtin.module(convert-scf-to-cf,convert-math-to-llvm,convert-to-llvm,reconcile-unrealized-casts)";
+
+#[derive(Debug)]
+pub enum JitError {
+    Parse(String),
+    Pipeline(String),
+    Invoke(String),
+}
+
+impl std::fmt::Display for JitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JitError::Parse(m) => write!(f, "the generated MLIR does not parse: {m}"),
+            JitError::Pipeline(m) => write!(f, "lowering failed: {m}"),
+            JitError::Invoke(m) => write!(f, "calling the kernel failed: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for JitError {}
+
+/// A compiled module, ready to call.
+pub struct Compiled {
+    // Field order matters: the engine must drop before the context it was built in.
+    engine: ExecutionEngine,
+    _context: Context,
+}
+
+fn context() -> Context {
+    let registry = DialectRegistry::new();
+    register_all_dialects(&registry);
+    let context = Context::new();
+    context.append_dialect_registry(&registry);
+    context.load_all_available_dialects();
+    register_all_llvm_translations(&context);
+    context
+}
+
+/// Parses, lowers and JIT-compiles a module at LLVM optimisation level 3.
+pub fn compile(mlir: &str) -> Result<Compiled, JitError> {
+    static PASSES: std::sync::Once = std::sync::Once::new();
+    PASSES.call_once(register_all_passes);
+    let context = context();
+    let mut module = Module::parse(&context, mlir).ok_or_else(|| JitError::Parse(first_lines(mlir)))?;
+    let manager = PassManager::new(&context);
+    parse_pass_pipeline(manager.as_operation_pass_manager(), CPU_PIPELINE)
+        .map_err(|e| JitError::Pipeline(e.to_string()))?;
+    manager.run(&mut module).map_err(|e| JitError::Pipeline(e.to_string()))?;
+    let engine = ExecutionEngine::new(&module, 3, &[], false, false);
+    Ok(Compiled { engine, _context: context })
+}
+
+fn first_lines(text: &str) -> String {
+    text.lines().take(5).collect::<Vec<_>>().join("\n")
+}
+
+impl Compiled {
+    /// Calls `name` with memref arguments.
+    ///
+    /// # Safety
+    /// The descriptors must describe live buffers of the shapes the kernel expects.
+    pub unsafe fn call(&self, name: &str, memrefs: &mut [&mut dyn AsDescriptor]) -> Result<(), JitError> {
+        let mut pointers: Vec<*mut ()> = memrefs.iter_mut().map(|m| m.descriptor_ptr()).collect();
+        let mut slots: Vec<*mut ()> = pointers.iter_mut().map(|p| p as *mut *mut () as *mut ()).collect();
+        // SAFETY: the caller guarantees the descriptors; each slot points to a pointer to one.
+        unsafe { self.engine.invoke_packed(name, &mut slots) }.map_err(|e| JitError::Invoke(format!("{name}: {e}")))
+    }
+}
+
+/// A ranked f32 memref descriptor, as MLIR's C interface lays it out.
+#[repr(C)]
+pub struct Descriptor<const N: usize> {
+    allocated: *mut f32,
+    aligned: *mut f32,
+    offset: i64,
+    sizes: [i64; N],
+    strides: [i64; N],
+}
+
+/// A dense row-major f32 tensor that can be passed to a kernel.
+pub struct MemRef<const N: usize> {
+    pub data: Vec<f32>,
+    pub shape: [usize; N],
+    descriptor: Descriptor<N>,
+}
+
+impl<const N: usize> MemRef<N> {
+    pub fn new(shape: [usize; N], data: Vec<f32>) -> MemRef<N> {
+        assert_eq!(data.len(), shape.iter().product::<usize>(), "data does not fill the shape");
+        let mut strides = [0i64; N];
+        let mut stride = 1i64;
+        for axis in (0..N).rev() {
+            strides[axis] = stride;
+            stride *= shape[axis] as i64;
+        }
+        let descriptor = Descriptor {
+            allocated: std::ptr::null_mut(),
+            aligned: std::ptr::null_mut(),
+            offset: 0,
+            sizes: shape.map(|s| s as i64),
+            strides,
+        };
+        MemRef { data, shape, descriptor }
+    }
+
+    pub fn zeros(shape: [usize; N]) -> MemRef<N> {
+        MemRef::new(shape, vec![0.0; shape.iter().product()])
+    }
+
+    pub fn at(&self, index: [usize; N]) -> f32 {
+        let mut flat = 0;
+        for axis in 0..N {
+            flat = flat * self.shape[axis] + index[axis];
+        }
+        self.data[flat]
+    }
+}
+
+pub trait AsDescriptor {
+    /// A pointer to a descriptor that points at the current data.
+    fn descriptor_ptr(&mut self) -> *mut ();
+}
+
+impl<const N: usize> AsDescriptor for MemRef<N> {
+    fn descriptor_ptr(&mut self) -> *mut () {
+        let pointer = self.data.as_mut_ptr();
+        self.descriptor.allocated = pointer;
+        self.descriptor.aligned = pointer;
+        &mut self.descriptor as *mut Descriptor<N> as *mut ()
+    }
+}

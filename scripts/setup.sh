@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what hyb needs beyond the Rust toolchain: Debian's LLVM/MLIR 22 packages,
+# which melior (the MLIR bindings of kernels/) builds against. Idempotent and quick when
+# everything is already there. The paths the build uses are in .cargo/config.toml.
+set -euo pipefail
+
+packages=(llvm-22-dev libmlir-22-dev mlir-22-tools libclang-22-dev libpolly-22-dev
+          libzstd-dev libz3-dev libxml2-dev zlib1g-dev)
+
+missing=()
+for package in "${packages[@]}"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+test -f /usr/lib/llvm-22/lib/libMLIR.so || { echo "setup: MLIR 22 not found under /usr/lib/llvm-22" >&2; exit 1; }
