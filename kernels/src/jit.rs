@@ -125,10 +125,7 @@ impl<const N: usize> MemRef<N> {
     }
 
     pub fn at(&self, index: [usize; N]) -> f32 {
-        let mut flat = 0;
-        for axis in 0..N {
-            flat = flat * self.shape[axis] + index[axis];
-        }
+        let flat = index.iter().zip(&self.shape).fold(0, |flat, (i, size)| flat * size + i);
         self.data[flat]
     }
 }
