@@ -233,14 +233,14 @@ pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
     let checkpoint_every = optional_count(cx, get("checkpoint_every"), "checkpoint_every");
     let log_every = get("log_every").map_or(Some(1), |expr| cx.count(expr, "log_every", 1, 1 << 40));
     for (name, every) in [("eval_every", eval_every.flatten()), ("checkpoint_every", checkpoint_every.flatten())] {
-        if let (Some(every), Some(steps), Some(expr)) = (every, steps, get(name)) {
-            if every > steps {
-                cx.error(
-                    Diagnostic::warning(format!("`{name}` is {every}, but the run has only {steps} steps"))
-                        .at(expr.span, "never reached")
-                        .help(format!("use a period of at most {steps} steps, or `none`")),
-                );
-            }
+        if let (Some(every), Some(steps), Some(expr)) = (every, steps, get(name))
+            && every > steps
+        {
+            cx.error(
+                Diagnostic::warning(format!("`{name}` is {every}, but the run has only {steps} steps"))
+                    .at(expr.span, "never reached")
+                    .help(format!("use a period of at most {steps} steps, or `none`")),
+            );
         }
     }
     // Every field is checked before any failure ends the block, so all are reported.
