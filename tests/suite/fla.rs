@@ -189,7 +189,7 @@ fn layer_type_and_pattern_exports() {
 #[test]
 fn import_refuses_what_hyb_cannot_model() {
     let bad = [
-        (r#"{"model_type": "mamba2", "hidden_size": 64}"#, "not one hyb knows"),
+        (r#"{"model_type": "mamba2", "hidden_size": 64}"#, "`model_type` must be one of"),
         (r#"{"model_type": "gla", "hidden_size": 64, "num_hidden_layers": 2, "hidden_act": "gelu"}"#, "hidden_act"),
         (r#"{"model_type": "gla", "hidden_size": 64, "num_hidden_layers": 2, "mystery": 1}"#, "mystery"),
         (

@@ -31,18 +31,27 @@ pub fn print_model(model: &Model) -> String {
         let _ = writeln!(out, "mixer {}{label} = {}", mixer.name, mixer_text(&mixer.kind, 0));
     }
     out.push('\n');
-    let (head, rest): (Vec<&Param>, Vec<&Param>) = model.params.iter().partition(|p| p.layer.is_none());
-    for param in head.iter().filter(|p| p.name.starts_with("model.") && p.name != "model.norm.weight") {
+    // One pass: parameters grouped by layer (model-level ones before and after).
+    let mut by_layer: Vec<Vec<&Param>> = vec![Vec::new(); model.layers.len()];
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for param in &model.params {
+        match param.layer {
+            Some(index) => by_layer[index].push(param),
+            None if param.name.starts_with("model.") && param.name != "model.norm.weight" => before.push(param),
+            None => after.push(param),
+        }
+    }
+    for param in before {
         write_param(&mut out, param, "", "");
     }
-    for (index, layer) in model.layers.iter().enumerate() {
+    for (index, (layer, params)) in model.layers.iter().zip(&by_layer).enumerate() {
         let _ = writeln!(out, "layer{index} {}", model.mixers[layer.mixer].name);
         let prefix = format!("model.layers.{index}.");
-        for param in rest.iter().filter(|p| p.layer == Some(index)) {
+        for param in params {
             write_param(&mut out, param, "  ", &prefix);
         }
     }
-    for param in head.iter().filter(|p| !p.name.starts_with("model.") || p.name == "model.norm.weight") {
+    for param in after {
         write_param(&mut out, param, "", "");
     }
     let _ = writeln!(
