@@ -1,12 +1,14 @@
 //! Kernel generators: each emits MLIR for one op family; [`jit`] lowers MLIR to LLVM
 //! and runs it on the CPU.
 //!
-//! Built so far: [`scan`], the linear-attention family's forward token recurrence,
-//! generated from one description for every point of the family (update additive or
-//! delta; decay none, fixed per head, data-dependent per head, per key channel; GQA and
-//! GVA head grouping), checked against a plain reference in `tests/kernels.rs`.
+//! Built so far: [`scan`], the linear-attention family's token recurrence — forward, the
+//! forward that saves a state every `chunk` tokens, and the reverse scan that recomputes
+//! states from those checkpoints — generated from one description for every point of
+//! the family (update additive or delta; decay none, fixed per head, data-dependent per
+//! head, per key channel; GQA and GVA head grouping). `tests/kernels.rs` checks the
+//! forward against a plain f64 recurrence and every gradient against finite differences.
 //!
-//! To come (issue 4): its checkpointed reverse scan; the vector-state (HGRN) scan;
+//! To come (issue 4): the vector-state (HGRN) scan;
 //! causal softmax attention with RoPE (online softmax, optional window); norms,
 //! activations, short convolution, embedding, fused cross-entropy, AdamW and fused
 //! elementwise chains; the chunked and tensor-core schedules of the same description.

@@ -1,12 +1,17 @@
 //! Kernels against plain references, on random inputs of several shapes (T = 1, T not a
-//! multiple of anything, several heads, batch > 1). Tolerance: 2e-5 relative to the
-//! largest reference value (f32 kernel, f64 reference). NaN never passes.
+//! multiple of the checkpoint interval, several heads, batch > 1, grouped heads).
+//!
+//! Forward: f32 kernel against an f64 recurrence, relative error ≤ 2e-5 of the largest
+//! reference value. Backward: every gradient (q, k, v, log-decays, β, initial state)
+//! against central finite differences of the f64 recurrence (ε = 1e-5), relative error
+//! ≤ 2e-4 of the largest gradient. NaN never passes.
 
-use hyb_kernels::jit::{self, MemRef};
+use hyb_kernels::jit::{self, AsDescriptor, MemRef};
 use hyb_kernels::scan::{self, Decay, ScanSpec, ScanUpdate};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+#[derive(Clone, Copy)]
 struct Shape {
     batch: usize,
     time: usize,
@@ -15,111 +20,105 @@ struct Shape {
     dv: usize,
 }
 
-fn random(rng: &mut SmallRng, len: usize, low: f32, high: f32) -> Vec<f32> {
-    (0..len).map(|_| rng.random_range(low..high)).collect()
-}
-
-/// L2-normalises rows of length `width` (the delta rule's keys are unit vectors).
-fn normalise_rows(data: &mut [f32], width: usize) {
-    for row in data.chunks_mut(width) {
-        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
-        row.iter_mut().for_each(|x| *x /= norm);
+impl Shape {
+    fn key_heads(&self, spec: &ScanSpec) -> usize {
+        self.state_heads / spec.states_per_key as usize
+    }
+    fn query_heads(&self, spec: &ScanSpec) -> usize {
+        self.key_heads(spec) * spec.q_per_state as usize
+    }
+    fn out_heads(&self, spec: &ScanSpec) -> usize {
+        self.state_heads * spec.q_per_state as usize
     }
 }
 
-struct Inputs {
-    q: MemRef<4>,
-    k: MemRef<4>,
-    v: MemRef<4>,
-    g1: Option<MemRef<1>>,
-    g3: Option<MemRef<3>>,
-    g4: Option<MemRef<4>>,
-    beta: Option<MemRef<3>>,
-    state: MemRef<4>,
+/// One problem: every input as f64 values exactly representable in f32.
+#[derive(Clone)]
+struct Data {
+    q: Vec<f64>,
+    k: Vec<f64>,
+    v: Vec<f64>,
+    g: Vec<f64>,
+    beta: Vec<f64>,
+    s0: Vec<f64>,
 }
 
-fn inputs(spec: &ScanSpec, s: &Shape, seed: u64) -> Inputs {
+fn random(rng: &mut SmallRng, len: usize, low: f64, high: f64) -> Vec<f64> {
+    (0..len).map(|_| rng.random_range(low..high) as f32 as f64).collect()
+}
+
+fn problem(spec: &ScanSpec, s: Shape, seed: u64) -> Data {
     let mut rng = SmallRng::seed_from_u64(seed);
-    let key_heads = s.state_heads / spec.states_per_key as usize;
-    let query_heads = key_heads * spec.q_per_state as usize;
     let (b, t) = (s.batch, s.time);
-    let q = MemRef::new([b, t, query_heads, s.dk], random(&mut rng, b * t * query_heads * s.dk, -1.0, 1.0));
-    let mut k_data = random(&mut rng, b * t * key_heads * s.dk, -1.0, 1.0);
+    let q = random(&mut rng, b * t * s.query_heads(spec) * s.dk, -1.0, 1.0);
+    let mut k = random(&mut rng, b * t * s.key_heads(spec) * s.dk, -1.0, 1.0);
     if spec.update == ScanUpdate::Delta {
-        normalise_rows(&mut k_data, s.dk);
-    }
-    let k = MemRef::new([b, t, key_heads, s.dk], k_data);
-    let v = MemRef::new([b, t, s.state_heads, s.dv], random(&mut rng, b * t * s.state_heads * s.dv, -1.0, 1.0));
-    let (mut g1, mut g3, mut g4) = (None, None, None);
-    match spec.decay {
-        Decay::None => {}
-        Decay::PerHead => g1 = Some(MemRef::new([s.state_heads], random(&mut rng, s.state_heads, -0.5, -0.01))),
-        Decay::Scalar => {
-            g3 = Some(MemRef::new([b, t, s.state_heads], random(&mut rng, b * t * s.state_heads, -1.0, -0.01)))
-        }
-        Decay::Vector => {
-            g4 = Some(MemRef::new([b, t, key_heads, s.dk], random(&mut rng, b * t * key_heads * s.dk, -1.0, -0.01)))
+        // The delta rule's keys are unit vectors.
+        for row in k.chunks_mut(s.dk) {
+            let norm = row.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-6);
+            row.iter_mut().for_each(|x| *x = (*x / norm) as f32 as f64);
         }
     }
-    let beta = (spec.update == ScanUpdate::Delta)
-        .then(|| MemRef::new([b, t, s.state_heads], random(&mut rng, b * t * s.state_heads, 0.05, 0.95)));
-    let state =
-        MemRef::new([b, s.state_heads, s.dk, s.dv], random(&mut rng, b * s.state_heads * s.dk * s.dv, -0.5, 0.5));
-    Inputs { q, k, v, g1, g3, g4, beta, state }
+    let v = random(&mut rng, b * t * s.state_heads * s.dv, -1.0, 1.0);
+    let g = match spec.decay {
+        Decay::None => Vec::new(),
+        Decay::PerHead => random(&mut rng, s.state_heads, -0.5, -0.01),
+        Decay::Scalar => random(&mut rng, b * t * s.state_heads, -1.0, -0.01),
+        Decay::Vector => random(&mut rng, b * t * s.key_heads(spec) * s.dk, -1.0, -0.01),
+    };
+    let beta =
+        if spec.update == ScanUpdate::Delta { random(&mut rng, b * t * s.state_heads, 0.05, 0.95) } else { Vec::new() };
+    let s0 = random(&mut rng, b * s.state_heads * s.dk * s.dv, -0.5, 0.5);
+    Data { q, k, v, g, beta, s0 }
 }
 
-/// The token recurrence, written plainly in f64.
-fn reference(spec: &ScanSpec, s: &Shape, x: &Inputs) -> (Vec<f64>, Vec<f64>) {
+/// The token recurrence, written plainly in f64: (outputs, final states).
+fn reference(spec: &ScanSpec, s: Shape, x: &Data) -> (Vec<f64>, Vec<f64>) {
     let (spk, qps) = (spec.states_per_key as usize, spec.q_per_state as usize);
-    let out_heads = s.state_heads * qps;
-    let mut out = vec![0.0; s.batch * s.time * out_heads * s.dv];
-    let mut states: Vec<f64> = x.state.data.iter().map(|v| *v as f64).collect();
+    let (hq, hk_count, ho) = (s.query_heads(spec), s.key_heads(spec), s.out_heads(spec));
+    let mut out = vec![0.0; s.batch * s.time * ho * s.dv];
+    let mut states = x.s0.clone();
     for b in 0..s.batch {
         for h in 0..s.state_heads {
             let hk = h / spk;
-            let base = ((b * s.state_heads) + h) * s.dk * s.dv;
+            let base = (b * s.state_heads + h) * s.dk * s.dv;
             let st = &mut states[base..base + s.dk * s.dv];
             for t in 0..s.time {
                 let alpha = |i: usize| -> f64 {
                     match spec.decay {
                         Decay::None => 1.0,
-                        Decay::PerHead => (x.g1.as_ref().unwrap().at([h]) as f64).exp(),
-                        Decay::Scalar => (x.g3.as_ref().unwrap().at([b, t, h]) as f64).exp(),
-                        Decay::Vector => (x.g4.as_ref().unwrap().at([b, t, hk, i]) as f64).exp(),
+                        Decay::PerHead => x.g[h].exp(),
+                        Decay::Scalar => x.g[(b * s.time + t) * s.state_heads + h].exp(),
+                        Decay::Vector => x.g[((b * s.time + t) * hk_count + hk) * s.dk + i].exp(),
                     }
                 };
-                let k: Vec<f64> = (0..s.dk).map(|i| x.k.at([b, t, hk, i]) as f64).collect();
-                let v: Vec<f64> = (0..s.dv).map(|j| x.v.at([b, t, h, j]) as f64).collect();
+                let k: Vec<f64> = (0..s.dk).map(|i| x.k[((b * s.time + t) * hk_count + hk) * s.dk + i]).collect();
+                let v: Vec<f64> = (0..s.dv).map(|j| x.v[((b * s.time + t) * s.state_heads + h) * s.dv + j]).collect();
                 for i in 0..s.dk {
                     for j in 0..s.dv {
                         st[i * s.dv + j] *= alpha(i);
                     }
                 }
-                match spec.update {
-                    ScanUpdate::Additive => {
-                        for i in 0..s.dk {
-                            for j in 0..s.dv {
-                                st[i * s.dv + j] += k[i] * v[j];
-                            }
-                        }
-                    }
+                let write: Vec<f64> = match spec.update {
+                    ScanUpdate::Additive => v.clone(),
                     ScanUpdate::Delta => {
-                        let beta = x.beta.as_ref().unwrap().at([b, t, h]) as f64;
-                        let u: Vec<f64> = (0..s.dv)
+                        let beta = x.beta[(b * s.time + t) * s.state_heads + h];
+                        (0..s.dv)
                             .map(|j| beta * (v[j] - (0..s.dk).map(|i| st[i * s.dv + j] * k[i]).sum::<f64>()))
-                            .collect();
-                        for i in 0..s.dk {
-                            for j in 0..s.dv {
-                                st[i * s.dv + j] += k[i] * u[j];
-                            }
-                        }
+                            .collect()
+                    }
+                };
+                for i in 0..s.dk {
+                    for j in 0..s.dv {
+                        st[i * s.dv + j] += k[i] * write[j];
                     }
                 }
                 for r in 0..qps {
                     let (qh, oh) = (hk * qps + r, h * qps + r);
                     for j in 0..s.dv {
-                        let dot: f64 = (0..s.dk).map(|i| st[i * s.dv + j] * x.q.at([b, t, qh, i]) as f64).sum();
-                        out[((b * s.time + t) * out_heads + oh) * s.dv + j] = spec.scale * dot;
+                        let dot: f64 =
+                            (0..s.dk).map(|i| st[i * s.dv + j] * x.q[((b * s.time + t) * hq + qh) * s.dk + i]).sum();
+                        out[((b * s.time + t) * ho + oh) * s.dv + j] = spec.scale * dot;
                     }
                 }
             }
@@ -128,59 +127,205 @@ fn reference(spec: &ScanSpec, s: &Shape, x: &Inputs) -> (Vec<f64>, Vec<f64>) {
     (out, states)
 }
 
-fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+fn f32s(values: &[f64]) -> Vec<f32> {
+    values.iter().map(|v| *v as f32).collect()
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f64], tolerance: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let largest = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-3);
     for (index, (g, w)) in got.iter().zip(want).enumerate() {
         let error = (*g as f64 - w).abs() / largest;
-        assert!(error <= 2e-5, "{what}[{index}]: kernel {g}, reference {w} (relative error {error:e})");
+        assert!(error <= tolerance, "{what}[{index}]: kernel {g}, reference {w} (relative error {error:e})");
     }
 }
 
-fn run(spec: ScanSpec, shape: Shape, seed: u64) {
-    let mlir = scan::forward(&spec, "scan_fwd");
-    let compiled = jit::compile(&mlir).unwrap_or_else(|e| panic!("{e}\n{mlir}"));
-    let mut x = inputs(&spec, &shape, seed);
-    let (want_out, want_state) = reference(&spec, &shape, &x);
-    let out_heads = shape.state_heads * spec.q_per_state as usize;
-    let mut o = MemRef::zeros([shape.batch, shape.time, out_heads, shape.dv]);
-    {
-        let mut args: Vec<&mut dyn jit::AsDescriptor> = vec![&mut x.q, &mut x.k, &mut x.v];
-        if let Some(g) = x.g1.as_mut() {
+/// Memrefs of the inputs, in [`ScanSpec`]'s argument order.
+struct Buffers {
+    q: MemRef<4>,
+    k: MemRef<4>,
+    v: MemRef<4>,
+    g1: Option<MemRef<1>>,
+    g3: Option<MemRef<3>>,
+    g4: Option<MemRef<4>>,
+    beta: Option<MemRef<3>>,
+}
+
+impl Buffers {
+    fn new(spec: &ScanSpec, s: Shape, x: &Data) -> Buffers {
+        let (b, t) = (s.batch, s.time);
+        let (mut g1, mut g3, mut g4) = (None, None, None);
+        match spec.decay {
+            Decay::None => {}
+            Decay::PerHead => g1 = Some(MemRef::new([s.state_heads], f32s(&x.g))),
+            Decay::Scalar => g3 = Some(MemRef::new([b, t, s.state_heads], f32s(&x.g))),
+            Decay::Vector => g4 = Some(MemRef::new([b, t, s.key_heads(spec), s.dk], f32s(&x.g))),
+        }
+        Buffers {
+            q: MemRef::new([b, t, s.query_heads(spec), s.dk], f32s(&x.q)),
+            k: MemRef::new([b, t, s.key_heads(spec), s.dk], f32s(&x.k)),
+            v: MemRef::new([b, t, s.state_heads, s.dv], f32s(&x.v)),
+            g1,
+            g3,
+            g4,
+            beta: (spec.update == ScanUpdate::Delta).then(|| MemRef::new([b, t, s.state_heads], f32s(&x.beta))),
+        }
+    }
+
+    fn inputs(&mut self) -> Vec<&mut dyn AsDescriptor> {
+        let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut self.q, &mut self.k, &mut self.v];
+        if let Some(g) = self.g1.as_mut() {
             args.push(g);
         }
-        if let Some(g) = x.g3.as_mut() {
+        if let Some(g) = self.g3.as_mut() {
             args.push(g);
         }
-        if let Some(g) = x.g4.as_mut() {
+        if let Some(g) = self.g4.as_mut() {
             args.push(g);
         }
-        if let Some(beta) = x.beta.as_mut() {
+        if let Some(beta) = self.beta.as_mut() {
             args.push(beta);
         }
-        args.push(&mut o);
-        args.push(&mut x.state);
-        // SAFETY: every buffer matches the shapes the kernel reads (ScanSpec::arguments).
-        unsafe { compiled.call("scan_fwd", &mut args) }.expect("the kernel runs");
+        args
     }
-    let label =
-        format!("{spec:?} B={} T={} Hs={} dk={} dv={}", shape.batch, shape.time, shape.state_heads, shape.dk, shape.dv);
-    assert!(o.data.iter().chain(&x.state.data).all(|v| v.is_finite()), "{label}: non-finite output");
-    assert_close(&format!("{label} output"), &o.data, &want_out);
-    assert_close(&format!("{label} final state"), &x.state.data, &want_state);
+}
+
+fn label(spec: &ScanSpec, s: Shape) -> String {
+    format!("{spec:?} B={} T={} Hs={} dk={} dv={}", s.batch, s.time, s.state_heads, s.dk, s.dv)
+}
+
+fn check_forward(spec: ScanSpec, s: Shape, seed: u64) {
+    let mlir = scan::forward(&spec, "scan_fwd");
+    let compiled = jit::compile(&mlir).unwrap_or_else(|e| panic!("{e}\n{mlir}"));
+    let x = problem(&spec, s, seed);
+    let (want_out, want_state) = reference(&spec, s, &x);
+    let mut buffers = Buffers::new(&spec, s, &x);
+    let mut o = MemRef::zeros([s.batch, s.time, s.out_heads(&spec), s.dv]);
+    let mut state = MemRef::new([s.batch, s.state_heads, s.dk, s.dv], f32s(&x.s0));
+    let mut args = buffers.inputs();
+    args.push(&mut o);
+    args.push(&mut state);
+    // SAFETY: every buffer has the shape ScanSpec::arguments describes.
+    unsafe { compiled.call("scan_fwd", &mut args) }.expect("the kernel runs");
+    let label = label(&spec, s);
+    assert!(o.data.iter().chain(&state.data).all(|v| v.is_finite()), "{label}: non-finite output");
+    assert_close(&format!("{label} output"), &o.data, &want_out, 2e-5);
+    assert_close(&format!("{label} final state"), &state.data, &want_state, 2e-5);
+}
+
+/// Central finite differences of `loss` with respect to every element of `field`.
+fn finite_differences(x: &Data, field: fn(&mut Data) -> &mut Vec<f64>, loss: &dyn Fn(&Data) -> f64) -> Vec<f64> {
+    let epsilon = 1e-5;
+    let mut probe = x.clone();
+    let len = field(&mut probe).len();
+    (0..len)
+        .map(|index| {
+            let original = field(&mut probe)[index];
+            field(&mut probe)[index] = original + epsilon;
+            let up = loss(&probe);
+            field(&mut probe)[index] = original - epsilon;
+            let down = loss(&probe);
+            field(&mut probe)[index] = original;
+            (up - down) / (2.0 * epsilon)
+        })
+        .collect()
+}
+
+fn check_backward(spec: ScanSpec, s: Shape, chunk: u64, seed: u64) {
+    let label = format!("{} chunk={chunk}", label(&spec, s));
+    let forward = jit::compile(&scan::forward_train(&spec, "scan_fwd_train", chunk)).unwrap_or_else(|e| panic!("{e}"));
+    let mlir = scan::backward(&spec, "scan_bwd", chunk);
+    let backward = jit::compile(&mlir).unwrap_or_else(|e| panic!("{e}\n{mlir}"));
+    let x = problem(&spec, s, seed);
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
+    let out_weights = random(&mut rng, s.batch * s.time * s.out_heads(&spec) * s.dv, -1.0, 1.0);
+    let state_weights = random(&mut rng, s.batch * s.state_heads * s.dk * s.dv, -1.0, 1.0);
+    let loss = |d: &Data| -> f64 {
+        let (out, state) = reference(&spec, s, d);
+        out.iter().zip(&out_weights).map(|(a, b)| a * b).sum::<f64>()
+            + state.iter().zip(&state_weights).map(|(a, b)| a * b).sum::<f64>()
+    };
+
+    // Forward with checkpoints.
+    let chunks = s.time.div_ceil(chunk as usize);
+    let mut buffers = Buffers::new(&spec, s, &x);
+    let mut o = MemRef::zeros([s.batch, s.time, s.out_heads(&spec), s.dv]);
+    let mut state = MemRef::new([s.batch, s.state_heads, s.dk, s.dv], f32s(&x.s0));
+    let mut ckpt = MemRef::zeros([s.batch, s.state_heads, chunks, s.dk, s.dv]);
+    {
+        let mut args = buffers.inputs();
+        args.extend([&mut o as &mut dyn AsDescriptor, &mut state, &mut ckpt]);
+        // SAFETY: shapes as ScanSpec::train_arguments describes.
+        unsafe { forward.call("scan_fwd_train", &mut args) }.expect("the forward runs");
+    }
+    let (want_out, _) = reference(&spec, s, &x);
+    assert_close(&format!("{label} training forward"), &o.data, &want_out, 2e-5);
+
+    // Backward.
+    let mut dout = MemRef::new([s.batch, s.time, s.out_heads(&spec), s.dv], f32s(&out_weights));
+    let mut dstate = MemRef::new([s.batch, s.state_heads, s.dk, s.dv], f32s(&state_weights));
+    let mut dq = MemRef::zeros(buffers.q.shape);
+    let mut dk = MemRef::zeros(buffers.k.shape);
+    let mut dv = MemRef::zeros(buffers.v.shape);
+    let mut dg1 = buffers.g1.as_ref().map(|g| MemRef::zeros(g.shape));
+    let mut dg3 = buffers.g3.as_ref().map(|g| MemRef::zeros(g.shape));
+    let mut dg4 = buffers.g4.as_ref().map(|g| MemRef::zeros(g.shape));
+    let mut dbeta = buffers.beta.as_ref().map(|b| MemRef::zeros(b.shape));
+    {
+        let mut args = buffers.inputs();
+        args.extend([&mut ckpt as &mut dyn AsDescriptor, &mut dout, &mut dstate, &mut dq, &mut dk, &mut dv]);
+        if let Some(g) = dg1.as_mut() {
+            args.push(g);
+        }
+        if let Some(g) = dg3.as_mut() {
+            args.push(g);
+        }
+        if let Some(g) = dg4.as_mut() {
+            args.push(g);
+        }
+        if let Some(b) = dbeta.as_mut() {
+            args.push(b);
+        }
+        // SAFETY: shapes as ScanSpec::backward_arguments describes.
+        unsafe { backward.call("scan_bwd", &mut args) }.expect("the backward runs");
+    }
+    let tolerance = 2e-4;
+    let grads: [(&str, &[f32], fn(&mut Data) -> &mut Vec<f64>); 4] = [
+        ("dq", &dq.data, |d| &mut d.q),
+        ("dk", &dk.data, |d| &mut d.k),
+        ("dv", &dv.data, |d| &mut d.v),
+        ("d state0", &dstate.data, |d| &mut d.s0),
+    ];
+    for (name, got, field) in grads {
+        assert!(got.iter().all(|v| v.is_finite()), "{label} {name}: non-finite");
+        assert_close(&format!("{label} {name}"), got, &finite_differences(&x, field, &loss), tolerance);
+    }
+    let dg =
+        dg1.as_ref().map(|g| &g.data[..]).or(dg3.as_ref().map(|g| &g.data[..])).or(dg4.as_ref().map(|g| &g.data[..]));
+    if let Some(dg) = dg {
+        assert_close(&format!("{label} dg"), dg, &finite_differences(&x, |d| &mut d.g, &loss), tolerance);
+    }
+    if let Some(db) = dbeta.as_ref() {
+        assert_close(&format!("{label} dbeta"), &db.data, &finite_differences(&x, |d| &mut d.beta, &loss), tolerance);
+    }
 }
 
 const SHAPES: [(usize, usize, usize, usize, usize); 3] = [(1, 1, 1, 4, 4), (2, 37, 3, 8, 5), (3, 17, 2, 16, 32)];
+const UPDATES: [ScanUpdate; 2] = [ScanUpdate::Additive, ScanUpdate::Delta];
+const DECAYS: [Decay; 4] = [Decay::None, Decay::PerHead, Decay::Scalar, Decay::Vector];
+
+fn spec(update: ScanUpdate, decay: Decay, dk: usize) -> ScanSpec {
+    ScanSpec { update, decay, q_per_state: 1, states_per_key: 1, scale: (dk as f64).powf(-0.5) }
+}
 
 #[test]
 fn scan_forward_matches_the_recurrence_for_every_update_and_decay() {
     let mut seed = 0;
-    for update in [ScanUpdate::Additive, ScanUpdate::Delta] {
-        for decay in [Decay::None, Decay::PerHead, Decay::Scalar, Decay::Vector] {
+    for update in UPDATES {
+        for decay in DECAYS {
             for (batch, time, state_heads, dk, dv) in SHAPES {
-                let spec = ScanSpec { update, decay, q_per_state: 1, states_per_key: 1, scale: (dk as f64).powf(-0.5) };
                 seed += 1;
-                run(spec, Shape { batch, time, state_heads, dk, dv }, seed);
+                check_forward(spec(update, decay, dk), Shape { batch, time, state_heads, dk, dv }, seed);
             }
         }
     }
@@ -191,10 +336,35 @@ fn scan_forward_handles_grouped_heads() {
     // GQA: 2 query heads per state; GVA: 2 states (value heads) per key head.
     let gqa =
         ScanSpec { update: ScanUpdate::Additive, decay: Decay::Vector, q_per_state: 2, states_per_key: 1, scale: 0.5 };
-    run(gqa, Shape { batch: 2, time: 9, state_heads: 2, dk: 4, dv: 6 }, 101);
+    check_forward(gqa, Shape { batch: 2, time: 9, state_heads: 2, dk: 4, dv: 6 }, 101);
     let gva =
         ScanSpec { update: ScanUpdate::Delta, decay: Decay::Scalar, q_per_state: 1, states_per_key: 2, scale: 0.25 };
-    run(gva, Shape { batch: 2, time: 9, state_heads: 4, dk: 8, dv: 8 }, 102);
+    check_forward(gva, Shape { batch: 2, time: 9, state_heads: 4, dk: 8, dv: 8 }, 102);
+}
+
+#[test]
+fn scan_backward_matches_finite_differences() {
+    let mut seed = 1000;
+    // T = 1; T a multiple of the interval; T not a multiple; one chunk longer than T.
+    let cases = [(1, 1, 1, 3, 2, 1), (2, 6, 2, 3, 2, 3), (1, 7, 2, 4, 3, 3), (2, 5, 1, 3, 4, 8)];
+    for update in UPDATES {
+        for decay in DECAYS {
+            for (batch, time, state_heads, dk, dv, chunk) in cases {
+                seed += 1;
+                check_backward(spec(update, decay, dk), Shape { batch, time, state_heads, dk, dv }, chunk, seed);
+            }
+        }
+    }
+}
+
+#[test]
+fn scan_backward_handles_grouped_heads() {
+    let gqa =
+        ScanSpec { update: ScanUpdate::Delta, decay: Decay::Vector, q_per_state: 2, states_per_key: 1, scale: 0.5 };
+    check_backward(gqa, Shape { batch: 2, time: 5, state_heads: 2, dk: 3, dv: 2 }, 2, 201);
+    let gva =
+        ScanSpec { update: ScanUpdate::Additive, decay: Decay::Scalar, q_per_state: 1, states_per_key: 2, scale: 0.3 };
+    check_backward(gva, Shape { batch: 1, time: 6, state_heads: 4, dk: 3, dv: 3 }, 4, 202);
 }
 
 #[test]
