@@ -141,7 +141,8 @@ pub fn import_config(json: &str, source: &str) -> Result<String, ImportError> {
         out.push('\n');
     }
     out.push_str("}\n");
-    let text = crate::fmt::format_source(&out).map_err(|_| ImportError("internal: imported text does not parse".into()))?;
+    let text =
+        crate::fmt::format_source(&out).map_err(|_| ImportError("internal: imported text does not parse".into()))?;
     // What import writes must check: a config fla would refuse is refused here too.
     let compilation = crate::pipeline::check_text("imported.hyb", &text);
     if let Some(error) = compilation.checked.diagnostics.iter().find(|d| d.is_error()) {
@@ -208,7 +209,11 @@ impl<'a> Reader<'a> {
         match self.config.get_key_value(key) {
             Some((k, value)) => {
                 self.used.push(k.as_str());
-                if value == wanted { Ok(()) } else { Err(ImportError(format!("`{key}` = {value} is not supported: {why}"))) }
+                if value == wanted {
+                    Ok(())
+                } else {
+                    Err(ImportError(format!("`{key}` = {value} is not supported: {why}")))
+                }
             }
             None => Ok(()),
         }
@@ -249,7 +254,12 @@ fn linear_args(reader: &mut Reader, preset: &str) -> Result<Vec<String>, ImportE
             }
         },
         _ => {
-            for (key, name) in [("num_heads", "heads"), ("num_kv_heads", "kv_heads"), ("num_v_heads", "v_heads"), ("head_dim", "head_dim")] {
+            for (key, name) in [
+                ("num_heads", "heads"),
+                ("num_kv_heads", "kv_heads"),
+                ("num_v_heads", "v_heads"),
+                ("head_dim", "head_dim"),
+            ] {
                 if let Some(value) = reader.int(key)? {
                     args.push(format!("{name}: {value}"));
                 }
@@ -358,7 +368,8 @@ fn attention_layers(reader: &mut Reader, layers: u64) -> Result<Vec<AttentionGro
     };
     let mut indices = Vec::new();
     for entry in list {
-        let index = entry.as_u64().ok_or_else(|| ImportError(format!("`attn.layers` holds {entry}, not a layer index")))?;
+        let index =
+            entry.as_u64().ok_or_else(|| ImportError(format!("`attn.layers` holds {entry}, not a layer index")))?;
         if index >= layers {
             return Err(ImportError(format!("`attn.layers` names layer {index}, but the model has {layers} layers")));
         }

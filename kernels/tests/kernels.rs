@@ -213,8 +213,11 @@ fn check_forward(spec: ScanSpec, s: Shape, seed: u64) {
     assert_close(&format!("{label} final state"), &state.data, &want_state, 2e-5);
 }
 
+/// Picks one input of a [`Data`].
+type Field = fn(&mut Data) -> &mut Vec<f64>;
+
 /// Central finite differences of `loss` with respect to every element of `field`.
-fn finite_differences(x: &Data, field: fn(&mut Data) -> &mut Vec<f64>, loss: &dyn Fn(&Data) -> f64) -> Vec<f64> {
+fn finite_differences(x: &Data, field: Field, loss: &dyn Fn(&Data) -> f64) -> Vec<f64> {
     let epsilon = 1e-5;
     let mut probe = x.clone();
     let len = field(&mut probe).len();
@@ -290,7 +293,7 @@ fn check_backward(spec: ScanSpec, s: Shape, chunk: u64, seed: u64) {
         unsafe { backward.call("scan_bwd", &mut args) }.expect("the backward runs");
     }
     let tolerance = 2e-4;
-    let grads: [(&str, &[f32], fn(&mut Data) -> &mut Vec<f64>); 4] = [
+    let grads: [(&str, &[f32], Field); 4] = [
         ("dq", &dq.data, |d| &mut d.q),
         ("dk", &dk.data, |d| &mut d.k),
         ("dv", &dv.data, |d| &mut d.v),

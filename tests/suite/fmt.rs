@@ -84,7 +84,9 @@ fn fuzz_regressions_stay_fixed() {
             }
         } else {
             match hyb_compiler::import::import_config(&text, "regression.json") {
-                Ok(imported) => assert!(!check_text("imported.hyb", &imported).checked.has_errors(), "{name}: {imported}"),
+                Ok(imported) => {
+                    assert!(!check_text("imported.hyb", &imported).checked.has_errors(), "{name}: {imported}")
+                }
                 Err(error) => assert!(!error.0.contains("internal"), "{name}: {}", error.0),
             }
         }
