@@ -109,6 +109,18 @@ impl Emitter {
         self.close();
     }
 
+    /// `Σ over index in [0, bound) of a(index) · b(index)`, the factors emitted by
+    /// `factors`; returns the sum's name.
+    fn dot(&mut self, bound: &str, factors: impl FnOnce(&mut Emitter, &str) -> (String, String)) -> String {
+        let result = self.fresh();
+        let (index, acc) = self.open_sum(bound, &result);
+        let (a, b) = factors(self, &index);
+        let product = self.op(&format!("arith.mulf {a}, {b} : f32"));
+        let sum = self.op(&format!("arith.addf {acc}, {product} : f32"));
+        self.close_sum(&sum);
+        result
+    }
+
     fn close(&mut self) {
         self.depth -= 1;
         self.line("}");
@@ -258,13 +270,10 @@ fn emit_update(e: &mut Emitter, spec: &ScanSpec, at: &At, src: StateAt, dst: Sta
     if spec.update == ScanUpdate::Delta {
         let beta = e.op(&format!("memref.load %beta[{b}, {t}, {h}] : {T3}"));
         let j = e.open_for("%c0", "%DV");
-        let read = e.fresh();
-        let (i, acc) = e.open_sum("%DK", &read);
-        let s = e.op(&format!("memref.load {}", dst(&i, &j)));
-        let k = e.op(&format!("memref.load %k[{b}, {t}, {hk}, {i}] : {T4}"));
-        let sk = e.op(&format!("arith.mulf {s}, {k} : f32"));
-        let sum = e.op(&format!("arith.addf {acc}, {sk} : f32"));
-        e.close_sum(&sum);
+        let read = e.dot("%DK", |e, i| {
+            let s = e.op(&format!("memref.load {}", dst(i, &j)));
+            (s, e.op(&format!("memref.load %k[{b}, {t}, {hk}, {i}] : {T4}")))
+        });
         let v = e.op(&format!("memref.load %v[{b}, {t}, {h}, {j}] : {T4}"));
         let error = e.op(&format!("arith.subf {v}, {read} : f32"));
         let u = e.op(&format!("arith.mulf {beta}, {error} : f32"));
@@ -299,13 +308,10 @@ fn open_readers(e: &mut Emitter, at: &At) -> (String, String) {
 fn emit_readout(e: &mut Emitter, at: &At, state: StateAt) {
     let (qh, oh) = open_readers(e, at);
     let j = e.open_for("%c0", "%DV");
-    let dot = e.fresh();
-    let (i, acc) = e.open_sum("%DK", &dot);
-    let s = e.op(&format!("memref.load {}", state(&i, &j)));
-    let q = e.op(&format!("memref.load %q[{}, {}, {qh}, {i}] : {T4}", at.b, at.t));
-    let sq = e.op(&format!("arith.mulf {s}, {q} : f32"));
-    let sum = e.op(&format!("arith.addf {acc}, {sq} : f32"));
-    e.close_sum(&sum);
+    let dot = e.dot("%DK", |e, i| {
+        let s = e.op(&format!("memref.load {}", state(i, &j)));
+        (s, e.op(&format!("memref.load %q[{}, {}, {qh}, {i}] : {T4}", at.b, at.t)))
+    });
     let out = e.op(&format!("arith.mulf %scale, {dot} : f32"));
     e.line(&format!("memref.store {out}, %o[{}, {}, {oh}, {j}] : {T4}", at.b, at.t));
     e.close();
@@ -462,23 +468,17 @@ pub fn backward(spec: &ScanSpec, name: &str, chunk: u64) -> String {
             // e_j = v_j − (S'ᵀk)_j into %u; du_j = (dSᵀk)_j into %du.
             {
                 let j = e.open_for("%c0", "%DV");
-                let read = e.fresh();
-                let (i, acc) = e.open_sum("%DK", &read);
-                let sp = decayed(&mut e, &i, &j);
-                let k = e.op(&format!("memref.load %k[{b}, {t}, {hk}, {i}] : {T4}"));
-                let sk = e.op(&format!("arith.mulf {sp}, {k} : f32"));
-                let sum = e.op(&format!("arith.addf {acc}, {sk} : f32"));
-                e.close_sum(&sum);
+                let read = e.dot("%DK", |e, i| {
+                    let sp = decayed(e, i, &j);
+                    (sp, e.op(&format!("memref.load %k[{b}, {t}, {hk}, {i}] : {T4}")))
+                });
                 let v = e.op(&format!("memref.load %v[{b}, {t}, {h}, {j}] : {T4}"));
                 let err = e.op(&format!("arith.subf {v}, {read} : f32"));
                 e.line(&format!("memref.store {err}, %u[{j}] : memref<?xf32>"));
-                let du = e.fresh();
-                let (i, acc) = e.open_sum("%DK", &du);
-                let d = e.op(&format!("memref.load {}", ds(&i, &j)));
-                let k = e.op(&format!("memref.load %k[{b}, {t}, {hk}, {i}] : {T4}"));
-                let dk = e.op(&format!("arith.mulf {d}, {k} : f32"));
-                let sum = e.op(&format!("arith.addf {acc}, {dk} : f32"));
-                e.close_sum(&sum);
+                let du = e.dot("%DK", |e, i| {
+                    let d = e.op(&format!("memref.load {}", ds(i, &j)));
+                    (d, e.op(&format!("memref.load %k[{b}, {t}, {hk}, {i}] : {T4}")))
+                });
                 e.line(&format!("memref.store {du}, %du[{j}] : memref<?xf32>"));
                 // dβ += du_j e_j; dv_j += β du_j.
                 let de = e.op(&format!("arith.mulf {du}, {err} : f32"));
