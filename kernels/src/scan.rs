@@ -52,6 +52,10 @@ pub struct ScanSpec {
     pub q_per_state: u64,
     pub states_per_key: u64,
     pub scale: f64,
+    /// Whether the readout has a query (`o = scale · Sᵀq`) or reads the state itself
+    /// (`o = scale · Σ_i S_i,:`, q ≡ 1). A vector state of width D (HGRN) is D state
+    /// heads of 1 × 1 with no query and a per-head decay: this same kernel.
+    pub query: bool,
 }
 
 impl ScanSpec {
@@ -159,7 +163,8 @@ impl ScanSpec {
     }
 
     fn inputs(&self) -> Vec<(&'static str, usize)> {
-        let mut args = vec![("q", 4), ("k", 4), ("v", 4)];
+        let mut args = if self.query { vec![("q", 4)] } else { Vec::new() };
+        args.extend([("k", 4), ("v", 4)]);
         args.extend(self.decay_args());
         if self.update == ScanUpdate::Delta {
             args.push(("beta", 3));
@@ -178,7 +183,11 @@ impl ScanSpec {
     /// the gradients of q, k, v (and g, β when present).
     pub fn backward_arguments(&self) -> Vec<(&'static str, usize)> {
         let mut args = self.inputs();
-        args.extend([("ckpt", 5), ("dout", 4), ("dstate", 4), ("dq", 4), ("dk", 4), ("dv", 4)]);
+        args.extend([("ckpt", 5), ("dout", 4), ("dstate", 4)]);
+        if self.query {
+            args.push(("dq", 4));
+        }
+        args.extend([("dk", 4), ("dv", 4)]);
         if let Some((_, rank)) = self.decay_args() {
             args.push(("dg", rank));
         }
@@ -203,8 +212,9 @@ fn prologue(e: &mut Emitter, spec: &ScanSpec, name: &str, args: &[(&str, usize)]
     e.line(&format!("%scale = arith.constant 0x{:08X} : f32 // {}", (spec.scale as f32).to_bits(), spec.scale));
     e.line(&format!("%spk = arith.constant {} : index", spec.states_per_key));
     e.line(&format!("%qps = arith.constant {} : index", spec.q_per_state));
-    e.line(&format!("%B = memref.dim %q, %c0 : {T4}"));
-    e.line(&format!("%T = memref.dim %q, %c1 : {T4}"));
+    e.line("%one = arith.constant 1.0 : f32");
+    e.line(&format!("%B = memref.dim %k, %c0 : {T4}"));
+    e.line(&format!("%T = memref.dim %k, %c1 : {T4}"));
     e.line(&format!("%HS = memref.dim %{state_arg}, %c1 : {T4}"));
     e.line(&format!("%DK = memref.dim %{state_arg}, %c2 : {T4}"));
     e.line(&format!("%DV = memref.dim %{state_arg}, %c3 : {T4}"));
@@ -305,12 +315,17 @@ fn open_readers(e: &mut Emitter, at: &At) -> (String, String) {
     (qh, oh)
 }
 
-fn emit_readout(e: &mut Emitter, at: &At, state: StateAt) {
+/// `q[b, t, qh, i]`, or 1 when the readout has no query.
+fn query(e: &mut Emitter, spec: &ScanSpec, at: &At, qh: &str, i: &str) -> String {
+    if spec.query { e.op(&format!("memref.load %q[{}, {}, {qh}, {i}] : {T4}", at.b, at.t)) } else { "%one".to_string() }
+}
+
+fn emit_readout(e: &mut Emitter, spec: &ScanSpec, at: &At, state: StateAt) {
     let (qh, oh) = open_readers(e, at);
     let j = e.open_for("%c0", "%DV");
     let dot = e.dot("%DK", |e, i| {
         let s = e.op(&format!("memref.load {}", state(i, &j)));
-        (s, e.op(&format!("memref.load %q[{}, {}, {qh}, {i}] : {T4}", at.b, at.t)))
+        (s, query(e, spec, at, &qh, i))
     });
     let out = e.op(&format!("arith.mulf %scale, {dot} : f32"));
     e.line(&format!("memref.store {out}, %o[{}, {}, {oh}, {j}] : {T4}", at.b, at.t));
@@ -356,7 +371,7 @@ fn forward_impl(spec: &ScanSpec, name: &str, chunk: Option<u64>) -> String {
     let at = At { b: b.clone(), h: h.clone(), hk, t, scalar_alpha: scalar };
     let state = |i: &str, j: &str| format!("%state[{b}, {h}, {i}, {j}] : {T4}");
     emit_update(&mut e, spec, &at, &state, &state, true);
-    emit_readout(&mut e, &at, &state);
+    emit_readout(&mut e, spec, &at, &state);
     e.close(); // t
     e.close(); // h
     e.close(); // b
@@ -422,7 +437,7 @@ pub fn backward(spec: &ScanSpec, name: &str, chunk: u64) -> String {
     {
         let (qh, oh) = open_readers(&mut e, &at);
         let i = e.open_for("%c0", "%DK");
-        let q = e.op(&format!("memref.load %q[{b}, {t}, {qh}, {i}] : {T4}"));
+        let q = query(&mut e, spec, &at, &qh, &i);
         let dot = e.fresh();
         let (j, acc) = e.open_sum("%DV", &dot);
         let st = e.op(&format!("memref.load {}", now(&i, &j)));
@@ -433,8 +448,10 @@ pub fn backward(spec: &ScanSpec, name: &str, chunk: u64) -> String {
         accumulate(&mut e, &ds(&i, &j), &scaled);
         let sum = e.op(&format!("arith.addf {acc}, {sd} : f32"));
         e.close_sum(&sum);
-        let dq = e.op(&format!("arith.mulf %scale, {dot} : f32"));
-        accumulate(&mut e, &format!("%dq[{b}, {t}, {qh}, {i}] : {T4}"), &dq);
+        if spec.query {
+            let dq = e.op(&format!("arith.mulf %scale, {dot} : f32"));
+            accumulate(&mut e, &format!("%dq[{b}, {t}, {qh}, {i}] : {T4}"), &dq);
+        }
         e.close();
         e.close();
     }

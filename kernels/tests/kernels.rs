@@ -50,7 +50,7 @@ fn random(rng: &mut SmallRng, len: usize, low: f64, high: f64) -> Vec<f64> {
 fn problem(spec: &ScanSpec, s: Shape, seed: u64) -> Data {
     let mut rng = SmallRng::seed_from_u64(seed);
     let (b, t) = (s.batch, s.time);
-    let q = random(&mut rng, b * t * s.query_heads(spec) * s.dk, -1.0, 1.0);
+    let q = if spec.query { random(&mut rng, b * t * s.query_heads(spec) * s.dk, -1.0, 1.0) } else { Vec::new() };
     let mut k = random(&mut rng, b * t * s.key_heads(spec) * s.dk, -1.0, 1.0);
     if spec.update == ScanUpdate::Delta {
         // The delta rule's keys are unit vectors.
@@ -70,6 +70,11 @@ fn problem(spec: &ScanSpec, s: Shape, seed: u64) -> Data {
         if spec.update == ScanUpdate::Delta { random(&mut rng, b * t * s.state_heads, 0.05, 0.95) } else { Vec::new() };
     let s0 = random(&mut rng, b * s.state_heads * s.dk * s.dv, -0.5, 0.5);
     Data { q, k, v, g, beta, s0 }
+}
+
+/// `q[index]`, or 1 for a readout without a query.
+fn query(x: &Data, index: usize) -> f64 {
+    if x.q.is_empty() { 1.0 } else { x.q[index] }
 }
 
 /// The token recurrence, written plainly in f64: (outputs, final states).
@@ -116,8 +121,9 @@ fn reference(spec: &ScanSpec, s: Shape, x: &Data) -> (Vec<f64>, Vec<f64>) {
                 for r in 0..qps {
                     let (qh, oh) = (hk * qps + r, h * qps + r);
                     for j in 0..s.dv {
-                        let dot: f64 =
-                            (0..s.dk).map(|i| st[i * s.dv + j] * x.q[((b * s.time + t) * hq + qh) * s.dk + i]).sum();
+                        let dot: f64 = (0..s.dk)
+                            .map(|i| st[i * s.dv + j] * query(x, ((b * s.time + t) * hq + qh) * s.dk + i))
+                            .sum();
                         out[((b * s.time + t) * ho + oh) * s.dv + j] = spec.scale * dot;
                     }
                 }
@@ -142,7 +148,7 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], tolerance: f64) {
 
 /// Memrefs of the inputs, in [`ScanSpec`]'s argument order.
 struct Buffers {
-    q: MemRef<4>,
+    q: Option<MemRef<4>>,
     k: MemRef<4>,
     v: MemRef<4>,
     g1: Option<MemRef<1>>,
@@ -162,7 +168,7 @@ impl Buffers {
             Decay::Vector => g4 = Some(MemRef::new([b, t, s.key_heads(spec), s.dk], f32s(&x.g))),
         }
         Buffers {
-            q: MemRef::new([b, t, s.query_heads(spec), s.dk], f32s(&x.q)),
+            q: spec.query.then(|| MemRef::new([b, t, s.query_heads(spec), s.dk], f32s(&x.q))),
             k: MemRef::new([b, t, s.key_heads(spec), s.dk], f32s(&x.k)),
             v: MemRef::new([b, t, s.state_heads, s.dv], f32s(&x.v)),
             g1,
@@ -173,7 +179,11 @@ impl Buffers {
     }
 
     fn inputs(&mut self) -> Vec<&mut dyn AsDescriptor> {
-        let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut self.q, &mut self.k, &mut self.v];
+        let mut args: Vec<&mut dyn AsDescriptor> = Vec::new();
+        if let Some(q) = self.q.as_mut() {
+            args.push(q);
+        }
+        args.extend([&mut self.k as &mut dyn AsDescriptor, &mut self.v]);
         if let Some(g) = self.g1.as_mut() {
             args.push(g);
         }
@@ -267,7 +277,7 @@ fn check_backward(spec: ScanSpec, s: Shape, chunk: u64, seed: u64) {
     // Backward.
     let mut dout = MemRef::new([s.batch, s.time, s.out_heads(&spec), s.dv], f32s(&out_weights));
     let mut dstate = MemRef::new([s.batch, s.state_heads, s.dk, s.dv], f32s(&state_weights));
-    let mut dq = MemRef::zeros(buffers.q.shape);
+    let mut dq = buffers.q.as_ref().map(|q| MemRef::zeros(q.shape));
     let mut dk = MemRef::zeros(buffers.k.shape);
     let mut dv = MemRef::zeros(buffers.v.shape);
     let mut dg1 = buffers.g1.as_ref().map(|g| MemRef::zeros(g.shape));
@@ -276,7 +286,11 @@ fn check_backward(spec: ScanSpec, s: Shape, chunk: u64, seed: u64) {
     let mut dbeta = buffers.beta.as_ref().map(|b| MemRef::zeros(b.shape));
     {
         let mut args = buffers.inputs();
-        args.extend([&mut ckpt as &mut dyn AsDescriptor, &mut dout, &mut dstate, &mut dq, &mut dk, &mut dv]);
+        args.extend([&mut ckpt as &mut dyn AsDescriptor, &mut dout, &mut dstate]);
+        if let Some(dq) = dq.as_mut() {
+            args.push(dq);
+        }
+        args.extend([&mut dk as &mut dyn AsDescriptor, &mut dv]);
         if let Some(g) = dg1.as_mut() {
             args.push(g);
         }
@@ -293,12 +307,11 @@ fn check_backward(spec: ScanSpec, s: Shape, chunk: u64, seed: u64) {
         unsafe { backward.call("scan_bwd", &mut args) }.expect("the backward runs");
     }
     let tolerance = 2e-4;
-    let grads: [(&str, &[f32], Field); 4] = [
-        ("dq", &dq.data, |d| &mut d.q),
-        ("dk", &dk.data, |d| &mut d.k),
-        ("dv", &dv.data, |d| &mut d.v),
-        ("d state0", &dstate.data, |d| &mut d.s0),
-    ];
+    if let Some(dq) = dq.as_ref() {
+        assert_close(&format!("{label} dq"), &dq.data, &finite_differences(&x, |d| &mut d.q, &loss), tolerance);
+    }
+    let grads: [(&str, &[f32], Field); 3] =
+        [("dk", &dk.data, |d| &mut d.k), ("dv", &dv.data, |d| &mut d.v), ("d state0", &dstate.data, |d| &mut d.s0)];
     for (name, got, field) in grads {
         assert!(got.iter().all(|v| v.is_finite()), "{label} {name}: non-finite");
         assert_close(&format!("{label} {name}"), got, &finite_differences(&x, field, &loss), tolerance);
@@ -318,7 +331,7 @@ const UPDATES: [ScanUpdate; 2] = [ScanUpdate::Additive, ScanUpdate::Delta];
 const DECAYS: [Decay; 4] = [Decay::None, Decay::PerHead, Decay::Scalar, Decay::Vector];
 
 fn spec(update: ScanUpdate, decay: Decay, dk: usize) -> ScanSpec {
-    ScanSpec { update, decay, q_per_state: 1, states_per_key: 1, scale: (dk as f64).powf(-0.5) }
+    ScanSpec { update, decay, q_per_state: 1, states_per_key: 1, scale: (dk as f64).powf(-0.5), query: true }
 }
 
 #[test]
@@ -337,11 +350,23 @@ fn scan_forward_matches_the_recurrence_for_every_update_and_decay() {
 #[test]
 fn scan_forward_handles_grouped_heads() {
     // GQA: 2 query heads per state; GVA: 2 states (value heads) per key head.
-    let gqa =
-        ScanSpec { update: ScanUpdate::Additive, decay: Decay::Vector, q_per_state: 2, states_per_key: 1, scale: 0.5 };
+    let gqa = ScanSpec {
+        update: ScanUpdate::Additive,
+        decay: Decay::Vector,
+        q_per_state: 2,
+        states_per_key: 1,
+        scale: 0.5,
+        query: true,
+    };
     check_forward(gqa, Shape { batch: 2, time: 9, state_heads: 2, dk: 4, dv: 6 }, 101);
-    let gva =
-        ScanSpec { update: ScanUpdate::Delta, decay: Decay::Scalar, q_per_state: 1, states_per_key: 2, scale: 0.25 };
+    let gva = ScanSpec {
+        update: ScanUpdate::Delta,
+        decay: Decay::Scalar,
+        q_per_state: 1,
+        states_per_key: 2,
+        scale: 0.25,
+        query: true,
+    };
     check_forward(gva, Shape { batch: 2, time: 9, state_heads: 4, dk: 8, dv: 8 }, 102);
 }
 
@@ -362,19 +387,80 @@ fn scan_backward_matches_finite_differences() {
 
 #[test]
 fn scan_backward_handles_grouped_heads() {
-    let gqa =
-        ScanSpec { update: ScanUpdate::Delta, decay: Decay::Vector, q_per_state: 2, states_per_key: 1, scale: 0.5 };
+    let gqa = ScanSpec {
+        update: ScanUpdate::Delta,
+        decay: Decay::Vector,
+        q_per_state: 2,
+        states_per_key: 1,
+        scale: 0.5,
+        query: true,
+    };
     check_backward(gqa, Shape { batch: 2, time: 5, state_heads: 2, dk: 3, dv: 2 }, 2, 201);
-    let gva =
-        ScanSpec { update: ScanUpdate::Additive, decay: Decay::Scalar, q_per_state: 1, states_per_key: 2, scale: 0.3 };
+    let gva = ScanSpec {
+        update: ScanUpdate::Additive,
+        decay: Decay::Scalar,
+        q_per_state: 1,
+        states_per_key: 2,
+        scale: 0.3,
+        query: true,
+    };
     check_backward(gva, Shape { batch: 1, time: 6, state_heads: 4, dk: 3, dv: 3 }, 4, 202);
 }
 
 #[test]
 fn generated_mlir_is_stable_text() {
-    let spec =
-        ScanSpec { update: ScanUpdate::Delta, decay: Decay::Scalar, q_per_state: 1, states_per_key: 1, scale: 0.125 };
+    let spec = ScanSpec {
+        update: ScanUpdate::Delta,
+        decay: Decay::Scalar,
+        q_per_state: 1,
+        states_per_key: 1,
+        scale: 0.125,
+        query: true,
+    };
     let text = scan::forward(&spec, "gdn_scan_fwd");
     assert_eq!(text, scan::forward(&spec, "gdn_scan_fwd"));
     assert!(text.contains("func.func @gdn_scan_fwd(%q: memref<?x?x?x?xf32>, %k: memref<?x?x?x?xf32>, %v: memref<?x?x?x?xf32>, %g: memref<?x?x?xf32>, %beta: memref<?x?x?xf32>, %o: memref<?x?x?x?xf32>, %state: memref<?x?x?x?xf32>) attributes {llvm.emit_c_interface}"), "{text}");
+}
+
+/// A vector state (HGRN: `h_t = α_t ⊙ h_{t-1} + k_t ⊙ v_t`, `o_t = h_t`) is the same
+/// kernel with one 1 × 1 state per channel and no query; checked against that recurrence
+/// written directly, and its gradients against finite differences.
+#[test]
+fn vector_state_is_the_same_kernel() {
+    let spec = ScanSpec {
+        update: ScanUpdate::Additive,
+        decay: Decay::Scalar,
+        q_per_state: 1,
+        states_per_key: 1,
+        scale: 1.0,
+        query: false,
+    };
+    let (batch, time, width) = (2, 11, 6);
+    let shape = Shape { batch, time, state_heads: width, dk: 1, dv: 1 };
+    let x = problem(&spec, shape, 301);
+    let mut h = x.s0.clone();
+    let mut want = Vec::new();
+    for b in 0..batch {
+        for t in 0..time {
+            for c in 0..width {
+                let at = (b * time + t) * width + c;
+                let state = &mut h[b * width + c];
+                *state = x.g[at].exp() * *state + x.k[at] * x.v[at];
+                want.push((at, *state));
+            }
+        }
+    }
+    want.sort_by_key(|(at, _)| *at);
+    let compiled = jit::compile(&scan::forward(&spec, "hgrn_fwd")).expect("compiles");
+    let mut buffers = Buffers::new(&spec, shape, &x);
+    let mut o = MemRef::zeros([batch, time, width, 1]);
+    let mut state = MemRef::new([batch, width, 1, 1], f32s(&x.s0));
+    let mut args = buffers.inputs();
+    args.extend([&mut o as &mut dyn AsDescriptor, &mut state]);
+    // SAFETY: shapes as ScanSpec::arguments describes.
+    unsafe { compiled.call("hgrn_fwd", &mut args) }.expect("runs");
+    let want: Vec<f64> = want.into_iter().map(|(_, v)| v).collect();
+    assert_close("vector state output", &o.data, &want, 2e-5);
+    assert_close("vector state final", &state.data, &h, 2e-5);
+    check_backward(spec, shape, 4, 302);
 }
