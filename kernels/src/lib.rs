@@ -5,12 +5,13 @@
 //! forward that saves a state every `chunk` tokens, and the reverse scan that recomputes
 //! states from those checkpoints — generated from one description for every point of
 //! the family (update additive or delta; decay none, fixed per head, data-dependent per
-//! head, per key channel; GQA and GVA head grouping; readout with or without a query —
-//! a vector state such as HGRN's is one 1 × 1 state per channel read without a query). `tests/kernels.rs` checks the
-//! forward against a plain f64 recurrence and every gradient against finite differences.
+//! head, per key channel; GQA and GVA head grouping; readout with or without a query,
+//! so a vector state such as HGRN's is one 1 × 1 state per channel read without a
+//! query). `tests/kernels.rs` checks the forward against a plain f64 recurrence and
+//! every gradient against finite differences.
 //!
-//! To come (issue 4):
-//! causal softmax attention with RoPE (online softmax, optional window); norms,
+//! To come (issue 4): causal softmax attention with RoPE (online softmax, optional
+//! window); norms,
 //! activations, short convolution, embedding, fused cross-entropy, AdamW and fused
 //! elementwise chains; the chunked and tensor-core schedules of the same description.
 //!
