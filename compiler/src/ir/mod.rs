@@ -135,8 +135,12 @@ impl Preset {
     }
 }
 
-/// The generic linear-attention mixer. Per head, with state `S` (matrix `d_k × d_v`,
-/// or a vector of width `d_k` when `state` is [`StateKind::Vector`]):
+/// The generic linear-attention mixer. Features: `q = qk_act(conv_act(conv(W_q x)))`,
+/// likewise k, and `v = v_act(conv_act(conv(W_v x)))` (without a convolution, just the
+/// activation of the projection), so each activation is applied once: GDN's and
+/// DeltaNet's SiLU is `qk_act`/`v_act` with an identity `conv_act`; GLA's convolution
+/// carries its own SiLU before the feature map. Per head, with state `S` (matrix
+/// `d_k × d_v`, or a vector of width `d_k` when `state` is [`StateKind::Vector`]):
 ///
 /// `S_t = α_t ⊙ S_{t-1} + k_t v_tᵀ` (additive) or
 /// `S_t = α_t S_{t-1} + β_t k_t (v_t − (α_t S_{t-1})ᵀ k_t)ᵀ` (delta), and

@@ -132,7 +132,7 @@ pub fn preset(mcx: MixerCx, preset: Preset, span: Span, args: &[Arg]) -> Option<
             };
             LinearMixer {
                 update: Update::Delta { beta, negative_eigenvalues },
-                conv: short_conv(mcx.cx, &args, Some(4))?.map(|size| Conv { size, bias: false, act: Act::Silu }),
+                conv: short_conv(mcx.cx, &args, Some(4))?.map(|size| Conv { size, bias: false, act: Act::Identity }),
                 qk_act: match args.get("qk_act") {
                     Some(expr) => act(mcx.cx, expr, "qk_act")?,
                     None => Act::Silu,
@@ -153,7 +153,7 @@ pub fn preset(mcx: MixerCx, preset: Preset, span: Span, args: &[Arg]) -> Option<
             LinearMixer {
                 update: Update::Delta { beta: Beta::Sigmoid, negative_eigenvalues },
                 gate: Gate::Scalar(GateParam::Mamba),
-                conv: short_conv(mcx.cx, &args, Some(4))?.map(|size| Conv { size, bias: false, act: Act::Silu }),
+                conv: short_conv(mcx.cx, &args, Some(4))?.map(|size| Conv { size, bias: false, act: Act::Identity }),
                 qk_act: Act::Silu,
                 v_act: Act::Silu,
                 qk_norm: QkNorm::L2,
