@@ -20,5 +20,6 @@
 //! **Architecture Invariant:** this crate knows nothing of `.hyb` or the model IR; the
 //! compiler's lowering maps a `LinearMixer` to a [`scan::ScanSpec`].
 
+pub mod emit;
 pub mod jit;
 pub mod scan;

@@ -24,7 +24,7 @@
 //! shared under GQA/GVA receive from several states; the state gradient buffer holds
 //! `∂L/∂S_T` on entry and `∂L/∂S_0` on exit.
 
-use std::fmt::Write;
+use crate::emit::{Emitter, T3, T4, T5, accumulate, f32_constant, ty};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScanUpdate {
@@ -67,77 +67,6 @@ impl ScanSpec {
         args
     }
 }
-
-/// Writes MLIR with fresh SSA names and indentation.
-struct Emitter {
-    text: String,
-    depth: usize,
-    next: usize,
-}
-
-impl Emitter {
-    fn fresh(&mut self) -> String {
-        self.next += 1;
-        format!("%v{}", self.next)
-    }
-
-    fn line(&mut self, line: &str) {
-        let _ = writeln!(self.text, "{}{line}", "  ".repeat(self.depth));
-    }
-
-    /// `%x = op ...` with a fresh name; returns the name.
-    fn op(&mut self, rhs: &str) -> String {
-        let name = self.fresh();
-        self.line(&format!("{name} = {rhs}"));
-        name
-    }
-
-    fn open_for(&mut self, from: &str, to: &str) -> String {
-        let index = self.fresh();
-        self.line(&format!("scf.for {index} = {from} to {to} step %c1 {{"));
-        self.depth += 1;
-        index
-    }
-
-    /// A reduction loop: returns (induction variable, accumulator).
-    fn open_sum(&mut self, to: &str, result: &str) -> (String, String) {
-        let index = self.fresh();
-        let acc = self.fresh();
-        self.line(&format!("{result} = scf.for {index} = %c0 to {to} step %c1 iter_args({acc} = %zero) -> (f32) {{"));
-        self.depth += 1;
-        (index, acc)
-    }
-
-    fn close_sum(&mut self, value: &str) {
-        self.line(&format!("scf.yield {value} : f32"));
-        self.close();
-    }
-
-    /// `Σ over index in [0, bound) of a(index) · b(index)`, the factors emitted by
-    /// `factors`; returns the sum's name.
-    fn dot(&mut self, bound: &str, factors: impl FnOnce(&mut Emitter, &str) -> (String, String)) -> String {
-        let result = self.fresh();
-        let (index, acc) = self.open_sum(bound, &result);
-        let (a, b) = factors(self, &index);
-        let product = self.op(&format!("arith.mulf {a}, {b} : f32"));
-        let sum = self.op(&format!("arith.addf {acc}, {product} : f32"));
-        self.close_sum(&sum);
-        result
-    }
-
-    fn close(&mut self) {
-        self.depth -= 1;
-        self.line("}");
-    }
-}
-
-fn ty(rank: usize) -> String {
-    format!("memref<{}f32>", "?x".repeat(rank))
-}
-
-const T3: &str = "memref<?x?x?xf32>";
-const T4: &str = "memref<?x?x?x?xf32>";
-const T5: &str = "memref<?x?x?x?x?xf32>";
 
 /// Index names of the loop nest around one token.
 struct At {
@@ -209,7 +138,7 @@ fn prologue(e: &mut Emitter, spec: &ScanSpec, name: &str, args: &[(&str, usize)]
     }
     e.line("%zero = arith.constant 0.0 : f32");
     // f32 constants are written as their bit pattern: exact, and valid MLIR.
-    e.line(&format!("%scale = arith.constant 0x{:08X} : f32 // {}", (spec.scale as f32).to_bits(), spec.scale));
+    e.line(&format!("%scale = {}", f32_constant(spec.scale)));
     e.line(&format!("%spk = arith.constant {} : index", spec.states_per_key));
     e.line(&format!("%qps = arith.constant {} : index", spec.q_per_state));
     e.line("%one = arith.constant 1.0 : f32");
@@ -344,7 +273,7 @@ pub fn forward_train(spec: &ScanSpec, name: &str, chunk: u64) -> String {
 }
 
 fn forward_impl(spec: &ScanSpec, name: &str, chunk: Option<u64>) -> String {
-    let mut e = Emitter { text: String::new(), depth: 0, next: 0 };
+    let mut e = Emitter::default();
     let args = if chunk.is_some() { spec.train_arguments() } else { spec.arguments() };
     prologue(&mut e, spec, name, &args, "state");
     if let Some(chunk) = chunk {
@@ -379,17 +308,10 @@ fn forward_impl(spec: &ScanSpec, name: &str, chunk: Option<u64>) -> String {
     e.text
 }
 
-/// `%target[...] += value`.
-fn accumulate(e: &mut Emitter, target: &str, value: &str) {
-    let old = e.op(&format!("memref.load {target}"));
-    let new = e.op(&format!("arith.addf {old}, {value} : f32"));
-    e.line(&format!("memref.store {new}, {target}"));
-}
-
 /// The reverse scan: gradients of q, k, v, the log-decays and β, and of the initial
 /// state, from the output gradient and the final-state gradient.
 pub fn backward(spec: &ScanSpec, name: &str, chunk: u64) -> String {
-    let mut e = Emitter { text: String::new(), depth: 0, next: 0 };
+    let mut e = Emitter::default();
     prologue(&mut e, spec, name, &spec.backward_arguments(), "dstate");
     e.line(&format!("%chunk = arith.constant {} : index", chunk.max(1)));
     e.line("%chunk1 = arith.addi %chunk, %c1 : index");

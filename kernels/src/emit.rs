@@ -1,0 +1,88 @@
+//! Writing MLIR text: fresh SSA names, indentation, loops and reductions — the few
+//! shapes every kernel generator is made of.
+
+use std::fmt::Write;
+
+/// Writes MLIR with fresh SSA names and indentation.
+#[derive(Default)]
+pub struct Emitter {
+    pub text: String,
+    pub depth: usize,
+    next: usize,
+}
+
+impl Emitter {
+    pub fn fresh(&mut self) -> String {
+        self.next += 1;
+        format!("%v{}", self.next)
+    }
+
+    pub fn line(&mut self, line: &str) {
+        let _ = writeln!(self.text, "{}{line}", "  ".repeat(self.depth));
+    }
+
+    /// `%x = op ...` with a fresh name; returns the name.
+    pub fn op(&mut self, rhs: &str) -> String {
+        let name = self.fresh();
+        self.line(&format!("{name} = {rhs}"));
+        name
+    }
+
+    pub fn open_for(&mut self, from: &str, to: &str) -> String {
+        let index = self.fresh();
+        self.line(&format!("scf.for {index} = {from} to {to} step %c1 {{"));
+        self.depth += 1;
+        index
+    }
+
+    /// A reduction loop: returns (induction variable, accumulator).
+    pub fn open_sum(&mut self, to: &str, result: &str) -> (String, String) {
+        let index = self.fresh();
+        let acc = self.fresh();
+        self.line(&format!("{result} = scf.for {index} = %c0 to {to} step %c1 iter_args({acc} = %zero) -> (f32) {{"));
+        self.depth += 1;
+        (index, acc)
+    }
+
+    pub fn close_sum(&mut self, value: &str) {
+        self.line(&format!("scf.yield {value} : f32"));
+        self.close();
+    }
+
+    /// `Σ over index in [0, bound) of a(index) · b(index)`, the factors emitted by
+    /// `factors`; returns the sum's name.
+    pub fn dot(&mut self, bound: &str, factors: impl FnOnce(&mut Emitter, &str) -> (String, String)) -> String {
+        let result = self.fresh();
+        let (index, acc) = self.open_sum(bound, &result);
+        let (a, b) = factors(self, &index);
+        let product = self.op(&format!("arith.mulf {a}, {b} : f32"));
+        let sum = self.op(&format!("arith.addf {acc}, {product} : f32"));
+        self.close_sum(&sum);
+        result
+    }
+
+    pub fn close(&mut self) {
+        self.depth -= 1;
+        self.line("}");
+    }
+}
+
+pub fn ty(rank: usize) -> String {
+    format!("memref<{}f32>", "?x".repeat(rank))
+}
+
+pub const T3: &str = "memref<?x?x?xf32>";
+pub const T4: &str = "memref<?x?x?x?xf32>";
+pub const T5: &str = "memref<?x?x?x?x?xf32>";
+
+/// `%target[...] += value`.
+pub fn accumulate(e: &mut Emitter, target: &str, value: &str) {
+    let old = e.op(&format!("memref.load {target}"));
+    let new = e.op(&format!("arith.addf {old}, {value} : f32"));
+    e.line(&format!("memref.store {new}, {target}"));
+}
+
+/// An f32 constant written as its bit pattern: exact, and valid MLIR.
+pub fn f32_constant(value: f64) -> String {
+    format!("arith.constant 0x{:08X} : f32 // {value}", (value as f32).to_bits())
+}
