@@ -10,8 +10,12 @@
 //! query). `tests/kernels.rs` checks the forward against a plain f64 recurrence and
 //! every gradient against finite differences.
 //!
-//! To come (issue 4): causal softmax attention with RoPE (online softmax, optional
-//! window); norms,
+//! [`attention`]: causal softmax attention, forward with an online softmax (no `T × T`
+//! matrix) and the backward from the saved log-sum-exp; sliding window; grouped kv
+//! heads; and RoPE (rotate-half) whose inverse is its backward. Checked against f64
+//! references and finite differences in `tests/kernels/`.
+//!
+//! To come (issue 4): tiling of both for the cache; norms,
 //! activations, short convolution, embedding, fused cross-entropy, AdamW and fused
 //! elementwise chains; the chunked and tensor-core schedules of the same description.
 //!
@@ -20,6 +24,7 @@
 //! **Architecture Invariant:** this crate knows nothing of `.hyb` or the model IR; the
 //! compiler's lowering maps a `LinearMixer` to a [`scan::ScanSpec`].
 
+pub mod attention;
 pub mod emit;
 pub mod jit;
 pub mod scan;

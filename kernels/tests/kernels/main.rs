@@ -6,6 +6,8 @@
 //! against central finite differences of the f64 recurrence (ε = 1e-5), relative error
 //! ≤ 2e-4 of the largest gradient. NaN never passes.
 
+mod attention;
+
 use hyb_kernels::jit::{self, AsDescriptor, MemRef};
 use hyb_kernels::scan::{self, Decay, ScanSpec, ScanUpdate};
 use rand::rngs::SmallRng;
