@@ -5,6 +5,7 @@
 //! 2. [`sema`]: imports, names, presets, schedules, checks → [`ir::Model`];
 //! 3. [`ir`]: the model IR, its parameters and its stable text form;
 //! 4. [`report`], [`export`]: the cost report and fla / HF / Megatron formats;
+//!    [`graph`]: the forward pass of a training step as tensor ops (`--emit graph`);
 //! 5. [`import`]: fla / HF `config.json` back to `.hyb`; [`fmt`]: canonical text.
 //!
 //! **Architecture Invariant:** nothing here links MLIR, LLVM or CUDA; the front end
@@ -13,6 +14,7 @@
 pub mod arena;
 pub mod export;
 pub mod fmt;
+pub mod graph;
 pub mod import;
 pub mod ir;
 pub mod pipeline;

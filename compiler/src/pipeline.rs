@@ -1,7 +1,7 @@
 //! The stages in order, and the entry points the command line and tests call.
 //!
-//! parse (hyb_grammar) → sema → model IR → {ir text, cost report, fla config,
-//! HF layer types, Megatron pattern}. Each `--emit` stops after its stage.
+//! parse (hyb_grammar) → sema → model IR → {ir text, graph IR, cost report, fla
+//! config, HF layer types, Megatron pattern}. Each `--emit` stops after its stage.
 
 use std::path::Path;
 
@@ -17,6 +17,7 @@ use crate::source::SourceMap;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Emit {
     Ir,
+    Graph,
     Report,
     FlaConfig,
     HfLayerTypes,
@@ -39,6 +40,7 @@ pub fn emit(model: &Model, stage: Emit, options: EmitOptions) -> Result<String, 
     Ok(match stage {
         Emit::Ir if options.json => crate::ir::print::print_model_json(model),
         Emit::Ir => crate::ir::print::print_model(model),
+        Emit::Graph => crate::graph::print::print_graph(&crate::graph::build::build(model)),
         Emit::Report => {
             let context = options.context.or(model.train.as_ref().map(|t| t.seq_len)).unwrap_or(4096);
             let report = crate::report::report(model, context);

@@ -73,6 +73,8 @@ enum Command {
 enum EmitArg {
     /// The model IR: mixers as their generic description, every parameter.
     Ir,
+    /// The graph IR: the forward pass of a training step as tensor ops.
+    Graph,
     /// Layers, parameters, FLOPs, state and KV-cache bytes.
     Report,
     /// fla's config.json.
@@ -161,6 +163,7 @@ fn compile(
     let model = compilation.model().expect("no errors means a model");
     let stage = match emit {
         EmitArg::Ir => Emit::Ir,
+        EmitArg::Graph => Emit::Graph,
         EmitArg::Report => Emit::Report,
         EmitArg::FlaConfig => Emit::FlaConfig,
         EmitArg::HfLayerTypes => Emit::HfLayerTypes,

@@ -95,3 +95,42 @@ fn ir_text_round_trips() {
         assert_eq!(ir::verify::verify(&parsed), Ok(()), "{}", relative(&file));
     }
 }
+
+/// Every example builds a forward graph that verifies (types re-inferred, every
+/// parameter read, a scalar loss); the tiny CPU models' graphs are snapshots.
+#[test]
+fn every_example_builds_a_verified_graph() {
+    let base = root().join("examples");
+    for file in example_files() {
+        let compilation = compile(&file);
+        let model = compilation.model().expect("checks");
+        let graph = hyb_compiler::graph::build::build(model);
+        if let Err(errors) = hyb_compiler::graph::verify::verify(&graph, model) {
+            panic!("{}: {errors:#?}", relative(&file));
+        }
+        if file.starts_with(base.join("tiny")) {
+            let text = hyb_compiler::graph::print::print_graph(&graph);
+            settings().bind(|| insta::assert_snapshot!(format!("graph__{}", snapshot_name(&file, &base)), text));
+        }
+    }
+}
+
+#[test]
+fn the_graph_verifier_catches_a_wrong_type() {
+    let compilation = compile(&root().join("examples/tiny/gla_2to1.hyb"));
+    let model = compilation.model().expect("checks");
+    let mut graph = hyb_compiler::graph::build::build(model);
+    let (handle, _) =
+        graph.nodes.iter().find(|(_, n)| matches!(n.op, hyb_compiler::graph::Op::MatMul)).expect("a matmul");
+    let mut broken = hyb_compiler::graph::Graph::default();
+    for (h, node) in graph.nodes.iter() {
+        let mut node = node.clone();
+        if h == handle {
+            node.ty = hyb_compiler::graph::btn(7);
+        }
+        broken.nodes.alloc(node);
+    }
+    broken.loss = graph.loss.take();
+    let errors = hyb_compiler::graph::verify::verify(&broken, model).expect_err("broken");
+    assert!(errors.iter().any(|e| e.contains("its op gives")), "{errors:?}");
+}

@@ -197,7 +197,7 @@ fn linear_params(linear: &LinearMixer, prefix: &str, d: u64, std: f64, out: &mut
     }
 }
 
-fn output_norm_name(linear: &LinearMixer) -> &'static str {
+pub fn output_norm_name(linear: &LinearMixer) -> &'static str {
     if matches!(linear.update, Update::Delta { .. }) {
         "o_norm"
     } else if linear.tie_key_to_gate || linear.state == StateKind::Vector || linear.output_gate.is_none() {
