@@ -75,6 +75,10 @@ enum EmitArg {
     Ir,
     /// The graph IR: the forward pass of a training step as tensor ops.
     Graph,
+    /// The generated MLIR of the model's kernels (recurrences, attention, RoPE).
+    Mlir,
+    /// The MLIR pass pipelines that lower the kernels.
+    Passes,
     /// Layers, parameters, FLOPs, state and KV-cache bytes.
     Report,
     /// fla's config.json.
@@ -164,6 +168,8 @@ fn compile(
     let stage = match emit {
         EmitArg::Ir => Emit::Ir,
         EmitArg::Graph => Emit::Graph,
+        EmitArg::Mlir => return write_output(output, &hyb_lower::emit_mlir(&hyb_compiler::graph::build::build(model))),
+        EmitArg::Passes => return write_output(output, &hyb_lower::passes()),
         EmitArg::Report => Emit::Report,
         EmitArg::FlaConfig => Emit::FlaConfig,
         EmitArg::HfLayerTypes => Emit::HfLayerTypes,

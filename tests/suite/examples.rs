@@ -134,3 +134,26 @@ fn the_graph_verifier_catches_a_wrong_type() {
     let errors = hyb_compiler::graph::verify::verify(&broken, model).expect_err("broken");
     assert!(errors.iter().any(|e| e.contains("its op gives")), "{errors:?}");
 }
+
+/// Every kernel of every example lowers through the CPU pipeline and JIT-compiles
+/// (each distinct kernel once); the tiny GDN hybrid's MLIR is a snapshot.
+#[test]
+fn every_examples_kernels_compile() {
+    let mut seen = std::collections::HashSet::new();
+    for file in example_files() {
+        let compilation = compile(&file);
+        let graph = hyb_compiler::graph::build::build(compilation.model().expect("checks"));
+        for kernel in hyb_lower::kernels(&graph) {
+            let body = kernel.mlir.replace(&kernel.name, "k");
+            if seen.insert(body) {
+                if let Err(error) = hyb_kernels::jit::compile(&kernel.mlir) {
+                    panic!("{}: kernel {}: {error}", relative(&file), kernel.name);
+                }
+            }
+        }
+    }
+    assert!(seen.len() >= 10, "only {} distinct kernels", seen.len());
+    let compilation = compile(&root().join("examples/tiny/gdn_2to1.hyb"));
+    let graph = hyb_compiler::graph::build::build(compilation.model().expect("checks"));
+    settings().bind(|| insta::assert_snapshot!("mlir__tiny__gdn_2to1", hyb_lower::emit_mlir(&graph)));
+}
