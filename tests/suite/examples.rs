@@ -145,10 +145,10 @@ fn every_examples_kernels_compile() {
         let graph = hyb_compiler::graph::build::build(compilation.model().expect("checks"));
         for kernel in hyb_lower::kernels(&graph) {
             let body = kernel.mlir.replace(&kernel.name, "k");
-            if seen.insert(body) {
-                if let Err(error) = hyb_kernels::jit::compile(&kernel.mlir) {
-                    panic!("{}: kernel {}: {error}", relative(&file), kernel.name);
-                }
+            if seen.insert(body)
+                && let Err(error) = hyb_kernels::jit::compile(&kernel.mlir)
+            {
+                panic!("{}: kernel {}: {error}", relative(&file), kernel.name);
             }
         }
     }
