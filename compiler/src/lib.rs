@@ -6,6 +6,7 @@
 //! 3. [`ir`]: the model IR, its parameters and its stable text form;
 //! 4. [`report`], [`export`]: the cost report and fla / HF / Megatron formats;
 //!    [`graph`]: the forward pass of a training step as tensor ops (`--emit graph`);
+//!    [`grad`]: its backward by IR-level autodiff, and the optimizer step (`--emit grad`);
 //! 5. [`import`]: fla / HF `config.json` back to `.hyb`; [`fmt`]: canonical text.
 //!
 //! **Architecture Invariant:** nothing here links MLIR, LLVM or CUDA; the front end
@@ -14,6 +15,7 @@
 pub mod arena;
 pub mod export;
 pub mod fmt;
+pub mod grad;
 pub mod graph;
 pub mod import;
 pub mod ir;

@@ -18,6 +18,7 @@ use crate::source::SourceMap;
 pub enum Emit {
     Ir,
     Graph,
+    Grad,
     Report,
     FlaConfig,
     HfLayerTypes,
@@ -41,6 +42,7 @@ pub fn emit(model: &Model, stage: Emit, options: EmitOptions) -> Result<String, 
         Emit::Ir if options.json => crate::ir::print::print_model_json(model),
         Emit::Ir => crate::ir::print::print_model(model),
         Emit::Graph => crate::graph::print::print_graph(&crate::graph::build::build(model)),
+        Emit::Grad => crate::grad::print(&crate::grad::differentiate(model, crate::graph::build::build(model))),
         Emit::Report => {
             let context = options.context.or(model.train.as_ref().map(|t| t.seq_len)).unwrap_or(4096);
             let report = crate::report::report(model, context);

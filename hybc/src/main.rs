@@ -75,6 +75,8 @@ enum EmitArg {
     Ir,
     /// The graph IR: the forward pass of a training step as tensor ops.
     Graph,
+    /// The backward pass (IR-level autodiff) and the optimizer step.
+    Grad,
     /// The generated MLIR of the model's kernels (recurrences, attention, RoPE).
     Mlir,
     /// The MLIR pass pipelines that lower the kernels.
@@ -168,6 +170,7 @@ fn compile(
     let stage = match emit {
         EmitArg::Ir => Emit::Ir,
         EmitArg::Graph => Emit::Graph,
+        EmitArg::Grad => Emit::Grad,
         EmitArg::Mlir => return write_output(output, &hyb_lower::emit_mlir(&hyb_compiler::graph::build::build(model))),
         EmitArg::Passes => return write_output(output, &hyb_lower::passes()),
         EmitArg::Report => Emit::Report,
