@@ -7,6 +7,7 @@
 //! 4. [`report`], [`export`]: the cost report and fla / HF / Megatron formats;
 //!    [`graph`]: the forward pass of a training step as tensor ops (`--emit graph`);
 //!    [`grad`]: its backward by IR-level autodiff, and the optimizer step (`--emit grad`);
+//!    [`plan`]: every intermediate in one arena by liveness (`--emit plan`);
 //! 5. [`import`]: fla / HF `config.json` back to `.hyb`; [`fmt`]: canonical text.
 //!
 //! **Architecture Invariant:** nothing here links MLIR, LLVM or CUDA; the front end
@@ -20,6 +21,7 @@ pub mod graph;
 pub mod import;
 pub mod ir;
 pub mod pipeline;
+pub mod plan;
 pub mod report;
 pub mod sema;
 pub mod source;

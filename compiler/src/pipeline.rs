@@ -19,6 +19,7 @@ pub enum Emit {
     Ir,
     Graph,
     Grad,
+    Plan,
     Report,
     FlaConfig,
     HfLayerTypes,
@@ -43,6 +44,15 @@ pub fn emit(model: &Model, stage: Emit, options: EmitOptions) -> Result<String, 
         Emit::Ir => crate::ir::print::print_model(model),
         Emit::Graph => crate::graph::print::print_graph(&crate::graph::build::build(model)),
         Emit::Grad => crate::grad::print(&crate::grad::differentiate(model, crate::graph::build::build(model))),
+        Emit::Plan => {
+            // The train block's batch × seq_len, else one sequence of the context.
+            let (batch, seq_len) = match &model.train {
+                Some(train) => (train.batch, options.context.unwrap_or(train.seq_len)),
+                None => (1, options.context.unwrap_or(4096)),
+            };
+            let grad = crate::grad::differentiate(model, crate::graph::build::build(model));
+            crate::plan::print(&crate::plan::plan(&grad, batch, seq_len))
+        }
         Emit::Report => {
             let context = options.context.or(model.train.as_ref().map(|t| t.seq_len)).unwrap_or(4096);
             let report = crate::report::report(model, context);

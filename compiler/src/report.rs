@@ -33,6 +33,11 @@ pub struct Report {
     pub linear_layers: u64,
     pub attention_layers: u64,
     pub routed_layers: u64,
+    /// The planned peak memory of one training step (arena + parameters + AdamW
+    /// moments) at the train block's batch × seq_len, if the file has a train block.
+    pub planned_training_bytes: Option<u64>,
+    pub train_batch: Option<u64>,
+    pub train_seq_len: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -112,6 +117,12 @@ pub fn report(model: &Model, context: u64) -> Report {
         linear_layers,
         attention_layers,
         routed_layers,
+        planned_training_bytes: model.train.as_ref().map(|train| {
+            let grad = crate::grad::differentiate(model, crate::graph::build::build(model));
+            crate::plan::plan(&grad, train.batch, train.seq_len).peak_bytes()
+        }),
+        train_batch: model.train.as_ref().map(|t| t.batch),
+        train_seq_len: model.train.as_ref().map(|t| t.seq_len),
     }
 }
 
@@ -279,6 +290,12 @@ pub fn to_text(report: &Report) -> String {
         bytes(report.all_attention_kv_cache_bytes),
         bytes(report.state_bytes + report.kv_cache_bytes)
     );
+    if let (Some(peak), Some(batch), Some(seq_len)) =
+        (report.planned_training_bytes, report.train_batch, report.train_seq_len)
+    {
+        let _ =
+            writeln!(out, "training memory    {} planned peak at batch {batch} × {seq_len} tokens (f32)", bytes(peak));
+    }
     out
 }
 

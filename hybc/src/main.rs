@@ -77,6 +77,8 @@ enum EmitArg {
     Graph,
     /// The backward pass (IR-level autodiff) and the optimizer step.
     Grad,
+    /// Every intermediate of a training step placed in one arena by liveness.
+    Plan,
     /// The generated MLIR of the model's kernels (recurrences, attention, RoPE).
     Mlir,
     /// The MLIR pass pipelines that lower the kernels.
@@ -171,6 +173,7 @@ fn compile(
         EmitArg::Ir => Emit::Ir,
         EmitArg::Graph => Emit::Graph,
         EmitArg::Grad => Emit::Grad,
+        EmitArg::Plan => Emit::Plan,
         EmitArg::Mlir => return write_output(output, &hyb_lower::emit_mlir(&hyb_compiler::graph::build::build(model))),
         EmitArg::Passes => return write_output(output, &hyb_lower::passes()),
         EmitArg::Report => Emit::Report,

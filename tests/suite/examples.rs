@@ -177,3 +177,28 @@ fn every_example_differentiates() {
     let grad = hyb_compiler::grad::differentiate(model, hyb_compiler::graph::build::build(model));
     settings().bind(|| insta::assert_snapshot!("grad__tiny__gdn_2to1", hyb_compiler::grad::print(&grad)));
 }
+
+/// The buffer plan never lets two buffers live at the same time share bytes, and its
+/// arena lies between the largest buffer and the sum of all.
+#[test]
+fn buffer_plans_are_sound() {
+    for file in example_files().into_iter().filter(|f| f.starts_with(root().join("examples/tiny"))) {
+        let compilation = compile(&file);
+        let model = compilation.model().expect("checks");
+        let grad = hyb_compiler::grad::differentiate(model, hyb_compiler::graph::build::build(model));
+        let plan = hyb_compiler::plan::plan(&grad, 2, 37);
+        let buffers = &plan.buffers;
+        for (index, a) in buffers.iter().enumerate() {
+            for b in &buffers[index + 1..] {
+                let live_together = a.first <= b.last && b.first <= a.last;
+                let bytes_overlap = a.offset < b.offset + b.bytes && b.offset < a.offset + a.bytes;
+                assert!(!(live_together && bytes_overlap), "{}: {:?} and {:?} overlap", relative(&file), a, b);
+            }
+        }
+        let largest = buffers.iter().map(|b| b.bytes).max().expect("buffers");
+        let total: u64 = buffers.iter().map(|b| b.bytes).sum();
+        assert!(plan.arena_bytes >= largest && plan.arena_bytes <= total, "{}", relative(&file));
+        assert!(plan.arena_bytes < total, "{}: the plan reuses nothing", relative(&file));
+        assert_eq!(plan.param_bytes, 4 * model.params_total(), "{}", relative(&file));
+    }
+}

@@ -1,0 +1,174 @@
+//! The buffer plan: every intermediate of one training step (forward, backward,
+//! optimizer) placed in one arena by liveness, at a concrete batch × sequence length.
+//!
+//! The schedule is the forward nodes in order, then the backward nodes in order. A value
+//! lives from the step that makes it to the last step that reads it; values the backward
+//! reads (the grad IR's `saved`) therefore live across the boundary. Parameters and the
+//! AdamW moments are resident outside the arena. The recurrence also keeps its state
+//! checkpoints (one state every 64 tokens) and attention its log-sum-exp, both with its
+//! output. Offsets are assigned first-fit in order of definition, 64-byte aligned; the
+//! arena's size is the planned peak.
+
+use std::fmt::Write;
+
+use crate::grad::{GradGraph, Value};
+use crate::graph::{Dim, Op, TensorType};
+
+const ALIGN: u64 = 64;
+/// Tokens between saved recurrent states (the kernels' checkpoint interval).
+const CHECKPOINT_INTERVAL: u64 = 64;
+
+#[derive(Clone, Debug)]
+pub struct Buffer {
+    pub value: Value,
+    pub bytes: u64,
+    pub offset: u64,
+    /// Steps `[first, last]` of the schedule during which it is live.
+    pub first: usize,
+    pub last: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub batch: u64,
+    pub seq_len: u64,
+    pub buffers: Vec<Buffer>,
+    pub arena_bytes: u64,
+    pub param_bytes: u64,
+    /// AdamW's two moments.
+    pub optimizer_bytes: u64,
+}
+
+impl Plan {
+    pub fn peak_bytes(&self) -> u64 {
+        self.arena_bytes + self.param_bytes + self.optimizer_bytes
+    }
+}
+
+fn bytes(ty: &TensorType, batch: u64, seq_len: u64) -> u64 {
+    let elements: u64 = ty
+        .shape
+        .iter()
+        .map(|d| match d {
+            Dim::Batch => batch,
+            Dim::Time => seq_len,
+            Dim::Fixed(n) => *n,
+        })
+        .product();
+    elements * 4
+}
+
+/// Extra bytes an op keeps with its output for the backward.
+fn auxiliary(op: &Op, batch: u64, seq_len: u64) -> u64 {
+    match op {
+        Op::Scan(a) => batch * a.state_heads * seq_len.div_ceil(CHECKPOINT_INTERVAL) * a.head_k_dim * a.head_v_dim * 4,
+        Op::Attention { heads, .. } => batch * heads * seq_len * 4,
+        _ => 0,
+    }
+}
+
+pub fn plan(grad: &GradGraph, batch: u64, seq_len: u64) -> Plan {
+    let forward_steps = grad.forward.nodes.len();
+    let step_of = |v: &Value| match v {
+        Value::Fwd(id) => id.index(),
+        Value::Bwd(node, _) => forward_steps + node,
+    };
+    // Last use of every value.
+    let mut last_use: std::collections::HashMap<Value, usize> = std::collections::HashMap::new();
+    for (id, node) in grad.forward.nodes.iter() {
+        for input in &node.inputs {
+            last_use.insert(Value::Fwd(*input), id.index());
+        }
+    }
+    for (index, node) in grad.backward.iter().enumerate() {
+        for input in &node.inputs {
+            last_use.insert(*input, forward_steps + index);
+        }
+    }
+    let mut buffers = Vec::new();
+    for (id, node) in grad.forward.nodes.iter() {
+        if matches!(node.op, Op::Param(_)) {
+            continue;
+        }
+        let value = Value::Fwd(id);
+        let size = bytes(&node.ty, batch, seq_len) + auxiliary(&node.op, batch, seq_len);
+        let last = last_use.get(&value).copied().unwrap_or(id.index());
+        buffers.push(Buffer { value, bytes: size, offset: 0, first: id.index(), last });
+    }
+    for (index, node) in grad.backward.iter().enumerate() {
+        for (output, ty) in node.outputs.iter().enumerate() {
+            let value = Value::Bwd(index, output);
+            let step = step_of(&value);
+            let last = last_use.get(&value).copied().unwrap_or(step);
+            buffers.push(Buffer { value, bytes: bytes(ty, batch, seq_len), offset: 0, first: step, last });
+        }
+    }
+    let arena_bytes = assign_offsets(&mut buffers);
+    let param_bytes: u64 = grad
+        .forward
+        .nodes
+        .values()
+        .filter_map(|n| match &n.op {
+            Op::Param(name) => Some((name, bytes(&n.ty, batch, seq_len))),
+            _ => None,
+        })
+        .collect::<std::collections::HashMap<_, _>>()
+        .values()
+        .sum();
+    Plan { batch, seq_len, buffers, arena_bytes, param_bytes, optimizer_bytes: 2 * param_bytes }
+}
+
+/// First-fit: each buffer, in order of definition, at the lowest aligned offset that
+/// overlaps no buffer live at the same time. Returns the arena's size.
+fn assign_offsets(buffers: &mut [Buffer]) -> u64 {
+    let mut placed: Vec<(u64, u64, usize, usize)> = Vec::new(); // (offset, end, first, last)
+    let mut size = 0;
+    for buffer in buffers.iter_mut() {
+        let mut live: Vec<(u64, u64)> = placed
+            .iter()
+            .filter(|(_, _, first, last)| *first <= buffer.last && buffer.first <= *last)
+            .map(|(offset, end, _, _)| (*offset, *end))
+            .collect();
+        live.sort_unstable();
+        let mut offset = 0;
+        for (start, end) in live {
+            if offset + buffer.bytes <= start {
+                break;
+            }
+            offset = offset.max(end.div_ceil(ALIGN) * ALIGN);
+        }
+        buffer.offset = offset;
+        let end = offset + buffer.bytes;
+        size = size.max(end);
+        placed.push((offset, end, buffer.first, buffer.last));
+    }
+    size
+}
+
+/// `--emit plan`: a summary, then every buffer with its offset, size and live range.
+pub fn print(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "plan batch={} seq_len={} arena={} params={} adamw_moments={} peak={}",
+        plan.batch,
+        plan.seq_len,
+        plan.arena_bytes,
+        plan.param_bytes,
+        plan.optimizer_bytes,
+        plan.peak_bytes()
+    );
+    for buffer in &plan.buffers {
+        let name = match buffer.value {
+            Value::Fwd(id) => format!("%{}", id.index()),
+            Value::Bwd(node, 0) => format!("%g{node}"),
+            Value::Bwd(node, output) => format!("%g{node}.{output}"),
+        };
+        let _ = writeln!(
+            out,
+            "  {name} offset={} bytes={} live=[{}, {}]",
+            buffer.offset, buffer.bytes, buffer.first, buffer.last
+        );
+    }
+    out
+}
