@@ -15,7 +15,11 @@
 //! heads; and RoPE (rotate-half) whose inverse is its backward. Checked against f64
 //! references and finite differences in `tests/kernels/`.
 //!
-//! To come (issue 4): tiling of both for the cache; norms,
+//! [`pointwise`]: fused elementwise chains (any inputs and outputs, one loop, shared
+//! subexpressions once) and their backward by symbolic differentiation — the kernel of
+//! every chain of activations, gates and residual arithmetic.
+//!
+//! To come (issue 4): tiling of the scan and attention for the cache; norms,
 //! activations, short convolution, embedding, fused cross-entropy, AdamW and fused
 //! elementwise chains; the chunked and tensor-core schedules of the same description.
 //!
@@ -27,4 +31,5 @@
 pub mod attention;
 pub mod emit;
 pub mod jit;
+pub mod pointwise;
 pub mod scan;

@@ -7,6 +7,7 @@
 //! ≤ 2e-4 of the largest gradient. NaN never passes.
 
 mod attention;
+mod pointwise;
 
 use hyb_kernels::jit::{self, AsDescriptor, MemRef};
 use hyb_kernels::scan::{self, Decay, ScanSpec, ScanUpdate};
