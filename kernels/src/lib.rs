@@ -19,7 +19,10 @@
 //! subexpressions once) and their backward by symbolic differentiation — the kernel of
 //! every chain of activations, gates and residual arithmetic.
 //!
-//! To come (issue 4): tiling of the scan and attention for the cache; norms,
+//! [`norms`]: RMSNorm (plain and SiLU-gated, per row of any head grouping) and L2
+//! normalisation, forward and backward.
+//!
+//! To come (issue 4): tiling of the scan and attention for the cache;
 //! activations, short convolution, embedding, fused cross-entropy, AdamW and fused
 //! elementwise chains; the chunked and tensor-core schedules of the same description.
 //!
@@ -31,5 +34,6 @@
 pub mod attention;
 pub mod emit;
 pub mod jit;
+pub mod norms;
 pub mod pointwise;
 pub mod scan;

@@ -7,6 +7,7 @@
 //! ≤ 2e-4 of the largest gradient. NaN never passes.
 
 mod attention;
+mod norms;
 mod pointwise;
 
 use hyb_kernels::jit::{self, AsDescriptor, MemRef};
