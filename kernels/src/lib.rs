@@ -22,9 +22,9 @@
 //! [`norms`]: RMSNorm (plain and SiLU-gated, per row of any head grouping) and L2
 //! normalisation, forward and backward.
 //!
-//! To come (issue 4): tiling of the scan and attention for the cache;
-//! activations, short convolution, embedding, fused cross-entropy, AdamW and fused
-//! elementwise chains; the chunked and tensor-core schedules of the same description.
+//! To come (issue 4): short convolution, embedding, fused cross-entropy and AdamW;
+//! tiling of the scan and attention for the cache; the chunked and tensor-core
+//! schedules of the same description.
 //!
 //! **Architecture Invariant:** no per-preset code path. A mixer composed in `.hyb`
 //! compiles here with no change to this crate. GEMMs are library calls, not kernels.
