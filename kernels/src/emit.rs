@@ -37,9 +37,14 @@ impl Emitter {
 
     /// A reduction loop: returns (induction variable, accumulator).
     pub fn open_sum(&mut self, to: &str, result: &str) -> (String, String) {
+        self.open_fold(to, result, "%zero")
+    }
+
+    /// A fold over `[0, to)` starting from `init`: returns (induction variable, accumulator).
+    pub fn open_fold(&mut self, to: &str, result: &str, init: &str) -> (String, String) {
         let index = self.fresh();
         let acc = self.fresh();
-        self.line(&format!("{result} = scf.for {index} = %c0 to {to} step %c1 iter_args({acc} = %zero) -> (f32) {{"));
+        self.line(&format!("{result} = scf.for {index} = %c0 to {to} step %c1 iter_args({acc} = {init}) -> (f32) {{"));
         self.depth += 1;
         (index, acc)
     }

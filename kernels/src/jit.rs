@@ -84,25 +84,26 @@ impl Compiled {
     }
 }
 
-/// A ranked f32 memref descriptor, as MLIR's C interface lays it out.
+/// A ranked memref descriptor, as MLIR's C interface lays it out.
 #[repr(C)]
-pub struct Descriptor<const N: usize> {
-    allocated: *mut f32,
-    aligned: *mut f32,
+pub struct Descriptor<const N: usize, T> {
+    allocated: *mut T,
+    aligned: *mut T,
     offset: i64,
     sizes: [i64; N],
     strides: [i64; N],
 }
 
-/// A dense row-major f32 tensor that can be passed to a kernel.
-pub struct MemRef<const N: usize> {
-    pub data: Vec<f32>,
+/// A dense row-major tensor (f32 unless said otherwise; token ids are i32) that can be
+/// passed to a kernel.
+pub struct MemRef<const N: usize, T = f32> {
+    pub data: Vec<T>,
     pub shape: [usize; N],
-    descriptor: Descriptor<N>,
+    descriptor: Descriptor<N, T>,
 }
 
-impl<const N: usize> MemRef<N> {
-    pub fn new(shape: [usize; N], data: Vec<f32>) -> MemRef<N> {
+impl<const N: usize, T> MemRef<N, T> {
+    fn with_data(shape: [usize; N], data: Vec<T>) -> MemRef<N, T> {
         assert_eq!(data.len(), shape.iter().product::<usize>(), "data does not fill the shape");
         let mut strides = [0i64; N];
         let mut stride = 1i64;
@@ -119,6 +120,12 @@ impl<const N: usize> MemRef<N> {
         };
         MemRef { data, shape, descriptor }
     }
+}
+
+impl<const N: usize> MemRef<N> {
+    pub fn new(shape: [usize; N], data: Vec<f32>) -> MemRef<N> {
+        MemRef::with_data(shape, data)
+    }
 
     pub fn zeros(shape: [usize; N]) -> MemRef<N> {
         MemRef::new(shape, vec![0.0; shape.iter().product()])
@@ -130,16 +137,23 @@ impl<const N: usize> MemRef<N> {
     }
 }
 
+impl<const N: usize> MemRef<N, i32> {
+    /// Token ids.
+    pub fn ints(shape: [usize; N], data: Vec<i32>) -> MemRef<N, i32> {
+        MemRef::with_data(shape, data)
+    }
+}
+
 pub trait AsDescriptor {
     /// A pointer to a descriptor that points at the current data.
     fn descriptor_ptr(&mut self) -> *mut ();
 }
 
-impl<const N: usize> AsDescriptor for MemRef<N> {
+impl<const N: usize, T> AsDescriptor for MemRef<N, T> {
     fn descriptor_ptr(&mut self) -> *mut () {
         let pointer = self.data.as_mut_ptr();
         self.descriptor.allocated = pointer;
         self.descriptor.aligned = pointer;
-        &mut self.descriptor as *mut Descriptor<N> as *mut ()
+        &mut self.descriptor as *mut Descriptor<N, T> as *mut ()
     }
 }

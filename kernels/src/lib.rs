@@ -22,9 +22,13 @@
 //! [`norms`]: RMSNorm (plain and SiLU-gated, per row of any head grouping) and L2
 //! normalisation, forward and backward.
 //!
-//! To come (issue 4): short convolution, embedding, fused cross-entropy and AdamW;
-//! tiling of the scan and attention for the cache; the chunked and tensor-core
-//! schedules of the same description.
+//! [`conv`] the short causal depthwise convolution, [`embed`] gather and scatter-add,
+//! [`loss`] fused next-token cross-entropy (loss and gradient in one pass), [`optim`]
+//! AdamW (PyTorch's formulas, per-step scalars in a buffer) and the sum of squares for
+//! global-norm clipping.
+//!
+//! To come (issue 4): tiling of the scan and attention for the cache; the chunked and
+//! tensor-core schedules of the same description.
 //!
 //! **Architecture Invariant:** no per-preset code path. A mixer composed in `.hyb`
 //! compiles here with no change to this crate. GEMMs are library calls, not kernels.
@@ -32,8 +36,12 @@
 //! compiler's lowering maps a `LinearMixer` to a [`scan::ScanSpec`].
 
 pub mod attention;
+pub mod conv;
+pub mod embed;
 pub mod emit;
 pub mod jit;
+pub mod loss;
 pub mod norms;
+pub mod optim;
 pub mod pointwise;
 pub mod scan;

@@ -8,6 +8,7 @@
 
 mod attention;
 mod norms;
+mod ops;
 mod pointwise;
 
 use hyb_kernels::jit::{self, AsDescriptor, MemRef};

@@ -1,0 +1,79 @@
+//! Fused cross-entropy: the mean next-token loss and its gradient in one pass.
+//! Position t of a sequence predicts token t + 1; the last position predicts nothing
+//! (its gradient is zero). Per row: `logsumexp` in f32 with the maximum subtracted;
+//! `loss = lse − logit[target]`; `dlogits = (softmax − onehot) / count`.
+//! Shapes: logits, dlogits `[B, T, V]`; tokens `[B, T]` i32; loss `[1]`.
+
+use crate::emit::{Emitter, T3};
+
+/// Args: logits, tokens, loss, dlogits.
+pub fn cross_entropy(name: &str) -> String {
+    let mut e = Emitter::default();
+    e.line("module {");
+    e.depth += 1;
+    e.line(&format!(
+        "func.func @{name}(%logits: {T3}, %tokens: memref<?x?xi32>, %loss: memref<?xf32>, %dlogits: {T3}) attributes {{llvm.emit_c_interface}} {{"
+    ));
+    e.depth += 1;
+    e.line("%c0 = arith.constant 0 : index");
+    e.line("%c1 = arith.constant 1 : index");
+    e.line("%c2 = arith.constant 2 : index");
+    e.line("%zero = arith.constant 0.0 : f32");
+    e.line("%neg_inf = arith.constant 0xFF800000 : f32");
+    e.line(&format!("%B = memref.dim %logits, %c0 : {T3}"));
+    e.line(&format!("%T = memref.dim %logits, %c1 : {T3}"));
+    e.line(&format!("%V = memref.dim %logits, %c2 : {T3}"));
+    e.line("%T1 = arith.subi %T, %c1 : index");
+    // count = B · (T − 1) predicted positions
+    e.line("%count_i = arith.muli %B, %T1 : index");
+    e.line("%count_n = arith.index_cast %count_i : index to i64");
+    e.line("%count = arith.sitofp %count_n : i64 to f32");
+    e.line("memref.store %zero, %loss[%c0] : memref<?xf32>");
+    let b = e.open_for("%c0", "%B");
+    // The last position: zero gradient.
+    {
+        let v = e.open_for("%c0", "%V");
+        e.line(&format!("memref.store %zero, %dlogits[{b}, %T1, {v}] : {T3}"));
+        e.close();
+    }
+    let t = e.open_for("%c0", "%T1");
+    let next = e.op(&format!("arith.addi {t}, %c1 : index"));
+    let id = e.op(&format!("memref.load %tokens[{b}, {next}] : memref<?x?xi32>"));
+    let target = e.op(&format!("arith.index_cast {id} : i32 to index"));
+    let max = e.fresh();
+    let (v, acc) = e.open_fold("%V", &max, "%neg_inf");
+    let x = e.op(&format!("memref.load %logits[{b}, {t}, {v}] : {T3}"));
+    let m = e.op(&format!("arith.maximumf {acc}, {x} : f32"));
+    e.close_sum(&m);
+    let sum = e.fresh();
+    let (v, acc) = e.open_sum("%V", &sum);
+    let x = e.op(&format!("memref.load %logits[{b}, {t}, {v}] : {T3}"));
+    let shifted = e.op(&format!("arith.subf {x}, {max} : f32"));
+    let p = e.op(&format!("math.exp {shifted} : f32"));
+    let total = e.op(&format!("arith.addf {acc}, {p} : f32"));
+    e.close_sum(&total);
+    let log_sum = e.op(&format!("math.log {sum} : f32"));
+    let lse = e.op(&format!("arith.addf {max}, {log_sum} : f32"));
+    let picked = e.op(&format!("memref.load %logits[{b}, {t}, {target}] : {T3}"));
+    let row_loss = e.op(&format!("arith.subf {lse}, {picked} : f32"));
+    let mean_part = e.op(&format!("arith.divf {row_loss}, %count : f32"));
+    let old = e.op("memref.load %loss[%c0] : memref<?xf32>");
+    let new = e.op(&format!("arith.addf {old}, {mean_part} : f32"));
+    e.line(&format!("memref.store {new}, %loss[%c0] : memref<?xf32>"));
+    let v = e.open_for("%c0", "%V");
+    let x = e.op(&format!("memref.load %logits[{b}, {t}, {v}] : {T3}"));
+    let centred = e.op(&format!("arith.subf {x}, {lse} : f32"));
+    let softmax = e.op(&format!("math.exp {centred} : f32"));
+    let is_target = e.op(&format!("arith.cmpi eq, {v}, {target} : index"));
+    let one_hot = e.op(&format!("arith.uitofp {is_target} : i1 to f32"));
+    let diff = e.op(&format!("arith.subf {softmax}, {one_hot} : f32"));
+    let grad = e.op(&format!("arith.divf {diff}, %count : f32"));
+    e.line(&format!("memref.store {grad}, %dlogits[{b}, {t}, {v}] : {T3}"));
+    e.close(); // v
+    e.close(); // t
+    e.close(); // b
+    e.line("return");
+    e.close();
+    e.close();
+    e.text
+}

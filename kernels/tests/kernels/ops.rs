@@ -1,0 +1,239 @@
+//! Short convolution, embedding, fused cross-entropy and AdamW against plain references;
+//! the convolution's and the loss's gradients against central finite differences.
+
+use hyb_kernels::jit::{self, AsDescriptor, MemRef};
+use hyb_kernels::{conv, embed, loss, optim};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+fn random(rng: &mut SmallRng, len: usize) -> Vec<f64> {
+    (0..len).map(|_| rng.random_range(-1.0..1.0f32) as f64).collect()
+}
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|x| *x as f32).collect()
+}
+
+fn close(what: &str, got: &[f32], want: &[f64], tolerance: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    for (k, (g, w)) in got.iter().zip(want).enumerate() {
+        let error = (*g as f64 - w).abs() / scale;
+        assert!(g.is_finite() && error <= tolerance, "{what}[{k}]: kernel {g}, reference {w} (error {error:e})");
+    }
+}
+
+fn fd(values: &[f64], f: &dyn Fn(&[f64]) -> f64) -> Vec<f64> {
+    let mut probe = values.to_vec();
+    (0..values.len())
+        .map(|k| {
+            probe[k] = values[k] + 1e-6;
+            let up = f(&probe);
+            probe[k] = values[k] - 1e-6;
+            let down = f(&probe);
+            probe[k] = values[k];
+            (up - down) / 2e-6
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy)]
+struct ConvShape {
+    b: usize,
+    t: usize,
+    c: usize,
+    w_len: usize,
+}
+
+/// `Σ dy ⊙ conv(x)`.
+fn conv_loss(shape: ConvShape, x: &[f64], w: &[f64], bias: &[f64], dy: &[f64]) -> f64 {
+    let ConvShape { b, t, c, w_len } = shape;
+    let mut total = 0.0;
+    for bi in 0..b {
+        for ti in 0..t {
+            for ci in 0..c {
+                let mut y = bias.get(ci).copied().unwrap_or(0.0);
+                for j in 0..w_len {
+                    if ti + j >= w_len - 1 {
+                        y += w[ci * w_len + j] * x[(bi * t + ti + j - (w_len - 1)) * c + ci];
+                    }
+                }
+                total += y * dy[(bi * t + ti) * c + ci];
+            }
+        }
+    }
+    total
+}
+
+#[test]
+fn short_convolution_and_its_gradients() {
+    for (seed, (b, t, c, w_len, with_bias)) in
+        [(1, 1, 1, 4, false), (2, 9, 5, 4, true), (1, 3, 2, 4, false), (2, 6, 3, 2, true)].into_iter().enumerate()
+    {
+        let shape = ConvShape { b, t, c, w_len };
+        let mut rng = SmallRng::seed_from_u64(seed as u64);
+        let (x, w, bias, dy) = (
+            random(&mut rng, b * t * c),
+            random(&mut rng, c * w_len),
+            random(&mut rng, c),
+            random(&mut rng, b * t * c),
+        );
+        let bias_used: Vec<f64> = if with_bias { bias.clone() } else { Vec::new() };
+        let forward = jit::compile(&conv::forward(with_bias, "f")).expect("compiles");
+        let backward = jit::compile(&conv::backward(with_bias, "b")).expect("compiles");
+        let (mut xm, mut wm, mut bm) =
+            (MemRef::new([b, t, c], f32s(&x)), MemRef::new([c, 1, w_len], f32s(&w)), MemRef::new([c], f32s(&bias)));
+        let mut y = MemRef::zeros([b, t, c]);
+        {
+            let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut xm, &mut wm];
+            if with_bias {
+                args.push(&mut bm);
+            }
+            args.push(&mut y);
+            // SAFETY: shapes as conv::forward documents.
+            unsafe { forward.call("f", &mut args) }.expect("runs");
+        }
+        let want: Vec<f64> = (0..b * t * c)
+            .map(|at| {
+                let mut one_hot = vec![0.0; b * t * c];
+                one_hot[at] = 1.0;
+                conv_loss(shape, &x, &w, &bias_used, &one_hot)
+            })
+            .collect();
+        close("conv forward", &y.data, &want, 1e-5);
+        let mut dym = MemRef::new([b, t, c], f32s(&dy));
+        let (mut dx, mut dw, mut db) = (MemRef::zeros([b, t, c]), MemRef::zeros([c, 1, w_len]), MemRef::zeros([c]));
+        {
+            let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut xm, &mut wm, &mut dym, &mut dx, &mut dw];
+            if with_bias {
+                args.push(&mut db);
+            }
+            // SAFETY: shapes as conv::backward documents.
+            unsafe { backward.call("b", &mut args) }.expect("runs");
+        }
+        close("conv dx", &dx.data, &fd(&x, &|x| conv_loss(shape, x, &w, &bias_used, &dy)), 1e-4);
+        close("conv dw", &dw.data, &fd(&w, &|w| conv_loss(shape, &x, w, &bias_used, &dy)), 1e-4);
+        if with_bias {
+            close("conv dbias", &db.data, &fd(&bias, &|bias| conv_loss(shape, &x, &w, bias, &dy)), 1e-4);
+        }
+    }
+}
+
+#[test]
+fn embedding_gathers_and_scatters() {
+    let (vocab, d, b, t) = (7, 3, 2, 5);
+    let mut rng = SmallRng::seed_from_u64(3);
+    let table = random(&mut rng, vocab * d);
+    let ids: Vec<i32> = (0..b * t).map(|_| rng.random_range(0..vocab as i32)).collect();
+    let mut tm = MemRef::new([vocab, d], f32s(&table));
+    let mut tokens = MemRef::ints([b, t], ids.clone());
+    let mut y = MemRef::zeros([b, t, d]);
+    let gather = jit::compile(&embed::gather("g")).expect("compiles");
+    {
+        let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut tm, &mut tokens, &mut y];
+        // SAFETY: shapes as embed::gather documents.
+        unsafe { gather.call("g", &mut args) }.expect("runs");
+    }
+    let want: Vec<f64> = ids.iter().flat_map(|id| table[*id as usize * d..(*id as usize + 1) * d].to_vec()).collect();
+    close("gather", &y.data, &want, 0.0);
+    let dy = random(&mut rng, b * t * d);
+    let mut dym = MemRef::new([b, t, d], f32s(&dy));
+    let mut dtable = MemRef::zeros([vocab, d]);
+    let scatter = jit::compile(&embed::scatter("s")).expect("compiles");
+    {
+        let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut tm, &mut tokens, &mut dym, &mut dtable];
+        // SAFETY: shapes as embed::scatter documents.
+        unsafe { scatter.call("s", &mut args) }.expect("runs");
+    }
+    let mut want = vec![0.0; vocab * d];
+    for (k, id) in ids.iter().enumerate() {
+        for j in 0..d {
+            want[*id as usize * d + j] += dy[k * d + j];
+        }
+    }
+    close("scatter", &dtable.data, &want, 1e-6);
+}
+
+/// Mean next-token cross-entropy, written plainly.
+fn ce(b: usize, t: usize, v: usize, logits: &[f64], ids: &[i32]) -> f64 {
+    let mut total = 0.0;
+    for bi in 0..b {
+        for ti in 0..t - 1 {
+            let row = &logits[(bi * t + ti) * v..(bi * t + ti + 1) * v];
+            let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + row.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
+            total += lse - row[ids[bi * t + ti + 1] as usize];
+        }
+    }
+    total / (b * (t - 1)) as f64
+}
+
+#[test]
+fn cross_entropy_and_its_gradient() {
+    let (b, t, v) = (2, 6, 11);
+    let mut rng = SmallRng::seed_from_u64(5);
+    let logits: Vec<f64> = random(&mut rng, b * t * v).iter().map(|x| x * 4.0 - 120.0).collect();
+    let ids: Vec<i32> = (0..b * t).map(|_| rng.random_range(0..v as i32)).collect();
+    let kernel = jit::compile(&loss::cross_entropy("ce")).expect("compiles");
+    let mut lm = MemRef::new([b, t, v], f32s(&logits));
+    let mut tokens = MemRef::ints([b, t], ids.clone());
+    let mut out = MemRef::zeros([1]);
+    let mut grad = MemRef::zeros([b, t, v]);
+    {
+        let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut lm, &mut tokens, &mut out, &mut grad];
+        // SAFETY: shapes as loss::cross_entropy documents.
+        unsafe { kernel.call("ce", &mut args) }.expect("runs");
+    }
+    // Logits near −120: the maximum must start from −∞ (from 0, exp underflows to 0).
+    close("loss", &out.data, &[ce(b, t, v, &logits, &ids)], 1e-5);
+    close("dlogits", &grad.data, &fd(&logits, &|l| ce(b, t, v, l, &ids)), 1e-4);
+}
+
+#[test]
+fn adamw_matches_pytorch_formulas() {
+    let n = 9;
+    let mut rng = SmallRng::seed_from_u64(9);
+    let (p, g, m, v) = (
+        random(&mut rng, n),
+        random(&mut rng, n),
+        random(&mut rng, n),
+        random(&mut rng, n).iter().map(|x| x.abs()).collect::<Vec<_>>(),
+    );
+    let (lr, b1, b2, eps, wd, step, clip) = (1e-2, 0.9, 0.95, 1e-8, 0.1, 3.0, 0.5);
+    let scalars = vec![lr, b1, b2, eps, wd, 1.0 - f64::powf(b1, step), 1.0 - f64::powf(b2, step), clip];
+    let (mut pm, mut gm, mut mm, mut vm, mut sm) = (
+        MemRef::new([n], f32s(&p)),
+        MemRef::new([n], f32s(&g)),
+        MemRef::new([n], f32s(&m)),
+        MemRef::new([n], f32s(&v)),
+        MemRef::new([8], f32s(&scalars)),
+    );
+    let kernel = jit::compile(&optim::adamw("adamw")).expect("compiles");
+    {
+        let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut pm, &mut gm, &mut mm, &mut vm, &mut sm];
+        // SAFETY: four [n] buffers and eight scalars.
+        unsafe { kernel.call("adamw", &mut args) }.expect("runs");
+    }
+    let (mut want_p, mut want_m, mut want_v) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..n {
+        let grad = g[k] * clip;
+        let m_new = b1 * m[k] + (1.0 - b1) * grad;
+        let v_new = b2 * v[k] + (1.0 - b2) * grad * grad;
+        let update = (m_new / scalars[5]) / ((v_new / scalars[6]).sqrt() + eps);
+        want_p.push(p[k] * (1.0 - lr * wd) - lr * update);
+        want_m.push(m_new);
+        want_v.push(v_new);
+    }
+    close("p", &pm.data, &want_p, 1e-6);
+    close("m", &mm.data, &want_m, 1e-6);
+    close("v", &vm.data, &want_v, 1e-6);
+
+    let squares = jit::compile(&optim::sum_of_squares("sq")).expect("compiles");
+    let mut total = MemRef::new([1], vec![1.5]);
+    {
+        let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut gm, &mut total];
+        // SAFETY: one [n] buffer and one accumulator.
+        unsafe { squares.call("sq", &mut args) }.expect("runs");
+    }
+    close("sum of squares", &total.data, &[1.5 + g.iter().map(|x| x * x).sum::<f64>()], 1e-6);
+}
