@@ -8,7 +8,7 @@
 //! RoPE is its own kernel ([`rope`]), applied to q and k before attention; its backward
 //! is the inverse rotation, the same kernel with `inverse: true`.
 
-use crate::emit::{Emitter, T3, T4, accumulate, f32_constant};
+use crate::emit::{Emitter, T3, T4, accumulate, f32_constant, memref_params};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionSpec {
@@ -31,21 +31,9 @@ impl AttentionSpec {
 }
 
 fn header(e: &mut Emitter, name: &str, args: &[(&str, usize)]) {
-    let params: Vec<String> = args.iter().map(|(arg, rank)| format!("%{arg}: {}", crate::emit::ty(*rank))).collect();
-    e.line("module {");
-    e.depth += 1;
-    e.line(&format!("func.func @{name}({}) attributes {{llvm.emit_c_interface}} {{", params.join(", ")));
-    e.depth += 1;
-    for (i, c) in ["%c0", "%c1", "%c2", "%c3"].iter().enumerate() {
-        e.line(&format!("{c} = arith.constant {i} : index"));
-    }
-    e.line("%zero = arith.constant 0.0 : f32");
-}
-
-fn footer(e: &mut Emitter) {
-    e.line("return");
-    e.close();
-    e.close();
+    e.begin_function(name, &memref_params(args));
+    e.line("%c2 = arith.constant 2 : index");
+    e.line("%c3 = arith.constant 3 : index");
 }
 
 /// Opens the loops over batch, query heads and query positions; returns
@@ -140,8 +128,7 @@ pub fn forward(spec: &AttentionSpec, name: &str) -> String {
     e.close(); // t
     e.close(); // h
     e.close(); // b
-    footer(&mut e);
-    e.text
+    e.end_function()
 }
 
 /// `p = exp(score − lse)`; `dv += p dO`; `ds = p (dO·v − dO·o)`; `dq += scale ds k`;
@@ -182,8 +169,7 @@ pub fn backward(spec: &AttentionSpec, name: &str) -> String {
     e.close(); // t
     e.close(); // h
     e.close(); // b
-    footer(&mut e);
-    e.text
+    e.end_function()
 }
 
 /// Rotary embedding, rotate-half (GPT-NeoX) layout on the full head dim D:
@@ -235,6 +221,5 @@ pub fn rope(base: f64, name: &str, inverse: bool) -> String {
     e.close();
     e.close();
     e.close();
-    footer(&mut e);
-    e.text
+    e.end_function()
 }

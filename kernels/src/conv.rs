@@ -3,29 +3,16 @@
 //! and its backward (`dx`, and `dw`, `db` accumulated over batch and time).
 //! Shapes: x, y `[B, T, C]`; w `[C, 1, W]`; bias `[C]`.
 
-use crate::emit::{Emitter, T3, accumulate};
+use crate::emit::{Emitter, T3, accumulate, memref_params};
 
 fn header(e: &mut Emitter, name: &str, args: &[(&str, usize)]) {
-    let params: Vec<String> = args.iter().map(|(arg, rank)| format!("%{arg}: {}", crate::emit::ty(*rank))).collect();
-    e.line("module {");
-    e.depth += 1;
-    e.line(&format!("func.func @{name}({}) attributes {{llvm.emit_c_interface}} {{", params.join(", ")));
-    e.depth += 1;
-    for (i, c) in ["%c0", "%c1", "%c2"].iter().enumerate() {
-        e.line(&format!("{c} = arith.constant {i} : index"));
-    }
-    e.line("%zero = arith.constant 0.0 : f32");
+    e.begin_function(name, &memref_params(args));
+    e.line("%c2 = arith.constant 2 : index");
     e.line(&format!("%B = memref.dim %x, %c0 : {T3}"));
     e.line(&format!("%T = memref.dim %x, %c1 : {T3}"));
     e.line(&format!("%C = memref.dim %x, %c2 : {T3}"));
     e.line(&format!("%W = memref.dim %w, %c2 : {T3}"));
     e.line("%W1 = arith.subi %W, %c1 : index");
-}
-
-fn footer(e: &mut Emitter) {
-    e.line("return");
-    e.close();
-    e.close();
 }
 
 /// Opens `scf.if` on `a + b ≥ W − 1` and returns the source position `a + b − (W − 1)`.
@@ -62,8 +49,7 @@ pub fn forward(bias: bool, name: &str) -> String {
     e.close(); // c
     e.close(); // t
     e.close(); // b
-    footer(&mut e);
-    e.text
+    e.end_function()
 }
 
 /// Args: x, w, dy, dx, dw, [dbias]. `dx` is overwritten; `dw`, `dbias` accumulate.
@@ -99,6 +85,5 @@ pub fn backward(bias: bool, name: &str) -> String {
     e.close(); // c
     e.close(); // t
     e.close(); // b
-    footer(&mut e);
-    e.text
+    e.end_function()
 }

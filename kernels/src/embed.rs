@@ -5,21 +5,10 @@
 use crate::emit::{Emitter, T3, accumulate};
 
 fn header(e: &mut Emitter, name: &str, params: &str) {
-    e.line("module {");
-    e.depth += 1;
-    e.line(&format!("func.func @{name}({params}) attributes {{llvm.emit_c_interface}} {{"));
-    e.depth += 1;
-    e.line("%c0 = arith.constant 0 : index");
-    e.line("%c1 = arith.constant 1 : index");
+    e.begin_function(name, &[params.to_string()]);
     e.line("%B = memref.dim %tokens, %c0 : memref<?x?xi32>");
     e.line("%T = memref.dim %tokens, %c1 : memref<?x?xi32>");
     e.line("%D = memref.dim %table, %c1 : memref<?x?xf32>");
-}
-
-fn footer(e: &mut Emitter) {
-    e.line("return");
-    e.close();
-    e.close();
 }
 
 /// Opens the loops over tokens and the width; returns (b, t, row, d).
@@ -42,8 +31,7 @@ pub fn gather(name: &str) -> String {
     e.close();
     e.close();
     e.close();
-    footer(&mut e);
-    e.text
+    e.end_function()
 }
 
 /// Args: table (for its shape), tokens, dy, dtable.
@@ -60,6 +48,5 @@ pub fn scatter(name: &str) -> String {
     e.close();
     e.close();
     e.close();
-    footer(&mut e);
-    e.text
+    e.end_function()
 }

@@ -91,3 +91,31 @@ pub fn accumulate(e: &mut Emitter, target: &str, value: &str) {
 pub fn f32_constant(value: f64) -> String {
     format!("arith.constant 0x{:08X} : f32 // {value}", (value as f32).to_bits())
 }
+
+/// Function parameters `%name: memref<?x…xf32>` for `(name, rank)` pairs.
+pub fn memref_params(args: &[(&str, usize)]) -> Vec<String> {
+    args.iter().map(|(arg, rank)| format!("%{arg}: {}", ty(*rank))).collect()
+}
+
+impl Emitter {
+    /// Opens `module { func.func @name(params) attributes {llvm.emit_c_interface} {` and
+    /// defines the constants every kernel uses: `%c0`, `%c1`, `%zero`, `%one`.
+    pub fn begin_function(&mut self, name: &str, params: &[String]) {
+        self.line("module {");
+        self.depth += 1;
+        self.line(&format!("func.func @{name}({}) attributes {{llvm.emit_c_interface}} {{", params.join(", ")));
+        self.depth += 1;
+        self.line("%c0 = arith.constant 0 : index");
+        self.line("%c1 = arith.constant 1 : index");
+        self.line("%zero = arith.constant 0.0 : f32");
+        self.line("%one = arith.constant 1.0 : f32");
+    }
+
+    /// Returns and closes what [`Emitter::begin_function`] opened; yields the text.
+    pub fn end_function(mut self) -> String {
+        self.line("return");
+        self.close();
+        self.close();
+        self.text
+    }
+}

@@ -9,16 +9,9 @@ use crate::emit::{Emitter, T3};
 /// Args: logits, tokens, loss, dlogits.
 pub fn cross_entropy(name: &str) -> String {
     let mut e = Emitter::default();
-    e.line("module {");
-    e.depth += 1;
-    e.line(&format!(
-        "func.func @{name}(%logits: {T3}, %tokens: memref<?x?xi32>, %loss: memref<?xf32>, %dlogits: {T3}) attributes {{llvm.emit_c_interface}} {{"
-    ));
-    e.depth += 1;
-    e.line("%c0 = arith.constant 0 : index");
-    e.line("%c1 = arith.constant 1 : index");
+    let params = format!("%logits: {T3}, %tokens: memref<?x?xi32>, %loss: memref<?xf32>, %dlogits: {T3}");
+    e.begin_function(name, &[params]);
     e.line("%c2 = arith.constant 2 : index");
-    e.line("%zero = arith.constant 0.0 : f32");
     e.line("%neg_inf = arith.constant 0xFF800000 : f32");
     e.line(&format!("%B = memref.dim %logits, %c0 : {T3}"));
     e.line(&format!("%T = memref.dim %logits, %c1 : {T3}"));
@@ -72,8 +65,5 @@ pub fn cross_entropy(name: &str) -> String {
     e.close(); // v
     e.close(); // t
     e.close(); // b
-    e.line("return");
-    e.close();
-    e.close();
-    e.text
+    e.end_function()
 }

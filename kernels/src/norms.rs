@@ -3,31 +3,17 @@
 //! form `x̂ · w · silu(z)`, and L2 normalisation `x / sqrt(Σ x² + ε)`; each with its
 //! backward. The weight gradient accumulates over rows (zero it first).
 
-use crate::emit::{Emitter, accumulate, f32_constant};
+use crate::emit::{Emitter, accumulate, f32_constant, memref_params};
 
 const ROWS: &str = "memref<?x?xf32>";
 
 fn header(e: &mut Emitter, name: &str, args: &[(&str, usize)], eps: f64) {
-    let params: Vec<String> = args.iter().map(|(arg, rank)| format!("%{arg}: {}", crate::emit::ty(*rank))).collect();
-    e.line("module {");
-    e.depth += 1;
-    e.line(&format!("func.func @{name}({}) attributes {{llvm.emit_c_interface}} {{", params.join(", ")));
-    e.depth += 1;
-    e.line("%c0 = arith.constant 0 : index");
-    e.line("%c1 = arith.constant 1 : index");
-    e.line("%zero = arith.constant 0.0 : f32");
-    e.line("%one = arith.constant 1.0 : f32");
+    e.begin_function(name, &memref_params(args));
     e.line(&format!("%eps = {}", f32_constant(eps)));
     e.line(&format!("%R = memref.dim %x, %c0 : {ROWS}"));
     e.line(&format!("%W = memref.dim %x, %c1 : {ROWS}"));
     e.line("%w_i = arith.index_cast %W : index to i64");
     e.line("%w_f = arith.sitofp %w_i : i64 to f32");
-}
-
-fn footer(e: &mut Emitter) {
-    e.line("return");
-    e.close();
-    e.close();
 }
 
 /// `1 / sqrt(Σ x² / W + ε)` (mean) or `1 / sqrt(Σ x² + ε)` (sum) of row `r`.
@@ -80,8 +66,7 @@ pub fn rms_forward(eps: f64, gated: bool, name: &str) -> String {
     e.line(&format!("memref.store {y}, %y[{r}, {j}] : {ROWS}"));
     e.close();
     e.close();
-    footer(&mut e);
-    e.text
+    e.end_function()
 }
 
 /// RMSNorm backward. Args: x, [z], w, dy, dx, [dz], dw (dw accumulates).
@@ -142,8 +127,7 @@ pub fn rms_backward(eps: f64, gated: bool, name: &str) -> String {
     }
     e.close();
     e.close();
-    footer(&mut e);
-    e.text
+    e.end_function()
 }
 
 /// L2 normalisation forward. Args: x, y.
@@ -158,8 +142,7 @@ pub fn l2_forward(eps: f64, name: &str) -> String {
     e.line(&format!("memref.store {y}, %y[{r}, {j}] : {ROWS}"));
     e.close();
     e.close();
-    footer(&mut e);
-    e.text
+    e.end_function()
 }
 
 /// L2 normalisation backward: `dx = (dy − y (y · dy)) / sqrt(Σ x² + ε)`. Args: x, dy, dx.
@@ -183,6 +166,5 @@ pub fn l2_backward(eps: f64, name: &str) -> String {
     e.line(&format!("memref.store {dx}, %dx[{r}, {j}] : {ROWS}"));
     e.close();
     e.close();
-    footer(&mut e);
-    e.text
+    e.end_function()
 }

@@ -6,29 +6,12 @@
 //! times the clipping factor. The step's scalars arrive in a small buffer, so one
 //! compiled kernel serves every step: `[lr, β₁, β₂, ε, wd, 1 − β₁ᵗ, 1 − β₂ᵗ, clip]`.
 
-use crate::emit::Emitter;
-
-fn header(e: &mut Emitter, name: &str, params: &str) {
-    e.line("module {");
-    e.depth += 1;
-    e.line(&format!("func.func @{name}({params}) attributes {{llvm.emit_c_interface}} {{"));
-    e.depth += 1;
-    e.line("%c0 = arith.constant 0 : index");
-    e.line("%c1 = arith.constant 1 : index");
-    e.line("%zero = arith.constant 0.0 : f32");
-    e.line("%one = arith.constant 1.0 : f32");
-}
-
-fn footer(e: &mut Emitter) {
-    e.line("return");
-    e.close();
-    e.close();
-}
+use crate::emit::{Emitter, memref_params};
 
 /// Args: g `[n]`, out `[1]` (accumulates Σ g²).
 pub fn sum_of_squares(name: &str) -> String {
     let mut e = Emitter::default();
-    header(&mut e, name, "%g: memref<?xf32>, %out: memref<?xf32>");
+    e.begin_function(name, &["%g: memref<?xf32>, %out: memref<?xf32>".to_string()]);
     e.line("%n = memref.dim %g, %c0 : memref<?xf32>");
     let total = e.dot("%n", |e, i| {
         let g = e.op(&format!("memref.load %g[{i}] : memref<?xf32>"));
@@ -37,18 +20,13 @@ pub fn sum_of_squares(name: &str) -> String {
     let old = e.op("memref.load %out[%c0] : memref<?xf32>");
     let new = e.op(&format!("arith.addf {old}, {total} : f32"));
     e.line(&format!("memref.store {new}, %out[%c0] : memref<?xf32>"));
-    footer(&mut e);
-    e.text
+    e.end_function()
 }
 
 /// Args: p, g, m, v (all `[n]`), scalars `[8]`. Updates p, m, v in place.
 pub fn adamw(name: &str) -> String {
     let mut e = Emitter::default();
-    header(
-        &mut e,
-        name,
-        "%p: memref<?xf32>, %g: memref<?xf32>, %m: memref<?xf32>, %v: memref<?xf32>, %s: memref<?xf32>",
-    );
+    e.begin_function(name, &memref_params(&[("p", 1), ("g", 1), ("m", 1), ("v", 1), ("s", 1)]));
     let names = ["lr", "b1", "b2", "eps", "wd", "bc1", "bc2", "clip"];
     for (index, scalar) in names.iter().enumerate() {
         e.line(&format!("%i{index} = arith.constant {index} : index"));
@@ -84,6 +62,5 @@ pub fn adamw(name: &str) -> String {
     let p_new = e.op(&format!("arith.subf {decayed}, {lr_step} : f32"));
     e.line(&format!("memref.store {p_new}, %p[{i}] : memref<?xf32>"));
     e.close();
-    footer(&mut e);
-    e.text
+    e.end_function()
 }

@@ -270,14 +270,7 @@ pub fn generate(spec: &MapSpec, name: &str) -> String {
     let mut e = Emitter::default();
     let mut params: Vec<String> = (0..spec.inputs).map(|i| format!("%in{i}: memref<?xf32>")).collect();
     params.extend((0..spec.outputs.len()).map(|o| format!("%out{o}: memref<?xf32>")));
-    e.line("module {");
-    e.depth += 1;
-    e.line(&format!("func.func @{name}({}) attributes {{llvm.emit_c_interface}} {{", params.join(", ")));
-    e.depth += 1;
-    e.line("%c0 = arith.constant 0 : index");
-    e.line("%c1 = arith.constant 1 : index");
-    e.line("%zero = arith.constant 0.0 : f32");
-    e.line("%one = arith.constant 1.0 : f32");
+    e.begin_function(name, &params);
     let first = if spec.inputs > 0 { "%in0" } else { "%out0" };
     e.line(&format!("%n = memref.dim {first}, %c0 : memref<?xf32>"));
     let index = e.open_for("%c0", "%n");
@@ -287,8 +280,5 @@ pub fn generate(spec: &MapSpec, name: &str) -> String {
         e.line(&format!("memref.store {value}, %out{o}[{index}] : memref<?xf32>"));
     }
     e.close();
-    e.line("return");
-    e.close();
-    e.close();
-    e.text
+    e.end_function()
 }

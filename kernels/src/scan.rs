@@ -24,7 +24,7 @@
 //! shared under GQA/GVA receive from several states; the state gradient buffer holds
 //! `∂L/∂S_T` on entry and `∂L/∂S_0` on exit.
 
-use crate::emit::{Emitter, T3, T4, T5, accumulate, f32_constant, ty};
+use crate::emit::{Emitter, T3, T4, T5, accumulate, f32_constant, memref_params, ty};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScanUpdate {
@@ -128,20 +128,12 @@ impl ScanSpec {
 }
 
 fn prologue(e: &mut Emitter, spec: &ScanSpec, name: &str, args: &[(&str, usize)], state_arg: &str) {
-    let params: Vec<String> = args.iter().map(|(arg, rank)| format!("%{arg}: {}", ty(*rank))).collect();
-    e.line("module {");
-    e.depth += 1;
-    e.line(&format!("func.func @{name}({}) attributes {{llvm.emit_c_interface}} {{", params.join(", ")));
-    e.depth += 1;
-    for (i, c) in ["%c0", "%c1", "%c2", "%c3"].iter().enumerate() {
-        e.line(&format!("{c} = arith.constant {i} : index"));
-    }
-    e.line("%zero = arith.constant 0.0 : f32");
-    // f32 constants are written as their bit pattern: exact, and valid MLIR.
+    e.begin_function(name, &memref_params(args));
+    e.line("%c2 = arith.constant 2 : index");
+    e.line("%c3 = arith.constant 3 : index");
     e.line(&format!("%scale = {}", f32_constant(spec.scale)));
     e.line(&format!("%spk = arith.constant {} : index", spec.states_per_key));
     e.line(&format!("%qps = arith.constant {} : index", spec.q_per_state));
-    e.line("%one = arith.constant 1.0 : f32");
     e.line(&format!("%B = memref.dim %k, %c0 : {T4}"));
     e.line(&format!("%T = memref.dim %k, %c1 : {T4}"));
     e.line(&format!("%HS = memref.dim %{state_arg}, %c1 : {T4}"));
@@ -151,12 +143,6 @@ fn prologue(e: &mut Emitter, spec: &ScanSpec, name: &str, args: &[(&str, usize)]
         e.line("%u = memref.alloca(%DV) : memref<?xf32>");
         e.line("%du = memref.alloca(%DV) : memref<?xf32>");
     }
-}
-
-fn epilogue(e: &mut Emitter) {
-    e.line("return");
-    e.close();
-    e.close();
 }
 
 /// Opens the loops over batch and state heads; returns (b, h, hk).
@@ -304,8 +290,7 @@ fn forward_impl(spec: &ScanSpec, name: &str, chunk: Option<u64>) -> String {
     e.close(); // t
     e.close(); // h
     e.close(); // b
-    epilogue(&mut e);
-    e.text
+    e.end_function()
 }
 
 /// The reverse scan: gradients of q, k, v, the log-decays and β, and of the initial
@@ -477,6 +462,5 @@ pub fn backward(spec: &ScanSpec, name: &str, chunk: u64) -> String {
     e.close(); // h
     e.close(); // b
     e.line("memref.dealloc %buf : memref<?x?x?xf32>");
-    epilogue(&mut e);
-    e.text
+    e.end_function()
 }
