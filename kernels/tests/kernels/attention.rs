@@ -4,24 +4,17 @@
 
 use hyb_kernels::attention::{self, AttentionSpec};
 use hyb_kernels::jit::{self, AsDescriptor, MemRef};
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+
+use crate::common::{f32s, random_in};
 
 fn random(rng: &mut SmallRng, len: usize) -> Vec<f64> {
-    (0..len).map(|_| rng.random_range(-1.0..1.0f64) as f32 as f64).collect()
-}
-
-fn f32s(values: &[f64]) -> Vec<f32> {
-    values.iter().map(|v| *v as f32).collect()
+    random_in(rng, len, -1.0, 1.0)
 }
 
 fn assert_close(what: &str, got: &[f32], want: &[f64], tolerance: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let largest = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-3);
-    for (index, (g, w)) in got.iter().zip(want).enumerate() {
-        let error = (*g as f64 - w).abs() / largest;
-        assert!(error <= tolerance, "{what}[{index}]: kernel {g}, reference {w} (relative error {error:e})");
-    }
+    crate::common::assert_close(what, got, want, tolerance, 1e-3);
 }
 
 #[derive(Clone, Copy)]

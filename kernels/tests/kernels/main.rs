@@ -7,6 +7,7 @@
 //! ≤ 2e-4 of the largest gradient. NaN never passes.
 
 mod attention;
+mod common;
 mod norms;
 mod ops;
 mod pointwise;

@@ -3,18 +3,24 @@
 
 use hyb_kernels::jit::{self, AsDescriptor, MemRef};
 use hyb_kernels::norms;
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
-const EPS: f64 = 1e-6;
+use crate::common::{assert_close, f32s, finite_differences, random_in};
 
 fn random(rng: &mut SmallRng, len: usize) -> Vec<f64> {
-    (0..len).map(|_| rng.random_range(-2.0..2.0f32) as f64).collect()
+    random_in(rng, len, -2.0, 2.0)
 }
 
-fn f32s(v: &[f64]) -> Vec<f32> {
-    v.iter().map(|x| *x as f32).collect()
+fn close(what: &str, got: &[f32], want: &[f64], tolerance: f64) {
+    assert_close(what, got, want, tolerance, 1.0);
 }
+
+fn fd(values: &[f64], f: &dyn Fn(&[f64]) -> f64) -> Vec<f64> {
+    finite_differences(values, 1e-6, f)
+}
+
+const EPS: f64 = 1e-6;
 
 fn silu(z: f64) -> f64 {
     z / (1.0 + (-z).exp())
@@ -38,29 +44,6 @@ fn loss(kind: &str, rows: usize, width: usize, x: &[f64], z: &[f64], w: &[f64], 
         }
     }
     total
-}
-
-fn close(what: &str, got: &[f32], want: &[f64], tolerance: f64) {
-    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    for (k, (g, w)) in got.iter().zip(want).enumerate() {
-        let error = (*g as f64 - w).abs() / scale;
-        assert!(g.is_finite() && error <= tolerance, "{what}[{k}]: kernel {g}, reference {w} (error {error:e})");
-    }
-}
-
-fn fd(values: &[f64], f: &dyn Fn(&[f64]) -> f64) -> Vec<f64> {
-    let mut probe = values.to_vec();
-    (0..values.len())
-        .map(|k| {
-            let h = 1e-6;
-            probe[k] = values[k] + h;
-            let up = f(&probe);
-            probe[k] = values[k] - h;
-            let down = f(&probe);
-            probe[k] = values[k];
-            (up - down) / (2.0 * h)
-        })
-        .collect()
 }
 
 fn check(kind: &str, rows: usize, width: usize, seed: u64) {

@@ -6,35 +6,18 @@ use hyb_kernels::{conv, embed, loss, optim};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-fn random(rng: &mut SmallRng, len: usize) -> Vec<f64> {
-    (0..len).map(|_| rng.random_range(-1.0..1.0f32) as f64).collect()
-}
+use crate::common::{assert_close, f32s, finite_differences, random_in};
 
-fn f32s(v: &[f64]) -> Vec<f32> {
-    v.iter().map(|x| *x as f32).collect()
+fn random(rng: &mut SmallRng, len: usize) -> Vec<f64> {
+    random_in(rng, len, -1.0, 1.0)
 }
 
 fn close(what: &str, got: &[f32], want: &[f64], tolerance: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    for (k, (g, w)) in got.iter().zip(want).enumerate() {
-        let error = (*g as f64 - w).abs() / scale;
-        assert!(g.is_finite() && error <= tolerance, "{what}[{k}]: kernel {g}, reference {w} (error {error:e})");
-    }
+    assert_close(what, got, want, tolerance, 1.0);
 }
 
 fn fd(values: &[f64], f: &dyn Fn(&[f64]) -> f64) -> Vec<f64> {
-    let mut probe = values.to_vec();
-    (0..values.len())
-        .map(|k| {
-            probe[k] = values[k] + 1e-6;
-            let up = f(&probe);
-            probe[k] = values[k] - 1e-6;
-            let down = f(&probe);
-            probe[k] = values[k];
-            (up - down) / 2e-6
-        })
-        .collect()
+    finite_differences(values, 1e-6, f)
 }
 
 #[derive(Clone, Copy)]
