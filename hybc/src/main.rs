@@ -79,6 +79,8 @@ enum EmitArg {
     Grad,
     /// Every intermediate of a training step placed in one arena by liveness.
     Plan,
+    /// The kernel plan: one line per launch, elementwise chains fused.
+    Kernels,
     /// The generated MLIR of the model's kernels (recurrences, attention, RoPE).
     Mlir,
     /// The MLIR pass pipelines that lower the kernels.
@@ -176,6 +178,10 @@ fn compile(
         EmitArg::Plan => Emit::Plan,
         EmitArg::Mlir => return write_output(output, &hyb_lower::emit_mlir(&hyb_compiler::graph::build::build(model))),
         EmitArg::Passes => return write_output(output, &hyb_lower::passes()),
+        EmitArg::Kernels => {
+            let graph = hyb_compiler::graph::build::build(model);
+            return write_output(output, &hyb_lower::fuse::print(&graph, &hyb_lower::fuse::plan(&graph)));
+        }
         EmitArg::Report => Emit::Report,
         EmitArg::FlaConfig => Emit::FlaConfig,
         EmitArg::HfLayerTypes => Emit::HfLayerTypes,

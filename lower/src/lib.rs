@@ -10,6 +10,8 @@
 //! **Architecture Invariant:** this is the only crate that sees both the graph IR and the
 //! kernel generators; the compiler stays free of MLIR, the kernels free of `.hyb`.
 
+pub mod fuse;
+
 use hyb_compiler::graph::{Graph, Op, ScanAttrs, ScanDecay};
 use hyb_kernels::attention::{self, AttentionSpec};
 use hyb_kernels::scan::{self, Decay, ScanSpec, ScanUpdate};

@@ -202,3 +202,39 @@ fn buffer_plans_are_sound() {
         assert_eq!(plan.param_bytes, 4 * model.params_total(), "{}", relative(&file));
     }
 }
+
+/// The fusion pass covers every graph node exactly once, fuses chains of the same type,
+/// and every fused chain JIT-compiles; the tiny GDN hybrid's kernel plan is a snapshot.
+#[test]
+fn every_examples_kernel_plan_covers_its_graph() {
+    use hyb_lower::fuse::{self, Step};
+    let mut compiled = std::collections::HashSet::new();
+    for file in example_files() {
+        let compilation = compile(&file);
+        let graph = hyb_compiler::graph::build::build(compilation.model().expect("checks"));
+        let steps = fuse::plan(&graph);
+        let mut seen = std::collections::HashSet::new();
+        let mut fused = 0;
+        for step in &steps {
+            let nodes = match step {
+                Step::Fused { nodes, spec, .. } => {
+                    fused += nodes.len();
+                    let text = hyb_kernels::pointwise::generate(spec, "chain");
+                    if compiled.insert(text.clone()) {
+                        hyb_kernels::jit::compile(&text).unwrap_or_else(|e| panic!("{}: {e}", relative(&file)));
+                    }
+                    nodes.clone()
+                }
+                Step::Gemm(id) | Step::Kernel(id) | Step::Broadcast(id) | Step::Host(id) => vec![*id],
+            };
+            for node in nodes {
+                assert!(seen.insert(node), "{}: %{} planned twice", relative(&file), node.index());
+            }
+        }
+        assert_eq!(seen.len(), graph.nodes.len(), "{}: every node planned", relative(&file));
+        assert!(fused > 0, "{}: nothing fused", relative(&file));
+    }
+    let compilation = compile(&root().join("examples/tiny/gdn_2to1.hyb"));
+    let graph = hyb_compiler::graph::build::build(compilation.model().expect("checks"));
+    settings().bind(|| insta::assert_snapshot!("kernels__tiny__gdn_2to1", fuse::print(&graph, &fuse::plan(&graph))));
+}
