@@ -89,7 +89,7 @@ pub fn check_path(path: &Path) -> std::io::Result<Compilation> {
     Ok(Compilation { sources, root, checked })
 }
 
-/// Checks text held in memory (imports resolve against `loader`-less memory: none).
+/// Checks text held in memory; it can import nothing (there is no file system behind it).
 pub fn check_text(name: &str, text: &str) -> Compilation {
     let (mut sources, root) = SourceMap::single(name, text);
     let checked = sema::check(&mut sources, root);

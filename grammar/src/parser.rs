@@ -313,17 +313,17 @@ impl Builder {
         let item_rule = pair.as_rule();
         let mut inner = pair.into_inner();
         let kind = match item_rule {
-            Rule::import_item => ItemKind::Import(self.string(inner.next().unwrap())),
+            Rule::import_item => ItemKind::Import(self.string(inner.next().expect("the grammar guarantees this pair"))),
             Rule::let_item => {
-                let name = self.ident(inner.next().unwrap());
-                ItemKind::Let { name, value: self.value(inner.next().unwrap()) }
+                let name = self.ident(inner.next().expect("the grammar guarantees this pair"));
+                ItemKind::Let { name, value: self.value(inner.next().expect("the grammar guarantees this pair")) }
             }
             Rule::mixer_item => {
-                let name = self.ident(inner.next().unwrap());
-                ItemKind::Mixer { name, value: self.expr(inner.next().unwrap()) }
+                let name = self.ident(inner.next().expect("the grammar guarantees this pair"));
+                ItemKind::Mixer { name, value: self.expr(inner.next().expect("the grammar guarantees this pair")) }
             }
             Rule::block => {
-                let kind_pair = inner.next().unwrap();
+                let kind_pair = inner.next().expect("the grammar guarantees this pair");
                 let kind_span = self.span(&kind_pair);
                 let kind = match kind_pair.as_str() {
                     "model" => BlockKind::Model,
@@ -343,11 +343,13 @@ impl Builder {
         match pair.as_rule() {
             Rule::field => {
                 let mut inner = pair.into_inner();
-                let name = self.ident(inner.next().unwrap());
-                let value = self.value(inner.next().unwrap());
+                let name = self.ident(inner.next().expect("the grammar guarantees this pair"));
+                let value = self.value(inner.next().expect("the grammar guarantees this pair"));
                 Entry::Field(Field { name, value, span })
             }
-            Rule::task => Entry::Task(self.expr_atom(pair.into_inner().next().unwrap())),
+            Rule::task => {
+                Entry::Task(self.expr_atom(pair.into_inner().next().expect("the grammar guarantees this pair")))
+            }
             other => unreachable!("not an entry rule: {other:?}"),
         }
     }
@@ -370,14 +372,16 @@ impl Builder {
     fn rule(&self, pair: Pair<Rule>) -> crate::ast::Rule {
         let span = self.span(&pair);
         let mut inner = pair.into_inner();
-        let mixer = self.expr_atom(inner.next().unwrap());
-        let kind_pair = inner.next().unwrap();
+        let mixer = self.expr_atom(inner.next().expect("the grammar guarantees this pair"));
+        let kind_pair = inner.next().expect("the grammar guarantees this pair");
         let kind = match kind_pair.as_rule() {
-            Rule::at_rule => RuleKind::At(self.expr_atom(kind_pair.into_inner().nth(1).unwrap())),
+            Rule::at_rule => {
+                RuleKind::At(self.expr_atom(kind_pair.into_inner().nth(1).expect("the grammar guarantees this pair")))
+            }
             _ => {
                 let mut parts =
                     kind_pair.into_inner().filter(|p| !matches!(p.as_rule(), Rule::kw_every | Rule::kw_offset));
-                let period = self.expr_atom(parts.next().unwrap());
+                let period = self.expr_atom(parts.next().expect("the grammar guarantees this pair"));
                 let offset = parts.next().map(|p| self.expr_atom(p));
                 RuleKind::Every { period, offset }
             }
@@ -387,7 +391,7 @@ impl Builder {
 
     fn expr(&self, pair: Pair<Rule>) -> Expr {
         let mut inner = pair.into_inner().filter(|p| p.as_rule() != Rule::times);
-        let mut expr = self.expr_atom(inner.next().unwrap());
+        let mut expr = self.expr_atom(inner.next().expect("the grammar guarantees this pair"));
         for count in inner {
             let count = self.expr_atom(count);
             let span = expr.span.to(count.span);
@@ -413,7 +417,7 @@ impl Builder {
             Rule::list => ExprKind::List(self.exprs(pair)),
             Rule::call => {
                 let mut inner = pair.into_inner();
-                let callee = self.ident(inner.next().unwrap());
+                let callee = self.ident(inner.next().expect("the grammar guarantees this pair"));
                 let args = inner.map(|arg| self.arg(arg)).collect();
                 ExprKind::Call { callee, args }
             }

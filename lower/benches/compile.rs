@@ -32,7 +32,9 @@ fn bench(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace");
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);
-    for example in ["examples/paper/gdn_r3.hyb", "examples/routing/gdn_attn_heads.hyb", "examples/tiny/mqar_gdn_3to1.hyb"] {
+    for example in
+        ["examples/paper/gdn_r3.hyb", "examples/routing/gdn_attn_heads.hyb", "examples/tiny/mqar_gdn_3to1.hyb"]
+    {
         let path = root.join(example);
         let kernels = compile(&path);
         group.bench_function(format!("{example} ({kernels} kernels)"), |b| b.iter(|| compile(&path)));
