@@ -1,7 +1,7 @@
 //! Which CPU GEMM the runtime calls: `gemm` (faer's kernels) against `matrixmultiply`,
 //! on the shapes a training step of the tiny models multiplies (f32, row-major,
 //! `[tokens, in] · [out, in]ᵀ` and the weight gradient `[tokens, out]ᵀ · [tokens, in]`),
-//! and one square shape. Run: `cargo bench -p hyb-runtime --bench gemm`.
+//! and one square shape. Run: `cargo bench -p hyb-runtime --bench gemm --features compare-gemm`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
