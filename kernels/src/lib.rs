@@ -16,8 +16,9 @@
 //! references and finite differences in `tests/kernels/`.
 //!
 //! [`pointwise`]: fused elementwise chains (any inputs and outputs, one loop, shared
-//! subexpressions once) and their backward by symbolic differentiation — the kernel of
-//! every chain of activations, gates and residual arithmetic.
+//! subexpressions once; inputs may be broadcast per channel) and their backward by
+//! symbolic differentiation — the kernel of every chain of activations, gates, biases
+//! and residual arithmetic.
 //!
 //! [`norms`]: RMSNorm (plain and SiLU-gated, per row of any head grouping) and L2
 //! normalisation, forward and backward.

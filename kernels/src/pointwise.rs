@@ -202,7 +202,8 @@ pub fn backward(spec: &MapSpec) -> MapSpec {
 /// Emits each subexpression once per element.
 struct Lower<'e> {
     e: &'e mut Emitter,
-    index: String,
+    /// The element index each input is read at (its own for a broadcast input).
+    indices: Vec<String>,
     memo: HashMap<String, String>,
 }
 
@@ -213,7 +214,7 @@ impl Lower<'_> {
             return name.clone();
         }
         let name = match expr {
-            Expr::Input(i) => self.e.op(&format!("memref.load %in{i}[{}] : memref<?xf32>", self.index)),
+            Expr::Input(i) => self.e.op(&format!("memref.load %in{i}[{}] : memref<?xf32>", self.indices[*i])),
             Expr::Const(c) => self.e.op(&f32_constant(*c)),
             Expr::Unary(op, x) => {
                 let x = self.value(x);
@@ -267,18 +268,46 @@ impl Lower<'_> {
 
 /// The chain as an MLIR module: `@name(%in0..., %out0...)`, all `memref<?xf32>`.
 pub fn generate(spec: &MapSpec, name: &str) -> String {
+    generate_broadcast(spec, &vec![false; spec.inputs], name)
+}
+
+/// Like [`generate`], with some inputs broadcast: a broadcast input of length W is read
+/// at `k mod W` (a per-channel bias or a per-head parameter against `[rows, W]`
+/// values). Its backward is the per-element gradient of [`backward`] summed over rows
+/// by [`sum_rows`].
+pub fn generate_broadcast(spec: &MapSpec, broadcast: &[bool], name: &str) -> String {
     let mut e = Emitter::default();
     let mut params: Vec<String> = (0..spec.inputs).map(|i| format!("%in{i}: memref<?xf32>")).collect();
     params.extend((0..spec.outputs.len()).map(|o| format!("%out{o}: memref<?xf32>")));
     e.begin_function(name, &params);
-    let first = if spec.inputs > 0 { "%in0" } else { "%out0" };
-    e.line(&format!("%n = memref.dim {first}, %c0 : memref<?xf32>"));
+    let full = (0..spec.inputs).find(|i| !broadcast[*i]).map_or("%out0".to_string(), |i| format!("%in{i}"));
+    e.line(&format!("%n = memref.dim {full}, %c0 : memref<?xf32>"));
+    for (i, _) in broadcast.iter().enumerate().filter(|(_, b)| **b) {
+        e.line(&format!("%w{i} = memref.dim %in{i}, %c0 : memref<?xf32>"));
+    }
     let index = e.open_for("%c0", "%n");
-    let mut lower = Lower { e: &mut e, index: index.clone(), memo: HashMap::new() };
+    let indices: Vec<String> = (0..spec.inputs)
+        .map(|i| if broadcast[i] { e.op(&format!("arith.remui {index}, %w{i} : index")) } else { index.clone() })
+        .collect();
+    let mut lower = Lower { e: &mut e, indices, memo: HashMap::new() };
     let values: Vec<String> = spec.outputs.iter().map(|out| lower.value(out)).collect();
     for (o, value) in values.iter().enumerate() {
         e.line(&format!("memref.store {value}, %out{o}[{index}] : memref<?xf32>"));
     }
+    e.close();
+    e.end_function()
+}
+
+/// `out[k mod W] += in[k]`: the gradient of a broadcast input. Args: in `[N]`, out `[W]`.
+pub fn sum_rows(name: &str) -> String {
+    let mut e = Emitter::default();
+    e.begin_function(name, &["%in: memref<?xf32>".to_string(), "%out: memref<?xf32>".to_string()]);
+    e.line("%n = memref.dim %in, %c0 : memref<?xf32>");
+    e.line("%w = memref.dim %out, %c0 : memref<?xf32>");
+    let k = e.open_for("%c0", "%n");
+    let column = e.op(&format!("arith.remui {k}, %w : index"));
+    let value = e.op(&format!("memref.load %in[{k}] : memref<?xf32>"));
+    crate::emit::accumulate(&mut e, &format!("%out[{column}] : memref<?xf32>"), &value);
     e.close();
     e.end_function()
 }

@@ -1,6 +1,7 @@
-//! Compile time of a model to runnable kernels: parse + check + graph + autodiff + plan
-//! + kernel plan, then MLIR generation and JIT compilation (through LLVM) of every
-//! distinct kernel — the generated ones (scan, attention, RoPE) and the fused chains.
+//! Compile time of a model to runnable kernels: parse, check, graph, autodiff, buffer
+//! plan and kernel plan, then MLIR generation and JIT compilation (through LLVM) of
+//! every distinct kernel — the generated ones (scan, attention, RoPE) and the fused
+//! chains.
 //! The goal is under a second for the largest example. Run:
 //! `cargo bench -p hyb-lower --bench compile`.
 
@@ -16,8 +17,12 @@ fn compile(path: &Path) -> usize {
     let _plan = hyb_compiler::plan::plan(&grad, 8, 256);
     let mut modules: Vec<String> = hyb_lower::kernels(&graph).into_iter().map(|k| k.mlir).collect();
     for step in hyb_lower::fuse::plan(&graph) {
-        if let hyb_lower::fuse::Step::Fused { spec, .. } = step {
-            modules.push(hyb_kernels::pointwise::generate(&spec, "chain"));
+        match step {
+            hyb_lower::fuse::Step::Fused { spec, .. } => modules.push(hyb_kernels::pointwise::generate(&spec, "chain")),
+            hyb_lower::fuse::Step::Broadcast { spec, broadcast, .. } => {
+                modules.push(hyb_kernels::pointwise::generate_broadcast(&spec, &broadcast, "chain"))
+            }
+            _ => {}
         }
     }
     modules.sort();

@@ -7,7 +7,7 @@
 //! already in the chain. A chain becomes one [`pointwise`](hyb_kernels::pointwise)
 //! kernel whose expression is the composition of its ops. Elementwise ops that
 //! broadcast an operand (a bias, the Mamba gate's per-head parameters, HGRN's floor)
-//! stay single steps.
+//! stay single steps: one pointwise kernel each, reading that operand per channel.
 
 use std::collections::{HashMap, HashSet};
 
@@ -24,8 +24,9 @@ pub enum Step {
     Gemm(NodeId),
     /// A generated kernel of its own (scan, attention, RoPE, norm, conv, embedding, loss).
     Kernel(NodeId),
-    /// An elementwise op with a broadcast operand, not fused yet.
-    Broadcast(NodeId),
+    /// An elementwise op with a broadcast operand (a bias, the Mamba gate's per-head
+    /// parameters, HGRN's floor): one pointwise kernel reading those operands per channel.
+    Broadcast { node: NodeId, spec: MapSpec, broadcast: Vec<bool> },
     /// Nothing to launch: inputs, parameters, constants.
     Host(NodeId),
 }
@@ -116,7 +117,7 @@ pub fn plan(graph: &Graph) -> Vec<Step> {
         steps.push(match node.op {
             Op::Tokens | Op::Param(_) | Op::FixedDecay { .. } => Step::Host(id),
             Op::MatMul => Step::Gemm(id),
-            _ if node.op.is_elementwise() => Step::Broadcast(id),
+            _ if node.op.is_elementwise() => broadcast_step(graph, id),
             _ => Step::Kernel(id),
         });
     }
@@ -150,6 +151,36 @@ fn fused_step(graph: &Graph, nodes: &[NodeId]) -> Step {
     Step::Fused { nodes: nodes.to_vec(), inputs, spec }
 }
 
+/// A single elementwise op whose operands of another type are read per channel.
+fn broadcast_step(graph: &Graph, id: NodeId) -> Step {
+    let node = &graph.nodes[id];
+    let broadcast: Vec<bool> = node.inputs.iter().map(|i| graph.nodes[*i].ty != node.ty).collect();
+    let args: Vec<Expr> = (0..node.inputs.len()).map(Expr::Input).collect();
+    let expr = match &node.op {
+        // −exp(A_log) · softplus(a + dt_bias)
+        Op::Mamba => Expr::binary(
+            Binary::Mul,
+            Expr::unary(Unary::Neg, Expr::unary(Unary::Exp, args[1].clone())),
+            Expr::unary(Unary::Softplus, Expr::binary(Binary::Add, args[0].clone(), args[2].clone())),
+        ),
+        // log(γ + (1 − γ) e^g)
+        Op::Bound => Expr::unary(
+            Unary::Log,
+            Expr::binary(
+                Binary::Add,
+                args[1].clone(),
+                Expr::binary(
+                    Binary::Mul,
+                    Expr::binary(Binary::Sub, Expr::Const(1.0), args[1].clone()),
+                    Expr::unary(Unary::Exp, args[0].clone()),
+                ),
+            ),
+        ),
+        op => expression(op, args),
+    };
+    Step::Broadcast { node: id, spec: MapSpec { inputs: node.inputs.len(), outputs: vec![expr] }, broadcast }
+}
+
 /// `--emit kernels`: one line per launch.
 pub fn print(graph: &Graph, steps: &[Step]) -> String {
     let name = |id: &NodeId| format!("%{}", id.index());
@@ -159,7 +190,7 @@ pub fn print(graph: &Graph, steps: &[Step]) -> String {
             Step::Host(_) => continue,
             Step::Gemm(id) => format!("gemm {} = {}", name(id), graph.nodes[*id].op.name()),
             Step::Kernel(id) => format!("kernel {} = {}", name(id), graph.nodes[*id].op.name()),
-            Step::Broadcast(id) => format!("broadcast {} = {}", name(id), graph.nodes[*id].op.name()),
+            Step::Broadcast { node, .. } => format!("broadcast {} = {}", name(node), graph.nodes[*node].op.name()),
             Step::Fused { nodes, inputs, .. } => {
                 let ops: Vec<String> = nodes.iter().map(|n| graph.nodes[*n].op.name()).collect();
                 let args: Vec<String> = inputs.iter().map(name).collect();

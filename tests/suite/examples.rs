@@ -225,7 +225,14 @@ fn every_examples_kernel_plan_covers_its_graph() {
                     }
                     nodes.clone()
                 }
-                Step::Gemm(id) | Step::Kernel(id) | Step::Broadcast(id) | Step::Host(id) => vec![*id],
+                Step::Broadcast { node, spec, broadcast } => {
+                    let text = hyb_kernels::pointwise::generate_broadcast(spec, broadcast, "chain");
+                    if compiled.insert(text.clone()) {
+                        hyb_kernels::jit::compile(&text).unwrap_or_else(|e| panic!("{}: {e}", relative(&file)));
+                    }
+                    vec![*node]
+                }
+                Step::Gemm(id) | Step::Kernel(id) | Step::Host(id) => vec![*id],
             };
             for node in nodes {
                 assert!(seen.insert(node), "{}: %{} planned twice", relative(&file), node.index());

@@ -125,3 +125,110 @@ fn the_models_chains() {
         check(&MapSpec { inputs, outputs: vec![expr] }, 100 + seed as u64);
     }
 }
+
+/// Broadcast inputs: a per-channel bias, the Mamba gate's per-head parameters and HGRN's
+/// floor against `[rows, W]` values; forward against f64, and the broadcast inputs'
+/// gradients (per-element backward, then `sum_rows`) against finite differences.
+#[test]
+fn broadcast_chains_and_their_gradients() {
+    let (rows, width) = (5, 6);
+    let x = |i| Expr::Input(i);
+    let bias_add = Expr::binary(Binary::Add, x(0), x(1));
+    let mamba = Expr::binary(
+        Binary::Mul,
+        Expr::unary(Unary::Neg, Expr::unary(Unary::Exp, x(1))),
+        Expr::unary(Unary::Softplus, Expr::binary(Binary::Add, x(0), x(2))),
+    );
+    // log(γ + (1 − γ) e^g), γ in (0, 1)
+    let bound = Expr::unary(
+        Unary::Log,
+        Expr::binary(
+            Binary::Add,
+            x(1),
+            Expr::binary(Binary::Mul, Expr::binary(Binary::Sub, Expr::Const(1.0), x(1)), Expr::unary(Unary::Exp, x(0))),
+        ),
+    );
+    for (seed, (inputs, expr)) in [(2usize, bias_add), (3, mamba), (2, bound)].into_iter().enumerate() {
+        let mut rng = SmallRng::seed_from_u64(200 + seed as u64);
+        let broadcast: Vec<bool> = (0..inputs).map(|i| i > 0).collect();
+        let values: Vec<Vec<f64>> = (0..inputs)
+            .map(|i| {
+                let len = if broadcast[i] { width } else { rows * width };
+                // γ must lie in (0, 1); g ≤ 0 for the bound.
+                (0..len)
+                    .map(|_| {
+                        if seed == 2 {
+                            rng.random_range(0.05..0.95f32) as f64
+                        } else {
+                            rng.random_range(-2.0..2.0f32) as f64
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let values: Vec<Vec<f64>> =
+            if seed == 2 { vec![values[0].iter().map(|g| -g).collect(), values[1].clone()] } else { values };
+        let at = |k: usize| -> Vec<f64> {
+            (0..inputs).map(|i| if broadcast[i] { values[i][k % width] } else { values[i][k] }).collect()
+        };
+        let spec = MapSpec { inputs, outputs: vec![expr.clone()] };
+        let compiled = jit::compile(&pointwise::generate_broadcast(&spec, &broadcast, "map")).expect("compiles");
+        let mut ins: Vec<MemRef<1>> =
+            values.iter().map(|v| MemRef::new([v.len()], v.iter().map(|x| *x as f32).collect())).collect();
+        let mut out = MemRef::zeros([rows * width]);
+        {
+            let mut args: Vec<&mut dyn AsDescriptor> = Vec::new();
+            for m in ins.iter_mut() {
+                args.push(m);
+            }
+            args.push(&mut out);
+            // SAFETY: full inputs have rows × width elements, broadcast ones width.
+            unsafe { compiled.call("map", &mut args) }.expect("runs");
+        }
+        for (k, got) in out.data.iter().enumerate() {
+            check_close(&format!("{expr:?} at {k}"), *got, expr.eval(&at(k)), 1e-5);
+        }
+        // The gradient of Σ_k out_k with respect to each broadcast input.
+        let per_element = pointwise::backward(&spec);
+        let backward_broadcast: Vec<bool> = broadcast.iter().copied().chain([false]).collect();
+        let compiled =
+            jit::compile(&pointwise::generate_broadcast(&per_element, &backward_broadcast, "bwd")).expect("compiles");
+        let sum = jit::compile(&pointwise::sum_rows("sum")).expect("compiles");
+        let mut ones = MemRef::new([rows * width], vec![1.0; rows * width]);
+        let mut grads: Vec<MemRef<1>> = (0..inputs).map(|_| MemRef::zeros([rows * width])).collect();
+        {
+            let mut args: Vec<&mut dyn AsDescriptor> = Vec::new();
+            for m in ins.iter_mut() {
+                args.push(m);
+            }
+            args.push(&mut ones);
+            for g in grads.iter_mut() {
+                args.push(g);
+            }
+            // SAFETY: as above, plus one output gradient and one result per input.
+            unsafe { compiled.call("bwd", &mut args) }.expect("runs");
+        }
+        for i in (0..inputs).filter(|i| broadcast[*i]) {
+            let mut total = MemRef::zeros([width]);
+            let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut grads[i], &mut total];
+            // SAFETY: rows × width in, width out.
+            unsafe { sum.call("sum", &mut args) }.expect("runs");
+            for c in 0..width {
+                let h = 1e-6;
+                let eval_total = |delta: f64| -> f64 {
+                    (0..rows * width)
+                        .map(|k| {
+                            let mut point = at(k);
+                            if k % width == c {
+                                point[i] += delta;
+                            }
+                            expr.eval(&point)
+                        })
+                        .sum()
+                };
+                let fd = (eval_total(h) - eval_total(-h)) / (2.0 * h);
+                check_close(&format!("d broadcast input {i} column {c} of {expr:?}"), total.data[c], fd, 1e-3);
+            }
+        }
+    }
+}
