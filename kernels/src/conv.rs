@@ -15,13 +15,33 @@ fn header(e: &mut Emitter, name: &str, args: &[(&str, usize)]) {
     e.line("%W1 = arith.subi %W, %c1 : index");
 }
 
-/// Opens `scf.if` on `a + b ≥ W − 1` and returns the source position `a + b − (W − 1)`.
-fn open_in_range(e: &mut Emitter, a: &str, b: &str) -> String {
-    let sum = e.op(&format!("arith.addi {a}, {b} : index"));
+/// One tap of the filter at output position `t`, channel `c`.
+struct Tap {
+    /// The tap's index j.
+    j: String,
+    /// The input position it reads, `t + j − (W − 1)`.
+    source: String,
+    x: String,
+    w: String,
+}
+
+/// Opens the loop over taps and the `scf.if` that skips those before the sequence
+/// starts, and loads the tap's input and weight. Close with [`close_tap`].
+fn open_tap(e: &mut Emitter, b: &str, t: &str, c: &str) -> Tap {
+    let j = e.open_for("%c0", "%W");
+    let sum = e.op(&format!("arith.addi {t}, {j} : index"));
     let valid = e.op(&format!("arith.cmpi uge, {sum}, %W1 : index"));
     e.line(&format!("scf.if {valid} {{"));
     e.depth += 1;
-    e.op(&format!("arith.subi {sum}, %W1 : index"))
+    let source = e.op(&format!("arith.subi {sum}, %W1 : index"));
+    let x = e.op(&format!("memref.load %x[{b}, {source}, {c}] : {T3}"));
+    let w = e.op(&format!("memref.load %w[{c}, %c0, {j}] : {T3}"));
+    Tap { j, source, x, w }
+}
+
+fn close_tap(e: &mut Emitter) {
+    e.close(); // if
+    e.close(); // j
 }
 
 /// Args: x, w, [bias], y.
@@ -38,14 +58,10 @@ pub fn forward(bias: bool, name: &str) -> String {
     let c = e.open_for("%c0", "%C");
     let start = if bias { e.op(&format!("memref.load %bias[{c}] : memref<?xf32>")) } else { "%zero".to_string() };
     e.line(&format!("memref.store {start}, %y[{b}, {t}, {c}] : {T3}"));
-    let j = e.open_for("%c0", "%W");
-    let source = open_in_range(&mut e, &t, &j);
-    let x = e.op(&format!("memref.load %x[{b}, {source}, {c}] : {T3}"));
-    let w = e.op(&format!("memref.load %w[{c}, %c0, {j}] : {T3}"));
-    let xw = e.op(&format!("arith.mulf {x}, {w} : f32"));
+    let tap = open_tap(&mut e, &b, &t, &c);
+    let xw = e.op(&format!("arith.mulf {}, {} : f32", tap.x, tap.w));
     accumulate(&mut e, &format!("%y[{b}, {t}, {c}] : {T3}"), &xw);
-    e.close(); // if
-    e.close(); // j
+    close_tap(&mut e);
     e.close(); // c
     e.close(); // t
     e.close(); // b
@@ -72,16 +88,12 @@ pub fn backward(bias: bool, name: &str) -> String {
     if bias {
         accumulate(&mut e, &format!("%dbias[{c}] : memref<?xf32>"), &dy);
     }
-    let j = e.open_for("%c0", "%W");
-    let source = open_in_range(&mut e, &t, &j);
-    let x = e.op(&format!("memref.load %x[{b}, {source}, {c}] : {T3}"));
-    let w = e.op(&format!("memref.load %w[{c}, %c0, {j}] : {T3}"));
-    let dw = e.op(&format!("arith.mulf {dy}, {x} : f32"));
-    accumulate(&mut e, &format!("%dw[{c}, %c0, {j}] : {T3}"), &dw);
-    let dx = e.op(&format!("arith.mulf {dy}, {w} : f32"));
-    accumulate(&mut e, &format!("%dx[{b}, {source}, {c}] : {T3}"), &dx);
-    e.close(); // if
-    e.close(); // j
+    let tap = open_tap(&mut e, &b, &t, &c);
+    let dw = e.op(&format!("arith.mulf {dy}, {} : f32", tap.x));
+    accumulate(&mut e, &format!("%dw[{c}, %c0, {}] : {T3}", tap.j), &dw);
+    let dx = e.op(&format!("arith.mulf {dy}, {} : f32", tap.w));
+    accumulate(&mut e, &format!("%dx[{b}, {}, {c}] : {T3}", tap.source), &dx);
+    close_tap(&mut e);
     e.close(); // c
     e.close(); // t
     e.close(); // b
