@@ -153,12 +153,14 @@ fn build_model(cx: &Cx) -> Option<Model> {
     let layers_value = &field("layers")?.value;
     let slots = schedule::expand(cx, layers_value)?;
     let mut mixers: Arena<Mixer> = Arena::default();
-    let mut handles: HashMap<String, Handle<Mixer>> = HashMap::new();
+    // Each mixer resolved once; `None` remembers a failure (already reported).
+    let mut handles: HashMap<String, Option<Handle<Mixer>>> = HashMap::new();
     let mut layers = Vec::new();
     for slot in &slots {
         let name = mixer_label(slot.mixer);
         let handle = match handles.get(&name) {
-            Some(handle) => *handle,
+            Some(Some(handle)) => *handle,
+            Some(None) => continue,
             None => {
                 let resolved = match &slot.mixer.kind {
                     ExprKind::Name(ident) if cx.scope.mixers.contains_key(&ident.text) => {
@@ -173,8 +175,7 @@ fn build_model(cx: &Cx) -> Option<Model> {
                     _ => mixer::resolve(mcx, slot.mixer, 0),
                 };
                 let Some(resolved) = resolved else {
-                    // Already reported; remember the failure so it is reported once.
-                    handles.insert(name.clone(), mixers.alloc(placeholder(&name, slot.span)));
+                    handles.insert(name, None);
                     continue;
                 };
                 let handle = mixers.alloc(Mixer {
@@ -183,7 +184,7 @@ fn build_model(cx: &Cx) -> Option<Model> {
                     kind: resolved.kind,
                     span: slot.mixer.span,
                 });
-                handles.insert(name, handle);
+                handles.insert(name, Some(handle));
                 handle
             }
         };
@@ -223,19 +224,6 @@ fn mixer_label(expr: &Expr) -> String {
         ExprKind::Name(name) => name.text.clone(),
         _ => crate::fmt::expr_to_string(expr),
     }
-}
-
-fn placeholder(name: &str, span: Span) -> Mixer {
-    let attention = AttentionMixer {
-        heads: 1,
-        kv_heads: 1,
-        head_dim: 2,
-        qkv_bias: false,
-        qk_norm: false,
-        window: None,
-        rope_theta: 1.0,
-    };
-    Mixer { name: name.to_string(), preset: None, kind: MixerKind::Attention(attention), span }
 }
 
 /// `norm = rmsnorm(eps: 1e-6)`.
