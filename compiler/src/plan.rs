@@ -12,7 +12,7 @@
 use std::fmt::Write;
 
 use crate::grad::{GradGraph, Value};
-use crate::graph::{Dim, Op, TensorType};
+use crate::graph::{Dim, NodeId, Op, TensorType};
 
 const ALIGN: u64 = 64;
 /// Tokens between saved recurrent states (the kernels' checkpoint interval).
@@ -68,16 +68,25 @@ fn auxiliary(op: &Op, batch: u64, seq_len: u64) -> u64 {
 }
 
 pub fn plan(grad: &GradGraph, batch: u64, seq_len: u64) -> Plan {
+    plan_scheduled(grad, batch, seq_len, &|id| id.index())
+}
+
+/// The plan when forward node `id` runs at step `run_at(id)` rather than at its own
+/// index — a fused chain runs where its last node stands, so the chain's inputs must
+/// stay live until then.
+pub fn plan_scheduled(grad: &GradGraph, batch: u64, seq_len: u64, run_at: &dyn Fn(NodeId) -> usize) -> Plan {
     let forward_steps = grad.forward.nodes.len();
     let step_of = |v: &Value| match v {
-        Value::Fwd(id) => id.index(),
+        Value::Fwd(id) => run_at(*id),
         Value::Bwd(node, _) => forward_steps + node,
     };
     // Last use of every value.
     let mut last_use: std::collections::HashMap<Value, usize> = std::collections::HashMap::new();
     for (id, node) in grad.forward.nodes.iter() {
         for input in &node.inputs {
-            last_use.insert(Value::Fwd(*input), id.index());
+            let user = run_at(id);
+            let entry = last_use.entry(Value::Fwd(*input)).or_insert(user);
+            *entry = (*entry).max(user);
         }
     }
     for (index, node) in grad.backward.iter().enumerate() {
@@ -92,8 +101,9 @@ pub fn plan(grad: &GradGraph, batch: u64, seq_len: u64) -> Plan {
         }
         let value = Value::Fwd(id);
         let size = bytes(&node.ty, batch, seq_len) + auxiliary(&node.op, batch, seq_len);
-        let last = last_use.get(&value).copied().unwrap_or(id.index());
-        buffers.push(Buffer { value, bytes: size, offset: 0, first: id.index(), last });
+        let first = run_at(id);
+        let last = last_use.get(&value).copied().unwrap_or(first).max(first);
+        buffers.push(Buffer { value, bytes: size, offset: 0, first, last });
     }
     for (index, node) in grad.backward.iter().enumerate() {
         for (output, ty) in node.outputs.iter().enumerate() {

@@ -8,6 +8,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod train;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use hyb_compiler::pipeline::{self, Compilation, Emit, EmitOptions};
 use hyb_compiler::{fmt, import};
@@ -59,6 +61,24 @@ enum Command {
         /// Print the formatted text instead of writing the file.
         #[arg(long, conflicts_with = "check")]
         stdout: bool,
+    },
+    /// Compile the training step and run it on the CPU, printing the loss of every step.
+    Train {
+        file: PathBuf,
+        /// Steps to run [default: the train block's steps, else 100].
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Sequences per step [default: the train block's batch, else 8].
+        #[arg(long)]
+        batch: Option<u64>,
+        /// Tokens per sequence [default: the train block's seq_len, else 128].
+        #[arg(long)]
+        seq_len: Option<u64>,
+        /// Learning rate [default: the train block's lr, else 3e-4].
+        #[arg(long)]
+        lr: Option<f64>,
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Turn an fla / Hugging Face config.json into a .hyb file.
     Import {
@@ -116,6 +136,9 @@ fn main() -> ExitCode {
         }
         Command::Fmt { files, check, stdout } => format_files(&files, check, stdout),
         Command::Import { config, output } => import_config(&config, output.as_deref()),
+        Command::Train { file, steps, batch, seq_len, lr, seed } => {
+            run_training(&file, &train::Options { steps, batch, seq_len, lr, seed })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -179,8 +202,9 @@ fn compile(
         EmitArg::Mlir => return write_output(output, &hyb_lower::emit_mlir(&hyb_compiler::graph::build::build(model))),
         EmitArg::Passes => return write_output(output, &hyb_lower::passes()),
         EmitArg::Kernels => {
-            let graph = hyb_compiler::graph::build::build(model);
-            return write_output(output, &hyb_lower::fuse::print(&graph, &hyb_lower::fuse::plan(&graph)));
+            let grad = hyb_compiler::grad::differentiate(model, hyb_compiler::graph::build::build(model));
+            let steps = hyb_lower::fuse::training_plan(&grad);
+            return write_output(output, &hyb_lower::fuse::print(&grad.forward, &steps));
         }
         EmitArg::Report => Emit::Report,
         EmitArg::FlaConfig => Emit::FlaConfig,
@@ -236,6 +260,15 @@ fn format_files(files: &[PathBuf], check_only: bool, to_stdout: bool) -> Result<
         }
     }
     if unformatted { Err(Failure::User) } else { Ok(()) }
+}
+
+fn run_training(file: &Path, options: &train::Options) -> Result<(), Failure> {
+    let compilation = load(file)?;
+    let model = compilation.model().expect("no errors means a model");
+    train::train(file, model, options).map_err(|message| {
+        eprintln!("error: {message}");
+        Failure::User
+    })
 }
 
 fn import_config(config: &Path, output: Option<&Path>) -> Result<(), Failure> {

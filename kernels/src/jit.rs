@@ -157,3 +157,69 @@ impl<const N: usize, T> AsDescriptor for MemRef<N, T> {
         &mut self.descriptor as *mut Descriptor<N, T> as *mut ()
     }
 }
+
+/// Joins generated modules (each `module { func.func … }`, as [`crate::emit::Emitter`]
+/// writes them) into one, so one JIT compile serves a whole program.
+pub fn join_modules<'a>(modules: impl IntoIterator<Item = &'a str>) -> String {
+    let mut joined = String::from("module {\n");
+    for module in modules {
+        let body = module.trim().strip_prefix("module {").and_then(|m| m.strip_suffix('}'));
+        joined.push_str(body.expect("a generated module"));
+    }
+    joined.push_str("}\n");
+    joined
+}
+
+/// A compiled function's packed entry point (`void(void**)`), callable from any thread.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry(unsafe extern "C" fn(*mut *mut ()));
+
+impl Compiled {
+    /// The packed entry of function `name`, looked up once.
+    pub fn entry(&self, name: &str) -> Result<Entry, JitError> {
+        let symbol = self.engine.lookup(&format!("_mlir__mlir_ciface_{name}"));
+        if symbol.is_null() {
+            return Err(JitError::Invoke(format!("no compiled function `{name}`")));
+        }
+        // SAFETY: the engine's packed wrappers all have the signature `void(void**)`.
+        Ok(Entry(unsafe { std::mem::transmute::<*mut (), unsafe extern "C" fn(*mut *mut ())>(symbol) }))
+    }
+}
+
+impl Entry {
+    /// Calls the function with one descriptor pointer per argument.
+    ///
+    /// # Safety
+    /// Each pointer must point to a live descriptor of the rank and element type the
+    /// function expects, describing memory it may read and write.
+    pub unsafe fn call(&self, descriptors: &mut [*mut ()]) {
+        let mut slots: Vec<*mut ()> = descriptors.iter_mut().map(|p| p as *mut *mut () as *mut ()).collect();
+        // SAFETY: the caller guarantees the descriptors; each slot points to a pointer to one.
+        unsafe { (self.0)(slots.as_mut_ptr()) }
+    }
+}
+
+/// A dense row-major descriptor of any rank over memory the caller owns: the words
+/// `[allocated, aligned, offset, sizes…, strides…]` of MLIR's C layout.
+pub struct RawDescriptor {
+    words: Vec<i64>,
+}
+
+impl RawDescriptor {
+    pub fn new<T>(pointer: *mut T, dims: &[usize]) -> RawDescriptor {
+        let mut words = vec![pointer as i64, pointer as i64, 0];
+        words.extend(dims.iter().map(|d| *d as i64));
+        let mut strides = vec![0i64; dims.len()];
+        let mut stride = 1i64;
+        for axis in (0..dims.len()).rev() {
+            strides[axis] = stride;
+            stride *= dims[axis] as i64;
+        }
+        words.extend(strides);
+        RawDescriptor { words }
+    }
+
+    pub fn as_ptr(&mut self) -> *mut () {
+        self.words.as_mut_ptr() as *mut ()
+    }
+}

@@ -20,8 +20,9 @@
 //! symbolic differentiation — the kernel of every chain of activations, gates, biases
 //! and residual arithmetic.
 //!
-//! [`norms`]: RMSNorm (plain and SiLU-gated, per row of any head grouping) and L2
-//! normalisation, forward and backward.
+//! [`norms`]: RMSNorm (plain and SiLU-gated, per row of any head grouping), L2 and sum
+//! normalisation, forward and backward. [`floor`]: HGRN's layer-wise lower bound (a
+//! softmax over the layer axis, summed up to the layer) and its backward.
 //!
 //! [`conv`] the short causal depthwise convolution, [`embed`] gather and scatter-add,
 //! [`loss`] fused next-token cross-entropy (loss and gradient in one pass), [`optim`]
@@ -40,6 +41,7 @@ pub mod attention;
 pub mod conv;
 pub mod embed;
 pub mod emit;
+pub mod floor;
 pub mod jit;
 pub mod loss;
 pub mod norms;

@@ -1,7 +1,7 @@
 //! Row norms, generated as MLIR, on `[R, W]` rows (a tensor's leading dims and its head
 //! groups flattened into R): RMSNorm `x̂ · w` with `x̂ = x / sqrt(mean x² + ε)`, its gated
-//! form `x̂ · w · silu(z)`, and L2 normalisation `x / sqrt(Σ x² + ε)`; each with its
-//! backward. The weight gradient accumulates over rows (zero it first).
+//! form `x̂ · w · silu(z)`, L2 normalisation `x / sqrt(Σ x² + ε)` and sum normalisation
+//! `x / Σ x`; each with its backward. The weight gradient accumulates over rows (zero it first).
 
 use crate::emit::{Emitter, accumulate, f32_constant, memref_params};
 
@@ -163,6 +163,47 @@ pub fn l2_backward(eps: f64, name: &str) -> String {
     let projected = e.op(&format!("arith.mulf {y}, {y_dot} : f32"));
     let diff = e.op(&format!("arith.subf {dy}, {projected} : f32"));
     let dx = e.op(&format!("arith.mulf {diff}, {inv} : f32"));
+    e.line(&format!("memref.store {dx}, %dx[{r}, {j}] : {ROWS}"));
+    e.close();
+    e.close();
+    e.end_function()
+}
+
+/// `Σ_j x_j` of row `r`.
+fn row_sum(e: &mut Emitter, r: &str) -> String {
+    e.dot("%W", |e, j| (e.op(&format!("memref.load %x[{r}, {j}] : {ROWS}")), "%one".to_string()))
+}
+
+/// Sum normalisation forward, `y = x / Σ x` per row. Args: x, y.
+pub fn sum_forward(name: &str) -> String {
+    let mut e = Emitter::default();
+    header(&mut e, name, &[("x", 2), ("y", 2)], 0.0);
+    let r = e.open_for("%c0", "%R");
+    let sum = row_sum(&mut e, &r);
+    let j = e.open_for("%c0", "%W");
+    let x = e.op(&format!("memref.load %x[{r}, {j}] : {ROWS}"));
+    let y = e.op(&format!("arith.divf {x}, {sum} : f32"));
+    e.line(&format!("memref.store {y}, %y[{r}, {j}] : {ROWS}"));
+    e.close();
+    e.close();
+    e.end_function()
+}
+
+/// Sum normalisation backward: `dx = (dy − y · dy) / Σ x`. Args: x, dy, dx.
+pub fn sum_backward(name: &str) -> String {
+    let mut e = Emitter::default();
+    header(&mut e, name, &[("x", 2), ("dy", 2), ("dx", 2)], 0.0);
+    let r = e.open_for("%c0", "%R");
+    let sum = row_sum(&mut e, &r);
+    let y_dot = e.dot("%W", |e, j| {
+        let x = e.op(&format!("memref.load %x[{r}, {j}] : {ROWS}"));
+        let y = e.op(&format!("arith.divf {x}, {sum} : f32"));
+        (y, e.op(&format!("memref.load %dy[{r}, {j}] : {ROWS}")))
+    });
+    let j = e.open_for("%c0", "%W");
+    let dy = e.op(&format!("memref.load %dy[{r}, {j}] : {ROWS}"));
+    let diff = e.op(&format!("arith.subf {dy}, {y_dot} : f32"));
+    let dx = e.op(&format!("arith.divf {diff}, {sum} : f32"));
     e.line(&format!("memref.store {dx}, %dx[{r}, {j}] : {ROWS}"));
     e.close();
     e.close();

@@ -16,7 +16,7 @@ fn compile(path: &Path) -> usize {
     let grad = hyb_compiler::grad::differentiate(model, graph.clone());
     let _plan = hyb_compiler::plan::plan(&grad, 8, 256);
     let mut modules: Vec<String> = hyb_lower::kernels(&graph).into_iter().map(|k| k.mlir).collect();
-    for step in hyb_lower::fuse::plan(&graph) {
+    for step in hyb_lower::fuse::training_plan(&grad) {
         match step {
             hyb_lower::fuse::Step::Fused { spec, .. } => modules.push(hyb_kernels::pointwise::generate(&spec, "chain")),
             hyb_lower::fuse::Step::Broadcast { spec, broadcast, .. } => {

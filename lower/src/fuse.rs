@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use hyb_compiler::grad::GradGraph;
 use hyb_compiler::graph::{Graph, NodeId, Op};
 use hyb_compiler::ir::Act;
 use hyb_kernels::pointwise::{Binary, Expr, MapSpec, Unary};
@@ -18,8 +19,10 @@ use hyb_kernels::pointwise::{Binary, Expr, MapSpec, Unary};
 /// One kernel launch of a training step's forward pass.
 #[derive(Clone, Debug)]
 pub enum Step {
-    /// A fused elementwise chain: its graph nodes (output last), its inputs, its spec.
-    Fused { nodes: Vec<NodeId>, inputs: Vec<NodeId>, spec: MapSpec },
+    /// A fused elementwise chain: its graph nodes (the chain's result last), its inputs,
+    /// the nodes it writes (the members the backward reads, then the result) — one
+    /// expression of `spec` per written node.
+    Fused { nodes: Vec<NodeId>, inputs: Vec<NodeId>, outputs: Vec<NodeId>, spec: MapSpec },
     /// A library GEMM.
     Gemm(NodeId),
     /// A generated kernel of its own (scan, attention, RoPE, norm, conv, embedding, loss).
@@ -38,8 +41,9 @@ fn chainable(graph: &Graph, id: NodeId) -> bool {
     node.op.is_elementwise() && same_types
 }
 
-/// The op as an expression over its inputs.
-fn expression(op: &Op, args: Vec<Expr>) -> Expr {
+/// An elementwise op as an expression over its inputs (broadcast operands included: the
+/// kernel reads those per channel).
+pub fn expression(op: &Op, args: Vec<Expr>) -> Expr {
     let mut args = args.into_iter();
     let mut next = || args.next().expect("the op's inputs");
     match op {
@@ -61,12 +65,37 @@ fn expression(op: &Op, args: Vec<Expr>) -> Expr {
         }
         Op::ClampMin { min } => Expr::binary(Binary::Max, next(), Expr::Const(*min)),
         Op::SwiGlu => Expr::binary(Binary::Mul, Expr::unary(Unary::Silu, next()), next()),
-        other => unreachable!("{} is not chainable", other.name()),
+        // −exp(A_log) · softplus(a + dt_bias)
+        Op::Mamba => {
+            let (a, a_log, dt_bias) = (next(), next(), next());
+            Expr::binary(
+                Binary::Mul,
+                Expr::unary(Unary::Neg, Expr::unary(Unary::Exp, a_log)),
+                Expr::unary(Unary::Softplus, Expr::binary(Binary::Add, a, dt_bias)),
+            )
+        }
+        // log(γ + (1 − γ) e^g)
+        Op::Bound => {
+            let (g, floor) = (next(), next());
+            let open = Expr::binary(Binary::Sub, Expr::Const(1.0), floor.clone());
+            Expr::unary(
+                Unary::Log,
+                Expr::binary(Binary::Add, floor, Expr::binary(Binary::Mul, open, Expr::unary(Unary::Exp, g))),
+            )
+        }
+        other => unreachable!("{} is not elementwise", other.name()),
     }
 }
 
-/// The kernel plan of a graph.
-pub fn plan(graph: &Graph) -> Vec<Step> {
+/// The kernel plan of a training step's forward pass: chains also write the values the
+/// backward reads.
+pub fn training_plan(grad: &GradGraph) -> Vec<Step> {
+    plan(&grad.forward, &grad.saved.iter().copied().collect())
+}
+
+/// The kernel plan of a graph; a chain also writes the members in `keep` (the values
+/// the backward reads).
+pub fn plan(graph: &Graph, keep: &HashSet<NodeId>) -> Vec<Step> {
     let mut users: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
     for (id, node) in graph.nodes.iter() {
         for input in &node.inputs {
@@ -109,7 +138,7 @@ pub fn plan(graph: &Graph) -> Vec<Step> {
         if let Some(&index) = chain_of.get(&id) {
             // A chain is emitted where its output (its last node) stands.
             if *chains[index].last().expect("non-empty") == id && emitted.insert(index) {
-                steps.push(fused_step(graph, &chains[index]));
+                steps.push(fused_step(graph, &chains[index], keep));
             }
             continue;
         }
@@ -124,7 +153,7 @@ pub fn plan(graph: &Graph) -> Vec<Step> {
     steps
 }
 
-fn fused_step(graph: &Graph, nodes: &[NodeId]) -> Step {
+fn fused_step(graph: &Graph, nodes: &[NodeId], keep: &HashSet<NodeId>) -> Step {
     let members: HashSet<NodeId> = nodes.iter().copied().collect();
     let mut inputs: Vec<NodeId> = Vec::new();
     let mut exprs: HashMap<NodeId, Expr> = HashMap::new();
@@ -146,38 +175,18 @@ fn fused_step(graph: &Graph, nodes: &[NodeId]) -> Step {
             .collect();
         exprs.insert(node, expression(&graph.nodes[node].op, args));
     }
-    let output = *nodes.last().expect("non-empty");
-    let spec = MapSpec { inputs: inputs.len(), outputs: vec![exprs.remove(&output).expect("the output's expression")] };
-    Step::Fused { nodes: nodes.to_vec(), inputs, spec }
+    let result = *nodes.last().expect("non-empty");
+    let mut outputs: Vec<NodeId> = nodes.iter().copied().filter(|n| *n != result && keep.contains(n)).collect();
+    outputs.push(result);
+    let spec = MapSpec { inputs: inputs.len(), outputs: outputs.iter().map(|n| exprs[n].clone()).collect() };
+    Step::Fused { nodes: nodes.to_vec(), inputs, outputs, spec }
 }
 
 /// A single elementwise op whose operands of another type are read per channel.
 fn broadcast_step(graph: &Graph, id: NodeId) -> Step {
     let node = &graph.nodes[id];
     let broadcast: Vec<bool> = node.inputs.iter().map(|i| graph.nodes[*i].ty != node.ty).collect();
-    let args: Vec<Expr> = (0..node.inputs.len()).map(Expr::Input).collect();
-    let expr = match &node.op {
-        // −exp(A_log) · softplus(a + dt_bias)
-        Op::Mamba => Expr::binary(
-            Binary::Mul,
-            Expr::unary(Unary::Neg, Expr::unary(Unary::Exp, args[1].clone())),
-            Expr::unary(Unary::Softplus, Expr::binary(Binary::Add, args[0].clone(), args[2].clone())),
-        ),
-        // log(γ + (1 − γ) e^g)
-        Op::Bound => Expr::unary(
-            Unary::Log,
-            Expr::binary(
-                Binary::Add,
-                args[1].clone(),
-                Expr::binary(
-                    Binary::Mul,
-                    Expr::binary(Binary::Sub, Expr::Const(1.0), args[1].clone()),
-                    Expr::unary(Unary::Exp, args[0].clone()),
-                ),
-            ),
-        ),
-        op => expression(op, args),
-    };
+    let expr = expression(&node.op, (0..node.inputs.len()).map(Expr::Input).collect());
     Step::Broadcast { node: id, spec: MapSpec { inputs: node.inputs.len(), outputs: vec![expr] }, broadcast }
 }
 
@@ -191,10 +200,11 @@ pub fn print(graph: &Graph, steps: &[Step]) -> String {
             Step::Gemm(id) => format!("gemm {} = {}", name(id), graph.nodes[*id].op.name()),
             Step::Kernel(id) => format!("kernel {} = {}", name(id), graph.nodes[*id].op.name()),
             Step::Broadcast { node, .. } => format!("broadcast {} = {}", name(node), graph.nodes[*node].op.name()),
-            Step::Fused { nodes, inputs, .. } => {
+            Step::Fused { nodes, inputs, outputs, .. } => {
                 let ops: Vec<String> = nodes.iter().map(|n| graph.nodes[*n].op.name()).collect();
                 let args: Vec<String> = inputs.iter().map(name).collect();
-                format!("fused {} = [{}]({})", name(nodes.last().expect("non-empty")), ops.join(", "), args.join(", "))
+                let written: Vec<String> = outputs.iter().map(name).collect();
+                format!("fused {} = [{}]({})", written.join(", "), ops.join(", "), args.join(", "))
             }
         };
         out.push_str(&line);

@@ -211,8 +211,10 @@ fn every_examples_kernel_plan_covers_its_graph() {
     let mut compiled = std::collections::HashSet::new();
     for file in example_files() {
         let compilation = compile(&file);
-        let graph = hyb_compiler::graph::build::build(compilation.model().expect("checks"));
-        let steps = fuse::plan(&graph);
+        let model = compilation.model().expect("checks");
+        let grad = hyb_compiler::grad::differentiate(model, hyb_compiler::graph::build::build(model));
+        let graph = &grad.forward;
+        let steps = fuse::training_plan(&grad);
         let mut seen = std::collections::HashSet::new();
         let mut fused = 0;
         for step in &steps {
@@ -242,6 +244,8 @@ fn every_examples_kernel_plan_covers_its_graph() {
         assert!(fused > 0, "{}: nothing fused", relative(&file));
     }
     let compilation = compile(&root().join("examples/tiny/gdn_2to1.hyb"));
-    let graph = hyb_compiler::graph::build::build(compilation.model().expect("checks"));
-    settings().bind(|| insta::assert_snapshot!("kernels__tiny__gdn_2to1", fuse::print(&graph, &fuse::plan(&graph))));
+    let model = compilation.model().expect("checks");
+    let grad = hyb_compiler::grad::differentiate(model, hyb_compiler::graph::build::build(model));
+    let text = fuse::print(&grad.forward, &fuse::training_plan(&grad));
+    settings().bind(|| insta::assert_snapshot!("kernels__tiny__gdn_2to1", text));
 }

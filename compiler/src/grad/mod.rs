@@ -93,6 +93,8 @@ pub struct BwdNode {
     pub outputs: Vec<TensorType>,
     pub span: Span,
     pub layer: Option<usize>,
+    /// The forward node whose VJP this is (`None` for the seed and the optimizer).
+    pub origin: Option<NodeId>,
 }
 
 /// The forward graph, its backward and the optimizer step.

@@ -23,11 +23,12 @@ struct Differ {
     backward: Vec<BwdNode>,
     span: Span,
     layer: Option<usize>,
+    origin: Option<NodeId>,
 }
 
 impl Differ {
     fn emit(&mut self, op: BwdOp, inputs: Vec<Value>, outputs: Vec<TensorType>) -> usize {
-        self.backward.push(BwdNode { op, inputs, outputs, span: self.span, layer: self.layer });
+        self.backward.push(BwdNode { op, inputs, outputs, span: self.span, layer: self.layer, origin: self.origin });
         self.backward.len() - 1
     }
 
@@ -142,7 +143,7 @@ fn rule(d: &mut Differ, graph: &Graph, id: NodeId, node: &Node, dy: Value) -> Ve
 }
 
 pub fn differentiate(model: &Model, forward: Graph) -> GradGraph {
-    let mut d = Differ { backward: Vec::new(), span: Span::default(), layer: None };
+    let mut d = Differ { backward: Vec::new(), span: Span::default(), layer: None, origin: None };
     let loss = forward.loss.expect("the forward graph has a loss");
     let mut grads: HashMap<NodeId, Value> = HashMap::new();
     let seed = d.one(BwdOp::Seed, vec![], forward.nodes[loss].ty.clone());
@@ -154,6 +155,7 @@ pub fn differentiate(model: &Model, forward: Graph) -> GradGraph {
         let node = &forward.nodes[id];
         d.span = node.span;
         d.layer = node.layer;
+        d.origin = Some(id);
         if let Op::Param(name) = &node.op {
             d.accumulate(&mut param_grads, name.clone(), dy, &node.ty);
             continue;
@@ -169,6 +171,7 @@ pub fn differentiate(model: &Model, forward: Graph) -> GradGraph {
     // The optimizer step: global norm for clipping, then AdamW per parameter.
     d.span = Span::default();
     d.layer = None;
+    d.origin = None;
     let ordered: Vec<(String, Value)> =
         model.params.iter().filter_map(|p| param_grads.get(&p.name).map(|g| (p.name.clone(), *g))).collect();
     let norm = d.one(BwdOp::GradNorm, ordered.iter().map(|(_, g)| *g).collect(), TensorType::f32(Vec::new()));

@@ -163,9 +163,11 @@ impl Builder {
             k = self.add(Op::Rope { heads: linear.k_heads, theta }, vec![k]);
         }
         let beta = match linear.update {
-            Update::Delta { beta: Beta::Sigmoid, .. } => {
+            Update::Delta { beta: Beta::Sigmoid, negative_eigenvalues } => {
                 let logits = self.matmul(x, &format!("{prefix}b_proj.weight"));
-                Some(self.add(Op::Sigmoid, vec![logits]))
+                let beta = self.add(Op::Sigmoid, vec![logits]);
+                // fla's allow_neg_eigval: β = 2σ(·), so I − βkkᵀ may have eigenvalue −1.
+                Some(if negative_eigenvalues { self.add(Op::Add, vec![beta, beta]) } else { beta })
             }
             Update::Delta { beta: Beta::One, .. } | Update::Additive => None,
         };

@@ -1,0 +1,296 @@
+//! The step program's backward and optimizer instructions: one mapping per grad-IR op.
+//!
+//! Elementwise VJPs are pointwise kernels whose expression is the symbolic derivative of
+//! the forward op's ([`hyb_kernels::pointwise::backward`]); a broadcast operand's
+//! gradient is computed per element into scratch and summed over rows. Kernels that
+//! accumulate (`+=`) get their outputs zeroed first.
+
+use hyb_compiler::grad::{BwdNode, BwdOp, Value};
+use hyb_compiler::graph::{NodeId, Op, ScanDecay};
+use hyb_kernels::pointwise::{self, Binary, Expr, MapSpec};
+use hyb_kernels::{attention, conv, embed, floor, norms, optim, pointwise::sum_rows, scan};
+use hyb_lower::fuse::expression;
+
+use crate::program::{Arg, Builder, Instr, L2_EPS, SQUARES, ScanViews, Store, Unsupported, heads_view, rows_of};
+
+impl Builder<'_> {
+    /// Appends the backward and the optimizer; returns where the optimizer begins.
+    pub fn backward(&mut self) -> Result<usize, Unsupported> {
+        let mut optimizer_start = None;
+        for index in 0..self.grad.backward.len() {
+            let node = self.grad.backward[index].clone();
+            if matches!(node.op, BwdOp::GradNorm) {
+                optimizer_start = Some(self.instrs.len());
+            }
+            self.backward_node(index, &node)?;
+        }
+        Ok(optimizer_start.unwrap_or(self.instrs.len()))
+    }
+
+    /// The final gradient of a parameter.
+    pub fn param_grad(&self, name: &str) -> Arg {
+        let (_, value) = self.grad.param_grads.iter().find(|(n, _)| n == name).expect("every parameter has a gradient");
+        self.at(*value)
+    }
+
+    fn backward_node(&mut self, index: usize, node: &BwdNode) -> Result<(), Unsupported> {
+        let input = |b: &Self, i: usize| b.at(node.inputs[i]);
+        let output = |b: &Self, i: usize| b.at(Value::Bwd(index, i));
+        match &node.op {
+            BwdOp::Seed => self.push(Instr::Fill(output(self, 0), vec![1.0])),
+            BwdOp::Add => {
+                let spec =
+                    MapSpec { inputs: 2, outputs: vec![Expr::binary(Binary::Add, Expr::Input(0), Expr::Input(1))] };
+                self.map(&spec, &[input(self, 0), input(self, 1)], &[output(self, 0)], &[false, false]);
+            }
+            BwdOp::Mul => {
+                let (dy, other, out) = (input(self, 0), input(self, 1), output(self, 0));
+                if dy.dims != other.dims || out.dims != dy.dims {
+                    return Err(Unsupported("a gradient product of a broadcast operand".into()));
+                }
+                let spec =
+                    MapSpec { inputs: 2, outputs: vec![Expr::binary(Binary::Mul, Expr::Input(0), Expr::Input(1))] };
+                self.map(&spec, &[dy, other], &[out], &[false, false]);
+            }
+            BwdOp::Scale { factor } => {
+                let spec = MapSpec {
+                    inputs: 1,
+                    outputs: vec![Expr::binary(Binary::Mul, Expr::Input(0), Expr::Const(*factor))],
+                };
+                self.map(&spec, &[input(self, 0)], &[output(self, 0)], &[false]);
+            }
+            BwdOp::MatMulDx => {
+                // dx[m, in] = dy[m, out] · w[out, in]
+                let (dy, w, dx) = (input(self, 0), input(self, 1), output(self, 0));
+                let (out, inner) = (w.dims[0], w.dims[1]);
+                let m = dy.len() / out;
+                let a = (dy, [out as isize, 1]);
+                let b = (w, [inner as isize, 1]);
+                self.push(Instr::Gemm { m, k: out, n: inner, a, b, c: dx });
+            }
+            BwdOp::MatMulDw => {
+                // dw[out, in] = dy[m, out]ᵀ · x[m, in]
+                let (dy, x, dw) = (input(self, 0), input(self, 1), output(self, 0));
+                let (out, inner) = (dw.dims[0], dw.dims[1]);
+                let m = dy.len() / out;
+                let a = (dy, [1, out as isize]);
+                let b = (x, [inner as isize, 1]);
+                self.push(Instr::Gemm { m: out, k: m, n: inner, a, b, c: dw });
+            }
+            BwdOp::SumLeading => {
+                let (dy, db) = (input(self, 0), output(self, 0));
+                self.sum_rows(dy, db);
+            }
+            BwdOp::Act(act) => {
+                let forward = MapSpec { inputs: 1, outputs: vec![expression(&Op::Act(*act), vec![Expr::Input(0)])] };
+                let spec = pointwise::backward(&forward);
+                self.map(&spec, &[input(self, 1), input(self, 0)], &[output(self, 0)], &[false, false]);
+            }
+            BwdOp::Slice { offset, width } => {
+                let (dy, out) = (input(self, 0), output(self, 0));
+                let total = *dy.dims.last().expect("a width");
+                let rows = dy.len() / total;
+                let (width, offset) = (*width as usize, *offset as usize);
+                let src = dy.view(vec![rows, total]);
+                self.push(Instr::Columns { src, dst: out.view(vec![rows, width]), src_col: offset, dst_col: 0, width });
+            }
+            BwdOp::EmbedScatter => {
+                let (dy, tokens, dtable) = (input(self, 0), input(self, 1), output(self, 0));
+                let func = self.kernels.get("scatter", embed::scatter);
+                self.push(Instr::Zero(dtable.clone()));
+                self.call(func, vec![dtable.clone(), tokens.whole(), dy.whole(), dtable]);
+            }
+            BwdOp::Vjp { op, .. } => self.vjp(index, node, op)?,
+            BwdOp::GradNorm => {
+                let func = self.kernels.get("sum_of_squares", optim::sum_of_squares);
+                let squares = Arg { store: Store::Host, offset: SQUARES, dims: vec![1], flat: false, split: false };
+                self.push(Instr::Zero(squares.clone()));
+                for i in 0..node.inputs.len() {
+                    let g = input(self, i);
+                    let flat = Arg { dims: vec![g.len()], flat: false, split: false, ..g };
+                    self.call(func, vec![flat, squares.clone()]);
+                }
+                self.push(Instr::Clip);
+            }
+            BwdOp::AdamW { .. } => {
+                let Value::Fwd(param) = node.inputs[0] else { unreachable!("AdamW updates a parameter") };
+                let Op::Param(name) = &self.graph.nodes[param].op else { unreachable!("AdamW updates a parameter") };
+                let param = self.params[name];
+                let func = self.kernels.get("adamw", optim::adamw);
+                let g = input(self, 1);
+                self.push(Instr::AdamW { func, param, grad: Arg { dims: vec![g.len()], split: false, ..g } });
+            }
+        }
+        Ok(())
+    }
+
+    /// `out[W] = Σ_rows dy[rows, W]`.
+    fn sum_rows(&mut self, dy: Arg, out: Arg) {
+        let func = self.kernels.get("sum_rows", sum_rows);
+        self.push(Instr::Zero(out.clone()));
+        let flat = |a: Arg| Arg { dims: vec![a.len()], flat: true, split: false, ..a };
+        self.call(func, vec![flat(dy), flat(out)]);
+    }
+
+    fn vjp(&mut self, index: usize, node: &BwdNode, name: &str) -> Result<(), Unsupported> {
+        let origin = node.origin.expect("a VJP comes from a forward node");
+        let forward = self.graph.nodes[origin].clone();
+        let input = |b: &Self, i: usize| b.at(node.inputs[i]);
+        let outputs: Vec<Arg> = (0..node.outputs.len()).map(|i| self.at(Value::Bwd(index, i))).collect();
+        match &forward.op {
+            Op::Sigmoid => {
+                // dx = dy · y (1 − y), from the saved output y.
+                let y = Expr::Input(0);
+                let slope = Expr::binary(Binary::Mul, y.clone(), Expr::binary(Binary::Sub, Expr::Const(1.0), y));
+                let spec = MapSpec { inputs: 2, outputs: vec![Expr::binary(Binary::Mul, Expr::Input(1), slope)] };
+                self.map(&spec, &[input(self, 1), input(self, 0)], &outputs, &[false, false]);
+            }
+            op if op.is_elementwise() => self.elementwise_vjp(origin, node, &outputs),
+            Op::RmsNorm { eps, .. } | Op::RmsNormGated { eps, .. } => {
+                let gated = matches!(forward.op, Op::RmsNormGated { .. });
+                if let Op::RmsNormGated { act, .. } = forward.op {
+                    crate::program::silu_gate(act)?;
+                }
+                let groups = match forward.op {
+                    Op::RmsNorm { groups, .. } | Op::RmsNormGated { groups, .. } => groups,
+                    _ => unreachable!(),
+                };
+                let func = self.kernels.get(&format!("rms_bwd {eps} {gated}"), |n| norms::rms_backward(*eps, gated, n));
+                let x = rows_of(&input(self, 1), groups);
+                let shape = x.dims.clone();
+                let rows = |a: Arg| Arg { split: true, ..a.view(shape.clone()) };
+                let dw = outputs.last().expect("dw").clone();
+                self.push(Instr::Zero(dw.clone()));
+                let mut args = vec![x];
+                if gated {
+                    args.push(rows(input(self, 2)));
+                }
+                args.push(input(self, if gated { 3 } else { 2 }));
+                args.push(rows(input(self, 0)));
+                args.push(rows(outputs[0].clone()));
+                if gated {
+                    args.push(rows(outputs[1].clone()));
+                }
+                args.push(dw);
+                self.call(func, args.into_iter().map(|a| a.whole()).collect());
+            }
+            Op::L2Norm { groups } | Op::SumNorm { groups } => {
+                let func = match forward.op {
+                    Op::L2Norm { .. } => self.kernels.get("l2_bwd", |n| norms::l2_backward(L2_EPS, n)),
+                    _ => self.kernels.get("sum_norm_bwd", norms::sum_backward),
+                };
+                let x = rows_of(&input(self, 1), *groups);
+                let shape = x.dims.clone();
+                let rows = |a: Arg| Arg { split: true, ..a.view(shape.clone()) };
+                self.call(func, vec![x, rows(input(self, 0)), rows(outputs[0].clone())]);
+            }
+            Op::ShortConv { .. } => {
+                let bias = forward.inputs.len() == 3;
+                let func = self.kernels.get(&format!("conv_bwd {bias}"), |n| conv::backward(bias, n));
+                for grad in &outputs[1..] {
+                    self.push(Instr::Zero(grad.clone()));
+                }
+                let mut args = vec![input(self, 1), input(self, 2), input(self, 0)];
+                args.extend(outputs.iter().cloned());
+                self.call(func, args.into_iter().map(|a| a.whole()).collect());
+            }
+            Op::LayerFloor { layer } => {
+                let func = self.kernels.get(&format!("floor_bwd {layer}"), |n| floor::backward(*layer as u64, n));
+                self.call(func, vec![input(self, 1), input(self, 0), outputs[0].clone()]);
+            }
+            Op::Rope { heads, theta } => {
+                let func = self.kernels.get(&format!("rope_inv {theta}"), |n| attention::rope(*theta, n, true));
+                let dy = heads_view(&input(self, 0), *heads);
+                let dx = outputs[0].view(dy.dims.clone()).batched();
+                self.call(func, vec![dy, dx]);
+            }
+            Op::Scan(attrs) => self.scan_vjp(origin, node, &outputs, attrs),
+            Op::Attention { heads, kv_heads, head_dim, window, scale } => {
+                let spec = attention::AttentionSpec { group: heads / kv_heads, window: *window, scale: *scale };
+                let func = self.kernels.get(&format!("attention_bwd {spec:?}"), |n| attention::backward(&spec, n));
+                let (q, k, v) = self.attention_inputs(&forward, *heads, *kv_heads, *head_dim);
+                let o = self.fwd(origin).view(q.dims.clone()).batched();
+                let lse = self.log_sum_exp(origin, *heads);
+                let dout = input(self, 0).view(q.dims.clone()).batched();
+                let grads = [q.dims.clone(), k.dims.clone(), v.dims.clone()];
+                let grads: Vec<Arg> = outputs.iter().zip(grads).map(|(g, dims)| g.view(dims).batched()).collect();
+                for grad in &grads {
+                    self.push(Instr::Zero(grad.clone()));
+                }
+                let mut args = vec![q, k, v, o, lse, dout];
+                args.extend(grads);
+                self.call(func, args);
+            }
+            // The forward's fused kernel wrote the gradient (see `Builder::kernel`).
+            Op::CrossEntropy => {}
+            other => unreachable!("no VJP mapping for {} ({name})", other.name()),
+        }
+        Ok(())
+    }
+
+    /// An elementwise op's VJP: its derivative as a pointwise kernel over the forward
+    /// inputs and dy; gradients of broadcast operands go through scratch and a row sum.
+    fn elementwise_vjp(&mut self, origin: NodeId, node: &BwdNode, outputs: &[Arg]) {
+        let forward = self.graph.nodes[origin].clone();
+        let n = forward.inputs.len();
+        let spec = pointwise::backward(&MapSpec {
+            inputs: n,
+            outputs: vec![expression(&forward.op, (0..n).map(Expr::Input).collect())],
+        });
+        let broadcast: Vec<bool> = forward.inputs.iter().map(|i| self.graph.nodes[*i].ty != forward.ty).collect();
+        let mut inputs: Vec<Arg> = (1..=n).map(|i| self.at(node.inputs[i])).collect();
+        inputs.push(self.at(node.inputs[0]));
+        let full_dims = self.dims(&forward.ty);
+        let mut written = Vec::new();
+        let mut reductions = Vec::new();
+        for (i, out) in outputs.iter().enumerate() {
+            if broadcast[i] {
+                let scratch = self.temp(full_dims.clone(), true);
+                reductions.push((scratch.clone(), out.clone()));
+                written.push(scratch);
+            } else {
+                written.push(out.clone());
+            }
+        }
+        let mut flags = broadcast.clone();
+        flags.push(false);
+        // The scratch must outlive the map: reduce before the next call releases it.
+        let temp_used = self.temp_used;
+        self.map(&spec, &inputs, &written, &flags);
+        self.temp_used = temp_used;
+        for (scratch, out) in reductions {
+            self.sum_rows(scratch, out);
+        }
+        self.temp_used = 0;
+    }
+
+    fn scan_vjp(&mut self, origin: NodeId, node: &BwdNode, outputs: &[Arg], attrs: &hyb_compiler::graph::ScanAttrs) {
+        let forward = self.graph.nodes[origin].clone();
+        let spec = hyb_lower::scan_spec(attrs);
+        let chunk = hyb_lower::CHECKPOINT_INTERVAL;
+        let func = self.kernels.get(&format!("scan_bwd {spec:?}"), |n| scan::backward(&spec, n, chunk));
+        let views = ScanViews::new(attrs, self.batch, self.seq_len);
+        let inputs = self.scan_inputs(&forward);
+        // Fixed per-head decays are shared by the batch: their gradient sums over it.
+        let shared = attrs.decay == ScanDecay::PerHead;
+        let grads: Vec<Arg> = outputs
+            .iter()
+            .zip(&inputs)
+            .map(|(g, i)| Arg { split: i.split && !shared, ..g.view(i.dims.clone()) })
+            .collect();
+        let mut args = inputs;
+        args.push(self.checkpoints(origin, &views));
+        args.push(self.at(node.inputs[0]).view(views.o.clone()).batched());
+        let dstate = self.temp(views.state.clone(), true);
+        self.push(Instr::Zero(dstate.clone()));
+        args.push(dstate);
+        for grad in &grads {
+            self.push(Instr::Zero(grad.clone()));
+        }
+        args.extend(grads);
+        if shared {
+            args = args.into_iter().map(|a| a.whole()).collect();
+        }
+        self.call(func, args);
+    }
+}

@@ -1,0 +1,208 @@
+//! Running a [`Program`] on the CPU: the arena, parameters and AdamW moments as host
+//! memory; kernels called through their JIT entry points, in parallel over slices of
+//! their batch (or rows) when their arguments allow; GEMMs through `matrixmultiply`
+//! (threaded inside).
+
+use rayon::prelude::*;
+
+use hyb_kernels::jit::{Compiled, Entry, RawDescriptor};
+
+use crate::program::{ADAM, Arg, HOST_LEN, Instr, Program, SQUARES, Store};
+
+/// The memory a program runs over.
+pub struct Memory {
+    pub arena: Vec<f32>,
+    pub temp: Vec<f32>,
+    pub host: Vec<f32>,
+    pub params: Vec<Vec<f32>>,
+    pub moment1: Vec<Vec<f32>>,
+    pub moment2: Vec<Vec<f32>>,
+}
+
+impl Memory {
+    pub fn new(program: &Program) -> Memory {
+        let zeros = || program.params.iter().map(|p| vec![0.0; p.shape.iter().product()]).collect::<Vec<_>>();
+        Memory {
+            arena: vec![0.0; program.arena_len],
+            temp: vec![0.0; program.temp_len],
+            host: vec![0.0; HOST_LEN],
+            params: zeros(),
+            moment1: zeros(),
+            moment2: zeros(),
+        }
+    }
+
+    fn base(&mut self, store: Store) -> *mut f32 {
+        match store {
+            Store::Arena => self.arena.as_mut_ptr(),
+            Store::Temp => self.temp.as_mut_ptr(),
+            Store::Host => self.host.as_mut_ptr(),
+            Store::Param(i) => self.params[i].as_mut_ptr(),
+            Store::Moment1(i) => self.moment1[i].as_mut_ptr(),
+            Store::Moment2(i) => self.moment2[i].as_mut_ptr(),
+        }
+    }
+
+    fn len(&self, store: Store) -> usize {
+        match store {
+            Store::Arena => self.arena.len(),
+            Store::Temp => self.temp.len(),
+            Store::Host => self.host.len(),
+            Store::Param(i) | Store::Moment1(i) | Store::Moment2(i) => self.params[i].len(),
+        }
+    }
+
+    /// A pointer to the argument's first element, bounds-checked.
+    fn pointer(&mut self, arg: &Arg) -> Ptr {
+        assert!(arg.offset + arg.len() <= self.len(arg.store), "{arg:?} is outside its store");
+        // SAFETY: in bounds, checked above.
+        Ptr(unsafe { self.base(arg.store).add(arg.offset) })
+    }
+
+    pub fn slice(&mut self, arg: &Arg) -> &mut [f32] {
+        let Ptr(pointer) = self.pointer(arg);
+        // SAFETY: in bounds (checked by `pointer`), borrowed mutably from self.
+        unsafe { std::slice::from_raw_parts_mut(pointer, arg.len()) }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Ptr(*mut f32);
+// SAFETY: parallel parts of one call write disjoint slices; the program is sequential
+// otherwise.
+unsafe impl Send for Ptr {}
+unsafe impl Sync for Ptr {}
+
+/// The compiled kernels of a program and their entry points.
+pub struct Kernels {
+    entries: Vec<Entry>,
+    _compiled: Compiled,
+}
+
+impl Kernels {
+    pub fn compile(program: &Program) -> Result<Kernels, hyb_kernels::jit::JitError> {
+        let module = hyb_kernels::jit::join_modules(program.kernels.modules.iter().map(String::as_str));
+        let compiled = hyb_kernels::jit::compile(&module)?;
+        let entries = program.kernels.names.iter().map(|n| compiled.entry(n)).collect::<Result<_, _>>()?;
+        Ok(Kernels { entries, _compiled: compiled })
+    }
+}
+
+/// Runs instructions `range` of the program.
+pub fn run(
+    program: &Program,
+    kernels: &Kernels,
+    memory: &mut Memory,
+    range: std::ops::Range<usize>,
+    tokens: &[i32],
+    clip: Option<f64>,
+) {
+    for instr in &program.instrs[range] {
+        match instr {
+            Instr::Call { func, args } => call(kernels.entries[*func], memory, args),
+            Instr::Gemm { m, k, n, a, b, c } => {
+                let (pa, pb, pc) = (memory.pointer(&a.0), memory.pointer(&b.0), memory.pointer(c));
+                assert!(a.0.len() >= m * k && b.0.len() >= k * n && c.len() == m * n, "GEMM operands fit");
+                // SAFETY: the operands are in bounds for these strides (asserted above).
+                unsafe {
+                    matrixmultiply::sgemm(
+                        *m,
+                        *k,
+                        *n,
+                        1.0,
+                        pa.0,
+                        a.1[0],
+                        a.1[1],
+                        pb.0,
+                        b.1[0],
+                        b.1[1],
+                        0.0,
+                        pc.0,
+                        *n as isize,
+                        1,
+                    );
+                }
+            }
+            Instr::Zero(arg) => memory.slice(arg).fill(0.0),
+            Instr::Fill(arg, values) => {
+                let target = memory.slice(arg);
+                if values.len() == 1 {
+                    target.fill(values[0]);
+                } else {
+                    target.copy_from_slice(values);
+                }
+            }
+            Instr::Tokens(arg) => {
+                assert_eq!(tokens.len(), arg.len(), "the step's tokens are batch × seq_len");
+                for (slot, token) in memory.slice(arg).iter_mut().zip(tokens) {
+                    *slot = f32::from_bits(*token as u32);
+                }
+            }
+            Instr::Columns { src, dst, src_col, dst_col, width } => {
+                let (rows, src_width, dst_width) = (src.dims[0], src.dims[1], dst.dims[1]);
+                let from = memory.slice(src).to_vec();
+                let to = memory.slice(dst);
+                for r in 0..rows {
+                    let source = &from[r * src_width + src_col..][..*width];
+                    to[r * dst_width + dst_col..][..*width].copy_from_slice(source);
+                }
+            }
+            Instr::Clip => {
+                let norm = (memory.host[SQUARES] as f64).sqrt();
+                let factor = clip.map_or(1.0, |max| (max / (norm + 1e-6)).min(1.0));
+                memory.host[SQUARES] = norm as f32;
+                memory.host[ADAM + 7] = factor as f32;
+            }
+            Instr::AdamW { func, param, grad } => {
+                let len = memory.params[*param].len();
+                let whole = |store| Arg { store, offset: 0, dims: vec![len], flat: false, split: false };
+                let scalars = Arg { store: Store::Host, offset: ADAM, dims: vec![8], flat: false, split: false };
+                let args = [
+                    whole(Store::Param(*param)),
+                    grad.clone(),
+                    whole(Store::Moment1(*param)),
+                    whole(Store::Moment2(*param)),
+                    scalars,
+                ];
+                call(kernels.entries[*func], memory, &args);
+            }
+        }
+    }
+}
+
+/// One kernel call, in parallel over slices of the split arguments' leading dim.
+fn call(entry: Entry, memory: &mut Memory, args: &[Arg]) {
+    let pointers: Vec<Ptr> = args.iter().map(|a| memory.pointer(a)).collect();
+    let leading = args.iter().find(|a| a.split).map_or(1, |a| a.dims[0]);
+    let parts = rayon::current_num_threads().min(leading).max(1);
+    let run_part = |part: usize| {
+        let (start, end) = (leading * part / parts, leading * (part + 1) / parts);
+        let mut descriptors: Vec<RawDescriptor> = args
+            .iter()
+            .zip(&pointers)
+            .map(|(arg, pointer)| {
+                let mut dims = arg.dims.clone();
+                let mut base = pointer.0;
+                if arg.split && parts > 1 {
+                    let stride = arg.len() / arg.dims[0];
+                    // SAFETY: rows [start, end) of the argument, in bounds.
+                    base = unsafe { base.add(start * stride) };
+                    dims[0] = end - start;
+                }
+                if arg.flat {
+                    dims = vec![dims.iter().product()];
+                }
+                RawDescriptor::new(base, &dims)
+            })
+            .collect();
+        let mut raw: Vec<*mut ()> = descriptors.iter_mut().map(|d| d.as_ptr()).collect();
+        // SAFETY: every descriptor describes live memory of the kernel's expected rank;
+        // parallel parts touch disjoint rows of the split arguments and only read the rest.
+        unsafe { entry.call(&mut raw) };
+    };
+    if parts > 1 {
+        (0..parts).into_par_iter().for_each(run_part);
+    } else {
+        run_part(0);
+    }
+}

@@ -1,0 +1,603 @@
+//! The step program: one training step — forward, backward, optimizer — as a flat list
+//! of [`Instr`]s over concrete buffers, built from the grad IR, the fusion pass's kernel
+//! plan and the buffer plan at one batch × sequence length; and the kernels it calls,
+//! generated once each and joined into one MLIR module.
+//!
+//! Every value lives where the buffer plan put it in the arena (parameters and AdamW's
+//! moments apart). A kernel's argument is an [`Arg`]: a store, an element offset and
+//! the dims the kernel sees. Arguments marked `split` have the batch (or rows) as their
+//! leading dim: the executor runs such a call in parallel over slices of it.
+//!
+//! This file maps the forward's kernel plan; `backward.rs` maps the backward and the
+//! optimizer step.
+
+use std::collections::HashMap;
+
+use hyb_compiler::grad::{BwdOp, GradGraph, Value};
+use hyb_compiler::graph::{Dim, Graph, NodeId, Op, TensorType};
+use hyb_compiler::ir::{Act, Model};
+use hyb_compiler::plan::Plan;
+use hyb_kernels::pointwise::{self, Binary, Expr, MapSpec};
+use hyb_kernels::{attention, conv, embed, floor, loss, norms, scan};
+use hyb_lower::fuse::Step;
+
+/// Where an argument's memory lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// The planned arena of intermediates.
+    Arena,
+    /// Parameter `i`, its first and second AdamW moments.
+    Param(usize),
+    Moment1(usize),
+    Moment2(usize),
+    /// Scratch space private to one instruction (scan states, broadcast gradients).
+    Temp,
+    /// Host scalars: [`LOSS`], [`SQUARES`], the AdamW scalars from [`ADAM`].
+    Host,
+}
+
+pub const LOSS: usize = 0;
+pub const SQUARES: usize = 1;
+pub const ADAM: usize = 8;
+pub const HOST_LEN: usize = ADAM + 8;
+
+/// One kernel argument: `dims` as the kernel sees them (one flat dim when `flat`).
+#[derive(Clone, Debug)]
+pub struct Arg {
+    pub store: Store,
+    pub offset: usize,
+    pub dims: Vec<usize>,
+    pub flat: bool,
+    /// The leading dim is the batch (or rows) the call may be split over.
+    pub split: bool,
+}
+
+impl Arg {
+    pub fn len(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The same memory seen as `dims`.
+    pub fn view(&self, dims: Vec<usize>) -> Arg {
+        assert_eq!(dims.iter().product::<usize>(), self.len(), "a view keeps the element count");
+        Arg { dims, ..self.clone() }
+    }
+
+    /// One flat dim, split over rows of `width`.
+    pub fn rows(&self, width: usize) -> Arg {
+        Arg { dims: vec![self.len() / width, width], flat: true, split: true, ..self.clone() }
+    }
+
+    pub fn whole(&self) -> Arg {
+        Arg { split: false, ..self.clone() }
+    }
+
+    pub fn batched(&self) -> Arg {
+        Arg { split: true, ..self.clone() }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Instr {
+    /// A generated kernel; split over the leading dim of its `split` arguments.
+    Call {
+        func: usize,
+        args: Vec<Arg>,
+    },
+    /// `c[m, n] = a[m, k] · b[k, n]`, each operand with its (row, column) strides.
+    Gemm {
+        m: usize,
+        k: usize,
+        n: usize,
+        a: (Arg, [isize; 2]),
+        b: (Arg, [isize; 2]),
+        c: Arg,
+    },
+    Zero(Arg),
+    Fill(Arg, Vec<f32>),
+    /// The step's token ids, written as i32 into the arena.
+    Tokens(Arg),
+    /// `dst[r, dst_col + j] = src[r, src_col + j]` for `j < width` (concat and its slices).
+    Columns {
+        src: Arg,
+        dst: Arg,
+        src_col: usize,
+        dst_col: usize,
+        width: usize,
+    },
+    /// Reads [`SQUARES`] and sets the clipping factor among the AdamW scalars.
+    Clip,
+    /// AdamW on parameter `param` with its gradient.
+    AdamW {
+        func: usize,
+        param: usize,
+        grad: Arg,
+    },
+}
+
+/// The kernels a program calls, each generated once.
+#[derive(Default)]
+pub struct KernelSet {
+    pub names: Vec<String>,
+    pub modules: Vec<String>,
+    by_key: HashMap<String, usize>,
+}
+
+impl KernelSet {
+    /// The index of the kernel `key` describes, generating it on first use.
+    pub fn get(&mut self, key: &str, generate: impl FnOnce(&str) -> String) -> usize {
+        if let Some(&index) = self.by_key.get(key) {
+            return index;
+        }
+        let name = format!("k{}_{}", self.names.len(), key.split(|c: char| !c.is_alphanumeric()).next().unwrap_or(""));
+        self.modules.push(generate(&name));
+        self.names.push(name);
+        self.by_key.insert(key.to_string(), self.names.len() - 1);
+        self.names.len() - 1
+    }
+
+    /// A fused elementwise chain (inputs broadcast where flagged).
+    pub fn pointwise(&mut self, spec: &MapSpec, broadcast: &[bool]) -> usize {
+        self.get(&format!("map {spec:?} {broadcast:?}"), |name| pointwise::generate_broadcast(spec, broadcast, name))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ParamSlot {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+pub struct Program {
+    pub instrs: Vec<Instr>,
+    /// Where the optimizer's instructions begin.
+    pub optimizer_start: usize,
+    pub kernels: KernelSet,
+    pub arena_len: usize,
+    pub temp_len: usize,
+    pub params: Vec<ParamSlot>,
+    /// Each parameter's gradient (valid after the backward, before the optimizer).
+    pub grads: Vec<Arg>,
+    pub batch: usize,
+    pub seq_len: usize,
+}
+
+#[derive(Debug)]
+pub struct Unsupported(pub String);
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the CPU backend cannot run this model yet: {}", self.0)
+    }
+}
+
+/// Builds the program's instructions.
+pub(crate) struct Builder<'g> {
+    pub grad: &'g GradGraph,
+    pub graph: &'g Graph,
+    pub offsets: HashMap<Value, usize>,
+    pub params: HashMap<String, usize>,
+    pub batch: usize,
+    pub seq_len: usize,
+    pub instrs: Vec<Instr>,
+    pub kernels: KernelSet,
+    /// Scratch in use by the current instruction, and the most any needed.
+    pub temp_used: usize,
+    pub temp_len: usize,
+}
+
+/// The eps of `norm.l2` (fla's `l2norm`).
+pub const L2_EPS: f64 = 1e-6;
+
+impl<'g> Builder<'g> {
+    pub fn dims(&self, ty: &TensorType) -> Vec<usize> {
+        ty.shape
+            .iter()
+            .map(|d| match d {
+                Dim::Batch => self.batch,
+                Dim::Time => self.seq_len,
+                Dim::Fixed(n) => *n as usize,
+            })
+            .collect()
+    }
+
+    pub fn type_of(&self, value: Value) -> TensorType {
+        match value {
+            Value::Fwd(id) => self.graph.nodes[id].ty.clone(),
+            Value::Bwd(node, output) => self.grad.backward[node].outputs[output].clone(),
+        }
+    }
+
+    /// A value where the plan (or the parameter store) keeps it, at its own dims.
+    pub fn at(&self, value: Value) -> Arg {
+        let dims = self.dims(&self.type_of(value));
+        let batched = matches!(self.type_of(value).shape.first(), Some(Dim::Batch));
+        if let Value::Fwd(id) = value
+            && let Op::Param(name) = &self.graph.nodes[id].op
+        {
+            return Arg { store: Store::Param(self.params[name]), offset: 0, dims, flat: false, split: false };
+        }
+        let offset = *self.offsets.get(&value).unwrap_or_else(|| panic!("{value:?} has no planned buffer"));
+        Arg { store: Store::Arena, offset, dims, flat: false, split: batched }
+    }
+
+    pub fn fwd(&self, id: NodeId) -> Arg {
+        self.at(Value::Fwd(id))
+    }
+
+    /// Scratch for the current instruction.
+    pub fn temp(&mut self, dims: Vec<usize>, split: bool) -> Arg {
+        let offset = self.temp_used;
+        self.temp_used += dims.iter().product::<usize>().next_multiple_of(16);
+        self.temp_len = self.temp_len.max(self.temp_used);
+        Arg { store: Store::Temp, offset, dims, flat: false, split }
+    }
+
+    pub fn push(&mut self, instr: Instr) {
+        self.instrs.push(instr);
+    }
+
+    /// A kernel call; scratch taken since the last call is released after it.
+    pub fn call(&mut self, func: usize, args: Vec<Arg>) {
+        let split: Vec<usize> = args.iter().filter(|a| a.split).map(|a| a.dims[0]).collect();
+        let args =
+            if split.windows(2).all(|w| w[0] == w[1]) { args } else { args.into_iter().map(|a| a.whole()).collect() };
+        self.instrs.push(Instr::Call { func, args });
+        self.temp_used = 0;
+    }
+
+    /// `x[..., in] · w[out, in]ᵀ` into `y`.
+    pub fn gemm_xwt(&mut self, x: Arg, w: Arg, y: Arg) {
+        let (out, inner) = (w.dims[0], w.dims[1]);
+        let m = x.len() / inner;
+        self.push(Instr::Gemm { m, k: inner, n: out, a: (x, [inner as isize, 1]), b: (w, [1, inner as isize]), c: y });
+    }
+
+    /// Map over same-shaped flat values: `inputs` and `outputs` seen as rows of `width`.
+    pub fn map(&mut self, spec: &MapSpec, inputs: &[Arg], outputs: &[Arg], broadcast: &[bool]) {
+        let width = *outputs[0].dims.last().unwrap_or(&1);
+        let func = self.kernels.pointwise(spec, broadcast);
+        let mut args: Vec<Arg> = inputs
+            .iter()
+            .zip(broadcast)
+            .map(|(a, b)| if *b { Arg { flat: true, ..a.whole() } } else { a.rows(width) })
+            .collect();
+        args.extend(outputs.iter().map(|o| o.rows(width)));
+        self.call(func, args);
+    }
+
+    /// The forward's instructions from the kernel plan.
+    pub fn forward(&mut self, steps: &[Step]) -> Result<(), Unsupported> {
+        for step in steps {
+            match step {
+                Step::Host(id) => self.host(*id),
+                Step::Gemm(id) => {
+                    let node = &self.graph.nodes[*id];
+                    let (x, w) = (self.fwd(node.inputs[0]), self.fwd(node.inputs[1]));
+                    self.gemm_xwt(x, w, self.fwd(*id));
+                }
+                Step::Fused { inputs, outputs, spec, .. } => {
+                    let inputs: Vec<Arg> = inputs.iter().map(|i| self.fwd(*i)).collect();
+                    let outputs: Vec<Arg> = outputs.iter().map(|o| self.fwd(*o)).collect();
+                    self.map(spec, &inputs, &outputs, &vec![false; inputs.len()]);
+                }
+                Step::Broadcast { node, spec, broadcast } => {
+                    let inputs: Vec<Arg> = self.graph.nodes[*node].inputs.iter().map(|i| self.fwd(*i)).collect();
+                    self.map(spec, &inputs, &[self.fwd(*node)], broadcast);
+                }
+                Step::Kernel(id) => self.kernel(*id)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn host(&mut self, id: NodeId) {
+        match &self.graph.nodes[id].op {
+            Op::Tokens => {
+                let tokens = self.fwd(id);
+                self.push(Instr::Tokens(tokens));
+            }
+            // RetNet: log(1 − 2^(−5−h)).
+            Op::FixedDecay { heads } => {
+                let values = (0..*heads).map(|h| (1.0 - 2f64.powi(-5 - h as i32)).ln() as f32).collect();
+                let decays = self.fwd(id);
+                self.push(Instr::Fill(decays, values));
+            }
+            _ => {}
+        }
+    }
+
+    fn kernel(&mut self, id: NodeId) -> Result<(), Unsupported> {
+        let node = self.graph.nodes[id].clone();
+        let input = |b: &Self, i: usize| b.fwd(node.inputs[i]);
+        let out = self.fwd(id);
+        match &node.op {
+            Op::Embed => {
+                let func = self.kernels.get("gather", embed::gather);
+                self.call(func, vec![input(self, 0), input(self, 1), out]);
+            }
+            Op::RmsNorm { eps, groups } => {
+                let func = self.kernels.get(&format!("rms {eps}"), |n| norms::rms_forward(*eps, false, n));
+                let x = rows_of(&input(self, 0), *groups);
+                let y = out.view(x.dims.clone()).batched();
+                self.call(func, vec![x, input(self, 1), y]);
+            }
+            Op::RmsNormGated { eps, groups, act } => {
+                silu_gate(*act)?;
+                let func = self.kernels.get(&format!("rms_gated {eps}"), |n| norms::rms_forward(*eps, true, n));
+                let x = rows_of(&input(self, 0), *groups);
+                let z = input(self, 1).view(x.dims.clone()).batched();
+                let y = out.view(x.dims.clone()).batched();
+                self.call(func, vec![x, z, input(self, 2), y]);
+            }
+            Op::L2Norm { groups } => {
+                let func = self.kernels.get("l2", |n| norms::l2_forward(L2_EPS, n));
+                let x = rows_of(&input(self, 0), *groups);
+                let y = out.view(x.dims.clone()).batched();
+                self.call(func, vec![x, y]);
+            }
+            Op::SumNorm { groups } => {
+                let func = self.kernels.get("sum_norm", norms::sum_forward);
+                let x = rows_of(&input(self, 0), *groups);
+                let y = out.view(x.dims.clone()).batched();
+                self.call(func, vec![x, y]);
+            }
+            Op::ShortConv { .. } => {
+                let bias = node.inputs.len() == 3;
+                let func = self.kernels.get(&format!("conv {bias}"), |n| conv::forward(bias, n));
+                let mut args: Vec<Arg> = (0..node.inputs.len()).map(|i| input(self, i)).collect();
+                args.push(out);
+                self.call(func, args);
+            }
+            Op::LayerFloor { layer } => {
+                let func = self.kernels.get(&format!("floor {layer}"), |n| floor::forward(*layer as u64, n));
+                self.call(func, vec![input(self, 0), out]);
+            }
+            Op::Rope { heads, theta } => {
+                let func = self.kernels.get(&format!("rope {theta}"), |n| attention::rope(*theta, n, false));
+                let x = heads_view(&input(self, 0), *heads);
+                let y = out.view(x.dims.clone()).batched();
+                self.call(func, vec![x, y]);
+            }
+            Op::Scan(attrs) => {
+                let spec = hyb_lower::scan_spec(attrs);
+                let chunk = hyb_lower::CHECKPOINT_INTERVAL;
+                let func = self.kernels.get(&format!("scan_fwd {spec:?}"), |n| scan::forward_train(&spec, n, chunk));
+                let mut args = self.scan_inputs(&node);
+                let views = ScanViews::new(attrs, self.batch, self.seq_len);
+                args.push(out.view(views.o.clone()).batched());
+                let state = self.temp(views.state.clone(), true);
+                self.push(Instr::Zero(state.clone()));
+                args.push(state);
+                args.push(self.checkpoints(id, &views));
+                self.call(func, args);
+            }
+            Op::Attention { heads, kv_heads, head_dim, window, scale } => {
+                let spec = attention::AttentionSpec { group: heads / kv_heads, window: *window, scale: *scale };
+                let func = self.kernels.get(&format!("attention_fwd {spec:?}"), |n| attention::forward(&spec, n));
+                let (q, k, v) = self.attention_inputs(&node, *heads, *kv_heads, *head_dim);
+                let o = out.view(q.dims.clone()).batched();
+                let lse = self.log_sum_exp(id, *heads);
+                self.call(func, vec![q, k, v, o, lse]);
+            }
+            Op::Concat => {
+                let total = *out.dims.last().expect("a width");
+                let rows = out.len() / total;
+                let mut column = 0;
+                for i in 0..node.inputs.len() {
+                    let src = input(self, i);
+                    let width = *src.dims.last().expect("a width");
+                    let dst = out.view(vec![rows, total]);
+                    self.push(Instr::Columns {
+                        src: src.view(vec![rows, width]),
+                        dst,
+                        src_col: 0,
+                        dst_col: column,
+                        width,
+                    });
+                    column += width;
+                }
+            }
+            Op::Mean => {
+                let n = node.inputs.len();
+                let sum = (1..n).fold(Expr::Input(0), |acc, i| Expr::binary(Binary::Add, acc, Expr::Input(i)));
+                let spec =
+                    MapSpec { inputs: n, outputs: vec![Expr::binary(Binary::Mul, sum, Expr::Const(1.0 / n as f64))] };
+                let inputs: Vec<Arg> = (0..n).map(|i| input(self, i)).collect();
+                self.map(&spec, &inputs, &[out], &vec![false; n]);
+            }
+            Op::CrossEntropy => {
+                // Loss and gradient in one pass: the gradient goes straight to the buffer
+                // of the loss's VJP, which is then the identity (the loss is the root).
+                let func = self.kernels.get("cross_entropy", loss::cross_entropy);
+                let dlogits = self.cross_entropy_gradient(id)?;
+                let loss = Arg { store: Store::Host, offset: LOSS, dims: vec![1], flat: false, split: false };
+                let args = vec![input(self, 0).whole(), input(self, 1).whole(), loss, dlogits.whole()];
+                self.call(func, args);
+            }
+            other => unreachable!("{} has no kernel step", other.name()),
+        }
+        Ok(())
+    }
+
+    /// The gradient buffer of the cross-entropy's VJP.
+    fn cross_entropy_gradient(&self, id: NodeId) -> Result<Arg, Unsupported> {
+        let (index, node) = self
+            .grad
+            .backward
+            .iter()
+            .enumerate()
+            .find(|(_, n)| n.origin == Some(id) && matches!(&n.op, BwdOp::Vjp { op, .. } if op == "cross_entropy"))
+            .expect("the loss has a VJP");
+        let seeded = matches!(node.inputs[0], Value::Bwd(seed, 0) if self.grad.backward[seed].op == BwdOp::Seed);
+        if !seeded {
+            return Err(Unsupported("a cross-entropy that is not the loss itself".into()));
+        }
+        Ok(self.at(Value::Bwd(index, 0)))
+    }
+
+    /// q?, k, v, g?, β? of a scan node, at the kernel's ranks.
+    pub fn scan_inputs(&self, node: &hyb_compiler::graph::Node) -> Vec<Arg> {
+        let Op::Scan(attrs) = &node.op else { unreachable!("a scan node") };
+        let views = ScanViews::new(attrs, self.batch, self.seq_len);
+        let mut shapes = Vec::new();
+        if attrs.query {
+            shapes.push(views.q.clone());
+        }
+        shapes.extend([views.k.clone(), views.v.clone()]);
+        shapes.extend(views.g.clone());
+        if attrs.beta {
+            shapes.push(views.beta.clone());
+        }
+        node.inputs
+            .iter()
+            .zip(shapes)
+            .map(|(i, dims)| {
+                let arg = self.fwd(*i);
+                let split = arg.split;
+                Arg { split, ..arg.view(dims) }
+            })
+            .collect()
+    }
+
+    /// The state checkpoints, stored after the scan's output.
+    pub fn checkpoints(&self, id: NodeId, views: &ScanViews) -> Arg {
+        let out = self.fwd(id);
+        Arg { offset: out.offset + out.len(), dims: views.checkpoints.clone(), ..out.batched() }
+    }
+
+    /// The log-sum-exp `[B, H, T]`, stored after attention's output.
+    pub fn log_sum_exp(&self, id: NodeId, heads: u64) -> Arg {
+        let out = self.fwd(id);
+        Arg { offset: out.offset + out.len(), dims: vec![self.batch, heads as usize, self.seq_len], ..out.batched() }
+    }
+
+    pub fn attention_inputs(
+        &self,
+        node: &hyb_compiler::graph::Node,
+        heads: u64,
+        kv_heads: u64,
+        head_dim: u64,
+    ) -> (Arg, Arg, Arg) {
+        let view = |i: usize, h: u64| {
+            self.fwd(node.inputs[i]).view(vec![self.batch, self.seq_len, h as usize, head_dim as usize]).batched()
+        };
+        (view(0, heads), view(1, kv_heads), view(2, kv_heads))
+    }
+}
+
+/// `[rows, width]` of a norm's input, `groups` per row of the tensor.
+pub fn rows_of(arg: &Arg, groups: u64) -> Arg {
+    let width = arg.dims.last().expect("a width") / groups as usize;
+    Arg { dims: vec![arg.len() / width, width], flat: false, split: true, ..arg.clone() }
+}
+
+/// `[B, T, H, D]` of a `[B, T, H·D]` value.
+pub fn heads_view(arg: &Arg, heads: u64) -> Arg {
+    let width = *arg.dims.last().expect("a width");
+    let heads = heads as usize;
+    arg.view(vec![arg.dims[0], arg.dims[1], heads, width / heads]).batched()
+}
+
+/// The gated norm's kernel gates with SiLU (every mixer's output gate is SiLU).
+pub fn silu_gate(act: Act) -> Result<(), Unsupported> {
+    match act {
+        Act::Silu => Ok(()),
+        other => Err(Unsupported(format!("a gated output norm with `{}` (only silu has a kernel)", other.name()))),
+    }
+}
+
+/// The dims the scan kernel sees for each of its tensors.
+pub struct ScanViews {
+    pub q: Vec<usize>,
+    pub k: Vec<usize>,
+    pub v: Vec<usize>,
+    pub g: Option<Vec<usize>>,
+    pub beta: Vec<usize>,
+    pub o: Vec<usize>,
+    pub state: Vec<usize>,
+    pub checkpoints: Vec<usize>,
+}
+
+impl ScanViews {
+    pub fn new(a: &hyb_compiler::graph::ScanAttrs, batch: usize, seq_len: usize) -> ScanViews {
+        let (b, t) = (batch, seq_len);
+        let hs = a.state_heads as usize;
+        let hk = hs / a.states_per_key as usize;
+        let (dk, dv) = (a.head_k_dim as usize, a.head_v_dim as usize);
+        let q_heads = hk * a.q_per_state as usize;
+        let chunks = seq_len.div_ceil(hyb_lower::CHECKPOINT_INTERVAL as usize);
+        use hyb_compiler::graph::ScanDecay;
+        ScanViews {
+            q: vec![b, t, q_heads, dk],
+            k: vec![b, t, hk, dk],
+            v: vec![b, t, hs, dv],
+            g: match a.decay {
+                ScanDecay::None => None,
+                ScanDecay::PerHead => Some(vec![hs]),
+                ScanDecay::Scalar => Some(vec![b, t, hs]),
+                ScanDecay::Vector => Some(vec![b, t, hk, dk]),
+            },
+            beta: vec![b, t, hs],
+            o: vec![b, t, hs * a.q_per_state as usize, dv],
+            state: vec![b, hs, dk, dv],
+            checkpoints: vec![b, hs, chunks, dk, dv],
+        }
+    }
+}
+
+/// The whole step program of a model at `batch × seq_len`.
+pub fn build(model: &Model, grad: &GradGraph, batch: usize, seq_len: usize) -> Result<Program, Unsupported> {
+    let steps = hyb_lower::fuse::training_plan(grad);
+    let plan = scheduled_plan(grad, &steps, batch, seq_len);
+    let offsets = plan.buffers.iter().map(|b| (b.value, (b.offset / 4) as usize)).collect();
+    let params: Vec<ParamSlot> = model
+        .params
+        .iter()
+        .map(|p| ParamSlot { name: p.name.clone(), shape: p.shape.iter().map(|d| *d as usize).collect() })
+        .collect();
+    let mut builder = Builder {
+        grad,
+        graph: &grad.forward,
+        offsets,
+        params: params.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect(),
+        batch,
+        seq_len,
+        instrs: Vec::new(),
+        kernels: KernelSet::default(),
+        temp_used: 0,
+        temp_len: 0,
+    };
+    builder.forward(&steps)?;
+    let optimizer_start = builder.backward()?;
+    let grads = params.iter().map(|p| builder.param_grad(&p.name)).collect();
+    Ok(Program {
+        instrs: builder.instrs,
+        optimizer_start,
+        kernels: builder.kernels,
+        arena_len: (plan.arena_bytes / 4) as usize,
+        temp_len: builder.temp_len,
+        params,
+        grads,
+        batch,
+        seq_len,
+    })
+}
+
+/// The buffer plan with each fused chain's nodes computed where the chain runs.
+fn scheduled_plan(grad: &GradGraph, steps: &[Step], batch: usize, seq_len: usize) -> Plan {
+    let mut run_at: HashMap<NodeId, usize> = HashMap::new();
+    for step in steps {
+        if let Step::Fused { nodes, .. } = step {
+            let at = nodes.last().expect("non-empty").index();
+            run_at.extend(nodes.iter().map(|n| (*n, at)));
+        }
+    }
+    hyb_compiler::plan::plan_scheduled(grad, batch as u64, seq_len as u64, &|id| {
+        run_at.get(&id).copied().unwrap_or(id.index())
+    })
+}
