@@ -79,6 +79,9 @@ enum Command {
         lr: Option<f64>,
         #[arg(long)]
         seed: Option<u64>,
+        /// Time every kernel and print where the step's time goes.
+        #[arg(long)]
+        profile: bool,
     },
     /// Turn an fla / Hugging Face config.json into a .hyb file.
     Import {
@@ -136,8 +139,8 @@ fn main() -> ExitCode {
         }
         Command::Fmt { files, check, stdout } => format_files(&files, check, stdout),
         Command::Import { config, output } => import_config(&config, output.as_deref()),
-        Command::Train { file, steps, batch, seq_len, lr, seed } => {
-            run_training(&file, &train::Options { steps, batch, seq_len, lr, seed })
+        Command::Train { file, steps, batch, seq_len, lr, seed, profile } => {
+            run_training(&file, &train::Options { steps, batch, seq_len, lr, seed, profile })
         }
     };
     match result {

@@ -16,6 +16,8 @@ pub struct Options {
     pub seq_len: Option<u64>,
     pub lr: Option<f64>,
     pub seed: Option<u64>,
+    /// Print the time per kernel at the end.
+    pub profile: bool,
 }
 
 /// The synthetic copy task: a random first half, then the same tokens again. Only the
@@ -55,6 +57,9 @@ pub fn train(path: &Path, model: &hyb_compiler::ir::Model, options: &Options) ->
     let started = Instant::now();
     let mut trainer = Trainer::new(model, batch, seq_len).map_err(|e| e.to_string())?;
     trainer.init_params(seed);
+    if options.profile {
+        trainer.profile = Some(Default::default());
+    }
     println!(
         "compiled {} in {:.2} s: {} kernels, arena {:.1} MiB; batch {batch} × seq_len {seq_len}, copy task",
         path.display(),
@@ -77,6 +82,9 @@ pub fn train(path: &Path, model: &hyb_compiler::ir::Model, options: &Options) ->
             stats.grad_norm,
             (batch * seq_len) as f64 / seconds
         );
+    }
+    if let Some(profile) = &trainer.profile {
+        println!("time per kernel over {steps} steps:\n{}", profile.table());
     }
     Ok(())
 }

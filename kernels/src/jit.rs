@@ -43,12 +43,16 @@ pub struct Compiled {
     _context: Context,
 }
 
+// SAFETY: an MLIR context and the engine built in it are not tied to the thread that made
+// them; a `Compiled` is only ever used by one thread at a time (its entry points, plain
+// function pointers, are what threads share). This lets modules compile in parallel.
+unsafe impl Send for Compiled {}
+
 fn context() -> Context {
     let registry = DialectRegistry::new();
     register_all_dialects(&registry);
     let context = Context::new();
     context.append_dialect_registry(&registry);
-    context.load_all_available_dialects();
     register_all_llvm_translations(&context);
     context
 }
@@ -156,18 +160,6 @@ impl<const N: usize, T> AsDescriptor for MemRef<N, T> {
         self.descriptor.aligned = pointer;
         &mut self.descriptor as *mut Descriptor<N, T> as *mut ()
     }
-}
-
-/// Joins generated modules (each `module { func.func … }`, as [`crate::emit::Emitter`]
-/// writes them) into one, so one JIT compile serves a whole program.
-pub fn join_modules<'a>(modules: impl IntoIterator<Item = &'a str>) -> String {
-    let mut joined = String::from("module {\n");
-    for module in modules {
-        let body = module.trim().strip_prefix("module {").and_then(|m| m.strip_suffix('}'));
-        joined.push_str(body.expect("a generated module"));
-    }
-    joined.push_str("}\n");
-    joined
 }
 
 /// A compiled function's packed entry point (`void(void**)`), callable from any thread.

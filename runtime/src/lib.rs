@@ -78,6 +78,8 @@ pub struct Trainer {
     memory: Memory,
     /// Optimizer steps taken.
     pub step: u64,
+    /// Per-kernel time, when profiling is on ([`Trainer::profile`]).
+    pub profile: Option<exec::Profile>,
     inits: Vec<hyb_compiler::ir::Init>,
 }
 
@@ -90,7 +92,7 @@ impl Trainer {
         let kernels = Kernels::compile(&program).map_err(Error::Jit)?;
         let memory = Memory::new(&program);
         let inits = model.params.iter().map(|p| p.init.clone()).collect();
-        Ok(Trainer { program, kernels, memory, step: 0, inits })
+        Ok(Trainer { program, kernels, memory, step: 0, inits, profile: None })
     }
 
     /// Initialises every parameter as the model states, from `seed`.
@@ -143,7 +145,7 @@ impl Trainer {
     pub fn forward_backward(&mut self, tokens: &[i32]) -> Result<f32, Error> {
         self.check_tokens(tokens)?;
         let end = self.program.optimizer_start;
-        exec::run(&self.program, &self.kernels, &mut self.memory, 0..end, tokens, None);
+        exec::run(&self.program, &self.kernels, &mut self.memory, 0..end, tokens, None, self.profile.as_mut());
         Ok(self.memory.host[LOSS])
     }
 
@@ -171,7 +173,7 @@ impl Trainer {
             *slot = value as f32;
         }
         let range = self.program.optimizer_start..self.program.instrs.len();
-        exec::run(&self.program, &self.kernels, &mut self.memory, range, &[], adamw.clip);
+        exec::run(&self.program, &self.kernels, &mut self.memory, range, &[], adamw.clip, self.profile.as_mut());
         self.memory.host[SQUARES]
     }
 
