@@ -114,3 +114,41 @@ fn import_writes_a_file_that_checks() {
     let refused = hybc(&["import", bad.to_str().expect("utf-8")]);
     assert_eq!(refused.status.code(), Some(1));
 }
+
+/// `hybc train` runs the compiled step on the CPU, one line per step, and the loss of a
+/// tiny hybrid falls on the copy task (from about ln 256 toward ln 32 as the alphabet is
+/// learned).
+#[test]
+fn train_prints_a_falling_loss() {
+    let out = hybc(&[
+        "train",
+        "examples/tiny/gdn_2to1.hyb",
+        "--steps",
+        "30",
+        "--batch",
+        "4",
+        "--seq-len",
+        "32",
+        "--lr",
+        "3e-3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let losses: Vec<f64> = stdout
+        .lines()
+        .filter(|l| l.starts_with("step"))
+        .map(|l| l.split_whitespace().nth(3).and_then(|v| v.parse().ok()).expect("step N loss X"))
+        .collect();
+    assert_eq!(losses.len(), 30, "{stdout}");
+    assert!(losses.iter().all(|l| l.is_finite()), "{stdout}");
+    let last: f64 = losses[25..].iter().sum::<f64>() / 5.0;
+    assert!(losses[0] > 5.0 && last < 4.0, "the loss did not fall: {stdout}");
+}
+
+#[test]
+fn train_refuses_a_file_with_errors() {
+    let path = scratch("broken_train.hyb");
+    std::fs::write(&path, "model { vocab = 0 }\n").expect("writable");
+    let out = hybc(&["train", path.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+}

@@ -85,8 +85,7 @@ impl Kernels {
     pub fn compile(program: &Program) -> Result<Kernels, hyb_kernels::jit::JitError> {
         let compiled: Vec<Compiled> =
             program.kernels.modules.par_iter().map(|m| hyb_kernels::jit::compile(m)).collect::<Result<_, _>>()?;
-        let entries =
-            compiled.iter().zip(&program.kernels.names).map(|(c, n)| c.entry(n)).collect::<Result<_, _>>()?;
+        let entries = compiled.iter().zip(&program.kernels.names).map(|(c, n)| c.entry(n)).collect::<Result<_, _>>()?;
         Ok(Kernels { entries, _compiled: compiled })
     }
 }
