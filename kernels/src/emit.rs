@@ -21,10 +21,11 @@ impl Emitter {
         let _ = writeln!(self.text, "{}{line}", "  ".repeat(self.depth));
     }
 
-    /// `%x = op ...` with a fresh name; returns the name.
+    /// `%x = op ...` with a fresh name; returns the name. Float adds, subtractions and
+    /// products may be reassociated and contracted into FMAs ([`relaxed`]).
     pub fn op(&mut self, rhs: &str) -> String {
         let name = self.fresh();
-        self.line(&format!("{name} = {rhs}"));
+        self.line(&format!("{name} = {}", relaxed(rhs)));
         name
     }
 
@@ -69,6 +70,17 @@ impl Emitter {
     pub fn close(&mut self) {
         self.depth -= 1;
         self.line("}");
+    }
+}
+
+/// `arith.{add,sub,mul}f … : f32` with `fastmath<reassoc,contract>`: LLVM may then
+/// vectorise reductions and fuse multiply-adds. No `nnan`/`ninf`: NaNs must propagate
+/// and the folds for a maximum start at −∞.
+pub fn relaxed(rhs: &str) -> std::borrow::Cow<'_, str> {
+    let float_arith = ["arith.addf ", "arith.subf ", "arith.mulf "].iter().any(|op| rhs.starts_with(op));
+    match rhs.strip_suffix(" : f32") {
+        Some(head) if float_arith => format!("{head} fastmath<reassoc,contract> : f32").into(),
+        _ => rhs.into(),
     }
 }
 

@@ -4,13 +4,16 @@
 //! `pos.rope` — becomes a kernel spec and its generated MLIR (forward for training,
 //! with checkpoints, and backward); identical specs share one kernel. `--emit mlir`
 //! prints them and `--emit passes` the pass pipeline that lowers them to LLVM.
-//! GEMMs are library calls and elementwise chains are fused later (issue 4); they have
-//! no MLIR here yet.
+//! [`fuse`] groups elementwise chains into kernels; [`program`] (with `backward.rs`)
+//! builds the whole training step as instructions over planned buffers, for the
+//! runtime to execute.
 //!
 //! **Architecture Invariant:** this is the only crate that sees both the graph IR and the
 //! kernel generators; the compiler stays free of MLIR, the kernels free of `.hyb`.
 
+mod backward;
 pub mod fuse;
+pub mod program;
 
 use hyb_compiler::graph::{Graph, Op, ScanAttrs, ScanDecay};
 use hyb_kernels::attention::{self, AttentionSpec};

@@ -5,7 +5,7 @@ fn main() {
     let t0 = std::time::Instant::now();
     let graph = hyb_compiler::graph::build::build(model);
     let grad = hyb_compiler::grad::differentiate(model, graph);
-    let program = hyb_runtime::program::build(model, &grad, 2, 8).unwrap();
+    let program = hyb_lower::program::build(model, &grad, 2, 8).unwrap();
     println!("build {:?}", t0.elapsed());
     let mut total = std::time::Duration::ZERO;
     for (name, m) in program.kernels.names.iter().zip(&program.kernels.modules) {

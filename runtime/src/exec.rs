@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use hyb_kernels::jit::{Compiled, Entry, RawDescriptor};
 
-use crate::program::{ADAM, Arg, HOST_LEN, Instr, Program, SQUARES, Store};
+use hyb_lower::program::{ADAM, Arg, HOST_LEN, Instr, Program, SQUARES, Store};
 
 /// The memory a program runs over.
 pub struct Memory {

@@ -1,8 +1,7 @@
 //! The runtime: executes a compiled training step.
 //!
-//! [`program`] turns the grad IR, the fusion pass's kernel plan and the buffer plan into
-//! a flat list of instructions over concrete buffers (the backward's mapping is in
-//! `backward.rs`); [`exec`] runs it on the CPU — JIT-compiled MLIR kernels called in
+//! `hyb_lower::program` turns the grad IR, the fusion pass's kernel plan and the buffer
+//! plan into a flat list of instructions over concrete buffers; [`exec`] runs it on the CPU — JIT-compiled MLIR kernels called in
 //! parallel over the batch, GEMMs through `matrixmultiply`. [`Trainer`] is the API:
 //! build for a model at batch × sequence length, initialise or set parameters, run
 //! forward + backward, read gradients, apply AdamW.
@@ -10,15 +9,13 @@
 //! **Architecture Invariant:** nothing here looks at presets or mixer kinds: the
 //! program is read off the graph IR's ops alone.
 
-mod backward;
 pub mod exec;
 pub mod init;
-pub mod program;
 
 use hyb_compiler::ir::Model;
 
 use crate::exec::{Kernels, Memory};
-use crate::program::{ADAM, LOSS, Program, SQUARES, Unsupported};
+use hyb_lower::program::{self, ADAM, LOSS, Program, SQUARES, Unsupported};
 
 #[derive(Debug)]
 pub enum Error {

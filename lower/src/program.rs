@@ -13,13 +13,13 @@
 
 use std::collections::HashMap;
 
+use crate::fuse::Step;
 use hyb_compiler::grad::{BwdOp, GradGraph, Value};
 use hyb_compiler::graph::{Dim, Graph, NodeId, Op, TensorType};
 use hyb_compiler::ir::{Act, Model};
 use hyb_compiler::plan::Plan;
 use hyb_kernels::pointwise::{self, Binary, Expr, MapSpec};
 use hyb_kernels::{attention, conv, embed, floor, loss, norms, scan};
-use hyb_lower::fuse::Step;
 
 /// Where an argument's memory lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -364,8 +364,8 @@ impl<'g> Builder<'g> {
                 self.call(func, vec![x, y]);
             }
             Op::Scan(attrs) => {
-                let spec = hyb_lower::scan_spec(attrs);
-                let chunk = hyb_lower::CHECKPOINT_INTERVAL;
+                let spec = crate::scan_spec(attrs);
+                let chunk = crate::CHECKPOINT_INTERVAL;
                 let func = self.kernels.get(&format!("scan_fwd {spec:?}"), |n| scan::forward_train(&spec, n, chunk));
                 let mut args = self.scan_inputs(&node);
                 let views = ScanViews::new(attrs, self.batch, self.seq_len);
@@ -530,7 +530,7 @@ impl ScanViews {
         let hk = hs / a.states_per_key as usize;
         let (dk, dv) = (a.head_k_dim as usize, a.head_v_dim as usize);
         let q_heads = hk * a.q_per_state as usize;
-        let chunks = seq_len.div_ceil(hyb_lower::CHECKPOINT_INTERVAL as usize);
+        let chunks = seq_len.div_ceil(crate::CHECKPOINT_INTERVAL as usize);
         use hyb_compiler::graph::ScanDecay;
         ScanViews {
             q: vec![b, t, q_heads, dk],
@@ -552,7 +552,7 @@ impl ScanViews {
 
 /// The whole step program of a model at `batch × seq_len`.
 pub fn build(model: &Model, grad: &GradGraph, batch: usize, seq_len: usize) -> Result<Program, Unsupported> {
-    let steps = hyb_lower::fuse::training_plan(grad);
+    let steps = crate::fuse::training_plan(grad);
     let plan = scheduled_plan(grad, &steps, batch, seq_len);
     let offsets = plan.buffers.iter().map(|b| (b.value, (b.offset / 4) as usize)).collect();
     let params: Vec<ParamSlot> = model

@@ -5,11 +5,11 @@
 //! gradient is computed per element into scratch and summed over rows. Kernels that
 //! accumulate (`+=`) get their outputs zeroed first.
 
+use crate::fuse::expression;
 use hyb_compiler::grad::{BwdNode, BwdOp, Value};
 use hyb_compiler::graph::{NodeId, Op, ScanDecay};
 use hyb_kernels::pointwise::{self, Binary, Expr, MapSpec};
 use hyb_kernels::{attention, conv, embed, floor, norms, optim, pointwise::sum_rows, scan};
-use hyb_lower::fuse::expression;
 
 use crate::program::{Arg, Builder, Instr, L2_EPS, SQUARES, ScanViews, Store, Unsupported, heads_view, rows_of};
 
@@ -266,8 +266,8 @@ impl Builder<'_> {
 
     fn scan_vjp(&mut self, origin: NodeId, node: &BwdNode, outputs: &[Arg], attrs: &hyb_compiler::graph::ScanAttrs) {
         let forward = self.graph.nodes[origin].clone();
-        let spec = hyb_lower::scan_spec(attrs);
-        let chunk = hyb_lower::CHECKPOINT_INTERVAL;
+        let spec = crate::scan_spec(attrs);
+        let chunk = crate::CHECKPOINT_INTERVAL;
         let func = self.kernels.get(&format!("scan_bwd {spec:?}"), |n| scan::backward(&spec, n, chunk));
         let views = ScanViews::new(attrs, self.batch, self.seq_len);
         let inputs = self.scan_inputs(&forward);
