@@ -67,7 +67,7 @@ pub fn compile(mlir: &str) -> Result<Compiled, JitError> {
     parse_pass_pipeline(manager.as_operation_pass_manager(), CPU_PIPELINE)
         .map_err(|e| JitError::Pipeline(e.to_string()))?;
     manager.run(&mut module).map_err(|e| JitError::Pipeline(e.to_string()))?;
-    let engine = ExecutionEngine::new(&module, 3, &[], false, false);
+    let engine = ExecutionEngine::new(&module, 3, &[], true, false);
     Ok(Compiled { engine, _context: context })
 }
 
@@ -175,6 +175,13 @@ impl Compiled {
         }
         // SAFETY: the engine's packed wrappers all have the signature `void(void**)`.
         Ok(Entry(unsafe { std::mem::transmute::<*mut (), unsafe extern "C" fn(*mut *mut ())>(symbol) }))
+    }
+}
+
+impl Compiled {
+    /// Writes the compiled machine code as an object file (to inspect it).
+    pub fn dump(&self, path: &str) {
+        self.engine.dump_to_object_file(path);
     }
 }
 

@@ -193,12 +193,19 @@ fn emit_update(e: &mut Emitter, spec: &ScanSpec, at: &At, src: StateAt, dst: Sta
     }
     let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
     if spec.update == ScanUpdate::Delta {
+        // u = β (v − S'ᵀ k), the read accumulated row by row (unit stride along j).
         let beta = e.op(&format!("memref.load %beta[{b}, {t}, {h}] : {T3}"));
+        zero_vector(e, "%u");
+        let i = e.open_for("%c0", "%DK");
+        let k = e.op(&format!("memref.load %k[{b}, {t}, {hk}, {i}] : {T4}"));
         let j = e.open_for("%c0", "%DV");
-        let read = e.dot("%DK", |e, i| {
-            let s = e.op(&format!("memref.load {}", dst(i, &j)));
-            (s, e.op(&format!("memref.load %k[{b}, {t}, {hk}, {i}] : {T4}")))
-        });
+        let s = e.op(&format!("memref.load {}", dst(&i, &j)));
+        let sk = e.op(&format!("arith.mulf {s}, {k} : f32"));
+        accumulate(e, &format!("%u[{j}] : memref<?xf32>"), &sk);
+        e.close();
+        e.close();
+        let j = e.open_for("%c0", "%DV");
+        let read = e.op(&format!("memref.load %u[{j}] : memref<?xf32>"));
         let v = e.op(&format!("memref.load %v[{b}, {t}, {h}, {j}] : {T4}"));
         let error = e.op(&format!("arith.subf {v}, {read} : f32"));
         let u = e.op(&format!("arith.mulf {beta}, {error} : f32"));
@@ -235,15 +242,29 @@ fn query(e: &mut Emitter, spec: &ScanSpec, at: &At, qh: &str, i: &str) -> String
     if spec.query { e.op(&format!("memref.load %q[{}, {}, {qh}, {i}] : {T4}", at.b, at.t)) } else { "%one".to_string() }
 }
 
+/// `%name[j] = 0` for every j < DV.
+fn zero_vector(e: &mut Emitter, name: &str) {
+    let j = e.open_for("%c0", "%DV");
+    e.line(&format!("memref.store %zero, {name}[{j}] : memref<?xf32>"));
+    e.close();
+}
+
+/// `o = scale · Sᵀ q` for each query head reading the state, accumulated row by row of
+/// the state (unit stride along j) in `%u`-free form: straight into `o`.
 fn emit_readout(e: &mut Emitter, spec: &ScanSpec, at: &At, state: StateAt) {
     let (qh, oh) = open_readers(e, at);
+    let out = |j: &str| format!("%o[{}, {}, {oh}, {j}] : {T4}", at.b, at.t);
     let j = e.open_for("%c0", "%DV");
-    let dot = e.dot("%DK", |e, i| {
-        let s = e.op(&format!("memref.load {}", state(i, &j)));
-        (s, query(e, spec, at, &qh, i))
-    });
-    let out = e.op(&format!("arith.mulf %scale, {dot} : f32"));
-    e.line(&format!("memref.store {out}, %o[{}, {}, {oh}, {j}] : {T4}", at.b, at.t));
+    e.line(&format!("memref.store %zero, {}", out(&j)));
+    e.close();
+    let i = e.open_for("%c0", "%DK");
+    let q = query(e, spec, at, &qh, &i);
+    let scaled = e.op(&format!("arith.mulf %scale, {q} : f32"));
+    let j = e.open_for("%c0", "%DV");
+    let s = e.op(&format!("memref.load {}", state(&i, &j)));
+    let sq = e.op(&format!("arith.mulf {s}, {scaled} : f32"));
+    accumulate(e, &out(&j), &sq);
+    e.close();
     e.close();
     e.close();
 }
@@ -389,21 +410,30 @@ pub fn backward(spec: &ScanSpec, name: &str, chunk: u64) -> String {
         }
         ScanUpdate::Delta => {
             let beta = e.op(&format!("memref.load %beta[{b}, {t}, {h}] : {T3}"));
-            // e_j = v_j − (S'ᵀk)_j into %u; du_j = (dSᵀk)_j into %du.
+            // e_j = v_j − (S'ᵀk)_j into %u; du_j = (dSᵀk)_j into %du, both accumulated row
+            // by row (unit stride along j).
+            zero_vector(&mut e, "%u");
+            zero_vector(&mut e, "%du");
+            {
+                let i = e.open_for("%c0", "%DK");
+                let k = e.op(&format!("memref.load %k[{b}, {t}, {hk}, {i}] : {T4}"));
+                let j = e.open_for("%c0", "%DV");
+                let sp = decayed(&mut e, &i, &j);
+                let spk = e.op(&format!("arith.mulf {sp}, {k} : f32"));
+                accumulate(&mut e, &format!("%u[{j}] : memref<?xf32>"), &spk);
+                let d = e.op(&format!("memref.load {}", ds(&i, &j)));
+                let dk = e.op(&format!("arith.mulf {d}, {k} : f32"));
+                accumulate(&mut e, &format!("%du[{j}] : memref<?xf32>"), &dk);
+                e.close();
+                e.close();
+            }
             {
                 let j = e.open_for("%c0", "%DV");
-                let read = e.dot("%DK", |e, i| {
-                    let sp = decayed(e, i, &j);
-                    (sp, e.op(&format!("memref.load %k[{b}, {t}, {hk}, {i}] : {T4}")))
-                });
+                let read = e.op(&format!("memref.load %u[{j}] : memref<?xf32>"));
                 let v = e.op(&format!("memref.load %v[{b}, {t}, {h}, {j}] : {T4}"));
                 let err = e.op(&format!("arith.subf {v}, {read} : f32"));
                 e.line(&format!("memref.store {err}, %u[{j}] : memref<?xf32>"));
-                let du = e.dot("%DK", |e, i| {
-                    let d = e.op(&format!("memref.load {}", ds(i, &j)));
-                    (d, e.op(&format!("memref.load %k[{b}, {t}, {hk}, {i}] : {T4}")))
-                });
-                e.line(&format!("memref.store {du}, %du[{j}] : memref<?xf32>"));
+                let du = e.op(&format!("memref.load %du[{j}] : memref<?xf32>"));
                 // dβ += du_j e_j; dv_j += β du_j.
                 let de = e.op(&format!("arith.mulf {du}, {err} : f32"));
                 accumulate(&mut e, &format!("%dbeta[{b}, {t}, {h}] : {T3}"), &de);

@@ -7,11 +7,11 @@
 
 use crate::fuse::expression;
 use hyb_compiler::grad::{BwdNode, BwdOp, Value};
-use hyb_compiler::graph::{NodeId, Op, ScanDecay};
+use hyb_compiler::graph::{NodeId, Op};
 use hyb_kernels::pointwise::{self, Binary, Expr, MapSpec};
 use hyb_kernels::{attention, conv, embed, floor, norms, optim, pointwise::sum_rows, scan};
 
-use crate::program::{Arg, Builder, Instr, L2_EPS, SQUARES, ScanViews, Store, Unsupported, heads_view, rows_of};
+use crate::program::{Arg, Builder, Instr, L2_EPS, SQUARES, ScanViews, Share, Store, Unsupported, heads_view, rows_of};
 
 impl Builder<'_> {
     /// Appends the backward and the optimizer; returns where the optimizer begins.
@@ -98,16 +98,18 @@ impl Builder<'_> {
                 let (dy, tokens, dtable) = (input(self, 0), input(self, 1), output(self, 0));
                 let func = self.kernels.get("scatter", embed::scatter);
                 self.push(Instr::Zero(dtable.clone()));
-                self.call(func, vec![dtable.clone(), tokens.whole(), dy.whole(), dtable]);
+                let (tokens, dy) = (tokens.batched(), dy.batched());
+                self.call(func, vec![dtable.whole(), tokens, dy, dtable.summed()]);
             }
             BwdOp::Vjp { op, .. } => self.vjp(index, node, op)?,
             BwdOp::GradNorm => {
                 let func = self.kernels.get("sum_of_squares", optim::sum_of_squares);
-                let squares = Arg { store: Store::Host, offset: SQUARES, dims: vec![1], flat: false, split: false };
+                let squares =
+                    Arg { store: Store::Host, offset: SQUARES, dims: vec![1], flat: false, share: Share::Whole };
                 self.push(Instr::Zero(squares.clone()));
                 for i in 0..node.inputs.len() {
                     let g = input(self, i);
-                    let flat = Arg { dims: vec![g.len()], flat: false, split: false, ..g };
+                    let flat = Arg { dims: vec![g.len()], flat: false, share: Share::Whole, ..g };
                     self.call(func, vec![flat, squares.clone()]);
                 }
                 self.push(Instr::Clip);
@@ -118,7 +120,7 @@ impl Builder<'_> {
                 let param = self.params[name];
                 let func = self.kernels.get("adamw", optim::adamw);
                 let g = input(self, 1);
-                self.push(Instr::AdamW { func, param, grad: Arg { dims: vec![g.len()], split: false, ..g } });
+                self.push(Instr::AdamW { func, param, grad: Arg { dims: vec![g.len()], share: Share::Whole, ..g } });
             }
         }
         Ok(())
@@ -128,8 +130,9 @@ impl Builder<'_> {
     fn sum_rows(&mut self, dy: Arg, out: Arg) {
         let func = self.kernels.get("sum_rows", sum_rows);
         self.push(Instr::Zero(out.clone()));
-        let flat = |a: Arg| Arg { dims: vec![a.len()], flat: true, split: false, ..a };
-        self.call(func, vec![flat(dy), flat(out)]);
+        let width = out.len();
+        let out = Arg { dims: vec![width], flat: true, ..out.summed() };
+        self.call(func, vec![dy.rows(width), out]);
     }
 
     fn vjp(&mut self, index: usize, node: &BwdNode, name: &str) -> Result<(), Unsupported> {
@@ -158,7 +161,7 @@ impl Builder<'_> {
                 let func = self.kernels.get(&format!("rms_bwd {eps} {gated}"), |n| norms::rms_backward(*eps, gated, n));
                 let x = rows_of(&input(self, 1), groups);
                 let shape = x.dims.clone();
-                let rows = |a: Arg| Arg { split: true, ..a.view(shape.clone()) };
+                let rows = |a: Arg| Arg { share: Share::Split, ..a.view(shape.clone()) };
                 let dw = outputs.last().expect("dw").clone();
                 self.push(Instr::Zero(dw.clone()));
                 let mut args = vec![x];
@@ -171,8 +174,8 @@ impl Builder<'_> {
                 if gated {
                     args.push(rows(outputs[1].clone()));
                 }
-                args.push(dw);
-                self.call(func, args.into_iter().map(|a| a.whole()).collect());
+                args.push(dw.summed());
+                self.call(func, args);
             }
             Op::L2Norm { groups } | Op::SumNorm { groups } => {
                 let func = match forward.op {
@@ -181,7 +184,7 @@ impl Builder<'_> {
                 };
                 let x = rows_of(&input(self, 1), *groups);
                 let shape = x.dims.clone();
-                let rows = |a: Arg| Arg { split: true, ..a.view(shape.clone()) };
+                let rows = |a: Arg| Arg { share: Share::Split, ..a.view(shape.clone()) };
                 self.call(func, vec![x, rows(input(self, 0)), rows(outputs[0].clone())]);
             }
             Op::ShortConv { .. } => {
@@ -190,9 +193,10 @@ impl Builder<'_> {
                 for grad in &outputs[1..] {
                     self.push(Instr::Zero(grad.clone()));
                 }
-                let mut args = vec![input(self, 1), input(self, 2), input(self, 0)];
-                args.extend(outputs.iter().cloned());
-                self.call(func, args.into_iter().map(|a| a.whole()).collect());
+                let mut args = vec![input(self, 1).batched(), input(self, 2), input(self, 0).batched()];
+                args.push(outputs[0].batched());
+                args.extend(outputs[1..].iter().map(Arg::summed));
+                self.call(func, args);
             }
             Op::LayerFloor { layer } => {
                 let func = self.kernels.get(&format!("floor_bwd {layer}"), |n| floor::backward(*layer as u64, n));
@@ -245,7 +249,7 @@ impl Builder<'_> {
         let mut reductions = Vec::new();
         for (i, out) in outputs.iter().enumerate() {
             if broadcast[i] {
-                let scratch = self.temp(full_dims.clone(), true);
+                let scratch = self.temp(full_dims.clone(), Share::Split);
                 reductions.push((scratch.clone(), out.clone()));
                 written.push(scratch);
             } else {
@@ -272,25 +276,21 @@ impl Builder<'_> {
         let views = ScanViews::new(attrs, self.batch, self.seq_len);
         let inputs = self.scan_inputs(&forward);
         // Fixed per-head decays are shared by the batch: their gradient sums over it.
-        let shared = attrs.decay == ScanDecay::PerHead;
         let grads: Vec<Arg> = outputs
             .iter()
             .zip(&inputs)
-            .map(|(g, i)| Arg { split: i.split && !shared, ..g.view(i.dims.clone()) })
+            .map(|(g, i)| Arg { share: if i.is_split() { Share::Split } else { Share::Sum }, ..g.view(i.dims.clone()) })
             .collect();
         let mut args = inputs;
         args.push(self.checkpoints(origin, &views));
         args.push(self.at(node.inputs[0]).view(views.o.clone()).batched());
-        let dstate = self.temp(views.state.clone(), true);
+        let dstate = self.temp(views.state.clone(), Share::Split);
         self.push(Instr::Zero(dstate.clone()));
         args.push(dstate);
         for grad in &grads {
             self.push(Instr::Zero(grad.clone()));
         }
         args.extend(grads);
-        if shared {
-            args = args.into_iter().map(|a| a.whole()).collect();
-        }
         self.call(func, args);
     }
 }

@@ -1,12 +1,12 @@
 //! The step program: one training step — forward, backward, optimizer — as a flat list
 //! of [`Instr`]s over concrete buffers, built from the grad IR, the fusion pass's kernel
 //! plan and the buffer plan at one batch × sequence length; and the kernels it calls,
-//! generated once each and joined into one MLIR module.
+//! generated once each.
 //!
 //! Every value lives where the buffer plan put it in the arena (parameters and AdamW's
 //! moments apart). A kernel's argument is an [`Arg`]: a store, an element offset and
-//! the dims the kernel sees. Arguments marked `split` have the batch (or rows) as their
-//! leading dim: the executor runs such a call in parallel over slices of it.
+//! the dims the kernel sees, and how a call split over its batch (or rows) shares it
+//! ([`Share`]): the executor runs such a call in parallel over slices of the batch.
 //!
 //! This file maps the forward's kernel plan; `backward.rs` maps the backward and the
 //! optimizer step.
@@ -48,8 +48,19 @@ pub struct Arg {
     pub offset: usize,
     pub dims: Vec<usize>,
     pub flat: bool,
-    /// The leading dim is the batch (or rows) the call may be split over.
-    pub split: bool,
+    pub share: Share,
+}
+
+/// How a call split over its batch (or rows) treats an argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Share {
+    /// Every part sees all of it; only read.
+    Whole,
+    /// Its leading dim is the batch (or rows): each part gets its slice.
+    Split,
+    /// The kernel accumulates into it: each part accumulates into a private zeroed
+    /// copy, and the copies are added into it after the call.
+    Sum,
 }
 
 impl Arg {
@@ -69,21 +80,30 @@ impl Arg {
 
     /// One flat dim, split over rows of `width`.
     pub fn rows(&self, width: usize) -> Arg {
-        Arg { dims: vec![self.len() / width, width], flat: true, split: true, ..self.clone() }
+        Arg { dims: vec![self.len() / width, width], flat: true, share: Share::Split, ..self.clone() }
     }
 
     pub fn whole(&self) -> Arg {
-        Arg { split: false, ..self.clone() }
+        Arg { share: Share::Whole, ..self.clone() }
     }
 
     pub fn batched(&self) -> Arg {
-        Arg { split: true, ..self.clone() }
+        Arg { share: Share::Split, ..self.clone() }
+    }
+
+    /// Accumulated into by every part of a split call.
+    pub fn summed(&self) -> Arg {
+        Arg { share: Share::Sum, ..self.clone() }
+    }
+
+    pub fn is_split(&self) -> bool {
+        self.share == Share::Split
     }
 }
 
 #[derive(Clone, Debug)]
 pub enum Instr {
-    /// A generated kernel; split over the leading dim of its `split` arguments.
+    /// A generated kernel; split over the leading dim of its `Split` arguments.
     Call {
         func: usize,
         args: Vec<Arg>,
@@ -219,10 +239,11 @@ impl<'g> Builder<'g> {
         if let Value::Fwd(id) = value
             && let Op::Param(name) = &self.graph.nodes[id].op
         {
-            return Arg { store: Store::Param(self.params[name]), offset: 0, dims, flat: false, split: false };
+            return Arg { store: Store::Param(self.params[name]), offset: 0, dims, flat: false, share: Share::Whole };
         }
         let offset = *self.offsets.get(&value).unwrap_or_else(|| panic!("{value:?} has no planned buffer"));
-        Arg { store: Store::Arena, offset, dims, flat: false, split: batched }
+        let share = if batched { Share::Split } else { Share::Whole };
+        Arg { store: Store::Arena, offset, dims, flat: false, share }
     }
 
     pub fn fwd(&self, id: NodeId) -> Arg {
@@ -230,11 +251,11 @@ impl<'g> Builder<'g> {
     }
 
     /// Scratch for the current instruction.
-    pub fn temp(&mut self, dims: Vec<usize>, split: bool) -> Arg {
+    pub fn temp(&mut self, dims: Vec<usize>, share: Share) -> Arg {
         let offset = self.temp_used;
         self.temp_used += dims.iter().product::<usize>().next_multiple_of(16);
         self.temp_len = self.temp_len.max(self.temp_used);
-        Arg { store: Store::Temp, offset, dims, flat: false, split }
+        Arg { store: Store::Temp, offset, dims, flat: false, share }
     }
 
     pub fn push(&mut self, instr: Instr) {
@@ -243,7 +264,7 @@ impl<'g> Builder<'g> {
 
     /// A kernel call; scratch taken since the last call is released after it.
     pub fn call(&mut self, func: usize, args: Vec<Arg>) {
-        let split: Vec<usize> = args.iter().filter(|a| a.split).map(|a| a.dims[0]).collect();
+        let split: Vec<usize> = args.iter().filter(|a| a.is_split()).map(|a| a.dims[0]).collect();
         let args =
             if split.windows(2).all(|w| w[0] == w[1]) { args } else { args.into_iter().map(|a| a.whole()).collect() };
         self.instrs.push(Instr::Call { func, args });
@@ -370,7 +391,7 @@ impl<'g> Builder<'g> {
                 let mut args = self.scan_inputs(&node);
                 let views = ScanViews::new(attrs, self.batch, self.seq_len);
                 args.push(out.view(views.o.clone()).batched());
-                let state = self.temp(views.state.clone(), true);
+                let state = self.temp(views.state.clone(), Share::Split);
                 self.push(Instr::Zero(state.clone()));
                 args.push(state);
                 args.push(self.checkpoints(id, &views));
@@ -415,7 +436,7 @@ impl<'g> Builder<'g> {
                 // of the loss's VJP, which is then the identity (the loss is the root).
                 let func = self.kernels.get("cross_entropy", loss::cross_entropy);
                 let dlogits = self.cross_entropy_gradient(id)?;
-                let loss = Arg { store: Store::Host, offset: LOSS, dims: vec![1], flat: false, split: false };
+                let loss = Arg { store: Store::Host, offset: LOSS, dims: vec![1], flat: false, share: Share::Whole };
                 let args = vec![input(self, 0).whole(), input(self, 1).whole(), loss, dlogits.whole()];
                 self.call(func, args);
             }
@@ -458,8 +479,8 @@ impl<'g> Builder<'g> {
             .zip(shapes)
             .map(|(i, dims)| {
                 let arg = self.fwd(*i);
-                let split = arg.split;
-                Arg { split, ..arg.view(dims) }
+                let share = arg.share;
+                Arg { share, ..arg.view(dims) }
             })
             .collect()
     }
@@ -493,7 +514,7 @@ impl<'g> Builder<'g> {
 /// `[rows, width]` of a norm's input, `groups` per row of the tensor.
 pub fn rows_of(arg: &Arg, groups: u64) -> Arg {
     let width = arg.dims.last().expect("a width") / groups as usize;
-    Arg { dims: vec![arg.len() / width, width], flat: false, split: true, ..arg.clone() }
+    Arg { dims: vec![arg.len() / width, width], flat: false, share: Share::Split, ..arg.clone() }
 }
 
 /// `[B, T, H, D]` of a `[B, T, H·D]` value.

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use hyb_kernels::jit::{Compiled, Entry, RawDescriptor};
 
-use hyb_lower::program::{ADAM, Arg, HOST_LEN, Instr, Program, SQUARES, Store};
+use hyb_lower::program::{ADAM, Arg, HOST_LEN, Instr, Program, SQUARES, Share, Store};
 
 /// The memory a program runs over.
 pub struct Memory {
@@ -204,8 +204,8 @@ fn execute(instr: &Instr, kernels: &Kernels, memory: &mut Memory, tokens: &[i32]
             }
             Instr::AdamW { func, param, grad } => {
                 let len = memory.params[*param].len();
-                let whole = |store| Arg { store, offset: 0, dims: vec![len], flat: false, split: false };
-                let scalars = Arg { store: Store::Host, offset: ADAM, dims: vec![8], flat: false, split: false };
+                let whole = |store| Arg { store, offset: 0, dims: vec![len], flat: false, share: Share::Whole };
+                let scalars = Arg { store: Store::Host, offset: ADAM, dims: vec![8], flat: false, share: Share::Whole };
                 let args = [
                     whole(Store::Param(*param)),
                     grad.clone(),
@@ -219,24 +219,35 @@ fn execute(instr: &Instr, kernels: &Kernels, memory: &mut Memory, tokens: &[i32]
     }
 }
 
-/// One kernel call, in parallel over slices of the split arguments' leading dim.
+/// One kernel call, in parallel over slices of the `Split` arguments' leading dim; each
+/// part accumulates `Sum` arguments into a private zeroed copy, added in afterwards.
 fn call(entry: Entry, memory: &mut Memory, args: &[Arg]) {
     let pointers: Vec<Ptr> = args.iter().map(|a| memory.pointer(a)).collect();
-    let leading = args.iter().find(|a| a.split).map_or(1, |a| a.dims[0]);
+    let leading = args.iter().find(|a| a.is_split()).map_or(1, |a| a.dims[0]);
     let parts = rayon::current_num_threads().min(leading).max(1);
+    let summed: Vec<usize> =
+        if parts > 1 { (0..args.len()).filter(|i| args[*i].share == Share::Sum).collect() } else { Vec::new() };
+    // private[p][k]: part p's copy of the k-th summed argument.
+    let mut private: Vec<Vec<Vec<f32>>> =
+        (0..parts).map(|_| summed.iter().map(|i| vec![0.0; args[*i].len()]).collect()).collect();
+    let private_pointers: Vec<Vec<Ptr>> =
+        private.iter_mut().map(|copies| copies.iter_mut().map(|c| Ptr(c.as_mut_ptr())).collect()).collect();
     let run_part = |part: usize| {
         let (start, end) = (leading * part / parts, leading * (part + 1) / parts);
         let mut descriptors: Vec<RawDescriptor> = args
             .iter()
-            .zip(&pointers)
-            .map(|(arg, pointer)| {
+            .enumerate()
+            .map(|(index, arg)| {
                 let mut dims = arg.dims.clone();
-                let mut base = pointer.0;
-                if arg.split && parts > 1 {
+                let mut base = pointers[index].0;
+                if arg.is_split() && parts > 1 {
                     let stride = arg.len() / arg.dims[0];
                     // SAFETY: rows [start, end) of the argument, in bounds.
                     base = unsafe { base.add(start * stride) };
                     dims[0] = end - start;
+                }
+                if let Some(k) = summed.iter().position(|i| *i == index) {
+                    base = private_pointers[part][k].0;
                 }
                 if arg.flat {
                     dims = vec![dims.iter().product()];
@@ -246,12 +257,21 @@ fn call(entry: Entry, memory: &mut Memory, args: &[Arg]) {
             .collect();
         let mut raw: Vec<*mut ()> = descriptors.iter_mut().map(|d| d.as_ptr()).collect();
         // SAFETY: every descriptor describes live memory of the kernel's expected rank;
-        // parallel parts touch disjoint rows of the split arguments and only read the rest.
+        // parallel parts write disjoint rows of the split arguments and their own copies
+        // of the summed ones, and only read the rest.
         unsafe { entry.call(&mut raw) };
     };
     if parts > 1 {
         (0..parts).into_par_iter().for_each(run_part);
     } else {
         run_part(0);
+    }
+    for (k, index) in summed.iter().enumerate() {
+        let target = memory.slice(&args[*index]);
+        for copies in &private {
+            for (t, v) in target.iter_mut().zip(&copies[k]) {
+                *t += v;
+            }
+        }
     }
 }
