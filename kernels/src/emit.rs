@@ -24,9 +24,55 @@ impl Emitter {
     /// `%x = op ...` with a fresh name; returns the name. Float adds, subtractions and
     /// products may be reassociated and contracted into FMAs ([`relaxed`]).
     pub fn op(&mut self, rhs: &str) -> String {
+        if let Some(x) = rhs.strip_prefix("math.exp ").and_then(|r| r.strip_suffix(" : f32")) {
+            return self.exp(x);
+        }
         let name = self.fresh();
         self.line(&format!("{name} = {}", relaxed(rhs)));
         name
+    }
+
+    /// `exp(x)` in arithmetic LLVM can vectorise (libm's `expf` is a scalar call):
+    /// `2^n · p(r)` with `n = ⌊x log₂e + ½⌋`, `r = x − n ln 2` (ln 2 split in two for
+    /// exactness) and Cephes' degree-6 polynomial, within 2 ulp of `expf` on the clamped
+    /// range `[−87.3, 88.3]` (below it the result is the smallest normal, ~1e−38, where
+    /// `exp` underflows to 0). NaN propagates through the clamps.
+    pub fn exp(&mut self, x: &str) -> String {
+        let c = |e: &mut Emitter, v: f64| e.op(&f32_constant(v));
+        let low = c(self, -87.3);
+        let high = c(self, 88.3);
+        let clamped_low = self.op(&format!("arith.maximumf {x}, {low} : f32"));
+        let x = self.op(&format!("arith.minimumf {clamped_low}, {high} : f32"));
+        let log2e = c(self, std::f64::consts::LOG2_E);
+        let half = c(self, 0.5);
+        let scaled = self.op(&format!("arith.mulf {x}, {log2e} : f32"));
+        let shifted = self.op(&format!("arith.addf {scaled}, {half} : f32"));
+        let n = self.op(&format!("math.floor {shifted} : f32"));
+        let ln2_hi = c(self, 0.693359375);
+        let ln2_lo = c(self, -2.12194440e-4);
+        let hi = self.op(&format!("arith.mulf {n}, {ln2_hi} : f32"));
+        let r0 = self.op(&format!("arith.subf {x}, {hi} : f32"));
+        let lo = self.op(&format!("arith.mulf {n}, {ln2_lo} : f32"));
+        let r = self.op(&format!("arith.subf {r0}, {lo} : f32"));
+        let coefficients = [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1];
+        let mut p = c(self, coefficients[0]);
+        for coefficient in &coefficients[1..] {
+            let product = self.op(&format!("arith.mulf {p}, {r} : f32"));
+            let next = c(self, *coefficient);
+            p = self.op(&format!("arith.addf {product}, {next} : f32"));
+        }
+        let r2 = self.op(&format!("arith.mulf {r}, {r} : f32"));
+        let quadratic = self.op(&format!("arith.mulf {p}, {r2} : f32"));
+        let linear = self.op(&format!("arith.addf {quadratic}, {r} : f32"));
+        let poly = self.op(&format!("arith.addf {linear}, %one : f32"));
+        // 2^n from the exponent bits.
+        let n_int = self.op(&format!("arith.fptosi {n} : f32 to i32"));
+        let bias = self.op("arith.constant 127 : i32");
+        let biased = self.op(&format!("arith.addi {n_int}, {bias} : i32"));
+        let shift = self.op("arith.constant 23 : i32");
+        let bits = self.op(&format!("arith.shli {biased}, {shift} : i32"));
+        let power = self.op(&format!("arith.bitcast {bits} : i32 to f32"));
+        self.op(&format!("arith.mulf {poly}, {power} : f32"))
     }
 
     pub fn open_for(&mut self, from: &str, to: &str) -> String {
