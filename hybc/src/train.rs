@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use hyb_runtime::{AdamW, Trainer};
+use hyb_runtime::{AdamW, Batch, Trainer};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -72,7 +72,9 @@ pub fn train(path: &Path, model: &hyb_compiler::ir::Model, options: &Options) ->
     for step in 1..=steps {
         let tokens = data.batch(batch, seq_len);
         let started = Instant::now();
-        let stats = trainer.step(&tokens, &adamw, adamw.lr).map_err(|e| e.to_string())?;
+        let targets = Batch::next_token_targets(&tokens, seq_len);
+        let stats =
+            trainer.step(&Batch { tokens: &tokens, targets: &targets }, &adamw, adamw.lr).map_err(|e| e.to_string())?;
         let seconds = started.elapsed().as_secs_f64();
         if !stats.loss.is_finite() {
             return Err(format!("step {step}: the loss is {}", stats.loss));

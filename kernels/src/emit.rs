@@ -54,7 +54,8 @@ impl Emitter {
         let r0 = self.op(&format!("arith.subf {x}, {hi} : f32"));
         let lo = self.op(&format!("arith.mulf {n}, {ln2_lo} : f32"));
         let r = self.op(&format!("arith.subf {r0}, {lo} : f32"));
-        let coefficients = [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1];
+        let coefficients =
+            [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1];
         let mut p = c(self, coefficients[0]);
         for coefficient in &coefficients[1..] {
             let product = self.op(&format!("arith.mulf {p}, {r} : f32"));

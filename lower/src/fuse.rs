@@ -144,7 +144,7 @@ pub fn plan(graph: &Graph, keep: &HashSet<NodeId>) -> Vec<Step> {
         }
         let node = &graph.nodes[id];
         steps.push(match node.op {
-            Op::Tokens | Op::Param(_) | Op::FixedDecay { .. } => Step::Host(id),
+            Op::Tokens | Op::Targets | Op::Param(_) | Op::FixedDecay { .. } => Step::Host(id),
             Op::MatMul => Step::Gemm(id),
             _ if node.op.is_elementwise() => broadcast_step(graph, id),
             _ => Step::Kernel(id),

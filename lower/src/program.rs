@@ -41,6 +41,13 @@ pub const SQUARES: usize = 1;
 pub const ADAM: usize = 8;
 pub const HOST_LEN: usize = ADAM + 8;
 
+/// A step's inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    Tokens,
+    Targets,
+}
+
 /// One kernel argument: `dims` as the kernel sees them (one flat dim when `flat`).
 #[derive(Clone, Debug)]
 pub struct Arg {
@@ -119,8 +126,8 @@ pub enum Instr {
     },
     Zero(Arg),
     Fill(Arg, Vec<f32>),
-    /// The step's token ids, written as i32 into the arena.
-    Tokens(Arg),
+    /// The step's token ids or targets, written as i32 into the arena.
+    Input(Input, Arg),
     /// `dst[r, dst_col + j] = src[r, src_col + j]` for `j < width` (concat and its slices).
     Columns {
         src: Arg,
@@ -174,6 +181,8 @@ pub struct ParamSlot {
 
 pub struct Program {
     pub instrs: Vec<Instr>,
+    /// Where the backward's instructions begin (the forward alone is `..forward_end`).
+    pub forward_end: usize,
     /// Where the optimizer's instructions begin.
     pub optimizer_start: usize,
     pub kernels: KernelSet,
@@ -184,6 +193,9 @@ pub struct Program {
     pub grads: Vec<Arg>,
     pub batch: usize,
     pub seq_len: usize,
+    pub vocab: usize,
+    /// The logits `[batch, seq_len, vocab]` (valid after the forward).
+    pub logits: Arg,
 }
 
 #[derive(Debug)]
@@ -320,7 +332,11 @@ impl<'g> Builder<'g> {
         match &self.graph.nodes[id].op {
             Op::Tokens => {
                 let tokens = self.fwd(id);
-                self.push(Instr::Tokens(tokens));
+                self.push(Instr::Input(Input::Tokens, tokens));
+            }
+            Op::Targets => {
+                let targets = self.fwd(id);
+                self.push(Instr::Input(Input::Targets, targets));
             }
             // RetNet: log(1 − 2^(−5−h)).
             Op::FixedDecay { heads } => {
@@ -594,10 +610,14 @@ pub fn build(model: &Model, grad: &GradGraph, batch: usize, seq_len: usize) -> R
         temp_len: 0,
     };
     builder.forward(&steps)?;
+    let forward_end = builder.instrs.len();
     let optimizer_start = builder.backward()?;
     let grads = params.iter().map(|p| builder.param_grad(&p.name)).collect();
+    let loss = grad.forward.loss.expect("a loss");
+    let logits = builder.fwd(grad.forward.nodes[loss].inputs[0]);
     Ok(Program {
         instrs: builder.instrs,
+        forward_end,
         optimizer_start,
         kernels: builder.kernels,
         arena_len: (plan.arena_bytes / 4) as usize,
@@ -606,6 +626,8 @@ pub fn build(model: &Model, grad: &GradGraph, batch: usize, seq_len: usize) -> R
         grads,
         batch,
         seq_len,
+        vocab: model.config.vocab as usize,
+        logits,
     })
 }
 

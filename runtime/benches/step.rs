@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use hyb_runtime::{AdamW, Trainer};
+use hyb_runtime::{AdamW, Batch, Trainer};
 
 fn model(example: &str) -> hyb_compiler::ir::Model {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace");
@@ -49,11 +49,13 @@ fn bench(c: &mut Criterion) {
     trainer.init_params(0);
     let adamw = AdamW::of(&model);
     let tokens: Vec<i32> = (0..batch * seq_len).map(|i| ((i * 7919) % model.config.vocab as usize) as i32).collect();
+    let targets = Batch::next_token_targets(&tokens, seq_len);
+    let batch_inputs = Batch { tokens: &tokens, targets: &targets };
     let mut group = c.benchmark_group("step");
     group.sample_size(10);
     group.throughput(Throughput::Elements((batch * seq_len) as u64));
     group.bench_function("tiny gdn 3:1, d128, 4 layers, 8 × 256", |b| {
-        b.iter(|| trainer.step(&tokens, &adamw, adamw.lr).expect("runs"))
+        b.iter(|| trainer.step(&batch_inputs, &adamw, adamw.lr).expect("runs"))
     });
     group.finish();
 }

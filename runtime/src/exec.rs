@@ -7,7 +7,22 @@ use rayon::prelude::*;
 
 use hyb_kernels::jit::{Compiled, Entry, RawDescriptor};
 
-use hyb_lower::program::{ADAM, Arg, HOST_LEN, Instr, Program, SQUARES, Share, Store};
+use hyb_lower::program::{ADAM, Arg, HOST_LEN, Input, Instr, Program, SQUARES, Share, Store};
+
+/// One step's inputs, each `[batch, seq_len]` row-major: the token ids, and the token
+/// each position should predict (negative: none).
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    pub tokens: &'a [i32],
+    pub targets: &'a [i32],
+}
+
+impl Batch<'_> {
+    /// Language-modelling targets: each position predicts the next token; the last none.
+    pub fn next_token_targets(tokens: &[i32], seq_len: usize) -> Vec<i32> {
+        tokens.chunks(seq_len).flat_map(|row| row[1..].iter().copied().chain(std::iter::once(-1))).collect()
+    }
+}
 
 /// The memory a program runs over.
 pub struct Memory {
@@ -121,7 +136,7 @@ fn label(program: &Program, instr: &Instr) -> String {
         Instr::Call { func, .. } | Instr::AdamW { func, .. } => program.kernels.names[*func].clone(),
         Instr::Gemm { .. } => "gemm".into(),
         Instr::Zero(_) => "zero".into(),
-        Instr::Fill(..) | Instr::Tokens(_) | Instr::Clip => "host".into(),
+        Instr::Fill(..) | Instr::Input(..) | Instr::Clip => "host".into(),
         Instr::Columns { .. } => "columns".into(),
     }
 }
@@ -132,20 +147,20 @@ pub fn run(
     kernels: &Kernels,
     memory: &mut Memory,
     range: std::ops::Range<usize>,
-    tokens: &[i32],
+    batch: &Batch,
     clip: Option<f64>,
     mut profile: Option<&mut Profile>,
 ) {
     for instr in &program.instrs[range] {
         let started = profile.is_some().then(std::time::Instant::now);
-        execute(instr, kernels, memory, tokens, clip);
+        execute(instr, kernels, memory, batch, clip);
         if let (Some(profile), Some(started)) = (profile.as_deref_mut(), started) {
             profile.add(label(program, instr), started.elapsed().as_secs_f64());
         }
     }
 }
 
-fn execute(instr: &Instr, kernels: &Kernels, memory: &mut Memory, tokens: &[i32], clip: Option<f64>) {
+fn execute(instr: &Instr, kernels: &Kernels, memory: &mut Memory, batch: &Batch, clip: Option<f64>) {
     {
         match instr {
             Instr::Call { func, args } => call(kernels.entries[*func], memory, args),
@@ -181,10 +196,14 @@ fn execute(instr: &Instr, kernels: &Kernels, memory: &mut Memory, tokens: &[i32]
                     target.copy_from_slice(values);
                 }
             }
-            Instr::Tokens(arg) => {
-                assert_eq!(tokens.len(), arg.len(), "the step's tokens are batch × seq_len");
-                for (slot, token) in memory.slice(arg).iter_mut().zip(tokens) {
-                    *slot = f32::from_bits(*token as u32);
+            Instr::Input(which, arg) => {
+                let ids = match which {
+                    Input::Tokens => batch.tokens,
+                    Input::Targets => batch.targets,
+                };
+                assert_eq!(ids.len(), arg.len(), "a step's inputs are batch × seq_len");
+                for (slot, id) in memory.slice(arg).iter_mut().zip(ids) {
+                    *slot = f32::from_bits(*id as u32);
                 }
             }
             Instr::Columns { src, dst, src_col, dst_col, width } => {

@@ -14,6 +14,7 @@ pub mod init;
 
 use hyb_compiler::ir::Model;
 
+pub use crate::exec::Batch;
 use crate::exec::{Kernels, Memory};
 use hyb_lower::program::{self, ADAM, LOSS, Program, SQUARES, Unsupported};
 
@@ -71,7 +72,8 @@ pub struct StepStats {
 /// A model's compiled training step and its state.
 pub struct Trainer {
     pub program: Program,
-    kernels: Kernels,
+    kernels: std::rc::Rc<Kernels>,
+    model: Model,
     memory: Memory,
     /// Optimizer steps taken.
     pub step: u64,
@@ -83,13 +85,57 @@ pub struct Trainer {
 impl Trainer {
     /// Compiles the step of `model` at `batch × seq_len` (parameters zero until set).
     pub fn new(model: &Model, batch: usize, seq_len: usize) -> Result<Trainer, Error> {
+        let program = Self::program(model, batch, seq_len)?;
+        let kernels = std::rc::Rc::new(Kernels::compile(&program).map_err(Error::Jit)?);
+        Ok(Self::with(model, program, kernels))
+    }
+
+    fn program(model: &Model, batch: usize, seq_len: usize) -> Result<Program, Error> {
         let graph = hyb_compiler::graph::build::build(model);
         let grad = hyb_compiler::grad::differentiate(model, graph);
-        let program = program::build(model, &grad, batch, seq_len).map_err(Error::Unsupported)?;
-        let kernels = Kernels::compile(&program).map_err(Error::Jit)?;
+        program::build(model, &grad, batch, seq_len).map_err(Error::Unsupported)
+    }
+
+    fn with(model: &Model, program: Program, kernels: std::rc::Rc<Kernels>) -> Trainer {
         let memory = Memory::new(&program);
         let inits = model.params.iter().map(|p| p.init.clone()).collect();
-        Ok(Trainer { program, kernels, memory, step: 0, inits, profile: None })
+        Trainer { program, kernels, model: model.clone(), memory, step: 0, inits, profile: None }
+    }
+
+    /// The same model at another batch × sequence length, sharing the compiled kernels
+    /// (they do not depend on the shape), with a copy of the current parameters.
+    pub fn resized(&self, batch: usize, seq_len: usize) -> Result<Trainer, Error> {
+        let program = Self::program(&self.model, batch, seq_len)?;
+        assert_eq!(program.kernels.modules, self.program.kernels.modules, "kernels are shape-independent");
+        let mut other = Self::with(&self.model, program, self.kernels.clone());
+        other.memory.params.clone_from(&self.memory.params);
+        Ok(other)
+    }
+
+    /// Copies the parameters of `other` (the same model) into this one.
+    pub fn copy_params_from(&mut self, other: &Trainer) {
+        self.memory.params.clone_from(&other.memory.params);
+    }
+
+    /// Every parameter, in the model's order, and AdamW's two moments.
+    pub fn state(&self) -> (&[Vec<f32>], &[Vec<f32>], &[Vec<f32>]) {
+        (&self.memory.params, &self.memory.moment1, &self.memory.moment2)
+    }
+
+    /// Restores parameters, moments and the step count (as [`Trainer::state`] gave them).
+    pub fn restore(&mut self, params: Vec<Vec<f32>>, moment1: Vec<Vec<f32>>, moment2: Vec<Vec<f32>>, step: u64) -> Result<(), Error> {
+        for (what, given) in [("parameters", &params), ("first moments", &moment1), ("second moments", &moment2)] {
+            let fits = given.len() == self.memory.params.len()
+                && given.iter().zip(&self.memory.params).all(|(g, p)| g.len() == p.len());
+            if !fits {
+                return Err(Error::Input(format!("the checkpoint's {what} do not fit this model")));
+            }
+        }
+        self.memory.params = params;
+        self.memory.moment1 = moment1;
+        self.memory.moment2 = moment2;
+        self.step = step;
+        Ok(())
     }
 
     /// Initialises every parameter as the model states, from `seed`.
@@ -126,23 +172,49 @@ impl Trainer {
         Ok(())
     }
 
-    fn check_tokens(&self, tokens: &[i32]) -> Result<(), Error> {
+    /// Token ids in `[0, vocab)`, targets below `vocab` (negative: none), both
+    /// `batch × seq_len`: anything else would read outside the embedding or the logits.
+    fn check(&self, batch: &Batch) -> Result<(), Error> {
         let expected = self.program.batch * self.program.seq_len;
-        if tokens.len() != expected {
-            return Err(Error::Input(format!(
-                "a step takes {expected} tokens (batch × seq_len), got {}",
-                tokens.len()
-            )));
+        for (what, ids) in [("tokens", batch.tokens), ("targets", batch.targets)] {
+            if ids.len() != expected {
+                return Err(Error::Input(format!(
+                    "a step takes {expected} {what} (batch × seq_len), got {}",
+                    ids.len()
+                )));
+            }
+        }
+        let vocab = self.program.vocab as i32;
+        if let Some(bad) = batch.tokens.iter().find(|t| !(0..vocab).contains(*t)) {
+            return Err(Error::Input(format!("token id {bad} is outside the vocabulary [0, {vocab})")));
+        }
+        if let Some(bad) = batch.targets.iter().find(|t| **t >= vocab) {
+            return Err(Error::Input(format!("target {bad} is outside the vocabulary [0, {vocab})")));
         }
         Ok(())
     }
 
-    /// Forward and backward on `tokens` (`[batch, seq_len]` row-major); returns the loss.
-    /// Gradients are readable with [`Trainer::grad`] until the next call.
-    pub fn forward_backward(&mut self, tokens: &[i32]) -> Result<f32, Error> {
-        self.check_tokens(tokens)?;
+    /// The forward pass alone; returns the loss. The logits are then readable with
+    /// [`Trainer::logits`].
+    pub fn forward(&mut self, batch: &Batch) -> Result<f32, Error> {
+        self.check(batch)?;
+        let end = self.program.forward_end;
+        exec::run(&self.program, &self.kernels, &mut self.memory, 0..end, batch, None, self.profile.as_mut());
+        Ok(self.memory.host[LOSS])
+    }
+
+    /// The logits `[batch, seq_len, vocab]` of the last forward pass.
+    pub fn logits(&mut self) -> &[f32] {
+        let arg = self.program.logits.clone();
+        self.memory.slice(&arg)
+    }
+
+    /// Forward and backward; returns the loss. Gradients are readable with
+    /// [`Trainer::grad`] until the next call.
+    pub fn forward_backward(&mut self, batch: &Batch) -> Result<f32, Error> {
+        self.check(batch)?;
         let end = self.program.optimizer_start;
-        exec::run(&self.program, &self.kernels, &mut self.memory, 0..end, tokens, None, self.profile.as_mut());
+        exec::run(&self.program, &self.kernels, &mut self.memory, 0..end, batch, None, self.profile.as_mut());
         Ok(self.memory.host[LOSS])
     }
 
@@ -150,6 +222,17 @@ impl Trainer {
     pub fn grad(&mut self, name: &str) -> Result<Vec<f32>, Error> {
         let arg = self.program.grads[self.index(name)?].clone();
         Ok(self.memory.slice(&arg).to_vec())
+    }
+
+    /// The first parameter (in the model's order: by layer) whose gradient from the last
+    /// [`Trainer::forward_backward`] holds a NaN or an infinity.
+    pub fn first_non_finite_grad(&mut self) -> Option<String> {
+        let grads = self.program.grads.clone();
+        grads
+            .iter()
+            .zip(&self.program.params)
+            .find(|(arg, _)| self.memory.slice(arg).iter().any(|g| !g.is_finite()))
+            .map(|(_, p)| p.name.clone())
     }
 
     /// Clipping and one AdamW update at learning rate `lr`; returns the gradient norm.
@@ -170,13 +253,14 @@ impl Trainer {
             *slot = value as f32;
         }
         let range = self.program.optimizer_start..self.program.instrs.len();
-        exec::run(&self.program, &self.kernels, &mut self.memory, range, &[], adamw.clip, self.profile.as_mut());
+        let none = Batch { tokens: &[], targets: &[] };
+        exec::run(&self.program, &self.kernels, &mut self.memory, range, &none, adamw.clip, self.profile.as_mut());
         self.memory.host[SQUARES]
     }
 
     /// One training step: forward, backward, clipping, AdamW.
-    pub fn step(&mut self, tokens: &[i32], adamw: &AdamW, lr: f64) -> Result<StepStats, Error> {
-        let loss = self.forward_backward(tokens)?;
+    pub fn step(&mut self, batch: &Batch, adamw: &AdamW, lr: f64) -> Result<StepStats, Error> {
+        let loss = self.forward_backward(batch)?;
         let grad_norm = self.optimizer_step(adamw, lr);
         Ok(StepStats { loss, grad_norm })
     }

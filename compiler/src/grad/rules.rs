@@ -72,7 +72,7 @@ fn rule(d: &mut Differ, graph: &Graph, id: NodeId, node: &Node, dy: Value) -> Ve
         node.inputs.iter().copied().zip(grads).collect()
     };
     match &node.op {
-        Op::Tokens | Op::Param(_) | Op::FixedDecay { .. } => Vec::new(),
+        Op::Tokens | Op::Targets | Op::Param(_) | Op::FixedDecay { .. } => Vec::new(),
         Op::Embed => {
             let table = d.one(BwdOp::EmbedScatter, vec![dy, fwd(1)], ty(0));
             vec![(node.inputs[0], table)]
@@ -162,7 +162,7 @@ pub fn differentiate(model: &Model, forward: Graph) -> GradGraph {
         }
         for (input, gradient) in rule(&mut d, &forward, id, node, dy) {
             let input_ty = forward.nodes[input].ty.clone();
-            if matches!(forward.nodes[input].op, Op::Tokens | Op::FixedDecay { .. }) {
+            if matches!(forward.nodes[input].op, Op::Tokens | Op::Targets | Op::FixedDecay { .. }) {
                 continue;
             }
             d.accumulate(&mut grads, input, gradient, &input_ty);
@@ -189,7 +189,7 @@ pub fn differentiate(model: &Model, forward: Graph) -> GradGraph {
         .iter()
         .flat_map(|n| n.inputs.iter())
         .filter_map(|v| match v {
-            Value::Fwd(id) if !matches!(forward.nodes[*id].op, Op::Param(_) | Op::Tokens) => Some(*id),
+            Value::Fwd(id) if !matches!(forward.nodes[*id].op, Op::Param(_) | Op::Tokens | Op::Targets) => Some(*id),
             _ => None,
         })
         .collect();

@@ -38,7 +38,8 @@ pub fn build(model: &Model) -> Graph {
     let normed = b.rms(h, "model.norm.weight", 1);
     let head = if model.config.tie_embeddings { "model.embeddings.weight" } else { "lm_head.weight" };
     let logits = b.matmul(normed, head);
-    let loss = b.add(Op::CrossEntropy, vec![logits, tokens]);
+    let targets = b.add(Op::Targets, vec![]);
+    let loss = b.add(Op::CrossEntropy, vec![logits, targets]);
     b.graph.loss = Some(loss);
     b.graph
 }

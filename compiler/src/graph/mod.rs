@@ -18,8 +18,9 @@
 //! - `ew.one_minus_exp(g)` is the tied key `1 − e^g`.
 //! - `mix.scan` is the linear-attention recurrence of `hyb_kernels::scan` (inputs q?,
 //!   k, v, g?, β?), `mix.attention` causal softmax attention.
-//! - `loss.cross_entropy(logits, tokens)` shifts inside: position t predicts token
-//!   t + 1; the last position is ignored; the mean over the rest.
+//! - `loss.cross_entropy(logits, targets)`: the mean over positions with a target
+//!   (`targets[b, t] ≥ 0`); for language modelling the targets are the tokens shifted
+//!   by one (the last position has none), for a recall task only the answers.
 
 pub mod build;
 pub mod print;
@@ -102,6 +103,8 @@ pub enum ScanDecay {
 pub enum Op {
     /// `input.tokens`: `[B, T]` token ids.
     Tokens,
+    /// `input.targets`: `[B, T]` the token each position predicts; negative for none.
+    Targets,
     /// `param NAME`: a trainable tensor of the model IR.
     Param(String),
     /// `embed.gather(table, tokens)`.
@@ -152,7 +155,7 @@ pub enum Op {
     Mean,
     /// `mlp.swiglu(gate, up)`: `silu(gate) · up`.
     SwiGlu,
-    /// `loss.cross_entropy(logits, tokens)`: a scalar.
+    /// `loss.cross_entropy(logits, targets)`: a scalar.
     CrossEntropy,
 }
 
@@ -160,6 +163,7 @@ impl Op {
     pub fn name(&self) -> String {
         match self {
             Op::Tokens => "input.tokens".into(),
+            Op::Targets => "input.targets".into(),
             Op::Param(name) => format!("param {name}"),
             Op::Embed => "embed.gather".into(),
             Op::MatMul => "linear.matmul".into(),
@@ -194,7 +198,8 @@ impl Op {
         match self {
             Op::Add | Op::Mul | Op::OneMinusExp | Op::Act(_) | Op::Sigmoid | Op::LogSigmoid { .. } | Op::Mamba => true,
             Op::ClampMin { .. } | Op::Bound | Op::SwiGlu => true,
-            Op::Tokens | Op::Param(_) | Op::Embed | Op::MatMul | Op::RmsNorm { .. } | Op::RmsNormGated { .. } => false,
+            Op::Tokens | Op::Targets | Op::Param(_) | Op::Embed | Op::MatMul => false,
+            Op::RmsNorm { .. } | Op::RmsNormGated { .. } => false,
             Op::L2Norm { .. } | Op::SumNorm { .. } | Op::ShortConv { .. } | Op::LayerFloor { .. } => false,
             Op::FixedDecay { .. } | Op::Rope { .. } | Op::Scan(_) | Op::Attention { .. } => false,
             Op::Concat | Op::Mean | Op::CrossEntropy => false,
@@ -253,7 +258,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType], params: &ParamShapes) -> Result<Te
         if groups > 0 && n.is_multiple_of(groups) { Ok(()) } else { Err(format!("{groups} groups do not divide {n}")) }
     };
     match op {
-        Op::Tokens => {
+        Op::Tokens | Op::Targets => {
             arity(0)?;
             Ok(TensorType { shape: vec![Dim::Batch, Dim::Time], elem: Elem::I32 })
         }

@@ -58,9 +58,15 @@ fn attributes(op: &Op) -> String {
             let window = window.map_or("none".to_string(), |w| w.to_string());
             format!("heads: {heads}, kv_heads: {kv_heads}, head_dim: {head_dim}, window: {window}, scale: {scale}")
         }
-        Op::Tokens | Op::Param(_) | Op::Embed | Op::MatMul | Op::Add | Op::Mul | Op::OneMinusExp | Op::Act(_) => {
-            String::new()
-        }
+        Op::Tokens
+        | Op::Targets
+        | Op::Param(_)
+        | Op::Embed
+        | Op::MatMul
+        | Op::Add
+        | Op::Mul
+        | Op::OneMinusExp
+        | Op::Act(_) => String::new(),
         Op::Sigmoid | Op::Mamba | Op::Bound | Op::Concat | Op::Mean | Op::SwiGlu | Op::CrossEntropy => String::new(),
     };
     if text.is_empty() { text } else { format!(" {{{text}}}") }

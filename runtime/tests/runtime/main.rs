@@ -12,7 +12,7 @@ mod oracle;
 use std::collections::HashMap;
 
 use hyb_compiler::ir::{Init, Model};
-use hyb_runtime::Trainer;
+use hyb_runtime::{Batch, Trainer};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -83,7 +83,8 @@ fn check_against_oracle(name: &str, model: &Model) {
             trainer.set_param(param, &values.iter().map(|v| *v as f32).collect::<Vec<_>>()).expect("known");
         }
         let tokens = random_tokens(model.config.vocab, batch * seq_len, 11);
-        let loss = trainer.forward_backward(&tokens).expect("runs");
+        let targets = Batch::next_token_targets(&tokens, seq_len);
+        let loss = trainer.forward_backward(&Batch { tokens: &tokens, targets: &targets }).expect("runs");
         let case = format!("{name} B={batch} T={seq_len}");
         if seq_len == 1 {
             assert_eq!(loss, 0.0, "{case}: nothing to predict");
@@ -224,7 +225,8 @@ fn four_layer_hybrid_trains_along_the_oracles_trajectory() {
     for step in 1..=5 {
         let tokens = random_tokens(model.config.vocab, batch * seq_len, 100 + step as u64);
         let (want, grads) = oracle::Oracle::new(&model, &params).loss_and_grads(&tokens, batch, seq_len);
-        let stats = trainer.step(&tokens, &adamw, adamw.lr).expect("runs");
+        let targets = Batch::next_token_targets(&tokens, seq_len);
+        let stats = trainer.step(&Batch { tokens: &tokens, targets: &targets }, &adamw, adamw.lr).expect("runs");
         assert!(
             stats.loss.is_finite() && ((stats.loss as f64 - want) / want).abs() < 1e-4,
             "step {step}: loss {} vs oracle {want}",

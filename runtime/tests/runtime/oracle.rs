@@ -68,6 +68,7 @@ impl<'m> Oracle<'m> {
         Tensor::from_data(TensorData::new(values, shape), &self.device)
     }
 
+    /// The next-token loss: position t predicts token t + 1, the last position nothing.
     pub fn loss(&self, tokens: &[i32], batch: usize, seq_len: usize) -> T1 {
         let config = &self.model.config;
         let vocab = config.vocab as usize;
@@ -90,23 +91,26 @@ impl<'m> Oracle<'m> {
         let normed = self.rms(h, "model.norm.weight", 1);
         let head = if config.tie_embeddings { "model.embeddings.weight" } else { "lm_head.weight" };
         let logits = linear(normed, self.p2(head));
-        self.cross_entropy(logits, tokens, batch, seq_len, vocab)
+        let targets = hyb_runtime::Batch::next_token_targets(tokens, seq_len);
+        self.cross_entropy(logits, &targets, batch, seq_len, vocab)
     }
 
-    /// Mean next-token cross-entropy over positions `0..T−1`.
-    fn cross_entropy(&self, logits: T3, tokens: &[i32], batch: usize, seq_len: usize, vocab: usize) -> T1 {
-        let predicted = logits.narrow(1, 0, seq_len - 1);
-        let mut onehot = vec![0.0; batch * (seq_len - 1) * vocab];
-        for b in 0..batch {
-            for t in 0..seq_len - 1 {
-                onehot[(b * (seq_len - 1) + t) * vocab + tokens[b * seq_len + t + 1] as usize] = 1.0;
+    /// Mean cross-entropy over the positions with a target (`targets[b, t] ≥ 0`).
+    fn cross_entropy(&self, logits: T3, targets: &[i32], batch: usize, seq_len: usize, vocab: usize) -> T1 {
+        let mut onehot = vec![0.0; batch * seq_len * vocab];
+        let mut count = 0;
+        for (row, target) in targets.iter().enumerate() {
+            if *target >= 0 {
+                onehot[row * vocab + *target as usize] = 1.0;
+                count += 1;
             }
         }
-        let onehot = self.constant(onehot, [batch, seq_len - 1, vocab]);
-        let max = predicted.clone().max_dim(2).detach();
-        let lse = (predicted.clone() - max.clone()).exp().sum_dim(2).log() + max;
-        let picked = (predicted * onehot).sum_dim(2);
-        (lse - picked).mean().reshape([1])
+        let onehot = self.constant(onehot, [batch, seq_len, vocab]);
+        let has_target = onehot.clone().sum_dim(2);
+        let max = logits.clone().max_dim(2).detach();
+        let lse = (logits.clone() - max.clone()).exp().sum_dim(2).log() + max;
+        let picked = (logits * onehot).sum_dim(2);
+        ((lse - picked) * has_target).sum().reshape([1]) / count.max(1) as f64
     }
 
     fn rms(&self, x: T3, weight: &str, groups: usize) -> T3 {

@@ -1,0 +1,155 @@
+//! Synthetic tasks, generated on the fly from a seed: every sequence is a function of
+//! (seed, step, index in the batch) alone, so a resumed run sees exactly the data an
+//! uninterrupted one would, and the data position is the step number.
+//!
+//! - [`Mqar`]: multi-query associative recall as Zoology builds it: keys from the lower
+//!   half of the vocabulary, values from the upper half, the key–value pairs first,
+//!   then each key queried once at a gap drawn by a power law; the loss and accuracy
+//!   only on the answers (the target at a query key is its value); the other positions
+//!   filled with random tokens.
+//! - [`Copy`]: a random first half over a small alphabet, then the same tokens again,
+//!   next-token targets everywhere.
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// One step's sequences, `[batch, seq_len]` row-major; targets negative where there is
+/// nothing to predict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub tokens: Vec<i32>,
+    pub targets: Vec<i32>,
+    pub seq_len: usize,
+}
+
+impl Batch {
+    pub fn inputs(&self) -> hyb_runtime::Batch<'_> {
+        hyb_runtime::Batch { tokens: &self.tokens, targets: &self.targets }
+    }
+}
+
+/// A task that makes sequences of one length.
+pub trait Task {
+    fn seq_len(&self) -> usize;
+    /// One sequence's (tokens, targets).
+    fn sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>);
+
+    /// The batch of `step` (a pure function of the seed and the step).
+    fn batch(&self, seed: u64, step: u64, size: usize) -> Batch {
+        let mut tokens = Vec::with_capacity(size * self.seq_len());
+        let mut targets = Vec::with_capacity(size * self.seq_len());
+        for index in 0..size {
+            let mut rng = SmallRng::seed_from_u64(mix(seed, step, index as u64));
+            let (t, y) = self.sequence(&mut rng);
+            tokens.extend(t);
+            targets.extend(y);
+        }
+        Batch { tokens, targets, seq_len: self.seq_len() }
+    }
+}
+
+/// SplitMix64 of the three coordinates: independent streams per sequence.
+fn mix(seed: u64, step: u64, index: u64) -> u64 {
+    let mut z = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `count` distinct values from `range`, in random order.
+fn distinct(rng: &mut SmallRng, range: std::ops::Range<i32>, count: usize) -> Vec<i32> {
+    let mut pool: Vec<i32> = range.collect();
+    for i in 0..count {
+        let j = rng.random_range(i..pool.len());
+        pool.swap(i, j);
+    }
+    pool.truncate(count);
+    pool
+}
+
+/// Multi-query associative recall (Zoology's `multiquery_ar`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mqar {
+    pub vocab: usize,
+    pub seq_len: usize,
+    pub pairs: usize,
+    /// The power law of the query gaps: weight of gap slot i ∝ a·(i+1)^(a−1).
+    pub power_a: f64,
+}
+
+impl Mqar {
+    /// `count` distinct query slots in `0..space`, drawn without replacement with the
+    /// power-law weights (small gaps likelier).
+    fn slots(&self, rng: &mut SmallRng, space: usize) -> Vec<usize> {
+        let a = self.power_a;
+        let mut weights: Vec<f64> = (0..space).map(|i| a * ((i + 1) as f64).powf(a - 1.0)).collect();
+        let mut slots = Vec::with_capacity(self.pairs);
+        for _ in 0..self.pairs {
+            let total: f64 = weights.iter().sum();
+            let mut pick = rng.random_range(0.0..total);
+            let slot = weights
+                .iter()
+                .position(|w| {
+                    pick -= w;
+                    pick < 0.0
+                })
+                .unwrap_or_else(|| weights.iter().rposition(|w| *w > 0.0).expect("a free slot"));
+            weights[slot] = 0.0;
+            slots.push(slot);
+        }
+        slots
+    }
+}
+
+impl Task for Mqar {
+    fn seq_len(&self) -> usize {
+        self.seq_len
+    }
+
+    fn sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>) {
+        let (vocab, length, pairs) = (self.vocab as i32, self.seq_len, self.pairs);
+        let context = 2 * pairs;
+        let keys = distinct(rng, 1..vocab / 2, pairs);
+        let values = distinct(rng, vocab / 2..vocab, pairs);
+        let mut tokens = vec![0; length];
+        let mut targets = vec![-1; length];
+        for (j, (key, value)) in keys.iter().zip(&values).enumerate() {
+            tokens[2 * j] = *key;
+            tokens[2 * j + 1] = *value;
+        }
+        let space = (length - context) / 2;
+        for (j, slot) in self.slots(rng, space).into_iter().enumerate() {
+            let at = context + 2 * slot;
+            tokens[at] = keys[j];
+            targets[at] = values[j];
+        }
+        // Everything that is neither a pair nor a query: random tokens.
+        for (position, token) in tokens.iter_mut().enumerate().skip(context) {
+            if *token == 0 && targets[position] < 0 {
+                *token = rng.random_range(0..vocab);
+            }
+        }
+        (tokens, targets)
+    }
+}
+
+/// The copy task over an alphabet of ids `1..=alphabet`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Copy {
+    pub alphabet: usize,
+    pub seq_len: usize,
+}
+
+impl Task for Copy {
+    fn seq_len(&self) -> usize {
+        self.seq_len
+    }
+
+    fn sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>) {
+        let half = self.seq_len.div_ceil(2);
+        let first: Vec<i32> = (0..half).map(|_| rng.random_range(1..=self.alphabet as i32)).collect();
+        let tokens: Vec<i32> = first.iter().chain(&first).take(self.seq_len).copied().collect();
+        let targets = hyb_runtime::Batch::next_token_targets(&tokens, self.seq_len);
+        (tokens, targets)
+    }
+}

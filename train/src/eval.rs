@@ -1,0 +1,54 @@
+//! Evaluation: answer accuracy on a recall task — the argmax of the logits at every
+//! position with a target, against it — and the mean loss, on batches drawn with a
+//! seed of their own (never a training batch).
+
+use hyb_runtime::Trainer;
+
+use crate::data::Task;
+
+/// One evaluation set: a task at its own sequence length.
+pub struct EvalSet {
+    pub name: String,
+    pub task: Box<dyn Task>,
+    pub samples: usize,
+    pub batch: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Score {
+    pub name: String,
+    pub correct: u64,
+    pub total: u64,
+    pub loss: f64,
+}
+
+impl Score {
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.total.max(1) as f64
+    }
+}
+
+/// The seed evaluation batches are drawn with: far from any training seed's stream.
+const EVAL_SEED: u64 = 0xE7A1_5EED;
+
+/// Scores `set` with `evaluator` (the model at the set's shape, parameters current).
+pub fn score(evaluator: &mut Trainer, set: &EvalSet) -> Result<Score, hyb_runtime::Error> {
+    let (mut correct, mut total, mut loss_sum, mut batches) = (0u64, 0u64, 0.0, 0u64);
+    let vocab = evaluator.program.vocab;
+    for index in 0..set.samples.div_ceil(set.batch) {
+        let batch = set.task.batch(EVAL_SEED, index as u64, set.batch);
+        loss_sum += evaluator.forward(&batch.inputs())? as f64;
+        batches += 1;
+        let logits = evaluator.logits();
+        for (position, target) in batch.targets.iter().enumerate() {
+            if *target < 0 {
+                continue;
+            }
+            let row = &logits[position * vocab..(position + 1) * vocab];
+            let best = row.iter().enumerate().fold(0, |best, (i, v)| if *v > row[best] { i } else { best });
+            correct += u64::from(best == *target as usize);
+            total += 1;
+        }
+    }
+    Ok(Score { name: set.name.clone(), correct, total, loss: loss_sum / batches.max(1) as f64 })
+}

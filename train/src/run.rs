@@ -1,0 +1,110 @@
+//! The training loop: batches from a task, the learning-rate schedule, one compiled step
+//! each (forward, backward, clipping, AdamW), evaluation every N steps, checkpoints, and
+//! a stop at the first NaN or infinity that names the step and the tensor.
+
+use std::time::Instant;
+
+use hyb_compiler::sema::train::LrSchedule;
+use hyb_runtime::{AdamW, Trainer};
+
+use crate::data::Task;
+use crate::eval::{EvalSet, Score, score};
+use crate::schedule::learning_rate;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub steps: u64,
+    pub batch: usize,
+    pub seed: u64,
+    pub adamw: AdamW,
+    pub schedule: LrSchedule,
+    pub eval_every: Option<u64>,
+}
+
+/// What the loop reports as it goes.
+pub enum Event<'a> {
+    Step { step: u64, loss: f32, grad_norm: f32, lr: f64, tokens_per_s: f64 },
+    Eval { step: u64, scores: &'a [Score] },
+}
+
+#[derive(Debug)]
+pub enum Failure {
+    Runtime(hyb_runtime::Error),
+    /// A NaN or infinity: the step, the loss, and the first tensor (by layer) whose
+    /// gradient was not finite, if any.
+    NonFinite { step: u64, loss: f32, tensor: Option<String> },
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Runtime(e) => write!(f, "{e}"),
+            Failure::NonFinite { step, loss, tensor: Some(tensor) } => {
+                write!(f, "step {step}: the gradient of `{tensor}` is not finite (loss {loss}); the step was not applied")
+            }
+            Failure::NonFinite { step, loss, tensor: None } => {
+                write!(f, "step {step}: the loss is {loss}; the step was not applied")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl From<hyb_runtime::Error> for Failure {
+    fn from(e: hyb_runtime::Error) -> Failure {
+        Failure::Runtime(e)
+    }
+}
+
+/// The last scores of every evaluation, and the last step's loss.
+pub struct Summary {
+    pub final_loss: f32,
+    pub scores: Vec<Score>,
+    pub seconds: f64,
+}
+
+/// Runs steps `trainer.step + 1 ..= settings.steps`.
+pub fn train(
+    trainer: &mut Trainer,
+    task: &dyn Task,
+    evals: &[EvalSet],
+    settings: &Settings,
+    on: &mut dyn FnMut(Event),
+) -> Result<Summary, Failure> {
+    let started = Instant::now();
+    let mut evaluators: Vec<Trainer> =
+        evals.iter().map(|set| trainer.resized(set.batch, set.task.seq_len())).collect::<Result<_, _>>()?;
+    let mut scores = Vec::new();
+    let mut final_loss = f32::NAN;
+    while trainer.step < settings.steps {
+        let step = trainer.step + 1;
+        let batch = task.batch(settings.seed, step, settings.batch);
+        let lr = learning_rate(&settings.schedule, settings.adamw.lr, step, settings.steps);
+        let clock = Instant::now();
+        let loss = trainer.forward_backward(&batch.inputs())?;
+        let bad = trainer.first_non_finite_grad();
+        if !loss.is_finite() || bad.is_some() {
+            return Err(Failure::NonFinite { step, loss, tensor: bad });
+        }
+        let grad_norm = trainer.optimizer_step(&settings.adamw, lr);
+        final_loss = loss;
+        let tokens_per_s = batch.tokens.len() as f64 / clock.elapsed().as_secs_f64();
+        on(Event::Step { step, loss, grad_norm, lr, tokens_per_s });
+        let due = settings.eval_every.is_some_and(|every| step % every == 0) || step == settings.steps;
+        if due && !evals.is_empty() {
+            scores = evaluate(trainer, &mut evaluators, evals)?;
+            on(Event::Eval { step, scores: &scores });
+        }
+    }
+    Ok(Summary { final_loss, scores, seconds: started.elapsed().as_secs_f64() })
+}
+
+fn evaluate(trainer: &Trainer, evaluators: &mut [Trainer], evals: &[EvalSet]) -> Result<Vec<Score>, Failure> {
+    let mut scores = Vec::new();
+    for (evaluator, set) in evaluators.iter_mut().zip(evals) {
+        evaluator.copy_params_from(trainer);
+        scores.push(score(evaluator, set)?);
+    }
+    Ok(scores)
+}
