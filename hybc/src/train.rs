@@ -1,13 +1,16 @@
-//! `hybc train`: compiles a model's training step and runs it on the CPU, one line per
-//! step. (This is the minimal loop; schedules, evaluation and checkpoints come with the
-//! full trainer.)
+//! `hybc train`: compiles a model's training step and trains it on the CPU with the
+//! `train` block's settings (overridable on the command line): a line per `log_every`
+//! steps, evaluation lines, a summary table at the end.
 
 use std::path::Path;
 use std::time::Instant;
 
-use hyb_runtime::{AdamW, Batch, Trainer};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use hyb_compiler::ir::Model;
+use hyb_compiler::sema::train::{Data, EvalTask, LrSchedule};
+use hyb_runtime::{AdamW, Trainer};
+use hyb_train::data::{Copy, Mqar, Task};
+use hyb_train::eval::EvalSet;
+use hyb_train::run::{Event, Settings, train as run};
 
 /// Command-line overrides of the train block.
 pub struct Options {
@@ -20,74 +23,139 @@ pub struct Options {
     pub profile: bool,
 }
 
-/// The synthetic copy task: a first half of random symbols from a small alphabet (ids
-/// `1..=32`, fewer with a smaller vocabulary), then the same tokens again. The loss
-/// falls from `ln V` to about `ln 32` once the alphabet is learned, and toward half of
-/// that as the model learns to copy the second half.
-pub struct CopyTask {
-    rng: SmallRng,
-    alphabet: u64,
-}
-
-impl CopyTask {
-    pub fn new(vocab: u64, seed: u64) -> CopyTask {
-        CopyTask { rng: SmallRng::seed_from_u64(seed), alphabet: (vocab - 1).clamp(1, 32) }
-    }
-
-    pub fn batch(&mut self, batch: usize, seq_len: usize) -> Vec<i32> {
-        let half = seq_len.div_ceil(2);
-        let mut tokens = Vec::with_capacity(batch * seq_len);
-        for _ in 0..batch {
-            let first: Vec<i32> = (0..half).map(|_| self.rng.random_range(1..=self.alphabet) as i32).collect();
-            tokens.extend(first.iter().chain(first.iter()).take(seq_len));
+/// The training task of the train block (the copy task without one).
+fn task(model: &Model, seq_len: Option<u64>) -> Result<Box<dyn Task>, String> {
+    match model.train.as_ref().map(|t| &t.data) {
+        None => {
+            let alphabet = (model.config.vocab as usize - 1).clamp(1, 32);
+            Ok(Box::new(Copy { alphabet, seq_len: seq_len.unwrap_or(128) as usize }))
         }
-        tokens
+        Some(data) => recall_task(data, seq_len).ok_or_else(|| {
+            format!("training on {} is not supported yet (mqar is; without a train block, a copy task)", name(data))
+        }),
     }
 }
 
-pub fn train(path: &Path, model: &hyb_compiler::ir::Model, options: &Options) -> Result<(), String> {
+fn recall_task(data: &Data, seq_len_override: Option<u64>) -> Option<Box<dyn Task>> {
+    match data {
+        Data::Mqar { vocab, seq_len, pairs, power_a } => Some(Box::new(Mqar {
+            vocab: *vocab as usize,
+            seq_len: seq_len_override.unwrap_or(*seq_len) as usize,
+            pairs: *pairs as usize,
+            power_a: *power_a,
+        })),
+        _ => None,
+    }
+}
+
+fn name(data: &Data) -> String {
+    match data {
+        Data::Mqar { seq_len, pairs, .. } => format!("mqar(seq_len: {seq_len}, pairs: {pairs})"),
+        Data::ForgettingMqar { .. } => "forgetting_mqar".into(),
+        Data::Niah { .. } => "niah".into(),
+        Data::Text { .. } => "text".into(),
+        Data::Tokens { .. } => "tokens".into(),
+    }
+}
+
+/// The eval block's recall sets; without one, the training task if it is a recall task.
+fn eval_sets(model: &Model) -> (Vec<EvalSet>, Vec<String>) {
+    let mut sets = Vec::new();
+    let mut skipped = Vec::new();
+    match &model.eval {
+        Some(eval) => {
+            for task in &eval.tasks {
+                match task {
+                    EvalTask::Recall(data) => match recall_task(data, None) {
+                        Some(t) => sets.push(EvalSet {
+                            name: name(data),
+                            task: t,
+                            samples: eval.samples as usize,
+                            batch: eval.batch as usize,
+                        }),
+                        None => skipped.push(name(data)),
+                    },
+                    EvalTask::Perplexity(data) => skipped.push(format!("perplexity on {}", name(data))),
+                }
+            }
+        }
+        None => {
+            if let Some(data) = model.train.as_ref().map(|t| &t.data)
+                && let Some(t) = recall_task(data, None)
+            {
+                sets.push(EvalSet { name: name(data), task: t, samples: 256, batch: 16 });
+            }
+        }
+    }
+    (sets, skipped)
+}
+
+pub fn train(path: &Path, model: &Model, options: &Options) -> Result<(), String> {
     let block = model.train.as_ref();
-    let steps = options.steps.or(block.map(|t| t.steps)).unwrap_or(100);
-    let batch = options.batch.or(block.map(|t| t.batch)).unwrap_or(8) as usize;
-    let seq_len = options.seq_len.or(block.map(|t| t.seq_len)).unwrap_or(128) as usize;
-    let seed = options.seed.or(block.map(|t| t.seed)).unwrap_or(0);
+    let task = task(model, options.seq_len)?;
+    let (evals, skipped) = eval_sets(model);
+    for what in skipped {
+        println!("note: evaluation of {what} is not supported yet; skipped");
+    }
     let mut adamw = AdamW::of(model);
     if let Some(lr) = options.lr {
         adamw.lr = lr;
     }
+    let settings = Settings {
+        steps: options.steps.or(block.map(|t| t.steps)).unwrap_or(100),
+        batch: options.batch.or(block.map(|t| t.batch)).unwrap_or(8) as usize,
+        seed: options.seed.or(block.map(|t| t.seed)).unwrap_or(0),
+        adamw,
+        schedule: block.map_or(LrSchedule::Constant { warmup: 0 }, |t| t.schedule.clone()),
+        eval_every: block.and_then(|t| t.eval_every),
+    };
+    let log_every = block.map_or(1, |t| t.log_every);
     let started = Instant::now();
-    let mut trainer = Trainer::new(model, batch, seq_len).map_err(|e| e.to_string())?;
-    trainer.init_params(seed);
+    let mut trainer = Trainer::new(model, settings.batch, task.seq_len()).map_err(|e| e.to_string())?;
+    trainer.init_params(settings.seed);
     if options.profile {
         trainer.profile = Some(Default::default());
     }
     println!(
-        "compiled {} in {:.2} s: {} kernels, arena {:.1} MiB; batch {batch} × seq_len {seq_len}, copy task",
+        "compiled {} in {:.2} s: {} kernels, arena {:.1} MiB; {} steps of batch {} × {} tokens",
         path.display(),
         started.elapsed().as_secs_f64(),
         trainer.program.kernels.names.len(),
         trainer.program.arena_len as f64 * 4.0 / (1 << 20) as f64,
+        settings.steps,
+        settings.batch,
+        task.seq_len(),
     );
-    let mut data = CopyTask::new(model.config.vocab, seed.wrapping_add(1));
-    for step in 1..=steps {
-        let tokens = data.batch(batch, seq_len);
-        let started = Instant::now();
-        let targets = Batch::next_token_targets(&tokens, seq_len);
-        let stats =
-            trainer.step(&Batch { tokens: &tokens, targets: &targets }, &adamw, adamw.lr).map_err(|e| e.to_string())?;
-        let seconds = started.elapsed().as_secs_f64();
-        if !stats.loss.is_finite() {
-            return Err(format!("step {step}: the loss is {}", stats.loss));
+    let summary = run(&mut trainer, task.as_ref(), &evals, &settings, &mut |event| match event {
+        Event::Step { step, loss, grad_norm, lr, tokens_per_s } => {
+            if step % log_every == 0 || step == settings.steps {
+                println!(
+                    "step {step:>5}  loss {loss:.4}  grad_norm {grad_norm:.3}  lr {lr:.2e}  {tokens_per_s:.0} tokens/s"
+                );
+            }
         }
-        println!(
-            "step {step:>5}  loss {:.4}  grad_norm {:.3}  {:.0} tokens/s",
-            stats.loss,
-            stats.grad_norm,
-            (batch * seq_len) as f64 / seconds
-        );
+        Event::Eval { step, scores } => {
+            for score in scores {
+                println!(
+                    "eval {step:>5}  {}  accuracy {:.1}% ({} answers)  loss {:.4}",
+                    score.name,
+                    100.0 * score.accuracy(),
+                    score.total,
+                    score.loss
+                );
+            }
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    println!("trained {} steps in {:.1} s; final loss {:.4}", settings.steps, summary.seconds, summary.final_loss);
+    if !summary.scores.is_empty() {
+        println!("\n| task | accuracy | answers |\n|---|---|---|");
+        for score in &summary.scores {
+            println!("| {} | {:.1}% | {} |", score.name, 100.0 * score.accuracy(), score.total);
+        }
     }
     if let Some(profile) = &trainer.profile {
-        println!("time per kernel over {steps} steps:\n{}", profile.table());
+        println!("\ntime per kernel:\n{}", profile.table());
     }
     Ok(())
 }
