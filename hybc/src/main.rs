@@ -82,6 +82,16 @@ enum Command {
         /// Time every kernel and print where the step's time goes.
         #[arg(long)]
         profile: bool,
+        /// The run directory: checkpoints and metrics.jsonl [default: runs/<file stem>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue from the run directory's latest checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// Write a checkpoint every N steps [default: the train block's checkpoint_every;
+        /// always after the last step].
+        #[arg(long)]
+        checkpoint_every: Option<u64>,
     },
     /// Turn an fla / Hugging Face config.json into a .hyb file.
     Import {
@@ -139,8 +149,9 @@ fn main() -> ExitCode {
         }
         Command::Fmt { files, check, stdout } => format_files(&files, check, stdout),
         Command::Import { config, output } => import_config(&config, output.as_deref()),
-        Command::Train { file, steps, batch, seq_len, lr, seed, profile } => {
-            run_training(&file, &train::Options { steps, batch, seq_len, lr, seed, profile })
+        Command::Train { file, steps, batch, seq_len, lr, seed, profile, out, resume, checkpoint_every } => {
+            let options = train::Options { steps, batch, seq_len, lr, seed, profile, out, resume, checkpoint_every };
+            run_training(&file, &options)
         }
     };
     match result {

@@ -21,10 +21,23 @@ pub struct Options {
     pub seed: Option<u64>,
     /// Print the time per kernel at the end.
     pub profile: bool,
+    /// The run directory [default: `runs/<file stem>`].
+    pub out: Option<std::path::PathBuf>,
+    /// Continue from the run directory's latest checkpoint.
+    pub resume: bool,
+    pub checkpoint_every: Option<u64>,
 }
 
 /// The training task of the train block (the copy task without one).
 fn task(model: &Model, seq_len: Option<u64>) -> Result<Box<dyn Task>, String> {
+    if let (Some(Data::Mqar { pairs, .. }), Some(length)) = (model.train.as_ref().map(|t| &t.data), seq_len)
+        && (length % 2 != 0 || 4 * pairs > length)
+    {
+        return Err(format!(
+            "--seq-len {length}: MQAR with {pairs} pairs needs an even length of at least {}",
+            4 * pairs
+        ));
+    }
     match model.train.as_ref().map(|t| &t.data) {
         None => {
             let alphabet = (model.config.vocab as usize - 1).clamp(1, 32);
@@ -108,11 +121,30 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<(), String
         adamw,
         schedule: block.map_or(LrSchedule::Constant { warmup: 0 }, |t| t.schedule.clone()),
         eval_every: block.and_then(|t| t.eval_every),
+        out: Some(options.out.clone().unwrap_or_else(|| {
+            let stem = path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+            std::path::Path::new("runs").join(stem)
+        })),
+        checkpoint_every: options.checkpoint_every.or(block.and_then(|t| t.checkpoint_every)),
     };
     let log_every = block.map_or(1, |t| t.log_every);
     let started = Instant::now();
     let mut trainer = Trainer::new(model, settings.batch, task.seq_len()).map_err(|e| e.to_string())?;
     trainer.init_params(settings.seed);
+    let mut settings = settings;
+    let checkpoints = settings.out.as_ref().expect("a run directory").join("checkpoints");
+    if options.resume {
+        let Some(latest) = hyb_train::checkpoint::latest(&checkpoints) else {
+            return Err(format!("--resume: no checkpoint in `{}`", checkpoints.display()));
+        };
+        settings.seed = hyb_train::checkpoint::load(&latest, &mut trainer).map_err(|e| e.to_string())?;
+        println!("resumed from {} (step {})", latest.display(), trainer.step);
+    } else if hyb_train::checkpoint::latest(&checkpoints).is_some() {
+        return Err(format!(
+            "`{}` already holds checkpoints: pass --resume to continue that run, or --out for a new one",
+            checkpoints.display()
+        ));
+    }
     if options.profile {
         trainer.profile = Some(Default::default());
     }
@@ -134,6 +166,7 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<(), String
                 );
             }
         }
+        Event::Checkpoint { step, path } => println!("checkpoint {step:>5}  {}", path.display()),
         Event::Eval { step, scores } => {
             for score in scores {
                 println!(

@@ -116,22 +116,16 @@ fn import_writes_a_file_that_checks() {
 }
 
 /// `hybc train` runs the compiled step on the CPU, one line per step, and the loss of a
-/// tiny hybrid falls on the copy task (from about ln 256 toward ln 32 as the alphabet is
-/// learned).
+/// tiny hybrid without a train block falls on the copy task (from about ln 256 toward
+/// ln 32 as the alphabet is learned).
 #[test]
 fn train_prints_a_falling_loss() {
-    let out = hybc(&[
-        "train",
-        "examples/tiny/gdn_2to1.hyb",
-        "--steps",
-        "30",
-        "--batch",
-        "4",
-        "--seq-len",
-        "32",
-        "--lr",
-        "3e-3",
-    ]);
+    let (run, file) = (scratch("falling"), scratch("copy.hyb"));
+    let model = "mixer gdn = gated_deltanet(heads: 2, head_dim: 64, expand_v: 1)\nmixer attn = attention(heads: 4)\n\
+        model {\n    vocab = 256\n    d_model = 128\n    layers = (gdn, attn) × 2\n}\n";
+    std::fs::write(&file, model).expect("writable");
+    let (file, run) = (file.to_str().expect("utf-8"), run.to_str().expect("utf-8"));
+    let out = hybc(&["train", file, "--steps", "30", "--batch", "4", "--seq-len", "32", "--lr", "3e-3", "--out", run]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let losses: Vec<f64> = stdout
@@ -151,4 +145,94 @@ fn train_refuses_a_file_with_errors() {
     std::fs::write(&path, "model { vocab = 0 }\n").expect("writable");
     let out = hybc(&["train", path.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+}
+
+/// A tiny Transformer on its train block's MQAR (8 pairs in 32 tokens), writing to `run`.
+fn copy_run(run: &Path, steps: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["train", "examples/tiny/transformer.hyb", "--steps", steps, "--batch", "2", "--seq-len", "32"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    args.extend(["--out".to_string(), run.to_str().expect("utf-8").to_string()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    if !extra.contains(&"--checkpoint-every") {
+        args.extend(["--checkpoint-every".to_string(), "3".to_string()]);
+    }
+    args
+}
+
+/// The metrics of a run without the timing.
+fn trajectory(run: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).expect("a metrics log");
+    text.lines()
+        .map(|line| {
+            let mut value: serde_json::Value = serde_json::from_str(line).expect("JSON lines");
+            value.as_object_mut().expect("an object").remove("tokens_per_s");
+            value.to_string()
+        })
+        .collect()
+}
+
+/// A run killed with SIGKILL part-way and resumed from its last checkpoint logs exactly
+/// the losses (bit for bit) of a run never interrupted.
+#[test]
+fn a_killed_run_resumes_bit_identically() {
+    let (whole, killed) = (scratch("whole"), scratch("killed"));
+    let out = hybc(&copy_run(&whole, "24", &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let args = copy_run(&killed, "24", &[]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hybc"))
+        .args(&args)
+        .current_dir(root())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("hybc runs");
+    let checkpoint = killed.join("checkpoints/step_000006");
+    let started = std::time::Instant::now();
+    while !checkpoint.exists() {
+        assert!(started.elapsed().as_secs() < 120, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    assert!(!killed.join("checkpoints/step_000024").exists(), "killed before the end");
+    let out = hybc(&copy_run(&killed, "24", &["--resume"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("resumed from"), "{}", text(&out.stdout));
+    assert_eq!(trajectory(&killed), trajectory(&whole));
+}
+
+/// A second run into a directory with checkpoints must say --resume; a checkpoint of
+/// another model is refused with the tensor that does not fit.
+#[test]
+fn checkpoints_are_not_overwritten_or_mixed_up() {
+    let run = scratch("guarded");
+    let first = hybc(&copy_run(&run, "3", &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let again = hybc(&copy_run(&run, "3", &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("--resume"), "{}", text(&again.stderr));
+    let mut other = copy_run(&run, "6", &["--resume"]);
+    other[1] = "examples/tiny/gdn_2to1.hyb".into();
+    let mixed = hybc(&other.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(mixed.status.code(), Some(1));
+    assert!(text(&mixed.stderr).contains("model.safetensors"), "{}", text(&mixed.stderr));
+}
+
+/// A diverging run stops at the first non-finite loss or gradient, naming the step, and
+/// keeps the last good checkpoint.
+#[test]
+fn a_nan_stops_the_run_and_names_the_step() {
+    let run = scratch("diverging");
+    let args = copy_run(&run, "20", &["--lr", "1e30", "--checkpoint-every", "1"]);
+    let out = hybc(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("step ") && stderr.contains("not applied"), "{stderr}");
+    let failed: u64 =
+        stderr.split("step ").nth(1).and_then(|s| s.split(':').next()).and_then(|s| s.parse().ok()).expect("the step");
+    let kept = run.join("checkpoints").join(format!("step_{:06}", failed - 1));
+    assert!(failed == 1 || kept.exists(), "the last good checkpoint (step {}) stays: {stderr}", failed - 1);
+    assert!(!run.join("checkpoints").join(format!("step_{failed:06}")).exists());
 }

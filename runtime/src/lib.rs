@@ -16,6 +16,7 @@ use hyb_compiler::ir::Model;
 
 pub use crate::exec::Batch;
 use crate::exec::{Kernels, Memory};
+pub use hyb_lower::program::ParamSlot;
 use hyb_lower::program::{self, ADAM, LOSS, Program, SQUARES, Unsupported};
 
 #[derive(Debug)]
@@ -123,7 +124,13 @@ impl Trainer {
     }
 
     /// Restores parameters, moments and the step count (as [`Trainer::state`] gave them).
-    pub fn restore(&mut self, params: Vec<Vec<f32>>, moment1: Vec<Vec<f32>>, moment2: Vec<Vec<f32>>, step: u64) -> Result<(), Error> {
+    pub fn restore(
+        &mut self,
+        params: Vec<Vec<f32>>,
+        moment1: Vec<Vec<f32>>,
+        moment2: Vec<Vec<f32>>,
+        step: u64,
+    ) -> Result<(), Error> {
         for (what, given) in [("parameters", &params), ("first moments", &moment1), ("second moments", &moment2)] {
             let fits = given.len() == self.memory.params.len()
                 && given.iter().zip(&self.memory.params).all(|(g, p)| g.len() == p.len());

@@ -1,11 +1,12 @@
 //! Training and evaluation on the runtime: the data a step eats ([`data`]: synthetic
 //! recall tasks generated from a seed), the learning-rate schedule ([`schedule`]), the
-//! loop ([`run`]: steps, evaluation, NaN stops) and evaluation ([`eval`]: answer
-//! accuracy). `hybc train` drives it and prints what it reports.
+//! loop ([`run`]: steps, evaluation, checkpoints, NaN stops), evaluation ([`eval`]:
+//! answer accuracy) and checkpoints ([`checkpoint`]: safetensors, atomic, resumable). `hybc train` drives it and prints what it reports.
 //!
 //! **Architecture Invariant:** nothing here compiles or executes kernels; it feeds the
 //! runtime's `Trainer` and reads what it returns.
 
+pub mod checkpoint;
 pub mod data;
 pub mod eval;
 pub mod run;

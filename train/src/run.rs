@@ -19,28 +19,44 @@ pub struct Settings {
     pub adamw: AdamW,
     pub schedule: LrSchedule,
     pub eval_every: Option<u64>,
+    /// Where checkpoints (`checkpoints/step_N/`) and `metrics.jsonl` go; none: nowhere.
+    pub out: Option<std::path::PathBuf>,
+    /// Checkpoint every N steps (and always after the last).
+    pub checkpoint_every: Option<u64>,
 }
 
 /// What the loop reports as it goes.
 pub enum Event<'a> {
     Step { step: u64, loss: f32, grad_norm: f32, lr: f64, tokens_per_s: f64 },
     Eval { step: u64, scores: &'a [Score] },
+    Checkpoint { step: u64, path: &'a std::path::Path },
 }
 
 #[derive(Debug)]
 pub enum Failure {
     Runtime(hyb_runtime::Error),
+    Checkpoint(crate::checkpoint::Error),
+    Log(String),
     /// A NaN or infinity: the step, the loss, and the first tensor (by layer) whose
     /// gradient was not finite, if any.
-    NonFinite { step: u64, loss: f32, tensor: Option<String> },
+    NonFinite {
+        step: u64,
+        loss: f32,
+        tensor: Option<String>,
+    },
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Runtime(e) => write!(f, "{e}"),
+            Failure::Checkpoint(e) => write!(f, "{e}"),
+            Failure::Log(e) => write!(f, "{e}"),
             Failure::NonFinite { step, loss, tensor: Some(tensor) } => {
-                write!(f, "step {step}: the gradient of `{tensor}` is not finite (loss {loss}); the step was not applied")
+                write!(
+                    f,
+                    "step {step}: the gradient of `{tensor}` is not finite (loss {loss}); the step was not applied"
+                )
             }
             Failure::NonFinite { step, loss, tensor: None } => {
                 write!(f, "step {step}: the loss is {loss}; the step was not applied")
@@ -77,6 +93,7 @@ pub fn train(
         evals.iter().map(|set| trainer.resized(set.batch, set.task.seq_len())).collect::<Result<_, _>>()?;
     let mut scores = Vec::new();
     let mut final_loss = f32::NAN;
+    let mut log = settings.out.as_deref().map(|out| Metrics::open(out, trainer.step)).transpose()?;
     while trainer.step < settings.steps {
         let step = trainer.step + 1;
         let batch = task.batch(settings.seed, step, settings.batch);
@@ -91,10 +108,25 @@ pub fn train(
         final_loss = loss;
         let tokens_per_s = batch.tokens.len() as f64 / clock.elapsed().as_secs_f64();
         on(Event::Step { step, loss, grad_norm, lr, tokens_per_s });
+        if let Some(log) = &mut log {
+            log.write(serde_json::json!({"step": step, "loss": loss, "grad_norm": grad_norm, "lr": lr, "tokens_per_s": tokens_per_s}))?;
+        }
         let due = settings.eval_every.is_some_and(|every| step % every == 0) || step == settings.steps;
         if due && !evals.is_empty() {
             scores = evaluate(trainer, &mut evaluators, evals)?;
             on(Event::Eval { step, scores: &scores });
+            if let Some(log) = &mut log {
+                for s in &scores {
+                    let line = serde_json::json!({"step": step, "eval": s.name, "accuracy": s.accuracy(), "answers": s.total, "loss": s.loss});
+                    log.write(line)?;
+                }
+            }
+        }
+        let checkpoint_due = settings.checkpoint_every.is_some_and(|every| step % every == 0) || step == settings.steps;
+        if let (Some(out), true) = (&settings.out, checkpoint_due) {
+            let path = crate::checkpoint::save(&out.join("checkpoints"), trainer, settings.seed)
+                .map_err(Failure::Checkpoint)?;
+            on(Event::Checkpoint { step, path: &path });
         }
     }
     Ok(Summary { final_loss, scores, seconds: started.elapsed().as_secs_f64() })
@@ -107,4 +139,36 @@ fn evaluate(trainer: &Trainer, evaluators: &mut [Trainer], evals: &[EvalSet]) ->
         scores.push(score(evaluator, set)?);
     }
     Ok(scores)
+}
+
+/// `metrics.jsonl`: one JSON object per step and per evaluation. Opening it for a run
+/// that resumes at step `s` drops the lines of later steps (a killed run may have
+/// logged past its last checkpoint), so the log reads as one uninterrupted run.
+struct Metrics {
+    file: std::fs::File,
+}
+
+impl Metrics {
+    fn open(out: &std::path::Path, resumed_at: u64) -> Result<Metrics, Failure> {
+        let fail = |e: std::io::Error| Failure::Log(format!("`{}`: {e}", out.join("metrics.jsonl").display()));
+        std::fs::create_dir_all(out).map_err(fail)?;
+        let path = out.join("metrics.jsonl");
+        let kept: String = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| {
+                let step = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["step"].as_u64());
+                step.is_some_and(|s| s <= resumed_at)
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        std::fs::write(&path, kept).map_err(fail)?;
+        let file = std::fs::OpenOptions::new().append(true).open(&path).map_err(fail)?;
+        Ok(Metrics { file })
+    }
+
+    fn write(&mut self, line: serde_json::Value) -> Result<(), Failure> {
+        use std::io::Write;
+        writeln!(self.file, "{line}").map_err(|e| Failure::Log(format!("metrics.jsonl: {e}")))
+    }
 }

@@ -1,0 +1,186 @@
+//! Checkpoints: a directory per step, `step_000250/`, holding
+//! - `model.safetensors` — the weights under fla's parameter names (f32);
+//! - `optimizer.safetensors` — AdamW's moments (`exp_avg.NAME`, `exp_avg_sq.NAME`);
+//! - `state.json` — the step, the data seed (the data position is the step: batches are
+//!   a function of seed and step) and the model's parameter count, checked on load.
+//!
+//! Written atomically: into `step_000250.tmp/`, every file synced, the directory renamed
+//! into place, then the parent synced — a kill at any moment leaves either the previous
+//! checkpoints or the new one complete, never half of one. [`latest`] ignores `.tmp`
+//! leftovers.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use hyb_runtime::Trainer;
+
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn io(what: &str, path: &Path) -> impl Fn(std::io::Error) -> Error {
+    let context = format!("{what} `{}`", path.display());
+    move |e| Error(format!("{context}: {e}"))
+}
+
+/// `tensors` (name, shape, values) as safetensors bytes: an 8-byte header length, the
+/// JSON header (offsets into the data), padding to 8 bytes, the data, little-endian f32.
+pub fn to_safetensors(tensors: &[(String, Vec<usize>, &[f32])]) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
+    let mut offset = 0;
+    for (name, shape, values) in tensors {
+        let end = offset + 4 * values.len();
+        header.insert(name.clone(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}));
+        offset = end;
+    }
+    let mut json = serde_json::to_vec(&header).expect("a JSON map");
+    while json.len() % 8 != 0 {
+        json.push(b' ');
+    }
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(json);
+    for (_, _, values) in tensors {
+        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    }
+    bytes
+}
+
+/// The tensors of a safetensors file by name: (shape, values); F32 only.
+pub fn from_safetensors(bytes: &[u8]) -> Result<std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>, String> {
+    let length = bytes.get(..8).ok_or("too short for a safetensors header")?;
+    let length = u64::from_le_bytes(length.try_into().expect("8 bytes")) as usize;
+    let data_start =
+        8usize.checked_add(length).filter(|end| *end <= bytes.len()).ok_or("the header runs past the file")?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..data_start]).map_err(|e| format!("the header is not JSON: {e}"))?;
+    let data = &bytes[data_start..];
+    let mut tensors = std::collections::HashMap::new();
+    for (name, entry) in header.iter().filter(|(name, _)| *name != "__metadata__") {
+        if entry["dtype"] != "F32" {
+            return Err(format!("`{name}` is {}, only F32 is read", entry["dtype"]));
+        }
+        let shape: Vec<usize> = serde_json::from_value(entry["shape"].clone()).map_err(|e| format!("`{name}`: {e}"))?;
+        let [begin, end]: [usize; 2] =
+            serde_json::from_value(entry["data_offsets"].clone()).map_err(|e| format!("`{name}`: {e}"))?;
+        let raw = data.get(begin..end).filter(|r| r.len() == 4 * shape.iter().product::<usize>());
+        let raw = raw.ok_or_else(|| format!("`{name}`: its data does not fit its shape or the file"))?;
+        let values = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+        tensors.insert(name.clone(), (shape, values));
+    }
+    Ok(tensors)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let mut file = File::create(path).map_err(io("cannot create", path))?;
+    file.write_all(bytes).map_err(io("cannot write", path))?;
+    file.sync_all().map_err(io("cannot sync", path))
+}
+
+fn sync_dir(path: &Path) -> Result<(), Error> {
+    File::open(path).and_then(|d| d.sync_all()).map_err(io("cannot sync", path))
+}
+
+pub fn step_dir(root: &Path, step: u64) -> PathBuf {
+    root.join(format!("step_{step:06}"))
+}
+
+/// `values` under the parameters' names with `prefix`.
+fn named<'a>(
+    slots: &[hyb_runtime::ParamSlot],
+    prefix: &str,
+    values: &'a [Vec<f32>],
+) -> Vec<(String, Vec<usize>, &'a [f32])> {
+    slots.iter().zip(values).map(|(p, v)| (format!("{prefix}{}", p.name), p.shape.clone(), v.as_slice())).collect()
+}
+
+/// Saves the trainer's parameters, moments and step under `root`; returns the directory.
+pub fn save(root: &Path, trainer: &Trainer, seed: u64) -> Result<PathBuf, Error> {
+    fs::create_dir_all(root).map_err(io("cannot create", root))?;
+    let target = step_dir(root, trainer.step);
+    let temporary = target.with_extension("tmp");
+    if temporary.exists() {
+        fs::remove_dir_all(&temporary).map_err(io("cannot clear", &temporary))?;
+    }
+    fs::create_dir(&temporary).map_err(io("cannot create", &temporary))?;
+    let (params, first, second) = trainer.state();
+    let slots = &trainer.program.params;
+    write_synced(&temporary.join("model.safetensors"), &to_safetensors(&named(slots, "", params)))?;
+    let mut moments = named(slots, "exp_avg.", first);
+    moments.extend(named(slots, "exp_avg_sq.", second));
+    write_synced(&temporary.join("optimizer.safetensors"), &to_safetensors(&moments))?;
+    let count: usize = params.iter().map(Vec::len).sum();
+    let state =
+        serde_json::json!({"step": trainer.step, "seed": seed, "data_position": trainer.step, "parameters": count});
+    write_synced(&temporary.join("state.json"), serde_json::to_string_pretty(&state).expect("JSON").as_bytes())?;
+    sync_dir(&temporary)?;
+    if target.exists() {
+        fs::remove_dir_all(&target).map_err(io("cannot replace", &target))?;
+    }
+    fs::rename(&temporary, &target).map_err(io("cannot move into place", &target))?;
+    sync_dir(root)?;
+    Ok(target)
+}
+
+/// The newest complete checkpoint under `root`, if any.
+pub fn latest(root: &Path) -> Option<PathBuf> {
+    let entries = fs::read_dir(root).ok()?;
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.extension().is_none())
+        .filter_map(|p| {
+            let step: u64 = p.file_name()?.to_str()?.strip_prefix("step_")?.parse().ok()?;
+            Some((step, p))
+        })
+        .max_by_key(|(step, _)| *step)
+        .map(|(_, path)| path)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::new();
+    File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io("cannot read", path))?;
+    Ok(bytes)
+}
+
+/// Loads a checkpoint directory into `trainer` (same model); returns its data seed.
+pub fn load(dir: &Path, trainer: &mut Trainer) -> Result<u64, Error> {
+    let state: serde_json::Value = serde_json::from_slice(&read(&dir.join("state.json"))?)
+        .map_err(|e| Error(format!("`{}`: {e}", dir.join("state.json").display())))?;
+    let (Some(step), Some(seed)) = (state["step"].as_u64(), state["seed"].as_u64()) else {
+        return Err(Error(format!("`{}` lacks the step or the seed", dir.join("state.json").display())));
+    };
+    let model_path = dir.join("model.safetensors");
+    let optimizer_path = dir.join("optimizer.safetensors");
+    let weights =
+        from_safetensors(&read(&model_path)?).map_err(|e| Error(format!("`{}`: {e}", model_path.display())))?;
+    let moments =
+        from_safetensors(&read(&optimizer_path)?).map_err(|e| Error(format!("`{}`: {e}", optimizer_path.display())))?;
+    let take = |tensors: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>,
+                name: &str,
+                shape: &[usize],
+                file: &Path| {
+        match tensors.get(name) {
+            Some((s, values)) if s == shape => Ok(values.clone()),
+            Some((s, _)) => Err(Error(format!("`{}`: `{name}` is {s:?}, the model's is {shape:?}", file.display()))),
+            None => Err(Error(format!("`{}` has no `{name}`", file.display()))),
+        }
+    };
+    let slots = trainer.program.params.clone();
+    let mut params = Vec::new();
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for slot in &slots {
+        params.push(take(&weights, &slot.name, &slot.shape, &model_path)?);
+        first.push(take(&moments, &format!("exp_avg.{}", slot.name), &slot.shape, &optimizer_path)?);
+        second.push(take(&moments, &format!("exp_avg_sq.{}", slot.name), &slot.shape, &optimizer_path)?);
+    }
+    trainer.restore(params, first, second, step).map_err(|e| Error(e.to_string()))?;
+    Ok(seed)
+}
