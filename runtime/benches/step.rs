@@ -26,6 +26,7 @@ fn compile(path: &Path) -> usize {
     let model = compilation.model().expect("checks");
     let grad = hyb_compiler::grad::differentiate(model, hyb_compiler::graph::build::build(model));
     let program = hyb_lower::program::build(model, &grad, 8, 256).expect("supported");
+    hyb_runtime::exec::Kernels::clear_cache();
     hyb_runtime::exec::Kernels::compile(&program).expect("compiles");
     program.kernels.names.len()
 }

@@ -3,6 +3,8 @@
 //! their batch (or rows) when their arguments allow; GEMMs through `matrixmultiply`
 //! (threaded inside).
 
+use std::rc::Rc;
+
 use rayon::prelude::*;
 
 use hyb_kernels::jit::{Compiled, Entry, RawDescriptor};
@@ -91,18 +93,41 @@ unsafe impl Sync for Ptr {}
 /// The compiled kernels of a program and their entry points.
 pub struct Kernels {
     entries: Vec<Entry>,
-    _compiled: Vec<Compiled>,
+    _compiled: Vec<Rc<Compiled>>,
 }
 
 impl Kernels {
     /// JIT-compiles every kernel, each its own module, on every core. (Separate modules
-    /// compile faster in total than one joined module, and in parallel.)
+    /// compile faster in total than one joined module, and in parallel.) A module this
+    /// thread compiled before is reused: the same MLIR text is the same machine code, so
+    /// a sweep, an evaluation at another length or a test suite pays LLVM once per kernel.
     pub fn compile(program: &Program) -> Result<Kernels, hyb_kernels::jit::JitError> {
-        let compiled: Vec<Compiled> =
-            program.kernels.modules.par_iter().map(|m| hyb_kernels::jit::compile(m)).collect::<Result<_, _>>()?;
-        let entries = compiled.iter().zip(&program.kernels.names).map(|(c, n)| c.entry(n)).collect::<Result<_, _>>()?;
-        Ok(Kernels { entries, _compiled: compiled })
+        CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let mut missing: Vec<&String> =
+                program.kernels.modules.iter().filter(|m| !cache.contains_key(*m)).collect();
+            missing.dedup();
+            let compiled: Vec<Compiled> =
+                missing.par_iter().map(|m| hyb_kernels::jit::compile(m)).collect::<Result<_, _>>()?;
+            for (module, compiled) in missing.into_iter().zip(compiled) {
+                cache.insert(module.clone(), Rc::new(compiled));
+            }
+            let compiled: Vec<Rc<Compiled>> = program.kernels.modules.iter().map(|m| cache[m].clone()).collect();
+            let entries =
+                compiled.iter().zip(&program.kernels.names).map(|(c, n)| c.entry(n)).collect::<Result<_, _>>()?;
+            Ok(Kernels { entries, _compiled: compiled })
+        })
     }
+
+    /// Forgets this thread's compiled modules (to measure a cold compile).
+    pub fn clear_cache() {
+        CACHE.with(|cache| cache.borrow_mut().clear());
+    }
+}
+
+thread_local! {
+    /// Compiled modules by their MLIR text.
+    static CACHE: std::cell::RefCell<std::collections::HashMap<String, Rc<Compiled>>> = Default::default();
 }
 
 /// Time spent per kernel (or instruction kind), when profiling.
