@@ -93,6 +93,19 @@ enum Command {
         #[arg(long)]
         checkpoint_every: Option<u64>,
     },
+    /// Write a checkpoint in another format: `fla` gives a directory with config.json and
+    /// model.safetensors that fla's AutoModelForCausalLM loads.
+    Export {
+        file: PathBuf,
+        /// The checkpoint directory (`runs/<name>/checkpoints/step_N`).
+        #[arg(long)]
+        ckpt: PathBuf,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Fla)]
+        format: ExportFormat,
+        /// The directory to write.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Turn an fla / Hugging Face config.json into a .hyb file.
     Import {
         config: PathBuf,
@@ -129,6 +142,12 @@ enum EmitArg {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    /// fla / Hugging Face: config.json + model.safetensors.
+    Fla,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Text,
     Json,
@@ -149,6 +168,7 @@ fn main() -> ExitCode {
         }
         Command::Fmt { files, check, stdout } => format_files(&files, check, stdout),
         Command::Import { config, output } => import_config(&config, output.as_deref()),
+        Command::Export { file, ckpt, format: ExportFormat::Fla, output } => export_fla(&file, &ckpt, &output),
         Command::Train { file, steps, batch, seq_len, lr, seed, profile, out, resume, checkpoint_every } => {
             let options = train::Options { steps, batch, seq_len, lr, seed, profile, out, resume, checkpoint_every };
             run_training(&file, &options)
@@ -283,6 +303,42 @@ fn run_training(file: &Path, options: &train::Options) -> Result<(), Failure> {
         eprintln!("error: {message}");
         Failure::User
     })
+}
+
+/// config.json from the model, model.safetensors from the checkpoint, each tensor
+/// checked against the model's parameter of that name and shape.
+fn export_fla(file: &Path, checkpoint: &Path, output: &Path) -> Result<(), Failure> {
+    let compilation = load(file)?;
+    let model = compilation.model().expect("no errors means a model");
+    let config = pipeline::emit(model, Emit::FlaConfig, EmitOptions::default()).map_err(|error| {
+        eprintln!("error: {}\n  help: {}", error.message, error.help);
+        Failure::User
+    })?;
+    let weights_path = checkpoint.join("model.safetensors");
+    let bytes = std::fs::read(&weights_path)
+        .map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", weights_path.display())))?;
+    let tensors = hyb_train::checkpoint::from_safetensors(&bytes).map_err(|e| {
+        eprintln!("error: `{}`: {e}", weights_path.display());
+        Failure::User
+    })?;
+    for param in &model.params {
+        let shape: Vec<usize> = param.shape.iter().map(|d| *d as usize).collect();
+        if tensors.get(&param.name).map(|(s, _)| s) != Some(&shape) {
+            eprintln!(
+                "error: `{}` has no `{}` of shape {shape:?}: not a checkpoint of this model",
+                weights_path.display(),
+                param.name
+            );
+            return Err(Failure::User);
+        }
+    }
+    std::fs::create_dir_all(output)
+        .map_err(|e| Failure::Usage(format!("cannot create `{}`: {e}", output.display())))?;
+    std::fs::write(output.join("config.json"), config)
+        .and_then(|()| std::fs::write(output.join("model.safetensors"), &bytes))
+        .map_err(|e| Failure::Usage(format!("cannot write into `{}`: {e}", output.display())))?;
+    println!("wrote {} (config.json, model.safetensors: {} tensors)", output.display(), model.params.len());
+    Ok(())
 }
 
 fn import_config(config: &Path, output: Option<&Path>) -> Result<(), Failure> {

@@ -236,3 +236,31 @@ fn a_nan_stops_the_run_and_names_the_step() {
     assert!(failed == 1 || kept.exists(), "the last good checkpoint (step {}) stays: {stderr}", failed - 1);
     assert!(!run.join("checkpoints").join(format!("step_{failed:06}")).exists());
 }
+
+/// `hybc export --format fla` writes fla's config.json beside the checkpoint's weights
+/// under fla's names (checked once against fla itself: tools/fla_oracle/load_checkpoint.py);
+/// a checkpoint of another model is refused.
+#[test]
+fn export_writes_an_fla_directory() {
+    let (run, exported) = (scratch("to_export"), scratch("exported"));
+    let out = hybc(&copy_run(&run, "2", &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ckpt = run.join("checkpoints/step_000002");
+    let (ckpt, dir) = (ckpt.to_str().expect("utf-8"), exported.to_str().expect("utf-8"));
+    let out = hybc(&["export", "examples/tiny/transformer.hyb", "--ckpt", ckpt, "--format", "fla", "-o", dir]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(exported.join("config.json")).expect("config.json"))
+            .expect("JSON");
+    assert_eq!(config["model_type"], "transformer");
+    let bytes = std::fs::read(exported.join("model.safetensors")).expect("weights");
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).expect("a JSON header");
+    let names: Vec<&String> = header.as_object().expect("a map").keys().filter(|k| *k != "__metadata__").collect();
+    assert!(names.iter().any(|n| *n == "model.layers.0.attn.q_proj.weight"), "{names:?}");
+    assert!(names.iter().any(|n| *n == "model.embeddings.weight") && names.iter().any(|n| *n == "lm_head.weight"));
+    assert_eq!(header["model.layers.3.mlp.down_proj.weight"]["shape"], serde_json::json!([128, 512]));
+    let wrong = hybc(&["export", "examples/tiny/gdn_2to1.hyb", "--ckpt", ckpt, "-o", dir]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong.stdout));
+    assert!(text(&wrong.stderr).contains("not a checkpoint of this model"), "{}", text(&wrong.stderr));
+}
