@@ -158,28 +158,34 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<(), String
         settings.batch,
         task.seq_len(),
     );
+    let progress = Progress::new(settings.steps, trainer.step);
     let summary = run(&mut trainer, task.as_ref(), &evals, &settings, &mut |event| match event {
         Event::Step { step, loss, grad_norm, lr, tokens_per_s } => {
-            if step % log_every == 0 || step == settings.steps {
-                println!(
-                    "step {step:>5}  loss {loss:.4}  grad_norm {grad_norm:.3}  lr {lr:.2e}  {tokens_per_s:.0} tokens/s"
-                );
+            let line = format!(
+                "step {step:>5}  loss {loss:.4}  grad_norm {grad_norm:.3}  lr {lr:.2e}  {tokens_per_s:.0} tokens/s"
+            );
+            progress.step(step, &format!("loss {loss:.4}  lr {lr:.1e}  {:.1}k tokens/s", tokens_per_s / 1e3));
+            // Beside a bar, a line every twentieth of the run at most.
+            let every = if progress.bar.is_some() { log_every.max(settings.steps / 20).max(1) } else { log_every };
+            if step % every == 0 || step == settings.steps {
+                progress.line(&line);
             }
         }
-        Event::Checkpoint { step, path } => println!("checkpoint {step:>5}  {}", path.display()),
+        Event::Checkpoint { step, path } => progress.line(&format!("checkpoint {step:>5}  {}", path.display())),
         Event::Eval { step, scores } => {
             for score in scores {
-                println!(
+                progress.line(&format!(
                     "eval {step:>5}  {}  accuracy {:.1}% ({} answers)  loss {:.4}",
                     score.name,
                     100.0 * score.accuracy(),
                     score.total,
                     score.loss
-                );
+                ));
             }
         }
-    })
-    .map_err(|e| e.to_string())?;
+    });
+    progress.finish();
+    let summary = summary.map_err(|e| e.to_string())?;
     println!("trained {} steps in {:.1} s; final loss {:.4}", settings.steps, summary.seconds, summary.final_loss);
     if !summary.scores.is_empty() {
         println!("\n| task | accuracy | answers |\n|---|---|---|");
@@ -191,4 +197,47 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<(), String
         println!("\ntime per kernel:\n{}", profile.table());
     }
     Ok(())
+}
+
+/// A progress bar with loss, tokens/s and ETA on a terminal; plain lines otherwise (a
+/// log file or a pipe gets no bar).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(steps: u64, done: u64) -> Progress {
+        use std::io::IsTerminal;
+        let bar = std::io::stdout().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(steps);
+            let style =
+                indicatif::ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} steps  {msg}  eta {eta}")
+                    .expect("a valid template");
+            bar.set_style(style);
+            bar.set_position(done);
+            bar
+        });
+        Progress { bar }
+    }
+
+    fn step(&self, step: u64, message: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(step);
+            bar.set_message(message.to_string());
+        }
+    }
+
+    /// A line above the bar (or on its own without one).
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => println!("{text}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
