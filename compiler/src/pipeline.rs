@@ -89,6 +89,15 @@ pub fn check_path(path: &Path) -> std::io::Result<Compilation> {
     Ok(Compilation { sources, root, checked })
 }
 
+/// Checks text held in memory as if it were the file at `path`: its imports are read
+/// from disk relative to that path (how `hybc sweep` compiles each run's overrides).
+pub fn check_source(path: &Path, text: &str) -> Compilation {
+    let mut sources = SourceMap::fs();
+    let root = sources.add(path.to_path_buf(), text.to_string());
+    let checked = sema::check(&mut sources, root);
+    Compilation { sources, root, checked }
+}
+
 /// Checks text held in memory; it can import nothing (there is no file system behind it).
 pub fn check_text(name: &str, text: &str) -> Compilation {
     let (mut sources, root) = SourceMap::single(name, text);

@@ -32,7 +32,7 @@ pub enum ItemKind {
     Let { name: Ident, value: Value },
     /// `mixer name = expr`
     Mixer { name: Ident, value: Expr },
-    /// `model { ... }`, `train { ... }`, `eval { ... }`
+    /// `model { ... }`, `train { ... }`, `eval { ... }`, `sweep { ... }`
     Block { kind: BlockKind, kind_span: Span, entries: Vec<Entry> },
 }
 
@@ -41,14 +41,18 @@ pub enum BlockKind {
     Model,
     Train,
     Eval,
+    Sweep,
 }
 
 impl BlockKind {
+    pub const ALL: [BlockKind; 4] = [BlockKind::Model, BlockKind::Train, BlockKind::Eval, BlockKind::Sweep];
+
     pub fn as_str(self) -> &'static str {
         match self {
             BlockKind::Model => "model",
             BlockKind::Train => "train",
             BlockKind::Eval => "eval",
+            BlockKind::Sweep => "sweep",
         }
     }
 }

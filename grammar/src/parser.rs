@@ -328,7 +328,8 @@ impl Builder {
                 let kind = match kind_pair.as_str() {
                     "model" => BlockKind::Model,
                     "train" => BlockKind::Train,
-                    _ => BlockKind::Eval,
+                    "eval" => BlockKind::Eval,
+                    _ => BlockKind::Sweep,
                 };
                 let entries = inner.map(|entry| self.entry(entry)).collect();
                 ItemKind::Block { kind, kind_span, entries }

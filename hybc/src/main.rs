@@ -8,6 +8,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod plot;
+mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -93,6 +95,14 @@ enum Command {
         #[arg(long)]
         checkpoint_every: Option<u64>,
     },
+    /// Train every run of the file's sweep block, one after another (resumable), then
+    /// write results.csv, results.md and recall.svg.
+    Sweep {
+        file: PathBuf,
+        /// The sweep's directory [default: runs/<file stem>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Write a checkpoint in another format: `fla` gives a directory with config.json and
     /// model.safetensors that fla's AutoModelForCausalLM loads.
     Export {
@@ -169,8 +179,20 @@ fn main() -> ExitCode {
         Command::Fmt { files, check, stdout } => format_files(&files, check, stdout),
         Command::Import { config, output } => import_config(&config, output.as_deref()),
         Command::Export { file, ckpt, format: ExportFormat::Fla, output } => export_fla(&file, &ckpt, &output),
+        Command::Sweep { file, out } => run_sweep(&file, out.as_deref()),
         Command::Train { file, steps, batch, seq_len, lr, seed, profile, out, resume, checkpoint_every } => {
-            let options = train::Options { steps, batch, seq_len, lr, seed, profile, out, resume, checkpoint_every };
+            let options = train::Options {
+                steps,
+                batch,
+                seq_len,
+                lr,
+                seed,
+                profile,
+                out,
+                resume,
+                resume_if_any: false,
+                checkpoint_every,
+            };
             run_training(&file, &options)
         }
     };
@@ -299,7 +321,7 @@ fn format_files(files: &[PathBuf], check_only: bool, to_stdout: bool) -> Result<
 fn run_training(file: &Path, options: &train::Options) -> Result<(), Failure> {
     let compilation = load(file)?;
     let model = compilation.model().expect("no errors means a model");
-    train::train(file, model, options).map_err(|message| {
+    train::train(file, model, options).map(|_| ()).map_err(|message| {
         eprintln!("error: {message}");
         Failure::User
     })
@@ -339,6 +361,15 @@ fn export_fla(file: &Path, checkpoint: &Path, output: &Path) -> Result<(), Failu
         .map_err(|e| Failure::Usage(format!("cannot write into `{}`: {e}", output.display())))?;
     println!("wrote {} (config.json, model.safetensors: {} tensors)", output.display(), model.params.len());
     Ok(())
+}
+
+fn run_sweep(file: &Path, out: Option<&Path>) -> Result<(), Failure> {
+    let compilation = load(file)?;
+    let model = compilation.model().expect("no errors means a model");
+    sweep::sweep(file, model, out).map_err(|message| {
+        eprintln!("error: {message}");
+        Failure::User
+    })
 }
 
 fn import_config(config: &Path, output: Option<&Path>) -> Result<(), Failure> {

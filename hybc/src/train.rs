@@ -25,6 +25,8 @@ pub struct Options {
     pub out: Option<std::path::PathBuf>,
     /// Continue from the run directory's latest checkpoint.
     pub resume: bool,
+    /// Resume if the run directory has a checkpoint, else start (a sweep's runs).
+    pub resume_if_any: bool,
     pub checkpoint_every: Option<u64>,
 }
 
@@ -103,7 +105,13 @@ fn eval_sets(model: &Model) -> (Vec<EvalSet>, Vec<String>) {
     (sets, skipped)
 }
 
-pub fn train(path: &Path, model: &Model, options: &Options) -> Result<(), String> {
+/// What a finished run reports.
+pub struct Outcome {
+    pub final_loss: f32,
+    pub scores: Vec<hyb_train::eval::Score>,
+}
+
+pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, String> {
     let block = model.train.as_ref();
     let task = task(model, options.seq_len)?;
     let (evals, skipped) = eval_sets(model);
@@ -133,17 +141,19 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<(), String
     trainer.init_params(settings.seed);
     let mut settings = settings;
     let checkpoints = settings.out.as_ref().expect("a run directory").join("checkpoints");
-    if options.resume {
-        let Some(latest) = hyb_train::checkpoint::latest(&checkpoints) else {
-            return Err(format!("--resume: no checkpoint in `{}`", checkpoints.display()));
-        };
-        settings.seed = hyb_train::checkpoint::load(&latest, &mut trainer).map_err(|e| e.to_string())?;
-        println!("resumed from {} (step {})", latest.display(), trainer.step);
-    } else if hyb_train::checkpoint::latest(&checkpoints).is_some() {
-        return Err(format!(
-            "`{}` already holds checkpoints: pass --resume to continue that run, or --out for a new one",
-            checkpoints.display()
-        ));
+    match hyb_train::checkpoint::latest(&checkpoints) {
+        Some(latest) if options.resume || options.resume_if_any => {
+            settings.seed = hyb_train::checkpoint::load(&latest, &mut trainer).map_err(|e| e.to_string())?;
+            println!("resumed from {} (step {})", latest.display(), trainer.step);
+        }
+        Some(_) => {
+            return Err(format!(
+                "`{}` already holds checkpoints: pass --resume to continue that run, or --out for a new one",
+                checkpoints.display()
+            ));
+        }
+        None if options.resume => return Err(format!("--resume: no checkpoint in `{}`", checkpoints.display())),
+        None => {}
     }
     if options.profile {
         trainer.profile = Some(Default::default());
@@ -196,7 +206,7 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<(), String
     if let Some(profile) = &trainer.profile {
         println!("\ntime per kernel:\n{}", profile.table());
     }
-    Ok(())
+    Ok(Outcome { final_loss: summary.final_loss, scores: summary.scores })
 }
 
 /// A progress bar with loss, tokens/s and ETA on a terminal; plain lines otherwise (a

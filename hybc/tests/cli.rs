@@ -264,3 +264,48 @@ fn export_writes_an_fla_directory() {
     assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong.stdout));
     assert!(text(&wrong.stderr).contains("not a checkpoint of this model"), "{}", text(&wrong.stderr));
 }
+
+/// `hybc sweep` trains every run of the grid (2 mixers × 2 attention periods × 2
+/// learning rates), writes the CSV, markdown and SVG, marks the best learning rate per
+/// model, and a second invocation finds every run done.
+#[test]
+fn sweep_runs_the_grid_and_resumes() {
+    let dir = scratch("sweep");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("grid.hyb");
+    std::fs::write(
+        &file,
+        "mixer gdn = gated_deltanet(heads: 2, head_dim: 16, expand_v: 1)\nmixer gla = gla(heads: 2)\n\
+         mixer attn = attention(heads: 2)\nlet linear = gdn\nlet attn_every = 2\n\
+         model {\n vocab = 64\n d_model = 32\n layers = linear × 4 with attn every attn_every\n}\n\
+         train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 2\n steps = 2\n}\n\
+         eval {\n mqar(seq_len: 32, pairs: 4)\n samples = 8\n batch = 4\n}\n\
+         sweep {\n linear = [gdn, gla]\n attn_every = [2, 4]\n lr = [1e-3, 3e-3]\n}\n",
+    )
+    .expect("writable");
+    let out = dir.join("runs");
+    let args = ["sweep", file.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")];
+    let first = hybc(&args);
+    assert!(first.status.success(), "{}{}", text(&first.stdout), text(&first.stderr));
+    let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 1 + 8, "{csv}");
+    assert!(rows[0].starts_with("\"linear\",\"attn_every\",lr,seed"), "{csv}");
+    let markdown = std::fs::read_to_string(out.join("results.md")).expect("results.md");
+    assert_eq!(markdown.matches("(best)").count(), 4, "one best lr per model: {markdown}");
+    let svg = std::fs::read_to_string(out.join("recall.svg")).expect("recall.svg");
+    assert!(svg.contains("<polyline") && svg.contains(">gla<"), "{svg}");
+    let again = hybc(&args);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(text(&again.stdout).matches("done before").count(), 8, "{}", text(&again.stdout));
+}
+
+/// A sweep over a name that is no let is an error pointing at it.
+#[test]
+fn sweep_refuses_an_unknown_name() {
+    let file = scratch("bad_sweep.hyb");
+    std::fs::write(&file, "let linear = gdn\nmixer gdn = gated_deltanet(heads: 2)\nmodel {\n vocab = 64\n d_model = 32\n layers = linear\n}\ntrain {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n}\nsweep {\n liner = [gdn]\n}\n").expect("writable");
+    let out = hybc(&["check", file.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("did you mean `linear`?"), "{}", text(&out.stderr));
+}

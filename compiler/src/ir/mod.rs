@@ -39,6 +39,7 @@ pub struct Model {
     pub params: Vec<Param>,
     pub train: Option<crate::sema::train::TrainConfig>,
     pub eval: Option<crate::sema::train::EvalConfig>,
+    pub sweep: Option<crate::sema::sweep::SweepConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

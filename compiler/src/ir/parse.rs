@@ -50,7 +50,7 @@ pub fn parse_model(text: &str) -> Result<Model, String> {
             return Err(format!("unexpected line `{line}`"));
         }
     }
-    Ok(Model { config, mixers, layers, params, train: None, eval: None })
+    Ok(Model { config, mixers, layers, params, train: None, eval: None, sweep: None })
 }
 
 fn depth(text: &str) -> i64 {

@@ -12,6 +12,7 @@ pub mod mixer;
 pub mod presets;
 pub mod schedule;
 pub mod scope;
+pub mod sweep;
 pub mod train;
 pub mod values;
 
@@ -207,10 +208,11 @@ fn build_model(cx: &Cx) -> Option<Model> {
     let params = params::model_params(&config, &mixers, &layers);
     let train = train::check_train(cx, &config);
     let eval = train::check_eval(cx, &config, train.as_ref(), &mixers, &layers);
+    let sweep = sweep::check_sweep(cx);
     if cx.has_errors() {
         return None;
     }
-    let model = Model { config, mixers, layers, params, train, eval };
+    let model = Model { config, mixers, layers, params, train, eval, sweep };
     #[cfg(debug_assertions)]
     if let Err(errors) = crate::ir::verify::verify(&model) {
         panic!("sema built an IR that does not verify (a compiler bug): {errors:?}");

@@ -38,6 +38,7 @@ pub struct Scope {
     pub model: Block,
     pub train: Block,
     pub eval: Block,
+    pub sweep: Block,
     pub root: FileId,
     /// The directory of each file, for paths written in it (data files).
     pub dirs: BTreeMap<FileId, PathBuf>,
@@ -51,6 +52,7 @@ impl Scope {
             BlockKind::Model => &self.model,
             BlockKind::Train => &self.train,
             BlockKind::Eval => &self.eval,
+            BlockKind::Sweep => &self.sweep,
         }
     }
 
@@ -59,6 +61,7 @@ impl Scope {
             BlockKind::Model => &mut self.model,
             BlockKind::Train => &mut self.train,
             BlockKind::Eval => &mut self.eval,
+            BlockKind::Sweep => &mut self.sweep,
         }
     }
 }
@@ -179,7 +182,7 @@ impl Collector<'_> {
         first.dirs.extend(second.dirs.clone());
         merge_map(&mut first.lets, second.lets.clone(), "let", &mut clashes);
         merge_map(&mut first.mixers, second.mixers.clone(), "mixer", &mut clashes);
-        for kind in [BlockKind::Model, BlockKind::Train, BlockKind::Eval] {
+        for kind in BlockKind::ALL {
             let theirs = second.block(kind).clone();
             let ours = first.block_mut(kind);
             merge_map(&mut ours.fields, theirs.fields, kind.as_str(), &mut clashes);
@@ -267,6 +270,7 @@ fn merge_map<T>(
         "mixer" => "mixer",
         "model" => "model field",
         "train" => "train field",
+        "sweep" => "sweep field",
         _ => "eval field",
     };
     for (name, def) in theirs {
@@ -287,12 +291,13 @@ fn override_with(mut imported: Scope, own: Scope) -> Scope {
         "mixer" => !own.mixers.contains_key(name),
         "model field" => !own.model.fields.contains_key(name),
         "train field" => !own.train.fields.contains_key(name),
+        "sweep field" => !own.sweep.fields.contains_key(name),
         _ => !own.eval.fields.contains_key(name),
     });
     imported.dirs.extend(own.dirs.clone());
     imported.lets.extend(own.lets.clone());
     imported.mixers.extend(own.mixers.clone());
-    for kind in [BlockKind::Model, BlockKind::Train, BlockKind::Eval] {
+    for kind in BlockKind::ALL {
         let own_block = own.block(kind).clone();
         let block = imported.block_mut(kind);
         block.fields.extend(own_block.fields);
