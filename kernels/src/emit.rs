@@ -139,6 +139,25 @@ pub const T3: &str = "memref<?x?x?xf32>";
 pub const T4: &str = "memref<?x?x?x?xf32>";
 pub const T5: &str = "memref<?x?x?x?x?xf32>";
 
+/// The maximum of `load(i)` over `i ∈ [0, bound)` and `Σ exp(load(i) − max)`: the two
+/// passes of a stable softmax or log-sum-exp. The maximum's fold starts at −∞.
+pub fn max_and_sum_exp(e: &mut Emitter, bound: &str, load: &dyn Fn(&mut Emitter, &str) -> String) -> (String, String) {
+    let neg_inf = e.op("arith.constant 0xFF800000 : f32");
+    let max = e.fresh();
+    let (i, acc) = e.open_fold(bound, &max, &neg_inf);
+    let x = load(e, &i);
+    let m = e.op(&format!("arith.maximumf {acc}, {x} : f32"));
+    e.close_sum(&m);
+    let sum = e.fresh();
+    let (i, acc) = e.open_sum(bound, &sum);
+    let x = load(e, &i);
+    let shifted = e.op(&format!("arith.subf {x}, {max} : f32"));
+    let p = e.op(&format!("math.exp {shifted} : f32"));
+    let total = e.op(&format!("arith.addf {acc}, {p} : f32"));
+    e.close_sum(&total);
+    (max, sum)
+}
+
 /// `%target[...] += value`.
 pub fn accumulate(e: &mut Emitter, target: &str, value: &str) {
     let old = e.op(&format!("memref.load {target}"));

@@ -5,23 +5,13 @@
 //! Shapes: bounds `[L, W]`, floor and its gradient `[W]`, the bounds' gradient `[L, W]`
 //! (overwritten).
 
-use crate::emit::{Emitter, memref_params};
+use crate::emit::{Emitter, max_and_sum_exp, memref_params};
 
 const BOUNDS: &str = "memref<?x?xf32>";
 
 /// Per channel `c`: the column's maximum and `Σ_i exp(b_i − max)`; returns (max, sum).
 fn softmax_terms(e: &mut Emitter, c: &str) -> (String, String) {
-    let max = e.fresh();
-    let (i, acc) = e.open_fold("%L", &max, "%neg_inf");
-    let b = e.op(&format!("memref.load %bounds[{i}, {c}] : {BOUNDS}"));
-    let m = e.op(&format!("arith.maximumf {acc}, {b} : f32"));
-    e.close_sum(&m);
-    let sum = e.fresh();
-    let (i, acc) = e.open_sum("%L", &sum);
-    let p = exp_shifted(e, &i, c, &max);
-    let total = e.op(&format!("arith.addf {acc}, {p} : f32"));
-    e.close_sum(&total);
-    (max, sum)
+    max_and_sum_exp(e, "%L", &|e, i| e.op(&format!("memref.load %bounds[{i}, {c}] : {BOUNDS}")))
 }
 
 fn exp_shifted(e: &mut Emitter, i: &str, c: &str, max: &str) -> String {
@@ -46,7 +36,6 @@ fn floor_of(e: &mut Emitter, c: &str, layer: u64) -> (String, String, String) {
 
 fn header(e: &mut Emitter, name: &str, args: &[(&str, usize)]) {
     e.begin_function(name, &memref_params(args));
-    e.line("%neg_inf = arith.constant 0xFF800000 : f32");
     e.line(&format!("%L = memref.dim %bounds, %c0 : {BOUNDS}"));
     e.line(&format!("%W = memref.dim %bounds, %c1 : {BOUNDS}"));
 }

@@ -6,7 +6,7 @@
 //! rows without a target get a zero gradient. With no target at all the loss is 0.
 //! Shapes: logits, dlogits `[B, T, V]`; targets `[B, T]` i32; loss `[1]`.
 
-use crate::emit::{Emitter, T3};
+use crate::emit::{Emitter, T3, max_and_sum_exp};
 
 const IDS: &str = "memref<?x?xi32>";
 
@@ -16,7 +16,6 @@ pub fn cross_entropy(name: &str) -> String {
     let params = format!("%logits: {T3}, %targets: {IDS}, %loss: memref<?xf32>, %dlogits: {T3}");
     e.begin_function(name, &[params]);
     e.line("%c2 = arith.constant 2 : index");
-    e.line("%neg_inf = arith.constant 0xFF800000 : f32");
     e.line("%none = arith.constant 0 : i32");
     e.line(&format!("%B = memref.dim %logits, %c0 : {T3}"));
     e.line(&format!("%T = memref.dim %logits, %c1 : {T3}"));
@@ -43,18 +42,7 @@ pub fn cross_entropy(name: &str) -> String {
     e.line(&format!("scf.if {valid} {{"));
     e.depth += 1;
     let target = e.op(&format!("arith.index_cast {id} : i32 to index"));
-    let max = e.fresh();
-    let (v, acc) = e.open_fold("%V", &max, "%neg_inf");
-    let x = e.op(&format!("memref.load %logits[{b}, {t}, {v}] : {T3}"));
-    let m = e.op(&format!("arith.maximumf {acc}, {x} : f32"));
-    e.close_sum(&m);
-    let sum = e.fresh();
-    let (v, acc) = e.open_sum("%V", &sum);
-    let x = e.op(&format!("memref.load %logits[{b}, {t}, {v}] : {T3}"));
-    let shifted = e.op(&format!("arith.subf {x}, {max} : f32"));
-    let p = e.op(&format!("math.exp {shifted} : f32"));
-    let total = e.op(&format!("arith.addf {acc}, {p} : f32"));
-    e.close_sum(&total);
+    let (max, sum) = max_and_sum_exp(&mut e, "%V", &|e, v| e.op(&format!("memref.load %logits[{b}, {t}, {v}] : {T3}")));
     let log_sum = e.op(&format!("math.log {sum} : f32"));
     let lse = e.op(&format!("arith.addf {max}, {log_sum} : f32"));
     let picked = e.op(&format!("memref.load %logits[{b}, {t}, {target}] : {T3}"));

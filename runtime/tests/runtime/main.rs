@@ -148,7 +148,8 @@ fn attention_matches_the_oracle() {
 }
 
 /// Not presets: the delta rule with a per-channel gate; a scalar gate with an additive
-/// update; a vector state with the layer-wise floor inside a hybrid; GVA.
+/// update; a vector state with the layer-wise floor inside a hybrid; ungated elu
+/// features with sum normalisation; GVA with negative eigenvalues.
 #[test]
 fn compositions_match_the_oracle() {
     let delta_vector = "mixer m = linear(heads: 2, head_dim: 16, update: delta, \
@@ -162,6 +163,8 @@ fn compositions_match_the_oracle() {
         tie_key_to_gate: true, head_dim: 32, v_act: silu, output_gate: silu, output_norm: full)
         mixer attn = attention(heads: 2)";
     check_against_oracle("vector state + floor in a hybrid", &tiny(vector_bound, "(rnn, attn, rnn)"));
+    let sum_norm = "mixer m = linear(heads: 2, head_dim: 16, update: additive, gate: none, qk_act: elu, qk_norm: sum)";
+    check_against_oracle("elu features, sum normalised", &tiny(sum_norm, "m × 2"));
     let gva = "mixer gdn = gated_deltanet(heads: 2, head_dim: 8, expand_v: 2, v_heads: 4, neg_eigval: true)";
     check_against_oracle("gdn with GVA", &tiny(gva, "gdn × 2"));
 }
