@@ -1,0 +1,49 @@
+//! The train crate's tests: the synthetic tasks follow their definitions, batches are a
+//! function of (seed, step) alone.
+
+use hyb_train::data::{Copy, Mqar, Task};
+
+fn mqar() -> Mqar {
+    Mqar { vocab: 64, seq_len: 32, pairs: 4, power_a: 0.01 }
+}
+
+/// Keys from the lower half, values from the upper half, distinct; every key queried
+/// once after the pairs, the target at the query is the key's value, nothing else has a
+/// target; the fillers are in the vocabulary.
+#[test]
+fn mqar_sequences_follow_zoology() {
+    let task = mqar();
+    let batch = task.batch(3, 7, 50);
+    for (tokens, targets) in batch.tokens.chunks(32).zip(batch.targets.chunks(32)) {
+        let pairs: Vec<(i32, i32)> = (0..4).map(|j| (tokens[2 * j], tokens[2 * j + 1])).collect();
+        for (key, value) in &pairs {
+            assert!((1..32).contains(key) && (32..64).contains(value), "{tokens:?}");
+        }
+        let mut keys: Vec<i32> = pairs.iter().map(|p| p.0).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 4, "distinct keys: {tokens:?}");
+        let answered: Vec<usize> = (0..32).filter(|t| targets[*t] >= 0).collect();
+        assert_eq!(answered.len(), 4, "{targets:?}");
+        for t in answered {
+            assert!(t >= 8 && (t - 8) % 2 == 0, "queries at even offsets after the pairs: {t}");
+            let value = pairs.iter().find(|(k, _)| *k == tokens[t]).map(|p| p.1);
+            assert_eq!(value, Some(targets[t]), "the query's target is its key's value: {tokens:?} {targets:?}");
+        }
+        assert!(tokens.iter().all(|t| (0..64).contains(t)));
+    }
+}
+
+#[test]
+fn batches_depend_on_seed_and_step_only() {
+    let task = mqar();
+    assert_eq!(task.batch(1, 5, 4), task.batch(1, 5, 4));
+    assert_ne!(task.batch(1, 5, 4), task.batch(1, 6, 4));
+    assert_ne!(task.batch(1, 5, 4), task.batch(2, 5, 4));
+    let copy = Copy { alphabet: 8, seq_len: 9 };
+    let batch = copy.batch(0, 1, 2);
+    let row = &batch.tokens[..9];
+    assert_eq!(&row[5..], &row[..4], "the second half repeats the first");
+    assert_eq!(&batch.targets[..8], &row[1..], "next-token targets");
+    assert_eq!(batch.targets[8], -1);
+}
