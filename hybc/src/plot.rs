@@ -1,94 +1,179 @@
-//! Plots as SVG written by hand (no plotting dependency): a line chart of accuracy
-//! against a categorical x axis, one line and legend entry per series.
+//! Plots as SVG written by hand (no plotting dependency): line charts with one line and
+//! legend entry per series — the loss and evaluation curves of a run, and a sweep's
+//! accuracy against a categorical axis.
 
 use std::fmt::Write as _;
 
 use hyb_compiler::sema::sweep::SweepConfig;
 
 const COLOURS: [&str; 8] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+const WIDTH: f64 = 640.0;
+const HEIGHT: f64 = 400.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 170.0;
+const TOP: f64 = 30.0;
+const BOTTOM: f64 = 50.0;
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// Accuracy (0–100 %) of each series at each x, x in order of first appearance.
-pub fn recall_svg(config: &SweepConfig, points: Vec<(String, String, f64)>) -> String {
-    let (width, height, left, right, top, bottom) = (640.0, 400.0, 60.0, 160.0, 30.0, 50.0);
-    let mut xs: Vec<String> = Vec::new();
-    let mut series: Vec<String> = Vec::new();
-    for (s, x, _) in &points {
-        if !xs.contains(x) {
-            xs.push(x.clone());
+/// A line chart: `series` of (x, y) points; x ticks at the given positions with labels.
+pub struct Chart {
+    pub x_label: String,
+    pub y_label: String,
+    pub y_range: (f64, f64),
+    pub y_format: fn(f64) -> String,
+    pub x_ticks: Vec<(f64, String)>,
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+impl Chart {
+    pub fn svg(&self) -> String {
+        let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
+        let xs =
+            self.series.iter().flat_map(|(_, p)| p.iter().map(|(x, _)| *x)).chain(self.x_ticks.iter().map(|t| t.0));
+        let (x_min, x_max) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+        let x_span = if x_max > x_min { x_max - x_min } else { 1.0 };
+        let x_at = |x: f64| LEFT + plot_w * (x - x_min) / x_span;
+        let (y_min, y_max) = self.y_range;
+        let y_at = |y: f64| TOP + plot_h * (1.0 - ((y - y_min) / (y_max - y_min)).clamp(0.0, 1.0));
+        let mut svg = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        );
+        for tick in 0..=5 {
+            let y = y_min + (y_max - y_min) * tick as f64 / 5.0;
+            let py = y_at(y);
+            let _ =
+                writeln!(svg, "<line x1=\"{LEFT}\" y1=\"{py}\" x2=\"{}\" y2=\"{py}\" stroke=\"#ddd\"/>", LEFT + plot_w);
+            let _ = writeln!(
+                svg,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+                LEFT - 6.0,
+                py + 4.0,
+                (self.y_format)(y)
+            );
         }
-        if !series.contains(s) {
-            series.push(s.clone());
+        for (x, label) in &self.x_ticks {
+            let _ = writeln!(
+                svg,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                x_at(*x),
+                TOP + plot_h + 18.0,
+                escape(label)
+            );
         }
-    }
-    let plot_w = width - left - right;
-    let plot_h = height - top - bottom;
-    let x_at = |i: usize| left + if xs.len() > 1 { plot_w * i as f64 / (xs.len() - 1) as f64 } else { plot_w / 2.0 };
-    let y_at = |accuracy: f64| top + plot_h * (1.0 - accuracy.clamp(0.0, 1.0));
-    let x_name = config.axes.last().map_or("run", |a| a.name.as_str());
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    );
-    for tick in 0..=5 {
-        let y = y_at(tick as f64 / 5.0);
-        let _ = writeln!(svg, "<line x1=\"{left}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#ddd\"/>", left + plot_w);
-        let _ = writeln!(svg, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}%</text>", left - 6.0, y + 4.0, tick * 20);
-    }
-    for (i, x) in xs.iter().enumerate() {
         let _ = writeln!(
             svg,
             "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-            x_at(i),
-            top + plot_h + 18.0,
-            escape(x)
+            LEFT + plot_w / 2.0,
+            HEIGHT - 10.0,
+            escape(&self.x_label)
         );
-    }
-    let _ = writeln!(
-        svg,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-        left + plot_w / 2.0,
-        height - 10.0,
-        escape(x_name)
-    );
-    let _ = writeln!(
-        svg,
-        "<text x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {0})\" text-anchor=\"middle\">recall accuracy</text>",
-        top + plot_h / 2.0
-    );
-    for (k, name) in series.iter().enumerate() {
-        let colour = COLOURS[k % COLOURS.len()];
-        let coordinates: Vec<String> = xs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, x)| {
-                points
-                    .iter()
-                    .find(|(s, px, _)| s == name && px == x)
-                    .map(|(_, _, a)| format!("{},{}", x_at(i), y_at(*a)))
-            })
-            .collect();
         let _ = writeln!(
             svg,
-            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
-            coordinates.join(" ")
+            "<text x=\"16\" y=\"{0}\" transform=\"rotate(-90 16 {0})\" text-anchor=\"middle\">{1}</text>",
+            TOP + plot_h / 2.0,
+            escape(&self.y_label)
         );
-        for point in &coordinates {
-            let (x, y) = point.split_once(',').expect("x,y");
-            let _ = writeln!(svg, "<circle cx=\"{x}\" cy=\"{y}\" r=\"3\" fill=\"{colour}\"/>");
+        for (k, (name, points)) in self.series.iter().enumerate() {
+            let colour = COLOURS[k % COLOURS.len()];
+            let coordinates: Vec<(f64, f64)> = points.iter().map(|(x, y)| (x_at(*x), y_at(*y))).collect();
+            let line: Vec<String> = coordinates.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+            let _ = writeln!(
+                svg,
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
+                line.join(" ")
+            );
+            if coordinates.len() <= 40 {
+                for (x, y) in &coordinates {
+                    let _ = writeln!(svg, "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{colour}\"/>");
+                }
+            }
+            let legend_y = TOP + 16.0 * k as f64;
+            let _ = writeln!(
+                svg,
+                "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"3\" fill=\"{colour}\"/>",
+                WIDTH - RIGHT + 16.0,
+                legend_y + 4.0
+            );
+            let _ =
+                writeln!(svg, "<text x=\"{}\" y=\"{}\">{}</text>", WIDTH - RIGHT + 34.0, legend_y + 9.0, escape(name));
         }
-        let legend_y = top + 16.0 * k as f64;
-        let _ = writeln!(
-            svg,
-            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"3\" fill=\"{colour}\"/>",
-            width - right + 16.0,
-            legend_y + 4.0
-        );
-        let _ = writeln!(svg, "<text x=\"{}\" y=\"{}\">{}</text>", width - right + 34.0, legend_y + 9.0, escape(name));
+        svg.push_str("</svg>\n");
+        svg
     }
-    svg.push_str("</svg>\n");
-    svg
+}
+
+fn percent(y: f64) -> String {
+    format!("{:.0}%", 100.0 * y)
+}
+
+/// A sweep's accuracy (series, x category, accuracy), x in order of first appearance.
+pub fn recall_svg(config: &SweepConfig, points: Vec<(String, String, f64)>) -> String {
+    let mut categories: Vec<String> = Vec::new();
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for (name, x, accuracy) in points {
+        let index = categories.iter().position(|c| *c == x).unwrap_or_else(|| {
+            categories.push(x);
+            categories.len() - 1
+        });
+        match series.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, line)) => line.push((index as f64, accuracy)),
+            None => series.push((name, vec![(index as f64, accuracy)])),
+        }
+    }
+    Chart {
+        x_label: config.axes.last().map_or("run".into(), |a| a.name.clone()),
+        y_label: "recall accuracy".into(),
+        y_range: (0.0, 1.0),
+        y_format: percent,
+        x_ticks: categories.into_iter().enumerate().map(|(i, c)| (i as f64, c)).collect(),
+        series,
+    }
+    .svg()
+}
+
+/// A run's curves from its `metrics.jsonl` lines: the training loss, and each eval set's
+/// accuracy. Returns (loss.svg, Some(eval.svg) when there were evaluations).
+pub fn run_svgs(metrics: &str) -> (String, Option<String>) {
+    let mut loss = Vec::new();
+    let mut evals: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for line in metrics.lines() {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let (Some(step), eval) = (value["step"].as_f64(), value["eval"].as_str()) else { continue };
+        match (eval, value["loss"].as_f64(), value["accuracy"].as_f64()) {
+            (Some(name), _, Some(accuracy)) => match evals.iter_mut().find(|(n, _)| n == name) {
+                Some((_, points)) => points.push((step, accuracy)),
+                None => evals.push((name.to_string(), vec![(step, accuracy)])),
+            },
+            (None, Some(l), _) => loss.push((step, l)),
+            _ => {}
+        }
+    }
+    let last = loss.last().map_or(1.0, |p| p.0);
+    let ticks = |last: f64| (0..=4).map(|i| (last * i as f64 / 4.0, format!("{:.0}", last * i as f64 / 4.0))).collect();
+    let top = loss.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-3);
+    let loss_svg = Chart {
+        x_label: "step".into(),
+        y_label: "training loss".into(),
+        y_range: (0.0, top * 1.05),
+        y_format: |y| format!("{y:.2}"),
+        x_ticks: ticks(last),
+        series: vec![("loss".into(), loss)],
+    }
+    .svg();
+    let eval_svg = (!evals.is_empty()).then(|| {
+        Chart {
+            x_label: "step".into(),
+            y_label: "accuracy".into(),
+            y_range: (0.0, 1.0),
+            y_format: percent,
+            x_ticks: ticks(last),
+            series: evals,
+        }
+        .svg()
+    });
+    (loss_svg, eval_svg)
 }

@@ -197,6 +197,19 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
     progress.finish();
     let summary = summary.map_err(|e| e.to_string())?;
     println!("trained {} steps in {:.1} s; final loss {:.4}", settings.steps, summary.seconds, summary.final_loss);
+    let out = settings.out.as_ref().expect("a run directory");
+    if let Ok(metrics) = std::fs::read_to_string(out.join("metrics.jsonl")) {
+        let (loss, eval) = crate::plot::run_svgs(&metrics);
+        let mut written = vec![out.join("loss.svg")];
+        let mut result = std::fs::write(&written[0], loss);
+        if let Some(eval) = eval {
+            written.push(out.join("eval.svg"));
+            result = result.and_then(|()| std::fs::write(&written[1], eval));
+        }
+        result.map_err(|e| format!("cannot write the plots into `{}`: {e}", out.display()))?;
+        let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        println!("plots: {}", names.join(", "));
+    }
     if !summary.scores.is_empty() {
         println!("\n| task | accuracy | answers |\n|---|---|---|");
         for score in &summary.scores {

@@ -137,6 +137,8 @@ fn train_prints_a_falling_loss() {
     assert!(losses.iter().all(|l| l.is_finite()), "{stdout}");
     let last: f64 = losses[25..].iter().sum::<f64>() / 5.0;
     assert!(losses[0] > 5.0 && last < 4.0, "the loss did not fall: {stdout}");
+    let plot = std::fs::read_to_string(Path::new(run).join("loss.svg")).expect("a loss plot next to the run");
+    assert!(plot.starts_with("<svg") && plot.contains("<polyline"), "{plot}");
 }
 
 #[test]
