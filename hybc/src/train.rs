@@ -129,6 +129,7 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
         adamw,
         schedule: block.map_or(LrSchedule::Constant { warmup: 0 }, |t| t.schedule.clone()),
         eval_every: block.and_then(|t| t.eval_every),
+        grad_accum: block.map_or(1, |t| t.grad_accum),
         out: Some(options.out.clone().unwrap_or_else(|| {
             let stem = path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
             std::path::Path::new("runs").join(stem)

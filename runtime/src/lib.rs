@@ -231,6 +231,24 @@ impl Trainer {
         Ok(self.memory.slice(&arg).to_vec())
     }
 
+    /// Every parameter's gradient from the last [`Trainer::forward_backward`], in order.
+    pub fn grads(&mut self) -> Vec<Vec<f32>> {
+        let args = self.program.grads.clone();
+        args.iter().map(|arg| self.memory.slice(arg).to_vec()).collect()
+    }
+
+    /// Replaces the gradients the optimizer step will read (gradient accumulation).
+    pub fn set_grads(&mut self, grads: &[Vec<f32>]) -> Result<(), Error> {
+        let args = self.program.grads.clone();
+        if grads.len() != args.len() || grads.iter().zip(&args).any(|(g, a)| g.len() != a.len()) {
+            return Err(Error::Input("the gradients do not fit the model's parameters".into()));
+        }
+        for (arg, values) in args.iter().zip(grads) {
+            self.memory.slice(arg).copy_from_slice(values);
+        }
+        Ok(())
+    }
+
     /// The first parameter (in the model's order: by layer) whose gradient from the last
     /// [`Trainer::forward_backward`] holds a NaN or an infinity.
     pub fn first_non_finite_grad(&mut self) -> Option<String> {

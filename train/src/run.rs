@@ -19,6 +19,8 @@ pub struct Settings {
     pub adamw: AdamW,
     pub schedule: LrSchedule,
     pub eval_every: Option<u64>,
+    /// Micro-batches per step: their gradients are averaged before one update.
+    pub grad_accum: u64,
     /// Where checkpoints (`checkpoints/step_N/`) and `metrics.jsonl` go; none: nowhere.
     pub out: Option<std::path::PathBuf>,
     /// Checkpoint every N steps (and always after the last).
@@ -96,17 +98,16 @@ pub fn train(
     let mut log = settings.out.as_deref().map(|out| Metrics::open(out, trainer.step)).transpose()?;
     while trainer.step < settings.steps {
         let step = trainer.step + 1;
-        let batch = task.batch(settings.seed, step, settings.batch);
         let lr = learning_rate(&settings.schedule, settings.adamw.lr, step, settings.steps);
         let clock = Instant::now();
-        let loss = trainer.forward_backward(&batch.inputs())?;
+        let (loss, tokens) = accumulate(trainer, task, settings, step)?;
         let bad = trainer.first_non_finite_grad();
         if !loss.is_finite() || bad.is_some() {
             return Err(Failure::NonFinite { step, loss, tensor: bad });
         }
         let grad_norm = trainer.optimizer_step(&settings.adamw, lr);
         final_loss = loss;
-        let tokens_per_s = batch.tokens.len() as f64 / clock.elapsed().as_secs_f64();
+        let tokens_per_s = tokens as f64 / clock.elapsed().as_secs_f64();
         on(Event::Step { step, loss, grad_norm, lr, tokens_per_s });
         if let Some(log) = &mut log {
             log.write(serde_json::json!({"step": step, "loss": loss, "grad_norm": grad_norm, "lr": lr, "tokens_per_s": tokens_per_s}))?;
@@ -130,6 +131,35 @@ pub fn train(
         }
     }
     Ok(Summary { final_loss, scores, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// Forward and backward over the step's micro-batches (micro-batch `m` of step `s` is
+/// data batch `(s − 1) · grad_accum + m + 1`), leaving their mean gradient for the
+/// update; returns the mean loss and the tokens seen.
+fn accumulate(trainer: &mut Trainer, task: &dyn Task, settings: &Settings, step: u64) -> Result<(f32, usize), Failure> {
+    let micro = settings.grad_accum.max(1);
+    let mut loss = 0.0;
+    let mut total: Option<Vec<Vec<f32>>> = None;
+    let mut tokens = 0;
+    for m in 0..micro {
+        let batch = task.batch(settings.seed, (step - 1) * micro + m + 1, settings.batch);
+        tokens += batch.tokens.len();
+        loss += trainer.forward_backward(&batch.inputs())? / micro as f32;
+        if micro > 1 {
+            let grads = trainer.grads();
+            match &mut total {
+                None => total = Some(grads),
+                Some(sum) => {
+                    sum.iter_mut().zip(&grads).for_each(|(s, g)| s.iter_mut().zip(g).for_each(|(a, b)| *a += b))
+                }
+            }
+        }
+    }
+    if let Some(mut sum) = total {
+        sum.iter_mut().flatten().for_each(|g| *g /= micro as f32);
+        trainer.set_grads(&sum)?;
+    }
+    Ok((loss, tokens))
 }
 
 fn evaluate(trainer: &Trainer, evaluators: &mut [Trainer], evals: &[EvalSet]) -> Result<Vec<Score>, Failure> {

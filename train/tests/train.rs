@@ -47,3 +47,48 @@ fn batches_depend_on_seed_and_step_only() {
     assert_eq!(&batch.targets[..8], &row[1..], "next-token targets");
     assert_eq!(batch.targets[8], -1);
 }
+
+fn tiny_model() -> hyb_compiler::ir::Model {
+    let text = "mixer gdn = gated_deltanet(heads: 2, head_dim: 8, expand_v: 1)\nmixer attn = attention(heads: 2)\n\
+                model {\n vocab = 64\n d_model = 16\n layers = (gdn, attn)\n}\n";
+    let compilation = hyb_compiler::pipeline::check_text("tiny.hyb", text);
+    compilation.model().expect("checks").clone()
+}
+
+/// Two micro-batches of 2 accumulated give the update of one batch of 4 holding both
+/// (MQAR: every sequence has the same number of answers, so the means agree).
+#[test]
+fn gradient_accumulation_equals_the_larger_batch() {
+    use hyb_compiler::sema::train::LrSchedule;
+    use hyb_runtime::{AdamW, Trainer};
+    use hyb_train::run::{Settings, train};
+    let model = tiny_model();
+    let task = mqar();
+    let adamw = AdamW { lr: 1e-2, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.1, clip: Some(1.0) };
+    let mut whole = Trainer::new(&model, 4, 32).expect("compiles");
+    whole.init_params(1);
+    let (first, second) = (task.batch(9, 1, 2), task.batch(9, 2, 2));
+    let tokens: Vec<i32> = first.tokens.iter().chain(&second.tokens).copied().collect();
+    let targets: Vec<i32> = first.targets.iter().chain(&second.targets).copied().collect();
+    let stats = whole.step(&hyb_runtime::Batch { tokens: &tokens, targets: &targets }, &adamw, adamw.lr).expect("runs");
+    let mut accumulated = Trainer::new(&model, 2, 32).expect("compiles");
+    accumulated.init_params(1);
+    let settings = Settings {
+        steps: 1,
+        batch: 2,
+        seed: 9,
+        adamw: adamw.clone(),
+        schedule: LrSchedule::Constant { warmup: 0 },
+        eval_every: None,
+        grad_accum: 2,
+        out: None,
+        checkpoint_every: None,
+    };
+    let summary = train(&mut accumulated, &task, &[], &settings, &mut |_| {}).expect("trains");
+    assert!((summary.final_loss - stats.loss).abs() < 1e-5, "{} vs {}", summary.final_loss, stats.loss);
+    let (a, _, _) = accumulated.state();
+    let (b, _, _) = whole.state();
+    for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+        assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+    }
+}
