@@ -140,13 +140,16 @@ pub fn recall_svg(config: &SweepConfig, points: Vec<(String, String, f64)>) -> S
 pub fn run_svgs(metrics: &str) -> (String, Option<String>) {
     let mut loss = Vec::new();
     let mut evals: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let mut perplexity = false;
     for line in metrics.lines() {
         let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else { continue };
         let (Some(step), eval) = (value["step"].as_f64(), value["eval"].as_str()) else { continue };
-        match (eval, value["loss"].as_f64(), value["accuracy"].as_f64()) {
-            (Some(name), _, Some(accuracy)) => match evals.iter_mut().find(|(n, _)| n == name) {
-                Some((_, points)) => points.push((step, accuracy)),
-                None => evals.push((name.to_string(), vec![(step, accuracy)])),
+        let figure = value["accuracy"].as_f64().or(value["perplexity"].as_f64());
+        perplexity |= value["perplexity"].is_f64();
+        match (eval, value["loss"].as_f64(), figure) {
+            (Some(name), _, Some(figure)) => match evals.iter_mut().find(|(n, _)| n == name) {
+                Some((_, points)) => points.push((step, figure)),
+                None => evals.push((name.to_string(), vec![(step, figure)])),
             },
             (None, Some(l), _) => loss.push((step, l)),
             _ => {}
@@ -164,12 +167,18 @@ pub fn run_svgs(metrics: &str) -> (String, Option<String>) {
         series: vec![("loss".into(), loss)],
     }
     .svg();
+    let highest = evals.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).fold(0.0, f64::max);
     let eval_svg = (!evals.is_empty()).then(|| {
+        let (y_label, y_range, y_format): (&str, (f64, f64), fn(f64) -> String) = if perplexity {
+            ("perplexity / accuracy", (0.0, highest.max(1.0) * 1.05), |y| format!("{y:.1}"))
+        } else {
+            ("accuracy", (0.0, 1.0), percent)
+        };
         Chart {
             x_label: "step".into(),
-            y_label: "accuracy".into(),
-            y_range: (0.0, 1.0),
-            y_format: percent,
+            y_label: y_label.into(),
+            y_range,
+            y_format,
             x_ticks: ticks(last),
             series: evals,
         }

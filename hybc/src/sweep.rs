@@ -130,7 +130,11 @@ pub fn sweep(file: &Path, root: &Model, out: Option<&Path>) -> std::result::Resu
             state_bytes: report.state_bytes,
             kv_cache_bytes: report.kv_cache_bytes,
             final_loss: outcome.final_loss,
-            accuracy: outcome.scores.iter().map(|s| (s.name.clone(), s.accuracy())).collect(),
+            accuracy: outcome
+                .scores
+                .iter()
+                .map(|s| (s.name.clone(), if s.perplexity { s.perplexity() } else { s.accuracy() }))
+                .collect(),
         };
         let json = serde_json::to_string_pretty(&result).expect("JSON");
         std::fs::write(&done, json).map_err(|e| format!("cannot write `{}`: {e}", done.display()))?;
@@ -161,7 +165,12 @@ fn best_lrs(results: &[Result]) -> Vec<(Vec<(String, String)>, f64)> {
             None => groups.push((r.lets.clone(), vec![r])),
         }
     }
-    let score = |r: &Result| r.accuracy.first().map_or(-(r.final_loss as f64), |(_, a)| *a);
+    // Higher is better: accuracy, or minus the perplexity or the final loss.
+    let score = |r: &Result| match r.accuracy.first() {
+        Some((name, ppl)) if name.starts_with("perplexity(") => -ppl,
+        Some((_, accuracy)) => *accuracy,
+        None => -(r.final_loss as f64),
+    };
     groups
         .into_iter()
         .map(|(lets, members)| {

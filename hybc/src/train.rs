@@ -11,6 +11,7 @@ use hyb_runtime::{AdamW, Trainer};
 use hyb_train::data::{Copy, Mqar, Task};
 use hyb_train::eval::EvalSet;
 use hyb_train::run::{Event, Settings, train as run};
+use hyb_train::text::{Corpus, Windows};
 
 /// Command-line overrides of the train block.
 pub struct Options {
@@ -30,8 +31,18 @@ pub struct Options {
     pub checkpoint_every: Option<u64>,
 }
 
+/// Text windows of a `text(...)` / `tokens(...)` source: its training or validation part.
+fn windows(data: &Data, model: &Model, seq_len: usize, training: bool) -> Result<Box<dyn Task>, String> {
+    let corpus = Corpus::open(data, model.config.vocab as usize, seq_len)?;
+    Ok(Box::new(Windows { corpus: std::sync::Arc::new(corpus), training, seq_len }))
+}
+
 /// The training task of the train block (the copy task without one).
 fn task(model: &Model, seq_len: Option<u64>) -> Result<Box<dyn Task>, String> {
+    if let Some(data @ (Data::Text { .. } | Data::Tokens { .. })) = model.train.as_ref().map(|t| &t.data) {
+        let length = seq_len.or(model.train.as_ref().map(|t| t.seq_len)).unwrap_or(256) as usize;
+        return windows(data, model, length, true);
+    }
     if let (Some(Data::Mqar { pairs, .. }), Some(length)) = (model.train.as_ref().map(|t| &t.data), seq_len)
         && (length % 2 != 0 || 4 * pairs > length)
     {
@@ -68,13 +79,15 @@ fn name(data: &Data) -> String {
         Data::Mqar { seq_len, pairs, .. } => format!("mqar(seq_len: {seq_len}, pairs: {pairs})"),
         Data::ForgettingMqar { .. } => "forgetting_mqar".into(),
         Data::Niah { .. } => "niah".into(),
-        Data::Text { .. } => "text".into(),
-        Data::Tokens { .. } => "tokens".into(),
+        Data::Text { path, .. } | Data::Tokens { path, .. } => {
+            path.file_name().map_or("text".into(), |n| n.to_string_lossy().into_owned())
+        }
     }
 }
 
-/// The eval block's recall sets; without one, the training task if it is a recall task.
-fn eval_sets(model: &Model) -> (Vec<EvalSet>, Vec<String>) {
+/// The eval block's sets (recall accuracy, perplexity on a validation part); without
+/// one, the training task's own (its recall task, or its text's validation part).
+fn eval_sets(model: &Model, seq_len: usize) -> Result<(Vec<EvalSet>, Vec<String>), String> {
     let mut sets = Vec::new();
     let mut skipped = Vec::new();
     match &model.eval {
@@ -87,22 +100,37 @@ fn eval_sets(model: &Model) -> (Vec<EvalSet>, Vec<String>) {
                             task: t,
                             samples: eval.samples as usize,
                             batch: eval.batch as usize,
+                            perplexity: false,
                         }),
                         None => skipped.push(name(data)),
                     },
-                    EvalTask::Perplexity(data) => skipped.push(format!("perplexity on {}", name(data))),
+                    EvalTask::Perplexity(data) => sets.push(EvalSet {
+                        name: format!("perplexity({})", name(data)),
+                        task: windows(data, model, seq_len, false)?,
+                        samples: eval.samples as usize,
+                        batch: eval.batch as usize,
+                        perplexity: true,
+                    }),
                 }
             }
         }
-        None => {
-            if let Some(data) = model.train.as_ref().map(|t| &t.data)
-                && let Some(t) = recall_task(data, None)
-            {
-                sets.push(EvalSet { name: name(data), task: t, samples: 256, batch: 16 });
+        None => match model.train.as_ref().map(|t| &t.data) {
+            Some(data @ (Data::Text { .. } | Data::Tokens { .. })) => sets.push(EvalSet {
+                name: format!("perplexity({})", name(data)),
+                task: windows(data, model, seq_len, false)?,
+                samples: 256,
+                batch: 16,
+                perplexity: true,
+            }),
+            Some(data) => {
+                if let Some(t) = recall_task(data, None) {
+                    sets.push(EvalSet { name: name(data), task: t, samples: 256, batch: 16, perplexity: false });
+                }
             }
-        }
+            None => {}
+        },
     }
-    (sets, skipped)
+    Ok((sets, skipped))
 }
 
 /// What a finished run reports.
@@ -114,7 +142,7 @@ pub struct Outcome {
 pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, String> {
     let block = model.train.as_ref();
     let task = task(model, options.seq_len)?;
-    let (evals, skipped) = eval_sets(model);
+    let (evals, skipped) = eval_sets(model, task.seq_len())?;
     for what in skipped {
         println!("note: evaluation of {what} is not supported yet; skipped");
     }
@@ -185,13 +213,7 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
         Event::Checkpoint { step, path } => progress.line(&format!("checkpoint {step:>5}  {}", path.display())),
         Event::Eval { step, scores } => {
             for score in scores {
-                progress.line(&format!(
-                    "eval {step:>5}  {}  accuracy {:.1}% ({} answers)  loss {:.4}",
-                    score.name,
-                    100.0 * score.accuracy(),
-                    score.total,
-                    score.loss
-                ));
+                progress.line(&format!("eval {step:>5}  {}  {}  loss {:.4}", score.name, score.headline(), score.loss));
             }
         }
     });
@@ -212,9 +234,9 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
         println!("plots: {}", names.join(", "));
     }
     if !summary.scores.is_empty() {
-        println!("\n| task | accuracy | answers |\n|---|---|---|");
+        println!("\n| task | result | loss |\n|---|---|---|");
         for score in &summary.scores {
-            println!("| {} | {:.1}% | {} |", score.name, 100.0 * score.accuracy(), score.total);
+            println!("| {} | {} | {:.4} |", score.name, score.headline(), score.loss);
         }
     }
     if let Some(profile) = &trainer.profile {

@@ -311,3 +311,42 @@ fn sweep_refuses_an_unknown_name() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("did you mean `linear`?"), "{}", text(&out.stderr));
 }
+
+/// Training on a text file (bytes) and on a u16 token file, with perplexity on the
+/// validation part; a token id outside the vocabulary is refused.
+#[test]
+fn trains_on_text_and_token_files() {
+    let dir = scratch("text");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let sentence = "The quick brown fox jumps over the lazy dog; the dog sleeps in the sun. ";
+    std::fs::write(dir.join("corpus.txt"), sentence.repeat(60)).expect("writable");
+    let ids: Vec<u8> = (0..4000u16).flat_map(|i| ((i * 7) % 300).to_le_bytes()).collect();
+    std::fs::write(dir.join("ids.bin"), ids).expect("writable");
+    for (name, data, vocab) in [
+        ("text", "text(\"corpus.txt\", split: 0.9)", 256),
+        ("tokens", "tokens(\"ids.bin\", dtype: u16, split: 0.9)", 300),
+    ] {
+        let file = dir.join(format!("{name}.hyb"));
+        std::fs::write(
+            &file,
+            format!(
+                "mixer gdn = gated_deltanet(heads: 2, head_dim: 16, expand_v: 1)\nmixer attn = attention(heads: 2)\n\
+                 model {{\n vocab = {vocab}\n d_model = 32\n layers = (gdn, attn)\n}}\n\
+                 train {{\n data = {data}\n seq_len = 32\n batch = 4\n steps = 6\n optimizer = adamw(lr: 1e-2)\n}}\n"
+            ),
+        )
+        .expect("writable");
+        let run = dir.join(format!("{name}-run"));
+        let out = hybc(&["train", file.to_str().expect("utf-8"), "--out", run.to_str().expect("utf-8")]);
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(stdout.contains("perplexity(") && stdout.contains("perplexity "), "{stdout}");
+    }
+    let small = dir.join("small_vocab.hyb");
+    let source =
+        std::fs::read_to_string(dir.join("tokens.hyb")).expect("written").replace("vocab = 300", "vocab = 256");
+    std::fs::write(&small, source).expect("writable");
+    let out = hybc(&["train", small.to_str().expect("utf-8"), "--out", dir.join("small").to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("outside the model's vocab"), "{}", text(&out.stderr));
+}

@@ -12,6 +12,8 @@ pub struct EvalSet {
     pub task: Box<dyn Task>,
     pub samples: usize,
     pub batch: usize,
+    /// Report perplexity (language modelling) rather than answer accuracy (recall).
+    pub perplexity: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -20,11 +22,26 @@ pub struct Score {
     pub correct: u64,
     pub total: u64,
     pub loss: f64,
+    pub perplexity: bool,
 }
 
 impl Score {
     pub fn accuracy(&self) -> f64 {
         self.correct as f64 / self.total.max(1) as f64
+    }
+
+    /// `exp` of the mean loss.
+    pub fn perplexity(&self) -> f64 {
+        self.loss.exp()
+    }
+
+    /// The figure a person reads: perplexity, or accuracy in percent.
+    pub fn headline(&self) -> String {
+        if self.perplexity {
+            format!("perplexity {:.3}", self.perplexity())
+        } else {
+            format!("accuracy {:.1}% ({} answers)", 100.0 * self.accuracy(), self.total)
+        }
     }
 }
 
@@ -50,5 +67,6 @@ pub fn score(evaluator: &mut Trainer, set: &EvalSet) -> Result<Score, hyb_runtim
             total += 1;
         }
     }
-    Ok(Score { name: set.name.clone(), correct, total, loss: loss_sum / batches.max(1) as f64 })
+    let loss = loss_sum / batches.max(1) as f64;
+    Ok(Score { name: set.name.clone(), correct, total, loss, perplexity: set.perplexity })
 }

@@ -1,5 +1,5 @@
 //! Training and evaluation on the runtime: the data a step eats ([`data`]: synthetic
-//! recall tasks generated from a seed), the learning-rate schedule ([`schedule`]), the
+//! recall tasks generated from a seed; [`text`]: text and token files, memory-mapped), the learning-rate schedule ([`schedule`]), the
 //! loop ([`run`]: steps, evaluation, checkpoints, NaN stops), evaluation ([`eval`]:
 //! answer accuracy) and checkpoints ([`checkpoint`]: safetensors, atomic, resumable). `hybc train` drives it and prints what it reports.
 //!
@@ -11,3 +11,4 @@ pub mod data;
 pub mod eval;
 pub mod run;
 pub mod schedule;
+pub mod text;

@@ -118,7 +118,11 @@ pub fn train(
             on(Event::Eval { step, scores: &scores });
             if let Some(log) = &mut log {
                 for s in &scores {
-                    let line = serde_json::json!({"step": step, "eval": s.name, "accuracy": s.accuracy(), "answers": s.total, "loss": s.loss});
+                    let line = if s.perplexity {
+                        serde_json::json!({"step": step, "eval": s.name, "perplexity": s.perplexity(), "loss": s.loss})
+                    } else {
+                        serde_json::json!({"step": step, "eval": s.name, "accuracy": s.accuracy(), "answers": s.total, "loss": s.loss})
+                    };
                     log.write(line)?;
                 }
             }
