@@ -8,7 +8,7 @@ use std::time::Instant;
 use hyb_compiler::ir::Model;
 use hyb_compiler::sema::train::{Data, EvalTask, LrSchedule};
 use hyb_runtime::{AdamW, Trainer};
-use hyb_train::data::{Copy, Mqar, Task};
+use hyb_train::data::{Copy, ForgettingMqar, Mqar, Task};
 use hyb_train::eval::EvalSet;
 use hyb_train::run::{Event, Settings, train as run};
 use hyb_train::text::{Corpus, Windows};
@@ -51,6 +51,15 @@ fn task(model: &Model, seq_len: Option<u64>) -> Result<Box<dyn Task>, String> {
             4 * pairs
         ));
     }
+    if let (Some(Data::ForgettingMqar { pairs, updates, .. }), Some(length)) =
+        (model.train.as_ref().map(|t| &t.data), seq_len)
+        && (length % 2 != 0 || 4 * pairs + 2 * updates > length)
+    {
+        return Err(format!(
+            "--seq-len {length}: forgetting-MQAR needs an even length of at least {}",
+            4 * pairs + 2 * updates
+        ));
+    }
     match model.train.as_ref().map(|t| &t.data) {
         None => {
             let alphabet = (model.config.vocab as usize - 1).clamp(1, 32);
@@ -70,6 +79,12 @@ fn recall_task(data: &Data, seq_len_override: Option<u64>) -> Option<Box<dyn Tas
             pairs: *pairs as usize,
             power_a: *power_a,
         })),
+        Data::ForgettingMqar { vocab, seq_len, pairs, updates } => Some(Box::new(ForgettingMqar {
+            vocab: *vocab as usize,
+            seq_len: seq_len_override.unwrap_or(*seq_len) as usize,
+            pairs: *pairs as usize,
+            updates: *updates as usize,
+        })),
         _ => None,
     }
 }
@@ -77,7 +92,9 @@ fn recall_task(data: &Data, seq_len_override: Option<u64>) -> Option<Box<dyn Tas
 fn name(data: &Data) -> String {
     match data {
         Data::Mqar { seq_len, pairs, .. } => format!("mqar(seq_len: {seq_len}, pairs: {pairs})"),
-        Data::ForgettingMqar { .. } => "forgetting_mqar".into(),
+        Data::ForgettingMqar { seq_len, pairs, updates, .. } => {
+            format!("forgetting_mqar(seq_len: {seq_len}, pairs: {pairs}, updates: {updates})")
+        }
         Data::Niah { .. } => "niah".into(),
         Data::Text { path, .. } | Data::Tokens { path, .. } => {
             path.file_name().map_or("text".into(), |n| n.to_string_lossy().into_owned())

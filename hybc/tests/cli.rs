@@ -350,3 +350,22 @@ fn trains_on_text_and_token_files() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("outside the model's vocab"), "{}", text(&out.stderr));
 }
+
+/// Training and evaluating on forgetting-MQAR.
+#[test]
+fn trains_on_forgetting_mqar() {
+    let (file, run) = (scratch("forgetting.hyb"), scratch("forgetting-run"));
+    std::fs::write(
+        &file,
+        "mixer attn = attention(heads: 2)\nmodel {\n vocab = 128\n d_model = 32\n layers = attn × 2\n}\n\
+         train {\n data = forgetting_mqar(vocab: 128, seq_len: 48, pairs: 8, updates: 4)\n batch = 4\n steps = 3\n}\n",
+    )
+    .expect("writable");
+    let out = hybc(&["train", file.to_str().expect("utf-8"), "--out", run.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("forgetting_mqar(seq_len: 48, pairs: 8, updates: 4)  accuracy"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -7,6 +7,8 @@
 //!   then each key queried once at a gap drawn by a power law; the loss and accuracy
 //!   only on the answers (the target at a query key is its value); the other positions
 //!   filled with random tokens.
+//! - [`ForgettingMqar`]: MQAR whose keys are partly re-assigned new values after the
+//!   pairs; the latest value is the answer.
 //! - [`Copy`]: a random first half over a small alphabet, then the same tokens again,
 //!   next-token targets everywhere.
 
@@ -124,6 +126,58 @@ impl Task for Mqar {
             targets[at] = values[j];
         }
         // Everything that is neither a pair nor a query: random tokens.
+        for (position, token) in tokens.iter_mut().enumerate().skip(context) {
+            if *token == 0 && targets[position] < 0 {
+                *token = rng.random_range(0..vocab);
+            }
+        }
+        (tokens, targets)
+    }
+}
+
+/// MQAR where `updates` of the keys are re-assigned a new value after the pairs (the
+/// re-assignments follow the original pairs, in random order); every key is then queried
+/// once, and the answer is its latest value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForgettingMqar {
+    pub vocab: usize,
+    pub seq_len: usize,
+    pub pairs: usize,
+    pub updates: usize,
+}
+
+impl Task for ForgettingMqar {
+    fn seq_len(&self) -> usize {
+        self.seq_len
+    }
+
+    fn sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>) {
+        let (vocab, length, pairs, updates) = (self.vocab as i32, self.seq_len, self.pairs, self.updates);
+        let keys = distinct(rng, 1..vocab / 2, pairs);
+        // Original values, then the new ones: all distinct.
+        let values = distinct(rng, vocab / 2..vocab, pairs + updates);
+        let mut latest: Vec<i32> = values[..pairs].to_vec();
+        let mut tokens = vec![0; length];
+        let mut targets = vec![-1; length];
+        for j in 0..pairs {
+            tokens[2 * j] = keys[j];
+            tokens[2 * j + 1] = values[j];
+        }
+        let updated = distinct(rng, 0..pairs as i32, updates);
+        for (u, key_index) in updated.iter().enumerate() {
+            let at = 2 * (pairs + u);
+            tokens[at] = keys[*key_index as usize];
+            tokens[at + 1] = values[pairs + u];
+            latest[*key_index as usize] = values[pairs + u];
+        }
+        let context = 2 * (pairs + updates);
+        let queries = Mqar { vocab: self.vocab, seq_len: length, pairs, power_a: 0.01 };
+        let space = (length - context) / 2;
+        for (j, slot) in queries.slots(rng, space).into_iter().enumerate() {
+            let at = context + 2 * slot;
+            tokens[at] = keys[j];
+            targets[at] = latest[j];
+        }
         for (position, token) in tokens.iter_mut().enumerate().skip(context) {
             if *token == 0 && targets[position] < 0 {
                 *token = rng.random_range(0..vocab);

@@ -92,3 +92,25 @@ fn gradient_accumulation_equals_the_larger_batch() {
         assert!((x - y).abs() < 1e-5, "{x} vs {y}");
     }
 }
+
+/// `updates` keys get new values after the pairs; every key is queried once after that,
+/// and its answer is the latest value.
+#[test]
+fn forgetting_mqar_answers_with_the_latest_value() {
+    use hyb_train::data::ForgettingMqar;
+    let task = ForgettingMqar { vocab: 64, seq_len: 32, pairs: 4, updates: 3 };
+    let batch = task.batch(2, 1, 40);
+    for (tokens, targets) in batch.tokens.chunks(32).zip(batch.targets.chunks(32)) {
+        let mut latest = std::collections::HashMap::new();
+        for j in 0..7 {
+            latest.insert(tokens[2 * j], tokens[2 * j + 1]);
+        }
+        assert_eq!(latest.len(), 4, "3 of the 4 keys re-assigned: {tokens:?}");
+        let answered: Vec<usize> = (0..32).filter(|t| targets[*t] >= 0).collect();
+        assert_eq!(answered.len(), 4);
+        for t in answered {
+            assert!(t >= 14, "queries follow the updates");
+            assert_eq!(latest[&tokens[t]], targets[t], "the latest value: {tokens:?} {targets:?}");
+        }
+    }
+}

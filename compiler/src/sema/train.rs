@@ -493,6 +493,18 @@ fn synthetic(
                 Some(Data::Mqar { vocab, seq_len: task_seq_len, pairs, power_a })
             } else {
                 let updates = opt_count(cx, &args, "updates", pairs / 2 + 1, 1, pairs)?;
+                if 4 * pairs + 2 * updates > task_seq_len {
+                    let span = if args.has("updates") { args.span_of("updates") } else { args.span };
+                    cx.error(
+                        Diagnostic::error(format!(
+                            "{pairs} pairs and {updates} updates need seq_len ≥ 4 × {pairs} + 2 × {updates} = {}, found {task_seq_len}",
+                            4 * pairs + 2 * updates
+                        ))
+                        .at(span, "here")
+                        .help("the pairs, their re-assignments and one query per key each take two tokens"),
+                    );
+                    return None;
+                }
                 Some(Data::ForgettingMqar { vocab, seq_len: task_seq_len, pairs, updates })
             }
         }
