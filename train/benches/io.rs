@@ -9,7 +9,8 @@ use hyb_train::data::{Mqar, Task};
 
 fn model() -> hyb_compiler::ir::Model {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace");
-    let compilation = hyb_compiler::pipeline::check_path(&root.join("examples/tiny/mqar_gdn_3to1.hyb")).expect("readable");
+    let compilation =
+        hyb_compiler::pipeline::check_path(&root.join("examples/tiny/mqar_gdn_3to1.hyb")).expect("readable");
     compilation.model().expect("checks").clone()
 }
 

@@ -2,7 +2,8 @@
 //! - `model.safetensors` — the weights under fla's parameter names (f32);
 //! - `optimizer.safetensors` — AdamW's moments (`exp_avg.NAME`, `exp_avg_sq.NAME`);
 //! - `state.json` — the step, the data seed (the data position is the step: batches are
-//!   a function of seed and step) and the model's parameter count, checked on load.
+//!   a function of seed and step) and the model's parameter count. Loading checks every
+//!   tensor's name and shape against the model.
 //!
 //! Written atomically: into `step_000250.tmp/`, every file synced, the directory renamed
 //! into place, then the parent synced — a kill at any moment leaves either the previous

@@ -79,27 +79,54 @@ pub struct Mqar {
     pub power_a: f64,
 }
 
-impl Mqar {
-    /// `count` distinct query slots in `0..space`, drawn without replacement with the
-    /// power-law weights (small gaps likelier).
-    fn slots(&self, rng: &mut SmallRng, space: usize) -> Vec<usize> {
-        let a = self.power_a;
-        let mut weights: Vec<f64> = (0..space).map(|i| a * ((i + 1) as f64).powf(a - 1.0)).collect();
-        let mut slots = Vec::with_capacity(self.pairs);
-        for _ in 0..self.pairs {
-            let total: f64 = weights.iter().sum();
-            let mut pick = rng.random_range(0.0..total);
-            let slot = weights
-                .iter()
-                .position(|w| {
-                    pick -= w;
-                    pick < 0.0
-                })
-                .unwrap_or_else(|| weights.iter().rposition(|w| *w > 0.0).expect("a free slot"));
-            weights[slot] = 0.0;
-            slots.push(slot);
+/// `count` distinct query slots in `0..space`, drawn without replacement with the power
+/// law `a·(i+1)^(a−1)` (small gaps likelier).
+fn slots(rng: &mut SmallRng, space: usize, count: usize, a: f64) -> Vec<usize> {
+    let mut weights: Vec<f64> = (0..space).map(|i| a * ((i + 1) as f64).powf(a - 1.0)).collect();
+    let mut slots = Vec::with_capacity(count);
+    for _ in 0..count {
+        let total: f64 = weights.iter().sum();
+        let mut pick = rng.random_range(0.0..total);
+        let slot = weights
+            .iter()
+            .position(|w| {
+                pick -= w;
+                pick < 0.0
+            })
+            .unwrap_or_else(|| weights.iter().rposition(|w| *w > 0.0).expect("a free slot"));
+        weights[slot] = 0.0;
+        slots.push(slot);
+    }
+    slots
+}
+
+/// The keys to query and each one's answer.
+struct Queries<'a> {
+    keys: &'a [i32],
+    answers: &'a [i32],
+    power_a: f64,
+}
+
+/// After the first `context` tokens: each key queried once at a power-law gap (the
+/// target at the query is its answer), everything else random tokens.
+fn query_and_fill(
+    rng: &mut SmallRng,
+    tokens: &mut [i32],
+    targets: &mut [i32],
+    context: usize,
+    queries: Queries,
+    vocab: i32,
+) {
+    let space = (tokens.len() - context) / 2;
+    for (j, slot) in slots(rng, space, queries.keys.len(), queries.power_a).into_iter().enumerate() {
+        let at = context + 2 * slot;
+        tokens[at] = queries.keys[j];
+        targets[at] = queries.answers[j];
+    }
+    for (position, token) in tokens.iter_mut().enumerate().skip(context) {
+        if *token == 0 && targets[position] < 0 {
+            *token = rng.random_range(0..vocab);
         }
-        slots
     }
 }
 
@@ -119,18 +146,8 @@ impl Task for Mqar {
             tokens[2 * j] = *key;
             tokens[2 * j + 1] = *value;
         }
-        let space = (length - context) / 2;
-        for (j, slot) in self.slots(rng, space).into_iter().enumerate() {
-            let at = context + 2 * slot;
-            tokens[at] = keys[j];
-            targets[at] = values[j];
-        }
-        // Everything that is neither a pair nor a query: random tokens.
-        for (position, token) in tokens.iter_mut().enumerate().skip(context) {
-            if *token == 0 && targets[position] < 0 {
-                *token = rng.random_range(0..vocab);
-            }
-        }
+        let queries = Queries { keys: &keys, answers: &values, power_a: self.power_a };
+        query_and_fill(rng, &mut tokens, &mut targets, context, queries, vocab);
         (tokens, targets)
     }
 }
@@ -171,18 +188,8 @@ impl Task for ForgettingMqar {
             latest[*key_index as usize] = values[pairs + u];
         }
         let context = 2 * (pairs + updates);
-        let queries = Mqar { vocab: self.vocab, seq_len: length, pairs, power_a: 0.01 };
-        let space = (length - context) / 2;
-        for (j, slot) in queries.slots(rng, space).into_iter().enumerate() {
-            let at = context + 2 * slot;
-            tokens[at] = keys[j];
-            targets[at] = latest[j];
-        }
-        for (position, token) in tokens.iter_mut().enumerate().skip(context) {
-            if *token == 0 && targets[position] < 0 {
-                *token = rng.random_range(0..vocab);
-            }
-        }
+        let queries = Queries { keys: &keys, answers: &latest, power_a: 0.01 };
+        query_and_fill(rng, &mut tokens, &mut targets, context, queries, vocab);
         (tokens, targets)
     }
 }
