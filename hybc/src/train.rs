@@ -8,7 +8,7 @@ use std::time::Instant;
 use hyb_compiler::ir::Model;
 use hyb_compiler::sema::train::{Data, EvalTask, LrSchedule};
 use hyb_runtime::{AdamW, Trainer};
-use hyb_train::data::{Copy, ForgettingMqar, Mqar, Task};
+use hyb_train::data::{Copy, ForgettingMqar, Mqar, Niah, Task};
 use hyb_train::eval::EvalSet;
 use hyb_train::run::{Event, Settings, train as run};
 use hyb_train::text::{Corpus, Windows};
@@ -79,6 +79,15 @@ fn recall_task(data: &Data, seq_len_override: Option<u64>) -> Option<Box<dyn Tas
             pairs: *pairs as usize,
             power_a: *power_a,
         })),
+        Data::Niah { vocab, seq_len, variant, haystack, keys, values, queries } => Some(Box::new(Niah {
+            vocab: *vocab as usize,
+            seq_len: seq_len_override.unwrap_or(*seq_len) as usize,
+            variant: *variant,
+            haystack: *haystack,
+            keys: *keys as usize,
+            values: *values as usize,
+            queries: *queries as usize,
+        })),
         Data::ForgettingMqar { vocab, seq_len, pairs, updates } => Some(Box::new(ForgettingMqar {
             vocab: *vocab as usize,
             seq_len: seq_len_override.unwrap_or(*seq_len) as usize,
@@ -95,7 +104,9 @@ fn name(data: &Data) -> String {
         Data::ForgettingMqar { seq_len, pairs, updates, .. } => {
             format!("forgetting_mqar(seq_len: {seq_len}, pairs: {pairs}, updates: {updates})")
         }
-        Data::Niah { .. } => "niah".into(),
+        Data::Niah { seq_len, variant, haystack, .. } => {
+            format!("niah({variant:?}, {haystack:?}, seq_len: {seq_len})").to_lowercase()
+        }
         Data::Text { path, .. } | Data::Tokens { path, .. } => {
             path.file_name().map_or("text".into(), |n| n.to_string_lossy().into_owned())
         }
@@ -231,6 +242,9 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
         Event::Eval { step, scores } => {
             for score in scores {
                 progress.line(&format!("eval {step:>5}  {}  {}  loss {:.4}", score.name, score.headline(), score.loss));
+                if !score.by_group.is_empty() {
+                    progress.line(&format!("                {}", score.breakdown()));
+                }
             }
         }
     });

@@ -369,3 +369,25 @@ fn trains_on_forgetting_mqar() {
         text(&out.stdout)
     );
 }
+
+/// Training and evaluating on needle-in-a-haystack, accuracy broken down by depth, at
+/// two lengths and two variants.
+#[test]
+fn trains_on_niah_with_a_depth_breakdown() {
+    let (file, run) = (scratch("niah.hyb"), scratch("niah-run"));
+    std::fs::write(
+        &file,
+        "mixer attn = attention(heads: 2)\nmodel {\n vocab = 256\n d_model = 32\n layers = attn × 2\n}\n\
+         train {\n data = niah(vocab: 256, seq_len: 96, variant: multikey, haystack: noise)\n batch = 4\n steps = 2\n}\n\
+         eval {\n niah(seq_len: 96, variant: multikey, haystack: noise)\n\
+         niah(seq_len: 192, variant: multivalue, haystack: needles)\n samples = 16\n}\n",
+    )
+    .expect("writable");
+    let out = hybc(&["train", file.to_str().expect("utf-8"), "--out", run.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("niah(multivalue, needles, seq_len: 192)  accuracy"), "{stdout}");
+    assert!(stdout.contains("depth 0–25%"), "{stdout}");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics");
+    assert!(metrics.contains("\"by_group\":{\"depth"), "{metrics}");
+}

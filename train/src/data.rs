@@ -21,6 +21,8 @@ use rand::{Rng, SeedableRng};
 pub struct Batch {
     pub tokens: Vec<i32>,
     pub targets: Vec<i32>,
+    /// Each position's group ([`Task::groups`]; 0 when the task has none).
+    pub groups: Vec<u8>,
     pub seq_len: usize,
 }
 
@@ -36,17 +38,30 @@ pub trait Task {
     /// One sequence's (tokens, targets).
     fn sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>);
 
+    /// The names of the groups a task sorts its answers into for a breakdown (a needle's
+    /// depth); none by default.
+    fn groups(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// [`Task::sequence`] with each position's group.
+    fn grouped_sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>, Vec<u8>) {
+        let (tokens, targets) = self.sequence(rng);
+        let groups = vec![0; tokens.len()];
+        (tokens, targets, groups)
+    }
+
     /// The batch of `step` (a pure function of the seed and the step).
     fn batch(&self, seed: u64, step: u64, size: usize) -> Batch {
-        let mut tokens = Vec::with_capacity(size * self.seq_len());
-        let mut targets = Vec::with_capacity(size * self.seq_len());
+        let mut batch = Batch { tokens: Vec::new(), targets: Vec::new(), groups: Vec::new(), seq_len: self.seq_len() };
         for index in 0..size {
             let mut rng = SmallRng::seed_from_u64(mix(seed, step, index as u64));
-            let (t, y) = self.sequence(&mut rng);
-            tokens.extend(t);
-            targets.extend(y);
+            let (t, y, g) = self.grouped_sequence(&mut rng);
+            batch.tokens.extend(t);
+            batch.targets.extend(y);
+            batch.groups.extend(g);
         }
-        Batch { tokens, targets, seq_len: self.seq_len() }
+        batch
     }
 }
 
@@ -212,5 +227,100 @@ impl Task for Copy {
         let tokens: Vec<i32> = first.iter().chain(&first).take(self.seq_len).copied().collect();
         let targets = hyb_runtime::Batch::next_token_targets(&tokens, self.seq_len);
         (tokens, targets)
+    }
+}
+
+/// Needle in a haystack at token level, in RULER's variants. Tokens: haystack fillers
+/// from `[1, V/4)`, keys from `[V/4, V/2)`, values from `[V/2, V)`. A needle is a key
+/// followed by its `values` values, inserted at a uniformly drawn depth of the haystack;
+/// the sequence ends with the queries: each queried key, then its values teacher-forced,
+/// the target at the key and at each value but the last being the next value.
+/// - `single`: one needle, queried; `multikey`: `keys` needles, one queried;
+///   `multivalue`: one needle of `values` values; `multiquery`: `queries` needles, all
+///   queried.
+/// - Haystack `repeat`: a random 16-token phrase over and over; `noise`: random fillers;
+///   `needles`: noise and distractor needles (keys never queried).
+///
+/// Answers are grouped by the depth of their needle (quarters of the haystack).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Niah {
+    pub vocab: usize,
+    pub seq_len: usize,
+    pub variant: hyb_compiler::sema::train::NiahVariant,
+    pub haystack: hyb_compiler::sema::train::Haystack,
+    pub keys: usize,
+    pub values: usize,
+    pub queries: usize,
+}
+
+impl Task for Niah {
+    fn seq_len(&self) -> usize {
+        self.seq_len
+    }
+
+    fn sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>) {
+        let (tokens, targets, _) = self.grouped_sequence(rng);
+        (tokens, targets)
+    }
+
+    fn groups(&self) -> Vec<String> {
+        ["depth 0–25%", "depth 25–50%", "depth 50–75%", "depth 75–100%"].map(String::from).to_vec()
+    }
+
+    fn grouped_sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>, Vec<u8>) {
+        use hyb_compiler::sema::train::Haystack;
+        let vocab = self.vocab as i32;
+        let needles = self.keys.max(self.queries);
+        let queried = match self.variant {
+            hyb_compiler::sema::train::NiahVariant::MultiKey => 1.min(needles),
+            _ => self.queries.min(needles),
+        };
+        let distractors = if self.haystack == Haystack::Needles { needles } else { 0 };
+        let keys = distinct(rng, vocab / 4..vocab / 2, needles + distractors);
+        let values: Vec<Vec<i32>> =
+            (0..needles + distractors).map(|_| distinct(rng, vocab / 2..vocab, self.values)).collect();
+        let query_len = queried * self.values;
+        let hay_len = self.seq_len - query_len - needles * (1 + self.values);
+        let phrase: Vec<i32> = (0..16).map(|_| rng.random_range(1..vocab / 4)).collect();
+        let mut hay: Vec<i32> = (0..hay_len)
+            .map(|i| if self.haystack == Haystack::Repeat { phrase[i % 16] } else { rng.random_range(1..vocab / 4) })
+            .collect();
+        // Distractors replace stretches of noise.
+        for d in needles..needles + distractors {
+            let group: Vec<i32> = std::iter::once(keys[d]).chain(values[d].iter().copied()).collect();
+            if hay.len() > group.len() {
+                let at = rng.random_range(0..hay.len() - group.len());
+                hay[at..at + group.len()].copy_from_slice(&group);
+            }
+        }
+        // Insertion points in the haystack, one per needle.
+        let mut points: Vec<(usize, usize)> = (0..needles).map(|n| (rng.random_range(0..=hay_len), n)).collect();
+        points.sort();
+        let mut tokens = Vec::with_capacity(self.seq_len);
+        let mut depth = vec![0u8; needles];
+        let mut from = 0;
+        for (point, n) in points {
+            tokens.extend(&hay[from..point]);
+            from = point;
+            depth[n] = ((4 * point) / (hay_len + 1)).min(3) as u8;
+            tokens.push(keys[n]);
+            tokens.extend(&values[n]);
+        }
+        tokens.extend(&hay[from..]);
+        let mut targets = vec![-1; tokens.len()];
+        let mut groups = vec![0u8; tokens.len()];
+        let asked = distinct(rng, 0..needles as i32, queried);
+        for n in asked {
+            let n = n as usize;
+            let start = tokens.len();
+            tokens.push(keys[n]);
+            tokens.extend(&values[n][..self.values - 1]);
+            for (i, value) in values[n].iter().enumerate() {
+                targets.push(-1);
+                groups.push(depth[n]);
+                targets[start + i] = *value;
+            }
+        }
+        (tokens, targets, groups)
     }
 }

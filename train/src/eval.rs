@@ -23,6 +23,8 @@ pub struct Score {
     pub total: u64,
     pub loss: f64,
     pub perplexity: bool,
+    /// (group, correct, total) for a task that groups its answers (a needle's depth).
+    pub by_group: Vec<(String, u64, u64)>,
 }
 
 impl Score {
@@ -33,6 +35,17 @@ impl Score {
     /// `exp` of the mean loss.
     pub fn perplexity(&self) -> f64 {
         self.loss.exp()
+    }
+
+    /// `group 93.8%, …` for a task with groups; empty otherwise.
+    pub fn breakdown(&self) -> String {
+        let parts: Vec<String> = self
+            .by_group
+            .iter()
+            .filter(|(_, _, total)| *total > 0)
+            .map(|(name, correct, total)| format!("{name} {:.1}%", 100.0 * *correct as f64 / *total as f64))
+            .collect();
+        parts.join(", ")
     }
 
     /// The figure a person reads: perplexity, or accuracy in percent.
@@ -51,6 +64,7 @@ const EVAL_SEED: u64 = 0xE7A1_5EED;
 /// Scores `set` with `evaluator` (the model at the set's shape, parameters current).
 pub fn score(evaluator: &mut Trainer, set: &EvalSet) -> Result<Score, hyb_runtime::Error> {
     let (mut correct, mut total, mut loss_sum, mut batches) = (0u64, 0u64, 0.0, 0u64);
+    let mut by_group: Vec<(String, u64, u64)> = set.task.groups().into_iter().map(|g| (g, 0, 0)).collect();
     let vocab = evaluator.program.vocab;
     for index in 0..set.samples.div_ceil(set.batch) {
         let batch = set.task.batch(EVAL_SEED, index as u64, set.batch);
@@ -63,10 +77,15 @@ pub fn score(evaluator: &mut Trainer, set: &EvalSet) -> Result<Score, hyb_runtim
             }
             let row = &logits[position * vocab..(position + 1) * vocab];
             let best = row.iter().enumerate().fold(0, |best, (i, v)| if *v > row[best] { i } else { best });
-            correct += u64::from(best == *target as usize);
+            let hit = u64::from(best == *target as usize);
+            correct += hit;
             total += 1;
+            if let Some(group) = by_group.get_mut(batch.groups[position] as usize) {
+                group.1 += hit;
+                group.2 += 1;
+            }
         }
     }
     let loss = loss_sum / batches.max(1) as f64;
-    Ok(Score { name: set.name.clone(), correct, total, loss, perplexity: set.perplexity })
+    Ok(Score { name: set.name.clone(), correct, total, loss, perplexity: set.perplexity, by_group })
 }

@@ -121,7 +121,12 @@ pub fn train(
                     let line = if s.perplexity {
                         serde_json::json!({"step": step, "eval": s.name, "perplexity": s.perplexity(), "loss": s.loss})
                     } else {
-                        serde_json::json!({"step": step, "eval": s.name, "accuracy": s.accuracy(), "answers": s.total, "loss": s.loss})
+                        let groups: serde_json::Map<String, serde_json::Value> = s
+                            .by_group
+                            .iter()
+                            .map(|(g, c, t)| (g.clone(), serde_json::json!(*c as f64 / (*t).max(1) as f64)))
+                            .collect();
+                        serde_json::json!({"step": step, "eval": s.name, "accuracy": s.accuracy(), "answers": s.total, "loss": s.loss, "by_group": groups})
                     };
                     log.write(line)?;
                 }

@@ -114,3 +114,41 @@ fn forgetting_mqar_answers_with_the_latest_value() {
         }
     }
 }
+
+/// Every NIAH variant and haystack: the sequence has its length; each needle (key then
+/// values) appears before the queries; a query's targets are its needle's values in
+/// order; every answer carries its needle's depth group.
+#[test]
+fn niah_sequences_hold_their_needles() {
+    use hyb_compiler::sema::train::{Haystack, NiahVariant};
+    use hyb_train::data::Niah;
+    let variants = [
+        (NiahVariant::Single, 1, 1, 1),
+        (NiahVariant::MultiKey, 4, 1, 1),
+        (NiahVariant::MultiValue, 1, 4, 1),
+        (NiahVariant::MultiQuery, 1, 1, 4),
+    ];
+    for (variant, keys, values, queries) in variants {
+        for haystack in [Haystack::Repeat, Haystack::Noise, Haystack::Needles] {
+            let task = Niah { vocab: 256, seq_len: 96, variant, haystack, keys, values, queries };
+            let batch = task.batch(4, 2, 20);
+            for ((tokens, targets), groups) in
+                batch.tokens.chunks(96).zip(batch.targets.chunks(96)).zip(batch.groups.chunks(96))
+            {
+                let answers: Vec<usize> = (0..96).filter(|t| targets[*t] >= 0).collect();
+                let expected = if variant == NiahVariant::MultiQuery { queries } else { 1 } * values;
+                assert_eq!(answers.len(), expected, "{variant:?} {haystack:?}: {targets:?}");
+                let first_query = answers[0];
+                let key = tokens[first_query];
+                assert!((64..128).contains(&key), "a key token");
+                // The needle: the key's first appearance, then its values in order.
+                let at = tokens.iter().position(|t| *t == key).expect("the needle");
+                assert!(at < first_query, "the needle precedes its query");
+                for v in 0..values {
+                    assert_eq!(tokens[at + 1 + v], targets[first_query + v], "value {v}: {tokens:?}");
+                }
+                assert!(answers.iter().all(|a| groups[*a] < 4));
+            }
+        }
+    }
+}

@@ -544,6 +544,19 @@ fn synthetic(
                 );
                 return None;
             }
+            // Keys come from a quarter of the vocabulary (distractor needles need their own),
+            // values from a half.
+            let distinct_keys = keys.max(queries) * if haystack == Haystack::Needles { 2 } else { 1 };
+            if distinct_keys > vocab / 4 || values > vocab / 2 {
+                cx.error(
+                    Diagnostic::error(format!(
+                        "a vocab of {vocab} has too few tokens for {distinct_keys} distinct keys (a quarter of it) or {values} values (half)"
+                    ))
+                    .at(span, "here")
+                    .help("raise `vocab` or lower keys/values/queries"),
+                );
+                return None;
+            }
             Some(Data::Niah { vocab, seq_len: task_seq_len, variant, haystack, keys, values, queries })
         }
     }
