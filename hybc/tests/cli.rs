@@ -312,8 +312,9 @@ fn sweep_refuses_an_unknown_name() {
     assert!(text(&out.stderr).contains("did you mean `linear`?"), "{}", text(&out.stderr));
 }
 
-/// Training on a text file (bytes) and on a u16 token file, with perplexity on the
-/// validation part; a token id outside the vocabulary is refused.
+/// Training on a text file (bytes, and a Hugging Face tokenizer.json) and on a u16
+/// token file, with perplexity on the validation part; a token id outside the
+/// vocabulary is refused.
 #[test]
 fn trains_on_text_and_token_files() {
     let dir = scratch("text");
@@ -322,10 +323,24 @@ fn trains_on_text_and_token_files() {
     std::fs::write(dir.join("corpus.txt"), sentence.repeat(60)).expect("writable");
     let ids: Vec<u8> = (0..4000u16).flat_map(|i| ((i * 7) % 300).to_le_bytes()).collect();
     std::fs::write(dir.join("ids.bin"), ids).expect("writable");
-    for (name, data, vocab) in [
+    // A word-level Hugging Face tokenizer over the sentence's words.
+    let words = [
+        "[UNK]", "The", "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", ";", "sleeps", "in", "sun", ".",
+    ];
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        words.iter().enumerate().map(|(i, w)| (w.to_string(), serde_json::json!(i))).collect();
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
+        "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+    });
+    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).expect("writable");
+    let cases = [
         ("text", "text(\"corpus.txt\", split: 0.9)", 256),
         ("tokens", "tokens(\"ids.bin\", dtype: u16, split: 0.9)", 300),
-    ] {
+        ("words", "text(\"corpus.txt\", tokenizer: \"tokenizer.json\", split: 0.8)", 16),
+    ];
+    for (name, data, vocab) in cases {
         let file = dir.join(format!("{name}.hyb"));
         std::fs::write(
             &file,

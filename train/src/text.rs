@@ -1,7 +1,8 @@
 //! Text and token files as training data: a token stream, memory-mapped, split into a
 //! training part (the first `split` of it) and a validation part (the rest). A plain
-//! text file is tokenised byte by byte (ids 0–255); a `.bin` of little-endian u16 or u32
-//! ids is read as it is. A sequence is a window of `seq_len + 1` tokens at a position
+//! text file is tokenised byte by byte (ids 0–255), or by a Hugging Face
+//! `tokenizer.json` (through the `tokenizers` crate; the ids then live in memory); a
+//! `.bin` of little-endian u16 or u32 ids is read as it is. A sequence is a window of `seq_len + 1` tokens at a position
 //! drawn from the sequence's own random stream; every position predicts the next token.
 
 use std::path::Path;
@@ -13,18 +14,29 @@ use rand::rngs::SmallRng;
 
 use crate::data::Task;
 
-/// A memory-mapped stream of token ids.
+/// A stream of token ids: a file memory-mapped (bytes, u16, u32), or a text encoded by
+/// a Hugging Face tokenizer.
 pub struct Corpus {
-    map: memmap2::Mmap,
-    /// Bytes per token: 1 (text as bytes), 2 or 4.
-    width: usize,
+    storage: Storage,
     /// Tokens before the validation part.
     pub split_at: usize,
 }
 
+enum Storage {
+    /// `width` bytes per token: 1 (text as bytes), 2 or 4.
+    Mapped {
+        map: memmap2::Mmap,
+        width: usize,
+    },
+    Encoded(Vec<u32>),
+}
+
 impl Corpus {
     pub fn len(&self) -> usize {
-        self.map.len() / self.width
+        match &self.storage {
+            Storage::Mapped { map, width } => map.len() / width,
+            Storage::Encoded(ids) => ids.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -32,8 +44,12 @@ impl Corpus {
     }
 
     pub fn token(&self, index: usize) -> u32 {
-        let bytes = &self.map[index * self.width..(index + 1) * self.width];
-        match self.width {
+        let (map, width) = match &self.storage {
+            Storage::Mapped { map, width } => (map, *width),
+            Storage::Encoded(ids) => return ids[index],
+        };
+        let bytes = &map[index * width..(index + 1) * width];
+        match width {
             1 => u32::from(bytes[0]),
             2 => u32::from(u16::from_le_bytes([bytes[0], bytes[1]])),
             _ => u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
@@ -43,21 +59,27 @@ impl Corpus {
     /// Opens a `text(...)` or `tokens(...)` source; every id must be below `vocab`, and
     /// both parts must hold a window of `seq_len + 1` tokens.
     pub fn open(data: &Data, vocab: usize, seq_len: usize) -> Result<Corpus, String> {
-        let (path, width, split) = match data {
-            Data::Text { path, tokenizer: Tokenizer::Bytes, split } => (path, 1, *split),
-            Data::Text { tokenizer: Tokenizer::HuggingFace(file), .. } => {
-                return Err(format!("tokenizer.json (`{}`) is not supported yet; use bytes", file.display()));
+        let (path, storage, split) = match data {
+            Data::Text { path, tokenizer: Tokenizer::Bytes, split } => {
+                (path, Storage::Mapped { map: map(path)?, width: 1 }, *split)
             }
-            Data::Tokens { path, dtype, split } => (path, if *dtype == TokenDtype::U16 { 2 } else { 4 }, *split),
+            Data::Text { path, tokenizer: Tokenizer::HuggingFace(file), split } => (path, encode(path, file)?, *split),
+            Data::Tokens { path, dtype, split } => {
+                let width = if *dtype == TokenDtype::U16 { 2 } else { 4 };
+                (path, Storage::Mapped { map: map(path)?, width }, *split)
+            }
             _ => return Err("not a text or token file".into()),
         };
-        let map = map(path)?;
-        if map.len() % width != 0 {
+        if let Storage::Mapped { map, width } = &storage
+            && map.len() % width != 0
+        {
             return Err(format!("`{}`: {} bytes is not a whole number of {width}-byte ids", path.display(), map.len()));
         }
-        let len = map.len() / width;
-        let corpus = Corpus { map, width, split_at: ((len as f64) * split) as usize };
-        if width == 1 && vocab < 256 {
+        let bytes_as_tokens = matches!(storage, Storage::Mapped { width: 1, .. });
+        let mut corpus = Corpus { storage, split_at: 0 };
+        let len = corpus.len();
+        corpus.split_at = ((len as f64) * split) as usize;
+        if bytes_as_tokens && vocab < 256 {
             return Err(format!("byte-level text needs a vocab of at least 256; the model's is {vocab}"));
         }
         if let Some(bad) = (0..len).map(|i| corpus.token(i)).find(|t| *t as usize >= vocab) {
@@ -73,6 +95,15 @@ impl Corpus {
         }
         Ok(corpus)
     }
+}
+
+/// The text at `path` encoded by the Hugging Face tokenizer at `tokenizer`.
+fn encode(path: &Path, tokenizer: &Path) -> Result<Storage, String> {
+    let model = tokenizers::Tokenizer::from_file(tokenizer)
+        .map_err(|e| format!("cannot load the tokenizer `{}`: {e}", tokenizer.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let encoding = model.encode(text, false).map_err(|e| format!("cannot tokenize `{}`: {e}", path.display()))?;
+    Ok(Storage::Encoded(encoding.get_ids().to_vec()))
 }
 
 fn map(path: &Path) -> Result<memmap2::Mmap, String> {

@@ -438,7 +438,12 @@ fn file_data(cx: &Cx, name: &str, span: Span, args: &[hyb_grammar::ast::Arg]) ->
             let resolved = cx.resolve(expr)?;
             match &resolved.expr.kind {
                 ExprKind::Name(n) if n.text == "bytes" => Tokenizer::Bytes,
-                ExprKind::Str(lit) => Tokenizer::HuggingFace(PathBuf::from(&lit.value)),
+                // Relative to the file it is written in, as the data path is.
+                ExprKind::Str(lit) => {
+                    let written = PathBuf::from(&lit.value);
+                    let dir = cx.scope.dirs.get(&resolved.expr.span.file).cloned().unwrap_or_default();
+                    Tokenizer::HuggingFace(if written.is_absolute() { written } else { dir.join(written) })
+                }
                 _ => {
                     cx.error(
                         Diagnostic::error("expected a tokenizer")
