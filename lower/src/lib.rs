@@ -12,6 +12,7 @@
 //! kernel generators; the compiler stays free of MLIR, the kernels free of `.hyb`.
 
 mod backward;
+mod forward;
 pub mod fuse;
 pub mod program;
 

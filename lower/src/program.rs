@@ -8,18 +8,17 @@
 //! the dims the kernel sees, and how a call split over its batch (or rows) shares it
 //! ([`Share`]): the executor runs such a call in parallel over slices of the batch.
 //!
-//! This file maps the forward's kernel plan; `backward.rs` maps the backward and the
-//! optimizer step.
+//! This file holds the program's types and the builder's shared helpers; `forward.rs`
+//! maps the forward's kernel plan, `backward.rs` the backward and the optimizer step.
 
 use std::collections::HashMap;
 
 use crate::fuse::Step;
-use hyb_compiler::grad::{BwdOp, GradGraph, Value};
+use hyb_compiler::grad::{GradGraph, Value};
 use hyb_compiler::graph::{Dim, Graph, NodeId, Op, TensorType};
 use hyb_compiler::ir::{Act, Model};
 use hyb_compiler::plan::Plan;
-use hyb_kernels::pointwise::{self, Binary, Expr, MapSpec};
-use hyb_kernels::{attention, conv, embed, floor, loss, norms, scan};
+use hyb_kernels::pointwise::{self, MapSpec};
 
 /// Where an argument's memory lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -301,180 +300,6 @@ impl<'g> Builder<'g> {
             .collect();
         args.extend(outputs.iter().map(|o| o.rows(width)));
         self.call(func, args);
-    }
-
-    /// The forward's instructions from the kernel plan.
-    pub fn forward(&mut self, steps: &[Step]) -> Result<(), Unsupported> {
-        for step in steps {
-            match step {
-                Step::Host(id) => self.host(*id),
-                Step::Gemm(id) => {
-                    let node = &self.graph.nodes[*id];
-                    let (x, w) = (self.fwd(node.inputs[0]), self.fwd(node.inputs[1]));
-                    self.gemm_xwt(x, w, self.fwd(*id));
-                }
-                Step::Fused { inputs, outputs, spec, .. } => {
-                    let inputs: Vec<Arg> = inputs.iter().map(|i| self.fwd(*i)).collect();
-                    let outputs: Vec<Arg> = outputs.iter().map(|o| self.fwd(*o)).collect();
-                    self.map(spec, &inputs, &outputs, &vec![false; inputs.len()]);
-                }
-                Step::Broadcast { node, spec, broadcast } => {
-                    let inputs: Vec<Arg> = self.graph.nodes[*node].inputs.iter().map(|i| self.fwd(*i)).collect();
-                    self.map(spec, &inputs, &[self.fwd(*node)], broadcast);
-                }
-                Step::Kernel(id) => self.kernel(*id)?,
-            }
-        }
-        Ok(())
-    }
-
-    fn host(&mut self, id: NodeId) {
-        match &self.graph.nodes[id].op {
-            Op::Tokens => {
-                let tokens = self.fwd(id);
-                self.push(Instr::Input(Input::Tokens, tokens));
-            }
-            Op::Targets => {
-                let targets = self.fwd(id);
-                self.push(Instr::Input(Input::Targets, targets));
-            }
-            // RetNet: log(1 − 2^(−5−h)).
-            Op::FixedDecay { heads } => {
-                let values = (0..*heads).map(|h| (1.0 - 2f64.powi(-5 - h as i32)).ln() as f32).collect();
-                let decays = self.fwd(id);
-                self.push(Instr::Fill(decays, values));
-            }
-            _ => {}
-        }
-    }
-
-    fn kernel(&mut self, id: NodeId) -> Result<(), Unsupported> {
-        let node = self.graph.nodes[id].clone();
-        let input = |b: &Self, i: usize| b.fwd(node.inputs[i]);
-        let out = self.fwd(id);
-        match &node.op {
-            Op::Embed => {
-                let func = self.kernels.get("gather", embed::gather);
-                self.call(func, vec![input(self, 0), input(self, 1), out]);
-            }
-            Op::RmsNorm { eps, groups } => {
-                let func = self.kernels.get(&format!("rms {eps}"), |n| norms::rms_forward(*eps, false, n));
-                let x = rows_of(&input(self, 0), *groups);
-                let y = out.view(x.dims.clone()).batched();
-                self.call(func, vec![x, input(self, 1), y]);
-            }
-            Op::RmsNormGated { eps, groups, act } => {
-                silu_gate(*act)?;
-                let func = self.kernels.get(&format!("rms_gated {eps}"), |n| norms::rms_forward(*eps, true, n));
-                let x = rows_of(&input(self, 0), *groups);
-                let z = input(self, 1).view(x.dims.clone()).batched();
-                let y = out.view(x.dims.clone()).batched();
-                self.call(func, vec![x, z, input(self, 2), y]);
-            }
-            Op::L2Norm { groups } => {
-                let func = self.kernels.get("l2", |n| norms::l2_forward(L2_EPS, n));
-                let x = rows_of(&input(self, 0), *groups);
-                let y = out.view(x.dims.clone()).batched();
-                self.call(func, vec![x, y]);
-            }
-            Op::SumNorm { groups } => {
-                let func = self.kernels.get("sum_norm", norms::sum_forward);
-                let x = rows_of(&input(self, 0), *groups);
-                let y = out.view(x.dims.clone()).batched();
-                self.call(func, vec![x, y]);
-            }
-            Op::ShortConv { .. } => {
-                let bias = node.inputs.len() == 3;
-                let func = self.kernels.get(&format!("conv {bias}"), |n| conv::forward(bias, n));
-                let mut args: Vec<Arg> = (0..node.inputs.len()).map(|i| input(self, i)).collect();
-                args.push(out);
-                self.call(func, args);
-            }
-            Op::LayerFloor { layer } => {
-                let func = self.kernels.get(&format!("floor {layer}"), |n| floor::forward(*layer as u64, n));
-                self.call(func, vec![input(self, 0), out]);
-            }
-            Op::Rope { heads, theta } => {
-                let func = self.kernels.get(&format!("rope {theta}"), |n| attention::rope(*theta, n, false));
-                let x = heads_view(&input(self, 0), *heads);
-                let y = out.view(x.dims.clone()).batched();
-                self.call(func, vec![x, y]);
-            }
-            Op::Scan(attrs) => {
-                let spec = crate::scan_spec(attrs);
-                let chunk = crate::CHECKPOINT_INTERVAL;
-                let func = self.kernels.get(&format!("scan_fwd {spec:?}"), |n| scan::forward_train(&spec, n, chunk));
-                let mut args = self.scan_inputs(&node);
-                let views = ScanViews::new(attrs, self.batch, self.seq_len);
-                args.push(out.view(views.o.clone()).batched());
-                let state = self.temp(views.state.clone(), Share::Split);
-                self.push(Instr::Zero(state.clone()));
-                args.push(state);
-                args.push(self.checkpoints(id, &views));
-                self.call(func, args);
-            }
-            Op::Attention { heads, kv_heads, head_dim, window, scale } => {
-                let spec = attention::AttentionSpec { group: heads / kv_heads, window: *window, scale: *scale };
-                let func = self.kernels.get(&format!("attention_fwd {spec:?}"), |n| attention::forward(&spec, n));
-                let (q, k, v) = self.attention_inputs(&node, *heads, *kv_heads, *head_dim);
-                let o = out.view(q.dims.clone()).batched();
-                let lse = self.log_sum_exp(id, *heads);
-                self.call(func, vec![q, k, v, o, lse]);
-            }
-            Op::Concat => {
-                let total = *out.dims.last().expect("a width");
-                let rows = out.len() / total;
-                let mut column = 0;
-                for i in 0..node.inputs.len() {
-                    let src = input(self, i);
-                    let width = *src.dims.last().expect("a width");
-                    let dst = out.view(vec![rows, total]);
-                    self.push(Instr::Columns {
-                        src: src.view(vec![rows, width]),
-                        dst,
-                        src_col: 0,
-                        dst_col: column,
-                        width,
-                    });
-                    column += width;
-                }
-            }
-            Op::Mean => {
-                let n = node.inputs.len();
-                let sum = (1..n).fold(Expr::Input(0), |acc, i| Expr::binary(Binary::Add, acc, Expr::Input(i)));
-                let spec =
-                    MapSpec { inputs: n, outputs: vec![Expr::binary(Binary::Mul, sum, Expr::Const(1.0 / n as f64))] };
-                let inputs: Vec<Arg> = (0..n).map(|i| input(self, i)).collect();
-                self.map(&spec, &inputs, &[out], &vec![false; n]);
-            }
-            Op::CrossEntropy => {
-                // Loss and gradient in one pass: the gradient goes straight to the buffer
-                // of the loss's VJP, which is then the identity (the loss is the root).
-                let func = self.kernels.get("cross_entropy", loss::cross_entropy);
-                let dlogits = self.cross_entropy_gradient(id)?;
-                let loss = Arg { store: Store::Host, offset: LOSS, dims: vec![1], flat: false, share: Share::Whole };
-                let args = vec![input(self, 0).whole(), input(self, 1).whole(), loss, dlogits.whole()];
-                self.call(func, args);
-            }
-            other => unreachable!("{} has no kernel step", other.name()),
-        }
-        Ok(())
-    }
-
-    /// The gradient buffer of the cross-entropy's VJP.
-    fn cross_entropy_gradient(&self, id: NodeId) -> Result<Arg, Unsupported> {
-        let (index, node) = self
-            .grad
-            .backward
-            .iter()
-            .enumerate()
-            .find(|(_, n)| n.origin == Some(id) && matches!(&n.op, BwdOp::Vjp { op, .. } if op == "cross_entropy"))
-            .expect("the loss has a VJP");
-        let seeded = matches!(node.inputs[0], Value::Bwd(seed, 0) if self.grad.backward[seed].op == BwdOp::Seed);
-        if !seeded {
-            return Err(Unsupported("a cross-entropy that is not the loss itself".into()));
-        }
-        Ok(self.at(Value::Bwd(index, 0)))
     }
 
     /// q?, k, v, g?, β? of a scan node, at the kernel's ranks.
