@@ -170,6 +170,13 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
+    // Piped into `head`, end quietly as other command-line tools do, not with a panic
+    // on the broken pipe.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { files } => check(&files),

@@ -161,6 +161,19 @@ fn eval_sets(model: &Model, seq_len: usize) -> Result<(Vec<EvalSet>, Vec<String>
     Ok((sets, skipped))
 }
 
+/// `runs/<file stem>`; a new run (not `--resume`) whose directory already holds
+/// checkpoints goes to the first free `runs/<file stem>-N`, so running a command twice
+/// never collides with the first run.
+fn default_run_dir(path: &Path, resume: bool) -> std::path::PathBuf {
+    let stem = path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+    let base = Path::new("runs").join(&stem);
+    let taken = |dir: &Path| hyb_train::checkpoint::latest(&dir.join("checkpoints")).is_some();
+    if resume || !taken(&base) {
+        return base;
+    }
+    (2..).map(|n| Path::new("runs").join(format!("{stem}-{n}"))).find(|dir| !taken(dir)).expect("a free name")
+}
+
 /// What a finished run reports.
 pub struct Outcome {
     pub final_loss: f32,
@@ -186,10 +199,7 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
         schedule: block.map_or(LrSchedule::Constant { warmup: 0 }, |t| t.schedule.clone()),
         eval_every: block.and_then(|t| t.eval_every),
         grad_accum: block.map_or(1, |t| t.grad_accum),
-        out: Some(options.out.clone().unwrap_or_else(|| {
-            let stem = path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
-            std::path::Path::new("runs").join(stem)
-        })),
+        out: Some(options.out.clone().unwrap_or_else(|| default_run_dir(path, options.resume))),
         checkpoint_every: options.checkpoint_every.or(block.and_then(|t| t.checkpoint_every)),
     };
     let log_every = block.map_or(1, |t| t.log_every);
@@ -216,7 +226,7 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
         trainer.profile = Some(Default::default());
     }
     println!(
-        "compiled {} in {:.2} s: {} kernels, arena {:.1} MiB; {} steps of batch {} × {} tokens",
+        "compiled {} in {:.2} s: {} kernels, arena {:.1} MiB; {} steps of batch {} × {} tokens into {}",
         path.display(),
         started.elapsed().as_secs_f64(),
         trainer.program.kernels.names.len(),
@@ -224,6 +234,7 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
         settings.steps,
         settings.batch,
         task.seq_len(),
+        settings.out.as_ref().expect("a run directory").display(),
     );
     let progress = Progress::new(settings.steps, trainer.step);
     let summary = run(&mut trainer, task.as_ref(), &evals, &settings, &mut |event| match event {
