@@ -366,18 +366,23 @@ fn trains_on_text_and_token_files() {
     assert!(text(&out.stderr).contains("outside the model's vocab"), "{}", text(&out.stderr));
 }
 
+/// Writes `source` as `NAME.hyb` and trains it into `NAME-run`; the run must succeed.
+fn train_source(name: &str, source: &str) -> (Output, PathBuf) {
+    let (file, run) = (scratch(&format!("{name}.hyb")), scratch(&format!("{name}-run")));
+    std::fs::write(&file, source).expect("writable");
+    let out = hybc(&["train", file.to_str().expect("utf-8"), "--out", run.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (out, run)
+}
+
 /// Training and evaluating on forgetting-MQAR.
 #[test]
 fn trains_on_forgetting_mqar() {
-    let (file, run) = (scratch("forgetting.hyb"), scratch("forgetting-run"));
-    std::fs::write(
-        &file,
+    let (out, _) = train_source(
+        "forgetting",
         "mixer attn = attention(heads: 2)\nmodel {\n vocab = 128\n d_model = 32\n layers = attn × 2\n}\n\
          train {\n data = forgetting_mqar(vocab: 128, seq_len: 48, pairs: 8, updates: 4)\n batch = 4\n steps = 3\n}\n",
-    )
-    .expect("writable");
-    let out = hybc(&["train", file.to_str().expect("utf-8"), "--out", run.to_str().expect("utf-8")]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    );
     assert!(
         text(&out.stdout).contains("forgetting_mqar(seq_len: 48, pairs: 8, updates: 4)  accuracy"),
         "{}",
@@ -389,17 +394,13 @@ fn trains_on_forgetting_mqar() {
 /// two lengths and two variants.
 #[test]
 fn trains_on_niah_with_a_depth_breakdown() {
-    let (file, run) = (scratch("niah.hyb"), scratch("niah-run"));
-    std::fs::write(
-        &file,
+    let (out, run) = train_source(
+        "niah",
         "mixer attn = attention(heads: 2)\nmodel {\n vocab = 256\n d_model = 32\n layers = attn × 2\n}\n\
          train {\n data = niah(vocab: 256, seq_len: 96, variant: multikey, haystack: noise)\n batch = 4\n steps = 2\n}\n\
          eval {\n niah(seq_len: 96, variant: multikey, haystack: noise)\n\
          niah(seq_len: 192, variant: multivalue, haystack: needles)\n samples = 16\n}\n",
-    )
-    .expect("writable");
-    let out = hybc(&["train", file.to_str().expect("utf-8"), "--out", run.to_str().expect("utf-8")]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    );
     let stdout = text(&out.stdout);
     assert!(stdout.contains("niah(multivalue, needles, seq_len: 192)  accuracy"), "{stdout}");
     assert!(stdout.contains("depth 0–25%"), "{stdout}");
