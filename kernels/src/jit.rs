@@ -83,10 +83,11 @@ impl Compiled {
     /// # Safety
     /// The descriptors must describe live buffers of the shapes the kernel expects.
     pub unsafe fn call(&self, name: &str, memrefs: &mut [&mut dyn AsDescriptor]) -> Result<(), JitError> {
+        let entry = self.entry(name)?;
         let mut pointers: Vec<*mut ()> = memrefs.iter_mut().map(|m| m.descriptor_ptr()).collect();
-        let mut slots: Vec<*mut ()> = pointers.iter_mut().map(|p| p as *mut *mut () as *mut ()).collect();
-        // SAFETY: the caller guarantees the descriptors; each slot points to a pointer to one.
-        unsafe { self.engine.invoke_packed(name, &mut slots) }.map_err(|e| JitError::Invoke(format!("{name}: {e}")))
+        // SAFETY: the caller guarantees the descriptors.
+        unsafe { entry.call(&mut pointers) };
+        Ok(())
     }
 }
 
