@@ -36,9 +36,21 @@ fn header(e: &mut Emitter, name: &str, args: &[(&str, usize)]) {
     e.line("%c3 = arith.constant 3 : index");
 }
 
-/// Opens the loops over batch, query heads and query positions; returns
-/// (b, h, kv head, t, first key position).
-fn open_queries(e: &mut Emitter, spec: &AttentionSpec) -> (String, String, String, String, String) {
+/// The loops' indices for one query: batch, query head, kv head, the query's row `t`,
+/// its position in the sequence (`t`, or `t + offset` when decoding) and the first key
+/// position it sees.
+struct Query {
+    b: String,
+    h: String,
+    hk: String,
+    t: String,
+    position: String,
+    first: String,
+}
+
+/// Opens the loops over batch, query heads and query rows; query row `t` sits at
+/// position `t + offset`.
+fn open_queries(e: &mut Emitter, spec: &AttentionSpec, offset: &str) -> Query {
     e.line(&format!("%scale = {}", f32_constant(spec.scale)));
     e.line(&format!("%group = arith.constant {} : index", spec.group));
     e.line(&format!("%B = memref.dim %q, %c0 : {T4}"));
@@ -52,17 +64,18 @@ fn open_queries(e: &mut Emitter, spec: &AttentionSpec) -> (String, String, Strin
     let h = e.open_for("%c0", "%H");
     let hk = e.op(&format!("arith.divui {h}, %group : index"));
     let t = e.open_for("%c0", "%T");
+    let position = if offset == "%c0" { t.clone() } else { e.op(&format!("arith.addi {t}, {offset} : index")) };
     let first = match spec.window {
-        // max(0, t + 1 − w) without going below zero in unsigned arithmetic.
+        // max(0, position + 1 − w) without going below zero in unsigned arithmetic.
         Some(_) => {
-            let end = e.op(&format!("arith.addi {t}, %c1 : index"));
+            let end = e.op(&format!("arith.addi {position}, %c1 : index"));
             let past = e.op(&format!("arith.cmpi ugt, {end}, %window : index"));
             let start = e.op(&format!("arith.subi {end}, %window : index"));
             e.op(&format!("arith.select {past}, {start}, %c0 : index"))
         }
         None => "%c0".to_string(),
     };
-    (b, h, hk, t, first)
+    Query { b, h, hk, t, position, first }
 }
 
 /// `scale · q_t · k_s`.
@@ -77,16 +90,57 @@ fn score(e: &mut Emitter, b: &str, t: &str, h: &str, s: &str, hk: &str) -> Strin
 pub fn forward(spec: &AttentionSpec, name: &str) -> String {
     let mut e = Emitter::default();
     header(&mut e, name, &spec.forward_arguments());
+    emit_forward(&mut e, spec, "%c0", true);
+    e.end_function()
+}
+
+/// Decoding: the queries of the next `T` tokens (usually one) at positions `pos + t`,
+/// with the keys and values of every earlier token in a cache. Args: q `[B,T,H,D]`, the
+/// new k and v `[B,T,Hkv,D]`, the caches `[B,L,Hkv,D]` (L the longest sequence), `pos`
+/// `[1]` (the first new token's position, as f32), o. Writes the new keys and values
+/// into the caches at `pos`, then attends over positions `≤ pos + t`.
+pub fn decode(spec: &AttentionSpec, name: &str) -> String {
+    let mut e = Emitter::default();
+    let args = [("q", 4), ("k_new", 4), ("v_new", 4), ("k", 4), ("v", 4), ("pos", 1), ("o", 4)];
+    header(&mut e, name, &args);
+    let position = e.op("memref.load %pos[%c0] : memref<?xf32>");
+    let position = e.op(&format!("arith.fptosi {position} : f32 to i64"));
+    let offset = e.op(&format!("arith.index_cast {position} : i64 to index"));
+    {
+        e.line(&format!("%Bn = memref.dim %k_new, %c0 : {T4}"));
+        e.line(&format!("%Tn = memref.dim %k_new, %c1 : {T4}"));
+        e.line(&format!("%Hn = memref.dim %k_new, %c2 : {T4}"));
+        e.line(&format!("%Dn = memref.dim %k_new, %c3 : {T4}"));
+        let b = e.open_for("%c0", "%Bn");
+        let t = e.open_for("%c0", "%Tn");
+        let s = e.op(&format!("arith.addi {t}, {offset} : index"));
+        let h = e.open_for("%c0", "%Hn");
+        let d = e.open_for("%c0", "%Dn");
+        for which in ["k", "v"] {
+            let x = e.op(&format!("memref.load %{which}_new[{b}, {t}, {h}, {d}] : {T4}"));
+            e.line(&format!("memref.store {x}, %{which}[{b}, {s}, {h}, {d}] : {T4}"));
+        }
+        for _ in 0..4 {
+            e.close();
+        }
+    }
+    emit_forward(&mut e, spec, &offset, false);
+    e.end_function()
+}
+
+/// The online-softmax forward over every query row (at `offset` + row); the log-sum-exp
+/// is stored when `lse` (training keeps it for the backward).
+fn emit_forward(e: &mut Emitter, spec: &AttentionSpec, offset: &str, lse: bool) {
     e.line("%neg_inf = arith.constant 0xFF800000 : f32");
     e.line(&format!("%Dq = memref.dim %q, %c3 : {T4}"));
     e.line("%acc = memref.alloca(%Dq) : memref<?xf32>");
-    let (b, h, hk, t, first) = open_queries(&mut e, spec);
+    let Query { b, h, hk, t, position, first } = open_queries(e, spec, offset);
     {
         let d = e.open_for("%c0", "%D");
         e.line(&format!("memref.store %zero, %acc[{d}] : memref<?xf32>"));
         e.close();
     }
-    let end = e.op(&format!("arith.addi {t}, %c1 : index"));
+    let end = e.op(&format!("arith.addi {position}, %c1 : index"));
     // Online softmax over keys: running maximum m and normaliser l.
     let (m, l) = (e.fresh(), e.fresh());
     let s = e.fresh();
@@ -95,7 +149,7 @@ pub fn forward(spec: &AttentionSpec, name: &str) -> String {
         "{m}, {l} = scf.for {s} = {first} to {end} step %c1 iter_args({m_in} = %neg_inf, {l_in} = %zero) -> (f32, f32) {{"
     ));
     e.depth += 1;
-    let x = score(&mut e, &b, &t, &h, &s, &hk);
+    let x = score(e, &b, &t, &h, &s, &hk);
     let m_new = e.op(&format!("arith.maximumf {m_in}, {x} : f32"));
     let shift = e.op(&format!("arith.subf {m_in}, {m_new} : f32"));
     let correction = e.op(&format!("math.exp {shift} : f32"));
@@ -122,13 +176,14 @@ pub fn forward(spec: &AttentionSpec, name: &str) -> String {
         e.line(&format!("memref.store {o}, %o[{b}, {t}, {h}, {d}] : {T4}"));
         e.close();
     }
-    let log_l = e.op(&format!("math.log {l} : f32"));
-    let lse = e.op(&format!("arith.addf {m}, {log_l} : f32"));
-    e.line(&format!("memref.store {lse}, %lse[{b}, {h}, {t}] : {T3}"));
+    if lse {
+        let log_l = e.op(&format!("math.log {l} : f32"));
+        let lse = e.op(&format!("arith.addf {m}, {log_l} : f32"));
+        e.line(&format!("memref.store {lse}, %lse[{b}, {h}, {t}] : {T3}"));
+    }
     e.close(); // t
     e.close(); // h
     e.close(); // b
-    e.end_function()
 }
 
 /// `p = exp(score − lse)`; `dv += p dO`; `ds = p (dO·v − dO·o)`; `dq += scale ds k`;
@@ -136,7 +191,7 @@ pub fn forward(spec: &AttentionSpec, name: &str) -> String {
 pub fn backward(spec: &AttentionSpec, name: &str) -> String {
     let mut e = Emitter::default();
     header(&mut e, name, &spec.backward_arguments());
-    let (b, h, hk, t, first) = open_queries(&mut e, spec);
+    let Query { b, h, hk, t, first, .. } = open_queries(&mut e, spec, "%c0");
     let end = e.op(&format!("arith.addi {t}, %c1 : index"));
     let lse = e.op(&format!("memref.load %lse[{b}, {h}, {t}] : {T3}"));
     let delta = e.dot("%D", |e, d| {
@@ -177,8 +232,22 @@ pub fn backward(spec: &AttentionSpec, name: &str) -> String {
 /// position t (from 0). `inverse` rotates back (the backward). Reads `x`, writes `y`,
 /// both `[B,T,H,D]`.
 pub fn rope(base: f64, name: &str, inverse: bool) -> String {
+    emit_rope(base, name, inverse, false)
+}
+
+/// RoPE for decoding: row t of `x` sits at position `pos + t`. Args: x, pos `[1]` (f32), y.
+pub fn rope_at(base: f64, name: &str) -> String {
+    emit_rope(base, name, false, true)
+}
+
+fn emit_rope(base: f64, name: &str, inverse: bool, offset: bool) -> String {
     let mut e = Emitter::default();
-    header(&mut e, name, &[("x", 4), ("y", 4)]);
+    if offset {
+        header(&mut e, name, &[("x", 4), ("pos", 1), ("y", 4)]);
+        e.line("%pos_f = memref.load %pos[%c0] : memref<?xf32>");
+    } else {
+        header(&mut e, name, &[("x", 4), ("y", 4)]);
+    }
     e.line(&format!("%log_base = {}", f32_constant(base.ln())));
     e.line(&format!("%sign = {}", f32_constant(if inverse { -1.0 } else { 1.0 })));
     e.line(&format!("%B = memref.dim %x, %c0 : {T4}"));
@@ -191,7 +260,8 @@ pub fn rope(base: f64, name: &str, inverse: bool) -> String {
     let b = e.open_for("%c0", "%B");
     let t = e.open_for("%c0", "%T");
     let t_i = e.op(&format!("arith.index_cast {t} : index to i64"));
-    let t_f = e.op(&format!("arith.sitofp {t_i} : i64 to f32"));
+    let row = e.op(&format!("arith.sitofp {t_i} : i64 to f32"));
+    let t_f = if offset { e.op(&format!("arith.addf {row}, %pos_f : f32")) } else { row };
     let h = e.open_for("%c0", "%H");
     let i = e.open_for("%c0", "%half");
     // frequency = base^(−2i/D) = exp(−2i/D · ln base)

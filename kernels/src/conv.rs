@@ -99,3 +99,41 @@ pub fn backward(bias: bool, name: &str) -> String {
     e.close(); // b
     e.end_function()
 }
+
+/// One token per sequence, for decoding. Args: x `[B, 1, C]`, w, [bias], window, y.
+/// `window` `[B, W, C]` holds the last W inputs (zero before the sequence starts): the
+/// kernel shifts it by one, appends x, and writes `y = Σ_j w[c, j] · window[j, c]`.
+pub fn step(bias: bool, name: &str) -> String {
+    let mut e = Emitter::default();
+    let mut args = vec![("x", 3), ("w", 3)];
+    if bias {
+        args.push(("bias", 1));
+    }
+    args.extend([("window", 3), ("y", 3)]);
+    header(&mut e, name, &args);
+    let b = e.open_for("%c0", "%B");
+    let c = e.open_for("%c0", "%C");
+    {
+        let j = e.open_for("%c0", "%W1");
+        let next = e.op(&format!("arith.addi {j}, %c1 : index"));
+        let kept = e.op(&format!("memref.load %window[{b}, {next}, {c}] : {T3}"));
+        e.line(&format!("memref.store {kept}, %window[{b}, {j}, {c}] : {T3}"));
+        e.close();
+    }
+    let x = e.op(&format!("memref.load %x[{b}, %c0, {c}] : {T3}"));
+    e.line(&format!("memref.store {x}, %window[{b}, %W1, {c}] : {T3}"));
+    let sum = e.dot("%W", |e, j| {
+        let w = e.op(&format!("memref.load %w[{c}, %c0, {j}] : {T3}"));
+        (w, e.op(&format!("memref.load %window[{b}, {j}, {c}] : {T3}")))
+    });
+    let y = if bias {
+        let bias = e.op(&format!("memref.load %bias[{c}] : memref<?xf32>"));
+        e.op(&format!("arith.addf {bias}, {sum} : f32"))
+    } else {
+        sum
+    };
+    e.line(&format!("memref.store {y}, %y[{b}, %c0, {c}] : {T3}"));
+    e.close(); // c
+    e.close(); // b
+    e.end_function()
+}

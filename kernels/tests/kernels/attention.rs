@@ -18,16 +18,16 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], tolerance: f64) {
 }
 
 #[derive(Clone, Copy)]
-struct Dims {
-    batch: usize,
-    time: usize,
-    heads: usize,
-    kv_heads: usize,
-    dim: usize,
+pub struct Dims {
+    pub batch: usize,
+    pub time: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub dim: usize,
 }
 
 /// Causal softmax attention, written plainly: the output `[B,T,H,D]`.
-fn reference(spec: &AttentionSpec, s: Dims, q: &[f64], k: &[f64], v: &[f64]) -> Vec<f64> {
+pub fn reference(spec: &AttentionSpec, s: Dims, q: &[f64], k: &[f64], v: &[f64]) -> Vec<f64> {
     let group = spec.group as usize;
     let mut out = vec![0.0; s.batch * s.time * s.heads * s.dim];
     for b in 0..s.batch {
@@ -122,7 +122,7 @@ fn attention_matches_softmax_and_finite_differences() {
 }
 
 /// The rotate-half RoPE, written plainly.
-fn rope_reference(x: &[f64], shape: [usize; 4], base: f64) -> Vec<f64> {
+pub fn rope_reference(x: &[f64], shape: [usize; 4], base: f64) -> Vec<f64> {
     let [batch, time, heads, dim] = shape;
     let half = dim / 2;
     let mut y = x.to_vec();

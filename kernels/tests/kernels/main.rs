@@ -8,6 +8,7 @@
 
 mod attention;
 mod common;
+mod decode;
 mod norms;
 mod ops;
 mod pointwise;
