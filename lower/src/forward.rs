@@ -44,6 +44,7 @@ impl Builder<'_> {
                 let tokens = self.fwd(id);
                 self.push(Instr::Input(Input::Tokens, tokens));
             }
+            Op::Targets if self.decode.is_some() => {}
             Op::Targets => {
                 let targets = self.fwd(id);
                 self.push(Instr::Input(Input::Targets, targets));
@@ -93,6 +94,15 @@ impl Builder<'_> {
                 let y = out.view(x.dims.clone()).batched();
                 self.call(func, vec![x, y]);
             }
+            Op::ShortConv { size } if self.decode.is_some() => {
+                let bias = node.inputs.len() == 3;
+                let func = self.kernels.get(&format!("conv_step {bias}"), |n| conv::step(bias, n));
+                let mut args: Vec<Arg> = (0..node.inputs.len()).map(|i| input(self, i)).collect();
+                let channels = *out.dims.last().expect("a width");
+                args.push(self.cache(vec![self.batch, *size as usize, channels]));
+                args.push(out);
+                self.call(func, args);
+            }
             Op::ShortConv { .. } => {
                 let bias = node.inputs.len() == 3;
                 let func = self.kernels.get(&format!("conv {bias}"), |n| conv::forward(bias, n));
@@ -104,11 +114,27 @@ impl Builder<'_> {
                 let func = self.kernels.get(&format!("floor {layer}"), |n| floor::forward(*layer as u64, n));
                 self.call(func, vec![input(self, 0), out]);
             }
+            Op::Rope { heads, theta } if self.decode.is_some() => {
+                let func = self.kernels.get(&format!("rope_at {theta}"), |n| attention::rope_at(*theta, n));
+                let x = heads_view(&input(self, 0), *heads);
+                let y = out.view(x.dims.clone()).batched();
+                let position = self.position();
+                self.call(func, vec![x, position, y]);
+            }
             Op::Rope { heads, theta } => {
                 let func = self.kernels.get(&format!("rope {theta}"), |n| attention::rope(*theta, n, false));
                 let x = heads_view(&input(self, 0), *heads);
                 let y = out.view(x.dims.clone()).batched();
                 self.call(func, vec![x, y]);
+            }
+            Op::Scan(attrs) if self.decode.is_some() => {
+                let spec = crate::scan_spec(attrs);
+                let func = self.kernels.get(&format!("scan_step {spec:?}"), |n| scan::forward(&spec, n));
+                let mut args = self.scan_inputs(&node);
+                let views = ScanViews::new(attrs, self.batch, self.seq_len);
+                args.push(out.view(views.o.clone()).batched());
+                args.push(self.cache(views.state.clone()));
+                self.call(func, args);
             }
             Op::Scan(attrs) => {
                 let spec = crate::scan_spec(attrs);
@@ -122,6 +148,16 @@ impl Builder<'_> {
                 args.push(state);
                 args.push(self.checkpoints(id, &views));
                 self.call(func, args);
+            }
+            Op::Attention { heads, kv_heads, head_dim, window, scale } if let Some(max_len) = self.decode => {
+                let spec = attention::AttentionSpec { group: heads / kv_heads, window: *window, scale: *scale };
+                let func = self.kernels.get(&format!("attention_decode {spec:?}"), |n| attention::decode(&spec, n));
+                let (q, k, v) = self.attention_inputs(&node, *heads, *kv_heads, *head_dim);
+                let o = out.view(q.dims.clone()).batched();
+                let cache_dims = vec![self.batch, max_len, *kv_heads as usize, *head_dim as usize];
+                let (k_cache, v_cache) = (self.cache(cache_dims.clone()), self.cache(cache_dims));
+                let position = self.position();
+                self.call(func, vec![q, k, v, k_cache, v_cache, position, o]);
             }
             Op::Attention { heads, kv_heads, head_dim, window, scale } => {
                 let spec = attention::AttentionSpec { group: heads / kv_heads, window: *window, scale: *scale };
@@ -157,6 +193,8 @@ impl Builder<'_> {
                 let inputs: Vec<Arg> = (0..n).map(|i| input(self, i)).collect();
                 self.map(&spec, &inputs, &[out], &vec![false; n]);
             }
+            // Decoding reads the logits; there is nothing to predict against.
+            Op::CrossEntropy if self.decode.is_some() => {}
             Op::CrossEntropy => {
                 // Loss and gradient in one pass: the gradient goes straight to the buffer
                 // of the loss's VJP, which is then the identity (the loss is the root).

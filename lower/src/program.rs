@@ -31,12 +31,17 @@ pub enum Store {
     Moment2(usize),
     /// Scratch space private to one instruction (scan states, broadcast gradients).
     Temp,
-    /// Host scalars: [`LOSS`], [`SQUARES`], the AdamW scalars from [`ADAM`].
+    /// Host scalars: [`LOSS`], [`SQUARES`], [`POSITION`], the AdamW scalars from [`ADAM`].
     Host,
+    /// What decoding carries from one token to the next: each recurrence's state, each
+    /// convolution's window of inputs, each attention layer's keys and values.
+    Cache,
 }
 
 pub const LOSS: usize = 0;
 pub const SQUARES: usize = 1;
+/// Decoding: the position of the token being decoded (as f32; exact below 2²⁴).
+pub const POSITION: usize = 2;
 pub const ADAM: usize = 8;
 pub const HOST_LEN: usize = ADAM + 8;
 
@@ -195,6 +200,9 @@ pub struct Program {
     pub vocab: usize,
     /// The logits `[batch, seq_len, vocab]` (valid after the forward).
     pub logits: Arg,
+    /// Decoding programs: the length of [`Store::Cache`] and the longest sequence it holds.
+    pub cache_len: usize,
+    pub max_len: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -219,6 +227,10 @@ pub(crate) struct Builder<'g> {
     /// Scratch in use by the current instruction, and the most any needed.
     pub temp_used: usize,
     pub temp_len: usize,
+    /// Decoding one token per call, for sequences up to this length (`seq_len` is 1):
+    /// the forward keeps its state in [`Store::Cache`], of `cache_len` so far.
+    pub decode: Option<usize>,
+    pub cache_len: usize,
 }
 
 /// The eps of `norm.l2` (fla's `l2norm`).
@@ -267,6 +279,18 @@ impl<'g> Builder<'g> {
         self.temp_used += dims.iter().product::<usize>().next_multiple_of(16);
         self.temp_len = self.temp_len.max(self.temp_used);
         Arg { store: Store::Temp, offset, dims, flat: false, share }
+    }
+
+    /// Decoding state of `dims`, split over the batch, kept from token to token.
+    pub fn cache(&mut self, dims: Vec<usize>) -> Arg {
+        let offset = self.cache_len;
+        self.cache_len += dims.iter().product::<usize>();
+        Arg { store: Store::Cache, offset, dims, flat: false, share: Share::Split }
+    }
+
+    /// The position of the token being decoded.
+    pub fn position(&self) -> Arg {
+        Arg { store: Store::Host, offset: POSITION, dims: vec![1], flat: false, share: Share::Whole }
     }
 
     pub fn push(&mut self, instr: Instr) {
@@ -414,6 +438,23 @@ impl ScanViews {
 
 /// The whole step program of a model at `batch × seq_len`.
 pub fn build(model: &Model, grad: &GradGraph, batch: usize, seq_len: usize) -> Result<Program, Unsupported> {
+    build_with(model, grad, batch, seq_len, None)
+}
+
+/// The forward of one token per sequence, for decoding sequences of up to `max_len`
+/// tokens: each call reads the position from [`POSITION`] and carries every mixer's
+/// state in [`Store::Cache`] (zero before the first token).
+pub fn build_decode(model: &Model, grad: &GradGraph, batch: usize, max_len: usize) -> Result<Program, Unsupported> {
+    build_with(model, grad, batch, 1, Some(max_len))
+}
+
+fn build_with(
+    model: &Model,
+    grad: &GradGraph,
+    batch: usize,
+    seq_len: usize,
+    decode: Option<usize>,
+) -> Result<Program, Unsupported> {
     let steps = crate::fuse::training_plan(grad);
     let plan = scheduled_plan(grad, &steps, batch, seq_len);
     let offsets = plan.buffers.iter().map(|b| (b.value, (b.offset / 4) as usize)).collect();
@@ -433,11 +474,17 @@ pub fn build(model: &Model, grad: &GradGraph, batch: usize, seq_len: usize) -> R
         kernels: KernelSet::default(),
         temp_used: 0,
         temp_len: 0,
+        decode,
+        cache_len: 0,
     };
     builder.forward(&steps)?;
     let forward_end = builder.instrs.len();
-    let optimizer_start = builder.backward()?;
-    let grads = params.iter().map(|p| builder.param_grad(&p.name)).collect();
+    let (optimizer_start, grads) = if decode.is_some() {
+        (forward_end, Vec::new())
+    } else {
+        let start = builder.backward()?;
+        (start, params.iter().map(|p| builder.param_grad(&p.name)).collect())
+    };
     let loss = grad.forward.loss.expect("a loss");
     let logits = builder.fwd(grad.forward.nodes[loss].inputs[0]);
     Ok(Program {
@@ -453,6 +500,8 @@ pub fn build(model: &Model, grad: &GradGraph, batch: usize, seq_len: usize) -> R
         seq_len,
         vocab: model.config.vocab as usize,
         logits,
+        cache_len: builder.cache_len,
+        max_len: decode,
     })
 }
 

@@ -31,6 +31,7 @@ pub struct Memory {
     pub arena: Vec<f32>,
     pub temp: Vec<f32>,
     pub host: Vec<f32>,
+    pub cache: Vec<f32>,
     pub params: Vec<Vec<f32>>,
     pub moment1: Vec<Vec<f32>>,
     pub moment2: Vec<Vec<f32>>,
@@ -43,6 +44,7 @@ impl Memory {
             arena: vec![0.0; program.arena_len],
             temp: vec![0.0; program.temp_len],
             host: vec![0.0; HOST_LEN],
+            cache: vec![0.0; program.cache_len],
             params: zeros(),
             moment1: zeros(),
             moment2: zeros(),
@@ -54,6 +56,7 @@ impl Memory {
             Store::Arena => self.arena.as_mut_ptr(),
             Store::Temp => self.temp.as_mut_ptr(),
             Store::Host => self.host.as_mut_ptr(),
+            Store::Cache => self.cache.as_mut_ptr(),
             Store::Param(i) => self.params[i].as_mut_ptr(),
             Store::Moment1(i) => self.moment1[i].as_mut_ptr(),
             Store::Moment2(i) => self.moment2[i].as_mut_ptr(),
@@ -65,6 +68,7 @@ impl Memory {
             Store::Arena => self.arena.len(),
             Store::Temp => self.temp.len(),
             Store::Host => self.host.len(),
+            Store::Cache => self.cache.len(),
             Store::Param(i) | Store::Moment1(i) | Store::Moment2(i) => self.params[i].len(),
         }
     }

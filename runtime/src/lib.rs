@@ -9,11 +9,13 @@
 //! **Architecture Invariant:** nothing here looks at presets or mixer kinds: the
 //! program is read off the graph IR's ops alone.
 
+pub mod decode;
 pub mod exec;
 pub mod init;
 
 use hyb_compiler::ir::Model;
 
+pub use crate::decode::Decoder;
 pub use crate::exec::Batch;
 use crate::exec::{Kernels, Memory};
 pub use hyb_lower::program::ParamSlot;

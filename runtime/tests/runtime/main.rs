@@ -7,6 +7,7 @@
 //! Gradients: per tensor, every element within 2e-3 of the tensor's largest reference
 //! magnitude (floor 1e-6). NaN never passes.
 
+mod decode;
 mod oracle;
 
 use std::collections::HashMap;
