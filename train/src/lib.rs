@@ -9,6 +9,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod eval;
+pub mod generate;
 pub mod run;
 pub mod schedule;
 pub mod text;

@@ -1,0 +1,134 @@
+//! Generation: a prompt fed token by token through the runtime's [`Decoder`] (each
+//! mixer's recurrent state, attention's KV cache), then new tokens chosen greedily or
+//! sampled with a temperature and top-k; and the prompt's text ↔ ids ([`Codec`]) for the
+//! model's training data: bytes, a Hugging Face tokenizer, or plain ids for recall tasks.
+
+use hyb_compiler::sema::train::{Data, Tokenizer};
+use hyb_runtime::{Decoder, Error};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// How the next token is chosen: greedily at temperature 0, else sampled from the
+/// softmax of `logits / temperature` over the `top_k` most likely tokens (all: none).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    pub temperature: f64,
+    pub top_k: Option<usize>,
+    pub seed: u64,
+}
+
+impl Sampling {
+    pub const GREEDY: Sampling = Sampling { temperature: 0.0, top_k: None, seed: 0 };
+}
+
+/// The token of the largest logit (the first on ties).
+pub fn argmax(logits: &[f32]) -> i32 {
+    let mut best = 0;
+    for (i, value) in logits.iter().enumerate() {
+        if *value > logits[best] {
+            best = i;
+        }
+    }
+    best as i32
+}
+
+/// The next token from one row of logits.
+pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut SmallRng) -> i32 {
+    if sampling.temperature <= 0.0 || sampling.top_k == Some(1) {
+        return argmax(logits);
+    }
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|a, b| logits[*b].total_cmp(&logits[*a]));
+    order.truncate(sampling.top_k.unwrap_or(logits.len()).max(1));
+    let top = logits[order[0]] as f64;
+    let weights: Vec<f64> = order.iter().map(|i| ((logits[*i] as f64 - top) / sampling.temperature).exp()).collect();
+    let mut draw = rng.random::<f64>() * weights.iter().sum::<f64>();
+    for (token, weight) in order.iter().zip(&weights) {
+        if draw < *weight {
+            return *token as i32;
+        }
+        draw -= weight;
+    }
+    order[0] as i32
+}
+
+/// Feeds `prompt` (one sequence), then decodes `new_tokens` more, calling `on_token`
+/// with each as it is chosen; returns the new tokens.
+pub fn generate(
+    decoder: &mut Decoder,
+    prompt: &[i32],
+    new_tokens: usize,
+    sampling: &Sampling,
+    on_token: &mut dyn FnMut(i32),
+) -> Result<Vec<i32>, Error> {
+    if prompt.is_empty() {
+        return Err(Error::Input("the prompt is empty: generation needs at least one token".into()));
+    }
+    let needed = prompt.len() + new_tokens.saturating_sub(1);
+    if needed > decoder.max_len() {
+        return Err(Error::Input(format!("{needed} tokens do not fit a decoder of {}", decoder.max_len())));
+    }
+    let mut rng = SmallRng::seed_from_u64(sampling.seed);
+    decoder.reset();
+    let mut logits = Vec::new();
+    for token in prompt {
+        logits = decoder.step(&[*token])?.to_vec();
+    }
+    let mut out = Vec::with_capacity(new_tokens);
+    for i in 0..new_tokens {
+        let next = choose(&logits, sampling, &mut rng);
+        on_token(next);
+        out.push(next);
+        if i + 1 < new_tokens {
+            logits = decoder.step(&[next])?.to_vec();
+        }
+    }
+    Ok(out)
+}
+
+/// Text ↔ token ids as the model was trained.
+pub enum Codec {
+    /// Byte-level text: ids 0–255.
+    Bytes,
+    HuggingFace(Box<tokenizers::Tokenizer>),
+    /// No text (recall tasks): ids written as numbers, `3 17 42` or `3,17,42`.
+    Ids,
+}
+
+impl Codec {
+    /// The codec of a model's training data (ids without text data).
+    pub fn of(data: Option<&Data>) -> Result<Codec, String> {
+        match data {
+            Some(Data::Text { tokenizer: Tokenizer::Bytes, .. }) => Ok(Codec::Bytes),
+            Some(Data::Text { tokenizer: Tokenizer::HuggingFace(file), .. }) => tokenizers::Tokenizer::from_file(file)
+                .map(|t| Codec::HuggingFace(Box::new(t)))
+                .map_err(|e| format!("cannot load the tokenizer `{}`: {e}", file.display())),
+            _ => Ok(Codec::Ids),
+        }
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<i32>, String> {
+        match self {
+            Codec::Bytes => Ok(text.bytes().map(i32::from).collect()),
+            Codec::HuggingFace(model) => model
+                .encode(text, false)
+                .map(|e| e.get_ids().iter().map(|id| *id as i32).collect())
+                .map_err(|e| format!("cannot tokenize the prompt: {e}")),
+            Codec::Ids => text
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse::<i32>().map_err(|_| format!("`{s}` is not a token id (this model reads ids: `3 17 42`)")))
+                .collect(),
+        }
+    }
+
+    pub fn decode(&self, ids: &[i32]) -> String {
+        match self {
+            Codec::Bytes => String::from_utf8_lossy(&ids.iter().map(|id| *id as u8).collect::<Vec<_>>()).into_owned(),
+            Codec::HuggingFace(model) => {
+                model.decode(&ids.iter().map(|id| *id as u32).collect::<Vec<_>>(), false).unwrap_or_default()
+            }
+            Codec::Ids => ids.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(" "),
+        }
+    }
+}
