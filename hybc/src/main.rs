@@ -8,6 +8,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod infer;
 mod plot;
 mod sweep;
 mod train;
@@ -15,6 +16,7 @@ mod train;
 use clap::{Parser, Subcommand, ValueEnum};
 use hyb_compiler::pipeline::{self, Compilation, Emit, EmitOptions};
 use hyb_compiler::{fmt, import};
+use hyb_train::generate::Sampling;
 
 #[derive(Parser)]
 #[command(name = "hybc", version, about = "The hyb compiler for hybrid linear-attention language models")]
@@ -94,6 +96,40 @@ enum Command {
         /// always after the last step].
         #[arg(long)]
         checkpoint_every: Option<u64>,
+    },
+    /// Score a checkpoint on the eval block's tasks: a table, and JSON in the checkpoint
+    /// (accuracy by length, pairs or needle depth; perplexity on text).
+    Eval {
+        /// The model [default: the model.hyb its run wrote beside the checkpoint].
+        file: Option<PathBuf>,
+        /// The checkpoint directory (`runs/<name>/checkpoints/step_N`).
+        #[arg(long)]
+        ckpt: PathBuf,
+        /// Where to write the scores [default: <ckpt>/eval.json].
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Continue a prompt with a checkpoint, one token at a time (each mixer's recurrent
+    /// state, attention's KV cache): text for a text model, token ids for a recall model.
+    Generate {
+        /// The model [default: the model.hyb its run wrote beside the checkpoint].
+        file: Option<PathBuf>,
+        #[arg(long)]
+        ckpt: PathBuf,
+        /// Text, or token ids (`"3 17 42"`) for a model trained on a recall task.
+        #[arg(long)]
+        prompt: String,
+        /// New tokens to generate.
+        #[arg(long, default_value_t = 64)]
+        tokens: usize,
+        /// 0 is greedy; above, sampled from softmax(logits / temperature).
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f64,
+        /// Sample among the k most likely tokens only.
+        #[arg(long)]
+        top_k: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Train every run of the file's sweep block, one after another (resumable), then
     /// write results.csv, results.md and recall.svg.
@@ -187,6 +223,13 @@ fn main() -> ExitCode {
         Command::Import { config, output } => import_config(&config, output.as_deref()),
         Command::Export { file, ckpt, format: ExportFormat::Fla, output } => export_fla(&file, &ckpt, &output),
         Command::Sweep { file, out } => run_sweep(&file, out.as_deref()),
+        Command::Eval { file, ckpt, json } => {
+            with_checkpoint(file.as_deref(), &ckpt, |model| infer::eval(model, &ckpt, json.as_deref()))
+        }
+        Command::Generate { file, ckpt, prompt, tokens, temperature, top_k, seed } => {
+            let request = infer::Request { prompt: &prompt, tokens, sampling: Sampling { temperature, top_k, seed } };
+            with_checkpoint(file.as_deref(), &ckpt, |model| infer::generate(model, &ckpt, &request))
+        }
         Command::Train { file, steps, batch, seq_len, lr, seed, profile, out, resume, checkpoint_every } => {
             let options = train::Options {
                 steps,
@@ -199,6 +242,7 @@ fn main() -> ExitCode {
                 resume,
                 resume_if_any: false,
                 checkpoint_every,
+                model_source: None,
             };
             run_training(&file, &options)
         }
@@ -216,6 +260,11 @@ fn main() -> ExitCode {
 fn load(path: &Path) -> Result<Compilation, Failure> {
     let compilation =
         pipeline::check_path(path).map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", path.display())))?;
+    reported(path, compilation)
+}
+
+/// Prints a compilation's diagnostics; fails on an error.
+fn reported(path: &Path, compilation: Compilation) -> Result<Compilation, Failure> {
     if !compilation.checked.diagnostics.is_empty() {
         let text = if std::io::stderr().is_terminal() {
             compilation.sources.render_colored(&compilation.checked.diagnostics)
@@ -329,6 +378,25 @@ fn run_training(file: &Path, options: &train::Options) -> Result<(), Failure> {
     let compilation = load(file)?;
     let model = compilation.model().expect("no errors means a model");
     train::train(file, model, options).map(|_| ()).map_err(|message| {
+        eprintln!("error: {message}");
+        Failure::User
+    })
+}
+
+/// Runs `command` on the model of a checkpoint (see [`infer::model_file`]).
+fn with_checkpoint(
+    file: Option<&Path>,
+    ckpt: &Path,
+    command: impl FnOnce(&hyb_compiler::ir::Model) -> Result<(), String>,
+) -> Result<(), Failure> {
+    let compilation = match infer::model_file(file, ckpt).map_err(Failure::Usage)? {
+        infer::ModelFile::Given(file) => load(&file)?,
+        infer::ModelFile::Kept { text, compiled_as } => {
+            reported(&compiled_as, pipeline::check_source(&compiled_as, &text))?
+        }
+    };
+    let model = compilation.model().expect("no errors means a model");
+    command(model).map_err(|message| {
         eprintln!("error: {message}");
         Failure::User
     })

@@ -30,19 +30,28 @@ impl Run {
     }
 
     /// A directory name: the run's name with anything unusual as `_`.
+    /// The (unwritten) file the run's text compiles as: beside the sweep file, which it
+    /// imports.
+    fn path(&self, file: &Path) -> PathBuf {
+        file.with_file_name(format!(".sweep-{}.hyb", self.dir()))
+    }
+
     fn dir(&self) -> String {
         self.name().chars().map(|c| if c.is_ascii_alphanumeric() || "=,.-+".contains(c) { c } else { '_' }).collect()
     }
 
     /// The text compiled for this run: the sweep file imported, its lets overridden.
     fn source(&self, file: &Path) -> String {
-        let name = file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
-        let mut text = format!("import \"{name}\"\n");
+        let mut text = format!("import \"{}\"\n", file_name(file));
         for (let_name, value) in &self.lets {
             let _ = writeln!(text, "let {let_name} = {value}");
         }
         text
     }
+}
+
+fn file_name(file: &Path) -> String {
+    file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 fn grid(config: &SweepConfig) -> Vec<Run> {
@@ -118,6 +127,7 @@ pub fn sweep(file: &Path, root: &Model, out: Option<&Path>) -> std::result::Resu
             resume: false,
             resume_if_any: true,
             checkpoint_every: None,
+            model_source: Some((run.source(file), run.path(file))),
         };
         let outcome = train(file, &model, &options)?;
         let report = hyb_compiler::report::report(&model, model.train.as_ref().map_or(4096, |t| t.seq_len));
@@ -147,8 +157,7 @@ pub fn sweep(file: &Path, root: &Model, out: Option<&Path>) -> std::result::Resu
 }
 
 fn compile_run(file: &Path, run: &Run) -> std::result::Result<Model, String> {
-    let path: PathBuf = file.with_file_name(format!(".sweep-{}.hyb", run.dir()));
-    let compilation = hyb_compiler::pipeline::check_source(&path, &run.source(file));
+    let compilation = hyb_compiler::pipeline::check_source(&run.path(file), &run.source(file));
     match compilation.model() {
         Some(model) => Ok(model.clone()),
         None => Err(format!("run {} does not check:\n{}", run.name(), compilation.render())),

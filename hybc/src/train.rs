@@ -29,6 +29,9 @@ pub struct Options {
     /// Resume if the run directory has a checkpoint, else start (a sweep's runs).
     pub resume_if_any: bool,
     pub checkpoint_every: Option<u64>,
+    /// The text the run directory keeps as `model.hyb` (for `hybc eval` / `generate`)
+    /// and the path it compiles as [default: the file's own].
+    pub model_source: Option<(String, std::path::PathBuf)>,
 }
 
 /// Text windows of a `text(...)` / `tokens(...)` source: its training or validation part.
@@ -115,7 +118,7 @@ fn name(data: &Data) -> String {
 
 /// The eval block's sets (recall accuracy, perplexity on a validation part); without
 /// one, the training task's own (its recall task, or its text's validation part).
-fn eval_sets(model: &Model, seq_len: usize) -> Result<(Vec<EvalSet>, Vec<String>), String> {
+pub fn eval_sets(model: &Model, seq_len: usize) -> Result<(Vec<EvalSet>, Vec<String>), String> {
     let mut sets = Vec::new();
     let mut skipped = Vec::new();
     match &model.eval {
@@ -174,6 +177,17 @@ fn default_run_dir(path: &Path, resume: bool) -> std::path::PathBuf {
     (2..).map(|n| Path::new("runs").join(format!("{stem}-{n}"))).find(|dir| !taken(dir)).expect("a free name")
 }
 
+/// The run keeps the model's text (see [`crate::infer::keep_model`]).
+fn keep_model_source(path: &Path, out: &Path, source: Option<&(String, std::path::PathBuf)>) -> Result<(), String> {
+    match source {
+        Some((text, compiled_as)) => crate::infer::keep_model(out, text, compiled_as),
+        None => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            crate::infer::keep_model(out, &text, path)
+        }
+    }
+}
+
 /// What a finished run reports.
 pub struct Outcome {
     pub final_loss: f32,
@@ -203,6 +217,7 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
         checkpoint_every: options.checkpoint_every.or(block.and_then(|t| t.checkpoint_every)),
     };
     let log_every = block.map_or(1, |t| t.log_every);
+    keep_model_source(path, settings.out.as_ref().expect("a run directory"), options.model_source.as_ref())?;
     let started = Instant::now();
     let mut trainer = Trainer::new(model, settings.batch, task.seq_len()).map_err(|e| e.to_string())?;
     trainer.init_params(settings.seed);

@@ -297,6 +297,9 @@ fn sweep_runs_the_grid_and_resumes() {
     assert_eq!(markdown.matches("(best)").count(), 4, "one best lr per model: {markdown}");
     let svg = std::fs::read_to_string(out.join("recall.svg")).expect("recall.svg");
     assert!(svg.contains("<polyline") && svg.contains(">gla<"), "{svg}");
+    let run = out.join("linear=gla,attn_every=4,lr=3e-3/checkpoints/step_000002");
+    let eval = hybc(&["eval", "--ckpt", run.to_str().expect("utf-8")]);
+    assert!(eval.status.success(), "a sweep run's checkpoint evaluates on its own: {}", text(&eval.stderr));
     let again = hybc(&args);
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert_eq!(text(&again.stdout).matches("done before").count(), 8, "{}", text(&again.stdout));
@@ -356,6 +359,9 @@ fn trains_on_text_and_token_files() {
         assert!(out.status.success(), "{name}: {}", text(&out.stderr));
         let stdout = text(&out.stdout);
         assert!(stdout.contains("perplexity(") && stdout.contains("perplexity "), "{stdout}");
+        if name != "tokens" {
+            check_checkpoint_commands(name, &run.join("checkpoints/step_000006"), &stdout, "The quick");
+        }
     }
     let small = dir.join("small_vocab.hyb");
     let source =
@@ -364,6 +370,37 @@ fn trains_on_text_and_token_files() {
     let out = hybc(&["train", small.to_str().expect("utf-8"), "--out", dir.join("small").to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("outside the model's vocab"), "{}", text(&out.stderr));
+}
+
+/// `hybc eval` of a run's checkpoint (its model found beside it) reproduces the run's
+/// final scores; `hybc generate` continues `prompt` the same way twice (greedy) and
+/// differently when sampling hot; a directory without a model is a usage error.
+fn check_checkpoint_commands(name: &str, ckpt: &Path, train_stdout: &str, prompt: &str) {
+    let ckpt_arg = ckpt.to_str().expect("utf-8");
+    let eval = hybc(&["eval", "--ckpt", ckpt_arg]);
+    assert!(eval.status.success(), "{name}: {}", text(&eval.stderr));
+    for row in text(&eval.stdout).lines().filter(|l| l.starts_with("| ") && !l.starts_with("| task")) {
+        let (task, result) = {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            (cells[0].trim_start_matches("| ").to_string(), cells[1].to_string())
+        };
+        assert!(train_stdout.contains(&format!("| {task} | {result} |")), "{name}: {row} not in\n{train_stdout}");
+    }
+    let generate = |extra: &[&str]| {
+        let mut args = vec!["generate", "--ckpt", ckpt_arg, "--prompt", prompt, "--tokens", "12"];
+        args.extend(extra);
+        let out = hybc(&args);
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let greedy = generate(&[]);
+    assert!(greedy.starts_with(prompt) && greedy.len() > prompt.len(), "{name}: {greedy}");
+    assert_eq!(greedy, generate(&[]), "{name}: greedy decoding is deterministic");
+    let hot: Vec<String> = (0..3).map(|seed| generate(&["--temperature", "20", "--seed", &seed.to_string()])).collect();
+    assert!(hot.iter().any(|h| *h != greedy), "{name}: sampling varies: {hot:?}");
+    let lost = hybc(&["generate", "--ckpt", std::env::temp_dir().to_str().expect("utf-8"), "--prompt", prompt]);
+    assert_eq!(lost.status.code(), Some(2));
+    assert!(text(&lost.stderr).contains("no model.hyb beside"), "{}", text(&lost.stderr));
 }
 
 /// Writes `source` as `NAME.hyb` and trains it into `NAME-run`; the run must succeed.
@@ -403,6 +440,10 @@ fn trains_on_niah_with_a_depth_breakdown() {
     );
     let stdout = text(&out.stdout);
     assert!(stdout.contains("niah(multivalue, needles, seq_len: 192)  accuracy"), "{stdout}");
+    let ckpt = run.join("checkpoints/step_000002");
+    check_checkpoint_commands("niah", &ckpt, &stdout, "5 17 200");
+    let json = std::fs::read_to_string(ckpt.join("eval.json")).expect("eval.json");
+    assert!(json.contains("\"depth 0–25%\"") && json.contains("\"accuracy\""), "{json}");
     assert!(stdout.contains("depth 0–25%"), "{stdout}");
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics");
     assert!(metrics.contains("\"by_group\":{\"depth"), "{metrics}");

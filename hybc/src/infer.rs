@@ -1,0 +1,152 @@
+//! `hybc eval` and `hybc generate`: a trained checkpoint read back — its model from the
+//! `.hyb` given, or the `model.hyb` its run wrote beside it — and scored on the eval
+//! block's tasks, or asked to continue a prompt one token at a time.
+
+use std::path::{Path, PathBuf};
+
+use hyb_compiler::ir::Model;
+use hyb_runtime::Trainer;
+use hyb_train::generate::{Codec, Sampling, generate as decode};
+
+/// Where a checkpoint's model comes from.
+pub enum ModelFile {
+    /// The `.hyb` named on the command line.
+    Given(PathBuf),
+    /// The text its run kept as `model.hyb`, compiled as the file it was (so its data
+    /// paths and imports resolve as they did in training).
+    Kept { text: String, compiled_as: PathBuf },
+}
+
+/// The model of a checkpoint: `file` if given, else the `model.hyb` (and `model.json`)
+/// its run wrote — in the checkpoint's directory or in the run directory above it.
+pub fn model_file(file: Option<&Path>, ckpt: &Path) -> Result<ModelFile, String> {
+    if let Some(file) = file {
+        return Ok(ModelFile::Given(file.to_path_buf()));
+    }
+    let dirs = [ckpt.to_path_buf(), ckpt.join(".."), ckpt.join("../..")];
+    let dir = dirs.iter().find(|dir| dir.join("model.hyb").is_file()).ok_or_else(|| {
+        format!(
+            "no model.hyb beside `{}` or in its run directory: name the model's .hyb file (`hybc eval FILE --ckpt DIR`)",
+            ckpt.display()
+        )
+    })?;
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
+    };
+    let text = read("model.hyb")?;
+    let origin: serde_json::Value =
+        serde_json::from_str(&read("model.json")?).map_err(|e| format!("model.json: {e}"))?;
+    let compiled_as = origin["compiled_as"].as_str().map_or_else(|| dir.join("model.hyb"), PathBuf::from);
+    Ok(ModelFile::Kept { text, compiled_as })
+}
+
+/// Writes the model's source into the run directory as `model.hyb`, and in `model.json`
+/// the path it was compiled as, so the run's checkpoints can be evaluated and decoded
+/// without naming the file (and after it changes).
+pub fn keep_model(out: &Path, text: &str, compiled_as: &Path) -> Result<(), String> {
+    let absolute = std::path::absolute(compiled_as).unwrap_or_else(|_| compiled_as.to_path_buf());
+    let origin = serde_json::json!({"compiled_as": absolute.display().to_string()});
+    std::fs::create_dir_all(out)
+        .and_then(|()| std::fs::write(out.join("model.hyb"), text))
+        .and_then(|()| std::fs::write(out.join("model.json"), serde_json::to_string_pretty(&origin).expect("JSON")))
+        .map_err(|e| format!("cannot write the model into `{}`: {e}", out.display()))
+}
+
+/// A trainer of `model` at `batch × seq_len` holding the checkpoint's parameters.
+fn restore(model: &Model, ckpt: &Path, batch: usize, seq_len: usize) -> Result<Trainer, String> {
+    let mut trainer = Trainer::new(model, batch, seq_len).map_err(|e| e.to_string())?;
+    hyb_train::checkpoint::load(ckpt, &mut trainer).map_err(|e| e.to_string())?;
+    Ok(trainer)
+}
+
+/// Scores the checkpoint on the eval block's tasks (or its training task's own); prints
+/// a table and writes the scores as JSON to `json` (default `<ckpt>/eval.json`).
+pub fn eval(model: &Model, ckpt: &Path, json: Option<&Path>) -> Result<(), String> {
+    let seq_len = model.train.as_ref().map_or(128, |t| t.seq_len) as usize;
+    let (sets, skipped) = crate::train::eval_sets(model, seq_len)?;
+    for what in skipped {
+        println!("note: evaluation of {what} is not supported yet; skipped");
+    }
+    if sets.is_empty() {
+        return Err(
+            "nothing to evaluate: add an eval block (`eval { mqar(pairs: 16) }`) or a train block's data".into()
+        );
+    }
+    let base = restore(model, ckpt, 1, sets[0].task.seq_len())?;
+    println!("| task | result | loss | breakdown |\n|---|---|---|---|");
+    let mut results = Vec::new();
+    for set in &sets {
+        let mut evaluator = base.resized(set.batch, set.task.seq_len()).map_err(|e| e.to_string())?;
+        let score = hyb_train::eval::score(&mut evaluator, set).map_err(|e| e.to_string())?;
+        println!("| {} | {} | {:.4} | {} |", score.name, score.headline(), score.loss, score.breakdown());
+        let groups: serde_json::Map<String, serde_json::Value> = score
+            .by_group
+            .iter()
+            .map(|(name, correct, total)| (name.clone(), serde_json::json!({"correct": correct, "total": total})))
+            .collect();
+        let figure = if score.perplexity { "perplexity" } else { "accuracy" };
+        let value = if score.perplexity { score.perplexity() } else { score.accuracy() };
+        results.push(serde_json::json!({
+            "task": score.name, figure: value, "loss": score.loss,
+            "correct": score.correct, "total": score.total, "by_group": groups,
+        }));
+    }
+    let report = serde_json::json!({"checkpoint": ckpt.display().to_string(), "step": base.step, "tasks": results});
+    let path = json.map_or_else(|| ckpt.join("eval.json"), Path::to_path_buf);
+    std::fs::write(&path, serde_json::to_string_pretty(&report).expect("JSON"))
+        .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+    println!("scores: {}", path.display());
+    Ok(())
+}
+
+/// What `hybc generate` was asked for.
+pub struct Request<'a> {
+    pub prompt: &'a str,
+    pub tokens: usize,
+    pub sampling: Sampling,
+}
+
+/// Feeds the prompt through the checkpoint's decoder and prints the continuation as it
+/// is chosen (text for a text model; ids for a recall model).
+pub fn generate(model: &Model, ckpt: &Path, request: &Request) -> Result<(), String> {
+    let codec = Codec::of(model.train.as_ref().map(|t| &t.data))?;
+    let prompt = codec.encode(request.prompt)?;
+    let vocab = model.config.vocab as i32;
+    if let Some(bad) = prompt.iter().find(|t| !(0..vocab).contains(*t)) {
+        return Err(format!("the prompt's token {bad} is outside the model's vocabulary [0, {vocab})"));
+    }
+    let trainer = restore(model, ckpt, 1, 1)?;
+    let mut decoder = trainer.decoder(1, prompt.len() + request.tokens).map_err(|e| e.to_string())?;
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{}", codec.decode(&prompt));
+    let started = std::time::Instant::now();
+    let mut chosen = Vec::new();
+    let mut emitted = String::new();
+    let tokens = decode(&mut decoder, &prompt, request.tokens, &request.sampling, &mut |token| {
+        if matches!(codec, Codec::Ids) {
+            let _ = write!(out, " {token}");
+        } else {
+            // The whole continuation decoded each time, so a character of several
+            // bytes or tokens comes out once it is whole.
+            chosen.push(token);
+            let text = codec.decode(&chosen);
+            if let Some(new) = text.strip_prefix(emitted.as_str()).filter(|n| !n.ends_with('\u{FFFD}')) {
+                let _ = write!(out, "{new}");
+                emitted = text;
+            }
+        }
+        let _ = out.flush();
+    })
+    .map_err(|e| e.to_string())?;
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = writeln!(out);
+    eprintln!(
+        "{} prompt + {} new tokens in {seconds:.2} s ({:.0} tokens/s)",
+        prompt.len(),
+        tokens.len(),
+        (prompt.len() + tokens.len()) as f64 / seconds.max(1e-9)
+    );
+    Ok(())
+}
