@@ -14,17 +14,24 @@ use hyb_kernels::{attention, conv, embed, floor, norms, optim, pointwise::sum_ro
 use crate::program::{Arg, Builder, Instr, L2_EPS, SQUARES, ScanViews, Share, Store, Unsupported, heads_view, rows_of};
 
 impl Builder<'_> {
-    /// Appends the backward and the optimizer; returns where the optimizer begins.
-    pub fn backward(&mut self) -> Result<usize, Unsupported> {
+    /// Appends the backward and the optimizer; returns where the optimizer begins (the
+    /// gradient norm) and where its updates begin (after the clipping factor is set).
+    pub fn backward(&mut self) -> Result<(usize, usize), Unsupported> {
         let mut optimizer_start = None;
+        let mut update_start = None;
         for index in 0..self.grad.backward.len() {
             let node = self.grad.backward[index].clone();
-            if matches!(node.op, BwdOp::GradNorm) {
+            let norm = matches!(node.op, BwdOp::GradNorm);
+            if norm {
                 optimizer_start = Some(self.instrs.len());
             }
             self.backward_node(index, &node)?;
+            if norm {
+                update_start = Some(self.instrs.len());
+            }
         }
-        Ok(optimizer_start.unwrap_or(self.instrs.len()))
+        let end = self.instrs.len();
+        Ok((optimizer_start.unwrap_or(end), update_start.unwrap_or(end)))
     }
 
     /// The final gradient of a parameter.

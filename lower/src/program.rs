@@ -187,8 +187,10 @@ pub struct Program {
     pub instrs: Vec<Instr>,
     /// Where the backward's instructions begin (the forward alone is `..forward_end`).
     pub forward_end: usize,
-    /// Where the optimizer's instructions begin.
+    /// Where the optimizer's instructions begin: the gradient norm and clipping factor,
+    /// then (from `update_start`) the parameter updates.
     pub optimizer_start: usize,
+    pub update_start: usize,
     pub kernels: KernelSet,
     pub arena_len: usize,
     pub temp_len: usize,
@@ -479,11 +481,11 @@ fn build_with(
     };
     builder.forward(&steps)?;
     let forward_end = builder.instrs.len();
-    let (optimizer_start, grads) = if decode.is_some() {
-        (forward_end, Vec::new())
+    let (optimizer_start, update_start, grads) = if decode.is_some() {
+        (forward_end, forward_end, Vec::new())
     } else {
-        let start = builder.backward()?;
-        (start, params.iter().map(|p| builder.param_grad(&p.name)).collect())
+        let (start, updates) = builder.backward()?;
+        (start, updates, params.iter().map(|p| builder.param_grad(&p.name)).collect())
     };
     let loss = grad.forward.loss.expect("a loss");
     let logits = builder.fwd(grad.forward.nodes[loss].inputs[0]);
@@ -491,6 +493,7 @@ fn build_with(
         instrs: builder.instrs,
         forward_end,
         optimizer_start,
+        update_start,
         kernels: builder.kernels,
         arena_len: (plan.arena_bytes / 4) as usize,
         temp_len: builder.temp_len,

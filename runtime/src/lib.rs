@@ -262,8 +262,18 @@ impl Trainer {
             .map(|(_, p)| p.name.clone())
     }
 
-    /// Clipping and one AdamW update at learning rate `lr`; returns the gradient norm.
-    pub fn optimizer_step(&mut self, adamw: &AdamW, lr: f64) -> f32 {
+    /// The global norm of the gradients from the last backward (NaN or infinite if any
+    /// gradient is), and the clipping factor it sets for [`Trainer::apply_update`].
+    pub fn gradient_norm(&mut self, adamw: &AdamW) -> f32 {
+        let range = self.program.optimizer_start..self.program.update_start;
+        let none = Batch { tokens: &[], targets: &[] };
+        exec::run(&self.program, &self.kernels, &mut self.memory, range, &none, adamw.clip, self.profile.as_mut());
+        self.memory.host[SQUARES]
+    }
+
+    /// One AdamW update at learning rate `lr`, with the clipping factor of the last
+    /// [`Trainer::gradient_norm`].
+    pub fn apply_update(&mut self, adamw: &AdamW, lr: f64) {
         self.step += 1;
         let t = self.step as i32;
         let scalars = [
@@ -274,15 +284,20 @@ impl Trainer {
             adamw.weight_decay,
             1.0 - adamw.betas.0.powi(t),
             1.0 - adamw.betas.1.powi(t),
-            1.0,
         ];
-        for (slot, value) in self.memory.host[ADAM..ADAM + 8].iter_mut().zip(scalars) {
+        for (slot, value) in self.memory.host[ADAM..ADAM + 7].iter_mut().zip(scalars) {
             *slot = value as f32;
         }
-        let range = self.program.optimizer_start..self.program.instrs.len();
+        let range = self.program.update_start..self.program.instrs.len();
         let none = Batch { tokens: &[], targets: &[] };
         exec::run(&self.program, &self.kernels, &mut self.memory, range, &none, adamw.clip, self.profile.as_mut());
-        self.memory.host[SQUARES]
+    }
+
+    /// Clipping and one AdamW update at learning rate `lr`; returns the gradient norm.
+    pub fn optimizer_step(&mut self, adamw: &AdamW, lr: f64) -> f32 {
+        let norm = self.gradient_norm(adamw);
+        self.apply_update(adamw, lr);
+        norm
     }
 
     /// One training step: forward, backward, clipping, AdamW.

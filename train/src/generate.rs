@@ -117,7 +117,9 @@ impl Codec {
             Codec::Ids => text
                 .split(|c: char| c == ',' || c.is_whitespace())
                 .filter(|s| !s.is_empty())
-                .map(|s| s.parse::<i32>().map_err(|_| format!("`{s}` is not a token id (this model reads ids: `3 17 42`)")))
+                .map(|s| {
+                    s.parse::<i32>().map_err(|_| format!("`{s}` is not a token id (this model reads ids: `3 17 42`)"))
+                })
                 .collect(),
         }
     }

@@ -44,6 +44,7 @@ pub enum Failure {
     NonFinite {
         step: u64,
         loss: f32,
+        norm: f32,
         tensor: Option<String>,
     },
 }
@@ -54,13 +55,16 @@ impl std::fmt::Display for Failure {
             Failure::Runtime(e) => write!(f, "{e}"),
             Failure::Checkpoint(e) => write!(f, "{e}"),
             Failure::Log(e) => write!(f, "{e}"),
-            Failure::NonFinite { step, loss, tensor: Some(tensor) } => {
+            Failure::NonFinite { step, loss, tensor: Some(tensor), .. } => {
                 write!(
                     f,
                     "step {step}: the gradient of `{tensor}` is not finite (loss {loss}); the step was not applied"
                 )
             }
-            Failure::NonFinite { step, loss, tensor: None } => {
+            Failure::NonFinite { step, loss, norm, tensor: None } if loss.is_finite() => {
+                write!(f, "step {step}: the gradient norm overflowed to {norm} (loss {loss}); the step was not applied")
+            }
+            Failure::NonFinite { step, loss, tensor: None, .. } => {
                 write!(f, "step {step}: the loss is {loss}; the step was not applied")
             }
         }
@@ -101,11 +105,14 @@ pub fn train(
         let lr = learning_rate(&settings.schedule, settings.adamw.lr, step, settings.steps);
         let clock = Instant::now();
         let (loss, tokens) = accumulate(trainer, task, settings, step)?;
-        let bad = trainer.first_non_finite_grad();
-        if !loss.is_finite() || bad.is_some() {
-            return Err(Failure::NonFinite { step, loss, tensor: bad });
+        // The norm sums every gradient's squares, so it is finite exactly when they all
+        // are (short of overflow): only then is there no need to look for the culprit.
+        let grad_norm = trainer.gradient_norm(&settings.adamw);
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            let tensor = trainer.first_non_finite_grad();
+            return Err(Failure::NonFinite { step, loss, norm: grad_norm, tensor });
         }
-        let grad_norm = trainer.optimizer_step(&settings.adamw, lr);
+        trainer.apply_update(&settings.adamw, lr);
         final_loss = loss;
         let tokens_per_s = tokens as f64 / clock.elapsed().as_secs_f64();
         on(Event::Step { step, loss, grad_norm, lr, tokens_per_s });
