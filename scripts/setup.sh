@@ -5,7 +5,8 @@
 set -euo pipefail
 
 packages=(llvm-22-dev libmlir-22-dev mlir-22-tools libclang-22-dev libpolly-22-dev
-          libzstd-dev libz3-dev libxml2-dev zlib1g-dev)
+          libzstd-dev libz3-dev libxml2-dev zlib1g-dev
+          fonts-dejavu-core)  # the PNG plots' labels
 
 missing=()
 for package in "${packages[@]}"; do

@@ -186,3 +186,30 @@ pub fn run_svgs(metrics: &str) -> (String, Option<String>) {
     });
     (loss_svg, eval_svg)
 }
+
+/// A chart's SVG rasterised as PNG at twice its size, labels in a system sans-serif
+/// font (DejaVu Sans where installed; without any font the labels are left out).
+pub fn png(svg: &str) -> Result<Vec<u8>, String> {
+    let mut options = resvg::usvg::Options::default();
+    let fonts = options.fontdb_mut();
+    fonts.load_system_fonts();
+    let families: Vec<String> =
+        fonts.faces().flat_map(|face| face.families.iter().map(|(name, _)| name.clone())).collect();
+    if let Some(family) = families.iter().find(|f| *f == "DejaVu Sans").or(families.first()) {
+        fonts.set_sans_serif_family(family.clone());
+    }
+    let tree = resvg::usvg::Tree::from_str(svg, &options).map_err(|e| format!("the chart's SVG: {e}"))?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(2 * size.width(), 2 * size.height()).ok_or("an empty chart")?;
+    pixmap.fill(resvg::tiny_skia::Color::WHITE);
+    resvg::render(&tree, resvg::tiny_skia::Transform::from_scale(2.0, 2.0), &mut pixmap.as_mut());
+    pixmap.encode_png().map_err(|e| format!("PNG encoding: {e}"))
+}
+
+/// Writes `NAME.svg` and `NAME.png` of a chart into `dir`; returns both paths.
+pub fn write_chart(dir: &std::path::Path, name: &str, svg: &str) -> Result<[std::path::PathBuf; 2], String> {
+    let (svg_path, png_path) = (dir.join(format!("{name}.svg")), dir.join(format!("{name}.png")));
+    std::fs::write(&svg_path, svg).map_err(|e| format!("cannot write `{}`: {e}", svg_path.display()))?;
+    std::fs::write(&png_path, png(svg)?).map_err(|e| format!("cannot write `{}`: {e}", png_path.display()))?;
+    Ok([svg_path, png_path])
+}

@@ -3,7 +3,7 @@
 //! in `runs/<sweep>/<run>/`. A run with a `result.json` is done and skipped; one with
 //! checkpoints resumes; so a killed sweep continues where it stopped. At the end:
 //! `results.csv`, `results.md` (the best learning rate per combination marked) and
-//! `recall.svg` (accuracy against the last varied let, one line per value of the first).
+//! `recall.svg` and `.png` (accuracy against the last varied let, one line per value of the first).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -152,7 +152,7 @@ pub fn sweep(file: &Path, root: &Model, out: Option<&Path>) -> std::result::Resu
     }
     write_tables(&out, config, &results)?;
     println!("\n{}", markdown(config, &results));
-    println!("wrote {0}/results.csv, {0}/results.md, {0}/recall.svg", out.display());
+    println!("wrote {0}/results.csv, {0}/results.md, {0}/recall.svg, {0}/recall.png", out.display());
     Ok(())
 }
 
@@ -244,7 +244,8 @@ fn write_tables(out: &Path, config: &SweepConfig, results: &[Result]) -> std::re
     };
     write("results.csv", csv(config, results))?;
     write("results.md", markdown(config, results))?;
-    write("recall.svg", crate::plot::recall_svg(config, results_points(config, results)))
+    crate::plot::write_chart(out, "recall", &crate::plot::recall_svg(config, results_points(config, results)))?;
+    Ok(())
 }
 
 /// (series, x label, y) points: the first eval's accuracy at the best learning rate

@@ -280,13 +280,10 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
     let out = settings.out.as_ref().expect("a run directory");
     if let Ok(metrics) = std::fs::read_to_string(out.join("metrics.jsonl")) {
         let (loss, eval) = crate::plot::run_svgs(&metrics);
-        let mut written = vec![out.join("loss.svg")];
-        let mut result = std::fs::write(&written[0], loss);
+        let mut written = crate::plot::write_chart(out, "loss", &loss)?.to_vec();
         if let Some(eval) = eval {
-            written.push(out.join("eval.svg"));
-            result = result.and_then(|()| std::fs::write(&written[1], eval));
+            written.extend(crate::plot::write_chart(out, "eval", &eval)?);
         }
-        result.map_err(|e| format!("cannot write the plots into `{}`: {e}", out.display()))?;
         let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
         println!("plots: {}", names.join(", "));
     }

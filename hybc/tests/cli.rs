@@ -139,6 +139,7 @@ fn train_prints_a_falling_loss() {
     assert!(losses[0] > 5.0 && last < 4.0, "the loss did not fall: {stdout}");
     let plot = std::fs::read_to_string(Path::new(run).join("loss.svg")).expect("a loss plot next to the run");
     assert!(plot.starts_with("<svg") && plot.contains("<polyline"), "{plot}");
+    assert_png(&Path::new(run).join("loss.png"));
 }
 
 #[test]
@@ -297,12 +298,22 @@ fn sweep_runs_the_grid_and_resumes() {
     assert_eq!(markdown.matches("(best)").count(), 4, "one best lr per model: {markdown}");
     let svg = std::fs::read_to_string(out.join("recall.svg")).expect("recall.svg");
     assert!(svg.contains("<polyline") && svg.contains(">gla<"), "{svg}");
+    assert_png(&out.join("recall.png"));
     let run = out.join("linear=gla,attn_every=4,lr=3e-3/checkpoints/step_000002");
     let eval = hybc(&["eval", "--ckpt", run.to_str().expect("utf-8")]);
     assert!(eval.status.success(), "a sweep run's checkpoint evaluates on its own: {}", text(&eval.stderr));
     let again = hybc(&args);
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert_eq!(text(&again.stdout).matches("done before").count(), 8, "{}", text(&again.stdout));
+}
+
+/// A PNG of the charts' size at twice the scale (1280 × 800).
+fn assert_png(path: &Path) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is no PNG", path.display());
+    let width = u32::from_be_bytes(bytes[16..20].try_into().expect("IHDR"));
+    let height = u32::from_be_bytes(bytes[20..24].try_into().expect("IHDR"));
+    assert_eq!((width, height), (1280, 800), "{}", path.display());
 }
 
 /// A sweep over a name that is no let is an error pointing at it.
