@@ -240,6 +240,7 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
     if options.profile {
         trainer.profile = Some(Default::default());
     }
+    let resumed_at = trainer.step;
     println!(
         "compiled {} in {:.2} s: {} kernels, arena {:.1} MiB; {} steps of batch {} × {} tokens into {}",
         path.display(),
@@ -276,7 +277,11 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
     });
     progress.finish();
     let summary = summary.map_err(|e| e.to_string())?;
-    println!("trained {} steps in {:.1} s; final loss {:.4}", settings.steps, summary.seconds, summary.final_loss);
+    if resumed_at >= settings.steps {
+        println!("the run was complete at step {resumed_at}; its last loss {:.4}", summary.final_loss);
+    } else {
+        println!("trained {} steps in {:.1} s; final loss {:.4}", settings.steps, summary.seconds, summary.final_loss);
+    }
     let out = settings.out.as_ref().expect("a run directory");
     if let Ok(metrics) = std::fs::read_to_string(out.join("metrics.jsonl")) {
         let (loss, eval) = crate::plot::run_svgs(&metrics);

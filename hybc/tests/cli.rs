@@ -204,6 +204,20 @@ fn a_killed_run_resumes_bit_identically() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("resumed from"), "{}", text(&out.stdout));
     assert_eq!(trajectory(&killed), trajectory(&whole));
+    // Resuming a finished run trains nothing and reports the same final figures.
+    let done = hybc(&copy_run(&whole, "24", &["--resume"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let (first, again) = (text(&out.stdout), text(&done.stdout));
+    assert!(again.contains("the run was complete at step 24"), "{again}");
+    let table = |s: &str| s.lines().filter(|l| l.starts_with("| mqar")).map(String::from).collect::<Vec<_>>();
+    assert_eq!(table(&again), table(&first));
+    let loss = |s: &str| {
+        s.lines()
+            .find_map(|l| l.split("loss ").nth(1).filter(|_| l.contains("final loss") || l.contains("last loss")))
+            .map(String::from)
+    };
+    assert_eq!(loss(&again), loss(&first));
+    assert_eq!(trajectory(&killed), trajectory(&whole), "the log is unchanged");
 }
 
 /// A second run into a directory with checkpoints must say --resume; a checkpoint of

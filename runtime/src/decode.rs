@@ -26,6 +26,7 @@ impl Trainer {
         let grad = hyb_compiler::grad::differentiate(&self.model, graph);
         let program = program::build_decode(&self.model, &grad, batch, max_len).map_err(Error::Unsupported)?;
         let kernels = Rc::new(Kernels::compile(&program).map_err(Error::Jit)?);
+        crate::denormals::flush_to_zero();
         let mut memory = Memory::new(&program);
         memory.params.clone_from(&self.memory.params);
         Ok(Decoder { program, kernels, memory, position: 0 })

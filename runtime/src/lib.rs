@@ -10,6 +10,7 @@
 //! program is read off the graph IR's ops alone.
 
 pub mod decode;
+pub mod denormals;
 pub mod exec;
 pub mod init;
 
@@ -100,6 +101,7 @@ impl Trainer {
     }
 
     fn with(model: &Model, program: Program, kernels: std::rc::Rc<Kernels>) -> Trainer {
+        denormals::flush_to_zero();
         let memory = Memory::new(&program);
         let inits = model.params.iter().map(|p| p.init.clone()).collect();
         Trainer { program, kernels, model: model.clone(), memory, step: 0, inits, profile: None }

@@ -98,8 +98,10 @@ pub fn train(
     let mut evaluators: Vec<Trainer> =
         evals.iter().map(|set| trainer.resized(set.batch, set.task.seq_len())).collect::<Result<_, _>>()?;
     let mut scores = Vec::new();
-    let mut final_loss = f32::NAN;
     let mut log = settings.out.as_deref().map(|out| Metrics::open(out, trainer.step)).transpose()?;
+    // A run resumed at its last step has nothing to train: its last logged loss stands.
+    let mut final_loss = log.as_ref().and_then(|l| l.last_loss).unwrap_or(f32::NAN);
+    let resumed_complete = trainer.step >= settings.steps;
     while trainer.step < settings.steps {
         let step = trainer.step + 1;
         let lr = learning_rate(&settings.schedule, settings.adamw.lr, step, settings.steps);
@@ -145,6 +147,9 @@ pub fn train(
                 .map_err(Failure::Checkpoint)?;
             on(Event::Checkpoint { step, path: &path });
         }
+    }
+    if resumed_complete && !evals.is_empty() {
+        scores = evaluate(trainer, &mut evaluators, evals)?;
     }
     Ok(Summary { final_loss, scores, seconds: started.elapsed().as_secs_f64() })
 }
@@ -192,6 +197,8 @@ fn evaluate(trainer: &Trainer, evaluators: &mut [Trainer], evals: &[EvalSet]) ->
 /// logged past its last checkpoint), so the log reads as one uninterrupted run.
 struct Metrics {
     file: std::fs::File,
+    /// The loss of the last step logged before the resume.
+    last_loss: Option<f32>,
 }
 
 impl Metrics {
@@ -208,9 +215,16 @@ impl Metrics {
             })
             .map(|line| format!("{line}\n"))
             .collect();
+        let last_loss = kept
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|v| v.get("eval").is_none())
+            .filter_map(|v| v["loss"].as_f64())
+            .last()
+            .map(|l| l as f32);
         std::fs::write(&path, kept).map_err(fail)?;
         let file = std::fs::OpenOptions::new().append(true).open(&path).map_err(fail)?;
-        Ok(Metrics { file })
+        Ok(Metrics { file, last_loss })
     }
 
     fn write(&mut self, line: serde_json::Value) -> Result<(), Failure> {

@@ -299,3 +299,13 @@ fn the_oracles_gradients_match_finite_differences() {
         }
     }
 }
+
+/// A trainer or decoder sets flush-to-zero on the threads that run the step (a trained
+/// model's subnormal values otherwise slow every kernel several times over).
+#[test]
+fn the_step_flushes_subnormals_on_every_thread() {
+    let model = tiny(PRESETS, "(gdn, attn)");
+    let _trainer = Trainer::new(&model, 1, 4).expect("compiles");
+    assert!(hyb_runtime::denormals::flushing(), "this thread");
+    assert!(rayon::broadcast(|_| hyb_runtime::denormals::flushing()).into_iter().all(|f| f), "rayon's threads");
+}
