@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use hyb_compiler::ir::Model;
-use hyb_runtime::Trainer;
+use hyb_runtime::{Decoder, Trainer};
 use hyb_train::generate::{Codec, Sampling, generate as decode};
 
 /// Where a checkpoint's model comes from.
@@ -116,8 +116,9 @@ pub fn generate(model: &Model, ckpt: &Path, request: &Request) -> Result<(), Str
     if let Some(bad) = prompt.iter().find(|t| !(0..vocab).contains(*t)) {
         return Err(format!("the prompt's token {bad} is outside the model's vocabulary [0, {vocab})"));
     }
-    let trainer = restore(model, ckpt, 1, 1)?;
-    let mut decoder = trainer.decoder(1, prompt.len() + request.tokens).map_err(|e| e.to_string())?;
+    let mut decoder = Decoder::new(model, 1, prompt.len() + request.tokens).map_err(|e| e.to_string())?;
+    let weights = hyb_train::checkpoint::load_weights(ckpt, decoder.params()).map_err(|e| e.to_string())?;
+    decoder.set_params(weights).map_err(|e| e.to_string())?;
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "{}", codec.decode(&prompt));

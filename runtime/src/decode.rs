@@ -6,7 +6,8 @@
 
 use std::rc::Rc;
 
-use hyb_lower::program::{self, POSITION, Program};
+use hyb_compiler::ir::Model;
+use hyb_lower::program::{self, POSITION, ParamSlot, Program};
 
 use crate::exec::{self, Batch, Kernels, Memory};
 use crate::{Error, Trainer};
@@ -22,18 +23,41 @@ pub struct Decoder {
 impl Trainer {
     /// A decoder for this model with a copy of its current parameters.
     pub fn decoder(&self, batch: usize, max_len: usize) -> Result<Decoder, Error> {
-        let graph = hyb_compiler::graph::build::build(&self.model);
-        let grad = hyb_compiler::grad::differentiate(&self.model, graph);
-        let program = program::build_decode(&self.model, &grad, batch, max_len).map_err(Error::Unsupported)?;
-        let kernels = Rc::new(Kernels::compile(&program).map_err(Error::Jit)?);
-        crate::denormals::flush_to_zero();
-        let mut memory = Memory::new(&program);
-        memory.params.clone_from(&self.memory.params);
-        Ok(Decoder { program, kernels, memory, position: 0 })
+        let mut decoder = Decoder::new(&self.model, batch, max_len)?;
+        decoder.memory.params.clone_from(&self.memory.params);
+        Ok(decoder)
     }
 }
 
 impl Decoder {
+    /// Compiles the decoding step of `model` for `batch` sequences of up to `max_len`
+    /// tokens (parameters zero until set).
+    pub fn new(model: &Model, batch: usize, max_len: usize) -> Result<Decoder, Error> {
+        let graph = hyb_compiler::graph::build::build(model);
+        let grad = hyb_compiler::grad::differentiate(model, graph);
+        let program = program::build_decode(model, &grad, batch, max_len).map_err(Error::Unsupported)?;
+        let kernels = Rc::new(Kernels::compile(&program).map_err(Error::Jit)?);
+        crate::denormals::flush_to_zero();
+        let memory = Memory::new(&program);
+        Ok(Decoder { program, kernels, memory, position: 0 })
+    }
+
+    /// The parameters, in the model's order.
+    pub fn params(&self) -> &[ParamSlot] {
+        &self.program.params
+    }
+
+    /// Sets every parameter (in [`Decoder::params`]' order and sizes).
+    pub fn set_params(&mut self, params: Vec<Vec<f32>>) -> Result<(), Error> {
+        let fits = params.len() == self.memory.params.len()
+            && params.iter().zip(&self.memory.params).all(|(given, own)| given.len() == own.len());
+        if !fits {
+            return Err(Error::Input("the parameters do not fit the model".into()));
+        }
+        self.memory.params = params;
+        Ok(())
+    }
+
     /// Tokens decoded since the last reset.
     pub fn position(&self) -> usize {
         self.position

@@ -14,7 +14,7 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use hyb_runtime::Trainer;
+use hyb_runtime::{ParamSlot, Trainer};
 
 #[derive(Debug)]
 pub struct Error(pub String);
@@ -158,30 +158,38 @@ pub fn load(dir: &Path, trainer: &mut Trainer) -> Result<u64, Error> {
     let (Some(step), Some(seed)) = (state["step"].as_u64(), state["seed"].as_u64()) else {
         return Err(Error(format!("`{}` lacks the step or the seed", dir.join("state.json").display())));
     };
-    let model_path = dir.join("model.safetensors");
-    let optimizer_path = dir.join("optimizer.safetensors");
-    let weights =
-        from_safetensors(&read(&model_path)?).map_err(|e| Error(format!("`{}`: {e}", model_path.display())))?;
-    let moments =
-        from_safetensors(&read(&optimizer_path)?).map_err(|e| Error(format!("`{}`: {e}", optimizer_path.display())))?;
-    let take = |tensors: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>,
-                name: &str,
-                shape: &[usize],
-                file: &Path| {
-        match tensors.get(name) {
-            Some((s, values)) if s == shape => Ok(values.clone()),
-            Some((s, _)) => Err(Error(format!("`{}`: `{name}` is {s:?}, the model's is {shape:?}", file.display()))),
-            None => Err(Error(format!("`{}` has no `{name}`", file.display()))),
-        }
-    };
     let slots = trainer.program.params.clone();
-    let mut params = Vec::new();
+    let params = load_weights(dir, &slots)?;
+    let optimizer_path = dir.join("optimizer.safetensors");
+    let moments = tensors(&optimizer_path)?;
     let (mut first, mut second) = (Vec::new(), Vec::new());
     for slot in &slots {
-        params.push(take(&weights, &slot.name, &slot.shape, &model_path)?);
         first.push(take(&moments, &format!("exp_avg.{}", slot.name), &slot.shape, &optimizer_path)?);
         second.push(take(&moments, &format!("exp_avg_sq.{}", slot.name), &slot.shape, &optimizer_path)?);
     }
     trainer.restore(params, first, second, step).map_err(|e| Error(e.to_string()))?;
     Ok(seed)
+}
+
+/// The weights of a checkpoint directory in `slots`' order, each checked for its name
+/// and shape (the optimizer's state is not read: evaluation and generation).
+pub fn load_weights(dir: &Path, slots: &[ParamSlot]) -> Result<Vec<Vec<f32>>, Error> {
+    let path = dir.join("model.safetensors");
+    let weights = tensors(&path)?;
+    slots.iter().map(|slot| take(&weights, &slot.name, &slot.shape, &path)).collect()
+}
+
+type Tensors = std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>;
+
+fn tensors(path: &Path) -> Result<Tensors, Error> {
+    from_safetensors(&read(path)?).map_err(|e| Error(format!("`{}`: {e}", path.display())))
+}
+
+/// Tensor `name` of `tensors` (read from `file`), which must have `shape`.
+fn take(tensors: &Tensors, name: &str, shape: &[usize], file: &Path) -> Result<Vec<f32>, Error> {
+    match tensors.get(name) {
+        Some((s, values)) if s == shape => Ok(values.clone()),
+        Some((s, _)) => Err(Error(format!("`{}`: `{name}` is {s:?}, the model's is {shape:?}", file.display()))),
+        None => Err(Error(format!("`{}` has no `{name}`", file.display()))),
+    }
 }
