@@ -4,8 +4,6 @@
 //! The program is `hyb_lower::program::build_decode`'s; its logits equal the full
 //! forward pass's at the same position (tested for every mixer kind).
 
-use std::rc::Rc;
-
 use hyb_compiler::ir::Model;
 use hyb_lower::program::{self, POSITION, ParamSlot, Program};
 
@@ -15,7 +13,7 @@ use crate::{Error, Trainer};
 /// A model's decoding step for `batch` sequences of up to `max_len` tokens.
 pub struct Decoder {
     program: Program,
-    kernels: Rc<Kernels>,
+    kernels: Kernels,
     memory: Memory,
     position: usize,
 }
@@ -36,7 +34,7 @@ impl Decoder {
         let graph = hyb_compiler::graph::build::build(model);
         let grad = hyb_compiler::grad::differentiate(model, graph);
         let program = program::build_decode(model, &grad, batch, max_len).map_err(Error::Unsupported)?;
-        let kernels = Rc::new(Kernels::compile(&program).map_err(Error::Jit)?);
+        let kernels = Kernels::compile(&program).map_err(Error::Jit)?;
         crate::denormals::flush_to_zero();
         let memory = Memory::new(&program);
         Ok(Decoder { program, kernels, memory, position: 0 })
