@@ -26,7 +26,7 @@ pub fn model_file(file: Option<&Path>, ckpt: &Path) -> Result<ModelFile, String>
     let dirs = [ckpt.to_path_buf(), ckpt.join(".."), ckpt.join("../..")];
     let dir = dirs.iter().find(|dir| dir.join("model.hyb").is_file()).ok_or_else(|| {
         format!(
-            "no model.hyb beside `{}` or in its run directory: name the model's .hyb file (`hybc eval FILE --ckpt DIR`)",
+            "no model.hyb beside `{}` or in its run directory: name the model's .hyb file (`hybc eval FILE --ckpt DIR`, `hybc generate FILE --ckpt DIR ...`)",
             ckpt.display()
         )
     })?;
@@ -121,18 +121,18 @@ pub fn generate(model: &Model, ckpt: &Path, request: &Request) -> Result<(), Str
     decoder.set_params(weights).map_err(|e| e.to_string())?;
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let _ = write!(out, "{}", codec.decode(&prompt));
+    let mut emitted = codec.decode(&prompt);
+    let _ = write!(out, "{emitted}");
     let started = std::time::Instant::now();
-    let mut chosen = Vec::new();
-    let mut emitted = String::new();
+    let mut sequence = prompt.clone();
     let tokens = decode(&mut decoder, &prompt, request.tokens, &request.sampling, &mut |token| {
         if matches!(codec, Codec::Ids) {
             let _ = write!(out, " {token}");
         } else {
-            // The whole continuation decoded each time, so a character of several
-            // bytes or tokens comes out once it is whole.
-            chosen.push(token);
-            let text = codec.decode(&chosen);
+            // The whole text decoded each time, so spacing between tokens and characters
+            // of several bytes come out as the tokenizer writes them, once whole.
+            sequence.push(token);
+            let text = codec.decode(&sequence);
             if let Some(new) = text.strip_prefix(emitted.as_str()).filter(|n| !n.ends_with('\u{FFFD}')) {
                 let _ = write!(out, "{new}");
                 emitted = text;
