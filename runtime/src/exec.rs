@@ -38,16 +38,20 @@ pub struct Memory {
 }
 
 impl Memory {
+    /// Zeroed memory for `program`; AdamW's moments only if it has an optimizer step (a
+    /// decoding program does not: generation from a large model needs its weights alone).
     pub fn new(program: &Program) -> Memory {
         let zeros = || program.params.iter().map(|p| vec![0.0; p.shape.iter().product()]).collect::<Vec<_>>();
+        let optimizer = program.update_start < program.instrs.len();
+        let moments = || if optimizer { zeros() } else { vec![Vec::new(); program.params.len()] };
         Memory {
             arena: vec![0.0; program.arena_len],
             temp: vec![0.0; program.temp_len],
             host: vec![0.0; HOST_LEN],
             cache: vec![0.0; program.cache_len],
             params: zeros(),
-            moment1: zeros(),
-            moment2: zeros(),
+            moment1: moments(),
+            moment2: moments(),
         }
     }
 
@@ -69,7 +73,9 @@ impl Memory {
             Store::Temp => self.temp.len(),
             Store::Host => self.host.len(),
             Store::Cache => self.cache.len(),
-            Store::Param(i) | Store::Moment1(i) | Store::Moment2(i) => self.params[i].len(),
+            Store::Param(i) => self.params[i].len(),
+            Store::Moment1(i) => self.moment1[i].len(),
+            Store::Moment2(i) => self.moment2[i].len(),
         }
     }
 
