@@ -3,7 +3,8 @@
 //! in `runs/<sweep>/<run>/`. A run with a `result.json` is done and skipped; one with
 //! checkpoints resumes; so a killed sweep continues where it stopped. At the end:
 //! `results.csv`, `results.md` (the best learning rate per combination marked) and
-//! `recall.svg` and `.png` (accuracy against the last varied let, one line per value of the first).
+//! `recall.svg` and `.png` (accuracy against the last varied let, one line per value of
+//! the first).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,13 +30,13 @@ impl Run {
         parts.join(",")
     }
 
-    /// A directory name: the run's name with anything unusual as `_`.
     /// The (unwritten) file the run's text compiles as: beside the sweep file, which it
     /// imports.
     fn path(&self, file: &Path) -> PathBuf {
         file.with_file_name(format!(".sweep-{}.hyb", self.dir()))
     }
 
+    /// A directory name: the run's name with anything unusual as `_`.
     fn dir(&self) -> String {
         self.name().chars().map(|c| if c.is_ascii_alphanumeric() || "=,.-+".contains(c) { c } else { '_' }).collect()
     }
