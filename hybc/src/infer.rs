@@ -54,9 +54,14 @@ pub fn keep_model(out: &Path, text: &str, compiled_as: &Path) -> Result<(), Stri
 }
 
 /// A trainer of `model` at `batch × seq_len` holding the checkpoint's parameters.
+/// (Only the weights are read: a checkpoint without optimizer state evaluates too.)
 fn restore(model: &Model, ckpt: &Path, batch: usize, seq_len: usize) -> Result<Trainer, String> {
     let mut trainer = Trainer::new(model, batch, seq_len).map_err(|e| e.to_string())?;
-    hyb_train::checkpoint::load(ckpt, &mut trainer).map_err(|e| e.to_string())?;
+    let slots = trainer.program.params.clone();
+    let weights = hyb_train::checkpoint::load_weights(ckpt, &slots).map_err(|e| e.to_string())?;
+    for (slot, values) in slots.iter().zip(&weights) {
+        trainer.set_param(&slot.name, values).map_err(|e| e.to_string())?;
+    }
     Ok(trainer)
 }
 
@@ -92,7 +97,8 @@ pub fn eval(model: &Model, ckpt: &Path, json: Option<&Path>) -> Result<(), Strin
             "correct": score.correct, "total": score.total, "by_group": groups,
         }));
     }
-    let report = serde_json::json!({"checkpoint": ckpt.display().to_string(), "step": base.step, "tasks": results});
+    let step = hyb_train::checkpoint::saved_step(ckpt);
+    let report = serde_json::json!({"checkpoint": ckpt.display().to_string(), "step": step, "tasks": results});
     let path = json.map_or_else(|| ckpt.join("eval.json"), Path::to_path_buf);
     std::fs::write(&path, serde_json::to_string_pretty(&report).expect("JSON"))
         .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;

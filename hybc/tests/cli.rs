@@ -469,6 +469,12 @@ fn trains_on_niah_with_a_depth_breakdown() {
     check_checkpoint_commands("niah", &ckpt, &stdout, "5 17 200");
     let json = std::fs::read_to_string(ckpt.join("eval.json")).expect("eval.json");
     assert!(json.contains("\"depth 0–25%\"") && json.contains("\"accuracy\""), "{json}");
+    assert!(json.contains("\"step\": 2"), "{json}");
+    // Evaluation and generation read the weights alone.
+    std::fs::remove_file(ckpt.join("optimizer.safetensors")).expect("removable");
+    let eval = hybc(&["eval", "--ckpt", ckpt.to_str().expect("utf-8")]);
+    assert!(eval.status.success(), "{}", text(&eval.stderr));
+    assert_eq!(std::fs::read_to_string(ckpt.join("eval.json")).expect("eval.json"), json);
     assert!(stdout.contains("depth 0–25%"), "{stdout}");
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics");
     assert!(metrics.contains("\"by_group\":{\"depth"), "{metrics}");

@@ -171,6 +171,12 @@ pub fn load(dir: &Path, trainer: &mut Trainer) -> Result<u64, Error> {
     Ok(seed)
 }
 
+/// The step a checkpoint directory was saved at, from its `state.json` (if readable).
+pub fn saved_step(dir: &Path) -> Option<u64> {
+    let state: serde_json::Value = serde_json::from_slice(&read(&dir.join("state.json")).ok()?).ok()?;
+    state["step"].as_u64()
+}
+
 /// The weights of a checkpoint directory in `slots`' order, each checked for its name
 /// and shape (the optimizer's state is not read: evaluation and generation).
 pub fn load_weights(dir: &Path, slots: &[ParamSlot]) -> Result<Vec<Vec<f32>>, Error> {
