@@ -6,6 +6,8 @@
 //!   hybrid (d_model 128, 4 layers) at batch 8 × 256 tokens, in tokens/s. PyTorch
 //!   eager's figure for the same model comes from `bench/cpu/torch_step.py`; run both
 //!   with `bench/cpu/compare.sh`.
+//! - `decode`: one token of generation (every mixer's step, the KV cache read up to the
+//!   position) for the same model at batch 1, halfway through a 512-token decoder.
 //!
 //! `cargo bench -p hyb-runtime --bench step`
 
@@ -57,6 +59,27 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements((batch * seq_len) as u64));
     group.bench_function("tiny gdn 3:1, d128, 4 layers, 8 × 256", |b| {
         b.iter(|| trainer.step(&batch_inputs, &adamw, adamw.lr).expect("runs"))
+    });
+    group.finish();
+
+    let mut decoder = trainer.decoder(1, 512).expect("compiles");
+    let mut group = c.benchmark_group("decode");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("tiny gdn 3:1, d128, 4 layers, batch 1, from position 256", |b| {
+        b.iter_custom(|iterations| {
+            let mut timed = std::time::Duration::ZERO;
+            for _ in 0..iterations {
+                decoder.reset();
+                for t in 0..256 {
+                    decoder.step(&[t % 64]).expect("decodes");
+                }
+                let started = std::time::Instant::now();
+                decoder.step(&[7]).expect("decodes");
+                timed += started.elapsed();
+            }
+            timed
+        })
     });
     group.finish();
 }

@@ -16,6 +16,8 @@ pub struct Decoder {
     kernels: Kernels,
     memory: Memory,
     position: usize,
+    /// Per-kernel time, when profiling is on.
+    pub profile: Option<exec::Profile>,
 }
 
 impl Trainer {
@@ -37,7 +39,7 @@ impl Decoder {
         let kernels = Kernels::compile(&program).map_err(Error::Jit)?;
         crate::denormals::flush_to_zero();
         let memory = Memory::new(&program);
-        Ok(Decoder { program, kernels, memory, position: 0 })
+        Ok(Decoder { program, kernels, memory, position: 0, profile: None })
     }
 
     /// The parameters, in the model's order.
@@ -93,7 +95,15 @@ impl Decoder {
         }
         self.memory.host[POSITION] = self.position as f32;
         let batch = Batch { tokens, targets: &[] };
-        exec::run(&self.program, &self.kernels, &mut self.memory, 0..self.program.forward_end, &batch, None, None);
+        exec::run(
+            &self.program,
+            &self.kernels,
+            &mut self.memory,
+            0..self.program.forward_end,
+            &batch,
+            None,
+            self.profile.as_mut(),
+        );
         self.position += 1;
         let logits = self.program.logits.clone();
         Ok(self.memory.slice(&logits))

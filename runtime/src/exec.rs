@@ -202,6 +202,11 @@ fn execute(instr: &Instr, kernels: &Kernels, memory: &mut Memory, batch: &Batch,
             Instr::Gemm { m, k, n, a, b, c } => {
                 let (pa, pb, pc) = (memory.pointer(&a.0), memory.pointer(&b.0), memory.pointer(c));
                 assert!(a.0.len() >= m * k && b.0.len() >= k * n && c.len() == m * n, "GEMM operands fit");
+                if *m <= SMALL_M && a.1[1] == 1 && b.1[0] == 1 {
+                    // SAFETY: as for sgemm below; rows of a and columns of b are contiguous.
+                    unsafe { small_gemm(*m, *k, *n, (pa, a.1[0]), (pb, b.1[1]), pc) };
+                    return;
+                }
                 // SAFETY: the operands are in bounds for these strides (asserted above).
                 unsafe {
                     matrixmultiply::sgemm(
@@ -273,12 +278,52 @@ fn execute(instr: &Instr, kernels: &Kernels, memory: &mut Memory, batch: &Batch,
     }
 }
 
+/// Products with this few rows (a decoding step's `1 × k · k × n`) are dot products on
+/// the calling thread: matrixmultiply's packing and thread dispatch cost more than the
+/// product (measured: 27 µs per 1 × 128 · 128 × 512 product, 81 % of a decoding step).
+const SMALL_M: usize = 4;
+
+/// `c[i, j] = a_i · b_j` for rows `a_i` (stride `a.1`) and columns `b_j` (stride `b.1`),
+/// each `k` contiguous values.
+///
+/// # Safety
+/// Every row and column lies in live memory, `c` holds `m × n` values apart from both.
+unsafe fn small_gemm(m: usize, k: usize, n: usize, a: (Ptr, isize), b: (Ptr, isize), c: Ptr) {
+    for i in 0..m {
+        // SAFETY: the caller's bounds.
+        let row = unsafe { std::slice::from_raw_parts(a.0.0.offset(i as isize * a.1), k) };
+        for j in 0..n {
+            let column = unsafe { std::slice::from_raw_parts(b.0.0.offset(j as isize * b.1), k) };
+            unsafe { *c.0.add(i * n + j) = dot(row, column) };
+        }
+    }
+}
+
+/// A dot product in eight lanes (so it vectorises).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8.remainder().iter().zip(b8.remainder()).map(|(x, y)| x * y).sum();
+    let mut lanes = [0.0f32; 8];
+    for (x, y) in a8.zip(b8) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// A call over fewer elements than this (all its arguments together) runs on the calling
+/// thread: handing parts to rayon's threads costs ~10 µs, more than such a call's work
+/// (a decoding step's norms and gates).
+const PARALLEL_MIN: usize = 1 << 14;
+
 /// One kernel call, in parallel over slices of the `Split` arguments' leading dim; each
 /// part accumulates `Sum` arguments into a private zeroed copy, added in afterwards.
 fn call(entry: Entry, memory: &mut Memory, args: &[Arg]) {
     let pointers: Vec<Ptr> = args.iter().map(|a| memory.pointer(a)).collect();
     let leading = args.iter().find(|a| a.is_split()).map_or(1, |a| a.dims[0]);
-    let parts = rayon::current_num_threads().min(leading).max(1);
+    let total: usize = args.iter().map(Arg::len).sum();
+    let parts = if total < PARALLEL_MIN { 1 } else { rayon::current_num_threads().min(leading).max(1) };
     let summed: Vec<usize> =
         if parts > 1 { (0..args.len()).filter(|i| args[*i].share == Share::Sum).collect() } else { Vec::new() };
     // private[p][k]: part p's copy of the k-th summed argument.
