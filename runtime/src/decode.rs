@@ -33,9 +33,8 @@ impl Decoder {
     /// Compiles the decoding step of `model` for `batch` sequences of up to `max_len`
     /// tokens (parameters zero until set).
     pub fn new(model: &Model, batch: usize, max_len: usize) -> Result<Decoder, Error> {
-        let graph = hyb_compiler::graph::build::build(model);
-        let grad = hyb_compiler::grad::differentiate(model, graph);
-        let program = program::build_decode(model, &grad, batch, max_len).map_err(Error::Unsupported)?;
+        let program =
+            program::build_decode(model, &crate::grad_graph(model), batch, max_len).map_err(Error::Unsupported)?;
         let kernels = Kernels::compile(&program).map_err(Error::Jit)?;
         crate::denormals::flush_to_zero();
         let memory = Memory::new(&program);
@@ -94,7 +93,7 @@ impl Decoder {
             return Err(Error::Input(format!("the decoder holds at most {} tokens", self.max_len())));
         }
         self.memory.host[POSITION] = self.position as f32;
-        let batch = Batch { tokens, targets: &[] };
+        let batch = Batch { tokens, ..Batch::NONE };
         exec::run(
             &self.program,
             &self.kernels,

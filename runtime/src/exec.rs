@@ -20,6 +20,9 @@ pub struct Batch<'a> {
 }
 
 impl Batch<'_> {
+    /// No inputs: for the instructions that read none (the optimizer's).
+    pub const NONE: Batch<'static> = Batch { tokens: &[], targets: &[] };
+
     /// Language-modelling targets: each position predicts the next token; the last none.
     pub fn next_token_targets(tokens: &[i32], seq_len: usize) -> Vec<i32> {
         tokens.chunks(seq_len).flat_map(|row| row[1..].iter().copied().chain(std::iter::once(-1))).collect()

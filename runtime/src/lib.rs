@@ -22,6 +22,11 @@ use crate::exec::{Kernels, Memory};
 pub use hyb_lower::program::ParamSlot;
 use hyb_lower::program::{self, ADAM, LOSS, Program, SQUARES, Unsupported};
 
+/// The grad IR of a model: its forward graph differentiated, with the optimizer step.
+fn grad_graph(model: &Model) -> hyb_compiler::grad::GradGraph {
+    hyb_compiler::grad::differentiate(model, hyb_compiler::graph::build::build(model))
+}
+
 #[derive(Debug)]
 pub enum Error {
     Unsupported(Unsupported),
@@ -95,9 +100,12 @@ impl Trainer {
     }
 
     fn program(model: &Model, batch: usize, seq_len: usize) -> Result<Program, Error> {
-        let graph = hyb_compiler::graph::build::build(model);
-        let grad = hyb_compiler::grad::differentiate(model, graph);
-        program::build(model, &grad, batch, seq_len).map_err(Error::Unsupported)
+        program::build(model, &grad_graph(model), batch, seq_len).map_err(Error::Unsupported)
+    }
+
+    /// Runs instructions `range` of the step program.
+    fn run(&mut self, range: std::ops::Range<usize>, batch: &Batch, clip: Option<f64>) {
+        exec::run(&self.program, &self.kernels, &mut self.memory, range, batch, clip, self.profile.as_mut());
     }
 
     fn with(model: &Model, program: Program, kernels: std::rc::Rc<Kernels>) -> Trainer {
@@ -209,8 +217,7 @@ impl Trainer {
     /// [`Trainer::logits`].
     pub fn forward(&mut self, batch: &Batch) -> Result<f32, Error> {
         self.check(batch)?;
-        let end = self.program.forward_end;
-        exec::run(&self.program, &self.kernels, &mut self.memory, 0..end, batch, None, self.profile.as_mut());
+        self.run(0..self.program.forward_end, batch, None);
         Ok(self.memory.host[LOSS])
     }
 
@@ -224,8 +231,7 @@ impl Trainer {
     /// [`Trainer::grad`] until the next call.
     pub fn forward_backward(&mut self, batch: &Batch) -> Result<f32, Error> {
         self.check(batch)?;
-        let end = self.program.optimizer_start;
-        exec::run(&self.program, &self.kernels, &mut self.memory, 0..end, batch, None, self.profile.as_mut());
+        self.run(0..self.program.optimizer_start, batch, None);
         Ok(self.memory.host[LOSS])
     }
 
@@ -267,9 +273,7 @@ impl Trainer {
     /// The global norm of the gradients from the last backward (NaN or infinite if any
     /// gradient is), and the clipping factor it sets for [`Trainer::apply_update`].
     pub fn gradient_norm(&mut self, adamw: &AdamW) -> f32 {
-        let range = self.program.optimizer_start..self.program.update_start;
-        let none = Batch { tokens: &[], targets: &[] };
-        exec::run(&self.program, &self.kernels, &mut self.memory, range, &none, adamw.clip, self.profile.as_mut());
+        self.run(self.program.optimizer_start..self.program.update_start, &Batch::NONE, adamw.clip);
         self.memory.host[SQUARES]
     }
 
@@ -290,9 +294,7 @@ impl Trainer {
         for (slot, value) in self.memory.host[ADAM..ADAM + 7].iter_mut().zip(scalars) {
             *slot = value as f32;
         }
-        let range = self.program.update_start..self.program.instrs.len();
-        let none = Batch { tokens: &[], targets: &[] };
-        exec::run(&self.program, &self.kernels, &mut self.memory, range, &none, adamw.clip, self.profile.as_mut());
+        self.run(self.program.update_start..self.program.instrs.len(), &Batch::NONE, adamw.clip);
     }
 
     /// Clipping and one AdamW update at learning rate `lr`; returns the gradient norm.
