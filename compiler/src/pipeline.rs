@@ -1,7 +1,9 @@
 //! The stages in order, and the entry points the command line and tests call.
 //!
-//! parse (hyb_grammar) → sema → model IR → {ir text, graph IR, cost report, fla
-//! config, HF layer types, Megatron pattern}. Each `--emit` stops after its stage.
+//! parse (hyb_grammar) → sema → model IR → {ir text, cost report, fla config, HF layer
+//! types, Megatron pattern}. The stages after the model IR (graph, grad, plan, program,
+//! kernels) belong to the driver crate (`hyb_driver`), which owns the whole chain so
+//! that what it prints is what runs.
 
 use std::path::Path;
 
@@ -13,14 +15,10 @@ use crate::ir::Model;
 use crate::sema::{self, Checked};
 use crate::source::SourceMap;
 
-/// What `hybc compile --emit` prints, in pipeline order.
+/// What the model IR alone gives (`hybc compile --emit`), in pipeline order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Emit {
     Ir,
-    Graph,
-    Grad,
-    Plan,
-    Report,
     FlaConfig,
     HfLayerTypes,
     MegatronPattern,
@@ -30,8 +28,6 @@ pub enum Emit {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EmitOptions {
     pub json: bool,
-    /// Context length for the report; `None`: the train block's seq_len, else 4096.
-    pub context: Option<u64>,
     /// Megatron's symbol for linear-attention layers (see `export::megatron_pattern`).
     pub megatron_linear: Option<char>,
 }
@@ -42,22 +38,6 @@ pub fn emit(model: &Model, stage: Emit, options: EmitOptions) -> Result<String, 
     Ok(match stage {
         Emit::Ir if options.json => crate::ir::print::print_model_json(model),
         Emit::Ir => crate::ir::print::print_model(model),
-        Emit::Graph => crate::graph::print::print_graph(&crate::graph::build::build(model)),
-        Emit::Grad => crate::grad::print(&crate::grad::differentiate(model, crate::graph::build::build(model))),
-        Emit::Plan => {
-            // The train block's batch × seq_len, else one sequence of the context.
-            let (batch, seq_len) = match &model.train {
-                Some(train) => (train.batch, options.context.unwrap_or(train.seq_len)),
-                None => (1, options.context.unwrap_or(4096)),
-            };
-            let grad = crate::grad::differentiate(model, crate::graph::build::build(model));
-            crate::plan::print(&crate::plan::plan(&grad, batch, seq_len))
-        }
-        Emit::Report => {
-            let context = options.context.or(model.train.as_ref().map(|t| t.seq_len)).unwrap_or(4096);
-            let report = crate::report::report(model, context);
-            if options.json { crate::report::to_json(&report) } else { crate::report::to_text(&report) }
-        }
         Emit::FlaConfig => pretty(export::fla_config(model)?),
         Emit::HfLayerTypes => pretty(export::hf_layer_types(model)?),
         Emit::MegatronPattern => export::megatron_pattern(model, options.megatron_linear)? + "\n",

@@ -5,7 +5,7 @@
 //! lives from the step that makes it to the last step that reads it; values the backward
 //! reads (the grad IR's `saved`) therefore live across the boundary. Parameters and the
 //! AdamW moments are resident outside the arena. The recurrence also keeps its state
-//! checkpoints (one state every 64 tokens) and attention its log-sum-exp, both with its
+//! checkpoints (one state every `Target::checkpoint_interval` tokens) and attention its log-sum-exp, both with its
 //! output. Offsets are assigned first-fit in order of definition, 64-byte aligned; the
 //! arena's size is the planned peak.
 
@@ -13,10 +13,9 @@ use std::fmt::Write;
 
 use crate::grad::{GradGraph, Value};
 use crate::graph::{Dim, NodeId, Op, TensorType};
+use hyb_target::Target;
 
 const ALIGN: u64 = 64;
-/// Tokens between saved recurrent states (the kernels' checkpoint interval).
-const CHECKPOINT_INTERVAL: u64 = 64;
 
 #[derive(Clone, Debug)]
 pub struct Buffer {
@@ -55,26 +54,35 @@ fn bytes(ty: &TensorType, batch: u64, seq_len: u64) -> u64 {
             Dim::Fixed(n) => *n,
         })
         .product();
-    elements * 4
+    elements * ty.elem.bytes()
 }
 
 /// Extra bytes an op keeps with its output for the backward.
-fn auxiliary(op: &Op, batch: u64, seq_len: u64) -> u64 {
+fn auxiliary(op: &Op, batch: u64, seq_len: u64, target: Target) -> u64 {
     match op {
-        Op::Scan(a) => batch * a.state_heads * seq_len.div_ceil(CHECKPOINT_INTERVAL) * a.head_k_dim * a.head_v_dim * 4,
+        Op::Scan(a) => {
+            let checkpoints = seq_len.div_ceil(target.checkpoint_interval());
+            batch * a.state_heads * checkpoints * a.head_k_dim * a.head_v_dim * 4
+        }
         Op::Attention { heads, .. } => batch * heads * seq_len * 4,
         _ => 0,
     }
 }
 
-pub fn plan(grad: &GradGraph, batch: u64, seq_len: u64) -> Plan {
-    plan_scheduled(grad, batch, seq_len, &|id| id.index())
+pub fn plan(grad: &GradGraph, batch: u64, seq_len: u64, target: Target) -> Plan {
+    plan_scheduled(grad, batch, seq_len, target, &|id| id.index())
 }
 
 /// The plan when forward node `id` runs at step `run_at(id)` rather than at its own
 /// index — a fused chain runs where its last node stands, so the chain's inputs must
 /// stay live until then.
-pub fn plan_scheduled(grad: &GradGraph, batch: u64, seq_len: u64, run_at: &dyn Fn(NodeId) -> usize) -> Plan {
+pub fn plan_scheduled(
+    grad: &GradGraph,
+    batch: u64,
+    seq_len: u64,
+    target: Target,
+    run_at: &dyn Fn(NodeId) -> usize,
+) -> Plan {
     let forward_steps = grad.forward.nodes.len();
     let step_of = |v: &Value| match v {
         Value::Fwd(id) => run_at(*id),
@@ -100,7 +108,7 @@ pub fn plan_scheduled(grad: &GradGraph, batch: u64, seq_len: u64, run_at: &dyn F
             continue;
         }
         let value = Value::Fwd(id);
-        let size = bytes(&node.ty, batch, seq_len) + auxiliary(&node.op, batch, seq_len);
+        let size = bytes(&node.ty, batch, seq_len) + auxiliary(&node.op, batch, seq_len, target);
         let first = run_at(id);
         let last = last_use.get(&value).copied().unwrap_or(first).max(first);
         buffers.push(Buffer { value, bytes: size, offset: 0, first, last });
@@ -156,6 +164,26 @@ fn assign_offsets(buffers: &mut [Buffer]) -> u64 {
 }
 
 /// `--emit plan`: a summary, then every buffer with its offset, size and live range.
+/// Checks the plan: no two buffers live at the same time share bytes, and each lies
+/// inside the arena. Every violation, as text.
+pub fn verify(plan: &Plan) -> Result<(), Vec<String>> {
+    let mut errors = Vec::new();
+    let mut by_offset: Vec<&Buffer> = plan.buffers.iter().collect();
+    by_offset.sort_by_key(|b| b.offset);
+    for (index, a) in by_offset.iter().enumerate() {
+        if a.offset + a.bytes > plan.arena_bytes {
+            errors.push(format!("{:?} ends past the arena ({} bytes)", a.value, plan.arena_bytes));
+        }
+        // Only buffers starting before `a` ends can overlap it.
+        for b in by_offset[index + 1..].iter().take_while(|b| b.offset < a.offset + a.bytes) {
+            if a.first <= b.last && b.first <= a.last && a.bytes > 0 && b.bytes > 0 {
+                errors.push(format!("{:?} and {:?} are live together and share bytes", a.value, b.value));
+            }
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
 pub fn print(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(

@@ -117,10 +117,7 @@ pub fn report(model: &Model, context: u64) -> Report {
         linear_layers,
         attention_layers,
         routed_layers,
-        planned_training_bytes: model.train.as_ref().map(|train| {
-            let grad = crate::grad::differentiate(model, crate::graph::build::build(model));
-            crate::plan::plan(&grad, train.batch, train.seq_len).peak_bytes()
-        }),
+        planned_training_bytes: None,
         train_batch: model.train.as_ref().map(|t| t.batch),
         train_seq_len: model.train.as_ref().map(|t| t.seq_len),
     }

@@ -55,8 +55,14 @@ pub fn keep_model(out: &Path, text: &str, compiled_as: &Path) -> Result<(), Stri
 
 /// A trainer of `model` at `batch × seq_len` holding the checkpoint's parameters.
 /// (Only the weights are read: a checkpoint without optimizer state evaluates too.)
-fn restore(model: &Model, ckpt: &Path, batch: usize, seq_len: usize) -> Result<Trainer, String> {
-    let mut trainer = Trainer::new(model, batch, seq_len).map_err(|e| e.to_string())?;
+fn restore(
+    model: &Model,
+    ckpt: &Path,
+    target: hyb_driver::Target,
+    batch: usize,
+    seq_len: usize,
+) -> Result<Trainer, String> {
+    let mut trainer = Trainer::for_target(model, target, batch, seq_len).map_err(|e| e.to_string())?;
     let slots = trainer.program.params.clone();
     let weights = hyb_train::checkpoint::load_weights(ckpt, &slots).map_err(|e| e.to_string())?;
     for (slot, values) in slots.iter().zip(&weights) {
@@ -67,7 +73,7 @@ fn restore(model: &Model, ckpt: &Path, batch: usize, seq_len: usize) -> Result<T
 
 /// Scores the checkpoint on the eval block's tasks (or its training task's own); prints
 /// a table and writes the scores as JSON to `json` (default `<ckpt>/eval.json`).
-pub fn eval(model: &Model, ckpt: &Path, json: Option<&Path>) -> Result<(), String> {
+pub fn eval(model: &Model, ckpt: &Path, json: Option<&Path>, target: hyb_driver::Target) -> Result<(), String> {
     let seq_len = model.train.as_ref().map_or(128, |t| t.seq_len) as usize;
     let (sets, skipped) = crate::train::eval_sets(model, seq_len)?;
     for what in skipped {
@@ -78,7 +84,7 @@ pub fn eval(model: &Model, ckpt: &Path, json: Option<&Path>) -> Result<(), Strin
             "nothing to evaluate: add an eval block (`eval { mqar(pairs: 16) }`) or a train block's data".into()
         );
     }
-    let base = restore(model, ckpt, 1, sets[0].task.seq_len())?;
+    let base = restore(model, ckpt, target, 1, sets[0].task.seq_len())?;
     println!("| task | result | loss | breakdown |\n|---|---|---|---|");
     let mut results = Vec::new();
     for set in &sets {
@@ -115,14 +121,15 @@ pub struct Request<'a> {
 
 /// Feeds the prompt through the checkpoint's decoder and prints the continuation as it
 /// is chosen (text for a text model; ids for a recall model).
-pub fn generate(model: &Model, ckpt: &Path, request: &Request) -> Result<(), String> {
+pub fn generate(model: &Model, ckpt: &Path, request: &Request, target: hyb_driver::Target) -> Result<(), String> {
     let codec = Codec::of(model.train.as_ref().map(|t| &t.data))?;
     let prompt = codec.encode(request.prompt)?;
     let vocab = model.config.vocab as i32;
     if let Some(bad) = prompt.iter().find(|t| !(0..vocab).contains(*t)) {
         return Err(format!("the prompt's token {bad} is outside the model's vocabulary [0, {vocab})"));
     }
-    let mut decoder = Decoder::new(model, 1, prompt.len() + request.tokens).map_err(|e| e.to_string())?;
+    let mut decoder =
+        Decoder::for_target(model, target, 1, prompt.len() + request.tokens).map_err(|e| e.to_string())?;
     let weights = hyb_train::checkpoint::load_weights(ckpt, decoder.params()).map_err(|e| e.to_string())?;
     decoder.set_params(weights).map_err(|e| e.to_string())?;
     use std::io::Write;

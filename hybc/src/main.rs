@@ -11,11 +11,13 @@ use std::process::ExitCode;
 mod infer;
 mod plot;
 mod sweep;
+mod target;
 mod train;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use hyb_compiler::pipeline::{self, Compilation, Emit, EmitOptions};
 use hyb_compiler::{fmt, import};
+use hyb_driver::{Stage, Target};
 use hyb_train::generate::Sampling;
 
 #[derive(Parser)]
@@ -48,6 +50,10 @@ enum Command {
         /// [default: the train block's seq_len, else 4096].
         #[arg(long)]
         context: Option<u64>,
+        /// The target of the plan, program, kernels and report: `cpu`, `cuda` (sm_90a) or
+        /// `cuda:sm_NN[a]`.
+        #[arg(long, default_value = "cpu")]
+        target: Target,
         /// Megatron symbol to write for linear-attention layers (Megatron has none of its own).
         #[arg(long, value_name = "CHAR")]
         megatron_linear: Option<char>,
@@ -92,6 +98,9 @@ enum Command {
         /// Continue from the run directory's latest checkpoint.
         #[arg(long)]
         resume: bool,
+        /// Where the step runs: `cpu`, or `cuda` / `cuda:sm_NN[a]`.
+        #[arg(long, default_value = "cpu")]
+        target: Target,
         /// Write a checkpoint every N steps [default: the train block's checkpoint_every;
         /// always after the last step].
         #[arg(long)]
@@ -108,6 +117,9 @@ enum Command {
         /// Where to write the scores [default: <ckpt>/eval.json].
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Where the model runs: `cpu`, or `cuda` / `cuda:sm_NN[a]`.
+        #[arg(long, default_value = "cpu")]
+        target: Target,
     },
     /// Continue a prompt with a checkpoint, one token at a time (each mixer's recurrent
     /// state, attention's KV cache): text for a text model, token ids for a recall model.
@@ -130,6 +142,9 @@ enum Command {
         top_k: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Where the model runs: `cpu`, or `cuda` / `cuda:sm_NN[a]`.
+        #[arg(long, default_value = "cpu")]
+        target: Target,
     },
     /// Train every run of the file's sweep block, one after another (resumable), then
     /// write results.csv, results.md and recall.svg.
@@ -138,6 +153,9 @@ enum Command {
         /// The sweep's directory [default: runs/<file stem>].
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Where every run trains: `cpu`, or `cuda` / `cuda:sm_NN[a]`.
+        #[arg(long, default_value = "cpu")]
+        target: Target,
     },
     /// Write a checkpoint in another format: `fla` gives a directory with config.json and
     /// model.safetensors that fla's AutoModelForCausalLM loads.
@@ -169,13 +187,15 @@ enum EmitArg {
     Graph,
     /// The backward pass (IR-level autodiff) and the optimizer step.
     Grad,
-    /// Every intermediate of a training step placed in one arena by liveness.
-    Plan,
     /// The kernel plan: one line per launch, elementwise chains fused.
     Kernels,
-    /// The generated MLIR of the model's kernels (recurrences, attention, RoPE).
+    /// Every intermediate of a training step placed in one arena by liveness.
+    Plan,
+    /// The step program: instructions over typed buffers, each kernel by its key.
+    Program,
+    /// The MLIR module of every kernel of the program, for the target.
     Mlir,
-    /// The MLIR pass pipelines that lower the kernels.
+    /// The MLIR pass pipelines that lower the kernels for the target.
     Passes,
     /// Layers, parameters, FLOPs, state and KV-cache bytes.
     Report,
@@ -216,21 +236,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { files } => check(&files),
-        Command::Compile { file, emit, format, context, megatron_linear, output } => {
-            compile(&file, emit, format, context, megatron_linear, output.as_deref())
+        Command::Compile { file, emit, format, context, target, megatron_linear, output } => {
+            let options = CompileOptions { emit, format, context, target, megatron_linear };
+            compile(&file, options, output.as_deref())
         }
         Command::Fmt { files, check, stdout } => format_files(&files, check, stdout),
         Command::Import { config, output } => import_config(&config, output.as_deref()),
         Command::Export { file, ckpt, format: ExportFormat::Fla, output } => export_fla(&file, &ckpt, &output),
-        Command::Sweep { file, out } => run_sweep(&file, out.as_deref()),
-        Command::Eval { file, ckpt, json } => {
-            with_checkpoint(file.as_deref(), &ckpt, |model| infer::eval(model, &ckpt, json.as_deref()))
+        Command::Sweep { file, out, target } => run_sweep(&file, out.as_deref(), target),
+        Command::Eval { file, ckpt, json, target } => {
+            with_checkpoint(file.as_deref(), &ckpt, target, |model| infer::eval(model, &ckpt, json.as_deref(), target))
         }
-        Command::Generate { file, ckpt, prompt, tokens, temperature, top_k, seed } => {
+        Command::Generate { file, ckpt, prompt, tokens, temperature, top_k, seed, target } => {
             let request = infer::Request { prompt: &prompt, tokens, sampling: Sampling { temperature, top_k, seed } };
-            with_checkpoint(file.as_deref(), &ckpt, |model| infer::generate(model, &ckpt, &request))
+            with_checkpoint(file.as_deref(), &ckpt, target, |model| infer::generate(model, &ckpt, &request, target))
         }
-        Command::Train { file, steps, batch, seq_len, lr, seed, profile, out, resume, checkpoint_every } => {
+        Command::Train { file, steps, batch, seq_len, lr, seed, profile, out, resume, target, checkpoint_every } => {
             let options = train::Options {
                 steps,
                 batch,
@@ -243,6 +264,7 @@ fn main() -> ExitCode {
                 resume_if_any: false,
                 checkpoint_every,
                 model_source: None,
+                target,
             };
             run_training(&file, &options)
         }
@@ -296,38 +318,52 @@ fn check(files: &[PathBuf]) -> Result<(), Failure> {
     if failed { Err(Failure::User) } else { Ok(()) }
 }
 
-fn compile(
-    file: &Path,
+/// `hybc compile`'s settings.
+struct CompileOptions {
     emit: EmitArg,
     format: Format,
     context: Option<u64>,
+    target: Target,
     megatron_linear: Option<char>,
-    output: Option<&Path>,
-) -> Result<(), Failure> {
+}
+
+fn compile(file: &Path, options: CompileOptions, output: Option<&Path>) -> Result<(), Failure> {
     let compilation = load(file)?;
     let model = compilation.model().expect("no errors means a model");
-    let stage = match emit {
-        EmitArg::Ir => Emit::Ir,
-        EmitArg::Graph => Emit::Graph,
-        EmitArg::Grad => Emit::Grad,
-        EmitArg::Plan => Emit::Plan,
-        EmitArg::Mlir => return write_output(output, &hyb_lower::emit_mlir(&hyb_compiler::graph::build::build(model))),
-        EmitArg::Passes => return write_output(output, &hyb_lower::passes()),
-        EmitArg::Kernels => {
-            let grad = hyb_compiler::grad::differentiate(model, hyb_compiler::graph::build::build(model));
-            let steps = hyb_lower::fuse::training_plan(&grad);
-            return write_output(output, &hyb_lower::fuse::print(&grad.forward, &steps));
-        }
-        EmitArg::Report => Emit::Report,
-        EmitArg::FlaConfig => Emit::FlaConfig,
-        EmitArg::HfLayerTypes => Emit::HfLayerTypes,
-        EmitArg::MegatronPattern => Emit::MegatronPattern,
+    let stage = match options.emit {
+        EmitArg::Ir => Ok(Emit::Ir),
+        EmitArg::FlaConfig => Ok(Emit::FlaConfig),
+        EmitArg::HfLayerTypes => Ok(Emit::HfLayerTypes),
+        EmitArg::MegatronPattern => Ok(Emit::MegatronPattern),
+        EmitArg::Graph => Err(Stage::Graph),
+        EmitArg::Grad => Err(Stage::Grad),
+        EmitArg::Kernels => Err(Stage::Kernels),
+        EmitArg::Plan => Err(Stage::Plan),
+        EmitArg::Program => Err(Stage::Program),
+        EmitArg::Mlir => Err(Stage::Mlir),
+        EmitArg::Passes => Err(Stage::Passes),
+        EmitArg::Report => Err(Stage::Report),
     };
-    let options = EmitOptions { json: format == Format::Json, context, megatron_linear };
-    let text = pipeline::emit(model, stage, options).map_err(|error| {
-        eprintln!("error: {}\n  help: {}", error.message, error.help);
-        Failure::User
-    })?;
+    let json = options.format == Format::Json;
+    let text = match stage {
+        Ok(stage) => {
+            let model_options = EmitOptions { json, megatron_linear: options.megatron_linear };
+            pipeline::emit(model, stage, model_options).map_err(|error| {
+                eprintln!("error: {}\n  help: {}", error.message, error.help);
+                Failure::User
+            })?
+        }
+        Err(stage) => {
+            let driver_options = hyb_driver::EmitOptions { target: options.target, context: options.context, json };
+            hyb_driver::emit(model, stage, driver_options).map_err(|error| {
+                match error {
+                    hyb_driver::Error::Setting(diagnostic) => eprint!("{}", compilation.sources.render(&[diagnostic])),
+                    error => eprintln!("error: {}: {error}", file.display()),
+                }
+                Failure::User
+            })?
+        }
+    };
     write_output(output, &text)
 }
 
@@ -376,6 +412,7 @@ fn format_files(files: &[PathBuf], check_only: bool, to_stdout: bool) -> Result<
 
 fn run_training(file: &Path, options: &train::Options) -> Result<(), Failure> {
     let compilation = load(file)?;
+    target::preflight(file, &compilation, options.target)?;
     let model = compilation.model().expect("no errors means a model");
     train::train(file, model, options).map(|_| ()).map_err(|message| {
         eprintln!("error: {message}");
@@ -387,14 +424,16 @@ fn run_training(file: &Path, options: &train::Options) -> Result<(), Failure> {
 fn with_checkpoint(
     file: Option<&Path>,
     ckpt: &Path,
+    target: Target,
     command: impl FnOnce(&hyb_compiler::ir::Model) -> Result<(), String>,
 ) -> Result<(), Failure> {
-    let compilation = match infer::model_file(file, ckpt).map_err(Failure::Usage)? {
-        infer::ModelFile::Given(file) => load(&file)?,
+    let (compilation, path) = match infer::model_file(file, ckpt).map_err(Failure::Usage)? {
+        infer::ModelFile::Given(file) => (load(&file)?, file),
         infer::ModelFile::Kept { text, compiled_as } => {
-            reported(&compiled_as, pipeline::check_source(&compiled_as, &text))?
+            (reported(&compiled_as, pipeline::check_source(&compiled_as, &text))?, compiled_as)
         }
     };
+    target::preflight(&path, &compilation, target)?;
     let model = compilation.model().expect("no errors means a model");
     command(model).map_err(|message| {
         eprintln!("error: {message}");
@@ -438,10 +477,11 @@ fn export_fla(file: &Path, checkpoint: &Path, output: &Path) -> Result<(), Failu
     Ok(())
 }
 
-fn run_sweep(file: &Path, out: Option<&Path>) -> Result<(), Failure> {
+fn run_sweep(file: &Path, out: Option<&Path>, target: Target) -> Result<(), Failure> {
     let compilation = load(file)?;
+    target::preflight(file, &compilation, target)?;
     let model = compilation.model().expect("no errors means a model");
-    sweep::sweep(file, model, out).map_err(|message| {
+    sweep::sweep(file, model, out, target).map_err(|message| {
         eprintln!("error: {message}");
         Failure::User
     })

@@ -99,7 +99,12 @@ struct Result {
     accuracy: Vec<(String, f64)>,
 }
 
-pub fn sweep(file: &Path, root: &Model, out: Option<&Path>) -> std::result::Result<(), String> {
+pub fn sweep(
+    file: &Path,
+    root: &Model,
+    out: Option<&Path>,
+    target: hyb_driver::Target,
+) -> std::result::Result<(), String> {
     let config = root.sweep.as_ref().ok_or_else(|| format!("`{}` has no sweep block", file.display()))?;
     let stem = file.file_stem().map_or("sweep".into(), |s| s.to_string_lossy().into_owned());
     let out = out.map_or_else(|| Path::new("runs").join(&stem), Path::to_path_buf);
@@ -129,9 +134,10 @@ pub fn sweep(file: &Path, root: &Model, out: Option<&Path>) -> std::result::Resu
             resume_if_any: true,
             checkpoint_every: None,
             model_source: Some((run.source(file), run.path(file))),
+            target,
         };
         let outcome = train(file, &model, &options)?;
-        let report = hyb_compiler::report::report(&model, model.train.as_ref().map_or(4096, |t| t.seq_len));
+        let report = hyb_driver::report(&model, None, target).map_err(|e| e.to_string())?;
         let result = Result {
             run: run.name(),
             lets: run.lets.clone(),

@@ -32,6 +32,8 @@ pub struct Options {
     /// The text the run directory keeps as `model.hyb` (for `hybc eval` / `generate`)
     /// and the path it compiles as [default: the file's own].
     pub model_source: Option<(String, std::path::PathBuf)>,
+    /// Where the step runs.
+    pub target: hyb_driver::Target,
 }
 
 /// Text windows of a `text(...)` / `tokens(...)` source: its training or validation part.
@@ -219,7 +221,8 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
     let log_every = block.map_or(1, |t| t.log_every);
     keep_model_source(path, settings.out.as_ref().expect("a run directory"), options.model_source.as_ref())?;
     let started = Instant::now();
-    let mut trainer = Trainer::new(model, settings.batch, task.seq_len()).map_err(|e| e.to_string())?;
+    let mut trainer =
+        Trainer::for_target(model, options.target, settings.batch, task.seq_len()).map_err(|e| e.to_string())?;
     trainer.init_params(settings.seed);
     let mut settings = settings;
     let checkpoints = settings.out.as_ref().expect("a run directory").join("checkpoints");
@@ -245,8 +248,8 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
         "compiled {} in {:.2} s: {} kernels, arena {:.1} MiB; {} steps of batch {} × {} tokens into {}",
         path.display(),
         started.elapsed().as_secs_f64(),
-        trainer.program.kernels.names.len(),
-        trainer.program.arena_len as f64 * 4.0 / (1 << 20) as f64,
+        trainer.program.kernels.len(),
+        trainer.program.arena_bytes as f64 / (1 << 20) as f64,
         settings.steps,
         settings.batch,
         task.seq_len(),

@@ -86,6 +86,61 @@ fn compile_emits_each_stage() {
     assert_eq!(text(&pattern.stdout).trim(), "M-M-M-M-M-*-".repeat(4));
 }
 
+/// `--emit program` prints the verified step program the runtime runs; `--emit plan`,
+/// `mlir` and `passes` come from the same build.
+#[test]
+fn compile_emits_the_program_that_runs() {
+    let args = ["compile", "examples/tiny/mqar_quick.hyb", "--context", "32"];
+    let program = hybc(&[&args[..], &["--emit", "program"]].concat());
+    assert_eq!(program.status.code(), Some(0), "{}", text(&program.stderr));
+    let program = text(&program.stdout);
+    assert!(program.starts_with("program train batch=64 seq_len=32 target=cpu\n"), "{program}");
+    for line in ["input tokens -> arena@", "call k0 over [64]", "= scan_fwd(update=delta", "gradient norm:", "adamw k"]
+    {
+        assert!(program.contains(line), "no `{line}` in\n{program}");
+    }
+    let plan = text(&hybc(&[&args[..], &["--emit", "plan"]].concat()).stdout);
+    let arena = program.lines().nth(1).expect("stores").split_whitespace().nth(1).expect("arena=N").to_string();
+    let arena_bytes = arena.trim_start_matches("arena=");
+    assert!(plan.contains(arena_bytes), "the plan's arena is the program's ({arena_bytes} bytes):\n{plan}");
+    let mlir = text(&hybc(&[&args[..], &["--emit", "mlir"]].concat()).stdout);
+    let kernels = program.lines().filter(|l| l.starts_with('k') && l.contains(" = ")).count();
+    assert_eq!(mlir.matches("func.func @").count(), kernels, "one module per kernel of the program");
+}
+
+/// `--target cuda` compiles as far as this build can, then says no GPU can run it
+/// (exit 1, no panic); bf16 storage on the CPU is refused where the file asks for it.
+#[test]
+fn targets_say_what_they_cannot_do() {
+    let cuda = hybc(&["train", "examples/tiny/mqar_quick.hyb", "--target", "cuda", "--steps", "1"]);
+    assert_eq!(cuda.status.code(), Some(1), "{}", text(&cuda.stderr));
+    let stderr = text(&cuda.stderr);
+    assert!(stderr.contains("compiled for cuda:sm_90a: the step program ("), "{stderr}");
+    assert!(stderr.contains("error: cannot run on cuda:sm_90a"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let program = hybc(&["compile", "examples/tiny/mqar_quick.hyb", "--target", "cuda:sm_90a", "--emit", "program"]);
+    assert_eq!(program.status.code(), Some(0), "the program is target-neutral: {}", text(&program.stderr));
+    assert!(text(&program.stdout).starts_with("program train batch=64 seq_len=128 target=cuda:sm_90a"));
+    let mlir = hybc(&["compile", "examples/tiny/mqar_quick.hyb", "--target", "cuda", "--emit", "mlir"]);
+    assert_eq!(mlir.status.code(), Some(1));
+    assert!(text(&mlir.stderr).contains("have no form on target cuda:sm_90a"), "{}", text(&mlir.stderr));
+    let usage = hybc(&["compile", "examples/tiny/mqar_quick.hyb", "--target", "tpu"]);
+    assert_eq!(usage.status.code(), Some(2));
+
+    let file = scratch("bf16.hyb");
+    let source = std::fs::read_to_string(root().join("examples/tiny/mqar_quick.hyb")).expect("readable");
+    std::fs::write(&file, source.replace("    batch      = 64\n", "    batch      = 64\n    precision  = bf16\n"))
+        .expect("writable");
+    let refused = hybc(&["train", file.to_str().expect("utf-8"), "--steps", "1"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("target cpu cannot store activations as bf16"), "{stderr}");
+    assert!(stderr.contains("bf16.hyb:18:18"), "located at the setting: {stderr}");
+    assert!(stderr.contains("help: "), "{stderr}");
+    let program = hybc(&["compile", file.to_str().expect("utf-8"), "--emit", "program"]);
+    assert_eq!(program.status.code(), Some(1), "never accepted and ignored");
+}
+
 #[test]
 fn fmt_check_and_write() {
     let path = scratch("messy.hyb");

@@ -8,7 +8,7 @@
 //! RoPE is its own kernel ([`rope`]), applied to q and k before attention; its backward
 //! is the inverse rotation, the same kernel with `inverse: true`.
 
-use crate::emit::{Emitter, T3, T4, accumulate, f32_constant, memref_params};
+use crate::emit::{Builder, Cmp, Config, Scalar, Ty, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionSpec {
@@ -30,68 +30,101 @@ impl AttentionSpec {
     }
 }
 
-fn header(e: &mut Emitter, name: &str, args: &[(&str, usize)]) {
-    e.begin_function(name, &memref_params(args));
-    e.line("%c2 = arith.constant 2 : index");
-    e.line("%c3 = arith.constant 3 : index");
+/// Opens the function: `args` are tensors of the storage type, except `pos`, the f32
+/// position a decoding kernel reads.
+fn header(e: &mut Builder, name: &str, args: &[(&str, usize)]) {
+    let typed: Vec<(&str, Ty)> = args
+        .iter()
+        .map(|(arg, rank)| (*arg, if *arg == "pos" { Ty::memref(*rank, Scalar::F32) } else { e.tensor(*rank) }))
+        .collect();
+    e.begin_function_typed(name, &typed);
+    // `%c2` and `%c3` at the top, for the dims along axes 2 and 3 and any later use.
+    e.constant_index(2);
+    e.constant_index(3);
+}
+
+/// The values the query loops define once: the scale, the head grouping, the query
+/// tensor's sizes and the window.
+struct Sizes {
+    scale: Value,
+    group: Value,
+    batch: Value,
+    time: Value,
+    heads: Value,
+    dim: Value,
+    window: Option<Value>,
 }
 
 /// The loops' indices for one query: batch, query head, kv head, the query's row `t`,
 /// its position in the sequence (`t`, or `t + offset` when decoding) and the first key
 /// position it sees.
 struct Query {
-    b: String,
-    h: String,
-    hk: String,
-    t: String,
-    position: String,
-    first: String,
+    b: Value,
+    h: Value,
+    hk: Value,
+    t: Value,
+    position: Value,
+    first: Value,
 }
 
-/// Opens the loops over batch, query heads and query rows; query row `t` sits at
-/// position `t + offset`.
-fn open_queries(e: &mut Emitter, spec: &AttentionSpec, offset: &str) -> Query {
-    e.line(&format!("%scale = {}", f32_constant(spec.scale)));
-    e.line(&format!("%group = arith.constant {} : index", spec.group));
-    e.line(&format!("%B = memref.dim %q, %c0 : {T4}"));
-    e.line(&format!("%T = memref.dim %q, %c1 : {T4}"));
-    e.line(&format!("%H = memref.dim %q, %c2 : {T4}"));
-    e.line(&format!("%D = memref.dim %q, %c3 : {T4}"));
-    if let Some(window) = spec.window {
-        e.line(&format!("%window = arith.constant {window} : index"));
-    }
-    let b = e.open_for("%c0", "%B");
-    let h = e.open_for("%c0", "%H");
-    let hk = e.op(&format!("arith.divui {h}, %group : index"));
-    let t = e.open_for("%c0", "%T");
-    let position = if offset == "%c0" { t.clone() } else { e.op(&format!("arith.addi {t}, {offset} : index")) };
-    let first = match spec.window {
-        // max(0, position + 1 − w) without going below zero in unsigned arithmetic.
-        Some(_) => {
-            let end = e.op(&format!("arith.addi {position}, %c1 : index"));
-            let past = e.op(&format!("arith.cmpi ugt, {end}, %window : index"));
-            let start = e.op(&format!("arith.subi {end}, %window : index"));
-            e.op(&format!("arith.select {past}, {start}, %c0 : index"))
-        }
-        None => "%c0".to_string(),
-    };
-    Query { b, h, hk, t, position, first }
+/// Defines the values the query loops share.
+fn sizes(e: &mut Builder, spec: &AttentionSpec) -> Sizes {
+    let q = e.arg("q");
+    let scale = e.named("scale").constant(spec.scale);
+    let group = e.named("group").constant_index(spec.group);
+    let batch = e.named("B").dim(&q, 0);
+    let time = e.named("T").dim(&q, 1);
+    let heads = e.named("H").dim(&q, 2);
+    let dim = e.named("D").dim(&q, 3);
+    let window = spec.window.map(|window| e.named("window").constant_index(window));
+    Sizes { scale, group, batch, time, heads, dim, window }
+}
+
+/// `body(query)` over batch, query heads and query rows; query row `t` sits at position
+/// `t + offset` (no offset: at `t`).
+fn for_queries(e: &mut Builder, sizes: &Sizes, offset: Option<&Value>, body: impl FnOnce(&mut Builder, Query)) {
+    let (c0, c1) = (e.c0(), e.c1());
+    e.for_(&c0, &sizes.batch, |e, b| {
+        e.for_(&c0, &sizes.heads, |e, h| {
+            let hk = e.divui(&h, &sizes.group);
+            e.for_(&c0, &sizes.time, |e, t| {
+                let position = match offset {
+                    Some(offset) => e.add(&t, offset),
+                    None => t.clone(),
+                };
+                let first = match &sizes.window {
+                    // max(0, position + 1 − w) without going below zero in unsigned arithmetic.
+                    Some(window) => {
+                        let end = e.add(&position, &c1);
+                        let past = e.cmp(Cmp::Gt, &end, window);
+                        let start = e.sub(&end, window);
+                        e.select(&past, &start, &c0)
+                    }
+                    None => c0.clone(),
+                };
+                body(e, Query { b, h, hk, t, position, first });
+            });
+        });
+    });
 }
 
 /// `scale · q_t · k_s`.
-fn score(e: &mut Emitter, b: &str, t: &str, h: &str, s: &str, hk: &str) -> String {
-    let dot = e.dot("%D", |e, d| {
-        let q = e.op(&format!("memref.load %q[{b}, {t}, {h}, {d}] : {T4}"));
-        (q, e.op(&format!("memref.load %k[{b}, {s}, {hk}, {d}] : {T4}")))
+fn score(e: &mut Builder, sizes: &Sizes, query: &Query, s: &Value) -> Value {
+    let (q, k) = (e.arg("q"), e.arg("k"));
+    let Query { b, t, h, hk, .. } = query;
+    let dot = e.dot(&sizes.dim, |e, d| {
+        let q = e.load(&q, &[b, t, h, d]);
+        (q, e.load(&k, &[b, s, hk, d]))
     });
-    e.op(&format!("arith.mulf %scale, {dot} : f32"))
+    e.mul(&sizes.scale, &dot)
 }
 
+/// The training forward: `o`, and the log-sum-exp of every query row for the backward.
 pub fn forward(spec: &AttentionSpec, name: &str) -> String {
-    let mut e = Emitter::default();
+    let mut e = Builder::new(Config::CPU);
     header(&mut e, name, &spec.forward_arguments());
-    emit_forward(&mut e, spec, "%c0", true);
-    e.end_function()
+    emit_forward(&mut e, spec, None, true);
+    e.finish()
 }
 
 /// Decoding: the queries of the next `T` tokens (usually one) at positions `pos + t`,
@@ -100,131 +133,161 @@ pub fn forward(spec: &AttentionSpec, name: &str) -> String {
 /// `[1]` (the first new token's position, as f32), o. Writes the new keys and values
 /// into the caches at `pos`, then attends over positions `≤ pos + t`.
 pub fn decode(spec: &AttentionSpec, name: &str) -> String {
-    let mut e = Emitter::default();
-    let args = [("q", 4), ("k_new", 4), ("v_new", 4), ("k", 4), ("v", 4), ("pos", 1), ("o", 4)];
-    header(&mut e, name, &args);
-    let position = e.op("memref.load %pos[%c0] : memref<?xf32>");
-    let position = e.op(&format!("arith.fptosi {position} : f32 to i64"));
-    let offset = e.op(&format!("arith.index_cast {position} : i64 to index"));
-    {
-        e.line(&format!("%Bn = memref.dim %k_new, %c0 : {T4}"));
-        e.line(&format!("%Tn = memref.dim %k_new, %c1 : {T4}"));
-        e.line(&format!("%Hn = memref.dim %k_new, %c2 : {T4}"));
-        e.line(&format!("%Dn = memref.dim %k_new, %c3 : {T4}"));
-        let b = e.open_for("%c0", "%Bn");
-        let t = e.open_for("%c0", "%Tn");
-        let s = e.op(&format!("arith.addi {t}, {offset} : index"));
-        let h = e.open_for("%c0", "%Hn");
-        let d = e.open_for("%c0", "%Dn");
-        for which in ["k", "v"] {
-            let x = e.op(&format!("memref.load %{which}_new[{b}, {t}, {h}, {d}] : {T4}"));
-            e.line(&format!("memref.store {x}, %{which}[{b}, {s}, {h}, {d}] : {T4}"));
-        }
-        for _ in 0..4 {
-            e.close();
-        }
-    }
-    emit_forward(&mut e, spec, &offset, false);
-    e.end_function()
+    let mut e = Builder::new(Config::CPU);
+    header(&mut e, name, &[("q", 4), ("k_new", 4), ("v_new", 4), ("k", 4), ("v", 4), ("pos", 1), ("o", 4)]);
+    let offset = read_position(&mut e);
+    append_to_cache(&mut e, &offset);
+    emit_forward(&mut e, spec, Some(&offset), false);
+    e.finish()
+}
+
+/// The position in the f32 buffer `pos`, as an index.
+fn read_position(e: &mut Builder) -> Value {
+    let (pos, c0) = (e.arg("pos"), e.c0());
+    let position = e.load(&pos, &[&c0]);
+    let position = e.fptosi(&position, Scalar::I64);
+    e.index_cast(&position, Scalar::Index)
+}
+
+/// Writes `k_new` and `v_new` into the caches `k` and `v` at positions `offset + t`.
+fn append_to_cache(e: &mut Builder, offset: &Value) {
+    let (k_new, v_new, k, v) = (e.arg("k_new"), e.arg("v_new"), e.arg("k"), e.arg("v"));
+    let batch = e.named("Bn").dim(&k_new, 0);
+    let time = e.named("Tn").dim(&k_new, 1);
+    let heads = e.named("Hn").dim(&k_new, 2);
+    let dim = e.named("Dn").dim(&k_new, 3);
+    let c0 = e.c0();
+    e.for_(&c0, &batch, |e, b| {
+        e.for_(&c0, &time, |e, t| {
+            let s = e.add(&t, offset);
+            e.for_(&c0, &heads, |e, h| {
+                e.for_(&c0, &dim, |e, d| {
+                    for (new, cache) in [(&k_new, &k), (&v_new, &v)] {
+                        let x = e.load(new, &[&b, &t, &h, &d]);
+                        e.store(&x, cache, &[&b, &s, &h, &d]);
+                    }
+                });
+            });
+        });
+    });
 }
 
 /// The online-softmax forward over every query row (at `offset` + row); the log-sum-exp
 /// is stored when `lse` (training keeps it for the backward).
-fn emit_forward(e: &mut Emitter, spec: &AttentionSpec, offset: &str, lse: bool) {
-    e.line("%neg_inf = arith.constant 0xFF800000 : f32");
-    e.line(&format!("%Dq = memref.dim %q, %c3 : {T4}"));
-    e.line("%acc = memref.alloca(%Dq) : memref<?xf32>");
-    let Query { b, h, hk, t, position, first } = open_queries(e, spec, offset);
-    {
-        let d = e.open_for("%c0", "%D");
-        e.line(&format!("memref.store %zero, %acc[{d}] : memref<?xf32>"));
-        e.close();
-    }
-    let end = e.op(&format!("arith.addi {position}, %c1 : index"));
-    // Online softmax over keys: running maximum m and normaliser l.
-    let (m, l) = (e.fresh(), e.fresh());
-    let s = e.fresh();
-    let (m_in, l_in) = (e.fresh(), e.fresh());
-    e.line(&format!(
-        "{m}, {l} = scf.for {s} = {first} to {end} step %c1 iter_args({m_in} = %neg_inf, {l_in} = %zero) -> (f32, f32) {{"
-    ));
-    e.depth += 1;
-    let x = score(e, &b, &t, &h, &s, &hk);
-    let m_new = e.op(&format!("arith.maximumf {m_in}, {x} : f32"));
-    let shift = e.op(&format!("arith.subf {m_in}, {m_new} : f32"));
-    let correction = e.op(&format!("math.exp {shift} : f32"));
-    let centred = e.op(&format!("arith.subf {x}, {m_new} : f32"));
-    let p = e.op(&format!("math.exp {centred} : f32"));
-    let l_scaled = e.op(&format!("arith.mulf {l_in}, {correction} : f32"));
-    let l_new = e.op(&format!("arith.addf {l_scaled}, {p} : f32"));
-    {
-        let d = e.open_for("%c0", "%D");
-        let a = e.op(&format!("memref.load %acc[{d}] : memref<?xf32>"));
-        let v = e.op(&format!("memref.load %v[{b}, {s}, {hk}, {d}] : {T4}"));
-        let a_scaled = e.op(&format!("arith.mulf {a}, {correction} : f32"));
-        let pv = e.op(&format!("arith.mulf {p}, {v} : f32"));
-        let a_new = e.op(&format!("arith.addf {a_scaled}, {pv} : f32"));
-        e.line(&format!("memref.store {a_new}, %acc[{d}] : memref<?xf32>"));
-        e.close();
-    }
-    e.line(&format!("scf.yield {m_new}, {l_new} : f32, f32"));
-    e.close();
-    {
-        let d = e.open_for("%c0", "%D");
-        let a = e.op(&format!("memref.load %acc[{d}] : memref<?xf32>"));
-        let o = e.op(&format!("arith.divf {a}, {l} : f32"));
-        e.line(&format!("memref.store {o}, %o[{b}, {t}, {h}, {d}] : {T4}"));
-        e.close();
-    }
-    if lse {
-        let log_l = e.op(&format!("math.log {l} : f32"));
-        let lse = e.op(&format!("arith.addf {m}, {log_l} : f32"));
-        e.line(&format!("memref.store {lse}, %lse[{b}, {h}, {t}] : {T3}"));
-    }
-    e.close(); // t
-    e.close(); // h
-    e.close(); // b
+fn emit_forward(e: &mut Builder, spec: &AttentionSpec, offset: Option<&Value>, lse: bool) {
+    let (q, o) = (e.arg("q"), e.arg("o"));
+    let negative_infinity = e.named("neg_inf").constant(f64::NEG_INFINITY);
+    let head_dim = e.named("Dq").dim(&q, 3);
+    let compute = e.compute();
+    let acc = e.named("acc").alloca(compute, &[&head_dim]);
+    let sizes = sizes(e, spec);
+    let (c0, c1) = (e.c0(), e.c1());
+    for_queries(e, &sizes, offset, |e, query| {
+        e.for_(&c0, &sizes.dim, |e, d| {
+            let zero = e.zero();
+            e.store(&zero, &acc, &[&d]);
+        });
+        let end = e.add(&query.position, &c1);
+        let (m, l) = online_softmax(e, &sizes, &query, &end, &acc, &negative_infinity);
+        let Query { b, h, t, .. } = &query;
+        e.for_(&c0, &sizes.dim, |e, d| {
+            let a = e.load(&acc, &[&d]);
+            let out = e.div(&a, &l);
+            e.store(&out, &o, &[b, t, h, &d]);
+        });
+        if lse {
+            let log_l = e.log(&l);
+            let lse_value = e.add(&m, &log_l);
+            let lse = e.arg("lse");
+            e.store(&lse_value, &lse, &[b, h, t]);
+        }
+    });
+}
+
+/// The loop over keys `[first, end)` of one query: a running maximum m and normaliser l,
+/// and `acc = Σ p v` rescaled whenever the maximum grows. Returns the final (m, l).
+fn online_softmax(
+    e: &mut Builder,
+    sizes: &Sizes,
+    query: &Query,
+    end: &Value,
+    acc: &Value,
+    negative_infinity: &Value,
+) -> (Value, Value) {
+    let v = e.arg("v");
+    let (c0, zero) = (e.c0(), e.zero());
+    let results = e.fold(&query.first, end, &[negative_infinity, &zero], |e, s, carried| {
+        let [m_in, l_in] = <[Value; 2]>::try_from(carried).expect("two carried values");
+        let x = score(e, sizes, query, &s);
+        let m_new = e.max(&m_in, &x);
+        let shift = e.sub(&m_in, &m_new);
+        let correction = e.exp(&shift);
+        let centred = e.sub(&x, &m_new);
+        let p = e.exp(&centred);
+        let l_scaled = e.mul(&l_in, &correction);
+        let l_new = e.add(&l_scaled, &p);
+        e.for_(&c0, &sizes.dim, |e, d| {
+            let a = e.load(acc, &[&d]);
+            let value = e.load(&v, &[&query.b, &s, &query.hk, &d]);
+            let a_scaled = e.mul(&a, &correction);
+            let pv = e.mul(&p, &value);
+            let a_new = e.add(&a_scaled, &pv);
+            e.store(&a_new, acc, &[&d]);
+        });
+        vec![m_new, l_new]
+    });
+    let [m, l] = <[Value; 2]>::try_from(results).expect("two results");
+    (m, l)
 }
 
 /// `p = exp(score − lse)`; `dv += p dO`; `ds = p (dO·v − dO·o)`; `dq += scale ds k`;
 /// `dk += scale ds q`.
 pub fn backward(spec: &AttentionSpec, name: &str) -> String {
-    let mut e = Emitter::default();
+    let mut e = Builder::new(Config::CPU);
     header(&mut e, name, &spec.backward_arguments());
-    let Query { b, h, hk, t, first, .. } = open_queries(&mut e, spec, "%c0");
-    let end = e.op(&format!("arith.addi {t}, %c1 : index"));
-    let lse = e.op(&format!("memref.load %lse[{b}, {h}, {t}] : {T3}"));
-    let delta = e.dot("%D", |e, d| {
-        let d_out = e.op(&format!("memref.load %dout[{b}, {t}, {h}, {d}] : {T4}"));
-        (d_out, e.op(&format!("memref.load %o[{b}, {t}, {h}, {d}] : {T4}")))
+    let sizes = sizes(&mut e, spec);
+    let [lse, dout, o] = ["lse", "dout", "o"].map(|arg| e.arg(arg));
+    let c1 = e.c1();
+    for_queries(&mut e, &sizes, None, |e, query| {
+        let Query { b, h, t, first, .. } = &query;
+        let end = e.add(t, &c1);
+        let lse = e.load(&lse, &[b, h, t]);
+        let delta = e.dot(&sizes.dim, |e, d| {
+            let d_out = e.load(&dout, &[b, t, h, d]);
+            (d_out, e.load(&o, &[b, t, h, d]))
+        });
+        e.for_(first, &end, |e, s| key_backward(e, &sizes, &query, &s, [&lse, &delta]));
     });
-    let s = e.open_for(&first, &end);
-    let x = score(&mut e, &b, &t, &h, &s, &hk);
-    let centred = e.op(&format!("arith.subf {x}, {lse} : f32"));
-    let p = e.op(&format!("math.exp {centred} : f32"));
-    let dp = e.dot("%D", |e, d| {
-        let d_out = e.op(&format!("memref.load %dout[{b}, {t}, {h}, {d}] : {T4}"));
-        (d_out, e.op(&format!("memref.load %v[{b}, {s}, {hk}, {d}] : {T4}")))
+    e.finish()
+}
+
+/// The gradients through the score of query `query` and key `s`, given the query's
+/// log-sum-exp and `delta = dO · o`.
+fn key_backward(e: &mut Builder, sizes: &Sizes, query: &Query, s: &Value, [lse, delta]: [&Value; 2]) {
+    let [q, k, v, dout, dq, dk, dv] = ["q", "k", "v", "dout", "dq", "dk", "dv"].map(|arg| e.arg(arg));
+    let Query { b, h, hk, t, .. } = query;
+    let x = score(e, sizes, query, s);
+    let centred = e.sub(&x, lse);
+    let p = e.exp(&centred);
+    let dp = e.dot(&sizes.dim, |e, d| {
+        let d_out = e.load(&dout, &[b, t, h, d]);
+        (d_out, e.load(&v, &[b, s, hk, d]))
     });
-    let diff = e.op(&format!("arith.subf {dp}, {delta} : f32"));
-    let ds = e.op(&format!("arith.mulf {p}, {diff} : f32"));
-    let ds_scaled = e.op(&format!("arith.mulf %scale, {ds} : f32"));
-    let d = e.open_for("%c0", "%D");
-    let d_out = e.op(&format!("memref.load %dout[{b}, {t}, {h}, {d}] : {T4}"));
-    let pd = e.op(&format!("arith.mulf {p}, {d_out} : f32"));
-    accumulate(&mut e, &format!("%dv[{b}, {s}, {hk}, {d}] : {T4}"), &pd);
-    let k = e.op(&format!("memref.load %k[{b}, {s}, {hk}, {d}] : {T4}"));
-    let dq = e.op(&format!("arith.mulf {ds_scaled}, {k} : f32"));
-    accumulate(&mut e, &format!("%dq[{b}, {t}, {h}, {d}] : {T4}"), &dq);
-    let q = e.op(&format!("memref.load %q[{b}, {t}, {h}, {d}] : {T4}"));
-    let dk = e.op(&format!("arith.mulf {ds_scaled}, {q} : f32"));
-    accumulate(&mut e, &format!("%dk[{b}, {s}, {hk}, {d}] : {T4}"), &dk);
-    e.close(); // d
-    e.close(); // s
-    e.close(); // t
-    e.close(); // h
-    e.close(); // b
-    e.end_function()
+    let diff = e.sub(&dp, delta);
+    let ds = e.mul(&p, &diff);
+    let ds_scaled = e.mul(&sizes.scale, &ds);
+    let c0 = e.c0();
+    e.for_(&c0, &sizes.dim, |e, d| {
+        let d_out = e.load(&dout, &[b, t, h, &d]);
+        let pd = e.mul(&p, &d_out);
+        e.accumulate(&dv, &[b, s, hk, &d], &pd);
+        let key = e.load(&k, &[b, s, hk, &d]);
+        let dq_value = e.mul(&ds_scaled, &key);
+        e.accumulate(&dq, &[b, t, h, &d], &dq_value);
+        let query_value = e.load(&q, &[b, t, h, &d]);
+        let dk_value = e.mul(&ds_scaled, &query_value);
+        e.accumulate(&dk, &[b, s, hk, &d], &dk_value);
+    });
 }
 
 /// Rotary embedding, rotate-half (GPT-NeoX) layout on the full head dim D:
@@ -240,56 +303,92 @@ pub fn rope_at(base: f64, name: &str) -> String {
     emit_rope(base, name, false, true)
 }
 
+/// The values RoPE defines once: `ln base`, the rotation's sign, the sizes, `D / 2` and
+/// D as a float.
+struct Rotation {
+    log_base: Value,
+    sign: Value,
+    batch: Value,
+    time: Value,
+    heads: Value,
+    half: Value,
+    dim_f: Value,
+}
+
+fn rotation(e: &mut Builder, base: f64, inverse: bool) -> Rotation {
+    let x = e.arg("x");
+    let log_base = e.named("log_base").constant(base.ln());
+    let sign = e.named("sign").constant(if inverse { -1.0 } else { 1.0 });
+    let batch = e.named("B").dim(&x, 0);
+    let time = e.named("T").dim(&x, 1);
+    let heads = e.named("H").dim(&x, 2);
+    let dim = e.named("D").dim(&x, 3);
+    let c2 = e.constant_index(2);
+    let half = e.named("half").divui(&dim, &c2);
+    let dim_i = e.named("d_i").index_cast(&dim, Scalar::I64);
+    let compute = e.compute();
+    let dim_f = e.named("d_f").sitofp(&dim_i, compute);
+    Rotation { log_base, sign, batch, time, heads, half, dim_f }
+}
+
+impl Rotation {
+    /// `cos` and `sign · sin` of the angle `position · base^(−2i/D)` of pair `i`.
+    fn cos_sin(&self, e: &mut Builder, position: &Value, i: &Value) -> (Value, Value) {
+        let compute = e.compute();
+        // frequency = base^(−2i/D) = exp(−2i/D · ln base)
+        let i_i = e.index_cast(i, Scalar::I64);
+        let i_f = e.sitofp(&i_i, compute);
+        let two_i = e.add(&i_f, &i_f);
+        let ratio = e.div(&two_i, &self.dim_f);
+        let exponent = e.mul(&ratio, &self.log_base);
+        let negated = e.neg(&exponent);
+        let frequency = e.exp(&negated);
+        let angle = e.mul(position, &frequency);
+        let cos = e.cos(&angle);
+        let sin_raw = e.sin(&angle);
+        let sin = e.mul(&self.sign, &sin_raw);
+        (cos, sin)
+    }
+}
+
 fn emit_rope(base: f64, name: &str, inverse: bool, offset: bool) -> String {
-    let mut e = Emitter::default();
-    if offset {
+    let mut e = Builder::new(Config::CPU);
+    let position_offset = if offset {
         header(&mut e, name, &[("x", 4), ("pos", 1), ("y", 4)]);
-        e.line("%pos_f = memref.load %pos[%c0] : memref<?xf32>");
+        let (pos, c0) = (e.arg("pos"), e.c0());
+        Some(e.named("pos_f").load(&pos, &[&c0]))
     } else {
         header(&mut e, name, &[("x", 4), ("y", 4)]);
-    }
-    e.line(&format!("%log_base = {}", f32_constant(base.ln())));
-    e.line(&format!("%sign = {}", f32_constant(if inverse { -1.0 } else { 1.0 })));
-    e.line(&format!("%B = memref.dim %x, %c0 : {T4}"));
-    e.line(&format!("%T = memref.dim %x, %c1 : {T4}"));
-    e.line(&format!("%H = memref.dim %x, %c2 : {T4}"));
-    e.line(&format!("%D = memref.dim %x, %c3 : {T4}"));
-    e.line("%half = arith.divui %D, %c2 : index");
-    e.line("%d_i = arith.index_cast %D : index to i64");
-    e.line("%d_f = arith.sitofp %d_i : i64 to f32");
-    let b = e.open_for("%c0", "%B");
-    let t = e.open_for("%c0", "%T");
-    let t_i = e.op(&format!("arith.index_cast {t} : index to i64"));
-    let row = e.op(&format!("arith.sitofp {t_i} : i64 to f32"));
-    let t_f = if offset { e.op(&format!("arith.addf {row}, %pos_f : f32")) } else { row };
-    let h = e.open_for("%c0", "%H");
-    let i = e.open_for("%c0", "%half");
-    // frequency = base^(−2i/D) = exp(−2i/D · ln base)
-    let i_i = e.op(&format!("arith.index_cast {i} : index to i64"));
-    let i_f = e.op(&format!("arith.sitofp {i_i} : i64 to f32"));
-    let two_i = e.op(&format!("arith.addf {i_f}, {i_f} : f32"));
-    let ratio = e.op(&format!("arith.divf {two_i}, %d_f : f32"));
-    let exponent = e.op(&format!("arith.mulf {ratio}, %log_base : f32"));
-    let negated = e.op(&format!("arith.negf {exponent} : f32"));
-    let frequency = e.op(&format!("math.exp {negated} : f32"));
-    let angle = e.op(&format!("arith.mulf {t_f}, {frequency} : f32"));
-    let cos = e.op(&format!("math.cos {angle} : f32"));
-    let sin_raw = e.op(&format!("math.sin {angle} : f32"));
-    let sin = e.op(&format!("arith.mulf %sign, {sin_raw} : f32"));
-    let i2 = e.op(&format!("arith.addi {i}, %half : index"));
-    let x1 = e.op(&format!("memref.load %x[{b}, {t}, {h}, {i}] : {T4}"));
-    let x2 = e.op(&format!("memref.load %x[{b}, {t}, {h}, {i2}] : {T4}"));
-    let x1c = e.op(&format!("arith.mulf {x1}, {cos} : f32"));
-    let x2s = e.op(&format!("arith.mulf {x2}, {sin} : f32"));
-    let y1 = e.op(&format!("arith.subf {x1c}, {x2s} : f32"));
-    let x2c = e.op(&format!("arith.mulf {x2}, {cos} : f32"));
-    let x1s = e.op(&format!("arith.mulf {x1}, {sin} : f32"));
-    let y2 = e.op(&format!("arith.addf {x2c}, {x1s} : f32"));
-    e.line(&format!("memref.store {y1}, %y[{b}, {t}, {h}, {i}] : {T4}"));
-    e.line(&format!("memref.store {y2}, %y[{b}, {t}, {h}, {i2}] : {T4}"));
-    e.close();
-    e.close();
-    e.close();
-    e.close();
-    e.end_function()
+        None
+    };
+    let rotation = rotation(&mut e, base, inverse);
+    let (x, y, c0) = (e.arg("x"), e.arg("y"), e.c0());
+    let compute = e.compute();
+    e.for_(&c0, &rotation.batch, |e, b| {
+        e.for_(&c0, &rotation.time, |e, t| {
+            let t_i = e.index_cast(&t, Scalar::I64);
+            let row = e.sitofp(&t_i, compute);
+            let position = match &position_offset {
+                Some(offset) => e.add(&row, offset),
+                None => row,
+            };
+            e.for_(&c0, &rotation.heads, |e, h| {
+                e.for_(&c0, &rotation.half, |e, i| {
+                    let (cos, sin) = rotation.cos_sin(e, &position, &i);
+                    let i2 = e.add(&i, &rotation.half);
+                    let x1 = e.load(&x, &[&b, &t, &h, &i]);
+                    let x2 = e.load(&x, &[&b, &t, &h, &i2]);
+                    let x1c = e.mul(&x1, &cos);
+                    let x2s = e.mul(&x2, &sin);
+                    let y1 = e.sub(&x1c, &x2s);
+                    let x2c = e.mul(&x2, &cos);
+                    let x1s = e.mul(&x1, &sin);
+                    let y2 = e.add(&x2c, &x1s);
+                    e.store(&y1, &y, &[&b, &t, &h, &i]);
+                    e.store(&y2, &y, &[&b, &t, &h, &i2]);
+                });
+            });
+        });
+    });
+    e.finish()
 }

@@ -3,137 +3,166 @@
 //! and its backward (`dx`, and `dw`, `db` accumulated over batch and time).
 //! Shapes: x, y `[B, T, C]`; w `[C, 1, W]`; bias `[C]`.
 
-use crate::emit::{Emitter, T3, accumulate, memref_params};
+use crate::emit::{Builder, Cmp, Config, Value};
 
-fn header(e: &mut Emitter, name: &str, args: &[(&str, usize)]) {
-    e.begin_function(name, &memref_params(args));
-    e.line("%c2 = arith.constant 2 : index");
-    e.line(&format!("%B = memref.dim %x, %c0 : {T3}"));
-    e.line(&format!("%T = memref.dim %x, %c1 : {T3}"));
-    e.line(&format!("%C = memref.dim %x, %c2 : {T3}"));
-    e.line(&format!("%W = memref.dim %w, %c2 : {T3}"));
-    e.line("%W1 = arith.subi %W, %c1 : index");
+/// The sizes every convolution kernel reads first: batch, time, channels, the filter
+/// width W, and `W − 1`.
+struct Sizes {
+    batch: Value,
+    time: Value,
+    channels: Value,
+    width: Value,
+    width1: Value,
+}
+
+fn header(e: &mut Builder, name: &str, args: &[(&str, usize)]) -> Sizes {
+    e.begin_function(name, args);
+    // `%c2` at the top, for the dims along axis 2 and any later use.
+    e.constant_index(2);
+    let (x, w) = (e.arg("x"), e.arg("w"));
+    let batch = e.named("B").dim(&x, 0);
+    let time = e.named("T").dim(&x, 1);
+    let channels = e.named("C").dim(&x, 2);
+    let width = e.named("W").dim(&w, 2);
+    let c1 = e.c1();
+    let width1 = e.named("W1").sub(&width, &c1);
+    Sizes { batch, time, channels, width, width1 }
 }
 
 /// One tap of the filter at output position `t`, channel `c`.
 struct Tap {
     /// The tap's index j.
-    j: String,
+    j: Value,
     /// The input position it reads, `t + j − (W − 1)`.
-    source: String,
-    x: String,
-    w: String,
+    source: Value,
+    x: Value,
+    w: Value,
 }
 
-/// Opens the loop over taps and the `scf.if` that skips those before the sequence
-/// starts, and loads the tap's input and weight. Close with [`close_tap`].
-fn open_tap(e: &mut Emitter, b: &str, t: &str, c: &str) -> Tap {
-    let j = e.open_for("%c0", "%W");
-    let sum = e.op(&format!("arith.addi {t}, {j} : index"));
-    let valid = e.op(&format!("arith.cmpi uge, {sum}, %W1 : index"));
-    e.line(&format!("scf.if {valid} {{"));
-    e.depth += 1;
-    let source = e.op(&format!("arith.subi {sum}, %W1 : index"));
-    let x = e.op(&format!("memref.load %x[{b}, {source}, {c}] : {T3}"));
-    let w = e.op(&format!("memref.load %w[{c}, %c0, {j}] : {T3}"));
-    Tap { j, source, x, w }
+/// `body(b, t, c)` for every position of every sequence and every channel.
+fn for_positions(e: &mut Builder, sizes: &Sizes, body: impl FnOnce(&mut Builder, Value, Value, Value)) {
+    let c0 = e.c0();
+    e.for_(&c0, &sizes.batch, |e, b| {
+        e.for_(&c0, &sizes.time, |e, t| {
+            e.for_(&c0, &sizes.channels, |e, c| body(e, b, t, c));
+        });
+    });
 }
 
-fn close_tap(e: &mut Emitter) {
-    e.close(); // if
-    e.close(); // j
+/// `body(tap)` for each tap of the filter at `(b, t, c)` that reads inside the sequence,
+/// with the tap's input and weight loaded.
+fn for_taps(e: &mut Builder, sizes: &Sizes, [b, t, c]: [&Value; 3], body: impl FnOnce(&mut Builder, Tap)) {
+    let (x, w, c0) = (e.arg("x"), e.arg("w"), e.c0());
+    e.for_(&c0, &sizes.width, |e, j| {
+        let sum = e.add(t, &j);
+        let valid = e.cmp(Cmp::Ge, &sum, &sizes.width1);
+        e.if_(&valid, |e| {
+            let source = e.sub(&sum, &sizes.width1);
+            let x = e.load(&x, &[b, &source, c]);
+            let w = e.load(&w, &[c, &c0, &j]);
+            body(e, Tap { j, source, x, w });
+        });
+    });
 }
 
 /// Args: x, w, [bias], y.
 pub fn forward(bias: bool, name: &str) -> String {
-    let mut e = Emitter::default();
+    let mut e = Builder::new(Config::CPU);
     let mut args = vec![("x", 3), ("w", 3)];
     if bias {
         args.push(("bias", 1));
     }
     args.push(("y", 3));
-    header(&mut e, name, &args);
-    let b = e.open_for("%c0", "%B");
-    let t = e.open_for("%c0", "%T");
-    let c = e.open_for("%c0", "%C");
-    let start = if bias { e.op(&format!("memref.load %bias[{c}] : memref<?xf32>")) } else { "%zero".to_string() };
-    e.line(&format!("memref.store {start}, %y[{b}, {t}, {c}] : {T3}"));
-    let tap = open_tap(&mut e, &b, &t, &c);
-    let xw = e.op(&format!("arith.mulf {}, {} : f32", tap.x, tap.w));
-    accumulate(&mut e, &format!("%y[{b}, {t}, {c}] : {T3}"), &xw);
-    close_tap(&mut e);
-    e.close(); // c
-    e.close(); // t
-    e.close(); // b
-    e.end_function()
+    let sizes = header(&mut e, name, &args);
+    let y = e.arg("y");
+    let bias = bias.then(|| e.arg("bias"));
+    for_positions(&mut e, &sizes, |e, b, t, c| {
+        let start = match &bias {
+            Some(bias) => e.load(bias, &[&c]),
+            None => e.zero(),
+        };
+        e.store(&start, &y, &[&b, &t, &c]);
+        for_taps(e, &sizes, [&b, &t, &c], |e, tap| {
+            let xw = e.mul(&tap.x, &tap.w);
+            e.accumulate(&y, &[&b, &t, &c], &xw);
+        });
+    });
+    e.finish()
 }
 
 /// Args: x, w, dy, dx, dw, [dbias]. `dx` is overwritten; `dw`, `dbias` accumulate.
 pub fn backward(bias: bool, name: &str) -> String {
-    let mut e = Emitter::default();
+    let mut e = Builder::new(Config::CPU);
     let mut args = vec![("x", 3), ("w", 3), ("dy", 3), ("dx", 3), ("dw", 3)];
     if bias {
         args.push(("dbias", 1));
     }
-    header(&mut e, name, &args);
-    let b = e.open_for("%c0", "%B");
-    let t = e.open_for("%c0", "%T");
-    let c = e.open_for("%c0", "%C");
-    e.line(&format!("memref.store %zero, %dx[{b}, {t}, {c}] : {T3}"));
-    e.close();
-    e.close();
-    let t = e.open_for("%c0", "%T");
-    let c = e.open_for("%c0", "%C");
-    let dy = e.op(&format!("memref.load %dy[{b}, {t}, {c}] : {T3}"));
-    if bias {
-        accumulate(&mut e, &format!("%dbias[{c}] : memref<?xf32>"), &dy);
-    }
-    let tap = open_tap(&mut e, &b, &t, &c);
-    let dw = e.op(&format!("arith.mulf {dy}, {} : f32", tap.x));
-    accumulate(&mut e, &format!("%dw[{c}, %c0, {}] : {T3}", tap.j), &dw);
-    let dx = e.op(&format!("arith.mulf {dy}, {} : f32", tap.w));
-    accumulate(&mut e, &format!("%dx[{b}, {}, {c}] : {T3}", tap.source), &dx);
-    close_tap(&mut e);
-    e.close(); // c
-    e.close(); // t
-    e.close(); // b
-    e.end_function()
+    let sizes = header(&mut e, name, &args);
+    let (dy, dx, dw) = (e.arg("dy"), e.arg("dx"), e.arg("dw"));
+    let dbias = bias.then(|| e.arg("dbias"));
+    let c0 = e.c0();
+    e.for_(&c0, &sizes.batch, |e, b| {
+        // dx is zeroed for the whole sequence first: a tap writes to an earlier position.
+        e.for_(&c0, &sizes.time, |e, t| {
+            e.for_(&c0, &sizes.channels, |e, c| {
+                let zero = e.zero();
+                e.store(&zero, &dx, &[&b, &t, &c]);
+            });
+        });
+        e.for_(&c0, &sizes.time, |e, t| {
+            e.for_(&c0, &sizes.channels, |e, c| {
+                let dy = e.load(&dy, &[&b, &t, &c]);
+                if let Some(dbias) = &dbias {
+                    e.accumulate(dbias, &[&c], &dy);
+                }
+                for_taps(e, &sizes, [&b, &t, &c], |e, tap| {
+                    let dw_value = e.mul(&dy, &tap.x);
+                    e.accumulate(&dw, &[&c, &c0, &tap.j], &dw_value);
+                    let dx_value = e.mul(&dy, &tap.w);
+                    e.accumulate(&dx, &[&b, &tap.source, &c], &dx_value);
+                });
+            });
+        });
+    });
+    e.finish()
 }
 
 /// One token per sequence, for decoding. Args: x `[B, 1, C]`, w, [bias], window, y.
 /// `window` `[B, W, C]` holds the last W inputs (zero before the sequence starts): the
 /// kernel shifts it by one, appends x, and writes `y = Σ_j w[c, j] · window[j, c]`.
 pub fn step(bias: bool, name: &str) -> String {
-    let mut e = Emitter::default();
+    let mut e = Builder::new(Config::CPU);
     let mut args = vec![("x", 3), ("w", 3)];
     if bias {
         args.push(("bias", 1));
     }
     args.extend([("window", 3), ("y", 3)]);
-    header(&mut e, name, &args);
-    let b = e.open_for("%c0", "%B");
-    let c = e.open_for("%c0", "%C");
-    {
-        let j = e.open_for("%c0", "%W1");
-        let next = e.op(&format!("arith.addi {j}, %c1 : index"));
-        let kept = e.op(&format!("memref.load %window[{b}, {next}, {c}] : {T3}"));
-        e.line(&format!("memref.store {kept}, %window[{b}, {j}, {c}] : {T3}"));
-        e.close();
-    }
-    let x = e.op(&format!("memref.load %x[{b}, %c0, {c}] : {T3}"));
-    e.line(&format!("memref.store {x}, %window[{b}, %W1, {c}] : {T3}"));
-    let sum = e.dot("%W", |e, j| {
-        let w = e.op(&format!("memref.load %w[{c}, %c0, {j}] : {T3}"));
-        (w, e.op(&format!("memref.load %window[{b}, {j}, {c}] : {T3}")))
+    let sizes = header(&mut e, name, &args);
+    let (x, w, window, y) = (e.arg("x"), e.arg("w"), e.arg("window"), e.arg("y"));
+    let bias = bias.then(|| e.arg("bias"));
+    let (c0, c1) = (e.c0(), e.c1());
+    e.for_(&c0, &sizes.batch, |e, b| {
+        e.for_(&c0, &sizes.channels, |e, c| {
+            e.for_(&c0, &sizes.width1, |e, j| {
+                let next = e.add(&j, &c1);
+                let kept = e.load(&window, &[&b, &next, &c]);
+                e.store(&kept, &window, &[&b, &j, &c]);
+            });
+            let x = e.load(&x, &[&b, &c0, &c]);
+            e.store(&x, &window, &[&b, &sizes.width1, &c]);
+            let sum = e.dot(&sizes.width, |e, j| {
+                let w = e.load(&w, &[&c, &c0, j]);
+                (w, e.load(&window, &[&b, j, &c]))
+            });
+            let out = match &bias {
+                Some(bias) => {
+                    let bias = e.load(bias, &[&c]);
+                    e.add(&bias, &sum)
+                }
+                None => sum,
+            };
+            e.store(&out, &y, &[&b, &c0, &c]);
+        });
     });
-    let y = if bias {
-        let bias = e.op(&format!("memref.load %bias[{c}] : memref<?xf32>"));
-        e.op(&format!("arith.addf {bias}, {sum} : f32"))
-    } else {
-        sum
-    };
-    e.line(&format!("memref.store {y}, %y[{b}, %c0, {c}] : {T3}"));
-    e.close(); // c
-    e.close(); // b
-    e.end_function()
+    e.finish()
 }

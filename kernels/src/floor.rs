@@ -5,72 +5,90 @@
 //! Shapes: bounds `[L, W]`, floor and its gradient `[W]`, the bounds' gradient `[L, W]`
 //! (overwritten).
 
-use crate::emit::{Emitter, max_and_sum_exp, memref_params};
+use crate::emit::{Builder, Cmp, Config, Value};
 
-const BOUNDS: &str = "memref<?x?xf32>";
-
-/// Per channel `c`: the column's maximum and `Σ_i exp(b_i − max)`; returns (max, sum).
-fn softmax_terms(e: &mut Emitter, c: &str) -> (String, String) {
-    max_and_sum_exp(e, "%L", &|e, i| e.op(&format!("memref.load %bounds[{i}, {c}] : {BOUNDS}")))
+/// The softmax over layers of one channel: its column's maximum, `Σ_i exp(b_i − max)`,
+/// and the floor `γ_l` read off them.
+struct Floor {
+    max: Value,
+    sum: Value,
+    gamma: Value,
 }
 
-fn exp_shifted(e: &mut Emitter, i: &str, c: &str, max: &str) -> String {
-    let b = e.op(&format!("memref.load %bounds[{i}, {c}] : {BOUNDS}"));
-    let shifted = e.op(&format!("arith.subf {b}, {max} : f32"));
-    e.op(&format!("math.exp {shifted} : f32"))
+/// The bounds and their sizes: layers L and channels W.
+struct Bounds {
+    bounds: Value,
+    layers: Value,
+    channels: Value,
 }
 
-/// `γ_l` of channel `c`: `Σ_{i=1..l} p_i`.
-fn floor_of(e: &mut Emitter, c: &str, layer: u64) -> (String, String, String) {
-    let (max, sum) = softmax_terms(e, c);
-    let upper = e.op(&format!("arith.constant {} : index", layer + 1));
-    let partial = e.fresh();
-    e.line(&format!("{partial} = scf.for %i = %c1 to {upper} step %c1 iter_args(%acc = %zero) -> (f32) {{"));
-    e.depth += 1;
-    let p = exp_shifted(e, "%i", c, &max);
-    let total = e.op(&format!("arith.addf %acc, {p} : f32"));
-    e.close_sum(&total);
-    let gamma = e.op(&format!("arith.divf {partial}, {sum} : f32"));
-    (max, sum, gamma)
+fn header(e: &mut Builder, name: &str, args: &[(&str, usize)]) -> Bounds {
+    e.begin_function(name, args);
+    let bounds = e.arg("bounds");
+    let layers = e.named("L").dim(&bounds, 0);
+    let channels = e.named("W").dim(&bounds, 1);
+    Bounds { bounds, layers, channels }
 }
 
-fn header(e: &mut Emitter, name: &str, args: &[(&str, usize)]) {
-    e.begin_function(name, &memref_params(args));
-    e.line(&format!("%L = memref.dim %bounds, %c0 : {BOUNDS}"));
-    e.line(&format!("%W = memref.dim %bounds, %c1 : {BOUNDS}"));
+impl Bounds {
+    /// `exp(b_ic − max)`.
+    fn exp_shifted(&self, e: &mut Builder, i: &Value, c: &Value, max: &Value) -> Value {
+        let b = e.load(&self.bounds, &[i, c]);
+        let shifted = e.sub(&b, max);
+        e.exp(&shifted)
+    }
+
+    /// `γ_l` of channel `c`: `Σ_{i=1..l} p_i`.
+    fn floor_of(&self, e: &mut Builder, c: &Value, layer: u64) -> Floor {
+        let (max, sum) = e.max_and_sum_exp(&self.layers, &|e, i| e.load(&self.bounds, &[i, c]));
+        let upper = e.constant_index(layer + 1);
+        let (c1, zero) = (e.c1(), e.zero());
+        let partial = e.fold1(&c1, &upper, &zero, |e, i, accumulator| {
+            let p = self.exp_shifted(e, &i, c, &max);
+            e.add(&accumulator, &p)
+        });
+        let gamma = e.div(&partial, &sum);
+        Floor { max, sum, gamma }
+    }
 }
 
 /// The floor of `layer` (≥ 1). Args: bounds, floor.
 pub fn forward(layer: u64, name: &str) -> String {
-    let mut e = Emitter::default();
-    header(&mut e, name, &[("bounds", 2), ("floor", 1)]);
-    let c = e.open_for("%c0", "%W");
-    let (_, _, gamma) = floor_of(&mut e, &c, layer);
-    e.line(&format!("memref.store {gamma}, %floor[{c}] : memref<?xf32>"));
-    e.close();
-    e.end_function()
+    let mut e = Builder::new(Config::CPU);
+    let bounds = header(&mut e, name, &[("bounds", 2), ("floor", 1)]);
+    let floor = e.arg("floor");
+    let c0 = e.c0();
+    e.for_(&c0, &bounds.channels, |e, c| {
+        let Floor { gamma, .. } = bounds.floor_of(e, &c, layer);
+        e.store(&gamma, &floor, &[&c]);
+    });
+    e.finish()
 }
 
 /// Args: bounds, dfloor, dbounds.
 pub fn backward(layer: u64, name: &str) -> String {
-    let mut e = Emitter::default();
-    header(&mut e, name, &[("bounds", 2), ("dfloor", 1), ("dbounds", 2)]);
-    e.line(&format!("%layer = arith.constant {layer} : index"));
-    let c = e.open_for("%c0", "%W");
-    let (max, sum, gamma) = floor_of(&mut e, &c, layer);
-    let dy = e.op(&format!("memref.load %dfloor[{c}] : memref<?xf32>"));
-    let j = e.open_for("%c0", "%L");
-    let exp = exp_shifted(&mut e, &j, &c, &max);
-    let p = e.op(&format!("arith.divf {exp}, {sum} : f32"));
-    let above = e.op(&format!("arith.cmpi uge, {j}, %c1 : index"));
-    let below = e.op(&format!("arith.cmpi ule, {j}, %layer : index"));
-    let inside = e.op(&format!("arith.andi {above}, {below} : i1"));
-    let indicator = e.op(&format!("arith.select {inside}, %one, %zero : f32"));
-    let open = e.op(&format!("arith.subf {indicator}, {gamma} : f32"));
-    let slope = e.op(&format!("arith.mulf {p}, {open} : f32"));
-    let grad = e.op(&format!("arith.mulf {dy}, {slope} : f32"));
-    e.line(&format!("memref.store {grad}, %dbounds[{j}, {c}] : {BOUNDS}"));
-    e.close();
-    e.close();
-    e.end_function()
+    let mut e = Builder::new(Config::CPU);
+    let bounds = header(&mut e, name, &[("bounds", 2), ("dfloor", 1), ("dbounds", 2)]);
+    let (dfloor, dbounds) = (e.arg("dfloor"), e.arg("dbounds"));
+    let last = e.named("layer").constant_index(layer);
+    let c0 = e.c0();
+    e.for_(&c0, &bounds.channels, |e, c| {
+        let Floor { max, sum, gamma } = bounds.floor_of(e, &c, layer);
+        let dy = e.load(&dfloor, &[&c]);
+        e.for_(&c0, &bounds.layers, |e, j| {
+            let exp = bounds.exp_shifted(e, &j, &c, &max);
+            let p = e.div(&exp, &sum);
+            let c1 = e.c1();
+            let above = e.cmp(Cmp::Ge, &j, &c1);
+            let below = e.cmp(Cmp::Le, &j, &last);
+            let inside = e.and(&above, &below);
+            let (one, zero) = (e.one(), e.zero());
+            let indicator = e.select(&inside, &one, &zero);
+            let open = e.sub(&indicator, &gamma);
+            let slope = e.mul(&p, &open);
+            let grad = e.mul(&dy, &slope);
+            e.store(&grad, &dbounds, &[&j, &c]);
+        });
+    });
+    e.finish()
 }

@@ -29,6 +29,10 @@
 //! AdamW (PyTorch's formulas, per-step scalars in a buffer) and the sum of squares for
 //! global-norm clipping.
 //!
+//! [`emit`]: the typed MLIR emitter the generators are written with. Values carry their
+//! types; the element types (storage and compute) and the flags (fast-math, how `exp`
+//! is computed) are a [`emit::Config`], [`emit::Config::CPU`] for every public generator.
+//!
 //! To come (issue 4): tiling of the scan and attention for the cache; the chunked and
 //! tensor-core schedules of the same description.
 //!
@@ -39,10 +43,12 @@
 
 pub mod attention;
 pub mod conv;
+pub mod copy;
 pub mod embed;
 pub mod emit;
 pub mod floor;
 pub mod jit;
+pub mod key;
 pub mod loss;
 pub mod norms;
 pub mod optim;

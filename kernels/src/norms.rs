@@ -3,77 +3,117 @@
 //! form `x̂ · w · silu(z)`, L2 normalisation `x / sqrt(Σ x² + ε)` and sum normalisation
 //! `x / Σ x`; each with its backward. The weight gradient accumulates over rows (zero it first).
 
-use crate::emit::{Emitter, accumulate, f32_constant, memref_params};
+use crate::emit::{Builder, Config, Scalar, Value};
 
-const ROWS: &str = "memref<?x?xf32>";
-
-fn header(e: &mut Emitter, name: &str, args: &[(&str, usize)], eps: f64) {
-    e.begin_function(name, &memref_params(args));
-    e.line(&format!("%eps = {}", f32_constant(eps)));
-    e.line(&format!("%R = memref.dim %x, %c0 : {ROWS}"));
-    e.line(&format!("%W = memref.dim %x, %c1 : {ROWS}"));
-    e.line("%w_i = arith.index_cast %W : index to i64");
-    e.line("%w_f = arith.sitofp %w_i : i64 to f32");
+/// What every norm kernel defines first: ε, the row count R, the width W, and W as a float.
+struct Rows {
+    x: Value,
+    eps: Value,
+    count: Value,
+    width: Value,
+    width_f: Value,
 }
 
-/// `1 / sqrt(Σ x² / W + ε)` (mean) or `1 / sqrt(Σ x² + ε)` (sum) of row `r`.
-fn inverse_norm(e: &mut Emitter, r: &str, mean: bool) -> String {
-    let sum = e.dot("%W", |e, j| {
-        let x = e.op(&format!("memref.load %x[{r}, {j}] : {ROWS}"));
-        (x.clone(), x)
-    });
-    let scaled = if mean { e.op(&format!("arith.divf {sum}, %w_f : f32")) } else { sum };
-    let shifted = e.op(&format!("arith.addf {scaled}, %eps : f32"));
-    e.op(&format!("math.rsqrt {shifted} : f32"))
+fn header(e: &mut Builder, name: &str, args: &[(&str, usize)], eps: f64) -> Rows {
+    e.begin_function(name, args);
+    let x = e.arg("x");
+    let eps = e.named("eps").constant(eps);
+    let count = e.named("R").dim(&x, 0);
+    let width = e.named("W").dim(&x, 1);
+    let width_i = e.named("w_i").index_cast(&width, Scalar::I64);
+    let compute = e.compute();
+    let width_f = e.named("w_f").sitofp(&width_i, compute);
+    Rows { x, eps, count, width, width_f }
+}
+
+impl Rows {
+    /// `body(r)` for each row r.
+    fn for_each_row(&self, e: &mut Builder, body: impl FnOnce(&mut Builder, Value)) {
+        let c0 = e.c0();
+        e.for_(&c0, &self.count, body);
+    }
+
+    /// `body(j)` for each column j.
+    fn for_each_column(&self, e: &mut Builder, body: impl FnOnce(&mut Builder, Value)) {
+        let c0 = e.c0();
+        e.for_(&c0, &self.width, body);
+    }
+
+    /// `1 / sqrt(Σ x² / W + ε)` (mean) or `1 / sqrt(Σ x² + ε)` (sum) of row `r`.
+    fn inverse_norm(&self, e: &mut Builder, r: &Value, mean: bool) -> Value {
+        let sum = e.dot(&self.width, |e, j| {
+            let x = e.load(&self.x, &[r, j]);
+            (x.clone(), x)
+        });
+        let scaled = if mean { e.div(&sum, &self.width_f) } else { sum };
+        let shifted = e.add(&scaled, &self.eps);
+        e.rsqrt(&shifted)
+    }
+
+    /// `Σ_j x_j` of row `r`.
+    fn row_sum(&self, e: &mut Builder, r: &Value) -> Value {
+        e.dot(&self.width, |e, j| (e.load(&self.x, &[r, j]), e.one()))
+    }
 }
 
 /// `silu(z)` and `silu'(z)`.
-fn silu(e: &mut Emitter, z: &str) -> (String, String) {
-    let neg = e.op(&format!("arith.negf {z} : f32"));
-    let exp = e.op(&format!("math.exp {neg} : f32"));
-    let den = e.op(&format!("arith.addf %one, {exp} : f32"));
-    let sig = e.op(&format!("arith.divf %one, {den} : f32"));
-    let value = e.op(&format!("arith.mulf {z}, {sig} : f32"));
+fn silu(e: &mut Builder, z: &Value) -> (Value, Value) {
+    let one = e.one();
+    let neg = e.neg(z);
+    let exp = e.exp(&neg);
+    let den = e.add(&one, &exp);
+    let sig = e.div(&one, &den);
+    let value = e.mul(z, &sig);
     // silu' = σ (1 + z (1 − σ))
-    let one_minus = e.op(&format!("arith.subf %one, {sig} : f32"));
-    let z_term = e.op(&format!("arith.mulf {z}, {one_minus} : f32"));
-    let inner = e.op(&format!("arith.addf %one, {z_term} : f32"));
-    let slope = e.op(&format!("arith.mulf {sig}, {inner} : f32"));
+    let one_minus = e.sub(&one, &sig);
+    let z_term = e.mul(z, &one_minus);
+    let inner = e.add(&one, &z_term);
+    let slope = e.mul(&sig, &inner);
     (value, slope)
 }
 
 /// RMSNorm forward: `y = x̂ · w` (`· silu(z)` when gated). Args: x, [z], w, y.
 pub fn rms_forward(eps: f64, gated: bool, name: &str) -> String {
-    let mut e = Emitter::default();
+    let mut e = Builder::new(Config::CPU);
     let mut args = vec![("x", 2)];
     if gated {
         args.push(("z", 2));
     }
     args.extend([("w", 1), ("y", 2)]);
-    header(&mut e, name, &args, eps);
-    let r = e.open_for("%c0", "%R");
-    let inv = inverse_norm(&mut e, &r, true);
-    let j = e.open_for("%c0", "%W");
-    let x = e.op(&format!("memref.load %x[{r}, {j}] : {ROWS}"));
-    let w = e.op(&format!("memref.load %w[{j}] : memref<?xf32>"));
-    let xn = e.op(&format!("arith.mulf {x}, {inv} : f32"));
-    let mut y = e.op(&format!("arith.mulf {xn}, {w} : f32"));
-    if gated {
-        let z = e.op(&format!("memref.load %z[{r}, {j}] : {ROWS}"));
-        let (gate, _) = silu(&mut e, &z);
-        y = e.op(&format!("arith.mulf {y}, {gate} : f32"));
-    }
-    e.line(&format!("memref.store {y}, %y[{r}, {j}] : {ROWS}"));
-    e.close();
-    e.close();
-    e.end_function()
+    let rows = header(&mut e, name, &args, eps);
+    let (w, y) = (e.arg("w"), e.arg("y"));
+    let z = gated.then(|| e.arg("z"));
+    rows.for_each_row(&mut e, |e, r| {
+        let inv = rows.inverse_norm(e, &r, true);
+        rows.for_each_column(e, |e, j| {
+            let x = e.load(&rows.x, &[&r, &j]);
+            let weight = e.load(&w, &[&j]);
+            let xn = e.mul(&x, &inv);
+            let mut out = e.mul(&xn, &weight);
+            if let Some(z) = &z {
+                let z = e.load(z, &[&r, &j]);
+                let (gate, _) = silu(e, &z);
+                out = e.mul(&out, &gate);
+            }
+            e.store(&out, &y, &[&r, &j]);
+        });
+    });
+    e.finish()
+}
+
+/// The per-element terms of the RMSNorm backward at row r, column j: `x̂`, the upstream
+/// gradient `d = dy (· silu(z))` and `g = d · w`.
+struct Upstream {
+    xn: Value,
+    d: Value,
+    g: Value,
 }
 
 /// RMSNorm backward. Args: x, [z], w, dy, dx, [dz], dw (dw accumulates).
 /// `dx = r (g − x̂ · mean(g ⊙ x̂))` with `g = dy · w (· silu(z))`, `dw += Σ dy ⊙ x̂ (· silu(z))`,
 /// `dz = dy · x̂ w · silu'(z)`.
 pub fn rms_backward(eps: f64, gated: bool, name: &str) -> String {
-    let mut e = Emitter::default();
+    let mut e = Builder::new(Config::CPU);
     let mut args = vec![("x", 2)];
     if gated {
         args.push(("z", 2));
@@ -83,129 +123,131 @@ pub fn rms_backward(eps: f64, gated: bool, name: &str) -> String {
         args.push(("dz", 2));
     }
     args.push(("dw", 1));
-    header(&mut e, name, &args, eps);
-    let r = e.open_for("%c0", "%R");
-    let inv = inverse_norm(&mut e, &r, true);
-    // The upstream gradient of x̂ · w, with the gate folded in.
-    let upstream = |e: &mut Emitter, j: &str| -> (String, String, String) {
-        let x = e.op(&format!("memref.load %x[{r}, {j}] : {ROWS}"));
-        let xn = e.op(&format!("arith.mulf {x}, {inv} : f32"));
-        let dy = e.op(&format!("memref.load %dy[{r}, {j}] : {ROWS}"));
-        let d = if gated {
-            let z = e.op(&format!("memref.load %z[{r}, {j}] : {ROWS}"));
-            let (gate, _) = silu(e, &z);
-            e.op(&format!("arith.mulf {dy}, {gate} : f32"))
-        } else {
-            dy
+    let rows = header(&mut e, name, &args, eps);
+    let (w, dy, dx, dw) = (e.arg("w"), e.arg("dy"), e.arg("dx"), e.arg("dw"));
+    let gate = gated.then(|| (e.arg("z"), e.arg("dz")));
+    rows.for_each_row(&mut e, |e, r| {
+        let inv = rows.inverse_norm(e, &r, true);
+        // The upstream gradient of x̂ · w, with the gate folded in.
+        let upstream = |e: &mut Builder, j: &Value| -> Upstream {
+            let x = e.load(&rows.x, &[&r, j]);
+            let xn = e.mul(&x, &inv);
+            let dy = e.load(&dy, &[&r, j]);
+            let d = match &gate {
+                Some((z, _)) => {
+                    let z = e.load(z, &[&r, j]);
+                    let (gate, _) = silu(e, &z);
+                    e.mul(&dy, &gate)
+                }
+                None => dy,
+            };
+            let weight = e.load(&w, &[j]);
+            let g = e.mul(&d, &weight);
+            Upstream { xn, d, g }
         };
-        let w = e.op(&format!("memref.load %w[{j}] : memref<?xf32>"));
-        let g = e.op(&format!("arith.mulf {d}, {w} : f32"));
-        (xn, d, g)
-    };
-    let total = e.dot("%W", |e, j| {
-        let (xn, _, g) = upstream(e, j);
-        (g, xn)
+        let total = e.dot(&rows.width, |e, j| {
+            let Upstream { xn, g, .. } = upstream(e, j);
+            (g, xn)
+        });
+        let mean = e.div(&total, &rows.width_f);
+        rows.for_each_column(e, |e, j| {
+            let Upstream { xn, d, g } = upstream(e, &j);
+            let correction = e.mul(&xn, &mean);
+            let diff = e.sub(&g, &correction);
+            let dx_value = e.mul(&inv, &diff);
+            e.store(&dx_value, &dx, &[&r, &j]);
+            let dw_value = e.mul(&d, &xn);
+            e.accumulate(&dw, &[&j], &dw_value);
+            if let Some((z, dz)) = &gate {
+                let dy = e.load(&dy, &[&r, &j]);
+                let weight = e.load(&w, &[&j]);
+                let z = e.load(z, &[&r, &j]);
+                let (_, slope) = silu(e, &z);
+                let xw = e.mul(&xn, &weight);
+                let dyxw = e.mul(&dy, &xw);
+                let dz_value = e.mul(&dyxw, &slope);
+                e.store(&dz_value, dz, &[&r, &j]);
+            }
+        });
     });
-    let mean = e.op(&format!("arith.divf {total}, %w_f : f32"));
-    let j = e.open_for("%c0", "%W");
-    let (xn, d, g) = upstream(&mut e, &j);
-    let correction = e.op(&format!("arith.mulf {xn}, {mean} : f32"));
-    let diff = e.op(&format!("arith.subf {g}, {correction} : f32"));
-    let dx = e.op(&format!("arith.mulf {inv}, {diff} : f32"));
-    e.line(&format!("memref.store {dx}, %dx[{r}, {j}] : {ROWS}"));
-    let dw = e.op(&format!("arith.mulf {d}, {xn} : f32"));
-    accumulate(&mut e, &format!("%dw[{j}] : memref<?xf32>"), &dw);
-    if gated {
-        let dy = e.op(&format!("memref.load %dy[{r}, {j}] : {ROWS}"));
-        let w = e.op(&format!("memref.load %w[{j}] : memref<?xf32>"));
-        let z = e.op(&format!("memref.load %z[{r}, {j}] : {ROWS}"));
-        let (_, slope) = silu(&mut e, &z);
-        let xw = e.op(&format!("arith.mulf {xn}, {w} : f32"));
-        let dyxw = e.op(&format!("arith.mulf {dy}, {xw} : f32"));
-        let dz = e.op(&format!("arith.mulf {dyxw}, {slope} : f32"));
-        e.line(&format!("memref.store {dz}, %dz[{r}, {j}] : {ROWS}"));
-    }
-    e.close();
-    e.close();
-    e.end_function()
+    e.finish()
 }
 
 /// L2 normalisation forward. Args: x, y.
 pub fn l2_forward(eps: f64, name: &str) -> String {
-    let mut e = Emitter::default();
-    header(&mut e, name, &[("x", 2), ("y", 2)], eps);
-    let r = e.open_for("%c0", "%R");
-    let inv = inverse_norm(&mut e, &r, false);
-    let j = e.open_for("%c0", "%W");
-    let x = e.op(&format!("memref.load %x[{r}, {j}] : {ROWS}"));
-    let y = e.op(&format!("arith.mulf {x}, {inv} : f32"));
-    e.line(&format!("memref.store {y}, %y[{r}, {j}] : {ROWS}"));
-    e.close();
-    e.close();
-    e.end_function()
+    let mut e = Builder::new(Config::CPU);
+    let rows = header(&mut e, name, &[("x", 2), ("y", 2)], eps);
+    let y = e.arg("y");
+    rows.for_each_row(&mut e, |e, r| {
+        let inv = rows.inverse_norm(e, &r, false);
+        rows.for_each_column(e, |e, j| {
+            let x = e.load(&rows.x, &[&r, &j]);
+            let out = e.mul(&x, &inv);
+            e.store(&out, &y, &[&r, &j]);
+        });
+    });
+    e.finish()
 }
 
 /// L2 normalisation backward: `dx = (dy − y (y · dy)) / sqrt(Σ x² + ε)`. Args: x, dy, dx.
 pub fn l2_backward(eps: f64, name: &str) -> String {
-    let mut e = Emitter::default();
-    header(&mut e, name, &[("x", 2), ("dy", 2), ("dx", 2)], eps);
-    let r = e.open_for("%c0", "%R");
-    let inv = inverse_norm(&mut e, &r, false);
-    let y_dot = e.dot("%W", |e, j| {
-        let x = e.op(&format!("memref.load %x[{r}, {j}] : {ROWS}"));
-        let y = e.op(&format!("arith.mulf {x}, {inv} : f32"));
-        (y, e.op(&format!("memref.load %dy[{r}, {j}] : {ROWS}")))
+    let mut e = Builder::new(Config::CPU);
+    let rows = header(&mut e, name, &[("x", 2), ("dy", 2), ("dx", 2)], eps);
+    let (dy, dx) = (e.arg("dy"), e.arg("dx"));
+    rows.for_each_row(&mut e, |e, r| {
+        let inv = rows.inverse_norm(e, &r, false);
+        let y_dot = e.dot(&rows.width, |e, j| {
+            let x = e.load(&rows.x, &[&r, j]);
+            let y = e.mul(&x, &inv);
+            (y, e.load(&dy, &[&r, j]))
+        });
+        rows.for_each_column(e, |e, j| {
+            let x = e.load(&rows.x, &[&r, &j]);
+            let y = e.mul(&x, &inv);
+            let dy = e.load(&dy, &[&r, &j]);
+            let projected = e.mul(&y, &y_dot);
+            let diff = e.sub(&dy, &projected);
+            let dx_value = e.mul(&diff, &inv);
+            e.store(&dx_value, &dx, &[&r, &j]);
+        });
     });
-    let j = e.open_for("%c0", "%W");
-    let x = e.op(&format!("memref.load %x[{r}, {j}] : {ROWS}"));
-    let y = e.op(&format!("arith.mulf {x}, {inv} : f32"));
-    let dy = e.op(&format!("memref.load %dy[{r}, {j}] : {ROWS}"));
-    let projected = e.op(&format!("arith.mulf {y}, {y_dot} : f32"));
-    let diff = e.op(&format!("arith.subf {dy}, {projected} : f32"));
-    let dx = e.op(&format!("arith.mulf {diff}, {inv} : f32"));
-    e.line(&format!("memref.store {dx}, %dx[{r}, {j}] : {ROWS}"));
-    e.close();
-    e.close();
-    e.end_function()
-}
-
-/// `Σ_j x_j` of row `r`.
-fn row_sum(e: &mut Emitter, r: &str) -> String {
-    e.dot("%W", |e, j| (e.op(&format!("memref.load %x[{r}, {j}] : {ROWS}")), "%one".to_string()))
+    e.finish()
 }
 
 /// Sum normalisation forward, `y = x / Σ x` per row. Args: x, y.
 pub fn sum_forward(name: &str) -> String {
-    let mut e = Emitter::default();
-    header(&mut e, name, &[("x", 2), ("y", 2)], 0.0);
-    let r = e.open_for("%c0", "%R");
-    let sum = row_sum(&mut e, &r);
-    let j = e.open_for("%c0", "%W");
-    let x = e.op(&format!("memref.load %x[{r}, {j}] : {ROWS}"));
-    let y = e.op(&format!("arith.divf {x}, {sum} : f32"));
-    e.line(&format!("memref.store {y}, %y[{r}, {j}] : {ROWS}"));
-    e.close();
-    e.close();
-    e.end_function()
+    let mut e = Builder::new(Config::CPU);
+    let rows = header(&mut e, name, &[("x", 2), ("y", 2)], 0.0);
+    let y = e.arg("y");
+    rows.for_each_row(&mut e, |e, r| {
+        let sum = rows.row_sum(e, &r);
+        rows.for_each_column(e, |e, j| {
+            let x = e.load(&rows.x, &[&r, &j]);
+            let out = e.div(&x, &sum);
+            e.store(&out, &y, &[&r, &j]);
+        });
+    });
+    e.finish()
 }
 
 /// Sum normalisation backward: `dx = (dy − y · dy) / Σ x`. Args: x, dy, dx.
 pub fn sum_backward(name: &str) -> String {
-    let mut e = Emitter::default();
-    header(&mut e, name, &[("x", 2), ("dy", 2), ("dx", 2)], 0.0);
-    let r = e.open_for("%c0", "%R");
-    let sum = row_sum(&mut e, &r);
-    let y_dot = e.dot("%W", |e, j| {
-        let x = e.op(&format!("memref.load %x[{r}, {j}] : {ROWS}"));
-        let y = e.op(&format!("arith.divf {x}, {sum} : f32"));
-        (y, e.op(&format!("memref.load %dy[{r}, {j}] : {ROWS}")))
+    let mut e = Builder::new(Config::CPU);
+    let rows = header(&mut e, name, &[("x", 2), ("dy", 2), ("dx", 2)], 0.0);
+    let (dy, dx) = (e.arg("dy"), e.arg("dx"));
+    rows.for_each_row(&mut e, |e, r| {
+        let sum = rows.row_sum(e, &r);
+        let y_dot = e.dot(&rows.width, |e, j| {
+            let x = e.load(&rows.x, &[&r, j]);
+            let y = e.div(&x, &sum);
+            (y, e.load(&dy, &[&r, j]))
+        });
+        rows.for_each_column(e, |e, j| {
+            let dy = e.load(&dy, &[&r, &j]);
+            let diff = e.sub(&dy, &y_dot);
+            let dx_value = e.div(&diff, &sum);
+            e.store(&dx_value, &dx, &[&r, &j]);
+        });
     });
-    let j = e.open_for("%c0", "%W");
-    let dy = e.op(&format!("memref.load %dy[{r}, {j}] : {ROWS}"));
-    let diff = e.op(&format!("arith.subf {dy}, {y_dot} : f32"));
-    let dx = e.op(&format!("arith.divf {diff}, {sum} : f32"));
-    e.line(&format!("memref.store {dx}, %dx[{r}, {j}] : {ROWS}"));
-    e.close();
-    e.close();
-    e.end_function()
+    e.finish()
 }

@@ -6,61 +6,90 @@
 //! times the clipping factor. The step's scalars arrive in a small buffer, so one
 //! compiled kernel serves every step: `[lr, β₁, β₂, ε, wd, 1 − β₁ᵗ, 1 − β₂ᵗ, clip]`.
 
-use crate::emit::{Emitter, memref_params};
+use crate::emit::{Builder, Config, Value};
 
 /// Args: g `[n]`, out `[1]` (accumulates Σ g²).
 pub fn sum_of_squares(name: &str) -> String {
-    let mut e = Emitter::default();
-    e.begin_function(name, &["%g: memref<?xf32>, %out: memref<?xf32>".to_string()]);
-    e.line("%n = memref.dim %g, %c0 : memref<?xf32>");
-    let total = e.dot("%n", |e, i| {
-        let g = e.op(&format!("memref.load %g[{i}] : memref<?xf32>"));
+    let mut e = Builder::new(Config::CPU);
+    e.begin_function(name, &[("g", 1), ("out", 1)]);
+    let (g, out) = (e.arg("g"), e.arg("out"));
+    let n = e.named("n").dim(&g, 0);
+    let total = e.dot(&n, |e, i| {
+        let g = e.load(&g, &[i]);
         (g.clone(), g)
     });
-    let old = e.op("memref.load %out[%c0] : memref<?xf32>");
-    let new = e.op(&format!("arith.addf {old}, {total} : f32"));
-    e.line(&format!("memref.store {new}, %out[%c0] : memref<?xf32>"));
-    e.end_function()
+    let c0 = e.c0();
+    e.accumulate(&out, &[&c0], &total);
+    e.finish()
+}
+
+/// The step's scalars, read once from the scalar buffer, and the factors derived from them.
+struct Step {
+    lr: Value,
+    b1: Value,
+    b2: Value,
+    eps: Value,
+    bc1: Value,
+    bc2: Value,
+    clip: Value,
+    /// `1 − lr · wd`.
+    shrink: Value,
+    one_b1: Value,
+    one_b2: Value,
+}
+
+fn read_step(e: &mut Builder) -> Step {
+    let buffer = e.arg("s");
+    let names = ["lr", "b1", "b2", "eps", "wd", "bc1", "bc2", "clip"];
+    let scalars: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(index, scalar)| {
+            let position = e.named(&format!("i{index}")).constant_index(index as u64);
+            e.named(scalar).load(&buffer, &[&position])
+        })
+        .collect();
+    let [lr, b1, b2, eps, wd, bc1, bc2, clip] = <[Value; 8]>::try_from(scalars).expect("eight scalars");
+    let one = e.one();
+    let lr_wd = e.named("lr_wd").mul(&lr, &wd);
+    let shrink = e.named("shrink").sub(&one, &lr_wd);
+    let one_b1 = e.named("one_b1").sub(&one, &b1);
+    let one_b2 = e.named("one_b2").sub(&one, &b2);
+    Step { lr, b1, b2, eps, bc1, bc2, clip, shrink, one_b1, one_b2 }
 }
 
 /// Args: p, g, m, v (all `[n]`), scalars `[8]`. Updates p, m, v in place.
 pub fn adamw(name: &str) -> String {
-    let mut e = Emitter::default();
-    e.begin_function(name, &memref_params(&[("p", 1), ("g", 1), ("m", 1), ("v", 1), ("s", 1)]));
-    let names = ["lr", "b1", "b2", "eps", "wd", "bc1", "bc2", "clip"];
-    for (index, scalar) in names.iter().enumerate() {
-        e.line(&format!("%i{index} = arith.constant {index} : index"));
-        e.line(&format!("%{scalar} = memref.load %s[%i{index}] : memref<?xf32>"));
-    }
-    e.line("%n = memref.dim %p, %c0 : memref<?xf32>");
-    e.line("%lr_wd = arith.mulf %lr, %wd : f32");
-    e.line("%shrink = arith.subf %one, %lr_wd : f32");
-    e.line("%one_b1 = arith.subf %one, %b1 : f32");
-    e.line("%one_b2 = arith.subf %one, %b2 : f32");
-    let i = e.open_for("%c0", "%n");
-    let raw = e.op(&format!("memref.load %g[{i}] : memref<?xf32>"));
-    let g = e.op(&format!("arith.mulf {raw}, %clip : f32"));
-    let m = e.op(&format!("memref.load %m[{i}] : memref<?xf32>"));
-    let v = e.op(&format!("memref.load %v[{i}] : memref<?xf32>"));
-    let m_keep = e.op(&format!("arith.mulf %b1, {m} : f32"));
-    let m_add = e.op(&format!("arith.mulf %one_b1, {g} : f32"));
-    let m_new = e.op(&format!("arith.addf {m_keep}, {m_add} : f32"));
-    let g2 = e.op(&format!("arith.mulf {g}, {g} : f32"));
-    let v_keep = e.op(&format!("arith.mulf %b2, {v} : f32"));
-    let v_add = e.op(&format!("arith.mulf %one_b2, {g2} : f32"));
-    let v_new = e.op(&format!("arith.addf {v_keep}, {v_add} : f32"));
-    e.line(&format!("memref.store {m_new}, %m[{i}] : memref<?xf32>"));
-    e.line(&format!("memref.store {v_new}, %v[{i}] : memref<?xf32>"));
-    let m_hat = e.op(&format!("arith.divf {m_new}, %bc1 : f32"));
-    let v_hat = e.op(&format!("arith.divf {v_new}, %bc2 : f32"));
-    let root = e.op(&format!("math.sqrt {v_hat} : f32"));
-    let den = e.op(&format!("arith.addf {root}, %eps : f32"));
-    let step = e.op(&format!("arith.divf {m_hat}, {den} : f32"));
-    let lr_step = e.op(&format!("arith.mulf %lr, {step} : f32"));
-    let p = e.op(&format!("memref.load %p[{i}] : memref<?xf32>"));
-    let decayed = e.op(&format!("arith.mulf {p}, %shrink : f32"));
-    let p_new = e.op(&format!("arith.subf {decayed}, {lr_step} : f32"));
-    e.line(&format!("memref.store {p_new}, %p[{i}] : memref<?xf32>"));
-    e.close();
-    e.end_function()
+    let mut e = Builder::new(Config::CPU);
+    e.begin_function(name, &[("p", 1), ("g", 1), ("m", 1), ("v", 1), ("s", 1)]);
+    let (p, g, m, v) = (e.arg("p"), e.arg("g"), e.arg("m"), e.arg("v"));
+    let step = read_step(&mut e);
+    let n = e.named("n").dim(&p, 0);
+    let c0 = e.c0();
+    e.for_(&c0, &n, |e, i| {
+        let raw = e.load(&g, &[&i]);
+        let grad = e.mul(&raw, &step.clip);
+        let m_old = e.load(&m, &[&i]);
+        let v_old = e.load(&v, &[&i]);
+        let m_keep = e.mul(&step.b1, &m_old);
+        let m_add = e.mul(&step.one_b1, &grad);
+        let m_new = e.add(&m_keep, &m_add);
+        let g2 = e.mul(&grad, &grad);
+        let v_keep = e.mul(&step.b2, &v_old);
+        let v_add = e.mul(&step.one_b2, &g2);
+        let v_new = e.add(&v_keep, &v_add);
+        e.store(&m_new, &m, &[&i]);
+        e.store(&v_new, &v, &[&i]);
+        let m_hat = e.div(&m_new, &step.bc1);
+        let v_hat = e.div(&v_new, &step.bc2);
+        let root = e.sqrt(&v_hat);
+        let den = e.add(&root, &step.eps);
+        let ratio = e.div(&m_hat, &den);
+        let lr_step = e.mul(&step.lr, &ratio);
+        let p_old = e.load(&p, &[&i]);
+        let decayed = e.mul(&p_old, &step.shrink);
+        let p_new = e.sub(&decayed, &lr_step);
+        e.store(&p_new, &p, &[&i]);
+    });
+    e.finish()
 }

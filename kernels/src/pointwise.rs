@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::emit::{Emitter, f32_constant};
+use crate::emit::{Builder, Config, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Unary {
@@ -201,66 +201,73 @@ pub fn backward(spec: &MapSpec) -> MapSpec {
 
 /// Emits each subexpression once per element.
 struct Lower<'e> {
-    e: &'e mut Emitter,
+    e: &'e mut Builder,
+    /// The input memrefs.
+    inputs: Vec<Value>,
     /// The element index each input is read at (its own for a broadcast input).
-    indices: Vec<String>,
-    memo: HashMap<String, String>,
+    indices: Vec<Value>,
+    memo: HashMap<String, Value>,
 }
 
 impl Lower<'_> {
-    fn value(&mut self, expr: &Expr) -> String {
+    fn value(&mut self, expr: &Expr) -> Value {
         let key = format!("{expr:?}");
-        if let Some(name) = self.memo.get(&key) {
-            return name.clone();
+        if let Some(value) = self.memo.get(&key) {
+            return value.clone();
         }
-        let name = match expr {
-            Expr::Input(i) => self.e.op(&format!("memref.load %in{i}[{}] : memref<?xf32>", self.indices[*i])),
-            Expr::Const(c) => self.e.op(&f32_constant(*c)),
+        let value = match expr {
+            Expr::Input(i) => self.e.load(&self.inputs[*i], &[&self.indices[*i]]),
+            Expr::Const(c) => self.e.constant(*c),
             Expr::Unary(op, x) => {
                 let x = self.value(x);
                 self.unary(*op, &x)
             }
             Expr::Binary(op, a, b) => {
                 let (a, b) = (self.value(a), self.value(b));
-                let name = match op {
-                    Binary::Add => "arith.addf",
-                    Binary::Sub => "arith.subf",
-                    Binary::Mul => "arith.mulf",
-                    Binary::Div => "arith.divf",
-                    Binary::Max => "arith.maximumf",
-                };
-                self.e.op(&format!("{name} {a}, {b} : f32"))
+                match op {
+                    Binary::Add => self.e.add(&a, &b),
+                    Binary::Sub => self.e.sub(&a, &b),
+                    Binary::Mul => self.e.mul(&a, &b),
+                    Binary::Div => self.e.div(&a, &b),
+                    Binary::Max => self.e.max(&a, &b),
+                }
             }
         };
-        self.memo.insert(key, name.clone());
-        name
+        self.memo.insert(key, value.clone());
+        value
     }
 
-    fn unary(&mut self, op: Unary, x: &str) -> String {
+    fn unary(&mut self, op: Unary, x: &Value) -> Value {
         let e = &mut *self.e;
         match op {
-            Unary::Neg => e.op(&format!("arith.negf {x} : f32")),
-            Unary::Exp => e.op(&format!("math.exp {x} : f32")),
-            Unary::Log => e.op(&format!("math.log {x} : f32")),
-            Unary::Sqrt => e.op(&format!("math.sqrt {x} : f32")),
-            Unary::Relu => e.op(&format!("arith.maximumf {x}, %zero : f32")),
+            Unary::Neg => e.neg(x),
+            Unary::Exp => e.exp(x),
+            Unary::Log => e.log(x),
+            Unary::Sqrt => e.sqrt(x),
+            Unary::Relu => {
+                let zero = e.zero();
+                e.max(x, &zero)
+            }
+            // σ(x) = 1 / (1 + e^−x); silu(x) = x / (1 + e^−x).
             Unary::Sigmoid | Unary::Silu => {
-                let neg = e.op(&format!("arith.negf {x} : f32"));
-                let exp = e.op(&format!("math.exp {neg} : f32"));
-                let den = e.op(&format!("arith.addf %one, {exp} : f32"));
-                let numerator = if op == Unary::Silu { x.to_string() } else { "%one".to_string() };
-                e.op(&format!("arith.divf {numerator}, {den} : f32"))
+                let neg = e.neg(x);
+                let exp = e.exp(&neg);
+                let one = e.one();
+                let den = e.add(&one, &exp);
+                let numerator = if op == Unary::Silu { x.clone() } else { one };
+                e.div(&numerator, &den)
             }
             // softplus(x) = max(x, 0) + log1p(exp(−|x|)); logsigmoid(x) = −softplus(−x).
             Unary::Softplus | Unary::LogSigmoid => {
-                let arg = if op == Unary::LogSigmoid { e.op(&format!("arith.negf {x} : f32")) } else { x.to_string() };
-                let positive = e.op(&format!("arith.maximumf {arg}, %zero : f32"));
-                let abs = e.op(&format!("math.absf {arg} : f32"));
-                let neg_abs = e.op(&format!("arith.negf {abs} : f32"));
-                let exp = e.op(&format!("math.exp {neg_abs} : f32"));
-                let log1p = e.op(&format!("math.log1p {exp} : f32"));
-                let softplus = e.op(&format!("arith.addf {positive}, {log1p} : f32"));
-                if op == Unary::LogSigmoid { e.op(&format!("arith.negf {softplus} : f32")) } else { softplus }
+                let arg = if op == Unary::LogSigmoid { e.neg(x) } else { x.clone() };
+                let zero = e.zero();
+                let positive = e.max(&arg, &zero);
+                let abs = e.abs(&arg);
+                let neg_abs = e.neg(&abs);
+                let exp = e.exp(&neg_abs);
+                let log1p = e.log1p(&exp);
+                let softplus = e.add(&positive, &log1p);
+                if op == Unary::LogSigmoid { e.neg(&softplus) } else { softplus }
             }
         }
     }
@@ -276,38 +283,48 @@ pub fn generate(spec: &MapSpec, name: &str) -> String {
 /// values). Its backward is the per-element gradient of [`backward`] summed over rows
 /// by [`sum_rows`].
 pub fn generate_broadcast(spec: &MapSpec, broadcast: &[bool], name: &str) -> String {
-    let mut e = Emitter::default();
-    let mut params: Vec<String> = (0..spec.inputs).map(|i| format!("%in{i}: memref<?xf32>")).collect();
-    params.extend((0..spec.outputs.len()).map(|o| format!("%out{o}: memref<?xf32>")));
-    e.begin_function(name, &params);
-    let full = (0..spec.inputs).find(|i| !broadcast[*i]).map_or("%out0".to_string(), |i| format!("%in{i}"));
-    e.line(&format!("%n = memref.dim {full}, %c0 : memref<?xf32>"));
-    for (i, _) in broadcast.iter().enumerate().filter(|(_, b)| **b) {
-        e.line(&format!("%w{i} = memref.dim %in{i}, %c0 : memref<?xf32>"));
-    }
-    let index = e.open_for("%c0", "%n");
-    let indices: Vec<String> = (0..spec.inputs)
-        .map(|i| if broadcast[i] { e.op(&format!("arith.remui {index}, %w{i} : index")) } else { index.clone() })
-        .collect();
-    let mut lower = Lower { e: &mut e, indices, memo: HashMap::new() };
-    let values: Vec<String> = spec.outputs.iter().map(|out| lower.value(out)).collect();
-    for (o, value) in values.iter().enumerate() {
-        e.line(&format!("memref.store {value}, %out{o}[{index}] : memref<?xf32>"));
-    }
-    e.close();
-    e.end_function()
+    generate_with(spec, broadcast, name, &Config::CPU)
+}
+
+/// [`generate_broadcast`] under any [`Config`]: the inputs and outputs are memrefs of its
+/// storage type, the expression is computed in its compute type.
+pub fn generate_with(spec: &MapSpec, broadcast: &[bool], name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
+    let input_names: Vec<String> = (0..spec.inputs).map(|i| format!("in{i}")).collect();
+    let output_names: Vec<String> = (0..spec.outputs.len()).map(|o| format!("out{o}")).collect();
+    let args: Vec<(&str, usize)> = input_names.iter().chain(&output_names).map(|arg| (arg.as_str(), 1)).collect();
+    e.begin_function(name, &args);
+    let inputs: Vec<Value> = input_names.iter().map(|arg| e.arg(arg)).collect();
+    let outputs: Vec<Value> = output_names.iter().map(|arg| e.arg(arg)).collect();
+    // The length comes from a full-length input, or the first output if there is none.
+    let full = inputs.iter().zip(broadcast).find(|(_, b)| !**b).map_or(&outputs[0], |(input, _)| input);
+    let n = e.named("n").dim(full, 0);
+    let widths: Vec<Option<Value>> =
+        (0..spec.inputs).map(|i| broadcast[i].then(|| e.named(&format!("w{i}")).dim(&inputs[i], 0))).collect();
+    let c0 = e.c0();
+    e.for_(&c0, &n, |e, index| {
+        let indices = widths.iter().map(|width| width.as_ref().map_or(index.clone(), |w| e.remui(&index, w))).collect();
+        let mut lower = Lower { e, inputs, indices, memo: HashMap::new() };
+        let values: Vec<Value> = spec.outputs.iter().map(|out| lower.value(out)).collect();
+        for (value, output) in values.iter().zip(&outputs) {
+            e.store(value, output, &[&index]);
+        }
+    });
+    e.finish()
 }
 
 /// `out[k mod W] += in[k]`: the gradient of a broadcast input. Args: in `[N]`, out `[W]`.
 pub fn sum_rows(name: &str) -> String {
-    let mut e = Emitter::default();
-    e.begin_function(name, &["%in: memref<?xf32>".to_string(), "%out: memref<?xf32>".to_string()]);
-    e.line("%n = memref.dim %in, %c0 : memref<?xf32>");
-    e.line("%w = memref.dim %out, %c0 : memref<?xf32>");
-    let k = e.open_for("%c0", "%n");
-    let column = e.op(&format!("arith.remui {k}, %w : index"));
-    let value = e.op(&format!("memref.load %in[{k}] : memref<?xf32>"));
-    crate::emit::accumulate(&mut e, &format!("%out[{column}] : memref<?xf32>"), &value);
-    e.close();
-    e.end_function()
+    let mut e = Builder::new(Config::CPU);
+    e.begin_function(name, &[("in", 1), ("out", 1)]);
+    let (input, output) = (e.arg("in"), e.arg("out"));
+    let n = e.named("n").dim(&input, 0);
+    let w = e.named("w").dim(&output, 0);
+    let c0 = e.c0();
+    e.for_(&c0, &n, |e, k| {
+        let column = e.remui(&k, &w);
+        let value = e.load(&input, &[&k]);
+        e.accumulate(&output, &[&column], &value);
+    });
+    e.finish()
 }

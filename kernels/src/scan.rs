@@ -24,7 +24,7 @@
 //! shared under GQA/GVA receive from several states; the state gradient buffer holds
 //! `∂L/∂S_T` on entry and `∂L/∂S_0` on exit.
 
-use crate::emit::{Emitter, T3, T4, T5, accumulate, f32_constant, memref_params, ty};
+use crate::emit::{Builder, Cmp, Config, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScanUpdate {
@@ -67,19 +67,6 @@ impl ScanSpec {
         args
     }
 }
-
-/// Index names of the loop nest around one token.
-struct At {
-    b: String,
-    h: String,
-    hk: String,
-    t: String,
-    /// `exp(g)` for decays that are one number per token (per head or scalar).
-    scalar_alpha: Option<String>,
-}
-
-/// Where a state lives: `%state[b, h, i, j]` or a scratch slot `%buf[s, i, j]`.
-type StateAt<'a> = &'a dyn Fn(&str, &str) -> String;
 
 impl ScanSpec {
     fn decay_args(&self) -> Option<(&'static str, usize)> {
@@ -127,370 +114,598 @@ impl ScanSpec {
     }
 }
 
-fn prologue(e: &mut Emitter, spec: &ScanSpec, name: &str, args: &[(&str, usize)], state_arg: &str) {
-    e.begin_function(name, &memref_params(args));
-    e.line("%c2 = arith.constant 2 : index");
-    e.line("%c3 = arith.constant 3 : index");
-    e.line(&format!("%scale = {}", f32_constant(spec.scale)));
-    e.line(&format!("%spk = arith.constant {} : index", spec.states_per_key));
-    e.line(&format!("%qps = arith.constant {} : index", spec.q_per_state));
-    e.line(&format!("%B = memref.dim %k, %c0 : {T4}"));
-    e.line(&format!("%T = memref.dim %k, %c1 : {T4}"));
-    e.line(&format!("%HS = memref.dim %{state_arg}, %c1 : {T4}"));
-    e.line(&format!("%DK = memref.dim %{state_arg}, %c2 : {T4}"));
-    e.line(&format!("%DV = memref.dim %{state_arg}, %c3 : {T4}"));
-    if spec.update == ScanUpdate::Delta {
-        e.line("%u = memref.alloca(%DV) : memref<?xf32>");
-        e.line("%du = memref.alloca(%DV) : memref<?xf32>");
+/// The values every scan kernel defines at its top: the readout's scale, the head
+/// grouping, the sizes, and for the delta rule the scratch vectors of `DV`.
+struct Scan<'s> {
+    spec: &'s ScanSpec,
+    scale: Value,
+    states_per_key: Value,
+    q_per_state: Value,
+    batch: Value,
+    time: Value,
+    state_heads: Value,
+    dk: Value,
+    dv: Value,
+    /// `u` of the delta rule (forward and backward), then the error `v − S'ᵀk` (backward).
+    u: Option<Value>,
+    /// `dSᵀk` (backward of the delta rule).
+    du: Option<Value>,
+}
+
+/// The loop nest around one token: batch, state head, key head, time, and `exp(g)` for
+/// decays that are one number per token (per head or scalar).
+struct At {
+    b: Value,
+    h: Value,
+    hk: Value,
+    t: Value,
+    scalar_alpha: Option<Value>,
+}
+
+/// Where a state lives: `%state[b, h, i, j]`, or a scratch slot `%buf[s, i, j]`.
+struct Place {
+    memref: Value,
+    prefix: Vec<Value>,
+}
+
+impl Place {
+    fn new(memref: &Value, prefix: &[&Value]) -> Place {
+        Place { memref: memref.clone(), prefix: prefix.iter().map(|v| (*v).clone()).collect() }
+    }
+
+    fn indices<'a>(&'a self, i: &'a Value, j: &'a Value) -> Vec<&'a Value> {
+        self.prefix.iter().chain([i, j]).collect()
+    }
+
+    fn load(&self, e: &mut Builder, i: &Value, j: &Value) -> Value {
+        e.load(&self.memref, &self.indices(i, j))
+    }
+
+    fn store(&self, e: &mut Builder, value: &Value, i: &Value, j: &Value) {
+        e.store(value, &self.memref, &self.indices(i, j));
+    }
+
+    fn accumulate(&self, e: &mut Builder, i: &Value, j: &Value, value: &Value) {
+        e.accumulate(&self.memref, &self.indices(i, j), value);
     }
 }
 
-/// Opens the loops over batch and state heads; returns (b, h, hk).
-fn open_heads(e: &mut Emitter) -> (String, String, String) {
-    let b = e.open_for("%c0", "%B");
-    let h = e.open_for("%c0", "%HS");
-    let hk = e.op(&format!("arith.divui {h}, %spk : index"));
-    (b, h, hk)
-}
+impl<'s> Scan<'s> {
+    /// Opens the function and defines the shared values; the sizes of the state come from
+    /// the argument `state_arg` (`state`, or `dstate` in the backward).
+    fn prologue(e: &mut Builder, spec: &'s ScanSpec, name: &str, args: &[(&str, usize)], state_arg: &str) -> Self {
+        e.begin_function(name, args);
+        // `%c2` and `%c3` at the top, for the dims along axes 2 and 3 and any later use.
+        e.constant_index(2);
+        e.constant_index(3);
+        let (k, state) = (e.arg("k"), e.arg(state_arg));
+        let scale = e.named("scale").constant(spec.scale);
+        let states_per_key = e.named("spk").constant_index(spec.states_per_key);
+        let q_per_state = e.named("qps").constant_index(spec.q_per_state);
+        let batch = e.named("B").dim(&k, 0);
+        let time = e.named("T").dim(&k, 1);
+        let state_heads = e.named("HS").dim(&state, 1);
+        let dk = e.named("DK").dim(&state, 2);
+        let dv = e.named("DV").dim(&state, 3);
+        let (u, du) = if spec.update == ScanUpdate::Delta {
+            let compute = e.compute();
+            (Some(e.named("u").alloca(compute, &[&dv])), Some(e.named("du").alloca(compute, &[&dv])))
+        } else {
+            (None, None)
+        };
+        Scan { spec, scale, states_per_key, q_per_state, batch, time, state_heads, dk, dv, u, du }
+    }
 
-/// `exp(g)` read once per token, for per-head and scalar decays.
-fn scalar_alpha(e: &mut Emitter, spec: &ScanSpec, b: &str, h: &str, t: &str) -> Option<String> {
-    let at = match spec.decay {
-        Decay::PerHead => format!("%g[{h}] : {}", ty(1)),
-        Decay::Scalar => format!("%g[{b}, {t}, {h}] : {T3}"),
-        Decay::None | Decay::Vector => return None,
-    };
-    let g = e.op(&format!("memref.load {at}"));
-    Some(e.op(&format!("math.exp {g} : f32")))
-}
+    fn u(&self) -> &Value {
+        self.u.as_ref().expect("the delta rule's scratch")
+    }
 
-/// `α_i` for key channel `i`.
-fn alpha(e: &mut Emitter, spec: &ScanSpec, at: &At, i: &str) -> Option<String> {
-    match spec.decay {
-        Decay::Vector => {
-            let g = e.op(&format!("memref.load %g[{}, {}, {}, {i}] : {T4}", at.b, at.t, at.hk));
-            Some(e.op(&format!("math.exp {g} : f32")))
+    fn du(&self) -> &Value {
+        self.du.as_ref().expect("the delta rule's scratch")
+    }
+
+    /// `body(b, h, hk)` for each batch and state head; `hk` is the key head it reads.
+    fn for_heads(&self, e: &mut Builder, body: impl FnOnce(&mut Builder, Value, Value, Value)) {
+        let c0 = e.c0();
+        e.for_(&c0, &self.batch, |e, b| {
+            e.for_(&c0, &self.state_heads, |e, h| {
+                let hk = e.divui(&h, &self.states_per_key);
+                body(e, b, h, hk);
+            });
+        });
+    }
+
+    /// `body(i, j)` over the state's entries, rows outside.
+    fn for_state(&self, e: &mut Builder, body: impl Fn(&mut Builder, &Value, &Value)) {
+        let c0 = e.c0();
+        e.for_(&c0, &self.dk, |e, i| e.for_(&c0, &self.dv, |e, j| body(e, &i, &j)));
+    }
+
+    /// `body(i)` over the key channels.
+    fn for_keys(&self, e: &mut Builder, body: impl FnOnce(&mut Builder, Value)) {
+        let c0 = e.c0();
+        e.for_(&c0, &self.dk, body);
+    }
+
+    /// `body(j)` over the value channels.
+    fn for_values(&self, e: &mut Builder, body: impl FnOnce(&mut Builder, Value)) {
+        let c0 = e.c0();
+        e.for_(&c0, &self.dv, body);
+    }
+
+    /// The token at `t` of head `(b, h, hk)`, with its per-token decay read.
+    fn at(&self, e: &mut Builder, b: &Value, h: &Value, hk: &Value, t: Value) -> At {
+        let scalar_alpha = match self.spec.decay {
+            Decay::PerHead | Decay::Scalar => {
+                let g = e.arg("g");
+                let indices: Vec<&Value> = if self.spec.decay == Decay::PerHead { vec![h] } else { vec![b, &t, h] };
+                let g = e.load(&g, &indices);
+                Some(e.exp(&g))
+            }
+            Decay::None | Decay::Vector => None,
+        };
+        At { b: b.clone(), h: h.clone(), hk: hk.clone(), t, scalar_alpha }
+    }
+
+    /// `α_i` for key channel `i`, or `None` without a decay.
+    fn alpha(&self, e: &mut Builder, at: &At, i: &Value) -> Option<Value> {
+        match self.spec.decay {
+            Decay::Vector => {
+                let g = e.arg("g");
+                let g = e.load(&g, &[&at.b, &at.t, &at.hk, i]);
+                Some(e.exp(&g))
+            }
+            _ => at.scalar_alpha.clone(),
         }
-        _ => at.scalar_alpha.clone(),
+    }
+
+    /// `%vector[j] = 0` for every j < DV.
+    fn zero_vector(&self, e: &mut Builder, vector: &Value) {
+        self.for_values(e, |e, j| {
+            let zero = e.zero();
+            e.store(&zero, vector, &[&j]);
+        });
+    }
+
+    /// `q[b, t, qh, i]`, or 1 when the readout has no query.
+    fn query(&self, e: &mut Builder, at: &At, qh: &Value, i: &Value) -> Value {
+        if self.spec.query {
+            let q = e.arg("q");
+            e.load(&q, &[&at.b, &at.t, qh, i])
+        } else {
+            e.one()
+        }
+    }
+
+    /// `body(qh, oh)` for each query head reading the state: its query head and output head.
+    fn for_readers(&self, e: &mut Builder, at: &At, body: impl FnOnce(&mut Builder, Value, Value)) {
+        let c0 = e.c0();
+        e.for_(&c0, &self.q_per_state, |e, r| {
+            let q_base = e.mul(&at.hk, &self.q_per_state);
+            let qh = e.add(&q_base, &r);
+            let o_base = e.mul(&at.h, &self.q_per_state);
+            let oh = e.add(&o_base, &r);
+            body(e, qh, oh);
+        });
     }
 }
 
 /// One token's state update from `src` into `dst` (which may be the same place):
 /// `dst = Diag(α) src`, then the additive or delta write.
-fn emit_update(e: &mut Emitter, spec: &ScanSpec, at: &At, src: StateAt, dst: StateAt, in_place: bool) {
-    if !(in_place && spec.decay == Decay::None) {
-        let i = e.open_for("%c0", "%DK");
-        let a = alpha(e, spec, at, &i);
-        let j = e.open_for("%c0", "%DV");
-        let s = e.op(&format!("memref.load {}", src(&i, &j)));
-        let decayed = match &a {
-            Some(a) => e.op(&format!("arith.mulf {a}, {s} : f32")),
-            None => s,
-        };
-        e.line(&format!("memref.store {decayed}, {}", dst(&i, &j)));
-        e.close();
-        e.close();
+fn emit_update(e: &mut Builder, scan: &Scan, at: &At, src: &Place, dst: &Place, in_place: bool) {
+    if !(in_place && scan.spec.decay == Decay::None) {
+        decay_state(e, scan, at, src, dst);
     }
+    if scan.spec.update == ScanUpdate::Delta {
+        delta_write(e, scan, at, dst);
+    }
+    write_state(e, scan, at, dst);
+}
+
+/// `dst = Diag(α) src`.
+fn decay_state(e: &mut Builder, scan: &Scan, at: &At, src: &Place, dst: &Place) {
+    scan.for_keys(e, |e, i| {
+        let a = scan.alpha(e, at, &i);
+        scan.for_values(e, |e, j| {
+            let s = src.load(e, &i, &j);
+            let decayed = match &a {
+                Some(a) => e.mul(a, &s),
+                None => s,
+            };
+            dst.store(e, &decayed, &i, &j);
+        });
+    });
+}
+
+/// `u = β (v − S'ᵀ k)` into `%u`, the read accumulated row by row (unit stride along j).
+fn delta_write(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
+    let (k, v, beta) = (e.arg("k"), e.arg("v"), e.arg("beta"));
     let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
-    if spec.update == ScanUpdate::Delta {
-        // u = β (v − S'ᵀ k), the read accumulated row by row (unit stride along j).
-        let beta = e.op(&format!("memref.load %beta[{b}, {t}, {h}] : {T3}"));
-        zero_vector(e, "%u");
-        let i = e.open_for("%c0", "%DK");
-        let k = e.op(&format!("memref.load %k[{b}, {t}, {hk}, {i}] : {T4}"));
-        let j = e.open_for("%c0", "%DV");
-        let s = e.op(&format!("memref.load {}", dst(&i, &j)));
-        let sk = e.op(&format!("arith.mulf {s}, {k} : f32"));
-        accumulate(e, &format!("%u[{j}] : memref<?xf32>"), &sk);
-        e.close();
-        e.close();
-        let j = e.open_for("%c0", "%DV");
-        let read = e.op(&format!("memref.load %u[{j}] : memref<?xf32>"));
-        let v = e.op(&format!("memref.load %v[{b}, {t}, {h}, {j}] : {T4}"));
-        let error = e.op(&format!("arith.subf {v}, {read} : f32"));
-        let u = e.op(&format!("arith.mulf {beta}, {error} : f32"));
-        e.line(&format!("memref.store {u}, %u[{j}] : memref<?xf32>"));
-        e.close();
-    }
-    let i = e.open_for("%c0", "%DK");
-    let k = e.op(&format!("memref.load %k[{b}, {t}, {hk}, {i}] : {T4}"));
-    let j = e.open_for("%c0", "%DV");
-    let s = e.op(&format!("memref.load {}", dst(&i, &j)));
-    let w = match spec.update {
-        ScanUpdate::Additive => e.op(&format!("memref.load %v[{b}, {t}, {h}, {j}] : {T4}")),
-        ScanUpdate::Delta => e.op(&format!("memref.load %u[{j}] : memref<?xf32>")),
-    };
-    let kw = e.op(&format!("arith.mulf {k}, {w} : f32"));
-    let next = e.op(&format!("arith.addf {s}, {kw} : f32"));
-    e.line(&format!("memref.store {next}, {}", dst(&i, &j)));
-    e.close();
-    e.close();
+    let u = scan.u();
+    let beta = e.load(&beta, &[b, t, h]);
+    scan.zero_vector(e, u);
+    scan.for_keys(e, |e, i| {
+        let k = e.load(&k, &[b, t, hk, &i]);
+        scan.for_values(e, |e, j| {
+            let s = state.load(e, &i, &j);
+            let sk = e.mul(&s, &k);
+            e.accumulate(u, &[&j], &sk);
+        });
+    });
+    scan.for_values(e, |e, j| {
+        let read = e.load(u, &[&j]);
+        let v = e.load(&v, &[b, t, h, &j]);
+        let error = e.sub(&v, &read);
+        let update = e.mul(&beta, &error);
+        e.store(&update, u, &[&j]);
+    });
 }
 
-/// The query heads reading state `h`: opens the loop over them; returns (qh, oh).
-fn open_readers(e: &mut Emitter, at: &At) -> (String, String) {
-    let r = e.open_for("%c0", "%qps");
-    let q_base = e.op(&format!("arith.muli {}, %qps : index", at.hk));
-    let qh = e.op(&format!("arith.addi {q_base}, {r} : index"));
-    let o_base = e.op(&format!("arith.muli {}, %qps : index", at.h));
-    let oh = e.op(&format!("arith.addi {o_base}, {r} : index"));
-    (qh, oh)
-}
-
-/// `q[b, t, qh, i]`, or 1 when the readout has no query.
-fn query(e: &mut Emitter, spec: &ScanSpec, at: &At, qh: &str, i: &str) -> String {
-    if spec.query { e.op(&format!("memref.load %q[{}, {}, {qh}, {i}] : {T4}", at.b, at.t)) } else { "%one".to_string() }
-}
-
-/// `%name[j] = 0` for every j < DV.
-fn zero_vector(e: &mut Emitter, name: &str) {
-    let j = e.open_for("%c0", "%DV");
-    e.line(&format!("memref.store %zero, {name}[{j}] : memref<?xf32>"));
-    e.close();
+/// `S += k wᵀ` with `w = v` (additive) or `w = u` (delta).
+fn write_state(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
+    let (k, v) = (e.arg("k"), e.arg("v"));
+    let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
+    scan.for_keys(e, |e, i| {
+        let k = e.load(&k, &[b, t, hk, &i]);
+        scan.for_values(e, |e, j| {
+            let s = state.load(e, &i, &j);
+            let w = match scan.spec.update {
+                ScanUpdate::Additive => e.load(&v, &[b, t, h, &j]),
+                ScanUpdate::Delta => e.load(scan.u(), &[&j]),
+            };
+            let kw = e.mul(&k, &w);
+            let next = e.add(&s, &kw);
+            state.store(e, &next, &i, &j);
+        });
+    });
 }
 
 /// `o = scale · Sᵀ q` for each query head reading the state, accumulated row by row of
-/// the state (unit stride along j) in `%u`-free form: straight into `o`.
-fn emit_readout(e: &mut Emitter, spec: &ScanSpec, at: &At, state: StateAt) {
-    let (qh, oh) = open_readers(e, at);
-    let out = |j: &str| format!("%o[{}, {}, {oh}, {j}] : {T4}", at.b, at.t);
-    let j = e.open_for("%c0", "%DV");
-    e.line(&format!("memref.store %zero, {}", out(&j)));
-    e.close();
-    let i = e.open_for("%c0", "%DK");
-    let q = query(e, spec, at, &qh, &i);
-    let scaled = e.op(&format!("arith.mulf %scale, {q} : f32"));
-    let j = e.open_for("%c0", "%DV");
-    let s = e.op(&format!("memref.load {}", state(&i, &j)));
-    let sq = e.op(&format!("arith.mulf {s}, {scaled} : f32"));
-    accumulate(e, &out(&j), &sq);
-    e.close();
-    e.close();
-    e.close();
+/// the state (unit stride along j) straight into `o`.
+fn emit_readout(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
+    let o = e.arg("o");
+    scan.for_readers(e, at, |e, qh, oh| {
+        scan.for_values(e, |e, j| {
+            let zero = e.zero();
+            e.store(&zero, &o, &[&at.b, &at.t, &oh, &j]);
+        });
+        scan.for_keys(e, |e, i| {
+            let q = scan.query(e, at, &qh, &i);
+            let scaled = e.mul(&scan.scale, &q);
+            scan.for_values(e, |e, j| {
+                let s = state.load(e, &i, &j);
+                let sq = e.mul(&s, &scaled);
+                e.accumulate(&o, &[&at.b, &at.t, &oh, &j], &sq);
+            });
+        });
+    });
 }
 
 /// The forward token recurrence as an MLIR module with one function, `name`.
 pub fn forward(spec: &ScanSpec, name: &str) -> String {
-    forward_impl(spec, name, None)
+    forward_with(spec, name, &Config::CPU)
+}
+
+/// [`forward`] under any [`Config`]: q, k, v, the decays, β, o and the state are memrefs
+/// of its storage type; the recurrence is computed in its compute type.
+pub fn forward_with(spec: &ScanSpec, name: &str, config: &Config) -> String {
+    forward_impl(spec, name, None, config)
 }
 
 /// The forward recurrence that also saves the state before every `chunk`-th token.
 pub fn forward_train(spec: &ScanSpec, name: &str, chunk: u64) -> String {
-    forward_impl(spec, name, Some(chunk.max(1)))
+    forward_impl(spec, name, Some(chunk.max(1)), &Config::CPU)
 }
 
-fn forward_impl(spec: &ScanSpec, name: &str, chunk: Option<u64>) -> String {
-    let mut e = Emitter::default();
+fn forward_impl(spec: &ScanSpec, name: &str, chunk: Option<u64>, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     let args = if chunk.is_some() { spec.train_arguments() } else { spec.arguments() };
-    prologue(&mut e, spec, name, &args, "state");
-    if let Some(chunk) = chunk {
-        e.line(&format!("%chunk = arith.constant {chunk} : index"));
-    }
-    let (b, h, hk) = open_heads(&mut e);
-    let t = e.open_for("%c0", "%T");
-    if chunk.is_some() {
-        // At a chunk start, save the state the chunk starts from.
-        let rem = e.op(&format!("arith.remui {t}, %chunk : index"));
-        let starts = e.op(&format!("arith.cmpi eq, {rem}, %c0 : index"));
-        e.line(&format!("scf.if {starts} {{"));
-        e.depth += 1;
-        let c = e.op(&format!("arith.divui {t}, %chunk : index"));
-        let i = e.open_for("%c0", "%DK");
-        let j = e.open_for("%c0", "%DV");
-        let s = e.op(&format!("memref.load %state[{b}, {h}, {i}, {j}] : {T4}"));
-        e.line(&format!("memref.store {s}, %ckpt[{b}, {h}, {c}, {i}, {j}] : {T5}"));
-        e.close();
-        e.close();
-        e.close();
-    }
-    let scalar = scalar_alpha(&mut e, spec, &b, &h, &t);
-    let at = At { b: b.clone(), h: h.clone(), hk, t, scalar_alpha: scalar };
-    let state = |i: &str, j: &str| format!("%state[{b}, {h}, {i}, {j}] : {T4}");
-    emit_update(&mut e, spec, &at, &state, &state, true);
-    emit_readout(&mut e, spec, &at, &state);
-    e.close(); // t
-    e.close(); // h
-    e.close(); // b
-    e.end_function()
+    let scan = Scan::prologue(&mut e, spec, name, &args, "state");
+    let chunk = chunk.map(|chunk| e.named("chunk").constant_index(chunk));
+    let state = e.arg("state");
+    scan.for_heads(&mut e, |e, b, h, hk| {
+        let c0 = e.c0();
+        e.for_(&c0, &scan.time, |e, t| {
+            if let Some(chunk) = &chunk {
+                save_checkpoint(e, &scan, chunk, [&b, &h, &t]);
+            }
+            let at = scan.at(e, &b, &h, &hk, t);
+            let place = Place::new(&state, &[&b, &h]);
+            emit_update(e, &scan, &at, &place, &place, true);
+            emit_readout(e, &scan, &at, &place);
+        });
+    });
+    e.finish()
+}
+
+/// At a chunk start (`t mod chunk = 0`), saves the state the chunk starts from into
+/// `ckpt[b, h, t / chunk]`.
+fn save_checkpoint(e: &mut Builder, scan: &Scan, chunk: &Value, [b, h, t]: [&Value; 3]) {
+    let (state, ckpt, c0) = (e.arg("state"), e.arg("ckpt"), e.c0());
+    let rem = e.remui(t, chunk);
+    let starts = e.cmp(Cmp::Eq, &rem, &c0);
+    e.if_(&starts, |e| {
+        let c = e.divui(t, chunk);
+        scan.for_state(e, |e, i, j| {
+            let s = e.load(&state, &[b, h, i, j]);
+            e.store(&s, &ckpt, &[b, h, &c, i, j]);
+        });
+    });
+}
+
+/// The chunking of the reverse scan: the chunk length, their count, and the scratch
+/// buffer of `chunk + 1` states.
+struct Chunks {
+    chunk: Value,
+    count: Value,
+    buffer: Value,
+}
+
+/// The chunk the reverse scan is in: its checkpoint index `c`, its first token and its
+/// length (the last chunk may be short).
+struct Chunk {
+    index: Value,
+    start: Value,
+    len: Value,
 }
 
 /// The reverse scan: gradients of q, k, v, the log-decays and β, and of the initial
 /// state, from the output gradient and the final-state gradient.
 pub fn backward(spec: &ScanSpec, name: &str, chunk: u64) -> String {
-    let mut e = Emitter::default();
-    prologue(&mut e, spec, name, &spec.backward_arguments(), "dstate");
-    e.line(&format!("%chunk = arith.constant {} : index", chunk.max(1)));
-    e.line("%chunk1 = arith.addi %chunk, %c1 : index");
-    e.line("%nchunks = arith.ceildivui %T, %chunk : index");
-    e.line("%buf = memref.alloc(%chunk1, %DK, %DV) : memref<?x?x?xf32>");
-    let (b, h, hk) = open_heads(&mut e);
-    let ci = e.open_for("%c0", "%nchunks");
-    let last = e.op("arith.subi %nchunks, %c1 : index");
-    let c = e.op(&format!("arith.subi {last}, {ci} : index"));
-    let start = e.op(&format!("arith.muli {c}, %chunk : index"));
-    let left = e.op(&format!("arith.subi %T, {start} : index"));
-    let len = e.op(&format!("arith.minui {left}, %chunk : index"));
-    // The chunk's states: buf[0] from the checkpoint, buf[s + 1] after token start + s.
-    {
-        let i = e.open_for("%c0", "%DK");
-        let j = e.open_for("%c0", "%DV");
-        let s = e.op(&format!("memref.load %ckpt[{b}, {h}, {c}, {i}, {j}] : {T5}"));
-        e.line(&format!("memref.store {s}, %buf[%c0, {i}, {j}] : {T3}"));
-        e.close();
-        e.close();
+    let mut e = Builder::new(Config::CPU);
+    let scan = Scan::prologue(&mut e, spec, name, &spec.backward_arguments(), "dstate");
+    let chunks = define_chunks(&mut e, &scan, chunk.max(1));
+    scan.for_heads(&mut e, |e, b, h, hk| {
+        for_chunks_last_first(e, &scan, &chunks, |e, chunk| {
+            recompute_chunk_states(e, &scan, &chunks, &chunk, [&b, &h, &hk]);
+            for_tokens_last_first(e, &scan, &chunk, [&b, &h, &hk], |e, at, s, s1| {
+                let dstate = e.arg("dstate");
+                let states = TokenStates {
+                    prev: Place::new(&chunks.buffer, &[s]),
+                    now: Place::new(&chunks.buffer, &[s1]),
+                    ds: Place::new(&dstate, &[&b, &h]),
+                };
+                token_backward(e, &scan, at, &states);
+            });
+        });
+    });
+    e.dealloc(&chunks.buffer);
+    e.finish()
+}
+
+/// Defines the reverse scan's chunking: `%chunk`, `%nchunks`, and the scratch `%buf` of
+/// `chunk + 1` states (freed when the scan ends).
+fn define_chunks(e: &mut Builder, scan: &Scan, chunk: u64) -> Chunks {
+    let c1 = e.c1();
+    let chunk = e.named("chunk").constant_index(chunk);
+    let chunk1 = e.named("chunk1").add(&chunk, &c1);
+    let count = e.named("nchunks").ceildivui(&scan.time, &chunk);
+    let compute = e.compute();
+    let buffer = e.named("buf").alloc(compute, &[&chunk1, &scan.dk, &scan.dv]);
+    Chunks { chunk, count, buffer }
+}
+
+/// `body(chunk)` for each chunk, from the last.
+fn for_chunks_last_first(e: &mut Builder, scan: &Scan, chunks: &Chunks, body: impl FnOnce(&mut Builder, Chunk)) {
+    let (c0, c1) = (e.c0(), e.c1());
+    e.for_(&c0, &chunks.count, |e, ci| {
+        let last = e.sub(&chunks.count, &c1);
+        let index = e.sub(&last, &ci);
+        let start = e.mul(&index, &chunks.chunk);
+        let left = e.sub(&scan.time, &start);
+        let len = e.min(&left, &chunks.chunk);
+        body(e, Chunk { index, start, len });
+    });
+}
+
+/// The chunk's states into the buffer: `buf[0]` from the checkpoint, `buf[s + 1]` the
+/// state after token `start + s`.
+fn recompute_chunk_states(e: &mut Builder, scan: &Scan, chunks: &Chunks, chunk: &Chunk, [b, h, hk]: [&Value; 3]) {
+    let (ckpt, c0, c1) = (e.arg("ckpt"), e.c0(), e.c1());
+    scan.for_state(e, |e, i, j| {
+        let s = e.load(&ckpt, &[b, h, &chunk.index, i, j]);
+        e.store(&s, &chunks.buffer, &[&c0, i, j]);
+    });
+    e.for_(&c0, &chunk.len, |e, s| {
+        let t = e.add(&chunk.start, &s);
+        let s1 = e.add(&s, &c1);
+        let at = scan.at(e, b, h, hk, t);
+        let src = Place::new(&chunks.buffer, &[&s]);
+        let dst = Place::new(&chunks.buffer, &[&s1]);
+        emit_update(e, scan, &at, &src, &dst, false);
+    });
+}
+
+/// `body(at, s, s + 1)` for each token of the chunk, from the last: `s` is the token's
+/// slot in the chunk, so `buf[s]` is the state before it and `buf[s + 1]` after it.
+fn for_tokens_last_first(
+    e: &mut Builder,
+    scan: &Scan,
+    chunk: &Chunk,
+    [b, h, hk]: [&Value; 3],
+    body: impl FnOnce(&mut Builder, &At, &Value, &Value),
+) {
+    let (c0, c1) = (e.c0(), e.c1());
+    e.for_(&c0, &chunk.len, |e, si| {
+        let len1 = e.sub(&chunk.len, &c1);
+        let s = e.sub(&len1, &si);
+        let s1 = e.add(&s, &c1);
+        let t = e.add(&chunk.start, &s);
+        let at = scan.at(e, b, h, hk, t);
+        body(e, &at, &s, &s1);
+    });
+}
+
+/// The states around one token of the reverse scan: before it (`buf[s]`), after it
+/// (`buf[s + 1]`), and the gradient reaching the state after it (`dstate[b, h]`, which
+/// leaves holding the gradient of the state before it).
+struct TokenStates {
+    prev: Place,
+    now: Place,
+    ds: Place,
+}
+
+/// One token of the reverse scan, in the reverse order of its forward: the readout, the
+/// write, then the decay.
+fn token_backward(e: &mut Builder, scan: &Scan, at: &At, states: &TokenStates) {
+    let TokenStates { prev, now, ds } = states;
+    readout_backward(e, scan, at, now, ds);
+    match scan.spec.update {
+        ScanUpdate::Additive => additive_write_backward(e, scan, at, ds),
+        ScanUpdate::Delta => delta_write_backward(e, scan, at, prev, ds),
     }
-    {
-        let s = e.open_for("%c0", &len);
-        let t = e.op(&format!("arith.addi {start}, {s} : index"));
-        let s1 = e.op(&format!("arith.addi {s}, %c1 : index"));
-        let scalar = scalar_alpha(&mut e, spec, &b, &h, &t);
-        let at = At { b: b.clone(), h: h.clone(), hk: hk.clone(), t, scalar_alpha: scalar };
-        let src = |i: &str, j: &str| format!("%buf[{s}, {i}, {j}] : {T3}");
-        let dst = |i: &str, j: &str| format!("%buf[{s1}, {i}, {j}] : {T3}");
-        emit_update(&mut e, spec, &at, &src, &dst, false);
-        e.close();
+    if scan.spec.decay != Decay::None {
+        decay_backward(e, scan, at, prev, ds);
     }
-    // Backwards through the chunk.
-    let si = e.open_for("%c0", &len);
-    let len1 = e.op(&format!("arith.subi {len}, %c1 : index"));
-    let s = e.op(&format!("arith.subi {len1}, {si} : index"));
-    let s1 = e.op(&format!("arith.addi {s}, %c1 : index"));
-    let t = e.op(&format!("arith.addi {start}, {s} : index"));
-    let scalar = scalar_alpha(&mut e, spec, &b, &h, &t);
-    let at = At { b: b.clone(), h: h.clone(), hk: hk.clone(), t: t.clone(), scalar_alpha: scalar };
-    let ds = |i: &str, j: &str| format!("%dstate[{b}, {h}, {i}, {j}] : {T4}");
-    let prev = |i: &str, j: &str| format!("%buf[{s}, {i}, {j}] : {T3}");
-    let now = |i: &str, j: &str| format!("%buf[{s1}, {i}, {j}] : {T3}");
-    // 1. Readout: dq += scale · S_t dO; dS += scale · q dOᵀ.
-    {
-        let (qh, oh) = open_readers(&mut e, &at);
-        let i = e.open_for("%c0", "%DK");
-        let q = query(&mut e, spec, &at, &qh, &i);
-        let dot = e.fresh();
-        let (j, acc) = e.open_sum("%DV", &dot);
-        let st = e.op(&format!("memref.load {}", now(&i, &j)));
-        let d_out = e.op(&format!("memref.load %dout[{b}, {t}, {oh}, {j}] : {T4}"));
-        let sd = e.op(&format!("arith.mulf {st}, {d_out} : f32"));
-        let qd = e.op(&format!("arith.mulf {q}, {d_out} : f32"));
-        let scaled = e.op(&format!("arith.mulf %scale, {qd} : f32"));
-        accumulate(&mut e, &ds(&i, &j), &scaled);
-        let sum = e.op(&format!("arith.addf {acc}, {sd} : f32"));
-        e.close_sum(&sum);
-        if spec.query {
-            let dq = e.op(&format!("arith.mulf %scale, {dot} : f32"));
-            accumulate(&mut e, &format!("%dq[{b}, {t}, {qh}, {i}] : {T4}"), &dq);
-        }
-        e.close();
-        e.close();
-    }
-    // The decayed previous state S' = Diag(α) S_{t-1}, read on the fly.
-    let decayed = |e: &mut Emitter, i: &str, j: &str| -> String {
-        let p = e.op(&format!("memref.load {}", prev(i, j)));
-        match alpha(e, spec, &at, i) {
-            Some(a) => e.op(&format!("arith.mulf {a}, {p} : f32")),
-            None => p,
-        }
-    };
-    // 2. The write.
-    match spec.update {
-        ScanUpdate::Additive => {
-            let i = e.open_for("%c0", "%DK");
-            let k = e.op(&format!("memref.load %k[{b}, {t}, {hk}, {i}] : {T4}"));
-            let dk = e.fresh();
-            let (j, acc) = e.open_sum("%DV", &dk);
-            let d = e.op(&format!("memref.load {}", ds(&i, &j)));
-            let v = e.op(&format!("memref.load %v[{b}, {t}, {h}, {j}] : {T4}"));
-            let dv = e.op(&format!("arith.mulf {d}, {k} : f32"));
-            accumulate(&mut e, &format!("%dv[{b}, {t}, {h}, {j}] : {T4}"), &dv);
-            let dv_k = e.op(&format!("arith.mulf {d}, {v} : f32"));
-            let sum = e.op(&format!("arith.addf {acc}, {dv_k} : f32"));
-            e.close_sum(&sum);
-            accumulate(&mut e, &format!("%dk[{b}, {t}, {hk}, {i}] : {T4}"), &dk);
-            e.close();
-        }
-        ScanUpdate::Delta => {
-            let beta = e.op(&format!("memref.load %beta[{b}, {t}, {h}] : {T3}"));
-            // e_j = v_j − (S'ᵀk)_j into %u; du_j = (dSᵀk)_j into %du, both accumulated row
-            // by row (unit stride along j).
-            zero_vector(&mut e, "%u");
-            zero_vector(&mut e, "%du");
-            {
-                let i = e.open_for("%c0", "%DK");
-                let k = e.op(&format!("memref.load %k[{b}, {t}, {hk}, {i}] : {T4}"));
-                let j = e.open_for("%c0", "%DV");
-                let sp = decayed(&mut e, &i, &j);
-                let spk = e.op(&format!("arith.mulf {sp}, {k} : f32"));
-                accumulate(&mut e, &format!("%u[{j}] : memref<?xf32>"), &spk);
-                let d = e.op(&format!("memref.load {}", ds(&i, &j)));
-                let dk = e.op(&format!("arith.mulf {d}, {k} : f32"));
-                accumulate(&mut e, &format!("%du[{j}] : memref<?xf32>"), &dk);
-                e.close();
-                e.close();
+}
+
+/// The readout's gradients: `dq += scale · S_t dO`; `dS += scale · q dOᵀ`.
+fn readout_backward(e: &mut Builder, scan: &Scan, at: &At, now: &Place, ds: &Place) {
+    let dout = e.arg("dout");
+    let dq = scan.spec.query.then(|| e.arg("dq"));
+    scan.for_readers(e, at, |e, qh, oh| {
+        scan.for_keys(e, |e, i| {
+            let q = scan.query(e, at, &qh, &i);
+            let dot = e.sum(&scan.dv, |e, j| {
+                let st = now.load(e, &i, j);
+                let d_out = e.load(&dout, &[&at.b, &at.t, &oh, j]);
+                let sd = e.mul(&st, &d_out);
+                let qd = e.mul(&q, &d_out);
+                let scaled = e.mul(&scan.scale, &qd);
+                ds.accumulate(e, &i, j, &scaled);
+                sd
+            });
+            if let Some(dq) = &dq {
+                let dq_value = e.mul(&scan.scale, &dot);
+                e.accumulate(dq, &[&at.b, &at.t, &qh, &i], &dq_value);
             }
-            {
-                let j = e.open_for("%c0", "%DV");
-                let read = e.op(&format!("memref.load %u[{j}] : memref<?xf32>"));
-                let v = e.op(&format!("memref.load %v[{b}, {t}, {h}, {j}] : {T4}"));
-                let err = e.op(&format!("arith.subf {v}, {read} : f32"));
-                e.line(&format!("memref.store {err}, %u[{j}] : memref<?xf32>"));
-                let du = e.op(&format!("memref.load %du[{j}] : memref<?xf32>"));
-                // dβ += du_j e_j; dv_j += β du_j.
-                let de = e.op(&format!("arith.mulf {du}, {err} : f32"));
-                accumulate(&mut e, &format!("%dbeta[{b}, {t}, {h}] : {T3}"), &de);
-                let dv = e.op(&format!("arith.mulf {beta}, {du} : f32"));
-                accumulate(&mut e, &format!("%dv[{b}, {t}, {h}, {j}] : {T4}"), &dv);
-                e.close();
-            }
-            // dk_i += β Σ_j (dS_ij e_j − S'_ij du_j); then dS_ij −= β k_i du_j.
-            let i = e.open_for("%c0", "%DK");
-            let k = e.op(&format!("memref.load %k[{b}, {t}, {hk}, {i}] : {T4}"));
-            let sum_name = e.fresh();
-            let (j, acc) = e.open_sum("%DV", &sum_name);
-            let d = e.op(&format!("memref.load {}", ds(&i, &j)));
-            let err = e.op(&format!("memref.load %u[{j}] : memref<?xf32>"));
-            let du = e.op(&format!("memref.load %du[{j}] : memref<?xf32>"));
-            let sp = decayed(&mut e, &i, &j);
-            let a1 = e.op(&format!("arith.mulf {d}, {err} : f32"));
-            let a2 = e.op(&format!("arith.mulf {sp}, {du} : f32"));
-            let diff = e.op(&format!("arith.subf {a1}, {a2} : f32"));
-            let kdu = e.op(&format!("arith.mulf {k}, {du} : f32"));
-            let bkdu = e.op(&format!("arith.mulf {beta}, {kdu} : f32"));
-            let nd = e.op(&format!("arith.subf {d}, {bkdu} : f32"));
-            e.line(&format!("memref.store {nd}, {}", ds(&i, &j)));
-            let sum = e.op(&format!("arith.addf {acc}, {diff} : f32"));
-            e.close_sum(&sum);
-            let dk = e.op(&format!("arith.mulf {beta}, {sum_name} : f32"));
-            accumulate(&mut e, &format!("%dk[{b}, {t}, {hk}, {i}] : {T4}"), &dk);
-            e.close();
-        }
+        });
+    });
+}
+
+/// The additive write's gradients: `dv_j += Σ_i dS_ij k_i`, `dk_i += Σ_j dS_ij v_j`.
+fn additive_write_backward(e: &mut Builder, scan: &Scan, at: &At, ds: &Place) {
+    let [k, v, dk, dv] = ["k", "v", "dk", "dv"].map(|arg| e.arg(arg));
+    let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
+    scan.for_keys(e, |e, i| {
+        let k = e.load(&k, &[b, t, hk, &i]);
+        let dk_value = e.sum(&scan.dv, |e, j| {
+            let d = ds.load(e, &i, j);
+            let v = e.load(&v, &[b, t, h, j]);
+            let dv_value = e.mul(&d, &k);
+            e.accumulate(&dv, &[b, t, h, j], &dv_value);
+            e.mul(&d, &v)
+        });
+        e.accumulate(&dk, &[b, t, hk, &i], &dk_value);
+    });
+}
+
+/// The decayed previous state `S' = Diag(α) S_{t-1}` at `(i, j)`, read on the fly.
+fn decayed(e: &mut Builder, scan: &Scan, at: &At, prev: &Place, i: &Value, j: &Value) -> Value {
+    let p = prev.load(e, i, j);
+    match scan.alpha(e, at, i) {
+        Some(a) => e.mul(&a, &p),
+        None => p,
     }
-    // 3. The decay: dg += α Σ_j dS'_ij S_{t-1,ij}; dS_{t-1} = Diag(α) dS'.
-    if spec.decay != Decay::None {
-        let i = e.open_for("%c0", "%DK");
-        let a = alpha(&mut e, spec, &at, &i).expect("a decay");
-        let dot = e.fresh();
-        let (j, acc) = e.open_sum("%DV", &dot);
-        let d = e.op(&format!("memref.load {}", ds(&i, &j)));
-        let p = e.op(&format!("memref.load {}", prev(&i, &j)));
-        let dp = e.op(&format!("arith.mulf {d}, {p} : f32"));
-        let nd = e.op(&format!("arith.mulf {a}, {d} : f32"));
-        e.line(&format!("memref.store {nd}, {}", ds(&i, &j)));
-        let sum = e.op(&format!("arith.addf {acc}, {dp} : f32"));
-        e.close_sum(&sum);
-        let dg = e.op(&format!("arith.mulf {a}, {dot} : f32"));
-        let target = match spec.decay {
-            Decay::PerHead => format!("%dg[{h}] : {}", ty(1)),
-            Decay::Scalar => format!("%dg[{b}, {t}, {h}] : {T3}"),
-            Decay::Vector => format!("%dg[{b}, {t}, {hk}, {i}] : {T4}"),
-            Decay::None => unreachable!("checked above"),
+}
+
+/// The delta write's gradients, in three passes over the state: its reads, then the
+/// gradients of v and β, then those of k and the state.
+fn delta_write_backward(e: &mut Builder, scan: &Scan, at: &At, prev: &Place, ds: &Place) {
+    let beta = e.arg("beta");
+    let beta = e.load(&beta, &[&at.b, &at.t, &at.h]);
+    delta_reads(e, scan, at, prev, ds);
+    delta_value_gradients(e, scan, at, &beta);
+    delta_key_gradients(e, scan, at, &beta, prev, ds);
+}
+
+/// The delta write's two reads: `S'ᵀk` into `%u` and `dSᵀk` into `%du`, both
+/// accumulated row by row (unit stride along j).
+fn delta_reads(e: &mut Builder, scan: &Scan, at: &At, prev: &Place, ds: &Place) {
+    let k = e.arg("k");
+    let (u, du) = (scan.u(), scan.du());
+    scan.zero_vector(e, u);
+    scan.zero_vector(e, du);
+    scan.for_keys(e, |e, i| {
+        let k = e.load(&k, &[&at.b, &at.t, &at.hk, &i]);
+        scan.for_values(e, |e, j| {
+            let sp = decayed(e, scan, at, prev, &i, &j);
+            let spk = e.mul(&sp, &k);
+            e.accumulate(u, &[&j], &spk);
+            let d = ds.load(e, &i, &j);
+            let dk = e.mul(&d, &k);
+            e.accumulate(du, &[&j], &dk);
+        });
+    });
+}
+
+/// The error `e = v − S'ᵀk` (kept in `%u`), and the gradients it gives:
+/// `dβ += Σ_j du_j e_j`, `dv_j += β du_j`.
+fn delta_value_gradients(e: &mut Builder, scan: &Scan, at: &At, beta: &Value) {
+    let [v, dv, dbeta] = ["v", "dv", "dbeta"].map(|arg| e.arg(arg));
+    let (b, t, h) = (&at.b, &at.t, &at.h);
+    let (u, du) = (scan.u(), scan.du());
+    scan.for_values(e, |e, j| {
+        let read = e.load(u, &[&j]);
+        let v = e.load(&v, &[b, t, h, &j]);
+        let err = e.sub(&v, &read);
+        e.store(&err, u, &[&j]);
+        let du = e.load(du, &[&j]);
+        let de = e.mul(&du, &err);
+        e.accumulate(&dbeta, &[b, t, h], &de);
+        let dv_value = e.mul(beta, &du);
+        e.accumulate(&dv, &[b, t, h, &j], &dv_value);
+    });
+}
+
+/// `dk_i += β Σ_j (dS_ij e_j − S'_ij du_j)`; then `dS_ij −= β k_i du_j`, the gradient
+/// reaching `S'`.
+fn delta_key_gradients(e: &mut Builder, scan: &Scan, at: &At, beta: &Value, prev: &Place, ds: &Place) {
+    let [k, dk] = ["k", "dk"].map(|arg| e.arg(arg));
+    let (b, t, hk) = (&at.b, &at.t, &at.hk);
+    let (u, du) = (scan.u(), scan.du());
+    scan.for_keys(e, |e, i| {
+        let k = e.load(&k, &[b, t, hk, &i]);
+        let sum = e.sum(&scan.dv, |e, j| {
+            let d = ds.load(e, &i, j);
+            let err = e.load(u, &[j]);
+            let du = e.load(du, &[j]);
+            let sp = decayed(e, scan, at, prev, &i, j);
+            let a1 = e.mul(&d, &err);
+            let a2 = e.mul(&sp, &du);
+            let diff = e.sub(&a1, &a2);
+            let kdu = e.mul(&k, &du);
+            let bkdu = e.mul(beta, &kdu);
+            let nd = e.sub(&d, &bkdu);
+            ds.store(e, &nd, &i, j);
+            diff
+        });
+        let dk_value = e.mul(beta, &sum);
+        e.accumulate(&dk, &[b, t, hk, &i], &dk_value);
+    });
+}
+
+/// The decay's gradients: `dg += α Σ_j dS'_ij S_{t-1,ij}`; `dS_{t-1} = Diag(α) dS'`.
+fn decay_backward(e: &mut Builder, scan: &Scan, at: &At, prev: &Place, ds: &Place) {
+    let dg = e.arg("dg");
+    let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
+    scan.for_keys(e, |e, i| {
+        let a = scan.alpha(e, at, &i).expect("a decay");
+        let dot = e.sum(&scan.dv, |e, j| {
+            let d = ds.load(e, &i, j);
+            let p = prev.load(e, &i, j);
+            let dp = e.mul(&d, &p);
+            let nd = e.mul(&a, &d);
+            ds.store(e, &nd, &i, j);
+            dp
+        });
+        let dg_value = e.mul(&a, &dot);
+        let at_decay: Vec<&Value> = match scan.spec.decay {
+            Decay::PerHead => vec![h],
+            Decay::Scalar => vec![b, t, h],
+            Decay::Vector => vec![b, t, hk, &i],
+            Decay::None => unreachable!("no decay, no gradient"),
         };
-        accumulate(&mut e, &target, &dg);
-        e.close();
-    }
-    e.close(); // si
-    e.close(); // ci
-    e.close(); // h
-    e.close(); // b
-    e.line("memref.dealloc %buf : memref<?x?x?xf32>");
-    e.end_function()
+        e.accumulate(&dg, &at_decay, &dg_value);
+    });
 }

@@ -8,10 +8,11 @@
 use crate::fuse::expression;
 use hyb_compiler::grad::{BwdNode, BwdOp, Value};
 use hyb_compiler::graph::{NodeId, Op};
+use hyb_kernels::attention;
+use hyb_kernels::key::KernelKey;
 use hyb_kernels::pointwise::{self, Binary, Expr, MapSpec};
-use hyb_kernels::{attention, conv, embed, floor, norms, optim, pointwise::sum_rows, scan};
 
-use crate::program::{Arg, Builder, Instr, L2_EPS, SQUARES, ScanViews, Share, Store, Unsupported, heads_view, rows_of};
+use crate::program::{ADAM, Arg, Builder, CLIP_MAX, Instr, L2_EPS, SQUARES, Share, Unsupported, heads_view, rows_of};
 
 impl Builder<'_> {
     /// Appends the backward and the optimizer; returns where the optimizer begins (the
@@ -99,35 +100,36 @@ impl Builder<'_> {
                 let rows = dy.len() / total;
                 let (width, offset) = (*width as usize, *offset as usize);
                 let src = dy.view(vec![rows, total]);
-                self.push(Instr::Columns { src, dst: out.view(vec![rows, width]), src_col: offset, dst_col: 0, width });
+                self.columns(src, out.view(vec![rows, width]), offset, 0, width);
             }
             BwdOp::EmbedScatter => {
                 let (dy, tokens, dtable) = (input(self, 0), input(self, 1), output(self, 0));
-                let func = self.kernels.get("scatter", embed::scatter);
+                let func = self.kernels.get(KernelKey::Scatter);
                 self.push(Instr::Zero(dtable.clone()));
                 let (tokens, dy) = (tokens.batched(), dy.batched());
                 self.call(func, vec![dtable.whole(), tokens, dy, dtable.summed()]);
             }
             BwdOp::Vjp { op, .. } => self.vjp(index, node, op)?,
             BwdOp::GradNorm => {
-                let func = self.kernels.get("sum_of_squares", optim::sum_of_squares);
-                let squares =
-                    Arg { store: Store::Host, offset: SQUARES, dims: vec![1], flat: false, share: Share::Whole };
+                let func = self.kernels.get(KernelKey::SumOfSquares);
+                let squares = Arg::host(SQUARES, 1);
                 self.push(Instr::Zero(squares.clone()));
                 for i in 0..node.inputs.len() {
                     let g = input(self, i);
                     let flat = Arg { dims: vec![g.len()], flat: false, share: Share::Whole, ..g };
                     self.call(func, vec![flat, squares.clone()]);
                 }
-                self.push(Instr::Clip);
+                let clip = self.kernels.get(KernelKey::Clip);
+                let factor = Arg::host(ADAM + 7, 1);
+                self.call(clip, vec![squares, Arg::host(CLIP_MAX, 1), factor]);
             }
             BwdOp::AdamW { .. } => {
                 let Value::Fwd(param) = node.inputs[0] else { unreachable!("AdamW updates a parameter") };
                 let Op::Param(name) = &self.graph.nodes[param].op else { unreachable!("AdamW updates a parameter") };
                 let param = self.params[name];
-                let func = self.kernels.get("adamw", optim::adamw);
+                let kernel = self.kernels.get(KernelKey::AdamW);
                 let g = input(self, 1);
-                self.push(Instr::AdamW { func, param, grad: Arg { dims: vec![g.len()], share: Share::Whole, ..g } });
+                self.push(Instr::AdamW { kernel, param, grad: Arg { dims: vec![g.len()], share: Share::Whole, ..g } });
             }
         }
         Ok(())
@@ -135,7 +137,7 @@ impl Builder<'_> {
 
     /// `out[W] = Σ_rows dy[rows, W]`.
     fn sum_rows(&mut self, dy: Arg, out: Arg) {
-        let func = self.kernels.get("sum_rows", sum_rows);
+        let func = self.kernels.get(KernelKey::SumRows);
         self.push(Instr::Zero(out.clone()));
         let width = out.len();
         let out = Arg { dims: vec![width], flat: true, ..out.summed() };
@@ -165,7 +167,7 @@ impl Builder<'_> {
                     Op::RmsNorm { groups, .. } | Op::RmsNormGated { groups, .. } => groups,
                     _ => unreachable!(),
                 };
-                let func = self.kernels.get(&format!("rms_bwd {eps} {gated}"), |n| norms::rms_backward(*eps, gated, n));
+                let func = self.kernels.get(KernelKey::RmsBackward { eps: *eps, gated });
                 let x = rows_of(&input(self, 1), groups);
                 let shape = x.dims.clone();
                 let rows = |a: Arg| Arg { share: Share::Split, ..a.view(shape.clone()) };
@@ -186,8 +188,8 @@ impl Builder<'_> {
             }
             Op::L2Norm { groups } | Op::SumNorm { groups } => {
                 let func = match forward.op {
-                    Op::L2Norm { .. } => self.kernels.get("l2_bwd", |n| norms::l2_backward(L2_EPS, n)),
-                    _ => self.kernels.get("sum_norm_bwd", norms::sum_backward),
+                    Op::L2Norm { .. } => self.kernels.get(KernelKey::L2Backward { eps: L2_EPS }),
+                    _ => self.kernels.get(KernelKey::SumNormBackward),
                 };
                 let x = rows_of(&input(self, 1), *groups);
                 let shape = x.dims.clone();
@@ -196,7 +198,7 @@ impl Builder<'_> {
             }
             Op::ShortConv { .. } => {
                 let bias = forward.inputs.len() == 3;
-                let func = self.kernels.get(&format!("conv_bwd {bias}"), |n| conv::backward(bias, n));
+                let func = self.kernels.get(KernelKey::ConvBackward { bias });
                 for grad in &outputs[1..] {
                     self.push(Instr::Zero(grad.clone()));
                 }
@@ -206,11 +208,11 @@ impl Builder<'_> {
                 self.call(func, args);
             }
             Op::LayerFloor { layer } => {
-                let func = self.kernels.get(&format!("floor_bwd {layer}"), |n| floor::backward(*layer as u64, n));
+                let func = self.kernels.get(KernelKey::FloorBackward { layer: *layer as u64 });
                 self.call(func, vec![input(self, 1), input(self, 0), outputs[0].clone()]);
             }
             Op::Rope { heads, theta } => {
-                let func = self.kernels.get(&format!("rope_inv {theta}"), |n| attention::rope(*theta, n, true));
+                let func = self.kernels.get(KernelKey::Rope { theta: *theta, inverse: true });
                 let dy = heads_view(&input(self, 0), *heads);
                 let dx = outputs[0].view(dy.dims.clone()).batched();
                 self.call(func, vec![dy, dx]);
@@ -218,7 +220,7 @@ impl Builder<'_> {
             Op::Scan(attrs) => self.scan_vjp(origin, node, &outputs, attrs),
             Op::Attention { heads, kv_heads, head_dim, window, scale } => {
                 let spec = attention::AttentionSpec { group: heads / kv_heads, window: *window, scale: *scale };
-                let func = self.kernels.get(&format!("attention_bwd {spec:?}"), |n| attention::backward(&spec, n));
+                let func = self.kernels.get(KernelKey::AttentionBackward { spec });
                 let (q, k, v) = self.attention_inputs(&forward, *heads, *kv_heads, *head_dim);
                 let o = self.fwd(origin).view(q.dims.clone()).batched();
                 let lse = self.log_sum_exp(origin, *heads);
@@ -278,9 +280,9 @@ impl Builder<'_> {
     fn scan_vjp(&mut self, origin: NodeId, node: &BwdNode, outputs: &[Arg], attrs: &hyb_compiler::graph::ScanAttrs) {
         let forward = self.graph.nodes[origin].clone();
         let spec = crate::scan_spec(attrs);
-        let chunk = crate::CHECKPOINT_INTERVAL;
-        let func = self.kernels.get(&format!("scan_bwd {spec:?}"), |n| scan::backward(&spec, n, chunk));
-        let views = ScanViews::new(attrs, self.batch, self.seq_len);
+        let chunk = self.target.checkpoint_interval();
+        let func = self.kernels.get(KernelKey::ScanBackward { spec, chunk });
+        let views = self.scan_views(attrs);
         let inputs = self.scan_inputs(&forward);
         // Fixed per-head decays are shared by the batch: their gradient sums over it.
         let grads: Vec<Arg> = outputs

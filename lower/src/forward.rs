@@ -5,11 +5,12 @@
 
 use hyb_compiler::grad::{BwdOp, Value};
 use hyb_compiler::graph::{NodeId, Op};
+use hyb_kernels::attention;
+use hyb_kernels::key::KernelKey;
 use hyb_kernels::pointwise::{Binary, Expr, MapSpec};
-use hyb_kernels::{attention, conv, embed, floor, loss, norms, scan};
 
 use crate::fuse::Step;
-use crate::program::{Arg, Builder, Input, Instr, L2_EPS, LOSS, ScanViews, Share, Store, Unsupported};
+use crate::program::{Arg, Builder, Input, Instr, L2_EPS, LOSS, Share, Unsupported};
 use crate::program::{heads_view, rows_of, silu_gate};
 
 impl Builder<'_> {
@@ -65,38 +66,38 @@ impl Builder<'_> {
         let out = self.fwd(id);
         match &node.op {
             Op::Embed => {
-                let func = self.kernels.get("gather", embed::gather);
+                let func = self.kernels.get(KernelKey::Gather);
                 self.call(func, vec![input(self, 0), input(self, 1), out]);
             }
             Op::RmsNorm { eps, groups } => {
-                let func = self.kernels.get(&format!("rms {eps}"), |n| norms::rms_forward(*eps, false, n));
+                let func = self.kernels.get(KernelKey::RmsForward { eps: *eps, gated: false });
                 let x = rows_of(&input(self, 0), *groups);
                 let y = out.view(x.dims.clone()).batched();
                 self.call(func, vec![x, input(self, 1), y]);
             }
             Op::RmsNormGated { eps, groups, act } => {
                 silu_gate(*act)?;
-                let func = self.kernels.get(&format!("rms_gated {eps}"), |n| norms::rms_forward(*eps, true, n));
+                let func = self.kernels.get(KernelKey::RmsForward { eps: *eps, gated: true });
                 let x = rows_of(&input(self, 0), *groups);
                 let z = input(self, 1).view(x.dims.clone()).batched();
                 let y = out.view(x.dims.clone()).batched();
                 self.call(func, vec![x, z, input(self, 2), y]);
             }
             Op::L2Norm { groups } => {
-                let func = self.kernels.get("l2", |n| norms::l2_forward(L2_EPS, n));
+                let func = self.kernels.get(KernelKey::L2Forward { eps: L2_EPS });
                 let x = rows_of(&input(self, 0), *groups);
                 let y = out.view(x.dims.clone()).batched();
                 self.call(func, vec![x, y]);
             }
             Op::SumNorm { groups } => {
-                let func = self.kernels.get("sum_norm", norms::sum_forward);
+                let func = self.kernels.get(KernelKey::SumNormForward);
                 let x = rows_of(&input(self, 0), *groups);
                 let y = out.view(x.dims.clone()).batched();
                 self.call(func, vec![x, y]);
             }
             Op::ShortConv { size } if self.decode.is_some() => {
                 let bias = node.inputs.len() == 3;
-                let func = self.kernels.get(&format!("conv_step {bias}"), |n| conv::step(bias, n));
+                let func = self.kernels.get(KernelKey::ConvStep { bias });
                 let mut args: Vec<Arg> = (0..node.inputs.len()).map(|i| input(self, i)).collect();
                 let channels = *out.dims.last().expect("a width");
                 args.push(self.cache(vec![self.batch, *size as usize, channels]));
@@ -105,43 +106,43 @@ impl Builder<'_> {
             }
             Op::ShortConv { .. } => {
                 let bias = node.inputs.len() == 3;
-                let func = self.kernels.get(&format!("conv {bias}"), |n| conv::forward(bias, n));
+                let func = self.kernels.get(KernelKey::ConvForward { bias });
                 let mut args: Vec<Arg> = (0..node.inputs.len()).map(|i| input(self, i)).collect();
                 args.push(out);
                 self.call(func, args);
             }
             Op::LayerFloor { layer } => {
-                let func = self.kernels.get(&format!("floor {layer}"), |n| floor::forward(*layer as u64, n));
+                let func = self.kernels.get(KernelKey::FloorForward { layer: *layer as u64 });
                 self.call(func, vec![input(self, 0), out]);
             }
             Op::Rope { heads, theta } if self.decode.is_some() => {
-                let func = self.kernels.get(&format!("rope_at {theta}"), |n| attention::rope_at(*theta, n));
+                let func = self.kernels.get(KernelKey::RopeAt { theta: *theta });
                 let x = heads_view(&input(self, 0), *heads);
                 let y = out.view(x.dims.clone()).batched();
                 let position = self.position();
                 self.call(func, vec![x, position, y]);
             }
             Op::Rope { heads, theta } => {
-                let func = self.kernels.get(&format!("rope {theta}"), |n| attention::rope(*theta, n, false));
+                let func = self.kernels.get(KernelKey::Rope { theta: *theta, inverse: false });
                 let x = heads_view(&input(self, 0), *heads);
                 let y = out.view(x.dims.clone()).batched();
                 self.call(func, vec![x, y]);
             }
             Op::Scan(attrs) if self.decode.is_some() => {
                 let spec = crate::scan_spec(attrs);
-                let func = self.kernels.get(&format!("scan_step {spec:?}"), |n| scan::forward(&spec, n));
+                let func = self.kernels.get(KernelKey::ScanStep { spec });
                 let mut args = self.scan_inputs(&node);
-                let views = ScanViews::new(attrs, self.batch, self.seq_len);
+                let views = self.scan_views(attrs);
                 args.push(out.view(views.o.clone()).batched());
                 args.push(self.cache(views.state.clone()));
                 self.call(func, args);
             }
             Op::Scan(attrs) => {
                 let spec = crate::scan_spec(attrs);
-                let chunk = crate::CHECKPOINT_INTERVAL;
-                let func = self.kernels.get(&format!("scan_fwd {spec:?}"), |n| scan::forward_train(&spec, n, chunk));
+                let chunk = self.target.checkpoint_interval();
+                let func = self.kernels.get(KernelKey::ScanTrain { spec, chunk });
                 let mut args = self.scan_inputs(&node);
-                let views = ScanViews::new(attrs, self.batch, self.seq_len);
+                let views = self.scan_views(attrs);
                 args.push(out.view(views.o.clone()).batched());
                 let state = self.temp(views.state.clone(), Share::Split);
                 self.push(Instr::Zero(state.clone()));
@@ -151,7 +152,7 @@ impl Builder<'_> {
             }
             Op::Attention { heads, kv_heads, head_dim, window, scale } if let Some(max_len) = self.decode => {
                 let spec = attention::AttentionSpec { group: heads / kv_heads, window: *window, scale: *scale };
-                let func = self.kernels.get(&format!("attention_decode {spec:?}"), |n| attention::decode(&spec, n));
+                let func = self.kernels.get(KernelKey::AttentionDecode { spec });
                 let (q, k, v) = self.attention_inputs(&node, *heads, *kv_heads, *head_dim);
                 let o = out.view(q.dims.clone()).batched();
                 let cache_dims = vec![self.batch, max_len, *kv_heads as usize, *head_dim as usize];
@@ -161,7 +162,7 @@ impl Builder<'_> {
             }
             Op::Attention { heads, kv_heads, head_dim, window, scale } => {
                 let spec = attention::AttentionSpec { group: heads / kv_heads, window: *window, scale: *scale };
-                let func = self.kernels.get(&format!("attention_fwd {spec:?}"), |n| attention::forward(&spec, n));
+                let func = self.kernels.get(KernelKey::AttentionForward { spec });
                 let (q, k, v) = self.attention_inputs(&node, *heads, *kv_heads, *head_dim);
                 let o = out.view(q.dims.clone()).batched();
                 let lse = self.log_sum_exp(id, *heads);
@@ -175,13 +176,7 @@ impl Builder<'_> {
                     let src = input(self, i);
                     let width = *src.dims.last().expect("a width");
                     let dst = out.view(vec![rows, total]);
-                    self.push(Instr::Columns {
-                        src: src.view(vec![rows, width]),
-                        dst,
-                        src_col: 0,
-                        dst_col: column,
-                        width,
-                    });
+                    self.columns(src.view(vec![rows, width]), dst, 0, column, width);
                     column += width;
                 }
             }
@@ -198,9 +193,9 @@ impl Builder<'_> {
             Op::CrossEntropy => {
                 // Loss and gradient in one pass: the gradient goes straight to the buffer
                 // of the loss's VJP, which is then the identity (the loss is the root).
-                let func = self.kernels.get("cross_entropy", loss::cross_entropy);
+                let func = self.kernels.get(KernelKey::CrossEntropy);
                 let dlogits = self.cross_entropy_gradient(id)?;
-                let loss = Arg { store: Store::Host, offset: LOSS, dims: vec![1], flat: false, share: Share::Whole };
+                let loss = Arg::host(LOSS, 1);
                 let args = vec![input(self, 0).whole(), input(self, 1).whole(), loss, dlogits.whole()];
                 self.call(func, args);
             }

@@ -15,10 +15,12 @@ use std::collections::HashMap;
 
 use crate::fuse::Step;
 use hyb_compiler::grad::{GradGraph, Value};
-use hyb_compiler::graph::{Dim, Graph, NodeId, Op, TensorType};
+use hyb_compiler::graph::{Dim, Elem, Graph, NodeId, Op, TensorType};
 use hyb_compiler::ir::{Act, Model};
 use hyb_compiler::plan::Plan;
-use hyb_kernels::pointwise::{self, MapSpec};
+use hyb_kernels::key::KernelKey;
+use hyb_kernels::pointwise::MapSpec;
+use hyb_target::Target;
 
 /// Where an argument's memory lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +33,8 @@ pub enum Store {
     Moment2(usize),
     /// Scratch space private to one instruction (scan states, broadcast gradients).
     Temp,
-    /// Host scalars: [`LOSS`], [`SQUARES`], [`POSITION`], the AdamW scalars from [`ADAM`].
+    /// Scalars the host sets or reads: [`LOSS`], [`SQUARES`], [`POSITION`], [`CLIP_MAX`],
+    /// the AdamW scalars from [`ADAM`].
     Host,
     /// What decoding carries from one token to the next: each recurrence's state, each
     /// convolution's window of inputs, each attention layer's keys and values.
@@ -42,6 +45,8 @@ pub const LOSS: usize = 0;
 pub const SQUARES: usize = 1;
 /// Decoding: the position of the token being decoded (as f32; exact below 2²⁴).
 pub const POSITION: usize = 2;
+/// The clipping bound on the global gradient norm (+∞: none).
+pub const CLIP_MAX: usize = 3;
 pub const ADAM: usize = 8;
 pub const HOST_LEN: usize = ADAM + 8;
 
@@ -52,11 +57,14 @@ pub enum Input {
     Targets,
 }
 
-/// One kernel argument: `dims` as the kernel sees them (one flat dim when `flat`).
+/// One kernel argument: elements of `elem` from byte `offset` of a store, `dims` as the
+/// kernel sees them (one flat dim when `flat`).
 #[derive(Clone, Debug)]
 pub struct Arg {
     pub store: Store,
+    /// In bytes, a multiple of the element size.
     pub offset: usize,
+    pub elem: Elem,
     pub dims: Vec<usize>,
     pub flat: bool,
     pub share: Share,
@@ -75,8 +83,23 @@ pub enum Share {
 }
 
 impl Arg {
+    /// `len` f32 host scalars from slot `slot` ([`LOSS`], [`SQUARES`], ...).
+    pub fn host(slot: usize, len: usize) -> Arg {
+        Arg { store: Store::Host, offset: slot * 4, elem: Elem::F32, dims: vec![len], flat: false, share: Share::Whole }
+    }
+
+    /// The elements.
     pub fn len(&self) -> usize {
         self.dims.iter().product()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.len() * self.elem.bytes() as usize
+    }
+
+    /// The byte just past the argument.
+    pub fn end(&self) -> usize {
+        self.offset + self.bytes()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -114,9 +137,10 @@ impl Arg {
 
 #[derive(Clone, Debug)]
 pub enum Instr {
-    /// A generated kernel; split over the leading dim of its `Split` arguments.
+    /// Kernel `kernel` of the program's [`KernelSet`]; its iteration space is the
+    /// leading dim of its `Split` arguments (one point otherwise).
     Call {
-        func: usize,
+        kernel: usize,
         args: Vec<Arg>,
     },
     /// `c[m, n] = a[m, k] · b[k, n]`, each operand with its (row, column) strides.
@@ -130,50 +154,55 @@ pub enum Instr {
     },
     Zero(Arg),
     Fill(Arg, Vec<f32>),
-    /// The step's token ids or targets, written as i32 into the arena.
+    /// The step's token ids or targets, copied from the host as i32.
     Input(Input, Arg),
-    /// `dst[r, dst_col + j] = src[r, src_col + j]` for `j < width` (concat and its slices).
-    Columns {
-        src: Arg,
-        dst: Arg,
-        src_col: usize,
-        dst_col: usize,
-        width: usize,
-    },
-    /// Reads [`SQUARES`] and sets the clipping factor among the AdamW scalars.
-    Clip,
     /// AdamW on parameter `param` with its gradient.
     AdamW {
-        func: usize,
+        kernel: usize,
         param: usize,
         grad: Arg,
     },
 }
 
-/// The kernels a program calls, each generated once.
-#[derive(Default)]
+/// A call's iteration space: the leading dim of its `Split` arguments — the batch, or
+/// rows — over which its points are independent (1 if none is split). The CPU backend
+/// splits it over threads; a GPU form maps it to blocks.
+pub fn iteration_space(instr: &Instr) -> usize {
+    match instr {
+        Instr::Call { args, .. } => args.iter().find(|a| a.is_split()).map_or(1, |a| a.dims[0]),
+        _ => 1,
+    }
+}
+
+/// The kernels a program calls, each key once, in order of first use.
+#[derive(Default, Clone)]
 pub struct KernelSet {
-    pub names: Vec<String>,
-    pub modules: Vec<String>,
-    by_key: HashMap<String, usize>,
+    pub keys: Vec<KernelKey>,
+    by_key: HashMap<KernelKey, usize>,
 }
 
 impl KernelSet {
-    /// The index of the kernel `key` describes, generating it on first use.
-    pub fn get(&mut self, key: &str, generate: impl FnOnce(&str) -> String) -> usize {
-        if let Some(&index) = self.by_key.get(key) {
+    /// The index of `key`, added on first use.
+    pub fn get(&mut self, key: KernelKey) -> usize {
+        if let Some(&index) = self.by_key.get(&key) {
             return index;
         }
-        let name = format!("k{}_{}", self.names.len(), key.split(|c: char| !c.is_alphanumeric()).next().unwrap_or(""));
-        self.modules.push(generate(&name));
-        self.names.push(name);
-        self.by_key.insert(key.to_string(), self.names.len() - 1);
-        self.names.len() - 1
+        self.keys.push(key.clone());
+        self.by_key.insert(key, self.keys.len() - 1);
+        self.keys.len() - 1
     }
 
-    /// A fused elementwise chain (inputs broadcast where flagged).
-    pub fn pointwise(&mut self, spec: &MapSpec, broadcast: &[bool]) -> usize {
-        self.get(&format!("map {spec:?} {broadcast:?}"), |name| pointwise::generate_broadcast(spec, broadcast, name))
+    /// The name of kernel `index`'s function: `k3_scan_bwd`.
+    pub fn name(&self, index: usize) -> String {
+        format!("k{index}_{}", self.keys[index].label())
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 }
 
@@ -183,6 +212,7 @@ pub struct ParamSlot {
     pub shape: Vec<usize>,
 }
 
+#[derive(Clone)]
 pub struct Program {
     pub instrs: Vec<Instr>,
     /// Where the backward's instructions begin (the forward alone is `..forward_end`).
@@ -192,8 +222,9 @@ pub struct Program {
     pub optimizer_start: usize,
     pub update_start: usize,
     pub kernels: KernelSet,
-    pub arena_len: usize,
-    pub temp_len: usize,
+    /// The stores' sizes in bytes.
+    pub arena_bytes: usize,
+    pub temp_bytes: usize,
     pub params: Vec<ParamSlot>,
     /// Each parameter's gradient (valid after the backward, before the optimizer).
     pub grads: Vec<Arg>,
@@ -202,9 +233,11 @@ pub struct Program {
     pub vocab: usize,
     /// The logits `[batch, seq_len, vocab]` (valid after the forward).
     pub logits: Arg,
-    /// Decoding programs: the length of [`Store::Cache`] and the longest sequence it holds.
-    pub cache_len: usize,
+    /// Decoding programs: the bytes of [`Store::Cache`] and the longest sequence it holds.
+    pub cache_bytes: usize,
     pub max_len: Option<usize>,
+    /// What the program was built for (the checkpoint interval is the target's).
+    pub target: Target,
 }
 
 #[derive(Debug)]
@@ -212,7 +245,7 @@ pub struct Unsupported(pub String);
 
 impl std::fmt::Display for Unsupported {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the CPU backend cannot run this model yet: {}", self.0)
+        write!(f, "no kernel runs this model yet: {}", self.0)
     }
 }
 
@@ -226,13 +259,14 @@ pub(crate) struct Builder<'g> {
     pub seq_len: usize,
     pub instrs: Vec<Instr>,
     pub kernels: KernelSet,
-    /// Scratch in use by the current instruction, and the most any needed.
+    /// Scratch bytes in use by the current instruction, and the most any needed.
     pub temp_used: usize,
     pub temp_len: usize,
     /// Decoding one token per call, for sequences up to this length (`seq_len` is 1):
-    /// the forward keeps its state in [`Store::Cache`], of `cache_len` so far.
+    /// the forward keeps its state in [`Store::Cache`], of `cache_len` bytes so far.
     pub decode: Option<usize>,
     pub cache_len: usize,
+    pub target: Target,
 }
 
 /// The eps of `norm.l2` (fla's `l2norm`).
@@ -264,11 +298,13 @@ impl<'g> Builder<'g> {
         if let Value::Fwd(id) = value
             && let Op::Param(name) = &self.graph.nodes[id].op
         {
-            return Arg { store: Store::Param(self.params[name]), offset: 0, dims, flat: false, share: Share::Whole };
+            let store = Store::Param(self.params[name]);
+            return Arg { store, offset: 0, elem: Elem::F32, dims, flat: false, share: Share::Whole };
         }
         let offset = *self.offsets.get(&value).unwrap_or_else(|| panic!("{value:?} has no planned buffer"));
         let share = if batched { Share::Split } else { Share::Whole };
-        Arg { store: Store::Arena, offset, dims, flat: false, share }
+        let elem = self.type_of(value).elem;
+        Arg { store: Store::Arena, offset, elem, dims, flat: false, share }
     }
 
     pub fn fwd(&self, id: NodeId) -> Arg {
@@ -278,21 +314,21 @@ impl<'g> Builder<'g> {
     /// Scratch for the current instruction.
     pub fn temp(&mut self, dims: Vec<usize>, share: Share) -> Arg {
         let offset = self.temp_used;
-        self.temp_used += dims.iter().product::<usize>().next_multiple_of(16);
+        self.temp_used += (dims.iter().product::<usize>() * 4).next_multiple_of(64);
         self.temp_len = self.temp_len.max(self.temp_used);
-        Arg { store: Store::Temp, offset, dims, flat: false, share }
+        Arg { store: Store::Temp, offset, elem: Elem::F32, dims, flat: false, share }
     }
 
     /// Decoding state of `dims`, split over the batch, kept from token to token.
     pub fn cache(&mut self, dims: Vec<usize>) -> Arg {
         let offset = self.cache_len;
-        self.cache_len += dims.iter().product::<usize>();
-        Arg { store: Store::Cache, offset, dims, flat: false, share: Share::Split }
+        self.cache_len += dims.iter().product::<usize>() * 4;
+        Arg { store: Store::Cache, offset, elem: Elem::F32, dims, flat: false, share: Share::Split }
     }
 
     /// The position of the token being decoded.
     pub fn position(&self) -> Arg {
-        Arg { store: Store::Host, offset: POSITION, dims: vec![1], flat: false, share: Share::Whole }
+        Arg::host(POSITION, 1)
     }
 
     pub fn push(&mut self, instr: Instr) {
@@ -304,8 +340,14 @@ impl<'g> Builder<'g> {
         let split: Vec<usize> = args.iter().filter(|a| a.is_split()).map(|a| a.dims[0]).collect();
         let args =
             if split.windows(2).all(|w| w[0] == w[1]) { args } else { args.into_iter().map(|a| a.whole()).collect() };
-        self.instrs.push(Instr::Call { func, args });
+        self.instrs.push(Instr::Call { kernel: func, args });
         self.temp_used = 0;
+    }
+
+    /// `dst[r, dst_col + j] = src[r, src_col + j]` for `j < width` (concat and its slices).
+    pub fn columns(&mut self, src: Arg, dst: Arg, src_col: usize, dst_col: usize, width: usize) {
+        let kernel = self.kernels.get(KernelKey::Columns { src_col, dst_col, width });
+        self.call(kernel, vec![src.batched(), dst.batched()]);
     }
 
     /// `x[..., in] · w[out, in]ᵀ` into `y`.
@@ -318,7 +360,7 @@ impl<'g> Builder<'g> {
     /// Map over same-shaped flat values: `inputs` and `outputs` seen as rows of `width`.
     pub fn map(&mut self, spec: &MapSpec, inputs: &[Arg], outputs: &[Arg], broadcast: &[bool]) {
         let width = *outputs[0].dims.last().unwrap_or(&1);
-        let func = self.kernels.pointwise(spec, broadcast);
+        let func = self.kernels.get(KernelKey::Map { spec: spec.clone(), broadcast: broadcast.to_vec() });
         let mut args: Vec<Arg> = inputs
             .iter()
             .zip(broadcast)
@@ -331,7 +373,7 @@ impl<'g> Builder<'g> {
     /// q?, k, v, g?, β? of a scan node, at the kernel's ranks.
     pub fn scan_inputs(&self, node: &hyb_compiler::graph::Node) -> Vec<Arg> {
         let Op::Scan(attrs) = &node.op else { unreachable!("a scan node") };
-        let views = ScanViews::new(attrs, self.batch, self.seq_len);
+        let views = self.scan_views(attrs);
         let mut shapes = Vec::new();
         if attrs.query {
             shapes.push(views.q.clone());
@@ -352,16 +394,21 @@ impl<'g> Builder<'g> {
             .collect()
     }
 
+    pub fn scan_views(&self, attrs: &hyb_compiler::graph::ScanAttrs) -> ScanViews {
+        ScanViews::new(attrs, self.batch, self.seq_len, self.target.checkpoint_interval())
+    }
+
     /// The state checkpoints, stored after the scan's output.
     pub fn checkpoints(&self, id: NodeId, views: &ScanViews) -> Arg {
         let out = self.fwd(id);
-        Arg { offset: out.offset + out.len(), dims: views.checkpoints.clone(), ..out.batched() }
+        Arg { offset: out.end(), elem: Elem::F32, dims: views.checkpoints.clone(), ..out.batched() }
     }
 
     /// The log-sum-exp `[B, H, T]`, stored after attention's output.
     pub fn log_sum_exp(&self, id: NodeId, heads: u64) -> Arg {
         let out = self.fwd(id);
-        Arg { offset: out.offset + out.len(), dims: vec![self.batch, heads as usize, self.seq_len], ..out.batched() }
+        let dims = vec![self.batch, heads as usize, self.seq_len];
+        Arg { offset: out.end(), elem: Elem::F32, dims, ..out.batched() }
     }
 
     pub fn attention_inputs(
@@ -412,13 +459,13 @@ pub struct ScanViews {
 }
 
 impl ScanViews {
-    pub fn new(a: &hyb_compiler::graph::ScanAttrs, batch: usize, seq_len: usize) -> ScanViews {
+    pub fn new(a: &hyb_compiler::graph::ScanAttrs, batch: usize, seq_len: usize, chunk: u64) -> ScanViews {
         let (b, t) = (batch, seq_len);
         let hs = a.state_heads as usize;
         let hk = hs / a.states_per_key as usize;
         let (dk, dv) = (a.head_k_dim as usize, a.head_v_dim as usize);
         let q_heads = hk * a.q_per_state as usize;
-        let chunks = seq_len.div_ceil(crate::CHECKPOINT_INTERVAL as usize);
+        let chunks = seq_len.div_ceil(chunk as usize);
         use hyb_compiler::graph::ScanDecay;
         ScanViews {
             q: vec![b, t, q_heads, dk],
@@ -438,28 +485,49 @@ impl ScanViews {
     }
 }
 
-/// The whole step program of a model at `batch × seq_len`.
-pub fn build(model: &Model, grad: &GradGraph, batch: usize, seq_len: usize) -> Result<Program, Unsupported> {
-    build_with(model, grad, batch, seq_len, None)
+/// What a program computes: a training step at `batch × seq_len`, or the forward of
+/// one token per sequence for decoding sequences of up to `max_len` tokens (each call
+/// reads the position from [`POSITION`] and carries every mixer's state in
+/// [`Store::Cache`], zero before the first token).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Train { batch: usize, seq_len: usize },
+    Decode { batch: usize, max_len: usize },
 }
 
-/// The forward of one token per sequence, for decoding sequences of up to `max_len`
-/// tokens: each call reads the position from [`POSITION`] and carries every mixer's
-/// state in [`Store::Cache`] (zero before the first token).
-pub fn build_decode(model: &Model, grad: &GradGraph, batch: usize, max_len: usize) -> Result<Program, Unsupported> {
-    build_with(model, grad, batch, 1, Some(max_len))
+impl Shape {
+    pub fn batch(self) -> usize {
+        match self {
+            Shape::Train { batch, .. } | Shape::Decode { batch, .. } => batch,
+        }
+    }
+
+    /// Tokens per sequence in one call.
+    pub fn seq_len(self) -> usize {
+        match self {
+            Shape::Train { seq_len, .. } => seq_len,
+            Shape::Decode { .. } => 1,
+        }
+    }
 }
 
-fn build_with(
+/// The step program of a model from its grad IR, the fusion pass's kernel plan and the
+/// buffer plan [`scheduled_plan`] made of them at the same shape.
+pub fn build(
     model: &Model,
     grad: &GradGraph,
-    batch: usize,
-    seq_len: usize,
-    decode: Option<usize>,
+    steps: &[Step],
+    plan: &Plan,
+    shape: Shape,
+    target: Target,
 ) -> Result<Program, Unsupported> {
-    let steps = crate::fuse::training_plan(grad);
-    let plan = scheduled_plan(grad, &steps, batch, seq_len);
-    let offsets = plan.buffers.iter().map(|b| (b.value, (b.offset / 4) as usize)).collect();
+    let (batch, seq_len) = (shape.batch(), shape.seq_len());
+    let decode = match shape {
+        Shape::Train { .. } => None,
+        Shape::Decode { max_len, .. } => Some(max_len),
+    };
+    assert_eq!((plan.batch, plan.seq_len), (batch as u64, seq_len as u64), "the plan is at the program's shape");
+    let offsets = plan.buffers.iter().map(|b| (b.value, b.offset as usize)).collect();
     let params: Vec<ParamSlot> = model
         .params
         .iter()
@@ -478,8 +546,9 @@ fn build_with(
         temp_len: 0,
         decode,
         cache_len: 0,
+        target,
     };
-    builder.forward(&steps)?;
+    builder.forward(steps)?;
     let forward_end = builder.instrs.len();
     let (optimizer_start, update_start, grads) = if decode.is_some() {
         (forward_end, forward_end, Vec::new())
@@ -495,21 +564,23 @@ fn build_with(
         optimizer_start,
         update_start,
         kernels: builder.kernels,
-        arena_len: (plan.arena_bytes / 4) as usize,
-        temp_len: builder.temp_len,
+        arena_bytes: plan.arena_bytes as usize,
+        temp_bytes: builder.temp_len,
         params,
         grads,
         batch,
         seq_len,
         vocab: model.config.vocab as usize,
         logits,
-        cache_len: builder.cache_len,
+        cache_bytes: builder.cache_len,
         max_len: decode,
+        target,
     })
 }
 
-/// The buffer plan with each fused chain's nodes computed where the chain runs.
-fn scheduled_plan(grad: &GradGraph, steps: &[Step], batch: usize, seq_len: usize) -> Plan {
+/// The buffer plan with each fused chain's nodes computed where the chain runs (so a
+/// chain's inputs stay live until then): the plan the program runs.
+pub fn scheduled_plan(grad: &GradGraph, steps: &[Step], shape: Shape, target: Target) -> Plan {
     let mut run_at: HashMap<NodeId, usize> = HashMap::new();
     for step in steps {
         if let Step::Fused { nodes, .. } = step {
@@ -517,7 +588,8 @@ fn scheduled_plan(grad: &GradGraph, steps: &[Step], batch: usize, seq_len: usize
             run_at.extend(nodes.iter().map(|n| (*n, at)));
         }
     }
-    hyb_compiler::plan::plan_scheduled(grad, batch as u64, seq_len as u64, &|id| {
+    let (batch, seq_len) = (shape.batch() as u64, shape.seq_len() as u64);
+    hyb_compiler::plan::plan_scheduled(grad, batch, seq_len, target, &|id| {
         run_at.get(&id).copied().unwrap_or(id.index())
     })
 }

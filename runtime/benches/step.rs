@@ -22,15 +22,16 @@ fn model(example: &str) -> hyb_compiler::ir::Model {
     compilation.model().expect("checks").clone()
 }
 
-/// Front end to JIT-compiled kernels; memory is not allocated.
+/// Front end to JIT-compiled kernels through the driver; memory is not allocated.
 fn compile(path: &Path) -> usize {
+    use hyb_runtime::device::Device;
     let compilation = hyb_compiler::pipeline::check_path(path).expect("readable");
     let model = compilation.model().expect("checks");
-    let grad = hyb_compiler::grad::differentiate(model, hyb_compiler::graph::build::build(model));
-    let program = hyb_lower::program::build(model, &grad, 8, 256).expect("supported");
-    hyb_runtime::exec::Kernels::clear_cache();
-    hyb_runtime::exec::Kernels::compile(&program).expect("compiles");
-    program.kernels.names.len()
+    let shape = hyb_driver::Shape::Train { batch: 8, seq_len: 256 };
+    let build = hyb_driver::compile(model, hyb_driver::Target::Cpu, shape).expect("supported");
+    hyb_runtime::cpu::Cpu::clear_cache();
+    hyb_runtime::cpu::Cpu::new().load(&build.modules).expect("compiles");
+    build.program.kernels.len()
 }
 
 fn bench(c: &mut Criterion) {

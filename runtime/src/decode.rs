@@ -1,44 +1,49 @@
 //! Decoding: the model's forward one token per sequence at a time, each mixer carrying
 //! its state from token to token — the recurrences their state, the convolutions their
 //! window, attention its keys and values — so a token costs one step of every layer.
-//! The program is `hyb_lower::program::build_decode`'s; its logits equal the full
-//! forward pass's at the same position (tested for every mixer kind).
+//! The program is the driver's at [`Shape::Decode`]; its logits equal the full forward
+//! pass's at the same position (tested for every mixer kind). The state stays on the
+//! device between tokens.
 
 use hyb_compiler::ir::Model;
-use hyb_lower::program::{self, POSITION, ParamSlot, Program};
+use hyb_driver::{Shape, Target};
+use hyb_lower::program::{Arg, POSITION, ParamSlot, Program, Store};
 
-use crate::exec::{self, Batch, Kernels, Memory};
+use crate::device::{Device, f32_bytes, read_f32};
+use crate::exec::{self, Batch, Profile, Stores};
 use crate::{Error, Trainer};
 
 /// A model's decoding step for `batch` sequences of up to `max_len` tokens.
 pub struct Decoder {
     program: Program,
-    kernels: Kernels,
-    memory: Memory,
+    device: Box<dyn Device>,
+    stores: Stores,
     position: usize,
     /// Per-kernel time, when profiling is on.
-    pub profile: Option<exec::Profile>,
+    pub profile: Option<Profile>,
 }
 
 impl Trainer {
-    /// A decoder for this model with a copy of its current parameters.
+    /// A decoder for this model, on its target, with a copy of its current parameters.
     pub fn decoder(&self, batch: usize, max_len: usize) -> Result<Decoder, Error> {
-        let mut decoder = Decoder::new(&self.model, batch, max_len)?;
-        decoder.memory.params.clone_from(&self.memory.params);
+        let mut decoder = Decoder::for_target(&self.model, self.target, batch, max_len)?;
+        decoder.set_params(self.params())?;
         Ok(decoder)
     }
 }
 
 impl Decoder {
     /// Compiles the decoding step of `model` for `batch` sequences of up to `max_len`
-    /// tokens (parameters zero until set).
+    /// tokens on the CPU (parameters zero until set).
     pub fn new(model: &Model, batch: usize, max_len: usize) -> Result<Decoder, Error> {
-        let program =
-            program::build_decode(model, &crate::grad_graph(model), batch, max_len).map_err(Error::Unsupported)?;
-        let kernels = Kernels::compile(&program).map_err(Error::Jit)?;
-        crate::denormals::flush_to_zero();
-        let memory = Memory::new(&program);
-        Ok(Decoder { program, kernels, memory, position: 0, profile: None })
+        Self::for_target(model, Target::Cpu, batch, max_len)
+    }
+
+    pub fn for_target(model: &Model, target: Target, batch: usize, max_len: usize) -> Result<Decoder, Error> {
+        let build = hyb_driver::compile(model, target, Shape::Decode { batch, max_len }).map_err(Error::Compile)?;
+        let mut device = crate::device_for(&build)?;
+        let stores = Stores::new(&build.program, device.as_mut())?;
+        Ok(Decoder { program: build.program, device, stores, position: 0, profile: None })
     }
 
     /// The parameters, in the model's order.
@@ -48,12 +53,15 @@ impl Decoder {
 
     /// Sets every parameter (in [`Decoder::params`]' order and sizes).
     pub fn set_params(&mut self, params: Vec<Vec<f32>>) -> Result<(), Error> {
-        let fits = params.len() == self.memory.params.len()
-            && params.iter().zip(&self.memory.params).all(|(given, own)| given.len() == own.len());
+        let sizes = self.program.params.iter().map(|p| p.shape.iter().product::<usize>());
+        let fits = params.len() == self.program.params.len() && params.iter().zip(sizes).all(|(p, n)| p.len() == n);
         if !fits {
             return Err(Error::Input("the parameters do not fit the model".into()));
         }
-        self.memory.params = params;
+        for (index, values) in params.iter().enumerate() {
+            let arg = Arg { store: Store::Param(index), offset: 0, dims: vec![values.len()], ..Arg::host(0, 1) };
+            self.device.write(&self.stores.view(&arg), f32_bytes(values));
+        }
         Ok(())
     }
 
@@ -72,12 +80,13 @@ impl Decoder {
 
     /// Forgets every sequence: the next token is at position 0.
     pub fn reset(&mut self) {
-        self.memory.cache.fill(0.0);
+        let cache = Arg { store: Store::Cache, offset: 0, dims: vec![self.program.cache_bytes / 4], ..Arg::host(0, 1) };
+        self.device.zero(&self.stores.view(&cache));
         self.position = 0;
     }
 
     /// Feeds one token per sequence; returns the next-token logits `[batch, vocab]`.
-    pub fn step(&mut self, tokens: &[i32]) -> Result<&[f32], Error> {
+    pub fn step(&mut self, tokens: &[i32]) -> Result<Vec<f32>, Error> {
         if tokens.len() != self.program.batch {
             return Err(Error::Input(format!(
                 "a decoding step takes {} tokens, got {}",
@@ -92,19 +101,12 @@ impl Decoder {
         if self.position >= self.max_len() {
             return Err(Error::Input(format!("the decoder holds at most {} tokens", self.max_len())));
         }
-        self.memory.host[POSITION] = self.position as f32;
+        let position = self.stores.view(&Arg::host(POSITION, 1));
+        self.device.write(&position, f32_bytes(&[self.position as f32]));
         let batch = Batch { tokens, ..Batch::NONE };
-        exec::run(
-            &self.program,
-            &self.kernels,
-            &mut self.memory,
-            0..self.program.forward_end,
-            &batch,
-            None,
-            self.profile.as_mut(),
-        );
+        let range = 0..self.program.forward_end;
+        exec::run(&self.program, self.device.as_mut(), &self.stores, range, &batch, self.profile.as_mut());
         self.position += 1;
-        let logits = self.program.logits.clone();
-        Ok(self.memory.slice(&logits))
+        Ok(read_f32(self.device.as_ref(), &self.stores.view(&self.program.logits)))
     }
 }

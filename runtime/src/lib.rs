@@ -1,36 +1,38 @@
-//! The runtime: executes a compiled training step.
+//! The runtime: executes a compiled step program on a device.
 //!
-//! `hyb_lower::program` turns the grad IR, the fusion pass's kernel plan and the buffer
-//! plan into a flat list of instructions over concrete buffers; [`exec`] runs it on the CPU — JIT-compiled MLIR kernels called in
-//! parallel over the batch, GEMMs through `matrixmultiply`. [`Trainer`] is the API:
-//! build for a model at batch × sequence length, initialise or set parameters, run
-//! forward + backward, read gradients, apply AdamW.
+//! The driver (`hyb_driver`) compiles a model into a [`Build`] — the program and one
+//! module per kernel for a target; the runtime loads the modules on a [`Device`] of that
+//! target, allocates the program's stores there and runs its instructions ([`exec`]).
+//! [`Trainer`] is the API: initialise or set parameters, run forward + backward, read
+//! gradients, apply AdamW — every value handed out as an owned copy, since a device's
+//! memory cannot be lent to the host. [`Decoder`] runs a decoding program.
 //!
-//! **Architecture Invariant:** nothing here looks at presets or mixer kinds: the
-//! program is read off the graph IR's ops alone.
+//! **Architecture Invariant:** nothing here looks at presets, mixer kinds or graph ops:
+//! it executes instructions. Only [`cpu`] (and later the CUDA backend) knows a device.
 
+pub mod cpu;
 pub mod decode;
-pub mod denormals;
+pub mod device;
 pub mod exec;
 pub mod init;
 
 use hyb_compiler::ir::Model;
+use hyb_driver::{Build, Shape, Target};
 
 pub use crate::decode::Decoder;
+use crate::device::{Device, DeviceError, View, f32_bytes, read_f32};
 pub use crate::exec::Batch;
-use crate::exec::{Kernels, Memory};
+use crate::exec::{Profile, Stores};
+pub use hyb_compiler::sema::train::AdamW;
 pub use hyb_lower::program::ParamSlot;
-use hyb_lower::program::{self, ADAM, LOSS, Program, SQUARES, Unsupported};
-
-/// The grad IR of a model: its forward graph differentiated, with the optimizer step.
-fn grad_graph(model: &Model) -> hyb_compiler::grad::GradGraph {
-    hyb_compiler::grad::differentiate(model, hyb_compiler::graph::build::build(model))
-}
+use hyb_lower::program::{ADAM, Arg, CLIP_MAX, LOSS, Program, SQUARES};
 
 #[derive(Debug)]
 pub enum Error {
-    Unsupported(Unsupported),
-    Jit(hyb_kernels::jit::JitError),
+    /// The model does not compile for the target.
+    Compile(hyb_driver::Error),
+    /// The target's device is not here, or failed.
+    Device(String),
     /// A caller's mistake: wrong token count, unknown parameter, wrong length.
     Input(String),
 }
@@ -38,8 +40,8 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Unsupported(e) => write!(f, "{e}"),
-            Error::Jit(e) => write!(f, "{e}"),
+            Error::Compile(e) => write!(f, "{e}"),
+            Error::Device(e) => write!(f, "{e}"),
             Error::Input(e) => write!(f, "{e}"),
         }
     }
@@ -47,26 +49,38 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// AdamW's settings (PyTorch's meaning; `clip` is the global gradient-norm bound).
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdamW {
-    pub lr: f64,
-    pub betas: (f64, f64),
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub clip: Option<f64>,
+impl From<DeviceError> for Error {
+    fn from(error: DeviceError) -> Error {
+        Error::Device(error.to_string())
+    }
 }
 
-impl AdamW {
-    /// The train block's optimizer, or flame's defaults without one.
-    pub fn of(model: &Model) -> AdamW {
-        match &model.train {
-            Some(train) => {
-                let o = &train.optimizer;
-                AdamW { lr: o.lr, betas: o.betas, eps: o.eps, weight_decay: o.weight_decay, clip: o.clip }
-            }
-            None => AdamW { lr: 3e-4, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.1, clip: Some(1.0) },
+/// A device for `target` with `build`'s kernels loaded.
+fn device_for(build: &Build) -> Result<Box<dyn Device>, Error> {
+    let mut device: Box<dyn Device> = match build.target {
+        Target::Cpu => Box::new(cpu::Cpu::new()),
+        Target::Cuda { .. } => {
+            return Err(Error::Device(format!(
+                "target {}: this build of hyb has no CUDA backend yet ({})",
+                build.target,
+                gpu_presence()
+            )));
         }
+    };
+    device.load(&build.modules)?;
+    Ok(device)
+}
+
+/// Whether an NVIDIA driver is installed here (`libcuda.so.1` loads), in words.
+pub fn gpu_presence() -> String {
+    // SAFETY: dlopen with a constant name; the handle is closed at once.
+    let handle = unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_LAZY) };
+    if handle.is_null() {
+        "no NVIDIA GPU here: the CUDA driver library libcuda.so.1 is not installed".into()
+    } else {
+        // SAFETY: a handle dlopen returned.
+        unsafe { libc::dlclose(handle) };
+        "the CUDA driver is installed".into()
     }
 }
 
@@ -78,81 +92,147 @@ pub struct StepStats {
     pub grad_norm: f32,
 }
 
-/// A model's compiled training step and its state.
+/// Every parameter (in the model's order) and AdamW's two moments, as host copies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct State {
+    pub params: Vec<Vec<f32>>,
+    pub moment1: Vec<Vec<f32>>,
+    pub moment2: Vec<Vec<f32>>,
+}
+
+/// A model's compiled training step and its state on a device.
 pub struct Trainer {
     pub program: Program,
-    kernels: std::rc::Rc<Kernels>,
     model: Model,
-    memory: Memory,
+    target: Target,
+    device: Box<dyn Device>,
+    stores: Stores,
     /// Optimizer steps taken.
     pub step: u64,
-    /// Per-kernel time, when profiling is on ([`Trainer::profile`]).
-    pub profile: Option<exec::Profile>,
+    /// Per-kernel time, when profiling is on.
+    pub profile: Option<Profile>,
     inits: Vec<hyb_compiler::ir::Init>,
 }
 
 impl Trainer {
-    /// Compiles the step of `model` at `batch × seq_len` (parameters zero until set).
+    /// Compiles the step of `model` at `batch × seq_len` for the CPU (parameters zero
+    /// until set).
     pub fn new(model: &Model, batch: usize, seq_len: usize) -> Result<Trainer, Error> {
-        let program = Self::program(model, batch, seq_len)?;
-        let kernels = std::rc::Rc::new(Kernels::compile(&program).map_err(Error::Jit)?);
-        Ok(Self::with(model, program, kernels))
+        Self::for_target(model, Target::Cpu, batch, seq_len)
     }
 
-    fn program(model: &Model, batch: usize, seq_len: usize) -> Result<Program, Error> {
-        program::build(model, &grad_graph(model), batch, seq_len).map_err(Error::Unsupported)
+    /// Compiles the step of `model` at `batch × seq_len` for `target`.
+    pub fn for_target(model: &Model, target: Target, batch: usize, seq_len: usize) -> Result<Trainer, Error> {
+        let build = hyb_driver::compile(model, target, Shape::Train { batch, seq_len }).map_err(Error::Compile)?;
+        Self::from_build(model, build)
+    }
+
+    /// Runs what the driver built (a training program of `model`).
+    pub fn from_build(model: &Model, build: Build) -> Result<Trainer, Error> {
+        let mut device = device_for(&build)?;
+        let stores = Stores::new(&build.program, device.as_mut())?;
+        let inits = model.params.iter().map(|p| p.init.clone()).collect();
+        Ok(Trainer {
+            program: build.program,
+            model: model.clone(),
+            target: build.target,
+            device,
+            stores,
+            step: 0,
+            profile: None,
+            inits,
+        })
+    }
+
+    pub fn target(&self) -> Target {
+        self.target
     }
 
     /// Runs instructions `range` of the step program.
-    fn run(&mut self, range: std::ops::Range<usize>, batch: &Batch, clip: Option<f64>) {
-        exec::run(&self.program, &self.kernels, &mut self.memory, range, batch, clip, self.profile.as_mut());
+    fn run(&mut self, range: std::ops::Range<usize>, batch: &Batch) {
+        let device = self.device.as_mut();
+        exec::run(&self.program, device, &self.stores, range, batch, self.profile.as_mut());
     }
 
-    fn with(model: &Model, program: Program, kernels: std::rc::Rc<Kernels>) -> Trainer {
-        denormals::flush_to_zero();
-        let memory = Memory::new(&program);
-        let inits = model.params.iter().map(|p| p.init.clone()).collect();
-        Trainer { program, kernels, model: model.clone(), memory, step: 0, inits, profile: None }
+    fn host(&mut self, slot: usize) -> f32 {
+        read_f32(self.device.as_ref(), &self.stores.view(&Arg::host(slot, 1)))[0]
     }
 
-    /// The same model at another batch × sequence length, sharing the compiled kernels
-    /// (they do not depend on the shape), with a copy of the current parameters.
+    fn set_host(&mut self, slot: usize, values: &[f32]) {
+        let view = self.stores.view(&Arg::host(slot, values.len()));
+        self.device.write(&view, f32_bytes(values));
+    }
+
+    fn view(&self, store: hyb_lower::program::Store, index: usize) -> View {
+        let len = self.program.params[index].shape.iter().product();
+        let arg = Arg { store, offset: 0, dims: vec![len], ..Arg::host(0, 1) };
+        self.stores.view(&arg)
+    }
+
+    /// The same model at another batch × sequence length on the same target, with a copy
+    /// of the current parameters (a compiled kernel is reused: kernels do not depend on
+    /// the shape).
     pub fn resized(&self, batch: usize, seq_len: usize) -> Result<Trainer, Error> {
-        let program = Self::program(&self.model, batch, seq_len)?;
-        assert_eq!(program.kernels.modules, self.program.kernels.modules, "kernels are shape-independent");
-        let mut other = Self::with(&self.model, program, self.kernels.clone());
-        other.memory.params.clone_from(&self.memory.params);
+        let mut other = Self::for_target(&self.model, self.target, batch, seq_len)?;
+        assert_eq!(other.program.kernels.keys, self.program.kernels.keys, "kernels are shape-independent");
+        other.copy_params_from(self);
         Ok(other)
     }
 
     /// Copies the parameters of `other` (the same model) into this one.
     pub fn copy_params_from(&mut self, other: &Trainer) {
-        self.memory.params.clone_from(&other.memory.params);
+        let params = other.params();
+        self.write_params(&params);
+    }
+
+    /// A copy of every parameter, in the model's order.
+    pub fn params(&self) -> Vec<Vec<f32>> {
+        let mut copies = Vec::new();
+        for index in 0..self.program.params.len() {
+            let view = self.view(hyb_lower::program::Store::Param(index), index);
+            copies.push(read_f32(self.device.as_ref(), &view));
+        }
+        copies
+    }
+
+    fn write_params(&mut self, params: &[Vec<f32>]) {
+        for (index, values) in params.iter().enumerate() {
+            let view = self.view(hyb_lower::program::Store::Param(index), index);
+            self.device.write(&view, f32_bytes(values));
+        }
     }
 
     /// Every parameter, in the model's order, and AdamW's two moments.
-    pub fn state(&self) -> (&[Vec<f32>], &[Vec<f32>], &[Vec<f32>]) {
-        (&self.memory.params, &self.memory.moment1, &self.memory.moment2)
+    pub fn state(&self) -> State {
+        use hyb_lower::program::Store;
+        let read = |store: fn(usize) -> Store| -> Vec<Vec<f32>> {
+            (0..self.program.params.len()).map(|i| read_f32(self.device.as_ref(), &self.view(store(i), i))).collect()
+        };
+        State { params: read(Store::Param), moment1: read(Store::Moment1), moment2: read(Store::Moment2) }
     }
 
     /// Restores parameters, moments and the step count (as [`Trainer::state`] gave them).
-    pub fn restore(
-        &mut self,
-        params: Vec<Vec<f32>>,
-        moment1: Vec<Vec<f32>>,
-        moment2: Vec<Vec<f32>>,
-        step: u64,
-    ) -> Result<(), Error> {
-        for (what, given) in [("parameters", &params), ("first moments", &moment1), ("second moments", &moment2)] {
-            let fits = given.len() == self.memory.params.len()
-                && given.iter().zip(&self.memory.params).all(|(g, p)| g.len() == p.len());
+    pub fn restore(&mut self, state: State, step: u64) -> Result<(), Error> {
+        use hyb_lower::program::Store;
+        for (what, given) in
+            [("parameters", &state.params), ("first moments", &state.moment1), ("second moments", &state.moment2)]
+        {
+            let fits = given.len() == self.program.params.len()
+                && given.iter().zip(&self.program.params).all(|(g, p)| g.len() == p.shape.iter().product::<usize>());
             if !fits {
                 return Err(Error::Input(format!("the checkpoint's {what} do not fit this model")));
             }
         }
-        self.memory.params = params;
-        self.memory.moment1 = moment1;
-        self.memory.moment2 = moment2;
+        for (store, values) in [
+            (Store::Param as fn(usize) -> Store, &state.params),
+            (Store::Moment1, &state.moment1),
+            (Store::Moment2, &state.moment2),
+        ] {
+            for (index, values) in values.iter().enumerate() {
+                let view = self.view(store(index), index);
+                self.device.write(&view, f32_bytes(values));
+            }
+        }
         self.step = step;
         Ok(())
     }
@@ -160,9 +240,17 @@ impl Trainer {
     /// Initialises every parameter as the model states, from `seed`.
     pub fn init_params(&mut self, seed: u64) {
         let mut rng = init::rng(seed);
-        for (init, values) in self.inits.iter().zip(&mut self.memory.params) {
-            init::fill(init, values, &mut rng);
-        }
+        let params: Vec<Vec<f32>> = self
+            .inits
+            .iter()
+            .zip(&self.program.params)
+            .map(|(init, slot)| {
+                let mut values = vec![0.0; slot.shape.iter().product()];
+                init::fill(init, &mut values, &mut rng);
+                values
+            })
+            .collect();
+        self.write_params(&params);
     }
 
     fn index(&self, name: &str) -> Result<usize, Error> {
@@ -177,17 +265,20 @@ impl Trainer {
         self.program.params.iter().map(|p| p.name.as_str())
     }
 
-    pub fn param(&self, name: &str) -> Result<&[f32], Error> {
-        Ok(&self.memory.params[self.index(name)?])
+    /// A copy of parameter `name`.
+    pub fn param(&mut self, name: &str) -> Result<Vec<f32>, Error> {
+        let index = self.index(name)?;
+        let view = self.view(hyb_lower::program::Store::Param(index), index);
+        Ok(read_f32(self.device.as_ref(), &view))
     }
 
     pub fn set_param(&mut self, name: &str, values: &[f32]) -> Result<(), Error> {
         let index = self.index(name)?;
-        let target = &mut self.memory.params[index];
-        if target.len() != values.len() {
-            return Err(Error::Input(format!("`{name}` has {} values, got {}", target.len(), values.len())));
+        let view = self.view(hyb_lower::program::Store::Param(index), index);
+        if view.len() != values.len() {
+            return Err(Error::Input(format!("`{name}` has {} values, got {}", view.len(), values.len())));
         }
-        target.copy_from_slice(values);
+        self.device.write(&view, f32_bytes(values));
         Ok(())
     }
 
@@ -217,44 +308,44 @@ impl Trainer {
     /// [`Trainer::logits`].
     pub fn forward(&mut self, batch: &Batch) -> Result<f32, Error> {
         self.check(batch)?;
-        self.run(0..self.program.forward_end, batch, None);
-        Ok(self.memory.host[LOSS])
+        self.run(0..self.program.forward_end, batch);
+        Ok(self.host(LOSS))
     }
 
-    /// The logits `[batch, seq_len, vocab]` of the last forward pass.
-    pub fn logits(&mut self) -> &[f32] {
-        let arg = self.program.logits.clone();
-        self.memory.slice(&arg)
+    /// A copy of the logits `[batch, seq_len, vocab]` of the last forward pass.
+    pub fn logits(&mut self) -> Vec<f32> {
+        let view = self.stores.view(&self.program.logits);
+        read_f32(self.device.as_ref(), &view)
     }
 
     /// Forward and backward; returns the loss. Gradients are readable with
     /// [`Trainer::grad`] until the next call.
     pub fn forward_backward(&mut self, batch: &Batch) -> Result<f32, Error> {
         self.check(batch)?;
-        self.run(0..self.program.optimizer_start, batch, None);
-        Ok(self.memory.host[LOSS])
+        self.run(0..self.program.optimizer_start, batch);
+        Ok(self.host(LOSS))
     }
 
     /// The gradient of parameter `name` from the last [`Trainer::forward_backward`].
     pub fn grad(&mut self, name: &str) -> Result<Vec<f32>, Error> {
-        let arg = self.program.grads[self.index(name)?].clone();
-        Ok(self.memory.slice(&arg).to_vec())
+        let view = self.stores.view(&self.program.grads[self.index(name)?]);
+        Ok(read_f32(self.device.as_ref(), &view))
     }
 
     /// Every parameter's gradient from the last [`Trainer::forward_backward`], in order.
     pub fn grads(&mut self) -> Vec<Vec<f32>> {
-        let args = self.program.grads.clone();
-        args.iter().map(|arg| self.memory.slice(arg).to_vec()).collect()
+        let views: Vec<View> = self.program.grads.iter().map(|g| self.stores.view(g)).collect();
+        views.iter().map(|view| read_f32(self.device.as_ref(), view)).collect()
     }
 
     /// Replaces the gradients the optimizer step will read (gradient accumulation).
     pub fn set_grads(&mut self, grads: &[Vec<f32>]) -> Result<(), Error> {
-        let args = self.program.grads.clone();
-        if grads.len() != args.len() || grads.iter().zip(&args).any(|(g, a)| g.len() != a.len()) {
+        let views: Vec<View> = self.program.grads.iter().map(|g| self.stores.view(g)).collect();
+        if grads.len() != views.len() || grads.iter().zip(&views).any(|(g, v)| g.len() != v.len()) {
             return Err(Error::Input("the gradients do not fit the model's parameters".into()));
         }
-        for (arg, values) in args.iter().zip(grads) {
-            self.memory.slice(arg).copy_from_slice(values);
+        for (view, values) in views.iter().zip(grads) {
+            self.device.write(view, f32_bytes(values));
         }
         Ok(())
     }
@@ -262,19 +353,17 @@ impl Trainer {
     /// The first parameter (in the model's order: by layer) whose gradient from the last
     /// [`Trainer::forward_backward`] holds a NaN or an infinity.
     pub fn first_non_finite_grad(&mut self) -> Option<String> {
-        let grads = self.program.grads.clone();
-        grads
-            .iter()
-            .zip(&self.program.params)
-            .find(|(arg, _)| self.memory.slice(arg).iter().any(|g| !g.is_finite()))
-            .map(|(_, p)| p.name.clone())
+        let names: Vec<String> = self.program.params.iter().map(|p| p.name.clone()).collect();
+        let grads = self.grads();
+        grads.iter().zip(names).find(|(g, _)| g.iter().any(|v| !v.is_finite())).map(|(_, name)| name)
     }
 
     /// The global norm of the gradients from the last backward (NaN or infinite if any
     /// gradient is), and the clipping factor it sets for [`Trainer::apply_update`].
     pub fn gradient_norm(&mut self, adamw: &AdamW) -> f32 {
-        self.run(self.program.optimizer_start..self.program.update_start, &Batch::NONE, adamw.clip);
-        self.memory.host[SQUARES]
+        self.set_host(CLIP_MAX, &[adamw.clip.map_or(f32::INFINITY, |c| c as f32)]);
+        self.run(self.program.optimizer_start..self.program.update_start, &Batch::NONE);
+        self.host(SQUARES)
     }
 
     /// One AdamW update at learning rate `lr`, with the clipping factor of the last
@@ -291,10 +380,9 @@ impl Trainer {
             1.0 - adamw.betas.0.powi(t),
             1.0 - adamw.betas.1.powi(t),
         ];
-        for (slot, value) in self.memory.host[ADAM..ADAM + 7].iter_mut().zip(scalars) {
-            *slot = value as f32;
-        }
-        self.run(self.program.update_start..self.program.instrs.len(), &Batch::NONE, adamw.clip);
+        let scalars: Vec<f32> = scalars.iter().map(|v| *v as f32).collect();
+        self.set_host(ADAM, &scalars);
+        self.run(self.program.update_start..self.program.instrs.len(), &Batch::NONE);
     }
 
     /// Clipping and one AdamW update at learning rate `lr`; returns the gradient norm.

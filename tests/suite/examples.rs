@@ -33,8 +33,8 @@ fn example_report_snapshots() {
     for file in example_files() {
         let compilation = compile(&file);
         let model = compilation.model().unwrap_or_else(|| panic!("{} does not check", relative(&file)));
-        let context = model.train.as_ref().map_or(4096, |t| t.seq_len);
-        let text = report::to_text(&report::report(model, context));
+        let report = hyb_driver::report(model, None, hyb_driver::Target::Cpu).expect("plans");
+        let text = report::to_text(&report);
         settings().bind(|| insta::assert_snapshot!(format!("report__{}", snapshot_name(&file, &base)), text));
     }
 }
@@ -43,8 +43,10 @@ fn example_report_snapshots() {
 fn report_json_carries_the_promised_keys() {
     let compilation = compile(&root().join("examples/paper/gdn_r3.hyb"));
     let model = compilation.model().expect("checks");
-    let json: serde_json::Value =
-        serde_json::from_str(&report::to_json(&report::report(model, 4096))).expect("valid JSON");
+    let json: serde_json::Value = serde_json::from_str(&report::to_json(
+        &hyb_driver::report(model, Some(4096), hyb_driver::Target::Cpu).expect("plans"),
+    ))
+    .expect("valid JSON");
     for key in ["params_total", "params_non_embedding", "layers", "state_bytes", "kv_cache_bytes"] {
         assert!(json.get(key).is_some(), "missing {key}");
     }
@@ -104,7 +106,7 @@ fn every_example_builds_a_verified_graph() {
     for file in example_files() {
         let compilation = compile(&file);
         let model = compilation.model().expect("checks");
-        let graph = hyb_compiler::graph::build::build(model);
+        let graph = hyb_driver::graph(model);
         if let Err(errors) = hyb_compiler::graph::verify::verify(&graph, model) {
             panic!("{}: {errors:#?}", relative(&file));
         }
@@ -119,7 +121,7 @@ fn every_example_builds_a_verified_graph() {
 fn the_graph_verifier_catches_a_wrong_type() {
     let compilation = compile(&root().join("examples/tiny/gla_2to1.hyb"));
     let model = compilation.model().expect("checks");
-    let mut graph = hyb_compiler::graph::build::build(model);
+    let mut graph = hyb_driver::graph(model);
     let (handle, _) =
         graph.nodes.iter().find(|(_, n)| matches!(n.op, hyb_compiler::graph::Op::MatMul)).expect("a matmul");
     let mut broken = hyb_compiler::graph::Graph::default();
@@ -135,27 +137,73 @@ fn the_graph_verifier_catches_a_wrong_type() {
     assert!(errors.iter().any(|e| e.contains("its op gives")), "{errors:?}");
 }
 
-/// Every kernel of every example lowers through the CPU pipeline and JIT-compiles
-/// (each distinct kernel once); the tiny GDN hybrid's MLIR is a snapshot.
+/// Every example compiles through the driver — its training step at a shape that is a
+/// multiple of no block size, and its decoding step — to a program the verifier
+/// accepts, and every kernel module JIT-compiles through the CPU pipeline (each
+/// distinct module once); the tiny GDN hybrid's program and MLIR are snapshots.
 #[test]
-fn every_examples_kernels_compile() {
+fn every_examples_program_verifies_and_its_kernels_compile() {
+    use hyb_driver::{Shape, Target};
     let mut seen = std::collections::HashSet::new();
     for file in example_files() {
         let compilation = compile(&file);
-        let graph = hyb_compiler::graph::build::build(compilation.model().expect("checks"));
-        for kernel in hyb_lower::kernels(&graph) {
-            let body = kernel.mlir.replace(&kernel.name, "k");
-            if seen.insert(body)
-                && let Err(error) = hyb_kernels::jit::compile(&kernel.mlir)
-            {
-                panic!("{}: kernel {}: {error}", relative(&file), kernel.name);
+        let model = compilation.model().expect("checks");
+        for shape in [Shape::Train { batch: 2, seq_len: 37 }, Shape::Decode { batch: 2, max_len: 9 }] {
+            let build = hyb_driver::compile(model, Target::Cpu, shape)
+                .unwrap_or_else(|e| panic!("{} at {shape:?}: {e}", relative(&file)));
+            assert_eq!(build.modules.len(), build.program.kernels.len(), "{}", relative(&file));
+            for module in &build.modules {
+                let body = module.text.replace(&module.name, "k");
+                if seen.insert(body)
+                    && let Err(error) = hyb_kernels::jit::compile(&module.text)
+                {
+                    panic!("{}: kernel {}: {error}", relative(&file), module.name);
+                }
             }
         }
     }
     assert!(seen.len() >= 10, "only {} distinct kernels", seen.len());
     let compilation = compile(&root().join("examples/tiny/gdn_2to1.hyb"));
-    let graph = hyb_compiler::graph::build::build(compilation.model().expect("checks"));
-    settings().bind(|| insta::assert_snapshot!("mlir__tiny__gdn_2to1", hyb_lower::emit_mlir(&graph)));
+    let model = compilation.model().expect("checks");
+    let options = |context| hyb_driver::EmitOptions { context: Some(context), ..Default::default() };
+    let emit = |stage, context| hyb_driver::emit(model, stage, options(context)).expect("emits");
+    settings().bind(|| insta::assert_snapshot!("mlir__tiny__gdn_2to1", emit(hyb_driver::Stage::Mlir, 64)));
+    settings().bind(|| insta::assert_snapshot!("program__tiny__gdn_2to1", emit(hyb_driver::Stage::Program, 16)));
+}
+
+/// The program verifier finds a read of bytes nothing wrote, a read of ids as floats,
+/// an argument outside its store and a call of a kernel the program does not have.
+#[test]
+fn the_program_verifier_catches_broken_programs() {
+    use hyb_driver::{Shape, Target};
+    use hyb_lower::program::Instr;
+    let compilation = compile(&root().join("examples/tiny/gdn_2to1.hyb"));
+    let model = compilation.model().expect("checks");
+    let build =
+        hyb_driver::compile_program(model, Target::Cpu, Shape::Train { batch: 2, seq_len: 16 }).expect("builds");
+    let verify =
+        |program: &hyb_lower::program::Program| hyb_lower::verify::verify(program).expect_err("broken").join("\n");
+    let mut program = build.program;
+    assert_eq!(hyb_lower::verify::verify(&program), Ok(()));
+    // The first call of the forward reads the embedding's token ids.
+    let first_call = program.instrs.iter().position(|i| matches!(i, Instr::Call { .. })).expect("a call");
+    let Instr::Call { kernel, args } = program.instrs[first_call].clone() else { unreachable!() };
+    // Without the instruction that copies the tokens in, the ids are read unwritten.
+    let mut unwritten = program.clone();
+    unwritten.instrs.retain(|i| !matches!(i, Instr::Input(hyb_lower::program::Input::Tokens, _)));
+    assert!(verify(&unwritten).contains("not written before"), "{}", verify(&unwritten));
+    let mut as_floats = program.clone();
+    let mut wrong = args.clone();
+    wrong[1].elem = hyb_compiler::graph::Elem::F32;
+    as_floats.instrs[first_call] = Instr::Call { kernel, args: wrong };
+    assert!(verify(&as_floats).contains("where i32 is read"), "{}", verify(&as_floats));
+    let mut outside = program.clone();
+    let mut far = args.clone();
+    far[2].offset = program.arena_bytes;
+    outside.instrs[first_call] = Instr::Call { kernel, args: far };
+    assert!(verify(&outside).contains("outside arena"), "{}", verify(&outside));
+    program.instrs[first_call] = Instr::Call { kernel: 999, args };
+    assert!(verify(&program).contains("does not have"), "{}", verify(&program));
 }
 
 /// Every example differentiates: each parameter gets one gradient of its shape, every
@@ -165,7 +213,7 @@ fn every_example_differentiates() {
     for file in example_files() {
         let compilation = compile(&file);
         let model = compilation.model().expect("checks");
-        let grad = hyb_compiler::grad::differentiate(model, hyb_compiler::graph::build::build(model));
+        let grad = hyb_driver::grad(model);
         if let Err(errors) = hyb_compiler::grad::rules::verify(&grad, model) {
             panic!("{}: {errors:#?}", relative(&file));
         }
@@ -174,7 +222,7 @@ fn every_example_differentiates() {
     }
     let compilation = compile(&root().join("examples/tiny/gdn_2to1.hyb"));
     let model = compilation.model().expect("checks");
-    let grad = hyb_compiler::grad::differentiate(model, hyb_compiler::graph::build::build(model));
+    let grad = hyb_driver::grad(model);
     settings().bind(|| insta::assert_snapshot!("grad__tiny__gdn_2to1", hyb_compiler::grad::print(&grad)));
 }
 
@@ -185,8 +233,8 @@ fn buffer_plans_are_sound() {
     for file in example_files().into_iter().filter(|f| f.starts_with(root().join("examples/tiny"))) {
         let compilation = compile(&file);
         let model = compilation.model().expect("checks");
-        let grad = hyb_compiler::grad::differentiate(model, hyb_compiler::graph::build::build(model));
-        let plan = hyb_compiler::plan::plan(&grad, 2, 37);
+        let shape = hyb_driver::Shape::Train { batch: 2, seq_len: 37 };
+        let plan = hyb_driver::compile_program(model, hyb_driver::Target::Cpu, shape).expect("builds").plan;
         let buffers = &plan.buffers;
         for (index, a) in buffers.iter().enumerate() {
             for b in &buffers[index + 1..] {
@@ -195,6 +243,16 @@ fn buffer_plans_are_sound() {
                 assert!(!(live_together && bytes_overlap), "{}: {:?} and {:?} overlap", relative(&file), a, b);
             }
         }
+        assert_eq!(hyb_compiler::plan::verify(&plan), Ok(()), "{}", relative(&file));
+        let mut broken = plan.clone();
+        let last = broken.buffers.len() - 1;
+        broken.buffers[last].offset = broken.buffers[last - 1].offset;
+        broken.buffers[last].first = broken.buffers[last - 1].first;
+        assert!(
+            hyb_compiler::plan::verify(&broken).is_err(),
+            "{}: the plan verifier misses an overlap",
+            relative(&file)
+        );
         let largest = buffers.iter().map(|b| b.bytes).max().expect("buffers");
         let total: u64 = buffers.iter().map(|b| b.bytes).sum();
         assert!(plan.arena_bytes >= largest && plan.arena_bytes <= total, "{}", relative(&file));
@@ -212,7 +270,7 @@ fn every_examples_kernel_plan_covers_its_graph() {
     for file in example_files() {
         let compilation = compile(&file);
         let model = compilation.model().expect("checks");
-        let grad = hyb_compiler::grad::differentiate(model, hyb_compiler::graph::build::build(model));
+        let grad = hyb_driver::grad(model);
         let graph = &grad.forward;
         let steps = fuse::training_plan(&grad);
         let mut seen = std::collections::HashSet::new();
@@ -245,7 +303,7 @@ fn every_examples_kernel_plan_covers_its_graph() {
     }
     let compilation = compile(&root().join("examples/tiny/gdn_2to1.hyb"));
     let model = compilation.model().expect("checks");
-    let grad = hyb_compiler::grad::differentiate(model, hyb_compiler::graph::build::build(model));
+    let grad = hyb_driver::grad(model);
     let text = fuse::print(&grad.forward, &fuse::training_plan(&grad));
     settings().bind(|| insta::assert_snapshot!("kernels__tiny__gdn_2to1", text));
 }

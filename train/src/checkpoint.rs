@@ -112,7 +112,8 @@ pub fn save(root: &Path, trainer: &Trainer, seed: u64) -> Result<PathBuf, Error>
         fs::remove_dir_all(&temporary).map_err(io("cannot clear", &temporary))?;
     }
     fs::create_dir(&temporary).map_err(io("cannot create", &temporary))?;
-    let (params, first, second) = trainer.state();
+    let state = trainer.state();
+    let (params, first, second) = (&state.params, &state.moment1, &state.moment2);
     let slots = &trainer.program.params;
     write_synced(&temporary.join("model.safetensors"), &to_safetensors(&named(slots, "", params)))?;
     let mut moments = named(slots, "exp_avg.", first);
@@ -167,7 +168,8 @@ pub fn load(dir: &Path, trainer: &mut Trainer) -> Result<u64, Error> {
         first.push(take(&moments, &format!("exp_avg.{}", slot.name), &slot.shape, &optimizer_path)?);
         second.push(take(&moments, &format!("exp_avg_sq.{}", slot.name), &slot.shape, &optimizer_path)?);
     }
-    trainer.restore(params, first, second, step).map_err(|e| Error(e.to_string()))?;
+    let state = hyb_runtime::State { params, moment1: first, moment2: second };
+    trainer.restore(state, step).map_err(|e| Error(e.to_string()))?;
     Ok(seed)
 }
 

@@ -40,11 +40,8 @@ pub enum Dim {
     Fixed(u64),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Elem {
-    F32,
-    I32,
-}
+/// Element types (f32, bf16, i32): the target crate's, one type for every stage.
+pub use hyb_target::Elem;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorType {

@@ -18,6 +18,7 @@ fn dims(ty: &TensorType) -> String {
         .collect();
     let elem = match ty.elem {
         Elem::F32 => "f32",
+        Elem::Bf16 => "bf16",
         Elem::I32 => "i32",
     };
     format!("[{}] {elem}", dims.join(", "))

@@ -25,6 +25,8 @@ pub struct TrainConfig {
     pub schedule: LrSchedule,
     pub seed: u64,
     pub precision: Precision,
+    /// Where `precision` was set, if it was (a target that cannot store it points here).
+    pub precision_span: Option<Span>,
     pub eval_every: Option<u64>,
     pub checkpoint_every: Option<u64>,
     pub log_every: u64,
@@ -38,6 +40,16 @@ pub struct AdamW {
     pub eps: f64,
     /// Global gradient-norm clip, if any.
     pub clip: Option<f64>,
+}
+
+impl AdamW {
+    /// The train block's optimizer, or flame's defaults for a model without one.
+    pub fn of(model: &crate::ir::Model) -> AdamW {
+        match &model.train {
+            Some(train) => train.optimizer.clone(),
+            None => AdamW { lr: 3e-4, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.1, clip: Some(1.0) },
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -57,11 +69,7 @@ pub enum LrSchedule {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Precision {
-    F32,
-    Bf16,
-}
+pub use hyb_target::Precision;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Data {
@@ -254,6 +262,7 @@ pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
         schedule: schedule?,
         seed: seed?,
         precision: precision?,
+        precision_span: get("precision").map(|expr| expr.span),
         eval_every: eval_every?,
         checkpoint_every: checkpoint_every?,
         log_every: log_every?,

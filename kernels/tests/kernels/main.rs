@@ -9,6 +9,7 @@
 mod attention;
 mod common;
 mod decode;
+mod emit;
 mod norms;
 mod ops;
 mod pointwise;

@@ -306,6 +306,6 @@ fn the_oracles_gradients_match_finite_differences() {
 fn the_step_flushes_subnormals_on_every_thread() {
     let model = tiny(PRESETS, "(gdn, attn)");
     let _trainer = Trainer::new(&model, 1, 4).expect("compiles");
-    assert!(hyb_runtime::denormals::flushing(), "this thread");
-    assert!(rayon::broadcast(|_| hyb_runtime::denormals::flushing()).into_iter().all(|f| f), "rayon's threads");
+    assert!(hyb_runtime::cpu::denormals::flushing(), "this thread");
+    assert!(rayon::broadcast(|_| hyb_runtime::cpu::denormals::flushing()).into_iter().all(|f| f), "rayon's threads");
 }

@@ -1,0 +1,170 @@
+//! The driver: the one owner of the chain of stages after the model IR.
+//!
+//! ```text
+//! model IR ─► graph ─► grad ─► kernel plan (fuse) ─► buffer plan ─► program ─► codegen
+//!                                                                   (verified)   (modules for the target)
+//! ```
+//!
+//! [`compile`] runs every stage for a [`Target`] and a [`Shape`] and returns a [`Build`]
+//! holding each stage's output; `hybc compile --emit` prints stages read off that value
+//! ([`emit`]), and the runtime executes the same value, so what is printed is what
+//! runs. Every caller — hybc's commands, training, evaluation, decoding, benches and
+//! tests — compiles through here.
+//!
+//! **Architecture Invariant:** nothing else calls `graph::build`, `grad::differentiate`,
+//! the fusion pass, the planner or the program builder outside of tests of those stages.
+
+mod emit;
+
+pub use emit::{EmitOptions, Stage, emit, report};
+pub use hyb_kernels::key::{KernelKey, NoForm};
+pub use hyb_lower::program::{Program, Shape};
+pub use hyb_target::{Elem, Form, Precision, Target};
+
+use hyb_compiler::grad::GradGraph;
+use hyb_compiler::graph::Graph;
+use hyb_compiler::ir::Model;
+use hyb_compiler::plan::Plan;
+use hyb_grammar::Diagnostic;
+use hyb_lower::fuse::{self, Step};
+use hyb_lower::program;
+
+/// Every stage's output for one model, target and shape.
+pub struct Build {
+    pub target: Target,
+    /// The grad IR; its `forward` is the graph.
+    pub grad: GradGraph,
+    /// The kernel plan of the forward.
+    pub steps: Vec<Step>,
+    /// The buffer plan the program places its values by.
+    pub plan: Plan,
+    pub program: Program,
+    /// One module per kernel of the program, in the program's order.
+    pub modules: Vec<Module>,
+}
+
+/// A kernel's generated module: its function is `name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Module {
+    pub name: String,
+    pub form: Form,
+    pub text: String,
+}
+
+/// Why a model does not compile for a target.
+#[derive(Debug)]
+pub enum Error {
+    /// A setting of the file the target cannot honour (rendered against its sources).
+    Setting(Diagnostic),
+    /// An op with no kernel mapping.
+    Unsupported(program::Unsupported),
+    /// Kernels with no form on the target: the program was built, codegen stopped.
+    NoForm { target: Target, kernels: Vec<NoForm> },
+    /// A verifier found a broken plan or program (a compiler bug).
+    Verify(Vec<String>),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Setting(diagnostic) => write!(f, "{}", diagnostic.message),
+            Error::Unsupported(e) => write!(f, "{e}"),
+            Error::NoForm { target, kernels } if kernels.is_empty() => {
+                write!(f, "target {target} has no kernel forms yet")
+            }
+            Error::NoForm { target, kernels } => {
+                write!(f, "{} of the program's kernels have no form on target {target}", kernels.len())?;
+                for kernel in kernels.iter().take(3) {
+                    write!(f, "\n  {kernel}")?;
+                }
+                if kernels.len() > 3 {
+                    write!(f, "\n  ... and {} more", kernels.len() - 3)?;
+                }
+                if target.is_gpu() {
+                    write!(f, "\n  help: GPU kernel forms are not built yet; train on `--target cpu`")?;
+                }
+                Ok(())
+            }
+            Error::Verify(errors) => {
+                write!(f, "internal error: the compiled step fails verification:\n{}", errors.join("\n"))
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The forward graph of a training step.
+pub fn graph(model: &Model) -> Graph {
+    hyb_compiler::graph::build::build(model)
+}
+
+/// The grad IR: the forward graph differentiated, with the optimizer step.
+pub fn grad(model: &Model) -> GradGraph {
+    hyb_compiler::grad::differentiate(model, graph(model))
+}
+
+/// Whether `target` can honour the file's settings: each refusal a located diagnostic.
+pub fn check(model: &Model, target: Target) -> Result<(), Diagnostic> {
+    let Some(train) = &model.train else { return Ok(()) };
+    let storage = train.precision.storage();
+    if target.storage_elems().contains(&storage) {
+        return Ok(());
+    }
+    let mut diagnostic = Diagnostic::error(format!("target {target} cannot store activations as {storage}"));
+    if let Some(span) = train.precision_span {
+        diagnostic = diagnostic.at(span, format!("{storage} storage asked for here"));
+    }
+    let supported: Vec<&str> = target.storage_elems().iter().map(|e| e.name()).collect();
+    Err(diagnostic.help(format!(
+        "the {target} target stores {}; write `precision = f32` (bf16 storage is for GPU targets)",
+        supported.join(", ")
+    )))
+}
+
+/// The kernel plan and the buffer plan at `shape`.
+fn plans(grad: &GradGraph, shape: Shape, target: Target) -> Result<(Vec<Step>, Plan), Error> {
+    let steps = fuse::training_plan(grad);
+    let plan = program::scheduled_plan(grad, &steps, shape, target);
+    hyb_compiler::plan::verify(&plan).map_err(Error::Verify)?;
+    Ok((steps, plan))
+}
+
+/// Compiles `model` for `target` at `shape`, every stage through codegen.
+pub fn compile(model: &Model, target: Target, shape: Shape) -> Result<Build, Error> {
+    let build = compile_program(model, target, shape)?;
+    let modules = codegen(&build.program, target).map_err(|kernels| Error::NoForm { target, kernels })?;
+    Ok(Build { modules, ..build })
+}
+
+/// Every stage up to the verified program (no modules): how far a target without
+/// kernel forms gets.
+pub fn compile_program(model: &Model, target: Target, shape: Shape) -> Result<Build, Error> {
+    check(model, target).map_err(Error::Setting)?;
+    let grad = grad(model);
+    let (steps, plan) = plans(&grad, shape, target)?;
+    let program = program::build(model, &grad, &steps, &plan, shape, target).map_err(Error::Unsupported)?;
+    hyb_lower::verify::verify(&program).map_err(Error::Verify)?;
+    Ok(Build { target, grad, steps, plan, program, modules: Vec::new() })
+}
+
+/// Codegen: each of the program's kernel keys as a module in the target's preferred
+/// form that its generator has; every key without one is reported.
+pub fn codegen(program: &Program, target: Target) -> Result<Vec<Module>, Vec<NoForm>> {
+    let storage = Elem::F32;
+    let mut modules = Vec::new();
+    let mut missing = Vec::new();
+    for (index, key) in program.kernels.keys.iter().enumerate() {
+        let form = target.forms().iter().copied().find(|form| key.forms().contains(form));
+        let name = program.kernels.name(index);
+        let generated = match form {
+            Some(form) => hyb_kernels::key::generate(key, form, storage, &name).map(|text| Module { name, form, text }),
+            None => Err(NoForm { key: key.to_string(), form: target.forms()[0], storage }),
+        };
+        match generated {
+            Ok(module) => modules.push(module),
+            Err(no_form) => missing.push(no_form),
+        }
+    }
+    if missing.is_empty() { Ok(modules) } else { Err(missing) }
+}

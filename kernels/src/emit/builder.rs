@@ -1,0 +1,330 @@
+//! The [`Builder`] itself: the text it writes, SSA names, the kernel function around
+//! the body, constants, casts and memref access. Arithmetic is in `ops.rs`, control flow
+//! in `control.rs`.
+
+use std::fmt::Write;
+
+use super::types::{Config, Scalar, Ty, Value};
+
+/// Writes one kernel module: `module { func.func @name(...) { ... } }`, typed.
+///
+/// Every op method writes one line (or a few, for compound helpers) at the current
+/// nesting and returns its result as a [`Value`] of the type the op gives. Results are
+/// named `%v1`, `%v2`, ... in the order they are made, unless [`Builder::named`] gives
+/// the next one a name (`%B`, `%scale`), as the kernels do for the values defined once
+/// at the top of the function.
+pub struct Builder {
+    pub(super) text: String,
+    pub(super) depth: usize,
+    /// The last fresh name's number.
+    pub(super) next: usize,
+    /// The name [`Builder::named`] gave the next result.
+    pending_name: Option<String>,
+    pub(super) config: Config,
+    args: Vec<Value>,
+    /// The nesting of the function body: an op written at this depth dominates the rest
+    /// of the function (its body is one block), so constants there can be shared.
+    body_depth: usize,
+    /// Index constants `%cN` defined at the top of the function body.
+    index_constants: Vec<(u64, Value)>,
+}
+
+impl Builder {
+    pub fn new(config: Config) -> Builder {
+        Builder {
+            text: String::new(),
+            depth: 0,
+            next: 0,
+            pending_name: None,
+            config,
+            args: Vec::new(),
+            body_depth: usize::MAX,
+            index_constants: Vec::new(),
+        }
+    }
+
+    /// A builder that continues text at `depth` with fresh names after `next`, with no
+    /// function of its own: for writing a piece of another emitter's function.
+    pub(super) fn continuing(config: Config, depth: usize, next: usize) -> Builder {
+        Builder { depth, next, ..Builder::new(config) }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The type tensors are computed in.
+    pub fn compute(&self) -> Scalar {
+        self.config.types.compute
+    }
+
+    /// A memref type of `rank` with the kernel's storage element type.
+    pub fn tensor(&self, rank: usize) -> Ty {
+        Ty::memref(rank, self.config.types.storage)
+    }
+
+    /// Opens `module { func.func @name(args) attributes {llvm.emit_c_interface} {` with
+    /// one memref argument of the storage element type per `(name, rank)`, and defines
+    /// the constants every kernel uses: [`Builder::c0`], [`Builder::c1`],
+    /// [`Builder::zero`], [`Builder::one`].
+    pub fn begin_function(&mut self, name: &str, args: &[(&str, usize)]) {
+        let typed: Vec<(&str, Ty)> = args.iter().map(|(arg, rank)| (*arg, self.tensor(*rank))).collect();
+        self.begin_function_typed(name, &typed);
+    }
+
+    /// [`Builder::begin_function`] with each argument's type given.
+    pub fn begin_function_typed(&mut self, name: &str, args: &[(&str, Ty)]) {
+        self.args = args.iter().map(|(arg, ty)| Value::new(format!("%{arg}"), *ty)).collect();
+        let params: Vec<String> = self.args.iter().map(|arg| format!("{arg}: {}", arg.ty())).collect();
+        self.line("module {");
+        self.depth += 1;
+        self.line(&format!("func.func @{name}({}) attributes {{llvm.emit_c_interface}} {{", params.join(", ")));
+        self.depth += 1;
+        self.body_depth = self.depth;
+        for n in [0, 1] {
+            self.constant_index(n);
+        }
+        let compute = self.compute().mlir();
+        self.line(&format!("%zero = arith.constant 0.0 : {compute}"));
+        self.line(&format!("%one = arith.constant 1.0 : {compute}"));
+    }
+
+    /// Returns and closes what [`Builder::begin_function`] opened; yields the text.
+    pub fn finish(mut self) -> String {
+        self.line("return");
+        self.close_block();
+        self.close_block();
+        self.text
+    }
+
+    /// The function argument `%name`; a name that is not an argument is a generator bug.
+    pub fn arg(&self, name: &str) -> Value {
+        let wanted = format!("%{name}");
+        let found = self.args.iter().find(|arg| arg.name() == wanted);
+        found.unwrap_or_else(|| panic!("the kernel has no argument {wanted}")).clone()
+    }
+
+    /// Index 0, defined at the top of every kernel.
+    pub fn c0(&self) -> Value {
+        Value::new("%c0", Ty::Scalar(Scalar::Index))
+    }
+
+    /// Index 1, defined at the top of every kernel.
+    pub fn c1(&self) -> Value {
+        Value::new("%c1", Ty::Scalar(Scalar::Index))
+    }
+
+    /// 0 in the compute type, defined at the top of every kernel.
+    pub fn zero(&self) -> Value {
+        Value::new("%zero", Ty::Scalar(self.compute()))
+    }
+
+    /// 1 in the compute type, defined at the top of every kernel.
+    pub fn one(&self) -> Value {
+        Value::new("%one", Ty::Scalar(self.compute()))
+    }
+
+    /// Names the next op's result `%name` instead of a fresh `%vN`. Only for ops that
+    /// write one line; a compound helper given a name is a generator bug.
+    pub fn named(&mut self, name: &str) -> &mut Builder {
+        assert!(self.pending_name.is_none(), "two names for one value");
+        self.pending_name = Some(format!("%{name}"));
+        self
+    }
+
+    /// Panics if [`Builder::named`] named a compound helper's result, which would name
+    /// its first step instead.
+    pub(super) fn assert_unnamed(&self, helper: &str) {
+        assert!(self.pending_name.is_none(), "{helper} writes several ops: name none of them");
+    }
+
+    pub(super) fn fresh(&mut self) -> String {
+        self.next += 1;
+        format!("%v{}", self.next)
+    }
+
+    /// The next result's name: the pending one, or a fresh one.
+    pub(super) fn result_name(&mut self) -> String {
+        match self.pending_name.take() {
+            Some(name) => name,
+            None => self.fresh(),
+        }
+    }
+
+    pub(super) fn line(&mut self, line: &str) {
+        let _ = writeln!(self.text, "{}{line}", "  ".repeat(self.depth));
+    }
+
+    /// Writes `%result = rhs` and returns the result, typed `ty`.
+    pub(super) fn define(&mut self, rhs: &str, ty: Ty) -> Value {
+        let name = self.result_name();
+        self.line(&format!("{name} = {rhs}"));
+        Value::new(name, ty)
+    }
+
+    pub(super) fn define_scalar(&mut self, rhs: &str, ty: Scalar) -> Value {
+        self.define(rhs, Ty::Scalar(ty))
+    }
+
+    /// Writes `}` one level out.
+    pub(super) fn close_block(&mut self) {
+        self.depth -= 1;
+        self.line("}");
+    }
+
+    /// A float constant of type `ty`, written as its bit pattern (exact, and valid MLIR)
+    /// with its decimal value in a comment when it is finite.
+    pub fn constant_f(&mut self, value: f64, ty: Scalar) -> Value {
+        let bits = match ty {
+            Scalar::F32 => format!("0x{:08X}", (value as f32).to_bits()),
+            Scalar::Bf16 => format!("0x{:04X}", bf16_bits(value as f32)),
+            other => panic!("a float constant of type {}", other.mlir()),
+        };
+        let comment = if value.is_finite() { format!(" // {value}") } else { String::new() };
+        self.define_scalar(&format!("arith.constant {bits} : {}{comment}", ty.mlir()), ty)
+    }
+
+    /// A float constant of the compute type.
+    pub fn constant(&mut self, value: f64) -> Value {
+        self.constant_f(value, self.compute())
+    }
+
+    /// An integer constant (`i1`, `i32`, `i64` or `index`).
+    pub fn constant_int(&mut self, value: i64, ty: Scalar) -> Value {
+        assert!(!ty.is_float(), "an integer constant of type {}", ty.mlir());
+        self.define_scalar(&format!("arith.constant {value} : {}", ty.mlir()), ty)
+    }
+
+    /// An index constant. Those written at the top of the function body are named `%cN`
+    /// and shared by every later use; [`Builder::c0`] and [`Builder::c1`] always exist.
+    pub fn constant_index(&mut self, value: u64) -> Value {
+        if self.pending_name.is_none() {
+            if let Some((_, shared)) = self.index_constants.iter().find(|(n, _)| *n == value) {
+                return shared.clone();
+            }
+            if self.depth == self.body_depth {
+                self.pending_name = Some(format!("%c{value}"));
+                let constant = self.constant_int(value as i64, Scalar::Index);
+                self.index_constants.push((value, constant.clone()));
+                return constant;
+            }
+        }
+        self.constant_int(value as i64, Scalar::Index)
+    }
+
+    fn cast(&mut self, op: &str, x: &Value, to: Scalar) -> Value {
+        let from = x.scalar();
+        self.define_scalar(&format!("arith.{op} {x} : {} to {}", from.mlir(), to.mlir()), to)
+    }
+
+    /// Between `index` and an integer type.
+    pub fn index_cast(&mut self, x: &Value, to: Scalar) -> Value {
+        self.cast("index_cast", x, to)
+    }
+
+    /// A signed integer to a float.
+    pub fn sitofp(&mut self, x: &Value, to: Scalar) -> Value {
+        self.cast("sitofp", x, to)
+    }
+
+    /// An unsigned integer (or a boolean: 1 or 0) to a float.
+    pub fn uitofp(&mut self, x: &Value, to: Scalar) -> Value {
+        self.cast("uitofp", x, to)
+    }
+
+    /// A float to a signed integer, rounding toward zero.
+    pub fn fptosi(&mut self, x: &Value, to: Scalar) -> Value {
+        self.cast("fptosi", x, to)
+    }
+
+    /// The same bits as another type of the same width.
+    pub fn bitcast(&mut self, x: &Value, to: Scalar) -> Value {
+        self.cast("bitcast", x, to)
+    }
+
+    /// A float to a wider float.
+    pub fn extf(&mut self, x: &Value, to: Scalar) -> Value {
+        self.cast("extf", x, to)
+    }
+
+    /// A float to a narrower float, rounding to nearest.
+    pub fn truncf(&mut self, x: &Value, to: Scalar) -> Value {
+        self.cast("truncf", x, to)
+    }
+
+    /// `memref.dim` along `axis`.
+    pub fn dim(&mut self, memref: &Value, axis: usize) -> Value {
+        let name = self.pending_name.take();
+        let axis = self.constant_index(axis as u64);
+        self.pending_name = name;
+        self.define_scalar(&format!("memref.dim {memref}, {axis} : {}", memref.ty()), Scalar::Index)
+    }
+
+    /// `memref[indices]`, extended to the compute type when the memref stores a
+    /// narrower float.
+    pub fn load(&mut self, memref: &Value, indices: &[&Value]) -> Value {
+        let (elem, rank) = memref.memref();
+        assert_eq!(indices.len(), rank, "{memref} has rank {rank}");
+        let compute = self.compute();
+        let at = format!("memref.load {memref}[{}] : {}", list(indices), memref.ty());
+        if !elem.is_float() || elem == compute {
+            return self.define_scalar(&at, elem);
+        }
+        // A name given to the load belongs to the extended value.
+        let name = self.pending_name.take();
+        let loaded = self.define_scalar(&at, elem);
+        self.pending_name = name;
+        self.extf(&loaded, compute)
+    }
+
+    /// `memref[indices] = value`, truncated to the memref's element type when that is a
+    /// narrower float.
+    pub fn store(&mut self, value: &Value, memref: &Value, indices: &[&Value]) {
+        let (elem, rank) = memref.memref();
+        assert_eq!(indices.len(), rank, "{memref} has rank {rank}");
+        let value = if value.scalar() != elem && elem.is_float() { self.truncf(value, elem) } else { value.clone() };
+        assert_eq!(value.scalar(), elem, "storing {value} into {memref}");
+        self.line(&format!("memref.store {value}, {memref}[{}] : {}", list(indices), memref.ty()));
+    }
+
+    /// `memref[indices] += value`.
+    pub fn accumulate(&mut self, memref: &Value, indices: &[&Value], value: &Value) {
+        self.assert_unnamed("accumulate");
+        let old = self.load(memref, indices);
+        let new = self.add(&old, value);
+        self.store(&new, memref, indices);
+    }
+
+    /// A stack buffer of `elem` with the given dynamic sizes, freed when the function
+    /// returns.
+    pub fn alloca(&mut self, elem: Scalar, sizes: &[&Value]) -> Value {
+        let ty = Ty::memref(sizes.len(), elem);
+        self.define(&format!("memref.alloca({}) : {ty}", list(sizes)), ty)
+    }
+
+    /// A heap buffer of `elem` with the given dynamic sizes; free it with
+    /// [`Builder::dealloc`].
+    pub fn alloc(&mut self, elem: Scalar, sizes: &[&Value]) -> Value {
+        let ty = Ty::memref(sizes.len(), elem);
+        self.define(&format!("memref.alloc({}) : {ty}", list(sizes)), ty)
+    }
+
+    pub fn dealloc(&mut self, memref: &Value) {
+        self.line(&format!("memref.dealloc {memref} : {}", memref.ty()));
+    }
+}
+
+/// `a, b, c`.
+pub(super) fn list(values: &[&Value]) -> String {
+    values.iter().map(|value| value.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// The bf16 nearest to `value` (ties to even), as its bits.
+fn bf16_bits(value: f32) -> u16 {
+    let bits = value.to_bits();
+    if value.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    let rounding = 0x7FFF + ((bits >> 16) & 1);
+    (bits.wrapping_add(rounding) >> 16) as u16
+}

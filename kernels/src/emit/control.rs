@@ -1,0 +1,129 @@
+//! Control flow: `scf.for` with and without loop-carried values, `scf.if`, and the
+//! reductions built from them. Each takes its body as a closure that receives the
+//! builder and the loop's values, so every region is closed where it is opened.
+
+use super::builder::{Builder, list};
+use super::types::Value;
+
+impl Builder {
+    /// `scf.for i = from to to step 1 { body(i) }`.
+    pub fn for_(&mut self, from: &Value, to: &Value, body: impl FnOnce(&mut Builder, Value)) {
+        self.assert_unnamed("for_");
+        let index = Value::new(self.fresh(), from.ty());
+        let step = self.c1();
+        self.line(&format!("scf.for {index} = {from} to {to} step {step} {{"));
+        self.depth += 1;
+        body(self, index);
+        self.close_block();
+    }
+
+    /// `scf.for` over `[from, to)` carrying values that start at `inits`; `body` gets the
+    /// index and the carried values and returns their next values. Returns the final ones.
+    pub fn fold(
+        &mut self,
+        from: &Value,
+        to: &Value,
+        inits: &[&Value],
+        body: impl FnOnce(&mut Builder, Value, Vec<Value>) -> Vec<Value>,
+    ) -> Vec<Value> {
+        self.assert_unnamed("fold");
+        let results: Vec<Value> = inits.iter().map(|init| Value::new(self.fresh(), init.ty())).collect();
+        let index = Value::new(self.fresh(), from.ty());
+        let carried: Vec<Value> = inits.iter().map(|init| Value::new(self.fresh(), init.ty())).collect();
+        let args: Vec<String> = carried.iter().zip(inits).map(|(value, init)| format!("{value} = {init}")).collect();
+        let types: Vec<String> = inits.iter().map(|init| init.ty().to_string()).collect();
+        let step = self.c1();
+        let result_list = list(&results.iter().collect::<Vec<_>>());
+        self.line(&format!(
+            "{result_list} = scf.for {index} = {from} to {to} step {step} iter_args({}) -> ({}) {{",
+            args.join(", "),
+            types.join(", ")
+        ));
+        self.depth += 1;
+        let next = body(self, index, carried);
+        assert_eq!(next.len(), inits.len(), "a fold yields one value per carried value");
+        for (value, init) in next.iter().zip(inits) {
+            assert_eq!(value.ty(), init.ty(), "{value} yielded for a carried {}", init.ty());
+        }
+        self.line(&format!("scf.yield {} : {}", list(&next.iter().collect::<Vec<_>>()), types.join(", ")));
+        self.close_block();
+        results
+    }
+
+    /// [`Builder::fold`] with one carried value.
+    pub fn fold1(
+        &mut self,
+        from: &Value,
+        to: &Value,
+        init: &Value,
+        body: impl FnOnce(&mut Builder, Value, Value) -> Value,
+    ) -> Value {
+        let mut results = self.fold(from, to, &[init], |e, index, carried| {
+            let accumulator = carried.into_iter().next().expect("one carried value");
+            vec![body(e, index, accumulator)]
+        });
+        results.pop().expect("one result")
+    }
+
+    /// `Σ_{i ∈ [0, to)} body(i)`, in the compute type. The body may write other ops too;
+    /// the addition to the running sum is the loop's last op.
+    pub fn sum(&mut self, to: &Value, body: impl FnOnce(&mut Builder, &Value) -> Value) -> Value {
+        let (from, zero) = (self.c0(), self.zero());
+        self.fold1(&from, to, &zero, |e, index, accumulator| {
+            let term = body(e, &index);
+            e.add(&accumulator, &term)
+        })
+    }
+
+    /// `Σ_{i ∈ [0, to)} a(i) · b(i)`, the factors written by `factors`.
+    pub fn dot(&mut self, to: &Value, factors: impl FnOnce(&mut Builder, &Value) -> (Value, Value)) -> Value {
+        self.sum(to, |e, index| {
+            let (a, b) = factors(e, index);
+            e.mul(&a, &b)
+        })
+    }
+
+    /// The maximum of `load(i)` over `i ∈ [0, to)` and `Σ exp(load(i) − max)`: the two
+    /// passes of a stable softmax or log-sum-exp. The maximum's fold starts at −∞.
+    pub fn max_and_sum_exp(&mut self, to: &Value, load: &dyn Fn(&mut Builder, &Value) -> Value) -> (Value, Value) {
+        let negative_infinity = self.constant(f64::NEG_INFINITY);
+        let from = self.c0();
+        let max = self.fold1(&from, to, &negative_infinity, |e, index, accumulator| {
+            let x = load(e, &index);
+            e.max(&accumulator, &x)
+        });
+        let sum = self.sum(to, |e, index| {
+            let x = load(e, index);
+            let shifted = e.sub(&x, &max);
+            e.exp(&shifted)
+        });
+        (max, sum)
+    }
+
+    /// `scf.if condition { then() }`.
+    pub fn if_(&mut self, condition: &Value, then: impl FnOnce(&mut Builder)) {
+        self.assert_unnamed("if_");
+        self.line(&format!("scf.if {condition} {{"));
+        self.depth += 1;
+        then(self);
+        self.close_block();
+    }
+
+    /// `scf.if condition { then() } else { otherwise() }`.
+    pub fn if_else(
+        &mut self,
+        condition: &Value,
+        then: impl FnOnce(&mut Builder),
+        otherwise: impl FnOnce(&mut Builder),
+    ) {
+        self.assert_unnamed("if_else");
+        self.line(&format!("scf.if {condition} {{"));
+        self.depth += 1;
+        then(self);
+        self.depth -= 1;
+        self.line("} else {");
+        self.depth += 1;
+        otherwise(self);
+        self.close_block();
+    }
+}

@@ -1,0 +1,277 @@
+//! Arithmetic and math on typed values. The op and its type come from the operands:
+//! `add` on floats is `arith.addf`, on integers and indices `arith.addi`. Fast-math flags
+//! and the way `exp` is computed come from the builder's [`Flags`](super::Flags).
+//! Integer division, remainders, minima and comparisons of indices are unsigned; of
+//! `i32` and `i64`, signed; float comparisons are ordered (false on NaN).
+
+use super::builder::Builder;
+use super::types::{ExpImpl, FastMath, Scalar, Ty, Value};
+
+/// A comparison's predicate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Cmp {
+    fn predicate(self, ty: Scalar) -> &'static str {
+        match ty {
+            Scalar::F32 | Scalar::Bf16 => match self {
+                Cmp::Eq => "oeq",
+                Cmp::Ne => "one",
+                Cmp::Lt => "olt",
+                Cmp::Le => "ole",
+                Cmp::Gt => "ogt",
+                Cmp::Ge => "oge",
+            },
+            Scalar::Index | Scalar::I1 => match self {
+                Cmp::Eq => "eq",
+                Cmp::Ne => "ne",
+                Cmp::Lt => "ult",
+                Cmp::Le => "ule",
+                Cmp::Gt => "ugt",
+                Cmp::Ge => "uge",
+            },
+            Scalar::I32 | Scalar::I64 => match self {
+                Cmp::Eq => "eq",
+                Cmp::Ne => "ne",
+                Cmp::Lt => "slt",
+                Cmp::Le => "sle",
+                Cmp::Gt => "sgt",
+                Cmp::Ge => "sge",
+            },
+        }
+    }
+}
+
+/// The float, unsigned or signed form of an op, as the type asks: indices and booleans
+/// are unsigned, `i32` and `i64` signed.
+fn by_kind(ty: Scalar, [float, unsigned, signed]: [&'static str; 3]) -> &'static str {
+    match ty {
+        Scalar::F32 | Scalar::Bf16 => float,
+        Scalar::Index | Scalar::I1 => unsigned,
+        Scalar::I32 | Scalar::I64 => signed,
+    }
+}
+
+impl Builder {
+    /// The fast-math attribute float adds, subtractions and products carry, with its
+    /// leading space.
+    fn fastmath(&self) -> &'static str {
+        match self.config.flags.fastmath {
+            FastMath::Strict => "",
+            FastMath::ReassocContract => " fastmath<reassoc,contract>",
+        }
+    }
+
+    /// The type two operands share; operands of two types are a generator bug.
+    fn common(a: &Value, b: &Value) -> Scalar {
+        assert_eq!(a.ty(), b.ty(), "{a} and {b} have different types");
+        a.scalar()
+    }
+
+    /// `op a, b` with the given fast-math attribute.
+    fn binary(&mut self, op: &str, a: &Value, b: &Value, flags: &str) -> Value {
+        let ty = Builder::common(a, b);
+        self.define_scalar(&format!("arith.{op} {a}, {b}{flags} : {}", ty.mlir()), ty)
+    }
+
+    /// `op a, b`: the float op (with the fast-math flags) or the integer one.
+    fn arith(&mut self, float_op: &str, int_op: &str, a: &Value, b: &Value) -> Value {
+        if Builder::common(a, b).is_float() {
+            let flags = self.fastmath();
+            self.binary(float_op, a, b, flags)
+        } else {
+            self.binary(int_op, a, b, "")
+        }
+    }
+
+    pub fn add(&mut self, a: &Value, b: &Value) -> Value {
+        self.arith("addf", "addi", a, b)
+    }
+
+    pub fn sub(&mut self, a: &Value, b: &Value) -> Value {
+        self.arith("subf", "subi", a, b)
+    }
+
+    pub fn mul(&mut self, a: &Value, b: &Value) -> Value {
+        self.arith("mulf", "muli", a, b)
+    }
+
+    /// Float division.
+    pub fn div(&mut self, a: &Value, b: &Value) -> Value {
+        assert!(Builder::common(a, b).is_float(), "div is for floats; use divui for indices");
+        self.binary("divf", a, b, "")
+    }
+
+    /// Unsigned integer division, rounding down.
+    pub fn divui(&mut self, a: &Value, b: &Value) -> Value {
+        self.binary("divui", a, b, "")
+    }
+
+    /// Unsigned integer division, rounding up.
+    pub fn ceildivui(&mut self, a: &Value, b: &Value) -> Value {
+        self.binary("ceildivui", a, b, "")
+    }
+
+    /// The unsigned remainder.
+    pub fn remui(&mut self, a: &Value, b: &Value) -> Value {
+        self.binary("remui", a, b, "")
+    }
+
+    /// The larger; for floats NaN if either is (`arith.maximumf`).
+    pub fn max(&mut self, a: &Value, b: &Value) -> Value {
+        let op = by_kind(Builder::common(a, b), ["maximumf", "maxui", "maxsi"]);
+        self.binary(op, a, b, "")
+    }
+
+    /// The smaller; for floats NaN if either is (`arith.minimumf`).
+    pub fn min(&mut self, a: &Value, b: &Value) -> Value {
+        let op = by_kind(Builder::common(a, b), ["minimumf", "minui", "minsi"]);
+        self.binary(op, a, b, "")
+    }
+
+    /// Both booleans (or the bits of both integers).
+    pub fn and(&mut self, a: &Value, b: &Value) -> Value {
+        self.binary("andi", a, b, "")
+    }
+
+    /// `a << b`.
+    pub fn shl(&mut self, a: &Value, b: &Value) -> Value {
+        self.binary("shli", a, b, "")
+    }
+
+    pub fn cmp(&mut self, predicate: Cmp, a: &Value, b: &Value) -> Value {
+        let ty = Builder::common(a, b);
+        let op = if ty.is_float() { "cmpf" } else { "cmpi" };
+        let rhs = format!("arith.{op} {}, {a}, {b} : {}", predicate.predicate(ty), ty.mlir());
+        self.define_scalar(&rhs, Scalar::I1)
+    }
+
+    /// `condition ? a : b`.
+    pub fn select(&mut self, condition: &Value, a: &Value, b: &Value) -> Value {
+        assert_eq!(condition.ty(), Ty::Scalar(Scalar::I1), "{condition} is not a boolean");
+        let ty = Builder::common(a, b);
+        self.define_scalar(&format!("arith.select {condition}, {a}, {b} : {}", ty.mlir()), ty)
+    }
+
+    pub fn neg(&mut self, x: &Value) -> Value {
+        let ty = x.scalar();
+        self.define_scalar(&format!("arith.negf {x} : {}", ty.mlir()), ty)
+    }
+
+    /// `a · b + c`, rounded once.
+    pub fn fma(&mut self, a: &Value, b: &Value, c: &Value) -> Value {
+        let ty = Builder::common(a, b);
+        Builder::common(b, c);
+        self.define_scalar(&format!("math.fma {a}, {b}, {c} : {}", ty.mlir()), ty)
+    }
+
+    /// A one-operand op of the math dialect.
+    fn math(&mut self, op: &str, x: &Value) -> Value {
+        let ty = x.scalar();
+        assert!(ty.is_float(), "math.{op} of {x}, not a float");
+        self.define_scalar(&format!("math.{op} {x} : {}", ty.mlir()), ty)
+    }
+
+    pub fn log(&mut self, x: &Value) -> Value {
+        self.math("log", x)
+    }
+
+    /// `log(1 + x)`, accurate for small x.
+    pub fn log1p(&mut self, x: &Value) -> Value {
+        self.math("log1p", x)
+    }
+
+    pub fn sqrt(&mut self, x: &Value) -> Value {
+        self.math("sqrt", x)
+    }
+
+    /// `1 / sqrt(x)`.
+    pub fn rsqrt(&mut self, x: &Value) -> Value {
+        self.math("rsqrt", x)
+    }
+
+    pub fn tanh(&mut self, x: &Value) -> Value {
+        self.math("tanh", x)
+    }
+
+    pub fn abs(&mut self, x: &Value) -> Value {
+        self.math("absf", x)
+    }
+
+    pub fn floor(&mut self, x: &Value) -> Value {
+        self.math("floor", x)
+    }
+
+    pub fn sin(&mut self, x: &Value) -> Value {
+        self.math("sin", x)
+    }
+
+    pub fn cos(&mut self, x: &Value) -> Value {
+        self.math("cos", x)
+    }
+
+    /// `eˣ`, as [`Flags::exp`](super::Flags::exp) chooses: the polynomial of
+    /// [`Builder::exp_polynomial`] for f32, else `math.exp`.
+    pub fn exp(&mut self, x: &Value) -> Value {
+        let polynomial = self.config.flags.exp == ExpImpl::Polynomial;
+        if polynomial && x.scalar() == Scalar::F32 && self.compute() == Scalar::F32 {
+            self.exp_polynomial(x)
+        } else {
+            self.math("exp", x)
+        }
+    }
+
+    /// `exp(x)` in arithmetic LLVM can vectorise (libm's `expf` is a scalar call):
+    /// `2^n · p(r)` with `n = ⌊x log₂e + ½⌋`, `r = x − n ln 2` (ln 2 split in two for
+    /// exactness) and Cephes' degree-6 polynomial, within 2 ulp of `expf` on the clamped
+    /// range `[−87.3, 88.3]` (below it the result is the smallest normal, ~1e−38, where
+    /// `exp` underflows to 0). NaN propagates through the clamps. f32 only.
+    pub fn exp_polynomial(&mut self, x: &Value) -> Value {
+        self.assert_unnamed("exp");
+        assert_eq!(x.scalar(), Scalar::F32, "the polynomial exp is for f32");
+        let f32_constant = |e: &mut Builder, value: f64| e.constant_f(value, Scalar::F32);
+        let low = f32_constant(self, -87.3);
+        let high = f32_constant(self, 88.3);
+        let clamped_low = self.max(x, &low);
+        let x = self.min(&clamped_low, &high);
+        let log2e = f32_constant(self, std::f64::consts::LOG2_E);
+        let half = f32_constant(self, 0.5);
+        let scaled = self.mul(&x, &log2e);
+        let shifted = self.add(&scaled, &half);
+        let n = self.floor(&shifted);
+        let ln2_hi = f32_constant(self, 0.693359375);
+        let ln2_lo = f32_constant(self, -2.12194440e-4);
+        let hi = self.mul(&n, &ln2_hi);
+        let r0 = self.sub(&x, &hi);
+        let lo = self.mul(&n, &ln2_lo);
+        let r = self.sub(&r0, &lo);
+        let coefficients =
+            [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1];
+        let mut p = f32_constant(self, coefficients[0]);
+        for coefficient in &coefficients[1..] {
+            let product = self.mul(&p, &r);
+            let next = f32_constant(self, *coefficient);
+            p = self.add(&product, &next);
+        }
+        let r2 = self.mul(&r, &r);
+        let quadratic = self.mul(&p, &r2);
+        let linear = self.add(&quadratic, &r);
+        let one = self.one();
+        let poly = self.add(&linear, &one);
+        // 2^n from the exponent bits.
+        let n_int = self.fptosi(&n, Scalar::I32);
+        let bias = self.constant_int(127, Scalar::I32);
+        let biased = self.add(&n_int, &bias);
+        let shift = self.constant_int(23, Scalar::I32);
+        let bits = self.shl(&biased, &shift);
+        let power = self.bitcast(&bits, Scalar::F32);
+        self.mul(&poly, &power)
+    }
+}

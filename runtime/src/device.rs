@@ -1,0 +1,123 @@
+//! The device a step program runs on: memory, modules, launches, GEMMs — no per-op
+//! methods, because the kernels come from the compiler.
+//!
+//! ## Design
+//!
+//! - **Buffers.** The runtime allocates one buffer per store of the program (the arena
+//!   laid out by the buffer plan, scratch, the decoding cache, the host scalars, each
+//!   parameter and AdamW moment) and addresses them by [`BufferId`]. A [`View`] is typed
+//!   elements of a buffer at a byte offset: what a launch, GEMM or copy sees.
+//! - **Ownership.** The device owns its memory; the host never borrows it. Values move
+//!   only through [`Device::write`] and [`Device::read`] (into the caller's bytes), so a
+//!   backend whose memory the host cannot address implements the same trait.
+//! - **Order.** Operations take effect in the order issued. `read` returns the value
+//!   after everything issued before it; a backend that queues work (a CUDA stream)
+//!   synchronises there. [`Device::synchronize`] waits for all issued work (for timing).
+//! - **Modules.** [`Device::load`] takes the driver's modules, one per kernel of the
+//!   program, in its order: a launch names its kernel by that index and gives its
+//!   iteration space, the points a backend may run in parallel.
+
+use hyb_driver::Module;
+use hyb_lower::program::Share;
+use hyb_target::Elem;
+
+/// A buffer of a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferId(pub usize);
+
+/// Elements of `elem` from byte `offset` of a buffer, seen as `dims` (one flat dim
+/// when `flat`); `share` says how a launch's iteration space indexes it.
+#[derive(Clone, Debug)]
+pub struct View {
+    pub buffer: BufferId,
+    pub offset: usize,
+    pub elem: Elem,
+    pub dims: Vec<usize>,
+    pub flat: bool,
+    pub share: Share,
+}
+
+impl View {
+    pub fn len(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.len() * self.elem.bytes() as usize
+    }
+}
+
+/// `c[m, n] = a[m, k] · b[k, n]`, each operand with its (row, column) strides in
+/// elements; f32 in, f32 out.
+#[derive(Clone, Debug)]
+pub struct Gemm {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub a: (View, [isize; 2]),
+    pub b: (View, [isize; 2]),
+    pub c: View,
+}
+
+#[derive(Debug)]
+pub enum DeviceError {
+    /// The device cannot hold what the program needs.
+    OutOfMemory { needed: usize, available: usize },
+    /// A module failed to compile or load.
+    Load(String),
+}
+
+impl std::fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceError::OutOfMemory { needed, available } => {
+                write!(f, "the step needs {needed} bytes; the device has {available} free")
+            }
+            DeviceError::Load(message) => write!(f, "{message}"),
+        }
+    }
+}
+
+pub trait Device {
+    /// What it is, for logs: `cpu (2 threads)`.
+    fn describe(&self) -> String;
+    /// A zeroed buffer of `bytes`.
+    fn alloc(&mut self, bytes: usize) -> Result<BufferId, DeviceError>;
+    /// Copies host bytes into `to` (`bytes.len()` equals its size).
+    fn write(&mut self, to: &View, bytes: &[u8]);
+    /// Copies `from` into the caller's bytes, once everything issued before has run.
+    fn read(&self, from: &View, into: &mut [u8]);
+    fn zero(&mut self, view: &View);
+    /// Loads the program's kernels, replacing any loaded before.
+    fn load(&mut self, modules: &[Module]) -> Result<(), DeviceError>;
+    /// Runs kernel `kernel` over an iteration space of `space` points.
+    fn launch(&mut self, kernel: usize, space: usize, args: &[View]);
+    fn gemm(&mut self, gemm: &Gemm);
+    /// Waits until everything issued has finished.
+    fn synchronize(&mut self);
+}
+
+/// f32 values as the bytes a device copies.
+pub fn f32_bytes(values: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding; any byte pattern is readable as bytes.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast(), std::mem::size_of_val(values)) }
+}
+
+pub fn i32_bytes(values: &[i32]) -> &[u8] {
+    // SAFETY: as for f32.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast(), std::mem::size_of_val(values)) }
+}
+
+/// Reads a view of f32 into a new vector.
+pub fn read_f32(device: &dyn Device, view: &View) -> Vec<f32> {
+    assert_eq!(view.elem, Elem::F32, "an f32 view");
+    let mut values = vec![0.0f32; view.len()];
+    // SAFETY: every byte pattern is a valid f32; the slice covers the vector exactly.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), view.bytes()) };
+    device.read(view, bytes);
+    values
+}

@@ -1,0 +1,207 @@
+//! The target a model is compiled for, as a value the compiler consults (cranelift's
+//! `isa`, not a fork of the code): which element types buffers may be stored in and
+//! accumulated in, which forms each kernel family has, and the recurrence's checkpoint
+//! interval — each fact defined here once.
+//!
+//! `hybc --target cpu` (the default) or `--target cuda` / `cuda:sm_90a` gives a
+//! [`Target`]; the driver passes it to every stage after the grad IR. Nothing here
+//! links MLIR, LLVM or CUDA: the crate is facts, not code generation.
+
+use std::fmt;
+
+/// Where a model's step runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Target {
+    /// The host CPU: kernels JIT-compiled through LLVM, split over threads.
+    #[default]
+    Cpu,
+    /// An NVIDIA GPU of compute capability `sm`, kernels lowered to PTX.
+    Cuda { sm: Sm },
+}
+
+/// An NVIDIA architecture, e.g. `sm_90a` (Hopper with its architecture-specific
+/// instructions: `wgmma`, `setmaxnreg`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Sm {
+    pub version: u32,
+    /// The `a` suffix: architecture-specific features, PTX that runs on this
+    /// architecture only.
+    pub specific: bool,
+}
+
+/// Hopper (H100 / H200), the GPU the CUDA target is built for first.
+pub const HOPPER: Sm = Sm { version: 90, specific: true };
+
+impl fmt::Display for Sm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sm_{}{}", self.version, if self.specific { "a" } else { "" })
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Cpu => write!(f, "cpu"),
+            Target::Cuda { sm } => write!(f, "cuda:{sm}"),
+        }
+    }
+}
+
+/// The element type of a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Elem {
+    F32,
+    Bf16,
+    I32,
+}
+
+impl Elem {
+    pub fn bytes(self) -> u64 {
+        match self {
+            Elem::F32 | Elem::I32 => 4,
+            Elem::Bf16 => 2,
+        }
+    }
+
+    /// The name MLIR and the program text use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Elem::F32 => "f32",
+            Elem::Bf16 => "bf16",
+            Elem::I32 => "i32",
+        }
+    }
+}
+
+impl fmt::Display for Elem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The storage precision a train block asks for (`precision = f32 | bf16`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    #[default]
+    F32,
+    /// bf16 activations and weight copies; f32 master weights, AdamW moments,
+    /// reductions and loss.
+    Bf16,
+}
+
+impl Precision {
+    /// The element type activations are stored in.
+    pub fn storage(self) -> Elem {
+        match self {
+            Precision::F32 => Elem::F32,
+            Precision::Bf16 => Elem::Bf16,
+        }
+    }
+}
+
+/// How a kernel is written for a target: one generator per kernel family emits each
+/// form of the same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Form {
+    /// Scalar loops over the kernel's iteration space, which the CPU backend splits
+    /// over threads (LLVM vectorises the innermost loop).
+    Loops,
+    /// One GPU thread block per point of the iteration space (issue 11).
+    Blocks,
+}
+
+impl fmt::Display for Form {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Form::Loops => "loops",
+            Form::Blocks => "blocks",
+        })
+    }
+}
+
+/// Why a text is not a target.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+impl std::str::FromStr for Target {
+    type Err = ParseError;
+
+    /// `cpu`, `cuda` (Hopper, `sm_90a`) or `cuda:sm_NN[a]`.
+    fn from_str(text: &str) -> Result<Target, ParseError> {
+        let unknown = || ParseError(format!("unknown target `{text}` (expected `cpu`, `cuda` or `cuda:sm_90a`)"));
+        match text {
+            "cpu" => return Ok(Target::Cpu),
+            "cuda" => return Ok(Target::Cuda { sm: HOPPER }),
+            _ => {}
+        }
+        let arch = text.strip_prefix("cuda:").and_then(|rest| rest.strip_prefix("sm_")).ok_or_else(unknown)?;
+        let (digits, specific) = match arch.strip_suffix('a') {
+            Some(digits) => (digits, true),
+            None => (arch, false),
+        };
+        let version: u32 = digits.parse().map_err(|_| unknown())?;
+        if version < 80 {
+            return Err(ParseError(format!("`{text}`: the CUDA target needs sm_80 or newer (bf16 tensor cores)")));
+        }
+        Ok(Target::Cuda { sm: Sm { version, specific } })
+    }
+}
+
+impl Target {
+    /// Tokens between the recurrent states a training forward saves for the backward
+    /// (fla's chunk size); the plan sizes the checkpoints by it and the scan kernels
+    /// are generated for it.
+    pub fn checkpoint_interval(self) -> u64 {
+        64
+    }
+
+    /// The storage types this target's kernels implement for activations.
+    pub fn storage_elems(self) -> &'static [Elem] {
+        match self {
+            Target::Cpu => &[Elem::F32],
+            Target::Cuda { .. } => &[Elem::F32, Elem::Bf16],
+        }
+    }
+
+    /// Reductions, the loss, master weights and AdamW's moments: always f32.
+    pub fn accumulate_elem(self) -> Elem {
+        Elem::F32
+    }
+
+    /// The kernel forms this target runs, preferred first.
+    pub fn forms(self) -> &'static [Form] {
+        match self {
+            Target::Cpu => &[Form::Loops],
+            Target::Cuda { .. } => &[Form::Blocks],
+        }
+    }
+
+    pub fn is_gpu(self) -> bool {
+        matches!(self, Target::Cuda { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_print() {
+        for text in ["cpu", "cuda:sm_90a", "cuda:sm_80", "cuda:sm_100a"] {
+            let target: Target = text.parse().expect(text);
+            assert_eq!(target.to_string(), text);
+        }
+        assert_eq!("cuda".parse::<Target>(), Ok(Target::Cuda { sm: HOPPER }));
+        for bad in ["gpu", "cuda:90", "cuda:sm_7x", "cuda:sm_75"] {
+            assert!(bad.parse::<Target>().is_err(), "{bad}");
+        }
+    }
+}
