@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use hyb_compiler::sema::sweep::SweepConfig;
+use hyb_compiler::ir::train::SweepConfig;
 
 const COLOURS: [&str; 8] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
 const WIDTH: f64 = 640.0;

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use hyb_compiler::ir::Model;
-use hyb_compiler::sema::sweep::SweepConfig;
+use hyb_compiler::ir::train::SweepConfig;
 
 use crate::train::{Options, train};
 

@@ -6,12 +6,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use hyb_compiler::ir::Model;
-use hyb_compiler::sema::train::{Data, EvalTask, LrSchedule};
+use hyb_compiler::ir::train::LrSchedule;
 use hyb_runtime::{AdamW, Trainer};
-use hyb_train::data::{Copy, ForgettingMqar, Mqar, Niah, Task};
-use hyb_train::eval::EvalSet;
 use hyb_train::run::{Event, Settings, train as run};
-use hyb_train::text::{Corpus, Windows};
+pub use hyb_train::tasks::eval_sets;
+use hyb_train::tasks::task;
 
 /// Command-line overrides of the train block.
 pub struct Options {
@@ -34,136 +33,6 @@ pub struct Options {
     pub model_source: Option<(String, std::path::PathBuf)>,
     /// Where the step runs.
     pub target: hyb_driver::Target,
-}
-
-/// Text windows of a `text(...)` / `tokens(...)` source: its training or validation part.
-fn windows(data: &Data, model: &Model, seq_len: usize, training: bool) -> Result<Box<dyn Task>, String> {
-    let corpus = Corpus::open(data, model.config.vocab as usize, seq_len)?;
-    Ok(Box::new(Windows { corpus: std::sync::Arc::new(corpus), training, seq_len }))
-}
-
-/// The training task of the train block (the copy task without one).
-fn task(model: &Model, seq_len: Option<u64>) -> Result<Box<dyn Task>, String> {
-    if let Some(data @ (Data::Text { .. } | Data::Tokens { .. })) = model.train.as_ref().map(|t| &t.data) {
-        let length = seq_len.or(model.train.as_ref().map(|t| t.seq_len)).unwrap_or(256) as usize;
-        return windows(data, model, length, true);
-    }
-    if let (Some(Data::Mqar { pairs, .. }), Some(length)) = (model.train.as_ref().map(|t| &t.data), seq_len)
-        && (length % 2 != 0 || 4 * pairs > length)
-    {
-        return Err(format!(
-            "--seq-len {length}: MQAR with {pairs} pairs needs an even length of at least {}",
-            4 * pairs
-        ));
-    }
-    if let (Some(Data::ForgettingMqar { pairs, updates, .. }), Some(length)) =
-        (model.train.as_ref().map(|t| &t.data), seq_len)
-        && (length % 2 != 0 || 4 * pairs + 2 * updates > length)
-    {
-        return Err(format!(
-            "--seq-len {length}: forgetting-MQAR needs an even length of at least {}",
-            4 * pairs + 2 * updates
-        ));
-    }
-    match model.train.as_ref().map(|t| &t.data) {
-        None => {
-            let alphabet = (model.config.vocab as usize - 1).clamp(1, 32);
-            Ok(Box::new(Copy { alphabet, seq_len: seq_len.unwrap_or(128) as usize }))
-        }
-        Some(data) => recall_task(data, seq_len).ok_or_else(|| {
-            format!("training on {} is not supported yet (mqar is; without a train block, a copy task)", name(data))
-        }),
-    }
-}
-
-fn recall_task(data: &Data, seq_len_override: Option<u64>) -> Option<Box<dyn Task>> {
-    match data {
-        Data::Mqar { vocab, seq_len, pairs, power_a } => Some(Box::new(Mqar {
-            vocab: *vocab as usize,
-            seq_len: seq_len_override.unwrap_or(*seq_len) as usize,
-            pairs: *pairs as usize,
-            power_a: *power_a,
-        })),
-        Data::Niah { vocab, seq_len, variant, haystack, keys, values, queries } => Some(Box::new(Niah {
-            vocab: *vocab as usize,
-            seq_len: seq_len_override.unwrap_or(*seq_len) as usize,
-            variant: *variant,
-            haystack: *haystack,
-            keys: *keys as usize,
-            values: *values as usize,
-            queries: *queries as usize,
-        })),
-        Data::ForgettingMqar { vocab, seq_len, pairs, updates } => Some(Box::new(ForgettingMqar {
-            vocab: *vocab as usize,
-            seq_len: seq_len_override.unwrap_or(*seq_len) as usize,
-            pairs: *pairs as usize,
-            updates: *updates as usize,
-        })),
-        _ => None,
-    }
-}
-
-fn name(data: &Data) -> String {
-    match data {
-        Data::Mqar { seq_len, pairs, .. } => format!("mqar(seq_len: {seq_len}, pairs: {pairs})"),
-        Data::ForgettingMqar { seq_len, pairs, updates, .. } => {
-            format!("forgetting_mqar(seq_len: {seq_len}, pairs: {pairs}, updates: {updates})")
-        }
-        Data::Niah { seq_len, variant, haystack, .. } => {
-            format!("niah({variant:?}, {haystack:?}, seq_len: {seq_len})").to_lowercase()
-        }
-        Data::Text { path, .. } | Data::Tokens { path, .. } => {
-            path.file_name().map_or("text".into(), |n| n.to_string_lossy().into_owned())
-        }
-    }
-}
-
-/// The eval block's sets (recall accuracy, perplexity on a validation part); without
-/// one, the training task's own (its recall task, or its text's validation part).
-pub fn eval_sets(model: &Model, seq_len: usize) -> Result<(Vec<EvalSet>, Vec<String>), String> {
-    let mut sets = Vec::new();
-    let mut skipped = Vec::new();
-    match &model.eval {
-        Some(eval) => {
-            for task in &eval.tasks {
-                match task {
-                    EvalTask::Recall(data) => match recall_task(data, None) {
-                        Some(t) => sets.push(EvalSet {
-                            name: name(data),
-                            task: t,
-                            samples: eval.samples as usize,
-                            batch: eval.batch as usize,
-                            perplexity: false,
-                        }),
-                        None => skipped.push(name(data)),
-                    },
-                    EvalTask::Perplexity(data) => sets.push(EvalSet {
-                        name: format!("perplexity({})", name(data)),
-                        task: windows(data, model, seq_len, false)?,
-                        samples: eval.samples as usize,
-                        batch: eval.batch as usize,
-                        perplexity: true,
-                    }),
-                }
-            }
-        }
-        None => match model.train.as_ref().map(|t| &t.data) {
-            Some(data @ (Data::Text { .. } | Data::Tokens { .. })) => sets.push(EvalSet {
-                name: format!("perplexity({})", name(data)),
-                task: windows(data, model, seq_len, false)?,
-                samples: 256,
-                batch: 16,
-                perplexity: true,
-            }),
-            Some(data) => {
-                if let Some(t) = recall_task(data, None) {
-                    sets.push(EvalSet { name: name(data), task: t, samples: 256, batch: 16, perplexity: false });
-                }
-            }
-            None => {}
-        },
-    }
-    Ok((sets, skipped))
 }
 
 /// `runs/<file stem>`; a new run (not `--resume`) whose directory already holds

@@ -23,7 +23,7 @@ pub use crate::decode::Decoder;
 use crate::device::{Device, DeviceError, View, f32_bytes, read_f32};
 pub use crate::exec::Batch;
 use crate::exec::{Profile, Stores};
-pub use hyb_compiler::sema::train::AdamW;
+pub use hyb_compiler::ir::train::AdamW;
 pub use hyb_lower::program::ParamSlot;
 use hyb_lower::program::{ADAM, Arg, CLIP_MAX, LOSS, Program, SQUARES};
 

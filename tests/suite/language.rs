@@ -162,7 +162,7 @@ fn none_and_data_paths_resolve_like_other_values() {
     assert!(compilation.model().is_some(), "{}", compilation.render());
     let compilation = compile(&root().join("examples/tiny/text_gla.hyb"));
     let train = compilation.model().expect("checks").train.clone().expect("train block");
-    let hyb_compiler::sema::train::Data::Text { path, .. } = train.data else { panic!("text data") };
+    let hyb_compiler::ir::train::Data::Text { path, .. } = train.data else { panic!("text data") };
     assert_eq!(path, root().join("examples/tiny/data/tiny.txt"), "relative to the .hyb file");
 }
 

@@ -246,8 +246,8 @@ impl Task for Copy {
 pub struct Niah {
     pub vocab: usize,
     pub seq_len: usize,
-    pub variant: hyb_compiler::sema::train::NiahVariant,
-    pub haystack: hyb_compiler::sema::train::Haystack,
+    pub variant: hyb_compiler::ir::train::NiahVariant,
+    pub haystack: hyb_compiler::ir::train::Haystack,
     pub keys: usize,
     pub values: usize,
     pub queries: usize,
@@ -268,11 +268,11 @@ impl Task for Niah {
     }
 
     fn grouped_sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>, Vec<u8>) {
-        use hyb_compiler::sema::train::Haystack;
+        use hyb_compiler::ir::train::Haystack;
         let vocab = self.vocab as i32;
         let needles = self.keys.max(self.queries);
         let queried = match self.variant {
-            hyb_compiler::sema::train::NiahVariant::MultiKey => 1.min(needles),
+            hyb_compiler::ir::train::NiahVariant::MultiKey => 1.min(needles),
             _ => self.queries.min(needles),
         };
         let distractors = if self.haystack == Haystack::Needles { needles } else { 0 };

@@ -3,7 +3,7 @@
 //! sampled with a temperature and top-k; and the prompt's text ↔ ids ([`Codec`]) for the
 //! model's training data: bytes, a Hugging Face tokenizer, or plain ids for recall tasks.
 
-use hyb_compiler::sema::train::{Data, Tokenizer};
+use hyb_compiler::ir::train::{Data, Tokenizer};
 use hyb_runtime::{Decoder, Error};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

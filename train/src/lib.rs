@@ -1,6 +1,7 @@
 //! Training and evaluation on the runtime: the data a step eats ([`data`]: synthetic
 //! recall tasks generated from a seed; [`text`]: text and token files, memory-mapped), the learning-rate schedule ([`schedule`]), the
-//! loop ([`run`]: steps, evaluation, checkpoints, NaN stops), evaluation ([`eval`]:
+//! loop ([`run`]: steps, evaluation, checkpoints, NaN stops), the tasks a model's train
+//! and eval blocks describe ([`tasks`]), evaluation ([`eval`]:
 //! answer accuracy) and checkpoints ([`checkpoint`]: safetensors, atomic, resumable). `hybc train` drives it and prints what it reports.
 //!
 //! **Architecture Invariant:** nothing here compiles or executes kernels; it feeds the
@@ -12,4 +13,5 @@ pub mod eval;
 pub mod generate;
 pub mod run;
 pub mod schedule;
+pub mod tasks;
 pub mod text;

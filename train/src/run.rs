@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use hyb_compiler::sema::train::LrSchedule;
+use hyb_compiler::ir::train::LrSchedule;
 use hyb_runtime::{AdamW, Trainer};
 
 use crate::data::Task;

@@ -1,7 +1,7 @@
 //! The learning rate at each step (1-based): linear warmup from 0, then cosine or linear
 //! decay to `min_lr × lr` at the last step, or constant.
 
-use hyb_compiler::sema::train::LrSchedule;
+use hyb_compiler::ir::train::LrSchedule;
 
 pub fn learning_rate(schedule: &LrSchedule, lr: f64, step: u64, steps: u64) -> f64 {
     let warmup = match schedule {

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use hyb_compiler::sema::train::{Data, TokenDtype, Tokenizer};
+use hyb_compiler::ir::train::{Data, TokenDtype, Tokenizer};
 use rand::Rng;
 use rand::rngs::SmallRng;
 

@@ -59,7 +59,7 @@ fn tiny_model() -> hyb_compiler::ir::Model {
 /// (MQAR: every sequence has the same number of answers, so the means agree).
 #[test]
 fn gradient_accumulation_equals_the_larger_batch() {
-    use hyb_compiler::sema::train::LrSchedule;
+    use hyb_compiler::ir::train::LrSchedule;
     use hyb_runtime::{AdamW, Trainer};
     use hyb_train::run::{Settings, train};
     let model = tiny_model();
@@ -120,7 +120,7 @@ fn forgetting_mqar_answers_with_the_latest_value() {
 /// order; every answer carries its needle's depth group.
 #[test]
 fn niah_sequences_hold_their_needles() {
-    use hyb_compiler::sema::train::{Haystack, NiahVariant};
+    use hyb_compiler::ir::train::{Haystack, NiahVariant};
     use hyb_train::data::Niah;
     let variants = [
         (NiahVariant::Single, 1, 1, 1),

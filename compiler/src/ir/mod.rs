@@ -10,7 +10,7 @@
 //! - the expanded layer list: one [`Layer`] per block, in order, naming its mixer;
 //! - every parameter ([`Param`]) with its exact fla name and shape, in a stable order
 //!   (model-level first, then layer by layer, then the head); see [`params`];
-//! - the checked `train` and `eval` settings ([`crate::sema::train`]), carried for the
+//! - the checked `train` and `eval` settings ([`train`], checked by `crate::sema::train`), carried for the
 //!   trainer.
 //!
 //! Semantics of a block (pre-norm, fla's): `h += mixer(rmsnorm(h)); h += mlp(rmsnorm(h))`.
@@ -26,6 +26,7 @@
 pub mod params;
 pub mod parse;
 pub mod print;
+pub mod train;
 pub mod verify;
 
 use crate::arena::{Arena, Handle};
@@ -37,9 +38,9 @@ pub struct Model {
     pub mixers: Arena<Mixer>,
     pub layers: Vec<Layer>,
     pub params: Vec<Param>,
-    pub train: Option<crate::sema::train::TrainConfig>,
-    pub eval: Option<crate::sema::train::EvalConfig>,
-    pub sweep: Option<crate::sema::sweep::SweepConfig>,
+    pub train: Option<train::TrainConfig>,
+    pub eval: Option<train::EvalConfig>,
+    pub sweep: Option<train::SweepConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -20,32 +20,7 @@ use hyb_grammar::diag::closest;
 
 use super::values::Cx;
 
-/// One varied `let`: its name and each value's source text.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Axis {
-    pub name: String,
-    pub values: Vec<String>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct SweepConfig {
-    pub axes: Vec<Axis>,
-    /// Learning rates to try per combination (none: the train block's).
-    pub lrs: Vec<f64>,
-    /// Seeds (none: the train block's).
-    pub seeds: Vec<u64>,
-}
-
-impl SweepConfig {
-    /// Runs in the grid.
-    pub fn len(&self) -> usize {
-        self.axes.iter().map(|a| a.values.len()).product::<usize>() * self.lrs.len().max(1) * self.seeds.len().max(1)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+use crate::ir::train::{Axis, SweepConfig};
 
 /// The list a sweep field gives, or a diagnostic.
 fn list<'e>(cx: &Cx, name: &str, expr: &'e Expr) -> Option<&'e [Expr]> {
