@@ -2,51 +2,63 @@
 //! `dy` into the table's rows (accumulating: zero the table gradient first).
 //! Shapes: table `[V, d]`, tokens `[B, T]` i32, y `[B, T, d]`.
 
-use crate::emit::{Emitter, T3, accumulate};
+use crate::emit::{Builder, Config, Scalar, Ty, Value};
 
-fn header(e: &mut Emitter, name: &str, params: &str) {
-    e.begin_function(name, &[params.to_string()]);
-    e.line("%B = memref.dim %tokens, %c0 : memref<?x?xi32>");
-    e.line("%T = memref.dim %tokens, %c1 : memref<?x?xi32>");
-    e.line("%D = memref.dim %table, %c1 : memref<?x?xf32>");
+/// Opens the function over `table`, `tokens` (i32) and the `tensors` after them, and
+/// defines the sizes `%B`, `%T` (of the tokens) and `%D` (the table's width).
+fn header(e: &mut Builder, name: &str, tensors: &[(&str, usize)]) -> [Value; 3] {
+    let mut args = vec![("table", e.tensor(2)), ("tokens", Ty::memref(2, Scalar::I32))];
+    args.extend(tensors.iter().map(|(arg, rank)| (*arg, e.tensor(*rank))));
+    e.begin_function_typed(name, &args);
+    let (tokens, table) = (e.arg("tokens"), e.arg("table"));
+    let batch = e.named("B").dim(&tokens, 0);
+    let time = e.named("T").dim(&tokens, 1);
+    let width = e.named("D").dim(&table, 1);
+    [batch, time, width]
 }
 
-/// Opens the loops over tokens and the width; returns (b, t, row, d).
-fn open_tokens(e: &mut Emitter) -> (String, String, String, String) {
-    let b = e.open_for("%c0", "%B");
-    let t = e.open_for("%c0", "%T");
-    let id = e.op(&format!("memref.load %tokens[{b}, {t}] : memref<?x?xi32>"));
-    let row = e.op(&format!("arith.index_cast {id} : i32 to index"));
-    let d = e.open_for("%c0", "%D");
-    (b, t, row, d)
+/// `body(b, t, row, d)` for every token `(b, t)`, its table row and every column d.
+fn for_tokens(e: &mut Builder, [batch, time, width]: &[Value; 3], body: impl FnOnce(&mut Builder, [Value; 4])) {
+    let (tokens, c0) = (e.arg("tokens"), e.c0());
+    e.for_(&c0, batch, |e, b| {
+        e.for_(&c0, time, |e, t| {
+            let id = e.load(&tokens, &[&b, &t]);
+            let row = e.index_cast(&id, Scalar::Index);
+            e.for_(&c0, width, |e, d| body(e, [b, t, row, d]));
+        });
+    });
 }
 
 /// Args: table, tokens, y.
 pub fn gather(name: &str) -> String {
-    let mut e = Emitter::default();
-    header(&mut e, name, &format!("%table: memref<?x?xf32>, %tokens: memref<?x?xi32>, %y: {T3}"));
-    let (b, t, row, d) = open_tokens(&mut e);
-    let value = e.op(&format!("memref.load %table[{row}, {d}] : memref<?x?xf32>"));
-    e.line(&format!("memref.store {value}, %y[{b}, {t}, {d}] : {T3}"));
-    e.close();
-    e.close();
-    e.close();
-    e.end_function()
+    gather_with(name, &Config::CPU)
+}
+
+/// [`gather`] under any [`Config`]; the token ids are i32 under every one.
+pub fn gather_with(name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
+    let sizes = header(&mut e, name, &[("y", 3)]);
+    let (table, y) = (e.arg("table"), e.arg("y"));
+    for_tokens(&mut e, &sizes, |e, [b, t, row, d]| {
+        let value = e.load(&table, &[&row, &d]);
+        e.store(&value, &y, &[&b, &t, &d]);
+    });
+    e.finish()
 }
 
 /// Args: table (for its shape), tokens, dy, dtable.
 pub fn scatter(name: &str) -> String {
-    let mut e = Emitter::default();
-    header(
-        &mut e,
-        name,
-        &format!("%table: memref<?x?xf32>, %tokens: memref<?x?xi32>, %dy: {T3}, %dtable: memref<?x?xf32>"),
-    );
-    let (b, t, row, d) = open_tokens(&mut e);
-    let dy = e.op(&format!("memref.load %dy[{b}, {t}, {d}] : {T3}"));
-    accumulate(&mut e, &format!("%dtable[{row}, {d}] : memref<?x?xf32>"), &dy);
-    e.close();
-    e.close();
-    e.close();
-    e.end_function()
+    scatter_with(name, &Config::CPU)
+}
+
+/// [`scatter`] under any [`Config`].
+pub fn scatter_with(name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
+    let sizes = header(&mut e, name, &[("dy", 3), ("dtable", 2)]);
+    let (dy, dtable) = (e.arg("dy"), e.arg("dtable"));
+    for_tokens(&mut e, &sizes, |e, [b, t, row, d]| {
+        let value = e.load(&dy, &[&b, &t, &d]);
+        e.accumulate(&dtable, &[&row, &d], &value);
+    });
+    e.finish()
 }

@@ -5,22 +5,21 @@
 //! without loop-carried values, `scf.if`, reductions, and the kernel function around them.
 //!
 //! A generator runs under a [`Config`]: the element types of its tensors ([`ElemTypes`]:
-//! a load extends the storage type to the compute type, a store truncates back) and
+//! a load extends the storage type to the compute type, a store truncates back),
 //! [`Flags`] for the choices the kernel's arithmetic does not depend on (fast-math flags,
-//! how `exp` is computed). [`Config::CPU`], what every public generator uses, is f32
-//! throughout, `reassoc` and `contract` on adds, subtractions and products, and the
-//! polynomial `exp`, which vectorises.
-//!
-//! [`Emitter`] is the earlier untyped emitter (MLIR pasted as strings); `embed`, `loss`
-//! and `copy` are still written with it.
+//! how `exp` is computed, how the special functions are written: [`MathImpl`]), the
+//! [`Layout`] of the function's memref arguments, and whether the function comes in a
+//! module of its own ([`Wrap`]). [`Config::CPU`], what every public generator uses, is
+//! f32 throughout, `reassoc` and `contract` on adds, subtractions and products, the
+//! polynomial `exp`, which vectorises, the math dialect, dense arguments and a module.
+//! [`Config::gpu`] is the GPU form's: f32 arithmetic on tensors of a storage type,
+//! special functions as inline PTX (no libdevice), strided arguments, a bare function.
 
 mod builder;
 mod control;
-mod legacy;
 mod ops;
 mod types;
 
 pub use builder::Builder;
-pub use legacy::{Emitter, T3, accumulate, f32_constant, max_and_sum_exp};
 pub use ops::Cmp;
-pub use types::{Config, ElemTypes, ExpImpl, FastMath, Flags, Scalar, Ty, Value};
+pub use types::{Config, ElemTypes, ExpImpl, FastMath, Flags, Layout, MathImpl, Scalar, Ty, Value, Wrap};

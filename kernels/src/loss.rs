@@ -6,69 +6,100 @@
 //! rows without a target get a zero gradient. With no target at all the loss is 0.
 //! Shapes: logits, dlogits `[B, T, V]`; targets `[B, T]` i32; loss `[1]`.
 
-use crate::emit::{Emitter, T3, max_and_sum_exp};
-
-const IDS: &str = "memref<?x?xi32>";
+use crate::emit::{Builder, Cmp, Config, Scalar, Ty, Value};
 
 /// Args: logits, targets, loss, dlogits.
 pub fn cross_entropy(name: &str) -> String {
-    let mut e = Emitter::default();
-    let params = format!("%logits: {T3}, %targets: {IDS}, %loss: memref<?xf32>, %dlogits: {T3}");
-    e.begin_function(name, &[params]);
-    e.line("%c2 = arith.constant 2 : index");
-    e.line("%none = arith.constant 0 : i32");
-    e.line(&format!("%B = memref.dim %logits, %c0 : {T3}"));
-    e.line(&format!("%T = memref.dim %logits, %c1 : {T3}"));
-    e.line(&format!("%V = memref.dim %logits, %c2 : {T3}"));
+    cross_entropy_with(name, &Config::CPU)
+}
+
+/// [`cross_entropy`] under any [`Config`]: the targets are i32 and the loss f32 (a host
+/// scalar, accumulated row by row) under every one.
+pub fn cross_entropy_with(name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
+    let args = [
+        ("logits", e.tensor(3)),
+        ("targets", Ty::memref(2, Scalar::I32)),
+        ("loss", Ty::memref(1, Scalar::F32)),
+        ("dlogits", e.tensor(3)),
+    ];
+    e.begin_function_typed(name, &args);
+    let [logits, targets, loss, dlogits] = ["logits", "targets", "loss", "dlogits"].map(|arg| e.arg(arg));
+    e.constant_index(2);
+    let none = e.named("none").constant_int(0, Scalar::I32);
+    let batch = e.named("B").dim(&logits, 0);
+    let time = e.named("T").dim(&logits, 1);
+    let vocab = e.named("V").dim(&logits, 2);
+    let (c0, zero) = (e.c0(), e.zero());
     // count = the positions with a target (at least 1, so no target means loss 0).
-    let count = e.fresh();
-    {
-        let (b, acc) = e.open_fold("%B", &count, "%zero");
-        let row_count = e.fresh();
-        let (t, inner) = e.open_fold("%T", &row_count, &acc);
-        let id = e.op(&format!("memref.load %targets[{b}, {t}] : {IDS}"));
-        let valid = e.op(&format!("arith.cmpi sge, {id}, %none : i32"));
-        let one = e.op(&format!("arith.uitofp {valid} : i1 to f32"));
-        let next = e.op(&format!("arith.addf {inner}, {one} : f32"));
-        e.close_sum(&next);
-        e.close_sum(&row_count);
+    let count = e.fold1(&c0, &batch, &zero, |e, b, total| {
+        e.fold1(&c0, &time, &total, |e, t, row_total| {
+            let id = e.load(&targets, &[&b, &t]);
+            let valid = e.cmp(Cmp::Ge, &id, &none);
+            let compute = e.compute();
+            let one = e.uitofp(&valid, compute);
+            e.add(&row_total, &one)
+        })
+    });
+    let one = e.one();
+    let count = e.max(&count, &one);
+    e.store(&zero, &loss, &[&c0]);
+    e.for_(&c0, &batch, |e, b| {
+        e.for_(&c0, &time, |e, t| {
+            let id = e.load(&targets, &[&b, &t]);
+            let valid = e.cmp(Cmp::Ge, &id, &none);
+            e.if_else(
+                &valid,
+                |e| {
+                    let target = e.index_cast(&id, Scalar::Index);
+                    let row = Row { logits: &logits, b: &b, t: &t };
+                    predicted_row(e, &row, &vocab, &target, &count, [&loss, &dlogits]);
+                },
+                |e| {
+                    e.for_(&c0, &vocab, |e, v| {
+                        let zero = e.zero();
+                        e.store(&zero, &dlogits, &[&b, &t, &v]);
+                    });
+                },
+            );
+        });
+    });
+    e.finish()
+}
+
+/// The logits of position `(b, t)`.
+struct Row<'a> {
+    logits: &'a Value,
+    b: &'a Value,
+    t: &'a Value,
+}
+
+impl Row<'_> {
+    fn load(&self, e: &mut Builder, v: &Value) -> Value {
+        e.load(self.logits, &[self.b, self.t, v])
     }
-    let count = e.op(&format!("arith.maximumf {count}, %one : f32"));
-    e.line("memref.store %zero, %loss[%c0] : memref<?xf32>");
-    let b = e.open_for("%c0", "%B");
-    let t = e.open_for("%c0", "%T");
-    let id = e.op(&format!("memref.load %targets[{b}, {t}] : {IDS}"));
-    let valid = e.op(&format!("arith.cmpi sge, {id}, %none : i32"));
-    e.line(&format!("scf.if {valid} {{"));
-    e.depth += 1;
-    let target = e.op(&format!("arith.index_cast {id} : i32 to index"));
-    let (max, sum) = max_and_sum_exp(&mut e, "%V", &|e, v| e.op(&format!("memref.load %logits[{b}, {t}, {v}] : {T3}")));
-    let log_sum = e.op(&format!("math.log {sum} : f32"));
-    let lse = e.op(&format!("arith.addf {max}, {log_sum} : f32"));
-    let picked = e.op(&format!("memref.load %logits[{b}, {t}, {target}] : {T3}"));
-    let row_loss = e.op(&format!("arith.subf {lse}, {picked} : f32"));
-    let mean_part = e.op(&format!("arith.divf {row_loss}, {count} : f32"));
-    let old = e.op("memref.load %loss[%c0] : memref<?xf32>");
-    let new = e.op(&format!("arith.addf {old}, {mean_part} : f32"));
-    e.line(&format!("memref.store {new}, %loss[%c0] : memref<?xf32>"));
-    let v = e.open_for("%c0", "%V");
-    let x = e.op(&format!("memref.load %logits[{b}, {t}, {v}] : {T3}"));
-    let centred = e.op(&format!("arith.subf {x}, {lse} : f32"));
-    let softmax = e.op(&format!("math.exp {centred} : f32"));
-    let is_target = e.op(&format!("arith.cmpi eq, {v}, {target} : index"));
-    let one_hot = e.op(&format!("arith.uitofp {is_target} : i1 to f32"));
-    let diff = e.op(&format!("arith.subf {softmax}, {one_hot} : f32"));
-    let grad = e.op(&format!("arith.divf {diff}, {count} : f32"));
-    e.line(&format!("memref.store {grad}, %dlogits[{b}, {t}, {v}] : {T3}"));
-    e.close(); // v
-    e.depth -= 1;
-    e.line("} else {");
-    e.depth += 1;
-    let v = e.open_for("%c0", "%V");
-    e.line(&format!("memref.store %zero, %dlogits[{b}, {t}, {v}] : {T3}"));
-    e.close(); // v
-    e.close(); // if
-    e.close(); // t
-    e.close(); // b
-    e.end_function()
+}
+
+/// A row with a target: its share of the mean loss added to `loss`, and its gradient
+/// `(softmax − onehot) / count` written into `dlogits`.
+fn predicted_row(e: &mut Builder, row: &Row, vocab: &Value, target: &Value, count: &Value, [loss, dlogits]: [&Value; 2]) {
+    let (max, sum) = e.max_and_sum_exp(vocab, &|e, v| row.load(e, v));
+    let log_sum = e.log(&sum);
+    let lse = e.add(&max, &log_sum);
+    let picked = row.load(e, target);
+    let row_loss = e.sub(&lse, &picked);
+    let mean_part = e.div(&row_loss, count);
+    let c0 = e.c0();
+    e.accumulate(loss, &[&c0], &mean_part);
+    e.for_(&c0, vocab, |e, v| {
+        let x = row.load(e, &v);
+        let centred = e.sub(&x, &lse);
+        let softmax = e.exp(&centred);
+        let is_target = e.cmp(Cmp::Eq, &v, target);
+        let compute = e.compute();
+        let one_hot = e.uitofp(&is_target, compute);
+        let diff = e.sub(&softmax, &one_hot);
+        let grad = e.div(&diff, count);
+        e.store(&grad, dlogits, &[row.b, row.t, &v]);
+    });
 }

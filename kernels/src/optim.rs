@@ -6,12 +6,19 @@
 //! times the clipping factor. The step's scalars arrive in a small buffer, so one
 //! compiled kernel serves every step: `[lr, β₁, β₂, ε, wd, 1 − β₁ᵗ, 1 − β₂ᵗ, clip]`.
 
-use crate::emit::{Builder, Config, Value};
+use crate::emit::{Builder, Config, Scalar, Ty, Value};
 
 /// Args: g `[n]`, out `[1]` (accumulates Σ g²).
 pub fn sum_of_squares(name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
-    e.begin_function(name, &[("g", 1), ("out", 1)]);
+    sum_of_squares_with(name, &Config::CPU)
+}
+
+/// [`sum_of_squares`] under any [`Config`]; `out` is f32 under every one (a host scalar,
+/// as `clip` reads it).
+pub fn sum_of_squares_with(name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
+    let g = e.tensor(1);
+    e.begin_function_typed(name, &[("g", g), ("out", Ty::memref(1, Scalar::F32))]);
     let (g, out) = (e.arg("g"), e.arg("out"));
     let n = e.named("n").dim(&g, 0);
     let total = e.dot(&n, |e, i| {
@@ -60,8 +67,16 @@ fn read_step(e: &mut Builder) -> Step {
 
 /// Args: p, g, m, v (all `[n]`), scalars `[8]`. Updates p, m, v in place.
 pub fn adamw(name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
-    e.begin_function(name, &[("p", 1), ("g", 1), ("m", 1), ("v", 1), ("s", 1)]);
+    adamw_with(name, &Config::CPU)
+}
+
+/// [`adamw`] under any [`Config`]; the scalars are f32 under every one (host scalars).
+pub fn adamw_with(name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
+    let tensor = e.tensor(1);
+    let scalars = Ty::memref(1, Scalar::F32);
+    let args = [("p", tensor), ("g", tensor), ("m", tensor), ("v", tensor), ("s", scalars)];
+    e.begin_function_typed(name, &args);
     let (p, g, m, v) = (e.arg("p"), e.arg("g"), e.arg("m"), e.arg("v"));
     let step = read_step(&mut e);
     let n = e.named("n").dim(&p, 0);

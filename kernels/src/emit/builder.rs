@@ -4,9 +4,10 @@
 
 use std::fmt::Write;
 
-use super::types::{Config, Scalar, Ty, Value};
+use super::types::{Config, Scalar, Ty, Value, Wrap};
 
-/// Writes one kernel module: `module { func.func @name(...) { ... } }`, typed.
+/// Writes one kernel module, `module { func.func @name(...) { ... } }` (or the function
+/// alone: [`Wrap::Bare`]), typed.
 ///
 /// Every op method writes one line (or a few, for compound helpers) at the current
 /// nesting and returns its result as a [`Value`] of the type the op gives. Results are
@@ -19,7 +20,7 @@ pub struct Builder {
     /// The last fresh name's number.
     pub(super) next: usize,
     /// The name [`Builder::named`] gave the next result.
-    pending_name: Option<String>,
+    pub(super) pending_name: Option<String>,
     pub(super) config: Config,
     args: Vec<Value>,
     /// The nesting of the function body: an op written at this depth dominates the rest
@@ -41,12 +42,6 @@ impl Builder {
             body_depth: usize::MAX,
             index_constants: Vec::new(),
         }
-    }
-
-    /// A builder that continues text at `depth` with fresh names after `next`, with no
-    /// function of its own: for writing a piece of another emitter's function.
-    pub(super) fn continuing(config: Config, depth: usize, next: usize) -> Builder {
-        Builder { depth, next, ..Builder::new(config) }
     }
 
     pub fn config(&self) -> &Config {
@@ -72,13 +67,24 @@ impl Builder {
         self.begin_function_typed(name, &typed);
     }
 
-    /// [`Builder::begin_function`] with each argument's type given.
+    /// [`Builder::begin_function`] with each argument's type given. Memref arguments
+    /// take the configuration's [`Layout`](super::Layout); under [`Wrap::Bare`] the
+    /// function is written alone, with no module and no attributes.
     pub fn begin_function_typed(&mut self, name: &str, args: &[(&str, Ty)]) {
-        self.args = args.iter().map(|(arg, ty)| Value::new(format!("%{arg}"), *ty)).collect();
+        let layout = self.config.layout;
+        self.args = args.iter().map(|(arg, ty)| Value::new(format!("%{arg}"), ty.with_layout(layout))).collect();
         let params: Vec<String> = self.args.iter().map(|arg| format!("{arg}: {}", arg.ty())).collect();
-        self.line("module {");
-        self.depth += 1;
-        self.line(&format!("func.func @{name}({}) attributes {{llvm.emit_c_interface}} {{", params.join(", ")));
+        match self.config.wrap {
+            Wrap::Module => {
+                self.line("module {");
+                self.depth += 1;
+                self.line(&format!(
+                    "func.func @{name}({}) attributes {{llvm.emit_c_interface}} {{",
+                    params.join(", ")
+                ));
+            }
+            Wrap::Bare => self.line(&format!("func.func @{name}({}) {{", params.join(", "))),
+        }
         self.depth += 1;
         self.body_depth = self.depth;
         for n in [0, 1] {
@@ -92,8 +98,9 @@ impl Builder {
     /// Returns and closes what [`Builder::begin_function`] opened; yields the text.
     pub fn finish(mut self) -> String {
         self.line("return");
-        self.close_block();
-        self.close_block();
+        while self.depth > 0 {
+            self.close_block();
+        }
         self.text
     }
 

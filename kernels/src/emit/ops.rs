@@ -5,7 +5,7 @@
 //! `i32` and `i64`, signed; float comparisons are ordered (false on NaN).
 
 use super::builder::Builder;
-use super::types::{ExpImpl, FastMath, Scalar, Ty, Value};
+use super::types::{ExpImpl, FastMath, MathImpl, Scalar, Ty, Value};
 
 /// A comparison's predicate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +169,9 @@ impl Builder {
     pub fn fma(&mut self, a: &Value, b: &Value, c: &Value) -> Value {
         let ty = Builder::common(a, b);
         Builder::common(b, c);
+        if self.config.flags.math == MathImpl::Ptx {
+            return self.inline_ptx("fma.rn.f32", &[a, b, c]);
+        }
         self.define_scalar(&format!("math.fma {a}, {b}, {c} : {}", ty.mlir()), ty)
     }
 
@@ -179,53 +182,148 @@ impl Builder {
         self.define_scalar(&format!("math.{op} {x} : {}", ty.mlir()), ty)
     }
 
+    /// A special function: `math.{op}`, or under [`MathImpl::Ptx`] the PTX instruction
+    /// `ptx` (an f32 instruction with one operand).
+    fn special(&mut self, op: &str, ptx: &str, x: &Value) -> Value {
+        match self.config.flags.math {
+            MathImpl::Cpu => self.math(op, x),
+            MathImpl::Ptx => self.inline_ptx(ptx, &[x]),
+        }
+    }
+
+    /// `instruction $0, $1, ...;` as NVVM inline PTX on f32 operands, giving an f32:
+    /// operands of another float type are extended to f32 and the result truncated back.
+    /// A name given by [`Builder::named`] goes to the result.
+    pub fn inline_ptx(&mut self, instruction: &str, operands: &[&Value]) -> Value {
+        let ty = operands[0].scalar();
+        assert!(ty.is_float(), "inline PTX `{instruction}` of {}, not a float", operands[0]);
+        let name = self.pending_name.take();
+        let widened: Vec<Value> = operands
+            .iter()
+            .map(|x| {
+                assert_eq!(x.scalar(), ty, "inline PTX `{instruction}`: operands of two types");
+                if ty == Scalar::F32 { (*x).clone() } else { self.extf(x, Scalar::F32) }
+            })
+            .collect();
+        let places: Vec<String> = (0..=operands.len()).map(|i| format!("${i}")).collect();
+        let names: Vec<&str> = widened.iter().map(|x| x.name()).collect();
+        let types = vec!["f32"; operands.len()].join(", ");
+        let rhs = format!(
+            "nvvm.inline_ptx \"{instruction} {};\" ro({} : {types}) -> f32",
+            places.join(", "),
+            names.join(", ")
+        );
+        if ty == Scalar::F32 {
+            self.pending_name = name;
+            return self.define_scalar(&rhs, Scalar::F32);
+        }
+        let result = self.define_scalar(&rhs, Scalar::F32);
+        self.pending_name = name;
+        self.truncf(&result, ty)
+    }
+
+    /// The natural logarithm (under [`MathImpl::Ptx`]: `lg2.approx(x) · ln 2`).
     pub fn log(&mut self, x: &Value) -> Value {
-        self.math("log", x)
+        if self.config.flags.math == MathImpl::Cpu {
+            return self.math("log", x);
+        }
+        let name = self.pending_name.take();
+        let log2 = self.inline_ptx("lg2.approx.ftz.f32", &[x]);
+        let ln2 = self.constant_f(std::f64::consts::LN_2, x.scalar());
+        self.pending_name = name;
+        self.mul(&log2, &ln2)
     }
 
-    /// `log(1 + x)`, accurate for small x.
+    /// `log(1 + x)`, accurate for small x. Under [`MathImpl::Ptx`]: with `u = 1 + x`
+    /// rounded, `log(u) · x / (u − 1)` (the rounding of `1 + x` undone), x itself where
+    /// `u = 1`, and `log(u)` where `u = +∞`.
     pub fn log1p(&mut self, x: &Value) -> Value {
-        self.math("log1p", x)
+        if self.config.flags.math == MathImpl::Cpu {
+            return self.math("log1p", x);
+        }
+        let name = self.pending_name.take();
+        let one = self.constant_f(1.0, x.scalar());
+        let u = self.add(&one, x);
+        let d = self.sub(&u, &one);
+        let log_u = self.log(&u);
+        let ratio = self.div(x, &d);
+        let corrected = self.mul(&log_u, &ratio);
+        let zero = self.constant_f(0.0, x.scalar());
+        let exact = self.cmp(Cmp::Eq, &d, &zero);
+        let small = self.select(&exact, x, &corrected);
+        let infinity = self.constant_f(f64::INFINITY, x.scalar());
+        let infinite = self.cmp(Cmp::Eq, &u, &infinity);
+        self.pending_name = name;
+        self.select(&infinite, &log_u, &small)
     }
 
+    /// The square root (under [`MathImpl::Ptx`]: `sqrt.rn`, correctly rounded).
     pub fn sqrt(&mut self, x: &Value) -> Value {
-        self.math("sqrt", x)
+        self.special("sqrt", "sqrt.rn.f32", x)
     }
 
     /// `1 / sqrt(x)`.
     pub fn rsqrt(&mut self, x: &Value) -> Value {
-        self.math("rsqrt", x)
+        self.special("rsqrt", "rsqrt.approx.ftz.f32", x)
     }
 
+    /// The hyperbolic tangent. Under [`MathImpl::Ptx`]: `(e²ˣ − 1) / (e²ˣ + 1)` with x
+    /// clamped to `[−9, 9]` (where tanh is ±1 in f32), and x itself for `|x| < 2⁻¹²`.
     pub fn tanh(&mut self, x: &Value) -> Value {
-        self.math("tanh", x)
+        if self.config.flags.math == MathImpl::Cpu {
+            return self.math("tanh", x);
+        }
+        let name = self.pending_name.take();
+        let ty = x.scalar();
+        let (low, high) = (self.constant_f(-9.0, ty), self.constant_f(9.0, ty));
+        let above = self.max(x, &low);
+        let clamped = self.min(&above, &high);
+        let twice = self.add(&clamped, &clamped);
+        let e2x = self.exp(&twice);
+        let one = self.constant_f(1.0, ty);
+        let numerator = self.sub(&e2x, &one);
+        let denominator = self.add(&e2x, &one);
+        let ratio = self.div(&numerator, &denominator);
+        let magnitude = self.abs(x);
+        let tiny = self.constant_f(1.0 / 4096.0, ty);
+        let near_zero = self.cmp(Cmp::Lt, &magnitude, &tiny);
+        self.pending_name = name;
+        self.select(&near_zero, x, &ratio)
     }
 
     pub fn abs(&mut self, x: &Value) -> Value {
-        self.math("absf", x)
+        self.special("absf", "abs.f32", x)
     }
 
+    /// Rounding toward −∞ (under [`MathImpl::Ptx`]: `cvt.rmi`).
     pub fn floor(&mut self, x: &Value) -> Value {
-        self.math("floor", x)
+        self.special("floor", "cvt.rmi.f32.f32", x)
     }
 
     pub fn sin(&mut self, x: &Value) -> Value {
-        self.math("sin", x)
+        self.special("sin", "sin.approx.ftz.f32", x)
     }
 
     pub fn cos(&mut self, x: &Value) -> Value {
-        self.math("cos", x)
+        self.special("cos", "cos.approx.ftz.f32", x)
     }
 
     /// `eˣ`, as [`Flags::exp`](super::Flags::exp) chooses: the polynomial of
-    /// [`Builder::exp_polynomial`] for f32, else `math.exp`.
+    /// [`Builder::exp_polynomial`] for f32; else `math.exp`, or under [`MathImpl::Ptx`]
+    /// `ex2.approx(x · log₂e)` (NaN stays NaN, −∞ gives 0, +∞ gives +∞).
     pub fn exp(&mut self, x: &Value) -> Value {
         let polynomial = self.config.flags.exp == ExpImpl::Polynomial;
         if polynomial && x.scalar() == Scalar::F32 && self.compute() == Scalar::F32 {
-            self.exp_polynomial(x)
-        } else {
-            self.math("exp", x)
+            return self.exp_polynomial(x);
         }
+        if self.config.flags.math == MathImpl::Cpu {
+            return self.math("exp", x);
+        }
+        let name = self.pending_name.take();
+        let log2e = self.constant_f(std::f64::consts::LOG2_E, x.scalar());
+        let scaled = self.mul(x, &log2e);
+        self.pending_name = name;
+        self.inline_ptx("ex2.approx.ftz.f32", &[&scaled])
     }
 
     /// `exp(x)` in arithmetic LLVM can vectorise (libm's `expf` is a scalar call):

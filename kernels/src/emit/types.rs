@@ -1,5 +1,6 @@
 //! The types a kernel's values carry ([`Scalar`], [`Ty`], [`Value`]) and the
-//! configuration a generator runs under ([`Config`]: element types and flags).
+//! configuration a generator runs under ([`Config`]: element types, flags, the layout of
+//! the function's memref arguments and whether the function comes wrapped in a module).
 
 use std::fmt;
 
@@ -32,16 +33,26 @@ impl Scalar {
     }
 }
 
-/// A value's type: a scalar, or a dynamically shaped memref of a rank and element type.
+/// A value's type: a scalar, or a dynamically shaped memref of a rank, an element type
+/// and a layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Ty {
     Scalar(Scalar),
-    MemRef { rank: usize, elem: Scalar },
+    MemRef { rank: usize, elem: Scalar, layout: Layout },
 }
 
 impl Ty {
+    /// A dense row-major memref (the identity layout).
     pub fn memref(rank: usize, elem: Scalar) -> Ty {
-        Ty::MemRef { rank, elem }
+        Ty::MemRef { rank, elem, layout: Layout::Identity }
+    }
+
+    /// The same type with the given layout if it is a memref; a scalar is unchanged.
+    pub fn with_layout(self, layout: Layout) -> Ty {
+        match self {
+            Ty::MemRef { rank, elem, .. } => Ty::MemRef { rank, elem, layout },
+            scalar => scalar,
+        }
     }
 }
 
@@ -49,9 +60,25 @@ impl fmt::Display for Ty {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Ty::Scalar(scalar) => f.write_str(scalar.mlir()),
-            Ty::MemRef { rank, elem } => write!(f, "memref<{}{}>", "?x".repeat(*rank), elem.mlir()),
+            Ty::MemRef { rank, elem, layout: Layout::Identity } => {
+                write!(f, "memref<{}{}>", "?x".repeat(*rank), elem.mlir())
+            }
+            Ty::MemRef { rank, elem, layout: Layout::Strided } => {
+                let strides = vec!["?"; *rank].join(", ");
+                write!(f, "memref<{}{}, strided<[{strides}], offset: ?>>", "?x".repeat(*rank), elem.mlir())
+            }
         }
     }
+}
+
+/// The layout of a memref: how its indices map to the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// Dense, row-major, from offset 0: `memref<?x?xf32>`.
+    Identity,
+    /// Any strides and offset, all dynamic: `memref<?x?xf32, strided<[?, ?], offset: ?>>`
+    /// — what a `memref.subview` of a dense buffer gives after a `memref.cast`.
+    Strided,
 }
 
 /// An SSA value and its type. Values are made by a [`Builder`](super::Builder) and only
@@ -87,7 +114,7 @@ impl Value {
     /// The element type and rank of a memref; a scalar here is a generator bug.
     pub fn memref(&self) -> (Scalar, usize) {
         match self.ty {
-            Ty::MemRef { rank, elem } => (elem, rank),
+            Ty::MemRef { rank, elem, .. } => (elem, rank),
             Ty::Scalar(_) => panic!("{} is a scalar, not a memref", self.name),
         }
     }
@@ -132,8 +159,27 @@ pub enum ExpImpl {
     /// `expf`, what `math.exp` becomes there, is a scalar call). f32 values only; other
     /// types fall back to `math.exp`.
     Polynomial,
-    /// `math.exp`, left to the target's lowering.
+    /// The target's own `exp`, as [`Flags::math`] writes it: `math.exp` under
+    /// [`MathImpl::Cpu`], `ex2.approx(x · log₂e)` under [`MathImpl::Ptx`].
     MathDialect,
+}
+
+/// How the transcendental and special functions (`exp` as [`ExpImpl::MathDialect`],
+/// `log`, `log1p`, `sqrt`, `rsqrt`, `tanh`, `abs`, `floor`, `sin`, `cos`, `fma`) are
+/// written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MathImpl {
+    /// The math dialect's ops (`math.log`, ...), which the CPU pipeline lowers to LLVM
+    /// intrinsics and libm.
+    Cpu,
+    /// NVVM inline PTX (`nvvm.inline_ptx "lg2.approx.ftz.f32 $0, $1;" ...`): MLIR's NVVM
+    /// lowering turns every math op (and LLVM intrinsic) into a libdevice call
+    /// (`__nv_logf`), which nothing links. `log` is `lg2.approx · ln 2`, `log1p` is
+    /// `log(1 + x)` corrected by `x / ((1 + x) − 1)`, `sqrt` is `sqrt.rn` (IEEE),
+    /// `rsqrt`, `sin`, `cos` are the `.approx.ftz` instructions, `floor` is `cvt.rmi`,
+    /// `abs` is `abs.f32`, `fma` is `fma.rn`, `tanh` is `(e²ˣ − 1) / (e²ˣ + 1)` on a
+    /// clamped `x` (and `x` itself near 0). NaN propagates through every one.
+    Ptx,
 }
 
 /// The choices a kernel's arithmetic does not depend on.
@@ -141,6 +187,17 @@ pub enum ExpImpl {
 pub struct Flags {
     pub fastmath: FastMath,
     pub exp: ExpImpl,
+    pub math: MathImpl,
+}
+
+/// What the generated text is: a module to compile on its own, or one function to paste
+/// into another module (a GPU wrapper's `gpu.module`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Wrap {
+    /// `module { func.func @name(...) attributes {llvm.emit_c_interface} { ... } }`.
+    Module,
+    /// `func.func @name(...) { ... }` alone, with no attributes.
+    Bare,
 }
 
 /// Everything a generator is parameterised by besides its spec.
@@ -148,15 +205,34 @@ pub struct Flags {
 pub struct Config {
     pub types: ElemTypes,
     pub flags: Flags,
+    /// The layout of every memref argument of the generated function (and so of every
+    /// load, store and dim on one). Buffers the kernel allocates are dense either way.
+    pub layout: Layout,
+    pub wrap: Wrap,
 }
 
 impl Config {
-    /// The CPU JIT's configuration: f32 throughout, `reassoc` and `contract`, and the
-    /// polynomial `exp`.
+    /// The CPU JIT's configuration: f32 throughout, `reassoc` and `contract`, the
+    /// polynomial `exp`, the math dialect, dense arguments, a module of its own.
     pub const CPU: Config = Config {
         types: ElemTypes::F32,
-        flags: Flags { fastmath: FastMath::ReassocContract, exp: ExpImpl::Polynomial },
+        flags: Flags { fastmath: FastMath::ReassocContract, exp: ExpImpl::Polynomial, math: MathImpl::Cpu },
+        layout: Layout::Identity,
+        wrap: Wrap::Module,
     };
+
+    /// The GPU form's configuration: tensors stored as `storage`, computed in f32,
+    /// `reassoc` and `contract`, `exp` as `ex2.approx`, every special function as
+    /// inline PTX (no libdevice), arguments of any strides and offset (the wrapper
+    /// passes subviews), and a bare `func.func` for the wrapper's `gpu.module`.
+    pub const fn gpu(storage: Scalar) -> Config {
+        Config {
+            types: ElemTypes { storage, compute: Scalar::F32 },
+            flags: Flags { fastmath: FastMath::ReassocContract, exp: ExpImpl::MathDialect, math: MathImpl::Ptx },
+            layout: Layout::Strided,
+            wrap: Wrap::Bare,
+        }
+    }
 }
 
 impl Default for Config {
