@@ -23,6 +23,8 @@ pub enum Stage {
     Program,
     /// Every kernel's module for the target.
     Mlir,
+    /// Every kernel's PTX (a GPU target).
+    Ptx,
     /// The pass pipeline that lowers the modules.
     Passes,
     /// The cost report, with the planned peak of the program's plan.
@@ -69,6 +71,16 @@ pub fn emit(model: &Model, stage: Stage, options: EmitOptions) -> Result<String,
             }
             out
         }
+        Stage::Ptx => {
+            if !target.is_gpu() {
+                return Err(Error::Setting(
+                    hyb_grammar::Diagnostic::error(format!("`--emit ptx` is for a GPU target, not {target}"))
+                        .help("add `--target cuda`"),
+                ));
+            }
+            let build = compile(model, target, shape)?;
+            build.modules.iter().map(|m| format!("// {} ({} form)\n{}\n", m.name, m.form, m.object)).collect()
+        }
         Stage::Passes => passes(target)?,
         Stage::Report => {
             let report = report(model, options.context, target)?;
@@ -81,7 +93,7 @@ pub fn emit(model: &Model, stage: Stage, options: EmitOptions) -> Result<String,
 fn passes(target: Target) -> Result<String, Error> {
     match target {
         Target::Cpu => Ok(format!("cpu (loops): {}\n", hyb_kernels::jit::CPU_PIPELINE)),
-        Target::Cuda { .. } => Err(Error::NoForm { target, kernels: Vec::new() }),
+        Target::Cuda { sm } => Ok(format!("cuda (blocks): {}\n", hyb_kernels::ptx::pipeline(&sm.to_string()))),
     }
 }
 

@@ -19,7 +19,7 @@ mod emit;
 pub use emit::{EmitOptions, Stage, emit, report};
 pub use hyb_kernels::key::{KernelKey, NoForm};
 pub use hyb_lower::program::{Program, Shape};
-pub use hyb_target::{Elem, Form, Precision, Target};
+pub use hyb_target::{Elem, Form, HOPPER, Precision, Target};
 
 use hyb_compiler::grad::GradGraph;
 use hyb_compiler::graph::Graph;
@@ -43,12 +43,15 @@ pub struct Build {
     pub modules: Vec<Module>,
 }
 
-/// A kernel's generated module: its function is `name`.
+/// A kernel's generated module: its function (the GPU's kernel) is `name`; `text` is
+/// the MLIR, `object` what a device loads — the same MLIR for the CPU's JIT, PTX for a
+/// GPU.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Module {
     pub name: String,
     pub form: Form,
     pub text: String,
+    pub object: String,
 }
 
 /// Why a model does not compile for a target.
@@ -117,7 +120,7 @@ pub fn check(model: &Model, target: Target) -> Result<(), Diagnostic> {
     }
     let supported: Vec<&str> = target.storage_elems().iter().map(|e| e.name()).collect();
     Err(diagnostic.help(format!(
-        "the {target} target stores {}; write `precision = f32` (bf16 storage is for GPU targets)",
+        "the {target} target stores {}; write `precision = f32` (bf16 storage is not built yet)",
         supported.join(", ")
     )))
 }
@@ -133,7 +136,7 @@ fn plans(grad: &GradGraph, shape: Shape, target: Target) -> Result<(Vec<Step>, P
 /// Compiles `model` for `target` at `shape`, every stage through codegen.
 pub fn compile(model: &Model, target: Target, shape: Shape) -> Result<Build, Error> {
     let build = compile_program(model, target, shape)?;
-    let modules = codegen(&build.program, target).map_err(|kernels| Error::NoForm { target, kernels })?;
+    let modules = codegen(&build.program, target)?;
     Ok(Build { modules, ..build })
 }
 
@@ -149,22 +152,39 @@ pub fn compile_program(model: &Model, target: Target, shape: Shape) -> Result<Bu
 }
 
 /// Codegen: each of the program's kernel keys as a module in the target's preferred
-/// form that its generator has; every key without one is reported.
-pub fn codegen(program: &Program, target: Target) -> Result<Vec<Module>, Vec<NoForm>> {
+/// form that its generator has — MLIR for the CPU's JIT, lowered on to PTX for a GPU;
+/// every key without one is reported.
+pub fn codegen(program: &Program, target: Target) -> Result<Vec<Module>, Error> {
     let storage = Elem::F32;
-    let mut modules = Vec::new();
+    let mut generated = Vec::new();
     let mut missing = Vec::new();
     for (index, key) in program.kernels.keys.iter().enumerate() {
-        let form = target.forms().iter().copied().find(|form| key.forms().contains(form));
         let name = program.kernels.name(index);
-        let generated = match form {
-            Some(form) => hyb_kernels::key::generate(key, form, storage, &name).map(|text| Module { name, form, text }),
-            None => Err(NoForm { key: key.to_string(), form: target.forms()[0], storage }),
+        let form = target.forms().iter().copied().find(|form| key.forms().contains(form));
+        let text = match (form, target) {
+            (Some(Form::Loops), _) => hyb_kernels::key::generate(key, Form::Loops, storage, &name),
+            (Some(Form::Blocks), Target::Cuda { sm }) => {
+                hyb_kernels::gpu::generate(key, &name, &sm.to_string(), storage)
+            }
+            _ => Err(NoForm { key: key.to_string(), form: target.forms()[0], storage }),
         };
-        match generated {
-            Ok(module) => modules.push(module),
+        match text {
+            Ok(text) => generated.push((name, form.expect("a form"), text)),
             Err(no_form) => missing.push(no_form),
         }
     }
-    if missing.is_empty() { Ok(modules) } else { Err(missing) }
+    if !missing.is_empty() {
+        return Err(Error::NoForm { target, kernels: missing });
+    }
+    generated.into_iter().map(|(name, form, text)| lower(name, form, text, target)).collect()
+}
+
+/// The loadable object of a module: the MLIR itself for the CPU's JIT, its PTX for a GPU.
+fn lower(name: String, form: Form, text: String, target: Target) -> Result<Module, Error> {
+    let object = match target {
+        Target::Cpu => text.clone(),
+        Target::Cuda { sm } => hyb_kernels::ptx::compile(&text, &sm.to_string())
+            .map_err(|e| Error::Verify(vec![format!("kernel {name} does not lower to PTX: {e}")]))?,
+    };
+    Ok(Module { name, form, text, object })
 }

@@ -195,6 +195,8 @@ enum EmitArg {
     Program,
     /// The MLIR module of every kernel of the program, for the target.
     Mlir,
+    /// The PTX of every kernel (`--target cuda`).
+    Ptx,
     /// The MLIR pass pipelines that lower the kernels for the target.
     Passes,
     /// Layers, parameters, FLOPs, state and KV-cache bytes.
@@ -341,6 +343,7 @@ fn compile(file: &Path, options: CompileOptions, output: Option<&Path>) -> Resul
         EmitArg::Plan => Err(Stage::Plan),
         EmitArg::Program => Err(Stage::Program),
         EmitArg::Mlir => Err(Stage::Mlir),
+        EmitArg::Ptx => Err(Stage::Ptx),
         EmitArg::Passes => Err(Stage::Passes),
         EmitArg::Report => Err(Stage::Report),
     };

@@ -34,21 +34,27 @@ pub fn preflight(path: &Path, compilation: &Compilation, target: Target) -> Resu
         Failure::User
     })?;
     let program = &build.program;
+    let codegen = hyb_driver::codegen(program, target);
+    if codegen.is_ok() && hyb_runtime::cuda::available() {
+        return Ok(());
+    }
     eprintln!(
         "compiled for {target}: the step program ({} instructions, {} kernels, {:.1} MiB planned) verifies",
         program.instrs.len(),
         program.kernels.len(),
         build.plan.peak_bytes() as f64 / (1 << 20) as f64
     );
-    if let Err(missing) = hyb_driver::codegen(program, target) {
-        eprintln!(
+    match codegen {
+        Err(hyb_driver::Error::NoForm { kernels, .. }) => eprintln!(
             "codegen: {} of its {} kernels have no GPU form yet, e.g. `{}`",
-            missing.len(),
+            kernels.len(),
             program.kernels.len(),
-            missing[0].key
-        );
+            kernels[0].key
+        ),
+        Err(error) => eprintln!("codegen: {error}"),
+        Ok(_) => eprintln!("codegen: every kernel lowered to PTX for {target}"),
     }
     eprintln!("error: cannot run on {target}: {}", hyb_runtime::gpu_presence());
-    eprintln!("  help: train on the CPU (`--target cpu`, the default); the CUDA backend is not built yet");
+    eprintln!("  help: train on the CPU (`--target cpu`, the default)");
     Err(Failure::User)
 }

@@ -121,7 +121,12 @@ fn score(e: &mut Builder, sizes: &Sizes, query: &Query, s: &Value) -> Value {
 
 /// The training forward: `o`, and the log-sum-exp of every query row for the backward.
 pub fn forward(spec: &AttentionSpec, name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
+    forward_with(spec, name, &Config::CPU)
+}
+
+/// [`forward`] under any [`Config`].
+pub fn forward_with(spec: &AttentionSpec, name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     header(&mut e, name, &spec.forward_arguments());
     emit_forward(&mut e, spec, None, true);
     e.finish()
@@ -133,7 +138,12 @@ pub fn forward(spec: &AttentionSpec, name: &str) -> String {
 /// `[1]` (the first new token's position, as f32), o. Writes the new keys and values
 /// into the caches at `pos`, then attends over positions `≤ pos + t`.
 pub fn decode(spec: &AttentionSpec, name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
+    decode_with(spec, name, &Config::CPU)
+}
+
+/// [`decode`] under any [`Config`]; `pos` is f32 under every one.
+pub fn decode_with(spec: &AttentionSpec, name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     header(&mut e, name, &[("q", 4), ("k_new", 4), ("v_new", 4), ("k", 4), ("v", 4), ("pos", 1), ("o", 4)]);
     let offset = read_position(&mut e);
     append_to_cache(&mut e, &offset);
@@ -243,7 +253,12 @@ fn online_softmax(
 /// `p = exp(score − lse)`; `dv += p dO`; `ds = p (dO·v − dO·o)`; `dq += scale ds k`;
 /// `dk += scale ds q`.
 pub fn backward(spec: &AttentionSpec, name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
+    backward_with(spec, name, &Config::CPU)
+}
+
+/// [`backward`] under any [`Config`].
+pub fn backward_with(spec: &AttentionSpec, name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     header(&mut e, name, &spec.backward_arguments());
     let sizes = sizes(&mut e, spec);
     let [lse, dout, o] = ["lse", "dout", "o"].map(|arg| e.arg(arg));
@@ -295,12 +310,22 @@ fn key_backward(e: &mut Builder, sizes: &Sizes, query: &Query, s: &Value, [lse, 
 /// position t (from 0). `inverse` rotates back (the backward). Reads `x`, writes `y`,
 /// both `[B,T,H,D]`.
 pub fn rope(base: f64, name: &str, inverse: bool) -> String {
-    emit_rope(base, name, inverse, false)
+    rope_with(base, name, inverse, &Config::CPU)
+}
+
+/// [`rope`] under any [`Config`].
+pub fn rope_with(base: f64, name: &str, inverse: bool, config: &Config) -> String {
+    emit_rope(base, name, inverse, false, config)
 }
 
 /// RoPE for decoding: row t of `x` sits at position `pos + t`. Args: x, pos `[1]` (f32), y.
 pub fn rope_at(base: f64, name: &str) -> String {
-    emit_rope(base, name, false, true)
+    rope_at_with(base, name, &Config::CPU)
+}
+
+/// [`rope_at`] under any [`Config`]; `pos` is f32 under every one.
+pub fn rope_at_with(base: f64, name: &str, config: &Config) -> String {
+    emit_rope(base, name, false, true, config)
 }
 
 /// The values RoPE defines once: `ln base`, the rotation's sign, the sizes, `D / 2` and
@@ -351,8 +376,8 @@ impl Rotation {
     }
 }
 
-fn emit_rope(base: f64, name: &str, inverse: bool, offset: bool) -> String {
-    let mut e = Builder::new(Config::CPU);
+fn emit_rope(base: f64, name: &str, inverse: bool, offset: bool, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     let position_offset = if offset {
         header(&mut e, name, &[("x", 4), ("pos", 1), ("y", 4)]);
         let (pos, c0) = (e.arg("pos"), e.c0());

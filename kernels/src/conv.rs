@@ -67,7 +67,12 @@ fn for_taps(e: &mut Builder, sizes: &Sizes, [b, t, c]: [&Value; 3], body: impl F
 
 /// Args: x, w, [bias], y.
 pub fn forward(bias: bool, name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
+    forward_with(bias, name, &Config::CPU)
+}
+
+/// [`forward`] under any [`Config`].
+pub fn forward_with(bias: bool, name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     let mut args = vec![("x", 3), ("w", 3)];
     if bias {
         args.push(("bias", 1));
@@ -92,7 +97,12 @@ pub fn forward(bias: bool, name: &str) -> String {
 
 /// Args: x, w, dy, dx, dw, [dbias]. `dx` is overwritten; `dw`, `dbias` accumulate.
 pub fn backward(bias: bool, name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
+    backward_with(bias, name, &Config::CPU)
+}
+
+/// [`backward`] under any [`Config`].
+pub fn backward_with(bias: bool, name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     let mut args = vec![("x", 3), ("w", 3), ("dy", 3), ("dx", 3), ("dw", 3)];
     if bias {
         args.push(("dbias", 1));
@@ -131,7 +141,12 @@ pub fn backward(bias: bool, name: &str) -> String {
 /// `window` `[B, W, C]` holds the last W inputs (zero before the sequence starts): the
 /// kernel shifts it by one, appends x, and writes `y = Σ_j w[c, j] · window[j, c]`.
 pub fn step(bias: bool, name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
+    step_with(bias, name, &Config::CPU)
+}
+
+/// [`step`] under any [`Config`].
+pub fn step_with(bias: bool, name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     let mut args = vec![("x", 3), ("w", 3)];
     if bias {
         args.push(("bias", 1));

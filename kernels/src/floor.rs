@@ -54,7 +54,12 @@ impl Bounds {
 
 /// The floor of `layer` (≥ 1). Args: bounds, floor.
 pub fn forward(layer: u64, name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
+    forward_with(layer, name, &Config::CPU)
+}
+
+/// [`forward`] under any [`Config`].
+pub fn forward_with(layer: u64, name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     let bounds = header(&mut e, name, &[("bounds", 2), ("floor", 1)]);
     let floor = e.arg("floor");
     let c0 = e.c0();
@@ -67,7 +72,12 @@ pub fn forward(layer: u64, name: &str) -> String {
 
 /// Args: bounds, dfloor, dbounds.
 pub fn backward(layer: u64, name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
+    backward_with(layer, name, &Config::CPU)
+}
+
+/// [`backward`] under any [`Config`].
+pub fn backward_with(layer: u64, name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     let bounds = header(&mut e, name, &[("bounds", 2), ("dfloor", 1), ("dbounds", 2)]);
     let (dfloor, dbounds) = (e.arg("dfloor"), e.arg("dbounds"));
     let last = e.named("layer").constant_index(layer);

@@ -12,6 +12,7 @@ use std::hash::{Hash, Hasher};
 use hyb_target::{Elem, Form};
 
 use crate::attention::{self, AttentionSpec};
+use crate::emit::Config;
 use crate::pointwise::{self, Expr, MapSpec};
 use crate::scan::{self, ScanSpec};
 use crate::{conv, copy, embed, floor, loss, norms, optim};
@@ -202,7 +203,7 @@ impl KernelKey {
 
     /// The forms this key's generator emits.
     pub fn forms(&self) -> &'static [Form] {
-        &[Form::Loops]
+        &[Form::Loops, Form::Blocks]
     }
 }
 
@@ -298,6 +299,12 @@ fn scan_input_count(spec: &ScanSpec) -> usize {
     usize::from(spec.query) + 2 + usize::from(decay) + usize::from(delta)
 }
 
+/// The generated function of `key` for the GPU form, named `name`: strided memref
+/// arguments and PTX math, without a module around it.
+pub fn generate_gpu_body(key: &KernelKey, name: &str) -> Option<String> {
+    Some(generate_with(key, &crate::emit::Config::gpu(crate::emit::Scalar::F32), name))
+}
+
 /// A key with no generator for the asked form or element type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoForm {
@@ -348,4 +355,42 @@ pub fn generate(key: &KernelKey, form: Form, storage: Elem, name: &str) -> Resul
         KernelKey::SumOfSquares => optim::sum_of_squares(name),
         KernelKey::AdamW => optim::adamw(name),
     })
+}
+
+/// The function of `key`'s generator under `config`, named `name`: what [`generate`]
+/// dispatches to, with the element types, flags, argument layout and wrapping the
+/// configuration says. With [`Config::CPU`] it is [`generate`]'s module for `Form::Loops`
+/// and f32 storage; with [`Config::gpu`] a bare `func.func @name` (strided memref
+/// arguments, inline PTX for the special functions) for a GPU wrapper to call.
+pub fn generate_with(key: &KernelKey, config: &Config, name: &str) -> String {
+    match key {
+        KernelKey::Gather => embed::gather_with(name, config),
+        KernelKey::Scatter => embed::scatter_with(name, config),
+        KernelKey::RmsForward { eps, gated } => norms::rms_forward_with(*eps, *gated, name, config),
+        KernelKey::RmsBackward { eps, gated } => norms::rms_backward_with(*eps, *gated, name, config),
+        KernelKey::L2Forward { eps } => norms::l2_forward_with(*eps, name, config),
+        KernelKey::L2Backward { eps } => norms::l2_backward_with(*eps, name, config),
+        KernelKey::SumNormForward => norms::sum_forward_with(name, config),
+        KernelKey::SumNormBackward => norms::sum_backward_with(name, config),
+        KernelKey::ConvForward { bias } => conv::forward_with(*bias, name, config),
+        KernelKey::ConvBackward { bias } => conv::backward_with(*bias, name, config),
+        KernelKey::ConvStep { bias } => conv::step_with(*bias, name, config),
+        KernelKey::FloorForward { layer } => floor::forward_with(*layer, name, config),
+        KernelKey::FloorBackward { layer } => floor::backward_with(*layer, name, config),
+        KernelKey::Rope { theta, inverse } => attention::rope_with(*theta, name, *inverse, config),
+        KernelKey::RopeAt { theta } => attention::rope_at_with(*theta, name, config),
+        KernelKey::ScanTrain { spec, chunk } => scan::forward_train_with(spec, name, *chunk, config),
+        KernelKey::ScanBackward { spec, chunk } => scan::backward_with(spec, name, *chunk, config),
+        KernelKey::ScanStep { spec } => scan::forward_with(spec, name, config),
+        KernelKey::AttentionForward { spec } => attention::forward_with(spec, name, config),
+        KernelKey::AttentionBackward { spec } => attention::backward_with(spec, name, config),
+        KernelKey::AttentionDecode { spec } => attention::decode_with(spec, name, config),
+        KernelKey::Map { spec, broadcast } => pointwise::generate_with(spec, broadcast, name, config),
+        KernelKey::SumRows => pointwise::sum_rows_with(name, config),
+        KernelKey::Columns { src_col, dst_col, width } => copy::columns_with(*src_col, *dst_col, *width, name, config),
+        KernelKey::Clip => copy::clip_with(name, config),
+        KernelKey::CrossEntropy => loss::cross_entropy_with(name, config),
+        KernelKey::SumOfSquares => optim::sum_of_squares_with(name, config),
+        KernelKey::AdamW => optim::adamw_with(name, config),
+    }
 }

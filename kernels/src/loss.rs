@@ -82,7 +82,14 @@ impl Row<'_> {
 
 /// A row with a target: its share of the mean loss added to `loss`, and its gradient
 /// `(softmax − onehot) / count` written into `dlogits`.
-fn predicted_row(e: &mut Builder, row: &Row, vocab: &Value, target: &Value, count: &Value, [loss, dlogits]: [&Value; 2]) {
+fn predicted_row(
+    e: &mut Builder,
+    row: &Row,
+    vocab: &Value,
+    target: &Value,
+    count: &Value,
+    [loss, dlogits]: [&Value; 2],
+) {
     let (max, sum) = e.max_and_sum_exp(vocab, &|e, v| row.load(e, v));
     let log_sum = e.log(&sum);
     let lse = e.add(&max, &log_sum);

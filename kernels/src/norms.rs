@@ -74,7 +74,12 @@ fn silu(e: &mut Builder, z: &Value) -> (Value, Value) {
 
 /// RMSNorm forward: `y = x̂ · w` (`· silu(z)` when gated). Args: x, [z], w, y.
 pub fn rms_forward(eps: f64, gated: bool, name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
+    rms_forward_with(eps, gated, name, &Config::CPU)
+}
+
+/// [`rms_forward`] under any [`Config`].
+pub fn rms_forward_with(eps: f64, gated: bool, name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     let mut args = vec![("x", 2)];
     if gated {
         args.push(("z", 2));
@@ -113,7 +118,12 @@ struct Upstream {
 /// `dx = r (g − x̂ · mean(g ⊙ x̂))` with `g = dy · w (· silu(z))`, `dw += Σ dy ⊙ x̂ (· silu(z))`,
 /// `dz = dy · x̂ w · silu'(z)`.
 pub fn rms_backward(eps: f64, gated: bool, name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
+    rms_backward_with(eps, gated, name, &Config::CPU)
+}
+
+/// [`rms_backward`] under any [`Config`].
+pub fn rms_backward_with(eps: f64, gated: bool, name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     let mut args = vec![("x", 2)];
     if gated {
         args.push(("z", 2));
@@ -175,7 +185,12 @@ pub fn rms_backward(eps: f64, gated: bool, name: &str) -> String {
 
 /// L2 normalisation forward. Args: x, y.
 pub fn l2_forward(eps: f64, name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
+    l2_forward_with(eps, name, &Config::CPU)
+}
+
+/// [`l2_forward`] under any [`Config`].
+pub fn l2_forward_with(eps: f64, name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     let rows = header(&mut e, name, &[("x", 2), ("y", 2)], eps);
     let y = e.arg("y");
     rows.for_each_row(&mut e, |e, r| {
@@ -191,7 +206,12 @@ pub fn l2_forward(eps: f64, name: &str) -> String {
 
 /// L2 normalisation backward: `dx = (dy − y (y · dy)) / sqrt(Σ x² + ε)`. Args: x, dy, dx.
 pub fn l2_backward(eps: f64, name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
+    l2_backward_with(eps, name, &Config::CPU)
+}
+
+/// [`l2_backward`] under any [`Config`].
+pub fn l2_backward_with(eps: f64, name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     let rows = header(&mut e, name, &[("x", 2), ("dy", 2), ("dx", 2)], eps);
     let (dy, dx) = (e.arg("dy"), e.arg("dx"));
     rows.for_each_row(&mut e, |e, r| {
@@ -216,7 +236,12 @@ pub fn l2_backward(eps: f64, name: &str) -> String {
 
 /// Sum normalisation forward, `y = x / Σ x` per row. Args: x, y.
 pub fn sum_forward(name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
+    sum_forward_with(name, &Config::CPU)
+}
+
+/// [`sum_forward`] under any [`Config`].
+pub fn sum_forward_with(name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     let rows = header(&mut e, name, &[("x", 2), ("y", 2)], 0.0);
     let y = e.arg("y");
     rows.for_each_row(&mut e, |e, r| {
@@ -232,7 +257,12 @@ pub fn sum_forward(name: &str) -> String {
 
 /// Sum normalisation backward: `dx = (dy − y · dy) / Σ x`. Args: x, dy, dx.
 pub fn sum_backward(name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
+    sum_backward_with(name, &Config::CPU)
+}
+
+/// [`sum_backward`] under any [`Config`].
+pub fn sum_backward_with(name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     let rows = header(&mut e, name, &[("x", 2), ("dy", 2), ("dx", 2)], 0.0);
     let (dy, dx) = (e.arg("dy"), e.arg("dx"));
     rows.for_each_row(&mut e, |e, r| {

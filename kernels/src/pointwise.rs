@@ -286,8 +286,14 @@ pub fn generate_broadcast(spec: &MapSpec, broadcast: &[bool], name: &str) -> Str
     generate_with(spec, broadcast, name, &Config::CPU)
 }
 
-/// [`generate_broadcast`] under any [`Config`]: the inputs and outputs are memrefs of its
-/// storage type, the expression is computed in its compute type.
+/// [`generate_broadcast`] under any [`Config`]: the same as [`generate_with`].
+pub fn generate_broadcast_with(spec: &MapSpec, broadcast: &[bool], name: &str, config: &Config) -> String {
+    generate_with(spec, broadcast, name, config)
+}
+
+/// [`generate_broadcast`] (and so [`generate`], with no input broadcast) under any
+/// [`Config`]: the inputs and outputs are memrefs of its storage type, the expression is
+/// computed in its compute type.
 pub fn generate_with(spec: &MapSpec, broadcast: &[bool], name: &str, config: &Config) -> String {
     let mut e = Builder::new(*config);
     let input_names: Vec<String> = (0..spec.inputs).map(|i| format!("in{i}")).collect();
@@ -315,7 +321,12 @@ pub fn generate_with(spec: &MapSpec, broadcast: &[bool], name: &str, config: &Co
 
 /// `out[k mod W] += in[k]`: the gradient of a broadcast input. Args: in `[N]`, out `[W]`.
 pub fn sum_rows(name: &str) -> String {
-    let mut e = Builder::new(Config::CPU);
+    sum_rows_with(name, &Config::CPU)
+}
+
+/// [`sum_rows`] under any [`Config`].
+pub fn sum_rows_with(name: &str, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     e.begin_function(name, &[("in", 1), ("out", 1)]);
     let (input, output) = (e.arg("in"), e.arg("out"));
     let n = e.named("n").dim(&input, 0);

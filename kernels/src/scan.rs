@@ -394,7 +394,12 @@ pub fn forward_with(spec: &ScanSpec, name: &str, config: &Config) -> String {
 
 /// The forward recurrence that also saves the state before every `chunk`-th token.
 pub fn forward_train(spec: &ScanSpec, name: &str, chunk: u64) -> String {
-    forward_impl(spec, name, Some(chunk.max(1)), &Config::CPU)
+    forward_train_with(spec, name, chunk, &Config::CPU)
+}
+
+/// [`forward_train`] under any [`Config`].
+pub fn forward_train_with(spec: &ScanSpec, name: &str, chunk: u64, config: &Config) -> String {
+    forward_impl(spec, name, Some(chunk.max(1)), config)
 }
 
 fn forward_impl(spec: &ScanSpec, name: &str, chunk: Option<u64>, config: &Config) -> String {
@@ -452,7 +457,13 @@ struct Chunk {
 /// The reverse scan: gradients of q, k, v, the log-decays and β, and of the initial
 /// state, from the output gradient and the final-state gradient.
 pub fn backward(spec: &ScanSpec, name: &str, chunk: u64) -> String {
-    let mut e = Builder::new(Config::CPU);
+    backward_with(spec, name, chunk, &Config::CPU)
+}
+
+/// [`backward`] under any [`Config`]. Its scratch of `chunk + 1` states is a
+/// `memref.alloc` (a heap allocation: `malloc` on a GPU).
+pub fn backward_with(spec: &ScanSpec, name: &str, chunk: u64, config: &Config) -> String {
+    let mut e = Builder::new(*config);
     let scan = Scan::prologue(&mut e, spec, name, &spec.backward_arguments(), "dstate");
     let chunks = define_chunks(&mut e, &scan, chunk.max(1));
     scan.for_heads(&mut e, |e, b, h, hk| {

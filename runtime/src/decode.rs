@@ -42,6 +42,7 @@ impl Decoder {
     pub fn for_target(model: &Model, target: Target, batch: usize, max_len: usize) -> Result<Decoder, Error> {
         let build = hyb_driver::compile(model, target, Shape::Decode { batch, max_len }).map_err(Error::Compile)?;
         let mut device = crate::device_for(&build)?;
+        crate::check_memory(&build.program, device.as_ref())?;
         let stores = Stores::new(&build.program, device.as_mut())?;
         Ok(Decoder { program: build.program, device, stores, position: 0, profile: None })
     }

@@ -85,6 +85,11 @@ impl std::fmt::Display for DeviceError {
 pub trait Device {
     /// What it is, for logs: `cpu (2 threads)`.
     fn describe(&self) -> String;
+    /// Free and total bytes, where the device knows (a GPU); the runtime refuses a
+    /// program that does not fit before allocating anything.
+    fn memory(&self) -> Option<(usize, usize)> {
+        None
+    }
     /// A zeroed buffer of `bytes`.
     fn alloc(&mut self, bytes: usize) -> Result<BufferId, DeviceError>;
     /// Copies host bytes into `to` (`bytes.len()` equals its size).

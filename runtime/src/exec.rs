@@ -59,6 +59,14 @@ impl Stores {
         })
     }
 
+    /// The bytes [`Stores::new`] allocates for `program`.
+    pub fn bytes(program: &Program) -> usize {
+        let optimizer = program.update_start < program.instrs.len();
+        let params: usize = program.params.iter().map(|p| 4 * p.shape.iter().product::<usize>()).sum();
+        let moments = if optimizer { 2 * params } else { 0 };
+        program.arena_bytes + program.temp_bytes + HOST_LEN * 4 + program.cache_bytes + params + moments
+    }
+
     pub fn buffer(&self, store: Store) -> BufferId {
         match store {
             Store::Arena => self.arena,

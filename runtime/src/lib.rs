@@ -11,6 +11,7 @@
 //! it executes instructions. Only [`cpu`] (and later the CUDA backend) knows a device.
 
 pub mod cpu;
+pub mod cuda;
 pub mod decode;
 pub mod device;
 pub mod exec;
@@ -59,29 +60,50 @@ impl From<DeviceError> for Error {
 fn device_for(build: &Build) -> Result<Box<dyn Device>, Error> {
     let mut device: Box<dyn Device> = match build.target {
         Target::Cpu => Box::new(cpu::Cpu::new()),
-        Target::Cuda { .. } => {
-            return Err(Error::Device(format!(
-                "target {}: this build of hyb has no CUDA backend yet ({})",
-                build.target,
-                gpu_presence()
-            )));
-        }
+        Target::Cuda { .. } => Box::new(cuda::Cuda::new().map_err(|e| Error::Device(e.to_string()))?),
     };
     device.load(&build.modules)?;
     Ok(device)
 }
 
-/// Whether an NVIDIA driver is installed here (`libcuda.so.1` loads), in words.
-pub fn gpu_presence() -> String {
+/// Whether the CUDA driver library (`libcuda.so.1`) loads here.
+pub fn cuda_driver_installed() -> bool {
     // SAFETY: dlopen with a constant name; the handle is closed at once.
     let handle = unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_LAZY) };
     if handle.is_null() {
-        "no NVIDIA GPU here: the CUDA driver library libcuda.so.1 is not installed".into()
-    } else {
-        // SAFETY: a handle dlopen returned.
-        unsafe { libc::dlclose(handle) };
-        "the CUDA driver is installed".into()
+        return false;
     }
+    // SAFETY: a handle dlopen returned.
+    unsafe { libc::dlclose(handle) };
+    true
+}
+
+/// Whether an NVIDIA GPU can run here, in words.
+pub fn gpu_presence() -> String {
+    if !cuda_driver_installed() {
+        "no NVIDIA GPU here: the CUDA driver library libcuda.so.1 is not installed".into()
+    } else if cuda::available() {
+        "a GPU and its driver are here".into()
+    } else {
+        "the CUDA driver is installed but finds no GPU".into()
+    }
+}
+
+/// Refuses a program whose stores do not fit the device's free memory, with the
+/// figures, before anything is allocated.
+fn check_memory(program: &Program, device: &dyn Device) -> Result<(), Error> {
+    let Some((free, total)) = device.memory() else { return Ok(()) };
+    let needed = exec::Stores::bytes(program);
+    if needed > free {
+        return Err(Error::Device(format!(
+            "the step needs {:.2} GiB on {}; {:.2} GiB of its {:.2} GiB are free",
+            needed as f64 / (1u64 << 30) as f64,
+            device.describe(),
+            free as f64 / (1u64 << 30) as f64,
+            total as f64 / (1u64 << 30) as f64
+        )));
+    }
+    Ok(())
 }
 
 /// What one step reports.
@@ -130,6 +152,7 @@ impl Trainer {
     /// Runs what the driver built (a training program of `model`).
     pub fn from_build(model: &Model, build: Build) -> Result<Trainer, Error> {
         let mut device = device_for(&build)?;
+        check_memory(&build.program, device.as_ref())?;
         let stores = Stores::new(&build.program, device.as_mut())?;
         let inits = model.params.iter().map(|p| p.init.clone()).collect();
         Ok(Trainer {
@@ -235,6 +258,16 @@ impl Trainer {
         }
         self.step = step;
         Ok(())
+    }
+
+    /// Fills the arena and scratch with NaN: a later read of anything the step did not
+    /// write shows up as NaN (the device suite's check that outputs are written).
+    pub fn poison_scratch(&mut self) {
+        use hyb_lower::program::Store;
+        for (store, bytes) in [(Store::Arena, self.program.arena_bytes), (Store::Temp, self.program.temp_bytes)] {
+            let arg = Arg { store, offset: 0, dims: vec![bytes / 4], ..Arg::host(0, 1) };
+            self.device.write(&self.stores.view(&arg), &vec![0xFF; bytes / 4 * 4]);
+        }
     }
 
     /// Initialises every parameter as the model states, from `seed`.

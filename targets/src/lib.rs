@@ -163,11 +163,12 @@ impl Target {
         64
     }
 
-    /// The storage types this target's kernels implement for activations.
+    /// The storage types this target's kernels implement for activations. bf16 (with
+    /// f32 master weights, moments and reductions) waits for the precision pass; until
+    /// then every target refuses it rather than ignore it.
     pub fn storage_elems(self) -> &'static [Elem] {
         match self {
-            Target::Cpu => &[Elem::F32],
-            Target::Cuda { .. } => &[Elem::F32, Elem::Bf16],
+            Target::Cpu | Target::Cuda { .. } => &[Elem::F32],
         }
     }
 

@@ -78,10 +78,7 @@ impl Builder {
             Wrap::Module => {
                 self.line("module {");
                 self.depth += 1;
-                self.line(&format!(
-                    "func.func @{name}({}) attributes {{llvm.emit_c_interface}} {{",
-                    params.join(", ")
-                ));
+                self.line(&format!("func.func @{name}({}) attributes {{llvm.emit_c_interface}} {{", params.join(", ")));
             }
             Wrap::Bare => self.line(&format!("func.func @{name}({}) {{", params.join(", "))),
         }

@@ -234,27 +234,45 @@ impl Builder {
         self.mul(&log2, &ln2)
     }
 
-    /// `log(1 + x)`, accurate for small x. Under [`MathImpl::Ptx`]: with `u = 1 + x`
-    /// rounded, `log(u) · x / (u − 1)` (the rounding of `1 + x` undone), x itself where
-    /// `u = 1`, and `log(u)` where `u = +∞`.
+    /// `log(1 + x)`, accurate for small x. Under [`MathImpl::Ptx`] (where `lg2.approx`
+    /// is accurate in absolute, not relative, terms near 1): for `|x| < 0.4` the series
+    /// `2 atanh(s) = 2 (s + s³/3 + … + s¹¹/11)` of `s = x / (2 + x)` (truncated below
+    /// 5e−9 relative), else `log(1 + x)`.
     pub fn log1p(&mut self, x: &Value) -> Value {
         if self.config.flags.math == MathImpl::Cpu {
             return self.math("log1p", x);
         }
         let name = self.pending_name.take();
-        let one = self.constant_f(1.0, x.scalar());
+        let ty = x.scalar();
+        let magnitude = self.abs(x);
+        let bound = self.constant_f(0.4, ty);
+        let small = self.cmp(Cmp::Lt, &magnitude, &bound);
+        let two = self.constant_f(2.0, ty);
+        let denominator = self.add(&two, x);
+        let s = self.div(x, &denominator);
+        let s2 = self.mul(&s, &s);
+        let q = self.horner(&s2, &[1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0]);
+        let q = self.mul(&q, &s2);
+        let twice = self.add(&s, &s);
+        let correction = self.mul(&twice, &q);
+        let series = self.add(&twice, &correction);
+        let one = self.constant_f(1.0, ty);
         let u = self.add(&one, x);
-        let d = self.sub(&u, &one);
         let log_u = self.log(&u);
-        let ratio = self.div(x, &d);
-        let corrected = self.mul(&log_u, &ratio);
-        let zero = self.constant_f(0.0, x.scalar());
-        let exact = self.cmp(Cmp::Eq, &d, &zero);
-        let small = self.select(&exact, x, &corrected);
-        let infinity = self.constant_f(f64::INFINITY, x.scalar());
-        let infinite = self.cmp(Cmp::Eq, &u, &infinity);
         self.pending_name = name;
-        self.select(&infinite, &log_u, &small)
+        self.select(&small, &series, &log_u)
+    }
+
+    /// `c₀ yⁿ⁻¹ + c₁ yⁿ⁻² + … + cₙ₋₁` by Horner's rule.
+    fn horner(&mut self, y: &Value, coefficients: &[f64]) -> Value {
+        let ty = y.scalar();
+        let mut p = self.constant_f(coefficients[0], ty);
+        for coefficient in &coefficients[1..] {
+            let product = self.mul(&p, y);
+            let next = self.constant_f(*coefficient, ty);
+            p = self.add(&product, &next);
+        }
+        p
     }
 
     /// The square root (under [`MathImpl::Ptx`]: `sqrt.rn`, correctly rounded).
@@ -267,14 +285,24 @@ impl Builder {
         self.special("rsqrt", "rsqrt.approx.ftz.f32", x)
     }
 
-    /// The hyperbolic tangent. Under [`MathImpl::Ptx`]: `(e²ˣ − 1) / (e²ˣ + 1)` with x
-    /// clamped to `[−9, 9]` (where tanh is ±1 in f32), and x itself for `|x| < 2⁻¹²`.
+    /// The hyperbolic tangent. Under [`MathImpl::Ptx`]: for `|x| < 0.3` its Taylor
+    /// series to `x¹¹`, else `(e²ˣ − 1) / (e²ˣ + 1)` with x clamped to `[−9, 9]` (where
+    /// tanh is ±1 in f32).
     pub fn tanh(&mut self, x: &Value) -> Value {
         if self.config.flags.math == MathImpl::Cpu {
             return self.math("tanh", x);
         }
         let name = self.pending_name.take();
         let ty = x.scalar();
+        let magnitude = self.abs(x);
+        let bound = self.constant_f(0.3, ty);
+        let small = self.cmp(Cmp::Lt, &magnitude, &bound);
+        let x2 = self.mul(x, x);
+        let coefficients = [-1382.0 / 155925.0, 62.0 / 2835.0, -17.0 / 315.0, 2.0 / 15.0, -1.0 / 3.0];
+        let p = self.horner(&x2, &coefficients);
+        let x3 = self.mul(x, &x2);
+        let tail = self.mul(&x3, &p);
+        let series = self.add(x, &tail);
         let (low, high) = (self.constant_f(-9.0, ty), self.constant_f(9.0, ty));
         let above = self.max(x, &low);
         let clamped = self.min(&above, &high);
@@ -284,11 +312,8 @@ impl Builder {
         let numerator = self.sub(&e2x, &one);
         let denominator = self.add(&e2x, &one);
         let ratio = self.div(&numerator, &denominator);
-        let magnitude = self.abs(x);
-        let tiny = self.constant_f(1.0 / 4096.0, ty);
-        let near_zero = self.cmp(Cmp::Lt, &magnitude, &tiny);
         self.pending_name = name;
-        self.select(&near_zero, x, &ratio)
+        self.select(&small, &series, &ratio)
     }
 
     pub fn abs(&mut self, x: &Value) -> Value {
@@ -300,12 +325,43 @@ impl Builder {
         self.special("floor", "cvt.rmi.f32.f32", x)
     }
 
+    /// The sine. Under [`MathImpl::Ptx`]: `sin.approx` of the angle reduced to
+    /// `[−π, π]` ([`Builder::reduce_angle`]), within ~1e−6 of the sine of the f32 angle
+    /// at any angle a rotary embedding uses (`sin.approx` alone loses ~|x|·2⁻²⁴).
     pub fn sin(&mut self, x: &Value) -> Value {
-        self.special("sin", "sin.approx.ftz.f32", x)
+        self.periodic("sin", x)
     }
 
+    /// The cosine, as [`Builder::sin`].
     pub fn cos(&mut self, x: &Value) -> Value {
-        self.special("cos", "cos.approx.ftz.f32", x)
+        self.periodic("cos", x)
+    }
+
+    fn periodic(&mut self, op: &str, x: &Value) -> Value {
+        if self.config.flags.math == MathImpl::Cpu {
+            return self.math(op, x);
+        }
+        let name = self.pending_name.take();
+        let reduced = self.reduce_angle(x);
+        self.pending_name = name;
+        self.inline_ptx(&format!("{op}.approx.ftz.f32"), &[&reduced])
+    }
+
+    /// `x − 2πk` with `k = rint(x / 2π)`: 2π in two f32 parts, each product subtracted
+    /// by a fused multiply-add (Cody and Waite), so the reduction adds ~2 ulp of π.
+    /// ±∞ and NaN give NaN.
+    fn reduce_angle(&mut self, x: &Value) -> Value {
+        let ty = x.scalar();
+        let tau = std::f64::consts::TAU;
+        let tau_hi = tau as f32 as f64;
+        let inverse = self.constant_f(1.0 / tau, ty);
+        let turns = self.mul(x, &inverse);
+        let k = self.inline_ptx("cvt.rni.f32.f32", &[&turns]);
+        let minus_k = self.neg(&k);
+        let hi = self.constant_f(tau_hi, ty);
+        let lo = self.constant_f(tau - tau_hi, ty);
+        let partial = self.fma(&minus_k, &hi, x);
+        self.fma(&minus_k, &lo, &partial)
     }
 
     /// `eˣ`, as [`Flags::exp`](super::Flags::exp) chooses: the polynomial of

@@ -173,12 +173,13 @@ pub enum MathImpl {
     /// intrinsics and libm.
     Cpu,
     /// NVVM inline PTX (`nvvm.inline_ptx "lg2.approx.ftz.f32 $0, $1;" ...`): MLIR's NVVM
-    /// lowering turns every math op (and LLVM intrinsic) into a libdevice call
-    /// (`__nv_logf`), which nothing links. `log` is `lg2.approx · ln 2`, `log1p` is
-    /// `log(1 + x)` corrected by `x / ((1 + x) − 1)`, `sqrt` is `sqrt.rn` (IEEE),
-    /// `rsqrt`, `sin`, `cos` are the `.approx.ftz` instructions, `floor` is `cvt.rmi`,
-    /// `abs` is `abs.f32`, `fma` is `fma.rn`, `tanh` is `(e²ˣ − 1) / (e²ˣ + 1)` on a
-    /// clamped `x` (and `x` itself near 0). NaN propagates through every one.
+    /// lowering turns every math op (and LLVM intrinsic: even `fabs`, `floor`, `fma`)
+    /// into a libdevice call (`__nv_logf`), which nothing links. `exp` is
+    /// `ex2.approx(x · log₂e)`, `log` is `lg2.approx · ln 2`, `sqrt` is `sqrt.rn` (IEEE),
+    /// `rsqrt` is `rsqrt.approx`, `sin` and `cos` are the `.approx` instructions on the
+    /// angle reduced to `[−π, π]`, `floor` is `cvt.rmi`, `abs` is `abs.f32`, `fma` is
+    /// `fma.rn`; `log1p` and `tanh` switch to a series near 0 (see their methods). NaN
+    /// propagates through every one; subnormals flush to zero (`.ftz`), as on the CPU.
     Ptx,
 }
 

@@ -3,7 +3,7 @@
 //! arithmetic emits MLIR that the CPU pipeline lowers and runs (loads extend, stores
 //! truncate).
 
-use hyb_kernels::emit::{Builder, Cmp, Config, ElemTypes, ExpImpl, FastMath, Flags};
+use hyb_kernels::emit::{Builder, Cmp, Config, ElemTypes, ExpImpl, FastMath, Flags, MathImpl};
 use hyb_kernels::jit::{self, AsDescriptor, MemRef, RawDescriptor};
 use hyb_kernels::pointwise::{self, Binary, Expr, MapSpec, Unary};
 use hyb_kernels::scan::{self, Decay, ScanSpec, ScanUpdate};
@@ -67,7 +67,10 @@ fn ops_take_their_types_from_their_values() {
 
 #[test]
 fn flags_choose_fastmath_and_exp() {
-    let strict = Config { flags: Flags { fastmath: FastMath::Strict, exp: ExpImpl::MathDialect }, ..Config::CPU };
+    let strict = Config {
+        flags: Flags { fastmath: FastMath::Strict, exp: ExpImpl::MathDialect, math: MathImpl::Cpu },
+        ..Config::CPU
+    };
     let text = small_kernel(strict);
     assert!(!text.contains("fastmath"), "{text}");
     let spec = MapSpec { inputs: 1, outputs: vec![Expr::unary(Unary::Silu, Expr::Input(0))] };

@@ -8,11 +8,14 @@
 
 mod attention;
 mod common;
+mod copy;
 mod decode;
 mod emit;
+mod gpu;
 mod norms;
 mod ops;
 mod pointwise;
+mod ptx_form;
 
 use hyb_kernels::jit::{self, AsDescriptor, MemRef};
 use hyb_kernels::scan::{self, Decay, ScanSpec, ScanUpdate};

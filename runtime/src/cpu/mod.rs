@@ -79,7 +79,7 @@ thread_local! {
 fn compile(modules: &[Module]) -> Result<Vec<Rc<Compiled>>, JitError> {
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
-        let mut missing: Vec<&String> = modules.iter().map(|m| &m.text).filter(|t| !cache.contains_key(*t)).collect();
+        let mut missing: Vec<&String> = modules.iter().map(|m| &m.object).filter(|t| !cache.contains_key(*t)).collect();
         missing.sort();
         missing.dedup();
         let compiled: Vec<Compiled> =
@@ -87,7 +87,7 @@ fn compile(modules: &[Module]) -> Result<Vec<Rc<Compiled>>, JitError> {
         for (text, compiled) in missing.into_iter().zip(compiled) {
             cache.insert(text.clone(), Rc::new(compiled));
         }
-        Ok(modules.iter().map(|m| cache[&m.text].clone()).collect())
+        Ok(modules.iter().map(|m| cache[&m.object].clone()).collect())
     })
 }
 

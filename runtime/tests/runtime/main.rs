@@ -8,6 +8,7 @@
 //! magnitude (floor 1e-6). NaN never passes.
 
 mod decode;
+mod gpu;
 mod oracle;
 
 use std::collections::HashMap;

@@ -1,0 +1,35 @@
+//! The GPU form's wrapper: a strided function inside a `gpu.module`, each block viewing
+//! its rows of the split arguments, lowers to PTX for sm_90a with no libdevice call.
+
+use hyb_kernels::{gpu, ptx};
+
+const BODY: &str = "func.func @k_body(%x: memref<?x?xf32, strided<[?, ?], offset: ?>>, %ids: memref<?xi32, strided<[?], offset: ?>>, %y: memref<?x?xf32, strided<[?, ?], offset: ?>>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %n = memref.dim %x, %c0 : memref<?x?xf32, strided<[?, ?], offset: ?>>
+  %m = memref.dim %x, %c1 : memref<?x?xf32, strided<[?, ?], offset: ?>>
+  scf.for %i = %c0 to %n step %c1 {
+    scf.for %j = %c0 to %m step %c1 {
+      %v = memref.load %x[%i, %j] : memref<?x?xf32, strided<[?, ?], offset: ?>>
+      %w = arith.mulf %v, %v : f32
+      memref.store %w, %y[%i, %j] : memref<?x?xf32, strided<[?, ?], offset: ?>>
+    }
+  }
+  return
+}";
+
+#[test]
+fn the_wrapper_reads_the_arguments_and_lowers_to_ptx() {
+    let params = gpu::params(BODY, "k_body").expect("a signature");
+    let shapes: Vec<(&str, usize, &str)> = params.iter().map(|p| (p.name.as_str(), p.rank, p.elem.as_str())).collect();
+    assert_eq!(shapes, [("x", 2, "f32"), ("ids", 1, "i32"), ("y", 2, "f32")]);
+    let module = gpu::module(BODY, "k", "sm_90a").expect("wraps");
+    let ptx = ptx::compile(&module, "sm_90a").unwrap_or_else(|e| panic!("{e}\n{module}"));
+    assert!(ptx.contains(".target sm_90a"), "{ptx}");
+    assert!(ptx.contains(".entry k("), "{ptx}");
+    assert!(!ptx.contains("__nv_"), "no libdevice: {ptx}");
+    // Per memref argument: allocated and aligned pointers, offset, sizes, strides; then
+    // its split flag.
+    let params = ptx.matches(".param .u64").count() + ptx.matches(".param .u32").count();
+    assert_eq!(params, (2 + 1 + 2 + 2 + 1) * 2 + (2 + 1 + 1 + 1 + 1), "{ptx}");
+}

@@ -1,0 +1,190 @@
+//! The CUDA backend: one NVIDIA GPU through the driver API (cudarc, loaded at run time,
+//! so everything builds and runs without CUDA): one device buffer per store, PTX modules
+//! loaded once (the driver compiles them for the GPU), launches of the `blocks` form —
+//! a block per point of the iteration space — and GEMMs through cuBLAS (f32).
+//!
+//! Work is issued on the default stream in order; `read` waits for it.
+//!
+//! **Architecture Invariant:** the only module that calls cudarc.
+
+mod gemm;
+
+use std::ffi::{CString, c_void};
+
+use cudarc::cublas::result as blas;
+use cudarc::cublas::sys::cublasHandle_t;
+use cudarc::driver::result as driver;
+use cudarc::driver::sys::{CUdeviceptr, CUfunction, CUlimit, CUmodule};
+
+/// The device heap kernels allocate scratch from (see [`Cuda::new`]).
+const HEAP_BYTES: usize = 1 << 30;
+
+use hyb_driver::Module;
+use hyb_lower::program::Share;
+
+use crate::device::{BufferId, Device, DeviceError, Gemm, View};
+
+/// The first GPU of this machine as a [`Device`].
+pub struct Cuda {
+    name: String,
+    buffers: Vec<CUdeviceptr>,
+    modules: Vec<CUmodule>,
+    functions: Vec<CUfunction>,
+    blas: cublasHandle_t,
+}
+
+fn error(what: &str) -> impl Fn(driver::DriverError) -> DeviceError + '_ {
+    move |e| DeviceError::Load(format!("CUDA: {what}: {e:?}"))
+}
+
+/// Whether a CUDA driver and a GPU are here (`false` when libcuda does not load).
+pub fn available() -> bool {
+    // Loading the library panics inside cudarc when it is missing: ask dlopen first.
+    crate::cuda_driver_installed() && driver::init().is_ok() && driver::device::get_count().is_ok_and(|count| count > 0)
+}
+
+impl Cuda {
+    /// The first GPU, its context current on this thread.
+    pub fn new() -> Result<Cuda, DeviceError> {
+        if !crate::cuda_driver_installed() {
+            return Err(DeviceError::Load(crate::gpu_presence()));
+        }
+        driver::init().map_err(error("init"))?;
+        let device = driver::device::get(0).map_err(error("no GPU 0"))?;
+        // SAFETY: a device handle the driver returned; the primary context lives as
+        // long as the process.
+        let context = unsafe { driver::primary_ctx::retain(device) }.map_err(error("context"))?;
+        unsafe { driver::ctx::set_current(context) }.map_err(error("context"))?;
+        // The reverse scan's chunk of recomputed states is a device-side allocation per
+        // block ((chunk + 1) · dk · dv floats): the default 8 MB heap holds too few.
+        // It can only be set before the first launch that allocates, once per process.
+        if driver::ctx::get_limit(CUlimit::CU_LIMIT_MALLOC_HEAP_SIZE).map_err(error("heap"))? < HEAP_BYTES {
+            driver::ctx::set_limit(CUlimit::CU_LIMIT_MALLOC_HEAP_SIZE, HEAP_BYTES).map_err(error("heap"))?;
+        }
+        let name = driver::device::get_name(device).unwrap_or_else(|_| "GPU".into());
+        let blas = blas::create_handle().map_err(|e| DeviceError::Load(format!("cuBLAS: {e:?}")))?;
+        Ok(Cuda { name, buffers: Vec::new(), modules: Vec::new(), functions: Vec::new(), blas })
+    }
+
+    fn address(&self, view: &View) -> CUdeviceptr {
+        self.buffers[view.buffer.0] + view.offset as CUdeviceptr
+    }
+}
+
+impl Drop for Cuda {
+    fn drop(&mut self) {
+        // SAFETY: handles this device created and nothing else holds.
+        unsafe {
+            let _ = driver::ctx::synchronize();
+            let _ = blas::destroy_handle(self.blas);
+            for module in self.modules.drain(..) {
+                let _ = driver::module::unload(module);
+            }
+            for buffer in self.buffers.drain(..) {
+                let _ = driver::free_sync(buffer);
+            }
+        }
+    }
+}
+
+/// The launch's kernel parameters: per view its memref descriptor (allocated and
+/// aligned pointer, offset, sizes, strides), then its split flag.
+fn parameters(cuda: &Cuda, args: &[View], split: bool) -> Vec<u64> {
+    let mut words = Vec::new();
+    for view in args {
+        let dims: Vec<usize> = if view.flat { vec![view.len()] } else { view.dims.clone() };
+        let pointer = cuda.address(view);
+        words.extend([pointer, pointer, 0]);
+        words.extend(dims.iter().map(|d| *d as u64));
+        let mut strides = vec![0u64; dims.len()];
+        let mut stride = 1u64;
+        for axis in (0..dims.len()).rev() {
+            strides[axis] = stride;
+            stride *= dims[axis] as u64;
+        }
+        words.extend(strides);
+        words.push(u64::from(split && view.share == Share::Split));
+    }
+    words
+}
+
+impl Device for Cuda {
+    fn describe(&self) -> String {
+        format!("cuda ({})", self.name)
+    }
+
+    fn memory(&self) -> Option<(usize, usize)> {
+        driver::mem_get_info().ok()
+    }
+
+    fn alloc(&mut self, bytes: usize) -> Result<BufferId, DeviceError> {
+        // SAFETY: a fresh allocation of at least one byte, zeroed before use.
+        let pointer = unsafe { driver::malloc_sync(bytes.max(1)) }.map_err(|_| {
+            let available = self.memory().map_or(0, |(free, _)| free);
+            DeviceError::OutOfMemory { needed: bytes, available }
+        })?;
+        unsafe { driver::memset_d8_sync(pointer, 0, bytes.max(1)) }.map_err(error("zero"))?;
+        self.buffers.push(pointer);
+        Ok(BufferId(self.buffers.len() - 1))
+    }
+
+    fn write(&mut self, to: &View, bytes: &[u8]) {
+        assert_eq!(bytes.len(), to.bytes(), "a write fills its view");
+        // SAFETY: the view lies in its buffer (the program verifier checked it).
+        unsafe { driver::memcpy_htod_sync(self.address(to), bytes) }.expect("CUDA copy to the device");
+    }
+
+    fn read(&self, from: &View, into: &mut [u8]) {
+        assert_eq!(into.len(), from.bytes(), "a read fills its bytes");
+        // SAFETY: as for write; the copy waits for the work issued before it.
+        unsafe { driver::memcpy_dtoh_sync(into, self.address(from)) }.expect("CUDA copy from the device");
+    }
+
+    fn zero(&mut self, view: &View) {
+        // SAFETY: as for write.
+        unsafe { driver::memset_d8_sync(self.address(view), 0, view.bytes()) }.expect("CUDA memset");
+    }
+
+    fn load(&mut self, modules: &[Module]) -> Result<(), DeviceError> {
+        for module in &modules[self.modules.len().min(modules.len())..] {
+            let ptx = CString::new(module.object.as_str()).map_err(|_| DeviceError::Load("PTX with a NUL".into()))?;
+            // SAFETY: a NUL-terminated PTX image.
+            let loaded = unsafe { driver::module::load_data(ptx.as_ptr().cast()) }.map_err(error(&module.name))?;
+            let name = CString::new(module.name.as_str()).expect("kernel names have no NUL");
+            // SAFETY: a module just loaded; the name is NUL-terminated.
+            let function = unsafe { driver::module::get_function(loaded, name) }.map_err(error(&module.name))?;
+            self.modules.push(loaded);
+            self.functions.push(function);
+        }
+        Ok(())
+    }
+
+    fn launch(&mut self, kernel: usize, space: usize, args: &[View]) {
+        // A kernel accumulating into a shared argument runs as one block over whole views.
+        let split = !args.iter().any(|a| a.share == Share::Sum);
+        let grid = if split { space.max(1) } else { 1 };
+        let mut words = parameters(self, args, split);
+        let mut pointers: Vec<*mut c_void> = words.iter_mut().map(|w| (w as *mut u64).cast()).collect();
+        // SAFETY: the parameters match the kernel's signature (one descriptor and flag per
+        // argument, each word 8 bytes); every view lies in live device memory.
+        unsafe {
+            driver::launch_kernel(
+                self.functions[kernel],
+                (grid as u32, 1, 1),
+                (1, 1, 1),
+                0,
+                std::ptr::null_mut(),
+                &mut pointers,
+            )
+        }
+        .expect("CUDA launch");
+    }
+
+    fn gemm(&mut self, op: &Gemm) {
+        gemm::gemm(self, op);
+    }
+
+    fn synchronize(&mut self) {
+        driver::ctx::synchronize().expect("CUDA synchronize");
+    }
+}

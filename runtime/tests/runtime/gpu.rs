@@ -1,0 +1,172 @@
+//! The device suite: every model the CPU oracle tests cover, run on the GPU against the
+//! CPU path — the loss and every parameter's gradient at several shapes, a 4-layer
+//! hybrid's five AdamW steps, decoding against the GPU's own full forward. Both paths
+//! compute in f32 (the GPU's math in PTX approximations); scratch memory is poisoned with
+//! NaN before every step, so an element nothing wrote cannot pass.
+//!
+//! Tolerances: loss relative 1e-4; gradients per tensor within 1e-3 of the tensor's
+//! largest CPU magnitude; over five AdamW steps the loss within 1e-4 and the gradient
+//! norm within 1e-2 (relative), then each parameter tensor within 1e-3 in L2 norm;
+//! decoded logits within 1e-3 of the largest. NaN never passes.
+//!
+//! Without a GPU (CI) every test says so and returns.
+
+use hyb_compiler::ir::Model;
+use hyb_driver::{HOPPER, Target};
+use hyb_runtime::{AdamW, Batch, Trainer};
+
+use crate::{PRESETS, random_params, random_tokens, tiny};
+
+const CUDA: Target = Target::Cuda { sm: HOPPER };
+
+fn gpu_here(test: &str) -> bool {
+    let here = hyb_runtime::cuda::available();
+    if !here {
+        eprintln!("{test}: skipped: {}", hyb_runtime::gpu_presence());
+    }
+    here
+}
+
+fn close(what: &str, got: &[f32], want: &[f32], tolerance: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1e-6f64, |m, v| m.max(v.abs() as f64));
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let error = (*g as f64 - *w as f64).abs() / scale;
+        assert!(g.is_finite() && error <= tolerance, "{what}[{i}]: GPU {g}, CPU {w} (error {error:e} of {scale:e})");
+    }
+}
+
+/// A trainer of `model` on `target` at `batch × seq_len` with the same random parameters.
+fn trainer(model: &Model, target: Target, batch: usize, seq_len: usize) -> Trainer {
+    let mut trainer = Trainer::for_target(model, target, batch, seq_len).unwrap_or_else(|e| panic!("{target}: {e}"));
+    for (param, values) in random_params(model, 7) {
+        trainer.set_param(&param, &values.iter().map(|v| *v as f32).collect::<Vec<_>>()).expect("known");
+    }
+    trainer.poison_scratch();
+    trainer
+}
+
+fn check_against_cpu(name: &str, model: &Model) {
+    for (batch, seq_len) in [(1, 1), (2, 7), (3, 70)] {
+        let case = format!("{name} B={batch} T={seq_len}");
+        let (mut cpu, mut gpu) = (trainer(model, Target::Cpu, batch, seq_len), trainer(model, CUDA, batch, seq_len));
+        let tokens = random_tokens(model.config.vocab, batch * seq_len, 11);
+        let targets = Batch::next_token_targets(&tokens, seq_len);
+        let batch_inputs = Batch { tokens: &tokens, targets: &targets };
+        let want = cpu.forward_backward(&batch_inputs).expect("runs");
+        let got = gpu.forward_backward(&batch_inputs).expect("runs");
+        assert!(got.is_finite(), "{case}: GPU loss {got}");
+        assert!(
+            ((got - want) as f64).abs() <= 1e-4 * (want as f64).abs().max(1e-6),
+            "{case}: loss GPU {got}, CPU {want}"
+        );
+        for p in &model.params {
+            let (g, w) = (gpu.grad(&p.name).expect("known"), cpu.grad(&p.name).expect("known"));
+            close(&format!("{case}: ∂{}", p.name), &g, &w, 1e-3);
+        }
+    }
+}
+
+#[test]
+fn every_preset_matches_the_cpu_on_the_gpu() {
+    if !gpu_here("every_preset_matches_the_cpu_on_the_gpu") {
+        return;
+    }
+    for (name, layers) in [
+        ("hgrn", "hgrn × 2"),
+        ("hgrn2", "hgrn2 × 2"),
+        ("retnet", "retnet × 2"),
+        ("gla", "gla × 2"),
+        ("deltanet", "deltanet × 2"),
+        ("gdn", "gdn × 2"),
+        ("attention (MHA, GQA with a window)", "(attn, gqa)"),
+    ] {
+        check_against_cpu(name, &tiny(PRESETS, layers));
+    }
+}
+
+#[test]
+fn compositions_and_routing_match_the_cpu_on_the_gpu() {
+    if !gpu_here("compositions_and_routing_match_the_cpu_on_the_gpu") {
+        return;
+    }
+    let delta_vector = "mixer m = linear(heads: 2, head_dim: 16, update: delta, \
+        gate: vector(logsigmoid, normalizer: 16, low_rank: 4), short_conv: 4, conv_act: identity, \
+        qk_act: silu, v_act: silu, qk_norm: l2, output_gate: silu)";
+    check_against_cpu("delta + vector gate", &tiny(delta_vector, "m × 2"));
+    let vector_bound = "mixer rnn = linear(state: vector, gate: vector(logsigmoid), lower_bound: layerwise, \
+        tie_key_to_gate: true, head_dim: 32, v_act: silu, output_gate: silu, output_norm: full)
+        mixer attn = attention(heads: 2)";
+    check_against_cpu("vector state + floor in a hybrid", &tiny(vector_bound, "(rnn, attn, rnn)"));
+    let sum_norm = "mixer m = linear(heads: 2, head_dim: 16, update: additive, gate: none, qk_act: elu, qk_norm: sum)";
+    check_against_cpu("elu features, sum normalised", &tiny(sum_norm, "m × 2"));
+    let gva = "mixer gdn = gated_deltanet(heads: 2, head_dim: 8, expand_v: 2, v_heads: 4, neg_eigval: true)";
+    check_against_cpu("gdn with GVA", &tiny(gva, "gdn × 2"));
+    let concat = "mixer gdn = gated_deltanet(heads: 2, head_dim: 8, expand_v: 1)
+        mixer attn = attention(heads: 2)
+        mixer duo = heads(gdn: 2, attn: 2, combine: concat)";
+    check_against_cpu("routed concat", &tiny(concat, "(duo, gdn)"));
+    let mean = "mixer gla = gla(heads: 2)
+        mixer attn = attention(heads: 2)
+        mixer par = heads(gla: 2, attn: 2, combine: mean)";
+    check_against_cpu("routed mean", &tiny(mean, "par × 2"));
+}
+
+#[test]
+fn a_hybrid_takes_five_adamw_steps_on_the_gpu_as_on_the_cpu() {
+    if !gpu_here("a_hybrid_takes_five_adamw_steps_on_the_gpu_as_on_the_cpu") {
+        return;
+    }
+    let model = tiny(
+        "mixer gdn = gated_deltanet(heads: 2, head_dim: 16, expand_v: 1)\nmixer attn = attention(heads: 2)",
+        "(gdn × 3, attn)",
+    );
+    let adamw = AdamW { lr: 1e-2, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.1, clip: Some(0.5) };
+    let (mut cpu, mut gpu) = (trainer(&model, Target::Cpu, 2, 24), trainer(&model, CUDA, 2, 24));
+    for step in 0..5 {
+        let tokens = random_tokens(model.config.vocab, 2 * 24, 100 + step);
+        let targets = Batch::next_token_targets(&tokens, 24);
+        let batch = Batch { tokens: &tokens, targets: &targets };
+        let want = cpu.step(&batch, &adamw, adamw.lr).expect("runs");
+        let got = gpu.step(&batch, &adamw, adamw.lr).expect("runs");
+        assert!((got.loss - want.loss).abs() <= 1e-4 * want.loss.abs(), "step {step}: loss {got:?} vs {want:?}");
+        assert!((got.grad_norm - want.grad_norm).abs() <= 1e-2 * want.grad_norm, "step {step}: {got:?} vs {want:?}");
+    }
+    // AdamW moves an element whose gradient is near zero by ±lr whatever its size, so
+    // two f32 paths part by up to lr in a few elements: compare whole tensors.
+    for p in &model.params {
+        let (got, want) = (gpu.param(&p.name).expect("known"), cpu.param(&p.name).expect("known"));
+        assert!(got.iter().all(|v| v.is_finite()), "{}: not finite", p.name);
+        let difference: f64 = got.iter().zip(&want).map(|(g, w)| ((g - w) as f64).powi(2)).sum::<f64>().sqrt();
+        let norm: f64 = want.iter().map(|w| (*w as f64).powi(2)).sum::<f64>().sqrt();
+        assert!(
+            difference <= 1e-3 * norm.max(1e-6),
+            "{} after 5 steps: ‖GPU − CPU‖ {difference:e} of ‖CPU‖ {norm:e}",
+            p.name
+        );
+    }
+}
+
+#[test]
+fn decoding_on_the_gpu_equals_its_full_forward() {
+    if !gpu_here("decoding_on_the_gpu_equals_its_full_forward") {
+        return;
+    }
+    let model = tiny(PRESETS, "(gdn, attn, gqa, hgrn)");
+    let (batch, len) = (2, 9);
+    let mut gpu = trainer(&model, CUDA, batch, len);
+    let tokens = random_tokens(model.config.vocab, batch * len, 3);
+    let targets = Batch::next_token_targets(&tokens, len);
+    gpu.forward(&Batch { tokens: &tokens, targets: &targets }).expect("runs");
+    let full = gpu.logits();
+    let vocab = model.config.vocab as usize;
+    let mut decoder = gpu.decoder(batch, len).expect("compiles");
+    for t in 0..len {
+        let step: Vec<i32> = (0..batch).map(|b| tokens[b * len + t]).collect();
+        let logits = decoder.step(&step).expect("decodes");
+        for b in 0..batch {
+            let want = &full[(b * len + t) * vocab..][..vocab];
+            close(&format!("position {t}, sequence {b}"), &logits[b * vocab..][..vocab], want, 1e-3);
+        }
+    }
+}
