@@ -49,6 +49,8 @@ pub struct Build {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Module {
     pub name: String,
+    /// The kernel it is the code of (a GPU backend lays out its threads by it).
+    pub key: KernelKey,
     pub form: Form,
     pub text: String,
     pub object: String,
@@ -163,28 +165,28 @@ pub fn codegen(program: &Program, target: Target) -> Result<Vec<Module>, Error> 
         let form = target.forms().iter().copied().find(|form| key.forms().contains(form));
         let text = match (form, target) {
             (Some(Form::Loops), _) => hyb_kernels::key::generate(key, Form::Loops, storage, &name),
-            (Some(Form::Blocks), Target::Cuda { sm }) => {
-                hyb_kernels::gpu::generate(key, &name, &sm.to_string(), storage)
+            (Some(form @ (Form::Blocks | Form::Lanes)), Target::Cuda { sm }) => {
+                hyb_kernels::gpu::generate(key, &name, &sm.to_string(), storage, form)
             }
             _ => Err(NoForm { key: key.to_string(), form: target.forms()[0], storage }),
         };
         match text {
-            Ok(text) => generated.push((name, form.expect("a form"), text)),
+            Ok(text) => generated.push((name, key.clone(), form.expect("a form"), text)),
             Err(no_form) => missing.push(no_form),
         }
     }
     if !missing.is_empty() {
         return Err(Error::NoForm { target, kernels: missing });
     }
-    generated.into_iter().map(|(name, form, text)| lower(name, form, text, target)).collect()
+    generated.into_iter().map(|(name, key, form, text)| lower(name, key, form, text, target)).collect()
 }
 
 /// The loadable object of a module: the MLIR itself for the CPU's JIT, its PTX for a GPU.
-fn lower(name: String, form: Form, text: String, target: Target) -> Result<Module, Error> {
+fn lower(name: String, key: KernelKey, form: Form, text: String, target: Target) -> Result<Module, Error> {
     let object = match target {
         Target::Cpu => text.clone(),
         Target::Cuda { sm } => hyb_kernels::ptx::compile(&text, &sm.to_string())
             .map_err(|e| Error::Verify(vec![format!("kernel {name} does not lower to PTX: {e}")]))?,
     };
-    Ok(Module { name, form, text, object })
+    Ok(Module { name, key, form, text, object })
 }

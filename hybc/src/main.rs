@@ -51,9 +51,9 @@ enum Command {
         #[arg(long)]
         context: Option<u64>,
         /// The target of the plan, program, kernels and report: `cpu`, `cuda` (sm_90a) or
-        /// `cuda:sm_NN[a]`.
-        #[arg(long, default_value = "cpu")]
-        target: Target,
+        /// `cuda:sm_NN[a]` [default: the train block's `target`, else cpu].
+        #[arg(long)]
+        target: Option<Target>,
         /// Megatron symbol to write for linear-attention layers (Megatron has none of its own).
         #[arg(long, value_name = "CHAR")]
         megatron_linear: Option<char>,
@@ -98,9 +98,10 @@ enum Command {
         /// Continue from the run directory's latest checkpoint.
         #[arg(long)]
         resume: bool,
-        /// Where the step runs: `cpu`, or `cuda` / `cuda:sm_NN[a]`.
-        #[arg(long, default_value = "cpu")]
-        target: Target,
+        /// Where the step runs: `cpu`, or `cuda` / `cuda:sm_NN[a]`
+        /// [default: the train block's `target`, else cpu].
+        #[arg(long)]
+        target: Option<Target>,
         /// Write a checkpoint every N steps [default: the train block's checkpoint_every;
         /// always after the last step].
         #[arg(long)]
@@ -117,9 +118,10 @@ enum Command {
         /// Where to write the scores [default: <ckpt>/eval.json].
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Where the model runs: `cpu`, or `cuda` / `cuda:sm_NN[a]`.
-        #[arg(long, default_value = "cpu")]
-        target: Target,
+        /// Where the model runs: `cpu`, or `cuda` / `cuda:sm_NN[a]`
+        /// [default: the train block's `target`, else cpu].
+        #[arg(long)]
+        target: Option<Target>,
     },
     /// Continue a prompt with a checkpoint, one token at a time (each mixer's recurrent
     /// state, attention's KV cache): text for a text model, token ids for a recall model.
@@ -142,9 +144,10 @@ enum Command {
         top_k: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Where the model runs: `cpu`, or `cuda` / `cuda:sm_NN[a]`.
-        #[arg(long, default_value = "cpu")]
-        target: Target,
+        /// Where the model runs: `cpu`, or `cuda` / `cuda:sm_NN[a]`
+        /// [default: the train block's `target`, else cpu].
+        #[arg(long)]
+        target: Option<Target>,
     },
     /// Train every run of the file's sweep block, one after another (resumable), then
     /// write results.csv, results.md and recall.svg.
@@ -153,9 +156,10 @@ enum Command {
         /// The sweep's directory [default: runs/<file stem>].
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Where every run trains: `cpu`, or `cuda` / `cuda:sm_NN[a]`.
-        #[arg(long, default_value = "cpu")]
-        target: Target,
+        /// Where every run trains: `cpu`, or `cuda` / `cuda:sm_NN[a]`
+        /// [default: the train block's `target`, else cpu].
+        #[arg(long)]
+        target: Option<Target>,
     },
     /// Write a checkpoint in another format: `fla` gives a directory with config.json and
     /// model.safetensors that fla's AutoModelForCausalLM loads.
@@ -247,14 +251,18 @@ fn main() -> ExitCode {
         Command::Export { file, ckpt, format: ExportFormat::Fla, output } => export_fla(&file, &ckpt, &output),
         Command::Sweep { file, out, target } => run_sweep(&file, out.as_deref(), target),
         Command::Eval { file, ckpt, json, target } => {
-            with_checkpoint(file.as_deref(), &ckpt, target, |model| infer::eval(model, &ckpt, json.as_deref(), target))
+            with_checkpoint(file.as_deref(), &ckpt, target, |model, target| {
+                infer::eval(model, &ckpt, json.as_deref(), target)
+            })
         }
         Command::Generate { file, ckpt, prompt, tokens, temperature, top_k, seed, target } => {
             let request = infer::Request { prompt: &prompt, tokens, sampling: Sampling { temperature, top_k, seed } };
-            with_checkpoint(file.as_deref(), &ckpt, target, |model| infer::generate(model, &ckpt, &request, target))
+            with_checkpoint(file.as_deref(), &ckpt, target, |model, target| {
+                infer::generate(model, &ckpt, &request, target)
+            })
         }
         Command::Train { file, steps, batch, seq_len, lr, seed, profile, out, resume, target, checkpoint_every } => {
-            let options = train::Options {
+            let options = |target| train::Options {
                 steps,
                 batch,
                 seq_len,
@@ -268,7 +276,7 @@ fn main() -> ExitCode {
                 model_source: None,
                 target,
             };
-            run_training(&file, &options)
+            run_training(&file, target, options)
         }
     };
     match result {
@@ -325,7 +333,7 @@ struct CompileOptions {
     emit: EmitArg,
     format: Format,
     context: Option<u64>,
-    target: Target,
+    target: Option<Target>,
     megatron_linear: Option<char>,
 }
 
@@ -357,7 +365,8 @@ fn compile(file: &Path, options: CompileOptions, output: Option<&Path>) -> Resul
             })?
         }
         Err(stage) => {
-            let driver_options = hyb_driver::EmitOptions { target: options.target, context: options.context, json };
+            let target = target::chosen(options.target, model);
+            let driver_options = hyb_driver::EmitOptions { target, context: options.context, json };
             hyb_driver::emit(model, stage, driver_options).map_err(|error| {
                 match error {
                     hyb_driver::Error::Setting(diagnostic) => eprint!("{}", compilation.sources.render(&[diagnostic])),
@@ -413,11 +422,17 @@ fn format_files(files: &[PathBuf], check_only: bool, to_stdout: bool) -> Result<
     if unformatted { Err(Failure::User) } else { Ok(()) }
 }
 
-fn run_training(file: &Path, options: &train::Options) -> Result<(), Failure> {
+/// Trains `file` on the chosen target with the options made for it.
+fn run_training(
+    file: &Path,
+    target: Option<Target>,
+    options: impl FnOnce(Target) -> train::Options,
+) -> Result<(), Failure> {
     let compilation = load(file)?;
-    target::preflight(file, &compilation, options.target)?;
     let model = compilation.model().expect("no errors means a model");
-    train::train(file, model, options).map(|_| ()).map_err(|message| {
+    let target = target::chosen(target, model);
+    target::preflight(file, &compilation, target)?;
+    train::train(file, model, &options(target)).map(|_| ()).map_err(|message| {
         eprintln!("error: {message}");
         Failure::User
     })
@@ -427,8 +442,8 @@ fn run_training(file: &Path, options: &train::Options) -> Result<(), Failure> {
 fn with_checkpoint(
     file: Option<&Path>,
     ckpt: &Path,
-    target: Target,
-    command: impl FnOnce(&hyb_compiler::ir::Model) -> Result<(), String>,
+    target: Option<Target>,
+    command: impl FnOnce(&hyb_compiler::ir::Model, Target) -> Result<(), String>,
 ) -> Result<(), Failure> {
     let (compilation, path) = match infer::model_file(file, ckpt).map_err(Failure::Usage)? {
         infer::ModelFile::Given(file) => (load(&file)?, file),
@@ -436,9 +451,10 @@ fn with_checkpoint(
             (reported(&compiled_as, pipeline::check_source(&compiled_as, &text))?, compiled_as)
         }
     };
-    target::preflight(&path, &compilation, target)?;
     let model = compilation.model().expect("no errors means a model");
-    command(model).map_err(|message| {
+    let target = target::chosen(target, model);
+    target::preflight(&path, &compilation, target)?;
+    command(model, target).map_err(|message| {
         eprintln!("error: {message}");
         Failure::User
     })
@@ -480,10 +496,11 @@ fn export_fla(file: &Path, checkpoint: &Path, output: &Path) -> Result<(), Failu
     Ok(())
 }
 
-fn run_sweep(file: &Path, out: Option<&Path>, target: Target) -> Result<(), Failure> {
+fn run_sweep(file: &Path, out: Option<&Path>, target: Option<Target>) -> Result<(), Failure> {
     let compilation = load(file)?;
-    target::preflight(file, &compilation, target)?;
     let model = compilation.model().expect("no errors means a model");
+    let target = target::chosen(target, model);
+    target::preflight(file, &compilation, target)?;
     sweep::sweep(file, model, out, target).map_err(|message| {
         eprintln!("error: {message}");
         Failure::User

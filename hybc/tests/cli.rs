@@ -157,6 +157,28 @@ fn targets_say_what_they_cannot_do() {
     assert!(stderr.contains("help: "), "{stderr}");
     let program = hybc(&["compile", file.to_str().expect("utf-8"), "--emit", "program"]);
     assert_eq!(program.status.code(), Some(1), "never accepted and ignored");
+
+    // A file may carry its target; `--target` overrides it.
+    let file = scratch("on_cuda.hyb");
+    std::fs::write(&file, source.replace("    batch      = 64\n", "    batch      = 64\n    target     = cuda\n"))
+        .expect("writable");
+    let path = file.to_str().expect("utf-8");
+    let program = hybc(&["compile", path, "--emit", "program"]);
+    assert!(text(&program.stdout).starts_with("program train batch=64 seq_len=128 target=cuda:sm_90a"));
+    let overridden = hybc(&["compile", path, "--target", "cpu", "--emit", "program"]);
+    assert!(text(&overridden.stdout).starts_with("program train batch=64 seq_len=128 target=cpu"));
+    assert_eq!(hybc(&["compile", path, "--emit", "ptx"]).status.code(), Some(0), "PTX for the file's target");
+    let named = file.with_file_name("on_sm80.hyb");
+    std::fs::write(&named, source.replace("    batch      = 64\n", "    batch      = 64\n    target     = \"cuda:sm_80\"\n"))
+        .expect("writable");
+    let program = hybc(&["compile", named.to_str().expect("utf-8"), "--emit", "program"]);
+    assert!(text(&program.stdout).starts_with("program train batch=64 seq_len=128 target=cuda:sm_80"));
+    let wrong = file.with_file_name("on_tpu.hyb");
+    std::fs::write(&wrong, source.replace("    batch      = 64\n", "    batch      = 64\n    target     = \"tpu\"\n"))
+        .expect("writable");
+    let refused = hybc(&["check", wrong.to_str().expect("utf-8")]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stderr).contains("on_tpu.hyb:18:18"), "{}", text(&refused.stderr));
 }
 
 #[test]

@@ -4,6 +4,13 @@
 //! log-sum-exp. Optional sliding window (query `t` sees keys `t − w < s ≤ t`, flash-attn's
 //! `(w − 1, 0)`), grouped key/value heads (query head `h` reads kv head `h / group`).
 //!
+//! Lanes: under [`crate::emit::Parallel::Threads`] the training kernels run one lane per (query
+//! row, head), the lane `gpu.block_id y · gpu.block_dim x + gpu.thread_id x` of its
+//! point. The forward's rows are independent. The backward's lane `(x, h)` computes
+//! query row `x`'s `dq` and key row `x`'s `dk`, `dv` from head `h`'s queries (summed in
+//! the lane, then added atomically: a kv head's group adds into it), so no two lanes
+//! add into one element per key; the CPU's backward walks every pair once instead.
+//!
 //! Shapes: q `[B,T,H,D]`, k and v `[B,T,Hkv,D]`, o `[B,T,H,D]`, lse `[B,H,T]`.
 //! RoPE is its own kernel ([`rope`]), applied to q and k before attention; its backward
 //! is the inverse rotation, the same kernel with `inverse: true`.
@@ -50,14 +57,17 @@ struct Sizes {
     group: Value,
     batch: Value,
     time: Value,
-    heads: Value,
     dim: Value,
     window: Option<Value>,
+    /// The query heads and rows this call (or lane) walks.
+    head_range: (Value, Value),
+    row_range: (Value, Value),
 }
 
 /// The loops' indices for one query: batch, query head, kv head, the query's row `t`,
 /// its position in the sequence (`t`, or `t + offset` when decoding) and the first key
 /// position it sees.
+#[derive(Clone)]
 struct Query {
     b: Value,
     h: Value,
@@ -68,7 +78,7 @@ struct Query {
 }
 
 /// Defines the values the query loops share.
-fn sizes(e: &mut Builder, spec: &AttentionSpec) -> Sizes {
+fn sizes(e: &mut Builder, spec: &AttentionSpec, lanes: bool) -> Sizes {
     let q = e.arg("q");
     let scale = e.named("scale").constant(spec.scale);
     let group = e.named("group").constant_index(spec.group);
@@ -77,7 +87,26 @@ fn sizes(e: &mut Builder, spec: &AttentionSpec) -> Sizes {
     let heads = e.named("H").dim(&q, 2);
     let dim = e.named("D").dim(&q, 3);
     let window = spec.window.map(|window| e.named("window").constant_index(window));
-    Sizes { scale, group, batch, time, heads, dim, window }
+    let (head_range, row_range) = lane_ranges(e, &heads, &time, lanes);
+    Sizes { scale, group, batch, time, dim, window, head_range, row_range }
+}
+
+/// With `lanes` under `Parallel::Threads` (the training kernels' GPU form), this
+/// thread's (row, head) as one-long ranges (empty past the last row); otherwise every
+/// head and row.
+fn lane_ranges(e: &mut Builder, heads: &Value, time: &Value, lanes: bool) -> ((Value, Value), (Value, Value)) {
+    let c0 = e.c0();
+    if !lanes || !e.config().parallel.has_lanes() {
+        return ((c0.clone(), heads.clone()), (c0, time.clone()));
+    }
+    let lane = e.lane();
+    let row = e.named("lane_t").divui(&lane, heads);
+    let head = e.named("lane_h").remui(&lane, heads);
+    let c1 = e.c1();
+    let next_row = e.add(&row, &c1);
+    let row_end = e.min(&next_row, time);
+    let head_end = e.add(&head, &c1);
+    ((head, head_end), (row, row_end))
 }
 
 /// `body(query)` over batch, query heads and query rows; query row `t` sits at position
@@ -85,9 +114,9 @@ fn sizes(e: &mut Builder, spec: &AttentionSpec) -> Sizes {
 fn for_queries(e: &mut Builder, sizes: &Sizes, offset: Option<&Value>, body: impl FnOnce(&mut Builder, Query)) {
     let (c0, c1) = (e.c0(), e.c1());
     e.for_(&c0, &sizes.batch, |e, b| {
-        e.for_(&c0, &sizes.heads, |e, h| {
+        e.for_(&sizes.head_range.0, &sizes.head_range.1, |e, h| {
             let hk = e.divui(&h, &sizes.group);
-            e.for_(&c0, &sizes.time, |e, t| {
+            e.for_(&sizes.row_range.0, &sizes.row_range.1, |e, t| {
                 let position = match offset {
                     Some(offset) => e.add(&t, offset),
                     None => t.clone(),
@@ -190,7 +219,7 @@ fn emit_forward(e: &mut Builder, spec: &AttentionSpec, offset: Option<&Value>, l
     let head_dim = e.named("Dq").dim(&q, 3);
     let compute = e.compute();
     let acc = e.named("acc").alloca(compute, &[&head_dim]);
-    let sizes = sizes(e, spec);
+    let sizes = sizes(e, spec, offset.is_none());
     let (c0, c1) = (e.c0(), e.c1());
     for_queries(e, &sizes, offset, |e, query| {
         e.for_(&c0, &sizes.dim, |e, d| {
@@ -260,7 +289,11 @@ pub fn backward(spec: &AttentionSpec, name: &str) -> String {
 pub fn backward_with(spec: &AttentionSpec, name: &str, config: &Config) -> String {
     let mut e = Builder::new(*config);
     header(&mut e, name, &spec.backward_arguments());
-    let sizes = sizes(&mut e, spec);
+    if config.parallel.has_lanes() {
+        emit_lane_backward(&mut e, spec);
+        return e.finish();
+    }
+    let sizes = sizes(&mut e, spec, true);
     let [lse, dout, o] = ["lse", "dout", "o"].map(|arg| e.arg(arg));
     let c1 = e.c1();
     for_queries(&mut e, &sizes, None, |e, query| {
@@ -302,6 +335,109 @@ fn key_backward(e: &mut Builder, sizes: &Sizes, query: &Query, s: &Value, [lse, 
         let query_value = e.load(&q, &[b, t, h, &d]);
         let dk_value = e.mul(&ds_scaled, &query_value);
         e.accumulate(&dk, &[b, s, hk, &d], &dk_value);
+    });
+}
+
+/// The backward by lanes: lane `(x, h)` writes `dq` of query row `x` and adds head
+/// `h`'s share of `dk`, `dv` of key row `x`.
+fn emit_lane_backward(e: &mut Builder, spec: &AttentionSpec) {
+    let compute = e.compute();
+    let q = e.arg("q");
+    let head_dim = e.named("Dq").dim(&q, 3);
+    let dk_sum = e.named("dk_sum").alloca(compute, &[&head_dim]);
+    let dv_sum = e.named("dv_sum").alloca(compute, &[&head_dim]);
+    let sizes = sizes(e, spec, true);
+    let c1 = e.c1();
+    for_queries(e, &sizes, None, |e, query| {
+        let end = e.add(&query.t, &c1);
+        let (lse, delta) = row_statistics(e, &sizes, &query, &query.t);
+        e.for_(&query.first, &end, |e, s| {
+            let (_, ds) = probability_and_slope(e, &sizes, &query, &s, [&lse, &delta]);
+            let [k, dq] = ["k", "dq"].map(|arg| e.arg(arg));
+            let c0 = e.c0();
+            e.for_(&c0, &sizes.dim, |e, d| {
+                let key = e.load(&k, &[&query.b, &s, &query.hk, &d]);
+                let dq_value = e.mul(&ds, &key);
+                e.accumulate(&dq, &[&query.b, &query.t, &query.h, &d], &dq_value);
+            });
+        });
+        key_row_backward(e, &sizes, &query, [&dk_sum, &dv_sum]);
+    });
+}
+
+/// Query row `t`'s log-sum-exp and `delta = dO_t · o_t` (head `query.h`).
+fn row_statistics(e: &mut Builder, sizes: &Sizes, query: &Query, t: &Value) -> (Value, Value) {
+    let [lse, dout, o] = ["lse", "dout", "o"].map(|arg| e.arg(arg));
+    let Query { b, h, .. } = query;
+    let lse = e.load(&lse, &[b, h, t]);
+    let delta = e.dot(&sizes.dim, |e, d| {
+        let d_out = e.load(&dout, &[b, t, h, d]);
+        (d_out, e.load(&o, &[b, t, h, d]))
+    });
+    (lse, delta)
+}
+
+/// For query `query` (row `query.t`) and key `s`: `p = exp(score − lse)` and the
+/// scaled slope `scale · p (dO·v_s − delta)`.
+fn probability_and_slope(
+    e: &mut Builder,
+    sizes: &Sizes,
+    query: &Query,
+    s: &Value,
+    [lse, delta]: [&Value; 2],
+) -> (Value, Value) {
+    let [v, dout] = ["v", "dout"].map(|arg| e.arg(arg));
+    let Query { b, h, hk, t, .. } = query;
+    let x = score(e, sizes, query, s);
+    let centred = e.sub(&x, lse);
+    let p = e.exp(&centred);
+    let dp = e.dot(&sizes.dim, |e, d| {
+        let d_out = e.load(&dout, &[b, t, h, d]);
+        (d_out, e.load(&v, &[b, s, hk, d]))
+    });
+    let diff = e.sub(&dp, delta);
+    let ds = e.mul(&p, &diff);
+    (p.clone(), e.mul(&sizes.scale, &ds))
+}
+
+/// Key row `s = query.t`: `dv_s += Σ_t p dO_t` and `dk_s += Σ_t ds q_t` over the queries
+/// `t` of head `query.h` that see it, summed in `sums`, then added into dk and dv.
+fn key_row_backward(e: &mut Builder, sizes: &Sizes, query: &Query, [dk_sum, dv_sum]: [&Value; 2]) {
+    let [q, dout, dk, dv] = ["q", "dout", "dk", "dv"].map(|arg| e.arg(arg));
+    let c0 = e.c0();
+    let s = &query.t;
+    e.for_(&c0, &sizes.dim, |e, d| {
+        let zero = e.zero();
+        e.store(&zero, dk_sum, &[&d]);
+        e.store(&zero, dv_sum, &[&d]);
+    });
+    // The queries that see key s: s ≤ t < s + window (every later one without a window).
+    let last = match &sizes.window {
+        Some(window) => {
+            let reach = e.add(s, window);
+            e.min(&reach, &sizes.time)
+        }
+        None => sizes.time.clone(),
+    };
+    e.for_(s, &last, |e, t| {
+        let reader = Query { t: t.clone(), position: t.clone(), ..query.clone() };
+        let (lse, delta) = row_statistics(e, sizes, &reader, &t);
+        let (p, ds) = probability_and_slope(e, sizes, &reader, s, [&lse, &delta]);
+        e.for_(&c0, &sizes.dim, |e, d| {
+            let d_out = e.load(&dout, &[&reader.b, &t, &reader.h, &d]);
+            let pd = e.mul(&p, &d_out);
+            e.accumulate(dv_sum, &[&d], &pd);
+            let query_value = e.load(&q, &[&reader.b, &t, &reader.h, &d]);
+            let dk_value = e.mul(&ds, &query_value);
+            e.accumulate(dk_sum, &[&d], &dk_value);
+        });
+    });
+    e.for_(&c0, &sizes.dim, |e, d| {
+        let (b, hk) = (&query.b, &query.hk);
+        let dk_value = e.load(dk_sum, &[&d]);
+        e.accumulate_shared(&dk, &[b, s, hk, &d], &dk_value);
+        let dv_value = e.load(dv_sum, &[&d]);
+        e.accumulate_shared(&dv, &[b, s, hk, &d], &dv_value);
     });
 }
 

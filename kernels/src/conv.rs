@@ -2,6 +2,9 @@
 //! (+ bias), zero history, the last tap on the current token (fla's `ShortConvolution`),
 //! and its backward (`dx`, and `dw`, `db` accumulated over batch and time).
 //! Shapes: x, y `[B, T, C]`; w `[C, 1, W]`; bias `[C]`.
+//!
+//! Channels are independent: under [`crate::emit::Parallel::Threads`] each lane walks
+//! one channel (`KernelKey::lanes`), adding its share of `dw`, `db` atomically.
 
 use crate::emit::{Builder, Cmp, Config, Value};
 
@@ -10,9 +13,10 @@ use crate::emit::{Builder, Cmp, Config, Value};
 struct Sizes {
     batch: Value,
     time: Value,
-    channels: Value,
     width: Value,
     width1: Value,
+    /// The channels this call (or lane) walks.
+    lanes: (Value, Value),
 }
 
 fn header(e: &mut Builder, name: &str, args: &[(&str, usize)]) -> Sizes {
@@ -26,7 +30,8 @@ fn header(e: &mut Builder, name: &str, args: &[(&str, usize)]) -> Sizes {
     let width = e.named("W").dim(&w, 2);
     let c1 = e.c1();
     let width1 = e.named("W1").sub(&width, &c1);
-    Sizes { batch, time, channels, width, width1 }
+    let lanes = e.lane_range(&channels, true);
+    Sizes { batch, time, width, width1, lanes }
 }
 
 /// One tap of the filter at output position `t`, channel `c`.
@@ -44,7 +49,7 @@ fn for_positions(e: &mut Builder, sizes: &Sizes, body: impl FnOnce(&mut Builder,
     let c0 = e.c0();
     e.for_(&c0, &sizes.batch, |e, b| {
         e.for_(&c0, &sizes.time, |e, t| {
-            e.for_(&c0, &sizes.channels, |e, c| body(e, b, t, c));
+            e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| body(e, b, t, c));
         });
     });
 }
@@ -114,20 +119,20 @@ pub fn backward_with(bias: bool, name: &str, config: &Config) -> String {
     e.for_(&c0, &sizes.batch, |e, b| {
         // dx is zeroed for the whole sequence first: a tap writes to an earlier position.
         e.for_(&c0, &sizes.time, |e, t| {
-            e.for_(&c0, &sizes.channels, |e, c| {
+            e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| {
                 let zero = e.zero();
                 e.store(&zero, &dx, &[&b, &t, &c]);
             });
         });
         e.for_(&c0, &sizes.time, |e, t| {
-            e.for_(&c0, &sizes.channels, |e, c| {
+            e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| {
                 let dy = e.load(&dy, &[&b, &t, &c]);
                 if let Some(dbias) = &dbias {
-                    e.accumulate(dbias, &[&c], &dy);
+                    e.accumulate_shared(dbias, &[&c], &dy);
                 }
                 for_taps(e, &sizes, [&b, &t, &c], |e, tap| {
                     let dw_value = e.mul(&dy, &tap.x);
-                    e.accumulate(&dw, &[&c, &c0, &tap.j], &dw_value);
+                    e.accumulate_shared(&dw, &[&c, &c0, &tap.j], &dw_value);
                     let dx_value = e.mul(&dy, &tap.w);
                     e.accumulate(&dx, &[&b, &tap.source, &c], &dx_value);
                 });
@@ -157,7 +162,7 @@ pub fn step_with(bias: bool, name: &str, config: &Config) -> String {
     let bias = bias.then(|| e.arg("bias"));
     let (c0, c1) = (e.c0(), e.c1());
     e.for_(&c0, &sizes.batch, |e, b| {
-        e.for_(&c0, &sizes.channels, |e, c| {
+        e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| {
             e.for_(&c0, &sizes.width1, |e, j| {
                 let next = e.add(&j, &c1);
                 let kept = e.load(&window, &[&b, &next, &c]);

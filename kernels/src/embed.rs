@@ -58,7 +58,7 @@ pub fn scatter_with(name: &str, config: &Config) -> String {
     let (dy, dtable) = (e.arg("dy"), e.arg("dtable"));
     for_tokens(&mut e, &sizes, |e, [b, t, row, d]| {
         let value = e.load(&dy, &[&b, &t, &d]);
-        e.accumulate(&dtable, &[&row, &d], &value);
+        e.accumulate_shared(&dtable, &[&row, &d], &value);
     });
     e.finish()
 }

@@ -13,7 +13,8 @@
 //! f32 throughout, `reassoc` and `contract` on adds, subtractions and products, the
 //! polynomial `exp`, which vectorises, the math dialect, dense arguments and a module.
 //! [`Config::gpu`] is the GPU form's: f32 arithmetic on tensors of a storage type,
-//! special functions as inline PTX (no libdevice), strided arguments, a bare function.
+//! special functions as inline PTX (no libdevice), strided arguments, a bare function;
+//! its threads add into shared sums atomically ([`Parallel`]).
 
 mod builder;
 mod control;
@@ -22,4 +23,4 @@ mod types;
 
 pub use builder::Builder;
 pub use ops::Cmp;
-pub use types::{Config, ElemTypes, ExpImpl, FastMath, Flags, Layout, MathImpl, Scalar, Ty, Value, Wrap};
+pub use types::{Config, ElemTypes, ExpImpl, FastMath, Flags, Layout, MathImpl, Parallel, Scalar, Ty, Value, Wrap};

@@ -1,16 +1,20 @@
 //! The `blocks` form of a kernel for NVIDIA GPUs: the generator's function, written with
-//! strided memref arguments and PTX math (`emit::Config` for the GPU), inside a
-//! `gpu.module` for the target architecture, called by a `gpu.func` kernel that gives
-//! each thread block one point of the launch's iteration space.
+//! strided memref arguments, PTX math and atomic shared sums (`emit::Config::gpu`),
+//! inside a `gpu.module` for the target architecture, called by a `gpu.func` kernel that
+//! gives each thread one point of the launch's iteration space.
 //!
 //! The kernel takes, per argument of the generated function, the argument's memref and
-//! an `i64` split flag. A split argument's leading dim is divided over the grid: block
-//! `b` sees rows `[b·n/G, (b+1)·n/G)` of it (one batch element or row of a non-flat
-//! view; its share of a flat one); a whole argument is seen whole by every block. The
-//! host launches one block per point of the iteration space, or one block with every
-//! flag clear when the call accumulates into a shared (`sum`) argument. One thread per
-//! block does the work: the first, correctness-first form; a chunked tensor-core form
-//! is another form of the same key.
+//! an `i64` split flag, then the number of points. A split argument's leading dim is
+//! divided over the points: point `p` sees rows `[p·n/P, (p+1)·n/P)` of it (one batch
+//! element or row of a non-flat view; its share of a flat one); a whole or summed
+//! argument is seen whole by every point (a summed one is added into atomically).
+//!
+//! Point `p = block_id x · block_dim y + thread_id y`. The `blocks` form launches a
+//! block of one thread per point ([`Launch::Blocks`]); the `lanes` form a column of
+//! threads per block, a point each ([`Launch::Points`]), or, for a kernel with lanes
+//! (the scan, the convolution, attention: [`KernelKey::lanes`]), one point per block
+//! with its lanes along `block_id y · block_dim x + thread_id x`, which the generator
+//! reads itself.
 
 use std::fmt::Write;
 
@@ -18,13 +22,39 @@ use hyb_target::{Elem, Form};
 
 use crate::key::{KernelKey, NoForm};
 
-/// The `blocks` form of `key` for `chip`: the MLIR module whose kernel is `name`.
-pub fn generate(key: &KernelKey, name: &str, chip: &str, storage: Elem) -> Result<String, NoForm> {
-    let no_form = || NoForm { key: key.to_string(), form: Form::Blocks, storage };
-    if !key.forms().contains(&Form::Blocks) || storage != Elem::F32 {
+/// How a kernel's threads are laid out (the host's side of the form).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Launch {
+    /// The `blocks` form's: a block of one thread per point, or one block when the call
+    /// adds into a shared argument (every argument then seen whole).
+    Blocks,
+    /// One thread per point of the iteration space, up to [`THREADS`] per block.
+    Points,
+    /// One block row per point, and per point one thread per lane: the lanes are the
+    /// product of `dims[axes]` of argument `arg`.
+    Lanes { arg: usize, axes: &'static [usize] },
+}
+
+/// Threads per block.
+pub const THREADS: usize = 128;
+
+/// The launch of `key`'s `form` with `count` arguments.
+pub fn launch(key: &KernelKey, form: Form, count: usize) -> Launch {
+    match (form, key.lanes(count)) {
+        (Form::Lanes, Some((arg, axes))) => Launch::Lanes { arg, axes },
+        (Form::Lanes, None) => Launch::Points,
+        _ => Launch::Blocks,
+    }
+}
+
+/// The `blocks` or `lanes` form of `key` for `chip`: the MLIR module whose kernel is
+/// `name`.
+pub fn generate(key: &KernelKey, name: &str, chip: &str, storage: Elem, form: Form) -> Result<String, NoForm> {
+    let no_form = || NoForm { key: key.to_string(), form, storage };
+    if !key.forms().contains(&form) || storage != Elem::F32 {
         return Err(no_form());
     }
-    let body = crate::key::generate_gpu_body(key, &format!("{name}_body")).ok_or_else(no_form)?;
+    let body = crate::key::generate_gpu_body(key, &format!("{name}_body"), form).ok_or_else(no_form)?;
     module(&body, name, chip).ok_or_else(no_form)
 }
 
@@ -85,13 +115,16 @@ pub fn module(body: &str, name: &str, chip: &str) -> Option<String> {
     let _ = writeln!(out, "gpu.module @{name}_module [#nvvm.target<chip = \"{chip}\", features = \"+ptx80\">] {{");
     out.push_str(body);
     out.push('\n');
-    let signature: Vec<String> =
+    let mut signature: Vec<String> =
         params.iter().map(|p| format!("%{}: {}, %{}_split: i64", p.name, p.ty, p.name)).collect();
+    signature.push("%points_i64: i64".into());
     let _ = writeln!(out, "gpu.func @{name}({}) kernel {{", signature.join(", "));
     out.push_str(
-        "  %block = gpu.block_id x\n  %grid = gpu.grid_dim x\n  %thread = gpu.thread_id x\n  \
+        "  %block = gpu.block_id x\n  %column = gpu.block_dim y\n  %thread = gpu.thread_id y\n  \
+         %first_point = arith.muli %block, %column : index\n  %point = arith.addi %first_point, %thread : index\n  \
+         %points = arith.index_cast %points_i64 : i64 to index\n  \
          %c0 = arith.constant 0 : index\n  %no = arith.constant 0 : i64\n  \
-         %first = arith.cmpi eq, %thread, %c0 : index\n  scf.if %first {\n",
+         %inside = arith.cmpi ult, %point, %points : index\n  scf.if %inside {\n",
     );
     let mut views = Vec::new();
     for p in &params {
@@ -103,7 +136,7 @@ pub fn module(body: &str, name: &str, chip: &str) -> Option<String> {
     Some(out)
 }
 
-/// This block's view of argument `p`: its rows when split, all of it otherwise.
+/// This point's view of argument `p`: its rows when split, all of it otherwise.
 fn view(out: &mut String, p: &Param) -> String {
     let n = &p.name;
     let sizes: Vec<String> = (0..p.rank).map(|i| format!("%{n}_size{i}")).collect();
@@ -118,10 +151,10 @@ fn view(out: &mut String, p: &Param) -> String {
         p.elem
     );
     let _ = writeln!(out, "    %{n}_is_split = arith.cmpi ne, %{n}_split, %no : i64");
-    let _ = writeln!(out, "    %{n}_part = arith.divui %{n}_size0, %grid : index");
+    let _ = writeln!(out, "    %{n}_part = arith.divui %{n}_size0, %points : index");
     let _ = writeln!(out, "    %{n}_rows = arith.select %{n}_is_split, %{n}_part, %{n}_size0 : index");
     let _ = writeln!(out, "    %{n}_step = arith.muli %{n}_part, %{n}_stride0 : index");
-    let _ = writeln!(out, "    %{n}_at = arith.muli %block, %{n}_step : index");
+    let _ = writeln!(out, "    %{n}_at = arith.muli %point, %{n}_step : index");
     let _ = writeln!(out, "    %{n}_shift = arith.select %{n}_is_split, %{n}_at, %c0 : index");
     let _ = writeln!(out, "    %{n}_start = arith.addi %{n}_offset, %{n}_shift : index");
     let mut view_sizes = vec![format!("%{n}_rows")];

@@ -188,7 +188,7 @@ impl KernelKey {
             KernelKey::SumRows | KernelKey::SumOfSquares => vec![(1, Update)],
             KernelKey::Columns { .. } => vec![(1, Write)],
             KernelKey::Clip => vec![(0, Update), (2, Write)],
-            KernelKey::CrossEntropy => vec![(2, Write), (3, Write)],
+            KernelKey::CrossEntropy => vec![(3, Update), (4, Write)],
             KernelKey::AdamW => vec![(0, Update), (2, Update), (3, Update)],
         }
     }
@@ -196,14 +196,35 @@ impl KernelKey {
     /// The arguments that hold token ids (i32); every other argument holds floats.
     pub fn id_arguments(&self) -> &'static [usize] {
         match self {
-            KernelKey::Gather | KernelKey::Scatter | KernelKey::CrossEntropy => &[1],
+            KernelKey::Gather | KernelKey::Scatter => &[1],
+            KernelKey::CrossEntropy => &[1, 2],
             _ => &[],
         }
     }
 
+    /// A kernel whose GPU form divides a point's work over lanes (see [`crate::gpu`]):
+    /// the argument and axes whose dims multiply to the lanes — the scan's state, one
+    /// lane per (state head, value channel); attention's queries, one per (row, head);
+    /// the convolution's channels.
+    pub fn lanes(&self, count: usize) -> Option<(usize, &'static [usize])> {
+        let state = match self {
+            KernelKey::ScanTrain { .. } => count - 2,
+            KernelKey::ScanStep { .. } => count - 1,
+            KernelKey::ScanBackward { spec, .. } => scan_input_count(spec) + 2,
+            // q `[B,T,H,D]`: a lane per (query row, head).
+            KernelKey::AttentionForward { .. } | KernelKey::AttentionBackward { .. } => return Some((0, &[1, 2])),
+            // x `[B,T,C]`: a lane per channel.
+            KernelKey::ConvForward { .. } | KernelKey::ConvBackward { .. } | KernelKey::ConvStep { .. } => {
+                return Some((0, &[2]));
+            }
+            _ => return None,
+        };
+        Some((state, &[1, 3]))
+    }
+
     /// The forms this key's generator emits.
     pub fn forms(&self) -> &'static [Form] {
-        &[Form::Loops, Form::Blocks]
+        &[Form::Loops, Form::Blocks, Form::Lanes]
     }
 }
 
@@ -301,8 +322,13 @@ fn scan_input_count(spec: &ScanSpec) -> usize {
 
 /// The generated function of `key` for the GPU form, named `name`: strided memref
 /// arguments and PTX math, without a module around it.
-pub fn generate_gpu_body(key: &KernelKey, name: &str) -> Option<String> {
-    Some(generate_with(key, &crate::emit::Config::gpu(crate::emit::Scalar::F32), name))
+pub fn generate_gpu_body(key: &KernelKey, name: &str, form: Form) -> Option<String> {
+    let parallel = match form {
+        Form::Blocks => crate::emit::Parallel::Blocks,
+        Form::Lanes => crate::emit::Parallel::Threads,
+        Form::Loops => return None,
+    };
+    Some(generate_with(key, &crate::emit::Config::gpu_form(crate::emit::Scalar::F32, parallel), name))
 }
 
 /// A key with no generator for the asked form or element type.

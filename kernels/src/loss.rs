@@ -4,11 +4,13 @@
 //! non-answer position of a recall task). Per predicted row: `logsumexp` in f32 with the
 //! maximum subtracted; `loss = lse − logit[target]`; `dlogits = (softmax − onehot) / count`;
 //! rows without a target get a zero gradient. With no target at all the loss is 0.
-//! Shapes: logits, dlogits `[B, T, V]`; targets `[B, T]` i32; loss `[1]`.
+//! Shapes: logits, dlogits `[B, T, V]`; targets `[B, T]` i32 (this part's rows), and all
+//! the step's targets (for the count of the mean); loss `[1]`, zeroed by the caller and
+//! added into by every part.
 
 use crate::emit::{Builder, Cmp, Config, Scalar, Ty, Value};
 
-/// Args: logits, targets, loss, dlogits.
+/// Args: logits, targets, all targets, loss, dlogits.
 pub fn cross_entropy(name: &str) -> String {
     cross_entropy_with(name, &Config::CPU)
 }
@@ -20,21 +22,25 @@ pub fn cross_entropy_with(name: &str, config: &Config) -> String {
     let args = [
         ("logits", e.tensor(3)),
         ("targets", Ty::memref(2, Scalar::I32)),
+        ("all_targets", Ty::memref(2, Scalar::I32)),
         ("loss", Ty::memref(1, Scalar::F32)),
         ("dlogits", e.tensor(3)),
     ];
     e.begin_function_typed(name, &args);
-    let [logits, targets, loss, dlogits] = ["logits", "targets", "loss", "dlogits"].map(|arg| e.arg(arg));
+    let [logits, targets, all, loss, dlogits] =
+        ["logits", "targets", "all_targets", "loss", "dlogits"].map(|arg| e.arg(arg));
     e.constant_index(2);
     let none = e.named("none").constant_int(0, Scalar::I32);
     let batch = e.named("B").dim(&logits, 0);
     let time = e.named("T").dim(&logits, 1);
     let vocab = e.named("V").dim(&logits, 2);
+    let all_batch = e.named("B_all").dim(&all, 0);
+    let all_time = e.named("T_all").dim(&all, 1);
     let (c0, zero) = (e.c0(), e.zero());
-    // count = the positions with a target (at least 1, so no target means loss 0).
-    let count = e.fold1(&c0, &batch, &zero, |e, b, total| {
-        e.fold1(&c0, &time, &total, |e, t, row_total| {
-            let id = e.load(&targets, &[&b, &t]);
+    // count = the step's positions with a target (at least 1, so no target means loss 0).
+    let count = e.fold1(&c0, &all_batch, &zero, |e, b, total| {
+        e.fold1(&c0, &all_time, &total, |e, t, row_total| {
+            let id = e.load(&all, &[&b, &t]);
             let valid = e.cmp(Cmp::Ge, &id, &none);
             let compute = e.compute();
             let one = e.uitofp(&valid, compute);
@@ -43,7 +49,6 @@ pub fn cross_entropy_with(name: &str, config: &Config) -> String {
     });
     let one = e.one();
     let count = e.max(&count, &one);
-    e.store(&zero, &loss, &[&c0]);
     e.for_(&c0, &batch, |e, b| {
         e.for_(&c0, &time, |e, t| {
             let id = e.load(&targets, &[&b, &t]);
@@ -97,7 +102,7 @@ fn predicted_row(
     let row_loss = e.sub(&lse, &picked);
     let mean_part = e.div(&row_loss, count);
     let c0 = e.c0();
-    e.accumulate(loss, &[&c0], &mean_part);
+    e.accumulate_shared(loss, &[&c0], &mean_part);
     e.for_(&c0, vocab, |e, v| {
         let x = row.load(e, &v);
         let centred = e.sub(&x, &lse);

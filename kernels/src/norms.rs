@@ -167,7 +167,7 @@ pub fn rms_backward_with(eps: f64, gated: bool, name: &str, config: &Config) -> 
             let dx_value = e.mul(&inv, &diff);
             e.store(&dx_value, &dx, &[&r, &j]);
             let dw_value = e.mul(&d, &xn);
-            e.accumulate(&dw, &[&j], &dw_value);
+            e.accumulate_shared(&dw, &[&j], &dw_value);
             if let Some((z, dz)) = &gate {
                 let dy = e.load(&dy, &[&r, &j]);
                 let weight = e.load(&w, &[&j]);

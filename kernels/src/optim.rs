@@ -26,7 +26,7 @@ pub fn sum_of_squares_with(name: &str, config: &Config) -> String {
         (g.clone(), g)
     });
     let c0 = e.c0();
-    e.accumulate(&out, &[&c0], &total);
+    e.accumulate_shared(&out, &[&c0], &total);
     e.finish()
 }
 

@@ -335,7 +335,7 @@ pub fn sum_rows_with(name: &str, config: &Config) -> String {
     e.for_(&c0, &n, |e, k| {
         let column = e.remui(&k, &w);
         let value = e.load(&input, &[&k]);
-        e.accumulate(&output, &[&column], &value);
+        e.accumulate_shared(&output, &[&column], &value);
     });
     e.finish()
 }

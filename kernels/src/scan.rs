@@ -23,8 +23,14 @@
 //! per head instead of `T`. Gradients accumulate (`+=`) into zeroed buffers, since heads
 //! shared under GQA/GVA receive from several states; the state gradient buffer holds
 //! `∂L/∂S_T` on entry and `∂L/∂S_0` on exit.
+//!
+//! Lanes: the columns of a state (its value channels) evolve independently — every
+//! sum over columns (`dq`, `dk`, `dβ`, `dg`) only feeds a gradient. Under
+//! [`Parallel::Threads`] the kernel runs one lane per (state head, value channel), the
+//! lane `gpu.block_id y · gpu.block_dim x + gpu.thread_id x` of its point, and those
+//! gradients are atomic adds; on the CPU one call walks every head and column.
 
-use crate::emit::{Builder, Cmp, Config, Value};
+use crate::emit::{Builder, Cmp, Config, Parallel, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScanUpdate {
@@ -123,13 +129,55 @@ struct Scan<'s> {
     q_per_state: Value,
     batch: Value,
     time: Value,
-    state_heads: Value,
     dk: Value,
     dv: Value,
     /// `u` of the delta rule (forward and backward), then the error `v − S'ᵀk` (backward).
     u: Option<Value>,
     /// `dSᵀk` (backward of the delta rule).
     du: Option<Value>,
+    /// The state heads and value channels this call (or lane) walks.
+    heads: (Value, Value),
+    columns: (Value, Value),
+    /// Lanes only: the first column, which a lane's scratch stores at 0.
+    lane_column: Option<Value>,
+    /// Lanes only: whether each warp's 32 lanes share a head (`DV mod 32 = 0`), and
+    /// whether this lane is its warp's first.
+    warps: Option<(Value, Value)>,
+}
+
+/// This lane's state head and value channel, or all of them.
+struct Range {
+    heads: (Value, Value),
+    columns: (Value, Value),
+    lane_column: Option<Value>,
+    warps: Option<(Value, Value)>,
+}
+
+impl Range {
+    /// Under [`Parallel::Threads`], this thread's (head, channel) as one-long ranges
+    /// (empty past the last head); otherwise every head and channel.
+    fn define(e: &mut Builder, state_heads: &Value, dv: &Value) -> Range {
+        let c0 = e.c0();
+        if !e.config().parallel.has_lanes() {
+            let all = (c0.clone(), state_heads.clone());
+            return Range { heads: all, columns: (c0, dv.clone()), lane_column: None, warps: None };
+        }
+        let lane = e.lane();
+        let head = e.named("lane_h").divui(&lane, dv);
+        let column = e.named("lane_j").remui(&lane, dv);
+        let c1 = e.c1();
+        let next_head = e.add(&head, &c1);
+        let head_end = e.min(&next_head, state_heads);
+        let column_end = e.add(&column, &c1);
+        let warp = e.constant_index(32);
+        let rest = e.remui(dv, &warp);
+        let warps = (e.config().parallel == Parallel::Threads).then(|| {
+            let shared = e.named("warp_shares_head").cmp(Cmp::Eq, &rest, &c0);
+            let place = e.remui(&lane, &warp);
+            (shared, e.named("warp_leader").cmp(Cmp::Eq, &place, &c0))
+        });
+        Range { heads: (head, head_end), columns: (column.clone(), column_end), lane_column: Some(column), warps }
+    }
 }
 
 /// The loop nest around one token: batch, state head, key head, time, and `exp(g)` for
@@ -146,27 +194,41 @@ struct At {
 struct Place {
     memref: Value,
     prefix: Vec<Value>,
+    /// A lane's scratch holds its one column at 0: the column its `j` is counted from.
+    first_column: Option<Value>,
 }
 
 impl Place {
     fn new(memref: &Value, prefix: &[&Value]) -> Place {
-        Place { memref: memref.clone(), prefix: prefix.iter().map(|v| (*v).clone()).collect() }
+        Place { memref: memref.clone(), prefix: prefix.iter().map(|v| (*v).clone()).collect(), first_column: None }
     }
 
-    fn indices<'a>(&'a self, i: &'a Value, j: &'a Value) -> Vec<&'a Value> {
-        self.prefix.iter().chain([i, j]).collect()
+    /// A slot of the reverse scan's scratch, whose columns are this call's.
+    fn scratch(scan: &Scan, memref: &Value, prefix: &[&Value]) -> Place {
+        Place { first_column: scan.lane_column.clone(), ..Place::new(memref, prefix) }
+    }
+
+    fn indices(&self, e: &mut Builder, i: &Value, j: &Value) -> Vec<Value> {
+        let j = match &self.first_column {
+            Some(first) => e.sub(j, first),
+            None => j.clone(),
+        };
+        self.prefix.iter().cloned().chain([i.clone(), j]).collect()
     }
 
     fn load(&self, e: &mut Builder, i: &Value, j: &Value) -> Value {
-        e.load(&self.memref, &self.indices(i, j))
+        let indices = self.indices(e, i, j);
+        e.load(&self.memref, &indices.iter().collect::<Vec<_>>())
     }
 
     fn store(&self, e: &mut Builder, value: &Value, i: &Value, j: &Value) {
-        e.store(value, &self.memref, &self.indices(i, j));
+        let indices = self.indices(e, i, j);
+        e.store(value, &self.memref, &indices.iter().collect::<Vec<_>>());
     }
 
     fn accumulate(&self, e: &mut Builder, i: &Value, j: &Value, value: &Value) {
-        e.accumulate(&self.memref, &self.indices(i, j), value);
+        let indices = self.indices(e, i, j);
+        e.accumulate(&self.memref, &indices.iter().collect::<Vec<_>>(), value);
     }
 }
 
@@ -193,7 +255,52 @@ impl<'s> Scan<'s> {
         } else {
             (None, None)
         };
-        Scan { spec, scale, states_per_key, q_per_state, batch, time, state_heads, dk, dv, u, du }
+        let Range { heads, columns, lane_column, warps } = Range::define(e, &state_heads, &dv);
+        Scan {
+            spec,
+            scale,
+            states_per_key,
+            q_per_state,
+            batch,
+            time,
+            dk,
+            dv,
+            u,
+            du,
+            heads,
+            columns,
+            lane_column,
+            warps,
+        }
+    }
+
+    /// `memref[indices] += value` into a gradient every lane of a head adds into: on
+    /// a GPU whose warps each hold one head's lanes, summed over the warp and added
+    /// atomically by its first lane; otherwise added atomically by each lane (or, on
+    /// the CPU, plainly).
+    fn add_over_lanes(&self, e: &mut Builder, memref: &Value, indices: &[&Value], value: &Value) {
+        let Some((shared, leader)) = &self.warps else {
+            return e.accumulate_shared(memref, indices, value);
+        };
+        e.if_else(
+            shared,
+            |e| {
+                let total = e.warp_sum(value);
+                e.if_(leader, |e| e.accumulate_shared(memref, indices, &total));
+            },
+            |e| e.accumulate_shared(memref, indices, value),
+        );
+    }
+
+    /// The columns a scratch state of this call holds: all, or a lane's one.
+    fn scratch_columns(&self, e: &mut Builder) -> Value {
+        if self.lane_column.is_some() { e.c1() } else { self.dv.clone() }
+    }
+
+    /// `Σ_j body(j)` over this call's value channels.
+    fn sum_values(&self, e: &mut Builder, body: impl FnOnce(&mut Builder, &Value) -> Value) -> Value {
+        let (from, to) = &self.columns;
+        e.sum_over(from, to, body)
     }
 
     fn u(&self) -> &Value {
@@ -208,7 +315,7 @@ impl<'s> Scan<'s> {
     fn for_heads(&self, e: &mut Builder, body: impl FnOnce(&mut Builder, Value, Value, Value)) {
         let c0 = e.c0();
         e.for_(&c0, &self.batch, |e, b| {
-            e.for_(&c0, &self.state_heads, |e, h| {
+            e.for_(&self.heads.0, &self.heads.1, |e, h| {
                 let hk = e.divui(&h, &self.states_per_key);
                 body(e, b, h, hk);
             });
@@ -218,7 +325,8 @@ impl<'s> Scan<'s> {
     /// `body(i, j)` over the state's entries, rows outside.
     fn for_state(&self, e: &mut Builder, body: impl Fn(&mut Builder, &Value, &Value)) {
         let c0 = e.c0();
-        e.for_(&c0, &self.dk, |e, i| e.for_(&c0, &self.dv, |e, j| body(e, &i, &j)));
+        let (from, to) = &self.columns;
+        e.for_(&c0, &self.dk, |e, i| e.for_(from, to, |e, j| body(e, &i, &j)));
     }
 
     /// `body(i)` over the key channels.
@@ -229,8 +337,8 @@ impl<'s> Scan<'s> {
 
     /// `body(j)` over the value channels.
     fn for_values(&self, e: &mut Builder, body: impl FnOnce(&mut Builder, Value)) {
-        let c0 = e.c0();
-        e.for_(&c0, &self.dv, body);
+        let (from, to) = &self.columns;
+        e.for_(from, to, body);
     }
 
     /// The token at `t` of head `(b, h, hk)`, with its per-token decay read.
@@ -472,8 +580,8 @@ pub fn backward_with(spec: &ScanSpec, name: &str, chunk: u64, config: &Config) -
             for_tokens_last_first(e, &scan, &chunk, [&b, &h, &hk], |e, at, s, s1| {
                 let dstate = e.arg("dstate");
                 let states = TokenStates {
-                    prev: Place::new(&chunks.buffer, &[s]),
-                    now: Place::new(&chunks.buffer, &[s1]),
+                    prev: Place::scratch(&scan, &chunks.buffer, &[s]),
+                    now: Place::scratch(&scan, &chunks.buffer, &[s1]),
                     ds: Place::new(&dstate, &[&b, &h]),
                 };
                 token_backward(e, &scan, at, &states);
@@ -492,7 +600,8 @@ fn define_chunks(e: &mut Builder, scan: &Scan, chunk: u64) -> Chunks {
     let chunk1 = e.named("chunk1").add(&chunk, &c1);
     let count = e.named("nchunks").ceildivui(&scan.time, &chunk);
     let compute = e.compute();
-    let buffer = e.named("buf").alloc(compute, &[&chunk1, &scan.dk, &scan.dv]);
+    let columns = scan.scratch_columns(e);
+    let buffer = e.named("buf").alloc(compute, &[&chunk1, &scan.dk, &columns]);
     Chunks { chunk, count, buffer }
 }
 
@@ -513,16 +622,17 @@ fn for_chunks_last_first(e: &mut Builder, scan: &Scan, chunks: &Chunks, body: im
 /// state after token `start + s`.
 fn recompute_chunk_states(e: &mut Builder, scan: &Scan, chunks: &Chunks, chunk: &Chunk, [b, h, hk]: [&Value; 3]) {
     let (ckpt, c0, c1) = (e.arg("ckpt"), e.c0(), e.c1());
+    let first = Place::scratch(scan, &chunks.buffer, &[&c0]);
     scan.for_state(e, |e, i, j| {
         let s = e.load(&ckpt, &[b, h, &chunk.index, i, j]);
-        e.store(&s, &chunks.buffer, &[&c0, i, j]);
+        first.store(e, &s, i, j);
     });
     e.for_(&c0, &chunk.len, |e, s| {
         let t = e.add(&chunk.start, &s);
         let s1 = e.add(&s, &c1);
         let at = scan.at(e, b, h, hk, t);
-        let src = Place::new(&chunks.buffer, &[&s]);
-        let dst = Place::new(&chunks.buffer, &[&s1]);
+        let src = Place::scratch(scan, &chunks.buffer, &[&s]);
+        let dst = Place::scratch(scan, &chunks.buffer, &[&s1]);
         emit_update(e, scan, &at, &src, &dst, false);
     });
 }
@@ -577,7 +687,7 @@ fn readout_backward(e: &mut Builder, scan: &Scan, at: &At, now: &Place, ds: &Pla
     scan.for_readers(e, at, |e, qh, oh| {
         scan.for_keys(e, |e, i| {
             let q = scan.query(e, at, &qh, &i);
-            let dot = e.sum(&scan.dv, |e, j| {
+            let dot = scan.sum_values(e, |e, j| {
                 let st = now.load(e, &i, j);
                 let d_out = e.load(&dout, &[&at.b, &at.t, &oh, j]);
                 let sd = e.mul(&st, &d_out);
@@ -588,7 +698,7 @@ fn readout_backward(e: &mut Builder, scan: &Scan, at: &At, now: &Place, ds: &Pla
             });
             if let Some(dq) = &dq {
                 let dq_value = e.mul(&scan.scale, &dot);
-                e.accumulate(dq, &[&at.b, &at.t, &qh, &i], &dq_value);
+                scan.add_over_lanes(e, dq, &[&at.b, &at.t, &qh, &i], &dq_value);
             }
         });
     });
@@ -600,14 +710,14 @@ fn additive_write_backward(e: &mut Builder, scan: &Scan, at: &At, ds: &Place) {
     let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
     scan.for_keys(e, |e, i| {
         let k = e.load(&k, &[b, t, hk, &i]);
-        let dk_value = e.sum(&scan.dv, |e, j| {
+        let dk_value = scan.sum_values(e, |e, j| {
             let d = ds.load(e, &i, j);
             let v = e.load(&v, &[b, t, h, j]);
             let dv_value = e.mul(&d, &k);
             e.accumulate(&dv, &[b, t, h, j], &dv_value);
             e.mul(&d, &v)
         });
-        e.accumulate(&dk, &[b, t, hk, &i], &dk_value);
+        scan.add_over_lanes(e, &dk, &[b, t, hk, &i], &dk_value);
     });
 }
 
@@ -663,7 +773,7 @@ fn delta_value_gradients(e: &mut Builder, scan: &Scan, at: &At, beta: &Value) {
         e.store(&err, u, &[&j]);
         let du = e.load(du, &[&j]);
         let de = e.mul(&du, &err);
-        e.accumulate(&dbeta, &[b, t, h], &de);
+        scan.add_over_lanes(e, &dbeta, &[b, t, h], &de);
         let dv_value = e.mul(beta, &du);
         e.accumulate(&dv, &[b, t, h, &j], &dv_value);
     });
@@ -677,7 +787,7 @@ fn delta_key_gradients(e: &mut Builder, scan: &Scan, at: &At, beta: &Value, prev
     let (u, du) = (scan.u(), scan.du());
     scan.for_keys(e, |e, i| {
         let k = e.load(&k, &[b, t, hk, &i]);
-        let sum = e.sum(&scan.dv, |e, j| {
+        let sum = scan.sum_values(e, |e, j| {
             let d = ds.load(e, &i, j);
             let err = e.load(u, &[j]);
             let du = e.load(du, &[j]);
@@ -692,7 +802,7 @@ fn delta_key_gradients(e: &mut Builder, scan: &Scan, at: &At, beta: &Value, prev
             diff
         });
         let dk_value = e.mul(beta, &sum);
-        e.accumulate(&dk, &[b, t, hk, &i], &dk_value);
+        scan.add_over_lanes(e, &dk, &[b, t, hk, &i], &dk_value);
     });
 }
 
@@ -702,7 +812,7 @@ fn decay_backward(e: &mut Builder, scan: &Scan, at: &At, prev: &Place, ds: &Plac
     let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
     scan.for_keys(e, |e, i| {
         let a = scan.alpha(e, at, &i).expect("a decay");
-        let dot = e.sum(&scan.dv, |e, j| {
+        let dot = scan.sum_values(e, |e, j| {
             let d = ds.load(e, &i, j);
             let p = prev.load(e, &i, j);
             let dp = e.mul(&d, &p);
@@ -717,6 +827,6 @@ fn decay_backward(e: &mut Builder, scan: &Scan, at: &At, prev: &Place, ds: &Plac
             Decay::Vector => vec![b, t, hk, &i],
             Decay::None => unreachable!("no decay, no gradient"),
         };
-        e.accumulate(&dg, &at_decay, &dg_value);
+        scan.add_over_lanes(e, &dg, &at_decay, &dg_value);
     });
 }

@@ -115,9 +115,7 @@ impl Builder<'_> {
                 let squares = Arg::host(SQUARES, 1);
                 self.push(Instr::Zero(squares.clone()));
                 for i in 0..node.inputs.len() {
-                    let g = input(self, i);
-                    let flat = Arg { dims: vec![g.len()], flat: false, share: Share::Whole, ..g };
-                    self.call(func, vec![flat, squares.clone()]);
+                    self.call(func, vec![input(self, i).in_rows(), squares.summed()]);
                 }
                 let clip = self.kernels.get(KernelKey::Clip);
                 let factor = Arg::host(ADAM + 7, 1);

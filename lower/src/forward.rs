@@ -196,7 +196,18 @@ impl Builder<'_> {
                 let func = self.kernels.get(KernelKey::CrossEntropy);
                 let dlogits = self.cross_entropy_gradient(id)?;
                 let loss = Arg::host(LOSS, 1);
-                let args = vec![input(self, 0).whole(), input(self, 1).whole(), loss, dlogits.whole()];
+                self.push(Instr::Zero(loss.clone()));
+                let (logits, targets) = (input(self, 0), input(self, 1));
+                // A point per position: [B·T, 1, V].
+                let rows = targets.len();
+                let vocab = logits.len() / rows;
+                let args = vec![
+                    logits.view(vec![rows, 1, vocab]).batched(),
+                    targets.view(vec![rows, 1]).batched(),
+                    targets.whole(),
+                    loss.summed(),
+                    dlogits.view(vec![rows, 1, vocab]).batched(),
+                ];
                 self.call(func, args);
             }
             other => unreachable!("{} has no kernel step", other.name()),

@@ -112,6 +112,12 @@ impl Arg {
         Arg { dims, ..self.clone() }
     }
 
+    /// The whole buffer as one flat dim split over rows of a few thousand elements
+    /// (see [`flat_rows`]): an elementwise pass or a sum over all of it, in parallel.
+    pub fn in_rows(&self) -> Arg {
+        Arg { dims: flat_rows(self.len()), flat: true, share: Share::Split, ..self.clone() }
+    }
+
     /// One flat dim, split over rows of `width`.
     pub fn rows(&self, width: usize) -> Arg {
         Arg { dims: vec![self.len() / width, width], flat: true, share: Share::Split, ..self.clone() }
@@ -162,6 +168,15 @@ pub enum Instr {
         param: usize,
         grad: Arg,
     },
+}
+
+/// `[rows, width]` for `len` elements: the smallest width from 1024 to 8192 that divides
+/// `len`, or one row when none does.
+pub fn flat_rows(len: usize) -> Vec<usize> {
+    match (1024..=8192).find(|width| len % width == 0) {
+        Some(width) => vec![len / width, width],
+        None => vec![1, len],
+    }
 }
 
 /// A call's iteration space: the leading dim of its `Split` arguments — the batch, or

@@ -174,18 +174,17 @@ fn execute(instr: &Instr, device: &mut dyn Device, stores: &Stores, batch: &Batc
             device.write(&stores.view(arg), i32_bytes(ids));
         }
         Instr::AdamW { kernel, param, grad } => {
-            let whole = |store| {
-                let arg = Arg { store, offset: 0, dims: vec![grad.len()], ..grad.whole() };
-                stores.view(&arg)
-            };
+            // Elementwise: the parameter, its gradient and moments split in rows alike.
+            let grad = grad.in_rows();
+            let rows = |store| stores.view(&Arg { store, offset: 0, ..grad.clone() });
             let views = [
-                whole(Store::Param(*param)),
-                stores.view(grad),
-                whole(Store::Moment1(*param)),
-                whole(Store::Moment2(*param)),
+                rows(Store::Param(*param)),
+                stores.view(&grad),
+                rows(Store::Moment1(*param)),
+                rows(Store::Moment2(*param)),
                 stores.view(&Arg::host(ADAM, 8)),
             ];
-            device.launch(*kernel, 1, &views);
+            device.launch(*kernel, grad.dims[0], &views);
         }
     }
 }

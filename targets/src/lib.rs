@@ -106,8 +106,15 @@ pub enum Form {
     /// Scalar loops over the kernel's iteration space, which the CPU backend splits
     /// over threads (LLVM vectorises the innermost loop).
     Loops,
-    /// One GPU thread block per point of the iteration space (issue 11).
+    /// One GPU thread block per point of the iteration space, one thread of it doing
+    /// the point's work (a call that adds into a shared argument runs as one block):
+    /// the form the device suite verifies.
     Blocks,
+    /// A GPU thread per point (128 to a block) and, for keys with lanes (the scan, the
+    /// convolution, attention: `KernelKey::lanes`), a thread per lane of a point;
+    /// shared sums by atomic adds. Checked lane by lane on the CPU; on a GPU it is
+    /// chosen with `HYB_GPU_FORM=lanes` until the device suite passes with it.
+    Lanes,
 }
 
 impl fmt::Display for Form {
@@ -115,6 +122,7 @@ impl fmt::Display for Form {
         f.write_str(match self {
             Form::Loops => "loops",
             Form::Blocks => "blocks",
+            Form::Lanes => "lanes",
         })
     }
 }
@@ -181,6 +189,9 @@ impl Target {
     pub fn forms(self) -> &'static [Form] {
         match self {
             Target::Cpu => &[Form::Loops],
+            Target::Cuda { .. } if std::env::var("HYB_GPU_FORM").is_ok_and(|form| form == "lanes") => {
+                &[Form::Lanes, Form::Blocks]
+            }
             Target::Cuda { .. } => &[Form::Blocks],
         }
     }

@@ -20,6 +20,8 @@ pub struct TrainConfig {
     pub precision: Precision,
     /// Where `precision` was set, if it was (a target that cannot store it points here).
     pub precision_span: Option<Span>,
+    /// Where the file asks to train (`target = cuda`); `--target` overrides it.
+    pub target: Option<hyb_target::Target>,
     pub eval_every: Option<u64>,
     pub checkpoint_every: Option<u64>,
     pub log_every: u64,

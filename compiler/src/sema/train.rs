@@ -25,6 +25,7 @@ pub const TRAIN_FIELDS: &[&str] = &[
     "schedule",
     "seed",
     "precision",
+    "target",
     "eval_every",
     "checkpoint_every",
     "log_every",
@@ -32,6 +33,24 @@ pub const TRAIN_FIELDS: &[&str] = &[
 pub const EVAL_FIELDS: &[&str] = &["samples", "batch"];
 const TASKS: &[&str] = &["mqar", "forgetting_mqar", "niah", "text", "tokens"];
 const EVAL_TASKS: &[&str] = &["mqar", "forgetting_mqar", "niah", "perplexity"];
+
+/// `target = cpu | cuda`, or a string naming the architecture (`"cuda:sm_90a"`).
+fn target(cx: &Cx, expr: &Expr) -> Option<hyb_target::Target> {
+    let resolved = cx.resolve(expr)?;
+    if let ExprKind::Str(lit) = &resolved.expr.kind {
+        return match lit.value.parse::<hyb_target::Target>() {
+            Ok(target) => Some(target),
+            Err(error) => {
+                cx.error(Diagnostic::error(error.to_string()).at(resolved.expr.span, "not a target").help(
+                    "write `cpu`, `cuda`, or a string naming the architecture such as \"cuda:sm_90a\"",
+                ));
+                None
+            }
+        };
+    }
+    let word = cx.symbol(expr, "target", &["cpu", "cuda"])?;
+    Some(word.parse().expect("both words are targets"))
+}
 
 pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
     let block = &cx.scope.train;
@@ -93,6 +112,10 @@ pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
             .map(|p| if p == "bf16" { Precision::Bf16 } else { Precision::F32 }),
         None => Some(Precision::F32),
     };
+    let target = match get("target") {
+        Some(expr) => target(cx, expr).map(Some),
+        None => Some(None),
+    };
     let eval_every = optional_count(cx, get("eval_every"), "eval_every");
     let checkpoint_every = optional_count(cx, get("checkpoint_every"), "checkpoint_every");
     let log_every = get("log_every").map_or(Some(1), |expr| cx.count(expr, "log_every", 1, 1 << 40));
@@ -119,6 +142,7 @@ pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
         seed: seed?,
         precision: precision?,
         precision_span: get("precision").map(|expr| expr.span),
+        target: target?,
         eval_every: eval_every?,
         checkpoint_every: checkpoint_every?,
         log_every: log_every?,

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::types::{Config, Scalar, Ty, Value, Wrap};
+use super::types::{Config, Parallel, Scalar, Ty, Value, Wrap};
 
 /// Writes one kernel module, `module { func.func @name(...) { ... } }` (or the function
 /// alone: [`Wrap::Bare`]), typed.
@@ -73,6 +73,9 @@ impl Builder {
     pub fn begin_function_typed(&mut self, name: &str, args: &[(&str, Ty)]) {
         let layout = self.config.layout;
         self.args = args.iter().map(|(arg, ty)| Value::new(format!("%{arg}"), ty.with_layout(layout))).collect();
+        if self.config.parallel == Parallel::OneLane {
+            self.args.push(Value::new("%lane_id", Ty::memref(1, Scalar::I32).with_layout(layout)));
+        }
         let params: Vec<String> = self.args.iter().map(|arg| format!("{arg}: {}", arg.ty())).collect();
         match self.config.wrap {
             Wrap::Module => {
@@ -297,6 +300,72 @@ impl Builder {
         let old = self.load(memref, indices);
         let new = self.add(&old, value);
         self.store(&new, memref, indices);
+    }
+
+    /// `memref[indices] += value` into an output other parts of the launch add into too
+    /// (a `sum` argument; a gradient several lanes contribute to): a read-modify-write
+    /// when each part owns its copy ([`Parallel::Parts`]), an atomic add when the
+    /// threads share one ([`Parallel::Threads`]).
+    pub fn accumulate_shared(&mut self, memref: &Value, indices: &[&Value], value: &Value) {
+        if !matches!(self.config.parallel, Parallel::Threads | Parallel::Blocks) {
+            return self.accumulate(memref, indices, value);
+        }
+        self.assert_unnamed("accumulate_shared");
+        let (elem, rank) = memref.memref();
+        assert_eq!(indices.len(), rank, "{memref} has rank {rank}");
+        assert_eq!((elem, value.scalar()), (Scalar::F32, Scalar::F32), "atomic adds are f32");
+        let rhs = format!("memref.atomic_rmw addf {value}, {memref}[{}] : ({}, {}) -> f32", list(indices), "f32", memref.ty());
+        self.define_scalar(&rhs, Scalar::F32);
+    }
+
+    /// `Σ x` over the 32 threads of this warp, in every one of them (a butterfly of
+    /// `gpu.shuffle xor`): every thread of the warp must reach it.
+    pub fn warp_sum(&mut self, x: &Value) -> Value {
+        assert_eq!(self.config.parallel, Parallel::Threads, "warps exist on a GPU");
+        let width = self.constant_int(32, Scalar::I32);
+        let mut total = x.clone();
+        for offset in [16, 8, 4, 2, 1] {
+            let offset = self.constant_int(offset, Scalar::I32);
+            let (other, valid) = (self.result_name(), self.result_name());
+            self.line(&format!("{other}, {valid} = gpu.shuffle xor {total}, {offset}, {width} : f32"));
+            total = self.add(&total, &Value::new(other, Ty::Scalar(Scalar::F32)));
+        }
+        total
+    }
+
+    /// This thread's lane, `gpu.block_id y · gpu.block_dim x + gpu.thread_id x` (a
+    /// kernel with lanes: `KernelKey::lanes`), or the `%lane_id` argument's
+    /// ([`Parallel::OneLane`]).
+    pub fn lane(&mut self) -> Value {
+        if self.config.parallel == Parallel::OneLane {
+            let (lanes, c0) = (self.arg("lane_id"), self.c0());
+            let lane = self.load(&lanes, &[&c0]);
+            return self.named("lane").index_cast(&lane, Scalar::Index);
+        }
+        let (thread, block, width) =
+            (self.gpu_index("thread_id x"), self.gpu_index("block_id y"), self.gpu_index("block_dim x"));
+        let first = self.mul(&block, &width);
+        self.named("lane").add(&first, &thread)
+    }
+
+    /// The part of `[0, count)` this call walks: all of it, or with `lanes` under
+    /// [`Parallel::Threads`] this thread's lane alone (empty past the end).
+    pub fn lane_range(&mut self, count: &Value, lanes: bool) -> (Value, Value) {
+        if !lanes || !self.config.parallel.has_lanes() {
+            return (self.c0(), count.clone());
+        }
+        let lane = self.lane();
+        let c1 = self.c1();
+        let next = self.add(&lane, &c1);
+        let end = self.min(&next, count);
+        (lane, end)
+    }
+
+    /// A GPU index of the running thread: `gpu.thread_id x`, `gpu.block_id y`,
+    /// `gpu.block_dim x`, ... (`what` is the op's name and dimension).
+    pub fn gpu_index(&mut self, what: &str) -> Value {
+        assert_eq!(self.config.parallel, Parallel::Threads, "thread indices exist on a GPU");
+        self.define_scalar(&format!("gpu.{what}"), Scalar::Index)
     }
 
     /// A stack buffer of `elem` with the given dynamic sizes, freed when the function

@@ -68,8 +68,14 @@ impl Builder {
     /// `Σ_{i ∈ [0, to)} body(i)`, in the compute type. The body may write other ops too;
     /// the addition to the running sum is the loop's last op.
     pub fn sum(&mut self, to: &Value, body: impl FnOnce(&mut Builder, &Value) -> Value) -> Value {
-        let (from, zero) = (self.c0(), self.zero());
-        self.fold1(&from, to, &zero, |e, index, accumulator| {
+        let from = self.c0();
+        self.sum_over(&from, to, body)
+    }
+
+    /// `Σ_{i ∈ [from, to)} body(i)`, as [`Builder::sum`].
+    pub fn sum_over(&mut self, from: &Value, to: &Value, body: impl FnOnce(&mut Builder, &Value) -> Value) -> Value {
+        let zero = self.zero();
+        self.fold1(from, to, &zero, |e, index, accumulator| {
             let term = body(e, &index);
             e.add(&accumulator, &term)
         })

@@ -201,6 +201,26 @@ pub enum Wrap {
     Bare,
 }
 
+/// How a launch's work is divided, which decides how shared outputs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Parallel {
+    /// The CPU's: each part of a call runs the function on its own rows and adds into
+    /// its own copy of every `sum` argument (the backend adds the copies).
+    Parts,
+    /// The GPU's `blocks` form: one thread per point walks all of it; `sum` arguments
+    /// are added into atomically (a call with one runs as one block, so nothing races).
+    Blocks,
+    /// A GPU's: every thread of the launch runs the function, all of them adding into
+    /// the one copy of a `sum` argument (atomic adds); a generator with a lane form
+    /// (the scan) also divides a point's work over the threads of `gpu.block_id y` ×
+    /// `gpu.thread_id x`.
+    Threads,
+    /// The GPU form's code run one lane per call on the CPU, the lane read from a last
+    /// argument `%lane_id: memref<1xi32>` (tests of the lane forms without a GPU): no
+    /// warps, and the calls run one after another, so shared sums are plain adds.
+    OneLane,
+}
+
 /// Everything a generator is parameterised by besides its spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
@@ -210,6 +230,14 @@ pub struct Config {
     /// load, store and dim on one). Buffers the kernel allocates are dense either way.
     pub layout: Layout,
     pub wrap: Wrap,
+    pub parallel: Parallel,
+}
+
+impl Parallel {
+    /// Whether a generator with a lane form divides a point's work over lanes.
+    pub fn has_lanes(self) -> bool {
+        matches!(self, Parallel::Threads | Parallel::OneLane)
+    }
 }
 
 impl Config {
@@ -220,6 +248,7 @@ impl Config {
         flags: Flags { fastmath: FastMath::ReassocContract, exp: ExpImpl::Polynomial, math: MathImpl::Cpu },
         layout: Layout::Identity,
         wrap: Wrap::Module,
+        parallel: Parallel::Parts,
     };
 
     /// The GPU form's configuration: tensors stored as `storage`, computed in f32,
@@ -227,11 +256,18 @@ impl Config {
     /// inline PTX (no libdevice), arguments of any strides and offset (the wrapper
     /// passes subviews), and a bare `func.func` for the wrapper's `gpu.module`.
     pub const fn gpu(storage: Scalar) -> Config {
+        Config::gpu_form(storage, Parallel::Threads)
+    }
+
+    /// [`Config::gpu`] with the GPU form's division of work: [`Parallel::Blocks`] or
+    /// [`Parallel::Threads`].
+    pub const fn gpu_form(storage: Scalar, parallel: Parallel) -> Config {
         Config {
             types: ElemTypes { storage, compute: Scalar::F32 },
             flags: Flags { fastmath: FastMath::ReassocContract, exp: ExpImpl::MathDialect, math: MathImpl::Ptx },
             layout: Layout::Strided,
             wrap: Wrap::Bare,
+            parallel,
         }
     }
 }

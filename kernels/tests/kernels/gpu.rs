@@ -29,7 +29,7 @@ fn the_wrapper_reads_the_arguments_and_lowers_to_ptx() {
     assert!(ptx.contains(".entry k("), "{ptx}");
     assert!(!ptx.contains("__nv_"), "no libdevice: {ptx}");
     // Per memref argument: allocated and aligned pointers, offset, sizes, strides; then
-    // its split flag.
+    // its split flag; then the number of points.
     let params = ptx.matches(".param .u64").count() + ptx.matches(".param .u32").count();
-    assert_eq!(params, (2 + 1 + 2 + 2 + 1) * 2 + (2 + 1 + 1 + 1 + 1), "{ptx}");
+    assert_eq!(params, (2 + 1 + 2 + 2 + 1) * 2 + (2 + 1 + 1 + 1 + 1) + 1, "{ptx}");
 }

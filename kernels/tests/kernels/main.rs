@@ -17,7 +17,8 @@ mod ops;
 mod pointwise;
 mod ptx_form;
 
-use hyb_kernels::jit::{self, AsDescriptor, MemRef};
+use hyb_kernels::emit::{Config, Parallel};
+use hyb_kernels::jit::{self, AsDescriptor, Compiled, MemRef};
 use hyb_kernels::scan::{self, Decay, ScanSpec, ScanUpdate};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -255,10 +256,36 @@ fn finite_differences(x: &Data, field: Field, loss: &dyn Fn(&Data) -> f64) -> Ve
         .collect()
 }
 
+/// The GPU form's lanes run one after another on the CPU ([`Parallel::OneLane`]).
+pub(crate) const ONE_LANE: Config = Config { parallel: Parallel::OneLane, ..Config::CPU };
+
+/// Calls `name` once, or under [`ONE_LANE`] once per lane (`lanes`), as a GPU launch's
+/// threads would run it.
+pub(crate) fn call(kernel: &Compiled, name: &str, args: &mut Vec<&mut dyn AsDescriptor>, lanes: Option<usize>) {
+    let Some(lanes) = lanes else {
+        // SAFETY: the caller's buffers have the shapes the kernel's arguments describe.
+        return unsafe { kernel.call(name, args) }.expect("the kernel runs");
+    };
+    for lane in 0..lanes as i32 {
+        let mut id = MemRef::ints([1], vec![lane]);
+        let mut with_lane: Vec<&mut dyn AsDescriptor> = args.iter_mut().map(|a| &mut **a as _).collect();
+        with_lane.push(&mut id);
+        // SAFETY: as above, with the lane's id last.
+        unsafe { kernel.call(name, &mut with_lane) }.expect("the lane runs");
+    }
+}
+
 fn check_backward(spec: ScanSpec, s: Shape, chunk: u64, seed: u64) {
-    let label = format!("{} chunk={chunk}", label(&spec, s));
-    let forward = jit::compile(&scan::forward_train(&spec, "scan_fwd_train", chunk)).unwrap_or_else(|e| panic!("{e}"));
-    let mlir = scan::backward(&spec, "scan_bwd", chunk);
+    check_backward_with(spec, s, chunk, seed, &Config::CPU);
+}
+
+/// [`check_backward`] of the kernels generated under `config`.
+fn check_backward_with(spec: ScanSpec, s: Shape, chunk: u64, seed: u64, config: &Config) {
+    let lanes = (config.parallel == Parallel::OneLane).then_some(s.state_heads * s.dv);
+    let label = format!("{} chunk={chunk} lanes={lanes:?}", label(&spec, s));
+    let forward = jit::compile(&scan::forward_train_with(&spec, "scan_fwd_train", chunk, config))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mlir = scan::backward_with(&spec, "scan_bwd", chunk, config);
     let backward = jit::compile(&mlir).unwrap_or_else(|e| panic!("{e}\n{mlir}"));
     let x = problem(&spec, s, seed);
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
@@ -279,8 +306,7 @@ fn check_backward(spec: ScanSpec, s: Shape, chunk: u64, seed: u64) {
     {
         let mut args = buffers.inputs();
         args.extend([&mut o as &mut dyn AsDescriptor, &mut state, &mut ckpt]);
-        // SAFETY: shapes as ScanSpec::train_arguments describes.
-        unsafe { forward.call("scan_fwd_train", &mut args) }.expect("the forward runs");
+        call(&forward, "scan_fwd_train", &mut args, lanes);
     }
     let (want_out, _) = reference(&spec, s, &x);
     assert_close(&format!("{label} training forward"), &o.data, &want_out, 2e-5);
@@ -314,8 +340,7 @@ fn check_backward(spec: ScanSpec, s: Shape, chunk: u64, seed: u64) {
         if let Some(b) = dbeta.as_mut() {
             args.push(b);
         }
-        // SAFETY: shapes as ScanSpec::backward_arguments describes.
-        unsafe { backward.call("scan_bwd", &mut args) }.expect("the backward runs");
+        call(&backward, "scan_bwd", &mut args, lanes);
     }
     let tolerance = 2e-4;
     if let Some(dq) = dq.as_ref() {
@@ -391,6 +416,22 @@ fn scan_backward_matches_finite_differences() {
             for (batch, time, state_heads, dk, dv, chunk) in cases {
                 seed += 1;
                 check_backward(spec(update, decay, dk), Shape { batch, time, state_heads, dk, dv }, chunk, seed);
+            }
+        }
+    }
+}
+
+/// The GPU form's lanes (one per state head × value channel), run lane by lane on the
+/// CPU, against the same finite differences.
+#[test]
+fn scan_lanes_match_finite_differences() {
+    let mut seed = 3000;
+    for update in UPDATES {
+        for decay in DECAYS {
+            for (batch, time, state_heads, dk, dv, chunk) in [(1, 1, 1, 3, 2, 1), (2, 7, 2, 4, 3, 3)] {
+                seed += 1;
+                let shape = Shape { batch, time, state_heads, dk, dv };
+                check_backward_with(spec(update, decay, dk), shape, chunk, seed, &ONE_LANE);
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Short convolution, embedding, fused cross-entropy and AdamW against plain references;
 //! the convolution's and the loss's gradients against central finite differences.
 
+use hyb_kernels::emit::{Config, Parallel};
 use hyb_kernels::jit::{self, AsDescriptor, MemRef};
 use hyb_kernels::{conv, embed, loss, optim};
 use rand::rngs::SmallRng;
@@ -50,9 +51,13 @@ fn conv_loss(shape: ConvShape, x: &[f64], w: &[f64], bias: &[f64], dy: &[f64]) -
 
 #[test]
 fn short_convolution_and_its_gradients() {
-    for (seed, (b, t, c, w_len, with_bias)) in
-        [(1, 1, 1, 4, false), (2, 9, 5, 4, true), (1, 3, 2, 4, false), (2, 6, 3, 2, true)].into_iter().enumerate()
+    let cases = [(1, 1, 1, 4, false), (2, 9, 5, 4, true), (1, 3, 2, 4, false), (2, 6, 3, 2, true)];
+    // The CPU's form, and the GPU's lanes (one per channel) run lane by lane.
+    let configs = [Config::CPU, crate::ONE_LANE];
+    for (seed, ((b, t, c, w_len, with_bias), config)) in
+        cases.into_iter().flat_map(|case| configs.map(|config| (case, config))).enumerate()
     {
+        let lanes = (config.parallel == Parallel::OneLane).then_some(c);
         let shape = ConvShape { b, t, c, w_len };
         let mut rng = SmallRng::seed_from_u64(seed as u64);
         let (x, w, bias, dy) = (
@@ -62,8 +67,8 @@ fn short_convolution_and_its_gradients() {
             random(&mut rng, b * t * c),
         );
         let bias_used: Vec<f64> = if with_bias { bias.clone() } else { Vec::new() };
-        let forward = jit::compile(&conv::forward(with_bias, "f")).expect("compiles");
-        let backward = jit::compile(&conv::backward(with_bias, "b")).expect("compiles");
+        let forward = jit::compile(&conv::forward_with(with_bias, "f", &config)).expect("compiles");
+        let backward = jit::compile(&conv::backward_with(with_bias, "b", &config)).expect("compiles");
         let (mut xm, mut wm, mut bm) =
             (MemRef::new([b, t, c], f32s(&x)), MemRef::new([c, 1, w_len], f32s(&w)), MemRef::new([c], f32s(&bias)));
         let mut y = MemRef::zeros([b, t, c]);
@@ -73,8 +78,7 @@ fn short_convolution_and_its_gradients() {
                 args.push(&mut bm);
             }
             args.push(&mut y);
-            // SAFETY: shapes as conv::forward documents.
-            unsafe { forward.call("f", &mut args) }.expect("runs");
+            crate::call(&forward, "f", &mut args, lanes);
         }
         let want: Vec<f64> = (0..b * t * c)
             .map(|at| {
@@ -91,8 +95,7 @@ fn short_convolution_and_its_gradients() {
             if with_bias {
                 args.push(&mut db);
             }
-            // SAFETY: shapes as conv::backward documents.
-            unsafe { backward.call("b", &mut args) }.expect("runs");
+            crate::call(&backward, "b", &mut args, lanes);
         }
         close("conv dx", &dx.data, &fd(&x, &|x| conv_loss(shape, x, &w, &bias_used, &dy)), 1e-4);
         close("conv dw", &dw.data, &fd(&w, &|w| conv_loss(shape, &x, w, &bias_used, &dy)), 1e-4);
@@ -166,16 +169,34 @@ fn cross_entropy_and_its_gradient() {
     let kernel = jit::compile(&loss::cross_entropy("ce")).expect("compiles");
     let mut lm = MemRef::new([b, t, v], f32s(&logits));
     let mut tokens = MemRef::ints([b, t], ids.clone());
+    let mut all = MemRef::ints([b, t], ids.clone());
     let mut out = MemRef::zeros([1]);
     let mut grad = MemRef::zeros([b, t, v]);
     {
-        let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut lm, &mut tokens, &mut out, &mut grad];
+        let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut lm, &mut tokens, &mut all, &mut out, &mut grad];
         // SAFETY: shapes as loss::cross_entropy documents.
         unsafe { kernel.call("ce", &mut args) }.expect("runs");
     }
     // Logits near −120: the maximum must start from −∞ (from 0, exp underflows to 0).
     close("loss", &out.data, &[ce(v, &logits, &ids)], 1e-5);
     close("dlogits", &grad.data, &fd(&logits, &|l| ce(v, l, &ids)), 1e-4);
+    // Split by sequence, as a launch's parts run it: each part sees its rows and all the
+    // targets (for the mean's count) and adds its share of the loss.
+    let mut split_out = MemRef::zeros([1]);
+    let mut split_grad = Vec::new();
+    for part in 0..b {
+        let rows = part * t * v..(part + 1) * t * v;
+        let mut lm = MemRef::new([1, t, v], f32s(&logits[rows.clone()]));
+        let mut tokens = MemRef::ints([1, t], ids[part * t..(part + 1) * t].to_vec());
+        let mut grad = MemRef::zeros([1, t, v]);
+        let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut lm, &mut tokens, &mut all, &mut split_out, &mut grad];
+        // SAFETY: as above, one sequence of rows.
+        unsafe { kernel.call("ce", &mut args) }.expect("runs");
+        split_grad.extend(grad.data);
+    }
+    let widen = |x: &[f32]| x.iter().map(|v| *v as f64).collect::<Vec<_>>();
+    close("loss in parts", &split_out.data, &widen(&out.data), 1e-6);
+    close("dlogits in parts", &split_grad, &widen(&grad.data), 1e-6);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The CUDA backend: one NVIDIA GPU through the driver API (cudarc, loaded at run time,
 //! so everything builds and runs without CUDA): one device buffer per store, PTX modules
 //! loaded once (the driver compiles them for the GPU), launches of the `blocks` form —
-//! a block per point of the iteration space — and GEMMs through cuBLAS (f32).
+//! a thread per point of the iteration space, or a block per point and a thread per lane
+//! (`hyb_kernels::gpu::Launch`) — and GEMMs through cuBLAS (f32).
 //!
 //! Work is issued on the default stream in order; `read` waits for it.
 //!
@@ -19,7 +20,8 @@ use cudarc::driver::sys::{CUdeviceptr, CUfunction, CUlimit, CUmodule};
 /// The device heap kernels allocate scratch from (see [`Cuda::new`]).
 const HEAP_BYTES: usize = 1 << 30;
 
-use hyb_driver::Module;
+use hyb_driver::{Form, KernelKey, Module};
+use hyb_kernels::gpu::{Launch, THREADS};
 use hyb_lower::program::Share;
 
 use crate::device::{BufferId, Device, DeviceError, Gemm, View};
@@ -30,6 +32,7 @@ pub struct Cuda {
     buffers: Vec<CUdeviceptr>,
     modules: Vec<CUmodule>,
     functions: Vec<CUfunction>,
+    keys: Vec<(KernelKey, Form)>,
     blas: cublasHandle_t,
 }
 
@@ -63,7 +66,7 @@ impl Cuda {
         }
         let name = driver::device::get_name(device).unwrap_or_else(|_| "GPU".into());
         let blas = blas::create_handle().map_err(|e| DeviceError::Load(format!("cuBLAS: {e:?}")))?;
-        Ok(Cuda { name, buffers: Vec::new(), modules: Vec::new(), functions: Vec::new(), blas })
+        Ok(Cuda { name, buffers: Vec::new(), modules: Vec::new(), functions: Vec::new(), keys: Vec::new(), blas })
     }
 
     fn address(&self, view: &View) -> CUdeviceptr {
@@ -88,8 +91,8 @@ impl Drop for Cuda {
 }
 
 /// The launch's kernel parameters: per view its memref descriptor (allocated and
-/// aligned pointer, offset, sizes, strides), then its split flag.
-fn parameters(cuda: &Cuda, args: &[View], split: bool) -> Vec<u64> {
+/// aligned pointer, offset, sizes, strides), then its split flag; then the points.
+fn parameters(cuda: &Cuda, args: &[View], points: usize, split: bool) -> Vec<u64> {
     let mut words = Vec::new();
     for view in args {
         let dims: Vec<usize> = if view.flat { vec![view.len()] } else { view.dims.clone() };
@@ -105,7 +108,25 @@ fn parameters(cuda: &Cuda, args: &[View], split: bool) -> Vec<u64> {
         words.extend(strides);
         words.push(u64::from(split && view.share == Share::Split));
     }
+    words.push(points as u64);
     words
+}
+
+/// The grid and block of a launch of `points` points, and how many points the kernel
+/// is told there are.
+fn shape(launch: Launch, points: usize, args: &[View]) -> ((u32, u32, u32), (u32, u32, u32)) {
+    match launch {
+        Launch::Blocks => ((points as u32, 1, 1), (1, 1, 1)),
+        Launch::Points => {
+            let column = points.min(THREADS);
+            ((points.div_ceil(column) as u32, 1, 1), (1, column as u32, 1))
+        }
+        Launch::Lanes { arg, axes } => {
+            let lanes = axes.iter().map(|axis| args[arg].dims[*axis]).product::<usize>().max(1);
+            let row = lanes.min(THREADS);
+            ((points as u32, lanes.div_ceil(row) as u32, 1), (row as u32, 1, 1))
+        }
+    }
 }
 
 impl Device for Cuda {
@@ -155,23 +176,28 @@ impl Device for Cuda {
             let function = unsafe { driver::module::get_function(loaded, name) }.map_err(error(&module.name))?;
             self.modules.push(loaded);
             self.functions.push(function);
+            self.keys.push((module.key.clone(), module.form));
         }
         Ok(())
     }
 
     fn launch(&mut self, kernel: usize, space: usize, args: &[View]) {
-        // A kernel accumulating into a shared argument runs as one block over whole views.
-        let split = !args.iter().any(|a| a.share == Share::Sum);
-        let grid = if split { space.max(1) } else { 1 };
-        let mut words = parameters(self, args, split);
+        let (key, form) = &self.keys[kernel];
+        let launch = hyb_kernels::gpu::launch(key, *form, args.len());
+        // The blocks form runs a call that adds into a shared argument as one block over
+        // whole views; the lanes form splits it and adds atomically.
+        let split = launch != Launch::Blocks || !args.iter().any(|a| a.share == Share::Sum);
+        let points = if split { space.max(1) } else { 1 };
+        let (grid, block) = shape(launch, points, args);
+        let mut words = parameters(self, args, points, split);
         let mut pointers: Vec<*mut c_void> = words.iter_mut().map(|w| (w as *mut u64).cast()).collect();
         // SAFETY: the parameters match the kernel's signature (one descriptor and flag per
         // argument, each word 8 bytes); every view lies in live device memory.
         unsafe {
             driver::launch_kernel(
                 self.functions[kernel],
-                (grid as u32, 1, 1),
-                (1, 1, 1),
+                grid,
+                block,
                 0,
                 std::ptr::null_mut(),
                 &mut pointers,
