@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 success; 1 a problem in the user's files (diagnostics, an export
 //! that cannot express the model, a config that cannot be imported, unformatted files
-//! under `fmt --check`); 2 a usage error (bad flags, unreadable paths).
+//! under `fmt --check`, a `.hyb` file that is not UTF-8); 2 a usage error (bad flags,
+//! unreadable paths).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -282,9 +283,20 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &Path) -> Result<Compilation, Failure> {
-    let compilation =
-        pipeline::check_path(path).map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", path.display())))?;
+    let compilation = pipeline::check_path(path).map_err(|e| unreadable(path, &e))?;
     reported(path, compilation)
+}
+
+/// A file that cannot be read: a usage error (no such file), or a problem in the
+/// user's file when its bytes are not UTF-8 (said with what they look like).
+fn unreadable(path: &Path, error: &std::io::Error) -> Failure {
+    match hyb_compiler::encoding::NotUtf8::of(error) {
+        Some(why) => {
+            eprintln!("error: `{}`: {why}\n  help: {}", path.display(), why.help());
+            Failure::User
+        }
+        None => Failure::Usage(format!("cannot read `{}`: {error}", path.display())),
+    }
 }
 
 /// Prints a compilation's diagnostics; fails on an error.
@@ -385,8 +397,16 @@ fn write_output(output: Option<&Path>, text: &str) -> Result<(), Failure> {
 fn format_files(files: &[PathBuf], check_only: bool, to_stdout: bool) -> Result<(), Failure> {
     let mut unformatted = false;
     for file in files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", file.display())))?;
+        let text = match hyb_compiler::encoding::read_source(file) {
+            Ok(text) => text,
+            Err(error) => match unreadable(file, &error) {
+                Failure::User => {
+                    unformatted = true;
+                    continue;
+                }
+                usage => return Err(usage),
+            },
+        };
         let formatted = match fmt::format_source(&text) {
             Ok(formatted) => formatted,
             Err(diagnostics) => {

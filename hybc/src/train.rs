@@ -53,7 +53,8 @@ fn keep_model_source(path: &Path, out: &Path, source: Option<&(String, std::path
     match source {
         Some((text, compiled_as)) => crate::infer::keep_model(out, text, compiled_as),
         None => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            let text = hyb_compiler::encoding::read_source(path)
+                .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
             crate::infer::keep_model(out, &text, path)
         }
     }

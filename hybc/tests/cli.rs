@@ -42,6 +42,39 @@ fn check_exit_codes() {
     assert_eq!(hybc(&["frobnicate"]).status.code(), Some(2));
 }
 
+/// A file that is not UTF-8 is a problem in the user's file (exit 1), and the message
+/// says what its bytes look like; a UTF-8 byte-order mark is accepted.
+#[test]
+fn a_file_that_is_not_utf8_is_reported_as_such() {
+    let model =
+        "mixer attn = attention(heads: 4)\nmodel {\n    vocab = 256\n    d_model = 128\n    layers = attn × 2\n}\n";
+    let utf16 = scratch("utf16.hyb");
+    let bytes: Vec<u8> = [0xFF, 0xFE].into_iter().chain(model.encode_utf16().flat_map(u16::to_le_bytes)).collect();
+    std::fs::write(&utf16, bytes).expect("writable");
+    let path = utf16.to_str().expect("utf-8");
+    for args in [&["check", path][..], &["compile", path], &["train", path, "--steps", "1"], &["fmt", path]] {
+        let out = hybc(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("starts with a UTF-16 little-endian byte-order mark (FF FE)"), "{stderr}");
+        assert!(stderr.contains("help: save it as UTF-8"), "{stderr}");
+    }
+    let latin1 = scratch("latin1.hyb");
+    std::fs::write(&latin1, b"// caf\xE9 au lait\nmodel { }\n").expect("writable");
+    let out = hybc(&["check", latin1.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("the byte 0xE9 at line 1, column 7 (byte offset 6)"), "{}", text(&out.stderr));
+    let importer = scratch("imports_latin1.hyb");
+    std::fs::write(&importer, "import \"latin1.hyb\"\n").expect("writable");
+    let out = hybc(&["check", importer.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is not valid UTF-8"), "{}", text(&out.stderr));
+    let marked = scratch("utf8_bom.hyb");
+    std::fs::write(&marked, [&[0xEF, 0xBB, 0xBF][..], model.as_bytes()].concat()).expect("writable");
+    let out = hybc(&["check", marked.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
 #[test]
 fn help_reads_well() {
     let help = hybc(&["--help"]);
