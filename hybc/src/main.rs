@@ -96,7 +96,8 @@ enum Command {
         /// The run directory: checkpoints and metrics.jsonl [default: runs/<file stem>].
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Continue from the run directory's latest checkpoint.
+        /// Continue from the run directory's latest checkpoint (a run stopped before its
+        /// first checkpoint starts afresh).
         #[arg(long)]
         resume: bool,
         /// Where the step runs: `cpu`, or `cuda` / `cuda:sm_NN[a]`.

@@ -23,7 +23,8 @@ pub struct Options {
     pub profile: bool,
     /// The run directory [default: `runs/<file stem>`].
     pub out: Option<std::path::PathBuf>,
-    /// Continue from the run directory's latest checkpoint.
+    /// Continue from the run directory's latest checkpoint; start afresh if there is none
+    /// (a run stopped before its first checkpoint).
     pub resume: bool,
     /// Resume if the run directory has a checkpoint, else start (a sweep's runs).
     pub resume_if_any: bool,
@@ -107,7 +108,10 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
                 checkpoints.display()
             ));
         }
-        None if options.resume => return Err(format!("--resume: no checkpoint in `{}`", checkpoints.display())),
+        // Killed before its first checkpoint (or never started): nothing to continue.
+        None if options.resume => {
+            println!("--resume: no checkpoint in `{}` yet; starting the run from step 0", checkpoints.display())
+        }
         None => {}
     }
     if options.profile {

@@ -326,6 +326,28 @@ fn a_killed_run_resumes_bit_identically() {
     assert_eq!(trajectory(&killed), trajectory(&whole), "the log is unchanged");
 }
 
+/// `hybc train` of [`copy_run`]'s arguments.
+fn train_copy(run: &Path, steps: &str, extra: &[&str]) -> Output {
+    hybc(&copy_run(run, steps, extra).iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// `--resume` of a run stopped before its first checkpoint (its directory holds a log
+/// and a half-written checkpoint, or does not exist) starts it afresh and says so.
+#[test]
+fn resuming_a_run_without_a_checkpoint_starts_it() {
+    let (fresh, stopped, missing) = (scratch("fresh"), scratch("stopped_early"), scratch("never_started"));
+    let out = train_copy(&fresh, "3", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::create_dir_all(stopped.join("checkpoints/step_000003.tmp")).expect("writable");
+    std::fs::write(stopped.join("metrics.jsonl"), "{\"step\":1,\"loss\":99.0}\n").expect("writable");
+    for run in [&stopped, &missing] {
+        let out = train_copy(run, "3", &["--resume"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("yet; starting the run from step 0"), "{}", text(&out.stdout));
+        assert_eq!(trajectory(run), trajectory(&fresh));
+    }
+}
+
 /// A second run into a directory with checkpoints must say --resume; a checkpoint of
 /// another model is refused with the tensor that does not fit.
 #[test]
