@@ -348,6 +348,45 @@ fn resuming_a_run_without_a_checkpoint_starts_it() {
     }
 }
 
+/// The step lines of a run's log (without evaluations, which a shorter first run adds
+/// at its last step).
+fn losses(run: &Path) -> Vec<String> {
+    trajectory(run).into_iter().filter(|line| !line.contains("\"eval\"")).collect()
+}
+
+/// A checkpoint that cannot be written (a file-size limit stands in for a full disk)
+/// stops the run with the error, leaves no half-written directory and the previous
+/// checkpoint as it was, and `--resume` continues from that one bit for bit.
+#[test]
+fn a_failed_checkpoint_write_keeps_the_previous_one() {
+    let (whole, failing) = (scratch("whole_6"), scratch("disk_full"));
+    for (run, steps) in [(&whole, "6"), (&failing, "3")] {
+        let out = train_copy(run, steps, &[]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let previous = failing.join("checkpoints/step_000003");
+    let weights = std::fs::read(previous.join("model.safetensors")).expect("a checkpoint");
+    // Writing past RLIMIT_FSIZE fails with EFBIG once SIGXFSZ is ignored: the step-6
+    // weights (over 100 KB) cannot be written, the log and the kept model can.
+    let limited = Command::new("sh")
+        .args(["-c", "trap '' XFSZ; ulimit -f 64; exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_hybc")])
+        .args(copy_run(&failing, "6", &["--resume"]))
+        .current_dir(root())
+        .output()
+        .expect("sh runs");
+    let stderr = text(&limited.stderr);
+    assert_eq!(limited.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error: step 6: the checkpoint was not written: cannot write"), "{stderr}");
+    let kept = format!("the previous checkpoint `{}` is intact; `--resume` continues from it", previous.display());
+    assert!(stderr.contains(&kept), "{stderr}");
+    assert!(!failing.join("checkpoints/step_000006.tmp").exists(), "the half-written checkpoint is removed");
+    assert_eq!(std::fs::read(previous.join("model.safetensors")).expect("kept"), weights);
+    let out = train_copy(&failing, "6", &["--resume"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("step_000003 (step 3)"), "{}", text(&out.stdout));
+    assert_eq!(losses(&failing), losses(&whole));
+}
+
 /// A second run into a directory with checkpoints must say --resume; a checkpoint of
 /// another model is refused with the tensor that does not fit.
 #[test]

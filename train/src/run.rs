@@ -2,6 +2,7 @@
 //! each (forward, backward, clipping, AdamW), evaluation every N steps, checkpoints, and
 //! a stop at the first NaN or infinity that names the step and the tensor.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use hyb_compiler::ir::train::LrSchedule;
@@ -37,7 +38,12 @@ pub enum Event<'a> {
 #[derive(Debug)]
 pub enum Failure {
     Runtime(hyb_runtime::Error),
-    Checkpoint(crate::checkpoint::Error),
+    /// The checkpoint of `step` was not written; `previous` is the last one that was.
+    Checkpoint {
+        step: u64,
+        error: crate::checkpoint::Error,
+        previous: Option<PathBuf>,
+    },
     Log(String),
     /// A NaN or infinity: the step, the loss, and the first tensor (by layer) whose
     /// gradient was not finite, if any.
@@ -53,7 +59,17 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Runtime(e) => write!(f, "{e}"),
-            Failure::Checkpoint(e) => write!(f, "{e}"),
+            Failure::Checkpoint { step, error, previous: Some(previous) } => write!(
+                f,
+                "step {step}: the checkpoint was not written: {error}\n  note: the previous checkpoint `{}` is \
+                 intact; `--resume` continues from it",
+                previous.display()
+            ),
+            Failure::Checkpoint { step, error, previous: None } => write!(
+                f,
+                "step {step}: the checkpoint was not written: {error}\n  note: there is no earlier checkpoint; \
+                 `--resume` starts the run again"
+            ),
             Failure::Log(e) => write!(f, "{e}"),
             Failure::NonFinite { step, loss, tensor: Some(tensor), .. } => {
                 write!(
@@ -142,16 +158,29 @@ pub fn train(
             }
         }
         let checkpoint_due = settings.checkpoint_every.is_some_and(|every| step % every == 0) || step == settings.steps;
-        if let (Some(out), true) = (&settings.out, checkpoint_due) {
-            let path = crate::checkpoint::save(&out.join("checkpoints"), trainer, settings.seed)
-                .map_err(Failure::Checkpoint)?;
-            on(Event::Checkpoint { step, path: &path });
+        if checkpoint_due {
+            save_checkpoint(trainer, settings, on)?;
         }
     }
     if resumed_complete && !evals.is_empty() {
         scores = evaluate(trainer, &mut evaluators, evals)?;
     }
     Ok(Summary { final_loss, scores, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// A checkpoint of the trainer's step under the run directory, if there is one.
+fn save_checkpoint(trainer: &Trainer, settings: &Settings, on: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    let Some(out) = &settings.out else { return Ok(()) };
+    let root = out.join("checkpoints");
+    match crate::checkpoint::save(&root, trainer, settings.seed) {
+        Ok(path) => {
+            on(Event::Checkpoint { step: trainer.step, path: &path });
+            Ok(())
+        }
+        Err(error) => {
+            Err(Failure::Checkpoint { step: trainer.step, error, previous: crate::checkpoint::latest(&root) })
+        }
+    }
 }
 
 /// Forward and backward over the step's micro-batches (micro-batch `m` of step `s` is
