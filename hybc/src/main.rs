@@ -3,13 +3,15 @@
 //! Exit codes: 0 success; 1 a problem in the user's files (diagnostics, an export
 //! that cannot express the model, a config that cannot be imported, unformatted files
 //! under `fmt --check`, a `.hyb` file that is not UTF-8); 2 a usage error (bad flags,
-//! unreadable paths).
+//! unreadable paths); 130 / 143 `train` or `sweep` stopped by SIGINT / SIGTERM at a
+//! checkpoint (see `interrupt.rs`).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod infer;
+mod interrupt;
 mod plot;
 mod sweep;
 mod target;
@@ -227,6 +229,8 @@ enum Format {
 enum Failure {
     User,
     Usage(String),
+    /// Stopped by SIGINT / SIGTERM at a checkpoint: 128 + the signal's number.
+    Stopped(u8),
 }
 
 fn main() -> ExitCode {
@@ -269,13 +273,15 @@ fn main() -> ExitCode {
                 checkpoint_every,
                 model_source: None,
                 target,
+                interrupt: None,
             };
-            run_training(&file, &options)
+            run_training(&file, options)
         }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::User) => ExitCode::from(1),
+        Err(Failure::Stopped(status)) => ExitCode::from(status),
         Err(Failure::Usage(message)) => {
             eprintln!("error: {message}");
             ExitCode::from(2)
@@ -434,14 +440,16 @@ fn format_files(files: &[PathBuf], check_only: bool, to_stdout: bool) -> Result<
     if unformatted { Err(Failure::User) } else { Ok(()) }
 }
 
-fn run_training(file: &Path, options: &train::Options) -> Result<(), Failure> {
+fn run_training(file: &Path, options: train::Options) -> Result<(), Failure> {
+    let options = train::Options { interrupt: Some(install_interrupt()?), ..options };
     let compilation = load(file)?;
     target::preflight(file, &compilation, options.target)?;
     let model = compilation.model().expect("no errors means a model");
-    train::train(file, model, options).map(|_| ()).map_err(|message| {
+    let outcome = train::train(file, model, &options).map_err(|message| {
         eprintln!("error: {message}");
         Failure::User
-    })
+    })?;
+    outcome.stopped.map_or(Ok(()), |status| Err(Failure::Stopped(status)))
 }
 
 /// Runs `command` on the model of a checkpoint (see [`infer::model_file`]).
@@ -502,13 +510,19 @@ fn export_fla(file: &Path, checkpoint: &Path, output: &Path) -> Result<(), Failu
 }
 
 fn run_sweep(file: &Path, out: Option<&Path>, target: Target) -> Result<(), Failure> {
+    let interrupt = install_interrupt()?;
     let compilation = load(file)?;
     target::preflight(file, &compilation, target)?;
     let model = compilation.model().expect("no errors means a model");
-    sweep::sweep(file, model, out, target).map_err(|message| {
+    let stopped = sweep::sweep(file, model, out, target, Some(&interrupt)).map_err(|message| {
         eprintln!("error: {message}");
         Failure::User
-    })
+    })?;
+    stopped.map_or(Ok(()), |status| Err(Failure::Stopped(status)))
+}
+
+fn install_interrupt() -> Result<interrupt::Interrupt, Failure> {
+    interrupt::Interrupt::install().map_err(|e| Failure::Usage(format!("cannot handle SIGINT / SIGTERM: {e}")))
 }
 
 fn import_config(config: &Path, output: Option<&Path>) -> Result<(), Failure> {

@@ -387,6 +387,85 @@ fn a_failed_checkpoint_write_keeps_the_previous_one() {
     assert_eq!(losses(&failing), losses(&whole));
 }
 
+/// `hybc train` with its stdout read line by line.
+fn spawn_train(args: &[String]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_hybc"))
+        .args(args)
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hybc runs")
+}
+
+fn send(child: &std::process::Child, signal: i32) {
+    // SAFETY: kill(2) on our own child's pid, which it keeps until we wait for it.
+    let sent = unsafe { libc::kill(child.id() as i32, signal) };
+    assert_eq!(sent, 0, "kill");
+}
+
+/// SIGINT during training finishes the step under way, writes a checkpoint there and
+/// exits with 130; `--resume` then logs exactly the losses of a run never interrupted.
+#[test]
+fn sigint_checkpoints_and_the_run_resumes_bit_identically() {
+    use std::io::BufRead;
+    let (whole, stopped) = (scratch("whole_40"), scratch("sigint"));
+    let once = ["--checkpoint-every", "1000"];
+    let out = train_copy(&whole, "40", &once);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut child = spawn_train(&copy_run(&stopped, "40", &once));
+    let mut stdout = String::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    for line in &mut lines {
+        let line = line.expect("stdout");
+        stdout += &format!("{line}\n");
+        if line.starts_with("step") {
+            send(&child, libc::SIGINT);
+            break;
+        }
+    }
+    lines.for_each(|line| stdout += &format!("{}\n", line.expect("stdout")));
+    let status = child.wait().expect("reaped");
+    assert_eq!(status.code(), Some(130), "{stdout}");
+    let step: u64 = stdout
+        .split("stopped by SIGINT after step ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next()?.parse().ok())
+        .expect("the step it stopped after");
+    assert!(step < 40, "{stdout}");
+    assert!(stopped.join(format!("checkpoints/step_{step:06}/model.safetensors")).exists(), "{stdout}");
+    let out = train_copy(&stopped, "40", &[&once[..], &["--resume"]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("(step {step})")), "{}", text(&out.stdout));
+    assert_eq!(trajectory(&stopped), trajectory(&whole));
+}
+
+/// A second signal ends the run at once (here both arrive while the step compiles):
+/// no checkpoint, no summary, the status of the signal.
+#[test]
+fn a_second_signal_stops_at_once() {
+    let run = scratch("two_signals");
+    let child = spawn_train(&copy_run(&run, "40", &[]));
+    let started = std::time::Instant::now();
+    // The run keeps its model text before it compiles, after the handlers are installed.
+    while !run.join("model.hyb").exists() {
+        assert!(started.elapsed().as_secs() < 60, "the run did not start");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    send(&child, libc::SIGTERM);
+    send(&child, libc::SIGINT);
+    let out = child.wait_with_output().expect("reaped");
+    assert!(matches!(out.status.code(), Some(130 | 143)), "{:?}: {}", out.status, text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("stopped by") && !stdout.contains("trained"), "{stdout}");
+    assert!(any_checkpoint(&run).is_none(), "{stdout}");
+}
+
+fn any_checkpoint(run: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(run.join("checkpoints")).ok()?;
+    entries.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| p.is_dir())
+}
+
 /// A second run into a directory with checkpoints must say --resume; a checkpoint of
 /// another model is refused with the tensor that does not fit.
 #[test]
