@@ -1,7 +1,8 @@
 //! The hyb compiler's front half: from `.hyb` text to the model IR and what is read off
 //! it. Stages, in pipeline order ([`pipeline`] lists them):
 //!
-//! 1. [`source`]: the files of a compilation and diagnostic rendering;
+//! 1. [`source`]: the files of a compilation (read as UTF-8 by [`encoding`]) and
+//!    diagnostic rendering;
 //! 2. [`sema`]: imports, names, presets, schedules, checks → [`ir::Model`];
 //! 3. [`ir`]: the model IR, its parameters and its stable text form;
 //! 4. [`report`], [`export`]: the cost report and fla / HF / Megatron formats;
@@ -14,6 +15,7 @@
 //! builds and tests in seconds.
 
 pub mod arena;
+pub mod encoding;
 pub mod export;
 pub mod fmt;
 pub mod grad;

@@ -14,11 +14,12 @@ pub trait Loader {
     fn load(&self, path: &Path) -> std::io::Result<String>;
 }
 
+/// The file system; a file that is not UTF-8 fails with [`crate::encoding::NotUtf8`].
 pub struct FsLoader;
 
 impl Loader for FsLoader {
     fn load(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
+        crate::encoding::read_source(path)
     }
 }
 

@@ -3,6 +3,8 @@
 //! - [`parser::parse`] runs the pest grammar (`hyb.pest`) and builds the [`ast`].
 //! - [`comments`] collects `//` comments, which the grammar treats as trivia, for
 //!   `hybc fmt`.
+//! - [`delimiters`] reads the bracket structure beside pest (nesting bound, unclosed
+//!   brackets reported where they were opened).
 //! - [`diag`] is the one diagnostic type every later phase also uses.
 //!
 //! **Architecture Invariant:** this crate knows nothing of mixers, presets or the model
@@ -10,6 +12,7 @@
 
 pub mod ast;
 pub mod comments;
+pub mod delimiters;
 pub mod diag;
 pub mod parser;
 pub mod span;

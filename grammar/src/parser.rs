@@ -3,13 +3,15 @@
 //!
 //! Recovery: after a syntax error the parser blanks the broken top-level item (from
 //! its keyword to the next line that starts with one) and parses again, so one run
-//! reports the errors of several items. Bracket nesting is bounded before pest sees
-//! the text, so no input can exhaust the stack.
+//! reports the errors of several items. [`crate::delimiters`] bounds bracket nesting
+//! before pest sees the text, and points a syntax error that an unclosed bracket
+//! caused at that bracket as well.
 
 use pest::Parser as _;
 use pest::iterators::Pair;
 
 use crate::ast::*;
+use crate::delimiters;
 use crate::diag::Diagnostic;
 use crate::span::{FileId, Span};
 
@@ -17,15 +19,14 @@ use crate::span::{FileId, Span};
 #[grammar = "hyb.pest"]
 struct HybParser;
 
-/// Deepest bracket nesting accepted; real files stay below 10.
-pub const MAX_NESTING: usize = 64;
+pub use crate::delimiters::MAX_NESTING;
 /// At most this many syntax errors are reported per file.
 const MAX_SYNTAX_ERRORS: usize = 20;
 const TOP_LEVEL_KEYWORDS: [&str; 6] = ["import", "let", "mixer", "model", "train", "eval"];
 
 /// Parses one file. On failure returns every syntax error found (at least one).
 pub fn parse(file: FileId, text: &str) -> Result<File, Vec<Diagnostic>> {
-    if let Some(diagnostic) = check_nesting(file, text) {
+    if let Some(diagnostic) = delimiters::check_nesting(file, text) {
         return Err(vec![diagnostic]);
     }
     pest::set_call_limit(std::num::NonZeroUsize::new(5_000_000));
@@ -49,58 +50,6 @@ pub fn parse(file: FileId, text: &str) -> Result<File, Vec<Diagnostic>> {
             }
         }
     }
-}
-
-fn check_nesting(file: FileId, text: &str) -> Option<Diagnostic> {
-    let mut depth = 0usize;
-    for (offset, byte) in code_bytes(text) {
-        match byte {
-            b'(' | b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    let span = Span::new(file, offset, offset + 1);
-                    return Some(
-                        Diagnostic::error(format!("brackets nested more than {MAX_NESTING} deep"))
-                            .at(span, "too deep")
-                            .help("flatten the schedule, or bind a part of it to a `let`"),
-                    );
-                }
-            }
-            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// The bytes of `text` that are code: outside strings and comments, with offsets.
-fn code_bytes(text: &str) -> impl Iterator<Item = (usize, u8)> + '_ {
-    let bytes = text.as_bytes();
-    let mut index = 0;
-    std::iter::from_fn(move || {
-        while index < bytes.len() {
-            let at = index;
-            match bytes[at] {
-                b'"' => {
-                    index += 1;
-                    while index < bytes.len() && bytes[index] != b'"' && bytes[index] != b'\n' {
-                        index += if bytes[index] == b'\\' { 2 } else { 1 };
-                    }
-                    index += 1;
-                }
-                b'/' if bytes.get(at + 1) == Some(&b'/') => {
-                    while index < bytes.len() && bytes[index] != b'\n' {
-                        index += 1;
-                    }
-                }
-                byte => {
-                    index += 1;
-                    return Some((at, byte));
-                }
-            }
-        }
-        None
-    })
 }
 
 /// Replaces the top-level item containing `position` with spaces (newlines kept, so
@@ -164,6 +113,23 @@ fn syntax_error(file: FileId, text: &str, error: &pest::error::Error<Rule>) -> (
         pest::error::ErrorVariant::CustomError { message } => message.clone(),
     };
     let found_text = if found.is_empty() { "end of file".to_string() } else { format!("`{found}`") };
+    let unbalanced = delimiters::unbalanced(text);
+    if let Some(&(open, opener)) = unbalanced.unclosed.iter().rfind(|(open, _)| *open < position) {
+        let (opener, closer) = (opener as char, delimiters::closer_of(opener) as char);
+        let line = text[..open].matches('\n').count() + 1;
+        let diagnostic = Diagnostic::error(format!("unclosed delimiter `{opener}`"))
+            .at(span, format!("expected {expected}, found {found_text}"))
+            .also(Span::new(file, open, open + 1), "unclosed delimiter")
+            .help(format!("close the `{opener}` opened on line {line} with `{closer}`"));
+        // Recovery blanks the item that opened the bracket: the error is there.
+        return (diagnostic, open);
+    }
+    if let Some(&(_, closer)) = unbalanced.stray.iter().find(|(offset, _)| *offset == position) {
+        let diagnostic = Diagnostic::error(format!("unexpected closing delimiter `{}`", closer as char))
+            .at(span, "closes nothing")
+            .help("every closing bracket needs the opening one before it; remove this one or add its partner");
+        return (diagnostic, position);
+    }
     let diagnostic = Diagnostic::error(format!("syntax error: expected {expected}, found {found_text}"))
         .at(span, format!("expected {expected}"))
         .help(syntax_help(&expected, found));

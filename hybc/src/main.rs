@@ -2,13 +2,16 @@
 //!
 //! Exit codes: 0 success; 1 a problem in the user's files (diagnostics, an export
 //! that cannot express the model, a config that cannot be imported, unformatted files
-//! under `fmt --check`); 2 a usage error (bad flags, unreadable paths).
+//! under `fmt --check`, a `.hyb` file that is not UTF-8); 2 a usage error (bad flags,
+//! unreadable paths); 130 / 143 `train` or `sweep` stopped by SIGINT / SIGTERM at a
+//! checkpoint (see `interrupt.rs`).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod infer;
+mod interrupt;
 mod plot;
 mod sweep;
 mod target;
@@ -95,7 +98,8 @@ enum Command {
         /// The run directory: checkpoints and metrics.jsonl [default: runs/<file stem>].
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Continue from the run directory's latest checkpoint.
+        /// Continue from the run directory's latest checkpoint (a run stopped before its
+        /// first checkpoint starts afresh).
         #[arg(long)]
         resume: bool,
         /// Where the step runs: `cpu`, or `cuda` / `cuda:sm_NN[a]`
@@ -229,6 +233,8 @@ enum Format {
 enum Failure {
     User,
     Usage(String),
+    /// Stopped by SIGINT / SIGTERM at a checkpoint: 128 + the signal's number.
+    Stopped(u8),
 }
 
 fn main() -> ExitCode {
@@ -275,6 +281,7 @@ fn main() -> ExitCode {
                 checkpoint_every,
                 model_source: None,
                 target,
+                interrupt: None,
             };
             run_training(&file, target, options)
         }
@@ -282,6 +289,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::User) => ExitCode::from(1),
+        Err(Failure::Stopped(status)) => ExitCode::from(status),
         Err(Failure::Usage(message)) => {
             eprintln!("error: {message}");
             ExitCode::from(2)
@@ -290,9 +298,20 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &Path) -> Result<Compilation, Failure> {
-    let compilation =
-        pipeline::check_path(path).map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", path.display())))?;
+    let compilation = pipeline::check_path(path).map_err(|e| unreadable(path, &e))?;
     reported(path, compilation)
+}
+
+/// A file that cannot be read: a usage error (no such file), or a problem in the
+/// user's file when its bytes are not UTF-8 (said with what they look like).
+fn unreadable(path: &Path, error: &std::io::Error) -> Failure {
+    match hyb_compiler::encoding::NotUtf8::of(error) {
+        Some(why) => {
+            eprintln!("error: `{}`: {why}\n  help: {}", path.display(), why.help());
+            Failure::User
+        }
+        None => Failure::Usage(format!("cannot read `{}`: {error}", path.display())),
+    }
 }
 
 /// Prints a compilation's diagnostics; fails on an error.
@@ -394,8 +413,16 @@ fn write_output(output: Option<&Path>, text: &str) -> Result<(), Failure> {
 fn format_files(files: &[PathBuf], check_only: bool, to_stdout: bool) -> Result<(), Failure> {
     let mut unformatted = false;
     for file in files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", file.display())))?;
+        let text = match hyb_compiler::encoding::read_source(file) {
+            Ok(text) => text,
+            Err(error) => match unreadable(file, &error) {
+                Failure::User => {
+                    unformatted = true;
+                    continue;
+                }
+                usage => return Err(usage),
+            },
+        };
         let formatted = match fmt::format_source(&text) {
             Ok(formatted) => formatted,
             Err(diagnostics) => {
@@ -428,14 +455,17 @@ fn run_training(
     target: Option<Target>,
     options: impl FnOnce(Target) -> train::Options,
 ) -> Result<(), Failure> {
+    let interrupt = install_interrupt()?;
     let compilation = load(file)?;
     let model = compilation.model().expect("no errors means a model");
     let target = target::chosen(target, model);
     target::preflight(file, &compilation, target)?;
-    train::train(file, model, &options(target)).map(|_| ()).map_err(|message| {
+    let options = train::Options { interrupt: Some(interrupt), ..options(target) };
+    let outcome = train::train(file, model, &options).map_err(|message| {
         eprintln!("error: {message}");
         Failure::User
-    })
+    })?;
+    outcome.stopped.map_or(Ok(()), |status| Err(Failure::Stopped(status)))
 }
 
 /// Runs `command` on the model of a checkpoint (see [`infer::model_file`]).
@@ -497,14 +527,20 @@ fn export_fla(file: &Path, checkpoint: &Path, output: &Path) -> Result<(), Failu
 }
 
 fn run_sweep(file: &Path, out: Option<&Path>, target: Option<Target>) -> Result<(), Failure> {
+    let interrupt = install_interrupt()?;
     let compilation = load(file)?;
     let model = compilation.model().expect("no errors means a model");
     let target = target::chosen(target, model);
     target::preflight(file, &compilation, target)?;
-    sweep::sweep(file, model, out, target).map_err(|message| {
+    let stopped = sweep::sweep(file, model, out, target, Some(&interrupt)).map_err(|message| {
         eprintln!("error: {message}");
         Failure::User
-    })
+    })?;
+    stopped.map_or(Ok(()), |status| Err(Failure::Stopped(status)))
+}
+
+fn install_interrupt() -> Result<interrupt::Interrupt, Failure> {
+    interrupt::Interrupt::install().map_err(|e| Failure::Usage(format!("cannot handle SIGINT / SIGTERM: {e}")))
 }
 
 fn import_config(config: &Path, output: Option<&Path>) -> Result<(), Failure> {

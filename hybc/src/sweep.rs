@@ -99,12 +99,16 @@ struct Result {
     accuracy: Vec<(String, f64)>,
 }
 
+/// Trains every run of the sweep not done before; `Ok(Some(status))` when a signal
+/// stopped it (the run under way keeps a checkpoint, and running the sweep again
+/// continues it).
 pub fn sweep(
     file: &Path,
     root: &Model,
     out: Option<&Path>,
     target: hyb_driver::Target,
-) -> std::result::Result<(), String> {
+    interrupt: Option<&crate::interrupt::Interrupt>,
+) -> std::result::Result<Option<u8>, String> {
     let config = root.sweep.as_ref().ok_or_else(|| format!("`{}` has no sweep block", file.display()))?;
     let stem = file.file_stem().map_or("sweep".into(), |s| s.to_string_lossy().into_owned());
     let out = out.map_or_else(|| Path::new("runs").join(&stem), Path::to_path_buf);
@@ -135,8 +139,13 @@ pub fn sweep(
             checkpoint_every: None,
             model_source: Some((run.source(file), run.path(file))),
             target,
+            interrupt: interrupt.cloned(),
         };
         let outcome = train(file, &model, &options)?;
+        if let Some(status) = outcome.stopped {
+            println!("sweep stopped; running it again continues from here");
+            return Ok(Some(status));
+        }
         let report = hyb_driver::report(&model, None, target).map_err(|e| e.to_string())?;
         let result = Result {
             run: run.name(),
@@ -160,7 +169,7 @@ pub fn sweep(
     write_tables(&out, config, &results)?;
     println!("\n{}", markdown(config, &results));
     println!("wrote {0}/results.csv, {0}/results.md, {0}/recall.svg, {0}/recall.png", out.display());
-    Ok(())
+    Ok(None)
 }
 
 fn compile_run(file: &Path, run: &Run) -> std::result::Result<Model, String> {

@@ -23,7 +23,8 @@ pub struct Options {
     pub profile: bool,
     /// The run directory [default: `runs/<file stem>`].
     pub out: Option<std::path::PathBuf>,
-    /// Continue from the run directory's latest checkpoint.
+    /// Continue from the run directory's latest checkpoint; start afresh if there is none
+    /// (a run stopped before its first checkpoint).
     pub resume: bool,
     /// Resume if the run directory has a checkpoint, else start (a sweep's runs).
     pub resume_if_any: bool,
@@ -33,6 +34,8 @@ pub struct Options {
     pub model_source: Option<(String, std::path::PathBuf)>,
     /// Where the step runs.
     pub target: hyb_driver::Target,
+    /// SIGINT / SIGTERM handling: the run stops at a step boundary with a checkpoint.
+    pub interrupt: Option<crate::interrupt::Interrupt>,
 }
 
 /// `runs/<file stem>`; a new run (not `--resume`) whose directory already holds
@@ -53,7 +56,8 @@ fn keep_model_source(path: &Path, out: &Path, source: Option<&(String, std::path
     match source {
         Some((text, compiled_as)) => crate::infer::keep_model(out, text, compiled_as),
         None => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            let text = hyb_compiler::encoding::read_source(path)
+                .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
             crate::infer::keep_model(out, &text, path)
         }
     }
@@ -63,6 +67,8 @@ fn keep_model_source(path: &Path, out: &Path, source: Option<&(String, std::path
 pub struct Outcome {
     pub final_loss: f32,
     pub scores: Vec<hyb_train::eval::Score>,
+    /// Stopped by a signal before the last step: the exit status it calls for.
+    pub stopped: Option<u8>,
 }
 
 pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, String> {
@@ -86,6 +92,7 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
         grad_accum: block.map_or(1, |t| t.grad_accum),
         out: Some(options.out.clone().unwrap_or_else(|| default_run_dir(path, options.resume))),
         checkpoint_every: options.checkpoint_every.or(block.and_then(|t| t.checkpoint_every)),
+        stop: options.interrupt.as_ref().map(|interrupt| interrupt.requested.clone()),
     };
     let log_every = block.map_or(1, |t| t.log_every);
     keep_model_source(path, settings.out.as_ref().expect("a run directory"), options.model_source.as_ref())?;
@@ -106,7 +113,10 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
                 checkpoints.display()
             ));
         }
-        None if options.resume => return Err(format!("--resume: no checkpoint in `{}`", checkpoints.display())),
+        // Killed before its first checkpoint (or never started): nothing to continue.
+        None if options.resume => {
+            println!("--resume: no checkpoint in `{}` yet; starting the run from step 0", checkpoints.display())
+        }
         None => {}
     }
     if options.profile {
@@ -149,6 +159,11 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
     });
     progress.finish();
     let summary = summary.map_err(|e| e.to_string())?;
+    if let Some(step) = summary.stopped_at {
+        let (signal, status) = options.interrupt.as_ref().and_then(|i| i.received()).unwrap_or(("a signal", 130));
+        println!("stopped by {signal} after step {step}; `--resume` continues the run from there");
+        return Ok(Outcome { final_loss: summary.final_loss, scores: Vec::new(), stopped: Some(status) });
+    }
     if resumed_at >= settings.steps {
         println!("the run was complete at step {resumed_at}; its last loss {:.4}", summary.final_loss);
     } else {
@@ -173,7 +188,7 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
     if let Some(profile) = &trainer.profile {
         println!("\ntime per kernel:\n{}", profile.table());
     }
-    Ok(Outcome { final_loss: summary.final_loss, scores: summary.scores })
+    Ok(Outcome { final_loss: summary.final_loss, scores: summary.scores, stopped: None })
 }
 
 /// A progress bar with loss, tokens/s and ETA on a terminal; plain lines otherwise (a

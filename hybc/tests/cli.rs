@@ -42,6 +42,39 @@ fn check_exit_codes() {
     assert_eq!(hybc(&["frobnicate"]).status.code(), Some(2));
 }
 
+/// A file that is not UTF-8 is a problem in the user's file (exit 1), and the message
+/// says what its bytes look like; a UTF-8 byte-order mark is accepted.
+#[test]
+fn a_file_that_is_not_utf8_is_reported_as_such() {
+    let model =
+        "mixer attn = attention(heads: 4)\nmodel {\n    vocab = 256\n    d_model = 128\n    layers = attn × 2\n}\n";
+    let utf16 = scratch("utf16.hyb");
+    let bytes: Vec<u8> = [0xFF, 0xFE].into_iter().chain(model.encode_utf16().flat_map(u16::to_le_bytes)).collect();
+    std::fs::write(&utf16, bytes).expect("writable");
+    let path = utf16.to_str().expect("utf-8");
+    for args in [&["check", path][..], &["compile", path], &["train", path, "--steps", "1"], &["fmt", path]] {
+        let out = hybc(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("starts with a UTF-16 little-endian byte-order mark (FF FE)"), "{stderr}");
+        assert!(stderr.contains("help: save it as UTF-8"), "{stderr}");
+    }
+    let latin1 = scratch("latin1.hyb");
+    std::fs::write(&latin1, b"// caf\xE9 au lait\nmodel { }\n").expect("writable");
+    let out = hybc(&["check", latin1.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("the byte 0xE9 at line 1, column 7 (byte offset 6)"), "{}", text(&out.stderr));
+    let importer = scratch("imports_latin1.hyb");
+    std::fs::write(&importer, "import \"latin1.hyb\"\n").expect("writable");
+    let out = hybc(&["check", importer.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is not valid UTF-8"), "{}", text(&out.stderr));
+    let marked = scratch("utf8_bom.hyb");
+    std::fs::write(&marked, [&[0xEF, 0xBB, 0xBF][..], model.as_bytes()].concat()).expect("writable");
+    let out = hybc(&["check", marked.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
 #[test]
 fn help_reads_well() {
     let help = hybc(&["--help"]);
@@ -313,6 +346,146 @@ fn a_killed_run_resumes_bit_identically() {
     };
     assert_eq!(loss(&again), loss(&first));
     assert_eq!(trajectory(&killed), trajectory(&whole), "the log is unchanged");
+}
+
+/// `hybc train` of [`copy_run`]'s arguments.
+fn train_copy(run: &Path, steps: &str, extra: &[&str]) -> Output {
+    hybc(&copy_run(run, steps, extra).iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// `--resume` of a run stopped before its first checkpoint (its directory holds a log
+/// and a half-written checkpoint, or does not exist) starts it afresh and says so.
+#[test]
+fn resuming_a_run_without_a_checkpoint_starts_it() {
+    let (fresh, stopped, missing) = (scratch("fresh"), scratch("stopped_early"), scratch("never_started"));
+    let out = train_copy(&fresh, "3", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::create_dir_all(stopped.join("checkpoints/step_000003.tmp")).expect("writable");
+    std::fs::write(stopped.join("metrics.jsonl"), "{\"step\":1,\"loss\":99.0}\n").expect("writable");
+    for run in [&stopped, &missing] {
+        let out = train_copy(run, "3", &["--resume"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("yet; starting the run from step 0"), "{}", text(&out.stdout));
+        assert_eq!(trajectory(run), trajectory(&fresh));
+    }
+}
+
+/// The step lines of a run's log (without evaluations, which a shorter first run adds
+/// at its last step).
+fn losses(run: &Path) -> Vec<String> {
+    trajectory(run).into_iter().filter(|line| !line.contains("\"eval\"")).collect()
+}
+
+/// A checkpoint that cannot be written (a file-size limit stands in for a full disk)
+/// stops the run with the error, leaves no half-written directory and the previous
+/// checkpoint as it was, and `--resume` continues from that one bit for bit.
+#[test]
+fn a_failed_checkpoint_write_keeps_the_previous_one() {
+    let (whole, failing) = (scratch("whole_6"), scratch("disk_full"));
+    for (run, steps) in [(&whole, "6"), (&failing, "3")] {
+        let out = train_copy(run, steps, &[]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let previous = failing.join("checkpoints/step_000003");
+    let weights = std::fs::read(previous.join("model.safetensors")).expect("a checkpoint");
+    // Writing past RLIMIT_FSIZE fails with EFBIG once SIGXFSZ is ignored: the step-6
+    // weights (over 100 KB) cannot be written, the log and the kept model can.
+    let limited = Command::new("sh")
+        .args(["-c", "trap '' XFSZ; ulimit -f 64; exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_hybc")])
+        .args(copy_run(&failing, "6", &["--resume"]))
+        .current_dir(root())
+        .output()
+        .expect("sh runs");
+    let stderr = text(&limited.stderr);
+    assert_eq!(limited.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error: step 6: the checkpoint was not written: cannot write"), "{stderr}");
+    let kept = format!("the previous checkpoint `{}` is intact; `--resume` continues from it", previous.display());
+    assert!(stderr.contains(&kept), "{stderr}");
+    assert!(!failing.join("checkpoints/step_000006.tmp").exists(), "the half-written checkpoint is removed");
+    assert_eq!(std::fs::read(previous.join("model.safetensors")).expect("kept"), weights);
+    let out = train_copy(&failing, "6", &["--resume"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("step_000003 (step 3)"), "{}", text(&out.stdout));
+    assert_eq!(losses(&failing), losses(&whole));
+}
+
+/// `hybc train` with its stdout read line by line.
+fn spawn_train(args: &[String]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_hybc"))
+        .args(args)
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hybc runs")
+}
+
+fn send(child: &std::process::Child, signal: i32) {
+    // SAFETY: kill(2) on our own child's pid, which it keeps until we wait for it.
+    let sent = unsafe { libc::kill(child.id() as i32, signal) };
+    assert_eq!(sent, 0, "kill");
+}
+
+/// SIGINT during training finishes the step under way, writes a checkpoint there and
+/// exits with 130; `--resume` then logs exactly the losses of a run never interrupted.
+#[test]
+fn sigint_checkpoints_and_the_run_resumes_bit_identically() {
+    use std::io::BufRead;
+    let (whole, stopped) = (scratch("whole_40"), scratch("sigint"));
+    let once = ["--checkpoint-every", "1000"];
+    let out = train_copy(&whole, "40", &once);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut child = spawn_train(&copy_run(&stopped, "40", &once));
+    let mut stdout = String::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    for line in &mut lines {
+        let line = line.expect("stdout");
+        stdout += &format!("{line}\n");
+        if line.starts_with("step") {
+            send(&child, libc::SIGINT);
+            break;
+        }
+    }
+    lines.for_each(|line| stdout += &format!("{}\n", line.expect("stdout")));
+    let status = child.wait().expect("reaped");
+    assert_eq!(status.code(), Some(130), "{stdout}");
+    let step: u64 = stdout
+        .split("stopped by SIGINT after step ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next()?.parse().ok())
+        .expect("the step it stopped after");
+    assert!(step < 40, "{stdout}");
+    assert!(stopped.join(format!("checkpoints/step_{step:06}/model.safetensors")).exists(), "{stdout}");
+    let out = train_copy(&stopped, "40", &[&once[..], &["--resume"]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("(step {step})")), "{}", text(&out.stdout));
+    assert_eq!(trajectory(&stopped), trajectory(&whole));
+}
+
+/// A second signal ends the run at once (here both arrive while the step compiles):
+/// no checkpoint, no summary, the status of the signal.
+#[test]
+fn a_second_signal_stops_at_once() {
+    let run = scratch("two_signals");
+    let child = spawn_train(&copy_run(&run, "40", &[]));
+    let started = std::time::Instant::now();
+    // The run keeps its model text before it compiles, after the handlers are installed.
+    while !run.join("model.hyb").exists() {
+        assert!(started.elapsed().as_secs() < 60, "the run did not start");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    send(&child, libc::SIGTERM);
+    send(&child, libc::SIGINT);
+    let out = child.wait_with_output().expect("reaped");
+    assert!(matches!(out.status.code(), Some(130 | 143)), "{:?}: {}", out.status, text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("stopped by") && !stdout.contains("trained"), "{stdout}");
+    assert!(any_checkpoint(&run).is_none(), "{stdout}");
+}
+
+fn any_checkpoint(run: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(run.join("checkpoints")).ok()?;
+    entries.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| p.is_dir())
 }
 
 /// A second run into a directory with checkpoints must say --resume; a checkpoint of

@@ -43,3 +43,16 @@ fn did_you_mean() {
     assert!(text.contains("fla's `num_heads` is written `heads` here"), "{text}");
     assert!(text.contains("did you mean `expand_k`?"), "{text}");
 }
+
+#[test]
+fn an_unclosed_bracket_is_shown_where_it_was_opened() {
+    let compilation = compile(&root().join("tests/bad/unclosed_delimiter.hyb"));
+    let text = render(&compilation);
+    assert_eq!(compilation.checked.diagnostics.len(), 2, "{text}");
+    for (diagnostic, opened) in compilation.checked.diagnostics.iter().zip(["gated_deltanet(", "= ("]) {
+        assert_eq!(diagnostic.message, "unclosed delimiter `(`", "{text}");
+        let opener = diagnostic.labels.iter().find(|l| !l.primary).expect("a label where it was opened");
+        let source = &compilation.sources.file(opener.span.file).text;
+        assert!(source[..opener.span.range().end].ends_with(opened), "{text}");
+    }
+}

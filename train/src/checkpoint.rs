@@ -8,7 +8,8 @@
 //! Written atomically: into `step_000250.tmp/`, every file synced, the directory renamed
 //! into place, then the parent synced — a kill at any moment leaves either the previous
 //! checkpoints or the new one complete, never half of one. [`latest`] ignores `.tmp`
-//! leftovers.
+//! leftovers. A write that fails (a full disk) removes its `.tmp` directory and leaves
+//! the earlier checkpoints as they were, so the run can resume from the last of them.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -104,6 +105,8 @@ fn named<'a>(
 }
 
 /// Saves the trainer's parameters, moments and step under `root`; returns the directory.
+/// On failure (a full disk) the half-written directory is removed and every earlier
+/// checkpoint is left as it was.
 pub fn save(root: &Path, trainer: &Trainer, seed: u64) -> Result<PathBuf, Error> {
     fs::create_dir_all(root).map_err(io("cannot create", root))?;
     let target = step_dir(root, trainer.step);
@@ -112,6 +115,21 @@ pub fn save(root: &Path, trainer: &Trainer, seed: u64) -> Result<PathBuf, Error>
         fs::remove_dir_all(&temporary).map_err(io("cannot clear", &temporary))?;
     }
     fs::create_dir(&temporary).map_err(io("cannot create", &temporary))?;
+    if let Err(error) = write_files(&temporary, trainer, seed) {
+        // Best effort: the space it took is what a full disk needs back.
+        let _ = fs::remove_dir_all(&temporary);
+        return Err(error);
+    }
+    if target.exists() {
+        fs::remove_dir_all(&target).map_err(io("cannot replace", &target))?;
+    }
+    fs::rename(&temporary, &target).map_err(io("cannot move into place", &target))?;
+    sync_dir(root)?;
+    Ok(target)
+}
+
+/// The three files of a checkpoint, each synced, then the directory.
+fn write_files(temporary: &Path, trainer: &Trainer, seed: u64) -> Result<(), Error> {
     let state = trainer.state();
     let (params, first, second) = (&state.params, &state.moment1, &state.moment2);
     let slots = &trainer.program.params;
@@ -123,13 +141,7 @@ pub fn save(root: &Path, trainer: &Trainer, seed: u64) -> Result<PathBuf, Error>
     let state =
         serde_json::json!({"step": trainer.step, "seed": seed, "data_position": trainer.step, "parameters": count});
     write_synced(&temporary.join("state.json"), serde_json::to_string_pretty(&state).expect("JSON").as_bytes())?;
-    sync_dir(&temporary)?;
-    if target.exists() {
-        fs::remove_dir_all(&target).map_err(io("cannot replace", &target))?;
-    }
-    fs::rename(&temporary, &target).map_err(io("cannot move into place", &target))?;
-    sync_dir(root)?;
-    Ok(target)
+    sync_dir(temporary)
 }
 
 /// The newest complete checkpoint under `root`, if any.

@@ -1,7 +1,15 @@
 //! The training loop: batches from a task, the learning-rate schedule, one compiled step
 //! each (forward, backward, clipping, AdamW), evaluation every N steps, checkpoints, and
 //! a stop at the first NaN or infinity that names the step and the tensor.
+//!
+//! Stopping on request: when [`Settings::stop`] is set (the command line sets it on
+//! SIGINT / SIGTERM), the loop finishes the step under way, writes a checkpoint at
+//! that boundary unless one is there already, and returns with
+//! [`Summary::stopped_at`]; `--resume` continues bit for bit from there.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use hyb_compiler::ir::train::LrSchedule;
@@ -25,6 +33,8 @@ pub struct Settings {
     pub out: Option<std::path::PathBuf>,
     /// Checkpoint every N steps (and always after the last).
     pub checkpoint_every: Option<u64>,
+    /// Set from outside (a signal handler) to stop at the next step boundary.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// What the loop reports as it goes.
@@ -37,7 +47,12 @@ pub enum Event<'a> {
 #[derive(Debug)]
 pub enum Failure {
     Runtime(hyb_runtime::Error),
-    Checkpoint(crate::checkpoint::Error),
+    /// The checkpoint of `step` was not written; `previous` is the last one that was.
+    Checkpoint {
+        step: u64,
+        error: crate::checkpoint::Error,
+        previous: Option<PathBuf>,
+    },
     Log(String),
     /// A NaN or infinity: the step, the loss, and the first tensor (by layer) whose
     /// gradient was not finite, if any.
@@ -53,7 +68,17 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Runtime(e) => write!(f, "{e}"),
-            Failure::Checkpoint(e) => write!(f, "{e}"),
+            Failure::Checkpoint { step, error, previous: Some(previous) } => write!(
+                f,
+                "step {step}: the checkpoint was not written: {error}\n  note: the previous checkpoint `{}` is \
+                 intact; `--resume` continues from it",
+                previous.display()
+            ),
+            Failure::Checkpoint { step, error, previous: None } => write!(
+                f,
+                "step {step}: the checkpoint was not written: {error}\n  note: there is no earlier checkpoint; \
+                 `--resume` starts the run again"
+            ),
             Failure::Log(e) => write!(f, "{e}"),
             Failure::NonFinite { step, loss, tensor: Some(tensor), .. } => {
                 write!(
@@ -84,6 +109,8 @@ pub struct Summary {
     pub final_loss: f32,
     pub scores: Vec<Score>,
     pub seconds: f64,
+    /// Where the loop stopped on request ([`Settings::stop`]), before the last step.
+    pub stopped_at: Option<u64>,
 }
 
 /// Runs steps `trainer.step + 1 ..= settings.steps`.
@@ -102,7 +129,17 @@ pub fn train(
     // A run resumed at its last step has nothing to train: its last logged loss stands.
     let mut final_loss = log.as_ref().and_then(|l| l.last_loss).unwrap_or(f32::NAN);
     let resumed_complete = trainer.step >= settings.steps;
+    // The step of the newest checkpoint on disk (a resumed run starts at one).
+    let mut saved_at = trainer.step;
+    let stop_requested = || settings.stop.as_ref().is_some_and(|stop| stop.load(Ordering::SeqCst));
     while trainer.step < settings.steps {
+        if stop_requested() {
+            if trainer.step > saved_at {
+                save_checkpoint(trainer, settings, on)?;
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            return Ok(Summary { final_loss, scores, seconds, stopped_at: Some(trainer.step) });
+        }
         let step = trainer.step + 1;
         let lr = learning_rate(&settings.schedule, settings.adamw.lr, step, settings.steps);
         let clock = Instant::now();
@@ -142,16 +179,30 @@ pub fn train(
             }
         }
         let checkpoint_due = settings.checkpoint_every.is_some_and(|every| step % every == 0) || step == settings.steps;
-        if let (Some(out), true) = (&settings.out, checkpoint_due) {
-            let path = crate::checkpoint::save(&out.join("checkpoints"), trainer, settings.seed)
-                .map_err(Failure::Checkpoint)?;
-            on(Event::Checkpoint { step, path: &path });
+        if checkpoint_due && settings.out.is_some() {
+            save_checkpoint(trainer, settings, on)?;
+            saved_at = step;
         }
     }
     if resumed_complete && !evals.is_empty() {
         scores = evaluate(trainer, &mut evaluators, evals)?;
     }
-    Ok(Summary { final_loss, scores, seconds: started.elapsed().as_secs_f64() })
+    Ok(Summary { final_loss, scores, seconds: started.elapsed().as_secs_f64(), stopped_at: None })
+}
+
+/// A checkpoint of the trainer's step under the run directory, if there is one.
+fn save_checkpoint(trainer: &Trainer, settings: &Settings, on: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    let Some(out) = &settings.out else { return Ok(()) };
+    let root = out.join("checkpoints");
+    match crate::checkpoint::save(&root, trainer, settings.seed) {
+        Ok(path) => {
+            on(Event::Checkpoint { step: trainer.step, path: &path });
+            Ok(())
+        }
+        Err(error) => {
+            Err(Failure::Checkpoint { step: trainer.step, error, previous: crate::checkpoint::latest(&root) })
+        }
+    }
 }
 
 /// Forward and backward over the step's micro-batches (micro-batch `m` of step `s` is

@@ -83,6 +83,7 @@ fn gradient_accumulation_equals_the_larger_batch() {
         grad_accum: 2,
         out: None,
         checkpoint_every: None,
+        stop: None,
     };
     let summary = train(&mut accumulated, &task, &[], &settings, &mut |_| {}).expect("trains");
     assert!((summary.final_loss - stats.loss).abs() < 1e-5, "{} vs {}", summary.final_loss, stats.loss);

@@ -160,10 +160,12 @@ impl Collector<'_> {
             let id = match self.sources.load(&target_path) {
                 Ok(id) => id,
                 Err(error) => {
+                    let help = crate::encoding::NotUtf8::of(&error)
+                        .map_or("import paths are relative to the importing file", |why| why.help());
                     self.fatal(
                         Diagnostic::error(format!("cannot read `{}`: {error}", target_path.display()))
                             .at(target.span, "imported here")
-                            .help("import paths are relative to the importing file"),
+                            .help(help),
                     );
                     continue;
                 }
