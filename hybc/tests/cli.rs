@@ -202,8 +202,11 @@ fn targets_say_what_they_cannot_do() {
     assert!(text(&overridden.stdout).starts_with("program train batch=64 seq_len=128 target=cpu"));
     assert_eq!(hybc(&["compile", path, "--emit", "ptx"]).status.code(), Some(0), "PTX for the file's target");
     let named = file.with_file_name("on_sm80.hyb");
-    std::fs::write(&named, source.replace("    batch      = 64\n", "    batch      = 64\n    target     = \"cuda:sm_80\"\n"))
-        .expect("writable");
+    std::fs::write(
+        &named,
+        source.replace("    batch      = 64\n", "    batch      = 64\n    target     = \"cuda:sm_80\"\n"),
+    )
+    .expect("writable");
     let program = hybc(&["compile", named.to_str().expect("utf-8"), "--emit", "program"]);
     assert!(text(&program.stdout).starts_with("program train batch=64 seq_len=128 target=cuda:sm_80"));
     let wrong = file.with_file_name("on_tpu.hyb");

@@ -41,9 +41,11 @@ fn target(cx: &Cx, expr: &Expr) -> Option<hyb_target::Target> {
         return match lit.value.parse::<hyb_target::Target>() {
             Ok(target) => Some(target),
             Err(error) => {
-                cx.error(Diagnostic::error(error.to_string()).at(resolved.expr.span, "not a target").help(
-                    "write `cpu`, `cuda`, or a string naming the architecture such as \"cuda:sm_90a\"",
-                ));
+                cx.error(
+                    Diagnostic::error(error.to_string())
+                        .at(resolved.expr.span, "not a target")
+                        .help("write `cpu`, `cuda`, or a string naming the architecture such as \"cuda:sm_90a\""),
+                );
                 None
             }
         };

@@ -314,7 +314,12 @@ impl Builder {
         let (elem, rank) = memref.memref();
         assert_eq!(indices.len(), rank, "{memref} has rank {rank}");
         assert_eq!((elem, value.scalar()), (Scalar::F32, Scalar::F32), "atomic adds are f32");
-        let rhs = format!("memref.atomic_rmw addf {value}, {memref}[{}] : ({}, {}) -> f32", list(indices), "f32", memref.ty());
+        let rhs = format!(
+            "memref.atomic_rmw addf {value}, {memref}[{}] : ({}, {}) -> f32",
+            list(indices),
+            "f32",
+            memref.ty()
+        );
         self.define_scalar(&rhs, Scalar::F32);
     }
 

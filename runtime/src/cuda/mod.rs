@@ -193,17 +193,8 @@ impl Device for Cuda {
         let mut pointers: Vec<*mut c_void> = words.iter_mut().map(|w| (w as *mut u64).cast()).collect();
         // SAFETY: the parameters match the kernel's signature (one descriptor and flag per
         // argument, each word 8 bytes); every view lies in live device memory.
-        unsafe {
-            driver::launch_kernel(
-                self.functions[kernel],
-                grid,
-                block,
-                0,
-                std::ptr::null_mut(),
-                &mut pointers,
-            )
-        }
-        .expect("CUDA launch");
+        unsafe { driver::launch_kernel(self.functions[kernel], grid, block, 0, std::ptr::null_mut(), &mut pointers) }
+            .expect("CUDA launch");
     }
 
     fn gemm(&mut self, op: &Gemm) {
