@@ -312,18 +312,9 @@ pub fn backward_with(spec: &AttentionSpec, name: &str, config: &Config) -> Strin
 /// The gradients through the score of query `query` and key `s`, given the query's
 /// log-sum-exp and `delta = dO · o`.
 fn key_backward(e: &mut Builder, sizes: &Sizes, query: &Query, s: &Value, [lse, delta]: [&Value; 2]) {
-    let [q, k, v, dout, dq, dk, dv] = ["q", "k", "v", "dout", "dq", "dk", "dv"].map(|arg| e.arg(arg));
+    let [q, k, dout, dq, dk, dv] = ["q", "k", "dout", "dq", "dk", "dv"].map(|arg| e.arg(arg));
     let Query { b, h, hk, t, .. } = query;
-    let x = score(e, sizes, query, s);
-    let centred = e.sub(&x, lse);
-    let p = e.exp(&centred);
-    let dp = e.dot(&sizes.dim, |e, d| {
-        let d_out = e.load(&dout, &[b, t, h, d]);
-        (d_out, e.load(&v, &[b, s, hk, d]))
-    });
-    let diff = e.sub(&dp, delta);
-    let ds = e.mul(&p, &diff);
-    let ds_scaled = e.mul(&sizes.scale, &ds);
+    let (p, ds_scaled) = probability_and_slope(e, sizes, query, s, [lse, delta]);
     let c0 = e.c0();
     e.for_(&c0, &sizes.dim, |e, d| {
         let d_out = e.load(&dout, &[b, t, h, &d]);
