@@ -56,29 +56,9 @@ pub fn to_safetensors(tensors: &[(String, Vec<usize>, &[f32])]) -> Vec<u8> {
     bytes
 }
 
-/// The tensors of a safetensors file by name: (shape, values); F32 only.
+/// The tensors of a safetensors file's bytes by name: (shape, values as f32).
 pub fn from_safetensors(bytes: &[u8]) -> Result<std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>, String> {
-    let length = bytes.get(..8).ok_or("too short for a safetensors header")?;
-    let length = u64::from_le_bytes(length.try_into().expect("8 bytes")) as usize;
-    let data_start =
-        8usize.checked_add(length).filter(|end| *end <= bytes.len()).ok_or("the header runs past the file")?;
-    let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&bytes[8..data_start]).map_err(|e| format!("the header is not JSON: {e}"))?;
-    let data = &bytes[data_start..];
-    let mut tensors = std::collections::HashMap::new();
-    for (name, entry) in header.iter().filter(|(name, _)| *name != "__metadata__") {
-        if entry["dtype"] != "F32" {
-            return Err(format!("`{name}` is {}, only F32 is read", entry["dtype"]));
-        }
-        let shape: Vec<usize> = serde_json::from_value(entry["shape"].clone()).map_err(|e| format!("`{name}`: {e}"))?;
-        let [begin, end]: [usize; 2] =
-            serde_json::from_value(entry["data_offsets"].clone()).map_err(|e| format!("`{name}`: {e}"))?;
-        let raw = data.get(begin..end).filter(|r| r.len() == 4 * shape.iter().product::<usize>());
-        let raw = raw.ok_or_else(|| format!("`{name}`: its data does not fit its shape or the file"))?;
-        let values = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
-        tensors.insert(name.clone(), (shape, values));
-    }
-    Ok(tensors)
+    crate::weights::parse(bytes)
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), Error> {
@@ -202,7 +182,13 @@ pub fn load_weights(dir: &Path, slots: &[ParamSlot]) -> Result<Vec<Vec<f32>>, Er
 type Tensors = std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>;
 
 fn tensors(path: &Path) -> Result<Tensors, Error> {
-    from_safetensors(&read(path)?).map_err(|e| Error(format!("`{}`: {e}", path.display())))
+    let weights = crate::weights::Weights::open(path).map_err(Error)?;
+    let mut tensors = Tensors::new();
+    for name in weights.names() {
+        let tensor = weights.read(name).map_err(Error)?;
+        tensors.insert(name.to_string(), (tensor.shape, tensor.values));
+    }
+    Ok(tensors)
 }
 
 /// Tensor `name` of `tensors` (read from `file`), which must have `shape`.

@@ -232,3 +232,97 @@ fn codecs_round_trip() {
     assert_eq!(ids.decode(&[3, 17, 42]), "3 17 42");
     assert!(ids.encode("3 x").unwrap_err().contains("`x` is not a token id"));
 }
+
+/// A safetensors file written by hand (8-byte header length, JSON header, data), so the
+/// reader is checked against the format rather than against its own writer.
+fn safetensors_bytes(tensors: &[(&str, &str, &[usize], Vec<u8>)]) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for (name, dtype, shape, bytes) in tensors {
+        let begin = data.len();
+        data.extend_from_slice(bytes);
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [begin, data.len()]}),
+        );
+    }
+    let header = serde_json::to_vec(&serde_json::Value::Object(header)).expect("JSON");
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend(header);
+    out.extend(data);
+    out
+}
+
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hyb-weights-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
+
+#[test]
+fn weights_read_f32_bf16_f16_single_and_sharded() {
+    use hyb_train::weights::Weights;
+    let values = [1.0f32, -2.5, 0.375, 4096.0];
+    let f32s: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    // bf16 keeps the top 16 bits (exact for these values); f16 bit patterns by hand.
+    let bf16s: Vec<u8> = values.iter().flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes()).collect();
+    let f16s: Vec<u8> = [0x3c00u16, 0xc100, 0x3600, 0x6c00].iter().flat_map(|b| b.to_le_bytes()).collect();
+    let dir = scratch_dir("single");
+    let file = dir.join("model.safetensors");
+    let tensors =
+        [("a", "F32", &[2, 2][..], f32s.clone()), ("b", "BF16", &[4][..], bf16s), ("c", "F16", &[1, 4][..], f16s)];
+    std::fs::write(&file, safetensors_bytes(&tensors)).expect("writable");
+    for path in [&file, &dir] {
+        let weights = Weights::open(path).expect("opens");
+        assert_eq!(weights.names(), ["a", "b", "c"]);
+        for (name, shape) in [("a", vec![2, 2]), ("b", vec![4]), ("c", vec![1, 4])] {
+            let tensor = weights.read(name).expect("reads");
+            assert_eq!((tensor.shape, tensor.values), (shape, values.to_vec()), "{name}");
+        }
+    }
+
+    // Sharded: the index names two files; a tensor in each.
+    let sharded = scratch_dir("sharded");
+    std::fs::write(sharded.join("part-1.safetensors"), safetensors_bytes(&[("x", "F32", &[4], f32s.clone())])).unwrap();
+    std::fs::write(sharded.join("part-2.safetensors"), safetensors_bytes(&[("y", "F32", &[4], f32s.clone())])).unwrap();
+    let index = serde_json::json!({"weight_map": {"x": "part-1.safetensors", "y": "part-2.safetensors"}});
+    std::fs::write(sharded.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let weights = Weights::open(&sharded).expect("opens the shards");
+    assert_eq!(weights.names(), ["x", "y"]);
+    assert_eq!(weights.read("y").expect("reads").values, values.to_vec());
+}
+
+#[test]
+fn weights_say_what_is_wrong() {
+    use hyb_train::weights::Weights;
+    let dir = scratch_dir("bad");
+    let ints = dir.join("ints.safetensors");
+    std::fs::write(&ints, safetensors_bytes(&[("i", "I32", &[1], vec![0, 0, 0, 0])])).unwrap();
+    let error = Weights::open(&ints).expect("opens").read("i").expect_err("not a float");
+    assert!(error.contains("`i` is I32") && error.contains("ints.safetensors"), "{error}");
+
+    let whole = safetensors_bytes(&[("t", "F32", &[4], vec![0; 16])]);
+    let truncated = dir.join("truncated.safetensors");
+    std::fs::write(&truncated, &whole[..whole.len() - 3]).unwrap();
+    let error = Weights::open(&truncated).err().expect("a truncated file is refused");
+    assert!(error.contains("truncated.safetensors"), "{error}");
+
+    let missing = scratch_dir("missing-shard");
+    let index = serde_json::json!({"weight_map": {"x": "gone.safetensors"}});
+    std::fs::write(missing.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let error = Weights::open(&missing).err().expect("a missing shard is refused");
+    assert!(error.contains("gone.safetensors") && error.contains("missing"), "{error}");
+
+    let empty = scratch_dir("empty");
+    let error = Weights::open(&empty).err().expect("nothing to read");
+    assert!(error.contains("neither model.safetensors"), "{error}");
+
+    let twice = scratch_dir("twice");
+    std::fs::write(twice.join("a.safetensors"), safetensors_bytes(&[("x", "F32", &[1], vec![0; 4])])).unwrap();
+    std::fs::write(twice.join("b.safetensors"), safetensors_bytes(&[("x", "F32", &[1], vec![0; 4])])).unwrap();
+    let index = serde_json::json!({"weight_map": {"x": "a.safetensors", "y": "b.safetensors"}});
+    std::fs::write(twice.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let error = Weights::open(&twice).err().expect("one name in two shards");
+    assert!(error.contains("`x` is in both"), "{error}");
+}

@@ -1,0 +1,133 @@
+//! Reading weights: a safetensors file, or a directory holding `model.safetensors` or a
+//! sharded `model.safetensors.index.json` (Hugging Face's layout), memory-mapped so no
+//! whole file is copied; each tensor converted to f32 from F32, BF16 or F16 as it is
+//! read. Every error names the file and the tensor: a dtype that is not a float of those
+//! three, a header that is not safetensors, data that does not fit the file (truncated),
+//! a shard the index names that is missing.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+
+/// The tensors of one or more safetensors files, by name.
+pub struct Weights {
+    files: Vec<(PathBuf, Mmap)>,
+    /// Tensor name → the file holding it.
+    index: HashMap<String, usize>,
+}
+
+/// One tensor read as f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+    /// Its dtype in the file (`F32`, `BF16`, `F16`).
+    pub dtype: String,
+}
+
+impl Weights {
+    /// A safetensors file, or a directory with `model.safetensors` or a sharded index.
+    pub fn open(path: &Path) -> Result<Weights, String> {
+        if path.is_file() {
+            return Weights::from_files(vec![path.to_path_buf()]);
+        }
+        let index = path.join("model.safetensors.index.json");
+        if index.is_file() {
+            return Weights::from_files(shards(&index)?);
+        }
+        let single = path.join("model.safetensors");
+        if single.is_file() {
+            return Weights::from_files(vec![single]);
+        }
+        Err(format!("`{}` holds neither model.safetensors nor model.safetensors.index.json", path.display()))
+    }
+
+    fn from_files(paths: Vec<PathBuf>) -> Result<Weights, String> {
+        let mut files = Vec::new();
+        let mut index = HashMap::new();
+        for path in paths {
+            let file = File::open(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            // SAFETY: the mapping is only read; a file changed underneath while it is
+            // mapped is the caller's risk, as with any memory-mapped reader.
+            let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("cannot map `{}`: {e}", path.display()))?;
+            let tensors = SafeTensors::deserialize(&map).map_err(|e| format!("`{}`: {e}", path.display()))?;
+            for name in tensors.names() {
+                if let Some(other) = index.insert(name.to_string(), files.len()) {
+                    let first: &(PathBuf, Mmap) = &files[other];
+                    return Err(format!("`{name}` is in both `{}` and `{}`", first.0.display(), path.display()));
+                }
+            }
+            files.push((path, map));
+        }
+        Ok(Weights { files, index })
+    }
+
+    /// The names of every tensor, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.index.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// Tensor `name` as f32.
+    pub fn read(&self, name: &str) -> Result<Tensor, String> {
+        let &file = self.index.get(name).ok_or_else(|| format!("no tensor `{name}`"))?;
+        let (path, map) = &self.files[file];
+        let tensors = SafeTensors::deserialize(map).map_err(|e| format!("`{}`: {e}", path.display()))?;
+        let view = tensors.tensor(name).map_err(|e| format!("`{}`: {e}", path.display()))?;
+        let values = to_f32(view.dtype(), view.data()).ok_or_else(|| {
+            format!("`{}`: `{name}` is {:?}; F32, BF16 and F16 are read", path.display(), view.dtype())
+        })?;
+        Ok(Tensor { shape: view.shape().to_vec(), values, dtype: format!("{:?}", view.dtype()) })
+    }
+}
+
+/// Every tensor of a safetensors file's bytes, by name: (shape, values as f32).
+pub fn parse(bytes: &[u8]) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>, String> {
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+    let mut out = HashMap::new();
+    for (name, view) in tensors.tensors() {
+        let values = to_f32(view.dtype(), view.data())
+            .ok_or_else(|| format!("`{name}` is {:?}; F32, BF16 and F16 are read", view.dtype()))?;
+        out.insert(name, (view.shape().to_vec(), values));
+    }
+    Ok(out)
+}
+
+/// The shard files a `model.safetensors.index.json` names (its `weight_map`'s values),
+/// each once, beside the index.
+fn shards(index: &Path) -> Result<Vec<PathBuf>, String> {
+    let text = std::fs::read_to_string(index).map_err(|e| format!("cannot read `{}`: {e}", index.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("`{}` is not JSON: {e}", index.display()))?;
+    let map = json["weight_map"].as_object().ok_or_else(|| format!("`{}` has no weight_map", index.display()))?;
+    let mut files: Vec<&str> = map.values().filter_map(serde_json::Value::as_str).collect();
+    files.sort_unstable();
+    files.dedup();
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let paths: Vec<PathBuf> = files.iter().map(|file| dir.join(file)).collect();
+    if let Some(missing) = paths.iter().find(|path| !path.is_file()) {
+        return Err(format!("`{}` names the shard `{}`, which is missing", index.display(), missing.display()));
+    }
+    Ok(paths)
+}
+
+/// Little-endian `data` of `dtype` as f32, or `None` for a dtype that is not a float
+/// of the three read.
+fn to_f32(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
+    let halves =
+        |convert: fn(u16) -> f32| data.chunks_exact(2).map(|c| convert(u16::from_le_bytes([c[0], c[1]]))).collect();
+    match dtype {
+        Dtype::F32 => Some(data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+        Dtype::BF16 => Some(halves(|bits| f32::from_bits(u32::from(bits) << 16))),
+        Dtype::F16 => Some(halves(|bits| half::f16::from_bits(bits).to_f32())),
+        _ => None,
+    }
+}
