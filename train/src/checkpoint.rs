@@ -171,12 +171,41 @@ pub fn saved_step(dir: &Path) -> Option<u64> {
     state["step"].as_u64()
 }
 
-/// The weights of a checkpoint directory in `slots`' order, each checked for its name
-/// and shape (the optimizer's state is not read: evaluation and generation).
+/// The weights of a checkpoint directory — ours, or a published fla / Hugging Face one
+/// (`model.safetensors` or a sharded index; F32, BF16 or F16) — in `slots`' order, each
+/// checked for its name and shape (the optimizer's state is not read: evaluation and
+/// generation). A tensor the model does not have is an error, except the `attn.D` the
+/// paper's checkpoints carry and fla no longer has, which is dropped with a notice.
 pub fn load_weights(dir: &Path, slots: &[ParamSlot]) -> Result<Vec<Vec<f32>>, Error> {
-    let path = dir.join("model.safetensors");
-    let weights = tensors(&path)?;
-    slots.iter().map(|slot| take(&weights, &slot.name, &slot.shape, &path)).collect()
+    let weights = crate::weights::Weights::open(dir).map_err(Error)?;
+    let known: std::collections::HashSet<&str> = slots.iter().map(|slot| slot.name.as_str()).collect();
+    let (dropped, extra): (Vec<&str>, Vec<&str>) =
+        weights.names().into_iter().filter(|name| !known.contains(name)).partition(|name| name.ends_with(".attn.D"));
+    if !extra.is_empty() {
+        return Err(Error(format!(
+            "`{}` holds {} tensor(s) the model does not have, e.g. `{}`: not a checkpoint of this model",
+            dir.display(),
+            extra.len(),
+            extra[0]
+        )));
+    }
+    if !dropped.is_empty() {
+        eprintln!("note: dropped {} `attn.D` tensor(s) that fla's layers no longer have", dropped.len());
+    }
+    slots
+        .iter()
+        .map(|slot| {
+            if !weights.contains(&slot.name) {
+                return Err(Error(format!("`{}` has no `{}`", dir.display(), slot.name)));
+            }
+            let tensor = weights.read(&slot.name).map_err(Error)?;
+            if tensor.shape != slot.shape {
+                let (name, have, want) = (&slot.name, &tensor.shape, &slot.shape);
+                return Err(Error(format!("`{}`: `{name}` is {have:?}, the model's is {want:?}", dir.display())));
+            }
+            Ok(tensor.values)
+        })
+        .collect()
 }
 
 type Tensors = std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>;

@@ -326,3 +326,42 @@ fn weights_say_what_is_wrong() {
     let error = Weights::open(&twice).err().expect("one name in two shards");
     assert!(error.contains("`x` is in both"), "{error}");
 }
+
+#[test]
+fn published_checkpoints_load_by_name_in_bf16_without_attn_d() {
+    use hyb_runtime::ParamSlot;
+    let slots = vec![
+        ParamSlot { name: "model.embeddings.weight".into(), shape: vec![2, 2] },
+        ParamSlot { name: "model.layers.0.attn.q_proj.weight".into(), shape: vec![2] },
+    ];
+    let bf16 = |values: &[f32]| -> Vec<u8> {
+        values.iter().flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes()).collect()
+    };
+    let dir = scratch_dir("published");
+    let tensors = [
+        ("model.embeddings.weight", "BF16", &[2, 2][..], bf16(&[1.0, 2.0, -3.0, 0.5])),
+        ("model.layers.0.attn.q_proj.weight", "BF16", &[2][..], bf16(&[0.25, -1.0])),
+        ("model.layers.0.attn.D", "BF16", &[2][..], bf16(&[1.0, 1.0])),
+    ];
+    std::fs::write(dir.join("model.safetensors"), safetensors_bytes(&tensors)).unwrap();
+    let weights = hyb_train::checkpoint::load_weights(&dir, &slots).expect("loads, dropping attn.D");
+    assert_eq!(weights, vec![vec![1.0, 2.0, -3.0, 0.5], vec![0.25, -1.0]]);
+
+    let extra = scratch_dir("extra");
+    let mut with_extra = tensors.to_vec();
+    with_extra.push(("model.layers.9.mlp.weight", "BF16", &[2][..], bf16(&[0.0, 0.0])));
+    std::fs::write(extra.join("model.safetensors"), safetensors_bytes(&with_extra)).unwrap();
+    let error = hyb_train::checkpoint::load_weights(&extra, &slots).expect_err("an extra tensor").to_string();
+    assert!(error.contains("model.layers.9.mlp.weight"), "{error}");
+
+    let wrong = scratch_dir("wrong-shape");
+    let shapes = [("model.embeddings.weight", "BF16", &[4][..], bf16(&[1.0, 2.0, -3.0, 0.5])), tensors[1].clone()];
+    std::fs::write(wrong.join("model.safetensors"), safetensors_bytes(&shapes)).unwrap();
+    let error = hyb_train::checkpoint::load_weights(&wrong, &slots).expect_err("a shape mismatch").to_string();
+    assert!(error.contains("is [4], the model's is [2, 2]"), "{error}");
+
+    let short = scratch_dir("short");
+    std::fs::write(short.join("model.safetensors"), safetensors_bytes(&tensors[..1])).unwrap();
+    let error = hyb_train::checkpoint::load_weights(&short, &slots).expect_err("a missing tensor").to_string();
+    assert!(error.contains("has no `model.layers.0.attn.q_proj.weight`"), "{error}");
+}
