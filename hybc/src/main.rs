@@ -10,6 +10,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod export;
 mod infer;
 mod interrupt;
 mod plot;
@@ -22,6 +23,7 @@ use hyb_compiler::pipeline::{self, Compilation, Emit, EmitOptions};
 use hyb_compiler::{fmt, import};
 use hyb_driver::{Stage, Target};
 use hyb_train::generate::Sampling;
+use hyb_train::weights::Stored;
 
 #[derive(Parser)]
 #[command(name = "hybc", version, about = "The hyb compiler for hybrid linear-attention language models")]
@@ -174,6 +176,9 @@ enum Command {
         ckpt: PathBuf,
         #[arg(long, value_enum, default_value_t = ExportFormat::Fla)]
         format: ExportFormat,
+        /// The weights' type in the file: f32 (as trained) or bf16 (rounded to nearest).
+        #[arg(long, value_enum, default_value_t = ExportDtype::F32)]
+        dtype: ExportDtype,
         /// The directory to write.
         #[arg(short, long)]
         output: PathBuf,
@@ -224,6 +229,12 @@ enum ExportFormat {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportDtype {
+    F32,
+    Bf16,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Text,
     Json,
@@ -254,7 +265,10 @@ fn main() -> ExitCode {
         }
         Command::Fmt { files, check, stdout } => format_files(&files, check, stdout),
         Command::Import { config, output } => import_config(&config, output.as_deref()),
-        Command::Export { file, ckpt, format: ExportFormat::Fla, output } => export_fla(&file, &ckpt, &output),
+        Command::Export { file, ckpt, format: ExportFormat::Fla, dtype, output } => {
+            let stored = if dtype == ExportDtype::Bf16 { Stored::Bf16 } else { Stored::F32 };
+            export_fla(&file, &ckpt, &output, stored)
+        }
         Command::Sweep { file, out, target } => run_sweep(&file, out.as_deref(), target),
         Command::Eval { file, ckpt, json, target } => {
             with_checkpoint(file.as_deref(), &ckpt, target, |model, target| {
@@ -490,39 +504,15 @@ fn with_checkpoint(
     })
 }
 
-/// config.json from the model, model.safetensors from the checkpoint, each tensor
-/// checked against the model's parameter of that name and shape.
-fn export_fla(file: &Path, checkpoint: &Path, output: &Path) -> Result<(), Failure> {
+/// An fla directory from the model and the checkpoint (see [`export::fla`]).
+fn export_fla(file: &Path, checkpoint: &Path, output: &Path, stored: Stored) -> Result<(), Failure> {
     let compilation = load(file)?;
     let model = compilation.model().expect("no errors means a model");
-    let config = pipeline::emit(model, Emit::FlaConfig, EmitOptions::default()).map_err(|error| {
-        eprintln!("error: {}\n  help: {}", error.message, error.help);
+    let wrote = export::fla(file, model, checkpoint, output, stored).map_err(|message| {
+        eprintln!("error: {message}");
         Failure::User
     })?;
-    let weights_path = checkpoint.join("model.safetensors");
-    let bytes = std::fs::read(&weights_path)
-        .map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", weights_path.display())))?;
-    let tensors = hyb_train::checkpoint::from_safetensors(&bytes).map_err(|e| {
-        eprintln!("error: `{}`: {e}", weights_path.display());
-        Failure::User
-    })?;
-    for param in &model.params {
-        let shape: Vec<usize> = param.shape.iter().map(|d| *d as usize).collect();
-        if tensors.get(&param.name).map(|(s, _)| s) != Some(&shape) {
-            eprintln!(
-                "error: `{}` has no `{}` of shape {shape:?}: not a checkpoint of this model",
-                weights_path.display(),
-                param.name
-            );
-            return Err(Failure::User);
-        }
-    }
-    std::fs::create_dir_all(output)
-        .map_err(|e| Failure::Usage(format!("cannot create `{}`: {e}", output.display())))?;
-    std::fs::write(output.join("config.json"), config)
-        .and_then(|()| std::fs::write(output.join("model.safetensors"), &bytes))
-        .map_err(|e| Failure::Usage(format!("cannot write into `{}`: {e}", output.display())))?;
-    println!("wrote {} (config.json, model.safetensors: {} tensors)", output.display(), model.params.len());
+    println!("wrote {}: {wrote}", output.display());
     Ok(())
 }
 

@@ -548,9 +548,45 @@ fn export_writes_an_fla_directory() {
     assert!(names.iter().any(|n| *n == "model.layers.0.attn.q_proj.weight"), "{names:?}");
     assert!(names.iter().any(|n| *n == "model.embeddings.weight") && names.iter().any(|n| *n == "lm_head.weight"));
     assert_eq!(header["model.layers.3.mlp.down_proj.weight"]["shape"], serde_json::json!([128, 512]));
+    assert_eq!(config["architectures"], serde_json::json!(["TransformerForCausalLM"]));
+    assert_eq!(config["torch_dtype"], "float32");
     let wrong = hybc(&["export", "examples/tiny/gdn_2to1.hyb", "--ckpt", ckpt, "-o", dir]);
     assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong.stdout));
     assert!(text(&wrong.stderr).contains("not a checkpoint of this model"), "{}", text(&wrong.stderr));
+
+    // bf16: every tensor rounded to nearest, and read back by name (the export loads
+    // as a checkpoint: hyb's reader takes fla's directories).
+    let half = scratch("exported_bf16");
+    let out = hybc(&[
+        "export",
+        "examples/tiny/transformer.hyb",
+        "--ckpt",
+        ckpt,
+        "--dtype",
+        "bf16",
+        "-o",
+        half.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(half.join("config.json")).expect("config.json")).expect("JSON");
+    assert_eq!(config["torch_dtype"], "bfloat16");
+    let bytes = std::fs::read(half.join("model.safetensors")).expect("weights");
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).expect("a JSON header");
+    assert_eq!(header["model.embeddings.weight"]["dtype"], "BF16");
+    let weights = hyb_train::weights::Weights::open(Path::new(ckpt)).expect("the checkpoint");
+    let exported = hyb_train::weights::Weights::open(&half).expect("the export");
+    assert_eq!(weights.names(), exported.names(), "every tensor, by name");
+    for name in weights.names() {
+        let (original, back) = (weights.read(name).expect("reads"), exported.read(name).expect("reads"));
+        let rounded: Vec<f32> = original
+            .values
+            .iter()
+            .map(|v| f32::from_bits(u32::from(hyb_train::weights::bf16_bits(*v)) << 16))
+            .collect();
+        assert_eq!((&back.shape, &back.values), (&original.shape, &rounded), "{name}");
+    }
 }
 
 /// `hybc sweep` trains every run of the grid (2 mixers × 2 attention periods × 2

@@ -36,12 +36,18 @@ fn io(what: &str, path: &Path) -> impl Fn(std::io::Error) -> Error {
 /// `tensors` (name, shape, values) as safetensors bytes: an 8-byte header length, the
 /// JSON header (offsets into the data), padding to 8 bytes, the data, little-endian f32.
 pub fn to_safetensors(tensors: &[(String, Vec<usize>, &[f32])]) -> Vec<u8> {
+    to_safetensors_as(tensors, crate::weights::Stored::F32)
+}
+
+/// [`to_safetensors`] with the values stored as `stored` (BF16: rounded to nearest even).
+pub fn to_safetensors_as(tensors: &[(String, Vec<usize>, &[f32])], stored: crate::weights::Stored) -> Vec<u8> {
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
     let mut offset = 0;
     for (name, shape, values) in tensors {
-        let end = offset + 4 * values.len();
-        header.insert(name.clone(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}));
+        let end = offset + stored.bytes() * values.len();
+        let entry = serde_json::json!({"dtype": stored.name(), "shape": shape, "data_offsets": [offset, end]});
+        header.insert(name.clone(), entry);
         offset = end;
     }
     let mut json = serde_json::to_vec(&header).expect("a JSON map");
@@ -51,7 +57,7 @@ pub fn to_safetensors(tensors: &[(String, Vec<usize>, &[f32])]) -> Vec<u8> {
     let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
     bytes.extend(json);
     for (_, _, values) in tensors {
-        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        stored.extend(&mut bytes, values);
     }
     bytes
 }

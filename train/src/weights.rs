@@ -19,6 +19,57 @@ pub struct Weights {
     index: HashMap<String, usize>,
 }
 
+/// How values are stored in a file this crate writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    F32,
+    /// bfloat16, rounded to nearest even (a NaN stays a NaN).
+    Bf16,
+}
+
+impl Stored {
+    /// The safetensors dtype.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stored::F32 => "F32",
+            Stored::Bf16 => "BF16",
+        }
+    }
+
+    /// Hugging Face's `torch_dtype` for it.
+    pub fn torch_dtype(self) -> &'static str {
+        match self {
+            Stored::F32 => "float32",
+            Stored::Bf16 => "bfloat16",
+        }
+    }
+
+    pub fn bytes(self) -> usize {
+        match self {
+            Stored::F32 => 4,
+            Stored::Bf16 => 2,
+        }
+    }
+
+    /// Appends `values` to `out`, little-endian, in this type.
+    pub fn extend(self, out: &mut Vec<u8>, values: &[f32]) {
+        match self {
+            Stored::F32 => out.extend(values.iter().flat_map(|v| v.to_le_bytes())),
+            Stored::Bf16 => out.extend(values.iter().flat_map(|v| bf16_bits(*v).to_le_bytes())),
+        }
+    }
+}
+
+/// The bfloat16 nearest to `value` (ties to even), as its bits.
+pub fn bf16_bits(value: f32) -> u16 {
+    let bits = value.to_bits();
+    if value.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    let rounding = 0x7fff + ((bits >> 16) & 1);
+    (bits.wrapping_add(rounding) >> 16) as u16
+}
+
 /// One tensor read as f32.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {

@@ -365,3 +365,17 @@ fn published_checkpoints_load_by_name_in_bf16_without_attn_d() {
     let error = hyb_train::checkpoint::load_weights(&short, &slots).expect_err("a missing tensor").to_string();
     assert!(error.contains("has no `model.layers.0.attn.q_proj.weight`"), "{error}");
 }
+
+#[test]
+fn bf16_rounds_to_nearest_even() {
+    use hyb_train::weights::bf16_bits;
+    assert_eq!(bf16_bits(1.0), 0x3f80);
+    // 1 + 2⁻⁸ is halfway between 1 and 1 + 2⁻⁷: ties go to the even 1.0.
+    assert_eq!(bf16_bits(1.0 + 1.0 / 256.0), 0x3f80);
+    // 1 + 3·2⁻⁸ is halfway between 1 + 2⁻⁷ (odd) and 1 + 2⁻⁶: to the even one.
+    assert_eq!(bf16_bits(1.0 + 3.0 / 256.0), 0x3f82);
+    assert_eq!(bf16_bits(1.0 + 1.5 / 256.0), 0x3f81, "above halfway rounds up");
+    assert_eq!(bf16_bits(-2.5), 0xc020);
+    assert!(f32::from_bits(u32::from(bf16_bits(f32::NAN)) << 16).is_nan());
+    assert_eq!(bf16_bits(f32::INFINITY), 0x7f80);
+}
