@@ -24,12 +24,9 @@ pub fn model_file(file: Option<&Path>, ckpt: &Path) -> Result<ModelFile, String>
         return Ok(ModelFile::Given(file.to_path_buf()));
     }
     let dirs = [ckpt.to_path_buf(), ckpt.join(".."), ckpt.join("../..")];
-    let dir = dirs.iter().find(|dir| dir.join("model.hyb").is_file()).ok_or_else(|| {
-        format!(
-            "no model.hyb beside `{}` or in its run directory: name the model's .hyb file (`hybc eval FILE --ckpt DIR`, `hybc generate FILE --ckpt DIR ...`)",
-            ckpt.display()
-        )
-    })?;
+    let Some(dir) = dirs.iter().find(|dir| dir.join("model.hyb").is_file()) else {
+        return published_model(ckpt);
+    };
     let read = |name: &str| {
         let path = dir.join(name);
         std::fs::read_to_string(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
@@ -39,6 +36,22 @@ pub fn model_file(file: Option<&Path>, ckpt: &Path) -> Result<ModelFile, String>
         serde_json::from_str(&read("model.json")?).map_err(|e| format!("model.json: {e}"))?;
     let compiled_as = origin["compiled_as"].as_str().map_or_else(|| dir.join("model.hyb"), PathBuf::from);
     Ok(ModelFile::Kept { text, compiled_as })
+}
+
+/// The model of a published fla / Hugging Face directory: its `config.json` imported
+/// (as `hybc import` does).
+fn published_model(dir: &Path) -> Result<ModelFile, String> {
+    let config = dir.join("config.json");
+    let Ok(json) = std::fs::read_to_string(&config) else {
+        return Err(format!(
+            "no model.hyb beside `{}` or in its run directory, and no config.json in it: name the model's .hyb file (`hybc eval FILE --ckpt DIR`, `hybc generate FILE --ckpt DIR ...`)",
+            dir.display()
+        ));
+    };
+    let text = hyb_compiler::import::import_config(&json, &config.display().to_string())
+        .map_err(|e| format!("cannot import `{}`: {}", config.display(), e.0))?;
+    eprintln!("note: the model is `{}`, imported", config.display());
+    Ok(ModelFile::Kept { text, compiled_as: dir.join("model.hyb") })
 }
 
 /// Writes the model's source into the run directory as `model.hyb`, and in `model.json`
@@ -122,7 +135,11 @@ pub struct Request<'a> {
 /// Feeds the prompt through the checkpoint's decoder and prints the continuation as it
 /// is chosen (text for a text model; ids for a recall model).
 pub fn generate(model: &Model, ckpt: &Path, request: &Request, target: hyb_driver::Target) -> Result<(), String> {
-    let codec = Codec::of(model.train.as_ref().map(|t| &t.data))?;
+    let codec = match Codec::of(model.train.as_ref().map(|t| &t.data))? {
+        // A published directory carries its tokenizer.
+        Codec::Ids if ckpt.join("tokenizer.json").is_file() => Codec::from_file(&ckpt.join("tokenizer.json"))?,
+        codec => codec,
+    };
     let prompt = codec.encode(request.prompt)?;
     let vocab = model.config.vocab as i32;
     if let Some(bad) = prompt.iter().find(|t| !(0..vocab).contains(*t)) {

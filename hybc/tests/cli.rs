@@ -587,6 +587,21 @@ fn export_writes_an_fla_directory() {
             .collect();
         assert_eq!((&back.shape, &back.values), (&original.shape, &rounded), "{name}");
     }
+
+    // The f32 export is a published directory: its config.json is imported as the model,
+    // and it continues a prompt exactly as the checkpoint it came from.
+    let generate = |ckpt: &str, file: Option<&str>| {
+        let mut args = vec!["generate"];
+        args.extend(file);
+        args.extend(["--ckpt", ckpt, "--prompt", "3 17 42", "--tokens", "4"]);
+        let out = hybc(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (text(&out.stdout), text(&out.stderr))
+    };
+    let (want, _) = generate(ckpt, Some("examples/tiny/transformer.hyb"));
+    let (got, notes) = generate(dir, None);
+    assert!(notes.contains("config.json`, imported"), "{notes}");
+    assert_eq!(got.lines().next(), want.lines().next(), "the same continuation");
 }
 
 /// `hybc sweep` trains every run of the grid (2 mixers × 2 attention periods × 2

@@ -100,11 +100,16 @@ impl Codec {
     pub fn of(data: Option<&Data>) -> Result<Codec, String> {
         match data {
             Some(Data::Text { tokenizer: Tokenizer::Bytes, .. }) => Ok(Codec::Bytes),
-            Some(Data::Text { tokenizer: Tokenizer::HuggingFace(file), .. }) => tokenizers::Tokenizer::from_file(file)
-                .map(|t| Codec::HuggingFace(Box::new(t)))
-                .map_err(|e| format!("cannot load the tokenizer `{}`: {e}", file.display())),
+            Some(Data::Text { tokenizer: Tokenizer::HuggingFace(file), .. }) => Codec::from_file(file),
             _ => Ok(Codec::Ids),
         }
+    }
+
+    /// A Hugging Face `tokenizer.json`.
+    pub fn from_file(file: &std::path::Path) -> Result<Codec, String> {
+        tokenizers::Tokenizer::from_file(file)
+            .map(|t| Codec::HuggingFace(Box::new(t)))
+            .map_err(|e| format!("cannot load the tokenizer `{}`: {e}", file.display()))
     }
 
     pub fn encode(&self, text: &str) -> Result<Vec<i32>, String> {
