@@ -166,6 +166,15 @@ enum Command {
         /// [default: the train block's `target`, else cpu].
         #[arg(long)]
         target: Option<Target>,
+        /// Print the runs (index, done or not, name) and stop.
+        #[arg(long, conflicts_with_all = ["shard", "report"])]
+        list: bool,
+        /// Train only every n-th run from the i-th (`i/n`, 0 ≤ i < n): one job of an array.
+        #[arg(long, value_name = "i/n", conflicts_with = "report")]
+        shard: Option<sweep::Shard>,
+        /// Write the tables from the runs finished so far, training nothing.
+        #[arg(long)]
+        report: bool,
     },
     /// Write a checkpoint in another format: `fla` gives a directory with config.json and
     /// model.safetensors that fla's AutoModelForCausalLM loads.
@@ -269,7 +278,16 @@ fn main() -> ExitCode {
             let stored = if dtype == ExportDtype::Bf16 { Stored::Bf16 } else { Stored::F32 };
             export_fla(&file, &ckpt, &output, stored)
         }
-        Command::Sweep { file, out, target } => run_sweep(&file, out.as_deref(), target),
+        Command::Sweep { file, out, target, list, shard, report } => {
+            let mode = if list {
+                sweep::Mode::List
+            } else if report {
+                sweep::Mode::Report
+            } else {
+                sweep::Mode::Train(shard)
+            };
+            run_sweep(&file, out.as_deref(), target, mode)
+        }
         Command::Eval { file, ckpt, json, target } => {
             with_checkpoint(file.as_deref(), &ckpt, target, |model, target| {
                 infer::eval(model, &ckpt, json.as_deref(), target)
@@ -516,13 +534,13 @@ fn export_fla(file: &Path, checkpoint: &Path, output: &Path, stored: Stored) -> 
     Ok(())
 }
 
-fn run_sweep(file: &Path, out: Option<&Path>, target: Option<Target>) -> Result<(), Failure> {
+fn run_sweep(file: &Path, out: Option<&Path>, target: Option<Target>, mode: sweep::Mode) -> Result<(), Failure> {
     let interrupt = install_interrupt()?;
     let compilation = load(file)?;
     let model = compilation.model().expect("no errors means a model");
     let target = target::chosen(target, model);
     target::preflight(file, &compilation, target)?;
-    let stopped = sweep::sweep(file, model, out, target, Some(&interrupt)).map_err(|message| {
+    let stopped = sweep::sweep(file, model, out, target, Some(&interrupt), mode).map_err(|message| {
         eprintln!("error: {message}");
         Failure::User
     })?;

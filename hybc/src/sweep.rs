@@ -5,6 +5,10 @@
 //! `results.csv`, `results.md` (the best learning rate per combination marked) and
 //! `recall.svg` and `.png` (accuracy against the last varied let, one line per value of
 //! the first).
+//!
+//! For a cluster: `--list` prints the runs, `--shard i/n` trains every n-th (from the
+//! i-th, counting from 0: one array job each), and `--report` gathers whatever runs
+//! have finished into the tables without training.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -84,6 +88,42 @@ fn grid(config: &SweepConfig) -> Vec<Run> {
     expanded
 }
 
+/// What `hybc sweep` does with the grid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Train the runs not done (those of one shard), then write the tables.
+    Train(Option<Shard>),
+    /// Print the runs, each with whether it is done.
+    List,
+    /// Write the tables from the finished runs.
+    Report,
+}
+
+/// Every `count`-th run of the grid from the `index`-th (`i/n` on the command line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Shard, String> {
+        let parsed = text.split_once('/').and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+        match parsed {
+            Some((index, count)) if index < count => Ok(Shard { index, count }),
+            _ => Err(format!("`{text}` is not a shard: write i/n with 0 ≤ i < n, e.g. 0/4")),
+        }
+    }
+}
+
+impl Shard {
+    fn holds(self, run: usize) -> bool {
+        run % self.count == self.index
+    }
+}
+
 /// One finished run's figures.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Result {
@@ -108,18 +148,36 @@ pub fn sweep(
     out: Option<&Path>,
     target: hyb_driver::Target,
     interrupt: Option<&crate::interrupt::Interrupt>,
+    mode: Mode,
 ) -> std::result::Result<Option<u8>, String> {
     let config = root.sweep.as_ref().ok_or_else(|| format!("`{}` has no sweep block", file.display()))?;
     let stem = file.file_stem().map_or("sweep".into(), |s| s.to_string_lossy().into_owned());
     let out = out.map_or_else(|| Path::new("runs").join(&stem), Path::to_path_buf);
     let runs = grid(config);
+    let finished = |run: &Run| {
+        let done = out.join(run.dir()).join("result.json");
+        std::fs::read_to_string(&done).ok().and_then(|t| serde_json::from_str::<Result>(&t).ok())
+    };
+    let shard = match mode {
+        Mode::List => {
+            for (index, run) in runs.iter().enumerate() {
+                let state = if finished(run).is_some() { "done" } else { "to run" };
+                println!("{index}\t{state}\t{}", run.name());
+            }
+            return Ok(None);
+        }
+        Mode::Report => return report(&out, config, &runs.iter().filter_map(finished).collect::<Vec<_>>(), runs.len()),
+        Mode::Train(shard) => shard,
+    };
     println!("sweep {}: {} runs into {}", file.display(), runs.len(), out.display());
     let mut results = Vec::new();
     for (index, run) in runs.iter().enumerate() {
+        if shard.is_some_and(|shard| !shard.holds(index)) {
+            continue;
+        }
         let dir = out.join(run.dir());
         let done = dir.join("result.json");
-        if let Some(result) = std::fs::read_to_string(&done).ok().and_then(|t| serde_json::from_str::<Result>(&t).ok())
-        {
+        if let Some(result) = finished(run) {
             println!("[{}/{}] {}: done before", index + 1, runs.len(), run.name());
             results.push(result);
             continue;
@@ -166,8 +224,29 @@ pub fn sweep(
         std::fs::write(&done, json).map_err(|e| format!("cannot write `{}`: {e}", done.display()))?;
         results.push(result);
     }
-    write_tables(&out, config, &results)?;
-    println!("\n{}", markdown(config, &results));
+    if let Some(shard) = shard {
+        let (index, count) = (shard.index, shard.count);
+        println!("shard {index}/{count} done; `hybc sweep {} --report` gathers the finished runs", file.display());
+        return Ok(None);
+    }
+    report(&out, config, &results, runs.len())
+}
+
+/// Writes the tables of the finished `results` (of `total` runs) and prints them.
+fn report(
+    out: &Path,
+    config: &SweepConfig,
+    results: &[Result],
+    total: usize,
+) -> std::result::Result<Option<u8>, String> {
+    if results.is_empty() {
+        return Err(format!("no run of the sweep has finished in `{}`", out.display()));
+    }
+    write_tables(out, config, results)?;
+    println!("\n{}", markdown(config, results));
+    if results.len() < total {
+        println!("{} of {total} runs finished; the tables hold those", results.len());
+    }
     println!("wrote {0}/results.csv, {0}/results.md, {0}/recall.svg, {0}/recall.png", out.display());
     Ok(None)
 }

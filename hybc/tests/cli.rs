@@ -624,8 +624,27 @@ fn sweep_runs_the_grid_and_resumes() {
     .expect("writable");
     let out = dir.join("runs");
     let args = ["sweep", file.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")];
+    let with = |extra: &[&str]| {
+        let output = hybc(&[&args[..], extra].concat());
+        assert!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
+        text(&output.stdout)
+    };
+    // As a cluster runs it: the list, two shards as array jobs, a report between them.
+    let listed = with(&["--list"]);
+    assert_eq!(listed.matches("\tto run\t").count(), 8, "{listed}");
+    assert!(listed.starts_with("0\tto run\tlinear=gdn,attn_every=2,lr=1e-3\n"), "{listed}");
+    let shard = with(&["--shard", "0/2"]);
+    assert!(shard.contains("[1/8]") && shard.contains("[7/8]") && !shard.contains("[2/8]"), "{shard}");
+    let partial = with(&["--report"]);
+    assert!(partial.contains("4 of 8 runs finished"), "{partial}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
+    assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
+    with(&["--shard", "1/2"]);
+    let bad = hybc(&[&args[..], &["--shard", "2/2"]].concat());
+    assert_eq!(bad.status.code(), Some(2), "a shard index past the count is a usage error");
     let first = hybc(&args);
     assert!(first.status.success(), "{}{}", text(&first.stdout), text(&first.stderr));
+    assert_eq!(text(&first.stdout).matches("done before").count(), 8, "{}", text(&first.stdout));
     let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(rows.len(), 1 + 8, "{csv}");
