@@ -312,6 +312,63 @@ fn markdown(config: &SweepConfig, results: &[Result]) -> String {
         row.extend(r.accuracy.iter().map(|(_, a)| format!("{:.1}%", 100.0 * a)));
         let _ = writeln!(text, "| {} |", row.join(" | "));
     }
+    if config.seeds.len() > 1 {
+        text.push_str("\nBy cell, over its seeds:\n\n");
+        text.push_str(&by_cell(config, results));
+    }
+    text
+}
+
+/// Two-sided 95 % quantiles of Student's t for 1 to 30 degrees of freedom (then 1.96).
+const T95: [f64; 30] = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120,
+    2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+];
+
+/// The mean, the sample standard deviation and the half-width of the 95 % interval of
+/// the mean (Student's t) of `values`; the spread is 0 for one value.
+pub fn mean_spread(values: &[f64]) -> (f64, f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, 0.0, 0.0);
+    }
+    let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    let t = T95.get(values.len() - 2).copied().unwrap_or(1.96);
+    (mean, sd, t * sd / n.sqrt())
+}
+
+/// Per cell (every let and the learning rate) over its seeds: the first eval's figure
+/// and the final loss as mean ± standard deviation with the 95 % interval of the mean.
+fn by_cell(config: &SweepConfig, results: &[Result]) -> String {
+    let mut cells: Vec<(&[(String, String)], f64, Vec<&Result>)> = Vec::new();
+    for r in results {
+        match cells.iter_mut().find(|(lets, lr, _)| *lets == &r.lets[..] && *lr == r.lr) {
+            Some((_, _, members)) => members.push(r),
+            None => cells.push((&r.lets, r.lr, vec![r])),
+        }
+    }
+    let figure = results.first().and_then(|r| r.accuracy.first()).map(|(name, _)| name.clone());
+    let mut header: Vec<String> = config.axes.iter().map(|a| a.name.clone()).collect();
+    header.extend(["lr", "seeds", "final loss (mean ± sd, 95 % interval)"].map(String::from));
+    header.extend(figure.iter().map(|name| format!("{name} (mean ± sd, 95 % interval)")));
+    let mut text = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+    let cell = |values: &[f64], scale: f64, digits: usize| {
+        let (mean, sd, half) = mean_spread(values);
+        let (low, high) = ((mean - half) * scale, (mean + half) * scale);
+        format!("{:.digits$} ± {:.digits$} [{low:.digits$}, {high:.digits$}]", mean * scale, sd * scale)
+    };
+    for (lets, lr, members) in cells {
+        let mut row: Vec<String> = lets.iter().map(|(_, v)| v.clone()).collect();
+        row.extend([format!("{lr:e}"), members.len().to_string()]);
+        row.push(cell(&members.iter().map(|r| r.final_loss as f64).collect::<Vec<_>>(), 1.0, 4));
+        if let Some(name) = &figure {
+            let values: Vec<f64> = members.iter().filter_map(|r| r.accuracy.first().map(|(_, a)| *a)).collect();
+            let perplexity = name.starts_with("perplexity(");
+            row.push(if perplexity { cell(&values, 1.0, 2) } else { cell(&values, 100.0, 1) + " %" });
+        }
+        let _ = writeln!(text, "| {} |", row.join(" | "));
+    }
     text
 }
 

@@ -820,3 +820,38 @@ fn trains_on_niah_with_a_depth_breakdown() {
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics");
     assert!(metrics.contains("\"by_group\":{\"depth"), "{metrics}");
 }
+
+/// Seeds of one cell are summarised as mean ± standard deviation with the 95 % interval
+/// of the mean (Student's t, 2 degrees of freedom for 3 seeds), from the runs' own losses.
+#[test]
+fn sweep_reports_seeds_with_intervals() {
+    let dir = scratch("sweep_seeds");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("seeds.hyb");
+    std::fs::write(
+        &file,
+        "mixer gla = gla(heads: 2)\nmodel {\n vocab = 64\n d_model = 32\n layers = gla × 1\n}\n\
+         train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 2\n steps = 2\n}\n\
+         sweep {\n seeds = [1, 2, 3]\n}\n",
+    )
+    .expect("writable");
+    let out = dir.join("runs");
+    let run = hybc(&["sweep", file.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")]);
+    assert!(run.status.success(), "{}{}", text(&run.stdout), text(&run.stderr));
+    let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
+    let header: Vec<&str> = csv.lines().next().expect("a header").split(',').collect();
+    let column = header.iter().position(|h| *h == "final_loss").expect("a final_loss column");
+    let losses: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').nth(column).expect("a loss").parse().expect("a number"))
+        .collect();
+    assert_eq!(losses.len(), 3, "{csv}");
+    let mean = losses.iter().sum::<f64>() / 3.0;
+    let sd = (losses.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+    let half = 4.303 * sd / 3f64.sqrt();
+    let want = format!("{mean:.4} ± {sd:.4} [{:.4}, {:.4}]", mean - half, mean + half);
+    let markdown = std::fs::read_to_string(out.join("results.md")).expect("results.md");
+    assert!(markdown.contains("By cell, over its seeds") && markdown.contains(&want), "{want}\n{markdown}");
+    assert!(markdown.contains("| 3 |"), "three seeds in the cell: {markdown}");
+}
