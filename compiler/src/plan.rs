@@ -11,7 +11,7 @@
 
 use std::fmt::Write;
 
-use crate::grad::{GradGraph, Value};
+use crate::grad::{BwdOp, GradGraph, Value};
 use crate::graph::{Dim, NodeId, Op, TensorType};
 use hyb_target::Target;
 
@@ -70,7 +70,18 @@ fn auxiliary(op: &Op, batch: u64, seq_len: u64, target: Target) -> u64 {
 }
 
 pub fn plan(grad: &GradGraph, batch: u64, seq_len: u64, target: Target) -> Plan {
-    plan_scheduled(grad, batch, seq_len, target, &|id| id.index())
+    plan_scheduled(grad, batch, seq_len, target, &|id| id.index(), Pass::Training)
+}
+
+/// What a plan holds memory for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// The forward, the backward and AdamW's moments.
+    Training,
+    /// The forward alone (evaluation, generation): no backward buffers, no moments, and
+    /// no forward value kept alive for a backward. The loss's gradient is still a buffer
+    /// (the fused cross-entropy writes it), live only at the loss.
+    Forward,
 }
 
 /// The plan when forward node `id` runs at step `run_at(id)` rather than at its own
@@ -82,8 +93,10 @@ pub fn plan_scheduled(
     seq_len: u64,
     target: Target,
     run_at: &dyn Fn(NodeId) -> usize,
+    pass: Pass,
 ) -> Plan {
     let forward_steps = grad.forward.nodes.len();
+    let training = pass == Pass::Training;
     let step_of = |v: &Value| match v {
         Value::Fwd(id) => run_at(*id),
         Value::Bwd(node, _) => forward_steps + node,
@@ -97,7 +110,7 @@ pub fn plan_scheduled(
             *entry = (*entry).max(user);
         }
     }
-    for (index, node) in grad.backward.iter().enumerate() {
+    for (index, node) in grad.backward.iter().enumerate().filter(|_| training) {
         for input in &node.inputs {
             last_use.insert(*input, forward_steps + index);
         }
@@ -108,17 +121,29 @@ pub fn plan_scheduled(
             continue;
         }
         let value = Value::Fwd(id);
+        // The forward kernels write what a backward would need (the scan's checkpoints,
+        // attention's log-sum-exp) in either pass.
         let size = bytes(&node.ty, batch, seq_len) + auxiliary(&node.op, batch, seq_len, target);
         let first = run_at(id);
         let last = last_use.get(&value).copied().unwrap_or(first).max(first);
         buffers.push(Buffer { value, bytes: size, offset: 0, first, last });
     }
+    let loss_step = grad.forward.loss.map(run_at);
     for (index, node) in grad.backward.iter().enumerate() {
+        let loss_gradient = matches!(&node.op, BwdOp::Vjp { op, .. } if op == "cross_entropy");
+        if !training && !loss_gradient {
+            continue;
+        }
         for (output, ty) in node.outputs.iter().enumerate() {
             let value = Value::Bwd(index, output);
-            let step = step_of(&value);
-            let last = last_use.get(&value).copied().unwrap_or(step);
-            buffers.push(Buffer { value, bytes: bytes(ty, batch, seq_len), offset: 0, first: step, last });
+            let (first, last) = match (training, loss_step) {
+                (false, Some(at)) => (at, at),
+                _ => {
+                    let step = step_of(&value);
+                    (step, last_use.get(&value).copied().unwrap_or(step))
+                }
+            };
+            buffers.push(Buffer { value, bytes: bytes(ty, batch, seq_len), offset: 0, first, last });
         }
     }
     let arena_bytes = assign_offsets(&mut buffers);
@@ -133,7 +158,8 @@ pub fn plan_scheduled(
         .collect::<std::collections::HashMap<_, _>>()
         .values()
         .sum();
-    Plan { batch, seq_len, buffers, arena_bytes, param_bytes, optimizer_bytes: 2 * param_bytes }
+    let optimizer_bytes = if training { 2 * param_bytes } else { 0 };
+    Plan { batch, seq_len, buffers, arena_bytes, param_bytes, optimizer_bytes }
 }
 
 /// First-fit: each buffer, in order of definition, at the lowest aligned offset that

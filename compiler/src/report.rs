@@ -36,6 +36,9 @@ pub struct Report {
     /// The planned peak memory of one training step (arena + parameters + AdamW
     /// moments) at the train block's batch × seq_len, if the file has a train block.
     pub planned_training_bytes: Option<u64>,
+    /// The planned peak of the forward alone (arena + parameters) at the same shape:
+    /// what evaluation needs.
+    pub planned_eval_bytes: Option<u64>,
     pub train_batch: Option<u64>,
     pub train_seq_len: Option<u64>,
 }
@@ -118,6 +121,7 @@ pub fn report(model: &Model, context: u64) -> Report {
         attention_layers,
         routed_layers,
         planned_training_bytes: None,
+        planned_eval_bytes: None,
         train_batch: model.train.as_ref().map(|t| t.batch),
         train_seq_len: model.train.as_ref().map(|t| t.seq_len),
     }
@@ -292,6 +296,9 @@ pub fn to_text(report: &Report) -> String {
     {
         let _ =
             writeln!(out, "training memory    {} planned peak at batch {batch} × {seq_len} tokens (f32)", bytes(peak));
+        if let Some(eval) = report.planned_eval_bytes {
+            let _ = writeln!(out, "evaluation memory  {} planned peak, the forward alone at that shape", bytes(eval));
+        }
     }
     out
 }

@@ -107,6 +107,9 @@ pub fn report(model: &Model, context: Option<u64>, target: Target) -> Result<Rep
         let grad = crate::grad(model);
         let (_, plan) = crate::plans(&grad, shape, target)?;
         report.planned_training_bytes = Some(plan.peak_bytes());
+        let shape = Shape::Eval { batch: train.batch as usize, seq_len: train.seq_len as usize };
+        let (_, plan) = crate::plans(&grad, shape, target)?;
+        report.planned_eval_bytes = Some(plan.peak_bytes());
     }
     Ok(report)
 }

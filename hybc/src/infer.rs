@@ -66,8 +66,9 @@ pub fn keep_model(out: &Path, text: &str, compiled_as: &Path) -> Result<(), Stri
         .map_err(|e| format!("cannot write the model into `{}`: {e}", out.display()))
 }
 
-/// A trainer of `model` at `batch × seq_len` holding the checkpoint's parameters.
-/// (Only the weights are read: a checkpoint without optimizer state evaluates too.)
+/// An evaluator of `model` at `batch × seq_len` (the forward alone: no gradients or
+/// optimizer state) holding the checkpoint's parameters. (Only the weights are read: a
+/// checkpoint without optimizer state evaluates too.)
 fn restore(
     model: &Model,
     ckpt: &Path,
@@ -75,7 +76,7 @@ fn restore(
     batch: usize,
     seq_len: usize,
 ) -> Result<Trainer, String> {
-    let mut trainer = Trainer::for_target(model, target, batch, seq_len).map_err(|e| e.to_string())?;
+    let mut trainer = Trainer::evaluator(model, target, batch, seq_len).map_err(|e| e.to_string())?;
     let slots = trainer.program.params.clone();
     let weights = hyb_train::checkpoint::load_weights(ckpt, &slots).map_err(|e| e.to_string())?;
     for (slot, values) in slots.iter().zip(&weights) {

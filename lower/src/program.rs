@@ -17,7 +17,7 @@ use crate::fuse::Step;
 use hyb_compiler::grad::{GradGraph, Value};
 use hyb_compiler::graph::{Dim, Elem, Graph, NodeId, Op, TensorType};
 use hyb_compiler::ir::{Act, Model};
-use hyb_compiler::plan::Plan;
+use hyb_compiler::plan::{Pass, Plan};
 use hyb_kernels::key::KernelKey;
 use hyb_kernels::pointwise::MapSpec;
 use hyb_target::Target;
@@ -506,21 +506,33 @@ impl ScanViews {
 /// [`Store::Cache`], zero before the first token).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
-    Train { batch: usize, seq_len: usize },
-    Decode { batch: usize, max_len: usize },
+    Train {
+        batch: usize,
+        seq_len: usize,
+    },
+    /// The training step's forward alone, with its loss and logits: evaluation, with
+    /// no gradients, no optimizer state and memory planned for the forward only.
+    Eval {
+        batch: usize,
+        seq_len: usize,
+    },
+    Decode {
+        batch: usize,
+        max_len: usize,
+    },
 }
 
 impl Shape {
     pub fn batch(self) -> usize {
         match self {
-            Shape::Train { batch, .. } | Shape::Decode { batch, .. } => batch,
+            Shape::Train { batch, .. } | Shape::Eval { batch, .. } | Shape::Decode { batch, .. } => batch,
         }
     }
 
     /// Tokens per sequence in one call.
     pub fn seq_len(self) -> usize {
         match self {
-            Shape::Train { seq_len, .. } => seq_len,
+            Shape::Train { seq_len, .. } | Shape::Eval { seq_len, .. } => seq_len,
             Shape::Decode { .. } => 1,
         }
     }
@@ -538,9 +550,10 @@ pub fn build(
 ) -> Result<Program, Unsupported> {
     let (batch, seq_len) = (shape.batch(), shape.seq_len());
     let decode = match shape {
-        Shape::Train { .. } => None,
+        Shape::Train { .. } | Shape::Eval { .. } => None,
         Shape::Decode { max_len, .. } => Some(max_len),
     };
+    let training = matches!(shape, Shape::Train { .. });
     assert_eq!((plan.batch, plan.seq_len), (batch as u64, seq_len as u64), "the plan is at the program's shape");
     let offsets = plan.buffers.iter().map(|b| (b.value, b.offset as usize)).collect();
     let params: Vec<ParamSlot> = model
@@ -565,7 +578,7 @@ pub fn build(
     };
     builder.forward(steps)?;
     let forward_end = builder.instrs.len();
-    let (optimizer_start, update_start, grads) = if decode.is_some() {
+    let (optimizer_start, update_start, grads) = if !training {
         (forward_end, forward_end, Vec::new())
     } else {
         let (start, updates) = builder.backward()?;
@@ -604,7 +617,13 @@ pub fn scheduled_plan(grad: &GradGraph, steps: &[Step], shape: Shape, target: Ta
         }
     }
     let (batch, seq_len) = (shape.batch() as u64, shape.seq_len() as u64);
-    hyb_compiler::plan::plan_scheduled(grad, batch, seq_len, target, &|id| {
-        run_at.get(&id).copied().unwrap_or(id.index())
-    })
+    let pass = if matches!(shape, Shape::Train { .. }) { Pass::Training } else { Pass::Forward };
+    hyb_compiler::plan::plan_scheduled(
+        grad,
+        batch,
+        seq_len,
+        target,
+        &|id| run_at.get(&id).copied().unwrap_or(id.index()),
+        pass,
+    )
 }

@@ -149,6 +149,27 @@ impl Trainer {
         Self::from_build(model, build)
     }
 
+    /// Compiles the forward of `model` alone at `batch × seq_len` for `target`: the loss
+    /// and the logits, with no gradients, no optimizer state and memory planned for the
+    /// forward only (evaluation). Its `forward_backward` and `step` refuse.
+    pub fn evaluator(model: &Model, target: Target, batch: usize, seq_len: usize) -> Result<Trainer, Error> {
+        let build = hyb_driver::compile(model, target, Shape::Eval { batch, seq_len }).map_err(Error::Compile)?;
+        Self::from_build(model, build)
+    }
+
+    /// Whether the program has a backward and an optimizer step (not an evaluator's).
+    pub fn trains(&self) -> bool {
+        self.program.update_start < self.program.instrs.len()
+    }
+
+    /// An evaluator of the same model at `batch × seq_len` on the same target, with a
+    /// copy of the current parameters.
+    pub fn evaluation(&self, batch: usize, seq_len: usize) -> Result<Trainer, Error> {
+        let mut other = Self::evaluator(&self.model, self.target, batch, seq_len)?;
+        other.copy_params_from(self);
+        Ok(other)
+    }
+
     /// Runs what the driver built (a training program of `model`).
     pub fn from_build(model: &Model, build: Build) -> Result<Trainer, Error> {
         let mut device = device_for(&build)?;
@@ -192,11 +213,15 @@ impl Trainer {
         self.stores.view(&arg)
     }
 
-    /// The same model at another batch × sequence length on the same target, with a copy
-    /// of the current parameters (a compiled kernel is reused: kernels do not depend on
-    /// the shape).
+    /// The same model at another batch × sequence length on the same target (a trainer,
+    /// or an evaluator of one), with a copy of the current parameters (a compiled kernel
+    /// is reused: kernels do not depend on the shape).
     pub fn resized(&self, batch: usize, seq_len: usize) -> Result<Trainer, Error> {
-        let mut other = Self::for_target(&self.model, self.target, batch, seq_len)?;
+        let mut other = if self.trains() {
+            Self::for_target(&self.model, self.target, batch, seq_len)?
+        } else {
+            Self::evaluator(&self.model, self.target, batch, seq_len)?
+        };
         assert_eq!(other.program.kernels.keys, self.program.kernels.keys, "kernels are shape-independent");
         other.copy_params_from(self);
         Ok(other)
@@ -354,6 +379,9 @@ impl Trainer {
     /// Forward and backward; returns the loss. Gradients are readable with
     /// [`Trainer::grad`] until the next call.
     pub fn forward_backward(&mut self, batch: &Batch) -> Result<f32, Error> {
+        if !self.trains() {
+            return Err(Error::Input("an evaluator runs the forward alone: it has no backward".into()));
+        }
         self.check(batch)?;
         self.run(0..self.program.optimizer_start, batch);
         Ok(self.host(LOSS))

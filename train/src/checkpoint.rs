@@ -189,8 +189,8 @@ pub fn load_weights(dir: &Path, slots: &[ParamSlot]) -> Result<Vec<Vec<f32>>, Er
         weights.names().into_iter().filter(|name| !known.contains(name)).partition(|name| name.ends_with(".attn.D"));
     if !extra.is_empty() {
         return Err(Error(format!(
-            "`{}` holds {} tensor(s) the model does not have, e.g. `{}`: not a checkpoint of this model",
-            dir.display(),
+            "{} holds {} tensor(s) the model does not have, e.g. `{}`: not a checkpoint of this model",
+            weights.source(),
             extra.len(),
             extra[0]
         )));
@@ -202,12 +202,12 @@ pub fn load_weights(dir: &Path, slots: &[ParamSlot]) -> Result<Vec<Vec<f32>>, Er
         .iter()
         .map(|slot| {
             if !weights.contains(&slot.name) {
-                return Err(Error(format!("`{}` has no `{}`", dir.display(), slot.name)));
+                return Err(Error(format!("{} has no `{}`", weights.source(), slot.name)));
             }
             let tensor = weights.read(&slot.name).map_err(Error)?;
             if tensor.shape != slot.shape {
                 let (name, have, want) = (&slot.name, &tensor.shape, &slot.shape);
-                return Err(Error(format!("`{}`: `{name}` is {have:?}, the model's is {want:?}", dir.display())));
+                return Err(Error(format!("{}: `{name}` is {have:?}, the model's is {want:?}", weights.source())));
             }
             Ok(tensor.values)
         })

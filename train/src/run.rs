@@ -123,7 +123,7 @@ pub fn train(
 ) -> Result<Summary, Failure> {
     let started = Instant::now();
     let mut evaluators: Vec<Trainer> =
-        evals.iter().map(|set| trainer.resized(set.batch, set.task.seq_len())).collect::<Result<_, _>>()?;
+        evals.iter().map(|set| trainer.evaluation(set.batch, set.task.seq_len())).collect::<Result<_, _>>()?;
     let mut scores = Vec::new();
     let mut log = settings.out.as_deref().map(|out| Metrics::open(out, trainer.step)).transpose()?;
     // A run resumed at its last step has nothing to train: its last logged loss stands.

@@ -116,6 +116,15 @@ impl Weights {
         Ok(Weights { files, index })
     }
 
+    /// Where the tensors come from: the file, or the first shard and how many there are.
+    pub fn source(&self) -> String {
+        match &self.files[..] {
+            [(path, _)] => format!("`{}`", path.display()),
+            [(path, _), rest @ ..] => format!("`{}` and {} more shard(s)", path.display(), rest.len()),
+            [] => "no file".into(),
+        }
+    }
+
     /// The names of every tensor, sorted.
     pub fn names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.index.keys().map(String::as_str).collect();

@@ -310,3 +310,33 @@ fn the_step_flushes_subnormals_on_every_thread() {
     assert!(hyb_runtime::cpu::denormals::flushing(), "this thread");
     assert!(rayon::broadcast(|_| hyb_runtime::cpu::denormals::flushing()).into_iter().all(|f| f), "rayon's threads");
 }
+
+/// An evaluator runs the training step's forward alone: the same loss and logits as a
+/// trainer's forward, with no gradients or AdamW moments and a smaller planned arena; it
+/// refuses a backward.
+#[test]
+fn an_evaluator_is_the_forward_alone() {
+    let model = tiny(PRESETS, "(gdn, attn, gla)");
+    let (batch, seq_len) = (2, 19);
+    let mut trainer = Trainer::new(&model, batch, seq_len).expect("compiles");
+    for (param, values) in random_params(&model, 3) {
+        trainer.set_param(&param, &values.iter().map(|v| *v as f32).collect::<Vec<_>>()).expect("known");
+    }
+    let mut evaluator = trainer.evaluation(batch, seq_len).expect("compiles");
+    evaluator.poison_scratch();
+    let tokens = random_tokens(model.config.vocab, batch * seq_len, 5);
+    let targets = Batch::next_token_targets(&tokens, seq_len);
+    let inputs = Batch { tokens: &tokens, targets: &targets };
+    let (want, got) = (trainer.forward(&inputs).expect("runs"), evaluator.forward(&inputs).expect("runs"));
+    assert_eq!(got.to_bits(), want.to_bits(), "the same loss: {got} vs {want}");
+    assert_eq!(evaluator.logits(), trainer.logits(), "the same logits");
+    assert!(!evaluator.trains() && evaluator.program.grads.is_empty());
+    assert!(
+        evaluator.program.arena_bytes < trainer.program.arena_bytes,
+        "forward-only arena {} against the step's {}",
+        evaluator.program.arena_bytes,
+        trainer.program.arena_bytes
+    );
+    assert!(evaluator.forward_backward(&inputs).is_err(), "no backward");
+    assert_eq!(evaluator.resized(1, 7).expect("compiles").trains(), false, "resizing keeps it an evaluator");
+}
