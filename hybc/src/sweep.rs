@@ -107,6 +107,7 @@ pub fn sweep(
     root: &Model,
     out: Option<&Path>,
     target: hyb_driver::Target,
+    sets: &[String],
     interrupt: Option<&crate::interrupt::Interrupt>,
 ) -> std::result::Result<Option<u8>, String> {
     let config = root.sweep.as_ref().ok_or_else(|| format!("`{}` has no sweep block", file.display()))?;
@@ -125,7 +126,7 @@ pub fn sweep(
             continue;
         }
         println!("\n[{}/{}] {}", index + 1, runs.len(), run.name());
-        let model = compile_run(file, run)?;
+        let model = compile_run(file, run, sets)?;
         let options = Options {
             steps: None,
             batch: None,
@@ -138,6 +139,7 @@ pub fn sweep(
             resume_if_any: true,
             checkpoint_every: None,
             model_source: Some((run.source(file), run.path(file))),
+            sets: sets.to_vec(),
             target,
             interrupt: interrupt.cloned(),
         };
@@ -172,8 +174,9 @@ pub fn sweep(
     Ok(None)
 }
 
-fn compile_run(file: &Path, run: &Run) -> std::result::Result<Model, String> {
-    let compilation = hyb_compiler::pipeline::check_source(&run.path(file), &run.source(file));
+/// The run's text checked, with the command line's `--set`s over it.
+fn compile_run(file: &Path, run: &Run, sets: &[String]) -> std::result::Result<Model, String> {
+    let compilation = hyb_compiler::pipeline::check_source(&run.path(file), &run.source(file), sets);
     match compilation.model() {
         Some(model) => Ok(model.clone()),
         None => Err(format!("run {} does not check:\n{}", run.name(), compilation.render())),

@@ -32,6 +32,8 @@ pub struct Options {
     /// The text the run directory keeps as `model.hyb` (for `hybc eval` / `generate`)
     /// and the path it compiles as [default: the file's own].
     pub model_source: Option<(String, std::path::PathBuf)>,
+    /// The command line's `--set`s the model was checked with (kept with the run).
+    pub sets: Vec<String>,
     /// Where the step runs.
     pub target: hyb_driver::Target,
     /// SIGINT / SIGTERM handling: the run stops at a step boundary with a checkpoint.
@@ -51,14 +53,14 @@ fn default_run_dir(path: &Path, resume: bool) -> std::path::PathBuf {
     (2..).map(|n| Path::new("runs").join(format!("{stem}-{n}"))).find(|dir| !taken(dir)).expect("a free name")
 }
 
-/// The run keeps the model's text (see [`crate::infer::keep_model`]).
-fn keep_model_source(path: &Path, out: &Path, source: Option<&(String, std::path::PathBuf)>) -> Result<(), String> {
-    match source {
-        Some((text, compiled_as)) => crate::infer::keep_model(out, text, compiled_as),
+/// The run keeps the model's text and `--set`s (see [`crate::infer::keep_model`]).
+fn keep_model_source(path: &Path, out: &Path, options: &Options) -> Result<(), String> {
+    match &options.model_source {
+        Some((text, compiled_as)) => crate::infer::keep_model(out, text, compiled_as, &options.sets),
         None => {
             let text = hyb_compiler::encoding::read_source(path)
                 .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-            crate::infer::keep_model(out, &text, path)
+            crate::infer::keep_model(out, &text, path, &options.sets)
         }
     }
 }
@@ -95,7 +97,7 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
         stop: options.interrupt.as_ref().map(|interrupt| interrupt.requested.clone()),
     };
     let log_every = block.map_or(1, |t| t.log_every);
-    keep_model_source(path, settings.out.as_ref().expect("a run directory"), options.model_source.as_ref())?;
+    keep_model_source(path, settings.out.as_ref().expect("a run directory"), options)?;
     let started = Instant::now();
     let mut trainer =
         Trainer::for_target(model, options.target, settings.batch, task.seq_len()).map_err(|e| e.to_string())?;

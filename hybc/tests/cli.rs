@@ -750,3 +750,29 @@ fn trains_on_niah_with_a_depth_breakdown() {
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics");
     assert!(metrics.contains("\"by_group\":{\"depth"), "{metrics}");
 }
+
+/// `--set` over the train block: the run uses it and keeps it (eval reads it back); a
+/// bad value is reported in the `--set` text; a flag and a `--set` of its field together
+/// are a usage error.
+#[test]
+fn set_overrides_the_train_block() {
+    let run = scratch("set-run");
+    let run_arg = run.to_str().expect("utf-8");
+    let file = "examples/tiny/transformer.hyb";
+    let sets = ["--set", "steps=2", "--set", "batch=2", "--set", "schedule=constant()", "--set", "seq_len=32"];
+    let mut args = vec!["train", file, "--out", run_arg, "--set", "data=mqar(vocab: 256, seq_len: 32, pairs: 4)"];
+    args.extend(sets);
+    let out = hybc(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("2 steps of batch 2 × 32 tokens"), "{}", text(&out.stdout));
+    let eval = hybc(&["eval", "--ckpt", run.join("checkpoints/step_000002").to_str().expect("utf-8")]);
+    assert!(eval.status.success(), "the kept --sets apply: {}", text(&eval.stderr));
+    let bad = hybc(&["train", file, "--set", "optimizer=adamw(lr: -1)"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).contains("<--set>:1:21"), "{}", text(&bad.stderr));
+    let unknown = hybc(&["train", file, "--set", "stpes=2"]);
+    assert!(text(&unknown.stderr).contains("did you mean `steps`?"), "{}", text(&unknown.stderr));
+    let both = hybc(&["train", file, "--steps", "2", "--set", "steps=3"]);
+    assert_eq!(both.status.code(), Some(2), "{}", text(&both.stderr));
+    assert!(text(&both.stderr).contains("`--steps` and `--set steps=3` both set `steps`"), "{}", text(&both.stderr));
+}
