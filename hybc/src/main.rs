@@ -121,7 +121,8 @@ enum Command {
     Eval {
         /// The model [default: the model.hyb its run wrote beside the checkpoint].
         file: Option<PathBuf>,
-        /// The checkpoint directory (`runs/<name>/checkpoints/step_N`).
+        /// The checkpoint directory (`runs/<name>/checkpoints/step_N`), or a run directory
+        /// (`runs/<name>`: its latest complete checkpoint).
         #[arg(long)]
         ckpt: PathBuf,
         /// Where to write the scores [default: <ckpt>/eval.json].
@@ -142,6 +143,7 @@ enum Command {
     Generate {
         /// The model [default: the model.hyb its run wrote beside the checkpoint].
         file: Option<PathBuf>,
+        /// A checkpoint directory, or a run directory (its latest complete checkpoint).
         #[arg(long)]
         ckpt: PathBuf,
         /// Text, or token ids (`"3 17 42"`) for a model trained on a recall task.
@@ -184,7 +186,8 @@ enum Command {
     /// model.safetensors that fla's AutoModelForCausalLM loads.
     Export {
         file: PathBuf,
-        /// The checkpoint directory (`runs/<name>/checkpoints/step_N`).
+        /// The checkpoint directory (`runs/<name>/checkpoints/step_N`), or a run directory
+        /// (`runs/<name>`: its latest complete checkpoint).
         #[arg(long)]
         ckpt: PathBuf,
         #[arg(long, value_enum, default_value_t = ExportFormat::Fla)]
@@ -269,16 +272,23 @@ fn main() -> ExitCode {
         }
         Command::Fmt { files, check, stdout } => format_files(&files, check, stdout),
         Command::Import { config, output } => import_config(&config, output.as_deref()),
-        Command::Export { file, ckpt, format: ExportFormat::Fla, output } => export_fla(&file, &ckpt, &output),
+        Command::Export { file, ckpt, format: ExportFormat::Fla, output } => {
+            checkpoint_of(&ckpt).and_then(|ckpt| export_fla(&file, &ckpt, &output))
+        }
         Command::Sweep { file, out, target, sets } => no_flag_and_set(&sets, &[("target", target.is_some())])
             .and_then(|()| run_sweep(&file, out.as_deref(), target, &sets)),
         Command::Eval { file, ckpt, json, target, sets } => no_flag_and_set(&sets, &[("target", target.is_some())])
-            .and_then(|()| {
+            .and_then(|()| checkpoint_of(&ckpt))
+            .and_then(|ckpt| {
                 with_checkpoint(file.as_deref(), &ckpt, target, &sets, |model, target| {
                     infer::eval(model, &ckpt, json.as_deref(), target)
                 })
             }),
         Command::Generate { file, ckpt, prompt, tokens, temperature, top_k, seed, target } => {
+            let ckpt = match checkpoint_of(&ckpt) {
+                Ok(ckpt) => ckpt,
+                Err(usage) => return exit(Err(usage)),
+            };
             let request = infer::Request { prompt: &prompt, tokens, sampling: Sampling { temperature, top_k, seed } };
             with_checkpoint(file.as_deref(), &ckpt, target, &[], |model, target| {
                 infer::generate(model, &ckpt, &request, target)
@@ -352,6 +362,20 @@ fn load(path: &Path) -> Result<Compilation, Failure> {
 fn load_with(path: &Path, sets: &[String]) -> Result<Compilation, Failure> {
     let compilation = pipeline::check_path_with(path, sets).map_err(|e| unreadable(path, &e))?;
     reported(path, compilation)
+}
+
+/// `--ckpt`: a checkpoint directory, or a run directory (one holding `checkpoints/`),
+/// which means its latest complete checkpoint (said on stderr).
+fn checkpoint_of(ckpt: &Path) -> Result<PathBuf, Failure> {
+    let checkpoints = ckpt.join("checkpoints");
+    if !checkpoints.is_dir() {
+        return Ok(ckpt.to_path_buf());
+    }
+    let latest = hyb_train::checkpoint::latest(&checkpoints).ok_or_else(|| {
+        Failure::Usage(format!("`{}` is a run directory without a complete checkpoint", ckpt.display()))
+    })?;
+    eprintln!("using {} (the run's latest checkpoint)", latest.display());
+    Ok(latest)
 }
 
 /// The `--set`s a run kept, less those of a field `sets` sets again, then `sets`.

@@ -551,6 +551,19 @@ fn export_writes_an_fla_directory() {
     let wrong = hybc(&["export", "examples/tiny/gdn_2to1.hyb", "--ckpt", ckpt, "-o", dir]);
     assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong.stdout));
     assert!(text(&wrong.stderr).contains("not a checkpoint of this model"), "{}", text(&wrong.stderr));
+    // A run directory means its latest complete checkpoint (a `.tmp` leftover is none).
+    std::fs::create_dir_all(run.join("checkpoints/step_000009.tmp")).expect("writable");
+    let run_arg = run.to_str().expect("utf-8");
+    let using = format!("using {ckpt} (the run's latest checkpoint)");
+    let out = hybc(&["export", "examples/tiny/transformer.hyb", "--ckpt", run_arg, "-o", dir]);
+    assert!(out.status.success() && text(&out.stderr).contains(&using), "{}", text(&out.stderr));
+    let eval = hybc(&["eval", "--ckpt", run_arg]);
+    assert!(eval.status.success() && text(&eval.stderr).contains(&using), "{}", text(&eval.stderr));
+    let empty = scratch("empty_run");
+    std::fs::create_dir_all(empty.join("checkpoints")).expect("writable");
+    let none = hybc(&["eval", "--ckpt", empty.to_str().expect("utf-8")]);
+    assert_eq!(none.status.code(), Some(2), "{}", text(&none.stderr));
+    assert!(text(&none.stderr).contains("without a complete checkpoint"), "{}", text(&none.stderr));
 }
 
 /// `hybc sweep` trains every run of the grid (2 mixers × 2 attention periods × 2
