@@ -94,6 +94,7 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
         grad_accum: block.map_or(1, |t| t.grad_accum),
         out: Some(options.out.clone().unwrap_or_else(|| default_run_dir(path, options.resume))),
         checkpoint_every: options.checkpoint_every.or(block.and_then(|t| t.checkpoint_every)),
+        keep_checkpoints: block.and_then(|t| t.keep_checkpoints),
         stop: options.interrupt.as_ref().map(|interrupt| interrupt.requested.clone()),
     };
     let log_every = block.map_or(1, |t| t.log_every);

@@ -789,3 +789,17 @@ fn set_overrides_the_train_block() {
     assert_eq!(both.status.code(), Some(2), "{}", text(&both.stderr));
     assert!(text(&both.stderr).contains("`--steps` and `--set steps=3` both set `steps`"), "{}", text(&both.stderr));
 }
+
+/// `keep_checkpoints = 2` (here by `--set`) leaves the newest two checkpoints.
+#[test]
+fn keep_checkpoints_removes_older_ones() {
+    let run = scratch("kept");
+    let out = train_copy(&run, "4", &["--checkpoint-every", "1", "--set", "keep_checkpoints=2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut names: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+        .expect("checkpoints")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["step_000003", "step_000004"]);
+}

@@ -209,8 +209,11 @@ fn settings_override_fields_and_are_checked_like_the_file() {
     let train = model.train.as_ref().expect("a train block");
     assert_eq!((train.steps, train.batch, train.optimizer.lr), (7, 3, 2e-3));
     assert_eq!(model.eval.as_ref().expect("an eval block").batch, 5);
-    let (model, text) =
-        check(file, &["optimizer=adamw(lr: -1)", "stpes=3", "steps=1 2", "model.vocab=8", "seed=1", "seed=2"]);
+    assert_eq!(train.keep_checkpoints, None, "every checkpoint is kept by default");
+    let (model, text) = check(
+        file,
+        &["optimizer=adamw(lr: -1)", "stpes=3", "steps=1 2", "model.vocab=8", "seed=1", "seed=2", "keep_checkpoints=0"],
+    );
     assert!(model.is_none());
     for expected in [
         "<--set>:1:21",
@@ -220,6 +223,7 @@ fn settings_override_fields_and_are_checked_like_the_file() {
         "expected the end of the setting",
         "`--set` cannot change the `model` block",
         "`seed` is set twice",
+        "`keep_checkpoints` must be at least 1",
     ] {
         assert!(text.contains(expected), "{expected}: {text}");
     }
