@@ -42,7 +42,7 @@ pub struct Options {
 
 /// `runs/<file stem>`; a new run (not `--resume`) whose directory already holds
 /// checkpoints goes to the first free `runs/<file stem>-N`, so running a command twice
-/// never collides with the first run.
+/// never collides with the first run — and says so.
 fn default_run_dir(path: &Path, resume: bool) -> std::path::PathBuf {
     let stem = path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
     let base = Path::new("runs").join(&stem);
@@ -50,7 +50,10 @@ fn default_run_dir(path: &Path, resume: bool) -> std::path::PathBuf {
     if resume || !taken(&base) {
         return base;
     }
-    (2..).map(|n| Path::new("runs").join(format!("{stem}-{n}"))).find(|dir| !taken(dir)).expect("a free name")
+    let free =
+        (2..).map(|n| Path::new("runs").join(format!("{stem}-{n}"))).find(|dir| !taken(dir)).expect("a free name");
+    println!("writing to {} ({} holds an earlier run; --resume continues that one)", free.display(), base.display());
+    free
 }
 
 /// The run keeps the model's text and `--set`s (see [`crate::infer::keep_model`]).
@@ -76,6 +79,13 @@ pub struct Outcome {
 pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, String> {
     let block = model.train.as_ref();
     let task = task(model, options.seq_len)?;
+    if block.is_none() {
+        println!(
+            "{} has no train block: training a synthetic copy task ({}-token sequences); a train block (or --set data=...) chooses the data",
+            path.display(),
+            task.seq_len()
+        );
+    }
     let (evals, skipped) = eval_sets(model, task.seq_len())?;
     for what in skipped {
         println!("note: evaluation of {what} is not supported yet; skipped");

@@ -803,3 +803,33 @@ fn keep_checkpoints_removes_older_ones() {
     names.sort();
     assert_eq!(names, ["step_000003", "step_000004"]);
 }
+
+/// A second run of a file goes to `runs/<stem>-2` and says so; a file without a train
+/// block says it trains a copy task.
+#[test]
+fn a_new_run_says_where_it_writes_and_what_it_trains() {
+    let dir = scratch("second_run");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("x.hyb"),
+        "mixer attn = attention(heads: 2)\nmodel {\n vocab = 16\n d_model = 16\n layers = attn\n}\n",
+    )
+    .expect("writable");
+    let train = || {
+        let args = ["train", "x.hyb", "--steps", "1", "--batch", "1", "--seq-len", "8"];
+        Command::new(env!("CARGO_BIN_EXE_hybc")).args(args).current_dir(&dir).output().expect("hybc runs")
+    };
+    let first = train();
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let stdout = text(&first.stdout);
+    assert!(
+        stdout.contains("x.hyb has no train block: training a synthetic copy task (8-token sequences)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("writing to"), "{stdout}");
+    let second = train();
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let stdout = text(&second.stdout);
+    assert!(stdout.contains("writing to runs/x-2 (runs/x holds an earlier run"), "{stdout}");
+    assert!(dir.join("runs/x-2/checkpoints/step_000001").is_dir());
+}
