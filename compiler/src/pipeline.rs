@@ -63,18 +63,24 @@ impl Compilation {
 
 /// Loads and checks a file from disk.
 pub fn check_path(path: &Path) -> std::io::Result<Compilation> {
+    check_path_with(path, &[])
+}
+
+/// [`check_path`] with `--set name=value` texts over the train and eval blocks.
+pub fn check_path_with(path: &Path, sets: &[String]) -> std::io::Result<Compilation> {
     let mut sources = SourceMap::fs();
     let root = sources.load(path)?;
-    let checked = sema::check(&mut sources, root);
+    let checked = sema::check_with(&mut sources, root, sets);
     Ok(Compilation { sources, root, checked })
 }
 
 /// Checks text held in memory as if it were the file at `path`: its imports are read
-/// from disk relative to that path (how `hybc sweep` compiles each run's overrides).
-pub fn check_source(path: &Path, text: &str) -> Compilation {
+/// from disk relative to that path (how `hybc sweep` compiles each run's overrides),
+/// with `--set` texts as in [`check_path_with`].
+pub fn check_source(path: &Path, text: &str, sets: &[String]) -> Compilation {
     let mut sources = SourceMap::fs();
     let root = sources.add(path.to_path_buf(), text.to_string());
-    let checked = sema::check(&mut sources, root);
+    let checked = sema::check_with(&mut sources, root, sets);
     Compilation { sources, root, checked }
 }
 

@@ -18,5 +18,5 @@ pub mod parser;
 pub mod span;
 
 pub use diag::{Diagnostic, Label, Severity};
-pub use parser::parse;
+pub use parser::{parse, parse_field};
 pub use span::{FileId, Span};

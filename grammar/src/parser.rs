@@ -52,6 +52,26 @@ pub fn parse(file: FileId, text: &str) -> Result<File, Vec<Diagnostic>> {
     }
 }
 
+/// Parses one `name = value` on its own (a command line's `--set`): the whole text is
+/// the field, spans are offsets into it.
+pub fn parse_field(file: FileId, text: &str) -> Result<Field, Vec<Diagnostic>> {
+    if let Some(diagnostic) = delimiters::check_nesting(file, text) {
+        return Err(vec![diagnostic]);
+    }
+    pest::set_call_limit(std::num::NonZeroUsize::new(5_000_000));
+    match HybParser::parse(Rule::setting, text) {
+        Ok(mut pairs) => {
+            let setting = pairs.next().expect("the setting rule always yields one pair");
+            let field = setting.into_inner().next().expect("the grammar guarantees this pair");
+            match (Builder { file, code_end: code_ends(text) }).entry(field) {
+                Entry::Field(field) => Ok(field),
+                Entry::Task(_) => unreachable!("the setting rule holds a field"),
+            }
+        }
+        Err(error) => Err(vec![syntax_error(file, text, &error).0]),
+    }
+}
+
 /// Replaces the top-level item containing `position` with spaces (newlines kept, so
 /// offsets and line numbers stay). Returns false if nothing could be blanked.
 fn blank_item_around(work: &mut String, position: usize) -> bool {
@@ -198,7 +218,7 @@ fn describe_rule(grammar_rule: Rule) -> &'static str {
         Rule::EOI | Rule::import_item | Rule::let_item | Rule::mixer_item | Rule::block | Rule::block_kind => {
             "an item (`import`, `let`, `mixer`, `model`, `train`, `eval`)"
         }
-        Rule::field | Rule::task => "a field (`name = value`)",
+        Rule::field | Rule::task | Rule::setting => "a field (`name = value`)",
         Rule::value | Rule::expr | Rule::call | Rule::group | Rule::list | Rule::number | Rule::string => "a value",
         Rule::boolean | Rule::none => "a value",
         Rule::string_inner => "the rest of the string",

@@ -13,8 +13,8 @@ pub enum ModelFile {
     /// The `.hyb` named on the command line.
     Given(PathBuf),
     /// The text its run kept as `model.hyb`, compiled as the file it was (so its data
-    /// paths and imports resolve as they did in training).
-    Kept { text: String, compiled_as: PathBuf },
+    /// paths and imports resolve as they did in training), with the run's `--set`s.
+    Kept { text: String, compiled_as: PathBuf, sets: Vec<String> },
 }
 
 /// The model of a checkpoint: `file` if given, else the `model.hyb` (and `model.json`)
@@ -35,7 +35,10 @@ pub fn model_file(file: Option<&Path>, ckpt: &Path) -> Result<ModelFile, String>
     let origin: serde_json::Value =
         serde_json::from_str(&read("model.json")?).map_err(|e| format!("model.json: {e}"))?;
     let compiled_as = origin["compiled_as"].as_str().map_or_else(|| dir.join("model.hyb"), PathBuf::from);
-    Ok(ModelFile::Kept { text, compiled_as })
+    let sets = origin["sets"]
+        .as_array()
+        .map_or_else(Vec::new, |sets| sets.iter().filter_map(|s| s.as_str().map(String::from)).collect());
+    Ok(ModelFile::Kept { text, compiled_as, sets })
 }
 
 /// The model of a published fla / Hugging Face directory: its `config.json` imported
@@ -51,15 +54,16 @@ fn published_model(dir: &Path) -> Result<ModelFile, String> {
     let text = hyb_compiler::import::import_config(&json, &config.display().to_string())
         .map_err(|e| format!("cannot import `{}`: {}", config.display(), e.0))?;
     eprintln!("note: the model is `{}`, imported", config.display());
-    Ok(ModelFile::Kept { text, compiled_as: dir.join("model.hyb") })
+    Ok(ModelFile::Kept { text, compiled_as: dir.join("model.hyb"), sets: Vec::new() })
 }
 
 /// Writes the model's source into the run directory as `model.hyb`, and in `model.json`
-/// the path it was compiled as, so the run's checkpoints can be evaluated and decoded
-/// without naming the file (and after it changes).
-pub fn keep_model(out: &Path, text: &str, compiled_as: &Path) -> Result<(), String> {
+/// the path it was compiled as and the `--set`s it was trained with, so the run's
+/// checkpoints can be evaluated and decoded without naming the file (and after it
+/// changes).
+pub fn keep_model(out: &Path, text: &str, compiled_as: &Path, sets: &[String]) -> Result<(), String> {
     let absolute = std::path::absolute(compiled_as).unwrap_or_else(|_| compiled_as.to_path_buf());
-    let origin = serde_json::json!({"compiled_as": absolute.display().to_string()});
+    let origin = serde_json::json!({"compiled_as": absolute.display().to_string(), "sets": sets});
     std::fs::create_dir_all(out)
         .and_then(|()| std::fs::write(out.join("model.hyb"), text))
         .and_then(|()| std::fs::write(out.join("model.json"), serde_json::to_string_pretty(&origin).expect("JSON")))

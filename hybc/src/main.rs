@@ -112,13 +112,19 @@ enum Command {
         /// always after the last step].
         #[arg(long)]
         checkpoint_every: Option<u64>,
+        /// Set a field of the train or eval block, checked as if written in the file:
+        /// `--set steps=100`, `--set 'optimizer=adamw(lr: 1e-3)'`, `--set eval.batch=4`
+        /// (repeatable; a flag such as --steps and a --set of its field together is an error).
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        sets: Vec<String>,
     },
     /// Score a checkpoint on the eval block's tasks: a table, and JSON in the checkpoint
     /// (accuracy by length, pairs or needle depth; perplexity on text).
     Eval {
         /// The model [default: the model.hyb its run wrote beside the checkpoint].
         file: Option<PathBuf>,
-        /// The checkpoint directory (`runs/<name>/checkpoints/step_N`).
+        /// The checkpoint directory (`runs/<name>/checkpoints/step_N`), or a run directory
+        /// (`runs/<name>`: its latest complete checkpoint).
         #[arg(long)]
         ckpt: PathBuf,
         /// Where to write the scores [default: <ckpt>/eval.json].
@@ -128,12 +134,18 @@ enum Command {
         /// [default: the train block's `target`, else cpu].
         #[arg(long)]
         target: Option<Target>,
+        /// Set a field of the train or eval block, checked as if written in the file:
+        /// `--set steps=100`, `--set 'optimizer=adamw(lr: 1e-3)'`, `--set eval.batch=4`
+        /// (repeatable; a flag such as --steps and a --set of its field together is an error).
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        sets: Vec<String>,
     },
     /// Continue a prompt with a checkpoint, one token at a time (each mixer's recurrent
     /// state, attention's KV cache): text for a text model, token ids for a recall model.
     Generate {
         /// The model [default: the model.hyb its run wrote beside the checkpoint].
         file: Option<PathBuf>,
+        /// A checkpoint directory, or a run directory (its latest complete checkpoint).
         #[arg(long)]
         ckpt: PathBuf,
         /// Text, or token ids (`"3 17 42"`) for a model trained on a recall task.
@@ -175,12 +187,18 @@ enum Command {
         /// Write the tables from the runs finished so far, training nothing.
         #[arg(long)]
         report: bool,
+        /// Set a field of the train or eval block, checked as if written in the file:
+        /// `--set steps=100`, `--set 'optimizer=adamw(lr: 1e-3)'`, `--set eval.batch=4`
+        /// (repeatable; a flag such as --steps and a --set of its field together is an error).
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        sets: Vec<String>,
     },
     /// Write a checkpoint in another format: `fla` gives a directory with config.json and
     /// model.safetensors that fla's AutoModelForCausalLM loads.
     Export {
         file: PathBuf,
-        /// The checkpoint directory (`runs/<name>/checkpoints/step_N`).
+        /// The checkpoint directory (`runs/<name>/checkpoints/step_N`), or a run directory
+        /// (`runs/<name>`: its latest complete checkpoint).
         #[arg(long)]
         ckpt: PathBuf,
         #[arg(long, value_enum, default_value_t = ExportFormat::Fla)]
@@ -276,9 +294,9 @@ fn main() -> ExitCode {
         Command::Import { config, output } => import_config(&config, output.as_deref()),
         Command::Export { file, ckpt, format: ExportFormat::Fla, dtype, output } => {
             let stored = if dtype == ExportDtype::Bf16 { Stored::Bf16 } else { Stored::F32 };
-            export_fla(&file, &ckpt, &output, stored)
+            checkpoint_of(&ckpt).and_then(|ckpt| export_fla(&file, &ckpt, &output, stored))
         }
-        Command::Sweep { file, out, target, list, shard, report } => {
+        Command::Sweep { file, out, target, list, shard, report, sets } => {
             let mode = if list {
                 sweep::Mode::List
             } else if report {
@@ -286,20 +304,52 @@ fn main() -> ExitCode {
             } else {
                 sweep::Mode::Train(shard)
             };
-            run_sweep(&file, out.as_deref(), target, mode)
+            no_flag_and_set(&sets, &[("target", target.is_some())])
+                .and_then(|()| run_sweep(&file, out.as_deref(), target, &sets, mode))
         }
-        Command::Eval { file, ckpt, json, target } => {
-            with_checkpoint(file.as_deref(), &ckpt, target, |model, target| {
-                infer::eval(model, &ckpt, json.as_deref(), target)
-            })
-        }
+        Command::Eval { file, ckpt, json, target, sets } => no_flag_and_set(&sets, &[("target", target.is_some())])
+            .and_then(|()| checkpoint_of(&ckpt))
+            .and_then(|ckpt| {
+                with_checkpoint(file.as_deref(), &ckpt, target, &sets, |model, target| {
+                    infer::eval(model, &ckpt, json.as_deref(), target)
+                })
+            }),
         Command::Generate { file, ckpt, prompt, tokens, temperature, top_k, seed, target } => {
+            let ckpt = match checkpoint_of(&ckpt) {
+                Ok(ckpt) => ckpt,
+                Err(usage) => return exit(Err(usage)),
+            };
             let request = infer::Request { prompt: &prompt, tokens, sampling: Sampling { temperature, top_k, seed } };
-            with_checkpoint(file.as_deref(), &ckpt, target, |model, target| {
+            with_checkpoint(file.as_deref(), &ckpt, target, &[], |model, target| {
                 infer::generate(model, &ckpt, &request, target)
             })
         }
-        Command::Train { file, steps, batch, seq_len, lr, seed, profile, out, resume, target, checkpoint_every } => {
+        Command::Train {
+            file,
+            steps,
+            batch,
+            seq_len,
+            lr,
+            seed,
+            profile,
+            out,
+            resume,
+            target,
+            checkpoint_every,
+            sets,
+        } => {
+            let flags = [
+                ("steps", steps.is_some()),
+                ("batch", batch.is_some()),
+                ("seq_len", seq_len.is_some()),
+                ("optimizer", lr.is_some()),
+                ("seed", seed.is_some()),
+                ("target", target.is_some()),
+                ("checkpoint_every", checkpoint_every.is_some()),
+            ];
+            if let Err(usage) = no_flag_and_set(&sets, &flags) {
+                return exit(Err(usage));
+            }
             let options = |target| train::Options {
                 steps,
                 batch,
@@ -312,12 +362,17 @@ fn main() -> ExitCode {
                 resume_if_any: false,
                 checkpoint_every,
                 model_source: None,
+                sets: sets.clone(),
                 target,
                 interrupt: None,
             };
-            run_training(&file, target, options)
+            run_training(&file, target, &sets, options)
         }
     };
+    exit(result)
+}
+
+fn exit(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::User) => ExitCode::from(1),
@@ -330,8 +385,51 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &Path) -> Result<Compilation, Failure> {
-    let compilation = pipeline::check_path(path).map_err(|e| unreadable(path, &e))?;
+    load_with(path, &[])
+}
+
+/// Loads and checks `path` with `--set` texts over its train and eval blocks.
+fn load_with(path: &Path, sets: &[String]) -> Result<Compilation, Failure> {
+    let compilation = pipeline::check_path_with(path, sets).map_err(|e| unreadable(path, &e))?;
     reported(path, compilation)
+}
+
+/// `--ckpt`: a checkpoint directory, or a run directory (one holding `checkpoints/`),
+/// which means its latest complete checkpoint (said on stderr).
+fn checkpoint_of(ckpt: &Path) -> Result<PathBuf, Failure> {
+    let checkpoints = ckpt.join("checkpoints");
+    if !checkpoints.is_dir() {
+        return Ok(ckpt.to_path_buf());
+    }
+    let latest = hyb_train::checkpoint::latest(&checkpoints).ok_or_else(|| {
+        Failure::Usage(format!("`{}` is a run directory without a complete checkpoint", ckpt.display()))
+    })?;
+    eprintln!("using {} (the run's latest checkpoint)", latest.display());
+    Ok(latest)
+}
+
+/// The `--set`s a run kept, less those of a field `sets` sets again, then `sets`.
+fn over(kept: &[String], sets: &[String]) -> Vec<String> {
+    let field = |set: &String| set.split('=').next().unwrap_or("").trim().to_string();
+    let given: Vec<String> = sets.iter().map(field).collect();
+    kept.iter().filter(|set| !given.contains(&field(set))).chain(sets).cloned().collect()
+}
+
+/// A flag is a shorthand for a field (`--lr` for the optimizer's): giving both the flag
+/// and a `--set` of that field is a usage error rather than a silent choice.
+fn no_flag_and_set(sets: &[String], flags: &[(&str, bool)]) -> Result<(), Failure> {
+    for set in sets {
+        let name = set.split('=').next().unwrap_or("").trim();
+        let name = name.strip_prefix("train.").unwrap_or(name);
+        if let Some((field, _)) = flags.iter().find(|(field, given)| *given && *field == name) {
+            let flag = match *field {
+                "optimizer" => "--lr".to_string(),
+                field => format!("--{}", field.replace('_', "-")),
+            };
+            return Err(Failure::Usage(format!("`{flag}` and `--set {set}` both set `{field}`: give one of them")));
+        }
+    }
+    Ok(())
 }
 
 /// A file that cannot be read: a usage error (no such file), or a problem in the
@@ -485,10 +583,11 @@ fn format_files(files: &[PathBuf], check_only: bool, to_stdout: bool) -> Result<
 fn run_training(
     file: &Path,
     target: Option<Target>,
+    sets: &[String],
     options: impl FnOnce(Target) -> train::Options,
 ) -> Result<(), Failure> {
     let interrupt = install_interrupt()?;
-    let compilation = load(file)?;
+    let compilation = load_with(file, sets)?;
     let model = compilation.model().expect("no errors means a model");
     let target = target::chosen(target, model);
     target::preflight(file, &compilation, target)?;
@@ -505,12 +604,14 @@ fn with_checkpoint(
     file: Option<&Path>,
     ckpt: &Path,
     target: Option<Target>,
+    sets: &[String],
     command: impl FnOnce(&hyb_compiler::ir::Model, Target) -> Result<(), String>,
 ) -> Result<(), Failure> {
     let (compilation, path) = match infer::model_file(file, ckpt).map_err(Failure::Usage)? {
-        infer::ModelFile::Given(file) => (load(&file)?, file),
-        infer::ModelFile::Kept { text, compiled_as } => {
-            (reported(&compiled_as, pipeline::check_source(&compiled_as, &text))?, compiled_as)
+        infer::ModelFile::Given(file) => (load_with(&file, sets)?, file),
+        infer::ModelFile::Kept { text, compiled_as, sets: kept } => {
+            let sets = over(&kept, sets);
+            (reported(&compiled_as, pipeline::check_source(&compiled_as, &text, &sets))?, compiled_as)
         }
     };
     let model = compilation.model().expect("no errors means a model");
@@ -534,13 +635,19 @@ fn export_fla(file: &Path, checkpoint: &Path, output: &Path, stored: Stored) -> 
     Ok(())
 }
 
-fn run_sweep(file: &Path, out: Option<&Path>, target: Option<Target>, mode: sweep::Mode) -> Result<(), Failure> {
+fn run_sweep(
+    file: &Path,
+    out: Option<&Path>,
+    target: Option<Target>,
+    sets: &[String],
+    mode: sweep::Mode,
+) -> Result<(), Failure> {
     let interrupt = install_interrupt()?;
-    let compilation = load(file)?;
+    let compilation = load_with(file, sets)?;
     let model = compilation.model().expect("no errors means a model");
     let target = target::chosen(target, model);
     target::preflight(file, &compilation, target)?;
-    let stopped = sweep::sweep(file, model, out, target, Some(&interrupt), mode).map_err(|message| {
+    let stopped = sweep::sweep(file, model, out, target, sets, Some(&interrupt), mode).map_err(|message| {
         eprintln!("error: {message}");
         Failure::User
     })?;

@@ -147,6 +147,7 @@ pub fn sweep(
     root: &Model,
     out: Option<&Path>,
     target: hyb_driver::Target,
+    sets: &[String],
     interrupt: Option<&crate::interrupt::Interrupt>,
     mode: Mode,
 ) -> std::result::Result<Option<u8>, String> {
@@ -183,7 +184,7 @@ pub fn sweep(
             continue;
         }
         println!("\n[{}/{}] {}", index + 1, runs.len(), run.name());
-        let model = compile_run(file, run)?;
+        let model = compile_run(file, run, sets)?;
         let options = Options {
             steps: None,
             batch: None,
@@ -196,6 +197,7 @@ pub fn sweep(
             resume_if_any: true,
             checkpoint_every: None,
             model_source: Some((run.source(file), run.path(file))),
+            sets: sets.to_vec(),
             target,
             interrupt: interrupt.cloned(),
         };
@@ -251,8 +253,9 @@ fn report(
     Ok(None)
 }
 
-fn compile_run(file: &Path, run: &Run) -> std::result::Result<Model, String> {
-    let compilation = hyb_compiler::pipeline::check_source(&run.path(file), &run.source(file));
+/// The run's text checked, with the command line's `--set`s over it.
+fn compile_run(file: &Path, run: &Run, sets: &[String]) -> std::result::Result<Model, String> {
+    let compilation = hyb_compiler::pipeline::check_source(&run.path(file), &run.source(file), sets);
     match compilation.model() {
         Some(model) => Ok(model.clone()),
         None => Err(format!("run {} does not check:\n{}", run.name(), compilation.render())),

@@ -32,6 +32,8 @@ pub struct Options {
     /// The text the run directory keeps as `model.hyb` (for `hybc eval` / `generate`)
     /// and the path it compiles as [default: the file's own].
     pub model_source: Option<(String, std::path::PathBuf)>,
+    /// The command line's `--set`s the model was checked with (kept with the run).
+    pub sets: Vec<String>,
     /// Where the step runs.
     pub target: hyb_driver::Target,
     /// SIGINT / SIGTERM handling: the run stops at a step boundary with a checkpoint.
@@ -40,7 +42,7 @@ pub struct Options {
 
 /// `runs/<file stem>`; a new run (not `--resume`) whose directory already holds
 /// checkpoints goes to the first free `runs/<file stem>-N`, so running a command twice
-/// never collides with the first run.
+/// never collides with the first run — and says so.
 fn default_run_dir(path: &Path, resume: bool) -> std::path::PathBuf {
     let stem = path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
     let base = Path::new("runs").join(&stem);
@@ -48,17 +50,20 @@ fn default_run_dir(path: &Path, resume: bool) -> std::path::PathBuf {
     if resume || !taken(&base) {
         return base;
     }
-    (2..).map(|n| Path::new("runs").join(format!("{stem}-{n}"))).find(|dir| !taken(dir)).expect("a free name")
+    let free =
+        (2..).map(|n| Path::new("runs").join(format!("{stem}-{n}"))).find(|dir| !taken(dir)).expect("a free name");
+    println!("writing to {} ({} holds an earlier run; --resume continues that one)", free.display(), base.display());
+    free
 }
 
-/// The run keeps the model's text (see [`crate::infer::keep_model`]).
-fn keep_model_source(path: &Path, out: &Path, source: Option<&(String, std::path::PathBuf)>) -> Result<(), String> {
-    match source {
-        Some((text, compiled_as)) => crate::infer::keep_model(out, text, compiled_as),
+/// The run keeps the model's text and `--set`s (see [`crate::infer::keep_model`]).
+fn keep_model_source(path: &Path, out: &Path, options: &Options) -> Result<(), String> {
+    match &options.model_source {
+        Some((text, compiled_as)) => crate::infer::keep_model(out, text, compiled_as, &options.sets),
         None => {
             let text = hyb_compiler::encoding::read_source(path)
                 .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-            crate::infer::keep_model(out, &text, path)
+            crate::infer::keep_model(out, &text, path, &options.sets)
         }
     }
 }
@@ -74,6 +79,13 @@ pub struct Outcome {
 pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, String> {
     let block = model.train.as_ref();
     let task = task(model, options.seq_len)?;
+    if block.is_none() {
+        println!(
+            "{} has no train block: training a synthetic copy task ({}-token sequences); a train block (or --set data=...) chooses the data",
+            path.display(),
+            task.seq_len()
+        );
+    }
     let (evals, skipped) = eval_sets(model, task.seq_len())?;
     for what in skipped {
         println!("note: evaluation of {what} is not supported yet; skipped");
@@ -92,10 +104,11 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
         grad_accum: block.map_or(1, |t| t.grad_accum),
         out: Some(options.out.clone().unwrap_or_else(|| default_run_dir(path, options.resume))),
         checkpoint_every: options.checkpoint_every.or(block.and_then(|t| t.checkpoint_every)),
+        keep_checkpoints: block.and_then(|t| t.keep_checkpoints),
         stop: options.interrupt.as_ref().map(|interrupt| interrupt.requested.clone()),
     };
     let log_every = block.map_or(1, |t| t.log_every);
-    keep_model_source(path, settings.out.as_ref().expect("a run directory"), options.model_source.as_ref())?;
+    keep_model_source(path, settings.out.as_ref().expect("a run directory"), options)?;
     let started = Instant::now();
     let mut trainer =
         Trainer::for_target(model, options.target, settings.batch, task.seq_len()).map_err(|e| e.to_string())?;

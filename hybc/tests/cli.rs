@@ -602,6 +602,20 @@ fn export_writes_an_fla_directory() {
     let (got, notes) = generate(dir, None);
     assert!(notes.contains("config.json`, imported"), "{notes}");
     assert_eq!(got.lines().next(), want.lines().next(), "the same continuation");
+
+    // A run directory means its latest complete checkpoint (a `.tmp` leftover is none).
+    std::fs::create_dir_all(run.join("checkpoints/step_000009.tmp")).expect("writable");
+    let run_arg = run.to_str().expect("utf-8");
+    let using = format!("using {ckpt} (the run's latest checkpoint)");
+    let out = hybc(&["export", "examples/tiny/transformer.hyb", "--ckpt", run_arg, "-o", dir]);
+    assert!(out.status.success() && text(&out.stderr).contains(&using), "{}", text(&out.stderr));
+    let eval = hybc(&["eval", "--ckpt", run_arg]);
+    assert!(eval.status.success() && text(&eval.stderr).contains(&using), "{}", text(&eval.stderr));
+    let empty = scratch("empty_run");
+    std::fs::create_dir_all(empty.join("checkpoints")).expect("writable");
+    let none = hybc(&["eval", "--ckpt", empty.to_str().expect("utf-8")]);
+    assert_eq!(none.status.code(), Some(2), "{}", text(&none.stderr));
+    assert!(text(&none.stderr).contains("without a complete checkpoint"), "{}", text(&none.stderr));
 }
 
 /// `hybc sweep` trains every run of the grid (2 mixers × 2 attention periods × 2
@@ -854,4 +868,74 @@ fn sweep_reports_seeds_with_intervals() {
     let markdown = std::fs::read_to_string(out.join("results.md")).expect("results.md");
     assert!(markdown.contains("By cell, over its seeds") && markdown.contains(&want), "{want}\n{markdown}");
     assert!(markdown.contains("| 3 |"), "three seeds in the cell: {markdown}");
+}
+
+/// `--set` over the train block: the run uses it and keeps it (eval reads it back); a
+/// bad value is reported in the `--set` text; a flag and a `--set` of its field together
+/// are a usage error.
+#[test]
+fn set_overrides_the_train_block() {
+    let run = scratch("set-run");
+    let run_arg = run.to_str().expect("utf-8");
+    let file = "examples/tiny/transformer.hyb";
+    let sets = ["--set", "steps=2", "--set", "batch=2", "--set", "schedule=constant()", "--set", "seq_len=32"];
+    let mut args = vec!["train", file, "--out", run_arg, "--set", "data=mqar(vocab: 256, seq_len: 32, pairs: 4)"];
+    args.extend(sets);
+    let out = hybc(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("2 steps of batch 2 × 32 tokens"), "{}", text(&out.stdout));
+    let eval = hybc(&["eval", "--ckpt", run.join("checkpoints/step_000002").to_str().expect("utf-8")]);
+    assert!(eval.status.success(), "the kept --sets apply: {}", text(&eval.stderr));
+    let bad = hybc(&["train", file, "--set", "optimizer=adamw(lr: -1)"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).contains("<--set>:1:21"), "{}", text(&bad.stderr));
+    let unknown = hybc(&["train", file, "--set", "stpes=2"]);
+    assert!(text(&unknown.stderr).contains("did you mean `steps`?"), "{}", text(&unknown.stderr));
+    let both = hybc(&["train", file, "--steps", "2", "--set", "steps=3"]);
+    assert_eq!(both.status.code(), Some(2), "{}", text(&both.stderr));
+    assert!(text(&both.stderr).contains("`--steps` and `--set steps=3` both set `steps`"), "{}", text(&both.stderr));
+}
+
+/// `keep_checkpoints = 2` (here by `--set`) leaves the newest two checkpoints.
+#[test]
+fn keep_checkpoints_removes_older_ones() {
+    let run = scratch("kept");
+    let out = train_copy(&run, "4", &["--checkpoint-every", "1", "--set", "keep_checkpoints=2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut names: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+        .expect("checkpoints")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["step_000003", "step_000004"]);
+}
+
+/// A second run of a file goes to `runs/<stem>-2` and says so; a file without a train
+/// block says it trains a copy task.
+#[test]
+fn a_new_run_says_where_it_writes_and_what_it_trains() {
+    let dir = scratch("second_run");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("x.hyb"),
+        "mixer attn = attention(heads: 2)\nmodel {\n vocab = 16\n d_model = 16\n layers = attn\n}\n",
+    )
+    .expect("writable");
+    let train = || {
+        let args = ["train", "x.hyb", "--steps", "1", "--batch", "1", "--seq-len", "8"];
+        Command::new(env!("CARGO_BIN_EXE_hybc")).args(args).current_dir(&dir).output().expect("hybc runs")
+    };
+    let first = train();
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let stdout = text(&first.stdout);
+    assert!(
+        stdout.contains("x.hyb has no train block: training a synthetic copy task (8-token sequences)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("writing to"), "{stdout}");
+    let second = train();
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let stdout = text(&second.stdout);
+    assert!(stdout.contains("writing to runs/x-2 (runs/x holds an earlier run"), "{stdout}");
+    assert!(dir.join("runs/x-2/checkpoints/step_000001").is_dir());
 }

@@ -190,3 +190,47 @@ fn library_mixers_are_checked_where_used() {
     let (ok, text) = check("(gla × 2, hgrn2)");
     assert!(!ok && text.contains("`expand_ratio` must be at most 64"), "{text}");
 }
+
+/// `--set name=value` (hybc train / eval / sweep): a train or eval field laid over the
+/// file's, checked as the file's own, every mistake located in the `--set` text.
+#[test]
+fn settings_override_fields_and_are_checked_like_the_file() {
+    let file = "mixer attn = attention(heads: 2)\nmodel {\n vocab = 64\n d_model = 32\n layers = attn\n}\n\
+                train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n steps = 50\n}\n\
+                eval {\n mqar(seq_len: 32, pairs: 4)\n}\n";
+    let check = |text: &str, sets: &[&str]| {
+        let (mut sources, root_file) = hyb_compiler::source::SourceMap::single("set.hyb", text);
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let checked = hyb_compiler::sema::check_with(&mut sources, root_file, &sets);
+        (checked.model, sources.render(&checked.diagnostics))
+    };
+    let (model, text) = check(file, &["steps=7", "optimizer=adamw(lr: 2e-3)", "batch=3", "eval.batch=5"]);
+    let model = model.unwrap_or_else(|| panic!("{text}"));
+    let train = model.train.as_ref().expect("a train block");
+    assert_eq!((train.steps, train.batch, train.optimizer.lr), (7, 3, 2e-3));
+    assert_eq!(model.eval.as_ref().expect("an eval block").batch, 5);
+    assert_eq!(train.keep_checkpoints, None, "every checkpoint is kept by default");
+    let (model, text) = check(
+        file,
+        &["optimizer=adamw(lr: -1)", "stpes=3", "steps=1 2", "model.vocab=8", "seed=1", "seed=2", "keep_checkpoints=0"],
+    );
+    assert!(model.is_none());
+    for expected in [
+        "<--set>:1:21",
+        "`lr` must be at least",
+        "unknown train or eval field `stpes`",
+        "did you mean `steps`?",
+        "expected the end of the setting",
+        "`--set` cannot change the `model` block",
+        "`seed` is set twice",
+        "`keep_checkpoints` must be at least 1",
+    ] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    // No train block: made from the settings only with its data.
+    let bare = "mixer attn = attention(heads: 2)\nmodel {\n vocab = 64\n d_model = 32\n layers = attn\n}\n";
+    let (model, text) = check(bare, &["steps=2"]);
+    assert!(model.is_none() && text.contains("has no train block for `--set steps` to change"), "{text}");
+    let (model, text) = check(bare, &["steps=2", "data=mqar(vocab: 64, seq_len: 32, pairs: 4)"]);
+    assert_eq!(model.unwrap_or_else(|| panic!("{text}")).train.expect("made by --set").steps, 2);
+}

@@ -8,7 +8,8 @@
 //! Written atomically: into `step_000250.tmp/`, every file synced, the directory renamed
 //! into place, then the parent synced — a kill at any moment leaves either the previous
 //! checkpoints or the new one complete, never half of one. [`latest`] ignores `.tmp`
-//! leftovers. A write that fails (a full disk) removes its `.tmp` directory and leaves
+//! leftovers. `keep_checkpoints = k` removes all but the newest k after each write
+//! ([`prune`]). A write that fails (a full disk) removes its `.tmp` directory and leaves
 //! the earlier checkpoints as they were, so the run can resume from the last of them.
 
 use std::fs::{self, File};
@@ -130,9 +131,9 @@ fn write_files(temporary: &Path, trainer: &Trainer, seed: u64) -> Result<(), Err
     sync_dir(temporary)
 }
 
-/// The newest complete checkpoint under `root`, if any.
-pub fn latest(root: &Path) -> Option<PathBuf> {
-    let entries = fs::read_dir(root).ok()?;
+/// The complete checkpoints under `root` (`.tmp` leftovers are none), with their steps.
+fn complete(root: &Path) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = fs::read_dir(root) else { return Vec::new() };
     entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir() && p.extension().is_none())
@@ -140,8 +141,25 @@ pub fn latest(root: &Path) -> Option<PathBuf> {
             let step: u64 = p.file_name()?.to_str()?.strip_prefix("step_")?.parse().ok()?;
             Some((step, p))
         })
-        .max_by_key(|(step, _)| *step)
-        .map(|(_, path)| path)
+        .collect()
+}
+
+/// The newest complete checkpoint under `root`, if any.
+pub fn latest(root: &Path) -> Option<PathBuf> {
+    complete(root).into_iter().max_by_key(|(step, _)| *step).map(|(_, path)| path)
+}
+
+/// `keep_checkpoints = k`: removes the complete checkpoints under `root` older than the
+/// newest `keep` — never `written` (the one just written), never a `.tmp` directory.
+pub fn prune(root: &Path, written: &Path, keep: u64) -> Result<(), Error> {
+    let mut all = complete(root);
+    all.sort_by_key(|(step, _)| std::cmp::Reverse(*step));
+    for (_, path) in all.into_iter().skip(keep.max(1) as usize) {
+        if path != written {
+            fs::remove_dir_all(&path).map_err(io("cannot remove the old checkpoint", &path))?;
+        }
+    }
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, Error> {

@@ -33,6 +33,8 @@ pub struct Settings {
     pub out: Option<std::path::PathBuf>,
     /// Checkpoint every N steps (and always after the last).
     pub checkpoint_every: Option<u64>,
+    /// Keep only the newest k checkpoints (see [`crate::checkpoint::prune`]); none: all.
+    pub keep_checkpoints: Option<u64>,
     /// Set from outside (a signal handler) to stop at the next step boundary.
     pub stop: Option<Arc<AtomicBool>>,
 }
@@ -197,7 +199,12 @@ fn save_checkpoint(trainer: &Trainer, settings: &Settings, on: &mut dyn FnMut(Ev
     match crate::checkpoint::save(&root, trainer, settings.seed) {
         Ok(path) => {
             on(Event::Checkpoint { step: trainer.step, path: &path });
-            Ok(())
+            match settings.keep_checkpoints {
+                Some(keep) => crate::checkpoint::prune(&root, &path, keep).map_err(|error| {
+                    Failure::Log(format!("step {}: checkpoint `{}` written, but {error}", trainer.step, path.display()))
+                }),
+                None => Ok(()),
+            }
         }
         Err(error) => {
             Err(Failure::Checkpoint { step: trainer.step, error, previous: crate::checkpoint::latest(&root) })

@@ -83,6 +83,7 @@ fn gradient_accumulation_equals_the_larger_batch() {
         grad_accum: 2,
         out: None,
         checkpoint_every: None,
+        keep_checkpoints: None,
         stop: None,
     };
     let summary = train(&mut accumulated, &task, &[], &settings, &mut |_| {}).expect("trains");
@@ -378,4 +379,30 @@ fn bf16_rounds_to_nearest_even() {
     assert_eq!(bf16_bits(-2.5), 0xc020);
     assert!(f32::from_bits(u32::from(bf16_bits(f32::NAN)) << 16).is_nan());
     assert_eq!(bf16_bits(f32::INFINITY), 0x7f80);
+}
+
+/// `keep_checkpoints = k`: the newest k complete checkpoints stay, and always the one
+/// just written; a `.tmp` directory is never touched.
+#[test]
+fn pruning_keeps_the_newest_checkpoints() {
+    use hyb_train::checkpoint::{prune, step_dir};
+    let root = std::env::temp_dir().join(format!("hyb-prune-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    for step in 1..=5 {
+        std::fs::create_dir_all(step_dir(&root, step)).expect("writable");
+    }
+    std::fs::create_dir_all(step_dir(&root, 6).with_extension("tmp")).expect("writable");
+    let left = || {
+        let mut names: Vec<String> = std::fs::read_dir(&root)
+            .expect("readable")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    prune(&root, &step_dir(&root, 5), 2).expect("prunes");
+    assert_eq!(left(), ["step_000004", "step_000005", "step_000006.tmp"]);
+    prune(&root, &step_dir(&root, 4), 1).expect("prunes");
+    assert_eq!(left(), ["step_000004", "step_000005", "step_000006.tmp"], "the one just written stays");
+    std::fs::remove_dir_all(&root).expect("removable");
 }

@@ -24,6 +24,9 @@ pub struct TrainConfig {
     pub target: Option<hyb_target::Target>,
     pub eval_every: Option<u64>,
     pub checkpoint_every: Option<u64>,
+    /// Checkpoints kept: after one is written, all but the newest k are removed; none:
+    /// every one is kept.
+    pub keep_checkpoints: Option<u64>,
     pub log_every: u64,
 }
 

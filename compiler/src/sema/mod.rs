@@ -12,6 +12,7 @@ pub mod mixer;
 pub mod presets;
 pub mod schedule;
 pub mod scope;
+pub mod settings;
 pub mod sweep;
 pub mod train;
 pub mod values;
@@ -45,8 +46,17 @@ pub const MODEL_FIELDS: &[&str] =
 
 /// Checks the file `root` (already loaded into `sources`) and everything it imports.
 pub fn check(sources: &mut SourceMap, root: FileId) -> Checked {
+    check_with(sources, root, &[])
+}
+
+/// [`check`] with command-line `--set name=value` texts laid over the train and eval
+/// blocks (see [`settings`]).
+pub fn check_with(sources: &mut SourceMap, root: FileId, sets: &[String]) -> Checked {
     let mut diagnostics = Vec::new();
-    let model = scope::collect(sources, root, &mut diagnostics).and_then(|scope| {
+    let settings = settings::parse(sources, sets, &mut diagnostics);
+    let root_name = sources.file(root).path.display().to_string();
+    let model = scope::collect(sources, root, &mut diagnostics).and_then(|mut scope| {
+        settings::apply(&mut scope, &settings, &root_name, &mut diagnostics);
         let cx = Cx::new(&scope);
         let model = build_model(&cx);
         diagnostics.extend(cx.diagnostics.into_inner());

@@ -56,7 +56,7 @@ impl Scope {
         }
     }
 
-    fn block_mut(&mut self, kind: BlockKind) -> &mut Block {
+    pub fn block_mut(&mut self, kind: BlockKind) -> &mut Block {
         match kind {
             BlockKind::Model => &mut self.model,
             BlockKind::Train => &mut self.train,

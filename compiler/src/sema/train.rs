@@ -28,6 +28,7 @@ pub const TRAIN_FIELDS: &[&str] = &[
     "target",
     "eval_every",
     "checkpoint_every",
+    "keep_checkpoints",
     "log_every",
 ];
 pub const EVAL_FIELDS: &[&str] = &["samples", "batch"];
@@ -120,6 +121,7 @@ pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
     };
     let eval_every = optional_count(cx, get("eval_every"), "eval_every");
     let checkpoint_every = optional_count(cx, get("checkpoint_every"), "checkpoint_every");
+    let keep_checkpoints = optional_count(cx, get("keep_checkpoints"), "keep_checkpoints");
     let log_every = get("log_every").map_or(Some(1), |expr| cx.count(expr, "log_every", 1, 1 << 40));
     for (name, every) in [("eval_every", eval_every.flatten()), ("checkpoint_every", checkpoint_every.flatten())] {
         if let (Some(every), Some(steps), Some(expr)) = (every, steps, get(name))
@@ -147,6 +149,7 @@ pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
         target: target?,
         eval_every: eval_every?,
         checkpoint_every: checkpoint_every?,
+        keep_checkpoints: keep_checkpoints?,
         log_every: log_every?,
     };
     Some(config)
