@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what hyb needs beyond the Rust toolchain: Debian's LLVM/MLIR 22 packages,
-# which melior (the MLIR bindings of kernels/) builds against. Idempotent and quick when
+# which melior (the MLIR bindings of kernels/) builds against, and TensorBoard for a test. Idempotent and quick when
 # everything is already there. The paths the build uses are in .cargo/config.toml.
 set -euo pipefail
 
@@ -20,5 +20,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# TensorBoard's own reader checks the event files hyb writes (hybc/tests/cli.rs).
+python3 -c 'import tensorboard' 2>/dev/null || {
+    echo "setup: installing tensorboard (pip)" >&2
+    python3 -m pip install -q tensorboard >/dev/null 2>&1 || echo "setup: tensorboard did not install; its reader's test will say so" >&2
+}
 
 test -f /usr/lib/llvm-22/lib/libMLIR.so || { echo "setup: MLIR 22 not found under /usr/lib/llvm-22" >&2; exit 1; }

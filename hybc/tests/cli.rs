@@ -939,3 +939,46 @@ fn a_new_run_says_where_it_writes_and_what_it_trains() {
     assert!(stdout.contains("writing to runs/x-2 (runs/x holds an earlier run"), "{stdout}");
     assert!(dir.join("runs/x-2/checkpoints/step_000001").is_dir());
 }
+
+/// The run's TensorBoard events, read by TensorBoard's own reader (its
+/// `EventAccumulator`, which checks every record's CRC), hold the metrics log's values
+/// under `train/...` and `eval/<task>/...`. `scripts/setup.sh` installs TensorBoard; under
+/// CI a missing reader fails, elsewhere the check says it is skipped.
+#[test]
+fn tensorboard_reads_the_runs_events() {
+    let probe = std::process::Command::new("python3").args(["-c", "import tensorboard"]).output();
+    if !probe.is_ok_and(|out| out.status.success()) {
+        assert!(std::env::var("CI").is_err(), "TensorBoard's reader is missing: scripts/setup.sh installs it");
+        eprintln!("tensorboard_reads_the_runs_events: skipped: python3 cannot import tensorboard");
+        return;
+    }
+    let run = scratch("tensorboard");
+    let out = hybc(&copy_run(&run, "3", &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let script = "import sys, json\n\
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n\
+        acc = EventAccumulator(sys.argv[1]); acc.Reload()\n\
+        print(json.dumps({tag: [[s.step, s.value] for s in acc.Scalars(tag)] for tag in acc.Tags()['scalars']}))\n";
+    let read = std::process::Command::new("python3").args(["-c", script, run.to_str().expect("utf-8")]).output();
+    let read = read.expect("python3 runs");
+    assert!(read.status.success(), "{}", text(&read.stderr));
+    let scalars: serde_json::Value = serde_json::from_str(text(&read.stdout).trim()).expect("JSON");
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics.jsonl");
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    let losses: Vec<(u64, f32)> = lines
+        .iter()
+        .filter(|l| l.get("eval").is_none())
+        .map(|l| (l["step"].as_u64().expect("a step"), l["loss"].as_f64().expect("a loss") as f32))
+        .collect();
+    let read_back: Vec<(u64, f32)> = scalars["train/loss"]
+        .as_array()
+        .expect("train/loss")
+        .iter()
+        .map(|p| (p[0].as_u64().expect("a step"), p[1].as_f64().expect("a value") as f32))
+        .collect();
+    assert_eq!(read_back, losses, "train/loss as logged");
+    let eval = lines.iter().find(|l| l.get("eval").is_some()).expect("an evaluation line");
+    let tag = format!("eval/{}/accuracy", eval["eval"].as_str().expect("a task"));
+    let accuracy = scalars[&tag][0][1].as_f64().expect("the eval accuracy") as f32;
+    assert_eq!(accuracy, eval["accuracy"].as_f64().expect("accuracy") as f32, "{tag}");
+}

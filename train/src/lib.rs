@@ -14,5 +14,6 @@ pub mod generate;
 pub mod run;
 pub mod schedule;
 pub mod tasks;
+pub mod tensorboard;
 pub mod text;
 pub mod weights;

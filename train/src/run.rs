@@ -255,6 +255,8 @@ fn evaluate(trainer: &Trainer, evaluators: &mut [Trainer], evals: &[EvalSet]) ->
 /// logged past its last checkpoint), so the log reads as one uninterrupted run.
 struct Metrics {
     file: std::fs::File,
+    /// The same lines as TensorBoard events.
+    events: crate::tensorboard::Events,
     /// The loss of the last step logged before the resume.
     last_loss: Option<f32>,
 }
@@ -280,13 +282,18 @@ impl Metrics {
             .filter_map(|v| v["loss"].as_f64())
             .last()
             .map(|l| l as f32);
+        let lines: Vec<serde_json::Value> = kept.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
         std::fs::write(&path, kept).map_err(fail)?;
         let file = std::fs::OpenOptions::new().append(true).open(&path).map_err(fail)?;
-        Ok(Metrics { file, last_loss })
+        let events_path = crate::tensorboard::path(out);
+        let events = crate::tensorboard::Events::create(out, &lines)
+            .map_err(|e| Failure::Log(format!("`{}`: {e}", events_path.display())))?;
+        Ok(Metrics { file, events, last_loss })
     }
 
     fn write(&mut self, line: serde_json::Value) -> Result<(), Failure> {
         use std::io::Write;
-        writeln!(self.file, "{line}").map_err(|e| Failure::Log(format!("metrics.jsonl: {e}")))
+        writeln!(self.file, "{line}").map_err(|e| Failure::Log(format!("metrics.jsonl: {e}")))?;
+        self.events.write(&line).map_err(|e| Failure::Log(format!("TensorBoard events: {e}")))
     }
 }

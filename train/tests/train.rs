@@ -406,3 +406,14 @@ fn pruning_keeps_the_newest_checkpoints() {
     assert_eq!(left(), ["step_000004", "step_000005", "step_000006.tmp"], "the one just written stays");
     std::fs::remove_dir_all(&root).expect("removable");
 }
+
+#[test]
+fn tensorboard_records_are_framed_and_namespaced() {
+    use hyb_train::tensorboard::{crc32c, masked_crc, scalars};
+    assert_eq!(crc32c(b"123456789"), 0xe306_9283, "the CRC-32C check value");
+    assert_eq!(masked_crc(b""), 0u32.rotate_right(15).wrapping_add(0xa282_ead8), "crc of nothing is 0, masked");
+    let step = serde_json::json!({"step": 4, "loss": 2.5, "grad_norm": 1.0, "note": "text"});
+    assert_eq!(scalars(&step), [("train/loss".to_string(), 2.5), ("train/grad_norm".to_string(), 1.0)]);
+    let eval = serde_json::json!({"step": 4, "eval": "mqar", "loss": 3.0, "accuracy": 0.5});
+    assert_eq!(scalars(&eval), [("eval/mqar/loss".to_string(), 3.0), ("eval/mqar/accuracy".to_string(), 0.5)]);
+}
