@@ -1,6 +1,8 @@
 //! Plots as SVG written by hand (no plotting dependency): line charts with one line and
-//! legend entry per series — the loss and evaluation curves of a run, and a sweep's
-//! accuracy against a categorical axis.
+//! legend entry per series — the loss and evaluation curves of a run (one chart per kind
+//! of figure: loss, accuracy, perplexity), and a sweep's accuracy against a categorical
+//! axis. Axes carry round tick values (1, 2 or 5 × 10ᵏ apart); the right margin widens to
+//! fit the longest legend entry, up to a limit past which entries are shortened with `…`.
 
 use std::fmt::Write as _;
 
@@ -18,11 +20,43 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// A line chart: `series` of (x, y) points; x ticks at the given positions with labels.
+/// About how wide a character of the 12-pixel labels is.
+const CHAR_WIDTH: f64 = 6.8;
+/// The widest right margin a legend may take.
+const RIGHT_MAX: f64 = 300.0;
+
+/// Round tick values covering `[low, high]`: about `count` of them, 1, 2 or 5 × 10ᵏ
+/// apart, the first at or below `low` and the last at or above `high`.
+pub fn nice_ticks(low: f64, high: f64, count: usize) -> Vec<f64> {
+    let span = if high > low { high - low } else { high.abs().max(1.0) };
+    let rough = span / count.max(1) as f64;
+    let power = 10f64.powf(rough.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * power).find(|s| *s >= rough).unwrap_or(10.0 * power);
+    let first = (low / step).floor();
+    let last = (high / step).ceil().max(first + 1.0);
+    (first as i64..=last as i64).map(|i| i as f64 * step).collect()
+}
+
+/// A tick label with as many decimals as the step between ticks needs.
+fn tick_label(value: f64, step: f64) -> String {
+    let decimals = if step >= 1.0 { 0 } else { (-step.log10()).ceil() as usize };
+    format!("{value:.decimals$}")
+}
+
+/// A legend entry of at most `chars` characters (`…` where it was cut).
+fn fitted(name: &str, chars: usize) -> String {
+    if name.chars().count() <= chars {
+        return name.to_string();
+    }
+    name.chars().take(chars.saturating_sub(1)).chain(std::iter::once('…')).collect()
+}
+
+/// A line chart: `series` of (x, y) points; x ticks at the given positions with labels,
+/// y ticks at `y_ticks` (the axis spans them).
 pub struct Chart {
     pub x_label: String,
     pub y_label: String,
-    pub y_range: (f64, f64),
+    pub y_ticks: Vec<f64>,
     pub y_format: fn(f64) -> String,
     pub x_ticks: Vec<(f64, String)>,
     pub series: Vec<(String, Vec<(f64, f64)>)>,
@@ -30,20 +64,23 @@ pub struct Chart {
 
 impl Chart {
     pub fn svg(&self) -> String {
-        let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
+        let longest = self.series.iter().map(|(name, _)| name.chars().count()).max().unwrap_or(0);
+        let right = (40.0 + CHAR_WIDTH * longest as f64).clamp(RIGHT, RIGHT_MAX);
+        let legend_chars = ((right - 40.0) / CHAR_WIDTH) as usize;
+        let (plot_w, plot_h) = (WIDTH - LEFT - right, HEIGHT - TOP - BOTTOM);
         let xs =
             self.series.iter().flat_map(|(_, p)| p.iter().map(|(x, _)| *x)).chain(self.x_ticks.iter().map(|t| t.0));
         let (x_min, x_max) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
         let x_span = if x_max > x_min { x_max - x_min } else { 1.0 };
         let x_at = |x: f64| LEFT + plot_w * (x - x_min) / x_span;
-        let (y_min, y_max) = self.y_range;
+        let y_min = self.y_ticks.first().copied().unwrap_or(0.0);
+        let y_max = self.y_ticks.last().copied().filter(|top| *top > y_min).unwrap_or(y_min + 1.0);
         let y_at = |y: f64| TOP + plot_h * (1.0 - ((y - y_min) / (y_max - y_min)).clamp(0.0, 1.0));
         let mut svg = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" font-family=\"sans-serif\" font-size=\"12\">\n\
              <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         );
-        for tick in 0..=5 {
-            let y = y_min + (y_max - y_min) * tick as f64 / 5.0;
+        for &y in &self.y_ticks {
             let py = y_at(y);
             let _ =
                 writeln!(svg, "<line x1=\"{LEFT}\" y1=\"{py}\" x2=\"{}\" y2=\"{py}\" stroke=\"#ddd\"/>", LEFT + plot_w);
@@ -95,11 +132,11 @@ impl Chart {
             let _ = writeln!(
                 svg,
                 "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"3\" fill=\"{colour}\"/>",
-                WIDTH - RIGHT + 16.0,
+                WIDTH - right + 16.0,
                 legend_y + 4.0
             );
-            let _ =
-                writeln!(svg, "<text x=\"{}\" y=\"{}\">{}</text>", WIDTH - RIGHT + 34.0, legend_y + 9.0, escape(name));
+            let label = escape(&fitted(name, legend_chars));
+            let _ = writeln!(svg, "<text x=\"{}\" y=\"{}\">{label}</text>", WIDTH - right + 34.0, legend_y + 9.0);
         }
         svg.push_str("</svg>\n");
         svg
@@ -127,7 +164,7 @@ pub fn recall_svg(config: &SweepConfig, points: Vec<(String, String, f64)>) -> S
     Chart {
         x_label: config.axes.last().map_or("run".into(), |a| a.name.clone()),
         y_label: "recall accuracy".into(),
-        y_range: (0.0, 1.0),
+        y_ticks: nice_ticks(0.0, 1.0, 5),
         y_format: percent,
         x_ticks: categories.into_iter().enumerate().map(|(i, c)| (i as f64, c)).collect(),
         series,
@@ -135,56 +172,64 @@ pub fn recall_svg(config: &SweepConfig, points: Vec<(String, String, f64)>) -> S
     .svg()
 }
 
-/// A run's curves from its `metrics.jsonl` lines: the training loss, and each eval set's
-/// accuracy. Returns (loss.svg, Some(eval.svg) when there were evaluations).
-pub fn run_svgs(metrics: &str) -> (String, Option<String>) {
+/// A run's curves from its `metrics.jsonl` lines, one chart per kind of figure: the
+/// training loss (`loss`), each eval set's accuracy (`eval`) and perplexity
+/// (`perplexity`), the last two only when there were such evaluations.
+pub fn run_svgs(metrics: &str) -> Vec<(&'static str, String)> {
     let mut loss = Vec::new();
-    let mut evals: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    let mut perplexity = false;
+    let (mut accuracy, mut perplexity): (Series, Series) = (Vec::new(), Vec::new());
     for line in metrics.lines() {
         let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else { continue };
         let (Some(step), eval) = (value["step"].as_f64(), value["eval"].as_str()) else { continue };
-        let figure = value["accuracy"].as_f64().or(value["perplexity"].as_f64());
-        perplexity |= value["perplexity"].is_f64();
-        match (eval, value["loss"].as_f64(), figure) {
-            (Some(name), _, Some(figure)) => match evals.iter_mut().find(|(n, _)| n == name) {
-                Some((_, points)) => points.push((step, figure)),
-                None => evals.push((name.to_string(), vec![(step, figure)])),
-            },
-            (None, Some(l), _) => loss.push((step, l)),
-            _ => {}
+        match eval {
+            Some(name) => {
+                if let Some(figure) = value["accuracy"].as_f64() {
+                    add(&mut accuracy, name, (step, figure));
+                }
+                if let Some(figure) = value["perplexity"].as_f64() {
+                    add(&mut perplexity, name, (step, figure));
+                }
+            }
+            None => loss.extend(value["loss"].as_f64().map(|l| (step, l))),
         }
     }
     let last = loss.last().map_or(1.0, |p| p.0);
-    let ticks = |last: f64| (0..=4).map(|i| (last * i as f64 / 4.0, format!("{:.0}", last * i as f64 / 4.0))).collect();
-    let top = loss.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-3);
-    let loss_svg = Chart {
-        x_label: "step".into(),
-        y_label: "training loss".into(),
-        y_range: (0.0, top * 1.05),
-        y_format: |y| format!("{y:.2}"),
-        x_ticks: ticks(last),
-        series: vec![("loss".into(), loss)],
+    let x_ticks: Vec<(f64, String)> =
+        nice_ticks(0.0, last, 5).into_iter().filter(|x| *x <= last * 1.0001).map(|x| (x, tick_label(x, 1.0))).collect();
+    let chart = |y_label: &str, series: Series, y_ticks: Vec<f64>, y_format: fn(f64) -> String| {
+        let x_ticks = x_ticks.clone();
+        Chart { x_label: "step".into(), y_label: y_label.into(), y_ticks, y_format, x_ticks, series }.svg()
+    };
+    let top = |series: &Series| series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).fold(0.0, f64::max);
+    let mut charts = Vec::new();
+    let loss_top = loss.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-3);
+    let loss_ticks = nice_ticks(0.0, loss_top, 5);
+    charts.push(("loss", chart("training loss", vec![("loss".into(), loss)], loss_ticks, loss_format)));
+    if !accuracy.is_empty() {
+        charts.push(("eval", chart("accuracy", accuracy, nice_ticks(0.0, 1.0, 5), percent)));
     }
-    .svg();
-    let highest = evals.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).fold(0.0, f64::max);
-    let eval_svg = (!evals.is_empty()).then(|| {
-        let (y_label, y_range, y_format): (&str, (f64, f64), fn(f64) -> String) = if perplexity {
-            ("perplexity / accuracy", (0.0, highest.max(1.0) * 1.05), |y| format!("{y:.1}"))
-        } else {
-            ("accuracy", (0.0, 1.0), percent)
-        };
-        Chart {
-            x_label: "step".into(),
-            y_label: y_label.into(),
-            y_range,
-            y_format,
-            x_ticks: ticks(last),
-            series: evals,
-        }
-        .svg()
-    });
-    (loss_svg, eval_svg)
+    if !perplexity.is_empty() {
+        let ticks = nice_ticks(0.0, top(&perplexity).max(1.0), 5);
+        charts.push(("perplexity", chart("perplexity", perplexity, ticks, loss_format)));
+    }
+    charts
+}
+
+/// Named lines of (x, y) points.
+type Series = Vec<(String, Vec<(f64, f64)>)>;
+
+/// Adds `point` to the line `name` of `series`, making it on first use.
+fn add(series: &mut Series, name: &str, point: (f64, f64)) {
+    match series.iter_mut().find(|(n, _)| n == name) {
+        Some((_, points)) => points.push(point),
+        None => series.push((name.to_string(), vec![point])),
+    }
+}
+
+/// A loss or perplexity tick: no more decimals than a round value needs.
+fn loss_format(y: f64) -> String {
+    let text = format!("{y:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// A chart's SVG rasterised as PNG at twice its size, labels in a system sans-serif

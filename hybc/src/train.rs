@@ -184,10 +184,9 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
     }
     let out = settings.out.as_ref().expect("a run directory");
     if let Ok(metrics) = std::fs::read_to_string(out.join("metrics.jsonl")) {
-        let (loss, eval) = crate::plot::run_svgs(&metrics);
-        let mut written = crate::plot::write_chart(out, "loss", &loss)?.to_vec();
-        if let Some(eval) = eval {
-            written.extend(crate::plot::write_chart(out, "eval", &eval)?);
+        let mut written = Vec::new();
+        for (name, svg) in crate::plot::run_svgs(&metrics) {
+            written.extend(crate::plot::write_chart(out, name, &svg)?);
         }
         let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
         println!("plots: {}", names.join(", "));

@@ -982,3 +982,33 @@ fn tensorboard_reads_the_runs_events() {
     let accuracy = scalars[&tag][0][1].as_f64().expect("the eval accuracy") as f32;
     assert_eq!(accuracy, eval["accuracy"].as_f64().expect("accuracy") as f32, "{tag}");
 }
+
+/// A run's charts: one per kind of figure (a perplexity is never drawn on an accuracy
+/// axis), round tick values, and legends that fit the image.
+#[test]
+fn run_charts_have_one_axis_per_figure_and_round_ticks() {
+    let run = scratch("charts");
+    let args = ["train", "examples/tiny/text_gla.hyb", "--steps", "2", "--batch", "2", "--seq-len", "32", "--out"];
+    let out = hybc(&[&args[..], &[run.to_str().expect("utf-8")]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(run.join("perplexity.svg").is_file() && !run.join("eval.svg").exists(), "perplexity has its own chart");
+    for chart in ["loss.svg", "perplexity.svg"] {
+        let svg = std::fs::read_to_string(run.join(chart)).expect("a chart");
+        let ticks: Vec<f64> = svg
+            .split("text-anchor=\"end\">")
+            .skip(1)
+            .map(|rest| rest.split('<').next().expect("a label").parse().expect("a number"))
+            .collect();
+        assert!(ticks.len() >= 3, "{chart}: {ticks:?}");
+        let step = ticks[1] - ticks[0];
+        let mantissa = step / 10f64.powf(step.log10().floor());
+        assert!([1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-9), "{chart}: step {step}");
+        assert!(ticks.iter().all(|t| (t / step - (t / step).round()).abs() < 1e-9), "{chart}: {ticks:?}");
+        // Every legend entry ends inside the 640-pixel image (about 6.8 pixels a character).
+        for entry in svg.split("<text x=\"").skip(1).filter(|t| !t.contains("text-anchor")) {
+            let x: f64 = entry.split('"').next().expect("x").parse().expect("a number");
+            let label = entry.split('>').nth(1).expect("a label").split('<').next().expect("text");
+            assert!(x + 6.8 * label.chars().count() as f64 <= 640.0, "{chart}: `{label}` at {x} runs off");
+        }
+    }
+}
