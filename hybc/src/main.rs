@@ -33,6 +33,20 @@ See docs/LANGUAGE.md for the language.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Threads of the CPU backend (kernels and GEMMs) [default: one per core].
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+}
+
+/// Sizes the CPU backend's thread pools before anything runs: rayon's, which the
+/// kernels' launches split over, and matrixmultiply's, which the GEMMs use.
+fn use_threads(threads: u16) -> Result<(), Failure> {
+    // SAFETY: called first in `main`, before any other thread exists.
+    unsafe { std::env::set_var("MATMUL_NUM_THREADS", threads.to_string()) };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(usize::from(threads))
+        .build_global()
+        .map_err(|e| Failure::Usage(format!("--threads {threads}: {e}")))
 }
 
 #[derive(Subcommand)]
@@ -284,6 +298,11 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if let Some(threads) = cli.threads
+        && let Err(failure) = use_threads(threads)
+    {
+        return exit(Err(failure));
+    }
     let result = match cli.command {
         Command::Check { files } => check(&files),
         Command::Compile { file, emit, format, context, target, megatron_linear, output } => {

@@ -137,9 +137,10 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
     }
     let resumed_at = trainer.step;
     println!(
-        "compiled {} in {:.2} s: {} kernels, arena {:.1} MiB; {} steps of batch {} × {} tokens into {}",
+        "compiled {} in {:.2} s for {}: {} kernels, arena {:.1} MiB; {} steps of batch {} × {} tokens into {}",
         path.display(),
         started.elapsed().as_secs_f64(),
+        trainer.device(),
         trainer.program.kernels.len(),
         trainer.program.arena_bytes as f64 / (1 << 20) as f64,
         settings.steps,

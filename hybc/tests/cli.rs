@@ -1012,3 +1012,17 @@ fn run_charts_have_one_axis_per_figure_and_round_ticks() {
         }
     }
 }
+
+/// `--threads N` sizes the CPU backend's pool (the compile line names the device); 0 is a
+/// usage error.
+#[test]
+fn threads_size_the_cpu_backend() {
+    let run = scratch("threads");
+    let mut args = copy_run(&run, "1", &[]);
+    args.extend(["--threads".to_string(), "1".to_string()]);
+    let out = hybc(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("for cpu (1 threads)"), "{}", text(&out.stdout));
+    let zero = hybc(&["--threads", "0", "check", "examples/tiny/transformer.hyb"]);
+    assert_eq!(zero.status.code(), Some(2), "{}", text(&zero.stderr));
+}

@@ -192,6 +192,11 @@ impl Trainer {
         self.target
     }
 
+    /// The device the step runs on, in words (`cpu (2 threads)`, `cuda (NVIDIA H200)`).
+    pub fn device(&self) -> String {
+        self.device.describe()
+    }
+
     /// Runs instructions `range` of the step program.
     fn run(&mut self, range: std::ops::Range<usize>, batch: &Batch) {
         let device = self.device.as_mut();
