@@ -118,6 +118,10 @@ enum Command {
         /// first checkpoint starts afresh).
         #[arg(long)]
         resume: bool,
+        /// Start from the weights of a checkpoint, a run directory's latest, or a published
+        /// fla / Hugging Face directory, with a fresh optimizer (fine-tuning).
+        #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+        init_from: Option<PathBuf>,
         /// Where the step runs: `cpu`, or `cuda` / `cuda:sm_NN[a]`
         /// [default: the train block's `target`, else cpu].
         #[arg(long)]
@@ -353,6 +357,7 @@ fn main() -> ExitCode {
             profile,
             out,
             resume,
+            init_from,
             target,
             checkpoint_every,
             sets,
@@ -369,6 +374,10 @@ fn main() -> ExitCode {
             if let Err(usage) = no_flag_and_set(&sets, &flags) {
                 return exit(Err(usage));
             }
+            let init_from = match init_from.as_deref().map(checkpoint_of).transpose() {
+                Ok(init_from) => init_from,
+                Err(usage) => return exit(Err(usage)),
+            };
             let options = |target| train::Options {
                 steps,
                 batch,
@@ -378,6 +387,7 @@ fn main() -> ExitCode {
                 profile,
                 out,
                 resume,
+                init_from: init_from.clone(),
                 resume_if_any: false,
                 checkpoint_every,
                 model_source: None,

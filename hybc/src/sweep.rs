@@ -194,6 +194,7 @@ pub fn sweep(
             profile: false,
             out: Some(dir.clone()),
             resume: false,
+            init_from: None,
             resume_if_any: true,
             checkpoint_every: None,
             model_source: Some((run.source(file), run.path(file))),

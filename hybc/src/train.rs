@@ -26,6 +26,9 @@ pub struct Options {
     /// Continue from the run directory's latest checkpoint; start afresh if there is none
     /// (a run stopped before its first checkpoint).
     pub resume: bool,
+    /// Start from these weights (a checkpoint or a published fla / Hugging Face
+    /// directory) with a fresh optimizer: fine-tuning.
+    pub init_from: Option<std::path::PathBuf>,
     /// Resume if the run directory has a checkpoint, else start (a sweep's runs).
     pub resume_if_any: bool,
     pub checkpoint_every: Option<u64>,
@@ -66,6 +69,18 @@ fn keep_model_source(path: &Path, out: &Path, options: &Options) -> Result<(), S
             crate::infer::keep_model(out, &text, path, &options.sets)
         }
     }
+}
+
+/// The weights of a checkpoint or a published fla / Hugging Face directory as the
+/// run's starting point (a fresh optimizer: fine-tuning).
+fn init_from(trainer: &mut Trainer, from: &Path) -> Result<(), String> {
+    let slots = trainer.program.params.clone();
+    let weights = hyb_train::checkpoint::load_weights(from, &slots).map_err(|e| format!("--init-from: {e}"))?;
+    for (slot, values) in slots.iter().zip(&weights) {
+        trainer.set_param(&slot.name, values).map_err(|e| e.to_string())?;
+    }
+    println!("initialised from {} (a fresh optimizer)", from.display());
+    Ok(())
 }
 
 /// What a finished run reports.
@@ -130,7 +145,11 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
         None if options.resume => {
             println!("--resume: no checkpoint in `{}` yet; starting the run from step 0", checkpoints.display())
         }
-        None => {}
+        None => {
+            if let Some(from) = &options.init_from {
+                init_from(&mut trainer, from)?;
+            }
+        }
     }
     if options.profile {
         trainer.profile = Some(Default::default());

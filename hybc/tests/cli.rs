@@ -1026,3 +1026,26 @@ fn threads_size_the_cpu_backend() {
     let zero = hybc(&["--threads", "0", "check", "examples/tiny/transformer.hyb"]);
     assert_eq!(zero.status.code(), Some(2), "{}", text(&zero.stderr));
 }
+
+/// `--init-from` starts a new run from another run's weights (its latest checkpoint) with
+/// a fresh optimizer: at a learning rate of 1e-12 one step leaves them where they were.
+#[test]
+fn init_from_starts_a_run_from_other_weights() {
+    let (first, second) = (scratch("init_source"), scratch("init_target"));
+    let out = hybc(&copy_run(&first, "2", &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let from = first.to_str().expect("utf-8");
+    let args = copy_run(&second, "1", &["--init-from", from, "--lr", "1e-12"]);
+    let out = hybc(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("initialised from"), "{}", text(&out.stdout));
+    let read = |dir: &Path| hyb_train::weights::Weights::open(dir).expect("a checkpoint");
+    let (source, tuned) = (read(&first.join("checkpoints/step_000002")), read(&second.join("checkpoints/step_000001")));
+    for name in source.names() {
+        let (a, b) = (source.read(name).expect("reads").values, tuned.read(name).expect("reads").values);
+        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-6, "{name}: moved by {worst}");
+    }
+    let both = hybc(&[&args.iter().map(String::as_str).collect::<Vec<_>>()[..], &["--resume"]].concat());
+    assert_eq!(both.status.code(), Some(2), "--init-from and --resume together are a usage error");
+}
