@@ -205,6 +205,11 @@ enum Command {
         /// Write the tables from the runs finished so far, training nothing.
         #[arg(long)]
         report: bool,
+        /// Train N runs at once, the cores split between them: N `--shard i/N` processes
+        /// of this binary (logs in the sweep's `shard-i.log`), then the report.
+        #[arg(long, value_name = "N", conflicts_with_all = ["list", "shard", "report"],
+              value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: Option<u16>,
         /// Set a field of the train or eval block, checked as if written in the file:
         /// `--set steps=100`, `--set 'optimizer=adamw(lr: 1e-3)'`, `--set eval.batch=4`
         /// (repeatable; a flag such as --steps and a --set of its field together is an error).
@@ -319,7 +324,14 @@ fn main() -> ExitCode {
             let stored = if dtype == ExportDtype::Bf16 { Stored::Bf16 } else { Stored::F32 };
             checkpoint_of(&ckpt).and_then(|ckpt| export_fla(&file, &ckpt, &output, stored))
         }
-        Command::Sweep { file, out, target, list, shard, report, sets } => {
+        Command::Sweep { file, out, target, list, shard, report, jobs: Some(jobs), sets } if jobs > 1 => {
+            let _ = (list, shard, report);
+            sweep::jobs(&file, out.as_deref(), target, &sets, jobs).map_err(|message| {
+                eprintln!("error: {message}");
+                Failure::User
+            })
+        }
+        Command::Sweep { file, out, target, list, shard, report, sets, .. } => {
             let mode = if list {
                 sweep::Mode::List
             } else if report {

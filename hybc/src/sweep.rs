@@ -235,6 +235,58 @@ pub fn sweep(
     report(&out, config, &results, runs.len())
 }
 
+/// `--jobs n`: the sweep as `n` shards at once, each a process of this binary with
+/// `1/n` of the cores (`--threads`), its output in `<out>/shard-<i>.log`; then the
+/// report of every finished run.
+pub fn jobs(
+    file: &Path,
+    out: Option<&Path>,
+    target: Option<hyb_driver::Target>,
+    sets: &[String],
+    jobs: u16,
+) -> std::result::Result<(), String> {
+    let stem = file.file_stem().map_or("sweep".into(), |s| s.to_string_lossy().into_owned());
+    let out = out.map_or_else(|| Path::new("runs").join(&stem), Path::to_path_buf);
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create `{}`: {e}", out.display()))?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / usize::from(jobs)).max(1);
+    let binary = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let mut common: Vec<String> = vec!["sweep".into(), file.display().to_string(), "--out".into()];
+    common.extend([out.display().to_string(), "--threads".into(), threads.to_string()]);
+    common.extend(target.map(|t| ["--target".to_string(), t.to_string()]).into_iter().flatten());
+    common.extend(sets.iter().flat_map(|set| ["--set".to_string(), set.clone()]));
+    println!("sweep {}: {jobs} jobs of {threads} thread(s) each into {}", file.display(), out.display());
+    let mut children = Vec::new();
+    for index in 0..jobs {
+        let log_path = out.join(format!("shard-{index}.log"));
+        let log =
+            std::fs::File::create(&log_path).map_err(|e| format!("cannot create `{}`: {e}", log_path.display()))?;
+        let errors = log.try_clone().map_err(|e| e.to_string())?;
+        let mut args = common.clone();
+        args.extend(["--shard".to_string(), format!("{index}/{jobs}")]);
+        let child = std::process::Command::new(&binary).args(&args).stdout(log).stderr(errors).spawn();
+        children.push((index, log_path, child.map_err(|e| format!("cannot start shard {index}: {e}"))?));
+    }
+    let mut failed = Vec::new();
+    for (index, log, mut child) in children {
+        let status = child.wait().map_err(|e| format!("shard {index}: {e}"))?;
+        println!("shard {index}/{jobs}: {status} ({})", log.display());
+        if !status.success() {
+            failed.push(index);
+        }
+    }
+    if !failed.is_empty() {
+        return Err(format!("shard(s) {failed:?} failed: see their logs; running the sweep again continues it"));
+    }
+    let status = std::process::Command::new(&binary)
+        .args(["sweep", &file.display().to_string(), "--out", &out.display().to_string(), "--report"])
+        .args(target.map(|t| ["--target".to_string(), t.to_string()]).into_iter().flatten())
+        .args(sets.iter().flat_map(|set| ["--set", set.as_str()]))
+        .status()
+        .map_err(|e| format!("cannot run the report: {e}"))?;
+    if status.success() { Ok(()) } else { Err("the report failed".into()) }
+}
+
 /// Writes the tables of the finished `results` (of `total` runs) and prints them.
 fn report(
     out: &Path,

@@ -653,7 +653,11 @@ fn sweep_runs_the_grid_and_resumes() {
     assert!(partial.contains("4 of 8 runs finished"), "{partial}");
     let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
     assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
-    with(&["--shard", "1/2"]);
+    // The other half as two jobs at once (each a shard of what is left to run).
+    let jobs = with(&["--jobs", "2"]);
+    assert!(jobs.contains("2 jobs of ") && jobs.contains("shard 1/2: exit status: 0"), "{jobs}");
+    assert!(out.join("shard-0.log").is_file() && out.join("shard-1.log").is_file(), "{jobs}");
+    assert!(std::fs::read_to_string(out.join("shard-1.log")).expect("a log").contains("[8/8]"), "{jobs}");
     let bad = hybc(&[&args[..], &["--shard", "2/2"]].concat());
     assert_eq!(bad.status.code(), Some(2), "a shard index past the count is a usage error");
     let first = hybc(&args);
