@@ -9,8 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use hyb_compiler::ir::train::{Data, TokenDtype, Tokenizer};
-use rand::Rng;
-use rand::rngs::SmallRng;
+use hyb_runtime::rng::SplitMix64;
 
 use crate::data::Task;
 
@@ -126,10 +125,10 @@ impl Task for Windows {
         self.seq_len
     }
 
-    fn sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>) {
+    fn sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>) {
         let (start, end) =
             if self.training { (0, self.corpus.split_at) } else { (self.corpus.split_at, self.corpus.len()) };
-        let at = rng.random_range(start..end - self.seq_len);
+        let at = rng.index(start..end - self.seq_len);
         let window: Vec<i32> = (at..at + self.seq_len + 1).map(|i| self.corpus.token(i) as i32).collect();
         (window[..self.seq_len].to_vec(), window[1..].to_vec())
     }
