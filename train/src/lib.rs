@@ -15,3 +15,4 @@ pub mod run;
 pub mod schedule;
 pub mod tasks;
 pub mod text;
+pub mod token_files;
