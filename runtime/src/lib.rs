@@ -16,6 +16,7 @@ pub mod decode;
 pub mod device;
 pub mod exec;
 pub mod init;
+pub mod rng;
 
 use hyb_compiler::ir::Model;
 use hyb_driver::{Build, Shape, Target};

@@ -12,8 +12,7 @@
 //! - [`Copy`]: a random first half over a small alphabet, then the same tokens again,
 //!   next-token targets everywhere.
 
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use hyb_runtime::rng::SplitMix64;
 
 /// One step's sequences, `[batch, seq_len]` row-major; targets negative where there is
 /// nothing to predict.
@@ -36,7 +35,7 @@ impl Batch {
 pub trait Task {
     fn seq_len(&self) -> usize;
     /// One sequence's (tokens, targets).
-    fn sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>);
+    fn sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>);
 
     /// The names of the groups a task sorts its answers into for a breakdown (a needle's
     /// depth); none by default.
@@ -45,7 +44,7 @@ pub trait Task {
     }
 
     /// [`Task::sequence`] with each position's group.
-    fn grouped_sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>, Vec<u8>) {
+    fn grouped_sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>, Vec<u8>) {
         let (tokens, targets) = self.sequence(rng);
         let groups = vec![0; tokens.len()];
         (tokens, targets, groups)
@@ -55,7 +54,7 @@ pub trait Task {
     fn batch(&self, seed: u64, step: u64, size: usize) -> Batch {
         let mut batch = Batch { tokens: Vec::new(), targets: Vec::new(), groups: Vec::new(), seq_len: self.seq_len() };
         for index in 0..size {
-            let mut rng = SmallRng::seed_from_u64(mix(seed, step, index as u64));
+            let mut rng = SplitMix64::new(mix(seed, step, index as u64));
             let (t, y, g) = self.grouped_sequence(&mut rng);
             batch.tokens.extend(t);
             batch.targets.extend(y);
@@ -74,10 +73,10 @@ fn mix(seed: u64, step: u64, index: u64) -> u64 {
 }
 
 /// `count` distinct values from `range`, in random order.
-fn distinct(rng: &mut SmallRng, range: std::ops::Range<i32>, count: usize) -> Vec<i32> {
+fn distinct(rng: &mut SplitMix64, range: std::ops::Range<i32>, count: usize) -> Vec<i32> {
     let mut pool: Vec<i32> = range.collect();
     for i in 0..count {
-        let j = rng.random_range(i..pool.len());
+        let j = rng.index(i..pool.len());
         pool.swap(i, j);
     }
     pool.truncate(count);
@@ -96,12 +95,12 @@ pub struct Mqar {
 
 /// `count` distinct query slots in `0..space`, drawn without replacement with the power
 /// law `a·(i+1)^(a−1)` (small gaps likelier).
-fn slots(rng: &mut SmallRng, space: usize, count: usize, a: f64) -> Vec<usize> {
+fn slots(rng: &mut SplitMix64, space: usize, count: usize, a: f64) -> Vec<usize> {
     let mut weights: Vec<f64> = (0..space).map(|i| a * ((i + 1) as f64).powf(a - 1.0)).collect();
     let mut slots = Vec::with_capacity(count);
     for _ in 0..count {
         let total: f64 = weights.iter().sum();
-        let mut pick = rng.random_range(0.0..total);
+        let mut pick = rng.uniform(0.0, total);
         let slot = weights
             .iter()
             .position(|w| {
@@ -125,7 +124,7 @@ struct Queries<'a> {
 /// After the first `context` tokens: each key queried once at a power-law gap (the
 /// target at the query is its answer), everything else random tokens.
 fn query_and_fill(
-    rng: &mut SmallRng,
+    rng: &mut SplitMix64,
     tokens: &mut [i32],
     targets: &mut [i32],
     context: usize,
@@ -140,7 +139,7 @@ fn query_and_fill(
     }
     for (position, token) in tokens.iter_mut().enumerate().skip(context) {
         if *token == 0 && targets[position] < 0 {
-            *token = rng.random_range(0..vocab);
+            *token = rng.int(0..vocab);
         }
     }
 }
@@ -150,7 +149,7 @@ impl Task for Mqar {
         self.seq_len
     }
 
-    fn sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>) {
+    fn sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>) {
         let (vocab, length, pairs) = (self.vocab as i32, self.seq_len, self.pairs);
         let context = 2 * pairs;
         let keys = distinct(rng, 1..vocab / 2, pairs);
@@ -183,7 +182,7 @@ impl Task for ForgettingMqar {
         self.seq_len
     }
 
-    fn sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>) {
+    fn sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>) {
         let (vocab, length, pairs, updates) = (self.vocab as i32, self.seq_len, self.pairs, self.updates);
         let keys = distinct(rng, 1..vocab / 2, pairs);
         // Original values, then the new ones: all distinct.
@@ -221,9 +220,9 @@ impl Task for Copy {
         self.seq_len
     }
 
-    fn sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>) {
+    fn sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>) {
         let half = self.seq_len.div_ceil(2);
-        let first: Vec<i32> = (0..half).map(|_| rng.random_range(1..=self.alphabet as i32)).collect();
+        let first: Vec<i32> = (0..half).map(|_| rng.int(1..self.alphabet as i32 + 1)).collect();
         let tokens: Vec<i32> = first.iter().chain(&first).take(self.seq_len).copied().collect();
         let targets = hyb_runtime::Batch::next_token_targets(&tokens, self.seq_len);
         (tokens, targets)
@@ -258,7 +257,7 @@ impl Task for Niah {
         self.seq_len
     }
 
-    fn sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>) {
+    fn sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>) {
         let (tokens, targets, _) = self.grouped_sequence(rng);
         (tokens, targets)
     }
@@ -267,7 +266,7 @@ impl Task for Niah {
         ["depth 0–25%", "depth 25–50%", "depth 50–75%", "depth 75–100%"].map(String::from).to_vec()
     }
 
-    fn grouped_sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>, Vec<u8>) {
+    fn grouped_sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>, Vec<u8>) {
         use hyb_compiler::ir::train::Haystack;
         let vocab = self.vocab as i32;
         let needles = self.keys.max(self.queries);
@@ -281,20 +280,20 @@ impl Task for Niah {
             (0..needles + distractors).map(|_| distinct(rng, vocab / 2..vocab, self.values)).collect();
         let query_len = queried * self.values;
         let hay_len = self.seq_len - query_len - needles * (1 + self.values);
-        let phrase: Vec<i32> = (0..16).map(|_| rng.random_range(1..vocab / 4)).collect();
+        let phrase: Vec<i32> = (0..16).map(|_| rng.int(1..vocab / 4)).collect();
         let mut hay: Vec<i32> = (0..hay_len)
-            .map(|i| if self.haystack == Haystack::Repeat { phrase[i % 16] } else { rng.random_range(1..vocab / 4) })
+            .map(|i| if self.haystack == Haystack::Repeat { phrase[i % 16] } else { rng.int(1..vocab / 4) })
             .collect();
         // Distractors replace stretches of noise.
         for d in needles..needles + distractors {
             let group: Vec<i32> = std::iter::once(keys[d]).chain(values[d].iter().copied()).collect();
             if hay.len() > group.len() {
-                let at = rng.random_range(0..hay.len() - group.len());
+                let at = rng.index(0..hay.len() - group.len());
                 hay[at..at + group.len()].copy_from_slice(&group);
             }
         }
         // Insertion points in the haystack, one per needle.
-        let mut points: Vec<(usize, usize)> = (0..needles).map(|n| (rng.random_range(0..=hay_len), n)).collect();
+        let mut points: Vec<(usize, usize)> = (0..needles).map(|n| (rng.index(0..hay_len + 1), n)).collect();
         points.sort();
         let mut tokens = Vec::with_capacity(self.seq_len);
         let mut depth = vec![0u8; needles];

@@ -4,9 +4,8 @@
 //! model's training data: bytes, a Hugging Face tokenizer, or plain ids for recall tasks.
 
 use hyb_compiler::ir::train::{Data, Tokenizer};
+use hyb_runtime::rng::SplitMix64;
 use hyb_runtime::{Decoder, Error};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
 /// How the next token is chosen: greedily at temperature 0, else sampled from the
 /// softmax of `logits / temperature` over the `top_k` most likely tokens (all: none).
@@ -33,7 +32,7 @@ pub fn argmax(logits: &[f32]) -> i32 {
 }
 
 /// The next token from one row of logits.
-pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut SmallRng) -> i32 {
+pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut SplitMix64) -> i32 {
     if sampling.temperature <= 0.0 || sampling.top_k == Some(1) {
         return argmax(logits);
     }
@@ -42,7 +41,7 @@ pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut SmallRng) -> i32 {
     order.truncate(sampling.top_k.unwrap_or(logits.len()).max(1));
     let top = logits[order[0]] as f64;
     let weights: Vec<f64> = order.iter().map(|i| ((logits[*i] as f64 - top) / sampling.temperature).exp()).collect();
-    let mut draw = rng.random::<f64>() * weights.iter().sum::<f64>();
+    let mut draw = rng.unit() * weights.iter().sum::<f64>();
     for (token, weight) in order.iter().zip(&weights) {
         if draw < *weight {
             return *token as i32;
@@ -68,7 +67,7 @@ pub fn generate(
     if needed > decoder.max_len() {
         return Err(Error::Input(format!("{needed} tokens do not fit a decoder of {}", decoder.max_len())));
     }
-    let mut rng = SmallRng::seed_from_u64(sampling.seed);
+    let mut rng = SplitMix64::new(sampling.seed);
     decoder.reset();
     let mut logits = Vec::new();
     for token in prompt {

@@ -16,4 +16,5 @@ pub mod schedule;
 pub mod tasks;
 pub mod tensorboard;
 pub mod text;
+pub mod token_files;
 pub mod weights;

@@ -2,17 +2,19 @@
 //! training part (the first `split` of it) and a validation part (the rest). A plain
 //! text file is tokenised byte by byte (ids 0–255), or by a Hugging Face
 //! `tokenizer.json` (through the `tokenizers` crate; the ids then live in memory); a
-//! `.bin` of little-endian u16 or u32 ids is read as it is. A sequence is a window of `seq_len + 1` tokens at a position
-//! drawn from the sequence's own random stream; every position predicts the next token.
+//! `.bin` of little-endian u16 or u32 ids is read as it is, a NumPy `.npy` array after
+//! its header, a Megatron `.bin` in the dtype its `.idx` states ([`crate::token_files`]).
+//! A sequence is a window of `seq_len + 1` tokens at a position drawn from the
+//! sequence's own random stream; every position predicts the next token.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use hyb_compiler::ir::train::{Data, TokenDtype, Tokenizer};
-use rand::Rng;
-use rand::rngs::SmallRng;
+use hyb_runtime::rng::SplitMix64;
 
 use crate::data::Task;
+use crate::token_files::{self, Elem};
 
 /// A stream of token ids: a file memory-mapped (bytes, u16, u32), or a text encoded by
 /// a Hugging Face tokenizer.
@@ -20,13 +22,17 @@ pub struct Corpus {
     storage: Storage,
     /// Tokens before the validation part.
     pub split_at: usize,
+    /// The token at which each document starts (a Megatron index states them; else one
+    /// document from 0).
+    pub documents: Vec<usize>,
 }
 
 enum Storage {
-    /// `width` bytes per token: 1 (text as bytes), 2 or 4.
+    /// Ids stored as `elem` from byte `offset` on: bytes of text, or a token file.
     Mapped {
         map: memmap2::Mmap,
-        width: usize,
+        elem: Elem,
+        offset: usize,
     },
     Encoded(Vec<u32>),
 }
@@ -34,7 +40,7 @@ enum Storage {
 impl Corpus {
     pub fn len(&self) -> usize {
         match &self.storage {
-            Storage::Mapped { map, width } => map.len() / width,
+            Storage::Mapped { map, elem, offset } => (map.len() - offset) / elem.width,
             Storage::Encoded(ids) => ids.len(),
         }
     }
@@ -43,46 +49,40 @@ impl Corpus {
         self.len() == 0
     }
 
-    pub fn token(&self, index: usize) -> u32 {
-        let (map, width) = match &self.storage {
-            Storage::Mapped { map, width } => (map, *width),
-            Storage::Encoded(ids) => return ids[index],
-        };
-        let bytes = &map[index * width..(index + 1) * width];
-        match width {
-            1 => u32::from(bytes[0]),
-            2 => u32::from(u16::from_le_bytes([bytes[0], bytes[1]])),
-            _ => u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+    /// The id at `index` as stored (it may be negative or too large before [`Corpus::open`]
+    /// has checked it).
+    fn stored(&self, index: usize) -> i128 {
+        match &self.storage {
+            Storage::Mapped { map, elem, offset } => elem.read(&map[offset + index * elem.width..]),
+            Storage::Encoded(ids) => i128::from(ids[index]),
         }
+    }
+
+    pub fn token(&self, index: usize) -> u32 {
+        self.stored(index) as u32
     }
 
     /// Opens a `text(...)` or `tokens(...)` source; every id must be below `vocab`, and
     /// both parts must hold a window of `seq_len + 1` tokens.
     pub fn open(data: &Data, vocab: usize, seq_len: usize) -> Result<Corpus, String> {
+        let byte = Elem { width: 1, signed: false };
+        let mut documents = vec![0];
         let (path, storage, split) = match data {
             Data::Text { path, tokenizer: Tokenizer::Bytes, split } => {
-                (path, Storage::Mapped { map: map(path)?, width: 1 }, *split)
+                (path, Storage::Mapped { map: map(path)?, elem: byte, offset: 0 }, *split)
             }
             Data::Text { path, tokenizer: Tokenizer::HuggingFace(file), split } => (path, encode(path, file)?, *split),
-            Data::Tokens { path, dtype, split } => {
-                let width = if *dtype == TokenDtype::U16 { 2 } else { 4 };
-                (path, Storage::Mapped { map: map(path)?, width }, *split)
-            }
+            Data::Tokens { path, dtype, split } => (path, token_file(path, *dtype, &mut documents)?, *split),
             _ => return Err("not a text or token file".into()),
         };
-        if let Storage::Mapped { map, width } = &storage
-            && map.len() % width != 0
-        {
-            return Err(format!("`{}`: {} bytes is not a whole number of {width}-byte ids", path.display(), map.len()));
-        }
-        let bytes_as_tokens = matches!(storage, Storage::Mapped { width: 1, .. });
-        let mut corpus = Corpus { storage, split_at: 0 };
+        let bytes_as_tokens = matches!(data, Data::Text { tokenizer: Tokenizer::Bytes, .. });
+        let mut corpus = Corpus { storage, split_at: 0, documents };
         let len = corpus.len();
         corpus.split_at = ((len as f64) * split) as usize;
         if bytes_as_tokens && vocab < 256 {
             return Err(format!("byte-level text needs a vocab of at least 256; the model's is {vocab}"));
         }
-        if let Some(bad) = (0..len).map(|i| corpus.token(i)).find(|t| *t as usize >= vocab) {
+        if let Some(bad) = (0..len).map(|i| corpus.stored(i)).find(|t| *t < 0 || *t >= vocab as i128) {
             return Err(format!("`{}` holds token id {bad}, outside the model's vocab of {vocab}", path.display()));
         }
         let validation = len - corpus.split_at;
@@ -106,6 +106,31 @@ fn encode(path: &Path, tokenizer: &Path) -> Result<Storage, String> {
     Ok(Storage::Encoded(encoding.get_ids().to_vec()))
 }
 
+/// A `tokens(...)` file: a NumPy `.npy` array (by its magic or its extension: the header
+/// states the dtype), a Megatron `.bin` with its `.idx` beside it (the index states the
+/// dtype and the documents), else raw little-endian ids of `dtype`.
+fn token_file(path: &Path, dtype: TokenDtype, documents: &mut Vec<usize>) -> Result<Storage, String> {
+    let (bin, idx) = (path.with_extension("bin"), path.with_extension("idx"));
+    let megatron = matches!(path.extension().and_then(|e| e.to_str()), Some("bin" | "idx")) && idx.exists();
+    if megatron {
+        let (map, index) =
+            (map(&bin)?, std::fs::read(&idx).map_err(|e| format!("cannot read `{}`: {e}", idx.display()))?);
+        let index = token_files::megatron(&index, map.len()).map_err(|e| format!("`{}`: {e}", idx.display()))?;
+        *documents = index.documents;
+        return Ok(Storage::Mapped { map, elem: index.elem, offset: 0 });
+    }
+    let map = map(path)?;
+    if map.starts_with(token_files::NPY_MAGIC) || path.extension().is_some_and(|e| e == "npy") {
+        let npy = token_files::npy(&map).map_err(|e| format!("`{}`: {e}", path.display()))?;
+        return Ok(Storage::Mapped { map, elem: npy.elem, offset: npy.offset });
+    }
+    let width = if dtype == TokenDtype::U16 { 2 } else { 4 };
+    if map.len() % width != 0 {
+        return Err(format!("`{}`: {} bytes is not a whole number of {width}-byte ids", path.display(), map.len()));
+    }
+    Ok(Storage::Mapped { map, elem: Elem { width, signed: false }, offset: 0 })
+}
+
 fn map(path: &Path) -> Result<memmap2::Mmap, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
     // SAFETY: the file is only read; a change to it while mapped would change the data
@@ -126,10 +151,10 @@ impl Task for Windows {
         self.seq_len
     }
 
-    fn sequence(&self, rng: &mut SmallRng) -> (Vec<i32>, Vec<i32>) {
+    fn sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>) {
         let (start, end) =
             if self.training { (0, self.corpus.split_at) } else { (self.corpus.split_at, self.corpus.len()) };
-        let at = rng.random_range(start..end - self.seq_len);
+        let at = rng.index(start..end - self.seq_len);
         let window: Vec<i32> = (at..at + self.seq_len + 1).map(|i| self.corpus.token(i) as i32).collect();
         (window[..self.seq_len].to_vec(), window[1..].to_vec())
     }

@@ -1,5 +1,5 @@
 //! The train crate's tests: the synthetic tasks follow their definitions, batches are a
-//! function of (seed, step) alone.
+//! function of (seed, step) alone and fixed by the random stream's definition.
 
 use hyb_train::data::{Copy, Mqar, Task};
 
@@ -46,6 +46,48 @@ fn batches_depend_on_seed_and_step_only() {
     assert_eq!(&row[5..], &row[..4], "the second half repeats the first");
     assert_eq!(&batch.targets[..8], &row[1..], "next-token targets");
     assert_eq!(batch.targets[8], -1);
+}
+
+/// The stream behind data and initialisation is SplitMix64: its published reference
+/// values (seed 1234567, as Rosetta Code's task lists them), and the draws built on it.
+#[test]
+fn the_random_stream_is_splitmix64() {
+    use hyb_runtime::rng::SplitMix64;
+    let mut rng = SplitMix64::new(1234567);
+    let first: Vec<u64> = (0..5).map(|_| rng.next_u64()).collect();
+    let reference =
+        [6457827717110365317, 3203168211198807973, 9817491932198370423, 4593380528125082431, 16408922859458223821];
+    assert_eq!(first, reference);
+    let mut rng = SplitMix64::new(1234567);
+    assert_eq!(rng.below(1000), 350, "the high word of draw × 1000");
+    assert_eq!(rng.unit(), 0.17364409667091263, "the top 53 bits × 2⁻⁵³");
+    let mut rng = SplitMix64::new(5);
+    for _ in 0..1000 {
+        assert!((-3..4).contains(&rng.int(-3..4)) && (7..9).contains(&rng.index(7..9)));
+        assert!((0.5..0.75).contains(&rng.uniform(0.5, 0.75)));
+    }
+}
+
+/// A golden batch: the first MQAR sequence for seed 0 and parameter values drawn from
+/// seed 0 are fixed by the generator's definition; a change here changes every run.
+#[test]
+fn the_first_batch_and_weights_are_golden() {
+    let batch = mqar().batch(0, 0, 2);
+    let tokens = [
+        28, 35, 14, 43, 3, 39, 31, 57, // the pairs
+        28, 33, 35, 45, 3, 33, 31, 48, 13, 54, 54, 42, 59, 21, 31, 55, 36, 26, 16, 40, 14, 59, 60, 13,
+    ];
+    assert_eq!(batch.tokens[..32], tokens);
+    let answers: Vec<(usize, i32)> =
+        (0..32).filter(|t| batch.targets[*t] >= 0).map(|t| (t, batch.targets[t])).collect();
+    assert_eq!(answers, [(8, 35), (12, 39), (22, 57), (28, 43)]);
+    let mut values = [0.0f32; 4];
+    let normal = hyb_compiler::ir::Init::Normal { std: 0.02 };
+    hyb_runtime::init::fill(&normal, &mut values, &mut hyb_runtime::init::rng(0));
+    let golden = [-0.037678167f32, 0.0045521585, -0.004428758, 0.0016683709];
+    for (value, golden) in values.iter().zip(golden) {
+        assert!((value - golden).abs() <= 1e-5 * golden.abs(), "{values:?}");
+    }
 }
 
 fn tiny_model() -> hyb_compiler::ir::Model {
@@ -197,12 +239,11 @@ fn greedy_generation_follows_the_full_forward_pass() {
 #[test]
 fn sampling_respects_temperature_and_top_k() {
     use hyb_train::generate::{Sampling, argmax, choose};
-    use rand::SeedableRng;
     let logits: Vec<f32> = (0..10).map(|i| (i as f32 * 0.7).sin() * 2.0).collect();
     let mut order: Vec<usize> = (0..10).collect();
     order.sort_by(|a, b| logits[*b].total_cmp(&logits[*a]));
     let draw = |sampling: Sampling, n: usize| -> Vec<i32> {
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(sampling.seed);
+        let mut rng = hyb_runtime::rng::SplitMix64::new(sampling.seed);
         (0..n).map(|_| choose(&logits, &sampling, &mut rng)).collect()
     };
     let warm = Sampling { temperature: 1.0, top_k: Some(3), seed: 1 };
@@ -416,4 +457,111 @@ fn tensorboard_records_are_framed_and_namespaced() {
     assert_eq!(scalars(&step), [("train/loss".to_string(), 2.5), ("train/grad_norm".to_string(), 1.0)]);
     let eval = serde_json::json!({"step": 4, "eval": "mqar", "loss": 3.0, "accuracy": 0.5});
     assert_eq!(scalars(&eval), [("eval/mqar/loss".to_string(), 3.0), ("eval/mqar/accuracy".to_string(), 0.5)]);
+}
+
+/// A `.npy` file in format 1.0: the magic `\x93NUMPY`, version bytes 1 and 0, the
+/// header's length as a little-endian u16, the header (a dict literal padded with spaces
+/// and ended by `\n` so the data starts at a multiple of 64), then the data.
+fn npy(dict: &str, data: &[u8]) -> Vec<u8> {
+    let pad = (10 + dict.len() + 1).next_multiple_of(64) - (10 + dict.len() + 1);
+    let header = format!("{dict}{}\n", " ".repeat(pad));
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(data);
+    bytes
+}
+
+/// `bytes` written to a scratch file `name`.
+fn scratch_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hyb-train-tokens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    std::fs::write(dir.join(name), bytes).expect("writable");
+    dir.join(name)
+}
+
+/// `path` opened as `tokens(...)` (vocab 1000, windows of 3).
+fn open_path(path: std::path::PathBuf) -> Result<hyb_train::text::Corpus, String> {
+    use hyb_compiler::ir::train::{Data, TokenDtype};
+    hyb_train::text::Corpus::open(&Data::Tokens { path, dtype: TokenDtype::U16, split: 0.5 }, 1000, 3)
+}
+
+/// `bytes` written to a scratch file `name`, opened as `tokens(...)`.
+fn open_tokens(name: &str, bytes: &[u8]) -> Result<hyb_train::text::Corpus, String> {
+    open_path(scratch_file(name, bytes))
+}
+
+/// A `.npy` token array is read after its header, in the dtype the header states; what
+/// cannot be a stream of token ids is refused, saying why.
+#[test]
+fn npy_token_arrays_are_read_after_their_header() {
+    let ids: Vec<i64> = (0..10).map(|i| 990 - 7 * i).collect();
+    let dict = |descr: &str, order: &str, shape: &str| {
+        format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}")
+    };
+    let u2: Vec<u8> = ids.iter().flat_map(|i| (*i as u16).to_le_bytes()).collect();
+    let i8: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
+    for (name, descr, data) in [("u2.npy", "<u2", &u2), ("i8.npy", "<i8", &i8)] {
+        let corpus = open_tokens(name, &npy(&dict(descr, "False", "(10,)"), data)).expect(descr);
+        assert_eq!(corpus.len(), 10, "{descr}: the header is not read as tokens");
+        let read: Vec<i64> = (0..10).map(|i| i64::from(corpus.token(i))).collect();
+        assert_eq!(read, ids, "{descr}");
+    }
+    let refused = |name: &str, bytes: Vec<u8>| open_tokens(name, &bytes).err().expect(name);
+    let negative: Vec<u8> = [5i32, -1, 3, 4, 5, 6, 7, 8].iter().flat_map(|i| i.to_le_bytes()).collect();
+    assert!(refused("neg.npy", npy(&dict("<i4", "False", "(8,)"), &negative)).contains("token id -1"));
+    let big: Vec<u8> = ids.iter().flat_map(|i| (*i as u16).to_be_bytes()).collect();
+    assert!(refused("be.npy", npy(&dict(">u2", "False", "(10,)"), &big)).contains("big-endian"));
+    assert!(refused("f.npy", npy(&dict("<u2", "True", "(10,)"), &u2)).contains("Fortran order"));
+    assert!(refused("f4.npy", npy(&dict("<f4", "False", "(5,)"), &u2)).contains("`<f4` cannot hold token ids"));
+    assert!(refused("2d.npy", npy(&dict("<u2", "False", "(2, 5)"), &u2)).contains("not 1-D"));
+    let short = refused("short.npy", npy(&dict("<u2", "False", "(10,)"), &u2[..18]));
+    assert!(short.contains("truncated") && short.contains("holds 18"), "{short}");
+    assert!(refused("cut.npy", npy(&dict("<u2", "False", "(10,)"), &u2)[..40].to_vec()).contains("truncated"));
+    assert!(refused("plain.npy", u2.clone()).contains("not a NumPy array"));
+}
+
+/// A Megatron `.idx`: the magic, version 1, the dtype code, the counts, then each
+/// sequence's length (i32), its byte offset (i64, from `width`), the document starts (i64).
+fn megatron_idx(code: u8, width: i64, lengths: &[i32], document_starts: &[i64]) -> Vec<u8> {
+    let mut bytes = b"MMIDIDX\x00\x00".to_vec();
+    bytes.extend(1u64.to_le_bytes());
+    bytes.push(code);
+    bytes.extend((lengths.len() as u64).to_le_bytes());
+    bytes.extend((document_starts.len() as u64).to_le_bytes());
+    bytes.extend(lengths.iter().flat_map(|l| l.to_le_bytes()));
+    let pointers = lengths.iter().scan(0i64, |at, l| Some(std::mem::replace(at, *at + i64::from(*l) * width)));
+    bytes.extend(pointers.flat_map(|p| p.to_le_bytes()));
+    bytes.extend(document_starts.iter().flat_map(|d| d.to_le_bytes()));
+    bytes
+}
+
+/// A Megatron `.bin` + `.idx` pair written here reads back: the ids in the index's dtype,
+/// the documents where the index puts them; an index that disagrees with its `.bin` is
+/// refused.
+#[test]
+fn megatron_datasets_round_trip() {
+    let sequences: [&[u16]; 3] = [&[3, 4, 5], &[6, 7], &[8, 9, 10, 11]];
+    let bin: Vec<u8> = sequences.iter().flat_map(|s| s.iter()).flat_map(|t| t.to_le_bytes()).collect();
+    let lengths: Vec<i32> = sequences.iter().map(|s| s.len() as i32).collect();
+    // Two documents: the first two sequences, then the third.
+    scratch_file("mega.idx", &megatron_idx(8, 2, &lengths, &[0, 2, 3]));
+    for path in [scratch_file("mega.bin", &bin), open_path_of("mega.idx")] {
+        let corpus = open_path(path).expect("a Megatron dataset");
+        let tokens: Vec<u32> = (0..corpus.len()).map(|i| corpus.token(i)).collect();
+        assert_eq!(tokens, (3..12).collect::<Vec<u32>>());
+        assert_eq!(corpus.documents, [0, 5]);
+    }
+    scratch_file("short.idx", &megatron_idx(8, 2, &lengths, &[0, 2, 3]));
+    let short = open_path(scratch_file("short.bin", &bin[..16])).err().expect("a short .bin");
+    assert!(short.contains("the sequences take 18 bytes; the `.bin` holds 16"), "{short}");
+    scratch_file("f.idx", &megatron_idx(7, 4, &lengths, &[0, 3]));
+    assert!(open_path(scratch_file("f.bin", &[0; 36])).err().expect("floats").contains("dtype code 7"));
+    scratch_file("docs.idx", &megatron_idx(8, 2, &lengths, &[0, 2]));
+    assert!(open_path(scratch_file("docs.bin", &bin)).err().expect("docs").contains("document indices"));
+}
+
+/// The scratch path of `name` (written by [`scratch_file`] before).
+fn open_path_of(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("hyb-train-tokens-{}", std::process::id())).join(name)
 }
