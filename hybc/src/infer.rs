@@ -2,6 +2,7 @@
 //! `.hyb` given, or the `model.hyb` its run wrote beside it — and scored on the eval
 //! block's tasks, or asked to continue a prompt one token at a time.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use hyb_compiler::ir::Model;
@@ -135,6 +136,8 @@ pub struct Request<'a> {
     pub prompt: &'a str,
     pub tokens: usize,
     pub sampling: Sampling,
+    /// Generation stops once the continuation contains one of these (it is printed).
+    pub stop: &'a [String],
 }
 
 /// Feeds the prompt through the checkpoint's decoder and prints the continuation as it
@@ -160,9 +163,11 @@ pub fn generate(model: &Model, ckpt: &Path, request: &Request, target: hyb_drive
     let _ = write!(out, "{emitted}");
     let started = std::time::Instant::now();
     let mut sequence = prompt.clone();
+    let mut continuation = String::new();
     let tokens = decode(&mut decoder, &prompt, request.tokens, &request.sampling, &mut |token| {
         if matches!(codec, Codec::Ids) {
             let _ = write!(out, " {token}");
+            let _ = write!(continuation, " {token}");
         } else {
             // The whole text decoded each time, so spacing between tokens and characters
             // of several bytes come out as the tokenizer writes them, once whole.
@@ -170,10 +175,12 @@ pub fn generate(model: &Model, ckpt: &Path, request: &Request, target: hyb_drive
             let text = codec.decode(&sequence);
             if let Some(new) = text.strip_prefix(emitted.as_str()).filter(|n| !n.ends_with('\u{FFFD}')) {
                 let _ = write!(out, "{new}");
+                continuation.push_str(new);
                 emitted = text;
             }
         }
         let _ = out.flush();
+        !request.stop.iter().any(|stop| continuation.contains(stop.as_str()))
     })
     .map_err(|e| e.to_string())?;
     let seconds = started.elapsed().as_secs_f64();

@@ -169,8 +169,8 @@ enum Command {
         /// Text, or token ids (`"3 17 42"`) for a model trained on a recall task.
         #[arg(long)]
         prompt: String,
-        /// New tokens to generate.
-        #[arg(long, default_value_t = 64)]
+        /// New tokens to generate, at most.
+        #[arg(long, alias = "max-new-tokens", default_value_t = 64)]
         tokens: usize,
         /// 0 is greedy; above, sampled from softmax(logits / temperature).
         #[arg(long, default_value_t = 0.0)]
@@ -178,6 +178,12 @@ enum Command {
         /// Sample among the k most likely tokens only.
         #[arg(long)]
         top_k: Option<usize>,
+        /// Sample among the fewest most likely tokens whose probabilities sum to p (0 < p ≤ 1).
+        #[arg(long, value_parser = top_p)]
+        top_p: Option<f64>,
+        /// Stop once the continuation contains this text (repeatable; it is printed).
+        #[arg(long)]
+        stop: Vec<String>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Where the model runs: `cpu`, or `cuda` / `cuda:sm_NN[a]`
@@ -349,12 +355,13 @@ fn main() -> ExitCode {
                     infer::eval(model, &ckpt, json.as_deref(), target)
                 })
             }),
-        Command::Generate { file, ckpt, prompt, tokens, temperature, top_k, seed, target } => {
+        Command::Generate { file, ckpt, prompt, tokens, temperature, top_k, top_p, stop, seed, target } => {
             let ckpt = match checkpoint_of(&ckpt) {
                 Ok(ckpt) => ckpt,
                 Err(usage) => return exit(Err(usage)),
             };
-            let request = infer::Request { prompt: &prompt, tokens, sampling: Sampling { temperature, top_k, seed } };
+            let sampling = Sampling { temperature, top_k, top_p, seed };
+            let request = infer::Request { prompt: &prompt, tokens, sampling, stop: &stop };
             with_checkpoint(file.as_deref(), &ckpt, target, &[], |model, target| {
                 infer::generate(model, &ckpt, &request, target)
             })
@@ -411,6 +418,14 @@ fn main() -> ExitCode {
         }
     };
     exit(result)
+}
+
+/// `--top-p`: a probability in (0, 1].
+fn top_p(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 1.0 => Ok(p),
+        _ => Err(format!("`{text}` is not a probability in (0, 1]")),
+    }
 }
 
 fn exit(result: Result<(), Failure>) -> ExitCode {

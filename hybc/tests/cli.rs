@@ -1053,3 +1053,37 @@ fn init_from_starts_a_run_from_other_weights() {
     let both = hybc(&[&args.iter().map(String::as_str).collect::<Vec<_>>()[..], &["--resume"]].concat());
     assert_eq!(both.status.code(), Some(2), "--init-from and --resume together are a usage error");
 }
+
+/// `generate --stop TEXT` ends the continuation once it holds TEXT (printed), and
+/// `--max-new-tokens` is `--tokens`; a `--top-p` outside (0, 1] is a usage error.
+#[test]
+fn generation_stops_at_a_stop_string() {
+    let run = scratch("stop");
+    let out = hybc(&copy_run(&run, "2", &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ckpt = run.to_str().expect("utf-8");
+    let generate = |extra: &[&str]| {
+        let out = hybc(&[&["generate", "--ckpt", ckpt, "--prompt", "3 17 42"][..], extra].concat());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    };
+    let full = generate(&["--max-new-tokens", "6"]);
+    let ids: Vec<&str> = full.split(' ').collect();
+    assert_eq!(ids.len(), 3 + 6, "{full}");
+    let stop = format!(" {}", ids[4]);
+    let stopped = generate(&["--tokens", "6", "--stop", &stop]);
+    // The continuation printed token by token until it holds the stop text.
+    let mut continuation = String::new();
+    let mut last = 3;
+    for (i, id) in ids.iter().enumerate().skip(3) {
+        continuation.push_str(&format!(" {id}"));
+        last = i;
+        if continuation.contains(&stop) {
+            break;
+        }
+    }
+    assert!(last <= 4, "the stop text is in the first two new tokens");
+    assert_eq!(stopped, ids[..=last].join(" "), "stops right after the stop text");
+    let bad = hybc(&["generate", "--ckpt", ckpt, "--prompt", "3", "--top-p", "1.5"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

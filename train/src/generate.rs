@@ -8,16 +8,18 @@ use hyb_runtime::rng::SplitMix64;
 use hyb_runtime::{Decoder, Error};
 
 /// How the next token is chosen: greedily at temperature 0, else sampled from the
-/// softmax of `logits / temperature` over the `top_k` most likely tokens (all: none).
+/// softmax of `logits / temperature` over the `top_k` most likely tokens (all: none),
+/// then over the fewest of those whose probabilities sum to `top_p` (nucleus sampling).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sampling {
     pub temperature: f64,
     pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
     pub seed: u64,
 }
 
 impl Sampling {
-    pub const GREEDY: Sampling = Sampling { temperature: 0.0, top_k: None, seed: 0 };
+    pub const GREEDY: Sampling = Sampling { temperature: 0.0, top_k: None, top_p: None, seed: 0 };
 }
 
 /// The token of the largest logit (the first on ties).
@@ -40,7 +42,21 @@ pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut SplitMix64) -> i32 
     order.sort_by(|a, b| logits[*b].total_cmp(&logits[*a]));
     order.truncate(sampling.top_k.unwrap_or(logits.len()).max(1));
     let top = logits[order[0]] as f64;
-    let weights: Vec<f64> = order.iter().map(|i| ((logits[*i] as f64 - top) / sampling.temperature).exp()).collect();
+    let mut weights: Vec<f64> =
+        order.iter().map(|i| ((logits[*i] as f64 - top) / sampling.temperature).exp()).collect();
+    if let Some(p) = sampling.top_p {
+        // The most likely tokens until their share reaches p (at least one).
+        let total: f64 = weights.iter().sum();
+        let mut running = 0.0;
+        let keep = weights.iter().take_while(|w| {
+            let inside = running < p * total;
+            running += *w;
+            inside
+        });
+        let keep = keep.count().max(1);
+        weights.truncate(keep);
+        order.truncate(keep);
+    }
     let mut draw = rng.unit() * weights.iter().sum::<f64>();
     for (token, weight) in order.iter().zip(&weights) {
         if draw < *weight {
@@ -51,14 +67,15 @@ pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut SplitMix64) -> i32 
     order[0] as i32
 }
 
-/// Feeds `prompt` (one sequence), then decodes `new_tokens` more, calling `on_token`
-/// with each as it is chosen; returns the new tokens.
+/// Feeds `prompt` (one sequence), then decodes up to `new_tokens` more, calling
+/// `on_token` with each as it is chosen (it returns whether to go on: a stop string);
+/// returns the new tokens.
 pub fn generate(
     decoder: &mut Decoder,
     prompt: &[i32],
     new_tokens: usize,
     sampling: &Sampling,
-    on_token: &mut dyn FnMut(i32),
+    on_token: &mut dyn FnMut(i32) -> bool,
 ) -> Result<Vec<i32>, Error> {
     if prompt.is_empty() {
         return Err(Error::Input("the prompt is empty: generation needs at least one token".into()));
@@ -76,8 +93,11 @@ pub fn generate(
     let mut out = Vec::with_capacity(new_tokens);
     for i in 0..new_tokens {
         let next = choose(&logits, sampling, &mut rng);
-        on_token(next);
+        let go_on = on_token(next);
         out.push(next);
+        if !go_on {
+            break;
+        }
         if i + 1 < new_tokens {
             logits = decoder.step(&[next])?.to_vec();
         }

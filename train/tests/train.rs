@@ -221,7 +221,11 @@ fn greedy_generation_follows_the_full_forward_pass() {
     trainer.init_params(4);
     let mut decoder = trainer.decoder(1, len).expect("compiles");
     let mut streamed = Vec::new();
-    let out = generate(&mut decoder, &prompt, new, &Sampling::GREEDY, &mut |t| streamed.push(t)).expect("generates");
+    let out = generate(&mut decoder, &prompt, new, &Sampling::GREEDY, &mut |t| {
+        streamed.push(t);
+        true
+    })
+    .expect("generates");
     assert_eq!(out, streamed, "each token is reported as it is chosen");
     let sequence: Vec<i32> = prompt.iter().chain(&out[..new - 1]).copied().collect();
     let targets = vec![-1; len];
@@ -246,7 +250,7 @@ fn sampling_respects_temperature_and_top_k() {
         let mut rng = hyb_runtime::rng::SplitMix64::new(sampling.seed);
         (0..n).map(|_| choose(&logits, &sampling, &mut rng)).collect()
     };
-    let warm = Sampling { temperature: 1.0, top_k: Some(3), seed: 1 };
+    let warm = Sampling { temperature: 1.0, top_k: Some(3), top_p: None, seed: 1 };
     let draws = draw(warm, 2000);
     assert_eq!(draws, draw(warm, 2000), "the seed fixes the draws");
     assert!(draws.iter().all(|t| order[..3].contains(&(*t as usize))), "only the top 3");
@@ -257,10 +261,18 @@ fn sampling_respects_temperature_and_top_k() {
         assert!((count(*t) - expected).abs() < 0.04, "token {t}: {} vs softmax {expected}", count(*t));
     }
     let best = argmax(&logits);
-    assert!(draw(Sampling { temperature: 1e-3, top_k: None, seed: 2 }, 50).iter().all(|t| *t == best));
-    assert!(draw(Sampling { temperature: 1.0, top_k: Some(1), seed: 3 }, 50).iter().all(|t| *t == best));
-    let all = draw(Sampling { temperature: 5.0, top_k: None, seed: 4 }, 2000);
+    assert!(draw(Sampling { temperature: 1e-3, top_k: None, top_p: None, seed: 2 }, 50).iter().all(|t| *t == best));
+    assert!(draw(Sampling { temperature: 1.0, top_k: Some(1), top_p: None, seed: 3 }, 50).iter().all(|t| *t == best));
+    let all = draw(Sampling { temperature: 5.0, top_k: None, top_p: None, seed: 4 }, 2000);
     assert!(order.iter().all(|t| all.contains(&(*t as i32))), "a hot sampler reaches every token");
+    // Nucleus: the fewest most likely tokens whose softmax probabilities reach p.
+    let probability = |t: usize| (logits[t] as f64).exp() / logits.iter().map(|l| (*l as f64).exp()).sum::<f64>();
+    let p = probability(order[0]) + 0.5 * probability(order[1]);
+    let nucleus = draw(Sampling { temperature: 1.0, top_k: None, top_p: Some(p), seed: 5 }, 2000);
+    assert!(nucleus.iter().all(|t| order[..2].contains(&(*t as usize))), "p inside the second token: the top 2");
+    assert!(order[..2].iter().all(|t| nucleus.contains(&(*t as i32))), "both of them drawn");
+    let tight = draw(Sampling { temperature: 1.0, top_k: None, top_p: Some(1e-9), seed: 6 }, 50);
+    assert!(tight.iter().all(|t| *t == best), "a tiny p keeps the best token alone");
 }
 
 /// Prompts as bytes or ids, and back.
