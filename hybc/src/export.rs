@@ -42,11 +42,7 @@ fn config(model: &Model, stored: Stored) -> Result<String, String> {
 /// fla directory; returns what it wrote, for the one-line summary.
 pub fn fla(file: &Path, model: &Model, checkpoint: &Path, output: &Path, stored: Stored) -> Result<String, String> {
     let config = config(model, stored)?;
-    let slots: Vec<hyb_runtime::ParamSlot> = model
-        .params
-        .iter()
-        .map(|p| hyb_runtime::ParamSlot { name: p.name.clone(), shape: p.shape.iter().map(|d| *d as usize).collect() })
-        .collect();
+    let slots = hyb_runtime::ParamSlot::of(model);
     let weights = hyb_train::checkpoint::load_weights(checkpoint, &slots)
         .map_err(|e| format!("{e}: not a checkpoint of this model"))?;
     let tensors: Vec<(String, Vec<usize>, &[f32])> =

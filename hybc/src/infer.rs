@@ -82,11 +82,7 @@ fn restore(
     seq_len: usize,
 ) -> Result<Trainer, String> {
     let mut trainer = Trainer::evaluator(model, target, batch, seq_len).map_err(|e| e.to_string())?;
-    let slots = trainer.program.params.clone();
-    let weights = hyb_train::checkpoint::load_weights(ckpt, &slots).map_err(|e| e.to_string())?;
-    for (slot, values) in slots.iter().zip(&weights) {
-        trainer.set_param(&slot.name, values).map_err(|e| e.to_string())?;
-    }
+    hyb_train::checkpoint::load_weights_into(ckpt, &mut trainer).map_err(|e| e.to_string())?;
     Ok(trainer)
 }
 

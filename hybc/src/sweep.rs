@@ -55,6 +55,12 @@ impl Run {
     }
 }
 
+/// The sweep's directory: `out`, else `runs/<file stem>`.
+fn directory(file: &Path, out: Option<&Path>) -> PathBuf {
+    let stem = file.file_stem().map_or("sweep".into(), |s| s.to_string_lossy().into_owned());
+    out.map_or_else(|| Path::new("runs").join(&stem), Path::to_path_buf)
+}
+
 fn file_name(file: &Path) -> String {
     file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
@@ -152,8 +158,7 @@ pub fn sweep(
     mode: Mode,
 ) -> std::result::Result<Option<u8>, String> {
     let config = root.sweep.as_ref().ok_or_else(|| format!("`{}` has no sweep block", file.display()))?;
-    let stem = file.file_stem().map_or("sweep".into(), |s| s.to_string_lossy().into_owned());
-    let out = out.map_or_else(|| Path::new("runs").join(&stem), Path::to_path_buf);
+    let out = directory(file, out);
     let runs = grid(config);
     let finished = |run: &Run| {
         let done = out.join(run.dir()).join("result.json");
@@ -245,8 +250,7 @@ pub fn jobs(
     sets: &[String],
     jobs: u16,
 ) -> std::result::Result<(), String> {
-    let stem = file.file_stem().map_or("sweep".into(), |s| s.to_string_lossy().into_owned());
-    let out = out.map_or_else(|| Path::new("runs").join(&stem), Path::to_path_buf);
+    let out = directory(file, out);
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create `{}`: {e}", out.display()))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (cores / usize::from(jobs)).max(1);

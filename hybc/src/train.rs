@@ -74,11 +74,7 @@ fn keep_model_source(path: &Path, out: &Path, options: &Options) -> Result<(), S
 /// The weights of a checkpoint or a published fla / Hugging Face directory as the
 /// run's starting point (a fresh optimizer: fine-tuning).
 fn init_from(trainer: &mut Trainer, from: &Path) -> Result<(), String> {
-    let slots = trainer.program.params.clone();
-    let weights = hyb_train::checkpoint::load_weights(from, &slots).map_err(|e| format!("--init-from: {e}"))?;
-    for (slot, values) in slots.iter().zip(&weights) {
-        trainer.set_param(&slot.name, values).map_err(|e| e.to_string())?;
-    }
+    hyb_train::checkpoint::load_weights_into(from, trainer).map_err(|e| format!("--init-from: {e}"))?;
     println!("initialised from {} (a fresh optimizer)", from.display());
     Ok(())
 }

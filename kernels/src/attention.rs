@@ -93,20 +93,10 @@ fn sizes(e: &mut Builder, spec: &AttentionSpec, lanes: bool) -> Sizes {
 
 /// With `lanes` under `Parallel::Threads` (the training kernels' GPU form), this
 /// thread's (row, head) as one-long ranges (empty past the last row); otherwise every
-/// head and row.
+/// head and row. Returns (heads, rows).
 fn lane_ranges(e: &mut Builder, heads: &Value, time: &Value, lanes: bool) -> ((Value, Value), (Value, Value)) {
-    let c0 = e.c0();
-    if !lanes || !e.config().parallel.has_lanes() {
-        return ((c0.clone(), heads.clone()), (c0, time.clone()));
-    }
-    let lane = e.lane();
-    let row = e.named("lane_t").divui(&lane, heads);
-    let head = e.named("lane_h").remui(&lane, heads);
-    let c1 = e.c1();
-    let next_row = e.add(&row, &c1);
-    let row_end = e.min(&next_row, time);
-    let head_end = e.add(&head, &c1);
-    ((head, head_end), (row, row_end))
+    let grid = e.lane_grid(time, heads, lanes);
+    (grid.inner, grid.outer)
 }
 
 /// `body(query)` over batch, query heads and query rows; query row `t` sits at position

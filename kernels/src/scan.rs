@@ -157,18 +157,11 @@ impl Range {
     /// Under [`Parallel::Threads`], this thread's (head, channel) as one-long ranges
     /// (empty past the last head); otherwise every head and channel.
     fn define(e: &mut Builder, state_heads: &Value, dv: &Value) -> Range {
+        let grid = e.lane_grid(state_heads, dv, true);
+        let Some(lane) = grid.lane else {
+            return Range { heads: grid.outer, columns: grid.inner, lane_column: None, warps: None };
+        };
         let c0 = e.c0();
-        if !e.config().parallel.has_lanes() {
-            let all = (c0.clone(), state_heads.clone());
-            return Range { heads: all, columns: (c0, dv.clone()), lane_column: None, warps: None };
-        }
-        let lane = e.lane();
-        let head = e.named("lane_h").divui(&lane, dv);
-        let column = e.named("lane_j").remui(&lane, dv);
-        let c1 = e.c1();
-        let next_head = e.add(&head, &c1);
-        let head_end = e.min(&next_head, state_heads);
-        let column_end = e.add(&column, &c1);
         let warp = e.constant_index(32);
         let rest = e.remui(dv, &warp);
         let warps = (e.config().parallel == Parallel::Threads).then(|| {
@@ -176,7 +169,8 @@ impl Range {
             let place = e.remui(&lane, &warp);
             (shared, e.named("warp_leader").cmp(Cmp::Eq, &place, &c0))
         });
-        Range { heads: (head, head_end), columns: (column.clone(), column_end), lane_column: Some(column), warps }
+        let column = grid.inner.0.clone();
+        Range { heads: grid.outer, columns: grid.inner, lane_column: Some(column), warps }
     }
 }
 

@@ -227,6 +227,17 @@ pub struct ParamSlot {
     pub shape: Vec<usize>,
 }
 
+impl ParamSlot {
+    /// Every parameter of `model`, in its order.
+    pub fn of(model: &Model) -> Vec<ParamSlot> {
+        model
+            .params
+            .iter()
+            .map(|p| ParamSlot { name: p.name.clone(), shape: p.shape.iter().map(|d| *d as usize).collect() })
+            .collect()
+    }
+}
+
 #[derive(Clone)]
 pub struct Program {
     pub instrs: Vec<Instr>,
@@ -556,11 +567,7 @@ pub fn build(
     let training = matches!(shape, Shape::Train { .. });
     assert_eq!((plan.batch, plan.seq_len), (batch as u64, seq_len as u64), "the plan is at the program's shape");
     let offsets = plan.buffers.iter().map(|b| (b.value, b.offset as usize)).collect();
-    let params: Vec<ParamSlot> = model
-        .params
-        .iter()
-        .map(|p| ParamSlot { name: p.name.clone(), shape: p.shape.iter().map(|d| *d as usize).collect() })
-        .collect();
+    let params = ParamSlot::of(model);
     let mut builder = Builder {
         grad,
         graph: &grad.forward,

@@ -195,6 +195,16 @@ pub fn saved_step(dir: &Path) -> Option<u64> {
     state["step"].as_u64()
 }
 
+/// [`load_weights`] into `trainer`'s parameters (its optimizer state untouched).
+pub fn load_weights_into(dir: &Path, trainer: &mut Trainer) -> Result<(), Error> {
+    let slots = trainer.program.params.clone();
+    let weights = load_weights(dir, &slots)?;
+    for (slot, values) in slots.iter().zip(&weights) {
+        trainer.set_param(&slot.name, values).map_err(|e| Error(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// The weights of a checkpoint directory — ours, or a published fla / Hugging Face one
 /// (`model.safetensors` or a sharded index; F32, BF16 or F16) — in `slots`' order, each
 /// checked for its name and shape (the optimizer's state is not read: evaluation and

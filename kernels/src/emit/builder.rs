@@ -356,14 +356,26 @@ impl Builder {
     /// The part of `[0, count)` this call walks: all of it, or with `lanes` under
     /// [`Parallel::Threads`] this thread's lane alone (empty past the end).
     pub fn lane_range(&mut self, count: &Value, lanes: bool) -> (Value, Value) {
+        let one = self.c1();
+        self.lane_grid(count, &one, lanes).outer
+    }
+
+    /// A lane's place in a grid of `outer × inner` points, lane `o · inner + i`: one-long
+    /// ranges of `o` (empty past `outer`) and of `i`, and the lane itself; with `lanes`
+    /// false or a configuration without lanes, the whole grid and no lane.
+    pub fn lane_grid(&mut self, outer: &Value, inner: &Value, lanes: bool) -> LaneGrid {
+        let c0 = self.c0();
         if !lanes || !self.config.parallel.has_lanes() {
-            return (self.c0(), count.clone());
+            return LaneGrid { lane: None, outer: (c0.clone(), outer.clone()), inner: (c0, inner.clone()) };
         }
         let lane = self.lane();
+        let o = self.named("lane_outer").divui(&lane, inner);
+        let i = self.named("lane_inner").remui(&lane, inner);
         let c1 = self.c1();
-        let next = self.add(&lane, &c1);
-        let end = self.min(&next, count);
-        (lane, end)
+        let next_o = self.add(&o, &c1);
+        let o_end = self.min(&next_o, outer);
+        let i_end = self.add(&i, &c1);
+        LaneGrid { lane: Some(lane), outer: (o, o_end), inner: (i, i_end) }
     }
 
     /// A GPU index of the running thread: `gpu.thread_id x`, `gpu.block_id y`,
@@ -390,6 +402,14 @@ impl Builder {
     pub fn dealloc(&mut self, memref: &Value) {
         self.line(&format!("memref.dealloc {memref} : {}", memref.ty()));
     }
+}
+
+/// What [`Builder::lane_grid`] gives: the ranges of both axes this call walks, and the
+/// lane when it is one.
+pub struct LaneGrid {
+    pub lane: Option<Value>,
+    pub outer: (Value, Value),
+    pub inner: (Value, Value),
 }
 
 /// `a, b, c`.

@@ -112,8 +112,7 @@ fn parameters(cuda: &Cuda, args: &[View], points: usize, split: bool) -> Vec<u64
     words
 }
 
-/// The grid and block of a launch of `points` points, and how many points the kernel
-/// is told there are.
+/// The grid and block of a launch of `points` points.
 fn shape(launch: Launch, points: usize, args: &[View]) -> ((u32, u32, u32), (u32, u32, u32)) {
     match launch {
         Launch::Blocks => ((points as u32, 1, 1), (1, 1, 1)),
