@@ -17,6 +17,7 @@ mod plot;
 mod sweep;
 mod target;
 mod train;
+mod verify;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use hyb_compiler::pipeline::{self, Compilation, Emit, EmitOptions};
@@ -79,6 +80,24 @@ enum Command {
         /// Write to this file instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+    },
+    /// Run one training step's forward and backward on the target and on the CPU in
+    /// lockstep, and list every kernel whose outputs disagree (each checked on the CPU's inputs).
+    Verify {
+        file: PathBuf,
+        /// The target to check against the CPU [default: the train block's `target`, else cpu].
+        #[arg(long)]
+        target: Option<Target>,
+        #[arg(long, default_value_t = 2)]
+        batch: usize,
+        /// Past the scan's checkpoint interval (64) and no multiple of it, by default.
+        #[arg(long, default_value_t = 70)]
+        seq_len: usize,
+        /// Largest disagreement allowed, relative to each output's largest value.
+        #[arg(long, default_value_t = 1e-3)]
+        tolerance: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Rewrite .hyb files in canonical form (comments are kept).
     Fmt {
@@ -325,6 +344,9 @@ fn main() -> ExitCode {
             compile(&file, options, output.as_deref())
         }
         Command::Fmt { files, check, stdout } => format_files(&files, check, stdout),
+        Command::Verify { file, target, batch, seq_len, tolerance, seed } => {
+            verify::verify(&file, target, &verify::Options { batch, seq_len, tolerance, seed })
+        }
         Command::Import { config, output } => import_config(&config, output.as_deref()),
         Command::Export { file, ckpt, format: ExportFormat::Fla, dtype, output } => {
             let stored = if dtype == ExportDtype::Bf16 { Stored::Bf16 } else { Stored::F32 };

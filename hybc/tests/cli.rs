@@ -218,6 +218,32 @@ fn targets_say_what_they_cannot_do() {
 }
 
 #[test]
+fn verify_checks_a_target_against_the_cpu() {
+    let same = hybc(&["verify", "bench/gpu/verify/every_mixer.hyb", "--seq-len", "9"]);
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same.stderr));
+    assert!(text(&same.stdout).starts_with("cpu agrees with the cpu: "), "{}", text(&same.stdout));
+    let gpu = hybc(&["verify", "bench/gpu/verify/compositions.hyb", "--target", "cuda", "--seq-len", "9"]);
+    let stderr = text(&gpu.stderr);
+    if !gpu.status.success() {
+        // No GPU here (CI): the reason, exit 1.
+        assert!(stderr.contains("cannot run on cuda:sm_90a"), "{stderr}");
+        assert_eq!(gpu.status.code(), Some(1), "{stderr}");
+    }
+    // The lanes form keeps a head's channels per thread: too wide a head is refused, located.
+    let wide = scratch("wide.hyb");
+    std::fs::write(
+        &wide,
+        "mixer attn = attention(heads: 1, head_dim: 1024)\nmodel {\n    vocab = 64\n    d_model = 1024\n    layers = attn\n}\n",
+    )
+    .expect("writable");
+    let lanes = hybc(&["compile", wide.to_str().expect("utf-8"), "--target", "cuda", "--emit", "program"]);
+    let stderr = text(&lanes.stderr);
+    assert_eq!(lanes.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("mixer `attn` is too wide") && stderr.contains("wide.hyb:5:14"), "{stderr}");
+    assert!(stderr.contains("heads of 1024 channels") && stderr.contains("at most 512"), "{stderr}");
+}
+
+#[test]
 fn fmt_check_and_write() {
     let path = scratch("messy.hyb");
     std::fs::write(&path, "model{d_model=64\nlayers=gla x 2}\n").expect("write");

@@ -1,5 +1,6 @@
 //! Token embedding: `y[b, t] = table[tokens[b, t]]`, and its backward, a scatter-add of
-//! `dy` into the table's rows (accumulating: zero the table gradient first).
+//! `dy` into the table's rows (accumulating: zero the table gradient first; atomic adds
+//! on a GPU, where lanes of one token id add into one row).
 //! Shapes: table `[V, d]`, tokens `[B, T]` i32, y `[B, T, d]`.
 
 use crate::emit::{Builder, Config, Scalar, Ty, Value};
@@ -17,14 +18,18 @@ fn header(e: &mut Builder, name: &str, tensors: &[(&str, usize)]) -> [Value; 3] 
     [batch, time, width]
 }
 
-/// `body(b, t, row, d)` for every token `(b, t)`, its table row and every column d.
+/// `body(b, t, row, d)` for every token `(b, t)`, its table row and every column d —
+/// under [`crate::emit::Parallel::Threads`], this lane's (token, column) alone
+/// (`KernelKey::lanes`: a lane per element of `y`'s `[T, D]`; neighbouring lanes read
+/// and write neighbouring columns).
 fn for_tokens(e: &mut Builder, [batch, time, width]: &[Value; 3], body: impl FnOnce(&mut Builder, [Value; 4])) {
     let (tokens, c0) = (e.arg("tokens"), e.c0());
+    let grid = e.lane_grid(time, width, true);
     e.for_(&c0, batch, |e, b| {
-        e.for_(&c0, time, |e, t| {
+        e.for_(&grid.outer.0, &grid.outer.1, |e, t| {
             let id = e.load(&tokens, &[&b, &t]);
             let row = e.index_cast(&id, Scalar::Index);
-            e.for_(&c0, width, |e, d| body(e, [b, t, row, d]));
+            e.for_(&grid.inner.0, &grid.inner.1, |e, d| body(e, [b, t, row, d]));
         });
     });
 }
