@@ -1,6 +1,5 @@
 //! Token embedding: `y[b, t] = table[tokens[b, t]]`, and its backward, a scatter-add of
-//! `dy` into the table's rows (accumulating: zero the table gradient first; atomic adds
-//! on a GPU, where lanes of one token id add into one row).
+//! `dy` into the table's rows (accumulating: zero the table gradient first).
 //! Shapes: table `[V, d]`, tokens `[B, T]` i32, y `[B, T, d]`.
 
 use crate::emit::{Builder, Config, Scalar, Ty, Value};
@@ -19,17 +18,17 @@ fn header(e: &mut Builder, name: &str, tensors: &[(&str, usize)]) -> [Value; 3] 
 }
 
 /// `body(b, t, row, d)` for every token `(b, t)`, its table row and every column d —
-/// under [`crate::emit::Parallel::Threads`], this lane's (token, column) alone
-/// (`KernelKey::lanes`: a lane per element of `y`'s `[T, D]`; neighbouring lanes read
-/// and write neighbouring columns).
+/// under [`crate::emit::Parallel::Threads`], this lane's column alone (`KernelKey::lanes`:
+/// a lane per column of the table, walking every token; neighbouring lanes read and
+/// write neighbouring columns, and no two lanes add into one element).
 fn for_tokens(e: &mut Builder, [batch, time, width]: &[Value; 3], body: impl FnOnce(&mut Builder, [Value; 4])) {
     let (tokens, c0) = (e.arg("tokens"), e.c0());
-    let grid = e.lane_grid(time, width, true);
+    let (first, end) = e.lane_range(width, true);
     e.for_(&c0, batch, |e, b| {
-        e.for_(&grid.outer.0, &grid.outer.1, |e, t| {
+        e.for_(&c0, time, |e, t| {
             let id = e.load(&tokens, &[&b, &t]);
             let row = e.index_cast(&id, Scalar::Index);
-            e.for_(&grid.inner.0, &grid.inner.1, |e, d| body(e, [b, t, row, d]));
+            e.for_(&first, &end, |e, d| body(e, [b, t, row, d]));
         });
     });
 }
