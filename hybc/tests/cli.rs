@@ -302,7 +302,7 @@ fn trajectory(run: &Path) -> Vec<String> {
     text.lines()
         .map(|line| {
             let mut value: serde_json::Value = serde_json::from_str(line).expect("JSON lines");
-            value.as_object_mut().expect("an object").remove("tokens_per_s");
+            value.as_object_mut().expect("an object").remove("train/tokens_per_s");
             value.to_string()
         })
         .collect()
@@ -364,7 +364,7 @@ fn resuming_a_run_without_a_checkpoint_starts_it() {
     let out = train_copy(&fresh, "3", &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     std::fs::create_dir_all(stopped.join("checkpoints/step_000003.tmp")).expect("writable");
-    std::fs::write(stopped.join("metrics.jsonl"), "{\"step\":1,\"loss\":99.0}\n").expect("writable");
+    std::fs::write(stopped.join("metrics.jsonl"), "{\"step\":1,\"train/loss\":99.0}\n").expect("writable");
     for run in [&stopped, &missing] {
         let out = train_copy(run, "3", &["--resume"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -376,7 +376,7 @@ fn resuming_a_run_without_a_checkpoint_starts_it() {
 /// The step lines of a run's log (without evaluations, which a shorter first run adds
 /// at its last step).
 fn losses(run: &Path) -> Vec<String> {
-    trajectory(run).into_iter().filter(|line| !line.contains("\"eval\"")).collect()
+    trajectory(run).into_iter().filter(|line| !line.contains("\"eval/")).collect()
 }
 
 /// A checkpoint that cannot be written (a file-size limit stands in for a full disk)
@@ -971,9 +971,9 @@ fn tensorboard_reads_the_runs_events() {
     let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
     let losses: Vec<(u64, f32)> = lines
         .iter()
-        .filter(|l| l.get("eval").is_none())
-        .map(|l| (l["step"].as_u64().expect("a step"), l["loss"].as_f64().expect("a loss") as f32))
+        .filter_map(|l| Some((l["step"].as_u64().expect("a step"), l.get("train/loss")?.as_f64()? as f32)))
         .collect();
+    assert!(!losses.is_empty(), "namespaced `train/loss` keys in {log}");
     let read_back: Vec<(u64, f32)> = scalars["train/loss"]
         .as_array()
         .expect("train/loss")
@@ -981,10 +981,14 @@ fn tensorboard_reads_the_runs_events() {
         .map(|p| (p[0].as_u64().expect("a step"), p[1].as_f64().expect("a value") as f32))
         .collect();
     assert_eq!(read_back, losses, "train/loss as logged");
-    let eval = lines.iter().find(|l| l.get("eval").is_some()).expect("an evaluation line");
-    let tag = format!("eval/{}/accuracy", eval["eval"].as_str().expect("a task"));
-    let accuracy = scalars[&tag][0][1].as_f64().expect("the eval accuracy") as f32;
-    assert_eq!(accuracy, eval["accuracy"].as_f64().expect("accuracy") as f32, "{tag}");
+    let (tag, accuracy) = lines
+        .iter()
+        .flat_map(|l| l.as_object().expect("an object"))
+        .find(|(key, _)| key.starts_with("eval/") && key.ends_with("/accuracy"))
+        .expect("an evaluation's accuracy");
+    let read = scalars[tag][0][1].as_f64().expect("the eval accuracy") as f32;
+    assert_eq!(read, accuracy.as_f64().expect("accuracy") as f32, "{tag}");
+    assert!(lines.iter().all(|l| l.get("loss").is_none() && l.get("eval").is_none()), "no bare keys: {log}");
 }
 
 /// A run's charts: one per kind of figure (a perplexity is never drawn on an accuracy

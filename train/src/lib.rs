@@ -1,5 +1,6 @@
 //! Training and evaluation on the runtime: the data a step eats ([`data`]: synthetic
-//! recall tasks generated from a seed; [`text`]: text and token files, memory-mapped), the learning-rate schedule ([`schedule`]), the
+//! recall tasks generated from a seed; [`text`]: text and token files split by document; [`documents`]: text, JSON Lines and Parquet
+//! documents; [`tokenize`]: documents to a Megatron `.bin` + `.idx`), the learning-rate schedule ([`schedule`]), the
 //! loop ([`run`]: steps, evaluation, checkpoints, NaN stops), the tasks a model's train
 //! and eval blocks describe ([`tasks`]), evaluation ([`eval`]:
 //! answer accuracy) and checkpoints ([`checkpoint`]: safetensors, atomic, resumable). `hybc train` drives it and prints what it reports.
@@ -9,6 +10,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod documents;
 pub mod eval;
 pub mod generate;
 pub mod run;
@@ -17,4 +19,5 @@ pub mod tasks;
 pub mod tensorboard;
 pub mod text;
 pub mod token_files;
+pub mod tokenize;
 pub mod weights;

@@ -95,10 +95,16 @@ pub enum Data {
         values: u64,
         queries: u64,
     },
+    /// Text: a plain file (one document), JSON Lines or Parquet (a document per line or
+    /// row, its text in `field`); documents are split between training and validation
+    /// whole, and each ends with the end-of-document token `eod` (the tokenizer's own if
+    /// none is given: 256 for bytes).
     Text {
         path: PathBuf,
         tokenizer: Tokenizer,
         split: f64,
+        field: String,
+        eod: Option<u32>,
     },
     Tokens {
         path: PathBuf,

@@ -301,7 +301,7 @@ fn data_with_vocab_limit(
 }
 
 fn file_data(cx: &Cx, name: &str, span: Span, args: &[hyb_grammar::ast::Arg]) -> Option<Data> {
-    let allowed: &[&str] = if name == "text" { &["tokenizer", "split"] } else { &["dtype", "split"] };
+    let allowed: &[&str] = if name == "text" { &["tokenizer", "split", "field", "eod"] } else { &["dtype", "split"] };
     let args = Args::new(cx, name, span, args, allowed, 1);
     let Some(path_expr) = args.positional(0) else {
         cx.error(
@@ -349,7 +349,29 @@ fn file_data(cx: &Cx, name: &str, span: Span, args: &[hyb_grammar::ast::Arg]) ->
             }
         }
     };
-    Some(Data::Text { path, tokenizer, split })
+    let field = text_field(cx, &args, &path)?;
+    let eod = match args.get("eod") {
+        Some(expr) => Some(cx.count(expr, "eod", 0, u32::MAX as u64)? as u32),
+        None => None,
+    };
+    Some(Data::Text { path, tokenizer, split, field, eod })
+}
+
+/// The field (JSON Lines) or column (Parquet) holding each document's text: `text`
+/// unless `field:` names another; a plain text file has none.
+fn text_field(cx: &Cx, args: &Args, path: &std::path::Path) -> Option<String> {
+    let Some(expr) = args.get("field") else { return Some("text".into()) };
+    let field = cx.string(expr, "field")?;
+    let documents = matches!(path.extension().and_then(|e| e.to_str()), Some("jsonl" | "ndjson" | "parquet"));
+    if !documents {
+        cx.error(
+            Diagnostic::error("`field` names the text of a JSON Lines or Parquet file's documents")
+                .at(args.span_of("field"), "this file is read as plain text")
+                .help("use a `.jsonl` or `.parquet` file, or drop `field`"),
+        );
+        return None;
+    }
+    Some(field)
 }
 
 fn synthetic(
