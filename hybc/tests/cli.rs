@@ -722,7 +722,11 @@ fn trains_on_text_and_token_files() {
         "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
     });
     std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).expect("writable");
+    let documents: String =
+        (0..30).map(|i| format!("{{\"text\": \"{i}: {}\"}}\n", sentence.repeat(1 + i % 3))).collect();
+    std::fs::write(dir.join("docs.jsonl"), documents).expect("writable");
     let cases = [
+        ("documents", "text(\"docs.jsonl\", split: 0.8)", 257),
         ("text", "text(\"corpus.txt\", split: 0.9)", 256),
         ("tokens", "tokens(\"ids.bin\", dtype: u16, split: 0.9)", 300),
         ("words", "text(\"corpus.txt\", tokenizer: \"tokenizer.json\", split: 0.8)", 16),
@@ -743,6 +747,7 @@ fn trains_on_text_and_token_files() {
         assert!(out.status.success(), "{name}: {}", text(&out.stderr));
         let stdout = text(&out.stdout);
         assert!(stdout.contains("perplexity(") && stdout.contains("perplexity "), "{stdout}");
+        assert_eq!(stdout.contains("bits/byte"), name != "tokens", "{name}: bits per byte where bytes are known");
         if name != "tokens" {
             check_checkpoint_commands(name, &run.join("checkpoints/step_000006"), &stdout, "The quick");
         }
@@ -754,6 +759,57 @@ fn trains_on_text_and_token_files() {
     let out = hybc(&["train", small.to_str().expect("utf-8"), "--out", dir.join("small").to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("outside the model's vocab"), "{}", text(&out.stderr));
+}
+
+/// `hybc tokenize` writes a Megatron `.bin` + `.idx` of a plain text file (one document)
+/// and a JSON Lines file (one per line), byte-level or with a tokenizer.json, that
+/// `tokens(...)` trains on; bad input is refused with its place.
+#[test]
+fn tokenize_writes_a_dataset_that_trains() {
+    let dir = scratch("tokenize");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = |name: &str| dir.join(name).to_str().expect("utf-8").to_string();
+    std::fs::write(dir.join("a.txt"), "the cat sat on the mat. ".repeat(30)).expect("writable");
+    let lines: String = (0..20).map(|i| format!("{{\"body\": \"the mat {i} sat on the cat\"}}\n")).collect();
+    std::fs::write(dir.join("b.jsonl"), lines).expect("writable");
+    let out = hybc(&["tokenize", &path("a.txt"), &path("b.jsonl"), "--field", "body", "-o", &path("bytes")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("21 documents, "), "{}", text(&out.stdout));
+    let bin = std::fs::read(dir.join("bytes.bin")).expect("a .bin");
+    assert_eq!(&bin[..4], [b't', 0, b'h', 0], "u16 ids, the bytes of the text");
+    let vocab: serde_json::Map<String, serde_json::Value> = ["[UNK]", "</s>", "the", "cat", "sat", "on", "mat", "."]
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.to_string(), serde_json::json!(i)))
+        .collect();
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
+        "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+    });
+    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).expect("writable");
+    let words = ["tokenize", &path("a.txt"), "--tokenizer", &path("tokenizer.json"), "-o", &path("words.bin")];
+    let out = hybc(&words);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("end of document 1"), "</s> found: {}", text(&out.stdout));
+    std::fs::write(
+        dir.join("words.hyb"),
+        "mixer gla = gla(heads: 2)\nmodel {\n vocab = 8\n d_model = 16\n layers = gla\n}\n\
+         train {\n data = tokens(\"words.bin\", split: 0.5)\n seq_len = 16\n batch = 2\n steps = 2\n}\n",
+    )
+    .expect("writable");
+    let out = hybc(&["train", &path("words.hyb"), "--out", &path("words-run")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("perplexity(words.bin)"), "{}", text(&out.stdout));
+    std::fs::write(dir.join("bad.jsonl"), "{\"text\": \"a\"}\n{\"text\": 3}\n").expect("writable");
+    let bad = hybc(&["tokenize", &path("bad.jsonl"), "-o", &path("bad")]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).contains("bad.jsonl` line 2: `text` is a number, not a string"), "{}", text(&bad.stderr));
+    let wide = hybc(&["tokenize", &path("a.txt"), "--eod", "70000", "--dtype", "u16", "-o", &path("wide")]);
+    assert_eq!(wide.status.code(), Some(1));
+    assert!(text(&wide.stderr).contains("token id 70000 (document 1, counting from 1) does not fit u16"));
+    let missing = hybc(&["tokenize", &path("none.txt"), "-o", &path("none")]);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing.stderr));
 }
 
 /// `hybc eval` of a run's checkpoint (its model found beside it) reproduces the run's
