@@ -191,6 +191,24 @@ fn document_sources_take_a_field_and_an_end_of_document_id() {
     assert!(rendered.contains("plain.hyb:7:31"), "at the argument: {rendered}");
 }
 
+/// Recall is evaluated on batches of a seed of its own; a training run of that seed
+/// would train on them, so the seed is refused.
+#[test]
+fn the_evaluation_seed_is_not_a_training_seed() {
+    let source = |seed: u64| {
+        format!(
+            "model {{\n    vocab = 300\n    d_model = 64\n    layers = gla × 2\n}}\ntrain {{\n    data = mqar(seq_len: 64)\n    seed = {seed}\n}}\n"
+        )
+    };
+    assert!(check_text("seed.hyb", &source(hyb_compiler::ir::train::EVAL_SEED - 1)).model().is_some());
+    let refused = check_text("seed.hyb", &source(hyb_compiler::ir::train::EVAL_SEED));
+    assert!(refused.model().is_none());
+    assert!(refused.render().contains("seed 3886112493 is the seed of the evaluation batches"), "{}", refused.render());
+    let sweep = format!("{}sweep {{\n    seeds = [1, 3886112493]\n}}\n", source(1));
+    let refused = check_text("sweep.hyb", &sweep);
+    assert!(refused.render().contains("seed 3886112493 is the seed of the evaluation batches"), "{}", refused.render());
+}
+
 /// Mixers of an imported library are checked where used: the 340M library's hgrn2
 /// (expand_ratio 128) does not stop a 64-wide model that does not use it.
 #[test]

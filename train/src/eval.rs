@@ -5,6 +5,8 @@
 //! where the text's bytes are known. The loss is the mean over every scored token
 //! (each batch's mean weighted by its targets).
 
+// Recall batches are drawn with a seed no training run has (sema refuses it).
+use hyb_compiler::ir::train::EVAL_SEED;
 use hyb_runtime::Trainer;
 
 use crate::data::Task;
@@ -70,9 +72,6 @@ impl Score {
         }
     }
 }
-
-/// The seed evaluation batches are drawn with: far from any training seed's stream.
-const EVAL_SEED: u64 = 0xE7A1_5EED;
 
 /// Scores `set` with `evaluator` (the model at the set's shape, parameters current).
 pub fn score(evaluator: &mut Trainer, set: &EvalSet) -> Result<Score, hyb_runtime::Error> {

@@ -7,6 +7,10 @@ use std::path::PathBuf;
 
 use hyb_grammar::Span;
 
+/// The seed of the evaluation batches of recall tasks: a stream of their own. A training
+/// run with this seed would train on exactly those batches, so sema refuses it.
+pub const EVAL_SEED: u64 = 0xE7A1_5EED;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
     pub data: Data,

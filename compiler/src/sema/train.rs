@@ -108,7 +108,7 @@ pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
         Some(expr) => optimizer(cx, expr),
         None => Some(AdamW { lr: 1e-3, betas: (0.9, 0.95), weight_decay: 0.1, eps: 1e-8, clip: Some(1.0) }),
     };
-    let seed = get("seed").map_or(Some(0), |expr| cx.count(expr, "seed", 0, u32::MAX as u64));
+    let seed = get("seed").map_or(Some(0), |expr| training_seed(cx, expr, u32::MAX as u64));
     let precision = match get("precision") {
         Some(expr) => cx
             .symbol(expr, "precision", &["f32", "bf16"])
@@ -153,6 +153,21 @@ pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
         log_every: log_every?,
     };
     Some(config)
+}
+
+/// A seed in `0..=max` other than the evaluation batches' own ([`EVAL_SEED`]):
+/// training on it would train on the very batches recall is evaluated on.
+pub(super) fn training_seed(cx: &Cx, expr: &Expr, max: u64) -> Option<u64> {
+    let seed = cx.count(expr, "seed", 0, max)?;
+    if seed == EVAL_SEED {
+        cx.error(
+            Diagnostic::error(format!("seed {seed} is the seed of the evaluation batches"))
+                .at(expr.span, "training on it would train on the batches recall is scored on")
+                .help("choose any other seed"),
+        );
+        return None;
+    }
+    Some(seed)
 }
 
 fn optional_count(cx: &Cx, expr: Option<&Expr>, what: &str) -> Option<Option<u64>> {
