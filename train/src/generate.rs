@@ -174,7 +174,11 @@ impl Codec {
 
     pub fn decode(&self, ids: &[i32]) -> String {
         match self {
-            Codec::Bytes => String::from_utf8_lossy(&ids.iter().map(|id| *id as u8).collect::<Vec<_>>()).into_owned(),
+            // Ids past the bytes (the end-of-document token) are not text.
+            Codec::Bytes => {
+                let bytes: Vec<u8> = ids.iter().filter_map(|id| u8::try_from(*id).ok()).collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
             Codec::HuggingFace(model) => {
                 model.decode(&ids.iter().map(|id| *id as u32).collect::<Vec<_>>(), false).unwrap_or_default()
             }

@@ -282,6 +282,8 @@ fn codecs_round_trip() {
     use hyb_train::generate::Codec;
     let bytes = Codec::Bytes;
     assert_eq!(bytes.decode(&bytes.encode("Call me Ishmael.").expect("bytes")), "Call me Ishmael.");
+    assert_eq!(bytes.decode(&[67, 256, 97]), "Ca", "the end-of-document token is not text");
+    assert_eq!(bytes.end_of_document(), Some(256));
     let ids = Codec::Ids;
     assert_eq!(ids.encode("3 17,42").expect("ids"), vec![3, 17, 42]);
     assert_eq!(ids.decode(&[3, 17, 42]), "3 17 42");
@@ -790,6 +792,11 @@ fn document_files_say_what_is_wrong() {
     assert!(column.contains("no column `text` (it has: body, id)"), "{column}");
     assert!(refused("nulls.parquet", &parquet_bytes("text", &[None, None]), 300).contains("holds no documents"));
     assert!(refused("junk.parquet", b"not parquet at all", 300).contains("junk.parquet"));
+    let few = refused("few.jsonl", b"{\"text\": \"abcdef\"}\n{\"text\": \"ghijkl\"}\n", 300);
+    assert!(
+        few.contains("14 tokens in 2 documents, 7 for training and 7 for validation: too few for windows of 9"),
+        "{few}"
+    );
     let eod = refused("eod.jsonl", b"{\"text\": \"abc\"}\n{\"text\": \"def\"}\n", 256);
     assert!(eod.contains("documents end with token 256, outside the model's vocab of 256"), "{eod}");
 }
