@@ -189,6 +189,8 @@ fn document_sources_take_a_field_and_an_end_of_document_id() {
     let rendered = plain.render();
     assert!(rendered.contains("`field` names the text of a JSON Lines or Parquet file's documents"), "{rendered}");
     assert!(rendered.contains("plain.hyb:7:31"), "at the argument: {rendered}");
+    let eod = check_text("eod.hyb", &source("text(\"corpus.txt\", eod: 0)")).render();
+    assert!(eod.contains("`eod` ends each of a JSON Lines or Parquet file's documents"), "{eod}");
 }
 
 /// Recall is evaluated on batches of a seed of its own; a training run of that seed

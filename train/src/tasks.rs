@@ -5,6 +5,8 @@
 //! validation part (its split, its tokenizer), so an eval source can never reach into
 //! the text the model trains on.
 
+use std::sync::{Arc, Mutex, Weak};
+
 use hyb_compiler::ir::Model;
 use hyb_compiler::ir::train::{Data, EvalTask};
 
@@ -12,19 +14,38 @@ use crate::data::{Copy, ForgettingMqar, Mqar, Niah, Task};
 use crate::eval::EvalSet;
 use crate::text::{Corpus, FullPass, Windows};
 
+/// Corpora opened and still in use, so the training task and the evaluation of one
+/// source share one (a large JSON Lines file is tokenised once).
+static OPENED: Mutex<Vec<(Data, usize, Weak<Corpus>)>> = Mutex::new(Vec::new());
+
+/// `data` opened for a model of `vocab` with windows of `seq_len`, or the corpus already
+/// open for it.
+fn open(data: &Data, vocab: usize, seq_len: usize) -> Result<Arc<Corpus>, String> {
+    let mut opened = OPENED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    opened.retain(|(_, _, corpus)| corpus.strong_count() > 0);
+    let found = opened.iter().find(|(d, v, _)| d == data && *v == vocab).and_then(|(_, _, c)| c.upgrade());
+    if let Some(corpus) = found {
+        corpus.check_windows(data, seq_len)?;
+        return Ok(corpus);
+    }
+    let corpus = Arc::new(Corpus::open(data, vocab, seq_len)?);
+    opened.push((data.clone(), vocab, Arc::downgrade(&corpus)));
+    Ok(corpus)
+}
+
 /// Training windows of a `text(...)` / `tokens(...)` source.
 fn windows(data: &Data, model: &Model, seq_len: usize) -> Result<Box<dyn Task>, String> {
-    let corpus = Corpus::open(data, model.config.vocab as usize, seq_len)?;
-    Ok(Box::new(Windows { corpus: std::sync::Arc::new(corpus), seq_len }))
+    let corpus = open(data, model.config.vocab as usize, seq_len)?;
+    Ok(Box::new(Windows { corpus, seq_len }))
 }
 
 /// The perplexity set of a source's validation part: a full pass, `batch` windows at a
 /// time. A source reading the training data's file is the training data itself.
 fn perplexity_set(data: &Data, model: &Model, seq_len: usize, batch: usize) -> Result<EvalSet, String> {
     let training = model.train.as_ref().map(|t| &t.data).filter(|train| same_file(train, data));
-    let corpus = Corpus::open(training.unwrap_or(data), model.config.vocab as usize, seq_len)?;
+    let corpus = open(training.unwrap_or(data), model.config.vocab as usize, seq_len)?;
     let bytes = corpus.validation_bytes();
-    let pass = FullPass { corpus: std::sync::Arc::new(corpus), seq_len };
+    let pass = FullPass { corpus, seq_len };
     let samples = pass.windows();
     Ok(EvalSet {
         name: format!("perplexity({})", name(data)),

@@ -111,12 +111,13 @@ impl Corpus {
             _ => return Err("not a text or token file".into()),
         };
         corpus.split_at = split_point(&corpus.documents, corpus.len(), split);
-        corpus.check(path, vocab, seq_len, split)?;
+        corpus.check_ids(path, vocab)?;
+        corpus.check_windows(data, seq_len)?;
         Ok(corpus)
     }
 
-    /// Every id in the vocabulary, and a window's worth of tokens on each side.
-    fn check(&self, path: &Path, vocab: usize, seq_len: usize, split: f64) -> Result<(), String> {
+    /// Every id in the vocabulary.
+    fn check_ids(&self, path: &Path, vocab: usize) -> Result<(), String> {
         let len = self.len();
         if self.byte_level && vocab < 256 {
             return Err(format!("byte-level text needs a vocab of at least 256; the model's is {vocab}"));
@@ -131,6 +132,16 @@ impl Corpus {
         if let Some(bad) = (0..len).map(|i| self.stored(i)).find(|t| *t < 0 || *t >= vocab as i128) {
             return Err(format!("`{}` holds token id {bad}, outside the model's vocab of {vocab}", path.display()));
         }
+        Ok(())
+    }
+
+    /// A window of `seq_len + 1` tokens fits the training part, and the validation part
+    /// unless `data` keeps none (`split: 1`).
+    pub fn check_windows(&self, data: &Data, seq_len: usize) -> Result<(), String> {
+        let (Data::Text { path, split, .. } | Data::Tokens { path, split, .. }) = data else {
+            return Err("not a text or token file".into());
+        };
+        let (len, split) = (self.len(), *split);
         let validation = len - self.split_at;
         if self.split_at <= seq_len || (split < 1.0 && validation <= seq_len) {
             return Err(format!(

@@ -373,20 +373,26 @@ fn file_data(cx: &Cx, name: &str, span: Span, args: &[hyb_grammar::ast::Arg]) ->
 }
 
 /// The field (JSON Lines) or column (Parquet) holding each document's text: `text`
-/// unless `field:` names another; a plain text file has none.
+/// unless `field:` names another. A plain text file is one document: it has no field
+/// and no end-of-document token.
 fn text_field(cx: &Cx, args: &Args, path: &std::path::Path) -> Option<String> {
-    let Some(expr) = args.get("field") else { return Some("text".into()) };
-    let field = cx.string(expr, "field")?;
     let documents = matches!(path.extension().and_then(|e| e.to_str()), Some("jsonl" | "ndjson" | "parquet"));
-    if !documents {
-        cx.error(
-            Diagnostic::error("`field` names the text of a JSON Lines or Parquet file's documents")
-                .at(args.span_of("field"), "this file is read as plain text")
-                .help("use a `.jsonl` or `.parquet` file, or drop `field`"),
-        );
-        return None;
+    let mut misplaced = false;
+    for (name, what) in [("field", "names the text of"), ("eod", "ends each of")] {
+        if args.has(name) && !documents {
+            cx.error(
+                Diagnostic::error(format!("`{name}` {what} a JSON Lines or Parquet file's documents"))
+                    .at(args.span_of(name), "this file is read as plain text, one document")
+                    .help(format!("use a `.jsonl` or `.parquet` file, or drop `{name}`")),
+            );
+            misplaced = true;
+        }
     }
-    Some(field)
+    let field = match args.get("field") {
+        Some(expr) => cx.string(expr, "field")?,
+        None => "text".into(),
+    };
+    (!misplaced).then_some(field)
 }
 
 fn synthetic(
