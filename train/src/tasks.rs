@@ -44,6 +44,9 @@ fn windows(data: &Data, model: &Model, seq_len: usize) -> Result<Box<dyn Task>, 
 fn perplexity_set(data: &Data, model: &Model, seq_len: usize, batch: usize) -> Result<EvalSet, String> {
     let training = model.train.as_ref().map(|t| &t.data).filter(|train| same_file(train, data));
     let corpus = open(training.unwrap_or(data), model.config.vocab as usize, seq_len)?;
+    if corpus.split_at == corpus.len() {
+        return Err(format!("perplexity on {} needs a validation part; its split keeps none", name(data)));
+    }
     let bytes = corpus.validation_bytes();
     let pass = FullPass { corpus, seq_len };
     let samples = pass.windows();
@@ -167,9 +170,11 @@ pub fn eval_sets(model: &Model, seq_len: usize) -> Result<(Vec<EvalSet>, Vec<Str
             }
         }
         None => match model.train.as_ref().map(|t| &t.data) {
-            Some(data @ (Data::Text { .. } | Data::Tokens { .. })) => {
+            // Data kept whole for training (`split: 1`) has nothing to evaluate on.
+            Some(data @ (Data::Text { split, .. } | Data::Tokens { split, .. })) if *split < 1.0 => {
                 sets.push(perplexity_set(data, model, seq_len, 16)?)
             }
+            Some(Data::Text { .. } | Data::Tokens { .. }) => {}
             Some(data) => {
                 if let Some(t) = recall_task(data, None) {
                     sets.push(EvalSet {

@@ -733,6 +733,14 @@ fn perplexity_on_the_training_file_uses_the_training_split() {
     let validation = text.len() - (text.len() as f64 * 0.9) as usize;
     assert_eq!(sets[0].bytes, Some(validation as u64), "the training data's validation part");
     assert_eq!(sets[0].samples, validation.div_ceil(16), "a full pass over it");
+    let whole = source.replace("split: 0.9", "split: 1.0");
+    let compilation = hyb_compiler::pipeline::check_text("whole.hyb", &whole);
+    let error = hyb_train::tasks::eval_sets(compilation.model().expect("checks"), 16).err().expect("no validation");
+    assert!(error.contains("needs a validation part; its split keeps none"), "{error}");
+    let without_eval = whole[..whole.find("eval {").expect("an eval block")].to_string();
+    let compilation = hyb_compiler::pipeline::check_text("whole.hyb", &without_eval);
+    let (sets, _) = hyb_train::tasks::eval_sets(compilation.model().expect("checks"), 16).expect("opens");
+    assert!(sets.is_empty(), "nothing to evaluate on by default");
 }
 
 /// The full pass's perplexity does not depend on how its windows are batched (a short
