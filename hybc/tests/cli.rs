@@ -892,7 +892,7 @@ fn trains_on_niah_with_a_depth_breakdown() {
     assert_eq!(std::fs::read_to_string(ckpt.join("eval.json")).expect("eval.json"), json);
     assert!(stdout.contains("depth 0–25%"), "{stdout}");
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics");
-    assert!(metrics.contains("\"by_group\":{\"depth"), "{metrics}");
+    assert!(metrics.contains("/accuracy/depth 0–25%\":"), "a namespaced key per depth: {metrics}");
 }
 
 /// Seeds of one cell are summarised as mean ± standard deviation with the 95 % interval

@@ -38,7 +38,8 @@ pub fn read(path: &Path, field: &str, each: &mut dyn FnMut(&str) -> Result<(), S
         Format::Plain => {
             let text = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
             let text = String::from_utf8(text).map_err(|e| {
-                format!("`{}` is not UTF-8 text (byte {} is not)", path.display(), e.utf8_error().valid_up_to())
+                let at = e.utf8_error().valid_up_to();
+                format!("`{}` is not UTF-8 text: the byte at offset {at} is not valid UTF-8", path.display())
             })?;
             if text.is_empty() { 0 } else { each(&text).map(|()| 1)? }
         }
@@ -126,7 +127,7 @@ fn text_column(schema: &parquet::schema::types::SchemaDescriptor, field: &str) -
 }
 
 /// Hands over the non-null strings of one row group's column; `before` documents came
-/// earlier (for the row number in an error).
+/// earlier (to number the document in an error).
 fn parquet_strings(
     column: parquet::column::reader::ColumnReader,
     before: usize,
@@ -143,7 +144,7 @@ fn parquet_strings(
             reader.read_records(1024, Some(&mut levels), None, &mut values).map_err(|e| e.to_string())?;
         for value in &values {
             let text = std::str::from_utf8(value.data())
-                .map_err(|_| format!("row {}: the text is not UTF-8", before + count + 1))?;
+                .map_err(|_| format!("document {}: the text is not UTF-8", before + count + 1))?;
             each(text)?;
             count += 1;
         }
