@@ -1,7 +1,8 @@
 //! `hybc tokenize`: text files (plain text, one document each; JSON Lines and Parquet,
 //! a document per line or row) to a Megatron-style indexed dataset — a `.bin` of token
 //! ids (u16 when the vocabulary fits, else i32) and an `.idx` with one sequence per
-//! document — that `tokens("OUT.bin")` trains on. Byte-level (ids 0–255, the end of a
+//! document — that `tokens("OUT.bin")` trains on, with `OUT.bytes` (each document's
+//! UTF-8 bytes) for bits per byte. Byte-level (ids 0–255, the end of a
 //! document 256) unless `--tokenizer` names a Hugging Face `tokenizer.json`.
 
 use std::path::{Path, PathBuf};
@@ -35,11 +36,12 @@ pub fn run(request: &Request) -> Result<(), String> {
     let (bin, idx) = write_megatron(request.output, &tokens, dtype)?;
     let name = if dtype == TokenDtype::U16 { "u16" } else { "i32" };
     println!(
-        "{} documents, {} tokens ({name}, end of document {eod}, vocab {vocab}) → {} + {}",
+        "{} documents, {} tokens ({name}, end of document {eod}, vocab {vocab}) → {} + {} + {}",
         tokens.documents.len(),
         tokens.ids.len(),
         bin.display(),
-        idx.display()
+        idx.display(),
+        bin.with_extension("bytes").display()
     );
     Ok(())
 }

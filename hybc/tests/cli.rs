@@ -788,7 +788,9 @@ fn tokenize_writes_a_dataset_that_trains() {
         "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
     });
     std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).expect("writable");
-    let words = ["tokenize", &path("a.txt"), "--tokenizer", &path("tokenizer.json"), "-o", &path("words.bin")];
+    std::fs::write(dir.join("c.txt"), "on the mat the cat sat. ".repeat(30)).expect("writable");
+    let words =
+        ["tokenize", &path("a.txt"), &path("c.txt"), "--tokenizer", &path("tokenizer.json"), "-o", &path("words.bin")];
     let out = hybc(&words);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("end of document 1"), "</s> found: {}", text(&out.stdout));
@@ -801,6 +803,7 @@ fn tokenize_writes_a_dataset_that_trains() {
     let out = hybc(&["train", &path("words.hyb"), "--out", &path("words-run")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("perplexity(words.bin)"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("bits/byte"), "the bytes written beside it: {}", text(&out.stdout));
     std::fs::write(dir.join("bad.jsonl"), "{\"text\": \"a\"}\n{\"text\": 3}\n").expect("writable");
     let bad = hybc(&["tokenize", &path("bad.jsonl"), "-o", &path("bad")]);
     assert_eq!(bad.status.code(), Some(1));

@@ -11,7 +11,8 @@
 //!   the split falls on the document start nearest the split fraction.
 //! - Token files: a `.bin` of little-endian u16 or u32 ids read as it is (one document),
 //!   a NumPy `.npy` array after its header (one document), a Megatron `.bin` in the
-//!   dtype its `.idx` states, split between documents ([`crate::token_files`]).
+//!   dtype its `.idx` states, split between documents ([`crate::token_files`]), with
+//!   each document's bytes where `hybc tokenize` wrote them beside it (`.bytes`).
 //!
 //! Training windows ([`Windows`]) are `seq_len + 1` tokens of the training part at a
 //! position drawn from the sequence's own random stream, packed across documents;
@@ -247,7 +248,9 @@ fn token_file(path: &Path, dtype: TokenDtype) -> Result<Corpus, String> {
         let (map, index) =
             (map(&bin)?, std::fs::read(&idx).map_err(|e| format!("cannot read `{}`: {e}", idx.display()))?);
         let index = token_files::megatron(&index, map.len()).map_err(|e| format!("`{}`: {e}", idx.display()))?;
-        return Ok(corpus(Storage::Mapped { map, elem: index.elem, offset: 0 }, index.documents));
+        let mut megatron = corpus(Storage::Mapped { map, elem: index.elem, offset: 0 }, index.documents);
+        megatron.document_bytes = document_bytes(&bin.with_extension("bytes"), megatron.documents.len())?;
+        return Ok(megatron);
     }
     let map = map(path)?;
     if map.starts_with(token_files::NPY_MAGIC) || path.extension().is_some_and(|e| e == "npy") {
@@ -259,6 +262,21 @@ fn token_file(path: &Path, dtype: TokenDtype) -> Result<Corpus, String> {
         return Err(format!("`{}`: {} bytes is not a whole number of {width}-byte ids", path.display(), map.len()));
     }
     Ok(corpus(Storage::Mapped { map, elem: Elem { width, signed: false }, offset: 0 }, vec![0]))
+}
+
+/// The byte counts `hybc tokenize` writes beside a dataset (`OUT.bytes`: each
+/// document's UTF-8 bytes, a little-endian u64 each), if the file is there.
+fn document_bytes(path: &Path, documents: usize) -> Result<Option<Vec<u64>>, String> {
+    let Ok(bytes) = std::fs::read(path) else { return Ok(None) };
+    if bytes.len() != 8 * documents {
+        return Err(format!(
+            "`{}` holds {} bytes; the index's {documents} documents need {} (a u64 each)",
+            path.display(),
+            bytes.len(),
+            8 * documents
+        ));
+    }
+    Ok(Some(bytes.chunks(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()))
 }
 
 fn map(path: &Path) -> Result<memmap2::Mmap, String> {

@@ -6,7 +6,9 @@
 //! --append-eod` does; it records where each document starts and how many UTF-8 bytes
 //! its text had (for bits per byte). [`write_megatron`] writes the ids as a `.bin` of
 //! little-endian u16 or i32 and its `.idx` with one sequence per document (the layout
-//! in [`crate::token_files`]), which `tokens("….bin")` reads back.
+//! in [`crate::token_files`]), which `tokens("….bin")` reads back, and beside them
+//! `OUT.bytes`, each document's UTF-8 bytes as a little-endian u64, from which the
+//! reader knows the validation text's bytes (bits per byte).
 
 use std::path::{Path, PathBuf};
 
@@ -62,7 +64,8 @@ pub fn megatron_paths(out: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// Writes `tokens` as a Megatron `.bin` of `dtype` ids (u32 as i32, Megatron's widest
-/// integer code below i64) and its `.idx`; returns the two paths. An id that does not
+/// integer code below i64) and its `.idx` (and `.bytes` where every document's bytes are
+/// known); returns the `.bin` and `.idx` paths. An id that does not
 /// fit the dtype is an error naming it and its document.
 pub fn write_megatron(out: &Path, tokens: &Tokenized, dtype: TokenDtype) -> Result<(PathBuf, PathBuf), String> {
     let (bin_path, idx_path) = megatron_paths(out);
@@ -85,5 +88,9 @@ pub fn write_megatron(out: &Path, tokens: &Tokenized, dtype: TokenDtype) -> Resu
     };
     write(&bin_path, &bin)?;
     write(&idx_path, &idx)?;
+    if tokens.bytes.len() == tokens.documents.len() {
+        let bytes: Vec<u8> = tokens.bytes.iter().flat_map(|b| b.to_le_bytes()).collect();
+        write(&bin_path.with_extension("bytes"), &bytes)?;
+    }
     Ok((bin_path, idx_path))
 }

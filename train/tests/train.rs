@@ -842,7 +842,11 @@ fn tokenized_documents_round_trip_through_a_megatron_dataset() {
         let corpus = open_path(bin).expect("reads back");
         assert_eq!((0..corpus.len()).map(|i| corpus.token(i)).collect::<Vec<_>>(), tokens.ids, "{dtype:?}");
         assert_eq!(corpus.documents, tokens.documents);
+        assert_eq!(corpus.validation_bytes(), Some(7), "the second document's bytes, from `.bytes`");
     }
+    std::fs::write(scratch_file("round.bytes", b""), [0u8; 8]).expect("writable");
+    let short = open_path(open_path_of("round.bin")).err().expect("a short .bytes");
+    assert!(short.contains("round.bytes` holds 8 bytes; the index's 2 documents need 16"), "{short}");
     let wide = Tokenized { ids: vec![5, 6, 256, 70000, 256], documents: vec![0, 3], bytes: vec![2, 1] };
     let error = write_megatron(&scratch_file("wide", b""), &wide, TokenDtype::U16).expect_err("too wide");
     assert_eq!(error, "token id 70000 (document 2, counting from 1) does not fit u16");
