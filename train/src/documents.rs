@@ -2,8 +2,8 @@
 //! (`.jsonl`) holds one JSON object per line, its document the string in a named field
 //! (`text` by default; blank lines are skipped); an Apache Parquet file (`.parquet`)
 //! holds one document per row, the string in a named top-level column (null rows are
-//! skipped; pages uncompressed or Snappy-compressed, as pandas and pyarrow write them by
-//! default).
+//! skipped; pages uncompressed, Snappy-compressed as pandas and pyarrow write them by
+//! default, or gzip-compressed).
 //!
 //! Every reader hands the documents over one at a time, in file order, and fails with
 //! the file, the line or row, and what is wrong: a line that is not JSON, an object
@@ -98,7 +98,7 @@ fn kind(value: &serde_json::Value) -> &'static str {
 
 fn parquet(path: &Path, field: &str, each: &mut dyn FnMut(&str) -> Result<(), String>) -> Result<usize, String> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    let fail = |e: parquet::errors::ParquetError| format!("`{}`: {e}", path.display());
+    let fail = |e: parquet::errors::ParquetError| format!("`{}`: {e}{}", path.display(), codec_hint(&e));
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
     let reader = SerializedFileReader::new(file).map_err(fail)?;
     let column = text_column(reader.metadata().file_metadata().schema_descr(), field)
@@ -110,6 +110,16 @@ fn parquet(path: &Path, field: &str, each: &mut dyn FnMut(&str) -> Result<(), St
         count += parquet_strings(column_reader, count, each).map_err(|e| format!("`{}`: {e}", path.display()))?;
     }
     Ok(count)
+}
+
+/// What to do about pages in a compression this build does not read.
+fn codec_hint(error: &parquet::errors::ParquetError) -> &'static str {
+    if error.to_string().contains("Disabled feature at compile time") {
+        "; hyb reads uncompressed, Snappy and gzip pages: re-save the file with one of those (pyarrow's \
+         `compression=\"snappy\"`)"
+    } else {
+        ""
+    }
 }
 
 /// The index of the top-level string column `field`.

@@ -616,12 +616,16 @@ fn open_path_of(name: &str) -> std::path::PathBuf {
 /// A Parquet file of one optional string column `column` (a null row where `None`) and
 /// an int column `id`, Snappy-compressed, two rows to a row group.
 fn parquet_bytes(column: &str, rows: &[Option<&str>]) -> Vec<u8> {
+    parquet_bytes_in(parquet::basic::Compression::SNAPPY, column, rows)
+}
+
+/// [`parquet_bytes`] with the pages compressed by `compression`.
+fn parquet_bytes_in(compression: parquet::basic::Compression, column: &str, rows: &[Option<&str>]) -> Vec<u8> {
     use parquet::data_type::{ByteArray, ByteArrayType, Int32Type};
     use parquet::file::properties::WriterProperties;
     use parquet::file::writer::SerializedFileWriter;
     let schema = format!("message m {{ OPTIONAL BYTE_ARRAY {column} (UTF8); REQUIRED INT32 id; }}");
     let schema = std::sync::Arc::new(parquet::schema::parser::parse_message_type(&schema).expect("a schema"));
-    let compression = parquet::basic::Compression::SNAPPY;
     let properties = std::sync::Arc::new(WriterProperties::builder().set_compression(compression).build());
     let mut out = Vec::new();
     let mut writer = SerializedFileWriter::new(&mut out, schema, properties).expect("a writer");
@@ -651,7 +655,7 @@ fn open_text(name: &str, bytes: &[u8], field: &str, vocab: usize) -> Result<hyb_
     hyb_train::text::Corpus::open(&data, vocab, 8)
 }
 
-/// The documents of a JSON Lines and of a Parquet file become one stream, each document
+/// The documents of a JSON Lines and of a Parquet file (Snappy or gzip) become one stream, each document
 /// its bytes then the end-of-document token 256; the split falls on a document start,
 /// and the validation part's bytes are its documents' text.
 #[test]
@@ -661,10 +665,12 @@ fn jsonl_and_parquet_documents_are_packed_and_split_whole() {
         documents.iter().enumerate().map(|(i, d)| format!("{{\"id\": {i}, \"body\": {d:?}}}\n\n")).collect();
     let rows: Vec<Option<&str>> = documents.iter().flat_map(|d| [Some(d.as_str()), None]).collect();
     let expected: Vec<u32> = documents.iter().flat_map(|d| d.bytes().map(u32::from).chain([256])).collect();
+    let gzip = parquet::basic::Compression::GZIP(Default::default());
     let starts: Vec<usize> = documents.iter().scan(0, |at, d| Some(std::mem::replace(at, *at + d.len() + 1))).collect();
     let corpora = [
         open_text("docs.jsonl", jsonl.as_bytes(), "body", 300).expect("JSON Lines"),
         open_text("docs.parquet", &parquet_bytes("body", &rows), "body", 300).expect("Parquet"),
+        open_text("gzip.parquet", &parquet_bytes_in(gzip, "body", &rows), "body", 300).expect("gzip Parquet"),
     ];
     for corpus in corpora {
         let ids: Vec<u32> = (0..corpus.len()).map(|i| corpus.token(i)).collect();
