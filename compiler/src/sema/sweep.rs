@@ -63,7 +63,9 @@ pub fn check_sweep(cx: &Cx) -> Option<SweepConfig> {
             "seeds" => {
                 config.seeds = match &expr.kind {
                     ExprKind::List(_) => list(cx, name, expr)
-                        .map(|items| items.iter().filter_map(|e| cx.count(e, "seed", 0, u64::MAX >> 1)).collect())
+                        .map(|items| {
+                            items.iter().filter_map(|e| super::train::training_seed(cx, e, u64::MAX >> 1)).collect()
+                        })
                         .unwrap_or_default(),
                     _ => cx.count(expr, "seeds", 1, 1024).map(|n| (0..n).collect()).unwrap_or_default(),
                 };
