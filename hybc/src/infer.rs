@@ -141,22 +141,13 @@ pub struct Request<'a> {
 }
 
 /// Feeds the prompt through the checkpoint's decoder and prints the continuation as it
-/// is chosen (text for a text model; ids for a recall model).
+/// is chosen (text for a text model; ids for a recall model). The end-of-document
+/// token, where the model's text has one, ends it (unprinted).
 pub fn generate(model: &Model, ckpt: &Path, request: &Request, target: hyb_driver::Target) -> Result<(), String> {
-    let codec = match Codec::of(model.train.as_ref().map(|t| &t.data))? {
-        // A published directory carries its tokenizer.
-        Codec::Ids if ckpt.join("tokenizer.json").is_file() => Codec::from_file(&ckpt.join("tokenizer.json"))?,
-        codec => codec,
-    };
-    let prompt = codec.encode(request.prompt)?;
-    let vocab = model.config.vocab as i32;
-    if let Some(bad) = prompt.iter().find(|t| !(0..vocab).contains(*t)) {
-        return Err(format!("the prompt's token {bad} is outside the model's vocabulary [0, {vocab})"));
-    }
-    let mut decoder =
-        Decoder::for_target(model, target, 1, prompt.len() + request.tokens).map_err(|e| e.to_string())?;
-    let weights = hyb_train::checkpoint::load_weights(ckpt, decoder.params()).map_err(|e| e.to_string())?;
-    decoder.set_params(weights).map_err(|e| e.to_string())?;
+    let codec = codec_for(model, ckpt)?;
+    let prompt = encoded(&codec, model, request.prompt)?;
+    let mut decoder = loaded_decoder(model, ckpt, target, 1, prompt.len() + request.tokens)?;
+    let end = codec.end_of_document().map(|id| id as i32);
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let mut emitted = codec.decode(&prompt);
@@ -165,6 +156,9 @@ pub fn generate(model: &Model, ckpt: &Path, request: &Request, target: hyb_drive
     let mut sequence = prompt.clone();
     let mut continuation = String::new();
     let tokens = decode(&mut decoder, &prompt, request.tokens, &request.sampling, &mut |token| {
+        if Some(token) == end {
+            return false;
+        }
         if matches!(codec, Codec::Ids) {
             let _ = write!(out, " {token}");
             let _ = write!(continuation, " {token}");
@@ -190,6 +184,93 @@ pub fn generate(model: &Model, ckpt: &Path, request: &Request, target: hyb_drive
         prompt.len(),
         tokens.len(),
         (prompt.len() + tokens.len()) as f64 / seconds.max(1e-9)
+    );
+    Ok(())
+}
+
+/// The text codec of a checkpoint's model (a published directory carries its tokenizer).
+fn codec_for(model: &Model, ckpt: &Path) -> Result<Codec, String> {
+    Ok(match Codec::of(model.train.as_ref().map(|t| &t.data))? {
+        Codec::Ids if ckpt.join("tokenizer.json").is_file() => Codec::from_file(&ckpt.join("tokenizer.json"))?,
+        codec => codec,
+    })
+}
+
+/// A prompt's ids, each checked against the model's vocabulary.
+fn encoded(codec: &Codec, model: &Model, prompt: &str) -> Result<Vec<i32>, String> {
+    let ids = codec.encode(prompt)?;
+    let vocab = model.config.vocab as i32;
+    if let Some(bad) = ids.iter().find(|t| !(0..vocab).contains(*t)) {
+        return Err(format!("the prompt's token {bad} is outside the model's vocabulary [0, {vocab})"));
+    }
+    Ok(ids)
+}
+
+/// A decoder of `batch` sequences up to `max_len` tokens with the checkpoint's weights.
+fn loaded_decoder(
+    model: &Model,
+    ckpt: &Path,
+    target: hyb_driver::Target,
+    batch: usize,
+    max_len: usize,
+) -> Result<Decoder, String> {
+    let mut decoder = Decoder::for_target(model, target, batch, max_len).map_err(|e| e.to_string())?;
+    let weights = hyb_train::checkpoint::load_weights(ckpt, decoder.params()).map_err(|e| e.to_string())?;
+    decoder.set_params(weights).map_err(|e| e.to_string())?;
+    Ok(decoder)
+}
+
+/// `hybc generate --prompts FILE`: every prompt of the file (one per line, empty lines
+/// skipped) continued, `batch` decoded at once, each as a JSON line on stdout in the
+/// file's order: `{"prompt", "completion", "new_tokens"}`. A continuation ends at
+/// `tokens`, the end-of-document token (left out) or a stop text (kept).
+pub fn generate_file(
+    model: &Model,
+    ckpt: &Path,
+    file: &Path,
+    batch: usize,
+    request: &Request,
+    target: hyb_driver::Target,
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read prompts `{}`: {e}", file.display()))?;
+    let prompts: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty()).collect();
+    if prompts.is_empty() {
+        return Err(format!("`{}` holds no prompt (one per line)", file.display()));
+    }
+    let codec = codec_for(model, ckpt)?;
+    let ids = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| encoded(&codec, model, p).map_err(|e| format!("{}:{}: {e}", file.display(), i + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
+    let rows = batch.clamp(1, prompts.len());
+    let mut decoder = loaded_decoder(model, ckpt, target, rows, longest + request.tokens)?;
+    let end = codec.end_of_document().map(|id| id as i32);
+    let text_of = |tokens: &[i32]| match codec {
+        Codec::Ids => tokens.iter().map(|t| format!(" {t}")).collect::<String>(),
+        _ => codec.decode(tokens),
+    };
+    let done = |new: &[i32]| {
+        new.last() == end.as_ref() || {
+            let text = text_of(new);
+            request.stop.iter().any(|stop| text.contains(stop.as_str()))
+        }
+    };
+    let started = std::time::Instant::now();
+    let outputs = hyb_train::generate::generate_batch(&mut decoder, &ids, request.tokens, &request.sampling, &done)
+        .map_err(|e| e.to_string())?;
+    let mut new_total = 0;
+    for (prompt, new) in prompts.iter().zip(&outputs) {
+        let kept = if new.last() == end.as_ref() { &new[..new.len() - 1] } else { &new[..] };
+        new_total += new.len();
+        let line = serde_json::json!({"prompt": prompt, "completion": text_of(kept), "new_tokens": kept.len()});
+        println!("{line}");
+    }
+    eprintln!(
+        "{} prompts, {new_total} new tokens in {:.2} s, {rows} at a time",
+        prompts.len(),
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }

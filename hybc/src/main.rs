@@ -188,8 +188,15 @@ enum Command {
         #[arg(long)]
         ckpt: PathBuf,
         /// Text, or token ids (`"3 17 42"`) for a model trained on a recall task.
+        #[arg(long, required_unless_present = "prompts", conflicts_with = "prompts")]
+        prompt: Option<String>,
+        /// A file of prompts, one per line: each continued, written as a JSON line
+        /// (`prompt`, `completion`, `new_tokens`) in the file's order.
         #[arg(long)]
-        prompt: String,
+        prompts: Option<PathBuf>,
+        /// Prompts of `--prompts` decoded at once.
+        #[arg(long, default_value_t = 8, requires = "prompts")]
+        batch: usize,
         /// New tokens to generate, at most.
         #[arg(long, alias = "max-new-tokens", default_value_t = 64)]
         tokens: usize,
@@ -420,15 +427,17 @@ fn main() -> ExitCode {
                     infer::eval(model, &ckpt, json.as_deref(), target)
                 })
             }),
-        Command::Generate { file, ckpt, prompt, tokens, temperature, top_k, top_p, stop, seed, target } => {
+        Command::Generate { file, ckpt, prompt, prompts, batch, tokens, temperature, top_k, top_p, stop, seed, target } => {
             let ckpt = match checkpoint_of(&ckpt) {
                 Ok(ckpt) => ckpt,
                 Err(usage) => return exit(Err(usage)),
             };
             let sampling = Sampling { temperature, top_k, top_p, seed };
+            let prompt = prompt.unwrap_or_default();
             let request = infer::Request { prompt: &prompt, tokens, sampling, stop: &stop };
-            with_checkpoint(file.as_deref(), &ckpt, target, &[], |model, target| {
-                infer::generate(model, &ckpt, &request, target)
+            with_checkpoint(file.as_deref(), &ckpt, target, &[], |model, target| match &prompts {
+                Some(prompts) => infer::generate_file(model, &ckpt, prompts, batch, &request, target),
+                None => infer::generate(model, &ckpt, &request, target),
             })
         }
         Command::Train {

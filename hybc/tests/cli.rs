@@ -1176,3 +1176,39 @@ fn generation_stops_at_a_stop_string() {
     let bad = hybc(&["generate", "--ckpt", ckpt, "--prompt", "3", "--top-p", "1.5"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// `generate --prompts FILE --batch N`: prompts of different lengths decoded together
+/// (a last group shorter than the batch too) give each the continuation it gets alone;
+/// one JSON line per prompt, in the file's order.
+#[test]
+fn a_file_of_prompts_decodes_in_batches_as_one_by_one() {
+    let run = scratch("prompts");
+    let out = hybc(&copy_run(&run, "2", &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ckpt = run.to_str().expect("utf-8");
+    let prompts = ["3 17 42", "5", "9 9 1 30 2", "7 8"];
+    let file = scratch("prompts.txt");
+    std::fs::write(&file, format!("{}\n\n", prompts.join("\n"))).expect("writable");
+    let batched = hybc(&["generate", "--ckpt", ckpt, "--prompts", file.to_str().expect("utf-8"), "--batch", "3", "--tokens", "5"]);
+    assert!(batched.status.success(), "{}", text(&batched.stderr));
+    let lines: Vec<serde_json::Value> =
+        text(&batched.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines.len(), prompts.len(), "empty lines are no prompts");
+    for (prompt, line) in prompts.iter().zip(&lines) {
+        let alone = hybc(&["generate", "--ckpt", ckpt, "--prompt", prompt, "--tokens", "5"]);
+        let alone = text(&alone.stdout).trim().to_string();
+        assert_eq!(line["prompt"], *prompt);
+        assert_eq!(line["new_tokens"], 5);
+        let completion = line["completion"].as_str().expect("text");
+        assert_eq!(format!("{prompt}{completion}"), alone, "batched as alone");
+    }
+    let distinct: std::collections::BTreeSet<&str> = lines.iter().filter_map(|l| l["completion"].as_str()).collect();
+    assert!(distinct.len() > 1, "the prompts lead to different continuations: {distinct:?}");
+    let both = hybc(&["generate", "--ckpt", ckpt, "--prompt", "3", "--prompts", file.to_str().expect("utf-8")]);
+    assert_eq!(both.status.code(), Some(2), "--prompt or --prompts");
+    let empty = scratch("no-prompts.txt");
+    std::fs::write(&empty, "\n \n").expect("writable");
+    let none = hybc(&["generate", "--ckpt", ckpt, "--prompts", empty.to_str().expect("utf-8")]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(text(&none.stderr).contains("holds no prompt"), "{}", text(&none.stderr));
+}

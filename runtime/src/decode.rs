@@ -75,6 +75,11 @@ impl Decoder {
         self.program.max_len.expect("a decoding program")
     }
 
+    /// Sequences decoded at once (tokens per [`Decoder::step`]).
+    pub fn batch(&self) -> usize {
+        self.program.batch
+    }
+
     pub fn vocab(&self) -> usize {
         self.program.vocab
     }

@@ -105,6 +105,87 @@ pub fn generate(
     Ok(out)
 }
 
+/// Several prompts decoded together, `decoder.batch()` at a time: row `i` of a step
+/// feeds prompt `i`'s next token while it has one and its last chosen token after, so
+/// prompts of different lengths share every step, each row at its own position of its
+/// own sequence (the rows never mix). Row `i` samples from its own stream (`seed + i`:
+/// one prompt samples as [`generate`] does) and ends after `new_tokens` or once `done`
+/// says so of its new tokens. Returns each prompt's new tokens, in order.
+pub fn generate_batch(
+    decoder: &mut Decoder,
+    prompts: &[Vec<i32>],
+    new_tokens: usize,
+    sampling: &Sampling,
+    done: &dyn Fn(&[i32]) -> bool,
+) -> Result<Vec<Vec<i32>>, Error> {
+    if let Some(index) = prompts.iter().position(|p| p.is_empty()) {
+        return Err(Error::Input(format!("prompt {} is empty: generation needs at least one token", index + 1)));
+    }
+    let rows = decoder.batch();
+    let mut out = Vec::with_capacity(prompts.len());
+    for (group, chunk) in prompts.chunks(rows).enumerate() {
+        // A last group shorter than the decoder's batch repeats its first prompt.
+        let padded: Vec<&Vec<i32>> = (0..rows).map(|r| chunk.get(r).unwrap_or(&chunk[0])).collect();
+        let seeds = (0..rows).map(|r| sampling.seed.wrapping_add((group * rows + r) as u64));
+        let mut lanes: Vec<Row> = padded.iter().zip(seeds).map(|(p, seed)| Row::new(p, seed)).collect();
+        decode_group(decoder, &mut lanes, new_tokens, sampling, done)?;
+        out.extend(lanes.into_iter().take(chunk.len()).map(|row| row.new));
+    }
+    Ok(out)
+}
+
+/// One row of a batched decode: its prompt, new tokens, sampling stream and whether it
+/// has ended.
+struct Row<'p> {
+    prompt: &'p [i32],
+    new: Vec<i32>,
+    rng: SplitMix64,
+    ended: bool,
+}
+
+impl<'p> Row<'p> {
+    fn new(prompt: &'p [i32], seed: u64) -> Row<'p> {
+        Row { prompt, new: Vec::new(), rng: SplitMix64::new(seed), ended: false }
+    }
+
+    /// The token this row feeds at `position`.
+    fn feed(&self, position: usize) -> i32 {
+        self.prompt.get(position).or(self.new.last()).copied().unwrap_or(self.prompt[0])
+    }
+}
+
+fn decode_group(
+    decoder: &mut Decoder,
+    rows: &mut [Row],
+    new_tokens: usize,
+    sampling: &Sampling,
+    done: &dyn Fn(&[i32]) -> bool,
+) -> Result<(), Error> {
+    let longest = rows.iter().map(|r| r.prompt.len()).max().unwrap_or(0);
+    let needed = longest + new_tokens.saturating_sub(1);
+    if needed > decoder.max_len() {
+        return Err(Error::Input(format!("{needed} tokens do not fit a decoder of {}", decoder.max_len())));
+    }
+    decoder.reset();
+    let vocab = decoder.vocab();
+    for position in 0..needed {
+        let tokens: Vec<i32> = rows.iter().map(|r| r.feed(position)).collect();
+        let logits = decoder.step(&tokens)?;
+        for (row, logits) in rows.iter_mut().zip(logits.chunks(vocab)) {
+            if row.ended || position + 1 < row.prompt.len() {
+                continue;
+            }
+            let next = choose(logits, sampling, &mut row.rng);
+            row.new.push(next);
+            row.ended = row.new.len() >= new_tokens || done(&row.new);
+        }
+        if rows.iter().all(|r| r.ended) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// The names tokenizers give their end-of-document (end-of-sequence) token, in the
 /// order they are looked for: GPT-2's and Qwen's, Llama 2's and Mistral's, Llama 3's,
 /// Gemma's.
