@@ -20,6 +20,12 @@ use crate::{PRESETS, random_params, random_tokens, tiny};
 
 const CUDA: Target = Target::Cuda { sm: HOPPER };
 
+/// The delta rule with a vector gate, a short convolution and L2-normed SiLU features:
+/// a composition that is no preset.
+const DELTA_VECTOR: &str = "mixer m = linear(heads: 2, head_dim: 16, update: delta, \
+    gate: vector(logsigmoid, normalizer: 16, low_rank: 4), short_conv: 4, conv_act: identity, \
+    qk_act: silu, v_act: silu, qk_norm: l2, output_gate: silu)";
+
 fn gpu_here(test: &str) -> bool {
     let here = hyb_runtime::cuda::available();
     if !here {
@@ -91,10 +97,7 @@ fn compositions_and_routing_match_the_cpu_on_the_gpu() {
     if !gpu_here("compositions_and_routing_match_the_cpu_on_the_gpu") {
         return;
     }
-    let delta_vector = "mixer m = linear(heads: 2, head_dim: 16, update: delta, \
-        gate: vector(logsigmoid, normalizer: 16, low_rank: 4), short_conv: 4, conv_act: identity, \
-        qk_act: silu, v_act: silu, qk_norm: l2, output_gate: silu)";
-    check_against_cpu("delta + vector gate", &tiny(delta_vector, "m × 2"));
+    check_against_cpu("delta + vector gate", &tiny(DELTA_VECTOR, "m × 2"));
     let vector_bound = "mixer rnn = linear(state: vector, gate: vector(logsigmoid), lower_bound: layerwise, \
         tie_key_to_gate: true, head_dim: 32, v_act: silu, output_gate: silu, output_norm: full)
         mixer attn = attention(heads: 2)";
@@ -181,12 +184,9 @@ fn every_kernel_agrees_with_the_cpu_in_lockstep() {
     if !gpu_here("every_kernel_agrees_with_the_cpu_in_lockstep") {
         return;
     }
-    let delta_vector = "mixer m = linear(heads: 2, head_dim: 16, update: delta, \
-        gate: vector(logsigmoid, normalizer: 16, low_rank: 4), short_conv: 4, conv_act: identity, \
-        qk_act: silu, v_act: silu, qk_norm: l2, output_gate: silu)";
     let cases = [
         ("presets", tiny(PRESETS, "(hgrn, hgrn2, retnet, gla, deltanet, gdn, attn, gqa)")),
-        ("delta + vector gate", tiny(delta_vector, "m × 2")),
+        ("delta + vector gate", tiny(DELTA_VECTOR, "m × 2")),
     ];
     let mut report = String::new();
     for (name, model) in &cases {
