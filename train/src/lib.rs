@@ -2,7 +2,7 @@
 //! recall tasks generated from a seed; [`text`]: text and token files, memory-mapped), the learning-rate schedule ([`schedule`]), the
 //! loop ([`run`]: steps, evaluation, checkpoints, NaN stops), the tasks a model's train
 //! and eval blocks describe ([`tasks`]), evaluation ([`eval`]:
-//! answer accuracy) and checkpoints ([`checkpoint`]: safetensors, atomic, resumable). `hybc train` drives it and prints what it reports.
+//! answer accuracy), a sweep's held-out set and plateau stop ([`protocol`]) and checkpoints ([`checkpoint`]: safetensors, atomic, resumable). `hybc train` drives it and prints what it reports.
 //!
 //! **Architecture Invariant:** nothing here compiles or executes kernels; it feeds the
 //! runtime's `Trainer` and reads what it returns.
@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod eval;
 pub mod generate;
+pub mod protocol;
 pub mod run;
 pub mod schedule;
 pub mod tasks;

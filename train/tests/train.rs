@@ -127,6 +127,7 @@ fn gradient_accumulation_equals_the_larger_batch() {
         checkpoint_every: None,
         keep_checkpoints: None,
         stop: None,
+        plateau: None,
     };
     let summary = train(&mut accumulated, &task, &[], &settings, &mut |_| {}).expect("trains");
     assert!((summary.final_loss - stats.loss).abs() < 1e-5, "{} vs {}", summary.final_loss, stats.loss);
