@@ -229,7 +229,7 @@ pub fn choose(search: &[(f64, f64)]) -> Option<f64> {
 
 /// A cell's (rate, held-out score) from its finished search runs; none until every
 /// rate of the search has finished.
-fn search_scores(config: &SweepConfig, lets: &[(String, String)], finished: &[Result]) -> Option<Vec<(f64, f64)>> {
+pub fn search_scores(config: &SweepConfig, lets: &[(String, String)], finished: &[Result]) -> Option<Vec<(f64, f64)>> {
     let of_cell: Vec<&Result> = finished.iter().filter(|r| r.phase == Phase::Search && r.lets == lets).collect();
     config
         .lrs
@@ -529,5 +529,72 @@ fn compile_run(file: &Path, run: &Run, sets: &[String]) -> std::result::Result<M
     match compilation.model() {
         Some(model) => Ok(model.clone()),
         None => Err(format!("run {} does not check:\n{}", run.name(), compilation.render())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(lrs: &[f64]) -> SweepConfig {
+        SweepConfig { axes: Vec::new(), lrs: lrs.to_vec(), seeds: Vec::new(), tokens: None, plateau: None }
+    }
+
+    fn search_result(lr: f64, held_out: f64, test: f64) -> Result {
+        Result {
+            run: String::new(),
+            lets: Vec::new(),
+            lr,
+            seed: 3,
+            params: 0,
+            state_bytes: 0,
+            kv_cache_bytes: 0,
+            final_loss: 0.0,
+            accuracy: vec![("mqar(seq_len: 64, pairs: 8)".into(), test)],
+            phase: Phase::Search,
+            held_out: Some(("held-out mqar(seq_len: 64, pairs: 8)".into(), held_out)),
+            steps: 1,
+            plateaued_at: None,
+            tokens: 0,
+            mixer: String::new(),
+            attention_share: 0.0,
+        }
+    }
+
+    /// The highest held-out score wins, the first of a tie; a perplexity is lower-better.
+    #[test]
+    fn the_held_out_score_alone_chooses() {
+        assert_eq!(choose(&[(1e-3, 0.5), (3e-3, 0.7), (1e-2, 0.7)]), Some(3e-3));
+        assert_eq!(choose(&[]), None);
+        let config = config(&[1e-3, 1e-2]);
+        // The test score would take 1e-2 (0.9 against 0.1); the held-out takes 1e-3.
+        let results = [search_result(1e-3, 0.6, 0.1), search_result(1e-2, 0.4, 0.9)];
+        assert_eq!(chosen_lr(&config, &[], &results), Some(1e-3));
+        assert_eq!(chosen_lr(&config, &[], &results[..1]), None, "a rate still running: no choice yet");
+        let mut perplexity = [search_result(1e-3, 30.0, 0.0), search_result(1e-2, 20.0, 0.0)];
+        for r in &mut perplexity {
+            r.held_out.as_mut().expect("held-out").0 = "held-out perplexity(tiny.txt)".into();
+        }
+        assert_eq!(chosen_lr(&config, &[], &perplexity), Some(1e-2));
+    }
+
+    /// With a search: every cell's rates first (on the search seed), then its seeds
+    /// waiting for the choice; without: cell × seed at the one rate.
+    #[test]
+    fn the_grid_searches_then_seeds() {
+        let mut searching = config(&[1e-3, 1e-2]);
+        searching
+            .axes
+            .push(hyb_compiler::ir::train::Axis { name: "linear".into(), values: vec!["gdn".into(), "gla".into()] });
+        let runs = grid(&searching);
+        let names: Vec<String> = runs.iter().map(Run::name).collect();
+        assert_eq!(names.len(), searching.len());
+        assert_eq!(names[0], "linear=gdn,lr=1e-3,seed=3,search");
+        assert_eq!(names[3], "linear=gla,lr=1e-2,seed=3,search");
+        assert_eq!(names[4], "linear=gdn,lr=(chosen by the search),seed=0");
+        assert_eq!(names.len(), 2 * (2 + 3));
+        let plain = config(&[]);
+        let names: Vec<String> = grid(&plain).iter().map(Run::name).collect();
+        assert_eq!(names, vec![String::new()], "one run at the train block's rate and seed");
     }
 }

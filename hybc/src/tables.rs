@@ -161,7 +161,7 @@ fn search_table(config: &SweepConfig, results: &[Result]) -> String {
     let mut header: Vec<String> = config.axes.iter().map(|a| a.name.clone()).collect();
     let held_out = results.iter().find_map(|r| r.held_out.as_ref().map(|(n, _)| n.clone())).unwrap_or_default();
     header.extend(config.lrs.iter().map(|lr| format!("lr {lr:e}")));
-    header.push("chosen".into());
+    header.extend(["chosen", "note"].map(String::from));
     let mut text = format!("Figures: {held_out}.\n\n| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
     let mut seen: Vec<&Vec<(String, String)>> = Vec::new();
     for r in results.iter().filter(|r| r.phase == Phase::Search) {
@@ -177,9 +177,28 @@ fn search_table(config: &SweepConfig, results: &[Result]) -> String {
             );
         }
         row.push(chosen_lr(config, &r.lets, results).map_or("(search unfinished)".into(), |lr| format!("{lr:e}")));
+        row.push(search_note(config, &r.lets, results));
         let _ = writeln!(text, "| {} |", row.join(" | "));
     }
     text
+}
+
+/// What a cell's search leaves uncertain: every rate scoring the same (none learned,
+/// the choice is the first rate), or the best at an end of the grid (the window may lie
+/// beyond it: widen the grid).
+fn search_note(config: &SweepConfig, lets: &[(String, String)], results: &[Result]) -> String {
+    let Some(scores) = crate::sweep::search_scores(config, lets, results) else { return String::new() };
+    let chosen = crate::sweep::choose(&scores);
+    if scores.iter().all(|(_, score)| *score == scores[0].1) {
+        return "all rates scored the same: the first is taken".into();
+    }
+    let low = config.lrs.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = config.lrs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    match chosen {
+        Some(lr) if lr == low => "best at the grid's lowest rate: widen it downwards".into(),
+        Some(lr) if lr == high => "best at the grid's highest rate: widen it upwards".into(),
+        _ => String::new(),
+    }
 }
 
 fn figure_text(name: &str, figure: f64) -> String {
