@@ -294,6 +294,7 @@ pub fn sweep(
 fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Option<u8>, String> {
     let file = setup.file;
     let config = root.sweep.as_ref().ok_or_else(|| format!("`{}` has no sweep block", file.display()))?;
+    overridden_sets(config, setup.sets)?;
     let out = directory(file, setup.out);
     let runs = grid(config);
     let shard = match mode {
@@ -340,6 +341,22 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
         return Ok(None);
     }
     report(&out, config, runs.len())
+}
+
+/// A `--set` of a field the sweep sets for every run would be ignored: refused.
+fn overridden_sets(config: &SweepConfig, sets: &[String]) -> std::result::Result<(), String> {
+    let sweep_sets = |field: &str| match field {
+        "steps" => config.tokens.map(|tokens| format!("`tokens = {tokens}`")),
+        "seed" => (!config.test_seeds().is_empty()).then(|| "`seeds`".to_string()),
+        _ => None,
+    };
+    for set in sets {
+        let field = set.split_once('=').map_or(set.as_str(), |(name, _)| name.trim());
+        if let Some(setting) = sweep_sets(field.trim_start_matches("train.")) {
+            return Err(format!("`--set {set}` would be ignored: the sweep's {setting} sets it for every run"));
+        }
+    }
+    Ok(())
 }
 
 /// `--list`: each run with its state.
@@ -462,10 +479,12 @@ pub fn jobs(
     common.extend(target.map(|t| ["--target".to_string(), t.to_string()]).into_iter().flatten());
     common.extend(sets.iter().flat_map(|set| ["--set".to_string(), set.clone()]));
     println!("sweep {}: {jobs} jobs of {threads} thread(s) each into {}", file.display(), out.display());
-    let searches = hyb_compiler::pipeline::check_path_with(file, sets)
-        .ok()
-        .and_then(|c| c.model().and_then(|m| m.sweep.as_ref().map(SweepConfig::searches)))
-        .unwrap_or(false);
+    let compilation = hyb_compiler::pipeline::check_path_with(file, sets).ok();
+    let config = compilation.as_ref().and_then(|c| c.model().and_then(|m| m.sweep.clone()));
+    if let Some(config) = &config {
+        overridden_sets(config, sets)?;
+    }
+    let searches = config.as_ref().is_some_and(SweepConfig::searches);
     for wave in 0..if searches { 2 } else { 1 } {
         if wave == 1 {
             println!("second wave: the seeds at each cell's chosen learning rate");
