@@ -272,7 +272,10 @@ mod tests {
     }
 
     /// Three seeds per cell: `recall(share)` plus a seed offset of −0.01, 0, +0.01.
-    fn grid(mixers: &[(&str, fn(f64) -> f64)], shares: &[f64]) -> Vec<Observation> {
+    /// A mixer and its recall as a function of the attention share.
+    type Curve<'a> = (&'a str, fn(f64) -> f64);
+
+    fn grid(mixers: &[Curve], shares: &[f64]) -> Vec<Observation> {
         let mut observations = Vec::new();
         for (mixer, recall) in mixers {
             for share in shares {

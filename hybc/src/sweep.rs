@@ -246,17 +246,24 @@ pub fn chosen_lr(config: &SweepConfig, lets: &[(String, String)], finished: &[Re
     search_scores(config, lets, finished).and_then(|scores| choose(&scores))
 }
 
+/// A run's `result.json`, if it has finished.
+fn read_result(out: &Path, run: &Run) -> Option<Result> {
+    let text = std::fs::read_to_string(out.join(run.dir()).join("result.json")).ok()?;
+    serde_json::from_str::<Result>(&text).ok()
+}
+
+/// The finished search runs of the sweep in `out`.
+fn finished_search(out: &Path, config: &SweepConfig) -> Vec<Result> {
+    grid(config).iter().filter(|r| r.phase == Phase::Search).filter_map(|r| read_result(out, r)).collect()
+}
+
 /// Every finished run of the sweep in `out`, in grid order (seeds whose cell's rate
 /// is chosen included).
 fn finished_runs(out: &Path, config: &SweepConfig) -> Vec<Result> {
-    let read = |run: &Run| {
-        let text = std::fs::read_to_string(out.join(run.dir()).join("result.json")).ok()?;
-        serde_json::from_str::<Result>(&text).ok()
-    };
-    let runs = grid(config);
-    let search: Vec<Result> = runs.iter().filter(|r| r.phase == Phase::Search).filter_map(read).collect();
-    let resolved = runs.iter().filter(|r| r.phase != Phase::Search).filter_map(|r| resolve(config, r, &search));
-    search.iter().cloned().chain(resolved.filter_map(|r| read(&r))).collect()
+    let search = finished_search(out, config);
+    let others = grid(config).into_iter().filter(|r| r.phase != Phase::Search);
+    let resolved: Vec<Run> = others.filter_map(|r| resolve(config, &r, &search)).collect();
+    search.iter().cloned().chain(resolved.iter().filter_map(|r| read_result(out, r))).collect()
 }
 
 /// The run with its learning rate: a seed's is its cell's chosen rate (none before).
@@ -315,9 +322,7 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
         if shard.is_some_and(|shard| !shard.holds(index)) {
             continue;
         }
-        let search: Vec<Result> =
-            finished_runs(&out, config).into_iter().filter(|r| r.phase == Phase::Search).collect();
-        let Some(run) = resolve(config, run, &search) else {
+        let Some(run) = resolve(config, run, &finished_search(&out, config)) else {
             println!("[{}/{}] {}: waits for its cell's learning-rate search", index + 1, runs.len(), run.name());
             waiting += 1;
             continue;
@@ -361,7 +366,7 @@ fn overridden_sets(config: &SweepConfig, sets: &[String]) -> std::result::Result
 
 /// `--list`: each run with its state.
 fn list(out: &Path, config: &SweepConfig, runs: &[Run]) {
-    let search: Vec<Result> = finished_runs(out, config).into_iter().filter(|r| r.phase == Phase::Search).collect();
+    let search = finished_search(out, config);
     for (index, run) in runs.iter().enumerate() {
         let (state, run) = match resolve(config, run, &search) {
             None => ("waits for its search", run.clone()),
@@ -428,9 +433,11 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         mixer,
         attention_share,
     };
-    let done = dir.join("result.json");
+    // Written whole, then renamed: another shard reading it sees all of it or nothing.
+    let (done, partial) = (dir.join("result.json"), dir.join("result.json.tmp"));
     let json = serde_json::to_string_pretty(&result).expect("JSON");
-    std::fs::write(&done, json).map_err(|e| format!("cannot write `{}`: {e}", done.display()))?;
+    std::fs::write(&partial, json).map_err(|e| format!("cannot write `{}`: {e}", partial.display()))?;
+    std::fs::rename(&partial, &done).map_err(|e| format!("cannot write `{}`: {e}", done.display()))?;
     Ok(None)
 }
 
@@ -489,7 +496,7 @@ pub fn jobs(
         if wave == 1 {
             println!("second wave: the seeds at each cell's chosen learning rate");
         }
-        shards(&binary, &common, &out, jobs)?;
+        shards(&binary, &common, &out, jobs, wave > 0)?;
     }
     let status = std::process::Command::new(&binary)
         .args(["sweep", &file.display().to_string(), "--out", &out.display().to_string(), "--report"])
@@ -500,12 +507,13 @@ pub fn jobs(
     if status.success() { Ok(()) } else { Err("the report failed".into()) }
 }
 
-/// One wave: `jobs` shards as child processes, each logging to `shard-<i>.log`.
-fn shards(binary: &Path, common: &[String], out: &Path, jobs: u16) -> std::result::Result<(), String> {
+/// One wave: `jobs` shards as child processes, each logging to `shard-<i>.log` (a
+/// later wave appends to the first's log).
+fn shards(binary: &Path, common: &[String], out: &Path, jobs: u16, append: bool) -> std::result::Result<(), String> {
     let mut children = Vec::new();
     for index in 0..jobs {
         let log_path = out.join(format!("shard-{index}.log"));
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path);
+        let log = std::fs::OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(&log_path);
         let log = log.map_err(|e| format!("cannot create `{}`: {e}", log_path.display()))?;
         let errors = log.try_clone().map_err(|e| e.to_string())?;
         let mut args = common.to_vec();
