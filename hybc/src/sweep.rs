@@ -546,7 +546,8 @@ fn report(out: &Path, config: &SweepConfig, total: usize) -> std::result::Result
     if results.len() < total {
         println!("{} of {total} runs finished; the tables hold those", results.len());
     }
-    println!("wrote {0}/results.csv, {0}/results.md, {0}/recall.svg, {0}/recall.png", out.display());
+    let search = if config.searches() { ", search.svg, search.png" } else { "" };
+    println!("wrote {0}/results.csv, {0}/results.md, {0}/recall.svg, {0}/recall.png{search}", out.display());
     Ok(None)
 }
 

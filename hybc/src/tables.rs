@@ -2,8 +2,9 @@
 //! `results.md` (the protocol; per cell the chosen learning rate, state and KV bytes,
 //! and every figure over its seeds as mean ± sd with the 95 % interval of the mean; the
 //! learning-rate search's held-out scores; the paper's claims checked
-//! ([`crate::claims`]); every run) and the `recall` chart (the first evaluation's
-//! figure per cell with its interval as an error bar).
+//! ([`crate::claims`]); every run), the `recall` chart (the first evaluation's
+//! figure per cell with its interval as an error bar) and, with a search, the `search`
+//! chart (each cell's held-out figure against the learning rate).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -23,6 +24,9 @@ pub fn write(out: &Path, config: &SweepConfig, results: &[Result]) -> std::resul
     write("results.csv", &csv(config, results))?;
     write("results.md", &markdown)?;
     crate::plot::write_chart(out, "recall", &chart(config, results))?;
+    if config.searches() {
+        crate::plot::write_chart(out, "search", &search_chart(config, results))?;
+    }
     Ok(markdown)
 }
 
@@ -286,4 +290,25 @@ fn chart(config: &SweepConfig, results: &[Result]) -> String {
     let x_label = config.axes.last().map_or("run".into(), |a| a.name.clone());
     let y_label = if accuracy { format!("{name} accuracy") } else { name };
     crate::plot::sweep_svg(&x_label, &y_label, accuracy, points)
+}
+
+/// Each cell's held-out figure against the learning rate, one line per cell: where each
+/// model's window lies and whether the grid holds it.
+fn search_chart(config: &SweepConfig, results: &[Result]) -> String {
+    let search: Vec<&Result> = results.iter().filter(|r| r.phase == Phase::Search).collect();
+    let name = search.iter().find_map(|r| r.held_out.as_ref().map(|(n, _)| n.clone())).unwrap_or_default();
+    let mut lrs = config.lrs.clone();
+    lrs.sort_by(f64::total_cmp);
+    let mut points = Vec::new();
+    for lr in &lrs {
+        for r in search.iter().filter(|r| r.lr == *lr) {
+            let Some((_, figure)) = &r.held_out else { continue };
+            let cell: Vec<&str> = r.lets.iter().map(|(_, v)| v.as_str()).collect();
+            let series = if cell.is_empty() { "held-out".into() } else { cell.join(", ") };
+            points.push(crate::plot::Point { series, x: format!("{lr:e}"), mean: *figure, interval: None });
+        }
+    }
+    let accuracy = !is_perplexity(&name);
+    let y_label = if accuracy { format!("{name} accuracy") } else { name };
+    crate::plot::sweep_svg("learning rate", &y_label, accuracy, points)
 }

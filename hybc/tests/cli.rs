@@ -787,6 +787,8 @@ fn sweep_chooses_the_rate_on_held_out_scores_not_test_scores() {
     assert!(report.contains("barely moves with the ratio. | **not tested by this grid**"), "{report}");
     let svg = std::fs::read_to_string(out.join("recall.svg")).expect("recall.svg");
     assert_eq!(svg.matches("<path d=\"M").count(), 4, "an error bar per cell: {svg}");
+    let search = std::fs::read_to_string(out.join("search.svg")).expect("search.svg");
+    assert!(search.contains(">gdn, 2<") && search.contains(">1e-2<") && search.contains(">learning rate<"), "{search}");
     let ignored = hybc(&[&args[..], &["--report", "--set", "seed=7"]].concat());
     assert_eq!(ignored.status.code(), Some(1), "{}", text(&ignored.stderr));
     assert!(
