@@ -105,6 +105,17 @@ fn by_sign(estimate: &Estimate) -> Verdict {
     }
 }
 
+/// An estimate with its interval (one decimal after scaling) and whether that
+/// interval excludes zero.
+fn against_zero(estimate: &Estimate, scale: f64, unit: &str) -> String {
+    let text = estimate.text(scale, 1) + unit;
+    match (estimate.interval, estimate.sign()) {
+        (None, _) => text,
+        (Some(_), Sign::Unclear) => text + ", includes 0",
+        (Some(_), _) => text + ", excludes 0",
+    }
+}
+
 /// Percentage points of recall per 10 points of attention share.
 const PER_TEN_POINTS: f64 = 10.0;
 
@@ -117,14 +128,14 @@ fn recall_rises(observations: &[Observation]) -> Finding {
         return not_tested(RECALL_RISES, "no linear mixer was run at two shares of attention");
     };
     let mut evidence = format!(
-        "slope of recall against attention share, within each mixer: {} percentage points per 10 points of share \
-         (95 % interval; {} runs)",
-        slope.estimate.text(PER_TEN_POINTS, 1),
-        points.len()
+        "slope of recall against attention share in percentage points per 10 points of share (95 % interval; {} \
+         runs): within each mixer {}",
+        points.len(),
+        against_zero(&slope.estimate, PER_TEN_POINTS, "")
     );
     for (mixer, members) in by_mixer(&points) {
         if let Some(own) = slope_within(&members) {
-            evidence += &format!("; {mixer} {}", own.estimate.text(PER_TEN_POINTS, 1));
+            evidence += &format!("; {mixer} alone {}", against_zero(&own.estimate, PER_TEN_POINTS, ""));
         }
     }
     Finding { claim: RECALL_RISES, verdict: by_sign(&slope.estimate), evidence }
@@ -162,7 +173,7 @@ fn best_hybrids(observations: &[Observation]) -> Finding {
             }
             let estimate = difference(&a, &b);
             verdicts.push(by_sign(&estimate));
-            parts.push(format!("{mixer} − {other} {} points", estimate.text(100.0, 1)));
+            parts.push(format!("{mixer} − {other} {}", against_zero(&estimate, 100.0, " points")));
         }
     }
     let missing: Vec<&str> =
@@ -210,7 +221,7 @@ fn retnet_least(observations: &[Observation]) -> Finding {
             Sign::Positive => Verdict::Contradicted,
             Sign::Unclear => Verdict::Inconclusive,
         });
-        parts.push(format!("retnet − {other} {}", estimate.text(PER_TEN_POINTS, 1)));
+        parts.push(format!("retnet − {other} {}", against_zero(&estimate, PER_TEN_POINTS, "")));
     }
     let evidence = format!(
         "difference of the slopes of recall against attention share (points per 10 points of share, 95 % \

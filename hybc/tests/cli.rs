@@ -780,7 +780,9 @@ fn sweep_chooses_the_rate_on_held_out_scores_not_test_scores() {
     let search_row = "| gdn | 2 | 80.0% | 20.0% | 1e-3 | best at the grid's lowest rate: widen it downwards |";
     assert!(report.contains(search_row), "the search table: {report}");
     // Slopes 0.8 and 0.08 per unit of share, pooled 0.44: 4.4 points per 10.
-    assert!(report.contains("| Recall rises with the share of attention. | **supported** | slope of recall against attention share, within each mixer: +4.4 ["), "{report}");
+    assert!(report.contains("| Recall rises with the share of attention. | **supported** |"), "{report}");
+    assert!(report.contains("(95 % interval; 12 runs): within each mixer +4.4 ["), "{report}");
+    assert!(report.contains("], excludes 0; gated_deltanet alone +8.0 ["), "{report}");
     assert!(report.contains("In hybrids, GatedDeltaNet and HGRN-2 do best. | **supported**"), "{report}");
     assert!(report.contains("retnet − gated_deltanet -7.2 ["), "{report}");
     assert!(report.contains("RetNet gains least from attention. | **supported**"), "{report}");
