@@ -23,7 +23,7 @@ pub use hyb_target::{Elem, Form, HOPPER, Precision, Target};
 
 use hyb_compiler::grad::GradGraph;
 use hyb_compiler::graph::Graph;
-use hyb_compiler::ir::Model;
+use hyb_compiler::ir::{MixerKind, Model, Update};
 use hyb_compiler::plan::Plan;
 use hyb_grammar::Diagnostic;
 use hyb_lower::fuse::{self, Step};
@@ -111,6 +111,7 @@ pub fn grad(model: &Model) -> GradGraph {
 
 /// Whether `target` can honour the file's settings: each refusal a located diagnostic.
 pub fn check(model: &Model, target: Target) -> Result<(), Diagnostic> {
+    check_lane_vectors(model, target)?;
     let Some(train) = &model.train else { return Ok(()) };
     let storage = train.precision.storage();
     if target.storage_elems().contains(&storage) {
@@ -125,6 +126,34 @@ pub fn check(model: &Model, target: Target) -> Result<(), Diagnostic> {
         "the {target} target stores {}; write `precision = f32` (bf16 storage is not built yet)",
         supported.join(", ")
     )))
+}
+
+/// The GPU's lanes form keeps a head's channels (attention's head dim, the delta rule's
+/// value dim) in each thread's frame, up to [`hyb_kernels::emit::LANE_LOCAL_MAX`].
+fn check_lane_vectors(model: &Model, target: Target) -> Result<(), Diagnostic> {
+    if !target.forms().contains(&Form::Lanes) {
+        return Ok(());
+    }
+    let max = hyb_kernels::emit::LANE_LOCAL_MAX;
+    for (_, mixer) in model.mixers.iter() {
+        let channels = lane_vector(&mixer.kind);
+        if channels > max {
+            return Err(Diagnostic::error(format!("mixer `{}` is too wide for the {target} target's lanes form", mixer.name))
+                .at(mixer.span, format!("heads of {channels} channels"))
+                .help(format!("each GPU thread keeps a head's channels, at most {max}; use narrower heads")));
+        }
+    }
+    Ok(())
+}
+
+/// The longest per-head vector a mixer's lane kernels keep per thread.
+fn lane_vector(kind: &MixerKind) -> u64 {
+    match kind {
+        MixerKind::Linear(linear) if matches!(linear.update, Update::Delta { .. }) => linear.head_v_dim,
+        MixerKind::Linear(_) => 0,
+        MixerKind::Attention(attention) => attention.head_dim,
+        MixerKind::Routed(routed) => routed.branches.iter().map(|b| lane_vector(&b.kind)).max().unwrap_or(0),
+    }
 }
 
 /// The kernel plan and the buffer plan at `shape`.

@@ -113,10 +113,14 @@ pub fn eval(model: &Model, ckpt: &Path, json: Option<&Path>, target: hyb_driver:
             .collect();
         let figure = if score.perplexity { "perplexity" } else { "accuracy" };
         let value = if score.perplexity { score.perplexity() } else { score.accuracy() };
-        results.push(serde_json::json!({
-            "task": score.name, figure: value, "loss": score.loss,
+        let mut result = serde_json::json!({
+            "task": score.name, figure: value, "loss": score.loss, "tokens": score.tokens,
             "correct": score.correct, "total": score.total, "by_group": groups,
-        }));
+        });
+        if let Some(bpb) = score.bits_per_byte {
+            result["bits_per_byte"] = bpb.into();
+        }
+        results.push(result);
     }
     let step = hyb_train::checkpoint::saved_step(ckpt);
     let report = serde_json::json!({"checkpoint": ckpt.display().to_string(), "step": step, "tasks": results});

@@ -19,9 +19,12 @@ mod stats;
 mod sweep;
 mod tables;
 mod target;
+mod tokenize;
 mod train;
+mod verify;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use hyb_compiler::ir::train::TokenDtype;
 use hyb_compiler::pipeline::{self, Compilation, Emit, EmitOptions};
 use hyb_compiler::{fmt, import};
 use hyb_driver::{Stage, Target};
@@ -82,6 +85,24 @@ enum Command {
         /// Write to this file instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+    },
+    /// Run one training step's forward and backward on the target and on the CPU in
+    /// lockstep, and list every kernel whose outputs disagree (each checked on the CPU's inputs).
+    Verify {
+        file: PathBuf,
+        /// The target to check against the CPU [default: the train block's `target`, else cpu].
+        #[arg(long)]
+        target: Option<Target>,
+        #[arg(long, default_value_t = 2)]
+        batch: usize,
+        /// Past the scan's checkpoint interval (64) and no multiple of it, by default.
+        #[arg(long, default_value_t = 70)]
+        seq_len: usize,
+        /// Largest disagreement allowed, relative to each output's largest value.
+        #[arg(long, default_value_t = 1e-3)]
+        tolerance: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Rewrite .hyb files in canonical form (comments are kept).
     Fmt {
@@ -242,6 +263,28 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Tokenize text files into a Megatron-style dataset (OUT.bin + OUT.idx) for
+    /// `tokens("OUT.bin")`: a .txt is one document, a .jsonl / .parquet one per line or
+    /// row; each document ends with the end-of-document token.
+    Tokenize {
+        #[arg(required = true, value_name = "IN")]
+        inputs: Vec<PathBuf>,
+        /// A Hugging Face tokenizer.json [default: bytes, ids 0–255, end of document 256].
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// The output: OUT.bin and OUT.idx.
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+        /// The JSON Lines field / Parquet column holding each document's text.
+        #[arg(long, default_value = "text")]
+        field: String,
+        /// The end-of-document id [default: the tokenizer's <|endoftext|>, </s>, … ; 256 for bytes].
+        #[arg(long, value_name = "ID")]
+        eod: Option<u32>,
+        /// The ids' type in the .bin [default: u16 when the vocabulary fits, else i32].
+        #[arg(long, value_enum)]
+        dtype: Option<TokenDtypeArg>,
+    },
     /// Turn an fla / Hugging Face config.json into a .hyb file.
     Import {
         config: PathBuf,
@@ -288,6 +331,13 @@ enum ExportFormat {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TokenDtypeArg {
+    U16,
+    /// 32-bit ids (written as Megatron's int32).
+    U32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ExportDtype {
     F32,
     Bf16,
@@ -328,7 +378,22 @@ fn main() -> ExitCode {
             compile(&file, options, output.as_deref())
         }
         Command::Fmt { files, check, stdout } => format_files(&files, check, stdout),
+        Command::Verify { file, target, batch, seq_len, tolerance, seed } => {
+            verify::verify(&file, target, &verify::Options { batch, seq_len, tolerance, seed })
+        }
         Command::Import { config, output } => import_config(&config, output.as_deref()),
+        Command::Tokenize { inputs, tokenizer, output, field, eod, dtype } => {
+            let dtype = dtype.map(|d| if d == TokenDtypeArg::U16 { TokenDtype::U16 } else { TokenDtype::U32 });
+            let request = tokenize::Request {
+                inputs: &inputs,
+                tokenizer: tokenizer.as_deref(),
+                output: &output,
+                field: &field,
+                eod,
+                dtype,
+            };
+            tokenize_files(&request)
+        }
         Command::Export { file, ckpt, format: ExportFormat::Fla, dtype, output } => {
             let stored = if dtype == ExportDtype::Bf16 { Stored::Bf16 } else { Stored::F32 };
             checkpoint_of(&ckpt).and_then(|ckpt| export_fla(&file, &ckpt, &output, stored))
@@ -716,6 +781,16 @@ fn run_sweep(
 
 fn install_interrupt() -> Result<interrupt::Interrupt, Failure> {
     interrupt::Interrupt::install().map_err(|e| Failure::Usage(format!("cannot handle SIGINT / SIGTERM: {e}")))
+}
+
+fn tokenize_files(request: &tokenize::Request) -> Result<(), Failure> {
+    if let Some(missing) = request.inputs.iter().find(|path| !path.is_file()) {
+        return Err(Failure::Usage(format!("`{}` is not a file", missing.display())));
+    }
+    tokenize::run(request).map_err(|message| {
+        eprintln!("error: {message}");
+        Failure::User
+    })
 }
 
 fn import_config(config: &Path, output: Option<&Path>) -> Result<(), Failure> {

@@ -202,24 +202,25 @@ pub fn sweep_svg(x_label: &str, y_label: &str, accuracy: bool, points: Vec<Point
 }
 
 /// A run's curves from its `metrics.jsonl` lines, one chart per kind of figure: the
-/// training loss (`loss`), each eval set's accuracy (`eval`) and perplexity
-/// (`perplexity`), the last two only when there were such evaluations.
+/// training loss (`loss`: `train/loss`), each eval set's accuracy (`eval`:
+/// `eval/<task>/accuracy`) and perplexity (`perplexity`: `eval/<task>/perplexity`), the
+/// last two only when there were such evaluations. Logs written before the keys were
+/// namespaced read the same.
 pub fn run_svgs(metrics: &str) -> Vec<(&'static str, String)> {
     let mut loss = Vec::new();
     let (mut accuracy, mut perplexity): (Series, Series) = (Vec::new(), Vec::new());
     for line in metrics.lines() {
         let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let (Some(step), eval) = (value["step"].as_f64(), value["eval"].as_str()) else { continue };
-        match eval {
-            Some(name) => {
-                if let Some(figure) = value["accuracy"].as_f64() {
-                    add(&mut accuracy, name, (step, figure));
-                }
-                if let Some(figure) = value["perplexity"].as_f64() {
-                    add(&mut perplexity, name, (step, figure));
-                }
+        let Some(step) = value["step"].as_f64() else { continue };
+        loss.extend(hyb_train::run::train_loss(&value).map(|l| (step, l)));
+        for (tag, figure) in hyb_train::tensorboard::scalars(&value) {
+            let Some(rest) = tag.strip_prefix("eval/") else { continue };
+            if let Some(name) = rest.strip_suffix("/accuracy") {
+                add(&mut accuracy, name, (step, f64::from(figure)));
             }
-            None => loss.extend(value["loss"].as_f64().map(|l| (step, l))),
+            if let Some(name) = rest.strip_suffix("/perplexity") {
+                add(&mut perplexity, name, (step, f64::from(figure)));
+            }
         }
     }
     let last = loss.last().map_or(1.0, |p| p.0);

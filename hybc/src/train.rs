@@ -54,7 +54,8 @@ pub struct Protocol {
 }
 
 /// The evaluation sets of a run: the model's, then, for a protocol's run, the held-out
-/// twin of its first set (last, so the test sets keep their places).
+/// set of its first (last, so the test sets keep their places; see
+/// [`hyb_train::protocol::held_out`]).
 fn evaluation_sets(
     model: &Model,
     seq_len: usize,
@@ -63,8 +64,10 @@ fn evaluation_sets(
     let (mut evals, skipped) = eval_sets(model, seq_len)?;
     if protocol.is_some() {
         let (twin, _) = eval_sets(model, seq_len)?;
-        let first = twin.into_iter().next().ok_or("the protocol needs an evaluation set to choose on")?;
-        evals.push(hyb_train::protocol::held_out(first));
+        let twin = twin.into_iter().next().ok_or("the protocol needs an evaluation set to choose on")?;
+        let (test, held_out) = hyb_train::protocol::held_out(evals.remove(0), twin);
+        evals.insert(0, test);
+        evals.push(held_out);
     }
     Ok((evals, skipped))
 }

@@ -218,6 +218,32 @@ fn targets_say_what_they_cannot_do() {
 }
 
 #[test]
+fn verify_checks_a_target_against_the_cpu() {
+    let same = hybc(&["verify", "bench/gpu/verify/every_mixer.hyb", "--seq-len", "9"]);
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same.stderr));
+    assert!(text(&same.stdout).starts_with("cpu agrees with the cpu: "), "{}", text(&same.stdout));
+    let gpu = hybc(&["verify", "bench/gpu/verify/compositions.hyb", "--target", "cuda", "--seq-len", "9"]);
+    let stderr = text(&gpu.stderr);
+    if !gpu.status.success() {
+        // No GPU here (CI): the reason, exit 1.
+        assert!(stderr.contains("cannot run on cuda:sm_90a"), "{stderr}");
+        assert_eq!(gpu.status.code(), Some(1), "{stderr}");
+    }
+    // The lanes form keeps a head's channels per thread: too wide a head is refused, located.
+    let wide = scratch("wide.hyb");
+    std::fs::write(
+        &wide,
+        "mixer attn = attention(heads: 1, head_dim: 1024)\nmodel {\n    vocab = 64\n    d_model = 1024\n    layers = attn\n}\n",
+    )
+    .expect("writable");
+    let lanes = hybc(&["compile", wide.to_str().expect("utf-8"), "--target", "cuda", "--emit", "program"]);
+    let stderr = text(&lanes.stderr);
+    assert_eq!(lanes.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("mixer `attn` is too wide") && stderr.contains("wide.hyb:5:14"), "{stderr}");
+    assert!(stderr.contains("heads of 1024 channels") && stderr.contains("at most 512"), "{stderr}");
+}
+
+#[test]
 fn fmt_check_and_write() {
     let path = scratch("messy.hyb");
     std::fs::write(&path, "model{d_model=64\nlayers=gla x 2}\n").expect("write");
@@ -302,7 +328,7 @@ fn trajectory(run: &Path) -> Vec<String> {
     text.lines()
         .map(|line| {
             let mut value: serde_json::Value = serde_json::from_str(line).expect("JSON lines");
-            value.as_object_mut().expect("an object").remove("tokens_per_s");
+            value.as_object_mut().expect("an object").remove("train/tokens_per_s");
             value.to_string()
         })
         .collect()
@@ -364,7 +390,7 @@ fn resuming_a_run_without_a_checkpoint_starts_it() {
     let out = train_copy(&fresh, "3", &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     std::fs::create_dir_all(stopped.join("checkpoints/step_000003.tmp")).expect("writable");
-    std::fs::write(stopped.join("metrics.jsonl"), "{\"step\":1,\"loss\":99.0}\n").expect("writable");
+    std::fs::write(stopped.join("metrics.jsonl"), "{\"step\":1,\"train/loss\":99.0}\n").expect("writable");
     for run in [&stopped, &missing] {
         let out = train_copy(run, "3", &["--resume"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -376,7 +402,7 @@ fn resuming_a_run_without_a_checkpoint_starts_it() {
 /// The step lines of a run's log (without evaluations, which a shorter first run adds
 /// at its last step).
 fn losses(run: &Path) -> Vec<String> {
-    trajectory(run).into_iter().filter(|line| !line.contains("\"eval\"")).collect()
+    trajectory(run).into_iter().filter(|line| !line.contains("\"eval/")).collect()
 }
 
 /// A checkpoint that cannot be written (a file-size limit stands in for a full disk)
@@ -860,7 +886,11 @@ fn trains_on_text_and_token_files() {
         "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
     });
     std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).expect("writable");
+    let documents: String =
+        (0..30).map(|i| format!("{{\"text\": \"{i}: {}\"}}\n", sentence.repeat(1 + i % 3))).collect();
+    std::fs::write(dir.join("docs.jsonl"), documents).expect("writable");
     let cases = [
+        ("documents", "text(\"docs.jsonl\", split: 0.8)", 257),
         ("text", "text(\"corpus.txt\", split: 0.9)", 256),
         ("tokens", "tokens(\"ids.bin\", dtype: u16, split: 0.9)", 300),
         ("words", "text(\"corpus.txt\", tokenizer: \"tokenizer.json\", split: 0.8)", 16),
@@ -881,6 +911,7 @@ fn trains_on_text_and_token_files() {
         assert!(out.status.success(), "{name}: {}", text(&out.stderr));
         let stdout = text(&out.stdout);
         assert!(stdout.contains("perplexity(") && stdout.contains("perplexity "), "{stdout}");
+        assert_eq!(stdout.contains("bits/byte"), name != "tokens", "{name}: bits per byte where bytes are known");
         if name != "tokens" {
             check_checkpoint_commands(name, &run.join("checkpoints/step_000006"), &stdout, "The quick");
         }
@@ -892,6 +923,60 @@ fn trains_on_text_and_token_files() {
     let out = hybc(&["train", small.to_str().expect("utf-8"), "--out", dir.join("small").to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("outside the model's vocab"), "{}", text(&out.stderr));
+}
+
+/// `hybc tokenize` writes a Megatron `.bin` + `.idx` of a plain text file (one document)
+/// and a JSON Lines file (one per line), byte-level or with a tokenizer.json, that
+/// `tokens(...)` trains on; bad input is refused with its place.
+#[test]
+fn tokenize_writes_a_dataset_that_trains() {
+    let dir = scratch("tokenize");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = |name: &str| dir.join(name).to_str().expect("utf-8").to_string();
+    std::fs::write(dir.join("a.txt"), "the cat sat on the mat. ".repeat(30)).expect("writable");
+    let lines: String = (0..20).map(|i| format!("{{\"body\": \"the mat {i} sat on the cat\"}}\n")).collect();
+    std::fs::write(dir.join("b.jsonl"), lines).expect("writable");
+    let out = hybc(&["tokenize", &path("a.txt"), &path("b.jsonl"), "--field", "body", "-o", &path("bytes")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("21 documents, "), "{}", text(&out.stdout));
+    let bin = std::fs::read(dir.join("bytes.bin")).expect("a .bin");
+    assert_eq!(&bin[..4], [b't', 0, b'h', 0], "u16 ids, the bytes of the text");
+    let vocab: serde_json::Map<String, serde_json::Value> = ["[UNK]", "</s>", "the", "cat", "sat", "on", "mat", "."]
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.to_string(), serde_json::json!(i)))
+        .collect();
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
+        "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+    });
+    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).expect("writable");
+    std::fs::write(dir.join("c.txt"), "on the mat the cat sat. ".repeat(30)).expect("writable");
+    let words =
+        ["tokenize", &path("a.txt"), &path("c.txt"), "--tokenizer", &path("tokenizer.json"), "-o", &path("words.bin")];
+    let out = hybc(&words);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("end of document 1"), "</s> found: {}", text(&out.stdout));
+    std::fs::write(
+        dir.join("words.hyb"),
+        "mixer gla = gla(heads: 2)\nmodel {\n vocab = 8\n d_model = 16\n layers = gla\n}\n\
+         train {\n data = tokens(\"words.bin\", split: 0.5)\n seq_len = 16\n batch = 2\n steps = 2\n}\n",
+    )
+    .expect("writable");
+    let out = hybc(&["train", &path("words.hyb"), "--out", &path("words-run")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("perplexity(words.bin)"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("bits/byte"), "the bytes written beside it: {}", text(&out.stdout));
+    std::fs::write(dir.join("bad.jsonl"), "{\"text\": \"a\"}\n{\"text\": 3}\n").expect("writable");
+    let bad = hybc(&["tokenize", &path("bad.jsonl"), "-o", &path("bad")]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).contains("bad.jsonl` line 2: `text` is a number, not a string"), "{}", text(&bad.stderr));
+    let wide = hybc(&["tokenize", &path("a.txt"), "--eod", "70000", "--dtype", "u16", "-o", &path("wide")]);
+    assert_eq!(wide.status.code(), Some(1));
+    assert!(text(&wide.stderr).contains("token id 70000 (document 1, counting from 1) does not fit u16"));
+    let missing = hybc(&["tokenize", &path("none.txt"), "-o", &path("none")]);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing.stderr));
 }
 
 /// `hybc eval` of a run's checkpoint (its model found beside it) reproduces the run's
@@ -974,7 +1059,7 @@ fn trains_on_niah_with_a_depth_breakdown() {
     assert_eq!(std::fs::read_to_string(ckpt.join("eval.json")).expect("eval.json"), json);
     assert!(stdout.contains("depth 0–25%"), "{stdout}");
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics");
-    assert!(metrics.contains("\"by_group\":{\"depth"), "{metrics}");
+    assert!(metrics.contains("/accuracy/depth 0–25%\":"), "a namespaced key per depth: {metrics}");
 }
 
 /// Seeds of one cell are summarised as mean ± standard deviation with the 95 % interval
@@ -1109,9 +1194,9 @@ fn tensorboard_reads_the_runs_events() {
     let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
     let losses: Vec<(u64, f32)> = lines
         .iter()
-        .filter(|l| l.get("eval").is_none())
-        .map(|l| (l["step"].as_u64().expect("a step"), l["loss"].as_f64().expect("a loss") as f32))
+        .filter_map(|l| Some((l["step"].as_u64().expect("a step"), l.get("train/loss")?.as_f64()? as f32)))
         .collect();
+    assert!(!losses.is_empty(), "namespaced `train/loss` keys in {log}");
     let read_back: Vec<(u64, f32)> = scalars["train/loss"]
         .as_array()
         .expect("train/loss")
@@ -1119,10 +1204,14 @@ fn tensorboard_reads_the_runs_events() {
         .map(|p| (p[0].as_u64().expect("a step"), p[1].as_f64().expect("a value") as f32))
         .collect();
     assert_eq!(read_back, losses, "train/loss as logged");
-    let eval = lines.iter().find(|l| l.get("eval").is_some()).expect("an evaluation line");
-    let tag = format!("eval/{}/accuracy", eval["eval"].as_str().expect("a task"));
-    let accuracy = scalars[&tag][0][1].as_f64().expect("the eval accuracy") as f32;
-    assert_eq!(accuracy, eval["accuracy"].as_f64().expect("accuracy") as f32, "{tag}");
+    let (tag, accuracy) = lines
+        .iter()
+        .flat_map(|l| l.as_object().expect("an object"))
+        .find(|(key, _)| key.starts_with("eval/") && key.ends_with("/accuracy"))
+        .expect("an evaluation's accuracy");
+    let read = scalars[tag][0][1].as_f64().expect("the eval accuracy") as f32;
+    assert_eq!(read, accuracy.as_f64().expect("accuracy") as f32, "{tag}");
+    assert!(lines.iter().all(|l| l.get("loss").is_none() && l.get("eval").is_none()), "no bare keys: {log}");
 }
 
 /// A run's charts: one per kind of figure (a perplexity is never drawn on an accuracy

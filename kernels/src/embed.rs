@@ -17,14 +17,18 @@ fn header(e: &mut Builder, name: &str, tensors: &[(&str, usize)]) -> [Value; 3] 
     [batch, time, width]
 }
 
-/// `body(b, t, row, d)` for every token `(b, t)`, its table row and every column d.
+/// `body(b, t, row, d)` for every token `(b, t)`, its table row and every column d —
+/// under [`crate::emit::Parallel::Threads`], this lane's column alone (`KernelKey::lanes`:
+/// a lane per column of the table, walking every token; neighbouring lanes read and
+/// write neighbouring columns, and no two lanes add into one element).
 fn for_tokens(e: &mut Builder, [batch, time, width]: &[Value; 3], body: impl FnOnce(&mut Builder, [Value; 4])) {
     let (tokens, c0) = (e.arg("tokens"), e.c0());
+    let (first, end) = e.lane_range(width, true);
     e.for_(&c0, batch, |e, b| {
         e.for_(&c0, time, |e, t| {
             let id = e.load(&tokens, &[&b, &t]);
             let row = e.index_cast(&id, Scalar::Index);
-            e.for_(&c0, width, |e, d| body(e, [b, t, row, d]));
+            e.for_(&first, &end, |e, d| body(e, [b, t, row, d]));
         });
     });
 }

@@ -21,6 +21,6 @@ mod control;
 mod ops;
 mod types;
 
-pub use builder::{Builder, LaneGrid};
+pub use builder::{Builder, LANE_LOCAL_MAX, LaneGrid};
 pub use ops::Cmp;
 pub use types::{Config, ElemTypes, ExpImpl, FastMath, Flags, Layout, MathImpl, Parallel, Scalar, Ty, Value, Wrap};

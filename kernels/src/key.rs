@@ -205,7 +205,7 @@ impl KernelKey {
     /// A kernel whose GPU form divides a point's work over lanes (see [`crate::gpu`]):
     /// the argument and axes whose dims multiply to the lanes — the scan's state, one
     /// lane per (state head, value channel); attention's queries, one per (row, head);
-    /// the convolution's channels.
+    /// the convolution's channels; the embedding's columns.
     pub fn lanes(&self, count: usize) -> Option<(usize, &'static [usize])> {
         let state = match self {
             KernelKey::ScanTrain { .. } => count - 2,
@@ -213,6 +213,8 @@ impl KernelKey {
             KernelKey::ScanBackward { spec, .. } => scan_input_count(spec) + 2,
             // q `[B,T,H,D]`: a lane per (query row, head).
             KernelKey::AttentionForward { .. } | KernelKey::AttentionBackward { .. } => return Some((0, &[1, 2])),
+            // table `[V,D]`: a lane per column.
+            KernelKey::Gather | KernelKey::Scatter => return Some((0, &[1])),
             // x `[B,T,C]`: a lane per channel.
             KernelKey::ConvForward { .. } | KernelKey::ConvBackward { .. } | KernelKey::ConvStep { .. } => {
                 return Some((0, &[2]));

@@ -59,7 +59,7 @@ pub enum Input {
 
 /// One kernel argument: elements of `elem` from byte `offset` of a store, `dims` as the
 /// kernel sees them (one flat dim when `flat`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Arg {
     pub store: Store,
     /// In bytes, a multiple of the element size.
@@ -141,7 +141,7 @@ impl Arg {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Instr {
     /// Kernel `kernel` of the program's [`KernelSet`]; its iteration space is the
     /// leading dim of its `Split` arguments (one point otherwise).

@@ -174,17 +174,44 @@ fn execute(instr: &Instr, device: &mut dyn Device, stores: &Stores, batch: &Batc
             device.write(&stores.view(arg), i32_bytes(ids));
         }
         Instr::AdamW { kernel, param, grad } => {
-            // Elementwise: the parameter, its gradient and moments split in rows alike.
-            let grad = grad.in_rows();
-            let rows = |store| stores.view(&Arg { store, offset: 0, ..grad.clone() });
-            let views = [
-                rows(Store::Param(*param)),
-                stores.view(&grad),
-                rows(Store::Moment1(*param)),
-                rows(Store::Moment2(*param)),
-                stores.view(&Arg::host(ADAM, 8)),
-            ];
-            device.launch(*kernel, grad.dims[0], &views);
+            let views = adamw_views(*param, grad, stores);
+            device.launch(*kernel, views[1].dims[0], &views);
         }
     }
+}
+
+/// AdamW's arguments: the parameter, its gradient and moments split in rows alike (the
+/// update is elementwise), and the host scalars.
+fn adamw_views(param: usize, grad: &Arg, stores: &Stores) -> [View; 5] {
+    let grad = grad.in_rows();
+    let rows = |store| stores.view(&Arg { store, offset: 0, ..grad.clone() });
+    [
+        rows(Store::Param(param)),
+        stores.view(&grad),
+        rows(Store::Moment1(param)),
+        rows(Store::Moment2(param)),
+        stores.view(&Arg::host(ADAM, 8)),
+    ]
+}
+
+/// What an instruction may have written, as views: a kernel's every argument (its
+/// inputs included: cheap, and a kernel that writes an input shows), a GEMM's product,
+/// AdamW's parameter and moments. Copies from the host and zeroings are not checked.
+pub fn written(instr: &Instr, stores: &Stores) -> Vec<View> {
+    match instr {
+        Instr::Call { args, .. } => args.iter().map(|a| stores.view(a)).collect(),
+        Instr::Gemm { c, .. } => vec![stores.view(c)],
+        Instr::AdamW { param, grad, .. } => adamw_views(*param, grad, stores).into_iter().take(4).collect(),
+        Instr::Zero(_) | Instr::Fill(..) | Instr::Input(..) => Vec::new(),
+    }
+}
+
+/// The label of instruction `index` in profiles and reports (a kernel's name).
+pub fn instr_label(program: &Program, index: usize) -> String {
+    label(program, &program.instrs[index])
+}
+
+/// Runs instruction `index` of the program.
+pub fn run_one(program: &Program, device: &mut dyn Device, stores: &Stores, index: usize, batch: &Batch) {
+    execute(&program.instrs[index], device, stores, batch);
 }

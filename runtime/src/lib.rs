@@ -16,6 +16,7 @@ pub mod decode;
 pub mod device;
 pub mod exec;
 pub mod init;
+pub mod lockstep;
 pub mod rng;
 
 use hyb_compiler::ir::Model;
@@ -59,12 +60,17 @@ impl From<DeviceError> for Error {
 
 /// A device for `target` with `build`'s kernels loaded.
 fn device_for(build: &Build) -> Result<Box<dyn Device>, Error> {
-    let mut device: Box<dyn Device> = match build.target {
-        Target::Cpu => Box::new(cpu::Cpu::new()),
-        Target::Cuda { .. } => Box::new(cuda::Cuda::new().map_err(|e| Error::Device(e.to_string()))?),
-    };
+    let mut device = new_device(build.target)?;
     device.load(&build.modules)?;
     Ok(device)
+}
+
+/// A fresh device of `target`.
+fn new_device(target: Target) -> Result<Box<dyn Device>, Error> {
+    Ok(match target {
+        Target::Cpu => Box::new(cpu::Cpu::new()),
+        Target::Cuda { .. } => Box::new(cuda::Cuda::new().map_err(|e| Error::Device(e.to_string()))?),
+    })
 }
 
 /// Whether the CUDA driver library (`libcuda.so.1`) loads here.
@@ -173,7 +179,13 @@ impl Trainer {
 
     /// Runs what the driver built (a training program of `model`).
     pub fn from_build(model: &Model, build: Build) -> Result<Trainer, Error> {
-        let mut device = device_for(&build)?;
+        let device = new_device(build.target)?;
+        Self::on_device(model, build, device)
+    }
+
+    /// Runs what the driver built on a caller's device (a wrapped backend, in tests).
+    pub fn on_device(model: &Model, build: Build, mut device: Box<dyn Device>) -> Result<Trainer, Error> {
+        device.load(&build.modules)?;
         check_memory(&build.program, device.as_ref())?;
         let stores = Stores::new(&build.program, device.as_mut())?;
         let inits = model.params.iter().map(|p| p.init.clone()).collect();
@@ -391,6 +403,28 @@ impl Trainer {
         self.check(batch)?;
         self.run(0..self.program.optimizer_start, batch);
         Ok(self.host(LOSS))
+    }
+
+    /// Forward and backward of `batch` here and on `reference` (the same model on
+    /// another device, its parameters copied here first) in lockstep: every divergence
+    /// of this device's instructions from the reference's beyond `tolerance`, each
+    /// checked on the reference's inputs ([`lockstep`]). Scratch is poisoned on both.
+    pub fn lockstep(
+        &mut self,
+        reference: &mut Trainer,
+        batch: &Batch,
+        tolerance: f64,
+    ) -> Result<Vec<lockstep::Divergence>, Error> {
+        if self.program.instrs != reference.program.instrs || !self.trains() {
+            return Err(Error::Input("lockstep needs two training programs alike".into()));
+        }
+        self.check(batch)?;
+        self.copy_params_from(reference);
+        self.poison_scratch();
+        reference.poison_scratch();
+        let reference_side = lockstep::Side { device: reference.device.as_mut(), stores: &reference.stores };
+        let side = lockstep::Side { device: self.device.as_mut(), stores: &self.stores };
+        Ok(lockstep::run(&self.program, reference_side, side, 0..self.program.optimizer_start, batch, tolerance))
     }
 
     /// The gradient of parameter `name` from the last [`Trainer::forward_backward`].

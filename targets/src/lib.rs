@@ -108,12 +108,12 @@ pub enum Form {
     Loops,
     /// One GPU thread block per point of the iteration space, one thread of it doing
     /// the point's work (a call that adds into a shared argument runs as one block):
-    /// the form the device suite verifies.
+    /// the first GPU form, kept as the simplest reference (`HYB_GPU_FORM=blocks`).
     Blocks,
     /// A GPU thread per point (128 to a block) and, for keys with lanes (the scan, the
-    /// convolution, attention: `KernelKey::lanes`), a thread per lane of a point;
-    /// shared sums by atomic adds. Checked lane by lane on the CPU; on a GPU it is
-    /// chosen with `HYB_GPU_FORM=lanes` until the device suite passes with it.
+    /// convolution, attention, the embedding: `KernelKey::lanes`), a thread per lane of
+    /// a point; shared sums by atomic adds. Checked lane by lane on the CPU and kernel
+    /// by kernel against the CPU on the H200 (`hybc verify`): the GPU's default.
     Lanes,
 }
 
@@ -189,10 +189,8 @@ impl Target {
     pub fn forms(self) -> &'static [Form] {
         match self {
             Target::Cpu => &[Form::Loops],
-            Target::Cuda { .. } if std::env::var("HYB_GPU_FORM").is_ok_and(|form| form == "lanes") => {
-                &[Form::Lanes, Form::Blocks]
-            }
-            Target::Cuda { .. } => &[Form::Blocks],
+            Target::Cuda { .. } if std::env::var("HYB_GPU_FORM").is_ok_and(|form| form == "blocks") => &[Form::Blocks],
+            Target::Cuda { .. } => &[Form::Lanes, Form::Blocks],
         }
     }
 

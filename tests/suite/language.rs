@@ -166,6 +166,51 @@ fn none_and_data_paths_resolve_like_other_values() {
     assert_eq!(path, root().join("examples/tiny/data/tiny.txt"), "relative to the .hyb file");
 }
 
+/// `text(...)` takes the field of a JSON Lines or Parquet file's documents and an
+/// end-of-document id; a field on a plain text file is an error at the argument.
+#[test]
+fn document_sources_take_a_field_and_an_end_of_document_id() {
+    use hyb_compiler::ir::train::Data;
+    let source = |data: &str| {
+        format!(
+            "model {{\n    vocab = 300\n    d_model = 64\n    layers = gla × 2\n}}\ntrain {{\n    data = {data}\n    seq_len = 64\n}}\n"
+        )
+    };
+    let compilation = check_text("docs.hyb", &source("text(\"docs.jsonl\", field: \"body\", eod: 0)"));
+    let model = compilation.model().unwrap_or_else(|| panic!("{}", compilation.render()));
+    let Data::Text { field, eod, .. } = &model.train.as_ref().expect("a train block").data else { panic!("text") };
+    assert_eq!((field.as_str(), *eod), ("body", Some(0)));
+    let compilation = check_text("docs.hyb", &source("text(\"docs.parquet\")"));
+    let model = compilation.model().unwrap_or_else(|| panic!("{}", compilation.render()));
+    let Data::Text { field, eod, .. } = &model.train.as_ref().expect("a train block").data else { panic!("text") };
+    assert_eq!((field.as_str(), *eod), ("text", None), "the defaults");
+    let plain = check_text("plain.hyb", &source("text(\"corpus.txt\", field: \"body\")"));
+    assert!(plain.model().is_none());
+    let rendered = plain.render();
+    assert!(rendered.contains("`field` names the text of a JSON Lines or Parquet file's documents"), "{rendered}");
+    assert!(rendered.contains("plain.hyb:7:31"), "at the argument: {rendered}");
+    let eod = check_text("eod.hyb", &source("text(\"corpus.txt\", eod: 0)")).render();
+    assert!(eod.contains("`eod` ends each of a JSON Lines or Parquet file's documents"), "{eod}");
+}
+
+/// Recall is evaluated on batches of a seed of its own; a training run of that seed
+/// would train on them, so the seed is refused.
+#[test]
+fn the_evaluation_seed_is_not_a_training_seed() {
+    let source = |seed: u64| {
+        format!(
+            "model {{\n    vocab = 300\n    d_model = 64\n    layers = gla × 2\n}}\ntrain {{\n    data = mqar(seq_len: 64)\n    seed = {seed}\n}}\n"
+        )
+    };
+    assert!(check_text("seed.hyb", &source(hyb_compiler::ir::train::EVAL_SEED - 1)).model().is_some());
+    let refused = check_text("seed.hyb", &source(hyb_compiler::ir::train::EVAL_SEED));
+    assert!(refused.model().is_none());
+    assert!(refused.render().contains("seed 3886112493 is the seed of the evaluation batches"), "{}", refused.render());
+    let sweep = format!("{}sweep {{\n    seeds = [1, 3886112493]\n}}\n", source(1));
+    let refused = check_text("sweep.hyb", &sweep);
+    assert!(refused.render().contains("seed 3886112493 is the seed of the evaluation batches"), "{}", refused.render());
+}
+
 /// Mixers of an imported library are checked where used: the 340M library's hgrn2
 /// (expand_ratio 128) does not stop a 64-wide model that does not use it.
 #[test]

@@ -1,7 +1,12 @@
 //! Evaluation: answer accuracy on a recall task — the argmax of the logits at every
-//! position with a target, against it — and the mean loss, on batches drawn with a
-//! seed of their own (never a training batch).
+//! position with a target, against it — on batches drawn with a seed of their own
+//! (never a training batch); perplexity on a validation part, a deterministic full pass
+//! ([`crate::text::FullPass`]: every validation token scored once), with bits per byte
+//! where the text's bytes are known. The loss is the mean over every scored token
+//! (each batch's mean weighted by its targets).
 
+// Recall batches are drawn with a seed no training run has (sema refuses it).
+use hyb_compiler::ir::train::EVAL_SEED;
 use hyb_runtime::Trainer;
 
 use crate::data::Task;
@@ -14,6 +19,8 @@ pub struct EvalSet {
     pub batch: usize,
     /// Report perplexity (language modelling) rather than answer accuracy (recall).
     pub perplexity: bool,
+    /// The UTF-8 bytes of the text the set's targets encode, where known (bits per byte).
+    pub bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -21,8 +28,13 @@ pub struct Score {
     pub name: String,
     pub correct: u64,
     pub total: u64,
+    /// The mean loss per scored token (nats).
     pub loss: f64,
+    /// Tokens scored.
+    pub tokens: u64,
     pub perplexity: bool,
+    /// Bits per byte of text: the summed loss in bits over the text's UTF-8 bytes.
+    pub bits_per_byte: Option<f64>,
     /// (group, correct, total) for a task that groups its answers (a needle's depth).
     pub by_group: Vec<(String, u64, u64)>,
 }
@@ -51,25 +63,26 @@ impl Score {
     /// The figure a person reads: perplexity, or accuracy in percent.
     pub fn headline(&self) -> String {
         if self.perplexity {
-            format!("perplexity {:.3}", self.perplexity())
+            match self.bits_per_byte {
+                Some(bpb) => format!("perplexity {:.3}, {bpb:.4} bits/byte", self.perplexity()),
+                None => format!("perplexity {:.3}", self.perplexity()),
+            }
         } else {
             format!("accuracy {:.1}% ({} answers)", 100.0 * self.accuracy(), self.total)
         }
     }
 }
 
-/// The seed evaluation batches are drawn with: far from any training seed's stream.
-const EVAL_SEED: u64 = 0xE7A1_5EED;
-
 /// Scores `set` with `evaluator` (the model at the set's shape, parameters current).
 pub fn score(evaluator: &mut Trainer, set: &EvalSet) -> Result<Score, hyb_runtime::Error> {
-    let (mut correct, mut total, mut loss_sum, mut batches) = (0u64, 0u64, 0.0, 0u64);
+    let (mut correct, mut total, mut nats, mut tokens) = (0u64, 0u64, 0.0, 0u64);
     let mut by_group: Vec<(String, u64, u64)> = set.task.groups().into_iter().map(|g| (g, 0, 0)).collect();
     let vocab = evaluator.program.vocab;
     for index in 0..set.samples.div_ceil(set.batch) {
         let batch = set.task.batch(EVAL_SEED, index as u64, set.batch);
-        loss_sum += evaluator.forward(&batch.inputs())? as f64;
-        batches += 1;
+        let scored = batch.targets.iter().filter(|t| **t >= 0).count() as u64;
+        nats += evaluator.forward(&batch.inputs())? as f64 * scored as f64;
+        tokens += scored;
         let logits = evaluator.logits();
         for (position, target) in batch.targets.iter().enumerate() {
             if *target < 0 {
@@ -86,6 +99,19 @@ pub fn score(evaluator: &mut Trainer, set: &EvalSet) -> Result<Score, hyb_runtim
             }
         }
     }
-    let loss = loss_sum / batches.max(1) as f64;
-    Ok(Score { name: set.name.clone(), correct, total, loss, perplexity: set.perplexity, by_group })
+    let loss = nats / tokens.max(1) as f64;
+    let bits_per_byte = set
+        .bytes
+        .filter(|bytes| set.perplexity && *bytes > 0)
+        .map(|bytes| nats / std::f64::consts::LN_2 / bytes as f64);
+    Ok(Score {
+        name: set.name.clone(),
+        correct,
+        total,
+        loss,
+        tokens,
+        perplexity: set.perplexity,
+        bits_per_byte,
+        by_group,
+    })
 }

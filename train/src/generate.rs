@@ -105,6 +105,11 @@ pub fn generate(
     Ok(out)
 }
 
+/// The names tokenizers give their end-of-document (end-of-sequence) token, in the
+/// order they are looked for: GPT-2's and Qwen's, Llama 2's and Mistral's, Llama 3's,
+/// Gemma's.
+pub const EOD_NAMES: &[&str] = &["<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>"];
+
 /// Text ↔ token ids as the model was trained.
 pub enum Codec {
     /// Byte-level text: ids 0–255.
@@ -131,6 +136,25 @@ impl Codec {
             .map_err(|e| format!("cannot load the tokenizer `{}`: {e}", file.display()))
     }
 
+    /// The end-of-document token: 256 after the bytes; a tokenizer's own, the first of
+    /// [`EOD_NAMES`] it holds; none for plain ids.
+    pub fn end_of_document(&self) -> Option<u32> {
+        match self {
+            Codec::Bytes => Some(256),
+            Codec::HuggingFace(model) => EOD_NAMES.iter().find_map(|name| model.token_to_id(name)),
+            Codec::Ids => None,
+        }
+    }
+
+    /// Ids the codec can produce (end-of-document included): 257 for bytes.
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Codec::Bytes => 257,
+            Codec::HuggingFace(model) => model.get_vocab_size(true),
+            Codec::Ids => usize::MAX,
+        }
+    }
+
     pub fn encode(&self, text: &str) -> Result<Vec<i32>, String> {
         match self {
             Codec::Bytes => Ok(text.bytes().map(i32::from).collect()),
@@ -150,7 +174,11 @@ impl Codec {
 
     pub fn decode(&self, ids: &[i32]) -> String {
         match self {
-            Codec::Bytes => String::from_utf8_lossy(&ids.iter().map(|id| *id as u8).collect::<Vec<_>>()).into_owned(),
+            // Ids past the bytes (the end-of-document token) are not text.
+            Codec::Bytes => {
+                let bytes: Vec<u8> = ids.iter().filter_map(|id| u8::try_from(*id).ok()).collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
             Codec::HuggingFace(model) => {
                 model.decode(&ids.iter().map(|id| *id as u32).collect::<Vec<_>>(), false).unwrap_or_default()
             }

@@ -1,14 +1,19 @@
 //! Training and evaluation on the runtime: the data a step eats ([`data`]: synthetic
-//! recall tasks generated from a seed; [`text`]: text and token files, memory-mapped), the learning-rate schedule ([`schedule`]), the
-//! loop ([`run`]: steps, evaluation, checkpoints, NaN stops), the tasks a model's train
-//! and eval blocks describe ([`tasks`]), evaluation ([`eval`]:
-//! answer accuracy), a sweep's held-out set and plateau stop ([`protocol`]) and checkpoints ([`checkpoint`]: safetensors, atomic, resumable). `hybc train` drives it and prints what it reports.
+//! recall tasks generated from a seed; [`text`]: text and token files split by document;
+//! [`documents`]: the documents of text, JSON Lines and Parquet files; [`tokenize`]:
+//! documents to a Megatron `.bin` + `.idx`), the learning-rate schedule ([`schedule`]),
+//! the loop ([`run`]: steps, evaluation, checkpoints, NaN stops, `metrics.jsonl`), the
+//! tasks a model's train and eval blocks describe ([`tasks`]), evaluation ([`eval`]:
+//! answer accuracy, perplexity and bits per byte), a sweep's held-out set and plateau
+//! stop ([`protocol`]) and checkpoints ([`checkpoint`]:
+//! safetensors, atomic, resumable). `hybc train` drives it and prints what it reports.
 //!
 //! **Architecture Invariant:** nothing here compiles or executes kernels; it feeds the
 //! runtime's `Trainer` and reads what it returns.
 
 pub mod checkpoint;
 pub mod data;
+pub mod documents;
 pub mod eval;
 pub mod generate;
 pub mod protocol;
@@ -18,4 +23,5 @@ pub mod tasks;
 pub mod tensorboard;
 pub mod text;
 pub mod token_files;
+pub mod tokenize;
 pub mod weights;

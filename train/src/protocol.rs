@@ -1,15 +1,15 @@
 //! What a sweep's protocol adds to a run: the held-out set its learning rate is chosen
-//! on — the evaluation task drawn from a stream of its own, never the test batches —
-//! and the stop once the held-out score has plateaued.
+//! on — never the test set — and the stop once the held-out score has plateaued.
+//!
+//! A recall task's held-out set is the same task drawn from a random stream of its own
+//! (other sequences than the test batches). A perplexity set is a deterministic pass
+//! over the validation part, the same whatever the seed, so under the protocol that
+//! pass is cut in two: its first half is the held-out set, its second half the test set.
 
 use hyb_runtime::rng::SplitMix64;
 
 use crate::data::{Batch, Task};
 use crate::eval::{EvalSet, Score};
-
-/// Mixed into the seed of the test set's batches to give the held-out set its own
-/// stream: no held-out sequence is a test sequence (but for chance collisions).
-const HELD_OUT_STREAM: u64 = 0x4E1D_0075_EED5_0001;
 
 /// A task whose batches come from another stream than the wrapped task's.
 struct HeldOut(Box<dyn Task>);
@@ -31,8 +31,9 @@ impl Task for HeldOut {
         self.0.grouped_sequence(rng)
     }
 
-    fn batch(&self, seed: u64, step: u64, size: usize) -> Batch {
-        self.0.batch(seed ^ HELD_OUT_STREAM, step, size)
+    /// The test set's batches are drawn with `EVAL_SEED`; these with a seed of their own.
+    fn batch(&self, _seed: u64, step: u64, size: usize) -> Batch {
+        self.0.batch(hyb_compiler::ir::train::HELD_OUT_SEED, step, size)
     }
 }
 
@@ -41,9 +42,55 @@ pub fn held_out_name(test_name: &str) -> String {
     format!("held-out {test_name}")
 }
 
-/// The held-out twin of a test set: the same task, size and figure, other batches.
-pub fn held_out(set: EvalSet) -> EvalSet {
-    EvalSet { name: held_out_name(&set.name), task: Box::new(HeldOut(set.task)), ..set }
+/// A run's first evaluation set split into (test, held-out) sets: for recall, `set`
+/// itself and `twin` (a second copy of it) drawn from the held-out stream; for
+/// perplexity, the second and the first half of the pass (`twin` is not needed). Bits
+/// per byte are not known for a half.
+pub fn held_out(set: EvalSet, twin: EvalSet) -> (EvalSet, EvalSet) {
+    if !set.perplexity {
+        let held_out = EvalSet { name: held_out_name(&twin.name), task: Box::new(HeldOut(twin.task)), ..twin };
+        return (set, held_out);
+    }
+    let pass: std::sync::Arc<dyn Task> = std::sync::Arc::from(set.task);
+    let windows = set.samples;
+    let first = windows / 2;
+    let half = |offset: usize, windows: usize| Half { pass: pass.clone(), offset, windows };
+    let held_out =
+        EvalSet { name: held_out_name(&set.name), task: Box::new(half(0, first)), samples: first, bytes: None, ..twin };
+    let test = EvalSet { task: Box::new(half(first, windows - first)), samples: windows - first, bytes: None, ..set };
+    (test, held_out)
+}
+
+/// Windows `offset .. offset + windows` of a deterministic pass, whose batch of one at
+/// step `w` is its window `w` (as [`crate::text::FullPass`] is), as a pass of their own.
+struct Half {
+    pass: std::sync::Arc<dyn Task>,
+    offset: usize,
+    windows: usize,
+}
+
+impl Task for Half {
+    fn seq_len(&self) -> usize {
+        self.pass.seq_len()
+    }
+
+    fn sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>) {
+        let batch = self.pass.batch(0, (self.offset + rng.index(0..self.windows.max(1))) as u64, 1);
+        (batch.tokens, batch.targets)
+    }
+
+    fn batch(&self, seed: u64, step: u64, size: usize) -> Batch {
+        let seq_len = self.seq_len();
+        let mut batch = Batch { tokens: Vec::new(), targets: Vec::new(), groups: Vec::new(), seq_len };
+        for w in step as usize * size..(step as usize + 1) * size {
+            let window = if w < self.windows { Some(self.pass.batch(seed, (self.offset + w) as u64, 1)) } else { None };
+            let (tokens, targets) = window.map_or((vec![0; seq_len], vec![-1; seq_len]), |b| (b.tokens, b.targets));
+            batch.tokens.extend(tokens);
+            batch.targets.extend(targets);
+        }
+        batch.groups = vec![0; batch.tokens.len()];
+        batch
+    }
 }
 
 /// A score where higher is better: accuracy, or minus the loss for perplexity.

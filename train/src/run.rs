@@ -163,7 +163,10 @@ pub fn train(
         let tokens_per_s = tokens as f64 / clock.elapsed().as_secs_f64();
         on(Event::Step { step, loss, grad_norm, lr, tokens_per_s });
         if let Some(log) = &mut log {
-            log.write(serde_json::json!({"step": step, "loss": loss, "grad_norm": grad_norm, "lr": lr, "tokens_per_s": tokens_per_s}))?;
+            log.write(serde_json::json!({
+                "step": step, "train/loss": loss, "train/grad_norm": grad_norm, "train/lr": lr,
+                "train/tokens_per_s": tokens_per_s,
+            }))?;
         }
         let due = settings.eval_every.is_some_and(|every| step % every == 0) || step == settings.steps;
         if due && !evals.is_empty() {
@@ -171,17 +174,7 @@ pub fn train(
             on(Event::Eval { step, scores: &scores });
             if let Some(log) = &mut log {
                 for s in &scores {
-                    let line = if s.perplexity {
-                        serde_json::json!({"step": step, "eval": s.name, "perplexity": s.perplexity(), "loss": s.loss})
-                    } else {
-                        let groups: serde_json::Map<String, serde_json::Value> = s
-                            .by_group
-                            .iter()
-                            .map(|(g, c, t)| (g.clone(), serde_json::json!(*c as f64 / (*t).max(1) as f64)))
-                            .collect();
-                        serde_json::json!({"step": step, "eval": s.name, "accuracy": s.accuracy(), "answers": s.total, "loss": s.loss, "by_group": groups})
-                    };
-                    log.write(line)?;
+                    log.write(eval_line(step, s))?;
                 }
             }
         }
@@ -206,6 +199,35 @@ pub fn train(
 fn plateaued(plateau: &mut crate::protocol::Plateau, settings: &Settings, scores: &[Score]) -> bool {
     let Some(rule) = &settings.plateau else { return false };
     scores.get(rule.set).is_some_and(|score| plateau.plateaued(rule, crate::protocol::higher_is_better(score)))
+}
+
+/// The `metrics.jsonl` line of one evaluation: `eval/<task>/<figure>` keys — the loss,
+/// and perplexity (and bits per byte where known) or accuracy (the answers counted, and
+/// `accuracy/<group>` per group).
+pub fn eval_line(step: u64, score: &Score) -> serde_json::Value {
+    let key = |figure: &str| format!("eval/{}/{figure}", score.name);
+    let mut line = serde_json::Map::new();
+    line.insert("step".into(), step.into());
+    line.insert(key("loss"), score.loss.into());
+    if score.perplexity {
+        line.insert(key("perplexity"), score.perplexity().into());
+        if let Some(bpb) = score.bits_per_byte {
+            line.insert(key("bits_per_byte"), bpb.into());
+        }
+    } else {
+        line.insert(key("accuracy"), score.accuracy().into());
+        line.insert(key("answers"), score.total.into());
+        for (group, correct, total) in &score.by_group {
+            line.insert(key(&format!("accuracy/{group}")), (*correct as f64 / (*total).max(1) as f64).into());
+        }
+    }
+    serde_json::Value::Object(line)
+}
+
+/// The training loss of a `metrics.jsonl` line, if it is a step's: `train/loss`, or in
+/// a log written before the keys were namespaced, `loss` on a line without `eval`.
+pub fn train_loss(line: &serde_json::Value) -> Option<f64> {
+    line["train/loss"].as_f64().or_else(|| if line.get("eval").is_none() { line["loss"].as_f64() } else { None })
 }
 
 /// A checkpoint of the trainer's step under the run directory, if there is one.
@@ -266,7 +288,10 @@ fn evaluate(trainer: &Trainer, evaluators: &mut [Trainer], evals: &[EvalSet]) ->
     Ok(scores)
 }
 
-/// `metrics.jsonl`: one JSON object per step and per evaluation. Opening it for a run
+/// `metrics.jsonl`: one JSON object per step (`train/loss`, `train/grad_norm`,
+/// `train/lr`, `train/tokens_per_s`) and per evaluation ([`eval_line`]), every key but
+/// `step` namespaced so a training loss and an evaluation loss never share one, as in
+/// the TensorBoard tags. Opening it for a run
 /// that resumes at step `s` drops the lines of later steps (a killed run may have
 /// logged past its last checkpoint), so the log reads as one uninterrupted run.
 struct Metrics {
@@ -294,8 +319,7 @@ impl Metrics {
         let last_loss = kept
             .lines()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|v| v.get("eval").is_none())
-            .filter_map(|v| v["loss"].as_f64())
+            .filter_map(|v| train_loss(&v))
             .last()
             .map(|l| l as f32);
         let lines: Vec<serde_json::Value> = kept.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();

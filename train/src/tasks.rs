@@ -1,25 +1,79 @@
 //! The data-task factory: the training task and the evaluation sets a model's `train`
 //! and `eval` blocks describe (recall tasks generated from a seed, windows of a text or
 //! token file), with the command line's sequence-length override checked against them.
+//! Perplexity on the training data's own file is measured on the training data's
+//! validation part (its split, its tokenizer), so an eval source can never reach into
+//! the text the model trains on.
+
+use std::sync::{Arc, Mutex, Weak};
 
 use hyb_compiler::ir::Model;
 use hyb_compiler::ir::train::{Data, EvalTask};
 
 use crate::data::{Copy, ForgettingMqar, Mqar, Niah, Task};
 use crate::eval::EvalSet;
-use crate::text::{Corpus, Windows};
+use crate::text::{Corpus, FullPass, Windows};
 
-/// Text windows of a `text(...)` / `tokens(...)` source: its training or validation part.
-fn windows(data: &Data, model: &Model, seq_len: usize, training: bool) -> Result<Box<dyn Task>, String> {
-    let corpus = Corpus::open(data, model.config.vocab as usize, seq_len)?;
-    Ok(Box::new(Windows { corpus: std::sync::Arc::new(corpus), training, seq_len }))
+/// Corpora opened and still in use, so the training task and the evaluation of one
+/// source share one (a large JSON Lines file is tokenised once).
+static OPENED: Mutex<Vec<(Data, usize, Weak<Corpus>)>> = Mutex::new(Vec::new());
+
+/// `data` opened for a model of `vocab` with windows of `seq_len`, or the corpus already
+/// open for it.
+fn open(data: &Data, vocab: usize, seq_len: usize) -> Result<Arc<Corpus>, String> {
+    let mut opened = OPENED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    opened.retain(|(_, _, corpus)| corpus.strong_count() > 0);
+    let found = opened.iter().find(|(d, v, _)| d == data && *v == vocab).and_then(|(_, _, c)| c.upgrade());
+    if let Some(corpus) = found {
+        corpus.check_windows(data, seq_len)?;
+        return Ok(corpus);
+    }
+    let corpus = Arc::new(Corpus::open(data, vocab, seq_len)?);
+    opened.push((data.clone(), vocab, Arc::downgrade(&corpus)));
+    Ok(corpus)
+}
+
+/// Training windows of a `text(...)` / `tokens(...)` source.
+fn windows(data: &Data, model: &Model, seq_len: usize) -> Result<Box<dyn Task>, String> {
+    let corpus = open(data, model.config.vocab as usize, seq_len)?;
+    Ok(Box::new(Windows { corpus, seq_len }))
+}
+
+/// The perplexity set of a source's validation part: a full pass, `batch` windows at a
+/// time. A source reading the training data's file is the training data itself.
+fn perplexity_set(data: &Data, model: &Model, seq_len: usize, batch: usize) -> Result<EvalSet, String> {
+    let training = model.train.as_ref().map(|t| &t.data).filter(|train| same_file(train, data));
+    let corpus = open(training.unwrap_or(data), model.config.vocab as usize, seq_len)?;
+    if corpus.split_at == corpus.len() {
+        return Err(format!("perplexity on {} needs a validation part; its split keeps none", name(data)));
+    }
+    let bytes = corpus.validation_bytes();
+    let pass = FullPass { corpus, seq_len };
+    let samples = pass.windows();
+    Ok(EvalSet {
+        name: format!("perplexity({})", name(data)),
+        task: Box::new(pass),
+        samples,
+        batch,
+        perplexity: true,
+        bytes,
+    })
+}
+
+/// Whether two sources read the same file.
+fn same_file(a: &Data, b: &Data) -> bool {
+    let path = |data: &Data| match data {
+        Data::Text { path, .. } | Data::Tokens { path, .. } => std::fs::canonicalize(path).ok(),
+        _ => None,
+    };
+    path(a).is_some_and(|p| Some(p) == path(b))
 }
 
 /// The training task of the train block (the copy task without one).
 pub fn task(model: &Model, seq_len: Option<u64>) -> Result<Box<dyn Task>, String> {
     if let Some(data @ (Data::Text { .. } | Data::Tokens { .. })) = model.train.as_ref().map(|t| &t.data) {
         let length = seq_len.or(model.train.as_ref().map(|t| t.seq_len)).unwrap_or(256) as usize;
-        return windows(data, model, length, true);
+        return windows(data, model, length);
     }
     if let (Some(Data::Mqar { pairs, .. }), Some(length)) = (model.train.as_ref().map(|t| &t.data), seq_len)
         && (length % 2 != 0 || 4 * pairs > length)
@@ -107,30 +161,30 @@ pub fn eval_sets(model: &Model, seq_len: usize) -> Result<(Vec<EvalSet>, Vec<Str
                             samples: eval.samples as usize,
                             batch: eval.batch as usize,
                             perplexity: false,
+                            bytes: None,
                         }),
                         None => skipped.push(name(data)),
                     },
-                    EvalTask::Perplexity(data) => sets.push(EvalSet {
-                        name: format!("perplexity({})", name(data)),
-                        task: windows(data, model, seq_len, false)?,
-                        samples: eval.samples as usize,
-                        batch: eval.batch as usize,
-                        perplexity: true,
-                    }),
+                    EvalTask::Perplexity(data) => sets.push(perplexity_set(data, model, seq_len, eval.batch as usize)?),
                 }
             }
         }
         None => match model.train.as_ref().map(|t| &t.data) {
-            Some(data @ (Data::Text { .. } | Data::Tokens { .. })) => sets.push(EvalSet {
-                name: format!("perplexity({})", name(data)),
-                task: windows(data, model, seq_len, false)?,
-                samples: 256,
-                batch: 16,
-                perplexity: true,
-            }),
+            // Data kept whole for training (`split: 1`) has nothing to evaluate on.
+            Some(data @ (Data::Text { split, .. } | Data::Tokens { split, .. })) if *split < 1.0 => {
+                sets.push(perplexity_set(data, model, seq_len, 16)?)
+            }
+            Some(Data::Text { .. } | Data::Tokens { .. }) => {}
             Some(data) => {
                 if let Some(t) = recall_task(data, None) {
-                    sets.push(EvalSet { name: name(data), task: t, samples: 256, batch: 16, perplexity: false });
+                    sets.push(EvalSet {
+                        name: name(data),
+                        task: t,
+                        samples: 256,
+                        batch: 16,
+                        perplexity: false,
+                        bytes: None,
+                    });
                 }
             }
             None => {}

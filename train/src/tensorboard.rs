@@ -48,8 +48,10 @@ impl Events {
     }
 }
 
-/// The (tag, value) pairs of a metrics line: `eval/<task>/<key>` for an evaluation's
-/// line, `train/<key>` for a step's; non-numeric fields are left out.
+/// The (tag, value) pairs of a metrics line: its namespaced keys as they are
+/// (`train/loss`, `eval/<task>/accuracy`); in a line written before the keys were
+/// namespaced, `eval/<task>/<key>` for an evaluation's line and `train/<key>` for a
+/// step's. Non-numeric fields are left out.
 pub fn scalars(line: &serde_json::Value) -> Vec<(String, f32)> {
     let Some(fields) = line.as_object() else { return Vec::new() };
     let prefix = match line["eval"].as_str() {
@@ -59,7 +61,10 @@ pub fn scalars(line: &serde_json::Value) -> Vec<(String, f32)> {
     fields
         .iter()
         .filter(|(key, _)| *key != "step" && *key != "eval")
-        .filter_map(|(key, value)| Some((format!("{prefix}{key}"), value.as_f64()? as f32)))
+        .filter_map(|(key, value)| {
+            let tag = if key.contains('/') { key.clone() } else { format!("{prefix}{key}") };
+            Some((tag, value.as_f64()? as f32))
+        })
         .collect()
 }
 

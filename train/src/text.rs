@@ -1,11 +1,24 @@
-//! Text and token files as training data: a token stream, memory-mapped, split into a
-//! training part (the first `split` of it) and a validation part (the rest). A plain
-//! text file is tokenised byte by byte (ids 0–255), or by a Hugging Face
-//! `tokenizer.json` (through the `tokenizers` crate; the ids then live in memory); a
-//! `.bin` of little-endian u16 or u32 ids is read as it is, a NumPy `.npy` array after
-//! its header, a Megatron `.bin` in the dtype its `.idx` states ([`crate::token_files`]).
-//! A sequence is a window of `seq_len + 1` tokens at a position drawn from the
-//! sequence's own random stream; every position predicts the next token.
+//! Text and token files as training data: a token stream split into a training part
+//! and a validation part, whole documents on each side, so no validation text is ever
+//! trained on.
+//!
+//! - A plain text file is tokenised byte by byte (ids 0–255; memory-mapped) or by a
+//!   Hugging Face `tokenizer.json` (through the `tokenizers` crate; the ids then live in
+//!   memory). It is one document: the split cuts it (bytes) at the split fraction, and a
+//!   tokenizer encodes the two sides apart, so each side's bytes are known.
+//! - JSON Lines and Parquet files hold a document per line or row
+//!   ([`crate::documents`]); each is encoded and ended by the end-of-document token, and
+//!   the split falls on the document start nearest the split fraction.
+//! - Token files: a `.bin` of little-endian u16 or u32 ids read as it is (one document),
+//!   a NumPy `.npy` array after its header (one document), a Megatron `.bin` in the
+//!   dtype its `.idx` states, split between documents ([`crate::token_files`]), with
+//!   each document's bytes where `hybc tokenize` wrote them beside it (`.bytes`).
+//!
+//! Training windows ([`Windows`]) are `seq_len + 1` tokens of the training part at a
+//! position drawn from the sequence's own random stream, packed across documents;
+//! every position predicts the next token. Validation ([`FullPass`]) is a deterministic
+//! pass: consecutive windows over the validation part, every validation token a target
+//! exactly once, in order.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,18 +26,27 @@ use std::sync::Arc;
 use hyb_compiler::ir::train::{Data, TokenDtype, Tokenizer};
 use hyb_runtime::rng::SplitMix64;
 
-use crate::data::Task;
+use crate::data::{Batch, Task};
+use crate::documents::Format;
+use crate::generate::Codec;
 use crate::token_files::{self, Elem};
+use crate::tokenize::Tokenized;
 
-/// A stream of token ids: a file memory-mapped (bytes, u16, u32), or a text encoded by
-/// a Hugging Face tokenizer.
+/// A stream of token ids: a file memory-mapped (bytes, u16, u32), or text encoded in
+/// memory.
 pub struct Corpus {
     storage: Storage,
-    /// Tokens before the validation part.
+    /// Tokens before the validation part (a document start where there are documents).
     pub split_at: usize,
-    /// The token at which each document starts (a Megatron index states them; else one
-    /// document from 0).
+    /// The token at which each document starts (one document from 0 where the source
+    /// states none).
     pub documents: Vec<usize>,
+    /// Each document's text in UTF-8 bytes, where known.
+    document_bytes: Option<Vec<u64>>,
+    /// Byte-level text: every token but the end-of-document one is one byte.
+    byte_level: bool,
+    /// The token that ends each document, if the source has one.
+    pub eod: Option<u32>,
 }
 
 enum Storage {
@@ -62,73 +84,199 @@ impl Corpus {
         self.stored(index) as u32
     }
 
+    /// The document holding token `index`.
+    pub fn document_of(&self, index: usize) -> usize {
+        self.documents.partition_point(|start| *start <= index) - 1
+    }
+
+    /// The UTF-8 bytes of the validation part's text, where known: byte-level text
+    /// counts its tokens (less end-of-document ones); other text its documents' bytes.
+    pub fn validation_bytes(&self) -> Option<u64> {
+        let tokens = self.split_at..self.len();
+        if self.byte_level {
+            let ends = self.eod.map_or(0, |eod| tokens.clone().filter(|i| self.token(*i) == eod).count());
+            return Some((tokens.len() - ends) as u64);
+        }
+        let first = self.documents.iter().position(|start| *start == self.split_at)?;
+        Some(self.document_bytes.as_ref()?[first..].iter().sum())
+    }
+
     /// Opens a `text(...)` or `tokens(...)` source; every id must be below `vocab`, and
     /// both parts must hold a window of `seq_len + 1` tokens.
     pub fn open(data: &Data, vocab: usize, seq_len: usize) -> Result<Corpus, String> {
-        let byte = Elem { width: 1, signed: false };
-        let mut documents = vec![0];
-        let (path, storage, split) = match data {
-            Data::Text { path, tokenizer: Tokenizer::Bytes, split } => {
-                (path, Storage::Mapped { map: map(path)?, elem: byte, offset: 0 }, *split)
+        let (path, split, mut corpus) = match data {
+            Data::Text { path, tokenizer, split, field, eod } => {
+                (path, *split, text(path, tokenizer, field, *eod, *split)?)
             }
-            Data::Text { path, tokenizer: Tokenizer::HuggingFace(file), split } => (path, encode(path, file)?, *split),
-            Data::Tokens { path, dtype, split } => (path, token_file(path, *dtype, &mut documents)?, *split),
+            Data::Tokens { path, dtype, split } => (path, *split, token_file(path, *dtype)?),
             _ => return Err("not a text or token file".into()),
         };
-        let bytes_as_tokens = matches!(data, Data::Text { tokenizer: Tokenizer::Bytes, .. });
-        let mut corpus = Corpus { storage, split_at: 0, documents };
-        let len = corpus.len();
-        corpus.split_at = ((len as f64) * split) as usize;
-        if bytes_as_tokens && vocab < 256 {
+        corpus.split_at = split_point(&corpus.documents, corpus.len(), split);
+        corpus.check_ids(path, vocab)?;
+        corpus.check_windows(data, seq_len)?;
+        Ok(corpus)
+    }
+
+    /// Every id in the vocabulary.
+    fn check_ids(&self, path: &Path, vocab: usize) -> Result<(), String> {
+        let len = self.len();
+        if self.byte_level && vocab < 256 {
             return Err(format!("byte-level text needs a vocab of at least 256; the model's is {vocab}"));
         }
-        if let Some(bad) = (0..len).map(|i| corpus.stored(i)).find(|t| *t < 0 || *t >= vocab as i128) {
+        if let Some(eod) = self.eod.filter(|eod| *eod as usize >= vocab) {
+            return Err(format!(
+                "`{}`: documents end with token {eod}, outside the model's vocab of {vocab}; \
+                 widen the vocab or give the end-of-document id with `eod:`",
+                path.display()
+            ));
+        }
+        if let Some(bad) = (0..len).map(|i| self.stored(i)).find(|t| *t < 0 || *t >= vocab as i128) {
             return Err(format!("`{}` holds token id {bad}, outside the model's vocab of {vocab}", path.display()));
         }
-        let validation = len - corpus.split_at;
-        if corpus.split_at <= seq_len || (split < 1.0 && validation <= seq_len) {
+        Ok(())
+    }
+
+    /// A window of `seq_len + 1` tokens fits the training part, and the validation part
+    /// unless `data` keeps none (`split: 1`).
+    pub fn check_windows(&self, data: &Data, seq_len: usize) -> Result<(), String> {
+        let (Data::Text { path, split, .. } | Data::Tokens { path, split, .. }) = data else {
+            return Err("not a text or token file".into());
+        };
+        let (len, split) = (self.len(), *split);
+        let validation = len - self.split_at;
+        if self.split_at <= seq_len || (split < 1.0 && validation <= seq_len) {
             return Err(format!(
-                "`{}` has {len} tokens: too few for windows of {} in both the training and validation parts",
+                "`{}` has {len} tokens in {} documents, {} for training and {validation} for validation: \
+                 too few for windows of {} on both sides",
                 path.display(),
+                self.documents.len(),
+                self.split_at,
                 seq_len + 1
             ));
         }
-        Ok(corpus)
+        Ok(())
     }
 }
 
-/// The text at `path` encoded by the Hugging Face tokenizer at `tokenizer`.
-fn encode(path: &Path, tokenizer: &Path) -> Result<Storage, String> {
-    let model = tokenizers::Tokenizer::from_file(tokenizer)
-        .map_err(|e| format!("cannot load the tokenizer `{}`: {e}", tokenizer.display()))?;
+/// Where the validation part starts: at `split × len` tokens for one document, else at
+/// the document start nearest it (never the first document's); `len` for `split = 1`.
+pub fn split_point(documents: &[usize], len: usize, split: f64) -> usize {
+    let target = ((len as f64) * split) as usize;
+    if split >= 1.0 || documents.len() < 2 {
+        return target.min(len);
+    }
+    *documents[1..].iter().min_by_key(|start| start.abs_diff(target)).expect("two documents")
+}
+
+/// A `text(...)` source.
+fn text(path: &Path, tokenizer: &Tokenizer, field: &str, eod: Option<u32>, split: f64) -> Result<Corpus, String> {
+    let byte_level = *tokenizer == Tokenizer::Bytes;
+    let codec = match tokenizer {
+        Tokenizer::Bytes => Codec::Bytes,
+        Tokenizer::HuggingFace(file) => Codec::from_file(file)?,
+    };
+    let corpus = |storage, tokens: Tokenized, eod| Corpus {
+        storage,
+        split_at: 0,
+        documents: tokens.documents,
+        document_bytes: Some(tokens.bytes),
+        byte_level,
+        eod,
+    };
+    match Format::of(path) {
+        Format::Plain if byte_level => {
+            let map = map(path)?;
+            let tokens = Tokenized { ids: Vec::new(), documents: vec![0], bytes: vec![map.len() as u64] };
+            Ok(corpus(Storage::Mapped { map, elem: Elem { width: 1, signed: false }, offset: 0 }, tokens, None))
+        }
+        Format::Plain => {
+            let mut tokens = plain_text(path, &codec, split)?;
+            let ids = std::mem::take(&mut tokens.ids);
+            Ok(corpus(Storage::Encoded(ids), tokens, None))
+        }
+        Format::JsonLines | Format::Parquet => {
+            let eod = eod.or_else(|| codec.end_of_document()).ok_or_else(|| {
+                format!(
+                    "`{}`: the tokenizer has no end-of-document token named {}; give its id with `eod:`",
+                    path.display(),
+                    crate::generate::EOD_NAMES.join(", ")
+                )
+            })?;
+            let mut tokens = crate::tokenize::tokenize(&[path.to_path_buf()], field, &codec, eod)?;
+            let ids = std::mem::take(&mut tokens.ids);
+            Ok(corpus(Storage::Encoded(ids), tokens, Some(eod)))
+        }
+    }
+}
+
+/// A plain text file encoded by a tokenizer as two stretches, cut (at a character
+/// boundary) where the split falls, so the validation text's bytes are known.
+fn plain_text(path: &Path, codec: &Codec, split: f64) -> Result<Tokenized, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let encoding = model.encode(text, false).map_err(|e| format!("cannot tokenize `{}`: {e}", path.display()))?;
-    Ok(Storage::Encoded(encoding.get_ids().to_vec()))
+    let mut cut = ((text.len() as f64) * split) as usize;
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    let mut tokens = Tokenized::default();
+    for part in [&text[..cut], &text[cut..]].into_iter().filter(|part| !part.is_empty()) {
+        tokens.documents.push(tokens.ids.len());
+        tokens.bytes.push(part.len() as u64);
+        let ids = codec.encode(part).map_err(|e| format!("`{}`: {e}", path.display()))?;
+        tokens.ids.extend(ids.into_iter().map(|id| id as u32));
+    }
+    if tokens.documents.is_empty() {
+        return Err(format!("`{}` holds no text", path.display()));
+    }
+    Ok(tokens)
 }
 
 /// A `tokens(...)` file: a NumPy `.npy` array (by its magic or its extension: the header
 /// states the dtype), a Megatron `.bin` with its `.idx` beside it (the index states the
 /// dtype and the documents), else raw little-endian ids of `dtype`.
-fn token_file(path: &Path, dtype: TokenDtype, documents: &mut Vec<usize>) -> Result<Storage, String> {
+fn token_file(path: &Path, dtype: TokenDtype) -> Result<Corpus, String> {
+    let corpus = |storage, documents| Corpus {
+        storage,
+        split_at: 0,
+        documents,
+        document_bytes: None,
+        byte_level: false,
+        eod: None,
+    };
     let (bin, idx) = (path.with_extension("bin"), path.with_extension("idx"));
     let megatron = matches!(path.extension().and_then(|e| e.to_str()), Some("bin" | "idx")) && idx.exists();
     if megatron {
         let (map, index) =
             (map(&bin)?, std::fs::read(&idx).map_err(|e| format!("cannot read `{}`: {e}", idx.display()))?);
         let index = token_files::megatron(&index, map.len()).map_err(|e| format!("`{}`: {e}", idx.display()))?;
-        *documents = index.documents;
-        return Ok(Storage::Mapped { map, elem: index.elem, offset: 0 });
+        let mut megatron = corpus(Storage::Mapped { map, elem: index.elem, offset: 0 }, index.documents);
+        megatron.document_bytes = document_bytes(&bin.with_extension("bytes"), megatron.documents.len())?;
+        return Ok(megatron);
     }
     let map = map(path)?;
     if map.starts_with(token_files::NPY_MAGIC) || path.extension().is_some_and(|e| e == "npy") {
         let npy = token_files::npy(&map).map_err(|e| format!("`{}`: {e}", path.display()))?;
-        return Ok(Storage::Mapped { map, elem: npy.elem, offset: npy.offset });
+        return Ok(corpus(Storage::Mapped { map, elem: npy.elem, offset: npy.offset }, vec![0]));
     }
     let width = if dtype == TokenDtype::U16 { 2 } else { 4 };
     if map.len() % width != 0 {
         return Err(format!("`{}`: {} bytes is not a whole number of {width}-byte ids", path.display(), map.len()));
     }
-    Ok(Storage::Mapped { map, elem: Elem { width, signed: false }, offset: 0 })
+    Ok(corpus(Storage::Mapped { map, elem: Elem { width, signed: false }, offset: 0 }, vec![0]))
+}
+
+/// The byte counts `hybc tokenize` writes beside a dataset (`OUT.bytes`: each
+/// document's UTF-8 bytes, a little-endian u64 each), if the file is there.
+fn document_bytes(path: &Path, documents: usize) -> Result<Option<Vec<u64>>, String> {
+    let Ok(bytes) = std::fs::read(path) else { return Ok(None) };
+    if bytes.len() != 8 * documents {
+        return Err(format!(
+            "`{}` holds {} bytes; the index's {documents} documents need {} (a u64 each)",
+            path.display(),
+            bytes.len(),
+            8 * documents
+        ));
+    }
+    Ok(Some(bytes.chunks(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()))
 }
 
 fn map(path: &Path) -> Result<memmap2::Mmap, String> {
@@ -138,11 +286,9 @@ fn map(path: &Path) -> Result<memmap2::Mmap, String> {
     unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("cannot map `{}`: {e}", path.display()))
 }
 
-/// Windows of a part of a corpus.
+/// Training windows: `seq_len + 1` tokens at a random position of the training part.
 pub struct Windows {
     pub corpus: Arc<Corpus>,
-    /// The training part (`false`: validation).
-    pub training: bool,
     pub seq_len: usize,
 }
 
@@ -152,10 +298,57 @@ impl Task for Windows {
     }
 
     fn sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>) {
-        let (start, end) =
-            if self.training { (0, self.corpus.split_at) } else { (self.corpus.split_at, self.corpus.len()) };
-        let at = rng.index(start..end - self.seq_len);
+        let at = rng.index(0..self.corpus.split_at - self.seq_len);
         let window: Vec<i32> = (at..at + self.seq_len + 1).map(|i| self.corpus.token(i) as i32).collect();
         (window[..self.seq_len].to_vec(), window[1..].to_vec())
+    }
+}
+
+/// The validation part as consecutive windows: window `w` reads `seq_len` tokens from
+/// `split_at − 1 + w · seq_len` (the token before the part is context only, so its
+/// first token is scored too) and predicts the next of each; positions past the end
+/// have no target. Every validation token is a target once, in order; batch `b` holds
+/// windows `b · size …`, whatever the seed.
+pub struct FullPass {
+    pub corpus: Arc<Corpus>,
+    pub seq_len: usize,
+}
+
+impl FullPass {
+    /// Windows the pass takes.
+    pub fn windows(&self) -> usize {
+        (self.corpus.len() - self.corpus.split_at).div_ceil(self.seq_len)
+    }
+
+    /// Window `w`'s (tokens, targets).
+    pub fn window(&self, w: usize) -> (Vec<i32>, Vec<i32>) {
+        let (start, end) = (self.corpus.split_at - 1 + w * self.seq_len, self.corpus.len());
+        let at = |i: usize| if i < end { self.corpus.token(i) as i32 } else { -1 };
+        let tokens = (start..start + self.seq_len).map(|i| at(i).max(0)).collect();
+        let targets = (start + 1..start + self.seq_len + 1).map(at).collect();
+        (tokens, targets)
+    }
+}
+
+impl Task for FullPass {
+    fn seq_len(&self) -> usize {
+        self.seq_len
+    }
+
+    /// A window of the pass at random (the pass itself is [`Task::batch`]).
+    fn sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>) {
+        self.window(rng.index(0..self.windows()))
+    }
+
+    fn batch(&self, _seed: u64, step: u64, size: usize) -> Batch {
+        let mut batch = Batch { tokens: Vec::new(), targets: Vec::new(), groups: Vec::new(), seq_len: self.seq_len };
+        for w in step as usize * size..(step as usize + 1) * size {
+            let (tokens, targets) =
+                if w < self.windows() { self.window(w) } else { (vec![0; self.seq_len], vec![-1; self.seq_len]) };
+            batch.tokens.extend(tokens);
+            batch.targets.extend(targets);
+        }
+        batch.groups = vec![0; batch.tokens.len()];
+        batch
     }
 }

@@ -177,3 +177,26 @@ pub fn megatron(idx: &[u8], bin_len: usize) -> Result<MegatronIndex, String> {
     let documents = starts[..d - 1].iter().map(|s| offsets[*s as usize]).collect();
     Ok(MegatronIndex { elem, documents })
 }
+
+/// The Megatron `.idx` of a `.bin` holding one sequence per document, of the lengths
+/// given, in ids of dtype `code` and `width` bytes (the layout in the module doc).
+pub fn megatron_index(code: u8, width: u64, lengths: &[u64]) -> Result<Vec<u8>, String> {
+    let n = lengths.len();
+    let mut bytes = MEGATRON_MAGIC.to_vec();
+    bytes.extend(1u64.to_le_bytes());
+    bytes.push(code);
+    bytes.extend((n as u64).to_le_bytes());
+    bytes.extend((n as u64 + 1).to_le_bytes());
+    for (i, length) in lengths.iter().enumerate() {
+        let length =
+            i32::try_from(*length).map_err(|_| format!("document {i} has {length} ids; an index holds < 2³¹"))?;
+        bytes.extend(length.to_le_bytes());
+    }
+    let mut pointer = 0u64;
+    for length in lengths {
+        bytes.extend(pointer.to_le_bytes());
+        pointer += length * width;
+    }
+    bytes.extend((0..=n as u64).flat_map(u64::to_le_bytes));
+    Ok(bytes)
+}

@@ -1,6 +1,7 @@
 //! The train crate's tests: the synthetic tasks follow their definitions, batches are a
 //! function of (seed, step) alone and fixed by the random stream's definition.
 
+use hyb_compiler::ir::train::{Data, TokenDtype, Tokenizer};
 use hyb_train::data::{Copy, Mqar, Task};
 
 fn mqar() -> Mqar {
@@ -282,6 +283,8 @@ fn codecs_round_trip() {
     use hyb_train::generate::Codec;
     let bytes = Codec::Bytes;
     assert_eq!(bytes.decode(&bytes.encode("Call me Ishmael.").expect("bytes")), "Call me Ishmael.");
+    assert_eq!(bytes.decode(&[67, 256, 97]), "Ca", "the end-of-document token is not text");
+    assert_eq!(bytes.end_of_document(), Some(256));
     let ids = Codec::Ids;
     assert_eq!(ids.encode("3 17,42").expect("ids"), vec![3, 17, 42]);
     assert_eq!(ids.decode(&[3, 17, 42]), "3 17 42");
@@ -470,6 +473,38 @@ fn tensorboard_records_are_framed_and_namespaced() {
     assert_eq!(scalars(&step), [("train/loss".to_string(), 2.5), ("train/grad_norm".to_string(), 1.0)]);
     let eval = serde_json::json!({"step": 4, "eval": "mqar", "loss": 3.0, "accuracy": 0.5});
     assert_eq!(scalars(&eval), [("eval/mqar/loss".to_string(), 3.0), ("eval/mqar/accuracy".to_string(), 0.5)]);
+    let namespaced = serde_json::json!({"step": 4, "train/loss": 2.5, "eval/mqar/accuracy": 0.5});
+    assert_eq!(scalars(&namespaced), [("train/loss".to_string(), 2.5), ("eval/mqar/accuracy".to_string(), 0.5)]);
+}
+
+/// `metrics.jsonl` keys are namespaced: an evaluation's under `eval/<task>/`, so its loss
+/// never shares a key with the training loss; the reader of the training loss reads
+/// logs of both forms.
+#[test]
+fn metrics_lines_are_namespaced() {
+    use hyb_train::eval::Score;
+    use hyb_train::run::{eval_line, train_loss};
+    let score = |perplexity, bits_per_byte| Score {
+        name: "t".into(),
+        correct: 3,
+        total: 4,
+        loss: 2.0,
+        tokens: 4,
+        perplexity,
+        bits_per_byte,
+        by_group: vec![("deep".into(), 1, 2)],
+    };
+    let recall = eval_line(7, &score(false, None));
+    let keys: Vec<&str> = recall.as_object().expect("an object").keys().map(String::as_str).collect();
+    assert_eq!(keys, ["step", "eval/t/loss", "eval/t/accuracy", "eval/t/answers", "eval/t/accuracy/deep"]);
+    assert_eq!(recall["eval/t/accuracy"], 0.75);
+    let text = eval_line(7, &score(true, Some(1.5)));
+    assert_eq!(text["eval/t/perplexity"], 2f64.exp());
+    assert_eq!(text["eval/t/bits_per_byte"], 1.5);
+    assert_eq!(train_loss(&text), None, "an evaluation's loss is not the training loss");
+    assert_eq!(train_loss(&serde_json::json!({"step": 1, "train/loss": 2.5})), Some(2.5));
+    assert_eq!(train_loss(&serde_json::json!({"step": 1, "loss": 2.5})), Some(2.5), "an old log");
+    assert_eq!(train_loss(&serde_json::json!({"step": 1, "eval": "t", "loss": 2.5})), None, "an old log's eval");
 }
 
 /// A `.npy` file in format 1.0: the magic `\x93NUMPY`, version bytes 1 and 0, the
@@ -577,4 +612,299 @@ fn megatron_datasets_round_trip() {
 /// The scratch path of `name` (written by [`scratch_file`] before).
 fn open_path_of(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("hyb-train-tokens-{}", std::process::id())).join(name)
+}
+
+/// A Parquet file of one optional string column `column` (a null row where `None`) and
+/// an int column `id`, Snappy-compressed, two rows to a row group.
+fn parquet_bytes(column: &str, rows: &[Option<&str>]) -> Vec<u8> {
+    parquet_bytes_in(parquet::basic::Compression::SNAPPY, column, rows)
+}
+
+/// [`parquet_bytes`] with the pages compressed by `compression`.
+fn parquet_bytes_in(compression: parquet::basic::Compression, column: &str, rows: &[Option<&str>]) -> Vec<u8> {
+    use parquet::data_type::{ByteArray, ByteArrayType, Int32Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    let schema = format!("message m {{ OPTIONAL BYTE_ARRAY {column} (UTF8); REQUIRED INT32 id; }}");
+    let schema = std::sync::Arc::new(parquet::schema::parser::parse_message_type(&schema).expect("a schema"));
+    let properties = std::sync::Arc::new(WriterProperties::builder().set_compression(compression).build());
+    let mut out = Vec::new();
+    let mut writer = SerializedFileWriter::new(&mut out, schema, properties).expect("a writer");
+    for group_rows in rows.chunks(2) {
+        let mut group = writer.next_row_group().expect("a row group");
+        let mut text = group.next_column().expect("a column").expect("the text column");
+        let values: Vec<ByteArray> = group_rows.iter().flatten().map(|t| ByteArray::from(*t)).collect();
+        let levels: Vec<i16> = group_rows.iter().map(|r| i16::from(r.is_some())).collect();
+        text.typed::<ByteArrayType>().write_batch(&values, Some(&levels), None).expect("written");
+        text.close().expect("closed");
+        let mut ids = group.next_column().expect("a column").expect("the id column");
+        let numbers: Vec<i32> = (0..group_rows.len() as i32).collect();
+        ids.typed::<Int32Type>().write_batch(&numbers, None, None).expect("written");
+        ids.close().expect("closed");
+        group.close().expect("closed");
+    }
+    writer.close().expect("closed");
+    out
+}
+
+/// `text(...)` of the scratch file `name` holding `bytes`: byte-level, split 0.5, the
+/// text in `field`; the model's vocab `vocab`, windows of 8.
+fn open_text(name: &str, bytes: &[u8], field: &str, vocab: usize) -> Result<hyb_train::text::Corpus, String> {
+    use hyb_compiler::ir::train::{Data, Tokenizer};
+    let path = scratch_file(name, bytes);
+    let data = Data::Text { path, tokenizer: Tokenizer::Bytes, split: 0.5, field: field.into(), eod: None };
+    hyb_train::text::Corpus::open(&data, vocab, 8)
+}
+
+/// The documents of a JSON Lines and of a Parquet file (Snappy or gzip) become one stream, each document
+/// its bytes then the end-of-document token 256; the split falls on a document start,
+/// and the validation part's bytes are its documents' text.
+#[test]
+fn jsonl_and_parquet_documents_are_packed_and_split_whole() {
+    let documents: Vec<String> = (0..9).map(|i| format!("doc {i}: {}", "ab".repeat(3 * i + 1))).collect();
+    let jsonl: String =
+        documents.iter().enumerate().map(|(i, d)| format!("{{\"id\": {i}, \"body\": {d:?}}}\n\n")).collect();
+    let rows: Vec<Option<&str>> = documents.iter().flat_map(|d| [Some(d.as_str()), None]).collect();
+    let expected: Vec<u32> = documents.iter().flat_map(|d| d.bytes().map(u32::from).chain([256])).collect();
+    let gzip = parquet::basic::Compression::GZIP(Default::default());
+    let starts: Vec<usize> = documents.iter().scan(0, |at, d| Some(std::mem::replace(at, *at + d.len() + 1))).collect();
+    let corpora = [
+        open_text("docs.jsonl", jsonl.as_bytes(), "body", 300).expect("JSON Lines"),
+        open_text("docs.parquet", &parquet_bytes("body", &rows), "body", 300).expect("Parquet"),
+        open_text("gzip.parquet", &parquet_bytes_in(gzip, "body", &rows), "body", 300).expect("gzip Parquet"),
+    ];
+    for corpus in corpora {
+        let ids: Vec<u32> = (0..corpus.len()).map(|i| corpus.token(i)).collect();
+        assert_eq!(ids, expected);
+        assert_eq!(corpus.documents, starts);
+        assert_eq!(corpus.eod, Some(256));
+        let first = starts.iter().position(|s| *s == corpus.split_at).expect("the split is a document start");
+        assert!(first > 0 && first < documents.len(), "both parts hold documents");
+        let validation_text: usize = documents[first..].iter().map(String::len).sum();
+        assert_eq!(corpus.validation_bytes(), Some(validation_text as u64));
+    }
+}
+
+/// No validation window shares a document with a training window: training windows
+/// (packed across documents) stay in the training part, and the validation pass scores
+/// every validation token exactly once, in order. The token at position i is i, so a
+/// window's tokens are its positions.
+#[test]
+fn no_validation_window_shares_a_document_with_a_training_window() {
+    use hyb_train::text::{Corpus, FullPass, Windows};
+    use hyb_train::tokenize::{Tokenized, write_megatron};
+    let starts = vec![0, 40, 75, 120, 200, 230, 290, 300];
+    let tokens = Tokenized { ids: (0..340).collect(), documents: starts.clone(), bytes: Vec::new() };
+    let (bin, _) = write_megatron(&scratch_file("positions.bin", b""), &tokens, TokenDtype::U16).expect("written");
+    let data = Data::Tokens { path: bin, dtype: TokenDtype::U16, split: 0.6 };
+    let corpus = std::sync::Arc::new(Corpus::open(&data, 1000, 16).expect("opens"));
+    assert_eq!((corpus.split_at, corpus.documents.clone()), (200, starts), "the start nearest 60 %");
+    let training = Windows { corpus: corpus.clone(), seq_len: 16 };
+    let mut trained = std::collections::BTreeSet::new();
+    for step in 1..200 {
+        let batch = training.batch(3, step, 4);
+        for (token, target) in batch.tokens.iter().zip(&batch.targets) {
+            trained.insert(corpus.document_of(*token as usize));
+            trained.insert(corpus.document_of(*target as usize));
+        }
+    }
+    let pass = FullPass { corpus: corpus.clone(), seq_len: 16 };
+    assert_eq!(pass.windows(), 9, "140 validation tokens in windows of 16");
+    let mut scored = Vec::new();
+    for index in 0..3 {
+        let batch = pass.batch(index, index, 4);
+        assert_eq!(batch, pass.batch(index + 7, index, 4), "the pass does not depend on the seed");
+        scored.extend(batch.targets.iter().filter(|t| **t >= 0).map(|t| *t as usize));
+    }
+    assert_eq!(scored, (200..340).collect::<Vec<_>>(), "every validation token once, in order");
+    let validated: std::collections::BTreeSet<usize> = scored.iter().map(|t| corpus.document_of(*t)).collect();
+    assert_eq!(trained, (0..4).collect(), "training windows cover the training documents only");
+    assert_eq!(validated, (4..8).collect());
+}
+
+/// Perplexity on text whose training file is also the eval's source uses the training
+/// data's split, whatever split the eval source states: the eval cannot reach into the
+/// training part.
+#[test]
+fn perplexity_on_the_training_file_uses_the_training_split() {
+    let text: String = (0..40).map(|i| format!("line {i} of the corpus\n")).collect();
+    let path = scratch_file("shared.txt", text.as_bytes());
+    let source = format!(
+        "mixer gla = gla(heads: 2)\nmodel {{\n vocab = 256\n d_model = 16\n layers = gla\n}}\n\
+         train {{\n data = text({path:?}, split: 0.9)\n seq_len = 16\n}}\n\
+         eval {{\n perplexity(data: text({path:?}, split: 0.5))\n}}\n"
+    );
+    let compilation = hyb_compiler::pipeline::check_text("shared.hyb", &source);
+    let model = compilation.model().expect("checks");
+    let (sets, _) = hyb_train::tasks::eval_sets(model, 16).expect("opens");
+    let validation = text.len() - (text.len() as f64 * 0.9) as usize;
+    assert_eq!(sets[0].bytes, Some(validation as u64), "the training data's validation part");
+    assert_eq!(sets[0].samples, validation.div_ceil(16), "a full pass over it");
+    let whole = source.replace("split: 0.9", "split: 1.0");
+    let compilation = hyb_compiler::pipeline::check_text("whole.hyb", &whole);
+    let error = hyb_train::tasks::eval_sets(compilation.model().expect("checks"), 16).err().expect("no validation");
+    assert!(error.contains("needs a validation part; its split keeps none"), "{error}");
+    let without_eval = whole[..whole.find("eval {").expect("an eval block")].to_string();
+    let compilation = hyb_compiler::pipeline::check_text("whole.hyb", &without_eval);
+    let (sets, _) = hyb_train::tasks::eval_sets(compilation.model().expect("checks"), 16).expect("opens");
+    assert!(sets.is_empty(), "nothing to evaluate on by default");
+}
+
+/// The full pass's perplexity does not depend on how its windows are batched (a short
+/// last batch is padded with windows that score nothing), and bits per byte is the
+/// summed loss in bits over the validation text's bytes.
+#[test]
+fn perplexity_is_a_full_pass_with_bits_per_byte() {
+    use hyb_runtime::Trainer;
+    use hyb_train::eval::{EvalSet, score};
+    use hyb_train::text::{Corpus, FullPass};
+    let documents: String = (0..12).map(|i| format!("{{\"text\": \"doc {i} says {}\"}}\n", "hi ".repeat(i))).collect();
+    let path = scratch_file("pass.jsonl", documents.as_bytes());
+    let data = Data::Text { path, tokenizer: Tokenizer::Bytes, split: 0.5, field: "text".into(), eod: None };
+    let model = hyb_compiler::pipeline::check_text(
+        "pass.hyb",
+        "mixer gla = gla(heads: 2)\nmodel {\n vocab = 257\n d_model = 16\n layers = gla\n}\n",
+    );
+    let model = model.model().expect("checks");
+    let corpus = std::sync::Arc::new(Corpus::open(&data, 257, 8).expect("opens"));
+    let bytes = corpus.validation_bytes();
+    let scores: Vec<hyb_train::eval::Score> = [1, 3]
+        .into_iter()
+        .map(|batch| {
+            let pass = FullPass { corpus: corpus.clone(), seq_len: 8 };
+            let samples = pass.windows();
+            let set = EvalSet { name: "p".into(), task: Box::new(pass), samples, batch, perplexity: true, bytes };
+            let mut trainer = Trainer::new(model, batch, 8).expect("compiles");
+            trainer.init_params(5);
+            score(&mut trainer, &set).expect("scores")
+        })
+        .collect();
+    let validation = (corpus.len() - corpus.split_at) as u64;
+    assert_eq!((scores[0].tokens, scores[1].tokens), (validation, validation));
+    assert!((scores[0].loss - scores[1].loss).abs() < 1e-5 * scores[0].loss, "{} {}", scores[0].loss, scores[1].loss);
+    let ends = (corpus.split_at..corpus.len()).filter(|i| corpus.token(*i) == 256).count() as u64;
+    assert_eq!(bytes, Some(validation - ends), "byte-level: every token but the ends is a byte");
+    let bits = scores[1].loss * validation as f64 / std::f64::consts::LN_2 / (validation - ends) as f64;
+    assert!((scores[1].bits_per_byte.expect("bits per byte") - bits).abs() < 1e-9);
+}
+
+/// What is wrong with a document file is said with its place: the line of a JSON Lines
+/// file, the field, the Parquet column; a file with no documents; an end-of-document
+/// token outside the model's vocabulary.
+#[test]
+fn document_files_say_what_is_wrong() {
+    let refused = |name: &str, bytes: &[u8], vocab: usize| open_text(name, bytes, "text", vocab).err().expect(name);
+    let line = refused("bad.jsonl", b"{\"text\": \"a\"}\n\n{\"text\": \"b\"\n", 300);
+    assert!(line.contains("bad.jsonl` line 3: not a JSON object"), "{line}");
+    let missing = refused("missing.jsonl", b"{\"body\": \"a\", \"id\": 1}\n", 300);
+    assert!(missing.contains("line 1: no `text` field (it has: body, id)"), "{missing}");
+    let number = refused("number.jsonl", b"{\"text\": 5}\n", 300);
+    assert!(number.contains("`text` is a number, not a string"), "{number}");
+    let array = refused("array.jsonl", b"[1, 2]\n", 300);
+    assert!(array.contains("expected an object with a `text` string, found an array"), "{array}");
+    assert!(refused("empty.jsonl", b"\n\n", 300).contains("holds no documents"));
+    let column = refused("column.parquet", &parquet_bytes("body", &[Some("a")]), 300);
+    assert!(column.contains("no column `text` (it has: body, id)"), "{column}");
+    assert!(refused("nulls.parquet", &parquet_bytes("text", &[None, None]), 300).contains("holds no documents"));
+    assert!(refused("junk.parquet", b"not parquet at all", 300).contains("junk.parquet"));
+    let few = refused("few.jsonl", b"{\"text\": \"abcdef\"}\n{\"text\": \"ghijkl\"}\n", 300);
+    assert!(
+        few.contains("14 tokens in 2 documents, 7 for training and 7 for validation: too few for windows of 9"),
+        "{few}"
+    );
+    let eod = refused("eod.jsonl", b"{\"text\": \"abc\"}\n{\"text\": \"def\"}\n", 256);
+    assert!(eod.contains("documents end with token 256, outside the model's vocab of 256"), "{eod}");
+}
+
+/// `tokenize` + `write_megatron` give the `.bin` and the `.idx` Megatron-LM writes (the
+/// index compared byte for byte with one written out by hand), which the reader reads
+/// back; u32 ids as Megatron's int32; an id too large for u16 is refused.
+#[test]
+fn tokenized_documents_round_trip_through_a_megatron_dataset() {
+    use hyb_train::generate::Codec;
+    use hyb_train::tokenize::{Tokenized, tokenize, write_megatron};
+    let (txt, jsonl) = (scratch_file("one.txt", b"ab"), scratch_file("two.jsonl", b"{\"text\": \"c\"}\n"));
+    let tokens = tokenize(&[txt, jsonl], "text", &Codec::Bytes, 256).expect("tokenizes");
+    assert_eq!(tokens, Tokenized { ids: vec![97, 98, 256, 99, 256], documents: vec![0, 3], bytes: vec![2, 1] });
+    let (bin, idx) = write_megatron(&scratch_file("hand", b""), &tokens, TokenDtype::U16).expect("written");
+    assert_eq!(std::fs::read(&bin).expect("a .bin"), [97, 0, 98, 0, 0, 1, 99, 0, 0, 1]);
+    let hand_written: Vec<u8> = [
+        &b"MMIDIDX\x00\x00"[..],
+        &[1, 0, 0, 0, 0, 0, 0, 0],                                                 // version 1
+        &[8],                                                                      // dtype: uint16
+        &[2, 0, 0, 0, 0, 0, 0, 0],                                                 // 2 sequences
+        &[3, 0, 0, 0, 0, 0, 0, 0],                                                 // 3 document indices
+        &[3, 0, 0, 0, 2, 0, 0, 0],                                                 // lengths (i32)
+        &[0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0],                         // byte offsets (i64)
+        &[0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0], // documents
+    ]
+    .concat();
+    assert_eq!(std::fs::read(&idx).expect("an .idx"), hand_written);
+    let mut tokens = Tokenized::default();
+    for document in ["hello, world", "goodbye"] {
+        tokens.push(document, &Codec::Bytes, 256).expect("encodes");
+    }
+    for dtype in [TokenDtype::U16, TokenDtype::U32] {
+        let (bin, _) = write_megatron(&scratch_file("round", b""), &tokens, dtype).expect("written");
+        let corpus = open_path(bin).expect("reads back");
+        assert_eq!((0..corpus.len()).map(|i| corpus.token(i)).collect::<Vec<_>>(), tokens.ids, "{dtype:?}");
+        assert_eq!(corpus.documents, tokens.documents);
+        assert_eq!(corpus.validation_bytes(), Some(7), "the second document's bytes, from `.bytes`");
+    }
+    std::fs::write(scratch_file("round.bytes", b""), [0u8; 8]).expect("writable");
+    let short = open_path(open_path_of("round.bin")).err().expect("a short .bytes");
+    assert!(short.contains("round.bytes` holds 8 bytes; the index's 2 documents need 16"), "{short}");
+    let wide = Tokenized { ids: vec![5, 6, 256, 70000, 256], documents: vec![0, 3], bytes: vec![2, 1] };
+    let error = write_megatron(&scratch_file("wide", b""), &wide, TokenDtype::U16).expect_err("too wide");
+    assert_eq!(error, "token id 70000 (document 2, counting from 1) does not fit u16");
+}
+
+/// A deterministic pass of 5 windows of 2 tokens, window `w` holding `w` (as a
+/// perplexity pass is: batch `b` of size `n` is windows `b·n …`).
+struct Pass;
+
+impl Task for Pass {
+    fn seq_len(&self) -> usize {
+        2
+    }
+
+    fn sequence(&self, _rng: &mut hyb_runtime::rng::SplitMix64) -> (Vec<i32>, Vec<i32>) {
+        (vec![0, 0], vec![-1, -1])
+    }
+
+    fn batch(&self, _seed: u64, step: u64, size: usize) -> hyb_train::data::Batch {
+        let windows: Vec<i32> = (step as usize * size..(step as usize + 1) * size).map(|w| w as i32).collect();
+        let tokens: Vec<i32> = windows.iter().flat_map(|w| [*w, *w]).collect();
+        let targets = tokens.iter().map(|w| if *w < 5 { *w } else { -1 }).collect();
+        hyb_train::data::Batch { groups: vec![0; tokens.len()], tokens, targets, seq_len: 2 }
+    }
+}
+
+/// The protocol's held-out set never holds test data: a recall task's comes from
+/// another random stream than the test batches; a perplexity pass is cut in two, its
+/// first half held out and its second the test set, every window in one of them.
+#[test]
+fn the_held_out_set_is_apart_from_the_test_set() {
+    use hyb_compiler::ir::train::EVAL_SEED;
+    use hyb_train::eval::EvalSet;
+    use hyb_train::protocol::held_out;
+    let set = |task: Box<dyn Task>, samples, perplexity| EvalSet {
+        name: "set".into(),
+        task,
+        samples,
+        batch: 2,
+        perplexity,
+        bytes: Some(10),
+    };
+    let (test, held) = held_out(set(Box::new(mqar()), 8, false), set(Box::new(mqar()), 8, false));
+    assert_eq!((test.name.as_str(), held.name.as_str()), ("set", "held-out set"));
+    assert_eq!(test.task.batch(EVAL_SEED, 0, 4), mqar().batch(EVAL_SEED, 0, 4), "the test set is as before");
+    assert_ne!(held.task.batch(EVAL_SEED, 0, 4), test.task.batch(EVAL_SEED, 0, 4));
+    let (test, held) = held_out(set(Box::new(Pass), 5, true), set(Box::new(Pass), 5, true));
+    assert_eq!((held.samples, test.samples, held.bytes, test.bytes), (2, 3, None, None));
+    let windows = |s: &EvalSet| -> Vec<i32> {
+        let batch = s.task.batch(EVAL_SEED, 0, 4);
+        batch.targets.chunks(2).filter(|t| t[0] >= 0).map(|t| t[0]).collect()
+    };
+    assert_eq!((windows(&held), windows(&test)), (vec![0, 1], vec![2, 3, 4]));
 }

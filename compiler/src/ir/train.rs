@@ -7,6 +7,14 @@ use std::path::PathBuf;
 
 use hyb_grammar::Span;
 
+/// The seed of the evaluation batches of recall tasks: a stream of their own. A training
+/// run with this seed would train on exactly those batches, so sema refuses it.
+pub const EVAL_SEED: u64 = 0xE7A1_5EED;
+
+/// The seed of a sweep's held-out batches (the protocol's learning-rate choice): a
+/// stream apart from the evaluation batches and, like them, refused as a training seed.
+pub const HELD_OUT_SEED: u64 = 0x4E1D_0075_0974_5EEC;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
     pub data: Data,
@@ -95,10 +103,16 @@ pub enum Data {
         values: u64,
         queries: u64,
     },
+    /// Text: a plain file (one document), JSON Lines or Parquet (a document per line or
+    /// row, its text in `field`); documents are split between training and validation
+    /// whole, and each ends with the end-of-document token `eod` (the tokenizer's own if
+    /// none is given: 256 for bytes).
     Text {
         path: PathBuf,
         tokenizer: Tokenizer,
         split: f64,
+        field: String,
+        eod: Option<u32>,
     },
     Tokens {
         path: PathBuf,

@@ -169,7 +169,8 @@ fn seeds(cx: &Cx, expr: &Expr) -> Option<Vec<u64>> {
     match &expr.kind {
         ExprKind::List(_) => {
             let items = list(cx, "seeds", expr)?;
-            let seeds: Vec<Option<u64>> = items.iter().map(|e| cx.count(e, "seed", 0, u32::MAX as u64)).collect();
+            let seeds: Vec<Option<u64>> =
+                items.iter().map(|e| super::train::training_seed(cx, e, u64::MAX >> 1)).collect();
             seeds.into_iter().collect()
         }
         _ => cx.count(expr, "seeds", 1, 1024).map(|n| (0..n).collect()),

@@ -108,7 +108,7 @@ pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
         Some(expr) => optimizer(cx, expr),
         None => Some(AdamW { lr: 1e-3, betas: (0.9, 0.95), weight_decay: 0.1, eps: 1e-8, clip: Some(1.0) }),
     };
-    let seed = get("seed").map_or(Some(0), |expr| cx.count(expr, "seed", 0, u32::MAX as u64));
+    let seed = get("seed").map_or(Some(0), |expr| training_seed(cx, expr, u32::MAX as u64));
     let precision = match get("precision") {
         Some(expr) => cx
             .symbol(expr, "precision", &["f32", "bf16"])
@@ -153,6 +153,22 @@ pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
         log_every: log_every?,
     };
     Some(config)
+}
+
+/// A seed in `0..=max` other than the evaluation batches' own ([`EVAL_SEED`], and a
+/// sweep's held-out batches', [`HELD_OUT_SEED`]): training on it would train on the
+/// very batches recall is evaluated on.
+pub(super) fn training_seed(cx: &Cx, expr: &Expr, max: u64) -> Option<u64> {
+    let seed = cx.count(expr, "seed", 0, max)?;
+    if seed == EVAL_SEED || seed == HELD_OUT_SEED {
+        cx.error(
+            Diagnostic::error(format!("seed {seed} is the seed of the evaluation batches"))
+                .at(expr.span, "training on it would train on the batches recall is scored on")
+                .help("choose any other seed"),
+        );
+        return None;
+    }
+    Some(seed)
 }
 
 fn optional_count(cx: &Cx, expr: Option<&Expr>, what: &str) -> Option<Option<u64>> {
@@ -301,7 +317,7 @@ fn data_with_vocab_limit(
 }
 
 fn file_data(cx: &Cx, name: &str, span: Span, args: &[hyb_grammar::ast::Arg]) -> Option<Data> {
-    let allowed: &[&str] = if name == "text" { &["tokenizer", "split"] } else { &["dtype", "split"] };
+    let allowed: &[&str] = if name == "text" { &["tokenizer", "split", "field", "eod"] } else { &["dtype", "split"] };
     let args = Args::new(cx, name, span, args, allowed, 1);
     let Some(path_expr) = args.positional(0) else {
         cx.error(
@@ -349,7 +365,35 @@ fn file_data(cx: &Cx, name: &str, span: Span, args: &[hyb_grammar::ast::Arg]) ->
             }
         }
     };
-    Some(Data::Text { path, tokenizer, split })
+    let field = text_field(cx, &args, &path)?;
+    let eod = match args.get("eod") {
+        Some(expr) => Some(cx.count(expr, "eod", 0, u32::MAX as u64)? as u32),
+        None => None,
+    };
+    Some(Data::Text { path, tokenizer, split, field, eod })
+}
+
+/// The field (JSON Lines) or column (Parquet) holding each document's text: `text`
+/// unless `field:` names another. A plain text file is one document: it has no field
+/// and no end-of-document token.
+fn text_field(cx: &Cx, args: &Args, path: &std::path::Path) -> Option<String> {
+    let documents = matches!(path.extension().and_then(|e| e.to_str()), Some("jsonl" | "ndjson" | "parquet"));
+    let mut misplaced = false;
+    for (name, what) in [("field", "names the text of"), ("eod", "ends each of")] {
+        if args.has(name) && !documents {
+            cx.error(
+                Diagnostic::error(format!("`{name}` {what} a JSON Lines or Parquet file's documents"))
+                    .at(args.span_of(name), "this file is read as plain text, one document")
+                    .help(format!("use a `.jsonl` or `.parquet` file, or drop `{name}`")),
+            );
+            misplaced = true;
+        }
+    }
+    let field = match args.get("field") {
+        Some(expr) => cx.string(expr, "field")?,
+        None => "text".into(),
+    };
+    (!misplaced).then_some(field)
 }
 
 fn synthetic(

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use super::ops::Cmp;
 use super::types::{Config, Parallel, Scalar, Ty, Value, Wrap};
 
 /// Writes one kernel module, `module { func.func @name(...) { ... } }` (or the function
@@ -386,10 +387,25 @@ impl Builder {
     }
 
     /// A stack buffer of `elem` with the given dynamic sizes, freed when the function
-    /// returns.
+    /// returns. Under [`Parallel::Threads`] a vector of [`LANE_LOCAL_MAX`] elements seen
+    /// at its dynamic size: a GPU thread's frame of fixed size, since two dynamic PTX
+    /// `alloca`s in one function gave wrong results on the H200 (the lanes form's
+    /// attention and delta-rule backward); a larger size traps.
     pub fn alloca(&mut self, elem: Scalar, sizes: &[&Value]) -> Value {
         let ty = Ty::memref(sizes.len(), elem);
-        self.define(&format!("memref.alloca({}) : {ty}", list(sizes)), ty)
+        if self.config.parallel != Parallel::Threads {
+            return self.define(&format!("memref.alloca({}) : {ty}", list(sizes)), ty);
+        }
+        assert_eq!(sizes.len(), 1, "a thread's local vectors are one-dimensional");
+        let name = self.pending_name.take();
+        let cap = self.constant_index(LANE_LOCAL_MAX);
+        let too_long = self.cmp(Cmp::Gt, sizes[0], &cap);
+        self.if_(&too_long, |e| e.line("\"llvm.intr.trap\"() : () -> ()"));
+        let fixed = format!("memref<{LANE_LOCAL_MAX}x{}>", elem.mlir());
+        let local = self.fresh();
+        self.line(&format!("{local} = memref.alloca() : {fixed}"));
+        self.pending_name = name;
+        self.define(&format!("memref.cast {local} : {fixed} to {ty}"), ty)
     }
 
     /// A heap buffer of `elem` with the given dynamic sizes; free it with
@@ -403,6 +419,10 @@ impl Builder {
         self.line(&format!("memref.dealloc {memref} : {}", memref.ty()));
     }
 }
+
+/// The longest vector a GPU thread of the lanes form keeps in its local frame (a head's
+/// channels: attention's head dim, the delta rule's value dim).
+pub const LANE_LOCAL_MAX: u64 = 512;
 
 /// What [`Builder::lane_grid`] gives: the ranges of both axes this call walks, and the
 /// lane when it is one.

@@ -107,37 +107,39 @@ fn short_convolution_and_its_gradients() {
 
 #[test]
 fn embedding_gathers_and_scatters() {
+    for config in [Config::CPU, crate::ONE_LANE] {
+        check_embedding(&config);
+    }
+}
+
+/// Gather and scatter under `config` (lane by lane under [`crate::ONE_LANE`]: a lane per
+/// column) against plain loops, with repeated ids.
+fn check_embedding(config: &Config) {
     let (vocab, d, b, t) = (7, 3, 2, 5);
+    let lanes = (config.parallel == Parallel::OneLane).then_some(d);
     let mut rng = SmallRng::seed_from_u64(3);
     let table = random(&mut rng, vocab * d);
     let ids: Vec<i32> = (0..b * t).map(|_| rng.random_range(0..vocab as i32)).collect();
     let mut tm = MemRef::new([vocab, d], f32s(&table));
     let mut tokens = MemRef::ints([b, t], ids.clone());
-    let mut y = MemRef::zeros([b, t, d]);
-    let gather = jit::compile(&embed::gather("g")).expect("compiles");
-    {
-        let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut tm, &mut tokens, &mut y];
-        // SAFETY: shapes as embed::gather documents.
-        unsafe { gather.call("g", &mut args) }.expect("runs");
-    }
+    let mut y = MemRef::new([b, t, d], vec![f32::NAN; b * t * d]);
+    let gather = jit::compile(&embed::gather_with("g", config)).expect("compiles");
+    crate::call(&gather, "g", &mut vec![&mut tm, &mut tokens, &mut y], lanes);
     let want: Vec<f64> = ids.iter().flat_map(|id| table[*id as usize * d..(*id as usize + 1) * d].to_vec()).collect();
-    close("gather", &y.data, &want, 0.0);
+    close(&format!("gather lanes={lanes:?}"), &y.data, &want, 0.0);
     let dy = random(&mut rng, b * t * d);
     let mut dym = MemRef::new([b, t, d], f32s(&dy));
     let mut dtable = MemRef::zeros([vocab, d]);
-    let scatter = jit::compile(&embed::scatter("s")).expect("compiles");
-    {
-        let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut tm, &mut tokens, &mut dym, &mut dtable];
-        // SAFETY: shapes as embed::scatter documents.
-        unsafe { scatter.call("s", &mut args) }.expect("runs");
-    }
+    let scatter = jit::compile(&embed::scatter_with("s", config)).expect("compiles");
+    crate::call(&scatter, "s", &mut vec![&mut tm, &mut tokens, &mut dym, &mut dtable], lanes);
     let mut want = vec![0.0; vocab * d];
     for (k, id) in ids.iter().enumerate() {
         for j in 0..d {
             want[*id as usize * d + j] += dy[k * d + j];
         }
     }
-    close("scatter", &dtable.data, &want, 1e-6);
+    assert!(ids.len() > vocab, "some id repeats");
+    close(&format!("scatter lanes={lanes:?}"), &dtable.data, &want, 1e-6);
 }
 
 /// Mean cross-entropy over the rows with a target (negative: none), written plainly.

@@ -112,6 +112,9 @@ fn parameters(cuda: &Cuda, args: &[View], points: usize, split: bool) -> Vec<u64
     words
 }
 
+/// CUDA's largest grid along y, where a point's blocks of lanes lie.
+const MAX_GRID_Y: usize = 65_535;
+
 /// The grid and block of a launch of `points` points.
 fn shape(launch: Launch, points: usize, args: &[View]) -> ((u32, u32, u32), (u32, u32, u32)) {
     match launch {
@@ -123,7 +126,9 @@ fn shape(launch: Launch, points: usize, args: &[View]) -> ((u32, u32, u32), (u32
         Launch::Lanes { arg, axes } => {
             let lanes = axes.iter().map(|axis| args[arg].dims[*axis]).product::<usize>().max(1);
             let row = lanes.min(THREADS);
-            ((points as u32, lanes.div_ceil(row) as u32, 1), (row as u32, 1, 1))
+            let rows = lanes.div_ceil(row);
+            assert!(rows <= MAX_GRID_Y, "{lanes} lanes need {rows} blocks along y; CUDA allows {MAX_GRID_Y}");
+            ((points as u32, rows as u32, 1), (row as u32, 1, 1))
         }
     }
 }

@@ -171,3 +171,35 @@ fn decoding_on_the_gpu_equals_its_full_forward() {
         }
     }
 }
+
+/// Every instruction of the step on the GPU against the CPU's, each on the CPU's inputs
+/// (`Trainer::lockstep`): names the kernel where a model of the other tests parts.
+/// Tolerance: 1e-3 of each view's largest magnitude (a sum over many rows in another order
+/// parts by 3e-4 where it cancels).
+#[test]
+fn every_kernel_agrees_with_the_cpu_in_lockstep() {
+    if !gpu_here("every_kernel_agrees_with_the_cpu_in_lockstep") {
+        return;
+    }
+    let delta_vector = "mixer m = linear(heads: 2, head_dim: 16, update: delta, \
+        gate: vector(logsigmoid, normalizer: 16, low_rank: 4), short_conv: 4, conv_act: identity, \
+        qk_act: silu, v_act: silu, qk_norm: l2, output_gate: silu)";
+    let cases = [
+        ("presets", tiny(PRESETS, "(hgrn, hgrn2, retnet, gla, deltanet, gdn, attn, gqa)")),
+        ("delta + vector gate", tiny(delta_vector, "m × 2")),
+    ];
+    let mut report = String::new();
+    for (name, model) in &cases {
+        for (batch, seq_len) in [(2, 7), (3, 70)] {
+            let (mut cpu, mut gpu) = (trainer(model, Target::Cpu, batch, seq_len), trainer(model, CUDA, batch, seq_len));
+            let tokens = random_tokens(model.config.vocab, batch * seq_len, 11);
+            let targets = Batch::next_token_targets(&tokens, seq_len);
+            let inputs = Batch { tokens: &tokens, targets: &targets };
+            for divergence in gpu.lockstep(&mut cpu, &inputs, 1e-3).expect("alike") {
+                report += &format!("{name} B={batch} T={seq_len}: {divergence}\n");
+            }
+        }
+    }
+    eprintln!("lockstep divergences:\n{report}");
+    assert!(report.is_empty(), "{report}");
+}

@@ -9,6 +9,7 @@
 
 mod decode;
 mod gpu;
+mod lockstep;
 mod oracle;
 
 use std::collections::HashMap;

@@ -1,0 +1,97 @@
+//! Lockstep comparison of two devices (`hyb_runtime::lockstep`): the CPU against itself
+//! agrees exactly; a device that corrupts one kernel's output is caught at exactly that
+//! kernel's calls, every later instruction checked on the reference's inputs.
+
+use hyb_driver::{Build, Module, Shape, Target};
+use hyb_runtime::cpu::Cpu;
+use hyb_runtime::device::{BufferId, Device, DeviceError, Gemm, View, f32_bytes};
+use hyb_runtime::{Batch, Trainer};
+use hyb_lower::program::Instr;
+
+use crate::{PRESETS, random_params, random_tokens, tiny};
+
+/// The CPU, except that after every launch of kernel `broken` its last argument is
+/// overwritten.
+struct Faulty {
+    inner: Cpu,
+    broken: usize,
+}
+
+impl Device for Faulty {
+    fn describe(&self) -> String {
+        "a faulty cpu".into()
+    }
+    fn alloc(&mut self, bytes: usize) -> Result<BufferId, DeviceError> {
+        self.inner.alloc(bytes)
+    }
+    fn write(&mut self, to: &View, bytes: &[u8]) {
+        self.inner.write(to, bytes)
+    }
+    fn read(&self, from: &View, into: &mut [u8]) {
+        self.inner.read(from, into)
+    }
+    fn zero(&mut self, view: &View) {
+        self.inner.zero(view)
+    }
+    fn load(&mut self, modules: &[Module]) -> Result<(), DeviceError> {
+        self.inner.load(modules)
+    }
+    fn launch(&mut self, kernel: usize, space: usize, args: &[View]) {
+        self.inner.launch(kernel, space, args);
+        if kernel == self.broken {
+            let last = args.last().expect("arguments");
+            self.inner.write(last, f32_bytes(&vec![1e3; last.len()]));
+        }
+    }
+    fn gemm(&mut self, gemm: &Gemm) {
+        self.inner.gemm(gemm)
+    }
+    fn synchronize(&mut self) {}
+}
+
+fn build(model: &hyb_compiler::ir::Model) -> Build {
+    hyb_driver::compile(model, Target::Cpu, Shape::Train { batch: 2, seq_len: 9 }).expect("compiles")
+}
+
+fn reference(model: &hyb_compiler::ir::Model) -> Trainer {
+    let mut trainer = Trainer::from_build(model, build(model)).expect("builds");
+    for (name, values) in random_params(model, 5) {
+        trainer.set_param(&name, &values.iter().map(|v| *v as f32).collect::<Vec<_>>()).expect("known");
+    }
+    trainer
+}
+
+#[test]
+fn the_cpu_in_lockstep_with_itself_agrees_exactly() {
+    let model = tiny(PRESETS, "(gdn, attn)");
+    let mut want = reference(&model);
+    let mut got = Trainer::from_build(&model, build(&model)).expect("builds");
+    let tokens = random_tokens(model.config.vocab, 18, 2);
+    let targets = Batch::next_token_targets(&tokens, 9);
+    let divergences = got.lockstep(&mut want, &Batch { tokens: &tokens, targets: &targets }, 0.0).expect("alike");
+    assert!(divergences.is_empty(), "{divergences:?}");
+}
+
+#[test]
+fn a_faulty_kernel_is_caught_at_exactly_its_calls() {
+    let model = tiny(PRESETS, "(gdn, attn)");
+    let built = build(&model);
+    let calls_of = |broken: usize| -> Vec<usize> {
+        (0..built.program.optimizer_start)
+            .filter(|i| matches!(&built.program.instrs[*i], Instr::Call { kernel, .. } if *kernel == broken))
+            .collect()
+    };
+    // The kernel called most often: a fault must be caught at each call, not once.
+    let broken = (0..built.program.kernels.keys.len()).max_by_key(|k| calls_of(*k).len()).expect("kernels");
+    let calls = calls_of(broken);
+    assert!(calls.len() >= 2, "{} is called {} times", built.program.kernels.name(broken), calls.len());
+    let device = Box::new(Faulty { inner: Cpu::new(), broken });
+    let mut got = Trainer::on_device(&model, built, device).expect("builds");
+    let mut want = reference(&model);
+    let tokens = random_tokens(model.config.vocab, 18, 2);
+    let targets = Batch::next_token_targets(&tokens, 9);
+    let divergences = got.lockstep(&mut want, &Batch { tokens: &tokens, targets: &targets }, 1e-6).expect("alike");
+    let mut at: Vec<usize> = divergences.iter().map(|d| d.instr).collect();
+    at.dedup();
+    assert_eq!(at, calls, "{}", divergences.iter().map(|d| format!("{d}\n")).collect::<String>());
+}
