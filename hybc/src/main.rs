@@ -10,11 +10,14 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod claims;
 mod export;
 mod infer;
 mod interrupt;
 mod plot;
+mod stats;
 mod sweep;
+mod tables;
 mod target;
 mod tokenize;
 mod train;
@@ -487,6 +490,7 @@ fn main() -> ExitCode {
                 sets: sets.clone(),
                 target,
                 interrupt: None,
+                protocol: None,
             };
             run_training(&file, target, &sets, options)
         }

@@ -1,12 +1,10 @@
 //! Plots as SVG written by hand (no plotting dependency): line charts with one line and
 //! legend entry per series — the loss and evaluation curves of a run (one chart per kind
 //! of figure: loss, accuracy, perplexity), and a sweep's accuracy against a categorical
-//! axis. Axes carry round tick values (1, 2 or 5 × 10ᵏ apart); the right margin widens to
+//! axis, each point the mean over seeds with its 95 % interval as an error bar. Axes carry round tick values (1, 2 or 5 × 10ᵏ apart); the right margin widens to
 //! fit the longest legend entry, up to a limit past which entries are shortened with `…`.
 
 use std::fmt::Write as _;
-
-use hyb_compiler::ir::train::SweepConfig;
 
 const COLOURS: [&str; 8] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
 const WIDTH: f64 = 640.0;
@@ -60,6 +58,8 @@ pub struct Chart {
     pub y_format: fn(f64) -> String,
     pub x_ticks: Vec<(f64, String)>,
     pub series: Vec<(String, Vec<(f64, f64)>)>,
+    /// Error bars of each series (same order): (x, low, high); none for a series without.
+    pub bars: Vec<Vec<(f64, f64, f64)>>,
 }
 
 impl Chart {
@@ -123,6 +123,17 @@ impl Chart {
                 "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
                 line.join(" ")
             );
+            for &(x, low, high) in self.bars.get(k).map_or(&[][..], Vec::as_slice) {
+                // Bars of several series at one x side by side, 6 px apart.
+                let dodge = 6.0 * (k as f64 - (self.series.len() as f64 - 1.0) / 2.0);
+                let (px, top, bottom) = (x_at(x) + dodge, y_at(high), y_at(low));
+                let _ = writeln!(
+                    svg,
+                    "<path d=\"M{px:.1},{top:.1}V{bottom:.1}M{:.1},{top:.1}h8M{:.1},{bottom:.1}h8\" stroke=\"{colour}\" stroke-width=\"1.5\" fill=\"none\"/>",
+                    px - 4.0,
+                    px - 4.0
+                );
+            }
             if coordinates.len() <= 40 {
                 for (x, y) in &coordinates {
                     let _ = writeln!(svg, "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{colour}\"/>");
@@ -147,27 +158,45 @@ fn percent(y: f64) -> String {
     format!("{:.0}%", 100.0 * y)
 }
 
-/// A sweep's accuracy (series, x category, accuracy), x in order of first appearance.
-pub fn recall_svg(config: &SweepConfig, points: Vec<(String, String, f64)>) -> String {
+/// One point of a sweep's chart: its line, its category on the x axis, the mean and
+/// the 95 % interval (none with one seed).
+pub struct Point {
+    pub series: String,
+    pub x: String,
+    pub mean: f64,
+    pub interval: Option<(f64, f64)>,
+}
+
+/// A sweep's figure against a categorical axis (categories in order of first
+/// appearance), with error bars; accuracy in percent on 0–100 %, else from 0 to the top.
+pub fn sweep_svg(x_label: &str, y_label: &str, accuracy: bool, points: Vec<Point>) -> String {
     let mut categories: Vec<String> = Vec::new();
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for (name, x, accuracy) in points {
-        let index = categories.iter().position(|c| *c == x).unwrap_or_else(|| {
-            categories.push(x);
+    let mut bars: Vec<Vec<(f64, f64, f64)>> = Vec::new();
+    let top = points.iter().map(|p| p.interval.map_or(p.mean, |i| i.1)).fold(0.0, f64::max);
+    for point in points {
+        let index = categories.iter().position(|c| *c == point.x).unwrap_or_else(|| {
+            categories.push(point.x.clone());
             categories.len() - 1
+        }) as f64;
+        let line = series.iter().position(|(n, _)| *n == point.series).unwrap_or_else(|| {
+            series.push((point.series.clone(), Vec::new()));
+            bars.push(Vec::new());
+            series.len() - 1
         });
-        match series.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, line)) => line.push((index as f64, accuracy)),
-            None => series.push((name, vec![(index as f64, accuracy)])),
-        }
+        series[line].1.push((index, point.mean));
+        bars[line].extend(point.interval.map(|(low, high)| (index, low, high)));
     }
+    let (y_ticks, y_format): (Vec<f64>, fn(f64) -> String) =
+        if accuracy { (nice_ticks(0.0, 1.0, 5), percent) } else { (nice_ticks(0.0, top.max(1e-3), 5), loss_format) };
     Chart {
-        x_label: config.axes.last().map_or("run".into(), |a| a.name.clone()),
-        y_label: "recall accuracy".into(),
-        y_ticks: nice_ticks(0.0, 1.0, 5),
-        y_format: percent,
+        x_label: x_label.into(),
+        y_label: y_label.into(),
+        y_ticks,
+        y_format,
         x_ticks: categories.into_iter().enumerate().map(|(i, c)| (i as f64, c)).collect(),
         series,
+        bars,
     }
     .svg()
 }
@@ -199,7 +228,8 @@ pub fn run_svgs(metrics: &str) -> Vec<(&'static str, String)> {
         nice_ticks(0.0, last, 5).into_iter().filter(|x| *x <= last * 1.0001).map(|x| (x, tick_label(x, 1.0))).collect();
     let chart = |y_label: &str, series: Series, y_ticks: Vec<f64>, y_format: fn(f64) -> String| {
         let x_ticks = x_ticks.clone();
-        Chart { x_label: "step".into(), y_label: y_label.into(), y_ticks, y_format, x_ticks, series }.svg()
+        Chart { x_label: "step".into(), y_label: y_label.into(), y_ticks, y_format, x_ticks, series, bars: Vec::new() }
+            .svg()
     };
     let top = |series: &Series| series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).fold(0.0, f64::max);
     let mut charts = Vec::new();

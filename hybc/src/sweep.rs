@@ -1,36 +1,67 @@
-//! `hybc sweep FILE`: expands the file's `sweep` block into runs — every combination of
-//! the varied lets, learning rates and seeds — and trains them one after another, each
-//! in `runs/<sweep>/<run>/`. A run with a `result.json` is done and skipped; one with
-//! checkpoints resumes; so a killed sweep continues where it stopped. At the end:
-//! `results.csv`, `results.md` (the best learning rate per combination marked) and
-//! `recall.svg` and `.png` (accuracy against the last varied let, one line per value of
-//! the first).
+//! `hybc sweep FILE`: expands the file's `sweep` block into runs and trains them one
+//! after another, each in `runs/<sweep>/<run>/`. A run with a `result.json` is done and
+//! skipped; one with checkpoints resumes; so a killed sweep continues where it stopped.
+//! At the end, the report ([`crate::tables`]): `results.csv`, `results.md` and the
+//! `recall` chart.
 //!
-//! For a cluster: `--list` prints the runs, `--shard i/n` trains every n-th (from the
-//! i-th, counting from 0: one array job each), and `--report` gathers whatever runs
-//! have finished into the tables without training.
+//! The protocol: a cell is a combination of the varied lets. With more than one
+//! learning rate, each cell first trains every rate once on the search seed (one past
+//! the last measured seed) and scores it on the held-out set — the first evaluation
+//! task drawn from a stream of its own ([`hyb_train::protocol`]); the rate with the best
+//! held-out score is the cell's, and its seeds (three unless the block says otherwise)
+//! train at that rate and are scored on the test sets. The test score never chooses.
+//! A `tokens` budget sets every run's steps; a `stop` ends a run whose held-out score
+//! has plateaued.
+//!
+//! For a cluster: `--list` prints the runs (a cell's seeds wait for its search),
+//! `--shard i/n` trains every n-th (from the i-th, counting from 0: one array job each;
+//! with a search, run the array twice: the searches, then the seeds), and `--report`
+//! gathers whatever runs have finished into the tables without training.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use hyb_compiler::ir::Model;
-use hyb_compiler::ir::train::SweepConfig;
+use hyb_compiler::ir::train::{SweepConfig, budget_steps};
 
-use crate::train::{Options, train};
+use crate::train::{Options, Protocol, train};
+
+/// What a run is for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// A run of a grid without a search.
+    #[default]
+    Grid,
+    /// One learning rate of a cell's search, scored on the held-out set.
+    Search,
+    /// One seed of a cell at its chosen learning rate.
+    Seed,
+}
 
 /// One run of the grid.
+#[derive(Clone, Debug)]
 struct Run {
     /// (let name, value text) per axis.
     lets: Vec<(String, String)>,
+    /// None for a seed whose cell's search has not finished (or no rate at all).
     lr: Option<f64>,
     seed: Option<u64>,
+    phase: Phase,
 }
 
 impl Run {
     fn name(&self) -> String {
         let mut parts: Vec<String> = self.lets.iter().map(|(n, v)| format!("{n}={v}")).collect();
-        parts.extend(self.lr.map(|lr| format!("lr={lr:e}")));
+        match (self.lr, self.phase) {
+            (Some(lr), _) => parts.push(format!("lr={lr:e}")),
+            (None, Phase::Seed) => parts.push("lr=(chosen by the search)".into()),
+            (None, _) => {}
+        }
         parts.extend(self.seed.map(|s| format!("seed={s}")));
+        if self.phase == Phase::Search {
+            parts.push("search".into());
+        }
         parts.join(",")
     }
 
@@ -65,33 +96,42 @@ fn file_name(file: &Path) -> String {
     file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
-fn grid(config: &SweepConfig) -> Vec<Run> {
-    let mut runs = vec![Run { lets: Vec::new(), lr: None, seed: None }];
+/// Every combination of the varied lets, the first axis slowest.
+fn cells(config: &SweepConfig) -> Vec<Vec<(String, String)>> {
+    let mut cells = vec![Vec::new()];
     for axis in &config.axes {
-        runs = runs
+        cells = cells
             .into_iter()
-            .flat_map(|run| {
+            .flat_map(|lets: Vec<(String, String)>| {
                 axis.values.iter().map(move |v| {
-                    let mut lets = run.lets.clone();
+                    let mut lets = lets.clone();
                     lets.push((axis.name.clone(), v.clone()));
-                    Run { lets, lr: run.lr, seed: run.seed }
+                    lets
                 })
             })
             .collect();
     }
-    let lrs: Vec<Option<f64>> =
-        if config.lrs.is_empty() { vec![None] } else { config.lrs.iter().map(|l| Some(*l)).collect() };
-    let seeds: Vec<Option<u64>> =
-        if config.seeds.is_empty() { vec![None] } else { config.seeds.iter().map(|s| Some(*s)).collect() };
-    let mut expanded = Vec::new();
-    for run in runs {
-        for lr in &lrs {
-            for seed in &seeds {
-                expanded.push(Run { lets: run.lets.clone(), lr: *lr, seed: *seed });
-            }
-        }
+    cells
+}
+
+/// The runs in order: with a search, every cell's search runs, then every cell's seeds
+/// (so one process finishes the searches first); without, cell × rate × seed.
+fn grid(config: &SweepConfig) -> Vec<Run> {
+    let seeds: Vec<Option<u64>> = match config.test_seeds() {
+        seeds if seeds.is_empty() => vec![None],
+        seeds => seeds.into_iter().map(Some).collect(),
+    };
+    let cells = cells(config);
+    let run = |lets: &Vec<(String, String)>, lr, seed, phase| Run { lets: lets.clone(), lr, seed, phase };
+    if config.searches() {
+        let search_seed = Some(config.search_seed());
+        let search =
+            cells.iter().flat_map(|c| config.lrs.iter().map(move |lr| run(c, Some(*lr), search_seed, Phase::Search)));
+        let measured = cells.iter().flat_map(|c| seeds.iter().map(move |seed| run(c, None, *seed, Phase::Seed)));
+        return search.chain(measured).collect();
     }
-    expanded
+    let lr = config.lrs.first().copied();
+    cells.iter().flat_map(|c| seeds.iter().map(move |seed| run(c, lr, *seed, Phase::Grid))).collect()
 }
 
 /// What `hybc sweep` does with the grid.
@@ -130,19 +170,117 @@ impl Shard {
     }
 }
 
-/// One finished run's figures.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Result {
-    run: String,
-    lets: Vec<(String, String)>,
-    lr: f64,
-    seed: u64,
-    params: u64,
-    state_bytes: u64,
-    kv_cache_bytes: u64,
-    final_loss: f32,
-    /// (eval set, accuracy) in the eval block's order.
-    accuracy: Vec<(String, f64)>,
+/// One finished run's figures (`result.json`); fields after `accuracy` are absent from
+/// results written before the protocol and read as their defaults.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Result {
+    pub run: String,
+    pub lets: Vec<(String, String)>,
+    pub lr: f64,
+    pub seed: u64,
+    pub params: u64,
+    pub state_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub final_loss: f32,
+    /// (eval set, accuracy — or perplexity for a perplexity set) in the eval block's order.
+    pub accuracy: Vec<(String, f64)>,
+    #[serde(default)]
+    pub phase: Phase,
+    /// (held-out set, its figure) for a protocol's run.
+    #[serde(default)]
+    pub held_out: Option<(String, f64)>,
+    /// The steps the run was given, and the step a plateau stopped it at.
+    #[serde(default)]
+    pub steps: u64,
+    #[serde(default)]
+    pub plateaued_at: Option<u64>,
+    /// Tokens trained on (steps done × batch × seq_len × micro-batches).
+    #[serde(default)]
+    pub tokens: u64,
+    /// The linear mixer (`gated_deltanet`, …; `none` for attention alone; empty in
+    /// results written before it was recorded).
+    #[serde(default)]
+    pub mixer: String,
+    /// Attention layers over all layers.
+    #[serde(default)]
+    pub attention_share: f64,
+}
+
+/// Higher is better: accuracy, or minus a perplexity.
+pub fn goodness(name: &str, figure: f64) -> f64 {
+    if is_perplexity(name) { -figure } else { figure }
+}
+
+pub fn is_perplexity(name: &str) -> bool {
+    name.starts_with("perplexity(") || name.starts_with("held-out perplexity(")
+}
+
+/// The selection rule: the rate with the highest held-out score (the first on a tie);
+/// the test score is not an input.
+pub fn choose(search: &[(f64, f64)]) -> Option<f64> {
+    search
+        .iter()
+        .fold(None, |best: Option<(f64, f64)>, &(lr, score)| match best {
+            Some((_, top)) if top >= score => best,
+            _ => Some((lr, score)),
+        })
+        .map(|(lr, _)| lr)
+}
+
+/// A cell's (rate, held-out score) from its finished search runs; none until every
+/// rate of the search has finished.
+pub fn search_scores(config: &SweepConfig, lets: &[(String, String)], finished: &[Result]) -> Option<Vec<(f64, f64)>> {
+    let of_cell: Vec<&Result> = finished.iter().filter(|r| r.phase == Phase::Search && r.lets == lets).collect();
+    config
+        .lrs
+        .iter()
+        .map(|lr| {
+            let run = of_cell.iter().find(|r| r.lr == *lr)?;
+            run.held_out.as_ref().map(|(name, figure)| (*lr, goodness(name, *figure)))
+        })
+        .collect()
+}
+
+/// The cell's chosen rate, once its search has finished.
+pub fn chosen_lr(config: &SweepConfig, lets: &[(String, String)], finished: &[Result]) -> Option<f64> {
+    search_scores(config, lets, finished).and_then(|scores| choose(&scores))
+}
+
+/// A run's `result.json`, if it has finished.
+fn read_result(out: &Path, run: &Run) -> Option<Result> {
+    let text = std::fs::read_to_string(out.join(run.dir()).join("result.json")).ok()?;
+    serde_json::from_str::<Result>(&text).ok()
+}
+
+/// The finished search runs of the sweep in `out`.
+fn finished_search(out: &Path, config: &SweepConfig) -> Vec<Result> {
+    grid(config).iter().filter(|r| r.phase == Phase::Search).filter_map(|r| read_result(out, r)).collect()
+}
+
+/// Every finished run of the sweep in `out`, in grid order (seeds whose cell's rate
+/// is chosen included).
+fn finished_runs(out: &Path, config: &SweepConfig) -> Vec<Result> {
+    let search = finished_search(out, config);
+    let others = grid(config).into_iter().filter(|r| r.phase != Phase::Search);
+    let resolved: Vec<Run> = others.filter_map(|r| resolve(config, &r, &search)).collect();
+    search.iter().cloned().chain(resolved.iter().filter_map(|r| read_result(out, r))).collect()
+}
+
+/// The run with its learning rate: a seed's is its cell's chosen rate (none before).
+fn resolve(config: &SweepConfig, run: &Run, search: &[Result]) -> Option<Run> {
+    if run.phase != Phase::Seed {
+        return Some(run.clone());
+    }
+    chosen_lr(config, &run.lets, search).map(|lr| Run { lr: Some(lr), ..run.clone() })
+}
+
+/// Where a sweep's runs go and what they inherit from the command line.
+struct Setup<'a> {
+    file: &'a Path,
+    out: Option<&'a Path>,
+    target: hyb_driver::Target,
+    sets: &'a [String],
+    interrupt: Option<&'a crate::interrupt::Interrupt>,
 }
 
 /// Trains every run of the sweep not done before; `Ok(Some(status))` when a signal
@@ -157,92 +295,180 @@ pub fn sweep(
     interrupt: Option<&crate::interrupt::Interrupt>,
     mode: Mode,
 ) -> std::result::Result<Option<u8>, String> {
+    run_grid(&Setup { file, out, target, sets, interrupt }, root, mode)
+}
+
+fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Option<u8>, String> {
+    let file = setup.file;
     let config = root.sweep.as_ref().ok_or_else(|| format!("`{}` has no sweep block", file.display()))?;
-    let out = directory(file, out);
+    overridden_sets(config, setup.sets)?;
+    let out = directory(file, setup.out);
     let runs = grid(config);
-    let finished = |run: &Run| {
-        let done = out.join(run.dir()).join("result.json");
-        std::fs::read_to_string(&done).ok().and_then(|t| serde_json::from_str::<Result>(&t).ok())
-    };
     let shard = match mode {
         Mode::List => {
-            for (index, run) in runs.iter().enumerate() {
-                let state = if finished(run).is_some() { "done" } else { "to run" };
-                println!("{index}\t{state}\t{}", run.name());
-            }
+            list(&out, config, &runs);
             return Ok(None);
         }
-        Mode::Report => return report(&out, config, &runs.iter().filter_map(finished).collect::<Vec<_>>(), runs.len()),
+        Mode::Report => return report(&out, config, runs.len()),
         Mode::Train(shard) => shard,
     };
     println!("sweep {}: {} runs into {}", file.display(), runs.len(), out.display());
-    let mut results = Vec::new();
+    if let (Some(tokens), Some(train)) = (config.tokens, root.train.as_ref()) {
+        let steps = budget_steps(tokens, train);
+        println!("budget: {tokens} tokens a run = {steps} steps of {} × {} tokens", train.batch, train.seq_len);
+    }
+    let mut waiting = 0;
     for (index, run) in runs.iter().enumerate() {
         if shard.is_some_and(|shard| !shard.holds(index)) {
             continue;
         }
-        let dir = out.join(run.dir());
-        let done = dir.join("result.json");
-        if let Some(result) = finished(run) {
+        let Some(run) = resolve(config, run, &finished_search(&out, config)) else {
+            println!("[{}/{}] {}: waits for its cell's learning-rate search", index + 1, runs.len(), run.name());
+            waiting += 1;
+            continue;
+        };
+        if out.join(run.dir()).join("result.json").is_file() {
             println!("[{}/{}] {}: done before", index + 1, runs.len(), run.name());
-            results.push(result);
             continue;
         }
         println!("\n[{}/{}] {}", index + 1, runs.len(), run.name());
-        let model = compile_run(file, run, sets)?;
-        let options = Options {
-            steps: None,
-            batch: None,
-            seq_len: None,
-            lr: run.lr,
-            seed: run.seed,
-            profile: false,
-            out: Some(dir.clone()),
-            resume: false,
-            init_from: None,
-            resume_if_any: true,
-            checkpoint_every: None,
-            model_source: Some((run.source(file), run.path(file))),
-            sets: sets.to_vec(),
-            target,
-            interrupt: interrupt.cloned(),
-        };
-        let outcome = train(file, &model, &options)?;
-        if let Some(status) = outcome.stopped {
+        if let Some(status) = train_run(setup, config, &run, &out.join(run.dir()))? {
             println!("sweep stopped; running it again continues from here");
             return Ok(Some(status));
         }
-        let report = hyb_driver::report(&model, None, target).map_err(|e| e.to_string())?;
-        let result = Result {
-            run: run.name(),
-            lets: run.lets.clone(),
-            lr: run.lr.unwrap_or_else(|| hyb_runtime::AdamW::of(&model).lr),
-            seed: run.seed.unwrap_or_else(|| model.train.as_ref().map_or(0, |t| t.seed)),
-            params: report.params_total,
-            state_bytes: report.state_bytes,
-            kv_cache_bytes: report.kv_cache_bytes,
-            final_loss: outcome.final_loss,
-            accuracy: outcome
-                .scores
-                .iter()
-                .map(|s| (s.name.clone(), if s.perplexity { s.perplexity() } else { s.accuracy() }))
-                .collect(),
-        };
-        let json = serde_json::to_string_pretty(&result).expect("JSON");
-        std::fs::write(&done, json).map_err(|e| format!("cannot write `{}`: {e}", done.display()))?;
-        results.push(result);
+    }
+    if waiting > 0 {
+        println!("{waiting} run(s) wait for their cell's learning-rate search: run the sweep again once it is done");
     }
     if let Some(shard) = shard {
         let (index, count) = (shard.index, shard.count);
         println!("shard {index}/{count} done; `hybc sweep {} --report` gathers the finished runs", file.display());
         return Ok(None);
     }
-    report(&out, config, &results, runs.len())
+    report(&out, config, runs.len())
+}
+
+/// A `--set` of a field the sweep sets for every run would be ignored: refused.
+fn overridden_sets(config: &SweepConfig, sets: &[String]) -> std::result::Result<(), String> {
+    let sweep_sets = |field: &str| match field {
+        "steps" => config.tokens.map(|tokens| format!("`tokens = {tokens}`")),
+        "seed" => (!config.test_seeds().is_empty()).then(|| "`seeds`".to_string()),
+        _ => None,
+    };
+    for set in sets {
+        let field = set.split_once('=').map_or(set.as_str(), |(name, _)| name.trim());
+        if let Some(setting) = sweep_sets(field.trim_start_matches("train.")) {
+            return Err(format!("`--set {set}` would be ignored: the sweep's {setting} sets it for every run"));
+        }
+    }
+    Ok(())
+}
+
+/// `--list`: each run with its state.
+fn list(out: &Path, config: &SweepConfig, runs: &[Run]) {
+    let search = finished_search(out, config);
+    for (index, run) in runs.iter().enumerate() {
+        let (state, run) = match resolve(config, run, &search) {
+            None => ("waits for its search", run.clone()),
+            Some(run) if out.join(run.dir()).join("result.json").is_file() => ("done", run),
+            Some(run) => ("to run", run),
+        };
+        println!("{index}\t{state}\t{}", run.name());
+    }
+}
+
+/// Trains one run into `dir` and writes its `result.json`; `Some(status)` when a
+/// signal stopped it.
+fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std::result::Result<Option<u8>, String> {
+    let file = setup.file;
+    let model = compile_run(file, run, setup.sets)?;
+    let train_block = model.train.as_ref().ok_or("a sweep's run needs a train block")?;
+    let steps = config.tokens.map(|tokens| budget_steps(tokens, train_block));
+    let options = Options {
+        steps,
+        batch: None,
+        seq_len: None,
+        lr: run.lr,
+        seed: run.seed,
+        profile: false,
+        out: Some(dir.to_path_buf()),
+        resume: false,
+        init_from: None,
+        resume_if_any: true,
+        checkpoint_every: None,
+        model_source: Some((run.source(file), run.path(file))),
+        sets: setup.sets.to_vec(),
+        target: setup.target,
+        interrupt: setup.interrupt.cloned(),
+        protocol: config.held_out().then_some(Protocol { plateau: config.plateau }),
+    };
+    let outcome = train(file, &model, &options)?;
+    if let Some(status) = outcome.stopped {
+        return Ok(Some(status));
+    }
+    let report = hyb_driver::report(&model, None, setup.target).map_err(|e| e.to_string())?;
+    let mut scores: Vec<(String, f64)> = outcome
+        .scores
+        .iter()
+        .map(|s| (s.name.clone(), if s.perplexity { s.perplexity() } else { s.accuracy() }))
+        .collect();
+    let held_out = if config.held_out() { scores.pop() } else { None };
+    let (mixer, attention_share) = composition(&model);
+    let done_steps = outcome.plateaued_at.unwrap_or(outcome.steps);
+    let result = Result {
+        run: run.name(),
+        lets: run.lets.clone(),
+        lr: run.lr.unwrap_or_else(|| hyb_runtime::AdamW::of(&model).lr),
+        seed: run.seed.unwrap_or(train_block.seed),
+        params: report.params_total,
+        state_bytes: report.state_bytes,
+        kv_cache_bytes: report.kv_cache_bytes,
+        final_loss: outcome.final_loss,
+        accuracy: scores,
+        phase: run.phase,
+        held_out,
+        steps: outcome.steps,
+        plateaued_at: outcome.plateaued_at,
+        tokens: done_steps * train_block.batch * train_block.seq_len * train_block.grad_accum.max(1),
+        mixer,
+        attention_share,
+    };
+    // Written whole, then renamed: another shard reading it sees all of it or nothing.
+    let (done, partial) = (dir.join("result.json"), dir.join("result.json.tmp"));
+    let json = serde_json::to_string_pretty(&result).expect("JSON");
+    std::fs::write(&partial, json).map_err(|e| format!("cannot write `{}`: {e}", partial.display()))?;
+    std::fs::rename(&partial, &done).map_err(|e| format!("cannot write `{}`: {e}", done.display()))?;
+    Ok(None)
+}
+
+/// The model's linear mixer (preset names, `+`-joined when several; `none` without
+/// one) and its share of attention layers.
+fn composition(model: &Model) -> (String, f64) {
+    use hyb_compiler::ir::MixerKind;
+    let mut linear: Vec<String> = Vec::new();
+    let mut attention = 0;
+    for layer in &model.layers {
+        let mixer = &model.mixers[layer.mixer];
+        let label = match &mixer.kind {
+            MixerKind::Attention(_) => {
+                attention += 1;
+                continue;
+            }
+            MixerKind::Linear(_) => mixer.preset.map_or_else(|| mixer.name.clone(), |p| p.name().to_string()),
+            MixerKind::Routed(_) => format!("routed {}", mixer.name),
+        };
+        if !linear.contains(&label) {
+            linear.push(label);
+        }
+    }
+    let label = if linear.is_empty() { "none".to_string() } else { linear.join("+") };
+    (label, attention as f64 / model.layers.len().max(1) as f64)
 }
 
 /// `--jobs n`: the sweep as `n` shards at once, each a process of this binary with
-/// `1/n` of the cores (`--threads`), its output in `<out>/shard-<i>.log`; then the
-/// report of every finished run.
+/// `1/n` of the cores (`--threads`), its output in `<out>/shard-<i>.log`; with a
+/// learning-rate search, a second wave trains the seeds the first left waiting; then
+/// the report of every finished run.
 pub fn jobs(
     file: &Path,
     out: Option<&Path>,
@@ -260,15 +486,39 @@ pub fn jobs(
     common.extend(target.map(|t| ["--target".to_string(), t.to_string()]).into_iter().flatten());
     common.extend(sets.iter().flat_map(|set| ["--set".to_string(), set.clone()]));
     println!("sweep {}: {jobs} jobs of {threads} thread(s) each into {}", file.display(), out.display());
+    let compilation = hyb_compiler::pipeline::check_path_with(file, sets).ok();
+    let config = compilation.as_ref().and_then(|c| c.model().and_then(|m| m.sweep.clone()));
+    if let Some(config) = &config {
+        overridden_sets(config, sets)?;
+    }
+    let searches = config.as_ref().is_some_and(SweepConfig::searches);
+    for wave in 0..if searches { 2 } else { 1 } {
+        if wave == 1 {
+            println!("second wave: the seeds at each cell's chosen learning rate");
+        }
+        shards(&binary, &common, &out, jobs, wave > 0)?;
+    }
+    let status = std::process::Command::new(&binary)
+        .args(["sweep", &file.display().to_string(), "--out", &out.display().to_string(), "--report"])
+        .args(target.map(|t| ["--target".to_string(), t.to_string()]).into_iter().flatten())
+        .args(sets.iter().flat_map(|set| ["--set", set.as_str()]))
+        .status()
+        .map_err(|e| format!("cannot run the report: {e}"))?;
+    if status.success() { Ok(()) } else { Err("the report failed".into()) }
+}
+
+/// One wave: `jobs` shards as child processes, each logging to `shard-<i>.log` (a
+/// later wave appends to the first's log).
+fn shards(binary: &Path, common: &[String], out: &Path, jobs: u16, append: bool) -> std::result::Result<(), String> {
     let mut children = Vec::new();
     for index in 0..jobs {
         let log_path = out.join(format!("shard-{index}.log"));
-        let log =
-            std::fs::File::create(&log_path).map_err(|e| format!("cannot create `{}`: {e}", log_path.display()))?;
+        let log = std::fs::OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(&log_path);
+        let log = log.map_err(|e| format!("cannot create `{}`: {e}", log_path.display()))?;
         let errors = log.try_clone().map_err(|e| e.to_string())?;
-        let mut args = common.clone();
+        let mut args = common.to_vec();
         args.extend(["--shard".to_string(), format!("{index}/{jobs}")]);
-        let child = std::process::Command::new(&binary).args(&args).stdout(log).stderr(errors).spawn();
+        let child = std::process::Command::new(binary).args(&args).stdout(log).stderr(errors).spawn();
         children.push((index, log_path, child.map_err(|e| format!("cannot start shard {index}: {e}"))?));
     }
     let mut failed = Vec::new();
@@ -282,31 +532,22 @@ pub fn jobs(
     if !failed.is_empty() {
         return Err(format!("shard(s) {failed:?} failed: see their logs; running the sweep again continues it"));
     }
-    let status = std::process::Command::new(&binary)
-        .args(["sweep", &file.display().to_string(), "--out", &out.display().to_string(), "--report"])
-        .args(target.map(|t| ["--target".to_string(), t.to_string()]).into_iter().flatten())
-        .args(sets.iter().flat_map(|set| ["--set", set.as_str()]))
-        .status()
-        .map_err(|e| format!("cannot run the report: {e}"))?;
-    if status.success() { Ok(()) } else { Err("the report failed".into()) }
+    Ok(())
 }
 
-/// Writes the tables of the finished `results` (of `total` runs) and prints them.
-fn report(
-    out: &Path,
-    config: &SweepConfig,
-    results: &[Result],
-    total: usize,
-) -> std::result::Result<Option<u8>, String> {
+/// Writes the report of the finished runs (of `total`) and prints it.
+fn report(out: &Path, config: &SweepConfig, total: usize) -> std::result::Result<Option<u8>, String> {
+    let results = finished_runs(out, config);
     if results.is_empty() {
         return Err(format!("no run of the sweep has finished in `{}`", out.display()));
     }
-    write_tables(out, config, results)?;
-    println!("\n{}", markdown(config, results));
+    let markdown = crate::tables::write(out, config, &results)?;
+    println!("\n{markdown}");
     if results.len() < total {
         println!("{} of {total} runs finished; the tables hold those", results.len());
     }
-    println!("wrote {0}/results.csv, {0}/results.md, {0}/recall.svg, {0}/recall.png", out.display());
+    let search = if config.searches() { ", search.svg, search.png" } else { "" };
+    println!("wrote {0}/results.csv, {0}/results.md, {0}/recall.svg, {0}/recall.png{search}", out.display());
     Ok(None)
 }
 
@@ -319,159 +560,69 @@ fn compile_run(file: &Path, run: &Run, sets: &[String]) -> std::result::Result<M
     }
 }
 
-/// Runs that share every let (all but the learning rate and seed): the best learning
-/// rate of each group by its mean first accuracy over seeds.
-fn best_lrs(results: &[Result]) -> Vec<(Vec<(String, String)>, f64)> {
-    let mut groups: Vec<(Vec<(String, String)>, Vec<&Result>)> = Vec::new();
-    for r in results {
-        match groups.iter_mut().find(|(lets, _)| *lets == r.lets) {
-            Some((_, members)) => members.push(r),
-            None => groups.push((r.lets.clone(), vec![r])),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(lrs: &[f64]) -> SweepConfig {
+        SweepConfig { axes: Vec::new(), lrs: lrs.to_vec(), seeds: Vec::new(), tokens: None, plateau: None }
+    }
+
+    fn search_result(lr: f64, held_out: f64, test: f64) -> Result {
+        Result {
+            run: String::new(),
+            lets: Vec::new(),
+            lr,
+            seed: 3,
+            params: 0,
+            state_bytes: 0,
+            kv_cache_bytes: 0,
+            final_loss: 0.0,
+            accuracy: vec![("mqar(seq_len: 64, pairs: 8)".into(), test)],
+            phase: Phase::Search,
+            held_out: Some(("held-out mqar(seq_len: 64, pairs: 8)".into(), held_out)),
+            steps: 1,
+            plateaued_at: None,
+            tokens: 0,
+            mixer: String::new(),
+            attention_share: 0.0,
         }
     }
-    // Higher is better: accuracy, or minus the perplexity or the final loss.
-    let score = |r: &Result| match r.accuracy.first() {
-        Some((name, ppl)) if name.starts_with("perplexity(") => -ppl,
-        Some((_, accuracy)) => *accuracy,
-        None => -(r.final_loss as f64),
-    };
-    groups
-        .into_iter()
-        .map(|(lets, members)| {
-            let mut lrs: Vec<f64> = members.iter().map(|r| r.lr).collect();
-            lrs.dedup();
-            let mean = |lr: f64| {
-                let of_lr: Vec<f64> = members.iter().filter(|r| r.lr == lr).map(|r| score(r)).collect();
-                of_lr.iter().sum::<f64>() / of_lr.len() as f64
-            };
-            let best = lrs
-                .into_iter()
-                .fold(f64::NAN, |best, lr| if best.is_nan() || mean(lr) > mean(best) { lr } else { best });
-            (lets, best)
-        })
-        .collect()
-}
 
-fn markdown(config: &SweepConfig, results: &[Result]) -> String {
-    let best = best_lrs(results);
-    let evals: Vec<String> =
-        results.first().map_or(Vec::new(), |r| r.accuracy.iter().map(|(n, _)| n.clone()).collect());
-    let mut header: Vec<String> = config.axes.iter().map(|a| a.name.clone()).collect();
-    header.extend(["lr", "seed", "params", "state", "KV cache", "final loss"].map(String::from));
-    header.extend(evals.iter().map(|e| format!("{e} acc.")));
-    let mut text = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
-    for r in results {
-        let is_best = best.iter().any(|(lets, lr)| *lets == r.lets && *lr == r.lr) && !config.lrs.is_empty();
-        let mut row: Vec<String> = r.lets.iter().map(|(_, v)| v.clone()).collect();
-        row.push(format!("{:e}{}", r.lr, if is_best { " (best)" } else { "" }));
-        row.push(r.seed.to_string());
-        row.push(r.params.to_string());
-        row.push(hyb_compiler::report::bytes(r.state_bytes));
-        row.push(hyb_compiler::report::bytes(r.kv_cache_bytes));
-        row.push(format!("{:.4}", r.final_loss));
-        row.extend(r.accuracy.iter().map(|(_, a)| format!("{:.1}%", 100.0 * a)));
-        let _ = writeln!(text, "| {} |", row.join(" | "));
-    }
-    if config.seeds.len() > 1 {
-        text.push_str("\nBy cell, over its seeds:\n\n");
-        text.push_str(&by_cell(config, results));
-    }
-    text
-}
-
-/// Two-sided 95 % quantiles of Student's t for 1 to 30 degrees of freedom (then 1.96).
-const T95: [f64; 30] = [
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120,
-    2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-];
-
-/// The mean, the sample standard deviation and the half-width of the 95 % interval of
-/// the mean (Student's t) of `values`; the spread is 0 for one value.
-pub fn mean_spread(values: &[f64]) -> (f64, f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    if values.len() < 2 {
-        return (mean, 0.0, 0.0);
-    }
-    let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-    let t = T95.get(values.len() - 2).copied().unwrap_or(1.96);
-    (mean, sd, t * sd / n.sqrt())
-}
-
-/// Per cell (every let and the learning rate) over its seeds: the first eval's figure
-/// and the final loss as mean ± standard deviation with the 95 % interval of the mean.
-fn by_cell(config: &SweepConfig, results: &[Result]) -> String {
-    let mut cells: Vec<(&[(String, String)], f64, Vec<&Result>)> = Vec::new();
-    for r in results {
-        match cells.iter_mut().find(|(lets, lr, _)| *lets == &r.lets[..] && *lr == r.lr) {
-            Some((_, _, members)) => members.push(r),
-            None => cells.push((&r.lets, r.lr, vec![r])),
+    /// The highest held-out score wins, the first of a tie; a perplexity is lower-better.
+    #[test]
+    fn the_held_out_score_alone_chooses() {
+        assert_eq!(choose(&[(1e-3, 0.5), (3e-3, 0.7), (1e-2, 0.7)]), Some(3e-3));
+        assert_eq!(choose(&[]), None);
+        let config = config(&[1e-3, 1e-2]);
+        // The test score would take 1e-2 (0.9 against 0.1); the held-out takes 1e-3.
+        let results = [search_result(1e-3, 0.6, 0.1), search_result(1e-2, 0.4, 0.9)];
+        assert_eq!(chosen_lr(&config, &[], &results), Some(1e-3));
+        assert_eq!(chosen_lr(&config, &[], &results[..1]), None, "a rate still running: no choice yet");
+        let mut perplexity = [search_result(1e-3, 30.0, 0.0), search_result(1e-2, 20.0, 0.0)];
+        for r in &mut perplexity {
+            r.held_out.as_mut().expect("held-out").0 = "held-out perplexity(tiny.txt)".into();
         }
+        assert_eq!(chosen_lr(&config, &[], &perplexity), Some(1e-2));
     }
-    let figure = results.first().and_then(|r| r.accuracy.first()).map(|(name, _)| name.clone());
-    let mut header: Vec<String> = config.axes.iter().map(|a| a.name.clone()).collect();
-    header.extend(["lr", "seeds", "final loss (mean ± sd, 95 % interval)"].map(String::from));
-    header.extend(figure.iter().map(|name| format!("{name} (mean ± sd, 95 % interval)")));
-    let mut text = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
-    let cell = |values: &[f64], scale: f64, digits: usize| {
-        let (mean, sd, half) = mean_spread(values);
-        let (low, high) = ((mean - half) * scale, (mean + half) * scale);
-        format!("{:.digits$} ± {:.digits$} [{low:.digits$}, {high:.digits$}]", mean * scale, sd * scale)
-    };
-    for (lets, lr, members) in cells {
-        let mut row: Vec<String> = lets.iter().map(|(_, v)| v.clone()).collect();
-        row.extend([format!("{lr:e}"), members.len().to_string()]);
-        row.push(cell(&members.iter().map(|r| r.final_loss as f64).collect::<Vec<_>>(), 1.0, 4));
-        if let Some(name) = &figure {
-            let values: Vec<f64> = members.iter().filter_map(|r| r.accuracy.first().map(|(_, a)| *a)).collect();
-            let perplexity = name.starts_with("perplexity(");
-            row.push(if perplexity { cell(&values, 1.0, 2) } else { cell(&values, 100.0, 1) + " %" });
-        }
-        let _ = writeln!(text, "| {} |", row.join(" | "));
-    }
-    text
-}
 
-fn csv(config: &SweepConfig, results: &[Result]) -> String {
-    let evals: Vec<String> =
-        results.first().map_or(Vec::new(), |r| r.accuracy.iter().map(|(n, _)| n.clone()).collect());
-    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let mut header: Vec<String> = config.axes.iter().map(|a| quote(&a.name)).collect();
-    header.extend(["lr", "seed", "params", "state_bytes", "kv_cache_bytes", "final_loss"].map(String::from));
-    header.extend(evals.iter().map(|e| quote(&format!("{e} accuracy"))));
-    let mut text = header.join(",") + "\n";
-    for r in results {
-        let mut row: Vec<String> = r.lets.iter().map(|(_, v)| quote(v)).collect();
-        row.extend([r.lr.to_string(), r.seed.to_string(), r.params.to_string()]);
-        row.extend([r.state_bytes.to_string(), r.kv_cache_bytes.to_string(), r.final_loss.to_string()]);
-        row.extend(r.accuracy.iter().map(|(_, a)| a.to_string()));
-        text += &(row.join(",") + "\n");
+    /// With a search: every cell's rates first (on the search seed), then its seeds
+    /// waiting for the choice; without: cell × seed at the one rate.
+    #[test]
+    fn the_grid_searches_then_seeds() {
+        let mut searching = config(&[1e-3, 1e-2]);
+        searching
+            .axes
+            .push(hyb_compiler::ir::train::Axis { name: "linear".into(), values: vec!["gdn".into(), "gla".into()] });
+        let runs = grid(&searching);
+        let names: Vec<String> = runs.iter().map(Run::name).collect();
+        assert_eq!(names.len(), searching.len());
+        assert_eq!(names[0], "linear=gdn,lr=1e-3,seed=3,search");
+        assert_eq!(names[3], "linear=gla,lr=1e-2,seed=3,search");
+        assert_eq!(names[4], "linear=gdn,lr=(chosen by the search),seed=0");
+        assert_eq!(names.len(), 2 * (2 + 3));
+        let plain = config(&[]);
+        let names: Vec<String> = grid(&plain).iter().map(Run::name).collect();
+        assert_eq!(names, vec![String::new()], "one run at the train block's rate and seed");
     }
-    text
-}
-
-fn write_tables(out: &Path, config: &SweepConfig, results: &[Result]) -> std::result::Result<(), String> {
-    let write = |name: &str, text: String| {
-        std::fs::write(out.join(name), text).map_err(|e| format!("cannot write `{}`: {e}", out.join(name).display()))
-    };
-    write("results.csv", csv(config, results))?;
-    write("results.md", markdown(config, results))?;
-    crate::plot::write_chart(out, "recall", &crate::plot::recall_svg(config, results_points(config, results)))?;
-    Ok(())
-}
-
-/// (series, x label, y) points: the first eval's accuracy at the best learning rate
-/// (mean over seeds) against the last axis, one series per value of the first axis.
-fn results_points(config: &SweepConfig, results: &[Result]) -> Vec<(String, String, f64)> {
-    let best = best_lrs(results);
-    let mut points = Vec::new();
-    for (lets, lr) in best {
-        let runs: Vec<&Result> = results.iter().filter(|r| r.lets == lets && r.lr == lr).collect();
-        let accuracy =
-            runs.iter().map(|r| r.accuracy.first().map_or(0.0, |(_, a)| *a)).sum::<f64>() / runs.len() as f64;
-        let series = if config.axes.len() > 1 { lets.first().map(|(_, v)| v.clone()) } else { None };
-        let x = lets.last().map_or_else(|| "run".to_string(), |(_, v)| v.clone());
-        points.push((series.unwrap_or_else(|| "accuracy".into()), x, accuracy));
-    }
-    points
 }

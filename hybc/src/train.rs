@@ -41,6 +41,35 @@ pub struct Options {
     pub target: hyb_driver::Target,
     /// SIGINT / SIGTERM handling: the run stops at a step boundary with a checkpoint.
     pub interrupt: Option<crate::interrupt::Interrupt>,
+    /// A sweep protocol's run: scored on a held-out set too, and perhaps stopped when
+    /// that score plateaus.
+    pub protocol: Option<Protocol>,
+}
+
+/// What a sweep's protocol asks of one run.
+#[derive(Clone, Copy, Debug)]
+pub struct Protocol {
+    /// Stop once the held-out score has plateaued.
+    pub plateau: Option<hyb_compiler::ir::train::Plateau>,
+}
+
+/// The evaluation sets of a run: the model's, then, for a protocol's run, the held-out
+/// set of its first (last, so the test sets keep their places; see
+/// [`hyb_train::protocol::held_out`]).
+fn evaluation_sets(
+    model: &Model,
+    seq_len: usize,
+    protocol: Option<&Protocol>,
+) -> Result<(Vec<hyb_train::eval::EvalSet>, Vec<String>), String> {
+    let (mut evals, skipped) = eval_sets(model, seq_len)?;
+    if protocol.is_some() {
+        let (twin, _) = eval_sets(model, seq_len)?;
+        let twin = twin.into_iter().next().ok_or("the protocol needs an evaluation set to choose on")?;
+        let (test, held_out) = hyb_train::protocol::held_out(evals.remove(0), twin);
+        evals.insert(0, test);
+        evals.push(held_out);
+    }
+    Ok((evals, skipped))
 }
 
 /// `runs/<file stem>`; a new run (not `--resume`) whose directory already holds
@@ -85,6 +114,9 @@ pub struct Outcome {
     pub scores: Vec<hyb_train::eval::Score>,
     /// Stopped by a signal before the last step: the exit status it calls for.
     pub stopped: Option<u8>,
+    /// The steps the run was to train, and where a plateau stopped it before them.
+    pub steps: u64,
+    pub plateaued_at: Option<u64>,
 }
 
 pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, String> {
@@ -97,7 +129,7 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
             task.seq_len()
         );
     }
-    let (evals, skipped) = eval_sets(model, task.seq_len())?;
+    let (evals, skipped) = evaluation_sets(model, task.seq_len(), options.protocol.as_ref())?;
     for what in skipped {
         println!("note: evaluation of {what} is not supported yet; skipped");
     }
@@ -117,6 +149,11 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
         checkpoint_every: options.checkpoint_every.or(block.and_then(|t| t.checkpoint_every)),
         keep_checkpoints: block.and_then(|t| t.keep_checkpoints),
         stop: options.interrupt.as_ref().map(|interrupt| interrupt.requested.clone()),
+        plateau: options.protocol.and_then(|p| p.plateau).map(|rule| hyb_train::protocol::PlateauStop {
+            set: evals.len() - 1,
+            patience: rule.patience,
+            min_delta: rule.min_delta,
+        }),
     };
     let log_every = block.map_or(1, |t| t.log_every);
     keep_model_source(path, settings.out.as_ref().expect("a run directory"), options)?;
@@ -191,9 +228,18 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
     if let Some(step) = summary.stopped_at {
         let (signal, status) = options.interrupt.as_ref().and_then(|i| i.received()).unwrap_or(("a signal", 130));
         println!("stopped by {signal} after step {step}; `--resume` continues the run from there");
-        return Ok(Outcome { final_loss: summary.final_loss, scores: Vec::new(), stopped: Some(status) });
+        let (steps, plateaued_at) = (settings.steps, None);
+        return Ok(Outcome {
+            final_loss: summary.final_loss,
+            scores: Vec::new(),
+            stopped: Some(status),
+            steps,
+            plateaued_at,
+        });
     }
-    if resumed_at >= settings.steps {
+    if let Some(step) = summary.plateaued_at {
+        println!("stopped at step {step} of {}: the held-out score had plateaued", settings.steps);
+    } else if resumed_at >= settings.steps {
         println!("the run was complete at step {resumed_at}; its last loss {:.4}", summary.final_loss);
     } else {
         println!("trained {} steps in {:.1} s; final loss {:.4}", settings.steps, summary.seconds, summary.final_loss);
@@ -216,7 +262,8 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
     if let Some(profile) = &trainer.profile {
         println!("\ntime per kernel:\n{}", profile.table());
     }
-    Ok(Outcome { final_loss: summary.final_loss, scores: summary.scores, stopped: None })
+    let (steps, plateaued_at) = (settings.steps, summary.plateaued_at);
+    Ok(Outcome { final_loss: summary.final_loss, scores: summary.scores, stopped: None, steps, plateaued_at })
 }
 
 /// A progress bar with loss, tokens/s and ETA on a terminal; plain lines otherwise (a

@@ -644,9 +644,10 @@ fn export_writes_an_fla_directory() {
     assert!(text(&none.stderr).contains("without a complete checkpoint"), "{}", text(&none.stderr));
 }
 
-/// `hybc sweep` trains every run of the grid (2 mixers × 2 attention periods × 2
-/// learning rates), writes the CSV, markdown and SVG, marks the best learning rate per
-/// model, and a second invocation finds every run done.
+/// `hybc sweep` trains every run of the grid (2 mixers × 2 attention periods, each cell
+/// a search over 2 learning rates and then 1 seed at the chosen rate), writes the CSV,
+/// markdown and SVG, marks the chosen learning rate per cell, and a second invocation
+/// finds every run done.
 #[test]
 fn sweep_runs_the_grid_and_resumes() {
     let dir = scratch("sweep");
@@ -659,7 +660,7 @@ fn sweep_runs_the_grid_and_resumes() {
          model {\n vocab = 64\n d_model = 32\n layers = linear × 4 with attn every attn_every\n}\n\
          train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 2\n steps = 2\n}\n\
          eval {\n mqar(seq_len: 32, pairs: 4)\n samples = 8\n batch = 4\n}\n\
-         sweep {\n linear = [gdn, gla]\n attn_every = [2, 4]\n lr = [1e-3, 3e-3]\n}\n",
+         sweep {\n linear = [gdn, gla]\n attn_every = [2, 4]\n lr = [1e-3, 3e-3]\n seeds = 1\n}\n",
     )
     .expect("writable");
     let out = dir.join("runs");
@@ -672,38 +673,41 @@ fn sweep_runs_the_grid_and_resumes() {
     // As a cluster runs it: the list, two shards as array jobs, a report between them.
     let listed = with(&["--list"]);
     assert_eq!(listed.matches("\tto run\t").count(), 8, "{listed}");
-    assert!(listed.starts_with("0\tto run\tlinear=gdn,attn_every=2,lr=1e-3\n"), "{listed}");
+    assert_eq!(listed.matches("\twaits for its search\t").count(), 4, "{listed}");
+    assert!(listed.starts_with("0\tto run\tlinear=gdn,attn_every=2,lr=1e-3,seed=1,search\n"), "{listed}");
     let shard = with(&["--shard", "0/2"]);
-    assert!(shard.contains("[1/8]") && shard.contains("[7/8]") && !shard.contains("[2/8]"), "{shard}");
+    assert!(shard.contains("[1/12]") && shard.contains("[7/12]") && !shard.contains("[2/12]"), "{shard}");
+    assert!(shard.contains("[9/12] linear=gdn,attn_every=2,lr=(chosen by the search),seed=0: waits"), "{shard}");
     let partial = with(&["--report"]);
-    assert!(partial.contains("4 of 8 runs finished"), "{partial}");
+    assert!(partial.contains("4 of 12 runs finished"), "{partial}");
     let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
     assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
     // The other half as two jobs at once (each a shard of what is left to run).
     let jobs = with(&["--jobs", "2"]);
     assert!(jobs.contains("2 jobs of ") && jobs.contains("shard 1/2: exit status: 0"), "{jobs}");
     assert!(out.join("shard-0.log").is_file() && out.join("shard-1.log").is_file(), "{jobs}");
-    assert!(std::fs::read_to_string(out.join("shard-1.log")).expect("a log").contains("[8/8]"), "{jobs}");
+    assert!(jobs.contains("second wave"), "a search leaves seeds for a second wave: {jobs}");
+    assert!(std::fs::read_to_string(out.join("shard-1.log")).expect("a log").contains("[12/12]"), "{jobs}");
     let bad = hybc(&[&args[..], &["--shard", "2/2"]].concat());
     assert_eq!(bad.status.code(), Some(2), "a shard index past the count is a usage error");
     let first = hybc(&args);
     assert!(first.status.success(), "{}{}", text(&first.stdout), text(&first.stderr));
-    assert_eq!(text(&first.stdout).matches("done before").count(), 8, "{}", text(&first.stdout));
+    assert_eq!(text(&first.stdout).matches("done before").count(), 12, "{}", text(&first.stdout));
     let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
     let rows: Vec<&str> = csv.lines().collect();
-    assert_eq!(rows.len(), 1 + 8, "{csv}");
+    assert_eq!(rows.len(), 1 + 12, "{csv}");
     assert!(rows[0].starts_with("\"linear\",\"attn_every\",lr,seed"), "{csv}");
     let markdown = std::fs::read_to_string(out.join("results.md")).expect("results.md");
-    assert_eq!(markdown.matches("(best)").count(), 4, "one best lr per model: {markdown}");
+    assert_eq!(markdown.matches("(chosen)").count(), 4, "one chosen lr per cell: {markdown}");
     let svg = std::fs::read_to_string(out.join("recall.svg")).expect("recall.svg");
     assert!(svg.contains("<polyline") && svg.contains(">gla<"), "{svg}");
     assert_png(&out.join("recall.png"));
-    let run = out.join("linear=gla,attn_every=4,lr=3e-3/checkpoints/step_000002");
+    let run = out.join("linear=gla,attn_every=4,lr=3e-3,seed=1,search/checkpoints/step_000002");
     let eval = hybc(&["eval", "--ckpt", run.to_str().expect("utf-8")]);
     assert!(eval.status.success(), "a sweep run's checkpoint evaluates on its own: {}", text(&eval.stderr));
     let again = hybc(&args);
     assert!(again.status.success(), "{}", text(&again.stderr));
-    assert_eq!(text(&again.stdout).matches("done before").count(), 8, "{}", text(&again.stdout));
+    assert_eq!(text(&again.stdout).matches("done before").count(), 12, "{}", text(&again.stdout));
 }
 
 /// A PNG of the charts' size at twice the scale (1280 × 800).
@@ -723,6 +727,140 @@ fn sweep_refuses_an_unknown_name() {
     let out = hybc(&["check", file.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("did you mean `linear`?"), "{}", text(&out.stderr));
+}
+
+/// A result.json as a finished run writes it, with made-up figures.
+fn fake_result(dir: &Path, lets: &[(&str, &str)], phase: &str, lr: f64, seed: u64, figures: (f64, f64)) {
+    let (held_out, test) = figures;
+    let mixer = if lets[0].1 == "gdn" { "gated_deltanet" } else { "retnet" };
+    let share = if lets[1].1 == "2" { 0.5 } else { 0.25 };
+    let json = serde_json::json!({
+        "run": "made up", "lets": lets, "lr": lr, "seed": seed, "params": 1000, "state_bytes": 2048,
+        "kv_cache_bytes": 4096, "final_loss": 1.0, "accuracy": [["mqar(seq_len: 32, pairs: 4)", test]],
+        "phase": phase, "held_out": ["held-out mqar(seq_len: 32, pairs: 4)", held_out], "steps": 10,
+        "mixer": mixer, "attention_share": share,
+    });
+    std::fs::create_dir_all(dir).expect("writable");
+    std::fs::write(dir.join("result.json"), json.to_string()).expect("writable");
+}
+
+/// The protocol's selection rule on a made-up table: in every cell the held-out score
+/// favours lr 1e-3 and the test score lr 1e-2; the seeds wait for the search, then run
+/// at 1e-3. The report's cells (mean ± sd and the 95 % interval, by hand) and its
+/// claims follow from the made-up seeds: GatedDeltaNet gains 20 points from 3:1 to
+/// 1:1, RetNet 2.
+#[test]
+fn sweep_chooses_the_rate_on_held_out_scores_not_test_scores() {
+    let dir = scratch("sweep_choice");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("choice.hyb");
+    std::fs::write(
+        &file,
+        "mixer gdn = gated_deltanet(heads: 2, head_dim: 16, expand_v: 1)\nmixer retnet = retnet(heads: 2)\n\
+         mixer attn = attention(heads: 2)\nlet linear = gdn\nlet attn_every = 2\n\
+         model {\n vocab = 64\n d_model = 32\n layers = linear × 4 with attn every attn_every\n}\n\
+         train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 2\n steps = 2\n}\n\
+         sweep {\n linear = [gdn, retnet]\n attn_every = [2, 4]\n lr = [1e-3, 1e-2]\n seeds = 3\n}\n",
+    )
+    .expect("writable");
+    let out = dir.join("runs");
+    let args = ["sweep", file.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")];
+    let run = |extra: &str| {
+        let output = hybc(&[&args[..], &[extra]].concat());
+        assert!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
+        text(&output.stdout)
+    };
+    let recall = |mixer: &str, every: &str| match (mixer, every) {
+        ("gdn", "2") => 0.92,
+        ("gdn", _) => 0.72,
+        (_, "2") => 0.41,
+        _ => 0.39,
+    };
+    for mixer in ["gdn", "retnet"] {
+        for every in ["2", "4"] {
+            let lets = [("linear", mixer), ("attn_every", every)];
+            let cell = format!("linear={mixer},attn_every={every}");
+            // Seed 3: one past the measured seeds 0, 1, 2.
+            fake_result(&out.join(format!("{cell},lr=1e-3,seed=3,search")), &lets, "search", 1e-3, 3, (0.8, 0.1));
+            fake_result(&out.join(format!("{cell},lr=1e-2,seed=3,search")), &lets, "search", 1e-2, 3, (0.2, 0.9));
+        }
+    }
+    let listed = run("--list");
+    assert_eq!(listed.matches("\tto run\tlinear=").count(), 12, "{listed}");
+    assert!(listed.contains("\tto run\tlinear=retnet,attn_every=4,lr=1e-3,seed=2\n"), "{listed}");
+    assert!(!listed.contains("lr=1e-2,seed=0"), "the test score chose nothing: {listed}");
+    for mixer in ["gdn", "retnet"] {
+        for every in ["2", "4"] {
+            let lets = [("linear", mixer), ("attn_every", every)];
+            for (seed, offset) in [(0, -0.02), (1, 0.0), (2, 0.02)] {
+                let dir = out.join(format!("linear={mixer},attn_every={every},lr=1e-3,seed={seed}"));
+                fake_result(&dir, &lets, "seed", 1e-3, seed, (0.5, recall(mixer, every) + offset));
+            }
+        }
+    }
+    let report = run("--report");
+    assert_eq!(report.matches("1e-3 (chosen)").count(), 4, "{report}");
+    // 0.90, 0.92, 0.94: mean 92.0 %, sd 2.0, half-width 4.303 · 2 / √3 = 4.97.
+    assert!(report.contains("| gdn | 2 | 1e-3 (chosen) | 3 | 1000 | 2.0 KiB | 4.0 KiB | 10 |"), "{report}");
+    assert!(report.contains("92.0 ± 2.0 [87.0, 97.0] %"), "{report}");
+    let search_row = "| gdn | 2 | 80.0% | 20.0% | 1e-3 | best at the grid's lowest rate: widen it downwards |";
+    assert!(report.contains(search_row), "the search table: {report}");
+    // Slopes 0.8 and 0.08 per unit of share, pooled 0.44: 4.4 points per 10.
+    assert!(report.contains("| Recall rises with the share of attention. | **supported** |"), "{report}");
+    assert!(report.contains("(95 % interval; 12 runs): within each mixer +4.4 ["), "{report}");
+    assert!(report.contains("], excludes 0; gated_deltanet alone +8.0 ["), "{report}");
+    assert!(report.contains("In hybrids, GatedDeltaNet and HGRN-2 do best. | **supported**"), "{report}");
+    assert!(report.contains("retnet − gated_deltanet -7.2 ["), "{report}");
+    assert!(report.contains("RetNet gains least from attention. | **supported**"), "{report}");
+    assert!(report.contains("barely moves with the ratio. | **not tested by this grid**"), "{report}");
+    let svg = std::fs::read_to_string(out.join("recall.svg")).expect("recall.svg");
+    assert_eq!(svg.matches("<path d=\"M").count(), 4, "an error bar per cell: {svg}");
+    let search = std::fs::read_to_string(out.join("search.svg")).expect("search.svg");
+    assert!(search.contains(">gdn, 2<") && search.contains(">1e-2<") && search.contains(">learning rate<"), "{search}");
+    let ignored = hybc(&[&args[..], &["--report", "--set", "seed=7"]].concat());
+    assert_eq!(ignored.status.code(), Some(1), "{}", text(&ignored.stderr));
+    assert!(
+        text(&ignored.stderr).contains("`--set seed=7` would be ignored: the sweep's `seeds`"),
+        "{}",
+        text(&ignored.stderr)
+    );
+}
+
+/// A miniature of `examples/study/recall.hyb` (its models; a few steps): the budget in
+/// tokens becomes steps, the search and the seeds run, a plateau stop with a gain no
+/// run can make ends every run after its second evaluation, and the report is written.
+#[test]
+fn sweep_runs_a_miniature_study() {
+    let dir = scratch("mini_study");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("mini.hyb");
+    let study = root().join("examples/study/recall.hyb");
+    std::fs::write(
+        &file,
+        format!(
+            "import \"{}\"\ntrain {{\n batch = 2\n schedule = constant()\n eval_every = 1\n}}\n\
+             eval {{\n samples = 8\n batch = 4\n}}\n\
+             sweep {{\n linear = [gdn, retnet]\n lr = [1e-3, 1e-2]\n seeds = 2\n tokens = 384\n\
+             stop = plateau(patience: 1, min_delta: 0.5)\n}}\n",
+            study.display()
+        ),
+    )
+    .expect("writable");
+    let out = dir.join("runs");
+    let run = hybc(&["sweep", file.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")]);
+    let stdout = text(&run.stdout);
+    assert!(run.status.success(), "{stdout}{}", text(&run.stderr));
+    assert!(stdout.contains("sweep ") && stdout.contains(": 16 runs into"), "{stdout}");
+    assert!(stdout.contains("budget: 384 tokens a run = 3 steps of 2 × 64 tokens"), "{stdout}");
+    assert_eq!(stdout.matches("stopped at step 2 of 3: the held-out score had plateaued").count(), 16, "{stdout}");
+    let markdown = std::fs::read_to_string(out.join("results.md")).expect("results.md");
+    assert_eq!(markdown.matches(" (chosen) | 2 |").count(), 4, "{markdown}");
+    assert!(markdown.contains("16 of 16 runs stopped early") && markdown.contains("3 (plateau at 2, 2)"), "{markdown}");
+    assert!(markdown.contains("## The paper's claims"), "{markdown}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
+    let seed_rows: Vec<&str> = csv.lines().skip(1).filter(|row| row.contains(",seed,")).collect();
+    assert_eq!(seed_rows.len(), 8, "{csv}");
+    assert!(seed_rows[0].contains(",\"gated_deltanet\",0.5,3,2,256,"), "mixer, share, steps, stop, tokens: {csv}");
 }
 
 /// Training on a text file (bytes, and a Hugging Face tokenizer.json) and on a u16

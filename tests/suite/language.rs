@@ -279,3 +279,29 @@ fn settings_override_fields_and_are_checked_like_the_file() {
     let (model, text) = check(bare, &["steps=2", "data=mqar(vocab: 64, seq_len: 32, pairs: 4)"]);
     assert_eq!(model.unwrap_or_else(|| panic!("{text}")).train.expect("made by --set").steps, 2);
 }
+
+/// The sweep protocol's settings as sema reads them: a log grid of learning rates (to
+/// three digits), three seeds by default with a search and the search seed past them,
+/// the budget in tokens as steps, the plateau stop; the run count per cell.
+#[test]
+fn the_sweep_protocol_reads_as_written() {
+    let text = "mixer gla = gla(heads: 2)\nmixer attn = attention(heads: 2)\nlet linear = gla\n\
+                model {\n vocab = 64\n d_model = 32\n layers = linear × 2\n}\n\
+                train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 4\n grad_accum = 2\n eval_every = 5\n}\n\
+                sweep {\n linear = [gla, attn]\n lr = log_grid(from: 1e-3, to: 1e-1, points: 3)\n tokens = 2e4\n\
+                stop = plateau(min_delta: 0.01)\n}\n";
+    let compilation = check_text("protocol.hyb", text);
+    let model = compilation.model().unwrap_or_else(|| panic!("{}", render(&compilation)));
+    let sweep = model.sweep.as_ref().expect("a sweep");
+    assert_eq!(sweep.lrs, vec![1e-3, 1e-2, 1e-1]);
+    assert_eq!((sweep.test_seeds(), sweep.search_seed()), (vec![0, 1, 2], 3));
+    assert_eq!(sweep.plateau, Some(ir::train::Plateau { patience: 3, min_delta: 0.01 }));
+    let train = model.train.as_ref().expect("a train block");
+    // 20 000 tokens at 4 × 32 × 2 = 256 a step: 78.125, rounded up.
+    assert_eq!((sweep.tokens, ir::train::budget_steps(20_000, train)), (Some(20_000), 79));
+    assert_eq!(sweep.len(), 2 * (3 + 3), "two cells, each three rates and three seeds");
+    let plain = check_text("plain.hyb", &text.replace(" lr = log_grid(from: 1e-3, to: 1e-1, points: 3)\n", ""));
+    let plain = plain.model().and_then(|m| m.sweep.clone()).expect("checks");
+    assert!(plain.test_seeds().is_empty() && !plain.searches() && plain.held_out(), "the plateau reads held-out");
+    assert_eq!(plain.len(), 2);
+}

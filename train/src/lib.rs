@@ -4,7 +4,8 @@
 //! documents to a Megatron `.bin` + `.idx`), the learning-rate schedule ([`schedule`]),
 //! the loop ([`run`]: steps, evaluation, checkpoints, NaN stops, `metrics.jsonl`), the
 //! tasks a model's train and eval blocks describe ([`tasks`]), evaluation ([`eval`]:
-//! answer accuracy, perplexity and bits per byte) and checkpoints ([`checkpoint`]:
+//! answer accuracy, perplexity and bits per byte), a sweep's held-out set and plateau
+//! stop ([`protocol`]) and checkpoints ([`checkpoint`]:
 //! safetensors, atomic, resumable). `hybc train` drives it and prints what it reports.
 //!
 //! **Architecture Invariant:** nothing here compiles or executes kernels; it feeds the
@@ -15,6 +16,7 @@ pub mod data;
 pub mod documents;
 pub mod eval;
 pub mod generate;
+pub mod protocol;
 pub mod run;
 pub mod schedule;
 pub mod tasks;

@@ -37,6 +37,8 @@ pub struct Settings {
     pub keep_checkpoints: Option<u64>,
     /// Set from outside (a signal handler) to stop at the next step boundary.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Stop once an evaluation set's score has plateaued (a sweep's held-out set).
+    pub plateau: Option<crate::protocol::PlateauStop>,
 }
 
 /// What the loop reports as it goes.
@@ -113,6 +115,8 @@ pub struct Summary {
     pub seconds: f64,
     /// Where the loop stopped on request ([`Settings::stop`]), before the last step.
     pub stopped_at: Option<u64>,
+    /// Where the loop stopped because the watched score plateaued ([`Settings::plateau`]).
+    pub plateaued_at: Option<u64>,
 }
 
 /// Runs steps `trainer.step + 1 ..= settings.steps`.
@@ -134,13 +138,14 @@ pub fn train(
     // The step of the newest checkpoint on disk (a resumed run starts at one).
     let mut saved_at = trainer.step;
     let stop_requested = || settings.stop.as_ref().is_some_and(|stop| stop.load(Ordering::SeqCst));
+    let (mut plateau, mut plateaued_at) = (crate::protocol::Plateau::default(), None);
     while trainer.step < settings.steps {
         if stop_requested() {
             if trainer.step > saved_at {
                 save_checkpoint(trainer, settings, on)?;
             }
             let seconds = started.elapsed().as_secs_f64();
-            return Ok(Summary { final_loss, scores, seconds, stopped_at: Some(trainer.step) });
+            return Ok(Summary { final_loss, scores, seconds, stopped_at: Some(trainer.step), plateaued_at: None });
         }
         let step = trainer.step + 1;
         let lr = learning_rate(&settings.schedule, settings.adamw.lr, step, settings.steps);
@@ -173,16 +178,27 @@ pub fn train(
                 }
             }
         }
+        let stopping = due && plateaued(&mut plateau, settings, &scores) && step < settings.steps;
         let checkpoint_due = settings.checkpoint_every.is_some_and(|every| step % every == 0) || step == settings.steps;
-        if checkpoint_due && settings.out.is_some() {
+        if (checkpoint_due || stopping) && settings.out.is_some() {
             save_checkpoint(trainer, settings, on)?;
             saved_at = step;
+        }
+        if stopping {
+            plateaued_at = Some(step);
+            break;
         }
     }
     if resumed_complete && !evals.is_empty() {
         scores = evaluate(trainer, &mut evaluators, evals)?;
     }
-    Ok(Summary { final_loss, scores, seconds: started.elapsed().as_secs_f64(), stopped_at: None })
+    Ok(Summary { final_loss, scores, seconds: started.elapsed().as_secs_f64(), stopped_at: None, plateaued_at })
+}
+
+/// Whether the watched set's latest score ends the run (see [`crate::protocol::Plateau`]).
+fn plateaued(plateau: &mut crate::protocol::Plateau, settings: &Settings, scores: &[Score]) -> bool {
+    let Some(rule) = &settings.plateau else { return false };
+    scores.get(rule.set).is_some_and(|score| plateau.plateaued(rule, crate::protocol::higher_is_better(score)))
 }
 
 /// The `metrics.jsonl` line of one evaluation: `eval/<task>/<figure>` keys — the loss,

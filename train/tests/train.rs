@@ -128,6 +128,7 @@ fn gradient_accumulation_equals_the_larger_batch() {
         checkpoint_every: None,
         keep_checkpoints: None,
         stop: None,
+        plateau: None,
     };
     let summary = train(&mut accumulated, &task, &[], &settings, &mut |_| {}).expect("trains");
     assert!((summary.final_loss - stats.loss).abs() < 1e-5, "{} vs {}", summary.final_loss, stats.loss);
@@ -856,4 +857,54 @@ fn tokenized_documents_round_trip_through_a_megatron_dataset() {
     let wide = Tokenized { ids: vec![5, 6, 256, 70000, 256], documents: vec![0, 3], bytes: vec![2, 1] };
     let error = write_megatron(&scratch_file("wide", b""), &wide, TokenDtype::U16).expect_err("too wide");
     assert_eq!(error, "token id 70000 (document 2, counting from 1) does not fit u16");
+}
+
+/// A deterministic pass of 5 windows of 2 tokens, window `w` holding `w` (as a
+/// perplexity pass is: batch `b` of size `n` is windows `b·n …`).
+struct Pass;
+
+impl Task for Pass {
+    fn seq_len(&self) -> usize {
+        2
+    }
+
+    fn sequence(&self, _rng: &mut hyb_runtime::rng::SplitMix64) -> (Vec<i32>, Vec<i32>) {
+        (vec![0, 0], vec![-1, -1])
+    }
+
+    fn batch(&self, _seed: u64, step: u64, size: usize) -> hyb_train::data::Batch {
+        let windows: Vec<i32> = (step as usize * size..(step as usize + 1) * size).map(|w| w as i32).collect();
+        let tokens: Vec<i32> = windows.iter().flat_map(|w| [*w, *w]).collect();
+        let targets = tokens.iter().map(|w| if *w < 5 { *w } else { -1 }).collect();
+        hyb_train::data::Batch { groups: vec![0; tokens.len()], tokens, targets, seq_len: 2 }
+    }
+}
+
+/// The protocol's held-out set never holds test data: a recall task's comes from
+/// another random stream than the test batches; a perplexity pass is cut in two, its
+/// first half held out and its second the test set, every window in one of them.
+#[test]
+fn the_held_out_set_is_apart_from_the_test_set() {
+    use hyb_compiler::ir::train::EVAL_SEED;
+    use hyb_train::eval::EvalSet;
+    use hyb_train::protocol::held_out;
+    let set = |task: Box<dyn Task>, samples, perplexity| EvalSet {
+        name: "set".into(),
+        task,
+        samples,
+        batch: 2,
+        perplexity,
+        bytes: Some(10),
+    };
+    let (test, held) = held_out(set(Box::new(mqar()), 8, false), set(Box::new(mqar()), 8, false));
+    assert_eq!((test.name.as_str(), held.name.as_str()), ("set", "held-out set"));
+    assert_eq!(test.task.batch(EVAL_SEED, 0, 4), mqar().batch(EVAL_SEED, 0, 4), "the test set is as before");
+    assert_ne!(held.task.batch(EVAL_SEED, 0, 4), test.task.batch(EVAL_SEED, 0, 4));
+    let (test, held) = held_out(set(Box::new(Pass), 5, true), set(Box::new(Pass), 5, true));
+    assert_eq!((held.samples, test.samples, held.bytes, test.bytes), (2, 3, None, None));
+    let windows = |s: &EvalSet| -> Vec<i32> {
+        let batch = s.task.batch(EVAL_SEED, 0, 4);
+        batch.targets.chunks(2).filter(|t| t[0] >= 0).map(|t| t[0]).collect()
+    };
+    assert_eq!((windows(&held), windows(&test)), (vec![0, 1], vec![2, 3, 4]));
 }

@@ -11,6 +11,10 @@ use hyb_grammar::Span;
 /// run with this seed would train on exactly those batches, so sema refuses it.
 pub const EVAL_SEED: u64 = 0xE7A1_5EED;
 
+/// The seed of a sweep's held-out batches (the protocol's learning-rate choice): a
+/// stream apart from the evaluation batches and, like them, refused as a training seed.
+pub const HELD_OUT_SEED: u64 = 0x4E1D_0075_0974_5EEC;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
     pub data: Data,
@@ -177,19 +181,79 @@ pub struct Axis {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SweepConfig {
     pub axes: Vec<Axis>,
-    /// Learning rates to try per combination (none: the train block's).
+    /// Learning rates (none: the train block's). More than one is a search: each cell
+    /// trains every rate once on the search seed, scored on the held-out set, and its
+    /// seeds train at the rate that scored best there.
     pub lrs: Vec<f64>,
-    /// Seeds (none: the train block's).
+    /// Seeds as written (none: three with a search, else the train block's).
     pub seeds: Vec<u64>,
+    /// The budget of every run in tokens (none: the train block's steps).
+    pub tokens: Option<u64>,
+    /// Stop a run once its held-out score has stopped improving.
+    pub plateau: Option<Plateau>,
 }
 
+/// `stop = plateau(patience: P, min_delta: D)`: a run stops after `patience`
+/// evaluations in a row that did not improve its best held-out score by more than
+/// `min_delta` (accuracy as a fraction; for perplexity, the loss in nats).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Plateau {
+    pub patience: u64,
+    pub min_delta: f64,
+}
+
+/// The seeds a protocol cell trains when the sweep names none.
+pub const DEFAULT_SEEDS: u64 = 3;
+
 impl SweepConfig {
-    /// Runs in the grid.
+    /// Whether the sweep searches learning rates (more than one to try).
+    pub fn searches(&self) -> bool {
+        self.lrs.len() > 1
+    }
+
+    /// Whether runs are scored on the held-out set (a search or a plateau stop reads it).
+    pub fn held_out(&self) -> bool {
+        self.searches() || self.plateau.is_some()
+    }
+
+    /// The seeds each cell is measured with (none: the train block's).
+    pub fn test_seeds(&self) -> Vec<u64> {
+        match (self.seeds.is_empty(), self.searches()) {
+            (false, _) => self.seeds.clone(),
+            (true, true) => (0..DEFAULT_SEEDS).collect(),
+            (true, false) => Vec::new(),
+        }
+    }
+
+    /// The seed of the search runs: one past the last test seed, so no measured run is
+    /// one its learning rate was chosen on.
+    pub fn search_seed(&self) -> u64 {
+        self.test_seeds().iter().max().map_or(0, |s| s + 1)
+    }
+
+    /// Cells: every combination of the varied lets.
+    pub fn cells(&self) -> usize {
+        self.axes.iter().map(|a| a.values.len()).product::<usize>()
+    }
+
+    /// Runs in the grid: per cell, the search's rates and then the seeds (at the chosen
+    /// rate); without a search, every rate × seed.
     pub fn len(&self) -> usize {
-        self.axes.iter().map(|a| a.values.len()).product::<usize>() * self.lrs.len().max(1) * self.seeds.len().max(1)
+        let seeds = self.test_seeds().len().max(1);
+        if self.searches() {
+            self.cells() * (self.lrs.len() + seeds)
+        } else {
+            self.cells() * self.lrs.len().max(1) * seeds
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The steps a budget of `tokens` buys at `batch × seq_len` tokens a step (with
+/// `grad_accum` micro-batches), rounded up.
+pub fn budget_steps(tokens: u64, train: &TrainConfig) -> u64 {
+    tokens.div_ceil(train.batch * train.seq_len * train.grad_accum.max(1))
 }

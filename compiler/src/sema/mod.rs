@@ -218,7 +218,7 @@ fn build_model(cx: &Cx) -> Option<Model> {
     let params = params::model_params(&config, &mixers, &layers);
     let train = train::check_train(cx, &config);
     let eval = train::check_eval(cx, &config, train.as_ref(), &mixers, &layers);
-    let sweep = sweep::check_sweep(cx);
+    let sweep = sweep::check_sweep(cx, train.as_ref());
     if cx.has_errors() {
         return None;
     }

@@ -1,26 +1,35 @@
-//! The `sweep` block: a grid of runs over the file's `let`-bound values, learning rates
-//! and seeds, which `hybc sweep` expands into runs. Each field names what varies and
-//! lists its values:
+//! The `sweep` block: a grid of runs over the file's `let`-bound values, and the
+//! protocol that measures each cell of it, which `hybc sweep` expands into runs. Each
+//! field names what varies and lists its values, or sets the protocol:
 //!
 //! ```text
 //! sweep {
-//!     linear = [gdn, gla]          // any let: each value replaces the let's
+//!     linear = [gdn, gla]                          // any let: each value replaces the let's
 //!     ratio  = [1, 3, 7]
-//!     lr     = [1e-3, 3e-3]        // the optimizer's learning rate
-//!     seeds  = 2                   // seeds 0 and 1 (or a list: [0, 7])
+//!     lr     = log_grid(from: 3e-4, to: 1e-2, points: 4)   // or a list: [1e-3, 3e-3]
+//!     seeds  = 3                                   // seeds 0, 1, 2 (or a list: [0, 7])
+//!     tokens = 2_000_000                           // every run's budget
+//!     stop   = plateau(patience: 3, min_delta: 0.01)
 //! }
 //! ```
 //!
 //! A run is the file compiled with `let NAME = VALUE` for each axis (an importer's lets
-//! override the imported file's, so the values are checked like any other let).
+//! override the imported file's, so the values are checked like any other let). More
+//! than one learning rate is a search, decided by the held-out score; `tokens` becomes
+//! steps through the train block's `batch × seq_len`; `stop` needs `eval_every` (the
+//! plateau is judged at evaluations). Nothing is accepted that a run would then ignore.
 
-use hyb_grammar::Diagnostic;
 use hyb_grammar::ast::{Expr, ExprKind};
 use hyb_grammar::diag::closest;
+use hyb_grammar::{Diagnostic, Span};
 
-use super::values::Cx;
+use super::presets::{opt_count, opt_float};
+use super::values::{Args, Cx};
 
-use crate::ir::train::{Axis, SweepConfig};
+use crate::ir::train::{Axis, LrSchedule, Plateau, SweepConfig, TrainConfig, budget_steps};
+
+/// The protocol's fields (every other field is a let to vary).
+const FIELDS: &[&str] = &["lr", "seeds", "tokens", "stop"];
 
 /// The list a sweep field gives, or a diagnostic.
 fn list<'e>(cx: &Cx, name: &str, expr: &'e Expr) -> Option<&'e [Expr]> {
@@ -37,10 +46,11 @@ fn list<'e>(cx: &Cx, name: &str, expr: &'e Expr) -> Option<&'e [Expr]> {
     }
 }
 
-pub fn check_sweep(cx: &Cx) -> Option<SweepConfig> {
+pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> {
     let block = &cx.scope.sweep;
     let block_span = block.span?;
-    let mut config = SweepConfig { axes: Vec::new(), lrs: Vec::new(), seeds: Vec::new() };
+    let mut config = SweepConfig { axes: Vec::new(), lrs: Vec::new(), seeds: Vec::new(), tokens: None, plateau: None };
+    let mut spans = Spans::default();
     // In the order written: the first axis is the plot's series, the last its x axis.
     let mut fields: Vec<_> = block.fields.iter().collect();
     fields.sort_by_key(|(_, def)| (def.name_span.file, def.name_span.start));
@@ -48,27 +58,22 @@ pub fn check_sweep(cx: &Cx) -> Option<SweepConfig> {
         let value = &def.value.value;
         let [expr] = value.seq.as_slice() else {
             cx.error(
-                Diagnostic::error(format!("`{name}` in a sweep takes one list"))
+                Diagnostic::error(format!("`{name}` in a sweep takes one value"))
                     .at(value.span, "a sequence")
                     .help(format!("write `{name} = [a, b, c]`")),
             );
             continue;
         };
         match name.as_str() {
-            "lr" => {
-                if let Some(items) = list(cx, name, expr) {
-                    config.lrs = items.iter().filter_map(|e| cx.float(e, "lr", f64::MIN_POSITIVE, 10.0)).collect();
-                }
+            "lr" => config.lrs = learning_rates(cx, expr).unwrap_or_default(),
+            "seeds" => config.seeds = seeds(cx, expr).unwrap_or_default(),
+            "tokens" => {
+                config.tokens = cx.float(expr, "tokens", 1.0, 1e15).and_then(|t| whole(cx, expr, t));
+                spans.tokens = Some(expr.span);
             }
-            "seeds" => {
-                config.seeds = match &expr.kind {
-                    ExprKind::List(_) => list(cx, name, expr)
-                        .map(|items| {
-                            items.iter().filter_map(|e| super::train::training_seed(cx, e, u64::MAX >> 1)).collect()
-                        })
-                        .unwrap_or_default(),
-                    _ => cx.count(expr, "seeds", 1, 1024).map(|n| (0..n).collect()).unwrap_or_default(),
-                };
+            "stop" => {
+                config.plateau = plateau(cx, expr);
+                spans.stop = Some(expr.span);
             }
             _ if cx.scope.lets.contains_key(name) => {
                 if let Some(items) = list(cx, name, expr) {
@@ -76,17 +81,7 @@ pub fn check_sweep(cx: &Cx) -> Option<SweepConfig> {
                     config.axes.push(Axis { name: name.clone(), values });
                 }
             }
-            _ => {
-                let lets: Vec<&str> = cx.scope.lets.keys().map(String::as_str).collect();
-                let mut diagnostic =
-                    Diagnostic::error(format!("a sweep varies lets, `lr` or `seeds`; `{name}` is none"))
-                        .at(def.name_span, "no let of this name");
-                diagnostic = match closest(name, lets.iter().copied().chain(["lr", "seeds"])) {
-                    Some(near) => diagnostic.help(format!("did you mean `{near}`?")),
-                    None => diagnostic.help(format!("bind it first: `let {name} = ...`, then sweep over it")),
-                };
-                cx.error(diagnostic);
-            }
+            _ => cx.error(unknown_field(cx, name, def.name_span)),
         }
     }
     if block.fields.is_empty() {
@@ -96,12 +91,154 @@ pub fn check_sweep(cx: &Cx) -> Option<SweepConfig> {
                 .help("list values of a let, e.g. `linear = [gdn, gla]`, or `lr = [1e-3, 3e-3]`"),
         );
     }
-    if cx.scope.train.span.is_none() {
-        cx.error(
+    match train {
+        Some(train) => check_against_train(cx, &config, &spans, train),
+        None if cx.scope.train.span.is_none() => cx.error(
             Diagnostic::error("a sweep needs a train block: each of its runs trains")
                 .at(block_span, "no train block in this file or its imports")
                 .help("add `train { data = mqar(...) ... }`"),
-        );
+        ),
+        None => {}
     }
     Some(config)
+}
+
+/// Where the protocol's settings were written, for errors found against the train block.
+#[derive(Default)]
+struct Spans {
+    tokens: Option<Span>,
+    stop: Option<Span>,
+}
+
+fn unknown_field(cx: &Cx, name: &str, span: Span) -> Diagnostic {
+    let lets: Vec<&str> = cx.scope.lets.keys().map(String::as_str).collect();
+    let diagnostic =
+        Diagnostic::error(format!("a sweep varies lets or sets `lr`, `seeds`, `tokens`, `stop`; `{name}` is none"))
+            .at(span, "no let or sweep setting of this name");
+    match closest(name, lets.iter().copied().chain(FIELDS.iter().copied())) {
+        Some(near) => diagnostic.help(format!("did you mean `{near}`?")),
+        None => diagnostic.help(format!("bind it first: `let {name} = ...`, then sweep over it")),
+    }
+}
+
+/// `lr = [a, b]` or `lr = log_grid(from: a, to: b, points: n)`.
+fn learning_rates(cx: &Cx, expr: &Expr) -> Option<Vec<f64>> {
+    if let ExprKind::Call { .. } = &expr.kind {
+        let example = "`log_grid(from: 3e-4, to: 1e-2, points: 4)` or a list `[1e-3, 3e-3]`";
+        let call = cx.call(expr, "a learning-rate grid", &["log_grid"], example)?;
+        let args = Args::new(cx, call.name, call.span, call.args, &["from", "to", "points"], 0);
+        let (Some(from), Some(to)) = (args.get("from"), args.get("to")) else {
+            cx.error(
+                Diagnostic::error("`log_grid` needs `from` and `to`")
+                    .at(call.span, "missing an end")
+                    .help(format!("write {example}")),
+            );
+            return None;
+        };
+        let (from_span, from, to) =
+            (from.span, cx.float(from, "from", f64::MIN_POSITIVE, 10.0), cx.float(to, "to", f64::MIN_POSITIVE, 10.0));
+        let points = opt_count(cx, &args, "points", 4, 2, 32)?;
+        let (from, to) = (from?, to?);
+        if from >= to {
+            cx.error(
+                Diagnostic::error(format!("the grid runs from {from:e} to {to:e}: `from` must be the smaller"))
+                    .at(from_span, "not below `to`")
+                    .help("swap them, or list the rates: `lr = [1e-3]`"),
+            );
+            return None;
+        }
+        return Some(log_grid(from, to, points));
+    }
+    let items = list(cx, "lr", expr)?;
+    let lrs: Vec<Option<f64>> = items.iter().map(|e| cx.float(e, "lr", f64::MIN_POSITIVE, 10.0)).collect();
+    lrs.into_iter().collect()
+}
+
+/// `points` rates evenly spaced in log from `from` to `to`, each to three significant
+/// digits (so run names stay short).
+pub fn log_grid(from: f64, to: f64, points: u64) -> Vec<f64> {
+    let ratio = (to / from).ln() / (points - 1) as f64;
+    (0..points).map(|i| round3(from * (ratio * i as f64).exp())).collect()
+}
+
+fn round3(value: f64) -> f64 {
+    format!("{value:.2e}").parse().expect("a number")
+}
+
+fn seeds(cx: &Cx, expr: &Expr) -> Option<Vec<u64>> {
+    match &expr.kind {
+        ExprKind::List(_) => {
+            let items = list(cx, "seeds", expr)?;
+            let seeds: Vec<Option<u64>> =
+                items.iter().map(|e| super::train::training_seed(cx, e, u64::MAX >> 1)).collect();
+            seeds.into_iter().collect()
+        }
+        _ => cx.count(expr, "seeds", 1, 1024).map(|n| (0..n).collect()),
+    }
+}
+
+/// A count written as a number (`2e6` reads as 2 000 000); a fraction is an error.
+fn whole(cx: &Cx, expr: &Expr, value: f64) -> Option<u64> {
+    if value.fract() == 0.0 {
+        return Some(value as u64);
+    }
+    cx.error(
+        Diagnostic::error(format!("`tokens` is a count of tokens, found {value}"))
+            .at(expr.span, "not a whole number")
+            .help("write a whole number, e.g. `tokens = 2_000_000` or `tokens = 2e6`"),
+    );
+    None
+}
+
+/// `stop = plateau(patience: P, min_delta: D)`.
+fn plateau(cx: &Cx, expr: &Expr) -> Option<Plateau> {
+    let example = "`plateau(patience: 3, min_delta: 0.01)`";
+    let call = cx.call(expr, "a stopping rule", &["plateau"], example)?;
+    let args = Args::new(cx, call.name, call.span, call.args, &["patience", "min_delta"], 0);
+    let patience = opt_count(cx, &args, "patience", 3, 1, 1000);
+    let min_delta = opt_float(cx, &args, "min_delta", 0.0, 0.0, 1e9);
+    Some(Plateau { patience: patience?, min_delta: min_delta? })
+}
+
+/// The budget and the plateau stop against the train block they run with: at least one
+/// step, a warmup that ends before the budget does, and evaluations to judge a plateau.
+fn check_against_train(cx: &Cx, config: &SweepConfig, spans: &Spans, train: &TrainConfig) {
+    if let (Some(tokens), Some(span)) = (config.tokens, spans.tokens) {
+        let per_step = train.batch * train.seq_len * train.grad_accum.max(1);
+        let steps = budget_steps(tokens, train);
+        if tokens < per_step {
+            cx.error(
+                Diagnostic::error(format!("{tokens} tokens are less than one step of {per_step} tokens"))
+                    .at(span, "less than one step")
+                    .help(format!(
+                        "a step is batch {} × seq_len {} tokens; give at least {per_step}",
+                        train.batch, train.seq_len
+                    )),
+            );
+        } else if warmup(&train.schedule) >= steps {
+            cx.error(
+                Diagnostic::error(format!(
+                    "the budget buys {steps} steps, not more than the schedule's warmup of {}",
+                    warmup(&train.schedule)
+                ))
+                .at(span, format!("{steps} steps of {per_step} tokens"))
+                .help("raise the budget, or shorten the warmup in the train block's schedule"),
+            );
+        }
+    }
+    if let (Some(_), Some(span), None) = (config.plateau, spans.stop, train.eval_every) {
+        cx.error(
+            Diagnostic::error("a plateau stop needs evaluations during the run")
+                .at(span, "judged at each evaluation")
+                .help("set `eval_every` in the train block, e.g. `eval_every = 50`"),
+        );
+    }
+}
+
+fn warmup(schedule: &LrSchedule) -> u64 {
+    match schedule {
+        LrSchedule::Cosine { warmup, .. } | LrSchedule::Linear { warmup, .. } | LrSchedule::Constant { warmup } => {
+            *warmup
+        }
+    }
 }

@@ -155,11 +155,12 @@ pub fn check_train(cx: &Cx, model: &ModelConfig) -> Option<TrainConfig> {
     Some(config)
 }
 
-/// A seed in `0..=max` other than the evaluation batches' own ([`EVAL_SEED`]):
-/// training on it would train on the very batches recall is evaluated on.
+/// A seed in `0..=max` other than the evaluation batches' own ([`EVAL_SEED`], and a
+/// sweep's held-out batches', [`HELD_OUT_SEED`]): training on it would train on the
+/// very batches recall is evaluated on.
 pub(super) fn training_seed(cx: &Cx, expr: &Expr, max: u64) -> Option<u64> {
     let seed = cx.count(expr, "seed", 0, max)?;
-    if seed == EVAL_SEED {
+    if seed == EVAL_SEED || seed == HELD_OUT_SEED {
         cx.error(
             Diagnostic::error(format!("seed {seed} is the seed of the evaluation batches"))
                 .at(expr.span, "training on it would train on the batches recall is scored on")

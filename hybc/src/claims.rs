@@ -1,0 +1,369 @@
+//! The paper's claims (arXiv 2507.06457) checked against a sweep's measured runs, each
+//! with a verdict, the estimate behind it and its 95 % interval:
+//!
+//! 1. recall rises with the share of attention — the slope of recall against the share
+//!    of attention layers, within each linear mixer (its own level), pooled;
+//! 2. in hybrids, GatedDeltaNet and HGRN-2 do best — each against every other mixer,
+//!    the difference of mean recall over the hybrids at the ratios both were run at;
+//! 3. in hybrids, RetNet gains least — its slope (claim 1's, per mixer) against every
+//!    other mixer's;
+//! 4. language-modelling loss barely moves with the ratio — the change of the loss over
+//!    the grid's range of attention share, within ±2 % of the mean loss.
+//!
+//! A claim whose inputs the grid lacks (no recall task, one ratio, the mixer absent) is
+//! "not tested by this grid", with the reason; one the intervals cannot decide is
+//! "inconclusive". A run is one observation: seeds are the replicates.
+
+use crate::stats::{Estimate, Sign, difference, slope_difference, slope_within};
+
+/// One measured run, as the claims read it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    /// The linear mixer (its preset's name, `gated_deltanet`, …; `none` for attention alone).
+    pub mixer: String,
+    /// Attention layers over all layers.
+    pub share: f64,
+    /// Recall accuracy (0–1) on the first recall task, if there is one.
+    pub recall: Option<f64>,
+    /// Language-modelling loss (nats, the log of the perplexity), if measured.
+    pub lm_loss: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Supported,
+    Contradicted,
+    Inconclusive,
+    NotTested,
+}
+
+impl Verdict {
+    pub fn text(self) -> &'static str {
+        match self {
+            Verdict::Supported => "supported",
+            Verdict::Contradicted => "not supported (contradicted)",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::NotTested => "not tested by this grid",
+        }
+    }
+}
+
+/// A claim, its verdict and what the data shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    pub claim: &'static str,
+    pub verdict: Verdict,
+    pub evidence: String,
+}
+
+pub const RECALL_RISES: &str = "Recall rises with the share of attention.";
+pub const BEST_HYBRIDS: &str = "In hybrids, GatedDeltaNet and HGRN-2 do best.";
+pub const RETNET_LEAST: &str = "In hybrids, RetNet gains least from attention.";
+pub const LM_FLAT: &str = "Language-modelling loss barely moves with the ratio.";
+
+/// The relative band within which the language-modelling loss counts as not moving.
+pub const LM_MARGIN: f64 = 0.02;
+
+/// Every claim, in the paper's order.
+pub fn evaluate(observations: &[Observation]) -> Vec<Finding> {
+    vec![recall_rises(observations), best_hybrids(observations), retnet_least(observations), lm_flat(observations)]
+}
+
+fn not_tested(claim: &'static str, why: &str) -> Finding {
+    Finding { claim, verdict: Verdict::NotTested, evidence: why.to_string() }
+}
+
+/// (mixer, attention share, figure).
+type Point = (String, f64, f64);
+
+/// A mixer and its points.
+type Mixer = (String, Vec<Point>);
+
+/// (mixer, share, recall) of the runs with a recall figure.
+fn recall_points(observations: &[Observation]) -> Vec<Point> {
+    observations.iter().filter_map(|o| o.recall.map(|r| (o.mixer.clone(), o.share, r))).collect()
+}
+
+/// The mixers in order of first appearance, with their points.
+fn by_mixer(points: &[Point]) -> Vec<Mixer> {
+    let mut mixers: Vec<Mixer> = Vec::new();
+    for point in points {
+        match mixers.iter_mut().find(|(m, _)| *m == point.0) {
+            Some((_, members)) => members.push(point.clone()),
+            None => mixers.push((point.0.clone(), vec![point.clone()])),
+        }
+    }
+    mixers
+}
+
+/// Supported when the interval is above zero, contradicted when below.
+fn by_sign(estimate: &Estimate) -> Verdict {
+    match estimate.sign() {
+        Sign::Positive => Verdict::Supported,
+        Sign::Negative => Verdict::Contradicted,
+        Sign::Unclear => Verdict::Inconclusive,
+    }
+}
+
+/// An estimate with its interval (one decimal after scaling) and whether that
+/// interval excludes zero.
+fn against_zero(estimate: &Estimate, scale: f64, unit: &str) -> String {
+    let text = estimate.text(scale, 1) + unit;
+    match (estimate.interval, estimate.sign()) {
+        (None, _) => text,
+        (Some(_), Sign::Unclear) => text + ", includes 0",
+        (Some(_), _) => text + ", excludes 0",
+    }
+}
+
+/// Percentage points of recall per 10 points of attention share.
+const PER_TEN_POINTS: f64 = 10.0;
+
+fn recall_rises(observations: &[Observation]) -> Finding {
+    let points = recall_points(observations);
+    if points.is_empty() {
+        return not_tested(RECALL_RISES, "the grid measures no recall task");
+    }
+    let Some(slope) = slope_within(&points) else {
+        return not_tested(RECALL_RISES, "no linear mixer was run at two shares of attention");
+    };
+    let mut evidence = format!(
+        "slope of recall against attention share in percentage points per 10 points of share (95 % interval; {} \
+         runs): within each mixer {}",
+        points.len(),
+        against_zero(&slope.estimate, PER_TEN_POINTS, "")
+    );
+    for (mixer, members) in by_mixer(&points) {
+        if let Some(own) = slope_within(&members) {
+            evidence += &format!("; {mixer} alone {}", against_zero(&own.estimate, PER_TEN_POINTS, ""));
+        }
+    }
+    Finding { claim: RECALL_RISES, verdict: by_sign(&slope.estimate), evidence }
+}
+
+/// Hybrids only: some attention, some linear mixer.
+fn hybrid_points(observations: &[Observation]) -> Vec<Point> {
+    recall_points(observations).into_iter().filter(|(_, share, _)| *share > 0.0 && *share < 1.0).collect()
+}
+
+/// Recall of two mixers at the shares both were run at.
+fn matched(a: &[Point], b: &[Point]) -> (Vec<f64>, Vec<f64>) {
+    let shared = |x: f64, other: &[Point]| other.iter().any(|(_, s, _)| *s == x);
+    let pick = |own: &[Point], other: &[Point]| {
+        own.iter().filter(|(_, s, _)| shared(*s, other)).map(|(_, _, r)| *r).collect::<Vec<f64>>()
+    };
+    (pick(a, b), pick(b, a))
+}
+
+fn best_hybrids(observations: &[Observation]) -> Finding {
+    let mixers = by_mixer(&hybrid_points(observations));
+    let named: Vec<&Mixer> = mixers.iter().filter(|(m, _)| m == "gated_deltanet" || m == "hgrn2").collect();
+    let others: Vec<&Mixer> = mixers.iter().filter(|(m, _)| m != "gated_deltanet" && m != "hgrn2").collect();
+    if named.is_empty() || others.is_empty() {
+        return not_tested(BEST_HYBRIDS, "needs hybrids of GatedDeltaNet or HGRN-2 and of another mixer, with recall");
+    }
+    let mut verdicts = Vec::new();
+    let mut parts = Vec::new();
+    for (mixer, points) in &named {
+        for (other, other_points) in &others {
+            let (a, b) = matched(points, other_points);
+            if a.is_empty() {
+                parts.push(format!("{mixer} − {other}: no ratio in common"));
+                continue;
+            }
+            let estimate = difference(&a, &b);
+            verdicts.push(by_sign(&estimate));
+            parts.push(format!("{mixer} − {other} {}", against_zero(&estimate, 100.0, " points")));
+        }
+    }
+    let missing: Vec<&str> =
+        ["gated_deltanet", "hgrn2"].into_iter().filter(|m| !named.iter().any(|(n, _)| n == m)).collect();
+    if !missing.is_empty() {
+        parts.push(format!("{} not in the grid", missing.join(", ")));
+    }
+    let evidence = format!("difference of mean recall over hybrids (95 % interval): {}", parts.join("; "));
+    Finding { claim: BEST_HYBRIDS, verdict: all_or_any(&verdicts), evidence }
+}
+
+/// Supported when every comparison is, contradicted when any is, else inconclusive
+/// (and not tested when there was none).
+fn all_or_any(verdicts: &[Verdict]) -> Verdict {
+    if verdicts.is_empty() {
+        Verdict::NotTested
+    } else if verdicts.contains(&Verdict::Contradicted) {
+        Verdict::Contradicted
+    } else if verdicts.iter().all(|v| *v == Verdict::Supported) {
+        Verdict::Supported
+    } else {
+        Verdict::Inconclusive
+    }
+}
+
+fn retnet_least(observations: &[Observation]) -> Finding {
+    // The gain from attention: the slope over the mixer's own ratios, pure ones included.
+    let points: Vec<Point> = recall_points(observations).into_iter().filter(|(mixer, _, _)| mixer != "none").collect();
+    let slopes: Vec<(String, crate::stats::Slope)> =
+        by_mixer(&points).into_iter().filter_map(|(m, members)| slope_within(&members).map(|s| (m, s))).collect();
+    let Some((_, retnet)) = slopes.iter().find(|(m, _)| m == "retnet") else {
+        return not_tested(RETNET_LEAST, "needs RetNet at two shares of attention, with recall");
+    };
+    let others: Vec<&(String, crate::stats::Slope)> = slopes.iter().filter(|(m, _)| m != "retnet").collect();
+    if others.is_empty() {
+        return not_tested(RETNET_LEAST, "needs another mixer at two shares of attention to compare RetNet with");
+    }
+    let mut verdicts = Vec::new();
+    let mut parts = Vec::new();
+    for (other, slope) in others {
+        // RetNet gains least when its slope minus the other's is below zero.
+        let estimate = slope_difference(retnet, slope);
+        verdicts.push(match estimate.sign() {
+            Sign::Negative => Verdict::Supported,
+            Sign::Positive => Verdict::Contradicted,
+            Sign::Unclear => Verdict::Inconclusive,
+        });
+        parts.push(format!("retnet − {other} {}", against_zero(&estimate, PER_TEN_POINTS, "")));
+    }
+    let evidence = format!(
+        "difference of the slopes of recall against attention share (points per 10 points of share, 95 % \
+         interval): {}",
+        parts.join("; ")
+    );
+    Finding { claim: RETNET_LEAST, verdict: all_or_any(&verdicts), evidence }
+}
+
+fn lm_flat(observations: &[Observation]) -> Finding {
+    let points: Vec<Point> =
+        observations.iter().filter_map(|o| o.lm_loss.map(|l| (o.mixer.clone(), o.share, l))).collect();
+    if points.is_empty() {
+        return not_tested(LM_FLAT, "the grid measures no language-modelling loss (a perplexity evaluation)");
+    }
+    let Some(slope) = slope_within(&points) else {
+        return not_tested(LM_FLAT, "no linear mixer was run at two shares of attention with a perplexity evaluation");
+    };
+    let (low_share, high_share) =
+        points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let range = high_share - low_share;
+    let change = Estimate {
+        value: slope.estimate.value * range,
+        interval: slope.estimate.interval.map(|(low, high)| (low * range, high * range)),
+    };
+    let mean = points.iter().map(|p| p.2).sum::<f64>() / points.len() as f64;
+    let margin = LM_MARGIN * mean;
+    let verdict = match change.interval {
+        Some((low, high)) if low >= -margin && high <= margin => Verdict::Supported,
+        Some((low, high)) if low > margin || high < -margin => Verdict::Contradicted,
+        _ => Verdict::Inconclusive,
+    };
+    let evidence = format!(
+        "change of the loss from attention share {:.0} % to {:.0} %, within each mixer: {} nats (95 % interval), \
+         against a band of ±{margin:.3} nats (±{:.0} % of the mean loss {mean:.3})",
+        100.0 * low_share,
+        100.0 * high_share,
+        change.text(1.0, 3),
+        100.0 * LM_MARGIN
+    );
+    Finding { claim: LM_FLAT, verdict, evidence }
+}
+
+/// The claims as a markdown section.
+pub fn markdown(findings: &[Finding]) -> String {
+    let mut text = String::from("| claim (arXiv 2507.06457) | verdict | what the data shows |\n|---|---|---|\n");
+    for finding in findings {
+        text += &format!("| {} | **{}** | {} |\n", finding.claim, finding.verdict.text(), finding.evidence);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observation(mixer: &str, share: f64, recall: f64) -> Observation {
+        Observation { mixer: mixer.into(), share, recall: Some(recall), lm_loss: None }
+    }
+
+    /// Three seeds per cell: `recall(share)` plus a seed offset of −0.01, 0, +0.01.
+    /// A mixer and its recall as a function of the attention share.
+    type Curve<'a> = (&'a str, fn(f64) -> f64);
+
+    fn grid(mixers: &[Curve], shares: &[f64]) -> Vec<Observation> {
+        let mut observations = Vec::new();
+        for (mixer, recall) in mixers {
+            for share in shares {
+                for noise in [-0.01, 0.0, 0.01] {
+                    observations.push(observation(mixer, *share, recall(*share) + noise));
+                }
+            }
+        }
+        observations
+    }
+
+    fn verdict(findings: &[Finding], claim: &str) -> Verdict {
+        findings.iter().find(|f| f.claim == claim).expect("every claim").verdict
+    }
+
+    #[test]
+    fn a_rising_table_supports_the_trend_and_the_rankings() {
+        let table = grid(
+            &[("gated_deltanet", |s| 0.5 + s), ("hgrn2", |s| 0.45 + s), ("retnet", |s| 0.2 + 0.1 * s)],
+            &[0.125, 0.25, 0.5],
+        );
+        let findings = evaluate(&table);
+        assert_eq!(verdict(&findings, RECALL_RISES), Verdict::Supported, "{findings:#?}");
+        assert_eq!(verdict(&findings, BEST_HYBRIDS), Verdict::Supported, "{findings:#?}");
+        assert_eq!(verdict(&findings, RETNET_LEAST), Verdict::Supported, "{findings:#?}");
+        assert_eq!(verdict(&findings, LM_FLAT), Verdict::NotTested, "no perplexity in the table");
+    }
+
+    #[test]
+    fn a_falling_table_contradicts_them() {
+        let table =
+            grid(&[("gated_deltanet", |s| 0.5 - s), ("gla", |s| 0.9 - 0.1 * s), ("retnet", |s| 0.5 + s)], &[0.25, 0.5]);
+        let findings = evaluate(&table);
+        assert_eq!(verdict(&findings, RECALL_RISES), Verdict::Inconclusive, "slopes −1, −0.1, +1 pool to ≈ 0");
+        assert_eq!(verdict(&findings, BEST_HYBRIDS), Verdict::Contradicted, "{findings:#?}");
+        assert_eq!(verdict(&findings, RETNET_LEAST), Verdict::Contradicted, "{findings:#?}");
+        let falling = grid(&[("gla", |s| 0.9 - s)], &[0.25, 0.5]);
+        assert_eq!(verdict(&evaluate(&falling), RECALL_RISES), Verdict::Contradicted);
+    }
+
+    #[test]
+    fn noise_is_inconclusive_and_missing_inputs_are_not_tested() {
+        // Seeds spread ±0.3 around flat means: no interval excludes zero.
+        let mut table = Vec::new();
+        for (mixer, level) in [("gated_deltanet", 0.5), ("gla", 0.45)] {
+            for share in [0.25, 0.5] {
+                for noise in [-0.3, 0.05, 0.3] {
+                    table.push(observation(mixer, share, level + noise));
+                }
+            }
+        }
+        let findings = evaluate(&table);
+        assert_eq!(verdict(&findings, RECALL_RISES), Verdict::Inconclusive);
+        assert_eq!(verdict(&findings, BEST_HYBRIDS), Verdict::Inconclusive);
+        assert_eq!(verdict(&findings, RETNET_LEAST), Verdict::NotTested, "no RetNet");
+        let one_ratio = grid(&[("gated_deltanet", |s| s), ("gla", |s| s)], &[0.25]);
+        assert_eq!(verdict(&evaluate(&one_ratio), RECALL_RISES), Verdict::NotTested);
+    }
+
+    #[test]
+    fn language_modelling_loss_within_or_outside_the_band() {
+        let lm = |slope: f64| {
+            let mut table = Vec::new();
+            for share in [0.125, 0.25, 0.5] {
+                for noise in [-0.002, 0.0, 0.002] {
+                    let loss = 2.0 + slope * share + noise;
+                    table.push(Observation { mixer: "gla".into(), share, recall: None, lm_loss: Some(loss) });
+                }
+            }
+            verdict(&evaluate(&table), LM_FLAT)
+        };
+        assert_eq!(lm(0.0), Verdict::Supported, "flat: the change lies within ±0.04 nats");
+        assert_eq!(lm(-1.0), Verdict::Contradicted, "−0.375 nats over the range");
+        let noisy: Vec<Observation> = [(0.25, 1.0), (0.25, 3.0), (0.5, 1.0), (0.5, 3.0)]
+            .iter()
+            .map(|(share, loss)| Observation { mixer: "gla".into(), share: *share, recall: None, lm_loss: Some(*loss) })
+            .collect();
+        assert_eq!(verdict(&evaluate(&noisy), LM_FLAT), Verdict::Inconclusive);
+    }
+}

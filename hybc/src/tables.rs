@@ -1,0 +1,314 @@
+//! A sweep's report from its finished runs: `results.csv` (one row a run),
+//! `results.md` (the protocol; per cell the chosen learning rate, state and KV bytes,
+//! and every figure over its seeds as mean ± sd with the 95 % interval of the mean; the
+//! learning-rate search's held-out scores; the paper's claims checked
+//! ([`crate::claims`]); every run), the `recall` chart (the first evaluation's
+//! figure per cell with its interval as an error bar) and, with a search, the `search`
+//! chart (each cell's held-out figure against the learning rate).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use hyb_compiler::ir::train::SweepConfig;
+
+use crate::claims::{self, Observation};
+use crate::stats::mean_spread;
+use crate::sweep::{Phase, Result, chosen_lr, is_perplexity};
+
+/// Writes the three files into `out`; returns the markdown.
+pub fn write(out: &Path, config: &SweepConfig, results: &[Result]) -> std::result::Result<String, String> {
+    let write = |name: &str, text: &str| {
+        std::fs::write(out.join(name), text).map_err(|e| format!("cannot write `{}`: {e}", out.join(name).display()))
+    };
+    let markdown = markdown(config, results);
+    write("results.csv", &csv(config, results))?;
+    write("results.md", &markdown)?;
+    crate::plot::write_chart(out, "recall", &chart(config, results))?;
+    if config.searches() {
+        crate::plot::write_chart(out, "search", &search_chart(config, results))?;
+    }
+    Ok(markdown)
+}
+
+/// The measured runs (seeds and plain grid runs; not the search's).
+fn measured(results: &[Result]) -> Vec<&Result> {
+    results.iter().filter(|r| r.phase != Phase::Search).collect()
+}
+
+/// Measured runs grouped by cell (lets and learning rate), in order of first appearance.
+fn cells(results: &[Result]) -> Vec<Vec<&Result>> {
+    let mut cells: Vec<Vec<&Result>> = Vec::new();
+    for r in measured(results) {
+        match cells.iter_mut().find(|c| c[0].lets == r.lets && c[0].lr == r.lr) {
+            Some(members) => members.push(r),
+            None => cells.push(vec![r]),
+        }
+    }
+    cells
+}
+
+/// The evaluation sets' names (the test figures), from the first result.
+fn figures(results: &[Result]) -> Vec<String> {
+    results.first().map_or(Vec::new(), |r| r.accuracy.iter().map(|(n, _)| n.clone()).collect())
+}
+
+fn markdown(config: &SweepConfig, results: &[Result]) -> String {
+    let mut text = String::from("## Protocol\n\n");
+    text += &protocol(config, results);
+    text += "\n## By cell, over its seeds\n\n";
+    text += &by_cell(config, results);
+    if config.searches() {
+        text += "\n## Learning-rate search (held-out score; the test sets play no part)\n\n";
+        text += &search_table(config, results);
+    }
+    text += "\n## The paper's claims\n\n";
+    text += &claims::markdown(&claims::evaluate(&observations(results)));
+    text += "\nEach claim is judged on the measured runs (each a seed at its cell's learning rate); intervals are \
+             two-sided 95 %. \"Not tested\" means the grid lacks what the claim needs.\n";
+    text += "\n## Runs\n\n";
+    text += &runs_table(config, results);
+    text
+}
+
+fn protocol(config: &SweepConfig, results: &[Result]) -> String {
+    let mut lines = Vec::new();
+    let axes: Vec<String> = config.axes.iter().map(|a| format!("{} ∈ {{{}}}", a.name, a.values.join(", "))).collect();
+    lines.push(format!(
+        "cells: {} ({})",
+        config.cells(),
+        if axes.is_empty() { "one".into() } else { axes.join(" × ") }
+    ));
+    if let Some(tokens) = config.tokens {
+        let steps: Vec<u64> = results.iter().map(|r| r.steps).collect();
+        let (low, high) = (steps.iter().min().copied().unwrap_or(0), steps.iter().max().copied().unwrap_or(0));
+        let steps = if low == high { low.to_string() } else { format!("{low}–{high}") };
+        lines.push(format!("budget: {tokens} tokens a run ({steps} steps)"));
+    }
+    let seeds = config.test_seeds();
+    if config.searches() {
+        let lrs: Vec<String> = config.lrs.iter().map(|lr| format!("{lr:e}")).collect();
+        lines.push(format!(
+            "learning rate: per cell the best of [{}] by the held-out score of one run each (seed {}, not a \
+             measured seed)",
+            lrs.join(", "),
+            config.search_seed()
+        ));
+    }
+    match seeds.is_empty() {
+        true => lines.push("seeds: the train block's".into()),
+        false => lines.push(format!("seeds: {seeds:?} per cell, scored on the test sets")),
+    }
+    if let Some(plateau) = config.plateau {
+        let stopped = results.iter().filter(|r| r.plateaued_at.is_some()).count();
+        lines.push(format!(
+            "stop: after {} evaluations without a held-out gain above {} ({stopped} of {} runs stopped early)",
+            plateau.patience,
+            plateau.min_delta,
+            results.len()
+        ));
+    }
+    lines.iter().map(|l| format!("- {l}\n")).collect()
+}
+
+/// `mean ± sd [low, high]` of `values` scaled, with `digits` decimals.
+fn spread(values: &[f64], scale: f64, digits: usize) -> String {
+    let (mean, sd, half) = mean_spread(values);
+    let (low, high) = ((mean - half) * scale, (mean + half) * scale);
+    format!("{:.digits$} ± {:.digits$} [{low:.digits$}, {high:.digits$}]", mean * scale, sd * scale)
+}
+
+/// A figure's cell text: accuracy in percent, perplexity as is.
+fn figure_spread(name: &str, values: &[f64]) -> String {
+    if is_perplexity(name) { spread(values, 1.0, 2) } else { spread(values, 100.0, 1) + " %" }
+}
+
+/// Per cell over its seeds: the final loss and every test figure as mean ± sd with the
+/// 95 % interval of the mean (Student's t).
+fn by_cell(config: &SweepConfig, results: &[Result]) -> String {
+    let figures = figures(results);
+    let mut header: Vec<String> = config.axes.iter().map(|a| a.name.clone()).collect();
+    header.extend(["lr", "seeds", "params", "state", "KV cache", "steps"].map(String::from));
+    header.push("final loss (mean ± sd, 95 % interval)".into());
+    header.extend(figures.iter().map(|name| format!("{name} (mean ± sd, 95 % interval)")));
+    let mut text = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+    for members in cells(results) {
+        let first = members[0];
+        let mut row: Vec<String> = first.lets.iter().map(|(_, v)| v.clone()).collect();
+        let chosen = if config.searches() { " (chosen)" } else { "" };
+        row.extend([format!("{:e}{chosen}", first.lr), members.len().to_string(), first.params.to_string()]);
+        row.push(hyb_compiler::report::bytes(first.state_bytes));
+        row.push(hyb_compiler::report::bytes(first.kv_cache_bytes));
+        row.push(steps(&members));
+        row.push(spread(&members.iter().map(|r| r.final_loss as f64).collect::<Vec<_>>(), 1.0, 4));
+        for (index, name) in figures.iter().enumerate() {
+            let values: Vec<f64> = members.iter().filter_map(|r| r.accuracy.get(index).map(|(_, a)| *a)).collect();
+            row.push(figure_spread(name, &values));
+        }
+        let _ = writeln!(text, "| {} |", row.join(" | "));
+    }
+    text
+}
+
+/// The steps of a cell's runs: the budget, and where plateaus stopped runs.
+fn steps(members: &[&Result]) -> String {
+    let budget = members[0].steps;
+    let stops: Vec<String> = members.iter().filter_map(|r| r.plateaued_at.map(|s| s.to_string())).collect();
+    match (budget, stops.is_empty()) {
+        (0, _) => "—".into(),
+        (_, true) => budget.to_string(),
+        (_, false) => format!("{budget} (plateau at {})", stops.join(", ")),
+    }
+}
+
+/// Per cell: each rate's held-out figure and the rate chosen.
+fn search_table(config: &SweepConfig, results: &[Result]) -> String {
+    let mut header: Vec<String> = config.axes.iter().map(|a| a.name.clone()).collect();
+    let held_out = results.iter().find_map(|r| r.held_out.as_ref().map(|(n, _)| n.clone())).unwrap_or_default();
+    header.extend(config.lrs.iter().map(|lr| format!("lr {lr:e}")));
+    header.extend(["chosen", "note"].map(String::from));
+    let mut text = format!("Figures: {held_out}.\n\n| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+    let mut seen: Vec<&Vec<(String, String)>> = Vec::new();
+    for r in results.iter().filter(|r| r.phase == Phase::Search) {
+        if seen.contains(&&r.lets) {
+            continue;
+        }
+        seen.push(&r.lets);
+        let mut row: Vec<String> = r.lets.iter().map(|(_, v)| v.clone()).collect();
+        for lr in &config.lrs {
+            let run = results.iter().find(|s| s.phase == Phase::Search && s.lets == r.lets && s.lr == *lr);
+            row.push(
+                run.and_then(|s| s.held_out.as_ref()).map_or("—".into(), |(name, figure)| figure_text(name, *figure)),
+            );
+        }
+        row.push(chosen_lr(config, &r.lets, results).map_or("(search unfinished)".into(), |lr| format!("{lr:e}")));
+        row.push(search_note(config, &r.lets, results));
+        let _ = writeln!(text, "| {} |", row.join(" | "));
+    }
+    text
+}
+
+/// What a cell's search leaves uncertain: every rate scoring the same (none learned,
+/// the choice is the first rate), or the best at an end of the grid (the window may lie
+/// beyond it: widen the grid).
+fn search_note(config: &SweepConfig, lets: &[(String, String)], results: &[Result]) -> String {
+    let Some(scores) = crate::sweep::search_scores(config, lets, results) else { return String::new() };
+    let chosen = crate::sweep::choose(&scores);
+    if scores.iter().all(|(_, score)| *score == scores[0].1) {
+        return "all rates scored the same: the first is taken".into();
+    }
+    let low = config.lrs.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = config.lrs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    match chosen {
+        Some(lr) if lr == low => "best at the grid's lowest rate: widen it downwards".into(),
+        Some(lr) if lr == high => "best at the grid's highest rate: widen it upwards".into(),
+        _ => String::new(),
+    }
+}
+
+fn figure_text(name: &str, figure: f64) -> String {
+    if is_perplexity(name) { format!("{figure:.3}") } else { format!("{:.1}%", 100.0 * figure) }
+}
+
+/// Every run: its phase, rate, seed, steps, loss, held-out and test figures.
+fn runs_table(config: &SweepConfig, results: &[Result]) -> String {
+    let figures = figures(results);
+    let mut header: Vec<String> = config.axes.iter().map(|a| a.name.clone()).collect();
+    header.extend(["phase", "lr", "seed", "steps", "final loss", "held-out"].map(String::from));
+    header.extend(figures.iter().cloned());
+    let mut text = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+    for r in results {
+        let mut row: Vec<String> = r.lets.iter().map(|(_, v)| v.clone()).collect();
+        row.extend([format!("{:?}", r.phase).to_lowercase(), format!("{:e}", r.lr), r.seed.to_string()]);
+        row.push(r.plateaued_at.map_or(r.steps.to_string(), |s| format!("{s} of {}", r.steps)));
+        row.push(format!("{:.4}", r.final_loss));
+        row.push(r.held_out.as_ref().map_or("—".into(), |(name, figure)| figure_text(name, *figure)));
+        row.extend(r.accuracy.iter().map(|(name, figure)| figure_text(name, *figure)));
+        let _ = writeln!(text, "| {} |", row.join(" | "));
+    }
+    text
+}
+
+/// What the claims read off each measured run (runs from before the mixer was recorded
+/// are left out).
+fn observations(results: &[Result]) -> Vec<Observation> {
+    measured(results)
+        .into_iter()
+        .filter(|r| !r.mixer.is_empty())
+        .map(|r| Observation {
+            mixer: r.mixer.clone(),
+            share: r.attention_share,
+            recall: r.accuracy.iter().find(|(name, _)| !is_perplexity(name)).map(|(_, a)| *a),
+            lm_loss: r.accuracy.iter().find(|(name, _)| is_perplexity(name)).map(|(_, p)| p.ln()),
+        })
+        .collect()
+}
+
+fn csv(config: &SweepConfig, results: &[Result]) -> String {
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut header: Vec<String> = config.axes.iter().map(|a| quote(&a.name)).collect();
+    header.extend(
+        ["lr", "seed", "phase", "params", "state_bytes", "kv_cache_bytes", "mixer", "attention_share"]
+            .map(String::from),
+    );
+    header.extend(["steps", "plateaued_at", "tokens", "final_loss", "held_out"].map(String::from));
+    header.extend(figures(results).iter().map(|e| quote(&format!("{e} accuracy"))));
+    let mut text = header.join(",") + "\n";
+    for r in results {
+        let mut row: Vec<String> = r.lets.iter().map(|(_, v)| quote(v)).collect();
+        row.extend([r.lr.to_string(), r.seed.to_string(), format!("{:?}", r.phase).to_lowercase()]);
+        row.extend([r.params.to_string(), r.state_bytes.to_string(), r.kv_cache_bytes.to_string()]);
+        row.extend([quote(&r.mixer), r.attention_share.to_string(), r.steps.to_string()]);
+        row.push(r.plateaued_at.map_or(String::new(), |s| s.to_string()));
+        row.extend([r.tokens.to_string(), r.final_loss.to_string()]);
+        row.push(r.held_out.as_ref().map_or(String::new(), |(_, figure)| figure.to_string()));
+        row.extend(r.accuracy.iter().map(|(_, a)| a.to_string()));
+        text += &(row.join(",") + "\n");
+    }
+    text
+}
+
+/// The first test figure per cell (mean over seeds, 95 % interval as an error bar)
+/// against the last axis, one line per value of the first.
+fn chart(config: &SweepConfig, results: &[Result]) -> String {
+    let name = figures(results).into_iter().next().unwrap_or_default();
+    let accuracy = !is_perplexity(&name);
+    let points = cells(results)
+        .into_iter()
+        .map(|members| {
+            let values: Vec<f64> = members.iter().map(|r| r.accuracy.first().map_or(0.0, |(_, a)| *a)).collect();
+            let (mean, _, half) = mean_spread(&values);
+            let lets = &members[0].lets;
+            let series = if config.axes.len() > 1 { lets.first().map(|(_, v)| v.clone()) } else { None };
+            crate::plot::Point {
+                series: series.unwrap_or_else(|| "mean over seeds".into()),
+                x: lets.last().map_or_else(|| "run".to_string(), |(_, v)| v.clone()),
+                mean,
+                interval: (values.len() > 1).then_some((mean - half, mean + half)),
+            }
+        })
+        .collect();
+    let x_label = config.axes.last().map_or("run".into(), |a| a.name.clone());
+    let y_label = if accuracy { format!("{name} accuracy") } else { name };
+    crate::plot::sweep_svg(&x_label, &y_label, accuracy, points)
+}
+
+/// Each cell's held-out figure against the learning rate, one line per cell: where each
+/// model's window lies and whether the grid holds it.
+fn search_chart(config: &SweepConfig, results: &[Result]) -> String {
+    let search: Vec<&Result> = results.iter().filter(|r| r.phase == Phase::Search).collect();
+    let name = search.iter().find_map(|r| r.held_out.as_ref().map(|(n, _)| n.clone())).unwrap_or_default();
+    let mut lrs = config.lrs.clone();
+    lrs.sort_by(f64::total_cmp);
+    let mut points = Vec::new();
+    for lr in &lrs {
+        for r in search.iter().filter(|r| r.lr == *lr) {
+            let Some((_, figure)) = &r.held_out else { continue };
+            let cell: Vec<&str> = r.lets.iter().map(|(_, v)| v.as_str()).collect();
+            let series = if cell.is_empty() { "held-out".into() } else { cell.join(", ") };
+            points.push(crate::plot::Point { series, x: format!("{lr:e}"), mean: *figure, interval: None });
+        }
+    }
+    let accuracy = !is_perplexity(&name);
+    let y_label = if accuracy { format!("{name} accuracy") } else { name };
+    crate::plot::sweep_svg("learning rate", &y_label, accuracy, points)
+}
