@@ -2,7 +2,11 @@
 //! recall tasks generated from a seed; [`text`]: text and token files, memory-mapped), the learning-rate schedule ([`schedule`]), the
 //! loop ([`run`]: steps, evaluation, checkpoints, NaN stops), the tasks a model's train
 //! and eval blocks describe ([`tasks`]), evaluation ([`eval`]:
-//! answer accuracy) and checkpoints ([`checkpoint`]: safetensors, atomic, resumable). `hybc train` drives it and prints what it reports.
+//! answer accuracy) and checkpoints ([`checkpoint`]: safetensors, atomic, resumable); the
+//! jobs of the front ends — `hybc` and the Python package — as library functions: a
+//! training run with the command line's overrides ([`job`]), the model of a checkpoint
+//! ([`model_file`]), a checkpoint's scores ([`eval::score_checkpoint`]). The front ends
+//! show what they report.
 //!
 //! **Architecture Invariant:** nothing here compiles or executes kernels; it feeds the
 //! runtime's `Trainer` and reads what it returns.
@@ -11,6 +15,8 @@ pub mod checkpoint;
 pub mod data;
 pub mod eval;
 pub mod generate;
+pub mod job;
+pub mod model_file;
 pub mod run;
 pub mod schedule;
 pub mod tasks;
