@@ -16,6 +16,7 @@ prints (a file's diagnostics rendered with their place in the file).
 from ._hyb import (
     HybError,
     Model,
+    Tokenizer,
     Trainer,
     __version__,
     compile_file,
@@ -24,6 +25,7 @@ from ._hyb import (
     generate,
     load,
     load_model,
+    tokenizer,
 )
 from ._hyb import train as _train
 from .progress import History, Printer
@@ -33,6 +35,7 @@ __all__ = [
     "History",
     "Model",
     "Printer",
+    "Tokenizer",
     "Trainer",
     "__version__",
     "compile_file",
@@ -41,6 +44,7 @@ __all__ = [
     "generate",
     "load",
     "load_model",
+    "tokenizer",
     "train",
 ]
 

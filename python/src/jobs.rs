@@ -33,7 +33,7 @@ pub fn sampling(temperature: f64, top_k: Option<usize>, top_p: Option<f64>, seed
 
 /// The model of a checkpoint (see `hyb_train::model_file::model_file`) and the
 /// checkpoint directory itself (a run directory's latest).
-fn checkpoint_model(ckpt: &Path, file: Option<PathBuf>, sets: Vec<String>) -> PyResult<(Model, PathBuf)> {
+pub(crate) fn checkpoint_model(ckpt: &Path, file: Option<PathBuf>, sets: Vec<String>) -> PyResult<(Model, PathBuf)> {
     let (dir, _) = checkpoint_of(ckpt).map_err(error)?;
     let model = match model_file(file.as_deref(), &dir).map_err(error)? {
         ModelFile::Given(file) => compile_file(file, sets)?,

@@ -8,6 +8,7 @@
 //! - [`jobs`]: what the command line does with a file or a checkpoint — `train` (with a
 //!   progress callback), `evaluate`, `load`, `generate` — through the same library
 //!   functions (`hyb_train::job`, `hyb_train::model_file`, `hyb_train::eval`).
+//! - [`tokenizer`]: text ↔ ids as a model was trained (for generation and lm-eval).
 //!
 //! Every failure is a `hyb.HybError` whose message is the text `hybc` would print: a
 //! file's diagnostics rendered as rustc renders its errors, or the runtime's message.
@@ -20,6 +21,7 @@ use pyo3::prelude::*;
 mod arrays;
 mod jobs;
 mod model;
+mod tokenizer;
 mod trainer;
 
 pyo3::create_exception!(hyb, HybError, pyo3::exceptions::PyException, "A hyb error: the message is the diagnostic text hybc prints.");
@@ -43,6 +45,8 @@ fn _hyb(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("HybError", module.py().get_type::<HybError>())?;
     module.add_class::<model::Model>()?;
     module.add_class::<trainer::Trainer>()?;
+    module.add_class::<tokenizer::Tokenizer>()?;
+    module.add_function(wrap_pyfunction!(tokenizer::tokenizer, module)?)?;
     module.add_function(wrap_pyfunction!(model::compile_file, module)?)?;
     module.add_function(wrap_pyfunction!(model::compile_text, module)?)?;
     module.add_function(wrap_pyfunction!(jobs::train, module)?)?;

@@ -195,6 +195,11 @@ impl Model {
         Ok(trainer)
     }
 
+    /// Text ↔ ids as the model's training data has them (bytes, a tokenizer file, ids).
+    fn tokenizer(&self) -> PyResult<crate::tokenizer::Tokenizer> {
+        crate::tokenizer::of_model(self)
+    }
+
     fn __repr__(&self) -> String {
         let model = self.ir();
         format!(
