@@ -3,6 +3,8 @@ against log-likelihoods computed here from the model's logits, and — when lm-e
 installed — lm-eval itself scoring a local task through ``--model hyb``."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -151,3 +153,13 @@ metric_list:
         scores = [lm.loglikelihood([(doc["question"], c)])[0][0] for c in doc["choices"]]
         right += int(np.argmax(scores) == doc["answer"])
     assert acc == pytest.approx(right / len(docs))
+    # lm-eval's command line through `python -m hyb.lm_eval`: the same figure.
+    cli = subprocess.run(
+        [sys.executable, "-m", "hyb.lm_eval", "run", "--model", "hyb", "--model_args", f"path={run}"]
+        + ["--tasks", "hyb_tiny_choice", "--include_path", str(tmp_path), "--output_path", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    (written,) = (tmp_path / "out").rglob("results_*.json")
+    assert json.loads(written.read_text())["results"]["hyb_tiny_choice"]["acc,none"] == pytest.approx(acc)
