@@ -62,6 +62,6 @@ def train(file, *, callback="print", **options):
 
     Returns ``{"final_loss", "scores", "stopped_at", "seconds", "out", "trainer"}``.
     """
-    if callback == "print":
+    if isinstance(callback, str) and callback == "print":
         callback = Printer()
     return _train(str(file), callback=callback, **options)

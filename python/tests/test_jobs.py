@@ -98,3 +98,22 @@ def test_train_errors(tiny_file, tmp_path):
     hyb.train(tiny_file, out=tmp_path / "run", callback=None, steps=1)
     with pytest.raises(hyb.HybError, match="already holds checkpoints"):
         hyb.train(tiny_file, out=tmp_path / "run", callback=None, steps=1)
+
+
+def test_load_a_published_directory(tiny_file, tmp_path, hybc):
+    """An fla directory (`hybc export --format fla`, bf16) loads as the model its
+    config.json describes, with the logits of the checkpoint it came from (bf16 rounding)."""
+    hyb.train(tiny_file, out=tmp_path / "run", callback=None, steps=1)
+    published = tmp_path / "fla"
+    cli = subprocess.run(
+        [hybc, "export", str(tiny_file), "--ckpt", str(tmp_path / "run"), "--dtype", "bf16", "-o", str(published)],
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 0, cli.stderr
+    ids = np.random.default_rng(0).integers(0, 64, (1, 32))
+    original = hyb.load(tmp_path / "run", seq_len=32).logits(ids)
+    loaded = hyb.load(published, seq_len=32)
+    assert loaded.model.n_params == hyb.compile_file(tiny_file).n_params
+    np.testing.assert_allclose(loaded.logits(ids), original, atol=0.05)
+    assert not np.array_equal(loaded.logits(ids), original)  # bf16, not the f32 weights
