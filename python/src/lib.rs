@@ -24,7 +24,12 @@ mod model;
 mod tokenizer;
 mod trainer;
 
-pyo3::create_exception!(hyb, HybError, pyo3::exceptions::PyException, "A hyb error: the message is the diagnostic text hybc prints.");
+pyo3::create_exception!(
+    hyb,
+    HybError,
+    pyo3::exceptions::PyException,
+    "A hyb error: the message is the diagnostic text hybc prints."
+);
 
 /// A `HybError` with `message`.
 pub(crate) fn error(message: impl Into<String>) -> PyErr {

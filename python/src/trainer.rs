@@ -282,7 +282,13 @@ impl Trainer {
     fn __repr__(&self) -> String {
         let program = &self.inner.program;
         let kind = if self.inner.trains() { "Trainer" } else { "Trainer (forward only)" };
-        format!("hyb.{kind}(batch {} × seq_len {}, {}, step {})", program.batch, program.seq_len, self.inner.device(), self.inner.step)
+        format!(
+            "hyb.{kind}(batch {} × seq_len {}, {}, step {})",
+            program.batch,
+            program.seq_len,
+            self.inner.device(),
+            self.inner.step
+        )
     }
 }
 

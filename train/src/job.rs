@@ -212,8 +212,9 @@ pub fn train(path: &Path, model: &Model, options: &Options, on: &mut dyn FnMut(M
         out,
     };
     on(Message::Started(&started));
-    let summary = crate::run::train(&mut trainer, task.as_ref(), &evals, &settings, &mut |event| on(Message::Event(event)))
-        .map_err(|e| e.to_string())?;
+    let summary =
+        crate::run::train(&mut trainer, task.as_ref(), &evals, &settings, &mut |event| on(Message::Event(event)))
+            .map_err(|e| e.to_string())?;
     Ok(Outcome {
         final_loss: summary.final_loss,
         scores: summary.scores,
