@@ -15,8 +15,13 @@ fn profile_dir() -> PathBuf {
 
 /// A directory holding the package `hyb`: its Python files and the extension module.
 fn package(profile: &Path) -> PathBuf {
-    let library = profile.join(format!("{}_hyb{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
-    assert!(library.is_file(), "no extension module at {}", library.display());
+    // `cargo test` leaves the cdylib in `deps/` (beside this binary); `cargo build` also
+    // copies it up.
+    let name = format!("{}_hyb{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    let library = [profile.join("deps").join(&name), profile.join(&name)]
+        .into_iter()
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("no extension module {name} in {} or its deps/", profile.display()));
     let root = std::env::temp_dir().join(format!("hyb-python-{}", std::process::id()));
     let package = root.join("hyb");
     std::fs::create_dir_all(&package).expect("a temporary directory");

@@ -21,7 +21,9 @@ def test_train_reports_to_the_callback(tiny_file, tmp_path):
     assert result["stopped_at"] is None and result["out"] == tmp_path / "run"
     # The run's files: the losses of metrics.jsonl, the kept model, the checkpoint.
     lines = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
-    logged = [(line["step"], line["loss"]) for line in lines if "eval" not in line]
+    # A step's line: `train/loss` (or `loss` on a line without `eval`, as older logs wrote).
+    logged = [(line["step"], line.get("train/loss", line.get("loss"))) for line in lines if "eval" not in line]
+    logged = [(step, loss) for step, loss in logged if loss is not None]
     assert [(s, pytest.approx(l)) for s, l in history.losses] == logged
     assert (tmp_path / "run/model.hyb").read_text() == tiny_file.read_text()
     (score,) = result["scores"]
