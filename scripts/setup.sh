@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what hyb needs beyond the Rust toolchain: Debian's LLVM/MLIR 22 packages,
-# which melior (the MLIR bindings of kernels/) builds against, and TensorBoard for a test. Idempotent and quick when
+# which melior (the MLIR bindings of kernels/) builds against, TensorBoard for a test, and
+# pytest and NumPy for the Python package's tests. Idempotent and quick when
 # everything is already there. The paths the build uses are in .cargo/config.toml.
 set -euo pipefail
 
@@ -25,6 +26,12 @@ fi
 python3 -c 'import tensorboard' 2>/dev/null || {
     echo "setup: installing tensorboard (pip)" >&2
     python3 -m pip install -q tensorboard >/dev/null 2>&1 || echo "setup: tensorboard did not install; its reader's test will say so" >&2
+}
+
+# The Python package's tests (python/tests, run by `cargo test` through python/tests/pytest.rs).
+python3 -c 'import pytest, numpy' 2>/dev/null || {
+    echo "setup: installing pytest and numpy (pip)" >&2
+    python3 -m pip install -q pytest numpy >/dev/null 2>&1 || echo "setup: pytest / numpy did not install; the Python package's tests will fail" >&2
 }
 
 test -f /usr/lib/llvm-22/lib/libMLIR.so || { echo "setup: MLIR 22 not found under /usr/lib/llvm-22" >&2; exit 1; }

@@ -3,108 +3,24 @@
 //! block's tasks, or asked to continue a prompt one token at a time.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hyb_compiler::ir::Model;
-use hyb_runtime::{Decoder, Trainer};
+use hyb_runtime::Decoder;
 use hyb_train::generate::{Codec, Sampling, generate as decode};
 
-/// Where a checkpoint's model comes from.
-pub enum ModelFile {
-    /// The `.hyb` named on the command line.
-    Given(PathBuf),
-    /// The text its run kept as `model.hyb`, compiled as the file it was (so its data
-    /// paths and imports resolve as they did in training), with the run's `--set`s.
-    Kept { text: String, compiled_as: PathBuf, sets: Vec<String> },
-}
-
-/// The model of a checkpoint: `file` if given, else the `model.hyb` (and `model.json`)
-/// its run wrote — in the checkpoint's directory or in the run directory above it.
-pub fn model_file(file: Option<&Path>, ckpt: &Path) -> Result<ModelFile, String> {
-    if let Some(file) = file {
-        return Ok(ModelFile::Given(file.to_path_buf()));
-    }
-    let dirs = [ckpt.to_path_buf(), ckpt.join(".."), ckpt.join("../..")];
-    let Some(dir) = dirs.iter().find(|dir| dir.join("model.hyb").is_file()) else {
-        return published_model(ckpt);
-    };
-    let read = |name: &str| {
-        let path = dir.join(name);
-        std::fs::read_to_string(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
-    };
-    let text = read("model.hyb")?;
-    let origin: serde_json::Value =
-        serde_json::from_str(&read("model.json")?).map_err(|e| format!("model.json: {e}"))?;
-    let compiled_as = origin["compiled_as"].as_str().map_or_else(|| dir.join("model.hyb"), PathBuf::from);
-    let sets = origin["sets"]
-        .as_array()
-        .map_or_else(Vec::new, |sets| sets.iter().filter_map(|s| s.as_str().map(String::from)).collect());
-    Ok(ModelFile::Kept { text, compiled_as, sets })
-}
-
-/// The model of a published fla / Hugging Face directory: its `config.json` imported
-/// (as `hybc import` does).
-fn published_model(dir: &Path) -> Result<ModelFile, String> {
-    let config = dir.join("config.json");
-    let Ok(json) = std::fs::read_to_string(&config) else {
-        return Err(format!(
-            "no model.hyb beside `{}` or in its run directory, and no config.json in it: name the model's .hyb file (`hybc eval FILE --ckpt DIR`, `hybc generate FILE --ckpt DIR ...`)",
-            dir.display()
-        ));
-    };
-    let text = hyb_compiler::import::import_config(&json, &config.display().to_string())
-        .map_err(|e| format!("cannot import `{}`: {}", config.display(), e.0))?;
-    eprintln!("note: the model is `{}`, imported", config.display());
-    Ok(ModelFile::Kept { text, compiled_as: dir.join("model.hyb"), sets: Vec::new() })
-}
-
-/// Writes the model's source into the run directory as `model.hyb`, and in `model.json`
-/// the path it was compiled as and the `--set`s it was trained with, so the run's
-/// checkpoints can be evaluated and decoded without naming the file (and after it
-/// changes).
-pub fn keep_model(out: &Path, text: &str, compiled_as: &Path, sets: &[String]) -> Result<(), String> {
-    let absolute = std::path::absolute(compiled_as).unwrap_or_else(|_| compiled_as.to_path_buf());
-    let origin = serde_json::json!({"compiled_as": absolute.display().to_string(), "sets": sets});
-    std::fs::create_dir_all(out)
-        .and_then(|()| std::fs::write(out.join("model.hyb"), text))
-        .and_then(|()| std::fs::write(out.join("model.json"), serde_json::to_string_pretty(&origin).expect("JSON")))
-        .map_err(|e| format!("cannot write the model into `{}`: {e}", out.display()))
-}
-
-/// An evaluator of `model` at `batch × seq_len` (the forward alone: no gradients or
-/// optimizer state) holding the checkpoint's parameters. (Only the weights are read: a
-/// checkpoint without optimizer state evaluates too.)
-fn restore(
-    model: &Model,
-    ckpt: &Path,
-    target: hyb_driver::Target,
-    batch: usize,
-    seq_len: usize,
-) -> Result<Trainer, String> {
-    let mut trainer = Trainer::evaluator(model, target, batch, seq_len).map_err(|e| e.to_string())?;
-    hyb_train::checkpoint::load_weights_into(ckpt, &mut trainer).map_err(|e| e.to_string())?;
-    Ok(trainer)
-}
+pub use hyb_train::model_file::{ModelFile, model_file};
 
 /// Scores the checkpoint on the eval block's tasks (or its training task's own); prints
 /// a table and writes the scores as JSON to `json` (default `<ckpt>/eval.json`).
 pub fn eval(model: &Model, ckpt: &Path, json: Option<&Path>, target: hyb_driver::Target) -> Result<(), String> {
-    let seq_len = model.train.as_ref().map_or(128, |t| t.seq_len) as usize;
-    let (sets, skipped) = crate::train::eval_sets(model, seq_len)?;
+    let (scores, skipped) = hyb_train::eval::score_checkpoint(model, ckpt, target)?;
     for what in skipped {
         println!("note: evaluation of {what} is not supported yet; skipped");
     }
-    if sets.is_empty() {
-        return Err(
-            "nothing to evaluate: add an eval block (`eval { mqar(pairs: 16) }`) or a train block's data".into()
-        );
-    }
-    let base = restore(model, ckpt, target, 1, sets[0].task.seq_len())?;
     println!("| task | result | loss | breakdown |\n|---|---|---|---|");
     let mut results = Vec::new();
-    for set in &sets {
-        let mut evaluator = base.resized(set.batch, set.task.seq_len()).map_err(|e| e.to_string())?;
-        let score = hyb_train::eval::score(&mut evaluator, set).map_err(|e| e.to_string())?;
+    for score in &scores {
         println!("| {} | {} | {:.4} | {} |", score.name, score.headline(), score.loss, score.breakdown());
         let groups: serde_json::Map<String, serde_json::Value> = score
             .by_group
@@ -144,7 +60,7 @@ pub struct Request<'a> {
 /// is chosen (text for a text model; ids for a recall model). The end-of-document
 /// token, where the model's text has one, ends it (unprinted).
 pub fn generate(model: &Model, ckpt: &Path, request: &Request, target: hyb_driver::Target) -> Result<(), String> {
-    let codec = codec_for(model, ckpt)?;
+    let codec = Codec::of_checkpoint(model, ckpt)?;
     let prompt = encoded(&codec, model, request.prompt)?;
     let mut decoder = loaded_decoder(model, ckpt, target, 1, prompt.len() + request.tokens)?;
     let end = codec.end_of_document().map(|id| id as i32);
@@ -188,14 +104,6 @@ pub fn generate(model: &Model, ckpt: &Path, request: &Request, target: hyb_drive
     Ok(())
 }
 
-/// The text codec of a checkpoint's model (a published directory carries its tokenizer).
-fn codec_for(model: &Model, ckpt: &Path) -> Result<Codec, String> {
-    Ok(match Codec::of(model.train.as_ref().map(|t| &t.data))? {
-        Codec::Ids if ckpt.join("tokenizer.json").is_file() => Codec::from_file(&ckpt.join("tokenizer.json"))?,
-        codec => codec,
-    })
-}
-
 /// A prompt's ids, each checked against the model's vocabulary.
 fn encoded(codec: &Codec, model: &Model, prompt: &str) -> Result<Vec<i32>, String> {
     let ids = codec.encode(prompt)?;
@@ -237,7 +145,7 @@ pub fn generate_file(
     if prompts.is_empty() {
         return Err(format!("`{}` holds no prompt (one per line)", file.display()));
     }
-    let codec = codec_for(model, ckpt)?;
+    let codec = Codec::of_checkpoint(model, ckpt)?;
     let ids = prompts
         .iter()
         .enumerate()

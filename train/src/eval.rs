@@ -115,3 +115,30 @@ pub fn score(evaluator: &mut Trainer, set: &EvalSet) -> Result<Score, hyb_runtim
         by_group,
     })
 }
+
+/// A checkpoint's scores on the eval sets of `model` (its eval block's, else its
+/// training task's own), each with an evaluator (the forward alone: no gradients or
+/// optimizer state) holding the checkpoint's weights; and the tasks skipped as not
+/// supported yet. (Only the weights are read: a checkpoint without optimizer state, a
+/// published directory, evaluates too.)
+pub fn score_checkpoint(
+    model: &hyb_compiler::ir::Model,
+    ckpt: &std::path::Path,
+    target: hyb_target::Target,
+) -> Result<(Vec<Score>, Vec<String>), String> {
+    let seq_len = model.train.as_ref().map_or(128, |t| t.seq_len) as usize;
+    let (sets, skipped) = crate::tasks::eval_sets(model, seq_len)?;
+    let Some(first) = sets.first() else {
+        return Err(
+            "nothing to evaluate: add an eval block (`eval { mqar(pairs: 16) }`) or a train block's data".into()
+        );
+    };
+    let mut base = Trainer::evaluator(model, target, 1, first.task.seq_len()).map_err(|e| e.to_string())?;
+    crate::checkpoint::load_weights_into(ckpt, &mut base).map_err(|e| e.to_string())?;
+    let mut scores = Vec::new();
+    for set in &sets {
+        let mut evaluator = base.resized(set.batch, set.task.seq_len()).map_err(|e| e.to_string())?;
+        scores.push(score(&mut evaluator, set).map_err(|e| e.to_string())?);
+    }
+    Ok((scores, skipped))
+}

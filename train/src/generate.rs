@@ -210,6 +210,15 @@ impl Codec {
         }
     }
 
+    /// The codec of a checkpoint of `model`: its training data's, or, for a model
+    /// without text data, the `tokenizer.json` a published directory carries.
+    pub fn of_checkpoint(model: &hyb_compiler::ir::Model, ckpt: &std::path::Path) -> Result<Codec, String> {
+        match Codec::of(model.train.as_ref().map(|t| &t.data))? {
+            Codec::Ids if ckpt.join("tokenizer.json").is_file() => Codec::from_file(&ckpt.join("tokenizer.json")),
+            codec => Ok(codec),
+        }
+    }
+
     /// A Hugging Face `tokenizer.json`.
     pub fn from_file(file: &std::path::Path) -> Result<Codec, String> {
         tokenizers::Tokenizer::from_file(file)

@@ -5,8 +5,11 @@
 //! the loop ([`run`]: steps, evaluation, checkpoints, NaN stops, `metrics.jsonl`), the
 //! tasks a model's train and eval blocks describe ([`tasks`]), evaluation ([`eval`]:
 //! answer accuracy, perplexity and bits per byte), a sweep's held-out set and plateau
-//! stop ([`protocol`]) and checkpoints ([`checkpoint`]:
-//! safetensors, atomic, resumable). `hybc train` drives it and prints what it reports.
+//! stop ([`protocol`]) and checkpoints ([`checkpoint`]: safetensors, atomic, resumable);
+//! the jobs of the front ends — `hybc` and the Python package — as library functions: a
+//! training run with the command line's overrides ([`job`]), the model of a checkpoint
+//! ([`model_file`]), a checkpoint's scores ([`eval::score_checkpoint`]). The front ends
+//! show what they report.
 //!
 //! **Architecture Invariant:** nothing here compiles or executes kernels; it feeds the
 //! runtime's `Trainer` and reads what it returns.
@@ -16,6 +19,8 @@ pub mod data;
 pub mod documents;
 pub mod eval;
 pub mod generate;
+pub mod job;
+pub mod model_file;
 pub mod protocol;
 pub mod run;
 pub mod schedule;

@@ -1,0 +1,121 @@
+"""What the command line does, from Python: ``train`` with a callback (a notebook's
+progress), ``evaluate``, ``load``, ``generate`` — compared with the run's files and
+with ``hybc`` itself."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+import hyb
+
+
+def test_train_reports_to_the_callback(tiny_file, tmp_path):
+    history = hyb.History()
+    result = hyb.train(tiny_file, out=tmp_path / "run", callback=history, checkpoint_every=2)
+    kinds = [m["kind"] for m in history.messages]
+    assert kinds[0] == "start" and kinds.count("step") == 4 and kinds.count("checkpoint") == 2
+    assert [step for step, _ in history.losses] == [1, 2, 3, 4]
+    assert result["final_loss"] == history.losses[-1][1]
+    assert result["stopped_at"] is None and result["out"] == tmp_path / "run"
+    # The run's files: the losses of metrics.jsonl, the kept model, the checkpoint.
+    lines = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    # A step's line: `train/loss` (or `loss` on a line without `eval`, as older logs wrote).
+    logged = [(line["step"], line.get("train/loss", line.get("loss"))) for line in lines if "eval" not in line]
+    logged = [(step, loss) for step, loss in logged if loss is not None]
+    assert [(s, pytest.approx(l)) for s, l in history.losses] == logged
+    assert (tmp_path / "run/model.hyb").read_text() == tiny_file.read_text()
+    (score,) = result["scores"]
+    assert score["task"] == "mqar(seq_len: 32, pairs: 4)" and score["total"] > 0
+    # The trainer it returns holds the last checkpoint's weights.
+    loaded = hyb.load(tmp_path / "run", batch=4, seq_len=32)
+    trainer = result["trainer"]
+    assert trainer.steps_taken == 4
+    for name, values in trainer.params().items():
+        np.testing.assert_array_equal(values, loaded.param(name))
+
+
+def test_printer_prints_lines(tiny_file, tmp_path, capsys):
+    hyb.train(tiny_file, steps=2, out=tmp_path / "run")
+    printed = capsys.readouterr().out
+    assert "step     1  loss" in printed and "step     2  loss" in printed
+    assert "checkpoint     2" in printed and "eval     2  mqar" in printed
+
+
+def test_callback_raising_stops_at_a_checkpoint(tiny_file, tmp_path):
+    def stop_at_two(message):
+        if message["kind"] == "step" and message["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        hyb.train(tiny_file, out=tmp_path / "run", callback=stop_at_two)
+    assert (tmp_path / "run/checkpoints/step_000002").is_dir()
+    # Resuming finishes the run from there.
+    history = hyb.History()
+    result = hyb.train(tiny_file, out=tmp_path / "run", resume=True, callback=history)
+    assert [step for step, _ in history.losses] == [3, 4] and result["stopped_at"] is None
+
+
+def test_evaluate_matches_hybc_eval(tiny_file, tmp_path, hybc):
+    hyb.train(tiny_file, out=tmp_path / "run", callback=None)
+    (score,) = hyb.evaluate(tmp_path / "run")
+    cli = subprocess.run([hybc, "eval", "--ckpt", str(tmp_path / "run")], capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    (written,) = json.loads((tmp_path / "run/checkpoints/step_000004/eval.json").read_text())["tasks"]
+    assert score == written
+
+
+def test_generate_matches_hybc_and_the_forward(tiny_file, tmp_path, hybc):
+    hyb.train(tiny_file, out=tmp_path / "run", callback=None)
+    prompt = "5 40 17 33 9 50 17"
+    text = hyb.generate(tmp_path / "run", prompt, max_new_tokens=5)
+    cli = subprocess.run(
+        [hybc, "generate", "--ckpt", str(tmp_path / "run"), "--prompt", prompt, "--tokens", "5"],
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.strip() == f"{prompt} {text}"
+    # The same continuation from the full forward pass's logits, one token at a time.
+    ids = [int(t) for t in prompt.split()]
+    evaluator = hyb.load(tmp_path / "run", seq_len=len(ids) + 5)
+    for _ in range(5):
+        padded = np.array([ids + [0] * (evaluator.seq_len - len(ids))])
+        ids.append(int(evaluator.logits(padded)[0, len(ids) - 1].argmax()))
+    assert " ".join(map(str, ids[-5:])) == text
+
+
+def test_load_model_of_a_run(tiny_file, tmp_path):
+    hyb.train(tiny_file, out=tmp_path / "run", callback=None, sets=["steps=1"])
+    model = hyb.load_model(tmp_path / "run")
+    assert model.n_params == hyb.compile_file(tiny_file).n_params
+    with pytest.raises(hyb.HybError, match="no model.hyb beside"):
+        hyb.load_model(tmp_path)
+
+
+def test_train_errors(tiny_file, tmp_path):
+    with pytest.raises(hyb.HybError, match="error: .*has 1 error"):
+        hyb.train(tiny_file, sets=["steps=-1"], out=tmp_path / "run")
+    hyb.train(tiny_file, out=tmp_path / "run", callback=None, steps=1)
+    with pytest.raises(hyb.HybError, match="already holds checkpoints"):
+        hyb.train(tiny_file, out=tmp_path / "run", callback=None, steps=1)
+
+
+def test_load_a_published_directory(tiny_file, tmp_path, hybc):
+    """An fla directory (`hybc export --format fla`, bf16) loads as the model its
+    config.json describes, with the logits of the checkpoint it came from (bf16 rounding)."""
+    hyb.train(tiny_file, out=tmp_path / "run", callback=None, steps=1)
+    published = tmp_path / "fla"
+    cli = subprocess.run(
+        [hybc, "export", str(tiny_file), "--ckpt", str(tmp_path / "run"), "--dtype", "bf16", "-o", str(published)],
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 0, cli.stderr
+    ids = np.random.default_rng(0).integers(0, 64, (1, 32))
+    original = hyb.load(tmp_path / "run", seq_len=32).logits(ids)
+    loaded = hyb.load(published, seq_len=32)
+    assert loaded.model.n_params == hyb.compile_file(tiny_file).n_params
+    np.testing.assert_allclose(loaded.logits(ids), original, atol=0.05)
+    assert not np.array_equal(loaded.logits(ids), original)  # bf16, not the f32 weights
