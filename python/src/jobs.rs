@@ -76,8 +76,9 @@ pub fn load(
     Ok(trainer)
 }
 
-/// A score as a dict: `task`, `accuracy` or `perplexity`, `loss`, `correct`, `total`,
-/// `by_group` (`{group: {"correct", "total"}}`) — `eval.json`'s fields.
+/// A score as a dict: `task`, `accuracy` or `perplexity`, `loss`, `tokens` (scored),
+/// `bits_per_byte` (where the text's bytes are known), `correct`, `total`, `by_group`
+/// (`{group: {"correct", "total"}}`) — `eval.json`'s fields.
 fn score_dict<'py>(py: Python<'py>, score: &hyb_train::eval::Score) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     dict.set_item("task", &score.name)?;
@@ -87,6 +88,10 @@ fn score_dict<'py>(py: Python<'py>, score: &hyb_train::eval::Score) -> PyResult<
         dict.set_item("accuracy", score.accuracy())?;
     }
     dict.set_item("loss", score.loss)?;
+    dict.set_item("tokens", score.tokens)?;
+    if let Some(bpb) = score.bits_per_byte {
+        dict.set_item("bits_per_byte", bpb)?;
+    }
     dict.set_item("correct", score.correct)?;
     dict.set_item("total", score.total)?;
     let groups = PyDict::new(py);
