@@ -857,3 +857,40 @@ fn tokenized_documents_round_trip_through_a_megatron_dataset() {
     let error = write_megatron(&scratch_file("wide", b""), &wide, TokenDtype::U16).expect_err("too wide");
     assert_eq!(error, "token id 70000 (document 2, counting from 1) does not fit u16");
 }
+
+/// The reader fuzz targets' properties (`fuzz/readers.rs`, shared with the targets).
+#[path = "../../fuzz/readers.rs"]
+mod readers;
+
+/// The readers' fuzz findings stay fixed, and their seeds keep their properties: every
+/// `fuzz/regressions/<target>-*` and `fuzz/seeds/<target>/*` of the reader targets is
+/// replayed through the target's own property.
+#[test]
+fn reader_fuzz_inputs_stay_fixed() {
+    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let targets: [(&str, fn(&[u8])); 4] = [
+        ("safetensors", readers::safetensors),
+        ("token_files", readers::token_files),
+        ("jsonl", readers::jsonl),
+        ("parquet", readers::parquet),
+    ];
+    let mut count = 0;
+    for (target, property) in targets {
+        let mut files: Vec<std::path::PathBuf> =
+            std::fs::read_dir(fuzz.join("seeds").join(target)).expect("seeds").map(|e| e.expect("entry").path()).collect();
+        for entry in std::fs::read_dir(fuzz.join("regressions")).expect("regressions") {
+            let path = entry.expect("entry").path();
+            if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{target}-"))) {
+                files.push(path);
+            }
+        }
+        for path in files {
+            let bytes = std::fs::read(&path).expect("readable");
+            if std::panic::catch_unwind(|| property(&bytes)).is_err() {
+                panic!("{target}: `{}` fails the target's property", path.display());
+            }
+            count += 1;
+        }
+    }
+    assert!(count >= 40, "only {count} inputs");
+}
