@@ -156,8 +156,8 @@ fn parquet_documents<R: parquet::file::reader::ChunkReader + 'static>(
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let fail = |e: parquet::errors::ParquetError| format!("`{origin}`: {e}{}", codec_hint(&e));
     let reader = SerializedFileReader::new(reader).map_err(fail)?;
-    let column = text_column(reader.metadata().file_metadata().schema_descr(), field)
-        .map_err(|e| format!("`{origin}`: {e}"))?;
+    let column =
+        text_column(reader.metadata().file_metadata().schema_descr(), field).map_err(|e| format!("`{origin}`: {e}"))?;
     let mut count = 0;
     for group in 0..reader.num_row_groups() {
         // `get_column_reader` asserts (panics) on a negative offset or size.

@@ -876,8 +876,10 @@ fn reader_fuzz_inputs_stay_fixed() {
     ];
     let mut count = 0;
     for (target, property) in targets {
-        let mut files: Vec<std::path::PathBuf> =
-            std::fs::read_dir(fuzz.join("seeds").join(target)).expect("seeds").map(|e| e.expect("entry").path()).collect();
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(fuzz.join("seeds").join(target))
+            .expect("seeds")
+            .map(|e| e.expect("entry").path())
+            .collect();
         for entry in std::fs::read_dir(fuzz.join("regressions")).expect("regressions") {
             let path = entry.expect("entry").path();
             if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{target}-"))) {
