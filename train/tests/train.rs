@@ -868,7 +868,8 @@ mod readers;
 #[test]
 fn reader_fuzz_inputs_stay_fixed() {
     let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let targets: [(&str, fn(&[u8])); 4] = [
+    type Property = fn(&[u8]);
+    let targets: [(&str, Property); 4] = [
         ("safetensors", readers::safetensors),
         ("token_files", readers::token_files),
         ("jsonl", readers::jsonl),
