@@ -75,8 +75,12 @@ fn fuzz_regressions_stay_fixed() {
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).expect("fuzz/regressions") {
         let path = entry.expect("entry").path();
-        let text = std::fs::read_to_string(&path).expect("readable");
         let name = path.file_name().expect("name").to_string_lossy().to_string();
+        // The readers' reproducers (binary files) are replayed by hyb-train's tests.
+        if !name.starts_with("parse_check-") && !name.starts_with("import_config-") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable");
         if name.ends_with(".hyb") {
             let _ = check_text("regression.hyb", &text).render();
             if let Ok(once) = format_source(&text) {

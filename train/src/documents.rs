@@ -53,11 +53,21 @@ pub fn read(path: &Path, field: &str, each: &mut dyn FnMut(&str) -> Result<(), S
 }
 
 fn json_lines(path: &Path, field: &str, each: &mut dyn FnMut(&str) -> Result<(), String>) -> Result<usize, String> {
-    use std::io::BufRead;
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+    json_lines_from(std::io::BufReader::new(file), &path.display().to_string(), field, each)
+}
+
+/// [`read`]'s JSON Lines reader on any reader (`origin` names it in errors): calls
+/// `each` with the string `field` of every non-blank line's object; returns how many.
+pub fn json_lines_from(
+    reader: impl std::io::BufRead,
+    origin: &str,
+    field: &str,
+    each: &mut dyn FnMut(&str) -> Result<(), String>,
+) -> Result<usize, String> {
     let mut count = 0;
-    for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let at = || format!("`{}` line {}", path.display(), index + 1);
+    for (index, line) in reader.lines().enumerate() {
+        let at = || format!("`{origin}` line {}", index + 1);
         let line = line.map_err(|e| format!("{}: {e}", at()))?;
         if line.trim().is_empty() {
             continue;
@@ -97,17 +107,68 @@ fn kind(value: &serde_json::Value) -> &'static str {
 }
 
 fn parquet(path: &Path, field: &str, each: &mut dyn FnMut(&str) -> Result<(), String>) -> Result<usize, String> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let fail = |e: parquet::errors::ParquetError| format!("`{}`: {e}{}", path.display(), codec_hint(&e));
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-    let reader = SerializedFileReader::new(file).map_err(fail)?;
-    let column = text_column(reader.metadata().file_metadata().schema_descr(), field)
-        .map_err(|e| format!("`{}`: {e}", path.display()))?;
+    parquet_from(file, &path.display().to_string(), field, each)
+}
+
+/// [`read`]'s Parquet reader on any [`parquet::file::reader::ChunkReader`] (a file, or
+/// bytes in memory; `origin` names it in errors): calls `each` with the non-null
+/// strings of column `field`; returns how many.
+///
+/// The `parquet` crate panics on some malformed files instead of returning an error (a
+/// plain-encoded string page that ends inside a value's length; found by fuzzing, see
+/// `fuzz/README.md`): such a panic is caught and becomes this file's error. A panic in
+/// `each` is not the file's fault and is passed on.
+pub fn parquet_from<R: parquet::file::reader::ChunkReader + 'static>(
+    reader: R,
+    origin: &str,
+    field: &str,
+    each: &mut dyn FnMut(&str) -> Result<(), String>,
+) -> Result<usize, String> {
+    use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+    let mut in_each = false;
+    let mut guarded = |text: &str| {
+        in_each = true;
+        let result = each(text);
+        in_each = false;
+        result
+    };
+    match catch_unwind(AssertUnwindSafe(|| parquet_documents(reader, origin, field, &mut guarded))) {
+        Ok(result) => result,
+        Err(payload) if in_each => resume_unwind(payload),
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(format!("`{origin}`: a malformed Parquet file (the Parquet reader failed: {what})"))
+        }
+    }
+}
+
+fn parquet_documents<R: parquet::file::reader::ChunkReader + 'static>(
+    reader: R,
+    origin: &str,
+    field: &str,
+    each: &mut dyn FnMut(&str) -> Result<(), String>,
+) -> Result<usize, String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let fail = |e: parquet::errors::ParquetError| format!("`{origin}`: {e}{}", codec_hint(&e));
+    let reader = SerializedFileReader::new(reader).map_err(fail)?;
+    let column =
+        text_column(reader.metadata().file_metadata().schema_descr(), field).map_err(|e| format!("`{origin}`: {e}"))?;
     let mut count = 0;
     for group in 0..reader.num_row_groups() {
+        // `get_column_reader` asserts (panics) on a negative offset or size.
+        let chunk = reader.metadata().row_group(group).column(column);
+        let start = chunk.dictionary_page_offset().unwrap_or(chunk.data_page_offset());
+        if start < 0 || chunk.compressed_size() < 0 {
+            return Err(format!("`{origin}`: row group {group}: the text column has a negative offset or size"));
+        }
         let rows = reader.get_row_group(group).map_err(fail)?;
         let column_reader = rows.get_column_reader(column).map_err(fail)?;
-        count += parquet_strings(column_reader, count, each).map_err(|e| format!("`{}`: {e}", path.display()))?;
+        count += parquet_strings(column_reader, count, each).map_err(|e| format!("`{origin}`: {e}"))?;
     }
     Ok(count)
 }

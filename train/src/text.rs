@@ -130,7 +130,11 @@ impl Corpus {
                 path.display()
             ));
         }
-        if let Some(bad) = (0..len).map(|i| self.stored(i)).find(|t| *t < 0 || *t >= vocab as i128) {
+        let bad = match &self.storage {
+            Storage::Mapped { map, elem, offset } => first_outside_vocab(&map[..], *elem, *offset, vocab),
+            Storage::Encoded(_) => (0..len).map(|i| self.stored(i)).find(|t| *t < 0 || *t >= vocab as i128),
+        };
+        if let Some(bad) = bad {
             return Err(format!("`{}` holds token id {bad}, outside the model's vocab of {vocab}", path.display()));
         }
         Ok(())
@@ -247,21 +251,50 @@ fn token_file(path: &Path, dtype: TokenDtype) -> Result<Corpus, String> {
     if megatron {
         let (map, index) =
             (map(&bin)?, std::fs::read(&idx).map_err(|e| format!("cannot read `{}`: {e}", idx.display()))?);
-        let index = token_files::megatron(&index, map.len()).map_err(|e| format!("`{}`: {e}", idx.display()))?;
-        let mut megatron = corpus(Storage::Mapped { map, elem: index.elem, offset: 0 }, index.documents);
+        let layout = token_layout(&map, Some(&index), false, dtype).map_err(|e| format!("`{}`: {e}", idx.display()))?;
+        let mut megatron = corpus(Storage::Mapped { map, elem: layout.elem, offset: 0 }, layout.documents);
         megatron.document_bytes = document_bytes(&bin.with_extension("bytes"), megatron.documents.len())?;
         return Ok(megatron);
     }
     let map = map(path)?;
-    if map.starts_with(token_files::NPY_MAGIC) || path.extension().is_some_and(|e| e == "npy") {
-        let npy = token_files::npy(&map).map_err(|e| format!("`{}`: {e}", path.display()))?;
-        return Ok(corpus(Storage::Mapped { map, elem: npy.elem, offset: npy.offset }, vec![0]));
+    let npy = path.extension().is_some_and(|e| e == "npy");
+    let layout = token_layout(&map, None, npy, dtype).map_err(|e| format!("`{}`: {e}", path.display()))?;
+    Ok(corpus(Storage::Mapped { map, elem: layout.elem, offset: layout.offset }, layout.documents))
+}
+
+/// Where the ids of a token file's bytes are and how each is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenLayout {
+    pub elem: Elem,
+    /// The byte at which the ids start; the rest of the file is ids.
+    pub offset: usize,
+    /// The id at which each document starts: `[0]` for one document.
+    pub documents: Vec<usize>,
+}
+
+/// The layout of the token file `bytes`: a Megatron `.bin` when `index` (its `.idx`) is
+/// given, a NumPy array when it starts with the `.npy` magic or `npy` (its extension) is
+/// set, else raw little-endian ids of `dtype`. What [`Corpus::open`] reads `tokens(...)`
+/// files with, apart from the files themselves.
+pub fn token_layout(bytes: &[u8], index: Option<&[u8]>, npy: bool, dtype: TokenDtype) -> Result<TokenLayout, String> {
+    if let Some(index) = index {
+        let index = token_files::megatron(index, bytes.len())?;
+        return Ok(TokenLayout { elem: index.elem, offset: 0, documents: index.documents });
+    }
+    if npy || bytes.starts_with(token_files::NPY_MAGIC) {
+        let npy = token_files::npy(bytes)?;
+        return Ok(TokenLayout { elem: npy.elem, offset: npy.offset, documents: vec![0] });
     }
     let width = if dtype == TokenDtype::U16 { 2 } else { 4 };
-    if map.len() % width != 0 {
-        return Err(format!("`{}`: {} bytes is not a whole number of {width}-byte ids", path.display(), map.len()));
+    if bytes.len() % width != 0 {
+        return Err(format!("{} bytes is not a whole number of {width}-byte ids", bytes.len()));
     }
-    Ok(corpus(Storage::Mapped { map, elem: Elem { width, signed: false }, offset: 0 }, vec![0]))
+    Ok(TokenLayout { elem: Elem { width, signed: false }, offset: 0, documents: vec![0] })
+}
+
+/// The first id of `bytes` (ids of `elem` from byte `offset` on) that is negative or not below `vocab`.
+pub fn first_outside_vocab(bytes: &[u8], elem: Elem, offset: usize, vocab: usize) -> Option<i128> {
+    bytes[offset..].chunks_exact(elem.width).map(|id| elem.read(id)).find(|t| *t < 0 || *t >= vocab as i128)
 }
 
 /// The byte counts `hybc tokenize` writes beside a dataset (`OUT.bytes`: each

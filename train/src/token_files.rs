@@ -146,6 +146,9 @@ pub fn megatron(idx: &[u8], bin_len: usize) -> Result<MegatronIndex, String> {
         code => return Err(format!("dtype code {code} cannot hold token ids (1–5 and 8 are integers)")),
     };
     let (n, d) = (u64_at(18)? as usize, u64_at(26)? as usize);
+    if n == 0 {
+        return Err("the index holds no sequences".into());
+    }
     let needed = n.checked_mul(12).and_then(|b| b.checked_add(d.checked_mul(8)?)).and_then(|b| b.checked_add(34));
     if needed.is_none_or(|b| b > idx.len()) {
         return Err(truncated());

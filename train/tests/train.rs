@@ -908,3 +908,43 @@ fn the_held_out_set_is_apart_from_the_test_set() {
     };
     assert_eq!((windows(&held), windows(&test)), (vec![0, 1], vec![2, 3, 4]));
 }
+
+/// The reader fuzz targets' properties (`fuzz/readers.rs`, shared with the targets).
+#[path = "../../fuzz/readers.rs"]
+mod readers;
+
+/// The readers' fuzz findings stay fixed, and their seeds keep their properties: every
+/// `fuzz/regressions/<target>-*` and `fuzz/seeds/<target>/*` of the reader targets is
+/// replayed through the target's own property.
+#[test]
+fn reader_fuzz_inputs_stay_fixed() {
+    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    type Property = fn(&[u8]);
+    let targets: [(&str, Property); 4] = [
+        ("safetensors", readers::safetensors),
+        ("token_files", readers::token_files),
+        ("jsonl", readers::jsonl),
+        ("parquet", readers::parquet),
+    ];
+    let mut count = 0;
+    for (target, property) in targets {
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(fuzz.join("seeds").join(target))
+            .expect("seeds")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        for entry in std::fs::read_dir(fuzz.join("regressions")).expect("regressions") {
+            let path = entry.expect("entry").path();
+            if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{target}-"))) {
+                files.push(path);
+            }
+        }
+        for path in files {
+            let bytes = std::fs::read(&path).expect("readable");
+            if std::panic::catch_unwind(|| property(&bytes)).is_err() {
+                panic!("{target}: `{}` fails the target's property", path.display());
+            }
+            count += 1;
+        }
+    }
+    assert!(count >= 40, "only {count} inputs");
+}
