@@ -15,9 +15,16 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A path in this run's scratch directory, `hybc-cli` under cargo's target tmp dir:
+/// emptied once per run of this binary, so runs do not pile up (a run leaves ~0.5 GB).
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hybc-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hybc-cli");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    });
     dir.join(name)
 }
 
