@@ -475,22 +475,22 @@ fn main() -> ExitCode {
                 Err(usage) => return exit(Err(usage)),
             };
             let options = |target| train::Options {
-                steps,
-                batch,
-                seq_len,
-                lr,
-                seed,
-                profile,
-                out,
-                resume,
-                init_from: init_from.clone(),
-                resume_if_any: false,
-                checkpoint_every,
-                model_source: None,
-                sets: sets.clone(),
-                target,
+                job: hyb_train::job::Options {
+                    steps,
+                    batch,
+                    seq_len,
+                    lr,
+                    seed,
+                    profile,
+                    out,
+                    resume,
+                    init_from: init_from.clone(),
+                    checkpoint_every,
+                    sets: sets.clone(),
+                    target,
+                    ..Default::default()
+                },
                 interrupt: None,
-                protocol: None,
             };
             run_training(&file, target, &sets, options)
         }

@@ -385,22 +385,19 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
     let train_block = model.train.as_ref().ok_or("a sweep's run needs a train block")?;
     let steps = config.tokens.map(|tokens| budget_steps(tokens, train_block));
     let options = Options {
-        steps,
-        batch: None,
-        seq_len: None,
-        lr: run.lr,
-        seed: run.seed,
-        profile: false,
-        out: Some(dir.to_path_buf()),
-        resume: false,
-        init_from: None,
-        resume_if_any: true,
-        checkpoint_every: None,
-        model_source: Some((run.source(file), run.path(file))),
-        sets: setup.sets.to_vec(),
-        target: setup.target,
+        job: hyb_train::job::Options {
+            steps,
+            lr: run.lr,
+            seed: run.seed,
+            out: Some(dir.to_path_buf()),
+            resume_if_any: true,
+            model_source: Some((run.source(file), run.path(file))),
+            sets: setup.sets.to_vec(),
+            target: setup.target,
+            protocol: config.held_out().then_some(Protocol { plateau: config.plateau }),
+            ..Default::default()
+        },
         interrupt: setup.interrupt.cloned(),
-        protocol: config.held_out().then_some(Protocol { plateau: config.plateau }),
     };
     let outcome = train(file, &model, &options)?;
     if let Some(status) = outcome.stopped {

@@ -10,38 +10,13 @@ pub use hyb_train::job::Protocol;
 use hyb_train::job::{self, Message};
 use hyb_train::run::Event;
 
-/// Command-line overrides of the train block.
+/// The library job's options, and the signals that stop it.
 pub struct Options {
-    pub steps: Option<u64>,
-    pub batch: Option<u64>,
-    pub seq_len: Option<u64>,
-    pub lr: Option<f64>,
-    pub seed: Option<u64>,
-    /// Print the time per kernel at the end.
-    pub profile: bool,
-    /// The run directory [default: `runs/<file stem>`].
-    pub out: Option<std::path::PathBuf>,
-    /// Continue from the run directory's latest checkpoint; start afresh if there is none
-    /// (a run stopped before its first checkpoint).
-    pub resume: bool,
-    /// Start from these weights (a checkpoint or a published fla / Hugging Face
-    /// directory) with a fresh optimizer: fine-tuning.
-    pub init_from: Option<std::path::PathBuf>,
-    /// Resume if the run directory has a checkpoint, else start (a sweep's runs).
-    pub resume_if_any: bool,
-    pub checkpoint_every: Option<u64>,
-    /// The text the run directory keeps as `model.hyb` (for `hybc eval` / `generate`)
-    /// and the path it compiles as [default: the file's own].
-    pub model_source: Option<(String, std::path::PathBuf)>,
-    /// The command line's `--set`s the model was checked with (kept with the run).
-    pub sets: Vec<String>,
-    /// Where the step runs.
-    pub target: hyb_driver::Target,
+    /// Command-line overrides of the train block, the run directory, the target, a
+    /// sweep protocol's settings (its `stop` flag comes from `interrupt`).
+    pub job: job::Options,
     /// SIGINT / SIGTERM handling: the run stops at a step boundary with a checkpoint.
     pub interrupt: Option<crate::interrupt::Interrupt>,
-    /// A sweep protocol's run: scored on a held-out set too, and perhaps stopped when
-    /// that score plateaus.
-    pub protocol: Option<Protocol>,
 }
 
 /// What a finished run reports.
@@ -56,26 +31,9 @@ pub struct Outcome {
 }
 
 impl Options {
-    /// The library's job options (the interrupt as its stop flag).
+    /// The library's job options, the interrupt as its stop flag.
     fn job(&self) -> job::Options {
-        job::Options {
-            steps: self.steps,
-            batch: self.batch,
-            seq_len: self.seq_len,
-            lr: self.lr,
-            seed: self.seed,
-            profile: self.profile,
-            out: self.out.clone(),
-            resume: self.resume,
-            init_from: self.init_from.clone(),
-            resume_if_any: self.resume_if_any,
-            checkpoint_every: self.checkpoint_every,
-            model_source: self.model_source.clone(),
-            sets: self.sets.clone(),
-            target: self.target,
-            stop: self.interrupt.as_ref().map(|interrupt| interrupt.requested.clone()),
-            protocol: self.protocol,
-        }
+        job::Options { stop: self.interrupt.as_ref().map(|interrupt| interrupt.requested.clone()), ..self.job.clone() }
     }
 }
 
