@@ -67,9 +67,9 @@ pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut SplitMix64) -> i32 
     order[0] as i32
 }
 
-/// Feeds `prompt` (one sequence), then decodes up to `new_tokens` more, calling
-/// `on_token` with each as it is chosen (it returns whether to go on: a stop string);
-/// returns the new tokens.
+/// Feeds `prompt` (one sequence, a decoder of batch 1), then decodes up to
+/// `new_tokens` more, calling `on_token` with each as it is chosen (it returns whether
+/// to go on: a stop string); returns the new tokens.
 pub fn generate(
     decoder: &mut Decoder,
     prompt: &[i32],
@@ -80,29 +80,10 @@ pub fn generate(
     if prompt.is_empty() {
         return Err(Error::Input("the prompt is empty: generation needs at least one token".into()));
     }
-    let needed = prompt.len() + new_tokens.saturating_sub(1);
-    if needed > decoder.max_len() {
-        return Err(Error::Input(format!("{needed} tokens do not fit a decoder of {}", decoder.max_len())));
-    }
-    let mut rng = SplitMix64::new(sampling.seed);
-    decoder.reset();
-    let mut logits = Vec::new();
-    for token in prompt {
-        logits = decoder.step(&[*token])?.to_vec();
-    }
-    let mut out = Vec::with_capacity(new_tokens);
-    for i in 0..new_tokens {
-        let next = choose(&logits, sampling, &mut rng);
-        let go_on = on_token(next);
-        out.push(next);
-        if !go_on {
-            break;
-        }
-        if i + 1 < new_tokens {
-            logits = decoder.step(&[next])?.to_vec();
-        }
-    }
-    Ok(out)
+    let mut rows = [Row::new(prompt, sampling.seed, new_tokens)];
+    decode_group(decoder, &mut rows, new_tokens, sampling, &mut |new| on_token(new[new.len() - 1]))?;
+    let [row] = rows;
+    Ok(row.new)
 }
 
 /// Several prompts decoded together, `decoder.batch()` at a time: row `i` of a step
@@ -127,8 +108,8 @@ pub fn generate_batch(
         // A last group shorter than the decoder's batch repeats its first prompt.
         let padded: Vec<&Vec<i32>> = (0..rows).map(|r| chunk.get(r).unwrap_or(&chunk[0])).collect();
         let seeds = (0..rows).map(|r| sampling.seed.wrapping_add((group * rows + r) as u64));
-        let mut lanes: Vec<Row> = padded.iter().zip(seeds).map(|(p, seed)| Row::new(p, seed)).collect();
-        decode_group(decoder, &mut lanes, new_tokens, sampling, done)?;
+        let mut lanes: Vec<Row> = padded.iter().zip(seeds).map(|(p, seed)| Row::new(p, seed, new_tokens)).collect();
+        decode_group(decoder, &mut lanes, new_tokens, sampling, &mut |new| !done(new))?;
         out.extend(lanes.into_iter().take(chunk.len()).map(|row| row.new));
     }
     Ok(out)
@@ -144,8 +125,9 @@ struct Row<'p> {
 }
 
 impl<'p> Row<'p> {
-    fn new(prompt: &'p [i32], seed: u64) -> Row<'p> {
-        Row { prompt, new: Vec::new(), rng: SplitMix64::new(seed), ended: false }
+    /// A row that will choose up to `new_tokens` (none: it has ended before it starts).
+    fn new(prompt: &'p [i32], seed: u64, new_tokens: usize) -> Row<'p> {
+        Row { prompt, new: Vec::with_capacity(new_tokens), rng: SplitMix64::new(seed), ended: new_tokens == 0 }
     }
 
     /// The token this row feeds at `position`.
@@ -154,12 +136,14 @@ impl<'p> Row<'p> {
     }
 }
 
+/// Decodes `rows` together, one token per row a step; `go_on` sees a row's new tokens
+/// after each choice and says whether that row continues.
 fn decode_group(
     decoder: &mut Decoder,
     rows: &mut [Row],
     new_tokens: usize,
     sampling: &Sampling,
-    done: &dyn Fn(&[i32]) -> bool,
+    go_on: &mut dyn FnMut(&[i32]) -> bool,
 ) -> Result<(), Error> {
     let longest = rows.iter().map(|r| r.prompt.len()).max().unwrap_or(0);
     let needed = longest + new_tokens.saturating_sub(1);
@@ -177,7 +161,7 @@ fn decode_group(
             }
             let next = choose(logits, sampling, &mut row.rng);
             row.new.push(next);
-            row.ended = row.new.len() >= new_tokens || done(&row.new);
+            row.ended = !go_on(&row.new) || row.new.len() >= new_tokens;
         }
         if rows.iter().all(|r| r.ended) {
             break;
