@@ -1,22 +1,36 @@
 #!/usr/bin/env bash
 # The GPU benchmarks, in one call on the GPU machine (see README.md here):
 #   our kernels at the anchors' shape (--profile: time per kernel), the 340M hybrid's
-#   real run, then fla's kernels and models beside them. Logs under $OUT.
+#   real run (REAL_FILES: gdn_r3_text, and gdn_r3_text_bf16 in mixed precision; the peak
+#   memory in use sampled), then fla's kernels and models beside them. Logs under $OUT.
+#   PRECISIONS="f32 bf16" profiles each kernel file in both.
 # Expects .device/hybc.xz (a stripped release hybc) and .bundle/fla.tar.xz.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 xz -dc .device/hybc.xz > /tmp/hybc && chmod +x /tmp/hybc
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+# The most memory in use on the GPU (MiB) while "$@" runs, sampled every 0.5 s.
+peak_memory() {
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 > /tmp/memory.txt &
+  local sampler=$!
+  "$@"
+  kill $sampler 2>/dev/null; wait $sampler 2>/dev/null
+  echo "peak memory in use: $(sort -n /tmp/memory.txt | tail -1) MiB"
+}
 for k in ${KERNELS:-gdn deltanet gla attn}; do
-  echo "== kernel_$k" | tee -a "$OUT/kernels.log"
-  timeout ${KERNEL_S:-150} /tmp/hybc train bench/gpu/kernel_$k.hyb --target cuda --profile --steps 4 \
-    --out /tmp/runs/kernel_$k 2>&1 | tail -40 | tee -a "$OUT/kernels.log"
+  for precision in ${PRECISIONS:-f32}; do
+    echo "== kernel_$k precision=$precision" | tee -a "$OUT/kernels.log"
+    timeout ${KERNEL_S:-150} /tmp/hybc train bench/gpu/kernel_$k.hyb --target cuda --profile --steps 4 \
+      --set precision=$precision --out /tmp/runs/kernel_${k}_$precision 2>&1 | tail -40 | tee -a "$OUT/kernels.log"
+  done
 done
 if [ -n "${REAL:-1}" ]; then
-  echo "== gdn_r3_text" | tee "$OUT/real.log"
-  timeout ${REAL_S:-240} /tmp/hybc train bench/gpu/gdn_r3_text.hyb --steps ${STEPS:-100} \
-    --out /tmp/runs/gdn_r3 2>&1 | tr '\r' '\n' | grep -v '^\s*$' | tail -60 | tee -a "$OUT/real.log"
-  cp /tmp/runs/gdn_r3/metrics.jsonl "$OUT/real_metrics.jsonl" 2>/dev/null
+  for real in ${REAL_FILES:-gdn_r3_text}; do
+    echo "== $real" | tee -a "$OUT/real.log"
+    peak_memory timeout ${REAL_S:-240} /tmp/hybc train bench/gpu/$real.hyb --steps ${STEPS:-100} \
+      --out /tmp/runs/$real 2>&1 | tr '\r' '\n' | grep -v '^\s*$' | tail -60 | tee -a "$OUT/real.log"
+    cp /tmp/runs/$real/metrics.jsonl "$OUT/${real}_metrics.jsonl" 2>/dev/null
+  done
 fi
 if [ -n "${ANCHORS:-1}" ]; then
   mkdir -p /tmp/site && tar xJf .bundle/fla.tar.xz -C /tmp/site

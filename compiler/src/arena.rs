@@ -83,6 +83,13 @@ impl<T> Arena<T> {
         })
     }
 
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (Handle<T>, &mut T)> {
+        self.items.iter_mut().enumerate().map(|(i, item)| {
+            let index = NonZeroU32::new(i as u32 + 1).expect("non-zero");
+            (Handle { index, marker: PhantomData }, item)
+        })
+    }
+
     pub fn values(&self) -> impl Iterator<Item = &T> {
         self.items.iter()
     }

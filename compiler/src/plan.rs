@@ -44,6 +44,9 @@ impl Plan {
     }
 }
 
+/// A value's bytes, rounded up to a multiple of 4 so that every buffer (and what an op
+/// keeps after its output: f32 checkpoints, log-sum-exps) starts 4-byte aligned when
+/// values are stored as bf16.
 fn bytes(ty: &TensorType, batch: u64, seq_len: u64) -> u64 {
     let elements: u64 = ty
         .shape
@@ -54,7 +57,7 @@ fn bytes(ty: &TensorType, batch: u64, seq_len: u64) -> u64 {
             Dim::Fixed(n) => *n,
         })
         .product();
-    elements * ty.elem.bytes()
+    (elements * ty.elem.bytes()).next_multiple_of(4)
 }
 
 /// Extra bytes an op keeps with its output for the backward.

@@ -39,6 +39,9 @@ pub struct Report {
     /// The planned peak of the forward alone (arena + parameters) at the same shape:
     /// what evaluation needs.
     pub planned_eval_bytes: Option<u64>,
+    /// The element type the planned training step stores activations in (`f32`, or
+    /// `bf16` with `precision = bf16`: parameters, their gradients and moments stay f32).
+    pub training_storage: Option<&'static str>,
     pub train_batch: Option<u64>,
     pub train_seq_len: Option<u64>,
 }
@@ -57,6 +60,14 @@ pub struct LayerRow {
 
 const STATE_BYTES: u64 = 4;
 const CACHE_BYTES: u64 = 2;
+
+/// How the report names the training step's storage.
+fn storage(report: &Report) -> &'static str {
+    match report.training_storage {
+        Some("bf16") => "bf16 activations, f32 weights, gradients and moments",
+        _ => "f32",
+    }
+}
 
 pub fn report(model: &Model, context: u64) -> Report {
     let d = model.config.d_model;
@@ -122,6 +133,7 @@ pub fn report(model: &Model, context: u64) -> Report {
         routed_layers,
         planned_training_bytes: None,
         planned_eval_bytes: None,
+        training_storage: None,
         train_batch: model.train.as_ref().map(|t| t.batch),
         train_seq_len: model.train.as_ref().map(|t| t.seq_len),
     }
@@ -294,8 +306,12 @@ pub fn to_text(report: &Report) -> String {
     if let (Some(peak), Some(batch), Some(seq_len)) =
         (report.planned_training_bytes, report.train_batch, report.train_seq_len)
     {
-        let _ =
-            writeln!(out, "training memory    {} planned peak at batch {batch} × {seq_len} tokens (f32)", bytes(peak));
+        let _ = writeln!(
+            out,
+            "training memory    {} planned peak at batch {batch} × {seq_len} tokens ({})",
+            bytes(peak),
+            storage(report)
+        );
         if let Some(eval) = report.planned_eval_bytes {
             let _ = writeln!(out, "evaluation memory  {} planned peak, the forward alone at that shape", bytes(eval));
         }

@@ -104,11 +104,11 @@ pub fn report(model: &Model, context: Option<u64>, target: Target) -> Result<Rep
     let mut report = report::report(model, context);
     if let Some(train) = &model.train {
         let shape = Shape::Train { batch: train.batch as usize, seq_len: train.seq_len as usize };
-        let grad = crate::grad(model);
-        let (_, plan) = crate::plans(&grad, shape, target)?;
+        let (_, plan) = crate::plans(&crate::grad_at(model, shape), shape, target)?;
         report.planned_training_bytes = Some(plan.peak_bytes());
+        report.training_storage = Some(crate::storage(model).name());
         let shape = Shape::Eval { batch: train.batch as usize, seq_len: train.seq_len as usize };
-        let (_, plan) = crate::plans(&grad, shape, target)?;
+        let (_, plan) = crate::plans(&crate::grad_at(model, shape), shape, target)?;
         report.planned_eval_bytes = Some(plan.peak_bytes());
     }
     Ok(report)

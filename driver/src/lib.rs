@@ -123,9 +123,26 @@ pub fn check(model: &Model, target: Target) -> Result<(), Diagnostic> {
     }
     let supported: Vec<&str> = target.storage_elems().iter().map(|e| e.name()).collect();
     Err(diagnostic.help(format!(
-        "the {target} target stores {}; write `precision = f32` (bf16 storage is not built yet)",
+        "the {target} target stores {}; write `precision = f32`, or train on `--target cuda`",
         supported.join(", ")
     )))
+}
+
+/// The grad IR of a program at `shape`: a training step's values stored as the train
+/// block's `precision` asks ([`hyb_lower::precision`]), other programs' as f32.
+fn grad_at(model: &Model, shape: Shape) -> GradGraph {
+    let mut grad = grad(model);
+    if let Shape::Train { .. } = shape {
+        hyb_lower::precision::store(&mut grad, storage(model));
+    }
+    grad
+}
+
+/// The element type a training step stores activations in (`precision` of the train
+/// block; f32 without one). Evaluation and decoding programs store f32: they read the
+/// f32 master weights and keep no activations for a backward.
+pub fn storage(model: &Model) -> Elem {
+    model.train.as_ref().map_or(Elem::F32, |train| train.precision.storage())
 }
 
 /// The GPU's lanes form keeps a head's channels (attention's head dim, the delta rule's
@@ -138,9 +155,12 @@ fn check_lane_vectors(model: &Model, target: Target) -> Result<(), Diagnostic> {
     for (_, mixer) in model.mixers.iter() {
         let channels = lane_vector(&mixer.kind);
         if channels > max {
-            return Err(Diagnostic::error(format!("mixer `{}` is too wide for the {target} target's lanes form", mixer.name))
-                .at(mixer.span, format!("heads of {channels} channels"))
-                .help(format!("each GPU thread keeps a head's channels, at most {max}; use narrower heads")));
+            return Err(Diagnostic::error(format!(
+                "mixer `{}` is too wide for the {target} target's lanes form",
+                mixer.name
+            ))
+            .at(mixer.span, format!("heads of {channels} channels"))
+            .help(format!("each GPU thread keeps a head's channels, at most {max}; use narrower heads")));
         }
     }
     Ok(())
@@ -175,7 +195,7 @@ pub fn compile(model: &Model, target: Target, shape: Shape) -> Result<Build, Err
 /// kernel forms gets.
 pub fn compile_program(model: &Model, target: Target, shape: Shape) -> Result<Build, Error> {
     check(model, target).map_err(Error::Setting)?;
-    let grad = grad(model);
+    let grad = grad_at(model, shape);
     let (steps, plan) = plans(&grad, shape, target)?;
     let program = program::build(model, &grad, &steps, &plan, shape, target).map_err(Error::Unsupported)?;
     hyb_lower::verify::verify(&program).map_err(Error::Verify)?;
@@ -186,18 +206,21 @@ pub fn compile_program(model: &Model, target: Target, shape: Shape) -> Result<Bu
 /// form that its generator has — MLIR for the CPU's JIT, lowered on to PTX for a GPU;
 /// every key without one is reported.
 pub fn codegen(program: &Program, target: Target) -> Result<Vec<Module>, Error> {
-    let storage = Elem::F32;
     let mut generated = Vec::new();
     let mut missing = Vec::new();
     for (index, key) in program.kernels.keys.iter().enumerate() {
         let name = program.kernels.name(index);
+        let signature = &program.kernels.signatures[index];
         let form = target.forms().iter().copied().find(|form| key.forms().contains(form));
         let text = match (form, target) {
-            (Some(Form::Loops), _) => hyb_kernels::key::generate(key, Form::Loops, storage, &name),
+            (Some(Form::Loops), _) => hyb_kernels::key::generate(key, Form::Loops, signature, &name),
             (Some(form @ (Form::Blocks | Form::Lanes)), Target::Cuda { sm }) => {
-                hyb_kernels::gpu::generate(key, &name, &sm.to_string(), storage, form)
+                hyb_kernels::gpu::generate(key, &name, &sm.to_string(), signature, form)
             }
-            _ => Err(NoForm { key: key.to_string(), form: target.forms()[0], storage }),
+            _ => {
+                let storage = hyb_kernels::key::storage_of(signature);
+                Err(NoForm { key: key.to_string(), form: target.forms()[0], storage })
+            }
         };
         match text {
             Ok(text) => generated.push((name, key.clone(), form.expect("a form"), text)),

@@ -103,6 +103,9 @@ enum Command {
         tolerance: f64,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Any field of the train block, as for `train` (`--set precision=f32`).
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        sets: Vec<String>,
     },
     /// Rewrite .hyb files in canonical form (comments are kept).
     Fmt {
@@ -385,8 +388,8 @@ fn main() -> ExitCode {
             compile(&file, options, output.as_deref())
         }
         Command::Fmt { files, check, stdout } => format_files(&files, check, stdout),
-        Command::Verify { file, target, batch, seq_len, tolerance, seed } => {
-            verify::verify(&file, target, &verify::Options { batch, seq_len, tolerance, seed })
+        Command::Verify { file, target, batch, seq_len, tolerance, seed, sets } => {
+            verify::verify(&file, target, &verify::Options { batch, seq_len, tolerance, seed, sets })
         }
         Command::Import { config, output } => import_config(&config, output.as_deref()),
         Command::Tokenize { inputs, tokenizer, output, field, eod, dtype } => {
@@ -430,7 +433,20 @@ fn main() -> ExitCode {
                     infer::eval(model, &ckpt, json.as_deref(), target)
                 })
             }),
-        Command::Generate { file, ckpt, prompt, prompts, batch, tokens, temperature, top_k, top_p, stop, seed, target } => {
+        Command::Generate {
+            file,
+            ckpt,
+            prompt,
+            prompts,
+            batch,
+            tokens,
+            temperature,
+            top_k,
+            top_p,
+            stop,
+            seed,
+            target,
+        } => {
             let ckpt = match checkpoint_of(&ckpt) {
                 Ok(ckpt) => ckpt,
                 Err(usage) => return exit(Err(usage)),

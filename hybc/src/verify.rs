@@ -17,11 +17,22 @@ pub struct Options {
     pub seq_len: usize,
     pub tolerance: f64,
     pub seed: u64,
+    /// `--set FIELD=VALUE` over the train block.
+    pub sets: Vec<String>,
 }
 
 pub fn verify(file: &Path, target: Option<Target>, options: &Options) -> Result<(), Failure> {
-    let compilation = load_with(file, &[])?;
+    let compilation = load_with(file, &options.sets)?;
     let model = compilation.model().expect("no errors means a model");
+    if hyb_driver::storage(model) != hyb_driver::Elem::F32 {
+        eprintln!(
+            "error: {}: `verify` compares the target with the cpu instruction by instruction, so both \
+             must run one program, and the cpu stores no bf16\n  = help: verify with `--set precision=f32`; \
+             the device suite checks bf16 steps against the cpu within bf16 tolerances",
+            file.display()
+        );
+        return Err(Failure::User);
+    }
     let target = target::chosen(target, model);
     target::preflight(file, &compilation, target)?;
     let failed = |e: hyb_runtime::Error| {

@@ -197,6 +197,24 @@ fn targets_say_what_they_cannot_do() {
     assert!(stderr.contains("help: "), "{stderr}");
     let program = hybc(&["compile", file.to_str().expect("utf-8"), "--emit", "program"]);
     assert_eq!(program.status.code(), Some(1), "never accepted and ignored");
+    // On a GPU target the same file compiles to a mixed-precision program: bf16
+    // activations, f32 parameters and their gradients, each kernel typed by its call.
+    let path = file.to_str().expect("utf-8");
+    let mixed = hybc(&["compile", path, "--target", "cuda", "--emit", "program"]);
+    assert_eq!(mixed.status.code(), Some(0), "{}", text(&mixed.stderr));
+    let mixed = text(&mixed.stdout);
+    assert!(mixed.contains(" bf16[64, 128, ") && mixed.contains("param0 f32["), "{mixed}");
+    assert!(mixed.lines().any(|l| l.starts_with("k") && l.ends_with("]") && l.contains("[bf16")), "typed kernels");
+    let ptx = hybc(&["compile", path, "--target", "cuda", "--emit", "ptx"]);
+    assert_eq!(ptx.status.code(), Some(0), "every mixed kernel lowers: {}", text(&ptx.stderr));
+    assert!(text(&ptx.stdout).contains(".b16"), "bf16 loads and stores");
+    let arena = |program: &str| -> usize {
+        let line = program.lines().find(|l| l.starts_with("stores arena=")).expect("stores line");
+        line["stores arena=".len()..].split(' ').next().expect("bytes").parse().expect("a number")
+    };
+    let f32_program = hybc(&["compile", "examples/tiny/mqar_quick.hyb", "--target", "cuda", "--emit", "program"]);
+    let (bf16_arena, f32_arena) = (arena(&mixed), arena(&text(&f32_program.stdout)));
+    assert!(bf16_arena * 10 < f32_arena * 8, "bf16 activations shrink the arena: {bf16_arena} vs {f32_arena}");
 
     // A file may carry its target; `--target` overrides it.
     let file = scratch("on_cuda.hyb");
@@ -236,6 +254,17 @@ fn verify_checks_a_target_against_the_cpu() {
         assert!(stderr.contains("cannot run on cuda:sm_90a"), "{stderr}");
         assert_eq!(gpu.status.code(), Some(1), "{stderr}");
     }
+    // Lockstep needs one program on both devices: a bf16 file is refused with the way out.
+    let mixed = scratch("verify_bf16.hyb");
+    let source = std::fs::read_to_string(root().join("examples/tiny/mqar_quick.hyb")).expect("readable");
+    std::fs::write(&mixed, source.replace("    batch      = 64\n", "    batch      = 64\n    precision  = bf16\n"))
+        .expect("writable");
+    let path = mixed.to_str().expect("utf-8");
+    let refused = hybc(&["verify", path, "--target", "cuda", "--seq-len", "9"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stderr).contains("the cpu stores no bf16"), "{}", text(&refused.stderr));
+    let as_f32 = hybc(&["verify", path, "--seq-len", "9", "--set", "precision=f32"]);
+    assert_eq!(as_f32.status.code(), Some(0), "{}", text(&as_f32.stderr));
     // The lanes form keeps a head's channels per thread: too wide a head is refused, located.
     let wide = scratch("wide.hyb");
     std::fs::write(
@@ -1334,7 +1363,17 @@ fn a_file_of_prompts_decodes_in_batches_as_one_by_one() {
     let prompts = ["3 17 42", "5", "9 9 1 30 2", "7 8"];
     let file = scratch("prompts.txt");
     std::fs::write(&file, format!("{}\n\n", prompts.join("\n"))).expect("writable");
-    let batched = hybc(&["generate", "--ckpt", ckpt, "--prompts", file.to_str().expect("utf-8"), "--batch", "3", "--tokens", "5"]);
+    let batched = hybc(&[
+        "generate",
+        "--ckpt",
+        ckpt,
+        "--prompts",
+        file.to_str().expect("utf-8"),
+        "--batch",
+        "3",
+        "--tokens",
+        "5",
+    ]);
     assert!(batched.status.success(), "{}", text(&batched.stderr));
     let lines: Vec<serde_json::Value> =
         text(&batched.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();

@@ -47,14 +47,14 @@ pub fn launch(key: &KernelKey, form: Form, count: usize) -> Launch {
     }
 }
 
-/// The `blocks` or `lanes` form of `key` for `chip`: the MLIR module whose kernel is
-/// `name`.
-pub fn generate(key: &KernelKey, name: &str, chip: &str, storage: Elem, form: Form) -> Result<String, NoForm> {
-    let no_form = || NoForm { key: key.to_string(), form, storage };
-    if !key.forms().contains(&form) || storage != Elem::F32 {
+/// The `blocks` or `lanes` form of `key` for `chip`, its arguments of the element types
+/// of `signature`: the MLIR module whose kernel is `name`.
+pub fn generate(key: &KernelKey, name: &str, chip: &str, signature: &[Elem], form: Form) -> Result<String, NoForm> {
+    let no_form = || NoForm { key: key.to_string(), form, storage: crate::key::storage_of(signature) };
+    if !key.forms().contains(&form) {
         return Err(no_form());
     }
-    let body = crate::key::generate_gpu_body(key, &format!("{name}_body"), form).ok_or_else(no_form)?;
+    let body = crate::key::generate_gpu_body(key, &format!("{name}_body"), form, signature).ok_or_else(no_form)?;
     module(&body, name, chip).ok_or_else(no_form)
 }
 

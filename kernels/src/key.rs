@@ -323,14 +323,27 @@ fn scan_input_count(spec: &ScanSpec) -> usize {
 }
 
 /// The generated function of `key` for the GPU form, named `name`: strided memref
-/// arguments and PTX math, without a module around it.
-pub fn generate_gpu_body(key: &KernelKey, name: &str, form: Form) -> Option<String> {
+/// arguments of the element types of `signature` (one per argument; bf16 where the
+/// program stores bf16), f32 arithmetic and PTX math, without a module around it.
+pub fn generate_gpu_body(key: &KernelKey, name: &str, form: Form, signature: &[Elem]) -> Option<String> {
     let parallel = match form {
         Form::Blocks => crate::emit::Parallel::Blocks,
         Form::Lanes => crate::emit::Parallel::Threads,
         Form::Loops => return None,
     };
-    Some(generate_with(key, &crate::emit::Config::gpu_form(crate::emit::Scalar::F32, parallel), name))
+    let config =
+        crate::emit::Config::gpu_form(crate::emit::Scalar::F32, parallel).with_bf16_args(bf16_positions(signature));
+    Some(generate_with(key, &config, name))
+}
+
+/// The arguments of a signature stored as bf16.
+pub fn bf16_positions(signature: &[Elem]) -> impl Iterator<Item = usize> + '_ {
+    signature.iter().enumerate().filter(|(_, elem)| **elem == Elem::Bf16).map(|(i, _)| i)
+}
+
+/// The storage a signature asks for beyond f32 (for [`NoForm`]): bf16 if any argument is.
+pub fn storage_of(signature: &[Elem]) -> Elem {
+    if signature.contains(&Elem::Bf16) { Elem::Bf16 } else { Elem::F32 }
 }
 
 /// A key with no generator for the asked form or element type.
@@ -347,9 +360,11 @@ impl fmt::Display for NoForm {
     }
 }
 
-/// The MLIR module of `key` in `form`, storing its floats as `storage`, its one public
-/// function named `name`.
-pub fn generate(key: &KernelKey, form: Form, storage: Elem, name: &str) -> Result<String, NoForm> {
+/// The MLIR module of `key` in `form` for the CPU's JIT, its arguments of the element
+/// types of `signature` (f32 and i32: the CPU stores no bf16), its one public function
+/// named `name`.
+pub fn generate(key: &KernelKey, form: Form, signature: &[Elem], name: &str) -> Result<String, NoForm> {
+    let storage = storage_of(signature);
     if !key.forms().contains(&form) || storage != Elem::F32 {
         return Err(NoForm { key: key.to_string(), form, storage });
     }

@@ -74,7 +74,7 @@ impl Builder<'_> {
                 let m = dy.len() / out;
                 let a = (dy, [out as isize, 1]);
                 let b = (w, [inner as isize, 1]);
-                self.push(Instr::Gemm { m, k: out, n: inner, a, b, c: dx });
+                self.gemm(m, out, inner, a, b, dx);
             }
             BwdOp::MatMulDw => {
                 // dw[out, in] = dy[m, out]ᵀ · x[m, in]
@@ -83,7 +83,7 @@ impl Builder<'_> {
                 let m = dy.len() / out;
                 let a = (dy, [1, out as isize]);
                 let b = (x, [inner as isize, 1]);
-                self.push(Instr::Gemm { m: out, k: m, n: inner, a, b, c: dw });
+                self.gemm(out, m, inner, a, b, dw);
             }
             BwdOp::SumLeading => {
                 let (dy, db) = (input(self, 0), output(self, 0));
@@ -248,7 +248,8 @@ impl Builder<'_> {
             inputs: n,
             outputs: vec![expression(&forward.op, (0..n).map(Expr::Input).collect())],
         });
-        let broadcast: Vec<bool> = forward.inputs.iter().map(|i| self.graph.nodes[*i].ty != forward.ty).collect();
+        let broadcast: Vec<bool> =
+            forward.inputs.iter().map(|i| self.graph.nodes[*i].ty.shape != forward.ty.shape).collect();
         let mut inputs: Vec<Arg> = (1..=n).map(|i| self.at(node.inputs[i])).collect();
         inputs.push(self.at(node.inputs[0]));
         let full_dims = self.dims(&forward.ty);

@@ -37,7 +37,7 @@ pub enum Step {
 /// Whether `op` can sit inside a chain (elementwise, no broadcast operand).
 fn chainable(graph: &Graph, id: NodeId) -> bool {
     let node = &graph.nodes[id];
-    let same_types = node.inputs.iter().all(|i| graph.nodes[*i].ty == node.ty);
+    let same_types = node.inputs.iter().all(|i| graph.nodes[*i].ty.shape == node.ty.shape);
     node.op.is_elementwise() && same_types
 }
 
@@ -117,7 +117,7 @@ pub fn plan(graph: &Graph, keep: &HashSet<NodeId>) -> Vec<Step> {
                 let joins = !members.contains(input)
                     && !chain_of.contains_key(input)
                     && chainable(graph, *input)
-                    && graph.nodes[*input].ty == graph.nodes[root].ty
+                    && graph.nodes[*input].ty.shape == graph.nodes[root].ty.shape
                     && users.get(input).is_some_and(|u| u.iter().all(|user| members.contains(user)));
                 if joins {
                     members.insert(*input);
@@ -185,7 +185,7 @@ fn fused_step(graph: &Graph, nodes: &[NodeId], keep: &HashSet<NodeId>) -> Step {
 /// A single elementwise op whose operands of another type are read per channel.
 fn broadcast_step(graph: &Graph, id: NodeId) -> Step {
     let node = &graph.nodes[id];
-    let broadcast: Vec<bool> = node.inputs.iter().map(|i| graph.nodes[*i].ty != node.ty).collect();
+    let broadcast: Vec<bool> = node.inputs.iter().map(|i| graph.nodes[*i].ty.shape != node.ty.shape).collect();
     let expr = expression(&node.op, (0..node.inputs.len()).map(Expr::Input).collect());
     Step::Broadcast { node: id, spec: MapSpec { inputs: node.inputs.len(), outputs: vec![expr] }, broadcast }
 }

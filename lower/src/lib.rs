@@ -5,7 +5,8 @@
 //! instructions over typed buffers, each kernel named by a [`hyb_kernels::key::KernelKey`]
 //! and run over an iteration space. The program is target-neutral: codegen (in the
 //! driver) turns its keys into modules for a target; `--emit program` prints it and
-//! [`verify`] checks it.
+//! [`verify`] checks it. [`precision`] decides, before the buffer plan, which values a
+//! mixed-precision step stores as bf16.
 //!
 //! **Architecture Invariant:** this is the only crate that sees both the graph IR and the
 //! kernels' keys; it generates no MLIR and knows no backend. Nothing here looks at
@@ -14,6 +15,7 @@
 mod backward;
 mod forward;
 pub mod fuse;
+pub mod precision;
 pub mod print;
 pub mod program;
 pub mod verify;

@@ -24,7 +24,7 @@ pub fn print(program: &Program) -> String {
         let _ = writeln!(out, "param{index} f32{:?} {}", param.shape, param.name);
     }
     for (index, key) in program.kernels.keys.iter().enumerate() {
-        let _ = writeln!(out, "k{index} = {key}");
+        let _ = writeln!(out, "k{index} = {key}{}", signature(program, index));
     }
     let sections = [
         (0, "forward"),
@@ -39,6 +39,16 @@ pub fn print(program: &Program) -> String {
         let _ = writeln!(out, "  i{index} {}", instruction(instr));
     }
     out
+}
+
+/// A mixed-precision kernel's argument types (` [bf16, f32, ...]`); nothing for one on
+/// f32 alone, as every kernel was before bf16 storage.
+fn signature(program: &Program, index: usize) -> String {
+    if !program.kernels.mixed(index) {
+        return String::new();
+    }
+    let elems: Vec<&str> = program.kernels.signatures[index].iter().map(|e| e.name()).collect();
+    format!(" [{}]", elems.join(", "))
 }
 
 fn instruction(instr: &Instr) -> String {

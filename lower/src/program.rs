@@ -19,7 +19,7 @@ use hyb_compiler::graph::{Dim, Elem, Graph, NodeId, Op, TensorType};
 use hyb_compiler::ir::{Act, Model};
 use hyb_compiler::plan::{Pass, Plan};
 use hyb_kernels::key::KernelKey;
-use hyb_kernels::pointwise::MapSpec;
+use hyb_kernels::pointwise::{Expr, MapSpec};
 use hyb_target::Target;
 
 /// Where an argument's memory lives.
@@ -100,6 +100,12 @@ impl Arg {
     /// The byte just past the argument.
     pub fn end(&self) -> usize {
         self.offset + self.bytes()
+    }
+
+    /// Where what an op keeps after its output begins: the output's end, 4-byte aligned
+    /// as the buffer plan sizes it.
+    pub fn after(&self) -> usize {
+        self.offset + self.bytes().next_multiple_of(4)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -189,22 +195,56 @@ pub fn iteration_space(instr: &Instr) -> usize {
     }
 }
 
-/// The kernels a program calls, each key once, in order of first use.
+/// The kernels a program calls, each (key, signature) once, in order of first use. A
+/// kernel's signature is the element type of each argument it is called with: the same
+/// key called on bf16 activations and on f32 ones is two kernels.
 #[derive(Default, Clone)]
 pub struct KernelSet {
     pub keys: Vec<KernelKey>,
-    by_key: HashMap<KernelKey, usize>,
+    /// Each kernel's argument element types; empty until its first call, and for a
+    /// kernel only ever run on f32 (AdamW).
+    pub signatures: Vec<Vec<Elem>>,
+    first: HashMap<KernelKey, usize>,
+    typed: HashMap<(KernelKey, Vec<Elem>), usize>,
 }
 
 impl KernelSet {
-    /// The index of `key`, added on first use.
+    /// A kernel of `key`, its signature to be fixed by its first call ([`KernelSet::typed`]).
     pub fn get(&mut self, key: KernelKey) -> usize {
-        if let Some(&index) = self.by_key.get(&key) {
+        if let Some(&index) = self.first.get(&key) {
             return index;
         }
         self.keys.push(key.clone());
-        self.by_key.insert(key, self.keys.len() - 1);
+        self.signatures.push(Vec::new());
+        self.first.insert(key, self.keys.len() - 1);
         self.keys.len() - 1
+    }
+
+    /// The kernel of `index`'s key called with `signature`: `index` itself if its
+    /// signature is that (or not yet fixed), else the key's kernel of that signature,
+    /// added on first use.
+    pub fn typed(&mut self, index: usize, signature: Vec<Elem>) -> usize {
+        if self.signatures[index].is_empty() {
+            self.signatures[index] = signature.clone();
+            self.typed.insert((self.keys[index].clone(), signature), index);
+            return index;
+        }
+        if self.signatures[index] == signature {
+            return index;
+        }
+        let key = (self.keys[index].clone(), signature);
+        if let Some(&found) = self.typed.get(&key) {
+            return found;
+        }
+        self.keys.push(key.0.clone());
+        self.signatures.push(key.1.clone());
+        self.typed.insert(key, self.keys.len() - 1);
+        self.keys.len() - 1
+    }
+
+    /// Whether kernel `index` stores any argument as bf16.
+    pub fn mixed(&self, index: usize) -> bool {
+        self.signatures[index].contains(&Elem::Bf16)
     }
 
     /// The name of kernel `index`'s function: `k3_scan_bwd`.
@@ -339,10 +379,15 @@ impl<'g> Builder<'g> {
 
     /// Scratch for the current instruction.
     pub fn temp(&mut self, dims: Vec<usize>, share: Share) -> Arg {
+        self.temp_of(Elem::F32, dims, share)
+    }
+
+    /// Scratch of `elem` for the current instruction.
+    pub fn temp_of(&mut self, elem: Elem, dims: Vec<usize>, share: Share) -> Arg {
         let offset = self.temp_used;
-        self.temp_used += (dims.iter().product::<usize>() * 4).next_multiple_of(64);
+        self.temp_used += (dims.iter().product::<usize>() * elem.bytes() as usize).next_multiple_of(64);
         self.temp_len = self.temp_len.max(self.temp_used);
-        Arg { store: Store::Temp, offset, elem: Elem::F32, dims, flat: false, share }
+        Arg { store: Store::Temp, offset, elem, dims, flat: false, share }
     }
 
     /// Decoding state of `dims`, split over the batch, kept from token to token.
@@ -366,7 +411,8 @@ impl<'g> Builder<'g> {
         let split: Vec<usize> = args.iter().filter(|a| a.is_split()).map(|a| a.dims[0]).collect();
         let args =
             if split.windows(2).all(|w| w[0] == w[1]) { args } else { args.into_iter().map(|a| a.whole()).collect() };
-        self.instrs.push(Instr::Call { kernel: func, args });
+        let kernel = self.kernels.typed(func, args.iter().map(|a| a.elem).collect());
+        self.instrs.push(Instr::Call { kernel, args });
         self.temp_used = 0;
     }
 
@@ -380,7 +426,30 @@ impl<'g> Builder<'g> {
     pub fn gemm_xwt(&mut self, x: Arg, w: Arg, y: Arg) {
         let (out, inner) = (w.dims[0], w.dims[1]);
         let m = x.len() / inner;
-        self.push(Instr::Gemm { m, k: inner, n: out, a: (x, [inner as isize, 1]), b: (w, [1, inner as isize]), c: y });
+        self.gemm(m, inner, out, (x, [inner as isize, 1]), (w, [1, inner as isize]), y);
+    }
+
+    /// `c[m, n] = a[m, k] · b[k, n]`. Its operands are of one type: bf16 if either
+    /// operand or the product is stored as bf16 (an f32 operand — a parameter, an
+    /// accumulated gradient — is first copied to bf16 scratch), else f32; the product is
+    /// written in its own type (an f32 parameter gradient from bf16 operands).
+    pub fn gemm(&mut self, m: usize, k: usize, n: usize, a: (Arg, [isize; 2]), b: (Arg, [isize; 2]), c: Arg) {
+        let mixed = [a.0.elem, b.0.elem, c.elem].contains(&Elem::Bf16);
+        let elem = if mixed { Elem::Bf16 } else { Elem::F32 };
+        let copies: Vec<Option<Arg>> = [&a.0, &b.0]
+            .iter()
+            .map(|operand| (operand.elem != elem).then(|| self.temp_of(elem, operand.dims.clone(), Share::Whole)))
+            .collect();
+        let identity = MapSpec { inputs: 1, outputs: vec![Expr::Input(0)] };
+        let mut operands = [a, b];
+        for (operand, copy) in operands.iter_mut().zip(copies) {
+            if let Some(copy) = copy {
+                self.map(&identity, std::slice::from_ref(&operand.0), std::slice::from_ref(&copy), &[false]);
+                operand.0 = copy;
+            }
+        }
+        let [a, b] = operands;
+        self.push(Instr::Gemm { m, k, n, a, b, c });
     }
 
     /// Map over same-shaped flat values: `inputs` and `outputs` seen as rows of `width`.
@@ -427,14 +496,14 @@ impl<'g> Builder<'g> {
     /// The state checkpoints, stored after the scan's output.
     pub fn checkpoints(&self, id: NodeId, views: &ScanViews) -> Arg {
         let out = self.fwd(id);
-        Arg { offset: out.end(), elem: Elem::F32, dims: views.checkpoints.clone(), ..out.batched() }
+        Arg { offset: out.after(), elem: Elem::F32, dims: views.checkpoints.clone(), ..out.batched() }
     }
 
     /// The log-sum-exp `[B, H, T]`, stored after attention's output.
     pub fn log_sum_exp(&self, id: NodeId, heads: u64) -> Arg {
         let out = self.fwd(id);
         let dims = vec![self.batch, heads as usize, self.seq_len];
-        Arg { offset: out.end(), elem: Elem::F32, dims, ..out.batched() }
+        Arg { offset: out.after(), elem: Elem::F32, dims, ..out.batched() }
     }
 
     pub fn attention_inputs(

@@ -9,8 +9,10 @@
 //!    type; parameters, AdamW's moments, the decoding cache and the host scalars are
 //!    state the runtime sets;
 //! 4. element types agree with what reads them: token ids are i32 where a kernel reads
-//!    ids, everything else a kernel, GEMM or AdamW reads is f32;
-//! 5. an argument a split call accumulates into (`sum`) is one the kernel updates;
+//!    ids; a kernel's other arguments are of its signature (f32, or bf16 where the
+//!    program stores bf16); a GEMM's operands are of one float type; AdamW reads f32;
+//! 5. an argument a split call accumulates into (`sum`) is one the kernel updates, and
+//!    nothing accumulates into bf16 (each add would round);
 //! 6. GEMM operands hold their `m × k`, `k × n` and `m × n` elements; column copies
 //!    stay inside both matrices' rows.
 //!
@@ -51,9 +53,13 @@ impl Checker<'_> {
                         self.error(index, format!("GEMM operand {} holds fewer than {needed}", argument(operand)));
                     }
                 }
-                self.read(index, &a.0, Some(Elem::F32));
-                self.read(index, &b.0, Some(Elem::F32));
-                self.write(index, c, Some(Elem::F32));
+                if a.0.elem != b.0.elem || a.0.elem == Elem::I32 || c.elem == Elem::I32 {
+                    let operands = format!("{} · {} → {}", a.0.elem, b.0.elem, c.elem);
+                    self.error(index, format!("a GEMM of {operands}: operands of one float type"));
+                }
+                self.read(index, &a.0, Some(a.0.elem));
+                self.read(index, &b.0, Some(b.0.elem));
+                self.write(index, c, Some(c.elem));
             }
             Instr::Zero(arg) => self.write(index, arg, None),
             Instr::Fill(arg, values) => {
@@ -86,9 +92,17 @@ impl Checker<'_> {
             }
         }
         let outputs = key.outputs(args.len());
+        let signature = &self.program.kernels.signatures[kernel];
         for (position, arg) in args.iter().enumerate() {
-            let elem = if key.id_arguments().contains(&position) { Elem::I32 } else { Elem::F32 };
+            let elem = match signature.get(position) {
+                Some(elem) => *elem,
+                None if key.id_arguments().contains(&position) => Elem::I32,
+                None => Elem::F32,
+            };
             let access = outputs.iter().find(|(i, _)| *i == position).map(|(_, access)| *access);
+            if access == Some(Access::Update) && arg.elem == Elem::Bf16 {
+                self.error(index, format!("`{key}` accumulates into {}, stored as bf16", argument(arg)));
+            }
             if arg.share == Share::Sum && access != Some(Access::Update) {
                 self.error(
                     index,

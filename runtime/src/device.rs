@@ -52,7 +52,8 @@ impl View {
 }
 
 /// `c[m, n] = a[m, k] · b[k, n]`, each operand with its (row, column) strides in
-/// elements; f32 in, f32 out.
+/// elements: f32 operands and product, or bf16 operands (f32 accumulation) and a bf16 or
+/// f32 product.
 #[derive(Clone, Debug)]
 pub struct Gemm {
     pub m: usize,
@@ -117,12 +118,24 @@ pub fn i32_bytes(values: &[i32]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(values.as_ptr().cast(), std::mem::size_of_val(values)) }
 }
 
-/// Reads a view of f32 into a new vector.
+/// Reads a float view into a new vector of f32 (bf16 widened exactly).
 pub fn read_f32(device: &dyn Device, view: &View) -> Vec<f32> {
-    assert_eq!(view.elem, Elem::F32, "an f32 view");
-    let mut values = vec![0.0f32; view.len()];
-    // SAFETY: every byte pattern is a valid f32; the slice covers the vector exactly.
-    let bytes = unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), view.bytes()) };
-    device.read(view, bytes);
-    values
+    match view.elem {
+        Elem::F32 => {
+            let mut values = vec![0.0f32; view.len()];
+            // SAFETY: every byte pattern is a valid f32; the slice covers the vector exactly.
+            let bytes = unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), view.bytes()) };
+            device.read(view, bytes);
+            values
+        }
+        Elem::Bf16 => {
+            let mut bytes = vec![0u8; view.bytes()];
+            device.read(view, &mut bytes);
+            bytes
+                .chunks_exact(2)
+                .map(|pair| f32::from_bits(u32::from(u16::from_le_bytes([pair[0], pair[1]])) << 16))
+                .collect()
+        }
+        Elem::I32 => panic!("a float view, not token ids"),
+    }
 }

@@ -171,12 +171,14 @@ impl Target {
         64
     }
 
-    /// The storage types this target's kernels implement for activations. bf16 (with
-    /// f32 master weights, moments and reductions) waits for the precision pass; until
-    /// then every target refuses it rather than ignore it.
+    /// The storage types this target's kernels implement for activations: a GPU also
+    /// bf16 (with f32 master weights, parameter gradients, moments, states and
+    /// reductions); the CPU f32 only (its GEMM is f32), and refuses bf16 rather than
+    /// ignore it.
     pub fn storage_elems(self) -> &'static [Elem] {
         match self {
-            Target::Cpu | Target::Cuda { .. } => &[Elem::F32],
+            Target::Cpu => &[Elem::F32],
+            Target::Cuda { .. } => &[Elem::F32, Elem::Bf16],
         }
     }
 

@@ -69,11 +69,23 @@ impl Builder {
     }
 
     /// [`Builder::begin_function`] with each argument's type given. Memref arguments
-    /// take the configuration's [`Layout`](super::Layout); under [`Wrap::Bare`] the
+    /// take the configuration's [`Layout`](super::Layout), and float ones flagged in
+    /// [`Config::bf16_args`] hold bf16; under [`Wrap::Bare`] the
     /// function is written alone, with no module and no attributes.
     pub fn begin_function_typed(&mut self, name: &str, args: &[(&str, Ty)]) {
         let layout = self.config.layout;
-        self.args = args.iter().map(|(arg, ty)| Value::new(format!("%{arg}"), ty.with_layout(layout))).collect();
+        let bf16 = self.config.bf16_args;
+        let stored = |position: usize, ty: Ty| match ty {
+            Ty::MemRef { rank, elem, layout } if elem.is_float() && bf16 >> position & 1 == 1 => {
+                Ty::MemRef { rank, elem: Scalar::Bf16, layout }
+            }
+            ty => ty,
+        };
+        self.args = args
+            .iter()
+            .enumerate()
+            .map(|(i, (arg, ty))| Value::new(format!("%{arg}"), stored(i, *ty).with_layout(layout)))
+            .collect();
         if self.config.parallel == Parallel::OneLane {
             self.args.push(Value::new("%lane_id", Ty::memref(1, Scalar::I32).with_layout(layout)));
         }

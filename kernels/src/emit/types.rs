@@ -231,6 +231,11 @@ pub struct Config {
     pub layout: Layout,
     pub wrap: Wrap,
     pub parallel: Parallel,
+    /// The float arguments stored as bf16 whatever `types.storage` says: bit `i` for the
+    /// function's argument `i` (mixed-precision kernels: bf16 activations beside f32
+    /// parameters, gradients and states). Loads extend to `types.compute`, stores
+    /// truncate, as for any storage type.
+    pub bf16_args: u64,
 }
 
 impl Parallel {
@@ -249,6 +254,7 @@ impl Config {
         layout: Layout::Identity,
         wrap: Wrap::Module,
         parallel: Parallel::Parts,
+        bf16_args: 0,
     };
 
     /// The GPU form's configuration: tensors stored as `storage`, computed in f32,
@@ -268,7 +274,17 @@ impl Config {
             layout: Layout::Strided,
             wrap: Wrap::Bare,
             parallel,
+            bf16_args: 0,
         }
+    }
+
+    /// The same configuration with the arguments at `positions` stored as bf16.
+    pub fn with_bf16_args(self, positions: impl IntoIterator<Item = usize>) -> Config {
+        let bf16_args = positions.into_iter().fold(0u64, |mask, i| {
+            assert!(i < 64, "a kernel of at most 64 arguments");
+            mask | 1 << i
+        });
+        Config { bf16_args, ..self }
     }
 }
 

@@ -287,7 +287,7 @@ fn every_family_lowers_to_ptx_without_libdevice() {
 fn generate_with_the_cpu_config_is_generate() {
     for (i, key) in keys().iter().enumerate() {
         let name = format!("k{i}");
-        let module = generate(key, Form::Loops, Elem::F32, &name).expect("a loops form with f32 storage");
+        let module = generate(key, Form::Loops, &[], &name).expect("a loops form with f32 storage");
         assert_eq!(generate_with(key, &Config::CPU, &name), module, "{key}");
     }
 }
@@ -306,6 +306,23 @@ fn bf16_storage_lowers_to_ptx_too() {
         KernelKey::AttentionForward { spec: AttentionSpec { group: 1, window: None, scale: 0.125 } },
     ];
     check(&keys, &Config::gpu(Scalar::Bf16));
+}
+
+/// A mixed-precision signature types each argument as the program stores it: the gated
+/// norm's activations bf16, its weight f32, on the GPU (to PTX with bf16 conversions);
+/// the CPU has no bf16 form and says so.
+#[test]
+fn a_mixed_signature_types_each_argument() {
+    let key = KernelKey::RmsForward { eps: 1e-6, gated: true };
+    let signature = [Elem::Bf16, Elem::Bf16, Elem::F32, Elem::Bf16];
+    let module = hyb_kernels::gpu::generate(&key, "k0", "sm_90a", &signature, Form::Lanes).expect("a GPU form");
+    let params = hyb_kernels::gpu::params(&module, "k0_body").expect("the body's arguments");
+    let elems: Vec<&str> = params.iter().map(|p| p.elem.as_str()).collect();
+    assert_eq!(elems, ["bf16", "bf16", "f32", "bf16"]);
+    let ptx = hyb_kernels::ptx::compile(&module, "sm_90a").expect("lowers to PTX");
+    assert!(ptx.contains("cvt.rn.bf16.f32") || ptx.contains("cvt.rn.bf16x2.f32"), "stores round to bf16:\n{ptx}");
+    let refused = generate(&key, Form::Loops, &signature, "k0").expect_err("the CPU stores no bf16");
+    assert_eq!(refused.storage, Elem::Bf16);
 }
 
 /// The special functions under [`Config::gpu`], one output each: `out[0, j] = f(x[0, j])`.

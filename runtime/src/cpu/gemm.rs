@@ -13,6 +13,8 @@ pub(super) fn gemm(cpu: &mut Cpu, op: &Gemm) {
     let Gemm { m, k, n, a, b, c } = op;
     let (m, k, n) = (*m, *k, *n);
     assert!(a.0.len() >= m * k && b.0.len() >= k * n && c.len() == m * n, "GEMM operands fit");
+    let f32s = [a.0.elem, b.0.elem, c.elem] == [hyb_target::Elem::F32; 3];
+    assert!(f32s, "the CPU's GEMM is f32 (the driver refuses bf16 storage on the CPU)");
     let (pa, pb, pc) = (cpu.pointer(&a.0), cpu.pointer(&b.0), cpu.pointer(c));
     if m <= SMALL_M && a.1[1] == 1 && b.1[0] == 1 {
         // SAFETY: as for sgemm below; rows of a and columns of b are contiguous.

@@ -2,7 +2,8 @@
 //! so everything builds and runs without CUDA): one device buffer per store, PTX modules
 //! loaded once (the driver compiles them for the GPU), launches of the `blocks` form —
 //! a thread per point of the iteration space, or a block per point and a thread per lane
-//! (`hyb_kernels::gpu::Launch`) — and GEMMs through cuBLAS (f32).
+//! (`hyb_kernels::gpu::Launch`) — and GEMMs through cuBLASLt (bf16 on the tensor cores,
+//! or f32), with a workspace of its own.
 //!
 //! Work is issued on the default stream in order; `read` waits for it.
 //!
@@ -12,8 +13,8 @@ mod gemm;
 
 use std::ffi::{CString, c_void};
 
-use cudarc::cublas::result as blas;
-use cudarc::cublas::sys::cublasHandle_t;
+use cudarc::cublaslt::result as blas;
+use cudarc::cublaslt::sys::cublasLtHandle_t;
 use cudarc::driver::result as driver;
 use cudarc::driver::sys::{CUdeviceptr, CUfunction, CUlimit, CUmodule};
 
@@ -33,7 +34,10 @@ pub struct Cuda {
     modules: Vec<CUmodule>,
     functions: Vec<CUfunction>,
     keys: Vec<(KernelKey, Form)>,
-    blas: cublasHandle_t,
+    blas_lt: cublasLtHandle_t,
+    /// cuBLASLt's workspace ([`gemm::WORKSPACE_BYTES`]).
+    workspace: CUdeviceptr,
+    gemm_plans: gemm::Plans,
 }
 
 fn error(what: &str) -> impl Fn(driver::DriverError) -> DeviceError + '_ {
@@ -65,8 +69,19 @@ impl Cuda {
             driver::ctx::set_limit(CUlimit::CU_LIMIT_MALLOC_HEAP_SIZE, HEAP_BYTES).map_err(error("heap"))?;
         }
         let name = driver::device::get_name(device).unwrap_or_else(|_| "GPU".into());
-        let blas = blas::create_handle().map_err(|e| DeviceError::Load(format!("cuBLAS: {e:?}")))?;
-        Ok(Cuda { name, buffers: Vec::new(), modules: Vec::new(), functions: Vec::new(), keys: Vec::new(), blas })
+        let blas_lt = blas::create_handle().map_err(|e| DeviceError::Load(format!("cuBLASLt: {e:?}")))?;
+        // SAFETY: a fresh allocation, only ever handed to cuBLASLt as its workspace.
+        let workspace = unsafe { driver::malloc_sync(gemm::WORKSPACE_BYTES) }.map_err(error("cuBLASLt workspace"))?;
+        Ok(Cuda {
+            name,
+            buffers: Vec::new(),
+            modules: Vec::new(),
+            functions: Vec::new(),
+            keys: Vec::new(),
+            blas_lt,
+            workspace,
+            gemm_plans: gemm::Plans::default(),
+        })
     }
 
     fn address(&self, view: &View) -> CUdeviceptr {
@@ -79,7 +94,9 @@ impl Drop for Cuda {
         // SAFETY: handles this device created and nothing else holds.
         unsafe {
             let _ = driver::ctx::synchronize();
-            let _ = blas::destroy_handle(self.blas);
+            std::mem::take(&mut self.gemm_plans);
+            let _ = blas::destroy_handle(self.blas_lt);
+            let _ = driver::free_sync(self.workspace);
             for module in self.modules.drain(..) {
                 let _ = driver::module::unload(module);
             }

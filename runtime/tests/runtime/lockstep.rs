@@ -3,10 +3,10 @@
 //! kernel's calls, every later instruction checked on the reference's inputs.
 
 use hyb_driver::{Build, Module, Shape, Target};
+use hyb_lower::program::Instr;
 use hyb_runtime::cpu::Cpu;
 use hyb_runtime::device::{BufferId, Device, DeviceError, Gemm, View, f32_bytes};
 use hyb_runtime::{Batch, Trainer};
-use hyb_lower::program::Instr;
 
 use crate::{PRESETS, random_params, random_tokens, tiny};
 
