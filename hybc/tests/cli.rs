@@ -189,14 +189,9 @@ fn targets_say_what_they_cannot_do() {
     let source = std::fs::read_to_string(root().join("examples/tiny/mqar_quick.hyb")).expect("readable");
     std::fs::write(&file, source.replace("    batch      = 64\n", "    batch      = 64\n    precision  = bf16\n"))
         .expect("writable");
-    let refused = hybc(&["train", file.to_str().expect("utf-8"), "--steps", "1"]);
-    assert_eq!(refused.status.code(), Some(1));
-    let stderr = text(&refused.stderr);
-    assert!(stderr.contains("target cpu cannot store activations as bf16"), "{stderr}");
-    assert!(stderr.contains("bf16.hyb:18:18"), "located at the setting: {stderr}");
-    assert!(stderr.contains("help: "), "{stderr}");
-    let program = hybc(&["compile", file.to_str().expect("utf-8"), "--emit", "program"]);
-    assert_eq!(program.status.code(), Some(1), "never accepted and ignored");
+    // bf16 storage on the CPU: the same mixed-precision program, f32 arithmetic.
+    let trained = hybc(&["train", file.to_str().expect("utf-8"), "--steps", "2", "--set", "batch=4"]);
+    assert_eq!(trained.status.code(), Some(0), "{}", text(&trained.stderr));
     // On a GPU target the same file compiles to a mixed-precision program: bf16
     // activations, f32 parameters and their gradients, each kernel typed by its call.
     let path = file.to_str().expect("utf-8");
@@ -254,17 +249,17 @@ fn verify_checks_a_target_against_the_cpu() {
         assert!(stderr.contains("cannot run on cuda:sm_90a"), "{stderr}");
         assert_eq!(gpu.status.code(), Some(1), "{stderr}");
     }
-    // Lockstep needs one program on both devices: a bf16 file is refused with the way out.
+    // A bf16 file is checked at one bf16 rounding's tolerance; `--set` reaches the file.
     let mixed = scratch("verify_bf16.hyb");
     let source = std::fs::read_to_string(root().join("examples/tiny/mqar_quick.hyb")).expect("readable");
     std::fs::write(&mixed, source.replace("    batch      = 64\n", "    batch      = 64\n    precision  = bf16\n"))
         .expect("writable");
     let path = mixed.to_str().expect("utf-8");
-    let refused = hybc(&["verify", path, "--target", "cuda", "--seq-len", "9"]);
-    assert_eq!(refused.status.code(), Some(1));
-    assert!(text(&refused.stderr).contains("the cpu stores no bf16"), "{}", text(&refused.stderr));
+    let bf16 = hybc(&["verify", path, "--seq-len", "9"]);
+    assert_eq!(bf16.status.code(), Some(0), "{}", text(&bf16.stderr));
+    assert!(text(&bf16.stdout).contains("within 1e-2"), "{}", text(&bf16.stdout));
     let as_f32 = hybc(&["verify", path, "--seq-len", "9", "--set", "precision=f32"]);
-    assert_eq!(as_f32.status.code(), Some(0), "{}", text(&as_f32.stderr));
+    assert!(text(&as_f32.stdout).contains("within 1e-3"), "{}", text(&as_f32.stdout));
     // The lanes form keeps a head's channels per thread: too wide a head is refused, located.
     let wide = scratch("wide.hyb");
     std::fs::write(

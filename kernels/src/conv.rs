@@ -86,11 +86,18 @@ pub fn forward_with(bias: bool, name: &str, config: &Config) -> String {
     let sizes = header(&mut e, name, &args);
     let y = e.arg("y");
     let bias = bias.then(|| e.arg("bias"));
+    let narrow = y.memref().0 != e.compute();
     for_positions(&mut e, &sizes, |e, b, t, c| {
         let start = match &bias {
             Some(bias) => e.load(bias, &[&c]),
             None => e.zero(),
         };
+        if narrow {
+            // y stored narrower than the arithmetic (bf16): sum the taps in a register.
+            let taps = tap_sum(e, &sizes, [&b, &t, &c]);
+            let total = e.add(&start, &taps);
+            return e.store(&total, &y, &[&b, &t, &c]);
+        }
         e.store(&start, &y, &[&b, &t, &c]);
         for_taps(e, &sizes, [&b, &t, &c], |e, tap| {
             let xw = e.mul(&tap.x, &tap.w);
@@ -98,6 +105,22 @@ pub fn forward_with(bias: bool, name: &str, config: &Config) -> String {
         });
     });
     e.finish()
+}
+
+/// `Σ_taps x · w` at `(b, t, c)` in a register: a tap before the sequence reads position
+/// 0 and adds nothing.
+fn tap_sum(e: &mut Builder, sizes: &Sizes, [b, t, c]: [&Value; 3]) -> Value {
+    let (x, w, c0) = (e.arg("x"), e.arg("w"), e.c0());
+    e.sum_over(&c0, &sizes.width, |e, j| {
+        let sum = e.add(t, j);
+        let valid = e.cmp(Cmp::Ge, &sum, &sizes.width1);
+        let shifted = e.sub(&sum, &sizes.width1);
+        let source = e.select(&valid, &shifted, &c0);
+        let (x, w) = (e.load(&x, &[b, &source, c]), e.load(&w, &[c, &c0, j]));
+        let product = e.mul(&x, &w);
+        let zero = e.zero();
+        e.select(&valid, &product, &zero)
+    })
 }
 
 /// Args: x, w, dy, dx, dw, [dbias]. `dx` is overwritten; `dw`, `dbias` accumulate.

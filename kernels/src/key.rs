@@ -361,12 +361,14 @@ impl fmt::Display for NoForm {
 }
 
 /// The MLIR module of `key` in `form` for the CPU's JIT, its arguments of the element
-/// types of `signature` (f32 and i32: the CPU stores no bf16), its one public function
-/// named `name`.
+/// types of `signature` (bf16 where the program stores bf16, computed in f32), its one
+/// public function named `name`.
 pub fn generate(key: &KernelKey, form: Form, signature: &[Elem], name: &str) -> Result<String, NoForm> {
-    let storage = storage_of(signature);
-    if !key.forms().contains(&form) || storage != Elem::F32 {
-        return Err(NoForm { key: key.to_string(), form, storage });
+    if !key.forms().contains(&form) || form != Form::Loops {
+        return Err(NoForm { key: key.to_string(), form, storage: storage_of(signature) });
+    }
+    if signature.contains(&Elem::Bf16) {
+        return Ok(generate_with(key, &Config::CPU.with_bf16_args(bf16_positions(signature)), name));
     }
     Ok(match key {
         KernelKey::Gather => embed::gather(name),

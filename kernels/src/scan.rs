@@ -463,9 +463,14 @@ fn write_state(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
 }
 
 /// `o = scale · Sᵀ q` for each query head reading the state, accumulated row by row of
-/// the state (unit stride along j) straight into `o`.
+/// the state (unit stride along j) straight into `o` — or, when `o` is stored in a
+/// narrower type than the arithmetic (bf16), summed in a register per column and stored
+/// once (partial sums rounded to bf16 would cancel into noise).
 fn emit_readout(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
     let o = e.arg("o");
+    if o.memref().0 != e.compute() {
+        return emit_readout_by_column(e, scan, at, state, &o);
+    }
     scan.for_readers(e, at, |e, qh, oh| {
         scan.for_values(e, |e, j| {
             let zero = e.zero();
@@ -479,6 +484,23 @@ fn emit_readout(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
                 let sq = e.mul(&s, &scaled);
                 e.accumulate(&o, &[&at.b, &at.t, &oh, &j], &sq);
             });
+        });
+    });
+}
+
+/// [`emit_readout`] for an `o` stored narrower than the arithmetic: per column `j`,
+/// `o[j] = scale · Σ_i S[i, j] q[i]` in a register.
+fn emit_readout_by_column(e: &mut Builder, scan: &Scan, at: &At, state: &Place, o: &Value) {
+    scan.for_readers(e, at, |e, qh, oh| {
+        scan.for_values(e, |e, j| {
+            let c0 = e.c0();
+            let total = e.sum_over(&c0, &scan.dk, |e, i| {
+                let q = scan.query(e, at, &qh, i);
+                let s = state.load(e, i, &j);
+                e.mul(&s, &q)
+            });
+            let scaled = e.mul(&scan.scale, &total);
+            e.store(&scaled, o, &[&at.b, &at.t, &oh, &j]);
         });
     });
 }

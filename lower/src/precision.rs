@@ -10,9 +10,9 @@
 //!   some summed into;
 //! - the recurrence's decay input (log-decays summed over many tokens: bf16's eight
 //!   bits would drift), its states and checkpoints, attention's log-sum-exp;
-//! - the gradients the recurrence's and attention's backward kernels accumulate into
-//!   (shared keys and values add from several heads; adds into bf16 would round at
-//!   each step) and a broadcast operand's gradient (a sum over what it was broadcast
+//! - the gradients the recurrence's, attention's and the short convolution's backward
+//!   kernels accumulate into (shared keys and values add from several heads, a
+//!   convolution's input from several taps; adds into bf16 would round at each step) and a broadcast operand's gradient (a sum over what it was broadcast
 //!   along).
 //!
 //! Every kernel reads and writes its arguments in the types chosen here (its signature)
@@ -59,9 +59,9 @@ fn kept_f32(grad: &GradGraph) -> HashSet<Value> {
     for (index, node) in grad.backward.iter().enumerate() {
         let accumulated = match &node.op {
             BwdOp::Seed | BwdOp::SumLeading | BwdOp::EmbedScatter | BwdOp::GradNorm | BwdOp::AdamW { .. } => true,
-            BwdOp::Vjp { .. } => {
-                node.origin.is_some_and(|id| matches!(grad.forward.nodes[id].op, Op::Scan(_) | Op::Attention { .. }))
-            }
+            BwdOp::Vjp { .. } => node.origin.is_some_and(|id| {
+                matches!(grad.forward.nodes[id].op, Op::Scan(_) | Op::Attention { .. } | Op::ShortConv { .. })
+            }),
             _ => false,
         };
         if accumulated {

@@ -171,15 +171,12 @@ impl Target {
         64
     }
 
-    /// The storage types this target's kernels implement for activations: a GPU also
-    /// bf16 (with f32 master weights, parameter gradients, moments, states and
-    /// reductions); the CPU f32 only (its GEMM is f32), and refuses bf16 rather than
-    /// ignore it.
+    /// The storage types this target's kernels implement for activations: f32, and bf16
+    /// with f32 master weights, parameter gradients, moments, states and reductions (on
+    /// the CPU bf16 is storage only — every kernel and GEMM computes in f32 — so a bf16
+    /// step there is the GPU's step, instruction for instruction).
     pub fn storage_elems(self) -> &'static [Elem] {
-        match self {
-            Target::Cpu => &[Elem::F32],
-            Target::Cuda { .. } => &[Elem::F32, Elem::Bf16],
-        }
+        &[Elem::F32, Elem::Bf16]
     }
 
     /// Reductions, the loss, master weights and AdamW's moments: always f32.

@@ -310,6 +310,8 @@ impl Builder {
     /// `memref[indices] += value`.
     pub fn accumulate(&mut self, memref: &Value, indices: &[&Value], value: &Value) {
         self.assert_unnamed("accumulate");
+        let elem = memref.memref().0;
+        assert_eq!(elem, self.compute(), "{memref}: a sum kept in memory is of the arithmetic's type, not {elem:?}");
         let old = self.load(memref, indices);
         let new = self.add(&old, value);
         self.store(&new, memref, indices);

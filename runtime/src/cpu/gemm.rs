@@ -1,5 +1,9 @@
 //! GEMMs on the CPU: `matrixmultiply` (threaded), and products of at most
-//! [`SMALL_M`] rows (a decoding step's) as dot products on the calling thread.
+//! [`SMALL_M`] rows (a decoding step's) as dot products on the calling thread. bf16
+//! operands are widened to f32 copies and a bf16 product rounded back to nearest (ties
+//! to even), as the GPU's tensor cores accumulate bf16 products in f32.
+
+use hyb_target::Elem;
 
 use super::{Cpu, Ptr};
 use crate::device::Gemm;
@@ -13,8 +17,9 @@ pub(super) fn gemm(cpu: &mut Cpu, op: &Gemm) {
     let Gemm { m, k, n, a, b, c } = op;
     let (m, k, n) = (*m, *k, *n);
     assert!(a.0.len() >= m * k && b.0.len() >= k * n && c.len() == m * n, "GEMM operands fit");
-    let f32s = [a.0.elem, b.0.elem, c.elem] == [hyb_target::Elem::F32; 3];
-    assert!(f32s, "the CPU's GEMM is f32 (the driver refuses bf16 storage on the CPU)");
+    if [a.0.elem, b.0.elem, c.elem] != [Elem::F32; 3] {
+        return widened_gemm(cpu, op);
+    }
     let (pa, pb, pc) = (cpu.pointer(&a.0), cpu.pointer(&b.0), cpu.pointer(c));
     if m <= SMALL_M && a.1[1] == 1 && b.1[0] == 1 {
         // SAFETY: as for sgemm below; rows of a and columns of b are contiguous.
@@ -70,4 +75,61 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     lanes.iter().sum::<f32>() + tail
+}
+
+/// A GEMM with bf16 operands or product: the f32 GEMM on widened copies.
+fn widened_gemm(cpu: &mut Cpu, op: &Gemm) {
+    let (mut a, mut b) = (widen(cpu.bytes_ref(&op.a.0), op.a.0.elem), widen(cpu.bytes_ref(&op.b.0), op.b.0.elem));
+    let mut c = vec![0.0f32; op.c.len()];
+    let (m, k, n) = (op.m, op.k, op.n);
+    // SAFETY: the copies hold each operand's elements at its strides (as the views did);
+    // `c` is a dense m × n product.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_mut_ptr(),
+            op.a.1[0],
+            op.a.1[1],
+            b.as_mut_ptr(),
+            op.b.1[0],
+            op.b.1[1],
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+    let out: &mut [u8] = cpu.bytes(&op.c);
+    match op.c.elem {
+        Elem::F32 => out.copy_from_slice(crate::device::f32_bytes(&c)),
+        _ => {
+            for (pair, value) in out.chunks_exact_mut(2).zip(&c) {
+                pair.copy_from_slice(&bf16_bits(*value).to_le_bytes());
+            }
+        }
+    }
+}
+
+/// A view's elements as f32.
+fn widen(bytes: &[u8], elem: Elem) -> Vec<f32> {
+    match elem {
+        Elem::F32 => bytes.chunks_exact(4).map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect(),
+        Elem::Bf16 => {
+            bytes.chunks_exact(2).map(|h| f32::from_bits(u32::from(u16::from_le_bytes([h[0], h[1]])) << 16)).collect()
+        }
+        Elem::I32 => panic!("a GEMM of integers"),
+    }
+}
+
+/// The bf16 nearest to `value` (ties to even; NaN stays NaN).
+pub(crate) fn bf16_bits(value: f32) -> u16 {
+    let bits = value.to_bits();
+    if value.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    let rounding = 0x7FFF + ((bits >> 16) & 1);
+    (bits.wrapping_add(rounding) >> 16) as u16
 }

@@ -11,6 +11,7 @@ mod decode;
 mod gpu;
 mod lockstep;
 mod oracle;
+mod precision;
 
 use std::collections::HashMap;
 
