@@ -14,6 +14,8 @@ mod claims;
 mod export;
 mod infer;
 mod interrupt;
+mod learned;
+mod matched;
 mod plot;
 mod stats;
 mod sweep;
@@ -430,7 +432,20 @@ fn main() -> ExitCode {
                     infer::eval(model, &ckpt, json.as_deref(), target)
                 })
             }),
-        Command::Generate { file, ckpt, prompt, prompts, batch, tokens, temperature, top_k, top_p, stop, seed, target } => {
+        Command::Generate {
+            file,
+            ckpt,
+            prompt,
+            prompts,
+            batch,
+            tokens,
+            temperature,
+            top_k,
+            top_p,
+            stop,
+            seed,
+            target,
+        } => {
             let ckpt = match checkpoint_of(&ckpt) {
                 Ok(ckpt) => ckpt,
                 Err(usage) => return exit(Err(usage)),
