@@ -12,7 +12,10 @@
 //!
 //! A claim whose inputs the grid lacks (no recall task, one ratio, the mixer absent) is
 //! "not tested by this grid", with the reason; one the intervals cannot decide is
-//! "inconclusive". A run is one observation: seeds are the replicates.
+//! "inconclusive"; one that reads a cell which did not learn ([`crate::learned`]: its
+//! best held-out score within 5 points of chance) gets no verdict and names the cells —
+//! a figure at chance is the floor of a failed training run, not a measure of the
+//! mixer. A run is one observation: seeds are the replicates.
 
 use crate::stats::{Estimate, Sign, difference, slope_difference, slope_within};
 
@@ -27,6 +30,8 @@ pub struct Observation {
     pub recall: Option<f64>,
     /// Language-modelling loss (nats, the log of the perplexity), if measured.
     pub lm_loss: Option<f64>,
+    /// Whether the run's cell learned its recall task (true where not judged).
+    pub learned: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +40,8 @@ pub enum Verdict {
     Contradicted,
     Inconclusive,
     NotTested,
+    /// The claim reads cells that did not learn.
+    DidNotLearn,
 }
 
 impl Verdict {
@@ -44,6 +51,7 @@ impl Verdict {
             Verdict::Contradicted => "not supported (contradicted)",
             Verdict::Inconclusive => "inconclusive",
             Verdict::NotTested => "not tested by this grid",
+            Verdict::DidNotLearn => "no verdict: cells did not learn",
         }
     }
 }
@@ -66,7 +74,46 @@ pub const LM_MARGIN: f64 = 0.02;
 
 /// Every claim, in the paper's order.
 pub fn evaluate(observations: &[Observation]) -> Vec<Finding> {
-    vec![recall_rises(observations), best_hybrids(observations), retnet_least(observations), lm_flat(observations)]
+    let findings =
+        [recall_rises(observations), best_hybrids(observations), retnet_least(observations), lm_flat(observations)];
+    findings.into_iter().map(|finding| unless_unlearned(finding, observations)).collect()
+}
+
+/// The runs a claim reads: recall for the first three (hybrids only for the second,
+/// linear mixers for the third); the language-modelling loss for the fourth.
+fn reads(claim: &str, o: &Observation) -> bool {
+    match claim {
+        RECALL_RISES => o.recall.is_some(),
+        BEST_HYBRIDS => o.recall.is_some() && o.share > 0.0 && o.share < 1.0,
+        RETNET_LEAST => o.recall.is_some() && o.mixer != "none",
+        _ => false,
+    }
+}
+
+/// A tested claim that reads a cell which did not learn: no verdict, the cells named,
+/// the estimate kept for reference only.
+fn unless_unlearned(finding: Finding, observations: &[Observation]) -> Finding {
+    if finding.verdict == Verdict::NotTested {
+        return finding;
+    }
+    let mut cells: Vec<String> = Vec::new();
+    for o in observations.iter().filter(|o| !o.learned && reads(finding.claim, o)) {
+        let cell = format!("{} at {:.0} % attention", o.mixer, 100.0 * o.share);
+        if !cells.contains(&cell) {
+            cells.push(cell);
+        }
+    }
+    if cells.is_empty() {
+        return finding;
+    }
+    let evidence = format!(
+        "reads cells that did not learn (best held-out score within {:.0} points of chance): {}; their figures are \
+         the floor of a failed run, not a measure of the mixer. For reference only, the estimate: {}",
+        100.0 * crate::learned::MARGIN,
+        cells.join(", "),
+        finding.evidence
+    );
+    Finding { claim: finding.claim, verdict: Verdict::DidNotLearn, evidence }
 }
 
 fn not_tested(claim: &'static str, why: &str) -> Finding {
@@ -279,7 +326,7 @@ mod tests {
     use super::*;
 
     fn observation(mixer: &str, share: f64, recall: f64) -> Observation {
-        Observation { mixer: mixer.into(), share, recall: Some(recall), lm_loss: None }
+        Observation { mixer: mixer.into(), share, recall: Some(recall), lm_loss: None, learned: true }
     }
 
     /// Three seeds per cell: `recall(share)` plus a seed offset of −0.01, 0, +0.01.
@@ -353,7 +400,13 @@ mod tests {
             for share in [0.125, 0.25, 0.5] {
                 for noise in [-0.002, 0.0, 0.002] {
                     let loss = 2.0 + slope * share + noise;
-                    table.push(Observation { mixer: "gla".into(), share, recall: None, lm_loss: Some(loss) });
+                    table.push(Observation {
+                        mixer: "gla".into(),
+                        share,
+                        recall: None,
+                        lm_loss: Some(loss),
+                        learned: true,
+                    });
                 }
             }
             verdict(&evaluate(&table), LM_FLAT)
@@ -362,8 +415,38 @@ mod tests {
         assert_eq!(lm(-1.0), Verdict::Contradicted, "−0.375 nats over the range");
         let noisy: Vec<Observation> = [(0.25, 1.0), (0.25, 3.0), (0.5, 1.0), (0.5, 3.0)]
             .iter()
-            .map(|(share, loss)| Observation { mixer: "gla".into(), share: *share, recall: None, lm_loss: Some(*loss) })
+            .map(|(share, loss)| Observation {
+                mixer: "gla".into(),
+                share: *share,
+                recall: None,
+                lm_loss: Some(*loss),
+                learned: true,
+            })
             .collect();
         assert_eq!(verdict(&evaluate(&noisy), LM_FLAT), Verdict::Inconclusive);
+    }
+
+    /// The rising table of the first test, but RetNet's 1:1 cell did not learn: every
+    /// recall claim reads it and gives no verdict, naming the cell; without RetNet the
+    /// same table keeps its verdicts; the language-modelling claim is untouched.
+    #[test]
+    fn claims_reading_cells_that_did_not_learn_give_no_verdict() {
+        let mixers: [Curve; 3] =
+            [("gated_deltanet", |s| 0.5 + s), ("hgrn2", |s| 0.45 + s), ("retnet", |s| 0.2 + 0.1 * s)];
+        let mut table = grid(&mixers, &[0.25, 0.5]);
+        for o in table.iter_mut().filter(|o| o.mixer == "retnet" && o.share == 0.5) {
+            o.learned = false;
+        }
+        let findings = evaluate(&table);
+        for claim in [RECALL_RISES, BEST_HYBRIDS, RETNET_LEAST] {
+            let finding = findings.iter().find(|f| f.claim == claim).expect("every claim");
+            assert_eq!(finding.verdict, Verdict::DidNotLearn, "{finding:#?}");
+            assert!(finding.evidence.contains("retnet at 50 % attention"), "{}", finding.evidence);
+        }
+        assert_eq!(verdict(&findings, LM_FLAT), Verdict::NotTested);
+        let learned: Vec<Observation> = table.into_iter().filter(|o| o.mixer != "retnet").collect();
+        let findings = evaluate(&learned);
+        assert_eq!(verdict(&findings, RECALL_RISES), Verdict::Supported);
+        assert_eq!(verdict(&findings, BEST_HYBRIDS), Verdict::NotTested, "no other mixer left");
     }
 }

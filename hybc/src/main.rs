@@ -14,6 +14,8 @@ mod claims;
 mod export;
 mod infer;
 mod interrupt;
+mod learned;
+mod matched;
 mod plot;
 mod stats;
 mod sweep;

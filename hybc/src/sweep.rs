@@ -204,6 +204,10 @@ pub struct Result {
     /// Attention layers over all layers.
     #[serde(default)]
     pub attention_share: f64,
+    /// The chance accuracy of the first evaluation's task (the held-out set's), for the
+    /// "did not learn" verdict ([`crate::learned`]); none for perplexity.
+    #[serde(default)]
+    pub chance: Option<f64>,
 }
 
 /// Higher is better: accuracy, or minus a perplexity.
@@ -409,6 +413,7 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         .iter()
         .map(|s| (s.name.clone(), if s.perplexity { s.perplexity() } else { s.accuracy() }))
         .collect();
+    let chance = outcome.scores.first().and_then(|s| s.chance);
     let held_out = if config.held_out() { scores.pop() } else { None };
     let (mixer, attention_share) = composition(&model);
     let done_steps = outcome.plateaued_at.unwrap_or(outcome.steps);
@@ -429,6 +434,7 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         tokens: done_steps * train_block.batch * train_block.seq_len * train_block.grad_accum.max(1),
         mixer,
         attention_share,
+        chance,
     };
     // Written whole, then renamed: another shard reading it sees all of it or nothing.
     let (done, partial) = (dir.join("result.json"), dir.join("result.json.tmp"));
@@ -583,6 +589,7 @@ mod tests {
             tokens: 0,
             mixer: String::new(),
             attention_share: 0.0,
+            chance: None,
         }
     }
 

@@ -1,8 +1,9 @@
 //! A sweep's report from its finished runs: `results.csv` (one row a run),
 //! `results.md` (the protocol; per cell the chosen learning rate, state and KV bytes,
 //! and every figure over its seeds as mean ± sd with the 95 % interval of the mean; the
-//! learning-rate search's held-out scores; the paper's claims checked
-//! ([`crate::claims`]); every run), the `recall` chart (the first evaluation's
+//! learning-rate search's held-out scores; whether each cell learned
+//! ([`crate::learned`]); mixers compared at matched state size ([`crate::matched`]); the
+//! paper's claims checked ([`crate::claims`]); every run), the `recall` chart (the first evaluation's
 //! figure per cell with its interval as an error bar) and, with a search, the `search`
 //! chart (each cell's held-out figure against the learning rate).
 
@@ -57,6 +58,8 @@ fn markdown(config: &SweepConfig, results: &[Result]) -> String {
     text += &protocol(config, results);
     text += "\n## By cell, over its seeds\n\n";
     text += &by_cell(config, results);
+    text += "\n## At matched recurrent-state size\n\n";
+    text += &crate::matched::markdown(results);
     if config.searches() {
         text += "\n## Learning-rate search (held-out score; the test sets play no part)\n\n";
         text += &search_table(config, results);
@@ -130,6 +133,7 @@ fn by_cell(config: &SweepConfig, results: &[Result]) -> String {
     header.extend(["lr", "seeds", "params", "state", "KV cache", "steps"].map(String::from));
     header.push("final loss (mean ± sd, 95 % interval)".into());
     header.extend(figures.iter().map(|name| format!("{name} (mean ± sd, 95 % interval)")));
+    header.push("learned".into());
     let mut text = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
     for members in cells(results) {
         let first = members[0];
@@ -144,9 +148,26 @@ fn by_cell(config: &SweepConfig, results: &[Result]) -> String {
             let values: Vec<f64> = members.iter().filter_map(|r| r.accuracy.get(index).map(|(_, a)| *a)).collect();
             row.push(figure_spread(name, &values));
         }
+        row.push(crate::learned::judge(&first.lets, results).map_or("—".into(), |j| j.text()));
         let _ = writeln!(text, "| {} |", row.join(" | "));
     }
-    text
+    text + &unlearned_note(results)
+}
+
+/// Below the per-cell table: how "did not learn" is judged, when a cell did not.
+fn unlearned_note(results: &[Result]) -> String {
+    let count = cells(results).iter().filter(|c| !crate::learned::learned(&c[0].lets, results)).count();
+    if count == 0 {
+        return String::new();
+    }
+    format!(
+        "\n{count} cell(s) did not learn: the best held-out score of every run of the cell (search and seeds) \
+         stayed below the task's chance + {:.0} points (MQAR and forgetting-MQAR: chance 1/pairs, naming one of \
+         the context's values without binding it to its key; a needle: a uniform guess over the value range). \
+         Their figures are the floor of a failed run, not the mixer's recall; claims that read them give no \
+         verdict.\n",
+        100.0 * crate::learned::MARGIN
+    )
 }
 
 /// The steps of a cell's runs: the budget, and where plateaus stopped runs.
@@ -192,6 +213,9 @@ fn search_table(config: &SweepConfig, results: &[Result]) -> String {
 /// beyond it: widen the grid).
 fn search_note(config: &SweepConfig, lets: &[(String, String)], results: &[Result]) -> String {
     let Some(scores) = crate::sweep::search_scores(config, lets, results) else { return String::new() };
+    if crate::learned::judge(lets, results).is_some_and(|j| !j.learned()) {
+        return "no rate learned: every held-out score near chance".into();
+    }
     let chosen = crate::sweep::choose(&scores);
     if scores.iter().all(|(_, score)| *score == scores[0].1) {
         return "all rates scored the same: the first is taken".into();
@@ -230,7 +254,7 @@ fn runs_table(config: &SweepConfig, results: &[Result]) -> String {
 
 /// What the claims read off each measured run (runs from before the mixer was recorded
 /// are left out).
-fn observations(results: &[Result]) -> Vec<Observation> {
+pub(crate) fn observations(results: &[Result]) -> Vec<Observation> {
     measured(results)
         .into_iter()
         .filter(|r| !r.mixer.is_empty())
@@ -239,6 +263,7 @@ fn observations(results: &[Result]) -> Vec<Observation> {
             share: r.attention_share,
             recall: r.accuracy.iter().find(|(name, _)| !is_perplexity(name)).map(|(_, a)| *a),
             lm_loss: r.accuracy.iter().find(|(name, _)| is_perplexity(name)).map(|(_, p)| p.ln()),
+            learned: crate::learned::learned(&r.lets, results),
         })
         .collect()
 }
@@ -250,7 +275,7 @@ fn csv(config: &SweepConfig, results: &[Result]) -> String {
         ["lr", "seed", "phase", "params", "state_bytes", "kv_cache_bytes", "mixer", "attention_share"]
             .map(String::from),
     );
-    header.extend(["steps", "plateaued_at", "tokens", "final_loss", "held_out"].map(String::from));
+    header.extend(["steps", "plateaued_at", "tokens", "final_loss", "held_out", "chance"].map(String::from));
     header.extend(figures(results).iter().map(|e| quote(&format!("{e} accuracy"))));
     let mut text = header.join(",") + "\n";
     for r in results {
@@ -261,6 +286,7 @@ fn csv(config: &SweepConfig, results: &[Result]) -> String {
         row.push(r.plateaued_at.map_or(String::new(), |s| s.to_string()));
         row.extend([r.tokens.to_string(), r.final_loss.to_string()]);
         row.push(r.held_out.as_ref().map_or(String::new(), |(_, figure)| figure.to_string()));
+        row.push(r.chance.map_or(String::new(), |c| c.to_string()));
         row.extend(r.accuracy.iter().map(|(_, a)| a.to_string()));
         text += &(row.join(",") + "\n");
     }
@@ -311,4 +337,46 @@ fn search_chart(config: &SweepConfig, results: &[Result]) -> String {
     let accuracy = !is_perplexity(&name);
     let y_label = if accuracy { format!("{name} accuracy") } else { name };
     crate::plot::sweep_svg("learning rate", &y_label, accuracy, points)
+}
+
+#[cfg(test)]
+mod tests {
+    use hyb_compiler::ir::train::{Axis, SweepConfig};
+
+    use crate::sweep::{Phase, Result};
+
+    /// Three seeds per cell; RetNet's best held-out score is 14 % against MQAR's chance
+    /// of 12.5 % (8 pairs): the report marks its cell and the claims that read it.
+    #[test]
+    fn the_report_marks_cells_that_did_not_learn() {
+        let axis = |name: &str, values: &[&str]| Axis {
+            name: name.into(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        };
+        let config = SweepConfig {
+            axes: vec![axis("linear", &["gdn", "retnet"]), axis("attn_every", &["2", "4"])],
+            lrs: Vec::new(),
+            seeds: vec![0, 1, 2],
+            tokens: None,
+            plateau: None,
+        };
+        let mut results: Vec<Result> = Vec::new();
+        for (mixer, level) in [("gdn", 0.8), ("retnet", 0.12)] {
+            for (every, share) in [("2", 0.5), ("4", 0.25)] {
+                for (seed, noise) in [(0, -0.01), (1, 0.0), (2, 0.01)] {
+                    let mut r = crate::learned::tests::run(mixer, Phase::Seed, Some(level + 0.02), level + noise);
+                    r.lets.push(("attn_every".into(), every.into()));
+                    r.attention_share = share;
+                    r.seed = seed;
+                    results.push(r);
+                }
+            }
+        }
+        let text = super::markdown(&config, &results);
+        assert_eq!(text.matches("**did not learn** (best held-out 14.0 %, chance 12.5 %)").count(), 2, "{text}");
+        assert_eq!(text.matches("| yes (best held-out 82.0 %, chance 12.5 %) |").count(), 2, "{text}");
+        assert!(text.contains("2 cell(s) did not learn"), "{text}");
+        assert!(text.contains("| Recall rises with the share of attention. | **no verdict: cells did not learn** |"));
+        assert!(text.contains("retnet at 50 % attention, retnet at 25 % attention"), "{text}");
+    }
 }

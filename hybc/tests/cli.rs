@@ -1074,14 +1074,17 @@ fn trains_on_niah_with_a_depth_breakdown() {
         "mixer attn = attention(heads: 2)\nmodel {\n vocab = 256\n d_model = 32\n layers = attn × 2\n}\n\
          train {\n data = niah(vocab: 256, seq_len: 96, variant: multikey, haystack: noise)\n batch = 4\n steps = 2\n}\n\
          eval {\n niah(seq_len: 96, variant: multikey, haystack: noise)\n\
-         niah(seq_len: 192, variant: multivalue, haystack: needles)\n samples = 16\n}\n",
+         niah(seq_len: 192, variant: multivalue, haystack: needles)\n\
+         niah(seq_len: 96, haystack: repeat, distances: [8, 80])\n samples = 16\n}\n",
     );
     let stdout = text(&out.stdout);
     assert!(stdout.contains("niah(multivalue, needles, seq_len: 192)  accuracy"), "{stdout}");
+    assert!(stdout.contains("niah(single, repeat, seq_len: 96, distances: [8, 80])  accuracy"), "{stdout}");
     let ckpt = run.join("checkpoints/step_000002");
     check_checkpoint_commands("niah", &ckpt, &stdout, "5 17 200");
     let json = std::fs::read_to_string(ckpt.join("eval.json")).expect("eval.json");
     assert!(json.contains("\"depth 0–25%\"") && json.contains("\"accuracy\""), "{json}");
+    assert!(json.contains("\"distance 8\"") && json.contains("\"distance 80\""), "{json}");
     assert!(json.contains("\"step\": 2"), "{json}");
     // Evaluation and generation read the weights alone.
     std::fs::remove_file(ckpt.join("optimizer.safetensors")).expect("removable");

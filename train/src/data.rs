@@ -9,10 +9,17 @@
 //!   filled with random tokens.
 //! - [`ForgettingMqar`]: MQAR whose keys are partly re-assigned new values after the
 //!   pairs; the latest value is the answer.
+//! - [`Niah`]: needle in a haystack ([`crate::niah`]).
 //! - [`Copy`]: a random first half over a small alphabet, then the same tokens again,
 //!   next-token targets everywhere.
+//!
+//! A recall task states its chance ([`Task::chance`]): the accuracy of a guess that knows
+//! the task's format but recalls nothing, the floor a sweep's "did not learn" is judged
+//! against.
 
 use hyb_runtime::rng::SplitMix64;
+
+pub use crate::niah::Niah;
 
 /// One step's sequences, `[batch, seq_len]` row-major; targets negative where there is
 /// nothing to predict.
@@ -41,6 +48,12 @@ pub trait Task {
     /// depth); none by default.
     fn groups(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// The accuracy of a guess that knows the task's format but not the answer (none
+    /// for a task not scored by answer accuracy).
+    fn chance(&self) -> Option<f64> {
+        None
     }
 
     /// [`Task::sequence`] with each position's group.
@@ -73,7 +86,7 @@ fn mix(seed: u64, step: u64, index: u64) -> u64 {
 }
 
 /// `count` distinct values from `range`, in random order.
-fn distinct(rng: &mut SplitMix64, range: std::ops::Range<i32>, count: usize) -> Vec<i32> {
+pub(crate) fn distinct(rng: &mut SplitMix64, range: std::ops::Range<i32>, count: usize) -> Vec<i32> {
     let mut pool: Vec<i32> = range.collect();
     for i in 0..count {
         let j = rng.index(i..pool.len());
@@ -149,6 +162,12 @@ impl Task for Mqar {
         self.seq_len
     }
 
+    /// Naming one of the context's `pairs` values, uniformly, without binding it to its
+    /// key.
+    fn chance(&self) -> Option<f64> {
+        Some(1.0 / self.pairs as f64)
+    }
+
     fn sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>) {
         let (vocab, length, pairs) = (self.vocab as i32, self.seq_len, self.pairs);
         let context = 2 * pairs;
@@ -180,6 +199,12 @@ pub struct ForgettingMqar {
 impl Task for ForgettingMqar {
     fn seq_len(&self) -> usize {
         self.seq_len
+    }
+
+    /// Naming one of the `pairs` current values (each key's latest), uniformly, without
+    /// binding it to its key.
+    fn chance(&self) -> Option<f64> {
+        Some(1.0 / self.pairs as f64)
     }
 
     fn sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>) {
@@ -226,100 +251,5 @@ impl Task for Copy {
         let tokens: Vec<i32> = first.iter().chain(&first).take(self.seq_len).copied().collect();
         let targets = hyb_runtime::Batch::next_token_targets(&tokens, self.seq_len);
         (tokens, targets)
-    }
-}
-
-/// Needle in a haystack at token level, in RULER's variants. Tokens: haystack fillers
-/// from `[1, V/4)`, keys from `[V/4, V/2)`, values from `[V/2, V)`. A needle is a key
-/// followed by its `values` values, inserted at a uniformly drawn depth of the haystack;
-/// the sequence ends with the queries: each queried key, then its values teacher-forced,
-/// the target at the key and at each value but the last being the next value.
-/// - `single`: one needle, queried; `multikey`: `keys` needles, one queried;
-///   `multivalue`: one needle of `values` values; `multiquery`: `queries` needles, all
-///   queried.
-/// - Haystack `repeat`: a random 16-token phrase over and over; `noise`: random fillers;
-///   `needles`: noise and distractor needles (keys never queried).
-///
-/// Answers are grouped by the depth of their needle (quarters of the haystack).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Niah {
-    pub vocab: usize,
-    pub seq_len: usize,
-    pub variant: hyb_compiler::ir::train::NiahVariant,
-    pub haystack: hyb_compiler::ir::train::Haystack,
-    pub keys: usize,
-    pub values: usize,
-    pub queries: usize,
-}
-
-impl Task for Niah {
-    fn seq_len(&self) -> usize {
-        self.seq_len
-    }
-
-    fn sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>) {
-        let (tokens, targets, _) = self.grouped_sequence(rng);
-        (tokens, targets)
-    }
-
-    fn groups(&self) -> Vec<String> {
-        ["depth 0–25%", "depth 25–50%", "depth 50–75%", "depth 75–100%"].map(String::from).to_vec()
-    }
-
-    fn grouped_sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>, Vec<u8>) {
-        use hyb_compiler::ir::train::Haystack;
-        let vocab = self.vocab as i32;
-        let needles = self.keys.max(self.queries);
-        let queried = match self.variant {
-            hyb_compiler::ir::train::NiahVariant::MultiKey => 1.min(needles),
-            _ => self.queries.min(needles),
-        };
-        let distractors = if self.haystack == Haystack::Needles { needles } else { 0 };
-        let keys = distinct(rng, vocab / 4..vocab / 2, needles + distractors);
-        let values: Vec<Vec<i32>> =
-            (0..needles + distractors).map(|_| distinct(rng, vocab / 2..vocab, self.values)).collect();
-        let query_len = queried * self.values;
-        let hay_len = self.seq_len - query_len - needles * (1 + self.values);
-        let phrase: Vec<i32> = (0..16).map(|_| rng.int(1..vocab / 4)).collect();
-        let mut hay: Vec<i32> = (0..hay_len)
-            .map(|i| if self.haystack == Haystack::Repeat { phrase[i % 16] } else { rng.int(1..vocab / 4) })
-            .collect();
-        // Distractors replace stretches of noise.
-        for d in needles..needles + distractors {
-            let group: Vec<i32> = std::iter::once(keys[d]).chain(values[d].iter().copied()).collect();
-            if hay.len() > group.len() {
-                let at = rng.index(0..hay.len() - group.len());
-                hay[at..at + group.len()].copy_from_slice(&group);
-            }
-        }
-        // Insertion points in the haystack, one per needle.
-        let mut points: Vec<(usize, usize)> = (0..needles).map(|n| (rng.index(0..hay_len + 1), n)).collect();
-        points.sort();
-        let mut tokens = Vec::with_capacity(self.seq_len);
-        let mut depth = vec![0u8; needles];
-        let mut from = 0;
-        for (point, n) in points {
-            tokens.extend(&hay[from..point]);
-            from = point;
-            depth[n] = ((4 * point) / (hay_len + 1)).min(3) as u8;
-            tokens.push(keys[n]);
-            tokens.extend(&values[n]);
-        }
-        tokens.extend(&hay[from..]);
-        let mut targets = vec![-1; tokens.len()];
-        let mut groups = vec![0u8; tokens.len()];
-        let asked = distinct(rng, 0..needles as i32, queried);
-        for n in asked {
-            let n = n as usize;
-            let start = tokens.len();
-            tokens.push(keys[n]);
-            tokens.extend(&values[n][..self.values - 1]);
-            for (i, value) in values[n].iter().enumerate() {
-                targets.push(-1);
-                groups.push(depth[n]);
-                targets[start + i] = *value;
-            }
-        }
-        (tokens, targets, groups)
     }
 }

@@ -37,6 +37,8 @@ pub struct Score {
     pub bits_per_byte: Option<f64>,
     /// (group, correct, total) for a task that groups its answers (a needle's depth).
     pub by_group: Vec<(String, u64, u64)>,
+    /// The task's chance accuracy ([`crate::data::Task::chance`]; none for perplexity).
+    pub chance: Option<f64>,
 }
 
 impl Score {
@@ -113,6 +115,7 @@ pub fn score(evaluator: &mut Trainer, set: &EvalSet) -> Result<Score, hyb_runtim
         perplexity: set.perplexity,
         bits_per_byte,
         by_group,
+        chance: set.task.chance(),
     })
 }
 

@@ -1,5 +1,5 @@
 //! Training and evaluation on the runtime: the data a step eats ([`data`]: synthetic
-//! recall tasks generated from a seed; [`text`]: text and token files split by document;
+//! recall tasks generated from a seed, [`niah`] among them; [`text`]: text and token files split by document;
 //! [`documents`]: the documents of text, JSON Lines and Parquet files; [`tokenize`]:
 //! documents to a Megatron `.bin` + `.idx`), the learning-rate schedule ([`schedule`]),
 //! the loop ([`run`]: steps, evaluation, checkpoints, NaN stops, `metrics.jsonl`), the
@@ -21,6 +21,7 @@ pub mod eval;
 pub mod generate;
 pub mod job;
 pub mod model_file;
+pub mod niah;
 pub mod protocol;
 pub mod run;
 pub mod schedule;

@@ -27,6 +27,10 @@ impl Task for HeldOut {
         self.0.groups()
     }
 
+    fn chance(&self) -> Option<f64> {
+        self.0.chance()
+    }
+
     fn grouped_sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>, Vec<u8>) {
         self.0.grouped_sequence(rng)
     }

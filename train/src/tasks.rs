@@ -92,6 +92,13 @@ pub fn task(model: &Model, seq_len: Option<u64>) -> Result<Box<dyn Task>, String
             4 * pairs + 2 * updates
         ));
     }
+    if let (Some(Data::Niah { distances, values, .. }), Some(length)) = (model.train.as_ref().map(|t| &t.data), seq_len)
+        && let Some(far) = distances.iter().find(|d| **d + values > length)
+    {
+        return Err(format!(
+            "--seq-len {length}: a needle at distance {far} needs seq_len ≥ {far} + {values} (its values)"
+        ));
+    }
     match model.train.as_ref().map(|t| &t.data) {
         None => {
             let alphabet = (model.config.vocab as usize - 1).clamp(1, 32);
@@ -111,7 +118,7 @@ pub fn recall_task(data: &Data, seq_len_override: Option<u64>) -> Option<Box<dyn
             pairs: *pairs as usize,
             power_a: *power_a,
         })),
-        Data::Niah { vocab, seq_len, variant, haystack, keys, values, queries } => Some(Box::new(Niah {
+        Data::Niah { vocab, seq_len, variant, haystack, keys, values, queries, distances } => Some(Box::new(Niah {
             vocab: *vocab as usize,
             seq_len: seq_len_override.unwrap_or(*seq_len) as usize,
             variant: *variant,
@@ -119,6 +126,7 @@ pub fn recall_task(data: &Data, seq_len_override: Option<u64>) -> Option<Box<dyn
             keys: *keys as usize,
             values: *values as usize,
             queries: *queries as usize,
+            distances: distances.iter().map(|d| *d as usize).collect(),
         })),
         Data::ForgettingMqar { vocab, seq_len, pairs, updates } => Some(Box::new(ForgettingMqar {
             vocab: *vocab as usize,
@@ -135,6 +143,11 @@ pub fn name(data: &Data) -> String {
         Data::Mqar { seq_len, pairs, .. } => format!("mqar(seq_len: {seq_len}, pairs: {pairs})"),
         Data::ForgettingMqar { seq_len, pairs, updates, .. } => {
             format!("forgetting_mqar(seq_len: {seq_len}, pairs: {pairs}, updates: {updates})")
+        }
+        Data::Niah { seq_len, variant, haystack, distances, .. } if !distances.is_empty() => {
+            let distances: Vec<String> = distances.iter().map(u64::to_string).collect();
+            format!("niah({variant:?}, {haystack:?}, seq_len: {seq_len}, distances: [{}])", distances.join(", "))
+                .to_lowercase()
         }
         Data::Niah { seq_len, variant, haystack, .. } => {
             format!("niah({variant:?}, {haystack:?}, seq_len: {seq_len})").to_lowercase()

@@ -158,6 +158,81 @@ fn forgetting_mqar_answers_with_the_latest_value() {
             assert!(t >= 14, "queries follow the updates");
             assert_eq!(latest[&tokens[t]], targets[t], "the latest value: {tokens:?} {targets:?}");
         }
+        // A re-assigned key's answer is not its first value: remembering the first
+        // binding (an additive state never overwrites it) scores nothing on it.
+        let first: std::collections::HashMap<i32, i32> = (0..4).map(|j| (tokens[2 * j], tokens[2 * j + 1])).collect();
+        let overwritten = first.iter().filter(|(key, value)| latest[*key] != **value).count();
+        assert_eq!(overwritten, 3, "{tokens:?}");
+    }
+}
+
+/// Chance is the accuracy of naming one of the context's candidate answers without
+/// binding: MQAR's answers are always among its `pairs` distinct values (so 1/pairs),
+/// forgetting-MQAR's among the `pairs` latest values; a needle's are in the value range.
+#[test]
+fn chance_is_one_of_the_candidates() {
+    use hyb_train::data::ForgettingMqar;
+    let task = mqar();
+    assert_eq!(task.chance(), Some(0.25));
+    let batch = task.batch(5, 0, 30);
+    for (tokens, targets) in batch.tokens.chunks(32).zip(batch.targets.chunks(32)) {
+        let values: std::collections::HashSet<i32> = (0..4).map(|j| tokens[2 * j + 1]).collect();
+        assert_eq!(values.len(), 4);
+        assert!(targets.iter().filter(|t| **t >= 0).all(|t| values.contains(t)), "{tokens:?}");
+    }
+    let forgetting = ForgettingMqar { vocab: 64, seq_len: 32, pairs: 4, updates: 3 };
+    assert_eq!(forgetting.chance(), Some(0.25));
+    let batch = forgetting.batch(5, 0, 30);
+    for (tokens, targets) in batch.tokens.chunks(32).zip(batch.targets.chunks(32)) {
+        let mut latest = std::collections::HashMap::new();
+        for j in 0..7 {
+            latest.insert(tokens[2 * j], tokens[2 * j + 1]);
+        }
+        let current: std::collections::HashSet<i32> = latest.values().copied().collect();
+        assert_eq!(current.len(), 4);
+        assert!(targets.iter().filter(|t| **t >= 0).all(|t| current.contains(t)), "{tokens:?}");
+    }
+    assert_eq!(Copy { alphabet: 4, seq_len: 8 }.chance(), None, "not scored by answers");
+}
+
+/// With `distances`, the queried needle's key sits exactly the drawn distance before its
+/// query's key (the answer's group names it), in every variant with one query and every
+/// haystack; every needle appears once, whole, before the queries; every distance is
+/// drawn; the same seed gives the same batch.
+#[test]
+fn niah_needles_sit_at_their_distances() {
+    use hyb_compiler::ir::train::{Haystack, NiahVariant};
+    use hyb_train::data::Niah;
+    let distances = vec![3, 10, 41, 90];
+    for (variant, keys, values) in
+        [(NiahVariant::Single, 1, 1), (NiahVariant::MultiKey, 4, 1), (NiahVariant::MultiValue, 1, 2)]
+    {
+        for haystack in [Haystack::Repeat, Haystack::Noise, Haystack::Needles] {
+            let distances = distances.clone();
+            let task = Niah { vocab: 256, seq_len: 96, variant, haystack, keys, values, queries: 1, distances };
+            assert_eq!(task.groups(), ["distance 3", "distance 10", "distance 41", "distance 90"]);
+            let batch = task.batch(6, 1, 200);
+            assert_eq!(batch, task.batch(6, 1, 200));
+            let mut seen = [0usize; 4];
+            for ((tokens, targets), groups) in
+                batch.tokens.chunks(96).zip(batch.targets.chunks(96)).zip(batch.groups.chunks(96))
+            {
+                let query = (0..96).find(|t| targets[*t] >= 0).expect("an answer");
+                assert_eq!(query, 96 - values, "the query ends the sequence");
+                let key = tokens[query];
+                let at = tokens.iter().position(|t| *t == key).expect("the needle");
+                let group = groups[query] as usize;
+                assert_eq!(query - at, task.distances[group], "{variant:?} {haystack:?}: {tokens:?}");
+                for v in 0..values {
+                    assert_eq!(tokens[at + 1 + v], targets[query + v], "the needle's values follow its key");
+                }
+                let needles = tokens[..query].iter().filter(|t| (64..128).contains(*t)).count();
+                let distractors = if haystack == Haystack::Needles { keys } else { 0 };
+                assert!(needles >= keys && needles <= keys + distractors, "{needles} keys: {tokens:?}");
+                seen[group] += 1;
+            }
+            assert!(seen.iter().all(|n| *n > 20), "every distance drawn: {seen:?}");
+        }
     }
 }
 
@@ -176,7 +251,8 @@ fn niah_sequences_hold_their_needles() {
     ];
     for (variant, keys, values, queries) in variants {
         for haystack in [Haystack::Repeat, Haystack::Noise, Haystack::Needles] {
-            let task = Niah { vocab: 256, seq_len: 96, variant, haystack, keys, values, queries };
+            let task =
+                Niah { vocab: 256, seq_len: 96, variant, haystack, keys, values, queries, distances: Vec::new() };
             let batch = task.batch(4, 2, 20);
             for ((tokens, targets), groups) in
                 batch.tokens.chunks(96).zip(batch.targets.chunks(96)).zip(batch.groups.chunks(96))
@@ -493,6 +569,7 @@ fn metrics_lines_are_namespaced() {
         perplexity,
         bits_per_byte,
         by_group: vec![("deep".into(), 1, 2)],
+        chance: None,
     };
     let recall = eval_line(7, &score(false, None));
     let keys: Vec<&str> = recall.as_object().expect("an object").keys().map(String::as_str).collect();

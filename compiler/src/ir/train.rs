@@ -102,6 +102,10 @@ pub enum Data {
         keys: u64,
         values: u64,
         queries: u64,
+        /// Where the queried needle sits: empty for a uniformly drawn depth; else each
+        /// sequence draws one of these distances (tokens from the needle's key to its
+        /// query's key) and accuracy is reported per distance.
+        distances: Vec<u64>,
     },
     /// Text: a plain file (one document), JSON Lines or Parquet (a document per line or
     /// row, its text in `field`); documents are split between training and validation

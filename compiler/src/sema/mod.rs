@@ -14,6 +14,7 @@ pub mod schedule;
 pub mod scope;
 pub mod settings;
 pub mod sweep;
+pub mod tasks;
 pub mod train;
 pub mod values;
 

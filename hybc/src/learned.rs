@@ -1,0 +1,136 @@
+//! The "did not learn" verdict of a sweep's cells. A recall task states its chance
+//! (`hyb_train::data::Task::chance`: MQAR and forgetting-MQAR 1/pairs — naming one of
+//! the context's current values without binding it to its key; a needle task a uniform
+//! guess over the value range). A cell **did not learn** when its best held-out score —
+//! the highest over every run of the cell, its search's rates and its seeds — stays
+//! below chance + [`MARGIN`]; without a held-out set (a grid with no search and no stop)
+//! the best test score stands in, and the report says so. Perplexity cells and runs
+//! written before chance was recorded are not judged. A cell that did not learn says
+//! nothing about its mixer beyond that: the report marks it, and a claim that reads it
+//! gives no verdict ([`crate::claims`]).
+
+use crate::sweep::{Phase, Result, is_perplexity};
+
+/// How far above chance (accuracy as a fraction: 5 percentage points) the best held-out
+/// score must reach for a cell to count as having learned.
+pub const MARGIN: f64 = 0.05;
+
+/// A judged cell: its best score, where it came from, and its task's chance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Judgement {
+    pub best: f64,
+    pub chance: f64,
+    /// The best is a held-out score (else a test score: the grid has no held-out set).
+    pub held_out: bool,
+}
+
+impl Judgement {
+    pub fn learned(&self) -> bool {
+        self.best >= self.chance + MARGIN
+    }
+
+    /// `did not learn (best held-out 13.0 %, chance 12.5 %)` or `yes (…)`.
+    pub fn text(&self) -> String {
+        let source = if self.held_out { "held-out" } else { "test, no held-out set" };
+        let figures = format!("best {source} {:.1} %, chance {:.1} %", 100.0 * self.best, 100.0 * self.chance);
+        if self.learned() { format!("yes ({figures})") } else { format!("**did not learn** ({figures})") }
+    }
+}
+
+/// The judgement of the cell `lets` from every finished run; none when its first
+/// figure is a perplexity or its chance is unknown.
+pub fn judge(lets: &[(String, String)], results: &[Result]) -> Option<Judgement> {
+    let runs: Vec<&Result> = results.iter().filter(|r| r.lets == lets).collect();
+    let chance = runs.iter().find_map(|r| r.chance)?;
+    let held_out: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.held_out.as_ref())
+        .filter(|(name, _)| !is_perplexity(name))
+        .map(|(_, figure)| *figure)
+        .collect();
+    if !held_out.is_empty() {
+        return Some(Judgement { best: held_out.iter().copied().fold(f64::MIN, f64::max), chance, held_out: true });
+    }
+    let test: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.phase != Phase::Search)
+        .filter_map(|r| r.accuracy.first())
+        .filter(|(name, _)| !is_perplexity(name))
+        .map(|(_, figure)| *figure)
+        .collect();
+    let best = test.iter().copied().reduce(f64::max)?;
+    Some(Judgement { best, chance, held_out: false })
+}
+
+/// Whether the cell `lets` learned: false only for a cell judged not to have.
+pub fn learned(lets: &[(String, String)], results: &[Result]) -> bool {
+    judge(lets, results).is_none_or(|j| j.learned())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn run(lets: &str, phase: Phase, held_out: Option<f64>, test: f64) -> Result {
+        Result {
+            run: String::new(),
+            lets: vec![("linear".into(), lets.into())],
+            lr: 1e-3,
+            seed: 0,
+            params: 0,
+            state_bytes: 0,
+            kv_cache_bytes: 0,
+            final_loss: 0.0,
+            accuracy: vec![("mqar(seq_len: 64, pairs: 8)".into(), test)],
+            phase,
+            held_out: held_out.map(|h| ("held-out mqar(seq_len: 64, pairs: 8)".into(), h)),
+            steps: 1,
+            plateaued_at: None,
+            tokens: 0,
+            mixer: lets.into(),
+            attention_share: 0.25,
+            chance: Some(0.125),
+        }
+    }
+
+    fn lets(value: &str) -> Vec<(String, String)> {
+        vec![("linear".into(), value.into())]
+    }
+
+    /// The best held-out score over the cell's search and seeds decides, against
+    /// chance + 5 points: 17.4 % with chance 12.5 % did not learn, 17.6 % did; the test
+    /// score plays no part while there is a held-out one.
+    #[test]
+    fn the_best_held_out_score_against_chance() {
+        let results = [
+            run("retnet", Phase::Search, Some(0.13), 0.9),
+            run("retnet", Phase::Search, Some(0.174), 0.9),
+            run("retnet", Phase::Seed, Some(0.10), 0.95),
+            run("gdn", Phase::Search, Some(0.12), 0.1),
+            run("gdn", Phase::Seed, Some(0.176), 0.1),
+        ];
+        let retnet = judge(&lets("retnet"), &results).expect("judged");
+        assert_eq!((retnet.best, retnet.held_out, retnet.learned()), (0.174, true, false));
+        assert!(retnet.text().starts_with("**did not learn** (best held-out 17.4 %, chance 12.5 %)"));
+        assert!(learned(&lets("gdn"), &results));
+        assert!(!learned(&lets("retnet"), &results));
+    }
+
+    /// Without any held-out figure the best test score of the measured runs stands in,
+    /// said so; perplexity and unknown chance are not judged (and count as learned).
+    #[test]
+    fn fallbacks_and_cells_not_judged() {
+        let grid = [run("gla", Phase::Grid, None, 0.11), run("gla", Phase::Grid, None, 0.16)];
+        let judged = judge(&lets("gla"), &grid).expect("judged");
+        assert_eq!((judged.best, judged.held_out, judged.learned()), (0.16, false, false));
+        assert!(judged.text().contains("test, no held-out set"));
+        let mut old = run("gla", Phase::Grid, None, 0.01);
+        old.chance = None;
+        assert_eq!(judge(&lets("gla"), &[old.clone()]), None);
+        assert!(learned(&lets("gla"), &[old]));
+        let mut text = run("gla", Phase::Seed, None, 20.0);
+        text.accuracy[0].0 = "perplexity(tiny.txt)".into();
+        text.chance = Some(0.5);
+        assert_eq!(judge(&lets("gla"), &[text]), None);
+    }
+}
