@@ -14,3 +14,7 @@ impl std::fmt::Display for Failure {
         write!(f, "failure")
     }
 }
+pub mod bucket;
+pub mod collective;
+pub mod shard;
+pub mod placement;
