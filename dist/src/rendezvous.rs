@@ -52,15 +52,15 @@ pub fn lead(
     let at = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     if let Err(e) = gather(listener, &mut peers, deadline) {
         let missing: Vec<usize> = (1..world).filter(|r| peers[*r].is_none()).collect();
-        let what = match e {
-            Gather::TimedOut => format!(
+        let (culprits, what) = match e {
+            Gather::TimedOut => (missing.clone(), format!(
                 "timed out after {} at {at}: {} of {world} did not arrive (is every rank started, with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE?)",
                 seconds(config.rendezvous),
                 ranks(&missing)
-            ),
-            Gather::Refused(message) => message,
+            )),
+            Gather::Refused(rank, message) => (vec![rank], message),
         };
-        return Err(abort_all(&mut peers, &missing, what));
+        return Err(abort_all(&mut peers, &culprits, what));
     }
     let id = match make_id() {
         Ok(id) => id,
@@ -85,13 +85,14 @@ pub fn lead(
 
 enum Gather {
     TimedOut,
-    Refused(String),
+    /// A rank (or `0` for rank 0's own trouble) refused, and why.
+    Refused(usize, String),
 }
 
 /// Accepts connections until every rank has said hello or the deadline passes.
 fn gather(listener: &TcpListener, peers: &mut [Option<TcpStream>], deadline: Instant) -> std::result::Result<(), Gather> {
     let world = peers.len();
-    listener.set_nonblocking(true).map_err(|e| Gather::Refused(format!("rank 0's socket: {e}")))?;
+    listener.set_nonblocking(true).map_err(|e| Gather::Refused(0, format!("rank 0's socket: {e}")))?;
     while peers.iter().skip(1).any(Option::is_none) {
         if Instant::now() >= deadline {
             return Err(Gather::TimedOut);
@@ -102,23 +103,26 @@ fn gather(listener: &TcpListener, peers: &mut [Option<TcpStream>], deadline: Ins
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
-            Err(e) => return Err(Gather::Refused(format!("rank 0 could not accept a connection: {e}"))),
+            Err(e) => return Err(Gather::Refused(0, format!("rank 0 could not accept a connection: {e}"))),
         };
         let hello = stream
             .set_nonblocking(false)
-            .and_then(|_| read_before(&mut stream, deadline.min(Instant::now() + Duration::from_secs(10))));
+            .and_then(|_| read_before(&mut stream, deadline.min(Instant::now() + Duration::from_secs(2))));
         // Anything but a greeting (a port scan, another program) is dropped.
         let Ok(Message::Hello { rank, world: theirs, host }) = hello else { continue };
         let (rank, theirs) = (rank as usize, theirs as usize);
-        if theirs != world {
-            return Err(Gather::Refused(format!(
+        let refusal = if theirs != world {
+            Some(format!(
                 "rank {rank} (on {host}, {from}) was launched with WORLD_SIZE={theirs}, rank 0 with {world}: every rank needs the same"
-            )));
-        }
-        if rank == 0 || rank >= world || peers[rank].is_some() {
-            return Err(Gather::Refused(format!(
-                "two processes say they are rank {rank} (the second on {host}, {from}): every rank needs its own RANK"
-            )));
+            ))
+        } else if rank == 0 || rank >= world || peers[rank].is_some() {
+            Some(format!("two processes say they are rank {rank} (the second on {host}, {from}): every rank needs its own RANK"))
+        } else {
+            None
+        };
+        if let Some(what) = refusal {
+            let _ = Message::Abort { ranks: vec![rank as u32], what: what.clone() }.write(&mut stream);
+            return Err(Gather::Refused(rank, what));
         }
         peers[rank] = Some(stream);
     }
@@ -145,11 +149,14 @@ fn read_before(stream: &mut TcpStream, deadline: Instant) -> io::Result<Message>
 fn follow(master: &Master, launch: &Launch, config: &Config, deadline: Instant) -> Result<(Group, Vec<u8>)> {
     let rank = launch.rank;
     let mut stream = connect(master, rank, config, deadline)?;
+    // Rank 0 names the missing ranks when its own wait ends: wait a little longer.
+    let patience = config.rendezvous + config.dead_after;
+    let deadline = deadline + config.dead_after;
     let host = hostname();
     let hello = Message::Hello { rank: rank as u32, world: launch.world as u32, host };
     let lost = |e: io::Error| {
         let why = if timed_out(&e) {
-            format!("rank 0 did not complete it within {}: some ranks did not arrive (rank 0's log names them)", seconds(config.rendezvous))
+            format!("rank 0 did not complete it within {}: some ranks did not arrive (rank 0's log names them)", seconds(patience))
         } else {
             format!("the connection to rank 0 failed: {e}")
         };

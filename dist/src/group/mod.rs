@@ -109,7 +109,8 @@ impl Shared {
         drop(hooks);
         if self.rank == 0 {
             let abort = Message::Abort { ranks: failure.ranks.iter().map(|r| *r as u32).collect(), what: failure.what.clone() };
-            for (peer, _) in self.writers.iter().filter(|(r, _)| !failure.ranks.contains(r)) {
+            // The culprits too: a hung rank is alive, and stops on its own watchdog.
+            for (peer, _) in &self.writers {
                 self.send(*peer, &abort);
             }
         }
@@ -315,7 +316,8 @@ fn wait(
         match rx.recv_timeout(left.min(Duration::from_millis(50))) {
             Ok((peer, message)) => {
                 if done(peer, message) {
-                    return Ok(());
+                    // A failure recorded before the last message came in wins.
+                    return group.check().map_err(WaitEnd::Failed);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
