@@ -17,3 +17,4 @@ pub use health::Failure;
 pub use launch::{Launch, Master, Source};
 pub use rendezvous::rendezvous;
 pub mod spawn;
+pub use collective::{Collective, Reducer, Segment};

@@ -2,6 +2,7 @@
 //! this process, faults between real processes (`hyb-dist-rank`, killed, stopped or
 //! hung), the collectives' reduction over threads, and NCCL where a GPU is here.
 
+mod collective;
 mod faults;
 mod rendezvous;
 
