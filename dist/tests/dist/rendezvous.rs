@@ -112,7 +112,7 @@ fn a_rank_missing_a_barrier_is_named() {
 #[test]
 fn a_rank_left_behind_is_a_hang_on_every_rank() {
     let mut watched = config();
-    watched.hang_after = Some(Duration::from_millis(500));
+    watched.hang_after = Some(Duration::from_secs(1));
     let hooks = Arc::new(AtomicUsize::new(0));
     let results = ranks(3, &[0, 1, 2], &watched, |rank, joined| {
         let (group, _) = joined.unwrap();
@@ -130,9 +130,9 @@ fn a_rank_left_behind_is_a_hang_on_every_rank() {
         (started.elapsed(), text(group.check()))
     });
     for (took, error) in &results {
-        assert!(error.starts_with("rank 1 made no progress for 0."), "{error}");
+        assert!(error.starts_with("rank 1 made no progress for 1."), "{error}");
         assert!(error.ends_with("(at step 0; others reached 1): it hangs"), "{error}");
-        assert!(*took < Duration::from_secs(3), "{took:?}");
+        assert!(*took < Duration::from_secs(4), "{took:?}");
     }
     assert_eq!(hooks.load(Ordering::SeqCst), 3, "each rank's hook ran once");
 }
