@@ -72,7 +72,7 @@ fn check(gradients: &[Gradient], cap_bytes: usize) -> Result<()> {
     }
     let mut seen = std::collections::HashSet::new();
     for g in gradients {
-        if g.bytes == 0 || g.bytes % 4 != 0 {
+        if g.bytes == 0 || !g.bytes.is_multiple_of(4) {
             return Err(Error::Invalid(format!(
                 "the gradient of parameter {} has {} bytes: an f32 gradient has a positive multiple of 4",
                 g.param, g.bytes
@@ -90,14 +90,20 @@ impl Bucket {
     /// merged, by buffer and offset. Gradients that overlap are an error (their bytes
     /// would be summed twice).
     pub fn segments(&self, gradients: &[Gradient], locate: impl Fn(usize) -> Location) -> Result<Vec<Segment>> {
-        let mut spans: Vec<(Location, usize, usize)> =
-            self.gradients.iter().map(|&i| (locate(gradients[i].param), gradients[i].bytes, gradients[i].param)).collect();
+        let mut spans: Vec<(Location, usize, usize)> = self
+            .gradients
+            .iter()
+            .map(|&i| (locate(gradients[i].param), gradients[i].bytes, gradients[i].param))
+            .collect();
         spans.sort_by_key(|(at, _, _)| (at.buffer, at.offset));
         let mut segments: Vec<Segment> = Vec::new();
         let mut last_param = usize::MAX;
         for (at, bytes, param) in spans {
-            if at.offset % 4 != 0 {
-                return Err(Error::Invalid(format!("the gradient of parameter {param} lies at byte {}, not a multiple of 4", at.offset)));
+            if !at.offset.is_multiple_of(4) {
+                return Err(Error::Invalid(format!(
+                    "the gradient of parameter {param} lies at byte {}, not a multiple of 4",
+                    at.offset
+                )));
             }
             match segments.last_mut() {
                 Some(s) if s.buffer == at.buffer && at.offset < s.offset + s.bytes => {

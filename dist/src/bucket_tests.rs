@@ -26,7 +26,8 @@ fn backward(stream: &mut Stream, params: usize) -> Vec<Gradient> {
 fn buckets_group_in_the_order_gradients_become_final() {
     let gradients = [g(0, 8, 9), g(1, 4, 7), g(2, 4, 7), g(3, 16, 3), g(4, 4, 1)];
     let buckets = buckets(&gradients, 8).unwrap();
-    let groups: Vec<Vec<usize>> = buckets.iter().map(|b| b.gradients.iter().map(|&i| gradients[i].param).collect()).collect();
+    let groups: Vec<Vec<usize>> =
+        buckets.iter().map(|b| b.gradients.iter().map(|&i| gradients[i].param).collect()).collect();
     assert_eq!(groups, [vec![4], vec![3], vec![2, 1], vec![0]]);
     let finals: Vec<usize> = buckets.iter().map(|b| b.final_after).collect();
     assert_eq!(finals, [1, 3, 7, 9]);
@@ -93,7 +94,9 @@ fn segments_cover_every_gradient_byte_exactly_once() {
     for cap in [4, 3000, 50_000, usize::MAX] {
         let gradients = backward(&mut stream, 50);
         let at = layout(&mut stream, &gradients);
-        let size = |b: usize| at.iter().zip(&gradients).filter(|(l, _)| l.buffer == b).map(|(l, g)| l.offset + g.bytes).max().unwrap_or(0);
+        let size = |b: usize| {
+            at.iter().zip(&gradients).filter(|(l, _)| l.buffer == b).map(|(l, g)| l.offset + g.bytes).max().unwrap_or(0)
+        };
         let mut covered = [vec![0u8; size(0)], vec![0u8; size(1)]];
         for bucket in buckets(&gradients, cap).unwrap() {
             for s in bucket.segments(&gradients, |p| at[p]).unwrap() {
@@ -113,7 +116,8 @@ fn segments_cover_every_gradient_byte_exactly_once() {
 fn adjacent_gradients_merge_into_one_segment() {
     let gradients = [g(0, 8, 2), g(1, 4, 1), g(2, 4, 0)];
     let bucket = Bucket { gradients: vec![2, 1, 0], bytes: 16, final_after: 2 };
-    let at = [Location { buffer: 0, offset: 100 }, Location { buffer: 0, offset: 108 }, Location { buffer: 1, offset: 0 }];
+    let at =
+        [Location { buffer: 0, offset: 100 }, Location { buffer: 0, offset: 108 }, Location { buffer: 1, offset: 0 }];
     let segments = bucket.segments(&gradients, |p| at[p]).unwrap();
     assert_eq!(segments, [Segment { buffer: 0, offset: 100, bytes: 12 }, Segment { buffer: 1, offset: 0, bytes: 4 }]);
 }

@@ -193,9 +193,11 @@ fn master(vars: &Vars, world: usize, source: Source) -> Result<Option<Master>> {
         None => slurm_host(vars, source)?,
     };
     let port = match (vars.text("MASTER_PORT"), vars.number("SLURM_JOB_ID")) {
-        (Some(text), _) => text.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-            Error::Launch(format!("MASTER_PORT={text:?} is not a port (1 to 65535)"))
-        })?,
+        (Some(text), _) => text
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| Error::Launch(format!("MASTER_PORT={text:?} is not a port (1 to 65535)")))?,
         (None, Ok(Some(job))) if source == Source::Slurm => slurm::port_for_job(job as u64),
         _ => return Err(Error::Launch("MASTER_PORT is not set: the port rank 0 listens on is unknown".into())),
     };
@@ -203,7 +205,9 @@ fn master(vars: &Vars, world: usize, source: Source) -> Result<Option<Master>> {
 }
 
 fn slurm_host(vars: &Vars, source: Source) -> Result<String> {
-    let missing = || Error::Launch("MASTER_ADDR is not set: the host of rank 0 is unknown (torchrun sets it; under Slurm it defaults to the first host of SLURM_JOB_NODELIST)".into());
+    let missing = || {
+        Error::Launch("MASTER_ADDR is not set: the host of rank 0 is unknown (torchrun sets it; under Slurm it defaults to the first host of SLURM_JOB_NODELIST)".into())
+    };
     if source != Source::Slurm {
         return Err(missing());
     }

@@ -30,8 +30,14 @@ fn no_variables_is_one_process() {
 fn torchrun_variables() {
     let launch = launch(&TORCHRUN).unwrap();
     let master = Master { host: "node01".into(), port: 29500 };
-    let expected =
-        Launch { rank: 5, world: 8, local_rank: 1, local_world: Some(4), master: Some(master), source: Source::Torchrun };
+    let expected = Launch {
+        rank: 5,
+        world: 8,
+        local_rank: 1,
+        local_world: Some(4),
+        master: Some(master),
+        source: Source::Torchrun,
+    };
     assert_eq!(launch, expected);
     assert_eq!(launch.describe(), "rank 5 of 8 (local 1 of 4), rendezvous at node01:29500");
 }
@@ -110,7 +116,6 @@ fn partial_launches_are_refused() {
     assert!(message.contains("RANK and WORLD_SIZE are not"), "{message}");
     let message = error(&[("SLURM_PROCID", "0"), ("SLURM_NTASKS", "2")]);
     assert!(message.starts_with("SLURM_LOCALID is not set"), "{message}");
-    let message =
-        error(&[("SLURM_PROCID", "2"), ("SLURM_NTASKS", "2"), ("SLURM_LOCALID", "0"), ("MASTER_ADDR", "a")]);
+    let message = error(&[("SLURM_PROCID", "2"), ("SLURM_NTASKS", "2"), ("SLURM_LOCALID", "0"), ("MASTER_ADDR", "a")]);
     assert_eq!(message, "SLURM_PROCID=2 is not below SLURM_NTASKS=2: ranks count from 0");
 }

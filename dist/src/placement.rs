@@ -23,7 +23,8 @@ pub fn visible_gpus(cuda_visible_devices: Option<&str>, device_count: usize) -> 
 pub fn place(jobs: usize, gpus: &[String]) -> Result<Vec<String>> {
     if gpus.is_empty() {
         return Err(Error::Invalid(
-            "no GPU is visible (CUDA_VISIBLE_DEVICES is empty or the driver finds none): a sweep on cuda needs one".into(),
+            "no GPU is visible (CUDA_VISIBLE_DEVICES is empty or the driver finds none): a sweep on cuda needs one"
+                .into(),
         ));
     }
     Ok((0..jobs).map(|j| gpus[j % gpus.len()].clone()).collect())

@@ -17,7 +17,11 @@ use crate::wire::{Message, timed_out};
 
 /// Joins the run `launch` describes: returns the group and rank 0's id, which
 /// `make_id` makes (called on rank 0 only, once every rank has arrived).
-pub fn rendezvous(launch: &Launch, config: &Config, make_id: impl FnOnce() -> Result<Vec<u8>>) -> Result<(Group, Vec<u8>)> {
+pub fn rendezvous(
+    launch: &Launch,
+    config: &Config,
+    make_id: impl FnOnce() -> Result<Vec<u8>>,
+) -> Result<(Group, Vec<u8>)> {
     let deadline = Instant::now() + config.rendezvous;
     if launch.world == 1 {
         return Ok((Group::start(0, 1, config.clone(), Vec::new())?, make_id()?));
@@ -35,7 +39,11 @@ pub fn rendezvous(launch: &Launch, config: &Config, make_id: impl FnOnce() -> Re
 pub fn listen(master: &Master) -> Result<TcpListener> {
     let any = if master.host.parse::<std::net::Ipv6Addr>().is_ok() { "::" } else { "0.0.0.0" };
     TcpListener::bind((any, master.port)).map_err(|e| {
-        let hint = if e.kind() == io::ErrorKind::AddrInUse { ": another program (or run) holds it; choose another MASTER_PORT" } else { "" };
+        let hint = if e.kind() == io::ErrorKind::AddrInUse {
+            ": another program (or run) holds it; choose another MASTER_PORT"
+        } else {
+            ""
+        };
         Error::Rendezvous(format!("rank 0 cannot listen on port {}: {e}{hint}", master.port))
     })
 }
@@ -53,11 +61,14 @@ pub fn lead(
     if let Err(e) = gather(listener, &mut peers, deadline) {
         let missing: Vec<usize> = (1..world).filter(|r| peers[*r].is_none()).collect();
         let (culprits, what) = match e {
-            Gather::TimedOut => (missing.clone(), format!(
-                "timed out after {} at {at}: {} of {world} did not arrive (is every rank started, with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE?)",
-                seconds(config.rendezvous),
-                ranks(&missing)
-            )),
+            Gather::TimedOut => (
+                missing.clone(),
+                format!(
+                    "timed out after {} at {at}: {} of {world} did not arrive (is every rank started, with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE?)",
+                    seconds(config.rendezvous),
+                    ranks(&missing)
+                ),
+            ),
             Gather::Refused(rank, message) => (vec![rank], message),
         };
         return Err(abort_all(&mut peers, &culprits, what));
@@ -90,7 +101,11 @@ enum Gather {
 }
 
 /// Accepts connections until every rank has said hello or the deadline passes.
-fn gather(listener: &TcpListener, peers: &mut [Option<TcpStream>], deadline: Instant) -> std::result::Result<(), Gather> {
+fn gather(
+    listener: &TcpListener,
+    peers: &mut [Option<TcpStream>],
+    deadline: Instant,
+) -> std::result::Result<(), Gather> {
     let world = peers.len();
     listener.set_nonblocking(true).map_err(|e| Gather::Refused(0, format!("rank 0's socket: {e}")))?;
     while peers.iter().skip(1).any(Option::is_none) {
@@ -116,7 +131,9 @@ fn gather(listener: &TcpListener, peers: &mut [Option<TcpStream>], deadline: Ins
                 "rank {rank} (on {host}, {from}) was launched with WORLD_SIZE={theirs}, rank 0 with {world}: every rank needs the same"
             ))
         } else if rank == 0 || rank >= world || peers[rank].is_some() {
-            Some(format!("two processes say they are rank {rank} (the second on {host}, {from}): every rank needs its own RANK"))
+            Some(format!(
+                "two processes say they are rank {rank} (the second on {host}, {from}): every rank needs its own RANK"
+            ))
         } else {
             None
         };
@@ -156,7 +173,10 @@ fn follow(master: &Master, launch: &Launch, config: &Config, deadline: Instant) 
     let hello = Message::Hello { rank: rank as u32, world: launch.world as u32, host };
     let lost = |e: io::Error| {
         let why = if timed_out(&e) {
-            format!("rank 0 did not complete it within {}: some ranks did not arrive (rank 0's log names them)", seconds(patience))
+            format!(
+                "rank 0 did not complete it within {}: some ranks did not arrive (rank 0's log names them)",
+                seconds(patience)
+            )
         } else {
             format!("the connection to rank 0 failed: {e}")
         };

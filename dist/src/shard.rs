@@ -18,10 +18,11 @@ pub fn rows(global: usize, rank: usize, world: usize) -> Result<Range<usize>> {
     if world == 0 || rank >= world {
         return Err(Error::Invalid(format!("rank {rank} of a world of {world}")));
     }
-    if global % world != 0 || global == 0 {
+    if !global.is_multiple_of(world) || global == 0 {
         let below = (global / world).max(1) * world;
         let above = (global / world + 1) * world;
-        let suggestion = if below == above || global < world { format!("{above}") } else { format!("{below} or {above}") };
+        let suggestion =
+            if below == above || global < world { format!("{above}") } else { format!("{below} or {above}") };
         return Err(Error::Invalid(format!(
             "a batch of {global} sequences does not split evenly over {world} GPUs: choose a multiple of {world} ({suggestion})"
         )));

@@ -18,7 +18,9 @@ pub fn children(gpus: usize, visible: usize, port: u16) -> Result<Vec<Vec<(Strin
         return Err(Error::Invalid("--gpus 0: give at least one GPU".into()));
     }
     if gpus > visible {
-        return Err(Error::Invalid(format!("--gpus {gpus}, but this process sees {visible} GPUs (CUDA_VISIBLE_DEVICES or the driver)")));
+        return Err(Error::Invalid(format!(
+            "--gpus {gpus}, but this process sees {visible} GPUs (CUDA_VISIBLE_DEVICES or the driver)"
+        )));
     }
     let env = |rank: usize| {
         let pairs = [
@@ -62,7 +64,8 @@ pub fn supervise(program: &Path, args: &[String], envs: &[Vec<(String, String)>]
         return Ok(());
     }
     failed.sort_by_key(|(_, _, at)| *at);
-    let words: Vec<String> = failed.iter().map(|(rank, status, _)| format!("rank {rank} {}", describe(status))).collect();
+    let words: Vec<String> =
+        failed.iter().map(|(rank, status, _)| format!("rank {rank} {}", describe(status))).collect();
     Err(Error::Launch(format!("{} of {} ranks failed: {}", failed.len(), envs.len(), words.join("; "))))
 }
 
@@ -73,12 +76,13 @@ fn wait_all(children: &mut [Child], grace: Duration) -> Vec<(usize, ExitStatus, 
     let mut kill_at: Option<Instant> = None;
     while ends.iter().any(Option::is_none) {
         for (rank, child) in children.iter_mut().enumerate() {
-            if ends[rank].is_none() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    ends[rank] = Some((status, Instant::now()));
-                    if !status.success() && kill_at.is_none() {
-                        kill_at = Some(Instant::now() + grace);
-                    }
+            if ends[rank].is_some() {
+                continue;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                ends[rank] = Some((status, Instant::now()));
+                if !status.success() && kill_at.is_none() {
+                    kill_at = Some(Instant::now() + grace);
                 }
             }
         }
@@ -120,7 +124,10 @@ mod tests {
         assert_eq!((get(1, "WORLD_SIZE"), get(1, "MASTER_PORT")), ("2".into(), "29500".into()));
         let launch = crate::Launch::from_vars(|name| envs[1].iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()));
         assert_eq!(launch.unwrap().describe(), "rank 1 of 2 (local 1 of 2), rendezvous at 127.0.0.1:29500");
-        assert_eq!(children(3, 2, 1).unwrap_err().to_string(), "--gpus 3, but this process sees 2 GPUs (CUDA_VISIBLE_DEVICES or the driver)");
+        assert_eq!(
+            children(3, 2, 1).unwrap_err().to_string(),
+            "--gpus 3, but this process sees 2 GPUs (CUDA_VISIBLE_DEVICES or the driver)"
+        );
         assert!(children(0, 2, 1).is_err());
     }
 
@@ -132,7 +139,12 @@ mod tests {
         assert_eq!(supervise(sh, &script("exit 0"), &envs, Duration::from_secs(1)), Ok(()));
         // Rank 1 fails at once; the others would run for a minute: killed after the grace.
         let started = Instant::now();
-        let error = supervise(sh, &script(r#"if [ "$RANK" = 1 ]; then exit 7; fi; exec sleep 60"#), &envs, Duration::from_millis(200));
+        let error = supervise(
+            sh,
+            &script(r#"if [ "$RANK" = 1 ]; then exit 7; fi; exec sleep 60"#),
+            &envs,
+            Duration::from_millis(200),
+        );
         let message = error.unwrap_err().to_string();
         assert!(started.elapsed() < Duration::from_secs(10), "killed after the grace");
         assert!(message.starts_with("launch: 3 of 3 ranks failed: rank 1 exited with code 7; rank "), "{message}");

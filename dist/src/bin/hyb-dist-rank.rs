@@ -70,7 +70,8 @@ fn run(o: &Options, launch: &Launch) -> hyb_dist::Result<()> {
 }
 
 fn main() {
-    let (options, launch) = match options().and_then(|o| Launch::from_env().map(|l| (o, l)).map_err(|e| e.to_string())) {
+    let (options, launch) = match options().and_then(|o| Launch::from_env().map(|l| (o, l)).map_err(|e| e.to_string()))
+    {
         Ok(both) => both,
         Err(e) => {
             eprintln!("hyb-dist-rank: {e}");

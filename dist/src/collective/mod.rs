@@ -67,7 +67,12 @@ impl Reducer {
 
     /// Call after instruction `instruction` of the step has been issued: issues the
     /// all-reduce of every bucket whose gradients are now final.
-    pub fn after<C: Collective + ?Sized>(&mut self, instruction: usize, c: &mut C, memory: &mut C::Memory) -> Result<()> {
+    pub fn after<C: Collective + ?Sized>(
+        &mut self,
+        instruction: usize,
+        c: &mut C,
+        memory: &mut C::Memory,
+    ) -> Result<()> {
         for b in self.schedule.due(instruction) {
             if b != self.issued {
                 return Err(Error::Invalid(format!("bucket {b} is due before bucket {} was issued", self.issued)));

@@ -73,17 +73,26 @@ impl DeviceBuffers {
 
     /// A segment's address and f32 count, checked against its buffer.
     fn address(&self, s: &Segment) -> Result<(CUdeviceptr, usize)> {
-        let (base, size) = *self.buffers.get(s.buffer).ok_or_else(|| Error::Collective(format!("no buffer {}", s.buffer)))?;
-        if s.offset % 4 != 0 || s.bytes % 4 != 0 || s.offset + s.bytes > size {
+        let (base, size) =
+            *self.buffers.get(s.buffer).ok_or_else(|| Error::Collective(format!("no buffer {}", s.buffer)))?;
+        if !s.offset.is_multiple_of(4) || !s.bytes.is_multiple_of(4) || s.offset + s.bytes > size {
             return Err(Error::Collective(format!("{s:?} is not f32 elements inside its buffer of {size} bytes")));
         }
         Ok((base + s.offset as CUdeviceptr, s.elements()))
     }
 }
 
+/// A communicator handle, sendable: NCCL allows its use from any thread.
+#[derive(Clone, Copy)]
+struct Comm(ncclComm_t);
+
+// SAFETY: NCCL communicators are not tied to a thread; this crate serialises their
+// calls per rank (`&mut self`, or the abort under its mutex).
+unsafe impl Send for Comm {}
+
 /// This rank's NCCL communicator.
 pub struct Nccl {
-    comm: Arc<Mutex<Option<ncclComm_t>>>,
+    comm: Arc<Mutex<Option<Comm>>>,
     rank: usize,
     world: usize,
     stream: CUstream,
@@ -91,17 +100,13 @@ pub struct Nccl {
     scratch: CUdeviceptr,
 }
 
-// SAFETY: the communicator and stream are handles NCCL and CUDA allow on any thread;
-// one rank uses its `Nccl` from one thread at a time (`&mut self`).
+// SAFETY: the stream is a handle CUDA allows on any thread; one rank uses its `Nccl`
+// from one thread at a time (`&mut self`).
 unsafe impl Send for Nccl {}
 
 /// Aborts a communicator from another thread (the watchdog's hook).
 #[derive(Clone)]
-pub struct AbortHandle(Arc<Mutex<Option<ncclComm_t>>>);
-
-// SAFETY: the handle is only used under the mutex, to call ncclCommAbort once.
-unsafe impl Send for AbortHandle {}
-unsafe impl Sync for AbortHandle {}
+pub struct AbortHandle(Arc<Mutex<Option<Comm>>>);
 
 impl AbortHandle {
     /// Aborts the communicator (once): its pending operations return with an error.
@@ -109,7 +114,7 @@ impl AbortHandle {
         if let Some(comm) = self.0.lock().unwrap().take() {
             // SAFETY: a communicator `Nccl::new` created and no one has destroyed.
             unsafe {
-                let _ = nccl::comm_abort(comm);
+                let _ = nccl::comm_abort(comm.0);
             }
         }
     }
@@ -133,7 +138,7 @@ impl Nccl {
         // SAFETY: a context is current (the caller's contract).
         let scratch = unsafe { driver::malloc_sync(4) }
             .map_err(|e| Error::Collective(format!("cannot allocate the barrier's scratch: {e:?}")))?;
-        Ok(Nccl { comm: Arc::new(Mutex::new(Some(comm))), rank, world, stream, scratch })
+        Ok(Nccl { comm: Arc::new(Mutex::new(Some(Comm(comm)))), rank, world, stream, scratch })
     }
 
     pub fn abort_handle(&self) -> AbortHandle {
@@ -141,7 +146,11 @@ impl Nccl {
     }
 
     fn comm(&self) -> Result<ncclComm_t> {
-        self.comm.lock().unwrap().ok_or_else(|| Error::Collective("the communicator was aborted after a rank failed".into()))
+        self.comm
+            .lock()
+            .unwrap()
+            .map(|c| c.0)
+            .ok_or_else(|| Error::Collective("the communicator was aborted after a rank failed".into()))
     }
 
     fn nccl_stream(&self) -> sys::cudaStream_t {
@@ -149,7 +158,12 @@ impl Nccl {
     }
 
     /// Runs `each` for every segment inside one NCCL group.
-    fn grouped(&self, call: &str, each: impl Fn(ncclComm_t, CUdeviceptr, usize) -> std::result::Result<nccl::NcclStatus, nccl::NcclError>, addresses: &[(CUdeviceptr, usize)]) -> Result<()> {
+    fn grouped(
+        &self,
+        call: &str,
+        each: impl Fn(ncclComm_t, CUdeviceptr, usize) -> std::result::Result<nccl::NcclStatus, nccl::NcclError>,
+        addresses: &[(CUdeviceptr, usize)],
+    ) -> Result<()> {
         let comm = self.comm()?;
         nccl::group_start().map_err(|e| failed("ncclGroupStart", &e))?;
         let mut outcome = Ok(());
@@ -178,31 +192,47 @@ impl Collective for Nccl {
     fn all_reduce_sum(&mut self, memory: &mut DeviceBuffers, bucket: &[Segment]) -> Result<()> {
         let addresses = bucket.iter().map(|s| memory.address(s)).collect::<Result<Vec<_>>>()?;
         let stream = self.nccl_stream();
-        self.grouped("ncclAllReduce", |comm, address, count| {
-            let p = address as *mut std::ffi::c_void;
-            // SAFETY: in-place on device memory the buffers' contract vouches for.
-            unsafe { nccl::all_reduce(p, p, count, ncclDataType_t::ncclFloat32, ncclRedOp_t::ncclSum, comm, stream) }
-        }, &addresses)
+        self.grouped(
+            "ncclAllReduce",
+            |comm, address, count| {
+                let p = address as *mut std::ffi::c_void;
+                // SAFETY: in-place on device memory the buffers' contract vouches for.
+                unsafe {
+                    nccl::all_reduce(p, p, count, ncclDataType_t::ncclFloat32, ncclRedOp_t::ncclSum, comm, stream)
+                }
+            },
+            &addresses,
+        )
     }
 
     fn broadcast(&mut self, memory: &mut DeviceBuffers, segments: &[Segment], root: usize) -> Result<()> {
         let addresses = segments.iter().map(|s| memory.address(s)).collect::<Result<Vec<_>>>()?;
         let stream = self.nccl_stream();
-        self.grouped("ncclBroadcast", |comm, address, count| {
-            let p = address as *mut std::ffi::c_void;
-            // SAFETY: as for the all-reduce.
-            unsafe { nccl::broadcast(p, p, count, ncclDataType_t::ncclFloat32, root as i32, comm, stream) }
-        }, &addresses)
+        self.grouped(
+            "ncclBroadcast",
+            |comm, address, count| {
+                let p = address as *mut std::ffi::c_void;
+                // SAFETY: as for the all-reduce.
+                unsafe { nccl::broadcast(p, p, count, ncclDataType_t::ncclFloat32, root as i32, comm, stream) }
+            },
+            &addresses,
+        )
     }
 
     fn barrier(&mut self) -> Result<()> {
         let scratch = [(self.scratch, 1)];
         let stream = self.nccl_stream();
-        self.grouped("ncclAllReduce", |comm, address, count| {
-            let p = address as *mut std::ffi::c_void;
-            // SAFETY: this communicator's own scratch float.
-            unsafe { nccl::all_reduce(p, p, count, ncclDataType_t::ncclFloat32, ncclRedOp_t::ncclSum, comm, stream) }
-        }, &scratch)?;
+        self.grouped(
+            "ncclAllReduce",
+            |comm, address, count| {
+                let p = address as *mut std::ffi::c_void;
+                // SAFETY: this communicator's own scratch float.
+                unsafe {
+                    nccl::all_reduce(p, p, count, ncclDataType_t::ncclFloat32, ncclRedOp_t::ncclSum, comm, stream)
+                }
+            },
+            &scratch,
+        )?;
         // SAFETY: the stream given at creation.
         unsafe { driver::stream::synchronize(self.stream) }
             .map_err(|e| Error::Collective(format!("waiting for the barrier failed: {e:?}")))
@@ -214,7 +244,7 @@ impl Drop for Nccl {
         // SAFETY: handles this value created; an aborted communicator is already gone.
         unsafe {
             if let Some(comm) = self.comm.lock().unwrap().take() {
-                let _ = nccl::comm_destroy(comm);
+                let _ = nccl::comm_destroy(comm.0);
             }
             let _ = driver::free_sync(self.scratch);
         }

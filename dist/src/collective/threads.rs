@@ -42,7 +42,12 @@ impl Threads {
     }
 
     /// Deposits `values` for operation `op`; returns `combine` of every rank's values.
-    fn exchange(&self, op: &'static str, values: Vec<f32>, combine: impl Fn(&[Vec<f32>]) -> Vec<f32>) -> Result<Arc<Vec<f32>>> {
+    fn exchange(
+        &self,
+        op: &'static str,
+        values: Vec<f32>,
+        combine: impl Fn(&[Vec<f32>]) -> Vec<f32>,
+    ) -> Result<Arc<Vec<f32>>> {
         let deadline = Instant::now() + self.timeout;
         let mut round = self.exchange.round.lock().unwrap();
         round = self.wait(round, deadline, op, |r| r.result.is_none())?;
@@ -50,7 +55,8 @@ impl Threads {
         round.inputs[self.rank] = Some((op, values));
         if round.inputs.iter().all(Option::is_some) {
             let inputs: Vec<(&str, Vec<f32>)> = round.inputs.iter().map(|i| i.clone().unwrap()).collect();
-            round.result = Some(agree(&inputs).map(|()| Arc::new(combine(&inputs.into_iter().map(|i| i.1).collect::<Vec<_>>()))));
+            round.result =
+                Some(agree(&inputs).map(|()| Arc::new(combine(&inputs.into_iter().map(|i| i.1).collect::<Vec<_>>()))));
             round.unread = self.world;
             self.exchange.changed.notify_all();
         }
@@ -116,7 +122,9 @@ fn gather(memory: &[Vec<f32>], segments: &[Segment]) -> Result<Vec<f32>> {
 fn view<'a>(memory: &'a [Vec<f32>], s: &Segment) -> Result<&'a [f32]> {
     let buffer = memory.get(s.buffer).ok_or_else(|| Error::Collective(format!("no buffer {}", s.buffer)))?;
     let (start, end) = (s.offset / 4, (s.offset + s.bytes) / 4);
-    buffer.get(start..end).ok_or_else(|| Error::Collective(format!("{s:?} lies outside its buffer of {} bytes", buffer.len() * 4)))
+    buffer
+        .get(start..end)
+        .ok_or_else(|| Error::Collective(format!("{s:?} lies outside its buffer of {} bytes", buffer.len() * 4)))
 }
 
 fn scatter(memory: &mut [Vec<f32>], segments: &[Segment], values: &[f32]) {

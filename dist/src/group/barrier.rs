@@ -35,8 +35,7 @@ impl Group {
                 Err(WaitEnd::Failed(e)) => return Err(e),
                 Err(WaitEnd::TimedOut) => {
                     let missing = (0..self.world).filter(|r| !arrived[*r]).collect();
-                    let what =
-                        format!("did not reach barrier {epoch} within {}", seconds(self.shared.config.barrier));
+                    let what = format!("did not reach barrier {epoch} within {}", seconds(self.shared.config.barrier));
                     self.shared.fail(Failure { ranks: missing, what });
                     return self.check();
                 }

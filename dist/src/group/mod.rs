@@ -108,7 +108,8 @@ impl Shared {
         }
         drop(hooks);
         if self.rank == 0 {
-            let abort = Message::Abort { ranks: failure.ranks.iter().map(|r| *r as u32).collect(), what: failure.what.clone() };
+            let abort =
+                Message::Abort { ranks: failure.ranks.iter().map(|r| *r as u32).collect(), what: failure.what.clone() };
             // The culprits too: a hung rank is alive, and stops on its own watchdog.
             for (peer, _) in &self.writers {
                 self.send(*peer, &abort);
@@ -135,7 +136,8 @@ impl Group {
     /// The group of rank `rank` of `world` over the rendezvous' connections (rank 0:
     /// one per other rank; the others: one to rank 0), each `(peer rank, stream)`.
     pub(crate) fn start(rank: usize, world: usize, config: Config, streams: Vec<(usize, TcpStream)>) -> Result<Group> {
-        let io = |e: std::io::Error| Error::Rendezvous(format!("rank {rank}: a connection failed as the run started: {e}"));
+        let io =
+            |e: std::io::Error| Error::Rendezvous(format!("rank {rank}: a connection failed as the run started: {e}"));
         let mut writers = Vec::new();
         let mut readers = Vec::new();
         for (peer, stream) in streams {

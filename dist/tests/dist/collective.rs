@@ -69,7 +69,10 @@ fn bucketed_all_reduce_sums_every_gradient_once() {
                     expected[l.buffer][l.offset / 4 + i] = sum;
                 }
             }
-            assert_eq!(memory, &expected, "rank {rank}, buckets of {cap} bytes: gradients summed, nothing else touched");
+            assert_eq!(
+                memory, &expected,
+                "rank {rank}, buckets of {cap} bytes: gradients summed, nothing else touched"
+            );
         }
     }
 }
@@ -105,7 +108,9 @@ fn a_rank_that_does_not_come_is_named() {
     let errors: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = ranks
             .into_iter()
-            .map(|mut c| s.spawn(move || c.all_reduce_sum(&mut [vec![1.0]], &[Segment { buffer: 0, offset: 0, bytes: 4 }])))
+            .map(|mut c| {
+                s.spawn(move || c.all_reduce_sum(&mut [vec![1.0]], &[Segment { buffer: 0, offset: 0, bytes: 4 }]))
+            })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap().unwrap_err().to_string()).collect()
     });
@@ -122,14 +127,19 @@ fn ranks_that_disagree_all_fail() {
             .map(|mut c| {
                 s.spawn(move || {
                     let bytes = 4 * (1 + c.rank());
-                    c.all_reduce_sum(&mut [vec![1.0; 2]], &[Segment { buffer: 0, offset: 0, bytes }]).unwrap_err().to_string()
+                    c.all_reduce_sum(&mut [vec![1.0; 2]], &[Segment { buffer: 0, offset: 0, bytes }])
+                        .unwrap_err()
+                        .to_string()
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for error in errors {
-        assert_eq!(error, "collective: the ranks disagree: rank 0 called all_reduce_sum on 1 values, rank 1 all_reduce_sum on 2");
+        assert_eq!(
+            error,
+            "collective: the ranks disagree: rank 0 called all_reduce_sum on 1 values, rank 1 all_reduce_sum on 2"
+        );
     }
 }
 
@@ -141,7 +151,10 @@ fn a_step_that_skips_a_bucket_is_caught() {
     let buckets = reducer.buckets().len();
     assert_eq!(
         message,
-        format!("{buckets} of {buckets} gradient buckets were not reduced: the step ended before instruction {}", reducer.buckets()[0].final_after)
+        format!(
+            "{buckets} of {buckets} gradient buckets were not reduced: the step ended before instruction {}",
+            reducer.buckets()[0].final_after
+        )
     );
 }
 

@@ -92,7 +92,8 @@ fn a_killed_rank_stops_the_others_fast() {
     for (rank, process) in ranks.into_iter().enumerate() {
         let (code, stderr) = process.end(Duration::from_secs(10));
         assert_eq!(code, Some(1), "rank {rank}: {stderr}");
-        let expected = format!("rank {rank}: rank 2 stopped: its connection closed (the process exited or was killed)\n");
+        let expected =
+            format!("rank {rank}: rank 2 stopped: its connection closed (the process exited or was killed)\n");
         assert_eq!(stderr, expected);
     }
     assert!(killed_at.elapsed() < Duration::from_secs(3), "stopped within {:?}", killed_at.elapsed());
@@ -109,7 +110,10 @@ fn a_stopped_rank_is_declared_dead_after_its_silence() {
     for process in ranks {
         let (code, stderr) = process.end(Duration::from_secs(10));
         assert_eq!(code, Some(1), "{stderr}");
-        assert!(stderr.contains(": rank 1 stopped answering: nothing heard for 1.0 s (the process is stopped"), "{stderr}");
+        assert!(
+            stderr.contains(": rank 1 stopped answering: nothing heard for 1.0 s (the process is stopped"),
+            "{stderr}"
+        );
     }
     let took = stopped_at.elapsed();
     assert!(took > Duration::from_millis(900) && took < Duration::from_secs(4), "stopped within {took:?}");

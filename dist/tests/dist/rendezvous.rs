@@ -49,7 +49,10 @@ fn an_absent_rank_0_is_reported_with_its_address() {
     assert!(started.elapsed() < Duration::from_secs(3));
     let expected = format!("rendezvous: rank 2 could not reach rank 0 at 127.0.0.1:{port} within 0.5 s (last error: ");
     assert!(error.starts_with(&expected), "{error}");
-    assert!(error.ends_with("is rank 0 running, and are MASTER_ADDR and MASTER_PORT the same for every rank?"), "{error}");
+    assert!(
+        error.ends_with("is rank 0 running, and are MASTER_ADDR and MASTER_PORT the same for every rank?"),
+        "{error}"
+    );
 }
 
 #[test]
