@@ -9,7 +9,7 @@
 //! A data-parallel run, in the order the trainer calls it:
 //!
 //! 1. [`Launch::from_env`]; `device = placement::device_for_rank(local_rank, visible)`.
-//! 2. [`rendezvous`] with [`collective::nccl::unique_id`] as the id maker, then
+//! 2. [`rendezvous()`] with [`collective::nccl::unique_id`] as the id maker, then
 //!    [`collective::nccl::Nccl::new`] with the id on the rank's GPU and
 //!    `group.on_failure(move |_| abort.abort())` with its [`collective::nccl::AbortHandle`].
 //! 3. The initial weights broadcast from rank 0 ([`Collective::broadcast`]).
