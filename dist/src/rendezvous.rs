@@ -177,6 +177,9 @@ fn follow(master: &Master, launch: &Launch, config: &Config, deadline: Instant) 
                 "rank 0 did not complete it within {}: some ranks did not arrive (rank 0's log names them)",
                 seconds(patience)
             )
+        } else if e.kind() == io::ErrorKind::UnexpectedEof {
+            "rank 0 closed the connection before the rendezvous completed (it stopped, or refused this rank: its log says why)"
+                .to_string()
         } else {
             format!("the connection to rank 0 failed: {e}")
         };

@@ -183,7 +183,10 @@ impl Group {
         self.failure().map_or(Ok(()), |f| Err(Error::Peer(f)))
     }
 
-    /// Reports this rank's progress (the steps it has finished) for hang detection.
+    /// Reports this rank's progress for hang detection: a counter that only grows, the
+    /// steps whose own work this rank has finished (set it before waiting for the
+    /// others, so a rank that hangs stays behind them). A long phase without steps (an
+    /// evaluation, a checkpoint) must move it too, or `hang_after` must exceed it.
     pub fn set_progress(&self, steps: u64) {
         self.shared.progress.store(steps, Ordering::SeqCst);
     }
@@ -264,7 +267,8 @@ fn tick(shared: Arc<Shared>) {
         for (peer, _) in &shared.writers {
             shared.send(*peer, &beat);
         }
-        if let (0, Some(hang_after)) = (shared.rank, shared.config.hang_after) {
+        // One process has no one to stop: its hangs are its own to see.
+        if let (0, Some(hang_after), true) = (shared.rank, shared.config.hang_after, !shared.writers.is_empty()) {
             let mut progress = shared.peers.lock().unwrap().clone();
             progress[0] = Some(shared.progress.load(Ordering::SeqCst));
             if let Some(failure) = stall.observe(&progress, Instant::now(), hang_after) {

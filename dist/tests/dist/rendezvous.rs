@@ -23,8 +23,13 @@ fn every_rank_gets_the_id_and_barriers_meet() {
 
 #[test]
 fn one_process_needs_no_network() {
-    let (group, got) = hyb_dist::rendezvous(&hyb_dist::Launch::single(), &config(), || Ok(vec![7])).unwrap();
+    let mut watched = config();
+    watched.hang_after = Some(Duration::from_millis(50));
+    let (group, got) = hyb_dist::rendezvous(&hyb_dist::Launch::single(), &watched, || Ok(vec![7])).unwrap();
     group.barrier().unwrap();
+    // Alone, no progress is no one's hang.
+    std::thread::sleep(Duration::from_millis(200));
+    group.check().unwrap();
     assert_eq!((group.world(), got), (1, vec![7]));
 }
 
