@@ -101,20 +101,22 @@ impl Shared {
             if slot.is_some() || self.closing.load(Ordering::SeqCst) {
                 return;
             }
+            // Rank 0 tells the others before its own loop can see the failure (and
+            // close the connections): under the lock `check` takes.
+            if self.rank == 0 {
+                let ranks = failure.ranks.iter().map(|r| *r as u32).collect();
+                let abort = Message::Abort { ranks, what: failure.what.clone() };
+                // The culprits too: a hung rank is alive, and stops on its own watchdog.
+                for (peer, _) in &self.writers {
+                    self.send(*peer, &abort);
+                }
+            }
             *slot = Some(failure.clone());
         }
         for hook in hooks.iter() {
             hook(&failure);
         }
         drop(hooks);
-        if self.rank == 0 {
-            let abort =
-                Message::Abort { ranks: failure.ranks.iter().map(|r| *r as u32).collect(), what: failure.what.clone() };
-            // The culprits too: a hung rank is alive, and stops on its own watchdog.
-            for (peer, _) in &self.writers {
-                self.send(*peer, &abort);
-            }
-        }
         if let Some(grace) = self.config.exit_after {
             let shared = self.clone();
             std::thread::spawn(move || {
