@@ -36,6 +36,10 @@ pub trait Collective {
     fn world(&self) -> usize;
     /// Sums each segment over the ranks in place (f32): one bucket, issued together.
     fn all_reduce_sum(&mut self, memory: &mut Self::Memory, bucket: &[Segment]) -> Result<()>;
+    /// Sums `weight` × each rank's values over the ranks, in place: gradients of mean
+    /// losses, each rank's weighted by its share of the batch's targets
+    /// ([`crate::shard::gradient_weight`]), sum to the single-GPU gradient.
+    fn all_reduce_weighted_sum(&mut self, memory: &mut Self::Memory, bucket: &[Segment], weight: f32) -> Result<()>;
     /// Copies rank `root`'s segments to every rank (the initial weights).
     fn broadcast(&mut self, memory: &mut Self::Memory, segments: &[Segment], root: usize) -> Result<()>;
     /// Returns once every rank has called it and everything issued before has completed.
@@ -50,6 +54,7 @@ pub struct Reducer {
     segments: Vec<Vec<Segment>>,
     schedule: Schedule,
     issued: usize,
+    weight: f32,
 }
 
 impl Reducer {
@@ -58,7 +63,12 @@ impl Reducer {
         let buckets = bucket::buckets(gradients, cap_bytes)?;
         let segments = buckets.iter().map(|b| b.segments(gradients, &locate)).collect::<Result<_>>()?;
         let schedule = Schedule::new(&buckets);
-        Ok(Reducer { buckets, segments, schedule, issued: 0 })
+        Ok(Reducer { buckets, segments, schedule, issued: 0, weight: 1.0 })
+    }
+
+    /// This rank's weight in the sums of this step (1 by default: a plain sum).
+    pub fn set_weight(&mut self, weight: f32) {
+        self.weight = weight;
     }
 
     pub fn buckets(&self) -> &[Bucket] {
@@ -77,7 +87,11 @@ impl Reducer {
             if b != self.issued {
                 return Err(Error::Invalid(format!("bucket {b} is due before bucket {} was issued", self.issued)));
             }
-            c.all_reduce_sum(memory, &self.segments[b])?;
+            if self.weight == 1.0 {
+                c.all_reduce_sum(memory, &self.segments[b])?;
+            } else {
+                c.all_reduce_weighted_sum(memory, &self.segments[b], self.weight)?;
+            }
             self.issued += 1;
         }
         Ok(())

@@ -205,6 +205,34 @@ impl Collective for Nccl {
         )
     }
 
+    fn all_reduce_weighted_sum(&mut self, memory: &mut DeviceBuffers, bucket: &[Segment], weight: f32) -> Result<()> {
+        let addresses = bucket.iter().map(|s| memory.address(s)).collect::<Result<Vec<_>>>()?;
+        let comm = self.comm()?;
+        // NCCL's pre-multiplied sum: each rank's scalar applied to its own values.
+        let mut op = ncclRedOp_t::ncclSum;
+        let mut scalar = weight;
+        let residence = sys::ncclScalarResidence_t::ncclScalarHostImmediate;
+        // SAFETY: out pointer and a host scalar read during the call (immediate).
+        unsafe {
+            let scalar = (&mut scalar as *mut f32).cast();
+            nccl::reduce_op_create_pre_mul_sum(&mut op, scalar, ncclDataType_t::ncclFloat32, residence, comm)
+        }
+        .map_err(|e| failed("ncclRedOpCreatePreMulSum", &e))?;
+        let stream = self.nccl_stream();
+        let outcome = self.grouped(
+            "ncclAllReduce",
+            |comm, address, count| {
+                let p = address as *mut std::ffi::c_void;
+                // SAFETY: as for the plain sum, with the operator just created.
+                unsafe { nccl::all_reduce(p, p, count, ncclDataType_t::ncclFloat32, op, comm, stream) }
+            },
+            &addresses,
+        );
+        // SAFETY: the operator of this communicator; the calls using it have returned.
+        let destroyed = unsafe { nccl::reduce_op_destroy(op, comm) }.map_err(|e| failed("ncclRedOpDestroy", &e));
+        outcome.and(destroyed.map(|_| ()))
+    }
+
     fn broadcast(&mut self, memory: &mut DeviceBuffers, segments: &[Segment], root: usize) -> Result<()> {
         let addresses = segments.iter().map(|s| memory.address(s)).collect::<Result<Vec<_>>>()?;
         let stream = self.nccl_stream();

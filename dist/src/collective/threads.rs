@@ -110,6 +110,15 @@ fn agree(inputs: &[(&str, Vec<f32>)]) -> std::result::Result<(), String> {
     }
 }
 
+/// The element-wise sum of every rank's values, in rank order.
+fn sum(all: &[Vec<f32>]) -> Vec<f32> {
+    let mut total = all[0].clone();
+    for other in &all[1..] {
+        total.iter_mut().zip(other).for_each(|(t, v)| *t += v);
+    }
+    total
+}
+
 /// The segments' values, one after another.
 fn gather(memory: &[Vec<f32>], segments: &[Segment]) -> Result<Vec<f32>> {
     let mut values = Vec::new();
@@ -148,14 +157,15 @@ impl Collective for Threads {
     }
 
     fn all_reduce_sum(&mut self, memory: &mut [Vec<f32>], bucket: &[Segment]) -> Result<()> {
-        let sum = |all: &[Vec<f32>]| {
-            let mut total = all[0].clone();
-            for other in &all[1..] {
-                total.iter_mut().zip(other).for_each(|(t, v)| *t += v);
-            }
-            total
-        };
         let summed = self.exchange("all_reduce_sum", gather(memory, bucket)?, sum)?;
+        scatter(memory, bucket, &summed);
+        Ok(())
+    }
+
+    fn all_reduce_weighted_sum(&mut self, memory: &mut [Vec<f32>], bucket: &[Segment], weight: f32) -> Result<()> {
+        let mut values = gather(memory, bucket)?;
+        values.iter_mut().for_each(|v| *v *= weight);
+        let summed = self.exchange("all_reduce_weighted_sum", values, sum)?;
         scatter(memory, bucket, &summed);
         Ok(())
     }

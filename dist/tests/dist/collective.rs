@@ -30,7 +30,7 @@ fn value(rank: usize, p: usize, i: usize) -> f32 {
 
 /// One rank's backward: each gradient written when its instruction runs (NaN before:
 /// a bucket reduced too early would spread it), the reducer issuing buckets as it goes.
-fn backward(mut c: Threads, cap: usize) -> Vec<Vec<f32>> {
+fn backward(mut c: Threads, cap: usize, weight: f32) -> Vec<Vec<f32>> {
     let rank = c.rank();
     let (gradients, at, sizes) = gradients();
     let mut memory: Vec<Vec<f32>> = sizes.iter().map(|n| vec![-(rank as f32); n / 4]).collect();
@@ -38,6 +38,7 @@ fn backward(mut c: Threads, cap: usize) -> Vec<Vec<f32>> {
         memory[l.buffer][l.offset / 4..(l.offset + g.bytes) / 4].fill(f32::NAN);
     }
     let mut reducer = Reducer::new(&gradients, cap, |p| at[p]).unwrap();
+    reducer.set_weight(weight);
     for instruction in 0..60 {
         for (g, l) in gradients.iter().zip(&at).filter(|(g, _)| g.final_after == instruction) {
             for i in 0..g.bytes / 4 {
@@ -53,10 +54,20 @@ fn backward(mut c: Threads, cap: usize) -> Vec<Vec<f32>> {
 #[test]
 fn bucketed_all_reduce_sums_every_gradient_once() {
     let world = 4;
-    for cap in [4, 300, 1 << 20] {
+    // Plain sums, and sums weighted by each rank's share of the targets.
+    let weight = |rank: usize, weighted: bool| if weighted { (rank as f32 + 1.0) / 10.0 } else { 1.0 };
+    for (cap, weighted) in [(4, false), (300, true), (1 << 20, false), (1 << 20, true)] {
         let ranks = Threads::group(world, Duration::from_secs(5));
         let memories: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = ranks.into_iter().map(|c| s.spawn(move || backward(c, cap))).collect();
+            let handles: Vec<_> = ranks
+                .into_iter()
+                .map(|c| {
+                    s.spawn(move || {
+                        let w = weight(c.rank(), weighted);
+                        backward(c, cap, w)
+                    })
+                })
+                .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         let (gradients, at, _) = gradients();
@@ -64,8 +75,10 @@ fn bucketed_all_reduce_sums_every_gradient_once() {
             let mut expected: Vec<Vec<f32>> = memory.iter().map(|b| vec![-(rank as f32); b.len()]).collect();
             for (g, l) in gradients.iter().zip(&at) {
                 for i in 0..g.bytes / 4 {
-                    let mut sum = value(0, g.param, i);
-                    (1..world).for_each(|r| sum += value(r, g.param, i));
+                    let term =
+                        |r: usize| if weighted { value(r, g.param, i) * weight(r, true) } else { value(r, g.param, i) };
+                    let mut sum = term(0);
+                    (1..world).for_each(|r| sum += term(r));
                     expected[l.buffer][l.offset / 4 + i] = sum;
                 }
             }
@@ -192,6 +205,12 @@ fn nccl_runs_one_rank_where_a_gpu_is() {
     let mut back = vec![0f32; 256];
     unsafe { driver::memcpy_dtoh_sync(&mut back, address).unwrap() };
     assert_eq!(back, values, "one rank's sum is its own values");
+    comm.all_reduce_weighted_sum(&mut memory, &bucket, 0.5).unwrap();
+    comm.barrier().unwrap();
+    unsafe { driver::memcpy_dtoh_sync(&mut back, address).unwrap() };
+    let halved: Vec<f32> =
+        values.iter().enumerate().map(|(i, v)| if (128..192).contains(&i) { *v } else { v * 0.5 }).collect();
+    assert_eq!(back, halved, "the bucket's segments weighted, the gap between them untouched");
     let outside = comm.all_reduce_sum(&mut memory, &[Segment { buffer: 0, offset: 1020, bytes: 8 }]).unwrap_err();
     assert!(outside.to_string().contains("inside its buffer of 1024 bytes"), "{outside}");
     let abort = comm.abort_handle();
