@@ -121,6 +121,16 @@ impl Bucket {
     }
 }
 
+/// The instruction after which each gradient is final: the last of `writes` (per
+/// instruction of the backward, the memory it may write) that touches any of its
+/// bytes; `None` for a gradient no instruction writes.
+pub fn last_writes(writes: &[Vec<Segment>], gradients: &[Segment]) -> Vec<Option<usize>> {
+    let overlap = |a: &Segment, b: &Segment| {
+        a.buffer == b.buffer && a.offset < b.offset + b.bytes && b.offset < a.offset + a.bytes
+    };
+    gradients.iter().map(|g| writes.iter().rposition(|written| written.iter().any(|w| overlap(w, g)))).collect()
+}
+
 /// Which buckets are due after each instruction: bucket `b` once instruction
 /// `final_after(b)` has run. Buckets come due in their order.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -135,3 +135,16 @@ fn mistakes_are_refused() {
     let unaligned = bucket.segments(&gradients, |p| Location { buffer: p, offset: 2 }).unwrap_err();
     assert!(unaligned.to_string().contains("lies at byte 2"));
 }
+
+#[test]
+fn a_gradient_is_final_after_the_last_instruction_touching_it() {
+    let seg = |buffer, offset, bytes| Segment { buffer, offset, bytes };
+    let writes = vec![
+        vec![seg(0, 0, 16)],               // 0: writes gradient a
+        vec![seg(0, 16, 8), seg(1, 0, 4)], // 1: writes b, and scratch elsewhere
+        vec![seg(0, 12, 8)],               // 2: accumulates into the end of a and start of b
+        vec![seg(1, 0, 64)],               // 3: scratch only
+    ];
+    let gradients = [seg(0, 0, 16), seg(0, 16, 8), seg(0, 24, 4), seg(1, 64, 4)];
+    assert_eq!(last_writes(&writes, &gradients), [Some(2), Some(2), None, None]);
+}

@@ -13,11 +13,13 @@
 //!    [`collective::nccl::Nccl::new`] with the id on the rank's GPU and
 //!    `group.on_failure(move |_| abort.abort())` with its [`collective::nccl::AbortHandle`].
 //! 3. The initial weights broadcast from rank 0 ([`Collective::broadcast`]).
-//! 4. Each step: the rank's rows ([`shard::rows`]); the loss's gradient weighted by
-//!    [`shard::gradient_weight`] (the rank's share of the batch's targets); after every
-//!    instruction of the backward [`Reducer::after`] (it issues the buckets that became
-//!    final); [`Reducer::finish`]; clipping and AdamW on the summed gradients as on one
-//!    GPU; [`Group::set_progress`] once the rank's own work is done, [`Group::check`].
+//! 4. Once: the gradients as [`bucket::Gradient`]s, each final after the last backward
+//!    instruction writing it ([`bucket::last_writes`]), into a [`Reducer`]. Each step:
+//!    the rank's rows ([`shard::rows`]); its weight, the share of the batch's targets
+//!    ([`shard::gradient_weight`], [`Reducer::set_weight`]); after every instruction of
+//!    the backward [`Reducer::after`] (it issues the buckets that became final);
+//!    [`Reducer::finish`]; clipping and AdamW on the summed gradients as on one GPU;
+//!    [`Group::set_progress`] once the rank's own work is done, [`Group::check`].
 //! 5. Checkpoints written by rank 0 alone, between two [`Group::barrier`]s.
 //!
 //! The README (below) has the launch commands; **no multi-GPU run has been executed
