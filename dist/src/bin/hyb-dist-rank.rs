@@ -6,7 +6,7 @@
 //! Options: `--steps N` (10), `--step-ms M` (100), `--hang-at S` (stop advancing at
 //! step S, heartbeats going on), `--exit-at S` (exit with code 9 at step S, no
 //! goodbye), `--timeout SECS` (rendezvous and barriers, 60), `--dead-after SECS` (5),
-//! `--hang-after SECS` (60), `--exit-after SECS` (5).
+//! `--hang-after SECS` (60), `--exit-after SECS` (5), `--quiet 1` (errors only).
 
 use std::time::Duration;
 
@@ -17,11 +17,13 @@ struct Options {
     step_ms: u64,
     hang_at: Option<u64>,
     exit_at: Option<u64>,
+    quiet: bool,
     config: Config,
 }
 
 fn options() -> Result<Options, String> {
-    let mut o = Options { steps: 10, step_ms: 100, hang_at: None, exit_at: None, config: Config::default() };
+    let mut o =
+        Options { steps: 10, step_ms: 100, hang_at: None, exit_at: None, quiet: false, config: Config::default() };
     o.config.rendezvous = Duration::from_secs(60);
     o.config.barrier = Duration::from_secs(60);
     o.config.dead_after = Duration::from_secs(5);
@@ -37,6 +39,7 @@ fn options() -> Result<Options, String> {
             "--step-ms" => o.step_ms = number as u64,
             "--hang-at" => o.hang_at = Some(number as u64),
             "--exit-at" => o.exit_at = Some(number as u64),
+            "--quiet" => o.quiet = number != 0.0,
             "--timeout" => (o.config.rendezvous, o.config.barrier) = (secs, secs),
             "--dead-after" => o.config.dead_after = secs,
             "--hang-after" => o.config.hang_after = Some(secs),
@@ -52,7 +55,12 @@ fn run(o: &Options, launch: &Launch) -> hyb_dist::Result<()> {
     let id: Vec<u8> = (0..128u8).map(|i| i.wrapping_mul(37)).collect();
     let (group, got) = hyb_dist::rendezvous(launch, &o.config, || Ok(id.clone()))?;
     assert_eq!(got, id, "every rank receives rank 0's id");
-    println!("rank {}: joined", launch.rank);
+    let say = |line: String| {
+        if !o.quiet {
+            println!("{line}");
+        }
+    };
+    say(format!("rank {}: joined", launch.rank));
     for step in 0..o.steps {
         group.check()?;
         if o.exit_at == Some(step) {
@@ -64,7 +72,7 @@ fn run(o: &Options, launch: &Launch) -> hyb_dist::Result<()> {
         std::thread::sleep(Duration::from_millis(o.step_ms));
         group.set_progress(step + 1);
         group.barrier()?;
-        println!("rank {}: step {}", launch.rank, step + 1);
+        say(format!("rank {}: step {}", launch.rank, step + 1));
     }
     Ok(())
 }
@@ -79,6 +87,7 @@ fn main() {
         }
     };
     match run(&options, &launch) {
+        Ok(()) if options.quiet => {}
         Ok(()) => println!("rank {}: done", launch.rank),
         Err(e) => {
             eprintln!("rank {}: {e}", launch.rank);

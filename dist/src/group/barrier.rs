@@ -2,9 +2,10 @@
 //! them all once everyone has, or names the ranks that did not arrive in time.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 
-use super::{Group, WaitEnd, wait};
+use super::Group;
 use crate::error::{Error, Result};
 use crate::health::{Failure, seconds};
 use crate::wire::Message;
@@ -61,4 +62,35 @@ impl Group {
             }
         }
     }
+}
+
+/// Waits on `rx` until `done` says so, the group fails or `deadline` passes.
+fn wait(
+    group: &Group,
+    deadline: Instant,
+    mut done: impl FnMut(usize, Message) -> bool,
+) -> std::result::Result<(), WaitEnd> {
+    let rx = group.arrivals.lock().unwrap();
+    loop {
+        group.check().map_err(WaitEnd::Failed)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(WaitEnd::TimedOut);
+        }
+        match rx.recv_timeout(left.min(Duration::from_millis(50))) {
+            Ok((peer, message)) => {
+                if done(peer, message) {
+                    // A failure recorded before the last message came in wins.
+                    return group.check().map_err(WaitEnd::Failed);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Err(WaitEnd::TimedOut),
+        }
+    }
+}
+
+enum WaitEnd {
+    Failed(Error),
+    TimedOut,
 }

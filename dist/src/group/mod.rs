@@ -16,14 +16,14 @@
 
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::health::{Failure, Stall, seconds};
-use crate::wire::{Message, timed_out};
+use crate::health::Failure;
+use crate::wire::Message;
 
 /// The exit code of a rank the watchdog ends because another failed.
 pub const EXIT_PEER_FAILED: i32 = 3;
@@ -161,9 +161,9 @@ impl Group {
         });
         let (tx, rx) = mpsc::channel();
         let mut threads: Vec<JoinHandle<()>> =
-            readers.into_iter().map(|(peer, stream)| spawn_reader(shared.clone(), peer, stream, tx.clone())).collect();
+            readers.into_iter().map(|(peer, stream)| watch::reader(shared.clone(), peer, stream, tx.clone())).collect();
         let ticker = shared.clone();
-        threads.push(std::thread::spawn(move || tick(ticker)));
+        threads.push(std::thread::spawn(move || watch::tick(ticker)));
         Ok(Group { shared, world, epoch: AtomicU64::new(0), arrivals: Mutex::new(rx), threads })
     }
 
@@ -215,80 +215,8 @@ impl Group {
     }
 }
 
-fn spawn_reader(shared: Arc<Shared>, peer: usize, stream: TcpStream, tx: Sender<(usize, Message)>) -> JoinHandle<()> {
-    std::thread::spawn(move || read_loop(&shared, peer, stream, &tx))
-}
-
-/// Reads one connection until it closes, recording what it says.
-fn read_loop(shared: &Arc<Shared>, peer: usize, mut stream: TcpStream, tx: &Sender<(usize, Message)>) {
-    loop {
-        let message = match Message::read(&mut stream) {
-            Ok(message) => message,
-            Err(e) => return lost(shared, peer, &e),
-        };
-        match message {
-            Message::Heartbeat { progress } => {
-                if let Some(p) = shared.peers.lock().unwrap()[peer].as_mut() {
-                    *p = progress;
-                }
-            }
-            Message::Abort { ranks, what } => {
-                let failure = Failure { ranks: ranks.iter().map(|r| *r as usize).collect(), what };
-                shared.fail(failure);
-            }
-            Message::Bye => shared.peers.lock().unwrap()[peer] = None,
-            message @ (Message::Arrive { .. } | Message::Release { .. }) => {
-                let _ = tx.send((peer, message));
-            }
-            _ => {}
-        }
-    }
-}
-
-/// A connection that failed: a failure unless this group or the peer is finishing.
-fn lost(shared: &Arc<Shared>, peer: usize, e: &std::io::Error) {
-    if shared.closing() || shared.peers.lock().unwrap()[peer].is_none() {
-        return;
-    }
-    let what = if timed_out(e) {
-        format!(
-            "stopped answering: nothing heard for {} (the process is stopped or stuck, its host is down, or the network is cut)",
-            seconds(shared.config.dead_after)
-        )
-    } else {
-        "stopped: its connection closed (the process exited or was killed)".to_string()
-    };
-    shared.fail(Failure { ranks: vec![peer], what });
-}
-
-/// The heartbeat and, on rank 0, the hang watch, until the group closes.
-fn tick(shared: Arc<Shared>) {
-    let mut stall = Stall::new(Instant::now());
-    while !shared.closing() {
-        let beat = Message::Heartbeat { progress: shared.progress.load(Ordering::SeqCst) };
-        for (peer, _) in &shared.writers {
-            shared.send(*peer, &beat);
-        }
-        // One process has no one to stop: its hangs are its own to see.
-        if let (0, Some(hang_after), true) = (shared.rank, shared.config.hang_after, !shared.writers.is_empty()) {
-            let mut progress = shared.peers.lock().unwrap().clone();
-            progress[0] = Some(shared.progress.load(Ordering::SeqCst));
-            if let Some(failure) = stall.observe(&progress, Instant::now(), hang_after) {
-                shared.fail(failure);
-            }
-        }
-        sleep_unless_closing(&shared, shared.config.heartbeat_every);
-    }
-}
-
-fn sleep_unless_closing(shared: &Shared, total: Duration) {
-    let end = Instant::now() + total;
-    while !shared.closing() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(10).min(end.saturating_duration_since(Instant::now())));
-    }
-}
-
 mod barrier;
+mod watch;
 
 impl Drop for Group {
     /// Says goodbye (so no rank takes this one's end for a failure), closes the
@@ -306,35 +234,4 @@ impl Drop for Group {
             let _ = thread.join();
         }
     }
-}
-
-/// Waits on `rx` until `done` says so, the group fails or `deadline` passes.
-fn wait(
-    group: &Group,
-    deadline: Instant,
-    mut done: impl FnMut(usize, Message) -> bool,
-) -> std::result::Result<(), WaitEnd> {
-    let rx = group.arrivals.lock().unwrap();
-    loop {
-        group.check().map_err(WaitEnd::Failed)?;
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(WaitEnd::TimedOut);
-        }
-        match rx.recv_timeout(left.min(Duration::from_millis(50))) {
-            Ok((peer, message)) => {
-                if done(peer, message) {
-                    // A failure recorded before the last message came in wins.
-                    return group.check().map_err(WaitEnd::Failed);
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return Err(WaitEnd::TimedOut),
-        }
-    }
-}
-
-enum WaitEnd {
-    Failed(Error),
-    TimedOut,
 }

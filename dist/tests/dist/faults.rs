@@ -64,7 +64,7 @@ impl Rank {
 }
 
 fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill").args([name, &child.id().to_string()]).status().unwrap();
+    let status = Command::new("/bin/sh").args(["-c", &format!("kill {name} {}", child.id())]).status().unwrap();
     assert!(status.success(), "kill {name}");
 }
 
@@ -147,10 +147,10 @@ fn a_hung_rank_is_named_and_ended() {
 fn the_spawner_runs_a_world_of_the_same_program() {
     let port = hyb_dist::spawn::free_port().unwrap();
     let envs = hyb_dist::spawn::children(2, 2, port).unwrap();
-    let args: Vec<String> = ["--steps", "3", "--step-ms", "1"].map(String::from).to_vec();
+    let args: Vec<String> = ["--steps", "3", "--step-ms", "1", "--quiet", "1"].map(String::from).to_vec();
     let program = std::path::Path::new(env!("CARGO_BIN_EXE_hyb-dist-rank"));
     hyb_dist::spawn::supervise(program, &args, &envs, Duration::from_secs(1)).unwrap();
-    let args: Vec<String> = ["--steps", "3", "--exit-at", "1"].map(String::from).to_vec();
+    let args: Vec<String> = ["--steps", "3", "--exit-at", "1", "--quiet", "1"].map(String::from).to_vec();
     let error = hyb_dist::spawn::supervise(program, &args, &envs, Duration::from_secs(5)).unwrap_err();
     assert!(error.to_string().starts_with("launch: 2 of 2 ranks failed: rank "), "{error}");
     assert!(error.to_string().contains("exited with code 9"), "{error}");
