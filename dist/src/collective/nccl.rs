@@ -58,6 +58,36 @@ fn failed(call: &str, e: &nccl::NcclError) -> Error {
     Error::Collective(format!("{call} failed: {text}"))
 }
 
+/// NCCL's pre-multiplied sum with this rank's `weight`. NCCL numbers the operators it
+/// creates from `ncclNumOps` up, the first free slot first; the one alive at a time
+/// here is `ncclNumOps` itself, the only such number cudarc's enum can hold, so the
+/// number is read as an integer and checked before it becomes the enum.
+fn pre_mul_sum(comm: ncclComm_t, weight: f32) -> Result<ncclRedOp_t> {
+    let mut raw: u32 = u32::MAX;
+    let mut scalar = weight;
+    let residence = sys::ncclScalarResidence_t::ncclScalarHostImmediate;
+    // SAFETY: an out pointer of the enum's size (repr u32), and a host scalar NCCL
+    // reads during the call (immediate residence).
+    unsafe {
+        let out = (&mut raw as *mut u32).cast::<ncclRedOp_t>();
+        nccl::reduce_op_create_pre_mul_sum(
+            out,
+            (&mut scalar as *mut f32).cast(),
+            ncclDataType_t::ncclFloat32,
+            residence,
+            comm,
+        )
+    }
+    .map_err(|e| failed("ncclRedOpCreatePreMulSum", &e))?;
+    if raw != ncclRedOp_t::ncclNumOps as u32 {
+        return Err(Error::Collective(format!(
+            "NCCL numbered the weighted sum {raw}, not {}: another reduction operator is alive on this communicator",
+            ncclRedOp_t::ncclNumOps as u32
+        )));
+    }
+    Ok(ncclRedOp_t::ncclNumOps)
+}
+
 /// The device's buffers by index: each one's address and size in bytes.
 pub struct DeviceBuffers {
     buffers: Vec<(CUdeviceptr, usize)>,
@@ -208,16 +238,7 @@ impl Collective for Nccl {
     fn all_reduce_weighted_sum(&mut self, memory: &mut DeviceBuffers, bucket: &[Segment], weight: f32) -> Result<()> {
         let addresses = bucket.iter().map(|s| memory.address(s)).collect::<Result<Vec<_>>>()?;
         let comm = self.comm()?;
-        // NCCL's pre-multiplied sum: each rank's scalar applied to its own values.
-        let mut op = ncclRedOp_t::ncclSum;
-        let mut scalar = weight;
-        let residence = sys::ncclScalarResidence_t::ncclScalarHostImmediate;
-        // SAFETY: out pointer and a host scalar read during the call (immediate).
-        unsafe {
-            let scalar = (&mut scalar as *mut f32).cast();
-            nccl::reduce_op_create_pre_mul_sum(&mut op, scalar, ncclDataType_t::ncclFloat32, residence, comm)
-        }
-        .map_err(|e| failed("ncclRedOpCreatePreMulSum", &e))?;
+        let op = pre_mul_sum(comm, weight)?;
         let stream = self.nccl_stream();
         let outcome = self.grouped(
             "ncclAllReduce",
