@@ -1,0 +1,301 @@
+//! The collective of real runs: NCCL through cudarc's bindings, loaded at run time, so
+//! this crate builds and its tests run where there is no CUDA ([`available`] says why
+//! not, and nothing here panics for a missing library).
+//!
+//! Memory is the device's buffers as raw addresses ([`DeviceBuffers`], which the CUDA
+//! backend hands over); a bucket is one NCCL group of in-place `ncclAllReduce`s (f32,
+//! sum), one per segment, which NCCL fuses. Operations are enqueued on the stream given
+//! at [`Nccl::new`] (the runtime's), after the work already issued there.
+//!
+//! [`AbortHandle`] is what the watchdog calls when a rank fails: `ncclCommAbort`, so
+//! that operations waiting for a dead peer return instead of hanging.
+
+use std::ffi::CStr;
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::result as driver;
+use cudarc::driver::sys::{CUdeviceptr, CUstream};
+use cudarc::nccl::result as nccl;
+use cudarc::nccl::sys::{self, ncclComm_t, ncclDataType_t, ncclRedOp_t, ncclUniqueId};
+
+use super::{Collective, Segment};
+use crate::error::{Error, Result};
+
+/// The size of NCCL's unique id, the bytes the rendezvous hands out.
+pub const ID_BYTES: usize = 128;
+
+/// Whether NCCL can run here: `Err` says what is missing (the CUDA driver, a GPU, NCCL).
+pub fn available() -> std::result::Result<(), String> {
+    // SAFETY: probing loads the libraries by name and calls nothing in them.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err("no CUDA driver here (libcuda does not load)".into());
+    }
+    if !unsafe { sys::is_culib_present() } {
+        let hint = if unsafe { libloading::Library::new("libnccl.so.2") }.is_ok() {
+            ": libnccl.so.2 is installed, but cudarc loads libnccl.so — link it (ln -s …/libnccl.so.2 libnccl.so) into a directory on LD_LIBRARY_PATH"
+        } else {
+            " (install NCCL: the libnccl2 package, or the nvidia-nccl wheel's lib directory on LD_LIBRARY_PATH)"
+        };
+        return Err(format!("NCCL does not load{hint}"));
+    }
+    driver::init().map_err(|e| format!("the CUDA driver does not start: {e:?}"))?;
+    match driver::device::get_count() {
+        Ok(n) if n > 0 => Ok(()),
+        _ => Err("the CUDA driver finds no GPU".into()),
+    }
+}
+
+/// A fresh NCCL unique id (rank 0 makes it; the rendezvous hands it out).
+pub fn unique_id() -> Result<Vec<u8>> {
+    available().map_err(Error::Collective)?;
+    let id = nccl::get_uniqueid().map_err(|e| failed("ncclGetUniqueId", &e))?;
+    Ok(id.internal.iter().map(|c| *c as u8).collect())
+}
+
+fn failed(call: &str, e: &nccl::NcclError) -> Error {
+    // SAFETY: NCCL returns a static string for every result code.
+    let text = unsafe { CStr::from_ptr(sys::ncclGetErrorString(e.0)) }.to_string_lossy().into_owned();
+    Error::Collective(format!("{call} failed: {text}"))
+}
+
+/// NCCL's pre-multiplied sum with this rank's `weight`. NCCL numbers the operators it
+/// creates from `ncclNumOps` up, the first free slot first; the one alive at a time
+/// here is `ncclNumOps` itself, the only such number cudarc's enum can hold, so the
+/// number is read as an integer and checked before it becomes the enum.
+fn pre_mul_sum(comm: ncclComm_t, weight: f32) -> Result<ncclRedOp_t> {
+    let mut raw: u32 = u32::MAX;
+    let mut scalar = weight;
+    let residence = sys::ncclScalarResidence_t::ncclScalarHostImmediate;
+    // SAFETY: an out pointer of the enum's size (repr u32), and a host scalar NCCL
+    // reads during the call (immediate residence).
+    unsafe {
+        let out = (&mut raw as *mut u32).cast::<ncclRedOp_t>();
+        nccl::reduce_op_create_pre_mul_sum(
+            out,
+            (&mut scalar as *mut f32).cast(),
+            ncclDataType_t::ncclFloat32,
+            residence,
+            comm,
+        )
+    }
+    .map_err(|e| failed("ncclRedOpCreatePreMulSum", &e))?;
+    if raw != ncclRedOp_t::ncclNumOps as u32 {
+        return Err(Error::Collective(format!(
+            "NCCL numbered the weighted sum {raw}, not {}: another reduction operator is alive on this communicator",
+            ncclRedOp_t::ncclNumOps as u32
+        )));
+    }
+    Ok(ncclRedOp_t::ncclNumOps)
+}
+
+/// The device's buffers by index: each one's address and size in bytes.
+pub struct DeviceBuffers {
+    buffers: Vec<(CUdeviceptr, usize)>,
+}
+
+impl DeviceBuffers {
+    /// # Safety
+    /// Each `(address, bytes)` is a live allocation of the device the communicator
+    /// uses, for as long as operations on it may run.
+    pub unsafe fn new(buffers: Vec<(CUdeviceptr, usize)>) -> DeviceBuffers {
+        DeviceBuffers { buffers }
+    }
+
+    /// A segment's address and f32 count, checked against its buffer.
+    fn address(&self, s: &Segment) -> Result<(CUdeviceptr, usize)> {
+        let (base, size) =
+            *self.buffers.get(s.buffer).ok_or_else(|| Error::Collective(format!("no buffer {}", s.buffer)))?;
+        if !s.offset.is_multiple_of(4) || !s.bytes.is_multiple_of(4) || s.offset + s.bytes > size {
+            return Err(Error::Collective(format!("{s:?} is not f32 elements inside its buffer of {size} bytes")));
+        }
+        Ok((base + s.offset as CUdeviceptr, s.elements()))
+    }
+}
+
+/// A communicator handle, sendable: NCCL allows its use from any thread.
+#[derive(Clone, Copy)]
+struct Comm(ncclComm_t);
+
+// SAFETY: NCCL communicators are not tied to a thread; this crate serialises their
+// calls per rank (`&mut self`, or the abort under its mutex).
+unsafe impl Send for Comm {}
+
+/// This rank's NCCL communicator.
+pub struct Nccl {
+    comm: Arc<Mutex<Option<Comm>>>,
+    rank: usize,
+    world: usize,
+    stream: CUstream,
+    /// One f32 on the device, what a barrier all-reduces.
+    scratch: CUdeviceptr,
+}
+
+// SAFETY: the stream is a handle CUDA allows on any thread; one rank uses its `Nccl`
+// from one thread at a time (`&mut self`).
+unsafe impl Send for Nccl {}
+
+/// Aborts a communicator from another thread (the watchdog's hook).
+#[derive(Clone)]
+pub struct AbortHandle(Arc<Mutex<Option<Comm>>>);
+
+impl AbortHandle {
+    /// Aborts the communicator (once): its pending operations return with an error.
+    pub fn abort(&self) {
+        if let Some(comm) = self.0.lock().unwrap().take() {
+            // SAFETY: a communicator `Nccl::new` created and no one has destroyed.
+            unsafe {
+                let _ = nccl::comm_abort(comm.0);
+            }
+        }
+    }
+}
+
+impl Nccl {
+    /// Joins the communicator of `world` ranks as `rank`, with rank 0's `id`; the CUDA
+    /// context of this rank's GPU must be current on this thread, and `stream` a stream
+    /// of it (null: the default stream, which the CUDA backend uses).
+    pub fn new(id: &[u8], rank: usize, world: usize, stream: CUstream) -> Result<Nccl> {
+        available().map_err(Error::Collective)?;
+        let mut unique = ncclUniqueId { internal: [0; ID_BYTES] };
+        if id.len() != ID_BYTES {
+            return Err(Error::Collective(format!("an NCCL id has {ID_BYTES} bytes, not {}", id.len())));
+        }
+        unique.internal.iter_mut().zip(id).for_each(|(c, b)| *c = *b as _);
+        let mut comm: ncclComm_t = std::ptr::null_mut();
+        // SAFETY: a valid out pointer, world and rank checked by the launch.
+        unsafe { nccl::comm_init_rank(&mut comm, world as i32, unique, rank as i32) }
+            .map_err(|e| failed("ncclCommInitRank", &e))?;
+        // SAFETY: a context is current (the caller's contract).
+        let scratch = unsafe { driver::malloc_sync(4) }
+            .map_err(|e| Error::Collective(format!("cannot allocate the barrier's scratch: {e:?}")))?;
+        Ok(Nccl { comm: Arc::new(Mutex::new(Some(Comm(comm)))), rank, world, stream, scratch })
+    }
+
+    pub fn abort_handle(&self) -> AbortHandle {
+        AbortHandle(self.comm.clone())
+    }
+
+    fn comm(&self) -> Result<ncclComm_t> {
+        self.comm
+            .lock()
+            .unwrap()
+            .map(|c| c.0)
+            .ok_or_else(|| Error::Collective("the communicator was aborted after a rank failed".into()))
+    }
+
+    fn nccl_stream(&self) -> sys::cudaStream_t {
+        self.stream as sys::cudaStream_t
+    }
+
+    /// Runs `each` for every segment inside one NCCL group.
+    fn grouped(
+        &self,
+        call: &str,
+        each: impl Fn(ncclComm_t, CUdeviceptr, usize) -> std::result::Result<nccl::NcclStatus, nccl::NcclError>,
+        addresses: &[(CUdeviceptr, usize)],
+    ) -> Result<()> {
+        let comm = self.comm()?;
+        nccl::group_start().map_err(|e| failed("ncclGroupStart", &e))?;
+        let mut outcome = Ok(());
+        for &(address, count) in addresses {
+            if let Err(e) = each(comm, address, count) {
+                outcome = Err(failed(call, &e));
+                break;
+            }
+        }
+        let ended = nccl::group_end().map_err(|e| failed("ncclGroupEnd", &e));
+        outcome.and(ended.map(|_| ()))
+    }
+}
+
+impl Collective for Nccl {
+    type Memory = DeviceBuffers;
+
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn world(&self) -> usize {
+        self.world
+    }
+
+    fn all_reduce_sum(&mut self, memory: &mut DeviceBuffers, bucket: &[Segment]) -> Result<()> {
+        let addresses = bucket.iter().map(|s| memory.address(s)).collect::<Result<Vec<_>>>()?;
+        let stream = self.nccl_stream();
+        self.grouped(
+            "ncclAllReduce",
+            |comm, address, count| {
+                let p = address as *mut std::ffi::c_void;
+                // SAFETY: in-place on device memory the buffers' contract vouches for.
+                unsafe {
+                    nccl::all_reduce(p, p, count, ncclDataType_t::ncclFloat32, ncclRedOp_t::ncclSum, comm, stream)
+                }
+            },
+            &addresses,
+        )
+    }
+
+    fn all_reduce_weighted_sum(&mut self, memory: &mut DeviceBuffers, bucket: &[Segment], weight: f32) -> Result<()> {
+        let addresses = bucket.iter().map(|s| memory.address(s)).collect::<Result<Vec<_>>>()?;
+        let comm = self.comm()?;
+        let op = pre_mul_sum(comm, weight)?;
+        let stream = self.nccl_stream();
+        let outcome = self.grouped(
+            "ncclAllReduce",
+            |comm, address, count| {
+                let p = address as *mut std::ffi::c_void;
+                // SAFETY: as for the plain sum, with the operator just created.
+                unsafe { nccl::all_reduce(p, p, count, ncclDataType_t::ncclFloat32, op, comm, stream) }
+            },
+            &addresses,
+        );
+        // SAFETY: the operator of this communicator; the calls using it have returned.
+        let destroyed = unsafe { nccl::reduce_op_destroy(op, comm) }.map_err(|e| failed("ncclRedOpDestroy", &e));
+        outcome.and(destroyed.map(|_| ()))
+    }
+
+    fn broadcast(&mut self, memory: &mut DeviceBuffers, segments: &[Segment], root: usize) -> Result<()> {
+        let addresses = segments.iter().map(|s| memory.address(s)).collect::<Result<Vec<_>>>()?;
+        let stream = self.nccl_stream();
+        self.grouped(
+            "ncclBroadcast",
+            |comm, address, count| {
+                let p = address as *mut std::ffi::c_void;
+                // SAFETY: as for the all-reduce.
+                unsafe { nccl::broadcast(p, p, count, ncclDataType_t::ncclFloat32, root as i32, comm, stream) }
+            },
+            &addresses,
+        )
+    }
+
+    fn barrier(&mut self) -> Result<()> {
+        let scratch = [(self.scratch, 1)];
+        let stream = self.nccl_stream();
+        self.grouped(
+            "ncclAllReduce",
+            |comm, address, count| {
+                let p = address as *mut std::ffi::c_void;
+                // SAFETY: this communicator's own scratch float.
+                unsafe {
+                    nccl::all_reduce(p, p, count, ncclDataType_t::ncclFloat32, ncclRedOp_t::ncclSum, comm, stream)
+                }
+            },
+            &scratch,
+        )?;
+        // SAFETY: the stream given at creation.
+        unsafe { driver::stream::synchronize(self.stream) }
+            .map_err(|e| Error::Collective(format!("waiting for the barrier failed: {e:?}")))
+    }
+}
+
+impl Drop for Nccl {
+    fn drop(&mut self) {
+        // SAFETY: handles this value created; an aborted communicator is already gone.
+        unsafe {
+            if let Some(comm) = self.comm.lock().unwrap().take() {
+                let _ = nccl::comm_destroy(comm.0);
+            }
+            let _ = driver::free_sync(self.scratch);
+        }
+    }
+}
