@@ -249,7 +249,8 @@ enum Command {
         #[arg(long)]
         report: bool,
         /// Train N runs at once, the cores split between them: N `--shard i/N` processes
-        /// of this binary (logs in the sweep's `shard-i.log`), then the report.
+        /// of this binary (logs in the sweep's `shard-i.log`), then the report. On a GPU
+        /// target each shard gets a GPU of those visible, round robin (`CUDA_VISIBLE_DEVICES`).
         #[arg(long, value_name = "N", conflicts_with_all = ["list", "shard", "report"],
               value_parser = clap::value_parser!(u16).range(1..))]
         jobs: Option<u16>,

@@ -495,11 +495,14 @@ pub fn jobs(
         overridden_sets(config, sets)?;
     }
     let searches = config.as_ref().is_some_and(SweepConfig::searches);
+    let model = compilation.as_ref().and_then(|c| c.model());
+    let on_gpu = model.is_some_and(|model| crate::target::chosen(target, model).is_gpu());
+    let devices = if on_gpu { Some(gpus_for(jobs)?) } else { None };
     for wave in 0..if searches { 2 } else { 1 } {
         if wave == 1 {
             println!("second wave: the seeds at each cell's chosen learning rate");
         }
-        shards(&binary, &common, &out, jobs, wave > 0)?;
+        shards(&binary, &common, &out, jobs, wave > 0, devices.as_deref())?;
     }
     let status = std::process::Command::new(&binary)
         .args(["sweep", &file.display().to_string(), "--out", &out.display().to_string(), "--report"])
@@ -510,9 +513,27 @@ pub fn jobs(
     if status.success() { Ok(()) } else { Err("the report failed".into()) }
 }
 
+/// Each shard's GPU on a GPU target: round robin over the GPUs this process sees
+/// (`CUDA_VISIBLE_DEVICES`, else every GPU the driver finds), one per child.
+fn gpus_for(jobs: u16) -> std::result::Result<Vec<String>, String> {
+    let listed = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    let count = if listed.is_some() { 0 } else { hyb_runtime::cuda::device_count() };
+    let visible = hyb_dist::placement::visible_gpus(listed.as_deref(), count);
+    let placed = hyb_dist::placement::place(usize::from(jobs), &visible).map_err(|e| e.to_string())?;
+    println!("shards on GPUs {}", placed.join(", "));
+    Ok(placed)
+}
+
 /// One wave: `jobs` shards as child processes, each logging to `shard-<i>.log` (a
-/// later wave appends to the first's log).
-fn shards(binary: &Path, common: &[String], out: &Path, jobs: u16, append: bool) -> std::result::Result<(), String> {
+/// later wave appends to the first's log), each on its own GPU of `devices` if given.
+fn shards(
+    binary: &Path,
+    common: &[String],
+    out: &Path,
+    jobs: u16,
+    append: bool,
+    devices: Option<&[String]>,
+) -> std::result::Result<(), String> {
     let mut children = Vec::new();
     for index in 0..jobs {
         let log_path = out.join(format!("shard-{index}.log"));
@@ -521,7 +542,11 @@ fn shards(binary: &Path, common: &[String], out: &Path, jobs: u16, append: bool)
         let errors = log.try_clone().map_err(|e| e.to_string())?;
         let mut args = common.to_vec();
         args.extend(["--shard".to_string(), format!("{index}/{jobs}")]);
-        let child = std::process::Command::new(binary).args(&args).stdout(log).stderr(errors).spawn();
+        let mut command = std::process::Command::new(binary);
+        if let Some(devices) = devices {
+            command.env("CUDA_VISIBLE_DEVICES", &devices[usize::from(index)]);
+        }
+        let child = command.args(&args).stdout(log).stderr(errors).spawn();
         children.push((index, log_path, child.map_err(|e| format!("cannot start shard {index}: {e}"))?));
     }
     let mut failed = Vec::new();

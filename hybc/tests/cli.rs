@@ -760,6 +760,24 @@ fn sweep_refuses_an_unknown_name() {
     assert!(text(&out.stderr).contains("did you mean `linear`?"), "{}", text(&out.stderr));
 }
 
+/// `--jobs` on a GPU target places one shard per visible GPU, and with none visible says
+/// so before starting anything.
+#[test]
+fn a_gpu_sweep_needs_a_visible_gpu() {
+    let file = scratch("gpu_sweep.hyb");
+    std::fs::write(&file, "let linear = gdn\nmixer gdn = gated_deltanet(heads: 2)\nmodel {\n vocab = 64\n d_model = 32\n layers = linear\n}\ntrain {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n steps = 2\n}\nsweep {\n linear = [gdn]\n}\n").expect("writable");
+    let path = file.to_str().expect("utf-8");
+    let out = Command::new(env!("CARGO_BIN_EXE_hybc"))
+        .args(["sweep", path, "--target", "cuda", "--jobs", "2"])
+        .env("CUDA_VISIBLE_DEVICES", "")
+        .current_dir(root())
+        .output()
+        .expect("hybc runs");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no GPU is visible"), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("shard 0/2"), "nothing started: {}", text(&out.stdout));
+}
+
 /// A result.json as a finished run writes it, with made-up figures.
 fn fake_result(dir: &Path, lets: &[(&str, &str)], phase: &str, lr: f64, seed: u64, figures: (f64, f64)) {
     let (held_out, test) = figures;

@@ -50,6 +50,14 @@ pub fn available() -> bool {
     crate::cuda_driver_installed() && driver::init().is_ok() && driver::device::get_count().is_ok_and(|count| count > 0)
 }
 
+/// How many GPUs the driver sees here (0 when libcuda does not load).
+pub fn device_count() -> usize {
+    if !crate::cuda_driver_installed() || driver::init().is_err() {
+        return 0;
+    }
+    driver::device::get_count().map_or(0, |count| count.max(0) as usize)
+}
+
 impl Cuda {
     /// The first GPU, its context current on this thread.
     pub fn new() -> Result<Cuda, DeviceError> {
