@@ -179,7 +179,7 @@ pub enum Instr {
 /// `[rows, width]` for `len` elements: the smallest width from 1024 to 8192 that divides
 /// `len`, or one row when none does.
 pub fn flat_rows(len: usize) -> Vec<usize> {
-    match (1024..=8192).find(|width| len % width == 0) {
+    match (1024..=8192).find(|width| len.is_multiple_of(*width)) {
         Some(width) => vec![len / width, width],
         None => vec![1, len],
     }

@@ -188,7 +188,7 @@ impl Trainer {
         device.load(&build.modules)?;
         check_memory(&build.program, device.as_ref())?;
         let stores = Stores::new(&build.program, device.as_mut())?;
-        let inits = model.params.iter().map(|p| p.init.clone()).collect();
+        let inits = model.params.iter().map(|p| p.init).collect();
         Ok(Trainer {
             program: build.program,
             model: model.clone(),

@@ -188,6 +188,23 @@ impl Nccl {
     }
 
     /// Runs `each` for every segment inside one NCCL group.
+    /// In-place f32 sums over the ranks of `count` floats at each address, in one group.
+    fn sum_in_place(&self, addresses: &[(CUdeviceptr, usize)]) -> Result<()> {
+        let stream = self.nccl_stream();
+        self.grouped(
+            "ncclAllReduce",
+            |comm, address, count| {
+                let p = address as *mut std::ffi::c_void;
+                // SAFETY: in-place on device memory the caller vouches for (the buffers'
+                // contract, or this communicator's own scratch float).
+                unsafe {
+                    nccl::all_reduce(p, p, count, ncclDataType_t::ncclFloat32, ncclRedOp_t::ncclSum, comm, stream)
+                }
+            },
+            addresses,
+        )
+    }
+
     fn grouped(
         &self,
         call: &str,
@@ -221,18 +238,7 @@ impl Collective for Nccl {
 
     fn all_reduce_sum(&mut self, memory: &mut DeviceBuffers, bucket: &[Segment]) -> Result<()> {
         let addresses = bucket.iter().map(|s| memory.address(s)).collect::<Result<Vec<_>>>()?;
-        let stream = self.nccl_stream();
-        self.grouped(
-            "ncclAllReduce",
-            |comm, address, count| {
-                let p = address as *mut std::ffi::c_void;
-                // SAFETY: in-place on device memory the buffers' contract vouches for.
-                unsafe {
-                    nccl::all_reduce(p, p, count, ncclDataType_t::ncclFloat32, ncclRedOp_t::ncclSum, comm, stream)
-                }
-            },
-            &addresses,
-        )
+        self.sum_in_place(&addresses)
     }
 
     fn all_reduce_weighted_sum(&mut self, memory: &mut DeviceBuffers, bucket: &[Segment], weight: f32) -> Result<()> {
@@ -269,19 +275,7 @@ impl Collective for Nccl {
     }
 
     fn barrier(&mut self) -> Result<()> {
-        let scratch = [(self.scratch, 1)];
-        let stream = self.nccl_stream();
-        self.grouped(
-            "ncclAllReduce",
-            |comm, address, count| {
-                let p = address as *mut std::ffi::c_void;
-                // SAFETY: this communicator's own scratch float.
-                unsafe {
-                    nccl::all_reduce(p, p, count, ncclDataType_t::ncclFloat32, ncclRedOp_t::ncclSum, comm, stream)
-                }
-            },
-            &scratch,
-        )?;
+        self.sum_in_place(&[(self.scratch, 1)])?;
         // SAFETY: the stream given at creation.
         unsafe { driver::stream::synchronize(self.stream) }
             .map_err(|e| Error::Collective(format!("waiting for the barrier failed: {e:?}")))

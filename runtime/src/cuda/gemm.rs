@@ -152,9 +152,8 @@ pub(super) fn gemm(cuda: &mut Cuda, op: &Gemm) {
     let align = [alignment(pa), alignment(pb), alignment(pc)];
     let shape = Shape { m: *m, k: *k, n: *n, a: (a.1, a.0.elem), b: (b.1, b.0.elem), c: c.elem, align };
     let handle = cuda.blas_lt;
-    if !cuda.gemm_plans.0.contains_key(&shape) {
-        let planned = plan(handle, &shape);
-        cuda.gemm_plans.0.insert(shape, planned);
+    if let std::collections::hash_map::Entry::Vacant(slot) = cuda.gemm_plans.0.entry(shape) {
+        slot.insert(plan(handle, &shape));
     }
     let (alpha, beta) = (1.0f32, 0.0f32);
     let (a, b, c) = (pa, pb, pc);
