@@ -122,10 +122,7 @@ pub fn check(model: &Model, target: Target) -> Result<(), Diagnostic> {
         diagnostic = diagnostic.at(span, format!("{storage} storage asked for here"));
     }
     let supported: Vec<&str> = target.storage_elems().iter().map(|e| e.name()).collect();
-    Err(diagnostic.help(format!(
-        "the {target} target stores {}; write `precision = f32`, or train on `--target cuda`",
-        supported.join(", ")
-    )))
+    Err(diagnostic.help(format!("the {target} target stores {}; write `precision = f32`", supported.join(", "))))
 }
 
 /// The grad IR of a program at `shape`: a training step's values stored as the train

@@ -12,8 +12,8 @@
 //!   bits would drift), its states and checkpoints, attention's log-sum-exp;
 //! - the gradients the recurrence's, attention's and the short convolution's backward
 //!   kernels accumulate into (shared keys and values add from several heads, a
-//!   convolution's input from several taps; adds into bf16 would round at each step) and a broadcast operand's gradient (a sum over what it was broadcast
-//!   along).
+//!   convolution's input from several taps; adds into bf16 would round at each step),
+//!   and a broadcast operand's gradient (a sum over what it was broadcast along).
 //!
 //! Every kernel reads and writes its arguments in the types chosen here (its signature)
 //! and computes in f32; the program verifier checks that each byte is read as the type

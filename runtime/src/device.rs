@@ -120,22 +120,23 @@ pub fn i32_bytes(values: &[i32]) -> &[u8] {
 
 /// Reads a float view into a new vector of f32 (bf16 widened exactly).
 pub fn read_f32(device: &dyn Device, view: &View) -> Vec<f32> {
-    match view.elem {
-        Elem::F32 => {
-            let mut values = vec![0.0f32; view.len()];
-            // SAFETY: every byte pattern is a valid f32; the slice covers the vector exactly.
-            let bytes = unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), view.bytes()) };
-            device.read(view, bytes);
-            values
-        }
-        Elem::Bf16 => {
-            let mut bytes = vec![0u8; view.bytes()];
-            device.read(view, &mut bytes);
-            bytes
-                .chunks_exact(2)
-                .map(|pair| f32::from_bits(u32::from(u16::from_le_bytes([pair[0], pair[1]])) << 16))
-                .collect()
-        }
-        Elem::I32 => panic!("a float view, not token ids"),
+    if view.elem == Elem::F32 {
+        let mut values = vec![0.0f32; view.len()];
+        // SAFETY: every byte pattern is a valid f32; the slice covers the vector exactly.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), view.bytes()) };
+        device.read(view, bytes);
+        return values;
+    }
+    let mut bytes = vec![0u8; view.bytes()];
+    device.read(view, &mut bytes);
+    floats(&bytes, view.elem)
+}
+
+/// Little-endian elements of `elem` as f32 (bf16 widened exactly).
+pub fn floats(bytes: &[u8], elem: Elem) -> Vec<f32> {
+    match elem {
+        Elem::F32 => bytes.chunks_exact(4).map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect(),
+        Elem::Bf16 => bytes.chunks_exact(2).map(|h| hyb_target::bf16_value(u16::from_le_bytes([h[0], h[1]]))).collect(),
+        Elem::I32 => panic!("floats, not token ids"),
     }
 }

@@ -93,12 +93,8 @@ fn read(device: &dyn Device, view: &View) -> Vec<u8> {
 /// Elements as f64, whatever their storage type.
 fn values(bytes: &[u8], elem: Elem) -> Vec<f64> {
     match elem {
-        Elem::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
+        Elem::F32 | Elem::Bf16 => crate::device::floats(bytes, elem).into_iter().map(f64::from).collect(),
         Elem::I32 => bytes.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
-        Elem::Bf16 => bytes
-            .chunks_exact(2)
-            .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64)
-            .collect(),
     }
 }
 

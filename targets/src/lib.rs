@@ -79,6 +79,22 @@ impl fmt::Display for Elem {
     }
 }
 
+/// The bf16 nearest to `value` (ties to even; a NaN stays a quiet NaN), as its bits: how
+/// checkpoints, constants and the CPU's bf16 products round.
+pub fn bf16_bits(value: f32) -> u16 {
+    let bits = value.to_bits();
+    if value.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    let rounding = 0x7FFF + ((bits >> 16) & 1);
+    (bits.wrapping_add(rounding) >> 16) as u16
+}
+
+/// The f32 a bf16 holds (exact: bf16 is f32's upper half).
+pub fn bf16_value(bits: u16) -> f32 {
+    f32::from_bits(u32::from(bits) << 16)
+}
+
 /// The storage precision a train block asks for (`precision = f32 | bf16`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Precision {

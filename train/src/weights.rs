@@ -61,14 +61,7 @@ impl Stored {
 }
 
 /// The bfloat16 nearest to `value` (ties to even), as its bits.
-pub fn bf16_bits(value: f32) -> u16 {
-    let bits = value.to_bits();
-    if value.is_nan() {
-        return ((bits >> 16) | 0x40) as u16;
-    }
-    let rounding = 0x7fff + ((bits >> 16) & 1);
-    (bits.wrapping_add(rounding) >> 16) as u16
-}
+pub use hyb_target::bf16_bits;
 
 /// One tensor read as f32.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,7 +179,7 @@ fn to_f32(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
         |convert: fn(u16) -> f32| data.chunks_exact(2).map(|c| convert(u16::from_le_bytes([c[0], c[1]]))).collect();
     match dtype {
         Dtype::F32 => Some(data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
-        Dtype::BF16 => Some(halves(|bits| f32::from_bits(u32::from(bits) << 16))),
+        Dtype::BF16 => Some(halves(hyb_target::bf16_value)),
         Dtype::F16 => Some(halves(|bits| half::f16::from_bits(bits).to_f32())),
         _ => None,
     }

@@ -197,7 +197,7 @@ impl Builder {
     pub fn constant_f(&mut self, value: f64, ty: Scalar) -> Value {
         let bits = match ty {
             Scalar::F32 => format!("0x{:08X}", (value as f32).to_bits()),
-            Scalar::Bf16 => format!("0x{:04X}", bf16_bits(value as f32)),
+            Scalar::Bf16 => format!("0x{:04X}", hyb_target::bf16_bits(value as f32)),
             other => panic!("a float constant of type {}", other.mlir()),
         };
         let comment = if value.is_finite() { format!(" // {value}") } else { String::new() };
@@ -449,14 +449,4 @@ pub struct LaneGrid {
 /// `a, b, c`.
 pub(super) fn list(values: &[&Value]) -> String {
     values.iter().map(|value| value.name()).collect::<Vec<_>>().join(", ")
-}
-
-/// The bf16 nearest to `value` (ties to even), as its bits.
-fn bf16_bits(value: f32) -> u16 {
-    let bits = value.to_bits();
-    if value.is_nan() {
-        return ((bits >> 16) | 0x40) as u16;
-    }
-    let rounding = 0x7FFF + ((bits >> 16) & 1);
-    (bits.wrapping_add(rounding) >> 16) as u16
 }

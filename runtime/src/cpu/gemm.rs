@@ -6,7 +6,7 @@
 use hyb_target::Elem;
 
 use super::{Cpu, Ptr};
-use crate::device::Gemm;
+use crate::device::{Gemm, floats};
 
 /// Products with this few rows (a decoding step's `1 × k · k × n`) are dot products on
 /// the calling thread: matrixmultiply's packing and thread dispatch cost more than the
@@ -27,24 +27,7 @@ pub(super) fn gemm(cpu: &mut Cpu, op: &Gemm) {
         return;
     }
     // SAFETY: the operands are in bounds for these strides (asserted above).
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            pa.0.cast(),
-            a.1[0],
-            a.1[1],
-            pb.0.cast(),
-            b.1[0],
-            b.1[1],
-            0.0,
-            pc.0.cast(),
-            n as isize,
-            1,
-        );
-    }
+    unsafe { sgemm(op, (pa.0.cast(), a.1), (pb.0.cast(), b.1), pc.0.cast()) };
 }
 
 /// `c[i, j] = a_i · b_j` for rows `a_i` (stride `a.1`) and columns `b_j` (stride `b.1`),
@@ -77,59 +60,33 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// A GEMM with bf16 operands or product: the f32 GEMM on widened copies.
+/// A GEMM with bf16 operands or product: the f32 GEMM on widened copies, the product
+/// rounded back if it is bf16.
 fn widened_gemm(cpu: &mut Cpu, op: &Gemm) {
-    let (mut a, mut b) = (widen(cpu.bytes_ref(&op.a.0), op.a.0.elem), widen(cpu.bytes_ref(&op.b.0), op.b.0.elem));
+    let a = floats(cpu.bytes_ref(&op.a.0), op.a.0.elem);
+    let b = floats(cpu.bytes_ref(&op.b.0), op.b.0.elem);
     let mut c = vec![0.0f32; op.c.len()];
-    let (m, k, n) = (op.m, op.k, op.n);
     // SAFETY: the copies hold each operand's elements at its strides (as the views did);
-    // `c` is a dense m × n product.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_mut_ptr(),
-            op.a.1[0],
-            op.a.1[1],
-            b.as_mut_ptr(),
-            op.b.1[0],
-            op.b.1[1],
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
+    // `c` is a dense m × n product apart from both.
+    unsafe { sgemm(op, (a.as_ptr(), op.a.1), (b.as_ptr(), op.b.1), c.as_mut_ptr()) };
     let out: &mut [u8] = cpu.bytes(&op.c);
     match op.c.elem {
         Elem::F32 => out.copy_from_slice(crate::device::f32_bytes(&c)),
         _ => {
             for (pair, value) in out.chunks_exact_mut(2).zip(&c) {
-                pair.copy_from_slice(&bf16_bits(*value).to_le_bytes());
+                pair.copy_from_slice(&hyb_target::bf16_bits(*value).to_le_bytes());
             }
         }
     }
 }
 
-/// A view's elements as f32.
-fn widen(bytes: &[u8], elem: Elem) -> Vec<f32> {
-    match elem {
-        Elem::F32 => bytes.chunks_exact(4).map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect(),
-        Elem::Bf16 => {
-            bytes.chunks_exact(2).map(|h| f32::from_bits(u32::from(u16::from_le_bytes([h[0], h[1]])) << 16)).collect()
-        }
-        Elem::I32 => panic!("a GEMM of integers"),
-    }
-}
-
-/// The bf16 nearest to `value` (ties to even; NaN stays NaN).
-pub(crate) fn bf16_bits(value: f32) -> u16 {
-    let bits = value.to_bits();
-    if value.is_nan() {
-        return ((bits >> 16) | 0x40) as u16;
-    }
-    let rounding = 0x7FFF + ((bits >> 16) & 1);
-    (bits.wrapping_add(rounding) >> 16) as u16
+/// `c = a · b` by matrixmultiply (threaded), each operand with its (row, column) strides,
+/// `c` dense.
+///
+/// # Safety
+/// The operands hold `m × k` and `k × n` elements at their strides; `c` holds `m × n`.
+unsafe fn sgemm(op: &Gemm, a: (*const f32, [isize; 2]), b: (*const f32, [isize; 2]), c: *mut f32) {
+    let (m, k, n) = (op.m, op.k, op.n);
+    // SAFETY: the caller's bounds.
+    unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a.0, a.1[0], a.1[1], b.0, b.1[0], b.1[1], 0.0, c, n as isize, 1) };
 }
