@@ -105,6 +105,9 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
             println!("| {} | {} | {:.4} |", score.name, score.headline(), score.loss);
         }
     }
+    if let Some(memory) = outcome.trainer.memory_report() {
+        println!("\ndevice memory in use, by stage:\n{memory}");
+    }
     if let Some(profile) = &outcome.trainer.profile {
         println!("\ntime per kernel:\n{}", profile.table());
     }

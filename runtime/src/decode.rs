@@ -10,7 +10,7 @@ use hyb_driver::{Shape, Target};
 use hyb_lower::program::{Arg, POSITION, ParamSlot, Program, Store};
 
 use crate::device::{Device, f32_bytes, read_f32};
-use crate::exec::{self, Batch, Profile, Stores};
+use crate::exec::{self, Batch, Profile, Recordings, Stores};
 use crate::{Error, Trainer};
 
 /// A model's decoding step for `batch` sequences of up to `max_len` tokens.
@@ -21,6 +21,8 @@ pub struct Decoder {
     position: usize,
     /// Per-kernel time, when profiling is on.
     pub profile: Option<Profile>,
+    /// The step, recorded once (a CUDA graph) where the device records.
+    recordings: Recordings,
 }
 
 impl Trainer {
@@ -44,7 +46,8 @@ impl Decoder {
         let mut device = crate::device_for(&build)?;
         crate::check_memory(&build.program, device.as_ref())?;
         let stores = Stores::new(&build.program, device.as_mut())?;
-        Ok(Decoder { program: build.program, device, stores, position: 0, profile: None })
+        let recordings = Recordings::default();
+        Ok(Decoder { program: build.program, device, stores, position: 0, profile: None, recordings })
     }
 
     /// The parameters, in the model's order.
@@ -111,7 +114,11 @@ impl Decoder {
         self.device.write(&position, f32_bytes(&[self.position as f32]));
         let batch = Batch { tokens, ..Batch::NONE };
         let range = 0..self.program.forward_end;
-        exec::run(&self.program, self.device.as_mut(), &self.stores, range, &batch, self.profile.as_mut());
+        let (program, device, stores) = (&self.program, self.device.as_mut(), &self.stores);
+        match self.profile.as_mut() {
+            Some(profile) => exec::run(program, device, stores, range, &batch, Some(profile)),
+            None => exec::replay(program, device, stores, range, &batch, &mut self.recordings),
+        }
         self.position += 1;
         Ok(read_f32(self.device.as_ref(), &self.stores.view(&self.program.logits)))
     }

@@ -13,6 +13,11 @@
 //! - **Order.** Operations take effect in the order issued. `read` returns the value
 //!   after everything issued before it; a backend that queues work (a CUDA stream)
 //!   synchronises there. [`Device::synchronize`] waits for all issued work (for timing).
+//! - **Recordings.** A backend that can record issued work and replay it as one unit
+//!   (a CUDA graph) says so in [`Device::begin_recording`]; the work issued until
+//!   [`Device::end_recording`] is recorded instead of run, and [`Device::replay`] runs
+//!   it, in order with everything else issued. Recorded work reads and writes device
+//!   memory only: host values reach it through buffers written before a replay.
 //! - **Modules.** [`Device::load`] takes the driver's modules, one per kernel of the
 //!   program, in its order: a launch names its kernel by that index and gives its
 //!   iteration space, the points a backend may run in parallel.
@@ -91,6 +96,10 @@ pub trait Device {
     fn memory(&self) -> Option<(usize, usize)> {
         None
     }
+    /// Where the device's memory went, stage by stage, for a report (a GPU's).
+    fn memory_report(&self) -> Option<String> {
+        None
+    }
     /// A zeroed buffer of `bytes`.
     fn alloc(&mut self, bytes: usize) -> Result<BufferId, DeviceError>;
     /// Copies host bytes into `to` (`bytes.len()` equals its size).
@@ -98,6 +107,26 @@ pub trait Device {
     /// Copies `from` into the caller's bytes, once everything issued before has run.
     fn read(&self, from: &View, into: &mut [u8]);
     fn zero(&mut self, view: &View);
+    /// Copies `from` into `to` (of the same byte size), both on the device.
+    fn copy(&mut self, from: &View, to: &View) {
+        assert_eq!(from.bytes(), to.bytes(), "a copy fills its view");
+        let mut bytes = vec![0u8; from.bytes()];
+        self.read(from, &mut bytes);
+        self.write(to, &bytes);
+    }
+    /// Starts recording the work issued from now on instead of running it, where the
+    /// backend can replay recorded work; `false` (and the work runs as issued) where not.
+    fn begin_recording(&mut self) -> bool {
+        false
+    }
+    /// Ends the recording [`Device::begin_recording`] started; its handle.
+    fn end_recording(&mut self) -> usize {
+        unreachable!("{} records nothing", self.describe())
+    }
+    /// Runs recording `recording`'s work again.
+    fn replay(&mut self, recording: usize) {
+        unreachable!("{} has no recording {recording}", self.describe())
+    }
     /// Loads the program's kernels, replacing any loaded before.
     fn load(&mut self, modules: &[Module]) -> Result<(), DeviceError>;
     /// Runs kernel `kernel` over an iteration space of `space` points.

@@ -1,6 +1,13 @@
 //! Running a [`Program`] on a [`Device`]: one device buffer per store, and each
-//! instruction as a launch, a GEMM, a zeroing or a copy from the host — nothing of the
-//! step runs on the host.
+//! instruction as a launch, a GEMM, a zeroing or a copy — nothing of the step runs on
+//! the host.
+//!
+//! The host's part of a program lives in one staging buffer: every `Fill`'s constants,
+//! written once when the stores are made, and the step's token ids and targets, written
+//! before a range runs. `Fill` and `Input` are then copies from staging into their
+//! (reused) arena slots, in program order, so a range of instructions issues device work
+//! alone and a device that records work ([`Device::begin_recording`], a CUDA graph) can
+//! replay a whole step ([`Recordings`]).
 
 use hyb_lower::program::{ADAM, Arg, HOST_LEN, Input, Instr, Program, Store, iteration_space};
 
@@ -26,6 +33,7 @@ impl Batch<'_> {
 
 /// The device buffer of every store of a program.
 pub struct Stores {
+    staging: Staging,
     arena: BufferId,
     temp: BufferId,
     host: BufferId,
@@ -49,6 +57,7 @@ impl Stores {
         };
         let (params, moment1, moment2) = (per_param(true)?, per_param(optimizer)?, per_param(optimizer)?);
         Ok(Stores {
+            staging: Staging::new(program, device)?,
             arena: device.alloc(program.arena_bytes)?,
             temp: device.alloc(program.temp_bytes)?,
             host: device.alloc(HOST_LEN * 4)?,
@@ -64,7 +73,8 @@ impl Stores {
         let optimizer = program.update_start < program.instrs.len();
         let params: usize = program.params.iter().map(|p| 4 * p.shape.iter().product::<usize>()).sum();
         let moments = if optimizer { 2 * params } else { 0 };
-        program.arena_bytes + program.temp_bytes + HOST_LEN * 4 + program.cache_bytes + params + moments
+        let staging = Staging::layout(program).bytes;
+        program.arena_bytes + program.temp_bytes + HOST_LEN * 4 + program.cache_bytes + params + moments + staging
     }
 
     pub fn buffer(&self, store: Store) -> BufferId {
@@ -88,6 +98,91 @@ impl Stores {
             dims: arg.dims.clone(),
             flat: arg.flat,
             share: arg.share,
+        }
+    }
+}
+
+/// The staging buffer: each `Fill`'s values (expanded to its length) and the step's
+/// token ids and targets, each at its own byte offset.
+struct Staging {
+    /// Per instruction of the program, where its `Fill` or `Input` copies from.
+    sources: Vec<Option<View>>,
+    tokens: Option<View>,
+    targets: Option<View>,
+}
+
+struct Layout {
+    bytes: usize,
+    /// Per instruction: the byte offset and length in elements of its source.
+    sources: Vec<Option<(usize, usize)>>,
+}
+
+impl Staging {
+    fn layout(program: &Program) -> Layout {
+        let mut bytes = 0;
+        let mut inputs = [None, None];
+        let sources = program
+            .instrs
+            .iter()
+            .map(|instr| match instr {
+                Instr::Fill(arg, _) => {
+                    bytes += arg.len() * 4;
+                    Some((bytes - arg.len() * 4, arg.len()))
+                }
+                // Every `Input` of one kind reads the same ids: one source per kind.
+                Instr::Input(which, arg) => Some(*inputs[*which as usize].get_or_insert_with(|| {
+                    bytes += arg.len() * 4;
+                    (bytes - arg.len() * 4, arg.len())
+                })),
+                _ => None,
+            })
+            .collect();
+        Layout { bytes, sources }
+    }
+
+    /// The staging buffer of `program`, its constants written.
+    fn new(program: &Program, device: &mut dyn Device) -> Result<Staging, DeviceError> {
+        let layout = Staging::layout(program);
+        let buffer = device.alloc(layout.bytes)?;
+        let view = |(offset, len): (usize, usize), elem| View {
+            buffer,
+            offset,
+            elem,
+            dims: vec![len],
+            flat: true,
+            share: hyb_lower::program::Share::Split,
+        };
+        let mut staging = Staging { sources: Vec::new(), tokens: None, targets: None };
+        for (instr, source) in program.instrs.iter().zip(&layout.sources) {
+            let source = source.map(|at| match instr {
+                Instr::Fill(arg, values) => {
+                    let source = view(at, hyb_target::Elem::F32);
+                    let values = if values.len() == 1 { vec![values[0]; arg.len()] } else { values.clone() };
+                    device.write(&source, f32_bytes(&values));
+                    source
+                }
+                Instr::Input(which, _) => {
+                    let source = view(at, hyb_target::Elem::I32);
+                    match which {
+                        Input::Tokens => staging.tokens = Some(source.clone()),
+                        Input::Targets => staging.targets = Some(source.clone()),
+                    }
+                    source
+                }
+                _ => unreachable!("only fills and inputs have sources"),
+            });
+            staging.sources.push(source);
+        }
+        Ok(staging)
+    }
+
+    /// Writes the step's token ids and targets where the program's inputs copy them from.
+    fn stage(&self, device: &mut dyn Device, batch: &Batch) {
+        for (view, ids) in [(&self.tokens, batch.tokens), (&self.targets, batch.targets)] {
+            if let Some(view) = view {
+                assert_eq!(ids.len(), view.len(), "a step's inputs are batch × seq_len");
+                device.write(view, i32_bytes(ids));
+            }
         }
     }
 }
@@ -136,17 +231,71 @@ pub fn run(
     batch: &Batch,
     mut profile: Option<&mut Profile>,
 ) {
-    for instr in &program.instrs[range] {
+    stage(program, device, stores, range.clone(), batch);
+    for index in range {
         let started = profile.is_some().then(std::time::Instant::now);
-        execute(instr, device, stores, batch);
+        execute(program, index, device, stores);
         if let (Some(profile), Some(started)) = (profile.as_deref_mut(), started) {
             device.synchronize();
-            profile.add(label(program, instr), started.elapsed().as_secs_f64());
+            profile.add(label(program, &program.instrs[index]), started.elapsed().as_secs_f64());
         }
     }
 }
 
-fn execute(instr: &Instr, device: &mut dyn Device, stores: &Stores, batch: &Batch) {
+/// Writes the batch to staging if instructions `range` read it.
+fn stage(program: &Program, device: &mut dyn Device, stores: &Stores, range: std::ops::Range<usize>, batch: &Batch) {
+    if program.instrs[range].iter().any(|instr| matches!(instr, Instr::Input(..))) {
+        stores.staging.stage(device, batch);
+    }
+}
+
+/// The ranges of a program a device has recorded, each replayed as one unit of work.
+#[derive(Default)]
+pub struct Recordings {
+    recorded: std::collections::HashMap<std::ops::Range<usize>, usize>,
+}
+
+impl Recordings {
+    /// How many ranges are recorded.
+    pub fn len(&self) -> usize {
+        self.recorded.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.recorded.is_empty()
+    }
+}
+
+/// Runs instructions `range` as one recording of the device's (recorded on first use,
+/// replayed after: the same work as [`run`], issued at once); runs them one by one
+/// where the device does not record.
+pub fn replay(
+    program: &Program,
+    device: &mut dyn Device,
+    stores: &Stores,
+    range: std::ops::Range<usize>,
+    batch: &Batch,
+    recordings: &mut Recordings,
+) {
+    stage(program, device, stores, range.clone(), batch);
+    let recording = match recordings.recorded.get(&range) {
+        Some(recording) => *recording,
+        None => {
+            let recording = device.begin_recording();
+            range.clone().for_each(|index| execute(program, index, device, stores));
+            if !recording {
+                return;
+            }
+            let recording = device.end_recording();
+            recordings.recorded.insert(range, recording);
+            recording
+        }
+    };
+    device.replay(recording);
+}
+
+fn execute(program: &Program, index: usize, device: &mut dyn Device, stores: &Stores) {
+    let instr = &program.instrs[index];
     match instr {
         Instr::Call { kernel, args } => {
             let views: Vec<View> = args.iter().map(|a| stores.view(a)).collect();
@@ -161,17 +310,9 @@ fn execute(instr: &Instr, device: &mut dyn Device, stores: &Stores, batch: &Batc
             c: stores.view(c),
         }),
         Instr::Zero(arg) => device.zero(&stores.view(arg)),
-        Instr::Fill(arg, values) => {
-            let values = if values.len() == 1 { vec![values[0]; arg.len()] } else { values.clone() };
-            device.write(&stores.view(arg), f32_bytes(&values));
-        }
-        Instr::Input(which, arg) => {
-            let ids = match which {
-                Input::Tokens => batch.tokens,
-                Input::Targets => batch.targets,
-            };
-            assert_eq!(ids.len(), arg.len(), "a step's inputs are batch × seq_len");
-            device.write(&stores.view(arg), i32_bytes(ids));
+        Instr::Fill(arg, _) | Instr::Input(_, arg) => {
+            let source = stores.staging.sources[index].as_ref().expect("fills and inputs are staged");
+            device.copy(source, &stores.view(arg));
         }
         Instr::AdamW { kernel, param, grad } => {
             let views = adamw_views(*param, grad, stores);
@@ -213,5 +354,6 @@ pub fn instr_label(program: &Program, index: usize) -> String {
 
 /// Runs instruction `index` of the program.
 pub fn run_one(program: &Program, device: &mut dyn Device, stores: &Stores, index: usize, batch: &Batch) {
-    execute(&program.instrs[index], device, stores, batch);
+    stage(program, device, stores, index..index + 1, batch);
+    execute(program, index, device, stores);
 }

@@ -25,7 +25,7 @@ use hyb_driver::{Build, Shape, Target};
 pub use crate::decode::Decoder;
 use crate::device::{Device, DeviceError, View, f32_bytes, read_f32};
 pub use crate::exec::Batch;
-use crate::exec::{Profile, Stores};
+use crate::exec::{Profile, Recordings, Stores};
 pub use hyb_compiler::ir::train::AdamW;
 pub use hyb_lower::program::ParamSlot;
 use hyb_lower::program::{ADAM, Arg, CLIP_MAX, LOSS, Program, SQUARES};
@@ -141,6 +141,8 @@ pub struct Trainer {
     /// Per-kernel time, when profiling is on.
     pub profile: Option<Profile>,
     inits: Vec<hyb_compiler::ir::Init>,
+    /// The ranges of the program the device has recorded (CUDA graphs).
+    recordings: Recordings,
 }
 
 impl Trainer {
@@ -198,6 +200,7 @@ impl Trainer {
             step: 0,
             profile: None,
             inits,
+            recordings: Recordings::default(),
         })
     }
 
@@ -210,10 +213,25 @@ impl Trainer {
         self.device.describe()
     }
 
-    /// Runs instructions `range` of the step program.
+    /// Runs instructions `range` of the step program: as one recording of the device
+    /// (a CUDA graph, recorded on first use) unless profiling, which times each.
     fn run(&mut self, range: std::ops::Range<usize>, batch: &Batch) {
         let device = self.device.as_mut();
-        exec::run(&self.program, device, &self.stores, range, batch, self.profile.as_mut());
+        match self.profile.as_mut() {
+            Some(profile) => exec::run(&self.program, device, &self.stores, range, batch, Some(profile)),
+            None => exec::replay(&self.program, device, &self.stores, range, batch, &mut self.recordings),
+        }
+    }
+
+    /// Where the device's memory went (a GPU's, stage by stage), for the run's report.
+    pub fn memory_report(&self) -> Option<String> {
+        self.device.memory_report()
+    }
+
+    /// How many ranges of the program the device has recorded and replays (CUDA graphs;
+    /// none on the CPU).
+    pub fn recorded(&self) -> usize {
+        self.recordings.len()
     }
 
     fn host(&mut self, slot: usize) -> f32 {
@@ -486,6 +504,21 @@ impl Trainer {
         self.run(self.program.update_start..self.program.instrs.len(), &Batch::NONE);
     }
 
+    /// Forward, backward and the gradient norm as one unit of device work (one CUDA
+    /// graph), then one read of the loss and the norm: a training step's only wait for
+    /// the device. [`Trainer::apply_update`] completes the step.
+    pub fn forward_backward_norm(&mut self, batch: &Batch, adamw: &AdamW) -> Result<StepStats, Error> {
+        if !self.trains() {
+            return Err(Error::Input("an evaluator runs the forward alone: it has no backward".into()));
+        }
+        self.check(batch)?;
+        self.set_host(CLIP_MAX, &[adamw.clip.map_or(f32::INFINITY, |c| c as f32)]);
+        self.run(0..self.program.update_start, batch);
+        let both = read_f32(self.device.as_ref(), &self.stores.view(&Arg::host(LOSS, 2)));
+        const { assert!(SQUARES == LOSS + 1, "the loss and the norm are read at once") };
+        Ok(StepStats { loss: both[0], grad_norm: both[1] })
+    }
+
     /// Clipping and one AdamW update at learning rate `lr`; returns the gradient norm.
     pub fn optimizer_step(&mut self, adamw: &AdamW, lr: f64) -> f32 {
         let norm = self.gradient_norm(adamw);
@@ -495,8 +528,8 @@ impl Trainer {
 
     /// One training step: forward, backward, clipping, AdamW.
     pub fn step(&mut self, batch: &Batch, adamw: &AdamW, lr: f64) -> Result<StepStats, Error> {
-        let loss = self.forward_backward(batch)?;
-        let grad_norm = self.optimizer_step(adamw, lr);
-        Ok(StepStats { loss, grad_norm })
+        let stats = self.forward_backward_norm(batch, adamw)?;
+        self.apply_update(adamw, lr);
+        Ok(stats)
     }
 }

@@ -150,10 +150,9 @@ pub fn train(
         let step = trainer.step + 1;
         let lr = learning_rate(&settings.schedule, settings.adamw.lr, step, settings.steps);
         let clock = Instant::now();
-        let (loss, tokens) = accumulate(trainer, task, settings, step)?;
+        let (loss, grad_norm, tokens) = accumulate(trainer, task, settings, step)?;
         // The norm sums every gradient's squares, so it is finite exactly when they all
         // are (short of overflow): only then is there no need to look for the culprit.
-        let grad_norm = trainer.gradient_norm(&settings.adamw);
         if !loss.is_finite() || !grad_norm.is_finite() {
             let tensor = trainer.first_non_finite_grad();
             return Err(Failure::NonFinite { step, loss, norm: grad_norm, tensor });
@@ -252,9 +251,20 @@ fn save_checkpoint(trainer: &Trainer, settings: &Settings, on: &mut dyn FnMut(Ev
 
 /// Forward and backward over the step's micro-batches (micro-batch `m` of step `s` is
 /// data batch `(s − 1) · grad_accum + m + 1`), leaving their mean gradient for the
-/// update; returns the mean loss and the tokens seen.
-fn accumulate(trainer: &mut Trainer, task: &dyn Task, settings: &Settings, step: u64) -> Result<(f32, usize), Failure> {
+/// update; returns the mean loss, the gradient norm and the tokens seen. One
+/// micro-batch is one unit of device work and one wait ([`Trainer::forward_backward_norm`]).
+fn accumulate(
+    trainer: &mut Trainer,
+    task: &dyn Task,
+    settings: &Settings,
+    step: u64,
+) -> Result<(f32, f32, usize), Failure> {
     let micro = settings.grad_accum.max(1);
+    if micro == 1 {
+        let batch = task.batch(settings.seed, step, settings.batch);
+        let stats = trainer.forward_backward_norm(&batch.inputs(), &settings.adamw)?;
+        return Ok((stats.loss, stats.grad_norm, batch.tokens.len()));
+    }
     let mut loss = 0.0;
     let mut total: Option<Vec<Vec<f32>>> = None;
     let mut tokens = 0;
@@ -262,21 +272,16 @@ fn accumulate(trainer: &mut Trainer, task: &dyn Task, settings: &Settings, step:
         let batch = task.batch(settings.seed, (step - 1) * micro + m + 1, settings.batch);
         tokens += batch.tokens.len();
         loss += trainer.forward_backward(&batch.inputs())? / micro as f32;
-        if micro > 1 {
-            let grads = trainer.grads();
-            match &mut total {
-                None => total = Some(grads),
-                Some(sum) => {
-                    sum.iter_mut().zip(&grads).for_each(|(s, g)| s.iter_mut().zip(g).for_each(|(a, b)| *a += b))
-                }
-            }
+        let grads = trainer.grads();
+        match &mut total {
+            None => total = Some(grads),
+            Some(sum) => sum.iter_mut().zip(&grads).for_each(|(s, g)| s.iter_mut().zip(g).for_each(|(a, b)| *a += b)),
         }
     }
-    if let Some(mut sum) = total {
-        sum.iter_mut().flatten().for_each(|g| *g /= micro as f32);
-        trainer.set_grads(&sum)?;
-    }
-    Ok((loss, tokens))
+    let mut sum = total.expect("at least one micro-batch");
+    sum.iter_mut().flatten().for_each(|g| *g /= micro as f32);
+    trainer.set_grads(&sum)?;
+    Ok((loss, trainer.gradient_norm(&settings.adamw), tokens))
 }
 
 fn evaluate(trainer: &Trainer, evaluators: &mut [Trainer], evals: &[EvalSet]) -> Result<Vec<Score>, Failure> {

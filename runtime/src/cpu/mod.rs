@@ -113,6 +113,13 @@ impl Device for Cpu {
         self.bytes(view).fill(0);
     }
 
+    fn copy(&mut self, from: &View, to: &View) {
+        assert_eq!(from.bytes(), to.bytes(), "a copy fills its view");
+        let (Ptr(source), Ptr(target)) = (self.pointer(from), self.pointer(to));
+        // SAFETY: both in bounds (checked by `pointer`); `copy` allows overlap.
+        unsafe { std::ptr::copy(source, target, from.bytes()) };
+    }
+
     fn load(&mut self, modules: &[Module]) -> Result<(), DeviceError> {
         let compiled = compile(modules).map_err(|e| DeviceError::Load(e.to_string()))?;
         let entries = compiled.iter().zip(modules).map(|(c, m)| c.entry(&m.name)).collect::<Result<_, _>>();

@@ -178,7 +178,7 @@ pub(super) fn gemm(cuda: &mut Cuda, op: &Gemm) {
             &plan.algo,
             cuda.workspace as *mut c_void,
             WORKSPACE_BYTES,
-            std::ptr::null_mut(),
+            cuda.stream.cast(),
         )
     };
     check("matmul", done);

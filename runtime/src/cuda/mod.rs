@@ -5,7 +5,9 @@
 //! (`hyb_kernels::gpu::Launch`) — and GEMMs through cuBLASLt (bf16 on the tensor cores,
 //! or f32), with a workspace of its own.
 //!
-//! Work is issued on the default stream in order; `read` waits for it.
+//! Work is issued in order on one stream of the device's own; `read` waits for it.
+//! Recordings are CUDA graphs captured from that stream (`HYB_GPU_GRAPHS=off` issues
+//! every range kernel by kernel instead, to compare).
 //!
 //! **Architecture Invariant:** the only module that calls cudarc.
 
@@ -16,7 +18,7 @@ use std::ffi::{CString, c_void};
 use cudarc::cublaslt::result as blas;
 use cudarc::cublaslt::sys::cublasLtHandle_t;
 use cudarc::driver::result as driver;
-use cudarc::driver::sys::{CUdeviceptr, CUfunction, CUlimit, CUmodule};
+use cudarc::driver::sys::{CUdeviceptr, CUfunction, CUgraphExec, CUlimit, CUmodule, CUstream};
 
 /// The device heap kernels allocate scratch from (see [`Cuda::new`]).
 const HEAP_BYTES: usize = 1 << 30;
@@ -34,10 +36,41 @@ pub struct Cuda {
     modules: Vec<CUmodule>,
     functions: Vec<CUfunction>,
     keys: Vec<(KernelKey, Form)>,
+    /// Each loaded kernel's name.
+    names: Vec<String>,
     blas_lt: cublasLtHandle_t,
     /// cuBLASLt's workspace ([`gemm::WORKSPACE_BYTES`]).
     workspace: CUdeviceptr,
     gemm_plans: gemm::Plans,
+    /// Where all work is issued (a blocking stream: the synchronous copies of the legacy
+    /// stream wait for it).
+    stream: CUstream,
+    /// Instantiated graphs, by recording handle.
+    graphs: Vec<CUgraphExec>,
+    /// Whether ranges are captured as graphs (`HYB_GPU_GRAPHS` is not `off`).
+    record: bool,
+    /// Device memory in use (the whole GPU's: total − free) after each stage of set-up,
+    /// and the most seen at any read since: [`Device::memory_report`].
+    ledger: Vec<(&'static str, usize)>,
+    peak: std::cell::Cell<usize>,
+}
+
+/// Device memory in use (total − free), 0 where the driver does not say.
+fn in_use() -> usize {
+    driver::mem_get_info().map_or(0, |(free, total)| total - free)
+}
+
+/// `bytes` as MiB, with thousands separated.
+fn mib(bytes: usize) -> String {
+    let mib = (bytes >> 20).to_string();
+    let mut grouped = String::new();
+    for (i, digit) in mib.chars().enumerate() {
+        if i > 0 && (mib.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    format!("{grouped} MiB")
 }
 
 fn error(what: &str) -> impl Fn(driver::DriverError) -> DeviceError + '_ {
@@ -77,19 +110,54 @@ impl Cuda {
             driver::ctx::set_limit(CUlimit::CU_LIMIT_MALLOC_HEAP_SIZE, HEAP_BYTES).map_err(error("heap"))?;
         }
         let name = driver::device::get_name(device).unwrap_or_else(|_| "GPU".into());
+        let mut ledger = vec![("the CUDA context (and whatever else runs on the GPU)", in_use())];
         let blas_lt = blas::create_handle().map_err(|e| DeviceError::Load(format!("cuBLASLt: {e:?}")))?;
         // SAFETY: a fresh allocation, only ever handed to cuBLASLt as its workspace.
         let workspace = unsafe { driver::malloc_sync(gemm::WORKSPACE_BYTES) }.map_err(error("cuBLASLt workspace"))?;
+        let stream = driver::stream::create(driver::stream::StreamKind::Default).map_err(error("stream"))?;
+        ledger.push(("cuBLASLt, its workspace and a stream", in_use()));
         Ok(Cuda {
+            peak: std::cell::Cell::new(in_use()),
+            ledger,
+            stream,
+            graphs: Vec::new(),
+            record: std::env::var("HYB_GPU_GRAPHS").map_or(true, |v| v != "off"),
             name,
             buffers: Vec::new(),
             modules: Vec::new(),
             functions: Vec::new(),
             keys: Vec::new(),
+            names: Vec::new(),
             blas_lt,
             workspace,
             gemm_plans: gemm::Plans::default(),
         })
+    }
+
+    /// Records the memory in use after stage `what` (replacing an earlier reading of the
+    /// same stage, so a stage of many calls reads once it is complete).
+    fn note(&mut self, what: &'static str) {
+        let now = in_use();
+        self.peak.set(self.peak.get().max(now));
+        match self.ledger.iter_mut().find(|(stage, _)| *stage == what) {
+            Some(entry) => entry.1 = now,
+            None => self.ledger.push((what, now)),
+        }
+    }
+
+    /// The largest local-memory frame of a loaded kernel, per thread, and its kernel: the
+    /// driver reserves such a frame for every thread the GPU can hold when it launches.
+    fn largest_frame(&self) -> Option<(usize, String)> {
+        let attribute = cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES;
+        self.functions
+            .iter()
+            .zip(&self.names)
+            // SAFETY: functions of modules this device loaded and keeps.
+            .filter_map(|(f, name)| {
+                let bytes = unsafe { driver::function::get_function_attribute(*f, attribute) }.ok()?;
+                Some((bytes.max(0) as usize, name.clone()))
+            })
+            .max_by_key(|(bytes, _)| *bytes)
     }
 
     fn address(&self, view: &View) -> CUdeviceptr {
@@ -102,6 +170,10 @@ impl Drop for Cuda {
         // SAFETY: handles this device created and nothing else holds.
         unsafe {
             let _ = driver::ctx::synchronize();
+            for graph in self.graphs.drain(..) {
+                let _ = driver::graph::exec_destroy(graph);
+            }
+            let _ = driver::stream::destroy(self.stream);
             std::mem::take(&mut self.gemm_plans);
             let _ = blas::destroy_handle(self.blas_lt);
             let _ = driver::free_sync(self.workspace);
@@ -167,6 +239,25 @@ impl Device for Cuda {
         driver::mem_get_info().ok()
     }
 
+    fn memory_report(&self) -> Option<String> {
+        let mut lines = Vec::new();
+        let mut before = 0;
+        for (stage, reading) in &self.ledger {
+            lines.push(format!("  {:>11}  {stage}", mib(reading.saturating_sub(before))));
+            before = *reading;
+        }
+        let peak = self.peak.get().max(in_use());
+        lines.push(format!(
+            "  {:>11}  at run time (local-memory frames, the kernels' device heap, graphs)",
+            mib(peak.saturating_sub(before))
+        ));
+        lines.push(format!("  {:>11}  in use at most (the whole GPU's, read at each copy to the host)", mib(peak)));
+        if let Some((bytes, kernel)) = self.largest_frame() {
+            lines.push(format!("  largest local frame: {bytes} bytes a thread ({kernel})"));
+        }
+        Some(lines.join("\n"))
+    }
+
     fn alloc(&mut self, bytes: usize) -> Result<BufferId, DeviceError> {
         // SAFETY: a fresh allocation of at least one byte, zeroed before use.
         let pointer = unsafe { driver::malloc_sync(bytes.max(1)) }.map_err(|_| {
@@ -175,6 +266,7 @@ impl Device for Cuda {
         })?;
         unsafe { driver::memset_d8_sync(pointer, 0, bytes.max(1)) }.map_err(error("zero"))?;
         self.buffers.push(pointer);
+        self.note("the program's buffers (its planned stores)");
         Ok(BufferId(self.buffers.len() - 1))
     }
 
@@ -186,13 +278,50 @@ impl Device for Cuda {
 
     fn read(&self, from: &View, into: &mut [u8]) {
         assert_eq!(into.len(), from.bytes(), "a read fills its bytes");
-        // SAFETY: as for write; the copy waits for the work issued before it.
+        // SAFETY: our stream; then as for write.
+        unsafe { driver::stream::synchronize(self.stream) }.expect("CUDA stream");
+        self.peak.set(self.peak.get().max(in_use()));
         unsafe { driver::memcpy_dtoh_sync(into, self.address(from)) }.expect("CUDA copy from the device");
     }
 
     fn zero(&mut self, view: &View) {
         // SAFETY: as for write.
-        unsafe { driver::memset_d8_sync(self.address(view), 0, view.bytes()) }.expect("CUDA memset");
+        unsafe { driver::memset_d8_async(self.address(view), 0, view.bytes(), self.stream) }.expect("CUDA memset");
+    }
+
+    fn copy(&mut self, from: &View, to: &View) {
+        assert_eq!(from.bytes(), to.bytes(), "a copy fills its view");
+        // SAFETY: both views lie in live device memory.
+        unsafe { driver::memcpy_dtod_async(self.address(to), self.address(from), from.bytes(), self.stream) }
+            .expect("CUDA copy on the device");
+    }
+
+    fn begin_recording(&mut self) -> bool {
+        if self.record {
+            // Thread-local: another thread's CUDA calls (a sweep's other runs) do not
+            // invalidate the capture.
+            let mode = cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL;
+            // SAFETY: our stream, not capturing.
+            unsafe { driver::stream::begin_capture(self.stream, mode) }.expect("CUDA graph capture");
+        }
+        self.record
+    }
+
+    fn end_recording(&mut self) -> usize {
+        // SAFETY: our stream, capturing since `begin_recording`; the graph is destroyed
+        // once instantiated (the executable graph is independent of it).
+        let graph = unsafe { driver::stream::end_capture(self.stream) }
+            .unwrap_or_else(|e| panic!("CUDA graph capture failed ({e:?}); HYB_GPU_GRAPHS=off runs without graphs"));
+        let flags = cudarc::driver::sys::CUgraphInstantiate_flags(0);
+        let exec = unsafe { driver::graph::instantiate(graph, flags) }.expect("CUDA graph instantiation");
+        unsafe { driver::graph::destroy(graph) }.expect("CUDA graph");
+        self.graphs.push(exec);
+        self.graphs.len() - 1
+    }
+
+    fn replay(&mut self, recording: usize) {
+        // SAFETY: a graph this device instantiated, launched on its stream.
+        unsafe { driver::graph::launch(self.graphs[recording], self.stream) }.expect("CUDA graph launch");
     }
 
     fn load(&mut self, modules: &[Module]) -> Result<(), DeviceError> {
@@ -206,7 +335,9 @@ impl Device for Cuda {
             self.modules.push(loaded);
             self.functions.push(function);
             self.keys.push((module.key.clone(), module.form));
+            self.names.push(module.name.clone());
         }
+        self.note("the kernels' modules");
         Ok(())
     }
 
@@ -222,7 +353,7 @@ impl Device for Cuda {
         let mut pointers: Vec<*mut c_void> = words.iter_mut().map(|w| (w as *mut u64).cast()).collect();
         // SAFETY: the parameters match the kernel's signature (one descriptor and flag per
         // argument, each word 8 bytes); every view lies in live device memory.
-        unsafe { driver::launch_kernel(self.functions[kernel], grid, block, 0, std::ptr::null_mut(), &mut pointers) }
+        unsafe { driver::launch_kernel(self.functions[kernel], grid, block, 0, self.stream, &mut pointers) }
             .expect("CUDA launch");
     }
 
@@ -231,6 +362,8 @@ impl Device for Cuda {
     }
 
     fn synchronize(&mut self) {
+        // SAFETY: our stream.
+        unsafe { driver::stream::synchronize(self.stream) }.expect("CUDA synchronize");
         driver::ctx::synchronize().expect("CUDA synchronize");
     }
 }
