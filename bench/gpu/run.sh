@@ -24,7 +24,17 @@ for k in ${KERNELS:-gdn deltanet gla attn}; do
       --set precision=$precision --out /tmp/runs/kernel_${k}_$precision 2>&1 | tail -40 | tee -a "$OUT/kernels.log"
   done
 done
-if [ -n "${REAL:-1}" ]; then
+# A launch-bound job (the README's MQAR model): CUDA graphs against kernel by kernel.
+if [ -n "${GRAPHS:-}" ]; then
+  for graphs in on off; do
+    HYB_GPU_GRAPHS=$graphs timeout ${GRAPHS_S:-120} /tmp/hybc train examples/tiny/mqar_quick.hyb --target cuda \
+      --steps ${GRAPHS_STEPS:-60} --out /tmp/runs/graphs_$graphs > /tmp/graphs_$graphs.log 2>&1
+    python3 -c "import json,statistics as s;r=[json.loads(l) for l in open('/tmp/runs/graphs_$graphs/metrics.jsonl')];
+t=[x['train/tokens_per_s'] for x in r if 'train/tokens_per_s' in x][5:];print('graphs $graphs: steps',len(t)+5,'tokens/s median',round(s.median(t)),'min',round(min(t)),'max',round(max(t)))" \
+      2>&1 | tee -a "$OUT/graphs.log"
+  done
+fi
+if [ -n "${REAL-1}" ]; then
   for real in ${REAL_FILES:-gdn_r3_text}; do
     echo "== $real" | tee -a "$OUT/real.log"
     peak_memory timeout ${REAL_S:-240} /tmp/hybc train bench/gpu/$real.hyb --steps ${STEPS:-100} \
@@ -32,10 +42,13 @@ if [ -n "${REAL:-1}" ]; then
     cp /tmp/runs/$real/metrics.jsonl "$OUT/${real}_metrics.jsonl" 2>/dev/null
   done
 fi
-if [ -n "${ANCHORS:-1}" ]; then
+if [ -n "${ANCHORS-1}" ]; then
   mkdir -p /tmp/site && tar xJf .bundle/fla.tar.xz -C /tmp/site
   export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
-  ONLY=${ONLY:-gdn,delta,gla,sdpa} timeout ${ANCHOR_S:-300} python3 .anchors/fla_kernels.py 2>&1 | tail -20 | tee "$OUT/anchors.log"
-  /tmp/hybc compile bench/gpu/gdn_r3_text.hyb --emit fla-config > /tmp/gdn_r3.json
-  B=8 T=1024 timeout ${MODEL_S:-200} python3 .anchors/fla_models.py transformer 2>&1 | tail -8 | tee -a "$OUT/anchors.log"
+  for only in ${ONLY:-sdpa delta,gla}; do
+    ONLY=$only timeout ${ANCHOR_S:-300} python3 .anchors/fla_kernels.py 2>&1 | tail -20 | tee -a "$OUT/anchors.log"
+  done
+  if [ -n "${MODELS-1}" ]; then
+    B=8 T=1024 timeout ${MODEL_S:-200} python3 .anchors/fla_models.py transformer 2>&1 | tail -8 | tee -a "$OUT/anchors.log"
+  fi
 fi

@@ -506,15 +506,17 @@ fn emit_rope(base: f64, name: &str, inverse: bool, offset: bool, config: &Config
     let rotation = rotation(&mut e, base, inverse);
     let (x, y, c0) = (e.arg("x"), e.arg("y"), e.c0());
     let compute = e.compute();
+    // Under lanes, a lane per (row, head) of x (`KernelKey::lanes`).
+    let grid = e.lane_grid(&rotation.time, &rotation.heads, true);
     e.for_(&c0, &rotation.batch, |e, b| {
-        e.for_(&c0, &rotation.time, |e, t| {
+        e.for_(&grid.outer.0, &grid.outer.1, |e, t| {
             let t_i = e.index_cast(&t, Scalar::I64);
             let row = e.sitofp(&t_i, compute);
             let position = match &position_offset {
                 Some(offset) => e.add(&row, offset),
                 None => row,
             };
-            e.for_(&c0, &rotation.heads, |e, h| {
+            e.for_(&grid.inner.0, &grid.inner.1, |e, h| {
                 e.for_(&c0, &rotation.half, |e, i| {
                     let (cos, sin) = rotation.cos_sin(e, &position, &i);
                     let i2 = e.add(&i, &rotation.half);

@@ -211,8 +211,11 @@ impl KernelKey {
             KernelKey::ScanTrain { .. } => count - 2,
             KernelKey::ScanStep { .. } => count - 1,
             KernelKey::ScanBackward { spec, .. } => scan_input_count(spec) + 2,
-            // q `[B,T,H,D]`: a lane per (query row, head).
-            KernelKey::AttentionForward { .. } | KernelKey::AttentionBackward { .. } => return Some((0, &[1, 2])),
+            // q `[B,T,H,D]`: a lane per (query row, head); RoPE's x alike.
+            KernelKey::AttentionForward { .. }
+            | KernelKey::AttentionBackward { .. }
+            | KernelKey::Rope { .. }
+            | KernelKey::RopeAt { .. } => return Some((0, &[1, 2])),
             // table `[V,D]`: a lane per column.
             KernelKey::Gather | KernelKey::Scatter => return Some((0, &[1])),
             // x `[B,T,C]`: a lane per channel.

@@ -3,6 +3,7 @@
 //! largest reference value.
 
 use hyb_kernels::attention::{self, AttentionSpec};
+use hyb_kernels::emit::{Config, Parallel};
 use hyb_kernels::jit::{self, AsDescriptor, MemRef};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -144,16 +145,24 @@ pub fn rope_reference(x: &[f64], shape: [usize; 4], base: f64) -> Vec<f64> {
 
 #[test]
 fn rope_rotates_and_its_inverse_is_its_gradient() {
+    for config in [Config::CPU, crate::ONE_LANE] {
+        check_rope(&config);
+    }
+}
+
+/// RoPE under `config` (under [`crate::ONE_LANE`] lane by lane, a lane per (row, head)),
+/// its output poisoned with NaN first.
+fn check_rope(config: &Config) {
     let shape = [2, 13, 3, 8];
+    let lanes = (config.parallel == Parallel::OneLane).then_some(shape[1] * shape[2]);
     let mut rng = SmallRng::seed_from_u64(7);
     let x = random(&mut rng, shape.iter().product());
     let run = |inverse: bool, input: &[f64]| -> Vec<f32> {
-        let compiled = jit::compile(&attention::rope(10000.0, "rope", inverse)).expect("compiles");
+        let compiled = jit::compile(&attention::rope_with(10000.0, "rope", inverse, config)).expect("compiles");
         let mut xm = MemRef::new(shape, f32s(input));
-        let mut y = MemRef::zeros(shape);
+        let mut y = MemRef::new(shape, vec![f32::NAN; input.len()]);
         let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut xm, &mut y];
-        // SAFETY: x and y are both [B,T,H,D].
-        unsafe { compiled.call("rope", &mut args) }.expect("runs");
+        crate::call(&compiled, "rope", &mut args, lanes);
         y.data
     };
     let rotated = run(false, &x);

@@ -52,8 +52,15 @@ pub struct Cuda {
     /// Device memory in use (the whole GPU's: total − free) after each stage of set-up,
     /// and the most seen at any read since: [`Device::memory_report`].
     ledger: Vec<(&'static str, usize)>,
-    peak: std::cell::Cell<usize>,
+    /// The most memory in use seen, and the buffers of the whole process then.
+    peak: std::cell::Cell<(usize, usize)>,
+    /// Bytes of this device's buffers.
+    allocated: usize,
 }
+
+/// Bytes of buffers allocated and not yet freed by every [`Cuda`] of this process (a
+/// trainer's evaluators and decoders are devices of their own).
+static ALLOCATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Device memory in use (total − free), 0 where the driver does not say.
 fn in_use() -> usize {
@@ -117,7 +124,8 @@ impl Cuda {
         let stream = driver::stream::create(driver::stream::StreamKind::Default).map_err(error("stream"))?;
         ledger.push(("cuBLASLt, its workspace and a stream", in_use()));
         Ok(Cuda {
-            peak: std::cell::Cell::new(in_use()),
+            peak: std::cell::Cell::new((in_use(), 0)),
+            allocated: 0,
             ledger,
             stream,
             graphs: Vec::new(),
@@ -138,10 +146,18 @@ impl Cuda {
     /// same stage, so a stage of many calls reads once it is complete).
     fn note(&mut self, what: &'static str) {
         let now = in_use();
-        self.peak.set(self.peak.get().max(now));
+        self.sample();
         match self.ledger.iter_mut().find(|(stage, _)| *stage == what) {
             Some(entry) => entry.1 = now,
             None => self.ledger.push((what, now)),
+        }
+    }
+
+    /// Keeps the most memory in use seen so far, with the process's buffers then.
+    fn sample(&self) {
+        let now = in_use();
+        if now > self.peak.get().0 {
+            self.peak.set((now, ALLOCATED.load(std::sync::atomic::Ordering::Relaxed)));
         }
     }
 
@@ -183,6 +199,7 @@ impl Drop for Cuda {
             for buffer in self.buffers.drain(..) {
                 let _ = driver::free_sync(buffer);
             }
+            ALLOCATED.fetch_sub(self.allocated, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -246,10 +263,14 @@ impl Device for Cuda {
             lines.push(format!("  {:>11}  {stage}", mib(reading.saturating_sub(before))));
             before = *reading;
         }
-        let peak = self.peak.get().max(in_use());
+        self.sample();
+        let (peak, process_buffers) = self.peak.get();
+        let others = process_buffers.saturating_sub(self.allocated);
+        lines.push(format!("  {:>11}  other programs' buffers then (evaluation, decoding)", mib(others)));
         lines.push(format!(
-            "  {:>11}  at run time (local-memory frames, the kernels' device heap, graphs)",
-            mib(peak.saturating_sub(before))
+            "  {:>11}  the rest at run time (the kernels' device heap, local-memory frames, graphs, \
+             other programs' modules and cuBLASLt workspaces)",
+            mib(peak.saturating_sub(before).saturating_sub(others))
         ));
         lines.push(format!("  {:>11}  in use at most (the whole GPU's, read at each copy to the host)", mib(peak)));
         if let Some((bytes, kernel)) = self.largest_frame() {
@@ -266,6 +287,8 @@ impl Device for Cuda {
         })?;
         unsafe { driver::memset_d8_sync(pointer, 0, bytes.max(1)) }.map_err(error("zero"))?;
         self.buffers.push(pointer);
+        self.allocated += bytes.max(1);
+        ALLOCATED.fetch_add(bytes.max(1), std::sync::atomic::Ordering::Relaxed);
         self.note("the program's buffers (its planned stores)");
         Ok(BufferId(self.buffers.len() - 1))
     }
@@ -280,7 +303,7 @@ impl Device for Cuda {
         assert_eq!(into.len(), from.bytes(), "a read fills its bytes");
         // SAFETY: our stream; then as for write.
         unsafe { driver::stream::synchronize(self.stream) }.expect("CUDA stream");
-        self.peak.set(self.peak.get().max(in_use()));
+        self.sample();
         unsafe { driver::memcpy_dtoh_sync(into, self.address(from)) }.expect("CUDA copy from the device");
     }
 

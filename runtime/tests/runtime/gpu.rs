@@ -156,8 +156,10 @@ fn a_hybrid_takes_five_adamw_steps_on_the_gpu_as_on_the_cpu() {
 
 /// The step as CUDA graphs (recorded on the first step, replayed with each new batch and
 /// learning rate) against the same step issued kernel by kernel (profiling issues them
-/// one at a time): the same losses, norms and parameters within 1e-5, and two recordings
-/// (forward + backward + norm, the update) whatever the number of steps.
+/// one at a time): the same losses, norms and parameters within 1e-4, and two recordings
+/// (forward + backward + norm, the update) whatever the number of steps. Not bit for
+/// bit: the lanes form's atomic sums add in whatever order the threads arrive (on the
+/// H200 the norms parted by 1.7e-5 at the fourth step, the losses by 3e-7).
 #[test]
 fn recorded_steps_replay_what_runs_kernel_by_kernel() {
     if !gpu_here("recorded_steps_replay_what_runs_kernel_by_kernel") {
@@ -173,12 +175,12 @@ fn recorded_steps_replay_what_runs_kernel_by_kernel() {
         let batch = Batch { tokens: &tokens, targets: &targets };
         let lr = adamw.lr * (1.0 + step as f64);
         let (got, want) = (graphs.step(&batch, &adamw, lr).expect("runs"), direct.step(&batch, &adamw, lr).expect("runs"));
-        assert!(got.loss.is_finite() && (got.loss - want.loss).abs() <= 1e-5 * want.loss.abs(), "step {step}: {got:?} vs {want:?}");
-        assert!((got.grad_norm - want.grad_norm).abs() <= 1e-5 * want.grad_norm, "step {step}: {got:?} vs {want:?}");
+        let ok = |g: f32, w: f32| g.is_finite() && (g - w).abs() <= 1e-4 * w.abs();
+        assert!(ok(got.loss, want.loss) && ok(got.grad_norm, want.grad_norm), "step {step}: {got:?} vs {want:?}");
     }
     assert_eq!((graphs.recorded(), direct.recorded()), (2, 0), "recorded once, replayed after");
     for p in &model.params {
-        close(&p.name, &graphs.param(&p.name).expect("known"), &direct.param(&p.name).expect("known"), 1e-5);
+        close(&p.name, &graphs.param(&p.name).expect("known"), &direct.param(&p.name).expect("known"), 1e-4);
     }
 }
 

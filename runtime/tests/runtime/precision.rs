@@ -19,10 +19,12 @@
 //!   projection at 2 × 7 tokens, where the same ill-conditioning as above amplifies two
 //!   devices' different bf16 roundings); every kernel in lockstep (`Trainer::lockstep`, each on the
 //!   reference's inputs) within 1e-2 of its output's largest value (an output rounded to
-//!   bf16 on each side may part by one bf16 step, 2⁻⁸ relative); and five AdamW steps'
-//!   losses within 2e-2, as bf16 against f32 (measured on the H200: 4e-5 after the first
-//!   step, 2.0e-3 after the second, where the two devices' roundings have moved the
-//!   weights apart; the remaining steps were not yet run at this tolerance).
+//!   bf16 on each side may part by one bf16 step, 2⁻⁸ relative); and five AdamW steps,
+//!   each from the same parameters and moments (copied from the GPU to the CPU before
+//!   it): loss within 1e-3, gradient norm within 2e-2 and every parameter tensor within
+//!   1e-2 in L2 norm after the update. Run as one trajectory each, the two devices'
+//!   roundings compound: on the H200 the losses parted by 4e-5, 2.0e-3, 1.8e-3 and
+//!   2.6e-2 over the first four steps at lr 1e-2, the gradient norms by 13 % at step 1.
 
 use hyb_compiler::ir::Model;
 use hyb_driver::Target;
@@ -155,13 +157,29 @@ pub fn check_targets(target: Target, reference: Target) {
     );
     let adamw = AdamW { lr: 1e-2, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.1, clip: Some(0.5) };
     let (mut want_trainer, mut got_trainer) = (trainer(&model, reference, 2, 24), trainer(&model, target, 2, 24));
+    let mut worst = (0.0f64, String::new());
     for step in 0..5 {
+        // Each step from the same state (parameters and moments): two bf16 programs'
+        // roundings apart, not their trajectories, which a chaotic tiny model amplifies.
+        want_trainer.restore(got_trainer.state(), got_trainer.step).expect("same model");
         let tokens = random_tokens(model.config.vocab, 2 * 24, 100 + step);
         let targets = Batch::next_token_targets(&tokens, 24);
         let batch = Batch { tokens: &tokens, targets: &targets };
         let want = want_trainer.step(&batch, &adamw, adamw.lr).expect("runs");
         let got = got_trainer.step(&batch, &adamw, adamw.lr).expect("runs");
         eprintln!("bf16 AdamW step {step}: {target} {got:?}, {reference} {want:?}");
-        assert!((got.loss - want.loss).abs() <= 2e-2 * want.loss.abs(), "step {step}: {got:?} vs {want:?}");
+        assert!((got.loss - want.loss).abs() <= 1e-3 * want.loss.abs(), "step {step}: {got:?} vs {want:?}");
+        assert!((got.grad_norm - want.grad_norm).abs() <= 2e-2 * want.grad_norm, "step {step}: {got:?} vs {want:?}");
+        let (got, want) = (got_trainer.state(), want_trainer.state());
+        for ((g, w), p) in got.params.iter().zip(&want.params).zip(&model.params) {
+            assert!(g.iter().all(|v| v.is_finite()), "step {step}: {} not finite", p.name);
+            let difference: f64 = g.iter().zip(w).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
+            let norm: f64 = w.iter().map(|b| (*b as f64).powi(2)).sum::<f64>().sqrt();
+            if difference / norm.max(1e-6) > worst.0 {
+                worst = (difference / norm.max(1e-6), format!("step {step} {}", p.name));
+            }
+        }
     }
+    eprintln!("bf16 AdamW: the largest ‖{target} − {reference}‖ / ‖{reference}‖ of a parameter after a step: {worst:?}");
+    assert!(worst.0 <= 1e-2, "bf16 AdamW: {worst:?}");
 }
