@@ -5,9 +5,10 @@
 //! the highest over every run of the cell, its search's rates and its seeds — stays
 //! below chance + [`MARGIN`]; without a held-out set (a grid with no search and no stop)
 //! the best test score stands in, and the report says so. Perplexity cells and runs
-//! written before chance was recorded are not judged. A cell that did not learn says
-//! nothing about its mixer beyond that: the report marks it, and a claim that reads it
-//! gives no verdict ([`crate::claims`]).
+//! written before chance was recorded are not judged. Whether such a cell measures its
+//! mixer or only a failed run is not decided here: the report marks it, and a claim that
+//! reads it keeps a verdict only where counting the cell and leaving it out agree
+//! ([`crate::claims`]).
 
 use crate::sweep::{Phase, Result, is_perplexity};
 
