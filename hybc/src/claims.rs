@@ -125,7 +125,11 @@ fn both_readings(all: Finding, learned: Finding, cells: &[String]) -> Finding {
     let evidence = format!(
         "{} {} (best held-out score within {:.0} points of chance): counting them at their measured figures, {}: \
          {}; without them, {}: {}",
-        if agree { "the same verdict with and without the cells that did not learn," } else { "reads cells that did not learn," },
+        if agree {
+            "the same verdict with and without the cells that did not learn,"
+        } else {
+            "reads cells that did not learn,"
+        },
         cells.join(", "),
         100.0 * crate::learned::MARGIN,
         all.verdict.text(),

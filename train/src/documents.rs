@@ -155,6 +155,10 @@ fn parquet_documents<R: parquet::file::reader::ChunkReader + 'static>(
 ) -> Result<usize, String> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let fail = |e: parquet::errors::ParquetError| format!("`{origin}`: {e}{}", codec_hint(&e));
+    let malformed = |e: String| format!("`{origin}`: a malformed Parquet file: {e}");
+    let reader = Shared(std::sync::Arc::new(reader));
+    crate::thrift_check::footer(&reader).map_err(malformed)?;
+    let pages = reader.clone();
     let reader = SerializedFileReader::new(reader).map_err(fail)?;
     let column =
         text_column(reader.metadata().file_metadata().schema_descr(), field).map_err(|e| format!("`{origin}`: {e}"))?;
@@ -166,11 +170,40 @@ fn parquet_documents<R: parquet::file::reader::ChunkReader + 'static>(
         if start < 0 || chunk.compressed_size() < 0 {
             return Err(format!("`{origin}`: row group {group}: the text column has a negative offset or size"));
         }
+        crate::thrift_check::pages(&pages, start as u64, chunk.compressed_size() as u64).map_err(malformed)?;
         let rows = reader.get_row_group(group).map_err(fail)?;
         let column_reader = rows.get_column_reader(column).map_err(fail)?;
         count += parquet_strings(column_reader, count, each).map_err(|e| format!("`{origin}`: {e}"))?;
     }
     Ok(count)
+}
+
+/// A reader shared between the crate's file reader and [`crate::thrift_check`], which
+/// reads the same bytes first.
+struct Shared<R>(std::sync::Arc<R>);
+
+impl<R> Clone for Shared<R> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl<R: parquet::file::reader::Length> parquet::file::reader::Length for Shared<R> {
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+}
+
+impl<R: parquet::file::reader::ChunkReader> parquet::file::reader::ChunkReader for Shared<R> {
+    type T = R::T;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<R::T> {
+        self.0.get_read(start)
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        self.0.get_bytes(start, length)
+    }
 }
 
 /// What to do about pages in a compression this build does not read.

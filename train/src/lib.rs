@@ -28,6 +28,7 @@ pub mod schedule;
 pub mod tasks;
 pub mod tensorboard;
 pub mod text;
+pub mod thrift_check;
 pub mod token_files;
 pub mod tokenize;
 pub mod weights;

@@ -884,6 +884,24 @@ fn document_files_say_what_is_wrong() {
     assert!(column.contains("no column `text` (it has: body, id)"), "{column}");
     assert!(refused("nulls.parquet", &parquet_bytes("text", &[None, None]), 300).contains("holds no documents"));
     assert!(refused("junk.parquet", b"not parquet at all", 300).contains("junk.parquet"));
+    // The fuzzer's two files that kept the `parquet` crate skipping for tens of seconds
+    // (a Thrift list declaring 2³¹ elements): refused by `thrift_check` before the crate
+    // reads them, on a thread so a regression fails here instead of hanging.
+    let regressions = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
+    for (file, says) in [
+        ("parquet-footer-thrift-skip-hang.parquet", "a Thrift list declares 114553 elements where 561 bytes remain"),
+        ("parquet-page-loop-hang.parquet", "a Thrift value of unknown type 15"),
+    ] {
+        let bytes = std::fs::read(regressions.join(file)).expect("the reproducer");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || sender.send(open_text(file, &bytes, "text", 300).err()));
+        let error = receiver.recv_timeout(std::time::Duration::from_secs(30)).expect("refused within 30 s");
+        let error = error.expect("refused");
+        assert!(
+            error.contains("a malformed Parquet file: its footer is malformed") && error.contains(says),
+            "{file}: {error}"
+        );
+    }
     let few = refused("few.jsonl", b"{\"text\": \"abcdef\"}\n{\"text\": \"ghijkl\"}\n", 300);
     assert!(
         few.contains("14 tokens in 2 documents, 7 for training and 7 for validation: too few for windows of 9"),

@@ -72,7 +72,7 @@ fn mib(bytes: usize) -> String {
     let mib = (bytes >> 20).to_string();
     let mut grouped = String::new();
     for (i, digit) in mib.chars().enumerate() {
-        if i > 0 && (mib.len() - i) % 3 == 0 {
+        if i > 0 && (mib.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(digit);

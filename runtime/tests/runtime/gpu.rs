@@ -176,7 +176,8 @@ fn recorded_steps_replay_what_runs_kernel_by_kernel() {
         let targets = Batch::next_token_targets(&tokens, 24);
         let batch = Batch { tokens: &tokens, targets: &targets };
         let lr = adamw.lr * (1.0 + step as f64);
-        let (got, want) = (graphs.step(&batch, &adamw, lr).expect("runs"), direct.step(&batch, &adamw, lr).expect("runs"));
+        let (got, want) =
+            (graphs.step(&batch, &adamw, lr).expect("runs"), direct.step(&batch, &adamw, lr).expect("runs"));
         let ok = |g: f32, w: f32| g.is_finite() && (g - w).abs() <= 1e-4 * w.abs();
         assert!(ok(got.loss, want.loss) && ok(got.grad_norm, want.grad_norm), "step {step}: {got:?} vs {want:?}");
     }
@@ -185,7 +186,11 @@ fn recorded_steps_replay_what_runs_kernel_by_kernel() {
         let (got, want) = (graphs.param(&p.name).expect("known"), direct.param(&p.name).expect("known"));
         let difference: f64 = got.iter().zip(&want).map(|(g, w)| ((g - w) as f64).powi(2)).sum::<f64>().sqrt();
         let norm: f64 = want.iter().map(|w| (*w as f64).powi(2)).sum::<f64>().sqrt();
-        assert!(got.iter().all(|v| v.is_finite()) && difference <= 1e-4 * norm, "{}: {difference:e} of {norm:e}", p.name);
+        assert!(
+            got.iter().all(|v| v.is_finite()) && difference <= 1e-4 * norm,
+            "{}: {difference:e} of {norm:e}",
+            p.name
+        );
     }
 }
 

@@ -184,6 +184,8 @@ pub fn check_targets(target: Target, reference: Target) {
             }
         }
     }
-    eprintln!("bf16 AdamW: the largest ‖{target} − {reference}‖ / ‖{reference}‖ of a parameter after a step: {worst:?}");
+    eprintln!(
+        "bf16 AdamW: the largest ‖{target} − {reference}‖ / ‖{reference}‖ of a parameter after a step: {worst:?}"
+    );
     assert!(worst.0 <= 3e-2, "bf16 AdamW: {worst:?}");
 }
