@@ -148,7 +148,9 @@ impl Corpus {
         };
         let (len, split) = (self.len(), *split);
         let validation = len - self.split_at;
-        if self.split_at <= seq_len || (split < 1.0 && validation <= seq_len) {
+        // An evaluation file (`split` 0) has no training part to fill.
+        let training_short = split > 0.0 && self.split_at <= seq_len;
+        if training_short || (split < 1.0 && validation <= seq_len) {
             return Err(format!(
                 "`{}` has {len} tokens in {} documents, {} for training and {validation} for validation: \
                  too few for windows of {} on both sides",
@@ -163,8 +165,12 @@ impl Corpus {
 }
 
 /// Where the validation part starts: at `split × len` tokens for one document, else at
-/// the document start nearest it (never the first document's); `len` for `split = 1`.
+/// the document start nearest it (never the first document's); `len` for `split = 1`;
+/// 0 for `split = 0` (an evaluation file, scored whole).
 pub fn split_point(documents: &[usize], len: usize, split: f64) -> usize {
+    if split <= 0.0 {
+        return 0;
+    }
     let target = ((len as f64) * split) as usize;
     if split >= 1.0 || documents.len() < 2 {
         return target.min(len);
@@ -353,12 +359,17 @@ impl FullPass {
         (self.corpus.len() - self.corpus.split_at).div_ceil(self.seq_len)
     }
 
-    /// Window `w`'s (tokens, targets).
+    /// Window `w`'s (tokens, targets): targets are the part's tokens from
+    /// `split_at + w · seq_len` on, each input the token before its target. The part's
+    /// first token is read after the token before it in the file or, where the part
+    /// starts the file (an evaluation file scored whole), after the end-of-document
+    /// token (id 0 where the source has none), as if a document had just ended.
     pub fn window(&self, w: usize) -> (Vec<i32>, Vec<i32>) {
-        let (start, end) = (self.corpus.split_at - 1 + w * self.seq_len, self.corpus.len());
+        let (first, end) = (self.corpus.split_at + w * self.seq_len, self.corpus.len());
         let at = |i: usize| if i < end { self.corpus.token(i) as i32 } else { -1 };
-        let tokens = (start..start + self.seq_len).map(|i| at(i).max(0)).collect();
-        let targets = (start + 1..start + self.seq_len + 1).map(at).collect();
+        let before = |i: usize| if i == 0 { self.corpus.eod.map_or(0, |eod| eod as i32) } else { at(i - 1).max(0) };
+        let tokens = (first..first + self.seq_len).map(before).collect();
+        let targets = (first..first + self.seq_len).map(at).collect();
         (tokens, targets)
     }
 }

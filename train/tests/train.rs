@@ -800,17 +800,21 @@ fn no_validation_window_shares_a_document_with_a_training_window() {
 }
 
 /// Perplexity on text whose training file is also the eval's source uses the training
-/// data's split, whatever split the eval source states: the eval cannot reach into the
-/// training part.
+/// data's split (a different split written on the eval source is refused: it would do
+/// nothing), so the eval cannot reach into the training part; any other file is
+/// evaluation data, scored whole, every token once (a `split` on it is refused too).
 #[test]
 fn perplexity_on_the_training_file_uses_the_training_split() {
     let text: String = (0..40).map(|i| format!("line {i} of the corpus\n")).collect();
     let path = scratch_file("shared.txt", text.as_bytes());
-    let source = format!(
+    let refused = format!(
         "mixer gla = gla(heads: 2)\nmodel {{\n vocab = 256\n d_model = 16\n layers = gla\n}}\n\
          train {{\n data = text({path:?}, split: 0.9)\n seq_len = 16\n}}\n\
          eval {{\n perplexity(data: text({path:?}, split: 0.5))\n}}\n"
     );
+    let rendered = hyb_compiler::pipeline::check_text("shared.hyb", &refused).render();
+    assert!(rendered.contains("this `split` does nothing") && rendered.contains("split 0.9"), "{rendered}");
+    let source = refused.replace(", split: 0.5))", "))");
     let compilation = hyb_compiler::pipeline::check_text("shared.hyb", &source);
     let model = compilation.model().expect("checks");
     let (sets, _) = hyb_train::tasks::eval_sets(model, 16).expect("opens");
@@ -825,6 +829,21 @@ fn perplexity_on_the_training_file_uses_the_training_split() {
     let compilation = hyb_compiler::pipeline::check_text("whole.hyb", &without_eval);
     let (sets, _) = hyb_train::tasks::eval_sets(compilation.model().expect("checks"), 16).expect("opens");
     assert!(sets.is_empty(), "nothing to evaluate on by default");
+    // A file of its own: every token scored, the first after id 0 (plain text has no
+    // end-of-document token); its bytes all counted.
+    let valid: String = (0..5).map(|i| format!("held-out line {i}\n")).collect();
+    let valid_path = scratch_file("valid.txt", valid.as_bytes());
+    let separate = source
+        .replace(&format!("perplexity(data: text({path:?}))"), &format!("perplexity(data: text({valid_path:?}))"));
+    let compilation = hyb_compiler::pipeline::check_text("separate.hyb", &separate);
+    let (sets, _) = hyb_train::tasks::eval_sets(compilation.model().expect("checks"), 16).expect("opens");
+    assert_eq!(sets[0].bytes, Some(valid.len() as u64), "the whole file");
+    assert_eq!(sets[0].samples, valid.len().div_ceil(16), "a full pass over it");
+    let first = sets[0].task.batch(0, 0, 1);
+    assert_eq!((first.tokens[0], first.targets[0]), (0, b'h' as i32), "the first token scored, after id 0");
+    let split = separate.replace(&format!("text({valid_path:?})"), &format!("text({valid_path:?}, split: 0.5)"));
+    let rendered = hyb_compiler::pipeline::check_text("split.hyb", &split).render();
+    assert!(rendered.contains("`split` on an evaluation file does nothing"), "{rendered}");
 }
 
 /// The full pass's perplexity does not depend on how its windows are batched (a short

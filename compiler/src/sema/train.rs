@@ -247,7 +247,7 @@ fn eval_task(cx: &Cx, task: &Expr, model: &ModelConfig, train: Option<&TrainConf
         };
         let seq_len = train.map(|t| t.seq_len);
         let data = data(cx, data_expr, model, seq_len, &["text", "tokens"])?;
-        return Some(EvalTask::Perplexity(data));
+        return Some(EvalTask::Perplexity(scored_whole_unless_training(cx, data_expr, data, train)?));
     }
     if !EVAL_TASKS.contains(&callee.text.as_str()) {
         cx.error(unknown_name(&callee.text, callee.span, "eval task", EVAL_TASKS));
@@ -261,6 +261,54 @@ fn eval_task(cx: &Cx, task: &Expr, model: &ModelConfig, train: Option<&TrainConf
     let scoped = ModelConfig { vocab: train_vocab.unwrap_or(model.vocab), ..model.clone() };
     let data = data_with_vocab_limit(cx, task, &scoped, model.vocab, train.map(|t| t.seq_len), EVAL_TASKS)?;
     Some(EvalTask::Recall(data))
+}
+
+/// A perplexity source: the training data's own file keeps its split (its validation
+/// part); any other file is evaluation data and is scored whole (`split` 0), so a
+/// `split:` written on it would do nothing and is refused.
+fn scored_whole_unless_training(cx: &Cx, expr: &Expr, data: Data, train: Option<&TrainConfig>) -> Option<Data> {
+    let path_of = |d: &Data| match d {
+        Data::Text { path, .. } | Data::Tokens { path, .. } => Some(path.clone()),
+        _ => None,
+    };
+    let split_of = |d: &Data| match d {
+        Data::Text { split, .. } | Data::Tokens { split, .. } => *split,
+        _ => 1.0,
+    };
+    let resolved = cx.resolve(expr)?;
+    let written = match &resolved.expr.kind {
+        ExprKind::Call { args, .. } => args.iter().find(|a| a.name.as_ref().is_some_and(|n| n.text == "split")),
+        _ => None,
+    };
+    if let Some(train) = train.filter(|t| path_of(&t.data).is_some() && path_of(&t.data) == path_of(&data)) {
+        // The training data's file: scored on the training source's validation part.
+        if let Some(split) = written.filter(|_| split_of(&data) != split_of(&train.data)) {
+            cx.error(
+                Diagnostic::error(format!(
+                    "this `split` does nothing: the training data's file is scored on the validation part its \
+                     training source sets (split {})",
+                    split_of(&train.data)
+                ))
+                .at(split.span, "not used")
+                .help("remove `split:` here, or change it on the training source"),
+            );
+            return None;
+        }
+        return Some(data);
+    }
+    if let Some(split) = written {
+        cx.error(
+            Diagnostic::error("`split` on an evaluation file does nothing: a file other than the training data's is scored whole")
+                .at(split.span, "not used")
+                .help("remove `split:`; to hold out part of the training data, give `split:` to the training source and name its file here"),
+        );
+        return None;
+    }
+    Some(match data {
+        Data::Text { path, tokenizer, field, eod, .. } => Data::Text { path, tokenizer, split: 0.0, field, eod },
+        Data::Tokens { path, dtype, .. } => Data::Tokens { path, dtype, split: 0.0 },
+        other => other,
+    })
 }
 
 fn check_field_names(cx: &Cx, block: &Block, allowed: &[&str], what: &str) {
