@@ -43,6 +43,11 @@ pub struct View {
 }
 
 impl View {
+    /// `len` f32 values from byte `offset` of `buffer`, flat.
+    pub fn floats(buffer: BufferId, offset: usize, len: usize) -> View {
+        View { buffer, offset, elem: Elem::F32, dims: vec![len], flat: true, share: Share::Split }
+    }
+
     pub fn len(&self) -> usize {
         self.dims.iter().product()
     }

@@ -121,6 +121,17 @@ pub struct StepStats {
     pub grad_norm: f32,
 }
 
+/// Where a parameter's gradient lies on the device, and the instruction of the backward
+/// after which it is final: what a data-parallel rank needs to sum it across ranks as
+/// soon as it is complete ([`Trainer::forward_backward_then`]).
+#[derive(Clone, Debug)]
+pub struct GradientPlace {
+    /// The parameter's index, in the model's order.
+    pub param: usize,
+    pub view: View,
+    pub final_after: usize,
+}
+
 /// Every parameter (in the model's order) and AdamW's two moments, as host copies.
 #[derive(Clone, Debug, PartialEq)]
 pub struct State {
@@ -443,6 +454,50 @@ impl Trainer {
         let reference_side = lockstep::Side { device: reference.device.as_mut(), stores: &reference.stores };
         let side = lockstep::Side { device: self.device.as_mut(), stores: &self.stores };
         Ok(lockstep::run(&self.program, reference_side, side, 0..self.program.optimizer_start, batch, tolerance))
+    }
+
+    /// Forward and backward of `batch` issued instruction by instruction, calling
+    /// `after(i, device)` once instruction `i` is issued; returns this device's loss.
+    pub fn forward_backward_then(
+        &mut self,
+        batch: &Batch,
+        after: &mut dyn FnMut(usize, &mut (dyn Device + 'static)) -> Result<(), String>,
+    ) -> Result<f32, Error> {
+        if !self.trains() {
+            return Err(Error::Input("an evaluator runs the forward alone: it has no backward".into()));
+        }
+        self.check(batch)?;
+        let range = 0..self.program.optimizer_start;
+        exec::run_then(&self.program, self.device.as_mut(), &self.stores, range, batch, after)
+            .map_err(Error::Device)?;
+        Ok(self.host(LOSS))
+    }
+
+    /// Each parameter's gradient: where it lies and the last backward instruction that
+    /// writes it ([`GradientPlace`]).
+    pub fn gradient_places(&self) -> Vec<GradientPlace> {
+        let overlap = |a: &View, b: &View| {
+            a.buffer == b.buffer && a.offset < b.offset + b.bytes() && b.offset < a.offset + a.bytes()
+        };
+        // What each instruction may write, zeroings included (a gradient no kernel
+        // adds to is final once zeroed).
+        let writes: Vec<Vec<View>> = self.program.instrs[..self.program.optimizer_start]
+            .iter()
+            .map(|instr| match instr {
+                hyb_lower::program::Instr::Zero(arg) => vec![self.stores.view(arg)],
+                _ => exec::written(instr, &self.stores),
+            })
+            .collect();
+        self.program
+            .grads
+            .iter()
+            .enumerate()
+            .map(|(param, grad)| {
+                let view = self.stores.view(grad);
+                let final_after = writes.iter().rposition(|w| w.iter().any(|v| overlap(v, &view))).unwrap_or(0);
+                GradientPlace { param, view, final_after }
+            })
+            .collect()
     }
 
     /// The gradient of parameter `name` from the last [`Trainer::forward_backward`].

@@ -22,6 +22,7 @@ pub mod generate;
 pub mod job;
 pub mod model_file;
 pub mod niah;
+pub mod parallel;
 pub mod protocol;
 pub mod run;
 pub mod schedule;

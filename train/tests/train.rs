@@ -139,6 +139,67 @@ fn gradient_accumulation_equals_the_larger_batch() {
     }
 }
 
+/// Data parallelism: 2 and 4 ranks (threads, the in-process collective, gradients
+/// summed in buckets of 2 KiB as the backward finishes them) on their rows of each
+/// step's batch take the single-device steps: the same losses and norms, parameters
+/// within 1e-4 in L2 per tensor, and every rank the same parameters bit for bit. The
+/// rows hold different numbers of targets (some answers masked), so the ranks' weights
+/// differ.
+#[test]
+fn ranks_take_the_single_device_steps() {
+    use hyb_runtime::{AdamW, Trainer};
+    use hyb_train::parallel::Rank;
+    let model = tiny_model();
+    let adamw = AdamW { lr: 3e-3, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.1, clip: Some(1.0) };
+    let batch = |step: u64| {
+        let mut batch = mqar().batch(5, step, 4);
+        // Rows 1 and 3 lose their first answers: unequal target counts per rank.
+        for row in [1, 3] {
+            let targets = &mut batch.targets[row * 32..(row + 1) * 32];
+            targets.iter_mut().filter(|t| **t >= 0).take(2 + row).for_each(|t| *t = -1);
+        }
+        batch
+    };
+    let mut whole = Trainer::new(&model, 4, 32).expect("compiles");
+    whole.init_params(2);
+    let want: Vec<_> = (1..=3).map(|step| whole.step(&batch(step).inputs(), &adamw, adamw.lr).expect("runs")).collect();
+    let want_params = whole.state().params;
+    for world in [2, 4] {
+        let collectives = hyb_dist::collective::threads::Threads::group(world, std::time::Duration::from_secs(120));
+        let ranks: Vec<_> = collectives
+            .into_iter()
+            .map(|collective| {
+                let (model, adamw) = (model.clone(), adamw.clone());
+                std::thread::spawn(move || {
+                    let mut trainer = Trainer::new(&model, 4 / world, 32).expect("compiles");
+                    trainer.init_params(2);
+                    let mut rank = Rank::new(&trainer, collective, 2048).expect("buckets");
+                    let stats: Vec<_> = (1..=3)
+                        .map(|step| rank.step(&mut trainer, &batch(step), &adamw, adamw.lr).expect("steps"))
+                        .collect();
+                    (stats, trainer.state().params)
+                })
+            })
+            .collect();
+        let results: Vec<_> = ranks.into_iter().map(|r| r.join().expect("the rank")).collect();
+        for (rank, (stats, params)) in results.iter().enumerate() {
+            for (step, (got, want)) in stats.iter().zip(&want).enumerate() {
+                let close = |g: f32, w: f32| (g - w).abs() <= 1e-4 * w.abs();
+                assert!(
+                    close(got.loss, want.loss) && close(got.grad_norm, want.grad_norm),
+                    "{world} ranks, rank {rank}, step {step}: {got:?} vs {want:?}"
+                );
+            }
+            assert_eq!(params, &results[0].1, "{world} ranks: rank {rank} holds other parameters than rank 0");
+        }
+        for (got, want) in results[0].1.iter().zip(&want_params) {
+            let difference: f64 = got.iter().zip(want).map(|(g, w)| ((g - w) as f64).powi(2)).sum::<f64>().sqrt();
+            let norm: f64 = want.iter().map(|w| (*w as f64).powi(2)).sum::<f64>().sqrt();
+            assert!(difference <= 1e-4 * norm, "{world} ranks: {difference:e} of {norm:e}");
+        }
+    }
+}
+
 /// `updates` keys get new values after the pairs; every key is queried once after that,
 /// and its answer is the latest value.
 #[test]
