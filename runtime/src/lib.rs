@@ -102,8 +102,16 @@ fn check_memory(program: &Program, device: &dyn Device) -> Result<(), Error> {
     let Some((free, total)) = device.memory() else { return Ok(()) };
     let needed = exec::Stores::bytes(program);
     if needed > free {
+        let (batch, seq_len) = (program.batch, program.seq_len);
+        let what = if program.max_len.is_some() {
+            format!("decoding {batch} sequences")
+        } else if program.update_start < program.instrs.len() {
+            format!("the training step at {batch} × {seq_len}")
+        } else {
+            format!("the evaluation forward at {batch} × {seq_len}")
+        };
         return Err(Error::Device(format!(
-            "the step needs {:.2} GiB on {}; {:.2} GiB of its {:.2} GiB are free",
+            "{what} needs {:.2} GiB on {}; {:.2} GiB of its {:.2} GiB are free",
             needed as f64 / (1u64 << 30) as f64,
             device.describe(),
             free as f64 / (1u64 << 30) as f64,

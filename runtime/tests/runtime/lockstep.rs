@@ -1,6 +1,8 @@
 //! Lockstep comparison of two devices (`hyb_runtime::lockstep`): the CPU against itself
 //! agrees exactly; a device that corrupts one kernel's output is caught at exactly that
-//! kernel's calls, every later instruction checked on the reference's inputs.
+//! kernel's calls, every later instruction checked on the reference's inputs. Also
+//! through a wrapped device: a device too small for a program refuses it before
+//! allocating anything.
 
 use hyb_driver::{Build, Module, Shape, Target};
 use hyb_lower::program::Instr;
@@ -94,4 +96,62 @@ fn a_faulty_kernel_is_caught_at_exactly_its_calls() {
     let mut at: Vec<usize> = divergences.iter().map(|d| d.instr).collect();
     at.dedup();
     assert_eq!(at, calls, "{}", divergences.iter().map(|d| format!("{d}\n")).collect::<String>());
+}
+
+/// The CPU, saying it has 1 MiB free of 2 MiB, counting what it is asked to allocate.
+struct Small {
+    inner: Cpu,
+    allocated: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl Device for Small {
+    fn describe(&self) -> String {
+        "a small device".into()
+    }
+    fn memory(&self) -> Option<(usize, usize)> {
+        Some((1 << 20, 2 << 20))
+    }
+    fn alloc(&mut self, bytes: usize) -> Result<BufferId, DeviceError> {
+        self.allocated.set(self.allocated.get() + bytes);
+        self.inner.alloc(bytes)
+    }
+    fn write(&mut self, to: &View, bytes: &[u8]) {
+        self.inner.write(to, bytes)
+    }
+    fn read(&self, from: &View, into: &mut [u8]) {
+        self.inner.read(from, into)
+    }
+    fn zero(&mut self, view: &View) {
+        self.inner.zero(view)
+    }
+    fn load(&mut self, modules: &[Module]) -> Result<(), DeviceError> {
+        self.inner.load(modules)
+    }
+    fn launch(&mut self, kernel: usize, space: usize, args: &[View]) {
+        self.inner.launch(kernel, space, args)
+    }
+    fn gemm(&mut self, gemm: &Gemm) {
+        self.inner.gemm(gemm)
+    }
+    fn synchronize(&mut self) {}
+}
+
+/// A program larger than the device's free memory is refused before anything is
+/// allocated, naming the program, what it needs and what is free; one that fits runs.
+#[test]
+fn a_program_that_does_not_fit_is_refused_before_allocating() {
+    let model = tiny(PRESETS, "(gdn, attn)");
+    let allocated = std::rc::Rc::new(std::cell::Cell::new(0));
+    let small = Small { inner: Cpu::new(), allocated: allocated.clone() };
+    let big = hyb_driver::compile(&model, Target::Cpu, Shape::Train { batch: 8, seq_len: 256 }).expect("compiles");
+    let error = Trainer::on_device(&model, big, Box::new(small)).err().expect("refused").to_string();
+    assert!(error.starts_with("the training step at 8 × 256 needs "), "{error}");
+    assert!(error.contains("GiB on a small device; 0.00 GiB of its 0.00 GiB are free"), "{error}");
+    assert_eq!(allocated.get(), 0, "nothing allocated before the refusal");
+    let small = Small { inner: Cpu::new(), allocated: allocated.clone() };
+    let fits = hyb_driver::compile(&model, Target::Cpu, Shape::Train { batch: 1, seq_len: 2 }).expect("compiles");
+    let needed = fits.program.arena_bytes;
+    assert!(needed < 1 << 20, "the small program's arena is {needed} bytes");
+    Trainer::on_device(&model, fits, Box::new(small)).expect("fits");
+    assert!(allocated.get() > 0 && allocated.get() < 1 << 20, "allocated {}", allocated.get());
 }
