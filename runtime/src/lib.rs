@@ -282,6 +282,25 @@ impl Trainer {
         Ok(other)
     }
 
+    /// [`Trainer::resized`], consuming this one: the same trainer where the shape is
+    /// already `batch × seq_len`; else its device is freed before the other's is made
+    /// (the parameters held on the host in between), so the weights are never on the
+    /// device twice — an evaluation of a large model needs one copy.
+    pub fn into_resized(self, batch: usize, seq_len: usize) -> Result<Trainer, Error> {
+        if (self.program.batch, self.program.seq_len) == (batch, seq_len) {
+            return Ok(self);
+        }
+        let (params, model, target, trains) = (self.params(), self.model.clone(), self.target, self.trains());
+        drop(self);
+        let mut other = if trains {
+            Self::for_target(&model, target, batch, seq_len)?
+        } else {
+            Self::evaluator(&model, target, batch, seq_len)?
+        };
+        other.write_params(&params);
+        Ok(other)
+    }
+
     /// Copies the parameters of `other` (the same model) into this one.
     pub fn copy_params_from(&mut self, other: &Trainer) {
         let params = other.params();

@@ -195,14 +195,13 @@ pub fn saved_step(dir: &Path) -> Option<u64> {
     state["step"].as_u64()
 }
 
-/// [`load_weights`] into `trainer`'s parameters (its optimizer state untouched).
+/// [`load_weights`] into `trainer`'s parameters (its optimizer state untouched), one
+/// tensor in host memory at a time.
 pub fn load_weights_into(dir: &Path, trainer: &mut Trainer) -> Result<(), Error> {
     let slots = trainer.program.params.clone();
-    let weights = load_weights(dir, &slots)?;
-    for (slot, values) in slots.iter().zip(&weights) {
-        trainer.set_param(&slot.name, values).map_err(|e| Error(e.to_string()))?;
-    }
-    Ok(())
+    for_each_weight(dir, &slots, &mut |index, values| {
+        trainer.set_param(&slots[index].name, &values).map_err(|e| Error(e.to_string()))
+    })
 }
 
 /// The weights of a checkpoint directory — ours, or a published fla / Hugging Face one
@@ -211,6 +210,22 @@ pub fn load_weights_into(dir: &Path, trainer: &mut Trainer) -> Result<(), Error>
 /// generation). A tensor the model does not have is an error, except the `attn.D` the
 /// paper's checkpoints carry and fla no longer has, which is dropped with a notice.
 pub fn load_weights(dir: &Path, slots: &[ParamSlot]) -> Result<Vec<Vec<f32>>, Error> {
+    let mut weights = Vec::with_capacity(slots.len());
+    for_each_weight(dir, slots, &mut |_, values| {
+        weights.push(values);
+        Ok(())
+    })?;
+    Ok(weights)
+}
+
+/// [`load_weights`] handing each tensor to `each(slot index, values)` as it is read,
+/// after every name and shape has been checked against the file's header (so nothing
+/// is handed over from a checkpoint that does not fit).
+pub fn for_each_weight(
+    dir: &Path,
+    slots: &[ParamSlot],
+    each: &mut dyn FnMut(usize, Vec<f32>) -> Result<(), Error>,
+) -> Result<(), Error> {
     let weights = crate::weights::Weights::open(dir).map_err(Error)?;
     let known: std::collections::HashSet<&str> = slots.iter().map(|slot| slot.name.as_str()).collect();
     let (dropped, extra): (Vec<&str>, Vec<&str>) =
@@ -226,20 +241,20 @@ pub fn load_weights(dir: &Path, slots: &[ParamSlot]) -> Result<Vec<Vec<f32>>, Er
     if !dropped.is_empty() {
         eprintln!("note: dropped {} `attn.D` tensor(s) that fla's layers no longer have", dropped.len());
     }
-    slots
-        .iter()
-        .map(|slot| {
-            if !weights.contains(&slot.name) {
-                return Err(Error(format!("{} has no `{}`", weights.source(), slot.name)));
-            }
-            let tensor = weights.read(&slot.name).map_err(Error)?;
-            if tensor.shape != slot.shape {
-                let (name, have, want) = (&slot.name, &tensor.shape, &slot.shape);
-                return Err(Error(format!("{}: `{name}` is {have:?}, the model's is {want:?}", weights.source())));
-            }
-            Ok(tensor.values)
-        })
-        .collect()
+    for slot in slots {
+        if !weights.contains(&slot.name) {
+            return Err(Error(format!("{} has no `{}`", weights.source(), slot.name)));
+        }
+        let shape = weights.shape(&slot.name).map_err(Error)?;
+        if shape != slot.shape {
+            let (name, want) = (&slot.name, &slot.shape);
+            return Err(Error(format!("{}: `{name}` is {shape:?}, the model's is {want:?}", weights.source())));
+        }
+    }
+    for (index, slot) in slots.iter().enumerate() {
+        each(index, weights.read(&slot.name).map_err(Error)?.values)?;
+    }
+    Ok(())
 }
 
 type Tensors = std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>;

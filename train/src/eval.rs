@@ -136,11 +136,13 @@ pub fn score_checkpoint(
             "nothing to evaluate: add an eval block (`eval { mqar(pairs: 16) }`) or a train block's data".into()
         );
     };
-    let mut base = Trainer::evaluator(model, target, 1, first.task.seq_len()).map_err(|e| e.to_string())?;
-    crate::checkpoint::load_weights_into(ckpt, &mut base).map_err(|e| e.to_string())?;
+    // One evaluator, moved from shape to shape: the weights are on the device once.
+    let mut evaluator =
+        Trainer::evaluator(model, target, first.batch, first.task.seq_len()).map_err(|e| e.to_string())?;
+    crate::checkpoint::load_weights_into(ckpt, &mut evaluator).map_err(|e| e.to_string())?;
     let mut scores = Vec::new();
     for set in &sets {
-        let mut evaluator = base.resized(set.batch, set.task.seq_len()).map_err(|e| e.to_string())?;
+        evaluator = evaluator.into_resized(set.batch, set.task.seq_len()).map_err(|e| e.to_string())?;
         scores.push(score(&mut evaluator, set).map_err(|e| e.to_string())?);
     }
     Ok((scores, skipped))

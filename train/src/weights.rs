@@ -129,6 +129,15 @@ impl Weights {
         self.index.contains_key(name)
     }
 
+    /// Tensor `name`'s shape, from its file's header.
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>, String> {
+        let &file = self.index.get(name).ok_or_else(|| format!("no tensor `{name}`"))?;
+        let (path, map) = &self.files[file];
+        let tensors = SafeTensors::deserialize(map).map_err(|e| format!("`{}`: {e}", path.display()))?;
+        let view = tensors.tensor(name).map_err(|e| format!("`{}`: {e}", path.display()))?;
+        Ok(view.shape().to_vec())
+    }
+
     /// Tensor `name` as f32.
     pub fn read(&self, name: &str) -> Result<Tensor, String> {
         let &file = self.index.get(name).ok_or_else(|| format!("no tensor `{name}`"))?;

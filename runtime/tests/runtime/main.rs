@@ -340,5 +340,14 @@ fn an_evaluator_is_the_forward_alone() {
         trainer.program.arena_bytes
     );
     assert!(evaluator.forward_backward(&inputs).is_err(), "no backward");
-    assert_eq!(evaluator.resized(1, 7).expect("compiles").trains(), false, "resizing keeps it an evaluator");
+    assert!(!evaluator.resized(1, 7).expect("compiles").trains(), "resizing keeps it an evaluator");
+    // Moved to another shape: an evaluator still, the same parameters; to its own
+    // shape: itself.
+    let params = evaluator.params();
+    let moved = evaluator.into_resized(1, 7).expect("compiles");
+    assert!(!moved.trains() && (moved.program.batch, moved.program.seq_len) == (1, 7));
+    assert_eq!(moved.params(), params, "the parameters moved over");
+    let instrs = moved.program.instrs.len();
+    let same = moved.into_resized(1, 7).expect("itself");
+    assert_eq!(same.program.instrs.len(), instrs);
 }
