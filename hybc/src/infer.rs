@@ -123,8 +123,7 @@ fn loaded_decoder(
     max_len: usize,
 ) -> Result<Decoder, String> {
     let mut decoder = Decoder::for_target(model, target, batch, max_len).map_err(|e| e.to_string())?;
-    let weights = hyb_train::checkpoint::load_weights(ckpt, decoder.params()).map_err(|e| e.to_string())?;
-    decoder.set_params(weights).map_err(|e| e.to_string())?;
+    hyb_train::checkpoint::load_weights_into_decoder(ckpt, &mut decoder).map_err(|e| e.to_string())?;
     Ok(decoder)
 }
 

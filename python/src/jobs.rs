@@ -152,8 +152,7 @@ pub fn generate(
     let prompt = codec.encode(prompt).map_err(error)?;
     let mut decoder = hyb_runtime::Decoder::for_target(model.ir(), target, 1, prompt.len() + max_new_tokens)
         .map_err(|e| runtime_error(e, target))?;
-    let weights = hyb_train::checkpoint::load_weights(&dir, decoder.params()).map_err(|e| error(e.to_string()))?;
-    decoder.set_params(weights).map_err(|e| runtime_error(e, target))?;
+    hyb_train::checkpoint::load_weights_into_decoder(&dir, &mut decoder).map_err(|e| error(e.to_string()))?;
     let mut new = Vec::new();
     let mut go_on = |token: i32| {
         new.push(token);

@@ -69,6 +69,19 @@ impl Decoder {
         Ok(())
     }
 
+    /// Sets parameter `index` (in [`Decoder::params`]' order), one tensor at a time.
+    pub fn set_param(&mut self, index: usize, values: &[f32]) -> Result<(), Error> {
+        let Some(slot) = self.program.params.get(index) else {
+            return Err(Error::Input(format!("no parameter {index}")));
+        };
+        if slot.shape.iter().product::<usize>() != values.len() {
+            return Err(Error::Input(format!("`{}` has {:?}, got {} values", slot.name, slot.shape, values.len())));
+        }
+        let arg = Arg { store: Store::Param(index), offset: 0, dims: vec![values.len()], ..Arg::host(0, 1) };
+        self.device.write(&self.stores.view(&arg), f32_bytes(values));
+        Ok(())
+    }
+
     /// Tokens decoded since the last reset.
     pub fn position(&self) -> usize {
         self.position

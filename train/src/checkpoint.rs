@@ -204,6 +204,14 @@ pub fn load_weights_into(dir: &Path, trainer: &mut Trainer) -> Result<(), Error>
     })
 }
 
+/// [`load_weights`] into a decoder's parameters, one tensor in host memory at a time.
+pub fn load_weights_into_decoder(dir: &Path, decoder: &mut hyb_runtime::Decoder) -> Result<(), Error> {
+    let slots = decoder.params().to_vec();
+    for_each_weight(dir, &slots, &mut |index, values| {
+        decoder.set_param(index, &values).map_err(|e| Error(e.to_string()))
+    })
+}
+
 /// The weights of a checkpoint directory — ours, or a published fla / Hugging Face one
 /// (`model.safetensors` or a sharded index; F32, BF16 or F16) — in `slots`' order, each
 /// checked for its name and shape (the optimizer's state is not read: evaluation and
