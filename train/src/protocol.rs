@@ -66,11 +66,12 @@ pub fn held_out(set: EvalSet, twin: EvalSet) -> (EvalSet, EvalSet) {
 }
 
 /// Windows `offset .. offset + windows` of a deterministic pass, whose batch of one at
-/// step `w` is its window `w` (as [`crate::text::FullPass`] is), as a pass of their own.
-struct Half {
-    pass: std::sync::Arc<dyn Task>,
-    offset: usize,
-    windows: usize,
+/// step `w` is its window `w` (as [`crate::text::FullPass`] is), as a pass of their own
+/// (a half of the pass here; a prefix for `perplexity(..., tokens: N)`).
+pub(crate) struct Half {
+    pub(crate) pass: std::sync::Arc<dyn Task>,
+    pub(crate) offset: usize,
+    pub(crate) windows: usize,
 }
 
 impl Task for Half {

@@ -40,8 +40,15 @@ fn windows(data: &Data, model: &Model, seq_len: usize) -> Result<Box<dyn Task>, 
 }
 
 /// The perplexity set of a source's validation part: a full pass, `batch` windows at a
-/// time. A source reading the training data's file is the training data itself.
-fn perplexity_set(data: &Data, model: &Model, seq_len: usize, batch: usize) -> Result<EvalSet, String> {
+/// time, or its first windows holding `tokens` (bits per byte then unknown). A source
+/// reading the training data's file is the training data itself.
+fn perplexity_set(
+    data: &Data,
+    model: &Model,
+    seq_len: usize,
+    batch: usize,
+    tokens: Option<u64>,
+) -> Result<EvalSet, String> {
     let training = model.train.as_ref().map(|t| &t.data).filter(|train| same_file(train, data));
     let corpus = open(training.unwrap_or(data), model.config.vocab as usize, seq_len)?;
     if corpus.split_at == corpus.len() {
@@ -49,15 +56,23 @@ fn perplexity_set(data: &Data, model: &Model, seq_len: usize, batch: usize) -> R
     }
     let bytes = corpus.validation_bytes();
     let pass = FullPass { corpus, seq_len };
-    let samples = pass.windows();
-    Ok(EvalSet {
-        name: format!("perplexity({})", name(data)),
-        task: Box::new(pass),
+    let windows = pass.windows();
+    let set = |name: String, task: Box<dyn Task>, samples: usize, bytes: Option<u64>| EvalSet {
+        name,
+        task,
         samples,
         batch,
         perplexity: true,
         bytes,
-    })
+    };
+    match tokens.map(|n| (n as usize).div_ceil(seq_len)).filter(|prefix| *prefix < windows) {
+        Some(prefix) => {
+            let half = crate::protocol::Half { pass: Arc::new(pass), offset: 0, windows: prefix };
+            let name = format!("perplexity({}, first {} tokens)", name(data), prefix * seq_len);
+            Ok(set(name, Box::new(half), prefix, None))
+        }
+        None => Ok(set(format!("perplexity({})", name(data)), Box::new(pass), windows, bytes)),
+    }
 }
 
 /// Whether two sources read the same file.
@@ -178,14 +193,16 @@ pub fn eval_sets(model: &Model, seq_len: usize) -> Result<(Vec<EvalSet>, Vec<Str
                         }),
                         None => skipped.push(name(data)),
                     },
-                    EvalTask::Perplexity(data) => sets.push(perplexity_set(data, model, seq_len, eval.batch as usize)?),
+                    EvalTask::Perplexity(data, tokens) => {
+                        sets.push(perplexity_set(data, model, seq_len, eval.batch as usize, *tokens)?)
+                    }
                 }
             }
         }
         None => match model.train.as_ref().map(|t| &t.data) {
             // Data kept whole for training (`split: 1`) has nothing to evaluate on.
             Some(data @ (Data::Text { split, .. } | Data::Tokens { split, .. })) if *split < 1.0 => {
-                sets.push(perplexity_set(data, model, seq_len, 16)?)
+                sets.push(perplexity_set(data, model, seq_len, 16, None)?)
             }
             Some(Data::Text { .. } | Data::Tokens { .. }) => {}
             Some(data) => {

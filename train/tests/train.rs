@@ -902,6 +902,17 @@ fn perplexity_on_the_training_file_uses_the_training_split() {
     assert_eq!(sets[0].samples, valid.len().div_ceil(16), "a full pass over it");
     let first = sets[0].task.batch(0, 0, 1);
     assert_eq!((first.tokens[0], first.targets[0]), (0, b'h' as i32), "the first token scored, after id 0");
+    // Its first 20 tokens: two windows of 16, said in the name; no bits per byte for a
+    // prefix; a limit past the part is the full pass.
+    let prefix = separate.replace(&format!("text({valid_path:?}))"), &format!("text({valid_path:?}), tokens: 20)"));
+    let compilation = hyb_compiler::pipeline::check_text("prefix.hyb", &prefix);
+    let (sets, _) = hyb_train::tasks::eval_sets(compilation.model().expect("checks"), 16).expect("opens");
+    assert_eq!((sets[0].samples, sets[0].bytes), (2, None), "{}", sets[0].name);
+    assert!(sets[0].name.ends_with("valid.txt, first 32 tokens)"), "{}", sets[0].name);
+    let past = prefix.replace("tokens: 20", "tokens: 1000");
+    let compilation = hyb_compiler::pipeline::check_text("past.hyb", &past);
+    let (sets, _) = hyb_train::tasks::eval_sets(compilation.model().expect("checks"), 16).expect("opens");
+    assert_eq!((sets[0].samples, sets[0].name.as_str()), (valid.len().div_ceil(16), "perplexity(valid.txt)"));
     let split = separate.replace(&format!("text({valid_path:?})"), &format!("text({valid_path:?}, split: 0.5)"));
     let rendered = hyb_compiler::pipeline::check_text("split.hyb", &split).render();
     assert!(rendered.contains("`split` on an evaluation file does nothing"), "{rendered}");

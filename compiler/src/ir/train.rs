@@ -172,7 +172,9 @@ pub struct EvalConfig {
 pub enum EvalTask {
     /// Answer accuracy on a recall task.
     Recall(Data),
-    Perplexity(Data),
+    /// Perplexity on a validation part (or a whole evaluation file); on its first N
+    /// tokens where `tokens: N` is given.
+    Perplexity(Data, Option<u64>),
 }
 
 /// One varied `let`: its name and each value's source text.

@@ -236,7 +236,7 @@ fn eval_task(cx: &Cx, task: &Expr, model: &ModelConfig, train: Option<&TrainConf
         return None;
     };
     if callee.text == "perplexity" {
-        let task_args = Args::new(cx, "perplexity", task.span, args, &["data"], 0);
+        let task_args = Args::new(cx, "perplexity", task.span, args, &["data", "tokens"], 0);
         let Some(data_expr) = task_args.get("data") else {
             cx.error(
                 Diagnostic::error("`perplexity` needs `data`")
@@ -247,7 +247,11 @@ fn eval_task(cx: &Cx, task: &Expr, model: &ModelConfig, train: Option<&TrainConf
         };
         let seq_len = train.map(|t| t.seq_len);
         let data = data(cx, data_expr, model, seq_len, &["text", "tokens"])?;
-        return Some(EvalTask::Perplexity(scored_whole_unless_training(cx, data_expr, data, train)?));
+        let tokens = match task_args.get("tokens") {
+            Some(expr) => Some(cx.count(expr, "tokens", 1, 1 << 48)?),
+            None => None,
+        };
+        return Some(EvalTask::Perplexity(scored_whole_unless_training(cx, data_expr, data, train)?, tokens));
     }
     if !EVAL_TASKS.contains(&callee.text.as_str()) {
         cx.error(unknown_name(&callee.text, callee.span, "eval task", EVAL_TASKS));
