@@ -12,18 +12,31 @@ use hyb_runtime::{Batch, Trainer};
 
 use crate::{PRESETS, random_params, random_tokens, tiny};
 
-/// The CPU, except that after every launch of kernel `broken` its last argument is
-/// overwritten.
+/// The CPU with faults for the tests: after every launch of kernel `broken` its last
+/// argument is overwritten; with `free`, it reports that many bytes free (of twice as
+/// many); every allocation's bytes are counted in `allocated`.
 struct Faulty {
     inner: Cpu,
-    broken: usize,
+    broken: Option<usize>,
+    free: Option<usize>,
+    allocated: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl Faulty {
+    fn new(broken: Option<usize>, free: Option<usize>) -> Faulty {
+        Faulty { inner: Cpu::new(), broken, free, allocated: Default::default() }
+    }
 }
 
 impl Device for Faulty {
     fn describe(&self) -> String {
         "a faulty cpu".into()
     }
+    fn memory(&self) -> Option<(usize, usize)> {
+        self.free.map(|free| (free, 2 * free))
+    }
     fn alloc(&mut self, bytes: usize) -> Result<BufferId, DeviceError> {
+        self.allocated.set(self.allocated.get() + bytes);
         self.inner.alloc(bytes)
     }
     fn write(&mut self, to: &View, bytes: &[u8]) {
@@ -40,7 +53,7 @@ impl Device for Faulty {
     }
     fn launch(&mut self, kernel: usize, space: usize, args: &[View]) {
         self.inner.launch(kernel, space, args);
-        if kernel == self.broken {
+        if Some(kernel) == self.broken {
             let last = args.last().expect("arguments");
             self.inner.write(last, f32_bytes(&vec![1e3; last.len()]));
         }
@@ -87,7 +100,7 @@ fn a_faulty_kernel_is_caught_at_exactly_its_calls() {
     let broken = (0..built.program.kernels.keys.len()).max_by_key(|k| calls_of(*k).len()).expect("kernels");
     let calls = calls_of(broken);
     assert!(calls.len() >= 2, "{} is called {} times", built.program.kernels.name(broken), calls.len());
-    let device = Box::new(Faulty { inner: Cpu::new(), broken });
+    let device = Box::new(Faulty::new(Some(broken), None));
     let mut got = Trainer::on_device(&model, built, device).expect("builds");
     let mut want = reference(&model);
     let tokens = random_tokens(model.config.vocab, 18, 2);
@@ -98,57 +111,20 @@ fn a_faulty_kernel_is_caught_at_exactly_its_calls() {
     assert_eq!(at, calls, "{}", divergences.iter().map(|d| format!("{d}\n")).collect::<String>());
 }
 
-/// The CPU, saying it has 1 MiB free of 2 MiB, counting what it is asked to allocate.
-struct Small {
-    inner: Cpu,
-    allocated: std::rc::Rc<std::cell::Cell<usize>>,
-}
-
-impl Device for Small {
-    fn describe(&self) -> String {
-        "a small device".into()
-    }
-    fn memory(&self) -> Option<(usize, usize)> {
-        Some((1 << 20, 2 << 20))
-    }
-    fn alloc(&mut self, bytes: usize) -> Result<BufferId, DeviceError> {
-        self.allocated.set(self.allocated.get() + bytes);
-        self.inner.alloc(bytes)
-    }
-    fn write(&mut self, to: &View, bytes: &[u8]) {
-        self.inner.write(to, bytes)
-    }
-    fn read(&self, from: &View, into: &mut [u8]) {
-        self.inner.read(from, into)
-    }
-    fn zero(&mut self, view: &View) {
-        self.inner.zero(view)
-    }
-    fn load(&mut self, modules: &[Module]) -> Result<(), DeviceError> {
-        self.inner.load(modules)
-    }
-    fn launch(&mut self, kernel: usize, space: usize, args: &[View]) {
-        self.inner.launch(kernel, space, args)
-    }
-    fn gemm(&mut self, gemm: &Gemm) {
-        self.inner.gemm(gemm)
-    }
-    fn synchronize(&mut self) {}
-}
-
 /// A program larger than the device's free memory is refused before anything is
 /// allocated, naming the program, what it needs and what is free; one that fits runs.
 #[test]
 fn a_program_that_does_not_fit_is_refused_before_allocating() {
     let model = tiny(PRESETS, "(gdn, attn)");
-    let allocated = std::rc::Rc::new(std::cell::Cell::new(0));
-    let small = Small { inner: Cpu::new(), allocated: allocated.clone() };
+    let small = Faulty::new(None, Some(1 << 20));
+    let allocated = small.allocated.clone();
     let big = hyb_driver::compile(&model, Target::Cpu, Shape::Train { batch: 8, seq_len: 256 }).expect("compiles");
     let error = Trainer::on_device(&model, big, Box::new(small)).err().expect("refused").to_string();
     assert!(error.starts_with("the training step at 8 × 256 needs "), "{error}");
-    assert!(error.contains("GiB on a small device; 0.00 GiB of its 0.00 GiB are free"), "{error}");
+    assert!(error.contains("GiB on a faulty cpu; 0.00 GiB of its 0.00 GiB are free"), "{error}");
     assert_eq!(allocated.get(), 0, "nothing allocated before the refusal");
-    let small = Small { inner: Cpu::new(), allocated: allocated.clone() };
+    let small = Faulty::new(None, Some(1 << 20));
+    let allocated = small.allocated.clone();
     let fits = hyb_driver::compile(&model, Target::Cpu, Shape::Train { batch: 1, seq_len: 2 }).expect("compiles");
     let needed = fits.program.arena_bytes;
     assert!(needed < 1 << 20, "the small program's arena is {needed} bytes");
