@@ -333,7 +333,8 @@ fn ratio(report: &Report) -> String {
     format!("{linear}:{attention}{reduced}{routed}")
 }
 
-fn group(value: u64) -> String {
+/// `value` with its thousands separated by commas: `1,264,097,408`.
+pub fn group(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::new();
     for (index, c) in digits.chars().enumerate() {

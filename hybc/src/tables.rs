@@ -381,7 +381,10 @@ mod tests {
         // RetNet's gain needs RetNet's cells, so it gets no verdict.
         let line = |claim: &str| text.lines().find(|l| l.starts_with(&format!("| {claim}"))).expect("a claim row");
         let rises = line("Recall rises with the share of attention.");
-        assert!(rises.contains("| **inconclusive** |") && rises.contains("the same verdict with and without"), "{rises}");
+        assert!(
+            rises.contains("| **inconclusive** |") && rises.contains("the same verdict with and without"),
+            "{rises}"
+        );
         assert!(rises.contains("retnet at 50 % attention, retnet at 25 % attention"), "{rises}");
         let retnet = line("In hybrids, RetNet gains least from attention.");
         assert!(retnet.contains("| **no verdict: depends on cells that did not learn** |"), "{retnet}");

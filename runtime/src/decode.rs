@@ -62,11 +62,7 @@ impl Decoder {
         if !fits {
             return Err(Error::Input("the parameters do not fit the model".into()));
         }
-        for (index, values) in params.iter().enumerate() {
-            let arg = Arg { store: Store::Param(index), offset: 0, dims: vec![values.len()], ..Arg::host(0, 1) };
-            self.device.write(&self.stores.view(&arg), f32_bytes(values));
-        }
-        Ok(())
+        params.iter().enumerate().try_for_each(|(index, values)| self.set_param(index, values))
     }
 
     /// Sets parameter `index` (in [`Decoder::params`]' order), one tensor at a time.
@@ -128,10 +124,7 @@ impl Decoder {
         let batch = Batch { tokens, ..Batch::NONE };
         let range = 0..self.program.forward_end;
         let (program, device, stores) = (&self.program, self.device.as_mut(), &self.stores);
-        match self.profile.as_mut() {
-            Some(profile) => exec::run(program, device, stores, range, &batch, Some(profile)),
-            None => exec::replay(program, device, stores, range, &batch, &mut self.recordings),
-        }
+        exec::run_or_replay(program, device, stores, range, &batch, self.profile.as_mut(), &mut self.recordings);
         self.position += 1;
         Ok(read_f32(self.device.as_ref(), &self.stores.view(&self.program.logits)))
     }

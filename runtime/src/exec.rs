@@ -120,20 +120,19 @@ struct Layout {
 impl Staging {
     fn layout(program: &Program) -> Layout {
         let mut bytes = 0;
+        // The next `len` 4-byte elements: (offset, len).
+        let mut place = |len: usize| {
+            bytes += 4 * len;
+            (bytes - 4 * len, len)
+        };
         let mut inputs = [None, None];
         let sources = program
             .instrs
             .iter()
             .map(|instr| match instr {
-                Instr::Fill(arg, _) => {
-                    bytes += arg.len() * 4;
-                    Some((bytes - arg.len() * 4, arg.len()))
-                }
+                Instr::Fill(arg, _) => Some(place(arg.len())),
                 // Every `Input` of one kind reads the same ids: one source per kind.
-                Instr::Input(which, arg) => Some(*inputs[*which as usize].get_or_insert_with(|| {
-                    bytes += arg.len() * 4;
-                    (bytes - arg.len() * 4, arg.len())
-                })),
+                Instr::Input(which, arg) => Some(*inputs[*which as usize].get_or_insert_with(|| place(arg.len()))),
                 _ => None,
             })
             .collect();
@@ -144,14 +143,7 @@ impl Staging {
     fn new(program: &Program, device: &mut dyn Device) -> Result<Staging, DeviceError> {
         let layout = Staging::layout(program);
         let buffer = device.alloc(layout.bytes)?;
-        let view = |(offset, len): (usize, usize), elem| View {
-            buffer,
-            offset,
-            elem,
-            dims: vec![len],
-            flat: true,
-            share: hyb_lower::program::Share::Split,
-        };
+        let view = |(offset, len), elem| View { elem, ..View::floats(buffer, offset, len) };
         let mut staging = Staging { sources: Vec::new(), tokens: None, targets: None };
         for (instr, source) in program.instrs.iter().zip(&layout.sources) {
             let source = source.map(|at| match instr {
@@ -239,6 +231,23 @@ pub fn run(
             device.synchronize();
             profile.add(label(program, &program.instrs[index]), started.elapsed().as_secs_f64());
         }
+    }
+}
+
+/// Runs instructions `range`: one by one, timed into `profile`, when profiling; else
+/// as one recording ([`replay`]).
+pub fn run_or_replay(
+    program: &Program,
+    device: &mut dyn Device,
+    stores: &Stores,
+    range: std::ops::Range<usize>,
+    batch: &Batch,
+    profile: Option<&mut Profile>,
+    recordings: &mut Recordings,
+) {
+    match profile {
+        Some(profile) => run(program, device, stores, range, batch, Some(profile)),
+        None => replay(program, device, stores, range, batch, recordings),
     }
 }
 

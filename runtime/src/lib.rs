@@ -235,11 +235,8 @@ impl Trainer {
     /// Runs instructions `range` of the step program: as one recording of the device
     /// (a CUDA graph, recorded on first use) unless profiling, which times each.
     fn run(&mut self, range: std::ops::Range<usize>, batch: &Batch) {
-        let device = self.device.as_mut();
-        match self.profile.as_mut() {
-            Some(profile) => exec::run(&self.program, device, &self.stores, range, batch, Some(profile)),
-            None => exec::replay(&self.program, device, &self.stores, range, batch, &mut self.recordings),
-        }
+        let (program, device, stores) = (&self.program, self.device.as_mut(), &self.stores);
+        exec::run_or_replay(program, device, stores, range, batch, self.profile.as_mut(), &mut self.recordings);
     }
 
     /// Where the device's memory went (a GPU's, stage by stage), for the run's report.
@@ -272,11 +269,7 @@ impl Trainer {
     /// or an evaluator of one), with a copy of the current parameters (a compiled kernel
     /// is reused: kernels do not depend on the shape).
     pub fn resized(&self, batch: usize, seq_len: usize) -> Result<Trainer, Error> {
-        let mut other = if self.trains() {
-            Self::for_target(&self.model, self.target, batch, seq_len)?
-        } else {
-            Self::evaluator(&self.model, self.target, batch, seq_len)?
-        };
+        let mut other = Self::of_kind(&self.model, self.target, self.trains(), batch, seq_len)?;
         assert_eq!(other.program.kernels.keys, self.program.kernels.keys, "kernels are shape-independent");
         other.copy_params_from(self);
         Ok(other)
@@ -292,13 +285,18 @@ impl Trainer {
         }
         let (params, model, target, trains) = (self.params(), self.model.clone(), self.target, self.trains());
         drop(self);
-        let mut other = if trains {
-            Self::for_target(&model, target, batch, seq_len)?
-        } else {
-            Self::evaluator(&model, target, batch, seq_len)?
-        };
+        let mut other = Self::of_kind(&model, target, trains, batch, seq_len)?;
         other.write_params(&params);
         Ok(other)
+    }
+
+    /// A trainer of `model` at `batch × seq_len`, or an evaluator where `trains` is false.
+    fn of_kind(model: &Model, target: Target, trains: bool, batch: usize, seq_len: usize) -> Result<Trainer, Error> {
+        if trains {
+            Self::for_target(model, target, batch, seq_len)
+        } else {
+            Self::evaluator(model, target, batch, seq_len)
+        }
     }
 
     /// Copies the parameters of `other` (the same model) into this one.
@@ -414,6 +412,14 @@ impl Trainer {
         Ok(())
     }
 
+    /// [`Trainer::check`] for a backward: an evaluator has none.
+    fn check_training(&self, batch: &Batch) -> Result<(), Error> {
+        if !self.trains() {
+            return Err(Error::Input("an evaluator runs the forward alone: it has no backward".into()));
+        }
+        self.check(batch)
+    }
+
     /// Token ids in `[0, vocab)`, targets below `vocab` (negative: none), both
     /// `batch × seq_len`: anything else would read outside the embedding or the logits.
     fn check(&self, batch: &Batch) -> Result<(), Error> {
@@ -453,10 +459,7 @@ impl Trainer {
     /// Forward and backward; returns the loss. Gradients are readable with
     /// [`Trainer::grad`] until the next call.
     pub fn forward_backward(&mut self, batch: &Batch) -> Result<f32, Error> {
-        if !self.trains() {
-            return Err(Error::Input("an evaluator runs the forward alone: it has no backward".into()));
-        }
-        self.check(batch)?;
+        self.check_training(batch)?;
         self.run(0..self.program.optimizer_start, batch);
         Ok(self.host(LOSS))
     }
@@ -490,10 +493,7 @@ impl Trainer {
         batch: &Batch,
         after: &mut dyn FnMut(usize, &mut (dyn Device + 'static)) -> Result<(), String>,
     ) -> Result<f32, Error> {
-        if !self.trains() {
-            return Err(Error::Input("an evaluator runs the forward alone: it has no backward".into()));
-        }
-        self.check(batch)?;
+        self.check_training(batch)?;
         let range = 0..self.program.optimizer_start;
         exec::run_then(&self.program, self.device.as_mut(), &self.stores, range, batch, after)
             .map_err(Error::Device)?;
@@ -590,10 +590,7 @@ impl Trainer {
     /// graph), then one read of the loss and the norm: a training step's only wait for
     /// the device. [`Trainer::apply_update`] completes the step.
     pub fn forward_backward_norm(&mut self, batch: &Batch, adamw: &AdamW) -> Result<StepStats, Error> {
-        if !self.trains() {
-            return Err(Error::Input("an evaluator runs the forward alone: it has no backward".into()));
-        }
-        self.check(batch)?;
+        self.check_training(batch)?;
         self.set_host(CLIP_MAX, &[adamw.clip.map_or(f32::INFINITY, |c| c as f32)]);
         self.run(0..self.program.update_start, batch);
         let both = read_f32(self.device.as_ref(), &self.stores.view(&Arg::host(LOSS, 2)));

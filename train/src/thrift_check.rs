@@ -81,16 +81,14 @@ impl Walk<'_> {
         Ok(declared as usize)
     }
 
-    /// A struct's fields up to its stop; calls `field(id, type, walk)` for each field
-    /// of the outermost struct before skipping it, so a caller can read one.
+    /// A struct's fields up to its stop (at `depth`, which [`Walk::value`] bounds);
+    /// calls `field(id, type, walk)` for each field of this struct first, which returns
+    /// whether it read the value itself, else the value is skipped.
     fn fields(
         &mut self,
         depth: usize,
         mut field: impl FnMut(i16, u8, &mut Self) -> Result<bool, String>,
     ) -> Result<(), String> {
-        if depth > MAX_DEPTH {
-            return Err(format!("Thrift structures nested deeper than {MAX_DEPTH}"));
-        }
         let mut id: i16 = 0;
         loop {
             let header = self.byte()?;

@@ -129,21 +129,23 @@ impl Weights {
         self.index.contains_key(name)
     }
 
-    /// Tensor `name`'s shape, from its file's header.
-    pub fn shape(&self, name: &str) -> Result<Vec<usize>, String> {
+    /// Tensor `name`'s view in its file's mapping, and the file.
+    fn view(&self, name: &str) -> Result<(&Path, safetensors::tensor::TensorView<'_>), String> {
         let &file = self.index.get(name).ok_or_else(|| format!("no tensor `{name}`"))?;
         let (path, map) = &self.files[file];
         let tensors = SafeTensors::deserialize(map).map_err(|e| format!("`{}`: {e}", path.display()))?;
         let view = tensors.tensor(name).map_err(|e| format!("`{}`: {e}", path.display()))?;
-        Ok(view.shape().to_vec())
+        Ok((path, view))
+    }
+
+    /// Tensor `name`'s shape, from its file's header.
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>, String> {
+        Ok(self.view(name)?.1.shape().to_vec())
     }
 
     /// Tensor `name` as f32.
     pub fn read(&self, name: &str) -> Result<Tensor, String> {
-        let &file = self.index.get(name).ok_or_else(|| format!("no tensor `{name}`"))?;
-        let (path, map) = &self.files[file];
-        let tensors = SafeTensors::deserialize(map).map_err(|e| format!("`{}`: {e}", path.display()))?;
-        let view = tensors.tensor(name).map_err(|e| format!("`{}`: {e}", path.display()))?;
+        let (path, view) = self.view(name)?;
         let values = to_f32(view.dtype(), view.data()).ok_or_else(|| {
             format!("`{}`: `{name}` is {:?}; F32, BF16 and F16 are read", path.display(), view.dtype())
         })?;

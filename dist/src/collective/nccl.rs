@@ -187,7 +187,6 @@ impl Nccl {
         self.stream as sys::cudaStream_t
     }
 
-    /// Runs `each` for every segment inside one NCCL group.
     /// In-place f32 sums over the ranks of `count` floats at each address, in one group.
     fn sum_in_place(&self, addresses: &[(CUdeviceptr, usize)]) -> Result<()> {
         let stream = self.nccl_stream();
@@ -205,6 +204,7 @@ impl Nccl {
         )
     }
 
+    /// Runs `each` for every segment inside one NCCL group.
     fn grouped(
         &self,
         call: &str,

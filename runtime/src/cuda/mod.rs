@@ -69,15 +69,7 @@ fn in_use() -> usize {
 
 /// `bytes` as MiB, with thousands separated.
 fn mib(bytes: usize) -> String {
-    let mib = (bytes >> 20).to_string();
-    let mut grouped = String::new();
-    for (i, digit) in mib.chars().enumerate() {
-        if i > 0 && (mib.len() - i).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    format!("{grouped} MiB")
+    format!("{} MiB", hyb_compiler::report::group((bytes >> 20) as u64))
 }
 
 fn error(what: &str) -> impl Fn(driver::DriverError) -> DeviceError + '_ {
@@ -145,20 +137,21 @@ impl Cuda {
     /// Records the memory in use after stage `what` (replacing an earlier reading of the
     /// same stage, so a stage of many calls reads once it is complete).
     fn note(&mut self, what: &'static str) {
-        let now = in_use();
-        self.sample();
+        let now = self.sample();
         match self.ledger.iter_mut().find(|(stage, _)| *stage == what) {
             Some(entry) => entry.1 = now,
             None => self.ledger.push((what, now)),
         }
     }
 
-    /// Keeps the most memory in use seen so far, with the process's buffers then.
-    fn sample(&self) {
+    /// Reads the memory in use, keeping the most seen so far with the process's buffers
+    /// then; returns the reading.
+    fn sample(&self) -> usize {
         let now = in_use();
         if now > self.peak.get().0 {
             self.peak.set((now, ALLOCATED.load(std::sync::atomic::Ordering::Relaxed)));
         }
+        now
     }
 
     /// The largest local-memory frame of a loaded kernel, per thread, and its kernel: the
