@@ -17,7 +17,7 @@ peak_memory() {
   kill $sampler 2>/dev/null; wait $sampler 2>/dev/null
   echo "peak memory in use: $(sort -n /tmp/memory.txt | tail -1) MiB"
 }
-for k in ${KERNELS:-gdn deltanet gla attn}; do
+for k in ${KERNELS-gdn deltanet gla attn}; do
   for precision in ${PRECISIONS:-f32}; do
     echo "== kernel_$k precision=$precision" | tee -a "$OUT/kernels.log"
     timeout ${KERNEL_S:-150} /tmp/hybc train bench/gpu/kernel_$k.hyb --target cuda --profile --steps 4 \
@@ -43,12 +43,18 @@ if [ -n "${REAL-1}" ]; then
   done
 fi
 if [ -n "${ANCHORS-1}" ]; then
-  mkdir -p /tmp/site && tar xJf .bundle/fla.tar.xz -C /tmp/site
-  export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
-  for only in ${ONLY:-sdpa delta,gla}; do
+  # The full bundle unpacked by anchors.sh in an earlier call on this machine, or fla alone.
+  if [ ! -e /tmp/site/.full ]; then
+    mkdir -p /tmp/site && tar xJf .bundle/fla.tar.xz -C /tmp/site
+  fi
+  export PYTHONPATH=/tmp/site LD_LIBRARY_PATH=/tmp/site/z3/lib:/tmp/site/tilelang/lib PYTHONUNBUFFERED=1
+  for only in ${ONLY-sdpa delta,gla}; do
     ONLY=$only timeout ${ANCHOR_S:-300} python3 .anchors/fla_kernels.py 2>&1 | tail -20 | tee -a "$OUT/anchors.log"
   done
+  # fla's models: names of fla_models.py, or the configs hyb exports (bench/gpu/fla/).
   if [ -n "${MODELS-1}" ]; then
-    B=8 T=1024 timeout ${MODEL_S:-200} python3 .anchors/fla_models.py transformer 2>&1 | tail -8 | tee -a "$OUT/anchors.log"
+    for model in ${FLA_MODELS:-transformer}; do
+      B=8 T=1024 timeout ${MODEL_S:-200} python3 .anchors/fla_models.py $model 2>&1 | tail -4 | tee -a "$OUT/anchors.log"
+    done
   fi
 fi

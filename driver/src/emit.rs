@@ -97,19 +97,26 @@ fn passes(target: Target) -> Result<String, Error> {
     }
 }
 
+/// What the program of `model` at `shape` allocates on `target`: its stores, scratch
+/// included (what the runtime checks against a GPU's free memory, less a few bytes of
+/// staging).
+fn planned_bytes(model: &Model, shape: Shape, target: Target) -> Result<u64, Error> {
+    let grad = crate::grad_at(model, shape);
+    let (steps, plan) = crate::plans(&grad, shape, target)?;
+    let program = hyb_lower::program::build(model, &grad, &steps, &plan, shape, target).map_err(Error::Unsupported)?;
+    Ok(program.store_bytes() as u64)
+}
+
 /// The cost report at `context` (else the train block's seq_len, else 4096), with the
 /// planned peak of a training step at the train block's batch × seq_len.
 pub fn report(model: &Model, context: Option<u64>, target: Target) -> Result<Report, Error> {
     let context = context.or(model.train.as_ref().map(|t| t.seq_len)).unwrap_or(4096);
     let mut report = report::report(model, context);
     if let Some(train) = &model.train {
-        let shape = Shape::Train { batch: train.batch as usize, seq_len: train.seq_len as usize };
-        let (_, plan) = crate::plans(&crate::grad_at(model, shape), shape, target)?;
-        report.planned_training_bytes = Some(plan.peak_bytes());
+        let (batch, seq_len) = (train.batch as usize, train.seq_len as usize);
+        report.planned_training_bytes = Some(planned_bytes(model, Shape::Train { batch, seq_len }, target)?);
         report.training_storage = Some(crate::storage(model).name());
-        let shape = Shape::Eval { batch: train.batch as usize, seq_len: train.seq_len as usize };
-        let (_, plan) = crate::plans(&crate::grad_at(model, shape), shape, target)?;
-        report.planned_eval_bytes = Some(plan.peak_bytes());
+        report.planned_eval_bytes = Some(planned_bytes(model, Shape::Eval { batch, seq_len }, target)?);
     }
     Ok(report)
 }

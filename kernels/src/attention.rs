@@ -92,11 +92,12 @@ fn sizes(e: &mut Builder, spec: &AttentionSpec, lanes: bool) -> Sizes {
 }
 
 /// With `lanes` under `Parallel::Threads` (the training kernels' GPU form), this
-/// thread's (row, head) as one-long ranges (empty past the last row); otherwise every
-/// head and row. Returns (heads, rows).
+/// thread's (row, head) as one-long ranges (empty past the last head); otherwise every
+/// head and row. Returns (heads, rows). Neighbouring lanes are neighbouring rows of one
+/// head, so a warp walking the keys reads each key's row once for all its lanes.
 fn lane_ranges(e: &mut Builder, heads: &Value, time: &Value, lanes: bool) -> ((Value, Value), (Value, Value)) {
-    let grid = e.lane_grid(time, heads, lanes);
-    (grid.inner, grid.outer)
+    let grid = e.lane_grid(heads, time, lanes);
+    (grid.outer, grid.inner)
 }
 
 /// `body(query)` over batch, query heads and query rows; query row `t` sits at position
@@ -127,14 +128,48 @@ fn for_queries(e: &mut Builder, sizes: &Sizes, offset: Option<&Value>, body: imp
     });
 }
 
+/// Where a lane reads one row (`D` values) of a `[B,T,H,D]` tensor: a copy in its frame
+/// (a row it reads once per key), or the tensor at `[b, t, h]` (a row that changes with
+/// the loop, read alike by every lane of a warp).
+#[derive(Clone)]
+enum Row {
+    Frame(Value),
+    Tensor(Value, [Value; 3]),
+}
+
+impl Row {
+    /// Row `[b, t, h]` of the argument `arg`.
+    fn of(e: &mut Builder, arg: &str, [b, t, h]: [&Value; 3]) -> Row {
+        Row::Tensor(e.arg(arg), [b.clone(), t.clone(), h.clone()])
+    }
+
+    /// `frame` holding a copy of row `[b, t, h]` of `arg`.
+    fn copied(e: &mut Builder, frame: &Value, arg: &str, at: [&Value; 3], dim: &Value) -> Row {
+        let source = Row::of(e, arg, at);
+        let c0 = e.c0();
+        e.for_(&c0, dim, |e, d| {
+            let x = source.load(e, &d);
+            e.store(&x, frame, &[&d]);
+        });
+        Row::Frame(frame.clone())
+    }
+
+    fn load(&self, e: &mut Builder, d: &Value) -> Value {
+        match self {
+            Row::Frame(frame) => e.load(frame, &[d]),
+            Row::Tensor(memref, [b, t, h]) => e.load(memref, &[b, t, h, d]),
+        }
+    }
+}
+
+/// `Σ_d a_d · b_d` over the head dim.
+fn row_dot(e: &mut Builder, sizes: &Sizes, a: &Row, b: &Row) -> Value {
+    e.dot(&sizes.dim, |e, d| (a.load(e, d), b.load(e, d)))
+}
+
 /// `scale · q_t · k_s`.
-fn score(e: &mut Builder, sizes: &Sizes, query: &Query, s: &Value) -> Value {
-    let (q, k) = (e.arg("q"), e.arg("k"));
-    let Query { b, t, h, hk, .. } = query;
-    let dot = e.dot(&sizes.dim, |e, d| {
-        let q = e.load(&q, &[b, t, h, d]);
-        (q, e.load(&k, &[b, s, hk, d]))
-    });
+fn score(e: &mut Builder, sizes: &Sizes, q: &Row, k: &Row) -> Value {
+    let dot = row_dot(e, sizes, q, k);
     e.mul(&sizes.scale, &dot)
 }
 
@@ -209,6 +244,7 @@ fn emit_forward(e: &mut Builder, spec: &AttentionSpec, offset: Option<&Value>, l
     let head_dim = e.named("Dq").dim(&q, 3);
     let compute = e.compute();
     let acc = e.named("acc").alloca(compute, &[&head_dim]);
+    let q_row = e.named("q_row").alloca(compute, &[&head_dim]);
     let sizes = sizes(e, spec, offset.is_none());
     let (c0, c1) = (e.c0(), e.c1());
     for_queries(e, &sizes, offset, |e, query| {
@@ -216,8 +252,9 @@ fn emit_forward(e: &mut Builder, spec: &AttentionSpec, offset: Option<&Value>, l
             let zero = e.zero();
             e.store(&zero, &acc, &[&d]);
         });
+        let q = Row::copied(e, &q_row, "q", [&query.b, &query.t, &query.h], &sizes.dim);
         let end = e.add(&query.position, &c1);
-        let (m, l) = online_softmax(e, &sizes, &query, &end, &acc, &negative_infinity);
+        let (m, l) = online_softmax(e, &sizes, &query, &q, &end, &acc, &negative_infinity);
         let Query { b, h, t, .. } = &query;
         e.for_(&c0, &sizes.dim, |e, d| {
             let a = e.load(&acc, &[&d]);
@@ -239,6 +276,7 @@ fn online_softmax(
     e: &mut Builder,
     sizes: &Sizes,
     query: &Query,
+    q: &Row,
     end: &Value,
     acc: &Value,
     negative_infinity: &Value,
@@ -247,7 +285,8 @@ fn online_softmax(
     let (c0, zero) = (e.c0(), e.zero());
     let results = e.fold(&query.first, end, &[negative_infinity, &zero], |e, s, carried| {
         let [m_in, l_in] = <[Value; 2]>::try_from(carried).expect("two carried values");
-        let x = score(e, sizes, query, &s);
+        let k = Row::of(e, "k", [&query.b, &s, &query.hk]);
+        let x = score(e, sizes, q, &k);
         let m_new = e.max(&m_in, &x);
         let shift = e.sub(&m_in, &m_new);
         let correction = e.exp(&shift);
@@ -304,7 +343,8 @@ pub fn backward_with(spec: &AttentionSpec, name: &str, config: &Config) -> Strin
 fn key_backward(e: &mut Builder, sizes: &Sizes, query: &Query, s: &Value, [lse, delta]: [&Value; 2]) {
     let [q, k, dout, dq, dk, dv] = ["q", "k", "dout", "dq", "dk", "dv"].map(|arg| e.arg(arg));
     let Query { b, h, hk, t, .. } = query;
-    let (p, ds_scaled) = probability_and_slope(e, sizes, query, s, [lse, delta]);
+    let pair = Pair::of_tensors(e, [b, t, h], [b, s, hk]);
+    let (p, ds_scaled) = probability_and_slope(e, sizes, &pair, [lse, delta]);
     let c0 = e.c0();
     e.for_(&c0, &sizes.dim, |e, d| {
         let d_out = e.load(&dout, &[b, t, h, &d]);
@@ -320,29 +360,45 @@ fn key_backward(e: &mut Builder, sizes: &Sizes, query: &Query, s: &Value, [lse, 
 }
 
 /// The backward by lanes: lane `(x, h)` writes `dq` of query row `x` and adds head
-/// `h`'s share of `dk`, `dv` of key row `x`.
+/// `h`'s share of `dk`, `dv` of key row `x`, each summed in the lane's frame first (a
+/// GPU's global memory is not where a running sum should live). The rows a loop reads
+/// at every step — the query's q and dO for `dq`, the key's k and v for `dk`, `dv` — are
+/// copied into the frame once.
 fn emit_lane_backward(e: &mut Builder, spec: &AttentionSpec) {
     let compute = e.compute();
     let q = e.arg("q");
     let head_dim = e.named("Dq").dim(&q, 3);
-    let dk_sum = e.named("dk_sum").alloca(compute, &[&head_dim]);
-    let dv_sum = e.named("dv_sum").alloca(compute, &[&head_dim]);
+    let sums = [e.named("sum_a").alloca(compute, &[&head_dim]), e.named("sum_b").alloca(compute, &[&head_dim])];
+    let rows = [e.named("row_a").alloca(compute, &[&head_dim]), e.named("row_b").alloca(compute, &[&head_dim])];
     let sizes = sizes(e, spec, true);
-    let c1 = e.c1();
+    let (c0, c1) = (e.c0(), e.c1());
     for_queries(e, &sizes, None, |e, query| {
-        let end = e.add(&query.t, &c1);
-        let (lse, delta) = row_statistics(e, &sizes, &query, &query.t);
+        let Query { b, h, hk, t, .. } = &query;
+        let end = e.add(t, &c1);
+        let (lse, delta) = row_statistics(e, &sizes, &query, t);
+        let q = Row::copied(e, &rows[0], "q", [b, t, h], &sizes.dim);
+        let dout = Row::copied(e, &rows[1], "dout", [b, t, h], &sizes.dim);
+        let dq_sum = &sums[0];
+        e.for_(&c0, &sizes.dim, |e, d| {
+            let zero = e.zero();
+            e.store(&zero, dq_sum, &[&d]);
+        });
         e.for_(&query.first, &end, |e, s| {
-            let (_, ds) = probability_and_slope(e, &sizes, &query, &s, [&lse, &delta]);
-            let [k, dq] = ["k", "dq"].map(|arg| e.arg(arg));
-            let c0 = e.c0();
+            let (k, v) = (Row::of(e, "k", [b, &s, hk]), Row::of(e, "v", [b, &s, hk]));
+            let pair = Pair { q: q.clone(), dout: dout.clone(), k, v };
+            let (_, ds) = probability_and_slope(e, &sizes, &pair, [&lse, &delta]);
             e.for_(&c0, &sizes.dim, |e, d| {
-                let key = e.load(&k, &[&query.b, &s, &query.hk, &d]);
+                let key = pair.k.load(e, &d);
                 let dq_value = e.mul(&ds, &key);
-                e.accumulate(&dq, &[&query.b, &query.t, &query.h, &d], &dq_value);
+                e.accumulate(dq_sum, &[&d], &dq_value);
             });
         });
-        key_row_backward(e, &sizes, &query, [&dk_sum, &dv_sum]);
+        let dq = e.arg("dq");
+        e.for_(&c0, &sizes.dim, |e, d| {
+            let dq_value = e.load(dq_sum, &[&d]);
+            e.accumulate(&dq, &[b, t, h, &d], &dq_value);
+        });
+        key_row_backward(e, &sizes, &query, &sums, &rows);
     });
 }
 
@@ -358,63 +414,92 @@ fn row_statistics(e: &mut Builder, sizes: &Sizes, query: &Query, t: &Value) -> (
     (lse, delta)
 }
 
-/// For query `query` (row `query.t`) and key `s`: `p = exp(score − lse)` and the
-/// scaled slope `scale · p (dO·v_s − delta)`.
-fn probability_and_slope(
-    e: &mut Builder,
-    sizes: &Sizes,
-    query: &Query,
-    s: &Value,
-    [lse, delta]: [&Value; 2],
-) -> (Value, Value) {
-    let [v, dout] = ["v", "dout"].map(|arg| e.arg(arg));
-    let Query { b, h, hk, t, .. } = query;
-    let x = score(e, sizes, query, s);
+/// The rows a (query, key) pair reads: the query's q and dO, the key's k and v.
+struct Pair {
+    q: Row,
+    dout: Row,
+    k: Row,
+    v: Row,
+}
+
+impl Pair {
+    /// Query row `[b, t, h]` and key row `[b, s, hk]`, read from the tensors.
+    fn of_tensors(e: &mut Builder, query: [&Value; 3], key: [&Value; 3]) -> Pair {
+        Pair {
+            q: Row::of(e, "q", query),
+            dout: Row::of(e, "dout", query),
+            k: Row::of(e, "k", key),
+            v: Row::of(e, "v", key),
+        }
+    }
+}
+
+/// For a (query, key) pair: `p = exp(score − lse)` and the scaled slope
+/// `scale · p (dO·v_s − delta)`.
+fn probability_and_slope(e: &mut Builder, sizes: &Sizes, pair: &Pair, [lse, delta]: [&Value; 2]) -> (Value, Value) {
+    let x = score(e, sizes, &pair.q, &pair.k);
     let centred = e.sub(&x, lse);
     let p = e.exp(&centred);
-    let dp = e.dot(&sizes.dim, |e, d| {
-        let d_out = e.load(&dout, &[b, t, h, d]);
-        (d_out, e.load(&v, &[b, s, hk, d]))
-    });
+    let dp = row_dot(e, sizes, &pair.dout, &pair.v);
     let diff = e.sub(&dp, delta);
     let ds = e.mul(&p, &diff);
     (p.clone(), e.mul(&sizes.scale, &ds))
 }
 
 /// Key row `s = query.t`: `dv_s += Σ_t p dO_t` and `dk_s += Σ_t ds q_t` over the queries
-/// `t` of head `query.h` that see it, summed in `sums`, then added into dk and dv.
-fn key_row_backward(e: &mut Builder, sizes: &Sizes, query: &Query, [dk_sum, dv_sum]: [&Value; 2]) {
-    let [q, dout, dk, dv] = ["q", "dout", "dk", "dv"].map(|arg| e.arg(arg));
+/// `t` of head `query.h` that see it, summed in `sums`, then added into dk and dv. The
+/// key's k and v are copied into `rows`. The walk over `t` starts at the first key row
+/// of `s`'s warp (a warp's lanes are neighbouring rows of one head), so every lane of
+/// the warp reads the same query row at each step; a lane skips the rows before its own.
+fn key_row_backward(e: &mut Builder, sizes: &Sizes, query: &Query, sums: &[Value; 2], rows: &[Value; 2]) {
+    let [dk, dv] = ["dk", "dv"].map(|arg| e.arg(arg));
+    let Query { b, h, hk, t: s, .. } = query;
+    let [dk_sum, dv_sum] = sums;
     let c0 = e.c0();
-    let s = &query.t;
+    let k = Row::copied(e, &rows[0], "k", [b, s, hk], &sizes.dim);
+    let v = Row::copied(e, &rows[1], "v", [b, s, hk], &sizes.dim);
     e.for_(&c0, &sizes.dim, |e, d| {
         let zero = e.zero();
         e.store(&zero, dk_sum, &[&d]);
         e.store(&zero, dv_sum, &[&d]);
     });
-    // The queries that see key s: s ≤ t < s + window (every later one without a window).
-    let last = match &sizes.window {
+    let warp = e.constant_index(32);
+    let place = e.remui(s, &warp);
+    let from = e.sub(s, &place);
+    // The queries that see key s: s ≤ t < s + window (every later one without a window);
+    // the walk's end covers the warp's last lane.
+    let (last, upto) = match &sizes.window {
         Some(window) => {
             let reach = e.add(s, window);
-            e.min(&reach, &sizes.time)
+            let last = e.min(&reach, &sizes.time);
+            let c31 = e.constant_index(31);
+            let warp_end = e.add(&from, &c31);
+            let warp_reach = e.add(&warp_end, window);
+            (last, e.min(&warp_reach, &sizes.time))
         }
-        None => sizes.time.clone(),
+        None => (sizes.time.clone(), sizes.time.clone()),
     };
-    e.for_(s, &last, |e, t| {
-        let reader = Query { t: t.clone(), position: t.clone(), ..query.clone() };
-        let (lse, delta) = row_statistics(e, sizes, &reader, &t);
-        let (p, ds) = probability_and_slope(e, sizes, &reader, s, [&lse, &delta]);
-        e.for_(&c0, &sizes.dim, |e, d| {
-            let d_out = e.load(&dout, &[&reader.b, &t, &reader.h, &d]);
-            let pd = e.mul(&p, &d_out);
-            e.accumulate(dv_sum, &[&d], &pd);
-            let query_value = e.load(&q, &[&reader.b, &t, &reader.h, &d]);
-            let dk_value = e.mul(&ds, &query_value);
-            e.accumulate(dk_sum, &[&d], &dk_value);
+    e.for_(&from, &upto, |e, t| {
+        let seen = e.cmp(Cmp::Ge, &t, s);
+        let before_last = e.cmp(Cmp::Lt, &t, &last);
+        let sees = e.and(&seen, &before_last);
+        e.if_(&sees, |e| {
+            let reader = Query { t: t.clone(), position: t.clone(), ..query.clone() };
+            let (lse, delta) = row_statistics(e, sizes, &reader, &t);
+            let (q, dout) = (Row::of(e, "q", [b, &t, h]), Row::of(e, "dout", [b, &t, h]));
+            let pair = Pair { q, dout, k: k.clone(), v: v.clone() };
+            let (p, ds) = probability_and_slope(e, sizes, &pair, [&lse, &delta]);
+            e.for_(&c0, &sizes.dim, |e, d| {
+                let d_out = pair.dout.load(e, &d);
+                let pd = e.mul(&p, &d_out);
+                e.accumulate(dv_sum, &[&d], &pd);
+                let query_value = pair.q.load(e, &d);
+                let dk_value = e.mul(&ds, &query_value);
+                e.accumulate(dk_sum, &[&d], &dk_value);
+            });
         });
     });
     e.for_(&c0, &sizes.dim, |e, d| {
-        let (b, hk) = (&query.b, &query.hk);
         let dk_value = e.load(dk_sum, &[&d]);
         e.accumulate_shared(&dk, &[b, s, hk, &d], &dk_value);
         let dv_value = e.load(dv_sum, &[&d]);

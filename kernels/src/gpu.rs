@@ -38,6 +38,19 @@ pub enum Launch {
 /// Threads per block.
 pub const THREADS: usize = 128;
 
+/// Threads per block row of a launch of `points` points with `lanes` lanes each on a GPU
+/// of `multiprocessors`: [`THREADS`], or fewer — halved down to a warp — while the
+/// launch would give the multiprocessors under two blocks each. A scan has few lanes (one
+/// per state column) that each walk every token, so at 128 a row they would leave half
+/// of an H200's multiprocessors idle. Never more than the lanes.
+pub fn lane_row(lanes: usize, points: usize, multiprocessors: usize) -> usize {
+    let mut row = THREADS;
+    while row > 32 && points * lanes.div_ceil(row) < 2 * multiprocessors {
+        row /= 2;
+    }
+    row.min(lanes.max(1))
+}
+
 /// The launch of `key`'s `form` with `count` arguments.
 pub fn launch(key: &KernelKey, form: Form, count: usize) -> Launch {
     match (form, key.lanes(count)) {

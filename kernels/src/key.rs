@@ -178,8 +178,11 @@ impl KernelKey {
             KernelKey::ScanTrain { .. } => vec![(count - 3, Write), (count - 2, Update), (count - 1, Write)],
             KernelKey::ScanStep { .. } => vec![(count - 2, Write), (count - 1, Update)],
             KernelKey::ScanBackward { spec, .. } => {
+                // The state gradient, the scratch of recomputed states, the gradients.
                 let dstate = scan_input_count(spec) + 2;
-                (dstate..count).map(|i| (i, Update)).collect()
+                let mut outputs = vec![(dstate, Update), (dstate + 1, Write)];
+                outputs.extend((dstate + 2..count).map(|i| (i, Update)));
+                outputs
             }
             KernelKey::AttentionForward { .. } => vec![(3, Write), (4, Write)],
             KernelKey::AttentionBackward { .. } => vec![(6, Update), (7, Update), (8, Update)],

@@ -101,11 +101,12 @@ impl ScanSpec {
         args
     }
 
-    /// Arguments of [`backward`]: the inputs, checkpoints, `do`, the state gradient, then
-    /// the gradients of q, k, v (and g, β when present).
+    /// Arguments of [`backward`]: the inputs, checkpoints, `do`, the state gradient, the
+    /// scratch of each chunk's recomputed states (`buf [B, HS, min(chunk, T) + 1, DK, DV]`,
+    /// f32), then the gradients of q, k, v (and g, β when present).
     pub fn backward_arguments(&self) -> Vec<(&'static str, usize)> {
         let mut args = self.inputs();
-        args.extend([("ckpt", 5), ("dout", 4), ("dstate", 4)]);
+        args.extend([("ckpt", 5), ("dout", 4), ("dstate", 4), ("buf", 5)]);
         if self.query {
             args.push(("dq", 4));
         }
@@ -130,7 +131,6 @@ struct Scan<'s> {
     batch: Value,
     time: Value,
     dk: Value,
-    dv: Value,
     /// `u` of the delta rule (forward and backward), then the error `v − S'ᵀk` (backward).
     u: Option<Value>,
     /// `dSᵀk` (backward of the delta rule).
@@ -138,8 +138,6 @@ struct Scan<'s> {
     /// The state heads and value channels this call (or lane) walks.
     heads: (Value, Value),
     columns: (Value, Value),
-    /// Lanes only: the first column, which a lane's scratch stores at 0.
-    lane_column: Option<Value>,
     /// Lanes only: whether each warp's 32 lanes share a head (`DV mod 32 = 0`), and
     /// whether this lane is its warp's first.
     warps: Option<(Value, Value)>,
@@ -149,7 +147,6 @@ struct Scan<'s> {
 struct Range {
     heads: (Value, Value),
     columns: (Value, Value),
-    lane_column: Option<Value>,
     warps: Option<(Value, Value)>,
 }
 
@@ -159,7 +156,7 @@ impl Range {
     fn define(e: &mut Builder, state_heads: &Value, dv: &Value) -> Range {
         let grid = e.lane_grid(state_heads, dv, true);
         let Some(lane) = grid.lane else {
-            return Range { heads: grid.outer, columns: grid.inner, lane_column: None, warps: None };
+            return Range { heads: grid.outer, columns: grid.inner, warps: None };
         };
         let c0 = e.c0();
         let warp = e.constant_index(32);
@@ -169,8 +166,7 @@ impl Range {
             let place = e.remui(&lane, &warp);
             (shared, e.named("warp_leader").cmp(Cmp::Eq, &place, &c0))
         });
-        let column = grid.inner.0.clone();
-        Range { heads: grid.outer, columns: grid.inner, lane_column: Some(column), warps }
+        Range { heads: grid.outer, columns: grid.inner, warps }
     }
 }
 
@@ -184,44 +180,34 @@ struct At {
     scalar_alpha: Option<Value>,
 }
 
-/// Where a state lives: `%state[b, h, i, j]`, or a scratch slot `%buf[s, i, j]`.
+/// Where a state lives: `%state[b, h, i, j]`, or a slot of the reverse scan's scratch
+/// `%buf[b, h, s, i, j]`.
 struct Place {
     memref: Value,
     prefix: Vec<Value>,
-    /// A lane's scratch holds its one column at 0: the column its `j` is counted from.
-    first_column: Option<Value>,
 }
 
 impl Place {
     fn new(memref: &Value, prefix: &[&Value]) -> Place {
-        Place { memref: memref.clone(), prefix: prefix.iter().map(|v| (*v).clone()).collect(), first_column: None }
+        Place { memref: memref.clone(), prefix: prefix.iter().map(|v| (*v).clone()).collect() }
     }
 
-    /// A slot of the reverse scan's scratch, whose columns are this call's.
-    fn scratch(scan: &Scan, memref: &Value, prefix: &[&Value]) -> Place {
-        Place { first_column: scan.lane_column.clone(), ..Place::new(memref, prefix) }
-    }
-
-    fn indices(&self, e: &mut Builder, i: &Value, j: &Value) -> Vec<Value> {
-        let j = match &self.first_column {
-            Some(first) => e.sub(j, first),
-            None => j.clone(),
-        };
-        self.prefix.iter().cloned().chain([i.clone(), j]).collect()
+    fn indices(&self, i: &Value, j: &Value) -> Vec<Value> {
+        self.prefix.iter().cloned().chain([i.clone(), j.clone()]).collect()
     }
 
     fn load(&self, e: &mut Builder, i: &Value, j: &Value) -> Value {
-        let indices = self.indices(e, i, j);
+        let indices = self.indices(i, j);
         e.load(&self.memref, &indices.iter().collect::<Vec<_>>())
     }
 
     fn store(&self, e: &mut Builder, value: &Value, i: &Value, j: &Value) {
-        let indices = self.indices(e, i, j);
+        let indices = self.indices(i, j);
         e.store(value, &self.memref, &indices.iter().collect::<Vec<_>>());
     }
 
     fn accumulate(&self, e: &mut Builder, i: &Value, j: &Value, value: &Value) {
-        let indices = self.indices(e, i, j);
+        let indices = self.indices(i, j);
         e.accumulate(&self.memref, &indices.iter().collect::<Vec<_>>(), value);
     }
 }
@@ -249,7 +235,7 @@ impl<'s> Scan<'s> {
         } else {
             (None, None)
         };
-        let Range { heads, columns, lane_column, warps } = Range::define(e, &state_heads, &dv);
+        let Range { heads, columns, warps } = Range::define(e, &state_heads, &dv);
         Scan {
             spec,
             scale,
@@ -258,12 +244,10 @@ impl<'s> Scan<'s> {
             batch,
             time,
             dk,
-            dv,
             u,
             du,
             heads,
             columns,
-            lane_column,
             warps,
         }
     }
@@ -284,11 +268,6 @@ impl<'s> Scan<'s> {
             },
             |e| e.accumulate_shared(memref, indices, value),
         );
-    }
-
-    /// The columns a scratch state of this call holds: all, or a lane's one.
-    fn scratch_columns(&self, e: &mut Builder) -> Value {
-        if self.lane_column.is_some() { e.c1() } else { self.dv.clone() }
     }
 
     /// `Σ_j body(j)` over this call's value channels.
@@ -584,8 +563,9 @@ pub fn backward(spec: &ScanSpec, name: &str, chunk: u64) -> String {
     backward_with(spec, name, chunk, &Config::CPU)
 }
 
-/// [`backward`] under any [`Config`]. Its scratch of `chunk + 1` states is a
-/// `memref.alloc` (a heap allocation: `malloc` on a GPU).
+/// [`backward`] under any [`Config`]. Its scratch of `chunk + 1` states per head is the
+/// argument `buf`, laid out so that a GPU's lanes (one per value column) read and write
+/// neighbouring elements.
 pub fn backward_with(spec: &ScanSpec, name: &str, chunk: u64, config: &Config) -> String {
     let mut e = Builder::new(*config);
     let scan = Scan::prologue(&mut e, spec, name, &spec.backward_arguments(), "dstate");
@@ -596,29 +576,23 @@ pub fn backward_with(spec: &ScanSpec, name: &str, chunk: u64, config: &Config) -
             for_tokens_last_first(e, &scan, &chunk, [&b, &h, &hk], |e, at, s, s1| {
                 let dstate = e.arg("dstate");
                 let states = TokenStates {
-                    prev: Place::scratch(&scan, &chunks.buffer, &[s]),
-                    now: Place::scratch(&scan, &chunks.buffer, &[s1]),
+                    prev: Place::new(&chunks.buffer, &[&b, &h, s]),
+                    now: Place::new(&chunks.buffer, &[&b, &h, s1]),
                     ds: Place::new(&dstate, &[&b, &h]),
                 };
                 token_backward(e, &scan, at, &states);
             });
         });
     });
-    e.dealloc(&chunks.buffer);
     e.finish()
 }
 
-/// Defines the reverse scan's chunking: `%chunk`, `%nchunks`, and the scratch `%buf` of
-/// `chunk + 1` states (freed when the scan ends).
+/// Defines the reverse scan's chunking: `%chunk`, `%nchunks`, and its scratch `%buf`
+/// (`chunk + 1` states per batch element and head).
 fn define_chunks(e: &mut Builder, scan: &Scan, chunk: u64) -> Chunks {
-    let c1 = e.c1();
     let chunk = e.named("chunk").constant_index(chunk);
-    let chunk1 = e.named("chunk1").add(&chunk, &c1);
     let count = e.named("nchunks").ceildivui(&scan.time, &chunk);
-    let compute = e.compute();
-    let columns = scan.scratch_columns(e);
-    let buffer = e.named("buf").alloc(compute, &[&chunk1, &scan.dk, &columns]);
-    Chunks { chunk, count, buffer }
+    Chunks { chunk, count, buffer: e.arg("buf") }
 }
 
 /// `body(chunk)` for each chunk, from the last.
@@ -638,7 +612,7 @@ fn for_chunks_last_first(e: &mut Builder, scan: &Scan, chunks: &Chunks, body: im
 /// state after token `start + s`.
 fn recompute_chunk_states(e: &mut Builder, scan: &Scan, chunks: &Chunks, chunk: &Chunk, [b, h, hk]: [&Value; 3]) {
     let (ckpt, c0, c1) = (e.arg("ckpt"), e.c0(), e.c1());
-    let first = Place::scratch(scan, &chunks.buffer, &[&c0]);
+    let first = Place::new(&chunks.buffer, &[b, h, &c0]);
     scan.for_state(e, |e, i, j| {
         let s = e.load(&ckpt, &[b, h, &chunk.index, i, j]);
         first.store(e, &s, i, j);
@@ -647,8 +621,8 @@ fn recompute_chunk_states(e: &mut Builder, scan: &Scan, chunks: &Chunks, chunk: 
         let t = e.add(&chunk.start, &s);
         let s1 = e.add(&s, &c1);
         let at = scan.at(e, b, h, hk, t);
-        let src = Place::scratch(scan, &chunks.buffer, &[&s]);
-        let dst = Place::scratch(scan, &chunks.buffer, &[&s1]);
+        let src = Place::new(&chunks.buffer, &[b, h, &s]);
+        let dst = Place::new(&chunks.buffer, &[b, h, &s1]);
         emit_update(e, scan, &at, &src, &dst, false);
     });
 }

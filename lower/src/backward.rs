@@ -295,6 +295,11 @@ impl Builder<'_> {
         let dstate = self.temp(views.state.clone(), Share::Split);
         self.push(Instr::Zero(dstate.clone()));
         args.push(dstate);
+        // Each chunk's recomputed states: one more than its tokens (at most `chunk`, or
+        // the sequence when shorter) per batch element and head.
+        let mut states = views.state.clone();
+        states.insert(2, (chunk as usize).min(self.seq_len) + 1);
+        args.push(self.temp(states, Share::Split));
         for grad in &grads {
             self.push(Instr::Zero(grad.clone()));
         }

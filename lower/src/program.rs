@@ -306,6 +306,23 @@ pub struct Program {
     pub target: Target,
 }
 
+impl Program {
+    /// Whether the program has a backward and an optimizer step (not an evaluator's).
+    pub fn trains(&self) -> bool {
+        self.update_start < self.instrs.len()
+    }
+
+    /// The bytes of every store the program runs on: the arena, the per-instruction
+    /// scratch, the host scalars, the decoding cache, the parameters and, when it
+    /// trains, AdamW's two moments (parameters and moments are f32). A device adds only
+    /// its staging of constants and token ids.
+    pub fn store_bytes(&self) -> usize {
+        let params: usize = self.params.iter().map(|p| 4 * p.shape.iter().product::<usize>()).sum();
+        let moments = if self.trains() { 2 * params } else { 0 };
+        self.arena_bytes + self.temp_bytes + HOST_LEN * 4 + self.cache_bytes + params + moments
+    }
+}
+
 #[derive(Debug)]
 pub struct Unsupported(pub String);
 

@@ -47,7 +47,7 @@ impl Stores {
     /// Zeroed buffers for `program`; AdamW's moments only if it has an optimizer step (a
     /// decoding program does not: generation from a large model needs its weights alone).
     pub fn new(program: &Program, device: &mut dyn Device) -> Result<Stores, DeviceError> {
-        let optimizer = program.update_start < program.instrs.len();
+        let optimizer = program.trains();
         let mut per_param = |with: bool| -> Result<Vec<BufferId>, DeviceError> {
             program
                 .params
@@ -70,11 +70,7 @@ impl Stores {
 
     /// The bytes [`Stores::new`] allocates for `program`.
     pub fn bytes(program: &Program) -> usize {
-        let optimizer = program.update_start < program.instrs.len();
-        let params: usize = program.params.iter().map(|p| 4 * p.shape.iter().product::<usize>()).sum();
-        let moments = if optimizer { 2 * params } else { 0 };
-        let staging = Staging::layout(program).bytes;
-        program.arena_bytes + program.temp_bytes + HOST_LEN * 4 + program.cache_bytes + params + moments + staging
+        program.store_bytes() + Staging::layout(program).bytes
     }
 
     pub fn buffer(&self, store: Store) -> BufferId {

@@ -105,7 +105,7 @@ fn check_memory(program: &Program, device: &dyn Device) -> Result<(), Error> {
         let (batch, seq_len) = (program.batch, program.seq_len);
         let what = if program.max_len.is_some() {
             format!("decoding {batch} sequences")
-        } else if program.update_start < program.instrs.len() {
+        } else if program.trains() {
             format!("the training step at {batch} × {seq_len}")
         } else {
             format!("the evaluation forward at {batch} × {seq_len}")
@@ -187,7 +187,7 @@ impl Trainer {
 
     /// Whether the program has a backward and an optimizer step (not an evaluator's).
     pub fn trains(&self) -> bool {
-        self.program.update_start < self.program.instrs.len()
+        self.program.trains()
     }
 
     /// An evaluator of the same model at `batch × seq_len` on the same target, with a

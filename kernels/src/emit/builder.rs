@@ -421,17 +421,6 @@ impl Builder {
         self.pending_name = name;
         self.define(&format!("memref.cast {local} : {fixed} to {ty}"), ty)
     }
-
-    /// A heap buffer of `elem` with the given dynamic sizes; free it with
-    /// [`Builder::dealloc`].
-    pub fn alloc(&mut self, elem: Scalar, sizes: &[&Value]) -> Value {
-        let ty = Ty::memref(sizes.len(), elem);
-        self.define(&format!("memref.alloc({}) : {ty}", list(sizes)), ty)
-    }
-
-    pub fn dealloc(&mut self, memref: &Value) {
-        self.line(&format!("memref.dealloc {memref} : {}", memref.ty()));
-    }
 }
 
 /// The longest vector a GPU thread of the lanes form keeps in its local frame (a head's

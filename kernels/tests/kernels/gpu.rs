@@ -33,3 +33,19 @@ fn the_wrapper_reads_the_arguments_and_lowers_to_ptx() {
     let params = ptx.matches(".param .u64").count() + ptx.matches(".param .u32").count();
     assert_eq!(params, (2 + 1 + 2 + 2 + 1) * 2 + (2 + 1 + 1 + 1 + 1) + 1, "{ptx}");
 }
+
+/// A launch with lanes keeps 128 threads a block row when that fills the GPU, and
+/// narrows its rows down to a warp when it would leave multiprocessors idle.
+#[test]
+fn lane_rows_narrow_until_every_multiprocessor_has_work() {
+    // Attention at B=4, T=4096, 16 heads: 65,536 lanes a point, plenty of blocks.
+    assert_eq!(gpu::lane_row(65_536, 4, 132), 128);
+    // A scan at B=4, 16 heads of 128 value columns: 64 blocks of 128, 256 of 32.
+    assert_eq!(gpu::lane_row(2_048, 4, 132), 32);
+    // 16 points: 256 blocks of 128 are under 2 × 132, 512 of 64 are not.
+    assert_eq!(gpu::lane_row(2_048, 16, 132), 64);
+    assert_eq!(gpu::lane_row(2_048, 8, 132), 32);
+    // Fewer lanes than a warp: one row of them.
+    assert_eq!(gpu::lane_row(12, 1, 132), 12);
+    assert_eq!(gpu::lane_row(0, 1, 132), 1);
+}

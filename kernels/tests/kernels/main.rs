@@ -314,6 +314,11 @@ fn check_backward_with(spec: ScanSpec, s: Shape, chunk: u64, seed: u64, config: 
     // Backward.
     let mut dout = MemRef::new([s.batch, s.time, s.out_heads(&spec), s.dv], f32s(&out_weights));
     let mut dstate = MemRef::new([s.batch, s.state_heads, s.dk, s.dv], f32s(&state_weights));
+    // The reverse scan's scratch as the program sizes it, poisoned: every element it
+    // reads it must write first.
+    let slots = (chunk as usize).min(s.time) + 1;
+    let scratch = s.batch * s.state_heads * slots * s.dk * s.dv;
+    let mut buf = MemRef::new([s.batch, s.state_heads, slots, s.dk, s.dv], vec![f32::NAN; scratch]);
     let mut dq = buffers.q.as_ref().map(|q| MemRef::zeros(q.shape));
     let mut dk = MemRef::zeros(buffers.k.shape);
     let mut dv = MemRef::zeros(buffers.v.shape);
@@ -323,7 +328,7 @@ fn check_backward_with(spec: ScanSpec, s: Shape, chunk: u64, seed: u64, config: 
     let mut dbeta = buffers.beta.as_ref().map(|b| MemRef::zeros(b.shape));
     {
         let mut args = buffers.inputs();
-        args.extend([&mut ckpt as &mut dyn AsDescriptor, &mut dout, &mut dstate]);
+        args.extend([&mut ckpt as &mut dyn AsDescriptor, &mut dout, &mut dstate, &mut buf]);
         if let Some(dq) = dq.as_mut() {
             args.push(dq);
         }

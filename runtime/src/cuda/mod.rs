@@ -18,10 +18,7 @@ use std::ffi::{CString, c_void};
 use cudarc::cublaslt::result as blas;
 use cudarc::cublaslt::sys::cublasLtHandle_t;
 use cudarc::driver::result as driver;
-use cudarc::driver::sys::{CUdeviceptr, CUfunction, CUgraphExec, CUlimit, CUmodule, CUstream};
-
-/// The device heap kernels allocate scratch from (see [`Cuda::new`]).
-const HEAP_BYTES: usize = 1 << 30;
+use cudarc::driver::sys::{CUdevice_attribute, CUdeviceptr, CUfunction, CUgraphExec, CUmodule, CUstream};
 
 use hyb_driver::{Form, KernelKey, Module};
 use hyb_kernels::gpu::{Launch, THREADS};
@@ -32,6 +29,8 @@ use crate::device::{BufferId, Device, DeviceError, Gemm, View};
 /// The first GPU of this machine as a [`Device`].
 pub struct Cuda {
     name: String,
+    /// The GPU's streaming multiprocessors (how wide a launch must be to fill it).
+    multiprocessors: usize,
     buffers: Vec<CUdeviceptr>,
     modules: Vec<CUmodule>,
     functions: Vec<CUfunction>,
@@ -102,13 +101,12 @@ impl Cuda {
         // long as the process.
         let context = unsafe { driver::primary_ctx::retain(device) }.map_err(error("context"))?;
         unsafe { driver::ctx::set_current(context) }.map_err(error("context"))?;
-        // The reverse scan's chunk of recomputed states is a device-side allocation per
-        // block ((chunk + 1) · dk · dv floats): the default 8 MB heap holds too few.
-        // It can only be set before the first launch that allocates, once per process.
-        if driver::ctx::get_limit(CUlimit::CU_LIMIT_MALLOC_HEAP_SIZE).map_err(error("heap"))? < HEAP_BYTES {
-            driver::ctx::set_limit(CUlimit::CU_LIMIT_MALLOC_HEAP_SIZE, HEAP_BYTES).map_err(error("heap"))?;
-        }
         let name = driver::device::get_name(device).unwrap_or_else(|_| "GPU".into());
+        // SAFETY: a device handle the driver returned.
+        let multiprocessors = unsafe {
+            driver::device::get_attribute(device, CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        }
+        .map_err(error("multiprocessor count"))? as usize;
         let mut ledger = vec![("the CUDA context (and whatever else runs on the GPU)", in_use())];
         let blas_lt = blas::create_handle().map_err(|e| DeviceError::Load(format!("cuBLASLt: {e:?}")))?;
         // SAFETY: a fresh allocation, only ever handed to cuBLASLt as its workspace.
@@ -116,6 +114,7 @@ impl Cuda {
         let stream = driver::stream::create(driver::stream::StreamKind::Default).map_err(error("stream"))?;
         ledger.push(("cuBLASLt, its workspace and a stream", in_use()));
         Ok(Cuda {
+            multiprocessors,
             peak: std::cell::Cell::new((in_use(), 0)),
             allocated: 0,
             ledger,
@@ -222,8 +221,8 @@ fn parameters(cuda: &Cuda, args: &[View], points: usize, split: bool) -> Vec<u64
 /// CUDA's largest grid along y, where a point's blocks of lanes lie.
 const MAX_GRID_Y: usize = 65_535;
 
-/// The grid and block of a launch of `points` points.
-fn shape(launch: Launch, points: usize, args: &[View]) -> ((u32, u32, u32), (u32, u32, u32)) {
+/// The grid and block of a launch of `points` points on a GPU of `multiprocessors`.
+fn shape(launch: Launch, points: usize, args: &[View], multiprocessors: usize) -> ((u32, u32, u32), (u32, u32, u32)) {
     match launch {
         Launch::Blocks => ((points as u32, 1, 1), (1, 1, 1)),
         Launch::Points => {
@@ -232,7 +231,7 @@ fn shape(launch: Launch, points: usize, args: &[View]) -> ((u32, u32, u32), (u32
         }
         Launch::Lanes { arg, axes } => {
             let lanes = axes.iter().map(|axis| args[arg].dims[*axis]).product::<usize>().max(1);
-            let row = lanes.min(THREADS);
+            let row = hyb_kernels::gpu::lane_row(lanes, points, multiprocessors);
             let rows = lanes.div_ceil(row);
             assert!(rows <= MAX_GRID_Y, "{lanes} lanes need {rows} blocks along y; CUDA allows {MAX_GRID_Y}");
             ((points as u32, rows as u32, 1), (row as u32, 1, 1))
@@ -261,7 +260,7 @@ impl Device for Cuda {
         let others = process_buffers.saturating_sub(self.allocated);
         lines.push(format!("  {:>11}  other programs' buffers then (evaluation, decoding)", mib(others)));
         lines.push(format!(
-            "  {:>11}  the rest at run time (the kernels' device heap, local-memory frames, graphs, \
+            "  {:>11}  the rest at run time (local-memory frames, graphs, \
              other programs' modules and cuBLASLt workspaces)",
             mib(peak.saturating_sub(before).saturating_sub(others))
         ));
@@ -364,7 +363,7 @@ impl Device for Cuda {
         // whole views; the lanes form splits it and adds atomically.
         let split = launch != Launch::Blocks || !args.iter().any(|a| a.share == Share::Sum);
         let points = if split { space.max(1) } else { 1 };
-        let (grid, block) = shape(launch, points, args);
+        let (grid, block) = shape(launch, points, args, self.multiprocessors);
         let mut words = parameters(self, args, points, split);
         let mut pointers: Vec<*mut c_void> = words.iter_mut().map(|w| (w as *mut u64).cast()).collect();
         // SAFETY: the parameters match the kernel's signature (one descriptor and flag per
