@@ -6,7 +6,8 @@
 //!
 //! Lanes: under [`crate::emit::Parallel::Threads`] the training kernels run one lane per (query
 //! row, head), the lane `gpu.block_id y · gpu.block_dim x + gpu.thread_id x` of its
-//! point. The forward's rows are independent. The backward's lane `(x, h)` computes
+//! point, lane `h · T + t` (a warp's lanes are neighbouring rows of one head, so each
+//! key row a loop reads is read once for the warp). The forward's rows are independent. The backward's lane `(x, h)` computes
 //! query row `x`'s `dq` and key row `x`'s `dk`, `dv` from head `h`'s queries (summed in
 //! the lane, then added atomically: a kv head's group adds into it), so no two lanes
 //! add into one element per key; the CPU's backward walks every pair once instead.
