@@ -33,6 +33,12 @@ impl Interrupt {
         Ok(interrupt)
     }
 
+    /// A stop request without signal handlers, set by its caller (Python's interrupt
+    /// or a callback that raised): it reads as SIGINT's.
+    pub fn flag(requested: Arc<AtomicBool>) -> Interrupt {
+        Interrupt { requested, signal: Arc::new(AtomicUsize::new(0)) }
+    }
+
     /// The signal that asked to stop, as its name and the exit status it calls for.
     pub fn received(&self) -> Option<(&'static str, u8)> {
         if !self.requested.load(Ordering::SeqCst) {

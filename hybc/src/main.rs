@@ -10,19 +10,12 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-mod claims;
+use hybc::{interrupt, sweep, train};
+
 mod export;
 mod infer;
-mod interrupt;
-mod learned;
-mod matched;
-mod plot;
-mod stats;
-mod sweep;
-mod tables;
 mod target;
 mod tokenize;
-mod train;
 mod verify;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -801,7 +794,8 @@ fn run_sweep(
     let model = compilation.model().expect("no errors means a model");
     let target = target::chosen(target, model);
     target::preflight(file, &compilation, target)?;
-    let stopped = sweep::sweep(file, model, out, target, sets, Some(&interrupt), mode).map_err(|message| {
+    let setup = sweep::Setup { file, out, target, sets, interrupt: Some(&interrupt), console: &sweep::Terminal };
+    let stopped = sweep::sweep(&setup, model, mode).map_err(|message| {
         eprintln!("error: {message}");
         Failure::User
     })?;

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use hyb_compiler::ir::Model;
 use hyb_compiler::ir::train::{SweepConfig, budget_steps};
 
-use crate::train::{Options, Protocol, train};
+use crate::train::{Options, Outcome, Protocol, train};
 
 /// What a run is for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -263,7 +263,7 @@ fn finished_search(out: &Path, config: &SweepConfig) -> Vec<Result> {
 
 /// Every finished run of the sweep in `out`, in grid order (seeds whose cell's rate
 /// is chosen included).
-fn finished_runs(out: &Path, config: &SweepConfig) -> Vec<Result> {
+pub fn finished_runs(out: &Path, config: &SweepConfig) -> Vec<Result> {
     let search = finished_search(out, config);
     let others = grid(config).into_iter().filter(|r| r.phase != Phase::Search);
     let resolved: Vec<Run> = others.filter_map(|r| resolve(config, &r, &search)).collect();
@@ -278,48 +278,71 @@ fn resolve(config: &SweepConfig, run: &Run, search: &[Result]) -> Option<Run> {
     chosen_lr(config, &run.lets, search).map(|lr| Run { lr: Some(lr), ..run.clone() })
 }
 
-/// Where a sweep's runs go and what they inherit from the command line.
-struct Setup<'a> {
-    file: &'a Path,
-    out: Option<&'a Path>,
-    target: hyb_driver::Target,
-    sets: &'a [String],
-    interrupt: Option<&'a crate::interrupt::Interrupt>,
+/// Where a sweep's progress goes: the terminal (`hybc sweep`), or a caller's (Python's
+/// callback).
+pub trait Console {
+    /// A line of the sweep's own: which run, what waits, the report.
+    fn line(&self, text: &str);
+    /// Trains one run as `hybc train` does, showing its progress.
+    fn train(&self, file: &Path, model: &Model, options: &Options) -> std::result::Result<Outcome, String>;
 }
 
-/// Trains every run of the sweep not done before; `Ok(Some(status))` when a signal
-/// stopped it (the run under way keeps a checkpoint, and running the sweep again
-/// continues it).
-pub fn sweep(
-    file: &Path,
-    root: &Model,
-    out: Option<&Path>,
-    target: hyb_driver::Target,
-    sets: &[String],
-    interrupt: Option<&crate::interrupt::Interrupt>,
-    mode: Mode,
-) -> std::result::Result<Option<u8>, String> {
-    run_grid(&Setup { file, out, target, sets, interrupt }, root, mode)
+/// The command line's console: lines on standard output, each run with its progress bar.
+pub struct Terminal;
+
+impl Console for Terminal {
+    fn line(&self, text: &str) {
+        println!("{text}");
+    }
+
+    fn train(&self, file: &Path, model: &Model, options: &Options) -> std::result::Result<Outcome, String> {
+        train(file, model, options)
+    }
+}
+
+/// Where a sweep's runs go, what they inherit from the command line, where it reports.
+pub struct Setup<'a> {
+    pub file: &'a Path,
+    pub out: Option<&'a Path>,
+    pub target: hyb_driver::Target,
+    pub sets: &'a [String],
+    pub interrupt: Option<&'a crate::interrupt::Interrupt>,
+    pub console: &'a dyn Console,
+}
+
+/// Trains every run of the sweep not done before (or lists them, or reports on those
+/// done, as `mode` says); `Ok(Some(status))` when a signal stopped it (the run under way
+/// keeps a checkpoint, and running the sweep again continues it).
+pub fn sweep(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Option<u8>, String> {
+    run_grid(setup, root, mode)
+}
+
+/// The directory a sweep of `file` writes into: `out`, else `runs/<file stem>`.
+pub fn out_dir(file: &Path, out: Option<&Path>) -> PathBuf {
+    directory(file, out)
 }
 
 fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Option<u8>, String> {
-    let file = setup.file;
+    let (file, console) = (setup.file, setup.console);
     let config = root.sweep.as_ref().ok_or_else(|| format!("`{}` has no sweep block", file.display()))?;
     overridden_sets(config, setup.sets)?;
     let out = directory(file, setup.out);
     let runs = grid(config);
     let shard = match mode {
         Mode::List => {
-            list(&out, config, &runs);
+            list(console, &out, config, &runs);
             return Ok(None);
         }
-        Mode::Report => return report(&out, config, runs.len()),
+        Mode::Report => return report(console, &out, config, runs.len()),
         Mode::Train(shard) => shard,
     };
-    println!("sweep {}: {} runs into {}", file.display(), runs.len(), out.display());
+    console.line(&format!("sweep {}: {} runs into {}", file.display(), runs.len(), out.display()));
     if let (Some(tokens), Some(train)) = (config.tokens, root.train.as_ref()) {
         let steps = budget_steps(tokens, train);
-        println!("budget: {tokens} tokens a run = {steps} steps of {} × {} tokens", train.batch, train.seq_len);
+        console.line(&format!(
+            "budget: {tokens} tokens a run = {steps} steps of {} × {} tokens",
+            train.batch, train.seq_len
+        ));
     }
     let mut waiting = 0;
     for (index, run) in runs.iter().enumerate() {
@@ -327,29 +350,39 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
             continue;
         }
         let Some(run) = resolve(config, run, &finished_search(&out, config)) else {
-            println!("[{}/{}] {}: waits for its cell's learning-rate search", index + 1, runs.len(), run.name());
+            console.line(&format!(
+                "[{}/{}] {}: waits for its cell's learning-rate search",
+                index + 1,
+                runs.len(),
+                run.name()
+            ));
             waiting += 1;
             continue;
         };
         if out.join(run.dir()).join("result.json").is_file() {
-            println!("[{}/{}] {}: done before", index + 1, runs.len(), run.name());
+            console.line(&format!("[{}/{}] {}: done before", index + 1, runs.len(), run.name()));
             continue;
         }
-        println!("\n[{}/{}] {}", index + 1, runs.len(), run.name());
+        console.line(&format!("\n[{}/{}] {}", index + 1, runs.len(), run.name()));
         if let Some(status) = train_run(setup, config, &run, &out.join(run.dir()))? {
-            println!("sweep stopped; running it again continues from here");
+            console.line("sweep stopped; running it again continues from here");
             return Ok(Some(status));
         }
     }
     if waiting > 0 {
-        println!("{waiting} run(s) wait for their cell's learning-rate search: run the sweep again once it is done");
+        console.line(&format!(
+            "{waiting} run(s) wait for their cell's learning-rate search: run the sweep again once it is done"
+        ));
     }
     if let Some(shard) = shard {
         let (index, count) = (shard.index, shard.count);
-        println!("shard {index}/{count} done; `hybc sweep {} --report` gathers the finished runs", file.display());
+        console.line(&format!(
+            "shard {index}/{count} done; `hybc sweep {} --report` gathers the finished runs",
+            file.display()
+        ));
         return Ok(None);
     }
-    report(&out, config, runs.len())
+    report(console, &out, config, runs.len())
 }
 
 /// A `--set` of a field the sweep sets for every run would be ignored: refused.
@@ -369,7 +402,7 @@ fn overridden_sets(config: &SweepConfig, sets: &[String]) -> std::result::Result
 }
 
 /// `--list`: each run with its state.
-fn list(out: &Path, config: &SweepConfig, runs: &[Run]) {
+fn list(console: &dyn Console, out: &Path, config: &SweepConfig, runs: &[Run]) {
     let search = finished_search(out, config);
     for (index, run) in runs.iter().enumerate() {
         let (state, run) = match resolve(config, run, &search) {
@@ -377,7 +410,7 @@ fn list(out: &Path, config: &SweepConfig, runs: &[Run]) {
             Some(run) if out.join(run.dir()).join("result.json").is_file() => ("done", run),
             Some(run) => ("to run", run),
         };
-        println!("{index}\t{state}\t{}", run.name());
+        console.line(&format!("{index}\t{state}\t{}", run.name()));
     }
 }
 
@@ -403,7 +436,7 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         },
         interrupt: setup.interrupt.cloned(),
     };
-    let outcome = train(file, &model, &options)?;
+    let outcome = setup.console.train(file, &model, &options)?;
     if let Some(status) = outcome.stopped {
         return Ok(Some(status));
     }
@@ -496,7 +529,7 @@ pub fn jobs(
     }
     let searches = config.as_ref().is_some_and(SweepConfig::searches);
     let model = compilation.as_ref().and_then(|c| c.model());
-    let on_gpu = model.is_some_and(|model| crate::target::chosen(target, model).is_gpu());
+    let on_gpu = model.is_some_and(|model| crate::chosen_target(target, model).is_gpu());
     let devices = if on_gpu { Some(gpus_for(jobs)?) } else { None };
     for wave in 0..if searches { 2 } else { 1 } {
         if wave == 1 {
@@ -563,19 +596,25 @@ fn shards(
     Ok(())
 }
 
-/// Writes the report of the finished runs (of `total`) and prints it.
-fn report(out: &Path, config: &SweepConfig, total: usize) -> std::result::Result<Option<u8>, String> {
+/// Writes the report of the finished runs (of `total`) and shows it.
+fn report(
+    console: &dyn Console,
+    out: &Path,
+    config: &SweepConfig,
+    total: usize,
+) -> std::result::Result<Option<u8>, String> {
     let results = finished_runs(out, config);
     if results.is_empty() {
         return Err(format!("no run of the sweep has finished in `{}`", out.display()));
     }
     let markdown = crate::tables::write(out, config, &results)?;
-    println!("\n{markdown}");
+    console.line(&format!("\n{markdown}"));
     if results.len() < total {
-        println!("{} of {total} runs finished; the tables hold those", results.len());
+        console.line(&format!("{} of {total} runs finished; the tables hold those", results.len()));
     }
     let search = if config.searches() { ", search.svg, search.png" } else { "" };
-    println!("wrote {0}/results.csv, {0}/results.md, {0}/recall.svg, {0}/recall.png{search}", out.display());
+    console
+        .line(&format!("wrote {0}/results.csv, {0}/results.md, {0}/recall.svg, {0}/recall.png{search}", out.display()));
     Ok(None)
 }
 

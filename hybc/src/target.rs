@@ -6,16 +6,12 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use hyb_compiler::ir::Model;
 use hyb_compiler::pipeline::Compilation;
 use hyb_driver::{Shape, Target};
 
 use crate::Failure;
 
-/// The target a command runs on: `--target`, else the train block's `target`, else the CPU.
-pub fn chosen(flag: Option<Target>, model: &Model) -> Target {
-    flag.or_else(|| model.train.as_ref().and_then(|train| train.target)).unwrap_or(Target::Cpu)
-}
+pub use hybc::chosen_target as chosen;
 
 /// Checks that `target` can run the compiled model; prints why not.
 pub fn preflight(path: &Path, compilation: &Compilation, target: Target) -> Result<(), Failure> {

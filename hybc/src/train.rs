@@ -30,9 +30,29 @@ pub struct Outcome {
     pub plateaued_at: Option<u64>,
 }
 
+impl Outcome {
+    /// What a job that ended reports: stopped on request (the exit status the signal
+    /// calls for, SIGINT's where none was received: a caller's stop) or finished.
+    pub fn of_job(outcome: &job::Outcome, interrupt: Option<&crate::interrupt::Interrupt>) -> Outcome {
+        let steps = outcome.started.steps;
+        if outcome.stopped_at.is_some() {
+            let status = interrupt.and_then(|i| i.received()).map_or(130, |(_, status)| status);
+            return Outcome {
+                final_loss: outcome.final_loss,
+                scores: Vec::new(),
+                stopped: Some(status),
+                steps,
+                plateaued_at: None,
+            };
+        }
+        let (final_loss, scores, plateaued_at) = (outcome.final_loss, outcome.scores.clone(), outcome.plateaued_at);
+        Outcome { final_loss, scores, stopped: None, steps, plateaued_at }
+    }
+}
+
 impl Options {
     /// The library's job options, the interrupt as its stop flag.
-    fn job(&self) -> job::Options {
+    pub fn job(&self) -> job::Options {
         job::Options { stop: self.interrupt.as_ref().map(|interrupt| interrupt.requested.clone()), ..self.job.clone() }
     }
 }
@@ -71,16 +91,9 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
     }
     let outcome = outcome?;
     if let Some(step) = outcome.stopped_at {
-        let (signal, status) = options.interrupt.as_ref().and_then(|i| i.received()).unwrap_or(("a signal", 130));
+        let signal = options.interrupt.as_ref().and_then(|i| i.received()).map_or("a signal", |(signal, _)| signal);
         println!("stopped by {signal} after step {step}; `--resume` continues the run from there");
-        let steps = outcome.started.steps;
-        return Ok(Outcome {
-            final_loss: outcome.final_loss,
-            scores: Vec::new(),
-            stopped: Some(status),
-            steps,
-            plateaued_at: None,
-        });
+        return Ok(Outcome::of_job(&outcome, options.interrupt.as_ref()));
     }
     let started = &outcome.started;
     if let Some(step) = outcome.plateaued_at {
@@ -111,8 +124,7 @@ pub fn train(path: &Path, model: &Model, options: &Options) -> Result<Outcome, S
     if let Some(profile) = &outcome.trainer.profile {
         println!("\ntime per kernel:\n{}", profile.table());
     }
-    let (steps, plateaued_at) = (outcome.started.steps, outcome.plateaued_at);
-    Ok(Outcome { final_loss: outcome.final_loss, scores: outcome.scores, stopped: None, steps, plateaued_at })
+    Ok(Outcome::of_job(&outcome, options.interrupt.as_ref()))
 }
 
 /// One event of the loop on the bar, or as a line.

@@ -236,20 +236,7 @@ impl<'s> Scan<'s> {
             (None, None)
         };
         let Range { heads, columns, warps } = Range::define(e, &state_heads, &dv);
-        Scan {
-            spec,
-            scale,
-            states_per_key,
-            q_per_state,
-            batch,
-            time,
-            dk,
-            u,
-            du,
-            heads,
-            columns,
-            warps,
-        }
+        Scan { spec, scale, states_per_key, q_per_state, batch, time, dk, u, du, heads, columns, warps }
     }
 
     /// `memref[indices] += value` into a gradient every lane of a head adds into: on

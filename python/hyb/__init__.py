@@ -2,7 +2,7 @@
 
 The native module ``hyb._hyb`` (Rust, pyo3) does the work through the same library
 functions as the ``hybc`` command line; this package adds the progress display of
-``train``. Every failure raises :class:`HybError`, whose message is the text ``hybc``
+``train`` and ``sweep``. Every failure raises :class:`HybError`, whose message is the text ``hybc``
 prints (a file's diagnostics rendered with their place in the file).
 
     >>> import hyb, numpy as np
@@ -27,6 +27,7 @@ from ._hyb import (
     load_model,
     tokenizer,
 )
+from ._hyb import sweep as _sweep
 from ._hyb import train as _train
 from .progress import History, Printer
 
@@ -44,6 +45,7 @@ __all__ = [
     "generate",
     "load",
     "load_model",
+    "sweep",
     "tokenizer",
     "train",
 ]
@@ -65,3 +67,23 @@ def train(file, *, callback="print", **options):
     if isinstance(callback, str) and callback == "print":
         callback = Printer()
     return _train(str(file), callback=callback, **options)
+
+
+def sweep(file, *, callback="print", **options):
+    """Runs the sweep of a ``.hyb`` file as ``hybc sweep FILE`` does, in this process.
+
+    ``options``: ``out`` (default ``runs/<file stem>``), ``target``, ``sets`` (a list of
+    ``"FIELD=VALUE"``, as ``--set``) and ``report_only`` (``hybc sweep --report``: the
+    tables of the runs done). Every run not done before is trained; running the sweep
+    again continues it. ``callback`` receives the sweep's lines (``kind: "sweep"``) and
+    every run's messages as :func:`train`'s does; the default prints them; ``None`` is
+    silent. Raising in the callback, or an interrupt, stops the run under way at the next
+    step with a checkpoint, then re-raises. Several processes at once (``hybc sweep
+    --jobs N``, shards on a cluster) are the command line's.
+
+    Returns ``{"out", "stopped", "report" (results.md's text), "runs"}``, each run the
+    dict its ``result.json`` holds (``run``, ``lets``, ``lr``, ``seed``, ``accuracy``, ...).
+    """
+    if isinstance(callback, str) and callback == "print":
+        callback = Printer()
+    return _sweep(str(file), callback=callback, **options)

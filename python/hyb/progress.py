@@ -1,6 +1,7 @@
-"""Callbacks for :func:`hyb.train`: :class:`Printer` prints the run as ``hybc train``
-does (plain lines, which a notebook shows as they come); :class:`History` keeps every
-message for plotting afterwards."""
+"""Callbacks for :func:`hyb.train` and :func:`hyb.sweep`: :class:`Printer` prints the
+run as ``hybc train`` does, and a sweep's own lines as ``hybc sweep`` does (plain lines,
+which a notebook shows as they come); :class:`History` keeps every message for plotting
+afterwards."""
 
 
 class Printer:
@@ -17,7 +18,7 @@ class Printer:
 
     def __call__(self, message):
         kind = message["kind"]
-        if kind == "note":
+        if kind in ("note", "sweep"):
             self._print(message["text"])
         elif kind == "start":
             self._steps = message["steps"]

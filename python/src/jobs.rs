@@ -166,7 +166,7 @@ pub fn generate(
 
 /// A message of the job as the dict the callback receives (`kind`: `note`, `start`,
 /// `step`, `eval`, `checkpoint`).
-fn message_dict<'py>(py: Python<'py>, message: &Message) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn message_dict<'py>(py: Python<'py>, message: &Message) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     match message {
         Message::Note(text) => {

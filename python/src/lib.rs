@@ -8,6 +8,8 @@
 //! - [`jobs`]: what the command line does with a file or a checkpoint — `train` (with a
 //!   progress callback), `evaluate`, `load`, `generate` — through the same library
 //!   functions (`hyb_train::job`, `hyb_train::model_file`, `hyb_train::eval`).
+//! - [`sweep`]: `sweep` — a file's sweep as `hybc sweep` runs it (the `hybc` library),
+//!   its progress to a callback, its finished runs and report back.
 //! - [`tokenizer`]: text ↔ ids as a model was trained (for generation and lm-eval).
 //!
 //! Every failure is a `hyb.HybError` whose message is the text `hybc` would print: a
@@ -21,6 +23,7 @@ use pyo3::prelude::*;
 mod arrays;
 mod jobs;
 mod model;
+mod sweep;
 mod tokenizer;
 mod trainer;
 
@@ -59,5 +62,6 @@ fn _hyb(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(jobs::load, module)?)?;
     module.add_function(wrap_pyfunction!(jobs::load_model, module)?)?;
     module.add_function(wrap_pyfunction!(jobs::generate, module)?)?;
+    module.add_function(wrap_pyfunction!(sweep::sweep, module)?)?;
     Ok(())
 }

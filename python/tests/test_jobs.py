@@ -119,3 +119,73 @@ def test_load_a_published_directory(tiny_file, tmp_path, hybc):
     assert loaded.model.n_params == hyb.compile_file(tiny_file).n_params
     np.testing.assert_allclose(loaded.logits(ids), original, atol=0.05)
     assert not np.array_equal(loaded.logits(ids), original)  # bf16, not the f32 weights
+
+
+GRID = """
+mixer gdn  = gated_deltanet(heads: 2, head_dim: 16, expand_v: 1)
+mixer gla  = gla(heads: 2)
+mixer attn = attention(heads: 2)
+let linear = gdn
+
+model {
+    vocab   = 64
+    d_model = 32
+    layers  = linear × 2 with attn every 2
+}
+
+train {
+    data      = mqar(vocab: 64, seq_len: 32, pairs: 4)
+    batch     = 2
+    steps     = 2
+    optimizer = adamw(lr: 3e-3)
+}
+
+eval {
+    mqar(seq_len: 32, pairs: 4)
+    samples = 8
+    batch   = 4
+}
+
+sweep {
+    linear = [gdn, gla]
+    seeds  = 2
+}
+"""
+
+
+def test_sweep_runs_the_grid_as_hybc_does(tmp_path, hybc):
+    file = tmp_path / "grid.hyb"
+    file.write_text(GRID)
+    history = hyb.History()
+    result = hyb.sweep(file, out=tmp_path / "py", callback=history)
+    runs = sorted(result["runs"], key=lambda r: r["run"])
+    assert [r["run"] for r in runs] == ["linear=gdn,seed=0", "linear=gdn,seed=1", "linear=gla,seed=0", "linear=gla,seed=1"]
+    assert not result["stopped"] and result["out"] == tmp_path / "py"
+    assert result["report"] == (tmp_path / "py/results.md").read_text()
+    assert "gdn" in result["report"] and "gla" in result["report"]
+    assert (tmp_path / "py/results.csv").is_file() and (tmp_path / "py/recall.png").is_file()
+    lines = [m["text"] for m in history.messages if m["kind"] == "sweep"]
+    assert lines[0].startswith("sweep ") and sum(line.startswith("[") for line in lines) == 4
+    assert [m["kind"] for m in history.messages].count("start") == 4
+    # The command line's sweep of the same file: the same runs, the same losses.
+    if hybc is None:
+        pytest.skip("no hybc binary to compare with")
+    done = subprocess.run([hybc, "sweep", str(file), "--out", str(tmp_path / "cli")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for run in runs:
+        cli = json.loads((tmp_path / "cli" / run["run"] / "result.json").read_text())
+        assert cli["final_loss"] == pytest.approx(run["final_loss"], rel=1e-6), run["run"]
+        assert cli["accuracy"] == run["accuracy"]
+    # Run again: every run was done before; the report alone.
+    again = hyb.sweep(file, out=tmp_path / "py", callback=history)
+    assert len(again["runs"]) == 4
+    assert sum("done before" in m["text"] for m in history.messages if m["kind"] == "sweep") == 4
+
+
+def test_sweep_errors(tiny_file, tmp_path):
+    with pytest.raises(hyb.HybError, match="has no sweep block"):
+        hyb.sweep(tiny_file, out=tmp_path / "none", callback=None)
+    file = tmp_path / "grid.hyb"
+    file.write_text(GRID)
+    with pytest.raises(hyb.HybError, match="no run of the sweep has finished"):
+        hyb.sweep(file, out=tmp_path / "empty", report_only=True, callback=None)
