@@ -121,8 +121,7 @@ pub fn evaluate<'py>(
     sets: Vec<String>,
 ) -> PyResult<Bound<'py, PyList>> {
     let (model, dir) = checkpoint_model(&ckpt, file, sets)?;
-    let target = crate::target(target, model.ir())?;
-    hyb_driver::check(model.ir(), target).map_err(|d| error(model.compilation.sources.render(&[d])))?;
+    let target = crate::checked_target(target, &model)?;
     let (scores, _skipped) = hyb_train::eval::score_checkpoint(model.ir(), &dir, target).map_err(error)?;
     scores_list(py, &scores)
 }
@@ -231,8 +230,7 @@ pub fn train<'py>(
     callback: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let model = compile_file(file.clone(), sets.clone())?;
-    let target = crate::target(target, model.ir())?;
-    hyb_driver::check(model.ir(), target).map_err(|d| error(model.compilation.sources.render(&[d])))?;
+    let target = crate::checked_target(target, &model)?;
     let init_from = init_from.map(|path| checkpoint_of(&path).map(|(dir, _)| dir)).transpose().map_err(error)?;
     let stop = Arc::new(AtomicBool::new(false));
     let options = job::Options {

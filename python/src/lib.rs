@@ -47,6 +47,14 @@ pub(crate) fn target(text: Option<&str>, model: &hyb_compiler::ir::Model) -> PyR
     }
 }
 
+/// The target a job of `model` runs on (see [`target`]), refused with the located
+/// diagnostic where the model asks for what that target cannot do.
+pub(crate) fn checked_target(text: Option<&str>, model: &model::Model) -> PyResult<hyb_driver::Target> {
+    let target = target(text, model.ir())?;
+    hyb_driver::check(model.ir(), target).map_err(|d| error(model.compilation.sources.render(&[d])))?;
+    Ok(target)
+}
+
 #[pymodule]
 fn _hyb(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;

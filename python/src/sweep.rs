@@ -81,8 +81,7 @@ pub fn sweep<'py>(
     callback: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let model = compile_file(file.clone(), sets.clone())?;
-    let target = crate::target(target, model.ir())?;
-    hyb_driver::check(model.ir(), target).map_err(|d| error(model.compilation.sources.render(&[d])))?;
+    let target = crate::checked_target(target, &model)?;
     let config = model.ir().sweep.clone().ok_or_else(|| error(format!("`{}` has no sweep block", file.display())))?;
     let stop = Arc::new(AtomicBool::new(false));
     let interrupt = hybc::interrupt::Interrupt::flag(stop.clone());
