@@ -15,8 +15,16 @@ use safetensors::{Dtype, SafeTensors};
 /// The tensors of one or more safetensors files, by name.
 pub struct Weights {
     files: Vec<(PathBuf, Mmap)>,
-    /// Tensor name → the file holding it.
-    index: HashMap<String, usize>,
+    /// Tensor name → where it lies (each file's header is parsed once, when opened).
+    index: HashMap<String, Entry>,
+}
+
+/// A tensor's place: its file, dtype, shape and the bytes of its data in the mapping.
+struct Entry {
+    file: usize,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: std::ops::Range<usize>,
 }
 
 /// How values are stored in a file this crate writes.
@@ -98,9 +106,13 @@ impl Weights {
             // mapped is the caller's risk, as with any memory-mapped reader.
             let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("cannot map `{}`: {e}", path.display()))?;
             let tensors = SafeTensors::deserialize(&map).map_err(|e| format!("`{}`: {e}", path.display()))?;
-            for name in tensors.names() {
-                if let Some(other) = index.insert(name.to_string(), files.len()) {
-                    let first: &(PathBuf, Mmap) = &files[other];
+            for (name, view) in tensors.tensors() {
+                // The data's bytes as offsets into the mapping (the view borrows it).
+                let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
+                let data = start..start + view.data().len();
+                let entry = Entry { file: files.len(), dtype: view.dtype(), shape: view.shape().to_vec(), data };
+                if let Some(other) = index.insert(name.clone(), entry) {
+                    let first: &(PathBuf, Mmap) = &files[other.file];
                     return Err(format!("`{name}` is in both `{}` and `{}`", first.0.display(), path.display()));
                 }
             }
@@ -129,27 +141,23 @@ impl Weights {
         self.index.contains_key(name)
     }
 
-    /// Tensor `name`'s view in its file's mapping, and the file.
-    fn view(&self, name: &str) -> Result<(&Path, safetensors::tensor::TensorView<'_>), String> {
-        let &file = self.index.get(name).ok_or_else(|| format!("no tensor `{name}`"))?;
-        let (path, map) = &self.files[file];
-        let tensors = SafeTensors::deserialize(map).map_err(|e| format!("`{}`: {e}", path.display()))?;
-        let view = tensors.tensor(name).map_err(|e| format!("`{}`: {e}", path.display()))?;
-        Ok((path, view))
+    fn entry(&self, name: &str) -> Result<&Entry, String> {
+        self.index.get(name).ok_or_else(|| format!("no tensor `{name}`"))
     }
 
     /// Tensor `name`'s shape, from its file's header.
     pub fn shape(&self, name: &str) -> Result<Vec<usize>, String> {
-        Ok(self.view(name)?.1.shape().to_vec())
+        Ok(self.entry(name)?.shape.clone())
     }
 
     /// Tensor `name` as f32.
     pub fn read(&self, name: &str) -> Result<Tensor, String> {
-        let (path, view) = self.view(name)?;
-        let values = to_f32(view.dtype(), view.data()).ok_or_else(|| {
-            format!("`{}`: `{name}` is {:?}; F32, BF16 and F16 are read", path.display(), view.dtype())
+        let entry = self.entry(name)?;
+        let (path, map) = &self.files[entry.file];
+        let values = to_f32(entry.dtype, &map[entry.data.clone()]).ok_or_else(|| {
+            format!("`{}`: `{name}` is {:?}; F32, BF16 and F16 are read", path.display(), entry.dtype)
         })?;
-        Ok(Tensor { shape: view.shape().to_vec(), values, dtype: format!("{:?}", view.dtype()) })
+        Ok(Tensor { shape: entry.shape.clone(), values, dtype: format!("{:?}", entry.dtype) })
     }
 }
 
