@@ -975,13 +975,25 @@ fn document_files_say_what_is_wrong() {
     assert!(column.contains("no column `text` (it has: body, id)"), "{column}");
     assert!(refused("nulls.parquet", &parquet_bytes("text", &[None, None]), 300).contains("holds no documents"));
     assert!(refused("junk.parquet", b"not parquet at all", 300).contains("junk.parquet"));
-    // The fuzzer's two files that kept the `parquet` crate skipping for tens of seconds
-    // (a Thrift list declaring 2³¹ elements): refused by `thrift_check` before the crate
-    // reads them, on a thread so a regression fails here instead of hanging.
+    // The fuzzer's files that kept the `parquet` crate skipping for tens of seconds (a
+    // Thrift list declaring 2³¹ elements; fuzz/README.md, findings 10 and 12): refused by
+    // `thrift_check` before the crate reads them, on a thread so a regression fails here
+    // instead of hanging.
     let regressions = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
     for (file, says) in [
-        ("parquet-footer-thrift-skip-hang.parquet", "a Thrift list declares 114553 elements where 561 bytes remain"),
-        ("parquet-page-loop-hang.parquet", "a Thrift value of unknown type 15"),
+        (
+            "parquet-footer-thrift-skip-hang.parquet",
+            "its footer is malformed: a Thrift list declares 114553 elements where 561 bytes remain",
+        ),
+        ("parquet-page-loop-hang.parquet", "its footer is malformed: a Thrift structure runs past its bytes"),
+        (
+            "parquet-page-header-known-field-hang.parquet",
+            "the page header at byte 49 is malformed: a Thrift structure runs past its bytes",
+        ),
+        (
+            "parquet-page-header-known-field-hang-2.parquet",
+            "the page header at byte 49 is malformed: a Thrift list declares 3 elements where 0 bytes remain",
+        ),
     ] {
         let bytes = std::fs::read(regressions.join(file)).expect("the reproducer");
         let (sender, receiver) = std::sync::mpsc::channel();
@@ -989,7 +1001,7 @@ fn document_files_say_what_is_wrong() {
         let error = receiver.recv_timeout(std::time::Duration::from_secs(30)).expect("refused within 30 s");
         let error = error.expect("refused");
         assert!(
-            error.contains("a malformed Parquet file: its footer is malformed") && error.contains(says),
+            error.contains(&format!("a malformed Parquet file: {says}")),
             "{file}: {error}"
         );
     }
