@@ -168,7 +168,13 @@ impl Walk<'_> {
 
     /// Reads field `id` (declared `kind`) as the crate would if `schema` names it;
     /// whether it did.
-    fn known_field(&mut self, schema: &'static [(i16, Known)], id: i16, kind: u8, depth: usize) -> Result<bool, String> {
+    fn known_field(
+        &mut self,
+        schema: &'static [(i16, Known)],
+        id: i16,
+        kind: u8,
+        depth: usize,
+    ) -> Result<bool, String> {
         let Some(&(_, known)) = schema.iter().find(|(known, _)| *known == id) else {
             return Ok(false);
         };
@@ -225,7 +231,6 @@ impl Walk<'_> {
             other => Err(format!("a Thrift value of unknown type {other}")),
         }
     }
-
 }
 
 /// Whether a collection's element type is a boolean (which takes no byte to skip).

@@ -1000,10 +1000,7 @@ fn document_files_say_what_is_wrong() {
         std::thread::spawn(move || sender.send(open_text(file, &bytes, "text", 300).err()));
         let error = receiver.recv_timeout(std::time::Duration::from_secs(30)).expect("refused within 30 s");
         let error = error.expect("refused");
-        assert!(
-            error.contains(&format!("a malformed Parquet file: {says}")),
-            "{file}: {error}"
-        );
+        assert!(error.contains(&format!("a malformed Parquet file: {says}")), "{file}: {error}");
     }
     let few = refused("few.jsonl", b"{\"text\": \"abcdef\"}\n{\"text\": \"ghijkl\"}\n", 300);
     assert!(
