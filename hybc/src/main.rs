@@ -424,6 +424,7 @@ fn main() -> ExitCode {
                 .and_then(|()| run_sweep(&file, out.as_deref(), target, &sets, mode))
         }
         Command::Eval { file, ckpt, json, target, sets } => no_flag_and_set(&sets, &[("target", target.is_some())])
+            .and_then(|()| hyb_train::model_file::refuse_unread_by_evaluation(&sets).map_err(Failure::Usage))
             .and_then(|()| checkpoint_of(&ckpt))
             .and_then(|ckpt| {
                 with_checkpoint(file.as_deref(), &ckpt, target, &sets, |model, target| {

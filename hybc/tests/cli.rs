@@ -668,6 +668,10 @@ fn export_writes_an_fla_directory() {
     assert!(out.status.success() && text(&out.stderr).contains(&using), "{}", text(&out.stderr));
     let eval = hybc(&["eval", "--ckpt", run_arg]);
     assert!(eval.status.success() && text(&eval.stderr).contains(&using), "{}", text(&eval.stderr));
+    // A train-block field no evaluation reads is refused, not ignored.
+    let ignored = hybc(&["eval", "--ckpt", run_arg, "--set", "precision=bf16"]);
+    assert_eq!(ignored.status.code(), Some(2), "{}", text(&ignored.stderr));
+    assert!(text(&ignored.stderr).contains("`--set precision=bf16` would be ignored"), "{}", text(&ignored.stderr));
     let empty = scratch("empty_run");
     std::fs::create_dir_all(empty.join("checkpoints")).expect("writable");
     let none = hybc(&["eval", "--ckpt", empty.to_str().expect("utf-8")]);

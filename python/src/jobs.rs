@@ -68,6 +68,9 @@ pub fn load(
     training: bool,
     sets: Vec<String>,
 ) -> PyResult<Trainer> {
+    if !training {
+        hyb_train::model_file::refuse_unread_by_evaluation(&sets).map_err(error)?;
+    }
     let (model, dir) = checkpoint_model(&ckpt, file, sets)?;
     let model = Bound::new(py, model)?;
     let shape = crate::trainer::Shape { batch, seq_len, training };
@@ -120,6 +123,7 @@ pub fn evaluate<'py>(
     target: Option<&str>,
     sets: Vec<String>,
 ) -> PyResult<Bound<'py, PyList>> {
+    hyb_train::model_file::refuse_unread_by_evaluation(&sets).map_err(error)?;
     let (model, dir) = checkpoint_model(&ckpt, file, sets)?;
     let target = crate::checked_target(target, &model)?;
     let (scores, _skipped) = hyb_train::eval::score_checkpoint(model.ir(), &dir, target).map_err(error)?;

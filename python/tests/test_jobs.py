@@ -64,6 +64,11 @@ def test_evaluate_matches_hybc_eval(tiny_file, tmp_path, hybc):
     assert cli.returncode == 0, cli.stderr
     (written,) = json.loads((tmp_path / "run/checkpoints/step_000004/eval.json").read_text())["tasks"]
     assert score == written
+    # A train-block field no evaluation reads is refused, not ignored.
+    with pytest.raises(hyb.HybError, match="would be ignored"):
+        hyb.evaluate(tmp_path / "run", sets=["steps=9"])
+    with pytest.raises(hyb.HybError, match="precision"):
+        hyb.load(tmp_path / "run", sets=["precision=bf16"])
 
 
 def test_generate_matches_hybc_and_the_forward(tiny_file, tmp_path, hybc):

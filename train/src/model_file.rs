@@ -80,6 +80,35 @@ pub fn keep_model(out: &Path, text: &str, compiled_as: &Path, sets: &[String]) -
         .map_err(|e| format!("cannot write the model into `{}`: {e}", out.display()))
 }
 
+/// Train-block fields a score or a logit never reads, with why: a `--set` of one on an
+/// evaluation would be accepted and ignored.
+const NOT_READ_BY_EVALUATION: [(&str, &str); 9] = [
+    (
+        "precision",
+        "evaluation runs in f32 on the master weights; `precision` is how a training step stores activations",
+    ),
+    ("steps", "it sets the length of training"),
+    ("grad_accum", "it sets how training accumulates gradients"),
+    ("optimizer", "it sets how training updates the weights"),
+    ("schedule", "it sets training's learning rate"),
+    ("eval_every", "it sets when training evaluates"),
+    ("checkpoint_every", "it sets when training saves"),
+    ("keep_checkpoints", "it sets which checkpoints training keeps"),
+    ("log_every", "it sets when training logs"),
+];
+
+/// Refuses a `--set` an evaluation (scores, logits) would ignore, naming why.
+pub fn refuse_unread_by_evaluation(sets: &[String]) -> Result<(), String> {
+    for set in sets {
+        let field = set.split('=').next().unwrap_or("").trim();
+        let field = field.strip_prefix("train.").unwrap_or(field);
+        if let Some((_, why)) = NOT_READ_BY_EVALUATION.iter().find(|(name, _)| *name == field) {
+            return Err(format!("`--set {set}` would be ignored: an evaluation does not read `{field}` ({why})"));
+        }
+    }
+    Ok(())
+}
+
 /// The `--set`s a run kept, less those of a field `sets` sets again, then `sets`.
 pub fn sets_over(kept: &[String], sets: &[String]) -> Vec<String> {
     let field = |set: &String| set.split('=').next().unwrap_or("").trim().to_string();
