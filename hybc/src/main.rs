@@ -556,18 +556,11 @@ fn checkpoint_of(ckpt: &Path) -> Result<PathBuf, Failure> {
     Ok(latest)
 }
 
-/// The `--set`s a run kept, less those of a field `sets` sets again, then `sets`.
-fn over(kept: &[String], sets: &[String]) -> Vec<String> {
-    let field = |set: &String| set.split('=').next().unwrap_or("").trim().to_string();
-    let given: Vec<String> = sets.iter().map(field).collect();
-    kept.iter().filter(|set| !given.contains(&field(set))).chain(sets).cloned().collect()
-}
-
 /// A flag is a shorthand for a field (`--lr` for the optimizer's): giving both the flag
 /// and a `--set` of that field is a usage error rather than a silent choice.
 fn no_flag_and_set(sets: &[String], flags: &[(&str, bool)]) -> Result<(), Failure> {
     for set in sets {
-        let name = set.split('=').next().unwrap_or("").trim();
+        let name = hyb_train::model_file::set_field(set);
         let name = name.strip_prefix("train.").unwrap_or(name);
         if let Some((field, _)) = flags.iter().find(|(field, given)| *given && *field == name) {
             let flag = match *field {
@@ -758,7 +751,7 @@ fn with_checkpoint(
     let (compilation, path) = match infer::model_file(file, ckpt).map_err(Failure::Usage)? {
         infer::ModelFile::Given(file) => (load_with(&file, sets)?, file),
         infer::ModelFile::Kept { text, compiled_as, sets: kept } => {
-            let sets = over(&kept, sets);
+            let sets = hyb_train::model_file::sets_over(&kept, sets);
             (reported(&compiled_as, pipeline::check_source(&compiled_as, &text, &sets))?, compiled_as)
         }
     };

@@ -100,7 +100,7 @@ const NOT_READ_BY_EVALUATION: [(&str, &str); 9] = [
 /// Refuses a `--set` an evaluation (scores, logits) would ignore, naming why.
 pub fn refuse_unread_by_evaluation(sets: &[String]) -> Result<(), String> {
     for set in sets {
-        let field = set.split('=').next().unwrap_or("").trim();
+        let field = set_field(set);
         let field = field.strip_prefix("train.").unwrap_or(field);
         if let Some((_, why)) = NOT_READ_BY_EVALUATION.iter().find(|(name, _)| *name == field) {
             return Err(format!("`--set {set}` would be ignored: an evaluation does not read `{field}` ({why})"));
@@ -109,9 +109,13 @@ pub fn refuse_unread_by_evaluation(sets: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// The field a `--set FIELD=VALUE` names, as written (`train.` kept).
+pub fn set_field(set: &str) -> &str {
+    set.split('=').next().unwrap_or("").trim()
+}
+
 /// The `--set`s a run kept, less those of a field `sets` sets again, then `sets`.
 pub fn sets_over(kept: &[String], sets: &[String]) -> Vec<String> {
-    let field = |set: &String| set.split('=').next().unwrap_or("").trim().to_string();
-    let given: Vec<String> = sets.iter().map(field).collect();
-    kept.iter().filter(|set| !given.contains(&field(set))).chain(sets).cloned().collect()
+    let given: Vec<&str> = sets.iter().map(|set| set_field(set)).collect();
+    kept.iter().filter(|set| !given.contains(&set_field(set))).chain(sets).cloned().collect()
 }

@@ -160,9 +160,7 @@ impl Walk<'_> {
     /// A structure the crate knows (`schema`), walked as the crate reads it: known
     /// fields by the schema, the others skipped by their declared types.
     fn known(&mut self, schema: &'static [(i16, Known)], depth: usize) -> Result<(), String> {
-        if depth > MAX_DEPTH {
-            return Err(format!("Thrift structures nested deeper than {MAX_DEPTH}"));
-        }
+        within_depth(depth)?;
         self.fields(depth, |id, kind, walk| walk.known_field(schema, id, kind, depth))
     }
 
@@ -189,9 +187,7 @@ impl Walk<'_> {
 
     /// Skips one value of `kind`.
     fn value(&mut self, kind: u8, depth: usize) -> Result<(), String> {
-        if depth > MAX_DEPTH {
-            return Err(format!("Thrift structures nested deeper than {MAX_DEPTH}"));
-        }
+        within_depth(depth)?;
         match kind {
             BOOL_TRUE | BOOL_FALSE => Ok(()),
             BYTE => self.skip(1),
@@ -231,6 +227,14 @@ impl Walk<'_> {
             other => Err(format!("a Thrift value of unknown type {other}")),
         }
     }
+}
+
+/// Refuses nesting deeper than the crate's bound.
+fn within_depth(depth: usize) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("Thrift structures nested deeper than {MAX_DEPTH}"));
+    }
+    Ok(())
 }
 
 /// Whether a collection's element type is a boolean (which takes no byte to skip).
