@@ -16,10 +16,10 @@ at T ≤ 64 and the chunked one above):
   hyb cuda  — hyb.load(DIR, target="cuda") (f32; evaluation programs store f32);
   hyb cuda bf16 train — the forward of a training program storing bf16 activations
               (`precision = bf16`), as mixed-precision fine-tuning from it runs.
-Each comparison prints the largest |difference| over the largest |fla f32 logit| (fla
-in bf16 where fla refuses f32: its chunked DeltaNet), the
-mean |difference| over the mean |fla f32 logit|, and whether the greedy next tokens
-agree, and appends a JSON line to $OUT/fla_logits.jsonl.
+Each comparison prints the largest |difference| over the largest |reference logit|, the
+mean |difference| over the mean |reference logit| and the share of positions whose
+greedy next tokens agree (the reference: fla in f32, or in bf16 where fla refuses f32 —
+its chunked DeltaNet), and appends a JSON line to $OUT/fla_logits.jsonl.
 """
 import json, math, os, sys, tempfile, time
 

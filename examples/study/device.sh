@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A study's sweep on the GPU machine's CPU cores (16 there, 2 here): `hybc sweep --jobs`
-# under a time limit, then the report of every finished run, copied to $OUT with each
-# run's result.json and metrics, in one archive (checkpoints stay behind). Expects .device/hybc.xz (a stripped
-# release hybc, xz-compressed). FILE: the study; JOBS: shards at once; SWEEP_S: seconds.
+# under a time limit, then the report of every finished run, sent back to $OUT in one
+# archive with each run's result.json and metrics (checkpoints stay behind). Expects
+# .device/hybc.xz (a stripped release hybc, xz-compressed). FILE: the study; JOBS:
+# shards at once; SWEEP_S: seconds.
 #   run: OUT=$OUT FILE=examples/study/recall_load.hyb JOBS=18 SWEEP_S=500 bash examples/study/device.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
