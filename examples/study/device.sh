@@ -1,21 +1,35 @@
 #!/usr/bin/env bash
-# A study's sweep on the GPU machine's CPU cores (16 there, 2 here): `hybc sweep --jobs`
-# under a time limit, then the report of every finished run, sent back to $OUT in one
-# archive with each run's result.json and metrics (checkpoints stay behind). Expects
-# .device/hybc.xz (a stripped release hybc, xz-compressed). FILE: the study; JOBS:
-# shards at once; SWEEP_S: seconds.
-#   run: OUT=$OUT FILE=examples/study/recall_load.hyb JOBS=18 SWEEP_S=500 bash examples/study/device.sh
+# Studies' sweeps on the GPU machine's CPU cores (16 there, 2 here): each `hybc sweep
+# --jobs` under one time limit, side by side, then the report of every finished run,
+# sent back to $OUT in one archive per study with its logs, report, and each run's
+# result.json and metrics (checkpoints stay behind). Expects .device/hybc.xz (a
+# stripped release hybc, xz-compressed).
+#   STUDIES: space-separated `FILE=JOBS` (shards at once for that study), or
+#   `FILE=JOBS@cuda` to train that study's runs on the GPU (runs/<stem>-cuda);
+#   SWEEP_S: seconds for all of them;
+#   runs go to runs/<stem>, so a sweep cut by the time limit resumes in the next call
+#   when runs/<stem> is carried back from the last call's archive (runs with a
+#   result.json are skipped; an unfinished run starts again).
+#   run: OUT=$OUT STUDIES="examples/study/forgetting.hyb=11 examples/study/lm.hyb=5" SWEEP_S=540 bash examples/study/device.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 xz -dc .device/hybc.xz > /tmp/hybc && chmod +x /tmp/hybc
-name=$(basename "$FILE" .hyb)
-runs=/tmp/runs/$name
 nproc | sed 's/^/cores: /' | tee "$OUT/machine.txt"
 started=$(date +%s)
-timeout ${SWEEP_S:-500} /tmp/hybc sweep "$FILE" --jobs ${JOBS:-16} --out "$runs" > "$OUT/sweep.log" 2>&1
-echo "sweep exit $? after $(( $(date +%s) - started )) s" | tee -a "$OUT/sweep.log"
-/tmp/hybc sweep "$FILE" --out "$runs" --report > "$OUT/report.log" 2>&1
-# One archive (the machine returns at most 8 files): the report and every run's results.
-(cd "$runs" && find . -maxdepth 1 -type f \( -name '*.md' -o -name '*.csv' -o -name '*.svg' -o -name '*.log' \) \
-  && find . -name result.json -o -name metrics.jsonl) | tar cJf "$OUT/$name.tar.xz" -C "$runs" -T -
-tail -5 "$OUT/sweep.log"; head -40 "$runs/results.md"
+# A study's name and flags: `FILE=JOBS[@cuda]` → runs/<stem>[-cuda], [--target cuda].
+name_of() { local f=${1%=*}; echo "$(basename "$f" .hyb)$([[ $1 == *@cuda ]] && echo -cuda)"; }
+target_of() { [[ $1 == *@cuda ]] && echo "--target cuda"; }
+for study in $STUDIES; do
+  file=${study%=*}; jobs=${study#*=}; jobs=${jobs%@*}; name=$(name_of "$study"); mkdir -p "runs/$name"
+  (timeout "${SWEEP_S:-500}" /tmp/hybc sweep "$file" --jobs "$jobs" $(target_of "$study") --out "runs/$name" > "runs/$name/sweep.log" 2>&1
+   echo "sweep exit $? after $(( $(date +%s) - started )) s" >> "runs/$name/sweep.log") &
+done
+wait
+for study in $STUDIES; do
+  file=${study%=*}; name=$(name_of "$study"); runs=runs/$name
+  /tmp/hybc sweep "$file" $(target_of "$study") --out "$runs" --report > "$runs/report.log" 2>&1
+  # One archive a study (the machine returns at most 8 files).
+  (cd "$runs" && find . -maxdepth 1 -type f \( -name '*.md' -o -name '*.csv' -o -name '*.svg' -o -name '*.log' \) \
+    && find . -name result.json -o -name metrics.jsonl) | tar cJf "$OUT/$name.tar.xz" -C "$runs" -T -
+  echo "== $name"; tail -3 "$runs/sweep.log"; grep -c . <(find "$runs" -name result.json) | sed 's/^/finished runs: /'
+done
