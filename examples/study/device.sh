@@ -16,20 +16,22 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 xz -dc .device/hybc.xz > /tmp/hybc && chmod +x /tmp/hybc
 nproc | sed 's/^/cores: /' | tee "$OUT/machine.txt"
 started=$(date +%s)
-# A study's name and flags: `FILE=JOBS[@cuda]` → runs/<stem>[-cuda], [--target cuda].
-name_of() { local f=${1%=*}; echo "$(basename "$f" .hyb)$([[ $1 == *@cuda ]] && echo -cuda)"; }
-target_of() { [[ $1 == *@cuda ]] && echo "--target cuda"; }
+# One study's fields from `FILE=JOBS[@cuda]`: file, jobs, runs (runs/<stem>[-cuda]), target.
+parse() {
+  file=${1%=*}; jobs=${1#*=}; jobs=${jobs%@*}; runs=runs/$(basename "$file" .hyb); target=()
+  if [[ $1 == *@cuda ]]; then runs=$runs-cuda; target=(--target cuda); fi
+}
 for study in $STUDIES; do
-  file=${study%=*}; jobs=${study#*=}; jobs=${jobs%@*}; name=$(name_of "$study"); mkdir -p "runs/$name"
-  (timeout "${SWEEP_S:-500}" /tmp/hybc sweep "$file" --jobs "$jobs" $(target_of "$study") --out "runs/$name" > "runs/$name/sweep.log" 2>&1
-   echo "sweep exit $? after $(( $(date +%s) - started )) s" >> "runs/$name/sweep.log") &
+  parse "$study"; mkdir -p "$runs"
+  (timeout "${SWEEP_S:-500}" /tmp/hybc sweep "$file" --jobs "$jobs" "${target[@]}" --out "$runs" > "$runs/sweep.log" 2>&1
+   echo "sweep exit $? after $(( $(date +%s) - started )) s" >> "$runs/sweep.log") &
 done
 wait
 for study in $STUDIES; do
-  file=${study%=*}; name=$(name_of "$study"); runs=runs/$name
-  /tmp/hybc sweep "$file" $(target_of "$study") --out "$runs" --report > "$runs/report.log" 2>&1
+  parse "$study"
+  /tmp/hybc sweep "$file" "${target[@]}" --out "$runs" --report > "$runs/report.log" 2>&1
   # One archive a study (the machine returns at most 8 files).
   (cd "$runs" && find . -maxdepth 1 -type f \( -name '*.md' -o -name '*.csv' -o -name '*.svg' -o -name '*.log' \) \
-    && find . -name result.json -o -name metrics.jsonl) | tar cJf "$OUT/$name.tar.xz" -C "$runs" -T -
-  echo "== $name"; tail -3 "$runs/sweep.log"; grep -c . <(find "$runs" -name result.json) | sed 's/^/finished runs: /'
+    && find . -name result.json -o -name metrics.jsonl) | tar cJf "$OUT/${runs#runs/}.tar.xz" -C "$runs" -T -
+  echo "== $runs"; tail -3 "$runs/sweep.log"; echo "finished runs: $(find "$runs" -name result.json | wc -l)"
 done
