@@ -3,12 +3,16 @@
 //!
 //! Recovery: after a syntax error the parser blanks the broken top-level item (from
 //! its keyword to the next line that starts with one) and parses again, so one run
-//! reports the errors of several items. [`crate::delimiters`] bounds bracket nesting
+//! reports the errors of several items. Each new parse starts after the items already
+//! known to parse (see `syntax_errors`), so recovering from many errors costs about one
+//! pass over the file, not one pass per error. [`crate::delimiters`] bounds bracket nesting
 //! before pest sees the text, and points a syntax error that an unclosed bracket
 //! caused at that bracket as well.
 
 use pest::Parser as _;
-use pest::iterators::Pair;
+use std::sync::Mutex;
+
+use pest::iterators::{Pair, Pairs};
 
 use crate::ast::*;
 use crate::delimiters;
@@ -24,30 +28,57 @@ pub use crate::delimiters::MAX_NESTING;
 const MAX_SYNTAX_ERRORS: usize = 20;
 const TOP_LEVEL_KEYWORDS: [&str; 6] = ["import", "let", "mixer", "model", "train", "eval"];
 
+/// pest's call limit and error detail are process-wide switches read when a parse
+/// starts: this lock keeps one thread from flipping them under another's parse.
+static PEST_SWITCHES: Mutex<()> = Mutex::new(());
+
+/// Runs the grammar from `rule` over `text`, collecting pest's expected tokens (for the
+/// messages; it about doubles a parse's time) only when `detail` is set. The caller
+/// holds [`PEST_SWITCHES`].
+fn run(rule: Rule, text: &str, detail: bool) -> Result<Pairs<'_, Rule>, pest::error::Error<Rule>> {
+    pest::set_call_limit(std::num::NonZeroUsize::new(5_000_000));
+    pest::set_error_detail(detail);
+    HybParser::parse(rule, text)
+}
+
 /// Parses one file. On failure returns every syntax error found (at least one).
 pub fn parse(file: FileId, text: &str) -> Result<File, Vec<Diagnostic>> {
     if let Some(diagnostic) = delimiters::check_nesting(file, text) {
         return Err(vec![diagnostic]);
     }
-    pest::set_call_limit(std::num::NonZeroUsize::new(5_000_000));
-    pest::set_error_detail(true);
+    let _switches = PEST_SWITCHES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match run(Rule::file, text, false) {
+        Ok(mut pairs) => {
+            let file_pair = pairs.next().expect("the file rule always yields one pair");
+            Ok(Builder { file, code_end: code_ends(text) }.file(file_pair))
+        }
+        Err(_) => Err(syntax_errors(file, text)),
+    }
+}
+
+/// Every syntax error of a `text` that does not parse, by recovery (the module's doc).
+///
+/// `work[..done]` is a run of whole items (and trivia) that parses on its own and ends
+/// where a line starts with an item keyword, so each parse starts at `done`: in a PEG an
+/// item matched in the prefix is matched the same way in the whole text (the next byte
+/// starts a keyword line, which continues no item) and `item*` never backtracks into
+/// it, so the parse fails where a parse of all of `work` would. Only the expected tokens
+/// can differ: those by which the item before `done` could have continued are not
+/// listed.
+fn syntax_errors(file: FileId, text: &str) -> Vec<Diagnostic> {
     let mut errors = Vec::new();
     let mut work = text.to_string();
+    let mut done = 0;
     loop {
-        match HybParser::parse(Rule::file, &work) {
-            Ok(mut pairs) if errors.is_empty() => {
-                let file_pair = pairs.next().expect("the file rule always yields one pair");
-                return Ok(Builder { file, code_end: code_ends(text) }.file(file_pair));
-            }
-            Ok(_) => return Err(errors),
-            Err(error) => {
-                let (diagnostic, position) = syntax_error(file, &work, &error);
-                errors.push(diagnostic);
-                let blanked = blank_item_around(&mut work, position);
-                if !blanked || errors.len() >= MAX_SYNTAX_ERRORS {
-                    return Err(errors);
-                }
-            }
+        let Err(error) = run(Rule::file, &work[done..], true) else { return errors };
+        let (diagnostic, position) = syntax_error(file, &work, done, &error);
+        errors.push(diagnostic);
+        let Some(blanked_start) = blank_item_around(&mut work, position) else { return errors };
+        if errors.len() >= MAX_SYNTAX_ERRORS {
+            return errors;
+        }
+        if blanked_start > done && run(Rule::file, &work[done..blanked_start], false).is_ok() {
+            done = blanked_start;
         }
     }
 }
@@ -58,8 +89,8 @@ pub fn parse_field(file: FileId, text: &str) -> Result<Field, Vec<Diagnostic>> {
     if let Some(diagnostic) = delimiters::check_nesting(file, text) {
         return Err(vec![diagnostic]);
     }
-    pest::set_call_limit(std::num::NonZeroUsize::new(5_000_000));
-    match HybParser::parse(Rule::setting, text) {
+    let _switches = PEST_SWITCHES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match run(Rule::setting, text, true) {
         Ok(mut pairs) => {
             let setting = pairs.next().expect("the setting rule always yields one pair");
             let field = setting.into_inner().next().expect("the grammar guarantees this pair");
@@ -68,18 +99,19 @@ pub fn parse_field(file: FileId, text: &str) -> Result<Field, Vec<Diagnostic>> {
                 Entry::Task(_) => unreachable!("the setting rule holds a field"),
             }
         }
-        Err(error) => Err(vec![syntax_error(file, text, &error).0]),
+        Err(error) => Err(vec![syntax_error(file, text, 0, &error).0]),
     }
 }
 
 /// Replaces the top-level item containing `position` with spaces (newlines kept, so
-/// offsets and line numbers stay). Returns false if nothing could be blanked.
-fn blank_item_around(work: &mut String, position: usize) -> bool {
+/// offsets and line numbers stay). Returns where the blanked item starts, or `None` if
+/// nothing could be blanked.
+fn blank_item_around(work: &mut String, position: usize) -> Option<usize> {
     let starts = item_starts(work);
     let start = starts.iter().copied().rfind(|s| *s <= position).unwrap_or(0);
     let end = starts.iter().copied().find(|s| *s > position).unwrap_or(work.len());
     if start >= end {
-        return false;
+        return None;
     }
     let region: String = work[start..end].chars().map(|c| if c == '\n' { '\n' } else { ' ' }).collect();
     let mut blanked = work[..start].to_string();
@@ -91,7 +123,7 @@ fn blank_item_around(work: &mut String, position: usize) -> bool {
     *work = blanked;
     let insert_at = start + region.len();
     work.insert_str(insert_at, &" ".repeat(padding));
-    changed
+    changed.then_some(start)
 }
 
 /// Byte offsets of lines that begin (at column 0) with a top-level keyword.
@@ -111,11 +143,14 @@ fn item_starts(text: &str) -> Vec<usize> {
     starts
 }
 
-fn syntax_error(file: FileId, text: &str, error: &pest::error::Error<Rule>) -> (Diagnostic, usize) {
-    let position = match error.location {
-        pest::error::InputLocation::Pos(position) => position,
-        pest::error::InputLocation::Span((start, _)) => start,
-    };
+/// The diagnostic for `error`, raised by parsing `text[base..]`, and the position in
+/// `text` that recovery should blank around.
+fn syntax_error(file: FileId, text: &str, base: usize, error: &pest::error::Error<Rule>) -> (Diagnostic, usize) {
+    let position = base
+        + match error.location {
+            pest::error::InputLocation::Pos(position) => position,
+            pest::error::InputLocation::Span((start, _)) => start,
+        };
     let found = token_at(text, position);
     let end = position + found.len().max(1).min(text.len().saturating_sub(position).max(1));
     let span = Span::new(file, position, end.min(text.len()).max(position));
@@ -453,4 +488,56 @@ fn unescape(raw: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The recovery as it was first written, the reference: blank the broken item and
+    /// parse the whole file again, once per error.
+    fn syntax_errors_by_whole_reparses(file: FileId, text: &str) -> Vec<Diagnostic> {
+        let _switches = PEST_SWITCHES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (mut errors, mut work) = (Vec::new(), text.to_string());
+        while let Err(error) = run(Rule::file, &work, true) {
+            let (diagnostic, position) = syntax_error(file, &work, 0, &error);
+            errors.push(diagnostic);
+            if blank_item_around(&mut work, position).is_none() || errors.len() >= MAX_SYNTAX_ERRORS {
+                break;
+            }
+        }
+        errors
+    }
+
+    fn spans(errors: &[Diagnostic]) -> Vec<Vec<(u32, u32)>> {
+        errors.iter().map(|e| e.labels.iter().map(|l| (l.span.start, l.span.end)).collect()).collect()
+    }
+
+    /// Recovery that starts each parse after the items known to parse reports the same
+    /// errors at the same places as reparsing the whole file, on every file the fuzzer
+    /// kept and every hand-written seed (the expected-token lists may differ).
+    #[test]
+    fn recovery_from_the_last_good_item_finds_what_whole_reparses_find() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+        let (mut files, mut with_several_errors, mut resumed_later) = (0, 0, 0);
+        for dir in ["seeds/parse_check", "corpus/parse_check"] {
+            for entry in std::fs::read_dir(root.join(dir)).expect("the fuzz corpus is committed") {
+                let path = entry.expect("a directory entry").path();
+                let Ok(text) = std::fs::read_to_string(&path) else { continue };
+                if delimiters::check_nesting(FileId(0), &text).is_some() {
+                    continue;
+                }
+                files += 1;
+                let Err(errors) = parse(FileId(0), &text) else { continue };
+                let reference = syntax_errors_by_whole_reparses(FileId(0), &text);
+                assert_eq!(spans(&errors), spans(&reference), "{}", path.display());
+                if errors.len() >= 2 {
+                    with_several_errors += 1;
+                    resumed_later += usize::from(errors.iter().zip(&reference).any(|(a, b)| a.message != b.message));
+                }
+            }
+        }
+        assert!(files > 1000 && with_several_errors > 300, "{files} files, {with_several_errors} with several errors");
+        assert!(resumed_later > 0, "no file's messages differ: the resumed parses are not exercised");
+    }
 }
