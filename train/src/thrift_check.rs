@@ -5,14 +5,20 @@
 //! a list declaring 2³¹ booleans is "skipped" element by element, so an 868-byte file
 //! kept it busy for tens of seconds (fuzzing found such files: `fuzz/README.md`,
 //! findings 10 and 12). This module walks the footer and every page header of the column
-//! to be read exactly as the crate skips them — a boolean element takes no byte, every
-//! other element at least one — and refuses the file before the crate loops: a
-//! collection of other elements may declare no more elements than bytes remain, and the
-//! booleans of all collections of a structure together no more than the structure's
-//! bytes. Walking as the crate does matters: a walk charging a byte per boolean reads
-//! the bytes after such a list as the list's, while the crate reads them as fields (a
-//! second, unchecked list among them). Any structure this accepts keeps the crate's walk
-//! over it within a few times its size.
+//! to be read exactly as the crate (60.1.0, as `documents` opens a file) reads them: the
+//! fields it knows by their ids, as its schema types them whatever type a field's header
+//! declares (a mirror of that schema: `FILE_META_DATA`, `PAGE_HEADER` and the structures
+//! under them), the others skipped by their declared types — a boolean element taking no
+//! byte, every other element at least one — and refuses the file before the crate loops:
+//! a collection of other elements may declare no more elements than bytes remain, and
+//! the booleans of all collections of a structure together no more than the structure's
+//! bytes. Walking as the crate does matters: a walk charging a byte per boolean reads the
+//! bytes after such a list as the list's, and one skipping a known field by its declared
+//! type (a binary, say) skips bytes that the crate reads as a structure; either way the
+//! crate then reads, as fields, bytes the check never walked (a list of 2³¹ booleans
+//! among them). The footer is also walked by its declared types alone, first (what the
+//! check did before it mirrored the footer's schema: what that refused stays refused).
+//! Any structure this accepts keeps the crate's walk over it within a few times its size.
 
 use parquet::file::reader::ChunkReader;
 
@@ -39,15 +45,154 @@ const UUID: u8 = 13;
 /// type the field's header declares (only unknown fields are skipped by that type).
 #[derive(Clone, Copy)]
 enum Known {
-    /// An i32 or an enum: a varint.
+    /// An i16, i32, i64 or an enum: a varint.
     Varint,
+    /// An i8: one byte.
+    Byte,
+    /// A double: 8 bytes.
+    Double,
+    /// A string or a binary: a varint length, then that many bytes.
+    Binary,
     /// A boolean field: its value is in the field's header, no byte follows.
     Bool,
-    /// A structure of these known fields.
+    /// A structure (or a union: its one field) of these known fields.
     Struct(&'static [(i16, Known)]),
+    /// A list whose header must declare elements of this compact type (the crate's
+    /// `validate_list_type`), each read as the `Known`.
+    List(u8, &'static Known),
 }
 
-use Known::{Bool, Struct, Varint};
+use Known::{Binary, Bool, Byte, Double, List, Struct, Varint};
+
+/// A union member that is an empty structure (`skip_empty_struct`: its stop).
+const EMPTY: Known = Struct(&[]);
+
+// The footer as `SerializedFileReader::new` reads it (`parquet_metadata_from_bytes`,
+// no options: every statistic read, encoding stats as a mask; without the `encryption`
+// feature, which `train/Cargo.toml` leaves off, the fields of encryption — FileMetaData
+// 8 and 9, ColumnChunk 8 and 9 — are skipped by their declared types, as are the fields
+// the crate ignores: ColumnMetaData 3 and 8, RowGroup 6). The crate's unions (LogicalType,
+// TimeUnit, ColumnOrder) read one field and then their stop; walked as structures (a
+// second field, which the crate refuses, is walked as well). The crate's other footer
+// reader, `parquet_schema_from_bytes` (`ParquetMetaDataReader::decode_schema`), is not
+// on `documents`' path.
+
+/// `FileMetaData` (`parquet_metadata_from_bytes`).
+const FILE_META_DATA: &[(i16, Known)] = &[
+    (1, Varint),
+    (2, List(STRUCT, &Struct(SCHEMA_ELEMENT))),
+    (3, Varint),
+    (4, List(STRUCT, &Struct(ROW_GROUP))),
+    (5, List(STRUCT, &Struct(KEY_VALUE))),
+    (6, Binary),
+    (7, List(STRUCT, &Struct(COLUMN_ORDER))),
+];
+/// `SchemaElement`: type, type length, repetition, name, children, converted type,
+/// scale, precision, field id, logical type.
+const SCHEMA_ELEMENT: &[(i16, Known)] = &[
+    (1, Varint),
+    (2, Varint),
+    (3, Varint),
+    (4, Binary),
+    (5, Varint),
+    (6, Varint),
+    (7, Varint),
+    (8, Varint),
+    (9, Varint),
+    (10, Struct(LOGICAL_TYPE)),
+];
+/// `LogicalType` (a union; 9 is reserved, unknown members are skipped).
+const LOGICAL_TYPE: &[(i16, Known)] = &[
+    (1, EMPTY),
+    (2, EMPTY),
+    (3, EMPTY),
+    (4, EMPTY),
+    (5, Struct(DECIMAL_TYPE)),
+    (6, EMPTY),
+    (7, Struct(TIMESTAMP_TYPE)),
+    (8, Struct(TIMESTAMP_TYPE)),
+    (10, Struct(INT_TYPE)),
+    (11, EMPTY),
+    (12, EMPTY),
+    (13, EMPTY),
+    (14, EMPTY),
+    (15, EMPTY),
+    (16, Struct(VARIANT_TYPE)),
+    (17, Struct(GEOMETRY_TYPE)),
+    (18, Struct(GEOGRAPHY_TYPE)),
+    (19, EMPTY),
+];
+/// `DecimalType`: scale, precision.
+const DECIMAL_TYPE: &[(i16, Known)] = &[(1, Varint), (2, Varint)];
+/// `TimestampType` (and `TimeType`, the same): adjusted to UTC, unit.
+const TIMESTAMP_TYPE: &[(i16, Known)] = &[(1, Bool), (2, Struct(TIME_UNIT))];
+/// `TimeUnit` (a union of empty structures).
+const TIME_UNIT: &[(i16, Known)] = &[(1, EMPTY), (2, EMPTY), (3, EMPTY)];
+/// `IntType`: bit width (an i8), signed.
+const INT_TYPE: &[(i16, Known)] = &[(1, Byte), (2, Bool)];
+/// `VariantType`: specification version (an i8).
+const VARIANT_TYPE: &[(i16, Known)] = &[(1, Byte)];
+/// `GeometryType`: CRS.
+const GEOMETRY_TYPE: &[(i16, Known)] = &[(1, Binary)];
+/// `GeographyType`: CRS, edge interpolation algorithm.
+const GEOGRAPHY_TYPE: &[(i16, Known)] = &[(1, Binary), (2, Varint)];
+/// `RowGroup` (`read_row_group`): columns, byte size, rows, sorting columns, file
+/// offset, ordinal (6, the compressed size, is skipped).
+const ROW_GROUP: &[(i16, Known)] = &[
+    (1, List(STRUCT, &Struct(COLUMN_CHUNK))),
+    (2, Varint),
+    (3, Varint),
+    (4, List(STRUCT, &Struct(SORTING_COLUMN))),
+    (5, Varint),
+    (7, Varint),
+];
+/// `SortingColumn`: column index, descending, nulls first.
+const SORTING_COLUMN: &[(i16, Known)] = &[(1, Varint), (2, Bool), (3, Bool)];
+/// `ColumnChunk` (`read_column_chunk`): file path, file offset, metadata, offset and
+/// column index offsets and lengths.
+const COLUMN_CHUNK: &[(i16, Known)] =
+    &[(1, Binary), (2, Varint), (3, Struct(COLUMN_META_DATA)), (4, Varint), (5, Varint), (6, Varint), (7, Varint)];
+/// `ColumnMetaData` (`read_column_metadata`): type, encodings (`EncodingMask`), codec,
+/// value count, sizes, data, index and dictionary page offsets, statistics, encoding
+/// stats (`read_encoding_stats_as_mask`), bloom filter offset and length, size and
+/// geospatial statistics.
+const COLUMN_META_DATA: &[(i16, Known)] = &[
+    (1, Varint),
+    (2, List(I32, &Varint)),
+    (4, Varint),
+    (5, Varint),
+    (6, Varint),
+    (7, Varint),
+    (9, Varint),
+    (10, Varint),
+    (11, Varint),
+    (12, Struct(STATISTICS)),
+    (13, List(STRUCT, &Struct(PAGE_ENCODING_STATS))),
+    (14, Varint),
+    (15, Varint),
+    (16, Struct(SIZE_STATISTICS)),
+    (17, Struct(GEOSPATIAL_STATISTICS)),
+];
+/// `Statistics`: max, min, null and distinct counts, max and min values, whether they
+/// are exact, NaN count.
+const STATISTICS: &[(i16, Known)] =
+    &[(1, Binary), (2, Binary), (3, Varint), (4, Varint), (5, Binary), (6, Binary), (7, Bool), (8, Bool), (9, Varint)];
+/// `PageEncodingStats`: page type, encoding, count.
+const PAGE_ENCODING_STATS: &[(i16, Known)] = &[(1, Varint), (2, Varint), (3, Varint)];
+/// `SizeStatistics`: unencoded byte array bytes, repetition and definition level
+/// histograms.
+const SIZE_STATISTICS: &[(i16, Known)] = &[(1, Varint), (2, List(I64, &Varint)), (3, List(I64, &Varint))];
+/// `GeospatialStatistics`: bounding box, geospatial types.
+const GEOSPATIAL_STATISTICS: &[(i16, Known)] = &[(1, Struct(BOUNDING_BOX)), (2, List(I32, &Varint))];
+/// `BoundingBox`: x, y, z and m ranges.
+const BOUNDING_BOX: &[(i16, Known)] =
+    &[(1, Double), (2, Double), (3, Double), (4, Double), (5, Double), (6, Double), (7, Double), (8, Double)];
+/// `KeyValue`: key, value.
+const KEY_VALUE: &[(i16, Known)] = &[(1, Binary), (2, Binary)];
+/// `ColumnOrder` (a union of empty structures; unknown members are skipped).
+const COLUMN_ORDER: &[(i16, Known)] = &[(1, EMPTY), (2, EMPTY), (3, EMPTY)];
+
+// A page header as `get_next_page` reads it (`PageHeader::read_thrift_without_stats`).
 
 /// `DataPageHeader` as the crate reads it without statistics (its default: field 5,
 /// the statistics, is skipped by its declared type).
@@ -176,13 +321,46 @@ impl Walk<'_> {
         let Some(&(_, known)) = schema.iter().find(|(known, _)| *known == id) else {
             return Ok(false);
         };
-        match known {
-            Varint => self.varint().map(drop)?,
-            Bool if is_bool(kind) => {}
-            Bool => return Err(format!("field {id} should be a boolean, its header says type {kind}")),
-            Struct(fields) => self.known(fields, depth + 1)?,
-        }
+        self.read(known, id, kind, depth)?;
         Ok(true)
+    }
+
+    /// Reads a value of field `id` (declared `kind`: a field's header, or a list's
+    /// element type) as the crate reads `known`.
+    fn read(&mut self, known: Known, id: i16, kind: u8, depth: usize) -> Result<(), String> {
+        match known {
+            Varint => self.varint().map(drop),
+            Byte => self.skip(1),
+            Double => self.skip(8),
+            Binary => self.binary(),
+            Bool if is_bool(kind) => Ok(()),
+            Bool => Err(format!("field {id} should be a boolean, its header says type {kind}")),
+            Struct(fields) => self.known(fields, depth + 1),
+            List(element, of) => self.list(id, element, *of, depth + 1),
+        }
+    }
+
+    /// A list of field `id` as the crate reads a known one (`read_thrift_vec`): its
+    /// header must declare `element`s, each read as `of`.
+    fn list(&mut self, id: i16, element: u8, of: Known, depth: usize) -> Result<(), String> {
+        within_depth(depth)?;
+        let header = self.byte()?;
+        let declared_type = header & 0x0f;
+        if declared_type != element {
+            return Err(format!("field {id} should be a list of type {element}, its header says type {declared_type}"));
+        }
+        let short = u64::from(header >> 4);
+        let declared = if short == 15 { self.varint()? } else { short };
+        for _ in 0..self.count(declared, "list", false)? {
+            self.read(of, id, element, depth)?;
+        }
+        Ok(())
+    }
+
+    /// Skips a string or binary: its length, then its bytes.
+    fn binary(&mut self) -> Result<(), String> {
+        let length = self.varint()?;
+        self.skip(usize::try_from(length).unwrap_or(usize::MAX))
     }
 
     /// Skips one value of `kind`.
@@ -193,10 +371,7 @@ impl Walk<'_> {
             BYTE => self.skip(1),
             I16 | I32 | I64 => self.varint().map(drop),
             DOUBLE => self.skip(8),
-            BINARY => {
-                let length = self.varint()?;
-                self.skip(usize::try_from(length).unwrap_or(usize::MAX))
-            }
+            BINARY => self.binary(),
             LIST | SET => {
                 let header = self.byte()?;
                 let short = u64::from(header >> 4);
@@ -246,7 +421,9 @@ fn zigzag(n: u64) -> i64 {
     ((n >> 1) as i64) ^ -((n & 1) as i64)
 }
 
-/// Checks the footer (the file metadata) of a Parquet file.
+/// Checks the footer (the file metadata) of a Parquet file: walked by its declared types
+/// (the check before it knew the crate's schema, kept so that what it refused stays
+/// refused, with the same messages), then as the crate reads it (`FILE_META_DATA`).
 pub fn footer<R: ChunkReader>(reader: &R) -> Result<(), String> {
     let len = reader.len();
     if len < 12 {
@@ -261,8 +438,9 @@ pub fn footer<R: ChunkReader>(reader: &R) -> Result<(), String> {
         return Err(format!("its footer declares {metadata} bytes of metadata in a file of {len}"));
     }
     let bytes = reader.get_bytes(len - 8 - metadata, metadata as usize).map_err(|e| e.to_string())?;
-    let mut walk = Walk::new(&bytes);
-    walk.fields(0, |_, _, _| Ok(false)).map_err(|e| format!("its footer is malformed: {e}"))
+    let declared = Walk::new(&bytes).fields(0, |_, _, _| Ok(false));
+    let read = declared.and_then(|()| Walk::new(&bytes).known(FILE_META_DATA, 0));
+    read.map_err(|e| format!("its footer is malformed: {e}"))
 }
 
 /// Checks every page header of a column chunk of `size` bytes from `start`: each a
@@ -371,6 +549,59 @@ mod tests {
         fine.push(0);
         assert_eq!(walk(&fine), Ok(()));
         assert!(walk(&[0x15, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]).is_err());
+    }
+
+    /// A file of `metadata` (the footer's Thrift bytes): magic, metadata, length, magic.
+    fn file(metadata: &[u8]) -> bytes::Bytes {
+        let mut file = b"PAR1".to_vec();
+        file.extend(metadata);
+        file.extend((metadata.len() as u32).to_le_bytes());
+        file.extend(b"PAR1");
+        file.into()
+    }
+
+    #[test]
+    fn a_known_footer_field_is_read_as_the_crate_reads_it_whatever_its_header_says() {
+        // FileMetaData: field 1, the version (an i32); field 2, the schema — a list of
+        // SchemaElements to the crate — declared a binary of 28 bytes. The crate reads the
+        // length byte, 0x1C, as a list header (one struct), then a SchemaElement whose
+        // field 11 (unknown, skipped) is a list of 2³¹ − 1 booleans, which it skips one
+        // by one reading no byte (`skip_till_depth`). Padding, then the stop.
+        let mut metadata = vec![0x15, 0x02, 0x18, 0x1C, 0xB9, 0xF1, 0xFF, 0xFF, 0xFF, 0xFF, 0x07, 0x00];
+        metadata.resize(4 + 28, 0x00);
+        metadata.push(0x00);
+        // Walked by declared types alone (the footer's whole check before it mirrored the
+        // crate's schema), the binary's bytes are skipped and nothing is wrong.
+        assert_eq!(walk(&metadata), Ok(()));
+        let error = footer(&file(&metadata)).unwrap_err();
+        assert!(error.contains("declares 2147483647 booleans in a structure of 33 bytes"), "{error}");
+        // A known list must hold the element type the crate expects (it checks, as
+        // `validate_list_type`): here row groups (field 4) of i32s.
+        let error = footer(&file(&[0x15, 0x02, 0x39, 0x15, 0x00, 0x00])).unwrap_err();
+        assert!(error.contains("field 4 should be a list of type 12, its header says type 5"), "{error}");
+        // A known boolean must be declared one (the crate takes its value from the header):
+        // SortingColumn's `descending` (field 2 of the first sorting column, field 4 of
+        // the first row group) declared an i32.
+        let sorting = [0x15, 0x02, 0x39, 0x1C, 0x49, 0x1C, 0x15, 0x00, 0x15, 0x00, 0x00, 0x00, 0x00, 0x00];
+        let error = footer(&file(&sorting)).unwrap_err();
+        assert!(error.contains("field 2 should be a boolean, its header says type 5"), "{error}");
+    }
+
+    #[test]
+    fn footers_written_by_pyarrow_pass() {
+        // The fuzzer's seeds (`fuzz/make_reader_seeds.py`): every one a footer the crate
+        // reads, and this check passes.
+        let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/parquet");
+        let mut count = 0;
+        for entry in std::fs::read_dir(seeds).expect("the seeds") {
+            let path = entry.expect("an entry").path();
+            let bytes = bytes::Bytes::from(std::fs::read(&path).expect("a seed"));
+            assert_eq!(footer(&bytes), Ok(()), "{}", path.display());
+            let read = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&bytes);
+            assert!(read.is_ok(), "{}: {read:?}", path.display());
+            count += 1;
+        }
+        assert!(count >= 9, "only {count} seeds");
     }
 
     #[test]
