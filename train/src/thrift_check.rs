@@ -25,6 +25,10 @@ use parquet::file::reader::ChunkReader;
 /// The deepest nesting of structs and collections accepted (the crate's own limit).
 const MAX_DEPTH: usize = 64;
 
+/// The deepest nesting of schema groups accepted (the crate rebuilds the schema with one
+/// recursive call per level; real schemas nest a few levels).
+const MAX_SCHEMA_DEPTH: usize = 256;
+
 /// Compact-protocol value types.
 const STOP: u8 = 0;
 const BOOL_TRUE: u8 = 1;
@@ -440,7 +444,68 @@ pub fn footer<R: ChunkReader>(reader: &R) -> Result<(), String> {
     let bytes = reader.get_bytes(len - 8 - metadata, metadata as usize).map_err(|e| e.to_string())?;
     let declared = Walk::new(&bytes).fields(0, |_, _, _| Ok(false));
     let read = declared.and_then(|()| Walk::new(&bytes).known(FILE_META_DATA, 0));
-    read.map_err(|e| format!("its footer is malformed: {e}"))
+    let tree = read.and_then(|()| schema_tree(&children_counts(&bytes)?));
+    tree.map_err(|e| format!("its footer is malformed: {e}"))
+}
+
+/// Each schema element's `num_children` (field 5; `None` where it is not set), from a
+/// footer that [`Walk::known`] accepted.
+fn children_counts(bytes: &[u8]) -> Result<Vec<Option<i64>>, String> {
+    let mut counts = Vec::new();
+    Walk::new(bytes).fields(0, |id, kind, walk| {
+        if id != 2 {
+            return walk.known_field(FILE_META_DATA, id, kind, 0);
+        }
+        let header = walk.byte()?;
+        let declared = if header >> 4 == 15 { walk.varint()? } else { u64::from(header >> 4) };
+        for _ in 0..walk.count(declared, "list", false)? {
+            let mut children = None;
+            walk.fields(1, |id, kind, walk| {
+                if id == 5 {
+                    children = Some(zigzag(walk.varint()?));
+                    return Ok(true);
+                }
+                walk.known_field(SCHEMA_ELEMENT, id, kind, 1)
+            })?;
+            counts.push(children);
+        }
+        Ok(true)
+    })?;
+    Ok(counts)
+}
+
+/// The schema is a tree flattened depth first, each group naming its count of children;
+/// the crate rebuilds it recursively, one call per level (10,000 nested groups overflow
+/// an 8 MiB stack, aborting the process), reserving room for each group's declared count
+/// first (2³¹ − 1 children, a 16 GiB reservation, from 14 bytes). Refuses a group that
+/// declares more children than elements follow it, or nesting deeper than `MAX_SCHEMA_DEPTH`.
+fn schema_tree(children: &[Option<i64>]) -> Result<(), String> {
+    // Children still to come of each open group, innermost last.
+    let mut open: Vec<i64> = Vec::new();
+    for (index, count) in children.iter().enumerate() {
+        if let Some(last) = open.last_mut() {
+            *last -= 1;
+        }
+        match *count {
+            Some(count) if count > 0 => {
+                let following = (children.len() - index - 1) as i64;
+                if count > following {
+                    return Err(format!(
+                        "schema element {index} declares {count} children where {following} elements follow"
+                    ));
+                }
+                open.push(count);
+                if open.len() > MAX_SCHEMA_DEPTH {
+                    return Err(format!("its schema nests groups deeper than {MAX_SCHEMA_DEPTH}"));
+                }
+            }
+            _ => {}
+        }
+        while open.last() == Some(&0) {
+            open.pop();
+        }
+    }
+    Ok(())
 }
 
 /// Checks every page header of a column chunk of `size` bytes from `start`: each a
@@ -585,6 +650,57 @@ mod tests {
         let sorting = [0x15, 0x02, 0x39, 0x1C, 0x49, 0x1C, 0x15, 0x00, 0x15, 0x00, 0x00, 0x00, 0x00, 0x00];
         let error = footer(&file(&sorting)).unwrap_err();
         assert!(error.contains("field 2 should be a boolean, its header says type 5"), "{error}");
+    }
+
+    /// A footer of a version and a schema of one element a `num_children` each (`None`:
+    /// a leaf), every element named `a`.
+    fn footer_of_schema(children: &[Option<i64>]) -> Vec<u8> {
+        let mut metadata = vec![0x15, 0x02, 0x19];
+        let n = children.len() as u64;
+        if n < 15 {
+            metadata.push(((n as u8) << 4) | STRUCT);
+        } else {
+            metadata.push(0xF0 | STRUCT);
+            varint_into(&mut metadata, n);
+        }
+        for count in children {
+            metadata.extend([0x48, 0x01, b'a']);
+            if let Some(count) = count {
+                metadata.push(0x15);
+                varint_into(&mut metadata, ((count << 1) ^ (count >> 63)) as u64);
+            }
+            metadata.push(0x00);
+        }
+        metadata.push(0x00);
+        metadata
+    }
+
+    fn varint_into(out: &mut Vec<u8>, mut n: u64) {
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+
+    #[test]
+    fn a_schema_the_crate_would_rebuild_without_bound_is_refused() {
+        // A root declaring 2³¹ − 1 children (the crate reserves room for them first).
+        let error = footer(&file(&footer_of_schema(&[Some(i64::from(i32::MAX))]))).unwrap_err();
+        assert!(error.contains("schema element 0 declares 2147483647 children where 0 elements follow"), "{error}");
+        // 300 groups nested one in another (the crate recurses once per level), then a leaf.
+        let mut chain = vec![Some(1); 300];
+        chain.push(None);
+        let error = footer(&file(&footer_of_schema(&chain))).unwrap_err();
+        assert!(error.contains("nests groups deeper than 256"), "{error}");
+        // 200 levels, and a flat root of three leaves (one `num_children: 0`), pass.
+        let mut chain = vec![Some(1); 200];
+        chain.push(None);
+        assert_eq!(footer(&file(&footer_of_schema(&chain))), Ok(()));
+        assert_eq!(footer(&file(&footer_of_schema(&[Some(3), None, Some(0), None]))), Ok(()));
+        // A group whose children run past the list: the second group declares 2 of 1.
+        let error = footer(&file(&footer_of_schema(&[Some(2), Some(2), None]))).unwrap_err();
+        assert!(error.contains("schema element 1 declares 2 children where 1 elements follow"), "{error}");
     }
 
     #[test]
