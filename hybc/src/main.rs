@@ -114,7 +114,7 @@ enum Command {
         #[arg(long, conflicts_with = "check")]
         stdout: bool,
     },
-    /// Compile the training step and run it on the CPU, printing the loss of every step.
+    /// Compile the training step and run it on the CPU or an NVIDIA GPU (`--target`), printing the loss of every step.
     Train {
         file: PathBuf,
         /// Steps to run [default: the train block's steps, else 100].
@@ -787,7 +787,10 @@ fn run_sweep(
     let compilation = load_with(file, sets)?;
     let model = compilation.model().expect("no errors means a model");
     let target = target::chosen(target, model);
-    target::preflight(file, &compilation, target)?;
+    // Listing and reporting run nothing: a GPU study is planned and reported anywhere.
+    if matches!(mode, sweep::Mode::Train(_)) {
+        target::preflight(file, &compilation, target)?;
+    }
     let setup = sweep::Setup { file, out, target, sets, interrupt: Some(&interrupt), console: &sweep::Terminal };
     let stopped = sweep::sweep(&setup, model, mode).map_err(|message| {
         eprintln!("error: {message}");

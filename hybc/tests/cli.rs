@@ -710,11 +710,14 @@ fn sweep_runs_the_grid_and_resumes() {
     assert_eq!(listed.matches("\tto run\t").count(), 8, "{listed}");
     assert_eq!(listed.matches("\twaits for its search\t").count(), 4, "{listed}");
     assert!(listed.starts_with("0\tto run\tlinear=gdn,attn_every=2,lr=1e-3,seed=1,search\n"), "{listed}");
+    // Listing and reporting run nothing: a GPU study lists on a machine without a GPU.
+    assert_eq!(with(&["--list", "--target", "cuda"]), listed);
     let shard = with(&["--shard", "0/2"]);
     assert!(shard.contains("[1/12]") && shard.contains("[7/12]") && !shard.contains("[2/12]"), "{shard}");
     assert!(shard.contains("[9/12] linear=gdn,attn_every=2,lr=(chosen by the search),seed=0: waits"), "{shard}");
     let partial = with(&["--report"]);
     assert!(partial.contains("4 of 12 runs finished"), "{partial}");
+    assert!(with(&["--report", "--target", "cuda"]).contains("4 of 12 runs finished"));
     let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
     assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
     // The other half as two jobs at once (each a shard of what is left to run).
