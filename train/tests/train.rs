@@ -994,6 +994,18 @@ fn document_files_say_what_is_wrong() {
             "parquet-page-header-known-field-hang-2.parquet",
             "the page header at byte 49 is malformed: a Thrift list declares 3 elements where 0 bytes remain",
         ),
+        // Known footer fields and the schema tree (fuzz/README.md, finding 13): a schema
+        // declared a binary hiding 2³¹ booleans (5.7 s before), a root of 2³¹ children (a
+        // 16 GiB reservation), 10,000 nested groups (a stack overflow, the process aborted).
+        (
+            "parquet-footer-known-field-hides-booleans.parquet",
+            "its footer is malformed: a Thrift list declares 2147483647 booleans in a structure of 33 bytes",
+        ),
+        (
+            "parquet-schema-children-reserve.parquet",
+            "its footer is malformed: schema element 0 declares 2147483647 children where 0 elements follow",
+        ),
+        ("parquet-schema-nesting-stack.parquet", "its footer is malformed: its schema nests groups deeper than 256"),
     ] {
         let bytes = std::fs::read(regressions.join(file)).expect("the reproducer");
         let (sender, receiver) = std::sync::mpsc::channel();
