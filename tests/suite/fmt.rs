@@ -66,9 +66,9 @@ fn long_calls_break_one_argument_per_line() {
     assert_eq!(format_source(&formatted).expect("parses"), formatted);
 }
 
-/// The fuzzer's findings stay fixed: `.hyb` reproducers check without panicking and
-/// format idempotently; config reproducers either import to text that checks, or are
-/// refused with a reason.
+/// The fuzzer's findings stay fixed: `.hyb` reproducers check, and a model that checks
+/// prints, reports and exports, without panicking, and format idempotently; config
+/// reproducers either import to text that checks, or are refused with a reason.
 #[test]
 fn fuzz_regressions_stay_fixed() {
     let dir = root().join("fuzz/regressions");
@@ -82,7 +82,17 @@ fn fuzz_regressions_stay_fixed() {
         }
         let text = std::fs::read_to_string(&path).expect("readable");
         if name.ends_with(".hyb") {
-            let _ = check_text("regression.hyb", &text).render();
+            // What the fuzz target reads off a model that checks (its exports among them).
+            let compilation = check_text("regression.hyb", &text);
+            let _ = compilation.render();
+            if let Some(model) = compilation.model() {
+                use hyb_compiler::{export, ir, report};
+                let _ = ir::print::print_model(model);
+                let cost = report::report(model, 4096);
+                let _ = (report::to_text(&cost), report::to_json(&cost));
+                let _ = (export::fla_config(model), export::hf_layer_types(model));
+                let _ = export::megatron_pattern(model, Some('M'));
+            }
             if let Ok(once) = format_source(&text) {
                 assert_eq!(format_source(&once).expect("parses"), once, "{name}: fmt is not idempotent");
             }

@@ -3,8 +3,8 @@
 //! `(gdn × 3, attn) × 6` expands left to right; a name bound by `let` expands to its
 //! value; `with attn at [..]` / `with attn every N offset K` then replace the layers
 //! they select (offset defaults to N − 1, so `every 4` is layers 3, 7, 11, ...). Two
-//! rules selecting one layer, an index past the end, or more than [`MAX_LAYERS`]
-//! layers are errors. Sizes are computed before anything is materialised, so
+//! rules selecting one layer, an index past the end, an empty group (a model needs a
+//! layer) or more than [`MAX_LAYERS`] layers are errors. Sizes are computed before anything is materialised, so
 //! `gdn × 1000000000` is an error, not an allocation.
 
 use hyb_grammar::ast::{Expr, ExprKind, RuleKind, Value};
@@ -96,6 +96,14 @@ fn expand_expr<'e>(cx: &'e Cx, expr: &'e Expr, out: &mut Vec<Slot<'e>>, depth: u
         ExprKind::Call { .. } => {
             out.push(Slot { mixer: expr, span: expr.span });
             Some(())
+        }
+        ExprKind::Group(items) if items.is_empty() => {
+            cx.error(
+                Diagnostic::error("an empty group in the schedule")
+                    .at(expr.span, "holds no layer")
+                    .help("a group holds at least one mixer, as in `(gdn × 3, attn)`; remove the `()`"),
+            );
+            None
         }
         ExprKind::Group(items) => {
             for item in items {
