@@ -77,10 +77,15 @@ fn expand_expr<'e>(cx: &'e Cx, expr: &'e Expr, out: &mut Vec<Slot<'e>>, depth: u
         return None;
     }
     let total = layer_count(cx, expr, depth)?;
-    if out.len() as u64 + total > MAX_LAYERS {
+    if (out.len() as u64).saturating_add(total) > MAX_LAYERS {
+        let here = if total == u64::MAX {
+            "2⁶⁴ − 1 layers or more here".to_string()
+        } else {
+            format!("{total} layers here")
+        };
         cx.error(
             Diagnostic::error(format!("the schedule has more than {MAX_LAYERS} layers"))
-                .at(expr.span, format!("{total} layers here"))
+                .at(expr.span, here)
                 .help("check the repetition counts"),
         );
         return None;
