@@ -348,17 +348,23 @@ impl Walk<'_> {
     /// header must declare `element`s, each read as `of`.
     fn list(&mut self, id: i16, element: u8, of: Known, depth: usize) -> Result<(), String> {
         within_depth(depth)?;
-        let header = self.byte()?;
-        let declared_type = header & 0x0f;
+        let (declared_type, declared) = self.list_header()?;
         if declared_type != element {
             return Err(format!("field {id} should be a list of type {element}, its header says type {declared_type}"));
         }
-        let short = u64::from(header >> 4);
-        let declared = if short == 15 { self.varint()? } else { short };
         for _ in 0..self.count(declared, "list", false)? {
             self.read(of, id, element, depth)?;
         }
         Ok(())
+    }
+
+    /// A list's or set's header: its element type and declared count (in the header's
+    /// high nibble, or a varint after it when that nibble is 15).
+    fn list_header(&mut self) -> Result<(u8, u64), String> {
+        let header = self.byte()?;
+        let short = u64::from(header >> 4);
+        let declared = if short == 15 { self.varint()? } else { short };
+        Ok((header & 0x0f, declared))
     }
 
     /// Skips a string or binary: its length, then its bytes.
@@ -377,10 +383,7 @@ impl Walk<'_> {
             DOUBLE => self.skip(8),
             BINARY => self.binary(),
             LIST | SET => {
-                let header = self.byte()?;
-                let short = u64::from(header >> 4);
-                let declared = if short == 15 { self.varint()? } else { short };
-                let element = header & 0x0f;
+                let (element, declared) = self.list_header()?;
                 let count = self.count(declared, "list", is_bool(element))?;
                 for _ in 0..count {
                     self.value(element, depth + 1)?;
@@ -456,8 +459,7 @@ fn children_counts(bytes: &[u8]) -> Result<Vec<Option<i64>>, String> {
         if id != 2 {
             return walk.known_field(FILE_META_DATA, id, kind, 0);
         }
-        let header = walk.byte()?;
-        let declared = if header >> 4 == 15 { walk.varint()? } else { u64::from(header >> 4) };
+        let (_, declared) = walk.list_header()?;
         for _ in 0..walk.count(declared, "list", false)? {
             let mut children = None;
             walk.fields(1, |id, kind, walk| {

@@ -216,14 +216,7 @@ fn rehead(mcx: MixerCx, kind: MixerKind, heads: u64, head_dim: u64, span: Span, 
                 cx.error(grouped_branch(span, name));
                 return None;
             }
-            if head_dim % 2 != 0 {
-                cx.error(
-                    Diagnostic::error(format!("RoPE needs an even head dim, and branch `{name}` gets {head_dim}"))
-                        .at(span, "odd head dim")
-                        .help("change the split or give `head_dim:` so the routed heads are even"),
-                );
-                return None;
-            }
+            presets::even_rope_head_dim(cx, head_dim, span)?;
             Some(MixerKind::Attention(AttentionMixer { heads, kv_heads: heads, head_dim, ..attention }))
         }
         MixerKind::Linear(linear) => {

@@ -307,6 +307,20 @@ fn whole(cx: &Cx, value: f64, args: &Args, arg: &str, what: &str) -> Option<u64>
     Some(value as u64)
 }
 
+/// Attention's rotary embedding rotates pairs of channels: an odd head dim is an error
+/// at `span` (an attention layer's arguments, or the routing branch it is re-headed in).
+pub fn even_rope_head_dim(cx: &Cx, head_dim: u64, span: Span) -> Option<()> {
+    if head_dim % 2 != 0 {
+        cx.error(
+            Diagnostic::error(format!("RoPE needs an even head dim, found {head_dim}"))
+                .at(span, "odd head dim")
+                .help("rotary embedding rotates pairs of channels; choose an even head_dim"),
+        );
+        return None;
+    }
+    Some(())
+}
+
 pub fn attention(mcx: MixerCx, args: &Args) -> Option<AttentionMixer> {
     let cx = mcx.cx;
     let heads = opt_count(cx, args, "heads", 32, 1, MAX_DIM)?;
@@ -333,14 +347,7 @@ pub fn attention(mcx: MixerCx, args: &Args) -> Option<AttentionMixer> {
         );
         return None;
     }
-    if head_dim % 2 != 0 {
-        cx.error(
-            Diagnostic::error(format!("RoPE needs an even head dim, found {head_dim}"))
-                .at(args.span, "odd head dim")
-                .help("rotary embedding rotates pairs of channels; choose an even head_dim"),
-        );
-        return None;
-    }
+    even_rope_head_dim(cx, head_dim, args.span)?;
     let window = match args.get("window") {
         None => None,
         Some(expr) if cx.is_none(expr) => None,

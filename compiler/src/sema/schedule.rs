@@ -4,8 +4,8 @@
 //! value; `with attn at [..]` / `with attn every N offset K` then replace the layers
 //! they select (offset defaults to N − 1, so `every 4` is layers 3, 7, 11, ...). Two
 //! rules selecting one layer, an index past the end, an empty group (a model needs a
-//! layer) or more than [`MAX_LAYERS`] layers are errors. Sizes are computed before anything is materialised, so
-//! `gdn × 1000000000` is an error, not an allocation.
+//! layer) or more than [`MAX_LAYERS`] layers are errors. Sizes are computed before
+//! anything is materialised, so `gdn × 1000000000` is an error, not an allocation.
 
 use hyb_grammar::ast::{Expr, ExprKind, RuleKind, Value};
 use hyb_grammar::{Diagnostic, Span};
