@@ -93,9 +93,23 @@ impl std::fmt::Display for DeviceError {
     }
 }
 
+/// A device's memory as the raw handles a collective library acts on in place (NCCL):
+/// the stream its work is issued on, and each buffer's address and size in bytes, by
+/// [`BufferId`]. Valid while the device lives and allocates nothing more.
+#[derive(Clone, Debug)]
+pub struct Raw {
+    pub stream: usize,
+    pub buffers: Vec<(u64, usize)>,
+}
+
 pub trait Device {
     /// What it is, for logs: `cpu (2 threads)`.
     fn describe(&self) -> String;
+    /// Its memory as raw addresses and its stream, where another library can act on it
+    /// (a GPU's, for NCCL); `None` where memory is the host's (the CPU's).
+    fn raw(&self) -> Option<Raw> {
+        None
+    }
     /// Free and total bytes, where the device knows (a GPU); the runtime refuses a
     /// program that does not fit before allocating anything.
     fn memory(&self) -> Option<(usize, usize)> {

@@ -247,25 +247,6 @@ pub fn run_or_replay(
     }
 }
 
-/// Runs instructions `range` one by one, calling `after(i, device)` once instruction `i`
-/// is issued (a data-parallel rank sums its gradient buckets there); stops at the
-/// first error `after` returns.
-pub fn run_then(
-    program: &Program,
-    device: &mut (dyn Device + 'static),
-    stores: &Stores,
-    range: std::ops::Range<usize>,
-    batch: &Batch,
-    after: &mut dyn FnMut(usize, &mut (dyn Device + 'static)) -> Result<(), String>,
-) -> Result<(), String> {
-    stage(program, device, stores, range.clone(), batch);
-    for index in range {
-        execute(program, index, device, stores);
-        after(index, device)?;
-    }
-    Ok(())
-}
-
 /// Writes the batch to staging if instructions `range` read it.
 fn stage(program: &Program, device: &mut dyn Device, stores: &Stores, range: std::ops::Range<usize>, batch: &Batch) {
     if program.instrs[range].iter().any(|instr| matches!(instr, Instr::Input(..))) {

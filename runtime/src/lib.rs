@@ -28,7 +28,7 @@ pub use crate::exec::Batch;
 use crate::exec::{Profile, Recordings, Stores};
 pub use hyb_compiler::ir::train::AdamW;
 pub use hyb_lower::program::ParamSlot;
-use hyb_lower::program::{ADAM, Arg, CLIP_MAX, LOSS, Program, SQUARES};
+use hyb_lower::program::{ADAM, Arg, CLIP_MAX, LOSS, Program, SQUARES, Store};
 
 #[derive(Debug)]
 pub enum Error {
@@ -130,8 +130,9 @@ pub struct StepStats {
 }
 
 /// Where a parameter's gradient lies on the device, and the instruction of the backward
-/// after which it is final: what a data-parallel rank needs to sum it across ranks as
-/// soon as it is complete ([`Trainer::forward_backward_then`]).
+/// after which nothing touches it (writes it, or reads it): what a data-parallel rank
+/// needs to sum it across ranks, in place, as soon as it is complete
+/// ([`Trainer::forward_backward_in_ranges`]).
 #[derive(Clone, Debug)]
 pub struct GradientPlace {
     /// The parameter's index, in the model's order.
@@ -324,7 +325,6 @@ impl Trainer {
 
     /// Every parameter, in the model's order, and AdamW's two moments.
     pub fn state(&self) -> State {
-        use hyb_lower::program::Store;
         let read = |store: fn(usize) -> Store| -> Vec<Vec<f32>> {
             (0..self.program.params.len()).map(|i| read_f32(self.device.as_ref(), &self.view(store(i), i))).collect()
         };
@@ -333,7 +333,6 @@ impl Trainer {
 
     /// Restores parameters, moments and the step count (as [`Trainer::state`] gave them).
     pub fn restore(&mut self, state: State, step: u64) -> Result<(), Error> {
-        use hyb_lower::program::Store;
         for (what, given) in
             [("parameters", &state.params), ("first moments", &state.moment1), ("second moments", &state.moment2)]
         {
@@ -360,7 +359,6 @@ impl Trainer {
     /// Fills the arena and scratch with NaN: a later read of anything the step did not
     /// write shows up as NaN (the device suite's check that outputs are written).
     pub fn poison_scratch(&mut self) {
-        use hyb_lower::program::Store;
         for (store, bytes) in [(Store::Arena, self.program.arena_bytes), (Store::Temp, self.program.temp_bytes)] {
             let arg = Arg { store, offset: 0, dims: vec![bytes / 4], ..Arg::host(0, 1) };
             self.device.write(&self.stores.view(&arg), &vec![0xFF; bytes / 4 * 4]);
@@ -486,32 +484,96 @@ impl Trainer {
         Ok(lockstep::run(&self.program, reference_side, side, 0..self.program.optimizer_start, batch, tolerance))
     }
 
-    /// Forward and backward of `batch` issued instruction by instruction, calling
-    /// `after(i, device)` once instruction `i` is issued; returns this device's loss.
-    pub fn forward_backward_then(
+    /// Forward and backward of `batch` in ranges, each one recording of the device (a
+    /// CUDA graph, recorded on first use): a range ends after each instruction of `stops`
+    /// (increasing, inside the backward) and at the end of the backward, and
+    /// `after(i, device)` runs once the range ending at instruction `i` is issued — where
+    /// a data-parallel rank issues the gradient buckets that became final. Reads nothing
+    /// back (no wait for the device): [`Trainer::norm_and_loss`] follows.
+    pub fn forward_backward_in_ranges(
         &mut self,
         batch: &Batch,
+        stops: &[usize],
         after: &mut dyn FnMut(usize, &mut (dyn Device + 'static)) -> Result<(), String>,
-    ) -> Result<f32, Error> {
+    ) -> Result<(), Error> {
         self.check_training(batch)?;
-        let range = 0..self.program.optimizer_start;
-        exec::run_then(&self.program, self.device.as_mut(), &self.stores, range, batch, after)
-            .map_err(Error::Device)?;
-        Ok(self.host(LOSS))
+        let end = self.program.optimizer_start;
+        if stops.windows(2).any(|w| w[0] >= w[1]) || stops.last().is_some_and(|s| *s >= end) {
+            return Err(Error::Input(format!("range stops {stops:?} are not increasing inside the backward (< {end})")));
+        }
+        let mut start = 0;
+        for stop in stops.iter().copied().chain((stops.last() != Some(&(end - 1))).then_some(end - 1)) {
+            self.run(start..stop + 1, batch);
+            after(stop, self.device.as_mut()).map_err(Error::Device)?;
+            start = stop + 1;
+        }
+        Ok(())
+    }
+
+    /// The gradient norm (and clipping factor) of the gradients the backward left, then
+    /// one read of the loss and the norm: what follows
+    /// [`Trainer::forward_backward_in_ranges`] and whatever was issued after it.
+    pub fn norm_and_loss(&mut self, adamw: &AdamW) -> StepStats {
+        self.set_host(CLIP_MAX, &[adamw.clip.map_or(f32::INFINITY, |c| c as f32)]);
+        self.run(self.program.optimizer_start..self.program.update_start, &Batch::NONE);
+        self.loss_and_norm()
+    }
+
+    /// The loss and the gradient norm, read at once (one wait for the device).
+    fn loss_and_norm(&self) -> StepStats {
+        let both = read_f32(self.device.as_ref(), &self.stores.view(&Arg::host(LOSS, 2)));
+        const { assert!(SQUARES == LOSS + 1, "the loss and the norm are read at once") };
+        StepStats { loss: both[0], grad_norm: both[1] }
+    }
+
+    /// Where the forward leaves the loss (one f32 of the host scalars' buffer).
+    pub fn loss_place(&self) -> View {
+        self.stores.view(&Arg::host(LOSS, 1))
+    }
+
+    /// Every parameter's buffer, then (for a training program) AdamW's first and second
+    /// moments', each as f32: the state a data-parallel run starts alike on every rank.
+    pub fn state_places(&self) -> Vec<View> {
+        let mut stores: Vec<Store> = (0..self.program.params.len()).map(Store::Param).collect();
+        if self.trains() {
+            stores.extend((0..self.program.params.len()).map(Store::Moment1));
+            stores.extend((0..self.program.params.len()).map(Store::Moment2));
+        }
+        let index = |store: Store| match store {
+            Store::Param(i) | Store::Moment1(i) | Store::Moment2(i) => i,
+            _ => unreachable!("per-parameter stores only"),
+        };
+        stores.into_iter().map(|store| self.view(store, index(store))).collect()
+    }
+
+    /// The device, for a collective that acts on its memory between the ranges of a
+    /// step ([`Trainer::forward_backward_in_ranges`]).
+    pub fn device_mut(&mut self) -> &mut (dyn Device + 'static) {
+        self.device.as_mut()
+    }
+
+    /// The device's memory as raw addresses and its stream (a GPU's; see
+    /// [`device::Raw`]), for a collective acting on it in place.
+    pub fn raw_memory(&self) -> Option<device::Raw> {
+        self.device.raw()
     }
 
     /// Each parameter's gradient: where it lies and the last backward instruction that
-    /// writes it ([`GradientPlace`]).
+    /// touches it ([`GradientPlace`]).
     pub fn gradient_places(&self) -> Vec<GradientPlace> {
         let overlap = |a: &View, b: &View| {
             a.buffer == b.buffer && a.offset < b.offset + b.bytes() && b.offset < a.offset + a.bytes()
         };
-        // What each instruction may write, zeroings included (a gradient no kernel
-        // adds to is final once zeroed).
-        let writes: Vec<Vec<View>> = self.program.instrs[..self.program.optimizer_start]
+        // What each instruction may write or read as memory a collective could be
+        // changing: its written views, zeroings (a gradient no kernel adds to is final
+        // once zeroed) and a GEMM's operands too.
+        let touched: Vec<Vec<View>> = self.program.instrs[..self.program.optimizer_start]
             .iter()
             .map(|instr| match instr {
                 hyb_lower::program::Instr::Zero(arg) => vec![self.stores.view(arg)],
+                hyb_lower::program::Instr::Gemm { a, b, c, .. } => {
+                    [&a.0, &b.0, c].into_iter().map(|arg| self.stores.view(arg)).collect()
+                }
                 _ => exec::written(instr, &self.stores),
             })
             .collect();
@@ -521,7 +583,7 @@ impl Trainer {
             .enumerate()
             .map(|(param, grad)| {
                 let view = self.stores.view(grad);
-                let final_after = writes.iter().rposition(|w| w.iter().any(|v| overlap(v, &view))).unwrap_or(0);
+                let final_after = touched.iter().rposition(|w| w.iter().any(|v| overlap(v, &view))).unwrap_or(0);
                 GradientPlace { param, view, final_after }
             })
             .collect()
@@ -593,9 +655,7 @@ impl Trainer {
         self.check_training(batch)?;
         self.set_host(CLIP_MAX, &[adamw.clip.map_or(f32::INFINITY, |c| c as f32)]);
         self.run(0..self.program.update_start, batch);
-        let both = read_f32(self.device.as_ref(), &self.stores.view(&Arg::host(LOSS, 2)));
-        const { assert!(SQUARES == LOSS + 1, "the loss and the norm are read at once") };
-        Ok(StepStats { loss: both[0], grad_norm: both[1] })
+        Ok(self.loss_and_norm())
     }
 
     /// Clipping and one AdamW update at learning rate `lr`; returns the gradient norm.

@@ -9,12 +9,17 @@
 //! ([`hyb_dist::shard::gradient_weight`]), so the weighted sums are the whole batch's
 //! mean loss and gradient at any rank count.
 //!
-//! The collective acts on the device's memory. [`OnDevice`] adapts a collective over
+//! The step runs in ranges that end where a bucket becomes final, each range one
+//! recording of the device (a CUDA graph); after each, the bucket's sum is issued
+//! ([`Trainer::forward_backward_in_ranges`]). The collective acts on the device's memory:
+//! [`OnGpu`] is NCCL on a GPU trainer's buffers in place, on a stream of its own, so
+//! the backward goes on while a bucket is summed; [`OnDevice`] adapts a collective over
 //! host vectors (the in-process one the tests use) by copying each bucket to the host
-//! and back; NCCL acts on a GPU's buffers in place (not wired to the runtime yet).
+//! and back.
 
 use hyb_dist::bucket::{Gradient, Location};
-use hyb_dist::{Collective, Reducer, Segment, shard};
+use hyb_dist::collective::nccl::{AbortHandle, DeviceBuffers, Nccl};
+use hyb_dist::{Collective, Group, Reducer, Segment, shard};
 use hyb_runtime::device::{Device, View, f32_bytes, read_f32};
 use hyb_runtime::{AdamW, StepStats, Trainer};
 
@@ -29,6 +34,11 @@ pub struct OnDevice<C> {
 /// A segment of device memory as a view of f32.
 fn view(segment: &Segment) -> View {
     View::floats(hyb_runtime::device::BufferId(segment.buffer), segment.offset, segment.elements())
+}
+
+/// A view of f32 on the device as a collective's segment.
+fn segment(view: &View) -> Segment {
+    Segment { buffer: view.buffer.0, offset: view.offset, bytes: view.bytes() }
 }
 
 impl<C: Collective<Memory = [Vec<f32>]>> OnDevice<C> {
@@ -86,15 +96,110 @@ impl<C: Collective<Memory = [Vec<f32>]>> Collective for OnDevice<C> {
     fn barrier(&mut self) -> hyb_dist::Result<()> {
         self.inner.barrier()
     }
+
+    fn join(&mut self) -> hyb_dist::Result<()> {
+        self.inner.join()
+    }
+
+    fn any(&mut self, flag: bool) -> hyb_dist::Result<bool> {
+        self.inner.any(flag)
+    }
 }
 
-/// One rank of a data-parallel run: its collective and its step's gradient buckets.
+/// NCCL on a GPU trainer's buffers, in place: the device handed to each call is the
+/// trainer's, whose buffers this holds by address.
+pub struct OnGpu {
+    nccl: Nccl,
+    buffers: DeviceBuffers,
+}
+
+impl OnGpu {
+    /// Rank `rank` of `world` joins the communicator of rank 0's `id` on `trainer`'s
+    /// GPU (its context current on this thread, as the trainer's creation left it).
+    pub fn new(trainer: &Trainer, id: &[u8], rank: usize, world: usize) -> Result<OnGpu, String> {
+        let raw = trainer.raw_memory().ok_or_else(|| {
+            format!("NCCL sums gradients on GPUs: train on --target cuda (this trainer runs on {})", trainer.device())
+        })?;
+        // SAFETY: the trainer's live buffers; it allocates nothing more and outlives the
+        // collective in the training loop (both live for the run).
+        let buffers = unsafe { DeviceBuffers::new(raw.buffers) };
+        let nccl = Nccl::new(id, rank, world, raw.stream).map_err(|e| e.to_string())?;
+        Ok(OnGpu { nccl, buffers })
+    }
+
+    /// What the watchdog calls when a rank fails.
+    pub fn abort_handle(&self) -> AbortHandle {
+        self.nccl.abort_handle()
+    }
+}
+
+impl Collective for OnGpu {
+    type Memory = dyn Device;
+
+    fn rank(&self) -> usize {
+        self.nccl.rank()
+    }
+
+    fn world(&self) -> usize {
+        self.nccl.world()
+    }
+
+    fn all_reduce_sum(&mut self, _: &mut (dyn Device + 'static), bucket: &[Segment]) -> hyb_dist::Result<()> {
+        self.nccl.all_reduce_sum(&mut self.buffers, bucket)
+    }
+
+    fn all_reduce_weighted_sum(
+        &mut self,
+        _: &mut (dyn Device + 'static),
+        bucket: &[Segment],
+        weight: f32,
+    ) -> hyb_dist::Result<()> {
+        self.nccl.all_reduce_weighted_sum(&mut self.buffers, bucket, weight)
+    }
+
+    fn broadcast(&mut self, _: &mut (dyn Device + 'static), segments: &[Segment], root: usize) -> hyb_dist::Result<()> {
+        self.nccl.broadcast(&mut self.buffers, segments, root)
+    }
+
+    fn barrier(&mut self) -> hyb_dist::Result<()> {
+        self.nccl.barrier()
+    }
+
+    fn join(&mut self) -> hyb_dist::Result<()> {
+        self.nccl.join()
+    }
+
+    fn any(&mut self, flag: bool) -> hyb_dist::Result<bool> {
+        self.nccl.any(flag)
+    }
+}
+
+/// What the training loop asks of a data-parallel rank ([`crate::run::train_ranked`]).
+pub trait Parallel {
+    fn rank(&self) -> usize;
+    fn world(&self) -> usize;
+    /// This rank's rows of the global `batch` forward and backward, the gradients summed
+    /// over the ranks, then their norm: the whole batch's loss and norm, the same on
+    /// every rank; [`Trainer::apply_update`] completes the step.
+    fn forward_backward_norm(&mut self, trainer: &mut Trainer, batch: &Batch, adamw: &AdamW)
+    -> Result<StepStats, String>;
+    /// Whether any rank asks to stop (each passes its own wish).
+    fn any(&mut self, stop: bool) -> Result<bool, String>;
+    /// Rank 0's parameters and optimizer state on every rank.
+    fn broadcast_state(&mut self, trainer: &mut Trainer) -> Result<(), String>;
+}
+
+/// One rank of a data-parallel run: its collective, its step's gradient buckets and
+/// where the step's ranges end, and (between processes) its group's watchdog.
 pub struct Rank<C> {
-    collective: OnDevice<C>,
+    collective: C,
     reducer: Reducer,
+    /// The instructions after which a bucket is due, in order.
+    stops: Vec<usize>,
+    group: Option<Group>,
 }
 
-impl<C: Collective<Memory = [Vec<f32>]>> Rank<C> {
+impl<C: Collective<Memory = dyn Device>> Rank<C> {
     /// The rank of `collective` training `trainer`'s step, its gradients in buckets of
     /// about `bucket_bytes`.
     pub fn new(trainer: &Trainer, collective: C, bucket_bytes: usize) -> Result<Rank<C>, String> {
@@ -105,13 +210,58 @@ impl<C: Collective<Memory = [Vec<f32>]>> Rank<C> {
             .collect();
         let locate = |param: usize| Location { buffer: places[param].view.buffer.0, offset: places[param].view.offset };
         let reducer = Reducer::new(&gradients, bucket_bytes, locate).map_err(|e| e.to_string())?;
-        Ok(Rank { collective: OnDevice { inner: collective }, reducer })
+        let mut stops: Vec<usize> = reducer.buckets().iter().map(|b| b.final_after).collect();
+        stops.dedup();
+        Ok(Rank { collective, reducer, stops, group: None })
     }
 
-    /// One step of the global `batch` (every rank passes the same one): this rank's
-    /// rows forward and backward, the gradients summed as they become final, then
-    /// clipping and AdamW at `lr`. Returns the whole batch's loss and gradient norm.
+    /// The group whose watchdog this rank reports its progress to and checks each step.
+    pub fn with_group(self, group: Group) -> Rank<C> {
+        Rank { group: Some(group), ..self }
+    }
+
+    /// How many buckets a step sums.
+    pub fn buckets(&self) -> usize {
+        self.reducer.buckets().len()
+    }
+
+    /// One whole step of the global `batch` (every rank passes the same one): this
+    /// rank's rows forward and backward, the gradients summed as they become final,
+    /// then clipping and AdamW at `lr`. Returns the whole batch's loss and gradient norm.
     pub fn step(&mut self, trainer: &mut Trainer, batch: &Batch, adamw: &AdamW, lr: f64) -> Result<StepStats, String> {
+        let stats = Parallel::forward_backward_norm(self, trainer, batch, adamw)?;
+        trainer.apply_update(adamw, lr);
+        Ok(stats)
+    }
+
+    fn failed(&self, e: impl std::fmt::Display) -> String {
+        let what = format!("rank {}: {e}", self.collective.rank());
+        match &self.group {
+            // The watchdog's failure names the first rank that failed: it wins.
+            Some(group) => group.failure().map_or(what, |f| f.to_string()),
+            None => what,
+        }
+    }
+}
+
+impl<C: Collective<Memory = dyn Device>> Parallel for Rank<C> {
+    fn rank(&self) -> usize {
+        self.collective.rank()
+    }
+
+    fn world(&self) -> usize {
+        self.collective.world()
+    }
+
+    fn forward_backward_norm(
+        &mut self,
+        trainer: &mut Trainer,
+        batch: &Batch,
+        adamw: &AdamW,
+    ) -> Result<StepStats, String> {
+        if let Some(group) = &self.group {
+            group.check().map_err(|e| e.to_string())?;
+        }
         let (rank, world) = (self.collective.rank(), self.collective.world());
         let rows_of = batch.tokens.len() / batch.seq_len;
         let rows = shard::rows(rows_of, rank, world).map_err(|e| e.to_string())?;
@@ -122,16 +272,29 @@ impl<C: Collective<Memory = [Vec<f32>]>> Rank<C> {
         self.reducer.set_weight(weight);
         let (reducer, collective) = (&mut self.reducer, &mut self.collective);
         let mut after = |instruction: usize, device: &mut (dyn Device + 'static)| {
-            reducer.after(instruction, collective, device).map_err(|e| format!("rank {rank}: {e}"))
+            reducer.after(instruction, collective, device).map_err(|e| e.to_string())
         };
         let inputs = hyb_runtime::Batch { tokens, targets };
-        let loss = trainer.forward_backward_then(&inputs, &mut after).map_err(|e| e.to_string())?;
-        self.reducer.finish().map_err(|e| format!("rank {rank}: {e}"))?;
-        let mut total = [vec![loss]];
-        let whole = [Segment { buffer: 0, offset: 0, bytes: 4 }];
-        self.collective.inner.all_reduce_weighted_sum(&mut total, &whole, weight).map_err(|e| e.to_string())?;
-        let grad_norm = trainer.gradient_norm(adamw);
-        trainer.apply_update(adamw, lr);
-        Ok(StepStats { loss: total[0][0], grad_norm })
+        let ran = trainer.forward_backward_in_ranges(&inputs, &self.stops, &mut after);
+        ran.map_err(|e| self.failed(e))?;
+        self.reducer.finish().map_err(|e| self.failed(e))?;
+        let loss = [segment(&trainer.loss_place())];
+        let summed = self.collective.all_reduce_weighted_sum(trainer.device_mut(), &loss, weight);
+        summed.and_then(|()| self.collective.join()).map_err(|e| self.failed(e))?;
+        let stats = trainer.norm_and_loss(adamw);
+        if let Some(group) = &self.group {
+            group.set_progress(trainer.step + 1);
+        }
+        Ok(stats)
+    }
+
+    fn any(&mut self, stop: bool) -> Result<bool, String> {
+        self.collective.any(stop).map_err(|e| self.failed(e))
+    }
+
+    fn broadcast_state(&mut self, trainer: &mut Trainer) -> Result<(), String> {
+        let segments: Vec<Segment> = trainer.state_places().iter().map(segment).collect();
+        let sent = self.collective.broadcast(trainer.device_mut(), &segments, 0);
+        sent.and_then(|()| self.collective.barrier()).map_err(|e| self.failed(e))
     }
 }

@@ -58,6 +58,8 @@ pub enum Failure {
         previous: Option<PathBuf>,
     },
     Log(String),
+    /// A data-parallel rank's failure, or one of another rank that stopped this one.
+    Parallel(String),
     /// A NaN or infinity: the step, the loss, and the first tensor (by layer) whose
     /// gradient was not finite, if any.
     NonFinite {
@@ -83,7 +85,7 @@ impl std::fmt::Display for Failure {
                 "step {step}: the checkpoint was not written: {error}\n  note: there is no earlier checkpoint; \
                  `--resume` starts the run again"
             ),
-            Failure::Log(e) => write!(f, "{e}"),
+            Failure::Log(e) | Failure::Parallel(e) => write!(f, "{e}"),
             Failure::NonFinite { step, loss, tensor: Some(tensor), .. } => {
                 write!(
                     f,
@@ -127,6 +129,32 @@ pub fn train(
     settings: &Settings,
     on: &mut dyn FnMut(Event),
 ) -> Result<Summary, Failure> {
+    train_ranked(trainer, task, evals, settings, None, on)
+}
+
+/// [`train`] as one rank of a data-parallel run, where `rank` is given: each step's
+/// batch is the single device's, the rank trains its rows of it
+/// ([`crate::parallel::Parallel`]); every rank evaluates (the same parameters, so the
+/// same scores and plateau decisions — the others would wait for rank 0 anyway), rank 0
+/// alone writes `metrics.jsonl` and the checkpoints, and the ranks stop together when
+/// any of them is asked to.
+pub fn train_ranked(
+    trainer: &mut Trainer,
+    task: &dyn Task,
+    evals: &[EvalSet],
+    settings: &Settings,
+    mut rank: Option<&mut dyn crate::parallel::Parallel>,
+    on: &mut dyn FnMut(Event),
+) -> Result<Summary, Failure> {
+    if rank.is_some() && settings.grad_accum > 1 {
+        return Err(Failure::Parallel(format!(
+            "grad_accum = {} with several GPUs is not supported yet: each GPU's share of the batch is its micro-batch; \
+             raise the batch instead",
+            settings.grad_accum
+        )));
+    }
+    let writes = rank.as_ref().is_none_or(|r| r.rank() == 0);
+    let settings = &Settings { out: settings.out.clone().filter(|_| writes), ..settings.clone() };
     let started = Instant::now();
     let mut evaluators: Vec<Trainer> =
         evals.iter().map(|set| trainer.evaluation(set.batch, set.task.seq_len())).collect::<Result<_, _>>()?;
@@ -140,7 +168,11 @@ pub fn train(
     let stop_requested = || settings.stop.as_ref().is_some_and(|stop| stop.load(Ordering::SeqCst));
     let (mut plateau, mut plateaued_at) = (crate::protocol::Plateau::default(), None);
     while trainer.step < settings.steps {
-        if stop_requested() {
+        let stop = match rank.as_deref_mut() {
+            Some(rank) => rank.any(stop_requested()).map_err(Failure::Parallel)?,
+            None => stop_requested(),
+        };
+        if stop {
             if trainer.step > saved_at {
                 save_checkpoint(trainer, settings, on)?;
             }
@@ -150,7 +182,14 @@ pub fn train(
         let step = trainer.step + 1;
         let lr = learning_rate(&settings.schedule, settings.adamw.lr, step, settings.steps);
         let clock = Instant::now();
-        let (loss, grad_norm, tokens) = accumulate(trainer, task, settings, step)?;
+        let (loss, grad_norm, tokens) = match rank.as_deref_mut() {
+            Some(rank) => {
+                let batch = task.batch(settings.seed, step, settings.batch);
+                let stats = rank.forward_backward_norm(trainer, &batch, &settings.adamw).map_err(Failure::Parallel)?;
+                (stats.loss, stats.grad_norm, batch.tokens.len())
+            }
+            None => accumulate(trainer, task, settings, step)?,
+        };
         // The norm sums every gradient's squares, so it is finite exactly when they all
         // are (short of overflow): only then is there no need to look for the culprit.
         if !loss.is_finite() || !grad_norm.is_finite() {

@@ -148,7 +148,7 @@ fn gradient_accumulation_equals_the_larger_batch() {
 #[test]
 fn ranks_take_the_single_device_steps() {
     use hyb_runtime::{AdamW, Trainer};
-    use hyb_train::parallel::Rank;
+    use hyb_train::parallel::{OnDevice, Rank};
     let model = tiny_model();
     let adamw = AdamW { lr: 3e-3, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.1, clip: Some(1.0) };
     let batch = |step: u64| {
@@ -173,7 +173,7 @@ fn ranks_take_the_single_device_steps() {
                 std::thread::spawn(move || {
                     let mut trainer = Trainer::new(&model, 4 / world, 32).expect("compiles");
                     trainer.init_params(2);
-                    let mut rank = Rank::new(&trainer, collective, 2048).expect("buckets");
+                    let mut rank = Rank::new(&trainer, OnDevice { inner: collective }, 2048).expect("buckets");
                     let stats: Vec<_> = (1..=3)
                         .map(|step| rank.step(&mut trainer, &batch(step), &adamw, adamw.lr).expect("steps"))
                         .collect();
@@ -198,6 +198,105 @@ fn ranks_take_the_single_device_steps() {
             assert!(difference <= 1e-4 * norm, "{world} ranks: {difference:e} of {norm:e}");
         }
     }
+}
+
+/// The loop as two data-parallel ranks (threads, the in-process collective): the
+/// single device's losses step by step; rank 0 alone writes the log and checkpoints;
+/// a stop asked of rank 1 alone stops both after the same step, rank 0 writing the
+/// checkpoint there; and gradient accumulation, not supported across ranks, is refused.
+#[test]
+fn the_loop_runs_as_ranks_that_stop_together() {
+    use hyb_compiler::ir::train::LrSchedule;
+    use hyb_runtime::{AdamW, Trainer};
+    use hyb_train::parallel::{OnDevice, Rank};
+    use hyb_train::run::{Event, Settings, train, train_ranked};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let model = tiny_model();
+    let adamw = AdamW { lr: 3e-3, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.1, clip: Some(1.0) };
+    let settings = |out: Option<std::path::PathBuf>, stop: Option<Arc<AtomicBool>>| Settings {
+        steps: 5,
+        batch: 4,
+        seed: 3,
+        adamw: adamw.clone(),
+        schedule: LrSchedule::Constant { warmup: 0 },
+        eval_every: None,
+        grad_accum: 1,
+        out,
+        checkpoint_every: Some(2),
+        keep_checkpoints: None,
+        stop,
+        plateau: None,
+    };
+    let mut whole = Trainer::new(&model, 4, 32).expect("compiles");
+    whole.init_params(2);
+    let mut want = Vec::new();
+    let mut record = |event: Event| {
+        if let Event::Step { loss, .. } = event {
+            want.push(loss);
+        }
+    };
+    train(&mut whole, &mqar(), &[], &settings(None, None), &mut record).expect("trains");
+    let dirs: Vec<_> = (0..2).map(|r| scratch_dir(&format!("rank-{r}"))).collect();
+    dirs.iter().for_each(|d| drop(std::fs::remove_dir_all(d)));
+    let collectives = hyb_dist::collective::threads::Threads::group(2, std::time::Duration::from_secs(120));
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = collectives
+            .into_iter()
+            .zip(&dirs)
+            .map(|(collective, dir)| {
+                let (model, settings) = (&model, &settings);
+                s.spawn(move || {
+                    let rank_of = hyb_dist::Collective::rank(&collective);
+                    let mut trainer = Trainer::new(model, 2, 32).expect("compiles");
+                    trainer.init_params(2 + rank_of as u64);
+                    let mut rank = Rank::new(&trainer, OnDevice { inner: collective }, 4096).expect("buckets");
+                    hyb_train::parallel::Parallel::broadcast_state(&mut rank, &mut trainer).expect("broadcast");
+                    let stop = Arc::new(AtomicBool::new(false));
+                    let mut seen = Vec::new();
+                    let mut on = |event: Event| {
+                        if let Event::Step { loss, step, .. } = event {
+                            seen.push(loss);
+                            // Rank 1 alone is asked to stop, during step 3.
+                            if rank_of == 1 && step == 3 {
+                                stop.store(true, Ordering::SeqCst);
+                            }
+                        }
+                    };
+                    let settings = settings(Some(dir.clone()), Some(stop.clone()));
+                    let summary = train_ranked(&mut trainer, &mqar(), &[], &settings, Some(&mut rank), &mut on);
+                    (summary.expect("trains").stopped_at, seen)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("the rank")).collect()
+    });
+    for (rank, (stopped_at, seen)) in results.iter().enumerate() {
+        assert_eq!(*stopped_at, Some(3), "rank {rank} stops after step 3, with the other");
+        assert_eq!(seen.len(), 3);
+        for (step, (got, want)) in seen.iter().zip(&want).enumerate() {
+            assert!((got - want).abs() <= 1e-4 * want.abs(), "rank {rank}, step {}: {got} vs {want}", step + 1);
+        }
+    }
+    let checkpoints: Vec<String> = std::fs::read_dir(dirs[0].join("checkpoints"))
+        .expect("rank 0 writes checkpoints")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(checkpoints, ["step_000002", "step_000003"]);
+    let log = std::fs::read_to_string(dirs[0].join("metrics.jsonl")).expect("rank 0 logs");
+    assert_eq!(log.lines().count(), 3, "{log}");
+    assert!(!dirs[1].exists(), "rank 1 writes nothing");
+    std::fs::remove_dir_all(&dirs[0]).unwrap();
+    // Gradient accumulation across ranks is refused before anything runs.
+    let mut collective = hyb_dist::collective::threads::Threads::group(1, std::time::Duration::from_secs(5));
+    let mut trainer = Trainer::new(&model, 4, 32).expect("compiles");
+    let mut rank = Rank::new(&trainer, OnDevice { inner: collective.remove(0) }, 4096).expect("buckets");
+    let accumulating = Settings { grad_accum: 2, ..settings(None, None) };
+    let refused = train_ranked(&mut trainer, &mqar(), &[], &accumulating, Some(&mut rank), &mut |_| {});
+    let message = refused.err().expect("refused").to_string();
+    assert!(message.starts_with("grad_accum = 2 with several GPUs is not supported yet"), "{message}");
 }
 
 /// `updates` keys get new values after the pairs; every key is queried once after that,

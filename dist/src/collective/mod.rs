@@ -44,6 +44,14 @@ pub trait Collective {
     fn broadcast(&mut self, memory: &mut Self::Memory, segments: &[Segment], root: usize) -> Result<()>;
     /// Returns once every rank has called it and everything issued before has completed.
     fn barrier(&mut self) -> Result<()>;
+    /// Orders the work issued on the device from now on after the operations issued so
+    /// far (they may run beside the compute, on a stream of their own: NCCL's).
+    fn join(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Whether any rank passed `true`: the ranks agree to stop at a step boundary when
+    /// one of them was asked to.
+    fn any(&mut self, flag: bool) -> Result<bool>;
 }
 
 /// A step's gradient reduction: the buckets, their segments, and which are due after

@@ -4,8 +4,10 @@
 //!
 //! Memory is the device's buffers as raw addresses ([`DeviceBuffers`], which the CUDA
 //! backend hands over); a bucket is one NCCL group of in-place `ncclAllReduce`s (f32,
-//! sum), one per segment, which NCCL fuses. Operations are enqueued on the stream given
-//! at [`Nccl::new`] (the runtime's), after the work already issued there.
+//! sum), one per segment, which NCCL fuses. Operations run on a stream of their own,
+//! after the work issued so far on the compute stream given at [`Nccl::new`] (the
+//! runtime's: an event recorded there, waited for here), so the backward goes on while
+//! a bucket is summed; [`Collective::join`] makes the compute stream wait for them.
 //!
 //! [`AbortHandle`] is what the watchdog calls when a rank fails: `ncclCommAbort`, so
 //! that operations waiting for a dead peer return instead of hanging.
@@ -14,7 +16,7 @@ use std::ffi::CStr;
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::result as driver;
-use cudarc::driver::sys::{CUdeviceptr, CUstream};
+use cudarc::driver::sys::{CUdeviceptr, CUevent, CUstream};
 use cudarc::nccl::result as nccl;
 use cudarc::nccl::sys::{self, ncclComm_t, ncclDataType_t, ncclRedOp_t, ncclUniqueId};
 
@@ -125,8 +127,15 @@ pub struct Nccl {
     comm: Arc<Mutex<Option<Comm>>>,
     rank: usize,
     world: usize,
+    /// Where the work the collectives follow is issued (the runtime's stream).
+    compute: CUstream,
+    /// Where the collectives run.
     stream: CUstream,
-    /// One f32 on the device, what a barrier all-reduces.
+    /// Recorded on the compute stream before each operation, waited for on `stream`.
+    issued: CUevent,
+    /// Recorded on `stream` by [`Collective::join`], waited for on the compute stream.
+    reduced: CUevent,
+    /// One f32 on the device, what a barrier and an agreement all-reduce.
     scratch: CUdeviceptr,
 }
 
@@ -152,9 +161,11 @@ impl AbortHandle {
 
 impl Nccl {
     /// Joins the communicator of `world` ranks as `rank`, with rank 0's `id`; the CUDA
-    /// context of this rank's GPU must be current on this thread, and `stream` a stream
-    /// of it (null: the default stream, which the CUDA backend uses).
-    pub fn new(id: &[u8], rank: usize, world: usize, stream: CUstream) -> Result<Nccl> {
+    /// context of this rank's GPU must be current on this thread, and `compute` the
+    /// handle of a stream of it, as an integer (the runtime's; 0: the legacy default
+    /// stream).
+    pub fn new(id: &[u8], rank: usize, world: usize, compute: usize) -> Result<Nccl> {
+        let compute = compute as CUstream;
         available().map_err(Error::Collective)?;
         let mut unique = ncclUniqueId { internal: [0; ID_BYTES] };
         if id.len() != ID_BYTES {
@@ -168,7 +179,27 @@ impl Nccl {
         // SAFETY: a context is current (the caller's contract).
         let scratch = unsafe { driver::malloc_sync(4) }
             .map_err(|e| Error::Collective(format!("cannot allocate the barrier's scratch: {e:?}")))?;
-        Ok(Nccl { comm: Arc::new(Mutex::new(Some(Comm(comm)))), rank, world, stream, scratch })
+        fn cuda(what: &'static str) -> impl Fn(driver::DriverError) -> Error {
+            move |e| Error::Collective(format!("{what}: {e:?}"))
+        }
+        let stream = driver::stream::create(driver::stream::StreamKind::NonBlocking).map_err(cuda("a stream"))?;
+        let flags = cudarc::driver::sys::CUevent_flags::CU_EVENT_DISABLE_TIMING;
+        let issued = driver::event::create(flags).map_err(cuda("an event"))?;
+        let reduced = driver::event::create(flags).map_err(cuda("an event"))?;
+        let comm = Arc::new(Mutex::new(Some(Comm(comm))));
+        Ok(Nccl { comm, rank, world, compute, stream, issued, reduced, scratch })
+    }
+
+    /// Makes this communicator's stream wait for the work issued on the compute stream
+    /// so far: what the next operation reads.
+    fn follow(&self) -> Result<()> {
+        let wait = cudarc::driver::sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT;
+        // SAFETY: an event and streams this value created or was given.
+        unsafe {
+            driver::event::record(self.issued, self.compute)
+                .and_then(|()| driver::stream::wait_event(self.stream, self.issued, wait))
+        }
+        .map_err(|e| Error::Collective(format!("ordering after the compute stream failed: {e:?}")))
     }
 
     pub fn abort_handle(&self) -> AbortHandle {
@@ -189,6 +220,7 @@ impl Nccl {
 
     /// In-place f32 sums over the ranks of `count` floats at each address, in one group.
     fn sum_in_place(&self, addresses: &[(CUdeviceptr, usize)]) -> Result<()> {
+        self.follow()?;
         let stream = self.nccl_stream();
         self.grouped(
             "ncclAllReduce",
@@ -244,6 +276,7 @@ impl Collective for Nccl {
     fn all_reduce_weighted_sum(&mut self, memory: &mut DeviceBuffers, bucket: &[Segment], weight: f32) -> Result<()> {
         let addresses = bucket.iter().map(|s| memory.address(s)).collect::<Result<Vec<_>>>()?;
         let comm = self.comm()?;
+        self.follow()?;
         let op = pre_mul_sum(comm, weight)?;
         let stream = self.nccl_stream();
         let outcome = self.grouped(
@@ -262,6 +295,7 @@ impl Collective for Nccl {
 
     fn broadcast(&mut self, memory: &mut DeviceBuffers, segments: &[Segment], root: usize) -> Result<()> {
         let addresses = segments.iter().map(|s| memory.address(s)).collect::<Result<Vec<_>>>()?;
+        self.follow()?;
         let stream = self.nccl_stream();
         self.grouped(
             "ncclBroadcast",
@@ -271,12 +305,36 @@ impl Collective for Nccl {
                 unsafe { nccl::broadcast(p, p, count, ncclDataType_t::ncclFloat32, root as i32, comm, stream) }
             },
             &addresses,
-        )
+        )?;
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<()> {
+        let wait = cudarc::driver::sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT;
+        // SAFETY: an event and streams this value created or was given.
+        unsafe {
+            driver::event::record(self.reduced, self.stream)
+                .and_then(|()| driver::stream::wait_event(self.compute, self.reduced, wait))
+        }
+        .map_err(|e| Error::Collective(format!("ordering the compute stream after the sums failed: {e:?}")))
+    }
+
+    fn any(&mut self, flag: bool) -> Result<bool> {
+        let value = [f32::from(u8::from(flag))];
+        // SAFETY: this communicator's own float; nothing else uses it.
+        unsafe { driver::memcpy_htod_sync(self.scratch, &value) }
+            .map_err(|e| Error::Collective(format!("writing the agreement's flag failed: {e:?}")))?;
+        self.barrier()?;
+        let mut sum = [0f32];
+        // SAFETY: as above; the barrier waited for the sum.
+        unsafe { driver::memcpy_dtoh_sync(&mut sum, self.scratch) }
+            .map_err(|e| Error::Collective(format!("reading the agreement failed: {e:?}")))?;
+        Ok(sum[0] > 0.0)
     }
 
     fn barrier(&mut self) -> Result<()> {
         self.sum_in_place(&[(self.scratch, 1)])?;
-        // SAFETY: the stream given at creation.
+        // SAFETY: the stream this value created.
         unsafe { driver::stream::synchronize(self.stream) }
             .map_err(|e| Error::Collective(format!("waiting for the barrier failed: {e:?}")))
     }
@@ -289,6 +347,10 @@ impl Drop for Nccl {
             if let Some(comm) = self.comm.lock().unwrap().take() {
                 let _ = nccl::comm_destroy(comm.0);
             }
+            let _ = driver::stream::synchronize(self.stream);
+            let _ = driver::event::destroy(self.issued);
+            let _ = driver::event::destroy(self.reduced);
+            let _ = driver::stream::destroy(self.stream);
             let _ = driver::free_sync(self.scratch);
         }
     }

@@ -182,4 +182,9 @@ impl Collective for Threads {
     fn barrier(&mut self) -> Result<()> {
         self.exchange("barrier", Vec::new(), |_| Vec::new()).map(|_| ())
     }
+
+    fn any(&mut self, flag: bool) -> Result<bool> {
+        let summed = self.exchange("any", vec![f32::from(u8::from(flag))], sum)?;
+        Ok(summed[0] > 0.0)
+    }
 }

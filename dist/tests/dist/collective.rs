@@ -180,7 +180,7 @@ fn nccl_runs_one_rank_where_a_gpu_is() {
         // Without NCCL, asking for it is an error, not a panic.
         let error = nccl::unique_id().unwrap_err().to_string();
         assert_eq!(error, format!("collective: {reason}"));
-        let error = Nccl::new(&[0; 128], 0, 1, std::ptr::null_mut()).err().unwrap().to_string();
+        let error = Nccl::new(&[0; 128], 0, 1, 0).err().unwrap().to_string();
         assert_eq!(error, format!("collective: {reason}"));
         return;
     }
@@ -192,7 +192,7 @@ fn nccl_runs_one_rank_where_a_gpu_is() {
         let device = driver::device::get(0).unwrap();
         driver::ctx::set_current(driver::primary_ctx::retain(device).unwrap()).unwrap();
     }
-    let mut comm = Nccl::new(&id, 0, 1, std::ptr::null_mut()).unwrap();
+    let mut comm = Nccl::new(&id, 0, 1, 0).unwrap();
     let values: Vec<f32> = (0..256).map(|i| i as f32 * 0.5).collect();
     // SAFETY: a fresh allocation of 1 KiB, freed below.
     let address = unsafe { driver::malloc_sync(1024).unwrap() };

@@ -31,7 +31,8 @@ pub struct Cuda {
     name: String,
     /// The GPU's streaming multiprocessors (how wide a launch must be to fill it).
     multiprocessors: usize,
-    buffers: Vec<CUdeviceptr>,
+    /// Each buffer's address and size in bytes.
+    buffers: Vec<(CUdeviceptr, usize)>,
     modules: Vec<CUmodule>,
     functions: Vec<CUfunction>,
     keys: Vec<(KernelKey, Form)>,
@@ -60,6 +61,15 @@ pub struct Cuda {
 /// Bytes of buffers allocated and not yet freed by every [`Cuda`] of this process (a
 /// trainer's evaluators and decoders are devices of their own).
 static ALLOCATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The ordinal of the GPU a new [`Cuda`] uses, among those the driver sees.
+static ORDINAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Makes every [`Cuda`] made from now on use GPU `ordinal` (a data-parallel rank's GPU
+/// among those its process sees); GPU 0 until then.
+pub fn select(ordinal: usize) {
+    ORDINAL.store(ordinal, std::sync::atomic::Ordering::SeqCst);
+}
 
 /// Device memory in use (total − free), 0 where the driver does not say.
 fn in_use() -> usize {
@@ -90,13 +100,18 @@ pub fn device_count() -> usize {
 }
 
 impl Cuda {
-    /// The first GPU, its context current on this thread.
+    /// The selected GPU ([`select`]; the first by default), its context current on this
+    /// thread.
     pub fn new() -> Result<Cuda, DeviceError> {
         if !crate::cuda_driver_installed() {
             return Err(DeviceError::Load(crate::gpu_presence()));
         }
         driver::init().map_err(error("init"))?;
-        let device = driver::device::get(0).map_err(error("no GPU 0"))?;
+        let ordinal = ORDINAL.load(std::sync::atomic::Ordering::SeqCst);
+        let device = driver::device::get(ordinal as i32).map_err(|e| {
+            let seen = driver::device::get_count().unwrap_or(0);
+            DeviceError::Load(format!("CUDA: no GPU {ordinal} (the driver sees {seen}): {e:?}"))
+        })?;
         // SAFETY: a device handle the driver returned; the primary context lives as
         // long as the process.
         let context = unsafe { driver::primary_ctx::retain(device) }.map_err(error("context"))?;
@@ -169,7 +184,7 @@ impl Cuda {
     }
 
     fn address(&self, view: &View) -> CUdeviceptr {
-        self.buffers[view.buffer.0] + view.offset as CUdeviceptr
+        self.buffers[view.buffer.0].0 + view.offset as CUdeviceptr
     }
 }
 
@@ -188,7 +203,7 @@ impl Drop for Cuda {
             for module in self.modules.drain(..) {
                 let _ = driver::module::unload(module);
             }
-            for buffer in self.buffers.drain(..) {
+            for (buffer, _) in self.buffers.drain(..) {
                 let _ = driver::free_sync(buffer);
             }
             ALLOCATED.fetch_sub(self.allocated, std::sync::atomic::Ordering::Relaxed);
@@ -248,6 +263,10 @@ impl Device for Cuda {
         driver::mem_get_info().ok()
     }
 
+    fn raw(&self) -> Option<crate::device::Raw> {
+        Some(crate::device::Raw { stream: self.stream as usize, buffers: self.buffers.clone() })
+    }
+
     fn memory_report(&self) -> Option<String> {
         let mut lines = Vec::new();
         let mut before = 0;
@@ -278,7 +297,7 @@ impl Device for Cuda {
             DeviceError::OutOfMemory { needed: bytes, available }
         })?;
         unsafe { driver::memset_d8_sync(pointer, 0, bytes.max(1)) }.map_err(error("zero"))?;
-        self.buffers.push(pointer);
+        self.buffers.push((pointer, bytes.max(1)));
         self.allocated += bytes.max(1);
         ALLOCATED.fetch_add(bytes.max(1), std::sync::atomic::Ordering::Relaxed);
         self.note("the program's buffers (its planned stores)");
