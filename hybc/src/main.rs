@@ -14,6 +14,7 @@ use hybc::{interrupt, sweep, train};
 
 mod export;
 mod infer;
+mod ranks;
 mod target;
 mod tokenize;
 mod verify;
@@ -153,6 +154,11 @@ enum Command {
         /// always after the last step].
         #[arg(long)]
         checkpoint_every: Option<u64>,
+        /// Train on N GPUs of this host, data parallel over NCCL: N ranks, each on its
+        /// share of every batch (the batch a multiple of N), rank 0 writing the run.
+        /// Under torchrun or srun leave it out: each process they start is a rank.
+        #[arg(long, value_name = "N")]
+        gpus: Option<usize>,
         /// Set a field of the train or eval block, checked as if written in the file:
         /// `--set steps=100`, `--set 'optimizer=adamw(lr: 1e-3)'`, `--set eval.batch=4`
         /// (repeatable; a flag such as --steps and a --set of its field together is an error).
@@ -470,8 +476,18 @@ fn main() -> ExitCode {
             init_from,
             target,
             checkpoint_every,
+            gpus,
             sets,
         } => {
+            let launch = match ranks::from_env() {
+                Ok(launch) => launch,
+                Err(usage) => return exit(Err(Failure::Usage(usage))),
+            };
+            if gpus.is_some() && launch.is_some() {
+                let usage =
+                    "--gpus starts the ranks itself; under torchrun or srun (RANK / SLURM_PROCID set) leave it out";
+                return exit(Err(Failure::Usage(usage.into())));
+            }
             let flags = [
                 ("steps", steps.is_some()),
                 ("batch", batch.is_some()),
@@ -502,11 +518,15 @@ fn main() -> ExitCode {
                     checkpoint_every,
                     sets: sets.clone(),
                     target,
+                    launch: launch.clone(),
                     ..Default::default()
                 },
                 interrupt: None,
             };
-            run_training(&file, target, &sets, options)
+            match gpus {
+                Some(gpus) => train_on_gpus(&file, target, &sets, gpus, options),
+                None => run_training(&file, target, &sets, options),
+            }
         }
     };
     exit(result)
@@ -738,6 +758,37 @@ fn run_training(
         Failure::User
     })?;
     outcome.stopped.map_or(Ok(()), |status| Err(Failure::Stopped(status)))
+}
+
+/// `hybc train --gpus N`: the model checked and its target a GPU, the run directory
+/// chosen here, then N ranks of this command ([`ranks::spawn`]).
+fn train_on_gpus(
+    file: &Path,
+    target: Option<Target>,
+    sets: &[String],
+    gpus: usize,
+    options: impl FnOnce(Target) -> train::Options,
+) -> Result<(), Failure> {
+    let interrupt = install_interrupt()?;
+    let compilation = load_with(file, sets)?;
+    let model = compilation.model().expect("no errors means a model");
+    let target = target::chosen(target, model);
+    if !matches!(target, Target::Cuda { .. }) {
+        return Err(Failure::Usage(format!(
+            "--gpus {gpus} trains on GPUs, over NCCL: add --target cuda (the target is {target})"
+        )));
+    }
+    target::preflight(file, &compilation, target)?;
+    let job = options(target).job;
+    let out = match &job.out {
+        Some(out) => out.clone(),
+        None => hyb_train::job::default_run_dir(file, job.resume, &mut |message| {
+            if let hyb_train::job::Message::Note(line) = message {
+                println!("{line}");
+            }
+        }),
+    };
+    ranks::spawn(gpus, &out, || interrupt.received().map(|(_, status)| status))
 }
 
 /// Runs `command` on the model of a checkpoint (see [`infer::model_file`]).

@@ -338,6 +338,50 @@ fn train_refuses_a_file_with_errors() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
 }
 
+/// Data-parallel training is refused, before anything runs or is written, where it
+/// cannot run: `--gpus` on the CPU, ranks of a launcher on the CPU, `--gpus` under a
+/// launcher, inconsistent launch variables.
+#[test]
+fn data_parallel_training_says_where_it_cannot_run() {
+    let run = scratch("ranks_refused");
+    let hybc_env = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hybc"));
+        command.args(args).args(["--out", run.to_str().expect("utf-8")]).current_dir(root());
+        for name in ["RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS"] {
+            command.env_remove(name);
+        }
+        command.envs(env.iter().copied()).output().expect("hybc runs")
+    };
+    let model = "examples/tiny/mqar_quick.hyb";
+    let cpu = hybc_env(&["train", model, "--gpus", "2"], &[]);
+    assert_eq!(cpu.status.code(), Some(2));
+    assert!(
+        text(&cpu.stderr).contains("--gpus 2 trains on GPUs, over NCCL: add --target cuda"),
+        "{}",
+        text(&cpu.stderr)
+    );
+    let rank = hybc_env(&["train", model], &[("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")]);
+    assert_eq!(rank.status.code(), Some(1));
+    let stderr = text(&rank.stderr);
+    assert!(stderr.contains("rank 0 of 1 (local 0): data-parallel training runs on GPUs"), "{stderr}");
+    let nested = hybc_env(
+        &["train", model, "--gpus", "2"],
+        &[
+            ("RANK", "0"),
+            ("WORLD_SIZE", "2"),
+            ("LOCAL_RANK", "0"),
+            ("MASTER_ADDR", "127.0.0.1"),
+            ("MASTER_PORT", "29500"),
+        ],
+    );
+    assert_eq!(nested.status.code(), Some(2));
+    assert!(text(&nested.stderr).contains("--gpus starts the ranks itself"), "{}", text(&nested.stderr));
+    let half = hybc_env(&["train", model], &[("RANK", "1")]);
+    assert_eq!(half.status.code(), Some(2));
+    assert!(text(&half.stderr).contains("WORLD_SIZE is not set"), "{}", text(&half.stderr));
+    assert!(!run.exists(), "nothing written");
+}
+
 /// A tiny Transformer on its train block's MQAR (8 pairs in 32 tokens), writing to `run`.
 fn copy_run(run: &Path, steps: &str, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> =

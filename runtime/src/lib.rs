@@ -499,7 +499,9 @@ impl Trainer {
         self.check_training(batch)?;
         let end = self.program.optimizer_start;
         if stops.windows(2).any(|w| w[0] >= w[1]) || stops.last().is_some_and(|s| *s >= end) {
-            return Err(Error::Input(format!("range stops {stops:?} are not increasing inside the backward (< {end})")));
+            return Err(Error::Input(format!(
+                "range stops {stops:?} are not increasing inside the backward (< {end})"
+            )));
         }
         let mut start = 0;
         for stop in stops.iter().copied().chain((stops.last() != Some(&(end - 1))).then_some(end - 1)) {

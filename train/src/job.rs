@@ -51,6 +51,10 @@ pub struct Options {
     /// A sweep protocol's run: scored on a held-out set too, and perhaps stopped when
     /// that score plateaus.
     pub protocol: Option<Protocol>,
+    /// This process as one rank of a data-parallel run (`hybc train --gpus N`'s
+    /// children, or a launcher's processes): it joins the others, trains its share of
+    /// each batch, and only rank 0 reports and writes. None: one device.
+    pub launch: Option<hyb_dist::Launch>,
 }
 
 /// What a sweep's protocol asks of one run.
@@ -120,7 +124,7 @@ pub struct Outcome {
 /// `runs/<file stem>`; a new run (not resumed) whose directory already holds checkpoints
 /// goes to the first free `runs/<file stem>-N`, so running a command twice never
 /// collides with the first run — and says so.
-fn default_run_dir(path: &Path, resume: bool, on: &mut dyn FnMut(Message)) -> PathBuf {
+pub fn default_run_dir(path: &Path, resume: bool, on: &mut dyn FnMut(Message)) -> PathBuf {
     let stem = path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
     let base = Path::new("runs").join(&stem);
     let taken = |dir: &Path| crate::checkpoint::latest(&dir.join("checkpoints")).is_some();
@@ -214,6 +218,9 @@ fn starting_point(
 
 /// Trains `model` (checked from `path`) as `hybc train` does.
 pub fn train(path: &Path, model: &Model, options: &Options, on: &mut dyn FnMut(Message)) -> Result<Outcome, String> {
+    // A data-parallel run reports through rank 0 alone.
+    let reports = options.launch.as_ref().is_none_or(|launch| launch.rank == 0);
+    let on: &mut dyn FnMut(Message) = if reports { on } else { &mut |_| {} };
     let task = task(model, options.seq_len)?;
     if model.train.is_none() {
         on(Message::Note(format!(
@@ -226,20 +233,37 @@ pub fn train(path: &Path, model: &Model, options: &Options, on: &mut dyn FnMut(M
     for what in skipped {
         on(Message::Note(format!("note: evaluation of {what} is not supported yet; skipped")));
     }
-    let out = options.out.clone().unwrap_or_else(|| default_run_dir(path, options.resume, on));
+    let mut out = PathBuf::new();
+    if reports {
+        out = options.out.clone().unwrap_or_else(|| default_run_dir(path, options.resume, on));
+    }
+    let joined =
+        options.launch.as_ref().map(|launch| crate::parallel::join(launch, options.target, &out)).transpose()?;
+    if let Some(joined) = &joined {
+        out = joined.out.clone();
+    }
     let mut settings = settings(model, options, out.clone(), evals.len());
-    keep_model_source(path, &out, options)?;
+    if reports {
+        keep_model_source(path, &out, options)?;
+    }
     let clock = Instant::now();
+    // Each rank's trainer runs its rows of the batch.
+    let (rank, world) = options.launch.as_ref().map_or((0, 1), |launch| (launch.rank, launch.world));
+    let rows = hyb_dist::shard::rows(settings.batch, rank, world).map_err(|e| e.to_string())?;
     let mut trainer =
-        Trainer::for_target(model, options.target, settings.batch, task.seq_len()).map_err(|e| e.to_string())?;
+        Trainer::for_target(model, options.target, rows.len(), task.seq_len()).map_err(|e| e.to_string())?;
     trainer.init_params(settings.seed);
     starting_point(&mut trainer, &mut settings, options, on)?;
+    let mut parallel = joined.map(|joined| crate::parallel::start(&mut trainer, joined)).transpose()?;
     if options.profile {
         trainer.profile = Some(Default::default());
     }
     let started = Started {
         compile_seconds: clock.elapsed().as_secs_f64(),
-        device: trainer.device(),
+        device: match &options.launch {
+            Some(launch) => format!("{} × {} (data parallel over NCCL)", trainer.device(), launch.world),
+            None => trainer.device(),
+        },
         kernels: trainer.program.kernels.len(),
         arena_bytes: trainer.program.arena_bytes,
         steps: settings.steps,
@@ -249,9 +273,11 @@ pub fn train(path: &Path, model: &Model, options: &Options, on: &mut dyn FnMut(M
         out,
     };
     on(Message::Started(&started));
-    let summary =
-        crate::run::train(&mut trainer, task.as_ref(), &evals, &settings, &mut |event| on(Message::Event(event)))
-            .map_err(|e| e.to_string())?;
+    let ranked = parallel.as_mut().map(|p| p as &mut dyn crate::parallel::Parallel);
+    let summary = crate::run::train_ranked(&mut trainer, task.as_ref(), &evals, &settings, ranked, &mut |event| {
+        on(Message::Event(event))
+    })
+    .map_err(|e| e.to_string())?;
     Ok(Outcome {
         final_loss: summary.final_loss,
         scores: summary.scores,

@@ -181,8 +181,12 @@ pub trait Parallel {
     /// This rank's rows of the global `batch` forward and backward, the gradients summed
     /// over the ranks, then their norm: the whole batch's loss and norm, the same on
     /// every rank; [`Trainer::apply_update`] completes the step.
-    fn forward_backward_norm(&mut self, trainer: &mut Trainer, batch: &Batch, adamw: &AdamW)
-    -> Result<StepStats, String>;
+    fn forward_backward_norm(
+        &mut self,
+        trainer: &mut Trainer,
+        batch: &Batch,
+        adamw: &AdamW,
+    ) -> Result<StepStats, String>;
     /// Whether any rank asks to stop (each passes its own wish).
     fn any(&mut self, stop: bool) -> Result<bool, String>;
     /// Rank 0's parameters and optimizer state on every rank.
@@ -297,4 +301,55 @@ impl<C: Collective<Memory = dyn Device>> Parallel for Rank<C> {
         let sent = self.collective.broadcast(trainer.device_mut(), &segments, 0);
         sent.and_then(|()| self.collective.barrier()).map_err(|e| self.failed(e))
     }
+}
+
+/// Gradient buckets of 25 MiB, as PyTorch's DDP makes them: large enough for NCCL's
+/// bandwidth, small enough that the first is summed while most of the backward remains.
+pub const BUCKET_BYTES: usize = 25 << 20;
+
+/// A process that has found the others of its run: the group, NCCL's id and the run
+/// directory (rank 0's).
+pub struct Joined {
+    pub group: Group,
+    id: Vec<u8>,
+    pub out: std::path::PathBuf,
+}
+
+/// Joins the run `launch` describes from a GPU process: selects the rank's GPU among
+/// those it sees, then the rendezvous, in which rank 0 hands out NCCL's id and its run
+/// directory `out` (the others' `out` is not read).
+pub fn join(launch: &hyb_dist::Launch, target: hyb_target::Target, out: &std::path::Path) -> Result<Joined, String> {
+    if !matches!(target, hyb_target::Target::Cuda { .. }) {
+        return Err(format!(
+            "{}: data-parallel training runs on GPUs, over NCCL: train on --target cuda (the target is {target})",
+            launch.describe()
+        ));
+    }
+    let visible = hyb_runtime::cuda::device_count();
+    let ordinal = hyb_dist::placement::device_for_rank(launch.local_rank, visible).map_err(|e| e.to_string())?;
+    hyb_runtime::cuda::select(ordinal);
+    let config = hyb_dist::Config::default();
+    let path = out.to_str().ok_or_else(|| format!("the run directory `{}` is not UTF-8", out.display()))?;
+    let make_id = || {
+        let mut id = hyb_dist::collective::nccl::unique_id()?;
+        id.extend_from_slice(path.as_bytes());
+        Ok(id)
+    };
+    let (group, payload) = hyb_dist::rendezvous(launch, &config, make_id).map_err(|e| e.to_string())?;
+    let (id, path) = payload.split_at(hyb_dist::collective::nccl::ID_BYTES.min(payload.len()));
+    let out = String::from_utf8(path.to_vec()).map_err(|_| "rank 0 sent a run directory that is not UTF-8")?;
+    Ok(Joined { group, id: id.to_vec(), out: out.into() })
+}
+
+/// The rank of a joined process training `trainer` (on its GPU): NCCL's communicator
+/// on the trainer's buffers, aborted when the group sees a rank fail; rank 0's state
+/// copied to every rank.
+pub fn start(trainer: &mut Trainer, joined: Joined) -> Result<Rank<OnGpu>, String> {
+    let (rank, world) = (joined.group.rank(), joined.group.world());
+    let collective = OnGpu::new(trainer, &joined.id, rank, world).map_err(|e| format!("rank {rank}: {e}"))?;
+    let abort = collective.abort_handle();
+    joined.group.on_failure(move |_| abort.abort());
+    let mut parallel = Rank::new(trainer, collective, BUCKET_BYTES)?.with_group(joined.group);
+    parallel.broadcast_state(trainer)?;
+    Ok(parallel)
 }
