@@ -12,8 +12,8 @@
 //! [`AbortHandle`] is what the watchdog calls when a rank fails: `ncclCommAbort`, so
 //! that operations waiting for a dead peer return instead of hanging.
 
-use std::ffi::CStr;
-use std::sync::{Arc, Mutex};
+use std::ffi::{CStr, c_void};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::result as driver;
 use cudarc::driver::sys::{CUdeviceptr, CUevent, CUstream};
@@ -60,34 +60,67 @@ fn failed(call: &str, e: &nccl::NcclError) -> Error {
     Error::Collective(format!("{call} failed: {text}"))
 }
 
-/// NCCL's pre-multiplied sum with this rank's `weight`. NCCL numbers the operators it
-/// creates from `ncclNumOps` up, the first free slot first; the one alive at a time
-/// here is `ncclNumOps` itself, the only such number cudarc's enum can hold, so the
-/// number is read as an integer and checked before it becomes the enum.
-fn pre_mul_sum(comm: ncclComm_t, weight: f32) -> Result<ncclRedOp_t> {
-    let mut raw: u32 = u32::MAX;
-    let mut scalar = weight;
-    let residence = sys::ncclScalarResidence_t::ncclScalarHostImmediate;
-    // SAFETY: an out pointer of the enum's size (repr u32), and a host scalar NCCL
-    // reads during the call (immediate residence).
-    unsafe {
-        let out = (&mut raw as *mut u32).cast::<ncclRedOp_t>();
-        nccl::reduce_op_create_pre_mul_sum(
-            out,
-            (&mut scalar as *mut f32).cast(),
-            ncclDataType_t::ncclFloat32,
-            residence,
-            comm,
-        )
+/// NCCL's calls that take a reduction operator NCCL created (`ncclRedOpCreatePreMulSum`,
+/// the weighted sum): such an operator is a handle of NCCL's choosing — recent versions
+/// (2.2x on the H200 machine) return numbers like 1,886,220,842, not the next value of
+/// the enum — which cudarc's enum cannot hold, so these three are bound here with the
+/// operator as an integer, from the library cudarc loaded.
+struct UserOps {
+    _library: libloading::Library,
+    create: unsafe extern "C" fn(*mut u32, *mut c_void, ncclDataType_t, ScalarResidence, ncclComm_t) -> i32,
+    all_reduce: unsafe extern "C" fn(
+        *const c_void,
+        *mut c_void,
+        usize,
+        ncclDataType_t,
+        u32,
+        ncclComm_t,
+        sys::cudaStream_t,
+    ) -> i32,
+    destroy: unsafe extern "C" fn(u32, ncclComm_t) -> i32,
+}
+
+type ScalarResidence = sys::ncclScalarResidence_t;
+
+impl UserOps {
+    fn get() -> Result<&'static UserOps> {
+        static OPS: OnceLock<std::result::Result<UserOps, String>> = OnceLock::new();
+        OPS.get_or_init(|| {
+            // SAFETY: NCCL's library (already loaded by cudarc: the same handle), and
+            // symbols bound with NCCL's C signatures, the operator as its int.
+            unsafe {
+                let library = libloading::Library::new("libnccl.so")
+                    .or_else(|_| libloading::Library::new("libnccl.so.2"))
+                    .map_err(|e| format!("NCCL does not load: {e}"))?;
+                let symbol = |name: &str| format!("NCCL has no {name}");
+                let create =
+                    *library.get(b"ncclRedOpCreatePreMulSum\0").map_err(|_| symbol("ncclRedOpCreatePreMulSum"))?;
+                let all_reduce = *library.get(b"ncclAllReduce\0").map_err(|_| symbol("ncclAllReduce"))?;
+                let destroy = *library.get(b"ncclRedOpDestroy\0").map_err(|_| symbol("ncclRedOpDestroy"))?;
+                Ok(UserOps { _library: library, create, all_reduce, destroy })
+            }
+        })
+        .as_ref()
+        .map_err(|e| Error::Collective(e.clone()))
     }
-    .map_err(|e| failed("ncclRedOpCreatePreMulSum", &e))?;
-    if raw != ncclRedOp_t::ncclNumOps as u32 {
-        return Err(Error::Collective(format!(
-            "NCCL numbered the weighted sum {raw}, not {}: another reduction operator is alive on this communicator",
-            ncclRedOp_t::ncclNumOps as u32
-        )));
+}
+
+/// An NCCL result code as an error of `call` (0, success, is none).
+fn checked(call: &str, code: i32) -> Result<()> {
+    if code == 0 {
+        return Ok(());
     }
-    Ok(ncclRedOp_t::ncclNumOps)
+    let words = match code {
+        1 => "unhandled CUDA error",
+        2 => "system error",
+        3 => "internal error",
+        4 => "invalid argument",
+        5 => "invalid usage",
+        6 => "remote error",
+        7 => "in progress",
+        _ => "unknown result",
+    };
+    Err(Error::Collective(format!("{call} failed: {words} (code {code})")))
 }
 
 /// The device's buffers by index: each one's address and size in bytes.
@@ -223,14 +256,15 @@ impl Nccl {
         self.follow()?;
         let stream = self.nccl_stream();
         self.grouped(
-            "ncclAllReduce",
             |comm, address, count| {
-                let p = address as *mut std::ffi::c_void;
+                let p = address as *mut c_void;
                 // SAFETY: in-place on device memory the caller vouches for (the buffers'
                 // contract, or this communicator's own scratch float).
                 unsafe {
                     nccl::all_reduce(p, p, count, ncclDataType_t::ncclFloat32, ncclRedOp_t::ncclSum, comm, stream)
                 }
+                .map(|_| ())
+                .map_err(|e| failed("ncclAllReduce", &e))
             },
             addresses,
         )
@@ -239,19 +273,12 @@ impl Nccl {
     /// Runs `each` for every segment inside one NCCL group.
     fn grouped(
         &self,
-        call: &str,
-        each: impl Fn(ncclComm_t, CUdeviceptr, usize) -> std::result::Result<nccl::NcclStatus, nccl::NcclError>,
+        each: impl Fn(ncclComm_t, CUdeviceptr, usize) -> Result<()>,
         addresses: &[(CUdeviceptr, usize)],
     ) -> Result<()> {
         let comm = self.comm()?;
         nccl::group_start().map_err(|e| failed("ncclGroupStart", &e))?;
-        let mut outcome = Ok(());
-        for &(address, count) in addresses {
-            if let Err(e) = each(comm, address, count) {
-                outcome = Err(failed(call, &e));
-                break;
-            }
-        }
+        let outcome = addresses.iter().try_for_each(|&(address, count)| each(comm, address, count));
         let ended = nccl::group_end().map_err(|e| failed("ncclGroupEnd", &e));
         outcome.and(ended.map(|_| ()))
     }
@@ -275,22 +302,30 @@ impl Collective for Nccl {
 
     fn all_reduce_weighted_sum(&mut self, memory: &mut DeviceBuffers, bucket: &[Segment], weight: f32) -> Result<()> {
         let addresses = bucket.iter().map(|s| memory.address(s)).collect::<Result<Vec<_>>>()?;
-        let comm = self.comm()?;
+        let (comm, ops) = (self.comm()?, UserOps::get()?);
         self.follow()?;
-        let op = pre_mul_sum(comm, weight)?;
+        let (mut op, mut scalar) = (u32::MAX, weight);
+        let residence = ScalarResidence::ncclScalarHostImmediate;
+        // SAFETY: an out pointer, and a host scalar NCCL reads during the call
+        // (immediate residence), on this communicator.
+        let code = unsafe {
+            (ops.create)(&mut op, (&mut scalar as *mut f32).cast(), ncclDataType_t::ncclFloat32, residence, comm)
+        };
+        checked("ncclRedOpCreatePreMulSum", code)?;
         let stream = self.nccl_stream();
         let outcome = self.grouped(
-            "ncclAllReduce",
             |comm, address, count| {
-                let p = address as *mut std::ffi::c_void;
+                let p = address as *mut c_void;
                 // SAFETY: as for the plain sum, with the operator just created.
-                unsafe { nccl::all_reduce(p, p, count, ncclDataType_t::ncclFloat32, op, comm, stream) }
+                let code = unsafe { (ops.all_reduce)(p, p, count, ncclDataType_t::ncclFloat32, op, comm, stream) };
+                checked("ncclAllReduce", code)
             },
             &addresses,
         );
-        // SAFETY: the operator of this communicator; the calls using it have returned.
-        let destroyed = unsafe { nccl::reduce_op_destroy(op, comm) }.map_err(|e| failed("ncclRedOpDestroy", &e));
-        outcome.and(destroyed.map(|_| ()))
+        // SAFETY: the operator of this communicator; the calls using it have been issued
+        // (NCCL allows destroying it then).
+        let destroyed = checked("ncclRedOpDestroy", unsafe { (ops.destroy)(op, comm) });
+        outcome.and(destroyed)
     }
 
     fn broadcast(&mut self, memory: &mut DeviceBuffers, segments: &[Segment], root: usize) -> Result<()> {
@@ -298,11 +333,12 @@ impl Collective for Nccl {
         self.follow()?;
         let stream = self.nccl_stream();
         self.grouped(
-            "ncclBroadcast",
             |comm, address, count| {
-                let p = address as *mut std::ffi::c_void;
+                let p = address as *mut c_void;
                 // SAFETY: as for the all-reduce.
                 unsafe { nccl::broadcast(p, p, count, ncclDataType_t::ncclFloat32, root as i32, comm, stream) }
+                    .map(|_| ())
+                    .map_err(|e| failed("ncclBroadcast", &e))
             },
             &addresses,
         )?;

@@ -213,6 +213,9 @@ fn nccl_runs_one_rank_where_a_gpu_is() {
     assert_eq!(back, halved, "the bucket's segments weighted, the gap between them untouched");
     let outside = comm.all_reduce_sum(&mut memory, &[Segment { buffer: 0, offset: 1020, bytes: 8 }]).unwrap_err();
     assert!(outside.to_string().contains("inside its buffer of 1024 bytes"), "{outside}");
+    assert!(!comm.any(false).unwrap(), "no rank asked");
+    assert!(comm.any(true).unwrap(), "this rank asked");
+    comm.join().unwrap();
     let abort = comm.abort_handle();
     abort.abort();
     let aborted = comm.barrier().unwrap_err().to_string();
