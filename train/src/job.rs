@@ -255,6 +255,11 @@ pub fn train(path: &Path, model: &Model, options: &Options, on: &mut dyn FnMut(M
     trainer.init_params(settings.seed);
     starting_point(&mut trainer, &mut settings, options, on)?;
     let mut parallel = joined.map(|joined| crate::parallel::start(&mut trainer, joined)).transpose()?;
+    if let Some(parallel) = &parallel {
+        let cap = crate::parallel::bucket_bytes()? as f64 / f64::from(1 << 20);
+        let (world, buckets) = (crate::parallel::Parallel::world(parallel), parallel.buckets());
+        on(Message::Note(format!("data parallel over {world} GPUs: the gradients in {buckets} buckets of about {cap:.2} MiB")));
+    }
     if options.profile {
         trainer.profile = Some(Default::default());
     }

@@ -307,6 +307,18 @@ impl<C: Collective<Memory = dyn Device>> Parallel for Rank<C> {
 /// bandwidth, small enough that the first is summed while most of the backward remains.
 pub const BUCKET_BYTES: usize = 25 << 20;
 
+/// The bucket size: `HYB_BUCKET_MIB` where set (as DDP's `bucket_cap_mb`; a bucket
+/// holds at least one gradient), else [`BUCKET_BYTES`].
+pub fn bucket_bytes() -> Result<usize, String> {
+    match std::env::var("HYB_BUCKET_MIB") {
+        Err(_) => Ok(BUCKET_BYTES),
+        Ok(text) => match text.parse::<f64>() {
+            Ok(mib) if mib > 0.0 && mib.is_finite() => Ok(hyb_dist::bucket::mib(mib).max(4)),
+            _ => Err(format!("HYB_BUCKET_MIB={text}: a positive number of MiB")),
+        },
+    }
+}
+
 /// A process that has found the others of its run: the group, NCCL's id and the run
 /// directory (rank 0's).
 pub struct Joined {
@@ -349,7 +361,7 @@ pub fn start(trainer: &mut Trainer, joined: Joined) -> Result<Rank<OnGpu>, Strin
     let collective = OnGpu::new(trainer, &joined.id, rank, world).map_err(|e| format!("rank {rank}: {e}"))?;
     let abort = collective.abort_handle();
     joined.group.on_failure(move |_| abort.abort());
-    let mut parallel = Rank::new(trainer, collective, BUCKET_BYTES)?.with_group(joined.group);
+    let mut parallel = Rank::new(trainer, collective, bucket_bytes()?)?.with_group(joined.group);
     parallel.broadcast_state(trainer)?;
     Ok(parallel)
 }

@@ -168,6 +168,9 @@ pub fn train_ranked(
     let stop_requested = || settings.stop.as_ref().is_some_and(|stop| stop.load(Ordering::SeqCst));
     let (mut plateau, mut plateaued_at) = (crate::protocol::Plateau::default(), None);
     while trainer.step < settings.steps {
+        // A step's time runs from the end of the previous one: device work issued then
+        // and still running (the update) counts where it is waited for, in this step.
+        let clock = Instant::now();
         let stop = match rank.as_deref_mut() {
             Some(rank) => rank.any(stop_requested()).map_err(Failure::Parallel)?,
             None => stop_requested(),
@@ -181,7 +184,6 @@ pub fn train_ranked(
         }
         let step = trainer.step + 1;
         let lr = learning_rate(&settings.schedule, settings.adamw.lr, step, settings.steps);
-        let clock = Instant::now();
         let (loss, grad_norm, tokens) = match rank.as_deref_mut() {
             Some(rank) => {
                 let batch = task.batch(settings.seed, step, settings.batch);
