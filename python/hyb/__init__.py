@@ -62,6 +62,11 @@ def train(file, *, callback="print", **options):
     does (they show in a notebook); ``None`` is silent. Raising in the callback, or an
     interrupt, stops the run at the next step with a checkpoint, then re-raises.
 
+    Started by torchrun or srun (``RANK`` / ``SLURM_PROCID`` set), the process is one rank
+    of a data-parallel run on GPUs (``target="cuda"``), as ``hybc train`` is there: each
+    rank trains its share of every batch over NCCL, and rank 0 alone calls back and
+    writes the run (``torchrun --nproc-per-node 8 script.py``).
+
     Returns ``{"final_loss", "scores", "stopped_at", "seconds", "out", "trainer"}``.
     """
     if isinstance(callback, str) and callback == "print":

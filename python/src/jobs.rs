@@ -212,8 +212,10 @@ pub(crate) fn message_dict<'py>(py: Python<'py>, message: &Message) -> PyResult<
 /// Trains a `.hyb` file as `hybc train FILE` does (the same flags as keywords; `sets`
 /// as `--set`), calling `callback(dict)` with every message (see `message_dict`). A
 /// callback that raises, or Ctrl-C / a notebook's interrupt, stops the run at the next
-/// step boundary with a checkpoint, then the error is raised. Returns `{"final_loss",
-/// "scores", "stopped_at", "seconds", "out", "trainer"}`.
+/// step boundary with a checkpoint, then the error is raised. Started by torchrun or
+/// srun (`RANK` / `SLURM_PROCID` set), the process is one rank of a data-parallel run on
+/// GPUs, as `hybc train` is there (only rank 0 calls back and writes). Returns
+/// `{"final_loss", "scores", "stopped_at", "seconds", "out", "trainer"}`.
 #[pyfunction]
 #[pyo3(signature = (file, steps = None, batch = None, seq_len = None, lr = None, seed = None, out = None, resume = false, init_from = None, checkpoint_every = None, sets = Vec::new(), target = None, callback = None))]
 #[allow(clippy::too_many_arguments)]
@@ -237,7 +239,10 @@ pub fn train<'py>(
     let target = crate::checked_target(target, &model)?;
     let init_from = init_from.map(|path| checkpoint_of(&path).map(|(dir, _)| dir)).transpose().map_err(error)?;
     let stop = Arc::new(AtomicBool::new(false));
+    let launch = hyb_dist::Launch::from_env().map_err(|e| error(e.to_string()))?;
+    let launch = (launch.source != hyb_dist::Source::Single).then_some(launch);
     let options = job::Options {
+        launch,
         steps,
         batch,
         seq_len,

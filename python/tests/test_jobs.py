@@ -107,6 +107,19 @@ def test_train_errors(tiny_file, tmp_path):
         hyb.train(tiny_file, out=tmp_path / "run", callback=None, steps=1)
 
 
+def test_train_under_a_launcher_is_a_rank(tiny_file, tmp_path, monkeypatch):
+    """Under torchrun the process is a rank of a data-parallel run, which runs on GPUs:
+    on the CPU it says so before writing anything; inconsistent variables are named."""
+    for name, value in [("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")]:
+        monkeypatch.setenv(name, value)
+    with pytest.raises(hyb.HybError, match="rank 0 of 1 .*data-parallel training runs on GPUs"):
+        hyb.train(tiny_file, out=tmp_path / "ranked", callback=None, steps=1)
+    assert not (tmp_path / "ranked").exists()
+    monkeypatch.delenv("WORLD_SIZE")
+    with pytest.raises(hyb.HybError, match="WORLD_SIZE is not set"):
+        hyb.train(tiny_file, out=tmp_path / "ranked", callback=None, steps=1)
+
+
 def test_load_a_published_directory(tiny_file, tmp_path, hybc):
     """An fla directory (`hybc export --format fla`, bf16) loads as the model its
     config.json describes, with the logits of the checkpoint it came from (bf16 rounding)."""
