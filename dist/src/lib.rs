@@ -22,8 +22,9 @@
 //!    [`Group::set_progress`] once the rank's own work is done, [`Group::check`].
 //! 5. Checkpoints written by rank 0 alone, between two [`Group::barrier`]s.
 //!
-//! The README (below) has the launch commands; **no multi-GPU run has been executed
-//! yet**.
+//! `hyb_train::parallel` makes these calls for the training loop; the README (below)
+//! has the launch commands and what has run: one rank on an H200, no run of several
+//! GPUs yet.
 //!
 #![doc = include_str!("../README.md")]
 
