@@ -258,7 +258,9 @@ pub fn train(path: &Path, model: &Model, options: &Options, on: &mut dyn FnMut(M
     if let Some(parallel) = &parallel {
         let cap = crate::parallel::bucket_bytes()? as f64 / f64::from(1 << 20);
         let (world, buckets) = (crate::parallel::Parallel::world(parallel), parallel.buckets());
-        on(Message::Note(format!("data parallel over {world} GPUs: the gradients in {buckets} buckets of about {cap:.2} MiB")));
+        on(Message::Note(format!(
+            "data parallel over {world} GPUs: the gradients in {buckets} buckets of about {cap:.2} MiB"
+        )));
     }
     if options.profile {
         trainer.profile = Some(Default::default());
@@ -282,7 +284,14 @@ pub fn train(path: &Path, model: &Model, options: &Options, on: &mut dyn FnMut(M
     let summary = crate::run::train_ranked(&mut trainer, task.as_ref(), &evals, &settings, ranked, &mut |event| {
         on(Message::Event(event))
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| {
+        // The other ranks stop with this rank's reason, not a closed connection.
+        let message = e.to_string();
+        if let Some(parallel) = &parallel {
+            crate::parallel::Parallel::fail(parallel, &format!("failed: {message}"));
+        }
+        message
+    })?;
     Ok(Outcome {
         final_loss: summary.final_loss,
         scores: summary.scores,

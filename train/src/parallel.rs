@@ -191,6 +191,8 @@ pub trait Parallel {
     fn any(&mut self, stop: bool) -> Result<bool, String>;
     /// Rank 0's parameters and optimizer state on every rank.
     fn broadcast_state(&mut self, trainer: &mut Trainer) -> Result<(), String>;
+    /// Tells the other ranks that this one failed, and why: they stop with it.
+    fn fail(&self, what: &str);
 }
 
 /// One rank of a data-parallel run: its collective, its step's gradient buckets and
@@ -300,6 +302,14 @@ impl<C: Collective<Memory = dyn Device>> Parallel for Rank<C> {
         let segments: Vec<Segment> = trainer.state_places().iter().map(segment).collect();
         let sent = self.collective.broadcast(trainer.device_mut(), &segments, 0);
         sent.and_then(|()| self.collective.barrier()).map_err(|e| self.failed(e))
+    }
+
+    fn fail(&self, what: &str) {
+        if let Some(group) = &self.group
+            && group.failure().is_none()
+        {
+            group.fail(what);
+        }
     }
 }
 

@@ -299,6 +299,79 @@ fn the_loop_runs_as_ranks_that_stop_together() {
     assert!(message.starts_with("grad_accum = 2 with several GPUs is not supported yet"), "{message}");
 }
 
+/// A rank that fails tells the others why, and they stop with its reason: rank 1 trains
+/// two steps and fails; rank 0, waiting for it in step 3's collective, stops naming
+/// rank 1 and the reason (relayed over the group's connections), not a timeout.
+#[test]
+fn a_failed_rank_stops_the_others_with_its_reason() {
+    use hyb_compiler::ir::train::LrSchedule;
+    use hyb_dist::{Config, Launch, Master, Source};
+    use hyb_runtime::{AdamW, Trainer};
+    use hyb_train::parallel::{OnDevice, Parallel, Rank};
+    use hyb_train::run::{Settings, train_ranked};
+    use std::time::Duration;
+    let model = tiny_model();
+    let port = hyb_dist::spawn::free_port().expect("a port");
+    let config = Config {
+        rendezvous: Duration::from_secs(60),
+        heartbeat_every: Duration::from_millis(100),
+        dead_after: Duration::from_secs(10),
+        hang_after: None,
+        barrier: Duration::from_secs(60),
+        exit_after: None,
+    };
+    let adamw = AdamW { lr: 3e-3, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.1, clip: Some(1.0) };
+    let collectives = hyb_dist::collective::threads::Threads::group(2, Duration::from_secs(3));
+    let errors: Vec<Option<String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = collectives
+            .into_iter()
+            .enumerate()
+            .map(|(r, collective)| {
+                let (model, config, adamw) = (&model, &config, &adamw);
+                s.spawn(move || {
+                    let master = Some(Master { host: "127.0.0.1".into(), port });
+                    let launch = Launch {
+                        rank: r,
+                        world: 2,
+                        local_rank: r,
+                        local_world: Some(2),
+                        master,
+                        source: Source::Torchrun,
+                    };
+                    let (group, _) = hyb_dist::rendezvous(&launch, config, || Ok(vec![1])).expect("the rendezvous");
+                    let mut trainer = Trainer::new(model, 2, 32).expect("compiles");
+                    trainer.init_params(2);
+                    let rank = Rank::new(&trainer, OnDevice { inner: collective }, 4096).expect("buckets");
+                    let mut rank = rank.with_group(group);
+                    let settings = Settings {
+                        steps: if r == 1 { 2 } else { 6 },
+                        batch: 4,
+                        seed: 3,
+                        adamw: adamw.clone(),
+                        schedule: LrSchedule::Constant { warmup: 0 },
+                        eval_every: None,
+                        grad_accum: 1,
+                        out: None,
+                        checkpoint_every: None,
+                        keep_checkpoints: None,
+                        stop: None,
+                        plateau: None,
+                    };
+                    let outcome = train_ranked(&mut trainer, &mqar(), &[], &settings, Some(&mut rank), &mut |_| {});
+                    if r == 1 {
+                        outcome.expect("rank 1's two steps");
+                        rank.fail("failed: CUDA out of memory (simulated)");
+                        return None;
+                    }
+                    Some(outcome.err().expect("rank 0 stops").to_string())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("the rank")).collect()
+    });
+    assert_eq!(errors[0].as_deref(), Some("rank 1 failed: CUDA out of memory (simulated)"));
+}
+
 /// `updates` keys get new values after the pairs; every key is queried once after that,
 /// and its answer is the latest value.
 #[test]
