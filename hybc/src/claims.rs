@@ -75,8 +75,11 @@ pub const LM_FLAT: &str = "Language-modelling loss barely moves with the ratio."
 /// The relative band within which the language-modelling loss counts as not moving.
 pub const LM_MARGIN: f64 = 0.02;
 
+/// How a claim is judged on the measured runs.
+type Judge = fn(&[Observation]) -> Finding;
+
 /// Every claim, in the paper's order, with its judge.
-const CLAIMS: [(&str, fn(&[Observation]) -> Finding); 4] =
+const CLAIMS: [(&str, Judge); 4] =
     [(RECALL_RISES, recall_rises), (BEST_HYBRIDS, best_hybrids), (RETNET_LEAST, retnet_least), (LM_FLAT, lm_flat)];
 
 /// Every claim, in the paper's order.

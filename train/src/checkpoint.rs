@@ -52,7 +52,7 @@ pub fn to_safetensors_as(tensors: &[(String, Vec<usize>, &[f32])], stored: crate
         offset = end;
     }
     let mut json = serde_json::to_vec(&header).expect("a JSON map");
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
@@ -64,7 +64,7 @@ pub fn to_safetensors_as(tensors: &[(String, Vec<usize>, &[f32])], stored: crate
 }
 
 /// The tensors of a safetensors file's bytes by name: (shape, values as f32).
-pub fn from_safetensors(bytes: &[u8]) -> Result<std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>, String> {
+pub fn from_safetensors(bytes: &[u8]) -> Result<Tensors, String> {
     crate::weights::parse(bytes)
 }
 
@@ -265,7 +265,7 @@ pub fn for_each_weight(
     Ok(())
 }
 
-type Tensors = std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>;
+use crate::weights::Tensors;
 
 fn tensors(path: &Path) -> Result<Tensors, Error> {
     let weights = crate::weights::Weights::open(path).map_err(Error)?;

@@ -208,7 +208,7 @@ pub fn train_ranked(
                 "train/tokens_per_s": tokens_per_s,
             }))?;
         }
-        let due = settings.eval_every.is_some_and(|every| step % every == 0) || step == settings.steps;
+        let due = settings.eval_every.is_some_and(|every| step.is_multiple_of(every)) || step == settings.steps;
         if due && !evals.is_empty() {
             scores = evaluate(trainer, &mut evaluators, evals)?;
             on(Event::Eval { step, scores: &scores });
@@ -219,7 +219,8 @@ pub fn train_ranked(
             }
         }
         let stopping = due && plateaued(&mut plateau, settings, &scores) && step < settings.steps;
-        let checkpoint_due = settings.checkpoint_every.is_some_and(|every| step % every == 0) || step == settings.steps;
+        let checkpoint_due =
+            settings.checkpoint_every.is_some_and(|every| step.is_multiple_of(every)) || step == settings.steps;
         if (checkpoint_due || stopping) && settings.out.is_some() {
             save_checkpoint(trainer, settings, on)?;
             saved_at = step;
@@ -362,13 +363,8 @@ impl Metrics {
             })
             .map(|line| format!("{line}\n"))
             .collect();
-        let last_loss = kept
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter_map(|v| train_loss(&v))
-            .last()
-            .map(|l| l as f32);
         let lines: Vec<serde_json::Value> = kept.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+        let last_loss = lines.iter().rev().find_map(train_loss).map(|l| l as f32);
         std::fs::write(&path, kept).map_err(fail)?;
         let file = std::fs::OpenOptions::new().append(true).open(&path).map_err(fail)?;
         let events_path = crate::tensorboard::path(out);

@@ -292,7 +292,7 @@ pub fn token_layout(bytes: &[u8], index: Option<&[u8]>, npy: bool, dtype: TokenD
         return Ok(TokenLayout { elem: npy.elem, offset: npy.offset, documents: vec![0] });
     }
     let width = if dtype == TokenDtype::U16 { 2 } else { 4 };
-    if bytes.len() % width != 0 {
+    if !bytes.len().is_multiple_of(width) {
         return Err(format!("{} bytes is not a whole number of {width}-byte ids", bytes.len()));
     }
     Ok(TokenLayout { elem: Elem { width, signed: false }, offset: 0, documents: vec![0] })

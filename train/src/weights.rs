@@ -161,8 +161,11 @@ impl Weights {
     }
 }
 
+/// Tensors by name: each one's shape and values as f32.
+pub type Tensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Every tensor of a safetensors file's bytes, by name: (shape, values as f32).
-pub fn parse(bytes: &[u8]) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>, String> {
+pub fn parse(bytes: &[u8]) -> Result<Tensors, String> {
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
     let mut out = HashMap::new();
     for (name, view) in tensors.tensors() {

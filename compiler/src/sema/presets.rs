@@ -310,7 +310,7 @@ fn whole(cx: &Cx, value: f64, args: &Args, arg: &str, what: &str) -> Option<u64>
 /// Attention's rotary embedding rotates pairs of channels: an odd head dim is an error
 /// at `span` (an attention layer's arguments, or the routing branch it is re-headed in).
 pub fn even_rope_head_dim(cx: &Cx, head_dim: u64, span: Span) -> Option<()> {
-    if head_dim % 2 != 0 {
+    if !head_dim.is_multiple_of(2) {
         cx.error(
             Diagnostic::error(format!("RoPE needs an even head dim, found {head_dim}"))
                 .at(span, "odd head dim")
