@@ -15,7 +15,7 @@ fn model() -> hyb_compiler::ir::Model {
 }
 
 fn bench(c: &mut Criterion) {
-    let task = Mqar { vocab: 512, seq_len: 128, pairs: 16, power_a: 0.01 };
+    let task = Mqar::new(512, 128, 16, 0.01);
     let mut group = c.benchmark_group("io");
     group.sample_size(20);
     group.bench_function("mqar batch 32 × 128 (16 pairs)", |b| b.iter(|| task.batch(0, 7, 32)));

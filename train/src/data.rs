@@ -104,6 +104,21 @@ pub struct Mqar {
     pub pairs: usize,
     /// The power law of the query gaps: weight of gap slot i ∝ a·(i+1)^(a−1).
     pub power_a: f64,
+    /// Upper edges of the key–query distance bins the answers are grouped in
+    /// ([`Task::groups`]); none: no groups.
+    pub distance_bins: Vec<usize>,
+}
+
+impl Mqar {
+    /// The task without a breakdown by distance.
+    pub fn new(vocab: usize, seq_len: usize, pairs: usize, power_a: f64) -> Mqar {
+        Mqar { vocab, seq_len, pairs, power_a, distance_bins: Vec::new() }
+    }
+
+    /// The bin of an answer `distance` tokens from its key to its query.
+    fn bin(&self, distance: usize) -> u8 {
+        self.distance_bins.iter().position(|edge| distance <= *edge).unwrap_or(self.distance_bins.len()) as u8
+    }
 }
 
 /// `count` distinct query slots in `0..space`, drawn without replacement with the power
@@ -166,6 +181,34 @@ impl Task for Mqar {
     /// key.
     fn chance(&self) -> Option<f64> {
         Some(1.0 / self.pairs as f64)
+    }
+
+    /// By key–query distance where bins are given: `distance 1–16`, …, `distance > 64`.
+    fn groups(&self) -> Vec<String> {
+        let mut low = 1;
+        let mut names = Vec::new();
+        for edge in &self.distance_bins {
+            names.push(format!("distance {low}–{edge}"));
+            low = edge + 1;
+        }
+        if let Some(last) = self.distance_bins.last() {
+            names.push(format!("distance > {last}"));
+        }
+        names
+    }
+
+    /// Each answer's group: the bin of the distance from its key (at `2j`) to its query.
+    fn grouped_sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>, Vec<u8>) {
+        let (tokens, targets) = self.sequence(rng);
+        let mut groups = vec![0; tokens.len()];
+        if !self.distance_bins.is_empty() {
+            let keys: Vec<i32> = (0..self.pairs).map(|j| tokens[2 * j]).collect();
+            for (at, group) in groups.iter_mut().enumerate().filter(|(at, _)| targets[*at] >= 0) {
+                let j = keys.iter().position(|k| *k == tokens[at]).expect("a query repeats a key");
+                *group = self.bin(at - 2 * j);
+            }
+        }
+        (tokens, targets, groups)
     }
 
     fn sequence(&self, rng: &mut SplitMix64) -> (Vec<i32>, Vec<i32>) {

@@ -127,11 +127,12 @@ pub fn task(model: &Model, seq_len: Option<u64>) -> Result<Box<dyn Task>, String
 
 pub fn recall_task(data: &Data, seq_len_override: Option<u64>) -> Option<Box<dyn Task>> {
     match data {
-        Data::Mqar { vocab, seq_len, pairs, power_a } => Some(Box::new(Mqar {
+        Data::Mqar { vocab, seq_len, pairs, power_a, distance_bins } => Some(Box::new(Mqar {
             vocab: *vocab as usize,
             seq_len: seq_len_override.unwrap_or(*seq_len) as usize,
             pairs: *pairs as usize,
             power_a: *power_a,
+            distance_bins: distance_bins.iter().map(|d| *d as usize).collect(),
         })),
         Data::Niah { vocab, seq_len, variant, haystack, keys, values, queries, distances } => Some(Box::new(Niah {
             vocab: *vocab as usize,

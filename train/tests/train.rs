@@ -5,7 +5,7 @@ use hyb_compiler::ir::train::{Data, TokenDtype, Tokenizer};
 use hyb_train::data::{Copy, Mqar, Task};
 
 fn mqar() -> Mqar {
-    Mqar { vocab: 64, seq_len: 32, pairs: 4, power_a: 0.01 }
+    Mqar::new(64, 32, 4, 0.01)
 }
 
 /// Keys from the lower half, values from the upper half, distinct; every key queried
@@ -33,6 +33,29 @@ fn mqar_sequences_follow_zoology() {
         }
         assert!(tokens.iter().all(|t| (0..64).contains(t)));
     }
+}
+
+/// With distance bins, each MQAR answer's group is the bin of the distance from its key
+/// to its query; the sequences are those without bins (the same stream).
+#[test]
+fn mqar_answers_are_grouped_by_key_query_distance() {
+    let plain = Mqar::new(128, 64, 8, 1.0);
+    let binned = Mqar { distance_bins: vec![8, 24], ..plain.clone() };
+    assert_eq!(binned.groups(), ["distance 1–8", "distance 9–24", "distance > 24"]);
+    assert!(plain.groups().is_empty());
+    let (batch, unbinned) = (binned.batch(4, 2, 30), plain.batch(4, 2, 30));
+    assert_eq!((&batch.tokens, &batch.targets), (&unbinned.tokens, &unbinned.targets));
+    let mut seen = [0; 3];
+    for ((tokens, targets), groups) in batch.tokens.chunks(64).zip(batch.targets.chunks(64)).zip(batch.groups.chunks(64)) {
+        for at in (0..64).filter(|at| targets[*at] >= 0) {
+            let key = (0..8).find(|j| tokens[2 * j] == tokens[at]).expect("a queried key");
+            let distance = at - 2 * key;
+            let want = if distance <= 8 { 0 } else if distance <= 24 { 1 } else { 2 };
+            assert_eq!(groups[at], want, "distance {distance}");
+            seen[want as usize] += 1;
+        }
+    }
+    assert!(seen.iter().all(|n| *n > 0), "every bin holds answers: {seen:?}");
 }
 
 #[test]

@@ -85,6 +85,9 @@ pub enum Data {
         seq_len: u64,
         pairs: u64,
         power_a: f64,
+        /// Upper edges of the key–query distance bins its answers are scored in (none:
+        /// no breakdown).
+        distance_bins: Vec<u64>,
     },
     /// MQAR where keys are re-assigned later and the latest value counts.
     ForgettingMqar {

@@ -24,7 +24,7 @@ pub(super) fn synthetic(
     seq_len: Option<u64>,
 ) -> Option<Data> {
     let allowed: &[&str] = match name {
-        "mqar" => &["vocab", "seq_len", "pairs", "power_a"],
+        "mqar" => &["vocab", "seq_len", "pairs", "power_a", "distance_bins"],
         "forgetting_mqar" => &["vocab", "seq_len", "pairs", "updates"],
         _ => &["vocab", "seq_len", "variant", "haystack", "keys", "values", "queries", "distances"],
     };
@@ -50,7 +50,11 @@ pub(super) fn synthetic(
             let pairs = opt_count(cx, &args, "pairs", 8, 1, 1 << 20)?;
             mqar_rules(cx, &args, name, vocab, task_seq_len, pairs)?;
             let power_a = opt_float(cx, &args, "power_a", 0.01, 1e-6, 10.0)?;
-            Some(Data::Mqar { vocab, seq_len: task_seq_len, pairs, power_a })
+            let distance_bins = match args.get("distance_bins") {
+                Some(_) => distance_bins(cx, &args, task_seq_len)?,
+                None => Vec::new(),
+            };
+            Some(Data::Mqar { vocab, seq_len: task_seq_len, pairs, power_a, distance_bins })
         }
         "forgetting_mqar" => forgetting_mqar(cx, &args, vocab, task_seq_len),
         _ => niah(cx, &args, vocab, task_seq_len),
@@ -124,6 +128,40 @@ fn niah(cx: &Cx, args: &Args, vocab: u64, seq_len: u64) -> Option<Data> {
         None => Vec::new(),
     };
     Some(Data::Niah { vocab, seq_len, variant, haystack, keys, values, queries, distances })
+}
+
+/// `distance_bins: [16, 32, 64]`: MQAR's answers scored by the distance from the key to
+/// its query, in bins up to each edge (and one past the last): increasing edges, each
+/// from 1 to seq_len − 2.
+fn distance_bins(cx: &Cx, args: &Args, seq_len: u64) -> Option<Vec<u64>> {
+    let resolved = cx.resolve(args.get("distance_bins")?)?;
+    let help = "write `distance_bins: [16, 32, 64]`: the answers scored in bins of key–query distance up to \
+                each edge (1–16, 17–32, 33–64) and past the last (> 64)";
+    let items = match &resolved.expr.kind {
+        ExprKind::List(items) if !items.is_empty() && items.len() < MAX_DISTANCES => items,
+        _ => {
+            cx.error(
+                Diagnostic::error(format!("`distance_bins` takes a list of 1 to {} edges", MAX_DISTANCES - 1))
+                    .at(resolved.expr.span, "not a list of edges")
+                    .help(help),
+            );
+            return None;
+        }
+    };
+    let mut edges: Vec<u64> = Vec::new();
+    for item in items {
+        let edge = cx.count(item, "a bin edge", 1, seq_len.saturating_sub(2).max(1))?;
+        if edges.last().is_some_and(|last| *last >= edge) {
+            cx.error(
+                Diagnostic::error(format!("distance bin edge {edge} does not follow the one before it"))
+                    .at(item.span, "not above the previous edge")
+                    .help(help),
+            );
+            return None;
+        }
+        edges.push(edge);
+    }
+    Some(edges)
 }
 
 /// `distances: [16, 64, 256]`: each the number of tokens from the queried needle's key
