@@ -91,6 +91,7 @@ pub(crate) mod tests {
             mixer: lets.into(),
             attention_share: 0.25,
             chance: Some(0.125),
+            by_group: Vec::new(),
         }
     }
 

@@ -208,6 +208,10 @@ pub struct Result {
     /// "did not learn" verdict ([`crate::learned`]); none for perplexity.
     #[serde(default)]
     pub chance: Option<f64>,
+    /// (test set, group, accuracy) for the sets whose answers fall in groups (MQAR's
+    /// key–query distance bins, a needle's depth or distance), in order.
+    #[serde(default)]
+    pub by_group: Vec<(String, String, f64)>,
 }
 
 /// Higher is better: accuracy, or minus a perplexity.
@@ -448,6 +452,16 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         .collect();
     let chance = outcome.scores.first().and_then(|s| s.chance);
     let held_out = if config.held_out() { scores.pop() } else { None };
+    let tests = &outcome.scores[..scores.len()];
+    let by_group = tests
+        .iter()
+        .flat_map(|s| {
+            let accuracy = |right: u64, total: u64| right as f64 / total.max(1) as f64;
+            s.by_group
+                .iter()
+                .map(move |(group, right, total)| (s.name.clone(), group.clone(), accuracy(*right, *total)))
+        })
+        .collect();
     let (mixer, attention_share) = composition(&model);
     let done_steps = outcome.plateaued_at.unwrap_or(outcome.steps);
     let result = Result {
@@ -468,6 +482,7 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         mixer,
         attention_share,
         chance,
+        by_group,
     };
     // Written whole, then renamed: another shard reading it sees all of it or nothing.
     let (done, partial) = (dir.join("result.json"), dir.join("result.json.tmp"));
@@ -654,6 +669,7 @@ mod tests {
             mixer: String::new(),
             attention_share: 0.0,
             chance: None,
+            by_group: Vec::new(),
         }
     }
 

@@ -58,6 +58,10 @@ fn markdown(config: &SweepConfig, results: &[Result]) -> String {
     text += &protocol(config, results);
     text += "\n## By cell, over its seeds\n\n";
     text += &by_cell(config, results);
+    if results.iter().any(|r| !r.by_group.is_empty()) {
+        text += "\n## By group of answers (accuracy over the cell's seeds)\n\n";
+        text += &by_group(config, results);
+    }
     text += "\n## At matched recurrent-state size\n\n";
     text += &crate::matched::markdown(results);
     if config.searches() {
@@ -123,6 +127,33 @@ fn spread(values: &[f64], scale: f64, digits: usize) -> String {
 /// A figure's cell text: accuracy in percent, perplexity as is.
 fn figure_spread(name: &str, values: &[f64]) -> String {
     if is_perplexity(name) { spread(values, 1.0, 2) } else { spread(values, 100.0, 1) + " %" }
+}
+
+/// Per cell over its seeds, each test set's accuracy within each group of its answers
+/// (MQAR's key–query distance bins, a needle's distance) as mean ± sd with the 95 %
+/// interval: where a mixer's recall falls off.
+fn by_group(config: &SweepConfig, results: &[Result]) -> String {
+    let columns: Vec<(String, String)> = results
+        .iter()
+        .find(|r| !r.by_group.is_empty())
+        .map_or(Vec::new(), |r| r.by_group.iter().map(|(set, group, _)| (set.clone(), group.clone())).collect());
+    let mut header: Vec<String> = config.axes.iter().map(|a| a.name.clone()).collect();
+    header.extend(["lr".into(), "seeds".into()]);
+    header.extend(columns.iter().map(|(set, group)| format!("{set}: {group}")));
+    let mut text = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+    for members in cells(results) {
+        let mut row: Vec<String> = members[0].lets.iter().map(|(_, v)| v.clone()).collect();
+        row.extend([format!("{:e}", members[0].lr), members.len().to_string()]);
+        for (set, group) in &columns {
+            let values: Vec<f64> = members
+                .iter()
+                .filter_map(|r| r.by_group.iter().find(|(s, g, _)| s == set && g == group).map(|(_, _, a)| *a))
+                .collect();
+            row.push(if values.is_empty() { "–".into() } else { spread(&values, 100.0, 1) + " %" });
+        }
+        text += &format!("| {} |\n", row.join(" | "));
+    }
+    text
 }
 
 /// Per cell over its seeds: the final loss and every test figure as mean ± sd with the
@@ -388,5 +419,43 @@ mod tests {
         assert!(rises.contains("retnet at 50 % attention, retnet at 25 % attention"), "{rises}");
         let retnet = line("In hybrids, RetNet gains least from attention.");
         assert!(retnet.contains("| **no verdict: depends on cells that did not learn** |"), "{retnet}");
+        assert!(!text.contains("## By group of answers"), "no groups, no section");
+    }
+
+    /// Runs whose answers fall in groups (MQAR's distance bins) get a section: per cell,
+    /// each group's accuracy over the seeds, a dash where a cell's runs lack the group.
+    #[test]
+    fn the_report_tables_accuracy_by_group() {
+        let config = SweepConfig {
+            axes: vec![Axis { name: "linear".into(), values: vec!["gdn".into(), "retnet".into()] }],
+            lrs: Vec::new(),
+            seeds: vec![0, 1],
+            tokens: None,
+            plateau: None,
+        };
+        let set = "mqar(seq_len: 64, pairs: 8)".to_string();
+        let mut results = Vec::new();
+        for (mixer, near, far) in [("gdn", [0.9, 0.8], [0.7, 0.5]), ("retnet", [0.6, 0.4], [0.1, 0.1])] {
+            for seed in 0..2 {
+                let mut r = crate::learned::tests::run(mixer, Phase::Seed, None, 0.5);
+                r.seed = seed;
+                r.by_group = vec![
+                    (set.clone(), "distance 1–16".into(), near[seed as usize]),
+                    (set.clone(), "distance > 16".into(), far[seed as usize]),
+                ];
+                results.push(r);
+            }
+        }
+        results[3].by_group.pop();
+        let text = super::markdown(&config, &results);
+        let section = text.split("## By group of answers").nth(1).expect("the section");
+        let table: Vec<&str> = section.lines().filter(|l| l.starts_with('|')).collect();
+        assert_eq!(
+            table[0],
+            "| linear | lr | seeds | mqar(seq_len: 64, pairs: 8): distance 1–16 | mqar(seq_len: 64, pairs: 8): distance > 16 |"
+        );
+        assert!(table[2].starts_with("| gdn | 1e-3 | 2 | 85.0 ± 7.1 [21.5, 148.5] % | 60.0 ± 14.1 "), "{}", table[2]);
+        assert!(table[3].starts_with("| retnet | 1e-3 | 2 | 50.0 ± 14.1 "), "{}", table[3]);
+        assert!(table[3].ends_with("| 10.0 ± 0.0 [10.0, 10.0] % |"), "one seed lacks the group: {}", table[3]);
     }
 }

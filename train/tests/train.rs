@@ -46,11 +46,19 @@ fn mqar_answers_are_grouped_by_key_query_distance() {
     let (batch, unbinned) = (binned.batch(4, 2, 30), plain.batch(4, 2, 30));
     assert_eq!((&batch.tokens, &batch.targets), (&unbinned.tokens, &unbinned.targets));
     let mut seen = [0; 3];
-    for ((tokens, targets), groups) in batch.tokens.chunks(64).zip(batch.targets.chunks(64)).zip(batch.groups.chunks(64)) {
+    for ((tokens, targets), groups) in
+        batch.tokens.chunks(64).zip(batch.targets.chunks(64)).zip(batch.groups.chunks(64))
+    {
         for at in (0..64).filter(|at| targets[*at] >= 0) {
             let key = (0..8).find(|j| tokens[2 * j] == tokens[at]).expect("a queried key");
             let distance = at - 2 * key;
-            let want = if distance <= 8 { 0 } else if distance <= 24 { 1 } else { 2 };
+            let want = if distance <= 8 {
+                0
+            } else if distance <= 24 {
+                1
+            } else {
+                2
+            };
             assert_eq!(groups[at], want, "distance {distance}");
             seen[want as usize] += 1;
         }
