@@ -3,7 +3,9 @@
 # of `let linear` for a few steps, all at once on the GPU (as `hybc sweep --jobs N
 # --target cuda` runs them), and archives each run's metrics.jsonl (tokens/s a step) and
 # log to $OUT/size.tar.xz. Expects .device/hybc.xz (a stripped release hybc, xz'd).
-#   FILE (examples/study/gpu.hyb), MIXERS ("gdn hgrn gla retnet"), STEPS (40).
+#   FILE (examples/study/gpu.hyb), MIXERS ("gdn hgrn gla retnet"), STEPS (40); a pilot
+#   of a study keeps its evaluations: WARMUP (4), EVAL_EVERY (none), LOG_EVERY (1), and
+#   TIMEOUT_S (none) cuts the runs, their metrics so far archived.
 #   run: OUT=$OUT bash examples/study/size_on_gpu.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT" /tmp/size
@@ -12,9 +14,10 @@ xz -dc .device/hybc.xz > /tmp/hybc-size && chmod +x /tmp/hybc-size
 for mixer in ${MIXERS:-gdn hgrn gla retnet}; do
   # The file with this mixer, a short schedule, a log line every step and no evaluation.
   sed -E -e "s/^let linear( *)= .*/let linear\1= $mixer/" -e "s/steps( *)= [0-9_]+/steps\1= $STEPS/" \
-      -e 's/warmup: [0-9]+/warmup: 4/' -e 's/eval_every( *)= .*/eval_every\1= none/' \
-      -e 's/log_every( *)= .*/log_every\1= 1/' "$FILE" > "/tmp/size/$mixer.hyb"
-  (/tmp/hybc-size train "/tmp/size/$mixer.hyb" --target cuda --out "/tmp/size/$mixer" > "/tmp/size/$mixer.log" 2>&1
+      -e "s/warmup: [0-9]+/warmup: ${WARMUP:-4}/" -e "s/eval_every( *)= .*/eval_every\1= ${EVAL_EVERY:-none}/" \
+      -e "s/log_every( *)= .*/log_every\1= ${LOG_EVERY:-1}/" "$FILE" > "/tmp/size/$mixer.hyb"
+  (timeout "${TIMEOUT_S:-0}" /tmp/hybc-size train "/tmp/size/$mixer.hyb" --target cuda --out "/tmp/size/$mixer" \
+     > "/tmp/size/$mixer.log" 2>&1
    echo "exit $?" >> "/tmp/size/$mixer.log") &
 done
 wait
