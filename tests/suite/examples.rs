@@ -4,13 +4,21 @@ use hyb_compiler::{ir, report};
 
 use crate::{compile, example_files, relative, render, root, settings, snapshot_name};
 
+/// Studies of pure linear stacks on recall on purpose: the warning that such a model
+/// has no attention is what they expect, and nothing else.
+const PURE_RECALL: &[&str] = &["examples/study/distance.hyb"];
+
 #[test]
 fn every_example_checks_without_diagnostics() {
     let files = example_files();
     assert!(files.len() >= 40, "expected the paper grid and more, found {}", files.len());
     for file in files {
         let compilation = compile(&file);
-        assert!(compilation.checked.diagnostics.is_empty(), "{}:\n{}", relative(&file), render(&compilation));
+        let diagnostics = &compilation.checked.diagnostics;
+        let expected = |d: &hyb_grammar::diag::Diagnostic| {
+            PURE_RECALL.contains(&relative(&file).as_str()) && d.message.contains("the model has no attention layer")
+        };
+        assert!(diagnostics.iter().all(expected), "{}:\n{}", relative(&file), render(&compilation));
         assert!(compilation.model().is_some());
     }
 }
