@@ -740,6 +740,20 @@ fn format_files(files: &[PathBuf], check_only: bool, to_stdout: bool) -> Result<
     if unformatted { Err(Failure::User) } else { Ok(()) }
 }
 
+/// What a training command does first: the signal handlers installed, `file` checked
+/// with `sets`, its target chosen (the flag, else the train block's).
+fn prepare_training(
+    file: &Path,
+    target: Option<Target>,
+    sets: &[String],
+) -> Result<(interrupt::Interrupt, Compilation, Target), Failure> {
+    let interrupt = install_interrupt()?;
+    let compilation = load_with(file, sets)?;
+    let model = compilation.model().expect("no errors means a model");
+    let target = target::chosen(target, model);
+    Ok((interrupt, compilation, target))
+}
+
 /// Trains `file` on the chosen target with the options made for it.
 fn run_training(
     file: &Path,
@@ -747,10 +761,8 @@ fn run_training(
     sets: &[String],
     options: impl FnOnce(Target) -> train::Options,
 ) -> Result<(), Failure> {
-    let interrupt = install_interrupt()?;
-    let compilation = load_with(file, sets)?;
+    let (interrupt, compilation, target) = prepare_training(file, target, sets)?;
     let model = compilation.model().expect("no errors means a model");
-    let target = target::chosen(target, model);
     target::preflight(file, &compilation, target)?;
     let options = train::Options { interrupt: Some(interrupt), ..options(target) };
     let outcome = train::train(file, model, &options).map_err(|message| {
@@ -769,10 +781,7 @@ fn train_on_gpus(
     gpus: usize,
     options: impl FnOnce(Target) -> train::Options,
 ) -> Result<(), Failure> {
-    let interrupt = install_interrupt()?;
-    let compilation = load_with(file, sets)?;
-    let model = compilation.model().expect("no errors means a model");
-    let target = target::chosen(target, model);
+    let (interrupt, compilation, target) = prepare_training(file, target, sets)?;
     if !matches!(target, Target::Cuda { .. }) {
         return Err(Failure::Usage(format!(
             "--gpus {gpus} trains on GPUs, over NCCL: add --target cuda (the target is {target})"

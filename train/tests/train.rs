@@ -231,6 +231,25 @@ fn ranks_take_the_single_device_steps() {
     }
 }
 
+/// The loop's settings for the data-parallel tests: `steps` of batch 4 at a constant
+/// rate, nothing written, no evaluation.
+fn rank_settings(adamw: &hyb_runtime::AdamW, steps: u64) -> hyb_train::run::Settings {
+    hyb_train::run::Settings {
+        steps,
+        batch: 4,
+        seed: 3,
+        adamw: adamw.clone(),
+        schedule: hyb_compiler::ir::train::LrSchedule::Constant { warmup: 0 },
+        eval_every: None,
+        grad_accum: 1,
+        out: None,
+        checkpoint_every: None,
+        keep_checkpoints: None,
+        stop: None,
+        plateau: None,
+    }
+}
+
 /// The loop as two data-parallel ranks (threads, the in-process collective): the
 /// single device's losses step by step; rank 0 alone writes the log and checkpoints;
 /// a stop asked of rank 1 alone stops both after the same step, rank 0 writing the
@@ -246,18 +265,10 @@ fn the_loop_runs_as_ranks_that_stop_together() {
     let model = tiny_model();
     let adamw = AdamW { lr: 3e-3, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.1, clip: Some(1.0) };
     let settings = |out: Option<std::path::PathBuf>, stop: Option<Arc<AtomicBool>>| Settings {
-        steps: 5,
-        batch: 4,
-        seed: 3,
-        adamw: adamw.clone(),
-        schedule: LrSchedule::Constant { warmup: 0 },
-        eval_every: None,
-        grad_accum: 1,
         out,
         checkpoint_every: Some(2),
-        keep_checkpoints: None,
         stop,
-        plateau: None,
+        ..rank_settings(&adamw, 5)
     };
     let mut whole = Trainer::new(&model, 4, 32).expect("compiles");
     whole.init_params(2);
@@ -374,20 +385,7 @@ fn a_failed_rank_stops_the_others_with_its_reason() {
                     trainer.init_params(2);
                     let rank = Rank::new(&trainer, OnDevice { inner: collective }, 4096).expect("buckets");
                     let mut rank = rank.with_group(group);
-                    let settings = Settings {
-                        steps: if r == 1 { 2 } else { 6 },
-                        batch: 4,
-                        seed: 3,
-                        adamw: adamw.clone(),
-                        schedule: LrSchedule::Constant { warmup: 0 },
-                        eval_every: None,
-                        grad_accum: 1,
-                        out: None,
-                        checkpoint_every: None,
-                        keep_checkpoints: None,
-                        stop: None,
-                        plateau: None,
-                    };
+                    let settings = rank_settings(adamw, if r == 1 { 2 } else { 6 });
                     let outcome = train_ranked(&mut trainer, &mqar(), &[], &settings, Some(&mut rank), &mut |_| {});
                     if r == 1 {
                         outcome.expect("rank 1's two steps");
