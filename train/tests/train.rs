@@ -256,7 +256,6 @@ fn rank_settings(adamw: &hyb_runtime::AdamW, steps: u64) -> hyb_train::run::Sett
 /// checkpoint there; and gradient accumulation, not supported across ranks, is refused.
 #[test]
 fn the_loop_runs_as_ranks_that_stop_together() {
-    use hyb_compiler::ir::train::LrSchedule;
     use hyb_runtime::{AdamW, Trainer};
     use hyb_train::parallel::{OnDevice, Rank};
     use hyb_train::run::{Event, Settings, train, train_ranked};
@@ -346,11 +345,10 @@ fn the_loop_runs_as_ranks_that_stop_together() {
 /// rank 1 and the reason (relayed over the group's connections), not a timeout.
 #[test]
 fn a_failed_rank_stops_the_others_with_its_reason() {
-    use hyb_compiler::ir::train::LrSchedule;
     use hyb_dist::{Config, Launch, Master, Source};
     use hyb_runtime::{AdamW, Trainer};
     use hyb_train::parallel::{OnDevice, Parallel, Rank};
-    use hyb_train::run::{Settings, train_ranked};
+    use hyb_train::run::train_ranked;
     use std::time::Duration;
     let model = tiny_model();
     let port = hyb_dist::spawn::free_port().expect("a port");
