@@ -566,25 +566,50 @@ fn sigint_checkpoints_and_the_run_resumes_bit_identically() {
     assert_eq!(trajectory(&stopped), trajectory(&whole));
 }
 
-/// A second signal ends the run at once (here both arrive while the step compiles):
-/// no checkpoint, no summary, the status of the signal.
-#[test]
-fn a_second_signal_stops_at_once() {
-    let run = scratch("two_signals");
-    let child = spawn_train(&copy_run(&run, "40", &[]));
+/// A child training `run` (40 steps), once its signal handlers are installed: it keeps
+/// its model text before it compiles.
+fn started_run(run: &Path) -> std::process::Child {
+    let child = spawn_train(&copy_run(run, "40", &[]));
     let started = std::time::Instant::now();
-    // The run keeps its model text before it compiles, after the handlers are installed.
     while !run.join("model.hyb").exists() {
         assert!(started.elapsed().as_secs() < 60, "the run did not start");
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+    child
+}
+
+/// A second signal, 200 ms or more after the first, ends the run at once (here while the
+/// step compiles: the process is stopped between the two, so the first has been handled
+/// and the loop has not begun): no checkpoint, no summary, the second signal's status.
+#[test]
+fn a_second_signal_stops_at_once() {
+    let run = scratch("two_signals");
+    let child = started_run(&run);
     send(&child, libc::SIGTERM);
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    send(&child, libc::SIGSTOP);
+    std::thread::sleep(std::time::Duration::from_millis(400));
     send(&child, libc::SIGINT);
+    send(&child, libc::SIGCONT);
     let out = child.wait_with_output().expect("reaped");
-    assert!(matches!(out.status.code(), Some(130 | 143)), "{:?}: {}", out.status, text(&out.stderr));
+    assert_eq!(out.status.code(), Some(130), "{:?}: {}", out.status, text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(!stdout.contains("stopped by") && !stdout.contains("trained"), "{stdout}");
     assert!(any_checkpoint(&run).is_none(), "{stdout}");
+}
+
+/// One SIGTERM delivered twice at once — GNU `timeout` signals the command, then its
+/// process group — is one request: the run stops at a step boundary, as for one signal.
+#[test]
+fn a_signal_delivered_twice_is_one_request() {
+    let run = scratch("duplicate_signal");
+    let child = started_run(&run);
+    send(&child, libc::SIGTERM);
+    send(&child, libc::SIGTERM);
+    let out = child.wait_with_output().expect("reaped");
+    assert_eq!(out.status.code(), Some(143), "{:?}: {}", out.status, text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("stopped by SIGTERM after step "), "{stdout}");
 }
 
 fn any_checkpoint(run: &Path) -> Option<PathBuf> {
