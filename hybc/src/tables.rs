@@ -253,6 +253,15 @@ fn search_note(config: &SweepConfig, lets: &[(String, String)], results: &[Resul
     }
     let low = config.lrs.iter().copied().fold(f64::INFINITY, f64::min);
     let high = config.lrs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let best = scores.iter().map(|(_, score)| *score).fold(f64::NEG_INFINITY, f64::max);
+    let tied: Vec<String> = scores
+        .iter()
+        .filter(|(lr, score)| *score == best && Some(*lr) != chosen)
+        .map(|(lr, _)| format!("{lr:e}"))
+        .collect();
+    if !tied.is_empty() {
+        return format!("tied with {} (the first of a tie is taken)", tied.join(", "));
+    }
     match chosen {
         Some(lr) if lr == low => "best at the grid's lowest rate: widen it downwards".into(),
         Some(lr) if lr == high => "best at the grid's highest rate: widen it upwards".into(),
@@ -420,6 +429,29 @@ mod tests {
         let retnet = line("In hybrids, RetNet gains least from attention.");
         assert!(retnet.contains("| **no verdict: depends on cells that did not learn** |"), "{retnet}");
         assert!(!text.contains("## By group of answers"), "no groups, no section");
+    }
+
+    /// A search whose best score is shared names the rates it ties with, rather than
+    /// sending the window past an edge the tie does not show to be best.
+    #[test]
+    fn a_tied_search_says_so() {
+        let config = SweepConfig {
+            axes: vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }],
+            lrs: vec![3.16e-4, 1e-3, 3.16e-3],
+            seeds: vec![0],
+            tokens: None,
+            plateau: None,
+        };
+        let search = |lr: f64, held_out: f64| {
+            let mut r = crate::learned::tests::run("gdn", Phase::Search, Some(held_out), held_out);
+            r.lr = lr;
+            r
+        };
+        let lets = vec![("linear".to_string(), "gdn".to_string())];
+        let tied = [search(3.16e-4, 1.0), search(1e-3, 1.0), search(3.16e-3, 0.1)];
+        assert_eq!(super::search_note(&config, &lets, &tied), "tied with 1e-3 (the first of a tie is taken)");
+        let edge = [search(3.16e-4, 1.0), search(1e-3, 0.9), search(3.16e-3, 0.1)];
+        assert_eq!(super::search_note(&config, &lets, &edge), "best at the grid's lowest rate: widen it downwards");
     }
 
     /// Runs whose answers fall in groups (MQAR's distance bins) get a section: per cell,
