@@ -516,9 +516,19 @@ impl Trainer {
     /// one read of the loss and the norm: what follows
     /// [`Trainer::forward_backward_in_ranges`] and whatever was issued after it.
     pub fn norm_and_loss(&mut self, adamw: &AdamW) -> StepStats {
-        self.set_host(CLIP_MAX, &[adamw.clip.map_or(f32::INFINITY, |c| c as f32)]);
-        self.run(self.program.optimizer_start..self.program.update_start, &Batch::NONE);
+        self.run_norm(adamw);
         self.loss_and_norm()
+    }
+
+    /// Sets the clipping bound AdamW's clip (if any) asks for, where the norm reads it.
+    fn set_clip(&mut self, adamw: &AdamW) {
+        self.set_host(CLIP_MAX, &[adamw.clip.map_or(f32::INFINITY, |c| c as f32)]);
+    }
+
+    /// Issues the gradient norm and the clipping factor over the gradients left.
+    fn run_norm(&mut self, adamw: &AdamW) {
+        self.set_clip(adamw);
+        self.run(self.program.optimizer_start..self.program.update_start, &Batch::NONE);
     }
 
     /// The loss and the gradient norm, read at once (one wait for the device).
@@ -536,16 +546,9 @@ impl Trainer {
     /// Every parameter's buffer, then (for a training program) AdamW's first and second
     /// moments', each as f32: the state a data-parallel run starts alike on every rank.
     pub fn state_places(&self) -> Vec<View> {
-        let mut stores: Vec<Store> = (0..self.program.params.len()).map(Store::Param).collect();
-        if self.trains() {
-            stores.extend((0..self.program.params.len()).map(Store::Moment1));
-            stores.extend((0..self.program.params.len()).map(Store::Moment2));
-        }
-        let index = |store: Store| match store {
-            Store::Param(i) | Store::Moment1(i) | Store::Moment2(i) => i,
-            _ => unreachable!("per-parameter stores only"),
-        };
-        stores.into_iter().map(|store| self.view(store, index(store))).collect()
+        let kinds: &[fn(usize) -> Store] =
+            if self.trains() { &[Store::Param, Store::Moment1, Store::Moment2] } else { &[Store::Param] };
+        kinds.iter().flat_map(|store| (0..self.program.params.len()).map(|i| self.view(store(i), i))).collect()
     }
 
     /// The device, for a collective that acts on its memory between the ranges of a
@@ -626,8 +629,7 @@ impl Trainer {
     /// The global norm of the gradients from the last backward (NaN or infinite if any
     /// gradient is), and the clipping factor it sets for [`Trainer::apply_update`].
     pub fn gradient_norm(&mut self, adamw: &AdamW) -> f32 {
-        self.set_host(CLIP_MAX, &[adamw.clip.map_or(f32::INFINITY, |c| c as f32)]);
-        self.run(self.program.optimizer_start..self.program.update_start, &Batch::NONE);
+        self.run_norm(adamw);
         self.host(SQUARES)
     }
 
@@ -655,7 +657,7 @@ impl Trainer {
     /// the device. [`Trainer::apply_update`] completes the step.
     pub fn forward_backward_norm(&mut self, batch: &Batch, adamw: &AdamW) -> Result<StepStats, Error> {
         self.check_training(batch)?;
-        self.set_host(CLIP_MAX, &[adamw.clip.map_or(f32::INFINITY, |c| c as f32)]);
+        self.set_clip(adamw);
         self.run(0..self.program.update_start, batch);
         Ok(self.loss_and_norm())
     }

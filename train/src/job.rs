@@ -256,8 +256,8 @@ pub fn train(path: &Path, model: &Model, options: &Options, on: &mut dyn FnMut(M
     starting_point(&mut trainer, &mut settings, options, on)?;
     let mut parallel = joined.map(|joined| crate::parallel::start(&mut trainer, joined)).transpose()?;
     if let Some(parallel) = &parallel {
-        let cap = crate::parallel::bucket_bytes()? as f64 / f64::from(1 << 20);
-        let (world, buckets) = (crate::parallel::Parallel::world(parallel), parallel.buckets());
+        let (buckets, cap) = parallel.buckets();
+        let (world, cap) = (crate::parallel::Parallel::world(parallel), cap as f64 / f64::from(1 << 20));
         on(Message::Note(format!(
             "data parallel over {world} GPUs: the gradients in {buckets} buckets of about {cap:.2} MiB"
         )));

@@ -202,6 +202,8 @@ pub struct Rank<C> {
     reducer: Reducer,
     /// The instructions after which a bucket is due, in order.
     stops: Vec<usize>,
+    /// The bucket size asked for.
+    bucket_bytes: usize,
     group: Option<Group>,
 }
 
@@ -218,7 +220,7 @@ impl<C: Collective<Memory = dyn Device>> Rank<C> {
         let reducer = Reducer::new(&gradients, bucket_bytes, locate).map_err(|e| e.to_string())?;
         let mut stops: Vec<usize> = reducer.buckets().iter().map(|b| b.final_after).collect();
         stops.dedup();
-        Ok(Rank { collective, reducer, stops, group: None })
+        Ok(Rank { collective, reducer, stops, bucket_bytes, group: None })
     }
 
     /// The group whose watchdog this rank reports its progress to and checks each step.
@@ -226,9 +228,9 @@ impl<C: Collective<Memory = dyn Device>> Rank<C> {
         Rank { group: Some(group), ..self }
     }
 
-    /// How many buckets a step sums.
-    pub fn buckets(&self) -> usize {
-        self.reducer.buckets().len()
+    /// How many buckets a step sums, and the size each was made up to.
+    pub fn buckets(&self) -> (usize, usize) {
+        (self.reducer.buckets().len(), self.bucket_bytes)
     }
 
     /// One whole step of the global `batch` (every rank passes the same one): this

@@ -226,13 +226,16 @@ impl Nccl {
     /// Makes this communicator's stream wait for the work issued on the compute stream
     /// so far: what the next operation reads.
     fn follow(&self) -> Result<()> {
+        self.order(self.issued, self.compute, self.stream, "ordering after the compute stream")
+    }
+
+    /// Makes stream `then` wait for the work issued on stream `first` so far, through
+    /// `event`.
+    fn order(&self, event: CUevent, first: CUstream, then: CUstream, what: &str) -> Result<()> {
         let wait = cudarc::driver::sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT;
         // SAFETY: an event and streams this value created or was given.
-        unsafe {
-            driver::event::record(self.issued, self.compute)
-                .and_then(|()| driver::stream::wait_event(self.stream, self.issued, wait))
-        }
-        .map_err(|e| Error::Collective(format!("ordering after the compute stream failed: {e:?}")))
+        unsafe { driver::event::record(event, first).and_then(|()| driver::stream::wait_event(then, event, wait)) }
+            .map_err(|e| Error::Collective(format!("{what} failed: {e:?}")))
     }
 
     pub fn abort_handle(&self) -> AbortHandle {
@@ -346,13 +349,7 @@ impl Collective for Nccl {
     }
 
     fn join(&mut self) -> Result<()> {
-        let wait = cudarc::driver::sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT;
-        // SAFETY: an event and streams this value created or was given.
-        unsafe {
-            driver::event::record(self.reduced, self.stream)
-                .and_then(|()| driver::stream::wait_event(self.compute, self.reduced, wait))
-        }
-        .map_err(|e| Error::Collective(format!("ordering the compute stream after the sums failed: {e:?}")))
+        self.order(self.reduced, self.stream, self.compute, "ordering the compute stream after the sums")
     }
 
     fn any(&mut self, flag: bool) -> Result<bool> {
