@@ -253,6 +253,11 @@ enum Command {
         #[arg(long, value_name = "N", conflicts_with_all = ["list", "shard", "report"],
               value_parser = clap::value_parser!(u16).range(1..))]
         jobs: Option<u16>,
+        /// With --jobs on a GPU target: let shards that share a GPU take turns on it
+        /// instead of running together under NVIDIA's MPS (which the sweep otherwise starts
+        /// for them, or uses when CUDA_MPS_PIPE_DIRECTORY names a running one).
+        #[arg(long, requires = "jobs")]
+        no_mps: bool,
         /// Set a field of the train or eval block, checked as if written in the file:
         /// `--set steps=100`, `--set 'optimizer=adamw(lr: 1e-3)'`, `--set eval.batch=4`
         /// (repeatable; a flag such as --steps and a --set of its field together is an error).
@@ -411,12 +416,15 @@ fn main() -> ExitCode {
             let stored = if dtype == ExportDtype::Bf16 { Stored::Bf16 } else { Stored::F32 };
             checkpoint_of(&ckpt).and_then(|ckpt| export_fla(&file, &ckpt, &output, stored))
         }
-        Command::Sweep { file, out, target, list, shard, report, jobs: Some(jobs), sets } if jobs > 1 => {
+        Command::Sweep { file, out, target, list, shard, report, jobs: Some(jobs), no_mps, sets } if jobs > 1 => {
             let _ = (list, shard, report);
-            sweep::jobs(&file, out.as_deref(), target, &sets, jobs).map_err(|message| {
+            sweep::jobs(&file, out.as_deref(), target, &sets, jobs, !no_mps).map_err(|message| {
                 eprintln!("error: {message}");
                 Failure::User
             })
+        }
+        Command::Sweep { no_mps: true, .. } => {
+            Err(Failure::Usage("--no-mps concerns several shards on one GPU; with --jobs 1 none share one".into()))
         }
         Command::Sweep { file, out, target, list, shard, report, sets, .. } => {
             let mode = if list {

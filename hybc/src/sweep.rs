@@ -519,13 +519,15 @@ fn composition(model: &Model) -> (String, f64) {
 /// `--jobs n`: the sweep as `n` shards at once, each a process of this binary with
 /// `1/n` of the cores (`--threads`), its output in `<out>/shard-<i>.log`; with a
 /// learning-rate search, a second wave trains the seeds the first left waiting; then
-/// the report of every finished run.
+/// the report of every finished run. Shards that share a GPU run under MPS
+/// ([`crate::mps`]) unless `mps` is false.
 pub fn jobs(
     file: &Path,
     out: Option<&Path>,
     target: Option<hyb_driver::Target>,
     sets: &[String],
     jobs: u16,
+    mps: bool,
 ) -> std::result::Result<(), String> {
     let out = directory(file, out);
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create `{}`: {e}", out.display()))?;
@@ -545,13 +547,21 @@ pub fn jobs(
     let searches = config.as_ref().is_some_and(SweepConfig::searches);
     let model = compilation.as_ref().and_then(|c| c.model());
     let on_gpu = model.is_some_and(|model| crate::chosen_target(target, model).is_gpu());
+    if !mps && !on_gpu {
+        return Err("--no-mps concerns shards on a GPU; this sweep trains on the CPU".into());
+    }
     let devices = if on_gpu { Some(gpus_for(jobs)?) } else { None };
+    let sharing = crate::mps::for_shards(devices.as_deref().unwrap_or_default(), mps);
+    if let Some(line) = sharing.describe() {
+        println!("{line}");
+    }
     for wave in 0..if searches { 2 } else { 1 } {
         if wave == 1 {
             println!("second wave: the seeds at each cell's chosen learning rate");
         }
-        shards(&binary, &common, &out, jobs, wave > 0, devices.as_deref())?;
+        shards(&binary, &common, &out, jobs, wave > 0, devices.as_deref(), &sharing)?;
     }
+    drop(sharing);
     let status = std::process::Command::new(&binary)
         .args(["sweep", &file.display().to_string(), "--out", &out.display().to_string(), "--report"])
         .args(target.map(|t| ["--target".to_string(), t.to_string()]).into_iter().flatten())
@@ -573,7 +583,8 @@ fn gpus_for(jobs: u16) -> std::result::Result<Vec<String>, String> {
 }
 
 /// One wave: `jobs` shards as child processes, each logging to `shard-<i>.log` (a
-/// later wave appends to the first's log), each on its own GPU of `devices` if given.
+/// later wave appends to the first's log), each on its own GPU of `devices` if given,
+/// in `sharing`'s environment.
 fn shards(
     binary: &Path,
     common: &[String],
@@ -581,6 +592,7 @@ fn shards(
     jobs: u16,
     append: bool,
     devices: Option<&[String]>,
+    sharing: &crate::mps::Sharing,
 ) -> std::result::Result<(), String> {
     let mut children = Vec::new();
     for index in 0..jobs {
@@ -594,6 +606,7 @@ fn shards(
         if let Some(devices) = devices {
             command.env("CUDA_VISIBLE_DEVICES", &devices[usize::from(index)]);
         }
+        command.envs(sharing.environment());
         let child = command.args(&args).stdout(log).stderr(errors).spawn();
         children.push((index, log_path, child.map_err(|e| format!("cannot start shard {index}: {e}"))?));
     }

@@ -854,6 +854,62 @@ fn a_gpu_sweep_needs_a_visible_gpu() {
     assert!(!text(&out.stdout).contains("shard 0/2"), "nothing started: {}", text(&out.stdout));
 }
 
+/// Shards that share a GPU run under an MPS daemon the sweep starts and stops (here a
+/// stand-in `nvidia-cuda-mps-control` on `PATH` that logs its calls; the shards then fail
+/// on a machine without a GPU, and the daemon is stopped all the same); without the
+/// program the sweep warns that they will take turns; `--no-mps` where nothing shares a
+/// GPU is refused.
+#[test]
+fn shards_sharing_a_gpu_run_under_mps() {
+    let file = scratch("mps_sweep.hyb");
+    std::fs::write(&file, "let linear = gdn\nmixer gdn = gated_deltanet(heads: 2)\nmodel {\n vocab = 64\n d_model = 32\n layers = linear\n}\ntrain {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n steps = 2\n}\nsweep {\n linear = [gdn]\n}\n").expect("writable");
+    let path = file.to_str().expect("utf-8");
+    let bin = scratch("fake_mps_bin");
+    std::fs::create_dir_all(&bin).expect("writable");
+    let control = bin.join("nvidia-cuda-mps-control");
+    let log = scratch("fake_mps.log");
+    std::fs::write(&control, "#!/bin/sh\ninput=\nif [ \"$1\" != -d ]; then input=$(cat); fi\necho \"args=$* input=$input pipe=$CUDA_MPS_PIPE_DIRECTORY\" >> \"$FAKE_MPS_LOG\"\n").expect("writable");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let sweep = |path_var: &str, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hybc"))
+            .args(["sweep", path, "--target", "cuda", "--jobs", "2", "--out"])
+            .arg(scratch("mps_sweep_runs"))
+            .args(extra)
+            .env("CUDA_VISIBLE_DEVICES", "0")
+            .env_remove("CUDA_MPS_PIPE_DIRECTORY")
+            .env("PATH", path_var)
+            .env("FAKE_MPS_LOG", &log)
+            .current_dir(root())
+            .output()
+            .expect("hybc runs")
+    };
+    let out = sweep(&format!("{}:/usr/bin:/bin", bin.display()), &[]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("shards share a GPU: started an MPS daemon"), "{stdout}");
+    let calls = std::fs::read_to_string(&log).expect("the daemon was called");
+    let lines: Vec<&str> = calls.lines().collect();
+    assert_eq!(lines.len(), 2, "started once, stopped once: {calls}");
+    assert!(lines[0].starts_with("args=-d input= pipe="), "{calls}");
+    assert!(lines[1].starts_with("args= input=quit pipe="), "{calls}");
+    let pipe = lines[0].rsplit("pipe=").next().expect("a pipe");
+    assert!(pipe.contains("hyb-mps-") && lines[1].ends_with(pipe), "the same daemon: {calls}");
+    assert!(!Path::new(pipe).exists(), "its directory removed: {pipe}");
+
+    let empty = scratch("empty_path");
+    std::fs::create_dir_all(&empty).expect("writable");
+    let out = sweep(empty.to_str().expect("utf-8"), &[]);
+    assert!(text(&out.stdout).contains("shards share a GPU without MPS"), "{}", text(&out.stdout));
+    let out = sweep(&format!("{}:/usr/bin:/bin", bin.display()), &["--no-mps"]);
+    assert!(!text(&out.stdout).contains("MPS"), "{}", text(&out.stdout));
+
+    let refused = hybc(&["sweep", path, "--jobs", "2", "--no-mps", "--target", "cpu"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("--no-mps concerns shards on a GPU"), "{}", text(&refused.stderr));
+    let refused = hybc(&["sweep", path, "--jobs", "1", "--no-mps", "--target", "cuda"]);
+    assert!(text(&refused.stderr).contains("with --jobs 1 none share one"), "{}", text(&refused.stderr));
+}
+
 /// A result.json as a finished run writes it, with made-up figures.
 fn fake_result(dir: &Path, lets: &[(&str, &str)], phase: &str, lr: f64, seed: u64, figures: (f64, f64)) {
     let (held_out, test) = figures;

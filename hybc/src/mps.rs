@@ -1,0 +1,145 @@
+//! NVIDIA's Multi-Process Service (MPS) for a sweep's shards that share a GPU. Without
+//! it the driver time-slices the processes' contexts, so two small runs on one GPU go no
+//! faster than one; under MPS their kernels run on the GPU together (measured on an H200
+//! with the GPU study's model: 4 runs at once 58K tokens/s time-sliced, 124K under MPS;
+//! `runtime/benches/README.md`). `hybc sweep --jobs N` starts a control daemon of its own
+//! (its pipe and log directories private to the sweep) when shards share a GPU, hands its
+//! directories to the shards, and stops it when the shards are done.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The daemon's program, looked up on `PATH`.
+pub const CONTROL: &str = "nvidia-cuda-mps-control";
+
+/// What the shards of a sweep run under.
+#[derive(Debug)]
+pub enum Sharing {
+    /// Every shard has a GPU of its own, or MPS was not wanted: nothing to do.
+    NotNeeded,
+    /// An MPS server the user started (`CUDA_MPS_PIPE_DIRECTORY` set): the shards inherit it.
+    Existing(String),
+    /// A daemon this sweep started; stopped when dropped.
+    Started(Daemon),
+    /// Shards share a GPU, but no daemon could be started (the reason): they time-share.
+    Unavailable(String),
+}
+
+impl Sharing {
+    /// The line the sweep prints about it, if any.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            Sharing::NotNeeded => None,
+            Sharing::Existing(pipe) => Some(format!("shards share a GPU: under the MPS server at {pipe}")),
+            Sharing::Started(daemon) => Some(format!(
+                "shards share a GPU: started an MPS daemon for them (pipe {}; --no-mps to time-share instead)",
+                daemon.pipe().display()
+            )),
+            Sharing::Unavailable(why) => Some(format!(
+                "warning: shards share a GPU without MPS ({why}), so they take turns on it: \
+                 expect little more than one run's speed in all"
+            )),
+        }
+    }
+
+    /// The environment a shard needs to reach the daemon.
+    pub fn environment(&self) -> Vec<(&'static str, PathBuf)> {
+        match self {
+            Sharing::Started(daemon) => vec![
+                ("CUDA_MPS_PIPE_DIRECTORY", daemon.pipe()),
+                ("CUDA_MPS_LOG_DIRECTORY", daemon.dir.join("log")),
+            ],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Whether some GPU of `devices` (a shard's each) holds more than one shard.
+pub fn shared(devices: &[String]) -> bool {
+    devices.iter().enumerate().any(|(i, d)| devices[..i].contains(d))
+}
+
+/// What shards placed on `devices` run under: a daemon of this sweep's when some share a
+/// GPU and `wanted`, unless the user's own server is set in the environment.
+pub fn for_shards(devices: &[String], wanted: bool) -> Sharing {
+    if !wanted || !shared(devices) {
+        return Sharing::NotNeeded;
+    }
+    if let Ok(pipe) = std::env::var("CUDA_MPS_PIPE_DIRECTORY") {
+        return Sharing::Existing(pipe);
+    }
+    let dir = std::env::temp_dir().join(format!("hyb-mps-{}", std::process::id()));
+    match Daemon::start(&dir) {
+        Ok(daemon) => Sharing::Started(daemon),
+        Err(why) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Sharing::Unavailable(why)
+        }
+    }
+}
+
+/// An MPS control daemon with its pipe and log under `dir`; `quit` when dropped.
+#[derive(Debug)]
+pub struct Daemon {
+    dir: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path) -> Result<Daemon, String> {
+        for sub in ["pipe", "log"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        }
+        let daemon = Daemon { dir: dir.to_path_buf() };
+        let status = daemon.control().arg("-d").status();
+        match status {
+            Ok(status) if status.success() => Ok(daemon),
+            Ok(status) => {
+                std::mem::forget(daemon);
+                Err(format!("`{CONTROL} -d` {status}"))
+            }
+            Err(e) => {
+                std::mem::forget(daemon);
+                Err(format!("`{CONTROL}` cannot be run: {e}"))
+            }
+        }
+    }
+
+    fn pipe(&self) -> PathBuf {
+        self.dir.join("pipe")
+    }
+
+    fn control(&self) -> Command {
+        let mut command = Command::new(CONTROL);
+        command.env("CUDA_MPS_PIPE_DIRECTORY", self.pipe()).env("CUDA_MPS_LOG_DIRECTORY", self.dir.join("log"));
+        command
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let child = self.control().stdin(Stdio::piped()).stdout(Stdio::null()).spawn();
+        if let Ok(mut child) = child {
+            if let Some(mut stdin) = child.stdin.take() {
+                let _ = stdin.write_all(b"quit\n");
+            }
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_share_a_gpu_when_one_holds_two() {
+        let gpus = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(!shared(&gpus(&["0"])));
+        assert!(!shared(&gpus(&["0", "1", "2"])));
+        assert!(shared(&gpus(&["0", "1", "0"])));
+        assert!(matches!(for_shards(&gpus(&["0", "1"]), true), Sharing::NotNeeded));
+        assert!(matches!(for_shards(&gpus(&["0", "0"]), false), Sharing::NotNeeded));
+    }
+}
