@@ -150,15 +150,31 @@ pub fn backward_with(bias: bool, name: &str, config: &Config) -> String {
         e.for_(&c0, &sizes.time, |e, t| {
             e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| {
                 let dy = e.load(&dy, &[&b, &t, &c]);
-                if let Some(dbias) = &dbias {
-                    e.accumulate_shared(dbias, &[&c], &dy);
-                }
                 for_taps(e, &sizes, [&b, &t, &c], |e, tap| {
-                    let dw_value = e.mul(&dy, &tap.x);
-                    e.accumulate_shared(&dw, &[&c, &c0, &tap.j], &dw_value);
                     let dx_value = e.mul(&dy, &tap.w);
                     e.accumulate(&dx, &[&b, &tap.source, &c], &dx_value);
                 });
+            });
+        });
+        // The filter's and bias's gradients from this sequence: summed over its tokens
+        // in a register, then added once (a GPU's lanes add atomically, and an atomic
+        // add per token and tap made the backward 0.8 ms at B=64, T=256 on the H200).
+        e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| {
+            if let Some(dbias) = &dbias {
+                let total = e.sum_over(&c0, &sizes.time, |e, t| e.load(&dy, &[&b, t, &c]));
+                e.accumulate_shared(dbias, &[&c], &total);
+            }
+            let x = e.arg("x");
+            e.for_(&c0, &sizes.width, |e, j| {
+                // Tap j of output t reads input t − (W − 1 − j): outputs from W − 1 − j on.
+                let lag = e.sub(&sizes.width1, &j);
+                let total = e.sum_over(&lag, &sizes.time, |e, t| {
+                    let source = e.sub(t, &lag);
+                    let dy = e.load(&dy, &[&b, t, &c]);
+                    let x = e.load(&x, &[&b, &source, &c]);
+                    e.mul(&dy, &x)
+                });
+                e.accumulate_shared(&dw, &[&c, &c0, &j], &total);
             });
         });
     });

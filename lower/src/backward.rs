@@ -115,7 +115,7 @@ impl Builder<'_> {
                 let squares = Arg::host(SQUARES, 1);
                 self.push(Instr::Zero(squares.clone()));
                 for i in 0..node.inputs.len() {
-                    self.call(func, vec![input(self, i).in_rows(), squares.summed()]);
+                    self.call(func, vec![input(self, i).in_rows(self.target), squares.summed()]);
                 }
                 let clip = self.kernels.get(KernelKey::Clip);
                 let factor = Arg::host(ADAM + 7, 1);
@@ -127,7 +127,7 @@ impl Builder<'_> {
                 let param = self.params[name];
                 let kernel = self.kernels.get(KernelKey::AdamW);
                 let g = input(self, 1);
-                self.push(Instr::AdamW { kernel, param, grad: Arg { dims: vec![g.len()], share: Share::Whole, ..g } });
+                self.push(Instr::AdamW { kernel, param, grad: g.in_rows(self.target) });
             }
         }
         Ok(())

@@ -118,10 +118,11 @@ impl Arg {
         Arg { dims, ..self.clone() }
     }
 
-    /// The whole buffer as one flat dim split over rows of a few thousand elements
-    /// (see [`flat_rows`]): an elementwise pass or a sum over all of it, in parallel.
-    pub fn in_rows(&self) -> Arg {
-        Arg { dims: flat_rows(self.len()), flat: true, share: Share::Split, ..self.clone() }
+    /// The whole buffer as one flat dim split over rows of the target's width
+    /// ([`Target::flat_row_width`]): an elementwise pass or a sum over all of it, in parallel.
+    pub fn in_rows(&self, target: Target) -> Arg {
+        let width = target.flat_row_width(self.len());
+        Arg { dims: vec![self.len() / width, width], flat: true, share: Share::Split, ..self.clone() }
     }
 
     /// One flat dim, split over rows of `width`.
@@ -174,15 +175,6 @@ pub enum Instr {
         param: usize,
         grad: Arg,
     },
-}
-
-/// `[rows, width]` for `len` elements: the smallest width from 1024 to 8192 that divides
-/// `len`, or one row when none does.
-pub fn flat_rows(len: usize) -> Vec<usize> {
-    match (1024..=8192).find(|width| len.is_multiple_of(*width)) {
-        Some(width) => vec![len / width, width],
-        None => vec![1, len],
-    }
 }
 
 /// A call's iteration space: the leading dim of its `Split` arguments — the batch, or

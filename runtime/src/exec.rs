@@ -327,13 +327,13 @@ fn execute(program: &Program, index: usize, device: &mut dyn Device, stores: &St
 }
 
 /// AdamW's arguments: the parameter, its gradient and moments split in rows alike (the
-/// update is elementwise), and the host scalars.
+/// update is elementwise; the gradient's rows as the program gives them), and the host
+/// scalars.
 fn adamw_views(param: usize, grad: &Arg, stores: &Stores) -> [View; 5] {
-    let grad = grad.in_rows();
     let rows = |store| stores.view(&Arg { store, offset: 0, ..grad.clone() });
     [
         rows(Store::Param(param)),
-        stores.view(&grad),
+        stores.view(grad),
         rows(Store::Moment1(param)),
         rows(Store::Moment2(param)),
         stores.view(&Arg::host(ADAM, 8)),

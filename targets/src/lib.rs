@@ -212,6 +212,20 @@ impl Target {
     pub fn is_gpu(self) -> bool {
         matches!(self, Target::Cuda { .. })
     }
+
+    /// The row width an elementwise pass or a sum over a whole flat buffer of `len`
+    /// elements is split by (AdamW, a gradient's sum of squares): one part of a call
+    /// walks a row. The CPU's threads take long rows — the smallest width from 1024 to
+    /// 8192 that divides `len`, else one row; a GPU's threads short ones — the largest
+    /// width up to 16 that divides `len` (rows of 1024 left an H200 with a few threads
+    /// per parameter walking a thousand elements each: 0.23 ms an AdamW call on 16K
+    /// elements).
+    pub fn flat_row_width(self, len: usize) -> usize {
+        match self {
+            Target::Cpu => (1024..=8192).find(|width| len.is_multiple_of(*width)).unwrap_or(len.max(1)),
+            Target::Cuda { .. } => (1..=16).rev().find(|width| len.is_multiple_of(*width)).unwrap_or(1),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -227,6 +241,15 @@ mod tests {
         assert_eq!("cuda".parse::<Target>(), Ok(Target::Cuda { sm: HOPPER }));
         for bad in ["gpu", "cuda:90", "cuda:sm_7x", "cuda:sm_75"] {
             assert!(bad.parse::<Target>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flat_rows_are_long_on_the_cpu_and_short_on_a_gpu() {
+        let gpu = Target::Cuda { sm: HOPPER };
+        for (len, cpu_width, gpu_width) in [(32768, 1024, 16), (16384 * 3, 1024, 16), (128, 128, 16), (1, 1, 1), (0, 1024, 16), (6, 6, 6), (7 * 13, 91, 13)] {
+            assert_eq!(Target::Cpu.flat_row_width(len), cpu_width, "cpu, {len}");
+            assert_eq!(gpu.flat_row_width(len), gpu_width, "gpu, {len}");
         }
     }
 }
