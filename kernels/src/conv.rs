@@ -36,8 +36,6 @@ fn header(e: &mut Builder, name: &str, args: &[(&str, usize)]) -> Sizes {
 
 /// One tap of the filter at output position `t`, channel `c`.
 struct Tap {
-    /// The tap's index j.
-    j: Value,
     /// The input position it reads, `t + j − (W − 1)`.
     source: Value,
     x: Value,
@@ -65,7 +63,7 @@ fn for_taps(e: &mut Builder, sizes: &Sizes, [b, t, c]: [&Value; 3], body: impl F
             let source = e.sub(&sum, &sizes.width1);
             let x = e.load(&x, &[b, &source, c]);
             let w = e.load(&w, &[c, &c0, &j]);
-            body(e, Tap { j, source, x, w });
+            body(e, Tap { source, x, w });
         });
     });
 }

@@ -177,6 +177,30 @@ pub enum Instr {
     },
 }
 
+impl Instr {
+    /// Whether `self` and `other` do the same work, a flat buffer split in rows of one
+    /// width in one and of another in the other ([`Target::flat_row_width`]): two
+    /// targets' programs of one model differ only there, so one runs in lockstep
+    /// beside the other.
+    pub fn alike(&self, other: &Instr) -> bool {
+        fn rows_merged(arg: &Arg) -> Arg {
+            let merged = arg.flat && arg.share == Share::Split;
+            if merged { Arg { dims: vec![arg.len()], ..arg.clone() } } else { arg.clone() }
+        }
+        match (self, other) {
+            (Instr::Call { kernel, args }, Instr::Call { kernel: k, args: a }) => {
+                kernel == k
+                    && args.len() == a.len()
+                    && args.iter().zip(a).all(|(x, y)| rows_merged(x) == rows_merged(y))
+            }
+            (Instr::AdamW { kernel, param, grad }, Instr::AdamW { kernel: k, param: p, grad: g }) => {
+                kernel == k && param == p && rows_merged(grad) == rows_merged(g)
+            }
+            _ => self == other,
+        }
+    }
+}
+
 /// A call's iteration space: the leading dim of its `Split` arguments — the batch, or
 /// rows — over which its points are independent (1 if none is split). The CPU backend
 /// splits it over threads; a GPU form maps it to blocks.
@@ -711,4 +735,26 @@ pub fn scheduled_plan(grad: &GradGraph, steps: &[Step], shape: Shape, target: Ta
         &|id| run_at.get(&id).copied().unwrap_or(id.index()),
         pass,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_alike_up_to_the_rows_of_flat_buffers() {
+        let flat = Arg { store: Store::Arena, offset: 64, elem: Elem::F32, dims: vec![32768], flat: true, share: Share::Whole };
+        let (cpu, gpu) = (flat.in_rows(Target::Cpu), flat.in_rows(Target::Cuda { sm: hyb_target::HOPPER }));
+        assert_eq!((cpu.dims.clone(), gpu.dims.clone()), (vec![32, 1024], vec![2048, 16]));
+        let adamw = |grad: &Arg| Instr::AdamW { kernel: 3, param: 1, grad: grad.clone() };
+        assert!(adamw(&cpu).alike(&adamw(&gpu)));
+        assert_ne!(adamw(&cpu), adamw(&gpu));
+        let elsewhere = Arg { offset: 128, ..gpu.clone() };
+        assert!(!adamw(&cpu).alike(&adamw(&elsewhere)), "another buffer");
+        let call = |arg: &Arg| Instr::Call { kernel: 0, args: vec![arg.clone(), Arg::host(4, 1).summed()] };
+        assert!(call(&cpu).alike(&call(&gpu)));
+        let reshaped = Arg { dims: vec![64, 512], flat: false, share: Share::Split, ..flat.clone() };
+        assert!(!call(&reshaped).alike(&call(&Arg { dims: vec![128, 256], ..reshaped.clone() })), "a batch split is the work itself");
+        assert!(!call(&cpu).alike(&adamw(&cpu)));
+    }
 }
