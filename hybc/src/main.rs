@@ -418,9 +418,16 @@ fn main() -> ExitCode {
         }
         Command::Sweep { file, out, target, list, shard, report, jobs: Some(jobs), no_mps, sets } if jobs > 1 => {
             let _ = (list, shard, report);
-            sweep::jobs(&file, out.as_deref(), target, &sets, jobs, !no_mps).map_err(|message| {
-                eprintln!("error: {message}");
-                Failure::User
+            install_interrupt().and_then(|interrupt| {
+                let options = sweep::Jobs { count: jobs, mps: !no_mps, interrupt: Some(&interrupt) };
+                match sweep::jobs(&file, out.as_deref(), target, &sets, &options) {
+                    Ok(None) => Ok(()),
+                    Ok(Some(status)) => Err(Failure::Stopped(status)),
+                    Err(message) => {
+                        eprintln!("error: {message}");
+                        Err(Failure::User)
+                    }
+                }
             })
         }
         Command::Sweep { no_mps: true, .. } => {

@@ -516,19 +516,29 @@ fn composition(model: &Model) -> (String, f64) {
     (label, attention as f64 / model.layers.len().max(1) as f64)
 }
 
+/// How `--jobs` runs a sweep's shards.
+pub struct Jobs<'a> {
+    /// Shards at once.
+    pub count: u16,
+    /// Whether shards that share a GPU run under MPS ([`crate::mps`]).
+    pub mps: bool,
+    /// The stop request: a signal to the sweep's process group (Ctrl-C, `timeout`,
+    /// Slurm) stops each shard at a checkpoint; the sweep then starts no second wave.
+    pub interrupt: Option<&'a crate::interrupt::Interrupt>,
+}
+
 /// `--jobs n`: the sweep as `n` shards at once, each a process of this binary with
 /// `1/n` of the cores (`--threads`), its output in `<out>/shard-<i>.log`; with a
 /// learning-rate search, a second wave trains the seeds the first left waiting; then
-/// the report of every finished run. Shards that share a GPU run under MPS
-/// ([`crate::mps`]) unless `mps` is false.
+/// the report of every finished run. `Ok(Some(status))` when a signal stopped it.
 pub fn jobs(
     file: &Path,
     out: Option<&Path>,
     target: Option<hyb_driver::Target>,
     sets: &[String],
-    jobs: u16,
-    mps: bool,
-) -> std::result::Result<(), String> {
+    options: &Jobs,
+) -> std::result::Result<Option<u8>, String> {
+    let jobs = options.count;
     let out = directory(file, out);
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create `{}`: {e}", out.display()))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -547,19 +557,25 @@ pub fn jobs(
     let searches = config.as_ref().is_some_and(SweepConfig::searches);
     let model = compilation.as_ref().and_then(|c| c.model());
     let on_gpu = model.is_some_and(|model| crate::chosen_target(target, model).is_gpu());
-    if !mps && !on_gpu {
+    if !options.mps && !on_gpu {
         return Err("--no-mps concerns shards on a GPU; this sweep trains on the CPU".into());
     }
     let devices = if on_gpu { Some(gpus_for(jobs)?) } else { None };
-    let sharing = crate::mps::for_shards(devices.as_deref().unwrap_or_default(), mps);
+    let sharing = crate::mps::for_shards(devices.as_deref().unwrap_or_default(), options.mps);
     if let Some(line) = sharing.describe() {
         println!("{line}");
     }
+    let stopped = || options.interrupt.and_then(|i| i.received());
     for wave in 0..if searches { 2 } else { 1 } {
         if wave == 1 {
             println!("second wave: the seeds at each cell's chosen learning rate");
         }
-        shards(&binary, &common, &out, jobs, wave > 0, devices.as_deref(), &sharing)?;
+        let finished = shards(&binary, &common, &out, jobs, wave > 0, devices.as_deref(), &sharing);
+        if let Some((signal, status)) = stopped() {
+            println!("stopped by {signal}: each shard at a checkpoint; running the sweep again continues it");
+            return Ok(Some(status));
+        }
+        finished?;
     }
     drop(sharing);
     let status = std::process::Command::new(&binary)
@@ -568,7 +584,7 @@ pub fn jobs(
         .args(sets.iter().flat_map(|set| ["--set", set.as_str()]))
         .status()
         .map_err(|e| format!("cannot run the report: {e}"))?;
-    if status.success() { Ok(()) } else { Err("the report failed".into()) }
+    if status.success() { Ok(None) } else { Err("the report failed".into()) }
 }
 
 /// Each shard's GPU on a GPU target: round robin over the GPUs this process sees

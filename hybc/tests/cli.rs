@@ -910,6 +910,45 @@ fn shards_sharing_a_gpu_run_under_mps() {
     assert!(text(&refused.stderr).contains("with --jobs 1 none share one"), "{}", text(&refused.stderr));
 }
 
+/// Ctrl-C (SIGINT to the process group) during `sweep --jobs 2` stops each shard at a
+/// checkpoint; the sweep starts no second wave and exits with 130.
+#[test]
+fn a_signal_stops_every_shard_of_a_sweep() {
+    use std::os::unix::process::CommandExt;
+    let file = scratch("stopped_sweep.hyb");
+    std::fs::write(&file, "let linear = gdn\nmixer gdn = gated_deltanet(heads: 2)\nmodel {\n vocab = 64\n d_model = 32\n layers = linear\n}\ntrain {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n steps = 5000\n log_every = 1\n}\nsweep {\n linear = [gdn]\n lr = [1e-3, 3e-3]\n}\n").expect("writable");
+    let out = scratch("stopped_sweep_runs");
+    let child = Command::new(env!("CARGO_BIN_EXE_hybc"))
+        .args(["sweep", file.to_str().expect("utf-8"), "--jobs", "2", "--out"])
+        .arg(&out)
+        .current_dir(root())
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hybc runs");
+    let started = std::time::Instant::now();
+    let training = |out: &Path| {
+        let runs = std::fs::read_dir(out).into_iter().flatten().flatten();
+        runs.filter(|run| run.path().join("metrics.jsonl").is_file()).count()
+    };
+    while training(&out) < 2 {
+        assert!(started.elapsed().as_secs() < 120, "the shards did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on the process group of our own child, which leads it.
+    assert_eq!(unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) }, 0, "kill");
+    let result = child.wait_with_output().expect("reaped");
+    let stdout = text(&result.stdout);
+    assert_eq!(result.status.code(), Some(130), "{stdout}\n{}", text(&result.stderr));
+    assert!(stdout.contains("stopped by SIGINT: each shard at a checkpoint"), "{stdout}");
+    assert!(!stdout.contains("second wave"), "{stdout}");
+    for shard in ["shard-0.log", "shard-1.log"] {
+        let log = std::fs::read_to_string(out.join(shard)).expect("a shard's log");
+        assert!(log.contains("stopped by SIGINT"), "{shard}: {log}");
+    }
+}
+
 /// A result.json as a finished run writes it, with made-up figures.
 fn fake_result(dir: &Path, lets: &[(&str, &str)], phase: &str, lr: f64, seed: u64, figures: (f64, f64)) {
     let (held_out, test) = figures;
