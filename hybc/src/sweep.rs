@@ -635,7 +635,12 @@ fn shards(
         }
     }
     if !failed.is_empty() {
-        return Err(format!("shard(s) {failed:?} failed: see their logs; running the sweep again continues it"));
+        let mps = if matches!(sharing, crate::mps::Sharing::Started(_)) {
+            " (they ran under the sweep's MPS daemon: if they could not reach the GPU, --no-mps runs them without it)"
+        } else {
+            ""
+        };
+        return Err(format!("shard(s) {failed:?} failed: see their logs; running the sweep again continues it{mps}"));
     }
     Ok(())
 }

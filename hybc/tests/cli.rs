@@ -887,6 +887,9 @@ fn shards_sharing_a_gpu_run_under_mps() {
     let out = sweep(&format!("{}:/usr/bin:/bin", bin.display()), &[]);
     let stdout = text(&out.stdout);
     assert!(stdout.contains("shards share a GPU: started an MPS daemon"), "{stdout}");
+    if !out.status.success() {
+        assert!(text(&out.stderr).contains("--no-mps runs them without it"), "{}", text(&out.stderr));
+    }
     let calls = std::fs::read_to_string(&log).expect("the daemon was called");
     let lines: Vec<&str> = calls.lines().collect();
     assert_eq!(lines.len(), 2, "started once, stopped once: {calls}");
