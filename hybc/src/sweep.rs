@@ -124,9 +124,13 @@ fn grid(config: &SweepConfig) -> Vec<Run> {
     let cells = cells(config);
     let run = |lets: &Vec<(String, String)>, lr, seed, phase| Run { lets: lets.clone(), lr, seed, phase };
     if config.searches() {
-        let search_seed = Some(config.search_seed());
-        let search =
-            cells.iter().flat_map(|c| config.lrs.iter().map(move |lr| run(c, Some(*lr), search_seed, Phase::Search)));
+        let search_seeds = config.search_seeds();
+        let search = cells.iter().flat_map(|c| {
+            let search_seeds = &search_seeds;
+            config.lrs.iter().flat_map(move |lr| {
+                search_seeds.iter().map(move |seed| run(c, Some(*lr), Some(*seed), Phase::Search))
+            })
+        });
         let measured = cells.iter().flat_map(|c| seeds.iter().map(move |seed| run(c, None, *seed, Phase::Seed)));
         return search.chain(measured).collect();
     }
@@ -235,17 +239,28 @@ pub fn choose(search: &[(f64, f64)]) -> Option<f64> {
         .map(|(lr, _)| lr)
 }
 
+/// A cell's held-out set and figure at rate `lr`: the mean over its search runs there
+/// (one per search seed); none until each has finished.
+pub fn search_figure(config: &SweepConfig, lets: &[(String, String)], lr: f64, finished: &[Result]) -> Option<(String, f64)> {
+    let figures: Vec<&(String, f64)> = config
+        .search_seeds()
+        .iter()
+        .map(|seed| {
+            let run = finished.iter().find(|r| r.phase == Phase::Search && r.lets == lets && r.lr == lr && r.seed == *seed);
+            run.and_then(|r| r.held_out.as_ref())
+        })
+        .collect::<Option<_>>()?;
+    let mean = figures.iter().map(|(_, figure)| figure).sum::<f64>() / figures.len() as f64;
+    Some((figures[0].0.clone(), mean))
+}
+
 /// A cell's (rate, held-out score) from its finished search runs; none until every
-/// rate of the search has finished.
+/// run of the search has finished.
 pub fn search_scores(config: &SweepConfig, lets: &[(String, String)], finished: &[Result]) -> Option<Vec<(f64, f64)>> {
-    let of_cell: Vec<&Result> = finished.iter().filter(|r| r.phase == Phase::Search && r.lets == lets).collect();
     config
         .lrs
         .iter()
-        .map(|lr| {
-            let run = of_cell.iter().find(|r| r.lr == *lr)?;
-            run.held_out.as_ref().map(|(name, figure)| (*lr, goodness(name, *figure)))
-        })
+        .map(|lr| search_figure(config, lets, *lr, finished).map(|(name, figure)| (*lr, goodness(&name, figure))))
         .collect()
 }
 
@@ -681,7 +696,7 @@ mod tests {
     use super::*;
 
     fn config(lrs: &[f64]) -> SweepConfig {
-        SweepConfig { axes: Vec::new(), lrs: lrs.to_vec(), seeds: Vec::new(), tokens: None, plateau: None }
+        SweepConfig { axes: Vec::new(), lrs: lrs.to_vec(), seeds: Vec::new(), search_runs: 1, tokens: None, plateau: None }
     }
 
     fn search_result(lr: f64, held_out: f64, test: f64) -> Result {
@@ -722,6 +737,26 @@ mod tests {
             r.held_out.as_mut().expect("held-out").0 = "held-out perplexity(tiny.txt)".into();
         }
         assert_eq!(chosen_lr(&config, &[], &perplexity), Some(1e-2));
+    }
+
+    /// `search_seeds = 2`: each rate runs on two search seeds and the mean of their
+    /// held-out scores chooses — a rate that learns in both beats one that learned best
+    /// once; no choice until both runs of every rate have finished.
+    #[test]
+    fn several_search_seeds_choose_by_their_mean() {
+        let config = SweepConfig { search_runs: 2, ..config(&[1e-3, 1e-2]) };
+        assert_eq!(config.search_seeds(), vec![3, 4]);
+        let names: Vec<String> = grid(&config).iter().map(Run::name).collect();
+        assert_eq!(names[..4], ["lr=1e-3,seed=3,search", "lr=1e-3,seed=4,search", "lr=1e-2,seed=3,search", "lr=1e-2,seed=4,search"]);
+        assert_eq!(names.len(), config.len());
+        assert_eq!(config.len(), 2 * 2 + 3);
+        let on = |seed, lr, held_out| Result { seed, ..search_result(lr, held_out, 0.0) };
+        // 1e-2 has the best single run (1.0) but fails once; 1e-3 learns in both.
+        let results = [on(3, 1e-3, 0.9), on(4, 1e-3, 0.9), on(3, 1e-2, 1.0), on(4, 1e-2, 0.1)];
+        assert_eq!(chosen_lr(&config, &[], &results), Some(1e-3));
+        let figure = search_figure(&config, &[], 1e-2, &results).expect("both finished");
+        assert!((figure.1 - 0.55).abs() < 1e-12, "{figure:?}");
+        assert_eq!(chosen_lr(&config, &[], &results[..3]), None, "a search run still running");
     }
 
     /// With a search: every cell's rates first (on the search seed), then its seeds

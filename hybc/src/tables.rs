@@ -94,12 +94,12 @@ fn protocol(config: &SweepConfig, results: &[Result]) -> String {
     let seeds = config.test_seeds();
     if config.searches() {
         let lrs: Vec<String> = config.lrs.iter().map(|lr| format!("{lr:e}")).collect();
-        lines.push(format!(
-            "learning rate: per cell the best of [{}] by the held-out score of one run each (seed {}, not a \
-             measured seed)",
-            lrs.join(", "),
-            config.search_seed()
-        ));
+        let search_seeds = config.search_seeds();
+        let runs = match search_seeds.as_slice() {
+            [seed] => format!("one run each (seed {seed}, not a measured seed)"),
+            seeds => format!("the mean of {} runs each (seeds {seeds:?}, none a measured seed)", seeds.len()),
+        };
+        lines.push(format!("learning rate: per cell the best of [{}] by the held-out score of {runs}", lrs.join(", ")));
     }
     match seeds.is_empty() {
         true => lines.push("seeds: the train block's".into()),
@@ -227,10 +227,8 @@ fn search_table(config: &SweepConfig, results: &[Result]) -> String {
         seen.push(&r.lets);
         let mut row: Vec<String> = r.lets.iter().map(|(_, v)| v.clone()).collect();
         for lr in &config.lrs {
-            let run = results.iter().find(|s| s.phase == Phase::Search && s.lets == r.lets && s.lr == *lr);
-            row.push(
-                run.and_then(|s| s.held_out.as_ref()).map_or("—".into(), |(name, figure)| figure_text(name, *figure)),
-            );
+            let figure = crate::sweep::search_figure(config, &r.lets, *lr, results);
+            row.push(figure.map_or("—".into(), |(name, figure)| figure_text(&name, figure)));
         }
         row.push(chosen_lr(config, &r.lets, results).map_or("(search unfinished)".into(), |lr| format!("{lr:e}")));
         row.push(search_note(config, &r.lets, results));
@@ -366,12 +364,18 @@ fn search_chart(config: &SweepConfig, results: &[Result]) -> String {
     let mut lrs = config.lrs.clone();
     lrs.sort_by(f64::total_cmp);
     let mut points = Vec::new();
+    let mut cells: Vec<&Vec<(String, String)>> = Vec::new();
+    for r in &search {
+        if !cells.contains(&&r.lets) {
+            cells.push(&r.lets);
+        }
+    }
     for lr in &lrs {
-        for r in search.iter().filter(|r| r.lr == *lr) {
-            let Some((_, figure)) = &r.held_out else { continue };
-            let cell: Vec<&str> = r.lets.iter().map(|(_, v)| v.as_str()).collect();
+        for lets in &cells {
+            let Some((_, figure)) = crate::sweep::search_figure(config, lets, *lr, results) else { continue };
+            let cell: Vec<&str> = lets.iter().map(|(_, v)| v.as_str()).collect();
             let series = if cell.is_empty() { "held-out".into() } else { cell.join(", ") };
-            points.push(crate::plot::Point { series, x: format!("{lr:e}"), mean: *figure, interval: None });
+            points.push(crate::plot::Point { series, x: format!("{lr:e}"), mean: figure, interval: None });
         }
     }
     let accuracy = !is_perplexity(&name);
@@ -395,6 +399,7 @@ mod tests {
             values: values.iter().map(|v| v.to_string()).collect(),
         };
         let config = SweepConfig {
+            search_runs: 1,
             axes: vec![axis("linear", &["gdn", "retnet"]), axis("attn_every", &["2", "4"])],
             lrs: Vec::new(),
             seeds: vec![0, 1, 2],
@@ -436,6 +441,7 @@ mod tests {
     #[test]
     fn a_tied_search_says_so() {
         let config = SweepConfig {
+            search_runs: 1,
             axes: vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }],
             lrs: vec![3.16e-4, 1e-3, 3.16e-3],
             seeds: vec![0],
@@ -444,7 +450,7 @@ mod tests {
         };
         let search = |lr: f64, held_out: f64| {
             let mut r = crate::learned::tests::run("gdn", Phase::Search, Some(held_out), held_out);
-            r.lr = lr;
+            (r.lr, r.seed) = (lr, config.search_seeds()[0]);
             r
         };
         let lets = vec![("linear".to_string(), "gdn".to_string())];
@@ -459,6 +465,7 @@ mod tests {
     #[test]
     fn the_report_tables_accuracy_by_group() {
         let config = SweepConfig {
+            search_runs: 1,
             axes: vec![Axis { name: "linear".into(), values: vec!["gdn".into(), "retnet".into()] }],
             lrs: Vec::new(),
             seeds: vec![0, 1],

@@ -294,12 +294,16 @@ fn the_sweep_protocol_reads_as_written() {
     let model = compilation.model().unwrap_or_else(|| panic!("{}", render(&compilation)));
     let sweep = model.sweep.as_ref().expect("a sweep");
     assert_eq!(sweep.lrs, vec![1e-3, 1e-2, 1e-1]);
-    assert_eq!((sweep.test_seeds(), sweep.search_seed()), (vec![0, 1, 2], 3));
+    assert_eq!((sweep.test_seeds(), sweep.search_seeds()), (vec![0, 1, 2], vec![3]));
     assert_eq!(sweep.plateau, Some(ir::train::Plateau { patience: 3, min_delta: 0.01 }));
     let train = model.train.as_ref().expect("a train block");
     // 20 000 tokens at 4 × 32 × 2 = 256 a step: 78.125, rounded up.
     assert_eq!((sweep.tokens, ir::train::budget_steps(20_000, train)), (Some(20_000), 79));
     assert_eq!(sweep.len(), 2 * (3 + 3), "two cells, each three rates and three seeds");
+    let twice = check_text("twice.hyb", &text.replace(" tokens = 2e4\n", " tokens = 2e4\n search_seeds = 2\n"));
+    let twice = twice.model().and_then(|m| m.sweep.clone()).unwrap_or_else(|| panic!("{}", render(&twice)));
+    assert_eq!(twice.search_seeds(), vec![3, 4]);
+    assert_eq!(twice.len(), 2 * (3 * 2 + 3), "two cells, each three rates on two search seeds and three seeds");
     let plain = check_text("plain.hyb", &text.replace(" lr = log_grid(from: 1e-3, to: 1e-1, points: 3)\n", ""));
     let plain = plain.model().and_then(|m| m.sweep.clone()).expect("checks");
     assert!(plain.test_seeds().is_empty() && !plain.searches() && plain.held_out(), "the plateau reads held-out");

@@ -196,6 +196,10 @@ pub struct SweepConfig {
     pub lrs: Vec<f64>,
     /// Seeds as written (none: three with a search, else the train block's).
     pub seeds: Vec<u64>,
+    /// Runs per rate of a search, each on its own search seed, their held-out scores
+    /// averaged (`search_seeds = k`; 1 unless written): where a model learns in some
+    /// runs and not in others, one run per rate cannot see which rate learns more often.
+    pub search_runs: u64,
     /// The budget of every run in tokens (none: the train block's steps).
     pub tokens: Option<u64>,
     /// Stop a run once its held-out score has stopped improving.
@@ -234,10 +238,11 @@ impl SweepConfig {
         }
     }
 
-    /// The seed of the search runs: one past the last test seed, so no measured run is
-    /// one its learning rate was chosen on.
-    pub fn search_seed(&self) -> u64 {
-        self.test_seeds().iter().max().map_or(0, |s| s + 1)
+    /// The seeds of the search runs: from one past the last test seed, so no measured
+    /// run is one its learning rate was chosen on; `search_runs` of them.
+    pub fn search_seeds(&self) -> Vec<u64> {
+        let first = self.test_seeds().iter().max().map_or(0, |s| s + 1);
+        (first..first + self.search_runs.max(1)).collect()
     }
 
     /// Cells: every combination of the varied lets.
@@ -250,7 +255,7 @@ impl SweepConfig {
     pub fn len(&self) -> usize {
         let seeds = self.test_seeds().len().max(1);
         if self.searches() {
-            self.cells() * (self.lrs.len() + seeds)
+            self.cells() * (self.lrs.len() * self.search_seeds().len() + seeds)
         } else {
             self.cells() * self.lrs.len().max(1) * seeds
         }

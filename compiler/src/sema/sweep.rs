@@ -8,6 +8,7 @@
 //!     ratio  = [1, 3, 7]
 //!     lr     = log_grid(from: 3e-4, to: 1e-2, points: 4)   // or a list: [1e-3, 3e-3]
 //!     seeds  = 3                                   // seeds 0, 1, 2 (or a list: [0, 7])
+//!     search_seeds = 2                             // runs per rate of the search (1)
 //!     tokens = 2_000_000                           // every run's budget
 //!     stop   = plateau(patience: 3, min_delta: 0.01)
 //! }
@@ -29,7 +30,7 @@ use super::values::{Args, Cx};
 use crate::ir::train::{Axis, LrSchedule, Plateau, SweepConfig, TrainConfig, budget_steps};
 
 /// The protocol's fields (every other field is a let to vary).
-const FIELDS: &[&str] = &["lr", "seeds", "tokens", "stop"];
+const FIELDS: &[&str] = &["lr", "seeds", "search_seeds", "tokens", "stop"];
 
 /// The list a sweep field gives, or a diagnostic.
 fn list<'e>(cx: &Cx, name: &str, expr: &'e Expr) -> Option<&'e [Expr]> {
@@ -49,7 +50,8 @@ fn list<'e>(cx: &Cx, name: &str, expr: &'e Expr) -> Option<&'e [Expr]> {
 pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> {
     let block = &cx.scope.sweep;
     let block_span = block.span?;
-    let mut config = SweepConfig { axes: Vec::new(), lrs: Vec::new(), seeds: Vec::new(), tokens: None, plateau: None };
+    let mut config =
+        SweepConfig { axes: Vec::new(), lrs: Vec::new(), seeds: Vec::new(), search_runs: 1, tokens: None, plateau: None };
     let mut spans = Spans::default();
     // In the order written: the first axis is the plot's series, the last its x axis.
     let mut fields: Vec<_> = block.fields.iter().collect();
@@ -67,6 +69,10 @@ pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> 
         match name.as_str() {
             "lr" => config.lrs = learning_rates(cx, expr).unwrap_or_default(),
             "seeds" => config.seeds = seeds(cx, expr).unwrap_or_default(),
+            "search_seeds" => {
+                config.search_runs = cx.count(expr, "search_seeds", 1, 64).unwrap_or(1);
+                spans.search_seeds = Some(expr.span);
+            }
             "tokens" => {
                 config.tokens = cx.float(expr, "tokens", 1.0, 1e15).and_then(|t| whole(cx, expr, t));
                 spans.tokens = Some(expr.span);
@@ -83,6 +89,13 @@ pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> 
             }
             _ => cx.error(unknown_field(cx, name, def.name_span)),
         }
+    }
+    if let Some(span) = spans.search_seeds.filter(|_| !config.searches()) {
+        cx.error(
+            Diagnostic::error("`search_seeds` sets the runs per rate of a learning-rate search, and this sweep has none")
+                .at(span, "no search to run it in")
+                .help("list several rates to search, e.g. `lr = log_grid(from: 3e-4, to: 3e-3, points: 3)`"),
+        );
     }
     if block.fields.is_empty() {
         cx.error(
@@ -107,13 +120,16 @@ pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> 
 #[derive(Default)]
 struct Spans {
     tokens: Option<Span>,
+    search_seeds: Option<Span>,
     stop: Option<Span>,
 }
 
 fn unknown_field(cx: &Cx, name: &str, span: Span) -> Diagnostic {
     let lets: Vec<&str> = cx.scope.lets.keys().map(String::as_str).collect();
     let diagnostic =
-        Diagnostic::error(format!("a sweep varies lets or sets `lr`, `seeds`, `tokens`, `stop`; `{name}` is none"))
+        Diagnostic::error(format!(
+            "a sweep varies lets or sets `lr`, `seeds`, `search_seeds`, `tokens`, `stop`; `{name}` is none"
+        ))
             .at(span, "no let or sweep setting of this name");
     match closest(name, lets.iter().copied().chain(FIELDS.iter().copied())) {
         Some(near) => diagnostic.help(format!("did you mean `{near}`?")),
