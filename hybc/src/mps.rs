@@ -4,13 +4,17 @@
 //! with the GPU study's model: 4 runs at once 58K tokens/s time-sliced, 124K under MPS;
 //! `runtime/benches/README.md`). `hybc sweep --jobs N` starts a control daemon of its own
 //! (its pipe and log directories private to the sweep) when shards share a GPU, hands its
-//! directories to the shards, and stops it when the shards are done.
+//! directories to the shards, and stops it when the shards are done; a server already
+//! running (named by `CUDA_MPS_PIPE_DIRECTORY`, or at the default pipe) is used as is.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The daemon's program, looked up on `PATH`.
 pub const CONTROL: &str = "nvidia-cuda-mps-control";
+
+/// Where a daemon started without `CUDA_MPS_PIPE_DIRECTORY` listens.
+const DEFAULT_PIPE: &str = "/tmp/nvidia-mps";
 
 /// What the shards of a sweep run under.
 #[derive(Debug)]
@@ -67,6 +71,10 @@ pub fn for_shards(devices: &[String], wanted: bool) -> Sharing {
     }
     if let Ok(pipe) = std::env::var("CUDA_MPS_PIPE_DIRECTORY") {
         return Sharing::Existing(pipe);
+    }
+    // A server started with the defaults (an administrator's), which clients find by itself.
+    if Path::new(DEFAULT_PIPE).join("control").exists() {
+        return Sharing::Existing(DEFAULT_PIPE.into());
     }
     let dir = std::env::temp_dir().join(format!("hyb-mps-{}", std::process::id()));
     match Daemon::start(&dir) {
