@@ -95,11 +95,11 @@ fn protocol(config: &SweepConfig, results: &[Result]) -> String {
     if config.searches() {
         let lrs: Vec<String> = config.lrs.iter().map(|lr| format!("{lr:e}")).collect();
         let search_seeds = config.search_seeds();
-        let runs = match search_seeds.as_slice() {
-            [seed] => format!("one run each (seed {seed}, not a measured seed)"),
-            seeds => format!("the mean of {} runs each (seeds {seeds:?}, none a measured seed)", seeds.len()),
+        let by = match search_seeds.as_slice() {
+            [seed] => format!("the held-out score of one run each (seed {seed}, not a measured seed)"),
+            seeds => format!("the mean held-out score of {} runs each (seeds {seeds:?}, none a measured seed)", seeds.len()),
         };
-        lines.push(format!("learning rate: per cell the best of [{}] by the held-out score of {runs}", lrs.join(", ")));
+        lines.push(format!("learning rate: per cell the best of [{}] by {by}", lrs.join(", ")));
     }
     match seeds.is_empty() {
         true => lines.push("seeds: the train block's".into()),
