@@ -49,10 +49,9 @@ impl Sharing {
     /// The environment a shard needs to reach the daemon.
     pub fn environment(&self) -> Vec<(&'static str, PathBuf)> {
         match self {
-            Sharing::Started(daemon) => vec![
-                ("CUDA_MPS_PIPE_DIRECTORY", daemon.pipe()),
-                ("CUDA_MPS_LOG_DIRECTORY", daemon.dir.join("log")),
-            ],
+            Sharing::Started(daemon) => {
+                vec![("CUDA_MPS_PIPE_DIRECTORY", daemon.pipe()), ("CUDA_MPS_LOG_DIRECTORY", daemon.dir.join("log"))]
+            }
             _ => Vec::new(),
         }
     }

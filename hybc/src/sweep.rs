@@ -127,9 +127,10 @@ fn grid(config: &SweepConfig) -> Vec<Run> {
         let search_seeds = config.search_seeds();
         let search = cells.iter().flat_map(|c| {
             let search_seeds = &search_seeds;
-            config.lrs.iter().flat_map(move |lr| {
-                search_seeds.iter().map(move |seed| run(c, Some(*lr), Some(*seed), Phase::Search))
-            })
+            config
+                .lrs
+                .iter()
+                .flat_map(move |lr| search_seeds.iter().map(move |seed| run(c, Some(*lr), Some(*seed), Phase::Search)))
         });
         let measured = cells.iter().flat_map(|c| seeds.iter().map(move |seed| run(c, None, *seed, Phase::Seed)));
         return search.chain(measured).collect();
@@ -241,12 +242,18 @@ pub fn choose(search: &[(f64, f64)]) -> Option<f64> {
 
 /// A cell's held-out set and figure at rate `lr`: the mean over its search runs there
 /// (one per search seed); none until each has finished.
-pub fn search_figure(config: &SweepConfig, lets: &[(String, String)], lr: f64, finished: &[Result]) -> Option<(String, f64)> {
+pub fn search_figure(
+    config: &SweepConfig,
+    lets: &[(String, String)],
+    lr: f64,
+    finished: &[Result],
+) -> Option<(String, f64)> {
     let figures: Vec<&(String, f64)> = config
         .search_seeds()
         .iter()
         .map(|seed| {
-            let run = finished.iter().find(|r| r.phase == Phase::Search && r.lets == lets && r.lr == lr && r.seed == *seed);
+            let run =
+                finished.iter().find(|r| r.phase == Phase::Search && r.lets == lets && r.lr == lr && r.seed == *seed);
             run.and_then(|r| r.held_out.as_ref())
         })
         .collect::<Option<_>>()?;
@@ -696,7 +703,14 @@ mod tests {
     use super::*;
 
     fn config(lrs: &[f64]) -> SweepConfig {
-        SweepConfig { axes: Vec::new(), lrs: lrs.to_vec(), seeds: Vec::new(), search_runs: 1, tokens: None, plateau: None }
+        SweepConfig {
+            axes: Vec::new(),
+            lrs: lrs.to_vec(),
+            seeds: Vec::new(),
+            search_runs: 1,
+            tokens: None,
+            plateau: None,
+        }
     }
 
     fn search_result(lr: f64, held_out: f64, test: f64) -> Result {
@@ -747,7 +761,10 @@ mod tests {
         let config = SweepConfig { search_runs: 2, ..config(&[1e-3, 1e-2]) };
         assert_eq!(config.search_seeds(), vec![3, 4]);
         let names: Vec<String> = grid(&config).iter().map(Run::name).collect();
-        assert_eq!(names[..4], ["lr=1e-3,seed=3,search", "lr=1e-3,seed=4,search", "lr=1e-2,seed=3,search", "lr=1e-2,seed=4,search"]);
+        assert_eq!(
+            names[..4],
+            ["lr=1e-3,seed=3,search", "lr=1e-3,seed=4,search", "lr=1e-2,seed=3,search", "lr=1e-2,seed=4,search"]
+        );
         assert_eq!(names.len(), config.len());
         assert_eq!(config.len(), 2 * 2 + 3);
         let on = |seed, lr, held_out| Result { seed, ..search_result(lr, held_out, 0.0) };

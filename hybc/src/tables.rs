@@ -97,7 +97,9 @@ fn protocol(config: &SweepConfig, results: &[Result]) -> String {
         let search_seeds = config.search_seeds();
         let by = match search_seeds.as_slice() {
             [seed] => format!("the held-out score of one run each (seed {seed}, not a measured seed)"),
-            seeds => format!("the mean held-out score of {} runs each (seeds {seeds:?}, none a measured seed)", seeds.len()),
+            seeds => {
+                format!("the mean held-out score of {} runs each (seeds {seeds:?}, none a measured seed)", seeds.len())
+            }
         };
         lines.push(format!("learning rate: per cell the best of [{}] by {by}", lrs.join(", ")));
     }

@@ -743,7 +743,14 @@ mod tests {
 
     #[test]
     fn programs_are_alike_up_to_the_rows_of_flat_buffers() {
-        let flat = Arg { store: Store::Arena, offset: 64, elem: Elem::F32, dims: vec![32768], flat: true, share: Share::Whole };
+        let flat = Arg {
+            store: Store::Arena,
+            offset: 64,
+            elem: Elem::F32,
+            dims: vec![32768],
+            flat: true,
+            share: Share::Whole,
+        };
         let (cpu, gpu) = (flat.in_rows(Target::Cpu), flat.in_rows(Target::Cuda { sm: hyb_target::HOPPER }));
         assert_eq!((cpu.dims.clone(), gpu.dims.clone()), (vec![32, 1024], vec![2048, 16]));
         let adamw = |grad: &Arg| Instr::AdamW { kernel: 3, param: 1, grad: grad.clone() };
@@ -754,7 +761,10 @@ mod tests {
         let call = |arg: &Arg| Instr::Call { kernel: 0, args: vec![arg.clone(), Arg::host(4, 1).summed()] };
         assert!(call(&cpu).alike(&call(&gpu)));
         let reshaped = Arg { dims: vec![64, 512], flat: false, share: Share::Split, ..flat.clone() };
-        assert!(!call(&reshaped).alike(&call(&Arg { dims: vec![128, 256], ..reshaped.clone() })), "a batch split is the work itself");
+        assert!(
+            !call(&reshaped).alike(&call(&Arg { dims: vec![128, 256], ..reshaped.clone() })),
+            "a batch split is the work itself"
+        );
         assert!(!call(&cpu).alike(&adamw(&cpu)));
     }
 }

@@ -247,7 +247,15 @@ mod tests {
     #[test]
     fn flat_rows_are_long_on_the_cpu_and_short_on_a_gpu() {
         let gpu = Target::Cuda { sm: HOPPER };
-        for (len, cpu_width, gpu_width) in [(32768, 1024, 16), (16384 * 3, 1024, 16), (128, 128, 16), (1, 1, 1), (0, 1024, 16), (6, 6, 6), (7 * 13, 91, 13)] {
+        for (len, cpu_width, gpu_width) in [
+            (32768, 1024, 16),
+            (16384 * 3, 1024, 16),
+            (128, 128, 16),
+            (1, 1, 1),
+            (0, 1024, 16),
+            (6, 6, 6),
+            (7 * 13, 91, 13),
+        ] {
             assert_eq!(Target::Cpu.flat_row_width(len), cpu_width, "cpu, {len}");
             assert_eq!(gpu.flat_row_width(len), gpu_width, "gpu, {len}");
         }

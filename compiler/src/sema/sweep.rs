@@ -50,8 +50,14 @@ fn list<'e>(cx: &Cx, name: &str, expr: &'e Expr) -> Option<&'e [Expr]> {
 pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> {
     let block = &cx.scope.sweep;
     let block_span = block.span?;
-    let mut config =
-        SweepConfig { axes: Vec::new(), lrs: Vec::new(), seeds: Vec::new(), search_runs: 1, tokens: None, plateau: None };
+    let mut config = SweepConfig {
+        axes: Vec::new(),
+        lrs: Vec::new(),
+        seeds: Vec::new(),
+        search_runs: 1,
+        tokens: None,
+        plateau: None,
+    };
     let mut spans = Spans::default();
     // In the order written: the first axis is the plot's series, the last its x axis.
     let mut fields: Vec<_> = block.fields.iter().collect();
@@ -92,9 +98,11 @@ pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> 
     }
     if let Some(span) = spans.search_seeds.filter(|_| !config.searches()) {
         cx.error(
-            Diagnostic::error("`search_seeds` sets the runs per rate of a learning-rate search, and this sweep has none")
-                .at(span, "no search to run it in")
-                .help("list several rates to search, e.g. `lr = log_grid(from: 3e-4, to: 3e-3, points: 3)`"),
+            Diagnostic::error(
+                "`search_seeds` sets the runs per rate of a learning-rate search, and this sweep has none",
+            )
+            .at(span, "no search to run it in")
+            .help("list several rates to search, e.g. `lr = log_grid(from: 3e-4, to: 3e-3, points: 3)`"),
         );
     }
     if block.fields.is_empty() {
@@ -126,11 +134,10 @@ struct Spans {
 
 fn unknown_field(cx: &Cx, name: &str, span: Span) -> Diagnostic {
     let lets: Vec<&str> = cx.scope.lets.keys().map(String::as_str).collect();
-    let diagnostic =
-        Diagnostic::error(format!(
-            "a sweep varies lets or sets `lr`, `seeds`, `search_seeds`, `tokens`, `stop`; `{name}` is none"
-        ))
-            .at(span, "no let or sweep setting of this name");
+    let diagnostic = Diagnostic::error(format!(
+        "a sweep varies lets or sets `lr`, `seeds`, `search_seeds`, `tokens`, `stop`; `{name}` is none"
+    ))
+    .at(span, "no let or sweep setting of this name");
     match closest(name, lets.iter().copied().chain(FIELDS.iter().copied())) {
         Some(near) => diagnostic.help(format!("did you mean `{near}`?")),
         None => diagnostic.help(format!("bind it first: `let {name} = ...`, then sweep over it")),

@@ -365,7 +365,8 @@ impl Builder {
             self.line(&format!(
                 "{matched} = nvvm.match.sync all {everyone}, {narrow} : i32 -> !llvm.struct<(i32, i1)>"
             ));
-            let equal = self.define_scalar(&format!("llvm.extractvalue {matched}[1] : !llvm.struct<(i32, i1)>"), Scalar::I1);
+            let equal =
+                self.define_scalar(&format!("llvm.extractvalue {matched}[1] : !llvm.struct<(i32, i1)>"), Scalar::I1);
             same = self.and(&same, &equal);
         }
         self.line(&format!("scf.yield {same} : i1"));
