@@ -23,6 +23,10 @@ pub struct Judgement {
     pub chance: f64,
     /// The best is a held-out score (else a test score: the grid has no held-out set).
     pub held_out: bool,
+    /// Of the cell's measured runs (its seeds), how many reach chance + [`MARGIN`] on
+    /// the first test set, and how many there are: a cell that learned in some seeds
+    /// and not others (a rate at the edge of its window) says so.
+    pub seeds: (usize, usize),
 }
 
 impl Judgement {
@@ -34,7 +38,12 @@ impl Judgement {
     pub fn text(&self) -> String {
         let source = if self.held_out { "held-out" } else { "test, no held-out set" };
         let figures = format!("best {source} {:.1} %, chance {:.1} %", 100.0 * self.best, 100.0 * self.chance);
-        if self.learned() { format!("yes ({figures})") } else { format!("**did not learn** ({figures})") }
+        let (above, seeds) = self.seeds;
+        match self.learned() {
+            true if above < seeds => format!("yes ({figures}), but only {above} of {seeds} seeds above chance + 5 points"),
+            true => format!("yes ({figures})"),
+            false => format!("**did not learn** ({figures})"),
+        }
     }
 }
 
@@ -43,15 +52,6 @@ impl Judgement {
 pub fn judge(lets: &[(String, String)], results: &[Result]) -> Option<Judgement> {
     let runs: Vec<&Result> = results.iter().filter(|r| r.lets == lets).collect();
     let chance = runs.iter().find_map(|r| r.chance)?;
-    let held_out: Vec<f64> = runs
-        .iter()
-        .filter_map(|r| r.held_out.as_ref())
-        .filter(|(name, _)| !is_perplexity(name))
-        .map(|(_, figure)| *figure)
-        .collect();
-    if !held_out.is_empty() {
-        return Some(Judgement { best: held_out.iter().copied().fold(f64::MIN, f64::max), chance, held_out: true });
-    }
     let test: Vec<f64> = runs
         .iter()
         .filter(|r| r.phase != Phase::Search)
@@ -59,8 +59,19 @@ pub fn judge(lets: &[(String, String)], results: &[Result]) -> Option<Judgement>
         .filter(|(name, _)| !is_perplexity(name))
         .map(|(_, figure)| *figure)
         .collect();
+    let seeds = (test.iter().filter(|figure| **figure >= chance + MARGIN).count(), test.len());
+    let held_out: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.held_out.as_ref())
+        .filter(|(name, _)| !is_perplexity(name))
+        .map(|(_, figure)| *figure)
+        .collect();
+    if !held_out.is_empty() {
+        let best = held_out.iter().copied().fold(f64::MIN, f64::max);
+        return Some(Judgement { best, chance, held_out: true, seeds });
+    }
     let best = test.iter().copied().reduce(f64::max)?;
-    Some(Judgement { best, chance, held_out: false })
+    Some(Judgement { best, chance, held_out: false, seeds })
 }
 
 /// Whether the cell `lets` learned: false only for a cell judged not to have.
@@ -116,6 +127,24 @@ pub(crate) mod tests {
         assert!(retnet.text().starts_with("**did not learn** (best held-out 17.4 %, chance 12.5 %)"));
         assert!(learned(&lets("gdn"), &results));
         assert!(!learned(&lets("retnet"), &results));
+    }
+
+    /// A cell that learned in some seeds and not in others says how many: its figure is
+    /// then the rate's unreliability as much as the mixer's recall.
+    #[test]
+    fn a_cell_that_learned_in_some_seeds_says_how_many() {
+        let results = [
+            run("gdn", Phase::Search, Some(0.999), 0.999),
+            run("gdn", Phase::Seed, Some(0.18), 0.18),
+            run("gdn", Phase::Seed, Some(1.0), 1.0),
+            run("gdn", Phase::Seed, Some(0.125), 0.125),
+            run("rwkv", Phase::Seed, Some(1.0), 0.99),
+        ];
+        let mixed = judge(&lets("gdn"), &results).expect("judged");
+        assert_eq!(mixed.seeds, (2, 3), "18 % is above chance + 5 points, 12.5 % is not");
+        assert!(mixed.text().ends_with("but only 2 of 3 seeds above chance + 5 points"), "{}", mixed.text());
+        let whole = judge(&lets("rwkv"), &results).expect("judged");
+        assert_eq!(whole.text(), "yes (best held-out 100.0 %, chance 12.5 %)");
     }
 
     /// Without any held-out figure the best test score of the measured runs stands in,
