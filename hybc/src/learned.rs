@@ -40,7 +40,9 @@ impl Judgement {
         let figures = format!("best {source} {:.1} %, chance {:.1} %", 100.0 * self.best, 100.0 * self.chance);
         let (above, seeds) = self.seeds;
         match self.learned() {
-            true if above < seeds => format!("yes ({figures}), but only {above} of {seeds} seeds above chance + 5 points"),
+            true if above < seeds => {
+                format!("yes ({figures}), but only {above} of {seeds} seeds above chance + 5 points")
+            }
             true => format!("yes ({figures})"),
             false => format!("**did not learn** ({figures})"),
         }
