@@ -21,7 +21,8 @@ const DEFAULT_PIPE: &str = "/tmp/nvidia-mps";
 pub enum Sharing {
     /// Every shard has a GPU of its own, or MPS was not wanted: nothing to do.
     NotNeeded,
-    /// An MPS server the user started (`CUDA_MPS_PIPE_DIRECTORY` set): the shards inherit it.
+    /// An MPS server already running (named by `CUDA_MPS_PIPE_DIRECTORY`, or at the
+    /// default pipe): the shards reach it by themselves.
     Existing(String),
     /// A daemon this sweep started; stopped when dropped.
     Started(Daemon),
@@ -49,9 +50,7 @@ impl Sharing {
     /// The environment a shard needs to reach the daemon.
     pub fn environment(&self) -> Vec<(&'static str, PathBuf)> {
         match self {
-            Sharing::Started(daemon) => {
-                vec![("CUDA_MPS_PIPE_DIRECTORY", daemon.pipe()), ("CUDA_MPS_LOG_DIRECTORY", daemon.dir.join("log"))]
-            }
+            Sharing::Started(daemon) => variables(&daemon.dir).to_vec(),
             _ => Vec::new(),
         }
     }
@@ -78,10 +77,7 @@ pub fn for_shards(devices: &[String], wanted: bool) -> Sharing {
     let dir = std::env::temp_dir().join(format!("hyb-mps-{}", std::process::id()));
     match Daemon::start(&dir) {
         Ok(daemon) => Sharing::Started(daemon),
-        Err(why) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            Sharing::Unavailable(why)
-        }
+        Err(why) => Sharing::Unavailable(why),
     }
 }
 
@@ -92,21 +88,23 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts `nvidia-cuda-mps-control -d` with its pipe and log under `dir`; on failure
+    /// `dir` is removed and nothing is left to stop.
     fn start(dir: &Path) -> Result<Daemon, String> {
-        for sub in ["pipe", "log"] {
-            std::fs::create_dir_all(dir.join(sub)).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-        }
-        let daemon = Daemon { dir: dir.to_path_buf() };
-        let status = daemon.control().arg("-d").status();
-        match status {
-            Ok(status) if status.success() => Ok(daemon),
-            Ok(status) => {
-                std::mem::forget(daemon);
-                Err(format!("`{CONTROL} -d` {status}"))
-            }
-            Err(e) => {
-                std::mem::forget(daemon);
-                Err(format!("`{CONTROL}` cannot be run: {e}"))
+        let started = ["pipe", "log"]
+            .iter()
+            .try_for_each(|sub| std::fs::create_dir_all(dir.join(sub)))
+            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))
+            .and_then(|()| match control(dir).arg("-d").status() {
+                Ok(status) if status.success() => Ok(()),
+                Ok(status) => Err(format!("`{CONTROL} -d` {status}")),
+                Err(e) => Err(format!("`{CONTROL}` cannot be run: {e}")),
+            });
+        match started {
+            Ok(()) => Ok(Daemon { dir: dir.to_path_buf() }),
+            Err(why) => {
+                let _ = std::fs::remove_dir_all(dir);
+                Err(why)
             }
         }
     }
@@ -114,18 +112,24 @@ impl Daemon {
     fn pipe(&self) -> PathBuf {
         self.dir.join("pipe")
     }
+}
 
-    fn control(&self) -> Command {
-        let mut command = Command::new(CONTROL);
-        command.env("CUDA_MPS_PIPE_DIRECTORY", self.pipe()).env("CUDA_MPS_LOG_DIRECTORY", self.dir.join("log"));
-        command
-    }
+/// The variables that point the daemon and its clients at the pipe and log under `dir`.
+fn variables(dir: &Path) -> [(&'static str, PathBuf); 2] {
+    [("CUDA_MPS_PIPE_DIRECTORY", dir.join("pipe")), ("CUDA_MPS_LOG_DIRECTORY", dir.join("log"))]
+}
+
+/// The control program, pointed at the pipe and log under `dir`.
+fn control(dir: &Path) -> Command {
+    let mut command = Command::new(CONTROL);
+    command.envs(variables(dir));
+    command
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
         use std::io::Write;
-        let child = self.control().stdin(Stdio::piped()).stdout(Stdio::null()).spawn();
+        let child = control(&self.dir).stdin(Stdio::piped()).stdout(Stdio::null()).spawn();
         if let Ok(mut child) = child {
             if let Some(mut stdin) = child.stdin.take() {
                 let _ = stdin.write_all(b"quit\n");

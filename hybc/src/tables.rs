@@ -48,6 +48,17 @@ fn cells(results: &[Result]) -> Vec<Vec<&Result>> {
     cells
 }
 
+/// The cells (lets) that have search runs, in order of first appearance.
+fn searched_cells(results: &[Result]) -> Vec<&Vec<(String, String)>> {
+    let mut cells: Vec<&Vec<(String, String)>> = Vec::new();
+    for r in results.iter().filter(|r| r.phase == Phase::Search) {
+        if !cells.contains(&&r.lets) {
+            cells.push(&r.lets);
+        }
+    }
+    cells
+}
+
 /// The evaluation sets' names (the test figures), from the first result.
 fn figures(results: &[Result]) -> Vec<String> {
     results.first().map_or(Vec::new(), |r| r.accuracy.iter().map(|(n, _)| n.clone()).collect())
@@ -221,19 +232,14 @@ fn search_table(config: &SweepConfig, results: &[Result]) -> String {
     header.extend(config.lrs.iter().map(|lr| format!("lr {lr:e}")));
     header.extend(["chosen", "note"].map(String::from));
     let mut text = format!("Figures: {held_out}.\n\n| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
-    let mut seen: Vec<&Vec<(String, String)>> = Vec::new();
-    for r in results.iter().filter(|r| r.phase == Phase::Search) {
-        if seen.contains(&&r.lets) {
-            continue;
-        }
-        seen.push(&r.lets);
-        let mut row: Vec<String> = r.lets.iter().map(|(_, v)| v.clone()).collect();
+    for lets in searched_cells(results) {
+        let mut row: Vec<String> = lets.iter().map(|(_, v)| v.clone()).collect();
         for lr in &config.lrs {
-            let figure = crate::sweep::search_figure(config, &r.lets, *lr, results);
+            let figure = crate::sweep::search_figure(config, lets, *lr, results);
             row.push(figure.map_or("—".into(), |(name, figure)| figure_text(&name, figure)));
         }
-        row.push(chosen_lr(config, &r.lets, results).map_or("(search unfinished)".into(), |lr| format!("{lr:e}")));
-        row.push(search_note(config, &r.lets, results));
+        row.push(chosen_lr(config, lets, results).map_or("(search unfinished)".into(), |lr| format!("{lr:e}")));
+        row.push(search_note(config, lets, results));
         let _ = writeln!(text, "| {} |", row.join(" | "));
     }
     text
@@ -361,17 +367,12 @@ fn chart(config: &SweepConfig, results: &[Result]) -> String {
 /// Each cell's held-out figure against the learning rate, one line per cell: where each
 /// model's window lies and whether the grid holds it.
 fn search_chart(config: &SweepConfig, results: &[Result]) -> String {
-    let search: Vec<&Result> = results.iter().filter(|r| r.phase == Phase::Search).collect();
-    let name = search.iter().find_map(|r| r.held_out.as_ref().map(|(n, _)| n.clone())).unwrap_or_default();
+    let mut search = results.iter().filter(|r| r.phase == Phase::Search);
+    let name = search.find_map(|r| r.held_out.as_ref().map(|(n, _)| n.clone())).unwrap_or_default();
     let mut lrs = config.lrs.clone();
     lrs.sort_by(f64::total_cmp);
     let mut points = Vec::new();
-    let mut cells: Vec<&Vec<(String, String)>> = Vec::new();
-    for r in &search {
-        if !cells.contains(&&r.lets) {
-            cells.push(&r.lets);
-        }
-    }
+    let cells = searched_cells(results);
     for lr in &lrs {
         for lets in &cells {
             let Some((_, figure)) = crate::sweep::search_figure(config, lets, *lr, results) else { continue };
