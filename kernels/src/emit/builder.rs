@@ -355,28 +355,25 @@ impl Builder {
         let full = self.cmp(Cmp::Eq, &mask, &everyone);
         // The match runs only where the warp is whole (a `match.sync` must be reached by
         // every thread of its mask): a select would issue it in a partial warp too.
-        let name = self.result_name();
-        self.line(&format!("{name} = scf.if {full} -> (i1) {{"));
-        self.depth += 1;
-        let mut same = self.constant_int(1, Scalar::I1);
-        for index in indices {
-            let narrow = self.index_cast(index, Scalar::I32);
-            let matched = self.fresh();
-            self.line(&format!(
-                "{matched} = nvvm.match.sync all {everyone}, {narrow} : i32 -> !llvm.struct<(i32, i1)>"
-            ));
-            let equal =
-                self.define_scalar(&format!("llvm.extractvalue {matched}[1] : !llvm.struct<(i32, i1)>"), Scalar::I1);
-            same = self.and(&same, &equal);
-        }
-        self.line(&format!("scf.yield {same} : i1"));
-        self.depth -= 1;
-        self.line("} else {");
-        self.depth += 1;
-        let no = self.constant_int(0, Scalar::I1);
-        self.line(&format!("scf.yield {no} : i1"));
-        self.close_block();
-        Value::new(name, Ty::Scalar(Scalar::I1))
+        self.if_else_value(
+            &full,
+            Scalar::I1,
+            |e| {
+                let mut same = e.constant_int(1, Scalar::I1);
+                for index in indices {
+                    let narrow = e.index_cast(index, Scalar::I32);
+                    let matched = e.fresh();
+                    e.line(&format!(
+                        "{matched} = nvvm.match.sync all {everyone}, {narrow} : i32 -> !llvm.struct<(i32, i1)>"
+                    ));
+                    let extract = format!("llvm.extractvalue {matched}[1] : !llvm.struct<(i32, i1)>");
+                    let equal = e.define_scalar(&extract, Scalar::I1);
+                    same = e.and(&same, &equal);
+                }
+                same
+            },
+            |e| e.constant_int(0, Scalar::I1),
+        )
     }
 
     /// `memref[indices] += value` as one atomic add (f32).

@@ -3,7 +3,7 @@
 //! builder and the loop's values, so every region is closed where it is opened.
 
 use super::builder::{Builder, list};
-use super::types::Value;
+use super::types::{Scalar, Ty, Value};
 
 impl Builder {
     /// `scf.for i = from to to step 1 { body(i) }`.
@@ -131,5 +131,27 @@ impl Builder {
         self.depth += 1;
         otherwise(self);
         self.close_block();
+    }
+
+    /// `%r = scf.if condition -> (ty) { yield then() } else { yield otherwise() }`.
+    pub fn if_else_value(
+        &mut self,
+        condition: &Value,
+        ty: Scalar,
+        then: impl FnOnce(&mut Builder) -> Value,
+        otherwise: impl FnOnce(&mut Builder) -> Value,
+    ) -> Value {
+        let name = self.result_name();
+        self.line(&format!("{name} = scf.if {condition} -> ({}) {{", ty.mlir()));
+        self.depth += 1;
+        let yes = then(self);
+        self.line(&format!("scf.yield {yes} : {}", ty.mlir()));
+        self.depth -= 1;
+        self.line("} else {");
+        self.depth += 1;
+        let no = otherwise(self);
+        self.line(&format!("scf.yield {no} : {}", ty.mlir()));
+        self.close_block();
+        Value::new(name, Ty::Scalar(ty))
     }
 }
