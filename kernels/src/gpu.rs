@@ -31,8 +31,10 @@ pub enum Launch {
     /// One thread per point of the iteration space, up to [`THREADS`] per block.
     Points,
     /// One block row per point, and per point one thread per lane: the lanes are the
-    /// product of `dims[axes]` of argument `arg`.
-    Lanes { arg: usize, axes: &'static [usize] },
+    /// product of `dims[axes]` of argument `arg`, times, for a scan (`sliced`),
+    /// [`crate::scan::key_slices`] of that argument's `dims[2]` and `dims[3]` (the
+    /// state's `DK`, `DV`).
+    Lanes { arg: usize, axes: &'static [usize], sliced: bool },
 }
 
 /// Threads per block.
@@ -56,7 +58,7 @@ pub fn lane_row(lanes: usize, points: usize, multiprocessors: usize) -> usize {
 /// The launch of `key`'s `form` with `count` arguments.
 pub fn launch(key: &KernelKey, form: Form, count: usize) -> Launch {
     match (form, key.lanes(count)) {
-        (Form::Lanes, Some((arg, axes))) => Launch::Lanes { arg, axes },
+        (Form::Lanes, Some((arg, axes))) => Launch::Lanes { arg, axes, sliced: key.sliced_lanes() },
         (Form::Lanes, None) => Launch::Points,
         _ => Launch::Blocks,
     }

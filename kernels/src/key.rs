@@ -230,6 +230,12 @@ impl KernelKey {
         Some((state, &[1, 3]))
     }
 
+    /// Whether a GPU's lanes of this key each walk a slice of the key channels (the
+    /// scan: [`crate::scan::key_slices`] lanes per state column).
+    pub fn sliced_lanes(&self) -> bool {
+        matches!(self, KernelKey::ScanTrain { .. } | KernelKey::ScanStep { .. } | KernelKey::ScanBackward { .. })
+    }
+
     /// The forms this key's generator emits.
     pub fn forms(&self) -> &'static [Form] {
         &[Form::Loops, Form::Blocks, Form::Lanes]

@@ -26,9 +26,15 @@
 //!
 //! Lanes: the columns of a state (its value channels) evolve independently — every
 //! sum over columns (`dq`, `dk`, `dβ`, `dg`) only feeds a gradient. Under
-//! [`Parallel::Threads`] the kernel runs one lane per (state head, value channel), the
-//! lane `gpu.block_id y · gpu.block_dim x + gpu.thread_id x` of its point, and those
-//! gradients are atomic adds; on the CPU one call walks every head and column.
+//! [`Parallel::Threads`] the kernel runs [`key_slices`] lanes per (state head, value
+//! channel), the lane `gpu.block_id y · gpu.block_dim x + gpu.thread_id x` of its
+//! point: neighbours in a warp share a column, each walking every `slices`-th key
+//! channel, so a token's walk over the key channels is `slices` times shorter. Sums
+//! over key channels (the delta rule's reads, the readout, `dv`) are taken per column
+//! in a register and then over the column's lanes (`gpu.shuffle xor`); sums over
+//! columns are summed over the warp's lanes of one key slice and added atomically. On
+//! the CPU one call walks every head and column, summing over columns row by row;
+//! [`Parallel::OneLane`] runs the per-column code lane by lane with one slice.
 
 use crate::emit::{Builder, Cmp, Config, Parallel, Value};
 
@@ -135,39 +141,101 @@ struct Scan<'s> {
     u: Option<Value>,
     /// `dSᵀk` (backward of the delta rule).
     du: Option<Value>,
-    /// The state heads and value channels this call (or lane) walks.
+    /// The state heads and value channels this call (or lane) walks, and its key
+    /// channels: `first, first + step, …` below `DK`.
     heads: (Value, Value),
     columns: (Value, Value),
-    /// Lanes only: whether each warp's 32 lanes share a head (`DV mod 32 = 0`), and
-    /// whether this lane is its warp's first.
-    warps: Option<(Value, Value)>,
+    keys: (Value, Value),
+    /// Lanes only: a lane walks one column, so sums over key channels are taken per
+    /// column (in a register) rather than row by row into memory.
+    by_column: bool,
+    slices: Option<Slices>,
+    warps: Option<Warps>,
 }
 
-/// This lane's state head and value channel, or all of them.
+/// A GPU's lanes form: the lanes that share a column, each walking every `count`-th key
+/// channel (neighbours in the warp), and whether this lane is the first of them.
+struct Slices {
+    count: Value,
+    first: Value,
+}
+
+/// A GPU's lanes form: whether each warp's lanes share a head (`DV · slices mod 32 = 0`),
+/// whether this lane is among its warp's first `slices` (one per key slice), and whether
+/// it is its warp's first.
+struct Warps {
+    shared: Value,
+    column_leader: Value,
+    head_leader: Value,
+}
+
+/// How many lanes share a column in a GPU's lanes form for a state of `dk × dv`: the
+/// largest of 8, 4, 2 that divides `dk` and makes a head's lanes (`dv` times it) whole
+/// warps, else 1. The scan's lanes are `HS · DV ·` this; the generator computes the
+/// same in the kernel ([`Range::define`]).
+pub fn key_slices(dk: usize, dv: usize) -> usize {
+    [8, 4, 2].into_iter().find(|&s| dk.is_multiple_of(s) && (dv * s).is_multiple_of(32)).unwrap_or(1)
+}
+
+/// This lane's state head, value channel and key channels, or all of them.
 struct Range {
     heads: (Value, Value),
     columns: (Value, Value),
-    warps: Option<(Value, Value)>,
+    keys: (Value, Value),
+    slices: Option<Slices>,
+    warps: Option<Warps>,
 }
 
 impl Range {
     /// Under [`Parallel::Threads`], this thread's (head, channel) as one-long ranges
-    /// (empty past the last head); otherwise every head and channel.
-    fn define(e: &mut Builder, state_heads: &Value, dv: &Value) -> Range {
-        let grid = e.lane_grid(state_heads, dv, true);
-        let Some(lane) = grid.lane else {
-            return Range { heads: grid.outer, columns: grid.inner, warps: None };
-        };
-        let c0 = e.c0();
+    /// (empty past the last head) and its slice of the key channels; under
+    /// [`Parallel::OneLane`] the same with one slice; otherwise every head, channel and
+    /// key channel.
+    fn define(e: &mut Builder, state_heads: &Value, dk: &Value, dv: &Value) -> Range {
+        let (c0, c1) = (e.c0(), e.c1());
+        if !e.config().parallel.has_lanes() {
+            let grid = e.lane_grid(state_heads, dv, false);
+            return Range { heads: grid.outer, columns: grid.inner, keys: (c0, c1), slices: None, warps: None };
+        }
+        let threads = e.config().parallel == Parallel::Threads;
+        let count = if threads { slices_in_kernel(e, dk, dv) } else { c1.clone() };
+        let width = e.named("head_lanes").mul(dv, &count);
+        let grid = e.lane_grid(state_heads, &width, true);
+        let lane = grid.lane.expect("a lane");
+        let column = e.named("column").divui(&grid.inner.0, &count);
+        let slice = e.named("slice").remui(&grid.inner.0, &count);
+        let next = e.add(&column, &c1);
+        let (heads, columns, keys) = (grid.outer, (column, next), (slice.clone(), count.clone()));
+        if !threads {
+            return Range { heads, columns, keys, slices: None, warps: None };
+        }
+        let first = e.named("first_slice").cmp(Cmp::Eq, &slice, &c0);
         let warp = e.constant_index(32);
-        let rest = e.remui(dv, &warp);
-        let warps = (e.config().parallel == Parallel::Threads).then(|| {
-            let shared = e.named("warp_shares_head").cmp(Cmp::Eq, &rest, &c0);
-            let place = e.remui(&lane, &warp);
-            (shared, e.named("warp_leader").cmp(Cmp::Eq, &place, &c0))
-        });
-        Range { heads: grid.outer, columns: grid.inner, warps }
+        let rest = e.remui(&width, &warp);
+        let shared = e.named("warp_shares_head").cmp(Cmp::Eq, &rest, &c0);
+        let place = e.remui(&lane, &warp);
+        let column_leader = e.named("column_leader").cmp(Cmp::Lt, &place, &count);
+        let head_leader = e.named("warp_leader").cmp(Cmp::Eq, &place, &c0);
+        let warps = Warps { shared, column_leader, head_leader };
+        Range { heads, columns, keys, slices: Some(Slices { count, first }), warps: Some(warps) }
     }
+}
+
+/// [`key_slices`] in the kernel, from the state's `DK` and `DV`.
+fn slices_in_kernel(e: &mut Builder, dk: &Value, dv: &Value) -> Value {
+    let (c0, warp) = (e.c0(), e.constant_index(32));
+    let mut count = e.c1();
+    for candidate in [2, 4, 8] {
+        let candidate = e.constant_index(candidate);
+        let dk_rest = e.remui(dk, &candidate);
+        let divides = e.cmp(Cmp::Eq, &dk_rest, &c0);
+        let width = e.mul(dv, &candidate);
+        let width_rest = e.remui(&width, &warp);
+        let whole = e.cmp(Cmp::Eq, &width_rest, &c0);
+        let fits = e.and(&divides, &whole);
+        count = e.select(&fits, &candidate, &count);
+    }
+    count
 }
 
 /// The loop nest around one token: batch, state head, key head, time, and `exp(g)` for
@@ -235,26 +303,124 @@ impl<'s> Scan<'s> {
         } else {
             (None, None)
         };
-        let Range { heads, columns, warps } = Range::define(e, &state_heads, &dv);
-        Scan { spec, scale, states_per_key, q_per_state, batch, time, dk, u, du, heads, columns, warps }
+        let Range { heads, columns, keys, slices, warps } = Range::define(e, &state_heads, &dk, &dv);
+        let by_column = e.config().parallel.has_lanes();
+        Scan {
+            spec,
+            scale,
+            states_per_key,
+            q_per_state,
+            batch,
+            time,
+            dk,
+            u,
+            du,
+            heads,
+            columns,
+            keys,
+            by_column,
+            slices,
+            warps,
+        }
     }
 
-    /// `memref[indices] += value` into a gradient every lane of a head adds into: on
-    /// a GPU whose warps each hold one head's lanes, summed over the warp and added
-    /// atomically by its first lane; otherwise added atomically by each lane (or, on
-    /// the CPU, plainly).
-    fn add_over_lanes(&self, e: &mut Builder, memref: &Value, indices: &[&Value], value: &Value) {
-        let Some((shared, leader)) = &self.warps else {
+    /// `memref[indices] += value` into a gradient of one key channel, summed over the
+    /// value channels: on a GPU whose warps each hold one head's lanes, summed over the
+    /// warp's lanes of this key slice and added atomically by the first of them;
+    /// otherwise added atomically by each lane (or, on the CPU, plainly).
+    fn add_over_columns(&self, e: &mut Builder, memref: &Value, indices: &[&Value], value: &Value) {
+        let (Some(warps), Some(slices)) = (&self.warps, &self.slices) else {
             return e.accumulate_shared(memref, indices, value);
         };
         e.if_else(
-            shared,
+            &warps.shared,
             |e| {
-                let total = e.warp_sum(value);
-                e.if_(leader, |e| e.accumulate_shared(memref, indices, &total));
+                let stages: Vec<(i64, Option<Value>)> = [16, 8, 4, 2, 1]
+                    .into_iter()
+                    .map(|offset| {
+                        let at = e.constant_index(offset as u64);
+                        (offset, Some(e.cmp(Cmp::Ge, &at, &slices.count)))
+                    })
+                    .collect();
+                let total = e.warp_butterfly(value, &stages);
+                e.if_(&warps.column_leader, |e| e.atomic_add(memref, indices, &total));
             },
             |e| e.accumulate_shared(memref, indices, value),
         );
+    }
+
+    /// `memref[indices] += value` into a gradient of the whole head (every lane's
+    /// `value` counts): summed over the warp and added by its first lane where warps
+    /// hold one head's lanes; otherwise as [`Scan::add_over_columns`].
+    fn add_over_head(&self, e: &mut Builder, memref: &Value, indices: &[&Value], value: &Value) {
+        let Some(warps) = &self.warps else {
+            return e.accumulate_shared(memref, indices, value);
+        };
+        e.if_else(
+            &warps.shared,
+            |e| {
+                let total = e.warp_sum(value);
+                e.if_(&warps.head_leader, |e| e.atomic_add(memref, indices, &total));
+            },
+            |e| e.accumulate_shared(memref, indices, value),
+        );
+    }
+
+    /// `x` summed over the lanes that share this lane's column (each holds the sum over
+    /// its key slice); every one of them gets the same total. `x` itself elsewhere.
+    fn over_slices(&self, e: &mut Builder, x: &Value) -> Value {
+        let Some(slices) = &self.slices else { return x.clone() };
+        let c1 = e.c1();
+        let sliced = e.cmp(Cmp::Gt, &slices.count, &c1);
+        let ty = x.scalar();
+        e.if_else_value(
+            &sliced,
+            ty,
+            |e| {
+                let stages: Vec<(i64, Option<Value>)> = [1, 2, 4]
+                    .into_iter()
+                    .map(|offset| {
+                        let at = e.constant_index(offset as u64);
+                        (offset, Some(e.cmp(Cmp::Lt, &at, &slices.count)))
+                    })
+                    .collect();
+                e.warp_butterfly(x, &stages)
+            },
+            |_| x.clone(),
+        )
+    }
+
+    /// `Σ_i body(i)` over every key channel, for a lane's one column: its key slice in
+    /// a register, then over the lanes sharing the column.
+    fn sum_keys(&self, e: &mut Builder, body: impl FnOnce(&mut Builder, &Value) -> Value) -> Value {
+        let partial = e.sum_step(&self.keys.0, &self.dk, &self.keys.1, body);
+        self.over_slices(e, &partial)
+    }
+
+    /// `body` run by one of the lanes that share a column (they all hold its sums).
+    fn once_per_column(&self, e: &mut Builder, body: impl FnOnce(&mut Builder)) {
+        match &self.slices {
+            Some(slices) => e.if_(&slices.first, body),
+            None => body(e),
+        }
+    }
+
+    /// `x` in the first lane of a column, 0 in the others: a column's term of a sum
+    /// over the head.
+    fn column_share(&self, e: &mut Builder, x: &Value) -> Value {
+        match &self.slices {
+            Some(slices) => {
+                let zero = e.zero();
+                e.select(&slices.first, x, &zero)
+            }
+            None => x.clone(),
+        }
+    }
+
+    /// The lane's one value channel (lanes only).
+    fn column(&self) -> &Value {
+        assert!(self.by_column, "one column per lane");
+        &self.columns.0
     }
 
     /// `Σ_j body(j)` over this call's value channels.
@@ -284,15 +450,23 @@ impl<'s> Scan<'s> {
 
     /// `body(i, j)` over the state's entries, rows outside.
     fn for_state(&self, e: &mut Builder, body: impl Fn(&mut Builder, &Value, &Value)) {
-        let c0 = e.c0();
         let (from, to) = &self.columns;
-        e.for_(&c0, &self.dk, |e, i| e.for_(from, to, |e, j| body(e, &i, &j)));
+        self.for_keys(e, |e, i| e.for_(from, to, |e, j| body(e, &i, &j)));
     }
 
-    /// `body(i)` over the key channels.
+    /// `body(i)` over this call's key channels.
     fn for_keys(&self, e: &mut Builder, body: impl FnOnce(&mut Builder, Value)) {
-        let c0 = e.c0();
-        e.for_(&c0, &self.dk, body);
+        e.for_step(&self.keys.0, &self.dk, &self.keys.1, body);
+    }
+
+    /// `body(i, carried)` over this call's key channels, carrying values.
+    fn fold_keys(
+        &self,
+        e: &mut Builder,
+        inits: &[&Value],
+        body: impl FnOnce(&mut Builder, Value, Vec<Value>) -> Vec<Value>,
+    ) -> Vec<Value> {
+        e.fold_step(&self.keys.0, &self.dk, &self.keys.1, inits, body)
     }
 
     /// `body(j)` over the value channels.
@@ -391,6 +565,18 @@ fn delta_write(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
     let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
     let u = scan.u();
     let beta = e.load(&beta, &[b, t, h]);
+    if scan.by_column {
+        let j = scan.column();
+        let read = scan.sum_keys(e, |e, i| {
+            let s = state.load(e, i, j);
+            let k = e.load(&k, &[b, t, hk, i]);
+            e.mul(&s, &k)
+        });
+        let v = e.load(&v, &[b, t, h, j]);
+        let error = e.sub(&v, &read);
+        let update = e.mul(&beta, &error);
+        return e.store(&update, u, &[j]);
+    }
     scan.zero_vector(e, u);
     scan.for_keys(e, |e, i| {
         let k = e.load(&k, &[b, t, hk, &i]);
@@ -434,7 +620,7 @@ fn write_state(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
 /// once (partial sums rounded to bf16 would cancel into noise).
 fn emit_readout(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
     let o = e.arg("o");
-    if o.memref().0 != e.compute() {
+    if scan.by_column || o.memref().0 != e.compute() {
         return emit_readout_by_column(e, scan, at, state, &o);
     }
     scan.for_readers(e, at, |e, qh, oh| {
@@ -454,19 +640,18 @@ fn emit_readout(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
     });
 }
 
-/// [`emit_readout`] for an `o` stored narrower than the arithmetic: per column `j`,
-/// `o[j] = scale · Σ_i S[i, j] q[i]` in a register.
+/// [`emit_readout`] for a lane (one column) or an `o` stored narrower than the
+/// arithmetic: per column `j`, `o[j] = scale · Σ_i S[i, j] q[i]` in a register.
 fn emit_readout_by_column(e: &mut Builder, scan: &Scan, at: &At, state: &Place, o: &Value) {
     scan.for_readers(e, at, |e, qh, oh| {
         scan.for_values(e, |e, j| {
-            let c0 = e.c0();
-            let total = e.sum_over(&c0, &scan.dk, |e, i| {
+            let total = scan.sum_keys(e, |e, i| {
                 let q = scan.query(e, at, &qh, i);
                 let s = state.load(e, i, &j);
                 e.mul(&s, &q)
             });
             let scaled = e.mul(&scan.scale, &total);
-            e.store(&scaled, o, &[&at.b, &at.t, &oh, &j]);
+            scan.once_per_column(e, |e| e.store(&scaled, o, &[&at.b, &at.t, &oh, &j]));
         });
     });
 }
@@ -675,7 +860,7 @@ fn readout_backward(e: &mut Builder, scan: &Scan, at: &At, now: &Place, ds: &Pla
             });
             if let Some(dq) = &dq {
                 let dq_value = e.mul(&scan.scale, &dot);
-                scan.add_over_lanes(e, dq, &[&at.b, &at.t, &qh, &i], &dq_value);
+                scan.add_over_columns(e, dq, &[&at.b, &at.t, &qh, &i], &dq_value);
             }
         });
     });
@@ -685,6 +870,21 @@ fn readout_backward(e: &mut Builder, scan: &Scan, at: &At, now: &Place, ds: &Pla
 fn additive_write_backward(e: &mut Builder, scan: &Scan, at: &At, ds: &Place) {
     let [k, v, dk, dv] = ["k", "v", "dk", "dv"].map(|arg| e.arg(arg));
     let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
+    if scan.by_column {
+        let j = scan.column();
+        let v = e.load(&v, &[b, t, h, j]);
+        let zero = e.zero();
+        let partial = scan.fold_keys(e, &[&zero], |e, i, carried| {
+            let k = e.load(&k, &[b, t, hk, &i]);
+            let d = ds.load(e, &i, j);
+            let dk_value = e.mul(&d, &v);
+            scan.add_over_columns(e, &dk, &[b, t, hk, &i], &dk_value);
+            let dv_term = e.mul(&d, &k);
+            vec![e.add(&carried[0], &dv_term)]
+        });
+        let dv_value = scan.over_slices(e, &partial[0]);
+        return scan.once_per_column(e, |e| e.accumulate(&dv, &[b, t, h, j], &dv_value));
+    }
     scan.for_keys(e, |e, i| {
         let k = e.load(&k, &[b, t, hk, &i]);
         let dk_value = scan.sum_values(e, |e, j| {
@@ -694,7 +894,7 @@ fn additive_write_backward(e: &mut Builder, scan: &Scan, at: &At, ds: &Place) {
             e.accumulate(&dv, &[b, t, h, j], &dv_value);
             e.mul(&d, &v)
         });
-        scan.add_over_lanes(e, &dk, &[b, t, hk, &i], &dk_value);
+        scan.add_over_columns(e, &dk, &[b, t, hk, &i], &dk_value);
     });
 }
 
@@ -722,6 +922,23 @@ fn delta_write_backward(e: &mut Builder, scan: &Scan, at: &At, prev: &Place, ds:
 fn delta_reads(e: &mut Builder, scan: &Scan, at: &At, prev: &Place, ds: &Place) {
     let k = e.arg("k");
     let (u, du) = (scan.u(), scan.du());
+    if scan.by_column {
+        let j = scan.column();
+        let zero = e.zero();
+        let partial = scan.fold_keys(e, &[&zero, &zero], |e, i, carried| {
+            let k = e.load(&k, &[&at.b, &at.t, &at.hk, &i]);
+            let sp = decayed(e, scan, at, prev, &i, j);
+            let spk = e.mul(&sp, &k);
+            let d = ds.load(e, &i, j);
+            let dk = e.mul(&d, &k);
+            vec![e.add(&carried[0], &spk), e.add(&carried[1], &dk)]
+        });
+        for (sums, vector) in partial.iter().zip([u, du]) {
+            let total = scan.over_slices(e, sums);
+            e.store(&total, vector, &[j]);
+        }
+        return;
+    }
     scan.zero_vector(e, u);
     scan.zero_vector(e, du);
     scan.for_keys(e, |e, i| {
@@ -750,9 +967,10 @@ fn delta_value_gradients(e: &mut Builder, scan: &Scan, at: &At, beta: &Value) {
         e.store(&err, u, &[&j]);
         let du = e.load(du, &[&j]);
         let de = e.mul(&du, &err);
-        scan.add_over_lanes(e, &dbeta, &[b, t, h], &de);
+        let de = scan.column_share(e, &de);
+        scan.add_over_head(e, &dbeta, &[b, t, h], &de);
         let dv_value = e.mul(beta, &du);
-        e.accumulate(&dv, &[b, t, h, &j], &dv_value);
+        scan.once_per_column(e, |e| e.accumulate(&dv, &[b, t, h, &j], &dv_value));
     });
 }
 
@@ -779,31 +997,44 @@ fn delta_key_gradients(e: &mut Builder, scan: &Scan, at: &At, beta: &Value, prev
             diff
         });
         let dk_value = e.mul(beta, &sum);
-        scan.add_over_lanes(e, &dk, &[b, t, hk, &i], &dk_value);
+        scan.add_over_columns(e, &dk, &[b, t, hk, &i], &dk_value);
     });
 }
 
-/// The decay's gradients: `dg += α Σ_j dS'_ij S_{t-1,ij}`; `dS_{t-1} = Diag(α) dS'`.
+/// The decay's gradients: `dg += α Σ_j dS'_ij S_{t-1,ij}` per key channel (a vector
+/// gate), or that summed over the key channels in a register and added once (one
+/// decay per head: every lane of the head adds into the one element);
+/// `dS_{t-1} = Diag(α) dS'`.
 fn decay_backward(e: &mut Builder, scan: &Scan, at: &At, prev: &Place, ds: &Place) {
     let dg = e.arg("dg");
     let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
-    scan.for_keys(e, |e, i| {
-        let a = scan.alpha(e, at, &i).expect("a decay");
+    let channel_gradient = |e: &mut Builder, i: &Value| {
+        let a = scan.alpha(e, at, i).expect("a decay");
         let dot = scan.sum_values(e, |e, j| {
-            let d = ds.load(e, &i, j);
-            let p = prev.load(e, &i, j);
+            let d = ds.load(e, i, j);
+            let p = prev.load(e, i, j);
             let dp = e.mul(&d, &p);
             let nd = e.mul(&a, &d);
-            ds.store(e, &nd, &i, j);
+            ds.store(e, &nd, i, j);
             dp
         });
-        let dg_value = e.mul(&a, &dot);
-        let at_decay: Vec<&Value> = match scan.spec.decay {
-            Decay::PerHead => vec![h],
-            Decay::Scalar => vec![b, t, h],
-            Decay::Vector => vec![b, t, hk, &i],
-            Decay::None => unreachable!("no decay, no gradient"),
-        };
-        scan.add_over_lanes(e, &dg, &at_decay, &dg_value);
+        e.mul(&a, &dot)
+    };
+    let at_head: Vec<&Value> = match scan.spec.decay {
+        Decay::Vector => {
+            return scan.for_keys(e, |e, i| {
+                let dg_value = channel_gradient(e, &i);
+                scan.add_over_columns(e, &dg, &[b, t, hk, &i], &dg_value);
+            });
+        }
+        Decay::PerHead => vec![h],
+        Decay::Scalar => vec![b, t, h],
+        Decay::None => unreachable!("no decay, no gradient"),
+    };
+    let zero = e.zero();
+    let total = scan.fold_keys(e, &[&zero], |e, i, carried| {
+        let dg_value = channel_gradient(e, &i);
+        vec![e.add(&carried[0], &dg_value)]
     });
+    scan.add_over_head(e, &dg, &at_head, &total[0]);
 }

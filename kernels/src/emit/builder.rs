@@ -377,7 +377,7 @@ impl Builder {
     }
 
     /// `memref[indices] += value` as one atomic add (f32).
-    fn atomic_add(&mut self, memref: &Value, indices: &[&Value], value: &Value) {
+    pub(crate) fn atomic_add(&mut self, memref: &Value, indices: &[&Value], value: &Value) {
         self.assert_unnamed("accumulate_shared");
         let (elem, rank) = memref.memref();
         assert_eq!(indices.len(), rank, "{memref} has rank {rank}");
@@ -394,14 +394,29 @@ impl Builder {
     /// `Σ x` over the 32 threads of this warp, in every one of them (a butterfly of
     /// `gpu.shuffle xor`): every thread of the warp must reach it.
     pub fn warp_sum(&mut self, x: &Value) -> Value {
+        let stages: Vec<(i64, Option<Value>)> = [16, 8, 4, 2, 1].into_iter().map(|offset| (offset, None)).collect();
+        self.warp_butterfly(x, &stages)
+    }
+
+    /// A butterfly over this warp's threads: for each `(offset, keep)`, `x` plus its value
+    /// in the thread `offset` away (`gpu.shuffle xor`), kept where `keep` holds (always
+    /// without one; `keep` must be the same in every thread of the warp). Offsets that
+    /// are distinct powers of two sum over the threads whose lane numbers differ only in
+    /// those bits, and give every one of them the same total. Every thread of the warp
+    /// must reach it.
+    pub fn warp_butterfly(&mut self, x: &Value, stages: &[(i64, Option<Value>)]) -> Value {
         assert_eq!(self.config.parallel, Parallel::Threads, "warps exist on a GPU");
         let width = self.constant_int(32, Scalar::I32);
         let mut total = x.clone();
-        for offset in [16, 8, 4, 2, 1] {
-            let offset = self.constant_int(offset, Scalar::I32);
+        for (offset, keep) in stages {
+            let offset = self.constant_int(*offset, Scalar::I32);
             let (other, valid) = (self.result_name(), self.result_name());
             self.line(&format!("{other}, {valid} = gpu.shuffle xor {total}, {offset}, {width} : f32"));
-            total = self.add(&total, &Value::new(other, Ty::Scalar(Scalar::F32)));
+            let sum = self.add(&total, &Value::new(other, Ty::Scalar(Scalar::F32)));
+            total = match keep {
+                Some(keep) => self.select(keep, &sum, &total),
+                None => sum,
+            };
         }
         total
     }

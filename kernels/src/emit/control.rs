@@ -8,9 +8,14 @@ use super::types::{Scalar, Ty, Value};
 impl Builder {
     /// `scf.for i = from to to step 1 { body(i) }`.
     pub fn for_(&mut self, from: &Value, to: &Value, body: impl FnOnce(&mut Builder, Value)) {
+        let step = self.c1();
+        self.for_step(from, to, &step, body);
+    }
+
+    /// `scf.for i = from to to step step { body(i) }`.
+    pub fn for_step(&mut self, from: &Value, to: &Value, step: &Value, body: impl FnOnce(&mut Builder, Value)) {
         self.assert_unnamed("for_");
         let index = Value::new(self.fresh(), from.ty());
-        let step = self.c1();
         self.line(&format!("scf.for {index} = {from} to {to} step {step} {{"));
         self.depth += 1;
         body(self, index);
@@ -26,13 +31,25 @@ impl Builder {
         inits: &[&Value],
         body: impl FnOnce(&mut Builder, Value, Vec<Value>) -> Vec<Value>,
     ) -> Vec<Value> {
+        let step = self.c1();
+        self.fold_step(from, to, &step, inits, body)
+    }
+
+    /// [`Builder::fold`] over `from, from + step, …` below `to`.
+    pub fn fold_step(
+        &mut self,
+        from: &Value,
+        to: &Value,
+        step: &Value,
+        inits: &[&Value],
+        body: impl FnOnce(&mut Builder, Value, Vec<Value>) -> Vec<Value>,
+    ) -> Vec<Value> {
         self.assert_unnamed("fold");
         let results: Vec<Value> = inits.iter().map(|init| Value::new(self.fresh(), init.ty())).collect();
         let index = Value::new(self.fresh(), from.ty());
         let carried: Vec<Value> = inits.iter().map(|init| Value::new(self.fresh(), init.ty())).collect();
         let args: Vec<String> = carried.iter().zip(inits).map(|(value, init)| format!("{value} = {init}")).collect();
         let types: Vec<String> = inits.iter().map(|init| init.ty().to_string()).collect();
-        let step = self.c1();
         let result_list = list(&results.iter().collect::<Vec<_>>());
         self.line(&format!(
             "{result_list} = scf.for {index} = {from} to {to} step {step} iter_args({}) -> ({}) {{",
@@ -74,11 +91,25 @@ impl Builder {
 
     /// `Σ_{i ∈ [from, to)} body(i)`, as [`Builder::sum`].
     pub fn sum_over(&mut self, from: &Value, to: &Value, body: impl FnOnce(&mut Builder, &Value) -> Value) -> Value {
+        let step = self.c1();
+        self.sum_step(from, to, &step, body)
+    }
+
+    /// `Σ body(i)` over `i = from, from + step, …` below `to`, as [`Builder::sum`].
+    pub fn sum_step(
+        &mut self,
+        from: &Value,
+        to: &Value,
+        step: &Value,
+        body: impl FnOnce(&mut Builder, &Value) -> Value,
+    ) -> Value {
         let zero = self.zero();
-        self.fold1(from, to, &zero, |e, index, accumulator| {
+        let mut results = self.fold_step(from, to, step, &[&zero], |e, index, carried| {
+            let accumulator = carried.into_iter().next().expect("one carried value");
             let term = body(e, &index);
-            e.add(&accumulator, &term)
-        })
+            vec![e.add(&accumulator, &term)]
+        });
+        results.pop().expect("one result")
     }
 
     /// `Σ_{i ∈ [0, to)} a(i) · b(i)`, the factors written by `factors`.

@@ -128,7 +128,7 @@ fn a_hybrid_takes_five_adamw_steps_on_the_gpu_as_on_the_cpu() {
         "mixer gdn = gated_deltanet(heads: 2, head_dim: 16, expand_v: 1)\nmixer attn = attention(heads: 2)",
         "(gdn × 3, attn)",
     );
-    let adamw = AdamW { lr: 1e-2, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.1, clip: Some(0.5) };
+    let adamw = AdamW { lr: 1e-3, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.1, clip: Some(0.5) };
     let (mut cpu, mut gpu) = (trainer(&model, Target::Cpu, 2, 24), trainer(&model, CUDA, 2, 24));
     for step in 0..5 {
         let tokens = random_tokens(model.config.vocab, 2 * 24, 100 + step);
@@ -136,11 +136,15 @@ fn a_hybrid_takes_five_adamw_steps_on_the_gpu_as_on_the_cpu() {
         let batch = Batch { tokens: &tokens, targets: &targets };
         let want = cpu.step(&batch, &adamw, adamw.lr).expect("runs");
         let got = gpu.step(&batch, &adamw, adamw.lr).expect("runs");
+        eprintln!("step {step}: the GPU's {got:?}, the CPU's {want:?}");
         assert!((got.loss - want.loss).abs() <= 1e-4 * want.loss.abs(), "step {step}: loss {got:?} vs {want:?}");
-        assert!((got.grad_norm - want.grad_norm).abs() <= 1e-2 * want.grad_norm, "step {step}: {got:?} vs {want:?}");
+        assert!((got.grad_norm - want.grad_norm).abs() <= 1e-3 * want.grad_norm, "step {step}: {got:?} vs {want:?}");
     }
     // AdamW moves an element whose gradient is near zero by ±lr whatever its size, so
-    // two f32 paths part by up to lr in a few elements: compare whole tensors.
+    // two f32 paths part by up to lr in a few elements: compare whole tensors. At lr
+    // 1e-2 (clipped from norms of 10–16 to 0.5) the paths parted chaotically on the
+    // H200: step 0's norms 3e-6 apart, step 1's 1.8e-4, step 4's 2.7 %, the same in
+    // three runs; at 1e-3 the largest tensor's difference after 5 steps was 1.6e-5.
     let mut report = Vec::new();
     for p in &model.params {
         let (got, want) = (gpu.param(&p.name).expect("known"), cpu.param(&p.name).expect("known"));
@@ -151,7 +155,7 @@ fn a_hybrid_takes_five_adamw_steps_on_the_gpu_as_on_the_cpu() {
     }
     report.sort_by(|a, b| b.0.total_cmp(&a.0));
     eprintln!("after 5 steps, the largest ‖GPU − CPU‖ / ‖CPU‖: {:?}", &report[..3]);
-    assert!(report[0].0 <= 5e-3, "after 5 steps: {report:?}");
+    assert!(report[0].0 <= 1e-4, "after 5 steps: {report:?}");
 }
 
 /// The step as CUDA graphs (recorded on the first step, replayed with each new batch and
@@ -159,16 +163,17 @@ fn a_hybrid_takes_five_adamw_steps_on_the_gpu_as_on_the_cpu() {
 /// one at a time): the same losses and norms within 1e-4, every parameter tensor within
 /// 1e-4 in L2 norm, and two recordings (forward + backward + norm, the update) whatever
 /// the number of steps. Not bit for bit: the lanes form's atomic sums add in whatever
-/// order the threads arrive (on the H200 the norms parted by 1.7e-5 at the fourth step,
-/// the losses by 3e-7, and AdamW moved one element of a near-zero gradient 1.2e-4 of its
-/// tensor's largest value apart).
+/// order the threads arrive, and AdamW moves an element of a near-zero gradient by ±lr
+/// whichever its sign. At lr 1e-2 · (1 + step) that made the fourth step's norms part by
+/// up to 1.3e-4 (one run in three over 1e-4) once the scan's sums were split over lanes
+/// of key channels; at 1e-3 · (1 + step) the test compares gradients, not chaos.
 #[test]
 fn recorded_steps_replay_what_runs_kernel_by_kernel() {
     if !gpu_here("recorded_steps_replay_what_runs_kernel_by_kernel") {
         return;
     }
     let model = tiny(PRESETS, "(gdn, attn, retnet)");
-    let adamw = AdamW { lr: 1e-2, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.1, clip: Some(0.5) };
+    let adamw = AdamW { lr: 1e-3, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.1, clip: Some(0.5) };
     let (mut graphs, mut direct) = (trainer(&model, CUDA, 2, 24), trainer(&model, CUDA, 2, 24));
     direct.profile = Some(hyb_runtime::exec::Profile::default());
     for step in 0..4 {
