@@ -49,3 +49,21 @@ fn lane_rows_narrow_until_every_multiprocessor_has_work() {
     assert_eq!(gpu::lane_row(12, 1, 132), 12);
     assert_eq!(gpu::lane_row(0, 1, 132), 1);
 }
+
+/// A scan's lanes per state column: the most of 8, 4, 2 that divides the key channels
+/// and makes a head's lanes whole warps (the shuffles over a column's lanes and over a
+/// warp need every thread of the warp), else one.
+#[test]
+fn a_scans_key_slices_keep_its_heads_in_whole_warps() {
+    use hyb_kernels::scan::key_slices;
+    assert_eq!(key_slices(64, 64), 8);
+    assert_eq!(key_slices(16, 16), 8);
+    assert_eq!(key_slices(12, 8), 4, "8 does not divide 12");
+    assert_eq!(key_slices(6, 16), 2);
+    assert_eq!(key_slices(64, 3), 1, "no slicing makes 3 columns whole warps");
+    assert_eq!(key_slices(1, 1), 1, "HGRN's 1 × 1 states");
+    for (dk, dv) in [(64, 64), (12, 8), (6, 16), (128, 4), (32, 24)] {
+        let slices = key_slices(dk, dv);
+        assert!(dk % slices == 0 && (slices == 1 || (dv * slices) % 32 == 0), "{dk} × {dv}: {slices}");
+    }
+}
