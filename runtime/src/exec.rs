@@ -204,10 +204,19 @@ impl Profile {
 fn label(program: &Program, instr: &Instr) -> String {
     match instr {
         Instr::Call { kernel, .. } | Instr::AdamW { kernel, .. } => program.kernels.name(*kernel),
-        Instr::Gemm { .. } => "gemm".into(),
+        Instr::Gemm { m, k, n, a, b, c } => gemm_label(*m, *k, *n, a, b, c),
         Instr::Zero(_) => "zero".into(),
         Instr::Fill(..) | Instr::Input(..) => "copy from host".into(),
     }
+}
+
+/// A GEMM's profile label: `gemm M×K×N`, each operand row-major (`n`) or transposed
+/// (`t`), and the alignment its offsets share (cuBLASLt's kernels depend on all three).
+fn gemm_label(m: usize, k: usize, n: usize, a: &(Arg, [isize; 2]), b: &(Arg, [isize; 2]), c: &Arg) -> String {
+    let layout = |strides: &[isize; 2]| if strides[1] == 1 { 'n' } else { 't' };
+    let offsets = [a.0.offset, b.0.offset, c.offset];
+    let align = offsets.iter().map(|offset| 1usize << offset.trailing_zeros().min(8)).min().unwrap_or(256);
+    format!("gemm {m}×{k}×{n} {}{} {align} B", layout(&a.1), layout(&b.1))
 }
 
 /// Runs instructions `range` of the program (timing each into `profile` if given).
