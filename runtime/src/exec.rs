@@ -267,8 +267,6 @@ fn stage(program: &Program, device: &mut dyn Device, stores: &Stores, range: std
 #[derive(Default)]
 pub struct Recordings {
     recorded: std::collections::HashMap<std::ops::Range<usize>, usize>,
-    /// The ranges run once as issued, to be recorded at their next run.
-    run_once: std::collections::HashSet<std::ops::Range<usize>>,
 }
 
 impl Recordings {
@@ -282,10 +280,9 @@ impl Recordings {
     }
 }
 
-/// Runs instructions `range` as one recording of the device's (run as issued on first
-/// use — a device may tune its work then, as CUDA's GEMMs time cuBLASLt's candidates —
-/// recorded on the second, replayed after: the same work as [`run`], issued at once);
-/// runs them one by one where the device does not record.
+/// Runs instructions `range` as one recording of the device's (recorded on first use,
+/// replayed after: the same work as [`run`], issued at once); runs them one by one
+/// where the device does not record.
 pub fn replay(
     program: &Program,
     device: &mut dyn Device,
@@ -297,10 +294,6 @@ pub fn replay(
     stage(program, device, stores, range.clone(), batch);
     let recording = match recordings.recorded.get(&range) {
         Some(recording) => *recording,
-        None if recordings.run_once.insert(range.clone()) => {
-            range.for_each(|index| execute(program, index, device, stores));
-            return;
-        }
         None => {
             let recording = device.begin_recording();
             range.clone().for_each(|index| execute(program, index, device, stores));

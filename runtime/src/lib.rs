@@ -234,7 +234,7 @@ impl Trainer {
     }
 
     /// Runs instructions `range` of the step program: as one recording of the device
-    /// (a CUDA graph, recorded on its second use) unless profiling, which times each.
+    /// (a CUDA graph, recorded on first use) unless profiling, which times each.
     fn run(&mut self, range: std::ops::Range<usize>, batch: &Batch) {
         let (program, device, stores) = (&self.program, self.device.as_mut(), &self.stores);
         exec::run_or_replay(program, device, stores, range, batch, self.profile.as_mut(), &mut self.recordings);
@@ -487,7 +487,7 @@ impl Trainer {
     }
 
     /// Forward and backward of `batch` in ranges, each one recording of the device (a
-    /// CUDA graph, recorded on its second use): a range ends after each instruction of `stops`
+    /// CUDA graph, recorded on first use): a range ends after each instruction of `stops`
     /// (increasing, inside the backward) and at the end of the backward, and
     /// `after(i, device)` runs once the range ending at instruction `i` is issued — where
     /// a data-parallel rank issues the gradient buckets that became final. Reads nothing

@@ -6,25 +6,17 @@
 //!
 //! A GEMM's descriptors and algorithm depend only on its shape, strides, types and its
 //! pointers' alignment (the arena places values 4-byte aligned; cuBLASLt's heuristic
-//! assumes 256 unless told), so each distinct one is planned once and kept. The plan
-//! is the fastest of the heuristic's first [`CANDIDATES`] algorithms (within the
-//! workspace), each timed on the GEMM's own operands at its first call — its output is
-//! written then anyway. The heuristic's first choice alone was up to 27× slower than
-//! PyTorch at a linear layer's shape on the H200 (`x · Wᵀ`, 16384 × 128 × 128 in f32:
-//! 1.2 ms against 45 µs). Work being recorded (a CUDA graph) cannot be timed: a GEMM
-//! first met there takes the heuristic's first choice ([`crate::exec::replay`] runs a
-//! range once before recording it, so it is not).
+//! assumes 256 unless told), so each distinct one is planned once (the heuristic's first
+//! choice, within the workspace) and kept.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
 
 use cudarc::cublaslt::result as lt;
 use cudarc::cublaslt::sys::{
-    self, cublasComputeType_t, cublasLtHandle_t, cublasLtMatmulAlgo_t, cublasLtMatmulDesc_t,
-    cublasLtMatmulDescAttributes_t, cublasLtMatmulHeuristicResult_t, cublasLtMatmulPreferenceAttributes_t,
-    cublasLtMatrixLayout_t, cudaDataType,
+    cublasComputeType_t, cublasLtHandle_t, cublasLtMatmulAlgo_t, cublasLtMatmulDesc_t, cublasLtMatmulDescAttributes_t,
+    cublasLtMatmulPreferenceAttributes_t, cublasLtMatrixLayout_t, cudaDataType,
 };
-use cudarc::driver::result::event;
 use hyb_target::Elem;
 
 use super::Cuda;
@@ -51,14 +43,7 @@ fn alignment(address: u64) -> u32 {
     1 << address.trailing_zeros().min(8)
 }
 
-/// How many of the heuristic's algorithms a plan times.
-const CANDIDATES: usize = 8;
-
-/// How many timed runs of each candidate (after one untimed).
-const TIMED_RUNS: usize = 3;
-
 /// A planned GEMM: its descriptors and algorithm.
-#[derive(Clone, Copy)]
 pub(super) struct Plan {
     desc: cublasLtMatmulDesc_t,
     layouts: [cublasLtMatrixLayout_t; 3],
@@ -108,9 +93,8 @@ fn check<T>(what: &str, result: Result<T, cudarc::cublaslt::result::CublasError>
     result.unwrap_or_else(|e| panic!("cuBLASLt {what}: {e:?}"))
 }
 
-/// The plan of `shape` (`D = B_ᵀ-or-not · A_ᵀ-or-not` in cuBLASLt's terms) with the
-/// heuristic's first algorithm, and its first [`CANDIDATES`] algorithms, best first.
-fn plan(handle: cublasLtHandle_t, shape: &Shape) -> (Plan, Vec<cublasLtMatmulAlgo_t>) {
+/// The plan of `shape`: `D = B_ᵀ-or-not · A_ᵀ-or-not` in cuBLASLt's terms.
+fn plan(handle: cublasLtHandle_t, shape: &Shape) -> Plan {
     let Shape { m, k, n, a, b, c, align } = *shape;
     let (transpose_b, b_rows, b_cols, ldb) = operand(b.0, k, n);
     let (transpose_a, a_rows, a_cols, lda) = operand(a.0, m, k);
@@ -154,69 +138,12 @@ fn plan(handle: cublasLtHandle_t, shape: &Shape) -> (Plan, Vec<cublasLtMatmulAlg
             let set = lt::set_matmul_pref_attribute(preference, attribute, (&bytes as *const u32).cast(), 4);
             check("alignment preference", set);
         }
-        let mut results: [cublasLtMatmulHeuristicResult_t; CANDIDATES] = std::mem::zeroed();
-        let mut count = 0;
-        let found = sys::cublasLtMatmulAlgoGetHeuristic(
-            handle,
-            desc,
-            layouts[0],
-            layouts[1],
-            layouts[2],
-            layouts[2],
-            preference,
-            CANDIDATES as i32,
-            results.as_mut_ptr(),
-            &mut count,
-        );
+        let found =
+            lt::get_matmul_algo_heuristic(handle, desc, layouts[0], layouts[1], layouts[2], layouts[2], preference);
         let _ = lt::destroy_matmul_pref(preference);
-        if found != sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS || count == 0 {
-            panic!("cuBLASLt has no algorithm for {shape:?}: {found:?}");
-        }
-        results[..count as usize]
-            .iter()
-            .filter(|result| result.state == sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS)
-            .map(|result| result.algo)
-            .collect::<Vec<_>>()
+        found.unwrap_or_else(|e| panic!("cuBLASLt has no algorithm for {shape:?}: {e:?}"))
     };
-    assert!(!heuristic.is_empty(), "cuBLASLt has no algorithm for {shape:?}");
-    (Plan { desc, layouts, algo: heuristic[0] }, heuristic)
-}
-
-/// The fastest of `candidates` for `plan`'s GEMM on pointers `(a, b, c)`: each run once,
-/// then timed over [`TIMED_RUNS`] runs between two events on the stream. A candidate
-/// that fails to run is passed over.
-fn fastest(
-    cuda: &Cuda,
-    plan: &Plan,
-    candidates: &[cublasLtMatmulAlgo_t],
-    pointers: (u64, u64, u64),
-) -> cublasLtMatmulAlgo_t {
-    let flags = cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT;
-    let (start, end) = (event::create(flags).expect("a CUDA event"), event::create(flags).expect("a CUDA event"));
-    let mut best = (f32::INFINITY, candidates[0]);
-    for algo in candidates {
-        let trial = Plan { algo: *algo, ..*plan };
-        if run(cuda, &trial, pointers).is_err() {
-            continue;
-        }
-        // SAFETY: events of this context, recorded on our stream, which is not capturing.
-        let elapsed = unsafe {
-            event::record(start, cuda.stream).expect("event record");
-            let runs_ok = (0..TIMED_RUNS).all(|_| run(cuda, &trial, pointers).is_ok());
-            event::record(end, cuda.stream).expect("event record");
-            event::synchronize(end).expect("event synchronize");
-            if runs_ok { event::elapsed(start, end).expect("elapsed time") } else { f32::INFINITY }
-        };
-        if elapsed < best.0 {
-            best = (elapsed, *algo);
-        }
-    }
-    // SAFETY: events created above, no longer used.
-    unsafe {
-        let _ = event::destroy(start);
-        let _ = event::destroy(end);
-    }
-    best.1
+    Plan { desc, layouts, algo: heuristic.algo }
 }
 
 pub(super) fn gemm(cuda: &mut Cuda, op: &Gemm) {
@@ -224,25 +151,19 @@ pub(super) fn gemm(cuda: &mut Cuda, op: &Gemm) {
     let (pa, pb, pc) = (cuda.address(&a.0), cuda.address(&b.0), cuda.address(c));
     let align = [alignment(pa), alignment(pb), alignment(pc)];
     let shape = Shape { m: *m, k: *k, n: *n, a: (a.1, a.0.elem), b: (b.1, b.0.elem), c: c.elem, align };
-    if !cuda.gemm_plans.0.contains_key(&shape) {
-        let (mut chosen, candidates) = plan(cuda.blas_lt, &shape);
-        if !cuda.capturing && candidates.len() > 1 {
-            chosen.algo = fastest(cuda, &chosen, &candidates, (pa, pb, pc));
-        }
-        cuda.gemm_plans.0.insert(shape, chosen);
+    let handle = cuda.blas_lt;
+    if let std::collections::hash_map::Entry::Vacant(slot) = cuda.gemm_plans.0.entry(shape) {
+        slot.insert(plan(handle, &shape));
     }
-    check("matmul", run(cuda, &cuda.gemm_plans.0[&shape], (pa, pb, pc)));
-}
-
-/// Issues `plan`'s GEMM on pointers `(a, b, c)`: `c = a · b`.
-fn run(cuda: &Cuda, plan: &Plan, (a, b, c): (u64, u64, u64)) -> Result<(), cudarc::cublaslt::result::CublasError> {
     let (alpha, beta) = (1.0f32, 0.0f32);
+    let (a, b, c) = (pa, pb, pc);
+    let plan = &cuda.gemm_plans.0[&shape];
     // SAFETY: the operands lie in live device memory (the program verifier checked their
     // sizes and types); alpha and beta are host f32 (the descriptor's scale type); the
     // workspace is ours, of the size the plan was chosen for.
-    unsafe {
+    let done = unsafe {
         lt::matmul(
-            cuda.blas_lt,
+            handle,
             plan.desc,
             (&alpha as *const f32).cast(),
             (&beta as *const f32).cast(),
@@ -259,5 +180,6 @@ fn run(cuda: &Cuda, plan: &Plan, (a, b, c): (u64, u64, u64)) -> Result<(), cudar
             WORKSPACE_BYTES,
             cuda.stream.cast(),
         )
-    }
+    };
+    check("matmul", done);
 }

@@ -49,8 +49,6 @@ pub struct Cuda {
     graphs: Vec<CUgraphExec>,
     /// Whether ranges are captured as graphs (`HYB_GPU_GRAPHS` is not `off`).
     record: bool,
-    /// Whether the stream is capturing now (work issued is recorded, not run).
-    capturing: bool,
     /// Device memory in use (the whole GPU's: total − free) after each stage of set-up,
     /// and the most seen at any read since: [`Device::memory_report`].
     ledger: Vec<(&'static str, usize)>,
@@ -138,7 +136,6 @@ impl Cuda {
             stream,
             graphs: Vec::new(),
             record: std::env::var("HYB_GPU_GRAPHS").map_or(true, |v| v != "off"),
-            capturing: false,
             name,
             buffers: Vec::new(),
             modules: Vec::new(),
@@ -343,12 +340,10 @@ impl Device for Cuda {
             // SAFETY: our stream, not capturing.
             unsafe { driver::stream::begin_capture(self.stream, mode) }.expect("CUDA graph capture");
         }
-        self.capturing = self.record;
         self.record
     }
 
     fn end_recording(&mut self) -> usize {
-        self.capturing = false;
         // SAFETY: our stream, capturing since `begin_recording`; the graph is destroyed
         // once instantiated (the executable graph is independent of it).
         let graph = unsafe { driver::stream::end_capture(self.stream) }
