@@ -561,16 +561,6 @@ pub fn jobs(
     options: &Jobs,
 ) -> std::result::Result<Option<u8>, String> {
     let jobs = options.count;
-    let out = directory(file, out);
-    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create `{}`: {e}", out.display()))?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = (cores / usize::from(jobs)).max(1);
-    let binary = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
-    let mut common: Vec<String> = vec!["sweep".into(), file.display().to_string(), "--out".into()];
-    common.extend([out.display().to_string(), "--threads".into(), threads.to_string()]);
-    common.extend(target.map(|t| ["--target".to_string(), t.to_string()]).into_iter().flatten());
-    common.extend(sets.iter().flat_map(|set| ["--set".to_string(), set.clone()]));
-    println!("sweep {}: {jobs} jobs of {threads} thread(s) each into {}", file.display(), out.display());
     let compilation = hyb_compiler::pipeline::check_path_with(file, sets).ok();
     let config = compilation.as_ref().and_then(|c| c.model().and_then(|m| m.sweep.clone()));
     if let Some(config) = &config {
@@ -583,6 +573,17 @@ pub fn jobs(
         return Err("--no-mps concerns shards on a GPU; this sweep trains on the CPU".into());
     }
     let devices = if on_gpu { Some(gpus_for(jobs)?) } else { None };
+    // Settings checked: only now is anything written.
+    let out = directory(file, out);
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create `{}`: {e}", out.display()))?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / usize::from(jobs)).max(1);
+    let binary = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let mut common: Vec<String> = vec!["sweep".into(), file.display().to_string(), "--out".into()];
+    common.extend([out.display().to_string(), "--threads".into(), threads.to_string()]);
+    common.extend(target.map(|t| ["--target".to_string(), t.to_string()]).into_iter().flatten());
+    common.extend(sets.iter().flat_map(|set| ["--set".to_string(), set.clone()]));
+    println!("sweep {}: {jobs} jobs of {threads} thread(s) each into {}", file.display(), out.display());
     let sharing = crate::mps::for_shards(devices.as_deref().unwrap_or_default(), options.mps);
     if let Some(line) = sharing.describe() {
         println!("{line}");

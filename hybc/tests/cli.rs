@@ -906,9 +906,13 @@ fn shards_sharing_a_gpu_run_under_mps() {
     let out = sweep(&format!("{}:/usr/bin:/bin", bin.display()), &["--no-mps"]);
     assert!(!text(&out.stdout).contains("MPS"), "{}", text(&out.stdout));
 
-    let refused = hybc(&["sweep", path, "--jobs", "2", "--no-mps", "--target", "cpu"]);
+    let untouched = scratch("mps_refused_runs");
+    let _ = std::fs::remove_dir_all(&untouched);
+    let dir = untouched.to_str().expect("utf-8");
+    let refused = hybc(&["sweep", path, "--jobs", "2", "--no-mps", "--target", "cpu", "--out", dir]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
     assert!(text(&refused.stderr).contains("--no-mps concerns shards on a GPU"), "{}", text(&refused.stderr));
+    assert!(!untouched.exists(), "a refused sweep writes nothing");
     let refused = hybc(&["sweep", path, "--jobs", "1", "--no-mps", "--target", "cuda"]);
     assert!(text(&refused.stderr).contains("with --jobs 1 none share one"), "{}", text(&refused.stderr));
 }
