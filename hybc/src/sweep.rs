@@ -240,6 +240,21 @@ pub fn choose(search: &[(f64, f64)]) -> Option<f64> {
         .map(|(lr, _)| lr)
 }
 
+/// [`choose`] with near-ties: the largest rate scoring within `tolerance` of the best
+/// (the best itself with none).
+pub fn choose_within(search: &[(f64, f64)], tolerance: f64) -> Option<f64> {
+    let best = choose(search)?;
+    let top = search.iter().find(|(lr, _)| *lr == best).map(|(_, score)| *score)?;
+    let tied = search.iter().filter(|(_, score)| *score >= top - tolerance).map(|(lr, _)| *lr);
+    Some(tied.fold(best, f64::max))
+}
+
+/// How far below the best held-out score a rate still ties with it under `lr_tie`: the
+/// setting itself for accuracy, that share of the best perplexity for perplexity.
+pub fn tie_tolerance(config: &SweepConfig, held_out: &str, best_goodness: f64) -> f64 {
+    if is_perplexity(held_out) { config.lr_tie * best_goodness.abs() } else { config.lr_tie }
+}
+
 /// A cell's held-out set and figure at rate `lr`: the mean over its search runs there
 /// (one per search seed); none until each has finished.
 pub fn search_figure(
@@ -271,9 +286,17 @@ pub fn search_scores(config: &SweepConfig, lets: &[(String, String)], finished: 
         .collect()
 }
 
-/// The cell's chosen rate, once its search has finished.
+/// The cell's chosen rate, once its search has finished: the best by held-out score,
+/// or with `lr_tie` the largest of the rates tied with it.
 pub fn chosen_lr(config: &SweepConfig, lets: &[(String, String)], finished: &[Result]) -> Option<f64> {
-    search_scores(config, lets, finished).and_then(|scores| choose(&scores))
+    let scores = search_scores(config, lets, finished)?;
+    let best = choose(&scores)?;
+    if config.lr_tie == 0.0 {
+        return Some(best);
+    }
+    let (held_out, _) = search_figure(config, lets, best, finished)?;
+    let top = scores.iter().find(|(lr, _)| *lr == best).map(|(_, score)| *score)?;
+    choose_within(&scores, tie_tolerance(config, &held_out, top))
 }
 
 /// A run's `result.json`, if it has finished.
@@ -709,6 +732,7 @@ mod tests {
             lrs: lrs.to_vec(),
             seeds: Vec::new(),
             search_runs: 1,
+            lr_tie: 0.0,
             tokens: None,
             plateau: None,
         }
@@ -752,6 +776,32 @@ mod tests {
             r.held_out.as_mut().expect("held-out").0 = "held-out perplexity(tiny.txt)".into();
         }
         assert_eq!(chosen_lr(&config, &[], &perplexity), Some(1e-2));
+    }
+
+    /// `lr_tie`: the largest rate within the tie of the best (for accuracy in its own
+    /// units, for perplexity that share of the best); outside it, the best as before.
+    #[test]
+    fn a_near_tie_takes_the_largest_rate() {
+        // distance_gdn.hyb's search: 99.9 % at 3.16e-4 (learned in 4 of 6 seeds later),
+        // 99.4 % at 1e-3 (6 of 6 at that rate).
+        let searched =
+            [search_result(1e-4, 0.259, 0.0), search_result(3.16e-4, 0.999, 0.0), search_result(1e-3, 0.994, 0.0)];
+        let plain = config(&[1e-4, 3.16e-4, 1e-3]);
+        assert_eq!(chosen_lr(&plain, &[], &searched), Some(3.16e-4), "no lr_tie: the best");
+        let tied = SweepConfig { lr_tie: 0.01, ..plain.clone() };
+        assert_eq!(chosen_lr(&tied, &[], &searched), Some(1e-3));
+        let narrow = SweepConfig { lr_tie: 0.001, ..plain.clone() };
+        assert_eq!(chosen_lr(&narrow, &[], &searched), Some(3.16e-4), "0.5 points apart is no tie at 0.1");
+        assert_eq!(choose_within(&[(1e-3, 0.5), (3e-3, 0.9), (1e-2, 0.2)], 0.5), Some(3e-3));
+        assert_eq!(choose_within(&[(1e-3, 0.5), (3e-3, 0.9), (1e-2, 0.2)], 0.75), Some(1e-2));
+        assert_eq!(choose_within(&[], 0.1), None);
+        let mut perplexity =
+            [search_result(1e-3, 20.0, 0.0), search_result(1e-2, 20.5, 0.0), search_result(1e-1, 25.0, 0.0)];
+        for r in &mut perplexity {
+            r.held_out.as_mut().expect("held-out").0 = "held-out perplexity(tiny.txt)".into();
+        }
+        let config = SweepConfig { lr_tie: 0.05, ..config(&[1e-3, 1e-2, 1e-1]) };
+        assert_eq!(chosen_lr(&config, &[], &perplexity), Some(1e-2), "20.5 is within 5 % of 20, 25 is not");
     }
 
     /// `search_seeds = 2`: each rate runs on two search seeds and the mean of their

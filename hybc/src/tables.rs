@@ -112,7 +112,14 @@ fn protocol(config: &SweepConfig, results: &[Result]) -> String {
                 format!("the mean held-out score of {} runs each (seeds {seeds:?}, none a measured seed)", seeds.len())
             }
         };
-        lines.push(format!("learning rate: per cell the best of [{}] by {by}", lrs.join(", ")));
+        let ties = match config.lr_tie {
+            0.0 => String::new(),
+            tie => format!(
+                "; rates within {tie} of the best (accuracy as a fraction; perplexity as a share of the best) \
+                 tie with it, and the largest of them is taken"
+            ),
+        };
+        lines.push(format!("learning rate: per cell the best of [{}] by {by}{ties}", lrs.join(", ")));
     }
     match seeds.is_empty() {
         true => lines.push("seeds: the train block's".into()),
@@ -246,16 +253,26 @@ fn search_table(config: &SweepConfig, results: &[Result]) -> String {
 }
 
 /// What a cell's search leaves uncertain: every rate scoring the same (none learned,
-/// the choice is the first rate), or the best at an end of the grid (the window may lie
-/// beyond it: widen the grid).
+/// the choice is the first rate, or with `lr_tie` the largest), a rate taken over the
+/// best as the largest of a near-tie, or the best at an end of the grid (the window may
+/// lie beyond it: widen the grid).
 fn search_note(config: &SweepConfig, lets: &[(String, String)], results: &[Result]) -> String {
     let Some(scores) = crate::sweep::search_scores(config, lets, results) else { return String::new() };
     if crate::learned::judge(lets, results).is_some_and(|j| !j.learned()) {
         return "no rate learned: every held-out score near chance".into();
     }
-    let chosen = crate::sweep::choose(&scores);
+    let argmax = crate::sweep::choose(&scores);
+    let chosen = chosen_lr(config, lets, results);
     if scores.iter().all(|(_, score)| *score == scores[0].1) {
-        return "all rates scored the same: the first is taken".into();
+        let taken = if config.lr_tie > 0.0 { "the largest" } else { "the first" };
+        return format!("all rates scored the same: {taken} is taken");
+    }
+    if let (Some(argmax), Some(lr)) = (argmax, chosen)
+        && argmax != lr
+    {
+        let highest = config.lrs.iter().copied().reduce(f64::max) == Some(lr);
+        let edge = if highest { "; at the grid's highest rate: widen it upwards" } else { "" };
+        return format!("within lr_tie of the best, {argmax:e}: the largest of the tie is taken{edge}");
     }
     let low = config.lrs.iter().copied().fold(f64::INFINITY, f64::min);
     let high = config.lrs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -265,7 +282,7 @@ fn search_note(config: &SweepConfig, lets: &[(String, String)], results: &[Resul
         .filter(|(lr, score)| *score == best && Some(*lr) != chosen)
         .map(|(lr, _)| format!("{lr:e}"))
         .collect();
-    if !tied.is_empty() {
+    if !tied.is_empty() && config.lr_tie == 0.0 {
         return format!("tied with {} (the first of a tie is taken)", tied.join(", "));
     }
     match chosen {
@@ -403,6 +420,7 @@ mod tests {
         };
         let config = SweepConfig {
             search_runs: 1,
+            lr_tie: 0.0,
             axes: vec![axis("linear", &["gdn", "retnet"]), axis("attn_every", &["2", "4"])],
             lrs: Vec::new(),
             seeds: vec![0, 1, 2],
@@ -445,6 +463,7 @@ mod tests {
     fn a_tied_search_says_so() {
         let config = SweepConfig {
             search_runs: 1,
+            lr_tie: 0.0,
             axes: vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }],
             lrs: vec![3.16e-4, 1e-3, 3.16e-3],
             seeds: vec![0],
@@ -461,6 +480,21 @@ mod tests {
         assert_eq!(super::search_note(&config, &lets, &tied), "tied with 1e-3 (the first of a tie is taken)");
         let edge = [search(3.16e-4, 1.0), search(1e-3, 0.9), search(3.16e-3, 0.1)];
         assert_eq!(super::search_note(&config, &lets, &edge), "best at the grid's lowest rate: widen it downwards");
+        // With `lr_tie`, 1e-3 within 0.1 of the best takes over (the chosen column and
+        // the protocol line say so), 3.16e-3 does not.
+        let ties = SweepConfig { lr_tie: 0.1, ..config.clone() };
+        assert_eq!(
+            super::search_note(&ties, &lets, &edge),
+            "within lr_tie of the best, 3.16e-4: the largest of the tie is taken"
+        );
+        let text = super::markdown(&ties, &edge);
+        assert!(text.contains("rates within 0.1 of the best"), "{text}");
+        assert!(text.contains("| gdn | 100.0% | 90.0% | 10.0% | 1e-3 |"), "{text}");
+        assert_eq!(
+            super::search_note(&ties, &lets, &tied),
+            "within lr_tie of the best, 3.16e-4: the largest of the tie is taken",
+            "an exact tie too goes to its largest rate"
+        );
     }
 
     /// Runs whose answers fall in groups (MQAR's distance bins) get a section: per cell,
@@ -469,6 +503,7 @@ mod tests {
     fn the_report_tables_accuracy_by_group() {
         let config = SweepConfig {
             search_runs: 1,
+            lr_tie: 0.0,
             axes: vec![Axis { name: "linear".into(), values: vec!["gdn".into(), "retnet".into()] }],
             lrs: Vec::new(),
             seeds: vec![0, 1],

@@ -6,8 +6,12 @@ use crate::{compile, example_files, relative, render, root, settings, snapshot_n
 
 /// Studies of pure linear stacks on recall on purpose: the warning that such a model
 /// has no attention is what they expect, and nothing else.
-const PURE_RECALL: &[&str] =
-    &["examples/study/distance.hyb", "examples/study/distance_gdn.hyb", "examples/study/distance_gdn_1e3.hyb"];
+const PURE_RECALL: &[&str] = &[
+    "examples/study/distance.hyb",
+    "examples/study/distance_gdn.hyb",
+    "examples/study/distance_gdn_1e3.hyb",
+    "examples/study/distance_gdn_tie.hyb",
+];
 
 #[test]
 fn every_example_checks_without_diagnostics() {

@@ -200,6 +200,12 @@ pub struct SweepConfig {
     /// averaged (`search_seeds = k`; 1 unless written): where a model learns in some
     /// runs and not in others, one run per rate cannot see which rate learns more often.
     pub search_runs: u64,
+    /// `lr_tie = x`: rates whose held-out score is within `x` of the best count as tied,
+    /// and the largest of them is chosen (accuracy: `x` as a fraction, 0.01 a point;
+    /// perplexity: `x` of the best perplexity). 0 unless written: the best, the first of
+    /// an exact tie. Near the low edge of a learning window a model may learn in some
+    /// runs and not others; a larger rate that scores as well is the safer choice.
+    pub lr_tie: f64,
     /// The budget of every run in tokens (none: the train block's steps).
     pub tokens: Option<u64>,
     /// Stop a run once its held-out score has stopped improving.

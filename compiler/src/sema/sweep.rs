@@ -9,6 +9,7 @@
 //!     lr     = log_grid(from: 3e-4, to: 1e-2, points: 4)   // or a list: [1e-3, 3e-3]
 //!     seeds  = 3                                   // seeds 0, 1, 2 (or a list: [0, 7])
 //!     search_seeds = 2                             // runs per rate of the search (1)
+//!     lr_tie = 0.01                                // within 1 point of the best: the largest rate
 //!     tokens = 2_000_000                           // every run's budget
 //!     stop   = plateau(patience: 3, min_delta: 0.01)
 //! }
@@ -30,7 +31,7 @@ use super::values::{Args, Cx};
 use crate::ir::train::{Axis, LrSchedule, Plateau, SweepConfig, TrainConfig, budget_steps};
 
 /// The protocol's fields (every other field is a let to vary).
-const FIELDS: &[&str] = &["lr", "seeds", "search_seeds", "tokens", "stop"];
+const FIELDS: &[&str] = &["lr", "seeds", "search_seeds", "lr_tie", "tokens", "stop"];
 
 /// The list a sweep field gives, or a diagnostic.
 fn list<'e>(cx: &Cx, name: &str, expr: &'e Expr) -> Option<&'e [Expr]> {
@@ -55,6 +56,7 @@ pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> 
         lrs: Vec::new(),
         seeds: Vec::new(),
         search_runs: 1,
+        lr_tie: 0.0,
         tokens: None,
         plateau: None,
     };
@@ -78,6 +80,10 @@ pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> 
             "search_seeds" => {
                 config.search_runs = cx.count(expr, "search_seeds", 1, 64).unwrap_or(1);
                 spans.search_seeds = Some(expr.span);
+            }
+            "lr_tie" => {
+                config.lr_tie = cx.float(expr, "lr_tie", 0.0, 0.5).unwrap_or(0.0);
+                spans.lr_tie = Some(expr.span);
             }
             "tokens" => {
                 config.tokens = cx.float(expr, "tokens", 1.0, 1e15).and_then(|t| whole(cx, expr, t));
@@ -105,6 +111,13 @@ pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> 
             .help("list several rates to search, e.g. `lr = log_grid(from: 3e-4, to: 3e-3, points: 3)`"),
         );
     }
+    if let Some(span) = spans.lr_tie.filter(|_| !config.searches()) {
+        cx.error(
+            Diagnostic::error("`lr_tie` sets how a learning-rate search breaks near-ties, and this sweep has none")
+                .at(span, "no search to choose in")
+                .help("list several rates to search, e.g. `lr = log_grid(from: 3e-4, to: 3e-3, points: 3)`"),
+        );
+    }
     if block.fields.is_empty() {
         cx.error(
             Diagnostic::error("the sweep block varies nothing")
@@ -129,13 +142,14 @@ pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> 
 struct Spans {
     tokens: Option<Span>,
     search_seeds: Option<Span>,
+    lr_tie: Option<Span>,
     stop: Option<Span>,
 }
 
 fn unknown_field(cx: &Cx, name: &str, span: Span) -> Diagnostic {
     let lets: Vec<&str> = cx.scope.lets.keys().map(String::as_str).collect();
     let diagnostic = Diagnostic::error(format!(
-        "a sweep varies lets or sets `lr`, `seeds`, `search_seeds`, `tokens`, `stop`; `{name}` is none"
+        "a sweep varies lets or sets `lr`, `seeds`, `search_seeds`, `lr_tie`, `tokens`, `stop`; `{name}` is none"
     ))
     .at(span, "no let or sweep setting of this name");
     match closest(name, lets.iter().copied().chain(FIELDS.iter().copied())) {

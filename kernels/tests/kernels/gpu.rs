@@ -64,6 +64,9 @@ fn a_scans_key_slices_keep_its_heads_in_whole_warps() {
     assert_eq!(key_slices(1, 1), 1, "HGRN's 1 × 1 states");
     for (dk, dv) in [(64, 64), (12, 8), (6, 16), (128, 4), (32, 24)] {
         let slices = key_slices(dk, dv);
-        assert!(dk.is_multiple_of(slices) && (slices == 1 || (dv * slices).is_multiple_of(32)), "{dk} × {dv}: {slices}");
+        assert!(
+            dk.is_multiple_of(slices) && (slices == 1 || (dv * slices).is_multiple_of(32)),
+            "{dk} × {dv}: {slices}"
+        );
     }
 }
