@@ -782,7 +782,7 @@ mod tests {
     /// units, for perplexity that share of the best); outside it, the best as before.
     #[test]
     fn a_near_tie_takes_the_largest_rate() {
-        // distance_gdn.hyb's search: 99.9 % at 3.16e-4 (learned in 4 of 6 seeds later),
+        // distance_gdn.hyb's search: 99.9 % at 3.16e-4 (3 of 6 seeds learned there later),
         // 99.4 % at 1e-3 (6 of 6 at that rate).
         let searched =
             [search_result(1e-4, 0.259, 0.0), search_result(3.16e-4, 0.999, 0.0), search_result(1e-3, 0.994, 0.0)];
