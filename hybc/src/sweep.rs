@@ -240,12 +240,13 @@ pub fn choose(search: &[(f64, f64)]) -> Option<f64> {
         .map(|(lr, _)| lr)
 }
 
-/// [`choose`] with near-ties: the largest rate scoring within `tolerance` of the best
-/// (the best itself with none).
-pub fn choose_within(search: &[(f64, f64)], tolerance: f64) -> Option<f64> {
+/// [`choose`] with near-ties: the largest rate scoring within `tolerance(best score)`
+/// of the best (the best itself with none).
+pub fn choose_within(search: &[(f64, f64)], tolerance: impl FnOnce(f64) -> f64) -> Option<f64> {
     let best = choose(search)?;
     let top = search.iter().find(|(lr, _)| *lr == best).map(|(_, score)| *score)?;
-    let tied = search.iter().filter(|(_, score)| *score >= top - tolerance).map(|(lr, _)| *lr);
+    let floor = top - tolerance(top);
+    let tied = search.iter().filter(|(_, score)| *score >= floor).map(|(lr, _)| *lr);
     Some(tied.fold(best, f64::max))
 }
 
@@ -295,8 +296,7 @@ pub fn chosen_lr(config: &SweepConfig, lets: &[(String, String)], finished: &[Re
         return Some(best);
     }
     let (held_out, _) = search_figure(config, lets, best, finished)?;
-    let top = scores.iter().find(|(lr, _)| *lr == best).map(|(_, score)| *score)?;
-    choose_within(&scores, tie_tolerance(config, &held_out, top))
+    choose_within(&scores, |top| tie_tolerance(config, &held_out, top))
 }
 
 /// A run's `result.json`, if it has finished.
@@ -792,9 +792,9 @@ mod tests {
         assert_eq!(chosen_lr(&tied, &[], &searched), Some(1e-3));
         let narrow = SweepConfig { lr_tie: 0.001, ..plain.clone() };
         assert_eq!(chosen_lr(&narrow, &[], &searched), Some(3.16e-4), "0.5 points apart is no tie at 0.1");
-        assert_eq!(choose_within(&[(1e-3, 0.5), (3e-3, 0.9), (1e-2, 0.2)], 0.5), Some(3e-3));
-        assert_eq!(choose_within(&[(1e-3, 0.5), (3e-3, 0.9), (1e-2, 0.2)], 0.75), Some(1e-2));
-        assert_eq!(choose_within(&[], 0.1), None);
+        assert_eq!(choose_within(&[(1e-3, 0.5), (3e-3, 0.9), (1e-2, 0.2)], |_| 0.5), Some(3e-3));
+        assert_eq!(choose_within(&[(1e-3, 0.5), (3e-3, 0.9), (1e-2, 0.2)], |_| 0.75), Some(1e-2));
+        assert_eq!(choose_within(&[], |_| 0.1), None);
         let mut perplexity =
             [search_result(1e-3, 20.0, 0.0), search_result(1e-2, 20.5, 0.0), search_result(1e-1, 25.0, 0.0)];
         for r in &mut perplexity {

@@ -267,15 +267,14 @@ fn search_note(config: &SweepConfig, lets: &[(String, String)], results: &[Resul
         let taken = if config.lr_tie > 0.0 { "the largest" } else { "the first" };
         return format!("all rates scored the same: {taken} is taken");
     }
+    let low = config.lrs.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = config.lrs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if let (Some(argmax), Some(lr)) = (argmax, chosen)
         && argmax != lr
     {
-        let highest = config.lrs.iter().copied().reduce(f64::max) == Some(lr);
-        let edge = if highest { "; at the grid's highest rate: widen it upwards" } else { "" };
+        let edge = if lr == high { "; at the grid's highest rate: widen it upwards" } else { "" };
         return format!("within lr_tie of the best, {argmax:e}: the largest of the tie is taken{edge}");
     }
-    let low = config.lrs.iter().copied().fold(f64::INFINITY, f64::min);
-    let high = config.lrs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let best = scores.iter().map(|(_, score)| *score).fold(f64::NEG_INFINITY, f64::max);
     let tied: Vec<String> = scores
         .iter()

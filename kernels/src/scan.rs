@@ -221,6 +221,19 @@ impl Range {
     }
 }
 
+/// Butterfly stages ([`Builder::warp_butterfly`]) at `offsets`, each kept where
+/// `offset <predicate> slices`: the offsets at or above the slice count sum over a key
+/// slice's lanes (`Ge`), those below it over a column's lanes (`Lt`).
+fn stages_where(e: &mut Builder, offsets: &[i64], predicate: Cmp, slices: &Value) -> Vec<(i64, Option<Value>)> {
+    offsets
+        .iter()
+        .map(|&offset| {
+            let at = e.constant_index(offset as u64);
+            (offset, Some(e.cmp(predicate, &at, slices)))
+        })
+        .collect()
+}
+
 /// [`key_slices`] in the kernel, from the state's `DK` and `DV`.
 fn slices_in_kernel(e: &mut Builder, dk: &Value, dv: &Value) -> Value {
     let (c0, warp) = (e.c0(), e.constant_index(32));
@@ -335,13 +348,7 @@ impl<'s> Scan<'s> {
         e.if_else(
             &warps.shared,
             |e| {
-                let stages: Vec<(i64, Option<Value>)> = [16, 8, 4, 2, 1]
-                    .into_iter()
-                    .map(|offset| {
-                        let at = e.constant_index(offset as u64);
-                        (offset, Some(e.cmp(Cmp::Ge, &at, &slices.count)))
-                    })
-                    .collect();
+                let stages = stages_where(e, &[16, 8, 4, 2, 1], Cmp::Ge, &slices.count);
                 let total = e.warp_butterfly(value, &stages);
                 e.if_(&warps.column_leader, |e| e.atomic_add(memref, indices, &total));
             },
@@ -377,13 +384,7 @@ impl<'s> Scan<'s> {
             &sliced,
             ty,
             |e| {
-                let stages: Vec<(i64, Option<Value>)> = [1, 2, 4]
-                    .into_iter()
-                    .map(|offset| {
-                        let at = e.constant_index(offset as u64);
-                        (offset, Some(e.cmp(Cmp::Lt, &at, &slices.count)))
-                    })
-                    .collect();
+                let stages = stages_where(e, &[1, 2, 4], Cmp::Lt, &slices.count);
                 e.warp_butterfly(x, &stages)
             },
             |_| x.clone(),

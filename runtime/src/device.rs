@@ -74,6 +74,12 @@ pub struct Gemm {
     pub c: View,
 }
 
+/// The largest power of two up to 256 dividing `bytes` (a GEMM operand's address or its
+/// offset in a store): the alignment cuBLASLt's kernels are chosen for.
+pub(crate) fn alignment(bytes: u64) -> u32 {
+    1 << bytes.trailing_zeros().min(8)
+}
+
 #[derive(Debug)]
 pub enum DeviceError {
     /// The device cannot hold what the program needs.

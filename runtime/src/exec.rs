@@ -215,7 +215,7 @@ fn label(program: &Program, instr: &Instr) -> String {
 fn gemm_label(m: usize, k: usize, n: usize, a: &(Arg, [isize; 2]), b: &(Arg, [isize; 2]), c: &Arg) -> String {
     let layout = |strides: &[isize; 2]| if strides[1] == 1 { 'n' } else { 't' };
     let offsets = [a.0.offset, b.0.offset, c.offset];
-    let align = offsets.iter().map(|offset| 1usize << offset.trailing_zeros().min(8)).min().unwrap_or(256);
+    let align = offsets.iter().map(|offset| crate::device::alignment(*offset as u64)).min().unwrap_or(256);
     format!("gemm {m}×{k}×{n} {}{} {align} B", layout(&a.1), layout(&b.1))
 }
 

@@ -20,7 +20,7 @@ use cudarc::cublaslt::sys::{
 use hyb_target::Elem;
 
 use super::Cuda;
-use crate::device::Gemm;
+use crate::device::{Gemm, alignment};
 
 /// The workspace cuBLASLt may use (NVIDIA suggests 32 MiB on Hopper).
 pub(super) const WORKSPACE_BYTES: usize = 32 << 20;
@@ -36,11 +36,6 @@ pub(super) struct Shape {
     c: Elem,
     /// The alignment in bytes of a's, b's and c's pointers (at most 256).
     align: [u32; 3],
-}
-
-/// The largest power of two up to 256 dividing `address`.
-fn alignment(address: u64) -> u32 {
-    1 << address.trailing_zeros().min(8)
 }
 
 /// A planned GEMM: its descriptors and algorithm.
