@@ -4,9 +4,12 @@
 //! Shapes: x, y `[B, T, C]`; w `[C, 1, W]`; bias `[C]`.
 //!
 //! Channels are independent: under [`crate::emit::Parallel::Threads`] each lane walks
-//! one channel (`KernelKey::lanes`), adding its share of `dw`, `db` atomically.
+//! one channel (`KernelKey::lanes`), adding its share of `dw`, `db` atomically. The
+//! CPU ([`Parallel::Parts`]) walks each position's taps with the channels innermost, so
+//! that loop runs over contiguous memory and vectorises: the filter is first copied
+//! into a `[W, C]` stack buffer, and `dw` summed there before its one add.
 
-use crate::emit::{Builder, Cmp, Config, Value};
+use crate::emit::{Builder, Cmp, Config, Parallel, Value};
 
 /// The sizes every convolution kernel reads first: batch, time, channels, the filter
 /// width W, and `W − 1`.
@@ -56,14 +59,68 @@ fn for_positions(e: &mut Builder, sizes: &Sizes, body: impl FnOnce(&mut Builder,
 /// with the tap's input and weight loaded.
 fn for_taps(e: &mut Builder, sizes: &Sizes, [b, t, c]: [&Value; 3], body: impl FnOnce(&mut Builder, Tap)) {
     let (x, w, c0) = (e.arg("x"), e.arg("w"), e.c0());
+    for_valid_taps(e, sizes, t, |e, j, source| {
+        let x = e.load(&x, &[b, &source, c]);
+        let w = e.load(&w, &[c, &c0, &j]);
+        body(e, Tap { source, x, w });
+    });
+}
+
+/// `body(j, source)` for each tap `j` of the filter at output position `t` that reads
+/// inside the sequence, `source = t + j − (W − 1)` its input position.
+fn for_valid_taps(e: &mut Builder, sizes: &Sizes, t: &Value, body: impl FnOnce(&mut Builder, Value, Value)) {
+    let c0 = e.c0();
     e.for_(&c0, &sizes.width, |e, j| {
         let sum = e.add(t, &j);
         let valid = e.cmp(Cmp::Ge, &sum, &sizes.width1);
         e.if_(&valid, |e| {
             let source = e.sub(&sum, &sizes.width1);
-            let x = e.load(&x, &[b, &source, c]);
-            let w = e.load(&w, &[c, &c0, &j]);
-            body(e, Tap { source, x, w });
+            body(e, j, source);
+        });
+    });
+}
+
+/// Whether the CPU's channel-innermost form applies: parts of the CPU, f32 storage.
+fn by_rows(e: &Builder, stored: &Value) -> bool {
+    e.config().parallel == Parallel::Parts && stored.memref().0 == e.compute()
+}
+
+/// A `[W, C]` stack buffer of the compute type named `name`: the filter transposed
+/// (`w[c, 0, j]` at `[j, c]`) when `fill`, else zeros (a sum of `dw`'s shape).
+fn taps_by_channel(e: &mut Builder, sizes: &Sizes, name: &str, fill: bool) -> Value {
+    let channels = &sizes.lanes.1;
+    let compute = e.compute();
+    let taps = e.named(name).alloca(compute, &[&sizes.width, channels]);
+    let (w, c0) = (e.arg("w"), e.c0());
+    e.for_(&c0, &sizes.width, |e, j| {
+        e.for_(&c0, channels, |e, c| {
+            let value = if fill { e.load(&w, &[&c, &c0, &j]) } else { e.zero() };
+            e.store(&value, &taps, &[&j, &c]);
+        });
+    });
+    taps
+}
+
+/// At every position `(b, t)`: `start(b, t, c)` for every channel when given, then for
+/// each tap reading inside the sequence `tap(b, t, j, source, c)` for every channel —
+/// the channel loop innermost.
+type AtChannel<'a> = &'a mut dyn FnMut(&mut Builder, &Value, &Value, &Value);
+
+fn for_taps_by_channel(
+    e: &mut Builder,
+    sizes: &Sizes,
+    mut start: Option<AtChannel>,
+    mut tap: impl FnMut(&mut Builder, [&Value; 5]),
+) {
+    let c0 = e.c0();
+    e.for_(&c0, &sizes.batch, |e, b| {
+        e.for_(&c0, &sizes.time, |e, t| {
+            if let Some(start) = start.as_mut() {
+                e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| start(e, &b, &t, &c));
+            }
+            for_valid_taps(e, sizes, &t, |e, j, source| {
+                e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| tap(e, [&b, &t, &j, &source, &c]));
+            });
         });
     });
 }
@@ -84,6 +141,10 @@ pub fn forward_with(bias: bool, name: &str, config: &Config) -> String {
     let sizes = header(&mut e, name, &args);
     let y = e.arg("y");
     let bias = bias.then(|| e.arg("bias"));
+    if by_rows(&e, &y) {
+        forward_by_rows(&mut e, &sizes, bias.as_ref(), &y);
+        return e.finish();
+    }
     let narrow = y.memref().0 != e.compute();
     for_positions(&mut e, &sizes, |e, b, t, c| {
         let start = match &bias {
@@ -103,6 +164,30 @@ pub fn forward_with(bias: bool, name: &str, config: &Config) -> String {
         });
     });
     e.finish()
+}
+
+/// The forward with the channels innermost (the CPU's): `y` set to the bias, then each
+/// tap's `x · w` added over all channels at once.
+fn forward_by_rows(e: &mut Builder, sizes: &Sizes, bias: Option<&Value>, y: &Value) {
+    let taps = taps_by_channel(e, sizes, "taps", true);
+    let x = e.arg("x");
+    for_taps_by_channel(
+        e,
+        sizes,
+        Some(&mut |e, b, t, c| {
+            let start = match bias {
+                Some(bias) => e.load(bias, &[c]),
+                None => e.zero(),
+            };
+            e.store(&start, y, &[b, t, c]);
+        }),
+        |e, [b, t, j, source, c]| {
+            let x = e.load(&x, &[b, source, c]);
+            let w = e.load(&taps, &[j, c]);
+            let xw = e.mul(&x, &w);
+            e.accumulate(y, &[b, t, c], &xw);
+        },
+    );
 }
 
 /// `Σ_taps x · w` at `(b, t, c)` in a register: a tap before the sequence reads position
@@ -136,6 +221,10 @@ pub fn backward_with(bias: bool, name: &str, config: &Config) -> String {
     let sizes = header(&mut e, name, &args);
     let (dy, dx, dw) = (e.arg("dy"), e.arg("dx"), e.arg("dw"));
     let dbias = bias.then(|| e.arg("dbias"));
+    if by_rows(&e, &dx) {
+        backward_by_rows(&mut e, &sizes, dbias.as_ref());
+        return e.finish();
+    }
     let c0 = e.c0();
     e.for_(&c0, &sizes.batch, |e, b| {
         // dx is zeroed for the whole sequence first: a tap writes to an earlier position.
@@ -177,6 +266,52 @@ pub fn backward_with(bias: bool, name: &str, config: &Config) -> String {
         });
     });
     e.finish()
+}
+
+/// The backward with the channels innermost (the CPU's): `dx` zeroed, then per position
+/// each tap adds `dy · w` into `dx` at its source and `dy · x` into a `[W, C]` sum of the
+/// filter's gradient, added into `dw` once at the end; `dbias` takes `dy` per position.
+fn backward_by_rows(e: &mut Builder, sizes: &Sizes, dbias: Option<&Value>) {
+    let (x, dy, dx, dw) = (e.arg("x"), e.arg("dy"), e.arg("dx"), e.arg("dw"));
+    let taps = taps_by_channel(e, sizes, "taps", true);
+    let dtaps = taps_by_channel(e, sizes, "dtaps", false);
+    let c0 = e.c0();
+    e.for_(&c0, &sizes.batch, |e, b| {
+        // dx is zeroed for the whole sequence first: a tap writes to an earlier position.
+        e.for_(&c0, &sizes.time, |e, t| {
+            e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| {
+                let zero = e.zero();
+                e.store(&zero, &dx, &[&b, &t, &c]);
+            });
+        });
+    });
+    let mut add_dbias = dbias.map(|dbias| {
+        move |e: &mut Builder, b: &Value, t: &Value, c: &Value| {
+            let dy = e.arg("dy");
+            let dy = e.load(&dy, &[b, t, c]);
+            e.accumulate(dbias, &[c], &dy);
+        }
+    });
+    for_taps_by_channel(
+        e,
+        sizes,
+        add_dbias.as_mut().map(|add| add as AtChannel),
+        |e, [b, t, j, source, c]| {
+            let dy = e.load(&dy, &[b, t, c]);
+            let w = e.load(&taps, &[j, c]);
+            let dx_value = e.mul(&dy, &w);
+            e.accumulate(&dx, &[b, source, c], &dx_value);
+            let x = e.load(&x, &[b, source, c]);
+            let dw_value = e.mul(&dy, &x);
+            e.accumulate(&dtaps, &[j, c], &dw_value);
+        },
+    );
+    e.for_(&c0, &sizes.width, |e, j| {
+        e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| {
+            let total = e.load(&dtaps, &[&j, &c]);
+            e.accumulate(&dw, &[&c, &c0, &j], &total);
+        });
+    });
 }
 
 /// One token per sequence, for decoding. Args: x `[B, 1, C]`, w, [bias], window, y.

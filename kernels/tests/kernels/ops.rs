@@ -51,7 +51,10 @@ fn conv_loss(shape: ConvShape, x: &[f64], w: &[f64], bias: &[f64], dy: &[f64]) -
 
 #[test]
 fn short_convolution_and_its_gradients() {
-    let cases = [(1, 1, 1, 4, false), (2, 9, 5, 4, true), (1, 3, 2, 4, false), (2, 6, 3, 2, true)];
+    // Channel counts past a vector's width and not a multiple of it (the CPU's channel
+    // loop is vectorised), sequences shorter than the filter.
+    let cases =
+        [(1, 1, 1, 4, false), (2, 9, 5, 4, true), (1, 3, 2, 4, false), (2, 6, 3, 2, true), (3, 7, 37, 4, true), (2, 2, 19, 4, false)];
     // The CPU's form, and the GPU's lanes (one per channel) run lane by lane.
     let configs = [Config::CPU, crate::ONE_LANE];
     for (seed, ((b, t, c, w_len, with_bias), config)) in
@@ -71,7 +74,8 @@ fn short_convolution_and_its_gradients() {
         let backward = jit::compile(&conv::backward_with(with_bias, "b", &config)).expect("compiles");
         let (mut xm, mut wm, mut bm) =
             (MemRef::new([b, t, c], f32s(&x)), MemRef::new([c, 1, w_len], f32s(&w)), MemRef::new([c], f32s(&bias)));
-        let mut y = MemRef::zeros([b, t, c]);
+        // Outputs poisoned: the forward and dx overwrite theirs.
+        let mut y = MemRef::new([b, t, c], vec![f32::NAN; b * t * c]);
         {
             let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut xm, &mut wm];
             if with_bias {
@@ -89,7 +93,13 @@ fn short_convolution_and_its_gradients() {
             .collect();
         close("conv forward", &y.data, &want, 1e-5);
         let mut dym = MemRef::new([b, t, c], f32s(&dy));
-        let (mut dx, mut dw, mut db) = (MemRef::zeros([b, t, c]), MemRef::zeros([c, 1, w_len]), MemRef::zeros([c]));
+        // dw and dbias accumulate: they start from values of their own, subtracted below.
+        let (dw_start, db_start) = (random(&mut rng, c * w_len), random(&mut rng, c));
+        let (mut dx, mut dw, mut db) = (
+            MemRef::new([b, t, c], vec![f32::NAN; b * t * c]),
+            MemRef::new([c, 1, w_len], f32s(&dw_start)),
+            MemRef::new([c], f32s(&db_start)),
+        );
         {
             let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut xm, &mut wm, &mut dym, &mut dx, &mut dw];
             if with_bias {
@@ -97,11 +107,12 @@ fn short_convolution_and_its_gradients() {
             }
             crate::call(&backward, "b", &mut args, lanes);
         }
+        let plus = |start: &[f64], grad: Vec<f64>| -> Vec<f64> { start.iter().zip(grad).map(|(s, g)| s + g).collect() };
         close("conv dx", &dx.data, &fd(&x, &|x| conv_loss(shape, x, &w, &bias_used, &dy)), 1e-4);
-        close("conv dw", &dw.data, &fd(&w, &|w| conv_loss(shape, &x, w, &bias_used, &dy)), 1e-4);
-        if with_bias {
-            close("conv dbias", &db.data, &fd(&bias, &|bias| conv_loss(shape, &x, &w, bias, &dy)), 1e-4);
-        }
+        close("conv dw", &dw.data, &plus(&dw_start, fd(&w, &|w| conv_loss(shape, &x, w, &bias_used, &dy))), 1e-4);
+        let db_want =
+            if with_bias { plus(&db_start, fd(&bias, &|bias| conv_loss(shape, &x, &w, bias, &dy))) } else { db_start };
+        close("conv dbias", &db.data, &db_want, 1e-4);
     }
 }
 
