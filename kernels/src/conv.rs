@@ -292,20 +292,15 @@ fn backward_by_rows(e: &mut Builder, sizes: &Sizes, dbias: Option<&Value>) {
             e.accumulate(dbias, &[c], &dy);
         }
     });
-    for_taps_by_channel(
-        e,
-        sizes,
-        add_dbias.as_mut().map(|add| add as AtChannel),
-        |e, [b, t, j, source, c]| {
-            let dy = e.load(&dy, &[b, t, c]);
-            let w = e.load(&taps, &[j, c]);
-            let dx_value = e.mul(&dy, &w);
-            e.accumulate(&dx, &[b, source, c], &dx_value);
-            let x = e.load(&x, &[b, source, c]);
-            let dw_value = e.mul(&dy, &x);
-            e.accumulate(&dtaps, &[j, c], &dw_value);
-        },
-    );
+    for_taps_by_channel(e, sizes, add_dbias.as_mut().map(|add| add as AtChannel), |e, [b, t, j, source, c]| {
+        let dy = e.load(&dy, &[b, t, c]);
+        let w = e.load(&taps, &[j, c]);
+        let dx_value = e.mul(&dy, &w);
+        e.accumulate(&dx, &[b, source, c], &dx_value);
+        let x = e.load(&x, &[b, source, c]);
+        let dw_value = e.mul(&dy, &x);
+        e.accumulate(&dtaps, &[j, c], &dw_value);
+    });
     e.for_(&c0, &sizes.width, |e, j| {
         e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| {
             let total = e.load(&dtaps, &[&j, &c]);

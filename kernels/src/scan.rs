@@ -36,6 +36,8 @@
 //! the CPU one call walks every head and column, summing over columns row by row;
 //! [`Parallel::OneLane`] runs the per-column code lane by lane with one slice.
 
+mod rows;
+
 use crate::emit::{Builder, Cmp, Config, Parallel, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -536,6 +538,9 @@ impl<'s> Scan<'s> {
 /// One token's state update from `src` into `dst` (which may be the same place):
 /// `dst = Diag(α) src`, then the additive or delta write.
 fn emit_update(e: &mut Builder, scan: &Scan, at: &At, src: &Place, dst: &Place, in_place: bool) {
+    if !scan.by_column {
+        return rows::update(e, scan, at, [src, dst], in_place, false);
+    }
     if !(in_place && scan.spec.decay == Decay::None) {
         decay_state(e, scan, at, src, dst);
     }
@@ -560,40 +565,23 @@ fn decay_state(e: &mut Builder, scan: &Scan, at: &At, src: &Place, dst: &Place) 
     });
 }
 
-/// `u = β (v − S'ᵀ k)` into `%u`, the read accumulated row by row (unit stride along j).
+/// `u = β (v − S'ᵀ k)` into `%u` for a lane's one column, the read summed over the key
+/// channels in a register (and over the lanes sharing the column).
 fn delta_write(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
     let (k, v, beta) = (e.arg("k"), e.arg("v"), e.arg("beta"));
     let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
     let u = scan.u();
     let beta = e.load(&beta, &[b, t, h]);
-    if scan.by_column {
-        let j = scan.column();
-        let read = scan.sum_keys(e, |e, i| {
-            let s = state.load(e, i, j);
-            let k = e.load(&k, &[b, t, hk, i]);
-            e.mul(&s, &k)
-        });
-        let v = e.load(&v, &[b, t, h, j]);
-        let error = e.sub(&v, &read);
-        let update = e.mul(&beta, &error);
-        return e.store(&update, u, &[j]);
-    }
-    scan.zero_vector(e, u);
-    scan.for_keys(e, |e, i| {
-        let k = e.load(&k, &[b, t, hk, &i]);
-        scan.for_values(e, |e, j| {
-            let s = state.load(e, &i, &j);
-            let sk = e.mul(&s, &k);
-            e.accumulate(u, &[&j], &sk);
-        });
+    let j = scan.column();
+    let read = scan.sum_keys(e, |e, i| {
+        let s = state.load(e, i, j);
+        let k = e.load(&k, &[b, t, hk, i]);
+        e.mul(&s, &k)
     });
-    scan.for_values(e, |e, j| {
-        let read = e.load(u, &[&j]);
-        let v = e.load(&v, &[b, t, h, &j]);
-        let error = e.sub(&v, &read);
-        let update = e.mul(&beta, &error);
-        e.store(&update, u, &[&j]);
-    });
+    let v = e.load(&v, &[b, t, h, j]);
+    let error = e.sub(&v, &read);
+    let update = e.mul(&beta, &error);
+    e.store(&update, u, &[j]);
 }
 
 /// `S += k wᵀ` with `w = v` (additive) or `w = u` (delta).
@@ -684,6 +672,7 @@ fn forward_impl(spec: &ScanSpec, name: &str, chunk: Option<u64>, config: &Config
     let scan = Scan::prologue(&mut e, spec, name, &args, "state");
     let chunk = chunk.map(|chunk| e.named("chunk").constant_index(chunk));
     let state = e.arg("state");
+    let fused_readout = !scan.by_column && rows::fuses_readout(&mut e, &scan);
     scan.for_heads(&mut e, |e, b, h, hk| {
         let c0 = e.c0();
         e.for_(&c0, &scan.time, |e, t| {
@@ -692,6 +681,9 @@ fn forward_impl(spec: &ScanSpec, name: &str, chunk: Option<u64>, config: &Config
             }
             let at = scan.at(e, &b, &h, &hk, t);
             let place = Place::new(&state, &[&b, &h]);
+            if fused_readout {
+                return rows::update(e, &scan, &at, [&place, &place], true, true);
+            }
             emit_update(e, &scan, &at, &place, &place, true);
             emit_readout(e, &scan, &at, &place);
         });

@@ -222,7 +222,11 @@ fn check_forward(spec: ScanSpec, s: Shape, seed: u64) {
     let x = problem(&spec, s, seed);
     let (want_out, want_state) = reference(&spec, s, &x);
     let mut buffers = Buffers::new(&spec, s, &x);
-    let mut o = MemRef::zeros([s.batch, s.time, s.out_heads(&spec), s.dv]);
+    // o poisoned: the kernel writes every element before it reads it.
+    let mut o = MemRef::new(
+        [s.batch, s.time, s.out_heads(&spec), s.dv],
+        vec![f32::NAN; s.batch * s.time * s.out_heads(&spec) * s.dv],
+    );
     let mut state = MemRef::new([s.batch, s.state_heads, s.dk, s.dv], f32s(&x.s0));
     let mut args = buffers.inputs();
     args.push(&mut o);
@@ -300,7 +304,11 @@ fn check_backward_with(spec: ScanSpec, s: Shape, chunk: u64, seed: u64, config: 
     // Forward with checkpoints.
     let chunks = s.time.div_ceil(chunk as usize);
     let mut buffers = Buffers::new(&spec, s, &x);
-    let mut o = MemRef::zeros([s.batch, s.time, s.out_heads(&spec), s.dv]);
+    // o poisoned: the kernel writes every element before it reads it.
+    let mut o = MemRef::new(
+        [s.batch, s.time, s.out_heads(&spec), s.dv],
+        vec![f32::NAN; s.batch * s.time * s.out_heads(&spec) * s.dv],
+    );
     let mut state = MemRef::new([s.batch, s.state_heads, s.dk, s.dv], f32s(&x.s0));
     let mut ckpt = MemRef::zeros([s.batch, s.state_heads, chunks, s.dk, s.dv]);
     {
@@ -510,7 +518,7 @@ fn vector_state_is_the_same_kernel() {
     want.sort_by_key(|(at, _)| *at);
     let compiled = jit::compile(&scan::forward(&spec, "hgrn_fwd")).expect("compiles");
     let mut buffers = Buffers::new(&spec, shape, &x);
-    let mut o = MemRef::zeros([batch, time, width, 1]);
+    let mut o = MemRef::new([batch, time, width, 1], vec![f32::NAN; batch * time * width]);
     let mut state = MemRef::new([batch, width, 1, 1], f32s(&x.s0));
     let mut args = buffers.inputs();
     args.extend([&mut o as &mut dyn AsDescriptor, &mut state]);

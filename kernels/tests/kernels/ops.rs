@@ -53,8 +53,14 @@ fn conv_loss(shape: ConvShape, x: &[f64], w: &[f64], bias: &[f64], dy: &[f64]) -
 fn short_convolution_and_its_gradients() {
     // Channel counts past a vector's width and not a multiple of it (the CPU's channel
     // loop is vectorised), sequences shorter than the filter.
-    let cases =
-        [(1, 1, 1, 4, false), (2, 9, 5, 4, true), (1, 3, 2, 4, false), (2, 6, 3, 2, true), (3, 7, 37, 4, true), (2, 2, 19, 4, false)];
+    let cases = [
+        (1, 1, 1, 4, false),
+        (2, 9, 5, 4, true),
+        (1, 3, 2, 4, false),
+        (2, 6, 3, 2, true),
+        (3, 7, 37, 4, true),
+        (2, 2, 19, 4, false),
+    ];
     // The CPU's form, and the GPU's lanes (one per channel) run lane by lane.
     let configs = [Config::CPU, crate::ONE_LANE];
     for (seed, ((b, t, c, w_len, with_bias), config)) in
