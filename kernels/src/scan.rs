@@ -745,6 +745,9 @@ pub fn backward_with(spec: &ScanSpec, name: &str, chunk: u64, config: &Config) -
                     now: Place::new(&chunks.buffer, &[&b, &h, s1]),
                     ds: Place::new(&dstate, &[&b, &h]),
                 };
+                if !scan.by_column && rows::fuses_backward(&scan) {
+                    return rows::token_backward(e, &scan, at, &states);
+                }
                 token_backward(e, &scan, at, &states);
             });
         });
