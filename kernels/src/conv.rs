@@ -228,12 +228,7 @@ pub fn backward_with(bias: bool, name: &str, config: &Config) -> String {
     let c0 = e.c0();
     e.for_(&c0, &sizes.batch, |e, b| {
         // dx is zeroed for the whole sequence first: a tap writes to an earlier position.
-        e.for_(&c0, &sizes.time, |e, t| {
-            e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| {
-                let zero = e.zero();
-                e.store(&zero, &dx, &[&b, &t, &c]);
-            });
-        });
+        zero_sequence(e, &sizes, &dx, &b);
         e.for_(&c0, &sizes.time, |e, t| {
             e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| {
                 let dy = e.load(&dy, &[&b, &t, &c]);
@@ -268,6 +263,17 @@ pub fn backward_with(bias: bool, name: &str, config: &Config) -> String {
     e.finish()
 }
 
+/// `memref[b, t, c] = 0` for every position and channel of sequence `b`.
+fn zero_sequence(e: &mut Builder, sizes: &Sizes, memref: &Value, b: &Value) {
+    let c0 = e.c0();
+    e.for_(&c0, &sizes.time, |e, t| {
+        e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| {
+            let zero = e.zero();
+            e.store(&zero, memref, &[b, &t, &c]);
+        });
+    });
+}
+
 /// The backward with the channels innermost (the CPU's): `dx` zeroed, then per position
 /// each tap adds `dy · w` into `dx` at its source and `dy · x` into a `[W, C]` sum of the
 /// filter's gradient, added into `dw` once at the end; `dbias` takes `dy` per position.
@@ -278,12 +284,7 @@ fn backward_by_rows(e: &mut Builder, sizes: &Sizes, dbias: Option<&Value>) {
     let c0 = e.c0();
     e.for_(&c0, &sizes.batch, |e, b| {
         // dx is zeroed for the whole sequence first: a tap writes to an earlier position.
-        e.for_(&c0, &sizes.time, |e, t| {
-            e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| {
-                let zero = e.zero();
-                e.store(&zero, &dx, &[&b, &t, &c]);
-            });
-        });
+        zero_sequence(e, sizes, &dx, &b);
     });
     let mut add_dbias = dbias.map(|dbias| {
         move |e: &mut Builder, b: &Value, t: &Value, c: &Value| {

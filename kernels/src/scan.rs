@@ -586,21 +586,29 @@ fn delta_write(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
 
 /// `S += k wᵀ` with `w = v` (additive) or `w = u` (delta).
 fn write_state(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
-    let (k, v) = (e.arg("k"), e.arg("v"));
-    let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
+    let k = e.arg("k");
+    let (b, t, hk) = (&at.b, &at.t, &at.hk);
     scan.for_keys(e, |e, i| {
         let k = e.load(&k, &[b, t, hk, &i]);
         scan.for_values(e, |e, j| {
             let s = state.load(e, &i, &j);
-            let w = match scan.spec.update {
-                ScanUpdate::Additive => e.load(&v, &[b, t, h, &j]),
-                ScanUpdate::Delta => e.load(scan.u(), &[&j]),
-            };
-            let kw = e.mul(&k, &w);
-            let next = e.add(&s, &kw);
+            let next = written(e, scan, at, [&s, &k], &j);
             state.store(e, &next, &i, &j);
         });
     });
+}
+
+/// The written state's entry `s + k_i w_j` (`w = v` additive, `u` delta).
+fn written(e: &mut Builder, scan: &Scan, at: &At, [s, k]: [&Value; 2], j: &Value) -> Value {
+    let w = match scan.spec.update {
+        ScanUpdate::Additive => {
+            let v = e.arg("v");
+            e.load(&v, &[&at.b, &at.t, &at.h, j])
+        }
+        ScanUpdate::Delta => e.load(scan.u(), &[j]),
+    };
+    let kw = e.mul(k, &w);
+    e.add(s, &kw)
 }
 
 /// `o = scale · Sᵀ q` for each query head reading the state, accumulated row by row of
@@ -983,18 +991,24 @@ fn delta_key_gradients(e: &mut Builder, scan: &Scan, at: &At, beta: &Value, prev
             let err = e.load(u, &[j]);
             let du = e.load(du, &[j]);
             let sp = decayed(e, scan, at, prev, &i, j);
-            let a1 = e.mul(&d, &err);
-            let a2 = e.mul(&sp, &du);
-            let diff = e.sub(&a1, &a2);
-            let kdu = e.mul(&k, &du);
-            let bkdu = e.mul(beta, &kdu);
-            let nd = e.sub(&d, &bkdu);
+            let [diff, nd] = key_terms(e, [&d, &err, &du, &sp], [&k, beta]);
             ds.store(e, &nd, &i, j);
             diff
         });
         let dk_value = e.mul(beta, &sum);
         scan.add_over_columns(e, &dk, &[b, t, hk, &i], &dk_value);
     });
+}
+
+/// At `(i, j)` of the delta write's reverse, from `dS_ij`, `e_j`, `du_j`, `S'_ij` and
+/// `k_i`, `β`: the term `dS_ij e_j − S'_ij du_j` of `dk_i`, and `dS_ij − β k_i du_j`.
+fn key_terms(e: &mut Builder, [d, err, du, sp]: [&Value; 4], [k, beta]: [&Value; 2]) -> [Value; 2] {
+    let a1 = e.mul(d, err);
+    let a2 = e.mul(sp, du);
+    let diff = e.sub(&a1, &a2);
+    let kdu = e.mul(k, du);
+    let bkdu = e.mul(beta, &kdu);
+    [diff, e.sub(d, &bkdu)]
 }
 
 /// The decay's gradients: `dg += α Σ_j dS'_ij S_{t-1,ij}` per key channel (a vector

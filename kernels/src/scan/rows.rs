@@ -10,7 +10,7 @@
 //! Each fused pass does the same arithmetic, in the same order per element, as the
 //! passes it replaces.
 
-use super::{At, Decay, Place, Scan, ScanUpdate, TokenStates, delta_value_gradients};
+use super::{At, Decay, Place, Scan, ScanUpdate, TokenStates, delta_value_gradients, key_terms, written};
 use crate::emit::{Builder, Value};
 
 /// Whether the readout can ride along the forward's last pass: one query head reads
@@ -82,7 +82,7 @@ fn decay_and_read(e: &mut Builder, scan: &Scan, at: &At, src: &Place, dst: &Plac
 /// one pass), else `dst` itself (the delta rule's second), and `w = v` (additive) or
 /// `u` (delta); with `readout`, `o += (scale · q_i) dst_i,:` row by row.
 fn write(e: &mut Builder, scan: &Scan, at: &At, from: Option<&Place>, dst: &Place, readout: bool) {
-    let (k, v) = (e.arg("k"), e.arg("v"));
+    let k = e.arg("k");
     let o = readout.then(|| e.arg("o"));
     let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
     scan.for_keys(e, |e, i| {
@@ -94,12 +94,7 @@ fn write(e: &mut Builder, scan: &Scan, at: &At, from: Option<&Place>, dst: &Plac
         });
         scan.for_values(e, |e, j| {
             let s = decayed(e, &alpha, from.unwrap_or(dst), &i, &j);
-            let w = match scan.spec.update {
-                ScanUpdate::Additive => e.load(&v, &[b, t, h, &j]),
-                ScanUpdate::Delta => e.load(scan.u(), &[&j]),
-            };
-            let kw = e.mul(&k, &w);
-            let next = e.add(&s, &kw);
+            let next = written(e, scan, at, [&s, &k], &j);
             dst.store(e, &next, &i, &j);
             if let Some((o, query)) = &query {
                 let sq = e.mul(&next, query);
@@ -131,7 +126,14 @@ pub(super) fn token_backward(e: &mut Builder, scan: &Scan, at: &At, states: &Tok
 
 /// The readout's gradient at `(i, j)`: `dS_ij += scale · q_i dO_j`, stored; gives the
 /// new `dS_ij` and `S_t,ij dO_j` (a term of `dq_i`).
-fn readout_gradient(e: &mut Builder, scan: &Scan, at: &At, states: &TokenStates, q: &Value, [i, j]: [&Value; 2]) -> [Value; 2] {
+fn readout_gradient(
+    e: &mut Builder,
+    scan: &Scan,
+    at: &At,
+    states: &TokenStates,
+    q: &Value,
+    [i, j]: [&Value; 2],
+) -> [Value; 2] {
     let dout = e.arg("dout");
     let st = states.now.load(e, i, j);
     let d_out = e.load(&dout, &[&at.b, &at.t, &at.h, j]);
@@ -298,12 +300,7 @@ fn key_and_decay_gradients(e: &mut Builder, scan: &Scan, at: &At, beta: &Value, 
                 Some(a) => e.mul(a, &p),
                 None => p.clone(),
             };
-            let a1 = e.mul(&d, &err);
-            let a2 = e.mul(&sp, &du);
-            let diff = e.sub(&a1, &a2);
-            let kdu = e.mul(&k, &du);
-            let bkdu = e.mul(beta, &kdu);
-            let nd = e.sub(&d, &bkdu);
+            let [diff, nd] = key_terms(e, [&d, &err, &du, &sp], [&k, beta]);
             let mut next = vec![e.add(&carried[0], &diff)];
             let last = carried.last().expect("a sum").clone();
             decay_gradient(e, states, alpha, [i, j], [&nd, &p], &last, &mut next);
