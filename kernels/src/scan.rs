@@ -420,6 +420,12 @@ impl<'s> Scan<'s> {
         }
     }
 
+    /// Whether this is the CPU's form, whose token steps fuse their passes over the
+    /// state ([`rows`]); a GPU's blocks form keeps the passes one by one.
+    fn fused_rows(&self, e: &Builder) -> bool {
+        e.config().parallel == Parallel::Parts
+    }
+
     /// The lane's one value channel (lanes only).
     fn column(&self) -> &Value {
         assert!(self.by_column, "one column per lane");
@@ -538,7 +544,7 @@ impl<'s> Scan<'s> {
 /// One token's state update from `src` into `dst` (which may be the same place):
 /// `dst = Diag(α) src`, then the additive or delta write.
 fn emit_update(e: &mut Builder, scan: &Scan, at: &At, src: &Place, dst: &Place, in_place: bool) {
-    if !scan.by_column {
+    if scan.fused_rows(e) {
         return rows::update(e, scan, at, [src, dst], in_place, false);
     }
     if !(in_place && scan.spec.decay == Decay::None) {
@@ -565,23 +571,46 @@ fn decay_state(e: &mut Builder, scan: &Scan, at: &At, src: &Place, dst: &Place) 
     });
 }
 
-/// `u = β (v − S'ᵀ k)` into `%u` for a lane's one column, the read summed over the key
-/// channels in a register (and over the lanes sharing the column).
+/// `u = β (v − S'ᵀ k)` into `%u`, the read accumulated row by row (unit stride along j).
 fn delta_write(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
     let (k, v, beta) = (e.arg("k"), e.arg("v"), e.arg("beta"));
     let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
     let u = scan.u();
     let beta = e.load(&beta, &[b, t, h]);
-    let j = scan.column();
-    let read = scan.sum_keys(e, |e, i| {
-        let s = state.load(e, i, j);
-        let k = e.load(&k, &[b, t, hk, i]);
-        e.mul(&s, &k)
+    if scan.by_column {
+        let j = scan.column();
+        let read = scan.sum_keys(e, |e, i| {
+            let s = state.load(e, i, j);
+            let k = e.load(&k, &[b, t, hk, i]);
+            e.mul(&s, &k)
+        });
+        let v = e.load(&v, &[b, t, h, j]);
+        let error = e.sub(&v, &read);
+        let update = e.mul(&beta, &error);
+        return e.store(&update, u, &[j]);
+    }
+    scan.zero_vector(e, u);
+    scan.for_keys(e, |e, i| {
+        let k = e.load(&k, &[b, t, hk, &i]);
+        scan.for_values(e, |e, j| {
+            let s = state.load(e, &i, &j);
+            let sk = e.mul(&s, &k);
+            e.accumulate(u, &[&j], &sk);
+        });
     });
-    let v = e.load(&v, &[b, t, h, j]);
-    let error = e.sub(&v, &read);
-    let update = e.mul(&beta, &error);
-    e.store(&update, u, &[j]);
+    delta_update_from_read(e, scan, at, &beta);
+}
+
+/// `u = β (v − u)` over the value channels, `%u` holding the read `S'ᵀk`.
+fn delta_update_from_read(e: &mut Builder, scan: &Scan, at: &At, beta: &Value) {
+    let (v, u) = (e.arg("v"), scan.u());
+    scan.for_values(e, |e, j| {
+        let read = e.load(u, &[&j]);
+        let v = e.load(&v, &[&at.b, &at.t, &at.h, &j]);
+        let error = e.sub(&v, &read);
+        let update = e.mul(beta, &error);
+        e.store(&update, u, &[&j]);
+    });
 }
 
 /// `S += k wᵀ` with `w = v` (additive) or `w = u` (delta).
@@ -680,7 +709,7 @@ fn forward_impl(spec: &ScanSpec, name: &str, chunk: Option<u64>, config: &Config
     let scan = Scan::prologue(&mut e, spec, name, &args, "state");
     let chunk = chunk.map(|chunk| e.named("chunk").constant_index(chunk));
     let state = e.arg("state");
-    let fused_readout = !scan.by_column && rows::fuses_readout(&mut e, &scan);
+    let fused_readout = scan.fused_rows(&e) && rows::fuses_readout(&mut e, &scan);
     scan.for_heads(&mut e, |e, b, h, hk| {
         let c0 = e.c0();
         e.for_(&c0, &scan.time, |e, t| {
@@ -753,7 +782,7 @@ pub fn backward_with(spec: &ScanSpec, name: &str, chunk: u64, config: &Config) -
                     now: Place::new(&chunks.buffer, &[&b, &h, s1]),
                     ds: Place::new(&dstate, &[&b, &h]),
                 };
-                if !scan.by_column && rows::fuses_backward(&scan) {
+                if scan.fused_rows(e) && rows::fuses_backward(&scan) {
                     return rows::token_backward(e, &scan, at, &states);
                 }
                 token_backward(e, &scan, at, &states);

@@ -1,4 +1,4 @@
-//! The CPU's form of a token's step (no lanes: one call walks every head): whole rows of
+//! The CPU's form of a token's step (`Parallel::Parts`: one call walks every head): whole rows of
 //! the state at a time, unit stride along the value channels so the inner loops
 //! vectorise, with the passes over the state fused as far as each pass's inputs allow.
 //! Forward, delta rule: the decay and the read `S'ᵀk` in one pass, the write and the
@@ -10,7 +10,9 @@
 //! Each fused pass does the same arithmetic, in the same order per element, as the
 //! passes it replaces.
 
-use super::{At, Decay, Place, Scan, ScanUpdate, TokenStates, delta_value_gradients, key_terms, written};
+use super::{
+    At, Decay, Place, Scan, ScanUpdate, TokenStates, delta_update_from_read, delta_value_gradients, key_terms, written,
+};
 use crate::emit::{Builder, Value};
 
 /// Whether the readout can ride along the forward's last pass: one query head reads
@@ -52,7 +54,7 @@ fn decayed(e: &mut Builder, alpha: &Option<Value>, src: &Place, i: &Value, j: &V
 /// The delta rule's first pass: `dst = Diag(α) src` (nothing to store in place without
 /// a decay) and `u = S'ᵀk` accumulated row by row; then `u = β (v − u)`.
 fn decay_and_read(e: &mut Builder, scan: &Scan, at: &At, src: &Place, dst: &Place, in_place: bool) {
-    let (k, v, beta) = (e.arg("k"), e.arg("v"), e.arg("beta"));
+    let (k, beta) = (e.arg("k"), e.arg("beta"));
     let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
     let u = scan.u();
     let beta = e.load(&beta, &[b, t, h]);
@@ -69,13 +71,7 @@ fn decay_and_read(e: &mut Builder, scan: &Scan, at: &At, src: &Place, dst: &Plac
             e.accumulate(u, &[&j], &sk);
         });
     });
-    scan.for_values(e, |e, j| {
-        let read = e.load(u, &[&j]);
-        let v = e.load(&v, &[b, t, h, &j]);
-        let error = e.sub(&v, &read);
-        let update = e.mul(&beta, &error);
-        e.store(&update, u, &[&j]);
-    });
+    delta_update_from_read(e, scan, at, &beta);
 }
 
 /// `dst = S + k wᵀ` with `S = Diag(α) from` when `from` is given (the additive rule's
