@@ -238,8 +238,8 @@ enum Command {
         /// [default: the train block's `target`, else cpu].
         #[arg(long)]
         target: Option<Target>,
-        /// Print the runs (index, done or not, name) and stop.
-        #[arg(long, conflicts_with_all = ["shard", "report"])]
+        /// Print the runs (index, done or not, name) and stop; with --shard, that shard's.
+        #[arg(long, conflicts_with = "report")]
         list: bool,
         /// Train only every n-th run from the i-th (`i/n`, 0 ≤ i < n): one job of an array.
         #[arg(long, value_name = "i/n", conflicts_with = "report")]
@@ -435,7 +435,7 @@ fn main() -> ExitCode {
         }
         Command::Sweep { file, out, target, list, shard, report, sets, .. } => {
             let mode = if list {
-                sweep::Mode::List
+                sweep::Mode::List(shard)
             } else if report {
                 sweep::Mode::Report
             } else {

@@ -144,8 +144,8 @@ fn grid(config: &SweepConfig) -> Vec<Run> {
 pub enum Mode {
     /// Train the runs not done (those of one shard), then write the tables.
     Train(Option<Shard>),
-    /// Print the runs, each with whether it is done.
-    List,
+    /// Print the runs (those of one shard), each with whether it is done.
+    List(Option<Shard>),
     /// Write the tables from the finished runs.
     Report,
 }
@@ -378,8 +378,8 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
     let out = directory(file, setup.out);
     let runs = grid(config);
     let shard = match mode {
-        Mode::List => {
-            list(console, &out, config, &runs);
+        Mode::List(shard) => {
+            list(console, &out, config, &runs, shard);
             return Ok(None);
         }
         Mode::Report => return report(console, &out, config, runs.len()),
@@ -451,9 +451,12 @@ fn overridden_sets(config: &SweepConfig, sets: &[String]) -> std::result::Result
 }
 
 /// `--list`: each run with its state.
-fn list(console: &dyn Console, out: &Path, config: &SweepConfig, runs: &[Run]) {
+fn list(console: &dyn Console, out: &Path, config: &SweepConfig, runs: &[Run], shard: Option<Shard>) {
     let search = finished_search(out, config);
     for (index, run) in runs.iter().enumerate() {
+        if shard.is_some_and(|shard| !shard.holds(index)) {
+            continue;
+        }
         let (state, run) = match resolve(config, run, &search) {
             None => ("waits for its search", run.clone()),
             Some(run) if out.join(run.dir()).join("result.json").is_file() => ("done", run),

@@ -781,6 +781,14 @@ fn sweep_runs_the_grid_and_resumes() {
     assert!(listed.starts_with("0\tto run\tlinear=gdn,attn_every=2,lr=1e-3,seed=1,search\n"), "{listed}");
     // Listing and reporting run nothing: a GPU study lists on a machine without a GPU.
     assert_eq!(with(&["--list", "--target", "cuda"]), listed);
+    // A shard's list: its runs, with their indices in the whole grid.
+    let second = with(&["--list", "--shard", "1/2"]);
+    let wanted: Vec<&str> = listed
+        .lines()
+        .filter(|line| line.split('\t').next().is_some_and(|i| i.parse::<usize>().is_ok_and(|i| i % 2 == 1)))
+        .collect();
+    assert_eq!(second.lines().collect::<Vec<_>>(), wanted, "{second}");
+    assert_eq!(wanted.len(), 6, "{listed}");
     let shard = with(&["--shard", "0/2"]);
     assert!(shard.contains("[1/12]") && shard.contains("[7/12]") && !shard.contains("[2/12]"), "{shard}");
     assert!(shard.contains("[9/12] linear=gdn,attn_every=2,lr=(chosen by the search),seed=0: waits"), "{shard}");
