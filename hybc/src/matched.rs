@@ -2,8 +2,9 @@
 //! mixers partly because their states differ in size (Zoology's point), so cells of two
 //! linear mixers at the same share of attention whose recurrent states (the cost
 //! report's state bytes: every layer's state and convolution cache) lie within
-//! [`TOLERANCE`] of each other are compared directly — the difference of mean recall
-//! over their seeds with Welch's 95 % interval. A pair with a cell that did not learn
+//! [`TOLERANCE`] of each other are compared directly — the difference of their mean
+//! first test figure (recall, or a language-modelling grid's perplexity) over their
+//! seeds with Welch's 95 % interval. A pair with a cell that did not learn
 //! ([`crate::learned`]) is listed without an estimate. When no two mixers match, the
 //! section says so and how to size them.
 
@@ -21,27 +22,31 @@ struct Cell<'a> {
     mixer: &'a str,
     share: f64,
     state: u64,
-    recall: Vec<f64>,
+    /// The first test figure of each seed: recall, or perplexity.
+    figures: Vec<f64>,
 }
 
-/// Measured cells of a linear mixer with a recall figure, in order of appearance.
-fn cells(results: &[Result]) -> Vec<Cell<'_>> {
+/// Measured cells of a linear mixer, in order of appearance, and whether their first
+/// test figure is a perplexity (else recall).
+fn cells(results: &[Result]) -> (Vec<Cell<'_>>, bool) {
     let mut cells: Vec<Cell> = Vec::new();
+    let mut perplexity = false;
     let measured = results.iter().filter(|r| r.phase != Phase::Search && !r.mixer.is_empty() && r.mixer != "none");
     for r in measured {
-        let Some((_, recall)) = r.accuracy.first().filter(|(name, _)| !is_perplexity(name)) else { continue };
+        let Some((name, figure)) = r.accuracy.first() else { continue };
+        perplexity = is_perplexity(name);
         match cells.iter_mut().find(|c| c.lets == r.lets.as_slice()) {
-            Some(cell) => cell.recall.push(*recall),
+            Some(cell) => cell.figures.push(*figure),
             None => cells.push(Cell {
                 lets: &r.lets,
                 mixer: &r.mixer,
                 share: r.attention_share,
                 state: r.state_bytes,
-                recall: vec![*recall],
+                figures: vec![*figure],
             }),
         }
     }
-    cells
+    (cells, perplexity)
 }
 
 fn matched(a: u64, b: u64) -> bool {
@@ -50,7 +55,7 @@ fn matched(a: u64, b: u64) -> bool {
 
 /// The section's markdown: a row per matched pair, or why there is none.
 pub fn markdown(results: &[Result]) -> String {
-    let cells = cells(results);
+    let (cells, perplexity) = cells(results);
     let mut rows = String::new();
     for (i, a) in cells.iter().enumerate() {
         for b in cells.iter().skip(i + 1) {
@@ -58,11 +63,12 @@ pub fn markdown(results: &[Result]) -> String {
                 continue;
             }
             let learned = crate::learned::learned(a.lets, results) && crate::learned::learned(b.lets, results);
-            let estimate = if learned {
-                let d = difference(&a.recall, &b.recall);
-                d.text(100.0, 1) + " points"
-            } else {
+            let estimate = if !learned {
                 "no estimate: a cell did not learn".into()
+            } else if perplexity {
+                difference(&a.figures, &b.figures).text(1.0, 2)
+            } else {
+                difference(&a.figures, &b.figures).text(100.0, 1) + " points"
             };
             let _ = writeln!(
                 rows,
@@ -83,8 +89,9 @@ pub fn markdown(results: &[Result]) -> String {
             100.0 * TOLERANCE
         );
     }
+    let figure = if perplexity { "perplexity a − b (lower is better)" } else { "recall a − b" };
     let header =
-        "| attention | mixer a (state) | mixer b (state) | recall a − b (95 % interval) |\n|---|---|---|---|\n";
+        format!("| attention | mixer a (state) | mixer b (state) | {figure} (95 % interval) |\n|---|---|---|---|\n");
     format!(
         "Cells of two mixers at one share of attention whose recurrent states lie within {:.0} % of each other \
          (state and convolution cache, all layers).\n\n{header}{rows}",
@@ -123,5 +130,23 @@ mod tests {
         assert!(!text.contains("retnet") && !text.contains("gla"), "{text}");
         let unmatched: Vec<Result> = results.into_iter().filter(|r| r.mixer != "hgrn2").collect();
         assert!(markdown(&unmatched).starts_with("No two linear mixers"));
+    }
+
+    /// A language-modelling grid compares its matched cells' perplexity (it said no two
+    /// states matched, reading recall only).
+    #[test]
+    fn a_perplexity_grid_compares_perplexity_at_matched_state() {
+        let mut results = Vec::new();
+        for noise in [-0.02, 0.0, 0.02] {
+            for (mixer, perplexity) in [("gdn", 5.5), ("deltanet", 7.2)] {
+                let mut r = run(mixer, 0.25, 29_184, 0.0);
+                r.accuracy = vec![("perplexity(tiny.txt)".into(), perplexity + noise)];
+                results.push(r);
+            }
+        }
+        let text = markdown(&results);
+        assert!(text.contains("perplexity a − b (lower is better)"), "{text}");
+        let row = text.lines().find(|l| l.starts_with("| 25 %")).expect("a row");
+        assert!(row.contains("gdn") && row.contains("deltanet") && row.contains("| -1.70 ["), "{text}");
     }
 }
