@@ -22,6 +22,9 @@ fn escape(text: &str) -> String {
 const CHAR_WIDTH: f64 = 6.8;
 /// The widest right margin a legend may take.
 const RIGHT_MAX: f64 = 300.0;
+/// Error bars of several series at one x: this far apart, each cap this half-wide.
+const BAR_GAP: f64 = 6.0;
+const BAR_HALF: f64 = 4.0;
 
 /// Round tick values covering `[low, high]`: about `count` of them, 1, 2 or 5 × 10ᵏ
 /// apart, the first at or below `low` and the last at or above `high`.
@@ -72,7 +75,11 @@ impl Chart {
             self.series.iter().flat_map(|(_, p)| p.iter().map(|(x, _)| *x)).chain(self.x_ticks.iter().map(|t| t.0));
         let (x_min, x_max) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
         let x_span = if x_max > x_min { x_max - x_min } else { 1.0 };
-        let x_at = |x: f64| LEFT + plot_w * (x - x_min) / x_span;
+        // Error bars of several series at one x stand side by side (`dodge`): the x
+        // range is inset by their half-width, so the outermost stay inside the plot.
+        let dodge = |k: usize| BAR_GAP * (k as f64 - (self.series.len() as f64 - 1.0) / 2.0);
+        let inset = if self.bars.iter().any(|bars| !bars.is_empty()) { dodge(0).abs() + BAR_HALF } else { 0.0 };
+        let x_at = |x: f64| LEFT + inset + (plot_w - 2.0 * inset) * (x - x_min) / x_span;
         let y_min = self.y_ticks.first().copied().unwrap_or(0.0);
         let y_max = self.y_ticks.last().copied().filter(|top| *top > y_min).unwrap_or(y_min + 1.0);
         let y_at = |y: f64| TOP + plot_h * (1.0 - ((y - y_min) / (y_max - y_min)).clamp(0.0, 1.0));
@@ -124,14 +131,13 @@ impl Chart {
                 line.join(" ")
             );
             for &(x, low, high) in self.bars.get(k).map_or(&[][..], Vec::as_slice) {
-                // Bars of several series at one x side by side, 6 px apart.
-                let dodge = 6.0 * (k as f64 - (self.series.len() as f64 - 1.0) / 2.0);
-                let (px, top, bottom) = (x_at(x) + dodge, y_at(high), y_at(low));
+                let (px, top, bottom) = (x_at(x) + dodge(k), y_at(high), y_at(low));
                 let _ = writeln!(
                     svg,
-                    "<path d=\"M{px:.1},{top:.1}V{bottom:.1}M{:.1},{top:.1}h8M{:.1},{bottom:.1}h8\" stroke=\"{colour}\" stroke-width=\"1.5\" fill=\"none\"/>",
-                    px - 4.0,
-                    px - 4.0
+                    "<path d=\"M{px:.1},{top:.1}V{bottom:.1}M{:.1},{top:.1}h{w}M{:.1},{bottom:.1}h{w}\" stroke=\"{colour}\" stroke-width=\"1.5\" fill=\"none\"/>",
+                    px - BAR_HALF,
+                    px - BAR_HALF,
+                    w = 2.0 * BAR_HALF
                 );
             }
             if coordinates.len() <= 40 {
@@ -288,4 +294,45 @@ pub fn write_chart(dir: &std::path::Path, name: &str, svg: &str) -> Result<[std:
     std::fs::write(&svg_path, svg).map_err(|e| format!("cannot write `{}`: {e}", svg_path.display()))?;
     std::fs::write(&png_path, png(svg)?).map_err(|e| format!("cannot write `{}`: {e}", png_path.display()))?;
     Ok([svg_path, png_path])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Six series' error bars at the axis's last value stay left of the legend (they
+    /// reached into it, `families.hyb`'s chart), and the first's right of the y axis.
+    #[test]
+    fn error_bars_stay_inside_the_plot() {
+        let series: Vec<(String, Vec<(f64, f64)>)> =
+            (0..6).map(|k| (format!("mixer{k}"), vec![(0.0, 0.2), (1.0, 0.8)])).collect();
+        let bars = (0..6).map(|_| vec![(0.0, 0.1, 0.3), (1.0, 0.7, 0.9)]).collect();
+        let chart = Chart {
+            x_label: "attn_every".into(),
+            y_label: "accuracy".into(),
+            y_ticks: vec![0.0, 0.5, 1.0],
+            y_format: percent,
+            x_ticks: vec![(0.0, "2".into()), (1.0, "4".into())],
+            series,
+            bars,
+        };
+        let svg = chart.svg();
+        let right = (40.0 + CHAR_WIDTH * 6.0).clamp(RIGHT, RIGHT_MAX);
+        let (plot_left, plot_right) = (LEFT, WIDTH - right);
+        let bar_edges: Vec<(f64, f64)> = svg
+            .lines()
+            .filter(|line| line.starts_with("<path d=\"M"))
+            .map(|line| {
+                let x: f64 = line["<path d=\"M".len()..].split(',').next().expect("x").parse().expect("a number");
+                (x - BAR_HALF, x + BAR_HALF)
+            })
+            .collect();
+        assert_eq!(bar_edges.len(), 12, "{svg}");
+        for (low, high) in bar_edges {
+            assert!(
+                low >= plot_left && high <= plot_right,
+                "a bar from {low} to {high} outside {plot_left}–{plot_right}"
+            );
+        }
+    }
 }
