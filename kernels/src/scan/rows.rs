@@ -202,18 +202,18 @@ fn rows_with_decay_gradient(
     scan.add_over_head(e, &dg, &at_head, &total[0]);
 }
 
-/// `dS_{t-1,ij} = α_i dS'_ij` stored, and the term `dS'_ij S_{t-1,ij}` of the decay's
-/// gradient pushed onto `next`; without a decay `dS'_ij` stored as it is.
+/// With a decay (`α_i`, the previous state's `S_{t-1,ij}` and the row's running sum of
+/// the decay's gradient): `dS_{t-1,ij} = α_i dS'_ij` stored and the sum plus
+/// `dS'_ij S_{t-1,ij}` pushed onto `next`; without, `dS'_ij` stored as it is.
 fn decay_gradient(
     e: &mut Builder,
     states: &TokenStates,
-    alpha: &Option<Value>,
     [i, j]: [&Value; 2],
-    [d, p]: [&Value; 2],
-    carried: &Value,
+    d: &Value,
+    decay: Option<(&Value, &Value, &Value)>,
     next: &mut Vec<Value>,
 ) {
-    let Some(a) = alpha else { return states.ds.store(e, d, i, j) };
+    let Some((a, p, carried)) = decay else { return states.ds.store(e, d, i, j) };
     let dp = e.mul(d, p);
     let nd = e.mul(a, d);
     states.ds.store(e, &nd, i, j);
@@ -236,11 +236,8 @@ fn additive_backward(e: &mut Builder, scan: &Scan, at: &At, states: &TokenStates
             e.accumulate(&dv, &[b, t, h, j], &dv_value);
             let dk_term = e.mul(&d, &v);
             let mut next = vec![e.add(&carried[0], &sd), e.add(&carried[1], &dk_term)];
-            let p = alpha.is_some().then(|| states.prev.load(e, i, j));
-            match &p {
-                Some(p) => decay_gradient(e, states, alpha, [i, j], [&d, p], &carried[2], &mut next),
-                None => states.ds.store(e, &d, i, j),
-            }
+            let decay = alpha.as_ref().map(|a| (a, states.prev.load(e, i, j), &carried[2]));
+            decay_gradient(e, states, [i, j], &d, decay.as_ref().map(|(a, p, c)| (*a, p, *c)), &mut next);
             next
         });
         add_dq(e, scan, at, i, &sums[0]);
@@ -298,8 +295,8 @@ fn key_and_decay_gradients(e: &mut Builder, scan: &Scan, at: &At, beta: &Value, 
             };
             let [diff, nd] = key_terms(e, [&d, &err, &du, &sp], [&k, beta]);
             let mut next = vec![e.add(&carried[0], &diff)];
-            let last = carried.last().expect("a sum").clone();
-            decay_gradient(e, states, alpha, [i, j], [&nd, &p], &last, &mut next);
+            let decay = alpha.as_ref().map(|a| (a, &p, &carried[1]));
+            decay_gradient(e, states, [i, j], &nd, decay, &mut next);
             next
         });
         let dk_value = e.mul(beta, &sums[0]);
