@@ -123,11 +123,13 @@ impl Chart {
         );
         for (k, (name, points)) in self.series.iter().enumerate() {
             let colour = COLOURS[k % COLOURS.len()];
+            // Past the palette, the colours again with dashes: no two series look alike.
+            let dash = if k >= COLOURS.len() { " stroke-dasharray=\"6 3\"" } else { "" };
             let coordinates: Vec<(f64, f64)> = points.iter().map(|(x, y)| (x_at(*x), y_at(*y))).collect();
             let line: Vec<String> = coordinates.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
             let _ = writeln!(
                 svg,
-                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dash} points=\"{}\"/>",
                 line.join(" ")
             );
             for &(x, low, high) in self.bars.get(k).map_or(&[][..], Vec::as_slice) {
@@ -148,9 +150,10 @@ impl Chart {
             let legend_y = TOP + 16.0 * k as f64;
             let _ = writeln!(
                 svg,
-                "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"3\" fill=\"{colour}\"/>",
-                WIDTH - right + 16.0,
-                legend_y + 4.0
+                "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"{colour}\" stroke-width=\"3\"{dash}/>",
+                WIDTH - right + 12.0,
+                legend_y + 5.5,
+                WIDTH - right + 30.0
             );
             let label = escape(&fitted(name, legend_chars));
             let _ = writeln!(svg, "<text x=\"{}\" y=\"{}\">{label}</text>", WIDTH - right + 34.0, legend_y + 9.0);
@@ -174,12 +177,15 @@ pub struct Point {
 }
 
 /// A sweep's figure against a categorical axis (categories in order of first
-/// appearance), with error bars; accuracy in percent on 0–100 %, else from 0 to the top.
+/// appearance), with error bars; accuracy in percent on 0–100 %, else (a perplexity or
+/// a loss) over the range the means and intervals span, so differences of a few tenths
+/// show.
 pub fn sweep_svg(x_label: &str, y_label: &str, accuracy: bool, points: Vec<Point>) -> String {
     let mut categories: Vec<String> = Vec::new();
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     let mut bars: Vec<Vec<(f64, f64, f64)>> = Vec::new();
     let top = points.iter().map(|p| p.interval.map_or(p.mean, |i| i.1)).fold(0.0, f64::max);
+    let bottom = points.iter().map(|p| p.interval.map_or(p.mean, |i| i.0)).fold(top, f64::min);
     for point in points {
         let index = categories.iter().position(|c| *c == point.x).unwrap_or_else(|| {
             categories.push(point.x.clone());
@@ -194,7 +200,7 @@ pub fn sweep_svg(x_label: &str, y_label: &str, accuracy: bool, points: Vec<Point
         bars[line].extend(point.interval.map(|(low, high)| (index, low, high)));
     }
     let (y_ticks, y_format): (Vec<f64>, fn(f64) -> String) =
-        if accuracy { (nice_ticks(0.0, 1.0, 5), percent) } else { (nice_ticks(0.0, top.max(1e-3), 5), loss_format) };
+        if accuracy { (nice_ticks(0.0, 1.0, 5), percent) } else { (nice_ticks(bottom, top.max(1e-3), 5), loss_format) };
     Chart {
         x_label: x_label.into(),
         y_label: y_label.into(),
@@ -334,5 +340,45 @@ mod tests {
                 "a bar from {low} to {high} outside {plot_left}–{plot_right}"
             );
         }
+    }
+
+    /// Twelve series (a six-mixer grid's search chart) look pairwise different: past
+    /// the palette's eight colours the lines are dashed.
+    #[test]
+    fn more_series_than_colours_stay_distinct() {
+        let points = (0..12)
+            .flat_map(|k| {
+                ["1e-3", "3e-3"].map(|x| Point { series: format!("cell{k}"), x: x.into(), mean: 0.5, interval: None })
+            })
+            .collect();
+        let svg = sweep_svg("learning rate", "held-out", true, points);
+        let styles: Vec<&str> = svg
+            .lines()
+            .filter(|line| line.starts_with("<polyline"))
+            .map(|line| line.split(" points=").next().expect("a style"))
+            .collect();
+        assert_eq!(styles.len(), 12, "{svg}");
+        let distinct: std::collections::HashSet<&&str> = styles.iter().collect();
+        assert_eq!(distinct.len(), 12, "{styles:?}");
+    }
+
+    /// A perplexity chart's axis spans the figures (5.5–7.6), not 0 up: the lowest tick
+    /// at or below the lowest figure and above 0.
+    #[test]
+    fn a_perplexity_axis_spans_its_figures() {
+        let point = |series: &str, mean: f64| Point {
+            series: series.into(),
+            x: "4".into(),
+            mean,
+            interval: Some((mean - 0.1, mean + 0.1)),
+        };
+        let svg = sweep_svg("attn_every", "perplexity", false, vec![point("gdn", 5.57), point("retnet", 7.61)]);
+        let labels: Vec<f64> = svg
+            .lines()
+            .filter(|line| line.contains("text-anchor=\"end\""))
+            .filter_map(|line| line.split('>').nth(1)?.split('<').next()?.parse().ok())
+            .collect();
+        let lowest = labels.iter().copied().fold(f64::INFINITY, f64::min);
+        assert!(lowest > 0.0 && lowest <= 5.47, "ticks {labels:?}");
     }
 }
