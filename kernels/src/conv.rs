@@ -101,11 +101,12 @@ fn taps_by_channel(e: &mut Builder, sizes: &Sizes, name: &str, fill: bool) -> Va
     taps
 }
 
+/// Code emitted at one `(b, t, c)`.
+type AtChannel<'a> = &'a mut dyn FnMut(&mut Builder, &Value, &Value, &Value);
+
 /// At every position `(b, t)`: `start(b, t, c)` for every channel when given, then for
 /// each tap reading inside the sequence `tap(b, t, j, source, c)` for every channel —
 /// the channel loop innermost.
-type AtChannel<'a> = &'a mut dyn FnMut(&mut Builder, &Value, &Value, &Value);
-
 fn for_taps_by_channel(
     e: &mut Builder,
     sizes: &Sizes,
@@ -286,10 +287,10 @@ fn backward_by_rows(e: &mut Builder, sizes: &Sizes, dbias: Option<&Value>) {
         // dx is zeroed for the whole sequence first: a tap writes to an earlier position.
         zero_sequence(e, sizes, &dx, &b);
     });
+    let dy_arg = &dy;
     let mut add_dbias = dbias.map(|dbias| {
         move |e: &mut Builder, b: &Value, t: &Value, c: &Value| {
-            let dy = e.arg("dy");
-            let dy = e.load(&dy, &[b, t, c]);
+            let dy = e.load(dy_arg, &[b, t, c]);
             e.accumulate(dbias, &[c], &dy);
         }
     });

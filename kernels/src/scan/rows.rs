@@ -236,8 +236,9 @@ fn additive_backward(e: &mut Builder, scan: &Scan, at: &At, states: &TokenStates
             e.accumulate(&dv, &[b, t, h, j], &dv_value);
             let dk_term = e.mul(&d, &v);
             let mut next = vec![e.add(&carried[0], &sd), e.add(&carried[1], &dk_term)];
-            let decay = alpha.as_ref().map(|a| (a, states.prev.load(e, i, j), &carried[2]));
-            decay_gradient(e, states, [i, j], &d, decay.as_ref().map(|(a, p, c)| (*a, p, *c)), &mut next);
+            let p = alpha.is_some().then(|| states.prev.load(e, i, j));
+            let decay = alpha.as_ref().zip(p.as_ref()).map(|(a, p)| (a, p, &carried[2]));
+            decay_gradient(e, states, [i, j], &d, decay, &mut next);
             next
         });
         add_dq(e, scan, at, i, &sums[0]);
@@ -260,11 +261,7 @@ fn readout_and_reads(e: &mut Builder, scan: &Scan, at: &At, states: &TokenStates
         let k = e.load(&k, &[b, t, hk, &i]);
         let sums = row_sums(e, scan, 1, |e, j, carried| {
             let [d, sd] = readout_gradient(e, scan, at, states, &q, [&i, j]);
-            let p = states.prev.load(e, &i, j);
-            let sp = match &alpha {
-                Some(a) => e.mul(a, &p),
-                None => p,
-            };
+            let sp = decayed(e, &alpha, &states.prev, &i, j);
             let spk = e.mul(&sp, &k);
             e.accumulate(u, &[j], &spk);
             let dk = e.mul(&d, &k);
