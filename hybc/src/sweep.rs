@@ -10,6 +10,9 @@
 //! task drawn from a stream of its own ([`hyb_train::protocol`]); the rate with the best
 //! held-out score is the cell's, and its seeds (three unless the block says otherwise)
 //! train at that rate and are scored on the test sets. The test score never chooses.
+//! With `lr_refine = true` the search has a second step: once a cell's rates have
+//! finished, it trains the geometric midpoints between the best and its neighbours
+//! (half a step beyond the grid at an end, [`around`]) and chooses over all of them.
 //! A `tokens` budget sets every run's steps; a `stop` ends a run whose held-out score
 //! has plateaued.
 //!
@@ -39,24 +42,36 @@ pub enum Phase {
     Seed,
 }
 
+/// Which side of a cell's best rate a refining search run lies on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Below = 0,
+    Above = 1,
+}
+
 /// One run of the grid.
 #[derive(Clone, Debug)]
 struct Run {
     /// (let name, value text) per axis.
     lets: Vec<(String, String)>,
-    /// None for a seed whose cell's search has not finished (or no rate at all).
+    /// None for a seed whose cell's search has not finished, or a refining run whose
+    /// cell's grid of rates has not (or no rate at all).
     lr: Option<f64>,
     seed: Option<u64>,
     phase: Phase,
+    /// A search run of `lr_refine`, on this side of the cell's best rate.
+    refine: Option<Side>,
 }
 
 impl Run {
     fn name(&self) -> String {
         let mut parts: Vec<String> = self.lets.iter().map(|(n, v)| format!("{n}={v}")).collect();
-        match (self.lr, self.phase) {
-            (Some(lr), _) => parts.push(format!("lr={lr:e}")),
-            (None, Phase::Seed) => parts.push("lr=(chosen by the search)".into()),
-            (None, _) => {}
+        match (self.lr, self.phase, self.refine) {
+            (Some(lr), _, _) => parts.push(format!("lr={lr:e}")),
+            (None, Phase::Seed, _) => parts.push("lr=(chosen by the search)".into()),
+            (None, _, Some(Side::Below)) => parts.push("lr=(refined below the search's best)".into()),
+            (None, _, Some(Side::Above)) => parts.push("lr=(refined above the search's best)".into()),
+            (None, _, None) => {}
         }
         parts.extend(self.seed.map(|s| format!("seed={s}")));
         if self.phase == Phase::Search {
@@ -114,15 +129,16 @@ fn cells(config: &SweepConfig) -> Vec<Vec<(String, String)>> {
     cells
 }
 
-/// The runs in order: with a search, every cell's search runs, then every cell's seeds
-/// (so one process finishes the searches first); without, cell × rate × seed.
+/// The runs in order: with a search, every cell's search runs (then, with `lr_refine`,
+/// every cell's refining runs), then every cell's seeds (so one process finishes each
+/// step before the next needs it); without, cell × rate × seed.
 fn grid(config: &SweepConfig) -> Vec<Run> {
     let seeds: Vec<Option<u64>> = match config.test_seeds() {
         seeds if seeds.is_empty() => vec![None],
         seeds => seeds.into_iter().map(Some).collect(),
     };
     let cells = cells(config);
-    let run = |lets: &Vec<(String, String)>, lr, seed, phase| Run { lets: lets.clone(), lr, seed, phase };
+    let run = |lets: &Vec<(String, String)>, lr, seed, phase| Run { lets: lets.clone(), lr, seed, phase, refine: None };
     if config.searches() {
         let search_seeds = config.search_seeds();
         let search = cells.iter().flat_map(|c| {
@@ -132,8 +148,17 @@ fn grid(config: &SweepConfig) -> Vec<Run> {
                 .iter()
                 .flat_map(move |lr| search_seeds.iter().map(move |seed| run(c, Some(*lr), Some(*seed), Phase::Search)))
         });
+        let sides: &[Side] = if config.refine { &[Side::Below, Side::Above] } else { &[] };
+        let refining = cells.iter().flat_map(|c| {
+            let search_seeds = &search_seeds;
+            sides.iter().flat_map(move |side| {
+                search_seeds
+                    .iter()
+                    .map(move |seed| Run { refine: Some(*side), ..run(c, None, Some(*seed), Phase::Search) })
+            })
+        });
         let measured = cells.iter().flat_map(|c| seeds.iter().map(move |seed| run(c, None, *seed, Phase::Seed)));
-        return search.chain(measured).collect();
+        return search.chain(refining).chain(measured).collect();
     }
     let lr = config.lrs.first().copied();
     cells.iter().flat_map(|c| seeds.iter().map(move |seed| run(c, lr, *seed, Phase::Grid))).collect()
@@ -277,26 +302,84 @@ pub fn search_figure(
     Some((figures[0].0.clone(), mean))
 }
 
-/// A cell's (rate, held-out score) from its finished search runs; none until every
-/// run of the search has finished.
-pub fn search_scores(config: &SweepConfig, lets: &[(String, String)], finished: &[Result]) -> Option<Vec<(f64, f64)>> {
-    config
-        .lrs
+/// A cell's (rate, held-out score) at each of `rates`; none until every search run
+/// there has finished.
+fn scores_at(
+    config: &SweepConfig,
+    lets: &[(String, String)],
+    rates: &[f64],
+    finished: &[Result],
+) -> Option<Vec<(f64, f64)>> {
+    rates
         .iter()
         .map(|lr| search_figure(config, lets, *lr, finished).map(|(name, figure)| (*lr, goodness(&name, figure))))
         .collect()
 }
 
-/// The cell's chosen rate, once its search has finished: the best by held-out score,
-/// or with `lr_tie` the largest of the rates tied with it.
-pub fn chosen_lr(config: &SweepConfig, lets: &[(String, String)], finished: &[Result]) -> Option<f64> {
-    let scores = search_scores(config, lets, finished)?;
-    let best = choose(&scores)?;
+/// The rate a cell takes from `scores`: the best by held-out score, or with `lr_tie`
+/// the largest of the rates tied with it.
+fn pick(config: &SweepConfig, lets: &[(String, String)], scores: &[(f64, f64)], finished: &[Result]) -> Option<f64> {
+    let best = choose(scores)?;
     if config.lr_tie == 0.0 {
         return Some(best);
     }
     let (held_out, _) = search_figure(config, lets, best, finished)?;
-    choose_within(&scores, |top| tie_tolerance(config, &held_out, top))
+    choose_within(scores, |top| tie_tolerance(config, &held_out, top))
+}
+
+/// The two rates `lr_refine` adds around `best`, one of the grid's `lrs`: the geometric
+/// midpoints between it and its neighbours below and above, or, where it is the lowest
+/// (highest) rate, half a step beyond it, the step being the one to its neighbour; each
+/// to three significant digits, as a grid's rates are written (so a refinement of half
+/// decades lands on the quarter decades a hand-refined grid uses).
+pub fn around(lrs: &[f64], best: f64) -> [f64; 2] {
+    let mut sorted = lrs.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.dedup();
+    let at = sorted.iter().position(|lr| *lr == best).unwrap_or(0);
+    let neighbour = |offset: isize| at.checked_add_signed(offset).and_then(|i| sorted.get(i)).copied();
+    let midpoint = |other: f64| (best * other).sqrt();
+    // Half a step beyond an end: the mirror image of the midpoint towards the inside.
+    let beyond = |inside: Option<f64>| inside.map_or(best, |inside| best * best / midpoint(inside));
+    let below = neighbour(-1).map_or_else(|| beyond(neighbour(1)), midpoint);
+    let above = neighbour(1).map_or_else(|| beyond(neighbour(-1)), midpoint);
+    [below, above].map(hyb_compiler::sema::sweep::round3)
+}
+
+/// The rates `lr_refine` adds to a cell, once its grid's rates have finished: [`around`]
+/// the best of them (by the same rule that chooses, `lr_tie` included); none before, or
+/// without `lr_refine`.
+pub fn refinement(config: &SweepConfig, lets: &[(String, String)], finished: &[Result]) -> Option<[f64; 2]> {
+    if !config.refine {
+        return None;
+    }
+    let coarse = scores_at(config, lets, &config.lrs, finished)?;
+    Some(around(&config.lrs, pick(config, lets, &coarse, finished)?))
+}
+
+/// Every rate a cell's search trains: the grid's, and with `lr_refine` its refinement
+/// (then in ascending order, so the first of an exact tie is the lowest); none until
+/// the refinement is known.
+pub fn searched_rates(config: &SweepConfig, lets: &[(String, String)], finished: &[Result]) -> Option<Vec<f64>> {
+    let mut rates = config.lrs.clone();
+    if config.refine {
+        rates.extend(refinement(config, lets, finished)?);
+        rates.sort_by(f64::total_cmp);
+        rates.dedup();
+    }
+    Some(rates)
+}
+
+/// A cell's (rate, held-out score) from its finished search runs, the refinement's
+/// included; none until every run of the search has finished.
+pub fn search_scores(config: &SweepConfig, lets: &[(String, String)], finished: &[Result]) -> Option<Vec<(f64, f64)>> {
+    scores_at(config, lets, &searched_rates(config, lets, finished)?, finished)
+}
+
+/// The cell's chosen rate, once its search has finished (its refinement included): the
+/// best by held-out score, or with `lr_tie` the largest of the rates tied with it.
+pub fn chosen_lr(config: &SweepConfig, lets: &[(String, String)], finished: &[Result]) -> Option<f64> {
+    pick(config, lets, &search_scores(config, lets, finished)?, finished)
 }
 
 /// A run's `result.json`, if it has finished.
@@ -305,9 +388,24 @@ fn read_result(out: &Path, run: &Run) -> Option<Result> {
     serde_json::from_str::<Result>(&text).ok()
 }
 
-/// The finished search runs of the sweep in `out`.
+/// The finished search runs of the sweep in `out`: the grid's rates, then those of the
+/// refinement whose cells' grids have finished (a refined rate that is one of the grid's
+/// read once).
 fn finished_search(out: &Path, config: &SweepConfig) -> Vec<Result> {
-    grid(config).iter().filter(|r| r.phase == Phase::Search).filter_map(|r| read_result(out, r)).collect()
+    let runs = grid(config);
+    let mut search: Vec<Result> = runs
+        .iter()
+        .filter(|r| r.phase == Phase::Search && r.refine.is_none())
+        .filter_map(|r| read_result(out, r))
+        .collect();
+    let refined: Vec<Run> =
+        runs.iter().filter(|r| r.refine.is_some()).filter_map(|r| resolve(config, r, &search)).collect();
+    for run in refined {
+        if !search.iter().any(|r| r.run == run.name()) {
+            search.extend(read_result(out, &run));
+        }
+    }
+    search
 }
 
 /// Every finished run of the sweep in `out`, in grid order (seeds whose cell's rate
@@ -319,12 +417,15 @@ pub fn finished_runs(out: &Path, config: &SweepConfig) -> Vec<Result> {
     search.iter().cloned().chain(resolved.iter().filter_map(|r| read_result(out, r))).collect()
 }
 
-/// The run with its learning rate: a seed's is its cell's chosen rate (none before).
+/// The run with its learning rate: a seed's is its cell's chosen rate, a refining
+/// run's its side of the cell's refinement (none before).
 fn resolve(config: &SweepConfig, run: &Run, search: &[Result]) -> Option<Run> {
-    if run.phase != Phase::Seed {
-        return Some(run.clone());
-    }
-    chosen_lr(config, &run.lets, search).map(|lr| Run { lr: Some(lr), ..run.clone() })
+    let lr = match (run.phase, run.refine) {
+        (Phase::Seed, _) => chosen_lr(config, &run.lets, search)?,
+        (_, Some(side)) => refinement(config, &run.lets, search)?[side as usize],
+        _ => return Some(run.clone()),
+    };
+    Some(Run { lr: Some(lr), refine: None, ..run.clone() })
 }
 
 /// Where a sweep's progress goes: the terminal (`hybc sweep`), or a caller's (Python's
@@ -615,9 +716,14 @@ pub fn jobs(
         println!("{line}");
     }
     let stopped = || options.interrupt.and_then(|i| i.received());
-    for wave in 0..if searches { 2 } else { 1 } {
-        if wave == 1 {
-            println!("second wave: the seeds at each cell's chosen learning rate");
+    let refines = config.as_ref().is_some_and(|c| c.refine);
+    let waves = 1 + usize::from(searches) + usize::from(refines);
+    for wave in 0..waves {
+        match (wave, refines) {
+            (1, true) => println!("second wave: each cell's search refined around its best rate"),
+            (1, false) => println!("second wave: the seeds at each cell's chosen learning rate"),
+            (2, _) => println!("third wave: the seeds at each cell's chosen learning rate"),
+            _ => {}
         }
         let finished = shards(&binary, &common, &out, jobs, wave > 0, devices.as_deref(), &sharing);
         if let Some((signal, status)) = stopped() {
@@ -736,6 +842,7 @@ mod tests {
             seeds: Vec::new(),
             search_runs: 1,
             lr_tie: 0.0,
+            refine: false,
             tokens: None,
             plateau: None,
         }
@@ -828,6 +935,53 @@ mod tests {
         let figure = search_figure(&config, &[], 1e-2, &results).expect("both finished");
         assert!((figure.1 - 0.55).abs() < 1e-12, "{figure:?}");
         assert_eq!(chosen_lr(&config, &[], &results[..3]), None, "a search run still running");
+    }
+
+    /// `around`: the geometric midpoints with the best's neighbours, half a step beyond
+    /// an end, to three digits — half decades refine to the quarter decades written by
+    /// hand in the study's grids.
+    #[test]
+    fn the_refinement_halves_the_step_around_the_best() {
+        let lrs = [3.16e-4, 1e-3, 3.16e-3, 1e-2];
+        assert_eq!(around(&lrs, 1e-3), [5.62e-4, 1.78e-3]);
+        assert_eq!(around(&lrs, 3.16e-3), [1.78e-3, 5.62e-3]);
+        assert_eq!(around(&lrs, 3.16e-4), [1.78e-4, 5.62e-4], "the lowest: half a step below");
+        assert_eq!(around(&lrs, 1e-2), [5.62e-3, 1.78e-2], "the highest: half a step above");
+        assert_eq!(around(&[1e-2, 1e-3], 1e-3), [3.16e-4, 3.16e-3], "two rates written in any order");
+        assert_eq!(around(&[1e-3, 1e-1], 1e-3), [1e-4, 1e-2]);
+    }
+
+    /// `lr_refine`: the refining runs follow every cell's grid and wait for it; each takes
+    /// its side of the best grid rate; the seeds wait for the refinement and take the best
+    /// of all five rates — here a refined one the grid missed.
+    #[test]
+    fn the_refinement_waits_for_the_grid_and_can_win() {
+        let plain = config(&[1e-3, 3.16e-3, 1e-2]);
+        let config = SweepConfig { refine: true, ..plain.clone() };
+        let runs = grid(&config);
+        assert_eq!(runs.len(), config.len());
+        assert_eq!(config.len(), 3 + 2 + 3);
+        assert_eq!(runs[3].name(), "lr=(refined below the search's best),seed=3,search");
+        assert_eq!(runs[4].name(), "lr=(refined above the search's best),seed=3,search");
+        let grid_done =
+            [search_result(1e-3, 0.3, 0.0), search_result(3.16e-3, 0.7, 0.0), search_result(1e-2, 0.5, 0.0)];
+        assert_eq!(resolve(&config, &runs[3], &grid_done[..2]).map(|r| r.name()), None, "the grid is unfinished");
+        let below = resolve(&config, &runs[3], &grid_done).expect("the grid is done");
+        assert_eq!(below.name(), "lr=1.78e-3,seed=3,search");
+        assert_eq!(resolve(&config, &runs[4], &grid_done).expect("done").lr, Some(5.62e-3));
+        assert_eq!(chosen_lr(&config, &[], &grid_done), None, "the seeds wait for the refinement");
+        assert_eq!(resolve(&config, &runs[5], &grid_done).map(|r| r.name()), None);
+        let mut all = grid_done.to_vec();
+        all.extend([search_result(1.78e-3, 0.9, 0.0), search_result(5.62e-3, 0.6, 0.0)]);
+        assert_eq!(search_scores(&config, &[], &all).map(|s| s.len()), Some(5));
+        assert_eq!(chosen_lr(&config, &[], &all), Some(1.78e-3));
+        let seed = resolve(&config, &runs[5], &all).expect("chosen");
+        assert_eq!(seed.name(), "lr=1.78e-3,seed=0");
+        assert_eq!(chosen_lr(&plain, &[], &all), Some(3.16e-3), "without lr_refine the refined runs are not read");
+        // With `lr_tie` the refinement centres on the rate the tie takes (1e-2 is within
+        // 0.25 of 3.16e-3's 0.7).
+        let tied = SweepConfig { lr_tie: 0.25, ..config.clone() };
+        assert_eq!(refinement(&tied, &[], &grid_done), Some([5.62e-3, 1.78e-2]));
     }
 
     /// With a search: every cell's rates first (on the search seed), then its seeds

@@ -119,7 +119,15 @@ fn protocol(config: &SweepConfig, results: &[Result]) -> String {
                  tie with it, and the largest of them is taken"
             ),
         };
-        lines.push(format!("learning rate: per cell the best of [{}] by {by}{ties}", lrs.join(", ")));
+        let refined = match config.refine {
+            false => "",
+            true => {
+                "; then refined: the geometric midpoints between that best and its neighbours (half a step \
+                 beyond the grid where it is the lowest or highest rate), scored the same way, and the best \
+                 of all the cell's rates taken"
+            }
+        };
+        lines.push(format!("learning rate: per cell the best of [{}] by {by}{ties}{refined}", lrs.join(", ")));
     }
     match seeds.is_empty() {
         true => lines.push("seeds: the train block's".into()),
@@ -232,18 +240,29 @@ fn steps(members: &[&Result]) -> String {
     }
 }
 
-/// Per cell: each rate's held-out figure and the rate chosen.
+/// Per cell: each rate's held-out figure (with `lr_refine`, the refinement's two rates
+/// and their figures, below and above the grid's best) and the rate chosen.
 fn search_table(config: &SweepConfig, results: &[Result]) -> String {
     let mut header: Vec<String> = config.axes.iter().map(|a| a.name.clone()).collect();
     let held_out = results.iter().find_map(|r| r.held_out.as_ref().map(|(n, _)| n.clone())).unwrap_or_default();
     header.extend(config.lrs.iter().map(|lr| format!("lr {lr:e}")));
+    if config.refine {
+        header.extend(["refined below", "refined above"].map(String::from));
+    }
     header.extend(["chosen", "note"].map(String::from));
     let mut text = format!("Figures: {held_out}.\n\n| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
     for lets in searched_cells(results) {
         let mut row: Vec<String> = lets.iter().map(|(_, v)| v.clone()).collect();
-        for lr in &config.lrs {
-            let figure = crate::sweep::search_figure(config, lets, *lr, results);
-            row.push(figure.map_or("—".into(), |(name, figure)| figure_text(&name, figure)));
+        let figure_at = |lr: f64| {
+            let figure = crate::sweep::search_figure(config, lets, lr, results);
+            figure.map_or("—".into(), |(name, figure)| figure_text(&name, figure))
+        };
+        row.extend(config.lrs.iter().map(|lr| figure_at(*lr)));
+        if config.refine {
+            match crate::sweep::refinement(config, lets, results) {
+                Some(rates) => row.extend(rates.map(|lr| format!("{lr:e}: {}", figure_at(lr)))),
+                None => row.extend(["(after the grid)".to_string(), "(after the grid)".to_string()]),
+            }
         }
         row.push(chosen_lr(config, lets, results).map_or("(search unfinished)".into(), |lr| format!("{lr:e}")));
         row.push(search_note(config, lets, results));
@@ -267,8 +286,8 @@ fn search_note(config: &SweepConfig, lets: &[(String, String)], results: &[Resul
         let taken = if config.lr_tie > 0.0 { "the largest" } else { "the first" };
         return format!("all rates scored the same: {taken} is taken");
     }
-    let low = config.lrs.iter().copied().fold(f64::INFINITY, f64::min);
-    let high = config.lrs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let low = scores.iter().map(|(lr, _)| *lr).fold(f64::INFINITY, f64::min);
+    let high = scores.iter().map(|(lr, _)| *lr).fold(f64::NEG_INFINITY, f64::max);
     if let (Some(argmax), Some(lr)) = (argmax, chosen)
         && argmax != lr
     {
@@ -385,10 +404,12 @@ fn chart(config: &SweepConfig, results: &[Result]) -> String {
 fn search_chart(config: &SweepConfig, results: &[Result]) -> String {
     let mut search = results.iter().filter(|r| r.phase == Phase::Search);
     let name = search.find_map(|r| r.held_out.as_ref().map(|(n, _)| n.clone())).unwrap_or_default();
-    let mut lrs = config.lrs.clone();
-    lrs.sort_by(f64::total_cmp);
-    let mut points = Vec::new();
     let cells = searched_cells(results);
+    let mut lrs = config.lrs.clone();
+    lrs.extend(cells.iter().filter_map(|lets| crate::sweep::refinement(config, lets, results)).flatten());
+    lrs.sort_by(f64::total_cmp);
+    lrs.dedup();
+    let mut points = Vec::new();
     for lr in &lrs {
         for lets in &cells {
             let Some((_, figure)) = crate::sweep::search_figure(config, lets, *lr, results) else { continue };
@@ -420,6 +441,7 @@ mod tests {
         let config = SweepConfig {
             search_runs: 1,
             lr_tie: 0.0,
+            refine: false,
             axes: vec![axis("linear", &["gdn", "retnet"]), axis("attn_every", &["2", "4"])],
             lrs: Vec::new(),
             seeds: vec![0, 1, 2],
@@ -463,6 +485,7 @@ mod tests {
         let config = SweepConfig {
             search_runs: 1,
             lr_tie: 0.0,
+            refine: false,
             axes: vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }],
             lrs: vec![3.16e-4, 1e-3, 3.16e-3],
             seeds: vec![0],
@@ -496,6 +519,67 @@ mod tests {
         );
     }
 
+    /// `lr_refine`: the search table gains the refinement's two rates and figures per
+    /// cell, the protocol line says how they are placed, the chart's axis holds every
+    /// rate tried in order, and the edge note reads the refined window: the grid's lowest
+    /// rate best is no edge once half a step below it has scored worse.
+    #[test]
+    fn a_refined_search_shows_its_rates() {
+        let config = SweepConfig {
+            search_runs: 1,
+            lr_tie: 0.0,
+            refine: true,
+            axes: vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }],
+            lrs: vec![1e-3, 3.16e-3, 1e-2],
+            seeds: vec![0],
+            tokens: None,
+            plateau: None,
+        };
+        let search = |lr: f64, held_out: f64| {
+            let mut r = crate::learned::tests::run("gdn", Phase::Search, Some(held_out), held_out);
+            (r.lr, r.seed) = (lr, config.search_seeds()[0]);
+            r
+        };
+        let lets = vec![("linear".to_string(), "gdn".to_string())];
+        let grid = [search(1e-3, 0.8), search(3.16e-3, 0.5), search(1e-2, 0.1)];
+        let text = super::markdown(&config, &grid[..2]);
+        assert!(
+            text.contains("| gdn | 80.0% | 50.0% | — | (after the grid) | (after the grid) | (search unfinished) |"),
+            "{text}"
+        );
+        let text = super::markdown(&config, &grid);
+        assert!(
+            text.contains("| gdn | 80.0% | 50.0% | 10.0% | 5.63e-4: — | 1.78e-3: — | (search unfinished) |"),
+            "{text}"
+        );
+        let mut all = grid.to_vec();
+        all.extend([search(5.63e-4, 0.6), search(1.78e-3, 0.9)]);
+        let text = super::markdown(&config, &all);
+        assert!(
+            text.contains(
+                "| linear | lr 1e-3 | lr 3.16e-3 | lr 1e-2 | refined below | refined above | chosen | note |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("| gdn | 80.0% | 50.0% | 10.0% | 5.63e-4: 60.0% | 1.78e-3: 90.0% | 1.78e-3 |  |"),
+            "{text}"
+        );
+        assert!(text.contains("then refined: the geometric midpoints between that best and its neighbours"), "{text}");
+        let chart = super::search_chart(&config, &all);
+        let ticks: Vec<usize> = ["5.63e-4", "1e-3", "1.78e-3", "3.16e-3", "1e-2"]
+            .iter()
+            .map(|lr| chart.find(&format!(">{lr}<")).unwrap_or_else(|| panic!("{lr} on the axis: {chart}")))
+            .collect();
+        assert!(ticks.windows(2).all(|w| w[0] < w[1]), "the rates in order: {ticks:?}");
+        let low =
+            [search(1e-3, 0.8), search(3.16e-3, 0.5), search(1e-2, 0.1), search(5.63e-4, 0.9), search(1.78e-3, 0.7)];
+        assert_eq!(super::search_note(&config, &lets, &low), "best at the grid's lowest rate: widen it downwards");
+        let inside =
+            [search(1e-3, 0.8), search(3.16e-3, 0.5), search(1e-2, 0.1), search(5.63e-4, 0.7), search(1.78e-3, 0.7)];
+        assert_eq!(super::search_note(&config, &lets, &inside), "", "1e-3 lies inside the refined window");
+    }
+
     /// Runs whose answers fall in groups (MQAR's distance bins) get a section: per cell,
     /// each group's accuracy over the seeds, a dash where a cell's runs lack the group.
     #[test]
@@ -503,6 +587,7 @@ mod tests {
         let config = SweepConfig {
             search_runs: 1,
             lr_tie: 0.0,
+            refine: false,
             axes: vec![Axis { name: "linear".into(), values: vec!["gdn".into(), "retnet".into()] }],
             lrs: Vec::new(),
             seeds: vec![0, 1],

@@ -825,6 +825,62 @@ fn sweep_runs_the_grid_and_resumes() {
     assert_eq!(text(&again.stdout).matches("done before").count(), 12, "{}", text(&again.stdout));
 }
 
+/// `lr_refine = true` with `--jobs 2`: the grid's two rates, then (a second wave) the
+/// refinement around the better one — the midpoint 3.16e-3 and half a step beyond the
+/// better end — then (a third wave) the seed at the best of the four; listed before as
+/// waiting for the search.
+#[test]
+fn a_refined_search_runs_in_three_waves() {
+    let dir = scratch("sweep_refine");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("refine.hyb");
+    std::fs::write(
+        &file,
+        "mixer gdn = gated_deltanet(heads: 2, head_dim: 16, expand_v: 1)\nmixer attn = attention(heads: 2)\n\
+         let linear = gdn\nmodel {\n vocab = 64\n d_model = 32\n layers = linear × 2 with attn every 2\n}\n\
+         train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 2\n steps = 2\n}\n\
+         eval {\n mqar(seq_len: 32, pairs: 4)\n samples = 8\n batch = 4\n}\n\
+         sweep {\n linear = [gdn]\n lr = [1e-3, 1e-2]\n seeds = 1\n lr_refine = true\n}\n",
+    )
+    .expect("writable");
+    let out = dir.join("runs");
+    let args = ["sweep", file.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")];
+    let with = |extra: &[&str]| {
+        let output = hybc(&[&args[..], extra].concat());
+        assert!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
+        text(&output.stdout)
+    };
+    let listed = with(&["--list"]);
+    assert_eq!(listed.matches("\tto run\t").count(), 2, "{listed}");
+    assert!(
+        listed.contains("2\twaits for its search\tlinear=gdn,lr=(refined below the search's best),seed=1,search"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("3\twaits for its search\tlinear=gdn,lr=(refined above the search's best),seed=1,search"),
+        "{listed}"
+    );
+    let jobs = with(&["--jobs", "2"]);
+    assert!(jobs.contains("second wave: each cell's search refined around its best rate"), "{jobs}");
+    assert!(jobs.contains("third wave: the seeds"), "{jobs}");
+    let searched: Vec<String> = std::fs::read_dir(&out)
+        .expect("runs")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(",search"))
+        .collect();
+    assert_eq!(searched.len(), 4, "{searched:?}");
+    assert!(searched.contains(&"linear=gdn,lr=3.16e-3,seed=1,search".to_string()), "the midpoint: {searched:?}");
+    let beyond = ["linear=gdn,lr=3.16e-4,seed=1,search", "linear=gdn,lr=3.16e-2,seed=1,search"];
+    assert_eq!(beyond.iter().filter(|run| searched.contains(&run.to_string())).count(), 1, "{searched:?}");
+    let listed = with(&["--list"]);
+    assert_eq!(listed.matches("\tdone\t").count(), 5, "{listed}");
+    let markdown = std::fs::read_to_string(out.join("results.md")).expect("results.md");
+    let row = markdown.lines().find(|l| l.starts_with("| gdn | ") && l.contains("3.16e-3: ")).expect("the search row");
+    let chosen = listed.lines().find(|l| l.ends_with(",seed=0")).and_then(|l| l.split("lr=").nth(1)).expect("a seed");
+    assert!(row.contains(&format!("| {} |", chosen.trim_end_matches(",seed=0"))), "{row} / {listed}");
+    assert!(markdown.contains("| refined below | refined above | chosen |"), "{markdown}");
+}
+
 /// A PNG of the charts' size at twice the scale (1280 × 800).
 fn assert_png(path: &Path) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -206,6 +206,13 @@ pub struct SweepConfig {
     /// an exact tie. Near the low edge of a learning window a model may learn in some
     /// runs and not others; a larger rate that scores as well is the safer choice.
     pub lr_tie: f64,
+    /// `lr_refine = true`: once a cell's search has finished, it trains the geometric
+    /// midpoints between the best rate and each of its neighbours (half a step beyond
+    /// the grid where the best is at an end), on the same search seeds, and chooses over
+    /// all of them ([`REFINED_RATES`] more a cell). At this size a model's window can be
+    /// narrower than a half-decade step; the refinement halves the step around the
+    /// optimum at a fraction of the cost of a finer grid everywhere.
+    pub refine: bool,
     /// The budget of every run in tokens (none: the train block's steps).
     pub tokens: Option<u64>,
     /// Stop a run once its held-out score has stopped improving.
@@ -223,6 +230,9 @@ pub struct Plateau {
 
 /// The seeds a protocol cell trains when the sweep names none.
 pub const DEFAULT_SEEDS: u64 = 3;
+
+/// The rates `lr_refine` adds to each cell's search: one below its best, one above.
+pub const REFINED_RATES: usize = 2;
 
 impl SweepConfig {
     /// Whether the sweep searches learning rates (more than one to try).
@@ -256,12 +266,17 @@ impl SweepConfig {
         self.axes.iter().map(|a| a.values.len()).product::<usize>()
     }
 
-    /// Runs in the grid: per cell, the search's rates and then the seeds (at the chosen
-    /// rate); without a search, every rate × seed.
+    /// The rates each cell's search trains: the grid's, and the refinement's.
+    pub fn searched_rates(&self) -> usize {
+        self.lrs.len() + if self.refine { REFINED_RATES } else { 0 }
+    }
+
+    /// Runs in the grid: per cell, the search's rates (with their refinement) and then
+    /// the seeds (at the chosen rate); without a search, every rate × seed.
     pub fn len(&self) -> usize {
         let seeds = self.test_seeds().len().max(1);
         if self.searches() {
-            self.cells() * (self.lrs.len() * self.search_seeds().len() + seeds)
+            self.cells() * (self.searched_rates() * self.search_seeds().len() + seeds)
         } else {
             self.cells() * self.lrs.len().max(1) * seeds
         }

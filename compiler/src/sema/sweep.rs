@@ -10,6 +10,7 @@
 //!     seeds  = 3                                   // seeds 0, 1, 2 (or a list: [0, 7])
 //!     search_seeds = 2                             // runs per rate of the search (1)
 //!     lr_tie = 0.01                                // within 1 point of the best: the largest rate
+//!     lr_refine = true                             // then the midpoints around the best
 //!     tokens = 2_000_000                           // every run's budget
 //!     stop   = plateau(patience: 3, min_delta: 0.01)
 //! }
@@ -31,7 +32,7 @@ use super::values::{Args, Cx};
 use crate::ir::train::{Axis, LrSchedule, Plateau, SweepConfig, TrainConfig, budget_steps};
 
 /// The protocol's fields (every other field is a let to vary).
-const FIELDS: &[&str] = &["lr", "seeds", "search_seeds", "lr_tie", "tokens", "stop"];
+const FIELDS: &[&str] = &["lr", "seeds", "search_seeds", "lr_tie", "lr_refine", "tokens", "stop"];
 
 /// The list a sweep field gives, or a diagnostic.
 fn list<'e>(cx: &Cx, name: &str, expr: &'e Expr) -> Option<&'e [Expr]> {
@@ -57,6 +58,7 @@ pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> 
         seeds: Vec::new(),
         search_runs: 1,
         lr_tie: 0.0,
+        refine: false,
         tokens: None,
         plateau: None,
     };
@@ -84,6 +86,10 @@ pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> 
             "lr_tie" => {
                 config.lr_tie = cx.float(expr, "lr_tie", 0.0, 0.5).unwrap_or(0.0);
                 spans.lr_tie = Some(expr.span);
+            }
+            "lr_refine" => {
+                config.refine = cx.bool(expr, "lr_refine").unwrap_or(false);
+                spans.lr_refine = Some(expr.span);
             }
             "tokens" => {
                 config.tokens = cx.float(expr, "tokens", 1.0, 1e15).and_then(|t| whole(cx, expr, t));
@@ -118,6 +124,15 @@ pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> 
                 .help("list several rates to search, e.g. `lr = log_grid(from: 3e-4, to: 3e-3, points: 3)`"),
         );
     }
+    if let Some(span) = spans.lr_refine.filter(|_| config.refine && !config.searches()) {
+        cx.error(
+            Diagnostic::error(
+                "`lr_refine` refines a learning-rate search around its best rate, and this sweep has none",
+            )
+            .at(span, "no search to refine")
+            .help("list several rates to search, e.g. `lr = log_grid(from: 3e-4, to: 3e-3, points: 3)`"),
+        );
+    }
     if block.fields.is_empty() {
         cx.error(
             Diagnostic::error("the sweep block varies nothing")
@@ -143,13 +158,15 @@ struct Spans {
     tokens: Option<Span>,
     search_seeds: Option<Span>,
     lr_tie: Option<Span>,
+    lr_refine: Option<Span>,
     stop: Option<Span>,
 }
 
 fn unknown_field(cx: &Cx, name: &str, span: Span) -> Diagnostic {
     let lets: Vec<&str> = cx.scope.lets.keys().map(String::as_str).collect();
     let diagnostic = Diagnostic::error(format!(
-        "a sweep varies lets or sets `lr`, `seeds`, `search_seeds`, `lr_tie`, `tokens`, `stop`; `{name}` is none"
+        "a sweep varies lets or sets `lr`, `seeds`, `search_seeds`, `lr_tie`, `lr_refine`, `tokens`, `stop`; \
+         `{name}` is none"
     ))
     .at(span, "no let or sweep setting of this name");
     match closest(name, lets.iter().copied().chain(FIELDS.iter().copied())) {
@@ -198,7 +215,8 @@ pub fn log_grid(from: f64, to: f64, points: u64) -> Vec<f64> {
     (0..points).map(|i| round3(from * (ratio * i as f64).exp())).collect()
 }
 
-fn round3(value: f64) -> f64 {
+/// `value` to three significant digits, as a grid's rates are written (`1.78e-3`).
+pub fn round3(value: f64) -> f64 {
     format!("{value:.2e}").parse().expect("a number")
 }
 
