@@ -10,6 +10,11 @@
 //! 4. language-modelling loss barely moves with the ratio — the change of the loss over
 //!    the grid's range of attention share, within ±2 % of the mean loss.
 //!
+//! Beside them, the hypothesis forgetting-MQAR exists to test (overwriting: DeltaNet,
+//! Zoology), judged the same way where a grid has hybrids of both update rules
+//! ([`update_rule`]): in hybrids, the delta rule recalls more than additive updates —
+//! each delta-rule mixer against each additive one, as claim 2 compares.
+//!
 //! A claim whose inputs the grid lacks (no recall task, one ratio, the mixer absent) is
 //! "not tested by this grid", with the reason; one the intervals cannot decide is
 //! "inconclusive". A claim that reads a cell which did not learn ([`crate::learned`]:
@@ -35,6 +40,9 @@ pub struct Observation {
     pub lm_loss: Option<f64>,
     /// Whether the run's cell learned its recall task (true where not judged).
     pub learned: bool,
+    /// How its linear mixer writes the state: `delta`, `additive`, or empty (unknown,
+    /// attention alone, or both).
+    pub update: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +79,7 @@ pub const RECALL_RISES: &str = "Recall rises with the share of attention.";
 pub const BEST_HYBRIDS: &str = "In hybrids, GatedDeltaNet and HGRN-2 do best.";
 pub const RETNET_LEAST: &str = "In hybrids, RetNet gains least from attention.";
 pub const LM_FLAT: &str = "Language-modelling loss barely moves with the ratio.";
+pub const DELTA_OVER_ADDITIVE: &str = "In hybrids, the delta rule recalls more than additive updates.";
 
 /// The relative band within which the language-modelling loss counts as not moving.
 pub const LM_MARGIN: f64 = 0.02;
@@ -84,18 +93,27 @@ const CLAIMS: [(&str, Judge); 4] =
 
 /// Every claim, in the paper's order.
 pub fn evaluate(observations: &[Observation]) -> Vec<Finding> {
+    CLAIMS.iter().map(|(claim, judge)| judged(claim, *judge, observations)).collect()
+}
+
+/// The delta rule against additive updates, where the grid has hybrids of both (none
+/// otherwise: a grid of one rule does not pose the question).
+pub fn update_rule(observations: &[Observation]) -> Option<Finding> {
+    let hybrid = |o: &&Observation| o.recall.is_some() && o.share > 0.0 && o.share < 1.0;
+    let has = |rule: &str| observations.iter().filter(hybrid).any(|o| o.update == rule);
+    (has("delta") && has("additive")).then(|| judged(DELTA_OVER_ADDITIVE, delta_over_additive, observations))
+}
+
+/// A claim judged on every run, and again without the cells that did not learn where
+/// it reads any ([`both_readings`]).
+fn judged(claim: &str, judge: Judge, observations: &[Observation]) -> Finding {
+    let finding = judge(observations);
+    let cells = unlearned_cells(claim, observations);
+    if cells.is_empty() || finding.verdict == Verdict::NotTested {
+        return finding;
+    }
     let learned: Vec<Observation> = observations.iter().filter(|o| o.learned).cloned().collect();
-    CLAIMS
-        .iter()
-        .map(|(claim, judge)| {
-            let finding = judge(observations);
-            let cells = unlearned_cells(claim, observations);
-            if cells.is_empty() || finding.verdict == Verdict::NotTested {
-                return finding;
-            }
-            both_readings(finding, judge(&learned), &cells)
-        })
-        .collect()
+    both_readings(finding, judge(&learned), &cells)
 }
 
 /// The runs a claim reads: recall for the first three (hybrids only for the second,
@@ -104,6 +122,7 @@ fn reads(claim: &str, o: &Observation) -> bool {
     match claim {
         RECALL_RISES => o.recall.is_some(),
         BEST_HYBRIDS => o.recall.is_some() && o.share > 0.0 && o.share < 1.0,
+        DELTA_OVER_ADDITIVE => o.recall.is_some() && o.share > 0.0 && o.share < 1.0 && !o.update.is_empty(),
         RETNET_LEAST => o.recall.is_some() && o.mixer != "none",
         _ => false,
     }
@@ -237,10 +256,23 @@ fn best_hybrids(observations: &[Observation]) -> Finding {
     if named.is_empty() || others.is_empty() {
         return not_tested(BEST_HYBRIDS, "needs hybrids of GatedDeltaNet or HGRN-2 and of another mixer, with recall");
     }
+    let (verdicts, mut parts) = pairwise(&named, &others);
+    let missing: Vec<&str> =
+        ["gated_deltanet", "hgrn2"].into_iter().filter(|m| !named.iter().any(|(n, _)| n == m)).collect();
+    if !missing.is_empty() {
+        parts.push(format!("{} not in the grid", missing.join(", ")));
+    }
+    let evidence = format!("difference of mean recall over hybrids (95 % interval): {}", parts.join("; "));
+    Finding { claim: BEST_HYBRIDS, verdict: all_or_any(&verdicts), evidence }
+}
+
+/// Each of `named` against each of `others` at the ratios both were run at: a verdict
+/// per pair (supported where `named`'s recall is higher) and its line of evidence.
+fn pairwise(named: &[&Mixer], others: &[&Mixer]) -> (Vec<Verdict>, Vec<String>) {
     let mut verdicts = Vec::new();
     let mut parts = Vec::new();
-    for (mixer, points) in &named {
-        for (other, other_points) in &others {
+    for (mixer, points) in named {
+        for (other, other_points) in others {
             let (a, b) = matched(points, other_points);
             if a.is_empty() {
                 parts.push(format!("{mixer} − {other}: no ratio in common"));
@@ -251,13 +283,21 @@ fn best_hybrids(observations: &[Observation]) -> Finding {
             parts.push(format!("{mixer} − {other} {}", against_zero(&estimate, 100.0, " points")));
         }
     }
-    let missing: Vec<&str> =
-        ["gated_deltanet", "hgrn2"].into_iter().filter(|m| !named.iter().any(|(n, _)| n == m)).collect();
-    if !missing.is_empty() {
-        parts.push(format!("{} not in the grid", missing.join(", ")));
+    (verdicts, parts)
+}
+
+/// Every delta-rule mixer against every additive one, over the hybrids.
+fn delta_over_additive(observations: &[Observation]) -> Finding {
+    let mixers = by_mixer(&hybrid_points(observations));
+    let rule_of = |mixer: &str| observations.iter().find(|o| o.mixer == mixer).map(|o| o.update.as_str());
+    let of = |rule: &str| -> Vec<&Mixer> { mixers.iter().filter(|(m, _)| rule_of(m) == Some(rule)).collect() };
+    let (delta, additive) = (of("delta"), of("additive"));
+    if delta.is_empty() || additive.is_empty() {
+        return not_tested(DELTA_OVER_ADDITIVE, "needs hybrids of a delta-rule and of an additive mixer, with recall");
     }
+    let (verdicts, parts) = pairwise(&delta, &additive);
     let evidence = format!("difference of mean recall over hybrids (95 % interval): {}", parts.join("; "));
-    Finding { claim: BEST_HYBRIDS, verdict: all_or_any(&verdicts), evidence }
+    Finding { claim: DELTA_OVER_ADDITIVE, verdict: all_or_any(&verdicts), evidence }
 }
 
 /// Supported when every comparison is, contradicted when any is, else inconclusive
@@ -340,9 +380,9 @@ fn lm_flat(observations: &[Observation]) -> Finding {
     Finding { claim: LM_FLAT, verdict, evidence }
 }
 
-/// The claims as a markdown section.
-pub fn markdown(findings: &[Finding]) -> String {
-    let mut text = String::from("| claim (arXiv 2507.06457) | verdict | what the data shows |\n|---|---|---|\n");
+/// The claims as a markdown table, headed `what` (`claim (arXiv 2507.06457)`, ...).
+pub fn markdown(what: &str, findings: &[Finding]) -> String {
+    let mut text = format!("| {what} | verdict | what the data shows |\n|---|---|---|\n");
     for finding in findings {
         text += &format!("| {} | **{}** | {} |\n", finding.claim, finding.verdict.text(), finding.evidence);
     }
@@ -354,7 +394,18 @@ mod tests {
     use super::*;
 
     fn observation(mixer: &str, share: f64, recall: f64) -> Observation {
-        Observation { mixer: mixer.into(), share, recall: Some(recall), lm_loss: None, learned: true }
+        let update = match mixer {
+            "gated_deltanet" | "deltanet" => "delta",
+            _ => "additive",
+        };
+        Observation {
+            mixer: mixer.into(),
+            share,
+            recall: Some(recall),
+            lm_loss: None,
+            learned: true,
+            update: update.into(),
+        }
     }
 
     /// Three seeds per cell: `recall(share)` plus a seed offset of −0.01, 0, +0.01.
@@ -434,6 +485,7 @@ mod tests {
                         recall: None,
                         lm_loss: Some(loss),
                         learned: true,
+                        update: String::new(),
                     });
                 }
             }
@@ -449,9 +501,38 @@ mod tests {
                 recall: None,
                 lm_loss: Some(*loss),
                 learned: true,
+                update: String::new(),
             })
             .collect();
         assert_eq!(verdict(&evaluate(&noisy), LM_FLAT), Verdict::Inconclusive);
+    }
+
+    /// The update rule: posed only where hybrids of both rules were run; supported when
+    /// every delta-rule mixer beats every additive one, contradicted when an additive one
+    /// beats a delta-rule one (forgetting.hyb's HGRN-2 3:1 against DeltaNet, roughly),
+    /// inconclusive in between; a cell that did not learn is read both ways.
+    #[test]
+    fn the_delta_rule_against_additive_updates() {
+        let shares = [0.25, 0.5];
+        let delta_wins = grid(&[("deltanet", |_| 0.95), ("gated_deltanet", |_| 0.9), ("hgrn2", |_| 0.6)], &shares);
+        let finding = update_rule(&delta_wins).expect("both rules");
+        assert_eq!(finding.verdict, Verdict::Supported, "{finding:#?}");
+        assert!(finding.evidence.contains("deltanet − hgrn2 +35.0 ["), "{}", finding.evidence);
+        assert!(finding.evidence.contains("gated_deltanet − hgrn2 +30.0 ["), "{}", finding.evidence);
+        let split = grid(&[("deltanet", |_| 0.95), ("gated_deltanet", |_| 0.5), ("hgrn2", |_| 0.7)], &shares);
+        assert_eq!(update_rule(&split).expect("both").verdict, Verdict::Contradicted);
+        let close = grid(&[("deltanet", |_| 0.9), ("retnet", |_| 0.895)], &shares);
+        assert_eq!(update_rule(&close).expect("both").verdict, Verdict::Inconclusive);
+        assert_eq!(update_rule(&grid(&[("deltanet", |_| 0.9), ("gated_deltanet", |_| 0.8)], &shares)), None);
+        let pure = grid(&[("deltanet", |_| 0.9), ("hgrn2", |_| 0.1)], &[1.0, 0.0]);
+        assert_eq!(update_rule(&pure), None, "no hybrids: attention alone and pure mixers pose nothing");
+        let mut unlearned = delta_wins.clone();
+        for o in unlearned.iter_mut().filter(|o| o.mixer == "hgrn2") {
+            o.learned = false;
+        }
+        let finding = update_rule(&unlearned).expect("both rules");
+        assert_eq!(finding.verdict, Verdict::DidNotLearn, "without hgrn2 no additive mixer is left: {finding:#?}");
+        assert!(finding.evidence.contains("hgrn2 at 25 % attention"), "{}", finding.evidence);
     }
 
     /// The rising table of the first test, but RetNet's 1:1 cell did not learn: a claim

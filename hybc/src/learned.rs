@@ -105,6 +105,7 @@ pub(crate) mod tests {
             attention_share: 0.25,
             chance: Some(0.125),
             by_group: Vec::new(),
+            update: String::new(),
         }
     }
 

@@ -242,6 +242,11 @@ pub struct Result {
     /// key–query distance bins, a needle's depth or distance), in order.
     #[serde(default)]
     pub by_group: Vec<(String, String, f64)>,
+    /// How the linear mixers write their state: `delta` (the delta rule) or `additive`;
+    /// empty for attention alone, a model mixing both, or results written before it was
+    /// recorded.
+    #[serde(default)]
+    pub update: String,
 }
 
 /// Higher is better: accuracy, or minus a perplexity.
@@ -632,6 +637,7 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         attention_share,
         chance,
         by_group,
+        update: update_rule(&model),
     };
     // Written whole, then renamed: another shard reading it sees all of it or nothing.
     let (done, partial) = (dir.join("result.json"), dir.join("result.json.tmp"));
@@ -663,6 +669,28 @@ fn composition(model: &Model) -> (String, f64) {
     }
     let label = if linear.is_empty() { "none".to_string() } else { linear.join("+") };
     (label, attention as f64 / model.layers.len().max(1) as f64)
+}
+
+/// `delta` when every linear mixer of the model (routed branches included) writes by the
+/// delta rule, `additive` when every one adds to a decayed state, else empty.
+fn update_rule(model: &Model) -> String {
+    use hyb_compiler::ir::{MixerKind, Update};
+    fn rules(kind: &MixerKind, found: &mut Vec<&'static str>) {
+        match kind {
+            MixerKind::Linear(linear) => found.push(match linear.update {
+                Update::Delta { .. } => "delta",
+                Update::Additive => "additive",
+            }),
+            MixerKind::Routed(routed) => routed.branches.iter().for_each(|b| rules(&b.kind, found)),
+            MixerKind::Attention(_) => {}
+        }
+    }
+    let mut found = Vec::new();
+    model.layers.iter().for_each(|layer| rules(&model.mixers[layer.mixer].kind, &mut found));
+    match found.first() {
+        Some(first) if found.iter().all(|rule| rule == first) => first.to_string(),
+        _ => String::new(),
+    }
 }
 
 /// How `--jobs` runs a sweep's shards.
@@ -868,6 +896,7 @@ mod tests {
             attention_share: 0.0,
             chance: None,
             by_group: Vec::new(),
+            update: String::new(),
         }
     }
 

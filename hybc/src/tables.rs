@@ -80,9 +80,16 @@ fn markdown(config: &SweepConfig, results: &[Result]) -> String {
         text += &search_table(config, results);
     }
     text += "\n## The paper's claims\n\n";
-    text += &claims::markdown(&claims::evaluate(&observations(results)));
+    let observations = observations(results);
+    text += &claims::markdown("claim (arXiv 2507.06457)", &claims::evaluate(&observations));
     text += "\nEach claim is judged on the measured runs (each a seed at its cell's learning rate); intervals are \
              two-sided 95 %. \"Not tested\" means the grid lacks what the claim needs.\n";
+    if let Some(finding) = claims::update_rule(&observations) {
+        text += "\n## The update rule\n\n";
+        text += &claims::markdown("hypothesis (overwriting: what forgetting-MQAR tests)", &[finding]);
+        text += "\nDelta-rule mixers (DeltaNet, GatedDeltaNet) replace a key's old value; additive ones (HGRN, \
+                 HGRN-2, GLA, RetNet) add the new beside it. Judged as the claims are.\n";
+    }
     text += "\n## Runs\n\n";
     text += &runs_table(config, results);
     text
@@ -345,8 +352,20 @@ pub(crate) fn observations(results: &[Result]) -> Vec<Observation> {
             recall: r.accuracy.iter().find(|(name, _)| !is_perplexity(name)).map(|(_, a)| *a),
             lm_loss: r.accuracy.iter().find(|(name, _)| is_perplexity(name)).map(|(_, p)| p.ln()),
             learned: crate::learned::learned(&r.lets, results),
+            update: if r.update.is_empty() { family_update(&r.mixer).into() } else { r.update.clone() },
         })
         .collect()
+}
+
+/// The update rule of one of fla's families by its preset's name (`retnet` also the
+/// study files' spelled-out RetNet), for results written before the rule was recorded;
+/// empty for any other name.
+fn family_update(mixer: &str) -> &'static str {
+    match mixer {
+        "gated_deltanet" | "deltanet" => "delta",
+        "hgrn" | "hgrn2" | "gla" | "retnet" => "additive",
+        _ => "",
+    }
 }
 
 fn csv(config: &SweepConfig, results: &[Result]) -> String {
@@ -578,6 +597,39 @@ mod tests {
         let inside =
             [search(1e-3, 0.8), search(3.16e-3, 0.5), search(1e-2, 0.1), search(5.63e-4, 0.7), search(1.78e-3, 0.7)];
         assert_eq!(super::search_note(&config, &lets, &inside), "", "1e-3 lies inside the refined window");
+    }
+
+    /// The update-rule section: present where hybrids of both rules were measured, the
+    /// rule read from the result (a mixer of the user's own name, recorded `delta`) or,
+    /// for results written before it was, from fla's family names; absent otherwise.
+    #[test]
+    fn the_report_compares_update_rules_where_both_were_run() {
+        let config = SweepConfig {
+            search_runs: 1,
+            lr_tie: 0.0,
+            refine: false,
+            axes: vec![Axis { name: "linear".into(), values: vec!["mine".into(), "retnet".into()] }],
+            lrs: Vec::new(),
+            seeds: vec![0, 1, 2],
+            tokens: None,
+            plateau: None,
+        };
+        let runs = |mixer: &str, update: &str, recall: f64| -> Vec<Result> {
+            (0..3)
+                .map(|seed| {
+                    let mut r = crate::learned::tests::run(mixer, Phase::Seed, None, recall + 0.01 * seed as f64);
+                    (r.seed, r.update) = (seed, update.to_string());
+                    r
+                })
+                .collect()
+        };
+        let results = [runs("mine", "delta", 0.9), runs("retnet", "", 0.5)].concat();
+        let text = super::markdown(&config, &results);
+        let section = text.split("## The update rule").nth(1).expect("the section");
+        assert!(section.contains("| In hybrids, the delta rule recalls more than additive updates. | **supported** |"));
+        assert!(section.contains("mine − retnet +40.0 ["), "{section}");
+        let unknown = [runs("mine", "", 0.9), runs("retnet", "", 0.5)].concat();
+        assert!(!super::markdown(&config, &unknown).contains("## The update rule"), "one rule known: no question");
     }
 
     /// Runs whose answers fall in groups (MQAR's distance bins) get a section: per cell,

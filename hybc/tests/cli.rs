@@ -879,6 +879,8 @@ fn a_refined_search_runs_in_three_waves() {
     let chosen = listed.lines().find(|l| l.ends_with(",seed=0")).and_then(|l| l.split("lr=").nth(1)).expect("a seed");
     assert!(row.contains(&format!("| {} |", chosen.trim_end_matches(",seed=0"))), "{row} / {listed}");
     assert!(markdown.contains("| refined below | refined above | chosen |"), "{markdown}");
+    let result = std::fs::read_to_string(out.join(&searched[0]).join("result.json")).expect("a result");
+    assert!(result.contains("\"update\": \"delta\""), "GatedDeltaNet's rule recorded: {result}");
 }
 
 /// A PNG of the charts' size at twice the scale (1280 × 800).
