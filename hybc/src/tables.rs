@@ -448,6 +448,18 @@ mod tests {
 
     use crate::sweep::{Phase, Result};
 
+    /// A protocol over `axes` with rates `lrs` and `seeds`, nothing else set.
+    fn protocol(axes: Vec<Axis>, lrs: Vec<f64>, seeds: Vec<u64>) -> SweepConfig {
+        SweepConfig { search_runs: 1, lr_tie: 0.0, refine: false, axes, lrs, seeds, tokens: None, plateau: None }
+    }
+
+    /// A finished search run of the `gdn` cell at `lr`, its held-out and test scores both `held_out`.
+    fn gdn_search(config: &SweepConfig, lr: f64, held_out: f64) -> Result {
+        let mut r = crate::learned::tests::run("gdn", Phase::Search, Some(held_out), held_out);
+        (r.lr, r.seed) = (lr, config.search_seeds()[0]);
+        r
+    }
+
     /// Three seeds per cell; RetNet's best held-out score is 14 % against MQAR's chance
     /// of 12.5 % (8 pairs): the report marks its cells, and the claims that read them
     /// are judged with and without them.
@@ -457,16 +469,11 @@ mod tests {
             name: name.into(),
             values: values.iter().map(|v| v.to_string()).collect(),
         };
-        let config = SweepConfig {
-            search_runs: 1,
-            lr_tie: 0.0,
-            refine: false,
-            axes: vec![axis("linear", &["gdn", "retnet"]), axis("attn_every", &["2", "4"])],
-            lrs: Vec::new(),
-            seeds: vec![0, 1, 2],
-            tokens: None,
-            plateau: None,
-        };
+        let config = protocol(
+            vec![axis("linear", &["gdn", "retnet"]), axis("attn_every", &["2", "4"])],
+            Vec::new(),
+            vec![0, 1, 2],
+        );
         let mut results: Vec<Result> = Vec::new();
         for (mixer, level) in [("gdn", 0.8), ("retnet", 0.12)] {
             for (every, share) in [("2", 0.5), ("4", 0.25)] {
@@ -501,21 +508,12 @@ mod tests {
     /// sending the window past an edge the tie does not show to be best.
     #[test]
     fn a_tied_search_says_so() {
-        let config = SweepConfig {
-            search_runs: 1,
-            lr_tie: 0.0,
-            refine: false,
-            axes: vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }],
-            lrs: vec![3.16e-4, 1e-3, 3.16e-3],
-            seeds: vec![0],
-            tokens: None,
-            plateau: None,
-        };
-        let search = |lr: f64, held_out: f64| {
-            let mut r = crate::learned::tests::run("gdn", Phase::Search, Some(held_out), held_out);
-            (r.lr, r.seed) = (lr, config.search_seeds()[0]);
-            r
-        };
+        let config = protocol(
+            vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }],
+            vec![3.16e-4, 1e-3, 3.16e-3],
+            vec![0],
+        );
+        let search = |lr: f64, held_out: f64| gdn_search(&config, lr, held_out);
         let lets = vec![("linear".to_string(), "gdn".to_string())];
         let tied = [search(3.16e-4, 1.0), search(1e-3, 1.0), search(3.16e-3, 0.1)];
         assert_eq!(super::search_note(&config, &lets, &tied), "tied with 1e-3 (the first of a tie is taken)");
@@ -545,20 +543,14 @@ mod tests {
     #[test]
     fn a_refined_search_shows_its_rates() {
         let config = SweepConfig {
-            search_runs: 1,
-            lr_tie: 0.0,
             refine: true,
-            axes: vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }],
-            lrs: vec![1e-3, 3.16e-3, 1e-2],
-            seeds: vec![0],
-            tokens: None,
-            plateau: None,
+            ..protocol(
+                vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }],
+                vec![1e-3, 3.16e-3, 1e-2],
+                vec![0],
+            )
         };
-        let search = |lr: f64, held_out: f64| {
-            let mut r = crate::learned::tests::run("gdn", Phase::Search, Some(held_out), held_out);
-            (r.lr, r.seed) = (lr, config.search_seeds()[0]);
-            r
-        };
+        let search = |lr: f64, held_out: f64| gdn_search(&config, lr, held_out);
         let lets = vec![("linear".to_string(), "gdn".to_string())];
         let grid = [search(1e-3, 0.8), search(3.16e-3, 0.5), search(1e-2, 0.1)];
         let text = super::markdown(&config, &grid[..2]);
@@ -604,16 +596,11 @@ mod tests {
     /// for results written before it was, from fla's family names; absent otherwise.
     #[test]
     fn the_report_compares_update_rules_where_both_were_run() {
-        let config = SweepConfig {
-            search_runs: 1,
-            lr_tie: 0.0,
-            refine: false,
-            axes: vec![Axis { name: "linear".into(), values: vec!["mine".into(), "retnet".into()] }],
-            lrs: Vec::new(),
-            seeds: vec![0, 1, 2],
-            tokens: None,
-            plateau: None,
-        };
+        let config = protocol(
+            vec![Axis { name: "linear".into(), values: vec!["mine".into(), "retnet".into()] }],
+            Vec::new(),
+            vec![0, 1, 2],
+        );
         let runs = |mixer: &str, update: &str, recall: f64| -> Vec<Result> {
             (0..3)
                 .map(|seed| {
@@ -636,16 +623,11 @@ mod tests {
     /// each group's accuracy over the seeds, a dash where a cell's runs lack the group.
     #[test]
     fn the_report_tables_accuracy_by_group() {
-        let config = SweepConfig {
-            search_runs: 1,
-            lr_tie: 0.0,
-            refine: false,
-            axes: vec![Axis { name: "linear".into(), values: vec!["gdn".into(), "retnet".into()] }],
-            lrs: Vec::new(),
-            seeds: vec![0, 1],
-            tokens: None,
-            plateau: None,
-        };
+        let config = protocol(
+            vec![Axis { name: "linear".into(), values: vec!["gdn".into(), "retnet".into()] }],
+            Vec::new(),
+            vec![0, 1],
+        );
         let set = "mqar(seq_len: 64, pairs: 8)".to_string();
         let mut results = Vec::new();
         for (mixer, near, far) in [("gdn", [0.9, 0.8], [0.7, 0.5]), ("retnet", [0.6, 0.4], [0.1, 0.1])] {

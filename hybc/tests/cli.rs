@@ -769,11 +769,7 @@ fn sweep_runs_the_grid_and_resumes() {
     .expect("writable");
     let out = dir.join("runs");
     let args = ["sweep", file.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")];
-    let with = |extra: &[&str]| {
-        let output = hybc(&[&args[..], extra].concat());
-        assert!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
-        text(&output.stdout)
-    };
+    let with = |extra: &[&str]| sweep_with(&file, &out, extra);
     // As a cluster runs it: the list, two shards as array jobs, a report between them.
     let listed = with(&["--list"]);
     assert_eq!(listed.matches("\tto run\t").count(), 8, "{listed}");
@@ -844,12 +840,7 @@ fn a_refined_search_runs_in_three_waves() {
     )
     .expect("writable");
     let out = dir.join("runs");
-    let args = ["sweep", file.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")];
-    let with = |extra: &[&str]| {
-        let output = hybc(&[&args[..], extra].concat());
-        assert!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
-        text(&output.stdout)
-    };
+    let with = |extra: &[&str]| sweep_with(&file, &out, extra);
     let listed = with(&["--list"]);
     assert_eq!(listed.matches("\tto run\t").count(), 2, "{listed}");
     assert!(
@@ -881,6 +872,15 @@ fn a_refined_search_runs_in_three_waves() {
     assert!(markdown.contains("| refined below | refined above | chosen |"), "{markdown}");
     let result = std::fs::read_to_string(out.join(&searched[0]).join("result.json")).expect("a result");
     assert!(result.contains("\"update\": \"delta\""), "GatedDeltaNet's rule recorded: {result}");
+}
+
+/// `hybc sweep FILE --out OUT` with `extra` arguments: its standard output, the test
+/// failing with both outputs if it fails.
+fn sweep_with(file: &Path, out: &Path, extra: &[&str]) -> String {
+    let args = ["sweep", file.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")];
+    let output = hybc(&[&args[..], extra].concat());
+    assert!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
+    text(&output.stdout)
 }
 
 /// A PNG of the charts' size at twice the scale (1280 × 800).
