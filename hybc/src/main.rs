@@ -244,13 +244,18 @@ enum Command {
         /// Train only every n-th run from the i-th (`i/n`, 0 ≤ i < n): one job of an array.
         #[arg(long, value_name = "i/n", conflicts_with = "report")]
         shard: Option<sweep::Shard>,
+        /// Train only these runs of the grid, by the indices --list prints (what --jobs
+        /// hands each of its processes).
+        #[arg(long, value_name = "i,j,…", hide = true, conflicts_with_all = ["list", "shard", "report"])]
+        runs: Option<sweep::RunList>,
         /// Write the tables from the runs finished so far, training nothing.
         #[arg(long)]
         report: bool,
-        /// Train N runs at once, the cores split between them: N `--shard i/N` processes
-        /// of this binary (logs in the sweep's `shard-i.log`), then the report. On a GPU
-        /// target each shard gets a GPU of those visible, round robin (`CUDA_VISIBLE_DEVICES`).
-        #[arg(long, value_name = "N", conflicts_with_all = ["list", "shard", "report"],
+        /// Train N runs at once, the cores split between them: waves of N processes of
+        /// this binary, each dealt an equal share of the runs that can train and are not
+        /// done (logs in the sweep's `shard-i.log`), then the report. On a GPU target each
+        /// process gets a GPU of those visible, round robin (`CUDA_VISIBLE_DEVICES`).
+        #[arg(long, value_name = "N", conflicts_with_all = ["list", "shard", "report", "runs"],
               value_parser = clap::value_parser!(u16).range(1..))]
         jobs: Option<u16>,
         /// With --jobs on a GPU target: let shards that share a GPU take turns on it
@@ -416,8 +421,8 @@ fn main() -> ExitCode {
             let stored = if dtype == ExportDtype::Bf16 { Stored::Bf16 } else { Stored::F32 };
             checkpoint_of(&ckpt).and_then(|ckpt| export_fla(&file, &ckpt, &output, stored))
         }
-        Command::Sweep { file, out, target, list, shard, report, jobs: Some(jobs), no_mps, sets } if jobs > 1 => {
-            let _ = (list, shard, report);
+        Command::Sweep { file, out, target, list, shard, runs, report, jobs: Some(jobs), no_mps, sets } if jobs > 1 => {
+            let _ = (list, shard, runs, report);
             install_interrupt().and_then(|interrupt| {
                 let options = sweep::Jobs { count: jobs, mps: !no_mps, interrupt: Some(&interrupt) };
                 match sweep::jobs(&file, out.as_deref(), target, &sets, &options) {
@@ -433,13 +438,14 @@ fn main() -> ExitCode {
         Command::Sweep { no_mps: true, .. } => {
             Err(Failure::Usage("--no-mps concerns several shards on one GPU; with --jobs 1 none share one".into()))
         }
-        Command::Sweep { file, out, target, list, shard, report, sets, .. } => {
+        Command::Sweep { file, out, target, list, shard, runs, report, sets, .. } => {
             let mode = if list {
                 sweep::Mode::List(shard)
             } else if report {
                 sweep::Mode::Report
             } else {
-                sweep::Mode::Train(shard)
+                let selection = runs.map(|r| sweep::Selection::Runs(r.0)).or(shard.map(sweep::Selection::Shard));
+                sweep::Mode::Train(selection)
             };
             no_flag_and_set(&sets, &[("target", target.is_some())])
                 .and_then(|()| run_sweep(&file, out.as_deref(), target, &sets, mode))

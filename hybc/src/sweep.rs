@@ -165,10 +165,11 @@ fn grid(config: &SweepConfig) -> Vec<Run> {
 }
 
 /// What `hybc sweep` does with the grid.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Train the runs not done (those of one shard), then write the tables.
-    Train(Option<Shard>),
+    /// Train the runs not done (those of one shard, or of a list), then write the tables
+    /// (not for a shard or a list: their caller reports).
+    Train(Option<Selection>),
     /// Print the runs (those of one shard), each with whether it is done.
     List(Option<Shard>),
     /// Write the tables from the finished runs.
@@ -197,6 +198,37 @@ impl std::str::FromStr for Shard {
 impl Shard {
     fn holds(self, run: usize) -> bool {
         run % self.count == self.index
+    }
+}
+
+/// The runs one process of a sweep trains: an array job's shard, or the runs of the
+/// grid by index (`--runs`, what `--jobs` hands each of its processes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    Shard(Shard),
+    Runs(Vec<usize>),
+}
+
+impl Selection {
+    fn holds(&self, run: usize) -> bool {
+        match self {
+            Selection::Shard(shard) => shard.holds(run),
+            Selection::Runs(runs) => runs.contains(&run),
+        }
+    }
+}
+
+/// `--runs 3,7,11`: runs of the grid by the indices `--list` prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunList(pub Vec<usize>);
+
+impl std::str::FromStr for RunList {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<RunList, String> {
+        let runs: Option<Vec<usize>> = text.split(',').map(|i| i.trim().parse().ok()).collect();
+        let runs = runs.filter(|runs| !runs.is_empty());
+        runs.map(RunList).ok_or_else(|| format!("`{text}` is not a list of run indices, e.g. 3,7,11"))
     }
 }
 
@@ -483,14 +515,19 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
     overridden_sets(config, setup.sets)?;
     let out = directory(file, setup.out);
     let runs = grid(config);
-    let shard = match mode {
+    let selection = match mode {
         Mode::List(shard) => {
             list(console, &out, config, &runs, shard);
             return Ok(None);
         }
         Mode::Report => return report(console, &out, config, runs.len()),
-        Mode::Train(shard) => shard,
+        Mode::Train(selection) => selection,
     };
+    if let Some(Selection::Runs(listed)) = &selection
+        && let Some(past) = listed.iter().find(|index| **index >= runs.len())
+    {
+        return Err(format!("the grid has runs 0 to {}; there is no run {past}", runs.len() - 1));
+    }
     console.line(&format!("sweep {}: {} runs into {}", file.display(), runs.len(), out.display()));
     if let (Some(tokens), Some(train)) = (config.tokens, root.train.as_ref()) {
         let steps = budget_steps(tokens, train);
@@ -501,7 +538,7 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
     }
     let mut waiting = 0;
     for (index, run) in runs.iter().enumerate() {
-        if shard.is_some_and(|shard| !shard.holds(index)) {
+        if selection.as_ref().is_some_and(|selection| !selection.holds(index)) {
             continue;
         }
         let Some(run) = resolve(config, run, &finished_search(&out, config)) else {
@@ -529,12 +566,12 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
             "{waiting} run(s) wait for their cell's learning-rate search: run the sweep again once it is done"
         ));
     }
-    if let Some(shard) = shard {
-        let (index, count) = (shard.index, shard.count);
-        console.line(&format!(
-            "shard {index}/{count} done; `hybc sweep {} --report` gathers the finished runs",
-            file.display()
-        ));
+    if let Some(selection) = selection {
+        let which = match selection {
+            Selection::Shard(shard) => format!("shard {}/{}", shard.index, shard.count),
+            Selection::Runs(runs) => format!("runs {runs:?}"),
+        };
+        console.line(&format!("{which} done; `hybc sweep {} --report` gathers the finished runs", file.display()));
         return Ok(None);
     }
     report(console, &out, config, runs.len())
@@ -704,10 +741,14 @@ pub struct Jobs<'a> {
     pub interrupt: Option<&'a crate::interrupt::Interrupt>,
 }
 
-/// `--jobs n`: the sweep as `n` shards at once, each a process of this binary with
-/// `1/n` of the cores (`--threads`), its output in `<out>/shard-<i>.log`; with a
-/// learning-rate search, a second wave trains the seeds the first left waiting; then
-/// the report of every finished run. `Ok(Some(status))` when a signal stopped it.
+/// `--jobs n`: the sweep in waves of up to `n` processes of this binary at once, each
+/// with `1/n` of the cores (`--threads`) and its output in `<out>/shard-<i>.log`. Each
+/// wave deals the runs that can train now and are not done ([`to_run`]) round robin
+/// over the processes (`--runs`), so a sweep resumed after a kill or after array jobs
+/// is shared evenly; with a learning-rate search a second wave trains what the first
+/// left waiting (the seeds, or with `lr_refine` the refinement and then a third wave
+/// the seeds); then the report of every finished run. `Ok(Some(status))` when a signal
+/// stopped it.
 pub fn jobs(
     file: &Path,
     out: Option<&Path>,
@@ -716,14 +757,14 @@ pub fn jobs(
     options: &Jobs,
 ) -> std::result::Result<Option<u8>, String> {
     let jobs = options.count;
-    let compilation = hyb_compiler::pipeline::check_path_with(file, sets).ok();
-    let config = compilation.as_ref().and_then(|c| c.model().and_then(|m| m.sweep.clone()));
-    if let Some(config) = &config {
-        overridden_sets(config, sets)?;
-    }
-    let searches = config.as_ref().is_some_and(SweepConfig::searches);
-    let model = compilation.as_ref().and_then(|c| c.model());
-    let on_gpu = model.is_some_and(|model| crate::chosen_target(target, model).is_gpu());
+    let compilation =
+        hyb_compiler::pipeline::check_path_with(file, sets).map_err(|e| format!("cannot read the sweep: {e}"))?;
+    let Some(model) = compilation.model() else {
+        return Err(format!("`{}` does not check:\n{}", file.display(), compilation.render()));
+    };
+    let config = model.sweep.clone().ok_or_else(|| format!("`{}` has no sweep block", file.display()))?;
+    overridden_sets(&config, sets)?;
+    let on_gpu = crate::chosen_target(target, model).is_gpu();
     if !options.mps && !on_gpu {
         return Err("--no-mps concerns shards on a GPU; this sweep trains on the CPU".into());
     }
@@ -744,21 +785,27 @@ pub fn jobs(
         println!("{line}");
     }
     let stopped = || options.interrupt.and_then(|i| i.received());
-    let refines = config.as_ref().is_some_and(|c| c.refine);
-    let waves = 1 + usize::from(searches) + usize::from(refines);
-    for wave in 0..waves {
-        match (wave, refines) {
-            (1, true) => println!("second wave: each cell's search refined around its best rate"),
-            (1, false) => println!("second wave: the seeds at each cell's chosen learning rate"),
-            (2, _) => println!("third wave: the seeds at each cell's chosen learning rate"),
-            _ => {}
+    let mut dealt: Vec<usize> = Vec::new();
+    for wave in ["first", "second", "third"] {
+        let pending = to_run(&out, &config);
+        if pending.is_empty() {
+            break;
         }
-        let finished = shards(&binary, &common, &out, jobs, wave > 0, devices.as_deref(), &sharing);
+        let indices: Vec<usize> = pending.iter().map(|(index, _)| *index).collect();
+        if indices == dealt {
+            return Err(format!("runs {indices:?} did not finish in the wave before: see the shards' logs"));
+        }
+        if wave != "first" {
+            println!("{wave} wave: {}", describe_wave(&pending));
+        }
+        let lists = deal(&indices, usize::from(jobs));
+        let finished = shards(&binary, &common, &out, &lists, wave != "first", devices.as_deref(), &sharing);
         if let Some((signal, status)) = stopped() {
             println!("stopped by {signal}: each shard at a checkpoint; running the sweep again continues it");
             return Ok(Some(status));
         }
         finished?;
+        dealt = indices;
     }
     drop(sharing);
     let status = std::process::Command::new(&binary)
@@ -768,6 +815,40 @@ pub fn jobs(
         .status()
         .map_err(|e| format!("cannot run the report: {e}"))?;
     if status.success() { Ok(None) } else { Err("the report failed".into()) }
+}
+
+/// The runs that can train now and are not done, by grid index: a seed whose cell's
+/// rate is chosen, a refining run whose cell's grid has finished, any other run.
+fn to_run(out: &Path, config: &SweepConfig) -> Vec<(usize, Run)> {
+    let search = finished_search(out, config);
+    grid(config)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, run)| {
+            resolve(config, run, &search).is_some_and(|r| !out.join(r.dir()).join("result.json").is_file())
+        })
+        .collect()
+}
+
+/// What a wave after the first trains, from its runs as the grid lists them.
+fn describe_wave(pending: &[(usize, Run)]) -> &'static str {
+    if pending.iter().all(|(_, run)| run.phase == Phase::Seed) {
+        "the seeds at each cell's chosen learning rate"
+    } else if pending.iter().any(|(_, run)| run.refine.is_some()) {
+        "each cell's search refined around its best rate"
+    } else {
+        "the runs left"
+    }
+}
+
+/// `runs` dealt round robin into at most `jobs` non-empty lists.
+fn deal(runs: &[usize], jobs: usize) -> Vec<Vec<usize>> {
+    let count = jobs.min(runs.len());
+    let mut lists = vec![Vec::new(); count];
+    for (i, run) in runs.iter().enumerate() {
+        lists[i % count].push(*run);
+    }
+    lists
 }
 
 /// Each shard's GPU on a GPU target: round robin over the GPUs this process sees
@@ -781,29 +862,31 @@ fn gpus_for(jobs: u16) -> std::result::Result<Vec<String>, String> {
     Ok(placed)
 }
 
-/// One wave: `jobs` shards as child processes, each logging to `shard-<i>.log` (a
-/// later wave appends to the first's log), each on its own GPU of `devices` if given,
-/// in `sharing`'s environment.
+/// One wave: a child process per list of runs (`--runs`), each logging to
+/// `shard-<i>.log` (a later wave appends to the first's log), each on its own GPU of
+/// `devices` if given, in `sharing`'s environment.
 fn shards(
     binary: &Path,
     common: &[String],
     out: &Path,
-    jobs: u16,
+    lists: &[Vec<usize>],
     append: bool,
     devices: Option<&[String]>,
     sharing: &crate::mps::Sharing,
 ) -> std::result::Result<(), String> {
+    let jobs = lists.len();
     let mut children = Vec::new();
-    for index in 0..jobs {
+    for (index, runs) in lists.iter().enumerate() {
         let log_path = out.join(format!("shard-{index}.log"));
         let log = std::fs::OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(&log_path);
         let log = log.map_err(|e| format!("cannot create `{}`: {e}", log_path.display()))?;
         let errors = log.try_clone().map_err(|e| e.to_string())?;
         let mut args = common.to_vec();
-        args.extend(["--shard".to_string(), format!("{index}/{jobs}")]);
+        let runs: Vec<String> = runs.iter().map(usize::to_string).collect();
+        args.extend(["--runs".to_string(), runs.join(",")]);
         let mut command = std::process::Command::new(binary);
         if let Some(devices) = devices {
-            command.env("CUDA_VISIBLE_DEVICES", &devices[usize::from(index)]);
+            command.env("CUDA_VISIBLE_DEVICES", &devices[index]);
         }
         command.envs(sharing.environment());
         let child = command.args(&args).stdout(log).stderr(errors).spawn();

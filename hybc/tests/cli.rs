@@ -799,6 +799,11 @@ fn sweep_runs_the_grid_and_resumes() {
     assert!(out.join("shard-0.log").is_file() && out.join("shard-1.log").is_file(), "{jobs}");
     assert!(jobs.contains("second wave"), "a search leaves seeds for a second wave: {jobs}");
     assert!(std::fs::read_to_string(out.join("shard-1.log")).expect("a log").contains("[12/12]"), "{jobs}");
+    // The runs shard 0/2 left (the odd searches) dealt over both processes, not left to
+    // the one whose shard they were.
+    let first = std::fs::read_to_string(out.join("shard-0.log")).expect("a log");
+    assert!(first.contains("\n[2/12] linear=gdn,attn_every=2,lr=3e-3,seed=1,search\n"), "{first}");
+    assert!(first.contains("\n[6/12] linear=gla,attn_every=2,lr=3e-3,seed=1,search\n"), "{first}");
     let bad = hybc(&[&args[..], &["--shard", "2/2"]].concat());
     assert_eq!(bad.status.code(), Some(2), "a shard index past the count is a usage error");
     let first = hybc(&args);
