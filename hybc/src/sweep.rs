@@ -795,9 +795,7 @@ pub fn jobs(
         if indices == dealt {
             return Err(format!("runs {indices:?} did not finish in the wave before: see the shards' logs"));
         }
-        if wave != "first" {
-            println!("{wave} wave: {}", describe_wave(&pending));
-        }
+        println!("{wave} wave: {}", describe_wave(&pending));
         let lists = deal(&indices, usize::from(jobs));
         let finished = shards(&binary, &common, &out, &lists, wave != "first", devices.as_deref(), &sharing);
         if let Some((signal, status)) = stopped() {
@@ -830,15 +828,19 @@ fn to_run(out: &Path, config: &SweepConfig) -> Vec<(usize, Run)> {
         .collect()
 }
 
-/// What a wave after the first trains, from its runs as the grid lists them.
-fn describe_wave(pending: &[(usize, Run)]) -> &'static str {
-    if pending.iter().all(|(_, run)| run.phase == Phase::Seed) {
+/// What a wave trains, from its runs as the grid lists them.
+fn describe_wave(pending: &[(usize, Run)]) -> String {
+    let all = |test: fn(&Run) -> bool| pending.iter().all(|(_, run)| test(run));
+    let what = if all(|run| run.phase == Phase::Seed) {
         "the seeds at each cell's chosen learning rate"
-    } else if pending.iter().any(|(_, run)| run.refine.is_some()) {
+    } else if all(|run| run.refine.is_some()) {
         "each cell's search refined around its best rate"
+    } else if all(|run| run.phase == Phase::Search && run.refine.is_none()) {
+        "each cell's learning-rate search"
     } else {
-        "the runs left"
-    }
+        "the runs that can train"
+    };
+    format!("{} run(s), {what}", pending.len())
 }
 
 /// `runs` dealt round robin into at most `jobs` non-empty lists.

@@ -857,8 +857,9 @@ fn a_refined_search_runs_in_three_waves() {
         "{listed}"
     );
     let jobs = with(&["--jobs", "2"]);
-    assert!(jobs.contains("second wave: each cell's search refined around its best rate"), "{jobs}");
-    assert!(jobs.contains("third wave: the seeds"), "{jobs}");
+    assert!(jobs.contains("first wave: 2 run(s), each cell's learning-rate search"), "{jobs}");
+    assert!(jobs.contains("second wave: 2 run(s), each cell's search refined around its best rate"), "{jobs}");
+    assert!(jobs.contains("third wave: 1 run(s), the seeds at each cell's chosen learning rate"), "{jobs}");
     let searched: Vec<String> = std::fs::read_dir(&out)
         .expect("runs")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
