@@ -175,30 +175,57 @@ impl Staging {
     }
 }
 
-/// Time spent per kernel (or instruction kind), when profiling.
+/// Time spent per kernel (or instruction kind), when profiling. An instruction's first
+/// run is kept apart: it pays one-time costs (the driver loading a module's code on
+/// first launch, a GEMM library choosing and loading its kernel for a shape) that on a
+/// GPU can outweigh a short profile's every later call of that kernel together.
 #[derive(Default, Debug)]
 pub struct Profile {
+    /// Seconds and calls per label, first runs left out.
     pub seconds: std::collections::BTreeMap<String, (f64, usize)>,
+    /// Seconds and calls per label of each instruction's first run.
+    pub first: std::collections::BTreeMap<String, (f64, usize)>,
+    /// The instructions run so far, by index.
+    ran: std::collections::HashSet<usize>,
 }
 
 impl Profile {
-    fn add(&mut self, label: String, seconds: f64) {
-        let entry = self.seconds.entry(label).or_default();
+    fn add(&mut self, instr: usize, label: String, seconds: f64) {
+        let map = if self.ran.insert(instr) { &mut self.first } else { &mut self.seconds };
+        let entry = map.entry(label).or_default();
         entry.0 += seconds;
         entry.1 += 1;
     }
 
-    /// One line per label, the most expensive first, with its share of the total.
+    /// One line per label, the most expensive first, with its share of the total: the
+    /// calls after each instruction's first (all of them when none ran twice), then the
+    /// first runs' total.
     pub fn table(&self) -> String {
-        let total: f64 = self.seconds.values().map(|(s, _)| s).sum();
-        let mut rows: Vec<_> = self.seconds.iter().collect();
-        rows.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
-        rows.iter()
-            .map(|(label, (seconds, count))| {
-                format!("{:>8.2} ms {:>5.1}% {count:>6}× {label}\n", seconds * 1e3, 100.0 * seconds / total)
-            })
-            .collect()
+        let again = !self.seconds.is_empty();
+        let mut out = rows(if again { &self.seconds } else { &self.first });
+        if again {
+            let first: f64 = self.first.values().map(|(s, _)| s).sum();
+            let calls: usize = self.first.values().map(|(_, n)| n).sum();
+            out.push_str(&format!(
+                "{:>8.2} ms in the first run of each of {calls} instructions, left out above \
+                 (one-time costs: loading code, choosing GEMM kernels)\n",
+                first * 1e3
+            ));
+        }
+        out
     }
+}
+
+/// `table`'s lines for one map.
+fn rows(seconds: &std::collections::BTreeMap<String, (f64, usize)>) -> String {
+    let total: f64 = seconds.values().map(|(s, _)| s).sum();
+    let mut rows: Vec<_> = seconds.iter().collect();
+    rows.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
+    rows.iter()
+        .map(|(label, (seconds, count))| {
+            format!("{:>8.2} ms {:>5.1}% {count:>6}× {label}\n", seconds * 1e3, 100.0 * seconds / total)
+        })
+        .collect()
 }
 
 fn label(program: &Program, instr: &Instr) -> String {
@@ -234,7 +261,7 @@ pub fn run(
         execute(program, index, device, stores);
         if let (Some(profile), Some(started)) = (profile.as_deref_mut(), started) {
             device.synchronize();
-            profile.add(label(program, &program.instrs[index]), started.elapsed().as_secs_f64());
+            profile.add(index, label(program, &program.instrs[index]), started.elapsed().as_secs_f64());
         }
     }
 }
@@ -370,4 +397,33 @@ pub fn instr_label(program: &Program, index: usize) -> String {
 pub fn run_one(program: &Program, device: &mut dyn Device, stores: &Stores, index: usize, batch: &Batch) {
     stage(program, device, stores, index..index + 1, batch);
     execute(program, index, device, stores);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Profile;
+
+    #[test]
+    fn a_profile_keeps_each_instructions_first_run_apart() {
+        let mut profile = Profile::default();
+        profile.add(0, "gemm".into(), 0.100); // its first run: a one-time cost
+        profile.add(1, "scan".into(), 0.004);
+        profile.add(0, "gemm".into(), 0.001);
+        profile.add(1, "scan".into(), 0.003);
+        profile.add(0, "gemm".into(), 0.001);
+        let table = profile.table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[0].contains("3.00 ms  60.0%      1× scan"), "{table}");
+        assert!(lines[1].contains("2.00 ms  40.0%      2× gemm"), "{table}");
+        assert!(lines[2].contains("104.00 ms in the first run of each of 2 instructions"), "{table}");
+    }
+
+    #[test]
+    fn a_profile_of_one_run_shows_that_run() {
+        let mut profile = Profile::default();
+        profile.add(0, "gemm".into(), 0.010);
+        profile.add(1, "gemm".into(), 0.030);
+        assert_eq!(profile.table().trim(), "40.00 ms 100.0%      2× gemm");
+    }
 }

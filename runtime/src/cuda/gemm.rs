@@ -1,95 +1,29 @@
 //! `c[m, n] = a[m, k] · b[k, n]` (row-major, each operand with its strides) through
-//! cuBLASLt or cuBLAS (`HYB_GPU_GEMM=lt` or `blas`): bf16 operands on the tensor cores
-//! with f32 accumulation and a bf16 or f32 product (an f32 parameter gradient from bf16
-//! activations), or f32 throughout (`CUBLAS_COMPUTE_32F`: no TF32 rounding). Both
-//! libraries are column-major: they compute `cᵀ = bᵀ · aᵀ`, each operand an `N` or a `T`
-//! of what is stored, with the same operand mapping ([`operand`]).
+//! cuBLASLt: bf16 operands on the tensor cores with f32 accumulation and a bf16 or f32
+//! product (an f32 parameter gradient from bf16 activations), or f32 throughout
+//! (`CUBLAS_COMPUTE_32F`: no TF32 rounding). cuBLASLt is column-major: it computes
+//! `cᵀ = bᵀ · aᵀ`, each operand an `N` or a `T` of what is stored.
 //!
-//! cuBLASLt: a GEMM's descriptors and algorithm depend only on its shape, strides, types
-//! and its pointers' alignment (the arena places values 4-byte aligned; cuBLASLt's
-//! heuristic assumes 256 unless told), so each distinct one is planned once (the
-//! heuristic's first choice, within the workspace) and kept. cuBLAS (`cublasGemmEx`)
-//! chooses its kernel itself at each call.
+//! A GEMM's descriptors and algorithm depend only on its shape, strides, types and its
+//! pointers' alignment (the arena places values 4-byte aligned; cuBLASLt's heuristic
+//! assumes 256 unless told), so each distinct one is planned once (the heuristic's first
+//! choice, within the workspace) and kept.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
 
-use cudarc::cublas::result as cublas;
-use cudarc::cublas::sys as cublas_sys;
 use cudarc::cublaslt::result as lt;
 use cudarc::cublaslt::sys::{
     cublasComputeType_t, cublasLtHandle_t, cublasLtMatmulAlgo_t, cublasLtMatmulDesc_t, cublasLtMatmulDescAttributes_t,
     cublasLtMatmulPreferenceAttributes_t, cublasLtMatrixLayout_t, cudaDataType,
 };
-use cudarc::driver::result as driver;
-use cudarc::driver::sys::{CUdeviceptr, CUstream};
 use hyb_target::Elem;
 
 use super::Cuda;
-use crate::device::{DeviceError, Gemm, alignment};
+use crate::device::{Gemm, alignment};
 
-/// The workspace the GEMM library may use (NVIDIA suggests 32 MiB on Hopper).
-const WORKSPACE_BYTES: usize = 32 << 20;
-
-/// The GEMM library of a device, its workspace and (cuBLASLt) its plans.
-pub(super) struct Gemms {
-    library: Library,
-    workspace: CUdeviceptr,
-    plans: Plans,
-}
-
-/// Which library issues the GEMMs, by its handle.
-enum Library {
-    Lt(cublasLtHandle_t),
-    Blas(cublas_sys::cublasHandle_t),
-}
-
-impl Gemms {
-    /// The library `HYB_GPU_GEMM` names (cuBLASLt unless `blas`), issuing on `stream`.
-    pub(super) fn new(stream: CUstream) -> Result<Gemms, DeviceError> {
-        let load = |what: &str, e: &dyn std::fmt::Debug| DeviceError::Load(format!("{what}: {e:?}"));
-        // SAFETY: a fresh allocation, only ever handed to the library as its workspace.
-        let workspace = unsafe { driver::malloc_sync(WORKSPACE_BYTES) }.map_err(|e| load("GEMM workspace", &e))?;
-        let library = match std::env::var("HYB_GPU_GEMM").as_deref() {
-            Ok("blas") => {
-                let handle = cublas::create_handle().map_err(|e| load("cuBLAS", &e))?;
-                // SAFETY: a live handle; our stream and a workspace only it uses.
-                unsafe {
-                    cublas::set_stream(handle, stream.cast()).map_err(|e| load("cuBLAS stream", &e))?;
-                    cublas_sys::cublasSetWorkspace_v2(handle, workspace as *mut c_void, WORKSPACE_BYTES)
-                        .result()
-                        .map_err(|e| load("cuBLAS workspace", &e))?;
-                }
-                Library::Blas(handle)
-            }
-            Ok("lt") | Err(_) => Library::Lt(lt::create_handle().map_err(|e| load("cuBLASLt", &e))?),
-            Ok(other) => return Err(DeviceError::Load(format!("HYB_GPU_GEMM={other}: expected `lt` or `blas`"))),
-        };
-        Ok(Gemms { library, workspace, plans: Plans::default() })
-    }
-
-    /// The memory ledger's stage for the library, its workspace and the stream.
-    pub(super) fn ledger_stage(&self) -> &'static str {
-        match self.library {
-            Library::Lt(_) => "cuBLASLt, its workspace and a stream",
-            Library::Blas(_) => "cuBLAS, its workspace and a stream",
-        }
-    }
-}
-
-impl Drop for Gemms {
-    fn drop(&mut self) {
-        std::mem::take(&mut self.plans);
-        // SAFETY: a handle and an allocation this value made and nothing else holds.
-        unsafe {
-            let _ = match self.library {
-                Library::Lt(handle) => lt::destroy_handle(handle).map_err(|_| ()),
-                Library::Blas(handle) => cublas::destroy_handle(handle).map_err(|_| ()),
-            };
-            let _ = driver::free_sync(self.workspace);
-        }
-    }
-}
+/// The workspace cuBLASLt may use (NVIDIA suggests 32 MiB on Hopper).
+pub(super) const WORKSPACE_BYTES: usize = 32 << 20;
 
 /// What a GEMM's plan depends on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -133,15 +67,6 @@ fn data_type(elem: Elem) -> cudaDataType {
     match elem {
         Elem::F32 => cudaDataType::CUDA_R_32F,
         Elem::Bf16 => cudaDataType::CUDA_R_16BF,
-        Elem::I32 => panic!("a GEMM of integers"),
-    }
-}
-
-/// [`data_type`] in cuBLAS's own bindings.
-fn blas_data_type(elem: Elem) -> cublas_sys::cudaDataType {
-    match elem {
-        Elem::F32 => cublas_sys::cudaDataType::CUDA_R_32F,
-        Elem::Bf16 => cublas_sys::cudaDataType::CUDA_R_16BF,
         Elem::I32 => panic!("a GEMM of integers"),
     }
 }
@@ -221,56 +146,13 @@ pub(super) fn gemm(cuda: &mut Cuda, op: &Gemm) {
     let (pa, pb, pc) = (cuda.address(&a.0), cuda.address(&b.0), cuda.address(c));
     let align = [alignment(pa), alignment(pb), alignment(pc)];
     let shape = Shape { m: *m, k: *k, n: *n, a: (a.1, a.0.elem), b: (b.1, b.0.elem), c: c.elem, align };
-    match cuda.gemms.library {
-        Library::Lt(handle) => gemm_lt(cuda, handle, &shape, [pa, pb, pc]),
-        Library::Blas(handle) => gemm_blas(handle, &shape, [pa, pb, pc]),
-    }
-}
-
-/// `shape`'s GEMM through cuBLAS on the stream its handle was given.
-fn gemm_blas(handle: cublas_sys::cublasHandle_t, shape: &Shape, [a, b, c]: [CUdeviceptr; 3]) {
-    let Shape { m, k, n, a: (a_strides, a_elem), b: (b_strides, b_elem), c: c_elem, .. } = *shape;
-    let (transpose_b, _, _, ldb) = operand(b_strides, k, n);
-    let (transpose_a, _, _, lda) = operand(a_strides, m, k);
-    let op = |transposed: bool| {
-        if transposed { cublas_sys::cublasOperation_t::CUBLAS_OP_T } else { cublas_sys::cublasOperation_t::CUBLAS_OP_N }
-    };
-    let int = |x: usize| i32::try_from(x).expect("a GEMM dimension past i32");
-    let (alpha, beta) = (1.0f32, 0.0f32);
-    // SAFETY: as for cuBLASLt's matmul below; cuBLAS's A is our b, its B our a.
-    let done = unsafe {
-        cublas::gemm_ex(
-            handle,
-            op(transpose_b),
-            op(transpose_a),
-            int(n),
-            int(m),
-            int(k),
-            (&alpha as *const f32).cast(),
-            b as *const c_void,
-            blas_data_type(b_elem),
-            ldb as i32,
-            a as *const c_void,
-            blas_data_type(a_elem),
-            lda as i32,
-            (&beta as *const f32).cast(),
-            c as *mut c_void,
-            blas_data_type(c_elem),
-            int(n),
-            cublas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-            cublas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-        )
-    };
-    done.unwrap_or_else(|e| panic!("cuBLAS GemmEx {shape:?}: {e:?}"));
-}
-
-/// `shape`'s GEMM through cuBLASLt, planned at its first call.
-fn gemm_lt(cuda: &mut Cuda, handle: cublasLtHandle_t, shape: &Shape, [a, b, c]: [CUdeviceptr; 3]) {
-    if let std::collections::hash_map::Entry::Vacant(slot) = cuda.gemms.plans.0.entry(*shape) {
-        slot.insert(plan(handle, shape));
+    let handle = cuda.blas_lt;
+    if let std::collections::hash_map::Entry::Vacant(slot) = cuda.gemm_plans.0.entry(shape) {
+        slot.insert(plan(handle, &shape));
     }
     let (alpha, beta) = (1.0f32, 0.0f32);
-    let plan = &cuda.gemms.plans.0[shape];
+    let (a, b, c) = (pa, pb, pc);
+    let plan = &cuda.gemm_plans.0[&shape];
     // SAFETY: the operands lie in live device memory (the program verifier checked their
     // sizes and types); alpha and beta are host f32 (the descriptor's scale type); the
     // workspace is ours, of the size the plan was chosen for.
@@ -289,7 +171,7 @@ fn gemm_lt(cuda: &mut Cuda, handle: cublasLtHandle_t, shape: &Shape, [a, b, c]: 
             c as *mut c_void,
             plan.layouts[2],
             &plan.algo,
-            cuda.gemms.workspace as *mut c_void,
+            cuda.workspace as *mut c_void,
             WORKSPACE_BYTES,
             cuda.stream.cast(),
         )

@@ -2,8 +2,8 @@
 //! so everything builds and runs without CUDA): one device buffer per store, PTX modules
 //! loaded once (the driver compiles them for the GPU), launches of the `blocks` form —
 //! a thread per point of the iteration space, or a block per point and a thread per lane
-//! (`hyb_kernels::gpu::Launch`) — and GEMMs through cuBLASLt or cuBLAS (bf16 on the
-//! tensor cores, or f32), with a workspace of its own.
+//! (`hyb_kernels::gpu::Launch`) — and GEMMs through cuBLASLt (bf16 on the tensor cores,
+//! or f32), with a workspace of its own.
 //!
 //! Work is issued in order on one stream of the device's own; `read` waits for it.
 //! Recordings are CUDA graphs captured from that stream (`HYB_GPU_GRAPHS=off` issues
@@ -15,6 +15,8 @@ mod gemm;
 
 use std::ffi::{CString, c_void};
 
+use cudarc::cublaslt::result as blas;
+use cudarc::cublaslt::sys::cublasLtHandle_t;
 use cudarc::driver::result as driver;
 use cudarc::driver::sys::{CUdevice_attribute, CUdeviceptr, CUfunction, CUgraphExec, CUmodule, CUstream};
 
@@ -36,8 +38,10 @@ pub struct Cuda {
     keys: Vec<(KernelKey, Form)>,
     /// Each loaded kernel's name.
     names: Vec<String>,
-    /// The GEMM library, its workspace and plans.
-    gemms: gemm::Gemms,
+    blas_lt: cublasLtHandle_t,
+    /// cuBLASLt's workspace ([`gemm::WORKSPACE_BYTES`]).
+    workspace: CUdeviceptr,
+    gemm_plans: gemm::Plans,
     /// Where all work is issued (a blocking stream: the synchronous copies of the legacy
     /// stream wait for it).
     stream: CUstream,
@@ -119,9 +123,11 @@ impl Cuda {
         }
         .map_err(error("multiprocessor count"))? as usize;
         let mut ledger = vec![("the CUDA context (and whatever else runs on the GPU)", in_use())];
+        let blas_lt = blas::create_handle().map_err(|e| DeviceError::Load(format!("cuBLASLt: {e:?}")))?;
+        // SAFETY: a fresh allocation, only ever handed to cuBLASLt as its workspace.
+        let workspace = unsafe { driver::malloc_sync(gemm::WORKSPACE_BYTES) }.map_err(error("cuBLASLt workspace"))?;
         let stream = driver::stream::create(driver::stream::StreamKind::Default).map_err(error("stream"))?;
-        let gemms = gemm::Gemms::new(stream)?;
-        ledger.push((gemms.ledger_stage(), in_use()));
+        ledger.push(("cuBLASLt, its workspace and a stream", in_use()));
         Ok(Cuda {
             multiprocessors,
             peak: std::cell::Cell::new((in_use(), 0)),
@@ -136,7 +142,9 @@ impl Cuda {
             functions: Vec::new(),
             keys: Vec::new(),
             names: Vec::new(),
-            gemms,
+            blas_lt,
+            workspace,
+            gemm_plans: gemm::Plans::default(),
         })
     }
 
@@ -189,6 +197,9 @@ impl Drop for Cuda {
                 let _ = driver::graph::exec_destroy(graph);
             }
             let _ = driver::stream::destroy(self.stream);
+            std::mem::take(&mut self.gemm_plans);
+            let _ = blas::destroy_handle(self.blas_lt);
+            let _ = driver::free_sync(self.workspace);
             for module in self.modules.drain(..) {
                 let _ = driver::module::unload(module);
             }
@@ -271,7 +282,7 @@ impl Device for Cuda {
         lines.push(format!("  {:>11}  other programs' buffers then (evaluation, decoding)", mib(others)));
         lines.push(format!(
             "  {:>11}  the rest at run time (local-memory frames, graphs, \
-             other programs' modules and GEMM workspaces)",
+             other programs' modules and cuBLASLt workspaces)",
             mib(peak.saturating_sub(before).saturating_sub(others))
         ));
         lines.push(format!("  {:>11}  in use at most (the whole GPU's, read at each copy to the host)", mib(peak)));
