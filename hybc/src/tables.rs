@@ -230,8 +230,9 @@ fn unlearned_note(results: &[Result]) -> String {
         "\n{count} cell(s) did not learn: the best held-out score of every run of the cell (search and seeds) \
          stayed below the task's chance + {:.0} points (MQAR and forgetting-MQAR: chance 1/pairs, naming one of \
          the context's values without binding it to its key; a needle: a uniform guess over the value range). \
-         Their figures may be the floor of a failed run rather than the mixer's recall: a claim that reads them \
-         is judged with and without them and keeps a verdict only where both agree.\n",
+         Their figures may be the floor of a failed run rather than the mixer's recall, and a cell at chance to \
+         its last step may still learn in a longer run (a recall task's transition can come late and suddenly): \
+         a claim that reads them is judged with and without them and keeps a verdict only where both agree.\n",
         100.0 * crate::learned::MARGIN
     )
 }
