@@ -419,9 +419,19 @@ pub fn chosen_lr(config: &SweepConfig, lets: &[(String, String)], finished: &[Re
     pick(config, lets, &search_scores(config, lets, finished)?, finished)
 }
 
+/// Where `run` of the sweep in `out` writes its figures once finished.
+fn result_path(out: &Path, run: &Run) -> PathBuf {
+    out.join(run.dir()).join("result.json")
+}
+
+/// Whether `run` of the sweep in `out` is done (its `result.json` is written).
+fn is_done(out: &Path, run: &Run) -> bool {
+    result_path(out, run).is_file()
+}
+
 /// A run's `result.json`, if it has finished.
 fn read_result(out: &Path, run: &Run) -> Option<Result> {
-    let text = std::fs::read_to_string(out.join(run.dir()).join("result.json")).ok()?;
+    let text = std::fs::read_to_string(result_path(out, run)).ok()?;
     serde_json::from_str::<Result>(&text).ok()
 }
 
@@ -551,7 +561,7 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
             waiting += 1;
             continue;
         };
-        if out.join(run.dir()).join("result.json").is_file() {
+        if is_done(&out, &run) {
             console.line(&format!("[{}/{}] {}: done before", index + 1, runs.len(), run.name()));
             continue;
         }
@@ -602,7 +612,7 @@ fn list(console: &dyn Console, out: &Path, config: &SweepConfig, runs: &[Run], s
         }
         let (state, run) = match resolve(config, run, &search) {
             None => ("waits for its search", run.clone()),
-            Some(run) if out.join(run.dir()).join("result.json").is_file() => ("done", run),
+            Some(run) if is_done(out, &run) => ("done", run),
             Some(run) => ("to run", run),
         };
         console.line(&format!("{index}\t{state}\t{}", run.name()));
@@ -822,9 +832,7 @@ fn to_run(out: &Path, config: &SweepConfig) -> Vec<(usize, Run)> {
     grid(config)
         .into_iter()
         .enumerate()
-        .filter(|(_, run)| {
-            resolve(config, run, &search).is_some_and(|r| !out.join(r.dir()).join("result.json").is_file())
-        })
+        .filter(|(_, run)| resolve(config, run, &search).is_some_and(|r| !is_done(out, &r)))
         .collect()
 }
 
