@@ -298,8 +298,8 @@ fn expr_text(expr: &Expr) -> String {
 
 fn scan_text(spec: &ScanSpec) -> String {
     format!(
-        "update={:?}, decay={:?}, q_per_state={}, states_per_key={}, scale={}, query={}",
-        spec.update, spec.decay, spec.q_per_state, spec.states_per_key, spec.scale, spec.query
+        "update={:?}, decay={:?}, q_per_state={}, states_per_key={}, scale={}, query={}, state={}x{}",
+        spec.update, spec.decay, spec.q_per_state, spec.states_per_key, spec.scale, spec.query, spec.dk, spec.dv
     )
     .to_lowercase()
 }

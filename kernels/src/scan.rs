@@ -36,6 +36,7 @@
 //! the CPU one call walks every head and column, summing over columns row by row;
 //! [`Parallel::OneLane`] runs the per-column code lane by lane with one slice.
 
+mod lanes;
 mod rows;
 
 use crate::emit::{Builder, Cmp, Config, Parallel, Value};
@@ -70,6 +71,11 @@ pub struct ScanSpec {
     /// (`o = scale · Σ_i S_i,:`, q ≡ 1). A vector state of width D (HGRN) is D state
     /// heads of 1 × 1 with no query and a per-head decay: this same kernel.
     pub query: bool,
+    /// The state's key and value channels per state head (`DK × DV`). The GPU's lanes
+    /// form is generated for them ([`lanes`]: each lane's slice of the state unrolled
+    /// into registers); a call whose state has other dims traps there.
+    pub dk: u64,
+    pub dv: u64,
 }
 
 impl ScanSpec {
@@ -139,6 +145,7 @@ struct Scan<'s> {
     batch: Value,
     time: Value,
     dk: Value,
+    dv: Value,
     /// `u` of the delta rule (forward and backward), then the error `v − S'ᵀk` (backward).
     u: Option<Value>,
     /// `dSᵀk` (backward of the delta rule).
@@ -173,8 +180,8 @@ struct Warps {
 
 /// How many lanes share a column in a GPU's lanes form for a state of `dk × dv`: the
 /// largest of 8, 4, 2 that divides `dk` and makes a head's lanes (`dv` times it) whole
-/// warps, else 1. The scan's lanes are `HS · DV ·` this; the generator computes the
-/// same in the kernel ([`Range::define`]).
+/// warps, else 1. The scan's lanes are `HS · DV ·` this; the lanes form is generated
+/// for the spec's (`ScanSpec::dk`, `ScanSpec::dv`), the host launches for the state's.
 pub fn key_slices(dk: usize, dv: usize) -> usize {
     [8, 4, 2].into_iter().find(|&s| dk.is_multiple_of(s) && (dv * s).is_multiple_of(32)).unwrap_or(1)
 }
@@ -193,15 +200,16 @@ impl Range {
     /// (empty past the last head) and its slice of the key channels; under
     /// [`Parallel::OneLane`] the same with one slice; otherwise every head, channel and
     /// key channel.
-    fn define(e: &mut Builder, state_heads: &Value, dk: &Value, dv: &Value) -> Range {
+    fn define(e: &mut Builder, spec: &ScanSpec, state_heads: &Value, dv: &Value) -> Range {
         let (c0, c1) = (e.c0(), e.c1());
         if !e.config().parallel.has_lanes() {
             let grid = e.lane_grid(state_heads, dv, false);
             return Range { heads: grid.outer, columns: grid.inner, keys: (c0, c1), slices: None, warps: None };
         }
         let threads = e.config().parallel == Parallel::Threads;
-        let count = if threads { slices_in_kernel(e, dk, dv) } else { c1.clone() };
-        let width = e.named("head_lanes").mul(dv, &count);
+        let slices = if threads { key_slices(spec.dk as usize, spec.dv as usize) as u64 } else { 1 };
+        let count = e.constant_index(slices);
+        let width = e.constant_index(spec.dv * slices);
         let grid = e.lane_grid(state_heads, &width, true);
         let lane = grid.lane.expect("a lane");
         let column = e.named("column").divui(&grid.inner.0, &count);
@@ -234,23 +242,6 @@ fn stages_where(e: &mut Builder, offsets: &[i64], predicate: Cmp, slices: &Value
             (offset, Some(e.cmp(predicate, &at, slices)))
         })
         .collect()
-}
-
-/// [`key_slices`] in the kernel, from the state's `DK` and `DV`.
-fn slices_in_kernel(e: &mut Builder, dk: &Value, dv: &Value) -> Value {
-    let (c0, warp) = (e.c0(), e.constant_index(32));
-    let mut count = e.c1();
-    for candidate in [2, 4, 8] {
-        let candidate = e.constant_index(candidate);
-        let dk_rest = e.remui(dk, &candidate);
-        let divides = e.cmp(Cmp::Eq, &dk_rest, &c0);
-        let width = e.mul(dv, &candidate);
-        let width_rest = e.remui(&width, &warp);
-        let whole = e.cmp(Cmp::Eq, &width_rest, &c0);
-        let fits = e.and(&divides, &whole);
-        count = e.select(&fits, &candidate, &count);
-    }
-    count
 }
 
 /// The loop nest around one token: batch, state head, key head, time, and `exp(g)` for
@@ -312,13 +303,13 @@ impl<'s> Scan<'s> {
         let state_heads = e.named("HS").dim(&state, 1);
         let dk = e.named("DK").dim(&state, 2);
         let dv = e.named("DV").dim(&state, 3);
-        let (u, du) = if spec.update == ScanUpdate::Delta {
+        let (u, du) = if spec.update == ScanUpdate::Delta && (!e.config().parallel.has_lanes() || loop_lanes()) {
             let compute = e.compute();
             (Some(e.named("u").alloca(compute, &[&dv])), Some(e.named("du").alloca(compute, &[&dv])))
         } else {
             (None, None)
         };
-        let Range { heads, columns, keys, slices, warps } = Range::define(e, &state_heads, &dk, &dv);
+        let Range { heads, columns, keys, slices, warps } = Range::define(e, spec, &state_heads, &dv);
         let by_column = e.config().parallel.has_lanes();
         Scan {
             spec,
@@ -328,6 +319,7 @@ impl<'s> Scan<'s> {
             batch,
             time,
             dk,
+            dv,
             u,
             du,
             heads,
@@ -708,6 +700,10 @@ fn forward_impl(spec: &ScanSpec, name: &str, chunk: Option<u64>, config: &Config
     let args = if chunk.is_some() { spec.train_arguments() } else { spec.arguments() };
     let scan = Scan::prologue(&mut e, spec, name, &args, "state");
     let chunk = chunk.map(|chunk| e.named("chunk").constant_index(chunk));
+    if e.config().parallel.has_lanes() && !loop_lanes() {
+        lanes::forward(&mut e, &scan, chunk.as_ref());
+        return e.finish();
+    }
     let state = e.arg("state");
     let fused_readout = scan.fused_rows(&e) && rows::fuses_readout(&mut e, &scan);
     scan.for_heads(&mut e, |e, b, h, hk| {
@@ -743,6 +739,12 @@ fn save_checkpoint(e: &mut Builder, scan: &Scan, chunk: &Value, [b, h, t]: [&Val
     });
 }
 
+/// A/B switch for one measurement (taken out after it): `HYB_SCAN_LANES=loop` generates
+/// the lanes form that kept the state in global memory.
+fn loop_lanes() -> bool {
+    std::env::var("HYB_SCAN_LANES").is_ok_and(|v| v == "loop")
+}
+
 /// The chunking of the reverse scan: the chunk length, their count, and the scratch
 /// buffer of `chunk + 1` states.
 struct Chunks {
@@ -772,6 +774,10 @@ pub fn backward_with(spec: &ScanSpec, name: &str, chunk: u64, config: &Config) -
     let mut e = Builder::new(*config);
     let scan = Scan::prologue(&mut e, spec, name, &spec.backward_arguments(), "dstate");
     let chunks = define_chunks(&mut e, &scan, chunk.max(1));
+    if e.config().parallel.has_lanes() && !loop_lanes() {
+        lanes::backward(&mut e, &scan, &chunks);
+        return e.finish();
+    }
     scan.for_heads(&mut e, |e, b, h, hk| {
         for_chunks_last_first(e, &scan, &chunks, |e, chunk| {
             recompute_chunk_states(e, &scan, &chunks, &chunk, [&b, &h, &hk]);
@@ -802,15 +808,22 @@ fn define_chunks(e: &mut Builder, scan: &Scan, chunk: u64) -> Chunks {
 
 /// `body(chunk)` for each chunk, from the last.
 fn for_chunks_last_first(e: &mut Builder, scan: &Scan, chunks: &Chunks, body: impl FnOnce(&mut Builder, Chunk)) {
-    let (c0, c1) = (e.c0(), e.c1());
+    let c0 = e.c0();
     e.for_(&c0, &chunks.count, |e, ci| {
-        let last = e.sub(&chunks.count, &c1);
-        let index = e.sub(&last, &ci);
-        let start = e.mul(&index, &chunks.chunk);
-        let left = e.sub(&scan.time, &start);
-        let len = e.min(&left, &chunks.chunk);
-        body(e, Chunk { index, start, len });
+        let chunk = chunk_from_last(e, scan, chunks, &ci);
+        body(e, chunk);
     });
+}
+
+/// The `ci`-th chunk counted from the last.
+fn chunk_from_last(e: &mut Builder, scan: &Scan, chunks: &Chunks, ci: &Value) -> Chunk {
+    let c1 = e.c1();
+    let last = e.sub(&chunks.count, &c1);
+    let index = e.sub(&last, ci);
+    let start = e.mul(&index, &chunks.chunk);
+    let left = e.sub(&scan.time, &start);
+    let len = e.min(&left, &chunks.chunk);
+    Chunk { index, start, len }
 }
 
 /// The chunk's states into the buffer: `buf[0]` from the checkpoint, `buf[s + 1]` the

@@ -36,5 +36,7 @@ pub fn scan_spec(attrs: &ScanAttrs) -> ScanSpec {
         states_per_key: attrs.states_per_key,
         scale: attrs.scale,
         query: attrs.query,
+        dk: attrs.head_k_dim,
+        dv: attrs.head_v_dim,
     }
 }

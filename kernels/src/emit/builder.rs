@@ -482,7 +482,7 @@ impl Builder {
         let name = self.pending_name.take();
         let cap = self.constant_index(LANE_LOCAL_MAX);
         let too_long = self.cmp(Cmp::Gt, sizes[0], &cap);
-        self.if_(&too_long, |e| e.line("\"llvm.intr.trap\"() : () -> ()"));
+        self.trap_if(&too_long);
         let fixed = format!("memref<{LANE_LOCAL_MAX}x{}>", elem.mlir());
         let local = self.fresh();
         self.line(&format!("{local} = memref.alloca() : {fixed}"));

@@ -146,6 +146,12 @@ impl Builder {
         self.close_block();
     }
 
+    /// Stops the kernel (`llvm.intr.trap`) where `condition` holds: a call whose
+    /// arguments break what the kernel was generated for.
+    pub fn trap_if(&mut self, condition: &Value) {
+        self.if_(condition, |e| e.line("\"llvm.intr.trap\"() : () -> ()"));
+    }
+
     /// `scf.if condition { then() } else { otherwise() }`.
     pub fn if_else(
         &mut self,

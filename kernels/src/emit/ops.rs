@@ -141,6 +141,11 @@ impl Builder {
         self.binary("andi", a, b, "")
     }
 
+    /// Either boolean (or the bits of either integer).
+    pub fn or(&mut self, a: &Value, b: &Value) -> Value {
+        self.binary("ori", a, b, "")
+    }
+
     /// `a << b`.
     pub fn shl(&mut self, a: &Value, b: &Value) -> Value {
         self.binary("shli", a, b, "")

@@ -162,6 +162,8 @@ fn bf16_storage_scan_lowers() {
         states_per_key: 1,
         scale: 0.5,
         query: true,
+        dk: 8,
+        dv: 8,
     };
     let text = scan::forward_with(&spec, "scan", &BF16);
     assert!(text.contains("%state: memref<?x?x?x?xbf16>") && text.contains("%u = memref.alloca(%DV) : memref<?xf32>"));
@@ -182,6 +184,8 @@ fn the_plain_generators_use_the_cpu_config() {
         states_per_key: 1,
         scale: 1.0,
         query: true,
+        dk: 8,
+        dv: 8,
     };
     assert_eq!(scan::forward(&spec, "s"), scan::forward_with(&spec, "s", &Config::CPU));
 }

@@ -379,8 +379,9 @@ const SHAPES: [(usize, usize, usize, usize, usize); 3] = [(1, 1, 1, 4, 4), (2, 3
 const UPDATES: [ScanUpdate; 2] = [ScanUpdate::Additive, ScanUpdate::Delta];
 const DECAYS: [Decay; 4] = [Decay::None, Decay::PerHead, Decay::Scalar, Decay::Vector];
 
-fn spec(update: ScanUpdate, decay: Decay, dk: usize) -> ScanSpec {
-    ScanSpec { update, decay, q_per_state: 1, states_per_key: 1, scale: (dk as f64).powf(-0.5), query: true }
+fn spec(update: ScanUpdate, decay: Decay, dk: usize, dv: usize) -> ScanSpec {
+    let scale = (dk as f64).powf(-0.5);
+    ScanSpec { update, decay, q_per_state: 1, states_per_key: 1, scale, query: true, dk: dk as u64, dv: dv as u64 }
 }
 
 #[test]
@@ -390,7 +391,7 @@ fn scan_forward_matches_the_recurrence_for_every_update_and_decay() {
         for decay in DECAYS {
             for (batch, time, state_heads, dk, dv) in SHAPES {
                 seed += 1;
-                check_forward(spec(update, decay, dk), Shape { batch, time, state_heads, dk, dv }, seed);
+                check_forward(spec(update, decay, dk, dv), Shape { batch, time, state_heads, dk, dv }, seed);
             }
         }
     }
@@ -406,6 +407,8 @@ fn scan_forward_handles_grouped_heads() {
         states_per_key: 1,
         scale: 0.5,
         query: true,
+        dk: 4,
+        dv: 6,
     };
     check_forward(gqa, Shape { batch: 2, time: 9, state_heads: 2, dk: 4, dv: 6 }, 101);
     let gva = ScanSpec {
@@ -415,6 +418,8 @@ fn scan_forward_handles_grouped_heads() {
         states_per_key: 2,
         scale: 0.25,
         query: true,
+        dk: 8,
+        dv: 8,
     };
     check_forward(gva, Shape { batch: 2, time: 9, state_heads: 4, dk: 8, dv: 8 }, 102);
 }
@@ -428,7 +433,7 @@ fn scan_backward_matches_finite_differences() {
         for decay in DECAYS {
             for (batch, time, state_heads, dk, dv, chunk) in cases {
                 seed += 1;
-                check_backward(spec(update, decay, dk), Shape { batch, time, state_heads, dk, dv }, chunk, seed);
+                check_backward(spec(update, decay, dk, dv), Shape { batch, time, state_heads, dk, dv }, chunk, seed);
             }
         }
     }
@@ -444,10 +449,18 @@ fn scan_lanes_match_finite_differences() {
             for (batch, time, state_heads, dk, dv, chunk) in [(1, 1, 1, 3, 2, 1), (2, 7, 2, 4, 3, 3)] {
                 seed += 1;
                 let shape = Shape { batch, time, state_heads, dk, dv };
-                check_backward_with(spec(update, decay, dk), shape, chunk, seed, &ONE_LANE);
+                check_backward_with(spec(update, decay, dk, dv), shape, chunk, seed, &ONE_LANE);
             }
         }
     }
+    // Grouped heads (two query heads per state; two states per key head) and a vector
+    // state read without a query (HGRN's: 1 × 1 states).
+    let gqa = ScanSpec { q_per_state: 2, scale: 0.5, ..spec(ScanUpdate::Delta, Decay::Vector, 3, 2) };
+    check_backward_with(gqa, Shape { batch: 2, time: 5, state_heads: 2, dk: 3, dv: 2 }, 2, 3101, &ONE_LANE);
+    let gva = ScanSpec { states_per_key: 2, scale: 0.3, ..spec(ScanUpdate::Additive, Decay::Scalar, 3, 3) };
+    check_backward_with(gva, Shape { batch: 1, time: 6, state_heads: 4, dk: 3, dv: 3 }, 4, 3102, &ONE_LANE);
+    let vector = ScanSpec { query: false, scale: 1.0, ..spec(ScanUpdate::Additive, Decay::Scalar, 1, 1) };
+    check_backward_with(vector, Shape { batch: 2, time: 7, state_heads: 5, dk: 1, dv: 1 }, 3, 3103, &ONE_LANE);
 }
 
 #[test]
@@ -459,6 +472,8 @@ fn scan_backward_handles_grouped_heads() {
         states_per_key: 1,
         scale: 0.5,
         query: true,
+        dk: 3,
+        dv: 2,
     };
     check_backward(gqa, Shape { batch: 2, time: 5, state_heads: 2, dk: 3, dv: 2 }, 2, 201);
     let gva = ScanSpec {
@@ -468,6 +483,8 @@ fn scan_backward_handles_grouped_heads() {
         states_per_key: 2,
         scale: 0.3,
         query: true,
+        dk: 3,
+        dv: 3,
     };
     check_backward(gva, Shape { batch: 1, time: 6, state_heads: 4, dk: 3, dv: 3 }, 4, 202);
 }
@@ -481,6 +498,8 @@ fn generated_mlir_is_stable_text() {
         states_per_key: 1,
         scale: 0.125,
         query: true,
+        dk: 8,
+        dv: 8,
     };
     let text = scan::forward(&spec, "gdn_scan_fwd");
     assert_eq!(text, scan::forward(&spec, "gdn_scan_fwd"));
@@ -499,6 +518,8 @@ fn vector_state_is_the_same_kernel() {
         states_per_key: 1,
         scale: 1.0,
         query: false,
+        dk: 1,
+        dv: 1,
     };
     let (batch, time, width) = (2, 11, 6);
     let shape = Shape { batch, time, state_heads: width, dk: 1, dv: 1 };

@@ -52,7 +52,7 @@ fn keys() -> Vec<KernelKey> {
         (ScanUpdate::Delta, Decay::Scalar, true),
         (ScanUpdate::Delta, Decay::Vector, true),
     ] {
-        let spec = ScanSpec { update, decay, q_per_state: 1, states_per_key: 1, scale: 0.125, query };
+        let spec = ScanSpec { update, decay, q_per_state: 1, states_per_key: 1, scale: 0.125, query, dk: 16, dv: 16 };
         keys.extend([
             KernelKey::ScanTrain { spec, chunk: 16 },
             KernelKey::ScanBackward { spec, chunk: 16 },
