@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The scan's lanes form with the state in registers (the default) against the form that
-# kept it in global memory (`HYB_SCAN_LANES=loop`, an A/B switch taken out after this
-# measurement), on the GPU study's models (examples/study/gpu.hyb: 8 layers at d 128,
+# kept it in global memory (`HYB_SCAN_LANES=loop`, an A/B switch that exists only in
+# commit 7d560f5: build hybc there to run this), on the GPU study's models (examples/study/gpu.hyb: 8 layers at d 128,
 # MQAR 32 pairs × 256 tokens, batch 64): each mixer's 3:1 model trained STEPS steps with
 # each form, alternating ROUNDS times (median tokens/s of the steps after the tenth),
 # then a `--profile` of each form's GatedDeltaNet step, then `hybc verify` (every kernel

@@ -9,7 +9,7 @@ status=0
 for file in bench/gpu/verify/*.hyb examples/tiny/mqar_quick.hyb; do
   for shape in "1 1" "2 7" "3 70"; do
     set -- $shape
-    echo "== $file B=$1 T=$2 (${HYB_GPU_FORM:-blocks})"
+    echo "== $file B=$1 T=$2 (${HYB_GPU_FORM:-lanes})"
     timeout 60 "$HYBC" verify "$file" --target cuda --batch "$1" --seq-len "$2" || status=1
   done
 done 2>&1 | tee -a "$OUT/verify.log"

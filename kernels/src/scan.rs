@@ -28,13 +28,15 @@
 //! sum over columns (`dq`, `dk`, `dβ`, `dg`) only feeds a gradient. Under
 //! [`Parallel::Threads`] the kernel runs [`key_slices`] lanes per (state head, value
 //! channel), the lane `gpu.block_id y · gpu.block_dim x + gpu.thread_id x` of its
-//! point: neighbours in a warp share a column, each walking every `slices`-th key
-//! channel, so a token's walk over the key channels is `slices` times shorter. Sums
+//! point: neighbours in a warp share a column, each holding every `slices`-th key
+//! channel of it in registers ([`lanes`], generated for the spec's `DK × DV`). Sums
 //! over key channels (the delta rule's reads, the readout, `dv`) are taken per column
 //! in a register and then over the column's lanes (`gpu.shuffle xor`); sums over
-//! columns are summed over the warp's lanes of one key slice and added atomically. On
-//! the CPU one call walks every head and column, summing over columns row by row;
-//! [`Parallel::OneLane`] runs the per-column code lane by lane with one slice.
+//! columns are summed over the warp's lanes of one key slice and added atomically.
+//! [`Parallel::OneLane`] runs the lanes form lane by lane with one slice (the kernel
+//! tests). The CPU's form walks every head and column in one call, fusing its passes
+//! over the state row by row ([`rows`]); the GPU's blocks form is the generic code
+//! below, one pass at a time, the state in memory.
 
 mod lanes;
 mod rows;
@@ -155,9 +157,6 @@ struct Scan<'s> {
     heads: (Value, Value),
     columns: (Value, Value),
     keys: (Value, Value),
-    /// Lanes only: a lane walks one column, so sums over key channels are taken per
-    /// column (in a register) rather than row by row into memory.
-    by_column: bool,
     slices: Option<Slices>,
     warps: Option<Warps>,
 }
@@ -303,14 +302,13 @@ impl<'s> Scan<'s> {
         let state_heads = e.named("HS").dim(&state, 1);
         let dk = e.named("DK").dim(&state, 2);
         let dv = e.named("DV").dim(&state, 3);
-        let (u, du) = if spec.update == ScanUpdate::Delta && (!e.config().parallel.has_lanes() || loop_lanes()) {
+        let (u, du) = if spec.update == ScanUpdate::Delta && !e.config().parallel.has_lanes() {
             let compute = e.compute();
             (Some(e.named("u").alloca(compute, &[&dv])), Some(e.named("du").alloca(compute, &[&dv])))
         } else {
             (None, None)
         };
         let Range { heads, columns, keys, slices, warps } = Range::define(e, spec, &state_heads, &dv);
-        let by_column = e.config().parallel.has_lanes();
         Scan {
             spec,
             scale,
@@ -325,7 +323,6 @@ impl<'s> Scan<'s> {
             heads,
             columns,
             keys,
-            by_column,
             slices,
             warps,
         }
@@ -385,13 +382,6 @@ impl<'s> Scan<'s> {
         )
     }
 
-    /// `Σ_i body(i)` over every key channel, for a lane's one column: its key slice in
-    /// a register, then over the lanes sharing the column.
-    fn sum_keys(&self, e: &mut Builder, body: impl FnOnce(&mut Builder, &Value) -> Value) -> Value {
-        let partial = e.sum_step(&self.keys.0, &self.dk, &self.keys.1, body);
-        self.over_slices(e, &partial)
-    }
-
     /// `body` run by one of the lanes that share a column (they all hold its sums).
     fn once_per_column(&self, e: &mut Builder, body: impl FnOnce(&mut Builder)) {
         match &self.slices {
@@ -416,12 +406,6 @@ impl<'s> Scan<'s> {
     /// state ([`rows`]); a GPU's blocks form keeps the passes one by one.
     fn fused_rows(&self, e: &Builder) -> bool {
         e.config().parallel == Parallel::Parts
-    }
-
-    /// The lane's one value channel (lanes only).
-    fn column(&self) -> &Value {
-        assert!(self.by_column, "one column per lane");
-        &self.columns.0
     }
 
     /// `Σ_j body(j)` over this call's value channels.
@@ -565,22 +549,10 @@ fn decay_state(e: &mut Builder, scan: &Scan, at: &At, src: &Place, dst: &Place) 
 
 /// `u = β (v − S'ᵀ k)` into `%u`, the read accumulated row by row (unit stride along j).
 fn delta_write(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
-    let (k, v, beta) = (e.arg("k"), e.arg("v"), e.arg("beta"));
+    let (k, beta) = (e.arg("k"), e.arg("beta"));
     let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
     let u = scan.u();
     let beta = e.load(&beta, &[b, t, h]);
-    if scan.by_column {
-        let j = scan.column();
-        let read = scan.sum_keys(e, |e, i| {
-            let s = state.load(e, i, j);
-            let k = e.load(&k, &[b, t, hk, i]);
-            e.mul(&s, &k)
-        });
-        let v = e.load(&v, &[b, t, h, j]);
-        let error = e.sub(&v, &read);
-        let update = e.mul(&beta, &error);
-        return e.store(&update, u, &[j]);
-    }
     scan.zero_vector(e, u);
     scan.for_keys(e, |e, i| {
         let k = e.load(&k, &[b, t, hk, &i]);
@@ -638,7 +610,7 @@ fn written(e: &mut Builder, scan: &Scan, at: &At, [s, k]: [&Value; 2], j: &Value
 /// once (partial sums rounded to bf16 would cancel into noise).
 fn emit_readout(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
     let o = e.arg("o");
-    if scan.by_column || o.memref().0 != e.compute() {
+    if o.memref().0 != e.compute() {
         return emit_readout_by_column(e, scan, at, state, &o);
     }
     scan.for_readers(e, at, |e, qh, oh| {
@@ -658,18 +630,18 @@ fn emit_readout(e: &mut Builder, scan: &Scan, at: &At, state: &Place) {
     });
 }
 
-/// [`emit_readout`] for a lane (one column) or an `o` stored narrower than the
-/// arithmetic: per column `j`, `o[j] = scale · Σ_i S[i, j] q[i]` in a register.
+/// [`emit_readout`] for an `o` stored narrower than the arithmetic: per column `j`,
+/// `o[j] = scale · Σ_i S[i, j] q[i]` in a register.
 fn emit_readout_by_column(e: &mut Builder, scan: &Scan, at: &At, state: &Place, o: &Value) {
     scan.for_readers(e, at, |e, qh, oh| {
         scan.for_values(e, |e, j| {
-            let total = scan.sum_keys(e, |e, i| {
+            let total = e.sum(&scan.dk, |e, i| {
                 let q = scan.query(e, at, &qh, i);
                 let s = state.load(e, i, &j);
                 e.mul(&s, &q)
             });
             let scaled = e.mul(&scan.scale, &total);
-            scan.once_per_column(e, |e| e.store(&scaled, o, &[&at.b, &at.t, &oh, &j]));
+            e.store(&scaled, o, &[&at.b, &at.t, &oh, &j]);
         });
     });
 }
@@ -700,7 +672,7 @@ fn forward_impl(spec: &ScanSpec, name: &str, chunk: Option<u64>, config: &Config
     let args = if chunk.is_some() { spec.train_arguments() } else { spec.arguments() };
     let scan = Scan::prologue(&mut e, spec, name, &args, "state");
     let chunk = chunk.map(|chunk| e.named("chunk").constant_index(chunk));
-    if e.config().parallel.has_lanes() && !loop_lanes() {
+    if e.config().parallel.has_lanes() {
         lanes::forward(&mut e, &scan, chunk.as_ref());
         return e.finish();
     }
@@ -739,12 +711,6 @@ fn save_checkpoint(e: &mut Builder, scan: &Scan, chunk: &Value, [b, h, t]: [&Val
     });
 }
 
-/// A/B switch for one measurement (taken out after it): `HYB_SCAN_LANES=loop` generates
-/// the lanes form that kept the state in global memory.
-fn loop_lanes() -> bool {
-    std::env::var("HYB_SCAN_LANES").is_ok_and(|v| v == "loop")
-}
-
 /// The chunking of the reverse scan: the chunk length, their count, and the scratch
 /// buffer of `chunk + 1` states.
 struct Chunks {
@@ -774,7 +740,7 @@ pub fn backward_with(spec: &ScanSpec, name: &str, chunk: u64, config: &Config) -
     let mut e = Builder::new(*config);
     let scan = Scan::prologue(&mut e, spec, name, &spec.backward_arguments(), "dstate");
     let chunks = define_chunks(&mut e, &scan, chunk.max(1));
-    if e.config().parallel.has_lanes() && !loop_lanes() {
+    if e.config().parallel.has_lanes() {
         lanes::backward(&mut e, &scan, &chunks);
         return e.finish();
     }
@@ -916,21 +882,6 @@ fn readout_backward(e: &mut Builder, scan: &Scan, at: &At, now: &Place, ds: &Pla
 fn additive_write_backward(e: &mut Builder, scan: &Scan, at: &At, ds: &Place) {
     let [k, v, dk, dv] = ["k", "v", "dk", "dv"].map(|arg| e.arg(arg));
     let (b, t, h, hk) = (&at.b, &at.t, &at.h, &at.hk);
-    if scan.by_column {
-        let j = scan.column();
-        let v = e.load(&v, &[b, t, h, j]);
-        let zero = e.zero();
-        let partial = scan.fold_keys(e, &[&zero], |e, i, carried| {
-            let k = e.load(&k, &[b, t, hk, &i]);
-            let d = ds.load(e, &i, j);
-            let dk_value = e.mul(&d, &v);
-            scan.add_over_columns(e, &dk, &[b, t, hk, &i], &dk_value);
-            let dv_term = e.mul(&d, &k);
-            vec![e.add(&carried[0], &dv_term)]
-        });
-        let dv_value = scan.over_slices(e, &partial[0]);
-        return scan.once_per_column(e, |e| e.accumulate(&dv, &[b, t, h, j], &dv_value));
-    }
     scan.for_keys(e, |e, i| {
         let k = e.load(&k, &[b, t, hk, &i]);
         let dk_value = scan.sum_values(e, |e, j| {
@@ -968,23 +919,6 @@ fn delta_write_backward(e: &mut Builder, scan: &Scan, at: &At, prev: &Place, ds:
 fn delta_reads(e: &mut Builder, scan: &Scan, at: &At, prev: &Place, ds: &Place) {
     let k = e.arg("k");
     let (u, du) = (scan.u(), scan.du());
-    if scan.by_column {
-        let j = scan.column();
-        let zero = e.zero();
-        let partial = scan.fold_keys(e, &[&zero, &zero], |e, i, carried| {
-            let k = e.load(&k, &[&at.b, &at.t, &at.hk, &i]);
-            let sp = decayed(e, scan, at, prev, &i, j);
-            let spk = e.mul(&sp, &k);
-            let d = ds.load(e, &i, j);
-            let dk = e.mul(&d, &k);
-            vec![e.add(&carried[0], &spk), e.add(&carried[1], &dk)]
-        });
-        for (sums, vector) in partial.iter().zip([u, du]) {
-            let total = scan.over_slices(e, sums);
-            e.store(&total, vector, &[j]);
-        }
-        return;
-    }
     scan.zero_vector(e, u);
     scan.zero_vector(e, du);
     scan.for_keys(e, |e, i| {
