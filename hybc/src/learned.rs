@@ -50,30 +50,35 @@ impl Judgement {
 }
 
 /// The judgement of the cell `lets` from every finished run; none when its first
-/// figure is a perplexity or its chance is unknown.
+/// figure is a perplexity or its chance is unknown. Each run counts with its held-out
+/// score, or — a measured run (not a search's) of a grid without a held-out set — its
+/// test score; the best of them decides.
 pub fn judge(lets: &[(String, String)], results: &[Result]) -> Option<Judgement> {
     let runs: Vec<&Result> = results.iter().filter(|r| r.lets == lets).collect();
     let chance = runs.iter().find_map(|r| r.chance)?;
-    let test: Vec<f64> = runs
-        .iter()
-        .filter(|r| r.phase != Phase::Search)
-        .filter_map(|r| r.accuracy.first())
-        .filter(|(name, _)| !is_perplexity(name))
-        .map(|(_, figure)| *figure)
-        .collect();
+    let test: Vec<f64> = runs.iter().filter_map(|r| measured_test(r)).collect();
     let seeds = (test.iter().filter(|figure| **figure >= chance + MARGIN).count(), test.len());
-    let held_out: Vec<f64> = runs
-        .iter()
-        .filter_map(|r| r.held_out.as_ref())
-        .filter(|(name, _)| !is_perplexity(name))
-        .map(|(_, figure)| *figure)
-        .collect();
-    if !held_out.is_empty() {
-        let best = held_out.iter().copied().fold(f64::MIN, f64::max);
-        return Some(Judgement { best, chance, held_out: true, seeds });
-    }
-    let best = test.iter().copied().reduce(f64::max)?;
-    Some(Judgement { best, chance, held_out: false, seeds })
+    let scores = runs.iter().filter_map(|r| match held_out(r) {
+        Some(figure) => Some((figure, true)),
+        None => measured_test(r).map(|figure| (figure, false)),
+    });
+    // The first of equal bests: held-out scores sort before test ones.
+    let (best, held_out) = scores.fold(None, |best: Option<(f64, bool)>, (figure, held)| match best {
+        Some((top, top_held)) if top > figure || (top == figure && top_held) => Some((top, top_held)),
+        _ => Some((figure, held)),
+    })?;
+    Some(Judgement { best, chance, held_out, seeds })
+}
+
+/// A run's held-out accuracy (not a perplexity).
+fn held_out(run: &Result) -> Option<f64> {
+    run.held_out.as_ref().filter(|(name, _)| !is_perplexity(name)).map(|(_, figure)| *figure)
+}
+
+/// A measured run's (not a search's) first test accuracy.
+fn measured_test(run: &Result) -> Option<f64> {
+    let (name, figure) = run.accuracy.first().filter(|_| run.phase != Phase::Search)?;
+    (!is_perplexity(name)).then_some(*figure)
 }
 
 /// Whether the cell `lets` learned: false only for a cell judged not to have.
@@ -148,6 +153,25 @@ pub(crate) mod tests {
         assert!(mixed.text().ends_with("but only 2 of 3 seeds above chance + 5 points"), "{}", mixed.text());
         let whole = judge(&lets("rwkv"), &results).expect("judged");
         assert_eq!(whole.text(), "yes (best held-out 100.0 %, chance 12.5 %)");
+    }
+
+    /// A run without a held-out set counts with its test score beside the runs that have
+    /// one (seeds copied into a grid from another): a seed at 81 % on test makes the
+    /// cell learned though its search's held-out scores stayed at chance.
+    #[test]
+    fn each_run_counts_with_its_held_out_score_else_its_test_score() {
+        let results = [
+            run("gdn", Phase::Search, Some(0.11), 0.95),
+            run("gdn", Phase::Seed, None, 0.81),
+            run("gdn", Phase::Seed, Some(0.12), 0.13),
+        ];
+        let judged = judge(&lets("gdn"), &results).expect("judged");
+        assert_eq!((judged.best, judged.held_out, judged.learned()), (0.81, false, true));
+        assert_eq!(judged.seeds, (1, 2));
+        assert!(judged.text().contains("best test, no held-out set 81.0 %"), "{}", judged.text());
+        // The search's test score (95 %) never counts.
+        let search_only = [run("gla", Phase::Search, None, 0.95), run("gla", Phase::Seed, Some(0.12), 0.9)];
+        assert_eq!(judge(&lets("gla"), &search_only).map(|j| (j.best, j.held_out)), Some((0.12, true)));
     }
 
     /// Without any held-out figure the best test score of the measured runs stands in,
