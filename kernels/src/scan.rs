@@ -137,6 +137,22 @@ impl ScanSpec {
     }
 }
 
+/// The state's `DK` and `DV`: the spec's as constants, with a trap where the call's
+/// state has other dims — except in the GPU's blocks form (the reference, kept as
+/// verified), which reads them from the state.
+fn state_dims(e: &mut Builder, spec: &ScanSpec, state: &Value) -> (Value, Value) {
+    if e.config().parallel == Parallel::Blocks {
+        return (e.named("DK").dim(state, 2), e.named("DV").dim(state, 3));
+    }
+    let (dk, dv) = (e.named("DK").constant_index(spec.dk), e.named("DV").constant_index(spec.dv));
+    let (dk_given, dv_given) = (e.dim(state, 2), e.dim(state, 3));
+    let dk_differs = e.cmp(Cmp::Ne, &dk_given, &dk);
+    let dv_differs = e.cmp(Cmp::Ne, &dv_given, &dv);
+    let differs = e.or(&dk_differs, &dv_differs);
+    e.trap_if(&differs);
+    (dk, dv)
+}
+
 /// The values every scan kernel defines at its top: the readout's scale, the head
 /// grouping, the sizes, and for the delta rule the scratch vectors of `DV`.
 struct Scan<'s> {
@@ -147,7 +163,6 @@ struct Scan<'s> {
     batch: Value,
     time: Value,
     dk: Value,
-    dv: Value,
     /// `u` of the delta rule (forward and backward), then the error `v − S'ᵀk` (backward).
     u: Option<Value>,
     /// `dSᵀk` (backward of the delta rule).
@@ -300,8 +315,7 @@ impl<'s> Scan<'s> {
         let batch = e.named("B").dim(&k, 0);
         let time = e.named("T").dim(&k, 1);
         let state_heads = e.named("HS").dim(&state, 1);
-        let dk = e.named("DK").dim(&state, 2);
-        let dv = e.named("DV").dim(&state, 3);
+        let (dk, dv) = state_dims(e, spec, &state);
         let (u, du) = if spec.update == ScanUpdate::Delta && !e.config().parallel.has_lanes() {
             let compute = e.compute();
             (Some(e.named("u").alloca(compute, &[&dv])), Some(e.named("du").alloca(compute, &[&dv])))
@@ -309,23 +323,7 @@ impl<'s> Scan<'s> {
             (None, None)
         };
         let Range { heads, columns, keys, slices, warps } = Range::define(e, spec, &state_heads, &dv);
-        Scan {
-            spec,
-            scale,
-            states_per_key,
-            q_per_state,
-            batch,
-            time,
-            dk,
-            dv,
-            u,
-            du,
-            heads,
-            columns,
-            keys,
-            slices,
-            warps,
-        }
+        Scan { spec, scale, states_per_key, q_per_state, batch, time, dk, u, du, heads, columns, keys, slices, warps }
     }
 
     /// `memref[indices] += value` into a gradient of one key channel, summed over the

@@ -28,14 +28,9 @@ struct Lane {
 type Slots = Vec<Value>;
 
 impl Lane {
-    /// The column and the slots' key channels, with a trap when the call's state is not
-    /// the `DK × DV` the kernel was generated for.
+    /// The column and the slots' key channels (the prologue has checked that the call's
+    /// state is the `DK × DV` the kernel was generated for).
     fn define(e: &mut Builder, scan: &Scan) -> Lane {
-        let (spec_dk, spec_dv) = (e.constant_index(scan.spec.dk), e.constant_index(scan.spec.dv));
-        let dk_differs = e.cmp(Cmp::Ne, &scan.dk, &spec_dk);
-        let dv_differs = e.cmp(Cmp::Ne, &scan.dv, &spec_dv);
-        let differs = e.or(&dk_differs, &dv_differs);
-        e.trap_if(&differs);
         let count = slice_count(e, scan);
         let keys = (0..scan.spec.dk / count)
             .map(|n| {
