@@ -6,9 +6,11 @@
 # stripped release hybc, xz-compressed).
 #   STUDIES: space-separated `FILE=JOBS` (shards at once for that study), or
 #   `FILE=JOBS@cuda` to train that study's runs on the GPU (runs/<stem>-cuda);
-#   SWEEP_S: seconds for all of them;
-#   runs go to runs/<stem>, so a sweep cut by the time limit resumes in the next call
-#   when runs/<stem> is carried back from the last call's archive (runs with a
+#   SWEEP_S: seconds for all of them: each sweep starts only the runs it expects to
+#   finish within them (`--time-limit`, a run's length guessed from the longest
+#   finished one; with none finished yet a run may still be cut by `timeout`);
+#   runs go to runs/<stem>, so a sweep stopped by the time limit resumes in the next
+#   call when runs/<stem> is carried back from the last call's archive (runs with a
 #   result.json are skipped; an unfinished run starts again).
 #   run: OUT=$OUT STUDIES="examples/study/forgetting.hyb=11 examples/study/lm.hyb=5" SWEEP_S=540 bash examples/study/device.sh
 set -uo pipefail
@@ -23,7 +25,8 @@ parse() {
 }
 for study in $STUDIES; do
   parse "$study"; mkdir -p "$runs"
-  (timeout "${SWEEP_S:-500}" /tmp/hybc sweep "$file" --jobs "$jobs" "${target[@]}" --out "$runs" > "$runs/sweep.log" 2>&1
+  (timeout "${SWEEP_S:-500}" /tmp/hybc sweep "$file" --jobs "$jobs" "${target[@]}" --out "$runs" \
+     --time-limit "$(( ${SWEEP_S:-500} - 5 ))s" > "$runs/sweep.log" 2>&1
    echo "sweep exit $? after $(( $(date +%s) - started )) s" >> "$runs/sweep.log") &
 done
 wait

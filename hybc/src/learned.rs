@@ -111,6 +111,7 @@ pub(crate) mod tests {
             chance: Some(0.125),
             by_group: Vec::new(),
             update: String::new(),
+            seconds: 0.0,
         }
     }
 

@@ -6,6 +6,7 @@
 //! Where a sweep's words go is a [`sweep::Console`]: the terminal, or a caller's.
 
 pub mod claims;
+pub mod deadline;
 pub mod interrupt;
 pub mod learned;
 pub mod matched;

@@ -263,6 +263,17 @@ enum Command {
         /// for them, or uses when CUDA_MPS_PIPE_DIRECTORY names a running one).
         #[arg(long, requires = "jobs")]
         no_mps: bool,
+        /// Start no run that would not finish within this wall time from now (`540s`,
+        /// `9m`, `2h`: a batch job's limit, a lent machine's lease), a run's length
+        /// guessed from the longest finished run of its cell (else of any); the runs left
+        /// wait for the next call, which resumes the sweep.
+        #[arg(long, value_name = "DURATION", value_parser = hybc::deadline::parse_duration,
+              conflicts_with_all = ["list", "report"])]
+        time_limit: Option<std::time::Duration>,
+        /// --time-limit as a moment (seconds since the Unix epoch): what --jobs hands its
+        /// processes, so they share one limit.
+        #[arg(long, value_name = "SECONDS", hide = true, conflicts_with = "time_limit")]
+        deadline_at: Option<f64>,
         /// Set a field of the train or eval block, checked as if written in the file:
         /// `--set steps=100`, `--set 'optimizer=adamw(lr: 1e-3)'`, `--set eval.batch=4`
         /// (repeatable; a flag such as --steps and a --set of its field together is an error).
@@ -421,10 +432,24 @@ fn main() -> ExitCode {
             let stored = if dtype == ExportDtype::Bf16 { Stored::Bf16 } else { Stored::F32 };
             checkpoint_of(&ckpt).and_then(|ckpt| export_fla(&file, &ckpt, &output, stored))
         }
-        Command::Sweep { file, out, target, list, shard, runs, report, jobs: Some(jobs), no_mps, sets } if jobs > 1 => {
+        Command::Sweep {
+            file,
+            out,
+            target,
+            list,
+            shard,
+            runs,
+            report,
+            jobs: Some(jobs),
+            no_mps,
+            time_limit,
+            deadline_at,
+            sets,
+        } if jobs > 1 => {
             let _ = (list, shard, runs, report);
+            let deadline = deadline_of(time_limit, deadline_at);
             install_interrupt().and_then(|interrupt| {
-                let options = sweep::Jobs { count: jobs, mps: !no_mps, interrupt: Some(&interrupt) };
+                let options = sweep::Jobs { count: jobs, mps: !no_mps, interrupt: Some(&interrupt), deadline };
                 match sweep::jobs(&file, out.as_deref(), target, &sets, &options) {
                     Ok(None) => Ok(()),
                     Ok(Some(status)) => Err(Failure::Stopped(status)),
@@ -438,7 +463,8 @@ fn main() -> ExitCode {
         Command::Sweep { no_mps: true, .. } => {
             Err(Failure::Usage("--no-mps concerns several shards on one GPU; with --jobs 1 none share one".into()))
         }
-        Command::Sweep { file, out, target, list, shard, runs, report, sets, .. } => {
+        Command::Sweep { file, out, target, list, shard, runs, report, time_limit, deadline_at, sets, .. } => {
+            let deadline = deadline_of(time_limit, deadline_at);
             let mode = if list {
                 sweep::Mode::List(shard)
             } else if report {
@@ -448,7 +474,7 @@ fn main() -> ExitCode {
                 sweep::Mode::Train(selection)
             };
             no_flag_and_set(&sets, &[("target", target.is_some())])
-                .and_then(|()| run_sweep(&file, out.as_deref(), target, &sets, mode))
+                .and_then(|()| run_sweep(&file, out.as_deref(), target, &sets, mode, deadline))
         }
         Command::Eval { file, ckpt, json, target, sets } => no_flag_and_set(&sets, &[("target", target.is_some())])
             .and_then(|()| hyb_train::model_file::refuse_unread_by_evaluation(&sets).map_err(Failure::Usage))
@@ -863,6 +889,7 @@ fn run_sweep(
     target: Option<Target>,
     sets: &[String],
     mode: sweep::Mode,
+    deadline: Option<hybc::deadline::Deadline>,
 ) -> Result<(), Failure> {
     let interrupt = install_interrupt()?;
     let compilation = load_with(file, sets)?;
@@ -872,12 +899,18 @@ fn run_sweep(
     if matches!(mode, sweep::Mode::Train(_)) {
         target::preflight(file, &compilation, target)?;
     }
-    let setup = sweep::Setup { file, out, target, sets, interrupt: Some(&interrupt), console: &sweep::Terminal };
+    let console = &sweep::Terminal;
+    let setup = sweep::Setup { file, out, target, sets, interrupt: Some(&interrupt), console, deadline };
     let stopped = sweep::sweep(&setup, model, mode).map_err(|message| {
         eprintln!("error: {message}");
         Failure::User
     })?;
     stopped.map_or(Ok(()), |status| Err(Failure::Stopped(status)))
+}
+
+/// The sweep's time limit, from `--time-limit` (from now) or `--deadline-at` (a moment).
+fn deadline_of(limit: Option<std::time::Duration>, at: Option<f64>) -> Option<hybc::deadline::Deadline> {
+    limit.map(hybc::deadline::Deadline::after).or(at.map(hybc::deadline::Deadline::at))
 }
 
 fn install_interrupt() -> Result<interrupt::Interrupt, Failure> {

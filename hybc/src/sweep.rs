@@ -19,7 +19,9 @@
 //! For a cluster: `--list` prints the runs (a cell's seeds wait for its search),
 //! `--shard i/n` trains every n-th (from the i-th, counting from 0: one array job each;
 //! with a search, run the array twice: the searches, then the seeds), and `--report`
-//! gathers whatever runs have finished into the tables without training.
+//! gathers whatever runs have finished into the tables without training. Inside a
+//! wall-clock limit, `--time-limit` starts only the runs that can finish
+//! ([`crate::deadline`]); the next call resumes with the rest.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -279,6 +281,11 @@ pub struct Result {
     /// recorded.
     #[serde(default)]
     pub update: String,
+    /// The wall time of the call that finished the run, compile to last evaluation (of a
+    /// resumed run its last part; 0 in results written before it was recorded): what
+    /// `--time-limit` guesses a run's length from.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// Higher is better: accuracy, or minus a perplexity.
@@ -505,6 +512,8 @@ pub struct Setup<'a> {
     pub sets: &'a [String],
     pub interrupt: Option<&'a crate::interrupt::Interrupt>,
     pub console: &'a dyn Console,
+    /// `--time-limit`: start no run that would not finish before it.
+    pub deadline: Option<crate::deadline::Deadline>,
 }
 
 /// Trains every run of the sweep not done before (or lists them, or reports on those
@@ -546,7 +555,7 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
             train.batch, train.seq_len
         ));
     }
-    let mut waiting = 0;
+    let (mut waiting, mut deferred) = (0, 0);
     for (index, run) in runs.iter().enumerate() {
         if selection.as_ref().is_some_and(|selection| !selection.holds(index)) {
             continue;
@@ -565,6 +574,20 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
             console.line(&format!("[{}/{}] {}: done before", index + 1, runs.len(), run.name()));
             continue;
         }
+        if let Some(deadline) = setup.deadline {
+            let guess = crate::deadline::guess(&run.lets, &finished_runs(&out, config));
+            if !deadline.allows(guess) {
+                let why = guess.map_or("the time limit has passed".to_string(), |guess| {
+                    format!(
+                        "{:.0} s left of the time limit, runs like it took up to {guess:.0} s",
+                        deadline.left().max(0.0)
+                    )
+                });
+                console.line(&format!("[{}/{}] {}: not started ({why})", index + 1, runs.len(), run.name()));
+                deferred += 1;
+                continue;
+            }
+        }
         console.line(&format!("\n[{}/{}] {}", index + 1, runs.len(), run.name()));
         if let Some(status) = train_run(setup, config, &run, &out.join(run.dir()))? {
             console.line("sweep stopped; running it again continues from here");
@@ -575,6 +598,14 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
         console.line(&format!(
             "{waiting} run(s) wait for their cell's learning-rate search: run the sweep again once it is done"
         ));
+    }
+    if deferred > 0 {
+        console.line(&format!(
+            "{deferred} run(s) not started within the time limit: run the sweep again to train them; \
+             `hybc sweep {} --report` gathers the finished runs",
+            file.display()
+        ));
+        return Ok(None);
     }
     if let Some(selection) = selection {
         let which = match selection {
@@ -641,7 +672,9 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         },
         interrupt: setup.interrupt.cloned(),
     };
+    let started = std::time::Instant::now();
     let outcome = setup.console.train(file, &model, &options)?;
+    let seconds = started.elapsed().as_secs_f64();
     if let Some(status) = outcome.stopped {
         return Ok(Some(status));
     }
@@ -685,6 +718,7 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         chance,
         by_group,
         update: update_rule(&model),
+        seconds,
     };
     // Written whole, then renamed: another shard reading it sees all of it or nothing.
     let (done, partial) = (dir.join("result.json"), dir.join("result.json.tmp"));
@@ -749,6 +783,9 @@ pub struct Jobs<'a> {
     /// The stop request: a signal to the sweep's process group (Ctrl-C, `timeout`,
     /// Slurm) stops each shard at a checkpoint; the sweep then starts no second wave.
     pub interrupt: Option<&'a crate::interrupt::Interrupt>,
+    /// `--time-limit`: each process starts no run that would not finish before it, and
+    /// no wave starts after it.
+    pub deadline: Option<crate::deadline::Deadline>,
 }
 
 /// `--jobs n`: the sweep in waves of up to `n` processes of this binary at once, each
@@ -789,6 +826,9 @@ pub fn jobs(
     common.extend([out.display().to_string(), "--threads".into(), threads.to_string()]);
     common.extend(target.map(|t| ["--target".to_string(), t.to_string()]).into_iter().flatten());
     common.extend(sets.iter().flat_map(|set| ["--set".to_string(), set.clone()]));
+    if let Some(deadline) = options.deadline {
+        common.extend(["--deadline-at".to_string(), format!("{:.3}", deadline.epoch_seconds())]);
+    }
     println!("sweep {}: {jobs} jobs of {threads} thread(s) each into {}", file.display(), out.display());
     let sharing = crate::mps::for_shards(devices.as_deref().unwrap_or_default(), options.mps);
     if let Some(line) = sharing.describe() {
@@ -802,6 +842,13 @@ pub fn jobs(
             break;
         }
         let indices: Vec<usize> = pending.iter().map(|(index, _)| *index).collect();
+        if let Some(deadline) = options.deadline
+            && (indices == dealt || !deadline.allows(None))
+        {
+            println!("time limit: {} run(s) left for the next call of the sweep", indices.len());
+            println!("`hybc sweep {} --report` gathers the finished runs", file.display());
+            return Ok(None);
+        }
         if indices == dealt {
             return Err(format!("runs {indices:?} did not finish in the wave before: see the shards' logs"));
         }
@@ -990,6 +1037,7 @@ mod tests {
             chance: None,
             by_group: Vec::new(),
             update: String::new(),
+            seconds: 0.0,
         }
     }
 

@@ -880,6 +880,59 @@ fn a_refined_search_runs_in_three_waves() {
     assert!(result.contains("\"update\": \"delta\""), "GatedDeltaNet's rule recorded: {result}");
 }
 
+/// `--time-limit` starts no run that would not finish in time: none once the limit has
+/// passed; none guessed (from the longest finished run) to outlast it, alone or under
+/// `--jobs`, which then says what is left; every run given room. Each result records
+/// its wall time.
+#[test]
+fn a_time_limit_starts_only_runs_that_fit() {
+    let dir = scratch("sweep_time_limit");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("timed.hyb");
+    std::fs::write(
+        &file,
+        "mixer gdn = gated_deltanet(heads: 2, head_dim: 16, expand_v: 1)\nmixer gla = gla(heads: 2)\n\
+         mixer attn = attention(heads: 2)\nlet linear = gdn\n\
+         model {\n vocab = 64\n d_model = 32\n layers = linear × 2 with attn every 2\n}\n\
+         train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 2\n steps = 2\n}\n\
+         eval {\n mqar(seq_len: 32, pairs: 4)\n samples = 8\n batch = 4\n}\n\
+         sweep {\n linear = [gdn, gla]\n}\n",
+    )
+    .expect("writable");
+    let out = dir.join("runs");
+    let with = |extra: &[&str]| sweep_with(&file, &out, extra);
+    let passed = with(&["--time-limit", "0s"]);
+    assert_eq!(passed.matches("not started (the time limit has passed)").count(), 2, "{passed}");
+    assert!(passed.contains("2 run(s) not started within the time limit"), "{passed}");
+    assert!(with(&["--list"]).matches("\tto run\t").count() == 2);
+    with(&["--shard", "0/2", "--time-limit", "1h"]);
+    let gdn = out.join("linear=gdn").join("result.json");
+    let result = std::fs::read_to_string(&gdn).expect("gdn's result");
+    let seconds: f64 = result
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("\"seconds\": "))
+        .and_then(|figure| figure.trim_end_matches(',').parse().ok())
+        .expect("the run's wall time");
+    assert!(seconds > 0.0 && seconds < 600.0, "{result}");
+    // As if gdn had taken 10,000 s: gla, with no run of its own, is guessed as long.
+    let slow = result.replace(&format!("\"seconds\": {seconds}"), "\"seconds\": 10000.0");
+    std::fs::write(&gdn, slow).expect("writable");
+    let alone = with(&["--time-limit", "1h"]);
+    assert!(
+        alone.contains("linear=gla: not started (") && alone.contains("runs like it took up to 10000 s)"),
+        "{alone}"
+    );
+    let jobs = with(&["--jobs", "2", "--time-limit", "1h"]);
+    assert!(jobs.contains("time limit: 1 run(s) left for the next call of the sweep"), "{jobs}");
+    assert!(!out.join("linear=gla").join("result.json").exists(), "{jobs}");
+    let room = with(&["--time-limit", "5h"]);
+    assert!(room.contains("[2/2] linear=gla") && !room.contains("not started"), "{room}");
+    assert_eq!(with(&["--list"]).matches("\tdone\t").count(), 2);
+    let refused = hybc(&["sweep", file.to_str().expect("utf-8"), "--time-limit", "soon"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("`soon` is not a duration"), "{}", text(&refused.stderr));
+}
+
 /// `hybc sweep FILE --out OUT` with `extra` arguments: its standard output, the test
 /// failing with both outputs if it fails.
 fn sweep_with(file: &Path, out: &Path, extra: &[&str]) -> String {

@@ -78,8 +78,10 @@ def sweep(file, *, callback="print", **options):
     """Runs the sweep of a ``.hyb`` file as ``hybc sweep FILE`` does, in this process.
 
     ``options``: ``out`` (default ``runs/<file stem>``), ``target``, ``sets`` (a list of
-    ``"FIELD=VALUE"``, as ``--set``) and ``report_only`` (``hybc sweep --report``: the
-    tables of the runs done). Every run not done before is trained; running the sweep
+    ``"FIELD=VALUE"``, as ``--set``), ``report_only`` (``hybc sweep --report``: the
+    tables of the runs done) and ``time_limit`` (seconds, as ``--time-limit``: no run
+    starts that would not finish within them; the report waits for a call that
+    trains every run). Every run not done before is trained; running the sweep
     again continues it. ``callback`` receives the sweep's lines (``kind: "sweep"``) and
     every run's messages as :func:`train`'s does; the default prints them; ``None`` is
     silent. Raising in the callback, or an interrupt, stops the run under way at the next

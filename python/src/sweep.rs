@@ -67,10 +67,13 @@ impl Console for Callback<'_> {
 /// gets the sweep's lines (`kind: "sweep"`, `text`) and each run's messages as `train`'s
 /// callback does; a callback that raises, or an interrupt, stops the run under way at
 /// the next step with a checkpoint (running the sweep again continues it), then the
-/// error is raised. Returns `{"out", "stopped", "report" (results.md's text, if
-/// written), "runs" (each finished run's result.json as a dict)}`.
+/// error is raised. `time_limit` (seconds, as `--time-limit`) starts no run that would
+/// not finish within it, and leaves the report to a later call. Returns `{"out",
+/// "stopped", "report" (results.md's text, if written), "runs" (each finished run's
+/// result.json as a dict)}`.
 #[pyfunction]
-#[pyo3(signature = (file, out = None, target = None, sets = Vec::new(), report_only = false, callback = None))]
+#[pyo3(signature = (file, out = None, target = None, sets = Vec::new(), report_only = false, time_limit = None, callback = None))]
+#[allow(clippy::too_many_arguments)]
 pub fn sweep<'py>(
     py: Python<'py>,
     file: PathBuf,
@@ -78,16 +81,24 @@ pub fn sweep<'py>(
     target: Option<&str>,
     sets: Vec<String>,
     report_only: bool,
+    time_limit: Option<f64>,
     callback: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let deadline = match time_limit {
+        Some(seconds) if !(seconds.is_finite() && seconds >= 0.0) => {
+            return Err(error(format!("time_limit = {seconds}: give the seconds a sweep may take, 0 or more")));
+        }
+        Some(seconds) => Some(hybc::deadline::Deadline::after(std::time::Duration::from_secs_f64(seconds))),
+        None => None,
+    };
     let model = compile_file(file.clone(), sets.clone())?;
     let target = crate::checked_target(target, &model)?;
     let config = model.ir().sweep.clone().ok_or_else(|| error(format!("`{}` has no sweep block", file.display())))?;
     let stop = Arc::new(AtomicBool::new(false));
     let interrupt = hybc::interrupt::Interrupt::flag(stop.clone());
     let console = Callback { py, callback, raised: RefCell::new(None), stop };
-    let setup =
-        Setup { file: &file, out: out.as_deref(), target, sets: &sets, interrupt: Some(&interrupt), console: &console };
+    let interrupt = Some(&interrupt);
+    let setup = Setup { file: &file, out: out.as_deref(), target, sets: &sets, interrupt, console: &console, deadline };
     let mode = if report_only { Mode::Report } else { Mode::Train(None) };
     let stopped = hybc::sweep::sweep(&setup, model.ir(), mode);
     if let Some(err) = console.raised.take() {

@@ -200,6 +200,18 @@ def test_sweep_runs_the_grid_as_hybc_does(tmp_path, hybc):
     assert sum("done before" in m["text"] for m in history.messages if m["kind"] == "sweep") == 4
 
 
+def test_sweep_time_limit(tmp_path):
+    file = tmp_path / "grid.hyb"
+    file.write_text(GRID)
+    history = hyb.History()
+    result = hyb.sweep(file, out=tmp_path / "late", time_limit=0, callback=history)
+    assert result["runs"] == [] and result["report"] is None and not result["stopped"]
+    lines = [m["text"] for m in history.messages if m["kind"] == "sweep"]
+    assert sum("not started (the time limit has passed)" in line for line in lines) == 4, lines
+    with pytest.raises(hyb.HybError, match="time_limit = -1"):
+        hyb.sweep(file, out=tmp_path / "late", time_limit=-1, callback=None)
+
+
 def test_sweep_errors(tiny_file, tmp_path):
     with pytest.raises(hyb.HybError, match="has no sweep block"):
         hyb.sweep(tiny_file, out=tmp_path / "none", callback=None)

@@ -1,0 +1,117 @@
+//! `hybc sweep --time-limit`: a sweep inside a wall-clock limit — a batch job's time
+//! limit, a lent machine's lease — starts a run only where it can finish before the
+//! limit, so no run is cut off half-trained (its checkpoints would be lost with the
+//! machine); the runs left wait for the next call, which resumes the sweep. A run's
+//! length is guessed from the finished runs' recorded wall times (`seconds` in
+//! `result.json`): the longest of its own cell's, else the longest of any. With none
+//! finished there is nothing to go by, and a run starts while the limit has not passed.
+//! The limit is a moment, not a length, so the processes of `--jobs` share it
+//! (`--deadline-at`, seconds since the Unix epoch).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::sweep::Result;
+
+/// The moment after which a sweep starts no run it could not finish.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Deadline {
+    /// Seconds since the Unix epoch.
+    at: f64,
+}
+
+impl Deadline {
+    /// `limit` from now.
+    pub fn after(limit: Duration) -> Deadline {
+        Deadline { at: now() + limit.as_secs_f64() }
+    }
+
+    /// At `at` seconds since the Unix epoch (what `--deadline-at` passes to shards).
+    pub fn at(at: f64) -> Deadline {
+        Deadline { at }
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn epoch_seconds(self) -> f64 {
+        self.at
+    }
+
+    /// Seconds left, negative once past.
+    pub fn left(self) -> f64 {
+        self.at - now()
+    }
+
+    /// Whether a run guessed to take `guess` seconds (unknown: none) can start now.
+    pub fn allows(self, guess: Option<f64>) -> bool {
+        self.left() >= guess.unwrap_or(0.0)
+    }
+}
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// How long a run of the cell `lets` is guessed to take: the longest recorded wall time
+/// of its cell's finished runs, else of any finished run; none without one.
+pub fn guess(lets: &[(String, String)], finished: &[Result]) -> Option<f64> {
+    let longest =
+        |runs: &mut dyn Iterator<Item = &Result>| runs.map(|r| r.seconds).filter(|s| *s > 0.0).reduce(f64::max);
+    longest(&mut finished.iter().filter(|r| r.lets == lets)).or_else(|| longest(&mut finished.iter()))
+}
+
+/// A duration as a number and a unit: `90s`, `9m`, `1.5h`.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let bad = || format!("`{text}` is not a duration: write a number and s, m or h (`540s`, `9m`, `2h`)");
+    let text = text.trim();
+    let split = text.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.trim().parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    if !number.is_finite() || number < 0.0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(number * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::learned::tests::run;
+    use crate::sweep::Phase;
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(parse_duration("540s"), Ok(Duration::from_secs(540)));
+        assert_eq!(parse_duration("9m"), Ok(Duration::from_secs(540)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        for bad in ["540", "9 parsecs", "-3m", "m", "inf s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The longest finished run of the cell, else of any; none before any finished.
+    #[test]
+    fn a_run_is_guessed_from_its_cells_longest() {
+        let timed = |lets: &str, seconds: f64| Result { seconds, ..run(lets, Phase::Seed, None, 0.5) };
+        let finished = [timed("gdn", 100.0), timed("gdn", 140.0), timed("hgrn", 60.0), timed("gla", 0.0)];
+        let lets = |value: &str| vec![("linear".to_string(), value.to_string())];
+        assert_eq!(guess(&lets("gdn"), &finished), Some(140.0));
+        assert_eq!(guess(&lets("hgrn"), &finished), Some(60.0));
+        // Unrecorded (0 s: written before times were kept) counts as unknown.
+        assert_eq!(guess(&lets("gla"), &finished), Some(140.0));
+        assert_eq!(guess(&lets("retnet"), &[]), None);
+    }
+
+    #[test]
+    fn a_deadline_allows_what_fits() {
+        let deadline = Deadline::after(Duration::from_secs(100));
+        assert!(deadline.allows(Some(90.0)) && deadline.allows(None));
+        assert!(!deadline.allows(Some(120.0)));
+        let past = Deadline::at(deadline.epoch_seconds() - 200.0);
+        assert!(!past.allows(None) && past.left() < 0.0);
+    }
+}
