@@ -55,8 +55,19 @@ pub fn reference(spec: &AttentionSpec, s: Dims, q: &[f64], k: &[f64], v: &[f64])
     out
 }
 
+/// The forward against softmax attention written plainly and the backward against
+/// finite differences, on the CPU and under [`crate::ONE_LANE`] (the GPU's lanes form,
+/// a lane per (query head, row), lane by lane), outputs and gradients poisoned first.
 fn check(spec: AttentionSpec, s: Dims, seed: u64) {
-    let label = format!("{spec:?} B={} T={} H={} Hkv={} D={}", s.batch, s.time, s.heads, s.kv_heads, s.dim);
+    for config in [Config::CPU, crate::ONE_LANE] {
+        check_with(spec, s, seed, &config);
+    }
+}
+
+fn check_with(spec: AttentionSpec, s: Dims, seed: u64, config: &Config) {
+    let lanes = (config.parallel == Parallel::OneLane).then_some(s.heads * s.time);
+    let label =
+        format!("{spec:?} B={} T={} H={} Hkv={} D={} lanes={lanes:?}", s.batch, s.time, s.heads, s.kv_heads, s.dim);
     let mut rng = SmallRng::seed_from_u64(seed);
     let (q, k, v) = (
         random(&mut rng, s.batch * s.time * s.heads * s.dim),
@@ -64,28 +75,28 @@ fn check(spec: AttentionSpec, s: Dims, seed: u64) {
         random(&mut rng, s.batch * s.time * s.kv_heads * s.dim),
     );
     let weights = random(&mut rng, q.len());
-    let forward = jit::compile(&attention::forward(&spec, "attn_fwd")).expect("compiles");
-    let backward = jit::compile(&attention::backward(&spec, "attn_bwd")).expect("compiles");
+    let forward = jit::compile(&attention::forward_with(&spec, "attn_fwd", config)).expect("compiles");
+    let backward = jit::compile(&attention::backward_with(&spec, "attn_bwd", config)).expect("compiles");
     let q_shape = [s.batch, s.time, s.heads, s.dim];
     let kv_shape = [s.batch, s.time, s.kv_heads, s.dim];
     let (mut qm, mut km, mut vm) =
         (MemRef::new(q_shape, f32s(&q)), MemRef::new(kv_shape, f32s(&k)), MemRef::new(kv_shape, f32s(&v)));
-    let mut o = MemRef::zeros(q_shape);
-    let mut lse = MemRef::zeros([s.batch, s.heads, s.time]);
+    let mut o = MemRef::new(q_shape, vec![f32::NAN; q.len()]);
+    let mut lse = MemRef::new([s.batch, s.heads, s.time], vec![f32::NAN; s.batch * s.heads * s.time]);
     {
+        // Shapes as AttentionSpec::forward_arguments describes.
         let mut args: Vec<&mut dyn AsDescriptor> = vec![&mut qm, &mut km, &mut vm, &mut o, &mut lse];
-        // SAFETY: shapes as AttentionSpec::forward_arguments describes.
-        unsafe { forward.call("attn_fwd", &mut args) }.expect("runs");
+        crate::call(&forward, "attn_fwd", &mut args, lanes);
     }
     assert_close(&format!("{label} output"), &o.data, &reference(&spec, s, &q, &k, &v), 2e-5);
 
     let mut dout = MemRef::new(q_shape, f32s(&weights));
     let (mut dq, mut dk, mut dv) = (MemRef::zeros(q_shape), MemRef::zeros(kv_shape), MemRef::zeros(kv_shape));
     {
+        // Shapes as AttentionSpec::backward_arguments describes.
         let mut args: Vec<&mut dyn AsDescriptor> =
             vec![&mut qm, &mut km, &mut vm, &mut o, &mut lse, &mut dout, &mut dq, &mut dk, &mut dv];
-        // SAFETY: shapes as AttentionSpec::backward_arguments describes.
-        unsafe { backward.call("attn_bwd", &mut args) }.expect("runs");
+        crate::call(&backward, "attn_bwd", &mut args, lanes);
     }
     let loss = |q: &[f64], k: &[f64], v: &[f64]| -> f64 {
         reference(&spec, s, q, k, v).iter().zip(&weights).map(|(a, b)| a * b).sum()
