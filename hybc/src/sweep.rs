@@ -842,12 +842,8 @@ pub fn jobs(
             break;
         }
         let indices: Vec<usize> = pending.iter().map(|(index, _)| *index).collect();
-        if let Some(deadline) = options.deadline
-            && (indices == dealt || !deadline.allows(None))
-        {
-            println!("time limit: {} run(s) left for the next call of the sweep", indices.len());
-            println!("`hybc sweep {} --report` gathers the finished runs", file.display());
-            return Ok(None);
+        if options.deadline.is_some_and(|deadline| !deadline.allows(None)) {
+            return Ok(time_limit_reached(file, indices.len()));
         }
         if indices == dealt {
             return Err(format!("runs {indices:?} did not finish in the wave before: see the shards' logs"));
@@ -860,6 +856,11 @@ pub fn jobs(
             return Ok(Some(status));
         }
         finished?;
+        // Runs a shard left for want of time: the next call trains them.
+        let left = to_run(&out, &config);
+        if options.deadline.is_some() && left.iter().any(|(index, _)| indices.contains(index)) {
+            return Ok(time_limit_reached(file, left.len()));
+        }
         dealt = indices;
     }
     drop(sharing);
@@ -870,6 +871,14 @@ pub fn jobs(
         .status()
         .map_err(|e| format!("cannot run the report: {e}"))?;
     if status.success() { Ok(None) } else { Err("the report failed".into()) }
+}
+
+/// What `--jobs` says when its time limit leaves runs for the next call (no report: it
+/// waits for a call that trains them, `--report` gathers what finished).
+fn time_limit_reached(file: &Path, left: usize) -> Option<u8> {
+    println!("time limit: {left} run(s) left for the next call of the sweep");
+    println!("`hybc sweep {} --report` gathers the finished runs", file.display());
+    None
 }
 
 /// The runs that can train now and are not done, by grid index: a seed whose cell's
