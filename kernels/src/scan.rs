@@ -73,9 +73,10 @@ pub struct ScanSpec {
     /// (`o = scale · Σ_i S_i,:`, q ≡ 1). A vector state of width D (HGRN) is D state
     /// heads of 1 × 1 with no query and a per-head decay: this same kernel.
     pub query: bool,
-    /// The state's key and value channels per state head (`DK × DV`). The GPU's lanes
-    /// form is generated for them ([`lanes`]: each lane's slice of the state unrolled
-    /// into registers); a call whose state has other dims traps there.
+    /// The state's key and value channels per state head (`DK × DV`). The CPU's form and
+    /// the GPU's lanes form are generated for them (the lanes form unrolls each lane's
+    /// slice of the state into registers, [`lanes`]); a call whose state has other dims
+    /// traps. The GPU's blocks form reads them from the state.
     pub dk: u64,
     pub dv: u64,
 }
