@@ -180,21 +180,11 @@ impl std::str::FromStr for Target {
 }
 
 impl Target {
-    /// Tokens between the recurrent states a training forward saves for the backward,
-    /// for sequences of `seq_len` tokens; the plan sizes the checkpoints by it and the
-    /// scan kernels are generated for it (the reverse scan recomputes one interval's
-    /// states at a time). The CPU: the power of two at or above √T, within 8 … 64, so
-    /// that an interval's recomputed states stay near the core (at T = 64 an interval of
-    /// 8 against 64 trained the study's 3:1 models 0.5–11.5 % faster,
-    /// runtime/benches/README.md); each scan layer keeps T / c checkpoints, so a deep
-    /// model at a few hundred tokens plans a little more memory (gpu.hyb's 3:1 model at
-    /// T = 256: 2.01 → 2.06 GiB) and a shallow one less (mqar_quick.hyb at T = 128: 158 →
-    /// 137 MiB). CUDA: 64, as measured and verified there.
-    pub fn checkpoint_interval(self, seq_len: usize) -> u64 {
-        match self {
-            Target::Cpu => ((seq_len as f64).sqrt().ceil() as u64).next_power_of_two().clamp(8, 64),
-            Target::Cuda { .. } => 64,
-        }
+    /// Tokens between the recurrent states a training forward saves for the backward
+    /// (fla's chunk size); the plan sizes the checkpoints by it and the scan kernels
+    /// are generated for it.
+    pub fn checkpoint_interval(self) -> u64 {
+        64
     }
 
     /// The storage types this target's kernels implement for activations: f32, and bf16
