@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The GPU study in pieces, one device call at a time (README, "Sized for one GPU"): the
+# finished runs are kept in the repository (each run's result.json under
+# examples/study/measured/gpu/runs/), so that every call resumes the sweep where the
+# last one stopped (`--time-limit` starts only the runs a call can finish).
+#   before a call:  bash examples/study/gpu_piece.sh prepare
+#                   (fills runs/gpu-cuda from the kept results; carry .device/hybc.xz
+#                   and runs/gpu-cuda)
+#   the call:       OUT=$OUT STUDIES="examples/study/gpu.hyb=4@cuda" SWEEP_S=540 bash examples/study/device.sh
+#   after it:       bash examples/study/gpu_piece.sh collect FILES_AT/gpu-cuda.tar.xz
+#                   (keeps every finished run's result.json and writes the report of all
+#                   of them into examples/study/measured/gpu/)
+# STUDY, RUNS and KEEP name another study, its runs and where its results are kept.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+study=${STUDY:-examples/study/gpu.hyb}
+runs=${RUNS:-runs/gpu-cuda}
+keep=${KEEP:-examples/study/measured/gpu}
+hybc=${HYBC:-target/release/hybc}
+case "${1:-}" in
+  prepare)
+    mkdir -p "$runs"
+    if [ -d "$keep/runs" ]; then cp -r "$keep/runs/." "$runs/"; fi
+    echo "$runs: $(find "$runs" -name result.json | wc -l) finished runs"
+    ;;
+  collect)
+    archive=${2:?collect needs the archive device.sh sent back}
+    unpacked=$(mktemp -d)
+    trap 'rm -rf "$unpacked"' EXIT
+    tar xJf "$archive" -C "$unpacked"
+    mkdir -p "$keep/runs" "$runs"
+    (cd "$unpacked" && find . -name result.json) | while read -r result; do
+      mkdir -p "$keep/runs/$(dirname "$result")" "$runs/$(dirname "$result")"
+      cp "$unpacked/$result" "$keep/runs/$result"
+      cp "$unpacked/$result" "$runs/$result"
+    done
+    [ -x "$hybc" ] || cargo build --release -p hybc
+    "$hybc" sweep "$study" --out "$runs" --report
+    for report in results.md results.csv recall.svg search.svg; do
+      [ -f "$runs/$report" ] && cp "$runs/$report" "$keep/"
+    done
+    echo "$keep: $(find "$keep/runs" -name result.json | wc -l) finished runs kept"
+    ;;
+  *)
+    echo "usage: $0 prepare | collect ARCHIVE" >&2
+    exit 2
+    ;;
+esac
