@@ -201,6 +201,15 @@ pub fn key_slices(dk: usize, dv: usize) -> usize {
     [8, 4, 2].into_iter().find(|&s| dk.is_multiple_of(s) && (dv * s).is_multiple_of(32)).unwrap_or(1)
 }
 
+/// The lanes sharing a column in a form with lanes: [`key_slices`] on a GPU
+/// ([`Parallel::Threads`]), one under [`Parallel::OneLane`].
+fn lane_slices(config: &Config, spec: &ScanSpec) -> u64 {
+    match config.parallel {
+        Parallel::Threads => key_slices(spec.dk as usize, spec.dv as usize) as u64,
+        _ => 1,
+    }
+}
+
 /// This lane's state head, value channel and key channels, or all of them.
 struct Range {
     heads: (Value, Value),
@@ -222,7 +231,7 @@ impl Range {
             return Range { heads: grid.outer, columns: grid.inner, keys: (c0, c1), slices: None, warps: None };
         }
         let threads = e.config().parallel == Parallel::Threads;
-        let slices = if threads { key_slices(spec.dk as usize, spec.dv as usize) as u64 } else { 1 };
+        let slices = lane_slices(e.config(), spec);
         let count = e.constant_index(slices);
         let width = e.constant_index(spec.dv * slices);
         let grid = e.lane_grid(state_heads, &width, true);
@@ -507,12 +516,18 @@ impl<'s> Scan<'s> {
     fn for_readers(&self, e: &mut Builder, at: &At, body: impl FnOnce(&mut Builder, Value, Value)) {
         let c0 = e.c0();
         e.for_(&c0, &self.q_per_state, |e, r| {
-            let q_base = e.mul(&at.hk, &self.q_per_state);
-            let qh = e.add(&q_base, &r);
-            let o_base = e.mul(&at.h, &self.q_per_state);
-            let oh = e.add(&o_base, &r);
+            let (qh, oh) = self.reader(e, at, &r);
             body(e, qh, oh);
         });
+    }
+
+    /// The `r`-th query head reading the state and its output head.
+    fn reader(&self, e: &mut Builder, at: &At, r: &Value) -> (Value, Value) {
+        let q_base = e.mul(&at.hk, &self.q_per_state);
+        let qh = e.add(&q_base, r);
+        let o_base = e.mul(&at.h, &self.q_per_state);
+        let oh = e.add(&o_base, r);
+        (qh, oh)
     }
 }
 

@@ -14,7 +14,7 @@
 //! over the value channels [`Scan::add_over_columns`] and [`Scan::add_over_head`].
 
 use super::{At, Chunk, Chunks, Decay, Scan, ScanUpdate, key_terms};
-use crate::emit::{Builder, Cmp, Parallel, Value};
+use crate::emit::{Builder, Cmp, Value};
 
 /// This lane's column and key channels, fixed for the whole call.
 struct Lane {
@@ -31,7 +31,7 @@ impl Lane {
     /// The column and the slots' key channels (the prologue has checked that the call's
     /// state is the `DK × DV` the kernel was generated for).
     fn define(e: &mut Builder, scan: &Scan) -> Lane {
-        let count = slice_count(e, scan);
+        let count = super::lane_slices(e.config(), scan.spec);
         let keys = (0..scan.spec.dk / count)
             .map(|n| {
                 let offset = e.constant_index(n * count);
@@ -60,31 +60,12 @@ impl Lane {
 
     /// `α_n` per slot (`None` without a decay).
     fn alphas(&self, e: &mut Builder, scan: &Scan, at: &At) -> Vec<Option<Value>> {
-        match scan.spec.decay {
-            Decay::Vector => {
-                let g = e.arg("g");
-                let logs = self.load_row(e, &g, &[&at.b, &at.t, &at.hk]);
-                logs.iter().map(|g| Some(e.exp(g))).collect()
-            }
-            _ => vec![at.scalar_alpha.clone(); self.keys.len()],
-        }
+        self.keys.iter().map(|i| scan.alpha(e, at, i)).collect()
     }
 
-    /// The query heads' rows reading this state: `q[b, t, qh, i_n]`, or ones.
+    /// The query head `qh`'s row reading this state: `q[b, t, qh, i_n]`, or ones.
     fn queries(&self, e: &mut Builder, scan: &Scan, at: &At, qh: &Value) -> Slots {
-        if !scan.spec.query {
-            return vec![e.one(); self.keys.len()];
-        }
-        let q = e.arg("q");
-        self.load_row(e, &q, &[&at.b, &at.t, qh])
-    }
-}
-
-/// The lanes sharing a column: [`super::key_slices`] on a GPU, one lane alone.
-fn slice_count(e: &Builder, scan: &Scan) -> u64 {
-    match e.config().parallel {
-        Parallel::Threads => super::key_slices(scan.spec.dk as usize, scan.spec.dv as usize) as u64,
-        _ => 1,
+        self.keys.iter().map(|i| scan.query(e, at, qh, i)).collect()
     }
 }
 
@@ -248,8 +229,7 @@ fn readout_backward(
     // The readers unrolled: `q_per_state` is the spec's.
     for r in 0..scan.spec.q_per_state {
         let r = e.constant_index(r);
-        let (q_base, o_base) = (e.mul(&at.hk, &scan.q_per_state), e.mul(&at.h, &scan.q_per_state));
-        let (qh, oh) = (e.add(&q_base, &r), e.add(&o_base, &r));
+        let (qh, oh) = scan.reader(e, at, &r);
         let d_out = e.load(&dout, &[&at.b, &at.t, &oh, &lane.column]);
         if let Some(now) = &now {
             let dq = e.arg("dq");
