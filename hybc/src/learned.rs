@@ -62,11 +62,9 @@ pub fn judge(lets: &[(String, String)], results: &[Result]) -> Option<Judgement>
         Some(figure) => Some((figure, true)),
         None => measured_test(r).map(|figure| (figure, false)),
     });
-    // The first of equal bests: held-out scores sort before test ones.
-    let (best, held_out) = scores.fold(None, |best: Option<(f64, bool)>, (figure, held)| match best {
-        Some((top, top_held)) if top > figure || (top == figure && top_held) => Some((top, top_held)),
-        _ => Some((figure, held)),
-    })?;
+    // The best score; of equal ones, a held-out one.
+    let (best, held_out) =
+        scores.reduce(|top, next| if top.0 > next.0 || (top.0 == next.0 && top.1) { top } else { next })?;
     Some(Judgement { best, chance, held_out, seeds })
 }
 

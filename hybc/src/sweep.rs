@@ -601,9 +601,8 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
     }
     if deferred > 0 {
         console.line(&format!(
-            "{deferred} run(s) not started within the time limit: run the sweep again to train them; \
-             `hybc sweep {} --report` gathers the finished runs",
-            file.display()
+            "{deferred} run(s) not started within the time limit: run the sweep again to train them; {}",
+            report_hint(file)
         ));
         return Ok(None);
     }
@@ -612,7 +611,7 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
             Selection::Shard(shard) => format!("shard {}/{}", shard.index, shard.count),
             Selection::Runs(runs) => format!("runs {runs:?}"),
         };
-        console.line(&format!("{which} done; `hybc sweep {} --report` gathers the finished runs", file.display()));
+        console.line(&format!("{which} done; {}", report_hint(file)));
         return Ok(None);
     }
     report(console, &out, config, runs.len())
@@ -877,8 +876,13 @@ pub fn jobs(
 /// waits for a call that trains them, `--report` gathers what finished).
 fn time_limit_reached(file: &Path, left: usize) -> Option<u8> {
     println!("time limit: {left} run(s) left for the next call of the sweep");
-    println!("`hybc sweep {} --report` gathers the finished runs", file.display());
+    println!("{}", report_hint(file));
     None
+}
+
+/// How a partial sweep's finished runs are reported.
+fn report_hint(file: &Path) -> String {
+    format!("`hybc sweep {} --report` gathers the finished runs", file.display())
 }
 
 /// The runs that can train now and are not done, by grid index: a seed whose cell's
