@@ -556,11 +556,13 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
         ));
     }
     let (mut waiting, mut deferred) = (0, 0);
+    // What has finished changes only when a run trains: read it then, not per run.
+    let mut finished = Finished::read(&out, config, setup.deadline.is_some());
     for (index, run) in runs.iter().enumerate() {
         if selection.as_ref().is_some_and(|selection| !selection.holds(index)) {
             continue;
         }
-        let Some(run) = resolve(config, run, &finished_search(&out, config)) else {
+        let Some(run) = resolve(config, run, &finished.search) else {
             console.line(&format!(
                 "[{}/{}] {}: waits for its cell's learning-rate search",
                 index + 1,
@@ -575,7 +577,7 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
             continue;
         }
         if let Some(deadline) = setup.deadline {
-            let guess = crate::deadline::guess(&run.lets, &finished_runs(&out, config));
+            let guess = crate::deadline::guess(&run.lets, &finished.runs);
             if !deadline.allows(guess) {
                 let why = guess.map_or("the time limit has passed".to_string(), |guess| {
                     format!(
@@ -593,6 +595,7 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
             console.line("sweep stopped; running it again continues from here");
             return Ok(Some(status));
         }
+        finished = Finished::read(&out, config, setup.deadline.is_some());
     }
     if waiting > 0 {
         console.line(&format!(
@@ -615,6 +618,20 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
         return Ok(None);
     }
     report(console, &out, config, runs.len())
+}
+
+/// The finished runs a sweep's loop consults: the searches (a seed's rate) and, under a
+/// time limit, every run (a run's guessed length).
+struct Finished {
+    search: Vec<Result>,
+    runs: Vec<Result>,
+}
+
+impl Finished {
+    fn read(out: &Path, config: &SweepConfig, all: bool) -> Finished {
+        let runs = if all { finished_runs(out, config) } else { Vec::new() };
+        Finished { search: finished_search(out, config), runs }
+    }
 }
 
 /// A `--set` of a field the sweep sets for every run would be ignored: refused.
