@@ -35,6 +35,15 @@ pub fn fla_config(model: &Model) -> Result<Value, ExportError> {
                     "head-wise routing exists only in hyb; export a model without `heads(...)`",
                 ));
             }
+            MixerKind::Attention(a) if a.conv.is_some() => {
+                return Err(refuse(
+                    format!(
+                        "layer {index} (`{}`) convolves attention's q, k and v; fla's attention has no convolution",
+                        mixer.name
+                    ),
+                    "remove `short_conv` from the attention mixer to export it",
+                ));
+            }
             MixerKind::Attention(a) => attention.push((index, a)),
             MixerKind::Linear(_) => match linear {
                 Some(first) if first.kind != mixer.kind => {

@@ -171,10 +171,13 @@ fn mixer_cost(kind: &MixerKind, context: u64) -> Cost {
             let attended: u64 = (window * (window + 1)) / 2 + (context - window) * window;
             let average = attended as f64 / context.max(1) as f64;
             let flops = (4.0 * (attention.heads * attention.head_dim) as f64 * average) as u64;
+            // A convolution's cache holds its last taps of q, k and v, whatever the context.
+            let conv_channels = (attention.heads + 2 * attention.kv_heads) * attention.head_dim;
+            let kv = format!("kv 2×{}×{}/token", attention.kv_heads, attention.head_dim);
             Cost {
                 heads: attention.heads,
-                shape: format!("kv 2×{}×{}/token", attention.kv_heads, attention.head_dim),
-                state_bytes: 0,
+                shape: attention.conv.map_or(kv.clone(), |conv| format!("{kv}, conv {}×{conv_channels}", conv.size)),
+                state_bytes: attention.conv.map_or(0, |conv| conv_channels * conv.size * CACHE_BYTES),
                 kv_bytes_per_token: 2 * attention.kv_heads * attention.head_dim * CACHE_BYTES,
                 cached_tokens,
                 flops,
@@ -265,10 +268,12 @@ pub fn to_text(report: &Report) -> String {
     let name_width = report.layers.iter().map(|l| l.mixer.chars().count()).max().unwrap_or(5).max(5);
     let _ = writeln!(out, "{:>5}  {:<name_width$}  {:<9}  {:>5}  state", "layer", "mixer", "kind", "heads");
     for row in &report.layers {
-        let state = if row.kv_bytes_per_token > 0 && row.state_bytes == 0 {
-            format!("{} ({})", row.state_shape, bytes(row.kv_bytes_per_token))
-        } else {
-            format!("{} ({})", row.state_shape, bytes(row.state_bytes))
+        let (kv, state) = (bytes(row.kv_bytes_per_token), bytes(row.state_bytes));
+        let state = match (row.kv_bytes_per_token > 0, row.state_bytes > 0) {
+            (true, false) => format!("{} ({kv})", row.state_shape),
+            // A routed layer's attention heads, or attention's convolution cache.
+            (true, true) => format!("{} ({state} state, {kv}/token)", row.state_shape),
+            (false, _) => format!("{} ({state})", row.state_shape),
         };
         let _ =
             writeln!(out, "{:>5}  {:<name_width$}  {:<9}  {:>5}  {state}", row.index, row.mixer, row.kind, row.heads);

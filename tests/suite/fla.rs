@@ -134,7 +134,10 @@ fn fla_config_exports_round_trip_or_refuse() {
             }
             Err(error) => {
                 let name = relative(&file);
-                let expected_refusal = name.contains("routing") || name.contains("compose") || name.contains("sketch");
+                let expected_refusal = name.contains("routing")
+                    || name.contains("compose")
+                    || name.contains("sketch")
+                    || name.ends_with("baseline_conv.hyb");
                 assert!(expected_refusal, "{name} should export to fla but: {}", error.message);
                 assert!(!error.help.is_empty());
             }
@@ -151,6 +154,10 @@ fn refusals_say_why() {
     assert!(error.message.contains("routes heads"), "{}", error.message);
     let error = export::hf_layer_types(model).expect_err("routing has no layer types");
     assert!(error.message.contains("routes heads"), "{}", error.message);
+
+    let compilation = compile(&root().join("examples/study/baseline_conv.hyb"));
+    let error = export::fla_config(compilation.model().expect("checks")).expect_err("fla's attention has no conv");
+    assert!(error.message.contains("fla's attention has no convolution"), "{}", error.message);
 
     let compilation = compile(&root().join("examples/compose/kda.hyb"));
     let error = export::fla_config(compilation.model().expect("checks"))

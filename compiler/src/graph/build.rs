@@ -125,15 +125,20 @@ impl Builder {
     ) -> NodeId {
         let mut y = self.matmul(x, &format!("{prefix}{proj}.weight"));
         if let Some(conv) = linear.conv {
-            let w = self.param(&format!("{prefix}{stream}_conv1d.weight"));
-            let mut inputs = vec![y, w];
-            if conv.bias {
-                inputs.push(self.param(&format!("{prefix}{stream}_conv1d.bias")));
-            }
-            y = self.add(Op::ShortConv { size: conv.size }, inputs);
-            y = self.act(y, conv.act);
+            y = self.conv(y, conv, prefix, stream);
         }
         self.act(y, act)
+    }
+
+    /// `conv_act(conv(y))` with the stream's `{stream}_conv1d` weights.
+    fn conv(&mut self, y: NodeId, conv: ir::Conv, prefix: &str, stream: &str) -> NodeId {
+        let w = self.param(&format!("{prefix}{stream}_conv1d.weight"));
+        let mut inputs = vec![y, w];
+        if conv.bias {
+            inputs.push(self.param(&format!("{prefix}{stream}_conv1d.bias")));
+        }
+        let y = self.add(Op::ShortConv { size: conv.size }, inputs);
+        self.act(y, conv.act)
     }
 
     /// Everything of a linear mixer up to (not including) its output projection.
@@ -290,6 +295,9 @@ impl Builder {
             if attention.qkv_bias {
                 let bias = self.param(&format!("{prefix}{name}_proj.bias"));
                 y = self.add(Op::Add, vec![y, bias]);
+            }
+            if let Some(conv) = attention.conv {
+                y = self.conv(y, conv, prefix, name);
             }
             if attention.qk_norm && name != "v" {
                 y = self.rms(y, &format!("{prefix}{name}_norm.weight"), heads);

@@ -287,6 +287,9 @@ pub struct AttentionMixer {
     pub qk_norm: bool,
     pub window: Option<u64>,
     pub rope_theta: f64,
+    /// A causal depthwise convolution on each of q, k and v after its projection (and
+    /// bias), before the norm and RoPE — not in fla's attention; none by default.
+    pub conv: Option<Conv>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -117,10 +117,17 @@ pub fn branch_out_width(kind: &MixerKind) -> u64 {
 fn attention_params(attention: &AttentionMixer, prefix: &str, d: u64, std: f64, out: &mut Vec<Param>) {
     let q_width = attention.heads * attention.head_dim;
     let kv_width = attention.kv_heads * attention.head_dim;
-    for (name, width) in [("q_proj", q_width), ("k_proj", kv_width), ("v_proj", kv_width)] {
-        out.push(param(&format!("{prefix}{name}.weight"), vec![width, d], Init::Normal { std }, None));
+    for (name, width) in [("q", q_width), ("k", kv_width), ("v", kv_width)] {
+        out.push(param(&format!("{prefix}{name}_proj.weight"), vec![width, d], Init::Normal { std }, None));
         if attention.qkv_bias {
-            out.push(param(&format!("{prefix}{name}.bias"), vec![width], Init::Zeros, None));
+            out.push(param(&format!("{prefix}{name}_proj.bias"), vec![width], Init::Zeros, None));
+        }
+        if let Some(conv) = attention.conv {
+            let shape = vec![width, 1, conv.size];
+            out.push(param(&format!("{prefix}{name}_conv1d.weight"), shape, Init::Normal { std }, None));
+            if conv.bias {
+                out.push(param(&format!("{prefix}{name}_conv1d.bias"), vec![width], Init::Zeros, None));
+            }
         }
     }
     if attention.qk_norm {

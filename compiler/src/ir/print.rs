@@ -112,10 +112,13 @@ pub fn mixer_text(kind: &MixerKind, indent: usize) -> String {
     }
 }
 
+/// Every part of an attention mixer; its convolution only where it has one (fla's
+/// attention has none, and neither do most models).
 fn attention_text(attention: &AttentionMixer) -> String {
     let window = attention.window.map_or("none".to_string(), |w| w.to_string());
+    let conv = attention.conv.map_or(String::new(), |conv| format!(", {}", conv_text(conv)));
     format!(
-        "attention(heads: {}, kv_heads: {}, head_dim: {}, qkv_bias: {}, qk_norm: {}, window: {window}, rope: {})",
+        "attention(heads: {}, kv_heads: {}, head_dim: {}, qkv_bias: {}, qk_norm: {}, window: {window}, rope: {}{conv})",
         attention.heads,
         attention.kv_heads,
         attention.head_dim,
@@ -123,6 +126,10 @@ fn attention_text(attention: &AttentionMixer) -> String {
         attention.qk_norm,
         num(attention.rope_theta)
     )
+}
+
+fn conv_text(conv: Conv) -> String {
+    format!("short_conv: {}, conv_act: {}, conv_bias: {}", conv.size, conv.act.name(), conv.bias)
 }
 
 /// Every part of a linear mixer, grouped one theme per line.
@@ -158,7 +165,7 @@ pub fn linear_text(linear: &LinearMixer, indent: usize) -> String {
     ));
     lines.push(match linear.conv {
         None => "short_conv: none".to_string(),
-        Some(conv) => format!("short_conv: {}, conv_act: {}, conv_bias: {}", conv.size, conv.act.name(), conv.bias),
+        Some(conv) => conv_text(conv),
     });
     let qk_norm = match linear.qk_norm {
         QkNorm::None => "none",

@@ -53,7 +53,18 @@ pub fn preset_args(preset: Preset) -> &'static [&'static str] {
         Preset::GatedDeltaNet => {
             &["heads", "head_dim", "expand_v", "v_heads", "short_conv", "output_gate", "neg_eigval"]
         }
-        Preset::Attention => &["heads", "kv_heads", "head_dim", "qkv_bias", "qk_norm", "window", "rope"],
+        Preset::Attention => &[
+            "heads",
+            "kv_heads",
+            "head_dim",
+            "qkv_bias",
+            "qk_norm",
+            "window",
+            "rope",
+            "short_conv",
+            "conv_act",
+            "conv_bias",
+        ],
     }
 }
 
@@ -361,6 +372,7 @@ pub fn attention(mcx: MixerCx, args: &Args) -> Option<AttentionMixer> {
         qk_norm: flag(cx, args, "qk_norm", false)?,
         window,
         rope_theta: opt_float(cx, args, "rope", 10000.0, 1.0, 1e9)?,
+        conv: spelled_conv(cx, args, Act::Identity)?,
     })
 }
 
@@ -441,24 +453,7 @@ pub fn linear(mcx: MixerCx, args: &Args) -> Option<LinearMixer> {
         },
         None => LowerBound::None,
     };
-    let conv_act = match args.get("conv_act") {
-        Some(expr) => act(cx, expr, "conv_act")?,
-        None => Act::Silu,
-    };
-    let conv_bias = flag(cx, args, "conv_bias", false)?;
-    let conv = short_conv(cx, args, None)?.map(|size| Conv { size, bias: conv_bias, act: conv_act });
-    if conv.is_none() {
-        for name in ["conv_act", "conv_bias"] {
-            if args.has(name) {
-                cx.error(
-                    Diagnostic::error(format!("`{name}` needs a short convolution"))
-                        .at(args.span_of(name), "there is no convolution")
-                        .help("add `short_conv: 4`, or remove this argument"),
-                );
-                return None;
-            }
-        }
-    }
+    let conv = spelled_conv(cx, args, Act::Silu)?;
     let is_delta = matches!(update, Update::Delta { .. });
     if args.has("qk") && args.has("qk_norm") {
         cx.error(
@@ -685,6 +680,30 @@ pub fn opt_float(cx: &Cx, args: &Args, name: &str, default: f64, min: f64, max: 
         Some(expr) => cx.float(expr, name, min, max),
         None => Some(default),
     }
+}
+
+/// A convolution spelled out by `short_conv`, `conv_act` (else `default_act`) and
+/// `conv_bias` (else none); the last two are errors without the first.
+fn spelled_conv(cx: &Cx, args: &Args, default_act: Act) -> Option<Option<Conv>> {
+    let conv_act = match args.get("conv_act") {
+        Some(expr) => act(cx, expr, "conv_act")?,
+        None => default_act,
+    };
+    let conv_bias = flag(cx, args, "conv_bias", false)?;
+    let conv = short_conv(cx, args, None)?.map(|size| Conv { size, bias: conv_bias, act: conv_act });
+    if conv.is_none() {
+        for name in ["conv_act", "conv_bias"] {
+            if args.has(name) {
+                cx.error(
+                    Diagnostic::error(format!("`{name}` needs a short convolution"))
+                        .at(args.span_of(name), "there is no convolution")
+                        .help("add `short_conv: 4`, or remove this argument"),
+                );
+                return None;
+            }
+        }
+    }
+    Some(conv)
 }
 
 /// `short_conv: 4`, `short_conv: true` (4), `short_conv: false | none`.

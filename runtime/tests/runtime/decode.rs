@@ -61,6 +61,9 @@ fn decoding_matches_the_forward_pass_for_every_mixer() {
         gate: vector(logsigmoid, normalizer: 16, low_rank: 4), short_conv: 4, conv_act: identity, \
         qk_act: silu, v_act: silu, qk_norm: l2, output_gate: silu)";
     check_decoding("delta + vector gate + conv", &tiny(delta_vector, "m × 2"));
+    let attention_conv = "mixer conv = attention(heads: 2, short_conv: 4)
+        mixer gqa_conv = attention(heads: 4, kv_heads: 2, window: 5, short_conv: 3, conv_act: silu, conv_bias: true)";
+    check_decoding("attention with convolutions", &tiny(attention_conv, "(conv, gqa_conv)"));
     let vector_bound = "mixer rnn = linear(state: vector, gate: vector(logsigmoid), lower_bound: layerwise, \
         tie_key_to_gate: true, head_dim: 32, v_act: silu, output_gate: silu, output_norm: full)
         mixer attn = attention(heads: 2)";

@@ -117,6 +117,9 @@ fn compositions_and_routing_match_the_cpu_on_the_gpu() {
         mixer attn = attention(heads: 2)
         mixer par = heads(gla: 2, attn: 2, combine: mean)";
     check_against_cpu("routed mean", &tiny(mean, "par × 2"));
+    let attention_conv = "mixer conv = attention(heads: 2, short_conv: 4)
+        mixer gqa_conv = attention(heads: 4, kv_heads: 2, window: 5, short_conv: 3, conv_act: silu, conv_bias: true)";
+    check_against_cpu("attention with convolutions", &tiny(attention_conv, "(conv, gqa_conv)"));
 }
 
 #[test]

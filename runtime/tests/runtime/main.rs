@@ -149,7 +149,13 @@ fn gated_deltanet_matches_the_oracle() {
 #[test]
 fn attention_matches_the_oracle() {
     check_against_oracle("attention", &tiny(PRESETS, "(attn, gqa)"));
+    check_against_oracle("attention with convolutions", &tiny(ATTENTION_CONV, "(conv, gqa_conv)"));
 }
+
+/// Attention with a short convolution on q, k and v: plain, and grouped with a window,
+/// SiLU after it and a bias.
+const ATTENTION_CONV: &str = "mixer conv = attention(heads: 2, short_conv: 4)
+mixer gqa_conv = attention(heads: 4, kv_heads: 2, window: 5, qkv_bias: true, short_conv: 3, conv_act: silu, conv_bias: true)";
 
 /// Not presets: the delta rule with a per-channel gate; a scalar gate with an additive
 /// update; a vector state with the layer-wise floor inside a hybrid; ungated elu

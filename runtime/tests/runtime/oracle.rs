@@ -334,6 +334,10 @@ impl<'m> Oracle<'m> {
             if a.qkv_bias {
                 y = y + self.p1(&format!("{prefix}{name}_proj.bias")).reshape([1, 1, h * dim]);
             }
+            if let Some(conv) = a.conv {
+                let bias = conv.bias.then(|| self.p1(&format!("{prefix}{name}_conv1d.bias")));
+                y = apply(causal_conv(y, self.p2(&format!("{prefix}{name}_conv1d.weight")), bias), conv.act);
+            }
             if a.qk_norm && name != "v" {
                 y = self.rms(y, &format!("{prefix}{name}_norm.weight"), h);
             }
