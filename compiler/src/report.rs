@@ -174,10 +174,16 @@ fn mixer_cost(kind: &MixerKind, context: u64) -> Cost {
             // A convolution's cache holds its last taps of q, k and v, whatever the context.
             let conv_channels = (attention.heads + 2 * attention.kv_heads) * attention.head_dim;
             let kv = format!("kv 2×{}×{}/token", attention.kv_heads, attention.head_dim);
+            let (shape, state_bytes) = match attention.conv {
+                Some(conv) => {
+                    (format!("{kv}, conv {}×{conv_channels}", conv.size), conv_channels * conv.size * CACHE_BYTES)
+                }
+                None => (kv, 0),
+            };
             Cost {
                 heads: attention.heads,
-                shape: attention.conv.map_or(kv.clone(), |conv| format!("{kv}, conv {}×{conv_channels}", conv.size)),
-                state_bytes: attention.conv.map_or(0, |conv| conv_channels * conv.size * CACHE_BYTES),
+                shape,
+                state_bytes,
                 kv_bytes_per_token: 2 * attention.kv_heads * attention.head_dim * CACHE_BYTES,
                 cached_tokens,
                 flops,

@@ -465,9 +465,14 @@ fn finished_search(out: &Path, config: &SweepConfig) -> Vec<Result> {
 /// Every finished run of the sweep in `out`, in grid order (seeds whose cell's rate
 /// is chosen included).
 pub fn finished_runs(out: &Path, config: &SweepConfig) -> Vec<Result> {
-    let search = finished_search(out, config);
+    finished_beside(out, config, &finished_search(out, config))
+}
+
+/// [`finished_runs`] from the finished searches already read: `search`, then every other
+/// finished run.
+fn finished_beside(out: &Path, config: &SweepConfig, search: &[Result]) -> Vec<Result> {
     let others = grid(config).into_iter().filter(|r| r.phase != Phase::Search);
-    let resolved: Vec<Run> = others.filter_map(|r| resolve(config, &r, &search)).collect();
+    let resolved: Vec<Run> = others.filter_map(|r| resolve(config, &r, search)).collect();
     search.iter().cloned().chain(resolved.iter().filter_map(|r| read_result(out, r))).collect()
 }
 
@@ -629,8 +634,9 @@ struct Finished {
 
 impl Finished {
     fn read(out: &Path, config: &SweepConfig, all: bool) -> Finished {
-        let runs = if all { finished_runs(out, config) } else { Vec::new() };
-        Finished { search: finished_search(out, config), runs }
+        let search = finished_search(out, config);
+        let runs = if all { finished_beside(out, config, &search) } else { Vec::new() };
+        Finished { search, runs }
     }
 }
 
