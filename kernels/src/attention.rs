@@ -16,6 +16,8 @@
 //! RoPE is its own kernel ([`rope`]), applied to q and k before attention; its backward
 //! is the inverse rotation, the same kernel with `inverse: true`.
 
+mod lanes;
+
 use crate::emit::{Builder, Cmp, Config, Scalar, Ty, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -24,6 +26,9 @@ pub struct AttentionSpec {
     pub group: u64,
     pub window: Option<u64>,
     pub scale: f64,
+    /// The head dim `D`: the GPU's lanes form keeps a lane's rows of it in registers,
+    /// unrolled when generated; a call whose tensors have another traps there.
+    pub head_dim: u64,
 }
 
 impl AttentionSpec {
@@ -174,6 +179,12 @@ fn score(e: &mut Builder, sizes: &Sizes, q: &Row, k: &Row) -> Value {
     e.mul(&sizes.scale, &dot)
 }
 
+/// A/B switch for one measurement (to be taken out after it): `HYB_ATTENTION_LANES=frame`
+/// generates the lanes form that keeps a lane's rows in its frame.
+fn frame_lanes() -> bool {
+    std::env::var("HYB_ATTENTION_LANES").is_ok_and(|v| v == "frame")
+}
+
 /// The training forward: `o`, and the log-sum-exp of every query row for the backward.
 pub fn forward(spec: &AttentionSpec, name: &str) -> String {
     forward_with(spec, name, &Config::CPU)
@@ -183,6 +194,10 @@ pub fn forward(spec: &AttentionSpec, name: &str) -> String {
 pub fn forward_with(spec: &AttentionSpec, name: &str, config: &Config) -> String {
     let mut e = Builder::new(*config);
     header(&mut e, name, &spec.forward_arguments());
+    if config.parallel.has_lanes() && !frame_lanes() {
+        lanes::forward(&mut e, spec);
+        return e.finish();
+    }
     emit_forward(&mut e, spec, None, true);
     e.finish()
 }
@@ -319,6 +334,10 @@ pub fn backward(spec: &AttentionSpec, name: &str) -> String {
 pub fn backward_with(spec: &AttentionSpec, name: &str, config: &Config) -> String {
     let mut e = Builder::new(*config);
     header(&mut e, name, &spec.backward_arguments());
+    if config.parallel.has_lanes() && !frame_lanes() {
+        lanes::backward(&mut e, spec);
+        return e.finish();
+    }
     if config.parallel.has_lanes() {
         emit_lane_backward(&mut e, spec);
         return e.finish();

@@ -272,7 +272,11 @@ impl fmt::Display for KernelKey {
             | KernelKey::AttentionBackward { spec }
             | KernelKey::AttentionDecode { spec } => {
                 let window = spec.window.map_or("none".to_string(), |w| w.to_string());
-                write!(f, "{label}(group={}, window={window}, scale={})", spec.group, spec.scale)
+                write!(
+                    f,
+                    "{label}(group={}, window={window}, scale={}, head_dim={})",
+                    spec.group, spec.scale, spec.head_dim
+                )
             }
             KernelKey::Columns { src_col, dst_col, width } => {
                 write!(f, "{label}(src_col={src_col}, dst_col={dst_col}, width={width})")

@@ -217,7 +217,12 @@ impl Builder<'_> {
             }
             Op::Scan(attrs) => self.scan_vjp(origin, node, &outputs, attrs),
             Op::Attention { heads, kv_heads, head_dim, window, scale } => {
-                let spec = attention::AttentionSpec { group: heads / kv_heads, window: *window, scale: *scale };
+                let spec = attention::AttentionSpec {
+                    group: heads / kv_heads,
+                    window: *window,
+                    scale: *scale,
+                    head_dim: *head_dim,
+                };
                 let func = self.kernels.get(KernelKey::AttentionBackward { spec });
                 let (q, k, v) = self.attention_inputs(&forward, *heads, *kv_heads, *head_dim);
                 let o = self.fwd(origin).view(q.dims.clone()).batched();

@@ -151,7 +151,12 @@ impl Builder<'_> {
                 self.call(func, args);
             }
             Op::Attention { heads, kv_heads, head_dim, window, scale } if let Some(max_len) = self.decode => {
-                let spec = attention::AttentionSpec { group: heads / kv_heads, window: *window, scale: *scale };
+                let spec = attention::AttentionSpec {
+                    group: heads / kv_heads,
+                    window: *window,
+                    scale: *scale,
+                    head_dim: *head_dim,
+                };
                 let func = self.kernels.get(KernelKey::AttentionDecode { spec });
                 let (q, k, v) = self.attention_inputs(&node, *heads, *kv_heads, *head_dim);
                 let o = out.view(q.dims.clone()).batched();
@@ -161,7 +166,12 @@ impl Builder<'_> {
                 self.call(func, vec![q, k, v, k_cache, v_cache, position, o]);
             }
             Op::Attention { heads, kv_heads, head_dim, window, scale } => {
-                let spec = attention::AttentionSpec { group: heads / kv_heads, window: *window, scale: *scale };
+                let spec = attention::AttentionSpec {
+                    group: heads / kv_heads,
+                    window: *window,
+                    scale: *scale,
+                    head_dim: *head_dim,
+                };
                 let func = self.kernels.get(KernelKey::AttentionForward { spec });
                 let (q, k, v) = self.attention_inputs(&node, *heads, *kv_heads, *head_dim);
                 let o = out.view(q.dims.clone()).batched();

@@ -124,13 +124,15 @@ fn check_with(spec: AttentionSpec, s: Dims, seed: u64, config: &Config) {
 
 #[test]
 fn attention_matches_softmax_and_finite_differences() {
-    let full = AttentionSpec { group: 1, window: None, scale: 0.5 };
+    let full = AttentionSpec { group: 1, window: None, scale: 0.5, head_dim: 4 };
     check(full, Dims { batch: 1, time: 1, heads: 1, kv_heads: 1, dim: 4 }, 1);
     check(full, Dims { batch: 2, time: 9, heads: 2, kv_heads: 2, dim: 4 }, 2);
-    let gqa = AttentionSpec { group: 2, window: None, scale: 0.35 };
+    let gqa = AttentionSpec { group: 2, window: None, scale: 0.35, head_dim: 6 };
     check(gqa, Dims { batch: 2, time: 7, heads: 4, kv_heads: 2, dim: 6 }, 3);
-    let windowed = AttentionSpec { group: 1, window: Some(3), scale: 0.5 };
+    let windowed = AttentionSpec { group: 1, window: Some(3), scale: 0.5, head_dim: 4 };
     check(windowed, Dims { batch: 1, time: 10, heads: 2, kv_heads: 2, dim: 4 }, 4);
+    // Past a warp of rows (the key rows' walk starts at their warp's first row).
+    check(full, Dims { batch: 1, time: 40, heads: 1, kv_heads: 1, dim: 4 }, 5);
 }
 
 /// The rotate-half RoPE, written plainly.

@@ -46,11 +46,11 @@ fn check_attention(spec: AttentionSpec, s: Dims, seed: u64) {
 
 #[test]
 fn attention_decodes_over_its_cache_as_over_the_whole_sequence() {
-    let full = AttentionSpec { group: 1, window: None, scale: 0.5 };
+    let full = AttentionSpec { group: 1, window: None, scale: 0.5, head_dim: 4 };
     check_attention(full, Dims { batch: 2, time: 9, heads: 2, kv_heads: 2, dim: 4 }, 1);
-    let gqa = AttentionSpec { group: 2, window: None, scale: 0.35 };
+    let gqa = AttentionSpec { group: 2, window: None, scale: 0.35, head_dim: 6 };
     check_attention(gqa, Dims { batch: 1, time: 7, heads: 4, kv_heads: 2, dim: 6 }, 2);
-    let windowed = AttentionSpec { group: 1, window: Some(3), scale: 0.5 };
+    let windowed = AttentionSpec { group: 1, window: Some(3), scale: 0.5, head_dim: 4 };
     check_attention(windowed, Dims { batch: 2, time: 10, heads: 2, kv_heads: 2, dim: 4 }, 3);
 }
 

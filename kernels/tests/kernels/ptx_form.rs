@@ -60,7 +60,7 @@ fn keys() -> Vec<KernelKey> {
         ]);
     }
     for (group, window) in [(1, None), (2, Some(8))] {
-        let spec = AttentionSpec { group, window, scale: 0.125 };
+        let spec = AttentionSpec { group, window, scale: 0.125, head_dim: 16 };
         keys.extend([
             KernelKey::AttentionForward { spec },
             KernelKey::AttentionBackward { spec },
@@ -303,7 +303,7 @@ fn bf16_storage_lowers_to_ptx_too() {
         KernelKey::Map { spec: chain, broadcast: vec![false, true] },
         KernelKey::RmsForward { eps: 1e-6, gated: true },
         KernelKey::CrossEntropy,
-        KernelKey::AttentionForward { spec: AttentionSpec { group: 1, window: None, scale: 0.125 } },
+        KernelKey::AttentionForward { spec: AttentionSpec { group: 1, window: None, scale: 0.125, head_dim: 16 } },
     ];
     check(&keys, &Config::gpu(Scalar::Bf16));
 }
