@@ -153,6 +153,12 @@ pub fn module(body: &str, name: &str, chip: &str) -> Option<String> {
     Some(out)
 }
 
+/// Whether a memref type's innermost stride is the static 1 ([`crate::emit::Layout`]'s
+/// `Rows`: `strided<[?, 1], offset: ?>`, or `strided<[1], ...>` at rank 1).
+fn unit_innermost(ty: &str) -> bool {
+    ty.contains(", 1], offset") || ty.contains("strided<[1],")
+}
+
 /// This point's view of argument `p`: its rows when split, all of it otherwise.
 fn view(out: &mut String, p: &Param) -> String {
     let n = &p.name;
@@ -176,6 +182,12 @@ fn view(out: &mut String, p: &Param) -> String {
     let _ = writeln!(out, "    %{n}_start = arith.addi %{n}_offset, %{n}_shift : index");
     let mut view_sizes = vec![format!("%{n}_rows")];
     view_sizes.extend(sizes[1..].iter().cloned());
+    // The innermost stride as the type states it: 1 (rows are contiguous), which the
+    // runtime's dense views guarantee.
+    let mut strides = strides;
+    if unit_innermost(&p.ty) {
+        strides[p.rank - 1] = "1".to_string();
+    }
     let _ = writeln!(
         out,
         "    %{n}_view = memref.reinterpret_cast %{n}_base to offset: [%{n}_start], sizes: [{}], strides: [{}] : memref<{}> to {}",

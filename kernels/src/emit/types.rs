@@ -67,6 +67,12 @@ impl fmt::Display for Ty {
                 let strides = vec!["?"; *rank].join(", ");
                 write!(f, "memref<{}{}, strided<[{strides}], offset: ?>>", "?x".repeat(*rank), elem.mlir())
             }
+            Ty::MemRef { rank, elem, layout: Layout::Rows } => {
+                let mut strides = vec!["?"; rank.saturating_sub(1)];
+                strides.push("1");
+                let strides = strides.join(", ");
+                write!(f, "memref<{}{}, strided<[{strides}], offset: ?>>", "?x".repeat(*rank), elem.mlir())
+            }
         }
     }
 }
@@ -79,6 +85,10 @@ pub enum Layout {
     /// Any strides and offset, all dynamic: `memref<?x?xf32, strided<[?, ?], offset: ?>>`
     /// — what a `memref.subview` of a dense buffer gives after a `memref.cast`.
     Strided,
+    /// Dynamic strides and offset but a unit innermost stride (rows contiguous):
+    /// `memref<?x?xf32, strided<[?, 1], offset: ?>>` — the GPU's arguments, views of
+    /// dense buffers. Each channel's address is then the row's plus a constant.
+    Rows,
 }
 
 /// An SSA value and its type. Values are made by a [`Builder`](super::Builder) and only
@@ -259,8 +269,9 @@ impl Config {
 
     /// The GPU form's configuration: tensors stored as `storage`, computed in f32,
     /// `reassoc` and `contract`, `exp` as `ex2.approx`, every special function as
-    /// inline PTX (no libdevice), arguments of any strides and offset (the wrapper
-    /// passes subviews), and a bare `func.func` for the wrapper's `gpu.module`.
+    /// inline PTX (no libdevice), arguments of any outer strides and offset with
+    /// contiguous rows (the wrapper passes row ranges of dense buffers: [`Layout::Rows`]),
+    /// and a bare `func.func` for the wrapper's `gpu.module`.
     pub const fn gpu(storage: Scalar) -> Config {
         Config::gpu_form(storage, Parallel::Threads)
     }
@@ -271,7 +282,7 @@ impl Config {
         Config {
             types: ElemTypes { storage, compute: Scalar::F32 },
             flags: Flags { fastmath: FastMath::ReassocContract, exp: ExpImpl::MathDialect, math: MathImpl::Ptx },
-            layout: Layout::Strided,
+            layout: Layout::Rows,
             wrap: Wrap::Bare,
             parallel,
             bf16_args: 0,
