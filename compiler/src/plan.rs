@@ -64,7 +64,7 @@ fn bytes(ty: &TensorType, batch: u64, seq_len: u64) -> u64 {
 fn auxiliary(op: &Op, batch: u64, seq_len: u64, target: Target) -> u64 {
     match op {
         Op::Scan(a) => {
-            let checkpoints = seq_len.div_ceil(target.checkpoint_interval());
+            let checkpoints = seq_len.div_ceil(target.checkpoint_interval(seq_len as usize));
             batch * a.state_heads * checkpoints * a.head_k_dim * a.head_v_dim * 4
         }
         Op::Attention { heads, .. } => batch * heads * seq_len * 4,

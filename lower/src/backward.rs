@@ -284,7 +284,7 @@ impl Builder<'_> {
     fn scan_vjp(&mut self, origin: NodeId, node: &BwdNode, outputs: &[Arg], attrs: &hyb_compiler::graph::ScanAttrs) {
         let forward = self.graph.nodes[origin].clone();
         let spec = crate::scan_spec(attrs);
-        let chunk = self.target.checkpoint_interval();
+        let chunk = self.target.checkpoint_interval(self.seq_len);
         let func = self.kernels.get(KernelKey::ScanBackward { spec, chunk });
         let views = self.scan_views(attrs);
         let inputs = self.scan_inputs(&forward);

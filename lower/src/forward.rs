@@ -139,7 +139,7 @@ impl Builder<'_> {
             }
             Op::Scan(attrs) => {
                 let spec = crate::scan_spec(attrs);
-                let chunk = self.target.checkpoint_interval();
+                let chunk = self.target.checkpoint_interval(self.seq_len);
                 let func = self.kernels.get(KernelKey::ScanTrain { spec, chunk });
                 let mut args = self.scan_inputs(&node);
                 let views = self.scan_views(attrs);

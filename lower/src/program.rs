@@ -523,7 +523,7 @@ impl<'g> Builder<'g> {
     }
 
     pub fn scan_views(&self, attrs: &hyb_compiler::graph::ScanAttrs) -> ScanViews {
-        ScanViews::new(attrs, self.batch, self.seq_len, self.target.checkpoint_interval())
+        ScanViews::new(attrs, self.batch, self.seq_len, self.target.checkpoint_interval(self.seq_len))
     }
 
     /// The state checkpoints, stored after the scan's output.

@@ -180,11 +180,19 @@ impl std::str::FromStr for Target {
 }
 
 impl Target {
-    /// Tokens between the recurrent states a training forward saves for the backward
-    /// (fla's chunk size); the plan sizes the checkpoints by it and the scan kernels
-    /// are generated for it.
-    pub fn checkpoint_interval(self) -> u64 {
-        64
+    /// Tokens between the recurrent states a training forward saves for the backward,
+    /// for sequences of `seq_len` tokens; the plan sizes the checkpoints by it and the
+    /// scan kernels are generated for it (the reverse scan recomputes one interval's
+    /// states at a time). The power of two at or above √T, within 8 … 64, on every
+    /// target (`hybc verify` compares two targets' programs instruction by instruction),
+    /// so that an interval's recomputed states stay near the core or in the GPU's L2
+    /// (on the CPU at T = 64, 8 against 64: 0.5–11.5 % faster, runtime/benches/README.md).
+    /// `HYB_CKPT_INTERVAL=64` gives the fixed interval before, for one A/B on the GPU.
+    pub fn checkpoint_interval(self, seq_len: usize) -> u64 {
+        if let Some(fixed) = std::env::var("HYB_CKPT_INTERVAL").ok().and_then(|v| v.parse().ok()) {
+            return fixed;
+        }
+        ((seq_len as f64).sqrt().ceil() as u64).next_power_of_two().clamp(8, 64)
     }
 
     /// The storage types this target's kernels implement for activations: f32, and bf16
