@@ -286,6 +286,11 @@ pub struct Result {
     /// `--time-limit` guesses a run's length from.
     #[serde(default)]
     pub seconds: f64,
+    /// How many runs trained at once on the machine while this one did (its `--jobs`
+    /// wave's shards, this one included; 0 in results written before it was recorded):
+    /// `seconds` holds for that much sharing.
+    #[serde(default)]
+    pub at_once: u16,
 }
 
 /// Higher is better: accuracy, or minus a perplexity.
@@ -519,6 +524,9 @@ pub struct Setup<'a> {
     pub console: &'a dyn Console,
     /// `--time-limit`: start no run that would not finish before it.
     pub deadline: Option<crate::deadline::Deadline>,
+    /// How many runs train at once on the machine, this process's included (1 alone,
+    /// the wave's shards under `--jobs`).
+    pub at_once: u16,
 }
 
 /// Trains every run of the sweep not done before (or lists them, or reports on those
@@ -582,7 +590,7 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
             continue;
         }
         if let Some(deadline) = setup.deadline {
-            let guess = crate::deadline::guess(&run.lets, &finished.runs);
+            let guess = crate::deadline::guess(&run.lets, setup.at_once, &finished.runs);
             if !deadline.allows(guess) {
                 let why = guess.map_or("the time limit has passed".to_string(), |guess| {
                     format!(
@@ -741,6 +749,7 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         by_group,
         update: update_rule(&model),
         seconds,
+        at_once: setup.at_once,
     };
     // Written whole, then renamed: another shard reading it sees all of it or nothing.
     let (done, partial) = (dir.join("result.json"), dir.join("result.json.tmp"));
@@ -976,7 +985,7 @@ fn shards(
         let errors = log.try_clone().map_err(|e| e.to_string())?;
         let mut args = common.to_vec();
         let runs: Vec<String> = runs.iter().map(usize::to_string).collect();
-        args.extend(["--runs".to_string(), runs.join(",")]);
+        args.extend(["--runs".to_string(), runs.join(","), "--at-once".to_string(), jobs.to_string()]);
         let mut command = std::process::Command::new(binary);
         if let Some(devices) = devices {
             command.env("CUDA_VISIBLE_DEVICES", &devices[index]);
@@ -1074,6 +1083,7 @@ mod tests {
             by_group: Vec::new(),
             update: String::new(),
             seconds: 0.0,
+            at_once: 0,
         }
     }
 
