@@ -1,6 +1,7 @@
 //! `hybc sweep FILE`: expands the file's `sweep` block into runs and trains them one
-//! after another, each in `runs/<sweep>/<run>/`. A run with a `result.json` is done and
-//! skipped; one with checkpoints resumes; so a killed sweep continues where it stopped.
+//! after another, cell by cell, each in `runs/<sweep>/<run>/`. A run with a
+//! `result.json` is done and skipped; one with checkpoints resumes; so a killed sweep
+//! continues where it stopped, and one cut short leaves whole cells.
 //! At the end, the report ([`crate::tables`]): `results.csv`, `results.md` and the
 //! `recall` chart.
 //!
@@ -131,9 +132,19 @@ fn cells(config: &SweepConfig) -> Vec<Vec<(String, String)>> {
     cells
 }
 
+/// `runs` (grid indices with their runs) in the order they are tried: cell by cell —
+/// its search, its refinement, its seeds — so a sweep cut short (a time limit, a kill,
+/// a call that ends) leaves whole cells behind rather than every cell's search and no
+/// seeds. Within a cell the grid's order; the indices (`--list`, `--shard`) stay.
+fn by_cell<R: std::borrow::Borrow<Run>>(config: &SweepConfig, runs: &mut [(usize, R)]) {
+    let cells = cells(config);
+    let cell = |run: &Run| cells.iter().position(|cell| *cell == run.lets);
+    runs.sort_by_key(|(index, run)| (cell(run.borrow()), *index));
+}
+
 /// The runs in order: with a search, every cell's search runs (then, with `lr_refine`,
-/// every cell's refining runs), then every cell's seeds (so one process finishes each
-/// step before the next needs it); without, cell × rate × seed.
+/// every cell's refining runs), then every cell's seeds; without, cell × rate × seed.
+/// This order numbers them; they are tried cell by cell ([`by_cell`]).
 fn grid(config: &SweepConfig) -> Vec<Run> {
     let seeds: Vec<Option<u64>> = match config.test_seeds() {
         seeds if seeds.is_empty() => vec![None],
@@ -571,7 +582,9 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
     let (mut waiting, mut deferred) = (0, 0);
     // What has finished changes only when a run trains: read it then, not per run.
     let mut finished = Finished::read(&out, config, setup.deadline.is_some());
-    for (index, run) in runs.iter().enumerate() {
+    let mut order: Vec<(usize, &Run)> = runs.iter().enumerate().collect();
+    by_cell(config, &mut order);
+    for (index, run) in order {
         if selection.as_ref().is_some_and(|selection| !selection.holds(index)) {
             continue;
         }
@@ -917,15 +930,18 @@ fn report_hint(file: &Path) -> String {
     format!("`hybc sweep {} --report` gathers the finished runs", file.display())
 }
 
-/// The runs that can train now and are not done, by grid index: a seed whose cell's
-/// rate is chosen, a refining run whose cell's grid has finished, any other run.
+/// The runs that can train now and are not done, with their grid indices, in the order
+/// they are tried ([`by_cell`]): a seed whose cell's rate is chosen, a refining run
+/// whose cell's grid has finished, any other run.
 fn to_run(out: &Path, config: &SweepConfig) -> Vec<(usize, Run)> {
     let search = finished_search(out, config);
-    grid(config)
+    let mut pending: Vec<(usize, Run)> = grid(config)
         .into_iter()
         .enumerate()
         .filter(|(_, run)| resolve(config, run, &search).is_some_and(|r| !is_done(out, &r)))
-        .collect()
+        .collect();
+    by_cell(config, &mut pending);
+    pending
 }
 
 /// What a wave trains, from its runs as the grid lists them.
@@ -1218,5 +1234,23 @@ mod tests {
         let plain = config(&[]);
         let names: Vec<String> = grid(&plain).iter().map(Run::name).collect();
         assert_eq!(names, vec![String::new()], "one run at the train block's rate and seed");
+    }
+
+    /// Runs are tried cell by cell — gdn's search and seeds before gla's — under the
+    /// grid's indices, searches before seeds within a cell.
+    #[test]
+    fn runs_are_tried_cell_by_cell() {
+        let mut searching = SweepConfig { seeds: vec![0, 1], ..config(&[1e-3, 1e-2]) };
+        searching
+            .axes
+            .push(hyb_compiler::ir::train::Axis { name: "linear".into(), values: vec!["gdn".into(), "gla".into()] });
+        let mut order: Vec<(usize, Run)> = grid(&searching).into_iter().enumerate().collect();
+        by_cell(&searching, &mut order);
+        let indices: Vec<usize> = order.iter().map(|(index, _)| *index).collect();
+        assert_eq!(indices, [0, 1, 4, 5, 2, 3, 6, 7]);
+        let phases: Vec<Phase> = order.iter().map(|(_, run)| run.phase).collect();
+        use Phase::{Search, Seed};
+        assert_eq!(phases, [Search, Search, Seed, Seed, Search, Search, Seed, Seed]);
+        assert!(order[..4].iter().all(|(_, run)| run.lets[0].1 == "gdn"));
     }
 }
