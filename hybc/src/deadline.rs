@@ -3,8 +3,11 @@
 //! limit, so no run is cut off half-trained (its checkpoints would be lost with the
 //! machine); the runs left wait for the next call, which resumes the sweep. A run's
 //! length is guessed from the finished runs' recorded wall times (`seconds` in
-//! `result.json`): the longest of its own cell's, else the longest of any. With none
-//! finished there is nothing to go by, and a run starts while the limit has not passed.
+//! `result.json`): the longest of its own cell's, else the longest of any — first among
+//! the runs timed with as many runs at once on the machine (`at_once`: a GPU shared by
+//! four runs gives each a quarter of it, so times taken under `--jobs 4` misjudge a
+//! call with `--jobs 2`), then among all. With none finished there is nothing to go by,
+//! and a run starts while the limit has not passed.
 //! The limit is a moment, not a length, so the processes of `--jobs` share it
 //! (`--deadline-at`, seconds since the Unix epoch).
 
@@ -50,12 +53,17 @@ fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// How long a run of the cell `lets` is guessed to take: the longest recorded wall time
-/// of its cell's finished runs, else of any finished run; none without one.
-pub fn guess(lets: &[(String, String)], finished: &[Result]) -> Option<f64> {
-    let longest =
-        |runs: &mut dyn Iterator<Item = &Result>| runs.map(|r| r.seconds).filter(|s| *s > 0.0).reduce(f64::max);
-    longest(&mut finished.iter().filter(|r| r.lets == lets)).or_else(|| longest(&mut finished.iter()))
+/// How long a run of the cell `lets`, trained with `at_once` runs on the machine, is
+/// guessed to take: the longest recorded wall time of its cell's finished runs, else of
+/// any finished run — of those timed with `at_once` runs at once if there are any, else
+/// of all; none without one.
+pub fn guess(lets: &[(String, String)], at_once: u16, finished: &[Result]) -> Option<f64> {
+    let longest = |alike: &dyn Fn(&Result) -> bool| {
+        let timed = || finished.iter().filter(|r| alike(r) && r.seconds > 0.0);
+        let of = |runs: &mut dyn Iterator<Item = &Result>| runs.map(|r| r.seconds).reduce(f64::max);
+        of(&mut timed().filter(|r| r.lets == lets)).or_else(|| of(&mut timed()))
+    };
+    longest(&|r| r.at_once == at_once).or_else(|| longest(&|_| true))
 }
 
 /// A duration as a number and a unit: `90s`, `9m`, `1.5h`.
@@ -99,11 +107,27 @@ mod tests {
         let timed = |lets: &str, seconds: f64| Result { seconds, ..run(lets, Phase::Seed, None, 0.5) };
         let finished = [timed("gdn", 100.0), timed("gdn", 140.0), timed("hgrn", 60.0), timed("gla", 0.0)];
         let lets = |value: &str| vec![("linear".to_string(), value.to_string())];
-        assert_eq!(guess(&lets("gdn"), &finished), Some(140.0));
-        assert_eq!(guess(&lets("hgrn"), &finished), Some(60.0));
+        assert_eq!(guess(&lets("gdn"), 1, &finished), Some(140.0));
+        assert_eq!(guess(&lets("hgrn"), 1, &finished), Some(60.0));
         // Unrecorded (0 s: written before times were kept) counts as unknown.
-        assert_eq!(guess(&lets("gla"), &finished), Some(140.0));
-        assert_eq!(guess(&lets("retnet"), &[]), None);
+        assert_eq!(guess(&lets("gla"), 1, &finished), Some(140.0));
+        assert_eq!(guess(&lets("retnet"), 1, &[]), None);
+    }
+
+    /// Times taken with as many runs at once come first: four runs sharing a GPU each
+    /// took 350 s, two at once 180 s, and a call with two at once goes by the 180 s.
+    #[test]
+    fn a_run_is_guessed_from_runs_that_shared_the_machine_alike() {
+        let timed =
+            |lets: &str, at_once: u16, seconds: f64| Result { seconds, at_once, ..run(lets, Phase::Search, None, 0.5) };
+        let finished = [timed("hgrn", 4, 350.0), timed("gdn", 4, 360.0), timed("hgrn", 2, 180.0)];
+        let lets = |value: &str| vec![("linear".to_string(), value.to_string())];
+        assert_eq!(guess(&lets("hgrn"), 2, &finished), Some(180.0));
+        // Its cell has none timed alike: the longest of any cell timed alike.
+        assert_eq!(guess(&lets("gdn"), 2, &finished), Some(180.0));
+        // None timed alike at all: the rule without the sharing.
+        assert_eq!(guess(&lets("gdn"), 1, &finished), Some(360.0));
+        assert_eq!(guess(&lets("gla"), 1, &finished), Some(360.0));
     }
 
     #[test]

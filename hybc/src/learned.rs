@@ -110,6 +110,7 @@ pub(crate) mod tests {
             by_group: Vec::new(),
             update: String::new(),
             seconds: 0.0,
+            at_once: 0,
         }
     }
 

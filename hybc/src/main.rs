@@ -265,8 +265,9 @@ enum Command {
         no_mps: bool,
         /// Start no run that would not finish within this wall time from now (`540s`,
         /// `9m`, `2h`: a batch job's limit, a lent machine's lease), a run's length
-        /// guessed from the longest finished run of its cell (else of any); the runs left
-        /// wait for the next call, which resumes the sweep.
+        /// guessed from the longest finished run of its cell (else of any), first among
+        /// those that trained with as many runs at once; the runs left wait for the next
+        /// call, which resumes the sweep.
         #[arg(long, value_name = "DURATION", value_parser = hybc::deadline::parse_duration,
               conflicts_with_all = ["list", "report"])]
         time_limit: Option<std::time::Duration>,
@@ -274,6 +275,11 @@ enum Command {
         /// processes, so they share one limit.
         #[arg(long, value_name = "SECONDS", hide = true, conflicts_with = "time_limit")]
         deadline_at: Option<f64>,
+        /// How many runs train at once on the machine, this process's included: what
+        /// --jobs hands its processes, recorded with each run's wall time.
+        #[arg(long, value_name = "N", hide = true, requires = "runs", default_value_t = 1,
+              value_parser = clap::value_parser!(u16).range(1..))]
+        at_once: u16,
         /// Set a field of the train or eval block, checked as if written in the file:
         /// `--set steps=100`, `--set 'optimizer=adamw(lr: 1e-3)'`, `--set eval.batch=4`
         /// (repeatable; a flag such as --steps and a --set of its field together is an error).
@@ -444,9 +450,10 @@ fn main() -> ExitCode {
             no_mps,
             time_limit,
             deadline_at,
+            at_once,
             sets,
         } if jobs > 1 => {
-            let _ = (list, shard, runs, report);
+            let _ = (list, shard, runs, report, at_once);
             let deadline = deadline_of(time_limit, deadline_at);
             install_interrupt().and_then(|interrupt| {
                 let options = sweep::Jobs { count: jobs, mps: !no_mps, interrupt: Some(&interrupt), deadline };
@@ -463,7 +470,9 @@ fn main() -> ExitCode {
         Command::Sweep { no_mps: true, .. } => {
             Err(Failure::Usage("--no-mps concerns several shards on one GPU; with --jobs 1 none share one".into()))
         }
-        Command::Sweep { file, out, target, list, shard, runs, report, time_limit, deadline_at, sets, .. } => {
+        Command::Sweep {
+            file, out, target, list, shard, runs, report, time_limit, deadline_at, at_once, sets, ..
+        } => {
             let deadline = deadline_of(time_limit, deadline_at);
             let mode = if list {
                 sweep::Mode::List(shard)
@@ -474,7 +483,7 @@ fn main() -> ExitCode {
                 sweep::Mode::Train(selection)
             };
             no_flag_and_set(&sets, &[("target", target.is_some())])
-                .and_then(|()| run_sweep(&file, out.as_deref(), target, &sets, mode, deadline))
+                .and_then(|()| run_sweep(&file, out.as_deref(), target, &sets, mode, deadline, at_once))
         }
         Command::Eval { file, ckpt, json, target, sets } => no_flag_and_set(&sets, &[("target", target.is_some())])
             .and_then(|()| hyb_train::model_file::refuse_unread_by_evaluation(&sets).map_err(Failure::Usage))
@@ -890,6 +899,7 @@ fn run_sweep(
     sets: &[String],
     mode: sweep::Mode,
     deadline: Option<hybc::deadline::Deadline>,
+    at_once: u16,
 ) -> Result<(), Failure> {
     let interrupt = install_interrupt()?;
     let compilation = load_with(file, sets)?;
@@ -900,7 +910,7 @@ fn run_sweep(
         target::preflight(file, &compilation, target)?;
     }
     let console = &sweep::Terminal;
-    let setup = sweep::Setup { file, out, target, sets, interrupt: Some(&interrupt), console, deadline };
+    let setup = sweep::Setup { file, out, target, sets, interrupt: Some(&interrupt), console, deadline, at_once };
     let stopped = sweep::sweep(&setup, model, mode).map_err(|message| {
         eprintln!("error: {message}");
         Failure::User

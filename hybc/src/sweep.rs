@@ -1,6 +1,7 @@
 //! `hybc sweep FILE`: expands the file's `sweep` block into runs and trains them one
-//! after another, each in `runs/<sweep>/<run>/`. A run with a `result.json` is done and
-//! skipped; one with checkpoints resumes; so a killed sweep continues where it stopped.
+//! after another, cell by cell, each in `runs/<sweep>/<run>/`. A run with a
+//! `result.json` is done and skipped; one with checkpoints resumes; so a killed sweep
+//! continues where it stopped, and one cut short leaves whole cells.
 //! At the end, the report ([`crate::tables`]): `results.csv`, `results.md` and the
 //! `recall` chart.
 //!
@@ -30,6 +31,9 @@ use hyb_compiler::ir::Model;
 use hyb_compiler::ir::train::{SweepConfig, budget_steps};
 
 use crate::train::{Options, Outcome, Protocol, train};
+
+mod jobs;
+pub use jobs::{Jobs, jobs};
 
 /// What a run is for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -131,9 +135,19 @@ fn cells(config: &SweepConfig) -> Vec<Vec<(String, String)>> {
     cells
 }
 
+/// `runs` (grid indices with their runs) in the order they are tried: cell by cell —
+/// its search, its refinement, its seeds — so a sweep cut short (a time limit, a kill,
+/// a call that ends) leaves whole cells behind rather than every cell's search and no
+/// seeds. Within a cell the grid's order; the indices (`--list`, `--shard`) stay.
+fn by_cell<R: std::borrow::Borrow<Run>>(config: &SweepConfig, runs: &mut [(usize, R)]) {
+    let cells = cells(config);
+    let cell = |run: &Run| cells.iter().position(|cell| *cell == run.lets);
+    runs.sort_by_key(|(index, run)| (cell(run.borrow()), *index));
+}
+
 /// The runs in order: with a search, every cell's search runs (then, with `lr_refine`,
-/// every cell's refining runs), then every cell's seeds (so one process finishes each
-/// step before the next needs it); without, cell × rate × seed.
+/// every cell's refining runs), then every cell's seeds; without, cell × rate × seed.
+/// This order numbers them; they are tried cell by cell ([`by_cell`]).
 fn grid(config: &SweepConfig) -> Vec<Run> {
     let seeds: Vec<Option<u64>> = match config.test_seeds() {
         seeds if seeds.is_empty() => vec![None],
@@ -286,6 +300,11 @@ pub struct Result {
     /// `--time-limit` guesses a run's length from.
     #[serde(default)]
     pub seconds: f64,
+    /// How many runs trained at once on the machine while this one did (its `--jobs`
+    /// wave's shards, this one included; 0 in results written before it was recorded):
+    /// `seconds` holds for that much sharing.
+    #[serde(default)]
+    pub at_once: u16,
 }
 
 /// Higher is better: accuracy, or minus a perplexity.
@@ -519,6 +538,9 @@ pub struct Setup<'a> {
     pub console: &'a dyn Console,
     /// `--time-limit`: start no run that would not finish before it.
     pub deadline: Option<crate::deadline::Deadline>,
+    /// How many runs train at once on the machine, this process's included (1 alone,
+    /// the wave's shards under `--jobs`).
+    pub at_once: u16,
 }
 
 /// Trains every run of the sweep not done before (or lists them, or reports on those
@@ -563,7 +585,9 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
     let (mut waiting, mut deferred) = (0, 0);
     // What has finished changes only when a run trains: read it then, not per run.
     let mut finished = Finished::read(&out, config, setup.deadline.is_some());
-    for (index, run) in runs.iter().enumerate() {
+    let mut order: Vec<(usize, &Run)> = runs.iter().enumerate().collect();
+    by_cell(config, &mut order);
+    for (index, run) in order {
         if selection.as_ref().is_some_and(|selection| !selection.holds(index)) {
             continue;
         }
@@ -582,7 +606,7 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
             continue;
         }
         if let Some(deadline) = setup.deadline {
-            let guess = crate::deadline::guess(&run.lets, &finished.runs);
+            let guess = crate::deadline::guess(&run.lets, setup.at_once, &finished.runs);
             if !deadline.allows(guess) {
                 let why = guess.map_or("the time limit has passed".to_string(), |guess| {
                     format!(
@@ -741,6 +765,7 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         by_group,
         update: update_rule(&model),
         seconds,
+        at_once: setup.at_once,
     };
     // Written whole, then renamed: another shard reading it sees all of it or nothing.
     let (done, partial) = (dir.join("result.json"), dir.join("result.json.tmp"));
@@ -796,212 +821,9 @@ fn update_rule(model: &Model) -> String {
     }
 }
 
-/// How `--jobs` runs a sweep's shards.
-pub struct Jobs<'a> {
-    /// Shards at once.
-    pub count: u16,
-    /// Whether shards that share a GPU run under MPS ([`crate::mps`]).
-    pub mps: bool,
-    /// The stop request: a signal to the sweep's process group (Ctrl-C, `timeout`,
-    /// Slurm) stops each shard at a checkpoint; the sweep then starts no second wave.
-    pub interrupt: Option<&'a crate::interrupt::Interrupt>,
-    /// `--time-limit`: each process starts no run that would not finish before it, and
-    /// no wave starts after it.
-    pub deadline: Option<crate::deadline::Deadline>,
-}
-
-/// `--jobs n`: the sweep in waves of up to `n` processes of this binary at once, each
-/// with `1/n` of the cores (`--threads`) and its output in `<out>/shard-<i>.log`. Each
-/// wave deals the runs that can train now and are not done ([`to_run`]) round robin
-/// over the processes (`--runs`), so a sweep resumed after a kill or after array jobs
-/// is shared evenly; with a learning-rate search a second wave trains what the first
-/// left waiting (the seeds, or with `lr_refine` the refinement and then a third wave
-/// the seeds); then the report of every finished run. `Ok(Some(status))` when a signal
-/// stopped it.
-pub fn jobs(
-    file: &Path,
-    out: Option<&Path>,
-    target: Option<hyb_driver::Target>,
-    sets: &[String],
-    options: &Jobs,
-) -> std::result::Result<Option<u8>, String> {
-    let jobs = options.count;
-    let compilation =
-        hyb_compiler::pipeline::check_path_with(file, sets).map_err(|e| format!("cannot read the sweep: {e}"))?;
-    let Some(model) = compilation.model() else {
-        return Err(format!("`{}` does not check:\n{}", file.display(), compilation.render()));
-    };
-    let config = model.sweep.clone().ok_or_else(|| format!("`{}` has no sweep block", file.display()))?;
-    overridden_sets(&config, sets)?;
-    let on_gpu = crate::chosen_target(target, model).is_gpu();
-    if !options.mps && !on_gpu {
-        return Err("--no-mps concerns shards on a GPU; this sweep trains on the CPU".into());
-    }
-    let devices = if on_gpu { Some(gpus_for(jobs)?) } else { None };
-    // Settings checked: only now is anything written.
-    let out = directory(file, out);
-    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create `{}`: {e}", out.display()))?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = (cores / usize::from(jobs)).max(1);
-    let binary = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
-    let mut common: Vec<String> = vec!["sweep".into(), file.display().to_string(), "--out".into()];
-    common.extend([out.display().to_string(), "--threads".into(), threads.to_string()]);
-    common.extend(target.map(|t| ["--target".to_string(), t.to_string()]).into_iter().flatten());
-    common.extend(sets.iter().flat_map(|set| ["--set".to_string(), set.clone()]));
-    if let Some(deadline) = options.deadline {
-        common.extend(["--deadline-at".to_string(), format!("{:.3}", deadline.epoch_seconds())]);
-    }
-    println!("sweep {}: {jobs} jobs of {threads} thread(s) each into {}", file.display(), out.display());
-    let sharing = crate::mps::for_shards(devices.as_deref().unwrap_or_default(), options.mps);
-    if let Some(line) = sharing.describe() {
-        println!("{line}");
-    }
-    let stopped = || options.interrupt.and_then(|i| i.received());
-    let mut dealt: Vec<usize> = Vec::new();
-    for wave in ["first", "second", "third"] {
-        let pending = to_run(&out, &config);
-        if pending.is_empty() {
-            break;
-        }
-        let indices: Vec<usize> = pending.iter().map(|(index, _)| *index).collect();
-        if options.deadline.is_some_and(|deadline| !deadline.allows(None)) {
-            return Ok(time_limit_reached(file, indices.len()));
-        }
-        if indices == dealt {
-            return Err(format!("runs {indices:?} did not finish in the wave before: see the shards' logs"));
-        }
-        println!("{wave} wave: {}", describe_wave(&pending));
-        let lists = deal(&indices, usize::from(jobs));
-        let finished = shards(&binary, &common, &out, &lists, wave != "first", devices.as_deref(), &sharing);
-        if let Some((signal, status)) = stopped() {
-            println!("stopped by {signal}: each shard at a checkpoint; running the sweep again continues it");
-            return Ok(Some(status));
-        }
-        finished?;
-        // Runs a shard left for want of time: the next call trains them.
-        let left = to_run(&out, &config);
-        if options.deadline.is_some() && left.iter().any(|(index, _)| indices.contains(index)) {
-            return Ok(time_limit_reached(file, left.len()));
-        }
-        dealt = indices;
-    }
-    drop(sharing);
-    let status = std::process::Command::new(&binary)
-        .args(["sweep", &file.display().to_string(), "--out", &out.display().to_string(), "--report"])
-        .args(target.map(|t| ["--target".to_string(), t.to_string()]).into_iter().flatten())
-        .args(sets.iter().flat_map(|set| ["--set", set.as_str()]))
-        .status()
-        .map_err(|e| format!("cannot run the report: {e}"))?;
-    if status.success() { Ok(None) } else { Err("the report failed".into()) }
-}
-
-/// What `--jobs` says when its time limit leaves runs for the next call (no report: it
-/// waits for a call that trains them, `--report` gathers what finished).
-fn time_limit_reached(file: &Path, left: usize) -> Option<u8> {
-    println!("time limit: {left} run(s) left for the next call of the sweep");
-    println!("{}", report_hint(file));
-    None
-}
-
 /// How a partial sweep's finished runs are reported.
 fn report_hint(file: &Path) -> String {
     format!("`hybc sweep {} --report` gathers the finished runs", file.display())
-}
-
-/// The runs that can train now and are not done, by grid index: a seed whose cell's
-/// rate is chosen, a refining run whose cell's grid has finished, any other run.
-fn to_run(out: &Path, config: &SweepConfig) -> Vec<(usize, Run)> {
-    let search = finished_search(out, config);
-    grid(config)
-        .into_iter()
-        .enumerate()
-        .filter(|(_, run)| resolve(config, run, &search).is_some_and(|r| !is_done(out, &r)))
-        .collect()
-}
-
-/// What a wave trains, from its runs as the grid lists them.
-fn describe_wave(pending: &[(usize, Run)]) -> String {
-    let all = |test: fn(&Run) -> bool| pending.iter().all(|(_, run)| test(run));
-    let what = if all(|run| run.phase == Phase::Seed) {
-        "the seeds at each cell's chosen learning rate"
-    } else if all(|run| run.refine.is_some()) {
-        "each cell's search refined around its best rate"
-    } else if all(|run| run.phase == Phase::Search && run.refine.is_none()) {
-        "each cell's learning-rate search"
-    } else {
-        "the runs that can train"
-    };
-    format!("{} run(s), {what}", pending.len())
-}
-
-/// `runs` dealt round robin into at most `jobs` non-empty lists.
-fn deal(runs: &[usize], jobs: usize) -> Vec<Vec<usize>> {
-    let count = jobs.min(runs.len());
-    let mut lists = vec![Vec::new(); count];
-    for (i, run) in runs.iter().enumerate() {
-        lists[i % count].push(*run);
-    }
-    lists
-}
-
-/// Each shard's GPU on a GPU target: round robin over the GPUs this process sees
-/// (`CUDA_VISIBLE_DEVICES`, else every GPU the driver finds), one per child.
-fn gpus_for(jobs: u16) -> std::result::Result<Vec<String>, String> {
-    let listed = std::env::var("CUDA_VISIBLE_DEVICES").ok();
-    let count = if listed.is_some() { 0 } else { hyb_runtime::cuda::device_count() };
-    let visible = hyb_dist::placement::visible_gpus(listed.as_deref(), count);
-    let placed = hyb_dist::placement::place(usize::from(jobs), &visible).map_err(|e| e.to_string())?;
-    println!("shards on GPUs {}", placed.join(", "));
-    Ok(placed)
-}
-
-/// One wave: a child process per list of runs (`--runs`), each logging to
-/// `shard-<i>.log` (a later wave appends to the first's log), each on its own GPU of
-/// `devices` if given, in `sharing`'s environment.
-fn shards(
-    binary: &Path,
-    common: &[String],
-    out: &Path,
-    lists: &[Vec<usize>],
-    append: bool,
-    devices: Option<&[String]>,
-    sharing: &crate::mps::Sharing,
-) -> std::result::Result<(), String> {
-    let jobs = lists.len();
-    let mut children = Vec::new();
-    for (index, runs) in lists.iter().enumerate() {
-        let log_path = out.join(format!("shard-{index}.log"));
-        let log = std::fs::OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(&log_path);
-        let log = log.map_err(|e| format!("cannot create `{}`: {e}", log_path.display()))?;
-        let errors = log.try_clone().map_err(|e| e.to_string())?;
-        let mut args = common.to_vec();
-        let runs: Vec<String> = runs.iter().map(usize::to_string).collect();
-        args.extend(["--runs".to_string(), runs.join(",")]);
-        let mut command = std::process::Command::new(binary);
-        if let Some(devices) = devices {
-            command.env("CUDA_VISIBLE_DEVICES", &devices[index]);
-        }
-        command.envs(sharing.environment());
-        let child = command.args(&args).stdout(log).stderr(errors).spawn();
-        children.push((index, log_path, child.map_err(|e| format!("cannot start shard {index}: {e}"))?));
-    }
-    let mut failed = Vec::new();
-    for (index, log, mut child) in children {
-        let status = child.wait().map_err(|e| format!("shard {index}: {e}"))?;
-        println!("shard {index}/{jobs}: {status} ({})", log.display());
-        if !status.success() {
-            failed.push(index);
-        }
-    }
-    if !failed.is_empty() {
-        let mps = if matches!(sharing, crate::mps::Sharing::Started(_)) {
-            " (they ran under the sweep's MPS daemon: if they could not reach the GPU, --no-mps runs them without it)"
-        } else {
-            ""
-        };
-        return Err(format!("shard(s) {failed:?} failed: see their logs; running the sweep again continues it{mps}"));
-    }
-    Ok(())
 }
 
 /// Writes the report of the finished runs (of `total`) and shows it.
@@ -1074,6 +896,7 @@ mod tests {
             by_group: Vec::new(),
             update: String::new(),
             seconds: 0.0,
+            at_once: 0,
         }
     }
 
@@ -1208,5 +1031,23 @@ mod tests {
         let plain = config(&[]);
         let names: Vec<String> = grid(&plain).iter().map(Run::name).collect();
         assert_eq!(names, vec![String::new()], "one run at the train block's rate and seed");
+    }
+
+    /// Runs are tried cell by cell — gdn's search and seeds before gla's — under the
+    /// grid's indices, searches before seeds within a cell.
+    #[test]
+    fn runs_are_tried_cell_by_cell() {
+        let mut searching = SweepConfig { seeds: vec![0, 1], ..config(&[1e-3, 1e-2]) };
+        searching
+            .axes
+            .push(hyb_compiler::ir::train::Axis { name: "linear".into(), values: vec!["gdn".into(), "gla".into()] });
+        let mut order: Vec<(usize, Run)> = grid(&searching).into_iter().enumerate().collect();
+        by_cell(&searching, &mut order);
+        let indices: Vec<usize> = order.iter().map(|(index, _)| *index).collect();
+        assert_eq!(indices, [0, 1, 4, 5, 2, 3, 6, 7]);
+        let phases: Vec<Phase> = order.iter().map(|(_, run)| run.phase).collect();
+        use Phase::{Search, Seed};
+        assert_eq!(phases, [Search, Search, Seed, Seed, Search, Search, Seed, Seed]);
+        assert!(order[..4].iter().all(|(_, run)| run.lets[0].1 == "gdn"));
     }
 }

@@ -804,6 +804,13 @@ fn sweep_runs_the_grid_and_resumes() {
     let first = std::fs::read_to_string(out.join("shard-0.log")).expect("a log");
     assert!(first.contains("\n[2/12] linear=gdn,attn_every=2,lr=3e-3,seed=1,search\n"), "{first}");
     assert!(first.contains("\n[6/12] linear=gla,attn_every=2,lr=3e-3,seed=1,search\n"), "{first}");
+    // Each run records how many trained at once beside it: one alone, two as jobs.
+    let at_once = |run: &str| {
+        let result = std::fs::read_to_string(out.join(run).join("result.json")).expect("a result");
+        result.lines().find_map(|line| line.trim().strip_prefix("\"at_once\": ").map(str::to_string))
+    };
+    assert_eq!(at_once("linear=gdn,attn_every=2,lr=1e-3,seed=1,search").as_deref(), Some("1"));
+    assert_eq!(at_once("linear=gdn,attn_every=2,lr=3e-3,seed=1,search").as_deref(), Some("2"));
     let bad = hybc(&[&args[..], &["--shard", "2/2"]].concat());
     assert_eq!(bad.status.code(), Some(2), "a shard index past the count is a usage error");
     let first = hybc(&args);

@@ -98,7 +98,16 @@ pub fn sweep<'py>(
     let interrupt = hybc::interrupt::Interrupt::flag(stop.clone());
     let console = Callback { py, callback, raised: RefCell::new(None), stop };
     let interrupt = Some(&interrupt);
-    let setup = Setup { file: &file, out: out.as_deref(), target, sets: &sets, interrupt, console: &console, deadline };
+    let setup = Setup {
+        file: &file,
+        out: out.as_deref(),
+        target,
+        sets: &sets,
+        interrupt,
+        console: &console,
+        deadline,
+        at_once: 1,
+    };
     let mode = if report_only { Mode::Report } else { Mode::Train(None) };
     let stopped = hybc::sweep::sweep(&setup, model.ir(), mode);
     if let Some(err) = console.raised.take() {
