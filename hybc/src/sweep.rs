@@ -305,6 +305,10 @@ pub struct Result {
     /// `seconds` holds for that much sharing.
     #[serde(default)]
     pub at_once: u16,
+    /// The first evaluation at which the held-out score (without one, the first test
+    /// score) reached the task's chance + 5 points ([`crate::learned::transition`]).
+    #[serde(default)]
+    pub learned_at: crate::learned::Transition,
 }
 
 /// Higher is better: accuracy, or minus a perplexity.
@@ -743,6 +747,7 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         })
         .collect();
     let (mixer, attention_share) = composition(&model);
+    let learned_at = learned_at(dir, held_out.as_ref().or(scores.first()), chance);
     let done_steps = outcome.plateaued_at.unwrap_or(outcome.steps);
     let result = Result {
         run: run.name(),
@@ -766,6 +771,7 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         update: update_rule(&model),
         seconds,
         at_once: setup.at_once,
+        learned_at,
     };
     // Written whole, then renamed: another shard reading it sees all of it or nothing.
     let (done, partial) = (dir.join("result.json"), dir.join("result.json.tmp"));
@@ -773,6 +779,16 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
     std::fs::write(&partial, json).map_err(|e| format!("cannot write `{}`: {e}", partial.display()))?;
     std::fs::rename(&partial, &done).map_err(|e| format!("cannot write `{}`: {e}", done.display()))?;
     Ok(None)
+}
+
+/// When the run in `dir` first reached `chance` + 5 points on `figure` (the held-out
+/// set, else the first test set), from its `metrics.jsonl`; unrecorded for perplexity.
+fn learned_at(dir: &Path, figure: Option<&(String, f64)>, chance: Option<f64>) -> crate::learned::Transition {
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default();
+    match (figure, chance) {
+        (Some((name, _)), Some(chance)) => crate::learned::transition(&metrics, name, chance),
+        _ => crate::learned::Transition::Unrecorded,
+    }
 }
 
 /// The model's linear mixer (preset names, `+`-joined when several; `none` without
@@ -897,6 +913,7 @@ mod tests {
             update: String::new(),
             seconds: 0.0,
             at_once: 0,
+            learned_at: crate::learned::Transition::Unrecorded,
         }
     }
 

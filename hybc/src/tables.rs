@@ -13,6 +13,7 @@ use std::path::Path;
 use hyb_compiler::ir::train::SweepConfig;
 
 use crate::claims::{self, Observation};
+use crate::learned::Transition;
 use crate::stats::mean_spread;
 use crate::sweep::{Phase, Result, chosen_lr, is_perplexity};
 
@@ -200,6 +201,11 @@ fn by_cell(config: &SweepConfig, results: &[Result]) -> String {
     header.push("final loss (mean ± sd, 95 % interval)".into());
     header.extend(figures.iter().map(|name| format!("{name} (mean ± sd, 95 % interval)")));
     header.push("learned".into());
+    // When each seed learned, where any run recorded it (not for perplexity).
+    let timed = results.iter().any(|r| r.learned_at != Transition::Unrecorded);
+    if timed {
+        header.push("learned at step (each seed)".into());
+    }
     let mut text = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
     for members in cells(results) {
         let first = members[0];
@@ -215,10 +221,20 @@ fn by_cell(config: &SweepConfig, results: &[Result]) -> String {
             row.push(figure_spread(name, &values));
         }
         row.push(crate::learned::judge(&first.lets, results).map_or("—".into(), |j| j.text()));
+        if timed {
+            row.push(members.iter().map(|r| r.learned_at.text()).collect::<Vec<_>>().join(", "));
+        }
         let _ = writeln!(text, "| {} |", row.join(" | "));
     }
-    text + &unlearned_note(results)
+    let when = if timed { TIMING_NOTE } else { "" };
+    text + when + &unlearned_note(results)
 }
+
+/// Below the per-cell table, when it has the column: what "learned at step" reads.
+const TIMING_NOTE: &str = "\n\"Learned at step\": for each seed, the first evaluation at which its held-out score \
+     (without a held-out set, its first test score) reached the task's chance + 5 points; — for a seed that never \
+     did, ? where it was not recorded. On a recall task learning comes as a sudden transition: at a fixed budget, \
+     a cell that learns late and one that cannot learn look alike, and this column tells them apart.\n";
 
 /// Below the per-cell table: how "did not learn" is judged, when a cell did not.
 fn unlearned_note(results: &[Result]) -> String {
@@ -376,7 +392,9 @@ fn csv(config: &SweepConfig, results: &[Result]) -> String {
         ["lr", "seed", "phase", "params", "state_bytes", "kv_cache_bytes", "mixer", "attention_share"]
             .map(String::from),
     );
-    header.extend(["steps", "plateaued_at", "tokens", "final_loss", "held_out", "chance"].map(String::from));
+    header.extend(
+        ["steps", "plateaued_at", "tokens", "final_loss", "held_out", "chance", "learned_at"].map(String::from),
+    );
     header.extend(figures(results).iter().map(|e| quote(&format!("{e} accuracy"))));
     let mut text = header.join(",") + "\n";
     for r in results {
@@ -388,6 +406,11 @@ fn csv(config: &SweepConfig, results: &[Result]) -> String {
         row.extend([r.tokens.to_string(), r.final_loss.to_string()]);
         row.push(r.held_out.as_ref().map_or(String::new(), |(_, figure)| figure.to_string()));
         row.push(r.chance.map_or(String::new(), |c| c.to_string()));
+        row.push(match r.learned_at {
+            Transition::At(step) => step.to_string(),
+            Transition::Never => "never".into(),
+            Transition::Unrecorded => String::new(),
+        });
         row.extend(r.accuracy.iter().map(|(_, a)| a.to_string()));
         text += &(row.join(",") + "\n");
     }
