@@ -233,8 +233,10 @@ fn by_cell(config: &SweepConfig, results: &[Result]) -> String {
 /// Below the per-cell table, when it has the column: what "learned at step" reads.
 const TIMING_NOTE: &str = "\n\"Learned at step\": for each seed, the first evaluation at which its held-out score \
      (without a held-out set, its first test score) reached the task's chance + 5 points; — for a seed that never \
-     did, ? where it was not recorded. On a recall task learning comes as a sudden transition: at a fixed budget, \
-     a cell that learns late and one that cannot learn look alike, and this column tells them apart.\n";
+     did, ? where it was not recorded (to the evaluation interval: `eval_every` steps). On a recall task learning \
+     comes as a sudden transition, so a grid at a fixed budget records whether each model has made it yet: this \
+     column shows how close to the budget the cells that learned came, a hint of which cells a longer run might \
+     turn.\n";
 
 /// Below the per-cell table: how "did not learn" is judged, when a cell did not.
 fn unlearned_note(results: &[Result]) -> String {
