@@ -302,6 +302,35 @@ fn search_table(config: &SweepConfig, results: &[Result]) -> String {
 /// best as the largest of a near-tie, or the best at an end of the grid (the window may
 /// lie beyond it: widen the grid).
 fn search_note(config: &SweepConfig, lets: &[(String, String)], results: &[Result]) -> String {
+    let note = window_note(config, lets, results);
+    let late = chosen_learned_last(config, lets, results).map(|step| {
+        format!("the chosen rate's search learned only at its last evaluation (step {step}): a longer budget may choose otherwise")
+    });
+    match (note.is_empty(), late) {
+        (_, None) => note,
+        (true, Some(late)) => late,
+        (false, Some(late)) => format!("{note}; {late}"),
+    }
+}
+
+/// The step at which the chosen rate's search runs learned, when every one of them did
+/// so only at its last evaluation (the run's final step): the window's choice then
+/// rests on a transition the budget barely caught.
+fn chosen_learned_last(config: &SweepConfig, lets: &[(String, String)], results: &[Result]) -> Option<u64> {
+    let chosen = chosen_lr(config, lets, results)?;
+    let runs: Vec<&Result> =
+        results.iter().filter(|r| r.phase == Phase::Search && r.lets == lets && r.lr == chosen).collect();
+    let last = |r: &&Result| match r.learned_at {
+        Transition::At(step) => (step >= r.plateaued_at.unwrap_or(r.steps)).then_some(step),
+        _ => None,
+    };
+    let steps: Vec<u64> = runs.iter().map(last).collect::<Option<_>>()?;
+    steps.into_iter().max()
+}
+
+/// What the search's scores say of its window: no rate learned, a tie, a best rate at
+/// an edge.
+fn window_note(config: &SweepConfig, lets: &[(String, String)], results: &[Result]) -> String {
     let Some(scores) = crate::sweep::search_scores(config, lets, results) else { return String::new() };
     if crate::learned::judge(lets, results).is_some_and(|j| !j.learned()) {
         return "no rate learned: every held-out score near chance".into();
@@ -528,6 +557,37 @@ mod tests {
         let retnet = line("In hybrids, RetNet gains least from attention.");
         assert!(retnet.contains("| **no verdict: depends on cells that did not learn** |"), "{retnet}");
         assert!(!text.contains("## By group of answers"), "no groups, no section");
+    }
+
+    /// A chosen rate whose search run learned only at its last evaluation is flagged
+    /// (beside any other note); one that learned earlier, or a run with no record, not.
+    #[test]
+    fn a_choice_caught_at_the_last_evaluation_is_flagged() {
+        use crate::learned::Transition;
+        let config = protocol(
+            vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }],
+            vec![3.16e-4, 1e-3, 3.16e-3],
+            vec![0],
+        );
+        let lets = vec![("linear".to_string(), "gdn".to_string())];
+        let timed =
+            |lr: f64, held_out: f64, learned_at| Result { steps: 800, learned_at, ..gdn_search(&config, lr, held_out) };
+        let late = [
+            timed(3.16e-4, 0.2, Transition::Never),
+            timed(1e-3, 0.9, Transition::At(800)),
+            timed(3.16e-3, 0.1, Transition::Never),
+        ];
+        let flag = "the chosen rate's search learned only at its last evaluation (step 800): a longer budget may choose otherwise";
+        assert_eq!(super::search_note(&config, &lets, &late), flag);
+        let early = [late[0].clone(), timed(1e-3, 0.9, Transition::At(400)), late[2].clone()];
+        assert_eq!(super::search_note(&config, &lets, &early), "");
+        let unknown = [late[0].clone(), timed(1e-3, 0.9, Transition::Unrecorded), late[2].clone()];
+        assert_eq!(super::search_note(&config, &lets, &unknown), "");
+        let at_edge = [late[0].clone(), early[1].clone(), timed(3.16e-3, 0.95, Transition::At(800))];
+        assert_eq!(
+            super::search_note(&config, &lets, &at_edge),
+            format!("best at the grid's highest rate: widen it upwards; {flag}")
+        );
     }
 
     /// A search whose best score is shared names the rates it ties with, rather than
