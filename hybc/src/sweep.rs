@@ -147,7 +147,7 @@ fn cells(config: &SweepConfig) -> Vec<Vec<(String, String)>> {
 fn by_cell<R: std::borrow::Borrow<Run>>(config: &SweepConfig, runs: &mut [(usize, R)]) {
     let cells = cells(config);
     let cell = |run: &Run| cells.iter().position(|cell| *cell == run.lets);
-    runs.sort_by_key(|(index, run)| (cell(run.borrow()), *index));
+    runs.sort_by_cached_key(|(index, run)| (cell(run.borrow()), *index));
 }
 
 /// The runs in order: with a search, every cell's search runs (then, with `lr_refine`,
@@ -789,11 +789,9 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
 /// When the run in `dir` first reached `chance` + 5 points on `figure` (the held-out
 /// set, else the first test set), from its `metrics.jsonl`; unrecorded for perplexity.
 fn learned_at(dir: &Path, figure: Option<&(String, f64)>, chance: Option<f64>) -> crate::learned::Transition {
+    let (Some((name, _)), Some(chance)) = (figure, chance) else { return crate::learned::Transition::Unrecorded };
     let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default();
-    match (figure, chance) {
-        (Some((name, _)), Some(chance)) => crate::learned::transition(&metrics, name, chance),
-        _ => crate::learned::Transition::Unrecorded,
-    }
+    crate::learned::transition(&metrics, name, chance)
 }
 
 /// `results` with `learned_at` read from each run's `metrics.jsonl` where their

@@ -508,6 +508,11 @@ mod tests {
         SweepConfig { search_runs: 1, lr_tie: 0.0, refine: false, axes, lrs, seeds, tokens: None, plateau: None }
     }
 
+    /// One cell, `linear = gdn`, searched over `lrs` with seed 0.
+    fn gdn_protocol(lrs: Vec<f64>) -> SweepConfig {
+        protocol(vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }], lrs, vec![0])
+    }
+
     /// A finished search run of the `gdn` cell at `lr`, its held-out and test scores both `held_out`.
     fn gdn_search(config: &SweepConfig, lr: f64, held_out: f64) -> Result {
         let mut r = crate::learned::tests::run("gdn", Phase::Search, Some(held_out), held_out);
@@ -564,11 +569,7 @@ mod tests {
     #[test]
     fn a_choice_caught_at_the_last_evaluation_is_flagged() {
         use crate::learned::Transition;
-        let config = protocol(
-            vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }],
-            vec![3.16e-4, 1e-3, 3.16e-3],
-            vec![0],
-        );
+        let config = gdn_protocol(vec![3.16e-4, 1e-3, 3.16e-3]);
         let lets = vec![("linear".to_string(), "gdn".to_string())];
         let timed =
             |lr: f64, held_out: f64, learned_at| Result { steps: 800, learned_at, ..gdn_search(&config, lr, held_out) };
@@ -594,11 +595,7 @@ mod tests {
     /// sending the window past an edge the tie does not show to be best.
     #[test]
     fn a_tied_search_says_so() {
-        let config = protocol(
-            vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }],
-            vec![3.16e-4, 1e-3, 3.16e-3],
-            vec![0],
-        );
+        let config = gdn_protocol(vec![3.16e-4, 1e-3, 3.16e-3]);
         let search = |lr: f64, held_out: f64| gdn_search(&config, lr, held_out);
         let lets = vec![("linear".to_string(), "gdn".to_string())];
         let tied = [search(3.16e-4, 1.0), search(1e-3, 1.0), search(3.16e-3, 0.1)];
@@ -628,14 +625,7 @@ mod tests {
     /// rate best is no edge once half a step below it has scored worse.
     #[test]
     fn a_refined_search_shows_its_rates() {
-        let config = SweepConfig {
-            refine: true,
-            ..protocol(
-                vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }],
-                vec![1e-3, 3.16e-3, 1e-2],
-                vec![0],
-            )
-        };
+        let config = SweepConfig { refine: true, ..gdn_protocol(vec![1e-3, 3.16e-3, 1e-2]) };
         let search = |lr: f64, held_out: f64| gdn_search(&config, lr, held_out);
         let lets = vec![("linear".to_string(), "gdn".to_string())];
         let grid = [search(1e-3, 0.8), search(3.16e-3, 0.5), search(1e-2, 0.1)];
