@@ -58,12 +58,12 @@ fn now() -> f64 {
 /// any finished run — of those timed with `at_once` runs at once if there are any, else
 /// of all; none without one.
 pub fn guess(lets: &[(String, String)], at_once: u16, finished: &[Result]) -> Option<f64> {
-    let longest = |alike: &dyn Fn(&Result) -> bool| {
-        let timed = || finished.iter().filter(|r| alike(r) && r.seconds > 0.0);
-        let of = |runs: &mut dyn Iterator<Item = &Result>| runs.map(|r| r.seconds).reduce(f64::max);
-        of(&mut timed().filter(|r| r.lets == lets)).or_else(|| of(&mut timed()))
+    let longest = |runs: &[&Result], cell: bool| {
+        runs.iter().filter(|r| !cell || r.lets == lets).map(|r| r.seconds).reduce(f64::max)
     };
-    longest(&|r| r.at_once == at_once).or_else(|| longest(&|_| true))
+    let timed: Vec<&Result> = finished.iter().filter(|r| r.seconds > 0.0).collect();
+    let alike: Vec<&Result> = timed.iter().copied().filter(|r| r.at_once == at_once).collect();
+    [alike, timed].iter().find_map(|runs| longest(runs, true).or_else(|| longest(runs, false)))
 }
 
 /// A duration as a number and a unit: `90s`, `9m`, `1.5h`.

@@ -8,13 +8,60 @@
 //! written before chance was recorded are not judged. Whether such a cell measures its
 //! mixer or only a failed run is not decided here: the report marks it, and a claim that
 //! reads it keeps a verdict only where counting the cell and leaving it out agree
-//! ([`crate::claims`]).
+//! ([`crate::claims`]). When a run learned — the first evaluation at which its score
+//! reached chance + [`MARGIN`] — is read from its `metrics.jsonl` ([`transition`]): on
+//! a recall task learning comes as a sudden transition, and a grid at a fixed budget
+//! records whether each model has made it yet, so the report shows when.
 
 use crate::sweep::{Phase, Result, is_perplexity};
 
 /// How far above chance (accuracy as a fraction: 5 percentage points) the best held-out
 /// score must reach for a cell to count as having learned.
 pub const MARGIN: f64 = 0.05;
+
+/// When a run first reached chance + [`MARGIN`] at an evaluation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transition {
+    /// Not known: a perplexity task, no evaluation log, or a result written before it
+    /// was recorded.
+    #[default]
+    Unrecorded,
+    /// At no evaluation.
+    Never,
+    /// At this step's evaluation, the first to reach it.
+    At(u64),
+}
+
+impl Transition {
+    /// `300`, `—` (never) or `?` (unrecorded).
+    pub fn text(self) -> String {
+        match self {
+            Transition::At(step) => step.to_string(),
+            Transition::Never => "—".into(),
+            Transition::Unrecorded => "?".into(),
+        }
+    }
+}
+
+/// The first evaluation in `metrics` (a run's `metrics.jsonl`) at which the accuracy on
+/// the set `figure` (`held-out mqar(…)`, as the result names it) reached `chance` +
+/// [`MARGIN`]; unrecorded when the log evaluates no such set.
+pub fn transition(metrics: &str, figure: &str, chance: f64) -> Transition {
+    let key = format!("eval/{figure}/accuracy");
+    let evaluations = metrics.lines().filter_map(|line| {
+        let value: serde_json::Value = serde_json::from_str(line).ok()?;
+        Some((value["step"].as_u64()?, value[key.as_str()].as_f64()?))
+    });
+    let mut seen = false;
+    for (step, accuracy) in evaluations {
+        if accuracy >= chance + MARGIN {
+            return Transition::At(step);
+        }
+        seen = true;
+    }
+    if seen { Transition::Never } else { Transition::Unrecorded }
+}
 
 /// A judged cell: its best score, where it came from, and its task's chance.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,6 +158,7 @@ pub(crate) mod tests {
             update: String::new(),
             seconds: 0.0,
             at_once: 0,
+            learned_at: Transition::Unrecorded,
         }
     }
 
@@ -190,5 +238,29 @@ pub(crate) mod tests {
         text.accuracy[0].0 = "perplexity(tiny.txt)".into();
         text.chance = Some(0.5);
         assert_eq!(judge(&lets("gla"), &[text]), None);
+    }
+
+    /// The first evaluation at chance + 5 points or above, on the named set only; a log
+    /// without that set is unrecorded, one that never reaches it says so.
+    #[test]
+    fn a_run_learned_at_its_first_evaluation_above_chance() {
+        let log = |figures: &[(u64, f64)]| {
+            let lines: Vec<String> = figures
+                .iter()
+                .map(|(step, a)| {
+                    format!("{{\"step\":{step},\"eval/held-out mqar/accuracy\":{a},\"eval/mqar/accuracy\":0.9}}")
+                })
+                .collect();
+            format!("{{\"step\":1,\"train/loss\":4.1}}\n{}\n", lines.join("\n"))
+        };
+        let learning = log(&[(200, 0.13), (400, 0.174), (600, 0.176), (800, 0.95)]);
+        assert_eq!(transition(&learning, "held-out mqar", 0.125), Transition::At(600));
+        assert_eq!(transition(&learning, "mqar", 0.125), Transition::At(200));
+        assert_eq!(transition(&log(&[(200, 0.13), (400, 0.12)]), "held-out mqar", 0.125), Transition::Never);
+        assert_eq!(transition(&learning, "held-out niah", 0.125), Transition::Unrecorded);
+        assert_eq!(transition("", "held-out mqar", 0.125), Transition::Unrecorded);
+        let text: Vec<String> =
+            [Transition::At(600), Transition::Never, Transition::Unrecorded].map(Transition::text).into();
+        assert_eq!(text, ["600", "—", "?"]);
     }
 }

@@ -94,7 +94,7 @@ impl Run {
 
     /// A directory name: the run's name with anything unusual as `_`.
     fn dir(&self) -> String {
-        self.name().chars().map(|c| if c.is_ascii_alphanumeric() || "=,.-+".contains(c) { c } else { '_' }).collect()
+        dir_name(&self.name())
     }
 
     /// The text compiled for this run: the sweep file imported, its lets overridden.
@@ -105,6 +105,11 @@ impl Run {
         }
         text
     }
+}
+
+/// A run's directory name from its name: anything unusual as `_`.
+fn dir_name(run: &str) -> String {
+    run.chars().map(|c| if c.is_ascii_alphanumeric() || "=,.-+".contains(c) { c } else { '_' }).collect()
 }
 
 /// The sweep's directory: `out`, else `runs/<file stem>`.
@@ -142,7 +147,7 @@ fn cells(config: &SweepConfig) -> Vec<Vec<(String, String)>> {
 fn by_cell<R: std::borrow::Borrow<Run>>(config: &SweepConfig, runs: &mut [(usize, R)]) {
     let cells = cells(config);
     let cell = |run: &Run| cells.iter().position(|cell| *cell == run.lets);
-    runs.sort_by_key(|(index, run)| (cell(run.borrow()), *index));
+    runs.sort_by_cached_key(|(index, run)| (cell(run.borrow()), *index));
 }
 
 /// The runs in order: with a search, every cell's search runs (then, with `lr_refine`,
@@ -305,6 +310,10 @@ pub struct Result {
     /// `seconds` holds for that much sharing.
     #[serde(default)]
     pub at_once: u16,
+    /// The first evaluation at which the held-out score (without one, the first test
+    /// score) reached the task's chance + 5 points ([`crate::learned::transition`]).
+    #[serde(default)]
+    pub learned_at: crate::learned::Transition,
 }
 
 /// Higher is better: accuracy, or minus a perplexity.
@@ -743,6 +752,7 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         })
         .collect();
     let (mixer, attention_share) = composition(&model);
+    let learned_at = learned_at(dir, held_out.as_ref().or(scores.first()), chance);
     let done_steps = outcome.plateaued_at.unwrap_or(outcome.steps);
     let result = Result {
         run: run.name(),
@@ -766,6 +776,7 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         update: update_rule(&model),
         seconds,
         at_once: setup.at_once,
+        learned_at,
     };
     // Written whole, then renamed: another shard reading it sees all of it or nothing.
     let (done, partial) = (dir.join("result.json"), dir.join("result.json.tmp"));
@@ -773,6 +784,25 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
     std::fs::write(&partial, json).map_err(|e| format!("cannot write `{}`: {e}", partial.display()))?;
     std::fs::rename(&partial, &done).map_err(|e| format!("cannot write `{}`: {e}", done.display()))?;
     Ok(None)
+}
+
+/// When the run in `dir` first reached `chance` + 5 points on `figure` (the held-out
+/// set, else the first test set), from its `metrics.jsonl`; unrecorded for perplexity.
+fn learned_at(dir: &Path, figure: Option<&(String, f64)>, chance: Option<f64>) -> crate::learned::Transition {
+    let (Some((name, _)), Some(chance)) = (figure, chance) else { return crate::learned::Transition::Unrecorded };
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default();
+    crate::learned::transition(&metrics, name, chance)
+}
+
+/// `results` with `learned_at` read from each run's `metrics.jsonl` where their
+/// `result.json` did not record it (written before it was) and the log is kept.
+fn with_transitions(out: &Path, mut results: Vec<Result>) -> Vec<Result> {
+    let unrecorded = results.iter_mut().filter(|r| r.learned_at == crate::learned::Transition::Unrecorded);
+    for result in unrecorded {
+        let figure = result.held_out.as_ref().or(result.accuracy.first());
+        result.learned_at = learned_at(&out.join(dir_name(&result.run)), figure, result.chance);
+    }
+    results
 }
 
 /// The model's linear mixer (preset names, `+`-joined when several; `none` without
@@ -833,7 +863,7 @@ fn report(
     config: &SweepConfig,
     total: usize,
 ) -> std::result::Result<Option<u8>, String> {
-    let results = finished_runs(out, config);
+    let results = with_transitions(out, finished_runs(out, config));
     if results.is_empty() {
         return Err(format!("no run of the sweep has finished in `{}`", out.display()));
     }
@@ -897,6 +927,7 @@ mod tests {
             update: String::new(),
             seconds: 0.0,
             at_once: 0,
+            learned_at: crate::learned::Transition::Unrecorded,
         }
     }
 
@@ -1049,5 +1080,30 @@ mod tests {
         use Phase::{Search, Seed};
         assert_eq!(phases, [Search, Search, Seed, Seed, Search, Search, Seed, Seed]);
         assert!(order[..4].iter().all(|(_, run)| run.lets[0].1 == "gdn"));
+    }
+
+    /// A result written before `learned_at` was recorded gets it from its run's log at
+    /// report time; one whose log is gone stays unrecorded; a recorded one is kept.
+    #[test]
+    fn old_results_learn_their_transition_from_the_log() {
+        use crate::learned::Transition;
+        let out = std::env::temp_dir().join(format!("hyb-transitions-{}", std::process::id()));
+        let named = |run: &str, learned_at| Result { run: run.into(), learned_at, ..search_result(1e-3, 0.9, 0.9) };
+        let logged = named("linear=gdn,lr=1e-3,seed=3,search", Transition::Unrecorded);
+        let dir = out.join(dir_name(&logged.run));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let line = |step: u64, a: f64| {
+            format!("{{\"step\":{step},\"eval/held-out mqar(seq_len: 64, pairs: 8)/accuracy\":{a}}}")
+        };
+        std::fs::write(dir.join("metrics.jsonl"), [line(100, 0.1), line(200, 0.9)].join("\n")).expect("writable");
+        let chanced = |r: Result| Result { chance: Some(0.125), ..r };
+        let results = vec![
+            chanced(logged),
+            chanced(named("linear=gla,lr=1e-3,seed=3,search", Transition::Unrecorded)),
+            chanced(named("linear=gdn,lr=1e-2,seed=3,search", Transition::At(700))),
+        ];
+        let read: Vec<Transition> = with_transitions(&out, results).iter().map(|r| r.learned_at).collect();
+        assert_eq!(read, [Transition::At(200), Transition::Unrecorded, Transition::At(700)]);
+        let _ = std::fs::remove_dir_all(&out);
     }
 }

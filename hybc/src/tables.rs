@@ -13,6 +13,7 @@ use std::path::Path;
 use hyb_compiler::ir::train::SweepConfig;
 
 use crate::claims::{self, Observation};
+use crate::learned::Transition;
 use crate::stats::mean_spread;
 use crate::sweep::{Phase, Result, chosen_lr, is_perplexity};
 
@@ -200,6 +201,11 @@ fn by_cell(config: &SweepConfig, results: &[Result]) -> String {
     header.push("final loss (mean ± sd, 95 % interval)".into());
     header.extend(figures.iter().map(|name| format!("{name} (mean ± sd, 95 % interval)")));
     header.push("learned".into());
+    // When each seed learned, where any run recorded it (not for perplexity).
+    let timed = results.iter().any(|r| r.learned_at != Transition::Unrecorded);
+    if timed {
+        header.push("learned at step (each seed)".into());
+    }
     let mut text = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
     for members in cells(results) {
         let first = members[0];
@@ -215,10 +221,22 @@ fn by_cell(config: &SweepConfig, results: &[Result]) -> String {
             row.push(figure_spread(name, &values));
         }
         row.push(crate::learned::judge(&first.lets, results).map_or("—".into(), |j| j.text()));
+        if timed {
+            row.push(members.iter().map(|r| r.learned_at.text()).collect::<Vec<_>>().join(", "));
+        }
         let _ = writeln!(text, "| {} |", row.join(" | "));
     }
-    text + &unlearned_note(results)
+    let when = if timed { TIMING_NOTE } else { "" };
+    text + when + &unlearned_note(results)
 }
+
+/// Below the per-cell table, when it has the column: what "learned at step" reads.
+const TIMING_NOTE: &str = "\n\"Learned at step\": for each seed, the first evaluation at which its held-out score \
+     (without a held-out set, its first test score) reached the task's chance + 5 points; — for a seed that never \
+     did, ? where it was not recorded (to the evaluation interval: `eval_every` steps). On a recall task learning \
+     comes as a sudden transition, so a grid at a fixed budget records whether each model has made it yet: this \
+     column shows how close to the budget the cells that learned came, a hint of which cells a longer run might \
+     turn.\n";
 
 /// Below the per-cell table: how "did not learn" is judged, when a cell did not.
 fn unlearned_note(results: &[Result]) -> String {
@@ -284,6 +302,35 @@ fn search_table(config: &SweepConfig, results: &[Result]) -> String {
 /// best as the largest of a near-tie, or the best at an end of the grid (the window may
 /// lie beyond it: widen the grid).
 fn search_note(config: &SweepConfig, lets: &[(String, String)], results: &[Result]) -> String {
+    let note = window_note(config, lets, results);
+    let late = chosen_learned_last(config, lets, results).map(|step| {
+        format!("the chosen rate's search learned only at its last evaluation (step {step}): a longer budget may choose otherwise")
+    });
+    match (note.is_empty(), late) {
+        (_, None) => note,
+        (true, Some(late)) => late,
+        (false, Some(late)) => format!("{note}; {late}"),
+    }
+}
+
+/// The step at which the chosen rate's search runs learned, when every one of them did
+/// so only at its last evaluation (the run's final step): the window's choice then
+/// rests on a transition the budget barely caught.
+fn chosen_learned_last(config: &SweepConfig, lets: &[(String, String)], results: &[Result]) -> Option<u64> {
+    let chosen = chosen_lr(config, lets, results)?;
+    let runs: Vec<&Result> =
+        results.iter().filter(|r| r.phase == Phase::Search && r.lets == lets && r.lr == chosen).collect();
+    let last = |r: &&Result| match r.learned_at {
+        Transition::At(step) => (step >= r.plateaued_at.unwrap_or(r.steps)).then_some(step),
+        _ => None,
+    };
+    let steps: Vec<u64> = runs.iter().map(last).collect::<Option<_>>()?;
+    steps.into_iter().max()
+}
+
+/// What the search's scores say of its window: no rate learned, a tie, a best rate at
+/// an edge.
+fn window_note(config: &SweepConfig, lets: &[(String, String)], results: &[Result]) -> String {
     let Some(scores) = crate::sweep::search_scores(config, lets, results) else { return String::new() };
     if crate::learned::judge(lets, results).is_some_and(|j| !j.learned()) {
         return "no rate learned: every held-out score near chance".into();
@@ -376,7 +423,9 @@ fn csv(config: &SweepConfig, results: &[Result]) -> String {
         ["lr", "seed", "phase", "params", "state_bytes", "kv_cache_bytes", "mixer", "attention_share"]
             .map(String::from),
     );
-    header.extend(["steps", "plateaued_at", "tokens", "final_loss", "held_out", "chance"].map(String::from));
+    header.extend(
+        ["steps", "plateaued_at", "tokens", "final_loss", "held_out", "chance", "learned_at"].map(String::from),
+    );
     header.extend(figures(results).iter().map(|e| quote(&format!("{e} accuracy"))));
     let mut text = header.join(",") + "\n";
     for r in results {
@@ -388,6 +437,11 @@ fn csv(config: &SweepConfig, results: &[Result]) -> String {
         row.extend([r.tokens.to_string(), r.final_loss.to_string()]);
         row.push(r.held_out.as_ref().map_or(String::new(), |(_, figure)| figure.to_string()));
         row.push(r.chance.map_or(String::new(), |c| c.to_string()));
+        row.push(match r.learned_at {
+            Transition::At(step) => step.to_string(),
+            Transition::Never => "never".into(),
+            Transition::Unrecorded => String::new(),
+        });
         row.extend(r.accuracy.iter().map(|(_, a)| a.to_string()));
         text += &(row.join(",") + "\n");
     }
@@ -454,6 +508,11 @@ mod tests {
         SweepConfig { search_runs: 1, lr_tie: 0.0, refine: false, axes, lrs, seeds, tokens: None, plateau: None }
     }
 
+    /// One cell, `linear = gdn`, searched over `lrs` with seed 0.
+    fn gdn_protocol(lrs: Vec<f64>) -> SweepConfig {
+        protocol(vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }], lrs, vec![0])
+    }
+
     /// A finished search run of the `gdn` cell at `lr`, its held-out and test scores both `held_out`.
     fn gdn_search(config: &SweepConfig, lr: f64, held_out: f64) -> Result {
         let mut r = crate::learned::tests::run("gdn", Phase::Search, Some(held_out), held_out);
@@ -505,15 +564,38 @@ mod tests {
         assert!(!text.contains("## By group of answers"), "no groups, no section");
     }
 
+    /// A chosen rate whose search run learned only at its last evaluation is flagged
+    /// (beside any other note); one that learned earlier, or a run with no record, not.
+    #[test]
+    fn a_choice_caught_at_the_last_evaluation_is_flagged() {
+        use crate::learned::Transition;
+        let config = gdn_protocol(vec![3.16e-4, 1e-3, 3.16e-3]);
+        let lets = vec![("linear".to_string(), "gdn".to_string())];
+        let timed =
+            |lr: f64, held_out: f64, learned_at| Result { steps: 800, learned_at, ..gdn_search(&config, lr, held_out) };
+        let late = [
+            timed(3.16e-4, 0.2, Transition::Never),
+            timed(1e-3, 0.9, Transition::At(800)),
+            timed(3.16e-3, 0.1, Transition::Never),
+        ];
+        let flag = "the chosen rate's search learned only at its last evaluation (step 800): a longer budget may choose otherwise";
+        assert_eq!(super::search_note(&config, &lets, &late), flag);
+        let early = [late[0].clone(), timed(1e-3, 0.9, Transition::At(400)), late[2].clone()];
+        assert_eq!(super::search_note(&config, &lets, &early), "");
+        let unknown = [late[0].clone(), timed(1e-3, 0.9, Transition::Unrecorded), late[2].clone()];
+        assert_eq!(super::search_note(&config, &lets, &unknown), "");
+        let at_edge = [late[0].clone(), early[1].clone(), timed(3.16e-3, 0.95, Transition::At(800))];
+        assert_eq!(
+            super::search_note(&config, &lets, &at_edge),
+            format!("best at the grid's highest rate: widen it upwards; {flag}")
+        );
+    }
+
     /// A search whose best score is shared names the rates it ties with, rather than
     /// sending the window past an edge the tie does not show to be best.
     #[test]
     fn a_tied_search_says_so() {
-        let config = protocol(
-            vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }],
-            vec![3.16e-4, 1e-3, 3.16e-3],
-            vec![0],
-        );
+        let config = gdn_protocol(vec![3.16e-4, 1e-3, 3.16e-3]);
         let search = |lr: f64, held_out: f64| gdn_search(&config, lr, held_out);
         let lets = vec![("linear".to_string(), "gdn".to_string())];
         let tied = [search(3.16e-4, 1.0), search(1e-3, 1.0), search(3.16e-3, 0.1)];
@@ -543,14 +625,7 @@ mod tests {
     /// rate best is no edge once half a step below it has scored worse.
     #[test]
     fn a_refined_search_shows_its_rates() {
-        let config = SweepConfig {
-            refine: true,
-            ..protocol(
-                vec![Axis { name: "linear".into(), values: vec!["gdn".into()] }],
-                vec![1e-3, 3.16e-3, 1e-2],
-                vec![0],
-            )
-        };
+        let config = SweepConfig { refine: true, ..gdn_protocol(vec![1e-3, 3.16e-3, 1e-2]) };
         let search = |lr: f64, held_out: f64| gdn_search(&config, lr, held_out);
         let lets = vec![("linear".to_string(), "gdn".to_string())];
         let grid = [search(1e-3, 0.8), search(3.16e-3, 0.5), search(1e-2, 0.1)];

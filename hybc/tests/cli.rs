@@ -807,10 +807,16 @@ fn sweep_runs_the_grid_and_resumes() {
     // Each run records how many trained at once beside it: one alone, two as jobs.
     let at_once = |run: &str| {
         let result = std::fs::read_to_string(out.join(run).join("result.json")).expect("a result");
-        result.lines().find_map(|line| line.trim().strip_prefix("\"at_once\": ").map(str::to_string))
+        let field = result.lines().find_map(|line| line.trim().strip_prefix("\"at_once\": "));
+        field.map(|value| value.trim_end_matches(',').to_string())
     };
     assert_eq!(at_once("linear=gdn,attn_every=2,lr=1e-3,seed=1,search").as_deref(), Some("1"));
     assert_eq!(at_once("linear=gdn,attn_every=2,lr=3e-3,seed=1,search").as_deref(), Some("2"));
+    // And when it learned, from its log's held-out evaluations: a step or never.
+    let result = std::fs::read_to_string(out.join("linear=gdn,attn_every=2,lr=1e-3,seed=1,search/result.json"))
+        .expect("a result");
+    let learned_at = result.lines().find_map(|line| line.trim().strip_prefix("\"learned_at\": ")).expect("learned_at");
+    assert!(learned_at.starts_with("\"never\"") || learned_at.starts_with("{"), "{result}");
     let bad = hybc(&[&args[..], &["--shard", "2/2"]].concat());
     assert_eq!(bad.status.code(), Some(2), "a shard index past the count is a usage error");
     let first = hybc(&args);
@@ -822,6 +828,7 @@ fn sweep_runs_the_grid_and_resumes() {
     assert!(rows[0].starts_with("\"linear\",\"attn_every\",lr,seed"), "{csv}");
     let markdown = std::fs::read_to_string(out.join("results.md")).expect("results.md");
     assert_eq!(markdown.matches("(chosen)").count(), 4, "one chosen lr per cell: {markdown}");
+    assert!(markdown.contains("| learned at step (each seed) |"), "{markdown}");
     let svg = std::fs::read_to_string(out.join("recall.svg")).expect("recall.svg");
     assert!(svg.contains("<polyline") && svg.contains(">gla<"), "{svg}");
     assert_png(&out.join("recall.png"));
