@@ -5,15 +5,17 @@
 # first `hybc verify` of B (bench/gpu/verify.sh: every kernel against the CPU), then
 # each mixer's 3:1 model trained STEPS steps under A and under B, alternating ROUNDS
 # times (median tokens/s of the steps after the tenth, with min and max), then a
-# `--profile` of GatedDeltaNet's step under each. Expects .device/hybc.xz. Logs to $OUT.
+# `--profile` of GatedDeltaNet's step under each. Expects .device/hybc.xz, or a hybc at
+# $HYBC. Logs to $OUT.
 #   run: OUT=$OUT A="HYB_GPU_LAYOUT=strided" B="" bash bench/gpu/env_ab.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT" /tmp/ab
 FILE=${FILE:-examples/study/gpu.hyb}
 A=${A:?the first environment, e.g. A=HYB_GPU_LAYOUT=strided}; B=${B-}
-xz -dc .device/hybc.xz > /tmp/hybc && chmod +x /tmp/hybc
+if [ -z "${HYBC-}" ]; then xz -dc .device/hybc.xz > /tmp/hybc && chmod +x /tmp/hybc; fi
+HYBC=${HYBC:-/tmp/hybc}
 if [ -n "${VERIFY-1}" ]; then
-  env $B HYBC=/tmp/hybc OUT=$OUT BIG_S=90 bash bench/gpu/verify.sh > /dev/null 2>&1
+  env $B HYBC=$HYBC OUT=$OUT BIG_S=90 bash bench/gpu/verify.sh > /dev/null 2>&1
   echo "verify (B): $(grep -c 'agrees with the cpu' "$OUT/verify.log") agree" | tee -a "$OUT/env_ab.txt"
 fi
 median() {
@@ -28,7 +30,7 @@ for mixer in ${MIXERS:-gdn hgrn2 retnet gla deltanet hgrn}; do
   for round in $(seq "${ROUNDS:-2}"); do
     for side in A B; do
       run=/tmp/ab/$mixer.$side.$round
-      env ${!side} timeout 200 /tmp/hybc train "/tmp/ab/$mixer.hyb" --target cuda \
+      env ${!side} timeout 200 "$HYBC" train "/tmp/ab/$mixer.hyb" --target cuda \
         --steps "${STEPS:-30}" --out "$run" > "$run.log" 2>&1
       echo "$mixer $side round $round: exit $?, $(median "$run/metrics.jsonl"), final $(grep -o 'loss [0-9.]*' "$run.log" | tail -1)" |
         tee -a "$OUT/env_ab.txt"
@@ -36,7 +38,7 @@ for mixer in ${MIXERS:-gdn hgrn2 retnet gla deltanet hgrn}; do
   done
 done
 for side in A B; do
-  env ${!side} timeout 200 /tmp/hybc train /tmp/ab/gdn.hyb --target cuda --steps "${PROFILE_STEPS:-8}" \
+  env ${!side} timeout 200 "$HYBC" train /tmp/ab/gdn.hyb --target cuda --steps "${PROFILE_STEPS:-8}" \
     --profile --out "/tmp/ab/gdn.prof.$side" > "$OUT/gdn.profile.$side.log" 2>&1
   echo "profile $side: exit $?"
 done
