@@ -29,7 +29,7 @@ for mixer in ${MIXERS:-gdn hgrn2 retnet gla deltanet hgrn}; do
       -e "s/^let attn_every( *)= .*/let attn_every\1= ${ATTN_EVERY:-4}/" "$FILE" > "/tmp/ab/$mixer.hyb"
   for round in $(seq "${ROUNDS:-2}"); do
     for side in A B; do
-      run=/tmp/ab/$mixer.$side.$round
+      run=/tmp/ab/$mixer.$side.$round; rm -rf "$run"
       env ${!side} timeout 200 "$HYBC" train "/tmp/ab/$mixer.hyb" --target cuda \
         --steps "${STEPS:-30}" --out "$run" > "$run.log" 2>&1
       echo "$mixer $side round $round: exit $?, $(median "$run/metrics.jsonl"), final $(grep -o 'loss [0-9.]*' "$run.log" | tail -1)" |
@@ -38,6 +38,7 @@ for mixer in ${MIXERS:-gdn hgrn2 retnet gla deltanet hgrn}; do
   done
 done
 for side in A B; do
+  rm -rf "/tmp/ab/gdn.prof.$side"
   env ${!side} timeout 200 "$HYBC" train /tmp/ab/gdn.hyb --target cuda --steps "${PROFILE_STEPS:-8}" \
     --profile --out "/tmp/ab/gdn.prof.$side" > "$OUT/gdn.profile.$side.log" 2>&1
   echo "profile $side: exit $?"

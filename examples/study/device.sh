@@ -3,7 +3,7 @@
 # --jobs` under one time limit, side by side, then the report of every finished run,
 # sent back to $OUT in one archive per study with its logs, report, and each run's
 # result.json and metrics (checkpoints stay behind). Expects .device/hybc.xz (a
-# stripped release hybc, xz-compressed).
+# stripped release hybc, xz-compressed), or a hybc at $HYBC.
 #   STUDIES: space-separated `FILE=JOBS` (shards at once for that study), or
 #   `FILE=JOBS@cuda` to train that study's runs on the GPU (runs/<stem>-cuda);
 #   SWEEP_S: seconds for all of them: each sweep starts only the runs it expects to
@@ -15,7 +15,8 @@
 #   run: OUT=$OUT STUDIES="examples/study/forgetting.hyb=11 examples/study/lm.hyb=5" SWEEP_S=540 bash examples/study/device.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-xz -dc .device/hybc.xz > /tmp/hybc && chmod +x /tmp/hybc
+if [ -z "${HYBC-}" ]; then xz -dc .device/hybc.xz > /tmp/hybc && chmod +x /tmp/hybc; fi
+HYBC=${HYBC:-/tmp/hybc}
 nproc | sed 's/^/cores: /' | tee "$OUT/machine.txt"
 started=$(date +%s)
 # One study's fields from `FILE=JOBS[@cuda]`: file, jobs, runs (runs/<stem>[-cuda]), target.
@@ -25,14 +26,14 @@ parse() {
 }
 for study in $STUDIES; do
   parse "$study"; mkdir -p "$runs"
-  (timeout "${SWEEP_S:-500}" /tmp/hybc sweep "$file" --jobs "$jobs" "${target[@]}" --out "$runs" \
+  (timeout "${SWEEP_S:-500}" "$HYBC" sweep "$file" --jobs "$jobs" "${target[@]}" --out "$runs" \
      --time-limit "$(( ${SWEEP_S:-500} - 5 ))s" > "$runs/sweep.log" 2>&1
    echo "sweep exit $? after $(( $(date +%s) - started )) s" >> "$runs/sweep.log") &
 done
 wait
 for study in $STUDIES; do
   parse "$study"
-  /tmp/hybc sweep "$file" "${target[@]}" --out "$runs" --report > "$runs/report.log" 2>&1
+  "$HYBC" sweep "$file" "${target[@]}" --out "$runs" --report > "$runs/report.log" 2>&1
   # One archive a study (the machine returns at most 8 files).
   (cd "$runs" && find . -maxdepth 1 -type f \( -name '*.md' -o -name '*.csv' -o -name '*.svg' -o -name '*.log' \) \
     && find . -name result.json -o -name metrics.jsonl) | tar cJf "$OUT/${runs#runs/}.tar.xz" -C "$runs" -T -
