@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # An A/B of one hybc under two environments (an A/B switch a commit carries for one
-# measurement, e.g. A="HYB_ATTENTION_LANES=frame" B=""), on the GPU study's models
+# measurement, e.g. A="HYB_SOME_SWITCH=old" B=""), on the GPU study's models
 # (examples/study/gpu.hyb: 8 layers at d 128, MQAR 32 pairs × 256 tokens, batch 64):
 # first `hybc verify` of B (bench/gpu/verify.sh: every kernel against the CPU), then
 # each mixer's 3:1 model trained STEPS steps under A and under B, alternating ROUNDS
 # times (median tokens/s of the steps after the tenth, with min and max), then a
 # `--profile` of GatedDeltaNet's step under each. Expects .device/hybc.xz, or a hybc at
 # $HYBC. Logs to $OUT.
-#   run: OUT=$OUT A="HYB_GPU_LAYOUT=strided" B="" bash bench/gpu/env_ab.sh
+#   run: OUT=$OUT A="HYB_SOME_SWITCH=old" B="" bash bench/gpu/env_ab.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT" /tmp/ab
 FILE=${FILE:-examples/study/gpu.hyb}
-A=${A:?the first environment, e.g. A=HYB_GPU_LAYOUT=strided}; B=${B-}
+A=${A:?the first environment, e.g. A=HYB_SOME_SWITCH=old}; B=${B-}
 if [ -z "${HYBC-}" ]; then xz -dc .device/hybc.xz > /tmp/hybc && chmod +x /tmp/hybc; fi
 HYBC=${HYBC:-/tmp/hybc}
 if [ -n "${VERIFY-1}" ]; then

@@ -179,12 +179,6 @@ fn score(e: &mut Builder, sizes: &Sizes, q: &Row, k: &Row) -> Value {
     e.mul(&sizes.scale, &dot)
 }
 
-/// A/B switch for one measurement (to be taken out after it): `HYB_ATTENTION_LANES=frame`
-/// generates the lanes form that keeps a lane's rows in its frame.
-fn frame_lanes() -> bool {
-    std::env::var("HYB_ATTENTION_LANES").is_ok_and(|v| v == "frame")
-}
-
 /// The training forward: `o`, and the log-sum-exp of every query row for the backward.
 pub fn forward(spec: &AttentionSpec, name: &str) -> String {
     forward_with(spec, name, &Config::CPU)
@@ -194,7 +188,7 @@ pub fn forward(spec: &AttentionSpec, name: &str) -> String {
 pub fn forward_with(spec: &AttentionSpec, name: &str, config: &Config) -> String {
     let mut e = Builder::new(*config);
     header(&mut e, name, &spec.forward_arguments());
-    if config.parallel.has_lanes() && !frame_lanes() {
+    if config.parallel.has_lanes() {
         lanes::forward(&mut e, spec);
         return e.finish();
     }
@@ -334,12 +328,8 @@ pub fn backward(spec: &AttentionSpec, name: &str) -> String {
 pub fn backward_with(spec: &AttentionSpec, name: &str, config: &Config) -> String {
     let mut e = Builder::new(*config);
     header(&mut e, name, &spec.backward_arguments());
-    if config.parallel.has_lanes() && !frame_lanes() {
-        lanes::backward(&mut e, spec);
-        return e.finish();
-    }
     if config.parallel.has_lanes() {
-        emit_lane_backward(&mut e, spec);
+        lanes::backward(&mut e, spec);
         return e.finish();
     }
     let sizes = sizes(&mut e, spec, true);
@@ -379,61 +369,6 @@ fn key_backward(e: &mut Builder, sizes: &Sizes, query: &Query, s: &Value, [lse, 
     });
 }
 
-/// The backward by lanes: lane `(x, h)` writes `dq` of query row `x` and adds head
-/// `h`'s share of `dk`, `dv` of key row `x`, each summed in the lane's frame first (a
-/// GPU's global memory is not where a running sum should live). The rows a loop reads
-/// at every step — the query's q and dO for `dq`, the key's k and v for `dk`, `dv` — are
-/// copied into the frame once.
-fn emit_lane_backward(e: &mut Builder, spec: &AttentionSpec) {
-    let compute = e.compute();
-    let q = e.arg("q");
-    let head_dim = e.named("Dq").dim(&q, 3);
-    let sums = [e.named("sum_a").alloca(compute, &[&head_dim]), e.named("sum_b").alloca(compute, &[&head_dim])];
-    let rows = [e.named("row_a").alloca(compute, &[&head_dim]), e.named("row_b").alloca(compute, &[&head_dim])];
-    let sizes = sizes(e, spec, true);
-    let (c0, c1) = (e.c0(), e.c1());
-    for_queries(e, &sizes, None, |e, query| {
-        let Query { b, h, hk, t, .. } = &query;
-        let end = e.add(t, &c1);
-        let (lse, delta) = row_statistics(e, &sizes, &query, t);
-        let q = Row::copied(e, &rows[0], "q", [b, t, h], &sizes.dim);
-        let dout = Row::copied(e, &rows[1], "dout", [b, t, h], &sizes.dim);
-        let dq_sum = &sums[0];
-        e.for_(&c0, &sizes.dim, |e, d| {
-            let zero = e.zero();
-            e.store(&zero, dq_sum, &[&d]);
-        });
-        e.for_(&query.first, &end, |e, s| {
-            let (k, v) = (Row::of(e, "k", [b, &s, hk]), Row::of(e, "v", [b, &s, hk]));
-            let pair = Pair { q: q.clone(), dout: dout.clone(), k, v };
-            let (_, ds) = probability_and_slope(e, &sizes, &pair, [&lse, &delta]);
-            e.for_(&c0, &sizes.dim, |e, d| {
-                let key = pair.k.load(e, &d);
-                let dq_value = e.mul(&ds, &key);
-                e.accumulate(dq_sum, &[&d], &dq_value);
-            });
-        });
-        let dq = e.arg("dq");
-        e.for_(&c0, &sizes.dim, |e, d| {
-            let dq_value = e.load(dq_sum, &[&d]);
-            e.accumulate(&dq, &[b, t, h, &d], &dq_value);
-        });
-        key_row_backward(e, &sizes, &query, &sums, &rows);
-    });
-}
-
-/// Query row `t`'s log-sum-exp and `delta = dO_t · o_t` (head `query.h`).
-fn row_statistics(e: &mut Builder, sizes: &Sizes, query: &Query, t: &Value) -> (Value, Value) {
-    let [lse, dout, o] = ["lse", "dout", "o"].map(|arg| e.arg(arg));
-    let Query { b, h, .. } = query;
-    let lse = e.load(&lse, &[b, h, t]);
-    let delta = e.dot(&sizes.dim, |e, d| {
-        let d_out = e.load(&dout, &[b, t, h, d]);
-        (d_out, e.load(&o, &[b, t, h, d]))
-    });
-    (lse, delta)
-}
-
 /// The rows a (query, key) pair reads: the query's q and dO, the key's k and v.
 struct Pair {
     q: Row,
@@ -464,67 +399,6 @@ fn probability_and_slope(e: &mut Builder, sizes: &Sizes, pair: &Pair, [lse, delt
     let diff = e.sub(&dp, delta);
     let ds = e.mul(&p, &diff);
     (p.clone(), e.mul(&sizes.scale, &ds))
-}
-
-/// Key row `s = query.t`: `dv_s += Σ_t p dO_t` and `dk_s += Σ_t ds q_t` over the queries
-/// `t` of head `query.h` that see it, summed in `sums`, then added into dk and dv. The
-/// key's k and v are copied into `rows`. The walk over `t` starts at the first key row
-/// of `s`'s warp (a warp's lanes are neighbouring rows of one head), so every lane of
-/// the warp reads the same query row at each step; a lane skips the rows before its own.
-fn key_row_backward(e: &mut Builder, sizes: &Sizes, query: &Query, sums: &[Value; 2], rows: &[Value; 2]) {
-    let [dk, dv] = ["dk", "dv"].map(|arg| e.arg(arg));
-    let Query { b, h, hk, t: s, .. } = query;
-    let [dk_sum, dv_sum] = sums;
-    let c0 = e.c0();
-    let k = Row::copied(e, &rows[0], "k", [b, s, hk], &sizes.dim);
-    let v = Row::copied(e, &rows[1], "v", [b, s, hk], &sizes.dim);
-    e.for_(&c0, &sizes.dim, |e, d| {
-        let zero = e.zero();
-        e.store(&zero, dk_sum, &[&d]);
-        e.store(&zero, dv_sum, &[&d]);
-    });
-    let warp = e.constant_index(32);
-    let place = e.remui(s, &warp);
-    let from = e.sub(s, &place);
-    // The queries that see key s: s ≤ t < s + window (every later one without a window);
-    // the walk's end covers the warp's last lane.
-    let (last, upto) = match &sizes.window {
-        Some(window) => {
-            let reach = e.add(s, window);
-            let last = e.min(&reach, &sizes.time);
-            let c31 = e.constant_index(31);
-            let warp_end = e.add(&from, &c31);
-            let warp_reach = e.add(&warp_end, window);
-            (last, e.min(&warp_reach, &sizes.time))
-        }
-        None => (sizes.time.clone(), sizes.time.clone()),
-    };
-    e.for_(&from, &upto, |e, t| {
-        let seen = e.cmp(Cmp::Ge, &t, s);
-        let before_last = e.cmp(Cmp::Lt, &t, &last);
-        let sees = e.and(&seen, &before_last);
-        e.if_(&sees, |e| {
-            let reader = Query { t: t.clone(), position: t.clone(), ..query.clone() };
-            let (lse, delta) = row_statistics(e, sizes, &reader, &t);
-            let (q, dout) = (Row::of(e, "q", [b, &t, h]), Row::of(e, "dout", [b, &t, h]));
-            let pair = Pair { q, dout, k: k.clone(), v: v.clone() };
-            let (p, ds) = probability_and_slope(e, sizes, &pair, [&lse, &delta]);
-            e.for_(&c0, &sizes.dim, |e, d| {
-                let d_out = pair.dout.load(e, &d);
-                let pd = e.mul(&p, &d_out);
-                e.accumulate(dv_sum, &[&d], &pd);
-                let query_value = pair.q.load(e, &d);
-                let dk_value = e.mul(&ds, &query_value);
-                e.accumulate(dk_sum, &[&d], &dk_value);
-            });
-        });
-    });
-    e.for_(&c0, &sizes.dim, |e, d| {
-        let dk_value = e.load(dk_sum, &[&d]);
-        e.accumulate_shared(&dk, &[b, s, hk, &d], &dk_value);
-        let dv_value = e.load(dv_sum, &[&d]);
-        e.accumulate_shared(&dv, &[b, s, hk, &d], &dv_value);
-    });
 }
 
 /// Rotary embedding, rotate-half (GPT-NeoX) layout on the full head dim D:

@@ -347,12 +347,8 @@ pub fn generate_gpu_body(key: &KernelKey, name: &str, form: Form, signature: &[E
         Form::Lanes => crate::emit::Parallel::Threads,
         Form::Loops => return None,
     };
-    let mut config =
+    let config =
         crate::emit::Config::gpu_form(crate::emit::Scalar::F32, parallel).with_bf16_args(bf16_positions(signature));
-    // A/B switch for one measurement (to be taken out after it): the layout before.
-    if std::env::var("HYB_GPU_LAYOUT").is_ok_and(|v| v == "strided") {
-        config.layout = crate::emit::Layout::Strided;
-    }
     Some(generate_with(key, &config, name))
 }
 

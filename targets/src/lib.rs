@@ -187,11 +187,7 @@ impl Target {
     /// target (`hybc verify` compares two targets' programs instruction by instruction),
     /// so that an interval's recomputed states stay near the core or in the GPU's L2
     /// (on the CPU at T = 64, 8 against 64: 0.5–11.5 % faster, runtime/benches/README.md).
-    /// `HYB_CKPT_INTERVAL=64` gives the fixed interval before, for one A/B on the GPU.
     pub fn checkpoint_interval(self, seq_len: usize) -> u64 {
-        if let Some(fixed) = std::env::var("HYB_CKPT_INTERVAL").ok().and_then(|v| v.parse().ok()) {
-            return fixed;
-        }
         ((seq_len as f64).sqrt().ceil() as u64).next_power_of_two().clamp(8, 64)
     }
 

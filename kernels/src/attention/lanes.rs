@@ -3,9 +3,9 @@
 //! tests). The spec carries the head dim `D`, so a row is `D` SSA values, every walk
 //! over the channels unrolled when generated: the forward's query row and output sum,
 //! the backward's `dq` sum, and the key row's `k`, `v` and its `dk`, `dv` sums are carried
-//! by their loops instead of living in the thread's frame (local memory). The lane
-//! layout, the loops and the arithmetic per channel are those of the frame form in the
-//! parent module, in the same order.
+//! by their loops instead of living in the thread's frame (local memory). One lane per
+//! query row of a head, a warp's lanes neighbouring rows; the arithmetic per channel is
+//! that of the parent module's loops, in the same order.
 
 use super::{AttentionSpec, Query, Sizes, for_queries, sizes};
 use crate::emit::{Builder, Cmp, Value};
@@ -28,7 +28,7 @@ fn load_row(e: &mut Builder, arg: &str, [b, t, h]: [&Value; 3], channels: &[Valu
     channels.iter().map(|d| e.load(&memref, &[b, t, h, d])).collect()
 }
 
-/// `Σ_d a_d · b_d`, summed from the first channel as the frame form's loop sums.
+/// `Σ_d a_d · b_d`, summed from the first channel as the parent module's loops sum.
 fn dot(e: &mut Builder, a: &[Value], b: &[Value]) -> Value {
     let mut total = e.zero();
     for (a, b) in a.iter().zip(b) {
@@ -170,9 +170,9 @@ pub(super) fn backward(e: &mut Builder, spec: &AttentionSpec) {
 }
 
 /// Key row `s = query.t`: `dv_s += Σ_t p dO_t`, `dk_s += Σ_t ds q_t` over the queries of
-/// head `query.h` that see it, walked from the first row of `s`'s warp as the frame form
-/// walks them (rows before `s` or past the window count nothing), then added into dk
-/// and dv.
+/// head `query.h` that see it, walked from the first row of `s`'s warp so that every
+/// lane of the warp reads the same query row at each step (rows before `s` or past the
+/// window count nothing), then added into dk and dv.
 fn key_row_backward(e: &mut Builder, sizes: &Sizes, query: &Query, channels: &[Value]) {
     let Query { b, h, hk, t: s, .. } = query;
     let k = load_row(e, "k", [b, s, hk], channels);
