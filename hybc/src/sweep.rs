@@ -464,6 +464,13 @@ fn is_done(out: &Path, run: &Run) -> bool {
     result_path(out, run).is_file()
 }
 
+/// How many of the grid's runs have not finished: those that can start now, and the
+/// seeds and refinements still waiting for their cell's search.
+pub(crate) fn left_in_grid(out: &Path, config: &SweepConfig) -> usize {
+    let search = finished_search(out, config);
+    grid(config).iter().filter(|run| resolve(config, run, &search).is_none_or(|r| !is_done(out, &r))).count()
+}
+
 /// A run's `result.json`, if it has finished.
 fn read_result(out: &Path, run: &Run) -> Option<Result> {
     let text = std::fs::read_to_string(result_path(out, run)).ok()?;
@@ -1080,6 +1087,26 @@ mod tests {
         use Phase::{Search, Seed};
         assert_eq!(phases, [Search, Search, Seed, Seed, Search, Search, Seed, Seed]);
         assert!(order[..4].iter().all(|(_, run)| run.lets[0].1 == "gdn"));
+    }
+
+    /// Runs left in a grid count the seeds still waiting for their cell's search.
+    #[test]
+    fn the_runs_left_count_seeds_that_wait() {
+        let mut searching = SweepConfig { seeds: vec![0, 1, 2], ..config(&[1e-3, 1e-2]) };
+        searching
+            .axes
+            .push(hyb_compiler::ir::train::Axis { name: "linear".into(), values: vec!["gdn".into(), "gla".into()] });
+        let out = std::env::temp_dir().join(format!("hyb-left-{}", std::process::id()));
+        assert_eq!(left_in_grid(&out, &searching), 10, "nothing finished: 2 cells × (2 rates + 3 seeds)");
+        for (lr, held_out) in [(1e-3, 0.9), (1e-2, 0.2)] {
+            let run = Run { lr: Some(lr), ..grid(&searching)[if lr == 1e-3 { 0 } else { 1 }].clone() };
+            let lets = vec![("linear".to_string(), "gdn".to_string())];
+            let result = Result { run: run.name(), lets, ..search_result(lr, held_out, held_out) };
+            std::fs::create_dir_all(out.join(run.dir())).expect("a scratch directory");
+            std::fs::write(result_path(&out, &run), serde_json::to_string(&result).expect("json")).expect("writable");
+        }
+        assert_eq!(left_in_grid(&out, &searching), 8, "gdn's search done: its seeds and gla's runs left");
+        let _ = std::fs::remove_dir_all(&out);
     }
 
     /// A result written before `learned_at` was recorded gets it from its run's log at

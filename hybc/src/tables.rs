@@ -65,11 +65,20 @@ fn figures(results: &[Result]) -> Vec<String> {
     results.first().map_or(Vec::new(), |r| r.accuracy.iter().map(|(n, _)| n.clone()).collect())
 }
 
+/// What the tables of measured runs say before any has finished (a sweep cut short
+/// while its cells still search: each cell's seeds run once its search has).
+const NOTHING_MEASURED: &str = "No measured run has finished yet: a cell's seeds run once its learning-rate search \
+                                has, and the claims read the seeds alone (the search's runs below choose the rates).\n";
+
 fn markdown(config: &SweepConfig, results: &[Result]) -> String {
     let mut text = String::from("## Protocol\n\n");
     text += &protocol(config, results);
     text += "\n## By cell, over its seeds\n\n";
-    text += &by_cell(config, results);
+    if measured(results).is_empty() {
+        text += NOTHING_MEASURED;
+    } else {
+        text += &by_cell(config, results);
+    }
     if results.iter().any(|r| !r.by_group.is_empty()) {
         text += "\n## By group of answers (accuracy over the cell's seeds)\n\n";
         text += &by_group(config, results);
@@ -81,8 +90,20 @@ fn markdown(config: &SweepConfig, results: &[Result]) -> String {
         text += &search_table(config, results);
     }
     text += "\n## The paper's claims\n\n";
+    text += &claims_sections(results);
+    text += "\n## Runs\n\n";
+    text += &runs_table(config, results);
+    text
+}
+
+/// The paper's claims, and the update rule's hypothesis where the grid poses it, judged
+/// on the measured runs.
+fn claims_sections(results: &[Result]) -> String {
+    if measured(results).is_empty() {
+        return NOTHING_MEASURED.to_string();
+    }
     let observations = observations(results);
-    text += &claims::markdown("claim (arXiv 2507.06457)", &claims::evaluate(&observations));
+    let mut text = claims::markdown("claim (arXiv 2507.06457)", &claims::evaluate(&observations));
     text += "\nEach claim is judged on the measured runs (each a seed at its cell's learning rate); intervals are \
              two-sided 95 %. \"Not tested\" means the grid lacks what the claim needs.\n";
     if let Some(finding) = claims::update_rule(&observations) {
@@ -91,8 +112,6 @@ fn markdown(config: &SweepConfig, results: &[Result]) -> String {
         text += "\nDelta-rule mixers (DeltaNet, GatedDeltaNet) replace a key's old value; additive ones (HGRN, \
                  HGRN-2, GLA, RetNet) add the new beside it. Judged as the claims are.\n";
     }
-    text += "\n## Runs\n\n";
-    text += &runs_table(config, results);
     text
 }
 
@@ -617,6 +636,18 @@ mod tests {
             "within lr_tie of the best, 3.16e-4: the largest of the tie is taken",
             "an exact tie too goes to its largest rate"
         );
+    }
+
+    /// A sweep cut short while its cells search: the tables of measured runs and the
+    /// claims say that nothing is measured yet, not that the grid lacks a recall task.
+    #[test]
+    fn a_report_of_searches_alone_says_nothing_is_measured_yet() {
+        let config = gdn_protocol(vec![3.16e-4, 1e-3]);
+        let searches = [gdn_search(&config, 3.16e-4, 0.4), gdn_search(&config, 1e-3, 0.9)];
+        let text = super::markdown(&config, &searches);
+        assert_eq!(text.matches(super::NOTHING_MEASURED).count(), 2, "{text}");
+        assert!(!text.contains("not tested by this grid"), "{text}");
+        assert!(text.contains("| gdn | 40.0% | 90.0% | 1e-3 |"), "the search table stays: {text}");
     }
 
     /// `lr_refine`: the search table gains the refinement's two rates and figures per

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use hyb_compiler::ir::train::SweepConfig;
 
-use super::{Phase, Run, by_cell, directory, finished_search, grid, is_done, overridden_sets, report_hint, resolve};
+use super::{
+    Phase, Run, by_cell, directory, finished_search, grid, is_done, left_in_grid, overridden_sets, report_hint, resolve,
+};
 
 /// How `--jobs` runs a sweep's shards.
 pub struct Jobs<'a> {
@@ -79,7 +81,7 @@ pub fn jobs(
         }
         let indices: Vec<usize> = pending.iter().map(|(index, _)| *index).collect();
         if options.deadline.is_some_and(|deadline| !deadline.allows(None)) {
-            return Ok(time_limit_reached(file, indices.len()));
+            return Ok(time_limit_reached(file, indices.len(), left_in_grid(&out, &config)));
         }
         if indices == dealt {
             return Err(format!("runs {indices:?} did not finish in the wave before: see the shards' logs"));
@@ -95,7 +97,7 @@ pub fn jobs(
         // Runs a shard left for want of time: the next call trains them.
         let left = to_run(&out, &config);
         if options.deadline.is_some() && left.iter().any(|(index, _)| indices.contains(index)) {
-            return Ok(time_limit_reached(file, left.len()));
+            return Ok(time_limit_reached(file, left.len(), left_in_grid(&out, &config)));
         }
         dealt = indices;
     }
@@ -110,9 +112,17 @@ pub fn jobs(
 }
 
 /// What `--jobs` says when its time limit leaves runs for the next call (no report: it
-/// waits for a call that trains them, `--report` gathers what finished).
-fn time_limit_reached(file: &Path, left: usize) -> Option<u8> {
-    println!("time limit: {left} run(s) left for the next call of the sweep");
+/// waits for a call that trains them, `--report` gathers what finished): the runs that
+/// can start then (`ready`) and, where more wait for their cells' searches, all left.
+fn time_limit_reached(file: &Path, ready: usize, left: usize) -> Option<u8> {
+    if left > ready {
+        println!(
+            "time limit: {ready} run(s) ready for the next call of the sweep, {left} left in all (seeds wait for \
+             their cell's search)"
+        );
+    } else {
+        println!("time limit: {ready} run(s) left for the next call of the sweep");
+    }
     println!("{}", report_hint(file));
     None
 }
