@@ -31,10 +31,30 @@ pub enum Launch {
     /// One thread per point of the iteration space, up to [`THREADS`] per block.
     Points,
     /// One block row per point, and per point one thread per lane: the lanes are the
-    /// product of `dims[axes]` of argument `arg`, times, for a scan (`sliced`),
-    /// [`crate::scan::key_slices`] of that argument's `dims[2]` and `dims[3]` (the
-    /// state's `DK`, `DV`).
-    Lanes { arg: usize, axes: &'static [usize], sliced: bool },
+    /// product of `dims[axes]` of argument `arg`, times its [`Slices`].
+    Lanes { arg: usize, axes: &'static [usize], slices: Slices },
+}
+
+/// What divides a lane's work further, multiplying a point's lanes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slices {
+    One,
+    /// A scan's key channels: [`crate::scan::key_slices`] of the state's `DK`, `DV`
+    /// (`dims[2]`, `dims[3]`).
+    KeyChannels,
+    /// The convolution's tokens: [`crate::conv::time_chunks`] of `T` (`dims[1]`).
+    TimeChunks,
+}
+
+impl Slices {
+    /// The lanes per `dims[axes]` lane, for argument dims `dims`.
+    pub fn count(self, dims: &[usize]) -> usize {
+        match self {
+            Slices::One => 1,
+            Slices::KeyChannels => crate::scan::key_slices(dims[2], dims[3]),
+            Slices::TimeChunks => crate::conv::time_chunks(dims[1]),
+        }
+    }
 }
 
 /// Threads per block.
@@ -58,7 +78,7 @@ pub fn lane_row(lanes: usize, points: usize, multiprocessors: usize) -> usize {
 /// The launch of `key`'s `form` with `count` arguments.
 pub fn launch(key: &KernelKey, form: Form, count: usize) -> Launch {
     match (form, key.lanes(count)) {
-        (Form::Lanes, Some((arg, axes))) => Launch::Lanes { arg, axes, sliced: key.sliced_lanes() },
+        (Form::Lanes, Some((arg, axes))) => Launch::Lanes { arg, axes, slices: key.lane_slices() },
         (Form::Lanes, None) => Launch::Points,
         _ => Launch::Blocks,
     }

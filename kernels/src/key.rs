@@ -230,10 +230,18 @@ impl KernelKey {
         Some((state, &[1, 3]))
     }
 
-    /// Whether a GPU's lanes of this key each walk a slice of the key channels (the
-    /// scan: [`crate::scan::key_slices`] lanes per state column).
-    pub fn sliced_lanes(&self) -> bool {
-        matches!(self, KernelKey::ScanTrain { .. } | KernelKey::ScanStep { .. } | KernelKey::ScanBackward { .. })
+    /// How a GPU's lanes of this key divide a lane's work further: the scan's over key
+    /// channels ([`crate::scan::key_slices`] lanes per state column), the training
+    /// convolution's over chunks of tokens ([`crate::conv::time_chunks`]).
+    pub fn lane_slices(&self) -> crate::gpu::Slices {
+        use crate::gpu::Slices;
+        match self {
+            KernelKey::ScanTrain { .. } | KernelKey::ScanStep { .. } | KernelKey::ScanBackward { .. } => {
+                Slices::KeyChannels
+            }
+            KernelKey::ConvForward { .. } | KernelKey::ConvBackward { .. } => Slices::TimeChunks,
+            _ => Slices::One,
+        }
     }
 
     /// The forms this key's generator emits.

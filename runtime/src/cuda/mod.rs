@@ -244,10 +244,9 @@ fn shape(launch: Launch, points: usize, args: &[View], multiprocessors: usize) -
             let column = points.min(THREADS);
             ((points.div_ceil(column) as u32, 1, 1), (1, column as u32, 1))
         }
-        Launch::Lanes { arg, axes, sliced } => {
+        Launch::Lanes { arg, axes, slices } => {
             let dims = &args[arg].dims;
-            let slices = if sliced { hyb_kernels::scan::key_slices(dims[2], dims[3]) } else { 1 };
-            let lanes = axes.iter().map(|axis| dims[*axis]).product::<usize>().max(1) * slices;
+            let lanes = axes.iter().map(|axis| dims[*axis]).product::<usize>().max(1) * slices.count(dims);
             let row = hyb_kernels::gpu::lane_row(lanes, points, multiprocessors);
             let rows = lanes.div_ceil(row);
             assert!(rows <= MAX_GRID_Y, "{lanes} lanes need {rows} blocks along y; CUDA allows {MAX_GRID_Y}");
