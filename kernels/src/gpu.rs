@@ -44,6 +44,8 @@ pub enum Slices {
     KeyChannels,
     /// The convolution's tokens: [`crate::conv::time_chunks`] of `T` (`dims[1]`).
     TimeChunks,
+    /// A norm's row: [`crate::norms::ROW_LANES`] lanes, a warp.
+    Warp,
 }
 
 impl Slices {
@@ -53,6 +55,7 @@ impl Slices {
             Slices::One => 1,
             Slices::KeyChannels => crate::scan::key_slices(dims[2], dims[3]),
             Slices::TimeChunks => crate::conv::time_chunks(dims[1]),
+            Slices::Warp => crate::norms::ROW_LANES,
         }
     }
 }

@@ -208,7 +208,8 @@ impl KernelKey {
     /// A kernel whose GPU form divides a point's work over lanes (see [`crate::gpu`]):
     /// the argument and axes whose dims multiply to the lanes — the scan's state, one
     /// lane per (state head, value channel); attention's queries, one per (row, head);
-    /// the convolution's channels; the embedding's columns.
+    /// the convolution's channels; the embedding's columns; a warp for a norm's row
+    /// ([`crate::norms::ROW_LANES`], as [`crate::gpu::Slices::Warp`]).
     pub fn lanes(&self, count: usize) -> Option<(usize, &'static [usize])> {
         let state = match self {
             KernelKey::ScanTrain { .. } => count - 2,
@@ -225,6 +226,10 @@ impl KernelKey {
             KernelKey::ConvForward { .. } | KernelKey::ConvBackward { .. } | KernelKey::ConvStep { .. } => {
                 return Some((0, &[2]));
             }
+            // x `[R,W]`, a point per row: a warp per row (its lanes are the slices).
+            KernelKey::RmsForward { .. } | KernelKey::L2Forward { .. } | KernelKey::L2Backward { .. } => {
+                return crate::norms::warp_rows().then_some((0, &[]));
+            }
             _ => return None,
         };
         Some((state, &[1, 3]))
@@ -232,7 +237,8 @@ impl KernelKey {
 
     /// How a GPU's lanes of this key divide a lane's work further: the scan's over key
     /// channels ([`crate::scan::key_slices`] lanes per state column), the training
-    /// convolution's over chunks of tokens ([`crate::conv::time_chunks`]).
+    /// convolution's over chunks of tokens ([`crate::conv::time_chunks`]), a norm's row
+    /// over a warp's lanes.
     pub fn lane_slices(&self) -> crate::gpu::Slices {
         use crate::gpu::Slices;
         match self {
@@ -240,6 +246,7 @@ impl KernelKey {
                 Slices::KeyChannels
             }
             KernelKey::ConvForward { .. } | KernelKey::ConvBackward { .. } => Slices::TimeChunks,
+            KernelKey::RmsForward { .. } | KernelKey::L2Forward { .. } | KernelKey::L2Backward { .. } => Slices::Warp,
             _ => Slices::One,
         }
     }
