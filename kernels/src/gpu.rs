@@ -158,7 +158,10 @@ pub fn module(body: &str, name: &str, chip: &str) -> Option<String> {
     let mut signature: Vec<String> =
         params.iter().map(|p| format!("%{}: {}, %{}_split: i64", p.name, p.ty, p.name)).collect();
     signature.push("%points_i64: i64".into());
-    let _ = writeln!(out, "gpu.func @{name}({}) kernel {{", signature.join(", "));
+    // An experiment's bound on registers per thread (`HYB_MAXNREG_KERNELS=scan_bwd:128`):
+    // ptxas then spills past it, and more threads fit a multiprocessor.
+    let attributes = max_registers(name).map_or(String::new(), |n| format!(" attributes {{nvvm.maxnreg = {n} : i32}}"));
+    let _ = writeln!(out, "gpu.func @{name}({}) kernel{attributes} {{", signature.join(", "));
     out.push_str(
         "  %block = gpu.block_id x\n  %column = gpu.block_dim y\n  %thread = gpu.thread_id y\n  \
          %first_point = arith.muli %block, %column : index\n  %point = arith.addi %first_point, %thread : index\n  \
@@ -174,6 +177,16 @@ pub fn module(body: &str, name: &str, chip: &str) -> Option<String> {
     let _ = writeln!(out, "    func.call @{name}_body({}) : ({}) -> ()", views.join(", "), types.join(", "));
     out.push_str("  }\n  gpu.return\n}\n}\n}\n");
     Some(out)
+}
+
+/// The register bound `HYB_MAXNREG_KERNELS` sets for kernel `name` (`label:N,…`, a
+/// label matching the end of the name, `scan_bwd` for `k19_scan_bwd`), for one A/B.
+fn max_registers(name: &str) -> Option<u32> {
+    let spec = std::env::var("HYB_MAXNREG_KERNELS").ok()?;
+    spec.split(',').find_map(|item| {
+        let (label, n) = item.split_once(':')?;
+        name.ends_with(&format!("_{label}")).then(|| n.parse().ok()).flatten()
+    })
 }
 
 /// Whether a memref type's innermost stride is the static 1 ([`crate::emit::Layout`]'s
