@@ -87,6 +87,19 @@ pub fn launch(key: &KernelKey, form: Form, count: usize) -> Launch {
     }
 }
 
+/// The points of a launch of `key` over `space` rows: one a row, or for a key whose
+/// lanes walk several ([`KernelKey::rows_per_point`]) one per group of the largest
+/// count up to it that divides `space` (a point's rows are `space / points` of them,
+/// none left over).
+pub fn points(key: &KernelKey, launch: Launch, space: usize) -> usize {
+    let space = space.max(1);
+    if !matches!(launch, Launch::Lanes { .. }) {
+        return space;
+    }
+    let group = (1..=key.rows_per_point()).rev().find(|rows| space.is_multiple_of(*rows)).unwrap_or(1);
+    space / group
+}
+
 /// The `blocks` or `lanes` form of `key` for `chip`, its arguments of the element types
 /// of `signature`: the MLIR module whose kernel is `name`.
 pub fn generate(key: &KernelKey, name: &str, chip: &str, signature: &[Elem], form: Form) -> Result<String, NoForm> {

@@ -3,19 +3,28 @@
 //! form `x̂ · w · silu(z)`, L2 normalisation `x / sqrt(Σ x² + ε)` and sum normalisation
 //! `x / Σ x`; each with its backward. The weight gradient accumulates over rows (zero it first).
 //!
-//! On a GPU ([`Parallel::Threads`]) the norms without a weight gradient — the forwards
-//! and L2's backward ([`KernelKey::lanes`](crate::key::KernelKey::lanes)) — give a row
-//! to a warp: lane `l` walks columns `l, l + 32, …` and the row's sums are a warp's sums
-//! (`Builder::warp_sum`), so neighbouring lanes read neighbouring elements; elsewhere a
-//! call (or a GPU thread) walks whole rows.
+//! On a GPU ([`Parallel::Threads`], [`KernelKey::lanes`](crate::key::KernelKey::lanes))
+//! a warp takes a row: lane `l` walks columns `l, l + 32, …` and the row's sums are a
+//! warp's sums (`Builder::warp_sum`), so neighbouring lanes read neighbouring elements.
+//! RMSNorm's backward gives a warp a group of rows ([`rows_per_warp`]), each lane
+//! summing the weight's gradient of its columns over them before adding it once.
+//! Elsewhere a call walks whole rows.
 
 use crate::emit::{Builder, Config, Parallel, Scalar, Value};
 
-/// The lanes a GPU gives one row of a norm without a weight gradient: a warp.
+/// The lanes a GPU gives a norm's row: a warp.
 pub const ROW_LANES: usize = 32;
 
-/// Whether a GPU gives such a norm's rows to warps; `HYB_NORM_WARP=0` keeps a thread
-/// per row, for one A/B.
+/// The rows a GPU warp of RMSNorm's backward walks, summing the weight's gradient over
+/// them before its atomic adds: more rows, fewer adds into the same `W` addresses, but
+/// fewer warps (16K rows in groups of 32 are 512 warps for 132 multiprocessors).
+/// `HYB_NORM_ROWS=N` sets it for one A/B.
+pub fn rows_per_warp() -> usize {
+    std::env::var("HYB_NORM_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(8).max(1)
+}
+
+/// Whether a GPU gives a norm's rows to warps; `HYB_NORM_WARP=0` keeps a thread per
+/// row, for one A/B.
 pub fn warp_rows() -> bool {
     std::env::var("HYB_NORM_WARP").map_or(true, |v| v != "0")
 }
@@ -63,6 +72,11 @@ impl Rows {
     /// `body(j)` for each column j this thread walks.
     fn for_each_column(&self, e: &mut Builder, body: impl FnOnce(&mut Builder, Value)) {
         e.for_step(&self.columns.0, &self.width, &self.columns.1, body);
+    }
+
+    /// Column `j`'s place among those this lane walks ([`lane_sums`]).
+    fn lane_slot(&self, e: &mut Builder, j: &Value) -> Value {
+        e.divui(j, &self.columns.1)
     }
 
     /// `Σ_j a(j) · b(j)` over the row's columns (a warp's sum where it shares the row).
@@ -171,9 +185,12 @@ pub fn rms_backward_with(eps: f64, gated: bool, name: &str, config: &Config) -> 
         args.push(("dz", 2));
     }
     args.push(("dw", 1));
-    let rows = header(&mut e, name, &args, eps, false);
+    let rows = header(&mut e, name, &args, eps, true);
     let (w, dy, dx, dw) = (e.arg("w"), e.arg("dy"), e.arg("dx"), e.arg("dw"));
     let gate = gated.then(|| (e.arg("z"), e.arg("dz")));
+    // A warp's rows (a GPU point's group of them, `KernelKey::rows_per_point`) sum the
+    // weight's gradient per lane and column first, and add it once after the last row.
+    let partial = rows.warp.then(|| lane_sums(&mut e, &rows));
     rows.for_each_row(&mut e, |e, r| {
         let inv = rows.inverse_norm(e, &r, true);
         // The upstream gradient of x̂ · w, with the gate folded in.
@@ -193,7 +210,7 @@ pub fn rms_backward_with(eps: f64, gated: bool, name: &str, config: &Config) -> 
             let g = e.mul(&d, &weight);
             Upstream { xn, d, g }
         };
-        let total = e.dot(&rows.width, |e, j| {
+        let total = rows.row_dot(e, |e, j| {
             let Upstream { xn, g, .. } = upstream(e, j);
             (g, xn)
         });
@@ -205,7 +222,13 @@ pub fn rms_backward_with(eps: f64, gated: bool, name: &str, config: &Config) -> 
             let dx_value = e.mul(&inv, &diff);
             e.store(&dx_value, &dx, &[&r, &j]);
             let dw_value = e.mul(&d, &xn);
-            e.accumulate_shared(&dw, &[&j], &dw_value);
+            match &partial {
+                Some(partial) => {
+                    let slot = rows.lane_slot(e, &j);
+                    e.accumulate(partial, &[&slot], &dw_value);
+                }
+                None => e.accumulate_shared(&dw, &[&j], &dw_value),
+            }
             if let Some((z, dz)) = &gate {
                 let dy = e.load(&dy, &[&r, &j]);
                 let weight = e.load(&w, &[&j]);
@@ -218,7 +241,29 @@ pub fn rms_backward_with(eps: f64, gated: bool, name: &str, config: &Config) -> 
             }
         });
     });
+    if let Some(partial) = &partial {
+        rows.for_each_column(&mut e, |e, j| {
+            let slot = rows.lane_slot(e, &j);
+            let total = e.load(partial, &[&slot]);
+            e.accumulate_shared(&dw, &[&j], &total);
+        });
+    }
     e.finish()
+}
+
+/// A zeroed sum per column this lane walks (`⌈W / 32⌉` of them, in its frame).
+fn lane_sums(e: &mut Builder, rows: &Rows) -> Value {
+    let below = e.constant_index(ROW_LANES as u64 - 1);
+    let padded = e.add(&rows.width, &below);
+    let slots = e.named("lane_slots").divui(&padded, &rows.columns.1);
+    let compute = e.compute();
+    let sums = e.named("lane_sums").alloca(compute, &[&slots]);
+    let c0 = e.c0();
+    e.for_(&c0, &slots, |e, slot| {
+        let zero = e.zero();
+        e.store(&zero, &sums, &[&slot]);
+    });
+    sums
 }
 
 /// L2 normalisation forward. Args: x, y.

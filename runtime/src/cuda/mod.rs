@@ -382,7 +382,7 @@ impl Device for Cuda {
         // The blocks form runs a call that adds into a shared argument as one block over
         // whole views; the lanes form splits it and adds atomically.
         let split = launch != Launch::Blocks || !args.iter().any(|a| a.share == Share::Sum);
-        let points = if split { space.max(1) } else { 1 };
+        let points = if split { hyb_kernels::gpu::points(key, launch, space) } else { 1 };
         let (grid, block) = shape(launch, points, args, self.multiprocessors);
         let mut words = parameters(self, args, points, split);
         let mut pointers: Vec<*mut c_void> = words.iter_mut().map(|w| (w as *mut u64).cast()).collect();
