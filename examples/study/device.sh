@@ -3,7 +3,8 @@
 # --jobs` under one time limit, side by side, then the report of every finished run,
 # sent back to $OUT in one archive per study with its logs, report, and each run's
 # result.json and metrics (checkpoints stay behind). Expects .device/hybc.xz (a
-# stripped release hybc, xz-compressed), or a hybc at $HYBC.
+# stripped release hybc, xz-compressed), a hybc at $HYBC, or BUNDLE, a tar.xz holding
+# one as `hybc` (bench/gpu/branch_check.sh's; unpacked once a machine).
 #   STUDIES: space-separated `FILE=JOBS` (shards at once for that study), or
 #   `FILE=JOBS@cuda` to train that study's runs on the GPU (runs/<stem>-cuda);
 #   SWEEP_S: seconds for all of them: each sweep starts only the runs it expects to
@@ -15,6 +16,10 @@
 #   run: OUT=$OUT STUDIES="examples/study/forgetting.hyb=11 examples/study/lm.hyb=5" SWEEP_S=540 bash examples/study/device.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+if [ -n "${BUNDLE-}" ]; then
+  [ -x /tmp/branch_bin/hybc ] || { mkdir -p /tmp/branch_bin && xz -dc "$BUNDLE" | tar xf - -C /tmp/branch_bin hybc; }
+  HYBC=/tmp/branch_bin/hybc
+fi
 if [ -z "${HYBC-}" ]; then xz -dc .device/hybc.xz > /tmp/hybc && chmod +x /tmp/hybc; fi
 HYBC=${HYBC:-/tmp/hybc}
 nproc | sed 's/^/cores: /' | tee "$OUT/machine.txt"
