@@ -21,7 +21,7 @@ nvidia-smi -L >> "$OUT/summary.txt"
 (cd runtime && timeout "${RT_S:-200}" "$bin/rt" gpu:: --test-threads 1 > "$work/rt.log" 2>&1; elapsed rt $?)
 verify=1
 for switch in ${SWITCHES:?the A/B switches, e.g. HYB_MAP_WIDTH=0}; do
-  name=${switch%%=*}
+  name=$(printf '%s' "$switch" | tr -c 'A-Za-z0-9_.-' '_')
   # Each run in a fresh folder of its own (env_ab.sh's /tmp/ab is shared between calls).
   rm -rf /tmp/ab
   OUT=$work/$name VERIFY=${verify:+1} HYBC=$bin/hybc A=$switch B= MIXERS=${MIXERS:-gdn} ROUNDS=${ROUNDS:-1} \
