@@ -7,7 +7,8 @@
 # (the stripped `runtime` test binary), built together from the branch and compressed
 # with one long dictionary so the pair travels in one carry:
 #   tar cf - -C DIR hybc rt | xz -T1 --lzma2=preset=9,dict=400MiB > .device_c/NAME.tar.xz
-# Logs to $OUT: summary.txt, and all.tar.xz with every log (the machine returns 8 files).
+# Logs to $OUT: summary.txt (written as each step ends, so a call cut short keeps what
+# finished), and all.tar.xz with every log (the machine returns 8 files).
 #   run: OUT=$OUT BUNDLE=.device_c/coalesced.tar.xz SWITCHES="HYB_MAP_WIDTH=0 HYB_CONV_CHUNK=0" \
 #        bash bench/gpu/branch_check.sh
 set -uo pipefail
@@ -19,6 +20,7 @@ elapsed() { echo "$1 exit $2 at $(( $(date +%s) - started )) s" | tee -a "$OUT/s
 xz -dc "${BUNDLE:?a tar.xz of hybc and rt}" | tar xf - -C "$bin" && chmod +x "$bin"/*
 nvidia-smi -L >> "$OUT/summary.txt"
 (cd runtime && timeout "${RT_S:-200}" "$bin/rt" gpu:: --test-threads 1 > "$work/rt.log" 2>&1; elapsed rt $?)
+grep -E "^test |test result" "$work/rt.log" >> "$OUT/summary.txt"
 verify=1
 for switch in ${SWITCHES:?the A/B switches, e.g. HYB_MAP_WIDTH=0}; do
   name=$(printf '%s' "$switch" | tr -c 'A-Za-z0-9_.-' '_')
@@ -27,8 +29,7 @@ for switch in ${SWITCHES:?the A/B switches, e.g. HYB_MAP_WIDTH=0}; do
   OUT=$work/$name VERIFY=${verify:+1} HYBC=$bin/hybc A=$switch B= MIXERS=${MIXERS:-gdn} ROUNDS=${ROUNDS:-1} \
     STEPS=${STEPS:-30} timeout "${AB_S:-200}" bash bench/gpu/env_ab.sh > "$work/$name.out" 2>&1
   elapsed "$switch" $?
+  cat "$work/$name/env_ab.txt" >> "$OUT/summary.txt" 2>/dev/null
   verify=
 done
-for log in "$work"/*/env_ab.txt; do echo "== ${log%/env_ab.txt}"; cat "$log"; done >> "$OUT/summary.txt"
-grep -E "^test |test result" "$work/rt.log" >> "$OUT/summary.txt"
 tar cJf "$OUT/all.tar.xz" -C "$work" .
