@@ -74,11 +74,7 @@ fn markdown(config: &SweepConfig, results: &[Result]) -> String {
     let mut text = String::from("## Protocol\n\n");
     text += &protocol(config, results);
     text += "\n## By cell, over its seeds\n\n";
-    if measured(results).is_empty() {
-        text += NOTHING_MEASURED;
-    } else {
-        text += &by_cell(config, results);
-    }
+    text += &by_cell(config, results);
     if results.iter().any(|r| !r.by_group.is_empty()) {
         text += "\n## By group of answers (accuracy over the cell's seeds)\n\n";
         text += &by_group(config, results);
@@ -213,7 +209,11 @@ fn by_group(config: &SweepConfig, results: &[Result]) -> String {
 
 /// Per cell over its seeds: the final loss and every test figure as mean ± sd with the
 /// 95 % interval of the mean (Student's t).
+/// Before any measured run has finished, says so ([`NOTHING_MEASURED`]).
 fn by_cell(config: &SweepConfig, results: &[Result]) -> String {
+    if measured(results).is_empty() {
+        return NOTHING_MEASURED.to_string();
+    }
     let figures = figures(results);
     let mut header: Vec<String> = config.axes.iter().map(|a| a.name.clone()).collect();
     header.extend(["lr", "seeds", "params", "state", "KV cache", "steps"].map(String::from));

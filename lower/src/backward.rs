@@ -8,7 +8,6 @@
 use crate::fuse::expression;
 use hyb_compiler::grad::{BwdNode, BwdOp, Value};
 use hyb_compiler::graph::{NodeId, Op};
-use hyb_kernels::attention;
 use hyb_kernels::key::KernelKey;
 use hyb_kernels::pointwise::{self, Binary, Expr, MapSpec};
 
@@ -217,12 +216,7 @@ impl Builder<'_> {
             }
             Op::Scan(attrs) => self.scan_vjp(origin, node, &outputs, attrs),
             Op::Attention { heads, kv_heads, head_dim, window, scale } => {
-                let spec = attention::AttentionSpec {
-                    group: heads / kv_heads,
-                    window: *window,
-                    scale: *scale,
-                    head_dim: *head_dim,
-                };
+                let spec = crate::attention_spec(*heads, *kv_heads, *head_dim, *window, *scale);
                 let func = self.kernels.get(KernelKey::AttentionBackward { spec });
                 let (q, k, v) = self.attention_inputs(&forward, *heads, *kv_heads, *head_dim);
                 let o = self.fwd(origin).view(q.dims.clone()).batched();

@@ -5,7 +5,6 @@
 
 use hyb_compiler::grad::{BwdOp, Value};
 use hyb_compiler::graph::{NodeId, Op};
-use hyb_kernels::attention;
 use hyb_kernels::key::KernelKey;
 use hyb_kernels::pointwise::{Binary, Expr, MapSpec};
 
@@ -151,12 +150,7 @@ impl Builder<'_> {
                 self.call(func, args);
             }
             Op::Attention { heads, kv_heads, head_dim, window, scale } if let Some(max_len) = self.decode => {
-                let spec = attention::AttentionSpec {
-                    group: heads / kv_heads,
-                    window: *window,
-                    scale: *scale,
-                    head_dim: *head_dim,
-                };
+                let spec = crate::attention_spec(*heads, *kv_heads, *head_dim, *window, *scale);
                 let func = self.kernels.get(KernelKey::AttentionDecode { spec });
                 let (q, k, v) = self.attention_inputs(&node, *heads, *kv_heads, *head_dim);
                 let o = out.view(q.dims.clone()).batched();
@@ -166,12 +160,7 @@ impl Builder<'_> {
                 self.call(func, vec![q, k, v, k_cache, v_cache, position, o]);
             }
             Op::Attention { heads, kv_heads, head_dim, window, scale } => {
-                let spec = attention::AttentionSpec {
-                    group: heads / kv_heads,
-                    window: *window,
-                    scale: *scale,
-                    head_dim: *head_dim,
-                };
+                let spec = crate::attention_spec(*heads, *kv_heads, *head_dim, *window, *scale);
                 let func = self.kernels.get(KernelKey::AttentionForward { spec });
                 let (q, k, v) = self.attention_inputs(&node, *heads, *kv_heads, *head_dim);
                 let o = out.view(q.dims.clone()).batched();

@@ -21,7 +21,14 @@ pub mod program;
 pub mod verify;
 
 use hyb_compiler::graph::{ScanAttrs, ScanDecay};
+use hyb_kernels::attention::AttentionSpec;
 use hyb_kernels::scan::{Decay, ScanSpec, ScanUpdate};
+
+/// The attention kernels' spec of an attention op: query heads per key-value head, its
+/// window and scale, and the head dim.
+pub fn attention_spec(heads: u64, kv_heads: u64, head_dim: u64, window: Option<u64>, scale: f64) -> AttentionSpec {
+    AttentionSpec { group: heads / kv_heads, window, scale, head_dim }
+}
 
 pub fn scan_spec(attrs: &ScanAttrs) -> ScanSpec {
     ScanSpec {

@@ -81,7 +81,7 @@ pub fn jobs(
         }
         let indices: Vec<usize> = pending.iter().map(|(index, _)| *index).collect();
         if options.deadline.is_some_and(|deadline| !deadline.allows(None)) {
-            return Ok(time_limit_reached(file, indices.len(), left_in_grid(&out, &config)));
+            return Ok(time_limit_reached(file, &out, &config, indices.len()));
         }
         if indices == dealt {
             return Err(format!("runs {indices:?} did not finish in the wave before: see the shards' logs"));
@@ -97,7 +97,7 @@ pub fn jobs(
         // Runs a shard left for want of time: the next call trains them.
         let left = to_run(&out, &config);
         if options.deadline.is_some() && left.iter().any(|(index, _)| indices.contains(index)) {
-            return Ok(time_limit_reached(file, left.len(), left_in_grid(&out, &config)));
+            return Ok(time_limit_reached(file, &out, &config, left.len()));
         }
         dealt = indices;
     }
@@ -114,7 +114,8 @@ pub fn jobs(
 /// What `--jobs` says when its time limit leaves runs for the next call (no report: it
 /// waits for a call that trains them, `--report` gathers what finished): the runs that
 /// can start then (`ready`) and, where more wait for their cells' searches, all left.
-fn time_limit_reached(file: &Path, ready: usize, left: usize) -> Option<u8> {
+fn time_limit_reached(file: &Path, out: &Path, config: &SweepConfig, ready: usize) -> Option<u8> {
+    let left = left_in_grid(out, config);
     if left > ready {
         println!(
             "time limit: {ready} run(s) ready for the next call of the sweep, {left} left in all (seeds wait for \
