@@ -3,13 +3,31 @@
 //! and its backward (`dx`, and `dw`, `db` accumulated over batch and time).
 //! Shapes: x, y `[B, T, C]`; w `[C, 1, W]`; bias `[C]`.
 //!
-//! Channels are independent: under [`crate::emit::Parallel::Threads`] each lane walks
-//! one channel (`KernelKey::lanes`), adding its share of `dw`, `db` atomically. The
-//! CPU ([`Parallel::Parts`]) walks each position's taps with the channels innermost, so
-//! that loop runs over contiguous memory and vectorises: the filter is first copied
-//! into a `[W, C]` stack buffer, and `dw` summed there before its one add.
+//! Channels are independent, and so are positions once the backward gathers `dx`
+//! (`dx[s] = Σ_j w[j] · dy[s + W − 1 − j]`): under [`crate::emit::Parallel::Threads`]
+//! each lane walks one channel over one chunk of [`time_chunk`] tokens
+//! (`KernelKey::lanes`, [`time_chunks`] chunks a sequence; neighbouring lanes
+//! neighbouring channels), summing each output in a register and adding its share of
+//! `dw`, `db` atomically. The CPU ([`Parallel::Parts`]) walks each position's taps with
+//! the channels innermost, so that loop runs over contiguous memory and vectorises: the
+//! filter is first copied into a `[W, C]` stack buffer, and `dw` summed there before its
+//! one add.
 
 use crate::emit::{Builder, Cmp, Config, Parallel, Value};
+
+/// Tokens a GPU lane walks in the training forward and backward: short, so that a
+/// batch of `B` sequences of `T` tokens and `C` channels is `B · C · T / 16` lanes
+/// rather than `B · C` lanes each walking all `T` (a few thousand threads on a GPU of
+/// 132 multiprocessors). `HYB_CONV_CHUNK=N` sets it for one A/B (0: the whole sequence).
+pub fn time_chunk() -> Option<usize> {
+    let chunk = std::env::var("HYB_CONV_CHUNK").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+    (chunk > 0).then_some(chunk)
+}
+
+/// The chunks a sequence of `time` tokens is walked in by a GPU's lanes ([`time_chunk`]).
+pub fn time_chunks(time: usize) -> usize {
+    time_chunk().map_or(1, |chunk| time.div_ceil(chunk)).max(1)
+}
 
 /// The sizes every convolution kernel reads first: batch, time, channels, the filter
 /// width W, and `W − 1`.
@@ -20,9 +38,13 @@ struct Sizes {
     width1: Value,
     /// The channels this call (or lane) walks.
     lanes: (Value, Value),
+    /// The positions this call (or lane) walks: all of them, or a lane's chunk.
+    times: (Value, Value),
 }
 
-fn header(e: &mut Builder, name: &str, args: &[(&str, usize)]) -> Sizes {
+/// The sizes; with `chunked`, a GPU lane's positions are one chunk of [`time_chunk`]
+/// tokens (the lanes `chunk · C + c`), else every position.
+fn header(e: &mut Builder, name: &str, args: &[(&str, usize)], chunked: bool) -> Sizes {
     e.begin_function(name, args);
     // `%c2` at the top, for the dims along axis 2 and any later use.
     e.constant_index(2);
@@ -33,36 +55,30 @@ fn header(e: &mut Builder, name: &str, args: &[(&str, usize)]) -> Sizes {
     let width = e.named("W").dim(&w, 2);
     let c1 = e.c1();
     let width1 = e.named("W1").sub(&width, &c1);
-    let lanes = e.lane_range(&channels, true);
-    Sizes { batch, time, width, width1, lanes }
+    let chunk = time_chunk().filter(|_| chunked && e.config().parallel.has_lanes());
+    let Some(chunk) = chunk else {
+        let lanes = e.lane_range(&channels, true);
+        let times = (e.c0(), time.clone());
+        return Sizes { batch, time, width, width1, lanes, times };
+    };
+    let chunk = e.named("chunk").constant_index(chunk as u64);
+    let below = e.sub(&chunk, &c1);
+    let padded = e.add(&time, &below);
+    let chunks = e.named("chunks").divui(&padded, &chunk);
+    let grid = e.lane_grid(&chunks, &channels, true);
+    let first = e.named("t_first").mul(&grid.outer.0, &chunk);
+    let after = e.mul(&grid.outer.1, &chunk);
+    let last = e.named("t_end").min(&after, &time);
+    Sizes { batch, time, width, width1, lanes: grid.inner, times: (first, last) }
 }
 
-/// One tap of the filter at output position `t`, channel `c`.
-struct Tap {
-    /// The input position it reads, `t + j − (W − 1)`.
-    source: Value,
-    x: Value,
-    w: Value,
-}
-
-/// `body(b, t, c)` for every position of every sequence and every channel.
+/// `body(b, t, c)` for every position and channel this call (or lane) walks.
 fn for_positions(e: &mut Builder, sizes: &Sizes, body: impl FnOnce(&mut Builder, Value, Value, Value)) {
     let c0 = e.c0();
     e.for_(&c0, &sizes.batch, |e, b| {
-        e.for_(&c0, &sizes.time, |e, t| {
+        e.for_(&sizes.times.0, &sizes.times.1, |e, t| {
             e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| body(e, b, t, c));
         });
-    });
-}
-
-/// `body(tap)` for each tap of the filter at `(b, t, c)` that reads inside the sequence,
-/// with the tap's input and weight loaded.
-fn for_taps(e: &mut Builder, sizes: &Sizes, [b, t, c]: [&Value; 3], body: impl FnOnce(&mut Builder, Tap)) {
-    let (x, w, c0) = (e.arg("x"), e.arg("w"), e.c0());
-    for_valid_taps(e, sizes, t, |e, j, source| {
-        let x = e.load(&x, &[b, &source, c]);
-        let w = e.load(&w, &[c, &c0, &j]);
-        body(e, Tap { source, x, w });
     });
 }
 
@@ -139,30 +155,22 @@ pub fn forward_with(bias: bool, name: &str, config: &Config) -> String {
         args.push(("bias", 1));
     }
     args.push(("y", 3));
-    let sizes = header(&mut e, name, &args);
+    let sizes = header(&mut e, name, &args, true);
     let y = e.arg("y");
     let bias = bias.then(|| e.arg("bias"));
     if by_rows(&e, &y) {
         forward_by_rows(&mut e, &sizes, bias.as_ref(), &y);
         return e.finish();
     }
-    let narrow = y.memref().0 != e.compute();
+    // Each output summed in a register, stored once.
     for_positions(&mut e, &sizes, |e, b, t, c| {
         let start = match &bias {
             Some(bias) => e.load(bias, &[&c]),
             None => e.zero(),
         };
-        if narrow {
-            // y stored narrower than the arithmetic (bf16): sum the taps in a register.
-            let taps = tap_sum(e, &sizes, [&b, &t, &c]);
-            let total = e.add(&start, &taps);
-            return e.store(&total, &y, &[&b, &t, &c]);
-        }
-        e.store(&start, &y, &[&b, &t, &c]);
-        for_taps(e, &sizes, [&b, &t, &c], |e, tap| {
-            let xw = e.mul(&tap.x, &tap.w);
-            e.accumulate(&y, &[&b, &t, &c], &xw);
-        });
+        let taps = tap_sum(e, &sizes, [&b, &t, &c]);
+        let total = e.add(&start, &taps);
+        e.store(&total, &y, &[&b, &t, &c]);
     });
     e.finish()
 }
@@ -219,7 +227,7 @@ pub fn backward_with(bias: bool, name: &str, config: &Config) -> String {
     if bias {
         args.push(("dbias", 1));
     }
-    let sizes = header(&mut e, name, &args);
+    let sizes = header(&mut e, name, &args, true);
     let (dy, dx, dw) = (e.arg("dy"), e.arg("dx"), e.arg("dw"));
     let dbias = bias.then(|| e.arg("dbias"));
     if by_rows(&e, &dx) {
@@ -228,30 +236,27 @@ pub fn backward_with(bias: bool, name: &str, config: &Config) -> String {
     }
     let c0 = e.c0();
     e.for_(&c0, &sizes.batch, |e, b| {
-        // dx is zeroed for the whole sequence first: a tap writes to an earlier position.
-        zero_sequence(e, &sizes, &dx, &b);
-        e.for_(&c0, &sizes.time, |e, t| {
+        // dx gathered: each position's taps summed in a register, stored once.
+        e.for_(&sizes.times.0, &sizes.times.1, |e, s| {
             e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| {
-                let dy = e.load(&dy, &[&b, &t, &c]);
-                for_taps(e, &sizes, [&b, &t, &c], |e, tap| {
-                    let dx_value = e.mul(&dy, &tap.w);
-                    e.accumulate(&dx, &[&b, &tap.source, &c], &dx_value);
-                });
+                let total = gathered_dx(e, &sizes, [&b, &s, &c]);
+                e.store(&total, &dx, &[&b, &s, &c]);
             });
         });
-        // The filter's and bias's gradients from this sequence: summed over its tokens
-        // in a register, then added once (a GPU's lanes add atomically, and an atomic
-        // add per token and tap made the backward 0.8 ms at B=64, T=256 on the H200).
+        // The filter's and bias's gradients from these positions: summed in a register,
+        // then added once (a GPU's lanes add atomically, and an atomic add per token and
+        // tap made the backward 0.8 ms at B=64, T=256 on the H200).
         e.for_(&sizes.lanes.0, &sizes.lanes.1, |e, c| {
             if let Some(dbias) = &dbias {
-                let total = e.sum_over(&c0, &sizes.time, |e, t| e.load(&dy, &[&b, t, &c]));
+                let total = e.sum_over(&sizes.times.0, &sizes.times.1, |e, t| e.load(&dy, &[&b, t, &c]));
                 e.accumulate_shared(dbias, &[&c], &total);
             }
             let x = e.arg("x");
             e.for_(&c0, &sizes.width, |e, j| {
                 // Tap j of output t reads input t − (W − 1 − j): outputs from W − 1 − j on.
                 let lag = e.sub(&sizes.width1, &j);
-                let total = e.sum_over(&lag, &sizes.time, |e, t| {
+                let from = e.max(&lag, &sizes.times.0);
+                let total = e.sum_over(&from, &sizes.times.1, |e, t| {
                     let source = e.sub(t, &lag);
                     let dy = e.load(&dy, &[&b, t, &c]);
                     let x = e.load(&x, &[&b, &source, &c]);
@@ -262,6 +267,23 @@ pub fn backward_with(bias: bool, name: &str, config: &Config) -> String {
         });
     });
     e.finish()
+}
+
+/// `dx[b, s, c] = Σ_j w[c, j] · dy[b, s + W − 1 − j, c]` over the taps whose output lies
+/// inside the sequence, in a register (a tap past the end reads position `s` and adds
+/// nothing).
+fn gathered_dx(e: &mut Builder, sizes: &Sizes, [b, s, c]: [&Value; 3]) -> Value {
+    let (dy, w, c0) = (e.arg("dy"), e.arg("w"), e.c0());
+    e.sum_over(&c0, &sizes.width, |e, j| {
+        let lag = e.sub(&sizes.width1, j);
+        let output = e.add(s, &lag);
+        let inside = e.cmp(Cmp::Lt, &output, &sizes.time);
+        let read = e.select(&inside, &output, s);
+        let (dy, w) = (e.load(&dy, &[b, &read, c]), e.load(&w, &[c, &c0, j]));
+        let product = e.mul(&dy, &w);
+        let zero = e.zero();
+        e.select(&inside, &product, &zero)
+    })
 }
 
 /// `memref[b, t, c] = 0` for every position and channel of sequence `b`.
@@ -326,7 +348,7 @@ pub fn step_with(bias: bool, name: &str, config: &Config) -> String {
         args.push(("bias", 1));
     }
     args.extend([("window", 3), ("y", 3)]);
-    let sizes = header(&mut e, name, &args);
+    let sizes = header(&mut e, name, &args, false);
     let (x, w, window, y) = (e.arg("x"), e.arg("w"), e.arg("window"), e.arg("y"));
     let bias = bias.then(|| e.arg("bias"));
     let (c0, c1) = (e.c0(), e.c1());

@@ -31,10 +31,33 @@ pub enum Launch {
     /// One thread per point of the iteration space, up to [`THREADS`] per block.
     Points,
     /// One block row per point, and per point one thread per lane: the lanes are the
-    /// product of `dims[axes]` of argument `arg`, times, for a scan (`sliced`),
-    /// [`crate::scan::key_slices`] of that argument's `dims[2]` and `dims[3]` (the
-    /// state's `DK`, `DV`).
-    Lanes { arg: usize, axes: &'static [usize], sliced: bool },
+    /// product of `dims[axes]` of argument `arg`, times its [`Slices`].
+    Lanes { arg: usize, axes: &'static [usize], slices: Slices },
+}
+
+/// What divides a lane's work further, multiplying a point's lanes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slices {
+    One,
+    /// A scan's key channels: [`crate::scan::key_slices`] of the state's `DK`, `DV`
+    /// (`dims[2]`, `dims[3]`).
+    KeyChannels,
+    /// The convolution's tokens: [`crate::conv::time_chunks`] of `T` (`dims[1]`).
+    TimeChunks,
+    /// A norm's row: [`crate::norms::ROW_LANES`] lanes, a warp.
+    Warp,
+}
+
+impl Slices {
+    /// The lanes per `dims[axes]` lane, for argument dims `dims`.
+    pub fn count(self, dims: &[usize]) -> usize {
+        match self {
+            Slices::One => 1,
+            Slices::KeyChannels => crate::scan::key_slices(dims[2], dims[3]),
+            Slices::TimeChunks => crate::conv::time_chunks(dims[1]),
+            Slices::Warp => crate::norms::ROW_LANES,
+        }
+    }
 }
 
 /// Threads per block.
@@ -58,10 +81,23 @@ pub fn lane_row(lanes: usize, points: usize, multiprocessors: usize) -> usize {
 /// The launch of `key`'s `form` with `count` arguments.
 pub fn launch(key: &KernelKey, form: Form, count: usize) -> Launch {
     match (form, key.lanes(count)) {
-        (Form::Lanes, Some((arg, axes))) => Launch::Lanes { arg, axes, sliced: key.sliced_lanes() },
+        (Form::Lanes, Some((arg, axes))) => Launch::Lanes { arg, axes, slices: key.lane_slices() },
         (Form::Lanes, None) => Launch::Points,
         _ => Launch::Blocks,
     }
+}
+
+/// The points of a launch of `key` over `space` rows: one a row, or for a key whose
+/// lanes walk several ([`KernelKey::rows_per_point`]) one per group of the largest
+/// count up to it that divides `space` (a point's rows are `space / points` of them,
+/// none left over).
+pub fn points(key: &KernelKey, launch: Launch, space: usize) -> usize {
+    let space = space.max(1);
+    if !matches!(launch, Launch::Lanes { .. }) {
+        return space;
+    }
+    let group = (1..=key.rows_per_point()).rev().find(|rows| space.is_multiple_of(*rows)).unwrap_or(1);
+    space / group
 }
 
 /// The `blocks` or `lanes` form of `key` for `chip`, its arguments of the element types
@@ -135,7 +171,10 @@ pub fn module(body: &str, name: &str, chip: &str) -> Option<String> {
     let mut signature: Vec<String> =
         params.iter().map(|p| format!("%{}: {}, %{}_split: i64", p.name, p.ty, p.name)).collect();
     signature.push("%points_i64: i64".into());
-    let _ = writeln!(out, "gpu.func @{name}({}) kernel {{", signature.join(", "));
+    // An experiment's bound on registers per thread (`HYB_MAXNREG_KERNELS=scan_bwd:128`):
+    // ptxas then spills past it, and more threads fit a multiprocessor.
+    let attributes = max_registers(name).map_or(String::new(), |n| format!(" attributes {{nvvm.maxnreg = {n} : i32}}"));
+    let _ = writeln!(out, "gpu.func @{name}({}) kernel{attributes} {{", signature.join(", "));
     out.push_str(
         "  %block = gpu.block_id x\n  %column = gpu.block_dim y\n  %thread = gpu.thread_id y\n  \
          %first_point = arith.muli %block, %column : index\n  %point = arith.addi %first_point, %thread : index\n  \
@@ -151,6 +190,16 @@ pub fn module(body: &str, name: &str, chip: &str) -> Option<String> {
     let _ = writeln!(out, "    func.call @{name}_body({}) : ({}) -> ()", views.join(", "), types.join(", "));
     out.push_str("  }\n  gpu.return\n}\n}\n}\n");
     Some(out)
+}
+
+/// The register bound `HYB_MAXNREG_KERNELS` sets for kernel `name` (`label:N,…`, a
+/// label matching the end of the name, `scan_bwd` for `k19_scan_bwd`), for one A/B.
+fn max_registers(name: &str) -> Option<u32> {
+    let spec = std::env::var("HYB_MAXNREG_KERNELS").ok()?;
+    spec.split(',').find_map(|item| {
+        let (label, n) = item.split_once(':')?;
+        name.ends_with(&format!("_{label}")).then(|| n.parse().ok()).flatten()
+    })
 }
 
 /// Whether a memref type's innermost stride is the static 1 ([`crate::emit::Layout`]'s

@@ -208,7 +208,8 @@ impl KernelKey {
     /// A kernel whose GPU form divides a point's work over lanes (see [`crate::gpu`]):
     /// the argument and axes whose dims multiply to the lanes — the scan's state, one
     /// lane per (state head, value channel); attention's queries, one per (row, head);
-    /// the convolution's channels; the embedding's columns.
+    /// the convolution's channels; the embedding's columns; a warp for a norm's rows
+    /// ([`crate::norms::ROW_LANES`], as [`crate::gpu::Slices::Warp`]).
     pub fn lanes(&self, count: usize) -> Option<(usize, &'static [usize])> {
         let state = match self {
             KernelKey::ScanTrain { .. } => count - 2,
@@ -225,15 +226,47 @@ impl KernelKey {
             KernelKey::ConvForward { .. } | KernelKey::ConvBackward { .. } | KernelKey::ConvStep { .. } => {
                 return Some((0, &[2]));
             }
+            // x `[R,W]`, a point per row: a warp per row (its lanes are the slices).
+            KernelKey::RmsForward { .. }
+            | KernelKey::RmsBackward { .. }
+            | KernelKey::L2Forward { .. }
+            | KernelKey::L2Backward { .. } => {
+                return crate::norms::warp_rows().then_some((0, &[]));
+            }
             _ => return None,
         };
         Some((state, &[1, 3]))
     }
 
-    /// Whether a GPU's lanes of this key each walk a slice of the key channels (the
-    /// scan: [`crate::scan::key_slices`] lanes per state column).
-    pub fn sliced_lanes(&self) -> bool {
-        matches!(self, KernelKey::ScanTrain { .. } | KernelKey::ScanStep { .. } | KernelKey::ScanBackward { .. })
+    /// How a GPU's lanes of this key divide a lane's work further: the scan's over key
+    /// channels ([`crate::scan::key_slices`] lanes per state column), the training
+    /// convolution's over chunks of tokens ([`crate::conv::time_chunks`]), a norm's row
+    /// over a warp's lanes.
+    pub fn lane_slices(&self) -> crate::gpu::Slices {
+        use crate::gpu::Slices;
+        match self {
+            KernelKey::ScanTrain { .. } | KernelKey::ScanStep { .. } | KernelKey::ScanBackward { .. } => {
+                Slices::KeyChannels
+            }
+            KernelKey::ConvForward { .. } | KernelKey::ConvBackward { .. } => Slices::TimeChunks,
+            KernelKey::RmsForward { .. }
+            | KernelKey::RmsBackward { .. }
+            | KernelKey::L2Forward { .. }
+            | KernelKey::L2Backward { .. } => Slices::Warp,
+            _ => Slices::One,
+        }
+    }
+
+    /// The most rows of its split arguments a GPU point of this key's lanes form walks
+    /// (a divisor of the call's rows is taken, [`crate::gpu::points`]): RMSNorm's
+    /// backward gives a warp [`crate::norms::rows_per_warp`] rows, summing the weight's
+    /// gradient over them before its atomic adds (one per row and column took 2.1 ms
+    /// over 16K rows on the H200); every other key one.
+    pub fn rows_per_point(&self) -> usize {
+        match self {
+            KernelKey::RmsBackward { .. } if crate::norms::warp_rows() => crate::norms::rows_per_warp(),
+            _ => 1,
+        }
     }
 
     /// The forms this key's generator emits.

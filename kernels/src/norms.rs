@@ -2,19 +2,48 @@
 //! groups flattened into R): RMSNorm `x̂ · w` with `x̂ = x / sqrt(mean x² + ε)`, its gated
 //! form `x̂ · w · silu(z)`, L2 normalisation `x / sqrt(Σ x² + ε)` and sum normalisation
 //! `x / Σ x`; each with its backward. The weight gradient accumulates over rows (zero it first).
+//!
+//! On a GPU ([`Parallel::Threads`], [`KernelKey::lanes`](crate::key::KernelKey::lanes))
+//! a warp takes a row: lane `l` walks columns `l, l + 32, …` and the row's sums are a
+//! warp's sums (`Builder::warp_sum`), so neighbouring lanes read neighbouring elements.
+//! RMSNorm's backward gives a warp a group of rows ([`rows_per_warp`]), each lane
+//! summing the weight's gradient of its columns over them before adding it once.
+//! Elsewhere a call walks whole rows.
 
-use crate::emit::{Builder, Config, Scalar, Value};
+use crate::emit::{Builder, Config, Parallel, Scalar, Value};
 
-/// What every norm kernel defines first: ε, the row count R, the width W, and W as a float.
+/// The lanes a GPU gives a norm's row: a warp.
+pub const ROW_LANES: usize = 32;
+
+/// The rows a GPU warp of RMSNorm's backward walks, summing the weight's gradient over
+/// them before its atomic adds: more rows, fewer adds into the same `W` addresses, but
+/// fewer warps (16K rows in groups of 32 are 512 warps for 132 multiprocessors).
+/// `HYB_NORM_ROWS=N` sets it for one A/B.
+pub fn rows_per_warp() -> usize {
+    std::env::var("HYB_NORM_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(8).max(1)
+}
+
+/// Whether a GPU gives a norm's rows to warps; `HYB_NORM_WARP=0` keeps a thread per
+/// row, for one A/B.
+pub fn warp_rows() -> bool {
+    std::env::var("HYB_NORM_WARP").map_or(true, |v| v != "0")
+}
+
+/// What every norm kernel defines first: ε, the row count R, the width W, and W as a
+/// float; the columns this thread walks, and whether a row's sums are a warp's.
 struct Rows {
     x: Value,
     eps: Value,
     count: Value,
     width: Value,
     width_f: Value,
+    /// The first column this thread walks and the step to the next.
+    columns: (Value, Value),
+    warp: bool,
 }
 
-fn header(e: &mut Builder, name: &str, args: &[(&str, usize)], eps: f64) -> Rows {
+/// The sizes; with `by_warp`, on a GPU a warp's lanes share each row ([`ROW_LANES`]).
+fn header(e: &mut Builder, name: &str, args: &[(&str, usize)], eps: f64, by_warp: bool) -> Rows {
     e.begin_function(name, args);
     let x = e.arg("x");
     let eps = e.named("eps").constant(eps);
@@ -23,7 +52,14 @@ fn header(e: &mut Builder, name: &str, args: &[(&str, usize)], eps: f64) -> Rows
     let width_i = e.named("w_i").index_cast(&width, Scalar::I64);
     let compute = e.compute();
     let width_f = e.named("w_f").sitofp(&width_i, compute);
-    Rows { x, eps, count, width, width_f }
+    let warp = by_warp && warp_rows() && e.config().parallel == Parallel::Threads;
+    let columns = if warp {
+        let lane = e.lane();
+        (lane, e.named("row_lanes").constant_index(ROW_LANES as u64))
+    } else {
+        (e.c0(), e.c1())
+    };
+    Rows { x, eps, count, width, width_f, columns, warp }
 }
 
 impl Rows {
@@ -33,15 +69,31 @@ impl Rows {
         e.for_(&c0, &self.count, body);
     }
 
-    /// `body(j)` for each column j.
+    /// `body(j)` for each column j this thread walks.
     fn for_each_column(&self, e: &mut Builder, body: impl FnOnce(&mut Builder, Value)) {
-        let c0 = e.c0();
-        e.for_(&c0, &self.width, body);
+        e.for_step(&self.columns.0, &self.width, &self.columns.1, body);
+    }
+
+    /// Column `j`'s place among those this lane walks ([`lane_sums`]).
+    fn lane_slot(&self, e: &mut Builder, j: &Value) -> Value {
+        e.divui(j, &self.columns.1)
+    }
+
+    /// `Σ_j a(j) · b(j)` over the row's columns (a warp's sum where it shares the row).
+    fn row_dot(&self, e: &mut Builder, factors: impl FnOnce(&mut Builder, &Value) -> (Value, Value)) -> Value {
+        if !self.warp {
+            return e.dot(&self.width, factors);
+        }
+        let mine = e.sum_step(&self.columns.0, &self.width, &self.columns.1, |e, j| {
+            let (a, b) = factors(e, j);
+            e.mul(&a, &b)
+        });
+        e.warp_sum(&mine)
     }
 
     /// `1 / sqrt(Σ x² / W + ε)` (mean) or `1 / sqrt(Σ x² + ε)` (sum) of row `r`.
     fn inverse_norm(&self, e: &mut Builder, r: &Value, mean: bool) -> Value {
-        let sum = e.dot(&self.width, |e, j| {
+        let sum = self.row_dot(e, |e, j| {
             let x = e.load(&self.x, &[r, j]);
             (x.clone(), x)
         });
@@ -85,7 +137,7 @@ pub fn rms_forward_with(eps: f64, gated: bool, name: &str, config: &Config) -> S
         args.push(("z", 2));
     }
     args.extend([("w", 1), ("y", 2)]);
-    let rows = header(&mut e, name, &args, eps);
+    let rows = header(&mut e, name, &args, eps, true);
     let (w, y) = (e.arg("w"), e.arg("y"));
     let z = gated.then(|| e.arg("z"));
     rows.for_each_row(&mut e, |e, r| {
@@ -133,9 +185,12 @@ pub fn rms_backward_with(eps: f64, gated: bool, name: &str, config: &Config) -> 
         args.push(("dz", 2));
     }
     args.push(("dw", 1));
-    let rows = header(&mut e, name, &args, eps);
+    let rows = header(&mut e, name, &args, eps, true);
     let (w, dy, dx, dw) = (e.arg("w"), e.arg("dy"), e.arg("dx"), e.arg("dw"));
     let gate = gated.then(|| (e.arg("z"), e.arg("dz")));
+    // A warp's rows (a GPU point's group of them, `KernelKey::rows_per_point`) sum the
+    // weight's gradient per lane and column first, and add it once after the last row.
+    let partial = rows.warp.then(|| lane_sums(&mut e, &rows));
     rows.for_each_row(&mut e, |e, r| {
         let inv = rows.inverse_norm(e, &r, true);
         // The upstream gradient of x̂ · w, with the gate folded in.
@@ -155,7 +210,7 @@ pub fn rms_backward_with(eps: f64, gated: bool, name: &str, config: &Config) -> 
             let g = e.mul(&d, &weight);
             Upstream { xn, d, g }
         };
-        let total = e.dot(&rows.width, |e, j| {
+        let total = rows.row_dot(e, |e, j| {
             let Upstream { xn, g, .. } = upstream(e, j);
             (g, xn)
         });
@@ -167,7 +222,13 @@ pub fn rms_backward_with(eps: f64, gated: bool, name: &str, config: &Config) -> 
             let dx_value = e.mul(&inv, &diff);
             e.store(&dx_value, &dx, &[&r, &j]);
             let dw_value = e.mul(&d, &xn);
-            e.accumulate_shared(&dw, &[&j], &dw_value);
+            match &partial {
+                Some(partial) => {
+                    let slot = rows.lane_slot(e, &j);
+                    e.accumulate(partial, &[&slot], &dw_value);
+                }
+                None => e.accumulate_shared(&dw, &[&j], &dw_value),
+            }
             if let Some((z, dz)) = &gate {
                 let dy = e.load(&dy, &[&r, &j]);
                 let weight = e.load(&w, &[&j]);
@@ -180,7 +241,29 @@ pub fn rms_backward_with(eps: f64, gated: bool, name: &str, config: &Config) -> 
             }
         });
     });
+    if let Some(partial) = &partial {
+        rows.for_each_column(&mut e, |e, j| {
+            let slot = rows.lane_slot(e, &j);
+            let total = e.load(partial, &[&slot]);
+            e.accumulate_shared(&dw, &[&j], &total);
+        });
+    }
     e.finish()
+}
+
+/// A zeroed sum per column this lane walks (`⌈W / 32⌉` of them, in its frame).
+fn lane_sums(e: &mut Builder, rows: &Rows) -> Value {
+    let below = e.constant_index(ROW_LANES as u64 - 1);
+    let padded = e.add(&rows.width, &below);
+    let slots = e.named("lane_slots").divui(&padded, &rows.columns.1);
+    let compute = e.compute();
+    let sums = e.named("lane_sums").alloca(compute, &[&slots]);
+    let c0 = e.c0();
+    e.for_(&c0, &slots, |e, slot| {
+        let zero = e.zero();
+        e.store(&zero, &sums, &[&slot]);
+    });
+    sums
 }
 
 /// L2 normalisation forward. Args: x, y.
@@ -191,7 +274,7 @@ pub fn l2_forward(eps: f64, name: &str) -> String {
 /// [`l2_forward`] under any [`Config`].
 pub fn l2_forward_with(eps: f64, name: &str, config: &Config) -> String {
     let mut e = Builder::new(*config);
-    let rows = header(&mut e, name, &[("x", 2), ("y", 2)], eps);
+    let rows = header(&mut e, name, &[("x", 2), ("y", 2)], eps, true);
     let y = e.arg("y");
     rows.for_each_row(&mut e, |e, r| {
         let inv = rows.inverse_norm(e, &r, false);
@@ -212,11 +295,11 @@ pub fn l2_backward(eps: f64, name: &str) -> String {
 /// [`l2_backward`] under any [`Config`].
 pub fn l2_backward_with(eps: f64, name: &str, config: &Config) -> String {
     let mut e = Builder::new(*config);
-    let rows = header(&mut e, name, &[("x", 2), ("dy", 2), ("dx", 2)], eps);
+    let rows = header(&mut e, name, &[("x", 2), ("dy", 2), ("dx", 2)], eps, true);
     let (dy, dx) = (e.arg("dy"), e.arg("dx"));
     rows.for_each_row(&mut e, |e, r| {
         let inv = rows.inverse_norm(e, &r, false);
-        let y_dot = e.dot(&rows.width, |e, j| {
+        let y_dot = rows.row_dot(e, |e, j| {
             let x = e.load(&rows.x, &[&r, j]);
             let y = e.mul(&x, &inv);
             (y, e.load(&dy, &[&r, j]))
@@ -242,7 +325,7 @@ pub fn sum_forward(name: &str) -> String {
 /// [`sum_forward`] under any [`Config`].
 pub fn sum_forward_with(name: &str, config: &Config) -> String {
     let mut e = Builder::new(*config);
-    let rows = header(&mut e, name, &[("x", 2), ("y", 2)], 0.0);
+    let rows = header(&mut e, name, &[("x", 2), ("y", 2)], 0.0, false);
     let y = e.arg("y");
     rows.for_each_row(&mut e, |e, r| {
         let sum = rows.row_sum(e, &r);
@@ -263,7 +346,7 @@ pub fn sum_backward(name: &str) -> String {
 /// [`sum_backward`] under any [`Config`].
 pub fn sum_backward_with(name: &str, config: &Config) -> String {
     let mut e = Builder::new(*config);
-    let rows = header(&mut e, name, &[("x", 2), ("dy", 2), ("dx", 2)], 0.0);
+    let rows = header(&mut e, name, &[("x", 2), ("dy", 2), ("dx", 2)], 0.0, false);
     let (dy, dx) = (e.arg("dy"), e.arg("dx"));
     rows.for_each_row(&mut e, |e, r| {
         let sum = rows.row_sum(e, &r);

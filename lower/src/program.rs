@@ -485,9 +485,12 @@ impl<'g> Builder<'g> {
         self.push(Instr::Gemm { m, k, n, a, b, c });
     }
 
-    /// Map over same-shaped flat values: `inputs` and `outputs` seen as rows of `width`.
+    /// Map over same-shaped flat values: `inputs` and `outputs` seen as rows of the
+    /// target's width ([`Target::map_row_width`]; a broadcast argument is one row).
     pub fn map(&mut self, spec: &MapSpec, inputs: &[Arg], outputs: &[Arg], broadcast: &[bool]) {
-        let width = *outputs[0].dims.last().unwrap_or(&1);
+        let natural = *outputs[0].dims.last().unwrap_or(&1);
+        let width =
+            if broadcast.contains(&true) { natural } else { self.target.map_row_width(outputs[0].len(), natural) };
         let func = self.kernels.get(KernelKey::Map { spec: spec.clone(), broadcast: broadcast.to_vec() });
         let mut args: Vec<Arg> = inputs
             .iter()

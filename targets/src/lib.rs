@@ -230,6 +230,23 @@ impl Target {
             Target::Cuda { .. } => (1..=16).rev().find(|width| len.is_multiple_of(*width)).unwrap_or(1),
         }
     }
+
+    /// The row width a map over same-shaped values of `len` elements is split by (one
+    /// part walks a row; a map that broadcasts an argument keeps the value's rows, which
+    /// the broadcast follows): on the CPU the value's own rows (`natural`, its last
+    /// dim), on a GPU the largest width up to 4 that divides `len`, so that a warp's
+    /// lanes read neighbouring elements rather than rows hundreds of elements apart.
+    /// `HYB_MAP_WIDTH=N` (0: the value's rows) sets a GPU's bound for one A/B.
+    pub fn map_row_width(self, len: usize, natural: usize) -> usize {
+        let bound = match self {
+            Target::Cpu => return natural,
+            Target::Cuda { .. } => std::env::var("HYB_MAP_WIDTH").ok().and_then(|v| v.parse().ok()).unwrap_or(4),
+        };
+        if bound == 0 {
+            return natural;
+        }
+        (1..=bound).rev().find(|width| len.is_multiple_of(*width)).unwrap_or(1)
+    }
 }
 
 #[cfg(test)]
@@ -262,6 +279,17 @@ mod tests {
         ] {
             assert_eq!(Target::Cpu.flat_row_width(len), cpu_width, "cpu, {len}");
             assert_eq!(gpu.flat_row_width(len), gpu_width, "gpu, {len}");
+        }
+    }
+
+    /// A map keeps the value's rows on the CPU; on a GPU its rows are at most 4 wide
+    /// (what divides the length), so neighbouring lanes read neighbouring elements.
+    #[test]
+    fn map_rows_are_the_values_on_the_cpu_and_short_on_a_gpu() {
+        let gpu = Target::Cuda { sm: HOPPER };
+        for (len, natural, gpu_width) in [(16384 * 512, 512, 4), (64 * 70 * 3, 3, 4), (3 * 7, 7, 3), (7 * 13, 13, 1)] {
+            assert_eq!(Target::Cpu.map_row_width(len, natural), natural, "cpu, {len}");
+            assert_eq!(gpu.map_row_width(len, natural), gpu_width, "gpu, {len}");
         }
     }
 }

@@ -70,3 +70,31 @@ fn a_scans_key_slices_keep_its_heads_in_whole_warps() {
         );
     }
 }
+
+/// The lanes and points a GPU launch takes for the keys that divide a lane's work or a
+/// point's rows: a conv lane per channel and chunk of 16 tokens; a norm's row a warp,
+/// RMSNorm's backward a warp over a group of rows (the largest of up to 8 that divides
+/// the rows); any other key a point per row.
+#[test]
+fn launches_take_their_lanes_and_points_from_the_key() {
+    use hyb_kernels::key::KernelKey;
+    use hyb_target::Form;
+    let lanes = |key: &KernelKey, dims: &[usize]| match gpu::launch(key, Form::Lanes, 3) {
+        gpu::Launch::Lanes { arg: 0, axes, slices } => {
+            axes.iter().map(|a| dims[*a]).product::<usize>() * slices.count(dims)
+        }
+        other => panic!("{key}: {other:?}"),
+    };
+    let conv = KernelKey::ConvForward { bias: false };
+    assert_eq!(lanes(&conv, &[64, 256, 128]), 128 * 16);
+    assert_eq!(lanes(&conv, &[2, 37, 5]), 5 * 3, "a last chunk of 5 tokens");
+    let rms_bwd = KernelKey::RmsBackward { eps: 1e-6, gated: false };
+    assert_eq!(lanes(&rms_bwd, &[16_384, 128]), 32);
+    let launch = gpu::launch(&rms_bwd, Form::Lanes, 5);
+    assert_eq!(gpu::points(&rms_bwd, launch, 16_384), 2_048);
+    assert_eq!(gpu::points(&rms_bwd, launch, 21), 3, "21 rows in groups of 7");
+    assert_eq!(gpu::points(&rms_bwd, launch, 13), 13, "a prime: one row a point");
+    assert_eq!(gpu::points(&rms_bwd, gpu::Launch::Points, 16_384), 16_384, "other launches: a point per row");
+    let l2 = KernelKey::L2Forward { eps: 1e-6 };
+    assert_eq!(gpu::points(&l2, gpu::launch(&l2, Form::Lanes, 2), 16_384), 16_384);
+}

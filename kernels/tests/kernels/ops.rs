@@ -60,13 +60,17 @@ fn short_convolution_and_its_gradients() {
         (2, 6, 3, 2, true),
         (3, 7, 37, 4, true),
         (2, 2, 19, 4, false),
+        // Sequences past one chunk of a GPU lane's tokens (16), and not a multiple of it.
+        (2, 37, 5, 4, true),
+        (1, 33, 3, 3, false),
     ];
-    // The CPU's form, and the GPU's lanes (one per channel) run lane by lane.
+    // The CPU's form, and the GPU's lanes (one per channel and chunk of tokens) run lane
+    // by lane.
     let configs = [Config::CPU, crate::ONE_LANE];
     for (seed, ((b, t, c, w_len, with_bias), config)) in
         cases.into_iter().flat_map(|case| configs.map(|config| (case, config))).enumerate()
     {
-        let lanes = (config.parallel == Parallel::OneLane).then_some(c);
+        let lanes = (config.parallel == Parallel::OneLane).then_some(c * conv::time_chunks(t));
         let shape = ConvShape { b, t, c, w_len };
         let mut rng = SmallRng::seed_from_u64(seed as u64);
         let (x, w, bias, dy) = (

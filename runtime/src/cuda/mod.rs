@@ -244,10 +244,9 @@ fn shape(launch: Launch, points: usize, args: &[View], multiprocessors: usize) -
             let column = points.min(THREADS);
             ((points.div_ceil(column) as u32, 1, 1), (1, column as u32, 1))
         }
-        Launch::Lanes { arg, axes, sliced } => {
+        Launch::Lanes { arg, axes, slices } => {
             let dims = &args[arg].dims;
-            let slices = if sliced { hyb_kernels::scan::key_slices(dims[2], dims[3]) } else { 1 };
-            let lanes = axes.iter().map(|axis| dims[*axis]).product::<usize>().max(1) * slices;
+            let lanes = axes.iter().map(|axis| dims[*axis]).product::<usize>().max(1) * slices.count(dims);
             let row = hyb_kernels::gpu::lane_row(lanes, points, multiprocessors);
             let rows = lanes.div_ceil(row);
             assert!(rows <= MAX_GRID_Y, "{lanes} lanes need {rows} blocks along y; CUDA allows {MAX_GRID_Y}");
@@ -383,7 +382,7 @@ impl Device for Cuda {
         // The blocks form runs a call that adds into a shared argument as one block over
         // whole views; the lanes form splits it and adds atomically.
         let split = launch != Launch::Blocks || !args.iter().any(|a| a.share == Share::Sum);
-        let points = if split { space.max(1) } else { 1 };
+        let points = if split { hyb_kernels::gpu::points(key, launch, space) } else { 1 };
         let (grid, block) = shape(launch, points, args, self.multiprocessors);
         let mut words = parameters(self, args, points, split);
         let mut pointers: Vec<*mut c_void> = words.iter_mut().map(|w| (w as *mut u64).cast()).collect();
