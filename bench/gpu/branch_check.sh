@@ -9,7 +9,7 @@
 #   tar cf - -C DIR hybc rt | xz -T1 --lzma2=preset=9,dict=400MiB > .device_c/NAME.tar.xz
 # Logs to $OUT: summary.txt (written as each step ends, so a call cut short keeps what
 # finished), and all.tar.xz with every log (the machine returns 8 files).
-#   run: OUT=$OUT BUNDLE=.device_c/coalesced.tar.xz SWITCHES="HYB_MAP_WIDTH=0 HYB_CONV_CHUNK=0" \
+#   run: OUT=$OUT BUNDLE=.device_c/coalesced.tar.xz SWITCHES="HYB_SOME_SWITCH=old HYB_OTHER=0" \
 #        bash bench/gpu/branch_check.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -22,7 +22,7 @@ nvidia-smi -L >> "$OUT/summary.txt"
 (cd runtime && timeout "${RT_S:-200}" "$bin/rt" gpu:: --test-threads 1 > "$work/rt.log" 2>&1; elapsed rt $?)
 grep -E "^test |test result" "$work/rt.log" >> "$OUT/summary.txt"
 verify=1
-for switch in ${SWITCHES:?the A/B switches, e.g. HYB_MAP_WIDTH=0}; do
+for switch in ${SWITCHES:?the A/B switches, e.g. HYB_SOME_SWITCH=old}; do
   name=$(printf '%s' "$switch" | tr -c 'A-Za-z0-9_.-' '_')
   # Each run in a fresh folder of its own (env_ab.sh's /tmp/ab is shared between calls).
   rm -rf /tmp/ab

@@ -32,7 +32,7 @@ for mixer in ${MIXERS:-gdn hgrn2 retnet gla deltanet hgrn}; do
       run=/tmp/ab/$mixer.$side.$round; rm -rf "$run"
       env ${!side} timeout 200 "$HYBC" train "/tmp/ab/$mixer.hyb" --target cuda \
         --steps "${STEPS:-30}" --out "$run" > "$run.log" 2>&1
-      echo "$mixer $side round $round: exit $?, $(median "$run/metrics.jsonl"), final $(grep -o 'loss [0-9.]*' "$run.log" | tail -1)" |
+      echo "$mixer $side round $round: exit $?, $(median "$run/metrics.jsonl"), $(grep -oE 'final loss [^ ;]+' "$run.log" | tail -1)" |
         tee -a "$OUT/env_ab.txt"
     done
   done

@@ -5,7 +5,7 @@
 //!
 //! Channels are independent, and so are positions once the backward gathers `dx`
 //! (`dx[s] = Σ_j w[j] · dy[s + W − 1 − j]`): under [`crate::emit::Parallel::Threads`]
-//! each lane walks one channel over one chunk of [`time_chunk`] tokens
+//! each lane walks one channel over one chunk of [`TIME_CHUNK`] tokens
 //! (`KernelKey::lanes`, [`time_chunks`] chunks a sequence; neighbouring lanes
 //! neighbouring channels), summing each output in a register and adding its share of
 //! `dw`, `db` atomically. The CPU ([`Parallel::Parts`]) walks each position's taps with
@@ -18,15 +18,13 @@ use crate::emit::{Builder, Cmp, Config, Parallel, Value};
 /// Tokens a GPU lane walks in the training forward and backward: short, so that a
 /// batch of `B` sequences of `T` tokens and `C` channels is `B · C · T / 16` lanes
 /// rather than `B · C` lanes each walking all `T` (a few thousand threads on a GPU of
-/// 132 multiprocessors). `HYB_CONV_CHUNK=N` sets it for one A/B (0: the whole sequence).
-pub fn time_chunk() -> Option<usize> {
-    let chunk = std::env::var("HYB_CONV_CHUNK").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
-    (chunk > 0).then_some(chunk)
-}
+/// 132 multiprocessors; one chunk a sequence was 1.19× slower for GatedDeltaNet's 3:1
+/// step on an H100, `runtime/benches/README.md`).
+pub const TIME_CHUNK: usize = 16;
 
-/// The chunks a sequence of `time` tokens is walked in by a GPU's lanes ([`time_chunk`]).
+/// The chunks a sequence of `time` tokens is walked in by a GPU's lanes ([`TIME_CHUNK`]).
 pub fn time_chunks(time: usize) -> usize {
-    time_chunk().map_or(1, |chunk| time.div_ceil(chunk)).max(1)
+    time.div_ceil(TIME_CHUNK).max(1)
 }
 
 /// The sizes every convolution kernel reads first: batch, time, channels, the filter
@@ -42,7 +40,7 @@ struct Sizes {
     times: (Value, Value),
 }
 
-/// The sizes; with `chunked`, a GPU lane's positions are one chunk of [`time_chunk`]
+/// The sizes; with `chunked`, a GPU lane's positions are one chunk of [`TIME_CHUNK`]
 /// tokens (the lanes `chunk · C + c`), else every position.
 fn header(e: &mut Builder, name: &str, args: &[(&str, usize)], chunked: bool) -> Sizes {
     e.begin_function(name, args);
@@ -55,13 +53,12 @@ fn header(e: &mut Builder, name: &str, args: &[(&str, usize)], chunked: bool) ->
     let width = e.named("W").dim(&w, 2);
     let c1 = e.c1();
     let width1 = e.named("W1").sub(&width, &c1);
-    let chunk = time_chunk().filter(|_| chunked && e.config().parallel.has_lanes());
-    let Some(chunk) = chunk else {
+    if !(chunked && e.config().parallel.has_lanes()) {
         let lanes = e.lane_range(&channels, true);
         let times = (e.c0(), time.clone());
         return Sizes { batch, time, width, width1, lanes, times };
-    };
-    let chunk = e.named("chunk").constant_index(chunk as u64);
+    }
+    let chunk = e.named("chunk").constant_index(TIME_CHUNK as u64);
     let below = e.sub(&chunk, &c1);
     let padded = e.add(&time, &below);
     let chunks = e.named("chunks").divui(&padded, &chunk);

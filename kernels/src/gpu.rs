@@ -108,7 +108,7 @@ pub fn generate(key: &KernelKey, name: &str, chip: &str, signature: &[Elem], for
         return Err(no_form());
     }
     let body = crate::key::generate_gpu_body(key, &format!("{name}_body"), form, signature).ok_or_else(no_form)?;
-    module(&body, name, chip).ok_or_else(no_form)
+    module(&body, name, chip, key.max_registers()).ok_or_else(no_form)
 }
 
 /// One argument of a generated function: its name and memref type, its rank.
@@ -160,8 +160,9 @@ pub fn params(body: &str, name: &str) -> Option<Vec<Param>> {
 }
 
 /// The module of the kernel `name` for `chip` (`sm_90a`): `body` holds the generated
-/// function `{name}_body` (strided arguments, no libdevice calls).
-pub fn module(body: &str, name: &str, chip: &str) -> Option<String> {
+/// function `{name}_body` (strided arguments, no libdevice calls); `max_registers`
+/// bounds its registers a thread (`nvvm.maxnreg`, ptxas spilling past it).
+pub fn module(body: &str, name: &str, chip: &str, max_registers: Option<u32>) -> Option<String> {
     let params = params(body, &format!("{name}_body"))?;
     let mut out = String::new();
     let _ = writeln!(out, "module attributes {{gpu.container_module}} {{");
@@ -171,9 +172,7 @@ pub fn module(body: &str, name: &str, chip: &str) -> Option<String> {
     let mut signature: Vec<String> =
         params.iter().map(|p| format!("%{}: {}, %{}_split: i64", p.name, p.ty, p.name)).collect();
     signature.push("%points_i64: i64".into());
-    // An experiment's bound on registers per thread (`HYB_MAXNREG_KERNELS=scan_bwd:128`):
-    // ptxas then spills past it, and more threads fit a multiprocessor.
-    let attributes = max_registers(name).map_or(String::new(), |n| format!(" attributes {{nvvm.maxnreg = {n} : i32}}"));
+    let attributes = max_registers.map_or(String::new(), |n| format!(" attributes {{nvvm.maxnreg = {n} : i32}}"));
     let _ = writeln!(out, "gpu.func @{name}({}) kernel{attributes} {{", signature.join(", "));
     out.push_str(
         "  %block = gpu.block_id x\n  %column = gpu.block_dim y\n  %thread = gpu.thread_id y\n  \
@@ -190,16 +189,6 @@ pub fn module(body: &str, name: &str, chip: &str) -> Option<String> {
     let _ = writeln!(out, "    func.call @{name}_body({}) : ({}) -> ()", views.join(", "), types.join(", "));
     out.push_str("  }\n  gpu.return\n}\n}\n}\n");
     Some(out)
-}
-
-/// The register bound `HYB_MAXNREG_KERNELS` sets for kernel `name` (`label:N,…`, a
-/// label matching the end of the name, `scan_bwd` for `k19_scan_bwd`), for one A/B.
-fn max_registers(name: &str) -> Option<u32> {
-    let spec = std::env::var("HYB_MAXNREG_KERNELS").ok()?;
-    spec.split(',').find_map(|item| {
-        let (label, n) = item.split_once(':')?;
-        name.ends_with(&format!("_{label}")).then(|| n.parse().ok()).flatten()
-    })
 }
 
 /// Whether a memref type's innermost stride is the static 1 ([`crate::emit::Layout`]'s

@@ -231,7 +231,7 @@ impl KernelKey {
             | KernelKey::RmsBackward { .. }
             | KernelKey::L2Forward { .. }
             | KernelKey::L2Backward { .. } => {
-                return crate::norms::warp_rows().then_some((0, &[]));
+                return Some((0, &[]));
             }
             _ => return None,
         };
@@ -259,14 +259,22 @@ impl KernelKey {
 
     /// The most rows of its split arguments a GPU point of this key's lanes form walks
     /// (a divisor of the call's rows is taken, [`crate::gpu::points`]): RMSNorm's
-    /// backward gives a warp [`crate::norms::rows_per_warp`] rows, summing the weight's
+    /// backward gives a warp [`crate::norms::ROWS_PER_WARP`] rows, summing the weight's
     /// gradient over them before its atomic adds (one per row and column took 2.1 ms
     /// over 16K rows on the H200); every other key one.
     pub fn rows_per_point(&self) -> usize {
         match self {
-            KernelKey::RmsBackward { .. } if crate::norms::warp_rows() => crate::norms::rows_per_warp(),
+            KernelKey::RmsBackward { .. } => crate::norms::ROWS_PER_WARP,
             _ => 1,
         }
+    }
+
+    /// The registers a thread a GPU kernel of this key may take (`nvvm.maxnreg`), where
+    /// bounding them pays: the reverse scan's lanes take 255 unbounded (8 warps a
+    /// multiprocessor); at 128, with what spills, GatedDeltaNet's 3:1 step ran 1.13×
+    /// faster on an H100 and at 168 1.06× slower (`runtime/benches/README.md`).
+    pub fn max_registers(&self) -> Option<u32> {
+        matches!(self, KernelKey::ScanBackward { .. }).then_some(128)
     }
 
     /// The forms this key's generator emits.

@@ -6,7 +6,7 @@
 //! On a GPU ([`Parallel::Threads`], [`KernelKey::lanes`](crate::key::KernelKey::lanes))
 //! a warp takes a row: lane `l` walks columns `l, l + 32, …` and the row's sums are a
 //! warp's sums (`Builder::warp_sum`), so neighbouring lanes read neighbouring elements.
-//! RMSNorm's backward gives a warp a group of rows ([`rows_per_warp`]), each lane
+//! RMSNorm's backward gives a warp a group of rows ([`ROWS_PER_WARP`]), each lane
 //! summing the weight's gradient of its columns over them before adding it once.
 //! Elsewhere a call walks whole rows.
 
@@ -17,17 +17,9 @@ pub const ROW_LANES: usize = 32;
 
 /// The rows a GPU warp of RMSNorm's backward walks, summing the weight's gradient over
 /// them before its atomic adds: more rows, fewer adds into the same `W` addresses, but
-/// fewer warps (16K rows in groups of 32 are 512 warps for 132 multiprocessors).
-/// `HYB_NORM_ROWS=N` sets it for one A/B.
-pub fn rows_per_warp() -> usize {
-    std::env::var("HYB_NORM_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(8).max(1)
-}
-
-/// Whether a GPU gives a norm's rows to warps; `HYB_NORM_WARP=0` keeps a thread per
-/// row, for one A/B.
-pub fn warp_rows() -> bool {
-    std::env::var("HYB_NORM_WARP").map_or(true, |v| v != "0")
-}
+/// fewer warps (16K rows in groups of 32 are 512 warps for 132 multiprocessors; 32 was
+/// 1.03× slower than 8 for GatedDeltaNet's 3:1 step on an H100).
+pub const ROWS_PER_WARP: usize = 8;
 
 /// What every norm kernel defines first: ε, the row count R, the width W, and W as a
 /// float; the columns this thread walks, and whether a row's sums are a warp's.
@@ -52,7 +44,7 @@ fn header(e: &mut Builder, name: &str, args: &[(&str, usize)], eps: f64, by_warp
     let width_i = e.named("w_i").index_cast(&width, Scalar::I64);
     let compute = e.compute();
     let width_f = e.named("w_f").sitofp(&width_i, compute);
-    let warp = by_warp && warp_rows() && e.config().parallel == Parallel::Threads;
+    let warp = by_warp && e.config().parallel == Parallel::Threads;
     let columns = if warp {
         let lane = e.lane();
         (lane, e.named("row_lanes").constant_index(ROW_LANES as u64))
