@@ -14,6 +14,9 @@
 //! With `lr_refine = true` the search has a second step: once a cell's rates have
 //! finished, it trains the geometric midpoints between the best and its neighbours
 //! (half a step beyond the grid at an end, [`around`]) and chooses over all of them.
+//! With `lr_extend = N`, while the best rate searched is the lowest (highest) of the
+//! cell's rates and some rate learned, the search trains a grid step beyond it, up to
+//! N rates ([`extension`]); the seeds wait for it.
 //! A `tokens` budget sets every run's steps; a `stop` ends a run whose held-out score
 //! has plateaued.
 //!
@@ -67,17 +70,21 @@ struct Run {
     phase: Phase,
     /// A search run of `lr_refine`, on this side of the cell's best rate.
     refine: Option<Side>,
+    /// A search run of `lr_extend`: the k-th rate (from 1) past the end of the cell's
+    /// searched rates that its best lies at.
+    extend: Option<usize>,
 }
 
 impl Run {
     fn name(&self) -> String {
         let mut parts: Vec<String> = self.lets.iter().map(|(n, v)| format!("{n}={v}")).collect();
-        match (self.lr, self.phase, self.refine) {
-            (Some(lr), _, _) => parts.push(format!("lr={lr:e}")),
-            (None, Phase::Seed, _) => parts.push("lr=(chosen by the search)".into()),
-            (None, _, Some(Side::Below)) => parts.push("lr=(refined below the search's best)".into()),
-            (None, _, Some(Side::Above)) => parts.push("lr=(refined above the search's best)".into()),
-            (None, _, None) => {}
+        match (self.lr, self.phase, self.refine, self.extend) {
+            (Some(lr), ..) => parts.push(format!("lr={lr:e}")),
+            (None, Phase::Seed, ..) => parts.push("lr=(chosen by the search)".into()),
+            (None, _, Some(Side::Below), _) => parts.push("lr=(refined below the search's best)".into()),
+            (None, _, Some(Side::Above), _) => parts.push("lr=(refined above the search's best)".into()),
+            (None, _, None, Some(k)) => parts.push(format!("lr=(extension {k} past the search's best end)")),
+            (None, _, None, None) => {}
         }
         parts.extend(self.seed.map(|s| format!("seed={s}")));
         if self.phase == Phase::Search {
@@ -141,7 +148,7 @@ fn cells(config: &SweepConfig) -> Vec<Vec<(String, String)>> {
 }
 
 /// `runs` (grid indices with their runs) in the order they are tried: cell by cell —
-/// its search, its refinement, its seeds — so a sweep cut short (a time limit, a kill,
+/// its search, its refinement, its extension, its seeds — so a sweep cut short (a time limit, a kill,
 /// a call that ends) leaves whole cells behind rather than every cell's search and no
 /// seeds. Within a cell the grid's order; the indices (`--list`, `--shard`) stay.
 fn by_cell<R: std::borrow::Borrow<Run>>(config: &SweepConfig, runs: &mut [(usize, R)]) {
@@ -151,7 +158,8 @@ fn by_cell<R: std::borrow::Borrow<Run>>(config: &SweepConfig, runs: &mut [(usize
 }
 
 /// The runs in order: with a search, every cell's search runs (then, with `lr_refine`,
-/// every cell's refining runs), then every cell's seeds; without, cell × rate × seed.
+/// every cell's refining runs; with `lr_extend`, every cell's extending runs), then
+/// every cell's seeds; without, cell × rate × seed.
 /// This order numbers them; they are tried cell by cell ([`by_cell`]).
 fn grid(config: &SweepConfig) -> Vec<Run> {
     let seeds: Vec<Option<u64>> = match config.test_seeds() {
@@ -159,7 +167,14 @@ fn grid(config: &SweepConfig) -> Vec<Run> {
         seeds => seeds.into_iter().map(Some).collect(),
     };
     let cells = cells(config);
-    let run = |lets: &Vec<(String, String)>, lr, seed, phase| Run { lets: lets.clone(), lr, seed, phase, refine: None };
+    let run = |lets: &Vec<(String, String)>, lr, seed, phase| Run {
+        lets: lets.clone(),
+        lr,
+        seed,
+        phase,
+        refine: None,
+        extend: None,
+    };
     if config.searches() {
         let search_seeds = config.search_seeds();
         let search = cells.iter().flat_map(|c| {
@@ -178,8 +193,14 @@ fn grid(config: &SweepConfig) -> Vec<Run> {
                     .map(move |seed| Run { refine: Some(*side), ..run(c, None, Some(*seed), Phase::Search) })
             })
         });
+        let extending = cells.iter().flat_map(|c| {
+            let search_seeds = &search_seeds;
+            (1..=config.extend).flat_map(move |k| {
+                search_seeds.iter().map(move |seed| Run { extend: Some(k), ..run(c, None, Some(*seed), Phase::Search) })
+            })
+        });
         let measured = cells.iter().flat_map(|c| seeds.iter().map(move |seed| run(c, None, *seed, Phase::Seed)));
-        return search.chain(refining).chain(measured).collect();
+        return search.chain(refining).chain(extending).chain(measured).collect();
     }
     let lr = config.lrs.first().copied();
     cells.iter().flat_map(|c| seeds.iter().map(move |seed| run(c, lr, *seed, Phase::Grid))).collect()
@@ -429,17 +450,80 @@ pub fn refinement(config: &SweepConfig, lets: &[(String, String)], finished: &[R
     Some(around(&config.lrs, pick(config, lets, &coarse, finished)?))
 }
 
-/// Every rate a cell's search trains: the grid's, and with `lr_refine` its refinement
-/// (then in ascending order, so the first of an exact tie is the lowest); none until
-/// the refinement is known.
+/// Every rate a cell's search trains: the grid's, with `lr_refine` its refinement and
+/// with `lr_extend` its extension (in ascending order, so the first of an exact tie is
+/// the lowest); none until the refinement is known and the extension settled.
 pub fn searched_rates(config: &SweepConfig, lets: &[(String, String)], finished: &[Result]) -> Option<Vec<f64>> {
+    let mut rates = refined_rates(config, lets, finished)?;
+    if config.extend > 0 {
+        let extension = extension(config, lets, finished);
+        if !extension.settled {
+            return None;
+        }
+        rates.extend(extension.rates);
+        ascending(&mut rates);
+    }
+    Some(rates)
+}
+
+/// The grid's rates and, with `lr_refine`, its refinement, in ascending order; none
+/// until the refinement is known.
+fn refined_rates(config: &SweepConfig, lets: &[(String, String)], finished: &[Result]) -> Option<Vec<f64>> {
     let mut rates = config.lrs.clone();
     if config.refine {
         rates.extend(refinement(config, lets, finished)?);
-        rates.sort_by(f64::total_cmp);
-        rates.dedup();
     }
+    ascending(&mut rates);
     Some(rates)
+}
+
+fn ascending(rates: &mut Vec<f64>) {
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+}
+
+/// What `lr_extend` adds to a cell so far: the rates past an end, in the order they
+/// were added, and whether it is settled (no rate more will be added).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Extension {
+    pub rates: Vec<f64>,
+    pub settled: bool,
+}
+
+/// A cell's extension: once its grid and refinement have finished, while the rate the
+/// cell would take is the lowest (highest) of those searched and the cell's search has
+/// learned (an edge among rates that all stayed at chance says nothing of where the
+/// window lies), one grid step below (above) it — the grid's step at that end — up to
+/// `lr_extend` rates; each waits for the rates before it to finish.
+pub fn extension(config: &SweepConfig, lets: &[(String, String)], finished: &[Result]) -> Extension {
+    let mut added = Vec::new();
+    let waiting = |rates| Extension { rates, settled: false };
+    let Some(mut rates) = refined_rates(config, lets, finished) else { return waiting(added) };
+    while added.len() < config.extend {
+        let Some(scores) = scores_at(config, lets, &rates, finished) else { return waiting(added) };
+        let learned = crate::learned::judge(lets, finished).is_none_or(|j| j.learned());
+        let next = pick(config, lets, &scores, finished).and_then(|best| beyond(&config.lrs, &rates, best));
+        let Some(next) = next.filter(|_| learned) else { break };
+        added.push(next);
+        rates.push(next);
+        ascending(&mut rates);
+    }
+    Extension { rates: added, settled: true }
+}
+
+/// The rate past `best` where it is the lowest (highest) of `rates`: a step of the grid
+/// `lrs` at that end beyond it, to three significant digits; none where `best` lies
+/// inside.
+fn beyond(lrs: &[f64], rates: &[f64], best: f64) -> Option<f64> {
+    let mut grid = lrs.to_vec();
+    ascending(&mut grid);
+    let (low, high) = (rates.first()?, rates.last()?);
+    let next = match grid.as_slice() {
+        [first, second, ..] if best == *low => best * first / second,
+        [.., below, last] if best == *high => best * last / below,
+        _ => return None,
+    };
+    Some(hyb_compiler::sema::sweep::round3(next))
 }
 
 /// A cell's (rate, held-out score) from its finished search runs, the refinement's
@@ -468,7 +552,8 @@ fn is_done(out: &Path, run: &Run) -> bool {
 /// seeds and refinements still waiting for their cell's search.
 pub(crate) fn left_in_grid(out: &Path, config: &SweepConfig) -> usize {
     let search = finished_search(out, config);
-    grid(config).iter().filter(|run| resolve(config, run, &search).is_none_or(|r| !is_done(out, &r))).count()
+    let left = |run: &Run| resolve(config, run, &search).is_none_or(|r| !is_done(out, &r));
+    grid(config).iter().filter(|run| needed(config, run, &search) && left(run)).count()
 }
 
 /// A run's `result.json`, if it has finished.
@@ -494,6 +579,16 @@ fn finished_search(out: &Path, config: &SweepConfig) -> Vec<Result> {
             search.extend(read_result(out, &run));
         }
     }
+    // The k-th rate of an extension is known once the rates before it have finished.
+    for k in 1..=config.extend {
+        let slots: Vec<Run> = runs.iter().filter(|r| r.extend == Some(k)).cloned().collect();
+        let resolved: Vec<Run> = slots.iter().filter_map(|r| resolve(config, r, &search)).collect();
+        for run in resolved {
+            if !search.iter().any(|r| r.run == run.name()) {
+                search.extend(read_result(out, &run));
+            }
+        }
+    }
     search
 }
 
@@ -512,14 +607,25 @@ fn finished_beside(out: &Path, config: &SweepConfig, search: &[Result]) -> Vec<R
 }
 
 /// The run with its learning rate: a seed's is its cell's chosen rate, a refining
-/// run's its side of the cell's refinement (none before).
+/// run's its side of the cell's refinement, an extending run's its rate of the cell's
+/// extension (none before, or for an extension that will not need it: [`needed`]).
 fn resolve(config: &SweepConfig, run: &Run, search: &[Result]) -> Option<Run> {
-    let lr = match (run.phase, run.refine) {
-        (Phase::Seed, _) => chosen_lr(config, &run.lets, search)?,
-        (_, Some(side)) => refinement(config, &run.lets, search)?[side as usize],
+    let lr = match (run.phase, run.refine, run.extend) {
+        (Phase::Seed, ..) => chosen_lr(config, &run.lets, search)?,
+        (_, Some(side), _) => refinement(config, &run.lets, search)?[side as usize],
+        (_, _, Some(k)) => *extension(config, &run.lets, search).rates.get(k - 1)?,
         _ => return Some(run.clone()),
     };
-    Some(Run { lr: Some(lr), refine: None, ..run.clone() })
+    Some(Run { lr: Some(lr), refine: None, extend: None, ..run.clone() })
+}
+
+/// Whether `run` may still train: false only for an extending run its cell's settled
+/// extension stopped short of.
+fn needed(config: &SweepConfig, run: &Run, search: &[Result]) -> bool {
+    run.extend.is_none_or(|k| {
+        let extension = extension(config, &run.lets, search);
+        !extension.settled || extension.rates.len() >= k
+    })
 }
 
 /// Where a sweep's progress goes: the terminal (`hybc sweep`), or a caller's (Python's
@@ -605,6 +711,11 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
     by_cell(config, &mut order);
     for (index, run) in order {
         if selection.as_ref().is_some_and(|selection| !selection.holds(index)) {
+            continue;
+        }
+        if !needed(config, run, &finished.search) {
+            let why = "not needed: its cell's best rate lies inside the rates searched";
+            console.line(&format!("[{}/{}] {}: {why}", index + 1, runs.len(), run.name()));
             continue;
         }
         let Some(run) = resolve(config, run, &finished.search) else {
@@ -704,6 +815,7 @@ fn list(console: &dyn Console, out: &Path, config: &SweepConfig, runs: &[Run], s
             continue;
         }
         let (state, run) = match resolve(config, run, &search) {
+            None if !needed(config, run, &search) => ("not needed", run.clone()),
             None => ("waits for its search", run.clone()),
             Some(run) if is_done(out, &run) => ("done", run),
             Some(run) => ("to run", run),
@@ -906,6 +1018,7 @@ mod tests {
             search_runs: 1,
             lr_tie: 0.0,
             refine: false,
+            extend: 0,
             tokens: None,
             plateau: None,
         }
@@ -1049,6 +1162,52 @@ mod tests {
         // 0.25 of 3.16e-3's 0.7).
         let tied = SweepConfig { lr_tie: 0.25, ..config.clone() };
         assert_eq!(refinement(&tied, &[], &grid_done), Some([5.62e-3, 1.78e-2]));
+    }
+
+    /// `lr_extend = 2`: the extending runs wait for the grid; where its best is the
+    /// lowest rate a grid step below follows, and another below that while the best
+    /// stays at the end; the seeds wait for the extension to settle. Where the best lies
+    /// inside, or nothing learned, the slots are not needed and count as nothing left.
+    #[test]
+    fn the_extension_follows_the_best_past_an_end() {
+        let plain = config(&[1e-3, 3.16e-3, 1e-2]);
+        let config = SweepConfig { extend: 2, ..plain.clone() };
+        let runs = grid(&config);
+        assert_eq!(runs.len(), config.len());
+        assert_eq!(config.len(), 3 + 2 + 3);
+        assert_eq!(runs[3].name(), "lr=(extension 1 past the search's best end),seed=3,search");
+        let grid_done =
+            [search_result(1e-3, 0.7, 0.0), search_result(3.16e-3, 0.5, 0.0), search_result(1e-2, 0.1, 0.0)];
+        assert_eq!(resolve(&config, &runs[3], &grid_done[..2]).map(|r| r.name()), None, "the grid is unfinished");
+        assert!(needed(&config, &runs[3], &grid_done[..2]));
+        let first = resolve(&config, &runs[3], &grid_done).expect("the best is the lowest");
+        assert_eq!(first.name(), "lr=3.16e-4,seed=3,search");
+        assert_eq!(resolve(&config, &runs[4], &grid_done).map(|r| r.name()), None, "waits for the first");
+        assert_eq!(chosen_lr(&config, &[], &grid_done), None, "the seeds wait for the extension");
+        // 3.16e-4 scores best again: a second step below; then it has reached its limit.
+        let mut further = grid_done.to_vec();
+        further.push(search_result(3.16e-4, 0.8, 0.0));
+        assert_eq!(resolve(&config, &runs[4], &further).expect("a second step").lr, Some(1e-4));
+        further.push(search_result(1e-4, 0.6, 0.0));
+        assert_eq!(extension(&config, &[], &further), Extension { rates: vec![3.16e-4, 1e-4], settled: true });
+        assert_eq!(chosen_lr(&config, &[], &further), Some(3.16e-4));
+        assert_eq!(search_scores(&config, &[], &further).map(|s| s.len()), Some(5));
+        // 3.16e-4 worse than 1e-3: the best lies inside, the second slot is not needed.
+        let mut inside = grid_done.to_vec();
+        inside.push(search_result(3.16e-4, 0.2, 0.0));
+        assert!(!needed(&config, &runs[4], &inside));
+        assert_eq!(chosen_lr(&config, &[], &inside), Some(1e-3));
+        let dir = std::env::temp_dir().join(format!("hyb_extension_{}", std::process::id()));
+        assert_eq!(left_in_grid(&dir, &config), config.len(), "nothing finished in an empty folder");
+        // A best at the top goes up by the grid's step there; an inside best adds nothing.
+        let high = [search_result(1e-3, 0.1, 0.0), search_result(3.16e-3, 0.5, 0.0), search_result(1e-2, 0.7, 0.0)];
+        assert_eq!(extension(&config, &[], &high).rates, vec![3.16e-2]);
+        let middle = [search_result(1e-3, 0.1, 0.0), search_result(3.16e-3, 0.7, 0.0), search_result(1e-2, 0.5, 0.0)];
+        assert_eq!(extension(&config, &[], &middle), Extension { rates: Vec::new(), settled: true });
+        // Every rate at chance: an edge of nothing, no extension.
+        let chance = grid_done.clone().map(|r| Result { chance: Some(0.7), ..r });
+        assert_eq!(extension(&config, &[], &chance), Extension { rates: Vec::new(), settled: true });
+        assert_eq!(chosen_lr(&plain, &[], &further), Some(1e-3), "without lr_extend the extended runs are not read");
     }
 
     /// With a search: every cell's rates first (on the search seed), then its seeds

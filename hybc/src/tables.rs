@@ -150,7 +150,14 @@ fn protocol(config: &SweepConfig, results: &[Result]) -> String {
                  of all the cell's rates taken"
             }
         };
-        lines.push(format!("learning rate: per cell the best of [{}] by {by}{ties}{refined}", lrs.join(", ")));
+        let extended = match config.extend {
+            0 => String::new(),
+            n => format!(
+                "; then, while the best is the lowest (highest) rate searched and some rate learned, a grid step \
+                 below (above) it, up to {n} rate(s)"
+            ),
+        };
+        lines.push(format!("learning rate: per cell the best of [{}] by {by}{ties}{refined}{extended}", lrs.join(", ")));
     }
     match seeds.is_empty() {
         true => lines.push("seeds: the train block's".into()),
@@ -294,6 +301,9 @@ fn search_table(config: &SweepConfig, results: &[Result]) -> String {
     if config.refine {
         header.extend(["refined below", "refined above"].map(String::from));
     }
+    if config.extend > 0 {
+        header.push("extended".into());
+    }
     header.extend(["chosen", "note"].map(String::from));
     let mut text = format!("Figures: {held_out}.\n\n| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
     for lets in searched_cells(results) {
@@ -309,11 +319,31 @@ fn search_table(config: &SweepConfig, results: &[Result]) -> String {
                 None => row.extend(["(after the grid)".to_string(), "(after the grid)".to_string()]),
             }
         }
+        if config.extend > 0 {
+            row.push(extension_text(config, lets, results, figure_at));
+        }
         row.push(chosen_lr(config, lets, results).map_or("(search unfinished)".into(), |lr| format!("{lr:e}")));
         row.push(search_note(config, lets, results));
         let _ = writeln!(text, "| {} |", row.join(" | "));
     }
     text
+}
+
+/// A cell's extension as its search table shows it: each rate added with its figure,
+/// "none" where the best lay inside, "(after the search)" before anything is known.
+fn extension_text(
+    config: &SweepConfig,
+    lets: &[(String, String)],
+    results: &[Result],
+    figure_at: impl Fn(f64) -> String,
+) -> String {
+    let extension = crate::sweep::extension(config, lets, results);
+    let rates: Vec<String> = extension.rates.iter().map(|lr| format!("{lr:e}: {}", figure_at(*lr))).collect();
+    match (rates.is_empty(), extension.settled) {
+        (true, true) => "none".into(),
+        (true, false) => "(after the search)".into(),
+        (false, _) => rates.join(", "),
+    }
 }
 
 /// What a cell's search leaves uncertain: every rate scoring the same (none learned,
@@ -500,6 +530,7 @@ fn search_chart(config: &SweepConfig, results: &[Result]) -> String {
     let cells = searched_cells(results);
     let mut lrs = config.lrs.clone();
     lrs.extend(cells.iter().filter_map(|lets| crate::sweep::refinement(config, lets, results)).flatten());
+    lrs.extend(cells.iter().flat_map(|lets| crate::sweep::extension(config, lets, results).rates));
     lrs.sort_by(f64::total_cmp);
     lrs.dedup();
     let mut points = Vec::new();
@@ -524,7 +555,17 @@ mod tests {
 
     /// A protocol over `axes` with rates `lrs` and `seeds`, nothing else set.
     fn protocol(axes: Vec<Axis>, lrs: Vec<f64>, seeds: Vec<u64>) -> SweepConfig {
-        SweepConfig { search_runs: 1, lr_tie: 0.0, refine: false, axes, lrs, seeds, tokens: None, plateau: None }
+        SweepConfig {
+            search_runs: 1,
+            lr_tie: 0.0,
+            refine: false,
+            extend: 0,
+            axes,
+            lrs,
+            seeds,
+            tokens: None,
+            plateau: None,
+        }
     }
 
     /// One cell, `linear = gdn`, searched over `lrs` with seed 0.

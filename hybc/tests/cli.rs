@@ -843,7 +843,9 @@ fn sweep_runs_the_grid_and_resumes() {
 /// `lr_refine = true` with `--jobs 2`: the grid's two rates, then (a second wave) the
 /// refinement around the better one — the midpoint 3.16e-3 and half a step beyond the
 /// better end — then (a third wave) the seed at the best of the four; listed before as
-/// waiting for the search.
+/// waiting for the search. `lr_extend = 1` adds a slot listed as waiting too, which
+/// two steps of training leave not needed (nothing learned: no window to follow), or
+/// else trains in a wave of its own.
 #[test]
 fn a_refined_search_runs_in_three_waves() {
     let dir = scratch("sweep_refine");
@@ -855,7 +857,7 @@ fn a_refined_search_runs_in_three_waves() {
          let linear = gdn\nmodel {\n vocab = 64\n d_model = 32\n layers = linear × 2 with attn every 2\n}\n\
          train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 2\n steps = 2\n}\n\
          eval {\n mqar(seq_len: 32, pairs: 4)\n samples = 8\n batch = 4\n}\n\
-         sweep {\n linear = [gdn]\n lr = [1e-3, 1e-2]\n seeds = 1\n lr_refine = true\n}\n",
+         sweep {\n linear = [gdn]\n lr = [1e-3, 1e-2]\n seeds = 1\n lr_refine = true\n lr_extend = 1\n}\n",
     )
     .expect("writable");
     let out = dir.join("runs");
@@ -870,26 +872,34 @@ fn a_refined_search_runs_in_three_waves() {
         listed.contains("3\twaits for its search\tlinear=gdn,lr=(refined above the search's best),seed=1,search"),
         "{listed}"
     );
+    let extension = "4\twaits for its search\tlinear=gdn,lr=(extension 1 past the search's best end),seed=1,search";
+    assert!(listed.contains(extension), "{listed}");
     let jobs = with(&["--jobs", "2"]);
     assert!(jobs.contains("first wave: 2 run(s), each cell's learning-rate search"), "{jobs}");
     assert!(jobs.contains("second wave: 2 run(s), each cell's search refined around its best rate"), "{jobs}");
-    assert!(jobs.contains("third wave: 1 run(s), the seeds at each cell's chosen learning rate"), "{jobs}");
+    assert!(jobs.contains("1 run(s), the seeds at each cell's chosen learning rate"), "{jobs}");
     let searched: Vec<String> = std::fs::read_dir(&out)
         .expect("runs")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|name| name.ends_with(",search"))
         .collect();
-    assert_eq!(searched.len(), 4, "{searched:?}");
+    let listed = with(&["--list"]);
+    let extended = !listed.contains("\tnot needed\t");
+    if extended {
+        assert!(jobs.contains("run(s), each cell's search extended past the end its best rate lies at"), "{jobs}");
+    } else {
+        assert!(jobs.contains("third wave: 1 run(s), the seeds"), "{jobs}");
+    }
+    assert_eq!(searched.len(), 4 + usize::from(extended), "{searched:?}");
     assert!(searched.contains(&"linear=gdn,lr=3.16e-3,seed=1,search".to_string()), "the midpoint: {searched:?}");
     let beyond = ["linear=gdn,lr=3.16e-4,seed=1,search", "linear=gdn,lr=3.16e-2,seed=1,search"];
-    assert_eq!(beyond.iter().filter(|run| searched.contains(&run.to_string())).count(), 1, "{searched:?}");
-    let listed = with(&["--list"]);
-    assert_eq!(listed.matches("\tdone\t").count(), 5, "{listed}");
+    assert!(beyond.iter().any(|run| searched.contains(&run.to_string())), "{searched:?}");
+    assert_eq!(listed.matches("\tdone\t").count(), 5 + usize::from(extended), "{listed}");
     let markdown = std::fs::read_to_string(out.join("results.md")).expect("results.md");
     let row = markdown.lines().find(|l| l.starts_with("| gdn | ") && l.contains("3.16e-3: ")).expect("the search row");
     let chosen = listed.lines().find(|l| l.ends_with(",seed=0")).and_then(|l| l.split("lr=").nth(1)).expect("a seed");
     assert!(row.contains(&format!("| {} |", chosen.trim_end_matches(",seed=0"))), "{row} / {listed}");
-    assert!(markdown.contains("| refined below | refined above | chosen |"), "{markdown}");
+    assert!(markdown.contains("| refined below | refined above | extended | chosen |"), "{markdown}");
     let result = std::fs::read_to_string(out.join(&searched[0]).join("result.json")).expect("a result");
     assert!(result.contains("\"update\": \"delta\""), "GatedDeltaNet's rule recorded: {result}");
 }

@@ -213,6 +213,12 @@ pub struct SweepConfig {
     /// narrower than a half-decade step; the refinement halves the step around the
     /// optimum at a fraction of the cost of a finer grid everywhere.
     pub refine: bool,
+    /// `lr_extend = N`: while the best of a cell's searched rates (the refinement's
+    /// included) is the lowest (highest) of them, and some rate learned, the search
+    /// trains one grid step below (above) it, the grid's step at that end, up to `N`
+    /// rates a cell (0 unless written). A best rate at an end of the grid says the window
+    /// may lie beyond it; the extension looks there before the seeds take a rate.
+    pub extend: usize,
     /// The budget of every run in tokens (none: the train block's steps).
     pub tokens: Option<u64>,
     /// Stop a run once its held-out score has stopped improving.
@@ -266,13 +272,15 @@ impl SweepConfig {
         self.axes.iter().map(|a| a.values.len()).product::<usize>()
     }
 
-    /// The rates each cell's search trains: the grid's, and the refinement's.
+    /// The rates each cell's search may train: the grid's, the refinement's, and at most
+    /// `extend` past an end.
     pub fn searched_rates(&self) -> usize {
-        self.lrs.len() + if self.refine { REFINED_RATES } else { 0 }
+        self.lrs.len() + if self.refine { REFINED_RATES } else { 0 } + self.extend
     }
 
-    /// Runs in the grid: per cell, the search's rates (with their refinement) and then
-    /// the seeds (at the chosen rate); without a search, every rate × seed.
+    /// Runs in the grid: per cell, the search's rates (with their refinement and the
+    /// most its extension may add) and then the seeds (at the chosen rate); without a
+    /// search, every rate × seed.
     pub fn len(&self) -> usize {
         let seeds = self.test_seeds().len().max(1);
         if self.searches() {

@@ -11,6 +11,7 @@
 //!     search_seeds = 2                             // runs per rate of the search (1)
 //!     lr_tie = 0.01                                // within 1 point of the best: the largest rate
 //!     lr_refine = true                             // then the midpoints around the best
+//!     lr_extend = 2                                // past an end the best lies at: ≤ 2 steps
 //!     tokens = 2_000_000                           // every run's budget
 //!     stop   = plateau(patience: 3, min_delta: 0.01)
 //! }
@@ -32,7 +33,7 @@ use super::values::{Args, Cx};
 use crate::ir::train::{Axis, LrSchedule, Plateau, SweepConfig, TrainConfig, budget_steps};
 
 /// The protocol's fields (every other field is a let to vary).
-const FIELDS: &[&str] = &["lr", "seeds", "search_seeds", "lr_tie", "lr_refine", "tokens", "stop"];
+const FIELDS: &[&str] = &["lr", "seeds", "search_seeds", "lr_tie", "lr_refine", "lr_extend", "tokens", "stop"];
 
 /// The list a sweep field gives, or a diagnostic.
 fn list<'e>(cx: &Cx, name: &str, expr: &'e Expr) -> Option<&'e [Expr]> {
@@ -59,6 +60,7 @@ pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> 
         search_runs: 1,
         lr_tie: 0.0,
         refine: false,
+        extend: 0,
         tokens: None,
         plateau: None,
     };
@@ -90,6 +92,10 @@ pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> 
             "lr_refine" => {
                 config.refine = cx.bool(expr, "lr_refine").unwrap_or(false);
                 spans.lr_refine = Some(expr.span);
+            }
+            "lr_extend" => {
+                config.extend = cx.count(expr, "lr_extend", 0, 8).unwrap_or(0) as usize;
+                spans.lr_extend = Some(expr.span);
             }
             "tokens" => {
                 config.tokens = cx.float(expr, "tokens", 1.0, 1e15).and_then(|t| whole(cx, expr, t));
@@ -133,6 +139,15 @@ pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> 
             .help("list several rates to search, e.g. `lr = log_grid(from: 3e-4, to: 3e-3, points: 3)`"),
         );
     }
+    if let Some(span) = spans.lr_extend.filter(|_| config.extend > 0 && !config.searches()) {
+        cx.error(
+            Diagnostic::error(
+                "`lr_extend` carries a learning-rate search past the end its best rate lies at, and this sweep has none",
+            )
+            .at(span, "no search to extend")
+            .help("list several rates to search, e.g. `lr = log_grid(from: 3e-4, to: 3e-3, points: 3)`"),
+        );
+    }
     if block.fields.is_empty() {
         cx.error(
             Diagnostic::error("the sweep block varies nothing")
@@ -159,13 +174,15 @@ struct Spans {
     search_seeds: Option<Span>,
     lr_tie: Option<Span>,
     lr_refine: Option<Span>,
+    lr_extend: Option<Span>,
     stop: Option<Span>,
 }
 
 fn unknown_field(cx: &Cx, name: &str, span: Span) -> Diagnostic {
     let lets: Vec<&str> = cx.scope.lets.keys().map(String::as_str).collect();
     let diagnostic = Diagnostic::error(format!(
-        "a sweep varies lets or sets `lr`, `seeds`, `search_seeds`, `lr_tie`, `lr_refine`, `tokens`, `stop`; \
+        "a sweep varies lets or sets `lr`, `seeds`, `search_seeds`, `lr_tie`, `lr_refine`, `lr_extend`, \
+         `tokens`, `stop`; \
          `{name}` is none"
     ))
     .at(span, "no let or sweep setting of this name");

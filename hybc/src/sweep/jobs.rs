@@ -32,7 +32,7 @@ pub struct Jobs<'a> {
 /// over the processes (`--runs`), so a sweep resumed after a kill or after array jobs
 /// is shared evenly; with a learning-rate search a second wave trains what the first
 /// left waiting (the seeds, or with `lr_refine` the refinement and then a third wave
-/// the seeds); then the report of every finished run. `Ok(Some(status))` when a signal
+/// the seeds; with `lr_extend` a wave per rate an extension adds); then the report of every finished run. `Ok(Some(status))` when a signal
 /// stopped it.
 pub fn jobs(
     file: &Path,
@@ -149,7 +149,9 @@ fn describe_wave(pending: &[(usize, Run)]) -> String {
         "the seeds at each cell's chosen learning rate"
     } else if all(|run| run.refine.is_some()) {
         "each cell's search refined around its best rate"
-    } else if all(|run| run.phase == Phase::Search && run.refine.is_none()) {
+    } else if all(|run| run.extend.is_some()) {
+        "each cell's search extended past the end its best rate lies at"
+    } else if all(|run| run.phase == Phase::Search && run.refine.is_none() && run.extend.is_none()) {
         "each cell's learning-rate search"
     } else {
         "the runs that can train"
