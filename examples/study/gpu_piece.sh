@@ -6,7 +6,7 @@
 #   before a call:  bash examples/study/gpu_piece.sh prepare
 #                   (fills runs/gpu-cuda from the kept results; carry .device/hybc.xz
 #                   and runs/gpu-cuda)
-#   the call:       OUT=$OUT STUDIES="examples/study/gpu.hyb=4@cuda" SWEEP_S=540 bash examples/study/device.sh
+#   the call:       OUT=$OUT STUDIES="examples/study/gpu.hyb=8@cuda" SWEEP_S=545 bash examples/study/device.sh
 #   after it:       bash examples/study/gpu_piece.sh collect FILES_AT/gpu-cuda.tar.xz
 #                   (keeps every finished run's result.json and writes the report of all
 #                   of them into examples/study/measured/gpu/)

@@ -499,9 +499,12 @@ pub fn extension(config: &SweepConfig, lets: &[(String, String)], finished: &[Re
     let mut added = Vec::new();
     let waiting = |rates| Extension { rates, settled: false };
     let Some(mut rates) = refined_rates(config, lets, finished) else { return waiting(added) };
+    let search_runs: Vec<Result> = finished.iter().filter(|r| r.phase == Phase::Search).cloned().collect();
     while added.len() < config.extend {
         let Some(scores) = scores_at(config, lets, &rates, finished) else { return waiting(added) };
-        let learned = crate::learned::judge(lets, finished).is_none_or(|j| j.learned());
+        // Judged on the search alone: a seed that learns later must not reopen a
+        // settled search (and take its cell's rate back from the seeds).
+        let learned = crate::learned::judge(lets, &search_runs).is_none_or(|j| j.learned());
         let next = pick(config, lets, &scores, finished).and_then(|best| beyond(&config.lrs, &rates, best));
         let Some(next) = next.filter(|_| learned) else { break };
         added.push(next);
@@ -1207,6 +1210,11 @@ mod tests {
         // Every rate at chance: an edge of nothing, no extension.
         let chance = grid_done.clone().map(|r| Result { chance: Some(0.7), ..r });
         assert_eq!(extension(&config, &[], &chance), Extension { rates: Vec::new(), settled: true });
+        // ... and a seed that learns afterwards does not reopen the settled search.
+        let seed = Result { phase: Phase::Seed, seed: 0, chance: Some(0.7), ..search_result(1e-3, 0.0, 0.95) };
+        let with_seed: Vec<Result> = chance.iter().cloned().chain([seed]).collect();
+        assert_eq!(extension(&config, &[], &with_seed), Extension { rates: Vec::new(), settled: true });
+        assert_eq!(chosen_lr(&config, &[], &with_seed), Some(1e-3));
         assert_eq!(chosen_lr(&plain, &[], &further), Some(1e-3), "without lr_extend the extended runs are not read");
     }
 

@@ -157,7 +157,8 @@ fn protocol(config: &SweepConfig, results: &[Result]) -> String {
                  below (above) it, up to {n} rate(s)"
             ),
         };
-        lines.push(format!("learning rate: per cell the best of [{}] by {by}{ties}{refined}{extended}", lrs.join(", ")));
+        lines
+            .push(format!("learning rate: per cell the best of [{}] by {by}{ties}{refined}{extended}", lrs.join(", ")));
     }
     match seeds.is_empty() {
         true => lines.push("seeds: the train block's".into()),
@@ -821,7 +822,11 @@ mod tests {
             table[0],
             "| linear | lr | seeds | mqar(seq_len: 64, pairs: 8): distance 1–16 | mqar(seq_len: 64, pairs: 8): distance > 16 |"
         );
-        assert!(table[2].starts_with("| gdn | 1e-3 | 2 | 85.0 ± 7.1 [21.5, 100.0] % | 60.0 ± 14.1 [0.0, 100.0] % |"), "{}", table[2]);
+        assert!(
+            table[2].starts_with("| gdn | 1e-3 | 2 | 85.0 ± 7.1 [21.5, 100.0] % | 60.0 ± 14.1 [0.0, 100.0] % |"),
+            "{}",
+            table[2]
+        );
         assert!(table[3].starts_with("| retnet | 1e-3 | 2 | 50.0 ± 14.1 "), "{}", table[3]);
         assert!(table[3].ends_with("| 10.0 ± 0.0 [10.0, 10.0] % |"), "one seed lacks the group: {}", table[3]);
     }

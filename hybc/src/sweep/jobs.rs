@@ -32,8 +32,8 @@ pub struct Jobs<'a> {
 /// over the processes (`--runs`), so a sweep resumed after a kill or after array jobs
 /// is shared evenly; with a learning-rate search a second wave trains what the first
 /// left waiting (the seeds, or with `lr_refine` the refinement and then a third wave
-/// the seeds; with `lr_extend` a wave per rate an extension adds); then the report of every finished run. `Ok(Some(status))` when a signal
-/// stopped it.
+/// the seeds; with `lr_extend` a wave per rate an extension adds); then the report of
+/// every finished run. `Ok(Some(status))` when a signal stopped it.
 pub fn jobs(
     file: &Path,
     out: Option<&Path>,
@@ -74,7 +74,10 @@ pub fn jobs(
     }
     let stopped = || options.interrupt.and_then(|i| i.received());
     let mut dealt: Vec<usize> = Vec::new();
-    for wave in ["first", "second", "third"] {
+    // A wave per step of the protocol that waits on the one before: the grid (or the
+    // search), the refinement, each rate of an extension, the seeds.
+    let waves = 2 + usize::from(config.refine) + config.extend;
+    for wave in (1..=waves).map(ordinal) {
         let pending = to_run(&out, &config);
         if pending.is_empty() {
             break;
@@ -88,7 +91,7 @@ pub fn jobs(
         }
         println!("{wave} wave: {}", describe_wave(&pending));
         let lists = deal(&indices, usize::from(jobs));
-        let finished = shards(&binary, &common, &out, &lists, wave != "first", devices.as_deref(), &sharing);
+        let finished = shards(&binary, &common, &out, &lists, wave != ordinal(1), devices.as_deref(), &sharing);
         if let Some((signal, status)) = stopped() {
             println!("stopped by {signal}: each shard at a checkpoint; running the sweep again continues it");
             return Ok(Some(status));
@@ -109,6 +112,15 @@ pub fn jobs(
         .status()
         .map_err(|e| format!("cannot run the report: {e}"))?;
     if status.success() { Ok(None) } else { Err("the report failed".into()) }
+}
+
+/// "first", "second", … for wave `n` (from 1).
+fn ordinal(n: usize) -> String {
+    const NAMES: [&str; 12] = [
+        "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth", "eleventh",
+        "twelfth",
+    ];
+    NAMES.get(n.wrapping_sub(1)).map_or_else(|| format!("{n}th"), |name| name.to_string())
 }
 
 /// What `--jobs` says when its time limit leaves runs for the next call (no report: it
