@@ -159,6 +159,7 @@ pub(crate) mod tests {
             seconds: 0.0,
             at_once: 0,
             learned_at: Transition::Unrecorded,
+            device: String::new(),
         }
     }
 

@@ -335,6 +335,11 @@ pub struct Result {
     /// score) reached the task's chance + 5 points ([`crate::learned::transition`]).
     #[serde(default)]
     pub learned_at: crate::learned::Transition,
+    /// What the run trained on, as the runtime describes it (`cuda (NVIDIA H100 80GB
+    /// HBM3)`; of a resumed run its last part's; empty in results written before it was
+    /// recorded): a study pieced together over several machines says which ran what.
+    #[serde(default)]
+    pub device: String,
 }
 
 /// Higher is better: accuracy, or minus a perplexity.
@@ -899,6 +904,7 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         seconds,
         at_once: setup.at_once,
         learned_at,
+        device: outcome.device.clone(),
     };
     // Written whole, then renamed: another shard reading it sees all of it or nothing.
     let (done, partial) = (dir.join("result.json"), dir.join("result.json.tmp"));
@@ -1051,6 +1057,7 @@ mod tests {
             seconds: 0.0,
             at_once: 0,
             learned_at: crate::learned::Transition::Unrecorded,
+            device: String::new(),
         }
     }
 

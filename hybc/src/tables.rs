@@ -173,7 +173,23 @@ fn protocol(config: &SweepConfig, results: &[Result]) -> String {
             results.len()
         ));
     }
+    lines.extend(devices(results));
     lines.iter().map(|l| format!("- {l}\n")).collect()
+}
+
+/// The protocol's line of what the runs trained on: each device with its count of runs
+/// (those written before the device was recorded as such); none for no runs.
+fn devices(results: &[Result]) -> Option<String> {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for r in results {
+        let device = if r.device.is_empty() { "not recorded" } else { r.device.as_str() };
+        match counts.iter_mut().find(|(d, _)| *d == device) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((device, 1)),
+        }
+    }
+    let parts: Vec<String> = counts.iter().map(|(device, count)| format!("{device}: {count} run(s)")).collect();
+    (!parts.is_empty()).then(|| format!("devices: {}", parts.join("; ")))
 }
 
 /// What a loss can be (at least 0), an accuracy (0 to 1), a perplexity (at least 1):
@@ -486,7 +502,8 @@ fn csv(config: &SweepConfig, results: &[Result]) -> String {
             .map(String::from),
     );
     header.extend(
-        ["steps", "plateaued_at", "tokens", "final_loss", "held_out", "chance", "learned_at"].map(String::from),
+        ["steps", "plateaued_at", "tokens", "final_loss", "held_out", "chance", "learned_at", "device"]
+            .map(String::from),
     );
     header.extend(figures(results).iter().map(|e| quote(&format!("{e} accuracy"))));
     let mut text = header.join(",") + "\n";
@@ -504,6 +521,7 @@ fn csv(config: &SweepConfig, results: &[Result]) -> String {
             Transition::Never => "never".into(),
             Transition::Unrecorded => String::new(),
         });
+        row.push(quote(&r.device));
         row.extend(r.accuracy.iter().map(|(_, a)| a.to_string()));
         text += &(row.join(",") + "\n");
     }
@@ -694,6 +712,25 @@ mod tests {
 
     /// A sweep cut short while its cells search: the tables of measured runs and the
     /// claims say that nothing is measured yet, not that the grid lacks a recall task.
+    /// The protocol says what the runs trained on, each device with its count of runs,
+    /// and counts those written before the device was recorded; the CSV has it per run.
+    #[test]
+    fn the_report_says_which_device_ran_what() {
+        let config = gdn_protocol(vec![1e-3, 1e-2]);
+        let mut results: Vec<Result> = [1e-3, 1e-2, 3e-2].iter().map(|lr| gdn_search(&config, *lr, 0.5)).collect();
+        results[0].device = "cuda (NVIDIA H100 80GB HBM3)".into();
+        results[1].device = "cuda (NVIDIA H100 80GB HBM3)".into();
+        let text = super::markdown(&config, &results);
+        assert!(
+            text.contains("- devices: cuda (NVIDIA H100 80GB HBM3): 2 run(s); not recorded: 1 run(s)\n"),
+            "{text}"
+        );
+        let csv = super::csv(&config, &results);
+        assert!(csv.lines().next().expect("a header").contains(",learned_at,device,"), "{csv}");
+        assert!(csv.contains(",\"cuda (NVIDIA H100 80GB HBM3)\","), "{csv}");
+        assert_eq!(super::devices(&[]), None);
+    }
+
     /// Three seeds far apart: Student's t reaches past 100 % and below a loss of 0; the
     /// interval stops at what the figure can be, the mean and sd stay as they are.
     #[test]

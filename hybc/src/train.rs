@@ -28,6 +28,9 @@ pub struct Outcome {
     /// The steps the run was to train, and where a plateau stopped it before them.
     pub steps: u64,
     pub plateaued_at: Option<u64>,
+    /// What it trained on, as the runtime describes it (`cuda (NVIDIA H100 80GB HBM3)`,
+    /// `cpu (2 threads)`).
+    pub device: String,
 }
 
 impl Outcome {
@@ -43,10 +46,11 @@ impl Outcome {
                 stopped: Some(status),
                 steps,
                 plateaued_at: None,
+                device: outcome.started.device.clone(),
             };
         }
         let (final_loss, scores, plateaued_at) = (outcome.final_loss, outcome.scores.clone(), outcome.plateaued_at);
-        Outcome { final_loss, scores, stopped: None, steps, plateaued_at }
+        Outcome { final_loss, scores, stopped: None, steps, plateaued_at, device: outcome.started.device.clone() }
     }
 }
 

@@ -902,6 +902,7 @@ fn a_refined_search_runs_in_three_waves() {
     assert!(markdown.contains("| refined below | refined above | extended | chosen |"), "{markdown}");
     let result = std::fs::read_to_string(out.join(&searched[0]).join("result.json")).expect("a result");
     assert!(result.contains("\"update\": \"delta\""), "GatedDeltaNet's rule recorded: {result}");
+    assert!(result.contains("\"device\": \"cpu ("), "what it trained on recorded: {result}");
 }
 
 /// `--time-limit` starts no run that would not finish in time: none once the limit has
