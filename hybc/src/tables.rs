@@ -721,10 +721,7 @@ mod tests {
         results[0].device = "cuda (NVIDIA H100 80GB HBM3)".into();
         results[1].device = "cuda (NVIDIA H100 80GB HBM3)".into();
         let text = super::markdown(&config, &results);
-        assert!(
-            text.contains("- devices: cuda (NVIDIA H100 80GB HBM3): 2 run(s); not recorded: 1 run(s)\n"),
-            "{text}"
-        );
+        assert!(text.contains("- devices: cuda (NVIDIA H100 80GB HBM3): 2 run(s); not recorded: 1 run(s)\n"), "{text}");
         let csv = super::csv(&config, &results);
         assert!(csv.lines().next().expect("a header").contains(",learned_at,device,"), "{csv}");
         assert!(csv.contains(",\"cuda (NVIDIA H100 80GB HBM3)\","), "{csv}");
