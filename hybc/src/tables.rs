@@ -198,18 +198,22 @@ const LOSS: (f64, f64) = (0.0, f64::INFINITY);
 const ACCURACY: (f64, f64) = (0.0, 1.0);
 const PERPLEXITY: (f64, f64) = (1.0, f64::INFINITY);
 
-/// `mean ± sd [low, high]` of `values` scaled, with `digits` decimals; the interval
-/// clipped to `range`, what the figure can be (with three seeds Student's t reaches
-/// past it: 66.6 ± 25.3 % would read [3.8, 129.3]).
-fn spread(values: &[f64], scale: f64, digits: usize, range: (f64, f64)) -> String {
+/// `mean ± sd [low, high]` of `values` scaled, with `digits` decimals and `unit` after;
+/// the interval clipped to `range`, what the figure can be (with three seeds Student's t
+/// reaches past it: 66.6 ± 25.3 % would read [3.8, 129.3]). One value has no spread:
+/// `mean unit (one seed)`, not an interval of width 0.
+fn spread(values: &[f64], scale: f64, digits: usize, range: (f64, f64), unit: &str) -> String {
     let (mean, sd, half) = mean_spread(values);
+    if values.len() < 2 {
+        return format!("{:.digits$}{unit} (one seed)", mean * scale);
+    }
     let (low, high) = ((mean - half).max(range.0) * scale, (mean + half).min(range.1) * scale);
-    format!("{:.digits$} ± {:.digits$} [{low:.digits$}, {high:.digits$}]", mean * scale, sd * scale)
+    format!("{:.digits$} ± {:.digits$} [{low:.digits$}, {high:.digits$}]{unit}", mean * scale, sd * scale)
 }
 
 /// A figure's cell text: accuracy in percent, perplexity as is.
 fn figure_spread(name: &str, values: &[f64]) -> String {
-    if is_perplexity(name) { spread(values, 1.0, 2, PERPLEXITY) } else { spread(values, 100.0, 1, ACCURACY) + " %" }
+    if is_perplexity(name) { spread(values, 1.0, 2, PERPLEXITY, "") } else { spread(values, 100.0, 1, ACCURACY, " %") }
 }
 
 /// Per cell over its seeds, each test set's accuracy within each group of its answers
@@ -232,7 +236,7 @@ fn by_group(config: &SweepConfig, results: &[Result]) -> String {
                 .iter()
                 .filter_map(|r| r.by_group.iter().find(|(s, g, _)| s == set && g == group).map(|(_, _, a)| *a))
                 .collect();
-            row.push(if values.is_empty() { "–".into() } else { spread(&values, 100.0, 1, ACCURACY) + " %" });
+            row.push(if values.is_empty() { "–".into() } else { spread(&values, 100.0, 1, ACCURACY, " %") });
         }
         text += &format!("| {} |\n", row.join(" | "));
     }
@@ -266,7 +270,7 @@ fn by_cell(config: &SweepConfig, results: &[Result]) -> String {
         row.push(hyb_compiler::report::bytes(first.state_bytes));
         row.push(hyb_compiler::report::bytes(first.kv_cache_bytes));
         row.push(steps(&members));
-        row.push(spread(&members.iter().map(|r| r.final_loss as f64).collect::<Vec<_>>(), 1.0, 4, LOSS));
+        row.push(spread(&members.iter().map(|r| r.final_loss as f64).collect::<Vec<_>>(), 1.0, 4, LOSS, ""));
         for (index, name) in figures.iter().enumerate() {
             let values: Vec<f64> = members.iter().filter_map(|r| r.accuracy.get(index).map(|(_, a)| *a)).collect();
             row.push(figure_spread(name, &values));
@@ -436,9 +440,13 @@ fn window_note(config: &SweepConfig, lets: &[(String, String)], results: &[Resul
     if !tied.is_empty() && config.lr_tie == 0.0 {
         return format!("tied with {} (the first of a tie is taken)", tied.join(", "));
     }
+    let edge = |side: &str, way: &str| match crate::sweep::extension(config, lets, results).rates.len() {
+        0 => format!("best at the grid's {side} rate: widen it {way}"),
+        n => format!("best at the {side} rate searched, {n} step(s) past the grid: widen it {way} or raise lr_extend"),
+    };
     match chosen {
-        Some(lr) if lr == low => "best at the grid's lowest rate: widen it downwards".into(),
-        Some(lr) if lr == high => "best at the grid's highest rate: widen it upwards".into(),
+        Some(lr) if lr == low => edge("lowest", "downwards"),
+        Some(lr) if lr == high => edge("highest", "upwards"),
         _ => String::new(),
     }
 }
@@ -733,11 +741,16 @@ mod tests {
     #[test]
     fn intervals_stop_at_what_a_figure_can_be() {
         let seeds = [0.775, 0.845, 0.377];
-        assert_eq!(super::spread(&seeds, 100.0, 1, super::ACCURACY), "66.6 ± 25.2 [3.9, 100.0]");
+        assert_eq!(super::spread(&seeds, 100.0, 1, super::ACCURACY, " %"), "66.6 ± 25.2 [3.9, 100.0] %");
         let losses = [0.8456, 0.5067, 3.1052];
-        assert_eq!(super::spread(&losses, 1.0, 4, super::LOSS), "1.4858 ± 1.4126 [0.0000, 4.9952]");
+        assert_eq!(super::spread(&losses, 1.0, 4, super::LOSS, ""), "1.4858 ± 1.4126 [0.0000, 4.9952]");
         let close = [0.92, 0.93, 0.94];
-        assert_eq!(super::spread(&close, 100.0, 1, super::ACCURACY), "93.0 ± 1.0 [90.5, 95.5]", "inside: as is");
+        assert_eq!(
+            super::spread(&close, 100.0, 1, super::ACCURACY, " %"),
+            "93.0 ± 1.0 [90.5, 95.5] %",
+            "inside: as is"
+        );
+        assert_eq!(super::spread(&[0.5], 100.0, 1, super::ACCURACY, " %"), "50.0 % (one seed)", "no interval of one");
     }
 
     #[test]
@@ -862,6 +875,6 @@ mod tests {
             table[2]
         );
         assert!(table[3].starts_with("| retnet | 1e-3 | 2 | 50.0 ± 14.1 "), "{}", table[3]);
-        assert!(table[3].ends_with("| 10.0 ± 0.0 [10.0, 10.0] % |"), "one seed lacks the group: {}", table[3]);
+        assert!(table[3].ends_with("| 10.0 % (one seed) |"), "one seed lacks the group: {}", table[3]);
     }
 }
