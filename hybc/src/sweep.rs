@@ -148,9 +148,9 @@ fn cells(config: &SweepConfig) -> Vec<Vec<(String, String)>> {
 }
 
 /// `runs` (grid indices with their runs) in the order they are tried: cell by cell —
-/// its search, its refinement, its extension, its seeds — so a sweep cut short (a time limit, a kill,
-/// a call that ends) leaves whole cells behind rather than every cell's search and no
-/// seeds. Within a cell the grid's order; the indices (`--list`, `--shard`) stay.
+/// its search, its refinement, its extension, its seeds — so a sweep cut short (a time
+/// limit, a kill, a call that ends) leaves whole cells behind rather than every cell's
+/// search and no seeds. Within a cell the grid's order; the indices (`--list`, `--shard`) stay.
 fn by_cell<R: std::borrow::Borrow<Run>>(config: &SweepConfig, runs: &mut [(usize, R)]) {
     let cells = cells(config);
     let cell = |run: &Run| cells.iter().position(|cell| *cell == run.lets);
@@ -504,12 +504,12 @@ pub fn extension(config: &SweepConfig, lets: &[(String, String)], finished: &[Re
     let mut added = Vec::new();
     let waiting = |rates| Extension { rates, settled: false };
     let Some(mut rates) = refined_rates(config, lets, finished) else { return waiting(added) };
+    // Judged on the search alone: a seed that learns later must not reopen a settled
+    // search (and take its cell's rate back from the seeds).
     let search_runs: Vec<Result> = finished.iter().filter(|r| r.phase == Phase::Search).cloned().collect();
+    let learned = crate::learned::judge(lets, &search_runs).is_none_or(|j| j.learned());
     while added.len() < config.extend {
         let Some(scores) = scores_at(config, lets, &rates, finished) else { return waiting(added) };
-        // Judged on the search alone: a seed that learns later must not reopen a
-        // settled search (and take its cell's rate back from the seeds).
-        let learned = crate::learned::judge(lets, &search_runs).is_none_or(|j| j.learned());
         let next = pick(config, lets, &scores, finished).and_then(|best| beyond(&config.lrs, &rates, best));
         let Some(next) = next.filter(|_| learned) else { break };
         added.push(next);
