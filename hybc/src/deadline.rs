@@ -6,8 +6,12 @@
 //! `result.json`): the longest of its own cell's, else the longest of any — first among
 //! the runs timed with as many runs at once on the machine (`at_once`: a GPU shared by
 //! four runs gives each a quarter of it, so times taken under `--jobs 4` misjudge a
-//! call with `--jobs 2`), then among all. With none finished there is nothing to go by,
-//! and a run starts while the limit has not passed.
+//! call with `--jobs 2`); without such runs, the others' times scaled to this sharing
+//! (a machine filled by its runs gives each its share: time in proportion to the runs
+//! at once), a quarter more where fewer run at once than were timed (a lone run may
+//! not fill the machine); last, times whose sharing was not recorded, as they are.
+//! With none finished there is nothing to go by, and a run starts while the limit has
+//! not passed.
 //! The limit is a moment, not a length, so the processes of `--jobs` share it
 //! (`--deadline-at`, seconds since the Unix epoch).
 
@@ -56,14 +60,26 @@ fn now() -> f64 {
 /// How long a run of the cell `lets`, trained with `at_once` runs on the machine, is
 /// guessed to take: the longest recorded wall time of its cell's finished runs, else of
 /// any finished run — of those timed with `at_once` runs at once if there are any, else
-/// of all; none without one.
+/// of those whose sharing was recorded, scaled to `at_once` ([`scaled`]), else of all;
+/// none without one.
 pub fn guess(lets: &[(String, String)], at_once: u16, finished: &[Result]) -> Option<f64> {
-    let longest = |runs: &[&Result], cell: bool| {
-        runs.iter().filter(|r| !cell || r.lets == lets).map(|r| r.seconds).reduce(f64::max)
+    let longest = |runs: &[(&Result, f64)], cell: bool| {
+        runs.iter().filter(|(r, _)| !cell || r.lets == lets).map(|(_, seconds)| *seconds).reduce(f64::max)
     };
     let timed: Vec<&Result> = finished.iter().filter(|r| r.seconds > 0.0).collect();
-    let alike: Vec<&Result> = timed.iter().copied().filter(|r| r.at_once == at_once).collect();
-    [alike, timed].iter().find_map(|runs| longest(runs, true).or_else(|| longest(runs, false)))
+    let alike: Vec<(&Result, f64)> = timed.iter().filter(|r| r.at_once == at_once).map(|r| (*r, r.seconds)).collect();
+    let shared: Vec<(&Result, f64)> =
+        timed.iter().filter(|r| r.at_once > 0 && at_once > 0).map(|r| (*r, scaled(r, at_once))).collect();
+    let all: Vec<(&Result, f64)> = timed.iter().map(|r| (*r, r.seconds)).collect();
+    [alike, shared, all].iter().find_map(|runs| longest(runs, true).or_else(|| longest(runs, false)))
+}
+
+/// A run's wall time as it would be with `at_once` runs on the machine: in proportion
+/// to the runs at once, with a quarter more where fewer run than shared it when timed.
+fn scaled(run: &Result, at_once: u16) -> f64 {
+    let ratio = f64::from(at_once) / f64::from(run.at_once);
+    let margin = if at_once < run.at_once { 1.25 } else { 1.0 };
+    run.seconds * ratio * margin
 }
 
 /// A duration as a number and a unit: `90s`, `9m`, `1.5h`.
@@ -125,9 +141,14 @@ mod tests {
         assert_eq!(guess(&lets("hgrn"), 2, &finished), Some(180.0));
         // Its cell has none timed alike: the longest of any cell timed alike.
         assert_eq!(guess(&lets("gdn"), 2, &finished), Some(180.0));
-        // None timed alike at all: the rule without the sharing.
-        assert_eq!(guess(&lets("gdn"), 1, &finished), Some(360.0));
-        assert_eq!(guess(&lets("gla"), 1, &finished), Some(360.0));
+        // None timed alike: the others scaled to the sharing, a quarter more for fewer.
+        assert_eq!(guess(&lets("gdn"), 1, &finished), Some(360.0 / 4.0 * 1.25));
+        assert_eq!(guess(&lets("hgrn"), 1, &finished), Some(180.0 / 2.0 * 1.25), "the longer of 350/4 and 180/2");
+        assert_eq!(guess(&lets("hgrn"), 8, &finished), Some(720.0), "in proportion: the longer of 350 · 2 and 180 · 4");
+        assert_eq!(guess(&lets("gla"), 1, &finished), Some(112.5), "no run of its cell: the longest of any");
+        // Times whose sharing was not recorded are taken as they are, last.
+        let unrecorded = [timed("gdn", 0, 300.0)];
+        assert_eq!(guess(&lets("gdn"), 2, &unrecorded), Some(300.0));
     }
 
     #[test]

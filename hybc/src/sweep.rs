@@ -745,7 +745,7 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
             if !deadline.allows(guess) {
                 let why = guess.map_or("the time limit has passed".to_string(), |guess| {
                     format!(
-                        "{:.0} s left of the time limit, runs like it took up to {guess:.0} s",
+                        "{:.0} s left of the time limit, a run like it is guessed at {guess:.0} s",
                         deadline.left().max(0.0)
                     )
                 });
