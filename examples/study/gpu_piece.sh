@@ -10,6 +10,9 @@
 #   after it:       bash examples/study/gpu_piece.sh collect FILES_AT/gpu-cuda.tar.xz
 #                   (keeps every finished run's result.json and writes the report of all
 #                   of them into examples/study/measured/gpu/)
+#   between calls:  bash examples/study/gpu_piece.sh merge FILES_AT/gpu-cuda.tar.xz
+#                   (keeps the finished runs, no report: a second or two, so the next
+#                   call goes out before the warm machine's idle release)
 # STUDY, RUNS and KEEP name another study, its runs and where its results are kept.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,8 +26,8 @@ case "${1:-}" in
     if [ -d "$keep/runs" ]; then cp -r "$keep/runs/." "$runs/"; fi
     echo "$runs: $(find "$runs" -name result.json | wc -l) finished runs"
     ;;
-  collect)
-    archive=${2:?collect needs the archive device.sh sent back}
+  merge | collect)
+    archive=${2:?$1 needs the archive device.sh sent back}
     unpacked=$(mktemp -d)
     trap 'rm -rf "$unpacked"' EXIT
     tar xJf "$archive" -C "$unpacked"
@@ -34,6 +37,10 @@ case "${1:-}" in
       cp "$unpacked/$result" "$keep/runs/$result"
       cp "$unpacked/$result" "$runs/$result"
     done
+    if [ "$1" = merge ]; then
+      echo "$runs: $(find "$runs" -name result.json | wc -l) finished runs (report with collect)"
+      exit 0
+    fi
     [ -x "$hybc" ] || cargo build --release -p hybc
     "$hybc" sweep "$study" --out "$runs" --report
     for report in results.md results.csv recall.svg search.svg; do
@@ -42,7 +49,7 @@ case "${1:-}" in
     echo "$keep: $(find "$keep/runs" -name result.json | wc -l) finished runs kept"
     ;;
   *)
-    echo "usage: $0 prepare | collect ARCHIVE" >&2
+    echo "usage: $0 prepare | merge ARCHIVE | collect ARCHIVE" >&2
     exit 2
     ;;
 esac
