@@ -505,13 +505,16 @@ pub fn extension(config: &SweepConfig, lets: &[(String, String)], finished: &[Re
     let waiting = |rates| Extension { rates, settled: false };
     let Some(mut rates) = refined_rates(config, lets, finished) else { return waiting(added) };
     // Judged on the search alone: a seed that learns later must not reopen a settled
-    // search (and take its cell's rate back from the seeds).
-    let search_runs: Vec<Result> = finished.iter().filter(|r| r.phase == Phase::Search).cloned().collect();
-    let learned = crate::learned::judge(lets, &search_runs).is_none_or(|j| j.learned());
+    // search (and take its cell's rate back from the seeds). Only asked where the best
+    // lies at an end.
+    let learned = || {
+        let search: Vec<Result> = finished.iter().filter(|r| r.phase == Phase::Search).cloned().collect();
+        crate::learned::judge(lets, &search).is_none_or(|j| j.learned())
+    };
     while added.len() < config.extend {
         let Some(scores) = scores_at(config, lets, &rates, finished) else { return waiting(added) };
         let next = pick(config, lets, &scores, finished).and_then(|best| beyond(&config.lrs, &rates, best));
-        let Some(next) = next.filter(|_| learned) else { break };
+        let Some(next) = next.filter(|_| learned()) else { break };
         added.push(next);
         rates.push(next);
         ascending(&mut rates);

@@ -96,8 +96,7 @@ pub fn points(key: &KernelKey, launch: Launch, space: usize) -> usize {
     if !matches!(launch, Launch::Lanes { .. }) {
         return space;
     }
-    let group = (1..=key.rows_per_point()).rev().find(|rows| space.is_multiple_of(*rows)).unwrap_or(1);
-    space / group
+    space / hyb_target::largest_divisor(space, key.rows_per_point())
 }
 
 /// The `blocks` or `lanes` form of `key` for `chip`, its arguments of the element types

@@ -227,7 +227,7 @@ impl Target {
     pub fn flat_row_width(self, len: usize) -> usize {
         match self {
             Target::Cpu => (1024..=8192).find(|width| len.is_multiple_of(*width)).unwrap_or(len.max(1)),
-            Target::Cuda { .. } => (1..=16).rev().find(|width| len.is_multiple_of(*width)).unwrap_or(1),
+            Target::Cuda { .. } => largest_divisor(len, 16),
         }
     }
 
@@ -241,9 +241,15 @@ impl Target {
     pub fn map_row_width(self, len: usize, natural: usize) -> usize {
         match self {
             Target::Cpu => natural,
-            Target::Cuda { .. } => (1..=4).rev().find(|width| len.is_multiple_of(*width)).unwrap_or(1),
+            Target::Cuda { .. } => largest_divisor(len, 4),
         }
     }
+}
+
+/// The largest count up to `bound` (at least 1) that divides `len`: a row width, or a
+/// group of rows, with nothing left over.
+pub fn largest_divisor(len: usize, bound: usize) -> usize {
+    (1..=bound.max(1)).rev().find(|width| len.is_multiple_of(*width)).unwrap_or(1)
 }
 
 #[cfg(test)]

@@ -114,39 +114,35 @@ pub fn check_sweep(cx: &Cx, train: Option<&TrainConfig>) -> Option<SweepConfig> 
             _ => cx.error(unknown_field(cx, name, def.name_span)),
         }
     }
-    if let Some(span) = spans.search_seeds.filter(|_| !config.searches()) {
-        cx.error(
-            Diagnostic::error(
-                "`search_seeds` sets the runs per rate of a learning-rate search, and this sweep has none",
-            )
-            .at(span, "no search to run it in")
-            .help("list several rates to search, e.g. `lr = log_grid(from: 3e-4, to: 3e-3, points: 3)`"),
-        );
-    }
-    if let Some(span) = spans.lr_tie.filter(|_| !config.searches()) {
-        cx.error(
-            Diagnostic::error("`lr_tie` sets how a learning-rate search breaks near-ties, and this sweep has none")
-                .at(span, "no search to choose in")
-                .help("list several rates to search, e.g. `lr = log_grid(from: 3e-4, to: 3e-3, points: 3)`"),
-        );
-    }
-    if let Some(span) = spans.lr_refine.filter(|_| config.refine && !config.searches()) {
-        cx.error(
-            Diagnostic::error(
-                "`lr_refine` refines a learning-rate search around its best rate, and this sweep has none",
-            )
-            .at(span, "no search to refine")
-            .help("list several rates to search, e.g. `lr = log_grid(from: 3e-4, to: 3e-3, points: 3)`"),
-        );
-    }
-    if let Some(span) = spans.lr_extend.filter(|_| config.extend > 0 && !config.searches()) {
-        cx.error(
-            Diagnostic::error(
-                "`lr_extend` carries a learning-rate search past the end its best rate lies at, and this sweep has none",
-            )
-            .at(span, "no search to extend")
-            .help("list several rates to search, e.g. `lr = log_grid(from: 3e-4, to: 3e-3, points: 3)`"),
-        );
+    // Settings of a learning-rate search, written where there is none.
+    if !config.searches() {
+        let needs_search = [
+            (
+                spans.search_seeds,
+                "`search_seeds` sets the runs per rate of a learning-rate search",
+                "no search to run it in",
+            ),
+            (spans.lr_tie, "`lr_tie` sets how a learning-rate search breaks near-ties", "no search to choose in"),
+            (
+                spans.lr_refine.filter(|_| config.refine),
+                "`lr_refine` refines a learning-rate search around its best rate",
+                "no search to refine",
+            ),
+            (
+                spans.lr_extend.filter(|_| config.extend > 0),
+                "`lr_extend` carries a learning-rate search past the end its best rate lies at",
+                "no search to extend",
+            ),
+        ];
+        for (span, what, label) in needs_search {
+            if let Some(span) = span {
+                cx.error(
+                    Diagnostic::error(format!("{what}, and this sweep has none"))
+                        .at(span, label)
+                        .help("list several rates to search, e.g. `lr = log_grid(from: 3e-4, to: 3e-3, points: 3)`"),
+                );
+            }
+        }
     }
     if block.fields.is_empty() {
         cx.error(

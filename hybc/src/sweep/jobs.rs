@@ -77,7 +77,8 @@ pub fn jobs(
     // A wave per step of the protocol that waits on the one before: the grid (or the
     // search), the refinement, each rate of an extension, the seeds.
     let waves = 2 + usize::from(config.refine) + config.extend;
-    for wave in (1..=waves).map(ordinal) {
+    for n in 1..=waves {
+        let wave = ordinal(n);
         let pending = to_run(&out, &config);
         if pending.is_empty() {
             break;
@@ -91,7 +92,7 @@ pub fn jobs(
         }
         println!("{wave} wave: {}", describe_wave(&pending));
         let lists = deal(&indices, usize::from(jobs));
-        let finished = shards(&binary, &common, &out, &lists, wave != ordinal(1), devices.as_deref(), &sharing);
+        let finished = shards(&binary, &common, &out, &lists, n > 1, devices.as_deref(), &sharing);
         if let Some((signal, status)) = stopped() {
             println!("stopped by {signal}: each shard at a checkpoint; running the sweep again continues it");
             return Ok(Some(status));
