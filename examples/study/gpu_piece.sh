@@ -41,7 +41,8 @@ case "${1:-}" in
       echo "$runs: $(find "$runs" -name result.json | wc -l) finished runs (report with collect)"
       exit 0
     fi
-    [ -x "$hybc" ] || cargo build --release -p hybc
+    # the report of this checkout's hybc, never a stale build (a no-op when it is current)
+    [ -n "${HYBC:-}" ] || cargo build --release --locked -p hybc --quiet
     "$hybc" sweep "$study" --out "$runs" --report
     for report in results.md results.csv recall.svg search.svg; do
       [ -f "$runs/$report" ] && cp "$runs/$report" "$keep/"

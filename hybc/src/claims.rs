@@ -278,7 +278,7 @@ fn pairwise(named: &[&Mixer], others: &[&Mixer]) -> (Vec<Verdict>, Vec<String>) 
                 parts.push(format!("{mixer} − {other}: no ratio in common"));
                 continue;
             }
-            let estimate = difference(&a, &b);
+            let estimate = difference(&a, &b).clipped(-1.0, 1.0);
             verdicts.push(by_sign(&estimate));
             parts.push(format!("{mixer} − {other} {}", against_zero(&estimate, 100.0, " points")));
         }

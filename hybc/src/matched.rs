@@ -68,7 +68,7 @@ pub fn markdown(results: &[Result]) -> String {
             } else if perplexity {
                 difference(&a.figures, &b.figures).text(1.0, 2)
             } else {
-                difference(&a.figures, &b.figures).text(100.0, 1) + " points"
+                difference(&a.figures, &b.figures).clipped(-1.0, 1.0).text(100.0, 1) + " points"
             };
             let _ = writeln!(
                 rows,
@@ -92,9 +92,10 @@ pub fn markdown(results: &[Result]) -> String {
     let figure = if perplexity { "perplexity a − b (lower is better)" } else { "recall a − b" };
     let header =
         format!("| attention | mixer a (state) | mixer b (state) | {figure} (95 % interval) |\n|---|---|---|---|\n");
+    let cut = if perplexity { "" } else { " An interval is cut at ±100 points, what a difference of recalls can be." };
     format!(
         "Cells of two mixers at one share of attention whose recurrent states lie within {:.0} % of each other \
-         (state and convolution cache, all layers).\n\n{header}{rows}",
+         (state and convolution cache, all layers).{cut}\n\n{header}{rows}",
         100.0 * TOLERANCE
     )
 }

@@ -46,6 +46,13 @@ impl Estimate {
         Estimate { value, interval }
     }
 
+    /// The interval cut to what the estimate can be (`low` – `high`): a difference of two
+    /// accuracies lies within ±1 whatever three seeds' t interval says. Its sign is kept.
+    pub fn clipped(self, low: f64, high: f64) -> Estimate {
+        let interval = self.interval.map(|(a, b)| (a.max(low), b.min(high)));
+        Estimate { interval, ..self }
+    }
+
     /// Above zero, below it, or neither, by its interval.
     pub fn sign(&self) -> Sign {
         match self.interval {
@@ -196,6 +203,16 @@ mod tests {
 
     /// a = 1, 2, 3 (var 1), b = 0, 0, 0, 4 (var 4): difference 1, standard error
     /// √(1/3 + 1), df = (4/3)² / ((1/3)²/2 + 1/3) = 4.571… → 4 → t 2.776.
+    #[test]
+    fn a_clipped_interval_keeps_its_value_and_sign() {
+        let wide = Estimate { value: 0.65, interval: Some((0.022, 1.278)) };
+        let clipped = wide.clipped(-1.0, 1.0);
+        assert_eq!(clipped, Estimate { value: 0.65, interval: Some((0.022, 1.0)) });
+        assert_eq!(clipped.sign(), Sign::Positive);
+        let none = Estimate { value: 0.5, interval: None };
+        assert_eq!(none.clipped(-1.0, 1.0), none);
+    }
+
     #[test]
     fn welch_difference_by_hand() {
         let d = difference(&[1.0, 2.0, 3.0], &[0.0, 0.0, 0.0, 4.0]);
