@@ -17,8 +17,9 @@
 //!
 //! A claim whose inputs the grid lacks (no recall task, one ratio, the mixer absent) is
 //! "not tested by this grid", with the reason; one the intervals cannot decide is
-//! "inconclusive". A claim that reads a cell which did not learn ([`crate::learned`]:
-//! its best held-out score within 5 points of chance) is judged twice — with those cells
+//! "inconclusive". A claim that reads a cell at a floor ([`crate::learned::floor`]: no
+//! seed of the cell above chance + 5 points, whether or not its search learned) is
+//! judged twice — with those cells
 //! at their measured figures (the failure taken as the mixer's result at this budget)
 //! and without them (taken as a failed training run that says nothing of the mixer) —
 //! and keeps its verdict only where both readings give the same one, naming the cells;
@@ -38,8 +39,9 @@ pub struct Observation {
     pub recall: Option<f64>,
     /// Language-modelling loss (nats, the log of the perplexity), if measured.
     pub lm_loss: Option<f64>,
-    /// Whether the run's cell learned its recall task (true where not judged).
-    pub learned: bool,
+    /// Whether the run's cell lies at a floor: no run of it learned its recall task, or
+    /// only its search did (none where not judged).
+    pub floor: Option<crate::learned::Floor>,
     /// How its linear mixer writes the state: `delta`, `additive`, or empty (unknown,
     /// attention alone, or both).
     pub update: String,
@@ -51,8 +53,9 @@ pub enum Verdict {
     Contradicted,
     Inconclusive,
     NotTested,
-    /// The claim's verdict depends on whether cells that did not learn are counted.
-    DidNotLearn,
+    /// The claim's verdict depends on whether cells whose seeds stayed at chance are
+    /// counted ([`crate::learned::Floor`]).
+    AtChance,
 }
 
 impl Verdict {
@@ -62,7 +65,7 @@ impl Verdict {
             Verdict::Contradicted => "not supported (contradicted)",
             Verdict::Inconclusive => "inconclusive",
             Verdict::NotTested => "not tested by this grid",
-            Verdict::DidNotLearn => "no verdict: depends on cells that did not learn",
+            Verdict::AtChance => "no verdict: depends on cells whose seeds stayed at chance",
         }
     }
 }
@@ -104,7 +107,7 @@ pub fn update_rule(observations: &[Observation]) -> Option<Finding> {
     (has("delta") && has("additive")).then(|| judged(DELTA_OVER_ADDITIVE, delta_over_additive, observations))
 }
 
-/// A claim judged on every run, and again without the cells that did not learn where
+/// A claim judged on every run, and again without the cells at a floor where
 /// it reads any ([`both_readings`]).
 fn judged(claim: &str, judge: Judge, observations: &[Observation]) -> Finding {
     let finding = judge(observations);
@@ -112,7 +115,7 @@ fn judged(claim: &str, judge: Judge, observations: &[Observation]) -> Finding {
     if cells.is_empty() || finding.verdict == Verdict::NotTested {
         return finding;
     }
-    let learned: Vec<Observation> = observations.iter().filter(|o| o.learned).cloned().collect();
+    let learned: Vec<Observation> = observations.iter().filter(|o| o.floor.is_none()).cloned().collect();
     both_readings(finding, judge(&learned), &cells)
 }
 
@@ -128,11 +131,14 @@ fn reads(claim: &str, o: &Observation) -> bool {
     }
 }
 
-/// The cells a claim reads that did not learn, as `mixer at S % attention`.
+/// The cells a claim reads that lie at a floor, as `mixer at S % attention` (and
+/// `(only its search learned)` where it did).
 fn unlearned_cells(claim: &str, observations: &[Observation]) -> Vec<String> {
     let mut cells: Vec<String> = Vec::new();
-    for o in observations.iter().filter(|o| !o.learned && reads(claim, o)) {
-        let cell = format!("{} at {:.0} % attention", o.mixer, 100.0 * o.share);
+    for o in observations.iter().filter(|o| reads(claim, o)) {
+        let Some(floor) = o.floor else { continue };
+        let search = if floor == crate::learned::Floor::SearchOnly { " (only its search learned)" } else { "" };
+        let cell = format!("{} at {:.0} % attention{search}", o.mixer, 100.0 * o.share);
         if !cells.contains(&cell) {
             cells.push(cell);
         }
@@ -140,26 +146,26 @@ fn unlearned_cells(claim: &str, observations: &[Observation]) -> Vec<String> {
     cells
 }
 
-/// A claim judged with the cells that did not learn (`all`) and without them
+/// A claim judged with the cells at a floor (`all`) and without them
 /// (`learned`): the verdict both give, or none where they differ, with both readings.
 fn both_readings(all: Finding, learned: Finding, cells: &[String]) -> Finding {
     let agree = all.verdict == learned.verdict;
     let evidence = format!(
-        "{} {} (best held-out score within {:.0} points of chance): counting them at their measured figures, {}: \
+        "{} (no seed above chance + {:.0} points): {}; counting them at their measured figures, {}: \
          {}; without them, {}: {}",
         if agree {
-            "the same verdict with and without the cells that did not learn,"
+            "the same verdict with and without the cells whose seeds stayed at chance"
         } else {
-            "reads cells that did not learn,"
+            "reads cells whose seeds stayed at chance"
         },
-        cells.join(", "),
         100.0 * crate::learned::MARGIN,
+        cells.join(", "),
         all.verdict.text(),
         all.evidence,
         learned.verdict.text(),
         learned.evidence
     );
-    let verdict = if agree { all.verdict } else { Verdict::DidNotLearn };
+    let verdict = if agree { all.verdict } else { Verdict::AtChance };
     Finding { claim: all.claim, verdict, evidence }
 }
 
@@ -403,7 +409,7 @@ mod tests {
             share,
             recall: Some(recall),
             lm_loss: None,
-            learned: true,
+            floor: None,
             update: update.into(),
         }
     }
@@ -484,7 +490,7 @@ mod tests {
                         share,
                         recall: None,
                         lm_loss: Some(loss),
-                        learned: true,
+                        floor: None,
                         update: String::new(),
                     });
                 }
@@ -500,7 +506,7 @@ mod tests {
                 share: *share,
                 recall: None,
                 lm_loss: Some(*loss),
-                learned: true,
+                floor: None,
                 update: String::new(),
             })
             .collect();
@@ -528,11 +534,18 @@ mod tests {
         assert_eq!(update_rule(&pure), None, "no hybrids: attention alone and pure mixers pose nothing");
         let mut unlearned = delta_wins.clone();
         for o in unlearned.iter_mut().filter(|o| o.mixer == "hgrn2") {
-            o.learned = false;
+            o.floor = Some(crate::learned::Floor::DidNotLearn);
         }
         let finding = update_rule(&unlearned).expect("both rules");
-        assert_eq!(finding.verdict, Verdict::DidNotLearn, "without hgrn2 no additive mixer is left: {finding:#?}");
+        assert_eq!(finding.verdict, Verdict::AtChance, "without hgrn2 no additive mixer is left: {finding:#?}");
         assert!(finding.evidence.contains("hgrn2 at 25 % attention"), "{}", finding.evidence);
+        // A cell whose search alone learned is left out alike, and named so.
+        for o in unlearned.iter_mut().filter(|o| o.mixer == "hgrn2") {
+            o.floor = Some(crate::learned::Floor::SearchOnly);
+        }
+        let finding = update_rule(&unlearned).expect("both rules");
+        assert_eq!(finding.verdict, Verdict::AtChance, "{finding:#?}");
+        assert!(finding.evidence.contains("hgrn2 at 25 % attention (only its search learned)"), "{}", finding.evidence);
     }
 
     /// The rising table of the first test, but RetNet's 1:1 cell did not learn: a claim
@@ -547,7 +560,7 @@ mod tests {
             [("gated_deltanet", |s| 0.5 + s), ("hgrn2", |s| 0.45 + s), ("retnet", |s| 0.2 + 0.1 * s)];
         let mut table = grid(&mixers, &[0.25, 0.5]);
         for o in table.iter_mut().filter(|o| o.mixer == "retnet" && o.share == 0.5) {
-            o.learned = false;
+            o.floor = Some(crate::learned::Floor::DidNotLearn);
         }
         let findings = evaluate(&table);
         let finding = |claim: &str| findings.iter().find(|f| f.claim == claim).expect("every claim").clone();
@@ -557,7 +570,7 @@ mod tests {
         assert_eq!(finding(RECALL_RISES).verdict, Verdict::Supported, "{:#?}", finding(RECALL_RISES));
         assert_eq!(finding(BEST_HYBRIDS).verdict, Verdict::Supported, "{:#?}", finding(BEST_HYBRIDS));
         let retnet = finding(RETNET_LEAST);
-        assert_eq!(retnet.verdict, Verdict::DidNotLearn, "{retnet:#?}");
+        assert_eq!(retnet.verdict, Verdict::AtChance, "{retnet:#?}");
         assert!(retnet.evidence.contains("without them, not tested by this grid"), "{}", retnet.evidence);
         assert_eq!(verdict(&findings, LM_FLAT), Verdict::NotTested);
         let learned: Vec<Observation> = table.into_iter().filter(|o| o.mixer != "retnet").collect();

@@ -8,7 +8,9 @@
 //! written before chance was recorded are not judged. Whether such a cell measures its
 //! mixer or only a failed run is not decided here: the report marks it, and a claim that
 //! reads it keeps a verdict only where counting the cell and leaving it out agree
-//! ([`crate::claims`]). When a run learned — the first evaluation at which its score
+//! ([`crate::claims`]). So does a cell that learned in its search but in none of its
+//! measured seeds ([`Floor::SearchOnly`]): its figures are floors too, whatever one
+//! search run managed. When a run learned — the first evaluation at which its score
 //! reached chance + [`MARGIN`] — is read from its `metrics.jsonl` ([`transition`]): on
 //! a recall task learning comes as a sudden transition, and a grid at a fixed budget
 //! records whether each model has made it yet, so the report shows when.
@@ -131,6 +133,30 @@ pub fn learned(lets: &[(String, String)], results: &[Result]) -> bool {
     judge(lets, results).is_none_or(|j| j.learned())
 }
 
+/// Why a cell's measured figures may be the floor of failed runs rather than its
+/// mixer's recall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Floor {
+    /// No run of the cell, search or seed, reached chance + [`MARGIN`].
+    DidNotLearn,
+    /// Its search did, none of its measured seeds (on the first test set).
+    SearchOnly,
+}
+
+/// The cell's floor, if its measured figures lie at one; none for a cell some seed of
+/// which learned, or one not judged.
+pub fn floor(lets: &[(String, String)], results: &[Result]) -> Option<Floor> {
+    let judged = judge(lets, results)?;
+    let (above, seeds) = judged.seeds;
+    if !judged.learned() {
+        Some(Floor::DidNotLearn)
+    } else if seeds > 0 && above == 0 {
+        Some(Floor::SearchOnly)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -202,6 +228,26 @@ pub(crate) mod tests {
         assert!(mixed.text().ends_with("but only 2 of 3 seeds above chance + 5 points"), "{}", mixed.text());
         let whole = judge(&lets("rwkv"), &results).expect("judged");
         assert_eq!(whole.text(), "yes (best held-out 100.0 %, chance 12.5 %)");
+        assert_eq!((floor(&lets("gdn"), &results), floor(&lets("rwkv"), &results)), (None, None));
+    }
+
+    /// A cell whose search learned and whose seeds all stayed at chance lies at a floor
+    /// as a cell that did not learn does (GPU study, HGRN-2 1:1: 55.9 % held out in its
+    /// search, 1.0, 2.6 and 0.9 % in its seeds); with no seed finished yet, not.
+    #[test]
+    fn a_cell_whose_seeds_all_failed_lies_at_a_floor() {
+        let mut results = vec![
+            run("hgrn2", Phase::Search, Some(0.559), 0.56),
+            run("hgrn2", Phase::Seed, Some(0.03), 0.01),
+            run("retnet", Phase::Search, Some(0.03), 0.03),
+            run("gla", Phase::Search, Some(0.9), 0.9),
+        ];
+        assert_eq!(floor(&lets("hgrn2"), &results), Some(Floor::SearchOnly));
+        assert!(learned(&lets("hgrn2"), &results), "it did learn, in its search");
+        assert_eq!(floor(&lets("retnet"), &results), Some(Floor::DidNotLearn));
+        assert_eq!(floor(&lets("gla"), &results), None, "no seed yet");
+        results.push(run("hgrn2", Phase::Seed, Some(0.7), 0.7));
+        assert_eq!(floor(&lets("hgrn2"), &results), None, "one seed learned");
     }
 
     /// A run without a held-out set counts with its test score beside the runs that have

@@ -4,8 +4,8 @@
 //! report's state bytes: every layer's state and convolution cache) lie within
 //! [`TOLERANCE`] of each other are compared directly — the difference of their mean
 //! first test figure (recall, or a language-modelling grid's perplexity) over their
-//! seeds with Welch's 95 % interval. A pair with a cell that did not learn
-//! ([`crate::learned`]) is listed without an estimate. When no two mixers match, the
+//! seeds with Welch's 95 % interval. A pair with a cell whose seeds stayed at chance
+//! ([`crate::learned::floor`]) is listed without an estimate. When no two mixers match, the
 //! section says so and how to size them.
 
 use std::fmt::Write as _;
@@ -62,9 +62,9 @@ pub fn markdown(results: &[Result]) -> String {
             if a.mixer == b.mixer || a.share != b.share || !matched(a.state, b.state) {
                 continue;
             }
-            let learned = crate::learned::learned(a.lets, results) && crate::learned::learned(b.lets, results);
-            let estimate = if !learned {
-                "no estimate: a cell did not learn".into()
+            let floor = |lets| crate::learned::floor(lets, results).is_some();
+            let estimate = if floor(a.lets) || floor(b.lets) {
+                "no estimate: a cell's seeds stayed at chance".into()
             } else if perplexity {
                 difference(&a.figures, &b.figures).text(1.0, 2)
             } else {

@@ -297,21 +297,37 @@ const TIMING_NOTE: &str = "\n\"Learned at step\": for each seed, the first evalu
      column shows how close to the budget the cells that learned came, a hint of which cells a longer run might \
      turn.\n";
 
-/// Below the per-cell table: how "did not learn" is judged, when a cell did not.
+/// Below the per-cell table: how "did not learn" is judged, when a cell did not, and
+/// what becomes of a cell whose search alone learned.
 fn unlearned_note(results: &[Result]) -> String {
-    let count = cells(results).iter().filter(|c| !crate::learned::learned(&c[0].lets, results)).count();
-    if count == 0 {
-        return String::new();
+    use crate::learned::Floor;
+    let floors: Vec<Floor> = cells(results).iter().filter_map(|c| crate::learned::floor(&c[0].lets, results)).collect();
+    let count = |kind: Floor| floors.iter().filter(|f| **f == kind).count();
+    let (unlearned, search_only) = (count(Floor::DidNotLearn), count(Floor::SearchOnly));
+    let mut note = String::new();
+    if unlearned > 0 {
+        note += &format!(
+            "\n{unlearned} cell(s) did not learn: the best held-out score of every run of the cell (search and seeds) \
+             stayed below the task's chance + {:.0} points (MQAR and forgetting-MQAR: chance 1/pairs, naming one of \
+             the context's values without binding it to its key; a needle: a uniform guess over the value range). \
+             Their figures may be the floor of a failed run rather than the mixer's recall, and a cell at chance to \
+             its last step may still learn in a longer run (a recall task's transition can come late and suddenly).",
+            100.0 * crate::learned::MARGIN
+        );
     }
-    format!(
-        "\n{count} cell(s) did not learn: the best held-out score of every run of the cell (search and seeds) \
-         stayed below the task's chance + {:.0} points (MQAR and forgetting-MQAR: chance 1/pairs, naming one of \
-         the context's values without binding it to its key; a needle: a uniform guess over the value range). \
-         Their figures may be the floor of a failed run rather than the mixer's recall, and a cell at chance to \
-         its last step may still learn in a longer run (a recall task's transition can come late and suddenly): \
-         a claim that reads them is judged with and without them and keeps a verdict only where both agree.\n",
-        100.0 * crate::learned::MARGIN
-    )
+    if search_only > 0 {
+        note += &format!(
+            "\n{search_only} cell(s) learned in their search alone: none of their seeds rose above chance + {:.0} \
+             points, so their figures are floors too, and one search run's transition says little of how often the \
+             rate's runs learn (`search_seeds = k` chooses by k runs a rate).",
+            100.0 * crate::learned::MARGIN
+        );
+    }
+    if !note.is_empty() {
+        note += " A claim that reads such cells is judged with and without them and keeps a verdict only where both \
+                 agree.\n";
+    }
+    note
 }
 
 /// The steps of a cell's runs: the budget, and where plateaus stopped runs.
@@ -485,7 +501,7 @@ pub(crate) fn observations(results: &[Result]) -> Vec<Observation> {
             share: r.attention_share,
             recall: r.accuracy.iter().find(|(name, _)| !is_perplexity(name)).map(|(_, a)| *a),
             lm_loss: r.accuracy.iter().find(|(name, _)| is_perplexity(name)).map(|(_, p)| p.ln()),
-            learned: crate::learned::learned(&r.lets, results),
+            floor: crate::learned::floor(&r.lets, results),
             update: if r.update.is_empty() { family_update(&r.mixer).into() } else { r.update.clone() },
         })
         .collect()
@@ -659,7 +675,7 @@ mod tests {
         );
         assert!(rises.contains("retnet at 50 % attention, retnet at 25 % attention"), "{rises}");
         let retnet = line("In hybrids, RetNet gains least from attention.");
-        assert!(retnet.contains("| **no verdict: depends on cells that did not learn** |"), "{retnet}");
+        assert!(retnet.contains("| **no verdict: depends on cells whose seeds stayed at chance** |"), "{retnet}");
         assert!(!text.contains("## By group of answers"), "no groups, no section");
     }
 
