@@ -778,12 +778,16 @@ fn sweep_runs_the_grid_and_resumes() {
     // Listing and reporting run nothing: a GPU study lists on a machine without a GPU.
     assert_eq!(with(&["--list", "--target", "cuda"]), listed);
     // A shard's list: its runs, with their indices in the whole grid.
+    assert!(listed.ends_with("# 0 done, 8 to run, 4 waiting for their search\n"), "{listed}");
     let second = with(&["--list", "--shard", "1/2"]);
     let wanted: Vec<&str> = listed
         .lines()
         .filter(|line| line.split('\t').next().is_some_and(|i| i.parse::<usize>().is_ok_and(|i| i % 2 == 1)))
         .collect();
-    assert_eq!(second.lines().collect::<Vec<_>>(), wanted, "{second}");
+    let runs_of =
+        |list: &str| list.lines().filter(|line| !line.starts_with('#')).map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(runs_of(&second), wanted, "{second}");
+    assert!(second.ends_with("# 0 done, 4 to run, 2 waiting for their search\n"), "the shard's own: {second}");
     assert_eq!(wanted.len(), 6, "{listed}");
     let shard = with(&["--shard", "0/2"]);
     assert!(shard.contains("[1/12]") && shard.contains("[7/12]") && !shard.contains("[2/12]"), "{shard}");
