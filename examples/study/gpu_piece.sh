@@ -13,7 +13,10 @@
 #   between calls:  bash examples/study/gpu_piece.sh merge FILES_AT/gpu-cuda.tar.xz
 #                   (keeps the finished runs, no report: a second or two, so the next
 #                   call goes out before the warm machine's idle release)
-# STUDY, RUNS and KEEP name another study, its runs and where its results are kept.
+# STUDY, RUNS and KEEP name another study, its runs and where its results are kept;
+# SHARED="DIR PREFIX..." has `prepare` also take the finished runs of DIR whose names
+# start with a PREFIX (another study's cells of the same definitions and lets:
+# gpu_conv.hyb's GatedDeltaNet and DeltaNet cells are gpu.hyb's).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 study=${STUDY:-examples/study/gpu.hyb}
@@ -24,6 +27,15 @@ case "${1:-}" in
   prepare)
     mkdir -p "$runs"
     if [ -d "$keep/runs" ]; then cp -r "$keep/runs/." "$runs/"; fi
+    if [ -n "${SHARED:-}" ]; then
+      read -r from prefixes <<< "$SHARED"
+      for prefix in $prefixes; do
+        for dir in "$from/$prefix"*/; do
+          [ -f "$dir/result.json" ] || continue
+          mkdir -p "$runs/$(basename "$dir")" && cp "$dir/result.json" "$runs/$(basename "$dir")/"
+        done
+      done
+    fi
     echo "$runs: $(find "$runs" -name result.json | wc -l) finished runs"
     ;;
   merge | collect)
