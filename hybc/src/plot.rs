@@ -63,6 +63,8 @@ pub struct Chart {
     pub series: Vec<(String, Vec<(f64, f64)>)>,
     /// Error bars of each series (same order): (x, low, high); none for a series without.
     pub bars: Vec<Vec<(f64, f64, f64)>>,
+    /// A dashed level across the plot with its label (a recall task's chance).
+    pub level: Option<(f64, String)>,
 }
 
 impl Chart {
@@ -121,6 +123,17 @@ impl Chart {
             TOP + plot_h / 2.0,
             escape(&self.y_label)
         );
+        if let Some((y, label)) = &self.level {
+            let py = y_at(*y);
+            let _ = writeln!(
+                svg,
+                "<line x1=\"{LEFT}\" y1=\"{py:.1}\" x2=\"{0}\" y2=\"{py:.1}\" stroke=\"#888\" stroke-dasharray=\"4 4\"/>\n\
+                 <text x=\"{0}\" y=\"{1:.1}\" text-anchor=\"end\" fill=\"#666\">{2}</text>",
+                LEFT + plot_w,
+                py - 4.0,
+                escape(label)
+            );
+        }
         for (k, (name, points)) in self.series.iter().enumerate() {
             let colour = COLOURS[k % COLOURS.len()];
             // Past the palette, the colours again with dashes: no two series look alike.
@@ -177,10 +190,10 @@ pub struct Point {
 }
 
 /// A sweep's figure against a categorical axis (categories in order of first
-/// appearance), with error bars; accuracy in percent on 0–100 %, else (a perplexity or
-/// a loss) over the range the means and intervals span, so differences of a few tenths
-/// show.
-pub fn sweep_svg(x_label: &str, y_label: &str, accuracy: bool, points: Vec<Point>) -> String {
+/// appearance), with error bars; accuracy in percent on 0–100 % (with the task's
+/// `chance` as a dashed level where known), else (a perplexity or a loss) over the range
+/// the means and intervals span, so differences of a few tenths show.
+pub fn sweep_svg(x_label: &str, y_label: &str, accuracy: bool, chance: Option<f64>, points: Vec<Point>) -> String {
     let mut categories: Vec<String> = Vec::new();
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     let mut bars: Vec<Vec<(f64, f64, f64)>> = Vec::new();
@@ -209,6 +222,7 @@ pub fn sweep_svg(x_label: &str, y_label: &str, accuracy: bool, points: Vec<Point
         x_ticks: categories.into_iter().enumerate().map(|(i, c)| (i as f64, c)).collect(),
         series,
         bars,
+        level: chance.filter(|_| accuracy).map(|c| (c, format!("chance {:.1} %", 100.0 * c))),
     }
     .svg()
 }
@@ -240,7 +254,8 @@ pub fn run_svgs(metrics: &str) -> Vec<(&'static str, String)> {
         nice_ticks(0.0, last, 5).into_iter().filter(|x| *x <= last * 1.0001).map(|x| (x, tick_label(x, 1.0))).collect();
     let chart = |y_label: &str, series: Series, y_ticks: Vec<f64>, y_format: fn(f64) -> String| {
         let x_ticks = x_ticks.clone();
-        Chart { x_label: "step".into(), y_label: y_label.into(), y_ticks, y_format, x_ticks, series, bars: Vec::new() }
+        let bars = Vec::new();
+        Chart { x_label: "step".into(), y_label: y_label.into(), y_ticks, y_format, x_ticks, series, bars, level: None }
             .svg()
     };
     let top = |series: &Series| series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).fold(0.0, f64::max);
@@ -321,6 +336,7 @@ mod tests {
             x_ticks: vec![(0.0, "2".into()), (1.0, "4".into())],
             series,
             bars,
+            level: None,
         };
         let svg = chart.svg();
         let right = (40.0 + CHAR_WIDTH * 6.0).clamp(RIGHT, RIGHT_MAX);
@@ -351,7 +367,8 @@ mod tests {
                 ["1e-3", "3e-3"].map(|x| Point { series: format!("cell{k}"), x: x.into(), mean: 0.5, interval: None })
             })
             .collect();
-        let svg = sweep_svg("learning rate", "held-out", true, points);
+        let svg = sweep_svg("learning rate", "held-out", true, Some(0.125), points);
+        assert!(svg.contains("stroke-dasharray=\"4 4\"") && svg.contains(">chance 12.5 %</text>"), "{svg}");
         let styles: Vec<&str> = svg
             .lines()
             .filter(|line| line.starts_with("<polyline"))
@@ -372,7 +389,9 @@ mod tests {
             mean,
             interval: Some((mean - 0.1, mean + 0.1)),
         };
-        let svg = sweep_svg("attn_every", "perplexity", false, vec![point("gdn", 5.57), point("retnet", 7.61)]);
+        let svg =
+            sweep_svg("attn_every", "perplexity", false, Some(0.5), vec![point("gdn", 5.57), point("retnet", 7.61)]);
+        assert!(!svg.contains("chance"), "no chance on a perplexity axis: {svg}");
         let labels: Vec<f64> = svg
             .lines()
             .filter(|line| line.contains("text-anchor=\"end\""))

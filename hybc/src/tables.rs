@@ -574,7 +574,7 @@ fn chart(config: &SweepConfig, results: &[Result]) -> String {
         .collect();
     let x_label = config.axes.last().map_or("run".into(), |a| a.name.clone());
     let y_label = if accuracy { format!("{name} accuracy") } else { name };
-    crate::plot::sweep_svg(&x_label, &y_label, accuracy, points)
+    crate::plot::sweep_svg(&x_label, &y_label, accuracy, chance(results), points)
 }
 
 /// Each cell's held-out figure against the learning rate, one line per cell: where each
@@ -599,7 +599,14 @@ fn search_chart(config: &SweepConfig, results: &[Result]) -> String {
     }
     let accuracy = !is_perplexity(&name);
     let y_label = if accuracy { format!("{name} accuracy") } else { name };
-    crate::plot::sweep_svg("learning rate", &y_label, accuracy, points)
+    crate::plot::sweep_svg("learning rate", &y_label, accuracy, chance(results), points)
+}
+
+/// The recall task's chance, where every run that records one agrees on it.
+fn chance(results: &[Result]) -> Option<f64> {
+    let mut chances = results.iter().filter_map(|r| r.chance);
+    let first = chances.next()?;
+    chances.all(|c| c == first).then_some(first)
 }
 
 #[cfg(test)]
