@@ -82,6 +82,22 @@ fn scaled(run: &Result, at_once: u16) -> f64 {
     run.seconds * ratio * margin
 }
 
+/// The machine's time a run takes, from finished runs: the median of each run's wall
+/// time divided by the runs that trained at once beside it (four runs of 200 s at once
+/// take 50 s of the machine each); none before a run was timed.
+pub fn pace(finished: &[Result]) -> Option<f64> {
+    let mut shares: Vec<f64> =
+        finished.iter().filter(|r| r.seconds > 0.0).map(|r| r.seconds / f64::from(r.at_once.max(1))).collect();
+    shares.sort_by(f64::total_cmp);
+    let n = shares.len();
+    (n > 0).then(|| if n % 2 == 1 { shares[n / 2] } else { (shares[n / 2 - 1] + shares[n / 2]) / 2.0 })
+}
+
+/// `45 min`, `1.7 h`.
+pub fn hours(seconds: f64) -> String {
+    if seconds < 5400.0 { format!("{:.0} min", seconds / 60.0) } else { format!("{:.1} h", seconds / 3600.0) }
+}
+
 /// A duration as a number and a unit: `90s`, `9m`, `1.5h`.
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let bad = || format!("`{text}` is not a duration: write a number and s, m or h (`540s`, `9m`, `2h`)");
@@ -149,6 +165,17 @@ mod tests {
         // Times whose sharing was not recorded are taken as they are, last.
         let unrecorded = [timed("gdn", 0, 300.0)];
         assert_eq!(guess(&lets("gdn"), 2, &unrecorded), Some(300.0));
+    }
+
+    /// The pace of a sweep: each run's time over the runs beside it, the median; none
+    /// before a run was timed.
+    #[test]
+    fn the_pace_is_the_median_share_of_the_machine() {
+        let timed = |seconds, at_once| Result { seconds, at_once, ..run("gdn", Phase::Seed, None, 0.5) };
+        assert_eq!(pace(&[timed(400.0, 8), timed(200.0, 4), timed(73.0, 1), timed(0.0, 8)]), Some(50.0));
+        assert_eq!(pace(&[timed(90.0, 0), timed(30.0, 1)]), Some(60.0), "unrecorded sharing counts as alone");
+        assert_eq!(pace(&[timed(0.0, 4)]), None);
+        assert_eq!((hours(2700.0), hours(6120.0)), ("45 min".to_string(), "1.7 h".to_string()));
     }
 
     #[test]

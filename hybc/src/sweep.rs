@@ -659,30 +659,14 @@ fn list(console: &dyn Console, out: &Path, config: &SweepConfig, runs: &[Run], s
     if count("not needed") > 0 {
         summary += &format!(", {} not needed", count("not needed"));
     }
-    if let Some(seconds) = pace(&finished_beside(out, config, &search)).filter(|_| left > 0) {
+    if let Some(seconds) = crate::deadline::pace(&finished_beside(out, config, &search)).filter(|_| left > 0) {
         summary += &format!(
             "; the {left} left: about {} at the finished runs' pace ({seconds:.0} s of their machine a run, the \
              median of each run's time over the runs at once beside it)",
-            hours(left as f64 * seconds)
+            crate::deadline::hours(left as f64 * seconds)
         );
     }
     console.line(&summary);
-}
-
-/// The machine's time a run takes, from finished runs: the median of each run's wall
-/// time divided by the runs that trained at once beside it (four runs of 200 s at once
-/// take 50 s of the machine each); none before a run was timed.
-fn pace(finished: &[Result]) -> Option<f64> {
-    let mut shares: Vec<f64> =
-        finished.iter().filter(|r| r.seconds > 0.0).map(|r| r.seconds / f64::from(r.at_once.max(1))).collect();
-    shares.sort_by(f64::total_cmp);
-    let n = shares.len();
-    (n > 0).then(|| if n % 2 == 1 { shares[n / 2] } else { (shares[n / 2 - 1] + shares[n / 2]) / 2.0 })
-}
-
-/// `45 min`, `1.7 h`.
-fn hours(seconds: f64) -> String {
-    if seconds < 5400.0 { format!("{:.0} min", seconds / 60.0) } else { format!("{:.1} h", seconds / 3600.0) }
 }
 
 /// Trains one run into `dir` and writes its `result.json`; `Some(status)` when a
@@ -1076,17 +1060,6 @@ mod tests {
         assert_eq!(extension(&config, &[], &with_seed), Extension { rates: Vec::new(), settled: true });
         assert_eq!(chosen_lr(&config, &[], &with_seed), Some(1e-3));
         assert_eq!(chosen_lr(&plain, &[], &further), Some(1e-3), "without lr_extend the extended runs are not read");
-    }
-
-    /// The pace of a sweep: each run's time over the runs beside it, the median; none
-    /// before a run was timed.
-    #[test]
-    fn the_pace_is_the_median_share_of_the_machine() {
-        let timed = |seconds, at_once| Result { seconds, at_once, ..search_result(1e-3, 0.5, 0.5) };
-        assert_eq!(pace(&[timed(400.0, 8), timed(200.0, 4), timed(73.0, 1), timed(0.0, 8)]), Some(50.0));
-        assert_eq!(pace(&[timed(90.0, 0), timed(30.0, 1)]), Some(60.0), "unrecorded sharing counts as alone");
-        assert_eq!(pace(&[timed(0.0, 4)]), None);
-        assert_eq!((hours(2700.0), hours(6120.0)), ("45 min".to_string(), "1.7 h".to_string()));
     }
 
     /// With a search: every cell's rates first (on the search seed), then its seeds

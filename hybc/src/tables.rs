@@ -174,7 +174,29 @@ fn protocol(config: &SweepConfig, results: &[Result]) -> String {
         ));
     }
     lines.extend(devices(results));
+    lines.extend(compute(results));
     lines.iter().map(|l| format!("- {l}\n")).collect()
+}
+
+/// The protocol's line of what the runs cost: their wall time, and the share of their
+/// machines it took (each run's time over the runs at once beside it); none before a
+/// run was timed.
+fn compute(results: &[Result]) -> Option<String> {
+    let timed: Vec<&Result> = results.iter().filter(|r| r.seconds > 0.0).collect();
+    if timed.is_empty() {
+        return None;
+    }
+    let wall: f64 = timed.iter().map(|r| r.seconds).sum();
+    let machine: f64 = timed.iter().map(|r| r.seconds / f64::from(r.at_once.max(1))).sum();
+    let untimed = results.len() - timed.len();
+    let untimed = if untimed > 0 { format!(" ({untimed} run(s) not timed)") } else { String::new() };
+    Some(format!(
+        "compute: {} timed run(s), {} of wall time, about {} of their machines (each run's time over the runs at \
+         once beside it){untimed}",
+        timed.len(),
+        crate::deadline::hours(wall),
+        crate::deadline::hours(machine)
+    ))
 }
 
 /// The protocol's line of what the runs trained on: each device with its count of runs
@@ -757,6 +779,18 @@ mod tests {
         assert!(csv.lines().next().expect("a header").contains(",learned_at,device,"), "{csv}");
         assert!(csv.contains(",\"cuda (NVIDIA H100 80GB HBM3)\","), "{csv}");
         assert_eq!(super::devices(&[]), None);
+        assert_eq!(super::compute(&results), None, "no run timed");
+        results[0].seconds = 2400.0;
+        results[0].at_once = 8;
+        results[1].seconds = 3000.0;
+        results[1].at_once = 4;
+        assert_eq!(
+            super::compute(&results).as_deref(),
+            Some(
+                "compute: 2 timed run(s), 1.5 h of wall time, about 18 min of their machines (each run's time over \
+                 the runs at once beside it) (1 run(s) not timed)"
+            )
+        );
     }
 
     /// Three seeds far apart: Student's t reaches past 100 % and below a loss of 0; the
