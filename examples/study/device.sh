@@ -13,12 +13,20 @@
 #   runs go to runs/<stem>, so a sweep stopped by the time limit resumes in the next
 #   call when runs/<stem> is carried back from the last call's archive (runs with a
 #   result.json are skipped; an unfinished run starts again).
+#   SUITE=1 with a BUNDLE that also holds `rt` (bench/gpu/branch_check.sh's, the
+#   stripped `runtime` test binary): first the runtime's GPU suite (`rt gpu::`, about
+#   170 s on an H100; $OUT/rt.log), then the sweeps — SWEEP_S counts from after it.
 #   run: OUT=$OUT STUDIES="examples/study/forgetting.hyb=11 examples/study/lm.hyb=5" SWEEP_S=540 bash examples/study/device.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 if [ -n "${BUNDLE-}" ]; then
-  [ -x /tmp/branch_bin/hybc ] || { mkdir -p /tmp/branch_bin && xz -dc "$BUNDLE" | tar xf - -C /tmp/branch_bin hybc; }
+  [ -x /tmp/branch_bin/hybc ] || { mkdir -p /tmp/branch_bin && xz -dc "$BUNDLE" | tar xf - -C /tmp/branch_bin; }
   HYBC=/tmp/branch_bin/hybc
+fi
+if [ -n "${SUITE-}" ]; then
+  (cd runtime && timeout "${RT_S:-220}" /tmp/branch_bin/rt gpu:: --test-threads 1 > "$OUT/rt.log" 2>&1
+   echo "rt exit $?" >> "$OUT/rt.log")
+  grep -E "^test |test result|rt exit" "$OUT/rt.log"
 fi
 if [ -z "${HYBC-}" ]; then xz -dc .device/hybc.xz > /tmp/hybc && chmod +x /tmp/hybc; fi
 HYBC=${HYBC:-/tmp/hybc}
