@@ -189,8 +189,9 @@ pub struct Point {
     pub interval: Option<(f64, f64)>,
 }
 
-/// A sweep's figure against a categorical axis (categories in order of first
-/// appearance), with error bars; accuracy in percent on 0–100 % (with the task's
+/// A sweep's figure against a categorical axis (categories in ascending order where
+/// every one is a number — learning rates, attention periods — else in order of first
+/// appearance; lines in order of first appearance), with error bars; accuracy in percent on 0–100 % (with the task's
 /// `chance` as a dashed level where known), else (a perplexity or a loss) over the range
 /// the means and intervals span, so differences of a few tenths show.
 pub fn sweep_svg(x_label: &str, y_label: &str, accuracy: bool, chance: Option<f64>, points: Vec<Point>) -> String {
@@ -199,11 +200,19 @@ pub fn sweep_svg(x_label: &str, y_label: &str, accuracy: bool, chance: Option<f6
     let mut bars: Vec<Vec<(f64, f64, f64)>> = Vec::new();
     let top = points.iter().map(|p| p.interval.map_or(p.mean, |i| i.1)).fold(0.0, f64::max);
     let bottom = points.iter().map(|p| p.interval.map_or(p.mean, |i| i.0)).fold(top, f64::min);
-    for point in points {
-        let index = categories.iter().position(|c| *c == point.x).unwrap_or_else(|| {
+    for point in &points {
+        if !categories.contains(&point.x) {
             categories.push(point.x.clone());
-            categories.len() - 1
-        }) as f64;
+        }
+    }
+    let numbers: Option<Vec<f64>> = categories.iter().map(|c| c.parse::<f64>().ok()).collect();
+    if let Some(numbers) = numbers {
+        let mut paired: Vec<(f64, String)> = numbers.into_iter().zip(categories).collect();
+        paired.sort_by(|a, b| a.0.total_cmp(&b.0));
+        categories = paired.into_iter().map(|(_, c)| c).collect();
+    }
+    for point in points {
+        let index = categories.iter().position(|c| *c == point.x).expect("every category listed") as f64;
         let line = series.iter().position(|(n, _)| *n == point.series).unwrap_or_else(|| {
             series.push((point.series.clone(), Vec::new()));
             bars.push(Vec::new());
@@ -377,6 +386,22 @@ mod tests {
         assert_eq!(styles.len(), 12, "{svg}");
         let distinct: std::collections::HashSet<&&str> = styles.iter().collect();
         assert_eq!(distinct.len(), 12, "{styles:?}");
+    }
+
+    /// Numeric categories stand in ascending order whatever order the points come in;
+    /// names in order of first appearance.
+    #[test]
+    fn numeric_categories_ascend() {
+        let point = |series: &str, x: &str| Point { series: series.into(), x: x.into(), mean: 0.5, interval: None };
+        let order = |svg: &str, labels: &[&str]| {
+            let at: Vec<usize> = labels.iter().map(|l| svg.find(&format!(">{l}</text>")).expect("a tick")).collect();
+            at.windows(2).all(|w| w[0] < w[1])
+        };
+        let rates =
+            sweep_svg("lr", "acc", true, None, vec![point("b", "1e-3"), point("a", "3.16e-4"), point("a", "1e-3")]);
+        assert!(order(&rates, &["3.16e-4", "1e-3"]), "{rates}");
+        let names = sweep_svg("mixer", "acc", true, None, vec![point("a", "gla"), point("a", "gdn")]);
+        assert!(order(&names, &["gla", "gdn"]), "{names}");
     }
 
     /// A perplexity chart's axis spans the figures (5.5–7.6), not 0 up: the lowest tick

@@ -611,8 +611,10 @@ fn search_chart(config: &SweepConfig, results: &[Result]) -> String {
     lrs.sort_by(f64::total_cmp);
     lrs.dedup();
     let mut points = Vec::new();
-    for lr in &lrs {
-        for lets in &cells {
+    // Cell by cell, so the legend lists the cells in the grid's order (the chart puts the
+    // rates in ascending order).
+    for lets in &cells {
+        for lr in &lrs {
             let Some((_, figure)) = crate::sweep::search_figure(config, lets, *lr, results) else { continue };
             let cell: Vec<&str> = lets.iter().map(|(_, v)| v.as_str()).collect();
             let series = if cell.is_empty() { "held-out".into() } else { cell.join(", ") };
