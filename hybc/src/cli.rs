@@ -249,6 +249,10 @@ pub(crate) enum Command {
         #[arg(long, value_name = "N", hide = true, requires = "runs", default_value_t = 1,
               value_parser = clap::value_parser!(u16).range(1..))]
         at_once: u16,
+        /// This process's marker among its --jobs wave's (one file a shard, in one
+        /// folder, removed when the shard ends): a run counts the shards still at work.
+        #[arg(long, value_name = "FILE", hide = true, requires = "runs")]
+        wave_marker: Option<PathBuf>,
         /// Set a field of the train or eval block, checked as if written in the file:
         /// `--set steps=100`, `--set 'optimizer=adamw(lr: 1e-3)'`, `--set eval.batch=4`
         /// (repeatable; a flag such as --steps and a --set of its field together is an error).

@@ -102,9 +102,10 @@ fn main() -> ExitCode {
             time_limit,
             deadline_at,
             at_once,
+            wave_marker,
             sets,
         } if jobs > 1 => {
-            let _ = (list, shard, runs, report, at_once);
+            let _ = (list, shard, runs, report, at_once, wave_marker);
             let deadline = deadline_of(time_limit, deadline_at);
             install_interrupt().and_then(|interrupt| {
                 let options = sweep::Jobs { count: jobs, mps: !no_mps, interrupt: Some(&interrupt), deadline };
@@ -122,7 +123,19 @@ fn main() -> ExitCode {
             Err(Failure::Usage("--no-mps concerns several shards on one GPU; with --jobs 1 none share one".into()))
         }
         Command::Sweep {
-            file, out, target, list, shard, runs, report, time_limit, deadline_at, at_once, sets, ..
+            file,
+            out,
+            target,
+            list,
+            shard,
+            runs,
+            report,
+            time_limit,
+            deadline_at,
+            at_once,
+            wave_marker,
+            sets,
+            ..
         } => {
             let deadline = deadline_of(time_limit, deadline_at);
             let mode = if list {
@@ -133,8 +146,10 @@ fn main() -> ExitCode {
                 let selection = runs.map(|r| sweep::Selection::Runs(r.0)).or(shard.map(sweep::Selection::Shard));
                 sweep::Mode::Train(selection)
             };
-            no_flag_and_set(&sets, &[("target", target.is_some())])
-                .and_then(|()| run_sweep(&file, out.as_deref(), target, &sets, mode, deadline, at_once))
+            no_flag_and_set(&sets, &[("target", target.is_some())]).and_then(|()| {
+                let sharing = Sharing { at_once, wave_marker: wave_marker.as_deref() };
+                run_sweep(&file, out.as_deref(), target, &sets, mode, deadline, sharing)
+            })
         }
         Command::Eval { file, ckpt, json, target, sets } => no_flag_and_set(&sets, &[("target", target.is_some())])
             .and_then(|()| hyb_train::model_file::refuse_unread_by_evaluation(&sets).map_err(Failure::Usage))
@@ -535,6 +550,13 @@ fn export_fla(file: &Path, checkpoint: &Path, output: &Path, stored: Stored) -> 
     Ok(())
 }
 
+/// How a sweep's process shares its machine: `--at-once`, and under `--jobs` its marker
+/// among the wave's (`--wave-marker`).
+struct Sharing<'a> {
+    at_once: u16,
+    wave_marker: Option<&'a Path>,
+}
+
 fn run_sweep(
     file: &Path,
     out: Option<&Path>,
@@ -542,8 +564,19 @@ fn run_sweep(
     sets: &[String],
     mode: sweep::Mode,
     deadline: Option<hybc::deadline::Deadline>,
-    at_once: u16,
+    sharing: Sharing,
 ) -> Result<(), Failure> {
+    // The shard's marker goes when it ends, however it ends (`--jobs`' next wave clears
+    // the folder of any a killed shard left).
+    struct Marker<'a>(Option<&'a Path>);
+    impl Drop for Marker<'_> {
+        fn drop(&mut self) {
+            if let Some(marker) = self.0 {
+                let _ = std::fs::remove_file(marker);
+            }
+        }
+    }
+    let _marker = Marker(sharing.wave_marker);
     let interrupt = install_interrupt()?;
     let compilation = load_with(file, sets)?;
     let model = compilation.model().expect("no errors means a model");
@@ -553,7 +586,8 @@ fn run_sweep(
         target::preflight(file, &compilation, target)?;
     }
     let console = &sweep::Terminal;
-    let setup = sweep::Setup { file, out, target, sets, interrupt: Some(&interrupt), console, deadline, at_once };
+    let (at_once, wave) = (sharing.at_once, sharing.wave_marker.and_then(Path::parent));
+    let setup = sweep::Setup { file, out, target, sets, interrupt: Some(&interrupt), console, deadline, at_once, wave };
     let stopped = sweep::sweep(&setup, model, mode).map_err(|message| {
         eprintln!("error: {message}");
         Failure::User

@@ -482,6 +482,20 @@ pub struct Setup<'a> {
     /// How many runs train at once on the machine, this process's included (1 alone,
     /// the wave's shards under `--jobs`).
     pub at_once: u16,
+    /// Under `--jobs`: the folder where each of the wave's shards keeps a marker while it
+    /// is at work, so a run counts the shards still at work when it starts ([`Setup::runs_at_once`]).
+    pub wave: Option<&'a Path>,
+}
+
+impl Setup<'_> {
+    /// How many runs train at once now, this one's included: the wave's shards still at
+    /// work (a run a shard starts after the others have finished trains alone, and is
+    /// timed and guessed so), at most `at_once`; `at_once` outside a wave.
+    pub fn runs_at_once(&self) -> u16 {
+        let Some(wave) = self.wave else { return self.at_once };
+        let markers = std::fs::read_dir(wave).map_or(0, |entries| entries.filter_map(|e| e.ok()).count());
+        u16::try_from(markers).unwrap_or(u16::MAX).clamp(1, self.at_once.max(1))
+    }
 }
 
 /// Trains every run of the sweep not done before (or lists them, or reports on those
@@ -552,7 +566,7 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
             continue;
         }
         if let Some(deadline) = setup.deadline {
-            let guess = crate::deadline::guess(&run.lets, setup.at_once, &finished.runs);
+            let guess = crate::deadline::guess(&run.lets, setup.runs_at_once(), &finished.runs);
             if !deadline.allows(guess) {
                 let why = guess.map_or("the time limit has passed".to_string(), |guess| {
                     format!(
@@ -691,6 +705,7 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         },
         interrupt: setup.interrupt.cloned(),
     };
+    let at_once = setup.runs_at_once();
     let started = std::time::Instant::now();
     let outcome = setup.console.train(file, &model, &options)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -739,7 +754,7 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
         by_group,
         update: update_rule(&model),
         seconds,
-        at_once: setup.at_once,
+        at_once,
         learned_at,
         device: outcome.device.clone(),
     };
@@ -1060,6 +1075,36 @@ mod tests {
         assert_eq!(extension(&config, &[], &with_seed), Extension { rates: Vec::new(), settled: true });
         assert_eq!(chosen_lr(&config, &[], &with_seed), Some(1e-3));
         assert_eq!(chosen_lr(&plain, &[], &further), Some(1e-3), "without lr_extend the extended runs are not read");
+    }
+
+    /// A run under `--jobs` counts the wave's shards still at work (their markers), at
+    /// least itself and at most the wave; outside a wave, what it was told.
+    #[test]
+    fn a_run_counts_the_shards_still_at_work() {
+        let wave = std::env::temp_dir().join(format!("hyb_wave_{}", std::process::id()));
+        std::fs::create_dir_all(&wave).expect("a temp folder");
+        let setup = |wave| Setup {
+            file: Path::new("study.hyb"),
+            out: None,
+            target: hyb_driver::Target::default(),
+            sets: &[],
+            interrupt: None,
+            console: &Terminal,
+            deadline: None,
+            at_once: 8,
+            wave,
+        };
+        assert_eq!(setup(Some(&wave)).runs_at_once(), 1, "no marker left: itself");
+        for shard in 0..3 {
+            std::fs::write(wave.join(format!("shard-{shard}")), "").expect("a marker");
+        }
+        assert_eq!(setup(Some(&wave)).runs_at_once(), 3);
+        for shard in 3..10 {
+            std::fs::write(wave.join(format!("shard-{shard}")), "").expect("a marker");
+        }
+        assert_eq!(setup(Some(&wave)).runs_at_once(), 8, "at most the wave");
+        assert_eq!(setup(None).runs_at_once(), 8);
+        std::fs::remove_dir_all(&wave).expect("removable");
     }
 
     /// With a search: every cell's rates first (on the search seed), then its seeds

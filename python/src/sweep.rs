@@ -107,6 +107,7 @@ pub fn sweep<'py>(
         console: &console,
         deadline,
         at_once: 1,
+        wave: None,
     };
     let mode = if report_only { Mode::Report } else { Mode::Train(None) };
     let stopped = hybc::sweep::sweep(&setup, model.ir(), mode);

@@ -195,7 +195,9 @@ fn gpus_for(jobs: u16) -> std::result::Result<Vec<String>, String> {
 
 /// One wave: a child process per list of runs (`--runs`), each logging to
 /// `shard-<i>.log` (a later wave appends to the first's log), each on its own GPU of
-/// `devices` if given, in `sharing`'s environment.
+/// `devices` if given, in `sharing`'s environment. Each has a marker in `<out>/.wave/`
+/// while it is at work (`--wave-marker`, removed as it ends), so a run a shard starts
+/// after others have ended counts, times and guesses the runs really at once.
 fn shards(
     binary: &Path,
     common: &[String],
@@ -206,6 +208,14 @@ fn shards(
     sharing: &crate::mps::Sharing,
 ) -> std::result::Result<(), String> {
     let jobs = lists.len();
+    let wave = out.join(".wave");
+    // A killed wave's markers would count shards that are gone.
+    let _ = std::fs::remove_dir_all(&wave);
+    std::fs::create_dir_all(&wave).map_err(|e| format!("cannot create `{}`: {e}", wave.display()))?;
+    let markers: Vec<std::path::PathBuf> = (0..jobs).map(|index| wave.join(format!("shard-{index}"))).collect();
+    for marker in &markers {
+        std::fs::write(marker, "").map_err(|e| format!("cannot create `{}`: {e}", marker.display()))?;
+    }
     let mut children = Vec::new();
     for (index, runs) in lists.iter().enumerate() {
         let log_path = out.join(format!("shard-{index}.log"));
@@ -215,6 +225,7 @@ fn shards(
         let mut args = common.to_vec();
         let runs: Vec<String> = runs.iter().map(usize::to_string).collect();
         args.extend(["--runs".to_string(), runs.join(","), "--at-once".to_string(), jobs.to_string()]);
+        args.extend(["--wave-marker".to_string(), markers[index].display().to_string()]);
         let mut command = std::process::Command::new(binary);
         if let Some(devices) = devices {
             command.env("CUDA_VISIBLE_DEVICES", &devices[index]);
@@ -231,6 +242,7 @@ fn shards(
             failed.push(index);
         }
     }
+    let _ = std::fs::remove_dir_all(&wave);
     if !failed.is_empty() {
         let mps = if matches!(sharing, crate::mps::Sharing::Started(_)) {
             " (they ran under the sweep's MPS daemon: if they could not reach the GPU, --no-mps runs them without it)"
