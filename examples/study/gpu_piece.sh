@@ -51,6 +51,8 @@ case "${1:-}" in
     done
     if [ "$1" = merge ]; then
       echo "$runs: $(find "$runs" -name result.json | wc -l) finished runs (report with collect)"
+      # What is left, at the finished runs' pace (the built hybc, if any: no build here).
+      [ -x "$hybc" ] && "$hybc" sweep "$study" --out "$runs" --list | tail -1
       exit 0
     fi
     # the report of this checkout's hybc, never a stale build (a no-op when it is current)

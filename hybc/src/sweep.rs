@@ -674,8 +674,10 @@ fn list(console: &dyn Console, out: &Path, config: &SweepConfig, runs: &[Run], s
         summary += &format!(", {} not needed", count("not needed"));
     }
     if let Some(seconds) = crate::deadline::pace(&finished_beside(out, config, &search)).filter(|_| left > 0) {
+        // Waiting extension slots may turn out not needed.
+        let up_to = if config.extend > 0 && count("waits for its search") > 0 { "up to " } else { "" };
         summary += &format!(
-            "; the {left} left: about {} at the finished runs' pace ({seconds:.0} s of their machine a run, the \
+            "; {up_to}{left} left: about {} at the finished runs' pace ({seconds:.0} s of their machine a run, the \
              median of each run's time over the runs at once beside it)",
             crate::deadline::hours(left as f64 * seconds)
         );
