@@ -207,7 +207,8 @@ pub(crate) enum Command {
         /// [default: the train block's `target`, else cpu].
         #[arg(long)]
         target: Option<Target>,
-        /// Print the runs (index, done or not, name) and stop; with --shard, that shard's.
+        /// Print the runs (index, state, name) and stop; with --shard, that shard's. A last
+        /// line, starting with `#`, counts them and says how long those left may take.
         #[arg(long, conflicts_with = "report")]
         list: bool,
         /// Train only every n-th run from the i-th (`i/n`, 0 ≤ i < n): one job of an array.
