@@ -195,9 +195,11 @@ fn gpus_for(jobs: u16) -> std::result::Result<Vec<String>, String> {
 
 /// One wave: a child process per list of runs (`--runs`), each logging to
 /// `shard-<i>.log` (a later wave appends to the first's log), each on its own GPU of
-/// `devices` if given, in `sharing`'s environment. Each has a marker in `<out>/.wave/`
-/// while it is at work (`--wave-marker`, removed as it ends), so a run a shard starts
-/// after others have ended counts, times and guesses the runs really at once.
+/// `devices` if given, in `sharing`'s environment. Each has a marker in
+/// `<out>/.wave-<this process>/` while it is at work (`--wave-marker`, removed as it
+/// ends), so a run a shard starts after others have ended counts, times and guesses the
+/// runs really at once (a folder per sweep process: two sweeps into one folder keep
+/// their own counts).
 fn shards(
     binary: &Path,
     common: &[String],
@@ -208,7 +210,7 @@ fn shards(
     sharing: &crate::mps::Sharing,
 ) -> std::result::Result<(), String> {
     let jobs = lists.len();
-    let wave = out.join(".wave");
+    let wave = out.join(format!(".wave-{}", std::process::id()));
     // A killed wave's markers would count shards that are gone.
     let _ = std::fs::remove_dir_all(&wave);
     std::fs::create_dir_all(&wave).map_err(|e| format!("cannot create `{}`: {e}", wave.display()))?;
