@@ -10,7 +10,12 @@
 //! (a machine filled by its runs gives each its share: time in proportion to the runs
 //! at once), half as much again where fewer run at once than were timed (a lone run
 //! does not fill a GPU: one run of `gpu.hyb` alone took 73 s, 1.5 times its share of
-//! eight at once, 49 s); last, times whose sharing was not recorded, as they are.
+//! eight at once, 49 s); last, times whose sharing was not recorded, as they are. Of
+//! the finished runs, those recorded on the kind of device this sweep trains on (`cuda
+//! (…)`, `cpu (…)`) are consulted alone where there are any: runs from before the device
+//! was recorded came from older, often slower builds (on `gpu.hyb` four at once took
+//! 306 – 354 s then, 198 – 217 s since), and the longest of them held a call's last
+//! minutes back.
 //! With none finished there is nothing to go by, and a run starts while the limit has
 //! not passed.
 //! The limit is a moment, not a length, so the processes of `--jobs` share it
@@ -62,12 +67,15 @@ fn now() -> f64 {
 /// guessed to take: the longest recorded wall time of its cell's finished runs, else of
 /// any finished run — of those timed with `at_once` runs at once if there are any, else
 /// of those whose sharing was recorded, scaled to `at_once` ([`scaled`]), else of all;
-/// none without one.
-pub fn guess(lets: &[(String, String)], at_once: u16, finished: &[Result]) -> Option<f64> {
+/// none without one. `device` is the kind of device the run will train on (`cuda`,
+/// `cpu`): runs recorded on it are the only ones consulted where there are any.
+pub fn guess(lets: &[(String, String)], at_once: u16, device: &str, finished: &[Result]) -> Option<f64> {
     let longest = |runs: &[(&Result, f64)], cell: bool| {
         runs.iter().filter(|(r, _)| !cell || r.lets == lets).map(|(_, seconds)| *seconds).reduce(f64::max)
     };
     let timed: Vec<&Result> = finished.iter().filter(|r| r.seconds > 0.0).collect();
+    let here: Vec<&Result> = timed.iter().copied().filter(|r| r.device.starts_with(&format!("{device} ("))).collect();
+    let timed = if here.is_empty() { timed } else { here };
     let alike: Vec<(&Result, f64)> = timed.iter().filter(|r| r.at_once == at_once).map(|r| (*r, r.seconds)).collect();
     let shared: Vec<(&Result, f64)> =
         timed.iter().filter(|r| r.at_once > 0 && at_once > 0).map(|r| (*r, scaled(r, at_once))).collect();
@@ -134,17 +142,39 @@ mod tests {
         }
     }
 
+    fn guess_cpu(lets: &[(String, String)], at_once: u16, finished: &[Result]) -> Option<f64> {
+        guess(lets, at_once, "cpu", finished)
+    }
+
+    /// Runs recorded on the sweep's kind of device are consulted alone where there are
+    /// any: `gpu.hyb`'s older four-at-once runs (354 s, device not recorded) no longer
+    /// hold back a call that the newer ones (217 s) fit.
+    #[test]
+    fn runs_on_this_kind_of_device_come_first() {
+        let run = |seconds, device: &str| Result {
+            seconds,
+            at_once: 4,
+            device: device.into(),
+            ..run("gdn", Phase::Search, None, 0.5)
+        };
+        let finished = [run(354.0, ""), run(217.0, "cuda (NVIDIA H100 80GB HBM3)"), run(900.0, "cpu (2 threads)")];
+        let lets = vec![("linear".to_string(), "gla".to_string())];
+        assert_eq!(guess(&lets, 4, "cuda", &finished), Some(217.0));
+        assert_eq!(guess(&lets, 4, "cpu", &finished), Some(900.0));
+        assert_eq!(guess(&lets, 4, "cuda", &finished[..1]), Some(354.0), "none recorded: all of them");
+    }
+
     /// The longest finished run of the cell, else of any; none before any finished.
     #[test]
     fn a_run_is_guessed_from_its_cells_longest() {
         let timed = |lets: &str, seconds: f64| Result { seconds, ..run(lets, Phase::Seed, None, 0.5) };
         let finished = [timed("gdn", 100.0), timed("gdn", 140.0), timed("hgrn", 60.0), timed("gla", 0.0)];
         let lets = |value: &str| vec![("linear".to_string(), value.to_string())];
-        assert_eq!(guess(&lets("gdn"), 1, &finished), Some(140.0));
-        assert_eq!(guess(&lets("hgrn"), 1, &finished), Some(60.0));
+        assert_eq!(guess_cpu(&lets("gdn"), 1, &finished), Some(140.0));
+        assert_eq!(guess_cpu(&lets("hgrn"), 1, &finished), Some(60.0));
         // Unrecorded (0 s: written before times were kept) counts as unknown.
-        assert_eq!(guess(&lets("gla"), 1, &finished), Some(140.0));
-        assert_eq!(guess(&lets("retnet"), 1, &[]), None);
+        assert_eq!(guess_cpu(&lets("gla"), 1, &finished), Some(140.0));
+        assert_eq!(guess_cpu(&lets("retnet"), 1, &[]), None);
     }
 
     /// Times taken with as many runs at once come first: four runs sharing a GPU each
@@ -155,17 +185,21 @@ mod tests {
             |lets: &str, at_once: u16, seconds: f64| Result { seconds, at_once, ..run(lets, Phase::Search, None, 0.5) };
         let finished = [timed("hgrn", 4, 350.0), timed("gdn", 4, 360.0), timed("hgrn", 2, 180.0)];
         let lets = |value: &str| vec![("linear".to_string(), value.to_string())];
-        assert_eq!(guess(&lets("hgrn"), 2, &finished), Some(180.0));
+        assert_eq!(guess_cpu(&lets("hgrn"), 2, &finished), Some(180.0));
         // Its cell has none timed alike: the longest of any cell timed alike.
-        assert_eq!(guess(&lets("gdn"), 2, &finished), Some(180.0));
+        assert_eq!(guess_cpu(&lets("gdn"), 2, &finished), Some(180.0));
         // None timed alike: the others scaled to the sharing, half as much again for fewer.
-        assert_eq!(guess(&lets("gdn"), 1, &finished), Some(360.0 / 4.0 * 1.5));
-        assert_eq!(guess(&lets("hgrn"), 1, &finished), Some(180.0 / 2.0 * 1.5), "the longer of 350/4 and 180/2");
-        assert_eq!(guess(&lets("hgrn"), 8, &finished), Some(720.0), "in proportion: the longer of 350 · 2 and 180 · 4");
-        assert_eq!(guess(&lets("gla"), 1, &finished), Some(135.0), "no run of its cell: the longest of any");
+        assert_eq!(guess_cpu(&lets("gdn"), 1, &finished), Some(360.0 / 4.0 * 1.5));
+        assert_eq!(guess_cpu(&lets("hgrn"), 1, &finished), Some(180.0 / 2.0 * 1.5), "the longer of 350/4 and 180/2");
+        assert_eq!(
+            guess_cpu(&lets("hgrn"), 8, &finished),
+            Some(720.0),
+            "in proportion: the longer of 350 · 2 and 180 · 4"
+        );
+        assert_eq!(guess_cpu(&lets("gla"), 1, &finished), Some(135.0), "no run of its cell: the longest of any");
         // Times whose sharing was not recorded are taken as they are, last.
         let unrecorded = [timed("gdn", 0, 300.0)];
-        assert_eq!(guess(&lets("gdn"), 2, &unrecorded), Some(300.0));
+        assert_eq!(guess_cpu(&lets("gdn"), 2, &unrecorded), Some(300.0));
     }
 
     /// The pace of a sweep: each run's time over the runs beside it, the median; none

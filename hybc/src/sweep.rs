@@ -566,7 +566,8 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
             continue;
         }
         if let Some(deadline) = setup.deadline {
-            let guess = crate::deadline::guess(&run.lets, setup.runs_at_once(), &finished.runs);
+            let device = if setup.target.is_gpu() { "cuda" } else { "cpu" };
+            let guess = crate::deadline::guess(&run.lets, setup.runs_at_once(), device, &finished.runs);
             if !deadline.allows(guess) {
                 let why = guess.map_or("the time limit has passed".to_string(), |guess| {
                     format!(
