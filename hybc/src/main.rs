@@ -89,23 +89,11 @@ fn main() -> ExitCode {
             let stored = if dtype == ExportDtype::Bf16 { Stored::Bf16 } else { Stored::F32 };
             checkpoint_of(&ckpt).and_then(|ckpt| export_fla(&file, &ckpt, &output, stored))
         }
-        Command::Sweep {
-            file,
-            out,
-            target,
-            list,
-            shard,
-            runs,
-            report,
-            jobs: Some(jobs),
-            no_mps,
-            time_limit,
-            deadline_at,
-            at_once,
-            wave_marker,
-            sets,
-        } if jobs > 1 => {
-            let _ = (list, shard, runs, report, at_once, wave_marker);
+        // --jobs conflicts with --list, --shard, --report and --runs (clap refuses them
+        // together), and --at-once and --wave-marker need --runs: none is set here.
+        Command::Sweep { file, out, target, jobs: Some(jobs), no_mps, time_limit, deadline_at, sets, .. }
+            if jobs > 1 =>
+        {
             let deadline = deadline_of(time_limit, deadline_at);
             install_interrupt().and_then(|interrupt| {
                 let options = sweep::Jobs { count: jobs, mps: !no_mps, interrupt: Some(&interrupt), deadline };
