@@ -320,3 +320,45 @@ fn every_examples_kernel_plan_covers_its_graph() {
     let text = fuse::print(&grad.forward, &fuse::training_plan(&grad));
     settings().bind(|| insta::assert_snapshot!("kernels__tiny__gdn_2to1", text));
 }
+
+/// `gpu_conv.hyb` takes gpu.hyb's finished GatedDeltaNet and DeltaNet runs as its own
+/// (`gpu_piece.sh prepare` with `SHARED`): that holds only while those cells are the same
+/// models trained the same way. Each such cell of both files prints the same model IR,
+/// and the blocks after the lets (model, train, eval) read alike but for the sweep's
+/// list of mixers.
+#[test]
+fn gpu_conv_shares_gpu_hybs_gated_deltanet_and_deltanet_cells() {
+    let read = |name: &str| std::fs::read_to_string(root().join("examples/study").join(name)).expect("a study file");
+    let (gpu, conv) = (read("gpu.hyb"), read("gpu_conv.hyb"));
+    let cell = |text: &str, linear: &str, every: &str| {
+        let text: String = text
+            .lines()
+            .map(|line| match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+                ["let", "linear", "=", _] => format!("let linear     = {linear}"),
+                ["let", "attn_every", "=", _] => format!("let attn_every = {every}"),
+                _ => line.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let compilation = hyb_compiler::pipeline::check_text("cell.hyb", &text);
+        let model = compilation.model().unwrap_or_else(|| panic!("{}", render(&compilation)));
+        ir::print::print_model(model)
+    };
+    for linear in ["gdn", "deltanet"] {
+        for every in ["2", "4", "8"] {
+            assert_eq!(cell(&gpu, linear, every), cell(&conv, linear, every), "{linear} with attention every {every}");
+        }
+    }
+    let blocks = |text: &str| {
+        let from = text.find("model {").expect("a model block");
+        let to = text.find("    linear     = [").expect("the sweep's mixers");
+        text[from..to].to_string()
+    };
+    assert_eq!(blocks(&gpu), blocks(&conv), "model, train, eval and the sweep's head");
+    let rest = |text: &str| {
+        let list = text.find("    linear     = [").expect("the sweep's mixers");
+        let after = text[list..].find('\n').expect("a line") + list;
+        text[after..].to_string()
+    };
+    assert_eq!(rest(&gpu), rest(&conv), "the sweep's rates, extension, seeds and budget");
+}
