@@ -362,3 +362,26 @@ fn gpu_conv_shares_gpu_hybs_gated_deltanet_and_deltanet_cells() {
     };
     assert_eq!(rest(&gpu), rest(&conv), "the sweep's rates, extension, seeds and budget");
 }
+
+/// `gpu_conv_retnet.hyb` spells out fla's RetNet to give it the others' convolution:
+/// its parameters are gpu.hyb's RetNet cell's, every one of the same shape, plus the
+/// convolution's (the `linear(...)` and the model's MLP ratio stand for the preset).
+#[test]
+fn gpu_conv_retnet_is_gpu_hybs_retnet_with_a_convolution() {
+    let read = |name: &str| std::fs::read_to_string(root().join("examples/study").join(name)).expect("a study file");
+    let params = |text: &str, every: &str| {
+        let text = text.replace("let attn_every = 4", &format!("let attn_every = {every}"));
+        let text = text.replace("let linear     = gdn", "let linear     = retnet");
+        let compilation = hyb_compiler::pipeline::check_text("cell.hyb", &text);
+        let model = compilation.model().unwrap_or_else(|| panic!("{}", render(&compilation)));
+        let printed = ir::print::print_model(model);
+        printed.lines().filter(|line| line.trim_start().starts_with("param ")).map(str::to_string).collect::<Vec<_>>()
+    };
+    let (gpu, conv) = (read("gpu.hyb"), read("gpu_conv_retnet.hyb"));
+    for every in ["2", "4", "8"] {
+        let (preset, spelled) = (params(&gpu, every), params(&conv, every));
+        let without_conv: Vec<&String> = spelled.iter().filter(|line| !line.contains("_conv1d.")).collect();
+        assert_eq!(without_conv, preset.iter().collect::<Vec<_>>(), "attention every {every}");
+        assert!(spelled.len() > preset.len(), "the convolution's parameters");
+    }
+}
