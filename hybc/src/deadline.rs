@@ -66,7 +66,7 @@ fn now() -> f64 {
 /// How long a run of the cell `lets`, trained with `at_once` runs on the machine, is
 /// guessed to take: the longest recorded wall time of its cell's finished runs, else of
 /// any finished run — of those timed with `at_once` runs at once if there are any, else
-/// of those whose sharing was recorded, scaled to `at_once` ([`scaled`]), else of all;
+/// of those whose sharing was recorded, scaled to `at_once` (`scaled`), else of all;
 /// none without one. `device` is the kind of device the run will train on (`cuda`,
 /// `cpu`): runs recorded on it are the only ones consulted where there are any.
 pub fn guess(lets: &[(String, String)], at_once: u16, device: &str, finished: &[Result]) -> Option<f64> {

@@ -643,7 +643,7 @@ fn overridden_sets(config: &SweepConfig, sets: &[String]) -> std::result::Result
 
 /// `--list`: each run with its state (`index<TAB>state<TAB>run`), then a summary line
 /// starting with `#` (a comment to the scripts that read the list): how many runs are
-/// in each state and how long those left may take ([`pace`]).
+/// in each state and how long those left may take ([`crate::deadline::pace`]).
 fn list(console: &dyn Console, out: &Path, config: &SweepConfig, runs: &[Run], shard: Option<Shard>) {
     let search = finished_search(out, config);
     let mut counts: Vec<(&str, usize)> = Vec::new();

@@ -28,7 +28,7 @@ pub struct Jobs<'a> {
 
 /// `--jobs n`: the sweep in waves of up to `n` processes of this binary at once, each
 /// with `1/n` of the cores (`--threads`) and its output in `<out>/shard-<i>.log`. Each
-/// wave deals the runs that can train now and are not done ([`to_run`]) round robin
+/// wave deals the runs that can train now and are not done (`to_run`) round robin
 /// over the processes (`--runs`), so a sweep resumed after a kill or after array jobs
 /// is shared evenly; with a learning-rate search a second wave trains what the first
 /// left waiting (the seeds, or with `lr_refine` the refinement and then a third wave
