@@ -191,9 +191,10 @@ pub struct Point {
 
 /// A sweep's figure against a categorical axis (categories in ascending order where
 /// every one is a number — learning rates, attention periods — else in order of first
-/// appearance; lines in order of first appearance), with error bars; accuracy in percent on 0–100 % (with the task's
-/// `chance` as a dashed level where known), else (a perplexity or a loss) over the range
-/// the means and intervals span, so differences of a few tenths show.
+/// appearance; lines in order of first appearance), with error bars; accuracy in
+/// percent on 0–100 % (with the task's `chance` as a dashed level where known), else (a
+/// perplexity or a loss) over the range the means and intervals span, so differences of
+/// a few tenths show.
 pub fn sweep_svg(x_label: &str, y_label: &str, accuracy: bool, chance: Option<f64>, points: Vec<Point>) -> String {
     let mut categories: Vec<String> = Vec::new();
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();

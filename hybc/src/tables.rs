@@ -765,8 +765,6 @@ mod tests {
         );
     }
 
-    /// A sweep cut short while its cells search: the tables of measured runs and the
-    /// claims say that nothing is measured yet, not that the grid lacks a recall task.
     /// The protocol says what the runs trained on, each device with its count of runs,
     /// and counts those written before the device was recorded; the CSV has it per run.
     #[test]
@@ -812,6 +810,8 @@ mod tests {
         assert_eq!(super::spread(&[0.5], 100.0, 1, super::ACCURACY, " %"), "50.0 % (one seed)", "no interval of one");
     }
 
+    /// A sweep cut short while its cells search: the tables of measured runs and the
+    /// claims say that nothing is measured yet, not that the grid lacks a recall task.
     #[test]
     fn a_report_of_searches_alone_says_nothing_is_measured_yet() {
         let config = gdn_protocol(vec![3.16e-4, 1e-3]);
