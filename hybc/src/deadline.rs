@@ -74,7 +74,8 @@ pub fn guess(lets: &[(String, String)], at_once: u16, device: &str, finished: &[
         runs.iter().filter(|(r, _)| !cell || r.lets == lets).map(|(_, seconds)| *seconds).reduce(f64::max)
     };
     let timed: Vec<&Result> = finished.iter().filter(|r| r.seconds > 0.0).collect();
-    let here: Vec<&Result> = timed.iter().copied().filter(|r| r.device.starts_with(&format!("{device} ("))).collect();
+    let described = format!("{device} (");
+    let here: Vec<&Result> = timed.iter().copied().filter(|r| r.device.starts_with(&described)).collect();
     let timed = if here.is_empty() { timed } else { here };
     let alike: Vec<(&Result, f64)> = timed.iter().filter(|r| r.at_once == at_once).map(|r| (*r, r.seconds)).collect();
     let shared: Vec<(&Result, f64)> =
@@ -86,17 +87,21 @@ pub fn guess(lets: &[(String, String)], at_once: u16, device: &str, finished: &[
 /// A run's wall time as it would be with `at_once` runs on the machine: in proportion
 /// to the runs at once, half as much again where fewer run than shared it when timed.
 fn scaled(run: &Result, at_once: u16) -> f64 {
-    let ratio = f64::from(at_once) / f64::from(run.at_once);
     let margin = if at_once < run.at_once { 1.5 } else { 1.0 };
-    run.seconds * ratio * margin
+    share(run) * f64::from(at_once) * margin
 }
 
-/// The machine's time a run takes, from finished runs: the median of each run's wall
-/// time divided by the runs that trained at once beside it (four runs of 200 s at once
-/// take 50 s of the machine each); none before a run was timed.
+/// A run's share of its machine's time: its wall time over the runs that trained at
+/// once beside it (four runs of 200 s at once take 50 s of the machine each; a run
+/// whose sharing was not recorded counts as alone).
+pub fn share(run: &Result) -> f64 {
+    run.seconds / f64::from(run.at_once.max(1))
+}
+
+/// The machine's time a run takes, from finished runs: the median of their [`share`]s;
+/// none before a run was timed.
 pub fn pace(finished: &[Result]) -> Option<f64> {
-    let mut shares: Vec<f64> =
-        finished.iter().filter(|r| r.seconds > 0.0).map(|r| r.seconds / f64::from(r.at_once.max(1))).collect();
+    let mut shares: Vec<f64> = finished.iter().filter(|r| r.seconds > 0.0).map(share).collect();
     shares.sort_by(f64::total_cmp);
     let n = shares.len();
     (n > 0).then(|| if n % 2 == 1 { shares[n / 2] } else { (shares[n / 2 - 1] + shares[n / 2]) / 2.0 })

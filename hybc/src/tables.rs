@@ -187,7 +187,7 @@ fn compute(results: &[Result]) -> Option<String> {
         return None;
     }
     let wall: f64 = timed.iter().map(|r| r.seconds).sum();
-    let machine: f64 = timed.iter().map(|r| r.seconds / f64::from(r.at_once.max(1))).sum();
+    let machine: f64 = timed.iter().map(|r| crate::deadline::share(r)).sum();
     let untimed = results.len() - timed.len();
     let untimed = if untimed > 0 { format!(" ({untimed} run(s) not timed)") } else { String::new() };
     Some(format!(
