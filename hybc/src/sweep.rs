@@ -388,20 +388,16 @@ fn finished_search(out: &Path, config: &SweepConfig) -> Vec<Result> {
     let runs = grid(config);
     let mut search: Vec<Result> = runs
         .iter()
-        .filter(|r| r.phase == Phase::Search && r.refine.is_none())
+        .filter(|r| r.phase == Phase::Search && r.refine.is_none() && r.extend.is_none())
         .filter_map(|r| read_result(out, r))
         .collect();
-    let refined: Vec<Run> =
-        runs.iter().filter(|r| r.refine.is_some()).filter_map(|r| resolve(config, r, &search)).collect();
-    for run in refined {
-        if !search.iter().any(|r| r.run == run.name()) {
-            search.extend(read_result(out, &run));
-        }
-    }
-    // The k-th rate of an extension is known once the rates before it have finished.
-    for k in 1..=config.extend {
-        let slots: Vec<Run> = runs.iter().filter(|r| r.extend == Some(k)).cloned().collect();
-        let resolved: Vec<Run> = slots.iter().filter_map(|r| resolve(config, r, &search)).collect();
+    // Each later step's rates are known once the steps before it have finished: the
+    // refinement, then an extension's first rate, its second, …
+    let later = (1..=config.extend).map(Some);
+    let steps = std::iter::once((true, None)).chain(later.map(|k| (false, k)));
+    for (refine, extend) in steps {
+        let slots = runs.iter().filter(|r| r.refine.is_some() == refine && r.extend == extend);
+        let resolved: Vec<Run> = slots.filter_map(|r| resolve(config, r, &search)).collect();
         for run in resolved {
             if !search.iter().any(|r| r.run == run.name()) {
                 search.extend(read_result(out, &run));
