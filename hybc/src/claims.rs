@@ -26,7 +26,7 @@
 //! where they differ it gets no verdict, both readings shown. A run is one
 //! observation: seeds are the replicates.
 
-use crate::stats::{Estimate, Sign, difference, slope_difference, slope_within};
+use crate::stats::{Estimate, Sign, accuracy_difference, slope_difference, slope_within};
 
 /// One measured run, as the claims read it.
 #[derive(Clone, Debug, PartialEq)]
@@ -284,7 +284,7 @@ fn pairwise(named: &[&Mixer], others: &[&Mixer]) -> (Vec<Verdict>, Vec<String>) 
                 parts.push(format!("{mixer} − {other}: no ratio in common"));
                 continue;
             }
-            let estimate = difference(&a, &b).clipped(-1.0, 1.0);
+            let estimate = accuracy_difference(&a, &b);
             verdicts.push(by_sign(&estimate));
             parts.push(format!("{mixer} − {other} {}", against_zero(&estimate, 100.0, " points")));
         }

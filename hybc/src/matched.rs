@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use crate::stats::difference;
+use crate::stats::{accuracy_difference, difference};
 use crate::sweep::{Phase, Result, is_perplexity};
 
 /// States within this fraction of the larger count as matched.
@@ -68,7 +68,7 @@ pub fn markdown(results: &[Result]) -> String {
             } else if perplexity {
                 difference(&a.figures, &b.figures).text(1.0, 2)
             } else {
-                difference(&a.figures, &b.figures).clipped(-1.0, 1.0).text(100.0, 1) + " points"
+                accuracy_difference(&a.figures, &b.figures).text(100.0, 1) + " points"
             };
             let _ = writeln!(
                 rows,

@@ -92,6 +92,18 @@ pub fn mean_spread(values: &[f64]) -> (f64, f64, f64) {
     (mean, sd, t * sd / n.sqrt())
 }
 
+/// How often each key occurs, in order of first appearance.
+pub fn tally<'a>(keys: impl IntoIterator<Item = &'a str>) -> Vec<(&'a str, usize)> {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for key in keys {
+        match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((key, 1)),
+        }
+    }
+    counts
+}
+
 /// The sample variance (n − 1 in the denominator); none below two values.
 fn variance(values: &[f64]) -> Option<f64> {
     let n = values.len() as f64;
@@ -100,6 +112,12 @@ fn variance(values: &[f64]) -> Option<f64> {
     }
     let mean = values.iter().sum::<f64>() / n;
     Some(values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0))
+}
+
+/// [`difference`] of two sets of accuracies (fractions), its interval cut at ±1: what a
+/// difference of accuracies can be, whatever three seeds' t interval says.
+pub fn accuracy_difference(a: &[f64], b: &[f64]) -> Estimate {
+    difference(a, b).clipped(-1.0, 1.0)
 }
 
 /// `mean(a) − mean(b)` with Welch's interval (unequal variances, Welch–Satterthwaite
@@ -203,6 +221,14 @@ mod tests {
 
     /// a = 1, 2, 3 (var 1), b = 0, 0, 0, 4 (var 4): difference 1, standard error
     /// √(1/3 + 1), df = (4/3)² / ((1/3)²/2 + 1/3) = 4.571… → 4 → t 2.776.
+    #[test]
+    fn a_tally_counts_in_order_of_first_appearance() {
+        assert_eq!(tally(["done", "to run", "done"]), vec![("done", 2), ("to run", 1)]);
+        assert_eq!(tally(Vec::<&str>::new()), Vec::new());
+        let recalls = accuracy_difference(&[0.775, 0.845, 0.377], &[0.011, 0.026, 0.009]);
+        assert_eq!(recalls.interval.map(|(_, high)| high), Some(1.0), "cut at +1");
+    }
+
     #[test]
     fn a_clipped_interval_keeps_its_value_and_sign() {
         let wide = Estimate { value: 0.65, interval: Some((0.022, 1.278)) };

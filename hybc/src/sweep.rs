@@ -642,7 +642,7 @@ fn overridden_sets(config: &SweepConfig, sets: &[String]) -> std::result::Result
 /// in each state and how long those left may take ([`crate::deadline::pace`]).
 fn list(console: &dyn Console, out: &Path, config: &SweepConfig, runs: &[Run], shard: Option<Shard>) {
     let search = finished_search(out, config);
-    let mut counts: Vec<(&str, usize)> = Vec::new();
+    let mut states = Vec::new();
     for (index, run) in runs.iter().enumerate() {
         if shard.is_some_and(|shard| !shard.holds(index)) {
             continue;
@@ -653,12 +653,10 @@ fn list(console: &dyn Console, out: &Path, config: &SweepConfig, runs: &[Run], s
             Some(run) if is_done(out, &run) => ("done", run),
             Some(run) => ("to run", run),
         };
-        match counts.iter_mut().find(|(s, _)| *s == state) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((state, 1)),
-        }
+        states.push(state);
         console.line(&format!("{index}\t{state}\t{}", run.name()));
     }
+    let counts = crate::stats::tally(states);
     let count = |state: &str| counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
     let left = count("to run") + count("waits for its search");
     let mut summary = format!(

@@ -202,14 +202,8 @@ fn compute(results: &[Result]) -> Option<String> {
 /// The protocol's line of what the runs trained on: each device with its count of runs
 /// (those written before the device was recorded as such); none for no runs.
 fn devices(results: &[Result]) -> Option<String> {
-    let mut counts: Vec<(&str, usize)> = Vec::new();
-    for r in results {
-        let device = if r.device.is_empty() { "not recorded" } else { r.device.as_str() };
-        match counts.iter_mut().find(|(d, _)| *d == device) {
-            Some((_, count)) => *count += 1,
-            None => counts.push((device, 1)),
-        }
-    }
+    let devices = results.iter().map(|r| if r.device.is_empty() { "not recorded" } else { r.device.as_str() });
+    let counts = crate::stats::tally(devices);
     let parts: Vec<String> = counts.iter().map(|(device, count)| format!("{device}: {count} run(s)")).collect();
     (!parts.is_empty()).then(|| format!("devices: {}", parts.join("; ")))
 }
