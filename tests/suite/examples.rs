@@ -321,6 +321,11 @@ fn every_examples_kernel_plan_covers_its_graph() {
     settings().bind(|| insta::assert_snapshot!("kernels__tiny__gdn_2to1", text));
 }
 
+/// The text of `examples/study/<name>`.
+fn study_file(name: &str) -> String {
+    std::fs::read_to_string(root().join("examples/study").join(name)).expect("a study file")
+}
+
 /// `gpu_conv.hyb` takes gpu.hyb's finished GatedDeltaNet and DeltaNet runs as its own
 /// (`gpu_piece.sh prepare` with `SHARED`): that holds only while those cells are the same
 /// models trained the same way. Each such cell of both files prints the same model IR,
@@ -328,8 +333,7 @@ fn every_examples_kernel_plan_covers_its_graph() {
 /// list of mixers.
 #[test]
 fn gpu_conv_shares_gpu_hybs_gated_deltanet_and_deltanet_cells() {
-    let read = |name: &str| std::fs::read_to_string(root().join("examples/study").join(name)).expect("a study file");
-    let (gpu, conv) = (read("gpu.hyb"), read("gpu_conv.hyb"));
+    let (gpu, conv) = (study_file("gpu.hyb"), study_file("gpu_conv.hyb"));
     let cell = |text: &str, linear: &str, every: &str| {
         let text: String = text
             .lines()
@@ -368,7 +372,6 @@ fn gpu_conv_shares_gpu_hybs_gated_deltanet_and_deltanet_cells() {
 /// convolution's (the `linear(...)` and the model's MLP ratio stand for the preset).
 #[test]
 fn gpu_conv_retnet_is_gpu_hybs_retnet_with_a_convolution() {
-    let read = |name: &str| std::fs::read_to_string(root().join("examples/study").join(name)).expect("a study file");
     let params = |text: &str, every: &str| {
         let text = text.replace("let attn_every = 4", &format!("let attn_every = {every}"));
         let text = text.replace("let linear     = gdn", "let linear     = retnet");
@@ -377,7 +380,7 @@ fn gpu_conv_retnet_is_gpu_hybs_retnet_with_a_convolution() {
         let printed = ir::print::print_model(model);
         printed.lines().filter(|line| line.trim_start().starts_with("param ")).map(str::to_string).collect::<Vec<_>>()
     };
-    let (gpu, conv) = (read("gpu.hyb"), read("gpu_conv_retnet.hyb"));
+    let (gpu, conv) = (study_file("gpu.hyb"), study_file("gpu_conv_retnet.hyb"));
     for every in ["2", "4", "8"] {
         let (preset, spelled) = (params(&gpu, every), params(&conv, every));
         let without_conv: Vec<&String> = spelled.iter().filter(|line| !line.contains("_conv1d.")).collect();
