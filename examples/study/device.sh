@@ -7,7 +7,8 @@
 # one as `hybc` (bench/gpu/branch_check.sh's; unpacked once a machine).
 #   STUDIES: space-separated `FILE=JOBS` (shards at once for that study), or
 #   `FILE=JOBS@cuda` to train that study's runs on the GPU (runs/<stem>-cuda);
-#   SWEEP_S: seconds for all of them: each sweep starts only the runs it expects to
+#   SWEEP_S: seconds for all of them (keep it 30 s under the call's limit: a call cut
+#   short sends back only the runs finished by the last minute's archive): each sweep starts only the runs it expects to
 #   finish within them (`--time-limit`, a run's length guessed from the longest
 #   finished one; with none finished yet a run may still be cut by `timeout`);
 #   runs go to runs/<stem>, so a sweep stopped by the time limit resumes in the next
@@ -37,18 +38,30 @@ parse() {
   file=${1%=*}; jobs=${1#*=}; jobs=${jobs%@*}; runs=runs/$(basename "$file" .hyb); target=()
   if [[ $1 == *@cuda ]]; then runs=$runs-cuda; target=(--target cuda); fi
 }
+# One archive a study (the machine returns at most 8 files): its logs, report and each
+# run's result.json, with metrics.jsonl when `full`.
+archive() {
+  local what=(-name result.json); [ "${2-}" = full ] && what+=(-o -name metrics.jsonl)
+  (cd "$runs" && find . -maxdepth 1 -type f \( -name '*.md' -o -name '*.csv' -o -name '*.svg' -o -name '*.log' \) \
+    && find . \( "${what[@]}" \)) | tar cJf "$OUT/${runs#runs/}.tar.xz.part" -C "$runs" -T - \
+    && mv "$OUT/${runs#runs/}.tar.xz.part" "$OUT/${runs#runs/}.tar.xz"
+}
+# Every minute the finished runs so far, so that a call cut by its limit (SWEEP_S
+# longer than the call's time left) still sends back what finished before it.
+(while sleep 60; do for study in $STUDIES; do parse "$study"; archive "$runs"; done; done) &
+saver=$!; sweeps=()
 for study in $STUDIES; do
   parse "$study"; mkdir -p "$runs"
   (timeout "${SWEEP_S:-500}" "$HYBC" sweep "$file" --jobs "$jobs" "${target[@]}" --out "$runs" \
      --time-limit "$(( ${SWEEP_S:-500} - 5 ))s" > "$runs/sweep.log" 2>&1
    echo "sweep exit $? after $(( $(date +%s) - started )) s" >> "$runs/sweep.log") &
+  sweeps+=($!)
 done
-wait
+wait "${sweeps[@]}"
+kill "$saver" 2>/dev/null; wait "$saver" 2>/dev/null
 for study in $STUDIES; do
   parse "$study"
   "$HYBC" sweep "$file" "${target[@]}" --out "$runs" --report > "$runs/report.log" 2>&1
-  # One archive a study (the machine returns at most 8 files).
-  (cd "$runs" && find . -maxdepth 1 -type f \( -name '*.md' -o -name '*.csv' -o -name '*.svg' -o -name '*.log' \) \
-    && find . -name result.json -o -name metrics.jsonl) | tar cJf "$OUT/${runs#runs/}.tar.xz" -C "$runs" -T -
+  archive "$runs" full
   echo "== $runs"; tail -3 "$runs/sweep.log"; echo "finished runs: $(find "$runs" -name result.json | wc -l)"
 done

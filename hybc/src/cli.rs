@@ -235,9 +235,10 @@ pub(crate) enum Command {
         no_mps: bool,
         /// Start no run that would not finish within this wall time from now (`540s`,
         /// `9m`, `2h`: a batch job's limit, a lent machine's lease), a run's length
-        /// guessed from the longest finished run of its cell (else of any), first among
-        /// those that trained with as many runs at once; the runs left wait for the next
-        /// call, which resumes the sweep.
+        /// guessed from the longest finished run most like it (its cell's, else the cells
+        /// sharing most of its lets), first among those that trained with as many runs at
+        /// once; under --jobs a wave starts fewer shards where more of its runs then
+        /// finish. The runs left wait for the next call, which resumes the sweep.
         #[arg(long, value_name = "DURATION", value_parser = hybc::deadline::parse_duration,
               conflicts_with_all = ["list", "report"])]
         time_limit: Option<std::time::Duration>,

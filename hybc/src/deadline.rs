@@ -3,18 +3,22 @@
 //! limit, so no run is cut off half-trained (its checkpoints would be lost with the
 //! machine); the runs left wait for the next call, which resumes the sweep. A run's
 //! length is guessed from the finished runs' recorded wall times (`seconds` in
-//! `result.json`): the longest of its own cell's, else the longest of any — first among
-//! the runs timed with as many runs at once on the machine (`at_once`: a GPU shared by
-//! four runs gives each a quarter of it, so times taken under `--jobs 4` misjudge a
-//! call with `--jobs 2`); without such runs, the others' times scaled to this sharing
-//! (a machine filled by its runs gives each its share: time in proportion to the runs
-//! at once), half as much again where fewer run at once than were timed (a lone run
-//! does not fill a GPU: one run of `gpu.hyb` alone took 73 s, 1.5 times its share of
-//! eight at once, 49 s); last, times whose sharing was not recorded, as they are. Of
-//! the finished runs, those recorded on the kind of device this sweep trains on (`cuda
-//! (…)`, `cpu (…)`) are consulted alone where there are any: runs from before the device
-//! was recorded came from older, often slower builds (on `gpu.hyb` four at once took
-//! 306 – 354 s then, 198 – 217 s since), and the longest of them held a call's last
+//! `result.json`), the runs most like it first: its own cell's, else those of the cells
+//! that share the most of its lets (a RetNet 3:1 run goes by RetNet's other ratios and
+//! the other mixers' 3:1 runs before the rest: on `gpu.hyb` RetNet 3:1 and 7:1 runs took
+//! 566 s at eight at once, the GatedDeltaNet runs the guess then went by 447 s). Among
+//! them, the longest of those timed with as many runs at once on the machine (`at_once`:
+//! a GPU shared by four runs gives each a quarter of it, so times taken under `--jobs 4`
+//! misjudge a call with `--jobs 2`); without such runs, the others' times scaled to this
+//! sharing (a machine filled by its runs gives each its share: time in proportion to the
+//! runs at once), a sixth more where more run at once than were timed (RetNet 3:1 took
+//! 253 s at four, 566 s at eight: 2.24 times, not 2) and half as much again where fewer
+//! (a lone run does not fill a GPU: one run of `gpu.hyb` alone took 73 s, 1.5 times its
+//! share of eight at once, 49 s); last, times whose sharing was not recorded, as they
+//! are. Of the finished runs, those recorded on the kind of device this sweep trains on
+//! (`cuda (…)`, `cpu (…)`) are consulted alone where there are any: runs from before the
+//! device was recorded came from older, often slower builds (on `gpu.hyb` four at once
+//! took 306 – 354 s then, 198 – 217 s since), and the longest of them held a call's last
 //! minutes back.
 //! With none finished there is nothing to go by, and a run starts while the limit has
 //! not passed.
@@ -64,30 +68,69 @@ fn now() -> f64 {
 }
 
 /// How long a run of the cell `lets`, trained with `at_once` runs on the machine, is
-/// guessed to take: the longest recorded wall time of its cell's finished runs, else of
-/// any finished run — of those timed with `at_once` runs at once if there are any, else
-/// of those whose sharing was recorded, scaled to `at_once` (`scaled`), else of all;
-/// none without one. `device` is the kind of device the run will train on (`cuda`,
-/// `cpu`): runs recorded on it are the only ones consulted where there are any.
+/// guessed to take: the longest recorded wall time among the finished runs most like it
+/// (its cell's, else those sharing the most of its lets) — of those timed with `at_once`
+/// runs at once if there are any, else of those whose sharing was recorded, scaled to
+/// `at_once` ([`scaled`]), else of all; none without one. `device` is the kind of device
+/// the run will train on (`cuda`, `cpu`): runs recorded on it are the only ones consulted
+/// where there are any.
 pub fn guess(lets: &[(String, String)], at_once: u16, device: &str, finished: &[Result]) -> Option<f64> {
-    let longest = |runs: &[(&Result, f64)], cell: bool| {
-        runs.iter().filter(|(r, _)| !cell || r.lets == lets).map(|(_, seconds)| *seconds).reduce(f64::max)
-    };
     let timed: Vec<&Result> = finished.iter().filter(|r| r.seconds > 0.0).collect();
     let described = format!("{device} (");
     let here: Vec<&Result> = timed.iter().copied().filter(|r| r.device.starts_with(&described)).collect();
     let timed = if here.is_empty() { timed } else { here };
-    let alike: Vec<(&Result, f64)> = timed.iter().filter(|r| r.at_once == at_once).map(|r| (*r, r.seconds)).collect();
-    let shared: Vec<(&Result, f64)> =
-        timed.iter().filter(|r| r.at_once > 0 && at_once > 0).map(|r| (*r, scaled(r, at_once))).collect();
-    let all: Vec<(&Result, f64)> = timed.iter().map(|r| (*r, r.seconds)).collect();
-    [alike, shared, all].iter().find_map(|runs| longest(runs, true).or_else(|| longest(runs, false)))
+    let likeness = |run: &Result| lets.iter().filter(|pair| run.lets.contains(pair)).count();
+    let closest = timed.iter().map(|r| likeness(r)).max()?;
+    let like: Vec<&Result> = timed.into_iter().filter(|r| likeness(r) == closest).collect();
+    let longest = |seconds: &mut dyn Iterator<Item = f64>| seconds.reduce(f64::max);
+    longest(&mut like.iter().filter(|r| r.at_once == at_once).map(|r| r.seconds))
+        .or_else(|| longest(&mut like.iter().filter(|r| r.at_once > 0 && at_once > 0).map(|r| scaled(r, at_once))))
+        .or_else(|| longest(&mut like.iter().map(|r| r.seconds)))
+}
+
+/// Under a time limit, how many shards of up to `jobs` a wave of `runs` (each's lets, in
+/// the order they are dealt round robin) starts so that the most runs finish in the
+/// `left` seconds, and how many that is: each shard tries its runs in turn and starts
+/// those whose guessed length at that many at once still fits (as each shard decides,
+/// with `guess`); ties go to more shards. None where a run has nothing to go by (no
+/// finished run): every shard then. Eight RetNet 3:1 runs guessed at 590 s do not fit
+/// 540 s; seven at 516 s do.
+pub fn shards_that_fit(
+    runs: &[&[(String, String)]],
+    jobs: usize,
+    left: f64,
+    guess: impl Fn(&[(String, String)], u16) -> Option<f64>,
+) -> Option<(usize, usize)> {
+    let mut best = (0, 0);
+    for shards in 1..=jobs.min(runs.len()) {
+        let at_once = u16::try_from(shards).unwrap_or(u16::MAX);
+        let mut finishing = 0;
+        for shard in 0..shards {
+            let mut spent = 0.0;
+            for lets in runs.iter().skip(shard).step_by(shards) {
+                let length = guess(lets, at_once)?;
+                if spent + length <= left {
+                    spent += length;
+                    finishing += 1;
+                }
+            }
+        }
+        if finishing >= best.1 {
+            best = (shards, finishing);
+        }
+    }
+    Some(best)
 }
 
 /// A run's wall time as it would be with `at_once` runs on the machine: in proportion
-/// to the runs at once, half as much again where fewer run than shared it when timed.
+/// to the runs at once, a sixth more where more run than shared it when timed, half as
+/// much again where fewer.
 fn scaled(run: &Result, at_once: u16) -> f64 {
-    let margin = if at_once < run.at_once { 1.5 } else { 1.0 };
+    let margin = match at_once.cmp(&run.at_once) {
+        std::cmp::Ordering::Less => 1.5,
+        std::cmp::Ordering::Equal => 1.0,
+        std::cmp::Ordering::Greater => 7.0 / 6.0,
+    };
     share(run) * f64::from(at_once) * margin
 }
 
@@ -191,20 +234,61 @@ mod tests {
         let finished = [timed("hgrn", 4, 350.0), timed("gdn", 4, 360.0), timed("hgrn", 2, 180.0)];
         let lets = |value: &str| vec![("linear".to_string(), value.to_string())];
         assert_eq!(guess_cpu(&lets("hgrn"), 2, &finished), Some(180.0));
-        // Its cell has none timed alike: the longest of any cell timed alike.
-        assert_eq!(guess_cpu(&lets("gdn"), 2, &finished), Some(180.0));
+        // Its cell has none timed alike: its own runs scaled, half as much again for fewer.
+        assert_eq!(guess_cpu(&lets("gdn"), 2, &finished), Some(360.0 / 2.0 * 1.5));
         // None timed alike: the others scaled to the sharing, half as much again for fewer.
         assert_eq!(guess_cpu(&lets("gdn"), 1, &finished), Some(360.0 / 4.0 * 1.5));
         assert_eq!(guess_cpu(&lets("hgrn"), 1, &finished), Some(180.0 / 2.0 * 1.5), "the longer of 350/4 and 180/2");
         assert_eq!(
             guess_cpu(&lets("hgrn"), 8, &finished),
-            Some(720.0),
-            "in proportion: the longer of 350 · 2 and 180 · 4"
+            Some(840.0),
+            "in proportion, a sixth more for more: the longer of 350 · 2 and 180 · 4, · 7/6"
         );
         assert_eq!(guess_cpu(&lets("gla"), 1, &finished), Some(135.0), "no run of its cell: the longest of any");
         // Times whose sharing was not recorded are taken as they are, last.
         let unrecorded = [timed("gdn", 0, 300.0)];
         assert_eq!(guess_cpu(&lets("gdn"), 2, &unrecorded), Some(300.0));
+    }
+
+    /// The runs most like it come first: its cell's, scaled to the sharing, before other
+    /// cells' timed alike (`gpu.hyb`'s RetNet 3:1 runs took 566 s at eight at once, its
+    /// GatedDeltaNet runs 447 s); without its cell's, the cells sharing the most lets.
+    #[test]
+    fn a_run_is_guessed_from_the_runs_most_like_it() {
+        let lets = |linear: &str, every: &str| {
+            vec![("linear".to_string(), linear.to_string()), ("attn_every".to_string(), every.to_string())]
+        };
+        let timed = |linear: &str, every: &str, at_once: u16, seconds: f64| Result {
+            seconds,
+            at_once,
+            lets: lets(linear, every),
+            ..run(linear, Phase::Search, None, 0.5)
+        };
+        let finished = [timed("retnet", "4", 4, 253.0), timed("gdn", "4", 8, 447.0), timed("retnet", "2", 8, 395.0)];
+        let retnet_3_1 = guess_cpu(&lets("retnet", "4"), 8, &finished).unwrap();
+        assert!((retnet_3_1 - 253.0 * 2.0 * 7.0 / 6.0).abs() < 1e-9, "{retnet_3_1}");
+        assert_eq!(guess_cpu(&lets("retnet", "8"), 8, &finished), Some(395.0), "RetNet's other ratios, alike first");
+        assert_eq!(guess_cpu(&lets("gla", "4"), 8, &finished), Some(447.0), "the 3:1 runs, alike first");
+        assert_eq!(guess_cpu(&lets("gla", "8"), 8, &finished), Some(447.0), "nothing in common: all, alike first");
+    }
+
+    /// A wave under a time limit starts as many shards as let the most runs finish.
+    #[test]
+    fn a_wave_starts_the_shards_whose_runs_fit() {
+        let cell = vec![("linear".to_string(), "retnet".to_string())];
+        let runs = vec![cell.as_slice(); 10];
+        // 70 s of the machine a run, whatever the sharing (a run alone: 70 s).
+        let even = |_: &[(String, String)], at_once: u16| Some(70.0 * f64::from(at_once));
+        assert_eq!(shards_that_fit(&runs, 8, 540.0, even), Some((7, 7)), "eight at 560 s miss 540 s");
+        assert_eq!(shards_that_fit(&runs, 8, 600.0, even), Some((8, 8)));
+        assert_eq!(shards_that_fit(&runs, 4, 600.0, even), Some((4, 8)), "two runs a shard");
+        assert_eq!(shards_that_fit(&runs, 8, 60.0, even), Some((8, 0)), "none fits: every shard says why");
+        assert_eq!(shards_that_fit(&runs, 8, 540.0, |_, _| None), None, "nothing to go by");
+        // A shard skips a run that does not fit and tries its next.
+        let (long, short) = (vec![("linear".to_string(), "gdn".to_string())], cell.clone());
+        let mixed = [long.as_slice(), short.as_slice()];
+        let by_cell = |lets: &[(String, String)], _: u16| Some(if lets == long.as_slice() { 500.0 } else { 100.0 });
+        assert_eq!(shards_that_fit(&mixed, 1, 300.0, by_cell), Some((1, 1)));
     }
 
     /// The pace of a sweep: each run's time over the runs beside it, the median; none

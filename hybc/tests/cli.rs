@@ -964,6 +964,42 @@ fn a_time_limit_starts_only_runs_that_fit() {
     assert!(text(&refused.stderr).contains("`soon` is not a duration"), "{}", text(&refused.stderr));
 }
 
+/// Under `--time-limit`, `--jobs` starts fewer shards where more runs then fit: one
+/// run timed at 100 s alone makes two at once guessed at 233 s each, past a limit of
+/// 150 s, while one shard can start its first run.
+#[test]
+fn a_time_limit_starts_fewer_shards_where_more_runs_then_fit() {
+    let dir = scratch("sweep_time_limit_shards");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("timed.hyb");
+    std::fs::write(
+        &file,
+        "mixer gdn = gated_deltanet(heads: 2, head_dim: 16, expand_v: 1)\nmixer gla = gla(heads: 2)\n\
+         mixer gla4 = gla(heads: 4)\nmixer attn = attention(heads: 2)\nlet linear = gdn\n\
+         model {\n vocab = 64\n d_model = 32\n layers = linear × 2 with attn every 2\n}\n\
+         train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 2\n steps = 2\n}\n\
+         eval {\n mqar(seq_len: 32, pairs: 4)\n samples = 8\n batch = 4\n}\n\
+         sweep {\n linear = [gdn, gla, gla4]\n}\n",
+    )
+    .expect("writable");
+    let out = dir.join("runs");
+    sweep_with(&file, &out, &["--shard", "0/3"]);
+    let gdn = out.join("linear=gdn").join("result.json");
+    let result = std::fs::read_to_string(&gdn).expect("gdn's result");
+    let timed: Vec<String> = result
+        .lines()
+        .map(|line| match line.trim().strip_prefix("\"seconds\": ") {
+            Some(_) => "  \"seconds\": 100.0,".to_string(),
+            None => line.to_string(),
+        })
+        .collect();
+    assert!(result.contains("\"at_once\": 1"), "a run alone records it: {result}");
+    std::fs::write(&gdn, timed.join("\n")).expect("writable");
+    let jobs = sweep_with(&file, &out, &["--jobs", "2", "--time-limit", "150s"]);
+    assert!(jobs.contains("time limit: 1 shard(s) at once rather than 2, so that 1 run(s) can finish"), "{jobs}");
+    assert!(out.join("linear=gla").join("result.json").exists(), "{jobs}");
+}
+
 /// `hybc sweep FILE --out OUT` with `extra` arguments: its standard output, the test
 /// failing with both outputs if it fails.
 fn sweep_with(file: &Path, out: &Path, extra: &[&str]) -> String {

@@ -91,7 +91,10 @@ pub fn jobs(
             return Err(format!("runs {indices:?} did not finish in the wave before: see the shards' logs"));
         }
         println!("{wave} wave: {}", describe_wave(&pending));
-        let lists = deal(&indices, usize::from(jobs));
+        let shards_now = options.deadline.map_or(usize::from(jobs), |deadline| {
+            wave_size(&pending, &out, &config, usize::from(jobs), deadline.left(), on_gpu)
+        });
+        let lists = deal(&indices, shards_now);
         let finished = shards(&binary, &common, &out, &lists, n > 1, devices.as_deref(), &sharing);
         if let Some((signal, status)) = stopped() {
             println!("stopped by {signal}: each shard at a checkpoint; running the sweep again continues it");
@@ -170,6 +173,23 @@ fn describe_wave(pending: &[(usize, Run)]) -> String {
         "the runs that can train"
     };
     format!("{} run(s), {what}", pending.len())
+}
+
+/// How many shards a wave under a time limit starts ([`crate::deadline::shards_that_fit`]):
+/// fewer than `jobs` where that lets more of its runs finish in the `left` seconds.
+fn wave_size(pending: &[(usize, Run)], out: &Path, config: &SweepConfig, jobs: usize, left: f64, gpu: bool) -> usize {
+    let finished = super::Finished::read(out, config, true).runs;
+    let device = if gpu { "cuda" } else { "cpu" };
+    let lets: Vec<&[(String, String)]> = pending.iter().map(|(_, run)| run.lets.as_slice()).collect();
+    let guess = |lets: &[(String, String)], at_once| crate::deadline::guess(lets, at_once, device, &finished);
+    let Some((shards, finishing)) = crate::deadline::shards_that_fit(&lets, jobs, left, guess) else { return jobs };
+    if shards < jobs.min(pending.len()) {
+        println!(
+            "time limit: {shards} shard(s) at once rather than {jobs}, so that {finishing} run(s) can finish in the \
+             {left:.0} s left"
+        );
+    }
+    shards
 }
 
 /// `runs` dealt round robin into at most `jobs` non-empty lists.
