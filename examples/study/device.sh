@@ -38,10 +38,10 @@ parse() {
   file=${1%=*}; jobs=${1#*=}; jobs=${jobs%@*}; runs=runs/$(basename "$file" .hyb); target=()
   if [[ $1 == *@cuda ]]; then runs=$runs-cuda; target=(--target cuda); fi
 }
-# One archive a study (the machine returns at most 8 files): its logs, report and each
-# run's result.json, with metrics.jsonl when `full`.
+# One archive a study (the machine returns at most 8 files): its logs, report, each
+# run's result.json and each stopped run's stopped.json, with metrics.jsonl when `full`.
 archive() {
-  local what=(-name result.json); [ "${2-}" = full ] && what+=(-o -name metrics.jsonl)
+  local what=(-name result.json -o -name stopped.json); [ "${2-}" = full ] && what+=(-o -name metrics.jsonl)
   (cd "$runs" && find . -maxdepth 1 -type f \( -name '*.md' -o -name '*.csv' -o -name '*.svg' -o -name '*.log' \) \
     && find . \( "${what[@]}" \)) | tar cJf "$OUT/${runs#runs/}.tar.xz.part" -C "$runs" -T - \
     && mv "$OUT/${runs#runs/}.tar.xz.part" "$OUT/${runs#runs/}.tar.xz"

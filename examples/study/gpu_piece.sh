@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The GPU study in pieces, one device call at a time (README, "Sized for one GPU"): the
 # finished runs are kept in the repository (each run's result.json under
-# examples/study/measured/gpu/runs/), so that every call resumes the sweep where the
-# last one stopped (`--time-limit` starts only the runs a call can finish).
+# examples/study/measured/gpu/runs/; a run the call's end stopped keeps its stopped.json
+# until it finishes), so that every call resumes the sweep where the last one stopped
+# (`--time-limit` starts only the runs a call can finish). Read the device's status
+# before a call: its idle and start time count, and SWEEP_S must stay 30 s under the
+# call's limit.
 #   before a call:  bash examples/study/gpu_piece.sh prepare
 #                   (fills runs/gpu-cuda from the kept results; carry .device/hybc.xz
 #                   and runs/gpu-cuda)
@@ -44,10 +47,15 @@ case "${1:-}" in
     trap 'rm -rf "$unpacked"' EXIT
     tar xJf "$archive" -C "$unpacked"
     mkdir -p "$keep/runs" "$runs"
-    (cd "$unpacked" && find . -name result.json) | while read -r result; do
+    # Finished runs' results, and what stopped runs got through (`stopped.json`: the next
+    # call's --time-limit guesses their like from it), minus those finished since.
+    (cd "$unpacked" && find . -name result.json -o -name stopped.json) | while read -r result; do
       mkdir -p "$keep/runs/$(dirname "$result")" "$runs/$(dirname "$result")"
       cp "$unpacked/$result" "$keep/runs/$result"
       cp "$unpacked/$result" "$runs/$result"
+    done
+    for dir in "$keep/runs"/*/ "$runs"/*/; do
+      [ -f "$dir/result.json" ] && rm -f "$dir/stopped.json"
     done
     if [ "$1" = merge ]; then
       echo "$runs: $(find "$runs" -name result.json | wc -l) finished runs (report with collect)"

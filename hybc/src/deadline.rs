@@ -20,14 +20,84 @@
 //! device was recorded came from older, often slower builds (on `gpu.hyb` four at once
 //! took 306 – 354 s then, 198 – 217 s since), and the longest of them held a call's last
 //! minutes back.
-//! With none finished there is nothing to go by, and a run starts while the limit has
-//! not passed.
+//! A run a signal stopped (a call's `timeout`, a batch job's limit) leaves
+//! `stopped.json` ([`Stopped`]): how far it got and in what time, projected to its last
+//! step, counts as a finished run would (eight RetNet runs stopped at step 1,953 of
+//! 2,048 had left nothing to go by). With none finished or stopped there is nothing to
+//! go by, and a run starts while the limit has not passed.
 //! The limit is a moment, not a length, so the processes of `--jobs` share it
 //! (`--deadline-at`, seconds since the Unix epoch).
 
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::sweep::Result;
+
+/// A run's wall time as [`guess`] reads it: a finished run's (`result.json`), or a
+/// stopped run's projected to its last step ([`Stopped::timed`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timed {
+    pub lets: Vec<(String, String)>,
+    pub seconds: f64,
+    /// Runs at once on the machine while it trained (0: not recorded).
+    pub at_once: u16,
+    /// What it trained on (`cuda (NVIDIA H100 80GB HBM3)`; empty: not recorded).
+    pub device: String,
+}
+
+impl From<&Result> for Timed {
+    fn from(run: &Result) -> Timed {
+        Timed { lets: run.lets.clone(), seconds: run.seconds, at_once: run.at_once, device: run.device.clone() }
+    }
+}
+
+/// `stopped.json` in a run's directory: how far a run stopped by a signal got in this
+/// call, and in what wall time (compile included).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Stopped {
+    pub lets: Vec<(String, String)>,
+    pub seconds: f64,
+    pub at_once: u16,
+    pub device: String,
+    /// The run's steps, the step this call began after (a resumed run's checkpoint) and
+    /// the step it stopped after.
+    pub steps: u64,
+    pub from: u64,
+    pub to: u64,
+}
+
+impl Stopped {
+    /// The whole run's wall time at this call's pace; none where the call trained less
+    /// than a tenth of the run (its compile and first evaluation would weigh too much).
+    pub fn timed(&self) -> Option<Timed> {
+        let done = self.to.saturating_sub(self.from);
+        (done > 0 && done.saturating_mul(10) >= self.steps).then(|| Timed {
+            lets: self.lets.clone(),
+            seconds: self.seconds * self.steps as f64 / done as f64,
+            at_once: self.at_once,
+            device: self.device.clone(),
+        })
+    }
+
+    /// Writes `stopped.json` into the run's directory `dir`.
+    pub fn write(&self, dir: &Path) -> std::result::Result<(), String> {
+        let path = dir.join(STOPPED);
+        let json = serde_json::to_string_pretty(self).expect("JSON");
+        std::fs::write(&path, json).map_err(|e| format!("cannot write `{}`: {e}", path.display()))
+    }
+}
+
+/// The file a stopped run leaves in its directory.
+pub const STOPPED: &str = "stopped.json";
+
+/// The stopped runs of the sweep in `out` that have not finished since, projected to
+/// their last step: each `<run>/stopped.json` without a `<run>/result.json`.
+pub fn stopped_runs(out: &Path) -> Vec<Timed> {
+    let dirs = std::fs::read_dir(out).into_iter().flatten().flatten().map(|entry| entry.path());
+    let unfinished = dirs.filter(|dir| !dir.join("result.json").exists());
+    let records = unfinished.filter_map(|dir| std::fs::read_to_string(dir.join(STOPPED)).ok());
+    records.filter_map(|text| serde_json::from_str::<Stopped>(&text).ok()?.timed()).collect()
+}
 
 /// The moment after which a sweep starts no run it could not finish.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -74,14 +144,14 @@ fn now() -> f64 {
 /// `at_once` ([`scaled`]), else of all; none without one. `device` is the kind of device
 /// the run will train on (`cuda`, `cpu`): runs recorded on it are the only ones consulted
 /// where there are any.
-pub fn guess(lets: &[(String, String)], at_once: u16, device: &str, finished: &[Result]) -> Option<f64> {
-    let timed: Vec<&Result> = finished.iter().filter(|r| r.seconds > 0.0).collect();
+pub fn guess(lets: &[(String, String)], at_once: u16, device: &str, finished: &[Timed]) -> Option<f64> {
+    let timed: Vec<&Timed> = finished.iter().filter(|r| r.seconds > 0.0).collect();
     let described = format!("{device} (");
-    let here: Vec<&Result> = timed.iter().copied().filter(|r| r.device.starts_with(&described)).collect();
+    let here: Vec<&Timed> = timed.iter().copied().filter(|r| r.device.starts_with(&described)).collect();
     let timed = if here.is_empty() { timed } else { here };
-    let likeness = |run: &Result| lets.iter().filter(|pair| run.lets.contains(pair)).count();
+    let likeness = |run: &Timed| lets.iter().filter(|pair| run.lets.contains(pair)).count();
     let closest = timed.iter().map(|r| likeness(r)).max()?;
-    let like: Vec<&Result> = timed.into_iter().filter(|r| likeness(r) == closest).collect();
+    let like: Vec<&Timed> = timed.into_iter().filter(|r| likeness(r) == closest).collect();
     let longest = |seconds: &mut dyn Iterator<Item = f64>| seconds.reduce(f64::max);
     longest(&mut like.iter().filter(|r| r.at_once == at_once).map(|r| r.seconds))
         .or_else(|| longest(&mut like.iter().filter(|r| r.at_once > 0 && at_once > 0).map(|r| scaled(r, at_once))))
@@ -125,13 +195,13 @@ pub fn shards_that_fit(
 /// A run's wall time as it would be with `at_once` runs on the machine: in proportion
 /// to the runs at once, a sixth more where more run than shared it when timed, half as
 /// much again where fewer.
-fn scaled(run: &Result, at_once: u16) -> f64 {
+fn scaled(run: &Timed, at_once: u16) -> f64 {
     let margin = match at_once.cmp(&run.at_once) {
         std::cmp::Ordering::Less => 1.5,
         std::cmp::Ordering::Equal => 1.0,
         std::cmp::Ordering::Greater => 7.0 / 6.0,
     };
-    share(run) * f64::from(at_once) * margin
+    run.seconds / f64::from(run.at_once.max(1)) * f64::from(at_once) * margin
 }
 
 /// A run's share of its machine's time: its wall time over the runs that trained at
@@ -191,7 +261,11 @@ mod tests {
     }
 
     fn guess_cpu(lets: &[(String, String)], at_once: u16, finished: &[Result]) -> Option<f64> {
-        guess(lets, at_once, "cpu", finished)
+        guess(lets, at_once, "cpu", &timed(finished))
+    }
+
+    fn timed(finished: &[Result]) -> Vec<Timed> {
+        finished.iter().map(Timed::from).collect()
     }
 
     /// Runs recorded on the sweep's kind of device are consulted alone where there are
@@ -207,9 +281,9 @@ mod tests {
         };
         let finished = [run(354.0, ""), run(217.0, "cuda (NVIDIA H100 80GB HBM3)"), run(900.0, "cpu (2 threads)")];
         let lets = vec![("linear".to_string(), "gla".to_string())];
-        assert_eq!(guess(&lets, 4, "cuda", &finished), Some(217.0));
-        assert_eq!(guess(&lets, 4, "cpu", &finished), Some(900.0));
-        assert_eq!(guess(&lets, 4, "cuda", &finished[..1]), Some(354.0), "none recorded: all of them");
+        assert_eq!(guess(&lets, 4, "cuda", &timed(&finished)), Some(217.0));
+        assert_eq!(guess(&lets, 4, "cpu", &timed(&finished)), Some(900.0));
+        assert_eq!(guess(&lets, 4, "cuda", &timed(&finished[..1])), Some(354.0), "none recorded: all of them");
     }
 
     /// The longest finished run of the cell, else of any; none before any finished.
@@ -270,6 +344,35 @@ mod tests {
         assert_eq!(guess_cpu(&lets("retnet", "8"), 8, &finished), Some(395.0), "RetNet's other ratios, alike first");
         assert_eq!(guess_cpu(&lets("gla", "4"), 8, &finished), Some(447.0), "the 3:1 runs, alike first");
         assert_eq!(guess_cpu(&lets("gla", "8"), 8, &finished), Some(447.0), "nothing in common: all, alike first");
+    }
+
+    /// A stopped run counts at its pace projected to its last step, once it trained a
+    /// tenth of it; and only until its run finishes.
+    #[test]
+    fn a_stopped_run_counts_at_its_pace() {
+        let lets = vec![("linear".to_string(), "retnet".to_string())];
+        let stopped = |from, to| Stopped {
+            lets: lets.clone(),
+            seconds: 540.0,
+            at_once: 8,
+            device: "cuda (NVIDIA H100 80GB HBM3)".into(),
+            steps: 2048,
+            from,
+            to,
+        };
+        let projected = stopped(0, 1953).timed().expect("most of it trained");
+        assert!((projected.seconds - 540.0 * 2048.0 / 1953.0).abs() < 1e-9, "{projected:?}");
+        assert_eq!(stopped(1024, 2048).timed().map(|t| t.seconds), Some(1080.0), "a resumed run's part");
+        assert_eq!(stopped(0, 100).timed(), None, "under a tenth: compile and evaluation weigh too much");
+        assert_eq!(guess(&lets, 8, "cuda", &[projected]).map(f64::round), Some(566.0));
+        let dir = std::env::temp_dir().join(format!("hyb-stopped-{}", std::process::id()));
+        let run = dir.join("linear=retnet");
+        std::fs::create_dir_all(&run).expect("writable");
+        stopped(0, 1953).write(&run).expect("written");
+        assert_eq!(stopped_runs(&dir).len(), 1);
+        std::fs::write(run.join("result.json"), "{}").expect("writable");
+        assert!(stopped_runs(&dir).is_empty(), "finished since");
+        std::fs::remove_dir_all(&dir).expect("removable");
     }
 
     /// A wave under a time limit starts as many shards as let the most runs finish.

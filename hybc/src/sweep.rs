@@ -563,7 +563,7 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
         }
         if let Some(deadline) = setup.deadline {
             let device = if setup.target.is_gpu() { "cuda" } else { "cpu" };
-            let guess = crate::deadline::guess(&run.lets, setup.runs_at_once(), device, &finished.runs);
+            let guess = crate::deadline::guess(&run.lets, setup.runs_at_once(), device, &finished.timed);
             if !deadline.allows(guess) {
                 let why = guess.map_or("the time limit has passed".to_string(), |guess| {
                     format!(
@@ -610,14 +610,20 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
 /// time limit, every run (a run's guessed length).
 struct Finished {
     search: Vec<Result>,
-    runs: Vec<Result>,
+    /// The finished runs' wall times and the stopped runs' projected ones.
+    timed: Vec<crate::deadline::Timed>,
 }
 
 impl Finished {
     fn read(out: &Path, config: &SweepConfig, all: bool) -> Finished {
         let search = finished_search(out, config);
-        let runs = if all { finished_beside(out, config, &search) } else { Vec::new() };
-        Finished { search, runs }
+        let timed = if all {
+            let runs = finished_beside(out, config, &search);
+            runs.iter().map(crate::deadline::Timed::from).chain(crate::deadline::stopped_runs(out)).collect()
+        } else {
+            Vec::new()
+        };
+        Finished { search, timed }
     }
 }
 
@@ -707,6 +713,9 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
     let outcome = setup.console.train(file, &model, &options)?;
     let seconds = started.elapsed().as_secs_f64();
     if let Some(status) = outcome.stopped {
+        let to = outcome.stopped_at.unwrap_or(outcome.resumed_at);
+        let (lets, device, steps, from) = (run.lets.clone(), outcome.device.clone(), outcome.steps, outcome.resumed_at);
+        crate::deadline::Stopped { lets, seconds, at_once, device, steps, from, to }.write(dir)?;
         return Ok(Some(status));
     }
     let report = hyb_driver::report(&model, None, setup.target).map_err(|e| e.to_string())?;
@@ -760,6 +769,7 @@ fn train_run(setup: &Setup, config: &SweepConfig, run: &Run, dir: &Path) -> std:
     let json = serde_json::to_string_pretty(&result).expect("JSON");
     std::fs::write(&partial, json).map_err(|e| format!("cannot write `{}`: {e}", partial.display()))?;
     std::fs::rename(&partial, &done).map_err(|e| format!("cannot write `{}`: {e}", done.display()))?;
+    let _ = std::fs::remove_file(dir.join(crate::deadline::STOPPED));
     Ok(None)
 }
 

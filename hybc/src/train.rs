@@ -28,6 +28,10 @@ pub struct Outcome {
     /// The steps the run was to train, and where a plateau stopped it before them.
     pub steps: u64,
     pub plateaued_at: Option<u64>,
+    /// The step this call began after (a resumed run's checkpoint; 0 for a fresh run) and,
+    /// stopped by a signal, the step it stopped after.
+    pub resumed_at: u64,
+    pub stopped_at: Option<u64>,
     /// What it trained on, as the runtime describes it (`cuda (NVIDIA H100 80GB HBM3)`,
     /// `cpu (2 threads)`).
     pub device: String,
@@ -46,11 +50,14 @@ impl Outcome {
                 stopped: Some(status),
                 steps,
                 plateaued_at: None,
+                resumed_at: outcome.started.resumed_at,
+                stopped_at: outcome.stopped_at,
                 device: outcome.started.device.clone(),
             };
         }
         let (final_loss, scores, plateaued_at) = (outcome.final_loss, outcome.scores.clone(), outcome.plateaued_at);
-        Outcome { final_loss, scores, stopped: None, steps, plateaued_at, device: outcome.started.device.clone() }
+        let (resumed_at, device) = (outcome.started.resumed_at, outcome.started.device.clone());
+        Outcome { final_loss, scores, stopped: None, steps, plateaued_at, resumed_at, stopped_at: None, device }
     }
 }
 

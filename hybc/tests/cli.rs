@@ -1146,6 +1146,13 @@ fn a_signal_stops_every_shard_of_a_sweep() {
         let log = std::fs::read_to_string(out.join(shard)).expect("a shard's log");
         assert!(log.contains("stopped by SIGINT"), "{shard}: {log}");
     }
+    // Each stopped run says how far it got, for the next call's --time-limit.
+    for lr in ["1e-3", "3e-3"] {
+        let stopped =
+            std::fs::read_to_string(out.join(format!("linear=gdn,lr={lr},seed=3,search")).join("stopped.json"));
+        let stopped = stopped.unwrap_or_else(|e| panic!("lr {lr}: {e}"));
+        assert!(stopped.contains("\"steps\": 5000") && stopped.contains("\"at_once\": 2"), "{stopped}");
+    }
 }
 
 /// A result.json as a finished run writes it, with made-up figures.

@@ -178,7 +178,7 @@ fn describe_wave(pending: &[(usize, Run)]) -> String {
 /// How many shards a wave under a time limit starts ([`crate::deadline::shards_that_fit`]):
 /// fewer than `jobs` where that lets more of its runs finish in the `left` seconds.
 fn wave_size(pending: &[(usize, Run)], out: &Path, config: &SweepConfig, jobs: usize, left: f64, gpu: bool) -> usize {
-    let finished = super::Finished::read(out, config, true).runs;
+    let finished = super::Finished::read(out, config, true).timed;
     let device = if gpu { "cuda" } else { "cpu" };
     let lets: Vec<&[(String, String)]> = pending.iter().map(|(_, run)| run.lets.as_slice()).collect();
     let guess = |lets: &[(String, String)], at_once| crate::deadline::guess(lets, at_once, device, &finished);
