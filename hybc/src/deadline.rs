@@ -145,17 +145,25 @@ fn now() -> f64 {
 /// the run will train on (`cuda`, `cpu`): runs recorded on it are the only ones consulted
 /// where there are any.
 pub fn guess(lets: &[(String, String)], at_once: u16, device: &str, finished: &[Timed]) -> Option<f64> {
-    let timed: Vec<&Timed> = finished.iter().filter(|r| r.seconds > 0.0).collect();
-    let described = format!("{device} (");
-    let here: Vec<&Timed> = timed.iter().copied().filter(|r| r.device.starts_with(&described)).collect();
-    let timed = if here.is_empty() { timed } else { here };
-    let likeness = |run: &Timed| lets.iter().filter(|pair| run.lets.contains(pair)).count();
-    let closest = timed.iter().map(|r| likeness(r)).max()?;
-    let like: Vec<&Timed> = timed.into_iter().filter(|r| likeness(r) == closest).collect();
+    let like = most_like(lets, Some(device), finished);
     let longest = |seconds: &mut dyn Iterator<Item = f64>| seconds.reduce(f64::max);
     longest(&mut like.iter().filter(|r| r.at_once == at_once).map(|r| r.seconds))
         .or_else(|| longest(&mut like.iter().filter(|r| r.at_once > 0 && at_once > 0).map(|r| scaled(r, at_once))))
         .or_else(|| longest(&mut like.iter().map(|r| r.seconds)))
+}
+
+/// The timed runs most like a run of the cell `lets`: those sharing the most of its
+/// lets (its own cell's first), of those recorded on `device`'s kind (any device: of
+/// those whose device was recorded) where there are any.
+fn most_like<'a>(lets: &[(String, String)], device: Option<&str>, finished: &'a [Timed]) -> Vec<&'a Timed> {
+    let timed: Vec<&Timed> = finished.iter().filter(|r| r.seconds > 0.0).collect();
+    let described = device.map_or(String::new(), |device| format!("{device} ("));
+    let recorded = |run: &Timed| !run.device.is_empty() && run.device.starts_with(&described);
+    let here: Vec<&Timed> = timed.iter().copied().filter(|r| recorded(r)).collect();
+    let timed = if here.is_empty() { timed } else { here };
+    let likeness = |run: &Timed| lets.iter().filter(|pair| run.lets.contains(pair)).count();
+    let Some(closest) = timed.iter().map(|r| likeness(r)).max() else { return Vec::new() };
+    timed.into_iter().filter(|r| likeness(r) == closest).collect()
 }
 
 /// Under a time limit, how many shards of up to `jobs` a wave of `runs` (each's lets, in
@@ -208,13 +216,22 @@ fn scaled(run: &Timed, at_once: u16) -> f64 {
 /// once beside it (four runs of 200 s at once take 50 s of the machine each; a run
 /// whose sharing was not recorded counts as alone).
 pub fn share(run: &Result) -> f64 {
-    run.seconds / f64::from(run.at_once.max(1))
+    Timed::from(run).share()
 }
 
-/// The machine's time a run takes, from finished runs: the median of their [`share`]s;
-/// none before a run was timed.
-pub fn pace(finished: &[Result]) -> Option<f64> {
-    let mut shares: Vec<f64> = finished.iter().filter(|r| r.seconds > 0.0).map(share).collect();
+impl Timed {
+    fn share(&self) -> f64 {
+        self.seconds / f64::from(self.at_once.max(1))
+    }
+}
+
+/// The machine's time a run of the cell `lets` takes, from the finished runs most like
+/// it (as [`guess`] picks them, on any recorded device): the median of their [`share`]s;
+/// none before a run was timed. RetNet 3:1's runs of `gpu.hyb` take 63 – 70 s of the
+/// GPU, GatedDeltaNet's about 50; its first 30 runs, from slower builds and with their
+/// sharing unrecorded, are left out once later ones record their device.
+pub fn pace(lets: &[(String, String)], finished: &[Timed]) -> Option<f64> {
+    let mut shares: Vec<f64> = most_like(lets, None, finished).into_iter().map(Timed::share).collect();
     shares.sort_by(f64::total_cmp);
     let n = shares.len();
     (n > 0).then(|| if n % 2 == 1 { shares[n / 2] } else { (shares[n / 2 - 1] + shares[n / 2]) / 2.0 })
@@ -398,10 +415,26 @@ mod tests {
     /// before a run was timed.
     #[test]
     fn the_pace_is_the_median_share_of_the_machine() {
-        let timed = |seconds, at_once| Result { seconds, at_once, ..run("gdn", Phase::Seed, None, 0.5) };
-        assert_eq!(pace(&[timed(400.0, 8), timed(200.0, 4), timed(73.0, 1), timed(0.0, 8)]), Some(50.0));
-        assert_eq!(pace(&[timed(90.0, 0), timed(30.0, 1)]), Some(60.0), "unrecorded sharing counts as alone");
-        assert_eq!(pace(&[timed(0.0, 4)]), None);
+        let gdn = vec![("linear".to_string(), "gdn".to_string())];
+        let retnet = vec![("linear".to_string(), "retnet".to_string())];
+        let timed = |lets: &[(String, String)], seconds, at_once| Timed {
+            lets: lets.to_vec(),
+            seconds,
+            at_once,
+            device: String::new(),
+        };
+        let finished = [timed(&gdn, 400.0, 8), timed(&gdn, 200.0, 4), timed(&gdn, 73.0, 1), timed(&gdn, 0.0, 8)];
+        assert_eq!(pace(&gdn, &finished), Some(50.0));
+        assert_eq!(pace(&retnet, &finished), Some(50.0), "no run of its like: all of them");
+        let with_retnet = [&finished[..], &[timed(&retnet, 560.0, 8)]].concat();
+        assert_eq!(pace(&retnet, &with_retnet), Some(70.0), "its own cell's runs");
+        assert_eq!(pace(&gdn, &[timed(&gdn, 90.0, 0), timed(&gdn, 30.0, 1)]), Some(60.0), "unrecorded: alone");
+        assert_eq!(pace(&gdn, &[timed(&gdn, 0.0, 4)]), None);
+        // Runs whose device was recorded come first: an older run of the cell, timed
+        // before devices and sharing were, gives way to recorded runs of other cells.
+        let on = |run: Timed| Timed { device: "cuda (NVIDIA H100 80GB HBM3)".into(), ..run };
+        let mixed = [timed(&retnet, 354.0, 0), on(timed(&gdn, 400.0, 8))];
+        assert_eq!(pace(&retnet, &mixed), Some(50.0));
         assert_eq!((hours(2700.0), hours(6120.0)), ("45 min".to_string(), "1.7 h".to_string()));
     }
 

@@ -651,7 +651,7 @@ fn overridden_sets(config: &SweepConfig, sets: &[String]) -> std::result::Result
 /// in each state and how long those left may take ([`crate::deadline::pace`]).
 fn list(console: &dyn Console, out: &Path, config: &SweepConfig, runs: &[Run], shard: Option<Shard>) {
     let search = finished_search(out, config);
-    let mut states = Vec::new();
+    let (mut states, mut left_runs) = (Vec::new(), Vec::new());
     for (index, run) in runs.iter().enumerate() {
         if shard.is_some_and(|shard| !shard.holds(index)) {
             continue;
@@ -663,6 +663,9 @@ fn list(console: &dyn Console, out: &Path, config: &SweepConfig, runs: &[Run], s
             Some(run) => ("to run", run),
         };
         states.push(state);
+        if matches!(state, "to run" | "waits for its search") {
+            left_runs.push(run.lets.clone());
+        }
         console.line(&format!("{index}\t{state}\t{}", run.name()));
     }
     let counts = crate::stats::tally(states);
@@ -677,13 +680,17 @@ fn list(console: &dyn Console, out: &Path, config: &SweepConfig, runs: &[Run], s
     if count("not needed") > 0 {
         summary += &format!(", {} not needed", count("not needed"));
     }
-    if let Some(seconds) = crate::deadline::pace(&finished_beside(out, config, &search)).filter(|_| left > 0) {
+    let timed: Vec<crate::deadline::Timed> =
+        finished_beside(out, config, &search).iter().map(crate::deadline::Timed::from).collect();
+    let paces: Option<Vec<f64>> = left_runs.iter().map(|lets| crate::deadline::pace(lets, &timed)).collect();
+    if let Some(seconds) = paces.map(|paces| paces.iter().sum::<f64>()).filter(|_| left > 0) {
         // Waiting extension slots may turn out not needed.
         let up_to = if config.extend > 0 && count("waits for its search") > 0 { "up to " } else { "" };
         summary += &format!(
-            "; {up_to}{left} left: about {} at the finished runs' pace ({seconds:.0} s of their machine a run, the \
-             median of each run's time over the runs at once beside it)",
-            crate::deadline::hours(left as f64 * seconds)
+            "; {up_to}{left} left: about {} at the finished runs' pace ({:.0} s of their machine a run on \
+             average: for each run, the median of each like run's time over the runs at once beside it)",
+            crate::deadline::hours(seconds),
+            seconds / left as f64
         );
     }
     console.line(&summary);

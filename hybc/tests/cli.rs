@@ -794,6 +794,11 @@ fn sweep_runs_the_grid_and_resumes() {
     assert!(shard.contains("[9/12] linear=gdn,attn_every=2,lr=(chosen by the search),seed=0: waits"), "{shard}");
     let partial = with(&["--report"]);
     assert!(partial.contains("4 of 12 runs finished"), "{partial}");
+    // What is left, at the pace of the finished runs like each.
+    let later = with(&["--list"]);
+    let summary = later.lines().last().unwrap_or_default();
+    assert!(summary.starts_with("# 4 done, 4 to run, 4 waiting for their search; 8 left: about "), "{later}");
+    assert!(summary.contains("s of their machine a run on average"), "{later}");
     assert!(with(&["--report", "--target", "cuda"]).contains("4 of 12 runs finished"));
     let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
     assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
