@@ -1003,6 +1003,10 @@ fn a_time_limit_starts_fewer_shards_where_more_runs_then_fit() {
     let jobs = sweep_with(&file, &out, &["--jobs", "2", "--time-limit", "150s"]);
     assert!(jobs.contains("time limit: 1 shard(s) at once rather than 2, so that 1 run(s) can finish"), "{jobs}");
     assert!(out.join("linear=gla").join("result.json").exists(), "{jobs}");
+    // The one shard has all the cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let log = std::fs::read_to_string(out.join("shard-0.log")).expect("the shard's log");
+    assert!(log.contains(&format!("for cpu ({cores} threads)")), "{log}");
 }
 
 /// `hybc sweep FILE --out OUT` with `extra` arguments: its standard output, the test

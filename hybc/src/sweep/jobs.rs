@@ -27,7 +27,9 @@ pub struct Jobs<'a> {
 }
 
 /// `--jobs n`: the sweep in waves of up to `n` processes of this binary at once, each
-/// with `1/n` of the cores (`--threads`) and its output in `<out>/shard-<i>.log`. Each
+/// with an equal share of the cores (`--threads`: a wave of fewer shards, when fewer
+/// runs are ready or a time limit fits fewer, gives each more) and its output in
+/// `<out>/shard-<i>.log`. Each
 /// wave deals the runs that can train now and are not done (`to_run`) round robin
 /// over the processes (`--runs`), so a sweep resumed after a kill or after array jobs
 /// is shared evenly; with a learning-rate search a second wave trains what the first
@@ -61,7 +63,7 @@ pub fn jobs(
     let threads = (cores / usize::from(jobs)).max(1);
     let binary = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut common: Vec<String> = vec!["sweep".into(), file.display().to_string(), "--out".into()];
-    common.extend([out.display().to_string(), "--threads".into(), threads.to_string()]);
+    common.push(out.display().to_string());
     common.extend(target.map(|t| ["--target".to_string(), t.to_string()]).into_iter().flatten());
     common.extend(sets.iter().flat_map(|set| ["--set".to_string(), set.clone()]));
     if let Some(deadline) = options.deadline {
@@ -95,7 +97,9 @@ pub fn jobs(
             wave_size(&pending, &out, &config, usize::from(jobs), deadline.left(), on_gpu)
         });
         let lists = deal(&indices, shards_now);
-        let finished = shards(&binary, &common, &out, &lists, n > 1, devices.as_deref(), &sharing);
+        // A wave of fewer shards splits the cores among them.
+        let wave_args = [common.clone(), vec!["--threads".into(), (cores / lists.len().max(1)).max(1).to_string()]];
+        let finished = shards(&binary, &wave_args.concat(), &out, &lists, n > 1, devices.as_deref(), &sharing);
         if let Some((signal, status)) = stopped() {
             println!("stopped by {signal}: each shard at a checkpoint; running the sweep again continues it");
             return Ok(Some(status));
