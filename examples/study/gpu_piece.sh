@@ -5,7 +5,8 @@
 # until it finishes), so that every call resumes the sweep where the last one stopped
 # (`--time-limit` starts only the runs a call can finish). Read the device's status
 # before a call: its idle and start time count, and SWEEP_S must stay 30 s under the
-# call's limit.
+# call's limit. What a call would start, planned here:
+#   target/release/hybc sweep examples/study/gpu.hyb --out runs/gpu-cuda --list --time-limit 540s --jobs 8 | tail
 #   before a call:  bash examples/study/gpu_piece.sh prepare
 #                   (fills runs/gpu-cuda from the kept results; carry .device/hybc.xz
 #                   and runs/gpu-cuda)

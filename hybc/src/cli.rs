@@ -208,7 +208,9 @@ pub(crate) enum Command {
         #[arg(long)]
         target: Option<Target>,
         /// Print the runs (index, state, name) and stop; with --shard, that shard's. A last
-        /// line, starting with `#`, counts them and says how long those left may take.
+        /// line, starting with `#`, counts them and says how long those left may take;
+        /// with --time-limit (and --jobs), `#` lines then say what a call of that length
+        /// would start now, each run's guessed length, and how many at once.
         #[arg(long, conflicts_with = "report")]
         list: bool,
         /// Train only every n-th run from the i-th (`i/n`, 0 ≤ i < n): one job of an array.
@@ -225,7 +227,7 @@ pub(crate) enum Command {
         /// this binary, each dealt an equal share of the runs that can train and are not
         /// done (logs in the sweep's `shard-i.log`), then the report. On a GPU target each
         /// process gets a GPU of those visible, round robin (`CUDA_VISIBLE_DEVICES`).
-        #[arg(long, value_name = "N", conflicts_with_all = ["list", "shard", "report", "runs"],
+        #[arg(long, value_name = "N", conflicts_with_all = ["shard", "report", "runs"],
               value_parser = clap::value_parser!(u16).range(1..))]
         jobs: Option<u16>,
         /// With --jobs on a GPU target: let shards that share a GPU take turns on it
@@ -240,7 +242,7 @@ pub(crate) enum Command {
         /// once; under --jobs a wave starts fewer shards where more of its runs then
         /// finish. The runs left wait for the next call, which resumes the sweep.
         #[arg(long, value_name = "DURATION", value_parser = hybc::deadline::parse_duration,
-              conflicts_with_all = ["list", "report"])]
+              conflicts_with = "report")]
         time_limit: Option<std::time::Duration>,
         /// --time-limit as a moment (seconds since the Unix epoch): what --jobs hands its
         /// processes, so they share one limit.

@@ -168,33 +168,34 @@ fn most_like<'a>(lets: &[(String, String)], device: Option<&str>, finished: &'a 
 
 /// Under a time limit, how many shards of up to `jobs` a wave of `runs` (each's lets, in
 /// the order they are dealt round robin) starts so that the most runs finish in the
-/// `left` seconds, and how many that is: each shard tries its runs in turn and starts
-/// those whose guessed length at that many at once still fits (as each shard decides,
-/// with `guess`); ties go to more shards. None where a run has nothing to go by (no
-/// finished run): every shard then. Eight RetNet 3:1 runs guessed at 590 s do not fit
-/// 540 s; seven at 516 s do.
+/// `left` seconds, and which runs those are (their places in `runs`): each shard tries
+/// its runs in turn and starts those whose guessed length at that many at once still
+/// fits (as each shard decides, with `guess`); ties go to more shards. None where a run
+/// has nothing to go by (no finished run): every shard then. Eight RetNet 3:1 runs
+/// guessed at 590 s do not fit 540 s; seven at 516 s do.
 pub fn shards_that_fit(
     runs: &[&[(String, String)]],
     jobs: usize,
     left: f64,
     guess: impl Fn(&[(String, String)], u16) -> Option<f64>,
-) -> Option<(usize, usize)> {
-    let mut best = (0, 0);
+) -> Option<(usize, Vec<usize>)> {
+    let mut best = (0, Vec::new());
     for shards in 1..=jobs.min(runs.len()) {
         let at_once = u16::try_from(shards).unwrap_or(u16::MAX);
-        let mut finishing = 0;
+        let mut started = Vec::new();
         for shard in 0..shards {
             let mut spent = 0.0;
-            for lets in runs.iter().skip(shard).step_by(shards) {
-                let length = guess(lets, at_once)?;
+            for place in (shard..runs.len()).step_by(shards) {
+                let length = guess(runs[place], at_once)?;
                 if spent + length <= left {
                     spent += length;
-                    finishing += 1;
+                    started.push(place);
                 }
             }
         }
-        if finishing >= best.1 {
-            best = (shards, finishing);
+        if started.len() >= best.1.len() {
+            started.sort_unstable();
+            best = (shards, started);
         }
     }
     Some(best)
@@ -399,16 +400,19 @@ mod tests {
         let runs = vec![cell.as_slice(); 10];
         // 70 s of the machine a run, whatever the sharing (a run alone: 70 s).
         let even = |_: &[(String, String)], at_once: u16| Some(70.0 * f64::from(at_once));
-        assert_eq!(shards_that_fit(&runs, 8, 540.0, even), Some((7, 7)), "eight at 560 s miss 540 s");
-        assert_eq!(shards_that_fit(&runs, 8, 600.0, even), Some((8, 8)));
-        assert_eq!(shards_that_fit(&runs, 4, 600.0, even), Some((4, 8)), "two runs a shard");
-        assert_eq!(shards_that_fit(&runs, 8, 60.0, even), Some((8, 0)), "none fits: every shard says why");
+        let fit =
+            |jobs, left| shards_that_fit(&runs, jobs, left, even).map(|(shards, started)| (shards, started.len()));
+        assert_eq!(fit(8, 540.0), Some((7, 7)), "eight at 560 s miss 540 s");
+        assert_eq!(fit(8, 600.0), Some((8, 8)));
+        assert_eq!(fit(4, 600.0), Some((4, 8)), "two runs a shard");
+        assert_eq!(shards_that_fit(&runs, 4, 600.0, even).map(|(_, started)| started), Some((0..8).collect()));
+        assert_eq!(fit(8, 60.0), Some((8, 0)), "none fits: every shard says why");
         assert_eq!(shards_that_fit(&runs, 8, 540.0, |_, _| None), None, "nothing to go by");
         // A shard skips a run that does not fit and tries its next.
         let (long, short) = (vec![("linear".to_string(), "gdn".to_string())], cell.clone());
         let mixed = [long.as_slice(), short.as_slice()];
         let by_cell = |lets: &[(String, String)], _: u16| Some(if lets == long.as_slice() { 500.0 } else { 100.0 });
-        assert_eq!(shards_that_fit(&mixed, 1, 300.0, by_cell), Some((1, 1)));
+        assert_eq!(shards_that_fit(&mixed, 1, 300.0, by_cell), Some((1, vec![1])));
     }
 
     /// The pace of a sweep: each run's time over the runs beside it, the median; none

@@ -89,11 +89,21 @@ fn main() -> ExitCode {
             let stored = if dtype == ExportDtype::Bf16 { Stored::Bf16 } else { Stored::F32 };
             checkpoint_of(&ckpt).and_then(|ckpt| export_fla(&file, &ckpt, &output, stored))
         }
-        // --jobs conflicts with --list, --shard, --report and --runs (clap refuses them
-        // together), and --at-once and --wave-marker need --runs: none is set here.
-        Command::Sweep { file, out, target, jobs: Some(jobs), no_mps, time_limit, deadline_at, sets, .. }
-            if jobs > 1 =>
-        {
+        // --jobs conflicts with --shard, --report and --runs (clap refuses them together;
+        // with --list it plans rather than trains), and --at-once and --wave-marker need
+        // --runs: none is set here.
+        Command::Sweep {
+            file,
+            out,
+            target,
+            jobs: Some(jobs),
+            no_mps,
+            time_limit,
+            deadline_at,
+            sets,
+            list: false,
+            ..
+        } if jobs > 1 => {
             let deadline = deadline_of(time_limit, deadline_at);
             install_interrupt().and_then(|interrupt| {
                 let options = sweep::Jobs { count: jobs, mps: !no_mps, interrupt: Some(&interrupt), deadline };
@@ -107,6 +117,9 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::Sweep { no_mps: true, list: true, .. } => {
+            Err(Failure::Usage("--no-mps concerns shards that train; --list trains nothing".into()))
+        }
         Command::Sweep { no_mps: true, .. } => {
             Err(Failure::Usage("--no-mps concerns several shards on one GPU; with --jobs 1 none share one".into()))
         }
@@ -118,6 +131,7 @@ fn main() -> ExitCode {
             shard,
             runs,
             report,
+            jobs,
             time_limit,
             deadline_at,
             at_once,
@@ -127,7 +141,7 @@ fn main() -> ExitCode {
         } => {
             let deadline = deadline_of(time_limit, deadline_at);
             let mode = if list {
-                sweep::Mode::List(shard)
+                sweep::Mode::List(shard, jobs.unwrap_or(1))
             } else if report {
                 sweep::Mode::Report
             } else {

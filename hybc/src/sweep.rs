@@ -221,8 +221,9 @@ pub enum Mode {
     /// Train the runs not done (those of one shard, or of a list), then write the tables
     /// (not for a shard or a list: their caller reports).
     Train(Option<Selection>),
-    /// Print the runs (those of one shard), each with whether it is done.
-    List(Option<Shard>),
+    /// Print the runs (those of one shard), each with whether it is done; under a time
+    /// limit, what a call would start with this many processes at once (`--jobs`, else 1).
+    List(Option<Shard>, u16),
     /// Write the tables from the finished runs.
     Report,
 }
@@ -516,8 +517,11 @@ fn run_grid(setup: &Setup, root: &Model, mode: Mode) -> std::result::Result<Opti
     let out = directory(file, setup.out);
     let runs = grid(config);
     let selection = match mode {
-        Mode::List(shard) => {
+        Mode::List(shard, jobs) => {
             list(console, &out, config, &runs, shard);
+            if let Some(deadline) = setup.deadline {
+                plan(console, &out, config, deadline.left(), usize::from(jobs), setup.target.is_gpu());
+            }
             return Ok(None);
         }
         Mode::Report => return report(console, &out, config, runs.len()),
@@ -694,6 +698,36 @@ fn list(console: &dyn Console, out: &Path, config: &SweepConfig, runs: &[Run], s
         );
     }
     console.line(&summary);
+}
+
+/// `--list --time-limit`: what a call of `left` seconds would start now with up to
+/// `jobs` processes at once, as `--jobs` and each shard decide it
+/// ([`crate::deadline::shards_that_fit`]), each run with its guessed length.
+fn plan(console: &dyn Console, out: &Path, config: &SweepConfig, left: f64, jobs: usize, gpu: bool) {
+    let pending = jobs::to_run(out, config);
+    let timed = Finished::read(out, config, true).timed;
+    let device = if gpu { "cuda" } else { "cpu" };
+    let guess = |lets: &[(String, String)], at_once| crate::deadline::guess(lets, at_once, device, &timed);
+    let lets: Vec<&[(String, String)]> = pending.iter().map(|(_, run)| run.lets.as_slice()).collect();
+    let Some((shards, started)) = crate::deadline::shards_that_fit(&lets, jobs.max(1), left, guess) else {
+        console.line(&format!(
+            "# within {left:.0} s: nothing to go by (no run finished or stopped), so all {} ready run(s) may start",
+            pending.len()
+        ));
+        return;
+    };
+    console.line(&format!(
+        "# within {left:.0} s, {shards} at once (of up to {jobs}): {} of the {} ready run(s) would start",
+        started.len(),
+        pending.len()
+    ));
+    let search = finished_search(out, config);
+    let at_once = u16::try_from(shards).unwrap_or(u16::MAX);
+    for (index, run) in started.iter().map(|&place| &pending[place]) {
+        let name = resolve(config, run, &search).map_or_else(|| run.name(), |run| run.name());
+        let seconds = guess(&run.lets, at_once).unwrap_or_default();
+        console.line(&format!("#   {index}\t{name}\tguessed {seconds:.0} s"));
+    }
 }
 
 /// `results` with `learned_at` read from each run's `metrics.jsonl` where their

@@ -1000,6 +1000,13 @@ fn a_time_limit_starts_fewer_shards_where_more_runs_then_fit() {
         .collect();
     assert!(result.contains("\"at_once\": 1"), "a run alone records it: {result}");
     std::fs::write(&gdn, timed.join("\n")).expect("writable");
+    // Planned first, training nothing: what such a call would start.
+    let plan = sweep_with(&file, &out, &["--list", "--jobs", "2", "--time-limit", "150s"]);
+    assert!(plan.contains("# within 150 s, 1 at once (of up to 2): 1 of the 2 ready run(s) would start\n"), "{plan}");
+    assert!(plan.contains("#   1\tlinear=gla\tguessed 100 s\n"), "{plan}");
+    let alone = sweep_with(&file, &out, &["--list", "--time-limit", "250s"]);
+    assert!(alone.contains("1 at once (of up to 1): 2 of the 2 ready run(s) would start"), "{alone}");
+    assert!(!out.join("linear=gla").join("result.json").exists(), "a plan trains nothing");
     let jobs = sweep_with(&file, &out, &["--jobs", "2", "--time-limit", "150s"]);
     assert!(jobs.contains("time limit: 1 shard(s) at once rather than 2, so that 1 run(s) can finish"), "{jobs}");
     assert!(out.join("linear=gla").join("result.json").exists(), "{jobs}");

@@ -151,7 +151,7 @@ fn time_limit_reached(file: &Path, out: &Path, config: &SweepConfig, ready: usiz
 /// The runs that can train now and are not done, with their grid indices, in the order
 /// they are tried ([`by_cell`]): a seed whose cell's rate is chosen, a refining run
 /// whose cell's grid has finished, any other run.
-fn to_run(out: &Path, config: &SweepConfig) -> Vec<(usize, Run)> {
+pub(super) fn to_run(out: &Path, config: &SweepConfig) -> Vec<(usize, Run)> {
     let search = finished_search(out, config);
     let mut pending: Vec<(usize, Run)> = grid(config)
         .into_iter()
@@ -186,11 +186,12 @@ fn wave_size(pending: &[(usize, Run)], out: &Path, config: &SweepConfig, jobs: u
     let device = if gpu { "cuda" } else { "cpu" };
     let lets: Vec<&[(String, String)]> = pending.iter().map(|(_, run)| run.lets.as_slice()).collect();
     let guess = |lets: &[(String, String)], at_once| crate::deadline::guess(lets, at_once, device, &finished);
-    let Some((shards, finishing)) = crate::deadline::shards_that_fit(&lets, jobs, left, guess) else { return jobs };
+    let Some((shards, started)) = crate::deadline::shards_that_fit(&lets, jobs, left, guess) else { return jobs };
     if shards < jobs.min(pending.len()) {
         println!(
-            "time limit: {shards} shard(s) at once rather than {jobs}, so that {finishing} run(s) can finish in the \
-             {left:.0} s left"
+            "time limit: {shards} shard(s) at once rather than {jobs}, so that {} run(s) can finish in the {left:.0} s \
+             left",
+            started.len()
         );
     }
     shards
