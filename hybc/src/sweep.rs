@@ -705,11 +705,7 @@ fn list(console: &dyn Console, out: &Path, config: &SweepConfig, runs: &[Run], s
 /// ([`crate::deadline::shards_that_fit`]), each run with its guessed length.
 fn plan(console: &dyn Console, out: &Path, config: &SweepConfig, left: f64, jobs: usize, gpu: bool) {
     let pending = jobs::to_run(out, config);
-    let timed = Finished::read(out, config, true).timed;
-    let device = if gpu { "cuda" } else { "cpu" };
-    let guess = |lets: &[(String, String)], at_once| crate::deadline::guess(lets, at_once, device, &timed);
-    let lets: Vec<&[(String, String)]> = pending.iter().map(|(_, run)| run.lets.as_slice()).collect();
-    let Some((shards, started)) = crate::deadline::shards_that_fit(&lets, jobs.max(1), left, guess) else {
+    let Some((shards, started)) = jobs::wave_plan(&pending, out, config, jobs, left, gpu) else {
         console.line(&format!(
             "# within {left:.0} s: nothing to go by (no run finished or stopped), so all {} ready run(s) may start",
             pending.len()
@@ -722,10 +718,9 @@ fn plan(console: &dyn Console, out: &Path, config: &SweepConfig, left: f64, jobs
         pending.len()
     ));
     let search = finished_search(out, config);
-    let at_once = u16::try_from(shards).unwrap_or(u16::MAX);
-    for (index, run) in started.iter().map(|&place| &pending[place]) {
+    for (place, seconds) in started {
+        let (index, run) = &pending[place];
         let name = resolve(config, run, &search).map_or_else(|| run.name(), |run| run.name());
-        let seconds = guess(&run.lets, at_once).unwrap_or_default();
         console.line(&format!("#   {index}\t{name}\tguessed {seconds:.0} s"));
     }
 }

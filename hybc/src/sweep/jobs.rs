@@ -179,14 +179,10 @@ fn describe_wave(pending: &[(usize, Run)]) -> String {
     format!("{} run(s), {what}", pending.len())
 }
 
-/// How many shards a wave under a time limit starts ([`crate::deadline::shards_that_fit`]):
-/// fewer than `jobs` where that lets more of its runs finish in the `left` seconds.
+/// How many shards a wave under a time limit starts ([`wave_plan`]): fewer than `jobs`
+/// where that lets more of its runs finish in the `left` seconds.
 fn wave_size(pending: &[(usize, Run)], out: &Path, config: &SweepConfig, jobs: usize, left: f64, gpu: bool) -> usize {
-    let finished = super::Finished::read(out, config, true).timed;
-    let device = if gpu { "cuda" } else { "cpu" };
-    let lets: Vec<&[(String, String)]> = pending.iter().map(|(_, run)| run.lets.as_slice()).collect();
-    let guess = |lets: &[(String, String)], at_once| crate::deadline::guess(lets, at_once, device, &finished);
-    let Some((shards, started)) = crate::deadline::shards_that_fit(&lets, jobs, left, guess) else { return jobs };
+    let Some((shards, started)) = wave_plan(pending, out, config, jobs, left, gpu) else { return jobs };
     if shards < jobs.min(pending.len()) {
         println!(
             "time limit: {shards} shard(s) at once rather than {jobs}, so that {} run(s) can finish in the {left:.0} s \
@@ -195,6 +191,27 @@ fn wave_size(pending: &[(usize, Run)], out: &Path, config: &SweepConfig, jobs: u
         );
     }
     shards
+}
+
+/// The wave of `pending` runs a time limit of `left` seconds allows with up to `jobs`
+/// shards ([`crate::deadline::shards_that_fit`], the finished and stopped runs of `out`
+/// to go by): how many shards, and the runs that would start (places in `pending`),
+/// each with its guessed length at that many at once; none with nothing to go by.
+pub(super) fn wave_plan(
+    pending: &[(usize, Run)],
+    out: &Path,
+    config: &SweepConfig,
+    jobs: usize,
+    left: f64,
+    gpu: bool,
+) -> Option<(usize, Vec<(usize, f64)>)> {
+    let finished = super::Finished::read(out, config, true).timed;
+    let device = if gpu { "cuda" } else { "cpu" };
+    let guess = |lets: &[(String, String)], at_once| crate::deadline::guess(lets, at_once, device, &finished);
+    let lets: Vec<&[(String, String)]> = pending.iter().map(|(_, run)| run.lets.as_slice()).collect();
+    let (shards, started) = crate::deadline::shards_that_fit(&lets, jobs.max(1), left, guess)?;
+    let at_once = u16::try_from(shards).unwrap_or(u16::MAX);
+    Some((shards, started.into_iter().map(|place| (place, guess(lets[place], at_once).unwrap_or_default())).collect()))
 }
 
 /// `runs` dealt round robin into at most `jobs` non-empty lists.
