@@ -41,14 +41,24 @@ parse() {
 # One archive a study (the machine returns at most 8 files): its logs, report, each
 # run's result.json and each stopped run's stopped.json, with metrics.jsonl when `full`.
 archive() {
-  local what=(-name result.json -o -name stopped.json); [ "${2-}" = full ] && what+=(-o -name metrics.jsonl)
-  (cd "$runs" && find . -maxdepth 1 -type f \( -name '*.md' -o -name '*.csv' -o -name '*.svg' -o -name '*.log' \) \
-    && find . \( "${what[@]}" \)) | tar cJf "$OUT/${runs#runs/}.tar.xz.part" -C "$runs" -T - \
-    && mv "$OUT/${runs#runs/}.tar.xz.part" "$OUT/${runs#runs/}.tar.xz"
+  local dir=$1 what=(-name result.json -o -name stopped.json) listed
+  [ "${2-}" = full ] && what+=(-o -name metrics.jsonl)
+  listed=$(mktemp)
+  (cd "$dir" && find . -maxdepth 1 -type f \( -name '*.md' -o -name '*.csv' -o -name '*.svg' -o -name '*.log' \) \
+    && find . \( "${what[@]}" \)) > "$listed"
+  # Logs still growing make tar warn and exit 1; its archive is whole all the same.
+  tar cJf "$OUT/${dir#runs/}.tar.xz.part" --warning=no-file-changed -C "$dir" -T "$listed"
+  [ $? -le 1 ] && mv "$OUT/${dir#runs/}.tar.xz.part" "$OUT/${dir#runs/}.tar.xz"
+  rm -f "$listed" "$OUT/${dir#runs/}.tar.xz.part"
 }
 # Every minute the finished runs so far, so that a call cut by its limit (SWEEP_S
-# longer than the call's time left) still sends back what finished before it.
-(while sleep 60; do for study in $STUDIES; do parse "$study"; archive "$runs"; done; done) &
+# longer than the call's time left) still sends back what finished before it. Stopped
+# by TERM only between archives (bash runs the trap once tar is done), its sleep with it.
+(trap 'kill "${nap-}" 2>/dev/null; exit 0' TERM
+ while :; do
+   sleep 60 & nap=$!; wait "$nap"
+   for study in $STUDIES; do parse "$study"; [ -d "$runs" ] && archive "$runs"; done
+ done) > /dev/null 2>&1 &
 saver=$!; sweeps=()
 for study in $STUDIES; do
   parse "$study"; mkdir -p "$runs"
@@ -57,7 +67,7 @@ for study in $STUDIES; do
    echo "sweep exit $? after $(( $(date +%s) - started )) s" >> "$runs/sweep.log") &
   sweeps+=($!)
 done
-wait "${sweeps[@]}"
+[ ${#sweeps[@]} -gt 0 ] && wait "${sweeps[@]}"
 kill "$saver" 2>/dev/null; wait "$saver" 2>/dev/null
 for study in $STUDIES; do
   parse "$study"

@@ -210,7 +210,8 @@ pub(crate) enum Command {
         /// Print the runs (index, state, name) and stop; with --shard, that shard's. A last
         /// line, starting with `#`, counts them and says how long those left may take;
         /// with --time-limit (and --jobs), `#` lines then say what a call of that length
-        /// would start now, each run's guessed length, and how many at once.
+        /// would start now in its first wave, each run's guessed length, and how many at
+        /// once.
         #[arg(long, conflicts_with = "report")]
         list: bool,
         /// Train only every n-th run from the i-th (`i/n`, 0 ≤ i < n): one job of an array.
@@ -226,7 +227,8 @@ pub(crate) enum Command {
         /// Train N runs at once, the cores split between them: waves of N processes of
         /// this binary, each dealt an equal share of the runs that can train and are not
         /// done (logs in the sweep's `shard-i.log`), then the report. On a GPU target each
-        /// process gets a GPU of those visible, round robin (`CUDA_VISIBLE_DEVICES`).
+        /// process gets a GPU of those visible, round robin (`CUDA_VISIBLE_DEVICES`). With
+        /// --list and --time-limit: plan such a call's first wave, training nothing.
         #[arg(long, value_name = "N", conflicts_with_all = ["shard", "report", "runs"],
               value_parser = clap::value_parser!(u16).range(1..))]
         jobs: Option<u16>,

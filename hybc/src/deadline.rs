@@ -79,22 +79,29 @@ impl Stopped {
         })
     }
 
-    /// Writes `stopped.json` into the run's directory `dir`.
+    /// Writes `stopped.json` into the run's directory `dir` (whole, then renamed), unless
+    /// this stop says nothing of the run's length ([`Stopped::timed`]) and an earlier one
+    /// there does.
     pub fn write(&self, dir: &Path) -> std::result::Result<(), String> {
         let path = dir.join(STOPPED);
+        let earlier = std::fs::read_to_string(&path).ok().and_then(|text| serde_json::from_str::<Stopped>(&text).ok());
+        if self.timed().is_none() && earlier.is_some_and(|earlier| earlier.timed().is_some()) {
+            return Ok(());
+        }
+        let partial = dir.join(format!("{STOPPED}.tmp"));
         let json = serde_json::to_string_pretty(self).expect("JSON");
-        std::fs::write(&path, json).map_err(|e| format!("cannot write `{}`: {e}", path.display()))
+        std::fs::write(&partial, json).map_err(|e| format!("cannot write `{}`: {e}", partial.display()))?;
+        std::fs::rename(&partial, &path).map_err(|e| format!("cannot write `{}`: {e}", path.display()))
     }
 }
 
 /// The file a stopped run leaves in its directory.
 pub const STOPPED: &str = "stopped.json";
 
-/// The stopped runs of the sweep in `out` that have not finished since, projected to
-/// their last step: each `<run>/stopped.json` without a `<run>/result.json`.
-pub fn stopped_runs(out: &Path) -> Vec<Timed> {
-    let dirs = std::fs::read_dir(out).into_iter().flatten().flatten().map(|entry| entry.path());
-    let unfinished = dirs.filter(|dir| !dir.join("result.json").exists());
+/// Of the run directories `dirs` (the sweep's), the stopped runs that have not finished
+/// since, projected to their last step: each `stopped.json` without a `result.json`.
+pub fn stopped_runs(dirs: impl IntoIterator<Item = std::path::PathBuf>) -> Vec<Timed> {
+    let unfinished = dirs.into_iter().filter(|dir| !dir.join("result.json").exists());
     let records = unfinished.filter_map(|dir| std::fs::read_to_string(dir.join(STOPPED)).ok());
     records.filter_map(|text| serde_json::from_str::<Stopped>(&text).ok()?.timed()).collect()
 }
@@ -170,9 +177,10 @@ fn most_like<'a>(lets: &[(String, String)], device: Option<&str>, finished: &'a 
 /// the order they are dealt round robin) starts so that the most runs finish in the
 /// `left` seconds, and which runs those are (their places in `runs`): each shard tries
 /// its runs in turn and starts those whose guessed length at that many at once still
-/// fits (as each shard decides, with `guess`); ties go to more shards. None where a run
-/// has nothing to go by (no finished run): every shard then. Eight RetNet 3:1 runs
-/// guessed at 590 s do not fit 540 s; seven at 516 s do.
+/// fits; ties go to more shards. A plan, not a promise: the shards decide as they go,
+/// counting the shards still at work and the runs finished since. None where a run has
+/// nothing to go by (no finished run): every shard then. Eight RetNet 3:1 runs guessed
+/// at 590 s do not fit 540 s; seven at 516 s do.
 pub fn shards_that_fit(
     runs: &[&[(String, String)]],
     jobs: usize,
@@ -203,14 +211,15 @@ pub fn shards_that_fit(
 
 /// A run's wall time as it would be with `at_once` runs on the machine: in proportion
 /// to the runs at once, a sixth more where more run than shared it when timed, half as
-/// much again where fewer.
+/// much again where fewer (but never more than it took with more beside it).
 fn scaled(run: &Timed, at_once: u16) -> f64 {
-    let margin = match at_once.cmp(&run.at_once) {
-        std::cmp::Ordering::Less => 1.5,
-        std::cmp::Ordering::Equal => 1.0,
-        std::cmp::Ordering::Greater => 7.0 / 6.0,
-    };
-    run.seconds / f64::from(run.at_once.max(1)) * f64::from(at_once) * margin
+    let in_proportion = run.seconds / f64::from(run.at_once.max(1)) * f64::from(at_once);
+    match at_once.cmp(&run.at_once) {
+        // Never longer than with more beside it: 566 s at eight is not 743 s at seven.
+        std::cmp::Ordering::Less => (in_proportion * 1.5).min(run.seconds),
+        std::cmp::Ordering::Equal => run.seconds,
+        std::cmp::Ordering::Greater => in_proportion * 7.0 / 6.0,
+    }
 }
 
 /// A run's share of its machine's time: its wall time over the runs that trained at
@@ -387,10 +396,30 @@ mod tests {
         let run = dir.join("linear=retnet");
         std::fs::create_dir_all(&run).expect("writable");
         stopped(0, 1953).write(&run).expect("written");
-        assert_eq!(stopped_runs(&dir).len(), 1);
+        assert_eq!(stopped_runs([run.clone()]).len(), 1);
+        assert!(stopped_runs([dir.join("linear=gdn")]).is_empty(), "only the directories asked for");
+        stopped(1953, 1953).write(&run).expect("kept");
+        assert_eq!(
+            stopped_runs([run.clone()]).first().map(|t| t.seconds.round()),
+            Some(566.0),
+            "a stop at once keeps the pace"
+        );
         std::fs::write(run.join("result.json"), "{}").expect("writable");
-        assert!(stopped_runs(&dir).is_empty(), "finished since");
+        assert!(stopped_runs([run.clone()]).is_empty(), "finished since");
         std::fs::remove_dir_all(&dir).expect("removable");
+    }
+
+    /// A guess never falls as more runs share the machine: a time taken at eight at once
+    /// caps the guess at fewer.
+    #[test]
+    fn a_guess_grows_with_the_runs_at_once() {
+        let lets = vec![("linear".to_string(), "retnet".to_string())];
+        let at_eight = Timed { lets: lets.clone(), seconds: 566.0, at_once: 8, device: String::new() };
+        let guesses: Vec<f64> =
+            (1..=12).map(|k| guess(&lets, k, "cpu", std::slice::from_ref(&at_eight)).unwrap()).collect();
+        assert!(guesses.windows(2).all(|pair| pair[0] <= pair[1]), "{guesses:?}");
+        assert_eq!(guesses[6], 566.0, "seven at once: at most its time at eight");
+        assert!((guesses[3] - 566.0 / 8.0 * 4.0 * 1.5).abs() < 1e-9, "four: half as much again as its share");
     }
 
     /// A wave under a time limit starts as many shards as let the most runs finish.

@@ -140,6 +140,14 @@ fn main() -> ExitCode {
             ..
         } => {
             let deadline = deadline_of(time_limit, deadline_at);
+            if list && jobs.is_some() && time_limit.is_none() {
+                let usage = "--jobs with --list plans a call: give its --time-limit (what it would start)";
+                return exit(Err(Failure::Usage(usage.into())));
+            }
+            if list && shard.is_some() && time_limit.is_some() {
+                let usage = "--time-limit with --list plans a call of the whole sweep: leave out --shard";
+                return exit(Err(Failure::Usage(usage.into())));
+            }
             let mode = if list {
                 sweep::Mode::List(shard, jobs.unwrap_or(1))
             } else if report {

@@ -626,7 +626,9 @@ impl Finished {
         let search = finished_search(out, config);
         let timed = if all {
             let runs = finished_beside(out, config, &search);
-            runs.iter().map(crate::deadline::Timed::from).chain(crate::deadline::stopped_runs(out)).collect()
+            let dirs =
+                grid(config).into_iter().filter_map(|run| resolve(config, &run, &search)).map(|r| out.join(r.dir()));
+            runs.iter().map(crate::deadline::Timed::from).chain(crate::deadline::stopped_runs(dirs)).collect()
         } else {
             Vec::new()
         };
@@ -700,11 +702,15 @@ fn list(console: &dyn Console, out: &Path, config: &SweepConfig, runs: &[Run], s
     console.line(&summary);
 }
 
-/// `--list --time-limit`: what a call of `left` seconds would start now with up to
-/// `jobs` processes at once, as `--jobs` and each shard decide it
+/// `--list --time-limit`: what a call of `left` seconds would start now, in its first
+/// wave, with up to `jobs` processes at once, as `--jobs` plans it
 /// ([`crate::deadline::shards_that_fit`]), each run with its guessed length.
 fn plan(console: &dyn Console, out: &Path, config: &SweepConfig, left: f64, jobs: usize, gpu: bool) {
     let pending = jobs::to_run(out, config);
+    if pending.is_empty() {
+        console.line("# nothing is ready to run");
+        return;
+    }
     let Some((shards, started)) = jobs::wave_plan(&pending, out, config, jobs, left, gpu) else {
         console.line(&format!(
             "# within {left:.0} s: nothing to go by (no run finished or stopped), so all {} ready run(s) may start",

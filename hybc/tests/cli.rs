@@ -1007,6 +1007,15 @@ fn a_time_limit_starts_fewer_shards_where_more_runs_then_fit() {
     let alone = sweep_with(&file, &out, &["--list", "--time-limit", "250s"]);
     assert!(alone.contains("1 at once (of up to 1): 2 of the 2 ready run(s) would start"), "{alone}");
     assert!(!out.join("linear=gla").join("result.json").exists(), "a plan trains nothing");
+    let path = file.to_str().expect("utf-8");
+    for (extra, why) in [
+        (&["--list", "--jobs", "2"][..], "--jobs with --list plans a call: give its --time-limit"),
+        (&["--list", "--shard", "0/2", "--time-limit", "1h"][..], "leave out --shard"),
+    ] {
+        let refused = hybc(&[&["sweep", path][..], extra].concat());
+        assert_eq!(refused.status.code(), Some(2), "{extra:?}: {}", text(&refused.stderr));
+        assert!(text(&refused.stderr).contains(why), "{extra:?}: {}", text(&refused.stderr));
+    }
     let jobs = sweep_with(&file, &out, &["--jobs", "2", "--time-limit", "150s"]);
     assert!(jobs.contains("time limit: 1 shard(s) at once rather than 2, so that 1 run(s) can finish"), "{jobs}");
     assert!(out.join("linear=gla").join("result.json").exists(), "{jobs}");

@@ -98,7 +98,11 @@ pub fn jobs(
         });
         let lists = deal(&indices, shards_now);
         // A wave of fewer shards splits the cores among them.
-        let wave_args = [common.clone(), vec!["--threads".into(), (cores / lists.len().max(1)).max(1).to_string()]];
+        let wave_threads = (cores / lists.len().max(1)).max(1);
+        if lists.len() < usize::from(jobs) {
+            println!("{} shard(s) of {wave_threads} thread(s) each", lists.len());
+        }
+        let wave_args = [common.clone(), vec!["--threads".into(), wave_threads.to_string()]];
         let finished = shards(&binary, &wave_args.concat(), &out, &lists, n > 1, devices.as_deref(), &sharing);
         if let Some((signal, status)) = stopped() {
             println!("stopped by {signal}: each shard at a checkpoint; running the sweep again continues it");

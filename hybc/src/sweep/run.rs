@@ -44,7 +44,11 @@ pub(super) fn train_run(
     if let Some(status) = outcome.stopped {
         let to = outcome.stopped_at.unwrap_or(outcome.resumed_at);
         let (lets, device, steps, from) = (run.lets.clone(), outcome.device.clone(), outcome.steps, outcome.resumed_at);
-        crate::deadline::Stopped { lets, seconds, at_once, device, steps, from, to }.write(dir)?;
+        let stopped = crate::deadline::Stopped { lets, seconds, at_once, device, steps, from, to };
+        // The stop matters more than the record of it: a failed write is said, not returned.
+        if let Err(message) = stopped.write(dir) {
+            setup.console.line(&format!("warning: {message}"));
+        }
         return Ok(Some(status));
     }
     let report = hyb_driver::report(&model, None, setup.target).map_err(|e| e.to_string())?;
