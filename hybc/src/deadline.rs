@@ -14,7 +14,8 @@
 //! runs at once), a sixth more where more run at once than were timed (RetNet 3:1 took
 //! 253 s at four, 566 s at eight: 2.24 times, not 2) and half as much again where fewer
 //! (a lone run does not fill a GPU: one run of `gpu.hyb` alone took 73 s, 1.5 times its
-//! share of eight at once, 49 s); last, times whose sharing was not recorded, as they
+//! share of eight at once, 49 s), though never longer than the time taken with more
+//! beside it; last, times whose sharing was not recorded, as they
 //! are. Of the finished runs, those recorded on the kind of device this sweep trains on
 //! (`cuda (…)`, `cpu (…)`) are consulted alone where there are any: runs from before the
 //! device was recorded came from older, often slower builds (on `gpu.hyb` four at once
