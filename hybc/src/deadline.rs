@@ -149,7 +149,7 @@ fn now() -> f64 {
 /// guessed to take: the longest recorded wall time among the finished runs most like it
 /// (its cell's, else those sharing the most of its lets) — of those timed with `at_once`
 /// runs at once if there are any, else of those whose sharing was recorded, scaled to
-/// `at_once` ([`scaled`]), else of all; none without one. `device` is the kind of device
+/// `at_once` (`scaled`), else of all; none without one. `device` is the kind of device
 /// the run will train on (`cuda`, `cpu`): runs recorded on it are the only ones consulted
 /// where there are any.
 pub fn guess(lets: &[(String, String)], at_once: u16, device: &str, finished: &[Timed]) -> Option<f64> {
