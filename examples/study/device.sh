@@ -11,6 +11,8 @@
 #   short sends back only the runs finished by the last minute's archive): each sweep starts only the runs it expects to
 #   finish within them (`--time-limit`, a run's length guessed from the longest
 #   finished one; with none finished yet a run may still be cut by `timeout`);
+#   each study's plan.log is what the call planned to start (`hybc sweep --list
+#   --time-limit`), to set beside what it did;
 #   runs go to runs/<stem>, so a sweep stopped by the time limit resumes in the next
 #   call when runs/<stem> is carried back from the last call's archive (runs with a
 #   result.json are skipped; an unfinished run starts again).
@@ -62,6 +64,9 @@ archive() {
 saver=$!; sweeps=()
 for study in $STUDIES; do
   parse "$study"; mkdir -p "$runs"
+  # What the call plans to start, each run's guessed length (beside what it then did).
+  "$HYBC" sweep "$file" "${target[@]}" --out "$runs" --list --time-limit "$(( ${SWEEP_S:-500} - 5 ))s" \
+    --jobs "$jobs" 2>&1 | grep -E '^#|^error' > "$runs/plan.log"
   (timeout "${SWEEP_S:-500}" "$HYBC" sweep "$file" --jobs "$jobs" "${target[@]}" --out "$runs" \
      --time-limit "$(( ${SWEEP_S:-500} - 5 ))s" > "$runs/sweep.log" 2>&1
    echo "sweep exit $? after $(( $(date +%s) - started )) s" >> "$runs/sweep.log") &
