@@ -8,9 +8,10 @@
 #   STUDIES: space-separated `FILE=JOBS` (shards at once for that study), or
 #   `FILE=JOBS@cuda` to train that study's runs on the GPU (runs/<stem>-cuda);
 #   SWEEP_S: seconds for all of them (keep it 30 s under the call's limit: a call cut
-#   short sends back only the runs finished by the last minute's archive): each sweep starts only the runs it expects to
-#   finish within them (`--time-limit`, a run's length guessed from the longest
-#   finished one; with none finished yet a run may still be cut by `timeout`);
+#   short sends back only the runs finished by the last minute's archive): each sweep
+#   starts only the runs it expects to finish within them (`--time-limit`, a run's
+#   length guessed from the finished or stopped runs most like it; with none yet a run
+#   may still be cut by `timeout`, and then leaves stopped.json to go by);
 #   each study's plan.log is what the call planned to start (`hybc sweep --list
 #   --time-limit`), to set beside what it did;
 #   runs go to runs/<stem>, so a sweep stopped by the time limit resumes in the next
