@@ -15,8 +15,8 @@
 //! 253 s at four, 566 s at eight: 2.24 times, not 2) and half as much again where fewer
 //! (a lone run does not fill a GPU: one run of `gpu.hyb` alone took 73 s, 1.5 times its
 //! share of eight at once, 49 s), though never longer than the time taken with more
-//! beside it; last, times whose sharing was not recorded, as they
-//! are. Of the finished runs, those recorded on the kind of device this sweep trains on
+//! beside it; last, times whose sharing was not recorded, as they are. Of the finished
+//! runs, those recorded on the kind of device this sweep trains on
 //! (`cuda (…)`, `cpu (…)`) are consulted alone where there are any: runs from before the
 //! device was recorded came from older, often slower builds (on `gpu.hyb` four at once
 //! took 306 – 354 s then, 198 – 217 s since), and the longest of them held a call's last
@@ -214,7 +214,7 @@ pub fn shards_that_fit(
 /// to the runs at once, a sixth more where more run than shared it when timed, half as
 /// much again where fewer (but never more than it took with more beside it).
 fn scaled(run: &Timed, at_once: u16) -> f64 {
-    let in_proportion = run.seconds / f64::from(run.at_once.max(1)) * f64::from(at_once);
+    let in_proportion = run.share() * f64::from(at_once);
     match at_once.cmp(&run.at_once) {
         // Never longer than with more beside it: 566 s at eight is not 743 s at seven.
         std::cmp::Ordering::Less => (in_proportion * 1.5).min(run.seconds),
@@ -227,13 +227,17 @@ fn scaled(run: &Timed, at_once: u16) -> f64 {
 /// once beside it (four runs of 200 s at once take 50 s of the machine each; a run
 /// whose sharing was not recorded counts as alone).
 pub fn share(run: &Result) -> f64 {
-    Timed::from(run).share()
+    share_of(run.seconds, run.at_once)
 }
 
 impl Timed {
     fn share(&self) -> f64 {
-        self.seconds / f64::from(self.at_once.max(1))
+        share_of(self.seconds, self.at_once)
     }
+}
+
+fn share_of(seconds: f64, at_once: u16) -> f64 {
+    seconds / f64::from(at_once.max(1))
 }
 
 /// The machine's time a run of the cell `lets` takes, from the finished runs most like
