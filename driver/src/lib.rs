@@ -211,7 +211,7 @@ pub fn codegen(program: &Program, target: Target) -> Result<Vec<Module>, Error> 
         let form = target.forms().iter().copied().find(|form| key.forms().contains(form));
         let text = match (form, target) {
             (Some(Form::Loops), _) => hyb_kernels::key::generate(key, Form::Loops, signature, &name),
-            (Some(form @ (Form::Blocks | Form::Lanes)), Target::Cuda { sm }) => {
+            (Some(form @ (Form::Blocks | Form::Lanes | Form::Chunked)), Target::Cuda { sm }) => {
                 hyb_kernels::gpu::generate(key, &name, &sm.to_string(), signature, form)
             }
             _ => {

@@ -23,4 +23,6 @@ mod types;
 
 pub use builder::{Builder, LANE_LOCAL_MAX, LaneGrid};
 pub use ops::Cmp;
-pub use types::{Config, ElemTypes, ExpImpl, FastMath, Flags, Layout, MathImpl, Parallel, Scalar, Ty, Value, Wrap};
+pub use types::{
+    BLOCK_THREADS, Config, ElemTypes, ExpImpl, FastMath, Flags, Layout, MathImpl, Parallel, Scalar, Ty, Value, Wrap,
+};

@@ -20,6 +20,7 @@ use std::fmt::Write;
 
 use hyb_target::{Elem, Form};
 
+use crate::emit::BLOCK_THREADS;
 use crate::key::{KernelKey, NoForm};
 
 /// How a kernel's threads are laid out (the host's side of the form).
@@ -33,6 +34,10 @@ pub enum Launch {
     /// One block row per point, and per point one thread per lane: the lanes are the
     /// product of `dims[axes]` of argument `arg`, times its [`Slices`].
     Lanes { arg: usize, axes: &'static [usize], slices: Slices },
+    /// The chunked form's: per point, one block of [`BLOCK_THREADS`] threads per block
+    /// row, working together; the rows are the product of `dims[axes]` of argument
+    /// `arg`, times its [`Slices`].
+    Block { arg: usize, axes: &'static [usize], slices: Slices },
 }
 
 /// What divides a lane's work further, multiplying a point's lanes.
@@ -46,6 +51,9 @@ pub enum Slices {
     TimeChunks,
     /// A norm's row: [`crate::norms::ROW_LANES`] lanes, a warp.
     Warp,
+    /// A chunked scan's blocks of value channels: [`crate::scan::chunked::value_blocks`]
+    /// of the state's `DK × DV` (`dims[2]`, `dims[3]`).
+    ValueBlocks,
 }
 
 impl Slices {
@@ -56,6 +64,7 @@ impl Slices {
             Slices::KeyChannels => crate::scan::key_slices(dims[2], dims[3]),
             Slices::TimeChunks => crate::conv::time_chunks(dims[1]),
             Slices::Warp => crate::norms::ROW_LANES,
+            Slices::ValueBlocks => crate::scan::chunked::value_blocks(dims[2], dims[3]),
         }
     }
 }
@@ -83,7 +92,45 @@ pub fn launch(key: &KernelKey, form: Form, count: usize) -> Launch {
     match (form, key.lanes(count)) {
         (Form::Lanes, Some((arg, axes))) => Launch::Lanes { arg, axes, slices: key.lane_slices() },
         (Form::Lanes, None) => Launch::Points,
-        _ => Launch::Blocks,
+        (Form::Chunked, Some((arg, _))) => Launch::Block { arg, axes: &[1], slices: Slices::ValueBlocks },
+        (Form::Chunked, None) => panic!("`{key}` has no chunked form"),
+        (Form::Blocks, _) => Launch::Blocks,
+        (Form::Loops, _) => panic!("`{key}`: the loops form is the CPU's"),
+    }
+}
+
+/// CUDA's largest grid along y, where a point's blocks of lanes or block rows lie.
+pub const MAX_GRID_Y: usize = 65_535;
+
+/// The grid and block of a launch of `points` points whose arguments have the dims
+/// `dims`, on a GPU of `multiprocessors`.
+pub fn shape(
+    launch: Launch,
+    points: usize,
+    dims: &[&[usize]],
+    multiprocessors: usize,
+) -> ((u32, u32, u32), (u32, u32, u32)) {
+    let rows_of = |arg: usize, axes: &[usize], slices: Slices| {
+        axes.iter().map(|axis| dims[arg][*axis]).product::<usize>().max(1) * slices.count(dims[arg])
+    };
+    match launch {
+        Launch::Blocks => ((points as u32, 1, 1), (1, 1, 1)),
+        Launch::Points => {
+            let column = points.min(THREADS);
+            ((points.div_ceil(column) as u32, 1, 1), (1, column as u32, 1))
+        }
+        Launch::Lanes { arg, axes, slices } => {
+            let lanes = rows_of(arg, axes, slices);
+            let row = lane_row(lanes, points, multiprocessors);
+            let rows = lanes.div_ceil(row);
+            assert!(rows <= MAX_GRID_Y, "{lanes} lanes need {rows} blocks along y; CUDA allows {MAX_GRID_Y}");
+            ((points as u32, rows as u32, 1), (row as u32, 1, 1))
+        }
+        Launch::Block { arg, axes, slices } => {
+            let rows = rows_of(arg, axes, slices);
+            assert!(rows <= MAX_GRID_Y, "{rows} block rows; CUDA allows {MAX_GRID_Y} along y");
+            ((points as u32, rows as u32, 1), (BLOCK_THREADS as u32, 1, 1))
+        }
     }
 }
 
@@ -107,7 +154,18 @@ pub fn generate(key: &KernelKey, name: &str, chip: &str, signature: &[Elem], for
         return Err(no_form());
     }
     let body = crate::key::generate_gpu_body(key, &format!("{name}_body"), form, signature).ok_or_else(no_form)?;
-    module(&body, name, chip, key.max_registers()).ok_or_else(no_form)
+    let block_threads = (form == Form::Chunked).then_some(BLOCK_THREADS as u32);
+    module(&body, name, chip, Bounds { max_registers: key.max_registers(form), block_threads }).ok_or_else(no_form)
+}
+
+/// What a kernel promises ptxas about its threads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bounds {
+    /// The registers a thread may take (`nvvm.maxnreg`, ptxas spilling past it).
+    pub max_registers: Option<u32>,
+    /// The threads of every block, along x (`known_block_size`, PTX's `.maxntid`): the
+    /// chunked form's, whose barriers need the whole block.
+    pub block_threads: Option<u32>,
 }
 
 /// One argument of a generated function: its name and memref type, its rank.
@@ -159,9 +217,9 @@ pub fn params(body: &str, name: &str) -> Option<Vec<Param>> {
 }
 
 /// The module of the kernel `name` for `chip` (`sm_90a`): `body` holds the generated
-/// function `{name}_body` (strided arguments, no libdevice calls); `max_registers`
-/// bounds its registers a thread (`nvvm.maxnreg`, ptxas spilling past it).
-pub fn module(body: &str, name: &str, chip: &str, max_registers: Option<u32>) -> Option<String> {
+/// function `{name}_body` (strided arguments, no libdevice calls; a chunked form's
+/// tiles before it) under `bounds`.
+pub fn module(body: &str, name: &str, chip: &str, bounds: Bounds) -> Option<String> {
     let params = params(body, &format!("{name}_body"))?;
     let mut out = String::new();
     let _ = writeln!(out, "module attributes {{gpu.container_module}} {{");
@@ -171,7 +229,15 @@ pub fn module(body: &str, name: &str, chip: &str, max_registers: Option<u32>) ->
     let mut signature: Vec<String> =
         params.iter().map(|p| format!("%{}: {}, %{}_split: i64", p.name, p.ty, p.name)).collect();
     signature.push("%points_i64: i64".into());
-    let attributes = max_registers.map_or(String::new(), |n| format!(" attributes {{nvvm.maxnreg = {n} : i32}}"));
+    let mut attributes = Vec::new();
+    if let Some(n) = bounds.max_registers {
+        attributes.push(format!("nvvm.maxnreg = {n} : i32"));
+    }
+    if let Some(n) = bounds.block_threads {
+        attributes.push(format!("known_block_size = array<i32: {n}, 1, 1>"));
+    }
+    let attributes =
+        if attributes.is_empty() { String::new() } else { format!(" attributes {{{}}}", attributes.join(", ")) };
     let _ = writeln!(out, "gpu.func @{name}({}) kernel{attributes} {{", signature.join(", "));
     out.push_str(
         "  %block = gpu.block_id x\n  %column = gpu.block_dim y\n  %thread = gpu.thread_id y\n  \

@@ -273,13 +273,21 @@ impl KernelKey {
     /// bounding them pays: the reverse scan's lanes take 255 unbounded (8 warps a
     /// multiprocessor); at 128, with what spills, GatedDeltaNet's 3:1 step ran 1.13×
     /// faster on an H100 and at 168 1.06× slower (`runtime/benches/README.md`).
-    pub fn max_registers(&self) -> Option<u32> {
-        matches!(self, KernelKey::ScanBackward { .. }).then_some(128)
+    /// The chunked form ([`Form::Chunked`]) sets no bound: its threads hold a few
+    /// values each, and its launch bound ([`crate::gpu::Bounds`]) tells ptxas the block.
+    pub fn max_registers(&self, form: Form) -> Option<u32> {
+        (form == Form::Lanes && matches!(self, KernelKey::ScanBackward { .. })).then_some(128)
     }
 
-    /// The forms this key's generator emits.
+    /// The forms this key's generator emits: every key its loops, blocks and lanes; the
+    /// reverse scan of the specs [`scan::chunked::supports`] its chunked form too.
     pub fn forms(&self) -> &'static [Form] {
-        &[Form::Loops, Form::Blocks, Form::Lanes]
+        match self {
+            KernelKey::ScanBackward { spec, chunk } if scan::chunked::supports(spec, *chunk) => {
+                &[Form::Loops, Form::Blocks, Form::Lanes, Form::Chunked]
+            }
+            _ => &[Form::Loops, Form::Blocks, Form::Lanes],
+        }
     }
 }
 
@@ -386,6 +394,7 @@ pub fn generate_gpu_body(key: &KernelKey, name: &str, form: Form, signature: &[E
     let parallel = match form {
         Form::Blocks => crate::emit::Parallel::Blocks,
         Form::Lanes => crate::emit::Parallel::Threads,
+        Form::Chunked => crate::emit::Parallel::Block,
         Form::Loops => return None,
     };
     let config =

@@ -38,6 +38,7 @@
 //! over the state row by row ([`rows`]); the GPU's blocks form is the generic code
 //! below, one pass at a time, the state in memory.
 
+pub mod chunked;
 mod lanes;
 mod rows;
 
@@ -725,6 +726,20 @@ fn save_checkpoint(e: &mut Builder, scan: &Scan, chunk: &Value, [b, h, t]: [&Val
     });
 }
 
+/// [`backward_with`] in the chunked form ([`chunked`]): the function, its sizes, then
+/// the form's phases.
+fn chunked_backward(spec: &ScanSpec, name: &str, chunk: u64, config: &Config) -> String {
+    let mut e = Builder::new(*config);
+    e.begin_function(name, &spec.backward_arguments());
+    let (k, dstate) = (e.arg("k"), e.arg("dstate"));
+    let batch = e.named("B").dim(&k, 0);
+    let time = e.named("T").dim(&k, 1);
+    let heads = e.named("HS").dim(&dstate, 1);
+    let (dk, _) = state_dims(&mut e, spec, &dstate);
+    chunked::backward(&mut e, spec, chunk.max(1), [&batch, &time, &heads, &dk]);
+    e.finish()
+}
+
 /// The chunking of the reverse scan: the chunk length, their count, and the scratch
 /// buffer of `chunk + 1` states.
 struct Chunks {
@@ -751,6 +766,9 @@ pub fn backward(spec: &ScanSpec, name: &str, chunk: u64) -> String {
 /// argument `buf`, laid out so that a GPU's lanes (one per value column) read and write
 /// neighbouring elements.
 pub fn backward_with(spec: &ScanSpec, name: &str, chunk: u64, config: &Config) -> String {
+    if config.parallel.is_block() {
+        return chunked_backward(spec, name, chunk, config);
+    }
     let mut e = Builder::new(*config);
     let scan = Scan::prologue(&mut e, spec, name, &spec.backward_arguments(), "dstate");
     let chunks = define_chunks(&mut e, &scan, chunk.max(1));

@@ -131,6 +131,12 @@ pub enum Form {
     /// a point; shared sums by atomic adds. Checked lane by lane on the CPU and kernel
     /// by kernel against the CPU on the H200 (`hybc verify`): the GPU's default.
     Lanes,
+    /// One block of threads per (point, block row) working together on a chunk of
+    /// tokens at a time through shared-memory tiles and barriers (LAYERS.md §11): the
+    /// reverse scan of the additive, per-head-decay recurrence (RetNet) so far. Checked on
+    /// the CPU with its phases run one after another; opt-in on a GPU
+    /// (`HYB_GPU_FORM=chunked`) until `hybc verify` has checked it there.
+    Chunked,
 }
 
 impl fmt::Display for Form {
@@ -139,6 +145,7 @@ impl fmt::Display for Form {
             Form::Loops => "loops",
             Form::Blocks => "blocks",
             Form::Lanes => "lanes",
+            Form::Chunked => "chunked",
         })
     }
 }
@@ -204,12 +211,16 @@ impl Target {
         Elem::F32
     }
 
-    /// The kernel forms this target runs, preferred first.
+    /// The kernel forms this target runs, preferred first: on a GPU the lanes form, the
+    /// blocks form alone under `HYB_GPU_FORM=blocks`, the chunked form where a key has
+    /// one under `HYB_GPU_FORM=chunked`.
     pub fn forms(self) -> &'static [Form] {
-        match self {
-            Target::Cpu => &[Form::Loops],
-            Target::Cuda { .. } if std::env::var("HYB_GPU_FORM").is_ok_and(|form| form == "blocks") => &[Form::Blocks],
-            Target::Cuda { .. } => &[Form::Lanes, Form::Blocks],
+        let asked = std::env::var("HYB_GPU_FORM").ok();
+        match (self, asked.as_deref()) {
+            (Target::Cpu, _) => &[Form::Loops],
+            (Target::Cuda { .. }, Some("blocks")) => &[Form::Blocks],
+            (Target::Cuda { .. }, Some("chunked")) => &[Form::Chunked, Form::Lanes, Form::Blocks],
+            (Target::Cuda { .. }, _) => &[Form::Lanes, Form::Blocks],
         }
     }
 

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::ops::Cmp;
-use super::types::{Config, Parallel, Scalar, Ty, Value, Wrap};
+use super::types::{BLOCK_THREADS, Config, Layout, Parallel, Scalar, Ty, Value, Wrap};
 
 /// Writes one kernel module, `module { func.func @name(...) { ... } }` (or the function
 /// alone: [`Wrap::Bare`]), typed.
@@ -29,6 +29,11 @@ pub struct Builder {
     body_depth: usize,
     /// Index constants `%cN` defined at the top of the function body.
     index_constants: Vec<(u64, Value)>,
+    /// The function's name, which names its tiles.
+    function: String,
+    /// The workgroup globals of the chunked form's tiles ([`Builder::tile`]), written
+    /// before the function.
+    globals: Vec<String>,
 }
 
 impl Builder {
@@ -42,6 +47,8 @@ impl Builder {
             args: Vec::new(),
             body_depth: usize::MAX,
             index_constants: Vec::new(),
+            function: String::new(),
+            globals: Vec::new(),
         }
     }
 
@@ -90,6 +97,7 @@ impl Builder {
             self.args.push(Value::new("%lane_id", Ty::memref(1, Scalar::I32).with_layout(layout)));
         }
         let params: Vec<String> = self.args.iter().map(|arg| format!("{arg}: {}", arg.ty())).collect();
+        self.function = name.to_string();
         match self.config.wrap {
             Wrap::Module => {
                 self.line("module {");
@@ -108,13 +116,17 @@ impl Builder {
         self.line(&format!("%one = arith.constant 1.0 : {compute}"));
     }
 
-    /// Returns and closes what [`Builder::begin_function`] opened; yields the text.
+    /// Returns and closes what [`Builder::begin_function`] opened; yields the text, the
+    /// tiles' workgroup globals first.
     pub fn finish(mut self) -> String {
         self.line("return");
         while self.depth > 0 {
             self.close_block();
         }
-        self.text
+        assert!(self.globals.is_empty() || self.config.wrap == Wrap::Bare, "workgroup tiles live in a gpu.module");
+        let mut text: String = self.globals.iter().map(|global| format!("{global}\n")).collect();
+        text.push_str(&self.text);
+        text
     }
 
     /// The function argument `%name`; a name that is not an argument is a generator bug.
@@ -328,8 +340,8 @@ impl Builder {
     /// the H200); threads apart, or adding into different elements, add one by one.
     pub fn accumulate_shared(&mut self, memref: &Value, indices: &[&Value], value: &Value) {
         match self.config.parallel {
-            Parallel::Parts | Parallel::OneLane => self.accumulate(memref, indices, value),
-            Parallel::Blocks => self.atomic_add(memref, indices, value),
+            Parallel::Parts | Parallel::OneLane | Parallel::Phases => self.accumulate(memref, indices, value),
+            Parallel::Blocks | Parallel::Block => self.atomic_add(memref, indices, value),
             Parallel::Threads => {
                 let together = self.whole_warp_on(indices);
                 self.if_else(
@@ -405,7 +417,7 @@ impl Builder {
     /// those bits, and give every one of them the same total. Every thread of the warp
     /// must reach it.
     pub fn warp_butterfly(&mut self, x: &Value, stages: &[(i64, Option<Value>)]) -> Value {
-        assert_eq!(self.config.parallel, Parallel::Threads, "warps exist on a GPU");
+        assert!(self.config.parallel.on_gpu_threads(), "warps exist on a GPU");
         let width = self.constant_int(32, Scalar::I32);
         let mut total = x.clone();
         for (offset, keep) in stages {
@@ -464,7 +476,7 @@ impl Builder {
     /// A GPU index of the running thread: `gpu.thread_id x`, `gpu.block_id y`,
     /// `gpu.block_dim x`, ... (`what` is the op's name and dimension).
     pub fn gpu_index(&mut self, what: &str) -> Value {
-        assert_eq!(self.config.parallel, Parallel::Threads, "thread indices exist on a GPU");
+        assert!(self.config.parallel.on_gpu_threads(), "thread indices exist on a GPU");
         self.define_scalar(&format!("gpu.{what}"), Scalar::Index)
     }
 
@@ -488,6 +500,84 @@ impl Builder {
         self.line(&format!("{local} = memref.alloca() : {fixed}"));
         self.pending_name = name;
         self.define(&format!("memref.cast {local} : {fixed} to {ty}"), ty)
+    }
+}
+
+/// The chunked form's cooperation ([`Parallel::Block`] on a GPU, [`Parallel::Phases`] on
+/// the CPU): tiles, phases and the block's place.
+impl Builder {
+    /// A tile of `dims` elements of `elem` the block's threads share, dynamically typed
+    /// (`memref<?x?xf32, …>`) so that loads and stores read as any memref's: in shared
+    /// memory on a GPU (a workgroup `memref.global` named after the function), on the
+    /// stack on the CPU. Made at the top of the function body, once.
+    pub fn tile(&mut self, elem: Scalar, dims: &[u64]) -> Value {
+        assert!(self.config.parallel.is_block(), "tiles belong to the chunked form");
+        assert_eq!(self.depth, self.body_depth, "a tile is made at the top of the function");
+        let shape: String = dims.iter().map(|d| format!("{d}x")).collect();
+        let on_gpu = self.config.parallel == Parallel::Block;
+        let space = if on_gpu { ", #gpu.address_space<workgroup>" } else { "" };
+        let fixed = format!("memref<{shape}{}{space}>", elem.mlir());
+        let layout = if on_gpu { Layout::Workgroup } else { Layout::Identity };
+        let ty = Ty::MemRef { rank: dims.len(), elem, layout };
+        let name = self.pending_name.take();
+        let local = self.fresh();
+        if on_gpu {
+            let global = format!("{}_tile{}", self.function, self.globals.len());
+            self.globals.push(format!("memref.global \"private\" @{global} : {fixed} = uninitialized"));
+            self.line(&format!("{local} = memref.get_global @{global} : {fixed}"));
+        } else {
+            self.line(&format!("{local} = memref.alloca() : {fixed}"));
+        }
+        self.pending_name = name;
+        self.define(&format!("memref.cast {local} : {fixed} to {ty}"), ty)
+    }
+
+    /// Waits for every thread of the block (`gpu.barrier`); nothing on the CPU.
+    pub fn barrier(&mut self) {
+        if self.config.parallel == Parallel::Block {
+            self.line("gpu.barrier");
+        }
+    }
+
+    /// One phase: `body(item)` for every item of `[0, count)`, the block's threads taking
+    /// every [`BLOCK_THREADS`]-th from their own, then a barrier; every item in turn on
+    /// the CPU. Every thread of the block must reach it.
+    pub fn for_threads(&mut self, count: &Value, body: impl FnOnce(&mut Builder, Value)) {
+        let (from, step) = self.thread_items();
+        self.for_step(&from, count, &step, body);
+        self.barrier();
+    }
+
+    /// A phase as [`Builder::for_threads`] whose items each give a term: this thread's
+    /// sum of its items' terms (on the CPU, of all of them).
+    pub fn sum_threads(&mut self, count: &Value, body: impl FnOnce(&mut Builder, &Value) -> Value) -> Value {
+        let (from, step) = self.thread_items();
+        let total = self.sum_step(&from, count, &step, body);
+        self.barrier();
+        total
+    }
+
+    /// This thread's first item and the stride between its items.
+    fn thread_items(&mut self) -> (Value, Value) {
+        assert!(self.config.parallel.is_block(), "phases belong to the chunked form");
+        if self.config.parallel == Parallel::Phases {
+            return (self.c0(), self.c1());
+        }
+        let thread = self.gpu_index("thread_id x");
+        (thread, self.constant_index(BLOCK_THREADS))
+    }
+
+    /// The block rows of `[0, rows)` this call works on: its own (`gpu.block_id y`) on a
+    /// GPU, every one on the CPU.
+    pub fn block_rows(&mut self, rows: &Value) -> (Value, Value) {
+        assert!(self.config.parallel.is_block(), "block rows belong to the chunked form");
+        if self.config.parallel == Parallel::Phases {
+            return (self.c0(), rows.clone());
+        }
+        let row = self.named("block_row").gpu_index("block_id y");
+        let c1 = self.c1();
+        let next = self.add(&row, &c1);
+        (row, next)
     }
 }
 

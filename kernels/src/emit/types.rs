@@ -67,6 +67,9 @@ impl fmt::Display for Ty {
                 let strides = vec!["?"; *rank].join(", ");
                 write!(f, "memref<{}{}, strided<[{strides}], offset: ?>>", "?x".repeat(*rank), elem.mlir())
             }
+            Ty::MemRef { rank, elem, layout: Layout::Workgroup } => {
+                write!(f, "memref<{}{}, #gpu.address_space<workgroup>>", "?x".repeat(*rank), elem.mlir())
+            }
             Ty::MemRef { rank, elem, layout: Layout::Rows } => {
                 let mut strides = vec!["?"; rank.saturating_sub(1)];
                 strides.push("1");
@@ -89,6 +92,9 @@ pub enum Layout {
     /// `memref<?x?xf32, strided<[?, 1], offset: ?>>` — the GPU's arguments, views of
     /// dense buffers. Each channel's address is then the row's plus a constant.
     Rows,
+    /// Dense, in a GPU block's shared memory: `memref<?x?xf32, #gpu.address_space<workgroup>>`,
+    /// a tile of the chunked form ([`Builder::tile`](super::Builder::tile)).
+    Workgroup,
 }
 
 /// An SSA value and its type. Values are made by a [`Builder`](super::Builder) and only
@@ -229,7 +235,20 @@ pub enum Parallel {
     /// argument `%lane_id: memref<1xi32>` (tests of the lane forms without a GPU): no
     /// warps, and the calls run one after another, so shared sums are plain adds.
     OneLane,
+    /// A GPU's chunked form: the [`BLOCK_THREADS`] threads of a block work on one
+    /// (point, block row) together, in phases ([`Builder::for_threads`](super::Builder::for_threads))
+    /// that hand data on through shared-memory tiles ([`Builder::tile`](super::Builder::tile))
+    /// and end in a barrier; `sum` arguments are added into atomically.
+    Block,
+    /// The chunked form's code on the CPU in one call: every block row in turn, each
+    /// phase's items one after another, tiles on the stack, no barriers (the kernel
+    /// tests of the chunked form without a GPU; a phase may read only what an earlier
+    /// phase wrote, as on a GPU, or the two would disagree).
+    Phases,
 }
+
+/// Threads in a block of the chunked form ([`Parallel::Block`]).
+pub const BLOCK_THREADS: u64 = 128;
 
 /// Everything a generator is parameterised by besides its spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -252,6 +271,17 @@ impl Parallel {
     /// Whether a generator with a lane form divides a point's work over lanes.
     pub fn has_lanes(self) -> bool {
         matches!(self, Parallel::Threads | Parallel::OneLane)
+    }
+
+    /// Whether a generator with a chunked form writes it: blocks of threads working
+    /// together, on a GPU or with their phases run in turn on the CPU.
+    pub fn is_block(self) -> bool {
+        matches!(self, Parallel::Block | Parallel::Phases)
+    }
+
+    /// Whether this code runs as GPU threads (thread indices, warps, atomics).
+    pub fn on_gpu_threads(self) -> bool {
+        matches!(self, Parallel::Threads | Parallel::Block)
     }
 }
 

@@ -23,7 +23,7 @@ fn the_wrapper_reads_the_arguments_and_lowers_to_ptx() {
     let params = gpu::params(BODY, "k_body").expect("a signature");
     let shapes: Vec<(&str, usize, &str)> = params.iter().map(|p| (p.name.as_str(), p.rank, p.elem.as_str())).collect();
     assert_eq!(shapes, [("x", 2, "f32"), ("ids", 1, "i32"), ("y", 2, "f32")]);
-    let module = gpu::module(BODY, "k", "sm_90a", None).expect("wraps");
+    let module = gpu::module(BODY, "k", "sm_90a", gpu::Bounds::default()).expect("wraps");
     let ptx = ptx::compile(&module, "sm_90a").unwrap_or_else(|e| panic!("{e}\n{module}"));
     assert!(ptx.contains(".target sm_90a"), "{ptx}");
     assert!(ptx.contains(".entry k("), "{ptx}");
@@ -33,7 +33,8 @@ fn the_wrapper_reads_the_arguments_and_lowers_to_ptx() {
     let params = ptx.matches(".param .u64").count() + ptx.matches(".param .u32").count();
     assert_eq!(params, (2 + 1 + 2 + 2 + 1) * 2 + (2 + 1 + 1 + 1 + 1) + 1, "{ptx}");
     assert!(!ptx.contains(".maxnreg"), "no register bound asked: {ptx}");
-    let bounded = gpu::module(BODY, "k", "sm_90a", Some(128)).expect("wraps");
+    let bounded =
+        gpu::module(BODY, "k", "sm_90a", gpu::Bounds { max_registers: Some(128), block_threads: None }).expect("wraps");
     let ptx = ptx::compile(&bounded, "sm_90a").unwrap_or_else(|e| panic!("{e}\n{bounded}"));
     assert!(ptx.contains(".maxnreg 128"), "the bound reaches the PTX: {ptx}");
 }

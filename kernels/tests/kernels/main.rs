@@ -7,6 +7,7 @@
 //! ≤ 2e-4 of the largest gradient. NaN never passes.
 
 mod attention;
+mod chunked;
 mod common;
 mod copy;
 mod decode;
@@ -283,23 +284,64 @@ fn check_backward(spec: ScanSpec, s: Shape, chunk: u64, seed: u64) {
     check_backward_with(spec, s, chunk, seed, &Config::CPU);
 }
 
+/// The gradients a reverse scan wrote.
+struct Gradients {
+    dq: Option<Vec<f32>>,
+    dk: Vec<f32>,
+    dv: Vec<f32>,
+    dstate: Vec<f32>,
+    dg: Option<Vec<f32>>,
+    dbeta: Option<Vec<f32>>,
+}
+
+/// The weights of the loss `Σ w·o + Σ w_S·S_T` the backward checks differentiate.
+fn loss_weights(spec: &ScanSpec, s: Shape, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
+    let out_weights = random(&mut rng, s.batch * s.time * s.out_heads(spec) * s.dv, -1.0, 1.0);
+    let state_weights = random(&mut rng, s.batch * s.state_heads * s.dk * s.dv, -1.0, 1.0);
+    (out_weights, state_weights)
+}
+
 /// [`check_backward`] of the kernels generated under `config`.
 fn check_backward_with(spec: ScanSpec, s: Shape, chunk: u64, seed: u64, config: &Config) {
-    let lanes = (config.parallel == Parallel::OneLane).then_some(s.state_heads * s.dv);
-    let label = format!("{} chunk={chunk} lanes={lanes:?}", label(&spec, s));
-    let forward = jit::compile(&scan::forward_train_with(&spec, "scan_fwd_train", chunk, config))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mlir = scan::backward_with(&spec, "scan_bwd", chunk, config);
-    let backward = jit::compile(&mlir).unwrap_or_else(|e| panic!("{e}\n{mlir}"));
+    let label = format!("{} chunk={chunk} {:?}", label(&spec, s), config.parallel);
     let x = problem(&spec, s, seed);
-    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
-    let out_weights = random(&mut rng, s.batch * s.time * s.out_heads(&spec) * s.dv, -1.0, 1.0);
-    let state_weights = random(&mut rng, s.batch * s.state_heads * s.dk * s.dv, -1.0, 1.0);
+    let (out_weights, state_weights) = loss_weights(&spec, s, seed);
     let loss = |d: &Data| -> f64 {
         let (out, state) = reference(&spec, s, d);
         out.iter().zip(&out_weights).map(|(a, b)| a * b).sum::<f64>()
             + state.iter().zip(&state_weights).map(|(a, b)| a * b).sum::<f64>()
     };
+    let got = run_backward(spec, s, chunk, seed, config);
+    let tolerance = 2e-4;
+    if let Some(dq) = got.dq.as_ref() {
+        assert_close(&format!("{label} dq"), dq, &finite_differences(&x, |d| &mut d.q, &loss), tolerance);
+    }
+    let grads: [(&str, &[f32], Field); 3] =
+        [("dk", &got.dk, |d| &mut d.k), ("dv", &got.dv, |d| &mut d.v), ("d state0", &got.dstate, |d| &mut d.s0)];
+    for (name, values, field) in grads {
+        assert!(values.iter().all(|v| v.is_finite()), "{label} {name}: non-finite");
+        assert_close(&format!("{label} {name}"), values, &finite_differences(&x, field, &loss), tolerance);
+    }
+    if let Some(dg) = got.dg.as_ref() {
+        assert_close(&format!("{label} dg"), dg, &finite_differences(&x, |d| &mut d.g, &loss), tolerance);
+    }
+    if let Some(db) = got.dbeta.as_ref() {
+        assert_close(&format!("{label} dbeta"), db, &finite_differences(&x, |d| &mut d.beta, &loss), tolerance);
+    }
+}
+
+/// The training forward (checked against the recurrence) and the reverse scan generated
+/// under `config`, on [`problem`]`(seed)` and the loss of [`loss_weights`]`(seed)`.
+fn run_backward(spec: ScanSpec, s: Shape, chunk: u64, seed: u64, config: &Config) -> Gradients {
+    let lanes = (config.parallel == Parallel::OneLane).then_some(s.state_heads * s.dv);
+    let label = format!("{} chunk={chunk} {:?}", label(&spec, s), config.parallel);
+    let forward = jit::compile(&scan::forward_train_with(&spec, "scan_fwd_train", chunk, config))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mlir = scan::backward_with(&spec, "scan_bwd", chunk, config);
+    let backward = jit::compile(&mlir).unwrap_or_else(|e| panic!("{e}\n{mlir}"));
+    let x = problem(&spec, s, seed);
+    let (out_weights, state_weights) = loss_weights(&spec, s, seed);
 
     // Forward with checkpoints.
     let chunks = s.time.div_ceil(chunk as usize);
@@ -355,23 +397,14 @@ fn check_backward_with(spec: ScanSpec, s: Shape, chunk: u64, seed: u64, config: 
         }
         call(&backward, "scan_bwd", &mut args, lanes);
     }
-    let tolerance = 2e-4;
-    if let Some(dq) = dq.as_ref() {
-        assert_close(&format!("{label} dq"), &dq.data, &finite_differences(&x, |d| &mut d.q, &loss), tolerance);
-    }
-    let grads: [(&str, &[f32], Field); 3] =
-        [("dk", &dk.data, |d| &mut d.k), ("dv", &dv.data, |d| &mut d.v), ("d state0", &dstate.data, |d| &mut d.s0)];
-    for (name, got, field) in grads {
-        assert!(got.iter().all(|v| v.is_finite()), "{label} {name}: non-finite");
-        assert_close(&format!("{label} {name}"), got, &finite_differences(&x, field, &loss), tolerance);
-    }
-    let dg =
-        dg1.as_ref().map(|g| &g.data[..]).or(dg3.as_ref().map(|g| &g.data[..])).or(dg4.as_ref().map(|g| &g.data[..]));
-    if let Some(dg) = dg {
-        assert_close(&format!("{label} dg"), dg, &finite_differences(&x, |d| &mut d.g, &loss), tolerance);
-    }
-    if let Some(db) = dbeta.as_ref() {
-        assert_close(&format!("{label} dbeta"), &db.data, &finite_differences(&x, |d| &mut d.beta, &loss), tolerance);
+    let dg = dg1.map(|g| g.data).or(dg3.map(|g| g.data)).or(dg4.map(|g| g.data));
+    Gradients {
+        dq: dq.map(|g| g.data),
+        dk: dk.data,
+        dv: dv.data,
+        dstate: dstate.data,
+        dg,
+        dbeta: dbeta.map(|g| g.data),
     }
 }
 

@@ -21,7 +21,7 @@ use cudarc::driver::result as driver;
 use cudarc::driver::sys::{CUdevice_attribute, CUdeviceptr, CUfunction, CUgraphExec, CUmodule, CUstream};
 
 use hyb_driver::{Form, KernelKey, Module};
-use hyb_kernels::gpu::{Launch, THREADS};
+use hyb_kernels::gpu::Launch;
 use hyb_lower::program::Share;
 
 use crate::device::{BufferId, Device, DeviceError, Gemm, View};
@@ -233,28 +233,6 @@ fn parameters(cuda: &Cuda, args: &[View], points: usize, split: bool) -> Vec<u64
     words
 }
 
-/// CUDA's largest grid along y, where a point's blocks of lanes lie.
-const MAX_GRID_Y: usize = 65_535;
-
-/// The grid and block of a launch of `points` points on a GPU of `multiprocessors`.
-fn shape(launch: Launch, points: usize, args: &[View], multiprocessors: usize) -> ((u32, u32, u32), (u32, u32, u32)) {
-    match launch {
-        Launch::Blocks => ((points as u32, 1, 1), (1, 1, 1)),
-        Launch::Points => {
-            let column = points.min(THREADS);
-            ((points.div_ceil(column) as u32, 1, 1), (1, column as u32, 1))
-        }
-        Launch::Lanes { arg, axes, slices } => {
-            let dims = &args[arg].dims;
-            let lanes = axes.iter().map(|axis| dims[*axis]).product::<usize>().max(1) * slices.count(dims);
-            let row = hyb_kernels::gpu::lane_row(lanes, points, multiprocessors);
-            let rows = lanes.div_ceil(row);
-            assert!(rows <= MAX_GRID_Y, "{lanes} lanes need {rows} blocks along y; CUDA allows {MAX_GRID_Y}");
-            ((points as u32, rows as u32, 1), (row as u32, 1, 1))
-        }
-    }
-}
-
 impl Device for Cuda {
     fn describe(&self) -> String {
         format!("cuda ({})", self.name)
@@ -383,7 +361,8 @@ impl Device for Cuda {
         // whole views; the lanes form splits it and adds atomically.
         let split = launch != Launch::Blocks || !args.iter().any(|a| a.share == Share::Sum);
         let points = if split { hyb_kernels::gpu::points(key, launch, space) } else { 1 };
-        let (grid, block) = shape(launch, points, args, self.multiprocessors);
+        let dims: Vec<&[usize]> = args.iter().map(|arg| arg.dims.as_slice()).collect();
+        let (grid, block) = hyb_kernels::gpu::shape(launch, points, &dims, self.multiprocessors);
         let mut words = parameters(self, args, points, split);
         let mut pointers: Vec<*mut c_void> = words.iter_mut().map(|w| (w as *mut u64).cast()).collect();
         // SAFETY: the parameters match the kernel's signature (one descriptor and flag per

@@ -1,0 +1,365 @@
+//! The chunked form of the reverse scan (LAYERS.md §11.1 and §11.4 in
+//! `../shared/design/`), for the additive update with no decay or one fixed decay a
+//! head (RetNet): a block of threads per (batch point, state head, block of value
+//! channels) walks the chunks last first, each chunk in four phases that hand their
+//! results on through shared tiles.
+//!
+//! One chunk of `n` tokens starting from the checkpoint `S₀` (`ckpt[b, h, c]`), with
+//! `γ = exp(g)` (1 without a decay), `D` the gradient of the state after the chunk and
+//! local token indices `r, s, m`:
+//!
+//! 1. scores: `P[r, s] = scale γ^{r−s} q_r·k_s` and `dP[r, s] = scale γ^{r−s} dO_r·v_s`
+//!    for `s ≤ r` (the masked triangle is never read);
+//! 2. `dv_s += Σ_{r≥s} P[r, s] dO_r + γ^{n−1−s} Dᵀk_s`;
+//! 3. `dq_r += Σ_{s≤r} dP[r, s] k_s + scale γ^{r+1} S₀ dO_r` and
+//!    `dk_r += Σ_{m≥r} dP[m, r] q_m + γ^{n−1−r} D v_r`;
+//! 4. `D ← γⁿ D + scale Σ_r γ^{r+1} q_r dO_rᵀ`, the gradient of `S₀`.
+//!
+//! The decay's gradient is a reverse cumulative sum of `∂L/∂G_m = q_m·dq_m − k_m·dk_m`
+//! over each chunk, the last token adding `⟨D, S_end⟩` (`S_end` the state after the
+//! chunk: `γⁿ⟨D, S₀⟩ + Σ_s k_s·(γ^{n−1−s} D v_s)`); for a decay fixed in time the sum
+//! over tokens is `Σ_m (m + 1) ∂L/∂G_m + n ⟨D, S_end⟩` a chunk. Every power of γ has an
+//! exponent ≥ 0, so nothing overflows. The block's value channels are a slice of every
+//! sum over them (`dq`, `dk`, the decay's), so those are added atomically; `dv` and the
+//! state gradient's columns are the block's own.
+
+use super::{Decay, ScanSpec, ScanUpdate};
+use crate::emit::{Builder, Cmp, Scalar, Value};
+
+/// The longest chunk the form's tiles hold (the checkpoint interval's largest).
+pub const MAX_CHUNK: u64 = 64;
+
+/// Floats of shared memory a block may take: 48 KiB, CUDA's static limit.
+const SHARED_FLOATS: u64 = 12_288;
+
+/// Floats left for the state gradient's tile beside the two score tiles of the longest
+/// chunk.
+const STATE_TILE_FLOATS: u64 = SHARED_FLOATS - 2 * MAX_CHUNK * MAX_CHUNK;
+
+/// Whether the chunked form has a reverse scan of `spec` at checkpoint interval
+/// `chunk`: the additive update with a query, no decay or one fixed a head, no grouped
+/// heads, a chunk of at most [`MAX_CHUNK`], a key width whose tile fits.
+pub fn supports(spec: &ScanSpec, chunk: u64) -> bool {
+    spec.update == ScanUpdate::Additive
+        && matches!(spec.decay, Decay::None | Decay::PerHead)
+        && spec.query
+        && spec.q_per_state == 1
+        && spec.states_per_key == 1
+        && (1..=MAX_CHUNK).contains(&chunk)
+        && (1..=STATE_TILE_FLOATS).contains(&spec.dk)
+        && spec.dv >= 1
+}
+
+/// The value channels a block takes of a state of `dk × dv`: the largest count up to 64
+/// that divides `dv` and keeps the state gradient's tile (`dk` × it) in its share of
+/// shared memory.
+pub fn value_block(dk: usize, dv: usize) -> usize {
+    let fits = (STATE_TILE_FLOATS as usize / dk.max(1)).clamp(1, 64);
+    hyb_target::largest_divisor(dv, fits)
+}
+
+/// The blocks a (batch point, state head) takes: `dv` over [`value_block`].
+pub fn value_blocks(dk: usize, dv: usize) -> usize {
+    dv / value_block(dk, dv)
+}
+
+/// The values the phases share: arguments, sizes, tiles, and the block's head, first
+/// value channel and decay.
+struct Block {
+    scale: Value,
+    dk: Value,
+    width: Value,
+    /// The state gradient's tile `[DK, width]`: `D`, then `S₀`'s gradient.
+    ds: Value,
+    /// The score tiles `[chunk, chunk]`: `P` and `dP`.
+    p: Value,
+    dp: Value,
+    b: Value,
+    h: Value,
+    /// The block's first value channel.
+    j0: Value,
+    /// The head's log-decay `g`, when it has one.
+    g: Option<Value>,
+}
+
+/// The chunk a phase works on: its checkpoint, first token and length.
+struct Chunk {
+    index: Value,
+    start: Value,
+    len: Value,
+}
+
+/// Writes the reverse scan's chunked form into `e`, an opened function of
+/// [`ScanSpec::backward_arguments`] whose sizes are defined: the state heads `heads`,
+/// tokens `time`, batch `batch`, the state's `dk` (constant).
+pub(super) fn backward(e: &mut Builder, spec: &ScanSpec, chunk: u64, sizes: [&Value; 4]) {
+    assert!(supports(spec, chunk), "no chunked reverse scan of {spec:?} at chunk {chunk}");
+    let [batch, time, heads, dk] = sizes;
+    let columns = value_block(spec.dk as usize, spec.dv as usize) as u64;
+    let ds = e.named("dS").tile(Scalar::F32, &[spec.dk, columns]);
+    let p = e.named("P").tile(Scalar::F32, &[chunk, chunk]);
+    let dp = e.named("dP").tile(Scalar::F32, &[chunk, chunk]);
+    let scale = e.named("scale").constant(spec.scale);
+    let width = e.named("VB").constant_index(columns);
+    let blocks_per_head = e.named("NVB").constant_index(spec.dv / columns);
+    let chunk = e.named("C").constant_index(chunk);
+    let chunks = ceil_div(e, time, &chunk);
+    let rows = e.mul(heads, &blocks_per_head);
+    let (first_row, end_row) = e.block_rows(&rows);
+    let c0 = e.c0();
+    e.for_(&c0, batch, |e, b| {
+        e.for_(&first_row, &end_row, |e, row| {
+            let h = e.named("head").divui(&row, &blocks_per_head);
+            let part = e.remui(&row, &blocks_per_head);
+            let j0 = e.named("j0").mul(&part, &width);
+            let g = (spec.decay == Decay::PerHead).then(|| {
+                let g = e.arg("g");
+                e.load(&g, &[&h])
+            });
+            let (scale, dk, width) = (scale.clone(), dk.clone(), width.clone());
+            let (ds, p, dp) = (ds.clone(), p.clone(), dp.clone());
+            let block = Block { scale, dk, width, ds, p, dp, b, h, j0, g };
+            state_gradient_in(e, &block);
+            let (c0, zero) = (e.c0(), e.zero());
+            let dg = e.fold1(&c0, &chunks, &zero, |e, back, dg| {
+                let chunk = chunk_at(e, &chunks, &back, &chunk, time);
+                scores(e, &block, &chunk);
+                value_gradients(e, &block, &chunk);
+                let term = query_key_gradients(e, &block, &chunk);
+                let carried = carry_state_gradient(e, &block, &chunk);
+                let dg = e.add(&dg, &term);
+                e.add(&dg, &carried)
+            });
+            state_gradient_out(e, &block);
+            if spec.decay == Decay::PerHead {
+                let dg_arg = e.arg("dg");
+                e.accumulate_shared(&dg_arg, &[&block.h], &dg);
+            }
+        });
+    });
+}
+
+/// `⌈a / b⌉`.
+fn ceil_div(e: &mut Builder, a: &Value, b: &Value) -> Value {
+    let c1 = e.c1();
+    let up = e.add(a, b);
+    let up = e.sub(&up, &c1);
+    e.divui(&up, b)
+}
+
+/// The chunk `back` from the last: checkpoint `count − 1 − back`, and its tokens.
+fn chunk_at(e: &mut Builder, count: &Value, back: &Value, chunk: &Value, time: &Value) -> Chunk {
+    let c1 = e.c1();
+    let last = e.sub(count, &c1);
+    let index = e.named("chunk_index").sub(&last, back);
+    let start = e.named("chunk_start").mul(&index, chunk);
+    let left = e.sub(time, &start);
+    let len = e.named("chunk_len").min(&left, chunk);
+    Chunk { index, start, len }
+}
+
+/// An index as an f32.
+fn float(e: &mut Builder, x: &Value) -> Value {
+    let wide = e.index_cast(x, Scalar::I64);
+    e.uitofp(&wide, Scalar::F32)
+}
+
+/// `γ^steps = exp(steps · g)`, or 1 without a decay.
+fn decay_power(e: &mut Builder, block: &Block, steps: &Value) -> Value {
+    let Some(g) = &block.g else { return e.one() };
+    let steps = float(e, steps);
+    let exponent = e.mul(&steps, g);
+    e.exp(&exponent)
+}
+
+/// An item of a phase over `rows × cols`: its row and column.
+fn split(e: &mut Builder, item: &Value, cols: &Value) -> (Value, Value) {
+    (e.divui(item, cols), e.remui(item, cols))
+}
+
+/// Token `t0 + r`'s element `[b, t0 + r, h, i]` of a `[B, T, H, *]` argument.
+fn token(e: &mut Builder, block: &Block, chunk: &Chunk, arg: &str, r: &Value, i: &Value) -> Value {
+    let memref = e.arg(arg);
+    let t = e.add(&chunk.start, r);
+    e.load(&memref, &[&block.b, &t, &block.h, i])
+}
+
+/// Value channel `jj` of the block, as an index into the whole state.
+fn channel(e: &mut Builder, block: &Block, jj: &Value) -> Value {
+    e.add(&block.j0, jj)
+}
+
+/// The phase `D ← dstate[b, h, :, block's channels]`.
+fn state_gradient_in(e: &mut Builder, block: &Block) {
+    let items = e.mul(&block.dk, &block.width);
+    e.for_threads(&items, |e, item| {
+        let (i, jj) = split(e, &item, &block.width);
+        let j = channel(e, block, &jj);
+        let dstate = e.arg("dstate");
+        let d = e.load(&dstate, &[&block.b, &block.h, &i, &j]);
+        e.store(&d, &block.ds, &[&i, &jj]);
+    });
+}
+
+/// The phase `dstate[b, h, :, block's channels] ← D`, the gradient of the initial state.
+fn state_gradient_out(e: &mut Builder, block: &Block) {
+    let items = e.mul(&block.dk, &block.width);
+    e.for_threads(&items, |e, item| {
+        let (i, jj) = split(e, &item, &block.width);
+        let j = channel(e, block, &jj);
+        let d = e.load(&block.ds, &[&i, &jj]);
+        let dstate = e.arg("dstate");
+        e.store(&d, &dstate, &[&block.b, &block.h, &i, &j]);
+    });
+}
+
+/// Phase 1: `P[r, s]` and `dP[r, s]` for `s ≤ r < n`.
+fn scores(e: &mut Builder, block: &Block, chunk: &Chunk) {
+    let items = e.mul(&chunk.len, &chunk.len);
+    e.for_threads(&items, |e, item| {
+        let (r, s) = split(e, &item, &chunk.len);
+        let causal = e.cmp(Cmp::Le, &s, &r);
+        e.if_(&causal, |e| {
+            let qk = e.sum(&block.dk, |e, i| {
+                let q = token(e, block, chunk, "q", &r, i);
+                let k = token(e, block, chunk, "k", &s, i);
+                e.mul(&q, &k)
+            });
+            let dov = e.sum(&block.width, |e, jj| {
+                let j = channel(e, block, jj);
+                let d_o = token(e, block, chunk, "dout", &r, &j);
+                let v = token(e, block, chunk, "v", &s, &j);
+                e.mul(&d_o, &v)
+            });
+            let apart = e.sub(&r, &s);
+            let decay = decay_power(e, block, &apart);
+            let factor = e.mul(&block.scale, &decay);
+            let score = e.mul(&factor, &qk);
+            let d_score = e.mul(&factor, &dov);
+            e.store(&score, &block.p, &[&r, &s]);
+            e.store(&d_score, &block.dp, &[&r, &s]);
+        });
+    });
+}
+
+/// `γ^{n−1−x}`: the decay from token `x` to the chunk's last.
+fn decay_to_end(e: &mut Builder, block: &Block, chunk: &Chunk, x: &Value) -> Value {
+    let c1 = e.c1();
+    let last = e.sub(&chunk.len, &c1);
+    let steps = e.sub(&last, x);
+    decay_power(e, block, &steps)
+}
+
+/// Phase 2: `dv_s += Σ_{r≥s} P[r, s] dO_r + γ^{n−1−s} Dᵀk_s` over the block's channels.
+fn value_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) {
+    let items = e.mul(&chunk.len, &block.width);
+    e.for_threads(&items, |e, item| {
+        let (s, jj) = split(e, &item, &block.width);
+        let j = channel(e, block, &jj);
+        let local = e.sum_over(&s, &chunk.len, |e, r| {
+            let p = e.load(&block.p, &[r, &s]);
+            let d_o = token(e, block, chunk, "dout", r, &j);
+            e.mul(&p, &d_o)
+        });
+        let carried = e.sum(&block.dk, |e, i| {
+            let k = token(e, block, chunk, "k", &s, i);
+            let d = e.load(&block.ds, &[i, &jj]);
+            e.mul(&k, &d)
+        });
+        let decay = decay_to_end(e, block, chunk, &s);
+        let carried = e.mul(&decay, &carried);
+        let total = e.add(&local, &carried);
+        let (dv, t) = (e.arg("dv"), e.add(&chunk.start, &s));
+        e.accumulate(&dv, &[&block.b, &t, &block.h, &j], &total);
+    });
+}
+
+/// Phase 3: `dq_r` and `dk_r` for each token and key channel, added atomically (other
+/// blocks hold the other value channels); returns this thread's share of the decay's
+/// gradient, `Σ (r + 1)(q·dq − k·dk) + n k·(γ^{n−1−r} D v_r)` over its items.
+fn query_key_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
+    let items = e.mul(&chunk.len, &block.dk);
+    e.sum_threads(&items, |e, item| {
+        let (r, i) = split(e, item, &block.dk);
+        let c1 = e.c1();
+        let through = e.add(&r, &c1);
+        let local_q = e.sum(&through, |e, s| {
+            let dp = e.load(&block.dp, &[&r, s]);
+            let k = token(e, block, chunk, "k", s, &i);
+            e.mul(&dp, &k)
+        });
+        let from_state = e.sum(&block.width, |e, jj| {
+            let j = channel(e, block, jj);
+            let ckpt = e.arg("ckpt");
+            let s0 = e.load(&ckpt, &[&block.b, &block.h, &chunk.index, &i, &j]);
+            let d_o = token(e, block, chunk, "dout", &r, &j);
+            e.mul(&s0, &d_o)
+        });
+        let decay = decay_power(e, block, &through);
+        let factor = e.mul(&block.scale, &decay);
+        let dq = e.fma(&factor, &from_state, &local_q);
+        let local_k = e.sum_over(&r, &chunk.len, |e, m| {
+            let dp = e.load(&block.dp, &[m, &r]);
+            let q = token(e, block, chunk, "q", m, &i);
+            e.mul(&dp, &q)
+        });
+        let carried = e.sum(&block.width, |e, jj| {
+            let j = channel(e, block, jj);
+            let d = e.load(&block.ds, &[&i, jj]);
+            let v = token(e, block, chunk, "v", &r, &j);
+            e.mul(&d, &v)
+        });
+        let decay = decay_to_end(e, block, chunk, &r);
+        let carried = e.mul(&decay, &carried);
+        let dk = e.add(&local_k, &carried);
+        let t = e.add(&chunk.start, &r);
+        let (dq_arg, dk_arg) = (e.arg("dq"), e.arg("dk"));
+        e.accumulate_shared(&dq_arg, &[&block.b, &t, &block.h, &i], &dq);
+        e.accumulate_shared(&dk_arg, &[&block.b, &t, &block.h, &i], &dk);
+        if block.g.is_none() {
+            return e.zero();
+        }
+        let (q, k) = (token(e, block, chunk, "q", &r, &i), token(e, block, chunk, "k", &r, &i));
+        let q_dq = e.mul(&q, &dq);
+        let k_dk = e.mul(&k, &dk);
+        let by_token = e.sub(&q_dq, &k_dk);
+        let weight = float(e, &through);
+        let by_token = e.mul(&weight, &by_token);
+        let to_end = e.mul(&k, &carried);
+        let n = float(e, &chunk.len);
+        e.fma(&n, &to_end, &by_token)
+    })
+}
+
+/// Phase 4: `D ← γⁿ D + scale Σ_r γ^{r+1} q_r dO_rᵀ`, the gradient of the chunk's
+/// checkpoint; returns this thread's share of the decay's gradient, `n γⁿ ⟨D, S₀⟩` over
+/// its items.
+fn carry_state_gradient(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
+    let items = e.mul(&block.dk, &block.width);
+    e.sum_threads(&items, |e, item| {
+        let (i, jj) = split(e, item, &block.width);
+        let j = channel(e, block, &jj);
+        let local = e.sum(&chunk.len, |e, r| {
+            let q = token(e, block, chunk, "q", r, &i);
+            let d_o = token(e, block, chunk, "dout", r, &j);
+            let c1 = e.c1();
+            let through = e.add(r, &c1);
+            let decay = decay_power(e, block, &through);
+            let q = e.mul(&decay, &q);
+            e.mul(&q, &d_o)
+        });
+        let d = e.load(&block.ds, &[&i, &jj]);
+        let whole = decay_power(e, block, &chunk.len);
+        let decayed = e.mul(&whole, &d);
+        let next = e.fma(&block.scale, &local, &decayed);
+        e.store(&next, &block.ds, &[&i, &jj]);
+        if block.g.is_none() {
+            return e.zero();
+        }
+        let ckpt = e.arg("ckpt");
+        let s0 = e.load(&ckpt, &[&block.b, &block.h, &chunk.index, &i, &j]);
+        let n = float(e, &chunk.len);
+        let inner = e.mul(&decayed, &s0);
+        e.mul(&n, &inner)
+    })
+}

@@ -1,0 +1,120 @@
+//! The reverse scan's chunked form ([`Parallel::Phases`]: the form's code with its phases
+//! run one after another on the CPU) against finite differences of the recurrence on
+//! small shapes, and against the loops form (itself checked so) where a state takes
+//! several blocks of value channels; its GPU launch and PTX (shared tiles, barriers,
+//! the block size promised to ptxas).
+
+use hyb_kernels::emit::{Config, Parallel};
+use hyb_kernels::gpu::{self, Launch, Slices};
+use hyb_kernels::key::KernelKey;
+use hyb_kernels::scan::chunked::{self, MAX_CHUNK};
+use hyb_kernels::scan::{Decay, ScanSpec, ScanUpdate};
+use hyb_target::Form;
+
+use crate::{Shape, assert_close, check_backward_with, run_backward, spec};
+
+const PHASES: Config = Config { parallel: Parallel::Phases, ..Config::CPU };
+
+/// RetNet's recurrence (a fixed decay a head) and the undecayed one, at T = 1, T a
+/// multiple of the interval, T not a multiple, one chunk longer than T, batch and heads
+/// above one.
+#[test]
+fn chunked_reverse_scan_matches_finite_differences() {
+    let mut seed = 5000;
+    let cases = [(1, 1, 1, 3, 2, 1), (2, 6, 2, 3, 2, 3), (1, 7, 2, 4, 3, 3), (2, 5, 1, 3, 4, 8), (1, 9, 1, 5, 6, 4)];
+    for decay in [Decay::None, Decay::PerHead] {
+        for (batch, time, state_heads, dk, dv, chunk) in cases {
+            seed += 1;
+            let shape = Shape { batch, time, state_heads, dk, dv };
+            check_backward_with(spec(ScanUpdate::Additive, decay, dk, dv), shape, chunk, seed, &PHASES);
+        }
+    }
+}
+
+/// A state of several value blocks (64 × 96: two blocks of 48), whose sums over value
+/// channels (dq, dk, the decay's gradient) each block adds a part of, against the loops
+/// form on the same inputs.
+#[test]
+fn chunked_value_blocks_add_up_to_the_loops_form() {
+    assert_eq!(chunked::value_blocks(64, 96), 2);
+    let shape = Shape { batch: 2, time: 11, state_heads: 2, dk: 64, dv: 96 };
+    let spec = spec(ScanUpdate::Additive, Decay::PerHead, 64, 96);
+    let want = run_backward(spec, shape, 4, 77, &Config::CPU);
+    let got = run_backward(spec, shape, 4, 77, &PHASES);
+    let wide = |values: &[f32]| values.iter().map(|v| *v as f64).collect::<Vec<_>>();
+    let pairs = [
+        ("dq", got.dq.as_ref().expect("dq"), want.dq.as_ref().expect("dq")),
+        ("dk", &got.dk, &want.dk),
+        ("dv", &got.dv, &want.dv),
+        ("d state0", &got.dstate, &want.dstate),
+        ("dg", got.dg.as_ref().expect("dg"), want.dg.as_ref().expect("dg")),
+    ];
+    for (name, got, want) in pairs {
+        assert!(got.iter().all(|v| v.is_finite()), "{name}: non-finite");
+        assert_close(&format!("64 × 96 {name}"), got, &wide(want), 1e-4);
+    }
+}
+
+/// The specs with a chunked form: the additive update with a query, no decay or a fixed
+/// one, no grouped heads, chunks up to 64, a key width whose tile fits.
+#[test]
+fn the_chunked_form_covers_retnet_and_no_more() {
+    let retnet = spec(ScanUpdate::Additive, Decay::PerHead, 64, 128);
+    assert!(chunked::supports(&retnet, 16));
+    assert!(chunked::supports(&retnet, MAX_CHUNK));
+    assert!(!chunked::supports(&retnet, MAX_CHUNK + 1), "the score tiles hold 64 tokens");
+    assert!(chunked::supports(&spec(ScanUpdate::Additive, Decay::None, 64, 64), 8));
+    for decay in [Decay::Scalar, Decay::Vector] {
+        assert!(!chunked::supports(&spec(ScanUpdate::Additive, decay, 64, 64), 16), "{decay:?}");
+    }
+    assert!(!chunked::supports(&spec(ScanUpdate::Delta, Decay::PerHead, 64, 64), 16));
+    assert!(!chunked::supports(&ScanSpec { q_per_state: 2, ..retnet }, 16));
+    assert!(!chunked::supports(&ScanSpec { query: false, ..retnet }, 16));
+    let key = |spec, chunk| KernelKey::ScanBackward { spec, chunk };
+    assert!(key(retnet, 16).forms().contains(&Form::Chunked));
+    let gdn = spec(ScanUpdate::Delta, Decay::Scalar, 64, 64);
+    assert!(!key(gdn, 16).forms().contains(&Form::Chunked));
+    assert!(!KernelKey::ScanTrain { spec: retnet, chunk: 16 }.forms().contains(&Form::Chunked));
+    // A block's state tile and two score tiles stay within 48 KiB.
+    for (dk, dv) in [(64, 128), (128, 256), (256, 64), (96, 80)] {
+        let width = chunked::value_block(dk, dv);
+        assert!(dv % width == 0 && width <= 64, "{dk} × {dv}: {width}");
+        assert!((dk * width + 2 * 64 * 64) * 4 <= 48 * 1024, "{dk} × {dv}: {width}");
+    }
+    assert_eq!(chunked::value_block(64, 128), 64);
+    assert_eq!(chunked::value_block(128, 256), 32);
+}
+
+/// The chunked launch: a block of 128 threads per (point, state head, value block).
+#[test]
+fn the_chunked_launch_gives_a_block_per_head_and_value_block() {
+    let key = KernelKey::ScanBackward { spec: spec(ScanUpdate::Additive, Decay::PerHead, 64, 128), chunk: 16 };
+    // q, k, v, g, ckpt, dout, dstate, buf, dq, dk, dv, dg.
+    let launch = gpu::launch(&key, Form::Chunked, 12);
+    assert_eq!(launch, Launch::Block { arg: 6, axes: &[1], slices: Slices::ValueBlocks });
+    assert_eq!(gpu::points(&key, launch, 64), 64, "a point per batch element");
+    let dstate = [64, 2, 64, 128];
+    let mut dims: Vec<&[usize]> = vec![&[]; 12];
+    dims[6] = &dstate;
+    assert_eq!(gpu::shape(launch, 64, &dims, 132), ((64, 4, 1), (128, 1, 1)), "2 heads × 2 value blocks");
+}
+
+/// The chunked form lowers to PTX with its tiles in shared memory, its barriers, the
+/// block size promised and no register bound (the lanes form's 128 is its own).
+#[test]
+fn the_chunked_form_lowers_to_shared_tiles_and_barriers() {
+    let key = KernelKey::ScanBackward { spec: spec(ScanUpdate::Additive, Decay::PerHead, 64, 128), chunk: 16 };
+    let signature = vec![hyb_target::Elem::F32; 12];
+    let module = gpu::generate(&key, "k0_scan_bwd", "sm_90a", &signature, Form::Chunked).expect("a chunked form");
+    let ptx = hyb_kernels::ptx::compile(&module, "sm_90a").unwrap_or_else(|e| panic!("{e}\n{module}"));
+    assert!(ptx.contains(".shared .align"), "tiles in shared memory: {ptx}");
+    assert!(ptx.contains("bar.sync"), "barriers: {ptx}");
+    assert!(ptx.contains(".maxntid 128, 1, 1"), "the block size: {ptx}");
+    assert!(!ptx.contains(".maxnreg"), "no register bound: {ptx}");
+    assert!(!ptx.contains("__nv_"), "no libdevice: {ptx}");
+    let lanes = gpu::generate(&key, "k0_scan_bwd", "sm_90a", &signature, Form::Lanes).expect("a lanes form");
+    let ptx = hyb_kernels::ptx::compile(&lanes, "sm_90a").unwrap_or_else(|e| panic!("{e}\n{lanes}"));
+    assert!(ptx.contains(".maxnreg 128"), "the lanes form keeps its bound");
+    let gdn = KernelKey::ScanBackward { spec: spec(ScanUpdate::Delta, Decay::Scalar, 64, 64), chunk: 16 };
+    assert!(gpu::generate(&gdn, "k1", "sm_90a", &signature, Form::Chunked).is_err(), "no chunked delta rule yet");
+}
