@@ -24,7 +24,7 @@ trap 'rm -rf "$dir"' EXIT
 "$hybc" compile "$file" --emit ptx --target cuda > "$dir/all.ptx"
 # One file per kernel module: each starts at its `// kN_name (form)` line.
 awk -v d="$dir" '/^\/\/ k[0-9]+_/{out=d"/"$2".ptx"} out{print > out}' "$dir/all.ptx"
-printf '%-28s %9s %12s %14s %13s\n' kernel registers "stack bytes" "spill stores" "spill loads"
+printf '%-28s %9s %12s %14s %13s %11s\n' kernel registers "stack bytes" "spill stores" "spill loads" "smem bytes"
 for module in "$dir"/k*"$filter"*.ptx; do
   name=$(basename "$module" .ptx)
   info=$("$ptxas" -v --gpu-name sm_90a "$module" -o /dev/null 2>&1)
@@ -34,5 +34,7 @@ for module in "$dir"/k*"$filter"*.ptx; do
   stack=$(grep -o "[0-9]* bytes stack frame" <<< "$info" | awk '{s+=$1} END {print s+0}')
   stores=$(grep -o "[0-9]* bytes spill stores" <<< "$info" | awk '{s+=$1} END {print s+0}')
   loads=$(grep -o "[0-9]* bytes spill loads" <<< "$info" | awk '{s+=$1} END {print s+0}')
-  printf '%-28s %9s %12s %14s %13s\n' "$name" "${registers:-?}" "$stack" "$stores" "$loads"
+  # Shared memory: the chunked form's tiles (`HYB_GPU_FORM=chunked`).
+  smem=$( (grep -o "[0-9]* bytes smem" <<< "$info" || true) | awk '{print $1}' | sort -n | tail -1)
+  printf '%-28s %9s %12s %14s %13s %11s\n' "$name" "${registers:-?}" "$stack" "$stores" "$loads" "${smem:-0}"
 done

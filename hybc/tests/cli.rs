@@ -150,6 +150,41 @@ fn compile_emits_the_program_that_runs() {
 
 /// `--target cuda` compiles as far as this build can, then says no GPU can run it
 /// (exit 1, no panic); bf16 storage on the CPU is refused where the file asks for it.
+/// `HYB_GPU_FORM=chunked` gives RetNet's reverse scan its chunked form (shared tiles,
+/// barriers) and keeps every other kernel's lanes form; the program stays the same.
+#[test]
+fn the_chunked_form_is_opt_in_for_the_keys_that_have_it() {
+    let ptx = |form: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hybc"));
+        command.args(["compile", "examples/tiny/retnet_2to1.hyb", "--target", "cuda", "--emit", "ptx"]);
+        match form {
+            Some(form) => command.env("HYB_GPU_FORM", form),
+            None => command.env_remove("HYB_GPU_FORM"),
+        };
+        let output = command.current_dir(root()).output().expect("hybc runs");
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        text(&output.stdout)
+    };
+    let forms = |ptx: &str| -> Vec<String> {
+        ptx.lines().filter(|line| line.starts_with("// k")).map(|line| line.to_string()).collect()
+    };
+    let (lanes, chunked) = (ptx(None), ptx(Some("chunked")));
+    let (lanes, chunked) = (forms(&lanes), forms(&chunked));
+    assert_eq!(lanes.len(), chunked.len(), "the same kernels");
+    for (before, after) in lanes.iter().zip(&chunked) {
+        assert!(before.ends_with("(lanes form)"), "{before}");
+        let scan_backward = before.contains("scan_bwd");
+        let want = if scan_backward { before.replace("(lanes form)", "(chunked form)") } else { before.clone() };
+        assert_eq!(after, &want);
+    }
+    assert!(chunked.iter().any(|line| line.ends_with("(chunked form)")), "{chunked:?}");
+    let mut misspelt = Command::new(env!("CARGO_BIN_EXE_hybc"));
+    misspelt.args(["compile", "examples/tiny/retnet_2to1.hyb", "--target", "cuda"]).env("HYB_GPU_FORM", "chunk");
+    let misspelt = misspelt.current_dir(root()).output().expect("hybc runs");
+    assert_eq!(misspelt.status.code(), Some(2), "a switch naming no form is refused");
+    assert!(text(&misspelt.stderr).contains("HYB_GPU_FORM=`chunk` names no GPU form"), "{}", text(&misspelt.stderr));
+}
+
 #[test]
 fn targets_say_what_they_cannot_do() {
     let run = scratch("cuda-run");

@@ -14,7 +14,8 @@
 //! threads per block, a point each ([`Launch::Points`]), or, for a kernel with lanes
 //! (the scan, the convolution, attention: [`KernelKey::lanes`]), one point per block
 //! with its lanes along `block_id y · block_dim x + thread_id x`, which the generator
-//! reads itself.
+//! reads itself; the `chunked` form a block of [`BLOCK_THREADS`] per point and block row
+//! ([`Launch::Block`]), its threads working together (`Parallel::Block`).
 
 use std::fmt::Write;
 

@@ -276,7 +276,7 @@ impl KernelKey {
     /// The chunked form ([`Form::Chunked`]) sets no bound: its threads hold a few
     /// values each, and its launch bound ([`crate::gpu::Bounds`]) tells ptxas the block.
     pub fn max_registers(&self, form: Form) -> Option<u32> {
-        (form == Form::Lanes && matches!(self, KernelKey::ScanBackward { .. })).then_some(128)
+        (form != Form::Chunked && matches!(self, KernelKey::ScanBackward { .. })).then_some(128)
     }
 
     /// The forms this key's generator emits: every key its loops, blocks and lanes; the

@@ -211,6 +211,17 @@ impl Target {
         Elem::F32
     }
 
+    /// Whether `HYB_GPU_FORM`, when set, names a GPU form (`lanes`, `blocks` or
+    /// `chunked`): a misspelt switch is refused rather than read as the default.
+    pub fn check_form_switch() -> Result<(), ParseError> {
+        match std::env::var("HYB_GPU_FORM").ok().as_deref() {
+            None | Some("lanes" | "blocks" | "chunked") => Ok(()),
+            Some(other) => Err(ParseError(format!(
+                "HYB_GPU_FORM=`{other}` names no GPU form (expected `lanes`, `blocks` or `chunked`)"
+            ))),
+        }
+    }
+
     /// The kernel forms this target runs, preferred first: on a GPU the lanes form, the
     /// blocks form alone under `HYB_GPU_FORM=blocks`, the chunked form where a key has
     /// one under `HYB_GPU_FORM=chunked`.
