@@ -5,7 +5,7 @@
 # first `hybc verify` of B (bench/gpu/verify.sh: every kernel against the CPU), then
 # each mixer's 3:1 model trained STEPS steps under A and under B, alternating ROUNDS
 # times (median tokens/s of the steps after the tenth, with min and max), then a
-# `--profile` of GatedDeltaNet's step under each. Expects .device/hybc.xz, or a hybc at
+# `--profile` of GatedDeltaNet's step (PROFILE_MIXER's) under each. Expects .device/hybc.xz, or a hybc at
 # $HYBC. Logs to $OUT.
 #   run: OUT=$OUT A="HYB_SOME_SWITCH=old" B="" bash bench/gpu/env_ab.sh
 set -uo pipefail
@@ -37,9 +37,10 @@ for mixer in ${MIXERS:-gdn hgrn2 retnet gla deltanet hgrn}; do
     done
   done
 done
+profiled=${PROFILE_MIXER:-gdn}  # one of MIXERS
 for side in A B; do
-  rm -rf "/tmp/ab/gdn.prof.$side"
-  env ${!side} timeout 200 "$HYBC" train /tmp/ab/gdn.hyb --target cuda --steps "${PROFILE_STEPS:-8}" \
-    --profile --out "/tmp/ab/gdn.prof.$side" > "$OUT/gdn.profile.$side.log" 2>&1
+  rm -rf "/tmp/ab/$profiled.prof.$side"
+  env ${!side} timeout 200 "$HYBC" train "/tmp/ab/$profiled.hyb" --target cuda --steps "${PROFILE_STEPS:-8}" \
+    --profile --out "/tmp/ab/$profiled.prof.$side" > "$OUT/$profiled.profile.$side.log" 2>&1
   echo "profile $side: exit $?"
 done

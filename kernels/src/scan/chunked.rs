@@ -23,6 +23,8 @@
 //! sum over them (`dq`, `dk`, the decay's), so those are added atomically; `dv` and the
 //! state gradient's columns are the block's own.
 
+mod delta;
+
 use super::{Decay, ScanSpec, ScanUpdate};
 use crate::emit::{Builder, Cmp, Scalar, Value};
 
@@ -37,11 +39,15 @@ const SHARED_FLOATS: u64 = 12_288;
 const STATE_TILE_FLOATS: u64 = SHARED_FLOATS - 2 * MAX_CHUNK * MAX_CHUNK;
 
 /// Whether the chunked form has a reverse scan of `spec` at checkpoint interval
-/// `chunk`: the additive update with a query, no decay or one fixed a head, no grouped
-/// heads, a chunk of at most [`MAX_CHUNK`], a key width whose tile fits.
+/// `chunk`: the additive update with no decay or one fixed a head (RetNet), or the delta
+/// rule with no decay or one a head a token (DeltaNet, GatedDeltaNet); with a query, no
+/// grouped heads, a chunk of at most [`MAX_CHUNK`], a key width whose tile fits.
 pub fn supports(spec: &ScanSpec, chunk: u64) -> bool {
-    spec.update == ScanUpdate::Additive
-        && matches!(spec.decay, Decay::None | Decay::PerHead)
+    let decay = match spec.update {
+        ScanUpdate::Additive => matches!(spec.decay, Decay::None | Decay::PerHead),
+        ScanUpdate::Delta => matches!(spec.decay, Decay::None | Decay::Scalar),
+    };
+    decay
         && spec.query
         && spec.q_per_state == 1
         && spec.states_per_key == 1
@@ -51,11 +57,18 @@ pub fn supports(spec: &ScanSpec, chunk: u64) -> bool {
 }
 
 /// The value channels a block takes of a state of `dk × dv`: the largest count up to 64
-/// that divides `dv` and keeps the state gradient's tile (`dk` × it) in its share of
-/// shared memory.
+/// that divides `dv` and keeps either form's tiles in 48 KiB (the additive form's
+/// `dk` × it beside two score tiles of 64², the delta rule's, [`delta::tile_floats`]).
 pub fn value_block(dk: usize, dv: usize) -> usize {
-    let fits = (STATE_TILE_FLOATS as usize / dk.max(1)).clamp(1, 64);
-    hyb_target::largest_divisor(dv, fits)
+    let additive = STATE_TILE_FLOATS as usize / dk.max(1);
+    let delta = (1..=64).rev().find(|&w| delta::tile_floats(dk as u64, w as u64) <= SHARED_FLOATS).unwrap_or(1);
+    hyb_target::largest_divisor(dv, additive.min(delta).clamp(1, 64))
+}
+
+/// The floats of shared memory the delta rule's tiles take beside a state tile of
+/// `dk × width` ([`delta::tile_floats`]).
+pub fn delta_tile_floats(dk: u64, width: u64) -> u64 {
+    delta::tile_floats(dk, width)
 }
 
 /// The blocks a (batch point, state head) takes: `dv` over [`value_block`].
@@ -63,23 +76,52 @@ pub fn value_blocks(dk: usize, dv: usize) -> usize {
     dv / value_block(dk, dv)
 }
 
-/// The values the phases share: arguments, sizes, tiles, and the block's head, first
-/// value channel and decay.
-struct Block {
+/// The values the phases share: sizes, the state gradient's tile, the block's head and
+/// first value channel, and its form's tiles.
+pub(super) struct Block {
     scale: Value,
     dk: Value,
     width: Value,
     /// The state gradient's tile `[DK, width]`: `D`, then `S₀`'s gradient.
     ds: Value,
-    /// The score tiles `[chunk, chunk]`: `P` and `dP`.
-    p: Value,
-    dp: Value,
     b: Value,
     h: Value,
     /// The block's first value channel.
     j0: Value,
-    /// The head's log-decay `g`, when it has one.
+    /// Whether the recurrence decays.
+    decayed: bool,
+    /// The additive form's head log-decay `g`, when it has one.
     g: Option<Value>,
+    tiles: FormTiles,
+}
+
+/// The tiles of the block's form.
+#[derive(Clone)]
+enum FormTiles {
+    /// The score tiles `[chunk, chunk]`: `P` and `dP`.
+    Additive {
+        p: Value,
+        dp: Value,
+    },
+    Delta(Box<delta::Tiles>),
+}
+
+impl Block {
+    /// The additive form's `P` and `dP` tiles.
+    fn scores(&self) -> (&Value, &Value) {
+        match &self.tiles {
+            FormTiles::Additive { p, dp } => (p, dp),
+            FormTiles::Delta(_) => panic!("the delta rule has no additive scores"),
+        }
+    }
+
+    /// The delta rule's tiles.
+    fn delta_tiles(&self) -> &delta::Tiles {
+        match &self.tiles {
+            FormTiles::Delta(tiles) => tiles,
+            FormTiles::Additive { .. } => panic!("the additive form has no delta tiles"),
+        }
+    }
 }
 
 /// The chunk a phase works on: its checkpoint, first token and length.
@@ -97,8 +139,14 @@ pub(super) fn backward(e: &mut Builder, spec: &ScanSpec, chunk: u64, sizes: [&Va
     let [batch, time, heads, dk] = sizes;
     let columns = value_block(spec.dk as usize, spec.dv as usize) as u64;
     let ds = e.named("dS").tile(Scalar::F32, &[spec.dk, columns]);
-    let p = e.named("P").tile(Scalar::F32, &[chunk, chunk]);
-    let dp = e.named("dP").tile(Scalar::F32, &[chunk, chunk]);
+    let tiles = match spec.update {
+        ScanUpdate::Additive => {
+            let p = e.named("P").tile(Scalar::F32, &[chunk, chunk]);
+            let dp = e.named("dP").tile(Scalar::F32, &[chunk, chunk]);
+            FormTiles::Additive { p, dp }
+        }
+        ScanUpdate::Delta => FormTiles::Delta(Box::new(delta::make_tiles(e, columns))),
+    };
     let scale = e.named("scale").constant(spec.scale);
     let width = e.named("VB").constant_index(columns);
     let blocks_per_head = e.named("NVB").constant_index(spec.dv / columns);
@@ -116,27 +164,37 @@ pub(super) fn backward(e: &mut Builder, spec: &ScanSpec, chunk: u64, sizes: [&Va
                 let g = e.arg("g");
                 e.load(&g, &[&h])
             });
-            let (scale, dk, width) = (scale.clone(), dk.clone(), width.clone());
-            let (ds, p, dp) = (ds.clone(), p.clone(), dp.clone());
-            let block = Block { scale, dk, width, ds, p, dp, b, h, j0, g };
+            let (scale, dk, width, ds, tiles) = (scale.clone(), dk.clone(), width.clone(), ds.clone(), tiles.clone());
+            let decayed = spec.decay != Decay::None;
+            let block = Block { scale, dk, width, ds, b, h, j0, decayed, g, tiles };
             state_gradient_in(e, &block);
-            let (c0, zero) = (e.c0(), e.zero());
-            let dg = e.fold1(&c0, &chunks, &zero, |e, back, dg| {
-                let chunk = chunk_at(e, &chunks, &back, &chunk, time);
-                scores(e, &block, &chunk);
-                value_gradients(e, &block, &chunk);
-                let term = query_key_gradients(e, &block, &chunk);
-                let carried = carry_state_gradient(e, &block, &chunk);
-                let dg = e.add(&dg, &term);
-                e.add(&dg, &carried)
-            });
-            state_gradient_out(e, &block);
-            if spec.decay == Decay::PerHead {
-                let dg_arg = e.arg("dg");
-                e.accumulate_shared(&dg_arg, &[&block.h], &dg);
+            if spec.update == ScanUpdate::Delta {
+                delta::backward(e, &block, spec, [&chunk, &chunks, time]);
+            } else {
+                additive_backward(e, &block, spec, [&chunk, &chunks, time]);
             }
+            state_gradient_out(e, &block);
         });
     });
+}
+
+/// The additive recurrence's chunks, last first, for the block (its `D` tile loaded),
+/// then its share of the head's log-decay gradient.
+fn additive_backward(e: &mut Builder, block: &Block, spec: &ScanSpec, [chunk, chunks, time]: [&Value; 3]) {
+    let (c0, zero) = (e.c0(), e.zero());
+    let dg = e.fold1(&c0, chunks, &zero, |e, back, dg| {
+        let chunk = chunk_at(e, chunks, &back, chunk, time);
+        scores(e, block, &chunk);
+        value_gradients(e, block, &chunk);
+        let term = query_key_gradients(e, block, &chunk);
+        let carried = carry_state_gradient(e, block, &chunk);
+        let dg = e.add(&dg, &term);
+        e.add(&dg, &carried)
+    });
+    if spec.decay == Decay::PerHead {
+        let dg_arg = e.arg("dg");
+        e.accumulate_shared(&dg_arg, &[&block.h], &dg);
+    }
 }
 
 /// `⌈a / b⌉`.
@@ -236,8 +294,9 @@ fn scores(e: &mut Builder, block: &Block, chunk: &Chunk) {
             let factor = e.mul(&block.scale, &decay);
             let score = e.mul(&factor, &qk);
             let d_score = e.mul(&factor, &dov);
-            e.store(&score, &block.p, &[&r, &s]);
-            e.store(&d_score, &block.dp, &[&r, &s]);
+            let (p, dp) = block.scores();
+            e.store(&score, p, &[&r, &s]);
+            e.store(&d_score, dp, &[&r, &s]);
         });
     });
 }
@@ -257,7 +316,7 @@ fn value_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) {
         let (s, jj) = split(e, &item, &block.width);
         let j = channel(e, block, &jj);
         let local = e.sum_over(&s, &chunk.len, |e, r| {
-            let p = e.load(&block.p, &[r, &s]);
+            let p = e.load(block.scores().0, &[r, &s]);
             let d_o = token(e, block, chunk, "dout", r, &j);
             e.mul(&p, &d_o)
         });
@@ -284,7 +343,7 @@ fn query_key_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
         let c1 = e.c1();
         let through = e.add(&r, &c1);
         let local_q = e.sum(&through, |e, s| {
-            let dp = e.load(&block.dp, &[&r, s]);
+            let dp = e.load(block.scores().1, &[&r, s]);
             let k = token(e, block, chunk, "k", s, &i);
             e.mul(&dp, &k)
         });
@@ -299,7 +358,7 @@ fn query_key_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
         let factor = e.mul(&block.scale, &decay);
         let dq = e.fma(&factor, &from_state, &local_q);
         let local_k = e.sum_over(&r, &chunk.len, |e, m| {
-            let dp = e.load(&block.dp, &[m, &r]);
+            let dp = e.load(block.scores().1, &[m, &r]);
             let q = token(e, block, chunk, "q", m, &i);
             e.mul(&dp, &q)
         });

@@ -1,8 +1,9 @@
 //! The reverse scan's chunked form ([`Parallel::Phases`]: the form's code with its phases
-//! run one after another on the CPU) against finite differences of the recurrence on
-//! small shapes, and against the loops form (itself checked so) where a state takes
-//! several blocks of value channels; its GPU launch and PTX (shared tiles, barriers,
-//! the block size promised to ptxas).
+//! run one after another on the CPU), RetNet's recurrence and the delta rule's, against
+//! finite differences of the recurrence on small shapes (relative error ≤ 2e-4 of the
+//! largest gradient), and against the loops form (itself checked so; ≤ 1e-4) where a
+//! state takes several blocks of value channels; its GPU launch and PTX (shared tiles,
+//! barriers, the block size promised to ptxas).
 
 use hyb_kernels::emit::{Config, Parallel};
 use hyb_kernels::gpu::{self, Launch, Slices};
@@ -31,34 +32,66 @@ fn chunked_reverse_scan_matches_finite_differences() {
     }
 }
 
+/// The delta rule (DeltaNet's, and GatedDeltaNet's decay a head a token): the same
+/// shapes, and checkpoint intervals past a sub-chunk (32 and 64 tokens: sub-chunks of
+/// 16 whose start states the kernel recomputes into its scratch, the last short).
+#[test]
+fn chunked_delta_rule_matches_finite_differences() {
+    let mut seed = 6000;
+    let cases = [
+        (1, 1, 1, 3, 2, 1),
+        (2, 6, 2, 3, 2, 3),
+        (1, 7, 2, 4, 3, 3),
+        (2, 5, 1, 3, 4, 8),
+        (1, 40, 1, 4, 3, 32),
+        (1, 50, 1, 3, 2, 64),
+    ];
+    for decay in [Decay::None, Decay::Scalar] {
+        for (batch, time, state_heads, dk, dv, chunk) in cases {
+            seed += 1;
+            let shape = Shape { batch, time, state_heads, dk, dv };
+            check_backward_with(spec(ScanUpdate::Delta, decay, dk, dv), shape, chunk, seed, &PHASES);
+        }
+    }
+}
+
 /// A state of several value blocks (64 × 96: two blocks of 48), whose sums over value
-/// channels (dq, dk, the decay's gradient) each block adds a part of, against the loops
-/// form on the same inputs.
+/// channels (dq, dk, dβ, the decay's gradient) each block adds a part of, against the
+/// loops form on the same inputs: RetNet's recurrence at a chunk of 4, GatedDeltaNet's
+/// at 32 (two sub-chunks).
 #[test]
 fn chunked_value_blocks_add_up_to_the_loops_form() {
     assert_eq!(chunked::value_blocks(64, 96), 2);
     let shape = Shape { batch: 2, time: 11, state_heads: 2, dk: 64, dv: 96 };
-    let spec = spec(ScanUpdate::Additive, Decay::PerHead, 64, 96);
-    let want = run_backward(spec, shape, 4, 77, &Config::CPU);
-    let got = run_backward(spec, shape, 4, 77, &PHASES);
-    let wide = |values: &[f32]| values.iter().map(|v| *v as f64).collect::<Vec<_>>();
-    let pairs = [
-        ("dq", got.dq.as_ref().expect("dq"), want.dq.as_ref().expect("dq")),
-        ("dk", &got.dk, &want.dk),
-        ("dv", &got.dv, &want.dv),
-        ("d state0", &got.dstate, &want.dstate),
-        ("dg", got.dg.as_ref().expect("dg"), want.dg.as_ref().expect("dg")),
-    ];
-    for (name, got, want) in pairs {
-        assert!(got.iter().all(|v| v.is_finite()), "{name}: non-finite");
-        assert_close(&format!("64 × 96 {name}"), got, &wide(want), 1e-4);
+    let delta_shape = Shape { time: 37, ..shape };
+    let cases = [(ScanUpdate::Additive, Decay::PerHead, shape, 4), (ScanUpdate::Delta, Decay::Scalar, delta_shape, 32)];
+    for (update, decay, shape, chunk) in cases {
+        let spec = spec(update, decay, 64, 96);
+        let want = run_backward(spec, shape, chunk, 77, &Config::CPU);
+        let got = run_backward(spec, shape, chunk, 77, &PHASES);
+        let wide = |values: &[f32]| values.iter().map(|v| *v as f64).collect::<Vec<_>>();
+        let mut pairs = vec![
+            ("dq", got.dq.as_ref().expect("dq"), want.dq.as_ref().expect("dq")),
+            ("dk", &got.dk, &want.dk),
+            ("dv", &got.dv, &want.dv),
+            ("d state0", &got.dstate, &want.dstate),
+            ("dg", got.dg.as_ref().expect("dg"), want.dg.as_ref().expect("dg")),
+        ];
+        if update == ScanUpdate::Delta {
+            pairs.push(("dbeta", got.dbeta.as_ref().expect("dβ"), want.dbeta.as_ref().expect("dβ")));
+        }
+        for (name, got, want) in pairs {
+            assert!(got.iter().all(|v| v.is_finite()), "{update:?} {name}: non-finite");
+            assert_close(&format!("{update:?} 64 × 96 {name}"), got, &wide(want), 1e-4);
+        }
     }
 }
 
-/// The specs with a chunked form: the additive update with a query, no decay or a fixed
-/// one, no grouped heads, chunks up to 64, a key width whose tile fits.
+/// The specs with a chunked form: with a query, no grouped heads, chunks up to 64 and a
+/// key width whose tile fits, the additive update with no decay or a fixed one (RetNet)
+/// and the delta rule with none or one a head a token (DeltaNet, GatedDeltaNet).
 #[test]
-fn the_chunked_form_covers_retnet_and_no_more() {
+fn the_chunked_form_covers_retnet_and_the_delta_rule() {
     let retnet = spec(ScanUpdate::Additive, Decay::PerHead, 64, 128);
     assert!(chunked::supports(&retnet, 16));
     assert!(chunked::supports(&retnet, MAX_CHUNK));
@@ -67,19 +100,24 @@ fn the_chunked_form_covers_retnet_and_no_more() {
     for decay in [Decay::Scalar, Decay::Vector] {
         assert!(!chunked::supports(&spec(ScanUpdate::Additive, decay, 64, 64), 16), "{decay:?}");
     }
+    assert!(chunked::supports(&spec(ScanUpdate::Delta, Decay::Scalar, 64, 64), 64), "GatedDeltaNet");
+    assert!(chunked::supports(&spec(ScanUpdate::Delta, Decay::None, 64, 64), 16), "DeltaNet");
     assert!(!chunked::supports(&spec(ScanUpdate::Delta, Decay::PerHead, 64, 64), 16));
+    assert!(!chunked::supports(&spec(ScanUpdate::Delta, Decay::Vector, 64, 64), 16));
     assert!(!chunked::supports(&ScanSpec { q_per_state: 2, ..retnet }, 16));
     assert!(!chunked::supports(&ScanSpec { query: false, ..retnet }, 16));
     let key = |spec, chunk| KernelKey::ScanBackward { spec, chunk };
     assert!(key(retnet, 16).forms().contains(&Form::Chunked));
-    let gdn = spec(ScanUpdate::Delta, Decay::Scalar, 64, 64);
-    assert!(!key(gdn, 16).forms().contains(&Form::Chunked));
+    let gla = spec(ScanUpdate::Additive, Decay::Vector, 64, 64);
+    assert!(!key(gla, 16).forms().contains(&Form::Chunked));
     assert!(!KernelKey::ScanTrain { spec: retnet, chunk: 16 }.forms().contains(&Form::Chunked));
-    // A block's state tile and two score tiles stay within 48 KiB.
+    // A block's tiles stay within 48 KiB: the state tile beside two score tiles of 64²
+    // (additive) or beside the delta rule's sub-chunk tiles.
     for (dk, dv) in [(64, 128), (128, 256), (256, 64), (96, 80)] {
         let width = chunked::value_block(dk, dv);
         assert!(dv % width == 0 && width <= 64, "{dk} × {dv}: {width}");
         assert!((dk * width + 2 * 64 * 64) * 4 <= 48 * 1024, "{dk} × {dv}: {width}");
+        assert!(chunked::delta_tile_floats(dk as u64, width as u64) * 4 <= 48 * 1024, "{dk} × {dv}: {width}");
     }
     assert_eq!(chunked::value_block(64, 128), 64);
     assert_eq!(chunked::value_block(128, 256), 32);
@@ -115,6 +153,11 @@ fn the_chunked_form_lowers_to_shared_tiles_and_barriers() {
     let lanes = gpu::generate(&key, "k0_scan_bwd", "sm_90a", &signature, Form::Lanes).expect("a lanes form");
     let ptx = hyb_kernels::ptx::compile(&lanes, "sm_90a").unwrap_or_else(|e| panic!("{e}\n{lanes}"));
     assert!(ptx.contains(".maxnreg 128"), "the lanes form keeps its bound");
-    let gdn = KernelKey::ScanBackward { spec: spec(ScanUpdate::Delta, Decay::Scalar, 64, 64), chunk: 16 };
-    assert!(gpu::generate(&gdn, "k1", "sm_90a", &signature, Form::Chunked).is_err(), "no chunked delta rule yet");
+    let gdn = KernelKey::ScanBackward { spec: spec(ScanUpdate::Delta, Decay::Scalar, 64, 64), chunk: 64 };
+    let signature = vec![hyb_target::Elem::F32; 14];
+    let module = gpu::generate(&gdn, "k1_scan_bwd", "sm_90a", &signature, Form::Chunked).expect("a chunked form");
+    let ptx = hyb_kernels::ptx::compile(&module, "sm_90a").unwrap_or_else(|e| panic!("{e}\n{module}"));
+    assert!(ptx.contains(".shared .align") && ptx.contains("bar.sync"), "{ptx}");
+    let gla = KernelKey::ScanBackward { spec: spec(ScanUpdate::Additive, Decay::Vector, 64, 64), chunk: 16 };
+    assert!(gpu::generate(&gla, "k2", "sm_90a", &signature, Form::Chunked).is_err(), "no chunked vector decay yet");
 }
