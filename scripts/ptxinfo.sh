@@ -23,7 +23,7 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 "$hybc" compile "$file" --emit ptx --target cuda > "$dir/all.ptx"
 # One file per kernel module: each starts at its `// kN_name (form)` line.
-awk -v d="$dir" '/^\/\/ k[0-9]+_/{out=d"/"$2".ptx"} out{print > out}' "$dir/all.ptx"
+awk -v d="$dir" '/^\/\/ k[0-9]+_.* form\)$/{out=d"/"$2".ptx"} out{print > out}' "$dir/all.ptx"
 printf '%-28s %9s %12s %14s %13s %11s\n' kernel registers "stack bytes" "spill stores" "spill loads" "smem bytes"
 for module in "$dir"/k*"$filter"*.ptx; do
   name=$(basename "$module" .ptx)

@@ -150,13 +150,15 @@ fn compile_emits_the_program_that_runs() {
 
 /// `--target cuda` compiles as far as this build can, then says no GPU can run it
 /// (exit 1, no panic); bf16 storage on the CPU is refused where the file asks for it.
-/// `HYB_GPU_FORM=chunked` gives RetNet's reverse scan its chunked form (shared tiles,
-/// barriers) and keeps every other kernel's lanes form; the program stays the same.
+/// `HYB_GPU_FORM=chunked` gives the reverse scans of RetNet and the delta rule their
+/// chunked form (shared tiles, barriers) and keeps every other kernel's lanes form (GLA's
+/// scan among them: no chunked form of a per-channel decay yet); the program stays the
+/// same.
 #[test]
 fn the_chunked_form_is_opt_in_for_the_keys_that_have_it() {
-    let ptx = |form: Option<&str>| {
+    let ptx = |file: &str, form: Option<&str>| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_hybc"));
-        command.args(["compile", "examples/tiny/retnet_2to1.hyb", "--target", "cuda", "--emit", "ptx"]);
+        command.args(["compile", file, "--target", "cuda", "--emit", "ptx"]);
         match form {
             Some(form) => command.env("HYB_GPU_FORM", form),
             None => command.env_remove("HYB_GPU_FORM"),
@@ -166,18 +168,24 @@ fn the_chunked_form_is_opt_in_for_the_keys_that_have_it() {
         text(&output.stdout)
     };
     let forms = |ptx: &str| -> Vec<String> {
-        ptx.lines().filter(|line| line.starts_with("// k")).map(|line| line.to_string()).collect()
+        ptx.lines()
+            .filter(|line| line.starts_with("// k") && line.ends_with(" form)"))
+            .map(|line| line.to_string())
+            .collect()
     };
-    let (lanes, chunked) = (ptx(None), ptx(Some("chunked")));
-    let (lanes, chunked) = (forms(&lanes), forms(&chunked));
-    assert_eq!(lanes.len(), chunked.len(), "the same kernels");
-    for (before, after) in lanes.iter().zip(&chunked) {
-        assert!(before.ends_with("(lanes form)"), "{before}");
-        let scan_backward = before.contains("scan_bwd");
-        let want = if scan_backward { before.replace("(lanes form)", "(chunked form)") } else { before.clone() };
-        assert_eq!(after, &want);
+    for (file, chunked_scan) in [("retnet_2to1", true), ("gdn_2to1", true), ("gla_2to1", false)] {
+        let file = format!("examples/tiny/{file}.hyb");
+        let (lanes, chunked) = (forms(&ptx(&file, None)), forms(&ptx(&file, Some("chunked"))));
+        assert_eq!(lanes.len(), chunked.len(), "{file}: the same kernels");
+        for (before, after) in lanes.iter().zip(&chunked) {
+            assert!(before.ends_with("(lanes form)"), "{before}");
+            let changes = chunked_scan && before.contains("scan_bwd");
+            let want = if changes { before.replace("(lanes form)", "(chunked form)") } else { before.clone() };
+            assert_eq!(after, &want, "{file}");
+        }
+        let any = chunked.iter().any(|line| line.ends_with("(chunked form)"));
+        assert_eq!(any, chunked_scan, "{file}: {chunked:?}");
     }
-    assert!(chunked.iter().any(|line| line.ends_with("(chunked form)")), "{chunked:?}");
     let mut misspelt = Command::new(env!("CARGO_BIN_EXE_hybc"));
     misspelt.args(["compile", "examples/tiny/retnet_2to1.hyb", "--target", "cuda"]).env("HYB_GPU_FORM", "chunk");
     let misspelt = misspelt.current_dir(root()).output().expect("hybc runs");
