@@ -150,10 +150,10 @@ fn compile_emits_the_program_that_runs() {
 
 /// `--target cuda` compiles as far as this build can, then says no GPU can run it
 /// (exit 1, no panic); bf16 storage on the CPU is refused where the file asks for it.
-/// `HYB_GPU_FORM=chunked` gives the reverse scans of RetNet and the delta rule their
-/// chunked form (shared tiles, barriers) and keeps every other kernel's lanes form (GLA's
-/// scan among them: no chunked form of a per-channel decay yet); the program stays the
-/// same.
+/// `HYB_GPU_FORM=chunked` gives the reverse scans of RetNet, GLA and the delta rule
+/// their chunked form (shared tiles, barriers) and keeps every other kernel's lanes form
+/// (HGRN's scan among them: its states are 1 × 1, read without a query); the program
+/// stays the same.
 #[test]
 fn the_chunked_form_is_opt_in_for_the_keys_that_have_it() {
     let ptx = |file: &str, form: Option<&str>| {
@@ -173,7 +173,7 @@ fn the_chunked_form_is_opt_in_for_the_keys_that_have_it() {
             .map(|line| line.to_string())
             .collect()
     };
-    for (file, chunked_scan) in [("retnet_2to1", true), ("gdn_2to1", true), ("gla_2to1", false)] {
+    for (file, chunked_scan) in [("retnet_2to1", true), ("gdn_2to1", true), ("gla_2to1", true), ("hgrn_2to1", false)] {
         let file = format!("examples/tiny/{file}.hyb");
         let (lanes, chunked) = (forms(&ptx(&file, None)), forms(&ptx(&file, Some("chunked"))));
         assert_eq!(lanes.len(), chunked.len(), "{file}: the same kernels");

@@ -1,8 +1,11 @@
-//! The chunked form of the reverse scan (LAYERS.md §11.1 and §11.4 in
-//! `../shared/design/`), for the additive update with no decay or one fixed decay a
-//! head (RetNet): a block of threads per (batch point, state head, block of value
-//! channels) walks the chunks last first, each chunk in four phases that hand their
-//! results on through shared tiles.
+//! The chunked form of the reverse scan (LAYERS.md §11 in `../shared/design/`): a block
+//! of threads per (batch point, state head, block of value channels) walks the chunks
+//! last first, each chunk in phases that hand their results on through shared tiles.
+//! Three recurrences have it ([`supports`]): the additive update with no decay or one
+//! fixed a head (RetNet; below), with a decay a key channel a token (GLA, HGRN-2;
+//! [`vector`]), and the delta rule with none or one a head a token (DeltaNet,
+//! GatedDeltaNet; [`delta`]). This file holds what they share — the function, the
+//! block's place, the state gradient's tile — and the first.
 //!
 //! One chunk of `n` tokens starting from the checkpoint `S₀` (`ckpt[b, h, c]`), with
 //! `γ = exp(g)` (1 without a decay), `D` the gradient of the state after the chunk and
@@ -23,7 +26,8 @@
 //! sum over them (`dq`, `dk`, the decay's), so those are added atomically; `dv` and the
 //! state gradient's columns are the block's own.
 
-mod delta;
+pub mod delta;
+pub mod vector;
 
 use super::{Decay, ScanSpec, ScanUpdate};
 use crate::emit::{Builder, Cmp, Scalar, Value};
@@ -43,9 +47,11 @@ const STATE_TILE_FLOATS: u64 = SHARED_FLOATS - 2 * MAX_CHUNK * MAX_CHUNK;
 /// rule with no decay or one a head a token (DeltaNet, GatedDeltaNet); with a query, no
 /// grouped heads, a chunk of at most [`MAX_CHUNK`], a key width whose tile fits.
 pub fn supports(spec: &ScanSpec, chunk: u64) -> bool {
-    let decay = match spec.update {
-        ScanUpdate::Additive => matches!(spec.decay, Decay::None | Decay::PerHead),
-        ScanUpdate::Delta => matches!(spec.decay, Decay::None | Decay::Scalar),
+    let decay = match (spec.update, spec.decay) {
+        (ScanUpdate::Additive, Decay::None | Decay::PerHead) => true,
+        (ScanUpdate::Additive, Decay::Vector) => chunk <= vector::MAX_VECTOR_CHUNK,
+        (ScanUpdate::Delta, Decay::None | Decay::Scalar) => true,
+        _ => false,
     };
     decay
         && spec.query
@@ -61,8 +67,11 @@ pub fn supports(spec: &ScanSpec, chunk: u64) -> bool {
 /// `dk` × it beside two score tiles of 64², the delta rule's, [`delta::tile_floats`]).
 pub fn value_block(dk: usize, dv: usize) -> usize {
     let additive = STATE_TILE_FLOATS as usize / dk.max(1);
-    let delta = (1..=64).rev().find(|&w| delta::tile_floats(dk as u64, w as u64) <= SHARED_FLOATS).unwrap_or(1);
-    hyb_target::largest_divisor(dv, additive.min(delta).clamp(1, 64))
+    let fits = |floats: fn(u64, u64) -> u64| {
+        (1..=64).rev().find(|&w| floats(dk as u64, w as u64) <= SHARED_FLOATS).unwrap_or(1)
+    };
+    let widest = additive.min(fits(delta::tile_floats)).min(fits(vector::tile_floats));
+    hyb_target::largest_divisor(dv, widest.clamp(1, 64))
 }
 
 /// The floats of shared memory the delta rule's tiles take beside a state tile of
@@ -104,6 +113,7 @@ enum FormTiles {
         dp: Value,
     },
     Delta(Box<delta::Tiles>),
+    Vector(vector::Tiles),
 }
 
 impl Block {
@@ -111,7 +121,7 @@ impl Block {
     fn scores(&self) -> (&Value, &Value) {
         match &self.tiles {
             FormTiles::Additive { p, dp } => (p, dp),
-            FormTiles::Delta(_) => panic!("the delta rule has no additive scores"),
+            FormTiles::Delta(_) | FormTiles::Vector(_) => panic!("only a fixed decay has these scores"),
         }
     }
 
@@ -119,7 +129,15 @@ impl Block {
     fn delta_tiles(&self) -> &delta::Tiles {
         match &self.tiles {
             FormTiles::Delta(tiles) => tiles,
-            FormTiles::Additive { .. } => panic!("the additive form has no delta tiles"),
+            _ => panic!("only the delta rule has these tiles"),
+        }
+    }
+
+    /// The per-channel decay's tiles.
+    fn vector_tiles(&self) -> &vector::Tiles {
+        match &self.tiles {
+            FormTiles::Vector(tiles) => tiles,
+            _ => panic!("only a per-channel decay has these tiles"),
         }
     }
 }
@@ -140,6 +158,7 @@ pub(super) fn backward(e: &mut Builder, spec: &ScanSpec, chunk: u64, sizes: [&Va
     let columns = value_block(spec.dk as usize, spec.dv as usize) as u64;
     let ds = e.named("dS").tile(Scalar::F32, &[spec.dk, columns]);
     let tiles = match spec.update {
+        ScanUpdate::Additive if spec.decay == Decay::Vector => FormTiles::Vector(vector::make_tiles(e, spec.dk)),
         ScanUpdate::Additive => {
             let p = e.named("P").tile(Scalar::F32, &[chunk, chunk]);
             let dp = e.named("dP").tile(Scalar::F32, &[chunk, chunk]);
@@ -168,10 +187,11 @@ pub(super) fn backward(e: &mut Builder, spec: &ScanSpec, chunk: u64, sizes: [&Va
             let decayed = spec.decay != Decay::None;
             let block = Block { scale, dk, width, ds, b, h, j0, decayed, g, tiles };
             state_gradient_in(e, &block);
-            if spec.update == ScanUpdate::Delta {
-                delta::backward(e, &block, spec, [&chunk, &chunks, time]);
-            } else {
-                additive_backward(e, &block, spec, [&chunk, &chunks, time]);
+            let sizes = [&chunk, &chunks, time];
+            match (spec.update, spec.decay) {
+                (ScanUpdate::Delta, _) => delta::backward(e, &block, spec, sizes),
+                (ScanUpdate::Additive, Decay::Vector) => vector::backward(e, &block, block.vector_tiles(), sizes),
+                (ScanUpdate::Additive, _) => additive_backward(e, &block, spec, sizes),
             }
             state_gradient_out(e, &block);
         });

@@ -16,14 +16,14 @@ use crate::{Shape, assert_close, check_backward_with, run_backward, spec};
 
 const PHASES: Config = Config { parallel: Parallel::Phases, ..Config::CPU };
 
-/// RetNet's recurrence (a fixed decay a head) and the undecayed one, at T = 1, T a
-/// multiple of the interval, T not a multiple, one chunk longer than T, batch and heads
-/// above one.
+/// The additive recurrence undecayed, with RetNet's fixed decay a head and with GLA's
+/// decay a key channel a token, at T = 1, T a multiple of the interval, T not a
+/// multiple, one chunk longer than T, batch and heads above one.
 #[test]
 fn chunked_reverse_scan_matches_finite_differences() {
     let mut seed = 5000;
     let cases = [(1, 1, 1, 3, 2, 1), (2, 6, 2, 3, 2, 3), (1, 7, 2, 4, 3, 3), (2, 5, 1, 3, 4, 8), (1, 9, 1, 5, 6, 4)];
-    for decay in [Decay::None, Decay::PerHead] {
+    for decay in [Decay::None, Decay::PerHead, Decay::Vector] {
         for (batch, time, state_heads, dk, dv, chunk) in cases {
             seed += 1;
             let shape = Shape { batch, time, state_heads, dk, dv };
@@ -57,14 +57,18 @@ fn chunked_delta_rule_matches_finite_differences() {
 
 /// A state of several value blocks (64 × 96: two blocks of 48), whose sums over value
 /// channels (dq, dk, dβ, the decay's gradient) each block adds a part of, against the
-/// loops form on the same inputs: RetNet's recurrence at a chunk of 4, GatedDeltaNet's
-/// at 32 (two sub-chunks).
+/// loops form on the same inputs: RetNet's recurrence at a chunk of 4, GLA's and
+/// GatedDeltaNet's at 32 (two sub-chunks of the delta rule).
 #[test]
 fn chunked_value_blocks_add_up_to_the_loops_form() {
     assert_eq!(chunked::value_blocks(64, 96), 2);
     let shape = Shape { batch: 2, time: 11, state_heads: 2, dk: 64, dv: 96 };
     let delta_shape = Shape { time: 37, ..shape };
-    let cases = [(ScanUpdate::Additive, Decay::PerHead, shape, 4), (ScanUpdate::Delta, Decay::Scalar, delta_shape, 32)];
+    let cases = [
+        (ScanUpdate::Additive, Decay::PerHead, shape, 4),
+        (ScanUpdate::Additive, Decay::Vector, delta_shape, 32),
+        (ScanUpdate::Delta, Decay::Scalar, delta_shape, 32),
+    ];
     for (update, decay, shape, chunk) in cases {
         let spec = spec(update, decay, 64, 96);
         let want = run_backward(spec, shape, chunk, 77, &Config::CPU);
@@ -88,18 +92,19 @@ fn chunked_value_blocks_add_up_to_the_loops_form() {
 }
 
 /// The specs with a chunked form: with a query, no grouped heads, chunks up to 64 and a
-/// key width whose tile fits, the additive update with no decay or a fixed one (RetNet)
-/// and the delta rule with none or one a head a token (DeltaNet, GatedDeltaNet).
+/// key width whose tile fits, the additive update with no decay, a fixed one (RetNet) or
+/// one a key channel (GLA, HGRN-2: chunks up to 32), and the delta rule with none or one
+/// a head a token (DeltaNet, GatedDeltaNet).
 #[test]
-fn the_chunked_form_covers_retnet_and_the_delta_rule() {
+fn the_chunked_form_covers_four_families() {
     let retnet = spec(ScanUpdate::Additive, Decay::PerHead, 64, 128);
     assert!(chunked::supports(&retnet, 16));
     assert!(chunked::supports(&retnet, MAX_CHUNK));
     assert!(!chunked::supports(&retnet, MAX_CHUNK + 1), "the score tiles hold 64 tokens");
     assert!(chunked::supports(&spec(ScanUpdate::Additive, Decay::None, 64, 64), 8));
-    for decay in [Decay::Scalar, Decay::Vector] {
-        assert!(!chunked::supports(&spec(ScanUpdate::Additive, decay, 64, 64), 16), "{decay:?}");
-    }
+    assert!(chunked::supports(&spec(ScanUpdate::Additive, Decay::Vector, 64, 64), 32), "GLA, HGRN-2");
+    assert!(!chunked::supports(&spec(ScanUpdate::Additive, Decay::Vector, 64, 64), 64), "G's tile holds 32 tokens");
+    assert!(!chunked::supports(&spec(ScanUpdate::Additive, Decay::Scalar, 64, 64), 16));
     assert!(chunked::supports(&spec(ScanUpdate::Delta, Decay::Scalar, 64, 64), 64), "GatedDeltaNet");
     assert!(chunked::supports(&spec(ScanUpdate::Delta, Decay::None, 64, 64), 16), "DeltaNet");
     assert!(!chunked::supports(&spec(ScanUpdate::Delta, Decay::PerHead, 64, 64), 16));
@@ -109,7 +114,8 @@ fn the_chunked_form_covers_retnet_and_the_delta_rule() {
     let key = |spec, chunk| KernelKey::ScanBackward { spec, chunk };
     assert!(key(retnet, 16).forms().contains(&Form::Chunked));
     let gla = spec(ScanUpdate::Additive, Decay::Vector, 64, 64);
-    assert!(!key(gla, 16).forms().contains(&Form::Chunked));
+    assert!(key(gla, 16).forms().contains(&Form::Chunked));
+    assert!(!key(gla, 64).forms().contains(&Form::Chunked));
     assert!(!KernelKey::ScanTrain { spec: retnet, chunk: 16 }.forms().contains(&Form::Chunked));
     // A block's tiles stay within 48 KiB: the state tile beside two score tiles of 64²
     // (additive) or beside the delta rule's sub-chunk tiles.
@@ -118,6 +124,7 @@ fn the_chunked_form_covers_retnet_and_the_delta_rule() {
         assert!(dv % width == 0 && width <= 64, "{dk} × {dv}: {width}");
         assert!((dk * width + 2 * 64 * 64) * 4 <= 48 * 1024, "{dk} × {dv}: {width}");
         assert!(chunked::delta_tile_floats(dk as u64, width as u64) * 4 <= 48 * 1024, "{dk} × {dv}: {width}");
+        assert!((dk * width + 32 * dk + 2 * 32 * 32) * 4 <= 48 * 1024, "{dk} × {dv}: {width}");
     }
     assert_eq!(chunked::value_block(64, 128), 64);
     assert_eq!(chunked::value_block(128, 256), 32);
@@ -158,6 +165,6 @@ fn the_chunked_form_lowers_to_shared_tiles_and_barriers() {
     let module = gpu::generate(&gdn, "k1_scan_bwd", "sm_90a", &signature, Form::Chunked).expect("a chunked form");
     let ptx = hyb_kernels::ptx::compile(&module, "sm_90a").unwrap_or_else(|e| panic!("{e}\n{module}"));
     assert!(ptx.contains(".shared .align") && ptx.contains("bar.sync"), "{ptx}");
-    let gla = KernelKey::ScanBackward { spec: spec(ScanUpdate::Additive, Decay::Vector, 64, 64), chunk: 16 };
-    assert!(gpu::generate(&gla, "k2", "sm_90a", &signature, Form::Chunked).is_err(), "no chunked vector decay yet");
+    let gla = KernelKey::ScanBackward { spec: spec(ScanUpdate::Additive, Decay::Vector, 64, 64), chunk: 64 };
+    assert!(gpu::generate(&gla, "k2", "sm_90a", &signature, Form::Chunked).is_err(), "G's tile holds 32 tokens");
 }
