@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# The chunked form's first device call (docs/CHUNKED_SCAN.md, "Built"): RetNet's
-# reverse scan in the chunked form (`HYB_GPU_FORM=chunked`) against the CPU, then
-# timed against the lanes form. About 5 minutes of one H100 / H200:
-#   1. the runtime's GPU suite (loss and every gradient of every preset, compositions,
-#      every kernel in lockstep) under the switch, RT_S seconds at most;
-#   2. `hybc verify` of bench/gpu/verify/every_mixer.hyb at three shapes and of the
-#      GPU study's RetNet 3:1 model at its own shape (B 64, T 256: chunks of 16, two
-#      value blocks a head), under the switch;
-#   3. bench/gpu/env_ab.sh: RetNet 3:1 of examples/study/gpu.hyb, lanes (A) against
-#      chunked (B), ROUNDS rounds, and a --profile of each (the scan's share of a step).
+# The chunked form's first device calls (docs/CHUNKED_SCAN.md, "Built"): the reverse
+# scans of RetNet, GLA, HGRN-2, DeltaNet and GatedDeltaNet in the chunked form
+# (`HYB_GPU_FORM=chunked`) against the CPU, then timed against the lanes form.
+#   PART=check (about 6 minutes of one H100 / H200):
+#     1. the runtime's GPU suite under the switch (loss and every gradient of every
+#        preset, compositions, every kernel in lockstep), RT_S seconds at most;
+#     2. `hybc verify` under the switch of bench/gpu/verify/every_mixer.hyb at three
+#        shapes, and of the GPU study's 3:1 model of each family at its own shape
+#        (B 64, T 256: chunks of 16, value blocks of 64).
+#   PART=ab (about 5 minutes): bench/gpu/env_ab.sh on examples/study/gpu.hyb's 3:1
+#     models, lanes (A) against chunked (B), ROUNDS rounds of STEPS steps, and a
+#     --profile of PROFILE_MIXER's step under each (the scan's share of a step).
 # Expects BUNDLE, a tar.xz of `hybc` and `rt` built together from main (as
 # branch_check.sh's). Logs to $OUT: summary.txt as each step ends, the logs beside it.
-#   run: OUT=$OUT BUNDLE=.device_c/main.tar.xz bash bench/gpu/chunked_check.sh
+#   run: OUT=$OUT BUNDLE=.device_c/main.tar.xz PART=check bash bench/gpu/chunked_check.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 bin=/tmp/branch_bin; mkdir -p "$bin"
@@ -19,22 +21,30 @@ started=$(date +%s)
 elapsed() { echo "$1 exit $2 at $(( $(date +%s) - started )) s" | tee -a "$OUT/summary.txt"; }
 [ -x "$bin/hybc" ] || { xz -dc "${BUNDLE:?a tar.xz of hybc and rt}" | tar xf - -C "$bin" && chmod +x "$bin"/*; }
 nvidia-smi -L >> "$OUT/summary.txt"
-(cd runtime && HYB_GPU_FORM=chunked timeout "${RT_S:-240}" "$bin/rt" gpu::every_preset gpu::compositions \
-  gpu::every_kernel --test-threads 1 > "$OUT/rt.log" 2>&1; elapsed "rt (chunked)" $?)
-grep -E "^test |test result" "$OUT/rt.log" >> "$OUT/summary.txt"
-sed 's/^let linear     = gdn/let linear     = retnet/' examples/study/gpu.hyb > /tmp/retnet_study.hyb
-{
-  for shape in "1 1" "2 7" "3 70"; do
-    set -- $shape
-    echo "== every_mixer B=$1 T=$2 (chunked)"
-    HYB_GPU_FORM=chunked timeout 60 "$bin/hybc" verify bench/gpu/verify/every_mixer.hyb --target cuda --batch "$1" --seq-len "$2"
-  done
-  echo "== the study's RetNet 3:1, B=64 T=256 (chunked)"
-  HYB_GPU_FORM=chunked timeout 90 "$bin/hybc" verify /tmp/retnet_study.hyb --target cuda --batch 64 --seq-len 256
-} > "$OUT/verify.log" 2>&1
-elapsed "verify (chunked): $(grep -c 'agrees with the cpu' "$OUT/verify.log") agree" 0
-rm -rf /tmp/ab
-OUT=$OUT VERIFY= HYBC=$bin/hybc A="HYB_GPU_FORM=lanes" B="HYB_GPU_FORM=chunked" MIXERS=retnet PROFILE_MIXER=retnet \
-  ROUNDS=${ROUNDS:-3} STEPS=${STEPS:-30} timeout "${AB_S:-300}" bash bench/gpu/env_ab.sh > "$OUT/ab.out" 2>&1
-elapsed "A/B lanes → chunked" $?
-cat "$OUT/env_ab.txt" >> "$OUT/summary.txt" 2>/dev/null
+families="gdn retnet gla deltanet hgrn2"
+if [ "${PART:-check}" = check ]; then
+  (cd runtime && HYB_GPU_FORM=chunked timeout "${RT_S:-240}" "$bin/rt" gpu::every_preset gpu::compositions \
+    gpu::every_kernel --test-threads 1 > "$OUT/rt.log" 2>&1; elapsed "rt (chunked)" $?)
+  grep -E "^test |test result" "$OUT/rt.log" >> "$OUT/summary.txt"
+  {
+    for shape in "1 1" "2 7" "3 70"; do
+      set -- $shape
+      echo "== every_mixer B=$1 T=$2 (chunked)"
+      HYB_GPU_FORM=chunked timeout 60 "$bin/hybc" verify bench/gpu/verify/every_mixer.hyb --target cuda \
+        --batch "$1" --seq-len "$2"
+    done
+    for mixer in $families; do
+      sed "s/^let linear     = gdn/let linear     = $mixer/" examples/study/gpu.hyb > "/tmp/$mixer.study.hyb"
+      echo "== the study's $mixer 3:1, B=64 T=256 (chunked)"
+      HYB_GPU_FORM=chunked timeout 60 "$bin/hybc" verify "/tmp/$mixer.study.hyb" --target cuda --batch 64 --seq-len 256
+    done
+  } > "$OUT/verify.log" 2>&1
+  elapsed "verify (chunked): $(grep -c 'agrees with the cpu' "$OUT/verify.log") of 8 agree" 0
+else
+  rm -rf /tmp/ab
+  OUT=$OUT VERIFY= HYBC=$bin/hybc A="HYB_GPU_FORM=lanes" B="HYB_GPU_FORM=chunked" MIXERS="${MIXERS:-$families}" \
+    PROFILE_MIXER=${PROFILE_MIXER:-gdn} ROUNDS=${ROUNDS:-2} STEPS=${STEPS:-30} timeout "${AB_S:-420}" \
+    bash bench/gpu/env_ab.sh > "$OUT/ab.out" 2>&1
+  elapsed "A/B lanes → chunked" $?
+  cat "$OUT/env_ab.txt" >> "$OUT/summary.txt" 2>/dev/null
+fi
