@@ -53,8 +53,8 @@ pub enum Slices {
     /// A norm's row: [`crate::norms::ROW_LANES`] lanes, a warp.
     Warp,
     /// A chunked scan's blocks of value channels: [`crate::scan::chunked::value_blocks`]
-    /// of the state's `DK × DV` (`dims[2]`, `dims[3]`).
-    ValueBlocks,
+    /// of its kind and the state's `DK × DV` (`dims[2]`, `dims[3]`).
+    ValueBlocks(crate::scan::chunked::Kind),
 }
 
 impl Slices {
@@ -65,7 +65,7 @@ impl Slices {
             Slices::KeyChannels => crate::scan::key_slices(dims[2], dims[3]),
             Slices::TimeChunks => crate::conv::time_chunks(dims[1]),
             Slices::Warp => crate::norms::ROW_LANES,
-            Slices::ValueBlocks => crate::scan::chunked::value_blocks(dims[2], dims[3]),
+            Slices::ValueBlocks(kind) => crate::scan::chunked::value_blocks(kind, dims[2], dims[3]),
         }
     }
 }
@@ -93,7 +93,14 @@ pub fn launch(key: &KernelKey, form: Form, count: usize) -> Launch {
     match (form, key.lanes(count)) {
         (Form::Lanes, Some((arg, axes))) => Launch::Lanes { arg, axes, slices: key.lane_slices() },
         (Form::Lanes, None) => Launch::Points,
-        (Form::Chunked, Some((arg, _))) => Launch::Block { arg, axes: &[1], slices: Slices::ValueBlocks },
+        (Form::Chunked, Some((arg, _))) => {
+            let kind = match key {
+                KernelKey::ScanBackward { spec, .. } => crate::scan::chunked::kind(spec),
+                _ => None,
+            };
+            let kind = kind.unwrap_or_else(|| panic!("`{key}` has no chunked form"));
+            Launch::Block { arg, axes: &[1], slices: Slices::ValueBlocks(kind) }
+        }
         (Form::Chunked, None) => panic!("`{key}` has no chunked form"),
         (Form::Blocks, _) => Launch::Blocks,
         (Form::Loops, _) => panic!("`{key}`: the loops form is the CPU's"),

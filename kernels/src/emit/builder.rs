@@ -34,6 +34,11 @@ pub struct Builder {
     /// The workgroup globals of the chunked form's tiles ([`Builder::tile`]), written
     /// before the function.
     globals: Vec<String>,
+    /// Each tile's name and dims, for [`Builder::poison`].
+    tiles: Vec<(String, Vec<u64>)>,
+    /// How many `scf.if` regions enclose the op being written: a barrier in one would
+    /// wait for threads that never come.
+    pub(super) conditional: usize,
 }
 
 impl Builder {
@@ -49,6 +54,8 @@ impl Builder {
             index_constants: Vec::new(),
             function: String::new(),
             globals: Vec::new(),
+            tiles: Vec::new(),
+            conditional: 0,
         }
     }
 
@@ -340,7 +347,7 @@ impl Builder {
     /// the H200); threads apart, or adding into different elements, add one by one.
     pub fn accumulate_shared(&mut self, memref: &Value, indices: &[&Value], value: &Value) {
         match self.config.parallel {
-            Parallel::Parts | Parallel::OneLane | Parallel::Phases => self.accumulate(memref, indices, value),
+            Parallel::Parts | Parallel::OneLane | Parallel::Phases { .. } => self.accumulate(memref, indices, value),
             Parallel::Blocks | Parallel::Block => self.atomic_add(memref, indices, value),
             Parallel::Threads => {
                 let together = self.whole_warp_on(indices);
@@ -529,11 +536,41 @@ impl Builder {
             self.line(&format!("{local} = memref.alloca() : {fixed}"));
         }
         self.pending_name = name;
-        self.define(&format!("memref.cast {local} : {fixed} to {ty}"), ty)
+        let tile = self.define(&format!("memref.cast {local} : {fixed} to {ty}"), ty);
+        self.tiles.push((tile.name().to_string(), dims.to_vec()));
+        tile
     }
 
-    /// Waits for every thread of the block (`gpu.barrier`); nothing on the CPU.
+    /// Fills `tile` with NaN on the CPU ([`Parallel::Phases`]), so that an entry read
+    /// before any phase wrote it poisons the result; nothing on a GPU.
+    pub fn poison(&mut self, tile: &Value) {
+        if !matches!(self.config.parallel, Parallel::Phases { .. }) {
+            return;
+        }
+        let dims = self.tiles.iter().find(|(name, _)| name == tile.name()).map(|(_, dims)| dims.clone());
+        let dims = dims.unwrap_or_else(|| panic!("{tile} is not a tile"));
+        let nan = self.constant(f64::NAN);
+        let sizes: Vec<Value> = dims.iter().map(|d| self.constant_index(*d)).collect();
+        self.poison_from(tile, &nan, &sizes, &mut Vec::new());
+    }
+
+    fn poison_from(&mut self, tile: &Value, nan: &Value, sizes: &[Value], at: &mut Vec<Value>) {
+        let Some((size, rest)) = sizes.split_first() else {
+            let indices: Vec<&Value> = at.iter().collect();
+            return self.store(nan, tile, &indices);
+        };
+        let c0 = self.c0();
+        self.for_(&c0, size, |e, i| {
+            at.push(i);
+            e.poison_from(tile, nan, rest, at);
+            at.pop();
+        });
+    }
+
+    /// Waits for every thread of the block (`gpu.barrier`); nothing on the CPU. Never
+    /// inside an `scf.if`, whose threads may not all come.
     pub fn barrier(&mut self) {
+        assert_eq!(self.conditional, 0, "a barrier inside a conditional region");
         if self.config.parallel == Parallel::Block {
             self.line("gpu.barrier");
         }
@@ -544,7 +581,10 @@ impl Builder {
     /// the CPU. Every thread of the block must reach it.
     pub fn for_threads(&mut self, count: &Value, body: impl FnOnce(&mut Builder, Value)) {
         let (from, step) = self.thread_items();
-        self.for_step(&from, count, &step, body);
+        self.for_step(&from, count, &step, |e, item| {
+            let item = e.phase_item(count, item);
+            body(e, item)
+        });
         self.barrier();
     }
 
@@ -552,15 +592,29 @@ impl Builder {
     /// sum of its items' terms (on the CPU, of all of them).
     pub fn sum_threads(&mut self, count: &Value, body: impl FnOnce(&mut Builder, &Value) -> Value) -> Value {
         let (from, step) = self.thread_items();
-        let total = self.sum_step(&from, count, &step, body);
+        let total = self.sum_step(&from, count, &step, |e, item| {
+            let item = e.phase_item(count, item.clone());
+            body(e, &item)
+        });
         self.barrier();
         total
+    }
+
+    /// The item a phase's loop index stands for: itself, or `count − 1 − index` on the
+    /// CPU with its phases reversed.
+    fn phase_item(&mut self, count: &Value, index: Value) -> Value {
+        if self.config.parallel != (Parallel::Phases { reversed: true }) {
+            return index;
+        }
+        let c1 = self.c1();
+        let last = self.sub(count, &c1);
+        self.sub(&last, &index)
     }
 
     /// This thread's first item and the stride between its items.
     fn thread_items(&mut self) -> (Value, Value) {
         assert!(self.config.parallel.is_block(), "phases belong to the chunked form");
-        if self.config.parallel == Parallel::Phases {
+        if self.config.parallel != Parallel::Block {
             return (self.c0(), self.c1());
         }
         let thread = self.gpu_index("thread_id x");
@@ -568,13 +622,15 @@ impl Builder {
     }
 
     /// The block rows of `[0, rows)` this call works on: its own (`gpu.block_id y`) on a
-    /// GPU, every one on the CPU.
+    /// GPU, trapping past the last, every one on the CPU.
     pub fn block_rows(&mut self, rows: &Value) -> (Value, Value) {
         assert!(self.config.parallel.is_block(), "block rows belong to the chunked form");
-        if self.config.parallel == Parallel::Phases {
+        if self.config.parallel != Parallel::Block {
             return (self.c0(), rows.clone());
         }
         let row = self.named("block_row").gpu_index("block_id y");
+        let past = self.cmp(Cmp::Ge, &row, rows);
+        self.trap_if(&past);
         let c1 = self.c1();
         let next = self.add(&row, &c1);
         (row, next)

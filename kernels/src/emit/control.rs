@@ -142,7 +142,9 @@ impl Builder {
         self.assert_unnamed("if_");
         self.line(&format!("scf.if {condition} {{"));
         self.depth += 1;
+        self.conditional += 1;
         then(self);
+        self.conditional -= 1;
         self.close_block();
     }
 
@@ -162,11 +164,13 @@ impl Builder {
         self.assert_unnamed("if_else");
         self.line(&format!("scf.if {condition} {{"));
         self.depth += 1;
+        self.conditional += 1;
         then(self);
         self.depth -= 1;
         self.line("} else {");
         self.depth += 1;
         otherwise(self);
+        self.conditional -= 1;
         self.close_block();
     }
 
@@ -181,12 +185,14 @@ impl Builder {
         let name = self.result_name();
         self.line(&format!("{name} = scf.if {condition} -> ({}) {{", ty.mlir()));
         self.depth += 1;
+        self.conditional += 1;
         let yes = then(self);
         self.line(&format!("scf.yield {yes} : {}", ty.mlir()));
         self.depth -= 1;
         self.line("} else {");
         self.depth += 1;
         let no = otherwise(self);
+        self.conditional -= 1;
         self.line(&format!("scf.yield {no} : {}", ty.mlir()));
         self.close_block();
         Value::new(name, Ty::Scalar(ty))

@@ -241,10 +241,12 @@ pub enum Parallel {
     /// and end in a barrier; `sum` arguments are added into atomically.
     Block,
     /// The chunked form's code on the CPU in one call: every block row in turn, each
-    /// phase's items one after another, tiles on the stack, no barriers (the kernel
-    /// tests of the chunked form without a GPU; a phase may read only what an earlier
-    /// phase wrote, as on a GPU, or the two would disagree).
-    Phases,
+    /// phase's items one after another — last first when `reversed` — tiles on the
+    /// stack, filled with NaN before each chunk, no barriers (the kernel tests of the
+    /// chunked form without a GPU: a phase whose items read one another's results, or
+    /// an entry no phase wrote, gives NaN or a different answer in one of the two
+    /// orders, as a GPU's threads would).
+    Phases { reversed: bool },
 }
 
 /// Threads in a block of the chunked form ([`Parallel::Block`]).
@@ -276,7 +278,7 @@ impl Parallel {
     /// Whether a generator with a chunked form writes it: blocks of threads working
     /// together, on a GPU or with their phases run in turn on the CPU.
     pub fn is_block(self) -> bool {
-        matches!(self, Parallel::Block | Parallel::Phases)
+        matches!(self, Parallel::Block | Parallel::Phases { .. })
     }
 
     /// Whether this code runs as GPU threads (thread indices, warps, atomics).

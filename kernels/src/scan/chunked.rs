@@ -38,51 +38,73 @@ pub const MAX_CHUNK: u64 = 64;
 /// Floats of shared memory a block may take: 48 KiB, CUDA's static limit.
 const SHARED_FLOATS: u64 = 12_288;
 
-/// Floats left for the state gradient's tile beside the two score tiles of the longest
-/// chunk.
-const STATE_TILE_FLOATS: u64 = SHARED_FLOATS - 2 * MAX_CHUNK * MAX_CHUNK;
+/// The recurrences with a chunked form, each with its tiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The additive update with no decay or one fixed a head (RetNet): this file.
+    Fixed,
+    /// The additive update with a decay a key channel a token (GLA, HGRN-2): [`vector`].
+    Vector,
+    /// The delta rule with no decay or one a head a token (DeltaNet, GatedDeltaNet):
+    /// [`delta`].
+    Delta,
+}
+
+impl Kind {
+    /// The longest checkpoint interval the form takes.
+    pub fn max_chunk(self) -> u64 {
+        match self {
+            Kind::Fixed | Kind::Delta => MAX_CHUNK,
+            Kind::Vector => vector::MAX_VECTOR_CHUNK,
+        }
+    }
+
+    /// The floats of shared memory the form's tiles take for a key width `dk` and a
+    /// value block `width`, the state gradient's `dk × width` included.
+    pub fn tile_floats(self, dk: u64, width: u64) -> u64 {
+        match self {
+            Kind::Fixed => dk * width + 2 * MAX_CHUNK * MAX_CHUNK,
+            Kind::Vector => vector::tile_floats(dk, width),
+            Kind::Delta => delta::tile_floats(dk, width),
+        }
+    }
+}
+
+/// The chunked form a spec's recurrence would take, if any.
+pub fn kind(spec: &ScanSpec) -> Option<Kind> {
+    match (spec.update, spec.decay) {
+        (ScanUpdate::Additive, Decay::None | Decay::PerHead) => Some(Kind::Fixed),
+        (ScanUpdate::Additive, Decay::Vector) => Some(Kind::Vector),
+        (ScanUpdate::Delta, Decay::None | Decay::Scalar) => Some(Kind::Delta),
+        _ => None,
+    }
+}
 
 /// Whether the chunked form has a reverse scan of `spec` at checkpoint interval
-/// `chunk`: the additive update with no decay or one fixed a head (RetNet), or the delta
-/// rule with no decay or one a head a token (DeltaNet, GatedDeltaNet); with a query, no
-/// grouped heads, a chunk of at most [`MAX_CHUNK`], a key width whose tile fits.
+/// `chunk`: a recurrence of a [`Kind`] with a query and no grouped heads, a chunk of at
+/// most the kind's [`Kind::max_chunk`], and tiles that fit 48 KiB with one value
+/// channel a block (GLA's key width up to 310).
 pub fn supports(spec: &ScanSpec, chunk: u64) -> bool {
-    let decay = match (spec.update, spec.decay) {
-        (ScanUpdate::Additive, Decay::None | Decay::PerHead) => true,
-        (ScanUpdate::Additive, Decay::Vector) => chunk <= vector::MAX_VECTOR_CHUNK,
-        (ScanUpdate::Delta, Decay::None | Decay::Scalar) => true,
-        _ => false,
-    };
-    decay
-        && spec.query
+    let Some(kind) = kind(spec) else { return false };
+    spec.query
         && spec.q_per_state == 1
         && spec.states_per_key == 1
-        && (1..=MAX_CHUNK).contains(&chunk)
-        && (1..=STATE_TILE_FLOATS).contains(&spec.dk)
+        && (1..=kind.max_chunk()).contains(&chunk)
+        && spec.dk >= 1
+        && kind.tile_floats(spec.dk, 1) <= SHARED_FLOATS
         && spec.dv >= 1
 }
 
-/// The value channels a block takes of a state of `dk × dv`: the largest count up to 64
-/// that divides `dv` and keeps either form's tiles in 48 KiB (the additive form's
-/// `dk` × it beside two score tiles of 64², the delta rule's, [`delta::tile_floats`]).
-pub fn value_block(dk: usize, dv: usize) -> usize {
-    let additive = STATE_TILE_FLOATS as usize / dk.max(1);
-    let fits = |floats: fn(u64, u64) -> u64| {
-        (1..=64).rev().find(|&w| floats(dk as u64, w as u64) <= SHARED_FLOATS).unwrap_or(1)
-    };
-    let widest = additive.min(fits(delta::tile_floats)).min(fits(vector::tile_floats));
-    hyb_target::largest_divisor(dv, widest.clamp(1, 64))
-}
-
-/// The floats of shared memory the delta rule's tiles take beside a state tile of
-/// `dk × width` ([`delta::tile_floats`]).
-pub fn delta_tile_floats(dk: u64, width: u64) -> u64 {
-    delta::tile_floats(dk, width)
+/// The value channels a block of `kind` takes of a state of `dk × dv`: the largest count
+/// up to 64 that divides `dv` and keeps the kind's tiles in 48 KiB.
+pub fn value_block(kind: Kind, dk: usize, dv: usize) -> usize {
+    let fits = (1..=64).rev().find(|&w| kind.tile_floats(dk as u64, w) <= SHARED_FLOATS).unwrap_or(1);
+    hyb_target::largest_divisor(dv, fits as usize)
 }
 
 /// The blocks a (batch point, state head) takes: `dv` over [`value_block`].
-pub fn value_blocks(dk: usize, dv: usize) -> usize {
-    dv / value_block(dk, dv)
+pub fn value_blocks(kind: Kind, dk: usize, dv: usize) -> usize {
+    dv / value_block(kind, dk, dv)
 }
 
 /// The values the phases share: sizes, the state gradient's tile, the block's head and
@@ -155,7 +177,8 @@ struct Chunk {
 pub(super) fn backward(e: &mut Builder, spec: &ScanSpec, chunk: u64, sizes: [&Value; 4]) {
     assert!(supports(spec, chunk), "no chunked reverse scan of {spec:?} at chunk {chunk}");
     let [batch, time, heads, dk] = sizes;
-    let columns = value_block(spec.dk as usize, spec.dv as usize) as u64;
+    let kind = kind(spec).expect("a supported spec has a kind");
+    let columns = value_block(kind, spec.dk as usize, spec.dv as usize) as u64;
     let ds = e.named("dS").tile(Scalar::F32, &[spec.dk, columns]);
     let tiles = match spec.update {
         ScanUpdate::Additive if spec.decay == Decay::Vector => FormTiles::Vector(vector::make_tiles(e, spec.dk)),
@@ -186,6 +209,7 @@ pub(super) fn backward(e: &mut Builder, spec: &ScanSpec, chunk: u64, sizes: [&Va
             let (scale, dk, width, ds, tiles) = (scale.clone(), dk.clone(), width.clone(), ds.clone(), tiles.clone());
             let decayed = spec.decay != Decay::None;
             let block = Block { scale, dk, width, ds, b, h, j0, decayed, g, tiles };
+            e.poison(&block.ds);
             state_gradient_in(e, &block);
             let sizes = [&chunk, &chunks, time];
             match (spec.update, spec.decay) {
@@ -204,6 +228,9 @@ fn additive_backward(e: &mut Builder, block: &Block, spec: &ScanSpec, [chunk, ch
     let (c0, zero) = (e.c0(), e.zero());
     let dg = e.fold1(&c0, chunks, &zero, |e, back, dg| {
         let chunk = chunk_at(e, chunks, &back, chunk, time);
+        let (p, dp) = block.scores();
+        e.poison(p);
+        e.poison(dp);
         scores(e, block, &chunk);
         value_gradients(e, block, &chunk);
         let term = query_key_gradients(e, block, &chunk);

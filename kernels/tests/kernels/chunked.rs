@@ -8,13 +8,19 @@
 use hyb_kernels::emit::{Config, Parallel};
 use hyb_kernels::gpu::{self, Launch, Slices};
 use hyb_kernels::key::KernelKey;
-use hyb_kernels::scan::chunked::{self, MAX_CHUNK};
+use hyb_kernels::scan::chunked::{self, Kind, MAX_CHUNK};
 use hyb_kernels::scan::{Decay, ScanSpec, ScanUpdate};
 use hyb_target::Form;
 
 use crate::{Shape, assert_close, check_backward_with, run_backward, spec};
 
-const PHASES: Config = Config { parallel: Parallel::Phases, ..Config::CPU };
+/// The chunked form's phases in order, and last first: a phase whose items read one
+/// another's results gives a different answer (or NaN, from the poisoned tiles) in one
+/// of the two.
+const PHASES: [Config; 2] = [
+    Config { parallel: Parallel::Phases { reversed: false }, ..Config::CPU },
+    Config { parallel: Parallel::Phases { reversed: true }, ..Config::CPU },
+];
 
 /// The additive recurrence undecayed, with RetNet's fixed decay a head and with GLA's
 /// decay a key channel a token, at T = 1, T a multiple of the interval, T not a
@@ -27,7 +33,9 @@ fn chunked_reverse_scan_matches_finite_differences() {
         for (batch, time, state_heads, dk, dv, chunk) in cases {
             seed += 1;
             let shape = Shape { batch, time, state_heads, dk, dv };
-            check_backward_with(spec(ScanUpdate::Additive, decay, dk, dv), shape, chunk, seed, &PHASES);
+            for phases in &PHASES {
+                check_backward_with(spec(ScanUpdate::Additive, decay, dk, dv), shape, chunk, seed, phases);
+            }
         }
     }
 }
@@ -50,7 +58,9 @@ fn chunked_delta_rule_matches_finite_differences() {
         for (batch, time, state_heads, dk, dv, chunk) in cases {
             seed += 1;
             let shape = Shape { batch, time, state_heads, dk, dv };
-            check_backward_with(spec(ScanUpdate::Delta, decay, dk, dv), shape, chunk, seed, &PHASES);
+            for phases in &PHASES {
+                check_backward_with(spec(ScanUpdate::Delta, decay, dk, dv), shape, chunk, seed, phases);
+            }
         }
     }
 }
@@ -61,7 +71,9 @@ fn chunked_delta_rule_matches_finite_differences() {
 /// GatedDeltaNet's at 32 (two sub-chunks of the delta rule).
 #[test]
 fn chunked_value_blocks_add_up_to_the_loops_form() {
-    assert_eq!(chunked::value_blocks(64, 96), 2);
+    for kind in [Kind::Fixed, Kind::Vector, Kind::Delta] {
+        assert_eq!(chunked::value_blocks(kind, 64, 96), 2, "{kind:?}");
+    }
     let shape = Shape { batch: 2, time: 11, state_heads: 2, dk: 64, dv: 96 };
     let delta_shape = Shape { time: 37, ..shape };
     let cases = [
@@ -72,7 +84,7 @@ fn chunked_value_blocks_add_up_to_the_loops_form() {
     for (update, decay, shape, chunk) in cases {
         let spec = spec(update, decay, 64, 96);
         let want = run_backward(spec, shape, chunk, 77, &Config::CPU);
-        let got = run_backward(spec, shape, chunk, 77, &PHASES);
+        let got = run_backward(spec, shape, chunk, 77, &PHASES[1]);
         let wide = |values: &[f32]| values.iter().map(|v| *v as f64).collect::<Vec<_>>();
         let mut pairs = vec![
             ("dq", got.dq.as_ref().expect("dq"), want.dq.as_ref().expect("dq")),
@@ -117,17 +129,23 @@ fn the_chunked_form_covers_four_families() {
     assert!(key(gla, 16).forms().contains(&Form::Chunked));
     assert!(!key(gla, 64).forms().contains(&Form::Chunked));
     assert!(!KernelKey::ScanTrain { spec: retnet, chunk: 16 }.forms().contains(&Form::Chunked));
-    // A block's tiles stay within 48 KiB: the state tile beside two score tiles of 64²
-    // (additive) or beside the delta rule's sub-chunk tiles.
-    for (dk, dv) in [(64, 128), (128, 256), (256, 64), (96, 80)] {
-        let width = chunked::value_block(dk, dv);
-        assert!(dv % width == 0 && width <= 64, "{dk} × {dv}: {width}");
-        assert!((dk * width + 2 * 64 * 64) * 4 <= 48 * 1024, "{dk} × {dv}: {width}");
-        assert!(chunked::delta_tile_floats(dk as u64, width as u64) * 4 <= 48 * 1024, "{dk} × {dv}: {width}");
-        assert!((dk * width + 32 * dk + 2 * 32 * 32) * 4 <= 48 * 1024, "{dk} × {dv}: {width}");
+    // Each kind's tiles stay within 48 KiB at its own value block, and a key too wide
+    // for a kind's tiles at one value channel a block has no chunked form.
+    for kind in [Kind::Fixed, Kind::Vector, Kind::Delta] {
+        for (dk, dv) in [(64, 128), (128, 256), (256, 64), (96, 80), (310, 64)] {
+            let width = chunked::value_block(kind, dk, dv);
+            assert!(dv % width == 0 && width <= 64, "{kind:?} {dk} × {dv}: {width}");
+            assert!(kind.tile_floats(dk as u64, width as u64) * 4 <= 48 * 1024, "{kind:?} {dk} × {dv}: {width}");
+        }
     }
-    assert_eq!(chunked::value_block(64, 128), 64);
-    assert_eq!(chunked::value_block(128, 256), 32);
+    assert_eq!(chunked::value_block(Kind::Fixed, 64, 128), 64);
+    assert_eq!(chunked::value_block(Kind::Fixed, 128, 256), 32);
+    assert_eq!(chunked::value_block(Kind::Delta, 64, 64), 64, "GatedDeltaNet's study shape");
+    assert_eq!(chunked::value_block(Kind::Fixed, 512, 512), 8, "RetNet's blocks keep their own budget");
+    let gla = |dk| spec(ScanUpdate::Additive, Decay::Vector, dk, 64);
+    assert!(chunked::supports(&gla(310), 32));
+    assert!(!chunked::supports(&gla(320), 32), "GLA's G tile and state tile pass 48 KiB");
+    assert!(chunked::supports(&spec(ScanUpdate::Delta, Decay::Scalar, 512, 64), 64));
 }
 
 /// The chunked launch: a block of 128 threads per (point, state head, value block).
@@ -136,7 +154,7 @@ fn the_chunked_launch_gives_a_block_per_head_and_value_block() {
     let key = KernelKey::ScanBackward { spec: spec(ScanUpdate::Additive, Decay::PerHead, 64, 128), chunk: 16 };
     // q, k, v, g, ckpt, dout, dstate, buf, dq, dk, dv, dg.
     let launch = gpu::launch(&key, Form::Chunked, 12);
-    assert_eq!(launch, Launch::Block { arg: 6, axes: &[1], slices: Slices::ValueBlocks });
+    assert_eq!(launch, Launch::Block { arg: 6, axes: &[1], slices: Slices::ValueBlocks(Kind::Fixed) });
     assert_eq!(gpu::points(&key, launch, 64), 64, "a point per batch element");
     let dstate = [64, 2, 64, 128];
     let mut dims: Vec<&[usize]> = vec![&[]; 12];
@@ -167,4 +185,19 @@ fn the_chunked_form_lowers_to_shared_tiles_and_barriers() {
     assert!(ptx.contains(".shared .align") && ptx.contains("bar.sync"), "{ptx}");
     let gla = KernelKey::ScanBackward { spec: spec(ScanUpdate::Additive, Decay::Vector, 64, 64), chunk: 64 };
     assert!(gpu::generate(&gla, "k2", "sm_90a", &signature, Form::Chunked).is_err(), "G's tile holds 32 tokens");
+}
+
+/// A phase (and so a barrier) inside an `scf.if` is refused when the kernel is written:
+/// the threads the condition leaves out would never reach the barrier.
+#[test]
+#[should_panic(expected = "a barrier inside a conditional region")]
+fn a_phase_inside_a_condition_is_refused() {
+    use hyb_kernels::emit::{Builder, Cmp};
+    let mut e = Builder::new(Config::gpu_form(hyb_kernels::emit::Scalar::F32, Parallel::Block));
+    e.begin_function("k", &[("x", 1)]);
+    let x = e.arg("x");
+    let n = e.dim(&x, 0);
+    let c0 = e.c0();
+    let some = e.cmp(Cmp::Gt, &n, &c0);
+    e.if_(&some, |e| e.for_threads(&n, |_, _| {}));
 }

@@ -22,7 +22,7 @@
 //! atomically; `dv`, the scratch and the state gradient's columns are its own.
 
 use super::{Block, ceil_div, split};
-use crate::emit::{Builder, Cmp, Scalar, Value};
+use crate::emit::{Builder, Cmp, Parallel, Scalar, Value};
 use crate::scan::{Decay, ScanSpec};
 
 /// The most tokens a sub-chunk takes: its score tiles are `SUB_CHUNK²`.
@@ -48,6 +48,13 @@ pub(super) struct Tiles {
     z: Value,
     /// `[VB]`: `Σ_i D_ij S₀_ij`.
     columns: Value,
+}
+
+impl Tiles {
+    fn all(&self) -> [&Value; 13] {
+        let Tiles { g, dg, a, m, qk, dm, dp, x, delta, dr, y, z, columns } = self;
+        [g, dg, a, m, qk, dm, dp, x, delta, dr, y, z, columns]
+    }
 }
 
 /// A sub-chunk: its first token, its length, and the scratch slot of its start state.
@@ -77,6 +84,7 @@ pub(super) fn backward(e: &mut Builder, block: &Block, spec: &ScanSpec, [chunk, 
         let left = e.sub(time, &start);
         let len = e.named("chunk_len").min(&left, chunk);
         let subs = ceil_div(e, &len, &sub_chunk);
+        poison_scratch(e, block);
         checkpoint_to_scratch(e, block, &index);
         let c0 = e.c0();
         let forward_subs = e.sub(&subs, &c1);
@@ -171,6 +179,27 @@ fn last(e: &mut Builder, sub: &Sub) -> Value {
     e.sub(&sub.len, &c1)
 }
 
+/// On the CPU ([`Parallel::Phases`]), NaN into the block's columns of every scratch
+/// slot: a start state read before a phase wrote it poisons the result.
+fn poison_scratch(e: &mut Builder, block: &Block) {
+    if !matches!(e.config().parallel, Parallel::Phases { .. }) {
+        return;
+    }
+    let (buf, c0) = (e.arg("buf"), e.c0());
+    let slots = e.dim(&buf, 2);
+    let nan = e.constant(f64::NAN);
+    e.for_(&c0, &slots, |e, slot| {
+        let c0 = e.c0();
+        e.for_(&c0, &block.dk, |e, i| {
+            let c0 = e.c0();
+            e.for_(&c0, &block.width, |e, jj| {
+                let j = e.add(&block.j0, &jj);
+                e.store(&nan, &buf, &[&block.b, &block.h, &slot, &i, &j]);
+            });
+        });
+    });
+}
+
 /// The phase copying the checkpoint `ckpt[b, h, index]` into scratch slot 0.
 fn checkpoint_to_scratch(e: &mut Builder, block: &Block, index: &Value) {
     let items = e.mul(&block.dk, &block.width);
@@ -186,6 +215,9 @@ fn checkpoint_to_scratch(e: &mut Builder, block: &Block, index: &Value) {
 /// The phases recomputing a sub-chunk's forward: `G`, `A` and `M` (and `q_r·k_s` for
 /// the backward), `X = S₀ᵀk`, then `Δ` by forward substitution, a column a thread.
 fn recompute(e: &mut Builder, block: &Block, spec: &ScanSpec, tiles: &Tiles, sub: &Sub) {
+    for tile in tiles.all() {
+        e.poison(tile);
+    }
     if spec.decay == Decay::Scalar {
         e.for_threads(&sub.len, |e, r| {
             let c1 = e.c1();

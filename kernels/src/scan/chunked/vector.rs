@@ -51,6 +51,9 @@ pub(super) fn backward(e: &mut Builder, block: &Block, tiles: &Tiles, [chunk, ch
     let c0 = e.c0();
     e.for_(&c0, chunks, |e, back| {
         let chunk = chunk_at(e, chunks, &back, chunk, time);
+        for tile in [&tiles.g, &tiles.p, &tiles.dp] {
+            e.poison(tile);
+        }
         cumulative_decays(e, block, tiles, &chunk);
         scores(e, block, tiles, &chunk);
         value_gradients(e, block, tiles, &chunk);
