@@ -234,8 +234,20 @@ fn parameters(cuda: &Cuda, args: &[View], points: usize, split: bool) -> Vec<u64
 }
 
 impl Device for Cuda {
+    /// The GPU's name, and the kernels loaded in a form other than the default lanes
+    /// (`cuda (NVIDIA H100 80GB HBM3; chunked scan_bwd)`): a run's result and its pace
+    /// say which code ran.
     fn describe(&self) -> String {
-        format!("cuda ({})", self.name)
+        let others: std::collections::BTreeSet<String> = self
+            .keys
+            .iter()
+            .filter(|(_, form)| *form != Form::Lanes)
+            .map(|(key, form)| format!("{form} {}", key.label()))
+            .collect();
+        match others.is_empty() {
+            true => format!("cuda ({})", self.name),
+            false => format!("cuda ({}; {})", self.name, others.into_iter().collect::<Vec<_>>().join(", ")),
+        }
     }
 
     fn memory(&self) -> Option<(usize, usize)> {
