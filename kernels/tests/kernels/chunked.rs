@@ -183,6 +183,15 @@ fn the_chunked_form_lowers_to_shared_tiles_and_barriers() {
     let module = gpu::generate(&gdn, "k1_scan_bwd", "sm_90a", &signature, Form::Chunked).expect("a chunked form");
     let ptx = hyb_kernels::ptx::compile(&module, "sm_90a").unwrap_or_else(|e| panic!("{e}\n{module}"));
     assert!(ptx.contains(".shared .align") && ptx.contains("bar.sync"), "{ptx}");
+    // bf16 activations (q, k, v, the checkpoints, dO) beside f32 gradients and scratch.
+    let mut mixed = signature.clone();
+    for position in [0, 1, 2, 5, 6] {
+        mixed[position] = hyb_target::Elem::Bf16;
+    }
+    let module = gpu::generate(&gdn, "k1_scan_bwd", "sm_90a", &mixed, Form::Chunked).expect("a chunked form");
+    assert!(module.contains("%q: memref<?x?x?x?xbf16"), "{module}");
+    let ptx = hyb_kernels::ptx::compile(&module, "sm_90a").unwrap_or_else(|e| panic!("{e}\n{module}"));
+    assert!(ptx.contains("bar.sync"), "{ptx}");
     let gla = KernelKey::ScanBackward { spec: spec(ScanUpdate::Additive, Decay::Vector, 64, 64), chunk: 64 };
     assert!(gpu::generate(&gla, "k2", "sm_90a", &signature, Form::Chunked).is_err(), "G's tile holds 32 tokens");
 }
