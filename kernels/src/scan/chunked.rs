@@ -27,6 +27,7 @@
 //! state gradient's columns are the block's own.
 
 pub mod delta;
+mod scratch;
 pub mod vector;
 
 use super::{Decay, ScanSpec, ScanUpdate};
@@ -54,8 +55,7 @@ impl Kind {
     /// The longest checkpoint interval the form takes.
     pub fn max_chunk(self) -> u64 {
         match self {
-            Kind::Fixed | Kind::Delta => MAX_CHUNK,
-            Kind::Vector => vector::MAX_VECTOR_CHUNK,
+            Kind::Fixed | Kind::Delta | Kind::Vector => MAX_CHUNK,
         }
     }
 
@@ -282,10 +282,10 @@ fn split(e: &mut Builder, item: &Value, cols: &Value) -> (Value, Value) {
     (e.divui(item, cols), e.remui(item, cols))
 }
 
-/// Token `t0 + r`'s element `[b, t0 + r, h, i]` of a `[B, T, H, *]` argument.
-fn token(e: &mut Builder, block: &Block, chunk: &Chunk, arg: &str, r: &Value, i: &Value) -> Value {
+/// Token `start + r`'s element `[b, start + r, h, i]` of a `[B, T, H, *]` argument.
+fn token(e: &mut Builder, block: &Block, start: &Value, arg: &str, r: &Value, i: &Value) -> Value {
     let memref = e.arg(arg);
-    let t = e.add(&chunk.start, r);
+    let t = e.add(start, r);
     e.load(&memref, &[&block.b, &t, &block.h, i])
 }
 
@@ -326,14 +326,14 @@ fn scores(e: &mut Builder, block: &Block, chunk: &Chunk) {
         let causal = e.cmp(Cmp::Le, &s, &r);
         e.if_(&causal, |e| {
             let qk = e.sum(&block.dk, |e, i| {
-                let q = token(e, block, chunk, "q", &r, i);
-                let k = token(e, block, chunk, "k", &s, i);
+                let q = token(e, block, &chunk.start, "q", &r, i);
+                let k = token(e, block, &chunk.start, "k", &s, i);
                 e.mul(&q, &k)
             });
             let dov = e.sum(&block.width, |e, jj| {
                 let j = channel(e, block, jj);
-                let d_o = token(e, block, chunk, "dout", &r, &j);
-                let v = token(e, block, chunk, "v", &s, &j);
+                let d_o = token(e, block, &chunk.start, "dout", &r, &j);
+                let v = token(e, block, &chunk.start, "v", &s, &j);
                 e.mul(&d_o, &v)
             });
             let apart = e.sub(&r, &s);
@@ -364,11 +364,11 @@ fn value_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) {
         let j = channel(e, block, &jj);
         let local = e.sum_over(&s, &chunk.len, |e, r| {
             let p = e.load(block.scores().0, &[r, &s]);
-            let d_o = token(e, block, chunk, "dout", r, &j);
+            let d_o = token(e, block, &chunk.start, "dout", r, &j);
             e.mul(&p, &d_o)
         });
         let carried = e.sum(&block.dk, |e, i| {
-            let k = token(e, block, chunk, "k", &s, i);
+            let k = token(e, block, &chunk.start, "k", &s, i);
             let d = e.load(&block.ds, &[i, &jj]);
             e.mul(&k, &d)
         });
@@ -391,14 +391,14 @@ fn query_key_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
         let through = e.add(&r, &c1);
         let local_q = e.sum(&through, |e, s| {
             let dp = e.load(block.scores().1, &[&r, s]);
-            let k = token(e, block, chunk, "k", s, &i);
+            let k = token(e, block, &chunk.start, "k", s, &i);
             e.mul(&dp, &k)
         });
         let from_state = e.sum(&block.width, |e, jj| {
             let j = channel(e, block, jj);
             let ckpt = e.arg("ckpt");
             let s0 = e.load(&ckpt, &[&block.b, &block.h, &chunk.index, &i, &j]);
-            let d_o = token(e, block, chunk, "dout", &r, &j);
+            let d_o = token(e, block, &chunk.start, "dout", &r, &j);
             e.mul(&s0, &d_o)
         });
         let decay = decay_power(e, block, &through);
@@ -406,13 +406,13 @@ fn query_key_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
         let dq = e.fma(&factor, &from_state, &local_q);
         let local_k = e.sum_over(&r, &chunk.len, |e, m| {
             let dp = e.load(block.scores().1, &[m, &r]);
-            let q = token(e, block, chunk, "q", m, &i);
+            let q = token(e, block, &chunk.start, "q", m, &i);
             e.mul(&dp, &q)
         });
         let carried = e.sum(&block.width, |e, jj| {
             let j = channel(e, block, jj);
             let d = e.load(&block.ds, &[&i, jj]);
-            let v = token(e, block, chunk, "v", &r, &j);
+            let v = token(e, block, &chunk.start, "v", &r, &j);
             e.mul(&d, &v)
         });
         let decay = decay_to_end(e, block, chunk, &r);
@@ -425,7 +425,7 @@ fn query_key_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
         if block.g.is_none() {
             return e.zero();
         }
-        let (q, k) = (token(e, block, chunk, "q", &r, &i), token(e, block, chunk, "k", &r, &i));
+        let (q, k) = (token(e, block, &chunk.start, "q", &r, &i), token(e, block, &chunk.start, "k", &r, &i));
         let q_dq = e.mul(&q, &dq);
         let k_dk = e.mul(&k, &dk);
         let by_token = e.sub(&q_dq, &k_dk);
@@ -446,8 +446,8 @@ fn carry_state_gradient(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value 
         let (i, jj) = split(e, item, &block.width);
         let j = channel(e, block, &jj);
         let local = e.sum(&chunk.len, |e, r| {
-            let q = token(e, block, chunk, "q", r, &i);
-            let d_o = token(e, block, chunk, "dout", r, &j);
+            let q = token(e, block, &chunk.start, "q", r, &i);
+            let d_o = token(e, block, &chunk.start, "dout", r, &j);
             let c1 = e.c1();
             let through = e.add(r, &c1);
             let decay = decay_power(e, block, &through);

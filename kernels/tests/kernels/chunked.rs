@@ -24,11 +24,19 @@ const PHASES: [Config; 2] = [
 
 /// The additive recurrence undecayed, with RetNet's fixed decay a head and with GLA's
 /// decay a key channel a token, at T = 1, T a multiple of the interval, T not a
-/// multiple, one chunk longer than T, batch and heads above one.
+/// multiple, one chunk longer than T, batch and heads above one, and a chunk of 64
+/// (GLA's in two sub-chunks, the last short).
 #[test]
 fn chunked_reverse_scan_matches_finite_differences() {
     let mut seed = 5000;
-    let cases = [(1, 1, 1, 3, 2, 1), (2, 6, 2, 3, 2, 3), (1, 7, 2, 4, 3, 3), (2, 5, 1, 3, 4, 8), (1, 9, 1, 5, 6, 4)];
+    let cases = [
+        (1, 1, 1, 3, 2, 1),
+        (2, 6, 2, 3, 2, 3),
+        (1, 7, 2, 4, 3, 3),
+        (2, 5, 1, 3, 4, 8),
+        (1, 9, 1, 5, 6, 4),
+        (1, 50, 1, 3, 2, 64),
+    ];
     for decay in [Decay::None, Decay::PerHead, Decay::Vector] {
         for (batch, time, state_heads, dk, dv, chunk) in cases {
             seed += 1;
@@ -105,8 +113,8 @@ fn chunked_value_blocks_add_up_to_the_loops_form() {
 
 /// The specs with a chunked form: with a query, no grouped heads, chunks up to 64 and a
 /// key width whose tile fits, the additive update with no decay, a fixed one (RetNet) or
-/// one a key channel (GLA, HGRN-2: chunks up to 32), and the delta rule with none or one
-/// a head a token (DeltaNet, GatedDeltaNet).
+/// one a key channel (GLA, HGRN-2), and the delta rule with none or one a head a token
+/// (DeltaNet, GatedDeltaNet).
 #[test]
 fn the_chunked_form_covers_four_families() {
     let retnet = spec(ScanUpdate::Additive, Decay::PerHead, 64, 128);
@@ -114,8 +122,7 @@ fn the_chunked_form_covers_four_families() {
     assert!(chunked::supports(&retnet, MAX_CHUNK));
     assert!(!chunked::supports(&retnet, MAX_CHUNK + 1), "the score tiles hold 64 tokens");
     assert!(chunked::supports(&spec(ScanUpdate::Additive, Decay::None, 64, 64), 8));
-    assert!(chunked::supports(&spec(ScanUpdate::Additive, Decay::Vector, 64, 64), 32), "GLA, HGRN-2");
-    assert!(!chunked::supports(&spec(ScanUpdate::Additive, Decay::Vector, 64, 64), 64), "G's tile holds 32 tokens");
+    assert!(chunked::supports(&spec(ScanUpdate::Additive, Decay::Vector, 64, 64), 64), "GLA, HGRN-2");
     assert!(!chunked::supports(&spec(ScanUpdate::Additive, Decay::Scalar, 64, 64), 16));
     assert!(chunked::supports(&spec(ScanUpdate::Delta, Decay::Scalar, 64, 64), 64), "GatedDeltaNet");
     assert!(chunked::supports(&spec(ScanUpdate::Delta, Decay::None, 64, 64), 16), "DeltaNet");
@@ -127,7 +134,7 @@ fn the_chunked_form_covers_four_families() {
     assert!(key(retnet, 16).forms().contains(&Form::Chunked));
     let gla = spec(ScanUpdate::Additive, Decay::Vector, 64, 64);
     assert!(key(gla, 16).forms().contains(&Form::Chunked));
-    assert!(!key(gla, 64).forms().contains(&Form::Chunked));
+    assert!(key(gla, 64).forms().contains(&Form::Chunked));
     assert!(!KernelKey::ScanTrain { spec: retnet, chunk: 16 }.forms().contains(&Form::Chunked));
     // Each kind's tiles stay within 48 KiB at its own value block, and a key too wide
     // for a kind's tiles at one value channel a block has no chunked form.
@@ -192,8 +199,18 @@ fn the_chunked_form_lowers_to_shared_tiles_and_barriers() {
     assert!(module.contains("%q: memref<?x?x?x?xbf16"), "{module}");
     let ptx = hyb_kernels::ptx::compile(&module, "sm_90a").unwrap_or_else(|e| panic!("{e}\n{module}"));
     assert!(ptx.contains("bar.sync"), "{ptx}");
-    let gla = KernelKey::ScanBackward { spec: spec(ScanUpdate::Additive, Decay::Vector, 64, 64), chunk: 64 };
-    assert!(gpu::generate(&gla, "k2", "sm_90a", &signature, Form::Chunked).is_err(), "G's tile holds 32 tokens");
+    let gla = KernelKey::ScanBackward { spec: spec(ScanUpdate::Additive, Decay::Vector, 128, 256), chunk: 64 };
+    let module = gpu::generate(&gla, "k2_scan_bwd", "sm_90a", &signature, Form::Chunked).expect("a chunked form");
+    let ptx = hyb_kernels::ptx::compile(&module, "sm_90a").unwrap_or_else(|e| panic!("{e}\n{module}"));
+    assert!(ptx.contains("bar.sync"), "GLA at a 340M model's head: {ptx}");
+    let hgrn = KernelKey::ScanBackward {
+        spec: ScanSpec { query: false, ..spec(ScanUpdate::Additive, Decay::Scalar, 1, 1) },
+        chunk: 16,
+    };
+    assert!(
+        gpu::generate(&hgrn, "k3", "sm_90a", &signature, Form::Chunked).is_err(),
+        "HGRN's 1 × 1 states keep their lanes"
+    );
 }
 
 /// A phase (and so a barrier) inside an `scf.if` is refused when the kernel is written:

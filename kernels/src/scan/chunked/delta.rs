@@ -21,8 +21,9 @@
 //! `dk`, `dβ`, the decay's), each linear in them, so each block adds its part
 //! atomically; `dv`, the scratch and the state gradient's columns are its own.
 
-use super::{Block, ceil_div, split};
-use crate::emit::{Builder, Cmp, Parallel, Scalar, Value};
+use super::scratch::{Sub, start_state, store_end_state, walk_sub_chunks};
+use super::{Block, split, token};
+use crate::emit::{Builder, Cmp, Scalar, Value};
 use crate::scan::{Decay, ScanSpec};
 
 /// The most tokens a sub-chunk takes: its score tiles are `SUB_CHUNK²`.
@@ -57,13 +58,6 @@ impl Tiles {
     }
 }
 
-/// A sub-chunk: its first token, its length, and the scratch slot of its start state.
-struct Sub {
-    start: Value,
-    len: Value,
-    slot: Value,
-}
-
 /// The floats of shared memory the delta rule's tiles take for a key width `dk` and a
 /// value block `width`, beside the state gradient's `dk × width`.
 pub fn tile_floats(dk: u64, width: u64) -> u64 {
@@ -72,34 +66,17 @@ pub fn tile_floats(dk: u64, width: u64) -> u64 {
 
 /// Writes the delta rule's chunked reverse scan for the block `block` (its `D` tile
 /// loaded), over checkpoint chunks of `chunk` tokens (`chunks` of them, `time` in all).
-pub(super) fn backward(e: &mut Builder, block: &Block, spec: &ScanSpec, [chunk, chunks, time]: [&Value; 3]) {
+pub(super) fn backward(e: &mut Builder, block: &Block, spec: &ScanSpec, sizes: [&Value; 3]) {
     let tiles = block.delta_tiles();
-    let sub_chunk = e.constant_index(SUB_CHUNK);
-    let c0 = e.c0();
-    e.for_(&c0, chunks, |e, back| {
-        let c1 = e.c1();
-        let last = e.sub(chunks, &c1);
-        let index = e.named("chunk_index").sub(&last, &back);
-        let start = e.named("chunk_start").mul(&index, chunk);
-        let left = e.sub(time, &start);
-        let len = e.named("chunk_len").min(&left, chunk);
-        let subs = ceil_div(e, &len, &sub_chunk);
-        poison_scratch(e, block);
-        checkpoint_to_scratch(e, block, &index);
-        let c0 = e.c0();
-        let forward_subs = e.sub(&subs, &c1);
-        e.for_(&c0, &forward_subs, |e, k| {
-            let sub = sub_at(e, &start, &len, &sub_chunk, &k);
-            recompute(e, block, spec, tiles, &sub);
-            end_state_to_scratch(e, block, tiles, &sub);
-        });
-        e.for_(&c0, &subs, |e, back| {
-            let k = e.sub(&forward_subs, &back);
-            let sub = sub_at(e, &start, &len, &sub_chunk, &k);
-            recompute(e, block, spec, tiles, &sub);
-            sub_backward(e, block, spec, tiles, &sub);
-        });
-    });
+    let forward = |e: &mut Builder, sub: &Sub| {
+        recompute(e, block, spec, tiles, sub);
+        end_state_to_scratch(e, block, tiles, sub);
+    };
+    let backward = |e: &mut Builder, sub: &Sub| {
+        recompute(e, block, spec, tiles, sub);
+        sub_backward(e, block, spec, tiles, sub);
+    };
+    walk_sub_chunks(e, block, SUB_CHUNK, sizes, forward, backward);
 }
 
 /// The tiles, made at the top of the function.
@@ -124,34 +101,11 @@ pub(super) fn make_tiles(e: &mut Builder, width: u64) -> Tiles {
     }
 }
 
-/// Sub-chunk `k` of a chunk of `len` tokens from `start`.
-fn sub_at(e: &mut Builder, start: &Value, len: &Value, sub_chunk: &Value, k: &Value) -> Sub {
-    let offset = e.mul(k, sub_chunk);
-    let first = e.named("sub_start").add(start, &offset);
-    let left = e.sub(len, &offset);
-    let sub_len = e.named("sub_len").min(&left, sub_chunk);
-    Sub { start: first, len: sub_len, slot: k.clone() }
-}
-
-/// Token `start + r`'s element `i` of a `[B, T, H, *]` argument.
-fn token(e: &mut Builder, block: &Block, sub: &Sub, arg: &str, r: &Value, i: &Value) -> Value {
-    let memref = e.arg(arg);
-    let t = e.add(&sub.start, r);
-    e.load(&memref, &[&block.b, &t, &block.h, i])
-}
-
 /// `β` of token `start + r`.
 fn beta(e: &mut Builder, block: &Block, sub: &Sub, r: &Value) -> Value {
     let memref = e.arg("beta");
     let t = e.add(&sub.start, r);
     e.load(&memref, &[&block.b, &t, &block.h])
-}
-
-/// The start state's element `[i, j]` (`j` of the block), from the scratch.
-fn start_state(e: &mut Builder, block: &Block, sub: &Sub, i: &Value, jj: &Value) -> Value {
-    let buf = e.arg("buf");
-    let j = e.add(&block.j0, jj);
-    e.load(&buf, &[&block.b, &block.h, &sub.slot, i, &j])
 }
 
 /// `e^{G_r}`, or 1 without a decay.
@@ -177,39 +131,6 @@ fn gamma(e: &mut Builder, block: &Block, tiles: &Tiles, r: &Value, s: &Value) ->
 fn last(e: &mut Builder, sub: &Sub) -> Value {
     let c1 = e.c1();
     e.sub(&sub.len, &c1)
-}
-
-/// On the CPU ([`Parallel::Phases`]), NaN into the block's columns of every scratch
-/// slot: a start state read before a phase wrote it poisons the result.
-fn poison_scratch(e: &mut Builder, block: &Block) {
-    if !matches!(e.config().parallel, Parallel::Phases { .. }) {
-        return;
-    }
-    let (buf, c0) = (e.arg("buf"), e.c0());
-    let slots = e.dim(&buf, 2);
-    let nan = e.constant(f64::NAN);
-    e.for_(&c0, &slots, |e, slot| {
-        let c0 = e.c0();
-        e.for_(&c0, &block.dk, |e, i| {
-            let c0 = e.c0();
-            e.for_(&c0, &block.width, |e, jj| {
-                let j = e.add(&block.j0, &jj);
-                e.store(&nan, &buf, &[&block.b, &block.h, &slot, &i, &j]);
-            });
-        });
-    });
-}
-
-/// The phase copying the checkpoint `ckpt[b, h, index]` into scratch slot 0.
-fn checkpoint_to_scratch(e: &mut Builder, block: &Block, index: &Value) {
-    let items = e.mul(&block.dk, &block.width);
-    e.for_threads(&items, |e, item| {
-        let (i, jj) = split(e, &item, &block.width);
-        let j = e.add(&block.j0, &jj);
-        let (ckpt, buf, c0) = (e.arg("ckpt"), e.arg("buf"), e.c0());
-        let s = e.load(&ckpt, &[&block.b, &block.h, index, &i, &j]);
-        e.store(&s, &buf, &[&block.b, &block.h, &c0, &i, &j]);
-    });
 }
 
 /// The phases recomputing a sub-chunk's forward: `G`, `A` and `M` (and `q_r·k_s` for
@@ -250,11 +171,11 @@ fn recompute(e: &mut Builder, block: &Block, spec: &ScanSpec, tiles: &Tiles, sub
         let (r, jj) = split(e, &item, &block.width);
         let x = e.sum(&block.dk, |e, i| {
             let s0 = start_state(e, block, sub, i, &jj);
-            let k = token(e, block, sub, "k", &r, i);
+            let k = token(e, block, &sub.start, "k", &r, i);
             e.mul(&s0, &k)
         });
         let j = e.add(&block.j0, &jj);
-        let v = token(e, block, sub, "v", &r, &j);
+        let v = token(e, block, &sub.start, "v", &r, &j);
         let grown = growth(e, block, tiles, &r);
         let read = e.mul(&grown, &x);
         let error = e.sub(&v, &read);
@@ -283,9 +204,9 @@ fn dots(e: &mut Builder, block: &Block, sub: &Sub, r: &Value, s: &Value) -> (Val
     let zero = e.zero();
     let c0 = e.c0();
     let sums = e.fold(&c0, &block.dk, &[&zero, &zero], |e, i, carried| {
-        let ks = token(e, block, sub, "k", s, &i);
-        let kr = token(e, block, sub, "k", r, &i);
-        let qr = token(e, block, sub, "q", r, &i);
+        let ks = token(e, block, &sub.start, "k", s, &i);
+        let kr = token(e, block, &sub.start, "k", r, &i);
+        let qr = token(e, block, &sub.start, "q", r, &i);
         vec![e.fma(&kr, &ks, &carried[0]), e.fma(&qr, &ks, &carried[1])]
     });
     (sums[0].clone(), sums[1].clone())
@@ -299,7 +220,7 @@ fn end_state_to_scratch(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub
         let (i, jj) = split(e, &item, &block.width);
         let end = last(e, sub);
         let written = e.sum(&sub.len, |e, s| {
-            let k = token(e, block, sub, "k", s, &i);
+            let k = token(e, block, &sub.start, "k", s, &i);
             let d = e.load(&tiles.delta, &[s, &jj]);
             let decay = gamma(e, block, tiles, &end, s);
             let k = e.mul(&decay, &k);
@@ -308,10 +229,7 @@ fn end_state_to_scratch(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub
         let s0 = start_state(e, block, sub, &i, &jj);
         let grown = growth(e, block, tiles, &end);
         let next = e.fma(&grown, &s0, &written);
-        let (buf, c1) = (e.arg("buf"), e.c1());
-        let slot = e.add(&sub.slot, &c1);
-        let j = e.add(&block.j0, &jj);
-        e.store(&next, &buf, &[&block.b, &block.h, &slot, &i, &j]);
+        store_end_state(e, block, sub, &next, &i, &jj);
     });
 }
 
@@ -338,9 +256,9 @@ fn reads_of_the_states(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub)
         let c0 = e.c0();
         let sums = e.fold(&c0, &block.dk, &[&zero, &zero], |e, i, carried| {
             let s0 = start_state(e, block, sub, &i, &jj);
-            let q = token(e, block, sub, "q", &r, &i);
+            let q = token(e, block, &sub.start, "q", &r, &i);
             let d = e.load(&block.ds, &[&i, &jj]);
-            let k = token(e, block, sub, "k", &r, &i);
+            let k = token(e, block, &sub.start, "k", &r, &i);
             vec![e.fma(&s0, &q, &carried[0]), e.fma(&d, &k, &carried[1])]
         });
         e.store(&sums[0], &tiles.y, &[&r, &jj]);
@@ -357,7 +275,7 @@ fn delta_gradient(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
         let local = e.sum_over(&s, &sub.len, |e, r| {
             let qk = e.load(&tiles.qk, &[r, &s]);
             let gamma = gamma(e, block, tiles, r, &s);
-            let d_o = token(e, block, sub, "dout", r, &j);
+            let d_o = token(e, block, &sub.start, "dout", r, &j);
             let weight = e.mul(&gamma, &qk);
             e.mul(&weight, &d_o)
         });
@@ -415,7 +333,7 @@ fn pair_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
                 let d = e.load(&tiles.delta, &[&s, &jj]);
                 let dr = e.load(&tiles.dr, &[&r, &jj]);
                 let j = e.add(&block.j0, &jj);
-                let d_o = token(e, block, sub, "dout", &r, &j);
+                let d_o = token(e, block, &sub.start, "dout", &r, &j);
                 vec![e.fma(&dr, &d, &carried[0]), e.fma(&d_o, &d, &carried[1])]
             });
             let dm = e.neg(&sums[0]);
@@ -441,7 +359,7 @@ fn query_key_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub)
         let reads = e.fold(&c0, &block.width, &[&zero, &zero, &zero], |e, jj, carried| {
             let s0 = start_state(e, block, sub, &i, &jj);
             let j = e.add(&block.j0, &jj);
-            let d_o = token(e, block, sub, "dout", &r, &j);
+            let d_o = token(e, block, &sub.start, "dout", &r, &j);
             let d = e.load(&block.ds, &[&i, &jj]);
             let delta = e.load(&tiles.delta, &[&r, &jj]);
             let dr = e.load(&tiles.dr, &[&r, &jj]);
@@ -451,13 +369,13 @@ fn query_key_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub)
         let inter = e.mul(&grown, &reads[0]);
         let intra = e.sum(&through, |e, s| {
             let dp = e.load(&tiles.dp, &[&r, s]);
-            let k = token(e, block, sub, "k", s, &i);
+            let k = token(e, block, &sub.start, "k", s, &i);
             e.mul(&dp, &k)
         });
         let dq = e.fma(&block.scale, &inter, &intra);
         let by_output = e.sum_over(&r, &sub.len, |e, m| {
             let dp = e.load(&tiles.dp, &[m, &r]);
-            let q = token(e, block, sub, "q", m, &i);
+            let q = token(e, block, &sub.start, "q", m, &i);
             e.mul(&dp, &q)
         });
         let to_end = gamma(e, block, tiles, &end, &r);
@@ -468,7 +386,7 @@ fn query_key_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub)
         let earlier = e.sum(&r, |e, s| {
             let dm = e.load(&tiles.dm, &[&r, s]);
             let gamma = gamma(e, block, tiles, &r, s);
-            let k = token(e, block, sub, "k", s, &i);
+            let k = token(e, block, &sub.start, "k", s, &i);
             let w = e.mul(&dm, &gamma);
             e.mul(&w, &k)
         });
@@ -477,7 +395,7 @@ fn query_key_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub)
             let dm = e.load(&tiles.dm, &[m, &r]);
             let gamma = gamma(e, block, tiles, m, &r);
             let beta_m = beta(e, block, sub, m);
-            let k = token(e, block, sub, "k", m, &i);
+            let k = token(e, block, &sub.start, "k", m, &i);
             let w = e.mul(&dm, &gamma);
             let w = e.mul(&w, &beta_m);
             e.mul(&w, &k)
@@ -504,10 +422,10 @@ fn row_gradients(e: &mut Builder, block: &Block, spec: &ScanSpec, tiles: &Tiles,
         let sums = e.fold(&c0, &block.width, &[&zero, &zero, &zero, &zero], |e, jj, carried| {
             let j = e.add(&block.j0, &jj);
             let dr = e.load(&tiles.dr, &[&r, &jj]);
-            let v = token(e, block, sub, "v", &r, &j);
+            let v = token(e, block, &sub.start, "v", &r, &j);
             let x = e.load(&tiles.x, &[&r, &jj]);
             let y = e.load(&tiles.y, &[&r, &jj]);
-            let d_o = token(e, block, sub, "dout", &r, &j);
+            let d_o = token(e, block, &sub.start, "dout", &r, &j);
             let z = e.load(&tiles.z, &[&r, &jj]);
             let delta = e.load(&tiles.delta, &[&r, &jj]);
             vec![
@@ -617,9 +535,9 @@ fn carry_state_gradient(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub
         let c0 = e.c0();
         let sums = e.fold(&c0, &sub.len, &[&zero, &zero], |e, r, carried| {
             let grown = growth(e, block, tiles, &r);
-            let q = token(e, block, sub, "q", &r, &i);
-            let d_o = token(e, block, sub, "dout", &r, &j);
-            let k = token(e, block, sub, "k", &r, &i);
+            let q = token(e, block, &sub.start, "q", &r, &i);
+            let d_o = token(e, block, &sub.start, "dout", &r, &j);
+            let k = token(e, block, &sub.start, "k", &r, &i);
             let dr = e.load(&tiles.dr, &[&r, &jj]);
             let beta = beta(e, block, sub, &r);
             let q = e.mul(&grown, &q);
