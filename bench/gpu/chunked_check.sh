@@ -11,6 +11,10 @@
 #   PART=ab (about 5 minutes): bench/gpu/env_ab.sh on examples/study/gpu.hyb's 3:1
 #     models, lanes (A) against chunked (B), ROUNDS rounds of STEPS steps, and a
 #     --profile of PROFILE_MIXER's step under each (the scan's share of a step).
+#   PART=kernels (about 2 minutes): one layer at the anchors' kernel shape (B 4,
+#     T 4096, 16 heads of 128: bench/gpu/kernel_{gla,deltanet,gdn}.hyb, chunks of 64)
+#     profiled under each form, beside runtime/benches/README.md's lanes figures and
+#     fla's (bench/gpu/anchors.sh).
 # Expects BUNDLE, a tar.xz of `hybc` and `rt` built together from main (as
 # branch_check.sh's). Logs to $OUT: summary.txt as each step ends, the logs beside it.
 #   run: OUT=$OUT BUNDLE=.device_c/main.tar.xz PART=check bash bench/gpu/chunked_check.sh
@@ -40,6 +44,16 @@ if [ "${PART:-check}" = check ]; then
     done
   } > "$OUT/verify.log" 2>&1
   elapsed "verify (chunked): $(grep -c 'agrees with the cpu' "$OUT/verify.log") of 8 agree" 0
+elif [ "$PART" = kernels ]; then
+  for layer in gla deltanet gdn; do
+    for form in lanes chunked; do
+      rm -rf "/tmp/kernels.$layer.$form"
+      HYB_GPU_FORM=$form timeout 120 "$bin/hybc" train "bench/gpu/kernel_$layer.hyb" --target cuda --profile \
+        --steps "${STEPS:-4}" --out "/tmp/kernels.$layer.$form" > "$OUT/kernel_$layer.$form.log" 2>&1
+      elapsed "kernel_$layer ($form)" $?
+      grep -E "scan_bwd|tokens/s" "$OUT/kernel_$layer.$form.log" | head -4 >> "$OUT/summary.txt"
+    done
+  done
 else
   rm -rf /tmp/ab
   OUT=$OUT VERIFY= HYBC=$bin/hybc A="HYB_GPU_FORM=lanes" B="HYB_GPU_FORM=chunked" MIXERS="${MIXERS:-$families}" \
