@@ -199,6 +199,14 @@ pub fn compile_program(model: &Model, target: Target, shape: Shape) -> Result<Bu
     Ok(Build { target, grad, steps, plan, program, modules: Vec::new() })
 }
 
+/// The environment switches codegen reads, checked before anything compiles: the GPU
+/// form (`HYB_GPU_FORM`) and the register bounds of a measurement
+/// (`HYB_MAXNREG_KERNELS`). A value neither names is refused, never ignored.
+pub fn check_switches() -> Result<(), String> {
+    Target::check_form_switch().map_err(|e| e.to_string())?;
+    hyb_kernels::gpu::register_overrides().map(|_| ())
+}
+
 /// Codegen: each of the program's kernel keys as a module in the target's preferred
 /// form that its generator has — MLIR for the CPU's JIT, lowered on to PTX for a GPU;
 /// every key without one is reported.

@@ -57,8 +57,8 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    if let Err(error) = Target::check_form_switch() {
-        return exit(Err(Failure::Usage(error.to_string())));
+    if let Err(error) = hyb_driver::check_switches() {
+        return exit(Err(Failure::Usage(error)));
     }
     if let Some(threads) = cli.threads
         && let Err(failure) = use_threads(threads)

@@ -186,6 +186,24 @@ fn the_chunked_form_is_opt_in_for_the_keys_that_have_it() {
         let any = chunked.iter().any(|line| line.ends_with("(chunked form)"));
         assert_eq!(any, chunked_scan, "{file}: {chunked:?}");
     }
+    // A measurement's register bound reaches the PTX of the kernels it names alone; a
+    // malformed one is refused.
+    let mut bounded = Command::new(env!("CARGO_BIN_EXE_hybc"));
+    bounded.args(["compile", "examples/tiny/gdn_2to1.hyb", "--target", "cuda", "--emit", "ptx"]);
+    let bounded = bounded.env("HYB_MAXNREG_KERNELS", "scan_fwd:96").current_dir(root()).output().expect("hybc runs");
+    assert_eq!(bounded.status.code(), Some(0), "{}", text(&bounded.stderr));
+    let bounded = text(&bounded.stdout);
+    let module = |name: &str| {
+        let from = bounded.find(&format!("_{name} (lanes form)")).expect(name);
+        let rest = &bounded[from..];
+        rest[..rest[1..].find("\n// k").map_or(rest.len(), |end| end + 1)].to_string()
+    };
+    assert!(module("scan_fwd").contains(".maxnreg 96"), "the bound asked");
+    assert!(module("scan_bwd").contains(".maxnreg 128"), "the key's own bound, unchanged");
+    let mut malformed = Command::new(env!("CARGO_BIN_EXE_hybc"));
+    malformed.args(["compile", "examples/tiny/gdn_2to1.hyb"]).env("HYB_MAXNREG_KERNELS", "scan_fwd");
+    let malformed = malformed.current_dir(root()).output().expect("hybc runs");
+    assert_eq!(malformed.status.code(), Some(2), "{}", text(&malformed.stderr));
     let mut misspelt = Command::new(env!("CARGO_BIN_EXE_hybc"));
     misspelt.args(["compile", "examples/tiny/retnet_2to1.hyb", "--target", "cuda"]).env("HYB_GPU_FORM", "chunk");
     let misspelt = misspelt.current_dir(root()).output().expect("hybc runs");

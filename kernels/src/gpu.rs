@@ -163,7 +163,43 @@ pub fn generate(key: &KernelKey, name: &str, chip: &str, signature: &[Elem], for
     }
     let body = crate::key::generate_gpu_body(key, &format!("{name}_body"), form, signature).ok_or_else(no_form)?;
     let block_threads = (form == Form::Chunked).then_some(BLOCK_THREADS as u32);
-    module(&body, name, chip, Bounds { max_registers: key.max_registers(form), block_threads }).ok_or_else(no_form)
+    let max_registers = match register_overrides() {
+        Ok(overrides) => overridden_registers(&overrides, name).unwrap_or(key.max_registers(form)),
+        Err(_) => key.max_registers(form),
+    };
+    module(&body, name, chip, Bounds { max_registers, block_threads }).ok_or_else(no_form)
+}
+
+/// A measurement switch: `HYB_MAXNREG_KERNELS=label:N,…` bounds the registers a thread
+/// of each kernel whose name ends in `_label` (`scan_bwd` for `k19_scan_bwd`) at `N`, 0
+/// for none, in place of its key's bound (`bench/gpu/maxnreg_ab.sh` times the choices).
+/// Unset, no override; a malformed value is an error (`hybc` refuses it at start).
+pub fn register_overrides() -> Result<Vec<(String, u32)>, String> {
+    std::env::var("HYB_MAXNREG_KERNELS").map_or(Ok(Vec::new()), |text| parse_register_overrides(&text))
+}
+
+/// `label:N,…` as [`register_overrides`] reads it: each label's bound, N 0 (none) or 16
+/// to 255.
+pub fn parse_register_overrides(text: &str) -> Result<Vec<(String, u32)>, String> {
+    let malformed = || format!("HYB_MAXNREG_KERNELS=`{text}`: expected label:N,… (e.g. scan_bwd:128; 0 for no bound)");
+    text.split(',')
+        .map(|item| {
+            let (label, n) = item.split_once(':').ok_or_else(malformed)?;
+            let n: u32 = n.trim().parse().map_err(|_| malformed())?;
+            let label = label.trim();
+            if label.is_empty() || !(n == 0 || (16..=255).contains(&n)) {
+                return Err(malformed());
+            }
+            Ok((label.to_string(), n))
+        })
+        .collect()
+}
+
+/// The bound `overrides` set for kernel `name`: `Some(None)` for unbounded, `None` where
+/// no label matches.
+fn overridden_registers(overrides: &[(String, u32)], name: &str) -> Option<Option<u32>> {
+    let (_, n) = overrides.iter().find(|(label, _)| name.ends_with(&format!("_{label}")))?;
+    Some((*n > 0).then_some(*n))
 }
 
 /// What a kernel promises ptxas about its threads.

@@ -103,3 +103,15 @@ fn launches_take_their_lanes_and_points_from_the_key() {
     let l2 = KernelKey::L2Forward { eps: 1e-6 };
     assert_eq!(gpu::points(&l2, gpu::launch(&l2, Form::Lanes, 2), 16_384), 16_384);
 }
+
+/// `HYB_MAXNREG_KERNELS`, a measurement's register bounds: `label:N` pairs, N 0 (no
+/// bound) or 16 – 255; anything else is refused, not ignored.
+#[test]
+fn register_overrides_parse_or_are_refused() {
+    let parsed = gpu::parse_register_overrides("scan_bwd:96, attention_bwd:0").expect("well formed");
+    assert_eq!(parsed, [("scan_bwd".to_string(), 96), ("attention_bwd".to_string(), 0)]);
+    for bad in ["scan_bwd", "scan_bwd:x", ":96", "scan_bwd:8", "scan_bwd:300", ""] {
+        let error = gpu::parse_register_overrides(bad).expect_err(bad);
+        assert!(error.contains("expected label:N"), "{bad}: {error}");
+    }
+}
