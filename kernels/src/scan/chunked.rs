@@ -277,9 +277,44 @@ fn decay_power(e: &mut Builder, block: &Block, steps: &Value) -> Value {
     e.exp(&exponent)
 }
 
-/// An item of a phase over `rows × cols`: its row and column.
-fn split(e: &mut Builder, item: &Value, cols: &Value) -> (Value, Value) {
-    (e.divui(item, cols), e.remui(item, cols))
+/// A phase over the grid `rows × cols`: `body(row, column)` an item.
+fn for_grid(e: &mut Builder, rows: &Value, cols: &Value, body: impl FnOnce(&mut Builder, Value, Value)) {
+    let items = e.mul(rows, cols);
+    e.for_threads(&items, |e, item| {
+        let (row, col) = (e.divui(&item, cols), e.remui(&item, cols));
+        body(e, row, col)
+    });
+}
+
+/// A phase over the grid `rows × cols` whose items each give a term: this thread's sum.
+fn sum_grid(
+    e: &mut Builder,
+    rows: &Value,
+    cols: &Value,
+    body: impl FnOnce(&mut Builder, Value, Value) -> Value,
+) -> Value {
+    let items = e.mul(rows, cols);
+    e.sum_threads(&items, |e, item| {
+        let (row, col) = (e.divui(item, cols), e.remui(item, cols));
+        body(e, row, col)
+    })
+}
+
+/// A phase over the pairs `s ≤ r < len` of a chunk's tokens: `body(r, s)` (the masked
+/// triangle's items do nothing).
+fn for_causal_pairs(e: &mut Builder, len: &Value, body: impl FnOnce(&mut Builder, Value, Value)) {
+    for_grid(e, len, len, |e, r, s| {
+        let causal = e.cmp(Cmp::Le, &s, &r);
+        e.if_(&causal, |e| body(e, r, s));
+    });
+}
+
+/// `dq[b, start + r, h, i] += dq`, `dk[…] += dk`, atomically (other blocks add theirs).
+fn add_query_key_gradients(e: &mut Builder, block: &Block, start: &Value, [r, i]: [&Value; 2], [dq, dk]: [&Value; 2]) {
+    let t = e.add(start, r);
+    let (dq_arg, dk_arg) = (e.arg("dq"), e.arg("dk"));
+    e.accumulate_shared(&dq_arg, &[&block.b, &t, &block.h, i], dq);
+    e.accumulate_shared(&dk_arg, &[&block.b, &t, &block.h, i], dk);
 }
 
 /// Token `start + r`'s element `[b, start + r, h, i]` of a `[B, T, H, *]` argument.
@@ -296,9 +331,7 @@ fn channel(e: &mut Builder, block: &Block, jj: &Value) -> Value {
 
 /// The phase `D ← dstate[b, h, :, block's channels]`.
 fn state_gradient_in(e: &mut Builder, block: &Block) {
-    let items = e.mul(&block.dk, &block.width);
-    e.for_threads(&items, |e, item| {
-        let (i, jj) = split(e, &item, &block.width);
+    for_grid(e, &block.dk, &block.width, |e, i, jj| {
         let j = channel(e, block, &jj);
         let dstate = e.arg("dstate");
         let d = e.load(&dstate, &[&block.b, &block.h, &i, &j]);
@@ -308,9 +341,7 @@ fn state_gradient_in(e: &mut Builder, block: &Block) {
 
 /// The phase `dstate[b, h, :, block's channels] ← D`, the gradient of the initial state.
 fn state_gradient_out(e: &mut Builder, block: &Block) {
-    let items = e.mul(&block.dk, &block.width);
-    e.for_threads(&items, |e, item| {
-        let (i, jj) = split(e, &item, &block.width);
+    for_grid(e, &block.dk, &block.width, |e, i, jj| {
         let j = channel(e, block, &jj);
         let d = e.load(&block.ds, &[&i, &jj]);
         let dstate = e.arg("dstate");
@@ -320,31 +351,26 @@ fn state_gradient_out(e: &mut Builder, block: &Block) {
 
 /// Phase 1: `P[r, s]` and `dP[r, s]` for `s ≤ r < n`.
 fn scores(e: &mut Builder, block: &Block, chunk: &Chunk) {
-    let items = e.mul(&chunk.len, &chunk.len);
-    e.for_threads(&items, |e, item| {
-        let (r, s) = split(e, &item, &chunk.len);
-        let causal = e.cmp(Cmp::Le, &s, &r);
-        e.if_(&causal, |e| {
-            let qk = e.sum(&block.dk, |e, i| {
-                let q = token(e, block, &chunk.start, "q", &r, i);
-                let k = token(e, block, &chunk.start, "k", &s, i);
-                e.mul(&q, &k)
-            });
-            let dov = e.sum(&block.width, |e, jj| {
-                let j = channel(e, block, jj);
-                let d_o = token(e, block, &chunk.start, "dout", &r, &j);
-                let v = token(e, block, &chunk.start, "v", &s, &j);
-                e.mul(&d_o, &v)
-            });
-            let apart = e.sub(&r, &s);
-            let decay = decay_power(e, block, &apart);
-            let factor = e.mul(&block.scale, &decay);
-            let score = e.mul(&factor, &qk);
-            let d_score = e.mul(&factor, &dov);
-            let (p, dp) = block.scores();
-            e.store(&score, p, &[&r, &s]);
-            e.store(&d_score, dp, &[&r, &s]);
+    for_causal_pairs(e, &chunk.len, |e, r, s| {
+        let qk = e.sum(&block.dk, |e, i| {
+            let q = token(e, block, &chunk.start, "q", &r, i);
+            let k = token(e, block, &chunk.start, "k", &s, i);
+            e.mul(&q, &k)
         });
+        let dov = e.sum(&block.width, |e, jj| {
+            let j = channel(e, block, jj);
+            let d_o = token(e, block, &chunk.start, "dout", &r, &j);
+            let v = token(e, block, &chunk.start, "v", &s, &j);
+            e.mul(&d_o, &v)
+        });
+        let apart = e.sub(&r, &s);
+        let decay = decay_power(e, block, &apart);
+        let factor = e.mul(&block.scale, &decay);
+        let score = e.mul(&factor, &qk);
+        let d_score = e.mul(&factor, &dov);
+        let (p, dp) = block.scores();
+        e.store(&score, p, &[&r, &s]);
+        e.store(&d_score, dp, &[&r, &s]);
     });
 }
 
@@ -358,9 +384,7 @@ fn decay_to_end(e: &mut Builder, block: &Block, chunk: &Chunk, x: &Value) -> Val
 
 /// Phase 2: `dv_s += Σ_{r≥s} P[r, s] dO_r + γ^{n−1−s} Dᵀk_s` over the block's channels.
 fn value_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) {
-    let items = e.mul(&chunk.len, &block.width);
-    e.for_threads(&items, |e, item| {
-        let (s, jj) = split(e, &item, &block.width);
+    for_grid(e, &chunk.len, &block.width, |e, s, jj| {
         let j = channel(e, block, &jj);
         let local = e.sum_over(&s, &chunk.len, |e, r| {
             let p = e.load(block.scores().0, &[r, &s]);
@@ -384,9 +408,7 @@ fn value_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) {
 /// blocks hold the other value channels); returns this thread's share of the decay's
 /// gradient, `Σ (r + 1)(q·dq − k·dk) + n k·(γ^{n−1−r} D v_r)` over its items.
 fn query_key_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
-    let items = e.mul(&chunk.len, &block.dk);
-    e.sum_threads(&items, |e, item| {
-        let (r, i) = split(e, item, &block.dk);
+    sum_grid(e, &chunk.len, &block.dk, |e, r, i| {
         let c1 = e.c1();
         let through = e.add(&r, &c1);
         let local_q = e.sum(&through, |e, s| {
@@ -418,10 +440,7 @@ fn query_key_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
         let decay = decay_to_end(e, block, chunk, &r);
         let carried = e.mul(&decay, &carried);
         let dk = e.add(&local_k, &carried);
-        let t = e.add(&chunk.start, &r);
-        let (dq_arg, dk_arg) = (e.arg("dq"), e.arg("dk"));
-        e.accumulate_shared(&dq_arg, &[&block.b, &t, &block.h, &i], &dq);
-        e.accumulate_shared(&dk_arg, &[&block.b, &t, &block.h, &i], &dk);
+        add_query_key_gradients(e, block, &chunk.start, [&r, &i], [&dq, &dk]);
         if block.g.is_none() {
             return e.zero();
         }
@@ -441,9 +460,7 @@ fn query_key_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
 /// checkpoint; returns this thread's share of the decay's gradient, `n γⁿ ⟨D, S₀⟩` over
 /// its items.
 fn carry_state_gradient(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
-    let items = e.mul(&block.dk, &block.width);
-    e.sum_threads(&items, |e, item| {
-        let (i, jj) = split(e, item, &block.width);
+    sum_grid(e, &block.dk, &block.width, |e, i, jj| {
         let j = channel(e, block, &jj);
         let local = e.sum(&chunk.len, |e, r| {
             let q = token(e, block, &chunk.start, "q", r, &i);

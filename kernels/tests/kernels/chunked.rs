@@ -28,7 +28,6 @@ const PHASES: [Config; 2] = [
 /// (GLA's in two sub-chunks, the last short).
 #[test]
 fn chunked_reverse_scan_matches_finite_differences() {
-    let mut seed = 5000;
     let cases = [
         (1, 1, 1, 3, 2, 1),
         (2, 6, 2, 3, 2, 3),
@@ -37,12 +36,19 @@ fn chunked_reverse_scan_matches_finite_differences() {
         (1, 9, 1, 5, 6, 4),
         (1, 50, 1, 3, 2, 64),
     ];
-    for decay in [Decay::None, Decay::PerHead, Decay::Vector] {
-        for (batch, time, state_heads, dk, dv, chunk) in cases {
+    check_each(ScanUpdate::Additive, &[Decay::None, Decay::PerHead, Decay::Vector], &cases, 5000);
+}
+
+/// [`check_backward_with`] in both orders of the phases, for each decay and case
+/// `(batch, time, state heads, dk, dv, chunk)`, seeds counted from `seed`.
+fn check_each(update: ScanUpdate, decays: &[Decay], cases: &[(usize, usize, usize, usize, usize, u64)], seed: u64) {
+    let mut seed = seed;
+    for &decay in decays {
+        for &(batch, time, state_heads, dk, dv, chunk) in cases {
             seed += 1;
             let shape = Shape { batch, time, state_heads, dk, dv };
             for phases in &PHASES {
-                check_backward_with(spec(ScanUpdate::Additive, decay, dk, dv), shape, chunk, seed, phases);
+                check_backward_with(spec(update, decay, dk, dv), shape, chunk, seed, phases);
             }
         }
     }
@@ -53,7 +59,6 @@ fn chunked_reverse_scan_matches_finite_differences() {
 /// 16 whose start states the kernel recomputes into its scratch, the last short).
 #[test]
 fn chunked_delta_rule_matches_finite_differences() {
-    let mut seed = 6000;
     let cases = [
         (1, 1, 1, 3, 2, 1),
         (2, 6, 2, 3, 2, 3),
@@ -62,15 +67,7 @@ fn chunked_delta_rule_matches_finite_differences() {
         (1, 40, 1, 4, 3, 32),
         (1, 50, 1, 3, 2, 64),
     ];
-    for decay in [Decay::None, Decay::Scalar] {
-        for (batch, time, state_heads, dk, dv, chunk) in cases {
-            seed += 1;
-            let shape = Shape { batch, time, state_heads, dk, dv };
-            for phases in &PHASES {
-                check_backward_with(spec(ScanUpdate::Delta, decay, dk, dv), shape, chunk, seed, phases);
-            }
-        }
-    }
+    check_each(ScanUpdate::Delta, &[Decay::None, Decay::Scalar], &cases, 6000);
 }
 
 /// A state of several value blocks (64 × 96: two blocks of 48), whose sums over value

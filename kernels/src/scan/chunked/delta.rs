@@ -22,7 +22,7 @@
 //! atomically; `dv`, the scratch and the state gradient's columns are its own.
 
 use super::scratch::{Sub, start_state, store_end_state, walk_sub_chunks};
-use super::{Block, split, token};
+use super::{Block, add_query_key_gradients, for_causal_pairs, for_grid, token};
 use crate::emit::{Builder, Cmp, Scalar, Value};
 use crate::scan::{Decay, ScanSpec};
 
@@ -151,24 +151,17 @@ fn recompute(e: &mut Builder, block: &Block, spec: &ScanSpec, tiles: &Tiles, sub
             e.store(&total, &tiles.g, &[&r]);
         });
     }
-    let pairs = e.mul(&sub.len, &sub.len);
-    e.for_threads(&pairs, |e, item| {
-        let (r, s) = split(e, &item, &sub.len);
-        let causal = e.cmp(Cmp::Le, &s, &r);
-        e.if_(&causal, |e| {
-            let (kk, qk) = dots(e, block, sub, &r, &s);
-            let beta = beta(e, block, sub, &r);
-            let gamma = gamma(e, block, tiles, &r, &s);
-            let scaled = e.mul(&beta, &gamma);
-            let m = e.mul(&scaled, &kk);
-            e.store(&kk, &tiles.a, &[&r, &s]);
-            e.store(&m, &tiles.m, &[&r, &s]);
-            e.store(&qk, &tiles.qk, &[&r, &s]);
-        });
+    for_causal_pairs(e, &sub.len, |e, r, s| {
+        let (kk, qk) = dots(e, block, sub, &r, &s);
+        let beta = beta(e, block, sub, &r);
+        let gamma = gamma(e, block, tiles, &r, &s);
+        let scaled = e.mul(&beta, &gamma);
+        let m = e.mul(&scaled, &kk);
+        e.store(&kk, &tiles.a, &[&r, &s]);
+        e.store(&m, &tiles.m, &[&r, &s]);
+        e.store(&qk, &tiles.qk, &[&r, &s]);
     });
-    let rows = e.mul(&sub.len, &block.width);
-    e.for_threads(&rows, |e, item| {
-        let (r, jj) = split(e, &item, &block.width);
+    for_grid(e, &sub.len, &block.width, |e, r, jj| {
         let x = e.sum(&block.dk, |e, i| {
             let s0 = start_state(e, block, sub, i, &jj);
             let k = token(e, block, &sub.start, "k", &r, i);
@@ -215,9 +208,7 @@ fn dots(e: &mut Builder, block: &Block, sub: &Sub, r: &Value, s: &Value) -> (Val
 /// The phase writing the sub-chunk's end state into the next scratch slot:
 /// `e^{G_last} S₀ + Σ_s e^{G_last − G_s} k_s Δ_sᵀ`.
 fn end_state_to_scratch(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
-    let items = e.mul(&block.dk, &block.width);
-    e.for_threads(&items, |e, item| {
-        let (i, jj) = split(e, &item, &block.width);
+    for_grid(e, &block.dk, &block.width, |e, i, jj| {
         let end = last(e, sub);
         let written = e.sum(&sub.len, |e, s| {
             let k = token(e, block, &sub.start, "k", s, &i);
@@ -249,9 +240,7 @@ fn sub_backward(e: &mut Builder, block: &Block, spec: &ScanSpec, tiles: &Tiles, 
 
 /// Phase: `Y_r = S₀ᵀq_r` and `Z_r = Dᵀk_r`, over the block's columns.
 fn reads_of_the_states(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
-    let rows = e.mul(&sub.len, &block.width);
-    e.for_threads(&rows, |e, item| {
-        let (r, jj) = split(e, &item, &block.width);
+    for_grid(e, &sub.len, &block.width, |e, r, jj| {
         let zero = e.zero();
         let c0 = e.c0();
         let sums = e.fold(&c0, &block.dk, &[&zero, &zero], |e, i, carried| {
@@ -268,9 +257,7 @@ fn reads_of_the_states(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub)
 
 /// Phase: `dΔ_s = Σ_{r≥s} scale Γ_rs (q_r·k_s) dO_r + e^{G_last − G_s} Z_s`, into `dR`.
 fn delta_gradient(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
-    let rows = e.mul(&sub.len, &block.width);
-    e.for_threads(&rows, |e, item| {
-        let (s, jj) = split(e, &item, &block.width);
+    for_grid(e, &sub.len, &block.width, |e, s, jj| {
         let j = e.add(&block.j0, &jj);
         let local = e.sum_over(&s, &sub.len, |e, r| {
             let qk = e.load(&tiles.qk, &[r, &s]);
@@ -322,35 +309,28 @@ fn solve_backward(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
 
 /// Phase: `dM_rs = −dR_r·Δ_s` (`s < r`) and `dP_rs = scale Γ_rs dO_r·Δ_s` (`s ≤ r`).
 fn pair_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
-    let pairs = e.mul(&sub.len, &sub.len);
-    e.for_threads(&pairs, |e, item| {
-        let (r, s) = split(e, &item, &sub.len);
-        let causal = e.cmp(Cmp::Le, &s, &r);
-        e.if_(&causal, |e| {
-            let zero = e.zero();
-            let c0 = e.c0();
-            let sums = e.fold(&c0, &block.width, &[&zero, &zero], |e, jj, carried| {
-                let d = e.load(&tiles.delta, &[&s, &jj]);
-                let dr = e.load(&tiles.dr, &[&r, &jj]);
-                let j = e.add(&block.j0, &jj);
-                let d_o = token(e, block, &sub.start, "dout", &r, &j);
-                vec![e.fma(&dr, &d, &carried[0]), e.fma(&d_o, &d, &carried[1])]
-            });
-            let dm = e.neg(&sums[0]);
-            let gamma = gamma(e, block, tiles, &r, &s);
-            let factor = e.mul(&block.scale, &gamma);
-            let dp = e.mul(&factor, &sums[1]);
-            e.store(&dm, &tiles.dm, &[&r, &s]);
-            e.store(&dp, &tiles.dp, &[&r, &s]);
+    for_causal_pairs(e, &sub.len, |e, r, s| {
+        let zero = e.zero();
+        let c0 = e.c0();
+        let sums = e.fold(&c0, &block.width, &[&zero, &zero], |e, jj, carried| {
+            let d = e.load(&tiles.delta, &[&s, &jj]);
+            let dr = e.load(&tiles.dr, &[&r, &jj]);
+            let j = e.add(&block.j0, &jj);
+            let d_o = token(e, block, &sub.start, "dout", &r, &j);
+            vec![e.fma(&dr, &d, &carried[0]), e.fma(&d_o, &d, &carried[1])]
         });
+        let dm = e.neg(&sums[0]);
+        let gamma = gamma(e, block, tiles, &r, &s);
+        let factor = e.mul(&block.scale, &gamma);
+        let dp = e.mul(&factor, &sums[1]);
+        e.store(&dm, &tiles.dm, &[&r, &s]);
+        e.store(&dp, &tiles.dp, &[&r, &s]);
     });
 }
 
 /// Phase: `dq_r` and `dk_r` a (token, key channel) an item, added atomically.
 fn query_key_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
-    let items = e.mul(&sub.len, &block.dk);
-    e.for_threads(&items, |e, item| {
-        let (r, i) = split(e, &item, &block.dk);
+    for_grid(e, &sub.len, &block.dk, |e, r, i| {
         let c1 = e.c1();
         let (through, end) = (e.add(&r, &c1), last(e, sub));
         // Σ_j S₀_ij dO_rj, Σ_j D_ij Δ_rj, Σ_j S₀_ij dR_rj.
@@ -404,10 +384,7 @@ fn query_key_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub)
         let dk = e.sub(&dk, &by_read);
         let dk = e.add(&dk, &earlier);
         let dk = e.add(&dk, &later);
-        let t = e.add(&sub.start, &r);
-        let (dq_arg, dk_arg) = (e.arg("dq"), e.arg("dk"));
-        e.accumulate_shared(&dq_arg, &[&block.b, &t, &block.h, &i], &dq);
-        e.accumulate_shared(&dk_arg, &[&block.b, &t, &block.h, &i], &dk);
+        add_query_key_gradients(e, block, &sub.start, [&r, &i], [&dq, &dk]);
     });
 }
 
@@ -527,9 +504,7 @@ fn decay_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
 
 /// Phase: `D ← e^{G_last} D + scale Σ_r e^{G_r} q_r dO_rᵀ − Σ_r β_r e^{G_r} k_r dR_rᵀ`.
 fn carry_state_gradient(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
-    let items = e.mul(&block.dk, &block.width);
-    e.for_threads(&items, |e, item| {
-        let (i, jj) = split(e, &item, &block.width);
+    for_grid(e, &block.dk, &block.width, |e, i, jj| {
         let j = e.add(&block.j0, &jj);
         let zero = e.zero();
         let c0 = e.c0();

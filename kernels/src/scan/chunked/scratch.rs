@@ -5,7 +5,7 @@
 //! sub-chunk `k`), then the sub-chunks are walked last first. A block writes only its
 //! value channels of its head's slots.
 
-use super::{Block, ceil_div, split};
+use super::{Block, ceil_div, for_grid};
 use crate::emit::{Builder, Parallel, Value};
 
 /// A sub-chunk: its first token, its length, and the scratch slot of its start state.
@@ -100,9 +100,7 @@ fn poison_scratch(e: &mut Builder, block: &Block) {
 
 /// The phase copying the checkpoint `ckpt[b, h, index]` into scratch slot 0.
 fn checkpoint_to_scratch(e: &mut Builder, block: &Block, index: &Value) {
-    let items = e.mul(&block.dk, &block.width);
-    e.for_threads(&items, |e, item| {
-        let (i, jj) = split(e, &item, &block.width);
+    for_grid(e, &block.dk, &block.width, |e, i, jj| {
         let j = e.add(&block.j0, &jj);
         let (ckpt, buf, c0) = (e.arg("ckpt"), e.arg("buf"), e.c0());
         let s = e.load(&ckpt, &[&block.b, &block.h, index, &i, &j]);

@@ -20,8 +20,8 @@
 //! 4. `D_c ← e^{G_last,c} D_c + scale Σ_r e^{G_rc} q_rc dO_r`.
 
 use super::scratch::{Sub, start_state, store_end_state, walk_sub_chunks};
-use super::{Block, channel, split, token};
-use crate::emit::{Builder, Cmp, Scalar, Value};
+use super::{Block, add_query_key_gradients, channel, for_causal_pairs, for_grid, token};
+use crate::emit::{Builder, Scalar, Value};
 
 /// The most tokens a sub-chunk takes: its `G` tile is `SUB_CHUNK × DK`.
 pub const SUB_CHUNK: u64 = 32;
@@ -72,9 +72,7 @@ pub(super) fn backward(e: &mut Builder, block: &Block, tiles: &Tiles, sizes: [&V
 /// Phase: the sub-chunk's end state into the next scratch slot,
 /// `S_next,cj = e^{G_last,c} S₀_cj + Σ_s k_sc e^{G_last,c − G_sc} v_sj`.
 fn end_state_to_scratch(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
-    let items = e.mul(&block.dk, &block.width);
-    e.for_threads(&items, |e, item| {
-        let (c, jj) = split(e, &item, &block.width);
+    for_grid(e, &block.dk, &block.width, |e, c, jj| {
         let (j, end) = (channel(e, block, &jj), last(e, sub));
         let written = e.sum(&sub.len, |e, s| {
             let k = token(e, block, &sub.start, "k", s, &c);
@@ -116,9 +114,7 @@ fn last(e: &mut Builder, sub: &Sub) -> Value {
 
 /// Phase: `G_rc = Σ_{t≤r} g_tc`.
 fn cumulative_decays(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
-    let items = e.mul(&sub.len, &block.dk);
-    e.for_threads(&items, |e, item| {
-        let (r, c) = split(e, &item, &block.dk);
+    for_grid(e, &sub.len, &block.dk, |e, r, c| {
         let c1 = e.c1();
         let through = e.add(&r, &c1);
         let total = e.sum(&through, |e, t| log_decay(e, block, sub, t, &c));
@@ -128,37 +124,30 @@ fn cumulative_decays(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
 
 /// Phase: `P_rs` and `dP_rs` for `s ≤ r` (the masked triangle is never read).
 fn scores(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
-    let items = e.mul(&sub.len, &sub.len);
-    e.for_threads(&items, |e, item| {
-        let (r, s) = split(e, &item, &sub.len);
-        let causal = e.cmp(Cmp::Le, &s, &r);
-        e.if_(&causal, |e| {
-            let qk = e.sum(&block.dk, |e, c| {
-                let q = token(e, block, &sub.start, "q", &r, c);
-                let k = token(e, block, &sub.start, "k", &s, c);
-                let decay = decay_between(e, tiles, &r, &s, c);
-                let qk = e.mul(&q, &k);
-                e.mul(&qk, &decay)
-            });
-            let dov = e.sum(&block.width, |e, jj| {
-                let j = channel(e, block, jj);
-                let d_o = token(e, block, &sub.start, "dout", &r, &j);
-                let v = token(e, block, &sub.start, "v", &s, &j);
-                e.mul(&d_o, &v)
-            });
-            let score = e.mul(&block.scale, &qk);
-            let d_score = e.mul(&block.scale, &dov);
-            e.store(&score, &tiles.p, &[&r, &s]);
-            e.store(&d_score, &tiles.dp, &[&r, &s]);
+    for_causal_pairs(e, &sub.len, |e, r, s| {
+        let qk = e.sum(&block.dk, |e, c| {
+            let q = token(e, block, &sub.start, "q", &r, c);
+            let k = token(e, block, &sub.start, "k", &s, c);
+            let decay = decay_between(e, tiles, &r, &s, c);
+            let qk = e.mul(&q, &k);
+            e.mul(&qk, &decay)
         });
+        let dov = e.sum(&block.width, |e, jj| {
+            let j = channel(e, block, jj);
+            let d_o = token(e, block, &sub.start, "dout", &r, &j);
+            let v = token(e, block, &sub.start, "v", &s, &j);
+            e.mul(&d_o, &v)
+        });
+        let score = e.mul(&block.scale, &qk);
+        let d_score = e.mul(&block.scale, &dov);
+        e.store(&score, &tiles.p, &[&r, &s]);
+        e.store(&d_score, &tiles.dp, &[&r, &s]);
     });
 }
 
 /// Phase: `dv_s += Σ_{r≥s} P_rs dO_r + Σ_c k_sc e^{G_last,c − G_sc} D_c,:`.
 fn value_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
-    let items = e.mul(&sub.len, &block.width);
-    e.for_threads(&items, |e, item| {
-        let (s, jj) = split(e, &item, &block.width);
+    for_grid(e, &sub.len, &block.width, |e, s, jj| {
         let j = channel(e, block, &jj);
         let local = e.sum_over(&s, &sub.len, |e, r| {
             let p = e.load(&tiles.p, &[r, &s]);
@@ -216,10 +205,8 @@ fn key_channel_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Su
         e.fold1(&c0, &sub.len, &zero, |e, back, running| {
             let r = e.sub(&end, &back);
             let (dq, dk) = token_gradients(e, block, tiles, sub, &r, &c);
-            let t = e.add(&sub.start, &r);
-            let (dq_arg, dk_arg, dg_arg) = (e.arg("dq"), e.arg("dk"), e.arg("dg"));
-            e.accumulate_shared(&dq_arg, &[&block.b, &t, &block.h, &c], &dq);
-            e.accumulate_shared(&dk_arg, &[&block.b, &t, &block.h, &c], &dk);
+            add_query_key_gradients(e, block, &sub.start, [&r, &c], [&dq, &dk]);
+            let (t, dg_arg) = (e.add(&sub.start, &r), e.arg("dg"));
             let q = token(e, block, &sub.start, "q", &r, &c);
             let k = token(e, block, &sub.start, "k", &r, &c);
             let q_dq = e.mul(&q, &dq);
@@ -266,9 +253,7 @@ fn token_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub, r: 
 
 /// Phase: `D_cj ← e^{G_last,c} D_cj + scale Σ_r e^{G_rc} q_rc dO_rj`.
 fn carry_state_gradient(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
-    let items = e.mul(&block.dk, &block.width);
-    e.for_threads(&items, |e, item| {
-        let (c, jj) = split(e, &item, &block.width);
+    for_grid(e, &block.dk, &block.width, |e, c, jj| {
         let j = channel(e, block, &jj);
         let local = e.sum(&sub.len, |e, r| {
             let q = token(e, block, &sub.start, "q", r, &c);
