@@ -15,6 +15,10 @@
 #     T 4096, 16 heads of 128: bench/gpu/kernel_{gla,deltanet,gdn}.hyb, chunks of 64)
 #     profiled under each form, beside runtime/benches/README.md's lanes figures and
 #     fla's (bench/gpu/anchors.sh).
+#   PART=blocks (about 5 minutes): the chunked form's value blocks capped at 32 and 16
+#     channels (`HYB_CHUNKED_VALUE_BLOCK`: more blocks, each recomputing the scores)
+#     against its default (64 at the study's shapes: 128 blocks for 132
+#     multiprocessors), on GatedDeltaNet's and RetNet's 3:1 models.
 # Expects BUNDLE, a tar.xz of `hybc` and `rt` built together from main (as
 # branch_check.sh's). Logs to $OUT: summary.txt as each step ends, the logs beside it.
 #   run: OUT=$OUT BUNDLE=.device_c/main.tar.xz PART=check bash bench/gpu/chunked_check.sh
@@ -44,6 +48,15 @@ if [ "${PART:-check}" = check ]; then
     done
   } > "$OUT/verify.log" 2>&1
   elapsed "verify (chunked): $(grep -c 'agrees with the cpu' "$OUT/verify.log") of 8 agree" 0
+elif [ "$PART" = blocks ]; then
+  for width in 32 16; do
+    rm -rf /tmp/ab
+    OUT=$OUT/blocks_$width VERIFY= HYBC=$bin/hybc A="HYB_GPU_FORM=chunked" \
+      B="HYB_GPU_FORM=chunked HYB_CHUNKED_VALUE_BLOCK=$width" MIXERS="gdn retnet" PROFILE_MIXER=gdn ROUNDS=1 \
+      STEPS=${STEPS:-30} timeout 150 bash bench/gpu/env_ab.sh > "$OUT/blocks_$width.out" 2>&1
+    elapsed "value blocks of $width" $?
+    cat "$OUT/blocks_$width/env_ab.txt" >> "$OUT/summary.txt" 2>/dev/null
+  done
 elif [ "$PART" = kernels ]; then
   for layer in gla deltanet gdn; do
     for form in lanes chunked; do

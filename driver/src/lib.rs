@@ -200,11 +200,13 @@ pub fn compile_program(model: &Model, target: Target, shape: Shape) -> Result<Bu
 }
 
 /// The environment switches codegen reads, checked before anything compiles: the GPU
-/// form (`HYB_GPU_FORM`) and the register bounds of a measurement
-/// (`HYB_MAXNREG_KERNELS`). A value neither names is refused, never ignored.
+/// form (`HYB_GPU_FORM`) and a measurement's register bounds (`HYB_MAXNREG_KERNELS`)
+/// and chunked value blocks (`HYB_CHUNKED_VALUE_BLOCK`). A malformed value is refused,
+/// never ignored.
 pub fn check_switches() -> Result<(), String> {
     Target::check_form_switch().map_err(|e| e.to_string())?;
-    hyb_kernels::gpu::register_overrides().map(|_| ())
+    hyb_kernels::gpu::register_overrides()?;
+    hyb_kernels::scan::chunked::value_block_cap().map(|_| ())
 }
 
 /// Codegen: each of the program's kernel keys as a module in the target's preferred

@@ -204,6 +204,18 @@ fn the_chunked_form_is_opt_in_for_the_keys_that_have_it() {
     malformed.args(["compile", "examples/tiny/gdn_2to1.hyb"]).env("HYB_MAXNREG_KERNELS", "scan_fwd");
     let malformed = malformed.current_dir(root()).output().expect("hybc runs");
     assert_eq!(malformed.status.code(), Some(2), "{}", text(&malformed.stderr));
+    // A measurement's cap on the chunked form's value blocks (GatedDeltaNet's 64 value
+    // channels a head in blocks of 8); a cap past 64 is refused.
+    let mut capped = Command::new(env!("CARGO_BIN_EXE_hybc"));
+    capped.args(["compile", "examples/tiny/gdn_2to1.hyb", "--target", "cuda", "--emit", "mlir"]);
+    let capped = capped.env("HYB_GPU_FORM", "chunked").env("HYB_CHUNKED_VALUE_BLOCK", "8");
+    let capped = capped.current_dir(root()).output().expect("hybc runs");
+    assert_eq!(capped.status.code(), Some(0), "{}", text(&capped.stderr));
+    assert!(text(&capped.stdout).contains("%VB = arith.constant 8 : index"), "blocks of 8 value channels");
+    let mut narrow = Command::new(env!("CARGO_BIN_EXE_hybc"));
+    narrow.args(["compile", "examples/tiny/gdn_2to1.hyb"]).env("HYB_CHUNKED_VALUE_BLOCK", "128");
+    let narrow = narrow.current_dir(root()).output().expect("hybc runs");
+    assert_eq!(narrow.status.code(), Some(2), "{}", text(&narrow.stderr));
     let mut misspelt = Command::new(env!("CARGO_BIN_EXE_hybc"));
     misspelt.args(["compile", "examples/tiny/retnet_2to1.hyb", "--target", "cuda"]).env("HYB_GPU_FORM", "chunk");
     let misspelt = misspelt.current_dir(root()).output().expect("hybc runs");

@@ -96,10 +96,25 @@ pub fn supports(spec: &ScanSpec, chunk: u64) -> bool {
 }
 
 /// The value channels a block of `kind` takes of a state of `dk × dv`: the largest count
-/// up to 64 that divides `dv` and keeps the kind's tiles in 48 KiB.
+/// up to 64 (or up to `HYB_CHUNKED_VALUE_BLOCK`, [`value_block_cap`]) that divides `dv`
+/// and keeps the kind's tiles in 48 KiB. Narrower blocks give a launch more of them (the
+/// study's 64 × 2 heads make 128 blocks of 64 channels, about one a multiprocessor) at
+/// the price of each recomputing the scores.
 pub fn value_block(kind: Kind, dk: usize, dv: usize) -> usize {
-    let fits = (1..=64).rev().find(|&w| kind.tile_floats(dk as u64, w) <= SHARED_FLOATS).unwrap_or(1);
+    let cap = value_block_cap().ok().flatten().unwrap_or(64);
+    let fits = (1..=cap).rev().find(|&w| kind.tile_floats(dk as u64, w) <= SHARED_FLOATS).unwrap_or(1);
     hyb_target::largest_divisor(dv, fits as usize)
+}
+
+/// A measurement switch: `HYB_CHUNKED_VALUE_BLOCK=N` (1 – 64) caps the value channels a
+/// block of the chunked form takes. Unset, none; anything else is an error (`hybc`
+/// refuses it at start).
+pub fn value_block_cap() -> Result<Option<u64>, String> {
+    let Ok(text) = std::env::var("HYB_CHUNKED_VALUE_BLOCK") else { return Ok(None) };
+    match text.trim().parse::<u64>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(Some(n)),
+        _ => Err(format!("HYB_CHUNKED_VALUE_BLOCK=`{text}`: expected a count of value channels from 1 to 64")),
+    }
 }
 
 /// The blocks a (batch point, state head) takes: `dv` over [`value_block`].
