@@ -218,7 +218,7 @@ pub fn codegen(program: &Program, target: Target) -> Result<Vec<Module>, Error> 
     for (index, key) in program.kernels.keys.iter().enumerate() {
         let name = program.kernels.name(index);
         let signature = &program.kernels.signatures[index];
-        let form = target.forms().iter().copied().find(|form| key.forms().contains(form));
+        let form = target.form_for(key.forms(), key.preferred_gpu_form());
         let text = match (form, target) {
             (Some(Form::Loops), _) => hyb_kernels::key::generate(key, Form::Loops, signature, &name),
             (Some(form @ (Form::Blocks | Form::Lanes | Form::Chunked)), Target::Cuda { sm }) => {

@@ -150,12 +150,14 @@ fn compile_emits_the_program_that_runs() {
 
 /// `--target cuda` compiles as far as this build can, then says no GPU can run it
 /// (exit 1, no panic); bf16 storage on the CPU is refused where the file asks for it.
-/// `HYB_GPU_FORM=chunked` gives the reverse scans of RetNet, GLA and the delta rule
-/// their chunked form (shared tiles, barriers) and keeps every other kernel's lanes form
-/// (HGRN's scan among them: its states are 1 × 1, read without a query); the program
-/// stays the same.
+/// On a GPU RetNet's reverse scan runs in its chunked form by default (measured faster)
+/// and every other kernel in its lanes form; `HYB_GPU_FORM=lanes` gives every kernel its
+/// lanes form; `HYB_GPU_FORM=chunked` gives the reverse scans of RetNet, GLA and the
+/// delta rule their chunked form (shared tiles, barriers) and keeps every other kernel's
+/// lanes form (HGRN's scan among them: its states are 1 × 1, read without a query). The
+/// program stays the same.
 #[test]
-fn the_chunked_form_is_opt_in_for_the_keys_that_have_it() {
+fn each_key_takes_its_gpu_form() {
     let ptx = |file: &str, form: Option<&str>| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_hybc"));
         command.args(["compile", file, "--target", "cuda", "--emit", "ptx"]);
@@ -173,18 +175,28 @@ fn the_chunked_form_is_opt_in_for_the_keys_that_have_it() {
             .map(|line| line.to_string())
             .collect()
     };
-    for (file, chunked_scan) in [("retnet_2to1", true), ("gdn_2to1", true), ("gla_2to1", true), ("hgrn_2to1", false)] {
+    // (file, chunked under the switch, chunked by default)
+    let files = [
+        ("retnet_2to1", true, true),
+        ("gdn_2to1", true, false),
+        ("gla_2to1", true, false),
+        ("hgrn_2to1", false, false),
+    ];
+    for (file, chunked_scan, by_default) in files {
         let file = format!("examples/tiny/{file}.hyb");
-        let (lanes, chunked) = (forms(&ptx(&file, None)), forms(&ptx(&file, Some("chunked"))));
-        assert_eq!(lanes.len(), chunked.len(), "{file}: the same kernels");
-        for (before, after) in lanes.iter().zip(&chunked) {
-            assert!(before.ends_with("(lanes form)"), "{before}");
-            let changes = chunked_scan && before.contains("scan_bwd");
-            let want = if changes { before.replace("(lanes form)", "(chunked form)") } else { before.clone() };
-            assert_eq!(after, &want, "{file}");
+        let lanes = forms(&ptx(&file, Some("lanes")));
+        for (form, chunks) in [(Some("chunked"), chunked_scan), (None, by_default)] {
+            let got = forms(&ptx(&file, form));
+            assert_eq!(lanes.len(), got.len(), "{file}: the same kernels");
+            for (before, after) in lanes.iter().zip(&got) {
+                assert!(before.ends_with("(lanes form)"), "{before}");
+                let changes = chunks && before.contains("scan_bwd");
+                let want = if changes { before.replace("(lanes form)", "(chunked form)") } else { before.clone() };
+                assert_eq!(after, &want, "{file} under {form:?}");
+            }
+            let any = got.iter().any(|line| line.ends_with("(chunked form)"));
+            assert_eq!(any, chunks, "{file} under {form:?}: {got:?}");
         }
-        let any = chunked.iter().any(|line| line.ends_with("(chunked form)"));
-        assert_eq!(any, chunked_scan, "{file}: {chunked:?}");
     }
     // A measurement's register bound reaches the PTX of the kernels it names alone; a
     // malformed one is refused.

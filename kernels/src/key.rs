@@ -279,6 +279,34 @@ impl KernelKey {
         (form != Form::Chunked && matches!(self, KernelKey::ScanBackward { .. })).then_some(128)
     }
 
+    /// The form a GPU runs this key in unless `HYB_GPU_FORM` says otherwise, where it is
+    /// not the lanes form: the chunked reverse scan of RetNet's recurrence (a fixed decay
+    /// a head), 1.30× the lanes form's step on the GPU study's RetNet 3:1 model on an
+    /// H100 (566K against 434K tokens/s; `runtime/benches/README.md`). The chunked forms
+    /// of the other recurrences were slower there (0.79 – 0.89×) and stay opt-in.
+    pub fn preferred_gpu_form(&self) -> Option<Form> {
+        match self {
+            KernelKey::ScanBackward { spec, chunk }
+                if scan::chunked::kind(spec) == Some(scan::chunked::Kind::Fixed)
+                    && scan::chunked::supports(spec, *chunk) =>
+            {
+                Some(Form::Chunked)
+            }
+            _ => None,
+        }
+    }
+
+    /// The argument the kernel uses as working memory alone, whose contents after the
+    /// call mean nothing: the reverse scan's `buf`, which each form fills its own way
+    /// (the loops and lanes forms with a chunk's recomputed states, the chunked form
+    /// with sub-chunk start states or not at all). Comparisons of two devices skip it.
+    pub fn scratch_argument(&self) -> Option<usize> {
+        match self {
+            KernelKey::ScanBackward { spec, .. } => Some(scan_input_count(spec) + 3),
+            _ => None,
+        }
+    }
+
     /// The forms this key's generator emits: every key its loops, blocks and lanes; the
     /// reverse scan of the specs [`scan::chunked::supports`] its chunked form too.
     pub fn forms(&self) -> &'static [Form] {

@@ -1,12 +1,13 @@
 //! One program on two devices in lockstep: after every instruction the values it may
-//! have written are read back from both and compared; where the candidate parts from
+//! have written (but a kernel's working memory, `KernelKey::scratch_argument`) are read
+//! back from both and compared; where the candidate parts from
 //! the reference beyond the tolerance, the divergence is recorded; and wherever its
 //! bytes differ at all (within the tolerance too) the reference's values are copied over
 //! the candidate's, so every later instruction is checked on equal inputs. The device
 //! suite says that a gradient is wrong; this says which kernel made it so, and lists
 //! every faulty kernel of a step in one run.
 
-use hyb_lower::program::Program;
+use hyb_lower::program::{Instr, Program};
 use hyb_target::Elem;
 
 use crate::device::{Device, View};
@@ -64,7 +65,15 @@ pub fn run(
         exec::run_one(program, candidate.device, candidate.stores, index, batch);
         let views = exec::written(&program.instrs[index], reference.stores);
         let theirs = exec::written(&program.instrs[index], candidate.stores);
+        let scratch = match &program.instrs[index] {
+            Instr::Call { kernel, .. } => program.kernels.keys[*kernel].scratch_argument(),
+            _ => None,
+        };
         for (arg, (want_view, got_view)) in views.iter().zip(&theirs).enumerate() {
+            // A kernel's working memory is no result: each form may fill it its own way.
+            if scratch == Some(arg) {
+                continue;
+            }
             let want_bytes = read(&*reference.device, want_view);
             let got_bytes = read(&*candidate.device, got_view);
             let (want, got) = (values(&want_bytes, want_view.elem), values(&got_bytes, got_view.elem));

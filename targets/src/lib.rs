@@ -222,9 +222,10 @@ impl Target {
         }
     }
 
-    /// The kernel forms this target runs, preferred first: on a GPU the lanes form, the
-    /// blocks form alone under `HYB_GPU_FORM=blocks`, the chunked form where a key has
-    /// one under `HYB_GPU_FORM=chunked`.
+    /// The kernel forms this target runs, preferred first: on a GPU the lanes form (a
+    /// key may prefer another, [`Target::form_for`]), the blocks form alone under
+    /// `HYB_GPU_FORM=blocks`, the lanes form for every key under `HYB_GPU_FORM=lanes`,
+    /// the chunked form where a key has one under `HYB_GPU_FORM=chunked`.
     pub fn forms(self) -> &'static [Form] {
         let asked = std::env::var("HYB_GPU_FORM").ok();
         match (self, asked.as_deref()) {
@@ -233,6 +234,18 @@ impl Target {
             (Target::Cuda { .. }, Some("chunked")) => &[Form::Chunked, Form::Lanes, Form::Blocks],
             (Target::Cuda { .. }, _) => &[Form::Lanes, Form::Blocks],
         }
+    }
+
+    /// The form a key with `key_forms` runs in here: under `HYB_GPU_FORM` the first of
+    /// [`Target::forms`] the key has; otherwise on a GPU the key's `preferred` form where
+    /// it has one (a form measured faster for it: `KernelKey::preferred_gpu_form`), else
+    /// that first form.
+    pub fn form_for(self, key_forms: &[Form], preferred: Option<Form>) -> Option<Form> {
+        let asked = std::env::var("HYB_GPU_FORM").is_ok();
+        if let Some(form) = preferred.filter(|form| self.is_gpu() && !asked && key_forms.contains(form)) {
+            return Some(form);
+        }
+        self.forms().iter().copied().find(|form| key_forms.contains(form))
     }
 
     pub fn is_gpu(self) -> bool {

@@ -224,3 +224,21 @@ fn a_phase_inside_a_condition_is_refused() {
     let some = e.cmp(Cmp::Gt, &n, &c0);
     e.if_(&some, |e| e.for_threads(&n, |_, _| {}));
 }
+
+/// The reverse scan's working memory (`buf`) is its scratch argument, which comparisons
+/// of two devices skip: each form fills it its own way. RetNet's scan alone prefers its
+/// chunked form on a GPU.
+#[test]
+fn the_reverse_scans_scratch_and_preferred_form() {
+    for (update, decay) in [(ScanUpdate::Additive, Decay::PerHead), (ScanUpdate::Delta, Decay::Scalar)] {
+        let spec = spec(update, decay, 64, 64);
+        let key = KernelKey::ScanBackward { spec, chunk: 16 };
+        let buf = key.scratch_argument().expect("a scratch");
+        assert_eq!(spec.backward_arguments()[buf].0, "buf", "{update:?}");
+        let preferred = key.preferred_gpu_form();
+        assert_eq!(preferred, (update == ScanUpdate::Additive).then_some(Form::Chunked), "{update:?}");
+    }
+    let retnet = spec(ScanUpdate::Additive, Decay::PerHead, 64, 128);
+    assert_eq!(KernelKey::ScanTrain { spec: retnet, chunk: 16 }.scratch_argument(), None);
+    assert_eq!(KernelKey::ScanTrain { spec: retnet, chunk: 16 }.preferred_gpu_form(), None);
+}
