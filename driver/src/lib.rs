@@ -67,6 +67,8 @@ pub enum Error {
     NoForm { target: Target, kernels: Vec<NoForm> },
     /// A verifier found a broken plan or program (a compiler bug).
     Verify(Vec<String>),
+    /// An environment switch codegen reads holds no value it knows ([`check_switches`]).
+    Switch(String),
 }
 
 impl std::fmt::Display for Error {
@@ -93,6 +95,7 @@ impl std::fmt::Display for Error {
             Error::Verify(errors) => {
                 write!(f, "internal error: the compiled step fails verification:\n{}", errors.join("\n"))
             }
+            Error::Switch(message) => f.write_str(message),
         }
     }
 }
@@ -199,10 +202,10 @@ pub fn compile_program(model: &Model, target: Target, shape: Shape) -> Result<Bu
     Ok(Build { target, grad, steps, plan, program, modules: Vec::new() })
 }
 
-/// The environment switches codegen reads, checked before anything compiles: the GPU
-/// form (`HYB_GPU_FORM`) and a measurement's register bounds (`HYB_MAXNREG_KERNELS`)
-/// and chunked value blocks (`HYB_CHUNKED_VALUE_BLOCK`). A malformed value is refused,
-/// never ignored.
+/// The environment switches codegen reads: the GPU form (`HYB_GPU_FORM`) and a
+/// measurement's register bounds (`HYB_MAXNREG_KERNELS`) and chunked value blocks
+/// (`HYB_CHUNKED_VALUE_BLOCK`). [`codegen`] refuses a malformed value (so every caller,
+/// Python's too, does), never ignores it; `hybc` checks them at start as well.
 pub fn check_switches() -> Result<(), String> {
     Target::check_form_switch().map_err(|e| e.to_string())?;
     hyb_kernels::gpu::register_overrides()?;
@@ -213,6 +216,7 @@ pub fn check_switches() -> Result<(), String> {
 /// form that its generator has — MLIR for the CPU's JIT, lowered on to PTX for a GPU;
 /// every key without one is reported.
 pub fn codegen(program: &Program, target: Target) -> Result<Vec<Module>, Error> {
+    check_switches().map_err(Error::Switch)?;
     let mut generated = Vec::new();
     let mut missing = Vec::new();
     for (index, key) in program.kernels.keys.iter().enumerate() {

@@ -11,6 +11,16 @@ fn hybc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hybc")).args(args).current_dir(root()).output().expect("hybc runs")
 }
 
+/// [`hybc`] with codegen's environment switches set to `switches` alone (any the caller's
+/// shell holds removed).
+fn hybc_with(args: &[&str], switches: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hybc"));
+    for name in ["HYB_GPU_FORM", "HYB_MAXNREG_KERNELS", "HYB_CHUNKED_VALUE_BLOCK"] {
+        command.env_remove(name);
+    }
+    command.args(args).envs(switches.iter().copied()).current_dir(root()).output().expect("hybc runs")
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -159,13 +169,8 @@ fn compile_emits_the_program_that_runs() {
 #[test]
 fn each_key_takes_its_gpu_form() {
     let ptx = |file: &str, form: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hybc"));
-        command.args(["compile", file, "--target", "cuda", "--emit", "ptx"]);
-        match form {
-            Some(form) => command.env("HYB_GPU_FORM", form),
-            None => command.env_remove("HYB_GPU_FORM"),
-        };
-        let output = command.current_dir(root()).output().expect("hybc runs");
+        let switches: Vec<(&str, &str)> = form.map(|form| ("HYB_GPU_FORM", form)).into_iter().collect();
+        let output = hybc_with(&["compile", file, "--target", "cuda", "--emit", "ptx"], &switches);
         assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
         text(&output.stdout)
     };
@@ -200,9 +205,8 @@ fn each_key_takes_its_gpu_form() {
     }
     // A measurement's register bound reaches the PTX of the kernels it names alone; a
     // malformed one is refused.
-    let mut bounded = Command::new(env!("CARGO_BIN_EXE_hybc"));
-    bounded.args(["compile", "examples/tiny/gdn_2to1.hyb", "--target", "cuda", "--emit", "ptx"]);
-    let bounded = bounded.env("HYB_MAXNREG_KERNELS", "scan_fwd:96").current_dir(root()).output().expect("hybc runs");
+    let gdn_ptx = ["compile", "examples/tiny/gdn_2to1.hyb", "--target", "cuda", "--emit", "ptx"];
+    let bounded = hybc_with(&gdn_ptx, &[("HYB_MAXNREG_KERNELS", "scan_fwd:96")]);
     assert_eq!(bounded.status.code(), Some(0), "{}", text(&bounded.stderr));
     let bounded = text(&bounded.stdout);
     let module = |name: &str| {
@@ -212,25 +216,19 @@ fn each_key_takes_its_gpu_form() {
     };
     assert!(module("scan_fwd").contains(".maxnreg 96"), "the bound asked");
     assert!(module("scan_bwd").contains(".maxnreg 128"), "the key's own bound, unchanged");
-    let mut malformed = Command::new(env!("CARGO_BIN_EXE_hybc"));
-    malformed.args(["compile", "examples/tiny/gdn_2to1.hyb"]).env("HYB_MAXNREG_KERNELS", "scan_fwd");
-    let malformed = malformed.current_dir(root()).output().expect("hybc runs");
+    let gdn = ["compile", "examples/tiny/gdn_2to1.hyb"];
+    let malformed = hybc_with(&gdn, &[("HYB_MAXNREG_KERNELS", "scan_fwd")]);
     assert_eq!(malformed.status.code(), Some(2), "{}", text(&malformed.stderr));
     // A measurement's cap on the chunked form's value blocks (GatedDeltaNet's 64 value
     // channels a head in blocks of 8); a cap past 64 is refused.
-    let mut capped = Command::new(env!("CARGO_BIN_EXE_hybc"));
-    capped.args(["compile", "examples/tiny/gdn_2to1.hyb", "--target", "cuda", "--emit", "mlir"]);
-    let capped = capped.env("HYB_GPU_FORM", "chunked").env("HYB_CHUNKED_VALUE_BLOCK", "8");
-    let capped = capped.current_dir(root()).output().expect("hybc runs");
+    let gdn_mlir = ["compile", "examples/tiny/gdn_2to1.hyb", "--target", "cuda", "--emit", "mlir"];
+    let capped = hybc_with(&gdn_mlir, &[("HYB_GPU_FORM", "chunked"), ("HYB_CHUNKED_VALUE_BLOCK", "8")]);
     assert_eq!(capped.status.code(), Some(0), "{}", text(&capped.stderr));
     assert!(text(&capped.stdout).contains("%VB = arith.constant 8 : index"), "blocks of 8 value channels");
-    let mut narrow = Command::new(env!("CARGO_BIN_EXE_hybc"));
-    narrow.args(["compile", "examples/tiny/gdn_2to1.hyb"]).env("HYB_CHUNKED_VALUE_BLOCK", "128");
-    let narrow = narrow.current_dir(root()).output().expect("hybc runs");
+    let narrow = hybc_with(&gdn, &[("HYB_CHUNKED_VALUE_BLOCK", "128")]);
     assert_eq!(narrow.status.code(), Some(2), "{}", text(&narrow.stderr));
-    let mut misspelt = Command::new(env!("CARGO_BIN_EXE_hybc"));
-    misspelt.args(["compile", "examples/tiny/retnet_2to1.hyb", "--target", "cuda"]).env("HYB_GPU_FORM", "chunk");
-    let misspelt = misspelt.current_dir(root()).output().expect("hybc runs");
+    let misspelt =
+        hybc_with(&["compile", "examples/tiny/retnet_2to1.hyb", "--target", "cuda"], &[("HYB_GPU_FORM", "chunk")]);
     assert_eq!(misspelt.status.code(), Some(2), "a switch naming no form is refused");
     assert!(text(&misspelt.stderr).contains("HYB_GPU_FORM=`chunk` names no GPU form"), "{}", text(&misspelt.stderr));
 }

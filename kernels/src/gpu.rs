@@ -163,17 +163,16 @@ pub fn generate(key: &KernelKey, name: &str, chip: &str, signature: &[Elem], for
     }
     let body = crate::key::generate_gpu_body(key, &format!("{name}_body"), form, signature).ok_or_else(no_form)?;
     let block_threads = (form == Form::Chunked).then_some(BLOCK_THREADS as u32);
-    let max_registers = match register_overrides() {
-        Ok(overrides) => overridden_registers(&overrides, name).unwrap_or(key.max_registers(form)),
-        Err(_) => key.max_registers(form),
-    };
+    // A malformed switch never gets here: `hyb_driver::codegen` refuses it first.
+    let overrides = register_overrides().unwrap_or_default();
+    let max_registers = overridden_registers(&overrides, name).unwrap_or(key.max_registers(form));
     module(&body, name, chip, Bounds { max_registers, block_threads }).ok_or_else(no_form)
 }
 
 /// A measurement switch: `HYB_MAXNREG_KERNELS=label:N,…` bounds the registers a thread
 /// of each kernel whose name ends in `_label` (`scan_bwd` for `k19_scan_bwd`) at `N`, 0
 /// for none, in place of its key's bound (`bench/gpu/maxnreg_ab.sh` times the choices).
-/// Unset, no override; a malformed value is an error (`hybc` refuses it at start).
+/// Unset, no override; a malformed value is an error (`hyb_driver::codegen` refuses it).
 pub fn register_overrides() -> Result<Vec<(String, u32)>, String> {
     std::env::var("HYB_MAXNREG_KERNELS").map_or(Ok(Vec::new()), |text| parse_register_overrides(&text))
 }

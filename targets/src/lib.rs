@@ -133,9 +133,9 @@ pub enum Form {
     Lanes,
     /// One block of threads per (point, block row) working together on a chunk of
     /// tokens at a time through shared-memory tiles and barriers (LAYERS.md §11): the
-    /// reverse scan of the additive, per-head-decay recurrence (RetNet) so far. Checked on
-    /// the CPU with its phases run one after another; opt-in on a GPU
-    /// (`HYB_GPU_FORM=chunked`) until `hybc verify` has checked it there.
+    /// reverse scans of RetNet, GLA, HGRN-2, DeltaNet and GatedDeltaNet. Checked on the
+    /// CPU with its phases run in both orders and against the CPU on an H100; RetNet's
+    /// default on a GPU (measured faster), the others' under `HYB_GPU_FORM=chunked`.
     Chunked,
 }
 

@@ -101,14 +101,15 @@ pub fn supports(spec: &ScanSpec, chunk: u64) -> bool {
 /// study's 64 × 2 heads make 128 blocks of 64 channels, about one a multiprocessor) at
 /// the price of each recomputing the scores.
 pub fn value_block(kind: Kind, dk: usize, dv: usize) -> usize {
+    // A malformed cap never gets here: `hyb_driver::codegen` refuses it first.
     let cap = value_block_cap().ok().flatten().unwrap_or(64);
     let fits = (1..=cap).rev().find(|&w| kind.tile_floats(dk as u64, w) <= SHARED_FLOATS).unwrap_or(1);
     hyb_target::largest_divisor(dv, fits as usize)
 }
 
 /// A measurement switch: `HYB_CHUNKED_VALUE_BLOCK=N` (1 – 64) caps the value channels a
-/// block of the chunked form takes. Unset, none; anything else is an error (`hybc`
-/// refuses it at start).
+/// block of the chunked form takes. Unset, none; anything else is an error
+/// (`hyb_driver::codegen` refuses it).
 pub fn value_block_cap() -> Result<Option<u64>, String> {
     let Ok(text) = std::env::var("HYB_CHUNKED_VALUE_BLOCK") else { return Ok(None) };
     match text.trim().parse::<u64>() {
@@ -372,12 +373,7 @@ fn scores(e: &mut Builder, block: &Block, chunk: &Chunk) {
             let k = token(e, block, &chunk.start, "k", &s, i);
             e.mul(&q, &k)
         });
-        let dov = e.sum(&block.width, |e, jj| {
-            let j = channel(e, block, jj);
-            let d_o = token(e, block, &chunk.start, "dout", &r, &j);
-            let v = token(e, block, &chunk.start, "v", &s, &j);
-            e.mul(&d_o, &v)
-        });
+        let dov = output_value_dot(e, block, &chunk.start, &r, &s);
         let apart = e.sub(&r, &s);
         let decay = decay_power(e, block, &apart);
         let factor = e.mul(&block.scale, &decay);
@@ -387,6 +383,16 @@ fn scores(e: &mut Builder, block: &Block, chunk: &Chunk) {
         e.store(&score, p, &[&r, &s]);
         e.store(&d_score, dp, &[&r, &s]);
     });
+}
+
+/// `dO_r·v_s` over the block's value channels, tokens counted from `start`.
+fn output_value_dot(e: &mut Builder, block: &Block, start: &Value, r: &Value, s: &Value) -> Value {
+    e.sum(&block.width, |e, jj| {
+        let j = channel(e, block, jj);
+        let d_o = token(e, block, start, "dout", r, &j);
+        let v = token(e, block, start, "v", s, &j);
+        e.mul(&d_o, &v)
+    })
 }
 
 /// `γ^{n−1−x}`: the decay from token `x` to the chunk's last.

@@ -244,10 +244,10 @@ impl Device for Cuda {
             .filter(|(_, form)| *form != Form::Lanes)
             .map(|(key, form)| format!("{form} {}", key.label()))
             .collect();
-        match others.is_empty() {
-            true => format!("cuda ({})", self.name),
-            false => format!("cuda ({}; {})", self.name, others.into_iter().collect::<Vec<_>>().join(", ")),
+        if others.is_empty() {
+            return format!("cuda ({})", self.name);
         }
+        format!("cuda ({}; {})", self.name, others.into_iter().collect::<Vec<_>>().join(", "))
     }
 
     fn memory(&self) -> Option<(usize, usize)> {

@@ -20,7 +20,7 @@
 //! 4. `D_c ← e^{G_last,c} D_c + scale Σ_r e^{G_rc} q_rc dO_r`.
 
 use super::scratch::{Sub, start_state, store_end_state, walk_sub_chunks};
-use super::{Block, add_query_key_gradients, channel, for_causal_pairs, for_grid, token};
+use super::{Block, add_query_key_gradients, channel, for_causal_pairs, for_grid, output_value_dot, token};
 use crate::emit::{Builder, Scalar, Value};
 
 /// The most tokens a sub-chunk takes: its `G` tile is `SUB_CHUNK × DK`.
@@ -132,12 +132,7 @@ fn scores(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
             let qk = e.mul(&q, &k);
             e.mul(&qk, &decay)
         });
-        let dov = e.sum(&block.width, |e, jj| {
-            let j = channel(e, block, jj);
-            let d_o = token(e, block, &sub.start, "dout", &r, &j);
-            let v = token(e, block, &sub.start, "v", &s, &j);
-            e.mul(&d_o, &v)
-        });
+        let dov = output_value_dot(e, block, &sub.start, &r, &s);
         let score = e.mul(&block.scale, &qk);
         let d_score = e.mul(&block.scale, &dov);
         e.store(&score, &tiles.p, &[&r, &s]);
