@@ -477,21 +477,31 @@ fn query_key_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
     })
 }
 
+/// `Σ_r γ^{r+1} q_r[i] dO_r[j]` over the chunk: the power carried from term to term (one
+/// multiply), not an `exp` a term — the phase's `dk × width × n` of them had cost more
+/// than all its multiply-adds.
+fn weighted_query_output_sum(e: &mut Builder, block: &Block, chunk: &Chunk, i: &Value, j: &Value) -> Value {
+    let (c0, c1, zero) = (e.c0(), e.c1(), e.zero());
+    let gamma = decay_power(e, block, &c1);
+    let sums = e.fold(&c0, &chunk.len, &[&zero, &gamma], |e, r, carried| {
+        let [sum, power] = [&carried[0], &carried[1]];
+        let q = token(e, block, &chunk.start, "q", &r, i);
+        let d_o = token(e, block, &chunk.start, "dout", &r, j);
+        let q = e.mul(power, &q);
+        let sum = e.fma(&q, &d_o, sum);
+        let power = if block.g.is_some() { e.mul(power, &gamma) } else { power.clone() };
+        vec![sum, power]
+    });
+    sums[0].clone()
+}
+
 /// Phase 4: `D ← γⁿ D + scale Σ_r γ^{r+1} q_r dO_rᵀ`, the gradient of the chunk's
 /// checkpoint; returns this thread's share of the decay's gradient, `n γⁿ ⟨D, S₀⟩` over
 /// its items.
 fn carry_state_gradient(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
     sum_grid(e, &block.dk, &block.width, |e, i, jj| {
         let j = channel(e, block, &jj);
-        let local = e.sum(&chunk.len, |e, r| {
-            let q = token(e, block, &chunk.start, "q", r, &i);
-            let d_o = token(e, block, &chunk.start, "dout", r, &j);
-            let c1 = e.c1();
-            let through = e.add(r, &c1);
-            let decay = decay_power(e, block, &through);
-            let q = e.mul(&decay, &q);
-            e.mul(&q, &d_o)
-        });
+        let local = weighted_query_output_sum(e, block, chunk, &i, &j);
         let d = e.load(&block.ds, &[&i, &jj]);
         let whole = decay_power(e, block, &chunk.len);
         let decayed = e.mul(&whole, &d);

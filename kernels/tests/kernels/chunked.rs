@@ -8,7 +8,7 @@
 use hyb_kernels::emit::{Config, Parallel};
 use hyb_kernels::gpu::{self, Launch, Slices};
 use hyb_kernels::key::KernelKey;
-use hyb_kernels::scan::chunked::{self, Kind, MAX_CHUNK};
+use hyb_kernels::scan::chunked::{self, Kind, MAX_CHUNK, vector};
 use hyb_kernels::scan::{Decay, ScanSpec, ScanUpdate};
 use hyb_target::Form;
 
@@ -73,21 +73,26 @@ fn chunked_delta_rule_matches_finite_differences() {
 /// A state of several value blocks (64 × 96: two blocks of 48), whose sums over value
 /// channels (dq, dk, dβ, the decay's gradient) each block adds a part of, against the
 /// loops form on the same inputs: RetNet's recurrence at a chunk of 4, GLA's and
-/// GatedDeltaNet's at 32 (two sub-chunks of the delta rule).
+/// GatedDeltaNet's at 32 (two sub-chunks of the delta rule), and GLA's at a key width
+/// of 96 (sub-chunks of 16, two blocks of 48 channels).
 #[test]
 fn chunked_value_blocks_add_up_to_the_loops_form() {
     for kind in [Kind::Fixed, Kind::Vector, Kind::Delta] {
         assert_eq!(chunked::value_blocks(kind, 64, 96), 2, "{kind:?}");
     }
+    assert_eq!([64, 96, 128, 256].map(vector::sub_chunk), [32, 16, 16, 8], "GLA's sub-chunks by key width");
+    assert_eq!(chunked::value_blocks(Kind::Vector, 96, 96), 2);
     let shape = Shape { batch: 2, time: 11, state_heads: 2, dk: 64, dv: 96 };
     let delta_shape = Shape { time: 37, ..shape };
+    let wide_key = Shape { time: 37, dk: 96, ..shape };
     let cases = [
         (ScanUpdate::Additive, Decay::PerHead, shape, 4),
         (ScanUpdate::Additive, Decay::Vector, delta_shape, 32),
         (ScanUpdate::Delta, Decay::Scalar, delta_shape, 32),
+        (ScanUpdate::Additive, Decay::Vector, wide_key, 32),
     ];
     for (update, decay, shape, chunk) in cases {
-        let spec = spec(update, decay, 64, 96);
+        let spec = spec(update, decay, shape.dk, shape.dv);
         let want = run_backward(spec, shape, chunk, 77, &Config::CPU);
         let got = run_backward(spec, shape, chunk, 77, &PHASES[1]);
         let wide = |values: &[f32]| values.iter().map(|v| *v as f64).collect::<Vec<_>>();
@@ -103,7 +108,7 @@ fn chunked_value_blocks_add_up_to_the_loops_form() {
         }
         for (name, got, want) in pairs {
             assert!(got.iter().all(|v| v.is_finite()), "{update:?} {name}: non-finite");
-            assert_close(&format!("{update:?} 64 × 96 {name}"), got, &wide(want), 1e-4);
+            assert_close(&format!("{update:?} {} × {} {name}", shape.dk, shape.dv), got, &wide(want), 1e-4);
         }
     }
 }
@@ -148,7 +153,8 @@ fn the_chunked_form_covers_four_families() {
     assert_eq!(chunked::value_block(Kind::Fixed, 512, 512), 8, "RetNet's blocks keep their own budget");
     let gla = |dk| spec(ScanUpdate::Additive, Decay::Vector, dk, 64);
     assert!(chunked::supports(&gla(310), 32));
-    assert!(!chunked::supports(&gla(320), 32), "GLA's G tile and state tile pass 48 KiB");
+    assert!(chunked::supports(&gla(480), 32), "sub-chunks of 8");
+    assert!(!chunked::supports(&gla(500), 32), "GLA's tiles pass 48 KiB even in sub-chunks of 8");
     assert!(chunked::supports(&spec(ScanUpdate::Delta, Decay::Scalar, 512, 64), 64));
 }
 

@@ -3,9 +3,12 @@
 //! matrix into sub-blocks so that `e^{−G}` never overflows (§11.2); a thread here forms
 //! each score channel by channel with `e^{G_rc − G_sc}`, `s ≤ r`, whose exponent is
 //! never positive, so nothing needs a split — at the price of an `exp` a channel a pair.
-//! A checkpoint's chunk is walked in sub-chunks of at most [`SUB_CHUNK`] tokens (their
-//! start states recomputed into the scratch first, [`super::scratch`]), since `G` takes
-//! a sub-chunk × the key width.
+//! The powers a token and channel takes against the sub-chunk's start and end,
+//! `e^{G_rc}` and `e^{G_last,c − G_rc}`, are formed once into tiles beside `G`, so the
+//! phases over the state (`dk × width` items, a term a token each) take none. A
+//! checkpoint's chunk is walked in sub-chunks of at most [`sub_chunk`] tokens (their
+//! start states recomputed into the scratch first, [`super::scratch`]), since those
+//! three tiles take a sub-chunk × the key width.
 //!
 //! One sub-chunk of `n` tokens from the state `S₀`, `G_r` its inclusive cumulative
 //! log-decays (a key channel each), `D` the gradient of the state after it:
@@ -23,13 +26,21 @@ use super::scratch::{Sub, start_state, store_end_state, walk_sub_chunks};
 use super::{Block, add_query_key_gradients, channel, for_causal_pairs, for_grid, output_value_dot, token};
 use crate::emit::{Builder, Scalar, Value};
 
-/// The most tokens a sub-chunk takes: its `G` tile is `SUB_CHUNK × DK`.
-pub const SUB_CHUNK: u64 = 32;
+/// The most tokens a sub-chunk takes for a key width `dk`: 32, 16 or 8, the longest
+/// whose tiles leave room for a value block of 16 channels in 48 KiB (32 up to a key
+/// width of 91, 16 up to 184).
+pub fn sub_chunk(dk: u64) -> u64 {
+    [32, 16].into_iter().find(|&n| floats_at(n, dk, 16) <= super::SHARED_FLOATS).unwrap_or(8)
+}
 
-/// The form's tiles: `G [SUB_CHUNK, DK]`, `P` and `dP [SUB_CHUNK, SUB_CHUNK]`.
+/// The form's tiles: `G`, `e^G` and `e^{G_last − G}` `[n, DK]`, `P` and `dP [n, n]`, for
+/// sub-chunks of `n` tokens.
 #[derive(Clone)]
 pub(super) struct Tiles {
+    sub_chunk: u64,
     g: Value,
+    grown: Value,
+    to_end: Value,
     p: Value,
     dp: Value,
 }
@@ -37,27 +48,38 @@ pub(super) struct Tiles {
 /// The floats of shared memory the form's tiles take for a key width `dk` and a value
 /// block `width`, the state gradient's tile included.
 pub fn tile_floats(dk: u64, width: u64) -> u64 {
-    dk * width + SUB_CHUNK * dk + 2 * SUB_CHUNK * SUB_CHUNK
+    floats_at(sub_chunk(dk), dk, width)
+}
+
+/// [`tile_floats`] at sub-chunks of `n` tokens.
+fn floats_at(n: u64, dk: u64, width: u64) -> u64 {
+    dk * width + 3 * n * dk + 2 * n * n
 }
 
 /// The tiles, made at the top of the function.
 pub(super) fn make_tiles(e: &mut Builder, dk: u64) -> Tiles {
+    let n = sub_chunk(dk);
     Tiles {
-        g: e.named("G").tile(Scalar::F32, &[SUB_CHUNK, dk]),
-        p: e.named("P").tile(Scalar::F32, &[SUB_CHUNK, SUB_CHUNK]),
-        dp: e.named("dP").tile(Scalar::F32, &[SUB_CHUNK, SUB_CHUNK]),
+        sub_chunk: n,
+        g: e.named("G").tile(Scalar::F32, &[n, dk]),
+        grown: e.named("eG").tile(Scalar::F32, &[n, dk]),
+        to_end: e.named("eGend").tile(Scalar::F32, &[n, dk]),
+        p: e.named("P").tile(Scalar::F32, &[n, n]),
+        dp: e.named("dP").tile(Scalar::F32, &[n, n]),
     }
 }
 
 /// The sub-chunks of every chunk, last first, for the block (its `D` tile loaded).
 pub(super) fn backward(e: &mut Builder, block: &Block, tiles: &Tiles, sizes: [&Value; 3]) {
     let forward = |e: &mut Builder, sub: &Sub| {
-        e.poison(&tiles.g);
+        for tile in [&tiles.g, &tiles.grown, &tiles.to_end] {
+            e.poison(tile);
+        }
         cumulative_decays(e, block, tiles, sub);
         end_state_to_scratch(e, block, tiles, sub);
     };
     let backward = |e: &mut Builder, sub: &Sub| {
-        for tile in [&tiles.g, &tiles.p, &tiles.dp] {
+        for tile in [&tiles.g, &tiles.grown, &tiles.to_end, &tiles.p, &tiles.dp] {
             e.poison(tile);
         }
         cumulative_decays(e, block, tiles, sub);
@@ -66,7 +88,7 @@ pub(super) fn backward(e: &mut Builder, block: &Block, tiles: &Tiles, sizes: [&V
         key_channel_gradients(e, block, tiles, sub);
         carry_state_gradient(e, block, tiles, sub);
     };
-    walk_sub_chunks(e, block, SUB_CHUNK, sizes, forward, backward);
+    walk_sub_chunks(e, block, tiles.sub_chunk, sizes, forward, backward);
 }
 
 /// Phase: the sub-chunk's end state into the next scratch slot,
@@ -77,7 +99,7 @@ fn end_state_to_scratch(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub
         let written = e.sum(&sub.len, |e, s| {
             let k = token(e, block, &sub.start, "k", s, &c);
             let v = token(e, block, &sub.start, "v", s, &j);
-            let decay = decay_between(e, tiles, &end, s, &c);
+            let decay = e.load(&tiles.to_end, &[s, &c]);
             let k = e.mul(&decay, &k);
             e.mul(&k, &v)
         });
@@ -100,10 +122,9 @@ fn decay_between(e: &mut Builder, tiles: &Tiles, r: &Value, s: &Value, c: &Value
     e.exp(&apart)
 }
 
-/// `e^{G_rc}`.
+/// `e^{G_rc}`, from its tile.
 fn growth(e: &mut Builder, tiles: &Tiles, r: &Value, c: &Value) -> Value {
-    let g = e.load(&tiles.g, &[r, c]);
-    e.exp(&g)
+    e.load(&tiles.grown, &[r, c])
 }
 
 /// The sub-chunk's last token, `n − 1`.
@@ -112,13 +133,19 @@ fn last(e: &mut Builder, sub: &Sub) -> Value {
     e.sub(&sub.len, &c1)
 }
 
-/// Phase: `G_rc = Σ_{t≤r} g_tc`.
+/// Phase: `G_rc = Σ_{t≤r} g_tc`, `e^{G_rc}` and `e^{G_last,c − G_rc}` (both exponents
+/// ≤ 0: nothing overflows).
 fn cumulative_decays(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
     for_grid(e, &sub.len, &block.dk, |e, r, c| {
         let c1 = e.c1();
         let through = e.add(&r, &c1);
         let total = e.sum(&through, |e, t| log_decay(e, block, sub, t, &c));
+        let after = e.sum_over(&through, &sub.len, |e, t| log_decay(e, block, sub, t, &c));
         e.store(&total, &tiles.g, &[&r, &c]);
+        let grown = e.exp(&total);
+        e.store(&grown, &tiles.grown, &[&r, &c]);
+        let to_end = e.exp(&after);
+        e.store(&to_end, &tiles.to_end, &[&r, &c]);
     });
 }
 
@@ -149,10 +176,9 @@ fn value_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
             let d_o = token(e, block, &sub.start, "dout", r, &j);
             e.mul(&p, &d_o)
         });
-        let end = last(e, sub);
         let carried = e.sum(&block.dk, |e, c| {
             let k = token(e, block, &sub.start, "k", &s, c);
-            let decay = decay_between(e, tiles, &end, &s, c);
+            let decay = e.load(&tiles.to_end, &[&s, c]);
             let d = e.load(&block.ds, &[c, &jj]);
             let k = e.mul(&k, &decay);
             e.mul(&k, &d)
@@ -172,8 +198,7 @@ fn carried_key_gradient(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub
         let v = token(e, block, &sub.start, "v", r, &j);
         e.mul(&d, &v)
     });
-    let end = last(e, sub);
-    let decay = decay_between(e, tiles, &end, r, c);
+    let decay = e.load(&tiles.to_end, &[r, c]);
     e.mul(&decay, &read)
 }
 
