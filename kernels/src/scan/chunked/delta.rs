@@ -32,8 +32,12 @@ pub const SUB_CHUNK: u64 = 16;
 /// The tiles of one sub-chunk, shared by its phases.
 #[derive(Clone)]
 pub(super) struct Tiles {
-    /// `[SUB_CHUNK]`: the inclusive cumulative log-decay, then the log-decays' gradient.
+    /// `[SUB_CHUNK]`: the inclusive cumulative log-decay `G`, `e^G` and `e^{G_last − G}`
+    /// (formed once a sub-chunk, so the phases over the state take no `exp`), then the
+    /// log-decays' gradient.
     g: Value,
+    grown: Value,
+    to_end: Value,
     dg: Value,
     /// `[SUB_CHUNK, SUB_CHUNK]`: `k_r·k_s`, `M`, `q_r·k_s`, `dM`, `dP`.
     a: Value,
@@ -52,16 +56,16 @@ pub(super) struct Tiles {
 }
 
 impl Tiles {
-    fn all(&self) -> [&Value; 13] {
-        let Tiles { g, dg, a, m, qk, dm, dp, x, delta, dr, y, z, columns } = self;
-        [g, dg, a, m, qk, dm, dp, x, delta, dr, y, z, columns]
+    fn all(&self) -> [&Value; 15] {
+        let Tiles { g, grown, to_end, dg, a, m, qk, dm, dp, x, delta, dr, y, z, columns } = self;
+        [g, grown, to_end, dg, a, m, qk, dm, dp, x, delta, dr, y, z, columns]
     }
 }
 
 /// The floats of shared memory the delta rule's tiles take for a key width `dk` and a
 /// value block `width`, beside the state gradient's `dk × width`.
 pub fn tile_floats(dk: u64, width: u64) -> u64 {
-    dk * width + 5 * SUB_CHUNK * SUB_CHUNK + 5 * SUB_CHUNK * width + width + 2 * SUB_CHUNK
+    dk * width + 5 * SUB_CHUNK * SUB_CHUNK + 5 * SUB_CHUNK * width + width + 4 * SUB_CHUNK
 }
 
 /// Writes the delta rule's chunked reverse scan for the block `block` (its `D` tile
@@ -86,6 +90,8 @@ pub(super) fn make_tiles(e: &mut Builder, width: u64) -> Tiles {
     let rows = [SUB_CHUNK, width];
     Tiles {
         g: tile("G", &[SUB_CHUNK]),
+        grown: tile("eG", &[SUB_CHUNK]),
+        to_end: tile("eGend", &[SUB_CHUNK]),
         dg: tile("dG", &[SUB_CHUNK]),
         a: tile("KK", &square),
         m: tile("M", &square),
@@ -113,8 +119,16 @@ fn growth(e: &mut Builder, block: &Block, tiles: &Tiles, r: &Value) -> Value {
     if !block.decayed {
         return e.one();
     }
-    let g = e.load(&tiles.g, &[r]);
-    e.exp(&g)
+    e.load(&tiles.grown, &[r])
+}
+
+/// `e^{G_last − G_r}`, the decay from token `r` to the sub-chunk's last, or 1 without a
+/// decay.
+fn decay_to_end(e: &mut Builder, block: &Block, tiles: &Tiles, r: &Value) -> Value {
+    if !block.decayed {
+        return e.one();
+    }
+    e.load(&tiles.to_end, &[r])
 }
 
 /// `Γ_rs = e^{G_r − G_s}`, or 1 without a decay.
@@ -143,12 +157,18 @@ fn recompute(e: &mut Builder, block: &Block, spec: &ScanSpec, tiles: &Tiles, sub
         e.for_threads(&sub.len, |e, r| {
             let c1 = e.c1();
             let through = e.add(&r, &c1);
-            let total = e.sum(&through, |e, s| {
+            let log_decay = |e: &mut Builder, s: &Value| {
                 let g = e.arg("g");
                 let t = e.add(&sub.start, s);
                 e.load(&g, &[&block.b, &t, &block.h])
-            });
+            };
+            let total = e.sum(&through, log_decay);
+            let after = e.sum_over(&through, &sub.len, log_decay);
             e.store(&total, &tiles.g, &[&r]);
+            let grown = e.exp(&total);
+            e.store(&grown, &tiles.grown, &[&r]);
+            let to_end = e.exp(&after);
+            e.store(&to_end, &tiles.to_end, &[&r]);
         });
     }
     for_causal_pairs(e, &sub.len, |e, r, s| {
@@ -213,7 +233,7 @@ fn end_state_to_scratch(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub
         let written = e.sum(&sub.len, |e, s| {
             let k = token(e, block, &sub.start, "k", s, &i);
             let d = e.load(&tiles.delta, &[s, &jj]);
-            let decay = gamma(e, block, tiles, &end, s);
+            let decay = decay_to_end(e, block, tiles, s);
             let k = e.mul(&decay, &k);
             e.mul(&k, &d)
         });
@@ -266,8 +286,7 @@ fn delta_gradient(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
             let weight = e.mul(&gamma, &qk);
             e.mul(&weight, &d_o)
         });
-        let end = last(e, sub);
-        let decay = gamma(e, block, tiles, &end, &s);
+        let decay = decay_to_end(e, block, tiles, &s);
         let z = e.load(&tiles.z, &[&s, &jj]);
         let carried = e.mul(&decay, &z);
         let total = e.fma(&block.scale, &local, &carried);
@@ -332,7 +351,7 @@ fn pair_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
 fn query_key_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
     for_grid(e, &sub.len, &block.dk, |e, r, i| {
         let c1 = e.c1();
-        let (through, end) = (e.add(&r, &c1), last(e, sub));
+        let through = e.add(&r, &c1);
         // Σ_j S₀_ij dO_rj, Σ_j D_ij Δ_rj, Σ_j S₀_ij dR_rj.
         let zero = e.zero();
         let c0 = e.c0();
@@ -358,7 +377,7 @@ fn query_key_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub)
             let q = token(e, block, &sub.start, "q", m, &i);
             e.mul(&dp, &q)
         });
-        let to_end = gamma(e, block, tiles, &end, &r);
+        let to_end = decay_to_end(e, block, tiles, &r);
         let by_state = e.mul(&to_end, &reads[1]);
         let beta_r = beta(e, block, sub, &r);
         let read_weight = e.mul(&beta_r, &grown);
@@ -433,7 +452,7 @@ fn row_gradients(e: &mut Builder, block: &Block, spec: &ScanSpec, tiles: &Tiles,
         let output_term = e.mul(&block.scale, &output_term);
         let pair_terms = pair_decay_terms(e, tiles, sub, &r);
         let end = last(e, sub);
-        let to_end = gamma(e, block, tiles, &end, &r);
+        let to_end = decay_to_end(e, block, tiles, &r);
         let state_term = e.mul(&to_end, &sums[3]);
         let total = e.sub(&output_term, &read_term);
         let total = e.add(&total, &pair_terms);
@@ -486,7 +505,7 @@ fn end_state_inner(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) -> 
             let d = e.load(&tiles.delta, &[s, jj]);
             e.mul(&z, &d)
         });
-        let decay = gamma(e, block, tiles, &end, s);
+        let decay = decay_to_end(e, block, tiles, s);
         e.mul(&decay, &zd)
     });
     e.add(&kept, &written)
