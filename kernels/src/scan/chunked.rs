@@ -477,19 +477,24 @@ fn query_key_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
     })
 }
 
-/// `Σ_r γ^{r+1} q_r[i] dO_r[j]` over the chunk: the power carried from term to term (one
-/// multiply), not an `exp` a term — the phase's `dk × width × n` of them had cost more
-/// than all its multiply-adds.
-fn weighted_query_output_sum(e: &mut Builder, block: &Block, chunk: &Chunk, i: &Value, j: &Value) -> Value {
-    let (c0, c1, zero) = (e.c0(), e.c1(), e.zero());
-    let gamma = decay_power(e, block, &c1);
-    let sums = e.fold(&c0, &chunk.len, &[&zero, &gamma], |e, r, carried| {
+/// `Σ_r γ^{r+1} q_r[i] dO_r[j]` over the chunk, `gamma` being `γ`: the power carried
+/// from term to term (one multiply), not an `exp` a term — the phase's `dk × width × n`
+/// of them had cost more than all its multiply-adds.
+fn weighted_query_output_sum(
+    e: &mut Builder,
+    block: &Block,
+    chunk: &Chunk,
+    gamma: &Value,
+    [i, j]: [&Value; 2],
+) -> Value {
+    let (c0, zero) = (e.c0(), e.zero());
+    let sums = e.fold(&c0, &chunk.len, &[&zero, gamma], |e, r, carried| {
         let [sum, power] = [&carried[0], &carried[1]];
         let q = token(e, block, &chunk.start, "q", &r, i);
         let d_o = token(e, block, &chunk.start, "dout", &r, j);
         let q = e.mul(power, &q);
         let sum = e.fma(&q, &d_o, sum);
-        let power = if block.g.is_some() { e.mul(power, &gamma) } else { power.clone() };
+        let power = if block.g.is_some() { e.mul(power, gamma) } else { power.clone() };
         vec![sum, power]
     });
     sums[0].clone()
@@ -499,11 +504,14 @@ fn weighted_query_output_sum(e: &mut Builder, block: &Block, chunk: &Chunk, i: &
 /// checkpoint; returns this thread's share of the decay's gradient, `n γⁿ ⟨D, S₀⟩` over
 /// its items.
 fn carry_state_gradient(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
+    // The chunk's γ and γⁿ, the same for every item: two exps a thread, not an item.
+    let c1 = e.c1();
+    let gamma = decay_power(e, block, &c1);
+    let whole = decay_power(e, block, &chunk.len);
     sum_grid(e, &block.dk, &block.width, |e, i, jj| {
         let j = channel(e, block, &jj);
-        let local = weighted_query_output_sum(e, block, chunk, &i, &j);
+        let local = weighted_query_output_sum(e, block, chunk, &gamma, [&i, &j]);
         let d = e.load(&block.ds, &[&i, &jj]);
-        let whole = decay_power(e, block, &chunk.len);
         let decayed = e.mul(&whole, &d);
         let next = e.fma(&block.scale, &local, &decayed);
         e.store(&next, &block.ds, &[&i, &jj]);
