@@ -7,7 +7,8 @@
 # the check passes. The machine returns 8 files: the logs come back in one archive,
 # $OUT/logs.tar.xz (summary.txt inside), beside the sweep's gpu-cuda.tar.xz.
 #   run: OUT=$OUT BUNDLE=.device_c/new.tar.xz CALL_S=590 bash bench/gpu/check_and_sweep.sh
-#   AB=  skips the A/B; MIXERS the A/B's families; STUDIES as device.sh's.
+#   AB=  skips the A/B; MIXERS the A/B's families; THREADS=256 adds PART=threads
+#   (THREAD_MIXERS, THREADS_S seconds); STUDIES as device.sh's.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export BUNDLE=${BUNDLE:?a tar.xz of hybc and rt built together}
@@ -16,6 +17,10 @@ logs=/tmp/check_and_sweep; mkdir -p "$logs"
 if [ -n "${AB-1}" ]; then
   OUT=$logs PART=ab MIXERS="${MIXERS:-gdn retnet gla deltanet hgrn2}" ROUNDS=1 AB_S=${AB_S:-170} \
     timeout $(( ${AB_S:-170} + 10 )) bash bench/gpu/chunked_check.sh > "$logs/ab.out" 2>&1
+fi
+if [ -n "${THREADS-}" ]; then
+  OUT=$logs PART=threads THREADS=$THREADS MIXERS="${THREAD_MIXERS:-gdn retnet gla}" AB_S=${THREADS_S:-120} \
+    timeout $(( ${THREADS_S:-120} + 10 )) bash bench/gpu/chunked_check.sh > "$logs/threads.out" 2>&1
 fi
 (OUT=$logs PART=check RT_S=${RT_S:-190} timeout 330 bash bench/gpu/chunked_check.sh > "$logs/check.out" 2>&1) &
 check=$!

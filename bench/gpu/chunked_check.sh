@@ -11,6 +11,8 @@
 #   PART=ab (about 5 minutes): bench/gpu/env_ab.sh on examples/study/gpu.hyb's 3:1
 #     models, lanes (A) against chunked (B), ROUNDS rounds of STEPS steps, and a
 #     --profile of PROFILE_MIXER's step under each (the scan's share of a step).
+#   PART=threads (about 2 minutes): the chunked form's blocks of THREADS threads (256;
+#     `HYB_CHUNKED_THREADS`) against its 128, on MIXERS' 3:1 models (gdn retnet gla).
 #   PART=kernels (about 2 minutes): one layer at the anchors' kernel shape (B 4,
 #     T 4096, 16 heads of 128: bench/gpu/kernel_{gla,deltanet,gdn}.hyb, chunks of 64)
 #     profiled under each form, beside runtime/benches/README.md's lanes figures and
@@ -57,6 +59,14 @@ elif [ "$PART" = blocks ]; then
     elapsed "value blocks of $width" $?
     cat "$OUT/blocks_$width/env_ab.txt" >> "$OUT/summary.txt" 2>/dev/null
   done
+elif [ "$PART" = threads ]; then
+  rm -rf /tmp/ab
+  OUT=$OUT/threads VERIFY= HYBC=$bin/hybc A="HYB_GPU_FORM=chunked" \
+    B="HYB_GPU_FORM=chunked HYB_CHUNKED_THREADS=${THREADS:-256}" MIXERS="${MIXERS:-gdn retnet gla}" \
+    PROFILE_MIXER=${PROFILE_MIXER:-gdn} ROUNDS=1 STEPS=${STEPS:-30} timeout "${AB_S:-150}" bash bench/gpu/env_ab.sh \
+    > "$OUT/threads.out" 2>&1
+  elapsed "chunked blocks of ${THREADS:-256} threads" $?
+  cat "$OUT/threads/env_ab.txt" >> "$OUT/summary.txt" 2>/dev/null
 elif [ "$PART" = kernels ]; then
   for layer in gla deltanet gdn; do
     for form in lanes chunked; do

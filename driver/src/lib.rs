@@ -203,13 +203,14 @@ pub fn compile_program(model: &Model, target: Target, shape: Shape) -> Result<Bu
 }
 
 /// The environment switches codegen reads: the GPU form (`HYB_GPU_FORM`) and a
-/// measurement's register bounds (`HYB_MAXNREG_KERNELS`) and chunked value blocks
-/// (`HYB_CHUNKED_VALUE_BLOCK`). [`codegen`] refuses a malformed value (so every caller,
+/// measurement's register bounds (`HYB_MAXNREG_KERNELS`), chunked value blocks
+/// (`HYB_CHUNKED_VALUE_BLOCK`) and threads a chunked block (`HYB_CHUNKED_THREADS`). [`codegen`] refuses a malformed value (so every caller,
 /// Python's too, does), never ignores it; `hybc` checks them at start as well.
 pub fn check_switches() -> Result<(), String> {
     Target::check_form_switch().map_err(|e| e.to_string())?;
     hyb_kernels::gpu::register_overrides()?;
-    hyb_kernels::scan::chunked::value_block_cap().map(|_| ())
+    hyb_kernels::scan::chunked::value_block_cap()?;
+    hyb_kernels::emit::block_threads_switch().map(|_| ())
 }
 
 /// Codegen: each of the program's kernel keys as a module in the target's preferred

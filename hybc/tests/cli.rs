@@ -15,7 +15,7 @@ fn hybc(args: &[&str]) -> Output {
 /// shell holds removed).
 fn hybc_with(args: &[&str], switches: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hybc"));
-    for name in ["HYB_GPU_FORM", "HYB_MAXNREG_KERNELS", "HYB_CHUNKED_VALUE_BLOCK"] {
+    for name in ["HYB_GPU_FORM", "HYB_MAXNREG_KERNELS", "HYB_CHUNKED_VALUE_BLOCK", "HYB_CHUNKED_THREADS"] {
         command.env_remove(name);
     }
     command.args(args).envs(switches.iter().copied()).current_dir(root()).output().expect("hybc runs")
@@ -227,6 +227,14 @@ fn each_key_takes_its_gpu_form() {
     assert!(text(&capped.stdout).contains("%VB = arith.constant 8 : index"), "blocks of 8 value channels");
     let narrow = hybc_with(&gdn, &[("HYB_CHUNKED_VALUE_BLOCK", "128")]);
     assert_eq!(narrow.status.code(), Some(2), "{}", text(&narrow.stderr));
+    // A measurement's threads a chunked block: the phases' stride and the block size
+    // promised to ptxas; a count not offered is refused.
+    let ptx = ["compile", "examples/tiny/gdn_2to1.hyb", "--target", "cuda", "--emit", "ptx"];
+    let wide = hybc_with(&ptx, &[("HYB_GPU_FORM", "chunked"), ("HYB_CHUNKED_THREADS", "256")]);
+    assert_eq!(wide.status.code(), Some(0), "{}", text(&wide.stderr));
+    assert!(text(&wide.stdout).contains(".maxntid 256"), "blocks of 256 threads");
+    let odd = hybc_with(&gdn, &[("HYB_CHUNKED_THREADS", "100")]);
+    assert_eq!(odd.status.code(), Some(2), "{}", text(&odd.stderr));
     let misspelt =
         hybc_with(&["compile", "examples/tiny/retnet_2to1.hyb", "--target", "cuda"], &[("HYB_GPU_FORM", "chunk")]);
     assert_eq!(misspelt.status.code(), Some(2), "a switch naming no form is refused");

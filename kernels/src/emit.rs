@@ -25,4 +25,5 @@ pub use builder::{Builder, LANE_LOCAL_MAX, LaneGrid};
 pub use ops::Cmp;
 pub use types::{
     BLOCK_THREADS, Config, ElemTypes, ExpImpl, FastMath, Flags, Layout, MathImpl, Parallel, Scalar, Ty, Value, Wrap,
+    block_threads, block_threads_switch,
 };

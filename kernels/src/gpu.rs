@@ -21,7 +21,7 @@ use std::fmt::Write;
 
 use hyb_target::{Elem, Form};
 
-use crate::emit::BLOCK_THREADS;
+use crate::emit::block_threads;
 use crate::key::{KernelKey, NoForm};
 
 /// How a kernel's threads are laid out (the host's side of the form).
@@ -137,7 +137,7 @@ pub fn shape(
         Launch::Block { arg, axes, slices } => {
             let rows = rows_of(arg, axes, slices);
             assert!(rows <= MAX_GRID_Y, "{rows} block rows; CUDA allows {MAX_GRID_Y} along y");
-            ((points as u32, rows as u32, 1), (BLOCK_THREADS as u32, 1, 1))
+            ((points as u32, rows as u32, 1), (block_threads() as u32, 1, 1))
         }
     }
 }
@@ -162,7 +162,7 @@ pub fn generate(key: &KernelKey, name: &str, chip: &str, signature: &[Elem], for
         return Err(no_form());
     }
     let body = crate::key::generate_gpu_body(key, &format!("{name}_body"), form, signature).ok_or_else(no_form)?;
-    let block_threads = (form == Form::Chunked).then_some(BLOCK_THREADS as u32);
+    let block_threads = (form == Form::Chunked).then_some(block_threads() as u32);
     // A malformed switch never gets here: `hyb_driver::codegen` refuses it first.
     let overrides = register_overrides().unwrap_or_default();
     let max_registers = overridden_registers(&overrides, name).unwrap_or(key.max_registers(form));

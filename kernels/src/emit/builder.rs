@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::ops::Cmp;
-use super::types::{BLOCK_THREADS, Config, Layout, Parallel, Scalar, Ty, Value, Wrap};
+use super::types::{Config, Layout, Parallel, Scalar, Ty, Value, Wrap};
 
 /// Writes one kernel module, `module { func.func @name(...) { ... } }` (or the function
 /// alone: [`Wrap::Bare`]), typed.
@@ -577,7 +577,7 @@ impl Builder {
     }
 
     /// One phase: `body(item)` for every item of `[0, count)`, the block's threads taking
-    /// every [`BLOCK_THREADS`]-th from their own, then a barrier; every item in turn on
+    /// every [`block_threads`](super::block_threads)-th from their own, then a barrier; every item in turn on
     /// the CPU. Every thread of the block must reach it.
     pub fn for_threads(&mut self, count: &Value, body: impl FnOnce(&mut Builder, Value)) {
         let (from, step) = self.thread_items();
@@ -618,7 +618,7 @@ impl Builder {
             return (self.c0(), self.c1());
         }
         let thread = self.gpu_index("thread_id x");
-        (thread, self.constant_index(BLOCK_THREADS))
+        (thread, self.constant_index(super::types::block_threads()))
     }
 
     /// The block rows of `[0, rows)` this call works on: its own (`gpu.block_id y`) on a

@@ -249,8 +249,27 @@ pub enum Parallel {
     Phases { reversed: bool },
 }
 
-/// Threads in a block of the chunked form ([`Parallel::Block`]).
+/// Threads in a block of the chunked form ([`Parallel::Block`]), unless
+/// `HYB_CHUNKED_THREADS` says otherwise ([`block_threads`]).
 pub const BLOCK_THREADS: u64 = 128;
+
+/// The threads of a chunked form's block: [`BLOCK_THREADS`], or the measurement switch
+/// `HYB_CHUNKED_THREADS` (64, 128, 256 or 512: at the study's shape a launch has about
+/// one block a multiprocessor, so the block's threads are all the warps it gets). The
+/// kernel's phases and its launch both read it.
+pub fn block_threads() -> u64 {
+    // A malformed switch never gets here: `hyb_driver::codegen` refuses it first.
+    block_threads_switch().ok().flatten().unwrap_or(BLOCK_THREADS)
+}
+
+/// `HYB_CHUNKED_THREADS` read: unset, none; 64, 128, 256 or 512; anything else an error.
+pub fn block_threads_switch() -> Result<Option<u64>, String> {
+    let Ok(text) = std::env::var("HYB_CHUNKED_THREADS") else { return Ok(None) };
+    match text.trim().parse::<u64>() {
+        Ok(n @ (64 | 128 | 256 | 512)) => Ok(Some(n)),
+        _ => Err(format!("HYB_CHUNKED_THREADS=`{text}`: expected 64, 128, 256 or 512 threads a block")),
+    }
+}
 
 /// Everything a generator is parameterised by besides its spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
