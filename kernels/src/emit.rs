@@ -24,6 +24,6 @@ mod types;
 pub use builder::{Builder, LANE_LOCAL_MAX, LaneGrid};
 pub use ops::Cmp;
 pub use types::{
-    BLOCK_THREADS, Config, ElemTypes, ExpImpl, FastMath, Flags, Layout, MathImpl, Parallel, Scalar, Ty, Value, Wrap,
-    block_threads, block_threads_switch,
+    BLOCK_THREADS, Config, ElemTypes, ExpImpl, FastMath, Flags, Layout, MathImpl, Parallel, ProcessSwitch, Scalar, Ty,
+    Value, Wrap, block_threads, block_threads_switch,
 };

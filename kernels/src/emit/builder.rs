@@ -577,8 +577,8 @@ impl Builder {
     }
 
     /// One phase: `body(item)` for every item of `[0, count)`, the block's threads taking
-    /// every [`block_threads`](super::block_threads)-th from their own, then a barrier; every item in turn on
-    /// the CPU. Every thread of the block must reach it.
+    /// every [`block_threads`](super::block_threads)-th from their own, then a barrier;
+    /// every item in turn on the CPU. Every thread of the block must reach it.
     pub fn for_threads(&mut self, count: &Value, body: impl FnOnce(&mut Builder, Value)) {
         let (from, step) = self.thread_items();
         self.for_step(&from, count, &step, |e, item| {

@@ -255,19 +255,62 @@ pub const BLOCK_THREADS: u64 = 128;
 
 /// The threads of a chunked form's block: [`BLOCK_THREADS`], or the measurement switch
 /// `HYB_CHUNKED_THREADS` (64, 128, 256 or 512: at the study's shape a launch has about
-/// one block a multiprocessor, so the block's threads are all the warps it gets). The
-/// kernel's phases and its launch both read it.
+/// one block a multiprocessor, so the block's threads are all the warps it gets). Read
+/// once a process ([`ProcessSwitch`]), as the kernel's phases (at codegen) and its launch
+/// (each call) must take the same count.
 pub fn block_threads() -> u64 {
-    // A malformed switch never gets here: `hyb_driver::codegen` refuses it first.
-    block_threads_switch().ok().flatten().unwrap_or(BLOCK_THREADS)
+    THREADS.value()
 }
 
-/// `HYB_CHUNKED_THREADS` read: unset, none; 64, 128, 256 or 512; anything else an error.
+/// `HYB_CHUNKED_THREADS` checked ([`ProcessSwitch::check`]).
 pub fn block_threads_switch() -> Result<Option<u64>, String> {
+    THREADS.check()
+}
+
+static THREADS: ProcessSwitch = ProcessSwitch::new("HYB_CHUNKED_THREADS", BLOCK_THREADS, read_block_threads);
+
+/// `HYB_CHUNKED_THREADS` as the environment holds it now.
+fn read_block_threads() -> Result<Option<u64>, String> {
     let Ok(text) = std::env::var("HYB_CHUNKED_THREADS") else { return Ok(None) };
     match text.trim().parse::<u64>() {
         Ok(n @ (64 | 128 | 256 | 512)) => Ok(Some(n)),
         _ => Err(format!("HYB_CHUNKED_THREADS=`{text}`: expected 64, 128, 256 or 512 threads a block")),
+    }
+}
+
+/// A measurement switch that codegen and the launch both read: taken from the
+/// environment once a process (so a launch reads no environment, and the count a kernel
+/// was written for is the count it is launched with); `check` refuses a malformed value,
+/// and a value other than the one already taken, never ignores either.
+pub struct ProcessSwitch {
+    name: &'static str,
+    default: u64,
+    read: fn() -> Result<Option<u64>, String>,
+    taken: std::sync::OnceLock<u64>,
+}
+
+impl ProcessSwitch {
+    /// The switch `name`, `default` when unset, its text parsed by `read`.
+    pub const fn new(name: &'static str, default: u64, read: fn() -> Result<Option<u64>, String>) -> Self {
+        ProcessSwitch { name, default, read, taken: std::sync::OnceLock::new() }
+    }
+
+    /// The value this process takes (read on first use).
+    pub fn value(&self) -> u64 {
+        // A malformed switch never gets here: `hyb_driver::codegen` refuses it first.
+        *self.taken.get_or_init(|| (self.read)().ok().flatten().unwrap_or(self.default))
+    }
+
+    /// The environment's value now, an error where it is malformed or differs from the
+    /// value this process already took.
+    pub fn check(&self) -> Result<Option<u64>, String> {
+        let asked = (self.read)()?;
+        match self.taken.get() {
+            Some(&taken) if asked.unwrap_or(self.default) != taken => {
+                Err(format!("{} changed after this process's kernels took {taken}: start a new process", self.name))
+            }
+            _ => Ok(asked),
+        }
     }
 }
 

@@ -31,7 +31,7 @@ mod scratch;
 pub mod vector;
 
 use super::{Decay, ScanSpec, ScanUpdate};
-use crate::emit::{Builder, Cmp, Scalar, Value};
+use crate::emit::{Builder, Cmp, ProcessSwitch, Scalar, Value};
 
 /// The longest chunk the form's tiles hold (the checkpoint interval's largest).
 pub const MAX_CHUNK: u64 = 64;
@@ -101,16 +101,23 @@ pub fn supports(spec: &ScanSpec, chunk: u64) -> bool {
 /// study's 64 × 2 heads make 128 blocks of 64 channels, about one a multiprocessor) at
 /// the price of each recomputing the scores.
 pub fn value_block(kind: Kind, dk: usize, dv: usize) -> usize {
-    // A malformed cap never gets here: `hyb_driver::codegen` refuses it first.
-    let cap = value_block_cap().ok().flatten().unwrap_or(64);
+    let cap = VALUE_BLOCK_CAP.value();
     let fits = (1..=cap).rev().find(|&w| kind.tile_floats(dk as u64, w) <= SHARED_FLOATS).unwrap_or(1);
     hyb_target::largest_divisor(dv, fits as usize)
 }
 
 /// A measurement switch: `HYB_CHUNKED_VALUE_BLOCK=N` (1 – 64) caps the value channels a
 /// block of the chunked form takes. Unset, none; anything else is an error
-/// (`hyb_driver::codegen` refuses it).
+/// (`hyb_driver::codegen` refuses it). Codegen and the launch both read it, once a
+/// process ([`ProcessSwitch`]).
 pub fn value_block_cap() -> Result<Option<u64>, String> {
+    VALUE_BLOCK_CAP.check()
+}
+
+static VALUE_BLOCK_CAP: ProcessSwitch = ProcessSwitch::new("HYB_CHUNKED_VALUE_BLOCK", 64, read_value_block_cap);
+
+/// `HYB_CHUNKED_VALUE_BLOCK` as the environment holds it now.
+fn read_value_block_cap() -> Result<Option<u64>, String> {
     let Ok(text) = std::env::var("HYB_CHUNKED_VALUE_BLOCK") else { return Ok(None) };
     match text.trim().parse::<u64>() {
         Ok(n) if (1..=64).contains(&n) => Ok(Some(n)),
