@@ -8,7 +8,8 @@
 # $OUT/logs.tar.xz (summary.txt inside), beside the sweep's gpu-cuda.tar.xz.
 #   run: OUT=$OUT BUNDLE=.device_c/new.tar.xz CALL_S=590 bash bench/gpu/check_and_sweep.sh
 #   AB=  skips the A/B; MIXERS the A/B's families; THREADS=256 adds PART=threads
-#   (THREAD_MIXERS, THREADS_S seconds); STUDIES as device.sh's.
+#   (THREAD_MIXERS, THREADS_S seconds); SPLIT=1 adds PART=split (SPLIT_MIXERS,
+#   SPLIT_S seconds); STUDIES as device.sh's.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export BUNDLE=${BUNDLE:?a tar.xz of hybc and rt built together}
@@ -21,6 +22,10 @@ fi
 if [ -n "${THREADS-}" ]; then
   OUT=$logs PART=threads THREADS=$THREADS MIXERS="${THREAD_MIXERS:-gdn retnet gla}" AB_S=${THREADS_S:-120} \
     timeout $(( ${THREADS_S:-120} + 10 )) bash bench/gpu/chunked_check.sh > "$logs/threads.out" 2>&1
+fi
+if [ -n "${SPLIT-}" ]; then
+  OUT=$logs PART=split MIXERS="${SPLIT_MIXERS:-gdn retnet deltanet}" AB_S=${SPLIT_S:-150} \
+    timeout $(( ${SPLIT_S:-150} + 10 )) bash bench/gpu/chunked_check.sh > "$logs/split.out" 2>&1
 fi
 (OUT=$logs PART=check RT_S=${RT_S:-190} timeout 330 bash bench/gpu/chunked_check.sh > "$logs/check.out" 2>&1) &
 check=$!

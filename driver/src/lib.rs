@@ -204,13 +204,15 @@ pub fn compile_program(model: &Model, target: Target, shape: Shape) -> Result<Bu
 
 /// The environment switches codegen reads: the GPU form (`HYB_GPU_FORM`) and a
 /// measurement's register bounds (`HYB_MAXNREG_KERNELS`), chunked value blocks
-/// (`HYB_CHUNKED_VALUE_BLOCK`) and threads a chunked block (`HYB_CHUNKED_THREADS`; these
-/// two are taken once a process). [`codegen`] refuses a malformed value (so every
+/// (`HYB_CHUNKED_VALUE_BLOCK`), threads a chunked block (`HYB_CHUNKED_THREADS`) and the
+/// chunked form's partial sums (`HYB_CHUNKED_SPLIT`; these three are taken once a
+/// process). [`codegen`] refuses a malformed value (so every
 /// caller, Python's too, does), never ignores it; `hybc` checks them at start as well.
 pub fn check_switches() -> Result<(), String> {
     Target::check_form_switch().map_err(|e| e.to_string())?;
     hyb_kernels::gpu::register_overrides()?;
     hyb_kernels::scan::chunked::value_block_cap()?;
+    hyb_kernels::scan::chunked::split_switch()?;
     hyb_kernels::emit::block_threads_switch().map(|_| ())
 }
 

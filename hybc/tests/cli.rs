@@ -15,7 +15,9 @@ fn hybc(args: &[&str]) -> Output {
 /// shell holds removed).
 fn hybc_with(args: &[&str], switches: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hybc"));
-    for name in ["HYB_GPU_FORM", "HYB_MAXNREG_KERNELS", "HYB_CHUNKED_VALUE_BLOCK", "HYB_CHUNKED_THREADS"] {
+    for name in
+        ["HYB_GPU_FORM", "HYB_MAXNREG_KERNELS", "HYB_CHUNKED_VALUE_BLOCK", "HYB_CHUNKED_THREADS", "HYB_CHUNKED_SPLIT"]
+    {
         command.env_remove(name);
     }
     command.args(args).envs(switches.iter().copied()).current_dir(root()).output().expect("hybc runs")
@@ -235,6 +237,16 @@ fn each_key_takes_its_gpu_form() {
     assert!(text(&wide.stdout).contains(".maxntid 256"), "blocks of 256 threads");
     let odd = hybc_with(&gdn, &[("HYB_CHUNKED_THREADS", "100")]);
     assert_eq!(odd.status.code(), Some(2), "{}", text(&odd.stderr));
+    // A measurement's partial sums: one is the form before (one loop a sum), four add
+    // the grouped loops; a count not offered is refused.
+    let summed = |split: &str| {
+        let out = hybc_with(&gdn_mlir, &[("HYB_GPU_FORM", "chunked"), ("HYB_CHUNKED_SPLIT", split)]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout).matches("scf.for").count()
+    };
+    assert!(summed("4") > summed("1"), "four partial sums loop in groups");
+    let three = hybc_with(&gdn, &[("HYB_CHUNKED_SPLIT", "3")]);
+    assert_eq!(three.status.code(), Some(2), "{}", text(&three.stderr));
     let misspelt =
         hybc_with(&["compile", "examples/tiny/retnet_2to1.hyb", "--target", "cuda"], &[("HYB_GPU_FORM", "chunk")]);
     assert_eq!(misspelt.status.code(), Some(2), "a switch naming no form is refused");

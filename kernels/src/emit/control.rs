@@ -112,6 +112,65 @@ impl Builder {
         results.pop().expect("one result")
     }
 
+    /// Sums over `[from, to)` (`from ≤ to`) kept as `ways` partial sums each: an
+    /// iteration applies `body` to `ways` consecutive indices, each on its own partials,
+    /// so their loads issue together and no add waits on another way's; the indices
+    /// past the last whole group run in a loop after, on the first way's partials; the
+    /// partials are added at the end. `body` must add its terms into the carried values
+    /// it is given (they start at 0): the terms are the same, only the order of the
+    /// additions differs. `ways` of 1 is [`Builder::fold`] from zeros.
+    pub fn fold_sums(
+        &mut self,
+        from: &Value,
+        to: &Value,
+        ways: u64,
+        sums: usize,
+        body: impl Fn(&mut Builder, &Value, Vec<Value>) -> Vec<Value>,
+    ) -> Vec<Value> {
+        let zero = self.zero();
+        if ways <= 1 {
+            return self.fold(from, to, &vec![&zero; sums], |e, index, carried| body(e, &index, carried));
+        }
+        let group = self.constant_index(ways);
+        let count = self.sub(to, from);
+        let groups = self.divui(&count, &group);
+        let whole = self.mul(&groups, &group);
+        let grouped_end = self.add(from, &whole);
+        let starts = vec![&zero; sums * ways as usize];
+        let partials = self.fold_step(from, &grouped_end, &group, &starts, |e, index, carried| {
+            let mut next = Vec::with_capacity(carried.len());
+            for (way, own) in carried.chunks(sums).enumerate() {
+                let at = match way {
+                    0 => index.clone(),
+                    _ => {
+                        let offset = e.constant_index(way as u64);
+                        e.add(&index, &offset)
+                    }
+                };
+                next.extend(body(e, &at, own.to_vec()));
+            }
+            next
+        });
+        let first: Vec<&Value> = partials[..sums].iter().collect();
+        let mut totals = self.fold(&grouped_end, to, &first, |e, index, carried| body(e, &index, carried));
+        for others in partials[sums..].chunks(sums) {
+            for (total, part) in totals.iter_mut().zip(others) {
+                *total = self.add(total, part);
+            }
+        }
+        totals
+    }
+
+    /// `Σ_{i ∈ [0, to)} body(i)` as `ways` partial sums ([`Builder::fold_sums`]).
+    pub fn sum_split(&mut self, to: &Value, ways: u64, body: impl Fn(&mut Builder, &Value) -> Value) -> Value {
+        let from = self.c0();
+        let mut totals = self.fold_sums(&from, to, ways, 1, |e, index, carried| {
+            let term = body(e, index);
+            vec![e.add(&carried[0], &term)]
+        });
+        totals.pop().expect("one sum")
+    }
+
     /// `Σ_{i ∈ [0, to)} a(i) · b(i)`, the factors written by `factors`.
     pub fn dot(&mut self, to: &Value, factors: impl FnOnce(&mut Builder, &Value) -> (Value, Value)) -> Value {
         self.sum(to, |e, index| {

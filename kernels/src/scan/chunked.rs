@@ -36,6 +36,37 @@ use crate::emit::{Builder, Cmp, ProcessSwitch, Scalar, Value};
 /// The longest chunk the form's tiles hold (the checkpoint interval's largest).
 pub const MAX_CHUNK: u64 = 64;
 
+/// The partial sums a thread keeps for each long sum of a phase (over key or value
+/// channels, or a sub-chunk's tokens), unless `HYB_CHUNKED_SPLIT` says otherwise
+/// ([`split`]): with one, every add waits on the one before and each iteration's loads
+/// on the loop (the PTX of the form before: loops unrolled twice, one chain of adds),
+/// and a block of a few warps (about one a multiprocessor at the study's shape) has
+/// little else to hide that latency with ([`Builder::fold_sums`]).
+pub const SPLIT: u64 = 4;
+
+/// The partial sums of the chunked form's long sums: [`SPLIT`], or the measurement
+/// switch `HYB_CHUNKED_SPLIT=1|2|4` (1 is the form before). Read once a process
+/// ([`ProcessSwitch`]); codegen alone reads it.
+pub fn split() -> u64 {
+    SPLIT_SWITCH.value()
+}
+
+/// `HYB_CHUNKED_SPLIT` checked (`hyb_driver::codegen` refuses a malformed one).
+pub fn split_switch() -> Result<Option<u64>, String> {
+    SPLIT_SWITCH.check()
+}
+
+static SPLIT_SWITCH: ProcessSwitch = ProcessSwitch::new("HYB_CHUNKED_SPLIT", SPLIT, read_split);
+
+/// `HYB_CHUNKED_SPLIT` as the environment holds it now.
+fn read_split() -> Result<Option<u64>, String> {
+    let Ok(text) = std::env::var("HYB_CHUNKED_SPLIT") else { return Ok(None) };
+    match text.trim().parse::<u64>() {
+        Ok(n) if [1, 2, 4].contains(&n) => Ok(Some(n)),
+        _ => Err(format!("HYB_CHUNKED_SPLIT=`{text}`: expected 1, 2 or 4 partial sums")),
+    }
+}
+
 /// Floats of shared memory a block may take: 48 KiB, CUDA's static limit.
 const SHARED_FLOATS: u64 = 12_288;
 
@@ -375,7 +406,7 @@ fn state_gradient_out(e: &mut Builder, block: &Block) {
 /// Phase 1: `P[r, s]` and `dP[r, s]` for `s ≤ r < n`.
 fn scores(e: &mut Builder, block: &Block, chunk: &Chunk) {
     for_causal_pairs(e, &chunk.len, |e, r, s| {
-        let qk = e.sum(&block.dk, |e, i| {
+        let qk = e.sum_split(&block.dk, split(), |e, i| {
             let q = token(e, block, &chunk.start, "q", &r, i);
             let k = token(e, block, &chunk.start, "k", &s, i);
             e.mul(&q, &k)
@@ -394,7 +425,7 @@ fn scores(e: &mut Builder, block: &Block, chunk: &Chunk) {
 
 /// `dO_r·v_s` over the block's value channels, tokens counted from `start`.
 fn output_value_dot(e: &mut Builder, block: &Block, start: &Value, r: &Value, s: &Value) -> Value {
-    e.sum(&block.width, |e, jj| {
+    e.sum_split(&block.width, split(), |e, jj| {
         let j = channel(e, block, jj);
         let d_o = token(e, block, start, "dout", r, &j);
         let v = token(e, block, start, "v", s, &j);
@@ -419,7 +450,7 @@ fn value_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) {
             let d_o = token(e, block, &chunk.start, "dout", r, &j);
             e.mul(&p, &d_o)
         });
-        let carried = e.sum(&block.dk, |e, i| {
+        let carried = e.sum_split(&block.dk, split(), |e, i| {
             let k = token(e, block, &chunk.start, "k", &s, i);
             let d = e.load(&block.ds, &[i, &jj]);
             e.mul(&k, &d)
@@ -444,7 +475,7 @@ fn query_key_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
             let k = token(e, block, &chunk.start, "k", s, &i);
             e.mul(&dp, &k)
         });
-        let from_state = e.sum(&block.width, |e, jj| {
+        let from_state = e.sum_split(&block.width, split(), |e, jj| {
             let j = channel(e, block, jj);
             let ckpt = e.arg("ckpt");
             let s0 = e.load(&ckpt, &[&block.b, &block.h, &chunk.index, &i, &j]);
@@ -459,7 +490,7 @@ fn query_key_gradients(e: &mut Builder, block: &Block, chunk: &Chunk) -> Value {
             let q = token(e, block, &chunk.start, "q", m, &i);
             e.mul(&dp, &q)
         });
-        let carried = e.sum(&block.width, |e, jj| {
+        let carried = e.sum_split(&block.width, split(), |e, jj| {
             let j = channel(e, block, jj);
             let d = e.load(&block.ds, &[&i, jj]);
             let v = token(e, block, &chunk.start, "v", &r, &j);

@@ -3,7 +3,7 @@
 //! arithmetic emits MLIR that the CPU pipeline lowers and runs (loads extend, stores
 //! truncate).
 
-use hyb_kernels::emit::{Builder, Cmp, Config, ElemTypes, ExpImpl, FastMath, Flags, MathImpl};
+use hyb_kernels::emit::{Builder, Cmp, Config, ElemTypes, ExpImpl, FastMath, Flags, MathImpl, Scalar};
 use hyb_kernels::jit::{self, AsDescriptor, MemRef, RawDescriptor};
 use hyb_kernels::pointwise::{self, Binary, Expr, MapSpec, Unary};
 use hyb_kernels::scan::{self, Decay, ScanSpec, ScanUpdate};
@@ -188,4 +188,49 @@ fn the_plain_generators_use_the_cpu_config() {
         dv: 8,
     };
     assert_eq!(scan::forward(&spec, "s"), scan::forward_with(&spec, "s", &Config::CPU));
+}
+
+/// `out = [Σ x[i], Σ i·x[i]]` over `i ∈ [from, n)` by [`Builder::fold_sums`] in `ways`
+/// partial sums.
+fn split_sums_kernel(ways: u64, from: u64) -> String {
+    let mut e = Builder::new(Config::CPU);
+    e.begin_function("k", &[("x", 1), ("out", 1)]);
+    let (x, out) = (e.arg("x"), e.arg("out"));
+    let n = e.named("n").dim(&x, 0);
+    let start = e.constant_index(from);
+    let sums = e.fold_sums(&start, &n, ways, 2, |e, i, carried| {
+        let value = e.load(&x, &[i]);
+        let wide = e.index_cast(i, Scalar::I64);
+        let position = e.sitofp(&wide, Scalar::F32);
+        let weighted = e.mul(&position, &value);
+        vec![e.add(&carried[0], &value), e.add(&carried[1], &weighted)]
+    });
+    let c0 = e.c0();
+    let c1 = e.c1();
+    e.store(&sums[0], &out, &[&c0]);
+    e.store(&sums[1], &out, &[&c1]);
+    e.finish()
+}
+
+/// Split sums give the plain sums (whole numbers, so exactly) for every count of terms
+/// around the group size — none, fewer than a group, whole groups, a remainder — and a
+/// start past 0; the poisoned output is overwritten.
+#[test]
+fn split_sums_add_every_term_once() {
+    for ways in [1, 2, 3, 4] {
+        for from in [0, 1] {
+            let text = split_sums_kernel(ways, from);
+            let compiled = jit::compile(&text).unwrap_or_else(|error| panic!("{error}\n{text}"));
+            for n in from as usize..11 {
+                let x: Vec<f32> = (0..n).map(|i| (3 * i + 1) as f32).collect();
+                let from = from as usize;
+                let expected = [x[from..].iter().sum::<f32>(), (from..n).map(|i| i as f32 * x[i]).sum::<f32>()];
+                let mut input = MemRef::new([n], x.clone());
+                let mut out = MemRef::new([2], vec![f32::NAN; 2]);
+                // SAFETY: x holds n elements, out two.
+                unsafe { compiled.call("k", &mut [&mut input as &mut dyn AsDescriptor, &mut out]) }.expect("runs");
+                assert_eq!(out.data, expected, "{ways} ways from {from} over {n} terms");
+            }
+        }
+    }
 }

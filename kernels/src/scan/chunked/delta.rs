@@ -22,7 +22,7 @@
 //! atomically; `dv`, the scratch and the state gradient's columns are its own.
 
 use super::scratch::{Sub, start_state, store_end_state, walk_sub_chunks};
-use super::{Block, add_query_key_gradients, for_causal_pairs, for_grid, token};
+use super::{Block, add_query_key_gradients, for_causal_pairs, for_grid, split, token};
 use crate::emit::{Builder, Cmp, Scalar, Value};
 use crate::scan::{Decay, ScanSpec};
 
@@ -182,7 +182,7 @@ fn recompute(e: &mut Builder, block: &Block, spec: &ScanSpec, tiles: &Tiles, sub
         e.store(&qk, &tiles.qk, &[&r, &s]);
     });
     for_grid(e, &sub.len, &block.width, |e, r, jj| {
-        let x = e.sum(&block.dk, |e, i| {
+        let x = e.sum_split(&block.dk, split(), |e, i| {
             let s0 = start_state(e, block, sub, i, &jj);
             let k = token(e, block, &sub.start, "k", &r, i);
             e.mul(&s0, &k)
@@ -214,12 +214,11 @@ fn recompute(e: &mut Builder, block: &Block, spec: &ScanSpec, tiles: &Tiles, sub
 
 /// `(k_r·k_s, q_r·k_s)` over the key channels.
 fn dots(e: &mut Builder, block: &Block, sub: &Sub, r: &Value, s: &Value) -> (Value, Value) {
-    let zero = e.zero();
     let c0 = e.c0();
-    let sums = e.fold(&c0, &block.dk, &[&zero, &zero], |e, i, carried| {
-        let ks = token(e, block, &sub.start, "k", s, &i);
-        let kr = token(e, block, &sub.start, "k", r, &i);
-        let qr = token(e, block, &sub.start, "q", r, &i);
+    let sums = e.fold_sums(&c0, &block.dk, split(), 2, |e, i, carried| {
+        let ks = token(e, block, &sub.start, "k", s, i);
+        let kr = token(e, block, &sub.start, "k", r, i);
+        let qr = token(e, block, &sub.start, "q", r, i);
         vec![e.fma(&kr, &ks, &carried[0]), e.fma(&qr, &ks, &carried[1])]
     });
     (sums[0].clone(), sums[1].clone())
@@ -261,13 +260,12 @@ fn sub_backward(e: &mut Builder, block: &Block, spec: &ScanSpec, tiles: &Tiles, 
 /// Phase: `Y_r = S₀ᵀq_r` and `Z_r = Dᵀk_r`, over the block's columns.
 fn reads_of_the_states(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
     for_grid(e, &sub.len, &block.width, |e, r, jj| {
-        let zero = e.zero();
         let c0 = e.c0();
-        let sums = e.fold(&c0, &block.dk, &[&zero, &zero], |e, i, carried| {
-            let s0 = start_state(e, block, sub, &i, &jj);
-            let q = token(e, block, &sub.start, "q", &r, &i);
-            let d = e.load(&block.ds, &[&i, &jj]);
-            let k = token(e, block, &sub.start, "k", &r, &i);
+        let sums = e.fold_sums(&c0, &block.dk, split(), 2, |e, i, carried| {
+            let s0 = start_state(e, block, sub, i, &jj);
+            let q = token(e, block, &sub.start, "q", &r, i);
+            let d = e.load(&block.ds, &[i, &jj]);
+            let k = token(e, block, &sub.start, "k", &r, i);
             vec![e.fma(&s0, &q, &carried[0]), e.fma(&d, &k, &carried[1])]
         });
         e.store(&sums[0], &tiles.y, &[&r, &jj]);
@@ -317,7 +315,7 @@ fn solve_backward(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
             let (dv_arg, t) = (e.arg("dv"), e.add(&sub.start, &r));
             e.accumulate(&dv_arg, &[&block.b, &t, &block.h, &j], &dv);
         });
-        let inner = e.sum(&block.dk, |e, i| {
+        let inner = e.sum_split(&block.dk, split(), |e, i| {
             let d = e.load(&block.ds, &[i, &jj]);
             let s0 = start_state(e, block, sub, i, &jj);
             e.mul(&d, &s0)
@@ -329,12 +327,11 @@ fn solve_backward(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
 /// Phase: `dM_rs = −dR_r·Δ_s` (`s < r`) and `dP_rs = scale Γ_rs dO_r·Δ_s` (`s ≤ r`).
 fn pair_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
     for_causal_pairs(e, &sub.len, |e, r, s| {
-        let zero = e.zero();
         let c0 = e.c0();
-        let sums = e.fold(&c0, &block.width, &[&zero, &zero], |e, jj, carried| {
-            let d = e.load(&tiles.delta, &[&s, &jj]);
-            let dr = e.load(&tiles.dr, &[&r, &jj]);
-            let j = e.add(&block.j0, &jj);
+        let sums = e.fold_sums(&c0, &block.width, split(), 2, |e, jj, carried| {
+            let d = e.load(&tiles.delta, &[&s, jj]);
+            let dr = e.load(&tiles.dr, &[&r, jj]);
+            let j = e.add(&block.j0, jj);
             let d_o = token(e, block, &sub.start, "dout", &r, &j);
             vec![e.fma(&dr, &d, &carried[0]), e.fma(&d_o, &d, &carried[1])]
         });
@@ -353,15 +350,14 @@ fn query_key_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub)
         let c1 = e.c1();
         let through = e.add(&r, &c1);
         // Σ_j S₀_ij dO_rj, Σ_j D_ij Δ_rj, Σ_j S₀_ij dR_rj.
-        let zero = e.zero();
         let c0 = e.c0();
-        let reads = e.fold(&c0, &block.width, &[&zero, &zero, &zero], |e, jj, carried| {
-            let s0 = start_state(e, block, sub, &i, &jj);
-            let j = e.add(&block.j0, &jj);
+        let reads = e.fold_sums(&c0, &block.width, split(), 3, |e, jj, carried| {
+            let s0 = start_state(e, block, sub, &i, jj);
+            let j = e.add(&block.j0, jj);
             let d_o = token(e, block, &sub.start, "dout", &r, &j);
-            let d = e.load(&block.ds, &[&i, &jj]);
-            let delta = e.load(&tiles.delta, &[&r, &jj]);
-            let dr = e.load(&tiles.dr, &[&r, &jj]);
+            let d = e.load(&block.ds, &[&i, jj]);
+            let delta = e.load(&tiles.delta, &[&r, jj]);
+            let dr = e.load(&tiles.dr, &[&r, jj]);
             vec![e.fma(&s0, &d_o, &carried[0]), e.fma(&d, &delta, &carried[1]), e.fma(&s0, &dr, &carried[2])]
         });
         let grown = growth(e, block, tiles, &r);
@@ -413,17 +409,16 @@ fn row_gradients(e: &mut Builder, block: &Block, spec: &ScanSpec, tiles: &Tiles,
     e.for_threads(&sub.len, |e, r| {
         let grown = growth(e, block, tiles, &r);
         // Σ_j dR_rj v_rj, Σ_j dR_rj X_rj, Σ_j Y_rj dO_rj, Σ_j Z_rj Δ_rj.
-        let zero = e.zero();
         let c0 = e.c0();
-        let sums = e.fold(&c0, &block.width, &[&zero, &zero, &zero, &zero], |e, jj, carried| {
-            let j = e.add(&block.j0, &jj);
-            let dr = e.load(&tiles.dr, &[&r, &jj]);
+        let sums = e.fold_sums(&c0, &block.width, split(), 4, |e, jj, carried| {
+            let j = e.add(&block.j0, jj);
+            let dr = e.load(&tiles.dr, &[&r, jj]);
             let v = token(e, block, &sub.start, "v", &r, &j);
-            let x = e.load(&tiles.x, &[&r, &jj]);
-            let y = e.load(&tiles.y, &[&r, &jj]);
+            let x = e.load(&tiles.x, &[&r, jj]);
+            let y = e.load(&tiles.y, &[&r, jj]);
             let d_o = token(e, block, &sub.start, "dout", &r, &j);
-            let z = e.load(&tiles.z, &[&r, &jj]);
-            let delta = e.load(&tiles.delta, &[&r, &jj]);
+            let z = e.load(&tiles.z, &[&r, jj]);
+            let delta = e.load(&tiles.delta, &[&r, jj]);
             vec![
                 e.fma(&dr, &v, &carried[0]),
                 e.fma(&dr, &x, &carried[1]),
@@ -500,7 +495,7 @@ fn end_state_inner(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) -> 
     let grown = growth(e, block, tiles, &end);
     let kept = e.mul(&grown, &kept);
     let written = e.sum(&sub.len, |e, s| {
-        let zd = e.sum(&block.width, |e, jj| {
+        let zd = e.sum_split(&block.width, split(), |e, jj| {
             let z = e.load(&tiles.z, &[s, jj]);
             let d = e.load(&tiles.delta, &[s, jj]);
             e.mul(&z, &d)
@@ -525,15 +520,14 @@ fn decay_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
 fn carry_state_gradient(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
     for_grid(e, &block.dk, &block.width, |e, i, jj| {
         let j = e.add(&block.j0, &jj);
-        let zero = e.zero();
         let c0 = e.c0();
-        let sums = e.fold(&c0, &sub.len, &[&zero, &zero], |e, r, carried| {
-            let grown = growth(e, block, tiles, &r);
-            let q = token(e, block, &sub.start, "q", &r, &i);
-            let d_o = token(e, block, &sub.start, "dout", &r, &j);
-            let k = token(e, block, &sub.start, "k", &r, &i);
-            let dr = e.load(&tiles.dr, &[&r, &jj]);
-            let beta = beta(e, block, sub, &r);
+        let sums = e.fold_sums(&c0, &sub.len, split(), 2, |e, r, carried| {
+            let grown = growth(e, block, tiles, r);
+            let q = token(e, block, &sub.start, "q", r, &i);
+            let d_o = token(e, block, &sub.start, "dout", r, &j);
+            let k = token(e, block, &sub.start, "k", r, &i);
+            let dr = e.load(&tiles.dr, &[r, &jj]);
+            let beta = beta(e, block, sub, r);
             let q = e.mul(&grown, &q);
             let k = e.mul(&grown, &k);
             let k = e.mul(&beta, &k);

@@ -23,7 +23,7 @@
 //! 4. `D_c ← e^{G_last,c} D_c + scale Σ_r e^{G_rc} q_rc dO_r`.
 
 use super::scratch::{Sub, start_state, store_end_state, walk_sub_chunks};
-use super::{Block, add_query_key_gradients, channel, for_causal_pairs, for_grid, output_value_dot, token};
+use super::{Block, add_query_key_gradients, channel, for_causal_pairs, for_grid, output_value_dot, split, token};
 use crate::emit::{Builder, Scalar, Value};
 
 /// The most tokens a sub-chunk takes for a key width `dk`: 32, 16 or 8, the longest
@@ -152,7 +152,7 @@ fn cumulative_decays(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
 /// Phase: `P_rs` and `dP_rs` for `s ≤ r` (the masked triangle is never read).
 fn scores(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
     for_causal_pairs(e, &sub.len, |e, r, s| {
-        let qk = e.sum(&block.dk, |e, c| {
+        let qk = e.sum_split(&block.dk, split(), |e, c| {
             let q = token(e, block, &sub.start, "q", &r, c);
             let k = token(e, block, &sub.start, "k", &s, c);
             let decay = decay_between(e, tiles, &r, &s, c);
@@ -176,7 +176,7 @@ fn value_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
             let d_o = token(e, block, &sub.start, "dout", r, &j);
             e.mul(&p, &d_o)
         });
-        let carried = e.sum(&block.dk, |e, c| {
+        let carried = e.sum_split(&block.dk, split(), |e, c| {
             let k = token(e, block, &sub.start, "k", &s, c);
             let decay = e.load(&tiles.to_end, &[&s, c]);
             let d = e.load(&block.ds, &[c, &jj]);
@@ -192,7 +192,7 @@ fn value_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
 /// `e^{G_last,c − G_rc} Σ_j D_cj v_rj`: the share of `dk_rc` from the state after the
 /// chunk.
 fn carried_key_gradient(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub, r: &Value, c: &Value) -> Value {
-    let read = e.sum(&block.width, |e, jj| {
+    let read = e.sum_split(&block.width, split(), |e, jj| {
         let j = channel(e, block, jj);
         let d = e.load(&block.ds, &[c, jj]);
         let v = token(e, block, &sub.start, "v", r, &j);
@@ -208,7 +208,7 @@ fn carried_key_gradient(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub
 fn key_channel_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub) {
     e.for_threads(&block.dk, |e, c| {
         let end = last(e, sub);
-        let kept = e.sum(&block.width, |e, jj| {
+        let kept = e.sum_split(&block.width, split(), |e, jj| {
             let d = e.load(&block.ds, &[&c, jj]);
             let s0 = start_state(e, block, sub, &c, jj);
             e.mul(&d, &s0)
@@ -242,7 +242,7 @@ fn key_channel_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Su
 
 /// `(dq_rc, dk_rc)` over the block's value channels.
 fn token_gradients(e: &mut Builder, block: &Block, tiles: &Tiles, sub: &Sub, r: &Value, c: &Value) -> (Value, Value) {
-    let from_state = e.sum(&block.width, |e, jj| {
+    let from_state = e.sum_split(&block.width, split(), |e, jj| {
         let j = channel(e, block, jj);
         let s0 = start_state(e, block, sub, c, jj);
         let d_o = token(e, block, &sub.start, "dout", r, &j);
