@@ -4,8 +4,8 @@
 Reads the verdicts `hybc sweep` wrote into each `measured/<grid>/results.md` ("The
 paper's claims" and "The update rule" tables) and prints a markdown table of them, the
 one at the top of this directory's README: `·` where the report says the grid does not
-test the claim, `–` where the report has no line for it (written before the line
-existed). Grids that test none of the claims are left out. Run from anywhere: `python3 examples/study/claims.py`.
+test the claim, `–` where the report has no line for it (the update-rule line is
+judged on recall grids only, and reports written before it was added lack it). Grids that test none of the claims are left out. Run from anywhere: `python3 examples/study/claims.py`.
 """
 
 import pathlib
