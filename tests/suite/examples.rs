@@ -388,3 +388,24 @@ fn gpu_conv_retnet_is_gpu_hybs_retnet_with_a_convolution() {
         assert!(spelled.len() > preset.len(), "the convolution's parameters");
     }
 }
+
+/// The study README's table of the claims across the grids is what
+/// `examples/study/claims.py` prints from the measured reports today: a report
+/// re-written, or a grid added, without the table refreshed fails here.
+#[test]
+fn the_study_readme_holds_the_claims_table_of_its_reports() {
+    let output = std::process::Command::new("python3")
+        .arg(root().join("examples/study/claims.py"))
+        .output()
+        .expect("python3 runs (scripts/setup.sh installs it)");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = String::from_utf8(output.stdout).expect("UTF-8");
+    let readme = std::fs::read_to_string(root().join("examples/study/README.md")).expect("the study README");
+    let start = readme.find("| grid | recall rises with attention |").expect("the claims table in the README");
+    let table = readme[start..].split("\n\n").next().expect("a table");
+    assert_eq!(
+        table.trim_end(),
+        printed.trim_end(),
+        "run `python3 examples/study/claims.py` and put its table in examples/study/README.md"
+    );
+}
