@@ -267,16 +267,12 @@ pub fn block_threads_switch() -> Result<Option<u64>, String> {
     THREADS.check()
 }
 
-static THREADS: ProcessSwitch = ProcessSwitch::new("HYB_CHUNKED_THREADS", BLOCK_THREADS, read_block_threads);
-
-/// `HYB_CHUNKED_THREADS` as the environment holds it now.
-fn read_block_threads() -> Result<Option<u64>, String> {
-    let Ok(text) = std::env::var("HYB_CHUNKED_THREADS") else { return Ok(None) };
-    match text.trim().parse::<u64>() {
-        Ok(n @ (64 | 128 | 256 | 512)) => Ok(Some(n)),
-        _ => Err(format!("HYB_CHUNKED_THREADS=`{text}`: expected 64, 128, 256 or 512 threads a block")),
-    }
-}
+static THREADS: ProcessSwitch = ProcessSwitch::new(
+    "HYB_CHUNKED_THREADS",
+    BLOCK_THREADS,
+    |n| matches!(n, 64 | 128 | 256 | 512),
+    "64, 128, 256 or 512 threads a block",
+);
 
 /// A measurement switch that codegen and the launch both read: taken from the
 /// environment once a process (so a launch reads no environment, and the count a kernel
@@ -285,26 +281,37 @@ fn read_block_threads() -> Result<Option<u64>, String> {
 pub struct ProcessSwitch {
     name: &'static str,
     default: u64,
-    read: fn() -> Result<Option<u64>, String>,
+    accepts: fn(u64) -> bool,
+    expected: &'static str,
     taken: std::sync::OnceLock<u64>,
 }
 
 impl ProcessSwitch {
-    /// The switch `name`, `default` when unset, its text parsed by `read`.
-    pub const fn new(name: &'static str, default: u64, read: fn() -> Result<Option<u64>, String>) -> Self {
-        ProcessSwitch { name, default, read, taken: std::sync::OnceLock::new() }
+    /// The switch `name`, `default` when unset; a count `accepts` refuses, or text that
+    /// is no count, is an error saying it `expected` this.
+    pub const fn new(name: &'static str, default: u64, accepts: fn(u64) -> bool, expected: &'static str) -> Self {
+        ProcessSwitch { name, default, accepts, expected, taken: std::sync::OnceLock::new() }
     }
 
     /// The value this process takes (read on first use).
     pub fn value(&self) -> u64 {
         // A malformed switch never gets here: `hyb_driver::codegen` refuses it first.
-        *self.taken.get_or_init(|| (self.read)().ok().flatten().unwrap_or(self.default))
+        *self.taken.get_or_init(|| self.read().ok().flatten().unwrap_or(self.default))
+    }
+
+    /// The switch as the environment holds it now: none when unset.
+    fn read(&self) -> Result<Option<u64>, String> {
+        let Ok(text) = std::env::var(self.name) else { return Ok(None) };
+        match text.trim().parse::<u64>() {
+            Ok(n) if (self.accepts)(n) => Ok(Some(n)),
+            _ => Err(format!("{}=`{text}`: expected {}", self.name, self.expected)),
+        }
     }
 
     /// The environment's value now, an error where it is malformed or differs from the
     /// value this process already took.
     pub fn check(&self) -> Result<Option<u64>, String> {
-        let asked = (self.read)()?;
+        let asked = self.read()?;
         match self.taken.get() {
             Some(&taken) if asked.unwrap_or(self.default) != taken => {
                 Err(format!("{} changed after this process's kernels took {taken}: start a new process", self.name))

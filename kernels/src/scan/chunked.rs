@@ -56,16 +56,8 @@ pub fn split_switch() -> Result<Option<u64>, String> {
     SPLIT_SWITCH.check()
 }
 
-static SPLIT_SWITCH: ProcessSwitch = ProcessSwitch::new("HYB_CHUNKED_SPLIT", SPLIT, read_split);
-
-/// `HYB_CHUNKED_SPLIT` as the environment holds it now.
-fn read_split() -> Result<Option<u64>, String> {
-    let Ok(text) = std::env::var("HYB_CHUNKED_SPLIT") else { return Ok(None) };
-    match text.trim().parse::<u64>() {
-        Ok(n) if [1, 2, 4].contains(&n) => Ok(Some(n)),
-        _ => Err(format!("HYB_CHUNKED_SPLIT=`{text}`: expected 1, 2 or 4 partial sums")),
-    }
-}
+static SPLIT_SWITCH: ProcessSwitch =
+    ProcessSwitch::new("HYB_CHUNKED_SPLIT", SPLIT, |n| matches!(n, 1 | 2 | 4), "1, 2 or 4 partial sums");
 
 /// Floats of shared memory a block may take: 48 KiB, CUDA's static limit.
 const SHARED_FLOATS: u64 = 12_288;
@@ -145,16 +137,12 @@ pub fn value_block_cap() -> Result<Option<u64>, String> {
     VALUE_BLOCK_CAP.check()
 }
 
-static VALUE_BLOCK_CAP: ProcessSwitch = ProcessSwitch::new("HYB_CHUNKED_VALUE_BLOCK", 64, read_value_block_cap);
-
-/// `HYB_CHUNKED_VALUE_BLOCK` as the environment holds it now.
-fn read_value_block_cap() -> Result<Option<u64>, String> {
-    let Ok(text) = std::env::var("HYB_CHUNKED_VALUE_BLOCK") else { return Ok(None) };
-    match text.trim().parse::<u64>() {
-        Ok(n) if (1..=64).contains(&n) => Ok(Some(n)),
-        _ => Err(format!("HYB_CHUNKED_VALUE_BLOCK=`{text}`: expected a count of value channels from 1 to 64")),
-    }
-}
+static VALUE_BLOCK_CAP: ProcessSwitch = ProcessSwitch::new(
+    "HYB_CHUNKED_VALUE_BLOCK",
+    64,
+    |n| (1..=64).contains(&n),
+    "a count of value channels from 1 to 64",
+);
 
 /// The blocks a (batch point, state head) takes: `dv` over [`value_block`].
 pub fn value_blocks(kind: Kind, dk: usize, dv: usize) -> usize {
