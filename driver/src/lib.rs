@@ -206,8 +206,8 @@ pub fn compile_program(model: &Model, target: Target, shape: Shape) -> Result<Bu
 /// measurement's register bounds (`HYB_MAXNREG_KERNELS`), chunked value blocks
 /// (`HYB_CHUNKED_VALUE_BLOCK`), threads a chunked block (`HYB_CHUNKED_THREADS`) and the
 /// chunked form's partial sums (`HYB_CHUNKED_SPLIT`; these three are taken once a
-/// process). [`codegen`] refuses a malformed value (so every
-/// caller, Python's too, does), never ignores it; `hybc` checks them at start as well.
+/// process). [`codegen`] refuses a malformed value (so every caller, Python's too,
+/// does), never ignores it; `hybc` checks them at start as well.
 pub fn check_switches() -> Result<(), String> {
     Target::check_form_switch().map_err(|e| e.to_string())?;
     hyb_kernels::gpu::register_overrides()?;

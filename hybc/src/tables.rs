@@ -435,9 +435,8 @@ fn search_note(config: &SweepConfig, lets: &[(String, String)], results: &[Resul
 const BARELY: f64 = 0.02;
 
 /// The note for a chosen rate whose held-out accuracy lies at or above chance + 5 points
-/// by less than [`BARELY`], with no other rate past the line: the cell counts as having
-/// learned, and its rate was chosen, on a transition one search run (or k, with
-/// `search_seeds`) barely made.
+/// by less than [`BARELY`]: the rate was chosen on a transition one search run (or k,
+/// with `search_seeds`) barely made.
 fn barely_learned(config: &SweepConfig, lets: &[(String, String)], results: &[Result]) -> Option<String> {
     let chosen = chosen_lr(config, lets, results)?;
     let (name, score) = crate::sweep::search_figure(config, lets, chosen, results)?;
