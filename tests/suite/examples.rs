@@ -11,6 +11,7 @@ const PURE_RECALL: &[&str] = &[
     "examples/study/distance_gdn.hyb",
     "examples/study/distance_gdn_1e3.hyb",
     "examples/study/distance_gdn_tie.hyb",
+    "examples/study/distance_long.hyb",
 ];
 
 #[test]
