@@ -14,7 +14,8 @@
 #   PART=threads (about 2 minutes): the chunked form's blocks of THREADS threads (256;
 #     `HYB_CHUNKED_THREADS`) against its 128, on MIXERS' 3:1 models (gdn retnet gla).
 #   PART=split (about 3 minutes): the chunked form's long sums in one chain
-#     (`HYB_CHUNKED_SPLIT=1`, the form before 2026-12-06) against its four partial sums,
+#     (`HYB_CHUNKED_SPLIT=1`, its default) against four partial sums (`=4`; measured
+#     slower on 2026-12-06, docs/CHUNKED_SCAN.md),
 #     on MIXERS' 3:1 models (gdn retnet gla deltanet hgrn2).
 #   PART=kernels (about 2 minutes): one layer at the anchors' kernel shape (B 4,
 #     T 4096, 16 heads of 128: bench/gpu/kernel_{gla,deltanet,gdn}.hyb, chunks of 64)
@@ -72,7 +73,7 @@ elif [ "$PART" = threads ]; then
   cat "$OUT/threads/env_ab.txt" >> "$OUT/summary.txt" 2>/dev/null
 elif [ "$PART" = split ]; then
   rm -rf /tmp/ab
-  OUT=$OUT/split VERIFY= HYBC=$bin/hybc A="HYB_GPU_FORM=chunked HYB_CHUNKED_SPLIT=1" B="HYB_GPU_FORM=chunked" \
+  OUT=$OUT/split VERIFY= HYBC=$bin/hybc A="HYB_GPU_FORM=chunked HYB_CHUNKED_SPLIT=1" B="HYB_GPU_FORM=chunked HYB_CHUNKED_SPLIT=4" \
     MIXERS="${MIXERS:-gdn retnet gla deltanet hgrn2}" PROFILE_MIXER=${PROFILE_MIXER:-gdn} ROUNDS=1 STEPS=${STEPS:-30} \
     timeout "${AB_S:-200}" bash bench/gpu/env_ab.sh > "$OUT/split.out" 2>&1
   elapsed "chunked sums in one chain (A) against four partial sums (B)" $?

@@ -237,7 +237,7 @@ fn each_key_takes_its_gpu_form() {
     assert!(text(&wide.stdout).contains(".maxntid 256"), "blocks of 256 threads");
     let odd = hybc_with(&gdn, &[("HYB_CHUNKED_THREADS", "100")]);
     assert_eq!(odd.status.code(), Some(2), "{}", text(&odd.stderr));
-    // A measurement's partial sums: one is the form before (one loop a sum), four add
+    // A measurement's partial sums: one is the default (one loop a sum), four add
     // the grouped loops; a count not offered is refused.
     let summed = |split: &str| {
         let out = hybc_with(&gdn_mlir, &[("HYB_GPU_FORM", "chunked"), ("HYB_CHUNKED_SPLIT", split)]);

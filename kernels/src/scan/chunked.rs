@@ -38,14 +38,16 @@ pub const MAX_CHUNK: u64 = 64;
 
 /// The partial sums a thread keeps for each long sum of a phase (over key or value
 /// channels, or a sub-chunk's tokens), unless `HYB_CHUNKED_SPLIT` says otherwise
-/// ([`split`]): with one, every add waits on the one before and each iteration's loads
-/// on the loop (the PTX of the form before: loops unrolled twice, one chain of adds),
-/// and a block of a few warps (about one a multiprocessor at the study's shape) has
-/// little else to hide that latency with ([`Builder::fold_sums`]).
-pub const SPLIT: u64 = 4;
+/// ([`split`]): one, a chain of adds each waiting on the one before. Four partial sums
+/// ([`Builder::fold_sums`]: an iteration's loads independent of the other partials'
+/// adds) were the default for a day and measured slower on an H100 (2026-12-06,
+/// `bench/gpu/chunked_check.sh PART=split`, the study's 3:1 models): GatedDeltaNet's
+/// step 4.6 % slower (its reverse scan 11 %: the delta rule's folds spill more), RetNet's
+/// 0.6 % (within the runs' spread); docs/CHUNKED_SCAN.md, "Partial sums".
+pub const SPLIT: u64 = 1;
 
 /// The partial sums of the chunked form's long sums: [`SPLIT`], or the measurement
-/// switch `HYB_CHUNKED_SPLIT=1|2|4` (1 is the form before). Read once a process
+/// switch `HYB_CHUNKED_SPLIT=1|2|4`. Read once a process
 /// ([`ProcessSwitch`]); codegen alone reads it.
 pub fn split() -> u64 {
     SPLIT_SWITCH.value()
