@@ -117,6 +117,14 @@ pub fn judge(lets: &[(String, String)], results: &[Result]) -> Option<Judgement>
     Some(Judgement { best, chance, held_out, seeds })
 }
 
+/// The judgement of the cell's search alone, its measured seeds left out: what the
+/// search's own choices (its extension, its note) go by, so that a seed that learns
+/// later neither reopens a settled search nor reads as the search's window.
+pub fn judge_search(lets: &[(String, String)], results: &[Result]) -> Option<Judgement> {
+    let search: Vec<Result> = results.iter().filter(|r| r.phase == Phase::Search).cloned().collect();
+    judge(lets, &search)
+}
+
 /// A run's held-out accuracy (not a perplexity).
 fn held_out(run: &Result) -> Option<f64> {
     run.held_out.as_ref().filter(|(name, _)| !is_perplexity(name)).map(|(_, figure)| *figure)

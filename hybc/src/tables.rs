@@ -476,8 +476,12 @@ fn chosen_learned_last(config: &SweepConfig, lets: &[(String, String)], results:
 /// an edge.
 fn window_note(config: &SweepConfig, lets: &[(String, String)], results: &[Result]) -> String {
     let Some(scores) = crate::sweep::search_scores(config, lets, results) else { return String::new() };
-    if crate::learned::judge(lets, results).is_some_and(|j| !j.learned()) {
-        return "no rate learned: every held-out score near chance".into();
+    // The search's own scores decide its note, as they decide its extension: a seed
+    // that learned after it does not make an edge among rates at chance a window.
+    if crate::learned::judge_search(lets, results).is_some_and(|j| !j.learned()) {
+        let seeds = crate::learned::judge(lets, results).is_some_and(|j| j.learned());
+        let later = if seeds { " (a measured seed learned after it)" } else { "" };
+        return format!("no rate learned: every held-out score near chance{later}");
     }
     let argmax = crate::sweep::choose(&scores);
     let chosen = chosen_lr(config, lets, results);
@@ -778,6 +782,27 @@ mod tests {
         assert!(!super::search_note(&config, &lets, &clear).contains("the choice rests on"));
         let none = [search(1e-3, 0.127), search(3.16e-3, 0.15)];
         assert_eq!(super::search_note(&config, &lets, &none), "no rate learned: every held-out score near chance");
+    }
+
+    /// A search whose rates all stayed at chance says so even when a measured seed at
+    /// its chosen rate learned after it (as `gpu.hyb`'s GLA 3:1 did), rather than asking
+    /// to widen a window it never found; the extension goes by the search alone too.
+    #[test]
+    fn a_seed_that_learns_after_a_search_at_chance_does_not_make_a_window() {
+        let config = SweepConfig { extend: 2, ..gdn_protocol(vec![1e-3, 3.16e-3]) };
+        let lets = vec![("linear".to_string(), "gdn".to_string())];
+        let mut runs = vec![gdn_search(&config, 1e-3, 0.14), gdn_search(&config, 3.16e-3, 0.13)];
+        let mut seed = crate::learned::tests::run("gdn", Phase::Seed, None, 0.6);
+        seed.lr = 1e-3;
+        runs.push(seed);
+        assert_eq!(
+            super::search_note(&config, &lets, &runs),
+            "no rate learned: every held-out score near chance (a measured seed learned after it)"
+        );
+        assert_eq!(crate::sweep::extension(&config, &lets, &runs).rates, Vec::<f64>::new());
+        // The same search with its lowest rate above the line extends a step below it.
+        runs[0] = gdn_search(&config, 1e-3, 0.5);
+        assert_eq!(crate::sweep::extension(&config, &lets, &runs).rates, vec![3.16e-4]);
     }
 
     /// A search whose best score is shared names the rates it ties with, rather than

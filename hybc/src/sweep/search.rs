@@ -165,10 +165,7 @@ pub fn extension(config: &SweepConfig, lets: &[(String, String)], finished: &[Re
     // Judged on the search alone: a seed that learns later must not reopen a settled
     // search (and take its cell's rate back from the seeds). Only asked where the best
     // lies at an end.
-    let learned = || {
-        let search: Vec<Result> = finished.iter().filter(|r| r.phase == Phase::Search).cloned().collect();
-        crate::learned::judge(lets, &search).is_none_or(|j| j.learned())
-    };
+    let learned = || crate::learned::judge_search(lets, finished).is_none_or(|j| j.learned());
     while added.len() < config.extend {
         let Some(scores) = scores_at(config, lets, &rates, finished) else { return waiting(added) };
         let next = pick(config, lets, &scores, finished).and_then(|best| beyond(&config.lrs, &rates, best));
