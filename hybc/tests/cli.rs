@@ -1146,6 +1146,38 @@ fn assert_png(path: &Path) {
     assert_eq!((width, height), (1280, 800), "{}", path.display());
 }
 
+/// A let holding a whole schedule sweeps pure stacks beside hybrids (what the paper's
+/// gain from attention compares, and `attn_every` cannot reach: a rule selecting no
+/// layer is an error); each run's share of attention comes from its model, 0 for the
+/// pure stack.
+#[test]
+fn a_sweep_sets_pure_stacks_beside_hybrids() {
+    let dir = scratch("sweep_stacks");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("stacks.hyb");
+    std::fs::write(
+        &file,
+        "mixer gdn = gated_deltanet(heads: 2, head_dim: 16, expand_v: 1)\nmixer attn = attention(heads: 2)\n\
+         let linear = gdn\nlet pure = linear × 4\nlet hybrid = linear × 4 with attn every 2\nlet stack = hybrid\n\
+         model {\n vocab = 64\n d_model = 32\n layers = stack\n}\n\
+         train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 2\n steps = 2\n}\n\
+         eval {\n mqar(seq_len: 32, pairs: 4)\n samples = 8\n batch = 4\n}\n\
+         sweep {\n stack = [pure, hybrid]\n seeds = 1\n}\n",
+    )
+    .expect("writable");
+    let out = dir.join("runs");
+    let listed = sweep_with(&file, &out, &["--list"]);
+    assert!(listed.contains("\tto run\tstack=pure,seed=0\n") && listed.contains("\tstack=hybrid,seed=0\n"), "{listed}");
+    sweep_with(&file, &out, &[]);
+    let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
+    let mut rows = csv.lines().map(|line| line.split(',').map(|f| f.trim_matches('"')).collect::<Vec<_>>());
+    let header = rows.next().expect("a header");
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("{name}: {csv}"));
+    let (stack, share) = (column("stack"), column("attention_share"));
+    let shares: Vec<(String, String)> = rows.map(|row| (row[stack].to_string(), row[share].to_string())).collect();
+    assert_eq!(shares, [("pure".into(), "0".into()), ("hybrid".into(), "0.5".into())], "{csv}");
+}
+
 /// A sweep over a name that is no let is an error pointing at it.
 #[test]
 fn sweep_refuses_an_unknown_name() {
