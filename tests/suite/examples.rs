@@ -12,6 +12,7 @@ const PURE_RECALL: &[&str] = &[
     "examples/study/distance_gdn_1e3.hyb",
     "examples/study/distance_gdn_tie.hyb",
     "examples/study/distance_long.hyb",
+    "examples/study/gains_pure_long.hyb",
 ];
 
 #[test]
