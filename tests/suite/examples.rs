@@ -14,6 +14,7 @@ const PURE_RECALL: &[&str] = &[
     "examples/study/distance_long.hyb",
     "examples/study/gains_pure_long.hyb",
     "examples/study/hgrn2_pure_bound.hyb",
+    "examples/study/hgrn2_untied.hyb",
 ];
 
 #[test]
