@@ -15,6 +15,7 @@ const PURE_RECALL: &[&str] = &[
     "examples/study/gains_pure_long.hyb",
     "examples/study/hgrn2_pure_bound.hyb",
     "examples/study/hgrn2_untied.hyb",
+    "examples/study/hgrn2_parts.hyb",
 ];
 
 #[test]
