@@ -1170,12 +1170,19 @@ fn a_sweep_sets_pure_stacks_beside_hybrids() {
     assert!(listed.contains("\tto run\tstack=pure,seed=0\n") && listed.contains("\tstack=hybrid,seed=0\n"), "{listed}");
     sweep_with(&file, &out, &[]);
     let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
-    let mut rows = csv.lines().map(|line| line.split(',').map(|f| f.trim_matches('"')).collect::<Vec<_>>());
-    let header = rows.next().expect("a header");
-    let column = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("{name}: {csv}"));
-    let (stack, share) = (column("stack"), column("attention_share"));
-    let shares: Vec<(String, String)> = rows.map(|row| (row[stack].to_string(), row[share].to_string())).collect();
+    let shares: Vec<(String, String)> =
+        csv_column(&csv, "stack").into_iter().zip(csv_column(&csv, "attention_share")).collect();
     assert_eq!(shares, [("pure".into(), "0".into()), ("hybrid".into(), "0.5".into())], "{csv}");
+}
+
+/// The column `name` of a sweep's results.csv, a field a row, quotes dropped (the lets'
+/// names and values are quoted).
+fn csv_column(csv: &str, name: &str) -> Vec<String> {
+    let fields = |line: &str| line.split(',').map(|f| f.trim_matches('"').to_string()).collect::<Vec<_>>();
+    let mut rows = csv.lines().map(fields);
+    let header = rows.next().expect("a header");
+    let column = header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no {name} column: {csv}"));
+    rows.map(|row| row[column].clone()).collect()
 }
 
 /// A sweep over a name that is no let is an error pointing at it.
@@ -1669,13 +1676,7 @@ fn sweep_reports_seeds_with_intervals() {
     let run = hybc(&["sweep", file.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")]);
     assert!(run.status.success(), "{}{}", text(&run.stdout), text(&run.stderr));
     let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
-    let header: Vec<&str> = csv.lines().next().expect("a header").split(',').collect();
-    let column = header.iter().position(|h| *h == "final_loss").expect("a final_loss column");
-    let losses: Vec<f64> = csv
-        .lines()
-        .skip(1)
-        .map(|line| line.split(',').nth(column).expect("a loss").parse().expect("a number"))
-        .collect();
+    let losses: Vec<f64> = csv_column(&csv, "final_loss").iter().map(|l| l.parse().expect("a number")).collect();
     assert_eq!(losses.len(), 3, "{csv}");
     let mean = losses.iter().sum::<f64>() / 3.0;
     let sd = (losses.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
