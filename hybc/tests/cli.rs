@@ -40,6 +40,16 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// A scratch directory `dir` holding one `.hyb` file `name` with `source` (a sweep
+/// test's grid, whose runs go beside it). Returns the directory and the file.
+fn grid_file(dir: &str, name: &str, source: impl AsRef<[u8]>) -> (PathBuf, PathBuf) {
+    let dir = scratch(dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let file = dir.join(name);
+    std::fs::write(&file, source).expect("writable");
+    (dir, file)
+}
+
 #[test]
 fn check_exit_codes() {
     let ok = hybc(&["check", "examples/paper/gdn_r3.hyb", "examples/sketch.hyb"]);
@@ -857,19 +867,16 @@ fn export_writes_an_fla_directory() {
 /// finds every run done.
 #[test]
 fn sweep_runs_the_grid_and_resumes() {
-    let dir = scratch("sweep");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("grid.hyb");
-    std::fs::write(
-        &file,
+    let (dir, file) = grid_file(
+        "sweep",
+        "grid.hyb",
         "mixer gdn = gated_deltanet(heads: 2, head_dim: 16, expand_v: 1)\nmixer gla = gla(heads: 2)\n\
          mixer attn = attention(heads: 2)\nlet linear = gdn\nlet attn_every = 2\n\
          model {\n vocab = 64\n d_model = 32\n layers = linear × 4 with attn every attn_every\n}\n\
          train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 2\n steps = 2\n}\n\
          eval {\n mqar(seq_len: 32, pairs: 4)\n samples = 8\n batch = 4\n}\n\
          sweep {\n linear = [gdn, gla]\n attn_every = [2, 4]\n lr = [1e-3, 3e-3]\n seeds = 1\n}\n",
-    )
-    .expect("writable");
+    );
     let out = dir.join("runs");
     let args = ["sweep", file.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")];
     let with = |extra: &[&str]| sweep_with(&file, &out, extra);
@@ -962,18 +969,15 @@ fn sweep_runs_the_grid_and_resumes() {
 /// else trains in a wave of its own.
 #[test]
 fn a_refined_search_runs_in_three_waves() {
-    let dir = scratch("sweep_refine");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("refine.hyb");
-    std::fs::write(
-        &file,
+    let (dir, file) = grid_file(
+        "sweep_refine",
+        "refine.hyb",
         "mixer gdn = gated_deltanet(heads: 2, head_dim: 16, expand_v: 1)\nmixer attn = attention(heads: 2)\n\
          let linear = gdn\nmodel {\n vocab = 64\n d_model = 32\n layers = linear × 2 with attn every 2\n}\n\
          train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 2\n steps = 2\n}\n\
          eval {\n mqar(seq_len: 32, pairs: 4)\n samples = 8\n batch = 4\n}\n\
          sweep {\n linear = [gdn]\n lr = [1e-3, 1e-2]\n seeds = 1\n lr_refine = true\n lr_extend = 1\n}\n",
-    )
-    .expect("writable");
+    );
     let out = dir.join("runs");
     let with = |extra: &[&str]| sweep_with(&file, &out, extra);
     let listed = with(&["--list"]);
@@ -1025,19 +1029,16 @@ fn a_refined_search_runs_in_three_waves() {
 /// its wall time.
 #[test]
 fn a_time_limit_starts_only_runs_that_fit() {
-    let dir = scratch("sweep_time_limit");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("timed.hyb");
-    std::fs::write(
-        &file,
+    let (dir, file) = grid_file(
+        "sweep_time_limit",
+        "timed.hyb",
         "mixer gdn = gated_deltanet(heads: 2, head_dim: 16, expand_v: 1)\nmixer gla = gla(heads: 2)\n\
          mixer attn = attention(heads: 2)\nlet linear = gdn\n\
          model {\n vocab = 64\n d_model = 32\n layers = linear × 2 with attn every 2\n}\n\
          train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 2\n steps = 2\n}\n\
          eval {\n mqar(seq_len: 32, pairs: 4)\n samples = 8\n batch = 4\n}\n\
          sweep {\n linear = [gdn, gla]\n}\n",
-    )
-    .expect("writable");
+    );
     let out = dir.join("runs");
     let with = |extra: &[&str]| sweep_with(&file, &out, extra);
     let passed = with(&["--time-limit", "0s"]);
@@ -1077,19 +1078,16 @@ fn a_time_limit_starts_only_runs_that_fit() {
 /// 150 s, while one shard can start its first run.
 #[test]
 fn a_time_limit_starts_fewer_shards_where_more_runs_then_fit() {
-    let dir = scratch("sweep_time_limit_shards");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("timed.hyb");
-    std::fs::write(
-        &file,
+    let (dir, file) = grid_file(
+        "sweep_time_limit_shards",
+        "timed.hyb",
         "mixer gdn = gated_deltanet(heads: 2, head_dim: 16, expand_v: 1)\nmixer gla = gla(heads: 2)\n\
          mixer gla4 = gla(heads: 4)\nmixer attn = attention(heads: 2)\nlet linear = gdn\n\
          model {\n vocab = 64\n d_model = 32\n layers = linear × 2 with attn every 2\n}\n\
          train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 2\n steps = 2\n}\n\
          eval {\n mqar(seq_len: 32, pairs: 4)\n samples = 8\n batch = 4\n}\n\
          sweep {\n linear = [gdn, gla, gla4]\n}\n",
-    )
-    .expect("writable");
+    );
     let out = dir.join("runs");
     sweep_with(&file, &out, &["--shard", "0/3"]);
     let gdn = out.join("linear=gdn").join("result.json");
@@ -1152,19 +1150,16 @@ fn assert_png(path: &Path) {
 /// pure stack.
 #[test]
 fn a_sweep_sets_pure_stacks_beside_hybrids() {
-    let dir = scratch("sweep_stacks");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("stacks.hyb");
-    std::fs::write(
-        &file,
+    let (dir, file) = grid_file(
+        "sweep_stacks",
+        "stacks.hyb",
         "mixer gdn = gated_deltanet(heads: 2, head_dim: 16, expand_v: 1)\nmixer attn = attention(heads: 2)\n\
          let linear = gdn\nlet pure = linear × 4\nlet hybrid = linear × 4 with attn every 2\nlet stack = hybrid\n\
          model {\n vocab = 64\n d_model = 32\n layers = stack\n}\n\
          train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 2\n steps = 2\n}\n\
          eval {\n mqar(seq_len: 32, pairs: 4)\n samples = 8\n batch = 4\n}\n\
          sweep {\n stack = [pure, hybrid]\n seeds = 1\n}\n",
-    )
-    .expect("writable");
+    );
     let out = dir.join("runs");
     let listed = sweep_with(&file, &out, &["--list"]);
     assert!(listed.contains("\tto run\tstack=pure,seed=0\n") && listed.contains("\tstack=hybrid,seed=0\n"), "{listed}");
@@ -1344,18 +1339,15 @@ fn fake_result(dir: &Path, lets: &[(&str, &str)], phase: &str, lr: f64, seed: u6
 /// 1:1, RetNet 2.
 #[test]
 fn sweep_chooses_the_rate_on_held_out_scores_not_test_scores() {
-    let dir = scratch("sweep_choice");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("choice.hyb");
-    std::fs::write(
-        &file,
+    let (dir, file) = grid_file(
+        "sweep_choice",
+        "choice.hyb",
         "mixer gdn = gated_deltanet(heads: 2, head_dim: 16, expand_v: 1)\nmixer retnet = retnet(heads: 2)\n\
          mixer attn = attention(heads: 2)\nlet linear = gdn\nlet attn_every = 2\n\
          model {\n vocab = 64\n d_model = 32\n layers = linear × 4 with attn every attn_every\n}\n\
          train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 2\n steps = 2\n}\n\
          sweep {\n linear = [gdn, retnet]\n attn_every = [2, 4]\n lr = [1e-3, 1e-2]\n seeds = 3\n}\n",
-    )
-    .expect("writable");
+    );
     let out = dir.join("runs");
     let args = ["sweep", file.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")];
     let run = |extra: &str| {
@@ -1424,12 +1416,10 @@ fn sweep_chooses_the_rate_on_held_out_scores_not_test_scores() {
 /// run can make ends every run after its second evaluation, and the report is written.
 #[test]
 fn sweep_runs_a_miniature_study() {
-    let dir = scratch("mini_study");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("mini.hyb");
     let study = root().join("examples/study/recall.hyb");
-    std::fs::write(
-        &file,
+    let (dir, file) = grid_file(
+        "mini_study",
+        "mini.hyb",
         format!(
             "import \"{}\"\ntrain {{\n batch = 2\n schedule = constant()\n eval_every = 1\n}}\n\
              eval {{\n samples = 8\n batch = 4\n}}\n\
@@ -1437,8 +1427,7 @@ fn sweep_runs_a_miniature_study() {
              stop = plateau(patience: 1, min_delta: 0.5)\n}}\n",
             study.display()
         ),
-    )
-    .expect("writable");
+    );
     let out = dir.join("runs");
     let run = hybc(&["sweep", file.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")]);
     let stdout = text(&run.stdout);
@@ -1662,16 +1651,13 @@ fn trains_on_niah_with_a_depth_breakdown() {
 /// of the mean (Student's t, 2 degrees of freedom for 3 seeds), from the runs' own losses.
 #[test]
 fn sweep_reports_seeds_with_intervals() {
-    let dir = scratch("sweep_seeds");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("seeds.hyb");
-    std::fs::write(
-        &file,
+    let (dir, file) = grid_file(
+        "sweep_seeds",
+        "seeds.hyb",
         "mixer gla = gla(heads: 2)\nmodel {\n vocab = 64\n d_model = 32\n layers = gla × 1\n}\n\
          train {\n data = mqar(vocab: 64, seq_len: 32, pairs: 4)\n batch = 2\n steps = 2\n}\n\
          sweep {\n seeds = [1, 2, 3]\n}\n",
-    )
-    .expect("writable");
+    );
     let out = dir.join("runs");
     let run = hybc(&["sweep", file.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")]);
     assert!(run.status.success(), "{}{}", text(&run.stdout), text(&run.stderr));
@@ -1731,13 +1717,11 @@ fn keep_checkpoints_removes_older_ones() {
 /// block says it trains a copy task.
 #[test]
 fn a_new_run_says_where_it_writes_and_what_it_trains() {
-    let dir = scratch("second_run");
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(
-        dir.join("x.hyb"),
+    let (dir, _) = grid_file(
+        "second_run",
+        "x.hyb",
         "mixer attn = attention(heads: 2)\nmodel {\n vocab = 16\n d_model = 16\n layers = attn\n}\n",
-    )
-    .expect("writable");
+    );
     let train = || {
         let args = ["train", "x.hyb", "--steps", "1", "--batch", "1", "--seq-len", "8"];
         Command::new(env!("CARGO_BIN_EXE_hybc")).args(args).current_dir(&dir).output().expect("hybc runs")
