@@ -178,18 +178,36 @@ pub fn extension(config: &SweepConfig, lets: &[(String, String)], finished: &[Re
 }
 
 /// The rate past `best` where it is the lowest (highest) of `rates`: a step of the grid
-/// `lrs` at that end beyond it, to three significant digits; none where `best` lies
-/// inside.
+/// `lrs` at that end beyond it ([`step_from`]); none where `best` lies inside.
 fn beyond(lrs: &[f64], rates: &[f64], best: f64) -> Option<f64> {
     let mut grid = lrs.to_vec();
     ascending(&mut grid);
     let (low, high) = (rates.first()?, rates.last()?);
-    let next = match grid.as_slice() {
-        [first, second, ..] if best == *low => best * first / second,
-        [.., below, last] if best == *high => best * last / below,
-        _ => return None,
+    match grid.as_slice() {
+        [first, second, ..] if best == *low => Some(step_from(best, first / second)),
+        [.., below, last] if best == *high => Some(step_from(best, last / below)),
+        _ => None,
+    }
+}
+
+/// `best` times `ratio`, to three significant digits — in decades, where the step is a
+/// whole fraction of one (1/k: a `log_grid`'s, or a list in quarter decades) and `best`
+/// lies on that decade's grid, both to the three digits rates are written to: the rate
+/// such a grid lists there. So 1.78e-3 a quarter decade up is 3.16e-3, the rate
+/// `log_grid` and other grids name, not 1.78 × 1.78 = 3.17e-3, and an extension's run
+/// is named as the same run of another grid.
+fn step_from(best: f64, ratio: f64) -> f64 {
+    // Three significant digits are within 0.22 % of the value: 0.0022 of a decade.
+    const DIGITS: f64 = 0.0025;
+    let (at, step) = (best.log10(), ratio.log10());
+    let snapped = (1..=12).map(|k| k as f64).find(|k| (step.abs() * k - 1.0).abs() < 2.0 * DIGITS * k);
+    let next = match snapped {
+        Some(k) if (at * k - (at * k).round()).abs() < DIGITS * k => {
+            10f64.powf((at * k).round() / k + step.signum() / k)
+        }
+        _ => best * ratio,
     };
-    Some(hyb_compiler::sema::sweep::round3(next))
+    hyb_compiler::sema::sweep::round3(next)
 }
 
 /// A cell's (rate, held-out score) from its finished search runs, the refinement's
@@ -202,4 +220,23 @@ pub fn search_scores(config: &SweepConfig, lets: &[(String, String)], finished: 
 /// best by held-out score, or with `lr_tie` the largest of the rates tied with it.
 pub fn chosen_lr(config: &SweepConfig, lets: &[(String, String)], finished: &[Result]) -> Option<f64> {
     pick(config, lets, &search_scores(config, lets, finished)?, finished)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::step_from;
+
+    /// A step of a grid in whole fractions of a decade lands on that grid, whatever the
+    /// rounding of the rates it was read from; another step multiplies.
+    #[test]
+    fn a_step_past_an_end_lands_on_the_decade_grid() {
+        assert_eq!(step_from(1.78e-3, 1.78e-3 / 1e-3), 3.16e-3, "a quarter decade up, not 3.17e-3");
+        assert_eq!(step_from(1e-3, 1e-3 / 1.78e-3), 5.62e-4);
+        assert_eq!(step_from(5.62e-3, 5.62e-3 / 3.16e-3), 1e-2);
+        assert_eq!(step_from(3.16e-4, 3.16e-4 / 1e-3), 1e-4, "half a decade down");
+        assert_eq!(step_from(1e-2, 1e-2 / 3.16e-3), 3.16e-2);
+        assert_eq!(step_from(1e-3, 10.0), 1e-2, "a whole decade");
+        assert_eq!(step_from(3e-3, 3.0), 9e-3, "a step of 3 is no fraction of a decade");
+        assert_eq!(step_from(1.5e-3, 1.78), 2.67e-3, "off the grid: the ratio, rounded");
+    }
 }
