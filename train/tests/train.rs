@@ -342,7 +342,9 @@ fn the_loop_runs_as_ranks_that_stop_together() {
 
 /// A rank that fails tells the others why, and they stop with its reason: rank 1 trains
 /// two steps and fails; rank 0, waiting for it in step 3's collective, stops naming
-/// rank 1 and the reason (relayed over the group's connections), not a timeout.
+/// rank 1 and the reason (relayed over the group's connections), not a timeout. The
+/// collectives wait 10 s: the two ranks compile side by side, and on a loaded machine one
+/// reaches the first step seconds after the other (3 s timed out there).
 #[test]
 fn a_failed_rank_stops_the_others_with_its_reason() {
     use hyb_dist::{Config, Launch, Master, Source};
@@ -361,7 +363,7 @@ fn a_failed_rank_stops_the_others_with_its_reason() {
         exit_after: None,
     };
     let adamw = AdamW { lr: 3e-3, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.1, clip: Some(1.0) };
-    let collectives = hyb_dist::collective::threads::Threads::group(2, Duration::from_secs(3));
+    let collectives = hyb_dist::collective::threads::Threads::group(2, Duration::from_secs(10));
     let errors: Vec<Option<String>> = std::thread::scope(|s| {
         let handles: Vec<_> = collectives
             .into_iter()

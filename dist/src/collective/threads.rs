@@ -29,7 +29,8 @@ struct Round {
     number: u64,
     inputs: Vec<Option<(&'static str, Vec<f32>)>>,
     result: Option<std::result::Result<Arc<Vec<f32>>, String>>,
-    unread: usize,
+    /// Which ranks have taken the current result (all false until one is published).
+    taken: Vec<bool>,
 }
 
 impl Threads {
@@ -50,20 +51,22 @@ impl Threads {
     ) -> Result<Arc<Vec<f32>>> {
         let deadline = Instant::now() + self.timeout;
         let mut round = self.exchange.round.lock().unwrap();
-        round = self.wait(round, deadline, op, |r| r.result.is_none())?;
+        // The last round's result must have been taken by every rank before this one
+        // deposits: a rank still waiting there is held up by the slowest reader.
+        round = self.wait(round, deadline, op, "had not taken the last result", |r| r.result.is_none())?;
         let number = round.number;
         round.inputs[self.rank] = Some((op, values));
         if round.inputs.iter().all(Option::is_some) {
             let inputs: Vec<(&str, Vec<f32>)> = round.inputs.iter().map(|i| i.clone().unwrap()).collect();
             round.result =
                 Some(agree(&inputs).map(|()| Arc::new(combine(&inputs.into_iter().map(|i| i.1).collect::<Vec<_>>()))));
-            round.unread = self.world;
+            round.taken = vec![false; self.world];
             self.exchange.changed.notify_all();
         }
-        round = self.wait(round, deadline, op, |r| r.number == number && r.result.is_some())?;
+        round = self.wait(round, deadline, op, "did not arrive", |r| r.number == number && r.result.is_some())?;
         let result = round.result.clone().unwrap();
-        round.unread -= 1;
-        if round.unread == 0 {
+        round.taken[self.rank] = true;
+        if round.taken.iter().all(|t| *t) {
             round.result = None;
             round.inputs.iter_mut().for_each(|i| *i = None);
             round.number += 1;
@@ -72,20 +75,27 @@ impl Threads {
         result.map_err(Error::Collective)
     }
 
-    /// Waits until `ready`, or fails naming the ranks that have not deposited.
+    /// Waits until `ready`, or fails naming the ranks it waits for: those that have not
+    /// deposited ("did not arrive"), or, before depositing, those that have not taken
+    /// the last round's result.
     fn wait<'a>(
         &self,
         mut round: std::sync::MutexGuard<'a, Round>,
         deadline: Instant,
         op: &str,
+        what: &str,
         ready: impl Fn(&Round) -> bool,
     ) -> Result<std::sync::MutexGuard<'a, Round>> {
         while !ready(&round) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                let missing: Vec<usize> = (0..self.world).filter(|r| round.inputs[*r].is_none()).collect();
+                let waited_for = |r: &usize| match round.result {
+                    Some(_) => !round.taken[*r],
+                    None => round.inputs[*r].is_none(),
+                };
+                let missing: Vec<usize> = (0..self.world).filter(waited_for).collect();
                 return Err(Error::Collective(format!(
-                    "rank {}: {op} timed out after {:.1} s: {} did not arrive",
+                    "rank {}: {op} timed out after {:.1} s: {} {what}",
                     self.rank,
                     self.timeout.as_secs_f64(),
                     ranks(&missing)
