@@ -53,7 +53,7 @@ impl Threads {
         let mut round = self.exchange.round.lock().unwrap();
         // The last round's result must have been taken by every rank before this one
         // deposits: a rank still waiting there is held up by the slowest reader.
-        round = self.wait(round, deadline, op, "had not taken the last result", |r| r.result.is_none())?;
+        round = self.wait(round, deadline, op, |r| r.result.is_none())?;
         let number = round.number;
         round.inputs[self.rank] = Some((op, values));
         if round.inputs.iter().all(Option::is_some) {
@@ -63,7 +63,7 @@ impl Threads {
             round.taken = vec![false; self.world];
             self.exchange.changed.notify_all();
         }
-        round = self.wait(round, deadline, op, "did not arrive", |r| r.number == number && r.result.is_some())?;
+        round = self.wait(round, deadline, op, |r| r.number == number && r.result.is_some())?;
         let result = round.result.clone().unwrap();
         round.taken[self.rank] = true;
         if round.taken.iter().all(|t| *t) {
@@ -75,25 +75,22 @@ impl Threads {
         result.map_err(Error::Collective)
     }
 
-    /// Waits until `ready`, or fails naming the ranks it waits for: those that have not
-    /// deposited ("did not arrive"), or, before depositing, those that have not taken
-    /// the last round's result.
+    /// Waits until `ready`, or fails naming the ranks it waits for: while a result is
+    /// out, those that have not taken it; else those that have not deposited.
     fn wait<'a>(
         &self,
         mut round: std::sync::MutexGuard<'a, Round>,
         deadline: Instant,
         op: &str,
-        what: &str,
         ready: impl Fn(&Round) -> bool,
     ) -> Result<std::sync::MutexGuard<'a, Round>> {
         while !ready(&round) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                let waited_for = |r: &usize| match round.result {
-                    Some(_) => !round.taken[*r],
-                    None => round.inputs[*r].is_none(),
-                };
+                let out = round.result.is_some();
+                let waited_for = |r: &usize| if out { !round.taken[*r] } else { round.inputs[*r].is_none() };
                 let missing: Vec<usize> = (0..self.world).filter(waited_for).collect();
+                let what = if out { "had not taken the last result" } else { "did not arrive" };
                 return Err(Error::Collective(format!(
                     "rank {}: {op} timed out after {:.1} s: {} {what}",
                     self.rank,
